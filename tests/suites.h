@@ -1,0 +1,15 @@
+/* Every Check suite of the test binary; tests/test_main.c runs them all. */
+#ifndef RLHF_TEST_SUITES_H
+#define RLHF_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *rng_suite(void);
+Suite *env_suite(void);
+Suite *nn_suite(void);
+Suite *optim_suite(void);
+Suite *ppo_suite(void);
+Suite *hparams_suite(void);
+Suite *cli_suite(void);
+
+#endif

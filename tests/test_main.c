@@ -1,0 +1,49 @@
+/* The test binary: every suite in suites.h, run with Check.
+ *
+ *   build/run-tests            all suites
+ *   build/run-tests env nn     only the named suites
+ *
+ * RLHF_TEST_SCALE=asan (set by `make test-asan`) lets slow tests shrink their
+ * work where the sanitizers make them several times slower.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "suites.h"
+
+typedef struct named_suite {
+    const char *name;
+    Suite *(*make)(void);
+} named_suite;
+
+static const named_suite all_suites[] = {
+    {"rng", rng_suite},
+};
+
+static int wanted(const char *name, int argc, char **argv) {
+    if (argc < 2)
+        return 1;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    SRunner *runner = NULL;
+    for (size_t i = 0; i < sizeof all_suites / sizeof all_suites[0]; i++) {
+        if (!wanted(all_suites[i].name, argc, argv))
+            continue;
+        Suite *s = all_suites[i].make();
+        if (runner == NULL)
+            runner = srunner_create(s);
+        else
+            srunner_add_suite(runner, s);
+    }
+    if (runner == NULL)
+        return EXIT_FAILURE;
+    srunner_run_all(runner, CK_NORMAL);
+    int failed = srunner_ntests_failed(runner);
+    srunner_free(runner);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
