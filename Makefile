@@ -11,11 +11,13 @@
 # the heavy lifting is OpenBLAS, which picks its own kernels (AVX-512 here) at
 # run time, so a wider -march buys little and would tie the binary to newer
 # CPUs. Override with `make ARCH=native` for local experiments.
+# -fvect-cost-model=dynamic: -O2's default "very cheap" model leaves the
+# activation loops scalar; vectorising them made control PPO 1.9x faster.
 
 ARCH    ?= x86-64-v2
 BUILD   ?= build
 CC      ?= cc
-OPT     ?= -O2
+OPT     ?= -O2 -fvect-cost-model=dynamic
 SAN     ?=
 CFLAGS  := -std=c11 $(OPT) -march=$(ARCH) -g -Wall -Wextra -Werror -Wshadow \
            -Wstrict-prototypes -Wvla -D_GNU_SOURCE $(SAN) $(EXTRA_CFLAGS)

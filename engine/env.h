@@ -23,6 +23,7 @@ typedef struct env_spec {
     int32_t n_actions;         /* discrete actions 0..n_actions-1 */
     int32_t max_episode_steps; /* TimeLimit: truncate after this many steps */
     size_t state_bytes;        /* size of the opaque per-env state */
+    float max_step_reward;     /* no step pays more: bounds the best return still reachable */
     /* Draws an initial state from rng and writes the first observation. */
     void (*reset)(void *state, rng_state *rng, float *obs);
     /* Advances one step with a valid action; writes the next observation,

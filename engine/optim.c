@@ -1,0 +1,51 @@
+#include "optim.h"
+
+#include <math.h>
+#include <stddef.h>
+
+void adam_step(float *params, const float *grads, float *m, float *v, const uint8_t *decay_mask,
+               int64_t n, const adam_config *cfg, int64_t t) {
+    const float b1 = cfg->beta1, b2 = cfg->beta2;
+    const float bias1 = 1.0f - powf(b1, (float)t);
+    const float bias2_sqrt = sqrtf(1.0f - powf(b2, (float)t));
+    /* torch folds the corrections into the step size and the eps term:
+     * lr/bias1 · m / (sqrt(v)/sqrt(bias2) + eps) — same value, one division. */
+    const float step_size = cfg->lr / bias1;
+    const float decay = cfg->lr * cfg->weight_decay;
+    for (int64_t i = 0; i < n; i++) {
+        float g = grads[i];
+        if (decay != 0.0f && (decay_mask == NULL || decay_mask[i]))
+            params[i] -= decay * params[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        float denom = sqrtf(v[i]) / bias2_sqrt + cfg->eps;
+        params[i] -= step_size * m[i] / denom;
+    }
+}
+
+double grad_global_norm(const float *grads, int64_t n) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        sum += (double)grads[i] * grads[i];
+    return sqrt(sum);
+}
+
+double grad_clip_global_norm(float *grads, int64_t n, double max_norm) {
+    double norm = grad_global_norm(grads, n);
+    double coef = max_norm / (norm + 1e-6);
+    if (coef < 1.0) {
+        float scale = (float)coef;
+        for (int64_t i = 0; i < n; i++)
+            grads[i] *= scale;
+    }
+    return norm;
+}
+
+float lr_linear(float lr0, int64_t step, int64_t total_steps) {
+    if (total_steps <= 0)
+        return lr0;
+    double frac = 1.0 - (double)step / (double)total_steps;
+    if (frac < 0.0)
+        frac = 0.0;
+    return (float)(frac * lr0);
+}

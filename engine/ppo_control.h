@@ -1,0 +1,105 @@
+/* ppo_control — PPO (Schulman et al. 2017) on classic-control tasks, with the
+ * implementation details CleanRL documents (Huang et al. 2022, "The 37
+ * Implementation Details of PPO"): vectorised envs, GAE, per-minibatch
+ * advantage normalisation, clipped surrogate and value losses, entropy
+ * bonus, global gradient clipping, Adam with eps 1e-5, linear LR annealing,
+ * orthogonal init, optional target-KL early stop.
+ *
+ * Truncation (TimeLimit) is not termination: a truncated step bootstraps
+ * from V(final observation) (Pardo et al. 2018), a terminated one from 0.
+ */
+#ifndef RLHF_PPO_CONTROL_H
+#define RLHF_PPO_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hparams.h"
+#include "sink.h"
+
+typedef struct ppo_control_config {
+    char env[HPARAM_CHOICE_BYTES];
+    int64_t seed;
+    int64_t total_steps;
+    int64_t num_envs;
+    int64_t num_steps;
+    double learning_rate;
+    bool anneal_lr;
+    double gamma;
+    double gae_lambda;
+    int64_t num_minibatches;
+    int64_t update_epochs;
+    bool norm_adv;
+    double clip_coef;
+    bool clip_vloss;
+    double ent_coef;
+    double vf_coef;
+    double max_grad_norm;
+    double target_kl;
+    int64_t hidden_size;
+    int64_t hidden_layers;
+    char activation[HPARAM_CHOICE_BYTES];
+    bool shared_trunk;
+    double adam_eps;
+    int64_t eval_interval;
+    int64_t eval_episodes;
+    double target_return;
+} ppo_control_config;
+
+extern const hparam_table ppo_control_hparams;
+
+typedef struct ppo_control_result {
+    int64_t global_step;   /* env steps taken */
+    int64_t updates;       /* PPO updates done */
+    double episodic_return; /* mean of the last 100 training episodes */
+    double eval_return;    /* last complete greedy evaluation, NAN if none */
+    bool solved;           /* target_return reached by a greedy evaluation */
+    int64_t solved_step;   /* global_step when it was */
+    double wall_s;         /* seconds from start to the end (or to solving) */
+    bool stopped;          /* the sink asked to stop */
+} ppo_control_result;
+
+/* Checks what the table's per-key ranges cannot: the env exists,
+ * num_minibatches divides the rollout, target_return has evaluations. */
+int ppo_control_validate(const ppo_control_config *cfg, char *err, size_t errlen);
+
+/* Trains until total_steps, a solve (target_return), or the sink asks to
+ * stop. Returns 0, or -1 with a message in err. result may be NULL. */
+int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
+                      ppo_control_result *result, char *err, size_t errlen);
+
+/* ---- the math, exposed for tests --------------------------------------- */
+
+/* GAE (Schulman et al. 2016, eq. 16) over a time-major (T, N) rollout:
+ *   δ_t = r_t + γ (1 - terminated_t) V'_t - V_t
+ *   A_t = δ_t + γ λ (1 - ended_t) A_{t+1},   A_T = 0
+ *   R_t = A_t + V_t
+ * where V'_t (next_values) is the value of the state after step t within the
+ * same episode: V(s_{t+1}) normally, V(final observation) for a truncated
+ * step, ignored for a terminated one; ended_t = terminated_t or truncated_t
+ * cuts the recursion at episode boundaries. */
+void ppo_compute_gae(float *advantages, float *returns, const float *rewards, const float *values,
+                     const float *next_values, const uint8_t *terminated, const uint8_t *ended,
+                     int T, int N, float gamma, float lambda);
+
+/* Clipped surrogate (PPO eq. 7) as a loss to minimise, averaged over n:
+ *   L = mean_i max(-A_i r_i, -A_i clip(r_i, 1-ε, 1+ε)),  r_i = exp(newlogp_i - oldlogp_i)
+ * Returns L. */
+float ppo_policy_loss_forward(const float *newlogp, const float *oldlogp, const float *adv, int n,
+                              float clip);
+/* dnewlogp_i += scale · ∂L/∂newlogp_i: -A_i r_i / n where the unclipped
+ * term is the max, 0 where the clipped term is strictly larger (the ratio
+ * left the trust region in the direction the advantage rewards). */
+void ppo_policy_loss_backward(float *dnewlogp, const float *newlogp, const float *oldlogp,
+                              const float *adv, int n, float clip, float scale);
+
+/* Value loss 0.5 · mean (v - R)², or with clipping (CleanRL / OpenAI
+ * baselines) 0.5 · mean max((v - R)², (v_old + clip(v - v_old, ±ε) - R)²). */
+float ppo_value_loss_forward(const float *values, const float *old_values, const float *returns,
+                             int n, float clip, bool clip_vloss);
+void ppo_value_loss_backward(float *dvalues, const float *values, const float *old_values,
+                             const float *returns, int n, float clip, bool clip_vloss,
+                             float scale);
+
+#endif

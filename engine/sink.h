@@ -1,0 +1,59 @@
+/* sink — how training code reports to whoever runs it.
+ *
+ * Algorithms never print, write files or touch a database: they call the
+ * sink. The CLI's sink prints JSON lines; the daemon's (later) writes to
+ * SQLite. Every callback may be NULL. A non-zero return from metrics, event
+ * or checkpoint means the sink failed and training must stop with an error.
+ */
+#ifndef RLHF_SINK_H
+#define RLHF_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum sink_level {
+    SINK_LEVEL_INFO,
+    SINK_LEVEL_WARN,
+    SINK_LEVEL_ERROR,
+} sink_level;
+
+typedef struct sink_metric {
+    const char *name;
+    double value;
+} sink_metric;
+
+typedef struct train_sink {
+    void *ctx;
+    /* The metrics of one update, at step (the job's own step counter:
+     * env steps for control PPO). */
+    int (*metrics)(void *ctx, int64_t step, const sink_metric *metrics, int n);
+    /* Something worth a line in the job's log. code is a short machine name
+     * ("solved", "early_stop"); data are numbers that go with it. */
+    int (*event)(void *ctx, sink_level level, const char *code, const char *message,
+                 const sink_metric *data, int n_data);
+    /* A checkpoint: a complete safetensors file in memory. */
+    int (*checkpoint)(void *ctx, int64_t step, const void *bytes, size_t n_bytes);
+    /* Polled between updates: true asks training to stop cleanly. */
+    bool (*should_stop)(void *ctx);
+} train_sink;
+
+static inline int sink_metrics(const train_sink *sink, int64_t step, const sink_metric *m, int n) {
+    return sink && sink->metrics ? sink->metrics(sink->ctx, step, m, n) : 0;
+}
+
+static inline int sink_event(const train_sink *sink, sink_level level, const char *code,
+                             const char *message, const sink_metric *data, int n_data) {
+    return sink && sink->event ? sink->event(sink->ctx, level, code, message, data, n_data) : 0;
+}
+
+static inline int sink_checkpoint(const train_sink *sink, int64_t step, const void *bytes,
+                                  size_t n_bytes) {
+    return sink && sink->checkpoint ? sink->checkpoint(sink->ctx, step, bytes, n_bytes) : 0;
+}
+
+static inline bool sink_should_stop(const train_sink *sink) {
+    return sink && sink->should_stop ? sink->should_stop(sink->ctx) : false;
+}
+
+#endif

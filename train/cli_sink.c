@@ -1,0 +1,117 @@
+#include "cli_sink.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void cli_print_number(FILE *out, double v) {
+    if (!isfinite(v))
+        fputs("null", out);
+    else if (v == floor(v) && fabs(v) < 9007199254740992.0)
+        fprintf(out, "%.0f", v);
+    else
+        fprintf(out, "%.10g", v);
+}
+
+static void print_json_string(FILE *out, const char *s) {
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+static void print_pairs(FILE *out, const sink_metric *m, int n) {
+    for (int i = 0; i < n; i++) {
+        fputc(',', out);
+        print_json_string(out, m[i].name);
+        fputc(':', out);
+        cli_print_number(out, m[i].value);
+    }
+}
+
+static int cli_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
+    cli_sink *cs = ctx;
+    fprintf(cs->json_out, "{\"step\":%lld", (long long)step);
+    print_pairs(cs->json_out, m, n);
+    fputs("}\n", cs->json_out);
+    fflush(cs->json_out);
+    if (cs->human_out) {
+        fprintf(cs->human_out, "%s step %lld", cs->type->name, (long long)step);
+        for (const char *const *h = cs->type->headline_metrics; *h; h++)
+            for (int i = 0; i < n; i++)
+                if (strcmp(m[i].name, *h) == 0 && strcmp(*h, "global_step") != 0)
+                    fprintf(cs->human_out, "  %s %.4g", *h, m[i].value);
+        fputc('\n', cs->human_out);
+    }
+    return ferror(cs->json_out) ? -1 : 0;
+}
+
+static const char *level_name(sink_level level) {
+    return level == SINK_LEVEL_ERROR ? "error" : level == SINK_LEVEL_WARN ? "warn" : "info";
+}
+
+static int cli_event(void *ctx, sink_level level, const char *code, const char *message,
+                     const sink_metric *data, int n_data) {
+    cli_sink *cs = ctx;
+    fputs("{\"event\":", cs->json_out);
+    print_json_string(cs->json_out, code);
+    fputs(",\"level\":", cs->json_out);
+    print_json_string(cs->json_out, level_name(level));
+    fputs(",\"message\":", cs->json_out);
+    print_json_string(cs->json_out, message);
+    print_pairs(cs->json_out, data, n_data);
+    fputs("}\n", cs->json_out);
+    fflush(cs->json_out);
+    if (cs->human_out)
+        fprintf(cs->human_out, "[%s] %s\n", level_name(level), message);
+    return ferror(cs->json_out) ? -1 : 0;
+}
+
+/* Writes to a temporary name, fsyncs, then renames: a reader never sees a
+ * half-written checkpoint. */
+static int cli_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
+    cli_sink *cs = ctx;
+    if (cs->checkpoint_dir == NULL)
+        return 0;
+    char tmp[sizeof cs->last_checkpoint + 8];
+    snprintf(cs->last_checkpoint, sizeof cs->last_checkpoint, "%s/%s-step%lld.safetensors",
+             cs->checkpoint_dir, cs->type->name, (long long)step);
+    snprintf(tmp, sizeof tmp, "%s.tmp", cs->last_checkpoint);
+    FILE *f = fopen(tmp, "wb");
+    if (f == NULL) {
+        fprintf(stderr, "rlhf-train: cannot write checkpoint %s: %s\n", tmp, strerror(errno));
+        return -1;
+    }
+    int ok = fwrite(bytes, 1, n_bytes, f) == n_bytes && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, cs->last_checkpoint) != 0) {
+        fprintf(stderr, "rlhf-train: cannot write checkpoint %s: %s\n", cs->last_checkpoint,
+                strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    fprintf(cs->json_out, "{\"event\":\"checkpoint\",\"level\":\"info\",\"step\":%lld,\"path\":",
+            (long long)step);
+    print_json_string(cs->json_out, cs->last_checkpoint);
+    fprintf(cs->json_out, ",\"bytes\":%zu}\n", n_bytes);
+    fflush(cs->json_out);
+    return 0;
+}
+
+static bool cli_should_stop(void *ctx) {
+    cli_sink *cs = ctx;
+    return cs->stop_flag != NULL && *cs->stop_flag != 0;
+}
+
+train_sink cli_sink_make(cli_sink *cs) {
+    return (train_sink){cs, cli_metrics, cli_event, cli_checkpoint, cli_should_stop};
+}
