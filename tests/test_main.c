@@ -18,6 +18,10 @@ typedef struct named_suite {
 
 static const named_suite all_suites[] = {
     {"rng", rng_suite},
+    {"nn", nn_suite},
+    {"optim", optim_suite},
+    {"ppo", ppo_suite},
+    {"env", env_suite},
 };
 
 static int wanted(const char *name, int argc, char **argv) {

@@ -1,0 +1,44 @@
+#include "test_util.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *test_build_dir(void) {
+    static char dir[PATH_MAX];
+    if (dir[0] == '\0') {
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        ck_assert_int_gt(n, 0);
+        exe[n] = '\0';
+        snprintf(dir, sizeof dir, "%s", dirname(exe));
+    }
+    return dir;
+}
+
+const char *test_repo_dir(void) {
+    static char dir[PATH_MAX];
+    if (dir[0] == '\0') {
+        char tmp[PATH_MAX];
+        snprintf(tmp, sizeof tmp, "%s", test_build_dir());
+        snprintf(dir, sizeof dir, "%s", dirname(tmp));
+    }
+    return dir;
+}
+
+void test_check_gradient(const char *what, float *x, const float *grad, int n, test_loss_fn loss,
+                         void *ctx, float h, double tol) {
+    for (int i = 0; i < n; i++) {
+        const float saved = x[i];
+        x[i] = saved + h;
+        const double up = loss(ctx);
+        x[i] = saved - h;
+        const double down = loss(ctx);
+        x[i] = saved;
+        const double numeric = (up - down) / (2.0 * (double)h);
+        ck_assert_msg(fabs(grad[i] - numeric) <= tol * (1.0 + fabs(numeric)),
+                      "%s[%d]: analytic %.7g vs numeric %.7g", what, i, grad[i], numeric);
+    }
+}

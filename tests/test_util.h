@@ -1,0 +1,37 @@
+/* Helpers shared by the test files. */
+#ifndef RLHF_TEST_UTIL_H
+#define RLHF_TEST_UTIL_H
+
+#include <check.h>
+#include <math.h>
+#include <stddef.h>
+
+#include "rng.h"
+
+/* Fills x with U(lo, hi) draws. */
+static inline void test_fill_uniform(float *x, size_t n, float lo, float hi, rng_state *rng) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)rng_next_uniform(rng, lo, hi);
+}
+
+/* |a - b| <= abs_tol + rel_tol * max(|a|, |b|), with a message naming what. */
+#define ck_assert_close(a, b, abs_tol, rel_tol, what)                                              \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b);                                                                 \
+        double tol_ = (abs_tol) + (rel_tol) * fmax(fabs(a_), fabs(b_));                            \
+        ck_assert_msg(fabs(a_ - b_) <= tol_, "%s: %.9g vs %.9g (tol %.3g)", (what), a_, b_, tol_); \
+    } while (0)
+
+/* Directory holding the test binary (build/), for finding rlhf-train and
+ * the repository root (its parent). */
+const char *test_build_dir(void);
+const char *test_repo_dir(void);
+
+#endif
+
+/* Checks analytic gradients grad[0..n) of loss(ctx) with respect to x[0..n)
+ * against central differences with step h, evaluated in place (x is
+ * restored). Asserts |analytic - numeric| <= tol * (1 + |numeric|). */
+typedef double (*test_loss_fn)(void *ctx);
+void test_check_gradient(const char *what, float *x, const float *grad, int n, test_loss_fn loss,
+                         void *ctx, float h, double tol);
