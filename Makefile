@@ -80,9 +80,17 @@ test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 OPENBLAS_NUM_THREADS=1 \
 	  RLHF_TEST_SCALE=asan build-asan/run-tests
 
+# The main job. For now: control PPO solving CartPole-v1 (greedy mean return
+# >= 475 over 100 episodes), then learning Acrobot-v1. Progress lines go to the
+# terminal; the JSON lines and checkpoints land in $(BUILD)/demo/.
 demo: deps
 	$(MAKE) all
-	$(BUILD)/rlhf-train ppo-control --env CartPole-v1 --seed 1
+	@mkdir -p $(BUILD)/demo
+	$(BUILD)/rlhf-train ppo-control --env CartPole-v1 --seed 1 --eval-interval 1 \
+	  --target-return 475 --checkpoint-dir $(BUILD)/demo > $(BUILD)/demo/cartpole.jsonl
+	$(BUILD)/rlhf-train ppo-control --env Acrobot-v1 --seed 1 --total-steps 200000 \
+	  --checkpoint-dir $(BUILD)/demo > $(BUILD)/demo/acrobot.jsonl
+	@echo "demo: metrics in $(BUILD)/demo/*.jsonl, policies in $(BUILD)/demo/*.safetensors"
 
 docs: $(BUILD)/rlhf-train
 	$(BUILD)/rlhf-train describe --markdown > docs/hyperparameters.md

@@ -21,6 +21,8 @@ static const named_suite all_suites[] = {
     {"nn", nn_suite},
     {"optim", optim_suite},
     {"ppo", ppo_suite},
+    {"hparams", hparams_suite},
+    {"cli", cli_suite},
     {"env", env_suite},
 };
 

@@ -4,7 +4,14 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+static double monotonic_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 void cli_print_number(FILE *out, double v) {
     if (!isfinite(v))
@@ -44,7 +51,11 @@ static int cli_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
     print_pairs(cs->json_out, m, n);
     fputs("}\n", cs->json_out);
     fflush(cs->json_out);
-    if (cs->human_out) {
+    /* The human line at most four times a second: a fast job would
+     * otherwise scroll thousands of lines past. The JSON has every update. */
+    const double now = monotonic_s();
+    if (cs->human_out && now - cs->last_human_s >= 0.25) {
+        cs->last_human_s = now;
         fprintf(cs->human_out, "%s step %lld", cs->type->name, (long long)step);
         for (const char *const *h = cs->type->headline_metrics; *h; h++)
             for (int i = 0; i < n; i++)

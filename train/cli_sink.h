@@ -18,6 +18,7 @@ typedef struct cli_sink {
     const char *checkpoint_dir; /* NULL: checkpoints are dropped */
     volatile sig_atomic_t *stop_flag;
     char last_checkpoint[4096];
+    double last_human_s; /* when the last progress line was printed */
 } cli_sink;
 
 train_sink cli_sink_make(cli_sink *cs);

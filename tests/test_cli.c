@@ -1,0 +1,274 @@
+/* rlhf-train as a user runs it: a real process, its exit code, its stdout
+ * JSON lines, its error messages, its checkpoint files and its signals. */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "suites.h"
+#include "test_util.h"
+
+typedef struct proc_result {
+    int exit_code;
+    char out[1 << 17];
+    char err[1 << 13];
+} proc_result;
+
+/* Reads fd to EOF into buf (truncating quietly at cap). */
+static void drain(int fd, char *buf, size_t cap) {
+    size_t n = 0;
+    ssize_t r;
+    char sink[4096];
+    while ((r = read(fd, n < cap - 1 ? buf + n : sink, n < cap - 1 ? cap - 1 - n : sizeof sink)) > 0)
+        if (n < cap - 1)
+            n += (size_t)r;
+    buf[n] = '\0';
+}
+
+static pid_t spawn(const char *const *args, int *out_fd, int *err_fd) {
+    int out[2], err[2];
+    ck_assert_int_eq(pipe(out), 0);
+    ck_assert_int_eq(pipe(err), 0);
+    char exe[4200];
+    snprintf(exe, sizeof exe, "%s/rlhf-train", test_build_dir());
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        close(out[0]), close(err[0]), close(out[1]), close(err[1]);
+        char *argv[32];
+        int i = 0;
+        argv[i++] = exe;
+        for (; args[i - 1] && i < 31; i++)
+            argv[i] = (char *)args[i - 1];
+        argv[i] = NULL;
+        execv(exe, argv);
+        _exit(127);
+    }
+    close(out[1]), close(err[1]);
+    *out_fd = out[0];
+    *err_fd = err[0];
+    return pid;
+}
+
+/* Runs rlhf-train with the NULL-terminated args; stderr is small, so
+ * reading stdout to EOF first cannot deadlock. */
+static proc_result *run(const char *const *args) {
+    proc_result *r = calloc(1, sizeof *r);
+    int out_fd, err_fd;
+    pid_t pid = spawn(args, &out_fd, &err_fd);
+    drain(out_fd, r->out, sizeof r->out);
+    drain(err_fd, r->err, sizeof r->err);
+    close(out_fd), close(err_fd);
+    int status;
+    waitpid(pid, &status, 0);
+    r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r;
+}
+
+static char *write_temp(const char *content) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/rlhf-test-XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, content, strlen(content)), (ssize_t)strlen(content));
+    close(fd);
+    return path;
+}
+
+START_TEST(test_cli_rejects_bad_configs_naming_the_key) {
+    const struct {
+        const char *config, *message;
+    } cases[] = {
+        {"{\"num_envs\": 4, \"clip_coeff\": 0.2}", "unknown hyperparameter 'clip_coeff'"},
+        {"{\"gamma\": \"0.99\"}", "'gamma' must be a number"},
+        {"{\"num_steps\": -5}", "'num_steps' must be an integer in [1, 100000], got -5"},
+        {"{\"num_envs\": 4,\n \"gamma\": }", ":2:"},
+        {"{\"num_envs\": 4, \"num_envs\": 8}", "duplicate"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char *path = write_temp(cases[k].config);
+        const char *args[] = {"ppo-control", "--config", path, NULL};
+        proc_result *r = run(args);
+        unlink(path);
+        ck_assert_int_eq(r->exit_code, 2);
+        ck_assert_msg(strstr(r->err, cases[k].message) != NULL, "'%s' -> '%s'", cases[k].config,
+                      r->err);
+        ck_assert_msg(strstr(r->out, "\"update\"") == NULL, "trained despite a bad config");
+        free(r);
+    }
+}
+END_TEST
+
+START_TEST(test_cli_rejects_bad_flags) {
+    const char *const *cases[] = {
+        (const char *[]){"ppo-control", "--num-envs", "0", NULL},
+        (const char *[]){"ppo-control", "--env", "Pong-v5", NULL},
+        (const char *[]){"ppo-control", "--threads", "lots", NULL},
+        (const char *[]){"ppo-control", "--num-envs", NULL},
+        (const char *[]){"ppo-control", "--num-minibatches", "3", NULL},
+        (const char *[]){"dance", NULL},
+    };
+    const char *messages[] = {"'num_envs' must be an integer", "'env' must be one of",
+                              "--threads", "needs a value", "num_minibatches",
+                              "unknown job type 'dance'"};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        proc_result *r = run(cases[k]);
+        ck_assert_int_eq(r->exit_code, 2);
+        ck_assert_msg(strstr(r->err, messages[k]) != NULL, "case %zu: '%s'", k, r->err);
+        free(r);
+    }
+}
+END_TEST
+
+START_TEST(test_cli_describe_prints_the_table_as_json) {
+    const char *args[] = {"describe", "ppo-control", NULL};
+    proc_result *r = run(args);
+    ck_assert_int_eq(r->exit_code, 0);
+    json_error_t jerr;
+    json_t *doc = json_loads(r->out, 0, &jerr);
+    ck_assert_msg(doc != NULL, "not JSON: %s", jerr.text);
+    json_t *rows = json_object_get(doc, "hyperparameters");
+    ck_assert_int_gt((int)json_array_size(rows), 20);
+    json_decref(doc);
+    free(r);
+}
+END_TEST
+
+/* Reads the safetensors header of path and checks it against the file. */
+static json_t *read_safetensors_header(const char *path, long *file_size, uint64_t *header_len) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "no checkpoint at %s", path);
+    unsigned char len_bytes[8];
+    ck_assert_int_eq(fread(len_bytes, 1, 8, f), 8);
+    uint64_t n = 0;
+    for (int b = 7; b >= 0; b--)
+        n = (n << 8) | len_bytes[b];
+    ck_assert_int_eq(n % 8, 0);
+    char *text = calloc(n + 1, 1);
+    ck_assert_int_eq(fread(text, 1, n, f), n);
+    fseek(f, 0, SEEK_END);
+    *file_size = ftell(f);
+    fclose(f);
+    json_error_t jerr;
+    json_t *h = json_loads(text, 0, &jerr);
+    free(text);
+    ck_assert_msg(h != NULL, "header not JSON: %s", jerr.text);
+    *header_len = n;
+    return h;
+}
+
+START_TEST(test_cli_trains_prints_json_lines_and_checkpoints) {
+    char dir[] = "/tmp/rlhf-ckpt-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *args[] = {"ppo-control", "--total-steps=2048", "--checkpoint-dir", dir, "--seed",
+                          "3", NULL};
+    proc_result *r = run(args);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    int updates = 0, configs = 0, checkpoints = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(r->out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_error_t jerr;
+        json_t *obj = json_loads(line, 0, &jerr);
+        ck_assert_msg(obj != NULL, "stdout line is not JSON: %s", line);
+        const char *event = json_string_value(json_object_get(obj, "event"));
+        if (event && strcmp(event, "config") == 0) {
+            configs++;
+            ck_assert_int_eq(json_integer_value(json_object_get(
+                                 json_object_get(obj, "config"), "seed")),
+                             3);
+        } else if (event && strcmp(event, "checkpoint") == 0)
+            checkpoints++;
+        else if (event == NULL) {
+            updates++;
+            const char *keys[] = {"update", "global_step", "policy_loss", "value_loss", "entropy",
+                                  "old_approx_kl", "approx_kl", "clipfrac", "explained_variance",
+                                  "learning_rate", "sps"};
+            for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+                ck_assert_msg(json_object_get(obj, keys[k]) != NULL, "no %s in %s", keys[k], line);
+            ck_assert_int_eq(json_integer_value(json_object_get(obj, "global_step")),
+                             updates * 512);
+        }
+        json_decref(obj);
+    }
+    ck_assert_int_eq(configs, 1);
+    ck_assert_int_eq(updates, 4);
+    ck_assert_int_eq(checkpoints, 1);
+    ck_assert_ptr_nonnull(strstr(r->err, "ppo-control step 2048")); /* the human progress line */
+
+    char path[256];
+    snprintf(path, sizeof path, "%s/ppo-control-step2048.safetensors", dir);
+    long size;
+    uint64_t header_len;
+    json_t *h = read_safetensors_header(path, &size, &header_len);
+    /* actor 4→64→64→2 and critic 4→64→64→1, weights and biases: 12 tensors */
+    ck_assert_int_eq((int)json_object_size(h), 13);
+    json_t *meta = json_object_get(h, "__metadata__");
+    ck_assert_str_eq(json_string_value(json_object_get(meta, "env")), "CartPole-v1");
+    json_t *w = json_object_get(h, "actor.0.weight");
+    ck_assert_str_eq(json_string_value(json_object_get(w, "dtype")), "F32");
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(w, "shape"), 0)), 64);
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(w, "shape"), 1)), 4);
+    json_t *last = json_object_get(h, "critic.4.bias");
+    ck_assert_ptr_nonnull(last);
+    long end = (long)json_integer_value(json_array_get(json_object_get(last, "data_offsets"), 1));
+    const long params = 2 * (4 * 64 + 64 + 64 * 64 + 64) + 64 * 2 + 2 + 64 + 1;
+    ck_assert_int_eq(end, params * 4);
+    ck_assert_int_eq(size, 8 + (long)header_len + end);
+    json_decref(h);
+    unlink(path);
+    rmdir(dir);
+    free(r);
+}
+END_TEST
+
+/* SIGTERM mid-run: the current update finishes, a checkpoint is written, and
+ * the exit is clean. Waits for the first metrics line instead of sleeping. */
+START_TEST(test_cli_sigterm_stops_cleanly) {
+    char dir[] = "/tmp/rlhf-ckpt-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *args[] = {"ppo-control", "--total-steps", "100000000", "--checkpoint-dir", dir,
+                          "--quiet", NULL};
+    int out_fd, err_fd;
+    pid_t pid = spawn(args, &out_fd, &err_fd);
+    FILE *out = fdopen(out_fd, "r");
+    char line[8192];
+    int saw_update = 0;
+    while (!saw_update && fgets(line, sizeof line, out))
+        saw_update = strstr(line, "\"update\"") != NULL;
+    ck_assert(saw_update);
+    kill(pid, SIGTERM);
+    int checkpoint = 0;
+    while (fgets(line, sizeof line, out))
+        checkpoint += strstr(line, "\"event\":\"checkpoint\"") != NULL;
+    fclose(out);
+    close(err_fd);
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    ck_assert_int_eq(checkpoint, 1);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+Suite *cli_suite(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("rlhf-train");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_cli_rejects_bad_configs_naming_the_key);
+    tcase_add_test(tc, test_cli_rejects_bad_flags);
+    tcase_add_test(tc, test_cli_describe_prints_the_table_as_json);
+    tcase_add_test(tc, test_cli_trains_prints_json_lines_and_checkpoints);
+    tcase_add_test(tc, test_cli_sigterm_stops_cleanly);
+    suite_add_tcase(s, tc);
+    return s;
+}
