@@ -196,6 +196,7 @@ static int run_job(const job_type *type, int argc, char **argv) {
     train_sink sink = cli_sink_make(&cs);
     char err[512] = "";
     int rc = type->run(cfg, &sink, err, sizeof err);
+    cli_sink_finish(&cs);
     free(cfg);
     if (rc != 0) {
         fprintf(stderr, "rlhf-train: %s failed: %s\n", type->name, err);

@@ -52,16 +52,20 @@ static int cli_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
     fputs("}\n", cs->json_out);
     fflush(cs->json_out);
     /* The human line at most four times a second: a fast job would
-     * otherwise scroll thousands of lines past. The JSON has every update. */
+     * otherwise scroll thousands of lines past. The JSON has every update,
+     * and cli_sink_finish prints the last line if it was held back. */
+    int used = snprintf(cs->human_line, sizeof cs->human_line, "%s step %lld", cs->type->name,
+                        (long long)step);
+    for (const char *const *h = cs->type->headline_metrics; *h; h++)
+        for (int i = 0; i < n && used < (int)sizeof cs->human_line; i++)
+            if (strcmp(m[i].name, *h) == 0 && strcmp(*h, "global_step") != 0)
+                used += snprintf(cs->human_line + used, sizeof cs->human_line - (size_t)used,
+                                 "  %s %.4g", *h, m[i].value);
+    cs->human_line_pending = 1;
     const double now = monotonic_s();
-    if (cs->human_out && now - cs->last_human_s >= 0.25) {
+    if (now - cs->last_human_s >= 0.25) {
         cs->last_human_s = now;
-        fprintf(cs->human_out, "%s step %lld", cs->type->name, (long long)step);
-        for (const char *const *h = cs->type->headline_metrics; *h; h++)
-            for (int i = 0; i < n; i++)
-                if (strcmp(m[i].name, *h) == 0 && strcmp(*h, "global_step") != 0)
-                    fprintf(cs->human_out, "  %s %.4g", *h, m[i].value);
-        fputc('\n', cs->human_out);
+        cli_sink_finish(cs);
     }
     return ferror(cs->json_out) ? -1 : 0;
 }
@@ -121,6 +125,12 @@ static int cli_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_b
 static bool cli_should_stop(void *ctx) {
     cli_sink *cs = ctx;
     return cs->stop_flag != NULL && *cs->stop_flag != 0;
+}
+
+void cli_sink_finish(cli_sink *cs) {
+    if (cs->human_out && cs->human_line_pending)
+        fprintf(cs->human_out, "%s\n", cs->human_line);
+    cs->human_line_pending = 0;
 }
 
 train_sink cli_sink_make(cli_sink *cs) {

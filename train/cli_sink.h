@@ -19,9 +19,13 @@ typedef struct cli_sink {
     volatile sig_atomic_t *stop_flag;
     char last_checkpoint[4096];
     double last_human_s; /* when the last progress line was printed */
+    char human_line[512]; /* the latest progress line */
+    int human_line_pending; /* not printed yet */
 } cli_sink;
 
 train_sink cli_sink_make(cli_sink *cs);
+/* Prints the latest progress line if the rate limit held it back. */
+void cli_sink_finish(cli_sink *cs);
 
 /* Prints a number the way the JSON lines do: integers without a fraction,
  * others with 10 significant digits, non-finite values as null. */
