@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_setup.h"
 #include "suites.h"
 
 typedef struct named_suite {
@@ -36,6 +37,7 @@ static int wanted(const char *name, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    blas_ensure_fast_kernels(argv);
     SRunner *runner = NULL;
     for (size_t i = 0; i < sizeof all_suites / sizeof all_suites[0]; i++) {
         if (!wanted(all_suites[i].name, argc, argv))

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas_setup.h"
 #include "cli_sink.h"
 #include "jobs.h"
 
@@ -186,8 +187,9 @@ static int run_job(const job_type *type, int argc, char **argv) {
     /* The resolved configuration first, so every run's output says exactly
      * what ran. */
     json_t *resolved = hparams_to_json(type->hparams, cfg);
-    json_t *line = json_pack("{s:s, s:s, s:o, s:i}", "event", "config", "job_type", type->name,
-                             "config", resolved, "threads", opts.threads);
+    json_t *line = json_pack("{s:s, s:s, s:o, s:i, s:s}", "event", "config", "job_type",
+                             type->name, "config", resolved, "threads", opts.threads, "blas_core",
+                             blas_core_name());
     json_dumpf(line, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
     putchar('\n');
     fflush(stdout);
