@@ -11,5 +11,6 @@ Suite *optim_suite(void);
 Suite *ppo_suite(void);
 Suite *hparams_suite(void);
 Suite *cli_suite(void);
+Suite *gpt2_suite(void);
 
 #endif

@@ -24,6 +24,7 @@ static const named_suite all_suites[] = {
     {"ppo", ppo_suite},
     {"hparams", hparams_suite},
     {"cli", cli_suite},
+    {"gpt2", gpt2_suite},
     {"env", env_suite},
 };
 

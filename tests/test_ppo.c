@@ -98,10 +98,10 @@ START_TEST(test_losses_finite_differences) {
     }
     float g[8] = {0};
     ppo_policy_loss_backward(g, c.newlogp, c.oldlogp, c.adv, 8, 0.2f, 1.0f);
-    test_check_gradient("dnewlogp", c.newlogp, g, 8, policy_loss_fd, &c, 1e-3f, 2e-3);
+    test_check_gradient("dnewlogp", c.newlogp, g, 8, policy_loss_fd, &c, 1e-3f, 2e-3, 2e-3);
     float gv[8] = {0};
     ppo_value_loss_backward(gv, c.values, c.old_values, c.returns, 8, 0.2f, true, 1.0f);
-    test_check_gradient("dvalues", c.values, gv, 8, value_loss_fd, &c, 1e-3f, 2e-3);
+    test_check_gradient("dvalues", c.values, gv, 8, value_loss_fd, &c, 1e-3f, 2e-3, 2e-3);
 }
 END_TEST
 

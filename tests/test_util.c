@@ -29,7 +29,7 @@ const char *test_repo_dir(void) {
 }
 
 void test_check_gradient(const char *what, float *x, const float *grad, int n, test_loss_fn loss,
-                         void *ctx, float h, double tol) {
+                         void *ctx, float h, double abs_tol, double rel_tol) {
     for (int i = 0; i < n; i++) {
         const float saved = x[i];
         x[i] = saved + h;
@@ -38,7 +38,7 @@ void test_check_gradient(const char *what, float *x, const float *grad, int n, t
         const double down = loss(ctx);
         x[i] = saved;
         const double numeric = (up - down) / (2.0 * (double)h);
-        ck_assert_msg(fabs(grad[i] - numeric) <= tol * (1.0 + fabs(numeric)),
+        ck_assert_msg(fabs(grad[i] - numeric) <= abs_tol + rel_tol * fabs(numeric),
                       "%s[%d]: analytic %.7g vs numeric %.7g", what, i, grad[i], numeric);
     }
 }

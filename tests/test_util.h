@@ -31,7 +31,7 @@ const char *test_repo_dir(void);
 
 /* Checks analytic gradients grad[0..n) of loss(ctx) with respect to x[0..n)
  * against central differences with step h, evaluated in place (x is
- * restored). Asserts |analytic - numeric| <= tol * (1 + |numeric|). */
+ * restored). Asserts |analytic - numeric| <= abs_tol + rel_tol * |numeric|. */
 typedef double (*test_loss_fn)(void *ctx);
 void test_check_gradient(const char *what, float *x, const float *grad, int n, test_loss_fn loss,
-                         void *ctx, float h, double tol);
+                         void *ctx, float h, double abs_tol, double rel_tol);

@@ -1,0 +1,171 @@
+/* gpt2 — a decoder-only transformer of the GPT-2 family, with full backward.
+ *
+ * token + learned position embeddings → L × [pre-LayerNorm causal multi-head
+ * self-attention, pre-LayerNorm GELU(tanh) MLP 4×, residuals] → final
+ * LayerNorm → LM head tied to the token embedding, and optionally a scalar
+ * head (value per token for PPO; reward at the last real token).
+ *
+ * Memory follows llm.c: parameters, gradients, Adam moments each live in one
+ * allocation carved by gpt2_params; activations of a (B, T) batch in another.
+ * Weights are stored (out, in) as nn.Linear, so every projection is
+ * dense_forward (one cblas_sgemm); Hugging Face's Conv1D checkpoints store
+ * (in, out) and are transposed on load/save. Attention is computed per
+ * (batch, head) with cblas_sgemm on strided views of the fused qkv buffer.
+ *
+ * Padding: a batch may carry an attention mask (B, T; 1 = real token) and
+ * position ids (B, T). Masked keys get no attention; a query with no visible
+ * key (a left-pad position) outputs zeros. Callers mask such positions out
+ * of their losses.
+ */
+#ifndef RLHF_GPT2_H
+#define RLHF_GPT2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+
+typedef struct gpt2_config {
+    int vocab_size;   /* V */
+    int max_seq_len;  /* maxT: learned positions */
+    int n_layer;      /* L */
+    int n_head;       /* NH; d_model % n_head == 0 */
+    int d_model;      /* C */
+    bool scalar_head; /* a (C → 1) head beside the LM head */
+} gpt2_config;
+
+enum { GPT2_NUM_PARAM_TENSORS = 18 };
+
+/* Named views into one flat buffer; shapes in comments. */
+typedef struct gpt2_params {
+    float *wte;      /* (V, C) token embedding, tied LM head */
+    float *wpe;      /* (maxT, C) */
+    float *ln1w;     /* (L, C) */
+    float *ln1b;     /* (L, C) */
+    float *qkvw;     /* (L, 3C, C) */
+    float *qkvb;     /* (L, 3C) */
+    float *attprojw; /* (L, C, C) */
+    float *attprojb; /* (L, C) */
+    float *ln2w;     /* (L, C) */
+    float *ln2b;     /* (L, C) */
+    float *fcw;      /* (L, 4C, C) */
+    float *fcb;      /* (L, 4C) */
+    float *fcprojw;  /* (L, C, 4C) */
+    float *fcprojb;  /* (L, C) */
+    float *lnfw;     /* (C) */
+    float *lnfb;     /* (C) */
+    float *headw;    /* (C) scalar head; size 0 without one */
+    float *headb;    /* (1) */
+} gpt2_params;
+
+/* Sizes of the 18 tensors in gpt2_params order, and the total. */
+void gpt2_param_sizes(const gpt2_config *cfg, int64_t sizes[GPT2_NUM_PARAM_TENSORS]);
+int64_t gpt2_num_params(const gpt2_config *cfg);
+/* Points the views of p into memory (gpt2_num_params floats). */
+void gpt2_params_view(gpt2_params *p, const gpt2_config *cfg, float *memory);
+/* 1 for tensors that get weight decay (matrices: ndim >= 2), 0 otherwise. */
+void gpt2_decay_mask(const gpt2_config *cfg, uint8_t *mask);
+
+/* Activations of one (B, T) batch. */
+typedef struct gpt2_acts {
+    int B, T; /* capacity */
+    float *encoded;   /* (B, T, C) */
+    float *ln1;       /* (L, B, T, C) */
+    float *ln1_mean;  /* (L, B, T) */
+    float *ln1_rstd;  /* (L, B, T) */
+    float *qkv;       /* (L, B, T, 3C) */
+    float *atty;      /* (L, B, T, C) */
+    float *att;       /* (L, B, NH, T, T) softmax probabilities */
+    float *attproj;   /* (L, B, T, C) */
+    float *residual2; /* (L, B, T, C) */
+    float *ln2;       /* (L, B, T, C) */
+    float *ln2_mean;  /* (L, B, T) */
+    float *ln2_rstd;  /* (L, B, T) */
+    float *fch;       /* (L, B, T, 4C) */
+    float *fch_gelu;  /* (L, B, T, 4C) */
+    float *fcproj;    /* (L, B, T, C) */
+    float *residual3; /* (L, B, T, C) */
+    float *lnf;       /* (B, T, C) */
+    float *lnf_mean;  /* (B, T) */
+    float *lnf_rstd;  /* (B, T) */
+    float *logits;    /* (B, T, V); backward reads dlogits from here */
+    float *values;    /* (B, T) scalar head */
+    float *dvalues;   /* (B, T) gradient of the scalar head's outputs */
+    /* backward scratch, reused layer after layer */
+    float *dresidual; /* (B, T, C) */
+    float *dbtc;      /* (B, T, C) */
+    float *dbtc2;     /* (B, T, C) */
+    float *dqkv;      /* (B, T, 3C) */
+    float *dfch;      /* (B, T, 4C) */
+    float *dfch2;     /* (B, T, 4C) */
+    float *datt;      /* (T, T) */
+    float *memory;
+} gpt2_acts;
+
+typedef struct gpt2_model {
+    gpt2_config cfg;
+    gpt2_params params, grads;
+    float *param_memory; /* gpt2_num_params floats */
+    float *grad_memory;  /* same, zeroed by gpt2_zero_grad */
+    int64_t num_params;
+    gpt2_acts acts;
+    /* the batch of the last forward, for backward */
+    const int32_t *tokens, *positions;
+    const uint8_t *attn_mask;
+    int B, T;
+} gpt2_model;
+
+/* Validates cfg and allocates parameters and gradients (zeroed). Returns 0
+ * or -1 with a message. */
+int gpt2_init(gpt2_model *m, const gpt2_config *cfg, char *err, size_t errlen);
+void gpt2_free(gpt2_model *m);
+/* GPT-2 initialisation (Radford et al. 2019; as HF GPT2PreTrainedModel):
+ * N(0, 0.02) weights and embeddings, residual projections (attn c_proj,
+ * mlp c_proj) N(0, 0.02/sqrt(2L)), LayerNorm weight 1, biases 0; scalar
+ * head N(0, 1/sqrt(C+1)) (Ziegler et al. 2019), bias 0. */
+void gpt2_init_weights(gpt2_model *m, rng_state *rng);
+/* Makes room for batches up to (B, T). Returns 0 or -1 (out of memory or T
+ * beyond max_seq_len). */
+int gpt2_reserve(gpt2_model *m, int B, int T, char *err, size_t errlen);
+
+typedef struct gpt2_batch {
+    const int32_t *tokens;    /* (B, T) ids in [0, V) */
+    const int32_t *positions; /* (B, T) or NULL for 0..T-1 */
+    const uint8_t *attn_mask; /* (B, T) 1 = real token, or NULL for all */
+    int B, T;
+} gpt2_batch;
+
+/* Forward through the trunk; logits when want_logits, values when the model
+ * has a scalar head. The batch arrays must stay alive until backward. */
+void gpt2_forward(gpt2_model *m, const gpt2_batch *batch, bool want_logits);
+
+/* Masked mean cross-entropy of next-token targets (B, T): position (b, t)
+ * predicts targets[b, t] and counts when loss_mask[b, t] (NULL = all).
+ * Returns the loss (NAN if nothing is masked in). When grad_scale > 0 it also
+ * turns acts.logits into dlogits = grad_scale · ∂loss/∂logits, ready for
+ * gpt2_backward (and destroys the logits). */
+float gpt2_lm_loss(gpt2_model *m, const int32_t *targets, const uint8_t *loss_mask,
+                   float grad_scale);
+
+/* log p(targets[b, t]) and the entropy of the next-token distribution at
+ * every position (B, T); logits unchanged. entropy may be NULL. */
+void gpt2_token_logprobs(const gpt2_model *m, const int32_t *targets, float *logp, float *entropy);
+
+/* Backward of the last forward: from acts.logits holding dlogits (when
+ * with_logits) and acts.dvalues (when with_values), accumulating into
+ * grads. */
+void gpt2_backward(gpt2_model *m, bool with_logits, bool with_values);
+
+void gpt2_zero_grad(gpt2_model *m);
+
+/* ---- layers, exposed for tests ------------------------------------------- */
+
+/* LayerNorm over the last dim (eps 1e-5, biased variance, as torch). */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                       const float *bias, int N, int C);
+void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, const float *mean,
+                        const float *rstd, int N, int C);
+
+#endif
