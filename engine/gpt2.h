@@ -168,4 +168,49 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
                         const float *inp, const float *weight, const float *mean,
                         const float *rstd, int N, int C);
 
+
+
+/* ---- sampling with a KV cache ---------------------------------------------- */
+
+typedef struct gpt2_sample_config {
+    float temperature;  /* 0: greedy (argmax) */
+    int top_k;          /* keep the k most likely tokens; 0 = all */
+    float top_p;        /* nucleus: smallest set with mass >= top_p; 1 = all */
+    int max_new_tokens; /* per row */
+    int eos_id;         /* a row stops after emitting it; -1 = never */
+} gpt2_sample_config;
+
+/* Keys and values of every layer for B rows of up to cap_T positions, and
+ * the scratch of one decoding step. */
+typedef struct gpt2_kv_cache {
+    int B, cap_T;
+    float *k, *v;       /* (L, B, NH, cap_T, hs) */
+    uint8_t *key_mask;  /* (B, cap_T) 1 = a real token */
+    int32_t *next_pos;  /* (B) position id of the next real token */
+    float *x, *ln, *qkv, *atty, *tmp, *fch, *fch_gelu, *logits, *scores; /* step scratch */
+    float *mean, *rstd;                                                  /* (B) */
+    float *memory;
+} gpt2_kv_cache;
+
+int gpt2_kv_cache_init(gpt2_kv_cache *cache, const gpt2_config *cfg, int B, int cap_T, char *err,
+                       size_t errlen);
+void gpt2_kv_cache_free(gpt2_kv_cache *cache);
+
+/* Feeds one column of tokens (B) at cache column t (0-based, the same for all
+ * rows; real[b] = 0 marks a left-pad that no later token attends to) and
+ * leaves the next-token logits in cache->logits (B, V). */
+void gpt2_decode_step(const gpt2_model *m, gpt2_kv_cache *cache, const int32_t *tokens,
+                      const uint8_t *real, int t);
+
+/* Samples one token per row from logits (B, V) under sc (modifies logits). */
+void gpt2_sample_tokens(int32_t *out, float *logits, int B, int V, const gpt2_sample_config *sc,
+                        rng_state *rng);
+
+/* Generates continuations of B left-padded prompts (B, P) with prompt_mask
+ * (B, P; 1 = real). out (B, max_new_tokens) receives the new tokens, eos_id
+ * included, then eos_id (or 0) as filler; out_len (B) how many are real.
+ * Needs P + max_new_tokens <= max_seq_len. Returns 0 or -1 with err. */
+int gpt2_generate(const gpt2_model *m, const int32_t *prompts, const uint8_t *prompt_mask, int B,
+                  int P, const gpt2_sample_config *sc, rng_state *rng, int32_t *out,
+                  int32_t *out_len, char *err, size_t errlen);
 #endif

@@ -554,9 +554,11 @@ static void add_dense(checkpoint_names *c, const float *params, const ac_dense *
             snprintf(name, sizeof c->names[0], "%s.%d.%s", module, index, bias ? "bias" : "weight");
         else
             snprintf(name, sizeof c->names[0], "%s.%s", module, bias ? "bias" : "weight");
-        c->tensors[c->count++] = bias ? (safetensors_tensor){name, params + d->b, 1, {d->out}}
-                                      : (safetensors_tensor){name, params + d->w, 2,
-                                                             {d->out, d->in}};
+        c->tensors[c->count++] =
+            bias ? (safetensors_tensor){.name = name, .data = params + d->b, .ndim = 1,
+                                        .shape = {d->out}}
+                 : (safetensors_tensor){.name = name, .data = params + d->w, .ndim = 2,
+                                        .shape = {d->out, d->in}};
     }
 }
 

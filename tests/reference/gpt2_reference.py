@@ -108,9 +108,6 @@ def our_params(model):
 
 
 def our_grads(model):
-    saved = {}
-    for name, p in model.named_parameters():
-        saved[name] = p.grad
     h = model.h
     stack = lambda f: torch.stack([f(b).grad for b in h])
     return [
@@ -175,13 +172,15 @@ def main(path):
     ce = -(logp * loss_mask).sum() / loss_mask.sum()
     total = ce + (values * value_probe).sum()
     total.backward()
-    grads = our_grads(model)
+    grads = [(n, g.detach().clone()) for n, g in our_grads(model)]  # before zero_grad reuses them
     params_before = [(n, t.detach().clone()) for n, t in our_params(model)]
 
     # 10 AdamW steps on the LM loss alone; decay only matrices (ndim >= 2).
+    # The scalar head's (1, C) weight is a vector in our layout: not decayed.
     model.zero_grad()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    is_matrix = lambda n, p: p.dim() >= 2 and not n.startswith("head.")
+    decay = [p for n, p in model.named_parameters() if is_matrix(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not is_matrix(n, p)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=1e-2, betas=(0.9, 0.95), eps=1e-8)

@@ -1,0 +1,261 @@
+/* Sampling from a GPT-2 model with a KV cache: one column of B tokens per
+ * step, each layer's keys and values appended to the cache so a step costs
+ * O(t) attention instead of a full forward. Prompts are fed through the
+ * same step (a prompt of P tokens is P steps), which keeps one code path for
+ * prefill and decode; the equivalence with gpt2_forward is tested. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpt2.h"
+#include "nn.h"
+
+int gpt2_kv_cache_init(gpt2_kv_cache *cache, const gpt2_config *cfg, int B, int cap_T, char *err,
+                       size_t errlen) {
+    memset(cache, 0, sizeof *cache);
+    if (B < 1 || cap_T < 1 || cap_T > cfg->max_seq_len) {
+        snprintf(err, errlen, "KV cache for %d rows x %d positions does not fit a context of %d",
+                 B, cap_T, cfg->max_seq_len);
+        return -1;
+    }
+    const size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->d_model, V = (size_t)cfg->vocab_size;
+    const size_t kv = L * (size_t)B * (size_t)cap_T * C; /* NH · hs = C */
+    const size_t step = (size_t)B * (C * 4 + 3 * C + 4 * C * 2 + V + 2) + (size_t)cap_T;
+    cache->memory = malloc(sizeof(float) * (2 * kv + step));
+    cache->key_mask = calloc((size_t)B * (size_t)cap_T, 1);
+    cache->next_pos = calloc((size_t)B, sizeof(int32_t));
+    if (cache->memory == NULL || cache->key_mask == NULL || cache->next_pos == NULL) {
+        snprintf(err, errlen, "out of memory for a KV cache of %d x %d", B, cap_T);
+        gpt2_kv_cache_free(cache);
+        return -1;
+    }
+    cache->B = B;
+    cache->cap_T = cap_T;
+    float *c = cache->memory;
+    cache->k = c, c += kv;
+    cache->v = c, c += kv;
+    cache->x = c, c += (size_t)B * C;
+    cache->ln = c, c += (size_t)B * C;
+    cache->atty = c, c += (size_t)B * C;
+    cache->tmp = c, c += (size_t)B * C;
+    cache->qkv = c, c += (size_t)B * 3 * C;
+    cache->fch = c, c += (size_t)B * 4 * C;
+    cache->fch_gelu = c, c += (size_t)B * 4 * C;
+    cache->logits = c, c += (size_t)B * V;
+    cache->mean = c, c += (size_t)B;
+    cache->rstd = c, c += (size_t)B;
+    cache->scores = c;
+    return 0;
+}
+
+void gpt2_kv_cache_free(gpt2_kv_cache *cache) {
+    free(cache->memory);
+    free(cache->key_mask);
+    free(cache->next_pos);
+    memset(cache, 0, sizeof *cache);
+}
+
+void gpt2_decode_step(const gpt2_model *m, gpt2_kv_cache *cache, const int32_t *tokens,
+                      const uint8_t *real, int t) {
+    const gpt2_config *cfg = &m->cfg;
+    const gpt2_params *p = &m->params;
+    const int B = cache->B, C = cfg->d_model, NH = cfg->n_head, hs = C / NH, L = cfg->n_layer;
+    const int capT = cache->cap_T;
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int b = 0; b < B; b++) {
+        const int is_real = real == NULL || real[b];
+        const int32_t pos = is_real ? cache->next_pos[b]++ : 0;
+        cache->key_mask[(int64_t)b * capT + t] = (uint8_t)is_real;
+        const float *te = p->wte + (int64_t)tokens[b] * C, *pe = p->wpe + (int64_t)pos * C;
+        for (int j = 0; j < C; j++)
+            cache->x[(int64_t)b * C + j] = te[j] + pe[j];
+    }
+    float *mean = cache->mean, *rstd = cache->rstd;
+    for (int l = 0; l < L; l++) {
+        const int64_t CC = (int64_t)C * C;
+        layernorm_forward(cache->ln, mean, rstd, cache->x, p->ln1w + l * C, p->ln1b + l * C, B, C);
+        dense_forward(cache->qkv, cache->ln, p->qkvw + l * 3 * CC, p->qkvb + l * 3 * C, B, C,
+                      3 * C);
+        for (int b = 0; b < B; b++) {
+            const uint8_t *mask = cache->key_mask + (int64_t)b * capT;
+            for (int h = 0; h < NH; h++) {
+                const int64_t base = (((int64_t)l * B + b) * NH + h) * capT * hs;
+                float *kc = cache->k + base, *vc = cache->v + base;
+                const float *q = cache->qkv + (int64_t)b * 3 * C + h * hs;
+                memcpy(kc + (int64_t)t * hs, q + C, sizeof(float) * (size_t)hs);
+                memcpy(vc + (int64_t)t * hs, q + 2 * C, sizeof(float) * (size_t)hs);
+                float *y = cache->atty + (int64_t)b * C + h * hs;
+                /* scores over cached columns 0..t, softmax over the real ones */
+                float *s = cache->scores;
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, t + 1, hs, scale, kc, hs, q, 1, 0.0f, s,
+                            1);
+                float maxv = -INFINITY;
+                for (int j = 0; j <= t; j++)
+                    if (mask[j] && s[j] > maxv)
+                        maxv = s[j];
+                float sum = 0.0f;
+                for (int j = 0; j <= t; j++) {
+                    s[j] = mask[j] ? expf(s[j] - maxv) : 0.0f;
+                    sum += s[j];
+                }
+                const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+                for (int j = 0; j <= t; j++)
+                    s[j] *= inv;
+                cblas_sgemv(CblasRowMajor, CblasTrans, t + 1, hs, 1.0f, vc, hs, s, 1, 0.0f, y, 1);
+            }
+        }
+        dense_forward(cache->tmp, cache->atty, p->attprojw + l * CC, p->attprojb + l * C, B, C, C);
+        for (int64_t i = 0; i < (int64_t)B * C; i++)
+            cache->x[i] += cache->tmp[i];
+        layernorm_forward(cache->ln, mean, rstd, cache->x, p->ln2w + l * C, p->ln2b + l * C, B, C);
+        dense_forward(cache->fch, cache->ln, p->fcw + l * 4 * CC, p->fcb + l * 4 * C, B, C, 4 * C);
+        activation_forward(ACTIVATION_GELU, cache->fch_gelu, cache->fch, (int64_t)B * 4 * C);
+        dense_forward(cache->tmp, cache->fch_gelu, p->fcprojw + l * 4 * CC, p->fcprojb + l * C, B,
+                      4 * C, C);
+        for (int64_t i = 0; i < (int64_t)B * C; i++)
+            cache->x[i] += cache->tmp[i];
+    }
+    layernorm_forward(cache->ln, mean, rstd, cache->x, p->lnfw, p->lnfb, B, C);
+    dense_forward(cache->logits, cache->ln, p->wte, NULL, B, C, cfg->vocab_size);
+}
+
+/* ---- choosing tokens ------------------------------------------------------------ */
+
+typedef struct scored {
+    float p;
+    int32_t id;
+} scored;
+
+static int by_prob_desc(const void *a, const void *b) {
+    const float x = ((const scored *)a)->p, y = ((const scored *)b)->p;
+    if (x != y)
+        return x < y ? 1 : -1;
+    return ((const scored *)a)->id - ((const scored *)b)->id; /* deterministic ties */
+}
+
+static int32_t argmax(const float *z, int V) {
+    int32_t best = 0;
+    for (int j = 1; j < V; j++)
+        if (z[j] > z[best])
+            best = j;
+    return best;
+}
+
+void gpt2_sample_tokens(int32_t *out, float *logits, int B, int V, const gpt2_sample_config *sc,
+                        rng_state *rng) {
+    scored *cand = NULL;
+    for (int b = 0; b < B; b++) {
+        float *z = logits + (int64_t)b * V;
+        if (sc->temperature <= 0.0f) {
+            out[b] = argmax(z, V);
+            continue;
+        }
+        if (cand == NULL && (cand = malloc(sizeof(scored) * (size_t)V)) == NULL) {
+            out[b] = argmax(z, V); /* out of memory: degrade to greedy, never crash */
+            continue;
+        }
+        /* softmax(z / T), then sorted by probability for top-k / top-p */
+        float maxv = z[argmax(z, V)];
+        double sum = 0.0;
+        for (int j = 0; j < V; j++) {
+            cand[j].p = expf((z[j] - maxv) / sc->temperature);
+            cand[j].id = j;
+            sum += cand[j].p;
+        }
+        int keep = V;
+        if (sc->top_k > 0 || sc->top_p < 1.0f) {
+            qsort(cand, (size_t)V, sizeof(scored), by_prob_desc);
+            if (sc->top_k > 0 && sc->top_k < keep)
+                keep = sc->top_k;
+            if (sc->top_p < 1.0f) {
+                double kept_sum = 0.0, mass = 0.0;
+                for (int j = 0; j < keep; j++)
+                    kept_sum += cand[j].p;
+                for (int j = 0; j < keep; j++) {
+                    mass += cand[j].p;
+                    if (mass >= sc->top_p * kept_sum) { /* smallest prefix reaching top_p */
+                        keep = j + 1;
+                        break;
+                    }
+                }
+            }
+            sum = 0.0;
+            for (int j = 0; j < keep; j++)
+                sum += cand[j].p;
+        }
+        const double u = rng_next_double(rng) * sum;
+        double cdf = 0.0;
+        int32_t choice = cand[keep - 1].id;
+        for (int j = 0; j < keep; j++) {
+            cdf += cand[j].p;
+            if (u < cdf) {
+                choice = cand[j].id;
+                break;
+            }
+        }
+        out[b] = choice;
+    }
+    free(cand);
+}
+
+int gpt2_generate(const gpt2_model *m, const int32_t *prompts, const uint8_t *prompt_mask, int B,
+                  int P, const gpt2_sample_config *sc, rng_state *rng, int32_t *out,
+                  int32_t *out_len, char *err, size_t errlen) {
+    const int N = sc->max_new_tokens, V = m->cfg.vocab_size;
+    if (P < 1 || N < 1 || P + N > m->cfg.max_seq_len) {
+        snprintf(err, errlen, "prompt %d + max_new_tokens %d must be within the context of %d (and "
+                 "both at least 1)", P, N, m->cfg.max_seq_len);
+        return -1;
+    }
+    gpt2_kv_cache cache;
+    if (gpt2_kv_cache_init(&cache, &m->cfg, B, P + N, err, errlen) != 0)
+        return -1;
+    int32_t *column = malloc(sizeof(int32_t) * (size_t)B * 2), *next = column + B;
+    uint8_t *real = malloc((size_t)B), *done = calloc((size_t)B, 1);
+    if (column == NULL || real == NULL || done == NULL) {
+        snprintf(err, errlen, "out of memory generating %d rows", B);
+        free(column), free(real), free(done);
+        gpt2_kv_cache_free(&cache);
+        return -1;
+    }
+    for (int t = 0; t < P; t++) {
+        for (int b = 0; b < B; b++) {
+            column[b] = prompts[(int64_t)b * P + t];
+            real[b] = prompt_mask == NULL || prompt_mask[(int64_t)b * P + t];
+        }
+        gpt2_decode_step(m, &cache, column, real, t);
+    }
+    const int32_t filler = sc->eos_id >= 0 ? sc->eos_id : 0;
+    memset(out_len, 0, sizeof(int32_t) * (size_t)B);
+    int remaining = B;
+    for (int s = 0; s < N; s++) {
+        gpt2_sample_tokens(next, cache.logits, B, V, sc, rng);
+        for (int b = 0; b < B; b++) {
+            int32_t *o = out + (int64_t)b * N + s;
+            if (done[b]) {
+                *o = filler;
+                continue;
+            }
+            *o = next[b];
+            out_len[b]++;
+            if (next[b] == sc->eos_id) {
+                done[b] = 1;
+                remaining--;
+            }
+        }
+        if (remaining == 0 || s == N - 1) {
+            for (int b = 0; b < B; b++)
+                for (int r = s + 1; r < N; r++)
+                    out[(int64_t)b * N + r] = filler;
+            break;
+        }
+        for (int b = 0; b < B; b++)
+            real[b] = !done[b];
+        gpt2_decode_step(m, &cache, next, real, P + s);
+    }
+    free(column), free(real), free(done);
+    gpt2_kv_cache_free(&cache);
+    return 0;
+}
