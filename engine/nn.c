@@ -35,6 +35,7 @@ void dense_backward(float *dinp, float *dweight, float *dbias, const float *dout
 
 /* ==== activations ========================================================== */
 
+
 int activation_from_name(const char *name) {
     if (strcmp(name, "tanh") == 0)
         return ACTIVATION_TANH;
@@ -65,7 +66,8 @@ const char *activation_name(activation_kind kind) {
  * the activation loops vectorise — tanhf was over half of PPO's run time. */
 static inline float tanh_rational(float x) {
     const float clamp = 7.90531110763549805f;
-    x = x > clamp ? clamp : x < -clamp ? -clamp : x;
+    x = x < clamp ? x : clamp;
+    x = x > -clamp ? x : -clamp;
     const float x2 = x * x;
     float p = -2.76076847742355e-16f;
     p = p * x2 + 2.00018790482477e-13f;
@@ -85,7 +87,7 @@ float nn_tanhf(float x) {
     return tanh_rational(x);
 }
 
-void activation_forward(activation_kind kind, float *out, const float *inp, int64_t n) {
+ENGINE_HOT void activation_forward(activation_kind kind, float *out, const float *inp, int64_t n) {
     switch (kind) {
         case ACTIVATION_TANH:
             for (int64_t i = 0; i < n; i++)
@@ -104,7 +106,7 @@ void activation_forward(activation_kind kind, float *out, const float *inp, int6
     }
 }
 
-void activation_backward(activation_kind kind, float *dinp, const float *dout, const float *inp,
+ENGINE_HOT void activation_backward(activation_kind kind, float *dinp, const float *dout, const float *inp,
                          const float *out, int64_t n) {
     switch (kind) {
         case ACTIVATION_TANH:

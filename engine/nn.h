@@ -16,6 +16,16 @@
 
 #include "rng.h"
 
+/* Hot elementwise loops are compiled three times (x86-64-v2 baseline, AVX2,
+ * AVX-512) and the loader picks the widest the CPU has; without FMA
+ * contraction (-std=c11 implies -ffp-contract=off) all three give the same
+ * bits. Off under AddressSanitizer, whose runtime and ifuncs do not mix. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
+#define ENGINE_HOT __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define ENGINE_HOT
+#endif
+
 /* ---- dense (fully connected) ---------------------------------------- */
 
 /* out (B, OC) = inp (B, C) · weight (OC, C)ᵀ + bias (OC); bias may be NULL. */

@@ -1,9 +1,11 @@
 #include "optim.h"
 
+#include "nn.h"
+
 #include <math.h>
 #include <stddef.h>
 
-void adam_step(float *params, const float *grads, float *m, float *v, const uint8_t *decay_mask,
+ENGINE_HOT void adam_step(float *params, const float *grads, float *m, float *v, const uint8_t *decay_mask,
                int64_t n, const adam_config *cfg, int64_t t) {
     const float b1 = cfg->beta1, b2 = cfg->beta2;
     const float bias1 = 1.0f - powf(b1, (float)t);
