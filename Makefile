@@ -13,15 +13,16 @@
 # CPUs. Override with `make ARCH=native` for local experiments.
 # -fvect-cost-model=dynamic: -O2's default "very cheap" model leaves the
 # activation loops scalar; vectorising them made control PPO 1.9x faster.
-# -fno-trapping-math: lets GCC if-convert the clamps in those loops (we never
-# read floating-point exception flags); results are unchanged. -std=c11 keeps
+# -fno-trapping-math, -fno-math-errno: let GCC if-convert the clamps and
+# vectorise sqrtf in those loops (we never read floating-point exception
+# flags or errno from libm); results are unchanged. -std=c11 keeps
 # -ffp-contract=off, so no FMA contraction: every build and every CPU-specific
 # clone (ENGINE_HOT in nn.h) computes bit-identical results.
 
 ARCH    ?= x86-64-v2
 BUILD   ?= build
 CC      ?= cc
-OPT     ?= -O2 -fvect-cost-model=dynamic -fno-trapping-math
+OPT     ?= -O2 -fvect-cost-model=dynamic -fno-trapping-math -fno-math-errno
 SAN     ?=
 CFLAGS  := -std=c11 $(OPT) -march=$(ARCH) -g -Wall -Wextra -Werror -Wshadow \
            -Wstrict-prototypes -Wvla -D_GNU_SOURCE $(SAN) $(EXTRA_CFLAGS)

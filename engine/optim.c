@@ -14,13 +14,16 @@ ENGINE_HOT void adam_step(float *params, const float *grads, float *m, float *v,
      * lr/bias1 · m / (sqrt(v)/sqrt(bias2) + eps) — same value, one division. */
     const float step_size = cfg->lr / bias1;
     const float decay = cfg->lr * cfg->weight_decay;
+    if (decay != 0.0f)
+        for (int64_t i = 0; i < n; i++)
+            if (decay_mask == NULL || decay_mask[i])
+                params[i] -= decay * params[i];
+    /* Branch-free, so it vectorises (ENGINE_HOT clones). */
     for (int64_t i = 0; i < n; i++) {
-        float g = grads[i];
-        if (decay != 0.0f && (decay_mask == NULL || decay_mask[i]))
-            params[i] -= decay * params[i];
+        const float g = grads[i];
         m[i] = b1 * m[i] + (1.0f - b1) * g;
         v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-        float denom = sqrtf(v[i]) / bias2_sqrt + cfg->eps;
+        const float denom = sqrtf(v[i]) / bias2_sqrt + cfg->eps;
         params[i] -= step_size * m[i] / denom;
     }
 }

@@ -617,7 +617,9 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
         const float lr = cfg->anneal_lr ? lr_linear((float)cfg->learning_rate, update - 1,
                                                     num_updates)
                                         : (float)cfg->learning_rate;
+        const double t_rollout = now_s();
         collect_rollout(&run);
+        const double t_optimize = now_s();
         ppo_compute_gae(run.advantages, run.returns, run.rewards, run.values, run.next_values,
                         run.terminated, run.ended, run.T, run.N, (float)cfg->gamma,
                         (float)cfg->gae_lambda);
@@ -637,8 +639,9 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
         }
         res.updates = update;
         res.global_step = run.global_step;
-        const double elapsed = now_s() - start;
-        sink_metric m[24];
+        const double t_done = now_s();
+        const double elapsed = t_done - start;
+        sink_metric m[32];
         int k = 0;
         const double nb = st.minibatches;
         m[k++] = (sink_metric){"update", (double)update};
@@ -664,13 +667,17 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
         m[k++] = (sink_metric){"learning_rate", lr};
         m[k++] = (sink_metric){"sps", run.global_step / elapsed};
         m[k++] = (sink_metric){"wall_s", elapsed};
+        m[k++] = (sink_metric){"rollout_s", t_optimize - t_rollout};
+        m[k++] = (sink_metric){"optimize_s", t_done - t_optimize};
         if (kl_stop)
             m[k++] = (sink_metric){"kl_early_stop", 1.0};
         bool evaluated = cfg->eval_interval > 0 && update % cfg->eval_interval == 0;
         double eval_return = NAN;
         if (evaluated) {
             int ok;
+            const double t_eval = now_s();
             eval_return = evaluate_greedy(&run, evals++, &ok);
+            m[k++] = (sink_metric){"eval_s", now_s() - t_eval};
             if (!ok) {
                 snprintf(err, errlen, "out of memory in evaluation");
                 rc = -1;

@@ -146,9 +146,11 @@ static int rec_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
                 r->first_return = m[i].value;
             r->last_return = m[i].value;
         }
-        /* wall-clock metrics differ between runs by nature */
-        if (strcmp(m[i].name, "sps") != 0 && strcmp(m[i].name, "wall_s") != 0 &&
-            r->n_trace < 512)
+        /* wall-clock metrics (sps, *_s) differ between runs by nature */
+        const size_t len = strlen(m[i].name);
+        const int timing = strcmp(m[i].name, "sps") == 0 ||
+                           (len > 2 && strcmp(m[i].name + len - 2, "_s") == 0);
+        if (!timing && r->n_trace < 512)
             r->trace[r->n_trace++] = m[i].value;
     }
     return 0;
