@@ -12,5 +12,6 @@ Suite *ppo_suite(void);
 Suite *hparams_suite(void);
 Suite *cli_suite(void);
 Suite *gpt2_suite(void);
+Suite *server_suite(void);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "blas_setup.h"
 #include "cli_sink.h"
+#include "db_job.h"
 #include "jobs.h"
 
 enum { EXIT_TRAINING_FAILED = 1, EXIT_USAGE = 2 };
@@ -221,6 +222,8 @@ int rlhf_train_main(int argc, char **argv) {
     }
     if (strcmp(cmd, "describe") == 0)
         return describe(argc, argv);
+    if (strcmp(cmd, "--db") == 0)
+        return rlhf_train_db_main(argc, argv);
     const job_type *type = job_type_find(cmd);
     if (type == NULL) {
         fprintf(stderr, "rlhf-train: unknown job type '%s'\n", cmd);

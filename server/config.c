@@ -1,0 +1,221 @@
+/* rlhfd's settings: one table, read from a JSON file, the environment and
+ * the command line, in that order (later wins). */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server.h"
+
+typedef struct option_def {
+    const char *name; /* --name; RLHFD_NAME; "name" in the file ('-' → '_') */
+    bool is_int;
+    size_t offset;
+    size_t bytes; /* strings: the buffer */
+    int64_t dflt, min, max;
+    const char *dflt_text;
+    const char *doc;
+} option_def;
+
+#define STR(field, dflt, doc)                                                                      \
+    {                                                                                              \
+#field, false, offsetof(rlhfd_config, field), sizeof(((rlhfd_config *)0)->field), 0, 0, 0, \
+            dflt, doc                                                                              \
+    }
+#define INT(field, dflt, lo, hi, doc)                                                              \
+    { #field, true, offsetof(rlhfd_config, field), 0, dflt, lo, hi, NULL, doc }
+
+static const option_def options[] = {
+    STR(listen, "127.0.0.1:8080", "HOST:PORT to serve HTTP on (port 0: any free port)"),
+    STR(db_path, "rlhfd.db", "the SQLite database file (created if missing)"),
+    INT(workers, 2, 1, 256, "at most this many rlhf-train processes at once"),
+    INT(threads_per_job, 1, 1, 256, "OpenBLAS threads of each rlhf-train process"),
+    INT(max_body_bytes, 1 << 20, 1024, (int64_t)1 << 34, "largest accepted request body"),
+    INT(lease_ms, 30000, 200, 3600000, "a worker's lease; renewed every lease/4"),
+    INT(max_attempts, 3, 1, 100, "default attempts per job before it fails"),
+    INT(db_connections, 8, 1, 256, "database connections shared by request threads"),
+    INT(shutdown_grace_ms, 30000, 0, 3600000, "on SIGTERM, how long workers get to stop"),
+    INT(sse_poll_ms, 250, 10, 10000, "how often an event stream looks for new events"),
+    INT(sse_heartbeat_ms, 15000, 100, 600000, "keep-alive comment interval on idle streams"),
+    STR(train_bin, "", "the rlhf-train program (default: beside rlhfd)"),
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* --db is the natural flag for db_path. */
+static void option_flag(const option_def *o, char *out, size_t len) {
+    snprintf(out, len, "%s", strcmp(o->name, "db_path") == 0 ? "db" : o->name);
+    for (char *c = out; *c; c++)
+        if (*c == '_')
+            *c = '-';
+}
+
+static void option_env(const option_def *o, char *out, size_t len) {
+    char flag[64];
+    option_flag(o, flag, sizeof flag);
+    int n = snprintf(out, len, "RLHFD_");
+    for (const char *c = flag; *c && (size_t)n + 1 < len; c++)
+        out[n++] = *c == '-' ? '_' : (char)(*c - ('a' <= *c && *c <= 'z' ? 32 : 0));
+    out[n] = '\0';
+}
+
+static int option_set(rlhfd_config *cfg, const option_def *o, const char *value, const char *where,
+                      char *err, size_t errlen) {
+    char *field = (char *)cfg + o->offset;
+    if (!o->is_int) {
+        if (strlen(value) >= o->bytes) {
+            snprintf(err, errlen, "%s: value too long", where);
+            return -1;
+        }
+        snprintf(field, o->bytes, "%s", value);
+        return 0;
+    }
+    char *end;
+    long long v = strtoll(value, &end, 10);
+    if (*value == '\0' || *end != '\0' || v < o->min || v > o->max) {
+        snprintf(err, errlen, "%s must be an integer in [%lld, %lld], got '%.64s'", where,
+                 (long long)o->min, (long long)o->max, value);
+        return -1;
+    }
+    *(int64_t *)field = v;
+    return 0;
+}
+
+static int load_file(rlhfd_config *cfg, const char *path, char *err, size_t errlen) {
+    json_error_t jerr;
+    json_t *obj = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(obj)) {
+        snprintf(err, errlen, "%s: %s", path, obj ? "must be a JSON object" : jerr.text);
+        json_decref(obj);
+        return -1;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value) {
+        const option_def *o = NULL;
+        char name[64];
+        for (size_t i = 0; i < N_OPTIONS && o == NULL; i++) {
+            option_flag(&options[i], name, sizeof name);
+            for (char *c = name; *c; c++)
+                *c = *c == '-' ? '_' : *c;
+            if (strcmp(name, key) == 0)
+                o = &options[i];
+        }
+        char where[128], text[64];
+        snprintf(where, sizeof where, "%s: \"%.64s\"", path, key);
+        const char *v = json_string_value(value);
+        if (o != NULL && o->is_int && json_is_integer(value))
+            snprintf(text, sizeof text, "%lld", (long long)json_integer_value(value)), v = text;
+        if (o == NULL || v == NULL || option_set(cfg, o, v, where, err, errlen) != 0) {
+            if (o == NULL)
+                snprintf(err, errlen, "%s: unknown setting", where);
+            else if (v == NULL)
+                snprintf(err, errlen, "%s must be %s", where,
+                         o->is_int ? "an integer" : "a string");
+            json_decref(obj);
+            return -1;
+        }
+    }
+    json_decref(obj);
+    return 0;
+}
+
+void rlhfd_config_usage(FILE *out) {
+    fprintf(out, "usage: rlhfd [--config FILE.json] [--OPTION VALUE]...\n"
+                 "       rlhfd [--db FILE] --create-token NAME --role admin|annotator|viewer\n"
+                 "options (also RLHFD_<OPTION> in the environment, or keys of the config file):\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        char flag[64];
+        option_flag(&options[i], flag, sizeof flag);
+        char dflt[64];
+        if (options[i].is_int)
+            snprintf(dflt, sizeof dflt, "%lld", (long long)options[i].dflt);
+        else
+            snprintf(dflt, sizeof dflt, "%s", options[i].dflt_text);
+        fprintf(out, "  --%-18s %s (default %s)\n", flag, options[i].doc,
+                dflt[0] ? dflt : "see text");
+    }
+}
+
+/* rlhf-train in the directory of this executable. */
+static void default_train_bin(char *out, size_t len) {
+    char self[PATH_MAX - 16]; /* leaves room for "/rlhf-train" */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        snprintf(out, len, "rlhf-train");
+        return;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    *slash = '\0';
+    snprintf(out, len, "%s/rlhf-train", self);
+}
+
+int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **argv, char *err,
+                      size_t errlen) {
+    memset(cfg, 0, sizeof *cfg);
+    memset(cmd, 0, sizeof *cmd);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        char *field = (char *)cfg + options[i].offset;
+        if (options[i].is_int)
+            *(int64_t *)field = options[i].dflt;
+        else
+            snprintf(field, options[i].bytes, "%s", options[i].dflt_text);
+    }
+    const char *file = getenv("RLHFD_CONFIG");
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--config") == 0)
+            file = argv[i + 1];
+    if (file != NULL && load_file(cfg, file, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        char env[64];
+        option_env(&options[i], env, sizeof env);
+        const char *v = getenv(env);
+        if (v != NULL && option_set(cfg, &options[i], v, env, err, errlen) != 0)
+            return -1;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            cmd->help = true;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0 || i + 1 >= argc) {
+            snprintf(err, errlen, "%s '%s'",
+                     strncmp(arg, "--", 2) ? "unexpected argument" : "missing value for", arg);
+            return -1;
+        }
+        const char *value = argv[++i];
+        if (strcmp(arg, "--config") == 0)
+            continue;
+        if (strcmp(arg, "--create-token") == 0) {
+            cmd->create_token_name = value;
+            continue;
+        }
+        if (strcmp(arg, "--role") == 0) {
+            cmd->create_token_role = value;
+            continue;
+        }
+        const option_def *o = NULL;
+        for (size_t k = 0; k < N_OPTIONS && o == NULL; k++) {
+            char flag[64];
+            option_flag(&options[k], flag, sizeof flag);
+            if (strcmp(arg + 2, flag) == 0)
+                o = &options[k];
+        }
+        if (o == NULL) {
+            snprintf(err, errlen, "unknown option '%s' (see --help)", arg);
+            return -1;
+        }
+        if (option_set(cfg, o, value, arg, err, errlen) != 0)
+            return -1;
+    }
+    if (cfg->train_bin[0] == '\0')
+        default_train_bin(cfg->train_bin, sizeof cfg->train_bin);
+    if (cmd->create_token_role != NULL && cmd->create_token_name == NULL) {
+        snprintf(err, errlen, "--role goes with --create-token NAME");
+        return -1;
+    }
+    return cmd->help || cmd->create_token_name ? 1 : 0;
+}

@@ -1,0 +1,217 @@
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK && err != NULL)
+        snprintf(err, errlen, "%s", msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return rc;
+}
+
+int db_open(const char *path, sqlite3 **out, char *err, size_t errlen) {
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open database %s: %s", path,
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, DB_BUSY_TIMEOUT_MS);
+    sqlite3_stmt *st = NULL;
+    const char *mode = NULL;
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        mode = (const char *)sqlite3_column_text(st, 0);
+    int wal = mode != NULL && strcmp(mode, "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal) {
+        snprintf(err, errlen, "cannot switch %s to WAL mode: %s", path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return -1;
+    }
+    char msg[256];
+    if (db_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "cannot configure %s: %s", path, msg);
+        sqlite3_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+int db_schema_version(void) {
+    int n = 0;
+    while (db_migrations[n].name != NULL)
+        n++;
+    return n;
+}
+
+static int user_version(sqlite3 *db) {
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+int db_migrate(sqlite3 *db, char *err, size_t errlen) {
+    const int latest = db_schema_version();
+    int rc = db_begin(db);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "cannot start the migration: %s", sqlite3_errstr(rc));
+        return -1;
+    }
+    /* Read inside the write transaction: two processes migrating at once
+     * apply each migration once. */
+    int version = user_version(db);
+    if (version < 0 || version > latest) {
+        snprintf(err, errlen, "database schema version %d is not one this program knows (0..%d)",
+                 version, latest);
+        db_rollback(db);
+        return -1;
+    }
+    for (int i = version; i < latest; i++) {
+        char msg[256];
+        /* The file's number must be its position: a gap or a duplicate in
+         * schema/ would otherwise renumber every later migration. */
+        if (atoi(db_migrations[i].name) != i + 1) {
+            snprintf(err, errlen, "migration %s is out of sequence (expected number %d)",
+                     db_migrations[i].name, i + 1);
+            db_rollback(db);
+            return -1;
+        }
+        if (db_exec(db, db_migrations[i].sql, msg, sizeof msg) != SQLITE_OK) {
+            snprintf(err, errlen, "migration %s failed: %s", db_migrations[i].name, msg);
+            db_rollback(db);
+            return -1;
+        }
+    }
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", latest);
+    if (db_exec(db, sql, err, errlen) != SQLITE_OK || (rc = db_commit(db)) != SQLITE_OK) {
+        if (rc != SQLITE_OK)
+            snprintf(err, errlen, "cannot commit the migration: %s", sqlite3_errstr(rc));
+        db_rollback(db);
+        return -1;
+    }
+    return 0;
+}
+
+int db_begin(sqlite3 *db) {
+    return sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+}
+
+int db_commit(sqlite3 *db) {
+    int rc;
+    /* COMMIT can meet BUSY when readers hold the WAL; the transaction stays
+     * open and the commit can simply be tried again. */
+    for (int tries = 0;
+         (rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) == SQLITE_BUSY && tries < 100; tries++)
+        sqlite3_sleep(10);
+    return rc;
+}
+
+void db_rollback(sqlite3 *db) {
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int db_insert_job_event(sqlite3 *db, int64_t job_id, const char *level, const char *type,
+                        const char *code, const char *message, const json_t *data) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO job_events (job_id, created_at, level, type, code, "
+                           "message, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    char *text = data ? json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    sqlite3_bind_int64(st, 1, job_id);
+    sqlite3_bind_int64(st, 2, db_now_s());
+    sqlite3_bind_text(st, 3, level, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, type, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, message, -1, SQLITE_STATIC);
+    if (text)
+        sqlite3_bind_text(st, 7, text, -1, free);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int64_t clock_ms(clockid_t id) {
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t db_now_ms(void) {
+    return clock_ms(CLOCK_REALTIME);
+}
+
+int64_t db_now_s(void) {
+    return db_now_ms() / 1000;
+}
+
+/* ---- connection pool ----------------------------------------------------- */
+
+int db_pool_init(db_pool *pool, const char *path, int n, char *err, size_t errlen) {
+    memset(pool, 0, sizeof *pool);
+    pool->conns = calloc((size_t)n, sizeof *pool->conns);
+    pool->in_use = calloc((size_t)n, sizeof *pool->in_use);
+    if (pool->conns == NULL || pool->in_use == NULL) {
+        snprintf(err, errlen, "out of memory");
+        free(pool->conns);
+        free(pool->in_use);
+        return -1;
+    }
+    pthread_mutex_init(&pool->mutex, NULL);
+    pthread_cond_init(&pool->freed, NULL);
+    for (pool->n = 0; pool->n < n; pool->n++)
+        if (db_open(path, &pool->conns[pool->n], err, errlen) != 0) {
+            db_pool_free(pool);
+            return -1;
+        }
+    return 0;
+}
+
+sqlite3 *db_pool_acquire(db_pool *pool) {
+    pthread_mutex_lock(&pool->mutex);
+    for (;;) {
+        for (int i = 0; i < pool->n; i++)
+            if (!pool->in_use[i]) {
+                pool->in_use[i] = 1;
+                pthread_mutex_unlock(&pool->mutex);
+                return pool->conns[i];
+            }
+        pthread_cond_wait(&pool->freed, &pool->mutex);
+    }
+}
+
+void db_pool_release(db_pool *pool, sqlite3 *db) {
+    db_rollback(db); /* a handler that bailed out mid-transaction */
+    pthread_mutex_lock(&pool->mutex);
+    for (int i = 0; i < pool->n; i++)
+        if (pool->conns[i] == db)
+            pool->in_use[i] = 0;
+    pthread_cond_signal(&pool->freed);
+    pthread_mutex_unlock(&pool->mutex);
+}
+
+void db_pool_free(db_pool *pool) {
+    for (int i = 0; i < pool->n; i++)
+        sqlite3_close(pool->conns[i]);
+    free(pool->conns);
+    free(pool->in_use);
+    pthread_mutex_destroy(&pool->mutex);
+    pthread_cond_destroy(&pool->freed);
+    memset(pool, 0, sizeof *pool);
+}

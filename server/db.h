@@ -1,0 +1,78 @@
+/* db — the SQLite connection settings, migrations and transactions shared by
+ * rlhfd and rlhf-train.
+ *
+ * Durability: WAL with synchronous=FULL. A commit fsyncs the WAL before it
+ * returns, so a write rlhfd has acknowledged survives a crash of the process
+ * AND of the machine (power loss). synchronous=NORMAL would survive the
+ * process being killed but could lose the last commits on power loss, which
+ * breaks "every acknowledged write is durable"; we pay one fsync per commit
+ * and batch what belongs together (one update's metrics are one commit).
+ */
+#ifndef RLHF_DB_H
+#define RLHF_DB_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* schema/NNN_name.sql, compiled in by make (build/server/schema_sql.c), in
+ * order, terminated by {NULL, NULL}. Migration i (from 0) takes the database
+ * from user_version i to i + 1. */
+typedef struct db_migration {
+    const char *name; /* "001_init.sql" */
+    const char *sql;
+} db_migration;
+extern const db_migration db_migrations[];
+
+/* How long a statement waits for another connection's write lock before it
+ * gives up with SQLITE_BUSY. */
+#define DB_BUSY_TIMEOUT_MS 10000
+
+/* Opens (creating if needed) the database at path with WAL, FULL sync,
+ * foreign keys and the busy timeout. Returns 0, or -1 with err. */
+int db_open(const char *path, sqlite3 **out, char *err, size_t errlen);
+
+/* Applies the migrations the database has not seen, in one IMMEDIATE
+ * transaction, and sets PRAGMA user_version. Refuses a database newer than
+ * the program. Returns 0, or -1 with err. */
+int db_migrate(sqlite3 *db, char *err, size_t errlen);
+
+/* The number of compiled-in migrations: the user_version of a current database. */
+int db_schema_version(void);
+
+/* BEGIN IMMEDIATE (takes the write lock up front, so a transaction never
+ * fails half-way with BUSY on its first write), COMMIT, ROLLBACK. begin and
+ * commit return an SQLite result code; commit retries while BUSY. */
+int db_begin(sqlite3 *db);
+int db_commit(sqlite3 *db);
+void db_rollback(sqlite3 *db);
+
+/* One statement, with the error message copied into err. SQLITE_OK or the code. */
+int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
+
+/* Inserts one row of job_events in the caller's transaction. level: info |
+ * warn | error; type: message | metrics; data: a JSON object or NULL. 0 or -1. */
+int db_insert_job_event(sqlite3 *db, int64_t job_id, const char *level, const char *type,
+                        const char *code, const char *message, const json_t *data);
+
+int64_t db_now_ms(void);
+int64_t db_now_s(void);
+
+/* A fixed set of connections shared by threads: acquire blocks until one is
+ * free. rlhfd's request threads use it; the scheduler has its own. */
+typedef struct db_pool {
+    pthread_mutex_t mutex;
+    pthread_cond_t freed;
+    sqlite3 **conns;
+    int *in_use;
+    int n;
+} db_pool;
+
+int db_pool_init(db_pool *pool, const char *path, int n, char *err, size_t errlen);
+sqlite3 *db_pool_acquire(db_pool *pool);
+void db_pool_release(db_pool *pool, sqlite3 *db);
+void db_pool_free(db_pool *pool);
+
+#endif

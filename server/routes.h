@@ -1,0 +1,25 @@
+/* routes — every endpoint of rlhfd, one handler each. The route table (path
+ * patterns, methods, roles) is in http.c; the handlers live in one file per
+ * family: routes_health.c, routes_tokens.c, routes_jobs.c. */
+#ifndef RLHF_ROUTES_H
+#define RLHF_ROUTES_H
+
+#include "http.h"
+
+enum MHD_Result route_healthz(request *r);
+enum MHD_Result route_readyz(request *r);
+
+enum MHD_Result route_tokens_create(request *r);
+enum MHD_Result route_tokens_list(request *r);
+
+enum MHD_Result route_jobs_create(request *r);
+enum MHD_Result route_jobs_list(request *r);
+enum MHD_Result route_jobs_get(request *r);
+enum MHD_Result route_jobs_cancel(request *r);
+enum MHD_Result route_jobs_events(request *r);
+enum MHD_Result route_jobs_metrics(request *r);
+enum MHD_Result route_jobs_stream(request *r);
+enum MHD_Result route_jobs_checkpoints(request *r);
+enum MHD_Result route_checkpoints_content(request *r);
+
+#endif

@@ -1,0 +1,645 @@
+/* Jobs: create (validated against the engine's job registry), list, get,
+ * cancel, and the job's events, metrics, checkpoints and live stream.
+ *
+ * Lists are newest first with `after` = the last id of the previous page
+ * (the OpenAI convention); metrics are by step, oldest first, with
+ * `after_step`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jobs.h"
+#include "routes.h"
+#include "scheduler.h"
+
+#define JOB_COLUMNS                                                                                \
+    "id, type, status, config, attempts, max_attempts, cancel_requested, created_at, "             \
+    "started_at, finished_at, error"
+
+static json_t *column_int_or_null(sqlite3_stmt *st, int i) {
+    return sqlite3_column_type(st, i) == SQLITE_NULL ? json_null()
+                                                     : json_integer(sqlite3_column_int64(st, i));
+}
+
+/* A JSON text column, parsed; null if NULL or unparsable. */
+static json_t *column_json(sqlite3_stmt *st, int i) {
+    const char *text = (const char *)sqlite3_column_text(st, i);
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+    return v ? v : json_null();
+}
+
+static json_t *job_from_row(sqlite3_stmt *st) {
+    const char *error = (const char *)sqlite3_column_text(st, 10);
+    return json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:b, s:I, s:o, s:o, s:o}", "id",
+                     (json_int_t)sqlite3_column_int64(st, 0), "object", "job", "type",
+                     (const char *)sqlite3_column_text(st, 1), "status",
+                     (const char *)sqlite3_column_text(st, 2), "hyperparameters",
+                     column_json(st, 3), "attempts", (json_int_t)sqlite3_column_int64(st, 4),
+                     "max_attempts", (json_int_t)sqlite3_column_int64(st, 5), "cancel_requested",
+                     sqlite3_column_int(st, 6) != 0, "created_at",
+                     (json_int_t)sqlite3_column_int64(st, 7), "started_at",
+                     column_int_or_null(st, 8), "finished_at", column_int_or_null(st, 9), "error",
+                     error ? json_pack("{s:s}", "message", error) : json_null());
+}
+
+/* The job as JSON, or NULL if there is none (or on error). */
+static json_t *job_load(sqlite3 *db, int64_t id) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(st, 1, id);
+    json_t *job = sqlite3_step(st) == SQLITE_ROW ? job_from_row(st) : NULL;
+    sqlite3_finalize(st);
+    return job;
+}
+
+static enum MHD_Result reply_db_error(request *r) {
+    return http_reply_error(r, 500, "database_error", NULL, "database error: %s",
+                            sqlite3_errmsg(r->db));
+}
+
+static enum MHD_Result reply_no_job(request *r) {
+    return http_reply_error(r, 404, "job_not_found", NULL, "no job %lld", (long long)r->path_id);
+}
+
+/* 1 if job path_id exists, else 0 after replying 404 (or 500). */
+static int require_job(request *r, enum MHD_Result *replied) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM jobs WHERE id = ?1", -1, &st, NULL) != SQLITE_OK) {
+        *replied = reply_db_error(r);
+        return 0;
+    }
+    sqlite3_bind_int64(st, 1, r->path_id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    *replied = rc == SQLITE_DONE ? reply_no_job(r) : reply_db_error(r);
+    return 0;
+}
+
+/* ---- POST /v1/jobs ---------------------------------------------------------- */
+
+/* Job types the service will run once the engine has them. */
+static const char *const planned_job_types[] = {"sft", "reward", "ppo", NULL};
+
+/* The engine's messages name the offending key in the first '...' of the
+ * text ("hyperparameter 'gamma' must be ..."); param becomes
+ * "hyperparameters.gamma", or "hyperparameters" if there is no key. */
+static void hyperparameter_param(const char *err, char *param, size_t len) {
+    const char *open = strchr(err, '\'');
+    const char *close = open ? strchr(open + 1, '\'') : NULL;
+    if (close != NULL && close - open - 1 < 64)
+        snprintf(param, len, "hyperparameters.%.*s", (int)(close - open - 1), open + 1);
+    else
+        snprintf(param, len, "hyperparameters");
+}
+
+static void available_types(char *out, size_t len) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (const job_type *const *t = job_types; *t && used < len; t++)
+        used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "", (*t)->name);
+}
+
+static int64_t job_insert(sqlite3 *db, const char *type, const char *config, int64_t max_attempts,
+                          int64_t token_id) {
+    if (db_begin(db) != SQLITE_OK)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int64_t id = -1;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO jobs (type, status, config, max_attempts, created_by, "
+                           "created_at) VALUES (?1, 'queued', ?2, ?3, ?4, ?5)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, config, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, max_attempts);
+        sqlite3_bind_int64(st, 4, token_id);
+        sqlite3_bind_int64(st, 5, db_now_s());
+        if (sqlite3_step(st) == SQLITE_DONE)
+            id = sqlite3_last_insert_rowid(db);
+    }
+    sqlite3_finalize(st);
+    char message[128];
+    snprintf(message, sizeof message, "%s job created and queued", type);
+    if (id > 0 && (db_insert_job_event(db, id, "info", "message", "created", message, NULL) != 0 ||
+                   db_commit(db) != SQLITE_OK))
+        id = -1;
+    if (id < 0)
+        db_rollback(db);
+    return id;
+}
+
+enum MHD_Result route_jobs_create(request *r) {
+    enum MHD_Result replied;
+    json_t *body = http_body_object(r, &replied);
+    if (body == NULL)
+        return replied;
+    static const char *const keys[] = {"type", "hyperparameters", "max_attempts", NULL};
+    json_t *type_v = json_object_get(body, "type");
+    json_t *hp = json_object_get(body, "hyperparameters");
+    json_t *attempts_v = json_object_get(body, "max_attempts");
+    const job_type *type = json_is_string(type_v) ? job_type_find(json_string_value(type_v)) : NULL;
+    int64_t max_attempts = attempts_v ? json_integer_value(attempts_v) : r->srv->cfg.max_attempts;
+    void *cfg = type ? calloc(1, type->hparams->config_bytes) : NULL;
+    char err[512], param[96], names[256];
+    available_types(names, sizeof names);
+    if (!http_check_keys(r, body, keys, &replied))
+        ;
+    else if (type_v == NULL)
+        replied = http_reply_error(r, 400, "missing_required_parameter", "type",
+                                   "type is required (one of: %s)", names);
+    else if (!json_is_string(type_v))
+        replied = http_reply_error(r, 400, "invalid_type", "type", "type must be a string");
+    else if (type == NULL) {
+        const char *name = json_string_value(type_v);
+        bool planned = false;
+        for (const char *const *p = planned_job_types; *p; p++)
+            planned = planned || strcmp(*p, name) == 0;
+        replied =
+            http_reply_error(r, 400, planned ? "job_type_unavailable" : "unknown_job_type", "type",
+                             planned ? "job type '%.64s' is not available yet: this "
+                                       "build's engine does not implement it (available: %s)"
+                                     : "unknown job type '%.64s' (available: %s)",
+                             name, names);
+    } else if (hp != NULL && !json_is_object(hp))
+        replied = http_reply_error(r, 400, "invalid_type", "hyperparameters",
+                                   "hyperparameters must be a JSON object");
+    else if (attempts_v != NULL &&
+             (!json_is_integer(attempts_v) || max_attempts < 1 || max_attempts > 100))
+        replied = http_reply_error(r, 400, "invalid_value", "max_attempts",
+                                   "max_attempts must be an integer in [1, 100]");
+    else if (cfg == NULL)
+        replied = http_reply_error(r, 500, "out_of_memory", NULL, "out of memory");
+    else if (job_config_from_json(type, cfg, hp, err, sizeof err) != 0) {
+        hyperparameter_param(err, param, sizeof param);
+        replied = http_reply_error(r, 400, "invalid_hyperparameter", param, "%s", err);
+    } else {
+        json_t *resolved = hparams_to_json(type->hparams, cfg);
+        char *config = json_dumps(resolved, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        int64_t id = config ? job_insert(r->db, type->name, config, max_attempts, r->token.id) : -1;
+        json_t *job = id > 0 ? job_load(r->db, id) : NULL;
+        free(config);
+        json_decref(resolved);
+        if (job == NULL)
+            replied = reply_db_error(r);
+        else {
+            scheduler_wake(r->srv->scheduler);
+            replied = http_reply_json(r, 200, job);
+        }
+    }
+    free(cfg);
+    json_decref(body);
+    return replied;
+}
+
+/* ---- GET /v1/jobs, GET /v1/jobs/{id} ---------------------------------------- */
+
+static const char *const job_statuses[] = {"validating_files", "queued",    "running", "succeeded",
+                                           "failed",           "cancelled", NULL};
+
+enum MHD_Result route_jobs_list(request *r) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!http_query_page(r, "after", 20, 100, &limit, &after, &replied))
+        return replied;
+    const char *status = http_query(r, "status");
+    const char *type = http_query(r, "type");
+    if (status != NULL) {
+        const char *const *s = job_statuses;
+        while (*s && strcmp(*s, status) != 0)
+            s++;
+        if (*s == NULL)
+            return http_reply_error(r, 400, "invalid_value", "status",
+                                    "status must be one of validating_files, queued, running, "
+                                    "succeeded, failed, cancelled");
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT " JOB_COLUMNS " FROM jobs WHERE (?1 = 0 OR id < ?1) AND "
+                           "(?2 IS NULL OR status = ?2) AND (?3 IS NULL OR type = ?3) "
+                           "ORDER BY id DESC LIMIT ?4",
+                           -1, &st, NULL) != SQLITE_OK)
+        return reply_db_error(r);
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, limit + 1);
+    json_t *data = json_array();
+    bool has_more = false;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if ((int64_t)json_array_size(data) == limit) {
+            has_more = true;
+            break;
+        }
+        json_array_append_new(data, job_from_row(st));
+    }
+    sqlite3_finalize(st);
+    return http_reply_json(r, 200, http_list(data, has_more));
+}
+
+enum MHD_Result route_jobs_get(request *r) {
+    json_t *job = job_load(r->db, r->path_id);
+    return job ? http_reply_json(r, 200, job) : reply_no_job(r);
+}
+
+/* ---- POST /v1/jobs/{id}/cancel ------------------------------------------------ */
+
+/* A job not yet running is cancelled at once; a running one is marked, and
+ * its worker (signalled by the scheduler, or told by its next heartbeat)
+ * checkpoints and records 'cancelled'. Cancelling twice is not an error. */
+enum MHD_Result route_jobs_cancel(request *r) {
+    if (db_begin(r->db) != SQLITE_OK)
+        return reply_db_error(r);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db, "SELECT status, cancel_requested FROM jobs WHERE id = ?1", -1,
+                           &st, NULL) != SQLITE_OK) {
+        db_rollback(r->db);
+        return reply_db_error(r);
+    }
+    sqlite3_bind_int64(st, 1, r->path_id);
+    char status[32] = "";
+    int already = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
+        already = sqlite3_column_int(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (status[0] == '\0') {
+        db_rollback(r->db);
+        return reply_no_job(r);
+    }
+    bool waiting = strcmp(status, "queued") == 0 || strcmp(status, "validating_files") == 0;
+    bool running = strcmp(status, "running") == 0;
+    if (!waiting && !running) {
+        db_rollback(r->db);
+        if (strcmp(status, "cancelled") == 0)
+            return http_reply_json(r, 200, job_load(r->db, r->path_id));
+        return http_reply_error(r, 409, "job_not_cancellable", NULL, "job %lld has already %s",
+                                (long long)r->path_id, status);
+    }
+    int ok = 1;
+    if (!already) {
+        ok = sqlite3_prepare_v2(r->db,
+                                "UPDATE jobs SET cancel_requested = 1, "
+                                "status = CASE WHEN ?2 THEN 'cancelled' ELSE status END, "
+                                "finished_at = CASE WHEN ?2 THEN ?3 ELSE finished_at END "
+                                "WHERE id = ?1",
+                                -1, &st, NULL) == SQLITE_OK;
+        if (ok) {
+            sqlite3_bind_int64(st, 1, r->path_id);
+            sqlite3_bind_int(st, 2, waiting);
+            sqlite3_bind_int64(st, 3, db_now_s());
+            ok = sqlite3_step(st) == SQLITE_DONE;
+        }
+        sqlite3_finalize(st);
+        ok = ok && db_insert_job_event(r->db, r->path_id, "info", "message",
+                                       waiting ? "cancelled" : "cancel_requested",
+                                       waiting ? "job cancelled before it started"
+                                               : "cancellation requested; the worker will "
+                                                 "checkpoint and stop",
+                                       NULL) == 0;
+    }
+    if (!ok || db_commit(r->db) != SQLITE_OK) {
+        db_rollback(r->db);
+        return reply_db_error(r);
+    }
+    scheduler_wake(r->srv->scheduler);
+    return http_reply_json(r, 200, job_load(r->db, r->path_id));
+}
+
+/* ---- GET /v1/jobs/{id}/events ------------------------------------------------- */
+
+static json_t *event_from_row(sqlite3_stmt *st, int64_t job_id) {
+    return json_pack("{s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:o}", "id",
+                     (json_int_t)sqlite3_column_int64(st, 0), "object", "job.event", "job_id",
+                     (json_int_t)job_id, "created_at", (json_int_t)sqlite3_column_int64(st, 1),
+                     "level", (const char *)sqlite3_column_text(st, 2), "type",
+                     (const char *)sqlite3_column_text(st, 3), "code",
+                     (const char *)sqlite3_column_text(st, 4), "message",
+                     (const char *)sqlite3_column_text(st, 5), "data", column_json(st, 6));
+}
+
+#define EVENT_COLUMNS "id, created_at, level, type, code, message, data"
+
+enum MHD_Result route_jobs_events(request *r) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!http_query_page(r, "after", 20, 1000, &limit, &after, &replied) ||
+        !require_job(r, &replied))
+        return replied;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT " EVENT_COLUMNS " FROM job_events WHERE job_id = ?1 AND "
+                           "(?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT ?3",
+                           -1, &st, NULL) != SQLITE_OK)
+        return reply_db_error(r);
+    sqlite3_bind_int64(st, 1, r->path_id);
+    sqlite3_bind_int64(st, 2, after);
+    sqlite3_bind_int64(st, 3, limit + 1);
+    json_t *data = json_array();
+    bool has_more = false;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if ((int64_t)json_array_size(data) == limit) {
+            has_more = true;
+            break;
+        }
+        json_array_append_new(data, event_from_row(st, r->path_id));
+    }
+    sqlite3_finalize(st);
+    return http_reply_json(r, 200, http_list(data, has_more));
+}
+
+/* ---- GET /v1/jobs/{id}/metrics?names=a,b&after_step=S&limit=N ---------------- */
+
+/* Pages are whole steps: data is [{step, metrics: {name: value}}], oldest
+ * first, at most limit steps; the next page starts after last_step. */
+enum MHD_Result route_jobs_metrics(request *r) {
+    enum MHD_Result replied;
+    int64_t limit, unused;
+    if (!http_query_page(r, NULL, 100, 10000, &limit, &unused, &replied) ||
+        !require_job(r, &replied))
+        return replied;
+    const char *after_text = http_query(r, "after_step");
+    long long after_step = INT64_MIN;
+    char *end;
+    if (after_text != NULL &&
+        (after_step = strtoll(after_text, &end, 10), *after_text == '\0' || *end != '\0'))
+        return http_reply_error(r, 400, "invalid_value", "after_step",
+                                "after_step must be an integer");
+    const char *names_text = http_query(r, "names");
+    json_t *names = NULL;
+    if (names_text != NULL) {
+        names = json_array();
+        for (const char *p = names_text; *p;) {
+            size_t len = strcspn(p, ",");
+            if (len == 0 || len > 64 || json_array_size(names) >= 64) {
+                json_decref(names);
+                return http_reply_error(r, 400, "invalid_value", "names",
+                                        "names must be a comma-separated list of at most 64 "
+                                        "metric names, each 1..64 bytes");
+            }
+            json_array_append_new(names, json_stringn(p, len));
+            p += len + (p[len] == ',');
+        }
+    }
+    char *names_json = names ? json_dumps(names, JSON_COMPACT) : NULL;
+    json_decref(names);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT step, name, value FROM metrics WHERE job_id = ?1 AND step > ?2 "
+                           "AND (?3 IS NULL OR name IN (SELECT value FROM json_each(?3))) "
+                           "ORDER BY step, name",
+                           -1, &st, NULL) != SQLITE_OK) {
+        free(names_json);
+        return reply_db_error(r);
+    }
+    sqlite3_bind_int64(st, 1, r->path_id);
+    sqlite3_bind_int64(st, 2, after_step);
+    if (names_json)
+        sqlite3_bind_text(st, 3, names_json, -1, free);
+    json_t *data = json_array();
+    json_t *current = NULL;
+    int64_t current_step = 0;
+    bool has_more = false;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t step = sqlite3_column_int64(st, 0);
+        if (current == NULL || step != current_step) {
+            if ((int64_t)json_array_size(data) == limit) {
+                has_more = true;
+                break;
+            }
+            current = json_object();
+            current_step = step;
+            json_array_append_new(
+                data, json_pack("{s:I, s:o}", "step", (json_int_t)step, "metrics", current));
+        }
+        json_object_set_new(current, (const char *)sqlite3_column_text(st, 1),
+                            sqlite3_column_type(st, 2) == SQLITE_NULL
+                                ? json_null()
+                                : json_real(sqlite3_column_double(st, 2)));
+    }
+    sqlite3_finalize(st);
+    size_t n = json_array_size(data);
+    json_t *first = n ? json_object_get(json_array_get(data, 0), "step") : NULL;
+    json_t *last = n ? json_object_get(json_array_get(data, n - 1), "step") : NULL;
+    return http_reply_json(r, 200,
+                           json_pack("{s:s, s:o, s:O?, s:O?, s:b}", "object", "list", "data", data,
+                                     "first_step", first, "last_step", last, "has_more", has_more));
+}
+
+/* ---- checkpoints ---------------------------------------------------------------- */
+
+enum MHD_Result route_jobs_checkpoints(request *r) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!http_query_page(r, "after", 20, 100, &limit, &after, &replied) ||
+        !require_job(r, &replied))
+        return replied;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT id, step, kind, sha256, size_bytes, metrics, created_at "
+                           "FROM checkpoints WHERE job_id = ?1 AND (?2 = 0 OR id < ?2) "
+                           "ORDER BY id DESC LIMIT ?3",
+                           -1, &st, NULL) != SQLITE_OK)
+        return reply_db_error(r);
+    sqlite3_bind_int64(st, 1, r->path_id);
+    sqlite3_bind_int64(st, 2, after);
+    sqlite3_bind_int64(st, 3, limit + 1);
+    json_t *data = json_array();
+    bool has_more = false;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if ((int64_t)json_array_size(data) == limit) {
+            has_more = true;
+            break;
+        }
+        json_array_append_new(
+            data, json_pack("{s:I, s:s, s:I, s:I, s:s, s:s, s:I, s:o, s:I}", "id",
+                            (json_int_t)sqlite3_column_int64(st, 0), "object", "checkpoint",
+                            "job_id", (json_int_t)r->path_id, "step_number",
+                            (json_int_t)sqlite3_column_int64(st, 1), "kind",
+                            (const char *)sqlite3_column_text(st, 2), "sha256",
+                            (const char *)sqlite3_column_text(st, 3), "size_bytes",
+                            (json_int_t)sqlite3_column_int64(st, 4), "metrics", column_json(st, 5),
+                            "created_at", (json_int_t)sqlite3_column_int64(st, 6)));
+    }
+    sqlite3_finalize(st);
+    return http_reply_json(r, 200, http_list(data, has_more));
+}
+
+/* GET /v1/checkpoints/{id}/content: the safetensors file. */
+enum MHD_Result route_checkpoints_content(request *r) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT bytes, sha256, job_id, step FROM checkpoints WHERE id = ?1", -1,
+                           &st, NULL) != SQLITE_OK)
+        return reply_db_error(r);
+    sqlite3_bind_int64(st, 1, r->path_id);
+    if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_type(st, 0) != SQLITE_BLOB) {
+        sqlite3_finalize(st);
+        return http_reply_error(r, 404, "checkpoint_not_found", NULL,
+                                "no checkpoint %lld with stored content", (long long)r->path_id);
+    }
+    size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        n, (void *)sqlite3_column_blob(st, 0), MHD_RESPMEM_MUST_COPY);
+    char disposition[128];
+    snprintf(disposition, sizeof disposition,
+             "attachment; filename=\"job%lld-step%lld.safetensors\"",
+             (long long)sqlite3_column_int64(st, 2), (long long)sqlite3_column_int64(st, 3));
+    MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+    MHD_add_response_header(resp, "Content-Disposition", disposition);
+    MHD_add_response_header(resp, "x-checkpoint-sha256", (const char *)sqlite3_column_text(st, 1));
+    sqlite3_finalize(st);
+    return http_queue(r, 200, resp);
+}
+
+/* ---- GET /v1/jobs/{id}/stream: Server-Sent Events ----------------------------- */
+
+/* Each job event becomes
+ *   id: <event id>\nevent: message|metrics\ndata: <event JSON>\n\n
+ * Resume with Last-Event-ID (or ?after=). When the job has ended and every
+ * event is sent, a final "event: end" carries the status and the stream
+ * closes. Idle streams get a ": keep-alive" comment every heartbeat. */
+typedef struct sse_stream {
+    server *srv;
+    int64_t job_id;
+    int64_t last_id;
+    char *buf;
+    size_t len, off, cap;
+    int64_t last_write_ms;
+    bool ended;
+} sse_stream;
+
+static int sse_append(sse_stream *s, const char *text, size_t n) {
+    if (s->len + n > s->cap) {
+        size_t cap = (s->len + n) * 2;
+        char *grown = realloc(s->buf, cap);
+        if (grown == NULL)
+            return -1;
+        s->buf = grown, s->cap = cap;
+    }
+    memcpy(s->buf + s->len, text, n);
+    s->len += n;
+    return 0;
+}
+
+/* Reads the next events and, in the same snapshot, whether the job ended.
+ * 0 ok (possibly nothing new), -1 error. */
+static int sse_fill(sse_stream *s) {
+    sqlite3 *db = db_pool_acquire(&s->srv->pool);
+    int ok = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    sqlite3_stmt *st = NULL;
+    ok = ok && sqlite3_prepare_v2(db,
+                                  "SELECT " EVENT_COLUMNS " FROM job_events WHERE job_id = ?1 "
+                                  "AND id > ?2 ORDER BY id LIMIT 200",
+                                  -1, &st, NULL) == SQLITE_OK;
+    int n_events = 0;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, s->job_id);
+        sqlite3_bind_int64(st, 2, s->last_id);
+        while (ok && sqlite3_step(st) == SQLITE_ROW) {
+            json_t *event = event_from_row(st, s->job_id);
+            char *text = json_dumps(event, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            char head[96];
+            int hn = snprintf(head, sizeof head,
+                              "id: %lld\nevent: %s\ndata: ", (long long)sqlite3_column_int64(st, 0),
+                              (const char *)sqlite3_column_text(st, 3));
+            ok = text && sse_append(s, head, (size_t)hn) == 0 &&
+                 sse_append(s, text, strlen(text)) == 0 && sse_append(s, "\n\n", 2) == 0;
+            s->last_id = sqlite3_column_int64(st, 0);
+            n_events++;
+            free(text);
+            json_decref(event);
+        }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (ok && n_events == 0 &&
+        sqlite3_prepare_v2(db, "SELECT status FROM jobs WHERE id = ?1", -1, &st, NULL) ==
+            SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, s->job_id);
+        const char *status =
+            sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : "deleted";
+        if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+            strcmp(status, "cancelled") == 0 || strcmp(status, "deleted") == 0) {
+            char end[96];
+            int en = snprintf(end, sizeof end, "event: end\ndata: {\"status\":\"%s\"}\n\n", status);
+            ok = sse_append(s, end, (size_t)en) == 0;
+            s->ended = true;
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    db_pool_release(&s->srv->pool, db);
+    return ok ? 0 : -1;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
+    (void)pos;
+    sse_stream *s = cls;
+    while (s->off == s->len) {
+        if (s->ended || atomic_load(&s->srv->shutting_down))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        s->off = s->len = 0;
+        if (sse_fill(s) != 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (s->len > 0)
+            break;
+        int64_t now = db_now_ms();
+        if (now - s->last_write_ms >= s->srv->cfg.sse_heartbeat_ms) {
+            sse_append(s, ": keep-alive\n\n", 14);
+            break;
+        }
+        /* Thread-per-connection mode: this thread serves only this stream. */
+        struct timespec ts = {.tv_sec = s->srv->cfg.sse_poll_ms / 1000,
+                              .tv_nsec = (s->srv->cfg.sse_poll_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    size_t n = s->len - s->off < max ? s->len - s->off : max;
+    memcpy(out, s->buf + s->off, n);
+    s->off += n;
+    s->last_write_ms = db_now_ms();
+    return (ssize_t)n;
+}
+
+static void sse_free(void *cls) {
+    sse_stream *s = cls;
+    free(s->buf);
+    free(s);
+}
+
+enum MHD_Result route_jobs_stream(request *r) {
+    enum MHD_Result replied;
+    if (!require_job(r, &replied))
+        return replied;
+    const char *resume = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    const char *param = resume ? "Last-Event-ID" : "after";
+    if (resume == NULL)
+        resume = http_query(r, "after");
+    char *end = NULL;
+    long long last_id = resume ? strtoll(resume, &end, 10) : 0;
+    if (resume != NULL && (*resume == '\0' || *end != '\0' || last_id < 0))
+        return http_reply_error(r, 400, "invalid_value", param,
+                                "%s must be a non-negative event id", param);
+    sse_stream *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return MHD_NO;
+    s->srv = r->srv;
+    s->job_id = r->path_id;
+    s->last_id = last_id;
+    s->last_write_ms = db_now_ms();
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, sse_read, s, sse_free);
+    if (resp == NULL) {
+        sse_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    return http_queue(r, 200, resp);
+}

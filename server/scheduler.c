@@ -1,0 +1,418 @@
+#include "scheduler.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+typedef struct worker_slot {
+    pid_t pid; /* 0: free */
+    int64_t job_id;
+    bool sent_term;
+} worker_slot;
+
+struct scheduler {
+    rlhfd_config cfg;
+    sqlite3 *db;
+    worker_slot *slots;
+    int n_slots;
+    char **envp; /* environ + OPENBLAS_NUM_THREADS + RLHF_LEASE_MS, built once */
+    pthread_t thread;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    bool woken, quit;
+    atomic_int running; /* written by the scheduler thread, read by /metrics */
+};
+
+/* ---- job state changes ------------------------------------------------------ */
+
+typedef enum lost_worker_reason {
+    LOST_WORKER_EXITED,        /* our child died while the job was running in its name */
+    LOST_WORKER_LEASE_EXPIRED, /* nobody renewed the lease in time */
+} lost_worker_reason;
+
+/* A running job lost its worker: back to the queue while attempts remain,
+ * else failed; cancelled if a cancel was pending. The WHERE clause makes the
+ * change conditional on the situation still being true (the child's pid, or
+ * the lease still expired), so it cannot race a heartbeat. Returns 1 if the
+ * job changed, 0 if not, -1 on error. */
+static int job_lost_worker(sqlite3 *db, int64_t job_id, lost_worker_reason why, int64_t pid,
+                           const char *error) {
+    static const char *const sql[] = {
+        [LOST_WORKER_EXITED] = "worker_pid = ?4",
+        [LOST_WORKER_LEASE_EXPIRED] = "lease_expires_ms < ?4",
+    };
+    char text[640];
+    snprintf(text, sizeof text,
+             "UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' "
+             "WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, "
+             "error = ?2, lease_owner = NULL, lease_expires_ms = NULL, worker_pid = NULL, "
+             "finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN ?3 END "
+             "WHERE id = ?1 AND status = 'running' AND %s "
+             "RETURNING status, attempts, max_attempts",
+             sql[why]);
+    if (db_begin(db) != SQLITE_OK)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int changed = -1;
+    char status[16] = "";
+    int64_t attempts = 0, max_attempts = 0;
+    if (sqlite3_prepare_v2(db, text, -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, db_now_s());
+        sqlite3_bind_int64(st, 4, why == LOST_WORKER_EXITED ? pid : db_now_ms());
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
+            attempts = sqlite3_column_int64(st, 1);
+            max_attempts = sqlite3_column_int64(st, 2);
+            changed = sqlite3_step(st) == SQLITE_DONE ? 1 : -1;
+        } else if (rc == SQLITE_DONE) {
+            changed = 0;
+        }
+    }
+    sqlite3_finalize(st);
+    if (changed == 1) {
+        char message[800];
+        const char *level = strcmp(status, "queued") == 0 ? "warn" : "error";
+        if (strcmp(status, "queued") == 0)
+            snprintf(message, sizeof message,
+                     "attempt %lld of %lld lost its worker: %s; queued again", (long long)attempts,
+                     (long long)max_attempts, error);
+        else if (strcmp(status, "failed") == 0)
+            snprintf(message, sizeof message, "job failed after %lld attempts: %s",
+                     (long long)attempts, error);
+        else
+            snprintf(message, sizeof message, "job cancelled (its worker ended: %s)", error);
+        json_t *data = json_pack("{s:I, s:I}", "attempt", (json_int_t)attempts, "max_attempts",
+                                 (json_int_t)max_attempts);
+        if (db_insert_job_event(db, job_id, level, "message",
+                                strcmp(status, "queued") == 0 ? "requeued" : status, message,
+                                data) != 0)
+            changed = -1;
+        json_decref(data);
+    }
+    if (changed >= 0 && db_commit(db) != SQLITE_OK)
+        changed = -1;
+    if (changed < 0) {
+        fprintf(stderr, "rlhfd: job %lld: cannot record the lost worker: %s\n", (long long)job_id,
+                sqlite3_errmsg(db));
+        db_rollback(db);
+    }
+    return changed;
+}
+
+/* A child exited without claiming its job (it could not start: missing
+ * binary, unreadable database): count it as an attempt, so a broken
+ * deployment fails jobs instead of respawning forever. */
+static void job_start_failed(sqlite3 *db, int64_t job_id, const char *error) {
+    if (db_begin(db) != SQLITE_OK)
+        return;
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(db,
+                                "UPDATE jobs SET attempts = attempts + 1, error = ?2, "
+                                "status = CASE WHEN attempts + 1 >= max_attempts THEN 'failed' "
+                                "ELSE status END, "
+                                "finished_at = CASE WHEN attempts + 1 >= max_attempts THEN ?3 END "
+                                "WHERE id = ?1 AND status = 'queued'",
+                                -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, db_now_s());
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    bool changed = ok && sqlite3_changes(db) > 0;
+    sqlite3_finalize(st);
+    if (changed)
+        ok = db_insert_job_event(db, job_id, "error", "message", "start_failed", error, NULL) == 0;
+    if (!ok || db_commit(db) != SQLITE_OK)
+        db_rollback(db);
+}
+
+/* ---- children --------------------------------------------------------------- */
+
+static void describe_exit(int status, char *out, size_t len) {
+    if (WIFSIGNALED(status))
+        snprintf(out, len, "rlhf-train was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(out, len, "rlhf-train exited with code %d", WEXITSTATUS(status));
+}
+
+static void on_child_exit(scheduler *s, worker_slot *slot, int status) {
+    char error[160];
+    describe_exit(status, error, sizeof error);
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    /* Exit 0 and 1 mean the child recorded the outcome itself; 3 means
+     * another worker had the job. Anything else: see what it left behind. */
+    if (code != 0 && code != 1 && code != 3) {
+        if (job_lost_worker(s->db, slot->job_id, LOST_WORKER_EXITED, slot->pid, error) == 0)
+            job_start_failed(s->db, slot->job_id, error);
+    }
+    slot->pid = 0;
+    slot->sent_term = false;
+    s->running--;
+}
+
+static void reap_children(scheduler *s) {
+    for (int i = 0; i < s->n_slots; i++) {
+        int status;
+        if (s->slots[i].pid > 0 && waitpid(s->slots[i].pid, &status, WNOHANG) == s->slots[i].pid)
+            on_child_exit(s, &s->slots[i], status);
+    }
+}
+
+static pid_t spawn_worker(scheduler *s, int64_t job_id) {
+    char id[24];
+    snprintf(id, sizeof id, "%lld", (long long)job_id);
+    char *argv[] = {s->cfg.train_bin, "--db", s->cfg.db_path, "--job", id, NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Handlers do not survive execve, but an ignored SIGPIPE and the
+         * signal mask would: give the worker the defaults. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        execve(argv[0], argv, s->envp);
+        fprintf(stderr, "rlhfd: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+/* ---- the tick ----------------------------------------------------------------- */
+
+static void signal_cancelled(scheduler *s) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT 1 FROM jobs WHERE id = ?1 AND cancel_requested = 1 AND "
+                           "status = 'running'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    for (int i = 0; i < s->n_slots; i++) {
+        worker_slot *slot = &s->slots[i];
+        if (slot->pid <= 0 || slot->sent_term)
+            continue;
+        sqlite3_bind_int64(st, 1, slot->job_id);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            kill(slot->pid, SIGTERM);
+            slot->sent_term = true;
+        }
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+}
+
+static void expire_leases(scheduler *s) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, worker_pid FROM jobs WHERE status = 'running' AND "
+                           "lease_expires_ms < ?1 LIMIT 100",
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_int64(st, 1, db_now_ms());
+    int64_t ids[100], pids[100];
+    int n = 0;
+    while (n < 100 && sqlite3_step(st) == SQLITE_ROW) {
+        ids[n] = sqlite3_column_int64(st, 0);
+        pids[n++] = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    for (int k = 0; k < n; k++) {
+        char error[96];
+        snprintf(error, sizeof error, "the worker's lease expired (pid %lld stopped heartbeating)",
+                 (long long)pids[k]);
+        if (job_lost_worker(s->db, ids[k], LOST_WORKER_LEASE_EXPIRED, 0, error) != 1)
+            continue;
+        for (int i = 0; i < s->n_slots; i++)
+            if (s->slots[i].pid > 0 && s->slots[i].job_id == ids[k])
+                kill(s->slots[i].pid, SIGKILL);
+    }
+}
+
+static bool job_has_worker(const scheduler *s, int64_t job_id) {
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].pid > 0 && s->slots[i].job_id == job_id)
+            return true;
+    return false;
+}
+
+static void start_queued(scheduler *s) {
+    if (s->running >= s->n_slots)
+        return;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id FROM jobs WHERE status = 'queued' AND cancel_requested = 0 "
+                           "ORDER BY id LIMIT ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    /* Jobs we started whose child has not claimed them yet are still
+     * 'queued': skip them. */
+    sqlite3_bind_int(st, 1, 2 * s->n_slots);
+    int64_t ids[512];
+    int n = 0;
+    while (n < 512 && sqlite3_step(st) == SQLITE_ROW)
+        ids[n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    for (int k = 0; k < n && s->running < s->n_slots; k++) {
+        if (job_has_worker(s, ids[k]))
+            continue;
+        for (int i = 0; i < s->n_slots; i++) {
+            if (s->slots[i].pid != 0)
+                continue;
+            pid_t pid = spawn_worker(s, ids[k]);
+            if (pid < 0) {
+                fprintf(stderr, "rlhfd: fork failed: %s\n", strerror(errno));
+                return;
+            }
+            s->slots[i] = (worker_slot){.pid = pid, .job_id = ids[k]};
+            s->running++;
+            break;
+        }
+    }
+}
+
+static void *scheduler_main(void *arg) {
+    scheduler *s = arg;
+    const int64_t tick_ms = s->cfg.lease_ms / 4 < 1000 ? s->cfg.lease_ms / 4 : 1000;
+    pthread_mutex_lock(&s->mutex);
+    while (!s->quit) {
+        s->woken = false;
+        pthread_mutex_unlock(&s->mutex);
+        reap_children(s);
+        signal_cancelled(s);
+        expire_leases(s);
+        start_queued(s);
+        pthread_mutex_lock(&s->mutex);
+        if (s->woken || s->quit)
+            continue;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t ns = until.tv_nsec + tick_ms * 1000000;
+        until.tv_sec += ns / 1000000000;
+        until.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&s->wake, &s->mutex, &until);
+    }
+    pthread_mutex_unlock(&s->mutex);
+    return NULL;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+static char **build_envp(const rlhfd_config *cfg) {
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **envp = calloc(n + 3, sizeof *envp);
+    if (envp == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21) != 0 &&
+            strncmp(environ[i], "RLHF_LEASE_MS=", 14) != 0)
+            envp[k++] = strdup(environ[i]);
+    char buf[64];
+    snprintf(buf, sizeof buf, "OPENBLAS_NUM_THREADS=%lld", (long long)cfg->threads_per_job);
+    envp[k++] = strdup(buf);
+    snprintf(buf, sizeof buf, "RLHF_LEASE_MS=%lld", (long long)cfg->lease_ms);
+    envp[k++] = strdup(buf);
+    return envp;
+}
+
+static void free_envp(char **envp) {
+    for (char **e = envp; e && *e; e++)
+        free(*e);
+    free(envp);
+}
+
+scheduler *scheduler_start(const rlhfd_config *cfg, char *err, size_t errlen) {
+    scheduler *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    s->n_slots = (int)cfg->workers;
+    s->slots = calloc((size_t)s->n_slots, sizeof *s->slots);
+    s->envp = build_envp(cfg);
+    if (s->slots == NULL || s->envp == NULL || db_open(cfg->db_path, &s->db, err, errlen) != 0) {
+        if (s->slots == NULL || s->envp == NULL)
+            snprintf(err, errlen, "out of memory");
+        free(s->slots);
+        free_envp(s->envp);
+        free(s);
+        return NULL;
+    }
+    pthread_mutex_init(&s->mutex, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    if (pthread_create(&s->thread, NULL, scheduler_main, s) != 0) {
+        snprintf(err, errlen, "cannot start the scheduler thread");
+        sqlite3_close(s->db);
+        free(s->slots);
+        free_envp(s->envp);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void scheduler_wake(scheduler *s) {
+    pthread_mutex_lock(&s->mutex);
+    s->woken = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mutex);
+}
+
+int scheduler_running(scheduler *s) {
+    return atomic_load(&s->running);
+}
+
+void scheduler_stop(scheduler *s, int64_t grace_ms) {
+    pthread_mutex_lock(&s->mutex);
+    s->quit = true;
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->mutex);
+    pthread_join(s->thread, NULL);
+    /* The thread is gone: the slots are ours alone now. Each worker stops
+     * at its next update, checkpoints and puts its job back in the queue. */
+    for (int i = 0; i < s->n_slots; i++)
+        if (s->slots[i].pid > 0)
+            kill(s->slots[i].pid, SIGTERM);
+    const int64_t deadline = db_now_ms() + grace_ms;
+    while (s->running > 0) {
+        reap_children(s);
+        if (s->running == 0)
+            break;
+        if (db_now_ms() >= deadline) {
+            for (int i = 0; i < s->n_slots; i++)
+                if (s->slots[i].pid > 0)
+                    kill(s->slots[i].pid, SIGKILL);
+            for (int i = 0; i < s->n_slots; i++) {
+                int status;
+                if (s->slots[i].pid > 0 && waitpid(s->slots[i].pid, &status, 0) > 0)
+                    on_child_exit(s, &s->slots[i], status);
+            }
+            break;
+        }
+        struct timespec ts = {0, 10 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mutex);
+    pthread_cond_destroy(&s->wake);
+    free(s->slots);
+    free_envp(s->envp);
+    free(s);
+}

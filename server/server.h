@@ -1,0 +1,54 @@
+/* server — rlhfd's configuration and the state its parts share.
+ *
+ * Settings come from, in increasing precedence: defaults, a JSON config file
+ * (--config FILE or RLHFD_CONFIG), environment variables (RLHFD_*), then
+ * command-line flags. `rlhfd --help` lists them.
+ */
+#ifndef RLHF_SERVER_H
+#define RLHF_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "db.h"
+
+typedef struct rlhfd_config {
+    char listen[128]; /* HOST:PORT; port 0 picks a free one */
+    char db_path[4096];
+    int64_t workers;         /* concurrent rlhf-train processes */
+    int64_t threads_per_job; /* OPENBLAS_NUM_THREADS of each worker */
+    int64_t max_body_bytes;
+    int64_t lease_ms;       /* a worker's lease; it renews every lease/4 */
+    int64_t max_attempts;   /* default for new jobs */
+    int64_t db_connections; /* request-thread connection pool */
+    int64_t shutdown_grace_ms;
+    int64_t sse_poll_ms;      /* how often a stream looks for new events */
+    int64_t sse_heartbeat_ms; /* comment lines that keep proxies from timing out */
+    char train_bin[4096];     /* default: rlhf-train beside rlhfd */
+} rlhfd_config;
+
+/* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when
+ * argv asked for something other than serving (create_token_name set or help
+ * printed); -1 with err on bad input. */
+typedef struct rlhfd_command {
+    const char *create_token_name; /* --create-token NAME */
+    const char *create_token_role; /* --role ROLE */
+    bool help;
+} rlhfd_command;
+int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **argv, char *err,
+                      size_t errlen);
+void rlhfd_config_usage(FILE *out);
+
+struct scheduler;
+
+typedef struct server {
+    rlhfd_config cfg;
+    db_pool pool;
+    struct scheduler *scheduler;
+    atomic_bool shutting_down;
+} server;
+
+#endif

@@ -1,0 +1,1027 @@
+/* rlhfd end to end: a real daemon on an ephemeral loopback port with a fresh
+ * SQLite file, spoken to over HTTP with libcurl, with real rlhf-train
+ * workers. Nothing sleeps to wait for something that can be awaited: every
+ * wait polls with a bounded deadline.
+ *
+ * Workers get a 1 s lease (heartbeat every 250 ms) so lease expiry and
+ * crash recovery are observable in a second or two.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ftw.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "db_job.h"
+#include "db_sink.h"
+#include "sha256.h"
+#include "suites.h"
+#include "test_util.h"
+
+#define DEADLINE_MS 30000
+/* Minutes of training: long enough to be cancelled or killed mid-way, short
+ * enough that a worker orphaned by a failed test ends by itself. */
+#define LONG_JOB  "{\"type\":\"ppo-control\",\"hyperparameters\":{\"total_steps\":5000000}}"
+#define SHORT_JOB "{\"type\":\"ppo-control\",\"hyperparameters\":{\"total_steps\":2048}}"
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(int ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- a daemon under test ------------------------------------------------------ */
+
+typedef struct test_daemon {
+    char dir[64];
+    char db[128];
+    char admin[128]; /* the bootstrap admin token */
+    pid_t pid;
+    int port;
+} test_daemon;
+
+static void bin_path(const char *name, char *out, size_t len) {
+    snprintf(out, len, "%s/%s", test_build_dir(), name);
+}
+
+/* Runs argv to completion; its stdout (first line) into out. Returns the
+ * exit code, or -1. */
+static int run_capture(char *const argv[], char *out, size_t len) {
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 2); /* the usage texts of the failure cases */
+        close(fds[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t used = 0;
+    ssize_t n;
+    while (used + 1 < len && (n = read(fds[0], out + used, len - 1 - used)) > 0)
+        used += (size_t)n;
+    out[used] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A fresh directory and database with an admin token. */
+static void daemon_init(test_daemon *d) {
+    memset(d, 0, sizeof *d);
+    snprintf(d->dir, sizeof d->dir, "/tmp/rlhfd-test-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(d->dir));
+    snprintf(d->db, sizeof d->db, "%s/rlhfd.db", d->dir);
+    char rlhfd[4096];
+    bin_path("rlhfd", rlhfd, sizeof rlhfd);
+    char *argv[] = {rlhfd, "--db", d->db, "--create-token", "root", "--role", "admin", NULL};
+    ck_assert_int_eq(run_capture(argv, d->admin, sizeof d->admin), 0);
+    ck_assert_msg(strncmp(d->admin, "rlhfd_", 6) == 0, "token '%s'", d->admin);
+}
+
+/* Starts rlhfd on 127.0.0.1:0 with extra flags (NULL-terminated) and waits
+ * for the line that names its port. */
+static void daemon_start(test_daemon *d, ...) {
+    char rlhfd[4096];
+    bin_path("rlhfd", rlhfd, sizeof rlhfd);
+    char *argv[40] = {
+        rlhfd,        "--db", d->db,           "--listen", "127.0.0.1:0",         "--workers", "1",
+        "--lease-ms", "1000", "--sse-poll-ms", "20",       "--shutdown-grace-ms", "20000"};
+    int argc = 13;
+    va_list ap;
+    va_start(ap, d);
+    for (char *a; (a = va_arg(ap, char *)) != NULL && argc < 39;)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    d->pid = fork();
+    if (d->pid == 0) {
+        char log[160];
+        snprintf(log, sizeof log, "%s/rlhfd.log", d->dir); /* rlhfd's and workers' stderr */
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fds[1], 1);
+        dup2(fd, 2);
+        close(fds[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test does not leave it running */
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[256] = "";
+    size_t used = 0;
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    while (strchr(line, '\n') == NULL && now_ms() < deadline) {
+        struct pollfd p = {.fd = fds[0], .events = POLLIN};
+        if (poll(&p, 1, 100) > 0) {
+            ssize_t n = read(fds[0], line + used, sizeof line - 1 - used);
+            if (n <= 0)
+                break;
+            used += (size_t)n;
+            line[used] = '\0';
+        }
+    }
+    close(fds[0]); /* rlhfd ignores SIGPIPE and prints nothing more */
+    const char *at = strstr(line, "127.0.0.1:");
+    ck_assert_msg(at != NULL, "rlhfd did not start: '%s'", line);
+    d->port = atoi(at + 10);
+    ck_assert_int_gt(d->port, 0);
+}
+
+/* Waits for the daemon to exit; returns its exit code (-signal if killed). */
+static int daemon_wait(test_daemon *d) {
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    int status = 0;
+    while (waitpid(d->pid, &status, WNOHANG) == 0) {
+        ck_assert_msg(now_ms() < deadline, "rlhfd did not exit");
+        pause_ms(10);
+    }
+    d->pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+static void daemon_stop(test_daemon *d) {
+    kill(d->pid, SIGTERM);
+    ck_assert_int_eq(daemon_wait(d), 0);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* Removes the test's directory; a failed test keeps it (and rlhfd.log). */
+static void daemon_cleanup(test_daemon *d) {
+    nftw(d->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- HTTP ------------------------------------------------------------------------- */
+
+typedef struct http_reply {
+    long status;
+    json_t *json; /* NULL if the body is not JSON */
+    char body[1 << 16];
+    size_t body_len;
+    char request_id[64];
+    char sha256_header[80];
+} http_reply;
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg) {
+    http_reply *r = arg;
+    size_t len = size * n;
+    size_t take = len < sizeof r->body - 1 - r->body_len ? len : sizeof r->body - 1 - r->body_len;
+    memcpy(r->body + r->body_len, data, take);
+    r->body_len += take;
+    r->body[r->body_len] = '\0';
+    return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *arg) {
+    http_reply *r = arg;
+    size_t len = size * n;
+    if (len > 14 && strncasecmp(data, "x-request-id: ", 14) == 0)
+        snprintf(r->request_id, sizeof r->request_id, "%.*s", (int)strcspn(data + 14, "\r\n"),
+                 data + 14);
+    if (len > 21 && strncasecmp(data, "x-checkpoint-sha256: ", 21) == 0)
+        snprintf(r->sha256_header, sizeof r->sha256_header, "%.*s", (int)strcspn(data + 21, "\r\n"),
+                 data + 21);
+    return len;
+}
+
+/* One request; token and body may be NULL; extra_header e.g. "Last-Event-ID: 3". */
+static http_reply *http(const test_daemon *d, const char *method, const char *path,
+                        const char *token, const char *body, const char *extra_header) {
+    static int curl_ready;
+    if (!curl_ready)
+        curl_global_init(CURL_GLOBAL_DEFAULT), curl_ready = 1;
+    http_reply *r = calloc(1, sizeof *r);
+    CURL *c = curl_easy_init();
+    char url[512], auth[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
+    struct curl_slist *headers = NULL;
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        headers = curl_slist_append(headers, auth);
+    }
+    if (extra_header)
+        headers = curl_slist_append(headers, extra_header);
+    if (body)
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
+    CURLcode rc = curl_easy_perform(c);
+    ck_assert_msg(rc == CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(c);
+    r->json = json_loadb(r->body, r->body_len, 0, NULL);
+    ck_assert_msg(r->request_id[0] != '\0', "%s %s: no x-request-id", method, path);
+    return r;
+}
+
+static void reply_free(http_reply *r) {
+    json_decref(r->json);
+    free(r);
+}
+
+/* Asserts an error reply: status, the OpenAI error shape, code and param
+ * (NULL: param must be null). */
+static void expect_error(http_reply *r, long status, const char *code, const char *param) {
+    ck_assert_msg(r->status == status, "status %ld, want %ld: %s", r->status, status, r->body);
+    json_t *err = json_object_get(r->json, "error");
+    ck_assert_msg(json_is_object(err), "no error object: %s", r->body);
+    ck_assert(json_is_string(json_object_get(err, "message")));
+    ck_assert(json_is_string(json_object_get(err, "type")));
+    ck_assert_msg(json_object_get(err, "param") != NULL, "param missing: %s", r->body);
+    ck_assert_str_eq(json_string_value(json_object_get(err, "code")), code);
+    if (param)
+        ck_assert_msg(json_is_string(json_object_get(err, "param")) &&
+                          strcmp(json_string_value(json_object_get(err, "param")), param) == 0,
+                      "param: %s, want %s", r->body, param);
+    else
+        ck_assert_msg(json_is_null(json_object_get(err, "param")), "param not null: %s", r->body);
+}
+
+static void call_expect_error(const test_daemon *d, const char *method, const char *path,
+                              const char *token, const char *body, long status, const char *code,
+                              const char *param) {
+    http_reply *r = http(d, method, path, token, body, NULL);
+    expect_error(r, status, code, param);
+    reply_free(r);
+}
+
+static int64_t create_job(const test_daemon *d, const char *body) {
+    http_reply *r = http(d, "POST", "/v1/jobs", d->admin, body, NULL);
+    ck_assert_msg(r->status == 200, "create job: %ld %s", r->status, r->body);
+    int64_t id = json_integer_value(json_object_get(r->json, "id"));
+    ck_assert_str_eq(json_string_value(json_object_get(r->json, "status")), "queued");
+    reply_free(r);
+    return id;
+}
+
+/* GET /v1/jobs/{id} (caller frees). */
+static http_reply *get_job(const test_daemon *d, int64_t id) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
+    http_reply *r = http(d, "GET", path, d->admin, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    return r;
+}
+
+static const char *job_status(http_reply *job) {
+    return json_string_value(json_object_get(job->json, "status"));
+}
+
+static int64_t job_int(http_reply *job, const char *key) {
+    return json_integer_value(json_object_get(job->json, key));
+}
+
+/* Polls until the job has status (and, if attempts > 0, that attempt
+ * count); returns the job. */
+static http_reply *wait_job(const test_daemon *d, int64_t id, const char *status,
+                            int64_t attempts) {
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        http_reply *job = get_job(d, id);
+        if (strcmp(job_status(job), status) == 0 &&
+            (attempts == 0 || job_int(job, "attempts") == attempts))
+            return job;
+        ck_assert_msg(now_ms() < deadline, "job %lld never reached %s: %s", (long long)id, status,
+                      job->body);
+        reply_free(job);
+        pause_ms(20);
+    }
+}
+
+/* Polls until the job has at least one metrics row. */
+static void wait_metrics(const test_daemon *d, int64_t id) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?limit=1", (long long)id);
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        http_reply *r = http(d, "GET", path, d->admin, NULL, NULL);
+        size_t n = json_array_size(json_object_get(r->json, "data"));
+        reply_free(r);
+        if (n > 0)
+            return;
+        ck_assert_msg(now_ms() < deadline, "job %lld wrote no metrics", (long long)id);
+        pause_ms(20);
+    }
+}
+
+/* One integer from the database file (read-only connection). */
+static int64_t db_int(const test_daemon *d, const char *sql, int64_t arg) {
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open_v2(d->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, arg);
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Does the job have an event with this code? */
+static int has_event(const test_daemon *d, int64_t id, const char *code) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/events?limit=1000", (long long)id);
+    http_reply *r = http(d, "GET", path, d->admin, NULL, NULL);
+    size_t i;
+    json_t *e;
+    int found = 0;
+    json_array_foreach(json_object_get(r->json, "data"), i, e) found |=
+        strcmp(json_string_value(json_object_get(e, "code")), code) == 0;
+    reply_free(r);
+    return found;
+}
+
+static void wait_pid_gone(pid_t pid) {
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    while (kill(pid, 0) == 0) {
+        ck_assert_msg(now_ms() < deadline, "pid %d did not exit", (int)pid);
+        pause_ms(20);
+    }
+}
+
+/* ---- schema and hashing (no daemon) -------------------------------------------- */
+
+START_TEST(test_schema_migrations) {
+    test_daemon d;
+    daemon_init(&d); /* rlhfd --create-token migrated the file */
+    ck_assert_int_eq(db_int(&d, "PRAGMA user_version", 0), db_schema_version());
+    ck_assert_int_ge(db_schema_version(), 1);
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    /* Applying again changes nothing; WAL and foreign keys are on. */
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), 0);
+    ck_assert_int_eq(db_int(&d, "PRAGMA user_version", 0), db_schema_version());
+    ck_assert_str_eq(sqlite3_db_filename(db, "main"), d.db);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM api_tokens", 0), 1);
+    ck_assert_int_ne(db_exec(db,
+                             "INSERT INTO job_events (job_id, created_at, level, type, code, "
+                             "message) VALUES (12345, 0, 'info', 'message', 'x', 'y')",
+                             err, sizeof err),
+                     SQLITE_OK);
+    ck_assert_msg(strstr(err, "FOREIGN KEY") != NULL, "%s", err);
+    /* A database from a newer program is refused, not downgraded. */
+    ck_assert_int_eq(db_exec(db, "PRAGMA user_version=99", err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "99") != NULL, "%s", err);
+    sqlite3_close(db);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_sha256_vectors) {
+    /* FIPS 180-4 examples (NIST CSRC), plus a multi-block input. */
+    char hex[65];
+    sha256_hex("", 0, hex);
+    ck_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    sha256_hex("abc", 3, hex);
+    ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha256_hex(two, strlen(two), hex);
+    ck_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    char *million = malloc(1000000);
+    memset(million, 'a', 1000000);
+    sha256_hex(million, 1000000, hex);
+    free(million);
+    ck_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+END_TEST
+
+/* ---- the HTTP surface ------------------------------------------------------------ */
+
+START_TEST(test_health_and_request_errors) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, "--max-body-bytes", "2048", NULL);
+    http_reply *r = http(&d, "GET", "/healthz", NULL, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(r->json, "status")), "ok");
+    char first_id[64];
+    snprintf(first_id, sizeof first_id, "%s", r->request_id);
+    reply_free(r);
+    r = http(&d, "GET", "/readyz", NULL, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "schema_version")),
+                     db_schema_version());
+    ck_assert_str_ne(r->request_id, first_id); /* ids are per request */
+    reply_free(r);
+
+    call_expect_error(&d, "GET", "/v1/nothing", d.admin, NULL, 404, "unknown_route", NULL);
+    call_expect_error(&d, "DELETE", "/v1/jobs", d.admin, NULL, 405, "method_not_allowed", NULL);
+    call_expect_error(&d, "GET", "/v1/jobs", NULL, NULL, 401, "missing_api_key", NULL);
+    call_expect_error(&d, "GET", "/v1/jobs", "rlhfd_forged", NULL, 401, "invalid_api_key", NULL);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":", 400, "invalid_json", NULL);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "[1,2]", 400, "invalid_json", NULL);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"a\":1,\"a\":2}", 400, "invalid_json",
+                      NULL);
+    char big[4096];
+    memset(big, ' ', sizeof big - 1);
+    big[0] = '{', big[sizeof big - 2] = '}', big[sizeof big - 1] = '\0';
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, big, 413, "body_too_large", NULL);
+    /* the connection is still usable afterwards */
+    r = http(&d, "GET", "/healthz", NULL, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    reply_free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_tokens_and_roles) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char viewer[128], annotator[128];
+    const char *names[] = {"vera", "anna"};
+    const char *roles[] = {"viewer", "annotator"};
+    char *out[] = {viewer, annotator};
+    for (int i = 0; i < 2; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", names[i], roles[i]);
+        http_reply *r = http(&d, "POST", "/v1/tokens", d.admin, body, NULL);
+        ck_assert_msg(r->status == 200, "%s", r->body);
+        snprintf(out[i], 128, "%s", json_string_value(json_object_get(r->json, "token")));
+        reply_free(r);
+    }
+    /* Only hashes are stored. */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM api_tokens WHERE token_sha256 LIKE "
+                            "'rlhfd_%'",
+                            0),
+                     0);
+    http_reply *r = http(&d, "GET", "/v1/jobs", viewer, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    reply_free(r);
+    call_expect_error(&d, "POST", "/v1/jobs", viewer, SHORT_JOB, 403, "insufficient_role", NULL);
+    call_expect_error(&d, "GET", "/v1/jobs", annotator, NULL, 403, "insufficient_role", NULL);
+    call_expect_error(&d, "POST", "/v1/tokens", viewer, "{\"name\":\"x\",\"role\":\"admin\"}", 403,
+                      "insufficient_role", NULL);
+    call_expect_error(&d, "POST", "/v1/tokens", d.admin, "{\"name\":\"vera\",\"role\":\"viewer\"}",
+                      409, "name_taken", "name");
+    call_expect_error(&d, "POST", "/v1/tokens", d.admin, "{\"name\":\"z\",\"role\":\"root\"}", 400,
+                      "invalid_value", "role");
+    call_expect_error(&d, "POST", "/v1/tokens", d.admin, "{\"role\":\"viewer\"}", 400,
+                      "invalid_value", "name");
+    call_expect_error(&d, "POST", "/v1/tokens", d.admin,
+                      "{\"name\":\"q\",\"role\":\"viewer\",\"admin\":true}", 400,
+                      "unknown_parameter", "admin");
+    /* The list shows names and roles, never secrets. */
+    r = http(&d, "GET", "/v1/tokens", d.admin, NULL, NULL);
+    ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 3);
+    ck_assert_ptr_null(strstr(r->body, "rlhfd_"));
+    reply_free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_job_validation) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{}", 400, "missing_required_parameter",
+                      "type");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":7}", 400, "invalid_type", "type");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"sft\"}", 400,
+                      "job_type_unavailable", "type");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"ppo\"}", 400,
+                      "job_type_unavailable", "type");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"dance\"}", 400,
+                      "unknown_job_type", "type");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"ppo-control\",\"seed\":1}", 400,
+                      "unknown_parameter", "seed");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin,
+                      "{\"type\":\"ppo-control\",\"hyperparameters\":[]}", 400, "invalid_type",
+                      "hyperparameters");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin,
+                      "{\"type\":\"ppo-control\",\"hyperparameters\":{\"gamma\":2}}", 400,
+                      "invalid_hyperparameter", "hyperparameters.gamma");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin,
+                      "{\"type\":\"ppo-control\",\"hyperparameters\":{\"bogus\":1}}", 400,
+                      "invalid_hyperparameter", "hyperparameters.bogus");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin,
+                      "{\"type\":\"ppo-control\",\"hyperparameters\":{\"env\":\"Pong\"}}", 400,
+                      "invalid_hyperparameter", "hyperparameters.env");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin,
+                      "{\"type\":\"ppo-control\",\"max_attempts\":0}", 400, "invalid_value",
+                      "max_attempts");
+    /* Nothing was stored by any of them. */
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs", 0), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM job_events", 0), 0);
+    call_expect_error(&d, "GET", "/v1/jobs?limit=0", d.admin, NULL, 400, "invalid_value", "limit");
+    call_expect_error(&d, "GET", "/v1/jobs?limit=101", d.admin, NULL, 400, "invalid_value",
+                      "limit");
+    call_expect_error(&d, "GET", "/v1/jobs?after=x", d.admin, NULL, 400, "invalid_value", "after");
+    call_expect_error(&d, "GET", "/v1/jobs?status=done", d.admin, NULL, 400, "invalid_value",
+                      "status");
+    const char *subroutes[] = {"", "/events", "/metrics", "/checkpoints", "/stream"};
+    for (int i = 0; i < 5; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/v1/jobs/999%s", subroutes[i]);
+        call_expect_error(&d, "GET", path, d.admin, NULL, 404, "job_not_found", NULL);
+    }
+    call_expect_error(&d, "POST", "/v1/jobs/999/cancel", d.admin, NULL, 404, "job_not_found", NULL);
+    call_expect_error(&d, "GET", "/v1/checkpoints/999/content", d.admin, NULL, 404,
+                      "checkpoint_not_found", NULL);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A short job from queue to success, and everything it leaves behind. */
+START_TEST(test_job_runs_to_success) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    int64_t id = create_job(&d, SHORT_JOB);
+    http_reply *job = wait_job(&d, id, "succeeded", 1);
+    ck_assert(json_is_null(json_object_get(job->json, "error")));
+    ck_assert_int_eq(json_integer_value(json_object_get(
+                         json_object_get(job->json, "hyperparameters"), "total_steps")),
+                     2048);
+    reply_free(job);
+    char path[160];
+
+    /* Metrics: 4 updates of 512 steps, paged by step, filtered by name. */
+    snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?names=episodic_return,sps&limit=3",
+             (long long)id);
+    http_reply *r = http(&d, "GET", path, d.admin, NULL, NULL);
+    json_t *data = json_object_get(r->json, "data");
+    ck_assert_int_eq(json_array_size(data), 3);
+    ck_assert(json_is_true(json_object_get(r->json, "has_more")));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(data, 0), "step")), 512);
+    json_t *m0 = json_object_get(json_array_get(data, 0), "metrics");
+    ck_assert_int_eq(json_object_size(m0), 2);
+    ck_assert(json_is_number(json_object_get(m0, "sps")));
+    int64_t last_step = json_integer_value(json_object_get(r->json, "last_step"));
+    ck_assert_int_eq(last_step, 1536);
+    reply_free(r);
+    snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?after_step=%lld", (long long)id,
+             (long long)last_step);
+    r = http(&d, "GET", path, d.admin, NULL, NULL);
+    data = json_object_get(r->json, "data");
+    ck_assert_int_eq(json_array_size(data), 1);
+    ck_assert(json_is_false(json_object_get(r->json, "has_more")));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(data, 0), "step")), 2048);
+    ck_assert_int_gt(json_object_size(json_object_get(json_array_get(data, 0), "metrics")), 5);
+    reply_free(r);
+    snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?after_step=1x", (long long)id);
+    call_expect_error(&d, "GET", path, d.admin, NULL, 400, "invalid_value", "after_step");
+
+    /* Events: newest first, paged with after. */
+    snprintf(path, sizeof path, "/v1/jobs/%lld/events?limit=2", (long long)id);
+    r = http(&d, "GET", path, d.admin, NULL, NULL);
+    data = json_object_get(r->json, "data");
+    ck_assert_int_eq(json_array_size(data), 2);
+    ck_assert(json_is_true(json_object_get(r->json, "has_more")));
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(data, 0), "code")),
+                     "succeeded");
+    int64_t last_id = json_integer_value(json_object_get(r->json, "last_id"));
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(data, 1), "id")), last_id);
+    reply_free(r);
+    snprintf(path, sizeof path, "/v1/jobs/%lld/events?limit=100&after=%lld", (long long)id,
+             (long long)last_id);
+    r = http(&d, "GET", path, d.admin, NULL, NULL);
+    data = json_object_get(r->json, "data");
+    /* created, started, 4 × metrics; the checkpoint event was on page 1 */
+    ck_assert_int_eq(json_array_size(data), 6);
+    ck_assert(json_is_false(json_object_get(r->json, "has_more")));
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(data, 5), "code")),
+                     "created");
+    ck_assert_int_lt(json_integer_value(json_object_get(json_array_get(data, 0), "id")), last_id);
+    reply_free(r);
+
+    /* The final checkpoint, with metrics at its step and a verifiable digest. */
+    snprintf(path, sizeof path, "/v1/jobs/%lld/checkpoints", (long long)id);
+    r = http(&d, "GET", path, d.admin, NULL, NULL);
+    data = json_object_get(r->json, "data");
+    ck_assert_int_eq(json_array_size(data), 1);
+    json_t *ck = json_array_get(data, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(ck, "kind")), "final");
+    ck_assert_int_eq(json_integer_value(json_object_get(ck, "step_number")), 2048);
+    ck_assert(json_is_number(json_object_get(json_object_get(ck, "metrics"), "episodic_return")));
+    char digest[65];
+    snprintf(digest, sizeof digest, "%s", json_string_value(json_object_get(ck, "sha256")));
+    int64_t size = json_integer_value(json_object_get(ck, "size_bytes"));
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/content",
+             (long long)json_integer_value(json_object_get(ck, "id")));
+    reply_free(r);
+    r = http(&d, "GET", path, d.admin, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_int_eq((int64_t)r->body_len, size);
+    char got[65];
+    sha256_hex(r->body, r->body_len, got);
+    ck_assert_str_eq(got, digest);
+    ck_assert_str_eq(r->sha256_header, digest);
+    reply_free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_stream_and_resume) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    int64_t id = create_job(&d, SHORT_JOB);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/stream", (long long)id);
+    /* Opened while the job may still be queued: the stream follows it to
+     * the end and closes by itself. */
+    http_reply *r = http(&d, "GET", path, d.admin, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_ptr_nonnull(strstr(r->body, "id: 1\nevent: message\ndata: {"));
+    ck_assert_ptr_nonnull(strstr(r->body, "event: metrics\n"));
+    ck_assert_ptr_nonnull(strstr(r->body, "event: end\ndata: {\"status\":\"succeeded\"}\n\n"));
+    int64_t n_events = db_int(&d, "SELECT count(*) FROM job_events WHERE job_id = ?1", id);
+    int ids = strncmp(r->body, "id: ", 4) == 0;
+    for (const char *p = r->body; (p = strstr(p, "\nid: ")) != NULL; p++)
+        ids++;
+    ck_assert_int_eq(ids, n_events); /* every event exactly once */
+    reply_free(r);
+    /* Resume after event 3: the first event sent is 4. */
+    r = http(&d, "GET", path, d.admin, NULL, "Last-Event-ID: 3");
+    ck_assert_msg(strncmp(r->body, "id: 4\n", 6) == 0, "%.80s", r->body);
+    ck_assert_ptr_null(strstr(r->body, "id: 3\n"));
+    reply_free(r);
+    char after[128];
+    snprintf(after, sizeof after, "%s?after=%lld", path, (long long)n_events);
+    r = http(&d, "GET", after, d.admin, NULL, NULL);
+    ck_assert_str_eq(r->body, "event: end\ndata: {\"status\":\"succeeded\"}\n\n");
+    reply_free(r);
+    r = http(&d, "GET", path, d.admin, NULL, "Last-Event-ID: -2");
+    expect_error(r, 400, "invalid_value", "Last-Event-ID");
+    reply_free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_job_list_pagination) {
+    test_daemon d;
+    daemon_init(&d);
+    /* workers 1 and a long first job: the others stay queued */
+    daemon_start(&d, NULL);
+    int64_t ids[3];
+    ids[0] = create_job(&d, LONG_JOB);
+    ids[1] = create_job(&d, SHORT_JOB);
+    ids[2] = create_job(&d, SHORT_JOB);
+    http_reply *r = http(&d, "GET", "/v1/jobs?limit=2", d.admin, NULL, NULL);
+    ck_assert_str_eq(json_string_value(json_object_get(r->json, "object")), "list");
+    ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "first_id")), ids[2]);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "last_id")), ids[1]);
+    ck_assert(json_is_true(json_object_get(r->json, "has_more")));
+    reply_free(r);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs?limit=2&after=%lld", (long long)ids[1]);
+    r = http(&d, "GET", path, d.admin, NULL, NULL);
+    ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "first_id")), ids[0]);
+    ck_assert(json_is_false(json_object_get(r->json, "has_more")));
+    reply_free(r);
+    http_reply *first = wait_job(&d, ids[0], "running", 1);
+    reply_free(first);
+    r = http(&d, "GET", "/v1/jobs?status=queued", d.admin, NULL, NULL);
+    ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 2);
+    reply_free(r);
+    r = http(&d, "GET", "/v1/jobs?type=sft", d.admin, NULL, NULL);
+    ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 0);
+    ck_assert(json_is_null(json_object_get(r->json, "first_id")));
+    reply_free(r);
+    /* Cancelling a queued job is immediate. */
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)ids[2]);
+    r = http(&d, "POST", path, d.admin, NULL, NULL);
+    ck_assert_str_eq(job_status(r), "cancelled");
+    reply_free(r);
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)ids[0]);
+    r = http(&d, "POST", path, d.admin, NULL, NULL);
+    reply_free(r);
+    reply_free(wait_job(&d, ids[0], "cancelled", 0));
+    reply_free(wait_job(&d, ids[1], "succeeded", 0));
+    ck_assert_int_eq(db_int(&d, "SELECT attempts FROM jobs WHERE id = ?1", ids[2]), 0);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* Cancel a running job: the worker stops within an update, checkpoints, and
+ * records 'cancelled'. */
+START_TEST(test_cancel_running_job) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    int64_t id = create_job(&d, LONG_JOB);
+    reply_free(wait_job(&d, id, "running", 1));
+    wait_metrics(&d, id);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)id);
+    http_reply *r = http(&d, "POST", path, d.admin, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    ck_assert(json_is_true(json_object_get(r->json, "cancel_requested")));
+    reply_free(r);
+    http_reply *job = wait_job(&d, id, "cancelled", 1);
+    ck_assert(json_is_integer(json_object_get(job->json, "finished_at")));
+    reply_free(job);
+    ck_assert(has_event(&d, id, "cancel_requested"));
+    ck_assert(has_event(&d, id, "cancelled"));
+    ck_assert(has_event(&d, id, "checkpoint"));
+    ck_assert_int_eq(
+        db_int(&d, "SELECT count(*) FROM jobs WHERE id = ?1 AND lease_owner IS NULL", id), 1);
+    /* Again: harmless. A finished job cannot be cancelled. */
+    r = http(&d, "POST", path, d.admin, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    reply_free(r);
+    int64_t done = create_job(&d, SHORT_JOB);
+    reply_free(wait_job(&d, done, "succeeded", 0));
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)done);
+    call_expect_error(&d, "POST", path, d.admin, NULL, 409, "job_not_cancellable", NULL);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* SIGKILL of a worker: its job is requeued (attempt 2) and runs again; with
+ * no attempts left it fails and says why. */
+START_TEST(test_worker_killed_requeues_then_fails) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    int64_t id = create_job(&d, "{\"type\":\"ppo-control\",\"max_attempts\":2,"
+                                "\"hyperparameters\":{\"total_steps\":5000000}}");
+    reply_free(wait_job(&d, id, "running", 1));
+    wait_metrics(&d, id);
+    pid_t worker = (pid_t)db_int(&d, "SELECT worker_pid FROM jobs WHERE id = ?1", id);
+    ck_assert_int_gt(worker, 0);
+    kill(worker, SIGKILL);
+    http_reply *job = wait_job(&d, id, "running", 2);
+    reply_free(job);
+    ck_assert(has_event(&d, id, "requeued"));
+    worker = (pid_t)db_int(&d, "SELECT worker_pid FROM jobs WHERE id = ?1", id);
+    kill(worker, SIGKILL);
+    job = wait_job(&d, id, "failed", 2);
+    const char *error =
+        json_string_value(json_object_get(json_object_get(job->json, "error"), "message"));
+    ck_assert_msg(error && strstr(error, "signal 9"), "%s", job->body);
+    reply_free(job);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A job left 'running' by a worker that is gone (its lease expired while
+ * no daemon was up) is requeued at start-up and completes; one with no
+ * attempts left fails. */
+START_TEST(test_expired_lease_requeued_on_start) {
+    test_daemon d;
+    daemon_init(&d);
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_exec(db,
+                             "INSERT INTO jobs (id, type, status, config, attempts, max_attempts, "
+                             "lease_owner, lease_expires_ms, worker_pid, created_at) VALUES "
+                             "(1, 'ppo-control', 'running', '{\"total_steps\":1024}', 1, 3, "
+                             "'pid:1:gone', 1000, 999999, 0), "
+                             "(2, 'ppo-control', 'running', '{\"total_steps\":1024}', 3, 3, "
+                             "'pid:1:gone', 1000, 999999, 0)",
+                             err, sizeof err),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    daemon_start(&d, NULL);
+    http_reply *job = wait_job(&d, 1, "succeeded", 2);
+    reply_free(job);
+    ck_assert(has_event(&d, 1, "requeued"));
+    job = wait_job(&d, 2, "failed", 3);
+    const char *error =
+        json_string_value(json_object_get(json_object_get(job->json, "error"), "message"));
+    ck_assert_msg(error && strstr(error, "lease expired"), "%s", job->body);
+    reply_free(job);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* SIGKILL of the daemon: the worker keeps its lease and keeps training; a
+ * restarted daemon neither starts a second worker nor loses acknowledged
+ * writes, and can still cancel the job through the database. */
+START_TEST(test_daemon_killed_and_restarted) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    int64_t id = create_job(&d, LONG_JOB);
+    int64_t queued = create_job(&d, SHORT_JOB);
+    reply_free(wait_job(&d, id, "running", 1));
+    wait_metrics(&d, id);
+    pid_t worker = (pid_t)db_int(&d, "SELECT worker_pid FROM jobs WHERE id = ?1", id);
+    kill(d.pid, SIGKILL);
+    ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
+    daemon_start(&d, NULL);
+    /* Acknowledged writes are all there; the orphan still owns the job. */
+    http_reply *job = get_job(&d, queued);
+    reply_free(job);
+    job = get_job(&d, id);
+    ck_assert_str_eq(job_status(job), "running");
+    ck_assert_int_eq(job_int(job, "attempts"), 1);
+    reply_free(job);
+    ck_assert_int_eq(db_int(&d, "SELECT worker_pid FROM jobs WHERE id = ?1", id), worker);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)id);
+    reply_free(http(&d, "POST", path, d.admin, NULL, NULL));
+    /* The orphan learns of the cancel from its heartbeat. */
+    reply_free(wait_job(&d, id, "cancelled", 1));
+    wait_pid_gone(worker);
+    reply_free(wait_job(&d, queued, "succeeded", 1));
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* SIGTERM: workers checkpoint and put their job back without using up an
+ * attempt; the daemon exits 0; the next daemon runs the job again. */
+START_TEST(test_graceful_shutdown_requeues) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    int64_t id = create_job(&d, LONG_JOB);
+    reply_free(wait_job(&d, id, "running", 1));
+    wait_metrics(&d, id);
+    daemon_stop(&d);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM jobs WHERE id = ?1 AND status = 'queued' "
+                            "AND attempts = 0 AND lease_owner IS NULL",
+                            id),
+                     1);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM checkpoints WHERE job_id = ?1", id), 1);
+    daemon_start(&d, NULL);
+    reply_free(wait_job(&d, id, "running", 1));
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)id);
+    reply_free(http(&d, "POST", path, d.admin, NULL, NULL));
+    reply_free(wait_job(&d, id, "cancelled", 1));
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* The worker side without a daemon: exit codes and lease fencing. */
+START_TEST(test_worker_claims_and_fences) {
+    test_daemon d;
+    daemon_init(&d);
+    char train[4096];
+    bin_path("rlhf-train", train, sizeof train);
+    char out[64];
+    char *usage[] = {train, "--db", d.db, "--job", "x", NULL};
+    ck_assert_int_eq(run_capture(usage, out, sizeof out), DB_JOB_EXIT_USAGE);
+    char *missing[] = {train, "--db", d.db, "--job", "42", NULL};
+    ck_assert_int_eq(run_capture(missing, out, sizeof out), DB_JOB_EXIT_NOT_CLAIMED);
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_exec(db,
+                             "INSERT INTO jobs (id, type, status, config, max_attempts, "
+                             "created_at) VALUES (42, 'ppo-control', 'queued', "
+                             "'{\"total_steps\":1024}', 1, 0), (43, 'ppo-control', 'queued', "
+                             "'{\"num_minibatches\":7}', 1, 0)",
+                             err, sizeof err),
+                     SQLITE_OK);
+    ck_assert_int_eq(run_capture(missing, out, sizeof out), DB_JOB_EXIT_DONE);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM jobs WHERE id = 42 AND status = "
+                            "'succeeded' AND attempts = 1",
+                            0),
+                     1);
+    ck_assert_int_eq(run_capture(missing, out, sizeof out), DB_JOB_EXIT_NOT_CLAIMED);
+    /* A configuration the engine rejects fails the job with the engine's words. */
+    char *bad[] = {train, "--db", d.db, "--job", "43", NULL};
+    ck_assert_int_eq(run_capture(bad, out, sizeof out), DB_JOB_EXIT_FAILED);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM jobs WHERE id = 43 AND status = 'failed' "
+                            "AND error LIKE '%num_minibatches%'",
+                            0),
+                     1);
+    /* Fencing: only the lease owner of a running job may write. */
+    ck_assert_int_eq(db_exec(db,
+                             "UPDATE jobs SET status = 'running', lease_owner = 'me', "
+                             "lease_expires_ms = 0 WHERE id = 42",
+                             err, sizeof err),
+                     SQLITE_OK);
+    bool cancel = true;
+    ck_assert_int_eq(db_begin(db), SQLITE_OK);
+    ck_assert_int_eq(db_sink_fence(db, 42, "someone-else", 1000, &cancel), 0);
+    ck_assert_int_eq(db_sink_fence(db, 42, "me", 1000, &cancel), 1);
+    ck_assert(!cancel);
+    ck_assert_int_eq(db_commit(db), SQLITE_OK);
+    ck_assert_int_gt(db_int(&d, "SELECT lease_expires_ms FROM jobs WHERE id = 42", 0), 0);
+    sqlite3_close(db);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+START_TEST(test_config_sources) {
+    test_daemon d;
+    daemon_init(&d);
+    char rlhfd[4096], out[256];
+    bin_path("rlhfd", rlhfd, sizeof rlhfd);
+    char *help[] = {rlhfd, "--help", NULL};
+    ck_assert_int_eq(run_capture(help, out, sizeof out), 0);
+    char *bad_flag[] = {rlhfd, "--db", d.db, "--workers", "0", NULL};
+    ck_assert_int_eq(run_capture(bad_flag, out, sizeof out), 2);
+    char *unknown[] = {rlhfd, "--db", d.db, "--wrokers", "2", NULL};
+    ck_assert_int_eq(run_capture(unknown, out, sizeof out), 2);
+    char *bad_listen[] = {rlhfd, "--db", d.db, "--listen", "localhost", NULL};
+    ck_assert_int_eq(run_capture(bad_listen, out, sizeof out), 2);
+    char *bad_role[] = {rlhfd, "--db", d.db, "--create-token", "x", "--role", "god", NULL};
+    ck_assert_int_eq(run_capture(bad_role, out, sizeof out), 2);
+    char *taken[] = {rlhfd, "--db", d.db, "--create-token", "root", "--role", "viewer", NULL};
+    ck_assert_int_eq(run_capture(taken, out, sizeof out), 1);
+    char file[160];
+    snprintf(file, sizeof file, "%s/rlhfd.json", d.dir);
+    FILE *f = fopen(file, "w");
+    fputs("{\"workers\": 2, \"wrokers\": 3}", f);
+    fclose(f);
+    char *bad_file[] = {rlhfd, "--config", file, "--db", d.db, NULL};
+    ck_assert_int_eq(run_capture(bad_file, out, sizeof out), 2);
+    /* A good file and the environment: the daemon serves with them. */
+    f = fopen(file, "w");
+    fprintf(f, "{\"max_body_bytes\": 1024, \"workers\": 1}");
+    fclose(f);
+    setenv("RLHFD_MAX_BODY_BYTES", "1500", 1);
+    daemon_start(&d, "--config", file, NULL);
+    unsetenv("RLHFD_MAX_BODY_BYTES");
+    char body[1400];
+    memset(body, ' ', sizeof body - 1);
+    body[0] = '{', body[sizeof body - 2] = '}', body[sizeof body - 1] = '\0';
+    /* 1399 bytes: over the file's 1024, under the environment's 1500 */
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, "missing_required_parameter",
+                      "type");
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+Suite *server_suite(void) {
+    Suite *s = suite_create("server");
+    TCase *unit = tcase_create("unit");
+    tcase_add_test(unit, test_schema_migrations);
+    tcase_add_test(unit, test_sha256_vectors);
+    tcase_add_test(unit, test_worker_claims_and_fences);
+    tcase_set_timeout(unit, 60);
+    suite_add_tcase(s, unit);
+    TCase *http_tc = tcase_create("http");
+    tcase_add_test(http_tc, test_health_and_request_errors);
+    tcase_add_test(http_tc, test_tokens_and_roles);
+    tcase_add_test(http_tc, test_job_validation);
+    tcase_add_test(http_tc, test_config_sources);
+    tcase_set_timeout(http_tc, 60);
+    suite_add_tcase(s, http_tc);
+    TCase *jobs = tcase_create("jobs");
+    tcase_add_test(jobs, test_job_runs_to_success);
+    tcase_add_test(jobs, test_stream_and_resume);
+    tcase_add_test(jobs, test_job_list_pagination);
+    tcase_add_test(jobs, test_cancel_running_job);
+    tcase_add_test(jobs, test_worker_killed_requeues_then_fails);
+    tcase_add_test(jobs, test_expired_lease_requeued_on_start);
+    tcase_add_test(jobs, test_daemon_killed_and_restarted);
+    tcase_add_test(jobs, test_graceful_shutdown_requeues);
+    tcase_set_timeout(jobs, 120);
+    suite_add_tcase(s, jobs);
+    return s;
+}

@@ -1,0 +1,38 @@
+/* db_job — rlhf-train running one job of an rlhfd database:
+ *
+ *   rlhf-train --db FILE --job ID
+ *
+ * Claims the job (queued → running, attempts + 1, a lease in its name),
+ * trains it through db_sink while a heartbeat thread renews the lease and
+ * watches for cancellation, then records the outcome. The lease length comes
+ * from RLHF_LEASE_MS (default 30000; rlhfd sets it); OpenBLAS's thread count
+ * from OPENBLAS_NUM_THREADS, as rlhfd sets it for --threads-per-job.
+ *
+ * SIGTERM or SIGINT stop training at the next update: the job is cancelled if
+ * a cancel was requested, else put back in the queue without using up an
+ * attempt (rlhfd is shutting down).
+ *
+ * Exit codes: 0 the job reached an end (succeeded, cancelled, or requeued on
+ * a signal), 1 training failed (recorded in the job), 2 bad command line or
+ * database, 3 the job was not queued (nothing to claim), 4 the lease was
+ * lost while training (nothing more written).
+ */
+#ifndef RLHF_DB_JOB_H
+#define RLHF_DB_JOB_H
+
+#include <stdint.h>
+
+enum {
+    DB_JOB_EXIT_DONE = 0,
+    DB_JOB_EXIT_FAILED = 1,
+    DB_JOB_EXIT_USAGE = 2,
+    DB_JOB_EXIT_NOT_CLAIMED = 3,
+    DB_JOB_EXIT_LEASE_LOST = 4,
+};
+
+int rlhf_train_run_db_job(const char *db_path, int64_t job_id);
+
+/* `rlhf-train --db FILE --job ID`: parses argv and runs the job. */
+int rlhf_train_db_main(int argc, char **argv);
+
+#endif
