@@ -6,8 +6,8 @@
 
 /* ==== dense =============================================================== */
 
-void dense_forward(float *out, const float *inp, const float *weight, const float *bias, int B,
-                   int C, int OC) {
+ENGINE_HOT void dense_forward(float *out, const float *inp, const float *weight, const float *bias,
+                              int B, int C, int OC) {
     float beta = 0.0f;
     if (bias != NULL) {
         for (int b = 0; b < B; b++)
@@ -18,11 +18,11 @@ void dense_forward(float *out, const float *inp, const float *weight, const floa
                 out, OC);
 }
 
-void dense_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                    const float *weight, int B, int C, int OC) {
+ENGINE_HOT void dense_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, int B, int C, int OC) {
     if (dinp != NULL)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, weight,
-                    C, 1.0f, dinp, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, weight, C,
+                    1.0f, dinp, C);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
                 dweight, C);
     if (dbias != NULL)
@@ -34,7 +34,6 @@ void dense_backward(float *dinp, float *dweight, float *dbias, const float *dout
 }
 
 /* ==== activations ========================================================== */
-
 
 int activation_from_name(const char *name) {
     if (strcmp(name, "tanh") == 0)
@@ -100,14 +99,15 @@ ENGINE_HOT void activation_forward(activation_kind kind, float *out, const float
         case ACTIVATION_GELU:
             for (int64_t i = 0; i < n; i++) {
                 float x = inp[i];
-                out[i] = 0.5f * x * (1.0f + tanh_rational(GELU_SCALE * (x + 0.044715f * x * x * x)));
+                out[i] =
+                    0.5f * x * (1.0f + tanh_rational(GELU_SCALE * (x + 0.044715f * x * x * x)));
             }
             break;
     }
 }
 
-ENGINE_HOT void activation_backward(activation_kind kind, float *dinp, const float *dout, const float *inp,
-                         const float *out, int64_t n) {
+ENGINE_HOT void activation_backward(activation_kind kind, float *dinp, const float *dout,
+                                    const float *inp, const float *out, int64_t n) {
     switch (kind) {
         case ACTIVATION_TANH:
             for (int64_t i = 0; i < n; i++)

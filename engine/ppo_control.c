@@ -35,8 +35,7 @@ static const hparam_def ppo_control_defs[] = {
     {"gae_lambda", HPARAM_FLOAT, F(gae_lambda), 0.95, 0, 1, NULL, "GAE lambda."},
     {"num_minibatches", HPARAM_INT, F(num_minibatches), 4, 1, 1 << 20, NULL,
      "Minibatches per epoch; must divide N x T."},
-    {"update_epochs", HPARAM_INT, F(update_epochs), 4, 1, 1000, NULL,
-     "Passes over each rollout."},
+    {"update_epochs", HPARAM_INT, F(update_epochs), 4, 1, 1000, NULL, "Passes over each rollout."},
     {"norm_adv", HPARAM_BOOL, F(norm_adv), 1, 0, 0, NULL,
      "Normalise advantages per minibatch (mean 0, std 1)."},
     {"clip_coef", HPARAM_FLOAT, F(clip_coef), 0.2, 0, 10, NULL,
@@ -51,8 +50,7 @@ static const hparam_def ppo_control_defs[] = {
     {"hidden_size", HPARAM_INT, F(hidden_size), 64, 1, 4096, NULL, "Units per hidden layer."},
     {"hidden_layers", HPARAM_INT, F(hidden_layers), 2, 1, AC_MAX_HIDDEN_LAYERS, NULL,
      "Hidden layers in each trunk."},
-    {"activation", HPARAM_CHOICE, F(activation), 0, 0, 0, activation_choices,
-     "Hidden activation."},
+    {"activation", HPARAM_CHOICE, F(activation), 0, 0, 0, activation_choices, "Hidden activation."},
     {"shared_trunk", HPARAM_BOOL, F(shared_trunk), 0, 0, 0, NULL,
      "One trunk with actor and critic heads instead of two separate MLPs."},
     {"adam_eps", HPARAM_FLOAT, F(adam_eps), 1e-5, 1e-12, 1, NULL,
@@ -168,19 +166,19 @@ typedef struct ppo_run {
     void *memory;
     float *params, *grads, *adam_m, *adam_v; /* (P) each */
     /* rollout, time-major (T, N) */
-    float *obs;           /* (T, N, obs_dim) */
-    int32_t *actions;     /* (T, N) */
+    float *obs;                                                              /* (T, N, obs_dim) */
+    int32_t *actions;                                                        /* (T, N) */
     float *logprobs, *rewards, *values, *next_values, *advantages, *returns; /* (T, N) */
     uint8_t *terminated, *ended;                                             /* (T, N) */
     /* one minibatch, gathered contiguously */
-    int32_t *perm;         /* (batch) */
-    float *mb_obs;         /* (M, obs_dim) */
-    int32_t *mb_actions;   /* (M) */
-    float *mb_oldlogp, *mb_adv, *mb_returns, *mb_oldvalues; /* (M) */
+    int32_t *perm;                                              /* (batch) */
+    float *mb_obs;                                              /* (M, obs_dim) */
+    int32_t *mb_actions;                                        /* (M) */
+    float *mb_oldlogp, *mb_adv, *mb_returns, *mb_oldvalues;     /* (M) */
     float *mb_newlogp, *mb_entropy, *mb_dnewlogp, *mb_dentropy; /* (M) */
-    float *mb_dlogp;       /* (M, A) */
-    float *trunc_obs;      /* (N, obs_dim) final observations of truncated episodes */
-    int32_t *trunc_index;  /* (N) */
+    float *mb_dlogp;                                            /* (M, A) */
+    float *trunc_obs;     /* (N, obs_dim) final observations of truncated episodes */
+    int32_t *trunc_index; /* (N) */
     /* recent training episodes */
     double episode_returns[EPISODE_WINDOW];
     double episode_lengths[EPISODE_WINDOW];
@@ -242,7 +240,8 @@ int ppo_control_validate(const ppo_control_config *cfg, char *err, size_t errlen
     }
     const int64_t batch = cfg->num_envs * cfg->num_steps;
     if (batch > (int64_t)1 << 28) {
-        snprintf(err, errlen, "hyperparameter 'num_steps': num_envs x num_steps = %lld is too large",
+        snprintf(err, errlen,
+                 "hyperparameter 'num_steps': num_envs x num_steps = %lld is too large",
                  (long long)batch);
         return -1;
     }
@@ -383,7 +382,8 @@ static void gather_minibatch(ppo_run *run, const int32_t *idx) {
     const int M = run->minibatch, D = run->obs_dim;
     for (int i = 0; i < M; i++) {
         const int32_t j = idx[i];
-        memcpy(run->mb_obs + (int64_t)i * D, run->obs + (int64_t)j * D, sizeof(float) * (size_t)D);
+        for (int d = 0; d < D; d++) /* D is 4..6: a loop beats a memcpy call */
+            run->mb_obs[(int64_t)i * D + d] = run->obs[(int64_t)j * D + d];
         run->mb_actions[i] = run->actions[j];
         run->mb_oldlogp[i] = run->logprobs[j];
         run->mb_adv[i] = run->advantages[j];
@@ -418,15 +418,15 @@ static int minibatch_step(ppo_run *run, float lr, update_stats *st) {
         run->mb_newlogp[i] = acts->logp[(int64_t)i * A + run->mb_actions[i]];
         const double logratio = (double)run->mb_newlogp[i] - run->mb_oldlogp[i];
         const double ratio = exp(logratio);
-        old_kl += -logratio;                 /* k1 estimator */
-        kl += (ratio - 1.0) - logratio;      /* k3 estimator (Schulman 2020) */
+        old_kl += -logratio;            /* k1 estimator */
+        kl += (ratio - 1.0) - logratio; /* k3 estimator (Schulman 2020) */
         clipped += fabs(ratio - 1.0) > cfg->clip_coef;
         entropy += run->mb_entropy[i];
     }
     if (cfg->norm_adv)
         normalize(run->mb_adv, M);
-    const float pg_loss = ppo_policy_loss_forward(run->mb_newlogp, run->mb_oldlogp, run->mb_adv, M,
-                                                  clip);
+    const float pg_loss =
+        ppo_policy_loss_forward(run->mb_newlogp, run->mb_oldlogp, run->mb_adv, M, clip);
     const float v_loss = ppo_value_loss_forward(acts->values, run->mb_oldvalues, run->mb_returns, M,
                                                 clip, cfg->clip_vloss);
     const double loss = pg_loss - cfg->ent_coef * entropy / M + cfg->vf_coef * v_loss;
@@ -444,10 +444,11 @@ static int minibatch_step(ppo_run *run, float lr, update_stats *st) {
     }
     memset(acts->dlogits, 0, sizeof(float) * (size_t)M * (size_t)A);
     log_softmax_backward(acts->dlogits, run->mb_dlogp, acts->logp, M, A);
-    categorical_entropy_backward(acts->dlogits, run->mb_dentropy, acts->logp, run->mb_entropy, M, A);
+    categorical_entropy_backward(acts->dlogits, run->mb_dentropy, acts->logp, run->mb_entropy, M,
+                                 A);
     memset(acts->dvalues, 0, sizeof(float) * (size_t)M);
-    ppo_value_loss_backward(acts->dvalues, acts->values, run->mb_oldvalues, run->mb_returns, M, clip,
-                            cfg->clip_vloss, (float)cfg->vf_coef);
+    ppo_value_loss_backward(acts->dvalues, acts->values, run->mb_oldvalues, run->mb_returns, M,
+                            clip, cfg->clip_vloss, (float)cfg->vf_coef);
     const int64_t P = run->model.n_params;
     memset(run->grads, 0, sizeof(float) * (size_t)P);
     ac_backward(&run->model, run->params, run->grads, acts, run->mb_obs, M);
@@ -479,7 +480,8 @@ static double evaluate_greedy(ppo_run *run, int64_t eval_index, int *ok) {
     const ppo_control_config *cfg = run->cfg;
     const int E = (int)cfg->eval_episodes, A = run->n_actions;
     vec_env eval;
-    *ok = vec_env_init(&eval, run->spec, E, (uint64_t)cfg->seed * 1000003u + 7919u * (uint64_t)(eval_index + 1)) == 0;
+    *ok = vec_env_init(&eval, run->spec, E,
+                       (uint64_t)cfg->seed * 1000003u + 7919u * (uint64_t)(eval_index + 1)) == 0;
     if (!*ok)
         return NAN;
     uint8_t *done = calloc((size_t)E, 1);
@@ -504,9 +506,9 @@ static double evaluate_greedy(ppo_run *run, int64_t eval_index, int *ok) {
                 finished_sum += eval.out.episode_return[n];
                 continue;
             }
-            reachable += eval.running_return[n] + (double)(run->spec->max_episode_steps -
-                                                           eval.elapsed[n]) *
-                                                      run->spec->max_step_reward;
+            reachable +=
+                eval.running_return[n] + (double)(run->spec->max_episode_steps - eval.elapsed[n]) *
+                                             run->spec->max_step_reward;
         }
         if (cfg->target_return != 0.0 && (finished_sum + reachable) / E < cfg->target_return)
             goto out;
@@ -555,10 +557,12 @@ static void add_dense(checkpoint_names *c, const float *params, const ac_dense *
         else
             snprintf(name, sizeof c->names[0], "%s.%s", module, bias ? "bias" : "weight");
         c->tensors[c->count++] =
-            bias ? (safetensors_tensor){.name = name, .data = params + d->b, .ndim = 1,
+            bias ? (safetensors_tensor){.name = name,
+                                        .data = params + d->b,
+                                        .ndim = 1,
                                         .shape = {d->out}}
-                 : (safetensors_tensor){.name = name, .data = params + d->w, .ndim = 2,
-                                        .shape = {d->out, d->in}};
+                 : (safetensors_tensor){
+                       .name = name, .data = params + d->w, .ndim = 2, .shape = {d->out, d->in}};
     }
 }
 
@@ -614,9 +618,9 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
             res.stopped = true;
             break;
         }
-        const float lr = cfg->anneal_lr ? lr_linear((float)cfg->learning_rate, update - 1,
-                                                    num_updates)
-                                        : (float)cfg->learning_rate;
+        const float lr = cfg->anneal_lr
+                             ? lr_linear((float)cfg->learning_rate, update - 1, num_updates)
+                             : (float)cfg->learning_rate;
         const double t_rollout = now_s();
         collect_rollout(&run);
         const double t_optimize = now_s();
