@@ -126,8 +126,8 @@ void ac_forward(const ac_model *model, const float *params, ac_acts *acts, const
  * through one trunk. dhidden[0] holds the pre-activation gradient; the
  * post-activation gradient alternates between dtrunk_top and dhidden[1]. */
 static void trunk_backward(const ac_model *model, const ac_dense *trunk, const float *params,
-                           float *grads, ac_acts *acts, float **pre, float **post,
-                           const float *obs, int B) {
+                           float *grads, ac_acts *acts, float **pre, float **post, const float *obs,
+                           int B) {
     float *dpost = acts->dtrunk_top;
     float *spare = acts->dhidden[1];
     float *dpre = acts->dhidden[0];

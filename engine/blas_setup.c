@@ -32,8 +32,9 @@ void blas_ensure_fast_kernels(char **argv) {
         return;
     setenv("OPENBLAS_CORETYPE", core, 1);
     execv("/proc/self/exe", argv);
-    fprintf(stderr, "warning: could not re-execute with OPENBLAS_CORETYPE=%s; "
-                    "OpenBLAS keeps its slow Prescott kernels\n",
+    fprintf(stderr,
+            "warning: could not re-execute with OPENBLAS_CORETYPE=%s; "
+            "OpenBLAS keeps its slow Prescott kernels\n",
             core);
     unsetenv("OPENBLAS_CORETYPE");
 }

@@ -42,11 +42,11 @@ extern const env_spec *const env_all[];
 
 /* What one vec_env_step produced, one entry per environment. */
 typedef struct vec_env_step_result {
-    float *rewards;       /* (N) reward of the step just taken */
-    uint8_t *terminated;  /* (N) 1 if the episode reached a terminal state */
-    uint8_t *truncated;   /* (N) 1 if the episode hit max_episode_steps (and did not terminate) */
-    float *final_obs;     /* (N, obs_dim) last observation of an episode that just ended;
-                           * valid only where terminated or truncated */
+    float *rewards;         /* (N) reward of the step just taken */
+    uint8_t *terminated;    /* (N) 1 if the episode reached a terminal state */
+    uint8_t *truncated;     /* (N) 1 if the episode hit max_episode_steps (and did not terminate) */
+    float *final_obs;       /* (N, obs_dim) last observation of an episode that just ended;
+                             * valid only where terminated or truncated */
     double *episode_return; /* (N) undiscounted return of the episode that just ended */
     int32_t *episode_length; /* (N) its length in steps */
 } vec_env_step_result;

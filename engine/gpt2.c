@@ -14,9 +14,9 @@ void gpt2_param_sizes(const gpt2_config *cfg, int64_t sizes[GPT2_NUM_PARAM_TENSO
     const int64_t V = cfg->vocab_size, maxT = cfg->max_seq_len, L = cfg->n_layer, C = cfg->d_model;
     const int64_t h = cfg->scalar_head ? 1 : 0;
     const int64_t s[GPT2_NUM_PARAM_TENSORS] = {
-        V * C,         maxT * C, L * C,         L * C, L * 3 * C * C, L * 3 * C,
-        L * C * C,     L * C,    L * C,         L * C, L * 4 * C * C, L * 4 * C,
-        L * C * 4 * C, L * C,    C,             C,     h * C,         h,
+        V * C,         maxT * C, L * C, L * C, L * 3 * C * C, L * 3 * C,
+        L * C * C,     L * C,    L * C, L * C, L * 4 * C * C, L * 4 * C,
+        L * C * 4 * C, L * C,    C,     C,     h * C,         h,
     };
     memcpy(sizes, s, sizeof s);
 }
@@ -33,8 +33,8 @@ void gpt2_params_view(gpt2_params *p, const gpt2_config *cfg, float *memory) {
     int64_t sizes[GPT2_NUM_PARAM_TENSORS];
     gpt2_param_sizes(cfg, sizes);
     float **views[GPT2_NUM_PARAM_TENSORS] = {
-        &p->wte,  &p->wpe,      &p->ln1w,     &p->ln1b, &p->qkvw, &p->qkvb,
-        &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw,  &p->fcb,
+        &p->wte,      &p->wpe,      &p->ln1w, &p->ln1b, &p->qkvw,  &p->qkvb,
+        &p->attprojw, &p->attprojb, &p->ln2w, &p->ln2b, &p->fcw,   &p->fcb,
         &p->fcprojw,  &p->fcprojb,  &p->lnfw, &p->lnfb, &p->headw, &p->headb,
     };
     float *cursor = memory;
@@ -134,18 +134,42 @@ int gpt2_reserve(gpt2_model *m, int B, int T, char *err, size_t errlen) {
     const size_t L = (size_t)c->n_layer, C = (size_t)c->d_model, NH = (size_t)c->n_head,
                  V = (size_t)c->vocab_size, BT = (size_t)B * (size_t)T;
     const size_t sizes[] = {
-        BT * C,          L * BT * C, L * BT,     L * BT,     L * BT * 3 * C, L * BT * C,
-        L * BT * NH * T, L * BT * C, L * BT * C, L * BT * C, L * BT,         L * BT,
-        L * BT * 4 * C,  L * BT * 4 * C, L * BT * C, L * BT * C, BT * C,     BT,
-        BT,              BT * V,     BT,         BT,         BT * C,         BT * C,
-        BT * C,          BT * 3 * C, BT * 4 * C, BT * 4 * C, (size_t)T * T,
+        BT * C,
+        L * BT * C,
+        L * BT,
+        L * BT,
+        L * BT * 3 * C,
+        L * BT * C,
+        L * BT * NH * T,
+        L * BT * C,
+        L * BT * C,
+        L * BT * C,
+        L * BT,
+        L * BT,
+        L * BT * 4 * C,
+        L * BT * 4 * C,
+        L * BT * C,
+        L * BT * C,
+        BT * C,
+        BT,
+        BT,
+        BT * V,
+        BT,
+        BT,
+        BT * C,
+        BT * C,
+        BT * C,
+        BT * 3 * C,
+        BT * 4 * C,
+        BT * 4 * C,
+        (size_t)T * T,
     };
     float **views[] = {
-        &a->encoded,  &a->ln1,     &a->ln1_mean, &a->ln1_rstd, &a->qkv,       &a->atty,
-        &a->att,      &a->attproj, &a->residual2, &a->ln2,     &a->ln2_mean,  &a->ln2_rstd,
-        &a->fch,      &a->fch_gelu, &a->fcproj,  &a->residual3, &a->lnf,      &a->lnf_mean,
-        &a->lnf_rstd, &a->logits,  &a->values,   &a->dvalues,  &a->dresidual, &a->dbtc,
-        &a->dbtc2,    &a->dqkv,    &a->dfch,     &a->dfch2,    &a->datt,
+        &a->encoded,  &a->ln1,      &a->ln1_mean,  &a->ln1_rstd,  &a->qkv,       &a->atty,
+        &a->att,      &a->attproj,  &a->residual2, &a->ln2,       &a->ln2_mean,  &a->ln2_rstd,
+        &a->fch,      &a->fch_gelu, &a->fcproj,    &a->residual3, &a->lnf,       &a->lnf_mean,
+        &a->lnf_rstd, &a->logits,   &a->values,    &a->dvalues,   &a->dresidual, &a->dbtc,
+        &a->dbtc2,    &a->dqkv,     &a->dfch,      &a->dfch2,     &a->datt,
     };
     const size_t n = sizeof sizes / sizeof sizes[0];
     size_t total = 0;
@@ -192,8 +216,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 }
 
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean,
-                        const float *rstd, int N, int C) {
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        int N, int C) {
     for (int i = 0; i < N; i++) {
         const float *dy = dout + (int64_t)i * C;
         const float *x = inp + (int64_t)i * C;
@@ -300,8 +324,8 @@ static void attention_backward(float *dqkv, float *datt, const float *dout, cons
             const float *p = att + ((int64_t)b * NH + h) * T * T;
             const float *dy = dout + (int64_t)b * T * C + h * hs;
             /* dP = dY Vᵀ ; dV += Pᵀ dY */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3,
-                        0.0f, datt, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3, 0.0f,
+                        datt, T);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, dy, C, 1.0f,
                         dv, C3);
             /* softmax backward: dS = P ⊙ (dP - Σ_j P dP), in place in datt */
@@ -315,8 +339,8 @@ static void attention_backward(float *dqkv, float *datt, const float *dout, cons
                     drow[j] = j <= t ? prow[j] * (drow[j] - dot) : 0.0f;
             }
             /* S = scale · Q Kᵀ: dQ += scale · dS K ; dK += scale · dSᵀ Q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, datt, T, k,
-                        C3, 1.0f, dq, C3);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, datt, T, k, C3,
+                        1.0f, dq, C3);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, datt, T, q, C3,
                         1.0f, dk, C3);
         }
@@ -355,11 +379,10 @@ void gpt2_forward(gpt2_model *m, const gpt2_batch *batch, bool want_logits) {
         residual_forward(residual2, residual, attproj, btc);
         layernorm_forward(ln2, a->ln2_mean + (int64_t)l * BT, a->ln2_rstd + (int64_t)l * BT,
                           residual2, p->ln2w + l * C, p->ln2b + l * C, BT, C);
-        dense_forward(fch, ln2, p->fcw + (int64_t)l * 4 * C * C, p->fcb + l * 4 * C, BT, C,
-                      4 * C);
+        dense_forward(fch, ln2, p->fcw + (int64_t)l * 4 * C * C, p->fcb + l * 4 * C, BT, C, 4 * C);
         activation_forward(ACTIVATION_GELU, fch_gelu, fch, 4 * btc);
-        dense_forward(fcproj, fch_gelu, p->fcprojw + (int64_t)l * 4 * C * C, p->fcprojb + l * C,
-                      BT, 4 * C, C);
+        dense_forward(fcproj, fch_gelu, p->fcprojw + (int64_t)l * 4 * C * C, p->fcprojb + l * C, BT,
+                      4 * C, C);
         residual_forward(residual3, residual2, fcproj, btc);
         residual = residual3;
     }
@@ -417,8 +440,7 @@ float gpt2_lm_loss(gpt2_model *m, const int32_t *targets, const uint8_t *loss_ma
     return count > 0 ? (float)(total / (double)count) : NAN;
 }
 
-void gpt2_token_logprobs(const gpt2_model *m, const int32_t *targets, float *logp,
-                         float *entropy) {
+void gpt2_token_logprobs(const gpt2_model *m, const int32_t *targets, float *logp, float *entropy) {
     const int BT = m->B * m->T, V = m->cfg.vocab_size;
     for (int i = 0; i < BT; i++) {
         const float *z = m->acts.logits + (int64_t)i * V;

@@ -69,7 +69,7 @@ void gpt2_decay_mask(const gpt2_config *cfg, uint8_t *mask);
 
 /* Activations of one (B, T) batch. */
 typedef struct gpt2_acts {
-    int B, T; /* capacity */
+    int B, T;         /* capacity */
     float *encoded;   /* (B, T, C) */
     float *ln1;       /* (L, B, T, C) */
     float *ln1_mean;  /* (L, B, T) */
@@ -165,10 +165,8 @@ void gpt2_zero_grad(gpt2_model *m);
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int N, int C);
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, const float *mean,
-                        const float *rstd, int N, int C);
-
-
+                        const float *inp, const float *weight, const float *mean, const float *rstd,
+                        int N, int C);
 
 /* ---- sampling with a KV cache ---------------------------------------------- */
 
@@ -184,9 +182,9 @@ typedef struct gpt2_sample_config {
  * the scratch of one decoding step. */
 typedef struct gpt2_kv_cache {
     int B, cap_T;
-    float *k, *v;       /* (L, B, NH, cap_T, hs) */
-    uint8_t *key_mask;  /* (B, cap_T) 1 = a real token */
-    int32_t *next_pos;  /* (B) position id of the next real token */
+    float *k, *v;      /* (L, B, NH, cap_T, hs) */
+    uint8_t *key_mask; /* (B, cap_T) 1 = a real token */
+    int32_t *next_pos; /* (B) position id of the next real token */
     float *x, *ln, *qkv, *atty, *tmp, *fch, *fch_gelu, *logits, *scores; /* step scratch */
     float *mean, *rstd;                                                  /* (B) */
     float *memory;

@@ -16,8 +16,8 @@ int gpt2_kv_cache_init(gpt2_kv_cache *cache, const gpt2_config *cfg, int B, int 
                        size_t errlen) {
     memset(cache, 0, sizeof *cache);
     if (B < 1 || cap_T < 1 || cap_T > cfg->max_seq_len) {
-        snprintf(err, errlen, "KV cache for %d rows x %d positions does not fit a context of %d",
-                 B, cap_T, cfg->max_seq_len);
+        snprintf(err, errlen, "KV cache for %d rows x %d positions does not fit a context of %d", B,
+                 cap_T, cfg->max_seq_len);
         return -1;
     }
     const size_t L = (size_t)cfg->n_layer, C = (size_t)cfg->d_model, V = (size_t)cfg->vocab_size;
@@ -205,8 +205,10 @@ int gpt2_generate(const gpt2_model *m, const int32_t *prompts, const uint8_t *pr
                   int32_t *out_len, char *err, size_t errlen) {
     const int N = sc->max_new_tokens, V = m->cfg.vocab_size;
     if (P < 1 || N < 1 || P + N > m->cfg.max_seq_len) {
-        snprintf(err, errlen, "prompt %d + max_new_tokens %d must be within the context of %d (and "
-                 "both at least 1)", P, N, m->cfg.max_seq_len);
+        snprintf(err, errlen,
+                 "prompt %d + max_new_tokens %d must be within the context of %d (and "
+                 "both at least 1)",
+                 P, N, m->cfg.max_seq_len);
         return -1;
     }
     gpt2_kv_cache cache;

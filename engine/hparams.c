@@ -96,7 +96,8 @@ static int set_choice(const hparam_def *d, void *cfg, const char *v, char *err, 
         }
     size_t used = (size_t)snprintf(err, errlen, "hyperparameter '%s' must be one of", d->name);
     for (const char *const *c = d->choices; *c && used < errlen; c++)
-        used += (size_t)snprintf(err + used, errlen - used, "%s %s", c == d->choices ? "" : ",", *c);
+        used +=
+            (size_t)snprintf(err + used, errlen - used, "%s %s", c == d->choices ? "" : ",", *c);
     if (used < errlen)
         snprintf(err + used, errlen - used, "; got '%.64s'", v);
     return -1;
@@ -162,8 +163,7 @@ int hparams_apply_json(const hparam_table *table, void *cfg, const json_t *obj, 
     int rc = 0;
     json_object_foreach((json_t *)obj, key, value) {
         const hparam_def *d = hparams_find(table, key);
-        rc = d ? apply_json_value(d, scratch, value, err, errlen)
-               : unknown_error(key, err, errlen);
+        rc = d ? apply_json_value(d, scratch, value, err, errlen) : unknown_error(key, err, errlen);
         if (rc != 0)
             break;
     }

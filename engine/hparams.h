@@ -28,9 +28,9 @@ typedef struct hparam_def {
     const char *name;
     hparam_type type;
     size_t offset;
-    double default_value;         /* INT, FLOAT, BOOL (0/1) */
-    double min, max;              /* INT, FLOAT: inclusive */
-    const char *const *choices;   /* CHOICE: NULL-terminated; the first is the default */
+    double default_value;       /* INT, FLOAT, BOOL (0/1) */
+    double min, max;            /* INT, FLOAT: inclusive */
+    const char *const *choices; /* CHOICE: NULL-terminated; the first is the default */
     const char *doc;
 } hparam_def;
 

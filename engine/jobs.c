@@ -13,8 +13,8 @@ static int ppo_control_run(const void *cfg, const train_sink *sink, char *err, s
 }
 
 static const char *const ppo_control_headline[] = {
-    "global_step", "episodic_return", "eval_return", "approx_kl", "clipfrac", "explained_variance",
-    "sps", NULL};
+    "global_step", "episodic_return",    "eval_return", "approx_kl",
+    "clipfrac",    "explained_variance", "sps",         NULL};
 
 static const job_type ppo_control_job = {
     .name = "ppo-control",

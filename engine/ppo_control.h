@@ -50,14 +50,14 @@ typedef struct ppo_control_config {
 extern const hparam_table ppo_control_hparams;
 
 typedef struct ppo_control_result {
-    int64_t global_step;   /* env steps taken */
-    int64_t updates;       /* PPO updates done */
+    int64_t global_step;    /* env steps taken */
+    int64_t updates;        /* PPO updates done */
     double episodic_return; /* mean of the last 100 training episodes */
-    double eval_return;    /* last complete greedy evaluation, NAN if none */
-    bool solved;           /* target_return reached by a greedy evaluation */
-    int64_t solved_step;   /* global_step when it was */
-    double wall_s;         /* seconds from start to the end (or to solving) */
-    bool stopped;          /* the sink asked to stop */
+    double eval_return;     /* last complete greedy evaluation, NAN if none */
+    bool solved;            /* target_return reached by a greedy evaluation */
+    int64_t solved_step;    /* global_step when it was */
+    double wall_s;          /* seconds from start to the end (or to solving) */
+    bool stopped;           /* the sink asked to stop */
 } ppo_control_result;
 
 /* Checks what the table's per-key ranges cannot: the env exists,
@@ -99,7 +99,6 @@ void ppo_policy_loss_backward(float *dnewlogp, const float *newlogp, const float
 float ppo_value_loss_forward(const float *values, const float *old_values, const float *returns,
                              int n, float clip, bool clip_vloss);
 void ppo_value_loss_backward(float *dvalues, const float *values, const float *old_values,
-                             const float *returns, int n, float clip, bool clip_vloss,
-                             float scale);
+                             const float *returns, int n, float clip, bool clip_vloss, float scale);
 
 #endif

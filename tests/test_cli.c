@@ -24,7 +24,8 @@ static void drain(int fd, char *buf, size_t cap) {
     size_t n = 0;
     ssize_t r;
     char sink[4096];
-    while ((r = read(fd, n < cap - 1 ? buf + n : sink, n < cap - 1 ? cap - 1 - n : sizeof sink)) > 0)
+    while ((r = read(fd, n < cap - 1 ? buf + n : sink, n < cap - 1 ? cap - 1 - n : sizeof sink)) >
+           0)
         if (n < cap - 1)
             n += (size_t)r;
     buf[n] = '\0';
@@ -115,8 +116,11 @@ START_TEST(test_cli_rejects_bad_flags) {
         (const char *[]){"ppo-control", "--num-minibatches", "3", NULL},
         (const char *[]){"dance", NULL},
     };
-    const char *messages[] = {"'num_envs' must be an integer", "'env' must be one of",
-                              "--threads", "needs a value", "num_minibatches",
+    const char *messages[] = {"'num_envs' must be an integer",
+                              "'env' must be one of",
+                              "--threads",
+                              "needs a value",
+                              "num_minibatches",
                               "unknown job type 'dance'"};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         proc_result *r = run(cases[k]);
@@ -167,8 +171,8 @@ static json_t *read_safetensors_header(const char *path, long *file_size, uint64
 START_TEST(test_cli_trains_prints_json_lines_and_checkpoints) {
     char dir[] = "/tmp/rlhf-ckpt-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    const char *args[] = {"ppo-control", "--total-steps=2048", "--checkpoint-dir", dir, "--seed",
-                          "3", NULL};
+    const char *args[] = {
+        "ppo-control", "--total-steps=2048", "--checkpoint-dir", dir, "--seed", "3", NULL};
     proc_result *r = run(args);
     ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
     int updates = 0, configs = 0, checkpoints = 0;
@@ -180,15 +184,15 @@ START_TEST(test_cli_trains_prints_json_lines_and_checkpoints) {
         const char *event = json_string_value(json_object_get(obj, "event"));
         if (event && strcmp(event, "config") == 0) {
             configs++;
-            ck_assert_int_eq(json_integer_value(json_object_get(
-                                 json_object_get(obj, "config"), "seed")),
-                             3);
+            ck_assert_int_eq(
+                json_integer_value(json_object_get(json_object_get(obj, "config"), "seed")), 3);
         } else if (event && strcmp(event, "checkpoint") == 0)
             checkpoints++;
         else if (event == NULL) {
             updates++;
-            const char *keys[] = {"update", "global_step", "policy_loss", "value_loss", "entropy",
-                                  "old_approx_kl", "approx_kl", "clipfrac", "explained_variance",
+            const char *keys[] = {"update",        "global_step", "policy_loss",
+                                  "value_loss",    "entropy",     "old_approx_kl",
+                                  "approx_kl",     "clipfrac",    "explained_variance",
                                   "learning_rate", "sps"};
             for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
                 ck_assert_msg(json_object_get(obj, keys[k]) != NULL, "no %s in %s", keys[k], line);
@@ -233,8 +237,8 @@ END_TEST
 START_TEST(test_cli_sigterm_stops_cleanly) {
     char dir[] = "/tmp/rlhf-ckpt-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    const char *args[] = {"ppo-control", "--total-steps", "100000000", "--checkpoint-dir", dir,
-                          "--quiet", NULL};
+    const char *args[] = {"ppo-control", "--total-steps", "100000000", "--checkpoint-dir",
+                          dir,           "--quiet",       NULL};
     int out_fd, err_fd;
     pid_t pid = spawn(args, &out_fd, &err_fd);
     FILE *out = fdopen(out_fd, "r");

@@ -45,8 +45,9 @@ START_TEST(test_json_applies_and_rejects_naming_the_key) {
     ppo_control_config cfg, before;
     char err[256];
     hparams_set_defaults(T, &cfg);
-    ck_assert_int_eq(apply(&cfg, "{\"num_envs\": 8, \"gamma\": 0.98, \"anneal_lr\": false, "
-                                 "\"env\": \"Acrobot-v1\", \"total_steps\": 1e5}",
+    ck_assert_int_eq(apply(&cfg,
+                           "{\"num_envs\": 8, \"gamma\": 0.98, \"anneal_lr\": false, "
+                           "\"env\": \"Acrobot-v1\", \"total_steps\": 1e5}",
                            err, sizeof err),
                      0);
     ck_assert_int_eq(cfg.num_envs, 8);

@@ -104,11 +104,10 @@ START_TEST(test_activation_values_and_gradients) {
         activation_forward(c.kind, c.y, c.x, 16);
         for (int i = 0; i < 16; i++) {
             double x = c.x[i];
-            double want = c.kind == ACTIVATION_TANH   ? tanh(x)
-                          : c.kind == ACTIVATION_RELU ? (x > 0 ? x : 0)
-                                                      : 0.5 * x *
-                                                            (1 + tanh(sqrt(2 / M_PI) *
-                                                                      (x + 0.044715 * x * x * x)));
+            double want = c.kind == ACTIVATION_TANH ? tanh(x)
+                          : c.kind == ACTIVATION_RELU
+                              ? (x > 0 ? x : 0)
+                              : 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
             ck_assert_close(c.y[i], want, 1e-6, 1e-6, activation_name(c.kind));
         }
         float dx[16] = {0};
@@ -183,7 +182,8 @@ START_TEST(test_log_softmax_and_entropy_backward_finite_differences) {
     float dz[SB * SV] = {0};
     softmax_loss(&c);
     log_softmax_backward(dz, c.probe, c.lp, SB, SV);
-    test_check_gradient("dlogits (log_softmax)", c.z, dz, SB * SV, softmax_loss, &c, 1e-2f, 2e-3, 2e-3);
+    test_check_gradient("dlogits (log_softmax)", c.z, dz, SB * SV, softmax_loss, &c, 1e-2f, 2e-3,
+                        2e-3);
     c.entropy = 1;
     softmax_loss(&c);
     memset(dz, 0, sizeof dz);

@@ -54,8 +54,8 @@ START_TEST(test_policy_loss_four_cases) {
     const struct {
         float adv, ratio, loss, grad;
     } cases[] = {
-        {2, 1.5f, -2.4f, 0}, {2, 0.5f, -1, -1}, {-2, 1.5f, 3, 3}, {-2, 0.5f, 1.6f, 0},
-        {2, 1.1f, -2.2f, -2.2f},
+        {2, 1.5f, -2.4f, 0}, {2, 0.5f, -1, -1},       {-2, 1.5f, 3, 3},
+        {-2, 0.5f, 1.6f, 0}, {2, 1.1f, -2.2f, -2.2f},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const float oldlogp = -0.7f, newlogp = oldlogp + logf(cases[k].ratio);
@@ -148,8 +148,8 @@ static int rec_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
         }
         /* wall-clock metrics (sps, *_s) differ between runs by nature */
         const size_t len = strlen(m[i].name);
-        const int timing = strcmp(m[i].name, "sps") == 0 ||
-                           (len > 2 && strcmp(m[i].name + len - 2, "_s") == 0);
+        const int timing =
+            strcmp(m[i].name, "sps") == 0 || (len > 2 && strcmp(m[i].name + len - 2, "_s") == 0);
         if (!timing && r->n_trace < 512)
             r->trace[r->n_trace++] = m[i].value;
     }

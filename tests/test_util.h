@@ -18,7 +18,7 @@ static inline void test_fill_uniform(float *x, size_t n, float lo, float hi, rng
 #define ck_assert_close(a, b, abs_tol, rel_tol, what)                                              \
     do {                                                                                           \
         double a_ = (a), b_ = (b);                                                                 \
-        double tol_ = (abs_tol) + (rel_tol) * fmax(fabs(a_), fabs(b_));                            \
+        double tol_ = (abs_tol) + (rel_tol)*fmax(fabs(a_), fabs(b_));                              \
         ck_assert_msg(fabs(a_ - b_) <= tol_, "%s: %.9g vs %.9g (tol %.3g)", (what), a_, b_, tol_); \
     } while (0)
 

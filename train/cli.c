@@ -21,10 +21,11 @@ static void on_stop_signal(int sig) {
 }
 
 static void print_usage(FILE *out) {
-    fprintf(out, "usage: rlhf-train describe [TYPE] [--markdown]\n"
-                 "       rlhf-train TYPE [--config FILE.json] [--threads N] [--checkpoint-dir DIR]\n"
-                 "                       [--quiet] [--<hyperparameter> VALUE]...\n"
-                 "job types:\n");
+    fprintf(out,
+            "usage: rlhf-train describe [TYPE] [--markdown]\n"
+            "       rlhf-train TYPE [--config FILE.json] [--threads N] [--checkpoint-dir DIR]\n"
+            "                       [--quiet] [--<hyperparameter> VALUE]...\n"
+            "job types:\n");
     for (const job_type *const *t = job_types; *t; t++)
         fprintf(out, "  %-14s %s\n", (*t)->name, (*t)->summary);
     fprintf(out, "`rlhf-train describe TYPE` lists a type's hyperparameters.\n");
@@ -126,8 +127,8 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
         json_error_t jerr;
         json_t *obj = json_load_file(opts->config_path, JSON_REJECT_DUPLICATES, &jerr);
         if (obj == NULL) {
-            fprintf(stderr, "rlhf-train: %s:%d:%d: %s\n", opts->config_path, jerr.line,
-                    jerr.column, jerr.text);
+            fprintf(stderr, "rlhf-train: %s:%d:%d: %s\n", opts->config_path, jerr.line, jerr.column,
+                    jerr.text);
             return -1;
         }
         int rc = hparams_apply_json(type->hparams, cfg, obj, err, sizeof err);
@@ -188,9 +189,9 @@ static int run_job(const job_type *type, int argc, char **argv) {
     /* The resolved configuration first, so every run's output says exactly
      * what ran. */
     json_t *resolved = hparams_to_json(type->hparams, cfg);
-    json_t *line = json_pack("{s:s, s:s, s:o, s:i, s:s}", "event", "config", "job_type",
-                             type->name, "config", resolved, "threads", opts.threads, "blas_core",
-                             blas_core_name());
+    json_t *line =
+        json_pack("{s:s, s:s, s:o, s:i, s:s}", "event", "config", "job_type", type->name, "config",
+                  resolved, "threads", opts.threads, "blas_core", blas_core_name());
     json_dumpf(line, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
     putchar('\n');
     fflush(stdout);

@@ -18,8 +18,8 @@ typedef struct cli_sink {
     const char *checkpoint_dir; /* NULL: checkpoints are dropped */
     volatile sig_atomic_t *stop_flag;
     char last_checkpoint[4096];
-    double last_human_s; /* when the last progress line was printed */
-    char human_line[512]; /* the latest progress line */
+    double last_human_s;    /* when the last progress line was printed */
+    char human_line[512];   /* the latest progress line */
     int human_line_pending; /* not printed yet */
 } cli_sink;
 
