@@ -1,7 +1,8 @@
-# rlhfd on Debian 12: build with the same Makefile as a developer machine.
+# rlhfd on Debian 12, built with the same Makefile as a developer machine.
 #   docker build -t rlhfd .
-#   docker run --rm rlhfd                      # control PPO demo (CartPole)
-#   docker run --rm rlhfd rlhf-train describe  # the hyperparameter tables
+#   docker run --rm -p 8080:8080 -v rlhfd-data:/data rlhfd
+#   docker run --rm -v rlhfd-data:/data rlhfd rlhfd --db /data/rlhfd.db --create-token root --role admin
+#   docker run --rm rlhfd rlhf-train ppo-control --eval-interval 1 --target-return 475
 FROM debian:12-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends make ca-certificates \
     && rm -rf /var/lib/apt/lists/*
@@ -13,6 +14,10 @@ FROM debian:12-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libopenblas0-pthread libjansson4 libsqlite3-0 libmicrohttpd12 libcurl4 \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/build/rlhf-train /usr/local/bin/
+# rlhfd starts rlhf-train from its own directory.
+COPY --from=build /src/build/rlhfd /src/build/rlhf-train /usr/local/bin/
+VOLUME /data
 WORKDIR /data
-CMD ["rlhf-train", "ppo-control", "--env", "CartPole-v1", "--eval-interval", "1", "--target-return", "475"]
+EXPOSE 8080
+# Inside a container the daemon must listen beyond loopback to be reachable.
+CMD ["rlhfd", "--listen", "0.0.0.0:8080", "--db", "/data/rlhfd.db"]

@@ -37,7 +37,6 @@ TRAIN_SRC  := $(wildcard train/*.c)
 TRAIN_OBJ  := $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC   := $(wildcard tests/*.c)
 TEST_OBJ   := $(TEST_SRC:%.c=$(BUILD)/%.o)
-BENCH_SRC  := $(wildcard bench/*.c)
 
 PROGRAMS := $(if $(wildcard train/main.c),$(BUILD)/rlhf-train)
 TESTS    := $(BUILD)/run-tests
@@ -45,7 +44,7 @@ TESTS    := $(BUILD)/run-tests
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
                 libsqlite3-dev check libsubunit-dev libcurl4-openssl-dev
 
-.PHONY: all deps test test-asan demo docs bench clean format
+.PHONY: all deps bench-deps test test-asan demo docs bench clean format
 
 all: $(PROGRAMS) $(TESTS)
 
@@ -99,6 +98,28 @@ demo: deps
 
 docs: $(BUILD)/rlhf-train
 	$(BUILD)/rlhf-train describe --markdown > docs/hyperparameters.md
+
+# Benchmarks: never part of pass/fail. bench-deps installs Debian's PyTorch
+# for the reference implementations (make test never needs it).
+BENCH_PACKAGES := python3-torch python3-numpy
+
+bench-deps: deps
+	@missing=$$(for p in $(BENCH_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/gemm-ceiling: bench/gemm_ceiling.c $(BUILD)/libengine.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
+
+bench: bench-deps all $(BUILD)/gemm-ceiling
+	RLHF_BLAS_AUTOCORE=0 $(BUILD)/gemm-ceiling
+	$(BUILD)/gemm-ceiling
+	/usr/bin/python3 bench/bench_ppo_control.py --markdown
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
