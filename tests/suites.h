@@ -13,5 +13,6 @@ Suite *hparams_suite(void);
 Suite *cli_suite(void);
 Suite *gpt2_suite(void);
 Suite *server_suite(void);
+Suite *safetensors_suite(void);
 
 #endif

@@ -1,10 +1,13 @@
 /* The GPT-2 engine: finite differences on a tiny model, and the PyTorch
  * fixture written by tests/reference/gpt2_reference.py. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gpt2.h"
+#include "gpt2_checkpoint.h"
 #include "optim.h"
+#include "safetensors.h"
 #include "suites.h"
 #include "test_util.h"
 
@@ -73,11 +76,439 @@ START_TEST(test_gpt2_backward_finite_differences) {
 }
 END_TEST
 
+/* ---- the PyTorch fixture ------------------------------------------------------- */
+
+typedef struct fixture {
+    safetensors_file file;
+    char err[512];
+} fixture;
+
+static float *fixture_tensor(fixture *fx, const char *name, int64_t n) {
+    const safetensors_info *t = safetensors_find(&fx->file, name);
+    ck_assert_msg(t != NULL, "fixture has no tensor '%s'", name);
+    ck_assert_msg(t->n_elements == n, "fixture tensor '%s' has %lld elements, expected %lld", name,
+                  (long long)t->n_elements, (long long)n);
+    float *out = malloc(sizeof(float) * (size_t)n);
+    ck_assert_msg(safetensors_load_f32(t, out, n, fx->err, sizeof fx->err) == 0, "%s", fx->err);
+    return out;
+}
+
+static int meta_int(fixture *fx, const char *key) {
+    const char *v = safetensors_metadata_get(&fx->file, key);
+    ck_assert_msg(v != NULL, "fixture metadata lacks %s", key);
+    return atoi(v);
+}
+
+/* max |a - b| over n, relative to max |b| (the tensor's own scale). */
+static double max_rel_diff(const float *a, const float *b, int64_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return scale > 0.0 ? diff / scale : diff;
+}
+
+static const char *const param_names[GPT2_NUM_PARAM_TENSORS] = {
+    "wte",  "wpe",  "ln1w", "ln1b", "qkvw",    "qkvb",    "attprojw", "attprojb", "ln2w",
+    "ln2b", "fcw",  "fcb",  "fcprojw", "fcprojb", "lnfw", "lnfb",     "headw",    "headb"};
+
+/* Tolerances. Both sides compute in float32 but sum in different orders
+ * (OpenBLAS kernels vs MKL-free PyTorch CPU kernels), and our GELU uses a
+ * rational tanh (|error| < 4e-7). Outputs agree to ~1e-6 relative; we assert
+ * 1e-4 relative to each tensor's largest entry, as the issue asks of logits
+ * and loss, and the same for every gradient tensor. */
+#define FIXTURE_REL_TOL 1e-4
+
+START_TEST(test_gpt2_matches_pytorch_reference) {
+    fixture fx;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny.safetensors", test_repo_dir());
+    ck_assert_msg(safetensors_read_file(&fx.file, path, fx.err, sizeof fx.err) == 0, "%s", fx.err);
+    const gpt2_config cfg = {meta_int(&fx, "vocab_size"), meta_int(&fx, "max_seq_len"),
+                             meta_int(&fx, "n_layer"),    meta_int(&fx, "n_head"),
+                             meta_int(&fx, "d_model"),    true};
+    const int B = meta_int(&fx, "B"), T = meta_int(&fx, "T"), BT = B * T, V = cfg.vocab_size;
+    gpt2_model m;
+    char err[256];
+    ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_reserve(&m, B, T, err, sizeof err), 0);
+    int64_t sizes[GPT2_NUM_PARAM_TENSORS];
+    gpt2_param_sizes(&cfg, sizes);
+    float *p = m.param_memory;
+    for (int k = 0; k < GPT2_NUM_PARAM_TENSORS; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "param.%s", param_names[k]);
+        float *t = fixture_tensor(&fx, name, sizes[k]);
+        memcpy(p, t, sizeof(float) * (size_t)sizes[k]);
+        free(t);
+        p += sizes[k];
+    }
+    float *in_tokens = fixture_tensor(&fx, "input.tokens", BT);
+    float *in_targets = fixture_tensor(&fx, "input.targets", BT);
+    float *in_pos = fixture_tensor(&fx, "input.positions", BT);
+    float *in_attn = fixture_tensor(&fx, "input.attn_mask", BT);
+    float *in_loss = fixture_tensor(&fx, "input.loss_mask", BT);
+    float *probe = fixture_tensor(&fx, "input.value_probe", BT);
+    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)BT * 3);
+    int32_t *targets = tokens + BT, *positions = tokens + 2 * BT;
+    uint8_t *attn = malloc((size_t)BT * 2), *loss_mask = attn + BT;
+    for (int i = 0; i < BT; i++) {
+        tokens[i] = (int32_t)in_tokens[i];
+        targets[i] = (int32_t)in_targets[i];
+        positions[i] = (int32_t)in_pos[i];
+        attn[i] = in_attn[i] != 0.0f;
+        loss_mask[i] = in_loss[i] != 0.0f;
+    }
+
+    /* forward */
+    gpt2_batch batch = {tokens, positions, attn, B, T};
+    gpt2_forward(&m, &batch, true);
+    float *want = fixture_tensor(&fx, "out.logits", (int64_t)BT * V);
+    double d = max_rel_diff(m.acts.logits, want, (int64_t)BT * V);
+    ck_assert_msg(d < FIXTURE_REL_TOL, "logits differ by %.3g (relative)", d);
+    free(want);
+    want = fixture_tensor(&fx, "out.values", BT);
+    d = max_rel_diff(m.acts.values, want, BT);
+    ck_assert_msg(d < FIXTURE_REL_TOL, "values differ by %.3g", d);
+    free(want);
+    float *logp = malloc(sizeof(float) * (size_t)BT * 2), *entropy = logp + BT;
+    gpt2_token_logprobs(&m, targets, logp, entropy);
+    want = fixture_tensor(&fx, "out.logp", BT);
+    d = max_rel_diff(logp, want, BT);
+    ck_assert_msg(d < FIXTURE_REL_TOL, "token log-probs differ by %.3g", d);
+    free(want);
+    want = fixture_tensor(&fx, "out.entropy", BT);
+    d = max_rel_diff(entropy, want, BT);
+    ck_assert_msg(d < FIXTURE_REL_TOL, "entropies differ by %.3g", d);
+    free(want);
+    want = fixture_tensor(&fx, "out.loss", 1);
+    const float loss = gpt2_lm_loss(&m, targets, loss_mask, 1.0f);
+    ck_assert_close(loss, want[0], 0, FIXTURE_REL_TOL, "masked LM loss");
+    free(want);
+
+    /* backward of loss + Σ probe ⊙ values */
+    memcpy(m.acts.dvalues, probe, sizeof(float) * (size_t)BT);
+    gpt2_zero_grad(&m);
+    gpt2_backward(&m, true, true);
+    float *g = m.grad_memory;
+    for (int k = 0; k < GPT2_NUM_PARAM_TENSORS; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "grad.%s", param_names[k]);
+        want = fixture_tensor(&fx, name, sizes[k]);
+        d = max_rel_diff(g, want, sizes[k]);
+        ck_assert_msg(d < FIXTURE_REL_TOL, "gradient of %s differs by %.3g", param_names[k], d);
+        free(want);
+        g += sizes[k];
+    }
+
+    /* 10 AdamW steps on the LM loss: the same loss trajectory. Errors compound
+     * through the updates; 1e-4 relative still holds (measured ~1e-6). */
+    float *losses = fixture_tensor(&fx, "adamw.losses", 10);
+    float *adam_m = calloc((size_t)m.num_params, sizeof(float));
+    float *adam_v = calloc((size_t)m.num_params, sizeof(float));
+    uint8_t *decay = malloc((size_t)m.num_params);
+    gpt2_decay_mask(&cfg, decay);
+    const adam_config adamw = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    for (int step = 1; step <= 10; step++) {
+        gpt2_forward(&m, &batch, true);
+        const float l = gpt2_lm_loss(&m, targets, loss_mask, 1.0f);
+        ck_assert_close(l, losses[step - 1], 0, FIXTURE_REL_TOL, "AdamW loss trajectory");
+        gpt2_zero_grad(&m);
+        gpt2_backward(&m, true, false);
+        adam_step(m.param_memory, m.grad_memory, adam_m, adam_v, decay, m.num_params, &adamw,
+                  step);
+    }
+    free(losses), free(adam_m), free(adam_v), free(decay);
+    free(logp), free(tokens), free(attn);
+    free(in_tokens), free(in_targets), free(in_pos), free(in_attn), free(in_loss), free(probe);
+    gpt2_free(&m);
+    safetensors_free(&fx.file);
+}
+END_TEST
+
+/* ---- sampling ---------------------------------------------------------------------- */
+
+static void random_model(gpt2_model *m, const gpt2_config *cfg, uint64_t seed) {
+    char err[256];
+    ck_assert_int_eq(gpt2_init(m, cfg, err, sizeof err), 0);
+    rng_state r;
+    rng_seed(&r, seed, 0);
+    test_fill_uniform(m->param_memory, (size_t)m->num_params, -0.3f, 0.3f, &r);
+    for (int i = 0; i < cfg->d_model; i++)
+        m->params.lnfw[i] += 1.0f;
+}
+
+/* Feeding a sequence through the KV cache one column at a time gives the
+ * logits of the full forward at every real position, with left padding. */
+START_TEST(test_kv_cache_matches_full_forward) {
+    const gpt2_config cfg = {19, 16, 2, 2, 8, false};
+    gpt2_model m;
+    random_model(&m, &cfg, 31);
+    enum { B = 3, T = 7 };
+    int32_t tokens[B * T], positions[B * T];
+    uint8_t mask[B * T];
+    rng_state r;
+    rng_seed(&r, 32, 0);
+    for (int b = 0; b < B; b++)
+        for (int t = 0, pos = 0; t < T; t++) {
+            const int i = b * T + t;
+            tokens[i] = (int32_t)rng_next_below(&r, 19);
+            mask[i] = t >= b; /* row b left-padded by b */
+            positions[i] = mask[i] ? pos++ : 0;
+        }
+    char err[256];
+    ck_assert_int_eq(gpt2_reserve(&m, B, T, err, sizeof err), 0);
+    gpt2_batch batch = {tokens, positions, mask, B, T};
+    gpt2_forward(&m, &batch, true);
+    gpt2_kv_cache cache;
+    ck_assert_int_eq(gpt2_kv_cache_init(&cache, &cfg, B, T, err, sizeof err), 0);
+    for (int t = 0; t < T; t++) {
+        int32_t column[B];
+        uint8_t real[B];
+        for (int b = 0; b < B; b++)
+            column[b] = tokens[b * T + t], real[b] = mask[b * T + t];
+        gpt2_decode_step(&m, &cache, column, real, t);
+        for (int b = 0; b < B; b++) {
+            if (!real[b])
+                continue;
+            const float *full = m.acts.logits + (int64_t)(b * T + t) * cfg.vocab_size;
+            ck_assert_msg(max_rel_diff(cache.logits + b * cfg.vocab_size, full, cfg.vocab_size) <
+                              1e-5,
+                          "row %d column %d", b, t);
+        }
+    }
+    gpt2_kv_cache_free(&cache);
+    gpt2_free(&m);
+}
+END_TEST
+
+/* Greedy generation continues with the argmax of the full forward over
+ * prompt + generated tokens; top-k 1 is greedy; EOS stops a row. */
+START_TEST(test_generate_greedy_topk_and_eos) {
+    const gpt2_config cfg = {23, 20, 2, 2, 8, false};
+    gpt2_model m;
+    random_model(&m, &cfg, 41);
+    enum { B = 2, P = 4, N = 6 };
+    const int32_t prompts[B * P] = {0, 5, 6, 7, 3, 1, 4, 1};
+    const uint8_t pmask[B * P] = {0, 1, 1, 1, 1, 1, 1, 1};
+    int32_t out[B * N], len[B];
+    gpt2_sample_config sc = {0.0f, 0, 1.0f, N, -1};
+    rng_state r;
+    rng_seed(&r, 1, 0);
+    char err[256];
+    ck_assert_int_eq(gpt2_generate(&m, prompts, pmask, B, P, &sc, &r, out, len, err, sizeof err),
+                     0);
+    ck_assert_int_eq(len[0], N);
+    /* Check against the full forward of prompt + continuation. */
+    int32_t seq[B * (P + N)], pos[B * (P + N)];
+    uint8_t mask[B * (P + N)];
+    for (int b = 0; b < B; b++)
+        for (int t = 0, p = 0; t < P + N; t++) {
+            const int i = b * (P + N) + t;
+            seq[i] = t < P ? prompts[b * P + t] : out[b * N + t - P];
+            mask[i] = t < P ? pmask[b * P + t] : 1;
+            pos[i] = mask[i] ? p++ : 0;
+        }
+    ck_assert_int_eq(gpt2_reserve(&m, B, P + N, err, sizeof err), 0);
+    gpt2_batch batch = {seq, pos, mask, B, P + N};
+    gpt2_forward(&m, &batch, true);
+    for (int b = 0; b < B; b++)
+        for (int s = 0; s < N; s++) {
+            const float *z = m.acts.logits + (int64_t)(b * (P + N) + P - 1 + s) * cfg.vocab_size;
+            int32_t best = 0;
+            for (int j = 1; j < cfg.vocab_size; j++)
+                best = z[j] > z[best] ? j : best;
+            ck_assert_int_eq(out[b * N + s], best);
+        }
+    /* top-k 1 at temperature 1 is greedy too */
+    int32_t out2[B * N], len2[B];
+    sc.temperature = 1.0f;
+    sc.top_k = 1;
+    ck_assert_int_eq(gpt2_generate(&m, prompts, pmask, B, P, &sc, &r, out2, len2, err, sizeof err),
+                     0);
+    ck_assert_int_eq(memcmp(out, out2, sizeof out), 0);
+    /* EOS = row 0's third greedy token: row 0 stops there, filler after. */
+    sc.temperature = 0.0f;
+    sc.top_k = 0;
+    sc.eos_id = out[2];
+    int first_eos_row1 = N;
+    for (int s = N - 1; s >= 0; s--)
+        if (out[N + s] == sc.eos_id)
+            first_eos_row1 = s;
+    ck_assert_int_eq(gpt2_generate(&m, prompts, pmask, B, P, &sc, &r, out2, len2, err, sizeof err),
+                     0);
+    int first_eos_row0 = 0;
+    while (out[first_eos_row0] != sc.eos_id)
+        first_eos_row0++;
+    ck_assert_int_eq(len2[0], first_eos_row0 + 1);
+    ck_assert_int_eq(len2[1], first_eos_row1 < N ? first_eos_row1 + 1 : N);
+    for (int s = len2[0]; s < N; s++)
+        ck_assert_int_eq(out2[s], sc.eos_id);
+    /* A prompt that would overflow the context is refused with a message. */
+    sc.max_new_tokens = 20;
+    ck_assert_int_eq(gpt2_generate(&m, prompts, pmask, B, P, &sc, &r, out2, len2, err, sizeof err),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "context"));
+    gpt2_free(&m);
+}
+END_TEST
+
+/* Frequencies follow softmax(z / T); top-k and top-p cut the tail. */
+START_TEST(test_sample_tokens_distribution) {
+    const float z[5] = {2.0f, 1.0f, 0.5f, 0.0f, -1.0f};
+    const float temp = 0.7f;
+    double p[5], sum = 0.0;
+    for (int j = 0; j < 5; j++)
+        sum += p[j] = exp(z[j] / temp);
+    for (int j = 0; j < 5; j++)
+        p[j] /= sum;
+    rng_state r;
+    rng_seed(&r, 51, 0);
+    const int n = 40000;
+    int counts[5] = {0}, topk[5] = {0}, topp[5] = {0};
+    for (int i = 0; i < n; i++) {
+        float work[5];
+        int32_t tok;
+        gpt2_sample_config sc = {temp, 0, 1.0f, 1, -1};
+        memcpy(work, z, sizeof z);
+        gpt2_sample_tokens(&tok, work, 1, 5, &sc, &r);
+        counts[tok]++;
+        sc.top_k = 2;
+        memcpy(work, z, sizeof z);
+        gpt2_sample_tokens(&tok, work, 1, 5, &sc, &r);
+        topk[tok]++;
+        sc.top_k = 0;
+        sc.top_p = 0.8f; /* p = .65, .16, .08, ...: the top two hold 0.81 */
+        memcpy(work, z, sizeof z);
+        gpt2_sample_tokens(&tok, work, 1, 5, &sc, &r);
+        topp[tok]++;
+    }
+    for (int j = 0; j < 5; j++) {
+        const double sigma = sqrt(n * p[j] * (1 - p[j]));
+        ck_assert_msg(fabs(counts[j] - n * p[j]) < 4 * sigma, "token %d: %d vs %.0f", j, counts[j],
+                      n * p[j]);
+    }
+    ck_assert_int_eq(topk[2] + topk[3] + topk[4], 0);
+    ck_assert_int_eq(topp[2] + topp[3] + topp[4], 0);
+    const double p01 = p[0] / (p[0] + p[1]);
+    ck_assert_msg(fabs(topk[0] - n * p01) < 4 * sqrt(n * p01 * (1 - p01)), "top-k renormalised");
+    ck_assert_int_eq(topp[0] + topp[1], n);
+}
+END_TEST
+
+/* ---- Hugging Face checkpoints ---------------------------------------------------- */
+
+/* The reference script writes the fixture's weights a second time under
+ * HF's names in HF's Conv1D layout (and the prefix-less names of the first
+ * GPT-2 upload for block 0, and an old-style mask buffer). Loading that file
+ * must reproduce the reference's logits and values exactly as before. */
+START_TEST(test_hf_checkpoint_loads_and_round_trips) {
+    char path[4200], err[512];
+    fixture fx, hf;
+    snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny.safetensors", test_repo_dir());
+    ck_assert_msg(safetensors_read_file(&fx.file, path, fx.err, sizeof fx.err) == 0, "%s", fx.err);
+    snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny_hf.safetensors", test_repo_dir());
+    ck_assert_msg(safetensors_read_file(&hf.file, path, hf.err, sizeof hf.err) == 0, "%s", hf.err);
+    gpt2_config cfg;
+    ck_assert_msg(gpt2_config_from_checkpoint(&cfg, &hf.file, err, sizeof err) == 0, "%s", err);
+    ck_assert(cfg.scalar_head);
+    ck_assert_int_eq(cfg.n_layer, meta_int(&fx, "n_layer"));
+    gpt2_model m;
+    ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
+    int head = 0;
+    ck_assert_msg(gpt2_checkpoint_load(&m, &hf.file, &head, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(head, 1);
+
+    const int B = meta_int(&fx, "B"), T = meta_int(&fx, "T"), BT = B * T, V = cfg.vocab_size;
+    float *in_tokens = fixture_tensor(&fx, "input.tokens", BT);
+    float *in_pos = fixture_tensor(&fx, "input.positions", BT);
+    float *in_attn = fixture_tensor(&fx, "input.attn_mask", BT);
+    int32_t tokens[64], positions[64];
+    uint8_t attn[64];
+    ck_assert_int_le(BT, 64);
+    for (int i = 0; i < BT; i++)
+        tokens[i] = (int32_t)in_tokens[i], positions[i] = (int32_t)in_pos[i],
+        attn[i] = in_attn[i] != 0.0f;
+    ck_assert_int_eq(gpt2_reserve(&m, B, T, err, sizeof err), 0);
+    gpt2_batch batch = {tokens, positions, attn, B, T};
+    gpt2_forward(&m, &batch, true);
+    float *want = fixture_tensor(&fx, "out.logits", (int64_t)BT * V);
+    ck_assert_double_lt(max_rel_diff(m.acts.logits, want, (int64_t)BT * V), FIXTURE_REL_TOL);
+    free(want);
+    want = fixture_tensor(&fx, "out.values", BT);
+    ck_assert_double_lt(max_rel_diff(m.acts.values, want, BT), FIXTURE_REL_TOL);
+    free(want);
+
+    /* Save, parse, load into a fresh model: the same parameters, bit for bit. */
+    const char *const extra[][2] = {{"job", "test"}};
+    size_t n_bytes;
+    void *bytes = gpt2_checkpoint_serialize(&m, extra, 1, &n_bytes);
+    ck_assert_ptr_nonnull(bytes);
+    safetensors_file saved;
+    ck_assert_msg(safetensors_parse(&saved, bytes, n_bytes, err, sizeof err) == 0, "%s", err);
+    ck_assert_str_eq(safetensors_metadata_get(&saved, "format"), "pt");
+    ck_assert_str_eq(safetensors_metadata_get(&saved, "job"), "test");
+    const safetensors_info *fc = safetensors_find(&saved, "transformer.h.1.mlp.c_fc.weight");
+    ck_assert_ptr_nonnull(fc);
+    ck_assert_int_eq(fc->shape[0], cfg.d_model); /* Conv1D: (in, out) */
+    ck_assert_int_eq(fc->shape[1], 4 * cfg.d_model);
+    ck_assert_ptr_null(safetensors_find(&saved, "lm_head.weight")); /* tied */
+    gpt2_config cfg2;
+    ck_assert_int_eq(gpt2_config_from_checkpoint(&cfg2, &saved, err, sizeof err), 0);
+    ck_assert_int_eq(memcmp(&cfg, &cfg2, sizeof cfg), 0);
+    gpt2_model m2;
+    ck_assert_int_eq(gpt2_init(&m2, &cfg2, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_checkpoint_load(&m2, &saved, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(memcmp(m.param_memory, m2.param_memory, sizeof(float) * (size_t)m.num_params),
+                     0);
+
+    /* config.json round trip, and its errors */
+    char *json = gpt2_hf_config_json(&cfg);
+    gpt2_config cfg3;
+    ck_assert_int_eq(gpt2_config_from_hf_json(&cfg3, json, err, sizeof err), 0);
+    ck_assert_int_eq(cfg3.n_head, cfg.n_head);
+    ck_assert_int_eq(cfg3.max_seq_len, cfg.max_seq_len);
+    free(json);
+    ck_assert_int_eq(gpt2_config_from_hf_json(&cfg3, "{\"n_embd\": 8}", err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "'vocab_size'"));
+
+    /* A model of another shape refuses the file, naming the tensor. */
+    gpt2_config wrong = cfg;
+    wrong.d_model = 2 * cfg.d_model;
+    gpt2_model m3;
+    ck_assert_int_eq(gpt2_init(&m3, &wrong, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_checkpoint_load(&m3, &saved, NULL, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "transformer.wte.weight") != NULL, "%s", err);
+    /* And a deeper one misses a block. */
+    wrong = cfg;
+    wrong.n_layer = cfg.n_layer + 1;
+    gpt2_free(&m3);
+    ck_assert_int_eq(gpt2_init(&m3, &wrong, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_checkpoint_load(&m3, &saved, NULL, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "no tensor 'transformer.h.2.ln_1.weight'") != NULL, "%s", err);
+
+    gpt2_free(&m3);
+    gpt2_free(&m2);
+    gpt2_free(&m);
+    safetensors_free(&saved);
+    free(bytes);
+    free(in_tokens), free(in_pos), free(in_attn);
+    safetensors_free(&fx.file);
+    safetensors_free(&hf.file);
+}
+END_TEST
+
 Suite *gpt2_suite(void) {
     Suite *s = suite_create("gpt2");
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_gpt2_backward_finite_differences);
+    tcase_add_test(tc, test_kv_cache_matches_full_forward);
+    tcase_add_test(tc, test_generate_greedy_topk_and_eos);
+    tcase_add_test(tc, test_sample_tokens_distribution);
+    tcase_add_test(tc, test_gpt2_matches_pytorch_reference);
+    tcase_add_test(tc, test_hf_checkpoint_loads_and_round_trips);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -26,6 +26,7 @@ static const named_suite all_suites[] = {
     {"cli", cli_suite},
     {"gpt2", gpt2_suite},
     {"server", server_suite},
+    {"safetensors", safetensors_suite},
     {"env", env_suite},
 };
 

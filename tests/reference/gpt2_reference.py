@@ -125,6 +125,32 @@ def our_grads(model):
     ]
 
 
+def hf_tensors(model):
+    """The same weights as Hugging Face's GPT2LMHeadModel names them, with its
+    Conv1D layout (in, out) — written independently of engine/gpt2_checkpoint.c,
+    so the C loader's names and transposes are checked, not assumed. The
+    prefix-less names of the original openai-community/gpt2 upload are used
+    for the first block, "transformer."-prefixed ones elsewhere."""
+    out = [("transformer.wte.weight", model.wte.weight),
+           ("transformer.wpe.weight", model.wpe.weight)]
+    for i, b in enumerate(model.h):
+        p = f"h.{i}." if i == 0 else f"transformer.h.{i}."
+        out += [(p + "ln_1.weight", b.ln_1.weight), (p + "ln_1.bias", b.ln_1.bias),
+                (p + "attn.c_attn.weight", b.c_attn.weight.t()),
+                (p + "attn.c_attn.bias", b.c_attn.bias),
+                (p + "attn.c_proj.weight", b.attn_proj.weight.t()),
+                (p + "attn.c_proj.bias", b.attn_proj.bias),
+                (p + "ln_2.weight", b.ln_2.weight), (p + "ln_2.bias", b.ln_2.bias),
+                (p + "mlp.c_fc.weight", b.c_fc.weight.t()), (p + "mlp.c_fc.bias", b.c_fc.bias),
+                (p + "mlp.c_proj.weight", b.mlp_proj.weight.t()),
+                (p + "mlp.c_proj.bias", b.mlp_proj.bias),
+                (p + "attn.bias", torch.tril(torch.ones(1, 1, 16, 16)))]  # old exports' mask buffer
+    out += [("transformer.ln_f.weight", model.ln_f.weight),
+            ("transformer.ln_f.bias", model.ln_f.bias),
+            ("score.weight", model.head.weight), ("score.bias", model.head.bias)]
+    return out
+
+
 def write_safetensors(path, tensors, metadata):
     header, blobs, offset = {"__metadata__": metadata}, [], 0
     for name, t in tensors:
@@ -174,6 +200,7 @@ def main(path):
     total.backward()
     grads = [(n, g.detach().clone()) for n, g in our_grads(model)]  # before zero_grad reuses them
     params_before = [(n, t.detach().clone()) for n, t in our_params(model)]
+    hf_before = [(n, t.detach().clone()) for n, t in hf_tensors(model)]
 
     # 10 AdamW steps on the LM loss alone; decay only matrices (ndim >= 2).
     # The scalar head's (1, C) weight is a vector in our layout: not decayed.
@@ -205,6 +232,11 @@ def main(path):
     meta = {k: str(v) for k, v in CONFIG.items()}
     meta.update(B=str(B), T=str(T), seed=str(SEED), torch=torch.__version__)
     write_safetensors(path, tensors, meta)
+    hf_path = path.replace(".safetensors", "_hf.safetensors")
+    hf_meta = {"format": "pt", "vocab_size": str(c["vocab_size"]),
+               "n_positions": str(c["max_seq_len"]), "n_layer": str(c["n_layer"]),
+               "n_head": str(c["n_head"]), "n_embd": str(c["d_model"])}
+    write_safetensors(hf_path, hf_before, hf_meta)
     print(f"wrote {path}: loss {ce.item():.6f}, AdamW losses {losses[0]:.4f} -> {losses[-1]:.4f}")
 
 
