@@ -98,10 +98,11 @@ static void transpose(float *dst, const float *src, int64_t rows, int64_t cols) 
 }
 
 void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_meta)[2],
-                                int n_extra, size_t *n_bytes) {
+                                int n_extra, const safetensors_tensor *extra_tensors,
+                                int n_extra_tensors, size_t *n_bytes) {
     const gpt2_config *cfg = &m->cfg;
     const int L = cfg->n_layer;
-    const int n_tensors = 4 + 12 * L + (cfg->scalar_head ? 2 : 0);
+    const int n_tensors = 4 + 12 * L + (cfg->scalar_head ? 2 : 0) + n_extra_tensors;
     safetensors_tensor *tensors = calloc((size_t)n_tensors, sizeof *tensors);
     char (*names)[96] = calloc((size_t)n_tensors, sizeof *names);
     float *hf = malloc(sizeof(float) * (size_t)m->num_params); /* HF layout copy */
@@ -137,17 +138,19 @@ void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_m
             dst += slice;
         }
     }
+    for (int i = 0; i < n_extra_tensors; i++)
+        tensors[t++] = extra_tensors[i];
     char v[5][24];
     snprintf(v[0], sizeof v[0], "%d", cfg->vocab_size);
     snprintf(v[1], sizeof v[1], "%d", cfg->max_seq_len);
     snprintf(v[2], sizeof v[2], "%d", cfg->n_layer);
     snprintf(v[3], sizeof v[3], "%d", cfg->n_head);
     snprintf(v[4], sizeof v[4], "%d", cfg->d_model);
-    const char *meta[16][2] = {{"format", "pt"},      {"vocab_size", v[0]}, {"n_positions", v[1]},
+    const char *meta[32][2] = {{"format", "pt"},      {"vocab_size", v[0]}, {"n_positions", v[1]},
                                {"n_layer", v[2]},     {"n_head", v[3]},     {"n_embd", v[4]},
                                {"model_type", "gpt2"}};
     int n_meta = 7;
-    for (int i = 0; i < n_extra && n_meta < 16; i++, n_meta++)
+    for (int i = 0; i < n_extra && n_meta < 32; i++, n_meta++)
         meta[n_meta][0] = extra_meta[i][0], meta[n_meta][1] = extra_meta[i][1];
     out = safetensors_serialize(tensors, t, (const char *const(*)[2])meta, n_meta, n_bytes);
 done:

@@ -23,9 +23,12 @@
 #include "safetensors.h"
 
 /* The model as one safetensors file in a malloc'd buffer (free() it), with
- * extra {key, value} metadata pairs. NULL on allocation failure. */
+ * extra {key, value} metadata pairs and extra tensors (a trainer's state,
+ * under its own prefix; HF loaders skip names they do not know). NULL on
+ * allocation failure. */
 void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_meta)[2],
-                                int n_extra, size_t *n_bytes);
+                                int n_extra, const safetensors_tensor *extra_tensors,
+                                int n_extra_tensors, size_t *n_bytes);
 
 /* Reads the config from a checkpoint's metadata. n_head is not recoverable
  * from shapes, so a file without our metadata needs config.json

@@ -1,6 +1,8 @@
 #include "jobs.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ppo_control.h"
 
@@ -8,7 +10,9 @@ static int ppo_control_validate_any(const void *cfg, char *err, size_t errlen) {
     return ppo_control_validate(cfg, err, errlen);
 }
 
-static int ppo_control_run(const void *cfg, const train_sink *sink, char *err, size_t errlen) {
+static int ppo_control_run(const void *cfg, const job_inputs *in, const train_sink *sink,
+                           char *err, size_t errlen) {
+    (void)in;
     return ppo_control_train(cfg, sink, NULL, err, errlen);
 }
 
@@ -25,7 +29,50 @@ static const job_type ppo_control_job = {
     .run = ppo_control_run,
 };
 
-const job_type *const job_types[] = {&ppo_control_job, NULL};
+int job_load_tokenizer(tokenizer *tok, const job_inputs *in, char *err, size_t errlen) {
+    if (in->tokenizer_dir == NULL)
+        return tokenizer_load_bytes(tok, err, errlen);
+    char vocab[4096], merges[4096];
+    snprintf(vocab, sizeof vocab, "%s/vocab.json", in->tokenizer_dir);
+    snprintf(merges, sizeof merges, "%s/merges.txt", in->tokenizer_dir);
+    if (access(vocab, R_OK) != 0) { /* OpenAI's names for the same two files */
+        snprintf(vocab, sizeof vocab, "%s/encoder.json", in->tokenizer_dir);
+        snprintf(merges, sizeof merges, "%s/vocab.bpe", in->tokenizer_dir);
+    }
+    return tokenizer_load_gpt2(tok, vocab, merges, err, errlen);
+}
+
+static int sft_validate_any(const void *cfg, char *err, size_t errlen) {
+    return sft_validate(cfg, err, errlen);
+}
+
+static int sft_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                   size_t errlen) {
+    tokenizer tok;
+    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+        return -1;
+    const sft_inputs si = {in->train, in->n_train,         in->eval,
+                           in->n_eval, &tok,                in->init_checkpoint,
+                           in->resume_checkpoint};
+    const int rc = sft_train(cfg, &si, sink, NULL, err, errlen);
+    tokenizer_free(&tok);
+    return rc;
+}
+
+static const char *const sft_headline[] = {"loss", "eval_loss", "perplexity", "lr",
+                                           "tokens_per_s", NULL};
+
+static const job_type sft_job = {
+    .name = "sft",
+    .summary = "Supervised fine-tuning of a GPT-2-family model on (prompt, response) pairs",
+    .hparams = &sft_hparams,
+    .headline_metrics = sft_headline,
+    .needs_train_data = 1,
+    .validate = sft_validate_any,
+    .run = sft_run,
+};
+
+const job_type *const job_types[] = {&ppo_control_job, &sft_job, NULL};
 
 const job_type *job_type_find(const char *name) {
     for (const job_type *const *t = job_types; *t; t++)

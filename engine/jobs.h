@@ -12,6 +12,20 @@
 
 #include "hparams.h"
 #include "sink.h"
+#include "sft.h"
+
+/* What a job trains on, beyond its hyperparameters. The CLI fills it from
+ * files, the daemon's worker from the database. Unused parts stay zero. */
+typedef struct job_inputs {
+    const text_pair *train; /* (prompt, response) examples */
+    int64_t n_train;
+    const text_pair *eval; /* optional held-out examples */
+    int64_t n_eval;
+    const char *init_checkpoint;   /* safetensors path, or NULL */
+    const char *resume_checkpoint; /* a resumable checkpoint of this job, or NULL */
+    const char *tokenizer_dir;   /* GPT-2 BPE files (vocab.json + merges.txt or
+                                  * encoder.json + vocab.bpe); NULL = byte-level */
+} job_inputs;
 
 typedef struct job_type {
     const char *name;    /* "ppo-control" */
@@ -19,12 +33,19 @@ typedef struct job_type {
     const hparam_table *hparams;
     /* Metrics worth a glance (progress lines, dashboards), in order. */
     const char *const *headline_metrics;
+    /* 1 if the job needs training examples in job_inputs.train. */
+    int needs_train_data;
     int (*validate)(const void *cfg, char *err, size_t errlen);
-    int (*run)(const void *cfg, const train_sink *sink, char *err, size_t errlen);
+    int (*run)(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+               size_t errlen);
 } job_type;
 
 /* Every job type, NULL-terminated. */
 extern const job_type *const job_types[];
+
+/* Loads the tokenizer a job's inputs ask for (GPT-2 BPE from
+ * tokenizer_dir, else byte-level). Returns 0 or -1 with err. */
+int job_load_tokenizer(tokenizer *tok, const job_inputs *in, char *err, size_t errlen);
 
 /* The job type called name, or NULL. */
 const job_type *job_type_find(const char *name);

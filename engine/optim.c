@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 ENGINE_HOT void adam_step(float *params, const float *grads, float *m, float *v,
                           const uint8_t *decay_mask, int64_t n, const adam_config *cfg, int64_t t) {
@@ -63,4 +64,28 @@ float lr_linear(float lr0, int64_t step, int64_t total_steps) {
     if (frac < 0.0)
         frac = 0.0;
     return (float)(frac * lr0);
+}
+
+int lr_schedule_from_name(const char *name) {
+    if (strcmp(name, "constant") == 0)
+        return LR_SCHEDULE_CONSTANT;
+    if (strcmp(name, "linear") == 0)
+        return LR_SCHEDULE_LINEAR;
+    if (strcmp(name, "cosine") == 0)
+        return LR_SCHEDULE_COSINE;
+    return -1;
+}
+
+float lr_schedule(lr_schedule_kind kind, float lr, int64_t step, int64_t warmup_steps,
+                  int64_t total_steps, float min_ratio) {
+    if (step < warmup_steps)
+        return lr * (float)(step + 1) / (float)warmup_steps;
+    if (kind == LR_SCHEDULE_CONSTANT || total_steps <= warmup_steps)
+        return lr;
+    double progress = (double)(step - warmup_steps) / (double)(total_steps - warmup_steps);
+    progress = progress > 1.0 ? 1.0 : progress;
+    const double floor_lr = (double)lr * min_ratio;
+    const double shape = kind == LR_SCHEDULE_COSINE ? 0.5 * (1.0 + cos(M_PI * progress))
+                                                    : 1.0 - progress;
+    return (float)(floor_lr + ((double)lr - floor_lr) * shape);
 }

@@ -39,4 +39,19 @@ double grad_clip_global_norm(float *grads, int64_t n, double max_norm);
  * frac = 1 - step / total). */
 float lr_linear(float lr0, int64_t step, int64_t total_steps);
 
+/* Warm-up then decay, as most LM trainers (HF get_cosine_schedule_with_warmup
+ * and friends): lr·(step+1)/warmup during warm-up, then from lr down to
+ * lr·min_ratio at total_steps, following a half cosine ("cosine"), a line
+ * ("linear") or staying at lr ("constant"). step is 0-based. */
+typedef enum lr_schedule_kind {
+    LR_SCHEDULE_CONSTANT,
+    LR_SCHEDULE_LINEAR,
+    LR_SCHEDULE_COSINE,
+} lr_schedule_kind;
+
+/* "constant" | "linear" | "cosine", or -1. */
+int lr_schedule_from_name(const char *name);
+float lr_schedule(lr_schedule_kind kind, float lr, int64_t step, int64_t warmup_steps,
+                  int64_t total_steps, float min_ratio);
+
 #endif

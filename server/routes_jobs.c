@@ -166,7 +166,13 @@ enum MHD_Result route_jobs_create(request *r) {
                                        "build's engine does not implement it (available: %s)"
                                      : "unknown job type '%.64s' (available: %s)",
                              name, names);
-    } else if (hp != NULL && !json_is_object(hp))
+    } else if (type->needs_train_data)
+        /* The engine has the job, but jobs cannot name a dataset yet. */
+        replied = http_reply_error(r, 400, "job_type_unavailable", "type",
+                                   "job type '%s' trains on a dataset, and attaching datasets to "
+                                   "jobs is not built yet; run it with rlhf-train %s --data FILE",
+                                   type->name, type->name);
+    else if (hp != NULL && !json_is_object(hp))
         replied = http_reply_error(r, 400, "invalid_type", "hyperparameters",
                                    "hyperparameters must be a JSON object");
     else if (attempts_v != NULL &&

@@ -264,6 +264,71 @@ START_TEST(test_cli_sigterm_stops_cleanly) {
 }
 END_TEST
 
+/* sft reads JSONL: the first bad line stops the run, by number, before any
+ * training; data options are refused by jobs that take none. */
+START_TEST(test_cli_sft_data_errors) {
+    const struct {
+        const char *jsonl, *message;
+    } cases[] = {
+        {"{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}\n",
+         ":2: missing field 'response'"},
+        {"{\"prompt\": \"a\", \"response\": \"b\"}\n\n{\"prompt\": 1, \"response\": \"b\"}\n",
+         ":3: field 'prompt' must be a string"},
+        {"{\"prompt\": \"a\", \"answer\": \"b\"}\n", ":1: unknown field 'answer'"},
+        {"{\"prompt\": \"a\", \"response\": \"b\"\n", ":1:"},
+        {"\n\n", "no examples"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char *path = write_temp(cases[k].jsonl);
+        const char *args[] = {"sft", "--data", path, "--max-steps", "1", NULL};
+        proc_result *r = run(args);
+        unlink(path);
+        ck_assert_int_eq(r->exit_code, 2);
+        ck_assert_msg(strstr(r->err, cases[k].message) != NULL, "case %zu: '%s'", k, r->err);
+        ck_assert_msg(strstr(r->out, "\"loss\"") == NULL, "trained despite bad data");
+        free(r);
+    }
+    const char *no_data[] = {"sft", "--max-steps", "1", NULL};
+    proc_result *r = run(no_data);
+    ck_assert_int_eq(r->exit_code, 2);
+    ck_assert_ptr_nonnull(strstr(r->err, "sft needs --data"));
+    free(r);
+    const char *wrong[] = {"ppo-control", "--data", "x.jsonl", NULL};
+    r = run(wrong);
+    ck_assert_int_eq(r->exit_code, 2);
+    ck_assert_ptr_nonnull(strstr(r->err, "takes no --data"));
+    free(r);
+}
+END_TEST
+
+/* demo-data writes N deterministic lines that sft accepts. */
+START_TEST(test_cli_demo_data_then_sft) {
+    char path[] = "/tmp/rlhf-demo-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    const char *gen[] = {"demo-data", "--out", path, "--n", "64", "--seed", "3", NULL};
+    proc_result *r = run(gen);
+    ck_assert_int_eq(r->exit_code, 0);
+    free(r);
+    FILE *f = fopen(path, "r");
+    char line[512];
+    int lines = 0;
+    while (fgets(line, sizeof line, f))
+        lines++;
+    fclose(f);
+    ck_assert_int_eq(lines, 64);
+    const char *train[] = {"sft", "--data", path, "--max-steps", "3", "--n-layer", "1",
+                           "--d-model", "32", "--n-head", "2", "--context", "64", "--quiet", NULL};
+    r = run(train);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    ck_assert_ptr_nonnull(strstr(r->out, "\"eval_loss\""));
+    ck_assert_ptr_nonnull(strstr(r->out, "\"event\":\"sample\""));
+    free(r);
+    unlink(path);
+}
+END_TEST
+
 Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("rlhf-train");
@@ -273,6 +338,8 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_cli_describe_prints_the_table_as_json);
     tcase_add_test(tc, test_cli_trains_prints_json_lines_and_checkpoints);
     tcase_add_test(tc, test_cli_sigterm_stops_cleanly);
+    tcase_add_test(tc, test_cli_sft_data_errors);
+    tcase_add_test(tc, test_cli_demo_data_then_sft);
     suite_add_tcase(s, tc);
     return s;
 }

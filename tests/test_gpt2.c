@@ -443,7 +443,7 @@ START_TEST(test_hf_checkpoint_loads_and_round_trips) {
     /* Save, parse, load into a fresh model: the same parameters, bit for bit. */
     const char *const extra[][2] = {{"job", "test"}};
     size_t n_bytes;
-    void *bytes = gpt2_checkpoint_serialize(&m, extra, 1, &n_bytes);
+    void *bytes = gpt2_checkpoint_serialize(&m, extra, 1, NULL, 0, &n_bytes);
     ck_assert_ptr_nonnull(bytes);
     safetensors_file saved;
     ck_assert_msg(safetensors_parse(&saved, bytes, n_bytes, err, sizeof err) == 0, "%s", err);

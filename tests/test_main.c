@@ -27,6 +27,8 @@ static const named_suite all_suites[] = {
     {"gpt2", gpt2_suite},
     {"server", server_suite},
     {"safetensors", safetensors_suite},
+    {"tokenizer", tokenizer_suite},
+    {"sft", sft_suite},
     {"env", env_suite},
 };
 

@@ -8,6 +8,8 @@
 
 #include "blas_setup.h"
 #include "cli_sink.h"
+#include "demo_task.h"
+#include "jsonl_data.h"
 #include "db_job.h"
 #include "jobs.h"
 
@@ -28,7 +30,9 @@ static void print_usage(FILE *out) {
             "job types:\n");
     for (const job_type *const *t = job_types; *t; t++)
         fprintf(out, "  %-14s %s\n", (*t)->name, (*t)->summary);
-    fprintf(out, "`rlhf-train describe TYPE` lists a type's hyperparameters.\n");
+    fprintf(out, "`rlhf-train describe TYPE` lists a type's hyperparameters.\n"
+                 "`rlhf-train demo-data --out FILE.jsonl [--n N] [--seed S]` writes the demo "
+                 "task's SFT data.\n");
 }
 
 static int describe(int argc, char **argv) {
@@ -79,6 +83,11 @@ static int describe(int argc, char **argv) {
 typedef struct run_options {
     const char *config_path;
     const char *checkpoint_dir;
+    const char *data_path;      /* --data: training examples (JSONL) */
+    const char *eval_data_path; /* --eval-data */
+    const char *init_path;      /* --init: starting weights (safetensors) */
+    const char *resume_path;    /* --resume: a resumable checkpoint of this job */
+    const char *tokenizer_dir;  /* --tokenizer-dir: GPT-2 BPE files */
     int threads;
     int quiet;
 } run_options;
@@ -112,6 +121,16 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
             opts->config_path = value;
         else if (strcmp(arg, "--checkpoint-dir") == 0)
             opts->checkpoint_dir = value;
+        else if (strcmp(arg, "--data") == 0)
+            opts->data_path = value;
+        else if (strcmp(arg, "--eval-data") == 0)
+            opts->eval_data_path = value;
+        else if (strcmp(arg, "--init") == 0)
+            opts->init_path = value;
+        else if (strcmp(arg, "--resume") == 0)
+            opts->resume_path = value;
+        else if (strcmp(arg, "--tokenizer-dir") == 0)
+            opts->tokenizer_dir = value;
         else if (strcmp(arg, "--threads") == 0) {
             char *end;
             long t = strtol(value, &end, 10);
@@ -153,13 +172,29 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
             snprintf(name, sizeof name, "%s", arg + 2);
             value = argv[++i];
         }
-        if (strcmp(name, "config") == 0 || strcmp(name, "checkpoint-dir") == 0 ||
-            strcmp(name, "threads") == 0)
+        static const char *const run_options_names[] = {
+            "config", "checkpoint-dir", "threads", "data",          "eval-data",
+            "init",   "resume",         "tokenizer-dir", NULL};
+        int is_option = 0;
+        for (const char *const *o = run_options_names; *o; o++)
+            is_option |= strcmp(name, *o) == 0;
+        if (is_option)
             continue;
         if (hparams_apply_string(type->hparams, cfg, name, value, err, sizeof err) != 0) {
             fprintf(stderr, "rlhf-train: --%s: %s\n", name, err);
             return -1;
         }
+    }
+    if (type->needs_train_data && opts->data_path == NULL) {
+        fprintf(stderr, "rlhf-train: %s needs --data FILE.jsonl\n", type->name);
+        return -1;
+    }
+    if (!type->needs_train_data && (opts->data_path || opts->eval_data_path || opts->init_path ||
+                                    opts->resume_path || opts->tokenizer_dir)) {
+        fprintf(stderr,
+                "rlhf-train: %s takes no --data, --eval-data, --init, --resume or --tokenizer-dir\n",
+                type->name);
+        return -1;
     }
     if (type->validate(cfg, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train: %s\n", err);
@@ -199,7 +234,20 @@ static int run_job(const job_type *type, int argc, char **argv) {
 
     train_sink sink = cli_sink_make(&cs);
     char err[512] = "";
-    int rc = type->run(cfg, &sink, err, sizeof err);
+    text_pairs train = {0}, eval = {0};
+    if ((opts.data_path && text_pairs_load_jsonl(&train, opts.data_path, err, sizeof err) != 0) ||
+        (opts.eval_data_path &&
+         text_pairs_load_jsonl(&eval, opts.eval_data_path, err, sizeof err) != 0)) {
+        fprintf(stderr, "rlhf-train: %s\n", err);
+        text_pairs_free(&train);
+        free(cfg);
+        return EXIT_USAGE;
+    }
+    const job_inputs inputs = {train.items,    train.n,          eval.items,        eval.n,
+                               opts.init_path, opts.resume_path, opts.tokenizer_dir};
+    int rc = type->run(cfg, &inputs, &sink, err, sizeof err);
+    text_pairs_free(&train);
+    text_pairs_free(&eval);
     cli_sink_finish(&cs);
     free(cfg);
     if (rc != 0) {
@@ -209,6 +257,45 @@ static int run_job(const job_type *type, int argc, char **argv) {
     if (stop_requested && !opts.quiet)
         fprintf(stderr, "rlhf-train: stopped by signal\n");
     return 0;
+}
+
+/* rlhf-train demo-data --out FILE.jsonl [--n N] [--seed S]: the demo task's
+ * SFT examples (engine/demo_task.h), deterministic for a seed. */
+static int demo_data(int argc, char **argv) {
+    const char *out_path = NULL;
+    long n = 2000, seed = 1;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--out") == 0)
+            out_path = argv[i + 1];
+        else if (strcmp(argv[i], "--n") == 0)
+            n = strtol(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--seed") == 0)
+            seed = strtol(argv[i + 1], NULL, 10);
+        else {
+            fprintf(stderr, "rlhf-train demo-data: unknown option '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (out_path == NULL || n < 1 || n > 10000000 || (argc - 2) % 2 != 0) {
+        fprintf(stderr, "usage: rlhf-train demo-data --out FILE.jsonl [--n N] [--seed S]\n");
+        return EXIT_USAGE;
+    }
+    FILE *f = fopen(out_path, "w");
+    if (f == NULL) {
+        fprintf(stderr, "rlhf-train demo-data: cannot write %s\n", out_path);
+        return EXIT_TRAINING_FAILED;
+    }
+    rng_state rng;
+    rng_seed(&rng, (uint64_t)seed, 0xD0000001u);
+    for (long i = 0; i < n; i++) {
+        char prompt[128], response[256];
+        demo_task_example(&rng, prompt, sizeof prompt, response, sizeof response);
+        json_t *line = json_pack("{s:s, s:s}", "prompt", prompt, "response", response);
+        json_dumpf(line, f, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        fputc('\n', f);
+        json_decref(line);
+    }
+    return fclose(f) == 0 ? 0 : EXIT_TRAINING_FAILED;
 }
 
 int rlhf_train_main(int argc, char **argv) {
@@ -223,6 +310,8 @@ int rlhf_train_main(int argc, char **argv) {
     }
     if (strcmp(cmd, "describe") == 0)
         return describe(argc, argv);
+    if (strcmp(cmd, "demo-data") == 0)
+        return demo_data(argc, argv);
     if (strcmp(cmd, "--db") == 0)
         return rlhf_train_db_main(argc, argv);
     const job_type *type = job_type_find(cmd);

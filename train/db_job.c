@@ -259,7 +259,13 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
                       .lease_lost = &hb.lease_lost,
                       .stop_signal = &stop_signal};
         train_sink sink = db_sink_make(&ds);
-        rc = type->run(cfg, &sink, err, sizeof err);
+        const job_inputs no_inputs = {0};
+        if (type->needs_train_data) {
+            snprintf(err, sizeof err, "%s jobs need a dataset, and the daemon cannot attach one "
+                     "to a job yet", type->name);
+            rc = -1;
+        } else
+            rc = type->run(cfg, &no_inputs, &sink, err, sizeof err);
         db_sink_free(&ds);
     }
     json_decref(config);

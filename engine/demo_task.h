@@ -1,0 +1,28 @@
+/* demo_task — a small language task with a known answer, for the demo and
+ * the end-to-end tests of the RLHF pipeline.
+ *
+ * Prompts ask about a subject ("Describe the river."); responses describe it
+ * with two or three adjectives ("The river is calm, old and grim."). The
+ * SFT data picks adjectives uniformly from positive, negative and neutral
+ * words, so a model trained on it writes well-formed but indifferent
+ * answers. The hidden "gold" preference (demo_task_gold_score) is
+ * #positive − #negative adjectives, minus 2 if the answer does not have the
+ * form "The <subject> is ..." for the prompt's subject: a rule a small model
+ * can learn to satisfy, and a simulated annotator can rank by.
+ */
+#ifndef RLHF_DEMO_TASK_H
+#define RLHF_DEMO_TASK_H
+
+#include <stddef.h>
+
+#include "rng.h"
+
+/* Writes one (prompt, response) example drawn from rng into the buffers
+ * (NUL-terminated, truncated to cap). */
+void demo_task_example(rng_state *rng, char *prompt, size_t prompt_cap, char *response,
+                       size_t response_cap);
+
+/* The gold score of a response to a prompt (see above). */
+double demo_task_gold_score(const char *prompt, const char *response);
+
+#endif

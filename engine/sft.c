@@ -1,0 +1,586 @@
+#include "sft.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gpt2.h"
+#include "gpt2_checkpoint.h"
+#include "optim.h"
+#include "rng.h"
+#include "safetensors.h"
+
+#include <jansson.h>
+
+/* ==== hyperparameters ======================================================== */
+
+static const char *const schedule_choices[] = {"cosine", "linear", "constant", NULL};
+static const char *const loss_on_choices[] = {"response", "all", NULL};
+
+#define F(name) offsetof(sft_config, name)
+static const hparam_def sft_defs[] = {
+    {"seed", HPARAM_INT, F(seed), 1, 0, 4294967295.0, NULL,
+     "Seeds initialisation, the data order, the eval split and sampling."},
+    {"n_layer", HPARAM_INT, F(n_layer), 4, 1, 96, NULL,
+     "Transformer blocks (from scratch; an init checkpoint brings its own)."},
+    {"n_head", HPARAM_INT, F(n_head), 4, 1, 128, NULL, "Attention heads; must divide d_model."},
+    {"d_model", HPARAM_INT, F(d_model), 128, 8, 8192, NULL, "Width of the residual stream."},
+    {"context", HPARAM_INT, F(context), 128, 8, 8192, NULL,
+     "Longest sequence (learned positions); longer examples are truncated."},
+    {"batch_size", HPARAM_INT, F(batch_size), 16, 1, 4096, NULL, "Examples per micro-batch."},
+    {"grad_accum_steps", HPARAM_INT, F(grad_accum_steps), 1, 1, 1024, NULL,
+     "Micro-batches per optimizer step."},
+    {"max_steps", HPARAM_INT, F(max_steps), 0, 0, 1e9, NULL,
+     "Optimizer steps to run; 0 = as many as `epochs` takes."},
+    {"epochs", HPARAM_INT, F(epochs), 3, 1, 10000, NULL, "Passes over the data (max_steps = 0)."},
+    {"learning_rate", HPARAM_FLOAT, F(learning_rate), 1e-3, 0, 1, NULL, "Peak AdamW step size."},
+    {"lr_schedule", HPARAM_CHOICE, F(lr_schedule), 0, 0, 0, schedule_choices,
+     "Decay after warm-up."},
+    {"warmup_steps", HPARAM_INT, F(warmup_steps), 20, 0, 1e9, NULL, "Linear warm-up steps."},
+    {"min_lr_ratio", HPARAM_FLOAT, F(min_lr_ratio), 0.1, 0, 1, NULL,
+     "Final learning rate as a fraction of the peak."},
+    {"weight_decay", HPARAM_FLOAT, F(weight_decay), 0.1, 0, 10, NULL,
+     "AdamW decoupled weight decay, on matrices only."},
+    {"beta1", HPARAM_FLOAT, F(beta1), 0.9, 0, 0.9999, NULL, "AdamW beta1."},
+    {"beta2", HPARAM_FLOAT, F(beta2), 0.95, 0, 0.99999, NULL, "AdamW beta2."},
+    {"adam_eps", HPARAM_FLOAT, F(adam_eps), 1e-8, 1e-12, 1, NULL, "AdamW epsilon."},
+    {"max_grad_norm", HPARAM_FLOAT, F(max_grad_norm), 1.0, 0, 1e6, NULL,
+     "Clip the global gradient norm to this."},
+    {"loss_on", HPARAM_CHOICE, F(loss_on), 0, 0, 0, loss_on_choices,
+     "Train on the response tokens only, or on every token."},
+    {"eval_fraction", HPARAM_FLOAT, F(eval_fraction), 0.05, 0, 0.5, NULL,
+     "Share of the data held out for eval loss when no eval set is given."},
+    {"eval_interval", HPARAM_INT, F(eval_interval), 50, 0, 1e9, NULL,
+     "Eval loss every this many steps (0 = only at the end)."},
+    {"checkpoint_interval", HPARAM_INT, F(checkpoint_interval), 0, 0, 1e9, NULL,
+     "Checkpoint every this many steps (0 = only at the end)."},
+    {"sample_interval", HPARAM_INT, F(sample_interval), 100, 0, 1e9, NULL,
+     "Log sample generations every this many steps (0 = only at the end)."},
+    {"sample_max_tokens", HPARAM_INT, F(sample_max_tokens), 48, 1, 4096, NULL,
+     "New tokens per logged sample."},
+    {"sample_temperature", HPARAM_FLOAT, F(sample_temperature), 0, 0, 10, NULL,
+     "Temperature of logged samples (0 = greedy)."},
+};
+#undef F
+
+const hparam_table sft_hparams = {sft_defs, (int)(sizeof sft_defs / sizeof sft_defs[0]),
+                                  sizeof(sft_config)};
+
+int sft_validate(const sft_config *cfg, char *err, size_t errlen) {
+    if (cfg->d_model % cfg->n_head != 0) {
+        snprintf(err, errlen, "hyperparameter 'n_head': %lld does not divide d_model %lld",
+                 (long long)cfg->n_head, (long long)cfg->d_model);
+        return -1;
+    }
+    return 0;
+}
+
+/* ==== data ==================================================================== */
+
+int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens, int32_t *ids,
+                     uint8_t *loss_mask, int64_t cap) {
+    const int64_t np = tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap,
+                                        false);
+    if (np < 0)
+        return -1;
+    const int64_t p = np < cap ? np : cap;
+    const int64_t nr = tokenizer_encode(tok, ex->response, strlen(ex->response), ids + p,
+                                        (size_t)(cap - p), false);
+    if (nr < 0)
+        return -1;
+    int64_t n = p + (nr < cap - p ? nr : cap - p);
+    if (n < cap)
+        ids[n++] = tok->eot_id;
+    /* loss_mask[i] trains the prediction of ids[i + 1]: a response token or
+     * the EOT, i.e. targets at positions >= p. */
+    for (int64_t i = 0; i < n; i++)
+        loss_mask[i] = i + 1 < n && (all_tokens || i + 1 >= p);
+    return n;
+}
+
+typedef struct sft_data {
+    int32_t *ids;      /* all examples, concatenated */
+    uint8_t *mask;     /* loss mask, aligned with ids */
+    int64_t *offset;   /* (n + 1) start of each example */
+    int64_t n;
+    int64_t truncated; /* examples cut at the context */
+} sft_data;
+
+static void data_free(sft_data *d) {
+    free(d->ids), free(d->mask), free(d->offset);
+    memset(d, 0, sizeof *d);
+}
+
+/* Tokenizes examples[order[0..n)] into d, each to at most context + 1 ids. */
+static int data_build(sft_data *d, const tokenizer *tok, const text_pair *examples,
+                      const int32_t *order, int64_t n, int64_t context, bool all_tokens,
+                      char *err, size_t errlen) {
+    memset(d, 0, sizeof *d);
+    const int64_t cap = context + 1;
+    d->ids = malloc(sizeof(int32_t) * (size_t)(n * cap));
+    d->mask = malloc((size_t)(n * cap));
+    d->offset = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    if (!d->ids || !d->mask || !d->offset) {
+        snprintf(err, errlen, "out of memory tokenizing %lld examples", (long long)n);
+        data_free(d);
+        return -1;
+    }
+    int64_t at = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const text_pair *ex = &examples[order ? order[i] : i];
+        d->offset[i] = at;
+        const int64_t k = sft_tokenize(tok, ex, all_tokens, d->ids + at, d->mask + at, cap);
+        if (k < 0) {
+            snprintf(err, errlen, "example %lld: the tokenizer failed", (long long)i + 1);
+            data_free(d);
+            return -1;
+        }
+        d->truncated += k == cap;
+        at += k;
+    }
+    d->offset[n] = at;
+    d->n = n;
+    return 0;
+}
+
+/* ==== training ================================================================== */
+
+typedef struct batch_buf {
+    int32_t *tokens, *targets; /* (B, T) */
+    uint8_t *attn, *loss;      /* (B, T) */
+    int B, T;
+    int64_t loss_tokens;
+} batch_buf;
+
+/* Right-pads examples idx[0..B) of d into a batch; T is the longest input. */
+static void make_batch(batch_buf *bb, const sft_data *d, const int64_t *idx, int B) {
+    int T = 1;
+    for (int b = 0; b < B; b++) {
+        const int64_t len = d->offset[idx[b] + 1] - d->offset[idx[b]] - 1;
+        T = len > T ? (int)len : T;
+    }
+    bb->B = B;
+    bb->T = T;
+    bb->loss_tokens = 0;
+    for (int b = 0; b < B; b++) {
+        const int64_t start = d->offset[idx[b]];
+        const int64_t len = d->offset[idx[b] + 1] - start - 1;
+        for (int t = 0; t < T; t++) {
+            const int64_t i = (int64_t)b * T + t;
+            const int real = t < len;
+            bb->tokens[i] = real ? d->ids[start + t] : 0;
+            bb->targets[i] = real ? d->ids[start + t + 1] : 0;
+            bb->attn[i] = (uint8_t)real;
+            bb->loss[i] = real && d->mask[start + t];
+            bb->loss_tokens += bb->loss[i];
+        }
+    }
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Token-weighted mean loss over all of d. */
+static double evaluate(gpt2_model *m, const sft_data *d, batch_buf *bb, int B) {
+    double total = 0.0;
+    int64_t tokens = 0;
+    int64_t idx[4096];
+    for (int64_t start = 0; start < d->n; start += B) {
+        const int n = (int)(d->n - start < B ? d->n - start : B);
+        for (int b = 0; b < n; b++)
+            idx[b] = start + b;
+        make_batch(bb, d, idx, n);
+        if (bb->loss_tokens == 0)
+            continue;
+        gpt2_batch batch = {bb->tokens, NULL, bb->attn, bb->B, bb->T};
+        gpt2_forward(m, &batch, true);
+        total += (double)gpt2_lm_loss(m, bb->targets, bb->loss, 0.0f) * (double)bb->loss_tokens;
+        tokens += bb->loss_tokens;
+    }
+    return tokens > 0 ? total / (double)tokens : NAN;
+}
+
+/* Greedy (or sampled) continuations of a few held-out prompts, as events. */
+static void log_samples(const gpt2_model *m, const sft_config *cfg, const sft_inputs *in,
+                        const text_pair *const *examples, int shown, int64_t step, rng_state *rng,
+                        const train_sink *sink) {
+    for (int i = 0; i < shown; i++) {
+        int32_t prompt[1024];
+        const int64_t np = tokenizer_encode(in->tok, examples[i]->prompt,
+                                            strlen(examples[i]->prompt), prompt, 1024, false);
+        /* as many new tokens as asked, or as the context still holds */
+        const int64_t room = m->cfg.max_seq_len - np;
+        const int64_t max_new = cfg->sample_max_tokens < room ? cfg->sample_max_tokens : room;
+        if (np < 1 || np > 1024 || max_new < 1)
+            continue;
+        int32_t *out = malloc(sizeof(int32_t) * (size_t)max_new);
+        int32_t len = 0;
+        char err[128];
+        const gpt2_sample_config sc = {(float)cfg->sample_temperature, 0, 1.0f, (int)max_new,
+                                       in->tok->eot_id};
+        if (out && gpt2_generate(m, prompt, NULL, 1, (int)np, &sc, rng, out, &len, err,
+                                 sizeof err) == 0) {
+            if (len > 0 && out[len - 1] == in->tok->eot_id)
+                len--;
+            char text[2048];
+            int64_t k = tokenizer_decode(in->tok, out, (size_t)len, text, sizeof text - 1);
+            k = k < 0 ? 0 : k > (int64_t)sizeof text - 1 ? (int64_t)sizeof text - 1 : k;
+            text[k] = '\0';
+            char msg[3072];
+            snprintf(msg, sizeof msg, "sample at step %lld: %.900s -> %s", (long long)step,
+                     examples[i]->prompt, text);
+            const sink_metric data[] = {{"step", (double)step}, {"index", i}};
+            sink_event(sink, SINK_LEVEL_INFO, "sample", msg, data, 2);
+        }
+        free(out);
+    }
+}
+
+/* Where training is, beyond the weights: what a resume restores. */
+typedef struct sft_state {
+    int64_t step, epoch, cursor, tokens_seen;
+    rng_state data_epoch_start; /* data_rng before this epoch's shuffle */
+    rng_state sample;
+    float *adam_m, *adam_v; /* (num_params) */
+} sft_state;
+
+static void format_rng(char *out, size_t cap, const rng_state *r) {
+    snprintf(out, cap, "%016llx,%016llx,%016llx,%016llx", (unsigned long long)r->s[0],
+             (unsigned long long)r->s[1], (unsigned long long)r->s[2],
+             (unsigned long long)r->s[3]);
+}
+
+static int parse_rng(rng_state *r, const char *text) {
+    unsigned long long s[4];
+    if (text == NULL || sscanf(text, "%llx,%llx,%llx,%llx", &s[0], &s[1], &s[2], &s[3]) != 4)
+        return -1;
+    for (int i = 0; i < 4; i++)
+        r->s[i] = s[i];
+    return 0;
+}
+
+/* The config as compact JSON: stored in a resumable checkpoint and compared
+ * on resume. */
+static char *config_text(const sft_config *cfg) {
+    json_t *j = hparams_to_json(&sft_hparams, cfg);
+    char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    return text;
+}
+
+static int emit_checkpoint(const gpt2_model *m, const sft_config *cfg, const sft_state *st,
+                           bool with_state, const train_sink *sink) {
+    char step[24], epoch[24], cursor[24], tokens[24], data_rng[80], sample_rng[80];
+    snprintf(step, sizeof step, "%lld", (long long)st->step);
+    snprintf(epoch, sizeof epoch, "%lld", (long long)st->epoch);
+    snprintf(cursor, sizeof cursor, "%lld", (long long)st->cursor);
+    snprintf(tokens, sizeof tokens, "%lld", (long long)st->tokens_seen);
+    format_rng(data_rng, sizeof data_rng, &st->data_epoch_start);
+    format_rng(sample_rng, sizeof sample_rng, &st->sample);
+    char *config = config_text(cfg);
+    const char *const meta[][2] = {{"rlhfd_job", "sft"},
+                                   {"step", step},
+                                   {"training_state.epoch", epoch},
+                                   {"training_state.cursor", cursor},
+                                   {"training_state.tokens_seen", tokens},
+                                   {"training_state.data_rng", data_rng},
+                                   {"training_state.sample_rng", sample_rng},
+                                   {"training_state.config", config ? config : ""}};
+    const safetensors_tensor state[2] = {
+        {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {m->num_params}},
+        {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {m->num_params}}};
+    size_t n = 0;
+    void *bytes = gpt2_checkpoint_serialize(m, meta, with_state ? 8 : 2, with_state ? state : NULL,
+                                            with_state ? 2 : 0, &n);
+    free(config);
+    if (bytes == NULL)
+        return -1;
+    const int rc = sink_checkpoint(sink, st->step, bytes, n);
+    free(bytes);
+    return rc;
+}
+
+static int64_t meta_i64(const safetensors_file *f, const char *key, int *ok) {
+    const char *v = safetensors_metadata_get(f, key);
+    char *end;
+    long long x = v ? strtoll(v, &end, 10) : 0;
+    if (v == NULL || *end != '\0' || x < 0)
+        *ok = 0;
+    return x;
+}
+
+/* Restores st (and the model, already loaded from the same file) from a
+ * resumable checkpoint written by this job with these hyperparameters. */
+static int restore_state(sft_state *st, const safetensors_file *f, const sft_config *cfg,
+                         int64_t num_params, char *err, size_t errlen) {
+    const char *saved = safetensors_metadata_get(f, "training_state.config");
+    if (saved == NULL) {
+        snprintf(err, errlen, "resume: the checkpoint has no training state (only periodic and "
+                              "stopped-run checkpoints can resume)");
+        return -1;
+    }
+    char *now = config_text(cfg);
+    const int same = now != NULL && strcmp(now, saved) == 0;
+    free(now);
+    if (!same) {
+        snprintf(err, errlen, "resume: the hyperparameters differ from the checkpoint's (%.300s)",
+                 saved);
+        return -1;
+    }
+    int ok = 1;
+    st->step = meta_i64(f, "step", &ok);
+    st->epoch = meta_i64(f, "training_state.epoch", &ok);
+    st->cursor = meta_i64(f, "training_state.cursor", &ok);
+    st->tokens_seen = meta_i64(f, "training_state.tokens_seen", &ok);
+    ok = ok && parse_rng(&st->data_epoch_start,
+                         safetensors_metadata_get(f, "training_state.data_rng")) == 0;
+    ok = ok && parse_rng(&st->sample, safetensors_metadata_get(f, "training_state.sample_rng")) == 0;
+    const safetensors_info *mt = safetensors_find(f, "training_state.adam_m");
+    const safetensors_info *vt = safetensors_find(f, "training_state.adam_v");
+    if (!ok || mt == NULL || vt == NULL) {
+        snprintf(err, errlen, "resume: the checkpoint's training state is incomplete");
+        return -1;
+    }
+    if (safetensors_load_f32(mt, st->adam_m, num_params, err, errlen) != 0 ||
+        safetensors_load_f32(vt, st->adam_v, num_params, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+/* Shuffles the epoch's order of 0..n-1 with r. */
+static void shuffle_epoch(int64_t *perm, int64_t n, rng_state *r) {
+    for (int64_t i = 0; i < n; i++)
+        perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        const int64_t j = (int64_t)rng_next_below(r, (uint32_t)i + 1);
+        const int64_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+}
+
+static int init_model(gpt2_model *m, const sft_config *cfg, const sft_inputs *in, char *err,
+                      size_t errlen) {
+    const char *path = in->resume_checkpoint ? in->resume_checkpoint : in->init_checkpoint;
+    if (path == NULL) {
+        const gpt2_config gc = {in->tok->vocab_size, (int)cfg->context, (int)cfg->n_layer,
+                                (int)cfg->n_head, (int)cfg->d_model, false};
+        if (gpt2_init(m, &gc, err, errlen) != 0)
+            return -1;
+        rng_state r;
+        rng_seed(&r, (uint64_t)cfg->seed, 0xB0000001u);
+        gpt2_init_weights(m, &r);
+        return 0;
+    }
+    safetensors_file f;
+    gpt2_config gc;
+    if (safetensors_read_file(&f, path, err, errlen) != 0)
+        return -1;
+    int rc = gpt2_config_from_checkpoint(&gc, &f, err, errlen);
+    gc.scalar_head = false;
+    if (rc == 0 && gc.vocab_size < in->tok->vocab_size) {
+        snprintf(err, errlen, "init checkpoint: vocabulary of %d is smaller than the tokenizer's %d",
+                 gc.vocab_size, in->tok->vocab_size);
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = gpt2_init(m, &gc, err, errlen);
+    if (rc == 0 && (rc = gpt2_checkpoint_load(m, &f, NULL, err, errlen)) != 0)
+        gpt2_free(m);
+    safetensors_free(&f);
+    return rc;
+}
+
+int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sink,
+              sft_result *result, char *err, size_t errlen) {
+    if (sft_validate(cfg, err, errlen) != 0)
+        return -1;
+    if (in->n_train < 1) {
+        snprintf(err, errlen, "no training examples");
+        return -1;
+    }
+    gpt2_model m;
+    if (init_model(&m, cfg, in, err, errlen) != 0)
+        return -1;
+    const int64_t context = m.cfg.max_seq_len;
+    const int B = (int)cfg->batch_size;
+    const bool all_tokens = strcmp(cfg->loss_on, "all") == 0;
+
+    /* The split: a seeded shuffle; the tail is held out unless an eval set is given. */
+    rng_state data_rng;
+    sft_state st = {0};
+    rng_seed(&data_rng, (uint64_t)cfg->seed, 0xB0000002u);
+    rng_seed(&st.sample, (uint64_t)cfg->seed, 0xB0000003u);
+    int32_t *order = malloc(sizeof(int32_t) * (size_t)in->n_train);
+    int64_t *perm_idx = malloc(sizeof(int64_t) * (size_t)in->n_train);
+    sft_data train = {0}, eval = {0};
+    batch_buf bb = {0};
+    uint8_t *decay = NULL;
+    int rc = -1;
+    sft_result res = {.eval_loss = NAN};
+    if (order == NULL || perm_idx == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    rng_permutation(&data_rng, order, (int32_t)in->n_train);
+    int64_t n_train = in->n_train, n_eval = 0;
+    const text_pair *eval_src = in->eval;
+    if (in->eval != NULL) {
+        n_eval = in->n_eval;
+    } else if (cfg->eval_fraction > 0.0 && in->n_train >= 2) {
+        n_eval = (int64_t)(cfg->eval_fraction * (double)in->n_train);
+        n_eval = n_eval < 1 ? 1 : n_eval;
+        n_train -= n_eval;
+        eval_src = in->train;
+    }
+    if (data_build(&train, in->tok, in->train, order, n_train, context, all_tokens, err, errlen))
+        goto done;
+    if (n_eval > 0 && data_build(&eval, in->tok, eval_src, in->eval ? NULL : order + n_train,
+                                 n_eval, context, all_tokens, err, errlen))
+        goto done;
+    if (train.truncated > 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%lld of %lld training examples were cut at the context of %lld",
+                 (long long)train.truncated, (long long)n_train, (long long)context);
+        sink_event(sink, SINK_LEVEL_WARN, "truncated", msg, NULL, 0);
+    }
+    /* Samples continue the first held-out prompts (training ones without an eval set). */
+    const text_pair *shown[2];
+    int n_shown = 0;
+    for (; n_shown < 2 && n_shown < (n_eval > 0 ? n_eval : n_train); n_shown++)
+        shown[n_shown] = in->eval         ? &in->eval[n_shown]
+                         : n_eval > 0     ? &in->train[order[n_train + n_shown]]
+                                          : &in->train[order[n_shown]];
+    const int64_t cap = (int64_t)B * context;
+    bb.tokens = malloc(sizeof(int32_t) * (size_t)cap * 2);
+    bb.targets = bb.tokens + cap;
+    bb.attn = malloc((size_t)cap * 2);
+    bb.loss = bb.attn + cap;
+    st.adam_m = calloc((size_t)m.num_params, sizeof(float));
+    st.adam_v = calloc((size_t)m.num_params, sizeof(float));
+    decay = malloc((size_t)m.num_params);
+    if (!bb.tokens || !bb.attn || !st.adam_m || !st.adam_v || !decay ||
+        gpt2_reserve(&m, B, (int)context, err, errlen) != 0) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "out of memory for training state");
+        goto done;
+    }
+    gpt2_decay_mask(&m.cfg, decay);
+
+    const int64_t micro_per_epoch = (n_train + B - 1) / B;
+    const int64_t steps_per_epoch =
+        (micro_per_epoch + cfg->grad_accum_steps - 1) / cfg->grad_accum_steps;
+    const int64_t total_steps = cfg->max_steps > 0 ? cfg->max_steps : steps_per_epoch * cfg->epochs;
+    const lr_schedule_kind sched = (lr_schedule_kind)lr_schedule_from_name(cfg->lr_schedule);
+    st.cursor = n_train; /* past the end: the first step shuffles a new epoch */
+    if (in->resume_checkpoint != NULL) {
+        safetensors_file f;
+        if (safetensors_read_file(&f, in->resume_checkpoint, err, errlen) != 0)
+            goto done;
+        const int rrc = restore_state(&st, &f, cfg, m.num_params, err, errlen);
+        safetensors_free(&f);
+        if (rrc != 0)
+            goto done;
+        /* Redo the current epoch's shuffle from its saved start: the same
+         * order, and data_rng where the uninterrupted run has it. */
+        data_rng = st.data_epoch_start;
+        shuffle_epoch(perm_idx, n_train, &data_rng);
+    }
+    const double start = now_s();
+    for (int64_t step = st.step; step < total_steps; step++) {
+        if (sink_should_stop(sink)) {
+            res.stopped = true;
+            break;
+        }
+        const double t0 = now_s();
+        gpt2_zero_grad(&m);
+        double loss_sum = 0.0;
+        int64_t step_tokens = 0;
+        for (int64_t a = 0; a < cfg->grad_accum_steps; a++) {
+            int64_t idx[4096];
+            int n = 0;
+            while (n < B) {
+                if (st.cursor >= n_train) { /* a new epoch: reshuffle */
+                    st.data_epoch_start = data_rng;
+                    shuffle_epoch(perm_idx, n_train, &data_rng);
+                    st.cursor = 0;
+                    st.epoch++;
+                }
+                idx[n++] = perm_idx[st.cursor++];
+            }
+            make_batch(&bb, &train, idx, n);
+            if (bb.loss_tokens == 0)
+                continue;
+            gpt2_batch batch = {bb.tokens, NULL, bb.attn, bb.B, bb.T};
+            gpt2_forward(&m, &batch, true);
+            const float loss = gpt2_lm_loss(&m, bb.targets, bb.loss,
+                                            1.0f / (float)cfg->grad_accum_steps);
+            if (!isfinite(loss)) {
+                snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
+                goto done;
+            }
+            gpt2_backward(&m, true, false);
+            loss_sum += loss;
+            step_tokens += (int64_t)bb.B * bb.T;
+        }
+        const double grad_norm = grad_clip_global_norm(m.grad_memory, m.num_params,
+                                                       cfg->max_grad_norm);
+        const float lr = lr_schedule(sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
+                                     total_steps, (float)cfg->min_lr_ratio);
+        const adam_config adamw = {lr, (float)cfg->beta1, (float)cfg->beta2,
+                                   (float)cfg->adam_eps, (float)cfg->weight_decay};
+        adam_step(m.param_memory, m.grad_memory, st.adam_m, st.adam_v, decay, m.num_params,
+                  &adamw, step + 1);
+        st.tokens_seen += step_tokens;
+        st.step = step + 1;
+        const double dt = now_s() - t0;
+        res.steps = step + 1;
+        res.train_loss = loss_sum / (double)cfg->grad_accum_steps;
+        const bool last = step + 1 == total_steps;
+        sink_metric mt[12];
+        int k = 0;
+        mt[k++] = (sink_metric){"step", (double)(step + 1)};
+        mt[k++] = (sink_metric){"epoch", (double)st.epoch};
+        mt[k++] = (sink_metric){"loss", res.train_loss};
+        mt[k++] = (sink_metric){"lr", lr};
+        mt[k++] = (sink_metric){"grad_norm", grad_norm};
+        mt[k++] = (sink_metric){"tokens_per_s", (double)step_tokens / dt};
+        mt[k++] = (sink_metric){"tokens", (double)st.tokens_seen};
+        mt[k++] = (sink_metric){"wall_s", now_s() - start};
+        if (eval.n > 0 && (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
+            res.eval_loss = evaluate(&m, &eval, &bb, B);
+            mt[k++] = (sink_metric){"eval_loss", res.eval_loss};
+            mt[k++] = (sink_metric){"perplexity", exp(res.eval_loss)};
+        }
+        if (sink_metrics(sink, step + 1, mt, k) != 0) {
+            snprintf(err, errlen, "the metrics sink failed");
+            goto done;
+        }
+        if (last || (cfg->sample_interval > 0 && (step + 1) % cfg->sample_interval == 0))
+            log_samples(&m, cfg, in, shown, n_shown, step + 1, &st.sample, sink);
+        if (!last && cfg->checkpoint_interval > 0 && (step + 1) % cfg->checkpoint_interval == 0 &&
+            emit_checkpoint(&m, cfg, &st, true, sink) != 0) {
+            snprintf(err, errlen, "writing the checkpoint at step %lld failed", (long long)step + 1);
+            goto done;
+        }
+    }
+    /* A stopped run keeps its state so it can resume; a finished one is weights only. */
+    if (emit_checkpoint(&m, cfg, &st, res.stopped, sink) != 0) {
+        snprintf(err, errlen, "writing the final checkpoint failed");
+        goto done;
+    }
+    rc = 0;
+done:
+    if (result)
+        *result = res;
+    free(order), free(perm_idx), free(bb.tokens), free(bb.attn);
+    free(st.adam_m), free(st.adam_v), free(decay);
+    data_free(&train);
+    data_free(&eval);
+    gpt2_free(&m);
+    return rc;
+}
