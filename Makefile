@@ -84,9 +84,11 @@ test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 OPENBLAS_NUM_THREADS=1 \
 	  RLHF_TEST_SCALE=asan build-asan/run-tests
 
-# The main job. For now: control PPO solving CartPole-v1 (greedy mean return
-# >= 475 over 100 episodes), then learning Acrobot-v1. Progress lines go to the
-# terminal; the JSON lines and checkpoints land in $(BUILD)/demo/.
+# The main job, growing with the pipeline: control PPO solves CartPole-v1
+# (greedy mean return >= 475 over 100 episodes) and learns Acrobot-v1; then a
+# GPT-2-style model is fine-tuned from scratch on the demo task
+# (engine/demo_task.h) and shows its answers. Progress goes to the terminal;
+# JSON lines and checkpoints land in $(BUILD)/demo/.
 demo: deps
 	$(MAKE) all
 	@mkdir -p $(BUILD)/demo
@@ -94,7 +96,11 @@ demo: deps
 	  --target-return 475 --checkpoint-dir $(BUILD)/demo > $(BUILD)/demo/cartpole.jsonl
 	$(BUILD)/rlhf-train ppo-control --env Acrobot-v1 --seed 1 --total-steps 200000 \
 	  --checkpoint-dir $(BUILD)/demo > $(BUILD)/demo/acrobot.jsonl
-	@echo "demo: metrics in $(BUILD)/demo/*.jsonl, policies in $(BUILD)/demo/*.safetensors"
+	$(BUILD)/rlhf-train demo-data --out $(BUILD)/demo/sft.jsonl --n 3000
+	$(BUILD)/rlhf-train sft --data $(BUILD)/demo/sft.jsonl --max-steps 600 --sample-interval 200 \
+	  --sample-temperature 0.8 \
+	  --eval-interval 100 --checkpoint-dir $(BUILD)/demo > $(BUILD)/demo/sft-metrics.jsonl
+	@echo "demo: metrics in $(BUILD)/demo/*.jsonl, checkpoints in $(BUILD)/demo/*.safetensors"
 
 docs: $(BUILD)/rlhf-train
 	$(BUILD)/rlhf-train describe --markdown > docs/hyperparameters.md
