@@ -30,7 +30,7 @@ const char *auth_role_name(auth_role role);
 
 /* Creates a token called name with role, writing the secret into token
  * (at least AUTH_TOKEN_BYTES). Returns the new id, 0 if the name is taken,
- * -1 on error (err). Runs in its own transaction. */
+ * -1 on error (err). One statement: its own transaction, or the caller's. */
 #define AUTH_TOKEN_BYTES 72
 int64_t auth_token_create(sqlite3 *db, const char *name, auth_role role, char *token, char *err,
                           size_t errlen);

@@ -12,7 +12,10 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "sha256.h"
 #include "server.h"
+
+struct http_route;
 
 typedef struct request {
     server *srv;
@@ -20,14 +23,50 @@ typedef struct request {
     const char *method;
     const char *url;
     char request_id[24];
-    char *body;
+    const struct http_route *route; /* NULL until matched (or if nothing matches) */
+    int64_t started_us;             /* monotonic, for the latency histogram */
+    unsigned status;                /* of the queued response */
+    char *body;                     /* the body, unless the route streams it */
     size_t body_len, body_cap;
+    uint64_t body_bytes; /* received so far (streamed or not) */
+    sha256_ctx body_sha256;
     bool body_too_large;
-    bool answered;    /* a response is queued */
-    auth_token token; /* who called (routes with a role) */
-    int64_t path_id;  /* the {id} of the route, if it has one */
-    sqlite3 *db;      /* a pooled connection for the handler */
+    bool answered;               /* a response is queued */
+    auth_token token;            /* who called (routes with a role) */
+    int64_t path_id;             /* the {id} of the route, if it has one */
+    sqlite3 *db;                 /* a pooled connection for the handler */
+    const char *idempotency_key; /* the Idempotency-Key header of a creating route */
+    void *upload;                /* a streaming route's state (http_upload) */
 } request;
+
+/* A route that consumes its body as it arrives instead of having it held
+ * whole (dataset uploads). begin runs when the headers are in and the
+ * caller is authorised (r->db is held); it may answer at once (returns 0)
+ * or set r->upload. data gets each piece of the body in order; it must not
+ * answer (it records a failure for the handler to report). The handler
+ * runs when the body is complete; free releases r->upload. */
+typedef struct http_upload {
+    int (*begin)(request *r, enum MHD_Result *replied);
+    void (*data)(request *r, const char *bytes, size_t n);
+    void (*free)(request *r);
+} http_upload;
+
+/* The route table, for /metrics and for the test that docs/api.md lists
+ * every route. */
+size_t http_route_count(void);
+void http_route_at(size_t i, const char **method, const char **pattern);
+
+/* JSON limits for every body and every uploaded line, beyond the body cap:
+ * nesting depth, bytes per string (keys included). jansson validates UTF-8
+ * (no overlongs, no surrogates, nothing above U+10FFFF) and refuses \u0000. */
+#define HTTP_JSON_MAX_DEPTH  32
+#define HTTP_JSON_MAX_STRING (1 << 20)
+/* Parses text as one JSON value within those limits, rejecting duplicate
+ * keys. NULL on failure, with err and param (the path of the offending
+ * string, e.g. "candidates[1].text", or "" when no single field is at
+ * fault). */
+json_t *http_json_parse(const char *text, size_t len, char *err, size_t errlen, char *param,
+                        size_t paramlen);
 
 /* Replies with body (stolen) as JSON. */
 enum MHD_Result http_reply_json(request *r, unsigned status, json_t *body);
@@ -37,11 +76,24 @@ enum MHD_Result http_reply_json(request *r, unsigned status, json_t *body);
  * conflict_error, 413 invalid_request_error, 5xx server_error). */
 enum MHD_Result http_reply_error(request *r, unsigned status, const char *code, const char *param,
                                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* The same with extra members merged into the error object (stolen), e.g.
+ * {"line": 3} for an upload. */
+enum MHD_Result http_reply_error_with(request *r, unsigned status, const char *code,
+                                      const char *param, json_t *extra, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+/* 500 database_error with SQLite's message for r->db. */
+enum MHD_Result http_reply_db_error(request *r);
+/* Commits the handler's open transaction (db_begin) and replies body
+ * (stolen). With an Idempotency-Key the answer is stored in the same
+ * transaction, so a retry replays exactly what was acknowledged; if a
+ * concurrent request with the same key committed first, this one is rolled
+ * back and answered as a retry. A failed commit rolls back and replies 500. */
+enum MHD_Result http_commit_reply(request *r, unsigned status, json_t *body);
 /* Queues an already-built response after adding x-request-id. */
 enum MHD_Result http_queue(request *r, unsigned status, struct MHD_Response *resp);
 
-/* The body as a JSON object, or NULL after replying 400 (bad JSON, not an
- * object). */
+/* The body as a JSON object within the limits above, or NULL after replying
+ * 400 (bad JSON, too deep, string too long, not an object). */
 json_t *http_body_object(request *r, enum MHD_Result *replied);
 /* Rejects keys of obj not in allowed (NULL-terminated): 1 ok, 0 replied. */
 int http_check_keys(request *r, const json_t *obj, const char *const *allowed,

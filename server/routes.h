@@ -1,6 +1,7 @@
 /* routes — every endpoint of rlhfd, one handler each. The route table (path
- * patterns, methods, roles) is in http.c; the handlers live in one file per
- * family: routes_health.c, routes_tokens.c, routes_jobs.c. */
+ * patterns, methods, roles) is in http.c and every route is described in
+ * docs/api.md; the handlers live in one file per family: routes_health.c,
+ * routes_tokens.c, routes_jobs.c, routes_datasets.c, routes_preferences.c. */
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
 
@@ -8,6 +9,7 @@
 
 enum MHD_Result route_healthz(request *r);
 enum MHD_Result route_readyz(request *r);
+enum MHD_Result route_metrics(request *r);
 
 enum MHD_Result route_tokens_create(request *r);
 enum MHD_Result route_tokens_list(request *r);
@@ -21,5 +23,23 @@ enum MHD_Result route_jobs_metrics(request *r);
 enum MHD_Result route_jobs_stream(request *r);
 enum MHD_Result route_jobs_checkpoints(request *r);
 enum MHD_Result route_checkpoints_content(request *r);
+
+enum MHD_Result route_datasets_create(request *r);
+enum MHD_Result route_datasets_list(request *r);
+enum MHD_Result route_datasets_get(request *r);
+enum MHD_Result route_datasets_delete(request *r);
+enum MHD_Result route_datasets_upload(request *r);
+extern const http_upload route_datasets_upload_stream;
+
+enum MHD_Result route_projects_create(request *r);
+enum MHD_Result route_projects_list(request *r);
+enum MHD_Result route_projects_get(request *r);
+enum MHD_Result route_comparisons_create(request *r);
+enum MHD_Result route_comparisons_list(request *r);
+enum MHD_Result route_comparisons_next(request *r);
+enum MHD_Result route_comparisons_get(request *r);
+enum MHD_Result route_rankings_create(request *r);
+enum MHD_Result route_rankings_list(request *r);
+enum MHD_Result route_pairs_list(request *r);
 
 #endif

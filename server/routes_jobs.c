@@ -105,10 +105,9 @@ static void available_types(char *out, size_t len) {
         used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "", (*t)->name);
 }
 
+/* Inserts a queued job and its first event in the caller's transaction. */
 static int64_t job_insert(sqlite3 *db, const char *type, const char *config, int64_t max_attempts,
                           int64_t token_id) {
-    if (db_begin(db) != SQLITE_OK)
-        return -1;
     sqlite3_stmt *st = NULL;
     int64_t id = -1;
     if (sqlite3_prepare_v2(db,
@@ -126,11 +125,8 @@ static int64_t job_insert(sqlite3 *db, const char *type, const char *config, int
     sqlite3_finalize(st);
     char message[128];
     snprintf(message, sizeof message, "%s job created and queued", type);
-    if (id > 0 && (db_insert_job_event(db, id, "info", "message", "created", message, NULL) != 0 ||
-                   db_commit(db) != SQLITE_OK))
+    if (id > 0 && db_insert_job_event(db, id, "info", "message", "created", message, NULL) != 0)
         id = -1;
-    if (id < 0)
-        db_rollback(db);
     return id;
 }
 
@@ -187,15 +183,17 @@ enum MHD_Result route_jobs_create(request *r) {
     } else {
         json_t *resolved = hparams_to_json(type->hparams, cfg);
         char *config = json_dumps(resolved, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        int64_t id = config ? job_insert(r->db, type->name, config, max_attempts, r->token.id) : -1;
+        int64_t id = config && db_begin(r->db) == SQLITE_OK
+                         ? job_insert(r->db, type->name, config, max_attempts, r->token.id)
+                         : -1;
         json_t *job = id > 0 ? job_load(r->db, id) : NULL;
         free(config);
         json_decref(resolved);
         if (job == NULL)
             replied = reply_db_error(r);
         else {
+            replied = http_commit_reply(r, 200, job);
             scheduler_wake(r->srv->scheduler);
-            replied = http_reply_json(r, 200, job);
         }
     }
     free(cfg);

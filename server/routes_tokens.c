@@ -23,18 +23,20 @@ enum MHD_Result route_tokens_create(request *r) {
                                    "role must be one of admin, annotator, viewer");
     else {
         char token[AUTH_TOKEN_BYTES], err[256];
-        int64_t id = auth_token_create(r->db, name, role, token, err, sizeof err);
+        int64_t id = db_begin(r->db) == SQLITE_OK
+                         ? auth_token_create(r->db, name, role, token, err, sizeof err)
+                         : (snprintf(err, sizeof err, "%s", sqlite3_errmsg(r->db)), -1);
         if (id < 0)
             replied = http_reply_error(r, 500, "database_error", NULL, "%s", err);
         else if (id == 0)
             replied = http_reply_error(r, 409, "name_taken", "name",
                                        "a token called '%.128s' already exists", name);
         else
-            replied = http_reply_json(r, 200,
-                                      json_pack("{s:I, s:s, s:s, s:s, s:s, s:I}", "id",
-                                                (json_int_t)id, "object", "token", "name", name,
-                                                "role", auth_role_name(role), "token", token,
-                                                "created_at", (json_int_t)db_now_s()));
+            replied = http_commit_reply(r, 200,
+                                        json_pack("{s:I, s:s, s:s, s:s, s:s, s:I}", "id",
+                                                  (json_int_t)id, "object", "token", "name", name,
+                                                  "role", auth_role_name(role), "token", token,
+                                                  "created_at", (json_int_t)db_now_s()));
     }
     json_decref(body);
     return replied;

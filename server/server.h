@@ -18,12 +18,13 @@
 typedef struct rlhfd_config {
     char listen[128]; /* HOST:PORT; port 0 picks a free one */
     char db_path[4096];
-    int64_t workers;         /* concurrent rlhf-train processes */
-    int64_t threads_per_job; /* OPENBLAS_NUM_THREADS of each worker */
-    int64_t max_body_bytes;
-    int64_t lease_ms;       /* a worker's lease; it renews every lease/4 */
-    int64_t max_attempts;   /* default for new jobs */
-    int64_t db_connections; /* request-thread connection pool */
+    int64_t workers;          /* concurrent rlhf-train processes */
+    int64_t threads_per_job;  /* OPENBLAS_NUM_THREADS of each worker */
+    int64_t max_body_bytes;   /* JSON bodies, held whole */
+    int64_t max_upload_bytes; /* dataset uploads, streamed */
+    int64_t lease_ms;         /* a worker's lease; it renews every lease/4 */
+    int64_t max_attempts;     /* default for new jobs */
+    int64_t db_connections;   /* request-thread connection pool */
     int64_t shutdown_grace_ms;
     int64_t sse_poll_ms;      /* how often a stream looks for new events */
     int64_t sse_heartbeat_ms; /* comment lines that keep proxies from timing out */

@@ -13,8 +13,10 @@ Suite *hparams_suite(void);
 Suite *cli_suite(void);
 Suite *gpt2_suite(void);
 Suite *server_suite(void);
+Suite *server_data_suite(void);
 Suite *safetensors_suite(void);
 Suite *tokenizer_suite(void);
 Suite *sft_suite(void);
+Suite *reward_suite(void);
 
 #endif

@@ -26,9 +26,11 @@ static const named_suite all_suites[] = {
     {"cli", cli_suite},
     {"gpt2", gpt2_suite},
     {"server", server_suite},
+    {"server_data", server_data_suite},
     {"safetensors", safetensors_suite},
     {"tokenizer", tokenizer_suite},
     {"sft", sft_suite},
+    {"reward", reward_suite},
     {"env", env_suite},
 };
 

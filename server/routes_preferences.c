@@ -1,0 +1,760 @@
+/* Preference collection: projects, comparisons, the annotator's `next`,
+ * rankings and the preference pairs derived from them.
+ *
+ * A project fixes k (at most k candidates per comparison, 2..9) and an
+ * overlap (how many annotators rank each comparison). An annotator asks for
+ * `next`: a comparison of the project they have not answered, whose
+ * rankings plus other annotators' live leases are below the overlap,
+ * least-ranked first; it is leased to them for ANNOTATION_LEASE_MS. Their
+ * ranking is a full order over the candidates, best first, in groups of
+ * ties, or a skip; a ranking of K candidates gives every ordered pair
+ * (better, worse) of different groups as a preference pair, in the same
+ * transaction.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "routes.h"
+
+#define PROJECT_MAX_K       9
+#define PROJECT_MAX_OVERLAP 100
+#define RANKING_MAX_NOTE    4096
+#define ANNOTATION_LEASE_MS (10 * 60 * 1000)
+
+/* 1 if a row with id exists in the query's table, 0 if not, -1 on error. */
+static int row_exists(sqlite3 *db, const char *sql, int64_t id) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static enum MHD_Result reply_not_found(request *r, const char *what, int found) {
+    if (found < 0)
+        return http_reply_db_error(r);
+    char code[64];
+    snprintf(code, sizeof code, "%s_not_found", what);
+    return http_reply_error(r, 404, code, NULL, "no %s %lld", what, (long long)r->path_id);
+}
+
+/* ---- projects ------------------------------------------------------------------- */
+
+#define PROJECT_COLUMNS                                                                            \
+    "id, name, k, overlap, created_at, (SELECT count(*) FROM comparisons c WHERE c.project_id = "  \
+    "projects.id)"
+
+static json_t *project_from_row(sqlite3_stmt *st) {
+    return json_pack(
+        "{s:I, s:s, s:s, s:I, s:I, s:I, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+        "object", "project", "name", (const char *)sqlite3_column_text(st, 1), "k",
+        (json_int_t)sqlite3_column_int64(st, 2), "overlap", (json_int_t)sqlite3_column_int64(st, 3),
+        "n_comparisons", (json_int_t)sqlite3_column_int64(st, 5), "created_at",
+        (json_int_t)sqlite3_column_int64(st, 4));
+}
+
+/* The project as JSON; NULL with *found 0 (none) or -1 (error). */
+static json_t *project_load(sqlite3 *db, int64_t id, int *found) {
+    sqlite3_stmt *st = NULL;
+    *found = -1;
+    if (sqlite3_prepare_v2(db, "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    json_t *p = rc == SQLITE_ROW ? project_from_row(st) : NULL;
+    *found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return p;
+}
+
+/* An optional integer member in [lo, hi] (dflt if absent): 1 ok, 0 replied. */
+static int get_int(request *r, const json_t *obj, const char *key, int64_t dflt, int64_t lo,
+                   int64_t hi, int64_t *out, enum MHD_Result *replied) {
+    json_t *v = json_object_get(obj, key);
+    *out = v ? json_integer_value(v) : dflt;
+    if (v != NULL && (!json_is_integer(v) || *out < lo || *out > hi)) {
+        *replied = http_reply_error(r, 400, json_is_integer(v) ? "invalid_value" : "invalid_type",
+                                    key, "%s must be an integer in [%lld, %lld]", key,
+                                    (long long)lo, (long long)hi);
+        return 0;
+    }
+    return 1;
+}
+
+enum MHD_Result route_projects_create(request *r) {
+    enum MHD_Result replied;
+    json_t *body = http_body_object(r, &replied);
+    if (body == NULL)
+        return replied;
+    static const char *const keys[] = {"name", "k", "overlap", NULL};
+    const char *name = json_string_value(json_object_get(body, "name"));
+    int64_t k, overlap;
+    if (!http_check_keys(r, body, keys, &replied))
+        ;
+    else if (name == NULL || name[0] == '\0' || strlen(name) > 256)
+        replied = http_reply_error(r, 400, "invalid_value", "name",
+                                   "name must be a non-empty string of at most 256 bytes");
+    else if (!get_int(r, body, "k", 2, 2, PROJECT_MAX_K, &k, &replied) ||
+             !get_int(r, body, "overlap", 1, 1, PROJECT_MAX_OVERLAP, &overlap, &replied))
+        ;
+    else if (db_begin(r->db) != SQLITE_OK)
+        replied = http_reply_db_error(r);
+    else {
+        sqlite3_stmt *st = NULL;
+        int64_t id = -1;
+        if (sqlite3_prepare_v2(r->db,
+                               "INSERT INTO projects (name, k, overlap, created_at) VALUES (?1, "
+                               "?2, ?3, ?4)",
+                               -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, k);
+            sqlite3_bind_int64(st, 3, overlap);
+            sqlite3_bind_int64(st, 4, db_now_s());
+            if (sqlite3_step(st) == SQLITE_DONE)
+                id = sqlite3_last_insert_rowid(r->db);
+        }
+        sqlite3_finalize(st);
+        int found;
+        json_t *project = id > 0 ? project_load(r->db, id, &found) : NULL;
+        replied = project ? http_commit_reply(r, 200, project) : http_reply_db_error(r);
+    }
+    json_decref(body);
+    return replied;
+}
+
+/* A newest-first page of sql's rows (sql binds ?1 = after, ?2 = limit + 1,
+ * ?3 = scope, e.g. the project id), each made into JSON by from_row. */
+static enum MHD_Result reply_page(request *r, const char *sql, int64_t scope,
+                                  json_t *(*from_row)(sqlite3 *db, sqlite3_stmt *st)) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!http_query_page(r, "after", 20, 100, &limit, &after, &replied))
+        return replied;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return http_reply_db_error(r);
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, limit + 1);
+    sqlite3_bind_int64(st, 3, scope);
+    json_t *data = json_array();
+    bool has_more = false;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((int64_t)json_array_size(data) == limit) {
+            has_more = true;
+            break;
+        }
+        json_t *item = from_row(r->db, st);
+        if (item == NULL) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+        json_array_append_new(data, item);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ERROR) {
+        json_decref(data);
+        return http_reply_db_error(r);
+    }
+    return http_reply_json(r, 200, http_list(data, has_more));
+}
+
+static json_t *project_item(sqlite3 *db, sqlite3_stmt *st) {
+    (void)db;
+    return project_from_row(st);
+}
+
+enum MHD_Result route_projects_list(request *r) {
+    return reply_page(r,
+                      "SELECT " PROJECT_COLUMNS " FROM projects WHERE (?1 = 0 OR id < ?1) AND "
+                      "?3 = 0 ORDER BY id DESC LIMIT ?2",
+                      0, project_item);
+}
+
+enum MHD_Result route_projects_get(request *r) {
+    int found;
+    json_t *project = project_load(r->db, r->path_id, &found);
+    return project ? http_reply_json(r, 200, project) : reply_not_found(r, "project", found);
+}
+
+/* ---- comparisons ------------------------------------------------------------------ */
+
+/* The comparison with its candidates and how many have ranked it; NULL
+ * with *found 0 (none) or -1 (error). */
+static json_t *comparison_load(sqlite3 *db, int64_t id, int *found) {
+    sqlite3_stmt *st = NULL;
+    *found = -1;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id, project_id, prompt, created_at, (SELECT count(*) FROM "
+                           "rankings r WHERE r.comparison_id = comparisons.id AND r.skipped = 0) "
+                           "FROM comparisons WHERE id = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    json_t *candidates = json_array();
+    json_t *c = json_pack("{s:I, s:s, s:I, s:s, s:o, s:I, s:I}", "id", (json_int_t)id, "object",
+                          "comparison", "project_id", (json_int_t)sqlite3_column_int64(st, 1),
+                          "prompt", (const char *)sqlite3_column_text(st, 2), "candidates",
+                          candidates, "n_rankings", (json_int_t)sqlite3_column_int64(st, 4),
+                          "created_at", (json_int_t)sqlite3_column_int64(st, 3));
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id, text, source, source_checkpoint_id FROM candidates WHERE "
+                           "comparison_id = ?1 ORDER BY position",
+                           -1, &st, NULL) != SQLITE_OK) {
+        json_decref(c);
+        *found = -1;
+        return NULL;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(candidates,
+                              json_pack("{s:I, s:s, s:s, s:o}", "id",
+                                        (json_int_t)sqlite3_column_int64(st, 0), "text",
+                                        (const char *)sqlite3_column_text(st, 1), "source",
+                                        (const char *)sqlite3_column_text(st, 2), "checkpoint_id",
+                                        sqlite3_column_type(st, 3) == SQLITE_NULL
+                                            ? json_null()
+                                            : json_integer(sqlite3_column_int64(st, 3))));
+    sqlite3_finalize(st);
+    return c;
+}
+
+/* Validates candidates[i]: 1 ok (text, checkpoint id or 0), 0 replied. */
+static int check_candidate(request *r, const json_t *cand, size_t i, const char **text,
+                           int64_t *checkpoint_id, enum MHD_Result *replied) {
+    char param[64];
+    snprintf(param, sizeof param, "candidates[%zu]", i);
+    if (!json_is_object(cand)) {
+        *replied = http_reply_error(r, 400, "invalid_type", param,
+                                    "%s must be an object {text, source, checkpoint_id}", param);
+        return 0;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)cand, key, v) {
+        if (strcmp(key, "text") != 0 && strcmp(key, "source") != 0 &&
+            strcmp(key, "checkpoint_id") != 0) {
+            snprintf(param + strlen(param), sizeof param - strlen(param), ".%.32s", key);
+            *replied = http_reply_error(r, 400, "unknown_parameter", param,
+                                        "unknown parameter '%s'", param);
+            return 0;
+        }
+    }
+    size_t at = strlen(param);
+    *text = json_string_value(json_object_get(cand, "text"));
+    json_t *source_v = json_object_get(cand, "source");
+    const char *source = source_v ? json_string_value(source_v) : "provided";
+    json_t *ck = json_object_get(cand, "checkpoint_id");
+    *checkpoint_id = 0;
+    if (*text == NULL || (*text)[0] == '\0') {
+        snprintf(param + at, sizeof param - at, ".text");
+        *replied = http_reply_error(r, 400, "invalid_value", param, "%s must be a non-empty string",
+                                    param);
+        return 0;
+    }
+    if (source == NULL || (strcmp(source, "provided") != 0 && strcmp(source, "checkpoint") != 0)) {
+        snprintf(param + at, sizeof param - at, ".source");
+        *replied = http_reply_error(r, 400, "invalid_value", param,
+                                    "%s must be 'provided' or 'checkpoint'", param);
+        return 0;
+    }
+    bool from_checkpoint = strcmp(source, "checkpoint") == 0;
+    snprintf(param + at, sizeof param - at, ".checkpoint_id");
+    if (from_checkpoint != (ck != NULL) || (ck != NULL && !json_is_integer(ck))) {
+        *replied =
+            http_reply_error(r, 400, "invalid_value", param,
+                             "%s is an integer given exactly when source is 'checkpoint'", param);
+        return 0;
+    }
+    if (from_checkpoint) {
+        *checkpoint_id = json_integer_value(ck);
+        int found = row_exists(r->db, "SELECT 1 FROM checkpoints WHERE id = ?1", *checkpoint_id);
+        if (found <= 0) {
+            *replied = found < 0
+                           ? http_reply_db_error(r)
+                           : http_reply_error(r, 400, "checkpoint_not_found", param,
+                                              "no checkpoint %lld", (long long)*checkpoint_id);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* POST /v1/projects/{id}/comparisons {prompt, candidates: [{text, source,
+ * checkpoint_id}]}. */
+enum MHD_Result route_comparisons_create(request *r) {
+    enum MHD_Result replied;
+    int found;
+    json_t *project = project_load(r->db, r->path_id, &found);
+    if (project == NULL)
+        return reply_not_found(r, "project", found);
+    int64_t k = json_integer_value(json_object_get(project, "k"));
+    json_decref(project);
+    json_t *body = http_body_object(r, &replied);
+    if (body == NULL)
+        return replied;
+    static const char *const keys[] = {"prompt", "candidates", NULL};
+    const char *prompt = json_string_value(json_object_get(body, "prompt"));
+    json_t *candidates = json_object_get(body, "candidates");
+    size_t n = json_array_size(candidates);
+    const char *texts[PROJECT_MAX_K];
+    int64_t checkpoints[PROJECT_MAX_K];
+    int ok = http_check_keys(r, body, keys, &replied);
+    if (ok && (prompt == NULL || prompt[0] == '\0')) {
+        replied = http_reply_error(r, 400, "invalid_value", "prompt",
+                                   "prompt must be a non-empty string");
+        ok = 0;
+    } else if (ok && (!json_is_array(candidates) || n < 2 || n > (size_t)k)) {
+        replied = http_reply_error(
+            r, 400, json_is_array(candidates) ? "invalid_value" : "invalid_type", "candidates",
+            "candidates must be an array of 2..%lld candidates (the "
+            "project's k)",
+            (long long)k);
+        ok = 0;
+    }
+    for (size_t i = 0; ok && i < n; i++)
+        ok = check_candidate(r, json_array_get(candidates, i), i, &texts[i], &checkpoints[i],
+                             &replied);
+    if (ok && db_begin(r->db) != SQLITE_OK) {
+        replied = http_reply_db_error(r);
+        ok = 0;
+    }
+    if (ok) {
+        sqlite3_stmt *st = NULL;
+        int64_t id = -1;
+        if (sqlite3_prepare_v2(r->db,
+                               "INSERT INTO comparisons (project_id, prompt, created_at) VALUES "
+                               "(?1, ?2, ?3)",
+                               -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, r->path_id);
+            sqlite3_bind_text(st, 2, prompt, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, db_now_s());
+            if (sqlite3_step(st) == SQLITE_DONE)
+                id = sqlite3_last_insert_rowid(r->db);
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        int inserted = id > 0 && sqlite3_prepare_v2(r->db,
+                                                    "INSERT INTO candidates (comparison_id, "
+                                                    "position, text, source, "
+                                                    "source_checkpoint_id) VALUES (?1, ?2, ?3, "
+                                                    "?4, ?5)",
+                                                    -1, &st, NULL) == SQLITE_OK;
+        for (size_t i = 0; inserted && i < n; i++) {
+            sqlite3_bind_int64(st, 1, id);
+            sqlite3_bind_int64(st, 2, (int64_t)i);
+            sqlite3_bind_text(st, 3, texts[i], -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, checkpoints[i] ? "checkpoint" : "provided", -1, SQLITE_STATIC);
+            if (checkpoints[i])
+                sqlite3_bind_int64(st, 5, checkpoints[i]);
+            else
+                sqlite3_bind_null(st, 5);
+            inserted = sqlite3_step(st) == SQLITE_DONE;
+            sqlite3_reset(st);
+        }
+        sqlite3_finalize(st);
+        json_t *comparison = inserted ? comparison_load(r->db, id, &found) : NULL;
+        replied = comparison ? http_commit_reply(r, 200, comparison) : http_reply_db_error(r);
+    }
+    json_decref(body);
+    return replied;
+}
+
+static json_t *comparison_item(sqlite3 *db, sqlite3_stmt *st) {
+    int found;
+    return comparison_load(db, sqlite3_column_int64(st, 0), &found);
+}
+
+enum MHD_Result route_comparisons_list(request *r) {
+    int found = row_exists(r->db, "SELECT 1 FROM projects WHERE id = ?1", r->path_id);
+    if (found <= 0)
+        return reply_not_found(r, "project", found);
+    return reply_page(r,
+                      "SELECT id FROM comparisons WHERE project_id = ?3 AND (?1 = 0 OR id < ?1) "
+                      "ORDER BY id DESC LIMIT ?2",
+                      r->path_id, comparison_item);
+}
+
+enum MHD_Result route_comparisons_get(request *r) {
+    int found;
+    json_t *c = comparison_load(r->db, r->path_id, &found);
+    return c ? http_reply_json(r, 200, c) : reply_not_found(r, "comparison", found);
+}
+
+/* GET /v1/projects/{id}/comparisons/next: leases the caller a comparison
+ * they have not answered, below the overlap counting others' live leases,
+ * least-ranked first; asking again before answering returns the same one. */
+enum MHD_Result route_comparisons_next(request *r) {
+    int found;
+    json_t *project = project_load(r->db, r->path_id, &found);
+    if (project == NULL)
+        return reply_not_found(r, "project", found);
+    int64_t overlap = json_integer_value(json_object_get(project, "overlap"));
+    json_decref(project);
+    if (db_begin(r->db) != SQLITE_OK)
+        return http_reply_db_error(r);
+    int64_t now = db_now_ms();
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(
+            r->db,
+            "SELECT id FROM (SELECT c.id, (SELECT count(*) FROM rankings k WHERE "
+            "k.comparison_id = c.id AND k.skipped = 0) AS n_ranked, (SELECT count(*) FROM "
+            "comparison_leases l WHERE l.comparison_id = c.id AND l.token_id <> ?2 AND "
+            "l.lease_expires_ms > ?3) AS n_leased FROM comparisons c WHERE c.project_id = ?1 "
+            "AND NOT EXISTS (SELECT 1 FROM rankings k WHERE k.comparison_id = c.id AND "
+            "k.token_id = ?2)) WHERE n_ranked + n_leased < ?4 ORDER BY n_ranked, id LIMIT 1",
+            -1, &st, NULL) != SQLITE_OK)
+        return http_reply_db_error(r);
+    sqlite3_bind_int64(st, 1, r->path_id);
+    sqlite3_bind_int64(st, 2, r->token.id);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, overlap);
+    int rc = sqlite3_step(st);
+    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) {
+        db_rollback(r->db);
+        return rc != SQLITE_DONE ? http_reply_db_error(r)
+                                 : http_reply_error(r, 404, "no_comparison_available", NULL,
+                                                    "project %lld has no comparison left for "
+                                                    "you to rank",
+                                                    (long long)r->path_id);
+    }
+    int ok = sqlite3_prepare_v2(r->db,
+                                "INSERT INTO comparison_leases (comparison_id, token_id, "
+                                "lease_expires_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE "
+                                "SET lease_expires_ms = excluded.lease_expires_ms",
+                                -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, r->token.id);
+        sqlite3_bind_int64(st, 3, now + ANNOTATION_LEASE_MS);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    json_t *c = ok ? comparison_load(r->db, id, &found) : NULL;
+    if (c == NULL)
+        return http_reply_db_error(r);
+    json_object_set_new(c, "lease_expires_at",
+                        json_integer((now + ANNOTATION_LEASE_MS + 999) / 1000));
+    return http_commit_reply(r, 200, c);
+}
+
+/* ---- rankings --------------------------------------------------------------------- */
+
+/* The ranking's order: groups of candidate ids, best first. */
+static json_t *ranking_order(sqlite3 *db, int64_t ranking_id) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT e.rank, e.candidate_id FROM ranking_entries e JOIN candidates "
+                           "c ON c.id = e.candidate_id WHERE e.ranking_id = ?1 ORDER BY e.rank, "
+                           "c.position",
+                           -1, &st, NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(st, 1, ranking_id);
+    json_t *order = json_array();
+    int64_t last_rank = -1;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t rank = sqlite3_column_int64(st, 0);
+        if (rank != last_rank)
+            json_array_append_new(order, json_array());
+        last_rank = rank;
+        json_array_append_new(json_array_get(order, json_array_size(order) - 1),
+                              json_integer(sqlite3_column_int64(st, 1)));
+    }
+    sqlite3_finalize(st);
+    return order;
+}
+
+#define RANKING_COLUMNS                                                                            \
+    "k.id, k.comparison_id, t.name, k.skipped, k.note, k.created_at, (SELECT count(*) FROM "       \
+    "preference_pairs p WHERE p.ranking_id = k.id) FROM rankings k JOIN api_tokens t ON t.id = "   \
+    "k.token_id"
+
+static json_t *ranking_item(sqlite3 *db, sqlite3_stmt *st) {
+    json_t *order = ranking_order(db, sqlite3_column_int64(st, 0));
+    if (order == NULL)
+        return NULL;
+    return json_pack("{s:I, s:s, s:I, s:s, s:b, s:o, s:o, s:I, s:I}", "id",
+                     (json_int_t)sqlite3_column_int64(st, 0), "object", "ranking", "comparison_id",
+                     (json_int_t)sqlite3_column_int64(st, 1), "annotator",
+                     (const char *)sqlite3_column_text(st, 2), "skipped",
+                     sqlite3_column_int(st, 3) != 0, "order", order, "note",
+                     sqlite3_column_type(st, 4) == SQLITE_NULL
+                         ? json_null()
+                         : json_string((const char *)sqlite3_column_text(st, 4)),
+                     "n_pairs", (json_int_t)sqlite3_column_int64(st, 6), "created_at",
+                     (json_int_t)sqlite3_column_int64(st, 5));
+}
+
+static json_t *ranking_load(sqlite3 *db, int64_t id) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT " RANKING_COLUMNS " WHERE k.id = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(st, 1, id);
+    json_t *ranking = sqlite3_step(st) == SQLITE_ROW ? ranking_item(db, st) : NULL;
+    sqlite3_finalize(st);
+    return ranking;
+}
+
+/* Validates order against the comparison's candidates (ids[0..n)): every
+ * candidate exactly once, in non-empty groups. rank[i] receives the group
+ * of ids[i]. 1 ok, 0 replied. */
+static int check_order(request *r, const json_t *order, const int64_t *ids, size_t n, int64_t *rank,
+                       enum MHD_Result *replied) {
+    if (!json_is_array(order)) {
+        *replied = http_reply_error(r, 400, "invalid_type", "order",
+                                    "order must be an array of groups of candidate ids, best "
+                                    "first (a group holds ties)");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        rank[i] = -1;
+    size_t g;
+    json_t *group;
+    json_array_foreach((json_t *)order, g, group) {
+        char param[64];
+        snprintf(param, sizeof param, "order[%zu]", g);
+        if (!json_is_array(group) || json_array_size(group) == 0) {
+            *replied = http_reply_error(r, 400, "invalid_type", param,
+                                        "%s must be a non-empty array of candidate ids", param);
+            return 0;
+        }
+        size_t j;
+        json_t *idv;
+        json_array_foreach(group, j, idv) {
+            snprintf(param, sizeof param, "order[%zu][%zu]", g, j);
+            size_t i = 0;
+            while (i < n && !(json_is_integer(idv) && json_integer_value(idv) == ids[i]))
+                i++;
+            if (i == n) {
+                *replied = http_reply_error(r, 400, "unknown_candidate", param,
+                                            "%s is not a candidate id of this comparison", param);
+                return 0;
+            }
+            if (rank[i] >= 0) {
+                *replied =
+                    http_reply_error(r, 400, "duplicate_candidate", param,
+                                     "candidate %lld appears more than once", (long long)ids[i]);
+                return 0;
+            }
+            rank[i] = (int64_t)g;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (rank[i] < 0) {
+            *replied = http_reply_error(r, 400, "missing_candidate", "order",
+                                        "order must rank every candidate; %lld is missing",
+                                        (long long)ids[i]);
+            return 0;
+        }
+    return 1;
+}
+
+/* Inserts the ranking, its entries and its pairs in the open transaction;
+ * the new ranking id, or -1. */
+static int64_t ranking_insert(request *r, bool skip, const char *note, const int64_t *ids,
+                              const int64_t *rank, size_t n) {
+    sqlite3_stmt *st = NULL;
+    int64_t id = -1;
+    if (sqlite3_prepare_v2(r->db,
+                           "INSERT INTO rankings (comparison_id, token_id, skipped, note, "
+                           "created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, r->path_id);
+    sqlite3_bind_int64(st, 2, r->token.id);
+    sqlite3_bind_int(st, 3, skip);
+    sqlite3_bind_text(st, 4, note, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, db_now_s());
+    if (sqlite3_step(st) == SQLITE_DONE)
+        id = sqlite3_last_insert_rowid(r->db);
+    sqlite3_finalize(st);
+    st = NULL;
+    int ok = id > 0 && sqlite3_prepare_v2(r->db,
+                                          "INSERT INTO ranking_entries (ranking_id, "
+                                          "candidate_id, rank) VALUES (?1, ?2, ?3)",
+                                          -1, &st, NULL) == SQLITE_OK;
+    for (size_t i = 0; ok && !skip && i < n; i++) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, ids[i]);
+        sqlite3_bind_int64(st, 3, rank[i]);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    /* K-wise → pairwise: every (better, worse) pair of different ranks. */
+    ok = ok && sqlite3_prepare_v2(r->db,
+                                  "INSERT INTO preference_pairs (ranking_id, "
+                                  "chosen_candidate_id, rejected_candidate_id) VALUES (?1, ?2, ?3)",
+                                  -1, &st, NULL) == SQLITE_OK;
+    for (size_t a = 0; ok && !skip && a < n; a++)
+        for (size_t b = 0; ok && b < n; b++)
+            if (rank[a] < rank[b]) {
+                sqlite3_bind_int64(st, 1, id);
+                sqlite3_bind_int64(st, 2, ids[a]);
+                sqlite3_bind_int64(st, 3, ids[b]);
+                ok = sqlite3_step(st) == SQLITE_DONE;
+                sqlite3_reset(st);
+            }
+    sqlite3_finalize(st);
+    st = NULL;
+    ok = ok && sqlite3_prepare_v2(r->db,
+                                  "DELETE FROM comparison_leases WHERE comparison_id = ?1 AND "
+                                  "token_id = ?2",
+                                  -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, r->path_id);
+        sqlite3_bind_int64(st, 2, r->token.id);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    return ok ? id : -1;
+}
+
+/* Whether the caller may still answer: 1 yes; 0 after replying 409 (they
+ * did already, or the overlap is reached and they hold no lease). */
+static int check_can_answer(request *r, enum MHD_Result *replied) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(
+            r->db,
+            "SELECT (SELECT count(*) FROM rankings WHERE comparison_id = ?1 AND token_id = ?2), "
+            "(SELECT count(*) FROM rankings WHERE comparison_id = ?1 AND skipped = 0), "
+            "(SELECT count(*) FROM comparison_leases WHERE comparison_id = ?1 AND token_id = ?2 "
+            "AND lease_expires_ms > ?3), (SELECT p.overlap FROM comparisons c JOIN projects p ON "
+            "p.id = c.project_id WHERE c.id = ?1)",
+            -1, &st, NULL) != SQLITE_OK) {
+        *replied = http_reply_db_error(r);
+        return 0;
+    }
+    sqlite3_bind_int64(st, 1, r->path_id);
+    sqlite3_bind_int64(st, 2, r->token.id);
+    sqlite3_bind_int64(st, 3, db_now_ms());
+    int ok = sqlite3_step(st) == SQLITE_ROW;
+    int64_t mine = sqlite3_column_int64(st, 0), ranked = sqlite3_column_int64(st, 1);
+    int64_t leased = sqlite3_column_int64(st, 2), overlap = sqlite3_column_int64(st, 3);
+    sqlite3_finalize(st);
+    if (!ok)
+        *replied = http_reply_db_error(r);
+    else if (mine > 0)
+        *replied =
+            http_reply_error(r, 409, "already_ranked", NULL,
+                             "you have already answered comparison %lld", (long long)r->path_id);
+    else if (ranked >= overlap && leased == 0)
+        *replied = http_reply_error(r, 409, "overlap_reached", NULL,
+                                    "comparison %lld already has the %lld rankings its project "
+                                    "asks for",
+                                    (long long)r->path_id, (long long)overlap);
+    return ok && mine == 0 && (ranked < overlap || leased > 0);
+}
+
+/* POST /v1/comparisons/{id}/rankings {order: [[id, ...], ...], note} or
+ * {skip: true, note}. The annotator is the caller's token. */
+enum MHD_Result route_rankings_create(request *r) {
+    enum MHD_Result replied;
+    int found;
+    json_t *c = comparison_load(r->db, r->path_id, &found);
+    if (c == NULL)
+        return reply_not_found(r, "comparison", found);
+    int64_t ids[PROJECT_MAX_K], rank[PROJECT_MAX_K];
+    size_t n = 0, i;
+    json_t *cand;
+    json_array_foreach(json_object_get(c, "candidates"), i, cand) if (n < PROJECT_MAX_K) ids[n++] =
+        json_integer_value(json_object_get(cand, "id"));
+    json_decref(c);
+    json_t *body = http_body_object(r, &replied);
+    if (body == NULL)
+        return replied;
+    static const char *const keys[] = {"order", "skip", "note", NULL};
+    json_t *order = json_object_get(body, "order");
+    json_t *skip_v = json_object_get(body, "skip");
+    json_t *note_v = json_object_get(body, "note");
+    bool skip = json_is_true(skip_v);
+    int ok = http_check_keys(r, body, keys, &replied);
+    if (ok && skip_v != NULL && (!json_is_boolean(skip_v) || (skip && order != NULL))) {
+        replied = http_reply_error(r, 400, "invalid_value", "skip",
+                                   "skip must be a boolean, and true only without order");
+        ok = 0;
+    } else if (ok && !skip && order == NULL) {
+        replied = http_reply_error(r, 400, "missing_required_parameter", "order",
+                                   "order is required (or skip: true)");
+        ok = 0;
+    } else if (ok && note_v != NULL && !json_is_null(note_v) &&
+               (!json_is_string(note_v) || json_string_length(note_v) > RANKING_MAX_NOTE)) {
+        replied = http_reply_error(r, 400, "invalid_value", "note",
+                                   "note must be a string of at most %d bytes", RANKING_MAX_NOTE);
+        ok = 0;
+    }
+    ok = ok && (skip || check_order(r, order, ids, n, rank, &replied));
+    if (ok && db_begin(r->db) != SQLITE_OK) {
+        replied = http_reply_db_error(r);
+        ok = 0;
+    }
+    if (ok && check_can_answer(r, &replied)) {
+        int64_t id = ranking_insert(r, skip, json_string_value(note_v), ids, rank, n);
+        json_t *ranking = id > 0 ? ranking_load(r->db, id) : NULL;
+        replied = ranking ? http_commit_reply(r, 200, ranking) : http_reply_db_error(r);
+    }
+    json_decref(body);
+    return replied;
+}
+
+/* GET /v1/comparisons/{id}/rankings: the raw rankings, newest first. */
+enum MHD_Result route_rankings_list(request *r) {
+    int found = row_exists(r->db, "SELECT 1 FROM comparisons WHERE id = ?1", r->path_id);
+    if (found <= 0)
+        return reply_not_found(r, "comparison", found);
+    return reply_page(r,
+                      "SELECT " RANKING_COLUMNS " WHERE k.comparison_id = ?3 AND (?1 = 0 OR "
+                      "k.id < ?1) ORDER BY k.id DESC LIMIT ?2",
+                      r->path_id, ranking_item);
+}
+
+/* ---- GET /v1/projects/{id}/pairs ------------------------------------------------- */
+
+static json_t *pair_item(sqlite3 *db, sqlite3_stmt *st) {
+    (void)db;
+    return json_pack("{s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "id",
+                     (json_int_t)sqlite3_column_int64(st, 0), "object", "preference_pair",
+                     "comparison_id", (json_int_t)sqlite3_column_int64(st, 1), "ranking_id",
+                     (json_int_t)sqlite3_column_int64(st, 2), "annotator",
+                     (const char *)sqlite3_column_text(st, 3), "prompt",
+                     (const char *)sqlite3_column_text(st, 4), "chosen",
+                     (const char *)sqlite3_column_text(st, 5), "rejected",
+                     (const char *)sqlite3_column_text(st, 6), "chosen_candidate_id",
+                     (json_int_t)sqlite3_column_int64(st, 7), "rejected_candidate_id",
+                     (json_int_t)sqlite3_column_int64(st, 8), "created_at",
+                     (json_int_t)sqlite3_column_int64(st, 9));
+}
+
+/* Training-ready pairs of the project: {prompt, chosen, rejected} as TRL
+ * reads them, with where they came from. */
+enum MHD_Result route_pairs_list(request *r) {
+    int found = row_exists(r->db, "SELECT 1 FROM projects WHERE id = ?1", r->path_id);
+    if (found <= 0)
+        return reply_not_found(r, "project", found);
+    return reply_page(r,
+                      "SELECT p.id, k.comparison_id, p.ranking_id, t.name, c.prompt, ch.text, "
+                      "rj.text, p.chosen_candidate_id, p.rejected_candidate_id, k.created_at "
+                      "FROM preference_pairs p JOIN rankings k ON k.id = p.ranking_id "
+                      "JOIN comparisons c ON c.id = k.comparison_id "
+                      "JOIN api_tokens t ON t.id = k.token_id "
+                      "JOIN candidates ch ON ch.id = p.chosen_candidate_id "
+                      "JOIN candidates rj ON rj.id = p.rejected_candidate_id "
+                      "WHERE c.project_id = ?3 AND (?1 = 0 OR p.id < ?1) "
+                      "ORDER BY p.id DESC LIMIT ?2",
+                      r->path_id, pair_item);
+}

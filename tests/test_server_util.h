@@ -1,0 +1,73 @@
+/* The rlhfd test harness shared by tests/test_server*.c: a real daemon on an
+ * ephemeral loopback port with a fresh database, and a libcurl client. */
+#ifndef RLHF_TEST_SERVER_UTIL_H
+#define RLHF_TEST_SERVER_UTIL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Every wait polls with this deadline. */
+#define DEADLINE_MS 30000
+
+int64_t now_ms(void); /* monotonic */
+void pause_ms(int ms);
+
+typedef struct test_daemon {
+    char dir[64];
+    char db[128];
+    char admin[128]; /* the bootstrap admin token */
+    pid_t pid;
+    int port;
+} test_daemon;
+
+/* build/NAME */
+void bin_path(const char *name, char *out, size_t len);
+/* Runs argv to completion; its stdout (first line) into out. Returns the
+ * exit code, or -1. */
+int run_capture(char *const argv[], char *out, size_t len);
+/* A fresh directory and database with an admin token. */
+void daemon_init(test_daemon *d);
+/* Starts rlhfd on 127.0.0.1:0 with extra flags (NULL-terminated) and waits
+ * for the line that names its port. */
+void daemon_start(test_daemon *d, ...);
+/* Waits for the daemon to exit; returns its exit code (-signal if killed). */
+int daemon_wait(test_daemon *d);
+/* SIGTERM, and asserts exit 0. */
+void daemon_stop(test_daemon *d);
+/* Removes the test's directory; a failed test keeps it (and rlhfd.log). */
+void daemon_cleanup(test_daemon *d);
+
+typedef struct http_reply {
+    long status;
+    json_t *json; /* NULL if the body is not JSON */
+    char body[1 << 18];
+    size_t body_len;
+    char request_id[64];
+    char sha256_header[80];
+    char content_type[80];
+    bool replayed; /* Idempotent-Replayed: true */
+} http_reply;
+
+/* One request; token and body may be NULL; extra_header e.g.
+ * "Last-Event-ID: 3". Caller frees with reply_free. */
+http_reply *http(const test_daemon *d, const char *method, const char *path, const char *token,
+                 const char *body, const char *extra_header);
+/* The same with a body of len bytes (may hold anything). */
+http_reply *http_bytes(const test_daemon *d, const char *method, const char *path,
+                       const char *token, const char *body, size_t len, const char *extra_header);
+void reply_free(http_reply *r);
+
+/* Asserts an error reply: status, the OpenAI error shape, code and param
+ * (NULL: param must be null). */
+void expect_error(http_reply *r, long status, const char *code, const char *param);
+void call_expect_error(const test_daemon *d, const char *method, const char *path,
+                       const char *token, const char *body, long status, const char *code,
+                       const char *param);
+
+/* One integer from the database file (read-only connection); -1 if no row. */
+int64_t db_int(const test_daemon *d, const char *sql, int64_t arg);
+
+#endif
