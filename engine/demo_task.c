@@ -24,16 +24,20 @@ static const char *any_adjective(rng_state *rng) {
     return i < 8 ? positive[i] : i < 16 ? negative[i - 8] : neutral[i - 16];
 }
 
-void demo_task_example(rng_state *rng, char *prompt, size_t prompt_cap, char *response,
-                       size_t response_cap) {
-    const char *s = subjects[rng_next_below(rng, COUNT(subjects))];
-    snprintf(prompt, prompt_cap, prompt_forms[rng_next_below(rng, COUNT(prompt_forms))], s);
+static void describe(rng_state *rng, const char *s, char *response, size_t response_cap) {
     const char *a = any_adjective(rng), *b = any_adjective(rng);
     if (rng_next_below(rng, 2) == 0)
         snprintf(response, response_cap, "The %s is %s and %s.", s, a, b);
     else
         snprintf(response, response_cap, "The %s is %s, %s and %s.", s, a, b,
                  any_adjective(rng));
+}
+
+void demo_task_example(rng_state *rng, char *prompt, size_t prompt_cap, char *response,
+                       size_t response_cap) {
+    const char *s = subjects[rng_next_below(rng, COUNT(subjects))];
+    snprintf(prompt, prompt_cap, prompt_forms[rng_next_below(rng, COUNT(prompt_forms))], s);
+    describe(rng, s, response, response_cap);
 }
 
 /* The subject the prompt asks about, or NULL. */
@@ -46,6 +50,11 @@ static const char *prompt_subject(const char *prompt) {
             return subjects[i];
     }
     return NULL;
+}
+
+void demo_task_response(rng_state *rng, const char *prompt, char *response, size_t response_cap) {
+    const char *s = prompt_subject(prompt);
+    describe(rng, s ? s : "thing", response, response_cap);
 }
 
 static int is_word(const char *w, size_t n, const char *const *list, int count) {

@@ -22,6 +22,10 @@
 void demo_task_example(rng_state *rng, char *prompt, size_t prompt_cap, char *response,
                        size_t response_cap);
 
+/* Writes a fresh response to prompt, drawn like the SFT data's (for the
+ * prompt's subject): what a policy might sample, for simulated rankings. */
+void demo_task_response(rng_state *rng, const char *prompt, char *response, size_t response_cap);
+
 /* The gold score of a response to a prompt (see above). */
 double demo_task_gold_score(const char *prompt, const char *response);
 

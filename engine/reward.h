@@ -1,0 +1,95 @@
+/* reward — a reward model trained on human rankings (Bradley–Terry).
+ *
+ * The model is a GPT-2-family transformer with a scalar head read at the last
+ * token of prompt + response + <|endoftext|> (gpt2.h), initialised from an
+ * SFT checkpoint. A ranking orders K = 2..9 responses to one prompt, ties
+ * allowed; as InstructGPT (Ouyang et al. 2022, §3.5) all C(K, 2) pairs of a
+ * ranking form one batch element — one forward per completion — and the
+ * loss is averaged over its pairs:
+ *     loss(ranking) = mean over pairs (w better than l) of
+ *                     -log σ(r_w - r_l - margin) + c · mean_k r_k²
+ * (margin: Llama 2's optional margin; c: the reward-centering term of
+ * Eisenstein et al. 2023, TRL's center_rewards_coefficient). Tied responses
+ * form no pair.
+ *
+ * After training, rewards are normalised so that responses sampled from the
+ * SFT policy score mean 0, std 1 (Ziegler et al. 2019): the gain and bias
+ * are stored in the checkpoint metadata (reward_gain, reward_bias) and the
+ * scalar head is NOT changed, so the raw model stays the trained one.
+ */
+#ifndef RLHF_REWARD_H
+#define RLHF_REWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hparams.h"
+#include "sink.h"
+#include "tokenizer.h"
+
+enum { RANKING_MAX_K = 9 };
+
+/* One human judgement: K responses to a prompt and the rank of each
+ * (0 = best; equal ranks are ties). */
+typedef struct ranking {
+    const char *prompt;
+    int k;
+    const char *responses[RANKING_MAX_K];
+    int rank[RANKING_MAX_K];
+    float margin; /* added to the BT logit's threshold when use_margin (0 otherwise) */
+} ranking;
+
+typedef struct reward_config {
+    int64_t seed;
+    int64_t n_layer, n_head, d_model, context; /* from scratch only (tests); else the init's */
+    int64_t batch_size;                       /* rankings per step */
+    int64_t max_steps;
+    int64_t epochs;
+    double learning_rate;
+    char lr_schedule[HPARAM_CHOICE_BYTES];
+    int64_t warmup_steps;
+    double min_lr_ratio;
+    double weight_decay;
+    double max_grad_norm;
+    bool use_margin;
+    double center_coef;
+    double eval_fraction;
+    int64_t eval_interval;
+    int64_t norm_samples; /* SFT-policy samples for the gain/bias normalisation (0 = skip) */
+    int64_t norm_max_tokens;
+} reward_config;
+
+extern const hparam_table reward_hparams;
+
+typedef struct reward_inputs {
+    const ranking *train;
+    int64_t n_train;
+    const ranking *eval; /* NULL: hold out eval_fraction */
+    int64_t n_eval;
+    const tokenizer *tok;
+    const char *init_checkpoint; /* the SFT model; NULL = from scratch (tests) */
+} reward_inputs;
+
+typedef struct reward_result {
+    int64_t steps;
+    double train_accuracy, eval_accuracy, eval_loss;
+    double gain, bias; /* normalisation (1, 0 when skipped) */
+} reward_result;
+
+int reward_validate(const reward_config *cfg, char *err, size_t errlen);
+int reward_train(const reward_config *cfg, const reward_inputs *in, const train_sink *sink,
+                 reward_result *result, char *err, size_t errlen);
+
+/* Bradley–Terry loss of one ranking from its K rewards r: returns the
+ * loss above (NAN if the ranking has no strict pair) and, when dr is not
+ * NULL, adds scale · ∂loss/∂r_k to dr[k]. correct/pairs count pairs the
+ * rewards already order right. */
+double reward_ranking_loss(const float *r, const ranking *rk, bool use_margin, double center_coef,
+                           float *dr, float scale, int *correct, int *pairs);
+
+/* Checks a ranking: K in 2..9, ranks in 0..K-1, at least one strict pair.
+ * Returns 0 or -1 with a message naming the field. */
+int ranking_validate(const ranking *rk, char *err, size_t errlen);
+
+#endif
