@@ -4,13 +4,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const subjects[] = {
-    "cat",    "dog",    "river",   "city",     "garden", "book",  "song",
-    "teacher", "train",  "forest",  "market",   "lamp",   "storm", "kitchen",
-    "bridge", "painting", "village", "robot",   "ocean",  "letter"};
+static const char *const subjects[] = {"cat",      "dog",     "river",   "city",    "garden",
+                                       "book",     "song",    "teacher", "train",   "forest",
+                                       "market",   "lamp",    "storm",   "kitchen", "bridge",
+                                       "painting", "village", "robot",   "ocean",   "letter"};
 static const char *const positive[] = {"bright", "kind",   "warm",     "lovely",
                                        "calm",   "gentle", "cheerful", "wonderful"};
-static const char *const negative[] = {"dull",  "cold",   "grim",   "noisy",
+static const char *const negative[] = {"dull",   "cold",   "grim",   "noisy",
                                        "gloomy", "broken", "dreary", "awful"};
 static const char *const neutral[] = {"small", "old",   "green", "tall",
                                       "quiet", "round", "heavy", "distant"};
@@ -29,8 +29,7 @@ static void describe(rng_state *rng, const char *s, char *response, size_t respo
     if (rng_next_below(rng, 2) == 0)
         snprintf(response, response_cap, "The %s is %s and %s.", s, a, b);
     else
-        snprintf(response, response_cap, "The %s is %s, %s and %s.", s, a, b,
-                 any_adjective(rng));
+        snprintf(response, response_cap, "The %s is %s, %s and %s.", s, a, b, any_adjective(rng));
 }
 
 void demo_task_example(rng_state *rng, char *prompt, size_t prompt_cap, char *response,

@@ -104,7 +104,7 @@ void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_m
     const int L = cfg->n_layer;
     const int n_tensors = 4 + 12 * L + (cfg->scalar_head ? 2 : 0) + n_extra_tensors;
     safetensors_tensor *tensors = calloc((size_t)n_tensors, sizeof *tensors);
-    char (*names)[96] = calloc((size_t)n_tensors, sizeof *names);
+    char(*names)[96] = calloc((size_t)n_tensors, sizeof *names);
     float *hf = malloc(sizeof(float) * (size_t)m->num_params); /* HF layout copy */
     void *out = NULL;
     if (tensors == NULL || names == NULL || hf == NULL)
@@ -201,8 +201,7 @@ int gpt2_config_from_hf_json(gpt2_config *cfg, const char *json_text, char *err,
     memset(cfg, 0, sizeof *cfg);
     for (int i = 0; i < 5; i++) {
         json_t *v = json_object_get(root, keys[i]);
-        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-            json_integer_value(v) > 1 << 30) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1 << 30) {
             snprintf(err, errlen, "config.json: '%s' must be a positive integer", keys[i]);
             json_decref(root);
             return -1;
@@ -281,15 +280,15 @@ int gpt2_checkpoint_load(gpt2_model *m, const safetensors_file *f, int *head_loa
 }
 
 char *gpt2_hf_config_json(const gpt2_config *cfg) {
-    json_t *c = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:f, s:f, s:f, "
-                          "s:f, s:i, s:i}",
-                          "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "vocab_size",
-                          cfg->vocab_size, "n_positions", cfg->max_seq_len, "n_ctx",
-                          cfg->max_seq_len, "n_embd", cfg->d_model, "n_layer", cfg->n_layer,
-                          "n_head", cfg->n_head, "activation_function", "gelu_new",
-                          "layer_norm_epsilon", 1e-5, "initializer_range", 0.02, "resid_pdrop",
-                          0.0, "embd_pdrop", 0.0, "attn_pdrop", 0.0, "bos_token_id",
-                          cfg->vocab_size - 1, "eos_token_id", cfg->vocab_size - 1);
+    json_t *c =
+        json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:f, s:f, s:f, s:f, "
+                  "s:f, s:i, s:i}",
+                  "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "vocab_size",
+                  cfg->vocab_size, "n_positions", cfg->max_seq_len, "n_ctx", cfg->max_seq_len,
+                  "n_embd", cfg->d_model, "n_layer", cfg->n_layer, "n_head", cfg->n_head,
+                  "activation_function", "gelu_new", "layer_norm_epsilon", 1e-5,
+                  "initializer_range", 0.02, "resid_pdrop", 0.0, "embd_pdrop", 0.0, "attn_pdrop",
+                  0.0, "bos_token_id", cfg->vocab_size - 1, "eos_token_id", cfg->vocab_size - 1);
     char *text = json_dumps(c, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(c);
     return text;

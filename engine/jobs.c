@@ -10,8 +10,8 @@ static int ppo_control_validate_any(const void *cfg, char *err, size_t errlen) {
     return ppo_control_validate(cfg, err, errlen);
 }
 
-static int ppo_control_run(const void *cfg, const job_inputs *in, const train_sink *sink,
-                           char *err, size_t errlen) {
+static int ppo_control_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                           size_t errlen) {
     (void)in;
     return ppo_control_train(cfg, sink, NULL, err, errlen);
 }
@@ -51,16 +51,15 @@ static int sft_run(const void *cfg, const job_inputs *in, const train_sink *sink
     tokenizer tok;
     if (job_load_tokenizer(&tok, in, err, errlen) != 0)
         return -1;
-    const sft_inputs si = {in->train, in->n_train,         in->eval,
-                           in->n_eval, &tok,                in->init_checkpoint,
-                           in->resume_checkpoint};
+    const sft_inputs si = {in->train,           in->n_train,          in->eval, in->n_eval, &tok,
+                           in->init_checkpoint, in->resume_checkpoint};
     const int rc = sft_train(cfg, &si, sink, NULL, err, errlen);
     tokenizer_free(&tok);
     return rc;
 }
 
-static const char *const sft_headline[] = {"loss", "eval_loss", "perplexity", "lr",
-                                           "tokens_per_s", NULL};
+static const char *const sft_headline[] = {"loss", "eval_loss",    "perplexity",
+                                           "lr",   "tokens_per_s", NULL};
 
 static const job_type sft_job = {
     .name = "sft",
@@ -68,11 +67,42 @@ static const job_type sft_job = {
     .hparams = &sft_hparams,
     .headline_metrics = sft_headline,
     .needs_train_data = 1,
+    .data_kind = JOB_DATA_PAIRS,
     .validate = sft_validate_any,
     .run = sft_run,
 };
 
-const job_type *const job_types[] = {&ppo_control_job, &sft_job, NULL};
+static int reward_validate_any(const void *cfg, char *err, size_t errlen) {
+    return reward_validate(cfg, err, errlen);
+}
+
+static int reward_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                      size_t errlen) {
+    tokenizer tok;
+    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+        return -1;
+    const reward_inputs ri = {in->rankings,        in->n_rankings, in->eval_rankings,
+                              in->n_eval_rankings, &tok,           in->init_checkpoint};
+    const int rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
+    tokenizer_free(&tok);
+    return rc;
+}
+
+static const char *const reward_headline[] = {"loss",   "accuracy",   "eval_accuracy",
+                                              "margin", "reward_std", NULL};
+
+static const job_type reward_job = {
+    .name = "reward",
+    .summary = "Reward model on human rankings (Bradley-Terry over K-wise rankings)",
+    .hparams = &reward_hparams,
+    .headline_metrics = reward_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_RANKINGS,
+    .validate = reward_validate_any,
+    .run = reward_run,
+};
+
+const job_type *const job_types[] = {&ppo_control_job, &sft_job, &reward_job, NULL};
 
 const job_type *job_type_find(const char *name) {
     for (const job_type *const *t = job_types; *t; t++)

@@ -12,6 +12,7 @@
 
 #include "hparams.h"
 #include "sink.h"
+#include "reward.h"
 #include "sft.h"
 
 /* What a job trains on, beyond its hyperparameters. The CLI fills it from
@@ -21,10 +22,14 @@ typedef struct job_inputs {
     int64_t n_train;
     const text_pair *eval; /* optional held-out examples */
     int64_t n_eval;
+    const ranking *rankings; /* preference rankings (reward model) */
+    int64_t n_rankings;
+    const ranking *eval_rankings; /* optional held-out rankings */
+    int64_t n_eval_rankings;
     const char *init_checkpoint;   /* safetensors path, or NULL */
     const char *resume_checkpoint; /* a resumable checkpoint of this job, or NULL */
-    const char *tokenizer_dir;   /* GPT-2 BPE files (vocab.json + merges.txt or
-                                  * encoder.json + vocab.bpe); NULL = byte-level */
+    const char *tokenizer_dir;     /* GPT-2 BPE files (vocab.json + merges.txt or
+                                    * encoder.json + vocab.bpe); NULL = byte-level */
 } job_inputs;
 
 typedef struct job_type {
@@ -33,8 +38,11 @@ typedef struct job_type {
     const hparam_table *hparams;
     /* Metrics worth a glance (progress lines, dashboards), in order. */
     const char *const *headline_metrics;
-    /* 1 if the job needs training examples in job_inputs.train. */
+    /* 1 if the job needs training data, of the kind data_kind says. */
     int needs_train_data;
+    /* (prompt, response) examples in job_inputs.train, or rankings in
+     * job_inputs.rankings. */
+    enum { JOB_DATA_PAIRS, JOB_DATA_RANKINGS } data_kind;
     int (*validate)(const void *cfg, char *err, size_t errlen);
     int (*run)(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                size_t errlen);

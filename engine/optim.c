@@ -85,7 +85,7 @@ float lr_schedule(lr_schedule_kind kind, float lr, int64_t step, int64_t warmup_
     double progress = (double)(step - warmup_steps) / (double)(total_steps - warmup_steps);
     progress = progress > 1.0 ? 1.0 : progress;
     const double floor_lr = (double)lr * min_ratio;
-    const double shape = kind == LR_SCHEDULE_COSINE ? 0.5 * (1.0 + cos(M_PI * progress))
-                                                    : 1.0 - progress;
+    const double shape =
+        kind == LR_SCHEDULE_COSINE ? 0.5 * (1.0 + cos(M_PI * progress)) : 1.0 - progress;
     return (float)(floor_lr + ((double)lr - floor_lr) * shape);
 }

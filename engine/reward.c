@@ -189,7 +189,7 @@ static int ranked_build(ranked_data *d, const tokenizer *tok, const ranking *rk,
 typedef struct seq_batch {
     int32_t *tokens; /* (S, T) */
     uint8_t *attn;
-    int32_t *last;  /* (S) index of each sequence's last token */
+    int32_t *last; /* (S) index of each sequence's last token */
     int S, T;
 } seq_batch;
 
@@ -252,9 +252,9 @@ static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_
         for (int b = 0; b < nb; b++) {
             const ranking *rk = &d->rankings[idx[start + b]];
             float local_dr[RANKING_MAX_K] = {0};
-            const double l = reward_ranking_loss(r + s, rk, cfg->use_margin, cfg->center_coef,
-                                                 train ? local_dr : NULL, 1.0f / (float)n,
-                                                 &correct, &pairs);
+            const double l =
+                reward_ranking_loss(r + s, rk, cfg->use_margin, cfg->center_coef,
+                                    train ? local_dr : NULL, 1.0f / (float)n, &correct, &pairs);
             if (!isnan(l)) {
                 st.loss += l;
                 counted++;
@@ -279,8 +279,8 @@ static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_
     st.accuracy = pairs ? (double)correct / pairs : NAN;
     st.margin = pairs ? sum_margin / pairs : NAN;
     st.reward_mean = n_r ? sum_r / (double)n_r : NAN;
-    st.reward_std = n_r ? sqrt(fmax(0.0, sum_r2 / (double)n_r - st.reward_mean * st.reward_mean))
-                        : NAN;
+    st.reward_std =
+        n_r ? sqrt(fmax(0.0, sum_r2 / (double)n_r - st.reward_mean * st.reward_mean)) : NAN;
     return st;
 }
 
@@ -290,7 +290,7 @@ static int init_reward_model(gpt2_model *m, const reward_config *cfg, const rewa
     rng_seed(&r, (uint64_t)cfg->seed, 0xC0000001u);
     if (in->init_checkpoint == NULL) {
         const gpt2_config gc = {in->tok->vocab_size, (int)cfg->context, (int)cfg->n_layer,
-                                (int)cfg->n_head, (int)cfg->d_model, true};
+                                (int)cfg->n_head,    (int)cfg->d_model, true};
         if (gpt2_init(m, &gc, err, errlen) != 0)
             return -1;
         gpt2_init_weights(m, &r);
@@ -314,8 +314,8 @@ static int init_reward_model(gpt2_model *m, const reward_config *cfg, const rewa
 /* Responses sampled (temperature 1) from the initial (SFT) weights for the
  * prompts of the first rankings: the population the reward is normalised on. */
 typedef struct norm_samples {
-    int32_t *ids;     /* (n, cap) prompt + response + EOT, right-padded */
-    int32_t *len;     /* (n) */
+    int32_t *ids; /* (n, cap) prompt + response + EOT, right-padded */
+    int32_t *len; /* (n) */
     int n, cap;
 } norm_samples;
 
@@ -338,7 +338,8 @@ static int sample_policy(norm_samples *ns, const gpt2_model *policy, const rewar
     for (int i = 0; i < n; i++) {
         int32_t *row = ns->ids + (int64_t)ns->n * cap;
         const char *prompt = in->train[i].prompt;
-        const int64_t np = tokenizer_encode(in->tok, prompt, strlen(prompt), row, (size_t)cap, false);
+        const int64_t np =
+            tokenizer_encode(in->tok, prompt, strlen(prompt), row, (size_t)cap, false);
         const int64_t room = cap - np - 1;
         const int max_new = (int)(cfg->norm_max_tokens < room ? cfg->norm_max_tokens : room);
         if (np < 1 || max_new < 1)
@@ -461,15 +462,15 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
         }
         const int nb = (int)(n_train - cursor < B ? n_train - cursor : B);
         gpt2_zero_grad(&m);
-        const eval_stats st = run_rankings(&m, &all, order + cursor, nb, B, &sb, r, NULL, cfg,
-                                           true);
+        const eval_stats st =
+            run_rankings(&m, &all, order + cursor, nb, B, &sb, r, NULL, cfg, true);
         cursor += nb;
         if (!isfinite(st.loss)) {
             snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
             goto done;
         }
-        const double grad_norm = grad_clip_global_norm(m.grad_memory, m.num_params,
-                                                       cfg->max_grad_norm);
+        const double grad_norm =
+            grad_clip_global_norm(m.grad_memory, m.num_params, cfg->max_grad_norm);
         const float lr = lr_schedule(sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
                                      total, (float)cfg->min_lr_ratio);
         const adam_config adamw = {lr, 0.9f, 0.999f, 1e-8f, (float)cfg->weight_decay};
@@ -477,9 +478,8 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
                   step + 1);
         res.steps = step + 1;
         res.train_accuracy = st.accuracy;
-        sink_metric mt[14];
+        sink_metric mt[12];
         int k = 0;
-        mt[k++] = (sink_metric){"step", (double)(step + 1)};
         mt[k++] = (sink_metric){"loss", st.loss};
         mt[k++] = (sink_metric){"accuracy", st.accuracy};
         mt[k++] = (sink_metric){"margin", st.margin};
@@ -488,9 +488,10 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
         mt[k++] = (sink_metric){"grad_norm", grad_norm};
         mt[k++] = (sink_metric){"lr", lr};
         const bool last = step + 1 == total;
-        if (n_eval > 0 && (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
-            const eval_stats ev = run_rankings(&m, &all, order + n_train, n_eval, B, &sb, r, NULL,
-                                               cfg, false);
+        if (n_eval > 0 &&
+            (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
+            const eval_stats ev =
+                run_rankings(&m, &all, order + n_train, n_eval, B, &sb, r, NULL, cfg, false);
             res.eval_accuracy = ev.accuracy;
             res.eval_loss = ev.loss;
             mt[k++] = (sink_metric){"eval_loss", ev.loss};
@@ -513,7 +514,8 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
             for (int i = 0; i < nb; i++)
                 for (int t = 0; t < T; t++) {
                     const int in_row = t < ns.len[start + i];
-                    sb.tokens[(int64_t)i * T + t] = in_row ? ns.ids[(int64_t)(start + i) * ns.cap + t] : 0;
+                    sb.tokens[(int64_t)i * T + t] =
+                        in_row ? ns.ids[(int64_t)(start + i) * ns.cap + t] : 0;
                     sb.attn[(int64_t)i * T + t] = (uint8_t)in_row;
                 }
             for (int i = 0; i < nb; i++)

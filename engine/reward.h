@@ -43,7 +43,7 @@ typedef struct ranking {
 typedef struct reward_config {
     int64_t seed;
     int64_t n_layer, n_head, d_model, context; /* from scratch only (tests); else the init's */
-    int64_t batch_size;                       /* rankings per step */
+    int64_t batch_size;                        /* rankings per step */
     int64_t max_steps;
     int64_t epochs;
     double learning_rate;

@@ -81,8 +81,8 @@ int sft_validate(const sft_config *cfg, char *err, size_t errlen) {
 
 int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens, int32_t *ids,
                      uint8_t *loss_mask, int64_t cap) {
-    const int64_t np = tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap,
-                                        false);
+    const int64_t np =
+        tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, false);
     if (np < 0)
         return -1;
     const int64_t p = np < cap ? np : cap;
@@ -101,9 +101,9 @@ int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens,
 }
 
 typedef struct sft_data {
-    int32_t *ids;      /* all examples, concatenated */
-    uint8_t *mask;     /* loss mask, aligned with ids */
-    int64_t *offset;   /* (n + 1) start of each example */
+    int32_t *ids;    /* all examples, concatenated */
+    uint8_t *mask;   /* loss mask, aligned with ids */
+    int64_t *offset; /* (n + 1) start of each example */
     int64_t n;
     int64_t truncated; /* examples cut at the context */
 } sft_data;
@@ -115,8 +115,8 @@ static void data_free(sft_data *d) {
 
 /* Tokenizes examples[order[0..n)] into d, each to at most context + 1 ids. */
 static int data_build(sft_data *d, const tokenizer *tok, const text_pair *examples,
-                      const int32_t *order, int64_t n, int64_t context, bool all_tokens,
-                      char *err, size_t errlen) {
+                      const int32_t *order, int64_t n, int64_t context, bool all_tokens, char *err,
+                      size_t errlen) {
     memset(d, 0, sizeof *d);
     const int64_t cap = context + 1;
     d->ids = malloc(sizeof(int32_t) * (size_t)(n * cap));
@@ -223,8 +223,8 @@ static void log_samples(const gpt2_model *m, const sft_config *cfg, const sft_in
         char err[128];
         const gpt2_sample_config sc = {(float)cfg->sample_temperature, 0, 1.0f, (int)max_new,
                                        in->tok->eot_id};
-        if (out && gpt2_generate(m, prompt, NULL, 1, (int)np, &sc, rng, out, &len, err,
-                                 sizeof err) == 0) {
+        if (out &&
+            gpt2_generate(m, prompt, NULL, 1, (int)np, &sc, rng, out, &len, err, sizeof err) == 0) {
             if (len > 0 && out[len - 1] == in->tok->eot_id)
                 len--;
             char text[2048];
@@ -251,8 +251,7 @@ typedef struct sft_state {
 
 static void format_rng(char *out, size_t cap, const rng_state *r) {
     snprintf(out, cap, "%016llx,%016llx,%016llx,%016llx", (unsigned long long)r->s[0],
-             (unsigned long long)r->s[1], (unsigned long long)r->s[2],
-             (unsigned long long)r->s[3]);
+             (unsigned long long)r->s[1], (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
 }
 
 static int parse_rng(rng_state *r, const char *text) {
@@ -320,8 +319,9 @@ static int restore_state(sft_state *st, const safetensors_file *f, const sft_con
                          int64_t num_params, char *err, size_t errlen) {
     const char *saved = safetensors_metadata_get(f, "training_state.config");
     if (saved == NULL) {
-        snprintf(err, errlen, "resume: the checkpoint has no training state (only periodic and "
-                              "stopped-run checkpoints can resume)");
+        snprintf(err, errlen,
+                 "resume: the checkpoint has no training state (only periodic and "
+                 "stopped-run checkpoints can resume)");
         return -1;
     }
     char *now = config_text(cfg);
@@ -339,7 +339,8 @@ static int restore_state(sft_state *st, const safetensors_file *f, const sft_con
     st->tokens_seen = meta_i64(f, "training_state.tokens_seen", &ok);
     ok = ok && parse_rng(&st->data_epoch_start,
                          safetensors_metadata_get(f, "training_state.data_rng")) == 0;
-    ok = ok && parse_rng(&st->sample, safetensors_metadata_get(f, "training_state.sample_rng")) == 0;
+    ok =
+        ok && parse_rng(&st->sample, safetensors_metadata_get(f, "training_state.sample_rng")) == 0;
     const safetensors_info *mt = safetensors_find(f, "training_state.adam_m");
     const safetensors_info *vt = safetensors_find(f, "training_state.adam_v");
     if (!ok || mt == NULL || vt == NULL) {
@@ -368,7 +369,7 @@ static int init_model(gpt2_model *m, const sft_config *cfg, const sft_inputs *in
     const char *path = in->resume_checkpoint ? in->resume_checkpoint : in->init_checkpoint;
     if (path == NULL) {
         const gpt2_config gc = {in->tok->vocab_size, (int)cfg->context, (int)cfg->n_layer,
-                                (int)cfg->n_head, (int)cfg->d_model, false};
+                                (int)cfg->n_head,    (int)cfg->d_model, false};
         if (gpt2_init(m, &gc, err, errlen) != 0)
             return -1;
         rng_state r;
@@ -383,7 +384,8 @@ static int init_model(gpt2_model *m, const sft_config *cfg, const sft_inputs *in
     int rc = gpt2_config_from_checkpoint(&gc, &f, err, errlen);
     gc.scalar_head = false;
     if (rc == 0 && gc.vocab_size < in->tok->vocab_size) {
-        snprintf(err, errlen, "init checkpoint: vocabulary of %d is smaller than the tokenizer's %d",
+        snprintf(err, errlen,
+                 "init checkpoint: vocabulary of %d is smaller than the tokenizer's %d",
                  gc.vocab_size, in->tok->vocab_size);
         rc = -1;
     }
@@ -452,9 +454,9 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
     const text_pair *shown[2];
     int n_shown = 0;
     for (; n_shown < 2 && n_shown < (n_eval > 0 ? n_eval : n_train); n_shown++)
-        shown[n_shown] = in->eval         ? &in->eval[n_shown]
-                         : n_eval > 0     ? &in->train[order[n_train + n_shown]]
-                                          : &in->train[order[n_shown]];
+        shown[n_shown] = in->eval     ? &in->eval[n_shown]
+                         : n_eval > 0 ? &in->train[order[n_train + n_shown]]
+                                      : &in->train[order[n_shown]];
     const int64_t cap = (int64_t)B * context;
     bb.tokens = malloc(sizeof(int32_t) * (size_t)cap * 2);
     bb.targets = bb.tokens + cap;
@@ -517,8 +519,8 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
                 continue;
             gpt2_batch batch = {bb.tokens, NULL, bb.attn, bb.B, bb.T};
             gpt2_forward(&m, &batch, true);
-            const float loss = gpt2_lm_loss(&m, bb.targets, bb.loss,
-                                            1.0f / (float)cfg->grad_accum_steps);
+            const float loss =
+                gpt2_lm_loss(&m, bb.targets, bb.loss, 1.0f / (float)cfg->grad_accum_steps);
             if (!isfinite(loss)) {
                 snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
                 goto done;
@@ -527,14 +529,14 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
             loss_sum += loss;
             step_tokens += (int64_t)bb.B * bb.T;
         }
-        const double grad_norm = grad_clip_global_norm(m.grad_memory, m.num_params,
-                                                       cfg->max_grad_norm);
+        const double grad_norm =
+            grad_clip_global_norm(m.grad_memory, m.num_params, cfg->max_grad_norm);
         const float lr = lr_schedule(sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
                                      total_steps, (float)cfg->min_lr_ratio);
-        const adam_config adamw = {lr, (float)cfg->beta1, (float)cfg->beta2,
-                                   (float)cfg->adam_eps, (float)cfg->weight_decay};
-        adam_step(m.param_memory, m.grad_memory, st.adam_m, st.adam_v, decay, m.num_params,
-                  &adamw, step + 1);
+        const adam_config adamw = {lr, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->adam_eps,
+                                   (float)cfg->weight_decay};
+        adam_step(m.param_memory, m.grad_memory, st.adam_m, st.adam_v, decay, m.num_params, &adamw,
+                  step + 1);
         st.tokens_seen += step_tokens;
         st.step = step + 1;
         const double dt = now_s() - t0;
@@ -543,7 +545,6 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
         const bool last = step + 1 == total_steps;
         sink_metric mt[12];
         int k = 0;
-        mt[k++] = (sink_metric){"step", (double)(step + 1)};
         mt[k++] = (sink_metric){"epoch", (double)st.epoch};
         mt[k++] = (sink_metric){"loss", res.train_loss};
         mt[k++] = (sink_metric){"lr", lr};
@@ -551,7 +552,8 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
         mt[k++] = (sink_metric){"tokens_per_s", (double)step_tokens / dt};
         mt[k++] = (sink_metric){"tokens", (double)st.tokens_seen};
         mt[k++] = (sink_metric){"wall_s", now_s() - start};
-        if (eval.n > 0 && (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
+        if (eval.n > 0 &&
+            (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
             res.eval_loss = evaluate(&m, &eval, &bb, B);
             mt[k++] = (sink_metric){"eval_loss", res.eval_loss};
             mt[k++] = (sink_metric){"perplexity", exp(res.eval_loss)};
@@ -564,7 +566,8 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
             log_samples(&m, cfg, in, shown, n_shown, step + 1, &st.sample, sink);
         if (!last && cfg->checkpoint_interval > 0 && (step + 1) % cfg->checkpoint_interval == 0 &&
             emit_checkpoint(&m, cfg, &st, true, sink) != 0) {
-            snprintf(err, errlen, "writing the checkpoint at step %lld failed", (long long)step + 1);
+            snprintf(err, errlen, "writing the checkpoint at step %lld failed",
+                     (long long)step + 1);
             goto done;
         }
     }

@@ -301,6 +301,48 @@ START_TEST(test_cli_sft_data_errors) {
 }
 END_TEST
 
+/* reward reads rankings: TRL pairs and K-wise ranks; a bad line is named. */
+START_TEST(test_cli_reward_rankings) {
+    const struct {
+        const char *jsonl, *message;
+    } bad[] = {
+        {"{\"prompt\": \"p\", \"chosen\": \"a\"}\n", ":1: fields 'chosen' and 'rejected'"},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n"
+         "{\"prompt\": \"p\", \"responses\": [\"a\", \"b\"], \"ranks\": [0, 0]}\n",
+         ":2: a ranking where every response ties"},
+        {"{\"prompt\": \"p\", \"responses\": [\"a\", \"b\"], \"ranks\": [0]}\n",
+         ":1: 'responses' needs 2 to 9 entries and 'ranks' as many"},
+        {"{\"prompt\": \"p\", \"responses\": [\"a\", \"b\"], \"ranks\": [0, 5]}\n",
+         ":1: rank 5 of response 1 is outside 0..1"},
+        {"{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\", \"score\": 1}\n",
+         ":1: unknown field 'score'"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        char *path = write_temp(bad[k].jsonl);
+        const char *args[] = {"reward", "--data", path, "--max-steps", "1", NULL};
+        proc_result *r = run(args);
+        unlink(path);
+        ck_assert_int_eq(r->exit_code, 2);
+        ck_assert_msg(strstr(r->err, bad[k].message) != NULL, "case %zu: '%s'", k, r->err);
+        free(r);
+    }
+    char *path = write_temp(
+        "{\"prompt\": \"Describe the cat.\", \"chosen\": \"The cat is kind.\", "
+        "\"rejected\": \"The cat is grim.\"}\n"
+        "{\"prompt\": \"Describe the dog.\", \"responses\": [\"The dog is dull.\", "
+        "\"The dog is calm.\", \"The dog is old.\"], \"ranks\": [2, 0, 1], \"margin\": 0.5}\n");
+    const char *args[] = {"reward", "--data",          path, "--max-steps", "2",  "--norm-samples",
+                          "2",      "--n-layer",       "1",  "--d-model",   "32", "--n-head",
+                          "2",      "--eval-fraction", "0",  "--quiet",     NULL};
+    proc_result *r = run(args);
+    unlink(path);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    ck_assert_ptr_nonnull(strstr(r->out, "\"accuracy\""));
+    ck_assert_ptr_nonnull(strstr(r->out, "\"event\":\"reward_normalised\""));
+    free(r);
+}
+END_TEST
+
 /* demo-data writes N deterministic lines that sft accepts. */
 START_TEST(test_cli_demo_data_then_sft) {
     char path[] = "/tmp/rlhf-demo-XXXXXX";
@@ -318,8 +360,9 @@ START_TEST(test_cli_demo_data_then_sft) {
         lines++;
     fclose(f);
     ck_assert_int_eq(lines, 64);
-    const char *train[] = {"sft", "--data", path, "--max-steps", "3", "--n-layer", "1",
-                           "--d-model", "32", "--n-head", "2", "--context", "64", "--quiet", NULL};
+    const char *train[] = {"sft",       "--data",    path,        "--max-steps", "3",
+                           "--n-layer", "1",         "--d-model", "32",          "--n-head",
+                           "2",         "--context", "64",        "--quiet",     NULL};
     r = run(train);
     ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
     ck_assert_ptr_nonnull(strstr(r->out, "\"eval_loss\""));
@@ -340,6 +383,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_cli_sigterm_stops_cleanly);
     tcase_add_test(tc, test_cli_sft_data_errors);
     tcase_add_test(tc, test_cli_demo_data_then_sft);
+    tcase_add_test(tc, test_cli_reward_rankings);
     suite_add_tcase(s, tc);
     return s;
 }

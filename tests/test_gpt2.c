@@ -110,8 +110,8 @@ static double max_rel_diff(const float *a, const float *b, int64_t n) {
 }
 
 static const char *const param_names[GPT2_NUM_PARAM_TENSORS] = {
-    "wte",  "wpe",  "ln1w", "ln1b", "qkvw",    "qkvb",    "attprojw", "attprojb", "ln2w",
-    "ln2b", "fcw",  "fcb",  "fcprojw", "fcprojb", "lnfw", "lnfb",     "headw",    "headb"};
+    "wte",  "wpe", "ln1w", "ln1b",    "qkvw",    "qkvb", "attprojw", "attprojb", "ln2w",
+    "ln2b", "fcw", "fcb",  "fcprojw", "fcprojb", "lnfw", "lnfb",     "headw",    "headb"};
 
 /* Tolerances. Both sides compute in float32 but sum in different orders
  * (OpenBLAS kernels vs MKL-free PyTorch CPU kernels), and our GELU uses a
@@ -216,8 +216,7 @@ START_TEST(test_gpt2_matches_pytorch_reference) {
         ck_assert_close(l, losses[step - 1], 0, FIXTURE_REL_TOL, "AdamW loss trajectory");
         gpt2_zero_grad(&m);
         gpt2_backward(&m, true, false);
-        adam_step(m.param_memory, m.grad_memory, adam_m, adam_v, decay, m.num_params, &adamw,
-                  step);
+        adam_step(m.param_memory, m.grad_memory, adam_m, adam_v, decay, m.num_params, &adamw, step);
     }
     free(losses), free(adam_m), free(adam_v), free(decay);
     free(logp), free(tokens), free(attn);

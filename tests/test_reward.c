@@ -19,17 +19,17 @@ START_TEST(test_bt_loss_by_hand) {
     const float r[2] = {1.0f, 0.0f};
     float dr[2] = {0, 0};
     int correct = 0, pairs = 0;
-    ck_assert_close(reward_ranking_loss(r, &rk, false, 0.0, dr, 1.0f, &correct, &pairs),
-                    0.3132617, 1e-6, 0, "BT loss");
+    ck_assert_close(reward_ranking_loss(r, &rk, false, 0.0, dr, 1.0f, &correct, &pairs), 0.3132617,
+                    1e-6, 0, "BT loss");
     ck_assert_close(dr[0], -0.2689414, 1e-6, 0, "dr winner");
     ck_assert_close(dr[1], 0.2689414, 1e-6, 0, "dr loser");
     ck_assert_int_eq(correct, 1);
     ck_assert_int_eq(pairs, 1);
-    ck_assert_close(reward_ranking_loss(r, &rk, true, 0.0, NULL, 1.0f, NULL, NULL), 0.4740770,
-                    1e-6, 0, "with margin");
+    ck_assert_close(reward_ranking_loss(r, &rk, true, 0.0, NULL, 1.0f, NULL, NULL), 0.4740770, 1e-6,
+                    0, "with margin");
     dr[0] = dr[1] = 0;
-    ck_assert_close(reward_ranking_loss(r, &rk, false, 0.1, dr, 1.0f, NULL, NULL), 0.3632617,
-                    1e-6, 0, "with centering");
+    ck_assert_close(reward_ranking_loss(r, &rk, false, 0.1, dr, 1.0f, NULL, NULL), 0.3632617, 1e-6,
+                    0, "with centering");
     ck_assert_close(dr[0], -0.2689414 + 0.1, 1e-6, 0, "centering gradient");
 }
 END_TEST
@@ -43,8 +43,8 @@ START_TEST(test_kwise_loss_with_ties_by_hand) {
     const float r[3] = {2, 1, 0};
     float dr[3] = {0};
     int correct = 0, pairs = 0;
-    ck_assert_close(reward_ranking_loss(r, &rk, false, 0.0, dr, 1.0f, &correct, &pairs),
-                    0.2200948, 1e-6, 0, "K-wise loss");
+    ck_assert_close(reward_ranking_loss(r, &rk, false, 0.0, dr, 1.0f, &correct, &pairs), 0.2200948,
+                    1e-6, 0, "K-wise loss");
     ck_assert_close(dr[0], -0.1940722, 1e-6, 0, "dr0");
     ck_assert_close(dr[1], 0.1344707, 1e-6, 0, "dr1");
     ck_assert_close(dr[2], 0.0596015, 1e-6, 0, "dr2");

@@ -160,9 +160,8 @@ START_TEST(test_sft_learns_the_demo_task) {
 
     /* The checkpoint reloads, and greedy answers to fresh prompts are well-formed. */
     safetensors_file f;
-    ck_assert_int_eq(safetensors_parse(&f, rec.last_checkpoint, rec.last_checkpoint_bytes, err,
-                                       sizeof err),
-                     0);
+    ck_assert_int_eq(
+        safetensors_parse(&f, rec.last_checkpoint, rec.last_checkpoint_bytes, err, sizeof err), 0);
     gpt2_config gc;
     ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
     gpt2_model m;
@@ -177,9 +176,8 @@ START_TEST(test_sft_learns_the_demo_task) {
         int32_t ids[128], out[64], len;
         const int64_t np = tokenizer_encode(&tok, prompt, strlen(prompt), ids, 128, false);
         const gpt2_sample_config sc = {0.0f, 0, 1.0f, (int)(64 - np), tok.eot_id};
-        ck_assert_int_eq(gpt2_generate(&m, ids, NULL, 1, (int)np, &sc, &fresh, out, &len, err,
-                                       sizeof err),
-                         0);
+        ck_assert_int_eq(
+            gpt2_generate(&m, ids, NULL, 1, (int)np, &sc, &fresh, out, &len, err, sizeof err), 0);
         if (len > 0 && out[len - 1] == tok.eot_id)
             len--;
         const int64_t k = tokenizer_decode(&tok, out, (size_t)len, answer, sizeof answer - 1);
@@ -240,9 +238,9 @@ START_TEST(test_sft_resume_is_bit_identical) {
         run_sft(&cfg, &in, &rest);
         ck_assert_int_eq(rest.steps, 40 - stops[k]);
         ck_assert_int_eq(rest.last_checkpoint_bytes, whole.last_checkpoint_bytes);
-        ck_assert_msg(memcmp(rest.last_checkpoint, whole.last_checkpoint,
-                             whole.last_checkpoint_bytes) == 0,
-                      "resumed at step %d: final weights differ", stops[k]);
+        ck_assert_msg(
+            memcmp(rest.last_checkpoint, whole.last_checkpoint, whole.last_checkpoint_bytes) == 0,
+            "resumed at step %d: final weights differ", stops[k]);
         /* Other hyperparameters cannot resume this checkpoint. */
         sft_config other = cfg;
         other.learning_rate *= 2;

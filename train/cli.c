@@ -172,9 +172,9 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
             snprintf(name, sizeof name, "%s", arg + 2);
             value = argv[++i];
         }
-        static const char *const run_options_names[] = {
-            "config", "checkpoint-dir", "threads", "data",          "eval-data",
-            "init",   "resume",         "tokenizer-dir", NULL};
+        static const char *const run_options_names[] = {"config", "checkpoint-dir", "threads",
+                                                        "data",   "eval-data",      "init",
+                                                        "resume", "tokenizer-dir",  NULL};
         int is_option = 0;
         for (const char *const *o = run_options_names; *o; o++)
             is_option |= strcmp(name, *o) == 0;
@@ -191,9 +191,10 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
     }
     if (!type->needs_train_data && (opts->data_path || opts->eval_data_path || opts->init_path ||
                                     opts->resume_path || opts->tokenizer_dir)) {
-        fprintf(stderr,
-                "rlhf-train: %s takes no --data, --eval-data, --init, --resume or --tokenizer-dir\n",
-                type->name);
+        fprintf(
+            stderr,
+            "rlhf-train: %s takes no --data, --eval-data, --init, --resume or --tokenizer-dir\n",
+            type->name);
         return -1;
     }
     if (type->validate(cfg, err, sizeof err) != 0) {
@@ -235,19 +236,39 @@ static int run_job(const job_type *type, int argc, char **argv) {
     train_sink sink = cli_sink_make(&cs);
     char err[512] = "";
     text_pairs train = {0}, eval = {0};
-    if ((opts.data_path && text_pairs_load_jsonl(&train, opts.data_path, err, sizeof err) != 0) ||
-        (opts.eval_data_path &&
-         text_pairs_load_jsonl(&eval, opts.eval_data_path, err, sizeof err) != 0)) {
+    ranking_set rtrain = {0}, reval = {0};
+    const int rankings = type->data_kind == JOB_DATA_RANKINGS;
+    int load_rc = 0;
+    if (opts.data_path)
+        load_rc = rankings ? rankings_load_jsonl(&rtrain, opts.data_path, err, sizeof err)
+                           : text_pairs_load_jsonl(&train, opts.data_path, err, sizeof err);
+    if (load_rc == 0 && opts.eval_data_path)
+        load_rc = rankings ? rankings_load_jsonl(&reval, opts.eval_data_path, err, sizeof err)
+                           : text_pairs_load_jsonl(&eval, opts.eval_data_path, err, sizeof err);
+    int rc = -1;
+    if (load_rc == 0) {
+        const job_inputs inputs = {.train = train.items,
+                                   .n_train = train.n,
+                                   .eval = eval.items,
+                                   .n_eval = eval.n,
+                                   .rankings = rtrain.items,
+                                   .n_rankings = rtrain.n,
+                                   .eval_rankings = reval.items,
+                                   .n_eval_rankings = reval.n,
+                                   .init_checkpoint = opts.init_path,
+                                   .resume_checkpoint = opts.resume_path,
+                                   .tokenizer_dir = opts.tokenizer_dir};
+        rc = type->run(cfg, &inputs, &sink, err, sizeof err);
+    }
+    text_pairs_free(&train);
+    text_pairs_free(&eval);
+    ranking_set_free(&rtrain);
+    ranking_set_free(&reval);
+    if (load_rc != 0) {
         fprintf(stderr, "rlhf-train: %s\n", err);
-        text_pairs_free(&train);
         free(cfg);
         return EXIT_USAGE;
     }
-    const job_inputs inputs = {train.items,    train.n,          eval.items,        eval.n,
-                               opts.init_path, opts.resume_path, opts.tokenizer_dir};
-    int rc = type->run(cfg, &inputs, &sink, err, sizeof err);
-    text_pairs_free(&train);
-    text_pairs_free(&eval);
     cli_sink_finish(&cs);
     free(cfg);
     if (rc != 0) {

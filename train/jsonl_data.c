@@ -33,8 +33,10 @@ static int add_line(text_pairs *p, json_t *obj, const char *path, int64_t line, 
     json_object_foreach(obj, key, v) {
         if (strcmp(key, "prompt") != 0 && strcmp(key, "response") != 0 &&
             strcmp(key, "text") != 0) {
-            snprintf(err, errlen, "%s:%lld: unknown field '%.64s' (expected prompt and response, "
-                     "or text)", path, (long long)line, key);
+            snprintf(err, errlen,
+                     "%s:%lld: unknown field '%.64s' (expected prompt and response, "
+                     "or text)",
+                     path, (long long)line, key);
             return -1;
         }
         if (!json_is_string(v)) {
@@ -89,8 +91,10 @@ int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t e
             cap = cap ? 2 * cap : 256;
             text_pair *items = realloc(out->items, sizeof *items * (size_t)cap);
             char **strings = realloc(out->strings, sizeof *strings * (size_t)cap * 2);
-            if (items) out->items = items;
-            if (strings) out->strings = strings;
+            if (items)
+                out->items = items;
+            if (strings)
+                out->strings = strings;
             if (!items || !strings) {
                 snprintf(err, errlen, "out of memory reading %s", path);
                 rc = -1;
@@ -115,5 +119,164 @@ int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t e
     }
     if (rc != 0)
         text_pairs_free(out);
+    return rc;
+}
+
+/* ---- rankings ------------------------------------------------------------------ */
+
+void ranking_set_free(ranking_set *r) {
+    for (int64_t i = 0; i < r->n_strings; i++)
+        free(r->strings[i]);
+    free(r->strings);
+    free(r->items);
+    memset(r, 0, sizeof *r);
+}
+
+static const char *keep_string(ranking_set *r, const char *s) {
+    if (r->n_strings == r->cap_strings) {
+        const int64_t cap = r->cap_strings ? 2 * r->cap_strings : 1024;
+        char **grown = realloc(r->strings, sizeof *grown * (size_t)cap);
+        if (grown == NULL)
+            return NULL;
+        r->strings = grown;
+        r->cap_strings = cap;
+    }
+    char *copy = strdup(s);
+    if (copy != NULL)
+        r->strings[r->n_strings++] = copy;
+    return copy;
+}
+
+/* Fills rk from one parsed line; returns 0 or -1 with a message (no path). */
+static int parse_ranking(ranking_set *set, ranking *rk, json_t *obj, char *err, size_t errlen) {
+    if (!json_is_object(obj)) {
+        snprintf(err, errlen, "expected a JSON object");
+        return -1;
+    }
+    static const char *const known[] = {"prompt", "chosen", "rejected", "responses",
+                                        "ranks",  "margin", NULL};
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        int ok = 0;
+        for (const char *const *k = known; *k; k++)
+            ok |= strcmp(*k, key) == 0;
+        if (!ok) {
+            snprintf(err, errlen, "unknown field '%.64s'", key);
+            return -1;
+        }
+    }
+    memset(rk, 0, sizeof *rk);
+    json_t *prompt = json_object_get(obj, "prompt");
+    if (!json_is_string(prompt)) {
+        snprintf(err, errlen, "field 'prompt' must be a string");
+        return -1;
+    }
+    rk->prompt = keep_string(set, json_string_value(prompt));
+    json_t *margin = json_object_get(obj, "margin");
+    if (margin != NULL && !json_is_number(margin)) {
+        snprintf(err, errlen, "field 'margin' must be a number");
+        return -1;
+    }
+    rk->margin = margin ? (float)json_number_value(margin) : 0.0f;
+    json_t *chosen = json_object_get(obj, "chosen"), *rejected = json_object_get(obj, "rejected");
+    json_t *responses = json_object_get(obj, "responses"), *ranks = json_object_get(obj, "ranks");
+    if ((chosen || rejected) && (responses || ranks)) {
+        snprintf(err, errlen, "give chosen and rejected, or responses and ranks, not both");
+        return -1;
+    }
+    if (chosen || rejected) {
+        if (!json_is_string(chosen) || !json_is_string(rejected)) {
+            snprintf(err, errlen, "fields 'chosen' and 'rejected' must both be strings");
+            return -1;
+        }
+        rk->k = 2;
+        rk->responses[0] = keep_string(set, json_string_value(chosen));
+        rk->responses[1] = keep_string(set, json_string_value(rejected));
+        rk->rank[0] = 0, rk->rank[1] = 1;
+    } else {
+        if (!json_is_array(responses) || !json_is_array(ranks)) {
+            snprintf(err, errlen, "missing field '%s'",
+                     !json_is_array(responses) ? "responses (or chosen/rejected)" : "ranks");
+            return -1;
+        }
+        const size_t k = json_array_size(responses);
+        if (k < 2 || k > RANKING_MAX_K || json_array_size(ranks) != k) {
+            snprintf(err, errlen,
+                     "'responses' needs 2 to %d entries and 'ranks' as many (got %zu "
+                     "and %zu)",
+                     RANKING_MAX_K, k, json_array_size(ranks));
+            return -1;
+        }
+        rk->k = (int)k;
+        for (size_t i = 0; i < k; i++) {
+            json_t *resp = json_array_get(responses, i), *rank = json_array_get(ranks, i);
+            if (!json_is_string(resp) || !json_is_integer(rank)) {
+                snprintf(err, errlen, "responses[%zu] must be a string and ranks[%zu] an integer",
+                         i, i);
+                return -1;
+            }
+            rk->responses[i] = keep_string(set, json_string_value(resp));
+            rk->rank[i] = (int)json_integer_value(rank);
+        }
+    }
+    for (int i = 0; i < rk->k; i++)
+        if (rk->responses[i] == NULL || rk->prompt == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    return ranking_validate(rk, err, errlen);
+}
+
+int rankings_load_jsonl(ranking_set *out, const char *path, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int64_t cap = 0, number = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    ssize_t len;
+    int rc = 0;
+    while (rc == 0 && (len = getline(&line, &line_cap, f)) >= 0) {
+        number++;
+        size_t n = (size_t)len;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
+            n--;
+        if (n == 0)
+            continue;
+        if (out->n == cap) {
+            cap = cap ? 2 * cap : 256;
+            ranking *items = realloc(out->items, sizeof *items * (size_t)cap);
+            if (items == NULL) {
+                snprintf(err, errlen, "out of memory reading %s", path);
+                rc = -1;
+                break;
+            }
+            out->items = items;
+        }
+        json_error_t jerr;
+        json_t *obj = json_loadb(line, n, JSON_REJECT_DUPLICATES, &jerr);
+        char why[320];
+        if (obj == NULL)
+            snprintf(why, sizeof why, "%s", jerr.text), rc = -1;
+        else
+            rc = parse_ranking(out, &out->items[out->n], obj, why, sizeof why);
+        json_decref(obj);
+        if (rc != 0)
+            snprintf(err, errlen, "%s:%lld: %s", path, (long long)number, why);
+        else
+            out->n++;
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && out->n == 0) {
+        snprintf(err, errlen, "%s: no rankings", path);
+        rc = -1;
+    }
+    if (rc != 0)
+        ranking_set_free(out);
     return rc;
 }

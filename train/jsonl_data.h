@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "reward.h"
 #include "sft.h"
 
 typedef struct text_pairs {
@@ -19,5 +20,19 @@ typedef struct text_pairs {
 
 int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen);
 void text_pairs_free(text_pairs *p);
+
+/* Rankings, one a line: TRL's {"prompt", "chosen", "rejected"}, or
+ * {"prompt", "responses": [...], "ranks": [...]} for K = 2..9 responses with
+ * rank 0 the best and equal ranks for ties; "margin" (a number) is optional
+ * in both. Each ranking is validated (reward.h) with its line number. */
+typedef struct ranking_set {
+    ranking *items;
+    int64_t n;
+    char **strings;
+    int64_t n_strings, cap_strings;
+} ranking_set;
+
+int rankings_load_jsonl(ranking_set *out, const char *path, char *err, size_t errlen);
+void ranking_set_free(ranking_set *r);
 
 #endif
