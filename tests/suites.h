@@ -18,5 +18,6 @@ Suite *safetensors_suite(void);
 Suite *tokenizer_suite(void);
 Suite *sft_suite(void);
 Suite *reward_suite(void);
+Suite *rlhf_ppo_suite(void);
 
 #endif
