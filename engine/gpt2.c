@@ -456,6 +456,34 @@ void gpt2_token_logprobs(const gpt2_model *m, const int32_t *targets, float *log
     }
 }
 
+void gpt2_logprobs_backward(gpt2_model *m, const int32_t *targets, const float *dlogp,
+                            const float *dentropy) {
+    const int BT = m->B * m->T, V = m->cfg.vocab_size;
+    for (int i = 0; i < BT; i++) {
+        float *z = m->acts.logits + (int64_t)i * V;
+        const float gl = dlogp[i], ge = dentropy ? dentropy[i] : 0.0f;
+        if (gl == 0.0f && ge == 0.0f) {
+            memset(z, 0, sizeof(float) * (size_t)V);
+            continue;
+        }
+        const float lse = row_logsumexp(z, V);
+        float h = 0.0f;
+        if (ge != 0.0f) { /* H = -Σ p log p */
+            double acc = 0.0;
+            for (int j = 0; j < V; j++) {
+                const float lp = z[j] - lse;
+                acc -= (double)expf(lp) * lp;
+            }
+            h = (float)acc;
+        }
+        for (int j = 0; j < V; j++) {
+            const float lp = z[j] - lse, p = expf(lp);
+            z[j] = -gl * p - ge * p * (lp + h);
+        }
+        z[targets[i]] += gl;
+    }
+}
+
 void gpt2_backward(gpt2_model *m, bool with_logits, bool with_values) {
     const gpt2_config *c = &m->cfg;
     const int B = m->B, T = m->T, C = c->d_model, L = c->n_layer, NH = c->n_head;

@@ -152,6 +152,15 @@ float gpt2_lm_loss(gpt2_model *m, const int32_t *targets, const uint8_t *loss_ma
  * every position (B, T); logits unchanged. entropy may be NULL. */
 void gpt2_token_logprobs(const gpt2_model *m, const int32_t *targets, float *logp, float *entropy);
 
+/* Turns acts.logits into dlogits for a loss given by its gradients with
+ * respect to the per-token log-probabilities of targets (dlogp, B×T) and,
+ * optionally, the next-token entropies (dentropy, NULL = none), as
+ * gpt2_token_logprobs computes them:
+ *   ∂/∂z_j = dlogp · (1[j = y] - p_j) - dentropy · p_j (log p_j + H).
+ * PPO's policy loss reaches the model through this. */
+void gpt2_logprobs_backward(gpt2_model *m, const int32_t *targets, const float *dlogp,
+                            const float *dentropy);
+
 /* Backward of the last forward: from acts.logits holding dlogits (when
  * with_logits) and acts.dvalues (when with_values), accumulating into
  * grads. */

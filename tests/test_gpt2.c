@@ -498,11 +498,67 @@ START_TEST(test_hf_checkpoint_loads_and_round_trips) {
 }
 END_TEST
 
+/* The log-prob/entropy backward that PPO's policy loss uses, against
+ * finite differences of loss = Σ w1 · logp(target) + Σ w2 · entropy. */
+typedef struct lp_case {
+    fd_case base;
+    float w1[FB * FT], w2[FB * FT];
+} lp_case;
+
+static double lp_loss(void *ctx) {
+    lp_case *c = ctx;
+    gpt2_batch batch = {c->base.tokens, c->base.positions, c->base.attn_mask, FB, FT};
+    gpt2_forward(&c->base.m, &batch, true);
+    float logp[FB * FT], ent[FB * FT];
+    gpt2_token_logprobs(&c->base.m, c->base.targets, logp, ent);
+    double loss = 0.0;
+    for (int i = 0; i < FB * FT; i++)
+        loss += (double)c->w1[i] * logp[i] + (double)c->w2[i] * ent[i];
+    return loss;
+}
+
+START_TEST(test_logprobs_backward_finite_differences) {
+    lp_case *c = calloc(1, sizeof *c);
+    const gpt2_config cfg = {13, 8, 1, 2, 8, false};
+    char err[256];
+    ck_assert_int_eq(gpt2_init(&c->base.m, &cfg, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_reserve(&c->base.m, FB, FT, err, sizeof err), 0);
+    rng_state r;
+    rng_seed(&r, 61, 0);
+    test_fill_uniform(c->base.m.param_memory, (size_t)c->base.m.num_params, -0.5f, 0.5f, &r);
+    for (int i = 0; i < FB * FT; i++) {
+        c->base.tokens[i] = (int32_t)rng_next_below(&r, 13);
+        c->base.targets[i] = (int32_t)rng_next_below(&r, 13);
+        c->base.attn_mask[i] = 1;
+        c->base.positions[i] = i % FT;
+        c->w1[i] = (float)rng_next_uniform(&r, -1, 1);
+        c->w2[i] = i % 3 == 0 ? 0.0f : (float)rng_next_uniform(&r, -1, 1);
+    }
+    lp_loss(c);
+    gpt2_logprobs_backward(&c->base.m, c->base.targets, c->w1, c->w2);
+    gpt2_zero_grad(&c->base.m);
+    gpt2_backward(&c->base.m, true, false);
+    int64_t sizes[GPT2_NUM_PARAM_TENSORS];
+    gpt2_param_sizes(&cfg, sizes);
+    float *p = c->base.m.param_memory, *g = c->base.m.grad_memory;
+    for (int k = 0; k < GPT2_NUM_PARAM_TENSORS; k++) {
+        const int64_t stride = sizes[k] > 25 ? sizes[k] / 25 : 1;
+        for (int64_t i = 0; i < sizes[k]; i += stride)
+            test_check_gradient("logprob param", p + i, g + i, 1, lp_loss, c, 1e-2f, 5e-4, 1e-2);
+        p += sizes[k];
+        g += sizes[k];
+    }
+    gpt2_free(&c->base.m);
+    free(c);
+}
+END_TEST
+
 Suite *gpt2_suite(void) {
     Suite *s = suite_create("gpt2");
     TCase *tc = tcase_create("model");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_gpt2_backward_finite_differences);
+    tcase_add_test(tc, test_logprobs_backward_finite_differences);
     tcase_add_test(tc, test_kv_cache_matches_full_forward);
     tcase_add_test(tc, test_generate_greedy_topk_and_eos);
     tcase_add_test(tc, test_sample_tokens_distribution);
