@@ -15,7 +15,9 @@
 
 #include <stddef.h>
 
+#include "gpt2.h"
 #include "rng.h"
+#include "tokenizer.h"
 
 /* Writes one (prompt, response) example drawn from rng into the buffers
  * (NUL-terminated, truncated to cap). */
@@ -28,5 +30,12 @@ void demo_task_response(rng_state *rng, const char *prompt, char *response, size
 
 /* The gold score of a response to a prompt (see above). */
 double demo_task_gold_score(const char *prompt, const char *response);
+
+/* Samples one response to prompt from model m (temperature, up to 64 new
+ * tokens or what the context holds, stopping at EOT), writes its text to
+ * text (NUL-terminated, EOT dropped) and returns its gold score; NAN if the
+ * model cannot take the prompt. */
+double demo_task_sample(const gpt2_model *m, const tokenizer *tok, const char *prompt,
+                        float temperature, rng_state *rng, char *text, size_t text_cap);
 
 #endif

@@ -1,6 +1,7 @@
 #include "jobs.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -102,7 +103,47 @@ static const job_type reward_job = {
     .run = reward_run,
 };
 
-const job_type *const job_types[] = {&ppo_control_job, &sft_job, &reward_job, NULL};
+static int ppo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
+    return ppo_lm_validate(cfg, err, errlen);
+}
+
+static int ppo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                      size_t errlen) {
+    tokenizer tok;
+    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+        return -1;
+    const char **prompts = malloc(sizeof(char *) * (size_t)(in->n_train > 0 ? in->n_train : 1));
+    if (prompts == NULL) {
+        tokenizer_free(&tok);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int64_t i = 0; i < in->n_train; i++)
+        prompts[i] = in->train[i].prompt;
+    const ppo_lm_inputs pi = {prompts, in->n_train, &tok, in->init_checkpoint,
+                              in->reward_checkpoint};
+    const int rc = ppo_lm_train(cfg, &pi, sink, NULL, err, errlen);
+    free(prompts);
+    tokenizer_free(&tok);
+    return rc;
+}
+
+static const char *const ppo_lm_headline[] = {"objective/scores",          "objective/kl",
+                                              "objective/kl_coef",         "policy/clipfrac_avg",
+                                              "tokens/responses_len_mean", NULL};
+
+static const job_type ppo_lm_job = {
+    .name = "ppo",
+    .summary = "RLHF PPO of a language model against a reward model, KL-penalised to the SFT model",
+    .hparams = &ppo_lm_hparams,
+    .headline_metrics = ppo_lm_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_PROMPTS,
+    .validate = ppo_lm_validate_any,
+    .run = ppo_lm_run,
+};
+
+const job_type *const job_types[] = {&ppo_control_job, &sft_job, &reward_job, &ppo_lm_job, NULL};
 
 const job_type *job_type_find(const char *name) {
     for (const job_type *const *t = job_types; *t; t++)

@@ -13,12 +13,13 @@
 #include "hparams.h"
 #include "sink.h"
 #include "reward.h"
+#include "rlhf_ppo.h"
 #include "sft.h"
 
 /* What a job trains on, beyond its hyperparameters. The CLI fills it from
  * files, the daemon's worker from the database. Unused parts stay zero. */
 typedef struct job_inputs {
-    const text_pair *train; /* (prompt, response) examples */
+    const text_pair *train; /* (prompt, response) examples; prompts alone for ppo */
     int64_t n_train;
     const text_pair *eval; /* optional held-out examples */
     int64_t n_eval;
@@ -28,6 +29,7 @@ typedef struct job_inputs {
     int64_t n_eval_rankings;
     const char *init_checkpoint;   /* safetensors path, or NULL */
     const char *resume_checkpoint; /* a resumable checkpoint of this job, or NULL */
+    const char *reward_checkpoint; /* ppo: the reward model */
     const char *tokenizer_dir;     /* GPT-2 BPE files (vocab.json + merges.txt or
                                     * encoder.json + vocab.bpe); NULL = byte-level */
 } job_inputs;
@@ -42,7 +44,7 @@ typedef struct job_type {
     int needs_train_data;
     /* (prompt, response) examples in job_inputs.train, or rankings in
      * job_inputs.rankings. */
-    enum { JOB_DATA_PAIRS, JOB_DATA_RANKINGS } data_kind;
+    enum { JOB_DATA_PAIRS, JOB_DATA_RANKINGS, JOB_DATA_PROMPTS } data_kind;
     int (*validate)(const void *cfg, char *err, size_t errlen);
     int (*run)(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                size_t errlen);

@@ -11,7 +11,12 @@
 #define RLHF_RLHF_PPO_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "hparams.h"
+#include "sink.h"
+#include "tokenizer.h"
 
 typedef enum kl_estimator {
     KL_ESTIMATOR_K1,  /* log π - log π_ref (unbiased, can be negative) */
@@ -55,4 +60,50 @@ typedef struct kl_controller {
 
 void kl_controller_update(kl_controller *c, double current_kl, int64_t n_steps);
 
+/* ---- the PPO job (engine/ppo_lm.c) ---------------------------------------------- */
+
+typedef struct ppo_lm_config {
+    int64_t seed;
+    int64_t total_updates;
+    int64_t batch_size;      /* prompts per rollout */
+    int64_t mini_batch_size; /* rows per gradient step */
+    int64_t ppo_epochs;
+    double learning_rate;
+    bool anneal_lr;
+    double max_grad_norm;
+    double clip_coef;
+    double vf_clip;
+    double vf_coef;
+    double gamma, lam;
+    double kl_coef;
+    char kl_estimator[HPARAM_CHOICE_BYTES];
+    double target_kl; /* adaptive β target per sequence; 0 = fixed β */
+    double kl_horizon;
+    bool whiten_rewards;
+    int64_t response_length;
+    double temperature;
+    double missing_eos_penalty;
+    int64_t non_finite_patience;
+    int64_t sample_interval;
+} ppo_lm_config;
+
+extern const hparam_table ppo_lm_hparams;
+
+typedef struct ppo_lm_inputs {
+    const char *const *prompts;
+    int64_t n_prompts;
+    const tokenizer *tok;
+    const char *policy_checkpoint; /* the SFT model: policy init and frozen reference */
+    const char *reward_checkpoint; /* the reward model, with reward_gain / reward_bias */
+} ppo_lm_inputs;
+
+typedef struct ppo_lm_result {
+    int64_t updates;
+    double first_score, last_score; /* mean normalised RM score of the first and last rollout */
+    double last_kl;                 /* mean per-sequence KL of the last rollout */
+} ppo_lm_result;
+
+int ppo_lm_validate(const ppo_lm_config *cfg, char *err, size_t errlen);
+int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_sink *sink,
+                 ppo_lm_result *result, char *err, size_t errlen);
 #endif

@@ -119,7 +119,7 @@ static enum MHD_Result reply_json_text(request *r, unsigned status, char *text, 
 }
 
 enum MHD_Result http_reply_json(request *r, unsigned status, json_t *body) {
-    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(body, HTTP_JSON_DUMP_FLAGS);
     json_decref(body);
     return text ? reply_json_text(r, status, text, false) : MHD_NO;
 }
@@ -267,7 +267,7 @@ static int idempotency_store(request *r, unsigned status, const char *text) {
 }
 
 enum MHD_Result http_commit_reply(request *r, unsigned status, json_t *body) {
-    char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(body, HTTP_JSON_DUMP_FLAGS);
     json_decref(body);
     int stored = text == NULL ? -1 : r->idempotency_key ? idempotency_store(r, status, text) : 1;
     if (stored == 1 && db_commit(r->db) == SQLITE_OK)

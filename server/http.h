@@ -68,6 +68,15 @@ void http_route_at(size_t i, const char **method, const char **pattern);
 json_t *http_json_parse(const char *text, size_t len, char *err, size_t errlen, char *param,
                         size_t paramlen);
 
+/* How every JSON reply (and stream event) is printed. Reals get 15
+ * significant digits (DBL_DIG: every decimal of up to 15 digits comes back
+ * unchanged from a double), so a hyperparameter sent as 0.99 reads back
+ * 0.99, not jansson's default 17 digits (0.98999999999999999). A double
+ * that needs 16 or 17 digits prints rounded; metrics are float32 values
+ * (9 digits) and lose nothing. What the server must read back bit for bit
+ * (a job's stored config) is stored with jansson's default. */
+#define HTTP_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
+
 /* Replies with body (stolen) as JSON. */
 enum MHD_Result http_reply_json(request *r, unsigned status, json_t *body);
 /* Replies {"error": {message, type, param, code}}; param may be NULL. The

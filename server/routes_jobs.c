@@ -1,5 +1,6 @@
-/* Jobs: create (validated against the engine's job registry), list, get,
- * cancel, and the job's events, metrics, checkpoints and live stream.
+/* Jobs: create (validated against the engine's job registry, with the
+ * datasets it trains on), list, get, cancel, and the job's events,
+ * metrics, checkpoints and live stream.
  *
  * Lists are newest first with `after` = the last id of the previous page
  * (the OpenAI convention); metrics are by step, oldest first, with
@@ -16,7 +17,9 @@
 
 #define JOB_COLUMNS                                                                                \
     "id, type, status, config, attempts, max_attempts, cancel_requested, created_at, "             \
-    "started_at, finished_at, error"
+    "started_at, finished_at, error, "                                                             \
+    "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'training'), "      \
+    "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'validation')"
 
 static json_t *column_int_or_null(sqlite3_stmt *st, int i) {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? json_null()
@@ -32,16 +35,17 @@ static json_t *column_json(sqlite3_stmt *st, int i) {
 
 static json_t *job_from_row(sqlite3_stmt *st) {
     const char *error = (const char *)sqlite3_column_text(st, 10);
-    return json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:b, s:I, s:o, s:o, s:o}", "id",
-                     (json_int_t)sqlite3_column_int64(st, 0), "object", "job", "type",
-                     (const char *)sqlite3_column_text(st, 1), "status",
-                     (const char *)sqlite3_column_text(st, 2), "hyperparameters",
-                     column_json(st, 3), "attempts", (json_int_t)sqlite3_column_int64(st, 4),
-                     "max_attempts", (json_int_t)sqlite3_column_int64(st, 5), "cancel_requested",
-                     sqlite3_column_int(st, 6) != 0, "created_at",
-                     (json_int_t)sqlite3_column_int64(st, 7), "started_at",
-                     column_int_or_null(st, 8), "finished_at", column_int_or_null(st, 9), "error",
-                     error ? json_pack("{s:s}", "message", error) : json_null());
+    return json_pack(
+        "{s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:b, s:I, s:o, s:o, s:o}", "id",
+        (json_int_t)sqlite3_column_int64(st, 0), "object", "job", "type",
+        (const char *)sqlite3_column_text(st, 1), "status",
+        (const char *)sqlite3_column_text(st, 2), "training_file", column_int_or_null(st, 11),
+        "validation_file", column_int_or_null(st, 12), "hyperparameters", column_json(st, 3),
+        "attempts", (json_int_t)sqlite3_column_int64(st, 4), "max_attempts",
+        (json_int_t)sqlite3_column_int64(st, 5), "cancel_requested", sqlite3_column_int(st, 6) != 0,
+        "created_at", (json_int_t)sqlite3_column_int64(st, 7), "started_at",
+        column_int_or_null(st, 8), "finished_at", column_int_or_null(st, 9), "error",
+        error ? json_pack("{s:s}", "message", error) : json_null());
 }
 
 /* The job as JSON, or NULL if there is none (or on error). */
@@ -86,6 +90,26 @@ static int require_job(request *r, enum MHD_Result *replied) {
 /* Job types the service will run once the engine has them. */
 static const char *const planned_job_types[] = {"sft", "reward", "ppo", NULL};
 
+/* The dataset format (datasets.format) each job type trains on, for
+ * training_file and validation_file alike. The worker (train/db_job.c)
+ * turns that format's rows into the job's inputs. A type the engine has
+ * that needs training data but is not listed here is refused with
+ * job_type_unavailable: the daemon cannot feed it yet. Adding reward
+ * (preference) and ppo (prompts) is a row here plus their loader there. */
+static const struct {
+    const char *job_type;
+    const char *dataset_format;
+} job_dataset_formats[] = {
+    {"sft", "sft"},
+};
+
+static const char *job_dataset_format(const job_type *type) {
+    for (size_t i = 0; i < sizeof job_dataset_formats / sizeof job_dataset_formats[0]; i++)
+        if (strcmp(job_dataset_formats[i].job_type, type->name) == 0)
+            return job_dataset_formats[i].dataset_format;
+    return NULL;
+}
+
 /* The engine's messages name the offending key in the first '...' of the
  * text ("hyperparameter 'gamma' must be ..."); param becomes
  * "hyperparameters.gamma", or "hyperparameters" if there is no key. */
@@ -103,6 +127,88 @@ static void available_types(char *out, size_t len) {
     out[0] = '\0';
     for (const job_type *const *t = job_types; *t && used < len; t++)
         used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "", (*t)->name);
+}
+
+/* A dataset named by training_file / validation_file. */
+typedef struct job_dataset_ref {
+    const char *param;   /* "training_file" */
+    const char *purpose; /* job_datasets.purpose: "training" */
+    const json_t *value; /* from the body; NULL if absent */
+} job_dataset_ref;
+
+/* The shape of ref's value: 1 ok (absent or a positive integer), 0 replied. */
+static int check_dataset_ref_syntax(request *r, const job_type *type, const job_dataset_ref *ref,
+                                    enum MHD_Result *replied) {
+    if (ref->value == NULL)
+        return 1;
+    if (job_dataset_format(type) == NULL)
+        *replied =
+            http_reply_error(r, 400, "invalid_value", ref->param,
+                             "%s jobs train on no dataset; leave %s out", type->name, ref->param);
+    else if (!json_is_integer(ref->value))
+        *replied = http_reply_error(r, 400, "invalid_type", ref->param,
+                                    "%s must be a dataset id (an integer)", ref->param);
+    else if (json_integer_value(ref->value) <= 0)
+        *replied = http_reply_error(r, 400, "invalid_value", ref->param,
+                                    "%s must be a positive dataset id", ref->param);
+    else
+        return 1;
+    return 0;
+}
+
+/* In the caller's transaction: ref names a dataset with rows in the format
+ * the job type trains on; links it to job_id. 1 ok, 0 replied (the caller
+ * rolls back). */
+static int link_job_dataset(request *r, const job_type *type, const job_dataset_ref *ref,
+                            int64_t job_id, enum MHD_Result *replied) {
+    if (ref->value == NULL)
+        return 1;
+    const int64_t id = json_integer_value(ref->value);
+    const char *want = job_dataset_format(type);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db, "SELECT format, n_rows FROM datasets WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK) {
+        *replied = reply_db_error(r);
+        return 0;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    char format[32] = "";
+    int64_t n_rows = 0;
+    if (rc == SQLITE_ROW) {
+        snprintf(format, sizeof format, "%s", (const char *)sqlite3_column_text(st, 0));
+        n_rows = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        *replied = reply_db_error(r);
+    else if (rc == SQLITE_DONE)
+        *replied = http_reply_error(r, 400, "dataset_not_found", ref->param, "no dataset %lld",
+                                    (long long)id);
+    else if (strcmp(format, want) != 0)
+        *replied = http_reply_error(r, 400, "invalid_dataset_format", ref->param,
+                                    "%s jobs train on datasets of format %s; dataset %lld is %s",
+                                    type->name, want, (long long)id, format);
+    else if (n_rows == 0)
+        *replied =
+            http_reply_error(r, 400, "dataset_empty", ref->param,
+                             "dataset %lld has no rows; upload its JSONL first", (long long)id);
+    else if (sqlite3_prepare_v2(r->db,
+                                "INSERT INTO job_datasets (job_id, purpose, dataset_id) "
+                                "VALUES (?1, ?2, ?3)",
+                                -1, &st, NULL) != SQLITE_OK)
+        *replied = reply_db_error(r);
+    else {
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_text(st, 2, ref->purpose, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, id);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc == SQLITE_DONE)
+            return 1;
+        *replied = reply_db_error(r);
+    }
+    return 0;
 }
 
 /* Inserts a queued job and its first event in the caller's transaction. */
@@ -130,15 +236,56 @@ static int64_t job_insert(sqlite3 *db, const char *type, const char *config, int
     return id;
 }
 
+/* Stores the validated job with its dataset links in one transaction and
+ * replies with it; a dataset that does not fit stores nothing. */
+static enum MHD_Result job_store(request *r, const job_type *type, const void *cfg,
+                                 int64_t max_attempts, const job_dataset_ref refs[2]) {
+    json_t *resolved = hparams_to_json(type->hparams, cfg);
+    /* Stored at full precision: the worker must read back the very same
+     * doubles (replies print 15 digits, http.h). */
+    char *config = json_dumps(resolved, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(resolved);
+    if (config == NULL || db_begin(r->db) != SQLITE_OK) {
+        free(config);
+        return reply_db_error(r);
+    }
+    enum MHD_Result replied;
+    int64_t id = job_insert(r->db, type->name, config, max_attempts, r->token.id);
+    free(config);
+    if (id <= 0) {
+        replied = reply_db_error(r);
+        db_rollback(r->db);
+        return replied;
+    }
+    if (!link_job_dataset(r, type, &refs[0], id, &replied) ||
+        !link_job_dataset(r, type, &refs[1], id, &replied)) {
+        db_rollback(r->db);
+        return replied;
+    }
+    json_t *job = job_load(r->db, id);
+    if (job == NULL) {
+        replied = reply_db_error(r);
+        db_rollback(r->db);
+        return replied;
+    }
+    replied = http_commit_reply(r, 200, job);
+    scheduler_wake(r->srv->scheduler);
+    return replied;
+}
+
 enum MHD_Result route_jobs_create(request *r) {
     enum MHD_Result replied;
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;
-    static const char *const keys[] = {"type", "hyperparameters", "max_attempts", NULL};
+    static const char *const keys[] = {"type",          "hyperparameters", "max_attempts",
+                                       "training_file", "validation_file", NULL};
     json_t *type_v = json_object_get(body, "type");
     json_t *hp = json_object_get(body, "hyperparameters");
     json_t *attempts_v = json_object_get(body, "max_attempts");
+    const job_dataset_ref refs[2] = {
+        {"training_file", "training", json_object_get(body, "training_file")},
+        {"validation_file", "validation", json_object_get(body, "validation_file")}};
     const job_type *type = json_is_string(type_v) ? job_type_find(json_string_value(type_v)) : NULL;
     int64_t max_attempts = attempts_v ? json_integer_value(attempts_v) : r->srv->cfg.max_attempts;
     void *cfg = type ? calloc(1, type->hparams->config_bytes) : NULL;
@@ -162,11 +309,10 @@ enum MHD_Result route_jobs_create(request *r) {
                                        "build's engine does not implement it (available: %s)"
                                      : "unknown job type '%.64s' (available: %s)",
                              name, names);
-    } else if (type->needs_train_data)
-        /* The engine has the job, but jobs cannot name a dataset yet. */
+    } else if (type->needs_train_data && job_dataset_format(type) == NULL)
         replied = http_reply_error(r, 400, "job_type_unavailable", "type",
-                                   "job type '%s' trains on a dataset, and attaching datasets to "
-                                   "jobs is not built yet; run it with rlhf-train %s --data FILE",
+                                   "job type '%s' is in the engine, but the daemon cannot feed it "
+                                   "its training data yet; run it with rlhf-train %s",
                                    type->name, type->name);
     else if (hp != NULL && !json_is_object(hp))
         replied = http_reply_error(r, 400, "invalid_type", "hyperparameters",
@@ -175,27 +321,20 @@ enum MHD_Result route_jobs_create(request *r) {
              (!json_is_integer(attempts_v) || max_attempts < 1 || max_attempts > 100))
         replied = http_reply_error(r, 400, "invalid_value", "max_attempts",
                                    "max_attempts must be an integer in [1, 100]");
+    else if (type->needs_train_data && refs[0].value == NULL)
+        replied = http_reply_error(r, 400, "missing_required_parameter", "training_file",
+                                   "%s jobs need training_file: the id of a dataset of format %s",
+                                   type->name, job_dataset_format(type));
+    else if (!check_dataset_ref_syntax(r, type, &refs[0], &replied) ||
+             !check_dataset_ref_syntax(r, type, &refs[1], &replied))
+        ;
     else if (cfg == NULL)
         replied = http_reply_error(r, 500, "out_of_memory", NULL, "out of memory");
     else if (job_config_from_json(type, cfg, hp, err, sizeof err) != 0) {
         hyperparameter_param(err, param, sizeof param);
         replied = http_reply_error(r, 400, "invalid_hyperparameter", param, "%s", err);
-    } else {
-        json_t *resolved = hparams_to_json(type->hparams, cfg);
-        char *config = json_dumps(resolved, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        int64_t id = config && db_begin(r->db) == SQLITE_OK
-                         ? job_insert(r->db, type->name, config, max_attempts, r->token.id)
-                         : -1;
-        json_t *job = id > 0 ? job_load(r->db, id) : NULL;
-        free(config);
-        json_decref(resolved);
-        if (job == NULL)
-            replied = reply_db_error(r);
-        else {
-            replied = http_commit_reply(r, 200, job);
-            scheduler_wake(r->srv->scheduler);
-        }
-    }
+    } else
+        replied = job_store(r, type, cfg, max_attempts, refs);
     free(cfg);
     json_decref(body);
     return replied;
@@ -548,7 +687,7 @@ static int sse_fill(sse_stream *s) {
         sqlite3_bind_int64(st, 2, s->last_id);
         while (ok && sqlite3_step(st) == SQLITE_ROW) {
             json_t *event = event_from_row(st, s->job_id);
-            char *text = json_dumps(event, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            char *text = json_dumps(event, HTTP_JSON_DUMP_FLAGS);
             char head[96];
             int hn = snprintf(head, sizeof head,
                               "id: %lld\nevent: %s\ndata: ", (long long)sqlite3_column_int64(st, 0),

@@ -19,5 +19,6 @@ Suite *tokenizer_suite(void);
 Suite *sft_suite(void);
 Suite *reward_suite(void);
 Suite *rlhf_ppo_suite(void);
+Suite *pipeline_suite(void);
 
 #endif

@@ -32,6 +32,7 @@ static const named_suite all_suites[] = {
     {"sft", sft_suite},
     {"reward", reward_suite},
     {"rlhf_ppo", rlhf_ppo_suite},
+    {"pipeline", pipeline_suite},
     {"env", env_suite},
 };
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http.h"
 #include "suites.h"
@@ -163,7 +164,9 @@ START_TEST(test_dataset_upload_formats) {
     exec_sql(&d, "INSERT INTO jobs (id, type, status, config, max_attempts, created_at) VALUES "
                  "(7, 'ppo-control', 'cancelled', '{}', 1, 0)");
     char sql[160];
-    snprintf(sql, sizeof sql, "INSERT INTO job_datasets VALUES (7, %lld)", (long long)sft);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO job_datasets (job_id, purpose, dataset_id) VALUES (7, 'training', %lld)",
+             (long long)sft);
     exec_sql(&d, sql);
     snprintf(path, sizeof path, "/v1/datasets/%lld", (long long)sft);
     call_expect_error(&d, "DELETE", path, d.admin, NULL, 409, "dataset_in_use", NULL);
@@ -739,6 +742,286 @@ START_TEST(test_prometheus_metrics) {
 }
 END_TEST
 
+/* ---- jobs on datasets --------------------------------------------------------------- */
+
+/* A tiny model, so a job takes well under a second: 40 steps, a periodic
+ * (resumable) checkpoint every 4. */
+#define TINY_SFT_HYPERPARAMETERS                                                                   \
+    "{\"n_layer\":1,\"d_model\":32,\"n_head\":2,\"context\":64,\"batch_size\":8,"                  \
+    "\"max_steps\":40,\"checkpoint_interval\":4,\"eval_interval\":10,\"sample_interval\":0,"       \
+    "\"sample_max_tokens\":8}"
+
+/* An sft dataset of n rows, uploaded; returns its id. */
+static int64_t sft_dataset(const test_daemon *d, const char *name, int n) {
+    char body[128];
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"format\":\"sft\"}", name);
+    int64_t id = create(d, "/v1/datasets", d->admin, body);
+    char *file = malloc((size_t)n * 128);
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += (size_t)sprintf(file + len,
+                               "{\"prompt\":\"What is %d plus %d?\",\"response\":\"%d\"}\n", i,
+                               i % 7, i + i % 7);
+    http_reply *r = expect_ok(upload(d, id, file, len, NULL));
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "n_rows")), n);
+    reply_free(r);
+    free(file);
+    return id;
+}
+
+/* POST /v1/jobs with {"type":"sft", <fields>, "hyperparameters": TINY}. */
+static int64_t create_sft_job(const test_daemon *d, const char *fields) {
+    char body[1024];
+    snprintf(body, sizeof body, "{\"type\":\"sft\",%s,\"hyperparameters\":%s}", fields,
+             TINY_SFT_HYPERPARAMETERS);
+    return create(d, "/v1/jobs", d->admin, body);
+}
+
+/* The job's checkpoint of kind "final": its id and sha256. */
+static int64_t final_checkpoint(const test_daemon *d, int64_t job, char sha256[65]) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/checkpoints?limit=100", (long long)job);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    int64_t id = 0;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(r->json, "data"), i, c) {
+        if (strcmp(json_string_value(json_object_get(c, "kind")), "final") == 0) {
+            ck_assert_int_eq(id, 0);
+            id = json_integer_value(json_object_get(c, "id"));
+            snprintf(sha256, 65, "%s", json_string_value(json_object_get(c, "sha256")));
+        }
+    }
+    ck_assert_msg(id > 0, "job %lld has no final checkpoint: %s", (long long)job, r->body);
+    reply_free(r);
+    return id;
+}
+
+/* The checkpoint's bytes (caller frees). */
+static http_reply *checkpoint_content(const test_daemon *d, int64_t id) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/content", (long long)id);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    ck_assert_int_lt(r->body_len, sizeof r->body - 1); /* not truncated */
+    return r;
+}
+
+/* training_file / validation_file: every error names its field, nothing is
+ * stored by a refused request, a job on a dataset trains on it (held-out
+ * loss from validation_file), and the dataset cannot be deleted while a
+ * job names it. Numbers in replies print short (0.95, not
+ * 0.94999999999999996). */
+START_TEST(test_sft_job_on_dataset) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    const int64_t train = sft_dataset(&d, "train", 64);
+    const int64_t valid = sft_dataset(&d, "valid", 8);
+    const int64_t empty =
+        create(&d, "/v1/datasets", d.admin, "{\"name\":\"e\",\"format\":\"sft\"}");
+    const int64_t pref =
+        create(&d, "/v1/datasets", d.admin, "{\"name\":\"p\",\"format\":\"preference\"}");
+    const char *pref_file = "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}\n";
+    reply_free(expect_ok(upload(&d, pref, pref_file, strlen(pref_file), NULL)));
+
+    ck_assert_int_eq(train, 1); /* the rows below that say "training_file":1 */
+    struct {
+        const char *body_fmt; /* %lld: a dataset id */
+        int64_t dataset;
+        const char *code, *param;
+    } bad[] = {
+        {"{\"type\":\"sft\"}", 0, "missing_required_parameter", "training_file"},
+        {"{\"type\":\"sft\",\"validation_file\":%lld}", valid, "missing_required_parameter",
+         "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":\"%lld\"}", train, "invalid_type", "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":-%lld}", train, "invalid_value", "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":%lld}", 999, "dataset_not_found", "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":%lld}", empty, "dataset_empty", "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":%lld}", pref, "invalid_dataset_format",
+         "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":1,\"validation_file\":%lld}", pref,
+         "invalid_dataset_format", "validation_file"},
+        {"{\"type\":\"sft\",\"training_file\":1,\"validation_file\":%lld}", empty, "dataset_empty",
+         "validation_file"},
+        {"{\"type\":\"sft\",\"training_file\":1,\"validation_file\":null}", 0, "invalid_type",
+         "validation_file"},
+        {"{\"type\":\"ppo-control\",\"training_file\":%lld}", train, "invalid_value",
+         "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":{\"n_head\":3}}", train,
+         "invalid_hyperparameter", "hyperparameters.n_head"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, bad[i].body_fmt, (long long)bad[i].dataset);
+        call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, bad[i].code, bad[i].param);
+    }
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs", 0), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM job_datasets", 0), 0);
+
+    /* Held-out loss comes only from validation_file (eval_fraction 0). */
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"validation_file\":%lld,"
+             "\"hyperparameters\":{\"n_layer\":1,\"d_model\":32,\"n_head\":2,\"context\":64,"
+             "\"batch_size\":8,\"max_steps\":10,\"eval_fraction\":0,\"eval_interval\":5,"
+             "\"sample_interval\":0,\"sample_max_tokens\":8}}",
+             (long long)train, (long long)valid);
+    http_reply *r = expect_ok(http(&d, "POST", "/v1/jobs", d.admin, body, NULL));
+    const int64_t job = json_integer_value(json_object_get(r->json, "id"));
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "training_file")), train);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "validation_file")), valid);
+    /* 15 significant digits in replies; the stored config keeps every bit. */
+    ck_assert_msg(strstr(r->body, "\"beta2\":0.95,") && strstr(r->body, "\"min_lr_ratio\":0.1,") &&
+                      strstr(r->body, "\"learning_rate\":0.001,"),
+                  "%s", r->body);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM jobs WHERE id = ?1 AND config LIKE "
+                            "'%\"beta2\":0.94999999999999996%'",
+                            job),
+                     1);
+    reply_free(r);
+    http_reply *done = wait_job(&d, job, "succeeded", 1);
+    ck_assert_int_eq(job_int(done, "training_file"), train);
+    ck_assert_int_eq(job_int(done, "validation_file"), valid);
+    reply_free(done);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?names=eval_loss,loss", (long long)job);
+    r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 10);
+    json_t *last = json_object_get(json_array_get(json_object_get(r->json, "data"), 9), "metrics");
+    ck_assert(json_is_real(json_object_get(last, "eval_loss")));
+    ck_assert(json_object_get(
+                  json_object_get(json_array_get(json_object_get(r->json, "data"), 0), "metrics"),
+                  "eval_loss") == NULL);
+    reply_free(r);
+    /* A job without validation_file says so; listing shows both fields. */
+    char fields[64];
+    snprintf(fields, sizeof fields, "\"training_file\":%lld", (long long)train);
+    const int64_t plain = create_sft_job(&d, fields);
+    r = expect_ok(http(&d, "GET", "/v1/jobs?type=sft", d.admin, NULL, NULL));
+    json_t *first = json_array_get(json_object_get(r->json, "data"), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "id")), plain);
+    ck_assert(json_is_null(json_object_get(first, "validation_file")));
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "training_file")), train);
+    reply_free(r);
+    reply_free(wait_job(&d, plain, "succeeded", 1));
+
+    /* Both datasets are in use now; an unused one deletes. */
+    snprintf(path, sizeof path, "/v1/datasets/%lld", (long long)train);
+    call_expect_error(&d, "DELETE", path, d.admin, NULL, 409, "dataset_in_use", NULL);
+    snprintf(path, sizeof path, "/v1/datasets/%lld", (long long)valid);
+    call_expect_error(&d, "DELETE", path, d.admin, NULL, 409, "dataset_in_use", NULL);
+    snprintf(path, sizeof path, "/v1/datasets/%lld", (long long)empty);
+    reply_free(expect_ok(http(&d, "DELETE", path, d.admin, NULL, NULL)));
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A busy handler that keeps trying every 100 µs for 10 s. SQLite's own
+ * (sqlite3_busy_timeout) backs off to 100 ms sleeps, and a tiny job can run
+ * to its end while the poller sleeps; this one takes the lock in the first
+ * gap between two of the worker's commits. */
+static int retry_every_100us(void *arg, int n_tries) {
+    (void)arg;
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+    return n_tries < 100000;
+}
+
+/* Holds the database's write lock at a moment when the job is running and
+ * has written at least one checkpoint, and returns that connection in its
+ * open transaction with the worker's pid. While the lock is held the
+ * worker cannot write anything, so it cannot finish: whatever the test
+ * does to it now happens after a checkpoint and before the end, however
+ * fast the job trains. */
+static sqlite3 *hold_job_after_checkpoint(const test_daemon *d, int64_t job, pid_t *worker) {
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(d->db, &db), SQLITE_OK);
+    sqlite3_busy_handler(db, retry_every_100us, NULL);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "SELECT status, worker_pid, (SELECT count(*) FROM "
+                                        "checkpoints WHERE job_id = ?1) FROM jobs WHERE id = ?1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, job);
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        char status[32];
+        snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
+        *worker = (pid_t)sqlite3_column_int64(st, 1);
+        const int64_t checkpoints = sqlite3_column_int64(st, 2);
+        sqlite3_reset(st);
+        if (strcmp(status, "running") == 0 && checkpoints > 0) {
+            sqlite3_finalize(st);
+            return db;
+        }
+        ck_assert_msg(strcmp(status, "queued") == 0 || strcmp(status, "running") == 0,
+                      "job %lld ended (%s) before it could be interrupted", (long long)job, status);
+        ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_msg(now_ms() < deadline, "job %lld wrote no checkpoint", (long long)job);
+        pause_ms(2); /* let the worker take the lock */
+    }
+}
+
+static void release_job(sqlite3 *db) {
+    ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* Asserts job ends with the same final checkpoint, byte for byte, as the
+ * uninterrupted reference job, after resuming (attempts as given). */
+static void expect_resumed_like(const test_daemon *d, int64_t job, int64_t attempts,
+                                int64_t reference) {
+    reply_free(wait_job(d, job, "succeeded", attempts));
+    ck_assert(has_event(d, job, "resumed"));
+    char want_sha[65], got_sha[65];
+    http_reply *want = checkpoint_content(d, final_checkpoint(d, reference, want_sha));
+    http_reply *got = checkpoint_content(d, final_checkpoint(d, job, got_sha));
+    ck_assert_str_eq(got_sha, want_sha);
+    ck_assert_int_eq(got->body_len, want->body_len);
+    ck_assert(memcmp(got->body, want->body, got->body_len) == 0);
+    reply_free(want);
+    reply_free(got);
+}
+
+/* A requeued sft job resumes from its last checkpoint with training state
+ * and ends bit-identical to an uninterrupted run (one OpenBLAS thread per
+ * worker): after SIGKILL of its worker (periodic checkpoint; the attempt
+ * is used up) and after SIGTERM (the stopped-run checkpoint of a shutdown;
+ * the attempt is given back). */
+START_TEST(test_sft_resume_after_interruption) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    const int64_t train = sft_dataset(&d, "train", 64);
+    char fields[64];
+    snprintf(fields, sizeof fields, "\"training_file\":%lld", (long long)train);
+    const int64_t reference = create_sft_job(&d, fields);
+    reply_free(wait_job(&d, reference, "succeeded", 1));
+    ck_assert(!has_event(&d, reference, "resumed"));
+
+    const int64_t killed = create_sft_job(&d, fields);
+    pid_t worker;
+    sqlite3 *lock = hold_job_after_checkpoint(&d, killed, &worker);
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    release_job(lock);
+    expect_resumed_like(&d, killed, 2, reference);
+
+    const int64_t stopped = create_sft_job(&d, fields);
+    lock = hold_job_after_checkpoint(&d, stopped, &worker);
+    ck_assert_int_eq(kill(worker, SIGTERM), 0);
+    release_job(lock);
+    expect_resumed_like(&d, stopped, 1, reference);
+    ck_assert(has_event(&d, stopped, "queued"));
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* ---- docs/api.md --------------------------------------------------------------------- */
 
 /* Every route of rlhfd's own table appears in docs/api.md as a heading
@@ -776,5 +1059,10 @@ Suite *server_data_suite(void) {
     tcase_add_test(tc, test_api_docs_cover_routes);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
+    TCase *jobs = tcase_create("jobs");
+    tcase_add_test(jobs, test_sft_job_on_dataset);
+    tcase_add_test(jobs, test_sft_resume_after_interruption);
+    tcase_set_timeout(jobs, 120);
+    suite_add_tcase(s, jobs);
     return s;
 }

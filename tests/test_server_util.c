@@ -273,3 +273,52 @@ int64_t db_int(const test_daemon *d, const char *sql, int64_t arg) {
     sqlite3_close(db);
     return v;
 }
+
+/* ---- jobs ------------------------------------------------------------------------- */
+
+/* GET /v1/jobs/{id} (caller frees). */
+http_reply *get_job(const test_daemon *d, int64_t id) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
+    http_reply *r = http(d, "GET", path, d->admin, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    return r;
+}
+
+const char *job_status(http_reply *job) {
+    return json_string_value(json_object_get(job->json, "status"));
+}
+
+int64_t job_int(http_reply *job, const char *key) {
+    return json_integer_value(json_object_get(job->json, key));
+}
+
+/* Polls until the job has status (and, if attempts > 0, that attempt
+ * count); returns the job. */
+http_reply *wait_job(const test_daemon *d, int64_t id, const char *status, int64_t attempts) {
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        http_reply *job = get_job(d, id);
+        if (strcmp(job_status(job), status) == 0 &&
+            (attempts == 0 || job_int(job, "attempts") == attempts))
+            return job;
+        ck_assert_msg(now_ms() < deadline, "job %lld never reached %s: %s", (long long)id, status,
+                      job->body);
+        reply_free(job);
+        pause_ms(20);
+    }
+}
+
+/* Does the job have an event with this code? */
+int has_event(const test_daemon *d, int64_t id, const char *code) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/events?limit=1000", (long long)id);
+    http_reply *r = http(d, "GET", path, d->admin, NULL, NULL);
+    size_t i;
+    json_t *e;
+    int found = 0;
+    json_array_foreach(json_object_get(r->json, "data"), i, e) found |=
+        strcmp(json_string_value(json_object_get(e, "code")), code) == 0;
+    reply_free(r);
+    return found;
+}

@@ -67,6 +67,16 @@ void call_expect_error(const test_daemon *d, const char *method, const char *pat
                        const char *token, const char *body, long status, const char *code,
                        const char *param);
 
+/* GET /v1/jobs/{id}, asserting 200 (caller frees). */
+http_reply *get_job(const test_daemon *d, int64_t id);
+const char *job_status(http_reply *job);
+int64_t job_int(http_reply *job, const char *key);
+/* Polls until the job has status (and, if attempts > 0, that attempt
+ * count); returns the job (caller frees). */
+http_reply *wait_job(const test_daemon *d, int64_t id, const char *status, int64_t attempts);
+/* Does the job have an event with this code? */
+int has_event(const test_daemon *d, int64_t id, const char *code);
+
 /* One integer from the database file (read-only connection); -1 if no row. */
 int64_t db_int(const test_daemon *d, const char *sql, int64_t arg);
 

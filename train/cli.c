@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,9 @@
 #include "blas_setup.h"
 #include "cli_sink.h"
 #include "demo_task.h"
+#include "gpt2.h"
+#include "gpt2_checkpoint.h"
+#include "safetensors.h"
 #include "jsonl_data.h"
 #include "db_job.h"
 #include "jobs.h"
@@ -30,9 +34,12 @@ static void print_usage(FILE *out) {
             "job types:\n");
     for (const job_type *const *t = job_types; *t; t++)
         fprintf(out, "  %-14s %s\n", (*t)->name, (*t)->summary);
-    fprintf(out, "`rlhf-train describe TYPE` lists a type's hyperparameters.\n"
-                 "`rlhf-train demo-data --out FILE.jsonl [--n N] [--seed S]` writes the demo "
-                 "task's SFT data.\n");
+    fprintf(out,
+            "`rlhf-train describe TYPE` lists a type's hyperparameters.\n"
+            "`rlhf-train demo-rankings --policy SFT.safetensors --out FILE.jsonl` ranks policy "
+            "samples like a (simulated) annotator.\n"
+            "`rlhf-train demo-data --out FILE.jsonl [--n N] [--seed S]` writes the demo "
+            "task's SFT data.\n");
 }
 
 static int describe(int argc, char **argv) {
@@ -87,6 +94,7 @@ typedef struct run_options {
     const char *eval_data_path; /* --eval-data */
     const char *init_path;      /* --init: starting weights (safetensors) */
     const char *resume_path;    /* --resume: a resumable checkpoint of this job */
+    const char *reward_path;    /* --reward-model: ppo's reward model */
     const char *tokenizer_dir;  /* --tokenizer-dir: GPT-2 BPE files */
     int threads;
     int quiet;
@@ -129,6 +137,8 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
             opts->init_path = value;
         else if (strcmp(arg, "--resume") == 0)
             opts->resume_path = value;
+        else if (strcmp(arg, "--reward-model") == 0)
+            opts->reward_path = value;
         else if (strcmp(arg, "--tokenizer-dir") == 0)
             opts->tokenizer_dir = value;
         else if (strcmp(arg, "--threads") == 0) {
@@ -172,9 +182,9 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
             snprintf(name, sizeof name, "%s", arg + 2);
             value = argv[++i];
         }
-        static const char *const run_options_names[] = {"config", "checkpoint-dir", "threads",
-                                                        "data",   "eval-data",      "init",
-                                                        "resume", "tokenizer-dir",  NULL};
+        static const char *const run_options_names[] = {
+            "config", "checkpoint-dir", "threads",       "data",         "eval-data",
+            "init",   "resume",         "tokenizer-dir", "reward-model", NULL};
         int is_option = 0;
         for (const char *const *o = run_options_names; *o; o++)
             is_option |= strcmp(name, *o) == 0;
@@ -189,8 +199,9 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
         fprintf(stderr, "rlhf-train: %s needs --data FILE.jsonl\n", type->name);
         return -1;
     }
-    if (!type->needs_train_data && (opts->data_path || opts->eval_data_path || opts->init_path ||
-                                    opts->resume_path || opts->tokenizer_dir)) {
+    if (!type->needs_train_data &&
+        (opts->data_path || opts->eval_data_path || opts->init_path || opts->resume_path ||
+         opts->tokenizer_dir || opts->reward_path)) {
         fprintf(
             stderr,
             "rlhf-train: %s takes no --data, --eval-data, --init, --resume or --tokenizer-dir\n",
@@ -241,7 +252,9 @@ static int run_job(const job_type *type, int argc, char **argv) {
     int load_rc = 0;
     if (opts.data_path)
         load_rc = rankings ? rankings_load_jsonl(&rtrain, opts.data_path, err, sizeof err)
-                           : text_pairs_load_jsonl(&train, opts.data_path, err, sizeof err);
+                  : type->data_kind == JOB_DATA_PROMPTS
+                      ? prompts_load_jsonl(&train, opts.data_path, err, sizeof err)
+                      : text_pairs_load_jsonl(&train, opts.data_path, err, sizeof err);
     if (load_rc == 0 && opts.eval_data_path)
         load_rc = rankings ? rankings_load_jsonl(&reval, opts.eval_data_path, err, sizeof err)
                            : text_pairs_load_jsonl(&eval, opts.eval_data_path, err, sizeof err);
@@ -257,7 +270,8 @@ static int run_job(const job_type *type, int argc, char **argv) {
                                    .n_eval_rankings = reval.n,
                                    .init_checkpoint = opts.init_path,
                                    .resume_checkpoint = opts.resume_path,
-                                   .tokenizer_dir = opts.tokenizer_dir};
+                                   .tokenizer_dir = opts.tokenizer_dir,
+                                   .reward_checkpoint = opts.reward_path};
         rc = type->run(cfg, &inputs, &sink, err, sizeof err);
     }
     text_pairs_free(&train);
@@ -319,6 +333,108 @@ static int demo_data(int argc, char **argv) {
     return fclose(f) == 0 ? 0 : EXIT_TRAINING_FAILED;
 }
 
+/* rlhf-train demo-rankings --policy SFT.safetensors --out FILE.jsonl [--n N]
+ *     [--k K] [--seed S] [--temperature T]: the simulated annotator. For N
+ * demo prompts it samples K responses from the policy and ranks them by the
+ * hidden gold score (engine/demo_task.h) with Plackett–Luce noise of
+ * temperature T (Gumbel-perturbed scores; for K = 2 exactly Bradley–Terry,
+ * P(a > b) = σ((g_a - g_b) / T)); T = 0 ranks by the gold score, ties kept. */
+static int demo_rankings(int argc, char **argv) {
+    const char *policy_path = NULL, *out_path = NULL;
+    long n = 500, k = 4, seed = 1;
+    double temperature = 0.5;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        const char *o = argv[i], *v = argv[i + 1];
+        if (strcmp(o, "--policy") == 0)
+            policy_path = v;
+        else if (strcmp(o, "--out") == 0)
+            out_path = v;
+        else if (strcmp(o, "--n") == 0)
+            n = strtol(v, NULL, 10);
+        else if (strcmp(o, "--k") == 0)
+            k = strtol(v, NULL, 10);
+        else if (strcmp(o, "--seed") == 0)
+            seed = strtol(v, NULL, 10);
+        else if (strcmp(o, "--temperature") == 0)
+            temperature = strtod(v, NULL);
+        else {
+            fprintf(stderr, "rlhf-train demo-rankings: unknown option '%s'\n", o);
+            return EXIT_USAGE;
+        }
+    }
+    if (!policy_path || !out_path || n < 1 || k < 2 || k > RANKING_MAX_K || temperature < 0 ||
+        (argc - 2) % 2 != 0) {
+        fprintf(stderr, "usage: rlhf-train demo-rankings --policy SFT.safetensors --out FILE.jsonl "
+                        "[--n N] [--k 2..9] [--seed S] [--temperature T]\n");
+        return EXIT_USAGE;
+    }
+    char err[512];
+    safetensors_file f;
+    gpt2_config gc;
+    gpt2_model m;
+    tokenizer tok;
+    if (safetensors_read_file(&f, policy_path, err, sizeof err) != 0 ||
+        gpt2_config_from_checkpoint(&gc, &f, err, sizeof err) != 0 ||
+        (gc.scalar_head = false, gpt2_init(&m, &gc, err, sizeof err)) != 0) {
+        fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
+        return EXIT_USAGE;
+    }
+    int rc = gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err);
+    safetensors_free(&f);
+    if (rc != 0 || tokenizer_load_bytes(&tok, err, sizeof err) != 0) {
+        fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
+        gpt2_free(&m);
+        return EXIT_USAGE;
+    }
+    FILE *out = fopen(out_path, "w");
+    rng_state rng, noise;
+    rng_seed(&rng, (uint64_t)seed, 0xD0000002u);
+    rng_seed(&noise, (uint64_t)seed, 0xD0000003u);
+    rc = out ? 0 : EXIT_TRAINING_FAILED;
+    for (long i = 0; i < n && rc == 0; i++) {
+        char prompt[128], unused[256];
+        demo_task_example(&rng, prompt, sizeof prompt, unused, sizeof unused);
+        json_t *responses = json_array(), *ranks = json_array();
+        double key[RANKING_MAX_K];
+        int valid = 1;
+        for (int j = 0; j < k; j++) {
+            char text[256];
+            const double gold = demo_task_sample(&m, &tok, prompt, 1.0f, &rng, text, sizeof text);
+            valid &= !isnan(gold);
+            /* Gumbel(0, 1) noise: argsort of g/T + G is a Plackett–Luce draw */
+            const double u = ((double)(rng_next_u64(&noise) >> 11) + 0.5) * 0x1.0p-53; /* (0, 1) */
+            key[j] = temperature > 0 ? gold / temperature - log(-log(u)) : gold;
+            json_t *js = json_string(text); /* NULL: the model wrote invalid UTF-8 */
+            valid &= js != NULL;
+            json_array_append_new(responses, js ? js : json_string(""));
+        }
+        for (int j = 0; j < k && rc == 0; j++) {
+            int rank = 0; /* how many are strictly preferred */
+            for (int l = 0; l < k; l++)
+                rank += key[l] > key[j];
+            json_array_append_new(ranks, json_integer(rank));
+        }
+        int strict = 0;
+        for (int j = 0; j < k; j++)
+            strict |= key[j] != key[0];
+        /* an all-tie ranking says nothing, and JSON cannot carry invalid UTF-8: not written */
+        if (rc == 0 && strict && valid) {
+            json_t *line = json_pack("{s:s, s:O, s:O}", "prompt", prompt, "responses", responses,
+                                     "ranks", ranks);
+            json_dumpf(line, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            fputc('\n', out);
+            json_decref(line);
+        }
+        json_decref(responses);
+        json_decref(ranks);
+    }
+    if (out && fclose(out) != 0)
+        rc = EXIT_TRAINING_FAILED;
+    tokenizer_free(&tok);
+    gpt2_free(&m);
+    return rc;
+}
+
 int rlhf_train_main(int argc, char **argv) {
     if (argc < 2) {
         print_usage(stderr);
@@ -333,6 +449,8 @@ int rlhf_train_main(int argc, char **argv) {
         return describe(argc, argv);
     if (strcmp(cmd, "demo-data") == 0)
         return demo_data(argc, argv);
+    if (strcmp(cmd, "demo-rankings") == 0)
+        return demo_rankings(argc, argv);
     if (strcmp(cmd, "--db") == 0)
         return rlhf_train_db_main(argc, argv);
     const job_type *type = job_type_find(cmd);

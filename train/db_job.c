@@ -1,5 +1,6 @@
 #include "db_job.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include "db.h"
 #include "db_sink.h"
 #include "jobs.h"
+#include "safetensors.h"
 
 static volatile sig_atomic_t stop_signal = 0;
 
@@ -194,7 +196,227 @@ static int finish_job(sqlite3 *db, int64_t job_id, const char *owner, job_outcom
     return -1;
 }
 
+/* ---- what the job trains on: its datasets ---------------------------------- */
+
+/* The (prompt, response) rows of one dataset; every string is owned. */
+typedef struct job_pairs {
+    text_pair *items;
+    int64_t n, cap;
+} job_pairs;
+
+static void job_pairs_free(job_pairs *p) {
+    for (int64_t i = 0; i < p->n; i++) {
+        free((char *)p->items[i].prompt);
+        free((char *)p->items[i].response);
+    }
+    free(p->items);
+    memset(p, 0, sizeof *p);
+}
+
+static int job_pairs_add(job_pairs *p, const char *prompt, const char *response) {
+    if (p->n == p->cap) {
+        int64_t cap = p->cap ? 2 * p->cap : 256;
+        text_pair *items = realloc(p->items, sizeof *items * (size_t)cap);
+        if (items == NULL)
+            return -1;
+        p->items = items, p->cap = cap;
+    }
+    char *ps = strdup(prompt), *rs = strdup(response);
+    if (ps == NULL || rs == NULL) {
+        free(ps), free(rs);
+        return -1;
+    }
+    p->items[p->n++] = (text_pair){ps, rs};
+    return 0;
+}
+
+/* Reads the job's dataset for purpose ("training" | "validation", as
+ * POST /v1/jobs linked it in job_datasets) in upload order. rlhfd checked
+ * the dataset's format against the job type when the job was created;
+ * the format says which job_inputs field its rows become, and only sft
+ * ((prompt, response) pairs) is read so far. A job with no dataset for
+ * purpose leaves out empty. 0, or -1 with err. */
+static int load_job_pairs(sqlite3 *db, int64_t job_id, const char *purpose, job_pairs *out,
+                          char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT d.id, d.format, r.prompt, r.response FROM job_datasets j "
+                           "JOIN datasets d ON d.id = j.dataset_id "
+                           "JOIN dataset_rows r ON r.dataset_id = d.id "
+                           "WHERE j.job_id = ?1 AND j.purpose = ?2 ORDER BY r.line",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the %s dataset: %s", purpose, sqlite3_errmsg(db));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, job_id);
+    sqlite3_bind_text(st, 2, purpose, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *format = (const char *)sqlite3_column_text(st, 1);
+        const char *response = (const char *)sqlite3_column_text(st, 3);
+        if (strcmp(format, "sft") != 0 || response == NULL) {
+            snprintf(err, errlen,
+                     "the %s dataset %lld has format %s; this worker reads sft "
+                     "datasets only",
+                     purpose, (long long)sqlite3_column_int64(st, 0), format);
+            break;
+        }
+        if (job_pairs_add(out, (const char *)sqlite3_column_text(st, 2), response) != 0) {
+            snprintf(err, errlen, "out of memory reading the %s dataset", purpose);
+            break;
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        snprintf(err, errlen, "cannot read the %s dataset: %s", purpose, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    job_pairs_free(out);
+    return -1;
+}
+
+/* ---- resuming: the job's last checkpoint with training state ------------------ */
+
+/* Whether a stored checkpoint carries training state: its safetensors
+ * header has `training_state.*` metadata (sft.h). Reads the header only. */
+static bool blob_has_training_state(sqlite3_blob *blob) {
+    const int64_t size = sqlite3_blob_bytes(blob);
+    unsigned char len_le[8];
+    if (size < 8 || sqlite3_blob_read(blob, len_le, 8, 0) != SQLITE_OK)
+        return false;
+    uint64_t header_bytes = 0;
+    for (int i = 7; i >= 0; i--)
+        header_bytes = header_bytes << 8 | len_le[i];
+    if (header_bytes > SAFETENSORS_MAX_HEADER_BYTES || header_bytes > (uint64_t)(size - 8))
+        return false;
+    char *header = malloc(header_bytes + 1);
+    bool found = false;
+    if (header && sqlite3_blob_read(blob, header, (int)header_bytes, 8) == SQLITE_OK) {
+        json_t *h = json_loadb(header, header_bytes, 0, NULL);
+        const char *key;
+        json_t *value;
+        json_object_foreach(json_object_get(h, "__metadata__"), key, value) found |=
+            strncmp(key, "training_state.", 15) == 0;
+        json_decref(h);
+    }
+    free(header);
+    return found;
+}
+
+/* Copies the blob into an unlinked temporary file (so a killed worker
+ * leaves nothing behind) and returns its descriptor, or -1 with err. The
+ * engine opens it as /proc/self/fd/N. */
+static int blob_to_temp_file(sqlite3_blob *blob, char *err, size_t errlen) {
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/rlhf-train-resume-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create a temporary file %.256s: %s", path, strerror(errno));
+        return -1;
+    }
+    unlink(path);
+    enum { CHUNK_BYTES = 1 << 20 };
+    char *buf = malloc(CHUNK_BYTES);
+    const int size = sqlite3_blob_bytes(blob);
+    int ok = buf != NULL;
+    for (int off = 0; ok && off < size; off += CHUNK_BYTES) {
+        int n = size - off < CHUNK_BYTES ? size - off : CHUNK_BYTES;
+        ok = sqlite3_blob_read(blob, buf, n, off) == SQLITE_OK && write(fd, buf, (size_t)n) == n;
+    }
+    free(buf);
+    if (!ok) {
+        snprintf(err, errlen, "cannot copy the checkpoint to a temporary file: %s",
+                 strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The checkpoint a requeued job resumes from: the newest one of the job
+ * with training state (sft writes one every checkpoint_interval steps and
+ * when asked to stop, e.g. by rlhfd's shutdown). Returns 1 with *fd, *id
+ * and *step set, 0 if there is none (the job starts over), -1 with err. */
+static int find_resume_checkpoint(sqlite3 *db, int64_t job_id, int *fd, int64_t *id, int64_t *step,
+                                  char *err, size_t errlen) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id, step FROM checkpoints WHERE job_id = ?1 AND bytes IS NOT "
+                           "NULL ORDER BY id DESC",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot list checkpoints: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, job_id);
+    int found = 0;
+    while (found == 0 && sqlite3_step(st) == SQLITE_ROW) {
+        sqlite3_blob *blob = NULL;
+        *id = sqlite3_column_int64(st, 0);
+        *step = sqlite3_column_int64(st, 1);
+        if (sqlite3_blob_open(db, "main", "checkpoints", "bytes", *id, 0, &blob) != SQLITE_OK) {
+            snprintf(err, errlen, "cannot read checkpoint %lld: %s", (long long)*id,
+                     sqlite3_errmsg(db));
+            found = -1;
+        } else if (blob_has_training_state(blob)) {
+            *fd = blob_to_temp_file(blob, err, errlen);
+            found = *fd >= 0 ? 1 : -1;
+        }
+        sqlite3_blob_close(blob);
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
 /* ---- the job ------------------------------------------------------------- */
+
+/* Loads what the job trains on (its datasets; the checkpoint to resume
+ * from, if an earlier attempt left one) and runs it. 0, or -1 with err. */
+static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, const void *cfg,
+                           const train_sink *sink, char *err, size_t errlen) {
+    job_pairs train = {0}, eval = {0};
+    int resume_fd = -1;
+    int64_t resume_id = 0, resume_step = 0;
+    char resume_path[64] = "";
+    int rc = -1;
+    if (load_job_pairs(db, job_id, "training", &train, err, errlen) != 0 ||
+        load_job_pairs(db, job_id, "validation", &eval, err, errlen) != 0)
+        goto done;
+    if (type->needs_train_data && train.n == 0) {
+        snprintf(err, errlen, "%s jobs need training data; this job names no dataset with rows",
+                 type->name);
+        goto done;
+    }
+    int found =
+        find_resume_checkpoint(db, job_id, &resume_fd, &resume_id, &resume_step, err, errlen);
+    if (found < 0)
+        goto done;
+    if (found == 1) {
+        snprintf(resume_path, sizeof resume_path, "/proc/self/fd/%d", resume_fd);
+        char message[128];
+        snprintf(message, sizeof message, "resuming from checkpoint %lld at step %lld",
+                 (long long)resume_id, (long long)resume_step);
+        const sink_metric data[] = {{"checkpoint_id", (double)resume_id},
+                                    {"step", (double)resume_step}};
+        if (sink_event(sink, SINK_LEVEL_INFO, "resumed", message, data, 2) != 0) {
+            snprintf(err, errlen, "cannot record the resume");
+            goto done;
+        }
+    }
+    const job_inputs inputs = {.train = train.items,
+                               .n_train = train.n,
+                               .eval = eval.n > 0 ? eval.items : NULL,
+                               .n_eval = eval.n,
+                               .resume_checkpoint = found == 1 ? resume_path : NULL};
+    rc = type->run(cfg, &inputs, sink, err, errlen);
+done:
+    if (resume_fd >= 0)
+        close(resume_fd);
+    job_pairs_free(&train);
+    job_pairs_free(&eval);
+    return rc;
+}
 
 int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     char err[512] = "";
@@ -259,13 +481,7 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
                       .lease_lost = &hb.lease_lost,
                       .stop_signal = &stop_signal};
         train_sink sink = db_sink_make(&ds);
-        const job_inputs no_inputs = {0};
-        if (type->needs_train_data) {
-            snprintf(err, sizeof err, "%s jobs need a dataset, and the daemon cannot attach one "
-                     "to a job yet", type->name);
-            rc = -1;
-        } else
-            rc = type->run(cfg, &no_inputs, &sink, err, sizeof err);
+        rc = run_with_inputs(db, job_id, type, cfg, &sink, err, sizeof err);
         db_sink_free(&ds);
     }
     json_decref(config);

@@ -3,8 +3,10 @@
  *   rlhf-train --db FILE --job ID
  *
  * Claims the job (queued → running, attempts + 1, a lease in its name),
- * trains it through db_sink while a heartbeat thread renews the lease and
- * watches for cancellation, then records the outcome. The lease length comes
+ * loads the rows of its datasets (job_datasets) and, if an earlier attempt
+ * left a checkpoint with training state, resumes from it; trains through
+ * db_sink while a heartbeat thread renews the lease and watches for
+ * cancellation, then records the outcome. The lease length comes
  * from RLHF_LEASE_MS (default 30000; rlhfd sets it); OpenBLAS's thread count
  * from OPENBLAS_NUM_THREADS, as rlhfd sets it for --threads-per-job.
  *

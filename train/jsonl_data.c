@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +23,8 @@ static char *keep(text_pairs *p, const char *s) {
 }
 
 /* Checks one parsed line; on success appends it. */
-static int add_line(text_pairs *p, json_t *obj, const char *path, int64_t line, char *err,
-                    size_t errlen) {
+static int add_line(text_pairs *p, json_t *obj, const char *path, int64_t line, bool prompt_only,
+                    char *err, size_t errlen) {
     if (!json_is_object(obj)) {
         snprintf(err, errlen, "%s:%lld: expected a JSON object", path, (long long)line);
         return -1;
@@ -52,6 +53,8 @@ static int add_line(text_pairs *p, json_t *obj, const char *path, int64_t line, 
                  (long long)line);
         return -1;
     }
+    if (prompt_only && text == NULL && prompt != NULL && response == NULL)
+        response = prompt; /* placeholder: a prompts file has no responses */
     if (text == NULL && (prompt == NULL || response == NULL)) {
         snprintf(err, errlen, "%s:%lld: missing field '%s'", path, (long long)line,
                  prompt == NULL ? "prompt" : "response");
@@ -67,7 +70,8 @@ static int add_line(text_pairs *p, json_t *obj, const char *path, int64_t line, 
     return 0;
 }
 
-int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen) {
+static int load_pairs(text_pairs *out, const char *path, bool prompt_only, char *err,
+                      size_t errlen) {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
@@ -108,7 +112,7 @@ int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t e
             rc = -1;
             break;
         }
-        rc = add_line(out, obj, path, number, err, errlen);
+        rc = add_line(out, obj, path, number, prompt_only, err, errlen);
         json_decref(obj);
     }
     free(line);
@@ -120,6 +124,14 @@ int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t e
     if (rc != 0)
         text_pairs_free(out);
     return rc;
+}
+
+int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen) {
+    return load_pairs(out, path, false, err, errlen);
+}
+
+int prompts_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen) {
+    return load_pairs(out, path, true, err, errlen);
 }
 
 /* ---- rankings ------------------------------------------------------------------ */

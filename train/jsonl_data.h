@@ -19,6 +19,9 @@ typedef struct text_pairs {
 } text_pairs;
 
 int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen);
+/* The same file format, but {"prompt"} alone is a line too (PPO prompts;
+ * responses, if present, are ignored by the job). */
+int prompts_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen);
 void text_pairs_free(text_pairs *p);
 
 /* Rankings, one a line: TRL's {"prompt", "chosen", "rejected"}, or

@@ -1,0 +1,193 @@
+/* The RLHF pipeline end to end on the demo task, small: SFT from scratch →
+ * sample the SFT policy → simulated annotator rankings (gold score with
+ * Plackett–Luce noise) → reward model → PPO. The reward model must beat
+ * chance on held-out rankings, and PPO must raise the hidden gold score of
+ * the policy's samples while the KL to the SFT model stays bounded. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "demo_task.h"
+#include "gpt2.h"
+#include "gpt2_checkpoint.h"
+#include "reward.h"
+#include "rlhf_ppo.h"
+#include "safetensors.h"
+#include "sft.h"
+#include "suites.h"
+#include "test_util.h"
+
+/* A sink that keeps the last checkpoint in a file. */
+typedef struct keep_sink {
+    char path[64];
+    int checkpoints;
+} keep_sink;
+
+static int keep_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n) {
+    keep_sink *k = ctx;
+    (void)step;
+    FILE *f = fopen(k->path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+    k->checkpoints++;
+    return 0;
+}
+
+static void keep_init(keep_sink *k, train_sink *s) {
+    snprintf(k->path, sizeof k->path, "/tmp/rlhf-pipeline-XXXXXX");
+    const int fd = mkstemp(k->path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    k->checkpoints = 0;
+    *s = (train_sink){k, NULL, NULL, keep_checkpoint, NULL};
+}
+
+static void load(gpt2_model *m, const char *path) {
+    safetensors_file f;
+    gpt2_config gc;
+    char err[256];
+    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
+    gc.scalar_head = false;
+    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
+    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
+    safetensors_free(&f);
+}
+
+/* Mean gold score of n samples (temperature 1) on fresh demo prompts. */
+static double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {
+    gpt2_model m;
+    load(&m, path);
+    rng_state prompts, sampling;
+    rng_seed(&prompts, seed, 1);
+    rng_seed(&sampling, seed, 2);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        char prompt[128], unused[256], text[256];
+        demo_task_example(&prompts, prompt, sizeof prompt, unused, sizeof unused);
+        sum += demo_task_sample(&m, tok, prompt, 1.0f, &sampling, text, sizeof text);
+    }
+    gpt2_free(&m);
+    return sum / n;
+}
+
+START_TEST(test_rlhf_pipeline_on_the_demo_task) {
+    /* Under the sanitizers (make test-asan) the same pipeline runs shrunk,
+     * for memory safety; the learning assertions need the full size. */
+    const char *scale = getenv("RLHF_TEST_SCALE");
+    const int small = scale != NULL && strcmp(scale, "asan") == 0;
+    tokenizer tok;
+    char err[512];
+    ck_assert_int_eq(tokenizer_load_bytes(&tok, err, sizeof err), 0);
+
+    /* 1. SFT from scratch */
+    enum { N_SFT = 1500 };
+    static char sp[N_SFT][128], sr[N_SFT][256];
+    static text_pair ex[N_SFT];
+    rng_state r;
+    rng_seed(&r, 101, 0);
+    for (int i = 0; i < N_SFT; i++) {
+        demo_task_example(&r, sp[i], 128, sr[i], 256);
+        ex[i] = (text_pair){sp[i], sr[i]};
+    }
+    sft_config sc;
+    hparams_set_defaults(&sft_hparams, &sc);
+    sc.n_layer = 2, sc.d_model = 64, sc.n_head = 4, sc.context = 64,
+    sc.max_steps = small ? 40 : 800;
+    sc.learning_rate = 3e-3, sc.eval_interval = 0, sc.sample_interval = 0;
+    keep_sink sft_ck;
+    train_sink sink;
+    keep_init(&sft_ck, &sink);
+    const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL};
+    ck_assert_msg(sft_train(&sc, &si, &sink, NULL, err, sizeof err) == 0, "%s", err);
+
+    /* 2. the simulated annotator ranks K = 4 samples of the SFT policy */
+    enum { N_RANK = 800, K = 4 };
+    static char rp[N_RANK][128], rr[N_RANK][K][256];
+    static ranking rk[N_RANK];
+    gpt2_model sft;
+    load(&sft, sft_ck.path);
+    rng_state noise;
+    rng_seed(&noise, 102, 0);
+    int n_rank = 0;
+    for (int i = 0; i < (small ? 40 : N_RANK); i++) {
+        char unused[256];
+        demo_task_example(&r, rp[n_rank], 128, unused, sizeof unused);
+        double key[K];
+        rk[n_rank] = (ranking){.prompt = rp[n_rank], .k = K};
+        for (int j = 0; j < K; j++) {
+            const double gold =
+                demo_task_sample(&sft, &tok, rp[n_rank], 1.0f, &r, rr[n_rank][j], 256);
+            const double u = ((double)(rng_next_u64(&noise) >> 11) + 0.5) * 0x1.0p-53;
+            key[j] = gold / 0.5 - log(-log(u)); /* Plackett–Luce, temperature 0.5 */
+            rk[n_rank].responses[j] = rr[n_rank][j];
+        }
+        for (int j = 0; j < K; j++) {
+            rk[n_rank].rank[j] = 0;
+            for (int l = 0; l < K; l++)
+                rk[n_rank].rank[j] += key[l] > key[j];
+        }
+        n_rank += ranking_validate(&rk[n_rank], err, sizeof err) == 0;
+    }
+    gpt2_free(&sft);
+
+    /* 3. the reward model, from the SFT weights */
+    reward_config rc;
+    hparams_set_defaults(&reward_hparams, &rc);
+    rc.epochs = small ? 1 : 3, rc.learning_rate = 1e-3, rc.eval_interval = 0,
+    rc.eval_fraction = 0.15;
+    keep_sink rm_ck;
+    keep_init(&rm_ck, &sink);
+    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path};
+    reward_result rres;
+    ck_assert_msg(reward_train(&rc, &ri, &sink, &rres, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(small || rres.eval_accuracy > 0.6,
+                  "reward model held-out accuracy %.3f (chance 0.5)", rres.eval_accuracy);
+
+    /* 4. PPO against it, KL-penalised to the SFT model */
+    ppo_lm_config pc;
+    hparams_set_defaults(&ppo_lm_hparams, &pc);
+    pc.total_updates = small ? 2 : 30, pc.batch_size = 16, pc.mini_batch_size = 4,
+    pc.response_length = 40;
+    pc.learning_rate = 1e-4, pc.kl_coef = 0.05, pc.sample_interval = 0;
+    const char *prompts[N_SFT];
+    for (int i = 0; i < N_SFT; i++)
+        prompts[i] = sp[i];
+    keep_sink ppo_ck;
+    keep_init(&ppo_ck, &sink);
+    const ppo_lm_inputs pi = {prompts, N_SFT, &tok, sft_ck.path, rm_ck.path};
+    ppo_lm_result pres;
+    ck_assert_msg(ppo_lm_train(&pc, &pi, &sink, &pres, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(pres.updates, pc.total_updates);
+    if (small) {
+        unlink(sft_ck.path), unlink(rm_ck.path), unlink(ppo_ck.path);
+        tokenizer_free(&tok);
+        return;
+    }
+    ck_assert_msg(pres.last_score > pres.first_score, "reward model score %.3f -> %.3f",
+                  pres.first_score, pres.last_score);
+    ck_assert_msg(pres.last_kl < 30.0, "KL to the SFT model %.2f nats", pres.last_kl);
+
+    /* 5. the hidden gold score of the policy's samples went up */
+    const double gold_sft = mean_gold(sft_ck.path, &tok, 200, 7);
+    const double gold_ppo = mean_gold(ppo_ck.path, &tok, 200, 7);
+    fprintf(
+        stderr, "pipeline: RM accuracy %.3f, RM score %.3f -> %.3f, KL %.2f, gold %.3f -> %.3f\n",
+        rres.eval_accuracy, pres.first_score, pres.last_score, pres.last_kl, gold_sft, gold_ppo);
+    ck_assert_msg(gold_ppo > gold_sft + 0.2, "gold score %.3f (SFT) -> %.3f (PPO)", gold_sft,
+                  gold_ppo);
+    unlink(sft_ck.path), unlink(rm_ck.path), unlink(ppo_ck.path);
+    tokenizer_free(&tok);
+}
+END_TEST
+
+Suite *pipeline_suite(void) {
+    Suite *s = suite_create("pipeline");
+    TCase *tc = tcase_create("rlhf");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_rlhf_pipeline_on_the_demo_task);
+    suite_add_tcase(s, tc);
+    return s;
+}
