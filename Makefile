@@ -181,3 +181,21 @@ $(BUILD)/run-tests: CHECK_LIBS += -lsqlite3 -lcurl -lpthread
 # covers every route reads rlhfd's route table itself.
 $(BUILD)/run-tests: $(SERVER_OBJ)
 $(BUILD)/run-tests: CHECK_LIBS += -lmicrohttpd
+
+# ---- rlhfctl: the command-line client (clients/cli/, libcurl + jansson)
+# It shares only server/sha256.c with the daemon (to verify checkpoint
+# downloads). The test binary drives build/rlhfctl as a process, hence the
+# order-only prerequisite.
+CLIENT_SRC := $(wildcard clients/cli/*.c)
+CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/%.o)
+
+all: $(BUILD)/rlhfctl
+
+$(BUILD)/clients/cli/%.o: CPPFLAGS += -Iserver
+
+$(BUILD)/rlhfctl: $(CLIENT_OBJ) $(BUILD)/server/sha256.o
+	$(CC) $(LDFLAGS) $^ -lcurl -ljansson -o $@
+
+$(BUILD)/run-tests: | $(BUILD)/rlhfctl
+
+-include $(CLIENT_OBJ:.o=.d)

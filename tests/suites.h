@@ -18,6 +18,7 @@ Suite *safetensors_suite(void);
 Suite *tokenizer_suite(void);
 Suite *sft_suite(void);
 Suite *reward_suite(void);
+Suite *rlhfctl_suite(void);
 Suite *rlhf_ppo_suite(void);
 Suite *pipeline_suite(void);
 

@@ -31,6 +31,7 @@ static const named_suite all_suites[] = {
     {"tokenizer", tokenizer_suite},
     {"sft", sft_suite},
     {"reward", reward_suite},
+    {"rlhfctl", rlhfctl_suite},
     {"rlhf_ppo", rlhf_ppo_suite},
     {"pipeline", pipeline_suite},
     {"env", env_suite},

@@ -1,0 +1,791 @@
+/* rlhfctl end to end: the real build/rlhfctl process against a real rlhfd
+ * on loopback with a fresh database (tests/test_server_util.h), checked by
+ * its exit code, its output, and what the server holds afterwards.
+ *
+ * Nothing sleeps to wait for something that can be awaited: a child's
+ * output is read until a marker appears or it exits, under DEADLINE_MS.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "jobs.h"
+#include "suites.h"
+#include "test_server_util.h"
+#include "test_util.h"
+
+#define SHORT_JOB "{\"type\":\"ppo-control\",\"hyperparameters\":{\"total_steps\":2048}}"
+/* Minutes of training: long enough to hold the only worker while a test
+ * looks at the job queued behind it; a failed test's orphan ends by itself. */
+#define LONG_JOB "{\"type\":\"ppo-control\",\"hyperparameters\":{\"total_steps\":5000000}}"
+
+/* ---- running rlhfctl ------------------------------------------------------------------- */
+
+typedef struct ctl_result {
+    int code; /* exit code; -signal if killed */
+    char out[1 << 17];
+    size_t out_len;
+    char err[1 << 14];
+    size_t err_len;
+    long max_rss_kib; /* the child's peak resident memory */
+} ctl_result;
+
+typedef struct ctl_proc {
+    pid_t pid;
+    int fd_out, fd_err; /* -1 once at EOF */
+    ctl_result *res;
+} ctl_proc;
+
+/* Starts rlhfctl with argv (NULL-terminated, without the program) in an
+ * environment without RLHFD_* / RLHFCTL_CONFIG, HOME = home (so no real
+ * config file is read), plus env ("NAME=value", NULL-terminated; may be
+ * NULL). */
+static void ctl_spawn(ctl_proc *p, const char *home, const char *const env[],
+                      const char *const argv[]) {
+    char bin[4096];
+    bin_path("rlhfctl", bin, sizeof bin);
+    const char *args[64] = {bin};
+    int n = 1;
+    for (; argv[n - 1] && n < 63; n++)
+        args[n] = argv[n - 1];
+    args[n] = NULL;
+    int out[2], err[2];
+    ck_assert_int_eq(pipe(out), 0);
+    ck_assert_int_eq(pipe(err), 0);
+    p->res = calloc(1, sizeof *p->res);
+    p->pid = fork();
+    if (p->pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        close(out[0]), close(err[0]);
+        unsetenv("RLHFD_URL"), unsetenv("RLHFD_TOKEN"), unsetenv("RLHFCTL_CONFIG");
+        setenv("HOME", home, 1);
+        for (int i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        execv(bin, (char *const *)args);
+        _exit(127);
+    }
+    close(out[1]), close(err[1]);
+    p->fd_out = out[0], p->fd_err = err[0];
+}
+
+/* Reads what the child wrote, until `until` is in its stdout (1), or both
+ * pipes are at EOF (0). */
+static int ctl_read_until(ctl_proc *p, const char *until) {
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    while (p->fd_out >= 0 || p->fd_err >= 0) {
+        if (until && strstr(p->res->out, until))
+            return 1;
+        ck_assert_msg(now_ms() < deadline, "rlhfctl is stuck; stdout so far:\n%s\nstderr:\n%s",
+                      p->res->out, p->res->err);
+        struct pollfd fds[2] = {{.fd = p->fd_out, .events = POLLIN},
+                                {.fd = p->fd_err, .events = POLLIN}};
+        if (poll(fds, 2, 100) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            char *buf = i == 0 ? p->res->out : p->res->err;
+            size_t *len = i == 0 ? &p->res->out_len : &p->res->err_len;
+            size_t cap = i == 0 ? sizeof p->res->out : sizeof p->res->err;
+            ssize_t got = read(fds[i].fd, buf + *len, cap - 1 - *len);
+            if (got <= 0) {
+                close(fds[i].fd);
+                *(i == 0 ? &p->fd_out : &p->fd_err) = -1;
+                continue;
+            }
+            *len += (size_t)got;
+            buf[*len] = '\0';
+        }
+    }
+    return until && strstr(p->res->out, until) != NULL;
+}
+
+/* Reads to EOF and reaps the child; returns its result (caller frees). */
+static ctl_result *ctl_finish(ctl_proc *p) {
+    ctl_read_until(p, NULL);
+    int status;
+    struct rusage ru;
+    ck_assert_int_eq(wait4(p->pid, &status, 0, &ru), p->pid);
+    p->res->code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    p->res->max_rss_kib = ru.ru_maxrss;
+    return p->res;
+}
+
+static ctl_result *ctl_run_env(const char *home, const char *const env[],
+                               const char *const argv[]) {
+    ctl_proc p;
+    ctl_spawn(&p, home, env, argv);
+    return ctl_finish(&p);
+}
+
+/* rlhfctl --url <the daemon> --token <admin> ARGS... (NULL-terminated). */
+static ctl_result *ctl(const test_daemon *d, ...) {
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", d->port);
+    const char *argv[64] = {"--url", url, "--token", d->admin};
+    int n = 4;
+    va_list ap;
+    va_start(ap, d);
+    for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 63;)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    return ctl_run_env(d->dir, NULL, argv);
+}
+
+/* Asserts the exit code, showing the output when it is not. */
+static void expect_code(const ctl_result *r, int code) {
+    ck_assert_msg(r->code == code, "exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r->code, code,
+                  r->out, r->err);
+}
+
+/* stdout as JSON (asserts it parses; caller decrefs). */
+static json_t *out_json(const ctl_result *r) {
+    json_error_t jerr;
+    json_t *v = json_loads(r->out, 0, &jerr);
+    ck_assert_msg(v != NULL, "--json output does not parse (%s):\n%s", jerr.text, r->out);
+    return v;
+}
+
+static int64_t json_id(const json_t *obj) {
+    return json_integer_value(json_object_get(obj, "id"));
+}
+
+/* How often needle occurs in hay. */
+static int count_of(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A token of role via the API; its secret into out. */
+static void make_token(const test_daemon *d, const char *name, const char *role, char out[128]) {
+    char body[128];
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
+    http_reply *r = http(d, "POST", "/v1/tokens", d->admin, body, NULL);
+    ck_assert_int_eq(r->status, 200);
+    snprintf(out, 128, "%s", json_string_value(json_object_get(r->json, "token")));
+    reply_free(r);
+}
+
+/* ---- configuration: flags > environment > config file ------------------------------- */
+
+START_TEST(test_rlhfctl_config_precedence) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char viewer[128], url[64], env_url[96], env_admin[160], env_viewer[160], config[256],
+        env_config[300];
+    make_token(&d, "viewer", "viewer", viewer);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", d.port);
+    snprintf(env_url, sizeof env_url, "RLHFD_URL=%s", url);
+    snprintf(env_admin, sizeof env_admin, "RLHFD_TOKEN=%s", d.admin);
+    snprintf(env_viewer, sizeof env_viewer, "RLHFD_TOKEN=%s", viewer);
+    /* `tokens list` is admin-only: it tells which token was used. */
+    const char *list[] = {"tokens", "list", NULL};
+
+    /* status needs no token. */
+    const char *env_url_only[] = {env_url, NULL};
+    const char *status[] = {"status", NULL};
+    ctl_result *r = ctl_run_env(d.dir, env_url_only, status);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "rlhfd is ready") != NULL, "%s", r->out);
+    free(r);
+    /* No token anywhere: the server's 401, with a hint. */
+    r = ctl_run_env(d.dir, env_url_only, list);
+    expect_code(r, 3);
+    ck_assert_ptr_nonnull(strstr(r->err, "missing_api_key"));
+    ck_assert_ptr_nonnull(strstr(r->err, "RLHFD_TOKEN"));
+    free(r);
+    /* The environment alone. */
+    const char *env_both[] = {env_url, env_admin, NULL};
+    r = ctl_run_env(d.dir, env_both, list);
+    expect_code(r, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, "viewer"));
+    free(r);
+    /* --token beats RLHFD_TOKEN, both ways round. */
+    const char *env_as_viewer[] = {env_url, env_viewer, NULL};
+    const char *list_as_admin[] = {"--token", d.admin, "tokens", "list", NULL};
+    r = ctl_run_env(d.dir, env_as_viewer, list_as_admin);
+    expect_code(r, 0);
+    free(r);
+    const char *list_as_viewer[] = {"tokens", "list", "--token", viewer, NULL};
+    r = ctl_run_env(d.dir, env_both, list_as_viewer);
+    expect_code(r, 3);
+    ck_assert_ptr_nonnull(strstr(r->err, "insufficient_role"));
+    free(r);
+    /* --url beats RLHFD_URL (which points at nothing). */
+    const char *env_bad_url[] = {"RLHFD_URL=http://127.0.0.1:1", env_admin, NULL};
+    const char *list_at_url[] = {"tokens", "list", "--url", url, NULL};
+    r = ctl_run_env(d.dir, env_bad_url, list_at_url);
+    expect_code(r, 0);
+    free(r);
+
+    /* The default config file, ~/.config/rlhfctl/config.json. */
+    snprintf(config, sizeof config, "%s/.config", d.dir);
+    mkdir(config, 0700);
+    snprintf(config, sizeof config, "%s/.config/rlhfctl", d.dir);
+    mkdir(config, 0700);
+    snprintf(config, sizeof config, "%s/.config/rlhfctl/config.json", d.dir);
+    char text[512];
+    snprintf(text, sizeof text, "{\"url\": \"%s\", \"token\": \"%s\"}\n", url, d.admin);
+    write_file(config, text);
+    r = ctl_run_env(d.dir, NULL, list);
+    expect_code(r, 0);
+    free(r);
+    /* The environment beats the file. */
+    r = ctl_run_env(d.dir, env_as_viewer, list);
+    expect_code(r, 3);
+    free(r);
+    /* $RLHFCTL_CONFIG names another file; a missing one is an error. */
+    snprintf(config, sizeof config, "%s/other.json", d.dir);
+    snprintf(text, sizeof text, "{\"url\": \"%s\", \"token\": \"%s\"}\n", url, viewer);
+    write_file(config, text);
+    snprintf(env_config, sizeof env_config, "RLHFCTL_CONFIG=%s", config);
+    const char *env_cfg[] = {env_config, NULL};
+    r = ctl_run_env(d.dir, env_cfg, list);
+    expect_code(r, 3); /* the viewer token from other.json */
+    free(r);
+    write_file(config, "{\"url\": \"http://x\", \"tokn\": \"typo\"}");
+    r = ctl_run_env(d.dir, env_cfg, list);
+    expect_code(r, 2);
+    ck_assert_ptr_nonnull(strstr(r->err, "tokn"));
+    free(r);
+    snprintf(env_config, sizeof env_config, "RLHFCTL_CONFIG=%s/missing.json", d.dir);
+    r = ctl_run_env(d.dir, env_cfg, list);
+    expect_code(r, 2);
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* ---- datasets ------------------------------------------------------------------------ */
+
+START_TEST(test_rlhfctl_datasets) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char small[160], big[160], bad[160];
+    snprintf(small, sizeof small, "%s/small.jsonl", d.dir);
+    write_file(small, "{\"prompt\":\"2+2?\",\"response\":\"4\"}\n"
+                      "{\"prompt\":\"\",\"response\":\"hello\"}\n"
+                      "{\"prompt\":\"3+3?\",\"response\":\"6\"}\n");
+    ctl_result *r =
+        ctl(&d, "datasets", "create", "small", "--format", "sft", "--file", small, NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "3 rows") != NULL, "%s", r->out);
+    free(r);
+
+    /* A file much larger than rlhfctl's memory: it must be streamed. 40
+     * lines of 1,000,000 characters (the server's string limit is 1 MiB). */
+    snprintf(big, sizeof big, "%s/big.jsonl", d.dir);
+    FILE *f = fopen(big, "w");
+    char *text = malloc(1000001);
+    memset(text, 'x', 1000000);
+    text[1000000] = '\0';
+    const int big_rows = 40;
+    for (int i = 0; i < big_rows; i++)
+        fprintf(f, "{\"prompt\":\"p%d\",\"response\":\"%s\"}\n", i, text);
+    free(text);
+    fclose(f);
+    r = ctl(&d, "--json", "datasets", "create", "big", "--format", "sft", NULL);
+    expect_code(r, 0);
+    json_t *ds = out_json(r);
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long)json_id(ds));
+    ck_assert_str_eq(json_string_value(json_object_get(ds, "status")), "empty");
+    json_decref(ds);
+    free(r);
+    r = ctl(&d, "--json", "datasets", "upload", id, big, NULL);
+    expect_code(r, 0);
+    ds = out_json(r);
+    ck_assert_int_eq(json_integer_value(json_object_get(ds, "n_rows")), big_rows);
+    json_decref(ds);
+    /* Peak memory far below the 40 MB file (an ASan build starts higher). */
+    ck_assert_msg(r->max_rss_kib < 30 * 1024, "rlhfctl peaked at %ld KiB", r->max_rss_kib);
+    free(r);
+
+    /* List: a table, and JSON that parses. */
+    r = ctl(&d, "datasets", "list", NULL);
+    expect_code(r, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, "ID"));
+    ck_assert_ptr_nonnull(strstr(r->out, "FORMAT"));
+    ck_assert_ptr_nonnull(strstr(r->out, "small"));
+    ck_assert_ptr_nonnull(strstr(r->out, "big"));
+    free(r);
+    r = ctl(&d, "--json", "datasets", "list", "--limit", "1", NULL);
+    expect_code(r, 0);
+    json_t *list = out_json(r);
+    ck_assert_int_eq(json_array_size(json_object_get(list, "data")), 1);
+    ck_assert(json_is_true(json_object_get(list, "has_more")));
+    json_decref(list);
+    free(r);
+    r = ctl(&d, "datasets", "list", "--limit", "1", NULL);
+    ck_assert_ptr_nonnull(strstr(r->out, "(more: --after"));
+    free(r);
+
+    /* A bad line: the server's message, field and line number; exit 3. */
+    snprintf(bad, sizeof bad, "%s/bad.jsonl", d.dir);
+    write_file(bad, "{\"prompt\":\"a\",\"response\":\"b\"}\n{\"prompt\":\"a\",\"response\":7}\n");
+    r = ctl(&d, "datasets", "create", "bad", "--format", "sft", "--file", bad, NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "param response") && strstr(r->err, "line 2") &&
+                      strstr(r->err, "invalid_type"),
+                  "%s", r->err);
+    free(r);
+    /* A missing file is caught before anything is created. */
+    r = ctl(&d, "datasets", "create", "nofile", "--format", "sft", "--file", "/nonexistent", NULL);
+    expect_code(r, 2);
+    free(r);
+    r = ctl(&d, "--json", "datasets", "show", id, NULL);
+    expect_code(r, 0);
+    json_decref(out_json(r));
+    free(r);
+    r = ctl(&d, "datasets", "delete", id, NULL);
+    expect_code(r, 0);
+    free(r);
+    r = ctl(&d, "datasets", "show", id, NULL);
+    expect_code(r, 3);
+    ck_assert_ptr_nonnull(strstr(r->err, "dataset_not_found"));
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* ---- preference collection ---------------------------------------------------------------- */
+
+START_TEST(test_rlhfctl_comparisons_and_rank) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    ctl_result *r = ctl(&d, "--json", "tokens", "create", "ann", "--role", "annotator", NULL);
+    expect_code(r, 0);
+    json_t *tok = out_json(r);
+    char annotator[128], url[64];
+    snprintf(annotator, sizeof annotator, "%s", json_string_value(json_object_get(tok, "token")));
+    json_decref(tok);
+    free(r);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", d.port);
+
+    r = ctl(&d, "--json", "projects", "create", "helpful", "--k", "3", NULL);
+    expect_code(r, 0);
+    json_t *project = out_json(r);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%lld", (long long)json_id(project));
+    json_decref(project);
+    free(r);
+    r = ctl(&d, "comparisons", "add", pid, "--prompt", "Name a colour.", "--candidate", "Blue.",
+            "--candidate", "Seven.", "--candidate", "Red.", NULL);
+    expect_code(r, 0);
+    free(r);
+    /* Too many candidates for k: the server's message and param. */
+    r = ctl(&d, "comparisons", "add", pid, "--prompt", "p", "--candidate", "a", "--candidate", "b",
+            "--candidate", "c", "--candidate", "d", NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "param candidates") && strstr(r->err, "k"), "%s", r->err);
+    free(r);
+
+    /* The annotator gets the comparison, human-readable and as JSON. */
+    const char *next_human[] = {"--url",       url,    "--token", annotator,
+                                "comparisons", "next", pid,       NULL};
+    r = ctl_run_env(d.dir, NULL, next_human);
+    expect_code(r, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, "Name a colour."));
+    ck_assert_ptr_nonnull(strstr(r->out, "Seven."));
+    free(r);
+    const char *next_json[] = {"--url",       url,    "--token", annotator, "--json",
+                               "comparisons", "next", pid,       NULL};
+    r = ctl_run_env(d.dir, NULL, next_json);
+    expect_code(r, 0);
+    json_t *cmp = out_json(r);
+    free(r);
+    char cmp_id[32], blue[32], seven[32], red_tie[64], unknown[32];
+    snprintf(cmp_id, sizeof cmp_id, "%lld", (long long)json_id(cmp));
+    json_t *cands = json_object_get(cmp, "candidates");
+    snprintf(blue, sizeof blue, "%lld", (long long)json_id(json_array_get(cands, 0)));
+    snprintf(seven, sizeof seven, "%lld", (long long)json_id(json_array_get(cands, 1)));
+    /* Blue and Red tie, both better than Seven: 2 pairs. */
+    snprintf(red_tie, sizeof red_tie, "%s=%lld", blue,
+             (long long)json_id(json_array_get(cands, 2)));
+    snprintf(unknown, sizeof unknown, "%d", 9999);
+    json_decref(cmp);
+
+    /* A candidate that is not in the comparison: the server's param. */
+    const char *bad_rank[] = {"--url", url, "--token", annotator, "rank", cmp_id, unknown, NULL};
+    r = ctl_run_env(d.dir, NULL, bad_rank);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "unknown_candidate") && strstr(r->err, "param order[0][0]"), "%s",
+                  r->err);
+    free(r);
+    const char *usage_rank[] = {"--url", url, "--token", annotator, "rank", cmp_id, "x=1", NULL};
+    r = ctl_run_env(d.dir, NULL, usage_rank);
+    expect_code(r, 2);
+    free(r);
+    const char *rank[] = {"--url", url,     "--token", annotator, "rank",
+                          cmp_id,  red_tie, seven,     "--note",  "seven is no colour",
+                          NULL};
+    r = ctl_run_env(d.dir, NULL, rank);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "2 preference pairs") != NULL, "%s", r->out);
+    free(r);
+
+    /* The ranking arrived: pairs through the API, the raw ranking through rlhfctl. */
+    char path[96];
+    snprintf(path, sizeof path, "/v1/projects/%s/pairs", pid);
+    http_reply *pairs = http(&d, "GET", path, d.admin, NULL, NULL);
+    json_t *data = json_object_get(pairs->json, "data");
+    ck_assert_int_eq(json_array_size(data), 2);
+    size_t i;
+    json_t *pair;
+    json_array_foreach(data, i, pair) {
+        ck_assert_str_eq(json_string_value(json_object_get(pair, "rejected")), "Seven.");
+        ck_assert_str_eq(json_string_value(json_object_get(pair, "annotator")), "ann");
+    }
+    reply_free(pairs);
+    r = ctl(&d, "--json", "comparisons", "rankings", cmp_id, NULL);
+    expect_code(r, 0);
+    json_t *rankings = out_json(r);
+    json_t *first_ranking = json_array_get(json_object_get(rankings, "data"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(first_ranking, "note")),
+                     "seven is no colour");
+    ck_assert_int_eq(json_array_size(json_object_get(first_ranking, "order")), 2);
+    json_decref(rankings);
+    free(r);
+    r = ctl(&d, "projects", "pairs", pid, NULL);
+    expect_code(r, 0);
+    ck_assert_int_eq(count_of(r->out, "Seven."), 2);
+    free(r);
+    /* Nothing left for this annotator. */
+    r = ctl_run_env(d.dir, NULL, next_human);
+    expect_code(r, 3);
+    ck_assert_ptr_nonnull(strstr(r->err, "no_comparison_available"));
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* ---- jobs -------------------------------------------------------------------------------- */
+
+START_TEST(test_rlhfctl_job_submit_and_watch) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    /* A bad hyperparameter: the server's message and param, exit 3. */
+    ctl_result *r = ctl(&d, "jobs", "submit", "ppo-control", "--set", "total_steps=0", NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "param hyperparameters.total_steps") &&
+                      strstr(r->err, "'total_steps'") && strstr(r->err, "HTTP 400"),
+                  "%s", r->err);
+    free(r);
+
+    /* --training-file is sent as training_file (an unknown dataset here). */
+    r = ctl(&d, "jobs", "submit", "sft", "--training-file", "999", NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "param training_file") != NULL, "%s", r->err);
+    free(r);
+
+    r = ctl(&d, "--json", "jobs", "submit", "ppo-control", "--set", "total_steps=2048", "--set",
+            "env=CartPole-v1", NULL);
+    expect_code(r, 0);
+    json_t *job = out_json(r);
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long)json_id(job));
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(job, "hyperparameters"), "total_steps")),
+        2048);
+    json_decref(job);
+    free(r);
+
+    r = ctl(&d, "jobs", "watch", id, NULL);
+    expect_code(r, 0);
+    char final[64];
+    snprintf(final, sizeof final, "job %s succeeded\n", id);
+    ck_assert_msg(strstr(r->out, final) != NULL, "%s", r->out);
+    ck_assert_ptr_nonnull(strstr(r->out, "step 2048/2048 100%"));
+    ck_assert_int_eq(count_of(r->out, "checkpoint 1 saved"), 1);
+    /* The progress line shows the engine's headline metrics for the type
+     * (eval_return only exists when evaluation runs). */
+    for (const char *const *h = job_type_find("ppo-control")->headline_metrics; *h; h++)
+        if (strcmp(*h, "global_step") != 0 && strcmp(*h, "eval_return") != 0)
+            ck_assert_msg(strstr(r->out, *h) != NULL, "no %s in:\n%s", *h, r->out);
+    free(r);
+
+    /* Resume from a given event: NDJSON of the events after it, then the end. */
+    r = ctl(&d, "--json", "jobs", "watch", id, "--since", "5", NULL);
+    expect_code(r, 0);
+    int lines = 0;
+    int64_t first_id = 0;
+    for (char *line = strtok(r->out, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        json_t *ev = json_loads(line, 0, NULL);
+        ck_assert_msg(ev != NULL, "not JSON: %s", line);
+        if (lines == 0)
+            first_id = json_id(ev);
+        if (json_object_get(ev, "status"))
+            ck_assert_str_eq(json_string_value(json_object_get(ev, "status")), "succeeded");
+        json_decref(ev);
+    }
+    ck_assert_int_eq(first_id, 6);
+    ck_assert_int_eq(lines, (int)db_int(&d, "SELECT count(*) FROM job_events WHERE id > 5", 0) + 1);
+    free(r);
+
+    /* Logs, list, show, metrics. */
+    r = ctl(&d, "jobs", "logs", id, NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "created") < strstr(r->out, "succeeded"), "%s", r->out);
+    free(r);
+    r = ctl(&d, "jobs", "list", NULL);
+    expect_code(r, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, "succeeded"));
+    free(r);
+    r = ctl(&d, "--json", "jobs", "show", id, NULL);
+    expect_code(r, 0);
+    json_decref(out_json(r));
+    free(r);
+    r = ctl(&d, "jobs", "metrics", id, NULL);
+    expect_code(r, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, "episodic_return"));
+    ck_assert_ptr_nonnull(strstr(r->out, "2048"));
+    free(r);
+
+    /* The checkpoint, downloaded and verified against the server's digest. */
+    r = ctl(&d, "--json", "checkpoints", "list", id, NULL);
+    expect_code(r, 0);
+    json_t *cks = out_json(r);
+    json_t *ck = json_array_get(json_object_get(cks, "data"), 0);
+    char ck_id[32], out_path[160];
+    snprintf(ck_id, sizeof ck_id, "%lld", (long long)json_id(ck));
+    const int64_t size = json_integer_value(json_object_get(ck, "size_bytes"));
+    char sha[65];
+    snprintf(sha, sizeof sha, "%s", json_string_value(json_object_get(ck, "sha256")));
+    json_decref(cks);
+    free(r);
+    snprintf(out_path, sizeof out_path, "%s/policy.safetensors", d.dir);
+    r = ctl(&d, "checkpoints", "download", ck_id, "-o", out_path, NULL);
+    expect_code(r, 0);
+    ck_assert_ptr_nonnull(strstr(r->out, sha));
+    free(r);
+    FILE *f = fopen(out_path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    ck_assert_int_eq(ftell(f), size);
+    fclose(f);
+
+    /* A cancelled job: watch exits 1 and says so. */
+    http_reply *h = http(&d, "POST", "/v1/jobs", d.admin, LONG_JOB, NULL);
+    char long_id[32];
+    snprintf(long_id, sizeof long_id, "%lld",
+             (long long)json_integer_value(json_object_get(h->json, "id")));
+    reply_free(h);
+    r = ctl(&d, "jobs", "cancel", long_id, NULL);
+    expect_code(r, 0);
+    free(r);
+    r = ctl(&d, "jobs", "watch", long_id, NULL);
+    expect_code(r, 1);
+    snprintf(final, sizeof final, "job %s cancelled", long_id);
+    ck_assert_msg(strstr(r->out, final) != NULL, "%s", r->out);
+    free(r);
+    r = ctl(&d, "jobs", "watch", "999", NULL);
+    expect_code(r, 3);
+    ck_assert_ptr_nonnull(strstr(r->err, "job_not_found"));
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* The SFT path: a dataset uploaded by rlhfctl becomes a job's
+ * training_file; watch shows step / max_steps and SFT's headline metrics. */
+START_TEST(test_rlhfctl_sft_from_dataset) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char data[160];
+    snprintf(data, sizeof data, "%s/sft.jsonl", d.dir);
+    FILE *f = fopen(data, "w");
+    for (int i = 0; i < 40; i++)
+        fprintf(f, "{\"prompt\":\"What is %d plus one?\",\"response\":\"%d.\"}\n", i, i + 1);
+    fclose(f);
+    ctl_result *r =
+        ctl(&d, "--json", "datasets", "create", "sums", "--format", "sft", "--file", data, NULL);
+    expect_code(r, 0);
+    json_t *ds = out_json(r);
+    char ds_id[32];
+    snprintf(ds_id, sizeof ds_id, "%lld", (long long)json_id(ds));
+    json_decref(ds);
+    free(r);
+    r = ctl(&d, "jobs", "submit", "sft", "--training-file", ds_id, "--set", "max_steps=4", "--set",
+            "n_layer=1", "--set", "n_head=2", "--set", "d_model=32", "--set", "context=64", "--set",
+            "batch_size=4", "--watch", NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "step 4/4 100%") && strstr(r->out, "succeeded\n"), "%s", r->out);
+    for (const char *const *h = job_type_find("sft")->headline_metrics; *h; h++)
+        ck_assert_msg(strstr(r->out, *h) != NULL, "no %s in:\n%s", *h, r->out);
+    free(r);
+    r = ctl(&d, "--json", "jobs", "show", "1", NULL);
+    expect_code(r, 0);
+    json_t *job = out_json(r);
+    ck_assert_int_eq(json_integer_value(json_object_get(job, "training_file")), atoll(ds_id));
+    json_decref(job);
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* The daemon is killed mid-watch and restarted on the same port: watch
+ * reconnects with Last-Event-ID and prints every event exactly once. The
+ * watched job waits behind a long one on the only worker, so the kill
+ * always lands while it is queued; cancelling the long one (an orphan of
+ * the killed daemon) then lets it run. */
+START_TEST(test_rlhfctl_watch_reconnects) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    http_reply *h = http(&d, "POST", "/v1/jobs", d.admin, LONG_JOB, NULL);
+    const int64_t long_id = json_integer_value(json_object_get(h->json, "id"));
+    reply_free(h);
+    h = http(&d, "POST", "/v1/jobs", d.admin, SHORT_JOB, NULL);
+    char id[32], url[64];
+    snprintf(id, sizeof id, "%lld", (long long)json_integer_value(json_object_get(h->json, "id")));
+    reply_free(h);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", d.port);
+
+    const char *watch[] = {"--url", url, "--token", d.admin, "jobs", "watch", id, NULL};
+    ctl_proc p;
+    ctl_spawn(&p, d.dir, NULL, watch);
+    ck_assert(ctl_read_until(&p, "created"));
+    kill(d.pid, SIGKILL);
+    ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", d.port);
+    daemon_start(&d, "--listen", listen, NULL);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)long_id);
+    reply_free(http(&d, "POST", path, d.admin, NULL, NULL));
+
+    ctl_result *r = ctl_finish(&p);
+    expect_code(r, 0);
+    char final[64];
+    snprintf(final, sizeof final, "job %s succeeded\n", id);
+    ck_assert_msg(strstr(r->out, final) != NULL, "%s", r->out);
+    ck_assert_msg(strstr(r->err, "reconnecting") != NULL, "%s", r->err);
+    ck_assert_int_eq(count_of(r->out, "job created and queued"), 1);
+    ck_assert_int_eq(count_of(r->out, "attempt 1 of 3 started"), 1);
+    ck_assert_int_eq(count_of(r->out, "saved at step 2048"), 1);
+    free(r);
+
+    /* A daemon that does not come back: bounded retries, then exit 4. (A
+     * graceful stop requeues the running job, so no worker outlives it.) */
+    h = http(&d, "POST", "/v1/jobs", d.admin, LONG_JOB, NULL);
+    snprintf(id, sizeof id, "%lld", (long long)json_integer_value(json_object_get(h->json, "id")));
+    reply_free(h);
+    const char *watch_briefly[] = {"--url", url, "--token",   d.admin, "jobs",
+                                   "watch", id,  "--retries", "2",     NULL};
+    ctl_spawn(&p, d.dir, NULL, watch_briefly);
+    ck_assert(ctl_read_until(&p, "created"));
+    daemon_stop(&d);
+    r = ctl_finish(&p);
+    expect_code(r, 4);
+    ck_assert_msg(strstr(r->err, "retry 2 of 2") && strstr(r->err, "gave up after 3 attempts"),
+                  "%s", r->err);
+    free(r);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* ---- failures without a server --------------------------------------------------------- */
+
+/* A loopback port nothing listens on (bound, then released). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd, (struct sockaddr *)&addr, &len);
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+START_TEST(test_rlhfctl_network_and_usage_errors) {
+    char home[] = "/tmp/rlhfctl-test-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(home));
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", free_port());
+    const char *list[] = {"--url", url, "--token", "t", "jobs", "list", NULL};
+    ctl_result *r = ctl_run_env(home, NULL, list);
+    expect_code(r, 4);
+    ck_assert_msg(strstr(r->err, "network error") && strstr(r->err, url) &&
+                      strstr(r->err, "is rlhfd running"),
+                  "%s", r->err);
+    free(r);
+    /* watch cannot even read the job: exit 4 at once. */
+    const char *watch[] = {"--url", url, "--token",   "t", "jobs",
+                           "watch", "1", "--retries", "1", NULL};
+    r = ctl_run_env(home, NULL, watch);
+    expect_code(r, 4);
+    ck_assert_ptr_nonnull(strstr(r->err, "network error"));
+    free(r);
+
+    /* Usage errors: exit 2 before any request. */
+    const char *unknown[] = {"--url", url, "jobs", "frobnicate", NULL};
+    const char *missing[] = {"--url", url, "datasets", "upload", "1", NULL};
+    const char *bad_id[] = {"--url", url, "jobs", "show", "abc", NULL};
+    const char *bad_opt[] = {"--url", url, "jobs", "list", "--colour", "red", NULL};
+    const char *const *usage[] = {unknown, missing, bad_id, bad_opt};
+    for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
+        r = ctl_run_env(home, NULL, usage[i]);
+        expect_code(r, 2);
+        ck_assert_msg(strstr(r->err, "usage") || strstr(r->err, "--help"), "%s", r->err);
+        free(r);
+    }
+    const char *help[] = {"--help", NULL};
+    r = ctl_run_env(home, NULL, help);
+    expect_code(r, 0);
+    for (int code = 0; code <= 4; code++) {
+        char line[32];
+        snprintf(line, sizeof line, "\n  %d  ", code);
+        ck_assert_msg(strstr(r->out, line) != NULL, "exit code %d undocumented", code);
+    }
+    free(r);
+    rmdir(home);
+}
+END_TEST
+
+Suite *rlhfctl_suite(void) {
+    Suite *s = suite_create("rlhfctl");
+    TCase *tc = tcase_create("rlhfctl");
+    tcase_add_test(tc, test_rlhfctl_network_and_usage_errors);
+    tcase_add_test(tc, test_rlhfctl_config_precedence);
+    tcase_add_test(tc, test_rlhfctl_datasets);
+    tcase_add_test(tc, test_rlhfctl_comparisons_and_rank);
+    tcase_add_test(tc, test_rlhfctl_job_submit_and_watch);
+    tcase_add_test(tc, test_rlhfctl_sft_from_dataset);
+    tcase_add_test(tc, test_rlhfctl_watch_reconnects);
+    tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+    return s;
+}
