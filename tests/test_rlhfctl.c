@@ -323,8 +323,12 @@ START_TEST(test_rlhfctl_datasets) {
     ds = out_json(r);
     ck_assert_int_eq(json_integer_value(json_object_get(ds, "n_rows")), big_rows);
     json_decref(ds);
-    /* Peak memory far below the 40 MB file (an ASan build starts higher). */
-    ck_assert_msg(r->max_rss_kib < 30 * 1024, "rlhfctl peaked at %ld KiB", r->max_rss_kib);
+    /* Peak memory far below the 40 MB file. Not under the sanitizers
+     * (make test-asan): ASan's quarantine keeps freed buffers resident, so
+     * RSS there says nothing about streaming. */
+    const char *scale = getenv("RLHF_TEST_SCALE");
+    if (scale == NULL || strcmp(scale, "asan") != 0)
+        ck_assert_msg(r->max_rss_kib < 30 * 1024, "rlhfctl peaked at %ld KiB", r->max_rss_kib);
     free(r);
 
     /* List: a table, and JSON that parses. */
