@@ -15,7 +15,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
         libopenblas0-pthread libjansson4 libsqlite3-0 libmicrohttpd12 libcurl4 \
     && rm -rf /var/lib/apt/lists/*
 # rlhfd starts rlhf-train from its own directory.
-COPY --from=build /src/build/rlhfd /src/build/rlhf-train /usr/local/bin/
+COPY --from=build /src/build/rlhfd /src/build/rlhf-train /src/build/rlhfctl /usr/local/bin/
 VOLUME /data
 WORKDIR /data
 EXPOSE 8080
