@@ -85,22 +85,33 @@ test-asan: deps
 	  RLHF_TEST_SCALE=asan build-asan/run-tests
 
 # The main job, growing with the pipeline: control PPO solves CartPole-v1
-# (greedy mean return >= 475 over 100 episodes) and learns Acrobot-v1; then a
-# GPT-2-style model is fine-tuned from scratch on the demo task
-# (engine/demo_task.h) and shows its answers. Progress goes to the terminal;
-# JSON lines and checkpoints land in $(BUILD)/demo/.
+# (greedy mean return >= 475 over 100 episodes) and learns Acrobot-v1; then
+# the RLHF pipeline on the demo task (engine/demo_task.h): SFT from scratch,
+# a simulated annotator ranks the SFT policy's samples, a reward model learns
+# the rankings, PPO optimises against it with a KL penalty. Progress goes to
+# the terminal; JSON lines and checkpoints land in $(BUILD)/demo/.
+DEMO := $(BUILD)/demo
 demo: deps
 	$(MAKE) all
-	@mkdir -p $(BUILD)/demo
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(BUILD)/rlhf-train ppo-control --env CartPole-v1 --seed 1 --eval-interval 1 \
-	  --target-return 475 --checkpoint-dir $(BUILD)/demo > $(BUILD)/demo/cartpole.jsonl
+	  --target-return 475 --checkpoint-dir $(DEMO) > $(DEMO)/cartpole.jsonl
 	$(BUILD)/rlhf-train ppo-control --env Acrobot-v1 --seed 1 --total-steps 200000 \
-	  --checkpoint-dir $(BUILD)/demo > $(BUILD)/demo/acrobot.jsonl
-	$(BUILD)/rlhf-train demo-data --out $(BUILD)/demo/sft.jsonl --n 3000
-	$(BUILD)/rlhf-train sft --data $(BUILD)/demo/sft.jsonl --max-steps 600 --sample-interval 200 \
-	  --sample-temperature 0.8 \
-	  --eval-interval 100 --checkpoint-dir $(BUILD)/demo > $(BUILD)/demo/sft-metrics.jsonl
-	@echo "demo: metrics in $(BUILD)/demo/*.jsonl, checkpoints in $(BUILD)/demo/*.safetensors"
+	  --checkpoint-dir $(DEMO) > $(DEMO)/acrobot.jsonl
+	$(BUILD)/rlhf-train demo-data --out $(DEMO)/sft.jsonl --n 3000
+	$(BUILD)/rlhf-train sft --data $(DEMO)/sft.jsonl --n-layer 2 --d-model 64 --context 64 \
+	  --max-steps 800 --learning-rate 3e-3 --sample-interval 400 --sample-temperature 0.8 \
+	  --eval-interval 200 --checkpoint-dir $(DEMO) > $(DEMO)/sft-metrics.jsonl
+	$(BUILD)/rlhf-train demo-rankings --policy $(DEMO)/sft-step800.safetensors \
+	  --out $(DEMO)/rankings.jsonl --n 800 --k 4
+	$(BUILD)/rlhf-train reward --data $(DEMO)/rankings.jsonl --init $(DEMO)/sft-step800.safetensors \
+	  --epochs 3 --learning-rate 1e-3 --eval-interval 100 --checkpoint-dir $(DEMO) \
+	  > $(DEMO)/reward-metrics.jsonl
+	$(BUILD)/rlhf-train ppo --data $(DEMO)/sft.jsonl --init $(DEMO)/sft-step800.safetensors \
+	  --reward-model $$(ls $(DEMO)/reward-step*.safetensors) --total-updates 30 --batch-size 16 \
+	  --mini-batch-size 4 --response-length 40 --learning-rate 1e-4 --sample-interval 10 \
+	  --checkpoint-dir $(DEMO) > $(DEMO)/ppo-metrics.jsonl
+	@echo "demo: metrics in $(DEMO)/*.jsonl, checkpoints in $(DEMO)/*.safetensors"
 
 docs: $(BUILD)/rlhf-train
 	$(BUILD)/rlhf-train describe --markdown > docs/hyperparameters.md
