@@ -545,8 +545,9 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
         if (update == cfg->total_updates ||
             (cfg->sample_interval > 0 && update % cfg->sample_interval == 0)) {
             char text[1024], msg[1400];
+            const int32_t shown = ro.len[0] - (ro.gen[ro.len[0] - 1] == eot); /* no EOT text */
             const int64_t k =
-                tokenizer_decode(in->tok, ro.gen, (size_t)ro.len[0], text, sizeof text - 1);
+                tokenizer_decode(in->tok, ro.gen, (size_t)shown, text, sizeof text - 1);
             text[k < 0 ? 0 : k > (int64_t)sizeof text - 1 ? (int64_t)sizeof text - 1 : k] = '\0';
             snprintf(msg, sizeof msg, "sample at update %lld (score %.3f): %s", (long long)update,
                      ro.score[0], text);
