@@ -153,6 +153,26 @@ static int64_t clock_ms(clockid_t id) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+json_t *db_load_row(sqlite3 *db, const char *sql, int64_t id, db_row_json from_row, int *found) {
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        rc = sqlite3_step(st);
+    }
+    json_t *row = rc == SQLITE_ROW && from_row != NULL ? from_row(db, st, id) : NULL;
+    if (found != NULL)
+        *found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    sqlite3_finalize(st);
+    return row;
+}
+
+int db_row_exists(sqlite3 *db, const char *sql, int64_t id) {
+    int found;
+    db_load_row(db, sql, id, NULL, &found);
+    return found;
+}
+
 int64_t db_now_ms(void) {
     return clock_ms(CLOCK_REALTIME);
 }

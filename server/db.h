@@ -57,6 +57,19 @@ int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 int db_insert_job_event(sqlite3 *db, int64_t job_id, const char *level, const char *type,
                         const char *code, const char *message, const json_t *data);
 
+/* Makes the current row of st into JSON; scope is what the rows belong to
+ * (the job of an event, the id of a loaded row), for the fields the row
+ * does not hold. NULL on failure. */
+typedef json_t *(*db_row_json)(sqlite3 *db, sqlite3_stmt *st, int64_t scope);
+
+/* The row of sql (which binds ?1 = id) made into JSON by from_row. NULL
+ * with *found 0 (no such row) or -1 (error); *found is 1 when the row
+ * exists, even if from_row failed. found may be NULL; so may from_row
+ * (only *found is wanted). */
+json_t *db_load_row(sqlite3 *db, const char *sql, int64_t id, db_row_json from_row, int *found);
+/* 1 if sql (which binds ?1 = id) has a row, 0 if not, -1 on error. */
+int db_row_exists(sqlite3 *db, const char *sql, int64_t id);
+
 int64_t db_now_ms(void);
 int64_t db_now_s(void);
 

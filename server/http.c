@@ -378,15 +378,26 @@ json_t *http_body_object(request *r, enum MHD_Result *replied) {
     return obj;
 }
 
+bool http_one_of(const char *s, const char *const *list) {
+    while (s != NULL && *list != NULL && strcmp(*list, s) != 0)
+        list++;
+    return s != NULL && *list != NULL;
+}
+
+int http_check_name(request *r, const char *name, size_t max_bytes, enum MHD_Result *replied) {
+    if (name != NULL && name[0] != '\0' && strlen(name) <= max_bytes)
+        return 1;
+    *replied = http_reply_error(r, 400, "invalid_value", "name",
+                                "name must be a non-empty string of at most %zu bytes", max_bytes);
+    return 0;
+}
+
 int http_check_keys(request *r, const json_t *obj, const char *const *allowed,
                     enum MHD_Result *replied) {
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)obj, key, value) {
-        const char *const *a = allowed;
-        while (*a && strcmp(*a, key) != 0)
-            a++;
-        if (*a == NULL) {
+        if (!http_one_of(key, allowed)) {
             *replied = http_reply_error(r, 400, "unknown_parameter", key,
                                         "unknown parameter '%.64s'", key);
             return 0;
@@ -429,12 +440,51 @@ int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t m
     return 1;
 }
 
-json_t *http_list(json_t *data, bool has_more) {
+json_t *http_list(json_t *data, bool has_more, const char *by) {
     size_t n = json_array_size(data);
-    json_t *first = n ? json_object_get(json_array_get(data, 0), "id") : NULL;
-    json_t *last = n ? json_object_get(json_array_get(data, n - 1), "id") : NULL;
-    return json_pack("{s:s, s:o, s:O?, s:O?, s:b}", "object", "list", "data", data, "first_id",
-                     first, "last_id", last, "has_more", has_more);
+    json_t *first = n ? json_object_get(json_array_get(data, 0), by) : NULL;
+    json_t *last = n ? json_object_get(json_array_get(data, n - 1), by) : NULL;
+    char first_key[32], last_key[32];
+    snprintf(first_key, sizeof first_key, "first_%s", by);
+    snprintf(last_key, sizeof last_key, "last_%s", by);
+    return json_pack("{s:s, s:o, s:O?, s:O?, s:b}", "object", "list", "data", data, first_key,
+                     first, last_key, last, "has_more", has_more);
+}
+
+enum MHD_Result http_reply_rows(request *r, sqlite3_stmt *st, int64_t limit, int64_t scope,
+                                db_row_json from_row) {
+    json_t *data = json_array();
+    bool has_more = false;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((int64_t)json_array_size(data) == limit) {
+            has_more = true;
+            break;
+        }
+        json_t *item = from_row(r->db, st, scope);
+        if (item == NULL) {
+            rc = SQLITE_ERROR;
+            break;
+        }
+        json_array_append_new(data, item);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        json_decref(data);
+        return http_reply_db_error(r);
+    }
+    return http_reply_json(r, 200, http_list(data, has_more, "id"));
+}
+
+enum MHD_Result http_reply_page(request *r, const char *sql, int64_t after, int64_t limit,
+                                int64_t scope, db_row_json from_row) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK)
+        return http_reply_db_error(r);
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, limit + 1);
+    sqlite3_bind_int64(st, 3, scope);
+    return http_reply_rows(r, st, limit, scope, from_row);
 }
 
 /* ---- the access handler ----------------------------------------------------- */

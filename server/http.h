@@ -104,9 +104,16 @@ enum MHD_Result http_queue(request *r, unsigned status, struct MHD_Response *res
 /* The body as a JSON object within the limits above, or NULL after replying
  * 400 (bad JSON, too deep, string too long, not an object). */
 json_t *http_body_object(request *r, enum MHD_Result *replied);
+/* Whether s is one of the strings of list (NULL-terminated); false for a
+ * NULL s. */
+bool http_one_of(const char *s, const char *const *list);
 /* Rejects keys of obj not in allowed (NULL-terminated): 1 ok, 0 replied. */
 int http_check_keys(request *r, const json_t *obj, const char *const *allowed,
                     enum MHD_Result *replied);
+
+/* name (a member "name", or NULL if absent) must be a non-empty string of
+ * at most max_bytes: 1 ok, 0 replied 400. */
+int http_check_name(request *r, const char *name, size_t max_bytes, enum MHD_Result *replied);
 
 /* A query argument, or NULL. */
 const char *http_query(request *r, const char *name);
@@ -116,9 +123,20 @@ const char *http_query(request *r, const char *name);
 int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t max, int64_t *limit,
                     int64_t *cursor, enum MHD_Result *replied);
 
-/* {"object":"list","data":data,"first_id","last_id","has_more"} (data stolen;
- * ids read from each item's "id"). */
-json_t *http_list(json_t *data, bool has_more);
+/* {"object":"list","data":data,"first_<by>","last_<by>","has_more"} (data
+ * stolen), first and last read from member by (e.g. "id") of the first and
+ * last item. */
+json_t *http_list(json_t *data, bool has_more, const char *by);
+/* Replies one page of a list query: st (prepared with LIMIT limit + 1, and
+ * finalized here) gives the rows, from_row (with scope) makes each into
+ * JSON, and the reply is their http_list by "id". A failed step or a row
+ * from_row fails on replies 500. */
+enum MHD_Result http_reply_rows(request *r, sqlite3_stmt *st, int64_t limit, int64_t scope,
+                                db_row_json from_row);
+/* http_reply_rows for sql, which binds ?1 = after (0 for the first page),
+ * ?2 = limit + 1 and ?3 = scope (e.g. the job id; sql may ignore it). */
+enum MHD_Result http_reply_page(request *r, const char *sql, int64_t after, int64_t limit,
+                                int64_t scope, db_row_json from_row);
 
 /* The MHD access handler and completion callback. */
 enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,

@@ -28,7 +28,8 @@ static const char *const dataset_formats[] = {"sft", "preference", "prompts", NU
 
 #define DATASET_COLUMNS "id, name, format, n_rows, created_at"
 
-static json_t *dataset_from_row(sqlite3_stmt *st) {
+static json_t *dataset_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)db, (void)scope;
     int64_t n_rows = sqlite3_column_int64(st, 3);
     return json_pack(
         "{s:I, s:s, s:s, s:s, s:I, s:s, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
@@ -39,17 +40,8 @@ static json_t *dataset_from_row(sqlite3_stmt *st) {
 
 /* The dataset as JSON; NULL if there is none (*found 0) or on error. */
 static json_t *dataset_load(sqlite3 *db, int64_t id, int *found) {
-    sqlite3_stmt *st = NULL;
-    *found = -1;
-    if (sqlite3_prepare_v2(db, "SELECT " DATASET_COLUMNS " FROM datasets WHERE id = ?1", -1, &st,
-                           NULL) != SQLITE_OK)
-        return NULL;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    json_t *dataset = rc == SQLITE_ROW ? dataset_from_row(st) : NULL;
-    *found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(st);
-    return dataset;
+    return db_load_row(db, "SELECT " DATASET_COLUMNS " FROM datasets WHERE id = ?1", id,
+                       dataset_from_row, found);
 }
 
 static enum MHD_Result reply_no_dataset(request *r) {
@@ -67,15 +59,11 @@ enum MHD_Result route_datasets_create(request *r) {
     static const char *const keys[] = {"name", "format", NULL};
     const char *name = json_string_value(json_object_get(body, "name"));
     const char *format = json_string_value(json_object_get(body, "format"));
-    const char *const *f = dataset_formats;
-    while (format && *f && strcmp(*f, format) != 0)
-        f++;
     if (!http_check_keys(r, body, keys, &replied))
         ;
-    else if (name == NULL || name[0] == '\0' || strlen(name) > 256)
-        replied = http_reply_error(r, 400, "invalid_value", "name",
-                                   "name must be a non-empty string of at most 256 bytes");
-    else if (format == NULL || *f == NULL)
+    else if (!http_check_name(r, name, 256, &replied))
+        ;
+    else if (!http_one_of(format, dataset_formats))
         replied = http_reply_error(r, 400, "invalid_value", "format",
                                    "format must be one of sft, preference, prompts");
     else if (db_begin(r->db) != SQLITE_OK)
@@ -95,8 +83,7 @@ enum MHD_Result route_datasets_create(request *r) {
                 id = sqlite3_last_insert_rowid(r->db);
         }
         sqlite3_finalize(st);
-        int found;
-        json_t *dataset = id > 0 ? dataset_load(r->db, id, &found) : NULL;
+        json_t *dataset = id > 0 ? dataset_load(r->db, id, NULL) : NULL;
         replied = dataset ? http_commit_reply(r, 200, dataset) : http_reply_db_error(r);
     }
     json_decref(body);
@@ -109,10 +96,7 @@ enum MHD_Result route_datasets_list(request *r) {
     if (!http_query_page(r, "after", 20, 100, &limit, &after, &replied))
         return replied;
     const char *format = http_query(r, "format");
-    const char *const *f = dataset_formats;
-    while (format && *f && strcmp(*f, format) != 0)
-        f++;
-    if (format != NULL && *f == NULL)
+    if (format != NULL && !http_one_of(format, dataset_formats))
         return http_reply_error(r, 400, "invalid_value", "format",
                                 "format must be one of sft, preference, prompts");
     sqlite3_stmt *st = NULL;
@@ -124,17 +108,7 @@ enum MHD_Result route_datasets_list(request *r) {
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_text(st, 2, format, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, limit + 1);
-    json_t *data = json_array();
-    bool has_more = false;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if ((int64_t)json_array_size(data) == limit) {
-            has_more = true;
-            break;
-        }
-        json_array_append_new(data, dataset_from_row(st));
-    }
-    sqlite3_finalize(st);
-    return http_reply_json(r, 200, http_list(data, has_more));
+    return http_reply_rows(r, st, limit, 0, dataset_from_row);
 }
 
 enum MHD_Result route_datasets_get(request *r) {
@@ -217,10 +191,7 @@ static int check_keys(const json_t *obj, const char *const *allowed, const char 
     const char *key;
     json_t *value;
     json_object_foreach((json_t *)obj, key, value) {
-        const char *const *a = allowed;
-        while (*a && strcmp(*a, key) != 0)
-            a++;
-        if (*a == NULL) {
+        if (!http_one_of(key, allowed)) {
             char param[256];
             snprintf(param, sizeof param, "%s%.64s", prefix, key);
             return line_fail(e, "unknown_parameter", param, "unknown field '%s'", param);
@@ -267,10 +238,7 @@ static int check_messages(const json_t *messages, const char *param, const char 
         snprintf(field, sizeof field, "%s.role", at);
         if (!get_string(m, "role", field, false, &role, e))
             return 0;
-        const char *const *ok = roles;
-        while (*ok && strcmp(*ok, role) != 0)
-            ok++;
-        if (*ok == NULL)
+        if (!http_one_of(role, roles))
             return line_fail(e, "invalid_value", field, "%s '%.32s' is not allowed here", field,
                              role);
         snprintf(field, sizeof field, "%s.content", at);

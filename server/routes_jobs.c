@@ -33,7 +33,8 @@ static json_t *column_json(sqlite3_stmt *st, int i) {
     return v ? v : json_null();
 }
 
-static json_t *job_from_row(sqlite3_stmt *st) {
+static json_t *job_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)db, (void)scope;
     const char *error = (const char *)sqlite3_column_text(st, 10);
     return json_pack(
         "{s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:b, s:I, s:o, s:o, s:o}", "id",
@@ -50,19 +51,8 @@ static json_t *job_from_row(sqlite3_stmt *st) {
 
 /* The job as JSON, or NULL if there is none (or on error). */
 static json_t *job_load(sqlite3 *db, int64_t id) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1", -1, &st, NULL) !=
-        SQLITE_OK)
-        return NULL;
-    sqlite3_bind_int64(st, 1, id);
-    json_t *job = sqlite3_step(st) == SQLITE_ROW ? job_from_row(st) : NULL;
-    sqlite3_finalize(st);
-    return job;
-}
-
-static enum MHD_Result reply_db_error(request *r) {
-    return http_reply_error(r, 500, "database_error", NULL, "database error: %s",
-                            sqlite3_errmsg(r->db));
+    return db_load_row(db, "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1", id, job_from_row,
+                       NULL);
 }
 
 static enum MHD_Result reply_no_job(request *r) {
@@ -71,18 +61,10 @@ static enum MHD_Result reply_no_job(request *r) {
 
 /* 1 if job path_id exists, else 0 after replying 404 (or 500). */
 static int require_job(request *r, enum MHD_Result *replied) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM jobs WHERE id = ?1", -1, &st, NULL) != SQLITE_OK) {
-        *replied = reply_db_error(r);
-        return 0;
-    }
-    sqlite3_bind_int64(st, 1, r->path_id);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ROW)
-        return 1;
-    *replied = rc == SQLITE_DONE ? reply_no_job(r) : reply_db_error(r);
-    return 0;
+    int found = db_row_exists(r->db, "SELECT 1 FROM jobs WHERE id = ?1", r->path_id);
+    if (found <= 0)
+        *replied = found == 0 ? reply_no_job(r) : http_reply_db_error(r);
+    return found > 0;
 }
 
 /* ---- POST /v1/jobs ---------------------------------------------------------- */
@@ -168,7 +150,7 @@ static int link_job_dataset(request *r, const job_type *type, const job_dataset_
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(r->db, "SELECT format, n_rows FROM datasets WHERE id = ?1", -1, &st,
                            NULL) != SQLITE_OK) {
-        *replied = reply_db_error(r);
+        *replied = http_reply_db_error(r);
         return 0;
     }
     sqlite3_bind_int64(st, 1, id);
@@ -181,7 +163,7 @@ static int link_job_dataset(request *r, const job_type *type, const job_dataset_
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        *replied = reply_db_error(r);
+        *replied = http_reply_db_error(r);
     else if (rc == SQLITE_DONE)
         *replied = http_reply_error(r, 400, "dataset_not_found", ref->param, "no dataset %lld",
                                     (long long)id);
@@ -197,7 +179,7 @@ static int link_job_dataset(request *r, const job_type *type, const job_dataset_
                                 "INSERT INTO job_datasets (job_id, purpose, dataset_id) "
                                 "VALUES (?1, ?2, ?3)",
                                 -1, &st, NULL) != SQLITE_OK)
-        *replied = reply_db_error(r);
+        *replied = http_reply_db_error(r);
     else {
         sqlite3_bind_int64(st, 1, job_id);
         sqlite3_bind_text(st, 2, ref->purpose, -1, SQLITE_STATIC);
@@ -206,7 +188,7 @@ static int link_job_dataset(request *r, const job_type *type, const job_dataset_
         sqlite3_finalize(st);
         if (rc == SQLITE_DONE)
             return 1;
-        *replied = reply_db_error(r);
+        *replied = http_reply_db_error(r);
     }
     return 0;
 }
@@ -247,13 +229,13 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
     json_decref(resolved);
     if (config == NULL || db_begin(r->db) != SQLITE_OK) {
         free(config);
-        return reply_db_error(r);
+        return http_reply_db_error(r);
     }
     enum MHD_Result replied;
     int64_t id = job_insert(r->db, type->name, config, max_attempts, r->token.id);
     free(config);
     if (id <= 0) {
-        replied = reply_db_error(r);
+        replied = http_reply_db_error(r);
         db_rollback(r->db);
         return replied;
     }
@@ -264,7 +246,7 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
     }
     json_t *job = job_load(r->db, id);
     if (job == NULL) {
-        replied = reply_db_error(r);
+        replied = http_reply_db_error(r);
         db_rollback(r->db);
         return replied;
     }
@@ -300,9 +282,7 @@ enum MHD_Result route_jobs_create(request *r) {
         replied = http_reply_error(r, 400, "invalid_type", "type", "type must be a string");
     else if (type == NULL) {
         const char *name = json_string_value(type_v);
-        bool planned = false;
-        for (const char *const *p = planned_job_types; *p; p++)
-            planned = planned || strcmp(*p, name) == 0;
+        bool planned = http_one_of(name, planned_job_types);
         replied =
             http_reply_error(r, 400, planned ? "job_type_unavailable" : "unknown_job_type", "type",
                              planned ? "job type '%.64s' is not available yet: this "
@@ -352,37 +332,22 @@ enum MHD_Result route_jobs_list(request *r) {
         return replied;
     const char *status = http_query(r, "status");
     const char *type = http_query(r, "type");
-    if (status != NULL) {
-        const char *const *s = job_statuses;
-        while (*s && strcmp(*s, status) != 0)
-            s++;
-        if (*s == NULL)
-            return http_reply_error(r, 400, "invalid_value", "status",
-                                    "status must be one of validating_files, queued, running, "
-                                    "succeeded, failed, cancelled");
-    }
+    if (status != NULL && !http_one_of(status, job_statuses))
+        return http_reply_error(r, 400, "invalid_value", "status",
+                                "status must be one of validating_files, queued, running, "
+                                "succeeded, failed, cancelled");
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(r->db,
                            "SELECT " JOB_COLUMNS " FROM jobs WHERE (?1 = 0 OR id < ?1) AND "
                            "(?2 IS NULL OR status = ?2) AND (?3 IS NULL OR type = ?3) "
                            "ORDER BY id DESC LIMIT ?4",
                            -1, &st, NULL) != SQLITE_OK)
-        return reply_db_error(r);
+        return http_reply_db_error(r);
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, limit + 1);
-    json_t *data = json_array();
-    bool has_more = false;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if ((int64_t)json_array_size(data) == limit) {
-            has_more = true;
-            break;
-        }
-        json_array_append_new(data, job_from_row(st));
-    }
-    sqlite3_finalize(st);
-    return http_reply_json(r, 200, http_list(data, has_more));
+    return http_reply_rows(r, st, limit, 0, job_from_row);
 }
 
 enum MHD_Result route_jobs_get(request *r) {
@@ -397,12 +362,12 @@ enum MHD_Result route_jobs_get(request *r) {
  * checkpoints and records 'cancelled'. Cancelling twice is not an error. */
 enum MHD_Result route_jobs_cancel(request *r) {
     if (db_begin(r->db) != SQLITE_OK)
-        return reply_db_error(r);
+        return http_reply_db_error(r);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(r->db, "SELECT status, cancel_requested FROM jobs WHERE id = ?1", -1,
                            &st, NULL) != SQLITE_OK) {
         db_rollback(r->db);
-        return reply_db_error(r);
+        return http_reply_db_error(r);
     }
     sqlite3_bind_int64(st, 1, r->path_id);
     char status[32] = "";
@@ -449,7 +414,7 @@ enum MHD_Result route_jobs_cancel(request *r) {
     }
     if (!ok || db_commit(r->db) != SQLITE_OK) {
         db_rollback(r->db);
-        return reply_db_error(r);
+        return http_reply_db_error(r);
     }
     scheduler_wake(r->srv->scheduler);
     return http_reply_json(r, 200, job_load(r->db, r->path_id));
@@ -457,7 +422,8 @@ enum MHD_Result route_jobs_cancel(request *r) {
 
 /* ---- GET /v1/jobs/{id}/events ------------------------------------------------- */
 
-static json_t *event_from_row(sqlite3_stmt *st, int64_t job_id) {
+static json_t *event_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t job_id) {
+    (void)db;
     return json_pack("{s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:o}", "id",
                      (json_int_t)sqlite3_column_int64(st, 0), "object", "job.event", "job_id",
                      (json_int_t)job_id, "created_at", (json_int_t)sqlite3_column_int64(st, 1),
@@ -475,26 +441,10 @@ enum MHD_Result route_jobs_events(request *r) {
     if (!http_query_page(r, "after", 20, 1000, &limit, &after, &replied) ||
         !require_job(r, &replied))
         return replied;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT " EVENT_COLUMNS " FROM job_events WHERE job_id = ?1 AND "
-                           "(?2 = 0 OR id < ?2) ORDER BY id DESC LIMIT ?3",
-                           -1, &st, NULL) != SQLITE_OK)
-        return reply_db_error(r);
-    sqlite3_bind_int64(st, 1, r->path_id);
-    sqlite3_bind_int64(st, 2, after);
-    sqlite3_bind_int64(st, 3, limit + 1);
-    json_t *data = json_array();
-    bool has_more = false;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if ((int64_t)json_array_size(data) == limit) {
-            has_more = true;
-            break;
-        }
-        json_array_append_new(data, event_from_row(st, r->path_id));
-    }
-    sqlite3_finalize(st);
-    return http_reply_json(r, 200, http_list(data, has_more));
+    return http_reply_page(r,
+                           "SELECT " EVENT_COLUMNS " FROM job_events WHERE job_id = ?3 AND "
+                           "(?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2",
+                           after, limit, r->path_id, event_from_row);
 }
 
 /* ---- GET /v1/jobs/{id}/metrics?names=a,b&after_step=S&limit=N ---------------- */
@@ -539,7 +489,7 @@ enum MHD_Result route_jobs_metrics(request *r) {
                            "ORDER BY step, name",
                            -1, &st, NULL) != SQLITE_OK) {
         free(names_json);
-        return reply_db_error(r);
+        return http_reply_db_error(r);
     }
     sqlite3_bind_int64(st, 1, r->path_id);
     sqlite3_bind_int64(st, 2, after_step);
@@ -567,15 +517,21 @@ enum MHD_Result route_jobs_metrics(request *r) {
                                 : json_real(sqlite3_column_double(st, 2)));
     }
     sqlite3_finalize(st);
-    size_t n = json_array_size(data);
-    json_t *first = n ? json_object_get(json_array_get(data, 0), "step") : NULL;
-    json_t *last = n ? json_object_get(json_array_get(data, n - 1), "step") : NULL;
-    return http_reply_json(r, 200,
-                           json_pack("{s:s, s:o, s:O?, s:O?, s:b}", "object", "list", "data", data,
-                                     "first_step", first, "last_step", last, "has_more", has_more));
+    return http_reply_json(r, 200, http_list(data, has_more, "step"));
 }
 
 /* ---- checkpoints ---------------------------------------------------------------- */
+
+static json_t *checkpoint_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t job_id) {
+    (void)db;
+    return json_pack("{s:I, s:s, s:I, s:I, s:s, s:s, s:I, s:o, s:I}", "id",
+                     (json_int_t)sqlite3_column_int64(st, 0), "object", "checkpoint", "job_id",
+                     (json_int_t)job_id, "step_number", (json_int_t)sqlite3_column_int64(st, 1),
+                     "kind", (const char *)sqlite3_column_text(st, 2), "sha256",
+                     (const char *)sqlite3_column_text(st, 3), "size_bytes",
+                     (json_int_t)sqlite3_column_int64(st, 4), "metrics", column_json(st, 5),
+                     "created_at", (json_int_t)sqlite3_column_int64(st, 6));
+}
 
 enum MHD_Result route_jobs_checkpoints(request *r) {
     enum MHD_Result replied;
@@ -583,35 +539,11 @@ enum MHD_Result route_jobs_checkpoints(request *r) {
     if (!http_query_page(r, "after", 20, 100, &limit, &after, &replied) ||
         !require_job(r, &replied))
         return replied;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db,
+    return http_reply_page(r,
                            "SELECT id, step, kind, sha256, size_bytes, metrics, created_at "
-                           "FROM checkpoints WHERE job_id = ?1 AND (?2 = 0 OR id < ?2) "
-                           "ORDER BY id DESC LIMIT ?3",
-                           -1, &st, NULL) != SQLITE_OK)
-        return reply_db_error(r);
-    sqlite3_bind_int64(st, 1, r->path_id);
-    sqlite3_bind_int64(st, 2, after);
-    sqlite3_bind_int64(st, 3, limit + 1);
-    json_t *data = json_array();
-    bool has_more = false;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if ((int64_t)json_array_size(data) == limit) {
-            has_more = true;
-            break;
-        }
-        json_array_append_new(
-            data, json_pack("{s:I, s:s, s:I, s:I, s:s, s:s, s:I, s:o, s:I}", "id",
-                            (json_int_t)sqlite3_column_int64(st, 0), "object", "checkpoint",
-                            "job_id", (json_int_t)r->path_id, "step_number",
-                            (json_int_t)sqlite3_column_int64(st, 1), "kind",
-                            (const char *)sqlite3_column_text(st, 2), "sha256",
-                            (const char *)sqlite3_column_text(st, 3), "size_bytes",
-                            (json_int_t)sqlite3_column_int64(st, 4), "metrics", column_json(st, 5),
-                            "created_at", (json_int_t)sqlite3_column_int64(st, 6)));
-    }
-    sqlite3_finalize(st);
-    return http_reply_json(r, 200, http_list(data, has_more));
+                           "FROM checkpoints WHERE job_id = ?3 AND (?1 = 0 OR id < ?1) "
+                           "ORDER BY id DESC LIMIT ?2",
+                           after, limit, r->path_id, checkpoint_from_row);
 }
 
 /* GET /v1/checkpoints/{id}/content: the safetensors file. */
@@ -620,7 +552,7 @@ enum MHD_Result route_checkpoints_content(request *r) {
     if (sqlite3_prepare_v2(r->db,
                            "SELECT bytes, sha256, job_id, step FROM checkpoints WHERE id = ?1", -1,
                            &st, NULL) != SQLITE_OK)
-        return reply_db_error(r);
+        return http_reply_db_error(r);
     sqlite3_bind_int64(st, 1, r->path_id);
     if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_type(st, 0) != SQLITE_BLOB) {
         sqlite3_finalize(st);
@@ -686,7 +618,7 @@ static int sse_fill(sse_stream *s) {
         sqlite3_bind_int64(st, 1, s->job_id);
         sqlite3_bind_int64(st, 2, s->last_id);
         while (ok && sqlite3_step(st) == SQLITE_ROW) {
-            json_t *event = event_from_row(st, s->job_id);
+            json_t *event = event_from_row(db, st, s->job_id);
             char *text = json_dumps(event, HTTP_JSON_DUMP_FLAGS);
             char head[96];
             int hn = snprintf(head, sizeof head,

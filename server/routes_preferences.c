@@ -22,17 +22,6 @@
 #define RANKING_MAX_NOTE    4096
 #define ANNOTATION_LEASE_MS (10 * 60 * 1000)
 
-/* 1 if a row with id exists in the query's table, 0 if not, -1 on error. */
-static int row_exists(sqlite3 *db, const char *sql, int64_t id) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-}
-
 static enum MHD_Result reply_not_found(request *r, const char *what, int found) {
     if (found < 0)
         return http_reply_db_error(r);
@@ -47,7 +36,8 @@ static enum MHD_Result reply_not_found(request *r, const char *what, int found) 
     "id, name, k, overlap, created_at, (SELECT count(*) FROM comparisons c WHERE c.project_id = "  \
     "projects.id)"
 
-static json_t *project_from_row(sqlite3_stmt *st) {
+static json_t *project_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)db, (void)scope;
     return json_pack(
         "{s:I, s:s, s:s, s:I, s:I, s:I, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
         "object", "project", "name", (const char *)sqlite3_column_text(st, 1), "k",
@@ -58,17 +48,8 @@ static json_t *project_from_row(sqlite3_stmt *st) {
 
 /* The project as JSON; NULL with *found 0 (none) or -1 (error). */
 static json_t *project_load(sqlite3 *db, int64_t id, int *found) {
-    sqlite3_stmt *st = NULL;
-    *found = -1;
-    if (sqlite3_prepare_v2(db, "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1", -1, &st,
-                           NULL) != SQLITE_OK)
-        return NULL;
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st);
-    json_t *p = rc == SQLITE_ROW ? project_from_row(st) : NULL;
-    *found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(st);
-    return p;
+    return db_load_row(db, "SELECT " PROJECT_COLUMNS " FROM projects WHERE id = ?1", id,
+                       project_from_row, found);
 }
 
 /* An optional integer member in [lo, hi] (dflt if absent): 1 ok, 0 replied. */
@@ -95,9 +76,8 @@ enum MHD_Result route_projects_create(request *r) {
     int64_t k, overlap;
     if (!http_check_keys(r, body, keys, &replied))
         ;
-    else if (name == NULL || name[0] == '\0' || strlen(name) > 256)
-        replied = http_reply_error(r, 400, "invalid_value", "name",
-                                   "name must be a non-empty string of at most 256 bytes");
+    else if (!http_check_name(r, name, 256, &replied))
+        ;
     else if (!get_int(r, body, "k", 2, 2, PROJECT_MAX_K, &k, &replied) ||
              !get_int(r, body, "overlap", 1, 1, PROJECT_MAX_OVERLAP, &overlap, &replied))
         ;
@@ -118,8 +98,7 @@ enum MHD_Result route_projects_create(request *r) {
                 id = sqlite3_last_insert_rowid(r->db);
         }
         sqlite3_finalize(st);
-        int found;
-        json_t *project = id > 0 ? project_load(r->db, id, &found) : NULL;
+        json_t *project = id > 0 ? project_load(r->db, id, NULL) : NULL;
         replied = project ? http_commit_reply(r, 200, project) : http_reply_db_error(r);
     }
     json_decref(body);
@@ -129,50 +108,19 @@ enum MHD_Result route_projects_create(request *r) {
 /* A newest-first page of sql's rows (sql binds ?1 = after, ?2 = limit + 1,
  * ?3 = scope, e.g. the project id), each made into JSON by from_row. */
 static enum MHD_Result reply_page(request *r, const char *sql, int64_t scope,
-                                  json_t *(*from_row)(sqlite3 *db, sqlite3_stmt *st)) {
+                                  db_row_json from_row) {
     enum MHD_Result replied;
     int64_t limit, after;
     if (!http_query_page(r, "after", 20, 100, &limit, &after, &replied))
         return replied;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK)
-        return http_reply_db_error(r);
-    sqlite3_bind_int64(st, 1, after);
-    sqlite3_bind_int64(st, 2, limit + 1);
-    sqlite3_bind_int64(st, 3, scope);
-    json_t *data = json_array();
-    bool has_more = false;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((int64_t)json_array_size(data) == limit) {
-            has_more = true;
-            break;
-        }
-        json_t *item = from_row(r->db, st);
-        if (item == NULL) {
-            rc = SQLITE_ERROR;
-            break;
-        }
-        json_array_append_new(data, item);
-    }
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ERROR) {
-        json_decref(data);
-        return http_reply_db_error(r);
-    }
-    return http_reply_json(r, 200, http_list(data, has_more));
-}
-
-static json_t *project_item(sqlite3 *db, sqlite3_stmt *st) {
-    (void)db;
-    return project_from_row(st);
+    return http_reply_page(r, sql, after, limit, scope, from_row);
 }
 
 enum MHD_Result route_projects_list(request *r) {
     return reply_page(r,
                       "SELECT " PROJECT_COLUMNS " FROM projects WHERE (?1 = 0 OR id < ?1) AND "
                       "?3 = 0 ORDER BY id DESC LIMIT ?2",
-                      0, project_item);
+                      0, project_from_row);
 }
 
 enum MHD_Result route_projects_get(request *r) {
@@ -279,7 +227,7 @@ static int check_candidate(request *r, const json_t *cand, size_t i, const char 
     }
     if (from_checkpoint) {
         *checkpoint_id = json_integer_value(ck);
-        int found = row_exists(r->db, "SELECT 1 FROM checkpoints WHERE id = ?1", *checkpoint_id);
+        int found = db_row_exists(r->db, "SELECT 1 FROM checkpoints WHERE id = ?1", *checkpoint_id);
         if (found <= 0) {
             *replied = found < 0
                            ? http_reply_db_error(r)
@@ -371,13 +319,14 @@ enum MHD_Result route_comparisons_create(request *r) {
     return replied;
 }
 
-static json_t *comparison_item(sqlite3 *db, sqlite3_stmt *st) {
+static json_t *comparison_item(sqlite3 *db, sqlite3_stmt *st, int64_t project_id) {
+    (void)project_id;
     int found;
     return comparison_load(db, sqlite3_column_int64(st, 0), &found);
 }
 
 enum MHD_Result route_comparisons_list(request *r) {
-    int found = row_exists(r->db, "SELECT 1 FROM projects WHERE id = ?1", r->path_id);
+    int found = db_row_exists(r->db, "SELECT 1 FROM projects WHERE id = ?1", r->path_id);
     if (found <= 0)
         return reply_not_found(r, "project", found);
     return reply_page(r,
@@ -482,7 +431,8 @@ static json_t *ranking_order(sqlite3 *db, int64_t ranking_id) {
     "preference_pairs p WHERE p.ranking_id = k.id) FROM rankings k JOIN api_tokens t ON t.id = "   \
     "k.token_id"
 
-static json_t *ranking_item(sqlite3 *db, sqlite3_stmt *st) {
+static json_t *ranking_item(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)scope;
     json_t *order = ranking_order(db, sqlite3_column_int64(st, 0));
     if (order == NULL)
         return NULL;
@@ -499,14 +449,7 @@ static json_t *ranking_item(sqlite3 *db, sqlite3_stmt *st) {
 }
 
 static json_t *ranking_load(sqlite3 *db, int64_t id) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT " RANKING_COLUMNS " WHERE k.id = ?1", -1, &st, NULL) !=
-        SQLITE_OK)
-        return NULL;
-    sqlite3_bind_int64(st, 1, id);
-    json_t *ranking = sqlite3_step(st) == SQLITE_ROW ? ranking_item(db, st) : NULL;
-    sqlite3_finalize(st);
-    return ranking;
+    return db_load_row(db, "SELECT " RANKING_COLUMNS " WHERE k.id = ?1", id, ranking_item, NULL);
 }
 
 /* Validates order against the comparison's candidates (ids[0..n)): every
@@ -714,7 +657,7 @@ enum MHD_Result route_rankings_create(request *r) {
 
 /* GET /v1/comparisons/{id}/rankings: the raw rankings, newest first. */
 enum MHD_Result route_rankings_list(request *r) {
-    int found = row_exists(r->db, "SELECT 1 FROM comparisons WHERE id = ?1", r->path_id);
+    int found = db_row_exists(r->db, "SELECT 1 FROM comparisons WHERE id = ?1", r->path_id);
     if (found <= 0)
         return reply_not_found(r, "comparison", found);
     return reply_page(r,
@@ -725,8 +668,8 @@ enum MHD_Result route_rankings_list(request *r) {
 
 /* ---- GET /v1/projects/{id}/pairs ------------------------------------------------- */
 
-static json_t *pair_item(sqlite3 *db, sqlite3_stmt *st) {
-    (void)db;
+static json_t *pair_item(sqlite3 *db, sqlite3_stmt *st, int64_t project_id) {
+    (void)db, (void)project_id;
     return json_pack("{s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "id",
                      (json_int_t)sqlite3_column_int64(st, 0), "object", "preference_pair",
                      "comparison_id", (json_int_t)sqlite3_column_int64(st, 1), "ranking_id",
@@ -743,7 +686,7 @@ static json_t *pair_item(sqlite3 *db, sqlite3_stmt *st) {
 /* Training-ready pairs of the project: {prompt, chosen, rejected} as TRL
  * reads them, with where they came from. */
 enum MHD_Result route_pairs_list(request *r) {
-    int found = row_exists(r->db, "SELECT 1 FROM projects WHERE id = ?1", r->path_id);
+    int found = db_row_exists(r->db, "SELECT 1 FROM projects WHERE id = ?1", r->path_id);
     if (found <= 0)
         return reply_not_found(r, "project", found);
     return reply_page(r,

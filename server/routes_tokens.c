@@ -1,7 +1,5 @@
 /* POST /v1/tokens {name, role} → the token, shown once. GET /v1/tokens:
  * names and roles, never secrets. Admin only. */
-#include <string.h>
-
 #include "routes.h"
 
 enum MHD_Result route_tokens_create(request *r) {
@@ -15,9 +13,8 @@ enum MHD_Result route_tokens_create(request *r) {
     auth_role role = auth_role_parse(role_name);
     if (!http_check_keys(r, body, keys, &replied))
         ;
-    else if (name == NULL || name[0] == '\0' || strlen(name) > 128)
-        replied = http_reply_error(r, 400, "invalid_value", "name",
-                                   "name must be a non-empty string of at most 128 bytes");
+    else if (!http_check_name(r, name, 128, &replied))
+        ;
     else if (role == AUTH_ROLE_NONE)
         replied = http_reply_error(r, 400, "invalid_value", "role",
                                    "role must be one of admin, annotator, viewer");
@@ -42,6 +39,18 @@ enum MHD_Result route_tokens_create(request *r) {
     return replied;
 }
 
+static json_t *token_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)db, (void)scope;
+    json_t *revoked = sqlite3_column_type(st, 4) == SQLITE_NULL
+                          ? json_null()
+                          : json_integer(sqlite3_column_int64(st, 4));
+    return json_pack("{s:I, s:s, s:s, s:s, s:I, s:o}", "id",
+                     (json_int_t)sqlite3_column_int64(st, 0), "object", "token", "name",
+                     (const char *)sqlite3_column_text(st, 1), "role",
+                     (const char *)sqlite3_column_text(st, 2), "created_at",
+                     (json_int_t)sqlite3_column_int64(st, 3), "revoked_at", revoked);
+}
+
 enum MHD_Result route_tokens_list(request *r) {
     enum MHD_Result replied;
     int64_t limit, after;
@@ -55,23 +64,5 @@ enum MHD_Result route_tokens_list(request *r) {
         return http_reply_error(r, 500, "database_error", NULL, "%s", sqlite3_errmsg(r->db));
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, limit + 1);
-    json_t *data = json_array();
-    bool has_more = false;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if ((int64_t)json_array_size(data) == limit) {
-            has_more = true;
-            break;
-        }
-        json_t *revoked = sqlite3_column_type(st, 4) == SQLITE_NULL
-                              ? json_null()
-                              : json_integer(sqlite3_column_int64(st, 4));
-        json_array_append_new(
-            data, json_pack("{s:I, s:s, s:s, s:s, s:I, s:o}", "id",
-                            (json_int_t)sqlite3_column_int64(st, 0), "object", "token", "name",
-                            (const char *)sqlite3_column_text(st, 1), "role",
-                            (const char *)sqlite3_column_text(st, 2), "created_at",
-                            (json_int_t)sqlite3_column_int64(st, 3), "revoked_at", revoked));
-    }
-    sqlite3_finalize(st);
-    return http_reply_json(r, 200, http_list(data, has_more));
+    return http_reply_rows(r, st, limit, 0, token_from_row);
 }

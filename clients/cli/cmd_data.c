@@ -13,16 +13,16 @@
 
 /* ---- shared helpers ----------------------------------------------------------------- */
 
-static void print_object(const json_t *reply) {
+void cmd_print_object(const json_t *reply) {
     table_print_object(stdout, reply);
 }
 
-/* One request whose reply is printed as an object. */
-static int show_object(const rlhfctl *c, const char *method, const char *path, const json_t *body) {
+int cmd_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                void (*human)(const json_t *reply)) {
     json_t *reply = NULL;
     int rc = api_request(c, method, path, body, &reply);
     if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, reply, print_object);
+        output_reply(c, reply, human);
     return rc;
 }
 
@@ -61,15 +61,20 @@ int cmd_show_list(const rlhfctl *c, const cli_args *a, const char *path, const c
     return rc;
 }
 
-/* "/v1/<collection>/<id><suffix>" from positional argument i; 0 on a bad
- * id (usage error printed). */
-static int id_path(const cli_args *a, int i, const char *what, const char *collection,
-                   const char *suffix, char *out, size_t len) {
+int64_t cmd_id_path(const cli_args *a, int i, const char *what, const char *collection,
+                    const char *suffix, char *out, size_t len) {
     int64_t id = cli_parse_id(a->pos[i], what);
-    if (id == 0)
-        return 0;
-    snprintf(out, len, "/v1/%s/%" PRId64 "%s", collection, id, suffix);
-    return 1;
+    if (id)
+        snprintf(out, len, "/v1/%s/%" PRId64 "%s", collection, id, suffix);
+    return id;
+}
+
+int cmd_request_id(const rlhfctl *c, const cli_args *a, const char *method, const char *what,
+                   const char *collection, const char *suffix, void (*human)(const json_t *reply)) {
+    char path[96];
+    return cmd_id_path(a, 0, what, collection, suffix, path, sizeof path)
+               ? cmd_request(c, method, path, NULL, human)
+               : RLHFCTL_EXIT_USAGE;
 }
 
 /* An integer option into obj[key] (absent: left out). */
@@ -150,17 +155,11 @@ int cmd_datasets_list(const rlhfctl *c, const cli_args *a) {
 }
 
 int cmd_datasets_show(const rlhfctl *c, const cli_args *a) {
-    char path[96];
-    return id_path(a, 0, "dataset ID", "datasets", "", path, sizeof path)
-               ? show_object(c, "GET", path, NULL)
-               : RLHFCTL_EXIT_USAGE;
+    return cmd_request_id(c, a, "GET", "dataset ID", "datasets", "", cmd_print_object);
 }
 
 int cmd_datasets_delete(const rlhfctl *c, const cli_args *a) {
-    char path[96];
-    return id_path(a, 0, "dataset ID", "datasets", "", path, sizeof path)
-               ? show_object(c, "DELETE", path, NULL)
-               : RLHFCTL_EXIT_USAGE;
+    return cmd_request_id(c, a, "DELETE", "dataset ID", "datasets", "", cmd_print_object);
 }
 
 /* ---- projects, comparisons, rankings ------------------------------------------------- */
@@ -171,7 +170,7 @@ int cmd_projects_create(const rlhfctl *c, const cli_args *a) {
     json_t *body = json_pack("{s:s}", "name", a->pos[0]);
     int rc = RLHFCTL_EXIT_USAGE;
     if (set_int_opt(a, "k", body, "k") && set_int_opt(a, "overlap", body, "overlap"))
-        rc = show_object(c, "POST", "/v1/projects", body);
+        rc = cmd_request(c, "POST", "/v1/projects", body, cmd_print_object);
     json_decref(body);
     return rc;
 }
@@ -189,10 +188,7 @@ int cmd_projects_list(const rlhfctl *c, const cli_args *a) {
 }
 
 int cmd_projects_show(const rlhfctl *c, const cli_args *a) {
-    char path[96];
-    return id_path(a, 0, "project ID", "projects", "", path, sizeof path)
-               ? show_object(c, "GET", path, NULL)
-               : RLHFCTL_EXIT_USAGE;
+    return cmd_request_id(c, a, "GET", "project ID", "projects", "", cmd_print_object);
 }
 
 int cmd_projects_pairs(const rlhfctl *c, const cli_args *a) {
@@ -205,7 +201,7 @@ int cmd_projects_pairs(const rlhfctl *c, const cli_args *a) {
         {"REJECTED", "rejected", COLUMN_KIND_ONELINE},
     };
     char path[96];
-    if (!id_path(a, 0, "project ID", "projects", "/pairs", path, sizeof path))
+    if (!cmd_id_path(a, 0, "project ID", "projects", "/pairs", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
     return cmd_show_list(c, a, path, page_filters, cols, sizeof cols / sizeof cols[0]);
 }
@@ -241,17 +237,14 @@ int cmd_comparisons_add(const rlhfctl *c, const cli_args *a) {
     if (prompt == NULL || n == 0)
         return cli_usage_error("--prompt and at least two --candidate are required");
     char path[96];
-    if (!id_path(a, 0, "project ID", "projects", "/comparisons", path, sizeof path))
+    if (!cmd_id_path(a, 0, "project ID", "projects", "/comparisons", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
     json_t *candidates = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(candidates, json_pack("{s:s}", "text", texts[i]));
     json_t *body = json_pack("{s:s, s:o}", "prompt", prompt, "candidates", candidates);
-    json_t *reply = NULL;
-    int rc = api_request(c, "POST", path, body, &reply);
+    int rc = cmd_request(c, "POST", path, body, print_comparison);
     json_decref(body);
-    if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, reply, print_comparison);
     return rc;
 }
 
@@ -263,31 +256,18 @@ int cmd_comparisons_list(const rlhfctl *c, const cli_args *a) {
         {"CREATED", "created_at", COLUMN_KIND_TIME},
     };
     char path[96];
-    if (!id_path(a, 0, "project ID", "projects", "/comparisons", path, sizeof path))
+    if (!cmd_id_path(a, 0, "project ID", "projects", "/comparisons", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
     return cmd_show_list(c, a, path, page_filters, cols, sizeof cols / sizeof cols[0]);
 }
 
 int cmd_comparisons_show(const rlhfctl *c, const cli_args *a) {
-    char path[96];
-    if (!id_path(a, 0, "comparison ID", "comparisons", "", path, sizeof path))
-        return RLHFCTL_EXIT_USAGE;
-    json_t *reply = NULL;
-    int rc = api_request(c, "GET", path, NULL, &reply);
-    if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, reply, print_comparison);
-    return rc;
+    return cmd_request_id(c, a, "GET", "comparison ID", "comparisons", "", print_comparison);
 }
 
 int cmd_comparisons_next(const rlhfctl *c, const cli_args *a) {
-    char path[96];
-    if (!id_path(a, 0, "project ID", "projects", "/comparisons/next", path, sizeof path))
-        return RLHFCTL_EXIT_USAGE;
-    json_t *reply = NULL;
-    int rc = api_request(c, "GET", path, NULL, &reply);
-    if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, reply, print_comparison);
-    return rc;
+    return cmd_request_id(c, a, "GET", "project ID", "projects", "/comparisons/next",
+                          print_comparison);
 }
 
 int cmd_comparisons_rankings(const rlhfctl *c, const cli_args *a) {
@@ -297,7 +277,7 @@ int cmd_comparisons_rankings(const rlhfctl *c, const cli_args *a) {
         {"PAIRS", "n_pairs", COLUMN_KIND_TEXT},   {"NOTE", "note", COLUMN_KIND_ONELINE},
     };
     char path[96];
-    if (!id_path(a, 0, "comparison ID", "comparisons", "/rankings", path, sizeof path))
+    if (!cmd_id_path(a, 0, "comparison ID", "comparisons", "/rankings", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
     return cmd_show_list(c, a, path, page_filters, cols, sizeof cols / sizeof cols[0]);
 }
@@ -332,7 +312,7 @@ static json_t *parse_group(const char *text) {
 
 int cmd_rank(const rlhfctl *c, const cli_args *a) {
     char path[96];
-    if (!id_path(a, 0, "comparison ID", "comparisons", "/rankings", path, sizeof path))
+    if (!cmd_id_path(a, 0, "comparison ID", "comparisons", "/rankings", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
     const int skip = cli_flag(a, "skip");
     if (skip == (a->n_pos > 1))
@@ -354,11 +334,8 @@ int cmd_rank(const rlhfctl *c, const cli_args *a) {
     }
     if (cli_opt(a, "note"))
         json_object_set_new(body, "note", json_string(cli_opt(a, "note")));
-    json_t *reply = NULL;
-    int rc = api_request(c, "POST", path, body, &reply);
+    int rc = cmd_request(c, "POST", path, body, print_ranking);
     json_decref(body);
-    if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, reply, print_ranking);
     return rc;
 }
 
@@ -377,11 +354,8 @@ int cmd_tokens_create(const rlhfctl *c, const cli_args *a) {
     if (role == NULL)
         return cli_usage_error("--role is required (admin, annotator or viewer)");
     json_t *body = json_pack("{s:s, s:s}", "name", a->pos[0], "role", role);
-    json_t *reply = NULL;
-    int rc = api_request(c, "POST", "/v1/tokens", body, &reply);
+    int rc = cmd_request(c, "POST", "/v1/tokens", body, print_new_token);
     json_decref(body);
-    if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, reply, print_new_token);
     return rc;
 }
 
@@ -405,7 +379,7 @@ int cmd_checkpoints_list(const rlhfctl *c, const cli_args *a) {
         {"SHA256", "sha256", COLUMN_KIND_TEXT}, {"CREATED", "created_at", COLUMN_KIND_TIME},
     };
     char path[96];
-    if (!id_path(a, 0, "job ID", "jobs", "/checkpoints", path, sizeof path))
+    if (!cmd_id_path(a, 0, "job ID", "jobs", "/checkpoints", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
     return cmd_show_list(c, a, path, page_filters, cols, sizeof cols / sizeof cols[0]);
 }
@@ -421,7 +395,7 @@ static void print_download(const json_t *d) {
  * checkpoint. */
 int cmd_checkpoints_download(const rlhfctl *c, const cli_args *a) {
     char path[96];
-    if (!id_path(a, 0, "checkpoint ID", "checkpoints", "/content", path, sizeof path))
+    if (!cmd_id_path(a, 0, "checkpoint ID", "checkpoints", "/content", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
     char default_name[64];
     snprintf(default_name, sizeof default_name, "checkpoint-%s.safetensors", a->pos[0]);
@@ -474,9 +448,5 @@ static void print_status(const json_t *ready) {
 
 int cmd_status(const rlhfctl *c, const cli_args *a) {
     (void)a;
-    json_t *reply = NULL;
-    int rc = api_request(c, "GET", "/readyz", NULL, &reply);
-    if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, reply, print_status);
-    return rc;
+    return cmd_request(c, "GET", "/readyz", NULL, print_status);
 }

@@ -61,10 +61,6 @@ static const column job_cols[] = {
     {"ERROR", "error.message", COLUMN_KIND_ONELINE},
 };
 
-static void print_job(const json_t *job) {
-    table_print_object(stdout, job);
-}
-
 static int job_watch(const rlhfctl *c, int64_t id, int64_t since, int retries);
 
 /* Reads FILE.json (an object) for --hyperparameters. */
@@ -129,7 +125,7 @@ int cmd_jobs_submit(const rlhfctl *c, const cli_args *a) {
         return rc;
     const int64_t id = json_integer_value(json_object_get(job, "id"));
     if (!cli_flag(a, "watch")) {
-        output_reply(c, job, print_job);
+        output_reply(c, job, cmd_print_object);
         return rc;
     }
     if (c->json_output)
@@ -147,23 +143,8 @@ int cmd_jobs_list(const rlhfctl *c, const cli_args *a) {
     return cmd_show_list(c, a, "/v1/jobs", filters, job_cols, sizeof job_cols / sizeof job_cols[0]);
 }
 
-/* "/v1/jobs/<ID><suffix>"; 0 on a bad id. */
-static int64_t job_path(const cli_args *a, const char *suffix, char *out, size_t len) {
-    int64_t id = cli_parse_id(a->pos[0], "job ID");
-    if (id)
-        snprintf(out, len, "/v1/jobs/%" PRId64 "%s", id, suffix);
-    return id;
-}
-
 int cmd_jobs_show(const rlhfctl *c, const cli_args *a) {
-    char path[96];
-    if (!job_path(a, "", path, sizeof path))
-        return RLHFCTL_EXIT_USAGE;
-    json_t *job = NULL;
-    int rc = api_request(c, "GET", path, NULL, &job);
-    if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, job, print_job);
-    return rc;
+    return cmd_request_id(c, a, "GET", "job ID", "jobs", "", cmd_print_object);
 }
 
 static void print_cancelled(const json_t *job) {
@@ -175,14 +156,7 @@ static void print_cancelled(const json_t *job) {
 }
 
 int cmd_jobs_cancel(const rlhfctl *c, const cli_args *a) {
-    char path[96];
-    if (!job_path(a, "/cancel", path, sizeof path))
-        return RLHFCTL_EXIT_USAGE;
-    json_t *job = NULL;
-    int rc = api_request(c, "POST", path, NULL, &job);
-    if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, job, print_cancelled);
-    return rc;
+    return cmd_request_id(c, a, "POST", "job ID", "jobs", "/cancel", print_cancelled);
 }
 
 /* One event as a log line: time, level, code, message. */
@@ -197,7 +171,7 @@ static void print_event_line(FILE *out, const json_t *ev) {
 
 int cmd_jobs_logs(const rlhfctl *c, const cli_args *a) {
     char path[96];
-    if (!job_path(a, "/events", path, sizeof path))
+    if (!cmd_id_path(a, 0, "job ID", "jobs", "/events", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
     json_t *events = NULL;
     int rc = api_list_all(c, path, "", 0, &events);
@@ -222,7 +196,7 @@ int cmd_jobs_logs(const rlhfctl *c, const cli_args *a) {
 /* A table with a STEP column and one column per metric name. */
 int cmd_jobs_metrics(const rlhfctl *c, const cli_args *a) {
     char path[96];
-    const int64_t id = job_path(a, "", path, sizeof path);
+    const int64_t id = cmd_id_path(a, 0, "job ID", "jobs", "", path, sizeof path);
     if (id == 0)
         return RLHFCTL_EXIT_USAGE;
     /* Without --names a person gets the type's headline metrics; --json

@@ -132,6 +132,21 @@ void output_reply(const rlhfctl *c, json_t *reply, void (*human)(const json_t *r
 
 typedef int (*command_fn)(const rlhfctl *c, const cli_args *a);
 
+/* Prints an object reply as a table of its members. */
+void cmd_print_object(const json_t *reply);
+/* method path [JSON body]; the reply printed by human, or as JSON with
+ * --json. The exit code. */
+int cmd_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                void (*human)(const json_t *reply));
+/* "/v1/<collection>/<id><suffix>" into out, the id read from positional
+ * argument i (named what in a usage error). The id, or 0 on a bad one
+ * (usage error printed). */
+int64_t cmd_id_path(const cli_args *a, int i, const char *what, const char *collection,
+                    const char *suffix, char *out, size_t len);
+/* cmd_request without a body on cmd_id_path of positional argument 0. */
+int cmd_request_id(const rlhfctl *c, const cli_args *a, const char *method, const char *what,
+                   const char *collection, const char *suffix, void (*human)(const json_t *reply));
+
 /* One page of a list: the options named in filters (NULL-terminated, e.g.
  * "format", "limit", "after") become the query; printed as a table of
  * cols with a hint for the next page, or as the server's JSON. */
