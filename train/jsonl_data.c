@@ -7,78 +7,52 @@
 #include <stdlib.h>
 #include <string.h>
 
-void text_pairs_free(text_pairs *p) {
-    for (int64_t i = 0; i < p->n_strings; i++)
-        free(p->strings[i]);
-    free(p->strings);
-    free(p->items);
-    memset(p, 0, sizeof *p);
-}
+/* ---- shared: one JSON object a line ------------------------------------------ */
 
-static char *keep(text_pairs *p, const char *s) {
+/* Keeps a copy of s in the store; NULL when out of memory. */
+static const char *store_keep(char ***strings, int64_t *n, int64_t *cap, const char *s) {
+    if (*n == *cap) {
+        const int64_t grown_cap = *cap ? 2 * *cap : 1024;
+        char **grown = realloc(*strings, sizeof *grown * (size_t)grown_cap);
+        if (grown == NULL)
+            return NULL;
+        *strings = grown;
+        *cap = grown_cap;
+    }
     char *copy = strdup(s);
     if (copy != NULL)
-        p->strings[p->n_strings++] = copy;
+        (*strings)[(*n)++] = copy;
     return copy;
 }
 
-/* Checks one parsed line; on success appends it. */
-static int add_line(text_pairs *p, json_t *obj, const char *path, int64_t line, bool prompt_only,
-                    char *err, size_t errlen) {
-    if (!json_is_object(obj)) {
-        snprintf(err, errlen, "%s:%lld: expected a JSON object", path, (long long)line);
-        return -1;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v) {
-        if (strcmp(key, "prompt") != 0 && strcmp(key, "response") != 0 &&
-            strcmp(key, "text") != 0) {
-            snprintf(err, errlen,
-                     "%s:%lld: unknown field '%.64s' (expected prompt and response, "
-                     "or text)",
-                     path, (long long)line, key);
-            return -1;
-        }
-        if (!json_is_string(v)) {
-            snprintf(err, errlen, "%s:%lld: field '%s' must be a string", path, (long long)line,
-                     key);
-            return -1;
-        }
-    }
-    json_t *text = json_object_get(obj, "text");
-    json_t *prompt = json_object_get(obj, "prompt"), *response = json_object_get(obj, "response");
-    if (text != NULL && (prompt != NULL || response != NULL)) {
-        snprintf(err, errlen, "%s:%lld: give either text, or prompt and response", path,
-                 (long long)line);
-        return -1;
-    }
-    if (prompt_only && text == NULL && prompt != NULL && response == NULL)
-        response = prompt; /* placeholder: a prompts file has no responses */
-    if (text == NULL && (prompt == NULL || response == NULL)) {
-        snprintf(err, errlen, "%s:%lld: missing field '%s'", path, (long long)line,
-                 prompt == NULL ? "prompt" : "response");
-        return -1;
-    }
-    const char *ps = text ? "" : keep(p, json_string_value(prompt));
-    const char *rs = keep(p, json_string_value(text ? text : response));
-    if (ps == NULL || rs == NULL) {
-        snprintf(err, errlen, "out of memory reading %s", path);
-        return -1;
-    }
-    p->items[p->n++] = (text_pair){ps, rs};
-    return 0;
+static void store_free(char **strings, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        free(strings[i]);
+    free(strings);
 }
 
-static int load_pairs(text_pairs *out, const char *path, bool prompt_only, char *err,
-                      size_t errlen) {
-    memset(out, 0, sizeof *out);
+/* The item array with room for one more (reallocated when full), or NULL
+ * when out of memory (items then stays valid). */
+static void *grow(void *items, int64_t n, int64_t *cap, size_t item_bytes) {
+    if (n < *cap)
+        return items;
+    const int64_t grown_cap = *cap ? 2 * *cap : 256;
+    void *grown = realloc(items, item_bytes * (size_t)grown_cap);
+    if (grown != NULL)
+        *cap = grown_cap;
+    return grown;
+}
+
+/* Reads path a line at a time and hands each non-blank line's JSON to
+ * add; the first failure stops the read with "path:line: why". */
+typedef int (*jsonl_add_fn)(void *ctx, json_t *obj, char *why, size_t why_len);
+
+static int jsonl_each(const char *path, jsonl_add_fn add, void *ctx, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    int64_t cap = 0;
     char *line = NULL;
     size_t line_cap = 0;
     ssize_t len;
@@ -91,32 +65,89 @@ static int load_pairs(text_pairs *out, const char *path, bool prompt_only, char 
             n--;
         if (n == 0)
             continue;
-        if (out->n == cap) {
-            cap = cap ? 2 * cap : 256;
-            text_pair *items = realloc(out->items, sizeof *items * (size_t)cap);
-            char **strings = realloc(out->strings, sizeof *strings * (size_t)cap * 2);
-            if (items)
-                out->items = items;
-            if (strings)
-                out->strings = strings;
-            if (!items || !strings) {
-                snprintf(err, errlen, "out of memory reading %s", path);
-                rc = -1;
-                break;
-            }
-        }
+        char why[320];
         json_error_t jerr;
         json_t *obj = json_loadb(line, n, JSON_REJECT_DUPLICATES, &jerr);
-        if (obj == NULL) {
-            snprintf(err, errlen, "%s:%lld: %s", path, (long long)number, jerr.text);
-            rc = -1;
-            break;
-        }
-        rc = add_line(out, obj, path, number, prompt_only, err, errlen);
+        if (obj == NULL)
+            snprintf(why, sizeof why, "%s", jerr.text), rc = -1;
+        else
+            rc = add(ctx, obj, why, sizeof why);
         json_decref(obj);
+        if (rc != 0)
+            snprintf(err, errlen, "%s:%lld: %s", path, (long long)number, why);
     }
     free(line);
     fclose(f);
+    return rc;
+}
+
+/* ---- (prompt, response) pairs --------------------------------------------------- */
+
+void text_pairs_free(text_pairs *p) {
+    store_free(p->strings, p->n_strings);
+    free(p->items);
+    memset(p, 0, sizeof *p);
+}
+
+typedef struct pairs_ctx {
+    text_pairs *out;
+    int64_t cap;
+    bool prompt_only;
+} pairs_ctx;
+
+static int add_pair(void *ctx, json_t *obj, char *why, size_t why_len) {
+    pairs_ctx *c = ctx;
+    text_pairs *p = c->out;
+    if (!json_is_object(obj)) {
+        snprintf(why, why_len, "expected a JSON object");
+        return -1;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v) {
+        if (strcmp(key, "prompt") != 0 && strcmp(key, "response") != 0 &&
+            strcmp(key, "text") != 0) {
+            snprintf(why, why_len, "unknown field '%.64s' (expected prompt and response, or text)",
+                     key);
+            return -1;
+        }
+        if (!json_is_string(v)) {
+            snprintf(why, why_len, "field '%s' must be a string", key);
+            return -1;
+        }
+    }
+    json_t *text = json_object_get(obj, "text");
+    json_t *prompt = json_object_get(obj, "prompt"), *response = json_object_get(obj, "response");
+    if (text != NULL && (prompt != NULL || response != NULL)) {
+        snprintf(why, why_len, "give either text, or prompt and response");
+        return -1;
+    }
+    if (c->prompt_only && text == NULL && prompt != NULL && response == NULL)
+        response = prompt; /* placeholder: a prompts file has no responses */
+    if (text == NULL && (prompt == NULL || response == NULL)) {
+        snprintf(why, why_len, "missing field '%s'", prompt == NULL ? "prompt" : "response");
+        return -1;
+    }
+    const char *ps =
+        text ? ""
+             : store_keep(&p->strings, &p->n_strings, &p->cap_strings, json_string_value(prompt));
+    const char *rs = store_keep(&p->strings, &p->n_strings, &p->cap_strings,
+                                json_string_value(text ? text : response));
+    text_pair *items = grow(p->items, p->n, &c->cap, sizeof *p->items);
+    if (ps == NULL || rs == NULL || items == NULL) {
+        snprintf(why, why_len, "out of memory");
+        return -1;
+    }
+    p->items = items;
+    p->items[p->n++] = (text_pair){ps, rs};
+    return 0;
+}
+
+static int load_pairs(text_pairs *out, const char *path, bool prompt_only, char *err,
+                      size_t errlen) {
+    memset(out, 0, sizeof *out);
+    pairs_ctx ctx = {out, 0, prompt_only};
+    int rc = jsonl_each(path, add_pair, &ctx, err, errlen);
     if (rc == 0 && out->n == 0) {
         snprintf(err, errlen, "%s: no examples", path);
         rc = -1;
@@ -137,26 +168,13 @@ int prompts_load_jsonl(text_pairs *out, const char *path, char *err, size_t errl
 /* ---- rankings ------------------------------------------------------------------ */
 
 void ranking_set_free(ranking_set *r) {
-    for (int64_t i = 0; i < r->n_strings; i++)
-        free(r->strings[i]);
-    free(r->strings);
+    store_free(r->strings, r->n_strings);
     free(r->items);
     memset(r, 0, sizeof *r);
 }
 
 static const char *keep_string(ranking_set *r, const char *s) {
-    if (r->n_strings == r->cap_strings) {
-        const int64_t cap = r->cap_strings ? 2 * r->cap_strings : 1024;
-        char **grown = realloc(r->strings, sizeof *grown * (size_t)cap);
-        if (grown == NULL)
-            return NULL;
-        r->strings = grown;
-        r->cap_strings = cap;
-    }
-    char *copy = strdup(s);
-    if (copy != NULL)
-        r->strings[r->n_strings++] = copy;
-    return copy;
+    return store_keep(&r->strings, &r->n_strings, &r->cap_strings, s);
 }
 
 /* Fills rk from one parsed line; returns 0 or -1 with a message (no path). */
@@ -240,50 +258,29 @@ static int parse_ranking(ranking_set *set, ranking *rk, json_t *obj, char *err, 
     return ranking_validate(rk, err, errlen);
 }
 
-int rankings_load_jsonl(ranking_set *out, const char *path, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+typedef struct rankings_ctx {
+    ranking_set *out;
+    int64_t cap;
+} rankings_ctx;
+
+static int add_ranking(void *ctx, json_t *obj, char *why, size_t why_len) {
+    rankings_ctx *c = ctx;
+    ranking *items = grow(c->out->items, c->out->n, &c->cap, sizeof *c->out->items);
+    if (items == NULL) {
+        snprintf(why, why_len, "out of memory");
         return -1;
     }
-    int64_t cap = 0, number = 0;
-    char *line = NULL;
-    size_t line_cap = 0;
-    ssize_t len;
-    int rc = 0;
-    while (rc == 0 && (len = getline(&line, &line_cap, f)) >= 0) {
-        number++;
-        size_t n = (size_t)len;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' '))
-            n--;
-        if (n == 0)
-            continue;
-        if (out->n == cap) {
-            cap = cap ? 2 * cap : 256;
-            ranking *items = realloc(out->items, sizeof *items * (size_t)cap);
-            if (items == NULL) {
-                snprintf(err, errlen, "out of memory reading %s", path);
-                rc = -1;
-                break;
-            }
-            out->items = items;
-        }
-        json_error_t jerr;
-        json_t *obj = json_loadb(line, n, JSON_REJECT_DUPLICATES, &jerr);
-        char why[320];
-        if (obj == NULL)
-            snprintf(why, sizeof why, "%s", jerr.text), rc = -1;
-        else
-            rc = parse_ranking(out, &out->items[out->n], obj, why, sizeof why);
-        json_decref(obj);
-        if (rc != 0)
-            snprintf(err, errlen, "%s:%lld: %s", path, (long long)number, why);
-        else
-            out->n++;
-    }
-    free(line);
-    fclose(f);
+    c->out->items = items;
+    if (parse_ranking(c->out, &c->out->items[c->out->n], obj, why, why_len) != 0)
+        return -1;
+    c->out->n++;
+    return 0;
+}
+
+int rankings_load_jsonl(ranking_set *out, const char *path, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    rankings_ctx ctx = {out, 0};
+    int rc = jsonl_each(path, add_ranking, &ctx, err, errlen);
     if (rc == 0 && out->n == 0) {
         snprintf(err, errlen, "%s: no rankings", path);
         rc = -1;

@@ -15,7 +15,7 @@ typedef struct text_pairs {
     text_pair *items;
     int64_t n;
     char **strings; /* owned copies behind items */
-    int64_t n_strings;
+    int64_t n_strings, cap_strings;
 } text_pairs;
 
 int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen);
