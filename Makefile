@@ -133,10 +133,14 @@ bench-deps: deps
 $(BUILD)/gemm-ceiling: bench/gemm_ceiling.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
-bench: bench-deps all $(BUILD)/gemm-ceiling
+$(BUILD)/gpt2-bench: bench/gpt2_bench.c $(BUILD)/libengine.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
+
+bench: bench-deps all $(BUILD)/gemm-ceiling $(BUILD)/gpt2-bench
 	RLHF_BLAS_AUTOCORE=0 $(BUILD)/gemm-ceiling
 	$(BUILD)/gemm-ceiling
 	/usr/bin/python3 bench/bench_ppo_control.py --markdown
+	/usr/bin/python3 bench/bench_gpt2.py --markdown
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
