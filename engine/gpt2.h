@@ -204,10 +204,11 @@ int gpt2_kv_cache_init(gpt2_kv_cache *cache, const gpt2_config *cfg, int B, int 
 void gpt2_kv_cache_free(gpt2_kv_cache *cache);
 
 /* Feeds one column of tokens (B) at cache column t (0-based, the same for all
- * rows; real[b] = 0 marks a left-pad that no later token attends to) and
- * leaves the next-token logits in cache->logits (B, V). */
+ * rows; real[b] = 0 marks a left-pad that no later token attends to) and,
+ * when want_logits, leaves the next-token logits in cache->logits (B, V);
+ * prompt columns before the last skip the LM head, the step's largest cost. */
 void gpt2_decode_step(const gpt2_model *m, gpt2_kv_cache *cache, const int32_t *tokens,
-                      const uint8_t *real, int t);
+                      const uint8_t *real, int t, bool want_logits);
 
 /* Samples one token per row from logits (B, V) under sc (modifies logits). */
 void gpt2_sample_tokens(int32_t *out, float *logits, int B, int V, const gpt2_sample_config *sc,

@@ -58,7 +58,7 @@ void gpt2_kv_cache_free(gpt2_kv_cache *cache) {
 }
 
 void gpt2_decode_step(const gpt2_model *m, gpt2_kv_cache *cache, const int32_t *tokens,
-                      const uint8_t *real, int t) {
+                      const uint8_t *real, int t, bool want_logits) {
     const gpt2_config *cfg = &m->cfg;
     const gpt2_params *p = &m->params;
     const int B = cache->B, C = cfg->d_model, NH = cfg->n_head, hs = C / NH, L = cfg->n_layer;
@@ -118,7 +118,8 @@ void gpt2_decode_step(const gpt2_model *m, gpt2_kv_cache *cache, const int32_t *
             cache->x[i] += cache->tmp[i];
     }
     layernorm_forward(cache->ln, mean, rstd, cache->x, p->lnfw, p->lnfb, B, C);
-    dense_forward(cache->logits, cache->ln, p->wte, NULL, B, C, cfg->vocab_size);
+    if (want_logits)
+        dense_forward(cache->logits, cache->ln, p->wte, NULL, B, C, cfg->vocab_size);
 }
 
 /* ---- choosing tokens ------------------------------------------------------------ */
@@ -227,7 +228,7 @@ int gpt2_generate(const gpt2_model *m, const int32_t *prompts, const uint8_t *pr
             column[b] = prompts[(int64_t)b * P + t];
             real[b] = prompt_mask == NULL || prompt_mask[(int64_t)b * P + t];
         }
-        gpt2_decode_step(m, &cache, column, real, t);
+        gpt2_decode_step(m, &cache, column, real, t, t == P - 1);
     }
     const int32_t filler = sc->eos_id >= 0 ? sc->eos_id : 0;
     memset(out_len, 0, sizeof(int32_t) * (size_t)B);
@@ -255,7 +256,7 @@ int gpt2_generate(const gpt2_model *m, const int32_t *prompts, const uint8_t *pr
         }
         for (int b = 0; b < B; b++)
             real[b] = !done[b];
-        gpt2_decode_step(m, &cache, next, real, P + s);
+        gpt2_decode_step(m, &cache, next, real, P + s, true);
     }
     free(column), free(real), free(done);
     gpt2_kv_cache_free(&cache);

@@ -14,8 +14,11 @@ ENGINE_HOT void dense_forward(float *out, const float *inp, const float *weight,
             memcpy(out + (int64_t)b * OC, bias, sizeof(float) * (size_t)OC);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, weight, C, beta,
-                out, OC);
+    if (B == 1) /* one row: a matrix-vector product; sgemm would re-pack the whole weight */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, weight, C, inp, 1, beta, out, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, C, 1.0f, inp, C, weight, C,
+                    beta, out, OC);
 }
 
 ENGINE_HOT void dense_backward(float *dinp, float *dweight, float *dbias, const float *dout,

@@ -267,7 +267,7 @@ START_TEST(test_kv_cache_matches_full_forward) {
         uint8_t real[B];
         for (int b = 0; b < B; b++)
             column[b] = tokens[b * T + t], real[b] = mask[b * T + t];
-        gpt2_decode_step(&m, &cache, column, real, t);
+        gpt2_decode_step(&m, &cache, column, real, t, true);
         for (int b = 0; b < B; b++) {
             if (!real[b])
                 continue;
