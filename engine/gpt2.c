@@ -163,13 +163,14 @@ int gpt2_reserve(gpt2_model *m, int B, int T, char *err, size_t errlen) {
         BT * 4 * C,
         BT * 4 * C,
         (size_t)T * T,
+        V,
     };
     float **views[] = {
         &a->encoded,  &a->ln1,      &a->ln1_mean,  &a->ln1_rstd,  &a->qkv,       &a->atty,
         &a->att,      &a->attproj,  &a->residual2, &a->ln2,       &a->ln2_mean,  &a->ln2_rstd,
         &a->fch,      &a->fch_gelu, &a->fcproj,    &a->residual3, &a->lnf,       &a->lnf_mean,
         &a->lnf_rstd, &a->logits,   &a->values,    &a->dvalues,   &a->dresidual, &a->dbtc,
-        &a->dbtc2,    &a->dqkv,     &a->dfch,      &a->dfch2,     &a->datt,
+        &a->dbtc2,    &a->dqkv,     &a->dfch,      &a->dfch2,     &a->datt,      &a->row_scratch,
     };
     const size_t n = sizeof sizes / sizeof sizes[0];
     size_t total = 0;
@@ -399,14 +400,17 @@ void gpt2_forward(gpt2_model *m, const gpt2_batch *batch, bool want_logits) {
         }
 }
 
-static float row_logsumexp(const float *z, int V) {
-    float maxv = z[0];
-    for (int j = 1; j < V; j++)
-        maxv = z[j] > maxv ? z[j] : maxv;
-    double sum = 0.0;
-    for (int j = 0; j < V; j++)
-        sum += expf(z[j] - maxv);
-    return maxv + (float)log(sum);
+/* The rows are V = 50257 wide for GPT-2, so the loss and log-prob passes
+ * use nn.h's vectorised max / exp-sum / dot (libm's expf per logit was a
+ * third of a training step). ex (V) receives exp(z - max). */
+static float row_logsumexp(const float *z, int V, float *ex, float *sum_out, float *max_out) {
+    const float maxv = nn_max(z, V);
+    const float sum = nn_exp_sum(ex, z, V, maxv);
+    if (sum_out)
+        *sum_out = sum;
+    if (max_out)
+        *max_out = maxv;
+    return maxv + logf(sum);
 }
 
 float gpt2_lm_loss(gpt2_model *m, const int32_t *targets, const uint8_t *loss_mask,
@@ -417,24 +421,27 @@ float gpt2_lm_loss(gpt2_model *m, const int32_t *targets, const uint8_t *loss_ma
     for (int i = 0; i < BT; i++)
         count += !loss_mask || loss_mask[i];
     double total = 0.0;
+    const float k = count > 0 ? grad_scale / (float)count : 0.0f;
     for (int i = 0; i < BT; i++) {
         float *z = logits + (int64_t)i * V;
         const int use = !loss_mask || loss_mask[i];
-        float lse = 0.0f;
-        if (use) {
-            lse = row_logsumexp(z, V);
-            total += lse - z[targets[i]];
+        if (!use) {
+            if (grad_scale > 0.0f)
+                memset(z, 0, sizeof(float) * (size_t)V);
+            continue;
         }
+        const float target_logit = z[targets[i]];
+        float sum;
+        /* with a gradient to produce, exp(z - max) goes straight into z */
+        const float lse =
+            row_logsumexp(z, V, grad_scale > 0.0f ? z : m->acts.row_scratch, &sum, NULL);
+        total += lse - target_logit;
         if (grad_scale <= 0.0f)
             continue;
-        if (!use) {
-            memset(z, 0, sizeof(float) * (size_t)V);
-            continue;
-        }
         /* ∂(lse - z_y)/∂z = softmax(z) - onehot(y), averaged over counted tokens */
-        const float k = grad_scale / (float)count;
+        const float scale = k / sum;
         for (int j = 0; j < V; j++)
-            z[j] = k * expf(z[j] - lse);
+            z[j] *= scale;
         z[targets[i]] -= k;
     }
     return count > 0 ? (float)(total / (double)count) : NAN;
@@ -442,23 +449,21 @@ float gpt2_lm_loss(gpt2_model *m, const int32_t *targets, const uint8_t *loss_ma
 
 void gpt2_token_logprobs(const gpt2_model *m, const int32_t *targets, float *logp, float *entropy) {
     const int BT = m->B * m->T, V = m->cfg.vocab_size;
+    float *ex = m->acts.row_scratch;
     for (int i = 0; i < BT; i++) {
         const float *z = m->acts.logits + (int64_t)i * V;
-        const float lse = row_logsumexp(z, V);
+        float sum;
+        const float lse = row_logsumexp(z, V, ex, &sum, NULL);
         logp[i] = z[targets[i]] - lse;
-        if (entropy != NULL) {
-            /* H = lse - Σ p z */
-            double pz = 0.0;
-            for (int j = 0; j < V; j++)
-                pz += (double)expf(z[j] - lse) * z[j];
-            entropy[i] = lse - (float)pz;
-        }
+        if (entropy != NULL) /* H = lse - Σ p z */
+            entropy[i] = lse - nn_dot(ex, z, V) / sum;
     }
 }
 
 void gpt2_logprobs_backward(gpt2_model *m, const int32_t *targets, const float *dlogp,
                             const float *dentropy) {
     const int BT = m->B * m->T, V = m->cfg.vocab_size;
+    float *ex = m->acts.row_scratch;
     for (int i = 0; i < BT; i++) {
         float *z = m->acts.logits + (int64_t)i * V;
         const float gl = dlogp[i], ge = dentropy ? dentropy[i] : 0.0f;
@@ -466,18 +471,13 @@ void gpt2_logprobs_backward(gpt2_model *m, const int32_t *targets, const float *
             memset(z, 0, sizeof(float) * (size_t)V);
             continue;
         }
-        const float lse = row_logsumexp(z, V);
-        float h = 0.0f;
-        if (ge != 0.0f) { /* H = -Σ p log p */
-            double acc = 0.0;
-            for (int j = 0; j < V; j++) {
-                const float lp = z[j] - lse;
-                acc -= (double)expf(lp) * lp;
-            }
-            h = (float)acc;
-        }
+        float sum;
+        const float lse = row_logsumexp(z, V, ex, &sum, NULL);
+        const float inv = 1.0f / sum;
+        /* H = lse - Σ p z; ∂/∂z_j = -gl·p_j - ge·p_j·(log p_j + H) + gl·1[j = y] */
+        const float h = ge != 0.0f ? lse - nn_dot(ex, z, V) * inv : 0.0f;
         for (int j = 0; j < V; j++) {
-            const float lp = z[j] - lse, p = expf(lp);
+            const float p = ex[j] * inv, lp = z[j] - lse;
             z[j] = -gl * p - ge * p * (lp + h);
         }
         z[targets[i]] += gl;

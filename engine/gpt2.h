@@ -93,13 +93,14 @@ typedef struct gpt2_acts {
     float *values;    /* (B, T) scalar head */
     float *dvalues;   /* (B, T) gradient of the scalar head's outputs */
     /* backward scratch, reused layer after layer */
-    float *dresidual; /* (B, T, C) */
-    float *dbtc;      /* (B, T, C) */
-    float *dbtc2;     /* (B, T, C) */
-    float *dqkv;      /* (B, T, 3C) */
-    float *dfch;      /* (B, T, 4C) */
-    float *dfch2;     /* (B, T, 4C) */
-    float *datt;      /* (T, T) */
+    float *dresidual;   /* (B, T, C) */
+    float *dbtc;        /* (B, T, C) */
+    float *dbtc2;       /* (B, T, C) */
+    float *dqkv;        /* (B, T, 3C) */
+    float *dfch;        /* (B, T, 4C) */
+    float *dfch2;       /* (B, T, 4C) */
+    float *datt;        /* (T, T) */
+    float *row_scratch; /* (V) one row of exp(logits) */
     float *memory;
 } gpt2_acts;
 

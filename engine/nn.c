@@ -133,6 +133,81 @@ ENGINE_HOT void activation_backward(activation_kind kind, float *dinp, const flo
     }
 }
 
+/* ==== vectorised row reductions ================================================ */
+
+enum { NN_LANES = 16 };
+
+ENGINE_HOT float nn_max(const float *x, int64_t n) {
+    float lane[NN_LANES];
+    for (int j = 0; j < NN_LANES; j++)
+        lane[j] = x[0];
+    int64_t i = 0;
+    for (; i + NN_LANES <= n; i += NN_LANES)
+        for (int j = 0; j < NN_LANES; j++)
+            lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j];
+    float m = x[0];
+    for (; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    for (int j = 0; j < NN_LANES; j++)
+        m = lane[j] > m ? lane[j] : m;
+    return m;
+}
+
+/* e^x for x in [-87, 88] (clamped): x = n·ln2 + r, Cephes' degree-6
+ * polynomial for e^r on |r| <= ln2/2, and 2^n built in the exponent bits. */
+static inline float exp_poly(float x) {
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
+    const float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f; /* ln2 split in two for exact reduction */
+    r = r + n * 2.12194440e-4f;
+    const float r2 = r * r;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * r2 + r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
+
+ENGINE_HOT float nn_exp_sum(float *out, const float *in, int64_t n, float shift) {
+    float lane[NN_LANES] = {0};
+    int64_t i = 0;
+    for (; i + NN_LANES <= n; i += NN_LANES)
+        for (int j = 0; j < NN_LANES; j++) {
+            const float e = exp_poly(in[i + j] - shift);
+            out[i + j] = e;
+            lane[j] += e;
+        }
+    float sum = 0.0f;
+    for (; i < n; i++) {
+        out[i] = exp_poly(in[i] - shift);
+        sum += out[i];
+    }
+    for (int j = 0; j < NN_LANES; j++)
+        sum += lane[j];
+    return sum;
+}
+
+ENGINE_HOT float nn_dot(const float *a, const float *b, int64_t n) {
+    float lane[NN_LANES] = {0};
+    int64_t i = 0;
+    for (; i + NN_LANES <= n; i += NN_LANES)
+        for (int j = 0; j < NN_LANES; j++)
+            lane[j] += a[i + j] * b[i + j];
+    float sum = 0.0f;
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    for (int j = 0; j < NN_LANES; j++)
+        sum += lane[j];
+    return sum;
+}
+
 /* ==== softmax family ========================================================== */
 
 static float row_max(const float *x, int V) {

@@ -56,6 +56,17 @@ void activation_forward(activation_kind kind, float *out, const float *inp, int6
 void activation_backward(activation_kind kind, float *dinp, const float *dout, const float *inp,
                          const float *out, int64_t n);
 
+/* ---- vectorised row reductions (the LM head's V = 50257-wide rows) ------ */
+
+/* The largest of x[0..n), n >= 1. */
+float nn_max(const float *x, int64_t n);
+/* out[j] = exp(in[j] - shift) with a polynomial exp (Cephes' expf: relative
+ * error < 1e-7, tested; inputs below -87 give e^-87), returns Σ out. out
+ * may be in. Sums run in 16 fixed lanes: the same bits at any vector width. */
+float nn_exp_sum(float *out, const float *in, int64_t n, float shift);
+/* Σ a[j] · b[j] in 16 fixed lanes. */
+float nn_dot(const float *a, const float *b, int64_t n);
+
 /* ---- softmax family over rows of V logits ----------------------------- */
 
 /* probs (B, V) = softmax(logits) per row, max-subtracted for stability. */
