@@ -109,7 +109,7 @@ demo: deps
 	  > $(DEMO)/reward-metrics.jsonl
 	$(BUILD)/rlhf-train ppo --data $(DEMO)/sft.jsonl --init $(DEMO)/sft-step800.safetensors \
 	  --reward-model $$(ls $(DEMO)/reward-step*.safetensors) --total-updates 30 --batch-size 16 \
-	  --mini-batch-size 4 --response-length 40 --learning-rate 1e-4 --sample-interval 10 \
+	  --mini-batch-size 4 --response-length 40 --learning-rate 1e-4 --kl-coef 0.2 --sample-interval 10 \
 	  --checkpoint-dir $(DEMO) > $(DEMO)/ppo-metrics.jsonl
 	@echo "demo: metrics in $(DEMO)/*.jsonl, checkpoints in $(DEMO)/*.safetensors"
 

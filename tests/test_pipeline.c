@@ -151,7 +151,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     hparams_set_defaults(&ppo_lm_hparams, &pc);
     pc.total_updates = small ? 2 : 30, pc.batch_size = 16, pc.mini_batch_size = 4,
     pc.response_length = 40;
-    pc.learning_rate = 1e-4, pc.kl_coef = 0.05, pc.sample_interval = 0;
+    pc.learning_rate = 1e-4, pc.kl_coef = 0.2, pc.sample_interval = 0;
     const char *prompts[N_SFT];
     for (int i = 0; i < N_SFT; i++)
         prompts[i] = sp[i];
