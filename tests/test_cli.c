@@ -372,6 +372,70 @@ START_TEST(test_cli_demo_data_then_sft) {
 }
 END_TEST
 
+/* export-hf turns a training checkpoint into a Hugging Face GPT-2
+ * directory: model.safetensors (weights only) and config.json. */
+START_TEST(test_cli_export_hf) {
+    char dir[] = "/tmp/rlhf-export-XXXXXX", data[160], ckpt[160], file[160];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/d.jsonl", dir);
+    const char *gen[] = {"demo-data", "--out", data, "--n", "32", NULL};
+    proc_result *r = run(gen);
+    ck_assert_int_eq(r->exit_code, 0);
+    free(r);
+    const char *train[] = {"sft",
+                           "--data",
+                           data,
+                           "--max-steps",
+                           "2",
+                           "--n-layer",
+                           "1",
+                           "--d-model",
+                           "32",
+                           "--n-head",
+                           "2",
+                           "--context",
+                           "64",
+                           "--quiet",
+                           "--checkpoint-interval",
+                           "1",
+                           "--checkpoint-dir",
+                           dir,
+                           NULL};
+    r = run(train);
+    ck_assert_msg(r->exit_code == 0, "%s", r->err);
+    free(r);
+    /* the periodic checkpoint at step 1 carries trainer state; the export drops it */
+    snprintf(ckpt, sizeof ckpt, "%s/sft-step1.safetensors", dir);
+    const char *export[] = {"export-hf", "--checkpoint", ckpt, "--out", dir, NULL};
+    r = run(export);
+    ck_assert_msg(r->exit_code == 0, "%s", r->err);
+    free(r);
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    long size;
+    uint64_t header_len;
+    json_t *h = read_safetensors_header(file, &size, &header_len);
+    ck_assert_ptr_nonnull(json_object_get(h, "transformer.h.0.attn.c_attn.weight"));
+    ck_assert_ptr_null(json_object_get(h, "training_state.adam_m"));
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(h, "__metadata__"), "format")), "pt");
+    json_decref(h);
+    snprintf(file, sizeof file, "%s/config.json", dir);
+    json_error_t jerr;
+    json_t *cfg = json_load_file(file, 0, &jerr);
+    ck_assert_msg(cfg != NULL, "config.json: %s", jerr.text);
+    ck_assert_int_eq(json_integer_value(json_object_get(cfg, "n_embd")), 32);
+    ck_assert_str_eq(json_string_value(json_object_get(cfg, "model_type")), "gpt2");
+    json_decref(cfg);
+    const char *bad[] = {"export-hf", "--checkpoint", data, "--out", dir, NULL};
+    r = run(bad);
+    ck_assert_int_eq(r->exit_code, 2);
+    free(r);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("rlhf-train");
@@ -384,6 +448,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_cli_sft_data_errors);
     tcase_add_test(tc, test_cli_demo_data_then_sft);
     tcase_add_test(tc, test_cli_reward_rankings);
+    tcase_add_test(tc, test_cli_export_hf);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -435,6 +435,63 @@ static int demo_rankings(int argc, char **argv) {
     return rc;
 }
 
+/* rlhf-train export-hf --checkpoint FILE.safetensors --out DIR: a Hugging
+ * Face GPT-2 directory — DIR/model.safetensors (weights only: no trainer
+ * state) and DIR/config.json (GPT2Config) — that from_pretrained loads. */
+static int export_hf(int argc, char **argv) {
+    const char *in_path = NULL, *out_dir = NULL;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--checkpoint") == 0)
+            in_path = argv[i + 1];
+        else if (strcmp(argv[i], "--out") == 0)
+            out_dir = argv[i + 1];
+    }
+    if (in_path == NULL || out_dir == NULL || argc != 6) {
+        fprintf(stderr, "usage: rlhf-train export-hf --checkpoint FILE.safetensors --out DIR\n");
+        return EXIT_USAGE;
+    }
+    char err[512], path[4200];
+    safetensors_file f;
+    gpt2_config gc;
+    gpt2_model m;
+    if (safetensors_read_file(&f, in_path, err, sizeof err) != 0 ||
+        gpt2_config_from_checkpoint(&gc, &f, err, sizeof err) != 0 ||
+        gpt2_init(&m, &gc, err, sizeof err) != 0) {
+        fprintf(stderr, "rlhf-train export-hf: %s\n", err);
+        safetensors_free(&f);
+        return EXIT_USAGE;
+    }
+    int rc = gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err);
+    safetensors_free(&f);
+    size_t n = 0;
+    void *bytes = rc == 0 ? gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n) : NULL;
+    char *config = gpt2_hf_config_json(&gc);
+    FILE *out = NULL;
+    if (bytes != NULL && config != NULL) {
+        snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+        out = fopen(path, "wb");
+        rc = out == NULL || fwrite(bytes, 1, n, out) != n;
+        rc |= out != NULL && fclose(out) != 0;
+        snprintf(path, sizeof path, "%s/config.json", out_dir);
+        out = rc == 0 ? fopen(path, "w") : NULL;
+        rc |= out == NULL || fputs(config, out) < 0 || fputc('\n', out) == EOF;
+        rc |= out != NULL && fclose(out) != 0;
+        if (rc != 0)
+            snprintf(err, sizeof err, "cannot write %.480s", path);
+    } else if (rc == 0) {
+        snprintf(err, sizeof err, "out of memory");
+        rc = -1;
+    }
+    free(bytes);
+    free(config);
+    gpt2_free(&m);
+    if (rc != 0) {
+        fprintf(stderr, "rlhf-train export-hf: %s\n", err);
+        return EXIT_TRAINING_FAILED;
+    }
+    return 0;
+}
+
 int rlhf_train_main(int argc, char **argv) {
     if (argc < 2) {
         print_usage(stderr);
@@ -451,6 +508,8 @@ int rlhf_train_main(int argc, char **argv) {
         return demo_data(argc, argv);
     if (strcmp(cmd, "demo-rankings") == 0)
         return demo_rankings(argc, argv);
+    if (strcmp(cmd, "export-hf") == 0)
+        return export_hf(argc, argv);
     if (strcmp(cmd, "--db") == 0)
         return rlhf_train_db_main(argc, argv);
     const job_type *type = job_type_find(cmd);
