@@ -62,6 +62,22 @@ static void wait_metrics(const test_daemon *d, int64_t id) {
     }
 }
 
+/* A job created from body, awaited until it runs and has reported metrics:
+ * a worker is mid-training when this returns. */
+static int64_t start_running_job(const test_daemon *d, const char *body) {
+    const int64_t id = create_job(d, body);
+    reply_free(wait_job(d, id, "running", 1));
+    wait_metrics(d, id);
+    return id;
+}
+
+/* POST /v1/jobs/{id}/cancel; returns the reply (caller frees). */
+static http_reply *cancel_job(const test_daemon *d, int64_t id) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)id);
+    return http(d, "POST", path, d->admin, NULL, NULL);
+}
+
 static void wait_pid_gone(pid_t pid) {
     const int64_t deadline = now_ms() + DEADLINE_MS;
     while (kill(pid, 0) == 0) {
@@ -452,12 +468,8 @@ START_TEST(test_cancel_running_job) {
     test_daemon d;
     daemon_init(&d);
     daemon_start(&d, NULL);
-    int64_t id = create_job(&d, LONG_JOB);
-    reply_free(wait_job(&d, id, "running", 1));
-    wait_metrics(&d, id);
-    char path[96];
-    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)id);
-    http_reply *r = http(&d, "POST", path, d.admin, NULL, NULL);
+    int64_t id = start_running_job(&d, LONG_JOB);
+    http_reply *r = cancel_job(&d, id);
     ck_assert_int_eq(r->status, 200);
     ck_assert(json_is_true(json_object_get(r->json, "cancel_requested")));
     reply_free(r);
@@ -470,11 +482,12 @@ START_TEST(test_cancel_running_job) {
     ck_assert_int_eq(
         db_int(&d, "SELECT count(*) FROM jobs WHERE id = ?1 AND lease_owner IS NULL", id), 1);
     /* Again: harmless. A finished job cannot be cancelled. */
-    r = http(&d, "POST", path, d.admin, NULL, NULL);
+    r = cancel_job(&d, id);
     ck_assert_int_eq(r->status, 200);
     reply_free(r);
     int64_t done = create_job(&d, SHORT_JOB);
     reply_free(wait_job(&d, done, "succeeded", 0));
+    char path[96];
     snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)done);
     call_expect_error(&d, "POST", path, d.admin, NULL, 409, "job_not_cancellable", NULL);
     daemon_stop(&d);
@@ -488,10 +501,8 @@ START_TEST(test_worker_killed_requeues_then_fails) {
     test_daemon d;
     daemon_init(&d);
     daemon_start(&d, NULL);
-    int64_t id = create_job(&d, "{\"type\":\"ppo-control\",\"max_attempts\":2,"
-                                "\"hyperparameters\":{\"total_steps\":5000000}}");
-    reply_free(wait_job(&d, id, "running", 1));
-    wait_metrics(&d, id);
+    int64_t id = start_running_job(&d, "{\"type\":\"ppo-control\",\"max_attempts\":2,"
+                                       "\"hyperparameters\":{\"total_steps\":5000000}}");
     pid_t worker = (pid_t)db_int(&d, "SELECT worker_pid FROM jobs WHERE id = ?1", id);
     ck_assert_int_gt(worker, 0);
     kill(worker, SIGKILL);
@@ -584,9 +595,7 @@ START_TEST(test_graceful_shutdown_requeues) {
     test_daemon d;
     daemon_init(&d);
     daemon_start(&d, NULL);
-    int64_t id = create_job(&d, LONG_JOB);
-    reply_free(wait_job(&d, id, "running", 1));
-    wait_metrics(&d, id);
+    int64_t id = start_running_job(&d, LONG_JOB);
     daemon_stop(&d);
     ck_assert_int_eq(db_int(&d,
                             "SELECT count(*) FROM jobs WHERE id = ?1 AND status = 'queued' "
@@ -596,9 +605,7 @@ START_TEST(test_graceful_shutdown_requeues) {
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM checkpoints WHERE job_id = ?1", id), 1);
     daemon_start(&d, NULL);
     reply_free(wait_job(&d, id, "running", 1));
-    char path[96];
-    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)id);
-    reply_free(http(&d, "POST", path, d.admin, NULL, NULL));
+    reply_free(cancel_job(&d, id));
     reply_free(wait_job(&d, id, "cancelled", 1));
     daemon_stop(&d);
     daemon_cleanup(&d);
