@@ -120,8 +120,12 @@ static int ppo_lm_run(const void *cfg, const job_inputs *in, const train_sink *s
     }
     for (int64_t i = 0; i < in->n_train; i++)
         prompts[i] = in->train[i].prompt;
-    const ppo_lm_inputs pi = {prompts, in->n_train, &tok, in->init_checkpoint,
-                              in->reward_checkpoint};
+    const ppo_lm_inputs pi = {.prompts = prompts,
+                              .n_prompts = in->n_train,
+                              .tok = &tok,
+                              .policy_checkpoint = in->init_checkpoint,
+                              .reward_checkpoint = in->reward_checkpoint,
+                              .resume_checkpoint = in->resume_checkpoint};
     const int rc = ppo_lm_train(cfg, &pi, sink, NULL, err, errlen);
     free(prompts);
     tokenizer_free(&tok);

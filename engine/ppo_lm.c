@@ -6,12 +6,38 @@
  * (temperature T, stop at EOS, fixed maximum length); score prompt +
  * response with the reward model (normalised by its stored gain/bias, minus
  * a penalty when no EOS came); per-token log-probs under the policy and the
- * frozen SFT reference; values from a scalar head on the policy's trunk;
- * per-token rewards -β·KL plus the score on the last token; GAE with γ, λ;
- * advantage whitening (and optional reward whitening); then ppo_epochs
- * passes of shuffled minibatches of the clipped surrogate plus the clipped
- * value loss. Log-probs everywhere are of logits / T, so sampling and
- * training agree on the distribution.
+ * frozen SFT reference; values from the value model; per-token rewards
+ * -β·KL plus the score on the last token; GAE with γ, λ; advantage
+ * whitening (and optional reward whitening); then ppo_epochs passes of
+ * shuffled minibatches of the clipped surrogate plus the clipped value loss,
+ * each minibatch optionally split into micro-batches whose gradients add up
+ * to one optimizer step. Log-probs everywhere are of logits / T, so sampling
+ * and training agree on the distribution.
+ *
+ * The value model (hyperparameter value_model) is either a separate GPT-2
+ * with a scalar head initialised from the reward model, head included, and
+ * trained by its own Adam (InstructGPT, TRL), or a scalar head on the
+ * policy's trunk. Separate models are clipped separately (max_grad_norm
+ * each): the value loss then cannot shrink the policy's step.
+ *
+ * Structure: load_models / prepare_prompts / alloc_buffers set up a
+ * ppo_job; each update is next_prompts → generate_rollout → score_rollout →
+ * compute_advantages → train_on_rollout → report_update; emit_checkpoint and
+ * restore_state write and read the resumable state (ppo_state).
+ *
+ * Resume: periodic checkpoints (checkpoint_interval) and the one written when
+ * the sink asks to stop carry, beside the policy's weights, everything the
+ * next update reads: Adam moments and step, the value model's weights and
+ * moments, β, every RNG stream, the prompt order (as the RNG state that
+ * shuffled it) and cursor, the update and non-finite counters. The final
+ * checkpoint of a finished run is the policy's weights alone.
+ *
+ * Non-finite values: a rollout with a non-finite log-prob, value or score
+ * skips the update before any training; a non-finite loss or gradient norm
+ * ends the update at that optimizer step (steps before it stay applied).
+ * Either is reported as a "non_finite" event; non_finite_patience of them
+ * in a row fail the job. No checkpoint is ever written with non-finite
+ * weights.
  */
 #include <math.h>
 #include <stdio.h>
@@ -26,8 +52,10 @@
 #include "rlhf_ppo.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "train_state.h"
 
 static const char *const estimator_choices[] = {"k1", "k3", "abs", NULL};
+static const char *const value_model_choices[] = {"reward_model", "policy_head", NULL};
 
 #define F(name) offsetof(ppo_lm_config, name)
 static const hparam_def ppo_lm_defs[] = {
@@ -67,6 +95,15 @@ static const hparam_def ppo_lm_defs[] = {
      "Non-finite updates in a row that fail the job (each is skipped)."},
     {"sample_interval", HPARAM_INT, F(sample_interval), 10, 0, 1e9, NULL,
      "Log sample generations every this many updates (0 = only at the end)."},
+    {"checkpoint_interval", HPARAM_INT, F(checkpoint_interval), 0, 0, 1e9, NULL,
+     "Checkpoint every this many updates (0 = only at the end); these and a stopped run's "
+     "checkpoint can resume."},
+    {"value_model", HPARAM_CHOICE, F(value_model), 0, 0, 0, value_model_choices,
+     "Where values come from: a separate GPT-2 initialised from the reward model (head "
+     "included) with its own Adam, or a scalar head on the policy's trunk."},
+    {"gradient_accumulation_steps", HPARAM_INT, F(gradient_accumulation_steps), 1, 1, 4096, NULL,
+     "Micro-batches per minibatch (of mini_batch_size / this rows each), their gradients "
+     "summed into one optimizer step; must divide mini_batch_size."},
 };
 #undef F
 
@@ -78,6 +115,13 @@ int ppo_lm_validate(const ppo_lm_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen,
                  "hyperparameter 'mini_batch_size': %lld does not divide batch_size %lld",
                  (long long)cfg->mini_batch_size, (long long)cfg->batch_size);
+        return -1;
+    }
+    if (cfg->mini_batch_size % cfg->gradient_accumulation_steps != 0) {
+        snprintf(err, errlen,
+                 "hyperparameter 'gradient_accumulation_steps': %lld does not divide "
+                 "mini_batch_size %lld",
+                 (long long)cfg->gradient_accumulation_steps, (long long)cfg->mini_batch_size);
         return -1;
     }
     return 0;
@@ -235,6 +279,606 @@ static double masked_mean(const float *x, const uint8_t *mask, int64_t n) {
     return c ? s / (double)c : NAN;
 }
 
+/* ==== the job ==================================================================== */
+
+/* Where training is, beyond the weights: what a resume restores. */
+typedef struct ppo_state {
+    int64_t update;       /* updates done, skipped ones included */
+    int64_t adam_t;       /* optimizer steps taken (both models step together) */
+    int64_t bad_in_a_row; /* non-finite updates in a row */
+    int64_t cursor;       /* next index into the prompt order */
+    rng_state order_rng;  /* prompt_rng before the shuffle that made the order */
+    rng_state prompt_rng, sample_rng, minibatch_rng;
+    kl_controller ctl;
+    double first_score;       /* of the first update that trained; NAN before */
+    float *adam_m, *adam_v;   /* the policy's moments */
+    float *vadam_m, *vadam_v; /* the separate value model's */
+} ppo_state;
+
+typedef struct ppo_job {
+    const ppo_lm_config *cfg;
+    const ppo_lm_inputs *in;
+    const train_sink *sink;
+    gpt2_model policy, ref, rm, value;
+    bool separate_value;  /* value_model = reward_model: values from `value` */
+    double gain, bias;    /* the reward model's normalisation */
+    int B, M, U, N, P, S; /* rollout rows, minibatch rows, micro-batch rows, columns */
+    int eot;
+    float inv_temp;
+    kl_estimator est;
+    int32_t **prompt_tokens, *prompt_len, *order, *perm;
+    rollout ro, mb; /* mb: one micro-batch */
+    float *flat;    /* (9, U·N) training scratch */
+    ppo_state st;
+} ppo_job;
+
+typedef struct rollout_stats {
+    double seq_kl, score_mean, neg_logp, len_mean;
+    int eos_count;
+} rollout_stats;
+
+typedef struct train_stats {
+    double pg, v, approxkl, clipfrac, vclipfrac, ratio, entropy, vpred;
+    int steps;
+} train_stats;
+
+/* The value model's outputs live on this model. */
+static gpt2_model *critic(ppo_job *job) {
+    return job->separate_value ? &job->value : &job->policy;
+}
+
+static int load_models(ppo_job *job, char *err, size_t errlen) {
+    const ppo_lm_config *cfg = job->cfg;
+    const ppo_lm_inputs *in = job->in;
+    const uint64_t seed = (uint64_t)cfg->seed;
+    const char *policy_path = in->resume_checkpoint ? in->resume_checkpoint : in->policy_checkpoint;
+    if (load_model(&job->policy, policy_path, !job->separate_value, seed, NULL, NULL, err,
+                   errlen) != 0 ||
+        load_model(&job->ref, in->policy_checkpoint, false, seed, NULL, NULL, err, errlen) != 0 ||
+        load_model(&job->rm, in->reward_checkpoint, true, seed, &job->gain, &job->bias, err,
+                   errlen) != 0)
+        return -1;
+    if (job->separate_value &&
+        load_model(&job->value, in->reward_checkpoint, true, seed, NULL, NULL, err, errlen) != 0)
+        return -1;
+    const struct {
+        const gpt2_model *m;
+        const char *what;
+    } loaded[] = {{&job->policy, "policy"}, {&job->ref, "SFT (reference)"}, {&job->rm, "reward"}};
+    for (int i = 0; i < 3; i++)
+        if (!all_finite(loaded[i].m->param_memory, loaded[i].m->num_params)) {
+            snprintf(err, errlen, "the %s model's weights are not finite", loaded[i].what);
+            return -1;
+        }
+    if (job->rm.cfg.vocab_size != job->policy.cfg.vocab_size ||
+        in->tok->vocab_size > job->policy.cfg.vocab_size) {
+        snprintf(err, errlen,
+                 "the policy (%d), reward model (%d) and tokenizer (%d) vocabularies "
+                 "do not match",
+                 job->policy.cfg.vocab_size, job->rm.cfg.vocab_size, in->tok->vocab_size);
+        return -1;
+    }
+    return 0;
+}
+
+/* Tokenizes the prompts once; P is the longest (all are left-padded to it). */
+static int prepare_prompts(ppo_job *job, char *err, size_t errlen) {
+    const ppo_lm_inputs *in = job->in;
+    const int N = job->N;
+    int context = job->policy.cfg.max_seq_len;
+    context = job->rm.cfg.max_seq_len < context ? job->rm.cfg.max_seq_len : context;
+    job->prompt_tokens = calloc((size_t)in->n_prompts, sizeof *job->prompt_tokens);
+    job->prompt_len = calloc((size_t)in->n_prompts, sizeof *job->prompt_len);
+    job->order = malloc(sizeof(int32_t) * (size_t)in->n_prompts);
+    job->perm = malloc(sizeof(int32_t) * (size_t)job->B);
+    if (!job->prompt_tokens || !job->prompt_len || !job->order || !job->perm) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const int cap = context - N;
+    if (cap < 1) {
+        snprintf(err, errlen,
+                 "hyperparameter 'response_length': %d leaves no room for a "
+                 "prompt in a context of %d",
+                 N, context);
+        return -1;
+    }
+    job->P = 1;
+    for (int64_t i = 0; i < in->n_prompts; i++) {
+        job->prompt_tokens[i] = malloc(sizeof(int32_t) * (size_t)cap);
+        const int64_t n = job->prompt_tokens[i]
+                              ? tokenizer_encode(in->tok, in->prompts[i], strlen(in->prompts[i]),
+                                                 job->prompt_tokens[i], (size_t)cap, false)
+                              : -1;
+        if (n < 1) {
+            snprintf(err, errlen, "prompt %lld is empty or could not be tokenized",
+                     (long long)i + 1);
+            return -1;
+        }
+        job->prompt_len[i] = (int32_t)(n < cap ? n : cap); /* longer prompts keep their start */
+        job->P = job->prompt_len[i] > job->P ? job->prompt_len[i] : job->P;
+    }
+    job->S = job->P + N;
+    return 0;
+}
+
+static int alloc_buffers(ppo_job *job, char *err, size_t errlen) {
+    const int B = job->B, S = job->S;
+    if (rollout_alloc(&job->ro, B, job->P, job->N) != 0 ||
+        rollout_alloc(&job->mb, job->U, job->P, job->N) != 0 ||
+        gpt2_reserve(&job->policy, B, S, err, errlen) != 0 ||
+        gpt2_reserve(&job->ref, B, S, err, errlen) != 0 ||
+        gpt2_reserve(&job->rm, B, S, err, errlen) != 0 ||
+        (job->separate_value && gpt2_reserve(&job->value, B, S, err, errlen) != 0)) {
+        if (err[0] == '\0')
+            snprintf(err, errlen, "out of memory for the rollout");
+        return -1;
+    }
+    ppo_state *st = &job->st;
+    const size_t np = (size_t)job->policy.num_params, nv = (size_t)job->value.num_params;
+    st->adam_m = calloc(np, sizeof(float));
+    st->adam_v = calloc(np, sizeof(float));
+    st->vadam_m = calloc(nv ? nv : 1, sizeof(float));
+    st->vadam_v = calloc(nv ? nv : 1, sizeof(float));
+    job->flat = malloc(sizeof(float) * (size_t)job->U * (size_t)job->N * 9);
+    if (!st->adam_m || !st->adam_v || !st->vadam_m || !st->vadam_v || !job->flat) {
+        snprintf(err, errlen, "out of memory for the optimizer");
+        return -1;
+    }
+    return 0;
+}
+
+static void job_free(ppo_job *job) {
+    if (job->prompt_tokens)
+        for (int64_t i = 0; i < job->in->n_prompts; i++)
+            free(job->prompt_tokens[i]);
+    free(job->prompt_tokens), free(job->prompt_len), free(job->order), free(job->perm);
+    free(job->st.adam_m), free(job->st.adam_v), free(job->st.vadam_m), free(job->st.vadam_v);
+    free(job->flat);
+    rollout_free(&job->ro);
+    rollout_free(&job->mb);
+    gpt2_free(&job->policy);
+    gpt2_free(&job->ref);
+    gpt2_free(&job->rm);
+    gpt2_free(&job->value);
+}
+
+/* ---- checkpoints ---------------------------------------------------------------- */
+
+static void format_f64(char *out, size_t cap, double x) {
+    snprintf(out, cap, "%a", x);
+}
+
+/* The policy (and with_state, the trainer's state) through the sink. Refuses
+ * non-finite weights. */
+static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errlen) {
+    const ppo_state *st = &job->st;
+    if (!all_finite(job->policy.param_memory, job->policy.num_params) ||
+        (job->separate_value && !all_finite(job->value.param_memory, job->value.num_params))) {
+        snprintf(err, errlen, "the weights are not finite at update %lld; no checkpoint written",
+                 (long long)st->update);
+        return -1;
+    }
+    char step[24], adam_t[24], bad[24], cursor[24], beta[40], first[40];
+    char order_rng[80], prompt_rng[80], sample_rng[80], mb_rng[80];
+    snprintf(step, sizeof step, "%lld", (long long)st->update);
+    snprintf(adam_t, sizeof adam_t, "%lld", (long long)st->adam_t);
+    snprintf(bad, sizeof bad, "%lld", (long long)st->bad_in_a_row);
+    snprintf(cursor, sizeof cursor, "%lld", (long long)st->cursor);
+    format_f64(beta, sizeof beta, st->ctl.beta);
+    format_f64(first, sizeof first, st->first_score);
+    train_state_format_rng(order_rng, sizeof order_rng, &st->order_rng);
+    train_state_format_rng(prompt_rng, sizeof prompt_rng, &st->prompt_rng);
+    train_state_format_rng(sample_rng, sizeof sample_rng, &st->sample_rng);
+    train_state_format_rng(mb_rng, sizeof mb_rng, &st->minibatch_rng);
+    char *config = train_state_config_text(&ppo_lm_hparams, job->cfg);
+    const char *const meta[][2] = {{"rlhfd_job", "ppo"},
+                                   {"step", step},
+                                   {"training_state.adam_t", adam_t},
+                                   {"training_state.non_finite_in_a_row", bad},
+                                   {"training_state.cursor", cursor},
+                                   {"training_state.kl_coef", beta},
+                                   {"training_state.first_score", first},
+                                   {"training_state.order_rng", order_rng},
+                                   {"training_state.prompt_rng", prompt_rng},
+                                   {"training_state.sample_rng", sample_rng},
+                                   {"training_state.minibatch_rng", mb_rng},
+                                   {"training_state.config", config ? config : ""}};
+    const int64_t np = job->policy.num_params, nv = job->value.num_params;
+    const safetensors_tensor state[5] = {
+        {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
+        {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}},
+        {.name = "training_state.value_params",
+         .data = job->value.param_memory,
+         .ndim = 1,
+         .shape = {nv}},
+        {.name = "training_state.value_adam_m", .data = st->vadam_m, .ndim = 1, .shape = {nv}},
+        {.name = "training_state.value_adam_v", .data = st->vadam_v, .ndim = 1, .shape = {nv}}};
+    const int n_meta = with_state ? (int)(sizeof meta / sizeof meta[0]) : 2;
+    const int n_state = with_state ? (job->separate_value ? 5 : 2) : 0;
+    size_t n = 0;
+    void *bytes = config ? gpt2_checkpoint_serialize(&job->policy, meta, n_meta,
+                                                     n_state ? state : NULL, n_state, &n)
+                         : NULL;
+    free(config);
+    const int rc = bytes ? sink_checkpoint(job->sink, st->update, bytes, n) : -1;
+    free(bytes);
+    if (rc != 0)
+        snprintf(err, errlen, "writing the checkpoint at update %lld failed",
+                 (long long)st->update);
+    return rc;
+}
+
+static int load_state_tensor(const safetensors_file *f, const char *name, float *dst, int64_t n,
+                             char *err, size_t errlen) {
+    const safetensors_info *t = safetensors_find(f, name);
+    if (t == NULL) {
+        snprintf(err, errlen, "resume: the checkpoint has no %s", name);
+        return -1;
+    }
+    return safetensors_load_f32(t, dst, n, err, errlen);
+}
+
+/* Restores the trainer's state (the policy's weights were loaded from the
+ * same file by load_models) from a resumable checkpoint of this job. */
+static int restore_state(ppo_job *job, char *err, size_t errlen) {
+    safetensors_file f;
+    if (safetensors_read_file(&f, job->in->resume_checkpoint, err, errlen) != 0)
+        return -1;
+    ppo_state *st = &job->st;
+    int rc = train_state_check_config(&f, &ppo_lm_hparams, job->cfg, err, errlen);
+    if (rc == 0) {
+        int ok = 1;
+        st->update = train_state_meta_i64(&f, "step", &ok);
+        st->adam_t = train_state_meta_i64(&f, "training_state.adam_t", &ok);
+        st->bad_in_a_row = train_state_meta_i64(&f, "training_state.non_finite_in_a_row", &ok);
+        st->cursor = train_state_meta_i64(&f, "training_state.cursor", &ok);
+        st->ctl.beta = train_state_meta_f64(&f, "training_state.kl_coef", &ok);
+        st->first_score = train_state_meta_f64(&f, "training_state.first_score", &ok);
+        static const char *const rng_keys[4] = {
+            "training_state.order_rng", "training_state.prompt_rng", "training_state.sample_rng",
+            "training_state.minibatch_rng"};
+        rng_state *const rngs[4] = {&st->order_rng, &st->prompt_rng, &st->sample_rng,
+                                    &st->minibatch_rng};
+        for (int i = 0; i < 4; i++)
+            ok = ok &&
+                 train_state_parse_rng(rngs[i], safetensors_metadata_get(&f, rng_keys[i])) == 0;
+        if (!ok || st->cursor > job->in->n_prompts || st->update > job->cfg->total_updates) {
+            snprintf(err, errlen, "resume: the checkpoint's training state is incomplete");
+            rc = -1;
+        }
+    }
+    const int64_t np = job->policy.num_params, nv = job->value.num_params;
+    if (rc == 0)
+        rc = load_state_tensor(&f, "training_state.adam_m", st->adam_m, np, err, errlen) ||
+             load_state_tensor(&f, "training_state.adam_v", st->adam_v, np, err, errlen);
+    if (rc == 0 && job->separate_value)
+        rc = load_state_tensor(&f, "training_state.value_params", job->value.param_memory, nv, err,
+                               errlen) ||
+             load_state_tensor(&f, "training_state.value_adam_m", st->vadam_m, nv, err, errlen) ||
+             load_state_tensor(&f, "training_state.value_adam_v", st->vadam_v, nv, err, errlen);
+    safetensors_free(&f);
+    if (rc != 0)
+        return -1;
+    /* The order in use: redo its shuffle from the saved state before it. */
+    if (st->cursor < job->in->n_prompts) {
+        rng_state r = st->order_rng;
+        rng_permutation(&r, job->order, (int32_t)job->in->n_prompts);
+    }
+    return 0;
+}
+
+/* ---- one update ---------------------------------------------------------------- */
+
+/* The next B prompts of the stream into ro.prompt_ids, left-padded. */
+static void next_prompts(ppo_job *job) {
+    ppo_state *st = &job->st;
+    rollout *ro = &job->ro;
+    const int P = job->P;
+    for (int b = 0; b < job->B; b++) {
+        if (st->cursor >= job->in->n_prompts) {
+            st->order_rng = st->prompt_rng;
+            rng_permutation(&st->prompt_rng, job->order, (int32_t)job->in->n_prompts);
+            st->cursor = 0;
+        }
+        const int32_t p = job->order[st->cursor++];
+        const int pad = P - job->prompt_len[p];
+        for (int c = 0; c < P; c++) {
+            ro->prompt_ids[(int64_t)b * P + c] =
+                c < pad ? job->eot : job->prompt_tokens[p][c - pad];
+            ro->prompt_mask[(int64_t)b * P + c] = (uint8_t)(c >= pad);
+        }
+    }
+}
+
+/* Samples the responses and lays out prompt + response rows. */
+static int generate_rollout(ppo_job *job, char *err, size_t errlen) {
+    rollout *ro = &job->ro;
+    const int B = job->B, P = job->P, N = job->N, S = job->S;
+    const gpt2_sample_config sc = {(float)job->cfg->temperature, 0, 1.0f, N, job->eot};
+    if (gpt2_generate(&job->policy, ro->prompt_ids, ro->prompt_mask, B, P, &sc, &job->st.sample_rng,
+                      ro->gen, ro->len, err, errlen) != 0)
+        return -1;
+    for (int b = 0; b < B; b++) {
+        int pos = 0;
+        for (int c = 0; c < S; c++) {
+            const int64_t i = (int64_t)b * S + c;
+            const int real = c < P ? ro->prompt_mask[(int64_t)b * P + c] : c - P < ro->len[b];
+            ro->seq[i] =
+                c < P ? ro->prompt_ids[(int64_t)b * P + c] : ro->gen[(int64_t)b * N + c - P];
+            ro->seq_mask[i] = (uint8_t)real;
+            ro->positions[i] = real ? pos++ : 0;
+        }
+        for (int c = 0; c < S; c++)
+            ro->targets[(int64_t)b * S + c] = c + 1 < S ? ro->seq[(int64_t)b * S + c + 1] : 0;
+        for (int t = 0; t < N; t++)
+            ro->mask[(int64_t)b * N + t] = (uint8_t)(t < ro->len[b]);
+    }
+    return 0;
+}
+
+/* Values of the separate value model for rows [0, n) of ro into values (n, N). */
+static void value_forward(gpt2_model *v, rollout *ro, int n, float *values) {
+    const int S = ro->S, P = ro->P, N = ro->N;
+    gpt2_batch batch = {ro->seq, ro->positions, ro->seq_mask, n, S};
+    gpt2_forward(v, &batch, false);
+    for (int b = 0; b < n; b++)
+        for (int t = 0; t < N; t++)
+            values[(int64_t)b * N + t] = v->acts.values[(int64_t)b * S + P + t - 1];
+}
+
+/* Policy and reference log-probs, values, reward-model scores. Returns
+ * whether all of them are finite. */
+static bool score_rollout(ppo_job *job, rollout_stats *rs) {
+    rollout *ro = &job->ro;
+    const int B = job->B, S = job->S, P = job->P, N = job->N;
+    score_tokens(&job->policy, ro, 0, B, job->inv_temp, ro->logp, ro->values, NULL);
+    score_tokens(&job->ref, ro, 0, B, job->inv_temp, ro->ref_logp, NULL, NULL);
+    if (job->separate_value)
+        value_forward(&job->value, ro, B, ro->values);
+    gpt2_batch rb = {ro->seq, ro->positions, ro->seq_mask, B, S};
+    gpt2_forward(&job->rm, &rb, false);
+    memset(rs, 0, sizeof *rs);
+    for (int b = 0; b < B; b++) {
+        const int last = P + ro->len[b] - 1;
+        ro->score[b] = (float)(job->gain * job->rm.acts.values[(int64_t)b * S + last] + job->bias);
+        const int has_eos = ro->gen[(int64_t)b * N + ro->len[b] - 1] == job->eot;
+        rs->eos_count += has_eos;
+        if (!has_eos)
+            ro->score[b] -= (float)job->cfg->missing_eos_penalty;
+    }
+    const ppo_lm_inputs *in = job->in;
+    if (in->observe_rollout) {
+        const ppo_lm_rollout_view v = {job->st.update + 1,
+                                       B,
+                                       P,
+                                       N,
+                                       S,
+                                       ro->seq,
+                                       ro->positions,
+                                       ro->seq_mask,
+                                       ro->len,
+                                       ro->logp,
+                                       ro->ref_logp,
+                                       ro->values,
+                                       ro->score};
+        in->observe_rollout(in->observe_ctx, &v);
+    }
+    const int64_t BN = (int64_t)B * N;
+    return all_finite(ro->logp, BN) && all_finite(ro->ref_logp, BN) && all_finite(ro->score, B) &&
+           all_finite(ro->values, BN);
+}
+
+/* KL, shaped rewards, GAE, whitening; the rollout's summary in rs. */
+static void compute_advantages(ppo_job *job, rollout_stats *rs) {
+    rollout *ro = &job->ro;
+    const ppo_lm_config *cfg = job->cfg;
+    const int B = job->B, N = job->N;
+    const int64_t BN = (int64_t)B * N;
+    rlhf_kl_per_token(ro->kl, ro->logp, ro->ref_logp, ro->mask, B, N, job->est);
+    rlhf_shape_rewards(ro->rewards, ro->kl, ro->score, ro->len, (float)job->st.ctl.beta, B, N);
+    if (cfg->whiten_rewards)
+        rlhf_whiten(ro->rewards, ro->mask, BN, false);
+    rlhf_compute_gae(ro->adv, ro->returns, ro->rewards, ro->values, ro->len, (float)cfg->gamma,
+                     (float)cfg->lam, B, N);
+    rlhf_whiten(ro->adv, ro->mask, BN, true);
+    for (int b = 0; b < B; b++) {
+        rs->score_mean += ro->score[b];
+        rs->len_mean += ro->len[b];
+        for (int t = 0; t < ro->len[b]; t++) {
+            rs->seq_kl += ro->kl[(int64_t)b * N + t];
+            rs->neg_logp -= ro->logp[(int64_t)b * N + t];
+        }
+    }
+    rs->seq_kl /= B, rs->score_mean /= B, rs->neg_logp /= B, rs->len_mean /= B;
+}
+
+/* Forward and backward of one micro-batch (rows of job->mb), its losses
+ * weighted by its share w of the minibatch's tokens, gradients added to the
+ * models'. Returns 0, or 1 if a loss is not finite. */
+static int train_micro_batch(ppo_job *job, int64_t n_total, train_stats *ts) {
+    const ppo_lm_config *cfg = job->cfg;
+    rollout *mb = &job->mb;
+    gpt2_model *policy = &job->policy, *vm = critic(job);
+    const int U = job->U, N = job->N, S = job->S, P = job->P;
+    const int64_t UN = (int64_t)U * N;
+    float *newlogp = job->flat, *newval = newlogp + UN, *ent = newval + UN;
+    score_tokens(policy, mb, 0, U, job->inv_temp, newlogp, newval, ent);
+    if (job->separate_value)
+        value_forward(&job->value, mb, U, newval);
+    /* masked tokens, flattened: new/old log-prob, advantage, value, old value, return */
+    float *f_new = ent + UN, *f_old = f_new + UN, *f_adv = f_old + UN, *f_val = f_adv + UN;
+    float *f_oldv = f_val + UN, *f_ret = f_oldv + UN;
+    int n_tok = 0;
+    for (int64_t i = 0; i < UN; i++) {
+        if (!mb->mask[i])
+            continue;
+        f_new[n_tok] = newlogp[i], f_old[n_tok] = mb->logp[i], f_adv[n_tok] = mb->adv[i];
+        f_val[n_tok] = newval[i], f_oldv[n_tok] = mb->values[i], f_ret[n_tok] = mb->returns[i];
+        n_tok++;
+    }
+    if (n_tok == 0)
+        return 0;
+    const float w = (float)((double)n_tok / (double)n_total);
+    const float clip = (float)cfg->clip_coef, vclip = (float)cfg->vf_clip;
+    const float pg = ppo_policy_loss_forward(f_new, f_old, f_adv, n_tok, clip);
+    const float vl = ppo_value_loss_forward(f_val, f_oldv, f_ret, n_tok, vclip, true);
+    if (!isfinite(pg) || !isfinite(vl))
+        return 1;
+    /* gradients back onto the (U, S) positions that predicted each token */
+    float *d_new = mb->kl, *d_val = mb->rewards; /* (U, N) scratch, unused in mb */
+    memset(d_new, 0, sizeof(float) * (size_t)n_tok);
+    memset(d_val, 0, sizeof(float) * (size_t)n_tok);
+    ppo_policy_loss_backward(d_new, f_new, f_old, f_adv, n_tok, clip, w);
+    ppo_value_loss_backward(d_val, f_val, f_oldv, f_ret, n_tok, vclip, true,
+                            (float)cfg->vf_coef * w);
+    memset(mb->dfull, 0, sizeof(float) * (size_t)U * (size_t)S);
+    memset(vm->acts.dvalues, 0, sizeof(float) * (size_t)U * (size_t)S);
+    int k = 0;
+    for (int b = 0; b < U; b++)
+        for (int t = 0; t < N; t++) {
+            if (!mb->mask[(int64_t)b * N + t])
+                continue;
+            const int64_t c = (int64_t)b * S + P + t - 1;
+            mb->dfull[c] = d_new[k];
+            vm->acts.dvalues[c] = d_val[k];
+            const double lr_ = (double)f_new[k] - f_old[k];
+            ts->approxkl += 0.5 * lr_ * lr_ / (double)n_total;
+            ts->clipfrac += (fabs(exp(lr_) - 1.0) > cfg->clip_coef) / (double)n_total;
+            ts->ratio += exp(lr_) / (double)n_total;
+            ts->vclipfrac += (fabs((double)f_val[k] - f_oldv[k]) > cfg->vf_clip) / (double)n_total;
+            ts->vpred += (double)f_val[k] / (double)n_total;
+            k++;
+        }
+    ts->entropy += masked_mean(ent, mb->mask, UN) * w;
+    ts->pg += (double)pg * w, ts->v += (double)vl * w;
+    /* d/d(logits/T) → d/dlogits: one more factor 1/T */
+    gpt2_logprobs_backward(policy, mb->targets, mb->dfull, NULL);
+    scale_logits(policy, job->inv_temp);
+    gpt2_backward(policy, true, !job->separate_value);
+    if (job->separate_value)
+        gpt2_backward(&job->value, false, true);
+    return 0;
+}
+
+/* One optimizer step on the minibatch of rollout rows idx[0..M): its
+ * micro-batches' gradients summed, clipped, Adam. Returns 0, or 1 if a loss
+ * or gradient is not finite (no step taken). */
+static int train_minibatch(ppo_job *job, const int32_t *idx, float lr, train_stats *ts) {
+    const rollout *ro = &job->ro;
+    const int N = job->N;
+    int64_t n_total = 0; /* the minibatch's response tokens: the losses are means over them */
+    for (int i = 0; i < job->M; i++)
+        for (int t = 0; t < N; t++)
+            n_total += ro->mask[(int64_t)idx[i] * N + t];
+    if (n_total == 0)
+        return 0;
+    gpt2_zero_grad(&job->policy);
+    if (job->separate_value)
+        gpt2_zero_grad(&job->value);
+    for (int r0 = 0; r0 < job->M; r0 += job->U) {
+        copy_rows(&job->mb, ro, idx + r0, job->U);
+        if (train_micro_batch(job, n_total, ts) != 0)
+            return 1;
+    }
+    const double max_norm = job->cfg->max_grad_norm;
+    const double norm =
+        grad_clip_global_norm(job->policy.grad_memory, job->policy.num_params, max_norm);
+    const double vnorm =
+        job->separate_value
+            ? grad_clip_global_norm(job->value.grad_memory, job->value.num_params, max_norm)
+            : 0.0;
+    if (!isfinite(norm) || !isfinite(vnorm))
+        return 1;
+    const adam_config adam = {lr, 0.9f, 0.999f, 1e-5f, 0.0f};
+    ppo_state *st = &job->st;
+    st->adam_t++;
+    adam_step(job->policy.param_memory, job->policy.grad_memory, st->adam_m, st->adam_v, NULL,
+              job->policy.num_params, &adam, st->adam_t);
+    if (job->separate_value)
+        adam_step(job->value.param_memory, job->value.grad_memory, st->vadam_m, st->vadam_v, NULL,
+                  job->value.num_params, &adam, st->adam_t);
+    ts->steps++;
+    return 0;
+}
+
+/* ppo_epochs passes of shuffled minibatches. Returns 0, or 1 if a step was
+ * not finite (the rest of the update is skipped). */
+static int train_on_rollout(ppo_job *job, float lr, train_stats *ts) {
+    for (int64_t epoch = 0; epoch < job->cfg->ppo_epochs; epoch++) {
+        rng_permutation(&job->st.minibatch_rng, job->perm, job->B);
+        for (int start_row = 0; start_row < job->B; start_row += job->M)
+            if (train_minibatch(job, job->perm + start_row, lr, ts) != 0)
+                return 1;
+    }
+    return 0;
+}
+
+static int report_update(ppo_job *job, int64_t update, const rollout_stats *rs,
+                         const train_stats *ts, float lr, const double t[4], double start) {
+    const rollout *ro = &job->ro;
+    const int B = job->B, N = job->N, S = job->S;
+    const int64_t BN = (int64_t)B * N;
+    const double beta = job->st.ctl.beta;
+    const double ns = ts->steps ? ts->steps : 1;
+    /* explained variance of the rollout's values */
+    double var_ret = 0, var_res = 0, mr = masked_mean(ro->returns, ro->mask, BN), md = 0;
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < BN; i++)
+        if (ro->mask[i])
+            md += ro->returns[i] - ro->values[i], cnt++;
+    md /= cnt ? cnt : 1;
+    for (int64_t i = 0; i < BN; i++)
+        if (ro->mask[i]) {
+            var_ret += (ro->returns[i] - mr) * (ro->returns[i] - mr);
+            const double d = ro->returns[i] - ro->values[i] - md;
+            var_res += d * d;
+        }
+    const sink_metric m[] = {
+        {"objective/kl", rs->seq_kl},
+        {"objective/kl_coef", beta},
+        {"objective/entropy", rs->neg_logp},
+        {"objective/scores", rs->score_mean},
+        {"objective/non_score_reward", -beta * rs->seq_kl},
+        {"objective/rlhf_reward", rs->score_mean - beta * rs->seq_kl},
+        {"policy/approxkl_avg", ts->approxkl / ns},
+        {"policy/clipfrac_avg", ts->clipfrac / ns},
+        {"policy/entropy_avg", ts->entropy / ns},
+        {"loss/policy_avg", ts->pg / ns},
+        {"loss/value_avg", ts->v / ns},
+        {"val/clipfrac_avg", ts->vclipfrac / ns},
+        {"val/ratio", ts->ratio / ns},
+        {"val/vpred", ts->vpred / ns},
+        {"val/var_explained", var_ret > 0 ? 1.0 - var_res / var_ret : NAN},
+        {"val/num_eos_tokens", rs->eos_count},
+        {"tokens/responses_len_mean", rs->len_mean},
+        {"lr", lr},
+        {"episode", (double)update * B},
+        {"time/generation_s", t[1] - t[0]},
+        {"time/scoring_s", t[2] - t[1]},
+        {"time/training_s", t[3] - t[2]},
+        {"tokens_per_s", (double)B * S / (t[3] - t[0])},
+        {"wall_s", t[3] - start},
+    };
+    if (sink_metrics(job->sink, update, m, (int)(sizeof m / sizeof m[0])) != 0)
+        return -1;
+    const ppo_lm_config *cfg = job->cfg;
+    if (update == cfg->total_updates ||
+        (cfg->sample_interval > 0 && update % cfg->sample_interval == 0)) {
+        char text[1024], msg[1400];
+        const int32_t shown = ro->len[0] - (ro->gen[ro->len[0] - 1] == job->eot); /* no EOT text */
+        const int64_t k =
+            tokenizer_decode(job->in->tok, ro->gen, (size_t)shown, text, sizeof text - 1);
+        text[k < 0 ? 0 : k > (int64_t)sizeof text - 1 ? (int64_t)sizeof text - 1 : k] = '\0';
+        snprintf(msg, sizeof msg, "sample at update %lld (score %.3f): %s", (long long)update,
+                 ro->score[0], text);
+        sink_event(job->sink, SINK_LEVEL_INFO, "sample", msg, NULL, 0);
+    }
+    return 0;
+}
+
+/* ==== the loop ==================================================================== */
+
 int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_sink *sink,
                  ppo_lm_result *result, char *err, size_t errlen) {
     if (ppo_lm_validate(cfg, err, errlen) != 0)
@@ -245,345 +889,97 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
                  "checkpoint");
         return -1;
     }
-    gpt2_model policy = {0}, ref = {0}, rm = {0};
-    double gain = 1.0, bias = 0.0;
-    if (load_model(&policy, in->policy_checkpoint, true, (uint64_t)cfg->seed, NULL, NULL, err,
-                   errlen) != 0)
-        return -1;
-    int rc = -1;
-    rollout ro = {0}, mb = {0};
-    float *adam_m = NULL, *adam_v = NULL, *flat = NULL;
-    int32_t **prompt_tokens = NULL, *prompt_len = NULL, *order = NULL, *perm = NULL;
+    ppo_job job = {.cfg = cfg, .in = in, .sink = sink, .gain = 1.0, .bias = 0.0};
+    job.separate_value = strcmp(cfg->value_model, "reward_model") == 0;
+    job.B = (int)cfg->batch_size, job.M = (int)cfg->mini_batch_size;
+    job.U = (int)(cfg->mini_batch_size / cfg->gradient_accumulation_steps);
+    job.N = (int)cfg->response_length;
+    job.eot = in->tok->eot_id;
+    job.inv_temp = (float)(1.0 / cfg->temperature);
+    job.est = (kl_estimator)kl_estimator_from_name(cfg->kl_estimator);
     ppo_lm_result res = {0};
-    if (load_model(&ref, in->policy_checkpoint, false, (uint64_t)cfg->seed, NULL, NULL, err,
-                   errlen) != 0 ||
-        load_model(&rm, in->reward_checkpoint, true, (uint64_t)cfg->seed, &gain, &bias, err,
-                   errlen) != 0)
+    int rc = -1;
+    if (load_models(&job, err, errlen) != 0 || prepare_prompts(&job, err, errlen) != 0 ||
+        alloc_buffers(&job, err, errlen) != 0)
         goto done;
-    if (rm.cfg.vocab_size != policy.cfg.vocab_size || in->tok->vocab_size > policy.cfg.vocab_size) {
-        snprintf(err, errlen,
-                 "the policy (%d), reward model (%d) and tokenizer (%d) vocabularies "
-                 "do not match",
-                 policy.cfg.vocab_size, rm.cfg.vocab_size, in->tok->vocab_size);
+    ppo_state *st = &job.st;
+    rng_seed(&st->prompt_rng, (uint64_t)cfg->seed, 0xE0000002u);
+    rng_seed(&st->sample_rng, (uint64_t)cfg->seed, 0xE0000003u);
+    rng_seed(&st->minibatch_rng, (uint64_t)cfg->seed, 0xE0000004u);
+    st->order_rng = st->prompt_rng;
+    st->cursor = in->n_prompts; /* forces a shuffle */
+    st->ctl = (kl_controller){cfg->kl_coef, cfg->target_kl, cfg->kl_horizon};
+    st->first_score = NAN;
+    if (in->resume_checkpoint != NULL && restore_state(&job, err, errlen) != 0)
         goto done;
-    }
-    const int B = (int)cfg->batch_size, M = (int)cfg->mini_batch_size;
-    const int N = (int)cfg->response_length;
-    const int context =
-        policy.cfg.max_seq_len < rm.cfg.max_seq_len ? policy.cfg.max_seq_len : rm.cfg.max_seq_len;
-    /* Prompts, tokenized once; P is the longest (left-padded to it). */
-    prompt_tokens = calloc((size_t)in->n_prompts, sizeof *prompt_tokens);
-    prompt_len = calloc((size_t)in->n_prompts, sizeof *prompt_len);
-    order = malloc(sizeof(int32_t) * (size_t)in->n_prompts);
-    perm = malloc(sizeof(int32_t) * (size_t)B);
-    if (!prompt_tokens || !prompt_len || !order || !perm) {
-        snprintf(err, errlen, "out of memory");
-        goto done;
-    }
-    int P = 1;
-    for (int64_t i = 0; i < in->n_prompts; i++) {
-        const int cap = context - N;
-        if (cap < 1) {
-            snprintf(err, errlen,
-                     "hyperparameter 'response_length': %d leaves no room for a "
-                     "prompt in a context of %d",
-                     N, context);
-            goto done;
-        }
-        prompt_tokens[i] = malloc(sizeof(int32_t) * (size_t)cap);
-        const int64_t n = prompt_tokens[i]
-                              ? tokenizer_encode(in->tok, in->prompts[i], strlen(in->prompts[i]),
-                                                 prompt_tokens[i], (size_t)cap, false)
-                              : -1;
-        if (n < 1) {
-            snprintf(err, errlen, "prompt %lld is empty or could not be tokenized",
-                     (long long)i + 1);
-            goto done;
-        }
-        prompt_len[i] = (int32_t)(n < cap ? n : cap); /* longer prompts keep their start */
-        P = prompt_len[i] > P ? prompt_len[i] : P;
-    }
-    const int S = P + N;
-    if (rollout_alloc(&ro, B, P, N) != 0 || rollout_alloc(&mb, M, P, N) != 0 ||
-        gpt2_reserve(&policy, B, S, err, errlen) != 0 || gpt2_reserve(&ref, B, S, err, errlen) ||
-        gpt2_reserve(&rm, B, S, err, errlen) != 0) {
-        if (err[0] == '\0')
-            snprintf(err, errlen, "out of memory for the rollout");
-        goto done;
-    }
-    adam_m = calloc((size_t)policy.num_params, sizeof(float));
-    adam_v = calloc((size_t)policy.num_params, sizeof(float));
-    flat = malloc(sizeof(float) * (size_t)M * (size_t)N * 8);
-    if (!adam_m || !adam_v || !flat) {
-        snprintf(err, errlen, "out of memory for the optimizer");
-        goto done;
-    }
-    rng_state prompt_rng, sample_rng, mb_rng;
-    rng_seed(&prompt_rng, (uint64_t)cfg->seed, 0xE0000002u);
-    rng_seed(&sample_rng, (uint64_t)cfg->seed, 0xE0000003u);
-    rng_seed(&mb_rng, (uint64_t)cfg->seed, 0xE0000004u);
-    int64_t cursor = in->n_prompts; /* forces a shuffle */
-    kl_controller ctl = {cfg->kl_coef, cfg->target_kl, cfg->kl_horizon};
-    const kl_estimator est = (kl_estimator)kl_estimator_from_name(cfg->kl_estimator);
-    const float inv_temp = (float)(1.0 / cfg->temperature);
-    const int eot = in->tok->eot_id;
-    int64_t adam_t = 0, bad_in_a_row = 0;
     const double start = now_s();
-
-    for (int64_t update = 1; update <= cfg->total_updates; update++) {
-        if (sink_should_stop(sink))
+    while (st->update < cfg->total_updates) {
+        if (sink_should_stop(sink)) {
+            res.stopped = true;
             break;
-        const double t0 = now_s();
-        /* ---- rollout: prompts, left-padded ---- */
-        for (int b = 0; b < B; b++) {
-            if (cursor >= in->n_prompts) {
-                int32_t n32 = (int32_t)in->n_prompts;
-                rng_permutation(&prompt_rng, order, n32);
-                cursor = 0;
-            }
-            const int32_t p = order[cursor++];
-            const int pad = P - prompt_len[p];
-            for (int c = 0; c < P; c++) {
-                ro.prompt_ids[(int64_t)b * P + c] = c < pad ? eot : prompt_tokens[p][c - pad];
-                ro.prompt_mask[(int64_t)b * P + c] = (uint8_t)(c >= pad);
-            }
         }
-        const gpt2_sample_config sc = {(float)cfg->temperature, 0, 1.0f, N, eot};
-        if (gpt2_generate(&policy, ro.prompt_ids, ro.prompt_mask, B, P, &sc, &sample_rng, ro.gen,
-                          ro.len, err, errlen) != 0)
+        const int64_t update = st->update + 1;
+        double t[4];
+        t[0] = now_s();
+        next_prompts(&job);
+        if (generate_rollout(&job, err, errlen) != 0)
             goto done;
-        for (int b = 0; b < B; b++) {
-            int pos = 0;
-            for (int c = 0; c < S; c++) {
-                const int64_t i = (int64_t)b * S + c;
-                const int real = c < P ? ro.prompt_mask[(int64_t)b * P + c] : c - P < ro.len[b];
-                ro.seq[i] =
-                    c < P ? ro.prompt_ids[(int64_t)b * P + c] : ro.gen[(int64_t)b * N + c - P];
-                ro.seq_mask[i] = (uint8_t)real;
-                ro.positions[i] = real ? pos++ : 0;
-            }
-            for (int c = 0; c < S; c++)
-                ro.targets[(int64_t)b * S + c] = c + 1 < S ? ro.seq[(int64_t)b * S + c + 1] : 0;
-            for (int t = 0; t < N; t++)
-                ro.mask[(int64_t)b * N + t] = (uint8_t)(t < ro.len[b]);
-        }
-        const double t1 = now_s();
-        /* ---- scoring: policy and reference log-probs, values, the reward model ---- */
-        score_tokens(&policy, &ro, 0, B, inv_temp, ro.logp, ro.values, NULL);
-        score_tokens(&ref, &ro, 0, B, inv_temp, ro.ref_logp, NULL, NULL);
-        gpt2_batch rb = {ro.seq, ro.positions, ro.seq_mask, B, S};
-        gpt2_forward(&rm, &rb, false);
-        int eos_count = 0;
-        for (int b = 0; b < B; b++) {
-            const int last = P + ro.len[b] - 1;
-            ro.score[b] = (float)(gain * rm.acts.values[(int64_t)b * S + last] + bias);
-            const int has_eos = ro.gen[(int64_t)b * N + ro.len[b] - 1] == eot;
-            eos_count += has_eos;
-            if (!has_eos)
-                ro.score[b] -= (float)cfg->missing_eos_penalty;
-        }
-        const double t2 = now_s();
-        const int64_t BN = (int64_t)B * N;
-        if (!all_finite(ro.logp, BN) || !all_finite(ro.ref_logp, BN) || !all_finite(ro.score, B) ||
-            !all_finite(ro.values, BN)) {
-            char msg[128];
-            snprintf(msg, sizeof msg, "update %lld skipped: non-finite rollout", (long long)update);
-            sink_event(sink, SINK_LEVEL_WARN, "non_finite", msg, NULL, 0);
-            if (++bad_in_a_row >= cfg->non_finite_patience) {
-                snprintf(err, errlen, "%lld non-finite updates in a row", (long long)bad_in_a_row);
-                goto done;
-            }
-            continue;
-        }
-        rlhf_kl_per_token(ro.kl, ro.logp, ro.ref_logp, ro.mask, B, N, est);
-        rlhf_shape_rewards(ro.rewards, ro.kl, ro.score, ro.len, (float)ctl.beta, B, N);
-        if (cfg->whiten_rewards)
-            rlhf_whiten(ro.rewards, ro.mask, BN, false);
-        rlhf_compute_gae(ro.adv, ro.returns, ro.rewards, ro.values, ro.len, (float)cfg->gamma,
-                         (float)cfg->lam, B, N);
-        rlhf_whiten(ro.adv, ro.mask, BN, true);
-        double seq_kl = 0.0, score_mean = 0.0, neg_logp = 0.0, len_mean = 0.0;
-        for (int b = 0; b < B; b++) {
-            score_mean += ro.score[b];
-            len_mean += ro.len[b];
-            for (int t = 0; t < ro.len[b]; t++) {
-                seq_kl += ro.kl[(int64_t)b * N + t];
-                neg_logp -= ro.logp[(int64_t)b * N + t];
-            }
-        }
-        seq_kl /= B, score_mean /= B, neg_logp /= B, len_mean /= B;
-
-        /* ---- PPO epochs over shuffled minibatches ---- */
+        t[1] = now_s();
+        rollout_stats rs;
+        const bool finite = score_rollout(&job, &rs);
+        t[2] = now_s();
+        train_stats ts = {0};
         const float lr = cfg->anneal_lr
                              ? lr_linear((float)cfg->learning_rate, update - 1, cfg->total_updates)
                              : (float)cfg->learning_rate;
-        double pg_sum = 0, v_sum = 0, approxkl = 0, clipfrac = 0, vclipfrac = 0, ratio = 0,
-               entropy = 0, vpred = 0;
-        int steps = 0;
-        for (int64_t epoch = 0; epoch < cfg->ppo_epochs; epoch++) {
-            rng_permutation(&mb_rng, perm, B);
-            for (int start_row = 0; start_row < B; start_row += M) {
-                copy_rows(&mb, &ro, perm + start_row, M);
-                float *newlogp = flat, *newval = flat + (int64_t)M * N,
-                      *ent = newval + (int64_t)M * N;
-                score_tokens(&policy, &mb, 0, M, inv_temp, newlogp, newval, ent);
-                /* masked tokens, flattened: new/old log-prob, advantage, value, old value, return
-                 */
-                float *f_new = ent + (int64_t)M * N, *f_old = f_new + (int64_t)M * N;
-                float *f_adv = f_old + (int64_t)M * N, *f_val = f_adv + (int64_t)M * N;
-                float *f_oldv = f_val + (int64_t)M * N, *f_ret = ro.full; /* (B·S ≥ M·N) scratch */
-                int n_tok = 0;
-                for (int64_t i = 0; i < (int64_t)M * N; i++) {
-                    if (!mb.mask[i])
-                        continue;
-                    f_new[n_tok] = newlogp[i], f_old[n_tok] = mb.logp[i], f_adv[n_tok] = mb.adv[i];
-                    f_val[n_tok] = newval[i], f_oldv[n_tok] = mb.values[i],
-                    f_ret[n_tok] = mb.returns[i];
-                    n_tok++;
-                }
-                if (n_tok == 0)
-                    continue;
-                const float pg =
-                    ppo_policy_loss_forward(f_new, f_old, f_adv, n_tok, (float)cfg->clip_coef);
-                const float vl =
-                    ppo_value_loss_forward(f_val, f_oldv, f_ret, n_tok, (float)cfg->vf_clip, true);
-                if (!isfinite(pg) || !isfinite(vl))
-                    continue; /* skip this step; the rollout check guards the rest */
-                /* gradients back onto the (M, S) positions that predicted each token */
-                float *d_new = mb.kl, *d_val = mb.rewards; /* (M, N) scratch, unused in mb */
-                memset(d_new, 0, sizeof(float) * (size_t)n_tok);
-                memset(d_val, 0, sizeof(float) * (size_t)n_tok);
-                ppo_policy_loss_backward(d_new, f_new, f_old, f_adv, n_tok, (float)cfg->clip_coef,
-                                         1.0f);
-                ppo_value_loss_backward(d_val, f_val, f_oldv, f_ret, n_tok, (float)cfg->vf_clip,
-                                        true, (float)cfg->vf_coef);
-                memset(mb.dfull, 0, sizeof(float) * (size_t)M * (size_t)S);
-                memset(policy.acts.dvalues, 0, sizeof(float) * (size_t)M * (size_t)S);
-                int k = 0;
-                for (int b = 0; b < M; b++)
-                    for (int t = 0; t < N; t++) {
-                        if (!mb.mask[(int64_t)b * N + t])
-                            continue;
-                        const int64_t c = (int64_t)b * S + P + t - 1;
-                        mb.dfull[c] = d_new[k];
-                        policy.acts.dvalues[c] = d_val[k];
-                        const double lr_ = (double)f_new[k] - f_old[k];
-                        approxkl += 0.5 * lr_ * lr_ / n_tok;
-                        clipfrac += (fabs(exp(lr_) - 1.0) > cfg->clip_coef) / (double)n_tok;
-                        ratio += exp(lr_) / n_tok;
-                        vclipfrac +=
-                            (fabs((double)f_val[k] - f_oldv[k]) > cfg->vf_clip) / (double)n_tok;
-                        vpred += (double)f_val[k] / n_tok;
-                        k++;
-                    }
-                entropy += masked_mean(ent, mb.mask, (int64_t)M * N);
-                /* d/d(logits/T) → d/dlogits: one more factor 1/T */
-                gpt2_logprobs_backward(&policy, mb.targets, mb.dfull, NULL);
-                scale_logits(&policy, inv_temp);
-                gpt2_zero_grad(&policy);
-                gpt2_backward(&policy, true, true);
-                grad_clip_global_norm(policy.grad_memory, policy.num_params, cfg->max_grad_norm);
-                const adam_config adam = {lr, 0.9f, 0.999f, 1e-5f, 0.0f};
-                adam_step(policy.param_memory, policy.grad_memory, adam_m, adam_v, NULL,
-                          policy.num_params, &adam, ++adam_t);
-                pg_sum += pg, v_sum += vl;
-                steps++;
+        bool skipped = !finite;
+        if (finite) {
+            compute_advantages(&job, &rs);
+            skipped = train_on_rollout(&job, lr, &ts) != 0;
+        }
+        t[3] = now_s();
+        st->update = update;
+        if (skipped) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "update %lld skipped: %s", (long long)update,
+                     finite ? "non-finite loss or gradient" : "non-finite rollout");
+            sink_event(sink, SINK_LEVEL_WARN, "non_finite", msg, NULL, 0);
+            if (++st->bad_in_a_row >= cfg->non_finite_patience) {
+                snprintf(err, errlen,
+                         "%lld non-finite updates in a row (non_finite_patience): the last at "
+                         "update %lld had a %s",
+                         (long long)st->bad_in_a_row, (long long)update,
+                         finite ? "non-finite loss or gradient"
+                                : "non-finite log-prob, value or reward-model score");
+                goto done;
+            }
+        } else {
+            st->bad_in_a_row = 0;
+            kl_controller_update(&st->ctl, rs.seq_kl, job.B);
+            if (isnan(st->first_score))
+                st->first_score = rs.score_mean;
+            res.last_score = rs.score_mean;
+            res.last_kl = rs.seq_kl;
+            if (report_update(&job, update, &rs, &ts, lr, t, start) != 0) {
+                snprintf(err, errlen, "the metrics sink failed");
+                goto done;
             }
         }
-        bad_in_a_row = 0;
-        kl_controller_update(&ctl, seq_kl, B);
-        const double t3 = now_s();
-        if (update == 1)
-            res.first_score = score_mean;
-        res.last_score = score_mean;
-        res.last_kl = seq_kl;
         res.updates = update;
-        const double ns = steps ? steps : 1;
-        /* explained variance of the rollout's values */
-        double var_ret = 0, var_res = 0, mr = masked_mean(ro.returns, ro.mask, BN), md = 0;
-        int64_t cnt = 0;
-        for (int64_t i = 0; i < BN; i++)
-            if (ro.mask[i])
-                md += ro.returns[i] - ro.values[i], cnt++;
-        md /= cnt ? cnt : 1;
-        for (int64_t i = 0; i < BN; i++)
-            if (ro.mask[i]) {
-                var_ret += (ro.returns[i] - mr) * (ro.returns[i] - mr);
-                const double d = ro.returns[i] - ro.values[i] - md;
-                var_res += d * d;
-            }
-        const sink_metric m[] = {
-            {"objective/kl", seq_kl},
-            {"objective/kl_coef", ctl.beta},
-            {"objective/entropy", neg_logp},
-            {"objective/scores", score_mean},
-            {"objective/non_score_reward", -ctl.beta * seq_kl},
-            {"objective/rlhf_reward", score_mean - ctl.beta * seq_kl},
-            {"policy/approxkl_avg", approxkl / ns},
-            {"policy/clipfrac_avg", clipfrac / ns},
-            {"policy/entropy_avg", entropy / ns},
-            {"loss/policy_avg", pg_sum / ns},
-            {"loss/value_avg", v_sum / ns},
-            {"val/clipfrac_avg", vclipfrac / ns},
-            {"val/ratio", ratio / ns},
-            {"val/vpred", vpred / ns},
-            {"val/var_explained", var_ret > 0 ? 1.0 - var_res / var_ret : NAN},
-            {"val/num_eos_tokens", eos_count},
-            {"tokens/responses_len_mean", len_mean},
-            {"lr", lr},
-            {"episode", (double)update * B},
-            {"time/generation_s", t1 - t0},
-            {"time/scoring_s", t2 - t1},
-            {"time/training_s", t3 - t2},
-            {"tokens_per_s", (double)B * S / (t3 - t0)},
-            {"wall_s", t3 - start},
-        };
-        if (sink_metrics(sink, update, m, (int)(sizeof m / sizeof m[0])) != 0) {
-            snprintf(err, errlen, "the metrics sink failed");
+        res.first_score = st->first_score;
+        if (update < cfg->total_updates && cfg->checkpoint_interval > 0 &&
+            update % cfg->checkpoint_interval == 0 && emit_checkpoint(&job, true, err, errlen) != 0)
             goto done;
-        }
-        if (update == cfg->total_updates ||
-            (cfg->sample_interval > 0 && update % cfg->sample_interval == 0)) {
-            char text[1024], msg[1400];
-            const int32_t shown = ro.len[0] - (ro.gen[ro.len[0] - 1] == eot); /* no EOT text */
-            const int64_t k =
-                tokenizer_decode(in->tok, ro.gen, (size_t)shown, text, sizeof text - 1);
-            text[k < 0 ? 0 : k > (int64_t)sizeof text - 1 ? (int64_t)sizeof text - 1 : k] = '\0';
-            snprintf(msg, sizeof msg, "sample at update %lld (score %.3f): %s", (long long)update,
-                     ro.score[0], text);
-            sink_event(sink, SINK_LEVEL_INFO, "sample", msg, NULL, 0);
-        }
     }
-    if (!all_finite(policy.param_memory, policy.num_params)) {
-        snprintf(err, errlen, "the policy's weights are not finite; no checkpoint written");
+    res.updates = st->update;
+    res.first_score = st->first_score;
+    /* A stopped run keeps its state so it can resume; a finished one is weights only. */
+    if (emit_checkpoint(&job, res.stopped, err, errlen) != 0)
         goto done;
-    }
-    {
-        char steps[24];
-        snprintf(steps, sizeof steps, "%lld", (long long)res.updates);
-        const char *const meta[][2] = {{"rlhfd_job", "ppo"}, {"step", steps}};
-        size_t n_bytes = 0;
-        void *bytes = gpt2_checkpoint_serialize(&policy, meta, 2, NULL, 0, &n_bytes);
-        const int crc = bytes ? sink_checkpoint(sink, res.updates, bytes, n_bytes) : -1;
-        free(bytes);
-        if (crc != 0) {
-            snprintf(err, errlen, "writing the policy checkpoint failed");
-            goto done;
-        }
-    }
     rc = 0;
 done:
     if (result)
         *result = res;
-    if (prompt_tokens)
-        for (int64_t i = 0; i < in->n_prompts; i++)
-            free(prompt_tokens[i]);
-    free(prompt_tokens), free(prompt_len), free(order), free(perm);
-    free(adam_m), free(adam_v), free(flat);
-    rollout_free(&ro);
-    rollout_free(&mb);
-    gpt2_free(&policy);
-    gpt2_free(&ref);
-    gpt2_free(&rm);
+    job_free(&job);
     return rc;
 }

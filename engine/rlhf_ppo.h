@@ -85,9 +85,27 @@ typedef struct ppo_lm_config {
     double missing_eos_penalty;
     int64_t non_finite_patience;
     int64_t sample_interval;
+    int64_t checkpoint_interval;           /* updates; 0 = only at the end */
+    char value_model[HPARAM_CHOICE_BYTES]; /* reward_model | policy_head */
+    int64_t gradient_accumulation_steps;   /* micro-batches per minibatch */
 } ppo_lm_config;
 
 extern const hparam_table ppo_lm_hparams;
+
+/* One scored rollout, as ppo_lm_inputs.observe_rollout sees it (tests
+ * check the scoring through it). seq, positions, seq_mask are (B, S) with
+ * S = P + N (left-padded prompt, then the response); logp, ref_logp and
+ * values (B, N) belong to response token t, predicted at column P + t - 1;
+ * values are the value model's raw outputs there. */
+typedef struct ppo_lm_rollout_view {
+    int64_t update;
+    int B, P, N, S;
+    const int32_t *seq, *positions;
+    const uint8_t *seq_mask;
+    const int32_t *len; /* (B) response tokens incl. EOS */
+    const float *logp, *ref_logp, *values;
+    const float *score; /* (B) normalised RM score incl. the missing-EOS penalty */
+} ppo_lm_rollout_view;
 
 typedef struct ppo_lm_inputs {
     const char *const *prompts;
@@ -95,12 +113,20 @@ typedef struct ppo_lm_inputs {
     const tokenizer *tok;
     const char *policy_checkpoint; /* the SFT model: policy init and frozen reference */
     const char *reward_checkpoint; /* the reward model, with reward_gain / reward_bias */
+    /* A periodic or stopped-run checkpoint of this job (same hyperparameters,
+     * prompts, SFT and reward models): training continues from it and ends
+     * bit-identical to an uninterrupted run at the same thread count. */
+    const char *resume_checkpoint;
+    /* Optional: called with every rollout once it is scored. */
+    void (*observe_rollout)(void *ctx, const ppo_lm_rollout_view *rollout);
+    void *observe_ctx;
 } ppo_lm_inputs;
 
 typedef struct ppo_lm_result {
     int64_t updates;
     double first_score, last_score; /* mean normalised RM score of the first and last rollout */
     double last_kl;                 /* mean per-sequence KL of the last rollout */
+    bool stopped;                   /* the sink asked to stop */
 } ppo_lm_result;
 
 int ppo_lm_validate(const ppo_lm_config *cfg, char *err, size_t errlen);

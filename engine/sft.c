@@ -11,8 +11,7 @@
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
-
-#include <jansson.h>
+#include "train_state.h"
 
 /* ==== hyperparameters ======================================================== */
 
@@ -249,29 +248,6 @@ typedef struct sft_state {
     float *adam_m, *adam_v; /* (num_params) */
 } sft_state;
 
-static void format_rng(char *out, size_t cap, const rng_state *r) {
-    snprintf(out, cap, "%016llx,%016llx,%016llx,%016llx", (unsigned long long)r->s[0],
-             (unsigned long long)r->s[1], (unsigned long long)r->s[2], (unsigned long long)r->s[3]);
-}
-
-static int parse_rng(rng_state *r, const char *text) {
-    unsigned long long s[4];
-    if (text == NULL || sscanf(text, "%llx,%llx,%llx,%llx", &s[0], &s[1], &s[2], &s[3]) != 4)
-        return -1;
-    for (int i = 0; i < 4; i++)
-        r->s[i] = s[i];
-    return 0;
-}
-
-/* The config as compact JSON: stored in a resumable checkpoint and compared
- * on resume. */
-static char *config_text(const sft_config *cfg) {
-    json_t *j = hparams_to_json(&sft_hparams, cfg);
-    char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(j);
-    return text;
-}
-
 static int emit_checkpoint(const gpt2_model *m, const sft_config *cfg, const sft_state *st,
                            bool with_state, const train_sink *sink) {
     char step[24], epoch[24], cursor[24], tokens[24], data_rng[80], sample_rng[80];
@@ -279,9 +255,9 @@ static int emit_checkpoint(const gpt2_model *m, const sft_config *cfg, const sft
     snprintf(epoch, sizeof epoch, "%lld", (long long)st->epoch);
     snprintf(cursor, sizeof cursor, "%lld", (long long)st->cursor);
     snprintf(tokens, sizeof tokens, "%lld", (long long)st->tokens_seen);
-    format_rng(data_rng, sizeof data_rng, &st->data_epoch_start);
-    format_rng(sample_rng, sizeof sample_rng, &st->sample);
-    char *config = config_text(cfg);
+    train_state_format_rng(data_rng, sizeof data_rng, &st->data_epoch_start);
+    train_state_format_rng(sample_rng, sizeof sample_rng, &st->sample);
+    char *config = train_state_config_text(&sft_hparams, cfg);
     const char *const meta[][2] = {{"rlhfd_job", "sft"},
                                    {"step", step},
                                    {"training_state.epoch", epoch},
@@ -304,43 +280,21 @@ static int emit_checkpoint(const gpt2_model *m, const sft_config *cfg, const sft
     return rc;
 }
 
-static int64_t meta_i64(const safetensors_file *f, const char *key, int *ok) {
-    const char *v = safetensors_metadata_get(f, key);
-    char *end;
-    long long x = v ? strtoll(v, &end, 10) : 0;
-    if (v == NULL || *end != '\0' || x < 0)
-        *ok = 0;
-    return x;
-}
-
 /* Restores st (and the model, already loaded from the same file) from a
  * resumable checkpoint written by this job with these hyperparameters. */
 static int restore_state(sft_state *st, const safetensors_file *f, const sft_config *cfg,
                          int64_t num_params, char *err, size_t errlen) {
-    const char *saved = safetensors_metadata_get(f, "training_state.config");
-    if (saved == NULL) {
-        snprintf(err, errlen,
-                 "resume: the checkpoint has no training state (only periodic and "
-                 "stopped-run checkpoints can resume)");
+    if (train_state_check_config(f, &sft_hparams, cfg, err, errlen) != 0)
         return -1;
-    }
-    char *now = config_text(cfg);
-    const int same = now != NULL && strcmp(now, saved) == 0;
-    free(now);
-    if (!same) {
-        snprintf(err, errlen, "resume: the hyperparameters differ from the checkpoint's (%.300s)",
-                 saved);
-        return -1;
-    }
     int ok = 1;
-    st->step = meta_i64(f, "step", &ok);
-    st->epoch = meta_i64(f, "training_state.epoch", &ok);
-    st->cursor = meta_i64(f, "training_state.cursor", &ok);
-    st->tokens_seen = meta_i64(f, "training_state.tokens_seen", &ok);
-    ok = ok && parse_rng(&st->data_epoch_start,
-                         safetensors_metadata_get(f, "training_state.data_rng")) == 0;
-    ok =
-        ok && parse_rng(&st->sample, safetensors_metadata_get(f, "training_state.sample_rng")) == 0;
+    st->step = train_state_meta_i64(f, "step", &ok);
+    st->epoch = train_state_meta_i64(f, "training_state.epoch", &ok);
+    st->cursor = train_state_meta_i64(f, "training_state.cursor", &ok);
+    st->tokens_seen = train_state_meta_i64(f, "training_state.tokens_seen", &ok);
+    ok = ok && train_state_parse_rng(&st->data_epoch_start,
+                                     safetensors_metadata_get(f, "training_state.data_rng")) == 0;
+    ok = ok && train_state_parse_rng(&st->sample,
+                                     safetensors_metadata_get(f, "training_state.sample_rng")) == 0;
     const safetensors_info *mt = safetensors_find(f, "training_state.adam_m");
     const safetensors_info *vt = safetensors_find(f, "training_state.adam_v");
     if (!ok || mt == NULL || vt == NULL) {

@@ -20,6 +20,7 @@ Suite *sft_suite(void);
 Suite *reward_suite(void);
 Suite *rlhfctl_suite(void);
 Suite *rlhf_ppo_suite(void);
+Suite *ppo_lm_suite(void);
 Suite *pipeline_suite(void);
 
 #endif

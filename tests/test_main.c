@@ -33,6 +33,7 @@ static const named_suite all_suites[] = {
     {"reward", reward_suite},
     {"rlhfctl", rlhfctl_suite},
     {"rlhf_ppo", rlhf_ppo_suite},
+    {"ppo_lm", ppo_lm_suite},
     {"pipeline", pipeline_suite},
     {"env", env_suite},
 };
