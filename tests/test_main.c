@@ -35,6 +35,7 @@ static const named_suite all_suites[] = {
     {"rlhf_ppo", rlhf_ppo_suite},
     {"pipeline", pipeline_suite},
     {"env", env_suite},
+    {"lora", lora_suite},
 };
 
 static int wanted(const char *name, int argc, char **argv) {
