@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lora.h"
 #include "nn.h"
 
 /* ==== parameters ============================================================= */
@@ -83,6 +84,7 @@ int gpt2_init(gpt2_model *m, const gpt2_config *cfg, char *err, size_t errlen) {
 }
 
 void gpt2_free(gpt2_model *m) {
+    gpt2_lora_free(m);
     free(m->param_memory);
     free(m->grad_memory);
     free(m->acts.memory);
@@ -90,7 +92,10 @@ void gpt2_free(gpt2_model *m) {
 }
 
 void gpt2_zero_grad(gpt2_model *m) {
-    memset(m->grad_memory, 0, sizeof(float) * (size_t)m->num_params);
+    if (m->grad_memory != NULL)
+        memset(m->grad_memory, 0, sizeof(float) * (size_t)m->num_params);
+    if (m->lora != NULL)
+        memset(m->lora->grads, 0, sizeof(float) * (size_t)m->lora->num_params);
 }
 
 static void fill_normal(float *x, int64_t n, double std, rng_state *rng) {
@@ -127,6 +132,10 @@ int gpt2_reserve(gpt2_model *m, int B, int T, char *err, size_t errlen) {
         return -1;
     }
     gpt2_acts *a = &m->acts;
+    if (gpt2_lora_reserve(m, (int64_t)B * T) != 0) {
+        snprintf(err, errlen, "out of memory for LoRA activations of a (%d, %d) batch", B, T);
+        return -1;
+    }
     if (a->memory != NULL && B <= a->B && T <= a->T)
         return 0;
     free(a->memory);
@@ -237,10 +246,13 @@ void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *
         for (int j = 0; j < C; j++) {
             const float n = (x[j] - m) * s;
             const float dn = weight[j] * dy[j];
-            dbias[j] += dy[j];
-            dweight[j] += n * dy[j];
             dx[j] += (dn - dn_mean - n * dn_n_mean) * s;
         }
+        if (dweight != NULL) /* NULL: a frozen LayerNorm, input gradient only */
+            for (int j = 0; j < C; j++) {
+                dbias[j] += dy[j];
+                dweight[j] += (x[j] - m) * s * dy[j];
+            }
     }
 }
 
@@ -374,16 +386,24 @@ void gpt2_forward(gpt2_model *m, const gpt2_batch *batch, bool want_logits) {
                           residual, p->ln1w + l * C, p->ln1b + l * C, BT, C);
         dense_forward(qkv, ln1, p->qkvw + (int64_t)l * 3 * C * C, p->qkvb + l * 3 * C, BT, C,
                       3 * C);
+        if (gpt2_lora_active(m, LORA_C_ATTN))
+            gpt2_lora_forward(m, LORA_C_ATTN, l, qkv, ln1, BT, true);
         attention_forward(atty, att, qkv, batch->attn_mask, B, T, C, NH);
         dense_forward(attproj, atty, p->attprojw + (int64_t)l * C * C, p->attprojb + l * C, BT, C,
                       C);
+        if (gpt2_lora_active(m, LORA_ATTN_C_PROJ))
+            gpt2_lora_forward(m, LORA_ATTN_C_PROJ, l, attproj, atty, BT, true);
         residual_forward(residual2, residual, attproj, btc);
         layernorm_forward(ln2, a->ln2_mean + (int64_t)l * BT, a->ln2_rstd + (int64_t)l * BT,
                           residual2, p->ln2w + l * C, p->ln2b + l * C, BT, C);
         dense_forward(fch, ln2, p->fcw + (int64_t)l * 4 * C * C, p->fcb + l * 4 * C, BT, C, 4 * C);
+        if (gpt2_lora_active(m, LORA_MLP_C_FC))
+            gpt2_lora_forward(m, LORA_MLP_C_FC, l, fch, ln2, BT, true);
         activation_forward(ACTIVATION_GELU, fch_gelu, fch, 4 * btc);
         dense_forward(fcproj, fch_gelu, p->fcprojw + (int64_t)l * 4 * C * C, p->fcprojb + l * C, BT,
                       4 * C, C);
+        if (gpt2_lora_active(m, LORA_MLP_C_PROJ))
+            gpt2_lora_forward(m, LORA_MLP_C_PROJ, l, fcproj, fch_gelu, BT, true);
         residual_forward(residual3, residual2, fcproj, btc);
         residual = residual3;
     }
@@ -492,12 +512,16 @@ void gpt2_backward(gpt2_model *m, bool with_logits, bool with_values) {
     gpt2_acts *a = &m->acts;
     const gpt2_params *p = &m->params;
     gpt2_params *g = &m->grads;
+    /* With LoRA the base is frozen: input gradients only (NULL weight
+     * gradients), plus the adapters' and the scalar head's. */
+    const bool fr = m->lora != NULL;
+#define GW(x) (fr ? NULL : (x))
 
     /* heads → dlnf (in dbtc) */
     float *dlnf = a->dbtc;
     memset(dlnf, 0, sizeof(float) * (size_t)btc);
     if (with_logits)
-        dense_backward(dlnf, g->wte, NULL, a->logits, a->lnf, p->wte, BT, C, c->vocab_size);
+        dense_backward(dlnf, GW(g->wte), NULL, a->logits, a->lnf, p->wte, BT, C, c->vocab_size);
     if (with_values && c->scalar_head)
         for (int i = 0; i < BT; i++) {
             const float dv = a->dvalues[i];
@@ -513,8 +537,8 @@ void gpt2_backward(gpt2_model *m, bool with_logits, bool with_values) {
         }
     float *dresidual = a->dresidual;
     memset(dresidual, 0, sizeof(float) * (size_t)btc);
-    layernorm_backward(dresidual, g->lnfw, g->lnfb, dlnf, a->residual3 + (L - 1) * btc, p->lnfw,
-                       a->lnf_mean, a->lnf_rstd, BT, C);
+    layernorm_backward(dresidual, GW(g->lnfw), GW(g->lnfb), dlnf, a->residual3 + (L - 1) * btc,
+                       p->lnfw, a->lnf_mean, a->lnf_rstd, BT, C);
 
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
@@ -525,28 +549,38 @@ void gpt2_backward(gpt2_model *m, bool with_logits, bool with_values) {
         const int64_t CC = (int64_t)C * C;
         /* residual3 = residual2 + fcproj: dresidual is both dfcproj and dresidual2 */
         memset(a->dfch, 0, sizeof(float) * (size_t)(4 * btc));
-        dense_backward(a->dfch, g->fcprojw + l * 4 * CC, g->fcprojb + l * C, dresidual, fch_gelu,
-                       p->fcprojw + l * 4 * CC, BT, 4 * C, C);
+        dense_backward(a->dfch, GW(g->fcprojw + l * 4 * CC), GW(g->fcprojb + l * C), dresidual,
+                       fch_gelu, p->fcprojw + l * 4 * CC, BT, 4 * C, C);
+        if (gpt2_lora_active(m, LORA_MLP_C_PROJ))
+            gpt2_lora_backward(m, LORA_MLP_C_PROJ, l, a->dfch, dresidual, fch_gelu, BT);
         memset(a->dfch2, 0, sizeof(float) * (size_t)(4 * btc));
         activation_backward(ACTIVATION_GELU, a->dfch2, a->dfch, fch, fch_gelu, 4 * btc);
         memset(a->dbtc, 0, sizeof(float) * (size_t)btc);
-        dense_backward(a->dbtc, g->fcw + l * 4 * CC, g->fcb + l * 4 * C, a->dfch2, ln2,
+        dense_backward(a->dbtc, GW(g->fcw + l * 4 * CC), GW(g->fcb + l * 4 * C), a->dfch2, ln2,
                        p->fcw + l * 4 * CC, BT, C, 4 * C);
-        layernorm_backward(dresidual, g->ln2w + l * C, g->ln2b + l * C, a->dbtc, residual2,
+        if (gpt2_lora_active(m, LORA_MLP_C_FC))
+            gpt2_lora_backward(m, LORA_MLP_C_FC, l, a->dbtc, a->dfch2, ln2, BT);
+        layernorm_backward(dresidual, GW(g->ln2w + l * C), GW(g->ln2b + l * C), a->dbtc, residual2,
                            p->ln2w + l * C, a->ln2_mean + (int64_t)l * BT,
                            a->ln2_rstd + (int64_t)l * BT, BT, C);
         /* residual2 = residual + attproj: dresidual is both dattproj and dresidual */
         memset(a->dbtc, 0, sizeof(float) * (size_t)btc);
-        dense_backward(a->dbtc, g->attprojw + l * CC, g->attprojb + l * C, dresidual, atty,
+        dense_backward(a->dbtc, GW(g->attprojw + l * CC), GW(g->attprojb + l * C), dresidual, atty,
                        p->attprojw + l * CC, BT, C, C);
+        if (gpt2_lora_active(m, LORA_ATTN_C_PROJ))
+            gpt2_lora_backward(m, LORA_ATTN_C_PROJ, l, a->dbtc, dresidual, atty, BT);
         memset(a->dqkv, 0, sizeof(float) * (size_t)(3 * btc));
         attention_backward(a->dqkv, a->datt, a->dbtc, qkv, att, B, T, C, NH);
         memset(a->dbtc2, 0, sizeof(float) * (size_t)btc);
-        dense_backward(a->dbtc2, g->qkvw + l * 3 * CC, g->qkvb + l * 3 * C, a->dqkv, ln1,
+        dense_backward(a->dbtc2, GW(g->qkvw + l * 3 * CC), GW(g->qkvb + l * 3 * C), a->dqkv, ln1,
                        p->qkvw + l * 3 * CC, BT, C, 3 * C);
-        layernorm_backward(dresidual, g->ln1w + l * C, g->ln1b + l * C, a->dbtc2, residual,
+        if (gpt2_lora_active(m, LORA_C_ATTN))
+            gpt2_lora_backward(m, LORA_C_ATTN, l, a->dbtc2, a->dqkv, ln1, BT);
+        layernorm_backward(dresidual, GW(g->ln1w + l * C), GW(g->ln1b + l * C), a->dbtc2, residual,
                            p->ln1w + l * C, a->ln1_mean + (int64_t)l * BT,
                            a->ln1_rstd + (int64_t)l * BT, BT, C);
     }
-    encoder_backward(g->wte, g->wpe, dresidual, m->tokens, m->positions, BT, T, C);
+    if (!fr)
+        encoder_backward(g->wte, g->wpe, dresidual, m->tokens, m->positions, BT, T, C);
+#undef GW
 }

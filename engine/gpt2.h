@@ -104,11 +104,15 @@ typedef struct gpt2_acts {
     float *memory;
 } gpt2_acts;
 
+/* LoRA adapters (engine/lora.h); NULL in a model without them. */
+typedef struct gpt2_lora gpt2_lora;
+
 typedef struct gpt2_model {
     gpt2_config cfg;
     gpt2_params params, grads;
     float *param_memory; /* gpt2_num_params floats */
-    float *grad_memory;  /* same, zeroed by gpt2_zero_grad */
+    float *grad_memory;  /* same, zeroed by gpt2_zero_grad; NULL when LoRA froze the base */
+    gpt2_lora *lora;     /* adapters: the base is frozen and backward only trains these */
     int64_t num_params;
     gpt2_acts acts;
     /* the batch of the last forward, for backward */
@@ -164,9 +168,11 @@ void gpt2_logprobs_backward(gpt2_model *m, const int32_t *targets, const float *
 
 /* Backward of the last forward: from acts.logits holding dlogits (when
  * with_logits) and acts.dvalues (when with_values), accumulating into
- * grads. */
+ * grads. With LoRA adapters attached, only their gradients and the scalar
+ * head's are computed (into lora->grads); the frozen base's are skipped. */
 void gpt2_backward(gpt2_model *m, bool with_logits, bool with_values);
 
+/* Zeroes grads (and the LoRA gradients when adapters are attached). */
 void gpt2_zero_grad(gpt2_model *m);
 
 /* ---- layers, exposed for tests ------------------------------------------- */
@@ -174,6 +180,7 @@ void gpt2_zero_grad(gpt2_model *m);
 /* LayerNorm over the last dim (eps 1e-5, biased variance, as torch). */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                        const float *bias, int N, int C);
+/* dweight and dbias NULL (both): a frozen LayerNorm, dinp only. */
 void layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, const float *mean, const float *rstd,
                         int N, int C);

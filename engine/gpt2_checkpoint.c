@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lora.h"
+
 /* One row per tensor of gpt2_params, in its order: the HF name (with %d for
  * the layer of per-layer tensors) and whether HF stores it transposed. */
 typedef struct hf_tensor {
@@ -102,12 +104,14 @@ void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_m
                                 int n_extra_tensors, size_t *n_bytes) {
     const gpt2_config *cfg = &m->cfg;
     const int L = cfg->n_layer;
-    const int n_tensors = 4 + 12 * L + (cfg->scalar_head ? 2 : 0) + n_extra_tensors;
+    const int n_lora = m->lora ? 2 * LORA_NUM_TARGETS * L : 0;
+    const int n_tensors = 4 + 12 * L + (cfg->scalar_head ? 2 : 0) + n_extra_tensors + n_lora;
     safetensors_tensor *tensors = calloc((size_t)n_tensors, sizeof *tensors);
     char(*names)[96] = calloc((size_t)n_tensors, sizeof *names);
+    char(*lora_names)[128] = n_lora ? calloc((size_t)n_lora, sizeof *lora_names) : NULL;
     float *hf = malloc(sizeof(float) * (size_t)m->num_params); /* HF layout copy */
     void *out = NULL;
-    if (tensors == NULL || names == NULL || hf == NULL)
+    if (tensors == NULL || names == NULL || hf == NULL || (n_lora && lora_names == NULL))
         goto done;
     int64_t sizes[GPT2_NUM_PARAM_TENSORS];
     gpt2_param_sizes(cfg, sizes);
@@ -122,6 +126,8 @@ void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_m
         int64_t rows, cols, shape[2];
         slice_shape(cfg, k, &rows, &cols);
         const int ndim = hf_shape(cfg, k, shape);
+        if (k >= HEAD_W) /* LoRA moves the trainable head out of param_memory */
+            src = k == HEAD_W ? m->params.headw : m->params.headb;
         for (int i = 0; i < slices; i++) {
             if (hf_tensors[k].transposed)
                 transpose(dst, src, rows, cols);
@@ -140,6 +146,10 @@ void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_m
     }
     for (int i = 0; i < n_extra_tensors; i++)
         tensors[t++] = extra_tensors[i];
+    /* adapters unmerged, under PEFT's names; loading merges them (lora.h) */
+    t += gpt2_lora_tensors(m, tensors + t, lora_names);
+    char lora_r[24], lora_alpha[32];
+    gpt2_lora_metadata(m, lora_r, lora_alpha);
     char v[5][24];
     snprintf(v[0], sizeof v[0], "%d", cfg->vocab_size);
     snprintf(v[1], sizeof v[1], "%d", cfg->max_seq_len);
@@ -150,12 +160,17 @@ void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_m
                                {"n_layer", v[2]},     {"n_head", v[3]},     {"n_embd", v[4]},
                                {"model_type", "gpt2"}};
     int n_meta = 7;
+    if (m->lora != NULL) {
+        meta[n_meta][0] = "lora_r", meta[n_meta++][1] = lora_r;
+        meta[n_meta][0] = "lora_alpha", meta[n_meta++][1] = lora_alpha;
+    }
     for (int i = 0; i < n_extra && n_meta < 32; i++, n_meta++)
         meta[n_meta][0] = extra_meta[i][0], meta[n_meta][1] = extra_meta[i][1];
     out = safetensors_serialize(tensors, t, (const char *const(*)[2])meta, n_meta, n_bytes);
 done:
     free(tensors);
     free(names);
+    free(lora_names);
     free(hf);
     return out;
 }
@@ -244,6 +259,8 @@ int gpt2_checkpoint_load(gpt2_model *m, const safetensors_file *f, int *head_loa
         int64_t rows, cols, shape[2];
         slice_shape(cfg, k, &rows, &cols);
         const int ndim = hf_shape(cfg, k, shape);
+        if (k >= HEAD_W) /* LoRA moves the trainable head out of param_memory */
+            dst = k == HEAD_W ? m->params.headw : m->params.headb;
         for (int i = 0; i < slices && sizes[k] > 0; i++) {
             char name[96];
             snprintf(name, sizeof name, "%s", k >= HEAD_W ? "" : "transformer.");
@@ -274,6 +291,17 @@ int gpt2_checkpoint_load(gpt2_model *m, const safetensors_file *f, int *head_loa
         }
     }
     free(scratch);
+    /* adapters carried by the file: into the model's own when it has them,
+     * otherwise merged into the base weights */
+    if (rc == 0 && m->lora != NULL) {
+        int r;
+        float alpha;
+        unsigned targets;
+        const int has = lora_file_info(f, L, &r, &alpha, &targets, err, errlen);
+        rc = has < 0 ? -1 : has > 0 ? gpt2_lora_load(m, f, err, errlen) : 0;
+    } else if (rc == 0) {
+        rc = gpt2_lora_merge_file(m, f, err, errlen);
+    }
     if (head_loaded)
         *head_loaded = loaded_head;
     return rc;

@@ -13,6 +13,12 @@
  * original openai-community/gpt2 upload has none), ignores the causal-mask
  * buffers older exports carry (`attn.bias`, `attn.masked_bias`) and
  * `lm_head.weight`, converts F16/BF16 to F32, and checks every shape.
+ *
+ * LoRA (engine/lora.h): a model with adapters is written as its frozen base
+ * plus the adapters under PEFT's names (`base_model.model.transformer.h.{i}.
+ * attn.c_attn.lora_A.weight`, ...) and metadata lora_r / lora_alpha. Loading
+ * such a file into a model with adapters attached restores base and adapters
+ * separately; into a model without, merges W += (alpha / r) · B A.
  */
 #ifndef RLHF_GPT2_CHECKPOINT_H
 #define RLHF_GPT2_CHECKPOINT_H

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "gpt2.h"
+#include "lora.h"
 #include "nn.h"
 
 int gpt2_kv_cache_init(gpt2_kv_cache *cache, const gpt2_config *cfg, int B, int cap_T, char *err,
@@ -78,6 +79,8 @@ void gpt2_decode_step(const gpt2_model *m, gpt2_kv_cache *cache, const int32_t *
         layernorm_forward(cache->ln, mean, rstd, cache->x, p->ln1w + l * C, p->ln1b + l * C, B, C);
         dense_forward(cache->qkv, cache->ln, p->qkvw + l * 3 * CC, p->qkvb + l * 3 * C, B, C,
                       3 * C);
+        if (gpt2_lora_active(m, LORA_C_ATTN))
+            gpt2_lora_forward(m, LORA_C_ATTN, l, cache->qkv, cache->ln, B, false);
         for (int b = 0; b < B; b++) {
             const uint8_t *mask = cache->key_mask + (int64_t)b * capT;
             for (int h = 0; h < NH; h++) {
@@ -107,13 +110,19 @@ void gpt2_decode_step(const gpt2_model *m, gpt2_kv_cache *cache, const int32_t *
             }
         }
         dense_forward(cache->tmp, cache->atty, p->attprojw + l * CC, p->attprojb + l * C, B, C, C);
+        if (gpt2_lora_active(m, LORA_ATTN_C_PROJ))
+            gpt2_lora_forward(m, LORA_ATTN_C_PROJ, l, cache->tmp, cache->atty, B, false);
         for (int64_t i = 0; i < (int64_t)B * C; i++)
             cache->x[i] += cache->tmp[i];
         layernorm_forward(cache->ln, mean, rstd, cache->x, p->ln2w + l * C, p->ln2b + l * C, B, C);
         dense_forward(cache->fch, cache->ln, p->fcw + l * 4 * CC, p->fcb + l * 4 * C, B, C, 4 * C);
+        if (gpt2_lora_active(m, LORA_MLP_C_FC))
+            gpt2_lora_forward(m, LORA_MLP_C_FC, l, cache->fch, cache->ln, B, false);
         activation_forward(ACTIVATION_GELU, cache->fch_gelu, cache->fch, (int64_t)B * 4 * C);
         dense_forward(cache->tmp, cache->fch_gelu, p->fcprojw + l * 4 * CC, p->fcprojb + l * C, B,
                       4 * C, C);
+        if (gpt2_lora_active(m, LORA_MLP_C_PROJ))
+            gpt2_lora_forward(m, LORA_MLP_C_PROJ, l, cache->tmp, cache->fch_gelu, B, false);
         for (int64_t i = 0; i < (int64_t)B * C; i++)
             cache->x[i] += cache->tmp[i];
     }

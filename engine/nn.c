@@ -26,8 +26,9 @@ ENGINE_HOT void dense_backward(float *dinp, float *dweight, float *dbias, const 
     if (dinp != NULL)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, C, OC, 1.0f, dout, OC, weight, C,
                     1.0f, dinp, C);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
-                dweight, C);
+    if (dweight != NULL) /* NULL: a frozen weight, input gradient only */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, B, 1.0f, dout, OC, inp, C, 1.0f,
+                    dweight, C);
     if (dbias != NULL)
         for (int b = 0; b < B; b++) {
             const float *row = dout + (int64_t)b * OC;

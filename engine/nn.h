@@ -32,7 +32,8 @@
 void dense_forward(float *out, const float *inp, const float *weight, const float *bias, int B,
                    int C, int OC);
 /* dinp (B, C) += dout · weight; dweight (OC, C) += doutᵀ · inp;
- * dbias (OC) += column sums of dout. dinp and dbias may be NULL. */
+ * dbias (OC) += column sums of dout. dinp, dweight and dbias may be NULL
+ * (a frozen weight: dweight NULL skips its sgemm). */
 void dense_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                     const float *weight, int B, int C, int OC);
 

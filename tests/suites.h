@@ -22,5 +22,6 @@ Suite *rlhfctl_suite(void);
 Suite *rlhf_ppo_suite(void);
 Suite *ppo_lm_suite(void);
 Suite *pipeline_suite(void);
+Suite *lora_suite(void);
 
 #endif

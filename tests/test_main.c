@@ -36,6 +36,7 @@ static const named_suite all_suites[] = {
     {"ppo_lm", ppo_lm_suite},
     {"pipeline", pipeline_suite},
     {"env", env_suite},
+    {"lora", lora_suite},
 };
 
 static int wanted(const char *name, int argc, char **argv) {

@@ -1,17 +1,20 @@
 #include "cli.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "blas_setup.h"
 #include "cli_sink.h"
 #include "demo_task.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "lora.h"
 #include "safetensors.h"
 #include "jsonl_data.h"
 #include "db_job.h"
@@ -435,9 +438,71 @@ static int demo_rankings(int argc, char **argv) {
     return rc;
 }
 
+/* Writes buf (n bytes, or text when n is 0) to dir/name; 0 or -1 with err. */
+static int write_file(const char *dir, const char *name, const void *buf, size_t n, char *err,
+                      size_t errlen) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *out = fopen(path, "wb");
+    int rc = out == NULL;
+    if (out != NULL && n == 0)
+        rc = fputs(buf, out) < 0 || fputc('\n', out) == EOF;
+    else if (out != NULL)
+        rc = fwrite(buf, 1, n, out) != n;
+    rc |= out != NULL && fclose(out) != 0;
+    if (rc != 0)
+        snprintf(err, errlen, "cannot write %.480s", path);
+    return rc ? -1 : 0;
+}
+
+/* A checkpoint trained with LoRA carries its adapters: DIR/adapter/ gets
+ * them as PEFT saves them (adapter_model.safetensors, adapter_config.json),
+ * for PeftModel.from_pretrained on the base the run started from. They sit
+ * in a subdirectory because transformers treats a directory holding an
+ * adapter_config.json as an adapter, not as the (merged) model. */
+static int export_adapter(const safetensors_file *f, const gpt2_config *gc, const char *out_dir,
+                          char *err, size_t errlen) {
+    int r = 0;
+    float alpha = 0.0f;
+    unsigned targets = 0;
+    const int has = lora_file_info(f, gc->n_layer, &r, &alpha, &targets, err, errlen);
+    if (has <= 0)
+        return has;
+    gpt2_model m;
+    rng_state rng;
+    rng_seed(&rng, 0, 0);
+    if (gpt2_init(&m, gc, err, errlen) != 0)
+        return -1;
+    int rc = gpt2_lora_attach(&m, r, alpha, targets, &rng, err, errlen);
+    if (rc == 0)
+        rc = gpt2_lora_load(&m, f, err, errlen);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/adapter", out_dir);
+    if (rc == 0 && mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %.480s: %s", dir, strerror(errno));
+        rc = -1;
+    }
+    size_t n = 0;
+    void *bytes = rc == 0 ? gpt2_lora_serialize(&m, &n) : NULL;
+    char *config = rc == 0 ? gpt2_lora_config_json(&m) : NULL;
+    if (rc == 0 && (bytes == NULL || config == NULL)) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = write_file(dir, "adapter_model.safetensors", bytes, n, err, errlen);
+    if (rc == 0)
+        rc = write_file(dir, "adapter_config.json", config, 0, err, errlen);
+    free(bytes);
+    free(config);
+    gpt2_free(&m);
+    return rc;
+}
+
 /* rlhf-train export-hf --checkpoint FILE.safetensors --out DIR: a Hugging
  * Face GPT-2 directory — DIR/model.safetensors (weights only: no trainer
- * state) and DIR/config.json (GPT2Config) — that from_pretrained loads. */
+ * state; LoRA adapters merged) and DIR/config.json (GPT2Config) — that
+ * from_pretrained loads; plus DIR/adapter/ when the checkpoint has adapters. */
 static int export_hf(int argc, char **argv) {
     const char *in_path = NULL, *out_dir = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
@@ -462,6 +527,12 @@ static int export_hf(int argc, char **argv) {
         return EXIT_USAGE;
     }
     int rc = gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err);
+    if (rc == 0 && export_adapter(&f, &gc, out_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "rlhf-train export-hf: %s\n", err);
+        safetensors_free(&f);
+        gpt2_free(&m);
+        return EXIT_TRAINING_FAILED;
+    }
     safetensors_free(&f);
     size_t n = 0;
     void *bytes = rc == 0 ? gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n) : NULL;

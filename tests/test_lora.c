@@ -1,0 +1,461 @@
+/* LoRA on the GPT-2 engine (engine/lora.h): forward, backward and AdamW
+ * against the PyTorch fixture written by tests/reference/gpt2_lora_reference.py,
+ * KV-cache decoding with adapters on and off, PEFT-named files in and out,
+ * and merging into the base. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpt2.h"
+#include "gpt2_checkpoint.h"
+#include "lora.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "suites.h"
+#include "test_util.h"
+
+/* As test_gpt2.c: float32 on both sides, different summation orders. */
+#define REL_TOL 1e-4
+
+static const char *const param_names[GPT2_NUM_PARAM_TENSORS] = {
+    "wte",  "wpe", "ln1w", "ln1b",    "qkvw",    "qkvb", "attprojw", "attprojb", "ln2w",
+    "ln2b", "fcw", "fcb",  "fcprojw", "fcprojb", "lnfw", "lnfb",     "headw",    "headb"};
+static const char *const target_names[LORA_NUM_TARGETS] = {"c_attn", "attn_c_proj", "mlp_c_fc",
+                                                           "mlp_c_proj"};
+
+typedef struct lora_fixture {
+    safetensors_file file;
+    char err[512];
+    gpt2_config cfg;
+    int B, T, r;
+    float alpha;
+    int32_t *tokens, *targets, *positions;
+    uint8_t *attn, *loss_mask;
+    float *probe;
+} lora_fixture;
+
+static float *fx_tensor(lora_fixture *fx, const char *name, int64_t n) {
+    const safetensors_info *t = safetensors_find(&fx->file, name);
+    ck_assert_msg(t != NULL, "fixture has no tensor '%s'", name);
+    ck_assert_msg(t->n_elements == n, "fixture tensor '%s' has %lld elements, expected %lld", name,
+                  (long long)t->n_elements, (long long)n);
+    float *out = malloc(sizeof(float) * (size_t)n);
+    ck_assert_msg(safetensors_load_f32(t, out, n, fx->err, sizeof fx->err) == 0, "%s", fx->err);
+    return out;
+}
+
+static int fx_meta_int(lora_fixture *fx, const char *key) {
+    const char *v = safetensors_metadata_get(&fx->file, key);
+    ck_assert_msg(v != NULL, "fixture metadata lacks %s", key);
+    return atoi(v);
+}
+
+static double max_rel_diff(const float *a, const float *b, int64_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return scale > 0.0 ? diff / scale : diff;
+}
+
+static void fx_open(lora_fixture *fx) {
+    char path[4200];
+    memset(fx, 0, sizeof *fx);
+    snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny_lora.safetensors", test_repo_dir());
+    ck_assert_msg(safetensors_read_file(&fx->file, path, fx->err, sizeof fx->err) == 0, "%s",
+                  fx->err);
+    fx->cfg = (gpt2_config){fx_meta_int(fx, "vocab_size"), fx_meta_int(fx, "max_seq_len"),
+                            fx_meta_int(fx, "n_layer"),    fx_meta_int(fx, "n_head"),
+                            fx_meta_int(fx, "d_model"),    true};
+    fx->B = fx_meta_int(fx, "B"), fx->T = fx_meta_int(fx, "T"), fx->r = fx_meta_int(fx, "r");
+    fx->alpha = (float)atof(safetensors_metadata_get(&fx->file, "alpha"));
+    const int BT = fx->B * fx->T;
+    float *tok = fx_tensor(fx, "input.tokens", BT), *tgt = fx_tensor(fx, "input.targets", BT);
+    float *pos = fx_tensor(fx, "input.positions", BT), *am = fx_tensor(fx, "input.attn_mask", BT);
+    float *lm = fx_tensor(fx, "input.loss_mask", BT);
+    fx->probe = fx_tensor(fx, "input.value_probe", BT);
+    fx->tokens = malloc(sizeof(int32_t) * (size_t)BT * 3);
+    fx->targets = fx->tokens + BT, fx->positions = fx->tokens + 2 * BT;
+    fx->attn = malloc((size_t)BT * 2), fx->loss_mask = fx->attn + BT;
+    for (int i = 0; i < BT; i++) {
+        fx->tokens[i] = (int32_t)tok[i], fx->targets[i] = (int32_t)tgt[i];
+        fx->positions[i] = (int32_t)pos[i];
+        fx->attn[i] = am[i] != 0.0f, fx->loss_mask[i] = lm[i] != 0.0f;
+    }
+    free(tok), free(tgt), free(pos), free(am), free(lm);
+}
+
+static void fx_close(lora_fixture *fx) {
+    free(fx->tokens), free(fx->attn), free(fx->probe);
+    safetensors_free(&fx->file);
+}
+
+/* The fixture's base model, without adapters. */
+static void fx_base_model(lora_fixture *fx, gpt2_model *m) {
+    char err[256];
+    ck_assert_int_eq(gpt2_init(m, &fx->cfg, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_reserve(m, fx->B, fx->T, err, sizeof err), 0);
+    int64_t sizes[GPT2_NUM_PARAM_TENSORS];
+    gpt2_param_sizes(&fx->cfg, sizes);
+    float *p = m->param_memory;
+    for (int k = 0; k < GPT2_NUM_PARAM_TENSORS; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "param.%s", param_names[k]);
+        float *t = fx_tensor(fx, name, sizes[k]);
+        memcpy(p, t, sizeof(float) * (size_t)sizes[k]);
+        free(t);
+        p += sizes[k];
+    }
+}
+
+/* The fixture's model with its adapters (rank r on all four targets). */
+static void fx_lora_model(lora_fixture *fx, gpt2_model *m) {
+    fx_base_model(fx, m);
+    rng_state rng;
+    rng_seed(&rng, 5, 0);
+    char err[256];
+    ck_assert_msg(gpt2_lora_attach(m, fx->r, fx->alpha, LORA_TARGETS_ALL, &rng, err, sizeof err) ==
+                      0,
+                  "%s", err);
+    const gpt2_lora *lo = m->lora;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        char name[64];
+        const int64_t na = (int64_t)fx->cfg.n_layer * lo->r * lo->in[t];
+        const int64_t nb = (int64_t)fx->cfg.n_layer * lo->out[t] * lo->r;
+        snprintf(name, sizeof name, "lora.%s.A", target_names[t]);
+        float *a = fx_tensor(fx, name, na);
+        snprintf(name, sizeof name, "lora.%s.B", target_names[t]);
+        float *b = fx_tensor(fx, name, nb);
+        memcpy(lo->A[t], a, sizeof(float) * (size_t)na);
+        memcpy(lo->B[t], b, sizeof(float) * (size_t)nb);
+        free(a), free(b);
+    }
+}
+
+static void check_logits(lora_fixture *fx, const float *got, const char *name, const char *what) {
+    const int64_t n = (int64_t)fx->B * fx->T * fx->cfg.vocab_size;
+    float *want = fx_tensor(fx, name, n);
+    const double d = max_rel_diff(got, want, n);
+    ck_assert_msg(d < REL_TOL, "%s: logits differ from %s by %.3g (relative)", what, name, d);
+    free(want);
+}
+
+START_TEST(test_lora_matches_pytorch_reference) {
+    lora_fixture fx;
+    fx_open(&fx);
+    gpt2_model m;
+    fx_lora_model(&fx, &m);
+    const int B = fx.B, T = fx.T, BT = B * T;
+    /* the base is frozen: no full-size gradient buffer exists */
+    ck_assert_ptr_null(m.grad_memory);
+    gpt2_batch batch = {fx.tokens, fx.positions, fx.attn, B, T};
+    gpt2_forward(&m, &batch, true);
+    check_logits(&fx, m.acts.logits, "out.logits", "adapters on");
+    float *want = fx_tensor(&fx, "out.values", BT);
+    double d = max_rel_diff(m.acts.values, want, BT);
+    ck_assert_msg(d < REL_TOL, "values differ by %.3g", d);
+    free(want);
+    want = fx_tensor(&fx, "out.loss", 1);
+    const float loss = gpt2_lm_loss(&m, fx.targets, fx.loss_mask, 1.0f);
+    ck_assert_close(loss, want[0], 0, REL_TOL, "masked LM loss with adapters");
+    free(want);
+    memcpy(m.acts.dvalues, fx.probe, sizeof(float) * (size_t)BT);
+    gpt2_zero_grad(&m);
+    gpt2_backward(&m, true, true);
+    const gpt2_lora *lo = m.lora;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++)
+        for (int ab = 0; ab < 2; ab++) {
+            char name[64];
+            snprintf(name, sizeof name, "grad.lora.%s.%c", target_names[t], ab ? 'B' : 'A');
+            const int64_t n = (int64_t)fx.cfg.n_layer * lo->r * (ab ? lo->out[t] : lo->in[t]);
+            want = fx_tensor(&fx, name, n);
+            d = max_rel_diff(ab ? lo->dB[t] : lo->dA[t], want, n);
+            ck_assert_msg(d < REL_TOL, "gradient %s differs by %.3g", name, d);
+            free(want);
+        }
+    want = fx_tensor(&fx, "grad.headw", fx.cfg.d_model);
+    d = max_rel_diff(m.grads.headw, want, fx.cfg.d_model);
+    ck_assert_msg(d < REL_TOL, "head weight gradient differs by %.3g", d);
+    free(want);
+    want = fx_tensor(&fx, "grad.headb", 1);
+    ck_assert_close(m.grads.headb[0], want[0], 0, REL_TOL, "head bias gradient");
+    free(want);
+    /* the head's gradient sits in the flat trainable buffer, after the adapters */
+    ck_assert_ptr_eq(m.grads.headw, lo->grads + lo->num_adapter_params);
+
+    /* adapters off: the base model's logits, from the same weights */
+    gpt2_lora_set_enabled(&m, false);
+    gpt2_forward(&m, &batch, true);
+    check_logits(&fx, m.acts.logits, "out.base_logits", "adapters off");
+    gpt2_lora_set_enabled(&m, true);
+
+    /* AdamW on the flat trainable buffer alone reproduces torch's losses */
+    float *losses = fx_tensor(&fx, "adamw.losses", 8);
+    float *am = calloc((size_t)lo->num_params, sizeof(float));
+    float *av = calloc((size_t)lo->num_params, sizeof(float));
+    const adam_config adamw = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f};
+    for (int step = 1; step <= 8; step++) {
+        gpt2_forward(&m, &batch, true);
+        const float l = gpt2_lm_loss(&m, fx.targets, fx.loss_mask, 1.0f);
+        char what[32];
+        snprintf(what, sizeof what, "loss before AdamW step %d", step);
+        ck_assert_close(l, losses[step - 1], 0, 1e-3, what);
+        gpt2_zero_grad(&m);
+        gpt2_backward(&m, true, false);
+        adam_step(lo->params, lo->grads, am, av, NULL, lo->num_params, &adamw, step);
+    }
+    free(losses), free(am), free(av);
+    gpt2_free(&m);
+    fx_close(&fx);
+}
+END_TEST
+
+/* Decoding with the KV cache gives the full forward's logits, with the
+ * adapters on and off (the switch reaches the sampling path too). */
+START_TEST(test_lora_kv_cache_matches_forward) {
+    lora_fixture fx;
+    fx_open(&fx);
+    gpt2_model m;
+    fx_lora_model(&fx, &m);
+    const int T = fx.T, V = fx.cfg.vocab_size;
+    char err[256];
+    for (int on = 1; on >= 0; on--) {
+        gpt2_lora_set_enabled(&m, on);
+        gpt2_batch batch = {fx.tokens, NULL, NULL, 1, T}; /* row 0 has no padding */
+        gpt2_forward(&m, &batch, true);
+        float *want = fx_tensor(&fx, on ? "out.logits" : "out.base_logits",
+                                (int64_t)fx.B * T * V); /* row 0 comes first */
+        const double d0 = max_rel_diff(m.acts.logits, want, (int64_t)T * V);
+        ck_assert_msg(d0 < REL_TOL, "forward of row 0 (adapters %s) differs by %.3g",
+                      on ? "on" : "off", d0);
+        free(want);
+        gpt2_kv_cache cache;
+        ck_assert_int_eq(gpt2_kv_cache_init(&cache, &m.cfg, 1, T, err, sizeof err), 0);
+        for (int t = 0; t < T; t++) {
+            gpt2_decode_step(&m, &cache, fx.tokens + t, NULL, t, true);
+            const double d = max_rel_diff(cache.logits, m.acts.logits + (int64_t)t * V, V);
+            ck_assert_msg(d < REL_TOL, "decode step %d (adapters %s) differs by %.3g", t,
+                          on ? "on" : "off", d);
+        }
+        gpt2_kv_cache_free(&cache);
+    }
+    gpt2_free(&m);
+    fx_close(&fx);
+}
+END_TEST
+
+/* A fresh adapter (B = 0) leaves the model unchanged. */
+START_TEST(test_lora_fresh_adapter_is_identity) {
+    lora_fixture fx;
+    fx_open(&fx);
+    gpt2_model base, m;
+    fx_base_model(&fx, &base);
+    fx_base_model(&fx, &m);
+    const int BT = fx.B * fx.T, V = fx.cfg.vocab_size, C = fx.cfg.d_model;
+    rng_state rng;
+    rng_seed(&rng, 9, 0);
+    char err[256];
+    ck_assert_int_eq(gpt2_lora_attach(&m, 4, 8.0f, 1u << LORA_C_ATTN | 1u << LORA_MLP_C_PROJ, &rng,
+                                      err, sizeof err),
+                     0);
+    const gpt2_lora *lo = m.lora;
+    const int L = fx.cfg.n_layer;
+    ck_assert_int_eq(lo->num_adapter_params, (int64_t)L * 4 * (C + 3 * C) + L * 4 * (4 * C + C));
+    ck_assert_int_eq(lo->num_params, lo->num_adapter_params + C + 1);
+    ck_assert_ptr_null(lo->A[LORA_ATTN_C_PROJ]);
+    ck_assert_float_eq(lo->scaling, 2.0f);
+    /* A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming_uniform_(a = sqrt 5)), B = 0 */
+    double amax = 0.0, asum2 = 0.0;
+    const int64_t na = (int64_t)L * 4 * 4 * C;
+    for (int64_t i = 0; i < na; i++) {
+        amax = fmax(amax, fabs(lo->A[LORA_MLP_C_PROJ][i]));
+        asum2 += (double)lo->A[LORA_MLP_C_PROJ][i] * lo->A[LORA_MLP_C_PROJ][i];
+    }
+    const double bound = 1.0 / sqrt(4.0 * C);
+    ck_assert(amax <= bound && amax > 0.8 * bound);
+    ck_assert_double_eq_tol(asum2 / (double)na, bound * bound / 3.0, 0.25 * bound * bound / 3.0);
+    for (int64_t i = 0; i < (int64_t)L * 3 * C * 4; i++)
+        ck_assert_float_eq(lo->B[LORA_C_ATTN][i], 0.0f);
+    gpt2_batch batch = {fx.tokens, fx.positions, fx.attn, fx.B, fx.T};
+    gpt2_forward(&base, &batch, true);
+    gpt2_forward(&m, &batch, true);
+    ck_assert(max_rel_diff(m.acts.logits, base.acts.logits, (int64_t)BT * V) < 1e-6);
+    ck_assert(max_rel_diff(m.acts.values, base.acts.values, BT) < 1e-6);
+    /* with B = 0 only B (and the head) get a gradient, as in PEFT's first step */
+    gpt2_lm_loss(&m, fx.targets, fx.loss_mask, 1.0f);
+    gpt2_zero_grad(&m);
+    gpt2_backward(&m, true, false);
+    ck_assert(grad_global_norm(lo->dA[LORA_C_ATTN], (int64_t)L * 4 * C) == 0.0);
+    ck_assert(grad_global_norm(lo->dB[LORA_C_ATTN], (int64_t)L * 3 * C * 4) > 0.0);
+    gpt2_free(&base);
+    gpt2_free(&m);
+    fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_lora_peft_files_and_merge) {
+    lora_fixture fx;
+    fx_open(&fx);
+    const int C = fx.cfg.d_model, L = fx.cfg.n_layer, r = fx.r;
+    char err[512], path[4200];
+    /* the adapters as PEFT writes them (names written by the Python side) */
+    safetensors_file peft;
+    snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny_lora_peft.safetensors",
+             test_repo_dir());
+    ck_assert_msg(safetensors_read_file(&peft, path, err, sizeof err) == 0, "%s", err);
+    gpt2_model m;
+    fx_base_model(&fx, &m);
+    rng_state rng;
+    rng_seed(&rng, 1, 0);
+    ck_assert_int_eq(gpt2_lora_attach(&m, r, 1.0f, LORA_TARGETS_ALL, &rng, err, sizeof err), 0);
+    ck_assert_msg(gpt2_lora_load(&m, &peft, err, sizeof err) == 0, "%s", err);
+    ck_assert_float_eq(m.lora->alpha, fx.alpha); /* from the file's metadata */
+    gpt2_batch batch = {fx.tokens, fx.positions, fx.attn, fx.B, fx.T};
+    gpt2_forward(&m, &batch, true);
+    check_logits(&fx, m.acts.logits, "out.logits", "adapters loaded from PEFT names");
+
+    /* adapter_model.safetensors: PEFT's names and shapes, our values */
+    size_t n = 0;
+    void *bytes = gpt2_lora_serialize(&m, &n);
+    ck_assert_ptr_nonnull(bytes);
+    safetensors_file out;
+    ck_assert_msg(safetensors_parse(&out, bytes, n, err, sizeof err) == 0, "%s", err);
+    free(bytes);
+    ck_assert_int_eq(out.n_tensors, peft.n_tensors);
+    ck_assert_int_eq(out.n_tensors, 8 * L);
+    for (int i = 0; i < peft.n_tensors; i++) {
+        const safetensors_info *want = &peft.tensors[i];
+        const safetensors_info *got = safetensors_find(&out, want->name);
+        ck_assert_msg(got != NULL, "exported adapter lacks '%s'", want->name);
+        ck_assert_int_eq(got->ndim, 2);
+        ck_assert_int_eq(got->shape[0], want->shape[0]);
+        ck_assert_int_eq(got->shape[1], want->shape[1]);
+        ck_assert_int_eq(memcmp(got->data, want->data, want->n_bytes), 0);
+    }
+    const safetensors_info *b1 =
+        safetensors_find(&out, "base_model.model.transformer.h.1.mlp.c_proj.lora_B.weight");
+    ck_assert_ptr_nonnull(b1);
+    ck_assert_int_eq(b1->shape[0], C);
+    ck_assert_int_eq(b1->shape[1], r);
+    ck_assert_str_eq(safetensors_metadata_get(&out, "format"), "pt");
+    safetensors_free(&out);
+
+    /* adapter_config.json */
+    char *text = gpt2_lora_config_json(&m);
+    json_error_t jerr;
+    json_t *cfg = json_loads(text, 0, &jerr);
+    free(text);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_str_eq(json_string_value(json_object_get(cfg, "peft_type")), "LORA");
+    ck_assert_str_eq(json_string_value(json_object_get(cfg, "task_type")), "CAUSAL_LM");
+    ck_assert_str_eq(json_string_value(json_object_get(cfg, "bias")), "none");
+    ck_assert(json_is_true(json_object_get(cfg, "fan_in_fan_out")));
+    ck_assert_int_eq(json_integer_value(json_object_get(cfg, "r")), r);
+    ck_assert_double_eq_tol(json_number_value(json_object_get(cfg, "lora_alpha")), fx.alpha, 1e-6);
+    json_t *tm = json_object_get(cfg, "target_modules");
+    ck_assert_int_eq(json_array_size(tm), 4);
+    ck_assert_str_eq(json_string_value(json_array_get(tm, 0)), "attn.c_attn");
+    ck_assert_str_eq(json_string_value(json_array_get(tm, 3)), "mlp.c_proj");
+    json_decref(cfg);
+
+    /* a checkpoint carries base + adapters; loading it into a model without
+     * adapters merges them (same logits), into one with adapters restores them */
+    bytes = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n);
+    ck_assert_ptr_nonnull(bytes);
+    safetensors_file ck;
+    ck_assert_msg(safetensors_parse(&ck, bytes, n, err, sizeof err) == 0, "%s", err);
+    free(bytes);
+    ck_assert_str_eq(safetensors_metadata_get(&ck, "lora_r"), "3");
+    gpt2_model merged, again;
+    gpt2_config gc;
+    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &ck, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_init(&merged, &gc, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_reserve(&merged, fx.B, fx.T, err, sizeof err), 0);
+    ck_assert_msg(gpt2_checkpoint_load(&merged, &ck, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_ptr_null(merged.lora);
+    gpt2_forward(&merged, &batch, true);
+    check_logits(&fx, merged.acts.logits, "out.logits", "merged checkpoint");
+    float *values = fx_tensor(&fx, "out.values", fx.B * fx.T);
+    ck_assert(max_rel_diff(merged.acts.values, values, fx.B * fx.T) < REL_TOL);
+    free(values);
+    /* merged weights differ from the base where adapters are, nowhere else */
+    ck_assert(max_rel_diff(merged.params.qkvw, m.params.qkvw, (int64_t)L * 3 * C * C) > 1e-3);
+    ck_assert_int_eq(memcmp(merged.params.wte, m.params.wte,
+                            sizeof(float) * (size_t)fx.cfg.vocab_size * (size_t)C),
+                     0);
+
+    ck_assert_int_eq(gpt2_init(&again, &gc, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_reserve(&again, fx.B, fx.T, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_lora_attach(&again, r, 1.0f, LORA_TARGETS_ALL, &rng, err, sizeof err), 0);
+    ck_assert_msg(gpt2_checkpoint_load(&again, &ck, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(again.lora->num_params, m.lora->num_params);
+    ck_assert_int_eq(
+        memcmp(again.lora->params, m.lora->params, sizeof(float) * (size_t)m.lora->num_params), 0);
+    ck_assert_int_eq(
+        memcmp(again.param_memory, m.param_memory, sizeof(float) * (size_t)(m.num_params - C - 1)),
+        0); /* the base, unmerged */
+    ck_assert_float_eq(again.lora->scaling, m.lora->scaling);
+
+    /* a rank that does not match is refused with a message */
+    gpt2_model other;
+    ck_assert_int_eq(gpt2_init(&other, &gc, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_lora_attach(&other, r + 1, 1.0f, LORA_TARGETS_ALL, &rng, err, sizeof err),
+                     0);
+    ck_assert_int_eq(gpt2_checkpoint_load(&other, &ck, NULL, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "rank") != NULL, "%s", err);
+
+    gpt2_free(&other);
+    gpt2_free(&again);
+    gpt2_free(&merged);
+    safetensors_free(&ck);
+    safetensors_free(&peft);
+    gpt2_free(&m);
+    fx_close(&fx);
+}
+END_TEST
+
+START_TEST(test_lora_targets_and_bad_input) {
+    unsigned t = 0;
+    char err[256];
+    ck_assert_int_eq(lora_parse_targets("c_attn, mlp.c_proj", &t, err, sizeof err), 0);
+    ck_assert_uint_eq(t, 1u << LORA_C_ATTN | 1u << LORA_MLP_C_PROJ);
+    ck_assert_int_eq(lora_parse_targets("c_proj", &t, err, sizeof err), 0);
+    ck_assert_uint_eq(t, 1u << LORA_ATTN_C_PROJ | 1u << LORA_MLP_C_PROJ);
+    ck_assert_int_eq(lora_parse_targets("all", &t, err, sizeof err), 0);
+    ck_assert_uint_eq(t, LORA_TARGETS_ALL);
+    ck_assert_int_eq(lora_parse_targets("c_fc,attn.c_proj", &t, err, sizeof err), 0);
+    ck_assert_uint_eq(t, 1u << LORA_MLP_C_FC | 1u << LORA_ATTN_C_PROJ);
+    ck_assert_int_eq(lora_parse_targets("c_attn,q_proj", &t, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "'q_proj'") != NULL, "%s", err);
+    ck_assert_int_eq(lora_parse_targets("", &t, err, sizeof err), -1);
+
+    const gpt2_config cfg = {11, 8, 1, 2, 8, false};
+    gpt2_model m;
+    rng_state rng;
+    rng_seed(&rng, 3, 0);
+    ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_lora_attach(&m, 0, 1.0f, LORA_TARGETS_ALL, &rng, err, sizeof err), -1);
+    ck_assert_int_eq(gpt2_lora_attach(&m, 2, -1.0f, LORA_TARGETS_ALL, &rng, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(m.grad_memory); /* refused: nothing changed */
+    ck_assert_int_eq(gpt2_lora_attach(&m, 2, 4.0f, LORA_TARGETS_ALL, &rng, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_lora_attach(&m, 2, 4.0f, LORA_TARGETS_ALL, &rng, err, sizeof err), -1);
+    ck_assert_int_eq(m.lora->num_params, m.lora->num_adapter_params); /* no head */
+    gpt2_free(&m);
+}
+END_TEST
+
+Suite *lora_suite(void) {
+    Suite *s = suite_create("lora");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_lora_matches_pytorch_reference);
+    tcase_add_test(tc, test_lora_kv_cache_matches_forward);
+    tcase_add_test(tc, test_lora_fresh_adapter_is_identity);
+    tcase_add_test(tc, test_lora_peft_files_and_merge);
+    tcase_add_test(tc, test_lora_targets_and_bad_input);
+    suite_add_tcase(s, tc);
+    return s;
+}
