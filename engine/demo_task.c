@@ -84,22 +84,35 @@ double demo_task_gold_score(const char *prompt, const char *response) {
     return score;
 }
 
-double demo_task_sample(const gpt2_model *m, const tokenizer *tok, const char *prompt,
-                        float temperature, rng_state *rng, char *text, size_t text_cap) {
-    int32_t ids[256], gen[64];
+double demo_task_sample_tokens(const gpt2_model *m, const tokenizer *tok, const char *prompt,
+                               float temperature, int max_new, rng_state *rng, char *text,
+                               size_t text_cap, int32_t *ids, int *n_prompt, int *n_gen) {
+    *n_prompt = 0, *n_gen = 0;
     const int64_t np = tokenizer_encode(tok, prompt, strlen(prompt), ids, 256, false);
     const int64_t room = m->cfg.max_seq_len - np;
-    if (np < 1 || np > 256 || room < 1)
+    max_new = max_new < 64 ? max_new : 64;
+    if (np < 1 || np > 256 || room < 1 || max_new < 1)
         return NAN;
-    const gpt2_sample_config sc = {temperature, 0, 1.0f, room < 64 ? (int)room : 64, tok->eot_id};
+    const gpt2_sample_config sc = {temperature, 0, 1.0f, room < max_new ? (int)room : max_new,
+                                   tok->eot_id};
+    int32_t *gen = ids + np;
     int32_t len = 0;
     char err[128];
     if (gpt2_generate(m, ids, NULL, 1, (int)np, &sc, rng, gen, &len, err, sizeof err) != 0)
         return NAN;
+    *n_prompt = (int)np, *n_gen = (int)len;
     if (len > 0 && gen[len - 1] == tok->eot_id)
         len--;
     int64_t n = tokenizer_decode(tok, gen, (size_t)len, text, text_cap - 1);
     n = n < 0 ? 0 : n > (int64_t)text_cap - 1 ? (int64_t)text_cap - 1 : n;
     text[n] = '\0';
     return demo_task_gold_score(prompt, text);
+}
+
+double demo_task_sample(const gpt2_model *m, const tokenizer *tok, const char *prompt,
+                        float temperature, rng_state *rng, char *text, size_t text_cap) {
+    int32_t ids[256 + 64];
+    int np, ng;
+    return demo_task_sample_tokens(m, tok, prompt, temperature, 64, rng, text, text_cap, ids, &np,
+                                   &ng);
 }

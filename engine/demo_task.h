@@ -38,4 +38,13 @@ double demo_task_gold_score(const char *prompt, const char *response);
 double demo_task_sample(const gpt2_model *m, const tokenizer *tok, const char *prompt,
                         float temperature, rng_state *rng, char *text, size_t text_cap);
 
+/* The same draw with its tokens: up to max_new new tokens (at most 64, and
+ * what the context holds); ids (capacity 256 + 64) receives the prompt's
+ * n_prompt tokens followed by the n_gen sampled ones, EOT included when the
+ * model emitted it. With max_new = 64 it consumes rng exactly as
+ * demo_task_sample. NAN if the model cannot take the prompt. */
+double demo_task_sample_tokens(const gpt2_model *m, const tokenizer *tok, const char *prompt,
+                               float temperature, int max_new, rng_state *rng, char *text,
+                               size_t text_cap, int32_t *ids, int *n_prompt, int *n_gen);
+
 #endif

@@ -9,6 +9,12 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <math.h>
+
+#include "demo_task.h"
+#include "gpt2.h"
+#include "gpt2_checkpoint.h"
+#include "safetensors.h"
 
 #include "suites.h"
 #include "test_util.h"
@@ -436,6 +442,217 @@ START_TEST(test_cli_export_hf) {
 }
 END_TEST
 
+/* Sums log softmax(logits / T)[ids[t + 1]] over the response positions
+ * t in [np - 1, n - 1), computed here from the raw logits. */
+static double response_logprob_ref(const char *path, const int32_t *ids, int np, int n, double T) {
+    safetensors_file f;
+    gpt2_config gc;
+    gpt2_model m;
+    char err[256];
+    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
+    gc.scalar_head = false;
+    ck_assert_int_eq(gpt2_init(&m, &gc, err, sizeof err), 0);
+    ck_assert_msg(gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err) == 0, "%s", err);
+    safetensors_free(&f);
+    ck_assert_int_eq(gpt2_reserve(&m, 1, n, err, sizeof err), 0);
+    const gpt2_batch batch = {ids, NULL, NULL, 1, n};
+    gpt2_forward(&m, &batch, true);
+    const int V = gc.vocab_size;
+    double sum = 0.0;
+    for (int t = np - 1; t < n - 1; t++) {
+        const float *z = m.acts.logits + (int64_t)t * V;
+        double mx = -INFINITY, se = 0.0;
+        for (int v = 0; v < V; v++)
+            mx = fmax(mx, z[v] / T);
+        for (int v = 0; v < V; v++)
+            se += exp(z[v] / T - mx);
+        sum += z[ids[t + 1]] / T - mx - log(se);
+    }
+    gpt2_free(&m);
+    return sum;
+}
+
+/* Reads demo-eval's --samples-out lines. */
+static json_t *read_samples(const char *path) {
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    json_t *all = json_array();
+    char line[2048];
+    while (fgets(line, sizeof line, f)) {
+        json_error_t jerr;
+        json_t *j = json_loads(line, 0, &jerr);
+        ck_assert_msg(j != NULL, "samples line not JSON: %s", jerr.text);
+        json_array_append_new(all, j);
+    }
+    fclose(f);
+    return all;
+}
+
+static double num(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    ck_assert_msg(json_is_number(v), "'%s' is not a number", key);
+    return json_number_value(v);
+}
+
+/* demo-eval on tiny checkpoints: the gold score of every sample is
+ * demo_task_gold_score of its text, the summary is the mean of the samples,
+ * KL is exactly 0 against itself and otherwise the sum of log-prob
+ * differences (recomputed here from the logits at temperature T), and the
+ * reward model's pair accuracy counts exactly the pairs of different gold. */
+START_TEST(test_cli_demo_eval) {
+    char dir[] = "/tmp/rlhf-deval-XXXXXX", data[160], early[160], sft[160], rankings[160], rm[160],
+         samples[160];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/d.jsonl", dir);
+    snprintf(early, sizeof early, "%s/sft-step20.safetensors", dir);
+    snprintf(sft, sizeof sft, "%s/sft-step40.safetensors", dir);
+    snprintf(rankings, sizeof rankings, "%s/r.jsonl", dir);
+    snprintf(rm, sizeof rm, "%s/reward-step2.safetensors", dir);
+    snprintf(samples, sizeof samples, "%s/s.jsonl", dir);
+    const char *gen[] = {"demo-data", "--out", data, "--n", "200", NULL};
+    proc_result *r = run(gen);
+    ck_assert_int_eq(r->exit_code, 0);
+    free(r);
+    const char *train[] = {"sft", "--data",           data,   "--max-steps",
+                           "40",  "--n-layer",        "1",    "--d-model",
+                           "32",  "--n-head",         "2",    "--context",
+                           "96",  "--learning-rate",  "3e-3", "--checkpoint-interval",
+                           "20",  "--checkpoint-dir", dir,    "--quiet",
+                           NULL};
+    r = run(train);
+    ck_assert_msg(r->exit_code == 0, "%s", r->err);
+    free(r);
+    /* rankings of known texts: gold scores 2, 0, -1 / 1, 1, 0 (no "The dog
+     * is") / -1, 3; the dog's ranks tie a pair the gold score separates, and
+     * separate the pair it ties */
+    FILE *rf = fopen(rankings, "w");
+    ck_assert_ptr_nonnull(rf);
+    fputs("{\"prompt\":\"Describe the cat.\",\"responses\":[\"The cat is kind and warm.\","
+          "\"The cat is old and small.\",\"The cat is dull.\"],\"ranks\":[0,1,2]}\n"
+          "{\"prompt\":\"Describe the dog.\",\"responses\":[\"The dog is kind.\",\"The dog "
+          "is calm and tall.\",\"A dog is kind and warm.\"],\"ranks\":[0,1,1]}\n"
+          "{\"prompt\":\"What is the lamp like?\",\"responses\":[\"The lamp is grim.\","
+          "\"The lamp is bright, warm and kind.\"],\"ranks\":[1,0]}\n",
+          rf);
+    ck_assert_int_eq(fclose(rf), 0);
+    const char *reward[] = {"reward", "--data",         rankings, "--init",
+                            sft,      "--max-steps",    "2",      "--eval-fraction",
+                            "0",      "--norm-samples", "4",      "--checkpoint-dir",
+                            dir,      "--quiet",        NULL};
+    r = run(reward);
+    ck_assert_msg(r->exit_code == 0, "%s", r->err);
+    free(r);
+
+    /* policy == ref: KL exactly 0; gold from the texts; summary = the samples' */
+    const char *self[] = {
+        "demo-eval", "--policy",   sft,      "--ref",         sft,     "--reward-model",
+        rm,          "--n",        "8",      "--seed",        "5",     "--max-tokens",
+        "48",        "--rankings", rankings, "--samples-out", samples, NULL};
+    r = run(self);
+    ck_assert_msg(r->exit_code == 0, "%s", r->err);
+    json_error_t jerr;
+    json_t *sum = json_loads(r->out, 0, &jerr);
+    ck_assert_msg(sum != NULL, "not JSON: %s", r->out);
+    free(r);
+    json_t *lines = read_samples(samples);
+    ck_assert_int_eq(json_array_size(lines), 8);
+    ck_assert_int_eq(json_integer_value(json_object_get(sum, "n")), 8);
+    double gold = 0.0, proxy = 0.0, eos = 0.0;
+    size_t i;
+    json_t *l;
+    json_array_foreach(lines, i, l) {
+        const char *prompt = json_string_value(json_object_get(l, "prompt"));
+        const char *text = json_string_value(json_object_get(l, "response"));
+        ck_assert_ptr_nonnull(prompt);
+        if (text != NULL) /* null: the tiny model wrote invalid UTF-8 */
+            ck_assert_double_eq(num(l, "gold"), demo_task_gold_score(prompt, text));
+        ck_assert_double_eq(num(l, "kl"), 0.0);
+        gold += num(l, "gold"), proxy += num(l, "proxy");
+        eos += json_is_true(json_object_get(l, "eos"));
+    }
+    ck_assert_double_eq_tol(num(sum, "gold_mean"), gold / 8, 1e-12);
+    ck_assert_double_eq_tol(num(sum, "proxy_mean"), proxy / 8, 1e-9);
+    ck_assert_double_eq_tol(num(sum, "eos_fraction"), eos / 8, 1e-12);
+    ck_assert_double_eq(num(sum, "kl_mean"), 0.0);
+    ck_assert_double_eq(num(sum, "kl_std"), 0.0);
+    /* pairs of different gold: 3 + 2 + 1 (the dog's first two tie at 1);
+     * of different rank: 3 + 2 + 1 (its last two tie) */
+    ck_assert_int_eq(json_integer_value(json_object_get(sum, "rankings")), 3);
+    ck_assert_int_eq(json_integer_value(json_object_get(sum, "rm_pairs_gold")), 6);
+    ck_assert_int_eq(json_integer_value(json_object_get(sum, "rm_pairs_ranks")), 6);
+    const double acc = num(sum, "rm_accuracy_gold"), acc_r = num(sum, "rm_accuracy_ranks");
+    ck_assert(acc * 6 == floor(acc * 6 + 0.5) && acc >= 0.0 && acc <= 1.0);
+    ck_assert(acc_r * 6 == floor(acc_r * 6 + 0.5) && acc_r >= 0.0 && acc_r <= 1.0);
+    json_decref(lines);
+    json_decref(sum);
+
+    /* policy != ref, temperature 0.7: KL = Σ log π − log π_ref of the sampled tokens */
+    const char *other[] = {"demo-eval", "--policy", sft, "--ref",         early, "--n",
+                           "4",         "--seed",   "9", "--temperature", "0.7", "--samples-out",
+                           samples,     NULL};
+    r = run(other);
+    ck_assert_msg(r->exit_code == 0, "%s", r->err);
+    sum = json_loads(r->out, 0, &jerr);
+    ck_assert_ptr_nonnull(sum);
+    ck_assert(json_is_null(json_object_get(sum, "proxy_mean")));
+    free(r);
+    lines = read_samples(samples);
+    double kl = 0.0;
+    int checked = 0;
+    json_array_foreach(lines, i, l) {
+        const char *prompt = json_string_value(json_object_get(l, "prompt"));
+        const char *text = json_string_value(json_object_get(l, "response"));
+        if (text == NULL)
+            continue;
+        /* the byte tokenizer: one id per byte, then the EOT (id 256) if it came */
+        int32_t ids[256];
+        int n = 0;
+        for (const char *c = prompt; *c; c++)
+            ids[n++] = (unsigned char)*c;
+        const int np = n;
+        for (const char *c = text; *c; c++)
+            ids[n++] = (unsigned char)*c;
+        if (json_is_true(json_object_get(l, "eos")))
+            ids[n++] = 256;
+        ck_assert_int_eq(n - np, (int)num(l, "tokens"));
+        const double want = response_logprob_ref(sft, ids, np, n, 0.7) -
+                            response_logprob_ref(early, ids, np, n, 0.7);
+        ck_assert_msg(fabs(num(l, "kl") - want) < 1e-3 * (1.0 + fabs(want)),
+                      "KL %.6f, recomputed %.6f", num(l, "kl"), want);
+        ck_assert(num(l, "kl") != 0.0);
+        kl += num(l, "kl"), checked++;
+    }
+    ck_assert_int_gt(checked, 0);
+    if (checked == 4)
+        ck_assert_double_eq_tol(num(sum, "kl_mean"), kl / 4, 1e-9);
+    json_decref(lines);
+    json_decref(sum);
+
+    /* bad input: exit 2 with a message naming what was wrong */
+    const char *const *bad[] = {
+        (const char *[]){"demo-eval", "--n", "4", NULL},
+        (const char *[]){"demo-eval", "--policy", data, NULL},
+        (const char *[]){"demo-eval", "--policy", sft, "--rankings", rankings, NULL},
+        (const char *[]){"demo-eval", "--policy", sft, "--n", "lots", NULL},
+        (const char *[]){"demo-eval", "--policy", sft, "--reward-model", sft, NULL},
+        (const char *[]){"demo-eval", "--policy", sft, "--frobnicate", "1", NULL},
+    };
+    const char *messages[] = {
+        "needs --policy",       "d.jsonl",        "--rankings needs --reward-model",
+        "--n needs an integer", "no reward head", "unknown option"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        r = run(bad[k]);
+        ck_assert_int_eq(r->exit_code, 2);
+        ck_assert_msg(strstr(r->err, messages[k]) != NULL, "case %zu: '%s'", k, r->err);
+        free(r);
+    }
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("rlhf-train");
@@ -449,6 +666,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_cli_demo_data_then_sft);
     tcase_add_test(tc, test_cli_reward_rankings);
     tcase_add_test(tc, test_cli_export_hf);
+    tcase_add_test(tc, test_cli_demo_eval);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,6 +11,7 @@
 
 #include "blas_setup.h"
 #include "cli_sink.h"
+#include "demo_eval.h"
 #include "demo_task.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
@@ -42,7 +43,9 @@ static void print_usage(FILE *out) {
             "`rlhf-train demo-rankings --policy SFT.safetensors --out FILE.jsonl` ranks policy "
             "samples like a (simulated) annotator.\n"
             "`rlhf-train demo-data --out FILE.jsonl [--n N] [--seed S]` writes the demo "
-            "task's SFT data.\n");
+            "task's SFT data.\n"
+            "`rlhf-train demo-eval --policy CKPT --ref SFT --reward-model RM` measures a policy "
+            "on the demo task (gold, proxy, KL).\n");
 }
 
 static int describe(int argc, char **argv) {
@@ -579,6 +582,8 @@ int rlhf_train_main(int argc, char **argv) {
         return demo_data(argc, argv);
     if (strcmp(cmd, "demo-rankings") == 0)
         return demo_rankings(argc, argv);
+    if (strcmp(cmd, "demo-eval") == 0)
+        return rlhf_demo_eval_main(argc, argv);
     if (strcmp(cmd, "export-hf") == 0)
         return export_hf(argc, argv);
     if (strcmp(cmd, "--db") == 0)
