@@ -52,8 +52,8 @@ static int sft_run(const void *cfg, const job_inputs *in, const train_sink *sink
     tokenizer tok;
     if (job_load_tokenizer(&tok, in, err, errlen) != 0)
         return -1;
-    const sft_inputs si = {in->train,           in->n_train,          in->eval, in->n_eval, &tok,
-                           in->init_checkpoint, in->resume_checkpoint};
+    const sft_inputs si = {in->train,           in->n_train,           in->eval, in->n_eval, &tok,
+                           in->init_checkpoint, in->resume_checkpoint, in->dist};
     const int rc = sft_train(cfg, &si, sink, NULL, err, errlen);
     tokenizer_free(&tok);
     return rc;
@@ -82,8 +82,9 @@ static int reward_run(const void *cfg, const job_inputs *in, const train_sink *s
     tokenizer tok;
     if (job_load_tokenizer(&tok, in, err, errlen) != 0)
         return -1;
-    const reward_inputs ri = {in->rankings,        in->n_rankings, in->eval_rankings,
-                              in->n_eval_rankings, &tok,           in->init_checkpoint};
+    const reward_inputs ri = {
+        in->rankings, in->n_rankings,      in->eval_rankings, in->n_eval_rankings,
+        &tok,         in->init_checkpoint, in->dist};
     const int rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
     tokenizer_free(&tok);
     return rc;

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "dist.h"
 #include "hparams.h"
 #include "sink.h"
 #include "reward.h"
@@ -32,6 +33,7 @@ typedef struct job_inputs {
     const char *reward_checkpoint; /* ppo: the reward model */
     const char *tokenizer_dir;     /* GPT-2 BPE files (vocab.json + merges.txt or
                                     * encoder.json + vocab.bpe); NULL = byte-level */
+    const dist_comm *dist;         /* data-parallel process group; NULL = one process */
 } job_inputs;
 
 typedef struct job_type {

@@ -234,16 +234,21 @@ typedef struct eval_stats {
 } eval_stats;
 
 /* Loss, pair accuracy and reward statistics over rankings idx[0..n) of d,
- * in batches of B; with train set, also backpropagates the mean loss. */
+ * in batches of B; with train set, also backpropagates the mean loss. With
+ * data parallelism each rank runs its shard of idx (the gradient still of
+ * the mean over all n; the caller sums the ranks' gradients) and the
+ * statistics are reduced over ranks. */
 static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_t *idx, int64_t n,
                                int B, seq_batch *sb, float *r, float *dr, const reward_config *cfg,
-                               bool train) {
+                               bool train, const dist_comm *dist) {
     eval_stats st = {0};
     int correct = 0, pairs = 0, counted = 0;
     double sum_r = 0.0, sum_r2 = 0.0, sum_margin = 0.0;
     int64_t n_r = 0;
-    for (int64_t start = 0; start < n; start += B) {
-        const int nb = (int)(n - start < B ? n - start : B);
+    int64_t lo, hi;
+    dist_shard(n, dist_rank(dist), dist_size(dist), &lo, &hi);
+    for (int64_t start = lo; start < hi; start += B) {
+        const int nb = (int)(hi - start < B ? hi - start : B);
         make_seq_batch(sb, d, idx + start, nb);
         rewards_forward(m, sb, r);
         if (train)
@@ -275,6 +280,11 @@ static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_
             gpt2_backward(m, false, true);
     }
     (void)dr;
+    double sums[8] = {st.loss, counted, correct, pairs, sum_r, sum_r2, (double)n_r, sum_margin};
+    if (dist_allreduce_sum_f64(dist, sums, 8) != 0)
+        sums[0] = NAN; /* reported as a non-finite loss */
+    st.loss = sums[0], counted = (int)sums[1], correct = (int)sums[2], pairs = (int)sums[3];
+    sum_r = sums[4], sum_r2 = sums[5], n_r = (int64_t)sums[6], sum_margin = sums[7];
     st.loss = counted ? st.loss / counted : NAN;
     st.accuracy = pairs ? (double)correct / pairs : NAN;
     st.margin = pairs ? sum_margin / pairs : NAN;
@@ -390,7 +400,9 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
     int rc = -1;
 
     /* The SFT policy's samples, before training changes the shared trunk. */
-    if (cfg->norm_samples > 0 && sample_policy(&ns, &m, cfg, in, err, errlen) != 0)
+    /* (rank 0's job alone: it normalises and writes the checkpoint) */
+    if (dist_is_root(in->dist) && cfg->norm_samples > 0 &&
+        sample_policy(&ns, &m, cfg, in, err, errlen) != 0)
         goto done;
 
     /* Split: a seeded shuffle; the tail is held out unless eval rankings are given. */
@@ -450,7 +462,7 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
     const lr_schedule_kind sched = (lr_schedule_kind)lr_schedule_from_name(cfg->lr_schedule);
     int64_t cursor = 0;
     for (int64_t step = 0; step < total; step++) {
-        if (sink_should_stop(sink))
+        if (dist_should_stop(in->dist, sink))
             break;
         if (cursor + B > n_train) { /* a new epoch over the training rankings */
             for (int64_t i = n_train - 1; i > 0; i--) {
@@ -463,8 +475,13 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
         const int nb = (int)(n_train - cursor < B ? n_train - cursor : B);
         gpt2_zero_grad(&m);
         const eval_stats st =
-            run_rankings(&m, &all, order + cursor, nb, B, &sb, r, NULL, cfg, true);
+            run_rankings(&m, &all, order + cursor, nb, B, &sb, r, NULL, cfg, true, in->dist);
         cursor += nb;
+        if (dist_allreduce_sum_f32(in->dist, m.grad_memory, m.num_params) != 0) {
+            snprintf(err, errlen, "reducing the gradients across ranks failed at step %lld",
+                     (long long)step + 1);
+            goto done;
+        }
         if (!isfinite(st.loss)) {
             snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
             goto done;
@@ -476,6 +493,8 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
         const adam_config adamw = {lr, 0.9f, 0.999f, 1e-8f, (float)cfg->weight_decay};
         adam_step(m.param_memory, m.grad_memory, adam_m, adam_v, decay, m.num_params, &adamw,
                   step + 1);
+        if (dist_check_replicas(in->dist, m.param_memory, m.num_params, err, errlen) != 0)
+            goto done;
         res.steps = step + 1;
         res.train_accuracy = st.accuracy;
         sink_metric mt[12];
@@ -490,8 +509,8 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
         const bool last = step + 1 == total;
         if (n_eval > 0 &&
             (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
-            const eval_stats ev =
-                run_rankings(&m, &all, order + n_train, n_eval, B, &sb, r, NULL, cfg, false);
+            const eval_stats ev = run_rankings(&m, &all, order + n_train, n_eval, B, &sb, r, NULL,
+                                               cfg, false, in->dist);
             res.eval_accuracy = ev.accuracy;
             res.eval_loss = ev.loss;
             mt[k++] = (sink_metric){"eval_loss", ev.loss};
@@ -545,8 +564,10 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
     const char *const meta[][2] = {
         {"rlhfd_job", "reward"}, {"step", steps}, {"reward_gain", gain}, {"reward_bias", bias}};
     size_t n_bytes = 0;
-    void *bytes = gpt2_checkpoint_serialize(&m, meta, 4, NULL, 0, &n_bytes);
-    if (bytes == NULL || sink_checkpoint(sink, res.steps, bytes, n_bytes) != 0) {
+    void *bytes =
+        dist_is_root(in->dist) ? gpt2_checkpoint_serialize(&m, meta, 4, NULL, 0, &n_bytes) : NULL;
+    if (dist_is_root(in->dist) &&
+        (bytes == NULL || sink_checkpoint(sink, res.steps, bytes, n_bytes) != 0)) {
         free(bytes);
         snprintf(err, errlen, "writing the reward model checkpoint failed");
         goto done;

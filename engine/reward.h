@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist.h"
 #include "hparams.h"
 #include "sink.h"
 #include "tokenizer.h"
@@ -69,6 +70,7 @@ typedef struct reward_inputs {
     int64_t n_eval;
     const tokenizer *tok;
     const char *init_checkpoint; /* the SFT model; NULL = from scratch (tests) */
+    const dist_comm *dist;       /* data parallelism (dist.h); NULL = one process */
 } reward_inputs;
 
 typedef struct reward_result {

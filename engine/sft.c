@@ -184,13 +184,26 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Token-weighted mean loss over all of d. */
-static double evaluate(gpt2_model *m, const sft_data *d, batch_buf *bb, int B) {
-    double total = 0.0;
+/* The trained targets of examples idx[0..n) of d: what make_batch counts in
+ * loss_tokens. Every rank counts the whole micro-batch to weight its shard. */
+static int64_t count_loss_tokens(const sft_data *d, const int64_t *idx, int n) {
     int64_t tokens = 0;
+    for (int b = 0; b < n; b++)
+        for (int64_t i = d->offset[idx[b]]; i < d->offset[idx[b] + 1] - 1; i++)
+            tokens += d->mask[i];
+    return tokens;
+}
+
+/* Token-weighted mean loss over all of d; with data parallelism each rank
+ * evaluates its shard of d and the sums are reduced. */
+static double evaluate(gpt2_model *m, const sft_data *d, batch_buf *bb, int B,
+                       const dist_comm *dist) {
+    double sums[2] = {0.0, 0.0}; /* loss · tokens, tokens */
+    int64_t lo, hi;
+    dist_shard(d->n, dist_rank(dist), dist_size(dist), &lo, &hi);
     int64_t idx[4096];
-    for (int64_t start = 0; start < d->n; start += B) {
-        const int n = (int)(d->n - start < B ? d->n - start : B);
+    for (int64_t start = lo; start < hi; start += B) {
+        const int n = (int)(hi - start < B ? hi - start : B);
         for (int b = 0; b < n; b++)
             idx[b] = start + b;
         make_batch(bb, d, idx, n);
@@ -198,10 +211,12 @@ static double evaluate(gpt2_model *m, const sft_data *d, batch_buf *bb, int B) {
             continue;
         gpt2_batch batch = {bb->tokens, NULL, bb->attn, bb->B, bb->T};
         gpt2_forward(m, &batch, true);
-        total += (double)gpt2_lm_loss(m, bb->targets, bb->loss, 0.0f) * (double)bb->loss_tokens;
-        tokens += bb->loss_tokens;
+        sums[0] += (double)gpt2_lm_loss(m, bb->targets, bb->loss, 0.0f) * (double)bb->loss_tokens;
+        sums[1] += (double)bb->loss_tokens;
     }
-    return tokens > 0 ? total / (double)tokens : NAN;
+    if (dist_allreduce_sum_f64(dist, sums, 2) != 0)
+        return NAN;
+    return sums[1] > 0 ? sums[0] / sums[1] : NAN;
 }
 
 /* Greedy (or sampled) continuations of a few held-out prompts, as events. */
@@ -365,12 +380,13 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
     const int64_t context = m.cfg.max_seq_len;
     const int B = (int)cfg->batch_size;
     const bool all_tokens = strcmp(cfg->loss_on, "all") == 0;
+    const dist_comm *dist = in->dist;
 
     /* The split: a seeded shuffle; the tail is held out unless an eval set is given. */
     rng_state data_rng;
     sft_state st = {0};
     rng_seed(&data_rng, (uint64_t)cfg->seed, 0xB0000002u);
-    rng_seed(&st.sample, (uint64_t)cfg->seed, 0xB0000003u);
+    rng_seed(&st.sample, dist_sample_seed((uint64_t)cfg->seed, dist_rank(in->dist)), 0xB0000003u);
     int32_t *order = malloc(sizeof(int32_t) * (size_t)in->n_train);
     int64_t *perm_idx = malloc(sizeof(int64_t) * (size_t)in->n_train);
     sft_data train = {0}, eval = {0};
@@ -446,16 +462,25 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
         data_rng = st.data_epoch_start;
         shuffle_epoch(perm_idx, n_train, &data_rng);
     }
+    if (dist_size(dist) > 1) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "data parallel on %d ranks: each micro-batch of %d split across them, "
+                 "gradients all-reduced every step",
+                 dist_size(dist), B);
+        const sink_metric data[] = {{"world_size", dist_size(dist)}};
+        sink_event(sink, SINK_LEVEL_INFO, "data_parallel", msg, data, 1);
+    }
     const double start = now_s();
     for (int64_t step = st.step; step < total_steps; step++) {
-        if (sink_should_stop(sink)) {
+        if (dist_should_stop(dist, sink)) {
             res.stopped = true;
             break;
         }
         const double t0 = now_s();
         gpt2_zero_grad(&m);
-        double loss_sum = 0.0;
-        int64_t step_tokens = 0;
+        /* summed over ranks: loss (token-weighted), tokens, non-finite losses */
+        double sums[3] = {0.0, 0.0, 0.0};
         for (int64_t a = 0; a < cfg->grad_accum_steps; a++) {
             int64_t idx[4096];
             int n = 0;
@@ -468,21 +493,42 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
                 }
                 idx[n++] = perm_idx[st.cursor++];
             }
-            make_batch(&bb, &train, idx, n);
+            /* This rank's shard of the micro-batch, weighted by its share of
+             * the micro-batch's trained tokens: the ranks' gradients then sum
+             * to the gradient of the whole micro-batch's mean loss. */
+            const int64_t global_tokens = count_loss_tokens(&train, idx, n);
+            int64_t lo, hi;
+            dist_shard(n, dist_rank(dist), dist_size(dist), &lo, &hi);
+            if (hi == lo)
+                continue;
+            make_batch(&bb, &train, idx + lo, (int)(hi - lo));
             if (bb.loss_tokens == 0)
                 continue;
+            const double share = (double)bb.loss_tokens / (double)global_tokens;
             gpt2_batch batch = {bb.tokens, NULL, bb.attn, bb.B, bb.T};
             gpt2_forward(&m, &batch, true);
-            const float loss =
-                gpt2_lm_loss(&m, bb.targets, bb.loss, 1.0f / (float)cfg->grad_accum_steps);
+            const float loss = gpt2_lm_loss(&m, bb.targets, bb.loss,
+                                            (float)(share / (double)cfg->grad_accum_steps));
             if (!isfinite(loss)) {
-                snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
-                goto done;
+                sums[2] += 1.0;
+                continue;
             }
             gpt2_backward(&m, true, false);
-            loss_sum += loss;
-            step_tokens += (int64_t)bb.B * bb.T;
+            sums[0] += loss * share;
+            sums[1] += (double)bb.B * bb.T;
         }
+        if (dist_allreduce_sum_f32(dist, m.grad_memory, m.num_params) != 0 ||
+            dist_allreduce_sum_f64(dist, sums, 3) != 0) {
+            snprintf(err, errlen, "reducing the gradients across ranks failed at step %lld",
+                     (long long)step + 1);
+            goto done;
+        }
+        if (sums[2] > 0.0) {
+            snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
+            goto done;
+        }
+        const double loss_sum = sums[0];
+        const int64_t step_tokens = (int64_t)sums[1];
         const double grad_norm =
             grad_clip_global_norm(m.grad_memory, m.num_params, cfg->max_grad_norm);
         const float lr = lr_schedule(sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
@@ -491,6 +537,8 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
                                    (float)cfg->weight_decay};
         adam_step(m.param_memory, m.grad_memory, st.adam_m, st.adam_v, decay, m.num_params, &adamw,
                   step + 1);
+        if (dist_check_replicas(dist, m.param_memory, m.num_params, err, errlen) != 0)
+            goto done;
         st.tokens_seen += step_tokens;
         st.step = step + 1;
         const double dt = now_s() - t0;
@@ -508,7 +556,7 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
         mt[k++] = (sink_metric){"wall_s", now_s() - start};
         if (eval.n > 0 &&
             (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
-            res.eval_loss = evaluate(&m, &eval, &bb, B);
+            res.eval_loss = evaluate(&m, &eval, &bb, B, dist);
             mt[k++] = (sink_metric){"eval_loss", res.eval_loss};
             mt[k++] = (sink_metric){"perplexity", exp(res.eval_loss)};
         }
@@ -516,9 +564,11 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
             snprintf(err, errlen, "the metrics sink failed");
             goto done;
         }
-        if (last || (cfg->sample_interval > 0 && (step + 1) % cfg->sample_interval == 0))
+        if (dist_is_root(dist) &&
+            (last || (cfg->sample_interval > 0 && (step + 1) % cfg->sample_interval == 0)))
             log_samples(&m, cfg, in, shown, n_shown, step + 1, &st.sample, sink);
-        if (!last && cfg->checkpoint_interval > 0 && (step + 1) % cfg->checkpoint_interval == 0 &&
+        if (dist_is_root(dist) && !last && cfg->checkpoint_interval > 0 &&
+            (step + 1) % cfg->checkpoint_interval == 0 &&
             emit_checkpoint(&m, cfg, &st, true, sink) != 0) {
             snprintf(err, errlen, "writing the checkpoint at step %lld failed",
                      (long long)step + 1);
@@ -526,7 +576,7 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
         }
     }
     /* A stopped run keeps its state so it can resume; a finished one is weights only. */
-    if (emit_checkpoint(&m, cfg, &st, res.stopped, sink) != 0) {
+    if (dist_is_root(dist) && emit_checkpoint(&m, cfg, &st, res.stopped, sink) != 0) {
         snprintf(err, errlen, "writing the final checkpoint failed");
         goto done;
     }

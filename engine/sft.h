@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist.h"
 #include "hparams.h"
 #include "sink.h"
 #include "tokenizer.h"
@@ -66,6 +67,9 @@ typedef struct sft_inputs {
      * (same hyperparameters and data): training continues from it and ends
      * bit-identical to an uninterrupted run at the same thread count. */
     const char *resume_checkpoint;
+    /* Data parallelism (dist.h): every rank passes the same inputs and
+     * trains on its shard of each micro-batch; NULL = one process. */
+    const dist_comm *dist;
 } sft_inputs;
 
 typedef struct sft_result {

@@ -100,7 +100,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     keep_sink sft_ck;
     train_sink sink;
     keep_init(&sft_ck, &sink);
-    const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL};
+    const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL, NULL};
     ck_assert_msg(sft_train(&sc, &si, &sink, NULL, err, sizeof err) == 0, "%s", err);
 
     /* 2. the simulated annotator ranks K = 4 samples of the SFT policy */
@@ -140,7 +140,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     rc.eval_fraction = 0.15;
     keep_sink rm_ck;
     keep_init(&rm_ck, &sink);
-    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path};
+    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path, NULL};
     reward_result rres;
     ck_assert_msg(reward_train(&rc, &ri, &sink, &rres, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(small || rres.eval_accuracy > 0.6,

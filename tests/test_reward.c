@@ -135,7 +135,7 @@ START_TEST(test_reward_model_learns_gold_preference) {
     hparams_set_defaults(&reward_hparams, &cfg);
     cfg.epochs = 10, cfg.learning_rate = 1e-3, cfg.batch_size = 16, cfg.eval_interval = 0;
     cfg.eval_fraction = 0.2, cfg.norm_samples = 16;
-    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL};
+    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL};
     int steps = 0;
     train_sink sink = {&steps, count_metrics, NULL, NULL, NULL};
     reward_result res;

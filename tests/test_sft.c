@@ -147,7 +147,7 @@ START_TEST(test_sft_learns_the_demo_task) {
     cfg.n_layer = 2, cfg.d_model = 64, cfg.n_head = 4, cfg.context = 64;
     cfg.max_steps = 300, cfg.batch_size = 16, cfg.learning_rate = 3e-3, cfg.warmup_steps = 10;
     cfg.eval_interval = 0, cfg.sample_interval = 0;
-    const sft_inputs in = {ex, N, NULL, 0, &tok, NULL, NULL};
+    const sft_inputs in = {ex, N, NULL, 0, &tok, NULL, NULL, NULL};
     sft_recording rec = {0};
     train_sink sink = {&rec, rec_metrics, rec_event, rec_checkpoint, rec_should_stop};
     sft_result res;
@@ -218,7 +218,7 @@ START_TEST(test_sft_resume_is_bit_identical) {
     hparams_set_defaults(&sft_hparams, &cfg);
     cfg.n_layer = 1, cfg.d_model = 32, cfg.n_head = 2, cfg.context = 64, cfg.batch_size = 8;
     cfg.max_steps = 40, cfg.warmup_steps = 5, cfg.eval_interval = 10, cfg.sample_interval = 15;
-    sft_inputs in = {ex, N, NULL, 0, &tok, NULL, NULL};
+    sft_inputs in = {ex, N, NULL, 0, &tok, NULL, NULL, NULL};
     sft_recording whole = {0};
     run_sft(&cfg, &in, &whole);
     ck_assert_int_eq(whole.steps, 40);

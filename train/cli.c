@@ -19,6 +19,7 @@
 #include "safetensors.h"
 #include "jsonl_data.h"
 #include "db_job.h"
+#include "dist_job.h"
 #include "jobs.h"
 
 enum { EXIT_TRAINING_FAILED = 1, EXIT_USAGE = 2 };
@@ -245,6 +246,8 @@ static int run_job(const job_type *type, int argc, char **argv) {
     json_t *line =
         json_pack("{s:s, s:s, s:o, s:i, s:s}", "event", "config", "job_type", type->name, "config",
                   resolved, "threads", opts.threads, "blas_core", blas_core_name());
+    if (dist_size(rlhf_train_dist) > 1)
+        json_object_set_new(line, "ranks", json_integer(dist_size(rlhf_train_dist)));
     json_dumpf(line, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
     putchar('\n');
     fflush(stdout);
@@ -277,8 +280,12 @@ static int run_job(const job_type *type, int argc, char **argv) {
                                    .init_checkpoint = opts.init_path,
                                    .resume_checkpoint = opts.resume_path,
                                    .tokenizer_dir = opts.tokenizer_dir,
-                                   .reward_checkpoint = opts.reward_path};
-        rc = type->run(cfg, &inputs, &sink, err, sizeof err);
+                                   .reward_checkpoint = opts.reward_path,
+                                   .dist = rlhf_train_dist};
+        /* the other ranks of an mpirun get the job now (dist_job.h) */
+        load_rc = dist_job_send(rlhf_train_dist, type, cfg, opts.threads, &inputs, err, sizeof err);
+        if (load_rc == 0)
+            rc = type->run(cfg, &inputs, &sink, err, sizeof err);
     }
     text_pairs_free(&train);
     text_pairs_free(&eval);
@@ -586,6 +593,13 @@ int rlhf_train_main(int argc, char **argv) {
         return rlhf_demo_eval_main(argc, argv);
     if (strcmp(cmd, "export-hf") == 0)
         return export_hf(argc, argv);
+    if (strcmp(cmd, "features") == 0) {
+        /* what this build can do: {"mpi": "Open MPI v4.1.4"} or {"mpi": null} */
+        printf("{\"mpi\":%s%s%s}\n", rlhf_train_mpi_library ? "\"" : "",
+               rlhf_train_mpi_library ? rlhf_train_mpi_library : "null",
+               rlhf_train_mpi_library ? "\"" : "");
+        return 0;
+    }
     if (strcmp(cmd, "--db") == 0)
         return rlhf_train_db_main(argc, argv);
     const job_type *type = job_type_find(cmd);

@@ -1,5 +1,6 @@
 #include "db_job.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 
 #include "db.h"
 #include "db_sink.h"
+#include "dist_job.h"
 #include "jobs.h"
 #include "safetensors.h"
 
@@ -408,8 +410,12 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, co
                                .n_train = train.n,
                                .eval = eval.n > 0 ? eval.items : NULL,
                                .n_eval = eval.n,
-                               .resume_checkpoint = found == 1 ? resume_path : NULL};
-    rc = type->run(cfg, &inputs, sink, err, errlen);
+                               .resume_checkpoint = found == 1 ? resume_path : NULL,
+                               .dist = rlhf_train_dist};
+    /* under mpirun the other ranks get the job, data included (dist_job.h) */
+    if (dist_job_send(rlhf_train_dist, type, cfg, openblas_get_num_threads(), &inputs, err,
+                      errlen) == 0)
+        rc = type->run(cfg, &inputs, sink, err, errlen);
 done:
     if (resume_fd >= 0)
         close(resume_fd);
