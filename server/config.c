@@ -41,6 +41,8 @@ static const option_def options[] = {
     INT(sse_poll_ms, 250, 10, 10000, "how often an event stream looks for new events"),
     INT(sse_heartbeat_ms, 15000, 100, 600000, "keep-alive comment interval on idle streams"),
     STR(train_bin, "", "the rlhf-train program (default: beside rlhfd)"),
+    INT(model_cache, 2, 0, 64, "checkpoints kept loaded for /generate (least recently used out)"),
+    INT(generate_slots, 2, 1, 64, "generations that run at once; others wait up to 30 s"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -19,7 +19,9 @@
     "id, type, status, config, attempts, max_attempts, cancel_requested, created_at, "             \
     "started_at, finished_at, error, "                                                             \
     "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'training'), "      \
-    "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'validation')"
+    "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'validation'), "    \
+    "parent_checkpoint_id, reward_checkpoint_id, training_project_id, "                            \
+    "(SELECT max(id) FROM checkpoints WHERE job_id = jobs.id AND kind = 'final')"
 
 static json_t *column_int_or_null(sqlite3_stmt *st, int i) {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? json_null()
@@ -36,7 +38,7 @@ static json_t *column_json(sqlite3_stmt *st, int i) {
 static json_t *job_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     (void)db, (void)scope;
     const char *error = (const char *)sqlite3_column_text(st, 10);
-    return json_pack(
+    json_t *job = json_pack(
         "{s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:b, s:I, s:o, s:o, s:o}", "id",
         (json_int_t)sqlite3_column_int64(st, 0), "object", "job", "type",
         (const char *)sqlite3_column_text(st, 1), "status",
@@ -47,6 +49,18 @@ static json_t *job_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
         "created_at", (json_int_t)sqlite3_column_int64(st, 7), "started_at",
         column_int_or_null(st, 8), "finished_at", column_int_or_null(st, 9), "error",
         error ? json_pack("{s:s}", "message", error) : json_null());
+    /* What the job starts from and, once it succeeded, its result: the
+     * OpenAI fine-tuning names (model, fine_tuned_model), as checkpoint ids. */
+    if (job != NULL) {
+        json_object_set_new(job, "model", column_int_or_null(st, 13));
+        json_object_set_new(job, "reward_model", column_int_or_null(st, 14));
+        json_object_set_new(job, "training_project", column_int_or_null(st, 15));
+        json_object_set_new(job, "fine_tuned_model",
+                            strcmp((const char *)sqlite3_column_text(st, 2), "succeeded") == 0
+                                ? column_int_or_null(st, 16)
+                                : json_null());
+    }
+    return job;
 }
 
 /* The job as JSON, or NULL if there is none (or on error). */
@@ -76,13 +90,14 @@ static const char *const planned_job_types[] = {"sft", "reward", "ppo", NULL};
  * training_file and validation_file alike. The worker (train/db_job.c)
  * turns that format's rows into the job's inputs. A type the engine has
  * that needs training data but is not listed here is refused with
- * job_type_unavailable: the daemon cannot feed it yet. Adding reward
- * (preference) and ppo (prompts) is a row here plus their loader there. */
+ * job_type_unavailable: the daemon cannot feed it yet. */
 static const struct {
     const char *job_type;
     const char *dataset_format;
 } job_dataset_formats[] = {
     {"sft", "sft"},
+    {"reward", "preference"},
+    {"ppo", "prompts"},
 };
 
 static const char *job_dataset_format(const job_type *type) {
@@ -193,6 +208,183 @@ static int link_job_dataset(request *r, const job_type *type, const job_dataset_
     return 0;
 }
 
+/* ---- model, reward_model, training_project ------------------------------------- */
+
+/* A checkpoint named by `model` or `reward_model`: an integer is a
+ * checkpoint id (a checkpoint object's `id`, periodic or final, of any
+ * job); "job:N" is job N's final checkpoint, its `fine_tuned_model`, so the
+ * job must have succeeded; "checkpoint:N" spells out the first form. The
+ * checkpoint must come from a job of a fitting type: a policy (sft, ppo) for
+ * `model`, a reward job for `reward_model`. */
+typedef struct model_ref {
+    const char *param;             /* "model" */
+    const json_t *value;           /* from the body; NULL if absent */
+    const char *const *from_types; /* job types whose checkpoints fit */
+    const char *what;              /* "a policy (an sft or ppo job's checkpoint)" */
+    bool by_job;                   /* "job:N" */
+    int64_t id;                    /* checkpoint or job id */
+    int64_t checkpoint_id;         /* resolved */
+} model_ref;
+
+static const char *const policy_job_types[] = {"sft", "ppo", NULL};
+static const char *const reward_job_types[] = {"reward", NULL};
+
+/* "job:12" → 12; -1 if text is not prefix followed by a positive integer. */
+static int64_t prefixed_id(const char *text, const char *prefix) {
+    size_t n = strlen(prefix);
+    if (strncmp(text, prefix, n) != 0 || text[n] < '1' || text[n] > '9')
+        return -1;
+    char *end;
+    long long v = strtoll(text + n, &end, 10);
+    return *end == '\0' && v > 0 ? v : -1;
+}
+
+/* The shape of ref's value: 1 ok (absent, or well formed into by_job/id),
+ * 0 replied. */
+static int check_model_syntax(request *r, model_ref *ref, enum MHD_Result *replied) {
+    if (ref->value == NULL)
+        return 1;
+    if (json_is_integer(ref->value) && json_integer_value(ref->value) > 0) {
+        ref->id = json_integer_value(ref->value);
+        return 1;
+    }
+    if (json_is_string(ref->value)) {
+        const char *text = json_string_value(ref->value);
+        if ((ref->id = prefixed_id(text, "checkpoint:")) > 0)
+            return 1;
+        if ((ref->id = prefixed_id(text, "job:")) > 0) {
+            ref->by_job = true;
+            return 1;
+        }
+    }
+    *replied = http_reply_error(
+        r, 400, json_is_integer(ref->value) ? "invalid_value" : "invalid_type", ref->param,
+        "%s must be a checkpoint id (a positive integer or "
+        "\"checkpoint:N\") or \"job:N\" (job N's final checkpoint)",
+        ref->param);
+    return 0;
+}
+
+/* In the caller's transaction: ref names a stored checkpoint of a job of a
+ * fitting type (and, by job, a succeeded job with a final checkpoint).
+ * 1 ok with ref->checkpoint_id set, or when absent; 0 replied. */
+static int resolve_model(request *r, model_ref *ref, enum MHD_Result *replied) {
+    if (ref->value == NULL)
+        return 1;
+    sqlite3_stmt *st = NULL;
+    const char *sql =
+        ref->by_job
+            ? "SELECT type, status, (SELECT max(c.id) FROM checkpoints c WHERE c.job_id = jobs.id "
+              "AND c.kind = 'final' AND c.bytes IS NOT NULL) FROM jobs WHERE id = ?1"
+            : "SELECT j.type, j.status, c.id FROM checkpoints c JOIN jobs j ON j.id = c.job_id "
+              "WHERE c.id = ?1 AND c.bytes IS NOT NULL";
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        *replied = http_reply_db_error(r);
+        return 0;
+    }
+    sqlite3_bind_int64(st, 1, ref->id);
+    int rc = sqlite3_step(st);
+    char type[64] = "", status[32] = "";
+    int64_t checkpoint = 0;
+    if (rc == SQLITE_ROW) {
+        snprintf(type, sizeof type, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 1));
+        checkpoint = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    const char *noun = ref->by_job ? "job" : "checkpoint";
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        *replied = http_reply_db_error(r);
+    else if (rc == SQLITE_DONE)
+        *replied =
+            http_reply_error(r, 400, ref->by_job ? "job_not_found" : "checkpoint_not_found",
+                             ref->param, "%s: no %s %lld", ref->param, noun, (long long)ref->id);
+    else if (!http_one_of(type, ref->from_types))
+        *replied = http_reply_error(r, 400, "invalid_model", ref->param,
+                                    "%s: %s %lld %s a %s job; %s must be %s", ref->param, noun,
+                                    (long long)ref->id, ref->by_job ? "is" : "is from", type,
+                                    ref->param, ref->what);
+    else if (ref->by_job && (strcmp(status, "succeeded") != 0 || checkpoint == 0))
+        *replied = http_reply_error(r, 400, "model_not_ready", ref->param,
+                                    "%s: job %lld is %s; \"job:N\" names a succeeded job's final "
+                                    "checkpoint (or name one of its checkpoints by id)",
+                                    ref->param, (long long)ref->id, status);
+    else {
+        ref->checkpoint_id = checkpoint;
+        return 1;
+    }
+    return 0;
+}
+
+/* In the caller's transaction: the annotation project a reward job trains
+ * on exists and has rankings that give preference pairs (not skips, not
+ * all ties). Its rankings up to now are the job's data: *cutoff = the
+ * newest one's id. 1 ok (or absent), 0 replied. */
+static int resolve_project(request *r, const json_t *value, int64_t *cutoff,
+                           enum MHD_Result *replied) {
+    if (value == NULL)
+        return 1;
+    const int64_t id = json_integer_value(value);
+    int found = db_row_exists(r->db, "SELECT 1 FROM projects WHERE id = ?1", id);
+    if (found <= 0) {
+        *replied = found < 0 ? http_reply_db_error(r)
+                             : http_reply_error(r, 400, "project_not_found", "training_project",
+                                                "training_project: no project %lld", (long long)id);
+        return 0;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT max(rk.id) FROM rankings rk JOIN comparisons c ON c.id = "
+                           "rk.comparison_id WHERE c.project_id = ?1 AND rk.skipped = 0 AND "
+                           "EXISTS (SELECT 1 FROM preference_pairs p WHERE p.ranking_id = rk.id)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        *replied = http_reply_db_error(r);
+        return 0;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    *cutoff = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        *replied = http_reply_db_error(r);
+    else if (*cutoff == 0)
+        *replied = http_reply_error(r, 400, "project_has_no_rankings", "training_project",
+                                    "training_project: project %lld has no rankings that order "
+                                    "two candidates yet (skips and all-tie rankings say nothing)",
+                                    (long long)id);
+    else
+        return 1;
+    return 0;
+}
+
+/* What POST /v1/jobs names besides datasets. */
+typedef struct job_refs {
+    model_ref model, reward_model;
+    const json_t *project; /* training_project */
+    int64_t ranking_cutoff;
+} job_refs;
+
+static int store_job_refs(sqlite3 *db, int64_t job_id, const job_refs *refs) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE jobs SET parent_checkpoint_id = ?2, reward_checkpoint_id = ?3, "
+                           "training_project_id = ?4, training_ranking_cutoff = ?5 WHERE id = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, job_id);
+    if (refs->model.checkpoint_id > 0)
+        sqlite3_bind_int64(st, 2, refs->model.checkpoint_id);
+    if (refs->reward_model.checkpoint_id > 0)
+        sqlite3_bind_int64(st, 3, refs->reward_model.checkpoint_id);
+    if (refs->project != NULL) {
+        sqlite3_bind_int64(st, 4, json_integer_value(refs->project));
+        sqlite3_bind_int64(st, 5, refs->ranking_cutoff);
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* Inserts a queued job and its first event in the caller's transaction. */
 static int64_t job_insert(sqlite3 *db, const char *type, const char *config, int64_t max_attempts,
                           int64_t token_id) {
@@ -221,7 +413,8 @@ static int64_t job_insert(sqlite3 *db, const char *type, const char *config, int
 /* Stores the validated job with its dataset links in one transaction and
  * replies with it; a dataset that does not fit stores nothing. */
 static enum MHD_Result job_store(request *r, const job_type *type, const void *cfg,
-                                 int64_t max_attempts, const job_dataset_ref refs[2]) {
+                                 int64_t max_attempts, const job_dataset_ref refs[2],
+                                 job_refs *models) {
     json_t *resolved = hparams_to_json(type->hparams, cfg);
     /* Stored at full precision: the worker must read back the very same
      * doubles (replies print 15 digits, http.h). */
@@ -240,7 +433,15 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
         return replied;
     }
     if (!link_job_dataset(r, type, &refs[0], id, &replied) ||
-        !link_job_dataset(r, type, &refs[1], id, &replied)) {
+        !link_job_dataset(r, type, &refs[1], id, &replied) ||
+        !resolve_model(r, &models->model, &replied) ||
+        !resolve_model(r, &models->reward_model, &replied) ||
+        !resolve_project(r, models->project, &models->ranking_cutoff, &replied)) {
+        db_rollback(r->db);
+        return replied;
+    }
+    if (store_job_refs(r->db, id, models) != 0) {
+        replied = http_reply_db_error(r);
         db_rollback(r->db);
         return replied;
     }
@@ -255,19 +456,78 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
     return replied;
 }
 
+/* Which of training_file, training_project, model and reward_model the
+ * type takes and needs, and their shapes: 1 ok, 0 replied. Existence and
+ * kind are checked in job_store's transaction. */
+static int check_job_refs(request *r, const job_type *type, const job_dataset_ref refs[2],
+                          job_refs *models, enum MHD_Result *replied) {
+    const bool rankings = type->needs_train_data && type->data_kind == JOB_DATA_RANKINGS;
+    const bool ppo = type->needs_train_data && type->data_kind == JOB_DATA_PROMPTS;
+    if (models->project != NULL && !rankings)
+        *replied = http_reply_error(r, 400, "invalid_value", "training_project",
+                                    "%s jobs do not train on rankings; leave training_project out",
+                                    type->name);
+    else if (models->project != NULL &&
+             (!json_is_integer(models->project) || json_integer_value(models->project) <= 0))
+        *replied = http_reply_error(r, 400, "invalid_type", "training_project",
+                                    "training_project must be a project id (a positive integer)");
+    else if (models->project != NULL && refs[0].value != NULL)
+        *replied = http_reply_error(r, 400, "invalid_value", "training_project",
+                                    "give training_file (a preference dataset) or "
+                                    "training_project (an annotation project), not both");
+    else if (type->needs_train_data && refs[0].value == NULL && models->project == NULL)
+        *replied =
+            http_reply_error(r, 400, "missing_required_parameter", "training_file",
+                             "%s jobs need training_file: the id of a dataset of format "
+                             "%s%s",
+                             type->name, job_dataset_format(type),
+                             rankings ? ", or training_project: an annotation project id" : "");
+    else if (!check_dataset_ref_syntax(r, type, &refs[0], replied) ||
+             !check_dataset_ref_syntax(r, type, &refs[1], replied))
+        return 0;
+    else if (models->model.value != NULL && !type->needs_train_data)
+        *replied = http_reply_error(r, 400, "invalid_value", "model",
+                                    "%s jobs start from no model; leave model out", type->name);
+    else if (models->model.value == NULL && (rankings || ppo))
+        *replied = http_reply_error(r, 400, "missing_required_parameter", "model",
+                                    "%s jobs need model: the SFT checkpoint to start from (a "
+                                    "checkpoint id, or \"job:N\" for sft job N's final one)",
+                                    type->name);
+    else if (models->reward_model.value != NULL && !ppo)
+        *replied =
+            http_reply_error(r, 400, "invalid_value", "reward_model",
+                             "%s jobs take no reward model; leave reward_model out", type->name);
+    else if (models->reward_model.value == NULL && ppo)
+        *replied = http_reply_error(r, 400, "missing_required_parameter", "reward_model",
+                                    "%s jobs need reward_model: a reward job's checkpoint (a "
+                                    "checkpoint id, or \"job:N\")",
+                                    type->name);
+    else if (check_model_syntax(r, &models->model, replied) &&
+             check_model_syntax(r, &models->reward_model, replied))
+        return 1;
+    return 0;
+}
+
 enum MHD_Result route_jobs_create(request *r) {
     enum MHD_Result replied;
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;
-    static const char *const keys[] = {"type",          "hyperparameters", "max_attempts",
-                                       "training_file", "validation_file", NULL};
+    static const char *const keys[] = {"type",          "hyperparameters",  "max_attempts",
+                                       "training_file", "validation_file",  "model",
+                                       "reward_model",  "training_project", NULL};
     json_t *type_v = json_object_get(body, "type");
     json_t *hp = json_object_get(body, "hyperparameters");
     json_t *attempts_v = json_object_get(body, "max_attempts");
     const job_dataset_ref refs[2] = {
         {"training_file", "training", json_object_get(body, "training_file")},
         {"validation_file", "validation", json_object_get(body, "validation_file")}};
+    job_refs models = {.model = {"model", json_object_get(body, "model"), policy_job_types,
+                                 "a policy: a checkpoint of an sft or ppo job"},
+                       .reward_model = {"reward_model", json_object_get(body, "reward_model"),
+                                        reward_job_types,
+                                        "a reward model: a checkpoint of a reward job"},
+                       .project = json_object_get(body, "training_project")};
     const job_type *type = json_is_string(type_v) ? job_type_find(json_string_value(type_v)) : NULL;
     int64_t max_attempts = attempts_v ? json_integer_value(attempts_v) : r->srv->cfg.max_attempts;
     void *cfg = type ? calloc(1, type->hparams->config_bytes) : NULL;
@@ -301,12 +561,7 @@ enum MHD_Result route_jobs_create(request *r) {
              (!json_is_integer(attempts_v) || max_attempts < 1 || max_attempts > 100))
         replied = http_reply_error(r, 400, "invalid_value", "max_attempts",
                                    "max_attempts must be an integer in [1, 100]");
-    else if (type->needs_train_data && refs[0].value == NULL)
-        replied = http_reply_error(r, 400, "missing_required_parameter", "training_file",
-                                   "%s jobs need training_file: the id of a dataset of format %s",
-                                   type->name, job_dataset_format(type));
-    else if (!check_dataset_ref_syntax(r, type, &refs[0], &replied) ||
-             !check_dataset_ref_syntax(r, type, &refs[1], &replied))
+    else if (!check_job_refs(r, type, refs, &models, &replied))
         ;
     else if (cfg == NULL)
         replied = http_reply_error(r, 500, "out_of_memory", NULL, "out of memory");
@@ -314,7 +569,7 @@ enum MHD_Result route_jobs_create(request *r) {
         hyperparameter_param(err, param, sizeof param);
         replied = http_reply_error(r, 400, "invalid_hyperparameter", param, "%s", err);
     } else
-        replied = job_store(r, type, cfg, max_attempts, refs);
+        replied = job_store(r, type, cfg, max_attempts, refs, &models);
     free(cfg);
     json_decref(body);
     return replied;
@@ -381,8 +636,9 @@ enum MHD_Result route_jobs_cancel(request *r) {
         db_rollback(r->db);
         return reply_no_job(r);
     }
-    bool waiting = strcmp(status, "queued") == 0 || strcmp(status, "validating_files") == 0;
-    bool running = strcmp(status, "running") == 0;
+    /* validating_files: a worker has claimed the job and checks its inputs. */
+    bool waiting = strcmp(status, "queued") == 0;
+    bool running = strcmp(status, "running") == 0 || strcmp(status, "validating_files") == 0;
     if (!waiting && !running) {
         db_rollback(r->db);
         if (strcmp(status, "cancelled") == 0)

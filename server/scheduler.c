@@ -57,7 +57,7 @@ static int job_lost_worker(sqlite3 *db, int64_t job_id, lost_worker_reason why, 
              "WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, "
              "error = ?2, lease_owner = NULL, lease_expires_ms = NULL, worker_pid = NULL, "
              "finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN ?3 END "
-             "WHERE id = ?1 AND status = 'running' AND %s "
+             "WHERE id = ?1 AND status IN ('validating_files', 'running') AND %s "
              "RETURNING status, attempts, max_attempts",
              sql[why]);
     if (db_begin(db) != SQLITE_OK)
@@ -198,7 +198,7 @@ static void signal_cancelled(scheduler *s) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT 1 FROM jobs WHERE id = ?1 AND cancel_requested = 1 AND "
-                           "status = 'running'",
+                           "status IN ('validating_files', 'running')",
                            -1, &st, NULL) != SQLITE_OK)
         return;
     for (int i = 0; i < s->n_slots; i++) {
@@ -218,8 +218,8 @@ static void signal_cancelled(scheduler *s) {
 static void expire_leases(scheduler *s) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, worker_pid FROM jobs WHERE status = 'running' AND "
-                           "lease_expires_ms < ?1 LIMIT 100",
+                           "SELECT id, worker_pid FROM jobs WHERE status IN "
+                           "('validating_files', 'running') AND lease_expires_ms < ?1 LIMIT 100",
                            -1, &st, NULL) != SQLITE_OK)
         return;
     sqlite3_bind_int64(st, 1, db_now_ms());

@@ -29,6 +29,8 @@ typedef struct rlhfd_config {
     int64_t sse_poll_ms;      /* how often a stream looks for new events */
     int64_t sse_heartbeat_ms; /* comment lines that keep proxies from timing out */
     char train_bin[4096];     /* default: rlhf-train beside rlhfd */
+    int64_t model_cache;      /* checkpoints kept loaded for generation (generate.h) */
+    int64_t generate_slots;   /* generations running at once */
 } rlhfd_config;
 
 /* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when

@@ -14,6 +14,7 @@
 #include "db.h"
 #include "db_sink.h"
 #include "dist_job.h"
+#include "gpt2_checkpoint.h"
 #include "jobs.h"
 #include "safetensors.h"
 
@@ -95,7 +96,8 @@ static int claim_job(sqlite3 *db, int64_t job_id, const char *owner, int64_t lea
     }
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db,
-                                "UPDATE jobs SET status = 'running', attempts = attempts + 1, "
+                                "UPDATE jobs SET status = 'validating_files', "
+                                "attempts = attempts + 1, "
                                 "lease_owner = ?2, lease_expires_ms = ?3, worker_pid = ?4, "
                                 "started_at = coalesce(started_at, ?5) "
                                 "WHERE id = ?1 AND status = 'queued' AND cancel_requested = 0 "
@@ -198,83 +200,212 @@ static int finish_job(sqlite3 *db, int64_t job_id, const char *owner, job_outcom
     return -1;
 }
 
-/* ---- what the job trains on: its datasets ---------------------------------- */
+/* ---- what the job trains on: its datasets and project ------------------------ */
 
-/* The (prompt, response) rows of one dataset; every string is owned. */
-typedef struct job_pairs {
-    text_pair *items;
-    int64_t n, cap;
-} job_pairs;
+/* The rows of one dataset as (prompt, response) pairs (sft; prompts with
+ * response ""), or as rankings (preference: chosen ranked above rejected),
+ * every string owned. */
+typedef struct job_data {
+    text_pair *pairs;
+    int64_t n_pairs, cap_pairs;
+    ranking *rankings;
+    int64_t n_rankings, cap_rankings;
+    int64_t n_skipped; /* project rankings that order nothing (all ties) */
+} job_data;
 
-static void job_pairs_free(job_pairs *p) {
-    for (int64_t i = 0; i < p->n; i++) {
-        free((char *)p->items[i].prompt);
-        free((char *)p->items[i].response);
+static void job_data_free(job_data *d) {
+    for (int64_t i = 0; i < d->n_pairs; i++) {
+        free((char *)d->pairs[i].prompt);
+        free((char *)d->pairs[i].response);
     }
-    free(p->items);
-    memset(p, 0, sizeof *p);
+    for (int64_t i = 0; i < d->n_rankings; i++) {
+        free((char *)d->rankings[i].prompt);
+        for (int k = 0; k < d->rankings[i].k; k++)
+            free((char *)d->rankings[i].responses[k]);
+    }
+    free(d->pairs);
+    free(d->rankings);
+    memset(d, 0, sizeof *d);
 }
 
-static int job_pairs_add(job_pairs *p, const char *prompt, const char *response) {
-    if (p->n == p->cap) {
-        int64_t cap = p->cap ? 2 * p->cap : 256;
-        text_pair *items = realloc(p->items, sizeof *items * (size_t)cap);
+static int job_pairs_add(job_data *d, const char *prompt, const char *response) {
+    if (d->n_pairs == d->cap_pairs) {
+        int64_t cap = d->cap_pairs ? 2 * d->cap_pairs : 256;
+        text_pair *items = realloc(d->pairs, sizeof *items * (size_t)cap);
         if (items == NULL)
             return -1;
-        p->items = items, p->cap = cap;
+        d->pairs = items, d->cap_pairs = cap;
     }
     char *ps = strdup(prompt), *rs = strdup(response);
     if (ps == NULL || rs == NULL) {
         free(ps), free(rs);
         return -1;
     }
-    p->items[p->n++] = (text_pair){ps, rs};
+    d->pairs[d->n_pairs++] = (text_pair){ps, rs};
+    return 0;
+}
+
+/* A new ranking of prompt with no responses yet, or NULL (out of memory). */
+static ranking *job_ranking_new(job_data *d, const char *prompt) {
+    if (d->n_rankings == d->cap_rankings) {
+        int64_t cap = d->cap_rankings ? 2 * d->cap_rankings : 256;
+        ranking *items = realloc(d->rankings, sizeof *items * (size_t)cap);
+        if (items == NULL)
+            return NULL;
+        d->rankings = items, d->cap_rankings = cap;
+    }
+    char *ps = strdup(prompt);
+    if (ps == NULL)
+        return NULL;
+    ranking *rk = &d->rankings[d->n_rankings++];
+    *rk = (ranking){.prompt = ps};
+    return rk;
+}
+
+/* Removes the newest ranking (one that orders nothing), counting it. */
+static void job_ranking_drop_last(job_data *d) {
+    ranking *rk = &d->rankings[--d->n_rankings];
+    free((char *)rk->prompt);
+    for (int k = 0; k < rk->k; k++)
+        free((char *)rk->responses[k]);
+    d->n_skipped++;
+}
+
+/* Adds a response with its rank to rk: 0, or -1 (out of memory, or more
+ * than RANKING_MAX_K responses). */
+static int job_ranking_add(ranking *rk, const char *response, int rank) {
+    if (rk->k >= RANKING_MAX_K)
+        return -1;
+    char *rs = strdup(response);
+    if (rs == NULL)
+        return -1;
+    rk->responses[rk->k] = rs;
+    rk->rank[rk->k++] = rank;
     return 0;
 }
 
 /* Reads the job's dataset for purpose ("training" | "validation", as
- * POST /v1/jobs linked it in job_datasets) in upload order. rlhfd checked
- * the dataset's format against the job type when the job was created;
- * the format says which job_inputs field its rows become, and only sft
- * ((prompt, response) pairs) is read so far. A job with no dataset for
- * purpose leaves out empty. 0, or -1 with err. */
-static int load_job_pairs(sqlite3 *db, int64_t job_id, const char *purpose, job_pairs *out,
-                          char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
+ * POST /v1/jobs linked it in job_datasets; param is its request field) in
+ * upload order into out: sft rows as pairs, prompts rows as pairs with an
+ * empty response (ppo reads the prompts), preference rows as rankings of
+ * two (TRL and OpenAI rows alike: the prompt is the last user message).
+ * rlhfd checked the format against the job type when the job was created;
+ * it is checked again against what the type reads. A job with no dataset
+ * for purpose leaves out empty. 0, or -1 with err. */
+static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, const char *purpose,
+                            const char *param, job_data *out, char *err, size_t errlen) {
+    static const char *const wants[] = {[JOB_DATA_PAIRS] = "sft",
+                                        [JOB_DATA_RANKINGS] = "preference",
+                                        [JOB_DATA_PROMPTS] = "prompts"};
+    const char *want = wants[type->data_kind];
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT d.id, d.format, r.prompt, r.response FROM job_datasets j "
+                           "SELECT d.id, d.format, r.line, r.prompt, r.response, r.chosen, "
+                           "r.rejected FROM job_datasets j "
                            "JOIN datasets d ON d.id = j.dataset_id "
                            "JOIN dataset_rows r ON r.dataset_id = d.id "
                            "WHERE j.job_id = ?1 AND j.purpose = ?2 ORDER BY r.line",
                            -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot read the %s dataset: %s", purpose, sqlite3_errmsg(db));
+        snprintf(err, errlen, "cannot read %s: %s", param, sqlite3_errmsg(db));
         return -1;
     }
     sqlite3_bind_int64(st, 1, job_id);
     sqlite3_bind_text(st, 2, purpose, -1, SQLITE_STATIC);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    bool bad = false;
+    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const long long dataset = sqlite3_column_int64(st, 0);
         const char *format = (const char *)sqlite3_column_text(st, 1);
-        const char *response = (const char *)sqlite3_column_text(st, 3);
-        if (strcmp(format, "sft") != 0 || response == NULL) {
-            snprintf(err, errlen,
-                     "the %s dataset %lld has format %s; this worker reads sft "
-                     "datasets only",
-                     purpose, (long long)sqlite3_column_int64(st, 0), format);
-            break;
+        const long long line = sqlite3_column_int64(st, 2);
+        const char *prompt = (const char *)sqlite3_column_text(st, 3);
+        const char *response = (const char *)sqlite3_column_text(st, 4);
+        const char *chosen = (const char *)sqlite3_column_text(st, 5);
+        const char *rejected = (const char *)sqlite3_column_text(st, 6);
+        bad = true;
+        if (strcmp(format, want) != 0)
+            snprintf(err, errlen, "%s: dataset %lld has format %s; %s jobs read %s datasets", param,
+                     dataset, format, type->name, want);
+        else if (type->data_kind == JOB_DATA_PAIRS && response == NULL)
+            snprintf(err, errlen, "%s: dataset %lld line %lld has no response", param, dataset,
+                     line);
+        else if (type->data_kind == JOB_DATA_RANKINGS && (chosen == NULL || rejected == NULL))
+            snprintf(err, errlen, "%s: dataset %lld line %lld has no chosen/rejected pair", param,
+                     dataset, line);
+        else if (type->data_kind != JOB_DATA_RANKINGS
+                     ? job_pairs_add(out, prompt, type->data_kind == JOB_DATA_PAIRS ? response : "")
+                     : 0)
+            snprintf(err, errlen, "out of memory reading %s", param);
+        else if (type->data_kind == JOB_DATA_RANKINGS) {
+            ranking *rk = job_ranking_new(out, prompt);
+            if (rk == NULL || job_ranking_add(rk, chosen, 0) != 0 ||
+                job_ranking_add(rk, rejected, 1) != 0)
+                snprintf(err, errlen, "out of memory reading %s", param);
+            else
+                bad = false;
+        } else
+            bad = false;
+    }
+    if (!bad && rc != SQLITE_DONE)
+        snprintf(err, errlen, "cannot read %s: %s", param, sqlite3_errmsg(db)), bad = true;
+    sqlite3_finalize(st);
+    if (!bad)
+        return 0;
+    job_data_free(out);
+    return -1;
+}
+
+/* The rankings of annotation project project_id up to ranking id cutoff
+ * (fixed when the job was created), straight from the database: K-wise,
+ * with ties, candidates in their comparison's order. Skips are left out;
+ * rankings where everything ties order nothing and are counted in
+ * out->n_skipped. 0, or -1 with err. */
+static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff, job_data *out,
+                                 char *err, size_t errlen) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT rk.id, c.prompt, cand.text, e.rank FROM rankings rk "
+                           "JOIN comparisons c ON c.id = rk.comparison_id "
+                           "JOIN ranking_entries e ON e.ranking_id = rk.id "
+                           "JOIN candidates cand ON cand.id = e.candidate_id "
+                           "WHERE c.project_id = ?1 AND rk.id <= ?2 AND rk.skipped = 0 "
+                           "ORDER BY rk.id, cand.position",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read training_project: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, project_id);
+    sqlite3_bind_int64(st, 2, cutoff);
+    int rc;
+    int64_t current = 0;
+    ranking *rk = NULL;
+    bool bad = false;
+    char why[160];
+    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const int64_t id = sqlite3_column_int64(st, 0);
+        if (id != current) {
+            if (rk != NULL && ranking_validate(rk, why, sizeof why) != 0)
+                job_ranking_drop_last(out);
+            current = id;
+            rk = job_ranking_new(out, (const char *)sqlite3_column_text(st, 1));
         }
-        if (job_pairs_add(out, (const char *)sqlite3_column_text(st, 2), response) != 0) {
-            snprintf(err, errlen, "out of memory reading the %s dataset", purpose);
-            break;
+        const int64_t rank = sqlite3_column_int64(st, 3);
+        if (rk == NULL || rank < 0 || rank >= RANKING_MAX_K ||
+            job_ranking_add(rk, (const char *)sqlite3_column_text(st, 2), (int)rank) != 0) {
+            snprintf(err, errlen,
+                     "training_project: cannot read ranking %lld (out of memory, or "
+                     "more than %d candidates)",
+                     (long long)id, RANKING_MAX_K);
+            bad = true;
         }
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        snprintf(err, errlen, "cannot read the %s dataset: %s", purpose, sqlite3_errmsg(db));
+    if (!bad && rc != SQLITE_DONE)
+        snprintf(err, errlen, "cannot read training_project: %s", sqlite3_errmsg(db)), bad = true;
     sqlite3_finalize(st);
-    if (rc == SQLITE_DONE)
+    if (!bad && rk != NULL && ranking_validate(rk, why, sizeof why) != 0)
+        job_ranking_drop_last(out);
+    if (!bad)
         return 0;
-    job_pairs_free(out);
+    job_data_free(out);
     return -1;
 }
 
@@ -371,56 +502,205 @@ static int find_resume_checkpoint(sqlite3 *db, int64_t job_id, int *fd, int64_t 
     return found;
 }
 
+/* ---- the checkpoints a job starts from ------------------------------------------ */
+
+/* Copies stored checkpoint id into an unlinked temporary file (*fd; the
+ * engine opens path = /proc/self/fd/N) and checks it is a GPT-2 checkpoint
+ * (with a scalar head when need_head: a reward model). param names the
+ * request field in errors. 0, or -1 with err. */
+static int checkpoint_to_file(sqlite3 *db, int64_t id, const char *param, bool need_head, int *fd,
+                              char *path, size_t path_len, char *err, size_t errlen) {
+    sqlite3_blob *blob = NULL;
+    if (sqlite3_blob_open(db, "main", "checkpoints", "bytes", id, 0, &blob) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot read checkpoint %lld: %s", param, (long long)id,
+                 sqlite3_errmsg(db));
+        sqlite3_blob_close(blob);
+        return -1;
+    }
+    char why[256];
+    *fd = blob_to_temp_file(blob, why, sizeof why);
+    sqlite3_blob_close(blob);
+    if (*fd < 0) {
+        snprintf(err, errlen, "%s: checkpoint %lld: %s", param, (long long)id, why);
+        return -1;
+    }
+    snprintf(path, path_len, "/proc/self/fd/%d", *fd);
+    safetensors_file f;
+    gpt2_config gc;
+    int rc = safetensors_read_file(&f, path, why, sizeof why);
+    if (rc == 0) {
+        rc = gpt2_config_from_checkpoint(&gc, &f, why, sizeof why);
+        if (rc == 0 && need_head && safetensors_find(&f, "score.weight") == NULL) {
+            snprintf(why, sizeof why, "it has no reward head (score.weight)");
+            rc = -1;
+        }
+        safetensors_free(&f);
+    }
+    if (rc != 0)
+        snprintf(err, errlen, "%s: checkpoint %lld is not a usable GPT-2 checkpoint: %s", param,
+                 (long long)id, why);
+    return rc;
+}
+
 /* ---- the job ------------------------------------------------------------- */
 
-/* Loads what the job trains on (its datasets; the checkpoint to resume
- * from, if an earlier attempt left one) and runs it. 0, or -1 with err. */
+/* What a job names besides its hyperparameters (jobs columns of 004). */
+typedef struct job_refs {
+    int64_t model, reward_model; /* checkpoint ids, 0 if none */
+    int64_t project, ranking_cutoff;
+} job_refs;
+
+static int load_job_refs(sqlite3 *db, int64_t job_id, job_refs *refs, char *err, size_t errlen) {
+    sqlite3_stmt *st = NULL;
+    memset(refs, 0, sizeof *refs);
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT coalesce(parent_checkpoint_id, 0), "
+                                "coalesce(reward_checkpoint_id, 0), "
+                                "coalesce(training_project_id, 0), "
+                                "coalesce(training_ranking_cutoff, 0) FROM jobs WHERE id = ?1",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, job_id);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            refs->model = sqlite3_column_int64(st, 0);
+            refs->reward_model = sqlite3_column_int64(st, 1);
+            refs->project = sqlite3_column_int64(st, 2);
+            refs->ranking_cutoff = sqlite3_column_int64(st, 3);
+        }
+    }
+    if (rc != SQLITE_ROW)
+        snprintf(err, errlen, "cannot read the job: %s", sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* validating_files → running, fenced, with an event saying what was
+ * loaded. 0, or -1 (lease lost or database error). */
+static int mark_running(sqlite3 *db, int64_t job_id, const char *owner, int64_t lease_ms,
+                        const char *message, json_t *data) {
+    if (db_begin(db) != SQLITE_OK)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int ok = db_sink_fence(db, job_id, owner, lease_ms, NULL) == 1 &&
+             sqlite3_prepare_v2(db,
+                                "UPDATE jobs SET status = 'running' WHERE id = ?1 AND "
+                                "status = 'validating_files'",
+                                -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, job_id);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    ok = ok && db_insert_job_event(db, job_id, "info", "message", "running", message, data) == 0;
+    if (ok && db_commit(db) == SQLITE_OK)
+        return 0;
+    db_rollback(db);
+    return -1;
+}
+
+typedef struct worker_ctx {
+    const char *owner;
+    int64_t lease_ms;
+    const atomic_bool *cancel_requested;
+} worker_ctx;
+
+/* Validates and loads what the job trains on while the job is
+ * validating_files — its datasets or project rankings, the checkpoints it
+ * starts from (model, reward_model), and the checkpoint to resume from if
+ * an earlier attempt left one — then marks it running and runs it. An
+ * input that does not check out fails the job with a message naming the
+ * request field. 0, or -1 with err. */
 static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, const void *cfg,
-                           const train_sink *sink, char *err, size_t errlen) {
-    job_pairs train = {0}, eval = {0};
-    int resume_fd = -1;
+                           const train_sink *sink, const worker_ctx *w, char *err, size_t errlen) {
+    job_data train = {0}, eval = {0};
+    enum { FD_MODEL, FD_REWARD, FD_RESUME, N_FDS };
+    int fds[N_FDS] = {-1, -1, -1};
+    char paths[N_FDS][64] = {"", "", ""};
     int64_t resume_id = 0, resume_step = 0;
-    char resume_path[64] = "";
+    job_refs refs;
     int rc = -1;
-    if (load_job_pairs(db, job_id, "training", &train, err, errlen) != 0 ||
-        load_job_pairs(db, job_id, "validation", &eval, err, errlen) != 0)
+    if (load_job_refs(db, job_id, &refs, err, errlen) != 0 ||
+        load_job_dataset(db, job_id, type, "training", "training_file", &train, err, errlen) != 0 ||
+        load_job_dataset(db, job_id, type, "validation", "validation_file", &eval, err, errlen) !=
+            0)
         goto done;
-    if (type->needs_train_data && train.n == 0) {
-        snprintf(err, errlen, "%s jobs need training data; this job names no dataset with rows",
-                 type->name);
+    if (refs.project > 0 &&
+        load_project_rankings(db, refs.project, refs.ranking_cutoff, &train, err, errlen) != 0)
+        goto done;
+    const int64_t n_train = type->data_kind == JOB_DATA_RANKINGS ? train.n_rankings : train.n_pairs;
+    if (type->needs_train_data && n_train == 0) {
+        snprintf(err, errlen, "%s: %s jobs need training data; this job's has no usable rows",
+                 refs.project > 0 ? "training_project" : "training_file", type->name);
         goto done;
     }
+    if ((refs.model > 0 &&
+         checkpoint_to_file(db, refs.model, "model", false, &fds[FD_MODEL], paths[FD_MODEL],
+                            sizeof paths[0], err, errlen) != 0) ||
+        (refs.reward_model > 0 &&
+         checkpoint_to_file(db, refs.reward_model, "reward_model", true, &fds[FD_REWARD],
+                            paths[FD_REWARD], sizeof paths[0], err, errlen) != 0))
+        goto done;
     int found =
-        find_resume_checkpoint(db, job_id, &resume_fd, &resume_id, &resume_step, err, errlen);
+        find_resume_checkpoint(db, job_id, &fds[FD_RESUME], &resume_id, &resume_step, err, errlen);
     if (found < 0)
         goto done;
+    char message[256];
+    snprintf(message, sizeof message,
+             "inputs validated: %lld training %s%s, %lld validation; training", (long long)n_train,
+             type->data_kind == JOB_DATA_RANKINGS ? "rankings" : "examples",
+             train.n_skipped ? " (all-tie rankings left out)" : "",
+             (long long)(type->data_kind == JOB_DATA_RANKINGS ? eval.n_rankings : eval.n_pairs));
+    json_t *data = json_pack(
+        "{s:I, s:I, s:I}", "n_train", (json_int_t)n_train, "n_validation",
+        (json_int_t)(type->data_kind == JOB_DATA_RANKINGS ? eval.n_rankings : eval.n_pairs),
+        "n_rankings_left_out", (json_int_t)train.n_skipped);
+    int marked = mark_running(db, job_id, w->owner, w->lease_ms, message, data);
+    json_decref(data);
+    if (marked != 0) {
+        snprintf(err, errlen, "cannot mark the job running: %s", sqlite3_errmsg(db));
+        goto done;
+    }
     if (found == 1) {
-        snprintf(resume_path, sizeof resume_path, "/proc/self/fd/%d", resume_fd);
-        char message[128];
+        snprintf(paths[FD_RESUME], sizeof paths[0], "/proc/self/fd/%d", fds[FD_RESUME]);
         snprintf(message, sizeof message, "resuming from checkpoint %lld at step %lld",
                  (long long)resume_id, (long long)resume_step);
-        const sink_metric data[] = {{"checkpoint_id", (double)resume_id},
-                                    {"step", (double)resume_step}};
-        if (sink_event(sink, SINK_LEVEL_INFO, "resumed", message, data, 2) != 0) {
+        const sink_metric resumed[] = {{"checkpoint_id", (double)resume_id},
+                                       {"step", (double)resume_step}};
+        if (sink_event(sink, SINK_LEVEL_INFO, "resumed", message, resumed, 2) != 0) {
             snprintf(err, errlen, "cannot record the resume");
             goto done;
         }
     }
-    const job_inputs inputs = {.train = train.items,
-                               .n_train = train.n,
-                               .eval = eval.n > 0 ? eval.items : NULL,
-                               .n_eval = eval.n,
-                               .resume_checkpoint = found == 1 ? resume_path : NULL,
+    /* Cancelled or stopped while validating: nothing to train. */
+    if (atomic_load(w->cancel_requested) || stop_signal) {
+        rc = 0;
+        goto done;
+    }
+    const bool rankings = type->data_kind == JOB_DATA_RANKINGS;
+    const job_inputs inputs = {.train = rankings ? NULL : train.pairs,
+                               .n_train = rankings ? 0 : train.n_pairs,
+                               .eval = !rankings && eval.n_pairs > 0 ? eval.pairs : NULL,
+                               .n_eval = rankings ? 0 : eval.n_pairs,
+                               .rankings = rankings ? train.rankings : NULL,
+                               .n_rankings = rankings ? train.n_rankings : 0,
+                               .eval_rankings =
+                                   rankings && eval.n_rankings > 0 ? eval.rankings : NULL,
+                               .n_eval_rankings = rankings ? eval.n_rankings : 0,
+                               .init_checkpoint = fds[FD_MODEL] >= 0 ? paths[FD_MODEL] : NULL,
+                               .reward_checkpoint = fds[FD_REWARD] >= 0 ? paths[FD_REWARD] : NULL,
+                               .resume_checkpoint = found == 1 ? paths[FD_RESUME] : NULL,
                                .dist = rlhf_train_dist};
     /* under mpirun the other ranks get the job, data included (dist_job.h) */
     if (dist_job_send(rlhf_train_dist, type, cfg, openblas_get_num_threads(), &inputs, err,
                       errlen) == 0)
         rc = type->run(cfg, &inputs, sink, err, errlen);
 done:
-    if (resume_fd >= 0)
-        close(resume_fd);
-    job_pairs_free(&train);
-    job_pairs_free(&eval);
+    for (int i = 0; i < N_FDS; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    job_data_free(&train);
+    job_data_free(&eval);
     return rc;
 }
 
@@ -487,7 +767,8 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
                       .lease_lost = &hb.lease_lost,
                       .stop_signal = &stop_signal};
         train_sink sink = db_sink_make(&ds);
-        rc = run_with_inputs(db, job_id, type, cfg, &sink, err, sizeof err);
+        const worker_ctx w = {owner, lease_ms, &hb.cancel_requested};
+        rc = run_with_inputs(db, job_id, type, cfg, &sink, &w, err, sizeof err);
         db_sink_free(&ds);
     }
     json_decref(config);

@@ -10,11 +10,11 @@
 int db_sink_fence(sqlite3 *db, int64_t job_id, const char *lease_owner, int64_t lease_ms,
                   bool *cancel) {
     sqlite3_stmt *st = NULL;
-    int rc =
-        sqlite3_prepare_v2(db,
-                           "UPDATE jobs SET lease_expires_ms = ?3 WHERE id = ?1 AND "
-                           "lease_owner = ?2 AND status = 'running' RETURNING cancel_requested",
-                           -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(db,
+                                "UPDATE jobs SET lease_expires_ms = ?3 WHERE id = ?1 AND "
+                                "lease_owner = ?2 AND status IN ('validating_files', 'running') "
+                                "RETURNING cancel_requested",
+                                -1, &st, NULL);
     if (rc != SQLITE_OK)
         return -1;
     sqlite3_bind_int64(st, 1, job_id);

@@ -1,0 +1,411 @@
+/* Sampling from stored checkpoints in the daemon: the model cache, the
+ * generation slots and the request limits described in generate.h. */
+#include "generate.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "gpt2.h"
+#include "gpt2_checkpoint.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+
+static void set_error(generate_error *e, unsigned status, const char *code, const char *param,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void set_error(generate_error *e, unsigned status, const char *code, const char *param,
+                      const char *fmt, ...) {
+    e->status = status;
+    snprintf(e->code, sizeof e->code, "%s", code);
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- options ------------------------------------------------------------------ */
+
+/* An optional number member in [lo, hi]: 1 ok (dflt if absent), 0 with e. */
+static int get_number(const json_t *obj, const char *prefix, const char *key, bool integer,
+                      double dflt, double lo, double hi, double *out, generate_error *e) {
+    char param[64];
+    snprintf(param, sizeof param, "%s%s", prefix, key);
+    const json_t *v = json_object_get(obj, key);
+    *out = dflt;
+    if (v == NULL)
+        return 1;
+    if (integer ? !json_is_integer(v) : !json_is_number(v)) {
+        set_error(e, 400, "invalid_type", param, "%s must be %s", param,
+                  integer ? "an integer" : "a number");
+        return 0;
+    }
+    *out = json_number_value(v);
+    if (!(*out >= lo && *out <= hi)) {
+        set_error(e, 400, "invalid_value", param, "%s must be in [%g, %g]", param, lo, hi);
+        return 0;
+    }
+    return 1;
+}
+
+int generate_parse_options(const json_t *obj, const char *prefix, generate_params *p,
+                           generate_error *e) {
+    double n, max_tokens, temperature, top_p, seed;
+    if (!get_number(obj, prefix, "n", true, 1, 1, GENERATE_MAX_N, &n, e) ||
+        !get_number(obj, prefix, "max_tokens", true, 0, 1, GENERATE_MAX_TOKENS, &max_tokens, e) ||
+        !get_number(obj, prefix, "temperature", false, 1.0, 0, 2, &temperature, e) ||
+        !get_number(obj, prefix, "top_p", false, 1.0, 0, 1, &top_p, e) ||
+        !get_number(obj, prefix, "seed", true, -1, 0, 9007199254740991.0, &seed, e))
+        return -1;
+    if (top_p <= 0) {
+        char param[64];
+        snprintf(param, sizeof param, "%stop_p", prefix);
+        set_error(e, 400, "invalid_value", param, "%s must be in (0, 1]", param);
+        return -1;
+    }
+    p->n = (int)n;
+    p->max_tokens = (int)max_tokens;
+    p->temperature = temperature;
+    p->top_p = top_p;
+    if (seed >= 0)
+        p->seed = (uint64_t)seed;
+    else if (getrandom(&p->seed, sizeof p->seed, 0) != (ssize_t)sizeof p->seed)
+        p->seed = (uint64_t)time(NULL);
+    return 0;
+}
+
+/* ---- the model cache and the slots ------------------------------------------ */
+
+typedef struct cached_model {
+    int64_t checkpoint_id; /* 0: empty entry */
+    gpt2_model model;
+    int refs;
+    uint64_t last_used;
+} cached_model;
+
+static struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t slot_free;
+    int active, max_active;
+    cached_model *entries;
+    int n_entries;
+    uint64_t clock;
+    tokenizer tok;
+    int tok_ok;
+} G = {.mutex = PTHREAD_MUTEX_INITIALIZER, .slot_free = PTHREAD_COND_INITIALIZER};
+
+static pthread_once_t G_once = PTHREAD_ONCE_INIT;
+static const rlhfd_config *G_cfg;
+
+static void generate_init(void) {
+    G.max_active = (int)G_cfg->generate_slots;
+    G.n_entries = (int)G_cfg->model_cache;
+    G.entries = G.n_entries > 0 ? calloc((size_t)G.n_entries, sizeof *G.entries) : NULL;
+    if (G.entries == NULL)
+        G.n_entries = 0;
+    G.tok_ok = tokenizer_load_bytes(&G.tok, NULL, 0) == 0;
+    /* Generations run on request threads, up to generate_slots at once;
+     * each uses as many BLAS threads as a worker does. */
+    openblas_set_num_threads((int)G_cfg->threads_per_job);
+}
+
+/* A model to sample from: a cache entry (entry != NULL) or a private copy. */
+typedef struct model_handle {
+    cached_model *entry;
+    gpt2_model private_model;
+    const gpt2_model *m;
+} model_handle;
+
+/* Reads checkpoint id from the database into m (LM head only). 0, or -1
+ * with e. */
+static int load_checkpoint(sqlite3 *db, int64_t id, gpt2_model *m, generate_error *e) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT bytes FROM checkpoints WHERE id = ?1", -1, &st, NULL) !=
+        SQLITE_OK) {
+        set_error(e, 500, "database_error", NULL, "%s", sqlite3_errmsg(db));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_type(st, 0) != SQLITE_BLOB) {
+        sqlite3_finalize(st);
+        set_error(e, 404, "checkpoint_not_found", NULL, "no checkpoint %lld with stored content",
+                  (long long)id);
+        return -1;
+    }
+    safetensors_file f;
+    gpt2_config gc;
+    char why[256];
+    int rc = safetensors_parse(&f, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                               why, sizeof why);
+    sqlite3_finalize(st);
+    if (rc == 0) {
+        rc = gpt2_config_from_checkpoint(&gc, &f, why, sizeof why);
+        gc.scalar_head = false;
+        if (rc == 0 && (rc = gpt2_init(m, &gc, why, sizeof why)) == 0 &&
+            (rc = gpt2_checkpoint_load(m, &f, NULL, why, sizeof why)) != 0)
+            gpt2_free(m);
+        safetensors_free(&f);
+    }
+    if (rc != 0)
+        set_error(e, 400, "invalid_checkpoint", NULL,
+                  "checkpoint %lld cannot be loaded as a GPT-2 model: %s", (long long)id, why);
+    return rc;
+}
+
+static int model_acquire(sqlite3 *db, int64_t id, model_handle *h, generate_error *e) {
+    memset(h, 0, sizeof *h);
+    pthread_mutex_lock(&G.mutex);
+    for (int i = 0; i < G.n_entries; i++)
+        if (G.entries[i].checkpoint_id == id) {
+            h->entry = &G.entries[i];
+            h->entry->refs++;
+            h->entry->last_used = ++G.clock;
+            h->m = &h->entry->model;
+            pthread_mutex_unlock(&G.mutex);
+            return 0;
+        }
+    pthread_mutex_unlock(&G.mutex);
+    /* Loaded outside the lock; a concurrent load of the same id is dropped
+     * below in favour of the one cached first. */
+    gpt2_model m;
+    if (load_checkpoint(db, id, &m, e) != 0)
+        return -1;
+    pthread_mutex_lock(&G.mutex);
+    cached_model *slot = NULL;
+    for (int i = 0; i < G.n_entries; i++) {
+        cached_model *c = &G.entries[i];
+        if (c->checkpoint_id == id) {
+            slot = c;
+            break;
+        }
+        if (c->refs == 0 &&
+            (slot == NULL || (slot->checkpoint_id != 0 &&
+                              (c->checkpoint_id == 0 || c->last_used < slot->last_used))))
+            slot = c;
+    }
+    if (slot != NULL && slot->checkpoint_id == id) {
+        gpt2_free(&m);
+    } else if (slot != NULL) {
+        if (slot->checkpoint_id != 0)
+            gpt2_free(&slot->model);
+        slot->checkpoint_id = id;
+        slot->model = m;
+    }
+    if (slot != NULL) {
+        slot->refs++;
+        slot->last_used = ++G.clock;
+        h->entry = slot;
+        h->m = &slot->model;
+    } else { /* every entry in use (or no cache): this request's own copy */
+        h->private_model = m;
+        h->m = &h->private_model;
+    }
+    pthread_mutex_unlock(&G.mutex);
+    return 0;
+}
+
+static void model_release(model_handle *h) {
+    if (h->entry != NULL) {
+        pthread_mutex_lock(&G.mutex);
+        h->entry->refs--;
+        pthread_mutex_unlock(&G.mutex);
+    } else if (h->m != NULL) {
+        gpt2_free(&h->private_model);
+    }
+    h->m = NULL;
+}
+
+static int slot_acquire(generate_error *e) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += GENERATE_WAIT_MS / 1000;
+    pthread_mutex_lock(&G.mutex);
+    int rc = 0;
+    while (G.active >= G.max_active && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&G.slot_free, &G.mutex, &until);
+    bool got = G.active < G.max_active;
+    if (got)
+        G.active++;
+    pthread_mutex_unlock(&G.mutex);
+    if (!got)
+        set_error(e, 503, "server_busy", NULL,
+                  "all %d generation slots stayed busy for %d s; retry later", G.max_active,
+                  GENERATE_WAIT_MS / 1000);
+    return got ? 0 : -1;
+}
+
+static void slot_release(void) {
+    pthread_mutex_lock(&G.mutex);
+    G.active--;
+    pthread_cond_signal(&G.slot_free);
+    pthread_mutex_unlock(&G.mutex);
+}
+
+/* ---- generation ------------------------------------------------------------- */
+
+/* Bytes of a well-formed UTF-8 sequence at s (n bytes left), or 0. */
+static int utf8_sequence(const unsigned char *s, size_t n) {
+    if (s[0] < 0x80)
+        return 1;
+    int len = s[0] >= 0xC2 && s[0] <= 0xDF   ? 2
+              : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+              : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                             : 0;
+    if (len == 0 || (size_t)len > n)
+        return 0;
+    for (int i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return len;
+}
+
+/* The sampled bytes as valid UTF-8 for JSON: each byte that starts no
+ * well-formed sequence (a model can emit any byte) becomes U+FFFD, and
+ * NUL becomes U+FFFD too (JSON strings in jansson cannot hold it). */
+static char *utf8_text(const char *bytes, size_t n) {
+    char *out = malloc(3 * n + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        int len = bytes[i] ? utf8_sequence((const unsigned char *)bytes + i, n - i) : 0;
+        if (len == 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3), o += 3, i++;
+        } else {
+            memcpy(out + o, bytes + i, (size_t)len), o += (size_t)len, i += (size_t)len;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+void generate_output_free(generate_output *out) {
+    for (int i = 0; i < out->n_rows && out->texts; i++)
+        free(out->texts[i]);
+    free(out->texts);
+    free(out->stopped);
+    memset(out, 0, sizeof *out);
+}
+
+int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_output *out,
+                 generate_error *e) {
+    G_cfg = &srv->cfg;
+    pthread_once(&G_once, generate_init);
+    memset(out, 0, sizeof *out);
+    if (!G.tok_ok) {
+        set_error(e, 500, "server_error", NULL, "the byte-level tokenizer did not load");
+        return -1;
+    }
+    const int B = p->n_prompts * p->n;
+    if (p->n_prompts < 1 || p->n_prompts > GENERATE_MAX_PROMPTS || p->n < 1 ||
+        B > GENERATE_MAX_ROWS) {
+        set_error(e, 400, "invalid_value", "n",
+                  "prompts × n must be at most %d (got %d prompts × %d)", GENERATE_MAX_ROWS,
+                  p->n_prompts, p->n);
+        return -1;
+    }
+    model_handle h;
+    if (model_acquire(db, p->checkpoint_id, &h, e) != 0)
+        return -1;
+    const int context = h.m->cfg.max_seq_len;
+    int32_t *ids[GENERATE_MAX_PROMPTS] = {0};
+    int64_t lens[GENERATE_MAX_PROMPTS];
+    int P = 0, rc = -1;
+    int32_t *prompts = NULL, *gen = NULL, *gen_len = NULL;
+    uint8_t *mask = NULL;
+    char *bytes = NULL;
+    bool have_slot = false;
+    for (int i = 0; i < p->n_prompts; i++) {
+        char param[32];
+        snprintf(param, sizeof param, p->n_prompts > 1 ? "prompt[%d]" : "prompt", i);
+        const size_t len = strlen(p->prompts[i]);
+        lens[i] = tokenizer_encode(&G.tok, p->prompts[i], len, NULL, 0, false);
+        if (lens[i] < 1 || lens[i] >= context) {
+            set_error(e, 400, lens[i] < 1 ? "invalid_value" : "context_length_exceeded", param,
+                      lens[i] < 1 ? "%s is empty or cannot be tokenized"
+                                  : "%s takes %lld tokens; the model's context is %d, and at "
+                                    "least one token must be left to generate",
+                      param, (long long)lens[i], context);
+            goto done;
+        }
+        if ((ids[i] = malloc(sizeof(int32_t) * (size_t)lens[i])) == NULL)
+            goto oom;
+        tokenizer_encode(&G.tok, p->prompts[i], len, ids[i], (size_t)lens[i], false);
+        P = lens[i] > P ? (int)lens[i] : P;
+    }
+    const int room = context - P;
+    const int N = p->max_tokens > 0                ? p->max_tokens
+                  : room < GENERATE_DEFAULT_TOKENS ? room
+                                                   : GENERATE_DEFAULT_TOKENS;
+    if (N > room) {
+        set_error(e, 400, "context_length_exceeded", "max_tokens",
+                  "max_tokens %d does not fit: the longest prompt takes %d of the model's %d "
+                  "positions, leaving %d",
+                  N, P, context, room);
+        goto done;
+    }
+    prompts = malloc(sizeof(int32_t) * (size_t)B * (size_t)P);
+    mask = calloc((size_t)B * (size_t)P, 1);
+    gen = malloc(sizeof(int32_t) * (size_t)B * (size_t)N);
+    gen_len = calloc((size_t)B, sizeof(int32_t));
+    bytes = malloc((size_t)N * 16 + 1);
+    out->texts = calloc((size_t)B, sizeof(char *));
+    out->stopped = calloc((size_t)B, sizeof(bool));
+    if (!prompts || !mask || !gen || !gen_len || !bytes || !out->texts || !out->stopped)
+        goto oom;
+    out->n_rows = B;
+    for (int b = 0; b < B; b++) { /* left-padded: every prompt ends at column P - 1 */
+        const int i = b / p->n, pad = P - (int)lens[i];
+        for (int t = 0; t < P; t++) {
+            prompts[b * P + t] = t < pad ? G.tok.eot_id : ids[i][t - pad];
+            mask[b * P + t] = t >= pad;
+        }
+        out->prompt_tokens += lens[i];
+    }
+    if (slot_acquire(e) != 0)
+        goto done;
+    have_slot = true;
+    const gpt2_sample_config sc = {(float)p->temperature, 0, (float)p->top_p, N, G.tok.eot_id};
+    rng_state rng;
+    rng_seed(&rng, p->seed, 0x6E6E);
+    char why[256];
+    if (gpt2_generate(h.m, prompts, mask, B, P, &sc, &rng, gen, gen_len, why, sizeof why) != 0) {
+        set_error(e, 500, "generation_failed", NULL, "%s", why);
+        goto done;
+    }
+    for (int b = 0; b < B; b++) {
+        int len = gen_len[b];
+        out->completion_tokens += len;
+        out->stopped[b] = len > 0 && gen[b * N + len - 1] == G.tok.eot_id;
+        len -= out->stopped[b];
+        int64_t nb =
+            tokenizer_decode(&G.tok, gen + (size_t)b * N, (size_t)len, bytes, (size_t)N * 16);
+        nb = nb < 0 ? 0 : nb > (int64_t)N * 16 ? (int64_t)N * 16 : nb;
+        if ((out->texts[b] = utf8_text(bytes, (size_t)nb)) == NULL)
+            goto oom;
+    }
+    rc = 0;
+    goto done;
+oom:
+    set_error(e, 500, "out_of_memory", NULL, "out of memory");
+done:
+    if (have_slot)
+        slot_release();
+    model_release(&h);
+    for (int i = 0; i < p->n_prompts; i++)
+        free(ids[i]);
+    free(prompts), free(mask), free(gen), free(gen_len), free(bytes);
+    if (rc != 0)
+        generate_output_free(out);
+    return rc;
+}

@@ -1,0 +1,77 @@
+/* generate — sampling from a stored checkpoint inside rlhfd, for
+ * POST /v1/checkpoints/{id}/generate and for comparisons whose candidates
+ * the server samples (POST /v1/projects/{id}/comparisons with `sample`).
+ *
+ * Why in the daemon and not through a worker: a request wants its answer
+ * now, and the models this service trains are small; a worker process
+ * would reload the checkpoint for every request. What bounds the cost:
+ * - a cache of at most --model-cache loaded models (least recently used
+ *   first out; a model in use is never freed; with every slot in use a
+ *   request loads a private copy and frees it after);
+ * - at most --generate-slots generations at once; a request that finds
+ *   none free within GENERATE_WAIT_MS gets 503 server_busy;
+ * - per request at most GENERATE_MAX_ROWS rows (prompts × n), prompts of at
+ *   most the model's context, and max_tokens ≤ GENERATE_MAX_TOKENS and
+ *   ≤ context − the longest prompt; so one request's time is bounded by
+ *   rows × context decoding steps of the model.
+ * Text is byte-level tokenized, as every daemon job trains (jobs.h).
+ */
+#ifndef RLHF_GENERATE_H
+#define RLHF_GENERATE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "server.h"
+
+enum {
+    GENERATE_MAX_PROMPTS = 16,
+    GENERATE_MAX_N = 16,
+    GENERATE_MAX_ROWS = 64,
+    GENERATE_MAX_TOKENS = 1024,
+    GENERATE_DEFAULT_TOKENS = 64,
+    GENERATE_WAIT_MS = 30000,
+};
+
+typedef struct generate_params {
+    int64_t checkpoint_id;
+    int n_prompts;
+    const char *prompts[GENERATE_MAX_PROMPTS];
+    int n;          /* completions per prompt */
+    int max_tokens; /* 0: min(GENERATE_DEFAULT_TOKENS, what the context leaves) */
+    double temperature;
+    double top_p;
+    uint64_t seed;
+} generate_params;
+
+/* Why a request failed: the HTTP status, code, param (may be "") and text. */
+typedef struct generate_error {
+    unsigned status;
+    char code[48];
+    char param[64];
+    char message[320];
+} generate_error;
+
+/* Reads n, max_tokens, temperature, top_p and seed from obj into p (the
+ * defaults for those absent: 1, 0, 1.0, 1.0, a random seed); errors name
+ * prefix + key ("sample.n"). 0, or -1 with e. */
+int generate_parse_options(const json_t *obj, const char *prefix, generate_params *p,
+                           generate_error *e);
+
+/* One completion: row i answers prompt i / n. */
+typedef struct generate_output {
+    int n_rows;
+    char **texts;  /* (n_rows) NUL-terminated, malloc'd */
+    bool *stopped; /* (n_rows) true: ended with <|endoftext|>; false: hit max_tokens */
+    int64_t prompt_tokens, completion_tokens;
+} generate_output;
+
+void generate_output_free(generate_output *out);
+
+/* Samples p->n completions of each prompt from checkpoint p->checkpoint_id
+ * (read through db). 0, or -1 with e (404 checkpoint_not_found, 400 for
+ * prompts or max_tokens that do not fit the model, 503 server_busy, 500). */
+int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_output *out,
+                 generate_error *e);
+
+#endif
