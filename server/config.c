@@ -27,7 +27,7 @@ typedef struct option_def {
     { #field, true, offsetof(rlhfd_config, field), 0, dflt, lo, hi, NULL, doc }
 
 static const option_def options[] = {
-    STR(listen, "127.0.0.1:8080", "HOST:PORT to serve HTTP on (port 0: any free port)"),
+    STR(listen, "127.0.0.1:8080", "IPV4:PORT or [IPV6]:PORT to serve on (port 0: any free port)"),
     STR(db_path, "rlhfd.db", "the SQLite database file (created if missing)"),
     INT(workers, 2, 1, 256, "at most this many rlhf-train processes at once"),
     INT(threads_per_job, 1, 1, 256, "OpenBLAS threads of each rlhf-train process"),
@@ -43,6 +43,9 @@ static const option_def options[] = {
     STR(train_bin, "", "the rlhf-train program (default: beside rlhfd)"),
     INT(model_cache, 2, 0, 64, "checkpoints kept loaded for /generate (least recently used out)"),
     INT(generate_slots, 2, 1, 64, "generations that run at once; others wait up to 30 s"),
+    INT(http_threads, 4, 1, 256, "HTTP thread pool (epoll, keep-alive); streams do not hold one"),
+    INT(write_rate, 100, 0, 1000000, "writes per second per token (POST/DELETE; 0: unlimited)"),
+    INT(write_burst, 200, 1, 1000000, "writes a token may send at once before write_rate applies"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

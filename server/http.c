@@ -9,7 +9,9 @@
 #include <time.h>
 
 #include "metrics.h"
+#include "ratelimit.h"
 #include "routes.h"
+#include "writer.h"
 
 /* ---- the route table ------------------------------------------------------ */
 
@@ -33,6 +35,7 @@ static const route routes[] = {
     {"GET", "/metrics", READERS, route_metrics, false, NULL},
     {"POST", "/v1/tokens", AUTH_ROLE_ADMIN, route_tokens_create, CREATES, NULL},
     {"GET", "/v1/tokens", AUTH_ROLE_ADMIN, route_tokens_list, false, NULL},
+    {"POST", "/v1/tokens/{id}/revoke", AUTH_ROLE_ADMIN, route_tokens_revoke, false, NULL},
     {"POST", "/v1/jobs", AUTH_ROLE_ADMIN, route_jobs_create, CREATES, NULL},
     {"GET", "/v1/jobs", READERS, route_jobs_list, false, NULL},
     {"GET", "/v1/jobs/{id}", READERS, route_jobs_get, false, NULL},
@@ -95,8 +98,19 @@ static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
 
 enum MHD_Result http_queue(request *r, unsigned status, struct MHD_Response *resp) {
     MHD_add_response_header(resp, "x-request-id", r->request_id);
-    r->answered = true;
+    if (r->retry_after > 0) {
+        char seconds[24];
+        snprintf(seconds, sizeof seconds, "%lld", (long long)r->retry_after);
+        MHD_add_response_header(resp, "Retry-After", seconds);
+    }
     r->status = status;
+    if (r->in_batch) { /* the writer's thread: held until the connection resumes */
+        if (r->deferred_resp != NULL)
+            MHD_destroy_response(r->deferred_resp);
+        r->deferred_resp = resp;
+        return MHD_YES;
+    }
+    r->answered = true;
     enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -135,6 +149,8 @@ static const char *error_type(unsigned status) {
             return "not_found_error";
         case 409:
             return "conflict_error";
+        case 429:
+            return "rate_limit_error";
         default:
             return status >= 500 ? "server_error" : "invalid_request_error";
     }
@@ -271,10 +287,13 @@ enum MHD_Result http_commit_reply(request *r, unsigned status, json_t *body) {
     char *text = json_dumps(body, HTTP_JSON_DUMP_FLAGS);
     json_decref(body);
     int stored = text == NULL ? -1 : r->idempotency_key ? idempotency_store(r, status, text) : 1;
-    if (stored == 1 && db_commit(r->db) == SQLITE_OK)
-        return reply_json_text(r, status, text, false);
+    if (stored == 1 && (r->in_batch || db_commit(r->db) == SQLITE_OK))
+        return reply_json_text(r, status, text, false); /* in a batch: the writer commits */
     free(text);
-    db_rollback(r->db);
+    if (r->in_batch)
+        r->batch_rollback = true; /* only this write's savepoint */
+    else
+        db_rollback(r->db);
     enum MHD_Result replied;
     if (stored == 0 && idempotency_replay(r, &replied) == 1)
         return replied; /* a concurrent request with this key won */
@@ -490,6 +509,12 @@ enum MHD_Result http_reply_page(request *r, const char *sql, int64_t after, int6
 
 /* ---- the access handler ----------------------------------------------------- */
 
+static int64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* 1: the caller may proceed; 0: answered with 401/403/500 in *replied. */
 static int authenticate(request *r, int roles, enum MHD_Result *replied) {
     const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
@@ -561,6 +586,16 @@ static enum MHD_Result request_begin(request *r) {
         return MHD_YES;
     r->db = db_pool_acquire(&r->srv->pool);
     int ok = authenticate(r, r->route->roles, &replied);
+    if (ok && strcmp(r->method, "GET") != 0 &&
+        (r->retry_after = rate_limiter_take(r->srv->rate_limiter, r->token.id, monotonic_ms())) >
+            0) {
+        replied = http_reply_error(r, 429, "rate_limit_exceeded", NULL,
+                                   "too many writes with this token: at most %lld per second "
+                                   "(bursts of %lld); retry after %lld s",
+                                   (long long)r->srv->cfg.write_rate,
+                                   (long long)r->srv->cfg.write_burst, (long long)r->retry_after);
+        ok = 0;
+    }
     if (ok && r->route->creates) {
         r->idempotency_key =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Idempotency-Key");
@@ -614,9 +649,50 @@ static enum MHD_Result request_end(request *r) {
     enum MHD_Result ret = MHD_YES;
     if (r->idempotency_key == NULL || idempotency_replay(r, &ret) == 0)
         ret = r->route->handler(r);
+    if (r->deferred)
+        return ret; /* http_defer_write released the connection; r->db is the writer's now */
     db_pool_release(&r->srv->pool, r->db);
     r->db = NULL;
     return ret;
+}
+
+/* ---- group commit -------------------------------------------------------------- */
+
+static int deferred_run(sqlite3 *db, void *ctx) {
+    request *r = ctx;
+    r->db = db;
+    r->in_batch = true;
+    r->deferred_write(r);
+    r->in_batch = false;
+    r->db = NULL;
+    return !r->batch_rollback && r->deferred_resp != NULL && r->status < 300;
+}
+
+static void deferred_done(void *ctx, int committed) {
+    request *r = ctx;
+    if (!committed || r->deferred_resp == NULL) {
+        r->in_batch = true; /* replace whatever it answered: nothing was stored */
+        http_reply_error(r, 500, "database_error", NULL, "the write could not be committed");
+        r->in_batch = false;
+    }
+    MHD_resume_connection(r->conn);
+}
+
+enum MHD_Result http_defer_write(request *r, enum MHD_Result (*write)(request *r)) {
+    r->deferred_write = write;
+    r->deferred = true;
+    db_pool_release(&r->srv->pool, r->db);
+    r->db = NULL;
+    /* Suspended before it is queued, so the writer's resume always finds
+     * it suspended. */
+    MHD_suspend_connection(r->conn);
+    if (writer_submit(r->srv->writer, deferred_run, deferred_done, r) != 0) {
+        r->in_batch = true;
+        http_reply_error(r, 503, "shutting_down", NULL, "rlhfd is shutting down; retry");
+        r->in_batch = false;
+        MHD_resume_connection(r->conn);
+    }
+    return MHD_YES;
 }
 
 static int64_t monotonic_us(void) {
@@ -653,6 +729,16 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (r->deferred_resp != NULL) { /* resumed after the group commit */
+        struct MHD_Response *resp = r->deferred_resp;
+        r->deferred_resp = NULL;
+        r->answered = true;
+        enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    if (r->deferred)
+        return MHD_YES; /* called again before the writer resumed it */
     return r->answered ? MHD_YES : request_end(r);
 }
 
@@ -666,6 +752,9 @@ void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                            monotonic_us() - r->started_us);
     if (r->route && r->route->upload)
         r->route->upload->free(r);
+    if (r->deferred_resp != NULL)
+        MHD_destroy_response(r->deferred_resp);
+    free(r->write_ctx);
     free(r->body);
     free(r);
     *con_cls = NULL;

@@ -37,6 +37,15 @@ typedef struct request {
     sqlite3 *db;                 /* a pooled connection for the handler */
     const char *idempotency_key; /* the Idempotency-Key header of a creating route */
     void *upload;                /* a streaming route's state (http_upload) */
+    int64_t retry_after;         /* > 0: a Retry-After header on the reply (429) */
+    /* Group commit (http_defer_write): the write part runs on the writer's
+     * thread, whose replies are held here until the connection resumes. */
+    bool deferred;                      /* handed to the writer; r->db is not ours */
+    bool in_batch;                      /* running inside the writer's batch */
+    bool batch_rollback;                /* roll this write's savepoint back */
+    struct MHD_Response *deferred_resp; /* the reply to queue on resume */
+    enum MHD_Result (*deferred_write)(struct request *r);
+    void *write_ctx; /* the handler's state for deferred_write */
 } request;
 
 /* A route that consumes its body as it arrives instead of having it held
@@ -100,6 +109,15 @@ enum MHD_Result http_reply_db_error(request *r);
 enum MHD_Result http_commit_reply(request *r, unsigned status, json_t *body);
 /* Queues an already-built response after adding x-request-id. */
 enum MHD_Result http_queue(request *r, unsigned status, struct MHD_Response *resp);
+
+/* Runs write(r) in the group-commit writer (server/writer.h): the
+ * connection is suspended, write runs inside the writer's transaction with
+ * r->db = the writer's connection (it replies as usual: http_commit_reply
+ * stores the idempotent answer without committing, an error reply rolls
+ * its changes back), and its reply is sent after the batch's COMMIT; a
+ * failed COMMIT turns it into 500. r->write_ctx (free()d with the request)
+ * carries what write needs. Call as the handler's last statement. */
+enum MHD_Result http_defer_write(request *r, enum MHD_Result (*write)(request *r));
 
 /* The body as a JSON object within the limits above, or NULL after replying
  * 400 (bad JSON, too deep, string too long, not an object). */

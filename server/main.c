@@ -13,11 +13,14 @@
 
 #include "auth.h"
 #include "http.h"
+#include "park.h"
+#include "ratelimit.h"
 #include "scheduler.h"
 #include "server.h"
+#include "writer.h"
 
-/* HOST:PORT (IPv4) → addr. */
-static int parse_listen(const char *listen, struct sockaddr_in *addr) {
+/* IPV4:PORT or [IPV6]:PORT → addr (numeric hosts only). */
+static int parse_listen(const char *listen, struct sockaddr_storage *addr) {
     char host[64];
     const char *colon = strrchr(listen, ':');
     if (colon == NULL || (size_t)(colon - listen) >= sizeof host)
@@ -25,13 +28,21 @@ static int parse_listen(const char *listen, struct sockaddr_in *addr) {
     snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
     char *end;
     long port = strtol(colon + 1, &end, 10);
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_port = htons((uint16_t)port);
-    if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535 ||
-        inet_pton(AF_INET, host, &addr->sin_addr) != 1)
+    if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535)
         return -1;
-    return 0;
+    memset(addr, 0, sizeof *addr);
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+        host[n - 1] = '\0';
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        return inet_pton(AF_INET6, host + 1, &a6->sin6_addr) == 1 ? 0 : -1;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &a4->sin_addr) == 1 ? 0 : -1;
 }
 
 static int stop_pipe[2];
@@ -71,9 +82,10 @@ int main(int argc, char **argv) {
         rlhfd_config_usage(rc < 0 ? stderr : stdout);
         return rc < 0 ? 2 : 0;
     }
-    struct sockaddr_in addr;
+    struct sockaddr_storage addr;
     if (cmd.create_token_name == NULL && parse_listen(srv.cfg.listen, &addr) != 0) {
-        fprintf(stderr, "rlhfd: --listen must be IPV4:PORT, got '%s'\n", srv.cfg.listen);
+        fprintf(stderr, "rlhfd: --listen must be IPV4:PORT or [IPV6]:PORT, got '%s'\n",
+                srv.cfg.listen);
         return 2;
     }
     sqlite3 *db = NULL;
@@ -104,29 +116,43 @@ int main(int argc, char **argv) {
 
     if (db_pool_init(&srv.pool, srv.cfg.db_path, (int)srv.cfg.db_connections, err, sizeof err) !=
             0 ||
+        (srv.park = park_start(srv.cfg.sse_poll_ms, err, sizeof err)) == NULL ||
+        (srv.writer = writer_start(srv.cfg.db_path, err, sizeof err)) == NULL ||
+        (srv.rate_limiter = rate_limiter_new(srv.cfg.write_rate, srv.cfg.write_burst)) == NULL ||
         (srv.scheduler = scheduler_start(&srv.cfg, err, sizeof err)) == NULL) {
-        fprintf(stderr, "rlhfd: %s\n", err);
+        fprintf(stderr, "rlhfd: %s\n", srv.rate_limiter || !srv.writer ? err : "out of memory");
         return 1;
     }
-    /* Thread per connection: an event stream blocks its own thread while it
-     * waits for new rows, and nothing else. */
-    struct MHD_Daemon *d =
-        MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                             MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-                         0, NULL, NULL, http_handle, &srv, MHD_OPTION_SOCK_ADDR,
-                         (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, http_completed,
-                         &srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)60, MHD_OPTION_END);
+    /* A thread pool, each thread with its own epoll set, keep-alive
+     * (HTTP/1.1 default). No callback blocks for long: an idle event stream
+     * parks its connection (server/park.h) and a ranking write waits for its
+     * group commit suspended (server/writer.h); other handlers do short
+     * SQLite work on pooled connections. */
+    const bool ipv6 = addr.ss_family == AF_INET6;
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+            (ipv6 ? MHD_USE_IPv6 : 0),
+        0, NULL, NULL, http_handle, &srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv.cfg.http_threads,
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, &srv, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)60, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "rlhfd: cannot listen on %s\n", srv.cfg.listen);
         scheduler_stop(srv.scheduler, 0);
+        park_stop(srv.park);
+        writer_stop(srv.writer);
+        writer_free(srv.writer);
         db_pool_free(&srv.pool);
         return 1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    char host[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &addr.sin_addr, host, sizeof host);
-    printf("rlhfd: listening on http://%s:%u (db %s, workers %lld)\n", host, (unsigned)info->port,
-           srv.cfg.db_path, (long long)srv.cfg.workers);
+    char host[INET6_ADDRSTRLEN];
+    if (ipv6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host, sizeof host);
+    else
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, host, sizeof host);
+    printf("rlhfd: listening on http://%s%s%s:%u (db %s, workers %lld)\n", ipv6 ? "[" : "", host,
+           ipv6 ? "]" : "", (unsigned)info->port, srv.cfg.db_path, (long long)srv.cfg.workers);
     fflush(stdout);
 
     unsigned char sig = 0;
@@ -139,8 +165,14 @@ int main(int argc, char **argv) {
     MHD_socket listen_fd = MHD_quiesce_daemon(d);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
+    park_stop(srv.park); /* every parked stream resumes and ends */
     scheduler_stop(srv.scheduler, srv.cfg.shutdown_grace_ms);
+    /* Queued writes commit and their connections resume; later writes get
+     * 503. Nothing is left suspended when MHD stops. */
+    writer_stop(srv.writer);
     MHD_stop_daemon(d);
+    writer_free(srv.writer);
+    rate_limiter_free(srv.rate_limiter);
     db_pool_free(&srv.pool);
     return 0;
 }

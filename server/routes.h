@@ -13,6 +13,7 @@ enum MHD_Result route_metrics(request *r);
 
 enum MHD_Result route_tokens_create(request *r);
 enum MHD_Result route_tokens_list(request *r);
+enum MHD_Result route_tokens_revoke(request *r);
 
 enum MHD_Result route_jobs_create(request *r);
 enum MHD_Result route_jobs_list(request *r);

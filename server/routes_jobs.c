@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "jobs.h"
+#include "park.h"
 #include "routes.h"
 #include "scheduler.h"
 
@@ -838,6 +839,8 @@ enum MHD_Result route_checkpoints_content(request *r) {
  * closes. Idle streams get a ": keep-alive" comment every heartbeat. */
 typedef struct sse_stream {
     server *srv;
+    struct MHD_Connection *conn; /* parked while there is nothing to send */
+    int64_t token_id;            /* the stream ends if its token is revoked */
     int64_t job_id;
     int64_t last_id;
     char *buf;
@@ -864,11 +867,15 @@ static int sse_append(sse_stream *s, const char *text, size_t n) {
 static int sse_fill(sse_stream *s) {
     sqlite3 *db = db_pool_acquire(&s->srv->pool);
     int ok = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    const bool revoked =
+        ok && db_row_exists(db, "SELECT 1 FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL",
+                            s->token_id) == 0;
     sqlite3_stmt *st = NULL;
-    ok = ok && sqlite3_prepare_v2(db,
-                                  "SELECT " EVENT_COLUMNS " FROM job_events WHERE job_id = ?1 "
-                                  "AND id > ?2 ORDER BY id LIMIT 200",
-                                  -1, &st, NULL) == SQLITE_OK;
+    ok = ok && !revoked &&
+         sqlite3_prepare_v2(db,
+                            "SELECT " EVENT_COLUMNS " FROM job_events WHERE job_id = ?1 "
+                            "AND id > ?2 ORDER BY id LIMIT 200",
+                            -1, &st, NULL) == SQLITE_OK;
     int n_events = 0;
     if (ok) {
         sqlite3_bind_int64(st, 1, s->job_id);
@@ -890,9 +897,15 @@ static int sse_fill(sse_stream *s) {
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (ok && n_events == 0 &&
-        sqlite3_prepare_v2(db, "SELECT status FROM jobs WHERE id = ?1", -1, &st, NULL) ==
-            SQLITE_OK) {
+    if (revoked) {
+        static const char gone[] =
+            "event: error\ndata: {\"error\":{\"message\":\"the API token was revoked\","
+            "\"type\":\"authentication_error\",\"param\":null,\"code\":\"invalid_api_key\"}}\n\n";
+        ok = sse_append(s, gone, sizeof gone - 1) == 0;
+        s->ended = true;
+    } else if (ok && n_events == 0 &&
+               sqlite3_prepare_v2(db, "SELECT status FROM jobs WHERE id = ?1", -1, &st, NULL) ==
+                   SQLITE_OK) {
         sqlite3_bind_int64(st, 1, s->job_id);
         const char *status =
             sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : "deleted";
@@ -926,10 +939,11 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max) {
             sse_append(s, ": keep-alive\n\n", 14);
             break;
         }
-        /* Thread-per-connection mode: this thread serves only this stream. */
-        struct timespec ts = {.tv_sec = s->srv->cfg.sse_poll_ms / 1000,
-                              .tv_nsec = (s->srv->cfg.sse_poll_ms % 1000) * 1000000};
-        nanosleep(&ts, NULL);
+        /* Nothing new: park until the next tick (never sleep in a pool
+         * thread); MHD calls this reader again when it resumes. */
+        if (park_suspend(s->srv->park, s->conn) != 0)
+            return MHD_CONTENT_READER_END_OF_STREAM; /* shutting down */
+        return 0;
     }
     size_t n = s->len - s->off < max ? s->len - s->off : max;
     memcpy(out, s->buf + s->off, n);
@@ -961,6 +975,8 @@ enum MHD_Result route_jobs_stream(request *r) {
     if (s == NULL)
         return MHD_NO;
     s->srv = r->srv;
+    s->conn = r->conn;
+    s->token_id = r->token.id;
     s->job_id = r->path_id;
     s->last_id = last_id;
     s->last_write_ms = db_now_ms();

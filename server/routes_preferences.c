@@ -604,15 +604,37 @@ static int check_can_answer(request *r, enum MHD_Result *replied) {
     return ok && mine == 0 && (ranked < overlap || leased > 0);
 }
 
+/* What route_rankings_create validated, for its write in the writer's
+ * batch (one allocation; note follows the struct). */
+typedef struct ranking_write {
+    int64_t ids[PROJECT_MAX_K], rank[PROJECT_MAX_K];
+    size_t n;
+    bool skip, has_note;
+    char note[];
+} ranking_write;
+
+/* The transactional part, run by the group-commit writer (http_defer_write):
+ * the checks that depend on other writes, then the inserts. */
+static enum MHD_Result ranking_write_run(request *r) {
+    const ranking_write *w = r->write_ctx;
+    enum MHD_Result replied = MHD_NO;
+    if (!check_can_answer(r, &replied))
+        return replied;
+    int64_t id = ranking_insert(r, w->skip, w->has_note ? w->note : NULL, w->ids, w->rank, w->n);
+    json_t *ranking = id > 0 ? ranking_load(r->db, id) : NULL;
+    return ranking ? http_commit_reply(r, 200, ranking) : http_reply_db_error(r);
+}
+
 /* POST /v1/comparisons/{id}/rankings {order: [[id, ...], ...], note} or
- * {skip: true, note}. The annotator is the caller's token. */
+ * {skip: true, note}. The annotator is the caller's token. Validation runs
+ * here; the write joins the writer's next group commit. */
 enum MHD_Result route_rankings_create(request *r) {
     enum MHD_Result replied;
     int found;
     json_t *c = comparison_load(r->db, r->path_id, &found);
     if (c == NULL)
         return reply_not_found(r, "comparison", found);
-    int64_t ids[PROJECT_MAX_K], rank[PROJECT_MAX_K];
+    int64_t ids[PROJECT_MAX_K] = {0}, rank[PROJECT_MAX_K] = {0};
     size_t n = 0, i;
     json_t *cand;
     json_array_foreach(json_object_get(c, "candidates"), i, cand) if (n < PROJECT_MAX_K) ids[n++] =
@@ -642,17 +664,25 @@ enum MHD_Result route_rankings_create(request *r) {
         ok = 0;
     }
     ok = ok && (skip || check_order(r, order, ids, n, rank, &replied));
-    if (ok && db_begin(r->db) != SQLITE_OK) {
-        replied = http_reply_db_error(r);
-        ok = 0;
-    }
-    if (ok && check_can_answer(r, &replied)) {
-        int64_t id = ranking_insert(r, skip, json_string_value(note_v), ids, rank, n);
-        json_t *ranking = id > 0 ? ranking_load(r->db, id) : NULL;
-        replied = ranking ? http_commit_reply(r, 200, ranking) : http_reply_db_error(r);
+    ranking_write *w = NULL;
+    if (ok) {
+        const char *note = json_string_value(note_v);
+        size_t note_len = note ? strlen(note) : 0;
+        if ((w = calloc(1, sizeof *w + note_len + 1)) == NULL) {
+            json_decref(body);
+            return MHD_NO;
+        }
+        memcpy(w->ids, ids, sizeof ids);
+        memcpy(w->rank, rank, sizeof rank);
+        w->n = n, w->skip = skip, w->has_note = note != NULL;
+        if (note)
+            memcpy(w->note, note, note_len + 1);
     }
     json_decref(body);
-    return replied;
+    if (!ok)
+        return replied;
+    r->write_ctx = w;
+    return http_defer_write(r, ranking_write_run);
 }
 
 /* GET /v1/comparisons/{id}/rankings: the raw rankings, newest first. */

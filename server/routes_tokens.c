@@ -1,5 +1,9 @@
 /* POST /v1/tokens {name, role} → the token, shown once. GET /v1/tokens:
- * names and roles, never secrets. Admin only. */
+ * names and roles, never secrets. POST /v1/tokens/{id}/revoke: the token
+ * stops working at once (every request looks its token up; an open event
+ * stream ends at its next poll). Admin only. */
+#include <string.h>
+
 #include "routes.h"
 
 enum MHD_Result route_tokens_create(request *r) {
@@ -65,4 +69,57 @@ enum MHD_Result route_tokens_list(request *r) {
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, limit + 1);
     return http_reply_rows(r, st, limit, 0, token_from_row);
+}
+
+#define TOKEN_COLUMNS "id, name, role, created_at, revoked_at FROM api_tokens"
+
+/* Sets revoked_at (kept if already set: revoking twice answers the same
+ * token). Refuses to revoke the last active admin token, which would leave
+ * nobody able to manage tokens (rlhfd --create-token could still). */
+enum MHD_Result route_tokens_revoke(request *r) {
+    if (db_begin(r->db) != SQLITE_OK)
+        return http_reply_db_error(r);
+    int found;
+    json_t *token = db_load_row(r->db, "SELECT " TOKEN_COLUMNS " WHERE id = ?1", r->path_id,
+                                token_from_row, &found);
+    if (token == NULL) {
+        db_rollback(r->db);
+        return found < 0 ? http_reply_db_error(r)
+                         : http_reply_error(r, 404, "token_not_found", NULL, "no token %lld",
+                                            (long long)r->path_id);
+    }
+    const bool active = json_is_null(json_object_get(token, "revoked_at"));
+    const bool admin = strcmp(json_string_value(json_object_get(token, "role")), "admin") == 0;
+    json_decref(token);
+    if (active && admin &&
+        db_row_exists(r->db,
+                      "SELECT 1 FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL AND "
+                      "id <> ?1",
+                      r->path_id) == 0) {
+        db_rollback(r->db);
+        return http_reply_error(r, 409, "last_admin_token", NULL,
+                                "token %lld is the last active admin token; create another "
+                                "admin token first",
+                                (long long)r->path_id);
+    }
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(r->db,
+                                "UPDATE api_tokens SET revoked_at = ?2 WHERE id = ?1 AND "
+                                "revoked_at IS NULL",
+                                -1, &st, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, r->path_id);
+        sqlite3_bind_int64(st, 2, db_now_s());
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    token = ok ? db_load_row(r->db, "SELECT " TOKEN_COLUMNS " WHERE id = ?1", r->path_id,
+                             token_from_row, NULL)
+               : NULL;
+    if (token == NULL) {
+        enum MHD_Result replied = http_reply_db_error(r);
+        db_rollback(r->db);
+        return replied;
+    }
+    return http_commit_reply(r, 200, token);
 }

@@ -31,6 +31,9 @@ typedef struct rlhfd_config {
     char train_bin[4096];     /* default: rlhf-train beside rlhfd */
     int64_t model_cache;      /* checkpoints kept loaded for generation (generate.h) */
     int64_t generate_slots;   /* generations running at once */
+    int64_t http_threads;     /* MHD thread pool (epoll per thread) */
+    int64_t write_rate;       /* per token and second, 0: unlimited */
+    int64_t write_burst;      /* token bucket size */
 } rlhfd_config;
 
 /* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when
@@ -46,11 +49,17 @@ int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **ar
 void rlhfd_config_usage(FILE *out);
 
 struct scheduler;
+struct park;
+struct writer;
+struct rate_limiter;
 
 typedef struct server {
     rlhfd_config cfg;
     db_pool pool;
     struct scheduler *scheduler;
+    struct park *park;                 /* idle event streams, resumed every sse_poll_ms */
+    struct writer *writer;             /* group commit of ranking writes */
+    struct rate_limiter *rate_limiter; /* per-token write budget */
     atomic_bool shutting_down;
 } server;
 
