@@ -29,6 +29,7 @@ typedef struct rlhfd_config {
     int64_t sse_poll_ms;      /* how often a stream looks for new events */
     int64_t sse_heartbeat_ms; /* comment lines that keep proxies from timing out */
     char train_bin[4096];     /* default: rlhf-train beside rlhfd */
+    char web_root[4096];      /* the built web client (static.c); default: web/ beside rlhfd */
 } rlhfd_config;
 
 /* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when
