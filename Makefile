@@ -240,3 +240,46 @@ $(BUILD)/rlhf-train: $(BUILD)/train/dist_mpi.o
 $(BUILD)/rlhf-train: ENGINE_LIBS += $(MPI_LIBS)
 -include $(BUILD)/train/dist_mpi.d
 endif
+
+# ---- the web client (clients/web/, served by rlhfd at /; see server/static.c)
+# Optional: rlhfd runs without it and says on / how to build it. `make web`
+# installs the pinned npm packages (npm ci, from package-lock.json) and copies
+# src/ plus uPlot into build/web/, which rlhfd serves by default (web/ beside
+# the binary). test-browser drives headless Debian chromium with
+# playwright-core against a real rlhfd (tests/browser/); make test runs it.
+WEB_DIR  := clients/web
+WEB_OUT  := $(BUILD)/web
+WEB_SRC  := $(wildcard $(WEB_DIR)/src/*)
+WEB_MODS := $(WEB_DIR)/node_modules/.package-lock.json
+BROWSER_PACKAGES := chromium
+
+.PHONY: web browser-deps test-browser
+
+web: $(WEB_OUT)/index.html
+
+$(WEB_MODS): $(WEB_DIR)/package.json $(WEB_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "make web: npm is missing (make browser-deps installs it)"; exit 1; }
+	cd $(WEB_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(WEB_OUT)/index.html: $(WEB_SRC) $(WEB_MODS)
+	@rm -rf $(WEB_OUT) && mkdir -p $(WEB_OUT)
+	cp $(WEB_SRC) $(WEB_OUT)/
+	cp $(WEB_DIR)/node_modules/uplot/dist/uPlot.esm.js $(WEB_DIR)/node_modules/uplot/dist/uPlot.min.css $(WEB_OUT)/
+
+browser-deps: deps
+	@missing=$$(for p in $(BROWSER_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done; command -v npm >/dev/null || echo nodejs npm); \
+	if [ -n "$$missing" ]; then \
+	  echo "make browser-deps: installing$$(echo $$missing | sed 's/^/ /')"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test-browser: browser-deps
+	$(MAKE) all web
+	BUILD=$(BUILD) node tests/browser/run.mjs
+
+test: test-browser

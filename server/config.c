@@ -46,6 +46,7 @@ static const option_def options[] = {
     INT(http_threads, 4, 1, 256, "HTTP thread pool (epoll, keep-alive); streams do not hold one"),
     INT(write_rate, 100, 0, 1000000, "writes per second per token (POST/DELETE; 0: unlimited)"),
     INT(write_burst, 200, 1, 1000000, "writes a token may send at once before write_rate applies"),
+    STR(web_root, "", "directory of the built web client served at / (default: web/ beside rlhfd)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -144,18 +145,18 @@ void rlhfd_config_usage(FILE *out) {
     }
 }
 
-/* rlhf-train in the directory of this executable. */
-static void default_train_bin(char *out, size_t len) {
+/* name (rlhf-train, web) in the directory of this executable. */
+static void beside_self(const char *name, char *out, size_t len) {
     char self[PATH_MAX - 16]; /* leaves room for "/rlhf-train" */
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) {
-        snprintf(out, len, "rlhf-train");
+        snprintf(out, len, "%s", name);
         return;
     }
     self[n] = '\0';
     char *slash = strrchr(self, '/');
     *slash = '\0';
-    snprintf(out, len, "%s/rlhf-train", self);
+    snprintf(out, len, "%s/%s", self, name);
 }
 
 int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **argv, char *err,
@@ -219,7 +220,9 @@ int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **ar
             return -1;
     }
     if (cfg->train_bin[0] == '\0')
-        default_train_bin(cfg->train_bin, sizeof cfg->train_bin);
+        beside_self("rlhf-train", cfg->train_bin, sizeof cfg->train_bin);
+    if (cfg->web_root[0] == '\0')
+        beside_self("web", cfg->web_root, sizeof cfg->web_root);
     if (cmd->create_token_role != NULL && cmd->create_token_name == NULL) {
         snprintf(err, errlen, "--role goes with --create-token NAME");
         return -1;

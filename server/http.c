@@ -22,7 +22,7 @@
 
 typedef struct http_route {
     const char *method;
-    const char *pattern; /* segments; "{id}" matches a positive integer */
+    const char *pattern; /* "{id}" matches a positive integer, a final "{path}" the rest */
     int roles;           /* 0: no token needed */
     enum MHD_Result (*handler)(request *r);
     bool creates;              /* a creating POST: Idempotency-Key applies */
@@ -63,6 +63,8 @@ static const route routes[] = {
     {"GET", "/v1/comparisons/{id}", EVERYONE, route_comparisons_get, false, NULL},
     {"POST", "/v1/comparisons/{id}/rankings", ANNOTATORS, route_rankings_create, CREATES, NULL},
     {"GET", "/v1/comparisons/{id}/rankings", READERS, route_rankings_list, false, NULL},
+    {"GET", "/", 0, route_static_index, false, NULL},
+    {"GET", "/assets/{path}", 0, route_static_asset, false, NULL},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -78,6 +80,8 @@ void http_route_at(size_t i, const char **method, const char **pattern) {
 /* Matches url against pattern; *id receives a {id} segment. */
 static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
     while (*pattern && *url) {
+        if (strcmp(pattern, "{path}") == 0)
+            return true; /* the rest of the url, checked by the handler */
         if (strncmp(pattern, "{id}", 4) == 0) {
             char *end;
             if (*url < '1' || *url > '9')

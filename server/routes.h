@@ -44,4 +44,13 @@ enum MHD_Result route_rankings_create(request *r);
 enum MHD_Result route_rankings_list(request *r);
 enum MHD_Result route_pairs_list(request *r);
 
+/* static.c: the web client's files (no token). */
+enum MHD_Result route_static_index(request *r);
+enum MHD_Result route_static_asset(request *r);
+/* Whether a path below the web root is acceptable as text: segments that
+ * are non-empty, do not start with '.', hold no '\\', ':' or control bytes. */
+int static_path_ok(const char *rel);
+/* The Content-Type for a file name by its extension. */
+const char *static_content_type(const char *path);
+
 #endif

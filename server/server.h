@@ -34,6 +34,7 @@ typedef struct rlhfd_config {
     int64_t http_threads;     /* MHD thread pool (epoll per thread) */
     int64_t write_rate;       /* per token and second, 0: unlimited */
     int64_t write_burst;      /* token bucket size */
+    char web_root[4096];      /* the built web client (static.c); default: web/ beside rlhfd */
 } rlhfd_config;
 
 /* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when

@@ -1,0 +1,265 @@
+// annotate.js — the annotator page: lease the next comparison of a project,
+// show the prompt and its 2..k responses side by side, rank them (click,
+// number keys or drag; ties), skip, note, submit.
+//
+// The ranking is a list of groups, best first; a group of several is a tie.
+// That is exactly the API's `order`.
+import { api, ApiError, listAll } from './api.js';
+import { $, clear, el, setText, typingIn } from './dom.js';
+
+let active = false;
+let projects = [];
+let current = null; // the leased comparison
+let groups = []; // [[candidate id, ...], ...] best first
+let history = []; // snapshots of groups for undo
+let sessionCount = 0;
+let busy = false;
+
+const ordinal = (n) => {
+  const s = ['th', 'st', 'nd', 'rd'];
+  const v = n % 100;
+  return n + (s[(v - 20) % 10] || s[v] || s[0]);
+};
+
+function projectId() {
+  return Number($('project').value) || null;
+}
+
+function rankOf(cid) {
+  return groups.findIndex((g) => g.includes(cid));
+}
+
+function snapshot() {
+  history.push(groups.map((g) => g.slice()));
+}
+
+function setGroups(next) {
+  groups = next.filter((g) => g.length > 0);
+  render();
+}
+
+// Click / number key: rank the candidate next (a new last group, or the last
+// group when tie mode is on); if it is ranked already, take it back.
+function pick(cid) {
+  if (!current || busy) return;
+  snapshot();
+  const next = groups.map((g) => g.filter((c) => c !== cid));
+  if (rankOf(cid) < 0) {
+    const tie = $('tie-mode').checked && next.length > 0;
+    if (tie) next[next.length - 1].push(cid);
+    else next.push([cid]);
+    $('tie-mode').checked = false;
+  }
+  setGroups(next);
+}
+
+// Drag and drop: into an existing group (a tie) or a new last group.
+function moveTo(cid, groupIndex) {
+  snapshot();
+  const target = groupIndex === null ? null : groups[groupIndex];
+  const next = groups.map((g) => g.filter((c) => c !== cid));
+  if (target) next[groupIndex].push(cid);
+  else next.push([cid]);
+  setGroups(next);
+}
+
+function undo() {
+  if (history.length) setGroups(history.pop());
+}
+
+function candidateLabel(cid) {
+  const i = current.candidates.findIndex((c) => c.id === cid);
+  return String.fromCharCode(65 + i); // A, B, C...
+}
+
+function dragSource(node, cid) {
+  node.draggable = true;
+  node.addEventListener('dragstart', (e) => {
+    e.dataTransfer.setData('text/plain', String(cid));
+    e.dataTransfer.effectAllowed = 'move';
+  });
+}
+
+function dropTarget(node, groupIndex) {
+  node.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    node.classList.add('over');
+  });
+  node.addEventListener('dragleave', () => node.classList.remove('over'));
+  node.addEventListener('drop', (e) => {
+    e.preventDefault();
+    node.classList.remove('over');
+    const cid = Number(e.dataTransfer.getData('text/plain'));
+    if (current && current.candidates.some((c) => c.id === cid)) moveTo(cid, groupIndex);
+  });
+}
+
+function render() {
+  if (!current) return;
+  for (const card of $('candidates').children) {
+    const cid = Number(card.dataset.cid);
+    const r = rankOf(cid);
+    card.classList.toggle('ranked', r >= 0);
+    const tied = r >= 0 && groups[r].length > 1;
+    setText(card.querySelector('.rank'), r < 0 ? 'unranked' : `${ordinal(r + 1)}${tied ? ' (tie)' : ''}`);
+    card.dataset.rank = r < 0 ? '' : String(r + 1);
+  }
+  const list = $('ranking');
+  clear(list);
+  groups.forEach((g, i) => {
+    const li = el('li', { className: 'group', dataset: { rank: i + 1 } }, el('span', { className: 'pos' }, ordinal(i + 1)));
+    for (const cid of g) {
+      const chip = el('span', { className: 'chip', dataset: { cid } }, candidateLabel(cid));
+      dragSource(chip, cid);
+      li.append(chip);
+    }
+    dropTarget(li, i);
+    list.append(li);
+  });
+  const left = current.candidates.length - groups.reduce((n, g) => n + g.length, 0);
+  setText($('submit'), left > 1 ? `Submit (${left} left to rank)` : 'Submit (Enter)');
+}
+
+function showComparison(cmp) {
+  current = cmp;
+  groups = [];
+  history = [];
+  $('note').value = '';
+  $('tie-mode').checked = false;
+  setText($('ann-error'), '');
+  setText($('prompt'), cmp.prompt);
+  const until = cmp.lease_expires_at ? new Date(cmp.lease_expires_at * 1000).toLocaleTimeString() : '';
+  setText($('cmp-meta'), `comparison ${cmp.id}${until ? ` · yours until ${until}` : ''}`);
+  const box = $('candidates');
+  clear(box);
+  cmp.candidates.forEach((c, i) => {
+    const card = el(
+      'article',
+      { className: 'card', dataset: { cid: c.id, index: i + 1 }, tabIndex: 0 },
+      el('header', {}, el('kbd', {}, String(i + 1)), el('span', { className: 'label' }, ` Response ${candidateLabel(c.id)}`), el('span', { className: 'rank' })),
+      el('pre', { className: 'text' }, c.text),
+    );
+    card.addEventListener('click', () => pick(c.id));
+    card.addEventListener('keydown', (e) => {
+      if (e.key === ' ') {
+        e.preventDefault();
+        pick(c.id);
+      }
+    });
+    dragSource(card, c.id);
+    box.append(card);
+  });
+  $('comparison').hidden = false;
+  $('ann-retry').hidden = true;
+  setText($('ann-status'), '');
+  render();
+}
+
+function showProgress() {
+  const p = projects.find((x) => x.id === projectId());
+  const parts = [`ranked this session: ${sessionCount}`];
+  if (p) parts.push(`project: ${p.n_comparisons} comparisons, each ranked by ${p.overlap}`);
+  setText($('progress'), parts.join(' · '));
+}
+
+async function loadNext() {
+  current = null;
+  $('comparison').hidden = true;
+  const pid = projectId();
+  showProgress();
+  if (!pid) {
+    setText($('ann-status'), projects.length ? '' : 'There are no projects yet.');
+    return;
+  }
+  setText($('ann-status'), 'Loading the next comparison…');
+  try {
+    showComparison(await api('GET', `/v1/projects/${pid}/comparisons/next`));
+  } catch (err) {
+    if (err.code === 'no_comparison_available')
+      setText($('ann-status'), 'Nothing left to rank in this project for you. Thank you!');
+    else setText($('ann-status'), err.describe());
+    $('ann-retry').hidden = false;
+  }
+}
+
+async function send(body) {
+  if (!current || busy) return;
+  busy = true;
+  setText($('ann-error'), '');
+  const note = $('note').value.trim();
+  if (note) body.note = note;
+  try {
+    await api('POST', `/v1/comparisons/${current.id}/rankings`, body, { idempotent: true });
+    sessionCount++;
+    await loadNext();
+  } catch (err) {
+    setText($('ann-error'), err instanceof ApiError ? err.describe() : String(err));
+  } finally {
+    busy = false;
+  }
+}
+
+function submit() {
+  if (!current) return;
+  const ranked = new Set(groups.flat());
+  const left = current.candidates.filter((c) => !ranked.has(c.id));
+  let order = groups;
+  if (left.length === 1) order = [...groups, [left[0].id]];
+  else if (left.length > 1) {
+    setText($('ann-error'), `Rank every response first (${left.length} left), or skip.`);
+    return;
+  }
+  send({ order: order.map((g) => g.slice()) });
+}
+
+function onKey(e) {
+  if (!active || !current || e.ctrlKey || e.metaKey || e.altKey || typingIn(e)) return;
+  if (/^[1-9]$/.test(e.key)) {
+    const c = current.candidates[Number(e.key) - 1];
+    if (c) pick(c.id);
+  } else if (e.key === 's') send({ skip: true });
+  else if (e.key === 't') $('tie-mode').checked = !$('tie-mode').checked;
+  else if (e.key === 'Enter') submit();
+  else if (e.key === 'Backspace' || e.key === 'u') undo();
+  else return;
+  e.preventDefault();
+}
+
+async function loadProjects() {
+  try {
+    projects = await listAll('/v1/projects', 500);
+  } catch (err) {
+    setText($('ann-status'), err.describe());
+    return;
+  }
+  const sel = $('project');
+  const keep = sel.value;
+  clear(sel);
+  for (const p of projects) sel.append(el('option', { value: String(p.id) }, `${p.name} (#${p.id}, k ≤ ${p.k})`));
+  if (keep && projects.some((p) => String(p.id) === keep)) sel.value = keep;
+  await loadNext();
+}
+
+export function init() {
+  $('project').addEventListener('change', loadNext);
+  $('ann-retry').addEventListener('click', loadNext);
+  $('undo').addEventListener('click', undo);
+  $('clear').addEventListener('click', () => {
+    snapshot();
+    setGroups([]);
+  });
+  $('skip').addEventListener('click', () => send({ skip: true }));
+  $('submit').addEventListener('click', submit);
+  dropTarget($('new-rank'), null);
+  document.addEventListener('keydown', onKey);
+}
+
+export function show() {
+  if (active) return;
+  active = true;
+  loadProjects();
+}
+
+export function hide() {
+  active = false;
+}
