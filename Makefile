@@ -137,6 +137,9 @@ $(BUILD)/gemm-ceiling: bench/gemm_ceiling.c $(BUILD)/libengine.a
 $(BUILD)/gpt2-bench: bench/gpt2_bench.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
+$(BUILD)/ppo-value-model: bench/ppo_value_model.c $(BUILD)/libengine.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
+
 bench: bench-deps all $(BUILD)/gemm-ceiling $(BUILD)/gpt2-bench
 	RLHF_BLAS_AUTOCORE=0 $(BUILD)/gemm-ceiling
 	$(BUILD)/gemm-ceiling

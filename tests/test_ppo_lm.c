@@ -498,13 +498,16 @@ START_TEST(test_cli_ppo_killed_and_resumed_is_bit_identical) {
     ck_assert_int_eq(mkdir(d_resumed, 0700), 0);
 #define PPO_ARGS(ckdir)                                                                            \
     "ppo", "--init", fx.sft, "--reward-model", fx.rm, "--data", data, "--checkpoint-dir", ckdir,   \
-        "--total-updates", "30", "--batch-size", "4", "--mini-batch-size", "2",                    \
+        "--total-updates", "200", "--batch-size", "4", "--mini-batch-size", "2",                   \
         "--response-length", "6", "--learning-rate", "0.003", "--target-kl", "0.5",                \
-        "--checkpoint-interval", "3", "--quiet"
+        "--checkpoint-interval", "40", "--quiet"
     const char *whole[] = {PPO_ARGS(d_whole), NULL};
     ck_assert_int_eq(run_train(whole), 0);
 
-    /* Killed as soon as its first checkpoint is announced (awaited, not slept on). */
+    /* Killed as soon as its first checkpoint (update 40) is announced — awaited,
+     * not slept on. Once we stop reading, the child blocks on its full stdout
+     * pipe (64 KiB: about 90 metric lines) long before update 200, so the kill
+     * always lands mid-run. */
     const char *killed[] = {PPO_ARGS(d_killed), NULL};
     int fd;
     const pid_t pid = spawn_train(killed, &fd);
@@ -523,14 +526,15 @@ START_TEST(test_cli_ppo_killed_and_resumed_is_bit_identical) {
     fclose(out);
     int status;
     waitpid(pid, &status, 0);
-    ck_assert_ptr_nonnull(strstr(ckpt, "ppo-step3.safetensors"));
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    ck_assert_ptr_nonnull(strstr(ckpt, "ppo-step40.safetensors"));
 
     const char *resumed[] = {PPO_ARGS(d_resumed), "--resume", ckpt, NULL};
     ck_assert_int_eq(run_train(resumed), 0);
 #undef PPO_ARGS
     char a[256], b[256];
-    snprintf(a, sizeof a, "%s/ppo-step30.safetensors", d_whole);
-    snprintf(b, sizeof b, "%s/ppo-step30.safetensors", d_resumed);
+    snprintf(a, sizeof a, "%s/ppo-step200.safetensors", d_whole);
+    snprintf(b, sizeof b, "%s/ppo-step200.safetensors", d_resumed);
     size_t na, nb;
     void *ba = read_all(a, &na), *bb = read_all(b, &nb);
     ck_assert_msg(na == nb && memcmp(ba, bb, na) == 0,

@@ -22,16 +22,50 @@ void cli_print_number(FILE *out, double v) {
         fprintf(out, "%.10g", v);
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one
+ * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
+static int utf8_valid_len(const unsigned char *s) {
+    const unsigned c = s[0];
+    int n;
+    unsigned cp, min;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xE0) == 0xC0)
+        n = 2, cp = c & 0x1F, min = 0x80;
+    else if ((c & 0xF0) == 0xE0)
+        n = 3, cp = c & 0x0F, min = 0x800;
+    else if ((c & 0xF8) == 0xF0)
+        n = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    return cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) ? 0 : n;
+}
+
+/* A JSON string; bytes that are not UTF-8 (a model's sample can split a
+ * character) become U+FFFD, so every line stays valid JSON. */
 static void print_json_string(FILE *out, const char *s) {
     fputc('"', out);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
+    while (*s) {
+        const unsigned char c = (unsigned char)*s;
+        const int n = utf8_valid_len((const unsigned char *)s);
+        if (n == 0) {
+            fputs("\\ufffd", out);
+            s++;
+        } else if (c == '"' || c == '\\') {
             fprintf(out, "\\%c", c);
-        else if (c < 0x20)
+            s++;
+        } else if (c < 0x20) {
             fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
+            s++;
+        } else {
+            fwrite(s, 1, (size_t)n, out);
+            s += n;
+        }
     }
     fputc('"', out);
 }
