@@ -35,6 +35,8 @@ static void print_usage(FILE *out) {
     fprintf(out,
             "usage: rlhf-train describe [TYPE] [--markdown]\n"
             "       rlhf-train TYPE [--config FILE.json] [--threads N] [--checkpoint-dir DIR]\n"
+            "                       [--data FILE.jsonl] [--eval-data FILE.jsonl] [--init CKPT]\n"
+            "                       [--reward-model CKPT] [--resume CKPT] [--tokenizer-dir DIR]\n"
             "                       [--quiet] [--<hyperparameter> VALUE]...\n"
             "job types:\n");
     for (const job_type *const *t = job_types; *t; t++)
