@@ -99,8 +99,11 @@ static const hparam_def ppo_lm_defs[] = {
      "Checkpoint every this many updates (0 = only at the end); these and a stopped run's "
      "checkpoint can resume."},
     {"value_model", HPARAM_CHOICE, F(value_model), 0, 0, 0, value_model_choices,
-     "Where values come from: a separate GPT-2 initialised from the reward model (head "
-     "included) with its own Adam, or a scalar head on the policy's trunk."},
+     "Where values come from: reward_model = a separate GPT-2 initialised from the reward "
+     "model (head included) with its own Adam, as InstructGPT and TRL; policy_head = a scalar "
+     "head on the policy's trunk. Default reward_model: on the demo pipeline (3 seeds, "
+     "bench/ppo_value_model.c) it raised the gold score by 1.60 vs 1.16 at a similar KL, for "
+     "about 1.6x the time per update."},
     {"gradient_accumulation_steps", HPARAM_INT, F(gradient_accumulation_steps), 1, 1, 4096, NULL,
      "Micro-batches per minibatch (of mini_batch_size / this rows each), their gradients "
      "summed into one optimizer step; must divide mini_batch_size."},
@@ -350,6 +353,13 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
             snprintf(err, errlen, "the %s model's weights are not finite", loaded[i].what);
             return -1;
         }
+    const gpt2_config *pc = &job->policy.cfg, *rc = &job->ref.cfg;
+    if (pc->vocab_size != rc->vocab_size || pc->max_seq_len != rc->max_seq_len ||
+        pc->n_layer != rc->n_layer || pc->n_head != rc->n_head || pc->d_model != rc->d_model) {
+        snprintf(err, errlen, "the resumed policy and the SFT model (%s) differ in shape",
+                 in->policy_checkpoint);
+        return -1;
+    }
     if (job->rm.cfg.vocab_size != job->policy.cfg.vocab_size ||
         in->tok->vocab_size > job->policy.cfg.vocab_size) {
         snprintf(err, errlen,
@@ -881,6 +891,8 @@ static int report_update(ppo_job *job, int64_t update, const rollout_stats *rs,
 
 int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_sink *sink,
                  ppo_lm_result *result, char *err, size_t errlen) {
+    if (errlen > 0)
+        err[0] = '\0';
     if (ppo_lm_validate(cfg, err, errlen) != 0)
         return -1;
     if (in->n_prompts < 1 || in->policy_checkpoint == NULL || in->reward_checkpoint == NULL) {
