@@ -70,10 +70,10 @@ export async function newPage(browser, options = {}) {
   return page;
 }
 
-// API error statuses the page expects (403 while it finds the token's role,
+// API error statuses the page expects (400 for a rejected launch, 403 while it finds the token's role,
 // 404 when no comparison is left) are logged by chromium as "Failed to load
 // resource"; they are not problems.
-export function assertNoProblems(page, allow = [/Failed to load resource: the server responded with a status of 40[34]/]) {
+export function assertNoProblems(page, allow = [/Failed to load resource: the server responded with a status of 40[034]/]) {
   const left = page.problems.filter((p) => !allow.some((re) => re.test(p)));
   assert(left.length === 0, `the page reported problems:\n  ${left.join('\n  ')}`);
 }
