@@ -244,7 +244,7 @@ function onEvent(type, ev) {
   if (ev.code === 'sample') {
     addLogItem($('samples'), el('li', { className: 'sample' }, when, el('pre', {}, ev.message)), MAX_SAMPLES);
   }
-  addLogItem($('events'), el('li', { className: `event ${ev.level}` }, when, ' ', el('code', {}, ev.code || ev.type), ' ', ev.message), MAX_EVENTS);
+  addLogItem($('events'), el('li', { className: `event ${ev.level}`, dataset: { id: ev.id, code: ev.code } }, when, ' ', el('code', {}, ev.code || ev.type), ' ', ev.message), MAX_EVENTS);
   if (ev.code === 'checkpoint' || /checkpoint/.test(ev.message || '')) loadCheckpoints();
   if (['started', 'resumed', 'requeued', 'succeeded', 'failed', 'cancelled', 'cancel_requested'].includes(ev.code)) refreshJob();
 }
