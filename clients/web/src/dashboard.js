@@ -5,12 +5,16 @@ import { api, ApiError, followJob, getToken, listAll } from './api.js';
 import { MetricCharts } from './charts.js';
 import { $, clear, el, fmtBytes, fmtTime, setText } from './dom.js';
 
-// The job types the form offers. The server is the judge: a type this build
-// cannot run yet is answered with job_type_unavailable, shown with the form.
+// The job types the form offers, with the dataset format each trains on and
+// the inputs it takes (docs/api.md, POST /v1/jobs: model = a checkpoint to
+// start from, reward_model = a reward job's checkpoint, training_project =
+// a project's rankings instead of a dataset). The server is the judge: what
+// a build cannot run yet is answered with an error naming the field, which
+// the form shows.
 const JOB_TYPES = [
-  { type: 'sft', format: 'sft', hp: { max_steps: 200, checkpoint_interval: 50 } },
-  { type: 'reward', format: 'preference', hp: { epochs: 1 } },
-  { type: 'ppo', format: 'prompts', hp: { total_updates: 30 }, reward: true },
+  { type: 'sft', format: 'sft', model: true, hp: { max_steps: 200, checkpoint_interval: 50 } },
+  { type: 'reward', format: 'preference', model: true, project: true, hp: { epochs: 1 } },
+  { type: 'ppo', format: 'prompts', model: true, reward: true, hp: { total_updates: 30 } },
   { type: 'ppo-control', format: null, hp: { env: 'CartPole-v1', total_steps: 100000 } },
 ];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -24,6 +28,7 @@ let jobsAfter = null; // cursor of the next page of the list
 let selected = null; // {id, job, abort, charts, pollTimer}
 let datasets = [];
 let checkpoints = [];
+let projects = [];
 
 /* ---- the jobs list ---------------------------------------------------------- */
 
@@ -81,22 +86,35 @@ function fillDatasetSelect(sel, format, optional) {
   if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
 }
 
-function fillCheckpointSelect(sel) {
+// Checkpoints of jobs of the given types (a policy for model, a reward job's
+// for reward_model).
+function fillCheckpointSelect(sel, types) {
   const keep = sel.value;
   clear(sel);
   sel.append(el('option', { value: '' }, '(none)'));
-  for (const c of checkpoints)
-    sel.append(el('option', { value: String(c.id) }, `#${c.id} job ${c.job_id} step ${c.step_number} (${c.kind})`));
+  for (const c of checkpoints.filter((x) => types.includes(x.job_type)))
+    sel.append(el('option', { value: String(c.id) }, `#${c.id}: ${c.job_type} job ${c.job_id}, step ${c.step_number} (${c.kind})`));
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+}
+
+function fillProjectSelect(sel) {
+  const keep = sel.value;
+  clear(sel);
+  sel.append(el('option', { value: '' }, '(none)'));
+  for (const p of projects) sel.append(el('option', { value: String(p.id) }, `#${p.id} ${p.name}`));
   if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
 }
 
 function onTypeChange() {
   const t = typeInfo();
-  fillDatasetSelect($('l-train'), t.format, false);
+  fillDatasetSelect($('l-train'), t.format, t.project);
   fillDatasetSelect($('l-valid'), t.format, true);
-  fillCheckpointSelect($('l-init'));
-  fillCheckpointSelect($('l-reward'));
+  fillProjectSelect($('l-project'));
+  fillCheckpointSelect($('l-model'), ['sft', 'ppo']);
+  fillCheckpointSelect($('l-reward'), ['reward']);
+  $('l-model').disabled = !t.model;
   for (const n of document.querySelectorAll('.ppo-only')) n.hidden = !t.reward;
+  for (const n of document.querySelectorAll('.reward-only')) n.hidden = !t.project;
   const hp = $('l-hp');
   if (!hp.dataset.edited) hp.value = JSON.stringify(t.hp, null, 2);
   markInvalid(null);
@@ -105,10 +123,11 @@ function onTypeChange() {
 async function loadLaunchChoices() {
   try {
     datasets = await listAll('/v1/datasets', 500);
+    projects = await listAll('/v1/projects', 500);
     // Checkpoints of the most recent finished jobs.
     const jobs = await api('GET', '/v1/jobs?status=succeeded&limit=20');
     const lists = await Promise.all(jobs.data.map((j) => api('GET', `/v1/jobs/${j.id}/checkpoints?limit=20`)));
-    checkpoints = lists.flatMap((l) => l.data);
+    checkpoints = lists.flatMap((l, i) => l.data.map((c) => ({ ...c, job_type: jobs.data[i].type })));
   } catch (err) {
     setText($('launch-error'), err.describe());
   }
@@ -143,8 +162,9 @@ async function launch(event) {
   const num = (id) => ($(id).value ? Number($(id).value) : null);
   if (num('l-train') !== null) body.training_file = num('l-train');
   if (num('l-valid') !== null) body.validation_file = num('l-valid');
-  if (num('l-init') !== null) body.init_checkpoint = num('l-init');
-  if (t.reward && num('l-reward') !== null) body.reward_checkpoint = num('l-reward');
+  if (t.project && num('l-project') !== null) body.training_project = num('l-project');
+  if (t.model && num('l-model') !== null) body.model = num('l-model');
+  if (t.reward && num('l-reward') !== null) body.reward_model = num('l-reward');
   if (num('l-attempts') !== null) body.max_attempts = num('l-attempts');
   $('l-submit').disabled = true;
   try {
@@ -172,6 +192,8 @@ function renderJob(job) {
   if (job.finished_at) info.push(`finished ${fmtTime(job.finished_at)}`);
   if (job.training_file) info.push(`training_file ${job.training_file}`);
   if (job.validation_file) info.push(`validation_file ${job.validation_file}`);
+  for (const key of ['training_project', 'model', 'reward_model', 'fine_tuned_model'])
+    if (job[key] !== undefined && job[key] !== null) info.push(`${key} ${job[key]}`);
   setText($('job-info'), info.join(' · '));
   setText($('job-error'), job.error ? job.error.message : '');
   $('job-cancel').hidden = role !== 'admin';
