@@ -133,6 +133,14 @@ export class Daemon {
     return json;
   }
 
+  // POST /v1/datasets/{id}/upload with a JSONL body.
+  async upload(id, text) {
+    const resp = await fetch(`${this.url}/v1/datasets/${id}/upload`, { method: 'POST', headers: { Authorization: `Bearer ${this.admin}` }, body: text });
+    const json = await resp.json();
+    if (!resp.ok) fail(`upload -> ${resp.status} ${JSON.stringify(json)}`);
+    return json;
+  }
+
   async stop(keep = false) {
     if (this.proc.exitCode === null && this.proc.signalCode === null) {
       this.proc.kill('SIGTERM');

@@ -197,6 +197,7 @@ function renderJob(job) {
   setText($('job-info'), info.join(' · '));
   setText($('job-error'), job.error ? job.error.message : '');
   $('job-cancel').hidden = role !== 'admin';
+  $('gen-box').hidden = job.type === 'ppo-control'; // its checkpoints are not language models
   $('job-cancel').disabled = TERMINAL.has(job.status) || job.cancel_requested;
   for (const tr of $('jobs').tBodies[0].rows) {
     if (Number(tr.dataset.id) !== job.id) continue;
@@ -228,6 +229,12 @@ async function loadCheckpoints() {
     return;
   }
   if (!selected || selected.id !== id) return;
+  const sel = $('g-ckpt');
+  const keep = sel.value;
+  clear(sel);
+  for (const c of list) sel.append(el('option', { value: String(c.id) }, `#${c.id}, step ${c.step_number} (${c.kind})`));
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  $('g-submit').disabled = list.length === 0;
   const body = $('checkpoints').tBodies[0];
   clear(body);
   for (const c of list) {
@@ -289,6 +296,9 @@ function selectJob(id) {
   clear($('samples'));
   clear($('events'));
   clear($('checkpoints').tBodies[0]);
+  clear($('g-ckpt'));
+  clear($('gen-out'));
+  setText($('gen-error'), '');
   setText($('job-error'), '');
   refreshJob();
   loadCheckpoints();
@@ -308,6 +318,32 @@ function selectJob(id) {
       loadJobs();
     },
   });
+}
+
+// POST /v1/checkpoints/{id}/generate: completions from one checkpoint.
+async function generate(event) {
+  event.preventDefault();
+  const out = $('gen-out');
+  setText($('gen-error'), '');
+  for (const n of $('gen').querySelectorAll('[data-param]')) n.classList.remove('invalid');
+  const id = Number($('g-ckpt').value);
+  if (!id) return;
+  const body = { prompt: $('g-prompt').value };
+  for (const [field, key] of [['g-n', 'n'], ['g-max', 'max_tokens'], ['g-temp', 'temperature'], ['g-seed', 'seed']])
+    if ($(field).value !== '') body[key] = Number($(field).value);
+  $('g-submit').disabled = true;
+  try {
+    const reply = await api('POST', `/v1/checkpoints/${id}/generate`, body);
+    clear(out);
+    for (const c of reply.choices)
+      out.append(el('li', { className: 'choice', dataset: { index: c.index } }, el('pre', {}, c.text), el('span', { className: 'meta' }, `${c.finish_reason} · seed ${reply.seed}`)));
+  } catch (err) {
+    setText($('gen-error'), err instanceof ApiError ? err.describe() : String(err));
+    const bad = err.param && $('gen').querySelector(`[data-param="${CSS.escape(err.param.replace(/\[.*$/, ''))}"]`);
+    if (bad) bad.classList.add('invalid');
+  } finally {
+    $('g-submit').disabled = false;
+  }
 }
 
 async function cancelJob() {
@@ -335,6 +371,7 @@ export function init() {
   $('jobs-refresh').addEventListener('click', () => loadJobs());
   $('jobs-more').addEventListener('click', () => loadJobs(true));
   $('job-cancel').addEventListener('click', cancelJob);
+  $('gen').addEventListener('submit', generate);
 }
 
 export function show(r) {
