@@ -22,7 +22,7 @@
 
 typedef struct http_route {
     const char *method;
-    const char *pattern; /* "{id}" matches a positive integer, a final "{path}" the rest */
+    const char *pattern; /* segments; "{id}" matches a positive integer */
     int roles;           /* 0: no token needed */
     enum MHD_Result (*handler)(request *r);
     bool creates;              /* a creating POST: Idempotency-Key applies */
@@ -81,7 +81,7 @@ void http_route_at(size_t i, const char **method, const char **pattern) {
 static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
     while (*pattern && *url) {
         if (strcmp(pattern, "{path}") == 0)
-            return true; /* the rest of the url, checked by the handler */
+            return true; /* a final {path}: the rest, checked by its handler */
         if (strncmp(pattern, "{id}", 4) == 0) {
             char *end;
             if (*url < '1' || *url > '9')

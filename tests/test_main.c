@@ -37,6 +37,7 @@ static const named_suite all_suites[] = {
     {"pipeline", pipeline_suite},
     {"env", env_suite},
     {"lora", lora_suite},
+    {"server_static", server_static_suite},
 };
 
 static int wanted(const char *name, int argc, char **argv) {

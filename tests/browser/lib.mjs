@@ -70,10 +70,11 @@ export async function newPage(browser, options = {}) {
   return page;
 }
 
-// API error statuses the page expects (403 while it finds the token's role,
+// API error statuses the page expects (400 for a rejected launch, 403 while it finds the token's role,
 // 404 when no comparison is left) are logged by chromium as "Failed to load
 // resource"; they are not problems.
-export function assertNoProblems(page, allow = [/Failed to load resource: the server responded with a status of 40[34]/]) {
+export const EXPECTED_ERRORS = [/Failed to load resource: the server responded with a status of 40[034]/];
+export function assertNoProblems(page, allow = EXPECTED_ERRORS) {
   const left = page.problems.filter((p) => !allow.some((re) => re.test(p)));
   assert(left.length === 0, `the page reported problems:\n  ${left.join('\n  ')}`);
 }
@@ -88,25 +89,37 @@ export class Daemon {
     const d = new Daemon();
     d.dir = mkdtempSync(path.join(tmpdir(), 'rlhfd-browser-'));
     d.db = path.join(d.dir, 'rlhfd.db');
+    d.admin = execFileSync(path.join(BUILD, 'rlhfd'), ['--db', d.db, '--create-token', 'root', '--role', 'admin']).toString().trim();
+    await d.launch('127.0.0.1:0');
+    return d;
+  }
+
+  async launch(listen) {
     const rlhfd = path.join(BUILD, 'rlhfd');
-    d.admin = execFileSync(rlhfd, ['--db', d.db, '--create-token', 'root', '--role', 'admin']).toString().trim();
-    d.proc = spawn(rlhfd, ['--listen', '127.0.0.1:0', '--db', d.db, '--web-root', path.join(BUILD, 'web'), '--workers', '1', '--sse-poll-ms', '50', '--shutdown-grace-ms', '5000'], {
+    this.proc = spawn(rlhfd, ['--listen', listen, '--db', this.db, '--web-root', path.join(BUILD, 'web'), '--workers', '1', '--sse-poll-ms', '50', '--shutdown-grace-ms', '5000'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, OPENBLAS_NUM_THREADS: '1' },
     });
-    d.log = '';
-    d.proc.stderr.on('data', (b) => (d.log += b));
-    d.exited = new Promise((resolve) => d.proc.on('exit', (code, sig) => resolve(sig ? -1 : code)));
-    d.url = await new Promise((resolve, reject) => {
+    this.log = this.log || '';
+    this.proc.stderr.on('data', (b) => (this.log += b));
+    this.exited = new Promise((resolve) => this.proc.on('exit', (code, sig) => resolve(sig ? -1 : code)));
+    this.url = await new Promise((resolve, reject) => {
       let out = '';
-      d.proc.stdout.on('data', (b) => {
+      this.proc.stdout.on('data', (b) => {
         out += b;
         const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
         if (m) resolve(m[1]);
       });
-      d.exited.then((code) => reject(new Error(`rlhfd exited (${code}) before listening: ${d.log}`)));
+      this.exited.then((code) => reject(new Error(`rlhfd exited (${code}) before listening: ${this.log}`)));
     });
-    return d;
+  }
+
+  // SIGTERM (workers checkpoint and requeue), then the same database on the
+  // same port.
+  async restart() {
+    this.proc.kill('SIGTERM');
+    assertEq(await this.exited, 0, 'rlhfd exit code on SIGTERM');
+    await this.launch(this.url.replace('http://', ''));
   }
 
   async api(method, p, body, token = this.admin) {
@@ -120,8 +133,16 @@ export class Daemon {
     return json;
   }
 
+  // POST /v1/datasets/{id}/upload with a JSONL body.
+  async upload(id, text) {
+    const resp = await fetch(`${this.url}/v1/datasets/${id}/upload`, { method: 'POST', headers: { Authorization: `Bearer ${this.admin}` }, body: text });
+    const json = await resp.json();
+    if (!resp.ok) fail(`upload -> ${resp.status} ${JSON.stringify(json)}`);
+    return json;
+  }
+
   async stop(keep = false) {
-    if (this.proc.exitCode === null) {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
       this.proc.kill('SIGTERM');
       await this.exited;
     }

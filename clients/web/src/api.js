@@ -122,10 +122,10 @@ export function parseSse(text) {
 // Follows GET /v1/jobs/{id}/stream until the job ends or signal aborts.
 // onEvent(type, object) per event in order; onEnd({status}); onState(text)
 // for the connection state. Reconnects with Last-Event-ID after a drop,
-// backing off 0.5 s .. 10 s.
+// backing off 0.25 s .. 5 s.
 export async function followJob(jobId, { onEvent, onEnd, onState, signal }) {
   let lastId = null;
-  let delay = 500;
+  let delay = 250;
   while (!signal.aborted) {
     const headers = { Authorization: `Bearer ${getToken()}` };
     if (lastId !== null) headers['Last-Event-ID'] = lastId;
@@ -153,7 +153,7 @@ export async function followJob(jobId, { onEvent, onEnd, onState, signal }) {
               return;
             }
             if (ev.id !== null) lastId = ev.id;
-            delay = 500;
+            delay = 250;
             onEvent(ev.event, JSON.parse(ev.data));
           }
         }
@@ -168,6 +168,6 @@ export async function followJob(jobId, { onEvent, onEnd, onState, signal }) {
     if (signal.aborted) return;
     onState('reconnecting');
     await new Promise((resolve) => setTimeout(resolve, delay));
-    delay = Math.min(delay * 2, 10000);
+    delay = Math.min(delay * 2, 5000);
   }
 }

@@ -12,6 +12,15 @@ const rank = (name) => {
   return i < 0 ? PRIORITY.length : i;
 };
 
+// Axis labels that stay readable for tiny (KL 1e-7) and huge (tokens/s)
+// values alike.
+function tick(v) {
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(1).replace('e+', 'e');
+  return String(Number(v.toPrecision(3)));
+}
+
 export class MetricCharts {
   constructor(container) {
     this.container = container;
@@ -65,7 +74,7 @@ export class MetricCharts {
       legend: { show: false },
       cursor: { drag: { x: true, y: false } },
       scales: { x: { time: false } },
-      axes: [{ size: 28 }, { size: 52 }],
+      axes: [{ size: 28 }, { size: 60, values: (u, splits) => splits.map(tick) }],
       series: [{ label: 'step' }, { label: name, stroke: '#2563eb', width: 1.5, points: { show: false } }],
     };
     s.chart = new uPlot(opts, [[], []], s.box);

@@ -5,12 +5,16 @@ import { api, ApiError, followJob, getToken, listAll } from './api.js';
 import { MetricCharts } from './charts.js';
 import { $, clear, el, fmtBytes, fmtTime, setText } from './dom.js';
 
-// The job types the form offers. The server is the judge: a type this build
-// cannot run yet is answered with job_type_unavailable, shown with the form.
+// The job types the form offers, with the dataset format each trains on and
+// the inputs it takes (docs/api.md, POST /v1/jobs: model = a checkpoint to
+// start from, reward_model = a reward job's checkpoint, training_project =
+// a project's rankings instead of a dataset). The server is the judge: what
+// a build cannot run yet is answered with an error naming the field, which
+// the form shows.
 const JOB_TYPES = [
-  { type: 'sft', format: 'sft', hp: { max_steps: 200, checkpoint_interval: 50 } },
-  { type: 'reward', format: 'preference', hp: { epochs: 1 } },
-  { type: 'ppo', format: 'prompts', hp: { total_updates: 30 }, reward: true },
+  { type: 'sft', format: 'sft', model: true, hp: { max_steps: 200, checkpoint_interval: 50 } },
+  { type: 'reward', format: 'preference', model: true, project: true, hp: { epochs: 1 } },
+  { type: 'ppo', format: 'prompts', model: true, reward: true, hp: { total_updates: 30 } },
   { type: 'ppo-control', format: null, hp: { env: 'CartPole-v1', total_steps: 100000 } },
 ];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -24,6 +28,7 @@ let jobsAfter = null; // cursor of the next page of the list
 let selected = null; // {id, job, abort, charts, pollTimer}
 let datasets = [];
 let checkpoints = [];
+let projects = [];
 
 /* ---- the jobs list ---------------------------------------------------------- */
 
@@ -81,22 +86,35 @@ function fillDatasetSelect(sel, format, optional) {
   if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
 }
 
-function fillCheckpointSelect(sel) {
+// Checkpoints of jobs of the given types (a policy for model, a reward job's
+// for reward_model).
+function fillCheckpointSelect(sel, types) {
   const keep = sel.value;
   clear(sel);
   sel.append(el('option', { value: '' }, '(none)'));
-  for (const c of checkpoints)
-    sel.append(el('option', { value: String(c.id) }, `#${c.id} job ${c.job_id} step ${c.step_number} (${c.kind})`));
+  for (const c of checkpoints.filter((x) => types.includes(x.job_type)))
+    sel.append(el('option', { value: String(c.id) }, `#${c.id}: ${c.job_type} job ${c.job_id}, step ${c.step_number} (${c.kind})`));
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+}
+
+function fillProjectSelect(sel) {
+  const keep = sel.value;
+  clear(sel);
+  sel.append(el('option', { value: '' }, '(none)'));
+  for (const p of projects) sel.append(el('option', { value: String(p.id) }, `#${p.id} ${p.name}`));
   if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
 }
 
 function onTypeChange() {
   const t = typeInfo();
-  fillDatasetSelect($('l-train'), t.format, false);
+  fillDatasetSelect($('l-train'), t.format, t.project);
   fillDatasetSelect($('l-valid'), t.format, true);
-  fillCheckpointSelect($('l-init'));
-  fillCheckpointSelect($('l-reward'));
+  fillProjectSelect($('l-project'));
+  fillCheckpointSelect($('l-model'), ['sft', 'ppo']);
+  fillCheckpointSelect($('l-reward'), ['reward']);
+  $('l-model').disabled = !t.model;
   for (const n of document.querySelectorAll('.ppo-only')) n.hidden = !t.reward;
+  for (const n of document.querySelectorAll('.reward-only')) n.hidden = !t.project;
   const hp = $('l-hp');
   if (!hp.dataset.edited) hp.value = JSON.stringify(t.hp, null, 2);
   markInvalid(null);
@@ -105,10 +123,11 @@ function onTypeChange() {
 async function loadLaunchChoices() {
   try {
     datasets = await listAll('/v1/datasets', 500);
+    projects = await listAll('/v1/projects', 500);
     // Checkpoints of the most recent finished jobs.
     const jobs = await api('GET', '/v1/jobs?status=succeeded&limit=20');
     const lists = await Promise.all(jobs.data.map((j) => api('GET', `/v1/jobs/${j.id}/checkpoints?limit=20`)));
-    checkpoints = lists.flatMap((l) => l.data);
+    checkpoints = lists.flatMap((l, i) => l.data.map((c) => ({ ...c, job_type: jobs.data[i].type })));
   } catch (err) {
     setText($('launch-error'), err.describe());
   }
@@ -143,8 +162,9 @@ async function launch(event) {
   const num = (id) => ($(id).value ? Number($(id).value) : null);
   if (num('l-train') !== null) body.training_file = num('l-train');
   if (num('l-valid') !== null) body.validation_file = num('l-valid');
-  if (num('l-init') !== null) body.init_checkpoint = num('l-init');
-  if (t.reward && num('l-reward') !== null) body.reward_checkpoint = num('l-reward');
+  if (t.project && num('l-project') !== null) body.training_project = num('l-project');
+  if (t.model && num('l-model') !== null) body.model = num('l-model');
+  if (t.reward && num('l-reward') !== null) body.reward_model = num('l-reward');
   if (num('l-attempts') !== null) body.max_attempts = num('l-attempts');
   $('l-submit').disabled = true;
   try {
@@ -172,9 +192,12 @@ function renderJob(job) {
   if (job.finished_at) info.push(`finished ${fmtTime(job.finished_at)}`);
   if (job.training_file) info.push(`training_file ${job.training_file}`);
   if (job.validation_file) info.push(`validation_file ${job.validation_file}`);
+  for (const key of ['training_project', 'model', 'reward_model', 'fine_tuned_model'])
+    if (job[key] !== undefined && job[key] !== null) info.push(`${key} ${job[key]}`);
   setText($('job-info'), info.join(' · '));
   setText($('job-error'), job.error ? job.error.message : '');
   $('job-cancel').hidden = role !== 'admin';
+  $('gen-box').hidden = job.type === 'ppo-control'; // its checkpoints are not language models
   $('job-cancel').disabled = TERMINAL.has(job.status) || job.cancel_requested;
   for (const tr of $('jobs').tBodies[0].rows) {
     if (Number(tr.dataset.id) !== job.id) continue;
@@ -206,6 +229,12 @@ async function loadCheckpoints() {
     return;
   }
   if (!selected || selected.id !== id) return;
+  const sel = $('g-ckpt');
+  const keep = sel.value;
+  clear(sel);
+  for (const c of list) sel.append(el('option', { value: String(c.id) }, `#${c.id}, step ${c.step_number} (${c.kind})`));
+  if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  $('g-submit').disabled = list.length === 0;
   const body = $('checkpoints').tBodies[0];
   clear(body);
   for (const c of list) {
@@ -244,7 +273,7 @@ function onEvent(type, ev) {
   if (ev.code === 'sample') {
     addLogItem($('samples'), el('li', { className: 'sample' }, when, el('pre', {}, ev.message)), MAX_SAMPLES);
   }
-  addLogItem($('events'), el('li', { className: `event ${ev.level}` }, when, ' ', el('code', {}, ev.code || ev.type), ' ', ev.message), MAX_EVENTS);
+  addLogItem($('events'), el('li', { className: `event ${ev.level}`, dataset: { id: ev.id, code: ev.code } }, when, ' ', el('code', {}, ev.code || ev.type), ' ', ev.message), MAX_EVENTS);
   if (ev.code === 'checkpoint' || /checkpoint/.test(ev.message || '')) loadCheckpoints();
   if (['started', 'resumed', 'requeued', 'succeeded', 'failed', 'cancelled', 'cancel_requested'].includes(ev.code)) refreshJob();
 }
@@ -267,6 +296,9 @@ function selectJob(id) {
   clear($('samples'));
   clear($('events'));
   clear($('checkpoints').tBodies[0]);
+  clear($('g-ckpt'));
+  clear($('gen-out'));
+  setText($('gen-error'), '');
   setText($('job-error'), '');
   refreshJob();
   loadCheckpoints();
@@ -286,6 +318,32 @@ function selectJob(id) {
       loadJobs();
     },
   });
+}
+
+// POST /v1/checkpoints/{id}/generate: completions from one checkpoint.
+async function generate(event) {
+  event.preventDefault();
+  const out = $('gen-out');
+  setText($('gen-error'), '');
+  for (const n of $('gen').querySelectorAll('[data-param]')) n.classList.remove('invalid');
+  const id = Number($('g-ckpt').value);
+  if (!id) return;
+  const body = { prompt: $('g-prompt').value };
+  for (const [field, key] of [['g-n', 'n'], ['g-max', 'max_tokens'], ['g-temp', 'temperature'], ['g-seed', 'seed']])
+    if ($(field).value !== '') body[key] = Number($(field).value);
+  $('g-submit').disabled = true;
+  try {
+    const reply = await api('POST', `/v1/checkpoints/${id}/generate`, body);
+    clear(out);
+    for (const c of reply.choices)
+      out.append(el('li', { className: 'choice', dataset: { index: c.index } }, el('pre', {}, c.text), el('span', { className: 'meta' }, `${c.finish_reason} · seed ${reply.seed}`)));
+  } catch (err) {
+    setText($('gen-error'), err instanceof ApiError ? err.describe() : String(err));
+    const bad = err.param && $('gen').querySelector(`[data-param="${CSS.escape(err.param.replace(/\[.*$/, ''))}"]`);
+    if (bad) bad.classList.add('invalid');
+  } finally {
+    $('g-submit').disabled = false;
+  }
 }
 
 async function cancelJob() {
@@ -313,6 +371,7 @@ export function init() {
   $('jobs-refresh').addEventListener('click', () => loadJobs());
   $('jobs-more').addEventListener('click', () => loadJobs(true));
   $('job-cancel').addEventListener('click', cancelJob);
+  $('gen').addEventListener('submit', generate);
 }
 
 export function show(r) {
