@@ -14,10 +14,15 @@ al. 2022; the details of Huang et al. 2023), not from TRL. One update:
               v + bias, minus missing_eos_penalty without an EOT);
   training    per-token KL (k1, k3 or abs) · -β plus the score on the last
               token, GAE (γ, λ), advantage whitening (optionally reward
-              whitening), then ppo_epochs passes of shuffled minibatches: the
-              clipped surrogate + vf_coef · clipped value loss over the real
-              response tokens, global grad-norm clipping, Adam (β 0.9, 0.999,
-              ε 1e-5), learning rate annealed linearly per update.
+              whitening), then ppo_epochs passes of shuffled minibatches
+              (gradient_accumulation_steps micro-batches each): the clipped
+              surrogate + vf_coef · clipped value loss, means over the
+              minibatch's real response tokens, global grad-norm clipping per
+              model, Adam (β 0.9, 0.999, ε 1e-5), learning rate annealed
+              linearly per update.
+Values come from a separate value model initialised from the reward model
+(value_model "reward_model", the default: scored in the scoring phase,
+trained with its own Adam) or from the policy's scalar head ("policy_head").
 The hyperparameters are `rlhf-train ppo`'s, read from the same JSON config
 (--config); the JSON lines printed are the C program's: a config line, then
 one {"step": u, ...} line per update with the same metric names, including
@@ -69,7 +74,8 @@ DEFAULTS = {  # rlhf-train ppo's defaults (engine/ppo_lm.c)
     "vf_clip": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "kl_coef": 0.05,
     "kl_estimator": "k1", "target_kl": 0.0, "kl_horizon": 10000.0, "whiten_rewards": False,
     "response_length": 32, "temperature": 1.0, "missing_eos_penalty": 1.0,
-    "non_finite_patience": 3, "sample_interval": 10,
+    "non_finite_patience": 3, "sample_interval": 10, "checkpoint_interval": 0,
+    "value_model": "reward_model", "gradient_accumulation_steps": 1,
 }
 
 
@@ -308,10 +314,6 @@ def response_heads(torch, model, h, P, N, temperature, targets, want_entropy=Fal
 # The PPO pieces (engine/rlhf_ppo.c, engine/ppo_control.c)
 
 
-def masked_mean(torch, x, m):
-    return (x * m).sum() / m.sum().clamp(min=1)
-
-
 def whiten(torch, x, m, shift_mean):
     n = m.sum()
     if n < 2:
@@ -365,6 +367,8 @@ def main(argv):
     rm, gain, bias = load_model(torch, args.reward_model, head=True)
     for p in list(ref.parameters()) + list(rm.parameters()):
         p.requires_grad_(False)
+    separate = cfg["value_model"] == "reward_model"
+    critic = load_model(torch, args.reward_model, head=True)[0] if separate else policy
     V = policy.dims[0]
     prompts = [json.loads(line)["prompt"] for line in Path(args.data).read_text().splitlines()
                if line.strip()]
@@ -379,9 +383,13 @@ def main(argv):
     P = max(len(e) for e in encoded)
     S = P + N
     T = cfg["temperature"]
-    params = list(policy.parameters())
-    opt = torch.optim.Adam(params, lr=cfg["learning_rate"], betas=(0.9, 0.999), eps=1e-5,
-                           foreach=True)
+    G = cfg["gradient_accumulation_steps"]
+    if M % G:
+        raise SystemExit("gradient_accumulation_steps must divide mini_batch_size")
+    U = M // G
+    groups = [list(policy.parameters())] + ([list(critic.parameters())] if separate else [])
+    opts = [torch.optim.Adam(ps, lr=cfg["learning_rate"], betas=(0.9, 0.999), eps=1e-5,
+                             foreach=True) for ps in groups]
     gen = torch.Generator().manual_seed(cfg["seed"])
     order, cursor = [], len(prompts)
     beta = cfg["kl_coef"]
@@ -408,6 +416,9 @@ def main(argv):
         with torch.inference_mode():
             logp, values, _ = response_heads(torch, policy, trunk(torch, policy, seq, positions,
                                                                   smask), P, N, T, resp)
+            if separate:
+                h = critic.ln_f(trunk(torch, critic, seq, positions, smask)[:, P - 1:S - 1])
+                values = critic.score(h)[..., 0]
             ref_logp, _, _ = response_heads(torch, ref, trunk(torch, ref, seq, positions, smask),
                                             P, N, T, resp)
             h = rm.ln_f(trunk(torch, rm, seq, positions, smask))
@@ -430,38 +441,47 @@ def main(argv):
         seq_kl = float(kl.sum(1).mean())
         lr = (cfg["learning_rate"] * max(0.0, 1.0 - (update - 1) / cfg["total_updates"])
               if cfg["anneal_lr"] else cfg["learning_rate"])
-        for g in opt.param_groups:
-            g["lr"] = lr
+        for opt in opts:
+            for g in opt.param_groups:
+                g["lr"] = lr
         clip, vclip = cfg["clip_coef"], cfg["vf_clip"]
         stats = {"pg": 0.0, "vl": 0.0, "approxkl": 0.0, "clipfrac": 0.0, "entropy": 0.0}
         steps = 0
         for _ in range(cfg["ppo_epochs"]):
             perm = torch.randperm(B, generator=gen)
             for s0 in range(0, B, M):
-                idx = perm[s0:s0 + M]
-                mm = m[idx]
-                h = trunk(torch, policy, seq[idx], positions[idx], smask[idx])
-                newlogp, vpred, ent = response_heads(torch, policy, h, P, N, T, resp[idx], True)
-                ratio = torch.exp(newlogp - logp[idx])
-                a = adv[idx]
-                pg = masked_mean(torch, torch.max(-a * ratio, -a * ratio.clamp(1 - clip, 1 + clip)),
-                                 mm)
-                oldv, ret = values[idx], returns[idx]
-                vc = oldv + (vpred - oldv).clamp(-vclip, vclip)
-                vl = 0.5 * masked_mean(torch, torch.max((vpred - ret) ** 2, (vc - ret) ** 2), mm)
-                loss = pg + cfg["vf_coef"] * vl
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg["max_grad_norm"])
-                opt.step()
-                with torch.no_grad():
-                    lr_ = newlogp - logp[idx]
-                    stats["pg"] += float(pg)
-                    stats["vl"] += float(vl)
-                    stats["approxkl"] += float(masked_mean(torch, 0.5 * lr_ ** 2, mm))
-                    stats["clipfrac"] += float(masked_mean(
-                        torch, ((ratio - 1).abs() > clip).float(), mm))
-                    stats["entropy"] += float(masked_mean(torch, ent, mm))
+                n_total = m[perm[s0:s0 + M]].sum().clamp(min=1)
+                for opt in opts:
+                    opt.zero_grad(set_to_none=True)
+                for u0 in range(s0, s0 + M, U):
+                    idx = perm[u0:u0 + U]
+                    mm = m[idx]
+                    h = trunk(torch, policy, seq[idx], positions[idx], smask[idx])
+                    newlogp, vpred, ent = response_heads(torch, policy, h, P, N, T, resp[idx],
+                                                         True)
+                    if separate:
+                        hv = critic.ln_f(trunk(torch, critic, seq[idx], positions[idx],
+                                               smask[idx])[:, P - 1:S - 1])
+                        vpred = critic.score(hv)[..., 0]
+                    ratio = torch.exp(newlogp - logp[idx])
+                    a = adv[idx]
+                    pg = (torch.max(-a * ratio, -a * ratio.clamp(1 - clip, 1 + clip)) * mm).sum()
+                    oldv, ret = values[idx], returns[idx]
+                    vc = oldv + (vpred - oldv).clamp(-vclip, vclip)
+                    vl = 0.5 * (torch.max((vpred - ret) ** 2, (vc - ret) ** 2) * mm).sum()
+                    loss = (pg + cfg["vf_coef"] * vl) / n_total
+                    loss.backward()
+                    with torch.no_grad():
+                        lr_ = newlogp - logp[idx]
+                        stats["pg"] += float(pg / n_total)
+                        stats["vl"] += float(vl / n_total)
+                        stats["approxkl"] += float((0.5 * lr_ ** 2 * mm).sum() / n_total)
+                        stats["clipfrac"] += float((((ratio - 1).abs() > clip).float() * mm).sum()
+                                                   / n_total)
+                        stats["entropy"] += float((ent * mm).sum() / n_total)
+                for ps, opt in zip(groups, opts):
+                    torch.nn.utils.clip_grad_norm_(ps, cfg["max_grad_norm"])
+                    opt.step()
                 steps += 1
         if cfg["target_kl"] > 0:
             e = min(0.2, max(-0.2, seq_kl / cfg["target_kl"] - 1.0))
