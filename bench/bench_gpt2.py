@@ -50,7 +50,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_ppo_control import choose_coretype, fmt, openblas_core
+import benchlib
+from benchlib import choose_coretype, fmt
 
 REPO = Path(__file__).resolve().parent.parent
 SIZES = ("S", "M", "L")
@@ -203,13 +204,7 @@ def probe_choice(probe):
 
 
 def med_range(values, spec):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "—"
-    m = statistics.median(values)
-    if len(values) == 1:
-        return format(m, spec)
-    return f"{format(m, spec)} ({format(min(values), spec)}–{format(max(values), spec)})"
+    return benchlib.med_range(values, spec)
 
 
 def pair_ratios(pairs, phase):
@@ -359,32 +354,7 @@ def relative(cmd):
 
 
 def machine_line(args):
-    fields = {}
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True,
-                                   timeout=10).stdout.splitlines():
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    version, detected = openblas_core({})
-    blas = f"OpenBLAS {version} core {detected}"
-    if args.openblas_coretype_env:
-        _, forced = openblas_core(args.openblas_coretype_env)
-        blas = (f"OpenBLAS {version} core {forced} (OPENBLAS_CORETYPE="
-                f"{args.openblas_coretype_env['OPENBLAS_CORETYPE']}, both sides; "
-                f"detected by itself: {detected})")
-    try:
-        torch_version = subprocess.run(
-            [args.python, "-c", "import torch; print(torch.__version__)"],
-            capture_output=True, text=True, timeout=120).stdout.strip() or "?"
-        commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        torch_version, commit = "?", "?"
-    return (f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')} "
-            f"model {fields.get('Model', '?')}), {fields.get('CPU(s)', os.cpu_count())} CPUs, "
-            f"{blas}; torch {torch_version}; git {commit or '?'}")
+    return benchlib.machine_line(args.python, args.openblas_coretype_env)
 
 
 # ----------------------------------------------------------------------------

@@ -46,15 +46,16 @@ import argparse
 import datetime
 import json
 import os
-import re
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import benchlib
+from benchlib import choose_coretype, fmt
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_CONFIG = {  # the benchmark's fixed protocol; --config may override
@@ -127,89 +128,13 @@ def parse_args():
 
 
 # ----------------------------------------------------------------------------
-# Machine description
-
-_CORE_PROBE = (
-    "import ctypes\n"
-    "lib = ctypes.CDLL('libopenblas.so.0')\n"
-    "lib.openblas_get_corename.restype = ctypes.c_char_p\n"
-    "lib.openblas_get_config.restype = ctypes.c_char_p\n"
-    "print(lib.openblas_get_config().decode())\n"
-    "print(lib.openblas_get_corename().decode())\n")
-
-
-def openblas_core(extra_env):
-    """(version, core name) that libopenblas.so.0 picks in a fresh process
-    with extra_env (the kernel choice is made when the library loads)."""
-    try:
-        out = subprocess.run([sys.executable, "-c", _CORE_PROBE], capture_output=True,
-                             text=True, timeout=30, env=dict(os.environ, **extra_env))
-        config, core = out.stdout.strip().splitlines()[-2:]
-        version = re.search(r"OpenBLAS\s+(\S+)", config)
-        return (version.group(1) if version else "?"), core
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return "?", "?"
-
-
-def choose_coretype(args):
-    """Sets args.openblas_coretype_env: {} or {"OPENBLAS_CORETYPE": name}."""
-    choice = args.openblas_coretype
-    args.openblas_coretype_env = {}
-    if choice == "none":
-        return
-    if choice != "auto":
-        args.openblas_coretype_env = {"OPENBLAS_CORETYPE": choice}
-        return
-    if "OPENBLAS_CORETYPE" in os.environ:  # the caller chose already
-        return
-    _, detected = openblas_core({})
-    if detected != "Prescott":
-        return
-    try:
-        flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(),
-                              re.M).group(1).split())
-    except (OSError, AttributeError):
-        return
-    for needed, kernels in (({"avx512f", "avx512bw", "avx512dq", "avx512vl"}, "SkylakeX"),
-                            ({"avx2", "fma"}, "Haswell")):
-        if needed <= flags:
-            args.openblas_coretype_env = {"OPENBLAS_CORETYPE": kernels}
-            return
+# Machine description: bench/benchlib.py
 
 
 def machine_line(args):
-    fields = {}
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True,
-                                   timeout=10).stdout.splitlines():
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    model = fields.get("Model name", "unknown CPU")
-    cpus = fields.get("CPU(s)", str(os.cpu_count()))
-    version, detected = openblas_core({})
-    blas = f"OpenBLAS {version} core {detected}"
-    if args.openblas_coretype_env:
-        _, forced = openblas_core(args.openblas_coretype_env)
-        blas = (f"OpenBLAS {version} core {forced} (OPENBLAS_CORETYPE="
-                f"{args.openblas_coretype_env['OPENBLAS_CORETYPE']}, both sides; "
-                f"detected by itself: {detected})")
-    try:
-        torch_version = subprocess.run(
-            [args.python, "-c", "import torch; print(torch.__version__)"],
-            capture_output=True, text=True, timeout=120).stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        torch_version = "?"
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = "?"
     threads = (f"ours --threads {args.threads}; reference torch.set_num_threads({args.threads}), "
                f"OPENBLAS_NUM_THREADS={args.ref_openblas_threads}")
-    return (f"{model}, {cpus} CPUs, {blas}; torch {torch_version}; {threads}; "
-            f"git {commit or '?'}")
+    return benchlib.machine_line(args.python, args.openblas_coretype_env, threads)
 
 
 # ----------------------------------------------------------------------------
@@ -302,20 +227,12 @@ def describe(r):
             f"(best full eval {fmt(r['best_eval'], '.1f')})")
 
 
-def fmt(x, spec):
-    return "—" if x is None else format(x, spec)
-
-
 # ----------------------------------------------------------------------------
 # Report
 
 
 def med_range(values, spec):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "—"
-    return (f"{format(statistics.median(values), spec)} "
-            f"({format(min(values), spec)}–{format(max(values), spec)}, n={len(values)})")
+    return benchlib.med_range(values, spec, with_n=True)
 
 
 def cell_steps(r):

@@ -173,6 +173,7 @@ int gpt2_reserve(gpt2_model *m, int B, int T, char *err, size_t errlen) {
         BT * 4 * C,
         (size_t)T * T,
         V,
+        BT * C,
     };
     float **views[] = {
         &a->encoded,  &a->ln1,      &a->ln1_mean,  &a->ln1_rstd,  &a->qkv,       &a->atty,
@@ -180,6 +181,7 @@ int gpt2_reserve(gpt2_model *m, int B, int T, char *err, size_t errlen) {
         &a->fch,      &a->fch_gelu, &a->fcproj,    &a->residual3, &a->lnf,       &a->lnf_mean,
         &a->lnf_rstd, &a->logits,   &a->values,    &a->dvalues,   &a->dresidual, &a->dbtc,
         &a->dbtc2,    &a->dqkv,     &a->dfch,      &a->dfch2,     &a->datt,      &a->row_scratch,
+        &a->lnf_sel,
     };
     const size_t n = sizeof sizes / sizeof sizes[0];
     size_t total = 0;
@@ -362,6 +364,10 @@ static void attention_backward(float *dqkv, float *datt, const float *dout, cons
 /* ==== the model ========================================================================= */
 
 void gpt2_forward(gpt2_model *m, const gpt2_batch *batch, bool want_logits) {
+    gpt2_forward_columns(m, batch, 0, want_logits ? batch->T : 0);
+}
+
+void gpt2_forward_columns(gpt2_model *m, const gpt2_batch *batch, int t0, int t1) {
     const gpt2_config *c = &m->cfg;
     const int B = batch->B, T = batch->T, C = c->d_model, L = c->n_layer, NH = c->n_head;
     const int BT = B * T;
@@ -373,6 +379,11 @@ void gpt2_forward(gpt2_model *m, const gpt2_batch *batch, bool want_logits) {
     m->attn_mask = batch->attn_mask;
     m->B = B;
     m->T = T;
+    t0 = t0 < 0 ? 0 : t0;
+    t1 = t1 > T ? T : t1;
+    const bool want_logits = t0 < t1;
+    m->LT0 = t0;
+    m->LT = want_logits ? t1 - t0 : T; /* without logits, as before: rows = positions */
 
     encoder_forward(a->encoded, batch->tokens, batch->positions, p->wte, p->wpe, BT, T, C);
     const float *residual = a->encoded;
@@ -408,8 +419,14 @@ void gpt2_forward(gpt2_model *m, const gpt2_batch *batch, bool want_logits) {
         residual = residual3;
     }
     layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, residual, p->lnfw, p->lnfb, BT, C);
-    if (want_logits)
+    if (want_logits && m->LT == T) {
         dense_forward(a->logits, a->lnf, p->wte, NULL, BT, C, c->vocab_size);
+    } else if (want_logits) { /* the selected columns, gathered into one matmul */
+        for (int b = 0; b < B; b++)
+            memcpy(a->lnf_sel + (int64_t)b * m->LT * C, a->lnf + ((int64_t)b * T + t0) * C,
+                   sizeof(float) * (size_t)m->LT * (size_t)C);
+        dense_forward(a->logits, a->lnf_sel, p->wte, NULL, B * m->LT, C, c->vocab_size);
+    }
     if (c->scalar_head)
         for (int i = 0; i < BT; i++) {
             const float *x = a->lnf + (int64_t)i * C;
@@ -435,7 +452,7 @@ static float row_logsumexp(const float *z, int V, float *ex, float *sum_out, flo
 
 float gpt2_lm_loss(gpt2_model *m, const int32_t *targets, const uint8_t *loss_mask,
                    float grad_scale) {
-    const int BT = m->B * m->T, V = m->cfg.vocab_size;
+    const int BT = m->B * m->LT, V = m->cfg.vocab_size; /* rows with logits */
     float *logits = m->acts.logits;
     int64_t count = 0;
     for (int i = 0; i < BT; i++)
@@ -468,7 +485,7 @@ float gpt2_lm_loss(gpt2_model *m, const int32_t *targets, const uint8_t *loss_ma
 }
 
 void gpt2_token_logprobs(const gpt2_model *m, const int32_t *targets, float *logp, float *entropy) {
-    const int BT = m->B * m->T, V = m->cfg.vocab_size;
+    const int BT = m->B * m->LT, V = m->cfg.vocab_size; /* rows with logits */
     float *ex = m->acts.row_scratch;
     for (int i = 0; i < BT; i++) {
         const float *z = m->acts.logits + (int64_t)i * V;
@@ -482,7 +499,7 @@ void gpt2_token_logprobs(const gpt2_model *m, const int32_t *targets, float *log
 
 void gpt2_logprobs_backward(gpt2_model *m, const int32_t *targets, const float *dlogp,
                             const float *dentropy) {
-    const int BT = m->B * m->T, V = m->cfg.vocab_size;
+    const int BT = m->B * m->LT, V = m->cfg.vocab_size; /* rows with logits */
     float *ex = m->acts.row_scratch;
     for (int i = 0; i < BT; i++) {
         float *z = m->acts.logits + (int64_t)i * V;
@@ -520,8 +537,17 @@ void gpt2_backward(gpt2_model *m, bool with_logits, bool with_values) {
     /* heads → dlnf (in dbtc) */
     float *dlnf = a->dbtc;
     memset(dlnf, 0, sizeof(float) * (size_t)btc);
-    if (with_logits)
+    if (with_logits && m->LT == T) {
         dense_backward(dlnf, GW(g->wte), NULL, a->logits, a->lnf, p->wte, BT, C, c->vocab_size);
+    } else if (with_logits) { /* dlnf of the selected columns, via dbtc2 (free until layer L-1) */
+        const int64_t n = (int64_t)B * m->LT * C;
+        memset(a->dbtc2, 0, sizeof(float) * (size_t)n);
+        dense_backward(a->dbtc2, GW(g->wte), NULL, a->logits, a->lnf_sel, p->wte, B * m->LT, C,
+                       c->vocab_size);
+        for (int b = 0; b < B; b++)
+            memcpy(dlnf + ((int64_t)b * T + m->LT0) * C, a->dbtc2 + (int64_t)b * m->LT * C,
+                   sizeof(float) * (size_t)m->LT * (size_t)C);
+    }
     if (with_values && c->scalar_head)
         for (int i = 0; i < BT; i++) {
             const float dv = a->dvalues[i];

@@ -101,6 +101,7 @@ typedef struct gpt2_acts {
     float *dfch2;       /* (B, T, 4C) */
     float *datt;        /* (T, T) */
     float *row_scratch; /* (V) one row of exp(logits) */
+    float *lnf_sel;     /* (B, LT, C) the lnf rows of a restricted LM head */
     float *memory;
 } gpt2_acts;
 
@@ -119,6 +120,7 @@ typedef struct gpt2_model {
     const int32_t *tokens, *positions;
     const uint8_t *attn_mask;
     int B, T;
+    int LT0, LT; /* the columns with logits: [LT0, LT0 + LT) */
 } gpt2_model;
 
 /* Validates cfg and allocates parameters and gradients (zeroed). Returns 0
@@ -144,6 +146,13 @@ typedef struct gpt2_batch {
 /* Forward through the trunk; logits when want_logits, values when the model
  * has a scalar head. The batch arrays must stay alive until backward. */
 void gpt2_forward(gpt2_model *m, const gpt2_batch *batch, bool want_logits);
+/* The same with logits only for the columns [t0, t1) of every row (none
+ * when t0 >= t1): the LM head is the largest matmul, and PPO needs it only
+ * where a response token is predicted. acts.logits then holds (B, t1 - t0,
+ * V), and gpt2_lm_loss, gpt2_token_logprobs, gpt2_logprobs_backward and
+ * gpt2_backward work on those rows (targets, masks, outputs (B, t1 - t0)).
+ * gpt2_forward is this with [0, T) or nothing. */
+void gpt2_forward_columns(gpt2_model *m, const gpt2_batch *batch, int t0, int t1);
 
 /* Masked mean cross-entropy of next-token targets (B, T): position (b, t)
  * predicts targets[b, t] and counts when loss_mask[b, t] (NULL = all).

@@ -164,7 +164,7 @@ static int load_model(gpt2_model *m, const char *path, bool with_head, uint64_t 
 }
 
 static void scale_logits(gpt2_model *m, float s) {
-    const int64_t n = (int64_t)m->B * m->T * m->cfg.vocab_size;
+    const int64_t n = (int64_t)m->B * m->LT * m->cfg.vocab_size;
     for (int64_t i = 0; i < n; i++)
         m->acts.logits[i] *= s;
 }
@@ -227,25 +227,21 @@ static void rollout_free(rollout *ro) {
 
 /* Forward over rows [r0, r0 + n) of the rollout's sequences; fills the
  * per-response-token log-probs (at temperature) and, if the model has one,
- * values, into logp/values rows (n, N); entropy likewise if not NULL. */
+ * values, into logp/values rows (n, N); entropy likewise if not NULL. The LM
+ * head runs only on the N columns P-1 .. S-2 that predict response tokens
+ * (acts.logits (n, N, V)). */
 static void score_tokens(gpt2_model *m, rollout *ro, int r0, int n, float inv_temp, float *logp,
                          float *values, float *entropy) {
     const int S = ro->S, P = ro->P, N = ro->N;
     gpt2_batch batch = {ro->seq + (int64_t)r0 * S, ro->positions + (int64_t)r0 * S,
                         ro->seq_mask + (int64_t)r0 * S, n, S};
-    gpt2_forward(m, &batch, true);
+    gpt2_forward_columns(m, &batch, P - 1, S - 1);
     scale_logits(m, inv_temp);
-    float *ent = entropy ? ro->dfull : NULL; /* scratch (n, S) */
-    gpt2_token_logprobs(m, ro->targets + (int64_t)r0 * S, ro->full, ent);
-    for (int b = 0; b < n; b++)
-        for (int t = 0; t < N; t++) {
-            const int64_t c = (int64_t)b * S + P + t - 1; /* the position predicting token t */
-            logp[(int64_t)b * N + t] = ro->full[c];
-            if (values && m->cfg.scalar_head)
-                values[(int64_t)b * N + t] = m->acts.values[c];
-            if (entropy)
-                entropy[(int64_t)b * N + t] = ent[c];
-        }
+    gpt2_token_logprobs(m, ro->gen + (int64_t)r0 * N, logp, entropy);
+    if (values && m->cfg.scalar_head)
+        for (int b = 0; b < n; b++)
+            for (int t = 0; t < N; t++) /* the position predicting token t */
+                values[(int64_t)b * N + t] = m->acts.values[(int64_t)b * S + P + t - 1];
 }
 
 /* Copies rows idx[0..n) of src into rows 0..n-1 of dst (same P, N). */
@@ -259,6 +255,7 @@ static void copy_rows(rollout *dst, const rollout *src, const int32_t *idx, int 
                sizeof(int32_t) * (size_t)S);
         memcpy(dst->targets + (int64_t)i * S, src->targets + s * S, sizeof(int32_t) * (size_t)S);
         memcpy(dst->mask + (int64_t)i * N, src->mask + s * N, (size_t)N);
+        memcpy(dst->gen + (int64_t)i * N, src->gen + s * N, sizeof(int32_t) * (size_t)N);
         float *const d[] = {dst->logp, dst->values, dst->adv, dst->returns};
         const float *const f[] = {src->logp, src->values, src->adv, src->returns};
         for (int k = 0; k < 4; k++)
@@ -742,7 +739,7 @@ static int train_micro_batch(ppo_job *job, int64_t n_total, train_stats *ts) {
     ppo_policy_loss_backward(d_new, f_new, f_old, f_adv, n_tok, clip, w);
     ppo_value_loss_backward(d_val, f_val, f_oldv, f_ret, n_tok, vclip, true,
                             (float)cfg->vf_coef * w);
-    memset(mb->dfull, 0, sizeof(float) * (size_t)U * (size_t)S);
+    memset(mb->dfull, 0, sizeof(float) * (size_t)UN); /* (U, N): the logits' columns */
     memset(vm->acts.dvalues, 0, sizeof(float) * (size_t)U * (size_t)S);
     int k = 0;
     for (int b = 0; b < U; b++)
@@ -750,7 +747,7 @@ static int train_micro_batch(ppo_job *job, int64_t n_total, train_stats *ts) {
             if (!mb->mask[(int64_t)b * N + t])
                 continue;
             const int64_t c = (int64_t)b * S + P + t - 1;
-            mb->dfull[c] = d_new[k];
+            mb->dfull[(int64_t)b * N + t] = d_new[k];
             vm->acts.dvalues[c] = d_val[k];
             const double lr_ = (double)f_new[k] - f_old[k];
             ts->approxkl += 0.5 * lr_ * lr_ / (double)n_total;
@@ -763,7 +760,7 @@ static int train_micro_batch(ppo_job *job, int64_t n_total, train_stats *ts) {
     ts->entropy += masked_mean(ent, mb->mask, UN) * w;
     ts->pg += (double)pg * w, ts->v += (double)vl * w;
     /* d/d(logits/T) → d/dlogits: one more factor 1/T */
-    gpt2_logprobs_backward(policy, mb->targets, mb->dfull, NULL);
+    gpt2_logprobs_backward(policy, mb->gen, mb->dfull, NULL);
     scale_logits(policy, job->inv_temp);
     gpt2_backward(policy, true, !job->separate_value);
     if (job->separate_value)

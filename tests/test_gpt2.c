@@ -1,5 +1,6 @@
 /* The GPT-2 engine: finite differences on a tiny model, and the PyTorch
  * fixture written by tests/reference/gpt2_reference.py. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,6 +283,72 @@ START_TEST(test_kv_cache_matches_full_forward) {
 }
 END_TEST
 
+/* Logits on a column range [t0, t1) (PPO's response columns): the same
+ * log-probs and entropies as the full forward's rows there, and the same
+ * gradients when the loss only reaches those columns (plus the values). */
+START_TEST(test_forward_columns_match_full_forward) {
+    const gpt2_config cfg = {29, 12, 2, 2, 8, true};
+    enum { B = 3, T = 7, T0 = 2, T1 = 6, LT = T1 - T0 };
+    gpt2_model m;
+    random_model(&m, &cfg, 71);
+    int32_t tokens[B * T], positions[B * T], targets[B * T], sel_targets[B * LT];
+    uint8_t mask[B * T];
+    float dlogp[B * T], sel_dlogp[B * LT], dvals[B * T];
+    rng_state r;
+    rng_seed(&r, 72, 0);
+    for (int b = 0; b < B; b++)
+        for (int t = 0, pos = 0; t < T; t++) {
+            const int i = b * T + t;
+            tokens[i] = (int32_t)rng_next_below(&r, 29);
+            targets[i] = (int32_t)rng_next_below(&r, 29);
+            mask[i] = t >= b; /* row b left-padded by b */
+            positions[i] = mask[i] ? pos++ : 0;
+            const int in = t >= T0 && t < T1;
+            dlogp[i] = in ? (float)rng_next_uniform(&r, -1, 1) : 0.0f;
+            dvals[i] = (float)rng_next_uniform(&r, -1, 1);
+            if (in) {
+                sel_targets[b * LT + t - T0] = targets[i];
+                sel_dlogp[b * LT + t - T0] = dlogp[i];
+            }
+        }
+    char err[256];
+    ck_assert_int_eq(gpt2_reserve(&m, B, T, err, sizeof err), 0);
+    const gpt2_batch batch = {tokens, positions, mask, B, T};
+    float lp_full[B * T], ent_full[B * T], lp_sel[B * LT], ent_sel[B * LT];
+    float *g_full = malloc(sizeof(float) * (size_t)m.num_params);
+    ck_assert_ptr_nonnull(g_full);
+    /* full forward and backward */
+    gpt2_forward(&m, &batch, true);
+    gpt2_token_logprobs(&m, targets, lp_full, ent_full);
+    gpt2_logprobs_backward(&m, targets, dlogp, NULL);
+    memcpy(m.acts.dvalues, dvals, sizeof dvals);
+    gpt2_zero_grad(&m);
+    gpt2_backward(&m, true, true);
+    memcpy(g_full, m.grad_memory, sizeof(float) * (size_t)m.num_params);
+    /* the same on the columns only */
+    gpt2_forward_columns(&m, &batch, T0, T1);
+    gpt2_token_logprobs(&m, sel_targets, lp_sel, ent_sel);
+    for (int b = 0; b < B; b++)
+        for (int t = T0; t < T1; t++) {
+            ck_assert_float_eq_tol(lp_sel[b * LT + t - T0], lp_full[b * T + t], 1e-5);
+            ck_assert_float_eq_tol(ent_sel[b * LT + t - T0], ent_full[b * T + t], 1e-5);
+        }
+    gpt2_logprobs_backward(&m, sel_targets, sel_dlogp, NULL);
+    memcpy(m.acts.dvalues, dvals, sizeof dvals);
+    gpt2_zero_grad(&m);
+    gpt2_backward(&m, true, true);
+    double max_abs = 0.0;
+    for (int64_t i = 0; i < m.num_params; i++)
+        max_abs = fmax(max_abs, fabs((double)g_full[i]));
+    ck_assert(max_abs > 1e-3); /* the loss reaches the parameters */
+    for (int64_t i = 0; i < m.num_params; i++)
+        ck_assert_msg(fabs((double)m.grad_memory[i] - g_full[i]) <= 1e-5 * max_abs,
+                      "parameter %lld: %g vs %g", (long long)i, m.grad_memory[i], g_full[i]);
+    free(g_full);
+    gpt2_free(&m);
+}
+END_TEST
+
 /* Greedy generation continues with the argmax of the full forward over
  * prompt + generated tokens; top-k 1 is greedy; EOS stops a row. */
 START_TEST(test_generate_greedy_topk_and_eos) {
@@ -560,6 +627,7 @@ Suite *gpt2_suite(void) {
     tcase_add_test(tc, test_gpt2_backward_finite_differences);
     tcase_add_test(tc, test_logprobs_backward_finite_differences);
     tcase_add_test(tc, test_kv_cache_matches_full_forward);
+    tcase_add_test(tc, test_forward_columns_match_full_forward);
     tcase_add_test(tc, test_generate_greedy_topk_and_eos);
     tcase_add_test(tc, test_sample_tokens_distribution);
     tcase_add_test(tc, test_gpt2_matches_pytorch_reference);
