@@ -45,7 +45,7 @@ DEB_PACKAGES := build-essential pkg-config libopenblas-dev libmicrohttpd-dev lib
                 libsqlite3-dev check libsubunit-dev libcurl4-openssl-dev \
                 libopenmpi-dev openmpi-bin
 
-.PHONY: all deps bench-deps test test-asan demo docs bench clean format
+.PHONY: all deps bench-deps bench-server-deps bench-server test test-asan demo docs bench clean format
 
 all: $(PROGRAMS) $(TESTS)
 
@@ -136,6 +136,26 @@ $(BUILD)/gemm-ceiling: bench/gemm_ceiling.c $(BUILD)/libengine.a
 
 $(BUILD)/gpt2-bench: bench/gpt2_bench.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
+
+# rlhfd under load (bench/bench_server.sh): wrk drives it, mhd-static is the
+# ceiling. wrk is only needed here, never by make test.
+SERVER_BENCH_PACKAGES := wrk
+
+$(BUILD)/mhd-static: bench/mhd_static.c
+	$(CC) $(CFLAGS) $< -lmicrohttpd -lpthread -o $@
+
+bench-server-deps: deps
+	@missing=$$(for p in $(SERVER_BENCH_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+bench-server: bench-server-deps all $(BUILD)/mhd-static
+	/usr/bin/python3 bench/bench_server.py --markdown
 
 bench: bench-deps all $(BUILD)/gemm-ceiling $(BUILD)/gpt2-bench
 	RLHF_BLAS_AUTOCORE=0 $(BUILD)/gemm-ceiling
