@@ -43,9 +43,10 @@ TESTS    := $(BUILD)/run-tests
 
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
                 libsqlite3-dev check libsubunit-dev libcurl4-openssl-dev \
-                libopenmpi-dev openmpi-bin
+                libopenmpi-dev openmpi-bin \
+                clang libclang-rt-14-dev
 
-.PHONY: all deps bench-deps bench-server-deps bench-server test test-asan demo docs bench clean format
+.PHONY: all deps bench-deps bench-server-deps bench-server fuzz-smoke test test-asan demo docs bench clean format
 
 all: $(PROGRAMS) $(TESTS)
 
@@ -79,6 +80,20 @@ deps:
 test: deps
 	$(MAKE) all
 	OPENBLAS_NUM_THREADS=1 $(BUILD)/run-tests
+
+# A short run of every libFuzzer target (tests/fuzz/) over its committed
+# corpus; a crash fails it. CI runs it after make test. Skipped, with a note,
+# where clang cannot build a fuzzer (make deps installs clang and its
+# fuzzer runtime, libclang-rt-14-dev).
+FUZZ_TARGETS := safetensors requests
+FUZZ_SECONDS ?= 20
+fuzz-smoke: all
+	@if echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' | \
+	    clang -x c -fsanitize=fuzzer - -o /dev/null 2>/dev/null; then \
+	  for t in $(FUZZ_TARGETS); do tests/fuzz/run.sh $$t $(FUZZ_SECONDS) > $(BUILD)/fuzz-$$t.log 2>&1 \
+	    || { tail -40 $(BUILD)/fuzz-$$t.log; echo "fuzz-smoke: $$t failed (log: $(BUILD)/fuzz-$$t.log)"; exit 1; }; \
+	    grep -h '^Done' $(BUILD)/fuzz-$$t.log | sed "s/^/fuzz-smoke: $$t: /"; done; \
+	else echo "fuzz-smoke: clang with libFuzzer is not installed; skipped"; fi
 
 test-asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all

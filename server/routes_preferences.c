@@ -628,16 +628,23 @@ static enum MHD_Result ranking_write_run(request *r) {
  * here; the write joins the writer's next group commit. */
 enum MHD_Result route_rankings_create(request *r) {
     enum MHD_Result replied;
-    int found;
-    json_t *c = comparison_load(r->db, r->path_id, &found);
-    if (c == NULL)
-        return reply_not_found(r, "comparison", found);
     int64_t ids[PROJECT_MAX_K] = {0}, rank[PROJECT_MAX_K] = {0};
-    size_t n = 0, i;
-    json_t *cand;
-    json_array_foreach(json_object_get(c, "candidates"), i, cand) if (n < PROJECT_MAX_K) ids[n++] =
-        json_integer_value(json_object_get(cand, "id"));
-    json_decref(c);
+    size_t n = 0;
+    /* Only the candidate ids, in position order (a comparison has 2..k). */
+    sqlite3_stmt *st = db_cached_prepare(r->db, "SELECT id FROM candidates WHERE comparison_id = "
+                                                "?1 ORDER BY position");
+    if (st == NULL)
+        return http_reply_db_error(r);
+    sqlite3_bind_int64(st, 1, r->path_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (n < PROJECT_MAX_K)
+            ids[n++] = sqlite3_column_int64(st, 0);
+    db_cached_done(st);
+    if (rc != SQLITE_DONE)
+        return http_reply_db_error(r);
+    if (n == 0)
+        return reply_not_found(r, "comparison", 0);
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;
