@@ -17,7 +17,9 @@ What it measures, in one run:
 3. The ceiling: bench/mhd_static.c, libmicrohttpd in the same mode and with
    the same thread count answering a static body, at 64 connections.
    Reads and ceiling are interleaved (ceiling, reads, ceiling, reads) and
-   the ratio is of the means.
+   the ratio is of the means. Two more rows split the gap: rlhfd's
+   `GET /healthz` (routing and reply, no token, no database) and a metric
+   read of one step (auth, the job, one row).
 
 The training job runs through every measurement, so reads and ceiling see
 the same CPU competition. wrk is closed-loop (each connection waits for its
@@ -84,6 +86,31 @@ end
 """
 
 STATIC_LUA = ""
+
+# The decomposition of a read: routing + reply only (GET /healthz: no token,
+# no database), and a metric read of one step (auth, the job, one row).
+HEALTHZ_LUA = r"""
+function request()
+  return wrk.format("GET", "/healthz")
+end
+"""
+
+READ1_LUA = r"""
+local auth = "Bearer " .. os.getenv("BENCH_TOKEN")
+local job = os.getenv("BENCH_JOB")
+local n = 0
+function setup(thread)
+  thread:set("tid", n)
+  n = n + 1
+end
+function init(args)
+  math.randomseed(4321 + tid)
+end
+function request()
+  return wrk.format("GET", "/v1/jobs/" .. job .. "/metrics?names=loss&after_step=" ..
+                    math.random(0, 9998) .. "&limit=1", {["Authorization"] = auth})
+end
+"""
 
 DONE_LUA = r"""
 function done(summary, latency, requests)
@@ -226,6 +253,12 @@ def main():
             m.update(what="metric reads (100 steps of 10,000)", conns=64)
             reads += [s, m]
         results += reads
+        h = wrk(port, HEALTHZ_LUA, 64, args.duration, {})
+        h.update(what="rlhfd GET /healthz (no token, no database)", conns=64)
+        one = wrk(port, READ1_LUA, 64, args.duration,
+                  {"BENCH_TOKEN": admin, "BENCH_JOB": str(series_job)})
+        one.update(what="metric reads, 1 step", conns=64)
+        results += [h, one]
         prom = urllib.request.urlopen(urllib.request.Request(
             "http://127.0.0.1:%d/metrics" % port,
             headers={"Authorization": "Bearer " + admin})).read().decode()
