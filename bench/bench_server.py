@@ -297,6 +297,14 @@ def main():
         job, "it had written metrics" if steps.get("data") else "it had written no metrics"))
     print("http threads %s, wrk -t2, %d s per run, loopback, %d cores" % (
         threads, args.duration, os.cpu_count()))
+    if args.markdown:
+        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                    if l.startswith("model name")), "?")
+        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True).stdout.strip()
+        print("machine: %s, %d cores, load average %.1f at the end; git %s" % (
+            cpu, os.cpu_count(), os.getloadavg()[0], rev))
+        print("command: /usr/bin/python3 bench/bench_server.py %s" % " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":
