@@ -43,9 +43,10 @@ TESTS    := $(BUILD)/run-tests
 
 DEB_PACKAGES := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
                 libsqlite3-dev check libsubunit-dev libcurl4-openssl-dev \
-                libopenmpi-dev openmpi-bin
+                libopenmpi-dev openmpi-bin \
+                clang libclang-rt-14-dev
 
-.PHONY: all deps bench-deps test test-asan demo docs bench clean format
+.PHONY: all deps bench-deps bench-server-deps bench-server fuzz-smoke test test-asan demo docs bench clean format
 
 all: $(PROGRAMS) $(TESTS)
 
@@ -79,6 +80,20 @@ deps:
 test: deps
 	$(MAKE) all
 	OPENBLAS_NUM_THREADS=1 $(BUILD)/run-tests
+
+# A short run of every libFuzzer target (tests/fuzz/) over its committed
+# corpus; a crash fails it. CI runs it after make test. Skipped, with a note,
+# where clang cannot build a fuzzer (make deps installs clang and its
+# fuzzer runtime, libclang-rt-14-dev).
+FUZZ_TARGETS := safetensors requests
+FUZZ_SECONDS ?= 20
+fuzz-smoke: all
+	@if echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' | \
+	    clang -x c -fsanitize=fuzzer - -o /dev/null 2>/dev/null; then \
+	  for t in $(FUZZ_TARGETS); do tests/fuzz/run.sh $$t $(FUZZ_SECONDS) > $(BUILD)/fuzz-$$t.log 2>&1 \
+	    || { tail -40 $(BUILD)/fuzz-$$t.log; echo "fuzz-smoke: $$t failed (log: $(BUILD)/fuzz-$$t.log)"; exit 1; }; \
+	    grep -h '^Done' $(BUILD)/fuzz-$$t.log | sed "s/^/fuzz-smoke: $$t: /"; done; \
+	else echo "fuzz-smoke: clang with libFuzzer is not installed; skipped"; fi
 
 test-asan: deps
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
@@ -139,6 +154,26 @@ $(BUILD)/gpt2-bench: bench/gpt2_bench.c $(BUILD)/libengine.a
 
 $(BUILD)/ppo-value-model: bench/ppo_value_model.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
+
+# rlhfd under load (bench/bench_server.sh): wrk drives it, mhd-static is the
+# ceiling. wrk is only needed here, never by make test.
+SERVER_BENCH_PACKAGES := wrk
+
+$(BUILD)/mhd-static: bench/mhd_static.c
+	$(CC) $(CFLAGS) $< -lmicrohttpd -lpthread -o $@
+
+bench-server-deps: deps
+	@missing=$$(for p in $(SERVER_BENCH_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+bench-server: bench-server-deps all $(BUILD)/mhd-static
+	/usr/bin/python3 bench/bench_server.py --markdown
 
 bench: bench-deps all $(BUILD)/gemm-ceiling $(BUILD)/gpt2-bench
 	RLHF_BLAS_AUTOCORE=0 $(BUILD)/gemm-ceiling

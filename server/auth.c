@@ -60,11 +60,9 @@ int64_t auth_token_create(sqlite3 *db, const char *name, auth_role role, char *t
 int auth_token_lookup(sqlite3 *db, const char *token, auth_token *out) {
     char digest[65];
     sha256_hex(token, strlen(token), digest);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, role FROM api_tokens WHERE token_sha256 = ?1 AND "
-                           "revoked_at IS NULL",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT id, role FROM api_tokens WHERE "
+                                             "token_sha256 = ?1 AND revoked_at IS NULL");
+    if (st == NULL)
         return -1;
     sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
@@ -72,6 +70,6 @@ int auth_token_lookup(sqlite3 *db, const char *token, auth_token *out) {
         out->id = sqlite3_column_int64(st, 0);
         out->role = auth_role_parse((const char *)sqlite3_column_text(st, 1));
     }
-    sqlite3_finalize(st);
+    db_cached_done(st);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }

@@ -1,5 +1,6 @@
 #include "db.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,103 @@ int64_t db_now_s(void) {
     return db_now_ms() / 1000;
 }
 
+/* ---- statement cache ----------------------------------------------------- */
+
+/* Open addressing on (connection, SQL text); a slot is taken for good (a
+ * statement is only ever removed by db_close, which empties the slot and
+ * leaves a tombstone). 4096 slots hold the ~20 hot statements of up to
+ * a couple of hundred connections. */
+#define STMT_CACHE_SLOTS 4096
+static struct {
+    sqlite3 *db; /* NULL: empty; TOMBSTONE: freed */
+    uint64_t hash;
+    sqlite3_stmt *st;
+} stmt_cache[STMT_CACHE_SLOTS];
+static pthread_mutex_t stmt_cache_mutex = PTHREAD_MUTEX_INITIALIZER;
+#define TOMBSTONE ((sqlite3 *)1)
+
+static uint64_t stmt_hash(sqlite3 *db, const char *sql) {
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)db;
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of (db, sql), or of where it would go (-1: table full). */
+static int stmt_slot(sqlite3 *db, const char *sql, uint64_t h) {
+    int free_slot = -1;
+    for (size_t k = 0; k < STMT_CACHE_SLOTS; k++) {
+        size_t i = (h + k) & (STMT_CACHE_SLOTS - 1);
+        if (stmt_cache[i].db == NULL)
+            return free_slot >= 0 ? free_slot : (int)i;
+        if (stmt_cache[i].db == TOMBSTONE) {
+            if (free_slot < 0)
+                free_slot = (int)i;
+        } else if (stmt_cache[i].db == db && stmt_cache[i].hash == h &&
+                   strcmp(sqlite3_sql(stmt_cache[i].st), sql) == 0)
+            return (int)i;
+    }
+    return free_slot;
+}
+
+sqlite3_stmt *db_cached_prepare(sqlite3 *db, const char *sql) {
+    uint64_t h = stmt_hash(db, sql);
+    pthread_mutex_lock(&stmt_cache_mutex);
+    int i = stmt_slot(db, sql, h);
+    sqlite3_stmt *st = NULL;
+    /* A connection is used by one thread at a time; busy means this very
+     * statement is still stepping further up the stack: use a fresh one. */
+    if (i >= 0 && stmt_cache[i].db == db && !sqlite3_stmt_busy(stmt_cache[i].st))
+        st = stmt_cache[i].st;
+    bool cache = i >= 0 && stmt_cache[i].db != db;
+    pthread_mutex_unlock(&stmt_cache_mutex);
+    if (st != NULL)
+        return st;
+    if (sqlite3_prepare_v3(db, sql, -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL) !=
+        SQLITE_OK) {
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    if (cache) {
+        pthread_mutex_lock(&stmt_cache_mutex);
+        i = stmt_slot(db, sql, h);
+        if (i >= 0 && stmt_cache[i].db != db) {
+            stmt_cache[i].db = db, stmt_cache[i].hash = h, stmt_cache[i].st = st;
+        }
+        pthread_mutex_unlock(&stmt_cache_mutex);
+    }
+    return st;
+}
+
+void db_cached_done(sqlite3_stmt *st) {
+    if (st == NULL)
+        return;
+    sqlite3 *db = sqlite3_db_handle(st);
+    const char *sql = sqlite3_sql(st);
+    pthread_mutex_lock(&stmt_cache_mutex);
+    int i = stmt_slot(db, sql, stmt_hash(db, sql));
+    bool cached = i >= 0 && stmt_cache[i].db == db && stmt_cache[i].st == st;
+    pthread_mutex_unlock(&stmt_cache_mutex);
+    if (cached) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    } else
+        sqlite3_finalize(st);
+}
+
+void db_close(sqlite3 *db) {
+    if (db == NULL)
+        return;
+    pthread_mutex_lock(&stmt_cache_mutex);
+    for (size_t i = 0; i < STMT_CACHE_SLOTS; i++)
+        if (stmt_cache[i].db == db) {
+            sqlite3_finalize(stmt_cache[i].st);
+            stmt_cache[i].db = TOMBSTONE, stmt_cache[i].st = NULL;
+        }
+    pthread_mutex_unlock(&stmt_cache_mutex);
+    sqlite3_close(db);
+}
+
 /* ---- connection pool ----------------------------------------------------- */
 
 int db_pool_init(db_pool *pool, const char *path, int n, char *err, size_t errlen) {
@@ -228,7 +326,7 @@ void db_pool_release(db_pool *pool, sqlite3 *db) {
 
 void db_pool_free(db_pool *pool) {
     for (int i = 0; i < pool->n; i++)
-        sqlite3_close(pool->conns[i]);
+        db_close(pool->conns[i]);
     free(pool->conns);
     free(pool->in_use);
     pthread_mutex_destroy(&pool->mutex);

@@ -70,6 +70,18 @@ json_t *db_load_row(sqlite3 *db, const char *sql, int64_t id, db_row_json from_r
 /* 1 if sql (which binds ?1 = id) has a row, 0 if not, -1 on error. */
 int db_row_exists(sqlite3 *db, const char *sql, int64_t id);
 
+/* A prepared-statement cache for the hot paths of long-lived connections
+ * (rlhfd's pool and group-commit writer): compiling SQL was a third of a
+ * ranking write's CPU. db_cached_prepare returns sql prepared on db (reset,
+ * no bindings), from the cache when it holds an idle one, else freshly
+ * prepared; NULL on error. Give it back with db_cached_done (reset and
+ * kept, or finalized if it was not cached), never sqlite3_finalize. A
+ * connection that used it must be closed with db_close. */
+sqlite3_stmt *db_cached_prepare(sqlite3 *db, const char *sql);
+void db_cached_done(sqlite3_stmt *st);
+/* Finalizes db's cached statements, then closes it. */
+void db_close(sqlite3 *db);
+
 int64_t db_now_ms(void);
 int64_t db_now_s(void);
 

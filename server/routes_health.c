@@ -8,6 +8,7 @@
 #include "metrics.h"
 #include "routes.h"
 #include "scheduler.h"
+#include "writer.h"
 
 enum MHD_Result route_healthz(request *r) {
     return http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
@@ -68,6 +69,15 @@ enum MHD_Result route_metrics(request *r) {
             "# TYPE rlhfd_database_wal_bytes gauge\nrlhfd_database_wal_bytes %lld\n",
             (long long)queued, (long long)running, scheduler_running(r->srv->scheduler),
             (long long)(pages * page_bytes), (long long)wal_bytes);
+    long long batches, writes;
+    writer_stats(r->srv->writer, &batches, &writes);
+    fprintf(out,
+            "# HELP rlhfd_group_commits_total Transactions the group-commit writer committed.\n"
+            "# TYPE rlhfd_group_commits_total counter\nrlhfd_group_commits_total %lld\n"
+            "# HELP rlhfd_group_commit_writes_total Writes (rankings) in those transactions.\n"
+            "# TYPE rlhfd_group_commit_writes_total counter\nrlhfd_group_commit_writes_total "
+            "%lld\n",
+            batches, writes);
     if (fclose(out) != 0 || queued < 0 || running < 0 || pages < 0 || page_bytes < 0) {
         free(text);
         return http_reply_error(r, 500, "database_error", NULL, "cannot read the gauges");

@@ -704,6 +704,118 @@ enum MHD_Result route_jobs_events(request *r) {
                            after, limit, r->path_id, event_from_row);
 }
 
+/* One metrics row, for sorting the rows of several names into steps. */
+typedef struct metric_row {
+    int64_t step;
+    const char *name; /* in names */
+    double value;
+    bool null;
+} metric_row;
+
+static int metric_row_cmp(const void *a, const void *b) {
+    const metric_row *x = a, *y = b;
+    if (x->step != y->step)
+        return x->step < y->step ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Up to limit + 1 whole steps after after_step, oldest first, as
+ * [{step, metrics: {name: value}}]; NULL on a database error. With names,
+ * each name is one range scan of the primary key (job_id, name, step) with
+ * LIMIT limit + 1 (a step has at most one row per name, so the first
+ * limit + 1 steps are among those rows), merged here: a page costs
+ * O(names x limit) whatever the series length. Without names, the
+ * (job_id, step) index is walked until limit + 1 steps are complete. */
+static json_t *metrics_page(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t limit,
+                            const json_t *names) {
+    metric_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = SQLITE_DONE;
+    if (names != NULL) {
+        st = db_cached_prepare(db, "SELECT step, name, value FROM metrics WHERE job_id = ?1 AND "
+                                   "name = ?2 AND step > ?3 ORDER BY step LIMIT ?4");
+        rc = st ? SQLITE_OK : SQLITE_ERROR;
+        size_t i;
+        json_t *name;
+        json_array_foreach((json_t *)names, i, name) {
+            if (rc != SQLITE_OK && rc != SQLITE_DONE)
+                break;
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, job_id);
+            sqlite3_bind_text(st, 2, json_string_value(name), -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, after_step);
+            sqlite3_bind_int64(st, 4, limit + 1);
+            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 256;
+                    metric_row *grown = realloc(rows, cap * sizeof *rows);
+                    if (grown == NULL) {
+                        rc = SQLITE_NOMEM;
+                        break;
+                    }
+                    rows = grown;
+                }
+                rows[n++] = (metric_row){sqlite3_column_int64(st, 0), json_string_value(name),
+                                         sqlite3_column_double(st, 2),
+                                         sqlite3_column_type(st, 2) == SQLITE_NULL};
+            }
+        }
+        db_cached_done(st);
+        if (rc != SQLITE_DONE) {
+            free(rows);
+            return NULL;
+        }
+        qsort(rows, n, sizeof *rows, metric_row_cmp);
+    }
+    json_t *data = json_array();
+    json_t *current = NULL;
+    int64_t current_step = 0;
+    if (names == NULL) {
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT step, name, value FROM metrics WHERE job_id = ?1 AND "
+                                "step > ?2 ORDER BY step, name",
+                                -1, &st, NULL);
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_int64(st, 2, after_step);
+    }
+    for (size_t i = 0;; i++) {
+        metric_row row;
+        if (names != NULL) {
+            if (i == n)
+                break;
+            row = rows[i];
+        } else {
+            if (rc != SQLITE_OK && rc != SQLITE_ROW)
+                break;
+            if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+                break;
+            row = (metric_row){
+                sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+                sqlite3_column_double(st, 2), sqlite3_column_type(st, 2) == SQLITE_NULL};
+        }
+        if (current == NULL || row.step != current_step) {
+            if ((int64_t)json_array_size(data) == limit + 1)
+                break;
+            current = json_object();
+            current_step = row.step;
+            json_array_append_new(
+                data, json_pack("{s:I, s:o}", "step", (json_int_t)row.step, "metrics", current));
+        }
+        json_object_set_new(current, row.name, row.null ? json_null() : json_real(row.value));
+    }
+    free(rows);
+    if (names == NULL) {
+        sqlite3_finalize(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            json_decref(data);
+            return NULL;
+        }
+    }
+    /* the limit + 1-th step may be incomplete: it only signals has_more */
+    return data;
+}
+
 /* ---- GET /v1/jobs/{id}/metrics?names=a,b&after_step=S&limit=N ---------------- */
 
 /* Pages are whole steps: data is [{step, metrics: {name: value}}], oldest
@@ -737,43 +849,13 @@ enum MHD_Result route_jobs_metrics(request *r) {
             p += len + (p[len] == ',');
         }
     }
-    char *names_json = names ? json_dumps(names, JSON_COMPACT) : NULL;
+    json_t *data = metrics_page(r->db, r->path_id, after_step, limit, names);
     json_decref(names);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT step, name, value FROM metrics WHERE job_id = ?1 AND step > ?2 "
-                           "AND (?3 IS NULL OR name IN (SELECT value FROM json_each(?3))) "
-                           "ORDER BY step, name",
-                           -1, &st, NULL) != SQLITE_OK) {
-        free(names_json);
+    if (data == NULL)
         return http_reply_db_error(r);
-    }
-    sqlite3_bind_int64(st, 1, r->path_id);
-    sqlite3_bind_int64(st, 2, after_step);
-    if (names_json)
-        sqlite3_bind_text(st, 3, names_json, -1, free);
-    json_t *data = json_array();
-    json_t *current = NULL;
-    int64_t current_step = 0;
-    bool has_more = false;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        int64_t step = sqlite3_column_int64(st, 0);
-        if (current == NULL || step != current_step) {
-            if ((int64_t)json_array_size(data) == limit) {
-                has_more = true;
-                break;
-            }
-            current = json_object();
-            current_step = step;
-            json_array_append_new(
-                data, json_pack("{s:I, s:o}", "step", (json_int_t)step, "metrics", current));
-        }
-        json_object_set_new(current, (const char *)sqlite3_column_text(st, 1),
-                            sqlite3_column_type(st, 2) == SQLITE_NULL
-                                ? json_null()
-                                : json_real(sqlite3_column_double(st, 2)));
-    }
-    sqlite3_finalize(st);
+    bool has_more = json_array_size(data) > (size_t)limit;
+    if (has_more)
+        json_array_remove(data, (size_t)limit);
     return http_reply_json(r, 200, http_list(data, has_more, "step"));
 }
 

@@ -404,12 +404,10 @@ enum MHD_Result route_comparisons_next(request *r) {
 
 /* The ranking's order: groups of candidate ids, best first. */
 static json_t *ranking_order(sqlite3 *db, int64_t ranking_id) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT e.rank, e.candidate_id FROM ranking_entries e JOIN candidates "
-                           "c ON c.id = e.candidate_id WHERE e.ranking_id = ?1 ORDER BY e.rank, "
-                           "c.position",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT e.rank, e.candidate_id FROM ranking_entries e "
+                                             "JOIN candidates c ON c.id = e.candidate_id WHERE "
+                                             "e.ranking_id = ?1 ORDER BY e.rank, c.position");
+    if (st == NULL)
         return NULL;
     sqlite3_bind_int64(st, 1, ranking_id);
     json_t *order = json_array();
@@ -422,7 +420,7 @@ static json_t *ranking_order(sqlite3 *db, int64_t ranking_id) {
         json_array_append_new(json_array_get(order, json_array_size(order) - 1),
                               json_integer(sqlite3_column_int64(st, 1)));
     }
-    sqlite3_finalize(st);
+    db_cached_done(st);
     return order;
 }
 
@@ -449,7 +447,13 @@ static json_t *ranking_item(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
 }
 
 static json_t *ranking_load(sqlite3 *db, int64_t id) {
-    return db_load_row(db, "SELECT " RANKING_COLUMNS " WHERE k.id = ?1", id, ranking_item, NULL);
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT " RANKING_COLUMNS " WHERE k.id = ?1");
+    if (st == NULL)
+        return NULL;
+    sqlite3_bind_int64(st, 1, id);
+    json_t *row = sqlite3_step(st) == SQLITE_ROW ? ranking_item(db, st, id) : NULL;
+    db_cached_done(st);
+    return row;
 }
 
 /* Validates order against the comparison's candidates (ids[0..n)): every
@@ -510,12 +514,11 @@ static int check_order(request *r, const json_t *order, const int64_t *ids, size
  * the new ranking id, or -1. */
 static int64_t ranking_insert(request *r, bool skip, const char *note, const int64_t *ids,
                               const int64_t *rank, size_t n) {
-    sqlite3_stmt *st = NULL;
     int64_t id = -1;
-    if (sqlite3_prepare_v2(r->db,
-                           "INSERT INTO rankings (comparison_id, token_id, skipped, note, "
-                           "created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = db_cached_prepare(r->db, "INSERT INTO rankings (comparison_id, token_id, "
+                                                "skipped, note, created_at) VALUES (?1, ?2, ?3, "
+                                                "?4, ?5)");
+    if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, r->path_id);
     sqlite3_bind_int64(st, 2, r->token.id);
@@ -524,12 +527,11 @@ static int64_t ranking_insert(request *r, bool skip, const char *note, const int
     sqlite3_bind_int64(st, 5, db_now_s());
     if (sqlite3_step(st) == SQLITE_DONE)
         id = sqlite3_last_insert_rowid(r->db);
-    sqlite3_finalize(st);
+    db_cached_done(st);
     st = NULL;
-    int ok = id > 0 && sqlite3_prepare_v2(r->db,
-                                          "INSERT INTO ranking_entries (ranking_id, "
-                                          "candidate_id, rank) VALUES (?1, ?2, ?3)",
-                                          -1, &st, NULL) == SQLITE_OK;
+    int ok = id > 0 && (st = db_cached_prepare(r->db, "INSERT INTO ranking_entries (ranking_id, "
+                                                      "candidate_id, rank) VALUES (?1, ?2, "
+                                                      "?3)")) != NULL;
     for (size_t i = 0; ok && !skip && i < n; i++) {
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, ids[i]);
@@ -537,13 +539,12 @@ static int64_t ranking_insert(request *r, bool skip, const char *note, const int
         ok = sqlite3_step(st) == SQLITE_DONE;
         sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
+    db_cached_done(st);
     st = NULL;
     /* K-wise → pairwise: every (better, worse) pair of different ranks. */
-    ok = ok && sqlite3_prepare_v2(r->db,
-                                  "INSERT INTO preference_pairs (ranking_id, "
-                                  "chosen_candidate_id, rejected_candidate_id) VALUES (?1, ?2, ?3)",
-                                  -1, &st, NULL) == SQLITE_OK;
+    ok = ok && (st = db_cached_prepare(r->db, "INSERT INTO preference_pairs (ranking_id, "
+                                              "chosen_candidate_id, rejected_candidate_id) "
+                                              "VALUES (?1, ?2, ?3)")) != NULL;
     for (size_t a = 0; ok && !skip && a < n; a++)
         for (size_t b = 0; ok && b < n; b++)
             if (rank[a] < rank[b]) {
@@ -553,33 +554,30 @@ static int64_t ranking_insert(request *r, bool skip, const char *note, const int
                 ok = sqlite3_step(st) == SQLITE_DONE;
                 sqlite3_reset(st);
             }
-    sqlite3_finalize(st);
+    db_cached_done(st);
     st = NULL;
-    ok = ok && sqlite3_prepare_v2(r->db,
-                                  "DELETE FROM comparison_leases WHERE comparison_id = ?1 AND "
-                                  "token_id = ?2",
-                                  -1, &st, NULL) == SQLITE_OK;
+    ok = ok && (st = db_cached_prepare(r->db, "DELETE FROM comparison_leases WHERE "
+                                              "comparison_id = ?1 AND token_id = ?2")) != NULL;
     if (ok) {
         sqlite3_bind_int64(st, 1, r->path_id);
         sqlite3_bind_int64(st, 2, r->token.id);
         ok = sqlite3_step(st) == SQLITE_DONE;
     }
-    sqlite3_finalize(st);
+    db_cached_done(st);
     return ok ? id : -1;
 }
 
 /* Whether the caller may still answer: 1 yes; 0 after replying 409 (they
  * did already, or the overlap is reached and they hold no lease). */
 static int check_can_answer(request *r, enum MHD_Result *replied) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(
-            r->db,
-            "SELECT (SELECT count(*) FROM rankings WHERE comparison_id = ?1 AND token_id = ?2), "
-            "(SELECT count(*) FROM rankings WHERE comparison_id = ?1 AND skipped = 0), "
-            "(SELECT count(*) FROM comparison_leases WHERE comparison_id = ?1 AND token_id = ?2 "
-            "AND lease_expires_ms > ?3), (SELECT p.overlap FROM comparisons c JOIN projects p ON "
-            "p.id = c.project_id WHERE c.id = ?1)",
-            -1, &st, NULL) != SQLITE_OK) {
+    sqlite3_stmt *st = db_cached_prepare(
+        r->db,
+        "SELECT (SELECT count(*) FROM rankings WHERE comparison_id = ?1 AND token_id = ?2), "
+        "(SELECT count(*) FROM rankings WHERE comparison_id = ?1 AND skipped = 0), "
+        "(SELECT count(*) FROM comparison_leases WHERE comparison_id = ?1 AND token_id = ?2 "
+        "AND lease_expires_ms > ?3), (SELECT p.overlap FROM comparisons c JOIN projects p ON "
+        "p.id = c.project_id WHERE c.id = ?1)");
+    if (st == NULL) {
         *replied = http_reply_db_error(r);
         return 0;
     }
@@ -589,7 +587,7 @@ static int check_can_answer(request *r, enum MHD_Result *replied) {
     int ok = sqlite3_step(st) == SQLITE_ROW;
     int64_t mine = sqlite3_column_int64(st, 0), ranked = sqlite3_column_int64(st, 1);
     int64_t leased = sqlite3_column_int64(st, 2), overlap = sqlite3_column_int64(st, 3);
-    sqlite3_finalize(st);
+    db_cached_done(st);
     if (!ok)
         *replied = http_reply_db_error(r);
     else if (mine > 0)
@@ -630,16 +628,23 @@ static enum MHD_Result ranking_write_run(request *r) {
  * here; the write joins the writer's next group commit. */
 enum MHD_Result route_rankings_create(request *r) {
     enum MHD_Result replied;
-    int found;
-    json_t *c = comparison_load(r->db, r->path_id, &found);
-    if (c == NULL)
-        return reply_not_found(r, "comparison", found);
     int64_t ids[PROJECT_MAX_K] = {0}, rank[PROJECT_MAX_K] = {0};
-    size_t n = 0, i;
-    json_t *cand;
-    json_array_foreach(json_object_get(c, "candidates"), i, cand) if (n < PROJECT_MAX_K) ids[n++] =
-        json_integer_value(json_object_get(cand, "id"));
-    json_decref(c);
+    size_t n = 0;
+    /* Only the candidate ids, in position order (a comparison has 2..k). */
+    sqlite3_stmt *st = db_cached_prepare(r->db, "SELECT id FROM candidates WHERE comparison_id = "
+                                                "?1 ORDER BY position");
+    if (st == NULL)
+        return http_reply_db_error(r);
+    sqlite3_bind_int64(st, 1, r->path_id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (n < PROJECT_MAX_K)
+            ids[n++] = sqlite3_column_int64(st, 0);
+    db_cached_done(st);
+    if (rc != SQLITE_DONE)
+        return http_reply_db_error(r);
+    if (n == 0)
+        return reply_not_found(r, "comparison", 0);
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;

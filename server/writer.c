@@ -129,7 +129,7 @@ void writer_stop(writer *w) {
 void writer_free(writer *w) {
     if (w == NULL)
         return;
-    sqlite3_close(w->db);
+    db_close(w->db);
     pthread_mutex_destroy(&w->mutex);
     pthread_cond_destroy(&w->wake);
     free(w);

@@ -14,6 +14,7 @@ Suite *cli_suite(void);
 Suite *gpt2_suite(void);
 Suite *server_suite(void);
 Suite *server_data_suite(void);
+Suite *server_limits_suite(void);
 Suite *safetensors_suite(void);
 Suite *tokenizer_suite(void);
 Suite *sft_suite(void);

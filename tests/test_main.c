@@ -27,6 +27,7 @@ static const named_suite all_suites[] = {
     {"gpt2", gpt2_suite},
     {"server", server_suite},
     {"server_data", server_data_suite},
+    {"server_limits", server_limits_suite},
     {"safetensors", safetensors_suite},
     {"tokenizer", tokenizer_suite},
     {"sft", sft_suite},

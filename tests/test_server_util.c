@@ -122,8 +122,10 @@ void daemon_start(test_daemon *d, ...) {
     }
     close(fds[0]); /* rlhfd ignores SIGPIPE and prints nothing more */
     const char *at = strstr(line, "127.0.0.1:");
-    ck_assert_msg(at != NULL, "rlhfd did not start: '%s'", line);
-    d->port = atoi(at + 10);
+    const char *at6 = strstr(line, "[::1]:");
+    d->ipv6 = at == NULL && at6 != NULL;
+    ck_assert_msg(at != NULL || at6 != NULL, "rlhfd did not start: '%s'", line);
+    d->port = d->ipv6 ? atoi(at6 + 6) : atoi(at + 10);
     ck_assert_int_gt(d->port, 0);
 }
 
@@ -177,6 +179,9 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg) {
                  data + 21);
     if (len > 22 && strncasecmp(data, "Idempotent-Replayed: ", 21) == 0)
         r->replayed = strncmp(data + 21, "true", 4) == 0;
+    if (len > 13 && strncasecmp(data, "Retry-After: ", 13) == 0)
+        snprintf(r->retry_after, sizeof r->retry_after, "%.*s", (int)strcspn(data + 13, "\r\n"),
+                 data + 13);
     if (len > 14 && strncasecmp(data, "Content-Type: ", 14) == 0)
         snprintf(r->content_type, sizeof r->content_type, "%.*s", (int)strcspn(data + 14, "\r\n"),
                  data + 14);
@@ -192,7 +197,7 @@ http_reply *http_bytes(const test_daemon *d, const char *method, const char *pat
     http_reply *r = calloc(1, sizeof *r);
     CURL *c = curl_easy_init();
     char url[512], auth[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
+    snprintf(url, sizeof url, "http://%s:%d%s", d->ipv6 ? "[::1]" : "127.0.0.1", d->port, path);
     struct curl_slist *headers = NULL;
     if (token) {
         snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);

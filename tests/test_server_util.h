@@ -21,6 +21,7 @@ typedef struct test_daemon {
     char admin[128]; /* the bootstrap admin token */
     pid_t pid;
     int port;
+    bool ipv6; /* listening on [::1] (the http helpers follow) */
 } test_daemon;
 
 /* build/NAME */
@@ -30,8 +31,8 @@ void bin_path(const char *name, char *out, size_t len);
 int run_capture(char *const argv[], char *out, size_t len);
 /* A fresh directory and database with an admin token. */
 void daemon_init(test_daemon *d);
-/* Starts rlhfd on 127.0.0.1:0 with extra flags (NULL-terminated) and waits
- * for the line that names its port. */
+/* Starts rlhfd on 127.0.0.1:0 with extra flags (NULL-terminated; a later
+ * --listen "[::1]:0" wins) and waits for the line that names its port. */
 void daemon_start(test_daemon *d, ...);
 /* Waits for the daemon to exit; returns its exit code (-signal if killed). */
 int daemon_wait(test_daemon *d);
@@ -49,6 +50,7 @@ typedef struct http_reply {
     char sha256_header[80];
     char content_type[80];
     bool replayed; /* Idempotent-Replayed: true */
+    char retry_after[16];
 } http_reply;
 
 /* One request; token and body may be NULL; extra_header e.g.

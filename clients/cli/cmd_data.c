@@ -370,6 +370,10 @@ int cmd_tokens_list(const rlhfctl *c, const cli_args *a) {
     return cmd_show_list(c, a, "/v1/tokens", page_filters, cols, sizeof cols / sizeof cols[0]);
 }
 
+int cmd_tokens_revoke(const rlhfctl *c, const cli_args *a) {
+    return cmd_request_id(c, a, "POST", "token ID", "tokens", "/revoke", cmd_print_object);
+}
+
 /* ---- checkpoints ------------------------------------------------------------------------ */
 
 int cmd_checkpoints_list(const rlhfctl *c, const cli_args *a) {

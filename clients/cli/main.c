@@ -83,6 +83,8 @@ static const command commands[] = {
     {"tokens", "create", "NAME --role admin|annotator|viewer",
      "create an API token (its secret is shown once)", 1, 1, "role", "", cmd_tokens_create},
     {"tokens", "list", "", "token names and roles (never secrets)", 0, 0, "", "", cmd_tokens_list},
+    {"tokens", "revoke", "ID", "revoke a token: it gets 401 from now on", 1, 1, "", "",
+     cmd_tokens_revoke},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -171,6 +171,7 @@ int cmd_comparisons_rankings(const rlhfctl *c, const cli_args *a);
 int cmd_rank(const rlhfctl *c, const cli_args *a);
 int cmd_tokens_create(const rlhfctl *c, const cli_args *a);
 int cmd_tokens_list(const rlhfctl *c, const cli_args *a);
+int cmd_tokens_revoke(const rlhfctl *c, const cli_args *a);
 int cmd_checkpoints_list(const rlhfctl *c, const cli_args *a);
 int cmd_checkpoints_download(const rlhfctl *c, const cli_args *a);
 int cmd_jobs_submit(const rlhfctl *c, const cli_args *a);

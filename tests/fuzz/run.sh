@@ -2,6 +2,7 @@
 # Builds a libFuzzer target and runs it over its committed corpus.
 #
 #   tests/fuzz/run.sh [TARGET] [SECONDS]     defaults: safetensors 30
+#                                            (targets: safetensors, requests)
 #
 # TARGET is tests/fuzz/fuzz_TARGET.c, built with clang into
 # build/fuzz-TARGET with ASan + UBSan. New inputs go to build/fuzz-corpus/
@@ -15,8 +16,17 @@ seconds=${2:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 
+extra=
 case $target in
     safetensors) sources="tests/fuzz/fuzz_safetensors.c engine/safetensors.c"; libs=-ljansson ;;
+    requests)
+        # rlhfd's request path with stubbed libmicrohttpd and scheduler; the
+        # engine (job validation) is linked as built by make, uninstrumented.
+        make -s build/libengine.a build/server/schema_sql.c
+        sources="tests/fuzz/fuzz_requests.c build/server/schema_sql.c $(ls server/*.c |
+            grep -v -e server/main.c -e server/scheduler.c | tr '\n' ' ')"
+        libs="build/libengine.a -lopenblas -ljansson -lsqlite3 -lm -lpthread"
+        extra="-Iserver -D_GNU_SOURCE" ;;
     *) echo "run.sh: unknown fuzz target '$target'" >&2; exit 2 ;;
 esac
 
@@ -24,7 +34,7 @@ CLANG=${CLANG:-clang}
 mkdir -p build "build/fuzz-corpus/$target" build/fuzz-artifacts
 # shellcheck disable=SC2086 # word splitting of $sources is intended
 "$CLANG" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iengine \
-    $sources $libs -o "build/fuzz-$target"
+    $extra $sources $libs -o "build/fuzz-$target"
 
 dict=
 [ -f "tests/fuzz/$target.dict" ] && dict="-dict=tests/fuzz/$target.dict"
