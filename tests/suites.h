@@ -21,5 +21,6 @@ Suite *reward_suite(void);
 Suite *rlhfctl_suite(void);
 Suite *rlhf_ppo_suite(void);
 Suite *pipeline_suite(void);
+Suite *dist_suite(void);
 
 #endif

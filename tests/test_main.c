@@ -34,6 +34,7 @@ static const named_suite all_suites[] = {
     {"rlhfctl", rlhfctl_suite},
     {"rlhf_ppo", rlhf_ppo_suite},
     {"pipeline", pipeline_suite},
+    {"dist", dist_suite},
     {"env", env_suite},
 };
 
