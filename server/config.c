@@ -41,6 +41,8 @@ static const option_def options[] = {
     INT(sse_poll_ms, 250, 10, 10000, "how often an event stream looks for new events"),
     INT(sse_heartbeat_ms, 15000, 100, 600000, "keep-alive comment interval on idle streams"),
     STR(train_bin, "", "the rlhf-train program (default: beside rlhfd)"),
+    STR(hostfile, "", "mpirun hostfile (this machine first) for jobs with ranks > 1"),
+    STR(mpirun, "/usr/bin/mpirun", "the mpirun program that starts jobs with ranks > 1"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -14,6 +14,7 @@
 #include "jobs.h"
 #include "routes.h"
 #include "scheduler.h"
+#include "worker_launch.h"
 
 #define JOB_COLUMNS                                                                                \
     "id, type, status, config, attempts, max_attempts, cancel_requested, created_at, "             \
@@ -34,9 +35,9 @@ static json_t *column_json(sqlite3_stmt *st, int i) {
 }
 
 static json_t *job_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
-    (void)db, (void)scope;
+    (void)scope;
     const char *error = (const char *)sqlite3_column_text(st, 10);
-    return json_pack(
+    json_t *job = json_pack(
         "{s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:b, s:I, s:o, s:o, s:o}", "id",
         (json_int_t)sqlite3_column_int64(st, 0), "object", "job", "type",
         (const char *)sqlite3_column_text(st, 1), "status",
@@ -47,6 +48,9 @@ static json_t *job_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
         "created_at", (json_int_t)sqlite3_column_int64(st, 7), "started_at",
         column_int_or_null(st, 8), "finished_at", column_int_or_null(st, 9), "error",
         error ? json_pack("{s:s}", "message", error) : json_null());
+    json_object_set_new(job, "ranks",
+                        json_integer(worker_launch_job_ranks(db, sqlite3_column_int64(st, 0))));
+    return job;
 }
 
 /* The job as JSON, or NULL if there is none (or on error). */
@@ -221,7 +225,8 @@ static int64_t job_insert(sqlite3 *db, const char *type, const char *config, int
 /* Stores the validated job with its dataset links in one transaction and
  * replies with it; a dataset that does not fit stores nothing. */
 static enum MHD_Result job_store(request *r, const job_type *type, const void *cfg,
-                                 int64_t max_attempts, const job_dataset_ref refs[2]) {
+                                 int64_t max_attempts, const job_dataset_ref refs[2],
+                                 int64_t ranks) {
     json_t *resolved = hparams_to_json(type->hparams, cfg);
     /* Stored at full precision: the worker must read back the very same
      * doubles (replies print 15 digits, http.h). */
@@ -244,6 +249,11 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
         db_rollback(r->db);
         return replied;
     }
+    if (ranks != 1 && worker_launch_set_job_ranks(r->db, id, ranks) != 0) {
+        replied = http_reply_db_error(r);
+        db_rollback(r->db);
+        return replied;
+    }
     json_t *job = job_load(r->db, id);
     if (job == NULL) {
         replied = http_reply_db_error(r);
@@ -260,8 +270,9 @@ enum MHD_Result route_jobs_create(request *r) {
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;
-    static const char *const keys[] = {"type",          "hyperparameters", "max_attempts",
-                                       "training_file", "validation_file", NULL};
+    static const char *const keys[] = {
+        "type", "hyperparameters", "max_attempts", "training_file", "validation_file", "ranks",
+        NULL};
     json_t *type_v = json_object_get(body, "type");
     json_t *hp = json_object_get(body, "hyperparameters");
     json_t *attempts_v = json_object_get(body, "max_attempts");
@@ -270,6 +281,8 @@ enum MHD_Result route_jobs_create(request *r) {
         {"validation_file", "validation", json_object_get(body, "validation_file")}};
     const job_type *type = json_is_string(type_v) ? job_type_find(json_string_value(type_v)) : NULL;
     int64_t max_attempts = attempts_v ? json_integer_value(attempts_v) : r->srv->cfg.max_attempts;
+    json_t *ranks_v = json_object_get(body, "ranks"); /* data-parallel ranks (worker_launch.h) */
+    const int64_t ranks = ranks_v ? json_integer_value(ranks_v) : 1;
     void *cfg = type ? calloc(1, type->hparams->config_bytes) : NULL;
     char err[512], param[96], names[256];
     available_types(names, sizeof names);
@@ -301,6 +314,16 @@ enum MHD_Result route_jobs_create(request *r) {
              (!json_is_integer(attempts_v) || max_attempts < 1 || max_attempts > 100))
         replied = http_reply_error(r, 400, "invalid_value", "max_attempts",
                                    "max_attempts must be an integer in [1, 100]");
+    else if (ranks_v != NULL && !json_is_integer(ranks_v))
+        replied = http_reply_error(r, 400, "invalid_type", "ranks", "ranks must be an integer");
+    else if (ranks != 1 && !type->data_parallel)
+        replied = http_reply_error(r, 400, "invalid_value", "ranks",
+                                   "%s jobs run in one process; ranks must be 1", type->name);
+    else if (worker_launch_check(&r->srv->cfg, ranks, err, sizeof err) != 0)
+        replied = http_reply_error(
+            r, 400,
+            ranks < 1 || ranks > WORKER_LAUNCH_MAX_RANKS ? "invalid_value" : "ranks_unavailable",
+            "ranks", "%s", err);
     else if (type->needs_train_data && refs[0].value == NULL)
         replied = http_reply_error(r, 400, "missing_required_parameter", "training_file",
                                    "%s jobs need training_file: the id of a dataset of format %s",
@@ -314,7 +337,7 @@ enum MHD_Result route_jobs_create(request *r) {
         hyperparameter_param(err, param, sizeof param);
         replied = http_reply_error(r, 400, "invalid_hyperparameter", param, "%s", err);
     } else
-        replied = job_store(r, type, cfg, max_attempts, refs);
+        replied = job_store(r, type, cfg, max_attempts, refs, ranks);
     free(cfg);
     json_decref(body);
     return replied;

@@ -29,6 +29,8 @@ typedef struct rlhfd_config {
     int64_t sse_poll_ms;      /* how often a stream looks for new events */
     int64_t sse_heartbeat_ms; /* comment lines that keep proxies from timing out */
     char train_bin[4096];     /* default: rlhf-train beside rlhfd */
+    char hostfile[4096];      /* mpirun's hostfile for jobs with ranks > 1; "" = none */
+    char mpirun[4096];        /* the mpirun program */
 } rlhfd_config;
 
 /* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when
