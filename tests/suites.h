@@ -25,5 +25,6 @@ Suite *ppo_lm_suite(void);
 Suite *pipeline_suite(void);
 Suite *lora_suite(void);
 Suite *server_static_suite(void);
+Suite *dist_suite(void);
 
 #endif
