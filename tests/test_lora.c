@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "lora.h"
@@ -524,6 +525,46 @@ static void check_reference(void *ctx, const ppo_lm_rollout_view *r) {
     free(logp);
 }
 
+/* rlhf-train export-hf on a LoRA checkpoint: DIR/model.safetensors holds
+ * the merged weights, DIR/adapter/ the adapters as PEFT saves them. */
+static void check_export_hf(const char *ckpt, const safetensors_file *ck) {
+    char dir[] = "/tmp/rlhf-lora-export-XXXXXX", file[128], err[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *argv[] = {"rlhf-train", "export-hf", "--checkpoint", (char *)ckpt, "--out", dir, NULL};
+    ck_assert_int_eq(rlhf_train_main(6, argv), 0);
+    safetensors_file m, a;
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    ck_assert_msg(safetensors_read_file(&m, file, err, sizeof err) == 0, "%s", err);
+    snprintf(file, sizeof file, "%s/adapter/adapter_model.safetensors", dir);
+    ck_assert_msg(safetensors_read_file(&a, file, err, sizeof err) == 0, "%s", err);
+    /* merged: no adapter tensors in the model, and c_attn moved from the base */
+    ck_assert_ptr_null(
+        safetensors_find(&m, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"));
+    const safetensors_info *w = safetensors_find(&m, "transformer.h.0.attn.c_attn.weight");
+    const safetensors_info *w0 = safetensors_find(ck, "transformer.h.0.attn.c_attn.weight");
+    ck_assert(w && w0 && w->n_bytes == w0->n_bytes && memcmp(w->data, w0->data, w->n_bytes) != 0);
+    /* the adapter file: every adapter of the checkpoint, the same bytes */
+    ck_assert_int_eq(a.n_tensors, 8 * 2);
+    for (int i = 0; i < a.n_tensors; i++) {
+        const safetensors_info *x = &a.tensors[i], *y = safetensors_find(ck, x->name);
+        ck_assert_msg(y != NULL && y->n_bytes == x->n_bytes &&
+                          memcmp(x->data, y->data, x->n_bytes) == 0,
+                      "adapter %s differs from the checkpoint's", x->name);
+    }
+    snprintf(file, sizeof file, "%s/adapter/adapter_config.json", dir);
+    json_error_t jerr;
+    json_t *cfg = json_load_file(file, 0, &jerr);
+    ck_assert_msg(cfg != NULL, "%s", jerr.text);
+    ck_assert_str_eq(json_string_value(json_object_get(cfg, "peft_type")), "LORA");
+    ck_assert_int_eq(json_integer_value(json_object_get(cfg, "r")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(cfg, "lora_alpha")), 4);
+    json_decref(cfg);
+    safetensors_free(&m), safetensors_free(&a);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
 typedef struct ckpt_rec {
     int n;
     void *bytes[8];
@@ -618,6 +659,8 @@ START_TEST(test_ppo_lm_lora_reference_and_checkpoint) {
         close(fd);
         gpt2_model merged;
         load_file_model(&merged, path, false);
+        if (v == 0)
+            check_export_hf(path, &f);
         unlink(path);
         ck_assert(
             memcmp(merged.params.qkvw, chk.sft.params.qkvw, sizeof(float) * 2 * 3 * 16 * 16) != 0);
