@@ -203,7 +203,7 @@ START_TEST(test_lora_matches_pytorch_reference) {
     for (int step = 1; step <= 8; step++) {
         gpt2_forward(&m, &batch, true);
         const float l = gpt2_lm_loss(&m, fx.targets, fx.loss_mask, 1.0f);
-        char what[32];
+        char what[48];
         snprintf(what, sizeof what, "loss before AdamW step %d", step);
         ck_assert_close(l, losses[step - 1], 0, 1e-3, what);
         gpt2_zero_grad(&m);
