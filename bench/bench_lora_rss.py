@@ -167,8 +167,8 @@ def main():
             "reward model (1)" + (" + value model weights, gradients, 2 moments (4)" if sep else "")
             + "; LoRA = frozen policy (1) + reward model (1)" +
             (" + frozen value base (1)" if sep else "") + " + adapters x 4 (weights, gradients, "
-            "2 moments). The measured difference beyond it is mostly the reference model's "
-            "activations for the (batch, prompt + response) rollout, which LoRA does not allocate.",
+            "2 moments). The measured difference beyond it is the reference model's "
+            "activation buffers for the rollout batch (LoRA allocates none) and allocator effects.",
         ]
         if args.markdown:
             print("```\n/usr/bin/python3 bench/bench_lora_rss.py " + " ".join(sys.argv[1:]) +
