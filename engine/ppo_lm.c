@@ -412,7 +412,19 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
             snprintf(err, errlen, "the %s model's weights are not finite", loaded[i].what);
             return -1;
         }
-    const gpt2_config *pc = &job->policy.cfg, *rc = &job->ref.cfg;
+    gpt2_config sft_cfg = job->ref.cfg;
+    if (job->lora && in->resume_checkpoint) { /* no reference model: the SFT file's config */
+        safetensors_file f;
+        if (safetensors_read_file(&f, in->policy_checkpoint, err, errlen) != 0)
+            return -1;
+        const int crc = gpt2_config_from_checkpoint(&sft_cfg, &f, err, errlen);
+        safetensors_free(&f);
+        if (crc != 0)
+            return -1;
+    } else if (job->lora) {
+        sft_cfg = job->policy.cfg;
+    }
+    const gpt2_config *pc = &job->policy.cfg, *rc = &sft_cfg;
     if (pc->vocab_size != rc->vocab_size || pc->max_seq_len != rc->max_seq_len ||
         pc->n_layer != rc->n_layer || pc->n_head != rc->n_head || pc->d_model != rc->d_model) {
         snprintf(err, errlen, "the resumed policy and the SFT model (%s) differ in shape",
