@@ -47,6 +47,7 @@
 
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "lora.h"
 #include "optim.h"
 #include "ppo_control.h"
 #include "rlhf_ppo.h"
@@ -56,6 +57,11 @@
 
 static const char *const estimator_choices[] = {"k1", "k3", "abs", NULL};
 static const char *const value_model_choices[] = {"reward_model", "policy_head", NULL};
+/* LoRA target sets: every projection, attention's two, the MLP's two, or
+ * c_attn alone (PEFT's default for GPT-2); lora_target_sets spells them out */
+static const char *const lora_target_choices[] = {"all", "attn", "mlp", "c_attn", NULL};
+static const char *const lora_target_sets[] = {"all", "attn.c_attn,attn.c_proj",
+                                               "mlp.c_fc,mlp.c_proj", "attn.c_attn"};
 
 #define F(name) offsetof(ppo_lm_config, name)
 static const hparam_def ppo_lm_defs[] = {
@@ -107,6 +113,15 @@ static const hparam_def ppo_lm_defs[] = {
     {"gradient_accumulation_steps", HPARAM_INT, F(gradient_accumulation_steps), 1, 1, 4096, NULL,
      "Micro-batches per minibatch (of mini_batch_size / this rows each), their gradients "
      "summed into one optimizer step; must divide mini_batch_size."},
+    {"lora_r", HPARAM_INT, F(lora_r), 0, 0, 4096, NULL,
+     "LoRA rank of the policy and the separate value model (0 = full fine-tuning). With LoRA "
+     "their base weights are frozen, only adapters and the scalar head train, and the reference "
+     "is the policy with its adapters disabled (no second copy)."},
+    {"lora_alpha", HPARAM_FLOAT, F(lora_alpha), 16, 1e-6, 1e6, NULL,
+     "LoRA alpha: adapters are scaled by lora_alpha / lora_r."},
+    {"lora_targets", HPARAM_CHOICE, F(lora_targets), 0, 0, 0, lora_target_choices,
+     "Projections with adapters: all (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj), attn, "
+     "mlp, or c_attn."},
 };
 #undef F
 
@@ -136,10 +151,44 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* How load_model treats LoRA: none; fresh adapters on the file's weights
+ * (adapters the file carries are merged first); or adapters attached before
+ * loading, so the file's own (a resumable checkpoint of this job) fill them. */
+typedef enum lora_load { LORA_NONE, LORA_FRESH, LORA_FROM_FILE } lora_load;
+
+/* Attaches the job's adapters (lora_r, lora_alpha, lora_targets) to m; A is
+ * drawn from the RNG stream `stream` of the seed. */
+static int attach_lora(gpt2_model *m, const ppo_lm_config *cfg, uint32_t stream, char *err,
+                       size_t errlen) {
+    unsigned targets = LORA_TARGETS_ALL;
+    for (int i = 0; lora_target_choices[i] != NULL; i++)
+        if (strcmp(cfg->lora_targets, lora_target_choices[i]) == 0 &&
+            lora_parse_targets(lora_target_sets[i], &targets, err, errlen) != 0)
+            return -1;
+    rng_state r;
+    rng_seed(&r, (uint64_t)cfg->seed, stream);
+    return gpt2_lora_attach(m, (int)cfg->lora_r, (float)cfg->lora_alpha, targets, &r, err, errlen);
+}
+
+/* What the optimizer updates: with LoRA the adapters and the scalar head
+ * (one flat buffer), else every parameter. */
+static float *trainable_params(gpt2_model *m) {
+    return m->lora ? m->lora->params : m->param_memory;
+}
+static float *trainable_grads(gpt2_model *m) {
+    return m->lora ? m->lora->grads : m->grad_memory;
+}
+static int64_t trainable_count(const gpt2_model *m) {
+    return m->lora ? m->lora->num_params : m->num_params;
+}
+
 /* Loads a GPT-2 checkpoint; with_head gives the model a scalar head (the
- * file's if it has one, else freshly initialised). */
-static int load_model(gpt2_model *m, const char *path, bool with_head, uint64_t seed, double *gain,
-                      double *bias, char *err, size_t errlen) {
+ * file's if it has one, else freshly initialised); lora as above, its
+ * adapters drawn from RNG stream lora_stream. */
+static int load_model(gpt2_model *m, const char *path, bool with_head, lora_load lora,
+                      uint32_t lora_stream, const ppo_lm_config *cfg, double *gain, double *bias,
+                      char *err, size_t errlen) {
+    const uint64_t seed = (uint64_t)cfg->seed;
     safetensors_file f;
     gpt2_config gc;
     if (safetensors_read_file(&f, path, err, errlen) != 0)
@@ -150,7 +199,13 @@ static int load_model(gpt2_model *m, const char *path, bool with_head, uint64_t 
         rng_state r;
         rng_seed(&r, seed, 0xE0000001u);
         gpt2_init_weights(m, &r);
-        if ((rc = gpt2_checkpoint_load(m, &f, NULL, err, errlen)) != 0)
+        if (lora == LORA_FROM_FILE)
+            rc = attach_lora(m, cfg, lora_stream, err, errlen);
+        if (rc == 0)
+            rc = gpt2_checkpoint_load(m, &f, NULL, err, errlen);
+        if (rc == 0 && lora == LORA_FRESH)
+            rc = attach_lora(m, cfg, lora_stream, err, errlen);
+        if (rc != 0)
             gpt2_free(m);
     }
     if (rc == 0 && gain != NULL) {
@@ -299,10 +354,11 @@ typedef struct ppo_job {
     const ppo_lm_config *cfg;
     const ppo_lm_inputs *in;
     const train_sink *sink;
-    gpt2_model policy, ref, rm, value;
-    bool separate_value;  /* value_model = reward_model: values from `value` */
-    double gain, bias;    /* the reward model's normalisation */
-    int B, M, U, N, P, S; /* rollout rows, minibatch rows, micro-batch rows, columns */
+    gpt2_model policy, ref, rm, value; /* ref unused with LoRA: the policy, adapters off */
+    bool separate_value;               /* value_model = reward_model: values from `value` */
+    bool lora;                         /* lora_r > 0 */
+    double gain, bias;                 /* the reward model's normalisation */
+    int B, M, U, N, P, S;              /* rollout rows, minibatch rows, micro-batch rows, columns */
     int eot;
     float inv_temp;
     kl_estimator est;
@@ -330,16 +386,22 @@ static gpt2_model *critic(ppo_job *job) {
 static int load_models(ppo_job *job, char *err, size_t errlen) {
     const ppo_lm_config *cfg = job->cfg;
     const ppo_lm_inputs *in = job->in;
-    const uint64_t seed = (uint64_t)cfg->seed;
     const char *policy_path = in->resume_checkpoint ? in->resume_checkpoint : in->policy_checkpoint;
-    if (load_model(&job->policy, policy_path, !job->separate_value, seed, NULL, NULL, err,
-                   errlen) != 0 ||
-        load_model(&job->ref, in->policy_checkpoint, false, seed, NULL, NULL, err, errlen) != 0 ||
-        load_model(&job->rm, in->reward_checkpoint, true, seed, &job->gain, &job->bias, err,
-                   errlen) != 0)
+    /* With LoRA a resumable checkpoint holds the base and the adapters; the
+     * value model's adapters come back with the rest of the state. */
+    const lora_load policy_lora = !job->lora              ? LORA_NONE
+                                  : in->resume_checkpoint ? LORA_FROM_FILE
+                                                          : LORA_FRESH;
+    if (load_model(&job->policy, policy_path, !job->separate_value, policy_lora, 0xE0000005u, cfg,
+                   NULL, NULL, err, errlen) != 0 ||
+        (!job->lora && load_model(&job->ref, in->policy_checkpoint, false, LORA_NONE, 0, cfg, NULL,
+                                  NULL, err, errlen) != 0) ||
+        load_model(&job->rm, in->reward_checkpoint, true, LORA_NONE, 0, cfg, &job->gain, &job->bias,
+                   err, errlen) != 0)
         return -1;
     if (job->separate_value &&
-        load_model(&job->value, in->reward_checkpoint, true, seed, NULL, NULL, err, errlen) != 0)
+        load_model(&job->value, in->reward_checkpoint, true, job->lora ? LORA_FRESH : LORA_NONE,
+                   0xE0000006u, cfg, NULL, NULL, err, errlen) != 0)
         return -1;
     const struct {
         const gpt2_model *m;
@@ -350,7 +412,19 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
             snprintf(err, errlen, "the %s model's weights are not finite", loaded[i].what);
             return -1;
         }
-    const gpt2_config *pc = &job->policy.cfg, *rc = &job->ref.cfg;
+    gpt2_config sft_cfg = job->ref.cfg;
+    if (job->lora && in->resume_checkpoint) { /* no reference model: the SFT file's config */
+        safetensors_file f;
+        if (safetensors_read_file(&f, in->policy_checkpoint, err, errlen) != 0)
+            return -1;
+        const int crc = gpt2_config_from_checkpoint(&sft_cfg, &f, err, errlen);
+        safetensors_free(&f);
+        if (crc != 0)
+            return -1;
+    } else if (job->lora) {
+        sft_cfg = job->policy.cfg;
+    }
+    const gpt2_config *pc = &job->policy.cfg, *rc = &sft_cfg;
     if (pc->vocab_size != rc->vocab_size || pc->max_seq_len != rc->max_seq_len ||
         pc->n_layer != rc->n_layer || pc->n_head != rc->n_head || pc->d_model != rc->d_model) {
         snprintf(err, errlen, "the resumed policy and the SFT model (%s) differ in shape",
@@ -414,7 +488,7 @@ static int alloc_buffers(ppo_job *job, char *err, size_t errlen) {
     if (rollout_alloc(&job->ro, B, job->P, job->N) != 0 ||
         rollout_alloc(&job->mb, job->U, job->P, job->N) != 0 ||
         gpt2_reserve(&job->policy, B, S, err, errlen) != 0 ||
-        gpt2_reserve(&job->ref, B, S, err, errlen) != 0 ||
+        (!job->lora && gpt2_reserve(&job->ref, B, S, err, errlen) != 0) ||
         gpt2_reserve(&job->rm, B, S, err, errlen) != 0 ||
         (job->separate_value && gpt2_reserve(&job->value, B, S, err, errlen) != 0)) {
         if (err[0] == '\0')
@@ -422,7 +496,8 @@ static int alloc_buffers(ppo_job *job, char *err, size_t errlen) {
         return -1;
     }
     ppo_state *st = &job->st;
-    const size_t np = (size_t)job->policy.num_params, nv = (size_t)job->value.num_params;
+    const size_t np = (size_t)trainable_count(&job->policy);
+    const size_t nv = (size_t)trainable_count(&job->value);
     st->adam_m = calloc(np, sizeof(float));
     st->adam_v = calloc(np, sizeof(float));
     st->vadam_m = calloc(nv ? nv : 1, sizeof(float));
@@ -460,8 +535,9 @@ static void format_f64(char *out, size_t cap, double x) {
  * non-finite weights. */
 static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errlen) {
     const ppo_state *st = &job->st;
-    if (!all_finite(job->policy.param_memory, job->policy.num_params) ||
-        (job->separate_value && !all_finite(job->value.param_memory, job->value.num_params))) {
+    if (!all_finite(trainable_params(&job->policy), trainable_count(&job->policy)) ||
+        (job->separate_value &&
+         !all_finite(trainable_params(&job->value), trainable_count(&job->value)))) {
         snprintf(err, errlen, "the weights are not finite at update %lld; no checkpoint written",
                  (long long)st->update);
         return -1;
@@ -491,12 +567,14 @@ static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errl
                                    {"training_state.sample_rng", sample_rng},
                                    {"training_state.minibatch_rng", mb_rng},
                                    {"training_state.config", config ? config : ""}};
-    const int64_t np = job->policy.num_params, nv = job->value.num_params;
+    /* with LoRA: moments of the adapters (and head) only; the value model's
+     * adapters and head as its parameters */
+    const int64_t np = trainable_count(&job->policy), nv = trainable_count(&job->value);
     const safetensors_tensor state[5] = {
         {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
         {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}},
         {.name = "training_state.value_params",
-         .data = job->value.param_memory,
+         .data = trainable_params(&job->value),
          .ndim = 1,
          .shape = {nv}},
         {.name = "training_state.value_adam_m", .data = st->vadam_m, .ndim = 1, .shape = {nv}},
@@ -555,13 +633,13 @@ static int restore_state(ppo_job *job, char *err, size_t errlen) {
             rc = -1;
         }
     }
-    const int64_t np = job->policy.num_params, nv = job->value.num_params;
+    const int64_t np = trainable_count(&job->policy), nv = trainable_count(&job->value);
     if (rc == 0)
         rc = load_state_tensor(&f, "training_state.adam_m", st->adam_m, np, err, errlen) ||
              load_state_tensor(&f, "training_state.adam_v", st->adam_v, np, err, errlen);
     if (rc == 0 && job->separate_value)
-        rc = load_state_tensor(&f, "training_state.value_params", job->value.param_memory, nv, err,
-                               errlen) ||
+        rc = load_state_tensor(&f, "training_state.value_params", trainable_params(&job->value), nv,
+                               err, errlen) ||
              load_state_tensor(&f, "training_state.value_adam_m", st->vadam_m, nv, err, errlen) ||
              load_state_tensor(&f, "training_state.value_adam_v", st->vadam_v, nv, err, errlen);
     safetensors_free(&f);
@@ -640,7 +718,13 @@ static bool score_rollout(ppo_job *job, rollout_stats *rs) {
     rollout *ro = &job->ro;
     const int B = job->B, S = job->S, P = job->P, N = job->N;
     score_tokens(&job->policy, ro, 0, B, job->inv_temp, ro->logp, ro->values, NULL);
-    score_tokens(&job->ref, ro, 0, B, job->inv_temp, ro->ref_logp, NULL, NULL);
+    if (job->lora) { /* the reference: the same weights with the adapters off */
+        gpt2_lora_set_enabled(&job->policy, false);
+        score_tokens(&job->policy, ro, 0, B, job->inv_temp, ro->ref_logp, NULL, NULL);
+        gpt2_lora_set_enabled(&job->policy, true);
+    } else {
+        score_tokens(&job->ref, ro, 0, B, job->inv_temp, ro->ref_logp, NULL, NULL);
+    }
     if (job->separate_value)
         value_forward(&job->value, ro, B, ro->values);
     gpt2_batch rb = {ro->seq, ro->positions, ro->seq_mask, B, S};
@@ -789,22 +873,23 @@ static int train_minibatch(ppo_job *job, const int32_t *idx, float lr, train_sta
             return 1;
     }
     const double max_norm = job->cfg->max_grad_norm;
+    gpt2_model *policy = &job->policy, *value = &job->value;
     const double norm =
-        grad_clip_global_norm(job->policy.grad_memory, job->policy.num_params, max_norm);
+        grad_clip_global_norm(trainable_grads(policy), trainable_count(policy), max_norm);
     const double vnorm =
         job->separate_value
-            ? grad_clip_global_norm(job->value.grad_memory, job->value.num_params, max_norm)
+            ? grad_clip_global_norm(trainable_grads(value), trainable_count(value), max_norm)
             : 0.0;
     if (!isfinite(norm) || !isfinite(vnorm))
         return 1;
     const adam_config adam = {lr, 0.9f, 0.999f, 1e-5f, 0.0f};
     ppo_state *st = &job->st;
     st->adam_t++;
-    adam_step(job->policy.param_memory, job->policy.grad_memory, st->adam_m, st->adam_v, NULL,
-              job->policy.num_params, &adam, st->adam_t);
+    adam_step(trainable_params(policy), trainable_grads(policy), st->adam_m, st->adam_v, NULL,
+              trainable_count(policy), &adam, st->adam_t);
     if (job->separate_value)
-        adam_step(job->value.param_memory, job->value.grad_memory, st->vadam_m, st->vadam_v, NULL,
-                  job->value.num_params, &adam, st->adam_t);
+        adam_step(trainable_params(value), trainable_grads(value), st->vadam_m, st->vadam_v, NULL,
+                  trainable_count(value), &adam, st->adam_t);
     ts->steps++;
     return 0;
 }
@@ -900,6 +985,7 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
     }
     ppo_job job = {.cfg = cfg, .in = in, .sink = sink, .gain = 1.0, .bias = 0.0};
     job.separate_value = strcmp(cfg->value_model, "reward_model") == 0;
+    job.lora = cfg->lora_r > 0;
     job.B = (int)cfg->batch_size, job.M = (int)cfg->mini_batch_size;
     job.U = (int)(cfg->mini_batch_size / cfg->gradient_accumulation_steps);
     job.N = (int)cfg->response_length;

@@ -88,6 +88,9 @@ typedef struct ppo_lm_config {
     int64_t checkpoint_interval;           /* updates; 0 = only at the end */
     char value_model[HPARAM_CHOICE_BYTES]; /* reward_model | policy_head */
     int64_t gradient_accumulation_steps;   /* micro-batches per minibatch */
+    int64_t lora_r;                        /* 0 = full fine-tuning */
+    double lora_alpha;
+    char lora_targets[HPARAM_CHOICE_BYTES]; /* all | attn | mlp | c_attn */
 } ppo_lm_config;
 
 extern const hparam_table ppo_lm_hparams;

@@ -1,17 +1,20 @@
 /* LoRA on the GPT-2 engine (engine/lora.h): forward, backward and AdamW
  * against the PyTorch fixture written by tests/reference/gpt2_lora_reference.py,
  * KV-cache decoding with adapters on and off, PEFT-named files in and out,
- * and merging into the base. */
+ * merging into the base, and the PPO job with lora_r > 0. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cli.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "lora.h"
 #include "optim.h"
+#include "rlhf_ppo.h"
 #include "safetensors.h"
 #include "suites.h"
 #include "test_util.h"
@@ -200,7 +203,7 @@ START_TEST(test_lora_matches_pytorch_reference) {
     for (int step = 1; step <= 8; step++) {
         gpt2_forward(&m, &batch, true);
         const float l = gpt2_lm_loss(&m, fx.targets, fx.loss_mask, 1.0f);
-        char what[32];
+        char what[48];
         snprintf(what, sizeof what, "loss before AdamW step %d", step);
         ck_assert_close(l, losses[step - 1], 0, 1e-3, what);
         gpt2_zero_grad(&m);
@@ -447,6 +450,282 @@ START_TEST(test_lora_targets_and_bad_input) {
 }
 END_TEST
 
+/* ---- the PPO job with LoRA (engine/ppo_lm.c) ------------------------------------- */
+
+static const char *const ppo_prompts[] = {"ab", "hello", "x", "a cat", "Zq", "the end"};
+
+/* A tiny random GPT-2 (head: a reward model) in a temp file. */
+static void write_tiny(char *path, const tokenizer *tok, bool head, uint64_t seed) {
+    const gpt2_config gc = {tok->vocab_size, 24, 2, 2, 16, head};
+    gpt2_model m;
+    char err[256];
+    ck_assert_int_eq(gpt2_init(&m, &gc, err, sizeof err), 0);
+    rng_state r;
+    rng_seed(&r, seed, 0);
+    gpt2_init_weights(&m, &r);
+    const char *const meta[][2] = {{"reward_gain", "2.0"}, {"reward_bias", "0.5"}};
+    size_t n = 0;
+    void *bytes = gpt2_checkpoint_serialize(&m, meta, head ? 2 : 0, NULL, 0, &n);
+    ck_assert_ptr_nonnull(bytes);
+    strcpy(path, "/tmp/rlhf-lora-XXXXXX");
+    const int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
+    close(fd);
+    free(bytes);
+    gpt2_free(&m);
+}
+
+static void load_file_model(gpt2_model *m, const char *path, bool head) {
+    safetensors_file f;
+    gpt2_config gc;
+    char err[256];
+    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
+    gc.scalar_head = head;
+    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
+    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
+    safetensors_free(&f);
+}
+
+/* The SFT model, run independently on every rollout: the job's reference
+ * log-probs must be its log-probs (the base, adapters off). */
+typedef struct ref_check {
+    gpt2_model sft;
+    int rollouts;
+    double max_ref_diff;    /* job's ref_logp vs the SFT model's, over all rollouts */
+    double max_policy_diff; /* job's logp vs the SFT model's, at update 1 and later */
+    double later_policy_diff;
+} ref_check;
+
+static void check_reference(void *ctx, const ppo_lm_rollout_view *r) {
+    ref_check *c = ctx;
+    char err[128];
+    ck_assert_int_eq(gpt2_reserve(&c->sft, r->B, r->S, err, sizeof err), 0);
+    int32_t *targets = malloc(sizeof(int32_t) * (size_t)r->B * (size_t)r->S);
+    float *logp = malloc(sizeof(float) * (size_t)r->B * (size_t)r->S);
+    for (int64_t i = 0; i < (int64_t)r->B * r->S; i++)
+        targets[i] = (i + 1) % r->S != 0 ? r->seq[i + 1] : 0;
+    const gpt2_batch b = {r->seq, r->positions, r->seq_mask, r->B, r->S};
+    gpt2_forward(&c->sft, &b, true); /* temperature 1: logits as they are */
+    gpt2_token_logprobs(&c->sft, targets, logp, NULL);
+    for (int i = 0; i < r->B; i++)
+        for (int t = 0; t < r->len[i]; t++) {
+            const double want = logp[(int64_t)i * r->S + r->P + t - 1];
+            const double dr = fabs(r->ref_logp[i * r->N + t] - want);
+            const double dp = fabs(r->logp[i * r->N + t] - want);
+            c->max_ref_diff = fmax(c->max_ref_diff, dr);
+            if (r->update == 1)
+                c->max_policy_diff = fmax(c->max_policy_diff, dp);
+            else
+                c->later_policy_diff = fmax(c->later_policy_diff, dp);
+        }
+    c->rollouts++;
+    free(targets);
+    free(logp);
+}
+
+/* rlhf-train export-hf on a LoRA checkpoint: DIR/model.safetensors holds
+ * the merged weights, DIR/adapter/ the adapters as PEFT saves them. */
+static void check_export_hf(const char *ckpt, const safetensors_file *ck) {
+    char dir[] = "/tmp/rlhf-lora-export-XXXXXX", file[128], err[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *argv[] = {"rlhf-train", "export-hf", "--checkpoint", (char *)ckpt, "--out", dir, NULL};
+    ck_assert_int_eq(rlhf_train_main(6, argv), 0);
+    safetensors_file m, a;
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    ck_assert_msg(safetensors_read_file(&m, file, err, sizeof err) == 0, "%s", err);
+    snprintf(file, sizeof file, "%s/adapter/adapter_model.safetensors", dir);
+    ck_assert_msg(safetensors_read_file(&a, file, err, sizeof err) == 0, "%s", err);
+    /* merged: no adapter tensors in the model, and c_attn moved from the base */
+    ck_assert_ptr_null(
+        safetensors_find(&m, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"));
+    const safetensors_info *w = safetensors_find(&m, "transformer.h.0.attn.c_attn.weight");
+    const safetensors_info *w0 = safetensors_find(ck, "transformer.h.0.attn.c_attn.weight");
+    ck_assert(w && w0 && w->n_bytes == w0->n_bytes && memcmp(w->data, w0->data, w->n_bytes) != 0);
+    /* the adapter file: every adapter of the checkpoint, the same bytes */
+    ck_assert_int_eq(a.n_tensors, 8 * 2);
+    for (int i = 0; i < a.n_tensors; i++) {
+        const safetensors_info *x = &a.tensors[i], *y = safetensors_find(ck, x->name);
+        ck_assert_msg(y != NULL && y->n_bytes == x->n_bytes &&
+                          memcmp(x->data, y->data, x->n_bytes) == 0,
+                      "adapter %s differs from the checkpoint's", x->name);
+    }
+    snprintf(file, sizeof file, "%s/adapter/adapter_config.json", dir);
+    json_error_t jerr;
+    json_t *cfg = json_load_file(file, 0, &jerr);
+    ck_assert_msg(cfg != NULL, "%s", jerr.text);
+    ck_assert_str_eq(json_string_value(json_object_get(cfg, "peft_type")), "LORA");
+    ck_assert_int_eq(json_integer_value(json_object_get(cfg, "r")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(cfg, "lora_alpha")), 4);
+    json_decref(cfg);
+    safetensors_free(&m), safetensors_free(&a);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+typedef struct ckpt_rec {
+    int n;
+    void *bytes[8];
+    size_t size[8];
+} ckpt_rec;
+
+static int keep_ckpt(void *ctx, int64_t step, const void *bytes, size_t n) {
+    ckpt_rec *r = ctx;
+    (void)step;
+    ck_assert_int_lt(r->n, 8);
+    r->bytes[r->n] = malloc(n);
+    memcpy(r->bytes[r->n], bytes, n);
+    r->size[r->n++] = n;
+    return 0;
+}
+
+static void ckpt_free(ckpt_rec *r) {
+    for (int i = 0; i < r->n; i++)
+        free(r->bytes[i]);
+    r->n = 0;
+}
+
+static void lora_ppo_config(ppo_lm_config *c) {
+    hparams_set_defaults(&ppo_lm_hparams, c);
+    c->total_updates = 3, c->batch_size = 4, c->mini_batch_size = 2, c->ppo_epochs = 2;
+    c->response_length = 6, c->learning_rate = 1e-2, c->sample_interval = 0;
+    c->lora_r = 2, c->lora_alpha = 4;
+}
+
+/* lora_r > 0: the reference log-probs are the SFT model's at every update
+ * (the frozen base with its adapters off), the policy's equal them at
+ * update 1 (fresh adapters are the identity) and move away after training;
+ * the checkpoint keeps the base bit for bit and adds PEFT-named adapters,
+ * which loading merges; the trainer state holds moments for the adapters
+ * (and the value model's adapters + head) only. For both value models. */
+START_TEST(test_ppo_lm_lora_reference_and_checkpoint) {
+    tokenizer tok;
+    char err[512], sft[64], rm[64];
+    ck_assert_int_eq(tokenizer_load_bytes(&tok, err, sizeof err), 0);
+    write_tiny(sft, &tok, false, 11);
+    write_tiny(rm, &tok, true, 12);
+    static const char *const kinds[] = {"reward_model", "policy_head"};
+    for (int v = 0; v < 2; v++) {
+        ref_check chk = {0};
+        load_file_model(&chk.sft, sft, false);
+        ppo_lm_config c;
+        lora_ppo_config(&c);
+        c.checkpoint_interval = 1;
+        snprintf(c.value_model, sizeof c.value_model, "%s", kinds[v]);
+        const ppo_lm_inputs in = {.prompts = ppo_prompts,
+                                  .n_prompts = 6,
+                                  .tok = &tok,
+                                  .policy_checkpoint = sft,
+                                  .reward_checkpoint = rm,
+                                  .observe_rollout = check_reference,
+                                  .observe_ctx = &chk};
+        ckpt_rec rec = {0};
+        const train_sink sink = {&rec, NULL, NULL, keep_ckpt, NULL};
+        ck_assert_msg(ppo_lm_train(&c, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);
+        ck_assert_int_eq(chk.rollouts, 3);
+        ck_assert_msg(chk.max_ref_diff < 1e-5, "%s: reference log-probs off by %g", kinds[v],
+                      chk.max_ref_diff);
+        ck_assert_msg(chk.max_policy_diff < 1e-5, "%s: fresh adapters changed log-probs by %g",
+                      kinds[v], chk.max_policy_diff);
+        ck_assert_msg(chk.later_policy_diff > 1e-3, "%s: the policy did not move (%g)", kinds[v],
+                      chk.later_policy_diff);
+        ck_assert_int_eq(rec.n, 3); /* updates 1, 2 with state; the final one */
+        safetensors_file f;
+        ck_assert_int_eq(
+            safetensors_parse(&f, rec.bytes[rec.n - 1], rec.size[rec.n - 1], err, sizeof err), 0);
+        ck_assert_str_eq(safetensors_metadata_get(&f, "lora_r"), "2");
+        ck_assert_str_eq(safetensors_metadata_get(&f, "lora_alpha"), "4");
+        const safetensors_info *a =
+            safetensors_find(&f, "base_model.model.transformer.h.1.mlp.c_fc.lora_A.weight");
+        ck_assert_ptr_nonnull(a);
+        ck_assert_int_eq(a->shape[0], 2);
+        ck_assert_int_eq(a->shape[1], 16);
+        /* the base is untouched: the SFT's c_attn weight, bit for bit */
+        safetensors_file s0;
+        ck_assert_int_eq(safetensors_read_file(&s0, sft, err, sizeof err), 0);
+        const safetensors_info *w0 = safetensors_find(&s0, "transformer.h.0.attn.c_attn.weight");
+        const safetensors_info *w1 = safetensors_find(&f, "transformer.h.0.attn.c_attn.weight");
+        ck_assert(w0 && w1 && w0->n_bytes == w1->n_bytes);
+        ck_assert(memcmp(w0->data, w1->data, w0->n_bytes) == 0);
+        safetensors_free(&s0);
+        /* loaded without adapters: merged, so it differs from the SFT model */
+        char path[64];
+        strcpy(path, "/tmp/rlhf-lora-XXXXXX");
+        const int fd = mkstemp(path);
+        ck_assert_int_eq(write(fd, rec.bytes[rec.n - 1], rec.size[rec.n - 1]),
+                         (ssize_t)rec.size[rec.n - 1]);
+        close(fd);
+        gpt2_model merged;
+        load_file_model(&merged, path, false);
+        if (v == 0)
+            check_export_hf(path, &f);
+        unlink(path);
+        ck_assert(
+            memcmp(merged.params.qkvw, chk.sft.params.qkvw, sizeof(float) * 2 * 3 * 16 * 16) != 0);
+        gpt2_free(&merged);
+        safetensors_free(&f);
+        /* the trainer state of update 1: adapter-sized moments */
+        ck_assert_int_eq(safetensors_parse(&f, rec.bytes[0], rec.size[0], err, sizeof err), 0);
+        const int64_t adapters = 2 * 2 * (16 + 48 + 16 + 16 + 16 + 64 + 64 + 16);
+        const int64_t head = v == 1 ? 17 : 0;
+        ck_assert_int_eq(safetensors_find(&f, "training_state.adam_m")->n_elements,
+                         adapters + head);
+        if (v == 0)
+            ck_assert_int_eq(safetensors_find(&f, "training_state.value_params")->n_elements,
+                             adapters + 17);
+        safetensors_free(&f);
+        ckpt_free(&rec);
+        gpt2_free(&chk.sft);
+    }
+    unlink(sft), unlink(rm);
+    tokenizer_free(&tok);
+}
+END_TEST
+
+/* Resumed from its periodic checkpoint, a LoRA run ends byte-identical to
+ * the uninterrupted one (adapters, the value model's adapters, moments). */
+START_TEST(test_ppo_lm_lora_resume_is_bit_identical) {
+    tokenizer tok;
+    char err[512], sft[64], rm[64], path[64];
+    ck_assert_int_eq(tokenizer_load_bytes(&tok, err, sizeof err), 0);
+    write_tiny(sft, &tok, false, 21);
+    write_tiny(rm, &tok, true, 22);
+    static const char *const kinds[] = {"reward_model", "policy_head"};
+    for (int v = 0; v < 2; v++) {
+        ppo_lm_config c;
+        lora_ppo_config(&c);
+        c.checkpoint_interval = 1;
+        snprintf(c.value_model, sizeof c.value_model, "%s", kinds[v]);
+        ppo_lm_inputs in = {.prompts = ppo_prompts,
+                            .n_prompts = 6,
+                            .tok = &tok,
+                            .policy_checkpoint = sft,
+                            .reward_checkpoint = rm};
+        ckpt_rec whole = {0}, rest = {0};
+        train_sink sink = {&whole, NULL, NULL, keep_ckpt, NULL};
+        ck_assert_msg(ppo_lm_train(&c, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);
+        strcpy(path, "/tmp/rlhf-lora-XXXXXX");
+        const int fd = mkstemp(path);
+        ck_assert_int_eq(write(fd, whole.bytes[0], whole.size[0]), (ssize_t)whole.size[0]);
+        close(fd);
+        in.resume_checkpoint = path;
+        sink.ctx = &rest;
+        ck_assert_msg(ppo_lm_train(&c, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);
+        unlink(path);
+        ck_assert_int_eq(rest.n, whole.n - 1);
+        ck_assert_msg(rest.size[rest.n - 1] == whole.size[whole.n - 1] &&
+                          memcmp(rest.bytes[rest.n - 1], whole.bytes[whole.n - 1],
+                                 whole.size[whole.n - 1]) == 0,
+                      "%s: the resumed run's final checkpoint differs", kinds[v]);
+        ckpt_free(&whole), ckpt_free(&rest);
+    }
+    unlink(sft), unlink(rm);
+    tokenizer_free(&tok);
+}
+END_TEST
+
 Suite *lora_suite(void) {
     Suite *s = suite_create("lora");
     TCase *tc = tcase_create("core");
@@ -456,6 +735,8 @@ Suite *lora_suite(void) {
     tcase_add_test(tc, test_lora_fresh_adapter_is_identity);
     tcase_add_test(tc, test_lora_peft_files_and_merge);
     tcase_add_test(tc, test_lora_targets_and_bad_input);
+    tcase_add_test(tc, test_ppo_lm_lora_reference_and_checkpoint);
+    tcase_add_test(tc, test_ppo_lm_lora_resume_is_bit_identical);
     suite_add_tcase(s, tc);
     return s;
 }
