@@ -16,6 +16,7 @@
 #include "gpt2_checkpoint.h"
 #include "safetensors.h"
 
+#include "cli_sink.h"
 #include "suites.h"
 #include "test_util.h"
 
@@ -653,6 +654,31 @@ START_TEST(test_cli_demo_eval) {
 }
 END_TEST
 
+/* The JSON lines stay JSON when a message is not UTF-8 (a model's sample
+ * can end mid-character): each byte that starts no valid sequence becomes
+ * U+FFFD; valid multi-byte characters pass through. */
+START_TEST(test_cli_sink_json_lines_replace_invalid_utf8) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    cli_sink cs = {.type = job_type_find("ppo"), .json_out = out};
+    const train_sink sink = cli_sink_make(&cs);
+    /* é; a truncated 3-byte sequence; 0xFF; an overlong '/'; a surrogate */
+    const char *msg = "ok \xC3\xA9 \xE2\x82 x\xFF \xC0\xAF \xED\xA0\x80 end";
+    ck_assert_int_eq(sink.event(sink.ctx, SINK_LEVEL_INFO, "sample", msg, NULL, 0), 0);
+    fclose(out);
+    json_error_t jerr;
+    json_t *j = json_loads(buf, 0, &jerr);
+    ck_assert_msg(j != NULL, "not JSON (%s): %s", jerr.text, buf);
+#define R "\xEF\xBF\xBD"
+    ck_assert_str_eq(json_string_value(json_object_get(j, "message")),
+                     "ok \xC3\xA9 " R R " x" R " " R R " " R R R " end");
+#undef R
+    json_decref(j);
+    free(buf);
+}
+END_TEST
+
 Suite *cli_suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("rlhf-train");
@@ -667,6 +693,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_cli_reward_rankings);
     tcase_add_test(tc, test_cli_export_hf);
     tcase_add_test(tc, test_cli_demo_eval);
+    tcase_add_test(tc, test_cli_sink_json_lines_replace_invalid_utf8);
     suite_add_tcase(s, tc);
     return s;
 }
