@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "generate.h"
 #include "routes.h"
 
 #define PROJECT_MAX_K       9
@@ -239,8 +240,65 @@ static int check_candidate(request *r, const json_t *cand, size_t i, const char 
     return 1;
 }
 
+/* `sample`: {checkpoint_id, n? (2..k, default k), max_tokens?, temperature?,
+ * top_p?, seed?} — the server samples the n candidates from the checkpoint
+ * (generate.h) before it opens the transaction; out holds their texts. 1 ok,
+ * 0 replied. */
+static int sample_candidates(request *r, const char *prompt, const json_t *sample, int64_t k,
+                             generate_params *p, generate_output *out, enum MHD_Result *replied) {
+    static const char *const keys[] = {"checkpoint_id", "n",    "max_tokens", "temperature",
+                                       "top_p",         "seed", NULL};
+    const char *key;
+    const json_t *value;
+    if (!json_is_object(sample)) {
+        *replied = http_reply_error(r, 400, "invalid_type", "sample",
+                                    "sample must be an object {checkpoint_id, n, max_tokens, "
+                                    "temperature, top_p, seed}");
+        return 0;
+    }
+    json_object_foreach((json_t *)sample, key, value) {
+        if (!http_one_of(key, keys)) {
+            char param[96];
+            snprintf(param, sizeof param, "sample.%.64s", key);
+            *replied =
+                http_reply_error(r, 400, "unknown_parameter", param, "unknown parameter %s", param);
+            return 0;
+        }
+    }
+    const json_t *ck = json_object_get(sample, "checkpoint_id");
+    if (!json_is_integer(ck) || json_integer_value(ck) <= 0) {
+        *replied = http_reply_error(r, 400, ck ? "invalid_type" : "missing_required_parameter",
+                                    "sample.checkpoint_id",
+                                    "sample.checkpoint_id must be the id of the checkpoint to "
+                                    "sample the candidates from");
+        return 0;
+    }
+    generate_error e = {0};
+    *p = (generate_params){.checkpoint_id = json_integer_value(ck), .n_prompts = 1};
+    p->prompts[0] = prompt;
+    if (generate_parse_options(sample, "sample.", p, &e) == 0 &&
+        json_object_get(sample, "n") == NULL)
+        p->n = (int)k;
+    if (e.status == 0 && (p->n < 2 || p->n > k)) {
+        *replied = http_reply_error(r, 400, "invalid_value", "sample.n",
+                                    "sample.n must be in 2..%lld (the project's k)", (long long)k);
+        return 0;
+    }
+    if (e.status == 0 && generate_run(r->srv, r->db, p, out, &e) == 0)
+        return 1;
+    /* generate_run names its own fields; here they live under sample. */
+    if (strcmp(e.code, "checkpoint_not_found") == 0) /* a reference in the body: 400 */
+        e.status = 400, snprintf(e.param, sizeof e.param, "sample.checkpoint_id");
+    else if (strcmp(e.param, "max_tokens") == 0)
+        snprintf(e.param, sizeof e.param, "sample.max_tokens");
+    else if (strcmp(e.param, "n") == 0)
+        snprintf(e.param, sizeof e.param, "sample.n");
+    *replied = http_reply_error(r, e.status, e.code, e.param[0] ? e.param : NULL, "%s", e.message);
+    return 0;
+}
+
 /* POST /v1/projects/{id}/comparisons {prompt, candidates: [{text, source,
- * checkpoint_id}]}. */
+ * checkpoint_id}]} or {prompt, sample: {checkpoint_id, n, ...}}. */
 enum MHD_Result route_comparisons_create(request *r) {
     enum MHD_Result replied;
     int found;
@@ -252,17 +310,31 @@ enum MHD_Result route_comparisons_create(request *r) {
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;
-    static const char *const keys[] = {"prompt", "candidates", NULL};
+    static const char *const keys[] = {"prompt", "candidates", "sample", NULL};
     const char *prompt = json_string_value(json_object_get(body, "prompt"));
     json_t *candidates = json_object_get(body, "candidates");
+    json_t *sample = json_object_get(body, "sample");
     size_t n = json_array_size(candidates);
     const char *texts[PROJECT_MAX_K];
     int64_t checkpoints[PROJECT_MAX_K];
+    generate_params gp;
+    generate_output sampled = {0};
     int ok = http_check_keys(r, body, keys, &replied);
     if (ok && (prompt == NULL || prompt[0] == '\0')) {
         replied = http_reply_error(r, 400, "invalid_value", "prompt",
                                    "prompt must be a non-empty string");
         ok = 0;
+    } else if (ok && (sample != NULL) == (candidates != NULL)) {
+        replied = http_reply_error(r, 400, sample ? "invalid_value" : "missing_required_parameter",
+                                   "candidates",
+                                   "give candidates (the texts) or sample (a checkpoint the "
+                                   "server samples them from), exactly one");
+        ok = 0;
+    } else if (ok && sample != NULL) {
+        ok = sample_candidates(r, prompt, sample, k, &gp, &sampled, &replied);
+        n = ok ? (size_t)sampled.n_rows : 0;
+        for (size_t i = 0; i < n; i++)
+            texts[i] = sampled.texts[i], checkpoints[i] = gp.checkpoint_id;
     } else if (ok && (!json_is_array(candidates) || n < 2 || n > (size_t)k)) {
         replied = http_reply_error(
             r, 400, json_is_array(candidates) ? "invalid_value" : "invalid_type", "candidates",
@@ -271,7 +343,7 @@ enum MHD_Result route_comparisons_create(request *r) {
             (long long)k);
         ok = 0;
     }
-    for (size_t i = 0; ok && i < n; i++)
+    for (size_t i = 0; ok && sample == NULL && i < n; i++)
         ok = check_candidate(r, json_array_get(candidates, i), i, &texts[i], &checkpoints[i],
                              &replied);
     if (ok && db_begin(r->db) != SQLITE_OK) {
@@ -315,6 +387,7 @@ enum MHD_Result route_comparisons_create(request *r) {
         json_t *comparison = inserted ? comparison_load(r->db, id, &found) : NULL;
         replied = comparison ? http_commit_reply(r, 200, comparison) : http_reply_db_error(r);
     }
+    generate_output_free(&sampled);
     json_decref(body);
     return replied;
 }

@@ -15,6 +15,7 @@ Suite *gpt2_suite(void);
 Suite *server_suite(void);
 Suite *server_data_suite(void);
 Suite *server_limits_suite(void);
+Suite *server_rlhf_suite(void);
 Suite *safetensors_suite(void);
 Suite *tokenizer_suite(void);
 Suite *sft_suite(void);

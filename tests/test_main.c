@@ -28,6 +28,7 @@ static const named_suite all_suites[] = {
     {"server", server_suite},
     {"server_data", server_data_suite},
     {"server_limits", server_limits_suite},
+    {"server_rlhf", server_rlhf_suite},
     {"safetensors", safetensors_suite},
     {"tokenizer", tokenizer_suite},
     {"sft", sft_suite},

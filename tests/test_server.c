@@ -229,18 +229,12 @@ START_TEST(test_job_validation) {
     call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{}", 400, "missing_required_parameter",
                       "type");
     call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":7}", 400, "invalid_type", "type");
-    /* The planned types the engine does not have yet (it gains them one by
-     * one), or has but the daemon cannot feed their data to yet. sft needs
-     * its dataset (tests/test_server_data.c covers training_file). */
-    const char *planned[] = {"reward", "ppo"};
-    for (int i = 0; i < 2; i++) {
-        char body[64];
-        snprintf(body, sizeof body, "{\"type\":\"%s\"}", planned[i]);
-        const job_type *t = job_type_find(planned[i]);
-        if (t == NULL || t->needs_train_data)
-            call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, "job_type_unavailable",
-                              "type");
-    }
+    /* Every type that trains on data needs its dataset
+     * (tests/test_server_data.c and test_server_rlhf.c cover the rest). */
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"reward\"}", 400,
+                      "missing_required_parameter", "training_file");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"ppo\"}", 400,
+                      "missing_required_parameter", "training_file");
     call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"sft\"}", 400,
                       "missing_required_parameter", "training_file");
     call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"dance\"}", 400,
@@ -340,10 +334,11 @@ START_TEST(test_job_runs_to_success) {
              (long long)last_id);
     r = http(&d, "GET", path, d.admin, NULL, NULL);
     data = json_object_get(r->json, "data");
-    /* created, started, 4 × metrics; the checkpoint event was on page 1 */
-    ck_assert_int_eq(json_array_size(data), 6);
+    /* created, started, running (inputs validated), 4 × metrics; the
+     * checkpoint event was on page 1 */
+    ck_assert_int_eq(json_array_size(data), 7);
     ck_assert(json_is_false(json_object_get(r->json, "has_more")));
-    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(data, 5), "code")),
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(data, 6), "code")),
                      "created");
     ck_assert_int_lt(json_integer_value(json_object_get(json_array_get(data, 0), "id")), last_id);
     reply_free(r);

@@ -959,7 +959,8 @@ static sqlite3 *hold_job_after_checkpoint(const test_daemon *d, int64_t job, pid
             sqlite3_finalize(st);
             return db;
         }
-        ck_assert_msg(strcmp(status, "queued") == 0 || strcmp(status, "running") == 0,
+        ck_assert_msg(strcmp(status, "queued") == 0 || strcmp(status, "validating_files") == 0 ||
+                          strcmp(status, "running") == 0,
                       "job %lld ended (%s) before it could be interrupted", (long long)job, status);
         ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
         ck_assert_msg(now_ms() < deadline, "job %lld wrote no checkpoint", (long long)job);
