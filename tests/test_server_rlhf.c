@@ -96,6 +96,11 @@ static char *demo_jsonl(const char *format, int n, uint64_t seed) {
     "{\"n_layer\":1,\"d_model\":32,\"n_head\":2,\"context\":64,\"batch_size\":8,"                  \
     "\"max_steps\":20,\"learning_rate\":0.003,\"eval_interval\":0,\"sample_interval\":0,"          \
     "\"checkpoint_interval\":10}"
+/* Long enough that greedy samples differ by prompt (about 1 s). */
+#define SAMPLING_SFT                                                                               \
+    "{\"n_layer\":1,\"d_model\":32,\"n_head\":2,\"context\":64,\"batch_size\":8,"                  \
+    "\"max_steps\":150,\"learning_rate\":0.01,\"eval_interval\":0,\"sample_interval\":0,"          \
+    "\"checkpoint_interval\":100}"
 #define TINY_REWARD                                                                                \
     "{\"batch_size\":4,\"max_steps\":6,\"eval_interval\":3,\"norm_samples\":4,"                    \
     "\"norm_max_tokens\":8}"
@@ -417,7 +422,7 @@ START_TEST(test_generate_from_checkpoints) {
     free(text);
     char body[1024];
     snprintf(body, sizeof body,
-             "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" TINY_SFT "}",
+             "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" SAMPLING_SFT "}",
              (long long)sft_data);
     const int64_t job = create(&d, "/v1/jobs", d.admin, body);
     reply_free(wait_job(&d, job, "succeeded", 1));
@@ -433,6 +438,7 @@ START_TEST(test_generate_from_checkpoints) {
     char want0[512], want1[512];
     greedy(&m, &tok, "Describe the river.", 12, want0, sizeof want0);
     greedy(&m, &tok, "Describe the cat.", 12, want1, sizeof want1);
+    ck_assert_msg(strlen(want0) > 0 && strcmp(want0, want1) != 0, "%s / %s", want0, want1);
     gpt2_free(&m);
 
     char path[96];
@@ -457,6 +463,29 @@ START_TEST(test_generate_from_checkpoints) {
         reply_free(expect_ok(http(&d, "POST", other_path, d.admin,
                                   "{\"prompt\":\"Describe the river.\",\"max_tokens\":4}", NULL)));
     }
+    /* rlhfctl checkpoints generate prints the text. */
+    char ctl[4096], url[64], ck_arg[32], printed[512];
+    bin_path("rlhfctl", ctl, sizeof ctl);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", d.port);
+    snprintf(ck_arg, sizeof ck_arg, "%lld", (long long)ck);
+    char *const argv[] = {ctl,
+                          "--url",
+                          url,
+                          "--token",
+                          d.admin,
+                          "checkpoints",
+                          "generate",
+                          ck_arg,
+                          "--prompt",
+                          "Describe the river.",
+                          "--max-tokens",
+                          "12",
+                          "--temperature",
+                          "0",
+                          NULL};
+    ck_assert_int_eq(run_capture(argv, printed, sizeof printed), 0);
+    ck_assert_str_eq(printed, want0);
+
     /* The same seed samples the same text; the reply says the seed. */
     const char *sampled = "{\"prompt\":\"Describe the cat.\",\"n\":3,\"seed\":7,\"max_tokens\":10}";
     http_reply *a = expect_ok(http(&d, "POST", path, d.admin, sampled, NULL));

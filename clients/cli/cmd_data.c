@@ -234,11 +234,27 @@ int cmd_comparisons_add(const rlhfctl *c, const cli_args *a) {
     const char *prompt = cli_opt(a, "prompt");
     const char *texts[CLI_MAX_ARGS];
     int n = cli_opt_all(a, "candidate", texts, CLI_MAX_ARGS);
-    if (prompt == NULL || n == 0)
-        return cli_usage_error("--prompt and at least two --candidate are required");
+    const char *sample_from = cli_opt(a, "sample-from");
+    if (prompt == NULL || (n == 0) == (sample_from == NULL))
+        return cli_usage_error("--prompt and either at least two --candidate or --sample-from "
+                               "CHECKPOINT are required");
     char path[96];
     if (!cmd_id_path(a, 0, "project ID", "projects", "/comparisons", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
+    if (sample_from != NULL) { /* rlhfd samples the candidates */
+        const int64_t checkpoint = cli_parse_id(sample_from, "sample-from");
+        if (checkpoint == 0)
+            return RLHFCTL_EXIT_USAGE;
+        json_t *sample = json_pack("{s:I}", "checkpoint_id", (json_int_t)checkpoint);
+        if (!cli_sampling_options(a, sample)) {
+            json_decref(sample);
+            return RLHFCTL_EXIT_USAGE;
+        }
+        json_t *body = json_pack("{s:s, s:o}", "prompt", prompt, "sample", sample);
+        int rc = cmd_request(c, "POST", path, body, print_comparison);
+        json_decref(body);
+        return rc;
+    }
     json_t *candidates = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(candidates, json_pack("{s:s}", "text", texts[i]));

@@ -88,6 +88,22 @@ static int set_id_opt(const cli_args *a, const char *opt, json_t *body, const ch
     return 1;
 }
 
+/* A checkpoint reference: digits are sent as the id, anything else
+ * ("job:3", "checkpoint:7") as the string rlhfd parses. */
+static int set_model_opt(const cli_args *a, const char *opt, json_t *body, const char *key) {
+    const char *v = cli_opt(a, opt);
+    if (v == NULL)
+        return 1;
+    if (v[0] != '\0' && strspn(v, "0123456789") == strlen(v)) {
+        int64_t id = cli_parse_id(v, opt);
+        if (id == 0)
+            return 0;
+        json_object_set_new(body, key, json_integer(id));
+    } else
+        json_object_set_new(body, key, json_string(v));
+    return 1;
+}
+
 int cmd_jobs_submit(const rlhfctl *c, const cli_args *a) {
     const char *file = cli_opt(a, "hyperparameters");
     json_t *hp = file ? load_hyperparameters(file) : json_object();
@@ -114,7 +130,10 @@ int cmd_jobs_submit(const rlhfctl *c, const cli_args *a) {
     json_decref(hp);
     if (!set_id_opt(a, "max-attempts", body, "max_attempts") ||
         !set_id_opt(a, "training-file", body, "training_file") ||
-        !set_id_opt(a, "validation-file", body, "validation_file")) {
+        !set_id_opt(a, "validation-file", body, "validation_file") ||
+        !set_id_opt(a, "training-project", body, "training_project") ||
+        !set_model_opt(a, "model", body, "model") ||
+        !set_model_opt(a, "reward-model", body, "reward_model")) {
         json_decref(body);
         return RLHFCTL_EXIT_USAGE;
     }

@@ -44,8 +44,11 @@ static const command commands[] = {
     {"projects", "show", "ID", "one project", 1, 1, "", "", cmd_projects_show},
     {"projects", "pairs", "ID [--limit N] [--after ID]", "training-ready preference pairs", 1, 1,
      "limit after", "", cmd_projects_pairs},
-    {"comparisons", "add", "PROJECT --prompt TEXT --candidate TEXT --candidate TEXT...",
-     "add a comparison with 2..k candidates", 1, 1, "prompt candidate", "", cmd_comparisons_add},
+    {"comparisons", "add",
+     "PROJECT --prompt TEXT (--candidate TEXT --candidate TEXT... | --sample-from CHECKPOINT "
+     "[--n N] [--max-tokens N] [--temperature T] [--top-p P] [--seed S])",
+     "add a comparison with 2..k candidates (given, or sampled by rlhfd from a checkpoint)", 1, 1,
+     "prompt candidate sample-from n max-tokens temperature top-p seed", "", cmd_comparisons_add},
     {"comparisons", "list", "PROJECT [--limit N] [--after ID]", "a project's comparisons", 1, 1,
      "limit after", "", cmd_comparisons_list},
     {"comparisons", "show", "ID", "one comparison with its candidates", 1, 1, "", "",
@@ -60,9 +63,12 @@ static const command commands[] = {
      1, CLI_MAX_ARGS, "note", "skip", cmd_rank},
     {"jobs", "submit",
      "TYPE [--set KEY=VALUE]... [--hyperparameters FILE.json] [--max-attempts N] "
-     "[--training-file ID] [--validation-file ID] [--watch]",
+     "[--training-file ID] [--validation-file ID] [--training-project ID] [--model CKPT] "
+     "[--reward-model CKPT] [--watch]   (CKPT: a checkpoint id or job:N)",
      "submit a job (VALUE is JSON, else a string)", 1, 1,
-     "set hyperparameters max-attempts training-file validation-file", "watch", cmd_jobs_submit},
+     "set hyperparameters max-attempts training-file validation-file training-project model "
+     "reward-model",
+     "watch", cmd_jobs_submit},
     {"jobs", "list", "[--status S] [--type T] [--limit N] [--after ID]", "list jobs, newest first",
      0, 0, "status type limit after", "", cmd_jobs_list},
     {"jobs", "show", "ID", "one job with its resolved hyperparameters", 1, 1, "", "",
@@ -80,6 +86,11 @@ static const command commands[] = {
     {"checkpoints", "download", "ID [-o|--output FILE]",
      "save a checkpoint's safetensors, checking its sha256", 1, 1, "output o", "",
      cmd_checkpoints_download},
+    {"checkpoints", "generate",
+     "ID --prompt TEXT [--prompt TEXT]... [--n N] [--max-tokens N] [--temperature T] "
+     "[--top-p P] [--seed S]",
+     "sample completions from a checkpoint (rlhfd runs the model)", 1, 1,
+     "prompt n max-tokens temperature top-p seed", "", cmd_checkpoints_generate},
     {"tokens", "create", "NAME --role admin|annotator|viewer",
      "create an API token (its secret is shown once)", 1, 1, "role", "", cmd_tokens_create},
     {"tokens", "list", "", "token names and roles (never secrets)", 0, 0, "", "", cmd_tokens_list},
@@ -119,8 +130,7 @@ static void print_help(FILE *out) {
           "  2  usage: bad arguments, config file or local file\n"
           "  3  API error: the server refused the request (its message, code and param shown)\n"
           "  4  network error: rlhfd could not be reached or the connection broke\n\n"
-          "not in rlhfd yet, so not here: checkpoints generate (sampling from a\n"
-          "checkpoint), token revocation, reading a dataset's rows back.\n",
+          "not in rlhfd yet, so not here: token revocation, reading a dataset's rows back.\n",
           out);
 }
 

@@ -153,6 +153,11 @@ int cmd_request_id(const rlhfctl *c, const cli_args *a, const char *method, cons
 int cmd_show_list(const rlhfctl *c, const cli_args *a, const char *path, const char *const *filters,
                   const column *cols, int n_cols);
 
+/* --n, --max-tokens, --temperature, --top-p, --seed into obj (n,
+ * max_tokens, ...): 1 ok, 0 after a usage message. */
+int cli_sampling_options(const cli_args *a, json_t *obj);
+int cmd_checkpoints_generate(const rlhfctl *c, const cli_args *a);
+
 int cmd_status(const rlhfctl *c, const cli_args *a);
 int cmd_datasets_create(const rlhfctl *c, const cli_args *a);
 int cmd_datasets_upload(const rlhfctl *c, const cli_args *a);
