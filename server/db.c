@@ -126,6 +126,42 @@ void db_rollback(sqlite3 *db) {
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* Bytes of a well-formed UTF-8 sequence at s (n bytes left), or 0. */
+static int utf8_sequence(const unsigned char *s, size_t n) {
+    if (s[0] < 0x80)
+        return 1;
+    int len = s[0] >= 0xC2 && s[0] <= 0xDF   ? 2
+              : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+              : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                             : 0;
+    if (len == 0 || (size_t)len > n)
+        return 0;
+    for (int i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+        return 0;
+    return len;
+}
+
+char *db_utf8_clean(const char *bytes, size_t n) {
+    char *out = malloc(3 * n + 1);
+    if (out == NULL)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        int len = bytes[i] ? utf8_sequence((const unsigned char *)bytes + i, n - i) : 0;
+        if (len == 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3), o += 3, i++;
+        } else {
+            memcpy(out + o, bytes + i, (size_t)len), o += (size_t)len, i += (size_t)len;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 int db_insert_job_event(sqlite3 *db, int64_t job_id, const char *level, const char *type,
                         const char *code, const char *message, const json_t *data) {
     sqlite3_stmt *st = NULL;
@@ -135,12 +171,20 @@ int db_insert_job_event(sqlite3 *db, int64_t job_id, const char *level, const ch
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
     char *text = data ? json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    /* Messages may quote model samples, which can be any bytes; the API
+     * serves them as JSON strings, which must be UTF-8. */
+    char *clean = db_utf8_clean(message, strlen(message));
+    if (clean == NULL) {
+        free(text);
+        sqlite3_finalize(st);
+        return -1;
+    }
     sqlite3_bind_int64(st, 1, job_id);
     sqlite3_bind_int64(st, 2, db_now_s());
     sqlite3_bind_text(st, 3, level, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, type, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, code, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, message, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, clean, -1, free);
     if (text)
         sqlite3_bind_text(st, 7, text, -1, free);
     int rc = sqlite3_step(st);

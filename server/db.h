@@ -52,8 +52,14 @@ void db_rollback(sqlite3 *db);
 /* One statement, with the error message copied into err. SQLITE_OK or the code. */
 int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 
+/* bytes[0..n) as valid UTF-8 (malloc'd, NUL-terminated): each byte that
+ * starts no well-formed sequence, and NUL, becomes U+FFFD. NULL when out
+ * of memory. */
+char *db_utf8_clean(const char *bytes, size_t n);
+
 /* Inserts one row of job_events in the caller's transaction. level: info |
- * warn | error; type: message | metrics; data: a JSON object or NULL. 0 or -1. */
+ * warn | error; type: message | metrics; data: a JSON object or NULL. The
+ * message is stored as db_utf8_clean makes it. 0 or -1. */
 int db_insert_job_event(sqlite3 *db, int64_t job_id, const char *level, const char *type,
                         const char *code, const char *message, const json_t *data);
 

@@ -250,45 +250,6 @@ static void slot_release(void) {
 
 /* ---- generation ------------------------------------------------------------- */
 
-/* Bytes of a well-formed UTF-8 sequence at s (n bytes left), or 0. */
-static int utf8_sequence(const unsigned char *s, size_t n) {
-    if (s[0] < 0x80)
-        return 1;
-    int len = s[0] >= 0xC2 && s[0] <= 0xDF   ? 2
-              : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
-              : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
-                                             : 0;
-    if (len == 0 || (size_t)len > n)
-        return 0;
-    for (int i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
-        (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
-        return 0;
-    return len;
-}
-
-/* The sampled bytes as valid UTF-8 for JSON: each byte that starts no
- * well-formed sequence (a model can emit any byte) becomes U+FFFD, and
- * NUL becomes U+FFFD too (JSON strings in jansson cannot hold it). */
-static char *utf8_text(const char *bytes, size_t n) {
-    char *out = malloc(3 * n + 1);
-    if (out == NULL)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n;) {
-        int len = bytes[i] ? utf8_sequence((const unsigned char *)bytes + i, n - i) : 0;
-        if (len == 0) {
-            memcpy(out + o, "\xEF\xBF\xBD", 3), o += 3, i++;
-        } else {
-            memcpy(out + o, bytes + i, (size_t)len), o += (size_t)len, i += (size_t)len;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 void generate_output_free(generate_output *out) {
     for (int i = 0; i < out->n_rows && out->texts; i++)
         free(out->texts[i]);
@@ -391,7 +352,7 @@ int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_ou
         int64_t nb =
             tokenizer_decode(&G.tok, gen + (size_t)b * N, (size_t)len, bytes, (size_t)N * 16);
         nb = nb < 0 ? 0 : nb > (int64_t)N * 16 ? (int64_t)N * 16 : nb;
-        if ((out->texts[b] = utf8_text(bytes, (size_t)nb)) == NULL)
+        if ((out->texts[b] = db_utf8_clean(bytes, (size_t)nb)) == NULL)
             goto oom;
     }
     rc = 0;

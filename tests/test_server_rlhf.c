@@ -7,11 +7,14 @@
  * under a second.
  */
 #include <jansson.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "db.h"
 #include "demo_task.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
@@ -563,12 +566,178 @@ START_TEST(test_generate_from_checkpoints) {
 }
 END_TEST
 
+/* ---- kill -9 of the worker --------------------------------------------------------- */
+
+/* Every 100 µs for 10 s: takes the write lock in the first gap between two
+ * of the worker's commits (tests/test_server_data.c explains). */
+static int retry_every_100us(void *arg, int n_tries) {
+    (void)arg;
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+    return n_tries < 100000;
+}
+
+/* Holds the database's write lock at a moment when the job is running and
+ * has at least min_checkpoints checkpoints; returns that connection in its
+ * open transaction, with the worker's pid. The worker cannot write while
+ * the lock is held, so it cannot finish first however fast it trains. */
+static sqlite3 *hold_running_job(const test_daemon *d, int64_t job, int64_t min_checkpoints,
+                                 pid_t *worker) {
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(d->db, &db), SQLITE_OK);
+    sqlite3_busy_handler(db, retry_every_100us, NULL);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "SELECT status, worker_pid, (SELECT count(*) FROM "
+                                        "checkpoints WHERE job_id = ?1) FROM jobs WHERE id = ?1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, job);
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        char status[32];
+        snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
+        *worker = (pid_t)sqlite3_column_int64(st, 1);
+        const int64_t checkpoints = sqlite3_column_int64(st, 2);
+        sqlite3_reset(st);
+        if (strcmp(status, "running") == 0 && checkpoints >= min_checkpoints) {
+            sqlite3_finalize(st);
+            return db;
+        }
+        ck_assert_msg(strcmp(status, "queued") == 0 || strcmp(status, "validating_files") == 0 ||
+                          strcmp(status, "running") == 0,
+                      "job %lld ended (%s) before it could be interrupted", (long long)job, status);
+        ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_msg(now_ms() < deadline, "job %lld never got there", (long long)job);
+        pause_ms(2);
+    }
+}
+
+/* The sha256 of the job's final checkpoint, as the API lists it. */
+static void final_sha256(const test_daemon *d, int64_t job, char out[65]) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/checkpoints?limit=100", (long long)job);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    out[0] = '\0';
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(r->json, "data"), i, c) {
+        if (strcmp(json_string_value(json_object_get(c, "kind")), "final") == 0)
+            snprintf(out, 65, "%s", json_string_value(json_object_get(c, "sha256")));
+    }
+    ck_assert_msg(out[0], "job %lld has no final checkpoint", (long long)job);
+    reply_free(r);
+}
+
+/* A job like reference, whose worker is SIGKILLed once it runs (with
+ * min_checkpoints checkpoints); attempt 2 must end with the reference's
+ * final checkpoint, byte for byte. Returns the job. */
+static int64_t kill_and_compare(const test_daemon *d, const char *body, int64_t reference,
+                                int64_t min_checkpoints) {
+    const int64_t job = create(d, "/v1/jobs", d->admin, body);
+    pid_t worker;
+    sqlite3 *lock = hold_running_job(d, job, min_checkpoints, &worker);
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    ck_assert_int_eq(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    reply_free(wait_job(d, job, "succeeded", 2));
+    char want[65], got[65];
+    final_sha256(d, reference, want);
+    final_sha256(d, job, got);
+    ck_assert_str_eq(got, want);
+    return job;
+}
+
+/* reward has no resume in the engine: a killed attempt starts over and
+ * still ends where an uninterrupted run does. ppo resumes from its last
+ * periodic checkpoint, bit-identical. */
+START_TEST(test_reward_and_ppo_survive_kill) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char *text = demo_jsonl("sft", 64, 1);
+    const int64_t sft_data = dataset(&d, "sft", text);
+    free(text);
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" TINY_SFT "}",
+             (long long)sft_data);
+    const int64_t sft = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, sft, "succeeded", 1));
+
+    text = demo_jsonl("preference", 24, 2);
+    const int64_t pref = dataset(&d, "preference", text);
+    free(text);
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":" TINY_REWARD "}",
+             (long long)pref, (long long)sft);
+    const int64_t rm = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, rm, "succeeded", 1));
+    const int64_t rm_killed = kill_and_compare(&d, body, rm, 0);
+    ck_assert(!has_event(&d, rm_killed, "resumed"));
+
+    text = demo_jsonl("prompts", 16, 5);
+    const int64_t prompts = dataset(&d, "prompts", text);
+    free(text);
+    snprintf(body, sizeof body,
+             "{\"type\":\"ppo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"reward_model\":\"job:%lld\",\"hyperparameters\":{\"total_updates\":6,"
+             "\"batch_size\":4,\"mini_batch_size\":2,\"ppo_epochs\":1,\"response_length\":8,"
+             "\"sample_interval\":0,\"checkpoint_interval\":2}}",
+             (long long)prompts, (long long)sft, (long long)rm);
+    const int64_t ppo = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, ppo, "succeeded", 1));
+    const int64_t ppo_killed = kill_and_compare(&d, body, ppo, 1);
+    ck_assert(has_event(&d, ppo_killed, "resumed"));
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* Event messages quote model samples, which can be any bytes; the API
+ * serves them as JSON, so they are stored as UTF-8. */
+START_TEST(test_utf8_clean) {
+    const struct {
+        const char *in;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"plain", 5, "plain"},
+        {"a\xff"
+         "b",
+         3,
+         "a\xEF\xBF\xBD"
+         "b"},
+        {"\xc3\xa9", 2, "\xc3\xa9"},                                 /* é */
+        {"\xc3", 1, "\xEF\xBF\xBD"},                                 /* cut short */
+        {"\xc0\xaf", 2, "\xEF\xBF\xBD\xEF\xBF\xBD"},                 /* overlong '/' */
+        {"\xed\xa0\x80", 3, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* a surrogate */
+        {"\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80"},                 /* U+1F600 */
+        {"\xf4\x90\x80\x80", 4,
+         "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* > U+10FFFF */
+        {"x\0y", 3, "x\xEF\xBF\xBDy"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = db_utf8_clean(cases[i].in, cases[i].n);
+        ck_assert_str_eq(got, cases[i].want);
+        free(got);
+    }
+}
+END_TEST
+
 Suite *server_rlhf_suite(void) {
     Suite *s = suite_create("server_rlhf");
     TCase *jobs = tcase_create("jobs");
     tcase_add_test(jobs, test_rlhf_pipeline_jobs);
     tcase_add_test(jobs, test_generate_from_checkpoints);
+    tcase_add_test(jobs, test_reward_and_ppo_survive_kill);
     tcase_set_timeout(jobs, 120);
     suite_add_tcase(s, jobs);
+    TCase *unit = tcase_create("unit");
+    tcase_add_test(unit, test_utf8_clean);
+    suite_add_tcase(s, unit);
     return s;
 }
