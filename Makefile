@@ -129,6 +129,15 @@ demo: deps
 	  --checkpoint-dir $(DEMO) > $(DEMO)/ppo-metrics.jsonl
 	@echo "demo: metrics in $(DEMO)/*.jsonl, checkpoints in $(DEMO)/*.safetensors"
 
+# The same RLHF pipeline through rlhfd's API (scripts/demo-api.sh): rlhfd on a
+# fresh database, tokens, datasets uploaded, the simulated annotator's
+# rankings posted as an annotator, SFT -> reward -> PPO as jobs; prints the
+# dashboard URL and the tokens, and leaves rlhfd running (DEMO_STOP=1 stops it).
+.PHONY: demo-api
+demo-api: deps
+	$(MAKE) all
+	BUILD=$(BUILD) scripts/demo-api.sh
+
 docs: $(BUILD)/rlhf-train
 	$(BUILD)/rlhf-train describe --markdown > docs/hyperparameters.md
 

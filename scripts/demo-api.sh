@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The RLHF demo through rlhfd's API (make demo-api): everything a user of
+# the service would do, with rlhfctl.
+#
+#   1. rlhfd on a fresh database; admin, annotator and viewer tokens
+#   2. the demo task's datasets uploaded (engine/demo_task.h): SFT examples
+#      and the prompts PPO trains on
+#   3. an sft job; its final checkpoint downloaded
+#   4. the simulated annotator (rlhf-train demo-rankings: K = 4 samples of
+#      the SFT policy ranked by the hidden gold score with Plackett-Luce
+#      noise) posts its rankings through the API, each as a comparison (by
+#      the admin) and a ranking (by the annotator token)
+#   5. a reward job on the project's rankings, then a ppo job against it
+#   6. a sample from the SFT and the PPO model; the dashboard URL and tokens
+#
+# rlhfd keeps running afterwards so the dashboard can be opened; the last
+# lines say how to stop it. DEMO_STOP=1 stops it at the end instead.
+# Settings: BUILD (default build), DEMO_LISTEN (default 127.0.0.1:8080),
+# DEMO_RANKINGS (default 800), DEMO_SFT_STEPS (default 800).
+#
+# Why a shell script: each step is a command a user would type; the
+# pipeline's sizes are those of `make demo` (Makefile), so the two runs can
+# be compared.
+set -euo pipefail
+
+BUILD=${BUILD:-build}
+OUT=$BUILD/demo-api
+LISTEN=${DEMO_LISTEN:-127.0.0.1:8080}
+N_RANKINGS=${DEMO_RANKINGS:-800}
+SFT_STEPS=${DEMO_SFT_STEPS:-800}
+for tool in jq "$BUILD/rlhfd" "$BUILD/rlhf-train" "$BUILD/rlhfctl"; do
+    command -v "$tool" > /dev/null || { echo "demo-api: $tool is missing (make all; apt-get install jq)" >&2; exit 2; }
+done
+
+rm -rf "$OUT" && mkdir -p "$OUT"
+DB=$OUT/rlhfd.db
+ADMIN=$("$BUILD/rlhfd" --db "$DB" --create-token admin --role admin)
+"$BUILD/rlhfd" --listen "$LISTEN" --db "$DB" --workers 1 > "$OUT/rlhfd.out" 2> "$OUT/rlhfd.log" &
+RLHFD=$!
+stop() { kill "$RLHFD" 2> /dev/null && wait "$RLHFD" 2> /dev/null || true; }
+trap 'echo "demo-api: failed; rlhfd log in $OUT/rlhfd.log" >&2; stop' ERR
+for _ in $(seq 100); do
+    URL=$(sed -n 's/^rlhfd: listening on \(http:[^ ]*\).*/\1/p' "$OUT/rlhfd.out")
+    [ -n "$URL" ] && break
+    kill -0 "$RLHFD" 2> /dev/null || { echo "demo-api: rlhfd did not start:" >&2; cat "$OUT/rlhfd.log" >&2; exit 1; }
+    sleep 0.1
+done
+[ -n "$URL" ] || { echo "demo-api: rlhfd printed no address" >&2; stop; exit 1; }
+ctl() { "$BUILD/rlhfctl" --url "$URL" --token "$ADMIN" "$@"; }
+echo "== rlhfd at $URL (pid $RLHFD, database $DB)"
+
+ANNOTATOR=$(ctl --json tokens create annotator --role annotator | jq -r .token)
+VIEWER=$(ctl --json tokens create viewer --role viewer | jq -r .token)
+
+echo "== datasets"
+"$BUILD/rlhf-train" demo-data --out "$OUT/sft.jsonl" --n 3000
+jq -c '{prompt}' "$OUT/sft.jsonl" > "$OUT/prompts.jsonl"
+SFT_DATA=$(ctl --json datasets create demo-sft --format sft --file "$OUT/sft.jsonl" | jq .id)
+PROMPTS=$(ctl --json datasets create demo-prompts --format prompts --file "$OUT/prompts.jsonl" | jq .id)
+
+echo "== sft job"
+SFT_JOB=$(ctl --json jobs submit sft --training-file "$SFT_DATA" --set n_layer=2 --set d_model=64 \
+    --set context=64 --set max_steps="$SFT_STEPS" --set learning_rate=3e-3 --set sample_interval=400 \
+    --set sample_temperature=0.8 --set eval_interval=200 --set checkpoint_interval=200 | jq .id)
+ctl jobs watch "$SFT_JOB"
+SFT_CKPT=$(ctl --json jobs show "$SFT_JOB" | jq .fine_tuned_model)
+ctl checkpoints download "$SFT_CKPT" -o "$OUT/sft.safetensors" > /dev/null
+
+echo "== the simulated annotator ranks $N_RANKINGS sets of 4 SFT samples, through the API"
+"$BUILD/rlhf-train" demo-rankings --policy "$OUT/sft.safetensors" --out "$OUT/rankings.jsonl" \
+    --n "$N_RANKINGS" --k 4
+PROJECT=$(ctl --json projects create demo-rankings --k 4 | jq .id)
+n=0
+while IFS= read -r line; do
+    args=()
+    while IFS= read -r text; do args+=(--candidate "$text"); done < <(jq -r '.responses[]' <<< "$line")
+    comparison=$(ctl --json comparisons add "$PROJECT" --prompt "$(jq -r .prompt <<< "$line")" "${args[@]}")
+    # groups best first: the candidate ids of each rank, ties joined by '='
+    groups=$(jq -r --argjson c "$comparison" '
+        [.ranks | to_entries[] | {rank: .value, id: $c.candidates[.key].id}]
+        | group_by(.rank) | map(map(.id | tostring) | join("=")) | join(" ")' <<< "$line")
+    # shellcheck disable=SC2086  # groups is a list of words
+    "$BUILD/rlhfctl" --url "$URL" --token "$ANNOTATOR" rank "$(jq .id <<< "$comparison")" $groups > /dev/null
+    n=$((n + 1))
+    [ $((n % 100)) -eq 0 ] && echo "   $n rankings posted"
+done < "$OUT/rankings.jsonl"
+ctl projects show "$PROJECT"
+
+echo "== reward job on the project's rankings"
+RM_JOB=$(ctl --json jobs submit reward --training-project "$PROJECT" --model "job:$SFT_JOB" \
+    --set epochs=3 --set learning_rate=1e-3 --set eval_interval=100 | jq .id)
+ctl jobs watch "$RM_JOB"
+
+echo "== ppo job"
+PPO_JOB=$(ctl --json jobs submit ppo --training-file "$PROMPTS" --model "job:$SFT_JOB" \
+    --reward-model "job:$RM_JOB" --set total_updates=30 --set batch_size=16 --set mini_batch_size=4 \
+    --set response_length=40 --set learning_rate=1e-4 --set kl_coef=0.2 --set sample_interval=10 \
+    --set checkpoint_interval=10 | jq .id)
+ctl jobs watch "$PPO_JOB"
+PPO_CKPT=$(ctl --json jobs show "$PPO_JOB" | jq .fine_tuned_model)
+
+echo "== samples (temperature 0.7, seed 1)"
+for prompt in "Describe the river." "Describe the city."; do
+    echo "-- $prompt"
+    echo "   sft: $(ctl checkpoints generate "$SFT_CKPT" --prompt "$prompt" --temperature 0.7 --seed 1)"
+    echo "   ppo: $(ctl checkpoints generate "$PPO_CKPT" --prompt "$prompt" --temperature 0.7 --seed 1)"
+done
+ctl jobs metrics "$PPO_JOB" --names objective/scores,objective/kl --limit 100 | tail -n 3
+
+trap - ERR
+cat <<EOF
+
+== done
+dashboard:  $URL/
+tokens:     admin     $ADMIN
+            annotator $ANNOTATOR
+            viewer    $VIEWER
+jobs:       sft $SFT_JOB, reward $RM_JOB, ppo $PPO_JOB (rlhfctl --url $URL --token TOKEN jobs list)
+EOF
+if [ "${DEMO_STOP:-0}" = 1 ]; then
+    stop
+    echo "rlhfd stopped; its database is $DB"
+else
+    echo "rlhfd keeps running (pid $RLHFD); stop it with: kill $RLHFD"
+fi
