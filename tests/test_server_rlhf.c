@@ -186,6 +186,15 @@ START_TEST(test_rlhf_pipeline_jobs) {
     const int64_t sft = create(&d, "/v1/jobs", d.admin, body);
     const int64_t sft_ck = expect_succeeded(&d, sft, "loss");
 
+    /* an sft job may start from a policy checkpoint (fine-tuning) */
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"checkpoint:%lld\","
+             "\"hyperparameters\":{\"max_steps\":2,\"batch_size\":4,\"sample_interval\":0}}",
+             (long long)sft_data, (long long)sft_ck);
+    const int64_t tuned = create(&d, "/v1/jobs", d.admin, body);
+    ck_assert_int_eq(job_json_int(&d, tuned, "model"), sft_ck);
+    expect_succeeded(&d, tuned, "loss");
+
     /* 2. reward from an uploaded TRL preference file, with a validation file */
     text = demo_jsonl("preference", 24, 2);
     const int64_t pref = dataset(&d, "preference", text);
