@@ -209,6 +209,8 @@ def main():
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: make bench-server-deps")
+    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
     tmp = tempfile.mkdtemp(prefix="rlhfd-bench-")
     db = os.path.join(tmp, "bench.db")
     rlhfd = os.path.join(BUILD, "rlhfd")
@@ -300,8 +302,6 @@ def main():
     if args.markdown:
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                     if l.startswith("model name")), "?")
-        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True).stdout.strip()
         print("machine: %s, %d cores, load average %.1f at the end; git %s" % (
             cpu, os.cpu_count(), os.getloadavg()[0], rev))
         print("command: /usr/bin/python3 bench/bench_server.py %s" % " ".join(sys.argv[1:]))
