@@ -94,9 +94,9 @@ export class Daemon {
     return d;
   }
 
-  async launch(listen) {
+  async launch(listen, extra = []) {
     const rlhfd = path.join(BUILD, 'rlhfd');
-    this.proc = spawn(rlhfd, ['--listen', listen, '--db', this.db, '--web-root', path.join(BUILD, 'web'), '--workers', '1', '--sse-poll-ms', '50', '--shutdown-grace-ms', '5000'], {
+    this.proc = spawn(rlhfd, ['--listen', listen, '--db', this.db, '--web-root', path.join(BUILD, 'web'), '--workers', '1', '--sse-poll-ms', '50', '--shutdown-grace-ms', '5000', ...extra], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, OPENBLAS_NUM_THREADS: '1' },
     });
@@ -115,11 +115,17 @@ export class Daemon {
   }
 
   // SIGTERM (workers checkpoint and requeue), then the same database on the
-  // same port.
-  async restart() {
+  // same port, with extra flags if given.
+  async restart(extra = []) {
     this.proc.kill('SIGTERM');
     assertEq(await this.exited, 0, 'rlhfd exit code on SIGTERM');
-    await this.launch(this.url.replace('http://', ''));
+    await this.launch(this.url.replace('http://', ''), extra);
+  }
+
+  // GET /metrics (Prometheus text).
+  async metrics() {
+    const resp = await fetch(`${this.url}/metrics`, { headers: { Authorization: `Bearer ${this.admin}` } });
+    return resp.text();
   }
 
   async api(method, p, body, token = this.admin) {

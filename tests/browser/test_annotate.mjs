@@ -1,8 +1,10 @@
 // An annotator logs in, ranks three comparisons (clicks, number keys, a
 // drag that makes a tie, a note, a skip) and the rankings read back through
 // the API exactly as given. The token stays out of the URL and storage other
-// than sessionStorage.
-import { assert, assertEq, assertNoProblems, login, newPage, screenshot, until } from './lib.mjs';
+// than sessionStorage. rlhfd runs with a write rate limit of 2 at once then
+// 1 per second, so the third answer meets a 429 and the page retries it
+// after Retry-After (with the same Idempotency-Key).
+import { EXPECTED_ERRORS, assert, assertEq, assertNoProblems, login, newPage, screenshot, until } from './lib.mjs';
 
 export default async function ({ browser, daemon }) {
   const ann = await daemon.api('POST', '/v1/tokens', { name: 'alice', role: 'annotator' });
@@ -12,6 +14,7 @@ export default async function ({ browser, daemon }) {
   const c2 = await mk('Summarise: the cat sat on the mat.', ['A cat sat on a mat.', 'The cat was on the mat.', 'Cat, mat.']);
   const c3 = await mk('Say something.', ['Something.', 'Nothing.']);
   const ids = (c) => c.candidates.map((x) => x.id);
+  await daemon.restart(['--write-rate', '1', '--write-burst', '2']);
 
   const page = await newPage(browser);
   await login(page, daemon, ann.token);
@@ -65,9 +68,11 @@ export default async function ({ browser, daemon }) {
   assertEq(r2[0].n_pairs, 2, 'a tie gives two pairs');
   const r3 = await ranking(c3);
   assertEq(r3[0].skipped, true, 'comparison 3 skipped');
+  const limited = /rlhfd_http_requests_total\{route="POST \/v1\/comparisons\/\{id\}\/rankings",status="429"\} (\d+)/.exec(await daemon.metrics());
+  assert(limited && Number(limited[1]) >= 1, 'the rate limit answered 429 at least once (and the page retried)');
   const pairs = await daemon.api('GET', `/v1/projects/${project.id}/pairs?limit=100`);
   assertEq(pairs.data.length, 5, 'pairs: 3 from the strict order, 2 from the tie, none from the skip');
-  assertNoProblems(page);
+  assertNoProblems(page, [...EXPECTED_ERRORS, /status of 429/]);
 
   // The same page on a phone: one column.
   const phone = await newPage(browser, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });

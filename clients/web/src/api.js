@@ -58,27 +58,37 @@ export function newIdempotencyKey() {
   return 'web-' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+// One request. A 429 (the per-token write rate limit) is retried after its
+// Retry-After, up to 3 times; writes carry one Idempotency-Key across the
+// retries, so a retry can never apply twice.
 export async function api(method, path, body, { idempotent = false } = {}) {
   const headers = { Authorization: `Bearer ${getToken()}` };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (idempotent) headers['Idempotency-Key'] = newIdempotencyKey();
-  let resp;
-  try {
-    resp = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-    });
-  } catch (err) {
-    throw new ApiError(0, 'network_error', null, `cannot reach rlhfd: ${err.message}`);
+  for (let attempt = 0; ; attempt++) {
+    let resp;
+    try {
+      resp = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: 'no-store',
+      });
+    } catch (err) {
+      throw new ApiError(0, 'network_error', null, `cannot reach rlhfd: ${err.message}`);
+    }
+    if (resp.status === 429 && attempt < 3) {
+      const wait = Math.min(Number(resp.headers.get('Retry-After')) || 1, 30);
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+      continue;
+    }
+    if (!resp.ok) {
+      const err = await errorFrom(resp);
+      if (resp.status === 401) onUnauthorized(err);
+      throw err;
+    }
+    return resp.status === 204 ? null : resp.json();
   }
-  if (!resp.ok) {
-    const err = await errorFrom(resp);
-    if (resp.status === 401) onUnauthorized(err);
-    throw err;
-  }
-  return resp.status === 204 ? null : resp.json();
 }
 
 // Every page of a list route (newest first), up to max items.
