@@ -23,5 +23,6 @@ Suite *rlhf_ppo_suite(void);
 Suite *ppo_lm_suite(void);
 Suite *pipeline_suite(void);
 Suite *lora_suite(void);
+Suite *dist_suite(void);
 
 #endif

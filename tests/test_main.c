@@ -35,6 +35,7 @@ static const named_suite all_suites[] = {
     {"rlhf_ppo", rlhf_ppo_suite},
     {"ppo_lm", ppo_lm_suite},
     {"pipeline", pipeline_suite},
+    {"dist", dist_suite},
     {"env", env_suite},
     {"lora", lora_suite},
 };
