@@ -13,6 +13,7 @@ RUN make deps && make -j"$(nproc)" all
 FROM debian:12-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libopenblas0-pthread libjansson4 libsqlite3-0 libmicrohttpd12 libcurl4 \
+        libopenmpi3 openmpi-bin \
     && rm -rf /var/lib/apt/lists/*
 # rlhfd starts rlhf-train from its own directory.
 COPY --from=build /src/build/rlhfd /src/build/rlhf-train /src/build/rlhfctl /usr/local/bin/

@@ -33,6 +33,17 @@ int dist_allgather(const dist_comm *d, const void *mine, void *all, size_t n_byt
     return 0;
 }
 
+int dist_allgather_rows(const dist_comm *d, void *buf, size_t row_bytes, int64_t n_rows) {
+    for (int r = 0; r < dist_size(d) && dist_size(d) > 1; r++) {
+        int64_t lo, hi;
+        dist_shard(n_rows, r, d->size, &lo, &hi);
+        if (hi > lo && dist_broadcast(d, (char *)buf + (size_t)lo * row_bytes,
+                                      (size_t)(hi - lo) * row_bytes, r) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 void dist_shard(int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
     *lo = n * rank / size;
     *hi = n * (rank + 1) / size;

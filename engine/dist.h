@@ -56,6 +56,11 @@ int dist_allreduce_mean_f32(const dist_comm *d, float *x, int64_t n);
 int dist_broadcast(const dist_comm *d, void *buf, size_t n_bytes, int root);
 int dist_allgather(const dist_comm *d, const void *mine, void *all, size_t n_bytes);
 
+/* After it every rank holds all n_rows rows (row_bytes each) of buf, each
+ * rank r having filled its dist_shard rows: the shards are broadcast by
+ * their owners in turn. Byte-exact for any data (token ids, floats). */
+int dist_allgather_rows(const dist_comm *d, void *buf, size_t row_bytes, int64_t n_rows);
+
 /* Rank r's contiguous share [*lo, *hi) of n items: sizes differ by at most
  * one, and the shards of ranks 0..size-1 tile [0, n) in order. */
 void dist_shard(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);

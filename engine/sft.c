@@ -517,6 +517,7 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
             sums[0] += loss * share;
             sums[1] += (double)bb.B * bb.T;
         }
+        const double t_reduce = now_s();
         if (dist_allreduce_sum_f32(dist, m.grad_memory, m.num_params) != 0 ||
             dist_allreduce_sum_f64(dist, sums, 3) != 0) {
             snprintf(err, errlen, "reducing the gradients across ranks failed at step %lld",
@@ -527,6 +528,7 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
             snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
             goto done;
         }
+        const double allreduce_s = now_s() - t_reduce;
         const double loss_sum = sums[0];
         const int64_t step_tokens = (int64_t)sums[1];
         const double grad_norm =
@@ -554,6 +556,8 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
         mt[k++] = (sink_metric){"tokens_per_s", (double)step_tokens / dt};
         mt[k++] = (sink_metric){"tokens", (double)st.tokens_seen};
         mt[k++] = (sink_metric){"wall_s", now_s() - start};
+        if (dist_size(dist) > 1) /* rank 0's wait in the all-reduce: transfer + imbalance */
+            mt[k++] = (sink_metric){"allreduce_s", allreduce_s};
         if (eval.n > 0 &&
             (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
             res.eval_loss = evaluate(&m, &eval, &bb, B, dist);
