@@ -227,7 +227,7 @@ MPI ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
 MPI_STAMP := $(BUILD)/mpi-$(MPI).stamp
 $(MPI_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/mpi-*.stamp && touch $@
-$(BUILD)/train/main.o: $(MPI_STAMP)
+$(BUILD)/train/main.o $(BUILD)/server/worker_launch.o: $(MPI_STAMP)
 ifeq ($(MPI),1)
 MPI_CFLAGS := $(patsubst -I%,-isystem %,$(shell mpicc --showme:compile 2>/dev/null))
 MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
@@ -236,6 +236,7 @@ $(error MPI=1 needs Open MPI's mpicc: run make deps (libopenmpi-dev openmpi-bin)
 endif
 $(BUILD)/train/dist_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
 $(BUILD)/train/main.o: CPPFLAGS += -DRLHF_MPI
+$(BUILD)/server/worker_launch.o: CPPFLAGS += -DRLHF_MPI
 $(BUILD)/rlhf-train: $(BUILD)/train/dist_mpi.o
 $(BUILD)/rlhf-train: ENGINE_LIBS += $(MPI_LIBS)
 -include $(BUILD)/train/dist_mpi.d

@@ -69,6 +69,7 @@ static const job_type sft_job = {
     .headline_metrics = sft_headline,
     .needs_train_data = 1,
     .data_kind = JOB_DATA_PAIRS,
+    .data_parallel = 1,
     .validate = sft_validate_any,
     .run = sft_run,
 };
@@ -100,6 +101,7 @@ static const job_type reward_job = {
     .headline_metrics = reward_headline,
     .needs_train_data = 1,
     .data_kind = JOB_DATA_RANKINGS,
+    .data_parallel = 1,
     .validate = reward_validate_any,
     .run = reward_run,
 };

@@ -47,6 +47,8 @@ typedef struct job_type {
     /* (prompt, response) examples in job_inputs.train, or rankings in
      * job_inputs.rankings. */
     enum { JOB_DATA_PAIRS, JOB_DATA_RANKINGS, JOB_DATA_PROMPTS } data_kind;
+    /* 1 if run() trains data parallel over job_inputs.dist (dist.h). */
+    int data_parallel;
     int (*validate)(const void *cfg, char *err, size_t errlen);
     int (*run)(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                size_t errlen);

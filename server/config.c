@@ -47,6 +47,8 @@ static const option_def options[] = {
     INT(write_rate, 100, 0, 1000000, "writes per second per token (POST/DELETE; 0: unlimited)"),
     INT(write_burst, 200, 1, 1000000, "writes a token may send at once before write_rate applies"),
     STR(web_root, "", "directory of the built web client served at / (default: web/ beside rlhfd)"),
+    STR(hostfile, "", "mpirun hostfile (this machine first) for jobs with ranks > 1"),
+    STR(mpirun, "/usr/bin/mpirun", "the mpirun program that starts jobs with ranks > 1"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

@@ -15,6 +15,7 @@
 #include "park.h"
 #include "routes.h"
 #include "scheduler.h"
+#include "worker_launch.h"
 
 #define JOB_COLUMNS                                                                                \
     "id, type, status, config, attempts, max_attempts, cancel_requested, created_at, "             \
@@ -22,7 +23,7 @@
     "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'training'), "      \
     "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'validation'), "    \
     "parent_checkpoint_id, reward_checkpoint_id, training_project_id, "                            \
-    "(SELECT max(id) FROM checkpoints WHERE job_id = jobs.id AND kind = 'final')"
+    "(SELECT max(id) FROM checkpoints WHERE job_id = jobs.id AND kind = 'final'), ranks"
 
 static json_t *column_int_or_null(sqlite3_stmt *st, int i) {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? json_null()
@@ -60,6 +61,7 @@ static json_t *job_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
                             strcmp((const char *)sqlite3_column_text(st, 2), "succeeded") == 0
                                 ? column_int_or_null(st, 16)
                                 : json_null());
+        json_object_set_new(job, "ranks", json_integer(sqlite3_column_int64(st, 17)));
     }
     return job;
 }
@@ -415,7 +417,7 @@ static int64_t job_insert(sqlite3 *db, const char *type, const char *config, int
  * replies with it; a dataset that does not fit stores nothing. */
 static enum MHD_Result job_store(request *r, const job_type *type, const void *cfg,
                                  int64_t max_attempts, const job_dataset_ref refs[2],
-                                 job_refs *models) {
+                                 job_refs *models, int64_t ranks) {
     json_t *resolved = hparams_to_json(type->hparams, cfg);
     /* Stored at full precision: the worker must read back the very same
      * doubles (replies print 15 digits, http.h). */
@@ -442,6 +444,11 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
         return replied;
     }
     if (store_job_refs(r->db, id, models) != 0) {
+        replied = http_reply_db_error(r);
+        db_rollback(r->db);
+        return replied;
+    }
+    if (ranks != 1 && worker_launch_set_job_ranks(r->db, id, ranks) != 0) {
         replied = http_reply_db_error(r);
         db_rollback(r->db);
         return replied;
@@ -514,9 +521,9 @@ enum MHD_Result route_jobs_create(request *r) {
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;
-    static const char *const keys[] = {"type",          "hyperparameters",  "max_attempts",
-                                       "training_file", "validation_file",  "model",
-                                       "reward_model",  "training_project", NULL};
+    static const char *const keys[] = {
+        "type",  "hyperparameters", "max_attempts",     "training_file", "validation_file",
+        "model", "reward_model",    "training_project", "ranks",         NULL};
     json_t *type_v = json_object_get(body, "type");
     json_t *hp = json_object_get(body, "hyperparameters");
     json_t *attempts_v = json_object_get(body, "max_attempts");
@@ -531,6 +538,8 @@ enum MHD_Result route_jobs_create(request *r) {
                        .project = json_object_get(body, "training_project")};
     const job_type *type = json_is_string(type_v) ? job_type_find(json_string_value(type_v)) : NULL;
     int64_t max_attempts = attempts_v ? json_integer_value(attempts_v) : r->srv->cfg.max_attempts;
+    json_t *ranks_v = json_object_get(body, "ranks"); /* data-parallel ranks (worker_launch.h) */
+    const int64_t ranks = ranks_v ? json_integer_value(ranks_v) : 1;
     void *cfg = type ? calloc(1, type->hparams->config_bytes) : NULL;
     char err[512], param[96], names[256];
     available_types(names, sizeof names);
@@ -562,6 +571,16 @@ enum MHD_Result route_jobs_create(request *r) {
              (!json_is_integer(attempts_v) || max_attempts < 1 || max_attempts > 100))
         replied = http_reply_error(r, 400, "invalid_value", "max_attempts",
                                    "max_attempts must be an integer in [1, 100]");
+    else if (ranks_v != NULL && !json_is_integer(ranks_v))
+        replied = http_reply_error(r, 400, "invalid_type", "ranks", "ranks must be an integer");
+    else if (ranks != 1 && !type->data_parallel)
+        replied = http_reply_error(r, 400, "invalid_value", "ranks",
+                                   "%s jobs run in one process; ranks must be 1", type->name);
+    else if (worker_launch_check(&r->srv->cfg, ranks, err, sizeof err) != 0)
+        replied = http_reply_error(
+            r, 400,
+            ranks < 1 || ranks > WORKER_LAUNCH_MAX_RANKS ? "invalid_value" : "ranks_unavailable",
+            "ranks", "%s", err);
     else if (!check_job_refs(r, type, refs, &models, &replied))
         ;
     else if (cfg == NULL)
@@ -570,7 +589,7 @@ enum MHD_Result route_jobs_create(request *r) {
         hyperparameter_param(err, param, sizeof param);
         replied = http_reply_error(r, 400, "invalid_hyperparameter", param, "%s", err);
     } else
-        replied = job_store(r, type, cfg, max_attempts, refs, &models);
+        replied = job_store(r, type, cfg, max_attempts, refs, &models, ranks);
     free(cfg);
     json_decref(body);
     return replied;

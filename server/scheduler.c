@@ -1,4 +1,5 @@
 #include "scheduler.h"
+#include "worker_launch.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -18,6 +19,7 @@ typedef struct worker_slot {
     pid_t pid; /* 0: free */
     int64_t job_id;
     bool sent_term;
+    int stop_signal; /* SIGTERM, or SIGUSR2 for an mpirun (worker_launch.h) */
 } worker_slot;
 
 struct scheduler {
@@ -173,10 +175,17 @@ static void reap_children(scheduler *s) {
     }
 }
 
-static pid_t spawn_worker(scheduler *s, int64_t job_id) {
-    char id[24];
+/* The worker's pid; 0 if the job cannot start (recorded in the job). */
+static pid_t spawn_worker(scheduler *s, int64_t job_id, int *stop_signal) {
+    char id[24], np[24], error[512];
     snprintf(id, sizeof id, "%lld", (long long)job_id);
-    char *argv[] = {s->cfg.train_bin, "--db", s->cfg.db_path, "--job", id, NULL};
+    const int64_t ranks = worker_launch_job_ranks(s->db, job_id);
+    if (worker_launch_check(&s->cfg, ranks, error, sizeof error) != 0) {
+        job_start_failed(s->db, job_id, error);
+        return 0;
+    }
+    char *argv[WORKER_LAUNCH_MAX_ARGS];
+    *stop_signal = worker_launch_argv(&s->cfg, ranks, id, np, argv);
     pid_t pid = fork();
     if (pid == 0) {
         /* Handlers do not survive execve, but an ignored SIGPIPE and the
@@ -207,7 +216,7 @@ static void signal_cancelled(scheduler *s) {
             continue;
         sqlite3_bind_int64(st, 1, slot->job_id);
         if (sqlite3_step(st) == SQLITE_ROW) {
-            kill(slot->pid, SIGTERM);
+            kill(slot->pid, slot->stop_signal);
             slot->sent_term = true;
         }
         sqlite3_reset(st);
@@ -272,12 +281,15 @@ static void start_queued(scheduler *s) {
         for (int i = 0; i < s->n_slots; i++) {
             if (s->slots[i].pid != 0)
                 continue;
-            pid_t pid = spawn_worker(s, ids[k]);
+            int stop_signal = SIGTERM;
+            pid_t pid = spawn_worker(s, ids[k], &stop_signal);
             if (pid < 0) {
                 fprintf(stderr, "rlhfd: fork failed: %s\n", strerror(errno));
                 return;
             }
-            s->slots[i] = (worker_slot){.pid = pid, .job_id = ids[k]};
+            if (pid == 0)
+                break;
+            s->slots[i] = (worker_slot){.pid = pid, .job_id = ids[k], .stop_signal = stop_signal};
             s->running++;
             break;
         }
@@ -389,7 +401,7 @@ void scheduler_stop(scheduler *s, int64_t grace_ms) {
      * at its next update, checkpoints and puts its job back in the queue. */
     for (int i = 0; i < s->n_slots; i++)
         if (s->slots[i].pid > 0)
-            kill(s->slots[i].pid, SIGTERM);
+            kill(s->slots[i].pid, s->slots[i].stop_signal);
     const int64_t deadline = db_now_ms() + grace_ms;
     while (s->running > 0) {
         reap_children(s);

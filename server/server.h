@@ -35,6 +35,8 @@ typedef struct rlhfd_config {
     int64_t write_rate;       /* per token and second, 0: unlimited */
     int64_t write_burst;      /* token bucket size */
     char web_root[4096];      /* the built web client (static.c); default: web/ beside rlhfd */
+    char hostfile[4096];      /* mpirun's hostfile for jobs with ranks > 1; "" = none */
+    char mpirun[4096];        /* the mpirun program */
 } rlhfd_config;
 
 /* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when

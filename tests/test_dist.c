@@ -20,6 +20,8 @@
 #include "gpt2_checkpoint.h"
 #include "safetensors.h"
 #include "suites.h"
+#include "test_server_util.h"
+#include "worker_launch.h"
 #include "test_util.h"
 
 START_TEST(test_dist_shards_tile_the_batch_in_order) {
@@ -453,6 +455,84 @@ START_TEST(test_dist_two_ranks_match_one_rank) {
 }
 END_TEST
 
+/* rlhfd: `ranks` is checked when the job is created; with MPI built and a
+ * hostfile, a 2-rank sft job runs under mpirun to success. */
+START_TEST(test_dist_rlhfd_jobs_with_ranks) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"ppo-control\",\"ranks\":\"2\"}",
+                      400, "invalid_type", "ranks");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"ppo-control\",\"ranks\":0}",
+                      400, "invalid_value", "ranks");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, "{\"type\":\"ppo-control\",\"ranks\":2}",
+                      400, "invalid_value", "ranks"); /* not data parallel */
+    http_reply *r =
+        http(&d, "POST", "/v1/datasets", d.admin, "{\"name\":\"s\",\"format\":\"sft\"}", NULL);
+    ck_assert_int_eq(r->status, 200);
+    const int64_t ds = json_integer_value(json_object_get(r->json, "id"));
+    reply_free(r);
+    char rows[8192] = "";
+    for (int i = 0; i < 24; i++)
+        snprintf(rows + strlen(rows), sizeof rows - strlen(rows),
+                 "{\"prompt\":\"q%d\",\"response\":\"a %.*s\"}\n", i, 1 + i % 6, "bcdefgh");
+    char path[64], body[512];
+    snprintf(path, sizeof path, "/v1/datasets/%lld/upload", (long long)ds);
+    r = http_bytes(&d, "POST", path, d.admin, rows, strlen(rows), NULL);
+    ck_assert_int_eq(r->status, 200);
+    reply_free(r);
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"ranks\":2,\"hyperparameters\":"
+             "{\"n_layer\":1,\"d_model\":16,\"n_head\":2,\"context\":32,\"batch_size\":4,"
+             "\"max_steps\":3,\"sample_interval\":0,\"eval_fraction\":0}}",
+             (long long)ds);
+    r = http(&d, "POST", "/v1/jobs", d.admin, body, NULL);
+    const bool mpi = worker_launch_mpi_built();
+    if (!mpi) {
+        /* without MPI the reason names the build */
+        expect_error(r, 400, "ranks_unavailable", "ranks");
+        ck_assert_msg(strstr(r->body, "MPI") != NULL, "%s", r->body);
+        reply_free(r);
+        daemon_stop(&d);
+        daemon_cleanup(&d);
+        fprintf(stderr, "dist: SKIPPED the rlhfd mpirun job: built without MPI\n");
+        return;
+    }
+    /* MPI, but no hostfile configured: refused, naming the setting */
+    expect_error(r, 400, "ranks_unavailable", "ranks");
+    ck_assert_msg(strstr(r->body, "hostfile") != NULL, "%s", r->body);
+    reply_free(r);
+    daemon_stop(&d);
+
+    char hostfile[128];
+    snprintf(hostfile, sizeof hostfile, "%s/hosts", d.dir);
+    FILE *f = fopen(hostfile, "w");
+    fputs("localhost slots=2\n", f);
+    fclose(f);
+    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+    daemon_start(&d, "--hostfile", hostfile, NULL);
+    r = http(&d, "POST", "/v1/jobs", d.admin, body, NULL);
+    ck_assert_msg(r->status == 200, "%s", r->body);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "ranks")), 2);
+    const int64_t id = json_integer_value(json_object_get(r->json, "id"));
+    reply_free(r);
+    http_reply *job = wait_job(&d, id, "succeeded", 0);
+    ck_assert_int_eq(job_int(job, "ranks"), 2);
+    reply_free(job);
+    /* one rank reported: three steps of metrics, and the data_parallel event */
+    ck_assert_int_eq(db_int(&d, "SELECT count(DISTINCT step) FROM metrics WHERE job_id = ?1", id),
+                     3);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM job_events WHERE job_id = ?1 AND "
+                            "code = 'data_parallel'",
+                            id),
+                     1);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *dist_suite(void) {
     Suite *s = suite_create("dist");
     TCase *tc = tcase_create("dist");
@@ -462,6 +542,7 @@ Suite *dist_suite(void) {
     tcase_add_test(tc, test_dist_replica_check_names_a_diverged_rank);
     tcase_add_test(tc, test_dist_job_packet_round_trip);
     tcase_add_test(tc, test_dist_two_ranks_match_one_rank);
+    tcase_add_test(tc, test_dist_rlhfd_jobs_with_ranks);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -234,6 +234,7 @@ static int run_job(const job_type *type, int argc, char **argv) {
     sa.sa_handler = on_stop_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL); /* mpirun forwards it to the ranks; rank 0 decides */
 
     cli_sink cs = {.type = type,
                    .json_out = stdout,

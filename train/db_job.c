@@ -108,7 +108,9 @@ static int claim_job(sqlite3 *db, int64_t job_id, const char *owner, int64_t lea
         sqlite3_bind_int64(st, 1, job_id);
         sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, db_now_ms() + lease_ms);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)getpid());
+        /* under mpirun rlhfd's child is mpirun, rank 0's parent */
+        sqlite3_bind_int64(st, 4,
+                           (sqlite3_int64)(dist_size(rlhf_train_dist) > 1 ? getppid() : getpid()));
         sqlite3_bind_int64(st, 5, db_now_s());
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
@@ -738,6 +740,7 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     sa.sa_handler = on_stop_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL); /* what mpirun forwards (server/worker_launch.h) */
 
     heartbeat hb = {.db = hb_db, .job_id = job_id, .lease_owner = owner, .lease_ms = lease_ms};
     atomic_init(&hb.cancel_requested, false);

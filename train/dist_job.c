@@ -423,6 +423,12 @@ int dist_job_send(const dist_comm *d, const job_type *type, const void *cfg, int
                   const job_inputs *in, char *err, size_t errlen) {
     if (dist_size(d) < 2)
         return 0;
+    if (!type->data_parallel) {
+        snprintf(err, errlen,
+                 "%s jobs run in one process, not data parallel: run it without mpirun",
+                 type->name);
+        return -1;
+    }
     unsigned char *bytes = NULL;
     size_t n = 0;
     if (dist_job_encode(type, cfg, threads, in, &bytes, &n, err, errlen) != 0)
@@ -451,12 +457,13 @@ bool dist_job_was_sent(void) {
 
 int dist_job_follow(const dist_comm *d, bool *failed) {
     *failed = true;
-    /* Only rank 0 decides when to stop (dist_should_stop): a SIGTERM that
-     * mpirun forwards to every rank must not end a follower mid-step. */
+    /* Only rank 0 decides when to stop (dist_should_stop): a SIGTERM or
+     * SIGUSR2 that mpirun forwards to every rank must not end a follower. */
     struct sigaction sa = {0};
     sa.sa_handler = SIG_IGN;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     packet_header h;
     if (dist_broadcast(d, &h, sizeof h, 0) != 0) {
         fprintf(stderr, "rlhf-train rank %d: receiving the job from rank 0 failed\n", d->rank);
