@@ -128,7 +128,8 @@ static int ppo_lm_run(const void *cfg, const job_inputs *in, const train_sink *s
                               .tok = &tok,
                               .policy_checkpoint = in->init_checkpoint,
                               .reward_checkpoint = in->reward_checkpoint,
-                              .resume_checkpoint = in->resume_checkpoint};
+                              .resume_checkpoint = in->resume_checkpoint,
+                              .dist = in->dist};
     const int rc = ppo_lm_train(cfg, &pi, sink, NULL, err, errlen);
     free(prompts);
     tokenizer_free(&tok);
@@ -146,6 +147,7 @@ static const job_type ppo_lm_job = {
     .headline_metrics = ppo_lm_headline,
     .needs_train_data = 1,
     .data_kind = JOB_DATA_PROMPTS,
+    .data_parallel = 1,
     .validate = ppo_lm_validate_any,
     .run = ppo_lm_run,
 };

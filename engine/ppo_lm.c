@@ -32,6 +32,15 @@
  * shuffled it) and cursor, the update and non-finite counters. The final
  * checkpoint of a finished run is the policy's weights alone.
  *
+ * Data parallelism (in->dist, dist.h): every rank holds the models and the
+ * whole rollout. Each samples and scores its shard of the B rows — with its
+ * own sampling seed, seed + rank · 2654435761 — and the shards are gathered,
+ * so advantages are computed on the whole batch alike everywhere; each
+ * micro-batch is split across ranks, weighted by token share, and the
+ * gradients all-reduced before every optimizer step. Only rank 0 reports
+ * and checkpoints; a checkpoint carries every rank's sampling RNG, so it
+ * resumes on the same number of ranks.
+ *
  * Non-finite values: a rollout with a non-finite log-prob, value or score
  * skips the update before any training; a non-finite loss or gradient norm
  * ends the update at that optimizer step (steps before it stay applied).
@@ -535,6 +544,27 @@ static void format_f64(char *out, size_t cap, double x) {
  * non-finite weights. */
 static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errlen) {
     const ppo_state *st = &job->st;
+    /* every rank's sampling RNG, for a resume on as many ranks */
+    const dist_comm *dist = job->in->dist;
+    const int ranks = dist_size(dist);
+    rng_state *rngs = malloc(sizeof(rng_state) * (size_t)ranks);
+    if (rngs == NULL || dist_allgather(dist, &st->sample_rng, rngs, sizeof(rng_state)) != 0) {
+        free(rngs);
+        snprintf(err, errlen, "gathering the ranks' RNG states failed");
+        return -1;
+    }
+    char(*rank_rng)[2][80] = calloc((size_t)ranks, sizeof *rank_rng);
+    for (int r = 1; r < ranks && rank_rng; r++) {
+        snprintf(rank_rng[r][0], sizeof rank_rng[r][0], "training_state.sample_rng.rank%d", r);
+        train_state_format_rng(rank_rng[r][1], sizeof rank_rng[r][1], &rngs[r]);
+    }
+    free(rngs);
+    if (!dist_is_root(dist) || rank_rng == NULL) {
+        free(rank_rng);
+        if (dist_is_root(dist))
+            snprintf(err, errlen, "out of memory for the checkpoint");
+        return dist_is_root(dist) ? -1 : 0;
+    }
     if (!all_finite(trainable_params(&job->policy), trainable_count(&job->policy)) ||
         (job->separate_value &&
          !all_finite(trainable_params(&job->value), trainable_count(&job->value)))) {
@@ -579,13 +609,29 @@ static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errl
          .shape = {nv}},
         {.name = "training_state.value_adam_m", .data = st->vadam_m, .ndim = 1, .shape = {nv}},
         {.name = "training_state.value_adam_v", .data = st->vadam_v, .ndim = 1, .shape = {nv}}};
-    const int n_meta = with_state ? (int)(sizeof meta / sizeof meta[0]) : 2;
+    /* meta, then (a run on several ranks) the ranks' RNGs and their count */
+    const int n_base = (int)(sizeof meta / sizeof meta[0]);
+    const char *(*all_meta)[2] = calloc((size_t)(n_base + ranks), sizeof *all_meta);
+    char n_ranks[24];
+    snprintf(n_ranks, sizeof n_ranks, "%d", ranks);
+    int n_meta = 0;
+    for (int i = 0; all_meta && i < n_base; i++)
+        all_meta[n_meta][0] = meta[i][0], all_meta[n_meta++][1] = meta[i][1];
+    if (all_meta && ranks > 1) {
+        all_meta[n_meta][0] = "training_state.ranks", all_meta[n_meta++][1] = n_ranks;
+        for (int r = 1; r < ranks; r++)
+            all_meta[n_meta][0] = rank_rng[r][0], all_meta[n_meta++][1] = rank_rng[r][1];
+    }
+    n_meta = with_state ? n_meta : 2;
     const int n_state = with_state ? (job->separate_value ? 5 : 2) : 0;
     size_t n = 0;
-    void *bytes = config ? gpt2_checkpoint_serialize(&job->policy, meta, n_meta,
-                                                     n_state ? state : NULL, n_state, &n)
-                         : NULL;
+    void *bytes = config && all_meta
+                      ? gpt2_checkpoint_serialize(&job->policy, all_meta, n_meta,
+                                                  n_state ? state : NULL, n_state, &n)
+                      : NULL;
     free(config);
+    free(all_meta);
+    free(rank_rng);
     const int rc = bytes ? sink_checkpoint(job->sink, st->update, bytes, n) : -1;
     free(bytes);
     if (rc != 0)
@@ -630,6 +676,23 @@ static int restore_state(ppo_job *job, char *err, size_t errlen) {
                  train_state_parse_rng(rngs[i], safetensors_metadata_get(&f, rng_keys[i])) == 0;
         if (!ok || st->cursor > job->in->n_prompts || st->update > job->cfg->total_updates) {
             snprintf(err, errlen, "resume: the checkpoint's training state is incomplete");
+            rc = -1;
+        }
+        /* each rank samples with its own RNG: resume on as many ranks */
+        const dist_comm *dist = job->in->dist;
+        const char *saved_ranks = safetensors_metadata_get(&f, "training_state.ranks");
+        const int ranks = saved_ranks ? atoi(saved_ranks) : 1;
+        char key[64];
+        snprintf(key, sizeof key, "training_state.sample_rng.rank%d", dist_rank(dist));
+        if (rc == 0 && ranks != dist_size(dist)) {
+            snprintf(err, errlen,
+                     "resume: the checkpoint was written by a run on %d rank(s); resume it on "
+                     "%d (mpirun -np %d), not %d",
+                     ranks, ranks, ranks, dist_size(dist));
+            rc = -1;
+        } else if (rc == 0 && dist_rank(dist) > 0 &&
+                   train_state_parse_rng(&st->sample_rng, safetensors_metadata_get(&f, key)) != 0) {
+            snprintf(err, errlen, "resume: the checkpoint has no %s", key);
             rc = -1;
         }
     }
@@ -681,9 +744,19 @@ static int generate_rollout(ppo_job *job, char *err, size_t errlen) {
     rollout *ro = &job->ro;
     const int B = job->B, P = job->P, N = job->N, S = job->S;
     const gpt2_sample_config sc = {(float)job->cfg->temperature, 0, 1.0f, N, job->eot};
-    if (gpt2_generate(&job->policy, ro->prompt_ids, ro->prompt_mask, B, P, &sc, &job->st.sample_rng,
-                      ro->gen, ro->len, err, errlen) != 0)
+    /* this rank's rows, then everyone's */
+    const dist_comm *dist = job->in->dist;
+    int64_t lo, hi;
+    dist_shard(B, dist_rank(dist), dist_size(dist), &lo, &hi);
+    if (hi > lo && gpt2_generate(&job->policy, ro->prompt_ids + lo * P, ro->prompt_mask + lo * P,
+                                 (int)(hi - lo), P, &sc, &job->st.sample_rng, ro->gen + lo * N,
+                                 ro->len + lo, err, errlen) != 0)
         return -1;
+    if (dist_allgather_rows(dist, ro->gen, sizeof(int32_t) * (size_t)N, B) != 0 ||
+        dist_allgather_rows(dist, ro->len, sizeof(int32_t), B) != 0) {
+        snprintf(err, errlen, "gathering the ranks' samples failed");
+        return -1;
+    }
     for (int b = 0; b < B; b++) {
         int pos = 0;
         for (int c = 0; c < S; c++) {
@@ -702,10 +775,11 @@ static int generate_rollout(ppo_job *job, char *err, size_t errlen) {
     return 0;
 }
 
-/* Values of the separate value model for rows [0, n) of ro into values (n, N). */
-static void value_forward(gpt2_model *v, rollout *ro, int n, float *values) {
+/* Values of the separate value model for rows [r0, r0 + n) of ro into values (n, N). */
+static void value_forward(gpt2_model *v, rollout *ro, int r0, int n, float *values) {
     const int S = ro->S, P = ro->P, N = ro->N;
-    gpt2_batch batch = {ro->seq, ro->positions, ro->seq_mask, n, S};
+    gpt2_batch batch = {ro->seq + (int64_t)r0 * S, ro->positions + (int64_t)r0 * S,
+                        ro->seq_mask + (int64_t)r0 * S, n, S};
     gpt2_forward(v, &batch, false);
     for (int b = 0; b < n; b++)
         for (int t = 0; t < N; t++)
@@ -717,22 +791,42 @@ static void value_forward(gpt2_model *v, rollout *ro, int n, float *values) {
 static bool score_rollout(ppo_job *job, rollout_stats *rs) {
     rollout *ro = &job->ro;
     const int B = job->B, S = job->S, P = job->P, N = job->N;
-    score_tokens(&job->policy, ro, 0, B, job->inv_temp, ro->logp, ro->values, NULL);
-    if (job->lora) { /* the reference: the same weights with the adapters off */
-        gpt2_lora_set_enabled(&job->policy, false);
-        score_tokens(&job->policy, ro, 0, B, job->inv_temp, ro->ref_logp, NULL, NULL);
-        gpt2_lora_set_enabled(&job->policy, true);
-    } else {
-        score_tokens(&job->ref, ro, 0, B, job->inv_temp, ro->ref_logp, NULL, NULL);
+    /* this rank's rows [lo, hi), then everyone's */
+    const dist_comm *dist = job->in->dist;
+    int64_t lo, hi;
+    dist_shard(B, dist_rank(dist), dist_size(dist), &lo, &hi);
+    const int n = (int)(hi - lo);
+    if (n > 0) {
+        score_tokens(&job->policy, ro, (int)lo, n, job->inv_temp, ro->logp + lo * N,
+                     ro->values + lo * N, NULL);
+        if (job->lora) { /* the reference: the same weights with the adapters off */
+            gpt2_lora_set_enabled(&job->policy, false);
+            score_tokens(&job->policy, ro, (int)lo, n, job->inv_temp, ro->ref_logp + lo * N, NULL,
+                         NULL);
+            gpt2_lora_set_enabled(&job->policy, true);
+        } else {
+            score_tokens(&job->ref, ro, (int)lo, n, job->inv_temp, ro->ref_logp + lo * N, NULL,
+                         NULL);
+        }
+        if (job->separate_value)
+            value_forward(&job->value, ro, (int)lo, n, ro->values + lo * N);
+        gpt2_batch rb = {ro->seq + lo * S, ro->positions + lo * S, ro->seq_mask + lo * S, n, S};
+        gpt2_forward(&job->rm, &rb, false);
+        for (int64_t b = lo; b < hi; b++) {
+            const int last = P + ro->len[b] - 1;
+            ro->score[b] =
+                (float)(job->gain * job->rm.acts.values[(b - lo) * S + last] + job->bias);
+        }
     }
-    if (job->separate_value)
-        value_forward(&job->value, ro, B, ro->values);
-    gpt2_batch rb = {ro->seq, ro->positions, ro->seq_mask, B, S};
-    gpt2_forward(&job->rm, &rb, false);
+    float *const rows[3] = {ro->logp, ro->ref_logp, ro->values};
+    bool gathered = dist_allgather_rows(dist, ro->score, sizeof(float), B) == 0;
+    for (int k = 0; k < 3; k++)
+        gathered =
+            gathered && dist_allgather_rows(dist, rows[k], sizeof(float) * (size_t)N, B) == 0;
+    if (!gathered)
+        ro->score[0] = NAN; /* a failed collective: the update is skipped */
     memset(rs, 0, sizeof *rs);
     for (int b = 0; b < B; b++) {
-        const int last = P + ro->len[b] - 1;
-        ro->score[b] = (float)(job->gain * job->rm.acts.values[(int64_t)b * S + last] + job->bias);
         const int has_eos = ro->gen[(int64_t)b * N + ro->len[b] - 1] == job->eot;
         rs->eos_count += has_eos;
         if (!has_eos)
@@ -787,16 +881,16 @@ static void compute_advantages(ppo_job *job, rollout_stats *rs) {
 /* Forward and backward of one micro-batch (rows of job->mb), its losses
  * weighted by its share w of the minibatch's tokens, gradients added to the
  * models'. Returns 0, or 1 if a loss is not finite. */
-static int train_micro_batch(ppo_job *job, int64_t n_total, train_stats *ts) {
+static int train_micro_batch(ppo_job *job, int U, int64_t n_total, train_stats *ts) {
     const ppo_lm_config *cfg = job->cfg;
     rollout *mb = &job->mb;
     gpt2_model *policy = &job->policy, *vm = critic(job);
-    const int U = job->U, N = job->N, S = job->S, P = job->P;
+    const int N = job->N, S = job->S, P = job->P;
     const int64_t UN = (int64_t)U * N;
     float *newlogp = job->flat, *newval = newlogp + UN, *ent = newval + UN;
     score_tokens(policy, mb, 0, U, job->inv_temp, newlogp, newval, ent);
     if (job->separate_value)
-        value_forward(&job->value, mb, U, newval);
+        value_forward(&job->value, mb, 0, U, newval);
     /* masked tokens, flattened: new/old log-prob, advantage, value, old value, return */
     float *f_new = ent + UN, *f_old = f_new + UN, *f_adv = f_old + UN, *f_val = f_adv + UN;
     float *f_oldv = f_val + UN, *f_ret = f_oldv + UN;
@@ -867,11 +961,24 @@ static int train_minibatch(ppo_job *job, const int32_t *idx, float lr, train_sta
     gpt2_zero_grad(&job->policy);
     if (job->separate_value)
         gpt2_zero_grad(&job->value);
-    for (int r0 = 0; r0 < job->M; r0 += job->U) {
-        copy_rows(&job->mb, ro, idx + r0, job->U);
-        if (train_micro_batch(job, n_total, ts) != 0)
-            return 1;
+    /* With data parallelism each rank runs its shard of every micro-batch;
+     * a non-finite loss on any rank skips the step on all. */
+    const dist_comm *dist = job->in->dist;
+    int64_t lo, hi;
+    dist_shard(job->U, dist_rank(dist), dist_size(dist), &lo, &hi);
+    double bad = 0.0;
+    for (int r0 = 0; r0 < job->M && bad == 0.0 && hi > lo; r0 += job->U) {
+        copy_rows(&job->mb, ro, idx + r0 + lo, (int)(hi - lo));
+        bad = train_micro_batch(job, (int)(hi - lo), n_total, ts);
     }
+    if (dist_allreduce_sum_f64(dist, &bad, 1) != 0 ||
+        dist_allreduce_sum_f32(dist, trainable_grads(&job->policy),
+                               trainable_count(&job->policy)) != 0 ||
+        (job->separate_value && dist_allreduce_sum_f32(dist, trainable_grads(&job->value),
+                                                       trainable_count(&job->value)) != 0))
+        return 1;
+    if (bad != 0.0)
+        return 1;
     const double max_norm = job->cfg->max_grad_norm;
     gpt2_model *policy = &job->policy, *value = &job->value;
     const double norm =
@@ -890,6 +997,12 @@ static int train_minibatch(ppo_job *job, const int32_t *idx, float lr, train_sta
     if (job->separate_value)
         adam_step(trainable_params(value), trainable_grads(value), st->vadam_m, st->vadam_v, NULL,
                   trainable_count(value), &adam, st->adam_t);
+    char err[256];
+    if (dist_check_replicas(dist, trainable_params(policy), trainable_count(policy), err,
+                            sizeof err) != 0 ||
+        (job->separate_value && dist_check_replicas(dist, trainable_params(value),
+                                                    trainable_count(value), err, sizeof err) != 0))
+        return 1; /* replicas that diverged: non-finite-like, reported as a skip */
     ts->steps++;
     return 0;
 }
@@ -999,7 +1112,8 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
         goto done;
     ppo_state *st = &job.st;
     rng_seed(&st->prompt_rng, (uint64_t)cfg->seed, 0xE0000002u);
-    rng_seed(&st->sample_rng, (uint64_t)cfg->seed, 0xE0000003u);
+    rng_seed(&st->sample_rng, dist_sample_seed((uint64_t)cfg->seed, dist_rank(in->dist)),
+             0xE0000003u);
     rng_seed(&st->minibatch_rng, (uint64_t)cfg->seed, 0xE0000004u);
     st->order_rng = st->prompt_rng;
     st->cursor = in->n_prompts; /* forces a shuffle */
@@ -1007,9 +1121,18 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
     st->first_score = NAN;
     if (in->resume_checkpoint != NULL && restore_state(&job, err, errlen) != 0)
         goto done;
+    if (dist_size(in->dist) > 1) {
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "data parallel on %d ranks: each samples, scores and trains on its share of "
+                 "the %d rollouts; sampling seeds seed + rank * 2654435761",
+                 dist_size(in->dist), job.B);
+        const sink_metric data[] = {{"world_size", dist_size(in->dist)}};
+        sink_event(sink, SINK_LEVEL_INFO, "data_parallel", msg, data, 1);
+    }
     const double start = now_s();
     while (st->update < cfg->total_updates) {
-        if (sink_should_stop(sink)) {
+        if (dist_should_stop(in->dist, sink)) {
             res.stopped = true;
             break;
         }
@@ -1031,6 +1154,12 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
         if (finite) {
             compute_advantages(&job, &rs);
             skipped = train_on_rollout(&job, lr, &ts) != 0;
+            /* the ranks' token-weighted shares of the statistics add up */
+            double sums[8] = {ts.pg,        ts.v,     ts.approxkl, ts.clipfrac,
+                              ts.vclipfrac, ts.ratio, ts.entropy,  ts.vpred};
+            if (!skipped && dist_allreduce_sum_f64(in->dist, sums, 8) == 0)
+                ts = (train_stats){sums[0], sums[1], sums[2], sums[3], sums[4],
+                                   sums[5], sums[6], sums[7], ts.steps};
         }
         t[3] = now_s();
         st->update = update;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist.h"
 #include "hparams.h"
 #include "sink.h"
 #include "tokenizer.h"
@@ -123,6 +124,10 @@ typedef struct ppo_lm_inputs {
     /* Optional: called with every rollout once it is scored. */
     void (*observe_rollout)(void *ctx, const ppo_lm_rollout_view *rollout);
     void *observe_ctx;
+    /* Data parallelism (dist.h): each rank samples and scores its share of
+     * every rollout (with its own sampling seed) and trains on its share of
+     * every micro-batch; NULL = one process. */
+    const dist_comm *dist;
 } ppo_lm_inputs;
 
 typedef struct ppo_lm_result {

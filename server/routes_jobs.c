@@ -23,7 +23,7 @@
     "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'training'), "      \
     "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'validation'), "    \
     "parent_checkpoint_id, reward_checkpoint_id, training_project_id, "                            \
-    "(SELECT max(id) FROM checkpoints WHERE job_id = jobs.id AND kind = 'final')"
+    "(SELECT max(id) FROM checkpoints WHERE job_id = jobs.id AND kind = 'final'), ranks"
 
 static json_t *column_int_or_null(sqlite3_stmt *st, int i) {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? json_null()
@@ -38,7 +38,7 @@ static json_t *column_json(sqlite3_stmt *st, int i) {
 }
 
 static json_t *job_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
-    (void)scope;
+    (void)db, (void)scope;
     const char *error = (const char *)sqlite3_column_text(st, 10);
     json_t *job = json_pack(
         "{s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:b, s:I, s:o, s:o, s:o}", "id",
@@ -61,8 +61,7 @@ static json_t *job_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
                             strcmp((const char *)sqlite3_column_text(st, 2), "succeeded") == 0
                                 ? column_int_or_null(st, 16)
                                 : json_null());
-        json_object_set_new(job, "ranks",
-                            json_integer(worker_launch_job_ranks(db, sqlite3_column_int64(st, 0))));
+        json_object_set_new(job, "ranks", json_integer(sqlite3_column_int64(st, 17)));
     }
     return job;
 }

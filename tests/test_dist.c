@@ -133,8 +133,11 @@ static char *temp_file_with(const char *content, size_t n) {
 static char *read_whole(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     ck_assert_ptr_nonnull(f);
-    char *buf = calloc(1, 1 << 16);
-    *n = fread(buf, 1, (1 << 16) - 1, f);
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = calloc(1, (size_t)size + 1);
+    *n = fread(buf, 1, (size_t)size, f);
     fclose(f);
     return buf;
 }
@@ -320,40 +323,60 @@ static void load_params(const char *path, gpt2_model *m) {
     safetensors_free(&f);
 }
 
-/* Runs `rlhf-train ARGS` as one process and under mpirun -np 2 (in dir/one
- * and dir/two) and checks the loss curves and final weights agree. */
+/* `[mpirun -np 2] rlhf-train ARGS [extra] --checkpoint-dir ckdir --quiet`
+ * with stdout to ckdir/out.jsonl, stderr to ckdir/err.txt; the exit code. */
+static int run_ranks(int ranks, char *const *args, const char *extra, const char *ckdir) {
+    char exe[4200], out[1300], errp[1300], extra_copy[1300];
+    snprintf(exe, sizeof exe, "%s/rlhf-train", test_build_dir());
+    snprintf(out, sizeof out, "%s/out.jsonl", ckdir);
+    snprintf(errp, sizeof errp, "%s/err.txt", ckdir);
+    char *argv[64];
+    int k = 0;
+    if (ranks == 2) {
+        static char *const mpirun[] = {"mpirun", "--oversubscribe", "--bind-to", "none", "-np", "2",
+                                       NULL};
+        for (int j = 0; mpirun[j]; j++)
+            argv[k++] = mpirun[j];
+    }
+    argv[k++] = exe;
+    for (int j = 0; args[j]; j++)
+        argv[k++] = args[j];
+    if (extra != NULL) { /* "--flag value" */
+        snprintf(extra_copy, sizeof extra_copy, "%s", extra);
+        char *space = strchr(extra_copy, ' ');
+        *space = '\0';
+        argv[k++] = extra_copy;
+        argv[k++] = space + 1;
+    }
+    argv[k++] = "--checkpoint-dir";
+    argv[k++] = (char *)ckdir;
+    argv[k++] = "--quiet";
+    argv[k] = NULL;
+    return run_to_files(argv, out, errp);
+}
+
+static void expect_exit(int code, int want, const char *ckdir, const char *what) {
+    if (code != want) {
+        char errp[1300];
+        snprintf(errp, sizeof errp, "%s/err.txt", ckdir);
+        size_t n;
+        char *e = read_whole(errp, &n);
+        ck_abort_msg("%s exited %d, not %d: %s", what, code, want, e);
+    }
+}
+
+/* Runs `rlhf-train ARGS` as one process and under mpirun -np 2 (in
+ * dir/NAME-1 and dir/NAME-2) and checks the loss curves and final weights
+ * agree. */
 static void compare_one_and_two_ranks(const char *dir, const char *name, char *const *args,
                                       const char *checkpoint) {
-    char exe[4200];
-    snprintf(exe, sizeof exe, "%s/rlhf-train", test_build_dir());
-    char out[2][1300], errp[2][1300], ckdir[2][600];
+    char out[2][1300], ckdir[2][600];
     for (int ranks = 1; ranks <= 2; ranks++) {
         const int i = ranks - 1;
         snprintf(ckdir[i], sizeof ckdir[i], "%s/%s-%d", dir, name, ranks);
         ck_assert_int_eq(mkdir(ckdir[i], 0700), 0);
         snprintf(out[i], sizeof out[i], "%s/out.jsonl", ckdir[i]);
-        snprintf(errp[i], sizeof errp[i], "%s/err.txt", ckdir[i]);
-        char *argv[48];
-        int k = 0;
-        if (ranks == 2) {
-            static char *const mpirun[] = {
-                "mpirun", "--oversubscribe", "--bind-to", "none", "-np", "2", NULL};
-            for (int j = 0; mpirun[j]; j++)
-                argv[k++] = mpirun[j];
-        }
-        argv[k++] = exe;
-        for (int j = 0; args[j]; j++)
-            argv[k++] = args[j];
-        argv[k++] = "--checkpoint-dir";
-        argv[k++] = ckdir[i];
-        argv[k++] = "--quiet";
-        argv[k] = NULL;
-        const int code = run_to_files(argv, out[i], errp[i]);
-        if (code != 0) {
-            size_t n;
-            char *e = read_whole(errp[i], &n);
-            ck_abort_msg("%s on %d rank(s) exited %d: %s", name, ranks, code, e);
-        }
+        expect_exit(run_ranks(ranks, args, NULL, ckdir[i]), 0, ckdir[i], name);
     }
     char names[2][64][32];
     double values[2][64];
@@ -449,6 +472,46 @@ START_TEST(test_dist_two_ranks_match_one_rank) {
                              "3e-3",   "--warmup-steps",
                              "0",      NULL};
     compare_one_and_two_ranks(dir, "reward", rm_args, "reward-step4.safetensors");
+
+    /* PPO on 2 ranks (the SFT and reward models above): ranks sample with
+     * different seeds, so no 1-rank twin; instead a resume from the periodic
+     * checkpoint on 2 ranks ends bit-identical to the uninterrupted run, and
+     * refuses a different rank count. The replicas are compared after every
+     * optimizer step (a divergence fails the run). */
+    char policy[1300], rm[1300], ck[3][600], from[1400];
+    snprintf(policy, sizeof policy, "%s/sft-2/sft-step5.safetensors", dir);
+    snprintf(rm, sizeof rm, "%s/reward-2/reward-step4.safetensors", dir);
+    char *const ppo_args[] = {"ppo",    "--data",
+                              sft_data, "--init",
+                              policy,   "--reward-model",
+                              rm,       "--total-updates",
+                              "4",      "--batch-size",
+                              "6",      "--mini-batch-size",
+                              "3",      "--response-length",
+                              "8",      "--ppo-epochs",
+                              "2",      "--checkpoint-interval",
+                              "2",      "--sample-interval",
+                              "0",      "--learning-rate",
+                              "1e-3",   NULL};
+    for (int i = 0; i < 3; i++) {
+        snprintf(ck[i], sizeof ck[i], "%s/ppo-%d", dir, i);
+        ck_assert_int_eq(mkdir(ck[i], 0700), 0);
+    }
+    expect_exit(run_ranks(2, ppo_args, NULL, ck[0]), 0, ck[0], "ppo on 2 ranks");
+    snprintf(from, sizeof from, "--resume %s/ppo-step2.safetensors", ck[0]);
+    expect_exit(run_ranks(2, ppo_args, from, ck[1]), 0, ck[1], "ppo resumed on 2 ranks");
+    char a[1400], b[1400];
+    snprintf(a, sizeof a, "%s/ppo-step4.safetensors", ck[0]);
+    snprintf(b, sizeof b, "%s/ppo-step4.safetensors", ck[1]);
+    size_t na, nb;
+    char *fa = read_whole(a, &na), *fb = read_whole(b, &nb);
+    ck_assert_msg(na == nb && memcmp(fa, fb, na) == 0, "the resumed run's weights differ");
+    free(fa), free(fb);
+    expect_exit(run_ranks(1, ppo_args, from, ck[2]), 1, ck[2], "ppo resumed on 1 rank");
+    snprintf(a, sizeof a, "%s/err.txt", ck[2]);
+    char *e = read_whole(a, &na);
+    ck_assert_msg(strstr(e, "written by a run on 2 rank(s)") != NULL, "%s", e);
+    free(e);
     char cmd[4300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert_int_eq(system(cmd), 0);

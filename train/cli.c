@@ -48,7 +48,9 @@ static void print_usage(FILE *out) {
             "`rlhf-train demo-data --out FILE.jsonl [--n N] [--seed S]` writes the demo "
             "task's SFT data.\n"
             "`rlhf-train demo-eval --policy CKPT --ref SFT --reward-model RM` measures a policy "
-            "on the demo task (gold, proxy, KL).\n");
+            "on the demo task (gold, proxy, KL).\n"
+            "`mpirun -np N rlhf-train TYPE ...` trains data parallel on N ranks (sft, reward, "
+            "ppo; built with MPI if `rlhf-train features` names it).\n");
 }
 
 static int describe(int argc, char **argv) {

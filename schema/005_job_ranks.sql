@@ -1,4 +1,4 @@
--- 006_job_ranks: data-parallel jobs (POST /v1/jobs {"ranks": N}).
+-- 005_job_ranks: data-parallel jobs (POST /v1/jobs {"ranks": N}).
 --
 -- A job with ranks > 1 runs as `mpirun -np N --hostfile FILE rlhf-train
 -- --db FILE --job ID` (server/worker_launch.h); 1 is a single process.

@@ -1,4 +1,4 @@
--- 005_preference_pairs_index: preference_pairs by ranking.
+-- 006_preference_pairs_index: preference_pairs by ranking.
 --
 -- Every ranking reply counts its pairs (SELECT count(*) ... WHERE
 -- ranking_id = ?) and deleting a ranking cascades to its pairs; without an
