@@ -71,8 +71,9 @@ echo "== the simulated annotator ranks $N_RANKINGS sets of 4 SFT samples, throug
     --n "$N_RANKINGS" --k 4
 PROJECT=$(ctl --json projects create demo-rankings --k 4 | jq .id)
 # One line per ranking: the prompt, the K = 4 responses and their ranks
-# (tab-separated; demo texts hold no tabs; rlhfd refuses empty candidates,
-# so rankings with an empty sample are left out), so each ranking costs three
+# (tab-separated: rankings whose samples hold a tab, newline or backslash
+# are left out, and so are those with an empty sample, which rlhfd refuses
+# as a candidate), so each ranking costs three
 # processes: the comparison (admin), its candidate ids, the ranking
 # (annotator).
 n=0
@@ -91,10 +92,10 @@ while IFS=$'\t' read -r prompt r0 r1 r2 r3 ranks; do
     "$BUILD/rlhfctl" --url "$URL" --token "$ANNOTATOR" rank "${ids[0]}" "${groups[@]}" > /dev/null
     n=$((n + 1))
     [ $((n % 100)) -eq 0 ] && echo "   $n rankings posted"
-done < <(jq -r 'select(all(.responses[]; length > 0))
+done < <(jq -r 'select(all(.responses[]; length > 0 and (test("[\\t\\n\\r\\\\]") | not)))
     | [.prompt] + .responses + [.ranks | map(tostring) | join(" ")] | @tsv' "$OUT/rankings.jsonl")
-echo "   $n rankings posted ($(($(wc -l < "$OUT/rankings.jsonl") - n)) left out: an empty response" \
-    "cannot be a candidate)"
+echo "   $n rankings posted ($(($(wc -l < "$OUT/rankings.jsonl") - n)) left out: an empty sample" \
+    "cannot be a candidate; one with a tab, newline or backslash would not survive the TSV)"
 ctl projects show "$PROJECT"
 
 echo "== reward job on the project's rankings"
