@@ -70,20 +70,32 @@ echo "== the simulated annotator ranks $N_RANKINGS sets of 4 SFT samples, throug
 "$BUILD/rlhf-train" demo-rankings --policy "$OUT/sft.safetensors" --out "$OUT/rankings.jsonl" \
     --n "$N_RANKINGS" --k 4
 PROJECT=$(ctl --json projects create demo-rankings --k 4 | jq .id)
+# One line per ranking: the prompt, the K = 4 responses and their ranks
+# (tab-separated: rankings whose samples hold a tab, newline or backslash
+# are left out, and so are those with an empty sample, which rlhfd refuses
+# as a candidate), so each ranking costs three
+# processes: the comparison (admin), its candidate ids, the ranking
+# (annotator).
 n=0
-while IFS= read -r line; do
-    args=()
-    while IFS= read -r text; do args+=(--candidate "$text"); done < <(jq -r '.responses[]' <<< "$line")
-    comparison=$(ctl --json comparisons add "$PROJECT" --prompt "$(jq -r .prompt <<< "$line")" "${args[@]}")
-    # groups best first: the candidate ids of each rank, ties joined by '='
-    groups=$(jq -r --argjson c "$comparison" '
-        [.ranks | to_entries[] | {rank: .value, id: $c.candidates[.key].id}]
-        | group_by(.rank) | map(map(.id | tostring) | join("=")) | join(" ")' <<< "$line")
-    # shellcheck disable=SC2086  # groups is a list of words
-    "$BUILD/rlhfctl" --url "$URL" --token "$ANNOTATOR" rank "$(jq .id <<< "$comparison")" $groups > /dev/null
+while IFS=$'\t' read -r prompt r0 r1 r2 r3 ranks; do
+    ids=($(ctl --json comparisons add "$PROJECT" --prompt "$prompt" --candidate "$r0" \
+        --candidate "$r1" --candidate "$r2" --candidate "$r3" | jq -r '.id, .candidates[].id'))
+    read -r -a rank <<< "$ranks"
+    groups=() # best first: the candidate ids of each rank, ties joined by '='
+    for r in 0 1 2 3; do
+        group=""
+        for j in 0 1 2 3; do
+            [ "${rank[j]}" = "$r" ] && group+="${group:+=}${ids[j + 1]}"
+        done
+        [ -n "$group" ] && groups+=("$group")
+    done
+    "$BUILD/rlhfctl" --url "$URL" --token "$ANNOTATOR" rank "${ids[0]}" "${groups[@]}" > /dev/null
     n=$((n + 1))
     [ $((n % 100)) -eq 0 ] && echo "   $n rankings posted"
-done < "$OUT/rankings.jsonl"
+done < <(jq -r 'select(all(.responses[]; length > 0 and (test("[\\t\\n\\r\\\\]") | not)))
+    | [.prompt] + .responses + [.ranks | map(tostring) | join(" ")] | @tsv' "$OUT/rankings.jsonl")
+echo "   $n rankings posted ($(($(wc -l < "$OUT/rankings.jsonl") - n)) left out: an empty sample" \
+    "cannot be a candidate; one with a tab, newline or backslash would not survive the TSV)"
 ctl projects show "$PROJECT"
 
 echo "== reward job on the project's rankings"
