@@ -78,7 +78,15 @@ static enum MHD_Result reply_no_job(request *r) {
 
 /* 1 if job path_id exists, else 0 after replying 404 (or 500). */
 static int require_job(request *r, enum MHD_Result *replied) {
-    int found = db_row_exists(r->db, "SELECT 1 FROM jobs WHERE id = ?1", r->path_id);
+    /* every job route starts here: a cached statement */
+    sqlite3_stmt *st = db_cached_prepare(r->db, "SELECT 1 FROM jobs WHERE id = ?1");
+    int found = -1;
+    if (st != NULL) {
+        sqlite3_bind_int64(st, 1, r->path_id);
+        int rc = sqlite3_step(st);
+        found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+        db_cached_done(st);
+    }
     if (found <= 0)
         *replied = found == 0 ? reply_no_job(r) : http_reply_db_error(r);
     return found > 0;
