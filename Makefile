@@ -107,6 +107,9 @@ test-asan: deps
 # the rankings, PPO optimises against it with a KL penalty. Progress goes to
 # the terminal; JSON lines and checkpoints land in $(BUILD)/demo/.
 DEMO := $(BUILD)/demo
+# gold score, proxy and KL of a policy on 400 fresh prompts (bench/RESULTS.md, issue 4)
+DEMO_EVAL = --ref $(DEMO)/sft-step800.safetensors --n 400 --max-tokens 56 --seed 2001 \
+  --reward-model $$(ls $(DEMO)/reward-step*.safetensors)
 demo: deps
 	$(MAKE) all
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)
@@ -115,7 +118,7 @@ demo: deps
 	$(BUILD)/rlhf-train ppo-control --env Acrobot-v1 --seed 1 --total-steps 200000 \
 	  --checkpoint-dir $(DEMO) > $(DEMO)/acrobot.jsonl
 	$(BUILD)/rlhf-train demo-data --out $(DEMO)/sft.jsonl --n 3000
-	$(BUILD)/rlhf-train sft --data $(DEMO)/sft.jsonl --n-layer 2 --d-model 64 --context 64 \
+	$(BUILD)/rlhf-train sft --data $(DEMO)/sft.jsonl --n-layer 2 --d-model 64 --context 96 \
 	  --max-steps 800 --learning-rate 3e-3 --sample-interval 400 --sample-temperature 0.8 \
 	  --eval-interval 200 --checkpoint-dir $(DEMO) > $(DEMO)/sft-metrics.jsonl
 	$(BUILD)/rlhf-train demo-rankings --policy $(DEMO)/sft-step800.safetensors \
@@ -124,9 +127,12 @@ demo: deps
 	  --epochs 3 --learning-rate 1e-3 --eval-interval 100 --checkpoint-dir $(DEMO) \
 	  > $(DEMO)/reward-metrics.jsonl
 	$(BUILD)/rlhf-train ppo --data $(DEMO)/sft.jsonl --init $(DEMO)/sft-step800.safetensors \
-	  --reward-model $$(ls $(DEMO)/reward-step*.safetensors) --total-updates 30 --batch-size 16 \
-	  --mini-batch-size 4 --response-length 40 --learning-rate 1e-4 --kl-coef 0.2 --sample-interval 10 \
+	  --reward-model $$(ls $(DEMO)/reward-step*.safetensors) --total-updates 60 --batch-size 16 \
+	  --mini-batch-size 4 --response-length 56 --learning-rate 1e-4 --kl-coef 0.1 --sample-interval 10 \
 	  --checkpoint-dir $(DEMO) > $(DEMO)/ppo-metrics.jsonl
+	$(BUILD)/rlhf-train demo-eval --policy $(DEMO)/sft-step800.safetensors $(DEMO_EVAL) > $(DEMO)/eval-sft.json
+	$(BUILD)/rlhf-train demo-eval --policy $(DEMO)/ppo-step60.safetensors $(DEMO_EVAL) > $(DEMO)/eval-ppo.json
+	@cat $(DEMO)/eval-sft.json $(DEMO)/eval-ppo.json
 	@echo "demo: metrics in $(DEMO)/*.jsonl, checkpoints in $(DEMO)/*.safetensors"
 
 # The same RLHF pipeline through rlhfd's API (scripts/demo-api.sh): rlhfd on a

@@ -85,7 +85,7 @@ def ppo_arg(name):
 
 def checkpoint(d, prefix):
     """The one final checkpoint prefix-step<N>.safetensors in d."""
-    found = sorted((int(f[len(prefix) + 6:-12]), f) for f in os.listdir(d)
+    found = sorted((int(f[len(prefix) + 5:-12]), f) for f in os.listdir(d)
                    if f.startswith(prefix + "-step") and f.endswith(".safetensors"))
     if not found:
         sys.exit(f"no {prefix} checkpoint in {d}")
@@ -177,15 +177,13 @@ def nice_ticks(lo, hi, n=5):
 
 
 def write_svg(path, curves, title):
-    """Gold and proxy against sqrt(KL), one panel per curve (same axes)."""
+    """Gold and proxy against sqrt(KL), one panel per curve (same y axis)."""
     W, H, panel_w = 1000, 430, 440
     ml, mr, mt, mb = 60, 20, 60, 60
-    xs, ys = [], []
+    ys = []
     for c in curves:
         for _, e in c["points"]:
-            xs.append(math.sqrt(max(e["kl_mean"], 0.0)))
             ys += [e["gold_mean"], e["proxy_mean"]]
-    x_hi = max(xs) * 1.05 if xs else 1.0
     y_lo, y_hi = min(ys), max(ys)
     pad = 0.08 * (y_hi - y_lo or 1.0)
     y_lo, y_hi = y_lo - pad, y_hi + pad
@@ -196,6 +194,8 @@ def write_svg(path, curves, title):
     colours = {"gold": "#c07000", "proxy": "#1f5fbf"}
     for i, c in enumerate(curves):
         x0 = ml + i * (panel_w + ml)
+        # each panel its own x range (β > 0 stays at a small KL); the same y range
+        x_hi = 1.05 * max([math.sqrt(max(e["kl_mean"], 0.0)) for _, e in c["points"]] + [0.1])
         pw, ph = panel_w - mr, H - mt - mb
 
         def px(x):
@@ -244,9 +244,11 @@ def write_svg(path, curves, title):
             out.append(f'<line x1="{lx}" y1="{y}" x2="{lx + 22}" y2="{y}" '
                        f'stroke="{colours[key]}" stroke-width="2"/>')
             out.append(f'<text x="{lx + 28}" y="{y + 4}">{label}</text>')
-        steps = ", ".join(str(s) for s, _ in c["points"])
-        out.append(f'<text x="{x0 + pw}" y="{mt + ph - 8}" text-anchor="end" fill="#666" '
-                   f'font-size="10">points: PPO updates {steps}</text>')
+        steps = [s for s, _ in c["points"]]
+        out.append(f'<text x="{x0 + pw - 6}" y="{mt + ph - 8}" text-anchor="end" fill="#666" '
+                   f'font-size="10">{len(steps)} points: the SFT model and PPO checkpoints at '
+                   f'updates {steps[1]}, {steps[2]}, …, {steps[-1]}</text>'
+                   if len(steps) > 2 else "")
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")
@@ -298,12 +300,24 @@ def main():
     ap.add_argument("--eval-n", type=int, default=EVAL_N, help="demo-eval samples per policy")
     ap.add_argument("--curve-updates", type=int, default=40,
                     help="PPO updates of the kl_coef 0 curve (the β > 0 one runs as the main runs)")
-    ap.add_argument("--curve-interval", type=int, default=2,
+    ap.add_argument("--curve-interval", type=int, default=1,
                     help="checkpoint interval of the kl_coef 0 curve (the β > 0 one: 4)")
     ap.add_argument("--no-curves", action="store_true")
     ap.add_argument("--svg", default=os.path.join(ROOT, "bench", "reward_hacking.svg"))
     ap.add_argument("--json", help="also write every measurement here")
+    ap.add_argument("--replot", metavar="JSON",
+                    help="only redraw --svg and reprint the report from a --json file")
     args = ap.parse_args()
+    if args.replot:
+        with open(args.replot) as f:
+            saved = json.load(f)
+        curves = saved["curves"]
+        seeds = [r["seed"] for r in saved["results"]]
+        if curves:
+            write_svg(args.svg, curves, f"Over-optimisation on the demo task (seed {seeds[0]}): "
+                      "gold and proxy score of PPO checkpoints vs sqrt(KL)")
+        report(saved["results"], curves, seeds, args)
+        return
     KL_COEF, EVAL_N = args.kl_coef, args.eval_n
     for lst, flag, val in ((SFT, "--context", args.sft_context),
                            (PPO, "--response-length", args.response_length),
@@ -327,7 +341,13 @@ def main():
                                 beta, updates, interval))
         write_svg(args.svg, curves, f"Over-optimisation on the demo task (seed {s}): gold and "
                   "proxy score of PPO checkpoints vs sqrt(KL)")
+    report(results, curves, seeds, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "curves": curves}, f, indent=1)
 
+
+def report(results, curves, seeds, args):
     p = print
     p(f"Machine: {machine_line()}; every CLI call single-threaded (OpenBLAS 1 thread); "
       "the machine was shared with other jobs, so wall times are noisy.")
@@ -373,15 +393,12 @@ def main():
           + ("proxy still up, gold down — over-optimisation" if h["hacked"]
              else "no proxy-up / gold-down divergence"))
         for step in (h["peak_update"], h["last_update"]):
-            for e in c["samples"].get(step, []):
+            for e in c["samples"].get(step) or c["samples"].get(str(step), []):  # JSON: str keys
                 p(f"- update {step} sample (gold {e['gold']:g}, proxy {e['proxy']:.2f}, "
                   f"KL {e['kl']:.1f}): {e['prompt']} -> {json.dumps(e['response'])}")
     if curves:
         p()
         p(f"SVG: {os.path.relpath(args.svg, ROOT)}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"results": results, "curves": curves}, f, indent=1)
 
 
 if __name__ == "__main__":
