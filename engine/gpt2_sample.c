@@ -153,6 +153,53 @@ static int32_t argmax(const float *z, int V) {
     return best;
 }
 
+/* Plain softmax(z / T) sampling (no top-k / top-p), the PPO rollout's case:
+ * vectorised exp in place, then the inverse CDF of one uniform draw, found
+ * block by block (block sums first, then one block element by element)
+ * instead of a sequential scan over all V. No allocation. */
+enum { CDF_BLOCK = 64 };
+
+static int32_t sample_softmax_in_place(float *z, int V, float temperature, rng_state *rng) {
+    const float maxv = nn_max(z, V), inv_t = 1.0f / temperature;
+    for (int j = 0; j < V; j++)
+        z[j] = (z[j] - maxv) * inv_t;
+    nn_exp_sum(z, z, V, 0.0f);
+    double total = 0.0;
+    for (int j0 = 0; j0 < V; j0 += CDF_BLOCK) {
+        const int n = V - j0 < CDF_BLOCK ? V - j0 : CDF_BLOCK;
+        float s = 0.0f;
+        for (int k = 0; k < n; k++)
+            s += z[j0 + k];
+        total += s;
+    }
+    const double u = rng_next_double(rng) * total;
+    double cdf = 0.0;
+    for (int j0 = 0; j0 < V; j0 += CDF_BLOCK) {
+        const int n = V - j0 < CDF_BLOCK ? V - j0 : CDF_BLOCK;
+        float s = 0.0f;
+        for (int k = 0; k < n; k++)
+            s += z[j0 + k];
+        if (u >= cdf + s && j0 + n < V) {
+            cdf += s;
+            continue;
+        }
+        /* u falls in this block (or rounding left it past the last one) */
+        int32_t last = -1;
+        for (int k = 0; k < n; k++) {
+            if (z[j0 + k] <= 0.0f)
+                continue;
+            last = j0 + k;
+            cdf += z[j0 + k];
+            if (u < cdf)
+                return last;
+        }
+        if (last >= 0)
+            return last;
+        break; /* an empty last block: fall back to the argmax below */
+    }
+    return argmax(z, V);
+}
+
 void gpt2_sample_tokens(int32_t *out, float *logits, int B, int V, const gpt2_sample_config *sc,
                         rng_state *rng) {
     scored *cand = NULL;
@@ -160,6 +207,10 @@ void gpt2_sample_tokens(int32_t *out, float *logits, int B, int V, const gpt2_sa
         float *z = logits + (int64_t)b * V;
         if (sc->temperature <= 0.0f) {
             out[b] = argmax(z, V);
+            continue;
+        }
+        if (sc->top_k <= 0 && sc->top_p >= 1.0f) {
+            out[b] = sample_softmax_in_place(z, V, sc->temperature, rng);
             continue;
         }
         if (cand == NULL && (cand = malloc(sizeof(scored) * (size_t)V)) == NULL) {

@@ -460,6 +460,39 @@ START_TEST(test_sample_tokens_distribution) {
     const double p01 = p[0] / (p[0] + p[1]);
     ck_assert_msg(fabs(topk[0] - n * p01) < 4 * sqrt(n * p01 * (1 - p01)), "top-k renormalised");
     ck_assert_int_eq(topp[0] + topp[1], n);
+    /* A wider row, searched block by block: mass in four blocks, the last partial. */
+    enum { WV = 200 };
+    const int peak[4] = {3, 70, 130, 199};
+    const float peak_z[4] = {1.0f, 0.0f, 1.5f, 0.5f};
+    double wp[WV], wsum = 0.0;
+    float wz[WV];
+    for (int j = 0; j < WV; j++)
+        wz[j] = -4.0f;
+    for (int k = 0; k < 4; k++)
+        wz[peak[k]] = peak_z[k];
+    for (int j = 0; j < WV; j++)
+        wsum += wp[j] = exp(wz[j] / temp);
+    int wcounts[WV] = {0};
+    for (int i = 0; i < n; i++) {
+        float work[WV];
+        int32_t tok;
+        const gpt2_sample_config sc = {temp, 0, 1.0f, 1, -1};
+        memcpy(work, wz, sizeof wz);
+        gpt2_sample_tokens(&tok, work, 1, WV, &sc, &r);
+        ck_assert(tok >= 0 && tok < WV);
+        wcounts[tok]++;
+    }
+    int rest = n;
+    double p_rest = 1.0;
+    for (int k = 0; k < 4; k++) {
+        const double q = wp[peak[k]] / wsum;
+        ck_assert_msg(fabs(wcounts[peak[k]] - n * q) < 4 * sqrt(n * q * (1 - q)), "peak %d: %d",
+                      peak[k], wcounts[peak[k]]);
+        rest -= wcounts[peak[k]];
+        p_rest -= q;
+    }
+    ck_assert_msg(fabs(rest - n * p_rest) < 4 * sqrt(n * p_rest * (1 - p_rest)) + 1, "rest %d",
+                  rest);
 }
 END_TEST
 
