@@ -32,6 +32,7 @@ Protocol (/work/shared/BENCHMARKING.md)
 Usage
     /usr/bin/python3 bench/bench_ppo_lm.py [--sizes S,M] [--reps 3] [--updates 4]
         [--threads 2] [--ref-threads 1] [--markdown] [--log-dir DIR]
+    /usr/bin/python3 bench/bench_ppo_lm.py --report-from DIR [same options]   # report only
 """
 
 import argparse
@@ -79,6 +80,9 @@ def parse_args():
     p.add_argument("--markdown", action="store_true",
                    help="also print a block ready for bench/RESULTS.md")
     p.add_argument("--log-dir", default=None)
+    p.add_argument("--report-from", metavar="DIR", default=None,
+                   help="run nothing: rebuild the report from the logs of an earlier (possibly "
+                        "interrupted) run in DIR, from the pairs that completed")
     a = p.parse_args()
     a.sizes = [s.strip() for s in a.sizes.split(",") if s.strip()]
     if not a.sizes or any(s not in SIZES for s in a.sizes):
@@ -222,8 +226,63 @@ def rel(path):
         return str(path)
 
 
+def run_cmds(args, log_dir, size, cfg_path):
+    ck, prompts = log_dir / f"ckpt_{size}", log_dir / "prompts.jsonl"
+    common = ["--data", str(prompts), "--init", str(ck / "policy.safetensors"),
+              "--reward-model", str(ck / "reward.safetensors"), "--config", str(cfg_path)]
+    return ([args.ours, "ppo", "--threads", str(args.threads), "--quiet"] + common,
+            [args.python, args.reference, "--threads", str(args.ref_threads),
+             "--openblas-threads", str(args.threads)] + common)
+
+
+def report_from_logs(args, command, machine):
+    """The report of the pairs an earlier run in args.report_from completed."""
+    log_dir = Path(args.report_from)
+    per_size = {}
+    for size in args.sizes:
+        cfg_path = log_dir / f"{size}.timed.json"
+        if not cfg_path.exists():
+            continue
+        d = per_size[size] = {"pairs": [], "mismatch": [],
+                              "config": json.loads(cfg_path.read_text()),
+                              "n_prompts": len((log_dir / "prompts.jsonl").read_text().splitlines()),
+                              "cmds": [[rel(x) for x in c]
+                                       for c in run_cmds(args, log_dir, size, cfg_path)]}
+        rep = 1
+        while True:
+            runs = []
+            for side in ("ours", "reference"):
+                out = log_dir / f"{size}.rep{rep}.{side}.out"
+                recs = [json.loads(x) for x in out.read_text().splitlines()
+                        if x.startswith("{")] if out.exists() else []
+                n = sum(1 for r in recs if "step" in r)
+                runs.append(summarise(recs, None if n == d["config"]["total_updates"]
+                                      else "incomplete", args.skip))
+            if any(r["error"] for r in runs):
+                break
+            diff = config_diff(runs[0].get("config"), runs[1].get("config"))
+            if diff:
+                d["mismatch"].append(f"rep {rep}: " + "; ".join(diff))
+            d["pairs"].append(tuple(runs))
+            rep += 1
+        args.reps = len(d["pairs"])
+    plain, md, bad = report(args, per_size, machine, command)
+    print(plain)
+    if args.markdown:
+        print("\n" + md)
+    return 1 if bad else 0
+
+
 def main():
     args = parse_args()
+    if args.report_from:
+        choose_coretype(args)
+        command = shlex.join([sys.executable] + sys.argv)
+        machine = benchlib.machine_line(
+            args.python, args.openblas_coretype_env,
+            f"ours --threads {args.threads}; reference OPENBLAS_NUM_THREADS={args.threads}, "
+            f"torch.set_num_threads({args.ref_threads})")
+        return report_from_logs(args, command, machine)
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="bench_ppo_lm."))
     log_dir.mkdir(parents=True, exist_ok=True)
     env_vars = [f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items())
@@ -254,12 +313,7 @@ def main():
             files[tag].write_text(json.dumps(c) + "\n")
 
         def cmds(cfg_path):
-            common = ["--data", str(prompts), "--init", str(ck / "policy.safetensors"),
-                      "--reward-model", str(ck / "reward.safetensors"),
-                      "--config", str(cfg_path)]
-            return ([args.ours, "ppo", "--threads", str(args.threads), "--quiet"] + common,
-                    [args.python, args.reference, "--threads", str(args.ref_threads),
-                     "--openblas-threads", str(args.threads)] + common)
+            return run_cmds(args, log_dir, size, cfg_path)
 
         d = per_size[size] = {"pairs": [], "mismatch": [], "config": cfg,
                               "n_prompts": len(prompts.read_text().splitlines()),
