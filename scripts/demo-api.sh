@@ -51,6 +51,12 @@ echo "== rlhfd at $URL (pid $RLHFD, database $DB)"
 
 ANNOTATOR=$(ctl --json tokens create annotator --role annotator | jq -r .token)
 VIEWER=$(ctl --json tokens create viewer --role viewer | jq -r .token)
+cat <<EOF
+   watch it live: open $URL/ (dashboard) and log in with a token
+   admin     $ADMIN
+   annotator $ANNOTATOR   (rank comparisons yourself on the annotator page)
+   viewer    $VIEWER
+EOF
 
 echo "== datasets"
 "$BUILD/rlhf-train" demo-data --out "$OUT/sft.jsonl" --n 3000
@@ -60,7 +66,7 @@ PROMPTS=$(ctl --json datasets create demo-prompts --format prompts --file "$OUT/
 
 echo "== sft job"
 SFT_JOB=$(ctl --json jobs submit sft --training-file "$SFT_DATA" --set n_layer=2 --set d_model=64 \
-    --set context=64 --set max_steps="$SFT_STEPS" --set learning_rate=3e-3 --set sample_interval=400 \
+    --set context=96 --set max_steps="$SFT_STEPS" --set learning_rate=3e-3 --set sample_interval=400 \
     --set sample_temperature=0.8 --set eval_interval=200 --set checkpoint_interval=200 | jq .id)
 ctl jobs watch "$SFT_JOB"
 SFT_CKPT=$(ctl --json jobs show "$SFT_JOB" | jq .fine_tuned_model)
@@ -105,8 +111,8 @@ ctl jobs watch "$RM_JOB"
 
 echo "== ppo job"
 PPO_JOB=$(ctl --json jobs submit ppo --training-file "$PROMPTS" --model "job:$SFT_JOB" \
-    --reward-model "job:$RM_JOB" --set total_updates=30 --set batch_size=16 --set mini_batch_size=4 \
-    --set response_length=40 --set learning_rate=1e-4 --set kl_coef=0.2 --set sample_interval=10 \
+    --reward-model "job:$RM_JOB" --set total_updates=60 --set batch_size=16 --set mini_batch_size=4 \
+    --set response_length=56 --set learning_rate=1e-4 --set kl_coef=0.1 --set sample_interval=10 \
     --set checkpoint_interval=10 | jq .id)
 ctl jobs watch "$PPO_JOB"
 PPO_CKPT=$(ctl --json jobs show "$PPO_JOB" | jq .fine_tuned_model)
@@ -118,6 +124,16 @@ for prompt in "Describe the river." "Describe the city."; do
     echo "   ppo: $(ctl checkpoints generate "$PPO_CKPT" --prompt "$prompt" --temperature 0.7 --seed 1)"
 done
 ctl jobs metrics "$PPO_JOB" --names objective/scores,objective/kl --limit 100 | tail -n 3
+
+echo "== the hidden gold score (engine/demo_task.h) of 400 samples each, SFT vs PPO"
+RM_CKPT=$(ctl --json jobs show "$RM_JOB" | jq .fine_tuned_model)
+ctl checkpoints download "$PPO_CKPT" -o "$OUT/ppo.safetensors" > /dev/null
+ctl checkpoints download "$RM_CKPT" -o "$OUT/reward.safetensors" > /dev/null
+for m in sft ppo; do
+    "$BUILD/rlhf-train" demo-eval --policy "$OUT/$m.safetensors" --ref "$OUT/sft.safetensors" \
+        --reward-model "$OUT/reward.safetensors" --n 400 --max-tokens 56 --seed 2001 \
+        | jq -c --arg m "$m" '{model: $m} + .'
+done
 
 trap - ERR
 cat <<EOF
