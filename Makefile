@@ -184,6 +184,9 @@ $(BUILD)/gpt2-bench: bench/gpt2_bench.c $(BUILD)/libengine.a
 $(BUILD)/ppo-value-model: bench/ppo_value_model.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
+$(BUILD)/ppo-lora-quality: bench/ppo_lora_quality.c $(BUILD)/libengine.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
+
 # rlhfd under load (bench/bench_server.sh): wrk drives it, mhd-static is the
 # ceiling. wrk is only needed here, never by make test.
 SERVER_BENCH_PACKAGES := wrk
