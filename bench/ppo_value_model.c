@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
     sc.learning_rate = 3e-3, sc.eval_interval = 0, sc.sample_interval = 0;
     keep sft_ck, rm_ck, ppo_ck;
     train_sink sink = keep_sink(&sft_ck, "sft");
-    const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL};
+    const sft_inputs si = {.train = ex, .n_train = N_SFT, .tok = &tok};
     if (sft_train(&sc, &si, &sink, NULL, err, sizeof err) != 0)
         return fprintf(stderr, "sft: %s\n", err), 1;
     /* 2. rankings */
@@ -142,7 +142,8 @@ int main(int argc, char **argv) {
     hparams_set_defaults(&reward_hparams, &rc);
     rc.epochs = 3, rc.learning_rate = 1e-3, rc.eval_interval = 0, rc.eval_fraction = 0.15;
     sink = keep_sink(&rm_ck, "rm");
-    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path};
+    const reward_inputs ri = {
+        .train = rk, .n_train = n_rank, .tok = &tok, .init_checkpoint = sft_ck.path};
     reward_result rres;
     if (reward_train(&rc, &ri, &sink, &rres, err, sizeof err) != 0)
         return fprintf(stderr, "reward: %s\n", err), 1;
@@ -164,8 +165,11 @@ int main(int argc, char **argv) {
             pc.sample_interval = 0;
             snprintf(pc.value_model, sizeof pc.value_model, "%s", kinds[v]);
             sink = keep_sink(&ppo_ck, "ppo");
-            const ppo_lm_inputs pi = {prompts,    N_SFT, &tok, sft_ck.path,
-                                      rm_ck.path, NULL,  NULL, NULL};
+            const ppo_lm_inputs pi = {.prompts = prompts,
+                                      .n_prompts = N_SFT,
+                                      .tok = &tok,
+                                      .policy_checkpoint = sft_ck.path,
+                                      .reward_checkpoint = rm_ck.path};
             ppo_lm_result pres;
             const double t0 = now_s();
             if (ppo_lm_train(&pc, &pi, &sink, &pres, err, sizeof err) != 0)
