@@ -184,6 +184,11 @@ $(BUILD)/gpt2-bench: bench/gpt2_bench.c $(BUILD)/libengine.a
 $(BUILD)/ppo-value-model: bench/ppo_value_model.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
+# The bench programs are built by `make` too, so a change that breaks one
+# fails the build instead of rotting unseen (they only run from bench/).
+all: $(BUILD)/gemm-ceiling $(BUILD)/gpt2-bench $(BUILD)/ppo-value-model $(BUILD)/ppo-lora-quality \
+     $(BUILD)/mhd-static
+
 $(BUILD)/ppo-lora-quality: bench/ppo_lora_quality.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
