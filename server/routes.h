@@ -43,6 +43,10 @@ enum MHD_Result route_comparisons_get(request *r);
 enum MHD_Result route_rankings_create(request *r);
 enum MHD_Result route_rankings_list(request *r);
 enum MHD_Result route_pairs_list(request *r);
+enum MHD_Result route_comparisons_bulk(request *r);
+enum MHD_Result route_pairs_export(request *r);
+enum MHD_Result route_rankings_export(request *r);
+enum MHD_Result route_projects_agreement(request *r);
 
 /* static.c: the web client's files (no token). */
 enum MHD_Result route_static_index(request *r);

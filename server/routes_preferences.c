@@ -11,10 +11,12 @@
  * (better, worse) of different groups as a preference pair, in the same
  * transaction.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "agreement.h"
 #include "generate.h"
 #include "routes.h"
 
@@ -179,25 +181,38 @@ static json_t *comparison_load(sqlite3 *db, int64_t id, int *found) {
     return c;
 }
 
-/* Validates candidates[i]: 1 ok (text, checkpoint id or 0), 0 replied. */
+/* Validation errors of one comparison (item of a bulk request or the body
+ * of a single one) are collected here and replied by the route, so a bulk
+ * request can name the item. */
+static int item_fail(generate_error *e, unsigned status, const char *code, const char *param,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int item_fail(generate_error *e, unsigned status, const char *code, const char *param,
+                     const char *fmt, ...) {
+    e->status = status;
+    snprintf(e->code, sizeof e->code, "%s", code);
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+/* Validates candidates[i]: 1 ok (text, checkpoint id or 0), 0 with e. */
 static int check_candidate(request *r, const json_t *cand, size_t i, const char **text,
-                           int64_t *checkpoint_id, enum MHD_Result *replied) {
+                           int64_t *checkpoint_id, generate_error *e) {
     char param[64];
     snprintf(param, sizeof param, "candidates[%zu]", i);
-    if (!json_is_object(cand)) {
-        *replied = http_reply_error(r, 400, "invalid_type", param,
-                                    "%s must be an object {text, source, checkpoint_id}", param);
-        return 0;
-    }
+    if (!json_is_object(cand))
+        return item_fail(e, 400, "invalid_type", param,
+                         "%s must be an object {text, source, checkpoint_id}", param);
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)cand, key, v) {
         if (strcmp(key, "text") != 0 && strcmp(key, "source") != 0 &&
             strcmp(key, "checkpoint_id") != 0) {
             snprintf(param + strlen(param), sizeof param - strlen(param), ".%.32s", key);
-            *replied = http_reply_error(r, 400, "unknown_parameter", param,
-                                        "unknown parameter '%s'", param);
-            return 0;
+            return item_fail(e, 400, "unknown_parameter", param, "unknown parameter '%s'", param);
         }
     }
     size_t at = strlen(param);
@@ -208,34 +223,26 @@ static int check_candidate(request *r, const json_t *cand, size_t i, const char 
     *checkpoint_id = 0;
     if (*text == NULL || (*text)[0] == '\0') {
         snprintf(param + at, sizeof param - at, ".text");
-        *replied = http_reply_error(r, 400, "invalid_value", param, "%s must be a non-empty string",
-                                    param);
-        return 0;
+        return item_fail(e, 400, "invalid_value", param, "%s must be a non-empty string", param);
     }
     if (source == NULL || (strcmp(source, "provided") != 0 && strcmp(source, "checkpoint") != 0)) {
         snprintf(param + at, sizeof param - at, ".source");
-        *replied = http_reply_error(r, 400, "invalid_value", param,
-                                    "%s must be 'provided' or 'checkpoint'", param);
-        return 0;
+        return item_fail(e, 400, "invalid_value", param, "%s must be 'provided' or 'checkpoint'",
+                         param);
     }
     bool from_checkpoint = strcmp(source, "checkpoint") == 0;
     snprintf(param + at, sizeof param - at, ".checkpoint_id");
-    if (from_checkpoint != (ck != NULL) || (ck != NULL && !json_is_integer(ck))) {
-        *replied =
-            http_reply_error(r, 400, "invalid_value", param,
-                             "%s is an integer given exactly when source is 'checkpoint'", param);
-        return 0;
-    }
+    if (from_checkpoint != (ck != NULL) || (ck != NULL && !json_is_integer(ck)))
+        return item_fail(e, 400, "invalid_value", param,
+                         "%s is an integer given exactly when source is 'checkpoint'", param);
     if (from_checkpoint) {
         *checkpoint_id = json_integer_value(ck);
         int found = db_row_exists(r->db, "SELECT 1 FROM checkpoints WHERE id = ?1", *checkpoint_id);
-        if (found <= 0) {
-            *replied = found < 0
-                           ? http_reply_db_error(r)
-                           : http_reply_error(r, 400, "checkpoint_not_found", param,
-                                              "no checkpoint %lld", (long long)*checkpoint_id);
-            return 0;
-        }
+        if (found < 0)
+            return item_fail(e, 500, "database_error", NULL, "%s", sqlite3_errmsg(r->db));
+        if (found == 0)
+            return item_fail(e, 400, "checkpoint_not_found", param, "no checkpoint %lld",
+                             (long long)*checkpoint_id);
     }
     return 1;
 }
@@ -243,152 +250,315 @@ static int check_candidate(request *r, const json_t *cand, size_t i, const char 
 /* `sample`: {checkpoint_id, n? (2..k, default k), max_tokens?, temperature?,
  * top_p?, seed?} — the server samples the n candidates from the checkpoint
  * (generate.h) before it opens the transaction; out holds their texts. 1 ok,
- * 0 replied. */
+ * 0 with e. */
 static int sample_candidates(request *r, const char *prompt, const json_t *sample, int64_t k,
-                             generate_params *p, generate_output *out, enum MHD_Result *replied) {
+                             generate_params *p, generate_output *out, generate_error *e) {
     static const char *const keys[] = {"checkpoint_id", "n",    "max_tokens", "temperature",
                                        "top_p",         "seed", NULL};
     const char *key;
     const json_t *value;
-    if (!json_is_object(sample)) {
-        *replied = http_reply_error(r, 400, "invalid_type", "sample",
-                                    "sample must be an object {checkpoint_id, n, max_tokens, "
-                                    "temperature, top_p, seed}");
-        return 0;
-    }
+    if (!json_is_object(sample))
+        return item_fail(e, 400, "invalid_type", "sample",
+                         "sample must be an object {checkpoint_id, n, max_tokens, temperature, "
+                         "top_p, seed}");
     json_object_foreach((json_t *)sample, key, value) {
         if (!http_one_of(key, keys)) {
             char param[96];
-            snprintf(param, sizeof param, "sample.%.64s", key);
-            *replied =
-                http_reply_error(r, 400, "unknown_parameter", param, "unknown parameter %s", param);
-            return 0;
+            snprintf(param, sizeof param, "sample.%.48s", key);
+            return item_fail(e, 400, "unknown_parameter", param, "unknown parameter %s", param);
         }
     }
     const json_t *ck = json_object_get(sample, "checkpoint_id");
-    if (!json_is_integer(ck) || json_integer_value(ck) <= 0) {
-        *replied = http_reply_error(r, 400, ck ? "invalid_type" : "missing_required_parameter",
-                                    "sample.checkpoint_id",
-                                    "sample.checkpoint_id must be the id of the checkpoint to "
-                                    "sample the candidates from");
-        return 0;
-    }
-    generate_error e = {0};
+    if (!json_is_integer(ck) || json_integer_value(ck) <= 0)
+        return item_fail(e, 400, ck ? "invalid_type" : "missing_required_parameter",
+                         "sample.checkpoint_id",
+                         "sample.checkpoint_id must be the id of the checkpoint to sample the "
+                         "candidates from");
+    *e = (generate_error){0};
     *p = (generate_params){.checkpoint_id = json_integer_value(ck), .n_prompts = 1};
     p->prompts[0] = prompt;
-    if (generate_parse_options(sample, "sample.", p, &e) == 0 &&
+    if (generate_parse_options(sample, "sample.", p, e) == 0 &&
         json_object_get(sample, "n") == NULL)
         p->n = (int)k;
-    if (e.status == 0 && (p->n < 2 || p->n > k)) {
-        *replied = http_reply_error(r, 400, "invalid_value", "sample.n",
-                                    "sample.n must be in 2..%lld (the project's k)", (long long)k);
-        return 0;
-    }
-    if (e.status == 0 && generate_run(r->srv, r->db, p, out, &e) == 0)
+    if (e->status == 0 && (p->n < 2 || p->n > k))
+        return item_fail(e, 400, "invalid_value", "sample.n",
+                         "sample.n must be in 2..%lld (the project's k)", (long long)k);
+    if (e->status == 0 && generate_run(r->srv, r->db, p, out, e) == 0)
         return 1;
     /* generate_run names its own fields; here they live under sample. */
-    if (strcmp(e.code, "checkpoint_not_found") == 0) /* a reference in the body: 400 */
-        e.status = 400, snprintf(e.param, sizeof e.param, "sample.checkpoint_id");
-    else if (strcmp(e.param, "max_tokens") == 0)
-        snprintf(e.param, sizeof e.param, "sample.max_tokens");
-    else if (strcmp(e.param, "n") == 0)
-        snprintf(e.param, sizeof e.param, "sample.n");
-    *replied = http_reply_error(r, e.status, e.code, e.param[0] ? e.param : NULL, "%s", e.message);
+    if (strcmp(e->code, "checkpoint_not_found") == 0) /* a reference in the body: 400 */
+        e->status = 400, snprintf(e->param, sizeof e->param, "sample.checkpoint_id");
+    else if (strcmp(e->param, "max_tokens") == 0)
+        snprintf(e->param, sizeof e->param, "sample.max_tokens");
+    else if (strcmp(e->param, "n") == 0)
+        snprintf(e->param, sizeof e->param, "sample.n");
     return 0;
+}
+
+/* One comparison to insert: its prompt and candidates' texts (borrowed
+ * from the request body, or from sampled). */
+typedef struct comparison_in {
+    const char *prompt;
+    size_t n;
+    const char *texts[PROJECT_MAX_K];
+    int64_t checkpoints[PROJECT_MAX_K];
+    generate_output sampled;
+} comparison_in;
+
+/* Validates one comparison {prompt, candidates} or {prompt, sample}
+ * (sampling its candidates if asked). 1 ok, 0 with e. */
+static int comparison_parse(request *r, const json_t *body, int64_t k, comparison_in *in,
+                            generate_error *e) {
+    static const char *const keys[] = {"prompt", "candidates", "sample", NULL};
+    memset(in, 0, sizeof *in);
+    if (!json_is_object(body))
+        return item_fail(e, 400, "invalid_type", NULL,
+                         "a comparison must be an object {prompt, candidates} or {prompt, "
+                         "sample}");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v) {
+        if (!http_one_of(key, keys))
+            return item_fail(e, 400, "unknown_parameter", key, "unknown parameter '%.48s'", key);
+    }
+    const char *prompt = json_string_value(json_object_get(body, "prompt"));
+    json_t *candidates = json_object_get(body, "candidates");
+    json_t *sample = json_object_get(body, "sample");
+    size_t n = json_array_size(candidates);
+    in->prompt = prompt;
+    if (prompt == NULL || prompt[0] == '\0')
+        return item_fail(e, 400, "invalid_value", "prompt", "prompt must be a non-empty string");
+    if ((sample != NULL) == (candidates != NULL))
+        return item_fail(e, 400, sample ? "invalid_value" : "missing_required_parameter",
+                         "candidates",
+                         "give candidates (the texts) or sample (a checkpoint the server "
+                         "samples them from), exactly one");
+    if (sample != NULL) {
+        generate_params gp;
+        if (!sample_candidates(r, prompt, sample, k, &gp, &in->sampled, e))
+            return 0;
+        in->n = (size_t)in->sampled.n_rows;
+        for (size_t i = 0; i < in->n; i++)
+            in->texts[i] = in->sampled.texts[i], in->checkpoints[i] = gp.checkpoint_id;
+        return 1;
+    }
+    if (!json_is_array(candidates) || n < 2 || n > (size_t)k)
+        return item_fail(
+            e, 400, json_is_array(candidates) ? "invalid_value" : "invalid_type", "candidates",
+            "candidates must be an array of 2..%lld candidates (the project's k)", (long long)k);
+    in->n = n;
+    for (size_t i = 0; i < n; i++)
+        if (!check_candidate(r, json_array_get(candidates, i), i, &in->texts[i],
+                             &in->checkpoints[i], e))
+            return 0;
+    return 1;
+}
+
+/* Inserts the comparison and its candidates in the open transaction: the
+ * new id, or -1. */
+static int64_t comparison_insert(request *r, const comparison_in *in) {
+    sqlite3_stmt *st = db_cached_prepare(r->db, "INSERT INTO comparisons (project_id, prompt, "
+                                                "created_at) VALUES (?1, ?2, ?3)");
+    int64_t id = -1;
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, r->path_id);
+    sqlite3_bind_text(st, 2, in->prompt, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, db_now_s());
+    if (sqlite3_step(st) == SQLITE_DONE)
+        id = sqlite3_last_insert_rowid(r->db);
+    db_cached_done(st);
+    st = NULL;
+    int inserted = id > 0 && (st = db_cached_prepare(r->db, "INSERT INTO candidates "
+                                                            "(comparison_id, position, text, "
+                                                            "source, source_checkpoint_id) "
+                                                            "VALUES (?1, ?2, ?3, ?4, ?5)")) != NULL;
+    for (size_t i = 0; inserted && i < in->n; i++) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, (int64_t)i);
+        sqlite3_bind_text(st, 3, in->texts[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, in->checkpoints[i] ? "checkpoint" : "provided", -1, SQLITE_STATIC);
+        if (in->checkpoints[i])
+            sqlite3_bind_int64(st, 5, in->checkpoints[i]);
+        else
+            sqlite3_bind_null(st, 5);
+        inserted = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_reset(st);
+    }
+    if (st != NULL)
+        db_cached_done(st);
+    return inserted ? id : -1;
+}
+
+/* The project's k, or 0 after replying 404 / 500. */
+static int64_t project_k(request *r, enum MHD_Result *replied) {
+    int found;
+    json_t *project = project_load(r->db, r->path_id, &found);
+    if (project == NULL) {
+        *replied = reply_not_found(r, "project", found);
+        return 0;
+    }
+    int64_t k = json_integer_value(json_object_get(project, "k"));
+    json_decref(project);
+    return k;
 }
 
 /* POST /v1/projects/{id}/comparisons {prompt, candidates: [{text, source,
  * checkpoint_id}]} or {prompt, sample: {checkpoint_id, n, ...}}. */
 enum MHD_Result route_comparisons_create(request *r) {
     enum MHD_Result replied;
-    int found;
-    json_t *project = project_load(r->db, r->path_id, &found);
-    if (project == NULL)
-        return reply_not_found(r, "project", found);
-    int64_t k = json_integer_value(json_object_get(project, "k"));
-    json_decref(project);
+    int64_t k = project_k(r, &replied);
+    if (k == 0)
+        return replied;
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;
-    static const char *const keys[] = {"prompt", "candidates", "sample", NULL};
-    const char *prompt = json_string_value(json_object_get(body, "prompt"));
-    json_t *candidates = json_object_get(body, "candidates");
-    json_t *sample = json_object_get(body, "sample");
-    size_t n = json_array_size(candidates);
-    const char *texts[PROJECT_MAX_K];
-    int64_t checkpoints[PROJECT_MAX_K];
-    generate_params gp;
-    generate_output sampled = {0};
-    int ok = http_check_keys(r, body, keys, &replied);
-    if (ok && (prompt == NULL || prompt[0] == '\0')) {
-        replied = http_reply_error(r, 400, "invalid_value", "prompt",
-                                   "prompt must be a non-empty string");
-        ok = 0;
-    } else if (ok && (sample != NULL) == (candidates != NULL)) {
-        replied = http_reply_error(r, 400, sample ? "invalid_value" : "missing_required_parameter",
-                                   "candidates",
-                                   "give candidates (the texts) or sample (a checkpoint the "
-                                   "server samples them from), exactly one");
-        ok = 0;
-    } else if (ok && sample != NULL) {
-        ok = sample_candidates(r, prompt, sample, k, &gp, &sampled, &replied);
-        n = ok ? (size_t)sampled.n_rows : 0;
-        for (size_t i = 0; i < n; i++)
-            texts[i] = sampled.texts[i], checkpoints[i] = gp.checkpoint_id;
-    } else if (ok && (!json_is_array(candidates) || n < 2 || n > (size_t)k)) {
-        replied = http_reply_error(
-            r, 400, json_is_array(candidates) ? "invalid_value" : "invalid_type", "candidates",
-            "candidates must be an array of 2..%lld candidates (the "
-            "project's k)",
-            (long long)k);
-        ok = 0;
-    }
-    for (size_t i = 0; ok && sample == NULL && i < n; i++)
-        ok = check_candidate(r, json_array_get(candidates, i), i, &texts[i], &checkpoints[i],
-                             &replied);
-    if (ok && db_begin(r->db) != SQLITE_OK) {
+    comparison_in in;
+    generate_error e = {0};
+    if (!comparison_parse(r, body, k, &in, &e))
+        replied =
+            http_reply_error(r, e.status, e.code, e.param[0] ? e.param : NULL, "%s", e.message);
+    else if (db_begin(r->db) != SQLITE_OK)
         replied = http_reply_db_error(r);
-        ok = 0;
-    }
-    if (ok) {
-        sqlite3_stmt *st = NULL;
-        int64_t id = -1;
-        if (sqlite3_prepare_v2(r->db,
-                               "INSERT INTO comparisons (project_id, prompt, created_at) VALUES "
-                               "(?1, ?2, ?3)",
-                               -1, &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_int64(st, 1, r->path_id);
-            sqlite3_bind_text(st, 2, prompt, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, db_now_s());
-            if (sqlite3_step(st) == SQLITE_DONE)
-                id = sqlite3_last_insert_rowid(r->db);
-        }
-        sqlite3_finalize(st);
-        st = NULL;
-        int inserted = id > 0 && sqlite3_prepare_v2(r->db,
-                                                    "INSERT INTO candidates (comparison_id, "
-                                                    "position, text, source, "
-                                                    "source_checkpoint_id) VALUES (?1, ?2, ?3, "
-                                                    "?4, ?5)",
-                                                    -1, &st, NULL) == SQLITE_OK;
-        for (size_t i = 0; inserted && i < n; i++) {
-            sqlite3_bind_int64(st, 1, id);
-            sqlite3_bind_int64(st, 2, (int64_t)i);
-            sqlite3_bind_text(st, 3, texts[i], -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 4, checkpoints[i] ? "checkpoint" : "provided", -1, SQLITE_STATIC);
-            if (checkpoints[i])
-                sqlite3_bind_int64(st, 5, checkpoints[i]);
-            else
-                sqlite3_bind_null(st, 5);
-            inserted = sqlite3_step(st) == SQLITE_DONE;
-            sqlite3_reset(st);
-        }
-        sqlite3_finalize(st);
-        json_t *comparison = inserted ? comparison_load(r->db, id, &found) : NULL;
+    else {
+        int64_t id = comparison_insert(r, &in);
+        int found;
+        json_t *comparison = id > 0 ? comparison_load(r->db, id, &found) : NULL;
         replied = comparison ? http_commit_reply(r, 200, comparison) : http_reply_db_error(r);
     }
-    generate_output_free(&sampled);
+    generate_output_free(&in.sampled);
     json_decref(body);
+    return replied;
+}
+
+/* POST /v1/projects/{id}/comparisons/bulk: a JSON array of comparisons, or
+ * JSONL (one per line), as the single route takes them. The body is held
+ * whole (within --max-body-bytes) and at most BULK_MAX_ITEMS comparisons,
+ * of which at most BULK_MAX_SAMPLED sample their candidates (generation
+ * runs before the transaction, on this request's thread). Every item is
+ * validated first; the first bad one is named by index (the error's
+ * "index", param "[i].field") and nothing is stored; otherwise all are
+ * inserted in one transaction. */
+#define BULK_MAX_ITEMS   1000
+#define BULK_MAX_SAMPLED 16
+
+/* The body's items as a JSON array (JSON array or JSONL): NULL after
+ * replying 400. */
+static json_t *bulk_items(request *r, enum MHD_Result *replied) {
+    char err[256], param[256];
+    const char *p = r->body ? r->body : "";
+    size_t len = r->body_len;
+    size_t at = 0;
+    while (at < len && (p[at] == ' ' || p[at] == '\t' || p[at] == '\r' || p[at] == '\n'))
+        at++;
+    if (at == len) {
+        *replied = http_reply_error(r, 400, "invalid_json", NULL,
+                                    "the body must be a JSON array of comparisons or JSONL");
+        return NULL;
+    }
+    if (p[at] == '[') {
+        json_t *items = http_json_parse(p, len, err, sizeof err, param, sizeof param);
+        if (items == NULL || !json_is_array(items)) {
+            json_decref(items);
+            *replied = http_reply_error(r, 400, "invalid_json", param[0] ? param : NULL,
+                                        "the request body is %s", items ? "not an array" : err);
+            return NULL;
+        }
+        return items;
+    }
+    json_t *items = json_array();
+    size_t line = 0;
+    while (at < len) {
+        const char *nl = memchr(p + at, '\n', len - at);
+        size_t end = nl ? (size_t)(nl - p) : len;
+        line++;
+        size_t e = end;
+        while (e > at && (p[e - 1] == '\r' || p[e - 1] == ' ' || p[e - 1] == '\t'))
+            e--;
+        if (e > at) {
+            json_t *item = http_json_parse(p + at, e - at, err, sizeof err, param, sizeof param);
+            if (item == NULL) {
+                json_decref(items);
+                *replied = http_reply_error_with(r, 400, "invalid_json", param[0] ? param : NULL,
+                                                 json_pack("{s:I}", "line", (json_int_t)line),
+                                                 "line %zu is %s", line, err);
+                return NULL;
+            }
+            json_array_append_new(items, item);
+            if (json_array_size(items) > BULK_MAX_ITEMS)
+                break;
+        }
+        at = end + 1;
+    }
+    return items;
+}
+
+static void bulk_free(comparison_in *ins, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        generate_output_free(&ins[i].sampled);
+    free(ins);
+}
+
+enum MHD_Result route_comparisons_bulk(request *r) {
+    enum MHD_Result replied;
+    int64_t k = project_k(r, &replied);
+    if (k == 0)
+        return replied;
+    json_t *items = bulk_items(r, &replied);
+    if (items == NULL)
+        return replied;
+    size_t n = json_array_size(items), n_sampled = 0;
+    if (n == 0 || n > BULK_MAX_ITEMS) {
+        json_decref(items);
+        return http_reply_error(r, n ? 413 : 400, n ? "too_many_items" : "invalid_value", NULL,
+                                "a bulk request holds 1..%d comparisons", BULK_MAX_ITEMS);
+    }
+    for (size_t i = 0; i < n; i++)
+        n_sampled += json_object_get(json_array_get(items, i), "sample") != NULL;
+    if (n_sampled > BULK_MAX_SAMPLED) {
+        json_decref(items);
+        return http_reply_error(r, 400, "too_many_sampled", NULL,
+                                "at most %d comparisons of a bulk request may sample their "
+                                "candidates (%zu do)",
+                                BULK_MAX_SAMPLED, n_sampled);
+    }
+    comparison_in *ins = calloc(n, sizeof *ins);
+    if (ins == NULL) {
+        json_decref(items);
+        return MHD_NO;
+    }
+    generate_error e = {0};
+    size_t bad = n;
+    for (size_t i = 0; i < n && bad == n; i++)
+        if (!comparison_parse(r, json_array_get(items, i), k, &ins[i], &e))
+            bad = i;
+    if (bad < n) {
+        char param[96];
+        snprintf(param, sizeof param, "[%zu]%s%s", bad, e.param[0] ? "." : "", e.param);
+        replied = http_reply_error_with(r, e.status, e.code, param,
+                                        json_pack("{s:I}", "index", (json_int_t)bad),
+                                        "comparison %zu: %s", bad, e.message);
+    } else if (db_begin(r->db) != SQLITE_OK) {
+        replied = http_reply_db_error(r);
+    } else {
+        json_t *ids = json_array();
+        int ok = 1;
+        for (size_t i = 0; ok && i < n; i++) {
+            int64_t id = comparison_insert(r, &ins[i]);
+            ok = id > 0 && json_array_append_new(ids, json_integer(id)) == 0;
+        }
+        if (!ok) {
+            json_decref(ids);
+            replied = http_reply_db_error(r);
+            db_rollback(r->db);
+        } else
+            replied = http_commit_reply(
+                r, 200,
+                json_pack("{s:s, s:I, s:I, s:o}", "object", "comparison_bulk", "project_id",
+                          (json_int_t)r->path_id, "n_comparisons", (json_int_t)n, "ids", ids));
+    }
+    bulk_free(ins, n);
+    json_decref(items);
     return replied;
 }
 
@@ -808,4 +978,280 @@ enum MHD_Result route_pairs_list(request *r) {
                       "WHERE c.project_id = ?3 AND (?1 = 0 OR p.id < ?1) "
                       "ORDER BY p.id DESC LIMIT ?2",
                       r->path_id, pair_item);
+}
+
+/* ---- JSONL exports: GET /v1/projects/{id}/pairs.jsonl, rankings.jsonl ------------ */
+
+/* The export is streamed: each time MHD wants bytes, the next EXPORT_CHUNK
+ * rows after the last id sent are read on a pooled connection (held only
+ * for that read, like the job event stream), so neither the whole export
+ * nor a connection is held while a slow client reads. Rows come in id
+ * order, each exactly once; rows committed while the export runs appear if
+ * their id is above the ones already sent. */
+#define EXPORT_CHUNK 256
+
+typedef struct export_stream {
+    server *srv;
+    bool rankings; /* rankings.jsonl; else pairs.jsonl */
+    bool ended;
+    int64_t project_id, last_id;
+    char *buf;
+    size_t len, off, cap;
+} export_stream;
+
+static int export_append(export_stream *s, const char *text, size_t n) {
+    if (s->len + n > s->cap) {
+        size_t cap = s->cap ? s->cap : 65536;
+        while (cap < s->len + n)
+            cap *= 2;
+        char *grown = realloc(s->buf, cap);
+        if (grown == NULL)
+            return -1;
+        s->buf = grown, s->cap = cap;
+    }
+    memcpy(s->buf + s->len, text, n);
+    s->len += n;
+    return 0;
+}
+
+static int export_line(export_stream *s, json_t *line) {
+    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(line);
+    int ok =
+        text != NULL && export_append(s, text, strlen(text)) == 0 && export_append(s, "\n", 1) == 0;
+    free(text);
+    return ok ? 0 : -1;
+}
+
+/* A ranking's line: the comparison, its candidates' texts, who, the order
+ * (groups of candidate ids, best first; [] for a skip), skip and note. */
+static json_t *export_ranking(sqlite3 *db, sqlite3_stmt *st) {
+    int64_t id = sqlite3_column_int64(st, 0), comparison = sqlite3_column_int64(st, 1);
+    json_t *order = ranking_order(db, id);
+    json_t *candidates = json_array();
+    sqlite3_stmt *cs = db_cached_prepare(db, "SELECT id, text FROM candidates WHERE "
+                                             "comparison_id = ?1 ORDER BY position");
+    if (order == NULL || cs == NULL) {
+        json_decref(order), json_decref(candidates);
+        if (cs)
+            db_cached_done(cs);
+        return NULL;
+    }
+    sqlite3_bind_int64(cs, 1, comparison);
+    while (sqlite3_step(cs) == SQLITE_ROW)
+        json_array_append_new(candidates,
+                              json_pack("{s:I, s:s}", "id", (json_int_t)sqlite3_column_int64(cs, 0),
+                                        "text", (const char *)sqlite3_column_text(cs, 1)));
+    db_cached_done(cs);
+    return json_pack("{s:I, s:I, s:s, s:o, s:s, s:o, s:b, s:o, s:I}", "ranking_id", (json_int_t)id,
+                     "comparison_id", (json_int_t)comparison, "prompt",
+                     (const char *)sqlite3_column_text(st, 2), "candidates", candidates,
+                     "annotator", (const char *)sqlite3_column_text(st, 3), "order", order,
+                     "skipped", sqlite3_column_int(st, 4) != 0, "note",
+                     sqlite3_column_type(st, 5) == SQLITE_NULL
+                         ? json_null()
+                         : json_string((const char *)sqlite3_column_text(st, 5)),
+                     "created_at", (json_int_t)sqlite3_column_int64(st, 6));
+}
+
+/* The next chunk into s->buf; s->ended when it was the last. 0 or -1. */
+static int export_fill(export_stream *s) {
+    sqlite3 *db = db_pool_acquire(&s->srv->pool);
+    sqlite3_stmt *st = db_cached_prepare(
+        db, s->rankings
+                ? "SELECT k.id, k.comparison_id, c.prompt, t.name, k.skipped, k.note, "
+                  "k.created_at FROM rankings k JOIN comparisons c ON c.id = k.comparison_id "
+                  "JOIN api_tokens t ON t.id = k.token_id WHERE c.project_id = ?1 AND k.id > ?2 "
+                  "ORDER BY k.id LIMIT ?3"
+                : "SELECT p.id, c.prompt, ch.text, rj.text FROM preference_pairs p "
+                  "JOIN rankings k ON k.id = p.ranking_id "
+                  "JOIN comparisons c ON c.id = k.comparison_id "
+                  "JOIN candidates ch ON ch.id = p.chosen_candidate_id "
+                  "JOIN candidates rj ON rj.id = p.rejected_candidate_id "
+                  "WHERE c.project_id = ?1 AND p.id > ?2 ORDER BY p.id LIMIT ?3");
+    int ok = st != NULL && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+    int rc = SQLITE_DONE, n = 0;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, s->project_id);
+        sqlite3_bind_int64(st, 2, s->last_id);
+        sqlite3_bind_int(st, 3, EXPORT_CHUNK);
+        while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            s->last_id = sqlite3_column_int64(st, 0);
+            n++;
+            ok =
+                export_line(s, s->rankings
+                                   ? export_ranking(db, st)
+                                   : json_pack("{s:s, s:s, s:s}", "prompt",
+                                               (const char *)sqlite3_column_text(st, 1), "chosen",
+                                               (const char *)sqlite3_column_text(st, 2), "rejected",
+                                               (const char *)sqlite3_column_text(st, 3))) == 0;
+        }
+        ok = ok && rc == SQLITE_DONE;
+    }
+    if (st)
+        db_cached_done(st);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    db_pool_release(&s->srv->pool, db);
+    s->ended = n < EXPORT_CHUNK;
+    return ok ? 0 : -1;
+}
+
+static ssize_t export_read(void *cls, uint64_t pos, char *out, size_t max) {
+    (void)pos;
+    export_stream *s = cls;
+    while (s->off == s->len) {
+        if (s->ended)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        s->off = s->len = 0;
+        if (export_fill(s) != 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* the client sees a cut stream */
+    }
+    size_t n = s->len - s->off < max ? s->len - s->off : max;
+    memcpy(out, s->buf + s->off, n);
+    s->off += n;
+    return (ssize_t)n;
+}
+
+static void export_free(void *cls) {
+    export_stream *s = cls;
+    free(s->buf);
+    free(s);
+}
+
+static enum MHD_Result reply_export(request *r, bool rankings) {
+    int found = db_row_exists(r->db, "SELECT 1 FROM projects WHERE id = ?1", r->path_id);
+    if (found <= 0)
+        return reply_not_found(r, "project", found);
+    export_stream *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return MHD_NO;
+    s->srv = r->srv, s->rankings = rankings, s->project_id = r->path_id;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, export_read, s, export_free);
+    if (resp == NULL) {
+        export_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
+    return http_queue(r, 200, resp);
+}
+
+/* Training-ready pairs, one {"prompt","chosen","rejected"} line per derived
+ * pair: exactly a preference dataset's upload format. */
+enum MHD_Result route_pairs_export(request *r) {
+    return reply_export(r, false);
+}
+
+enum MHD_Result route_rankings_export(request *r) {
+    return reply_export(r, true);
+}
+
+/* ---- GET /v1/projects/{id}/agreement (server/agreement.c) ------------------------ */
+
+enum MHD_Result route_projects_agreement(request *r) {
+    int found = db_row_exists(r->db, "SELECT 1 FROM projects WHERE id = ?1", r->path_id);
+    if (found <= 0)
+        return reply_not_found(r, "project", found);
+    /* Every ranking entry of the project, comparison by comparison; a skip
+     * is one row with a NULL position. A read transaction: one snapshot. */
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(r->db,
+                           "SELECT c.id, (SELECT count(*) FROM candidates x WHERE "
+                           "x.comparison_id = c.id), k.id, k.token_id, k.skipped, cd.position, "
+                           "e.rank FROM comparisons c JOIN rankings k ON k.comparison_id = c.id "
+                           "LEFT JOIN ranking_entries e ON e.ranking_id = k.id LEFT JOIN "
+                           "candidates cd ON cd.id = e.candidate_id WHERE c.project_id = ?1 "
+                           "ORDER BY c.id, k.id",
+                           -1, &st, NULL) != SQLITE_OK) {
+        enum MHD_Result replied = http_reply_db_error(r);
+        db_rollback(r->db);
+        return replied;
+    }
+    sqlite3_bind_int64(st, 1, r->path_id);
+    agreement a;
+    agreement_init(&a);
+    agreement_ranking *rk = NULL;
+    size_t m = 0, cap = 0;
+    int64_t comparison = 0, ranking = 0, n_rankings = 0, n_skipped = 0, n_compared = 0;
+    int n = 0, ok = 1, rc;
+    while (ok && (rc = sqlite3_step(st)) != SQLITE_DONE) {
+        int64_t c = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+        if (rc != SQLITE_ROW) {
+            ok = 0;
+            break;
+        }
+        if (c != comparison) { /* the previous comparison is complete */
+            if (m > 0)
+                ok = agreement_add_comparison(&a, n, rk, m) == 0;
+            n_compared += m > 0;
+            m = 0, comparison = c, n = sqlite3_column_int(st, 1);
+        }
+        int64_t k = sqlite3_column_int64(st, 2), token = sqlite3_column_int64(st, 3);
+        if (sqlite3_column_int(st, 4)) {
+            ok = ok && agreement_add_skip(&a, token) == 0;
+            n_skipped++;
+            continue;
+        }
+        if (k != ranking) {
+            if (m == cap) {
+                cap = cap ? 2 * cap : 16;
+                agreement_ranking *grown = realloc(rk, cap * sizeof *rk);
+                if (grown == NULL) {
+                    ok = 0;
+                    break;
+                }
+                rk = grown;
+            }
+            memset(&rk[m], 0, sizeof rk[m]);
+            rk[m++].annotator = token;
+            ranking = k;
+            n_rankings++;
+        }
+        int pos = sqlite3_column_int(st, 5);
+        if (pos >= 0 && pos < AGREEMENT_MAX_K)
+            rk[m - 1].group[pos] = sqlite3_column_int(st, 6);
+    }
+    if (ok && m > 0)
+        ok = agreement_add_comparison(&a, n, rk, m) == 0;
+    sqlite3_finalize(st);
+    free(rk);
+    json_t *annotators = json_array();
+    sqlite3_stmt *names = NULL;
+    if (ok && sqlite3_prepare_v2(r->db, "SELECT name FROM api_tokens WHERE id = ?1", -1, &names,
+                                 NULL) != SQLITE_OK)
+        ok = 0;
+    for (size_t i = 0; ok && i < a.n_annotators; i++) {
+        const agreement_annotator *x = &a.annotators[i];
+        sqlite3_bind_int64(names, 1, x->annotator);
+        const char *name =
+            sqlite3_step(names) == SQLITE_ROW ? (const char *)sqlite3_column_text(names, 0) : "";
+        json_array_append_new(
+            annotators,
+            json_pack("{s:s, s:I, s:I, s:I, s:o}", "annotator", name, "n_ranked",
+                      (json_int_t)x->n_ranked, "n_skipped", (json_int_t)x->n_skipped, "n_compared",
+                      (json_int_t)x->n_compared, "mean_pair_agreement",
+                      x->n_compared ? json_real(x->agreement_sum / (double)x->n_compared)
+                                    : json_null()));
+        sqlite3_reset(names);
+    }
+    sqlite3_finalize(names);
+    db_rollback(r->db);
+    if (!ok) {
+        agreement_free(&a);
+        json_decref(annotators);
+        return http_reply_db_error(r);
+    }
+    double alpha = 0;
+    bool has_alpha = agreement_alpha(&a, &alpha);
+    json_t *body =
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:{s:s, s:o, s:I}, s:{s:o, s:I}, s:o}", "object",
+                  "agreement", "project_id", (json_int_t)r->path_id, "n_comparisons_ranked",
+                  (json_int_t)n_compared, "n_rankings", (json_int_t)n_rankings, "n_skipped",
+                  (json_int_t)n_skipped, "krippendorff_alpha", "metric", "ordinal", "value",
+                  has_alpha ? json_real(alpha) : json_null(), "n_units", (json_int_t)a.n_units,
+                  "kendall_w", "mean", a.n_w ? json_real(a.w_sum / (double)a.n_w) : json_null(),
+                  "n_comparisons", (json_int_t)a.n_w, "annotators", annotators);
+    agreement_free(&a);
+    return http_reply_json(r, 200, body);
 }
