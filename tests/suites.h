@@ -27,5 +27,6 @@ Suite *pipeline_suite(void);
 Suite *lora_suite(void);
 Suite *server_static_suite(void);
 Suite *dist_suite(void);
+Suite *server_prefs_suite(void);
 
 #endif

@@ -38,6 +38,7 @@ static const named_suite all_suites[] = {
     {"ppo_lm", ppo_lm_suite},
     {"pipeline", pipeline_suite},
     {"dist", dist_suite},
+    {"server_prefs", server_prefs_suite},
     {"env", env_suite},
     {"lora", lora_suite},
     {"server_static", server_static_suite},
