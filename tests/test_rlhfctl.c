@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -779,6 +780,237 @@ START_TEST(test_rlhfctl_network_and_usage_errors) {
 }
 END_TEST
 
+/* ---- bulk comparisons, exports, agreement ----------------------------------------------- */
+
+START_TEST(test_rlhfctl_bulk_export_agreement) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char p1[128], p2[128], file[256], pid[32];
+    make_token(&d, "ann1", "annotator", p1);
+    make_token(&d, "ann2", "annotator", p2);
+    ctl_result *r =
+        ctl(&d, "--json", "projects", "create", "bulk", "--k", "3", "--overlap", "2", NULL);
+    expect_code(r, 0);
+    json_t *project = out_json(r);
+    int64_t project_id = json_id(project);
+    snprintf(pid, sizeof pid, "%lld", (long long)project_id);
+    json_decref(project);
+    free(r);
+
+    /* A bad second line: exit 3, the item named, nothing stored. */
+    snprintf(file, sizeof file, "%s/bad.jsonl", d.dir);
+    write_file(file, "{\"prompt\":\"a\",\"candidates\":[{\"text\":\"x\"},{\"text\":\"y\"}]}\n"
+                     "{\"prompt\":\"b\",\"candidates\":[{\"text\":\"x\"}]}\n");
+    r = ctl(&d, "comparisons", "bulk", pid, file, NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "param [1].candidates") && strstr(r->err, "comparison 1:"), "%s",
+                  r->err);
+    free(r);
+    ck_assert_int_eq(
+        db_int(&d, "SELECT count(*) FROM comparisons WHERE project_id = ?1", project_id), 0);
+    snprintf(file, sizeof file, "%s/good.json", d.dir);
+    write_file(file,
+               "[{\"prompt\":\"Name a colour.\",\"candidates\":[{\"text\":\"Blue.\"},"
+               "{\"text\":\"Seven.\"},{\"text\":\"Red.\"}]},"
+               "{\"prompt\":\"Say hi.\",\"candidates\":[{\"text\":\"Hi.\"},{\"text\":\"No.\"}]}]");
+    r = ctl(&d, "comparisons", "bulk", pid, file, NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "added 2 comparisons"), "%s", r->out);
+    free(r);
+
+    /* Both annotators: Blue = Red > Seven, Hi > No (full agreement). */
+    int64_t c1 = db_int(&d, "SELECT min(id) FROM comparisons WHERE project_id = ?1", project_id);
+    int64_t c2 = db_int(&d, "SELECT max(id) FROM comparisons WHERE project_id = ?1", project_id);
+    int64_t a = db_int(&d, "SELECT min(id) FROM candidates WHERE comparison_id = ?1", c1);
+    int64_t h = db_int(&d, "SELECT min(id) FROM candidates WHERE comparison_id = ?1", c2);
+    const char *tokens[] = {p1, p2};
+    for (int i = 0; i < 2; i++) {
+        char path[64], body[128];
+        snprintf(path, sizeof path, "/v1/comparisons/%lld/rankings", (long long)c1);
+        snprintf(body, sizeof body, "{\"order\":[[%lld,%lld],[%lld]]}", (long long)a,
+                 (long long)a + 2, (long long)a + 1);
+        http_reply *hr = http(&d, "POST", path, tokens[i], body, NULL);
+        ck_assert_int_eq(hr->status, 200);
+        reply_free(hr);
+        snprintf(path, sizeof path, "/v1/comparisons/%lld/rankings", (long long)c2);
+        snprintf(body, sizeof body, "{\"order\":[[%lld],[%lld]]}", (long long)h, (long long)h + 1);
+        hr = http(&d, "POST", path, tokens[i], body, NULL);
+        ck_assert_int_eq(hr->status, 200);
+        reply_free(hr);
+    }
+
+    /* pairs.jsonl to a file: 2 + 1 pairs per annotator; it uploads as a
+     * preference dataset. */
+    snprintf(file, sizeof file, "%s/pairs.jsonl", d.dir);
+    r = ctl(&d, "projects", "export", pid, "-o", file, NULL);
+    expect_code(r, 0);
+    free(r);
+    FILE *f = fopen(file, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    int n_lines = 0;
+    while (fgets(line, sizeof line, f))
+        n_lines++;
+    fclose(f);
+    ck_assert_int_eq(n_lines, 6);
+    r = ctl(&d, "--json", "datasets", "create", "exported", "--format", "preference", "--file",
+            file, NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "\"n_rows\": 6"), "%s", r->out);
+    free(r);
+    r = ctl(&d, "projects", "export", pid, "--rankings", NULL);
+    expect_code(r, 0);
+    ck_assert_int_eq(count_of(r->out, "\n"), 4);
+    ck_assert_int_eq(count_of(r->out, "\"annotator\":\"ann2\""), 2);
+    free(r);
+
+    r = ctl(&d, "projects", "agreement", pid, NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "Krippendorff's alpha (ordinal): 1.0000") &&
+                      strstr(r->out, "Kendall's W (mean over 2 comparisons): 1.0000") &&
+                      strstr(r->out, "ann1"),
+                  "%s", r->out);
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* ---- 429: Retry-After and the same Idempotency-Key ---------------------------------------- */
+
+/* A one-thread HTTP server that answers the first n_429 requests 429
+ * (Retry-After: 0) and then 200, recording each request's Idempotency-Key
+ * and body length. */
+typedef struct fake_server {
+    int fd, port, n_429, n_requests;
+    char keys[16][96];
+    long body_len[16];
+} fake_server;
+
+static void *fake_server_run(void *arg) {
+    fake_server *s = arg;
+    for (;;) {
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        char buf[1 << 14] = {0};
+        size_t len = 0;
+        char *end = NULL;
+        while (len < sizeof buf - 1 && (end = strstr(buf, "\r\n\r\n")) == NULL) {
+            ssize_t got = read(c, buf + len, sizeof buf - 1 - len);
+            if (got <= 0)
+                break;
+            len += (size_t)got;
+            buf[len] = '\0';
+        }
+        long want = 0;
+        const char *cl = strcasestr(buf, "\r\nContent-Length:");
+        if (cl)
+            want = strtol(cl + 17, NULL, 10);
+        size_t have = end ? len - (size_t)(end + 4 - buf) : 0;
+        while (end && (long)have < want) {
+            char sink[4096];
+            ssize_t got = read(c, sink, sizeof sink);
+            if (got <= 0)
+                break;
+            have += (size_t)got;
+        }
+        int i = s->n_requests < 16 ? s->n_requests : 15;
+        const char *key = strcasestr(buf, "\r\nIdempotency-Key:");
+        s->keys[i][0] = '\0';
+        if (key) {
+            key += 18;
+            key += strspn(key, " ");
+            snprintf(s->keys[i], sizeof s->keys[i], "%.*s", (int)strcspn(key, "\r\n"), key);
+        }
+        s->body_len[i] = (long)have;
+        const char *reply =
+            s->n_requests < s->n_429
+                ? "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Type: "
+                  "application/json\r\nConnection: close\r\nContent-Length: 112\r\n\r\n"
+                  "{\"error\":{\"message\":\"too many writes\",\"type\":\"invalid_request_error\","
+                  "\"param\":null,\"code\":\"rate_limit_exceeded\"}}"
+                : "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: "
+                  "close\r\nContent-Length: 27\r\n\r\n{\"id\":7,\"object\":\"project\"}";
+        ssize_t w = write(c, reply, strlen(reply));
+        (void)w;
+        s->n_requests++;
+        close(c);
+    }
+}
+
+static void fake_server_start(fake_server *s, pthread_t *t, int n_429) {
+    memset(s, 0, sizeof *s);
+    s->n_429 = n_429;
+    s->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(s->fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    ck_assert_int_eq(listen(s->fd, 8), 0);
+    socklen_t len = sizeof addr;
+    getsockname(s->fd, (struct sockaddr *)&addr, &len);
+    s->port = ntohs(addr.sin_port);
+    ck_assert_int_eq(pthread_create(t, NULL, fake_server_run, s), 0);
+}
+
+static void fake_server_stop(fake_server *s, pthread_t t) {
+    shutdown(s->fd, SHUT_RDWR); /* accept returns */
+    pthread_join(t, NULL);
+    close(s->fd);
+}
+
+START_TEST(test_rlhfctl_retries_429) {
+    char home[] = "/tmp/rlhfctl-test-XXXXXX", url[64], file[128];
+    ck_assert_ptr_nonnull(mkdtemp(home));
+    fake_server s;
+    pthread_t t;
+    /* Two 429s, then 200: three requests, one key. */
+    fake_server_start(&s, &t, 2);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    const char *create[] = {"--url", url, "--token", "t", "projects", "create", "p", NULL};
+    ctl_result *r = ctl_run_env(home, NULL, create);
+    fake_server_stop(&s, t);
+    expect_code(r, 0);
+    ck_assert_int_eq(s.n_requests, 3);
+    ck_assert_msg(strncmp(s.keys[0], "rlhfctl-", 8) == 0 && strlen(s.keys[0]) == 40, "key '%s'",
+                  s.keys[0]);
+    ck_assert_str_eq(s.keys[1], s.keys[0]);
+    ck_assert_str_eq(s.keys[2], s.keys[0]);
+    ck_assert_int_eq(s.body_len[2], s.body_len[0]);
+    ck_assert_int_eq(count_of(r->err, "rate limited (HTTP 429)"), 2);
+    ck_assert_msg(strstr(r->err, "attempt 3 of 5"), "%s", r->err);
+    free(r);
+
+    /* An upload from a file is sent again whole, under the same key. */
+    fake_server_start(&s, &t, 1);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    snprintf(file, sizeof file, "%s/rows.jsonl", home);
+    write_file(file, "{\"prompt\":\"a\",\"response\":\"b\"}\n");
+    const char *upload[] = {"--url", url, "--token", "t", "datasets", "upload", "1", file, NULL};
+    r = ctl_run_env(home, NULL, upload);
+    fake_server_stop(&s, t);
+    expect_code(r, 0);
+    ck_assert_int_eq(s.n_requests, 2);
+    ck_assert_str_eq(s.keys[1], s.keys[0]);
+    ck_assert_int_eq(s.body_len[0], 30);
+    ck_assert_int_eq(s.body_len[1], 30);
+    free(r);
+
+    /* Always 429: five attempts, then the API error (exit 3). */
+    fake_server_start(&s, &t, 1000);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", s.port);
+    const char *again[] = {"--url", url, "--token", "t", "projects", "create", "p", NULL};
+    r = ctl_run_env(home, NULL, again);
+    fake_server_stop(&s, t);
+    expect_code(r, 3);
+    ck_assert_int_eq(s.n_requests, 5);
+    ck_assert_msg(strstr(r->err, "rate_limit_exceeded"), "%s", r->err);
+    free(r);
+    unlink(file);
+    rmdir(home);
+}
+END_TEST
+
 Suite *rlhfctl_suite(void) {
     Suite *s = suite_create("rlhfctl");
     TCase *tc = tcase_create("rlhfctl");
@@ -789,6 +1021,8 @@ Suite *rlhfctl_suite(void) {
     tcase_add_test(tc, test_rlhfctl_job_submit_and_watch);
     tcase_add_test(tc, test_rlhfctl_sft_from_dataset);
     tcase_add_test(tc, test_rlhfctl_watch_reconnects);
+    tcase_add_test(tc, test_rlhfctl_bulk_export_agreement);
+    tcase_add_test(tc, test_rlhfctl_retries_429);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "rlhfctl.h"
 #include "sha256.h"
@@ -175,25 +177,104 @@ static int finish_json(const rlhfctl *c, request *rq, CURLcode rc, growbuf *body
     return RLHFCTL_EXIT_OK;
 }
 
+/* ---- 429: wait Retry-After and retry ----------------------------------------------
+ *
+ * rlhfd answers 429 rate_limit_exceeded with Retry-After (whole seconds)
+ * when a token writes faster than --write-rate. Every POST carries an
+ * Idempotency-Key made once per call, so a retry after a 429 (or any
+ * retry) cannot create the thing twice: the server stores the first
+ * successful answer under the key and replays it. At most
+ * RETRY_429_ATTEMPTS tries in all; each wait is Retry-After capped at
+ * RETRY_429_MAX_WAIT_S (1 s when the header is missing or unreadable). */
+#define RETRY_429_ATTEMPTS   5
+#define RETRY_429_MAX_WAIT_S 60
+
+/* "rlhfctl-" and 32 random hex digits. */
+static void make_idempotency_key(char out[48]) {
+    unsigned char bytes[16] = {0};
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = f ? fread(bytes, 1, sizeof bytes, f) : 0;
+    if (f)
+        fclose(f);
+    if (got != sizeof bytes) { /* no /dev/urandom: time and pid, still unique enough */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t mix[2] = {(uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+                           (uint64_t)getpid()};
+        memcpy(bytes, mix, sizeof bytes);
+    }
+    int n = snprintf(out, 48, "rlhfctl-");
+    for (size_t i = 0; i < sizeof bytes; i++)
+        n += snprintf(out + n, 48 - (size_t)n, "%02x", bytes[i]);
+}
+
+static size_t on_header_retry_after(char *data, size_t size, size_t n, void *arg) {
+    long *retry_after = arg;
+    const size_t len = size * n;
+    static const char name[] = "retry-after:";
+    if (len > sizeof name - 1 && strncasecmp(data, name, sizeof name - 1) == 0) {
+        char *end;
+        long v = strtol(data + sizeof name - 1, &end, 10);
+        *retry_after = v >= 0 && end != data + sizeof name - 1 ? v : -1;
+    }
+    return len;
+}
+
+/* After a 429 on attempt (1-based): waits and returns 1 if another try is
+ * allowed, else 0. */
+static int wait_after_429(long retry_after, int attempt) {
+    if (attempt >= RETRY_429_ATTEMPTS)
+        return 0;
+    long wait = retry_after < 0                      ? 1
+                : retry_after > RETRY_429_MAX_WAIT_S ? RETRY_429_MAX_WAIT_S
+                                                     : retry_after;
+    fprintf(stderr,
+            "rlhfctl: rate limited (HTTP 429); retrying in %ld s with the same Idempotency-Key "
+            "(attempt %d of %d)\n",
+            wait, attempt + 1, RETRY_429_ATTEMPTS);
+    struct timespec ts = {.tv_sec = wait};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 1;
+}
+
 int api_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
                 json_t **out) {
-    request rq;
-    request_init(&rq, c, method, path);
-    growbuf reply = {0};
-    char *text = NULL;
-    if (body) {
-        text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        rq.headers = curl_slist_append(rq.headers, "Content-Type: application/json");
-        curl_easy_setopt(rq.curl, CURLOPT_POSTFIELDS, text);
-        curl_easy_setopt(rq.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
+    char key[48], key_header[80];
+    const int post = strcmp(method, "POST") == 0;
+    if (post) {
+        make_idempotency_key(key);
+        snprintf(key_header, sizeof key_header, "Idempotency-Key: %s", key);
     }
-    curl_easy_setopt(rq.curl, CURLOPT_WRITEFUNCTION, on_write_growbuf);
-    curl_easy_setopt(rq.curl, CURLOPT_WRITEDATA, &reply);
-    CURLcode rc = request_perform(&rq);
-    int result = finish_json(c, &rq, rc, &reply, out);
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    int result = RLHFCTL_EXIT_OK;
+    for (int attempt = 1;; attempt++) {
+        request rq;
+        request_init(&rq, c, method, path);
+        growbuf reply = {0};
+        long retry_after = -1;
+        if (post)
+            rq.headers = curl_slist_append(rq.headers, key_header);
+        if (text) {
+            rq.headers = curl_slist_append(rq.headers, "Content-Type: application/json");
+            curl_easy_setopt(rq.curl, CURLOPT_POSTFIELDS, text);
+            curl_easy_setopt(rq.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
+        }
+        curl_easy_setopt(rq.curl, CURLOPT_WRITEFUNCTION, on_write_growbuf);
+        curl_easy_setopt(rq.curl, CURLOPT_WRITEDATA, &reply);
+        curl_easy_setopt(rq.curl, CURLOPT_HEADERFUNCTION, on_header_retry_after);
+        curl_easy_setopt(rq.curl, CURLOPT_HEADERDATA, &retry_after);
+        CURLcode rc = request_perform(&rq);
+        const int again =
+            rc == CURLE_OK && request_status(&rq) == 429 && wait_after_429(retry_after, attempt);
+        if (!again)
+            result = finish_json(c, &rq, rc, &reply, out);
+        growbuf_free(&reply);
+        request_free(&rq);
+        if (!again)
+            break;
+    }
     free(text);
-    growbuf_free(&reply);
-    request_free(&rq);
     return result;
 }
 
@@ -222,31 +303,47 @@ int api_upload(const rlhfctl *c, const char *path, const char *file, json_t **ou
     }
     struct stat st;
     const int sized = fstat(fileno(src.f), &st) == 0 && S_ISREG(st.st_mode);
-    request rq;
-    request_init(&rq, c, "POST", path);
-    growbuf reply = {0};
-    rq.headers = curl_slist_append(rq.headers, "Content-Type: application/jsonl");
-    curl_easy_setopt(rq.curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(rq.curl, CURLOPT_READFUNCTION, on_read_file);
-    curl_easy_setopt(rq.curl, CURLOPT_READDATA, &src);
-    if (sized)
-        curl_easy_setopt(rq.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)st.st_size);
-    else /* a pipe: length unknown */
-        rq.headers = curl_slist_append(rq.headers, "Transfer-Encoding: chunked");
-    curl_easy_setopt(rq.curl, CURLOPT_WRITEFUNCTION, on_write_growbuf);
-    curl_easy_setopt(rq.curl, CURLOPT_WRITEDATA, &reply);
-    CURLcode rc = request_perform(&rq);
+    char key[48], key_header[80];
+    make_idempotency_key(key);
+    snprintf(key_header, sizeof key_header, "Idempotency-Key: %s", key);
     int result;
-    if (src.read_errno) {
-        fprintf(stderr, "rlhfctl: reading %s failed: %s\n", file, strerror(src.read_errno));
-        result = RLHFCTL_EXIT_USAGE;
-    } else {
-        result = finish_json(c, &rq, rc, &reply, out);
+    /* A 429 is retried only for a regular file (it can be read again). */
+    for (int attempt = 1;; attempt++) {
+        request rq;
+        request_init(&rq, c, "POST", path);
+        growbuf reply = {0};
+        long retry_after = -1;
+        rq.headers = curl_slist_append(rq.headers, key_header);
+        rq.headers = curl_slist_append(rq.headers, "Content-Type: application/jsonl");
+        curl_easy_setopt(rq.curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(rq.curl, CURLOPT_READFUNCTION, on_read_file);
+        curl_easy_setopt(rq.curl, CURLOPT_READDATA, &src);
+        if (sized)
+            curl_easy_setopt(rq.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)st.st_size);
+        else /* a pipe: length unknown */
+            rq.headers = curl_slist_append(rq.headers, "Transfer-Encoding: chunked");
+        curl_easy_setopt(rq.curl, CURLOPT_WRITEFUNCTION, on_write_growbuf);
+        curl_easy_setopt(rq.curl, CURLOPT_WRITEDATA, &reply);
+        curl_easy_setopt(rq.curl, CURLOPT_HEADERFUNCTION, on_header_retry_after);
+        curl_easy_setopt(rq.curl, CURLOPT_HEADERDATA, &retry_after);
+        CURLcode rc = request_perform(&rq);
+        int again = 0;
+        if (src.read_errno) {
+            fprintf(stderr, "rlhfctl: reading %s failed: %s\n", file, strerror(src.read_errno));
+            result = RLHFCTL_EXIT_USAGE;
+        } else {
+            again = sized && rc == CURLE_OK && request_status(&rq) == 429 &&
+                    fseek(src.f, 0, SEEK_SET) == 0 && wait_after_429(retry_after, attempt);
+            if (!again)
+                result = finish_json(c, &rq, rc, &reply, out);
+        }
+        growbuf_free(&reply);
+        request_free(&rq);
+        if (!again)
+            break;
     }
     if (src.f != stdin)
         fclose(src.f);
-    growbuf_free(&reply);
-    request_free(&rq);
     return result;
 }
 

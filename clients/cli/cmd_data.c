@@ -470,3 +470,93 @@ int cmd_status(const rlhfctl *c, const cli_args *a) {
     (void)a;
     return cmd_request(c, "GET", "/readyz", NULL, print_status);
 }
+
+/* ---- bulk comparisons, exports, agreement -------------------------------------------- */
+
+static void print_bulk(const json_t *reply) {
+    printf("added %" JSON_INTEGER_FORMAT " comparisons to project %" JSON_INTEGER_FORMAT ":",
+           json_integer_value(json_object_get(reply, "n_comparisons")),
+           json_integer_value(json_object_get(reply, "project_id")));
+    size_t i;
+    json_t *id;
+    json_array_foreach(json_object_get(reply, "ids"), i, id)
+        printf(" %" JSON_INTEGER_FORMAT, json_integer_value(id));
+    putchar('\n');
+}
+
+/* comparisons bulk PROJECT FILE: a JSON array or JSONL of comparisons,
+ * stored all or nothing (the server names the first bad one). */
+int cmd_comparisons_bulk(const rlhfctl *c, const cli_args *a) {
+    char path[96];
+    if (!cmd_id_path(a, 0, "project ID", "projects", "/comparisons/bulk", path, sizeof path))
+        return RLHFCTL_EXIT_USAGE;
+    json_t *reply = NULL;
+    int rc = api_upload(c, path, a->pos[1], &reply);
+    if (rc == RLHFCTL_EXIT_OK)
+        output_reply(c, reply, print_bulk);
+    return rc;
+}
+
+/* projects export ID [--rankings] [-o FILE]: pairs.jsonl (TRL pairs, ready
+ * for `datasets upload`) or rankings.jsonl, to FILE or stdout. */
+int cmd_projects_export(const rlhfctl *c, const cli_args *a) {
+    char path[96];
+    const int rankings = cli_flag(a, "rankings");
+    if (!cmd_id_path(a, 0, "project ID", "projects", rankings ? "/rankings.jsonl" : "/pairs.jsonl",
+                     path, sizeof path))
+        return RLHFCTL_EXIT_USAGE;
+    const char *file = cli_opt(a, "output");
+    if (file == NULL)
+        file = cli_opt(a, "o");
+    FILE *to = file && strcmp(file, "-") != 0 ? fopen(file, "wb") : stdout;
+    if (to == NULL) {
+        fprintf(stderr, "rlhfctl: cannot write %s: %s\n", file, strerror(errno));
+        return RLHFCTL_EXIT_USAGE;
+    }
+    char sha[65], header[80];
+    int rc = api_download(c, path, to, sha, header);
+    if (to != stdout) {
+        if (fclose(to) != 0 && rc == RLHFCTL_EXIT_OK) {
+            fprintf(stderr, "rlhfctl: writing %s failed: %s\n", file, strerror(errno));
+            rc = RLHFCTL_EXIT_USAGE;
+        }
+        if (rc != RLHFCTL_EXIT_OK)
+            unlink(file); /* no half-written export left behind */
+    } else {
+        fflush(stdout);
+    }
+    return rc;
+}
+
+static void print_agreement(const json_t *r) {
+    const json_t *alpha = json_object_get(json_object_get(r, "krippendorff_alpha"), "value");
+    const json_t *w = json_object_get(json_object_get(r, "kendall_w"), "mean");
+    printf("project %" JSON_INTEGER_FORMAT ": %" JSON_INTEGER_FORMAT
+           " rankings, %" JSON_INTEGER_FORMAT " skips\n",
+           json_integer_value(json_object_get(r, "project_id")),
+           json_integer_value(json_object_get(r, "n_rankings")),
+           json_integer_value(json_object_get(r, "n_skipped")));
+    if (json_is_number(alpha))
+        printf("Krippendorff's alpha (ordinal): %.4f\n", json_number_value(alpha));
+    else
+        printf("Krippendorff's alpha (ordinal): undefined (needs 2 rankings of a comparison)\n");
+    if (json_is_number(w))
+        printf(
+            "Kendall's W (mean over %" JSON_INTEGER_FORMAT " comparisons): %.4f\n",
+            json_integer_value(json_object_get(json_object_get(r, "kendall_w"), "n_comparisons")),
+            json_number_value(w));
+    else
+        printf("Kendall's W: undefined\n");
+    static const column cols[] = {
+        {"ANNOTATOR", "annotator", COLUMN_KIND_TEXT},
+        {"RANKED", "n_ranked", COLUMN_KIND_TEXT},
+        {"SKIPPED", "n_skipped", COLUMN_KIND_TEXT},
+        {"COMPARED", "n_compared", COLUMN_KIND_TEXT},
+        {"AGREEMENT", "mean_pair_agreement", COLUMN_KIND_TEXT},
+    };
+    table_print(stdout, json_object_get(r, "annotators"), cols, sizeof cols / sizeof cols[0]);
+}
+
+int cmd_projects_agreement(const rlhfctl *c, const cli_args *a) {
+    return cmd_request_id(c, a, "GET", "project ID", "projects", "/agreement", print_agreement);
+}
