@@ -318,6 +318,7 @@ START_TEST(test_bulk_export_agreement) {
     ck_assert_double_eq_tol(json_real_value(json_object_get(w, "mean")), HAND_W, 1e-12);
     ck_assert_int_eq(json_integer_value(json_object_get(r->json, "n_rankings")), 5);
     ck_assert_int_eq(json_integer_value(json_object_get(r->json, "n_skipped")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "n_comparisons_ranked")), 2);
     json_t *anns = json_object_get(r->json, "annotators");
     ck_assert_int_eq(json_array_size(anns), 3);
     size_t i;

@@ -13,6 +13,7 @@
  *   1 POST /v1/jobs              5 POST /v1/datasets/N/upload, format sft
  *   2 POST /v1/datasets          6 ... format preference
  *   3 POST /v1/projects/1/comparisons   7 ... format prompts
+ *   byte 0 = 0xff: POST /v1/projects/1/comparisons/bulk (JSON array or JSONL)
  * Uploads go to a fresh empty dataset each time; comparison 1 (3
  * candidates, ids 1..3) loses its rankings before each input. Everything
  * else accumulates in the database, as it would in a running daemon.
@@ -248,7 +249,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char *const formats[] = {"sft", "preference", "prompts"};
     char url[96];
     sqlite3 *db = db_pool_acquire(&srv.pool);
-    switch (data[0] % 8) {
+    switch (data[0] == 0xff ? 8 : data[0] % 8) {
+        case 8:
+            snprintf(url, sizeof url, "/v1/projects/1/comparisons/bulk");
+            break;
         case 0:
             snprintf(url, sizeof url, "/v1/tokens");
             break;
