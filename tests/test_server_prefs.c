@@ -253,6 +253,18 @@ START_TEST(test_bulk_export_agreement) {
     expect_error(r, 400, "invalid_value", "[1].candidates[1].text");
     reply_free(r);
     call_expect_error(&d, "POST", bulk, d.admin, "[]", 400, "invalid_value", NULL);
+    /* Sampled items: checked like the single route, under their index;
+     * at most 16 per request. */
+    call_expect_error(&d, "POST", bulk, d.admin,
+                      "[{\"prompt\":\"x\",\"candidates\":[{\"text\":\"1\"},{\"text\":\"2\"}]},"
+                      "{\"prompt\":\"y\",\"sample\":{\"checkpoint_id\":999}}]",
+                      400, "checkpoint_not_found", "[1].sample.checkpoint_id");
+    char sampled[17 * 64] = "[";
+    for (int i = 0; i < 17; i++)
+        strcat(sampled, i ? ",{\"prompt\":\"p\",\"sample\":{\"checkpoint_id\":1}}"
+                          : "{\"prompt\":\"p\",\"sample\":{\"checkpoint_id\":1}}");
+    strcat(sampled, "]");
+    call_expect_error(&d, "POST", bulk, d.admin, sampled, 400, "too_many_sampled", NULL);
     call_expect_error(&d, "POST", bulk, d.admin, "{\"prompt\":\"x\",\"bogus\":1}\n", 400,
                       "unknown_parameter", "[0].bogus");
     call_expect_error(&d, "POST", bulk, d.admin, "{\"prompt\":\n", 400, "invalid_json", NULL);
