@@ -994,11 +994,13 @@ enum MHD_Result route_pairs_list(request *r) {
 
 /* The export is streamed: each time MHD wants bytes, the next EXPORT_CHUNK
  * rows after the last id sent are read on a pooled connection (held only
- * for that read, like the job event stream), so neither the whole export
+ * for that read, like the job event stream; at most EXPORT_CHUNK_BYTES of
+ * lines plus one row are held), so neither the whole export
  * nor a connection is held while a slow client reads. Rows come in id
  * order, each exactly once; rows committed while the export runs appear if
  * their id is above the ones already sent. */
-#define EXPORT_CHUNK 256
+#define EXPORT_CHUNK       256
+#define EXPORT_CHUNK_BYTES (1 << 20)
 
 typedef struct export_stream {
     server *srv;
@@ -1085,7 +1087,9 @@ static int export_fill(export_stream *s) {
         sqlite3_bind_int64(st, 1, s->project_id);
         sqlite3_bind_int64(st, 2, s->last_id);
         sqlite3_bind_int(st, 3, EXPORT_CHUNK);
-        while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        /* A chunk ends after EXPORT_CHUNK rows or EXPORT_CHUNK_BYTES of
+         * lines (texts may be up to 1 MiB each), whichever comes first. */
+        while (ok && s->len < EXPORT_CHUNK_BYTES && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             s->last_id = sqlite3_column_int64(st, 0);
             n++;
             ok =
@@ -1096,13 +1100,13 @@ static int export_fill(export_stream *s) {
                                                (const char *)sqlite3_column_text(st, 2), "rejected",
                                                (const char *)sqlite3_column_text(st, 3))) == 0;
         }
-        ok = ok && rc == SQLITE_DONE;
+        ok = ok && (rc == SQLITE_DONE || rc == SQLITE_ROW);
     }
     if (st)
         db_cached_done(st);
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     db_pool_release(&s->srv->pool, db);
-    s->ended = n < EXPORT_CHUNK;
+    s->ended = n < EXPORT_CHUNK && rc == SQLITE_DONE;
     return ok ? 0 : -1;
 }
 

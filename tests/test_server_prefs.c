@@ -418,6 +418,60 @@ START_TEST(test_bulk_export_agreement) {
 }
 END_TEST
 
+/* An export longer than one read chunk (256 rows): 100 comparisons of 3
+ * candidates, each ranked strictly by one annotator, give 300 pairs; every
+ * one comes exactly once, in order. */
+START_TEST(test_export_spans_chunks) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    http_reply *r =
+        expect_ok(http(&d, "POST", "/v1/projects", d.admin, "{\"name\":\"c\",\"k\":3}", NULL));
+    int64_t project = json_integer_value(json_object_get(r->json, "id"));
+    reply_free(r);
+    char path[96], *body = malloc(100 * 96 + 4);
+    size_t at = 0;
+    for (int i = 0; i < 100; i++)
+        at += (size_t)sprintf(body + at,
+                              "{\"prompt\":\"p%d\",\"candidates\":[{\"text\":\"a\"},{\"text\":"
+                              "\"b\"},{\"text\":\"c\"}]}\n",
+                              i);
+    snprintf(path, sizeof path, "/v1/projects/%lld/comparisons/bulk", (long long)project);
+    r = expect_ok(http(&d, "POST", path, d.admin, body, NULL));
+    json_t *ids = json_incref(json_object_get(r->json, "ids"));
+    reply_free(r);
+    ck_assert_int_eq(json_array_size(ids), 100);
+    for (size_t i = 0; i < 100; i++) {
+        int64_t c = json_integer_value(json_array_get(ids, i));
+        int64_t a = db_int(&d, "SELECT min(id) FROM candidates WHERE comparison_id = ?1", c);
+        char order[96];
+        snprintf(order, sizeof order, "{\"order\":[[%lld],[%lld],[%lld]]}", (long long)a,
+                 (long long)a + 1, (long long)a + 2);
+        rank(&d, c, d.admin, order);
+    }
+    json_decref(ids);
+    snprintf(path, sizeof path, "/v1/projects/%lld/pairs.jsonl", (long long)project);
+    r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    ck_assert_int_eq(count_lines(r->body, r->body_len), 300);
+    /* Line 3i..3i+2 are comparison i's a>b, a>c, b>c. */
+    char *line = r->body;
+    for (int i = 0; i < 300; i++) {
+        char want[96];
+        static const char *const pairs[3][2] = {{"a", "b"}, {"a", "c"}, {"b", "c"}};
+        int n = snprintf(want, sizeof want,
+                         "{\"prompt\":\"p%d\",\"chosen\":\"%s\",\"rejected\":\"%s\"}\n", i / 3,
+                         pairs[i % 3][0], pairs[i % 3][1]);
+        ck_assert_msg(strncmp(line, want, (size_t)n) == 0, "line %d: %.80s, want %s", i, line,
+                      want);
+        line += n;
+    }
+    reply_free(r);
+    free(body);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *server_prefs_suite(void) {
     Suite *s = suite_create("server_prefs");
     TCase *tc = tcase_create("agreement");
@@ -426,6 +480,7 @@ Suite *server_prefs_suite(void) {
     suite_add_tcase(s, tc);
     TCase *routes = tcase_create("routes");
     tcase_add_test(routes, test_bulk_export_agreement);
+    tcase_add_test(routes, test_export_spans_chunks);
     tcase_set_timeout(routes, 60);
     suite_add_tcase(s, routes);
     return s;
