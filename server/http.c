@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "metrics.h"
+#include "db.h"
 #include "ratelimit.h"
 #include "routes.h"
 #include "writer.h"
@@ -170,8 +171,13 @@ static enum MHD_Result reply_error_v(request *r, unsigned status, const char *co
                                      va_list ap) {
     char message[1024];
     vsnprintf(message, sizeof message, fmt, ap);
-    json_t *err = json_pack("{s:s, s:s, s:s?, s:s}", "message", message, "type", error_type(status),
-                            "param", param, "code", code);
+    /* A reply must be valid UTF-8 (json_pack refuses anything else): the
+     * message may quote request bytes (jansson's parse errors do) or be cut
+     * inside a character by the buffer. */
+    char *clean = db_utf8_clean(message, strlen(message));
+    json_t *err = json_pack("{s:s, s:s, s:s?, s:s}", "message", clean ? clean : "(unprintable)",
+                            "type", error_type(status), "param", param, "code", code);
+    free(clean);
     if (extra != NULL)
         json_object_update(err, extra);
     json_decref(extra);

@@ -442,18 +442,10 @@ enum MHD_Result route_comparisons_create(request *r) {
 #define BULK_MAX_ITEMS   1000
 #define BULK_MAX_SAMPLED 16
 
-/* jansson's error text quotes the input near the error, which may end
- * inside a UTF-8 sequence; a reply must be valid UTF-8. */
-static void clean_utf8(const char *raw, char *out, size_t len) {
-    char *clean = db_utf8_clean(raw, strlen(raw));
-    snprintf(out, len, "%s", clean ? clean : "not valid JSON");
-    free(clean);
-}
-
 /* The body's items as a JSON array (JSON array or JSONL): NULL after
  * replying 400. */
 static json_t *bulk_items(request *r, enum MHD_Result *replied) {
-    char raw[256], err[3 * 256 + 1], param[256]; /* err: each bad byte may become U+FFFD */
+    char err[256], param[256];
     const char *p = r->body ? r->body : "";
     size_t len = r->body_len;
     size_t at = 0;
@@ -465,8 +457,7 @@ static json_t *bulk_items(request *r, enum MHD_Result *replied) {
         return NULL;
     }
     if (p[at] == '[') {
-        json_t *items = http_json_parse(p, len, raw, sizeof raw, param, sizeof param);
-        clean_utf8(raw, err, sizeof err);
+        json_t *items = http_json_parse(p, len, err, sizeof err, param, sizeof param);
         if (items == NULL || !json_is_array(items)) {
             json_decref(items);
             *replied = http_reply_error(r, 400, "invalid_json", param[0] ? param : NULL,
@@ -485,9 +476,8 @@ static json_t *bulk_items(request *r, enum MHD_Result *replied) {
         while (e > at && (p[e - 1] == '\r' || p[e - 1] == ' ' || p[e - 1] == '\t'))
             e--;
         if (e > at) {
-            json_t *item = http_json_parse(p + at, e - at, raw, sizeof raw, param, sizeof param);
+            json_t *item = http_json_parse(p + at, e - at, err, sizeof err, param, sizeof param);
             if (item == NULL) {
-                clean_utf8(raw, err, sizeof err);
                 json_decref(items);
                 *replied = http_reply_error_with(r, 400, "invalid_json", param[0] ? param : NULL,
                                                  json_pack("{s:I}", "line", (json_int_t)line),
