@@ -229,6 +229,10 @@ def write_svg(path, curves, title):
                    for _, e in c["points"]]
             out.append('<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>'.format(
                 colours[key], " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)))
+            if key == "gold" and len(pts) <= 20:  # few points: name each by its PPO update
+                for (step, _), (x, y) in zip(c["points"], pts):
+                    out.append(f'<text x="{x + 5:.1f}" y="{y + 13:.1f}" fill="#888" '
+                               f'font-size="9">{step}</text>')
             for x, y in pts:
                 if key == "gold":
                     out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" '
