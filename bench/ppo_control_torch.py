@@ -76,6 +76,7 @@ DEFAULTS = {
     "eval_interval": 1,  # updates between evaluations; 0 = never
     "eval_episodes": 100,
     "target_return": 0.0,  # 0 = off
+    "checkpoint_interval": 0,  # rlhf-train's resumable checkpoints; the reference writes none
 }
 
 USAGE = (
@@ -198,6 +199,8 @@ def validate(c):
         raise ConfigError("activation must be 'tanh' or 'relu'")
     if c["eval_interval"] < 0 or c["eval_episodes"] < 1:
         raise ConfigError("eval_interval must be >= 0 and eval_episodes >= 1")
+    if c["checkpoint_interval"] != 0:
+        raise ConfigError("checkpoint_interval: the reference writes no checkpoints (0 only)")
     for key in ("learning_rate", "adam_eps"):
         if not c[key] > 0:
             raise ConfigError(f"{key} must be > 0")

@@ -22,7 +22,8 @@ typedef struct env_spec {
     int32_t obs_dim;           /* length of the observation vector */
     int32_t n_actions;         /* discrete actions 0..n_actions-1 */
     int32_t max_episode_steps; /* TimeLimit: truncate after this many steps */
-    size_t state_bytes;        /* size of the opaque per-env state */
+    size_t state_bytes;        /* size of the opaque per-env state: a whole number of
+                                * doubles, which is how checkpoints save it */
     float max_step_reward;     /* no step pays more: bounds the best return still reachable */
     /* Draws an initial state from rng and writes the first observation. */
     void (*reset)(void *state, rng_state *rng, float *obs);

@@ -13,8 +13,7 @@ static int ppo_control_validate_any(const void *cfg, char *err, size_t errlen) {
 
 static int ppo_control_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                            size_t errlen) {
-    (void)in;
-    return ppo_control_train(cfg, sink, NULL, err, errlen);
+    return ppo_control_train_resume(cfg, in->resume_checkpoint, sink, NULL, err, errlen);
 }
 
 static const char *const ppo_control_headline[] = {

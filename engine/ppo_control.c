@@ -12,6 +12,7 @@
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "train_state.h"
 
 /* ==== hyperparameters ======================================================== */
 
@@ -61,6 +62,10 @@ static const hparam_def ppo_control_defs[] = {
      "Episodes per greedy evaluation, run in parallel."},
     {"target_return", HPARAM_FLOAT, F(target_return), 0, -1e9, 1e9, NULL,
      "Stop once a greedy evaluation's mean return reaches this (0 = off; needs eval_interval)."},
+    {"checkpoint_interval", HPARAM_INT, F(checkpoint_interval), 0, 0, 1e9, NULL,
+     "Every this many updates, a checkpoint with the training state (optimizer, RNGs, "
+     "environments) that can resume the run; 0 = only at the end. A stopped run's checkpoint "
+     "can resume too."},
 };
 #undef F
 
@@ -184,7 +189,10 @@ typedef struct ppo_run {
     double episode_lengths[EPISODE_WINDOW];
     int64_t episodes;
     int64_t global_step;
-    int64_t adam_t; /* optimizer steps so far (Adam's t) */
+    int64_t adam_t;     /* optimizer steps so far (Adam's t) */
+    int64_t update;     /* PPO updates done */
+    int64_t evals;      /* greedy evaluations done (each seeds its envs by its index) */
+    double eval_return; /* the last complete evaluation's mean return, NAN if none */
 } ppo_run;
 
 /* Carves aligned pieces out of one block; with base NULL it only measures. */
@@ -298,7 +306,22 @@ static int run_init(ppo_run *run, const ppo_control_config *cfg, char *err, size
     rng_seed(&run->policy_rng, (uint64_t)cfg->seed, 0xA0000002u);
     rng_seed(&run->shuffle_rng, (uint64_t)cfg->seed, 0xA0000003u);
     ac_model_init_params(&run->model, run->params, &init_rng);
+    run->eval_return = NAN;
     return 0;
+}
+
+static int64_t count_updates(const ppo_control_config *cfg, int batch) {
+    return cfg->total_steps / batch > 0 ? cfg->total_steps / batch : 1;
+}
+
+/* Mean return and length of the recent training episodes (episodes > 0). */
+static void episode_means(const ppo_run *run, double *ret, double *len) {
+    const int have = run->episodes < EPISODE_WINDOW ? (int)run->episodes : EPISODE_WINDOW;
+    double r = 0.0, l = 0.0;
+    for (int i = 0; i < have; i++)
+        r += run->episode_returns[i], l += run->episode_lengths[i];
+    *ret = r / have;
+    *len = l / have;
 }
 
 static double now_s(void) {
@@ -540,7 +563,10 @@ static double explained_variance(const float *pred, const float *target, int n) 
     return vy == 0.0 ? NAN : 1.0 - vd / vy;
 }
 
-#define CHECKPOINT_MAX_TENSORS (2 * (2 * AC_MAX_HIDDEN_LAYERS + 2))
+/* ==== checkpoints ======================================================================= */
+
+/* The policy's tensors plus, with training state, three more. */
+#define CHECKPOINT_MAX_TENSORS (2 * (2 * AC_MAX_HIDDEN_LAYERS + 2) + 3)
 
 typedef struct checkpoint_names {
     safetensors_tensor tensors[CHECKPOINT_MAX_TENSORS];
@@ -566,34 +592,131 @@ static void add_dense(checkpoint_names *c, const float *params, const ac_dense *
     }
 }
 
-/* The policy as safetensors with the names PyTorch gives CleanRL's Agent
- * (nn.Sequential indices: actor.0, actor.2, ... with the head last); a shared
- * trunk is "trunk.{i}" with "actor_head" and "critic_head". */
-static int emit_checkpoint(ppo_run *run, const train_sink *sink) {
+/* The policy with the names PyTorch gives CleanRL's Agent (nn.Sequential
+ * indices: actor.0, actor.2, ... with the head last); a shared trunk is
+ * "trunk.{i}" with "actor_head" and "critic_head". Each tensor's data
+ * points into run->params. */
+static void policy_tensors(const ppo_run *run, checkpoint_names *c) {
     const ac_model *m = &run->model;
     const int L = m->hidden_layers;
-    checkpoint_names c = {.count = 0};
+    c->count = 0;
     const char *actor = m->shared_trunk ? "trunk" : "actor";
     for (int l = 0; l < L; l++)
-        add_dense(&c, run->params, &m->actor_trunk[l], actor, 2 * l);
+        add_dense(c, run->params, &m->actor_trunk[l], actor, 2 * l);
     if (!m->shared_trunk)
         for (int l = 0; l < L; l++)
-            add_dense(&c, run->params, &m->critic_trunk[l], "critic", 2 * l);
-    add_dense(&c, run->params, &m->actor_head, m->shared_trunk ? "actor_head" : "actor",
+            add_dense(c, run->params, &m->critic_trunk[l], "critic", 2 * l);
+    add_dense(c, run->params, &m->actor_head, m->shared_trunk ? "actor_head" : "actor",
               m->shared_trunk ? -1 : 2 * L);
-    add_dense(&c, run->params, &m->critic_head, m->shared_trunk ? "critic_head" : "critic",
+    add_dense(c, run->params, &m->critic_head, m->shared_trunk ? "critic_head" : "critic",
               m->shared_trunk ? -1 : 2 * L);
-    char hidden[24], layers[24];
+}
+
+/* The three tensors of the training state: Adam's moments and each env's
+ * current observation (the one the next rollout starts from). */
+static void state_tensors(const ppo_run *run, checkpoint_names *c) {
+    const int64_t P = run->model.n_params;
+    c->tensors[c->count++] = (safetensors_tensor){
+        .name = "training_state.adam_m", .data = run->adam_m, .ndim = 1, .shape = {P}};
+    c->tensors[c->count++] = (safetensors_tensor){
+        .name = "training_state.adam_v", .data = run->adam_v, .ndim = 1, .shape = {P}};
+    c->tensors[c->count++] = (safetensors_tensor){.name = "training_state.env_obs",
+                                                  .data = run->venv.obs,
+                                                  .ndim = 2,
+                                                  .shape = {run->N, run->obs_dim}};
+}
+
+/* Doubles in each env's opaque physics state (env.h: a whole number of them). */
+static int64_t env_state_doubles(const ppo_run *run) {
+    return (int64_t)run->N * (int64_t)(run->spec->state_bytes / sizeof(double));
+}
+
+enum { STATE_TEXTS = 8 };
+
+/* The training state's metadata values that are lists (malloc'd; all NULL
+ * on failure). */
+static int state_texts(const ppo_run *run, char *text[STATE_TEXTS]) {
+    const int64_t N = run->N, S = env_state_doubles(run);
+    double *states = malloc(sizeof(double) * (size_t)S);
+    int64_t *elapsed = malloc(sizeof(int64_t) * (size_t)N);
+    int ok = states != NULL && elapsed != NULL;
+    memset(text, 0, sizeof(char *) * STATE_TEXTS);
+    if (ok) {
+        memcpy(states, run->venv.states, sizeof(double) * (size_t)S);
+        for (int64_t n = 0; n < N; n++)
+            elapsed[n] = run->venv.elapsed[n];
+        text[0] = train_state_config_text(&ppo_control_hparams, run->cfg);
+        text[1] = train_state_format_rngs(&run->policy_rng, 1);
+        text[2] = train_state_format_rngs(&run->shuffle_rng, 1);
+        text[3] = train_state_format_rngs(run->venv.rngs, N);
+        text[4] = train_state_format_f64s(states, S);
+        text[5] = train_state_format_i64s(elapsed, N);
+        text[6] = train_state_format_f64s(run->venv.running_return, N);
+        /* the ring of recent episodes, slot by slot: returns then lengths */
+        double window[2 * EPISODE_WINDOW];
+        memcpy(window, run->episode_returns, sizeof run->episode_returns);
+        memcpy(window + EPISODE_WINDOW, run->episode_lengths, sizeof run->episode_lengths);
+        text[7] = train_state_format_f64s(window, 2 * EPISODE_WINDOW);
+        for (int i = 0; i < STATE_TEXTS; i++)
+            ok = ok && text[i] != NULL;
+    }
+    free(states);
+    free(elapsed);
+    if (!ok)
+        for (int i = 0; i < STATE_TEXTS; i++)
+            free(text[i]), text[i] = NULL;
+    return ok ? 0 : -1;
+}
+
+/* The policy as safetensors (policy_tensors' names, with the architecture in
+ * the metadata); with_state adds what a resume restores: tensors and
+ * metadata under "training_state.". */
+static int emit_checkpoint(const ppo_run *run, const train_sink *sink, bool with_state) {
+    const ac_model *m = &run->model;
+    checkpoint_names c;
+    policy_tensors(run, &c);
+    char hidden[24], layers[24], update[24], global_step[24], adam_t[24], evals[24], episodes[24],
+        eval_return[40];
     snprintf(hidden, sizeof hidden, "%d", m->hidden_size);
-    snprintf(layers, sizeof layers, "%d", L);
+    snprintf(layers, sizeof layers, "%d", m->hidden_layers);
+    char *text[STATE_TEXTS] = {NULL};
+    if (with_state) {
+        state_tensors(run, &c);
+        if (state_texts(run, text) != 0)
+            return -1;
+        snprintf(update, sizeof update, "%lld", (long long)run->update);
+        snprintf(global_step, sizeof global_step, "%lld", (long long)run->global_step);
+        snprintf(adam_t, sizeof adam_t, "%lld", (long long)run->adam_t);
+        snprintf(evals, sizeof evals, "%lld", (long long)run->evals);
+        snprintf(episodes, sizeof episodes, "%lld", (long long)run->episodes);
+        snprintf(eval_return, sizeof eval_return, "%a", run->eval_return);
+    }
     const char *const meta[][2] = {{"format", "rlhfd.ppo_control.v1"},
                                    {"env", run->cfg->env},
                                    {"hidden_size", hidden},
                                    {"hidden_layers", layers},
                                    {"activation", run->cfg->activation},
-                                   {"shared_trunk", m->shared_trunk ? "true" : "false"}};
+                                   {"shared_trunk", m->shared_trunk ? "true" : "false"},
+                                   /* the training state */
+                                   {"training_state.update", update},
+                                   {"training_state.global_step", global_step},
+                                   {"training_state.adam_t", adam_t},
+                                   {"training_state.evals", evals},
+                                   {"training_state.eval_return", eval_return},
+                                   {"training_state.episodes", episodes},
+                                   {"training_state.episode_window", text[7]},
+                                   {"training_state.policy_rng", text[1]},
+                                   {"training_state.shuffle_rng", text[2]},
+                                   {"training_state.env_rngs", text[3]},
+                                   {"training_state.env_states", text[4]},
+                                   {"training_state.env_elapsed", text[5]},
+                                   {"training_state.env_running_return", text[6]},
+                                   {"training_state.config", text[0]}};
+    const int n_meta = with_state ? (int)(sizeof meta / sizeof meta[0]) : 6;
     size_t n_bytes = 0;
-    void *bytes = safetensors_serialize(c.tensors, c.count, meta, 6, &n_bytes);
+    void *bytes = safetensors_serialize(c.tensors, c.count, meta, n_meta, &n_bytes);
+    for (int i = 0; i < STATE_TEXTS; i++)
+        free(text[i]);
     if (bytes == NULL)
         return -1;
     int rc = sink_checkpoint(sink, run->global_step, bytes, n_bytes);
@@ -601,19 +724,131 @@ static int emit_checkpoint(ppo_run *run, const train_sink *sink) {
     return rc;
 }
 
+/* Loads tensor name of f into dst, which must have the given shape. */
+static int load_tensor(const safetensors_file *f, const safetensors_tensor *want, float *dst,
+                       char *err, size_t errlen) {
+    const safetensors_info *t = safetensors_find(f, want->name);
+    if (t == NULL) {
+        snprintf(err, errlen, "resume: the checkpoint has no tensor '%s'", want->name);
+        return -1;
+    }
+    int64_t n = 1;
+    for (int d = 0; d < want->ndim; d++)
+        n *= want->shape[d];
+    char why[256];
+    if (safetensors_check_shape(t, want->ndim, want->shape, why, sizeof why) != 0 ||
+        safetensors_load_f32(t, dst, n, why, sizeof why) != 0) {
+        snprintf(err, errlen, "resume: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Restores run (just initialised with the same config) from a checkpoint
+ * emit_checkpoint wrote with its training state. */
+static int restore_from(ppo_run *run, const safetensors_file *f, int64_t num_updates, char *err,
+                        size_t errlen) {
+    if (train_state_check_config(f, &ppo_control_hparams, run->cfg, err, errlen) != 0)
+        return -1;
+    checkpoint_names c;
+    policy_tensors(run, &c);
+    state_tensors(run, &c);
+    float *const dst[3] = {run->adam_m, run->adam_v, run->venv.obs};
+    for (int i = 0; i < c.count; i++) {
+        const int k = i - (c.count - 3);
+        float *to = k >= 0 ? dst[k] : run->params + (c.tensors[i].data - run->params);
+        if (load_tensor(f, &c.tensors[i], to, err, errlen) != 0)
+            return -1;
+    }
+    const int64_t N = run->N, S = env_state_doubles(run);
+    double *states = malloc(sizeof(double) * (size_t)S);
+    int64_t *elapsed = malloc(sizeof(int64_t) * (size_t)N);
+    if (states == NULL || elapsed == NULL) {
+        free(states), free(elapsed);
+        snprintf(err, errlen, "resume: out of memory");
+        return -1;
+    }
+    int ok = 1;
+    run->update = train_state_meta_i64(f, "training_state.update", &ok);
+    run->global_step = train_state_meta_i64(f, "training_state.global_step", &ok);
+    run->adam_t = train_state_meta_i64(f, "training_state.adam_t", &ok);
+    run->evals = train_state_meta_i64(f, "training_state.evals", &ok);
+    run->episodes = train_state_meta_i64(f, "training_state.episodes", &ok);
+    run->eval_return = train_state_meta_f64(f, "training_state.eval_return", &ok);
+    double window[2 * EPISODE_WINDOW];
+#define META(key) safetensors_metadata_get(f, "training_state." key)
+    ok = ok && train_state_parse_rngs(&run->policy_rng, 1, META("policy_rng")) == 0 &&
+         train_state_parse_rngs(&run->shuffle_rng, 1, META("shuffle_rng")) == 0 &&
+         train_state_parse_rngs(run->venv.rngs, N, META("env_rngs")) == 0 &&
+         train_state_parse_f64s(states, S, META("env_states")) == 0 &&
+         train_state_parse_i64s(elapsed, N, META("env_elapsed")) == 0 &&
+         train_state_parse_f64s(run->venv.running_return, N, META("env_running_return")) == 0 &&
+         train_state_parse_f64s(window, 2 * EPISODE_WINDOW, META("episode_window")) == 0;
+#undef META
+    for (int64_t n = 0; ok && n < N; n++) {
+        ok = elapsed[n] >= 0 && elapsed[n] < run->spec->max_episode_steps;
+        run->venv.elapsed[n] = (int32_t)elapsed[n];
+    }
+    if (ok) {
+        memcpy(run->venv.states, states, sizeof(double) * (size_t)S);
+        memcpy(run->episode_returns, window, sizeof run->episode_returns);
+        memcpy(run->episode_lengths, window + EPISODE_WINDOW, sizeof run->episode_lengths);
+    }
+    free(states), free(elapsed);
+    if (!ok) {
+        snprintf(err, errlen, "resume: the checkpoint's training state is incomplete or malformed");
+        return -1;
+    }
+    if (run->update > num_updates || run->global_step != run->update * run->batch ||
+        run->adam_t > run->update * run->cfg->update_epochs * run->cfg->num_minibatches) {
+        snprintf(err, errlen,
+                 "resume: the checkpoint's counters are inconsistent (update %lld, global_step "
+                 "%lld, adam_t %lld)",
+                 (long long)run->update, (long long)run->global_step, (long long)run->adam_t);
+        return -1;
+    }
+    return 0;
+}
+
+static int restore_state(ppo_run *run, const char *path, int64_t num_updates, char *err,
+                         size_t errlen) {
+    safetensors_file f;
+    if (safetensors_read_file(&f, path, err, errlen) != 0)
+        return -1;
+    const int rc = restore_from(run, &f, num_updates, err, errlen);
+    safetensors_free(&f);
+    return rc;
+}
+
 int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
                       ppo_control_result *result, char *err, size_t errlen) {
+    return ppo_control_train_resume(cfg, NULL, sink, result, err, errlen);
+}
+
+int ppo_control_train_resume(const ppo_control_config *cfg, const char *resume_checkpoint,
+                             const train_sink *sink, ppo_control_result *result, char *err,
+                             size_t errlen) {
     if (ppo_control_validate(cfg, err, errlen) != 0)
         return -1;
     ppo_run run;
     if (run_init(&run, cfg, err, errlen) != 0)
         return -1;
-    ppo_control_result res = {.eval_return = NAN};
-    const int64_t num_updates = cfg->total_steps / run.batch > 0 ? cfg->total_steps / run.batch : 1;
+    const int64_t num_updates = count_updates(cfg, run.batch);
+    if (resume_checkpoint != NULL &&
+        restore_state(&run, resume_checkpoint, num_updates, err, errlen) != 0) {
+        run_free(&run);
+        return -1;
+    }
+    ppo_control_result res = {
+        .eval_return = run.eval_return, .updates = run.update, .global_step = run.global_step};
+    if (run.episodes > 0) {
+        double len;
+        episode_means(&run, &res.episodic_return, &len);
+    }
+    const int64_t start_step = run.global_step;
     const double start = now_s();
     int rc = 0;
-    int64_t evals = 0;
-    for (int64_t update = 1; update <= num_updates; update++) {
+    for (int64_t update = run.update + 1; update <= num_updates; update++) {
         if (sink_should_stop(sink)) {
             res.stopped = true;
             break;
@@ -641,7 +876,7 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
             }
             kl_stop = cfg->target_kl > 0.0 && st.last_approx_kl > cfg->target_kl;
         }
-        res.updates = update;
+        run.update = res.updates = update;
         res.global_step = run.global_step;
         const double t_done = now_s();
         const double elapsed = t_done - start;
@@ -651,13 +886,11 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
         m[k++] = (sink_metric){"update", (double)update};
         m[k++] = (sink_metric){"global_step", (double)run.global_step};
         if (run.episodes > 0) {
-            const int have = run.episodes < EPISODE_WINDOW ? (int)run.episodes : EPISODE_WINDOW;
-            double r = 0.0, l = 0.0;
-            for (int i = 0; i < have; i++)
-                r += run.episode_returns[i], l += run.episode_lengths[i];
-            res.episodic_return = r / have;
-            m[k++] = (sink_metric){"episodic_return", r / have};
-            m[k++] = (sink_metric){"episodic_length", l / have};
+            double r, l;
+            episode_means(&run, &r, &l);
+            res.episodic_return = r;
+            m[k++] = (sink_metric){"episodic_return", r};
+            m[k++] = (sink_metric){"episodic_length", l};
         }
         m[k++] = (sink_metric){"policy_loss", st.policy_loss / nb};
         m[k++] = (sink_metric){"value_loss", st.value_loss / nb};
@@ -669,7 +902,7 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
         m[k++] = (sink_metric){"explained_variance",
                                explained_variance(run.values, run.returns, run.batch)};
         m[k++] = (sink_metric){"learning_rate", lr};
-        m[k++] = (sink_metric){"sps", run.global_step / elapsed};
+        m[k++] = (sink_metric){"sps", (run.global_step - start_step) / elapsed};
         m[k++] = (sink_metric){"wall_s", elapsed};
         m[k++] = (sink_metric){"rollout_s", t_optimize - t_rollout};
         m[k++] = (sink_metric){"optimize_s", t_done - t_optimize};
@@ -680,7 +913,7 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
         if (evaluated) {
             int ok;
             const double t_eval = now_s();
-            eval_return = evaluate_greedy(&run, evals++, &ok);
+            eval_return = evaluate_greedy(&run, run.evals++, &ok);
             m[k++] = (sink_metric){"eval_s", now_s() - t_eval};
             if (!ok) {
                 snprintf(err, errlen, "out of memory in evaluation");
@@ -690,7 +923,8 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
             if (isnan(eval_return))
                 m[k++] = (sink_metric){"eval_pass", 0.0};
             else
-                m[k++] = (sink_metric){"eval_return", eval_return}, res.eval_return = eval_return;
+                m[k++] = (sink_metric){"eval_return", eval_return},
+                run.eval_return = res.eval_return = eval_return;
         }
         if (sink_metrics(sink, run.global_step, m, k) != 0) {
             snprintf(err, errlen, "the metrics sink failed");
@@ -710,8 +944,16 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
             sink_event(sink, SINK_LEVEL_INFO, "solved", msg, data, 3);
             break;
         }
+        if (cfg->checkpoint_interval > 0 && update < num_updates &&
+            update % cfg->checkpoint_interval == 0 && emit_checkpoint(&run, sink, true) != 0) {
+            snprintf(err, errlen, "writing the checkpoint at update %lld failed",
+                     (long long)update);
+            rc = -1;
+            goto done;
+        }
     }
-    if (emit_checkpoint(&run, sink) != 0) {
+    /* A stopped run keeps its state so it can resume; a finished one is weights only. */
+    if (emit_checkpoint(&run, sink, res.stopped) != 0) {
         snprintf(err, errlen, "writing the checkpoint failed");
         rc = -1;
     }

@@ -45,6 +45,7 @@ typedef struct ppo_control_config {
     int64_t eval_interval;
     int64_t eval_episodes;
     double target_return;
+    int64_t checkpoint_interval;
 } ppo_control_config;
 
 extern const hparam_table ppo_control_hparams;
@@ -68,6 +69,18 @@ int ppo_control_validate(const ppo_control_config *cfg, char *err, size_t errlen
  * stop. Returns 0, or -1 with a message in err. result may be NULL. */
 int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
                       ppo_control_result *result, char *err, size_t errlen);
+
+/* The same, continuing from resume_checkpoint (a path; NULL = from the
+ * start): a checkpoint with training state that this job wrote with the
+ * same hyperparameters, every checkpoint_interval updates or when asked to
+ * stop. It carries the weights, Adam's moments and step, every RNG stream,
+ * each environment's physics state, RNG, episode step count, return so far
+ * and current observation, the recent-episode window and the counters, so
+ * the run ends bit-identical to an uninterrupted one at the same thread
+ * count. The final checkpoint of a finished run holds the weights alone. */
+int ppo_control_train_resume(const ppo_control_config *cfg, const char *resume_checkpoint,
+                             const train_sink *sink, ppo_control_result *result, char *err,
+                             size_t errlen);
 
 /* ---- the math, exposed for tests --------------------------------------- */
 

@@ -30,6 +30,19 @@ int64_t train_state_meta_i64(const safetensors_file *f, const char *key, int *ok
 /* A double written with "%a" (exact); clears *ok if missing or malformed. */
 double train_state_meta_f64(const safetensors_file *f, const char *key, int *ok);
 
+/* Arrays in metadata, exact and compact enough for a few thousand values:
+ * n doubles as "%a" joined by ',', n integers in decimal joined by ',', n
+ * RNG states (each as train_state_format_rng) joined by ';'. The format
+ * functions return malloc'd text ("" for n = 0), NULL on allocation failure;
+ * the parse functions fill exactly n values and return 0, or -1 if text is
+ * NULL, malformed or holds another count (x is then partly written). */
+char *train_state_format_f64s(const double *x, int64_t n);
+int train_state_parse_f64s(double *x, int64_t n, const char *text);
+char *train_state_format_i64s(const int64_t *x, int64_t n);
+int train_state_parse_i64s(int64_t *x, int64_t n, const char *text);
+char *train_state_format_rngs(const rng_state *r, int64_t n);
+int train_state_parse_rngs(rng_state *r, int64_t n, const char *text);
+
 /* The config as compact JSON (malloc'd; NULL on allocation failure): what
  * `training_state.config` holds. */
 char *train_state_config_text(const hparam_table *table, const void *cfg);

@@ -271,6 +271,68 @@ START_TEST(test_cli_sigterm_stops_cleanly) {
 }
 END_TEST
 
+/* The whole content of path (malloc'd) and its size. */
+static char *slurp(const char *path, long *size) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *size = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)*size + 1);
+    ck_assert_int_eq(fread(buf, 1, (size_t)*size, f), (size_t)*size);
+    fclose(f);
+    return buf;
+}
+
+/* ppo-control --checkpoint-interval 3 over 8 updates writes resumable
+ * checkpoints at updates 3 and 6; --resume from the first rewrites the
+ * second and the final one byte for byte. */
+START_TEST(test_cli_ppo_control_resume) {
+    char whole[] = "/tmp/rlhf-ckpt-XXXXXX", resumed[] = "/tmp/rlhf-ckpt-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(whole));
+    ck_assert_ptr_nonnull(mkdtemp(resumed));
+    char from[256];
+    snprintf(from, sizeof from, "%s/ppo-control-step1536.safetensors", whole);
+    const char *a1[] = {"ppo-control", "--total-steps", "4096",    "--checkpoint-interval", "3",
+                        "--env",       "Acrobot-v1",    "--quiet", "--checkpoint-dir",      whole,
+                        NULL};
+    const char *a2[] = {"ppo-control",
+                        "--total-steps",
+                        "4096",
+                        "--checkpoint-interval",
+                        "3",
+                        "--env",
+                        "Acrobot-v1",
+                        "--quiet",
+                        "--checkpoint-dir",
+                        resumed,
+                        "--resume",
+                        from,
+                        NULL};
+    proc_result *r = run(a1);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    free(r);
+    r = run(a2);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    free(r);
+    static const char *const files[] = {"ppo-control-step3072.safetensors",
+                                        "ppo-control-step4096.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char pa[256], pb[256];
+        snprintf(pa, sizeof pa, "%s/%s", whole, files[i]);
+        snprintf(pb, sizeof pb, "%s/%s", resumed, files[i]);
+        long na, nb;
+        char *ba = slurp(pa, &na), *bb = slurp(pb, &nb);
+        ck_assert_msg(na == nb && memcmp(ba, bb, (size_t)na) == 0, "%s differs after --resume",
+                      files[i]);
+        free(ba), free(bb);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", whole, resumed);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* sft reads JSONL: the first bad line stops the run, by number, before any
  * training; data options are refused by jobs that take none. */
 START_TEST(test_cli_sft_data_errors) {
@@ -688,6 +750,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, test_cli_describe_prints_the_table_as_json);
     tcase_add_test(tc, test_cli_trains_prints_json_lines_and_checkpoints);
     tcase_add_test(tc, test_cli_sigterm_stops_cleanly);
+    tcase_add_test(tc, test_cli_ppo_control_resume);
     tcase_add_test(tc, test_cli_sft_data_errors);
     tcase_add_test(tc, test_cli_demo_data_then_sft);
     tcase_add_test(tc, test_cli_reward_rankings);

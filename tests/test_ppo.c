@@ -1,10 +1,15 @@
 /* PPO's math against hand-computed values, and short training runs. */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ppo_control.h"
 #include "suites.h"
 #include "test_util.h"
+#include "train_state.h"
 
 /* GAE with γ = 0.9, λ = 0.5 over T = 3 steps of N = 2 envs (index t*2 + n).
  * env 0 terminates at t = 1 (its next value is ignored); t = 2 starts a new
@@ -245,6 +250,250 @@ START_TEST(test_config_validation) {
 }
 END_TEST
 
+/* ---- resume --------------------------------------------------------------------- */
+
+/* Every update's non-timing metrics (row = update) and every checkpoint. */
+enum { MAX_UPDATES = 16, MAX_METRICS = 32, MAX_CKPT = 16 };
+typedef struct resume_rec {
+    double rows[MAX_UPDATES + 1][MAX_METRICS];
+    int row_len[MAX_UPDATES + 1];
+    int64_t updates;
+    int64_t stop_after; /* 0: never */
+    int n_ckpt;
+    int64_t ckpt_step[MAX_CKPT];
+    void *ckpt[MAX_CKPT];
+    size_t ckpt_bytes[MAX_CKPT];
+} resume_rec;
+
+static int rr_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
+    resume_rec *r = ctx;
+    (void)step;
+    ck_assert_str_eq(m[0].name, "update");
+    const int64_t u = (int64_t)m[0].value;
+    ck_assert_int_le(u, MAX_UPDATES);
+    r->updates = u;
+    r->row_len[u] = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t len = strlen(m[i].name);
+        if (strcmp(m[i].name, "sps") == 0 || (len > 2 && strcmp(m[i].name + len - 2, "_s") == 0))
+            continue;
+        r->rows[u][r->row_len[u]++] = m[i].value;
+    }
+    return 0;
+}
+
+static int rr_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n) {
+    resume_rec *r = ctx;
+    ck_assert_int_lt(r->n_ckpt, MAX_CKPT);
+    r->ckpt_step[r->n_ckpt] = step;
+    r->ckpt[r->n_ckpt] = malloc(n);
+    memcpy(r->ckpt[r->n_ckpt], bytes, n);
+    r->ckpt_bytes[r->n_ckpt++] = n;
+    return 0;
+}
+
+static bool rr_should_stop(void *ctx) {
+    resume_rec *r = ctx;
+    return r->stop_after > 0 && r->updates >= r->stop_after;
+}
+
+static void rr_free(resume_rec *r) {
+    for (int i = 0; i < r->n_ckpt; i++)
+        free(r->ckpt[i]);
+}
+
+static int rr_train(const ppo_control_config *cfg, const char *resume, resume_rec *r,
+                    ppo_control_result *res, char *err, size_t errlen) {
+    const train_sink sink = {r, rr_metrics, NULL, rr_checkpoint, rr_should_stop};
+    return ppo_control_train_resume(cfg, resume, &sink, res, err, errlen);
+}
+
+static void rr_train_ok(const ppo_control_config *cfg, const char *resume, resume_rec *r,
+                        ppo_control_result *res) {
+    char err[512] = "";
+    ck_assert_msg(rr_train(cfg, resume, r, res, err, sizeof err) == 0, "train: %s", err);
+}
+
+static void save_tmp(char *path, const void *bytes, size_t n) {
+    strcpy(path, "/tmp/rlhf-ppo-control-XXXXXX");
+    const int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
+    close(fd);
+}
+
+static bool same_bytes(const resume_rec *a, int i, const resume_rec *b, int j) {
+    return a->ckpt_step[i] == b->ckpt_step[j] && a->ckpt_bytes[i] == b->ckpt_bytes[j] &&
+           memcmp(a->ckpt[i], b->ckpt[j], a->ckpt_bytes[i]) == 0;
+}
+
+/* Updates from..to have the same metrics, bit for bit. */
+static void assert_same_rows(const resume_rec *a, const resume_rec *b, int64_t from, int64_t to,
+                             const char *what) {
+    for (int64_t u = from; u <= to; u++) {
+        ck_assert_int_gt(a->row_len[u], 10);
+        ck_assert_msg(a->row_len[u] == b->row_len[u] &&
+                          memcmp(a->rows[u], b->rows[u], sizeof(double) * (size_t)a->row_len[u]) ==
+                              0,
+                      "%s: the metrics of update %lld differ", what, (long long)u);
+    }
+}
+
+static void small_resume_config(ppo_control_config *cfg, const char *env) {
+    hparams_set_defaults(&ppo_control_hparams, cfg);
+    snprintf(cfg->env, sizeof cfg->env, "%s", env);
+    cfg->num_envs = 3, cfg->num_steps = 64, cfg->num_minibatches = 4, cfg->update_epochs = 2;
+    cfg->total_steps = 8 * 3 * 64; /* 8 updates */
+    cfg->eval_interval = 3, cfg->eval_episodes = 4;
+    cfg->checkpoint_interval = 1;
+}
+
+/* Resumed from the periodic checkpoint of each update 1..7 (mid-episode: on
+ * Acrobot every env is 64 k steps into its first episode, truncated at 500
+ * during update 8; CartPole's episodes end at random points; evaluations at
+ * updates 3 and 6 advance the evaluation seed), the run writes the same
+ * later checkpoints and metrics, bit for bit. Checkpointing itself changes
+ * nothing: the final weights equal those of a run without it. */
+START_TEST(test_resume_is_bit_identical) {
+    static const char *const envs[] = {"CartPole-v1", "Acrobot-v1"};
+    for (int e = 0; e < 2; e++) {
+        ppo_control_config cfg;
+        small_resume_config(&cfg, envs[e]);
+        cfg.shared_trunk = e == 1;
+        cfg.target_kl = e == 0 ? 0.005 : 0.0; /* early stops leave adam_t behind the update count */
+        resume_rec whole = {0};
+        ppo_control_result wres;
+        rr_train_ok(&cfg, NULL, &whole, &wres);
+        ck_assert_int_eq(whole.n_ckpt, 8); /* updates 1-7 with state, then the final one */
+        ck_assert_int_eq(wres.updates, 8);
+        for (int k = 0; k < 8; k++)
+            ck_assert_int_eq(whole.ckpt_step[k], (k + 1) * 192);
+        ppo_control_config plain = cfg;
+        plain.checkpoint_interval = 0;
+        resume_rec unsaved = {0};
+        rr_train_ok(&plain, NULL, &unsaved, NULL);
+        ck_assert_int_eq(unsaved.n_ckpt, 1);
+        ck_assert_msg(same_bytes(&whole, 7, &unsaved, 0), "%s: checkpointing changed training",
+                      envs[e]);
+        assert_same_rows(&whole, &unsaved, 1, 8, envs[e]);
+        for (int k = 1; k <= 7; k++) {
+            char path[64];
+            save_tmp(path, whole.ckpt[k - 1], whole.ckpt_bytes[k - 1]);
+            resume_rec rest = {0};
+            ppo_control_result rres;
+            rr_train_ok(&cfg, path, &rest, &rres);
+            unlink(path);
+            ck_assert_int_eq(rest.n_ckpt, 8 - k);
+            for (int i = 0; i < rest.n_ckpt; i++)
+                ck_assert_msg(same_bytes(&whole, k + i, &rest, i),
+                              "%s resumed at update %d: checkpoint %d differs", envs[e], k, i);
+            assert_same_rows(&whole, &rest, k + 1, 8, envs[e]);
+            ck_assert_int_eq(rest.row_len[k], 0); /* nothing redone */
+            ck_assert_int_eq(rres.updates, wres.updates);
+            ck_assert_int_eq(rres.global_step, wres.global_step);
+            ck_assert(rres.episodic_return == wres.episodic_return);
+            ck_assert(rres.eval_return == wres.eval_return);
+            rr_free(&rest);
+        }
+        rr_free(&whole), rr_free(&unsaved);
+    }
+}
+END_TEST
+
+/* A stop request's checkpoint carries the state and resumes exactly; other
+ * hyperparameters, a finished run's weights-only checkpoint and a damaged
+ * state are refused with a message saying so. */
+START_TEST(test_resume_after_stop_and_refusals) {
+    ppo_control_config cfg;
+    small_resume_config(&cfg, "CartPole-v1");
+    cfg.checkpoint_interval = 0;
+    resume_rec whole = {0}, first = {.stop_after = 3}, rest = {0};
+    rr_train_ok(&cfg, NULL, &whole, NULL);
+    ppo_control_result fres;
+    rr_train_ok(&cfg, NULL, &first, &fres);
+    ck_assert(fres.stopped);
+    ck_assert_int_eq(first.n_ckpt, 1);
+    ck_assert_int_eq(first.ckpt_step[0], 3 * 192);
+    char path[64];
+    save_tmp(path, first.ckpt[0], first.ckpt_bytes[0]);
+    rr_train_ok(&cfg, path, &rest, NULL);
+    ck_assert(same_bytes(&whole, 0, &rest, 0));
+    assert_same_rows(&whole, &rest, 4, 8, "stopped and resumed");
+
+    char err[512];
+    resume_rec scratch = {0};
+    ppo_control_config other = cfg;
+    other.clip_coef = 0.3;
+    ck_assert_int_eq(rr_train(&other, path, &scratch, NULL, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "hyperparameters differ"));
+    /* a damaged episode step count: one value of the list made unparsable */
+    char *bytes = malloc(first.ckpt_bytes[0]);
+    memcpy(bytes, first.ckpt[0], first.ckpt_bytes[0]);
+    const char *key = "\"training_state.env_elapsed\":\"";
+    char *at = memmem(bytes, first.ckpt_bytes[0], key, strlen(key));
+    ck_assert_ptr_nonnull(at);
+    at[strlen(key)] = 'x';
+    unlink(path);
+    save_tmp(path, bytes, first.ckpt_bytes[0]);
+    free(bytes);
+    ck_assert_int_eq(rr_train(&cfg, path, &scratch, NULL, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "training state is incomplete or malformed"), "%s", err);
+    unlink(path);
+    save_tmp(path, whole.ckpt[0], whole.ckpt_bytes[0]);
+    ck_assert_int_eq(rr_train(&cfg, path, &scratch, NULL, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "no training state"));
+    unlink(path);
+    ck_assert_int_eq(rr_train(&cfg, "/nonexistent/ckpt", &scratch, NULL, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/ckpt"));
+    ck_assert_int_eq(scratch.n_ckpt, 0); /* nothing trained, nothing written */
+    rr_free(&whole), rr_free(&first), rr_free(&rest);
+}
+END_TEST
+
+/* The metadata list helpers round-trip exactly and refuse what they did not write. */
+START_TEST(test_train_state_lists) {
+    const double x[] = {0.0, -0.0, 1.0 / 3.0, -DBL_MAX, DBL_MIN / 8, INFINITY, -INFINITY, 1e300};
+    const int n = (int)(sizeof x / sizeof x[0]);
+    char *t = train_state_format_f64s(x, n);
+    ck_assert_ptr_nonnull(t);
+    double y[8];
+    ck_assert_int_eq(train_state_parse_f64s(y, n, t), 0);
+    ck_assert_int_eq(memcmp(x, y, sizeof x), 0); /* bit for bit, signed zero included */
+    ck_assert_int_eq(train_state_parse_f64s(y, n - 1, t), -1);
+    ck_assert_int_eq(train_state_parse_f64s(y, n + 1, t), -1);
+    free(t);
+    double nan_in = NAN, nan_out = 0.0;
+    t = train_state_format_f64s(&nan_in, 1);
+    ck_assert_int_eq(train_state_parse_f64s(&nan_out, 1, t), 0);
+    ck_assert(isnan(nan_out));
+    free(t);
+    const int64_t k[] = {0, 7, -3, INT64_MAX};
+    int64_t k2[4];
+    t = train_state_format_i64s(k, 4);
+    ck_assert_str_eq(t, "0,7,-3,9223372036854775807");
+    ck_assert_int_eq(train_state_parse_i64s(k2, 4, t), 0);
+    ck_assert_int_eq(memcmp(k, k2, sizeof k), 0);
+    free(t);
+    ck_assert_int_eq(train_state_parse_i64s(k2, 2, "1,,2"), -1);
+    ck_assert_int_eq(train_state_parse_i64s(k2, 2, "1,2,"), -1);
+    ck_assert_int_eq(train_state_parse_i64s(k2, 2, "1,2x"), -1);
+    ck_assert_int_eq(train_state_parse_i64s(k2, 1, "99999999999999999999"), -1);
+    ck_assert_int_eq(train_state_parse_i64s(k2, 1, NULL), -1);
+    t = train_state_format_i64s(k, 0);
+    ck_assert_str_eq(t, "");
+    ck_assert_int_eq(train_state_parse_i64s(k2, 0, t), 0);
+    free(t);
+    rng_state r[3], r2[3];
+    for (int i = 0; i < 3; i++)
+        rng_seed(&r[i], 42, (uint64_t)i);
+    t = train_state_format_rngs(r, 3);
+    ck_assert_int_eq(train_state_parse_rngs(r2, 3, t), 0);
+    ck_assert_int_eq(memcmp(r, r2, sizeof r), 0);
+    ck_assert_int_eq(train_state_parse_rngs(r2, 2, t), -1);
+    free(t);
+}
+END_TEST
+
 Suite *ppo_suite(void) {
     Suite *s = suite_create("ppo");
     TCase *math = tcase_create("math");
@@ -254,12 +503,15 @@ Suite *ppo_suite(void) {
     tcase_add_test(math, test_losses_finite_differences);
     tcase_add_test(math, test_value_loss_clipping);
     tcase_add_test(math, test_config_validation);
+    tcase_add_test(math, test_train_state_lists);
     suite_add_tcase(s, math);
     TCase *runs = tcase_create("training");
     tcase_set_timeout(runs, 120);
     tcase_add_test(runs, test_cartpole_return_improves);
     tcase_add_test(runs, test_training_is_reproducible);
     tcase_add_test(runs, test_training_stops_on_request_and_on_solve);
+    tcase_add_test(runs, test_resume_is_bit_identical);
+    tcase_add_test(runs, test_resume_after_stop_and_refusals);
     suite_add_tcase(s, runs);
     return s;
 }

@@ -706,6 +706,26 @@ START_TEST(test_reward_and_ppo_survive_kill) {
 }
 END_TEST
 
+/* A ppo-control job whose worker is SIGKILLed after a periodic checkpoint
+ * resumes from it (weights, Adam, RNGs, environments) on attempt 2 and
+ * ends with the uninterrupted job's final checkpoint, byte for byte. */
+START_TEST(test_ppo_control_survives_kill) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    const char *body = "{\"type\":\"ppo-control\",\"hyperparameters\":{\"env\":\"Acrobot-v1\","
+                       "\"total_steps\":10240,\"num_envs\":4,\"num_steps\":64,"
+                       "\"eval_interval\":5,\"eval_episodes\":4,\"checkpoint_interval\":2}}";
+    const int64_t reference = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, reference, "succeeded", 1));
+    ck_assert(!has_event(&d, reference, "resumed"));
+    const int64_t killed = kill_and_compare(&d, body, reference, 1);
+    ck_assert(has_event(&d, killed, "resumed"));
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* Event messages quote model samples, which can be any bytes; the API
  * serves them as JSON, so they are stored as UTF-8. */
 START_TEST(test_utf8_clean) {
@@ -743,6 +763,7 @@ Suite *server_rlhf_suite(void) {
     tcase_add_test(jobs, test_rlhf_pipeline_jobs);
     tcase_add_test(jobs, test_generate_from_checkpoints);
     tcase_add_test(jobs, test_reward_and_ppo_survive_kill);
+    tcase_add_test(jobs, test_ppo_control_survives_kill);
     tcase_set_timeout(jobs, 120);
     suite_add_tcase(s, jobs);
     TCase *unit = tcase_create("unit");

@@ -210,13 +210,12 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
         fprintf(stderr, "rlhf-train: %s needs --data FILE.jsonl\n", type->name);
         return -1;
     }
-    if (!type->needs_train_data &&
-        (opts->data_path || opts->eval_data_path || opts->init_path || opts->resume_path ||
-         opts->tokenizer_dir || opts->reward_path)) {
-        fprintf(
-            stderr,
-            "rlhf-train: %s takes no --data, --eval-data, --init, --resume or --tokenizer-dir\n",
-            type->name);
+    if (!type->needs_train_data && (opts->data_path || opts->eval_data_path || opts->init_path ||
+                                    opts->tokenizer_dir || opts->reward_path)) {
+        fprintf(stderr,
+                "rlhf-train: %s takes no --data, --eval-data, --init, --reward-model or "
+                "--tokenizer-dir\n",
+                type->name);
         return -1;
     }
     if (type->validate(cfg, err, sizeof err) != 0) {
