@@ -27,5 +27,6 @@ Suite *pipeline_suite(void);
 Suite *lora_suite(void);
 Suite *server_static_suite(void);
 Suite *dist_suite(void);
+Suite *metrics_page_suite(void);
 
 #endif
