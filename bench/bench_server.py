@@ -17,16 +17,21 @@ What it measures, in one run:
 3. The ceiling: bench/mhd_static.c, libmicrohttpd in the same mode and with
    the same thread count answering a static body, at 64 connections.
    Reads and ceiling are interleaved (ceiling, reads, ceiling, reads) and
-   the ratio is of the means. Two more rows split the gap: rlhfd's
-   `GET /healthz` (routing and reply, no token, no database) and a metric
-   read of one step (auth, the job, one row).
+   the ratio is of the means (of those two read rows only). More rows split
+   the gap: rlhfd's `GET /healthz` (routing and reply, no token, no
+   database), a metric read of one step (auth, the job, one row), and the
+   same 100-step reads of a job that is still running, which rlhfd cannot
+   serve from its cache of finished series (server/read_cache.h).
 
 The training job runs through every measurement, so reads and ceiling see
 the same CPU competition. wrk is closed-loop (each connection waits for its
 answer), so its latencies understate what an open-loop client would see
 under overload; at the loads measured here no request was refused.
 
-    bench/bench_server.py [--duration S] [--http-threads N] [--markdown]
+    bench/bench_server.py [--duration S] [--http-threads N] [--rlhfd PATH] [--markdown]
+
+--rlhfd runs another build of the daemon (e.g. the commit before a change,
+for a before/after pair of runs).
 """
 
 import argparse
@@ -186,12 +191,13 @@ def seed_comparisons(db, project, n):
     return first, cand
 
 
-def seed_series(db, steps=10000, names=("loss", "reward", "kl", "entropy")):
-    """A finished job with a steps-long series of each name; its id."""
+def seed_series(db, steps=10000, names=("loss", "reward", "kl", "entropy"), status="succeeded"):
+    """A job (finished by default) with a steps-long series of each name;
+    its id. A 'running' one has no worker and no lease: nothing touches it."""
     c = sqlite3.connect(db, timeout=30)
     c.execute("BEGIN IMMEDIATE")
     cur = c.execute("INSERT INTO jobs (type, status, config, max_attempts, created_at) "
-                    "VALUES ('ppo-control', 'succeeded', '{}', 1, ?)", (int(time.time()),))
+                    "VALUES ('ppo-control', ?, '{}', 1, ?)", (status, int(time.time())))
     job = cur.lastrowid
     rng = random.Random(0)
     c.executemany("INSERT INTO metrics (job_id, name, step, value) VALUES (?,?,?,?)",
@@ -205,6 +211,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--http-threads", type=int, default=4)
+    ap.add_argument("--rlhfd", default=os.path.join(BUILD, "rlhfd"))
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -213,7 +220,7 @@ def main():
                          capture_output=True, text=True).stdout.strip()
     tmp = tempfile.mkdtemp(prefix="rlhfd-bench-")
     db = os.path.join(tmp, "bench.db")
-    rlhfd = os.path.join(BUILD, "rlhfd")
+    rlhfd = args.rlhfd
     admin = subprocess.run([rlhfd, "--db", db, "--create-token", "root", "--role", "admin"],
                            capture_output=True, text=True, check=True).stdout.strip()
     threads = str(args.http_threads)
@@ -227,6 +234,7 @@ def main():
         project = api(port, "POST", "/v1/projects", admin,
                       {"name": "bench", "k": 4, "overlap": 1})["id"]
         series_job = seed_series(db)
+        running_series_job = seed_series(db, status="running")
         job = api(port, "POST", "/v1/jobs", admin,
                   {"type": "ppo-control", "hyperparameters": {"total_steps": 50000000}})["id"]
         deadline = time.time() + 60
@@ -260,7 +268,10 @@ def main():
         one = wrk(port, READ1_LUA, 64, args.duration,
                   {"BENCH_TOKEN": admin, "BENCH_JOB": str(series_job)})
         one.update(what="metric reads, 1 step", conns=64)
-        results += [h, one]
+        live = wrk(port, READ_LUA, 64, args.duration,
+                   {"BENCH_TOKEN": admin, "BENCH_JOB": str(running_series_job)})
+        live.update(what="metric reads (100 steps of 10,000), job running (no cache)", conns=64)
+        results += [h, one, live]
         prom = urllib.request.urlopen(urllib.request.Request(
             "http://127.0.0.1:%d/metrics" % port,
             headers={"Authorization": "Bearer " + admin})).read().decode()
@@ -280,7 +291,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     static_rps = [r["rps"] for r in results if r["what"].startswith("static")]
-    read_rps = [r["rps"] for r in results if r["what"].startswith("metric")]
+    read_rps = [r["rps"] for r in results if r["what"] == "metric reads (100 steps of 10,000)"]
     ratio = (sum(read_rps) / len(read_rps)) / (sum(static_rps) / len(static_rps))
     print("| what | connections | requests/s | p50 ms | p99 ms | errors | note |")
     print("|---|---:|---:|---:|---:|---:|---|")
@@ -305,6 +316,8 @@ def main():
         print("machine: %s, %d cores, load average %.1f at the end; git %s" % (
             cpu, os.cpu_count(), os.getloadavg()[0], rev))
         print("command: /usr/bin/python3 bench/bench_server.py %s" % " ".join(sys.argv[1:]))
+        if args.rlhfd != os.path.join(BUILD, "rlhfd"):
+            print("rlhfd: %s" % args.rlhfd)
 
 
 if __name__ == "__main__":

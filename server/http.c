@@ -11,6 +11,7 @@
 #include "metrics.h"
 #include "db.h"
 #include "ratelimit.h"
+#include "read_cache.h"
 #include "routes.h"
 #include "writer.h"
 
@@ -140,6 +141,16 @@ static enum MHD_Result reply_json_text(request *r, unsigned status, char *text, 
     MHD_add_response_header(resp, "Content-Type", "application/json");
     if (replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    return http_queue(r, status, resp);
+}
+
+enum MHD_Result http_reply_json_text(request *r, unsigned status, char *text, size_t len) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
     return http_queue(r, status, resp);
 }
 
@@ -538,7 +549,18 @@ static int authenticate(request *r, int roles, enum MHD_Result *replied) {
                                     "an API token is required: Authorization: Bearer <token>");
         return 0;
     }
-    int found = auth_token_lookup(r->db, header + 7, &r->token);
+    /* A cached token needs no database (server/read_cache.h); a lookup
+     * acquires r->db, which the caller releases. */
+    read_cache *cache = r->srv->read_cache;
+    uint64_t generation = 0;
+    int found = cache != NULL && read_cache_token_get(cache, header + 7, &r->token, &generation);
+    if (!found) {
+        if (r->db == NULL)
+            r->db = db_pool_acquire(&r->srv->pool);
+        found = auth_token_lookup(r->db, header + 7, &r->token);
+        if (found > 0 && cache != NULL)
+            read_cache_token_put(cache, header + 7, &r->token, generation);
+    }
     if (found <= 0) {
         *replied = found < 0
                        ? http_reply_error(r, 500, "database_error", NULL, "token lookup failed")
@@ -599,7 +621,6 @@ static enum MHD_Result request_begin(request *r) {
     }
     if (r->route->roles == 0)
         return MHD_YES;
-    r->db = db_pool_acquire(&r->srv->pool);
     int ok = authenticate(r, r->route->roles, &replied);
     if (ok && strcmp(r->method, "GET") != 0 &&
         (r->retry_after = rate_limiter_take(r->srv->rate_limiter, r->token.id, monotonic_ms())) >
@@ -620,9 +641,13 @@ static enum MHD_Result request_begin(request *r) {
             ok = 0;
         }
     }
-    if (ok && r->route->upload)
+    if (ok && r->route->upload) {
+        if (r->db == NULL)
+            r->db = db_pool_acquire(&r->srv->pool);
         r->route->upload->begin(r, &replied);
-    db_pool_release(&r->srv->pool, r->db);
+    }
+    if (r->db != NULL)
+        db_pool_release(&r->srv->pool, r->db);
     r->db = NULL;
     return replied;
 }

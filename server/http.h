@@ -86,6 +86,9 @@ json_t *http_json_parse(const char *text, size_t len, char *err, size_t errlen, 
  * (a job's stored config) is stored with jansson's default. */
 #define HTTP_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15))
 
+/* Replies with text (len bytes, malloc'ed, stolen; ending in the newline
+ * every reply ends in) as the JSON body. */
+enum MHD_Result http_reply_json_text(request *r, unsigned status, char *text, size_t len);
 /* Replies with body (stolen) as JSON. */
 enum MHD_Result http_reply_json(request *r, unsigned status, json_t *body);
 /* Replies {"error": {message, type, param, code}}; param may be NULL. The

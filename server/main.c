@@ -15,6 +15,7 @@
 #include "http.h"
 #include "park.h"
 #include "ratelimit.h"
+#include "read_cache.h"
 #include "scheduler.h"
 #include "server.h"
 #include "writer.h"
@@ -119,6 +120,7 @@ int main(int argc, char **argv) {
         (srv.park = park_start(srv.cfg.sse_poll_ms, err, sizeof err)) == NULL ||
         (srv.writer = writer_start(srv.cfg.db_path, err, sizeof err)) == NULL ||
         (srv.rate_limiter = rate_limiter_new(srv.cfg.write_rate, srv.cfg.write_burst)) == NULL ||
+        (srv.read_cache = read_cache_new(READ_CACHE_SERIES_BYTES)) == NULL ||
         (srv.scheduler = scheduler_start(&srv.cfg, err, sizeof err)) == NULL) {
         fprintf(stderr, "rlhfd: %s\n", srv.rate_limiter || !srv.writer ? err : "out of memory");
         return 1;
@@ -173,6 +175,7 @@ int main(int argc, char **argv) {
     MHD_stop_daemon(d);
     writer_free(srv.writer);
     rate_limiter_free(srv.rate_limiter);
+    read_cache_free(srv.read_cache);
     db_pool_free(&srv.pool);
     return 0;
 }

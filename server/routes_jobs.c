@@ -12,7 +12,9 @@
 #include <time.h>
 
 #include "jobs.h"
+#include "metrics_page.h"
 #include "park.h"
+#include "read_cache.h"
 #include "routes.h"
 #include "scheduler.h"
 #include "worker_launch.h"
@@ -731,159 +733,115 @@ enum MHD_Result route_jobs_events(request *r) {
                            after, limit, r->path_id, event_from_row);
 }
 
-/* One metrics row, for sorting the rows of several names into steps. */
-typedef struct metric_row {
-    int64_t step;
-    const char *name; /* in names */
-    double value;
-    bool null;
-} metric_row;
-
-static int metric_row_cmp(const void *a, const void *b) {
-    const metric_row *x = a, *y = b;
-    if (x->step != y->step)
-        return x->step < y->step ? -1 : 1;
-    return strcmp(x->name, y->name);
-}
-
-/* Up to limit + 1 whole steps after after_step, oldest first, as
- * [{step, metrics: {name: value}}]; NULL on a database error. With names,
- * each name is one range scan of the primary key (job_id, name, step) with
- * LIMIT limit + 1 (a step has at most one row per name, so the first
- * limit + 1 steps are among those rows), merged here: a page costs
- * O(names x limit) whatever the series length. Without names, the
- * (job_id, step) index is walked until limit + 1 steps are complete. */
-static json_t *metrics_page(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t limit,
-                            const json_t *names) {
-    metric_row *rows = NULL;
-    size_t n = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
-    int rc = SQLITE_DONE;
-    if (names != NULL) {
-        st = db_cached_prepare(db, "SELECT step, name, value FROM metrics WHERE job_id = ?1 AND "
-                                   "name = ?2 AND step > ?3 ORDER BY step LIMIT ?4");
-        rc = st ? SQLITE_OK : SQLITE_ERROR;
-        size_t i;
-        json_t *name;
-        json_array_foreach((json_t *)names, i, name) {
-            if (rc != SQLITE_OK && rc != SQLITE_DONE)
-                break;
-            sqlite3_reset(st);
-            sqlite3_bind_int64(st, 1, job_id);
-            sqlite3_bind_text(st, 2, json_string_value(name), -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, after_step);
-            sqlite3_bind_int64(st, 4, limit + 1);
-            while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (n == cap) {
-                    cap = cap ? cap * 2 : 256;
-                    metric_row *grown = realloc(rows, cap * sizeof *rows);
-                    if (grown == NULL) {
-                        rc = SQLITE_NOMEM;
-                        break;
-                    }
-                    rows = grown;
-                }
-                rows[n++] = (metric_row){sqlite3_column_int64(st, 0), json_string_value(name),
-                                         sqlite3_column_double(st, 2),
-                                         sqlite3_column_type(st, 2) == SQLITE_NULL};
-            }
-        }
-        db_cached_done(st);
-        if (rc != SQLITE_DONE) {
-            free(rows);
-            return NULL;
-        }
-        qsort(rows, n, sizeof *rows, metric_row_cmp);
-    }
-    json_t *data = json_array();
-    json_t *current = NULL;
-    int64_t current_step = 0;
-    if (names == NULL) {
-        rc = sqlite3_prepare_v2(db,
-                                "SELECT step, name, value FROM metrics WHERE job_id = ?1 AND "
-                                "step > ?2 ORDER BY step, name",
-                                -1, &st, NULL);
-        sqlite3_bind_int64(st, 1, job_id);
-        sqlite3_bind_int64(st, 2, after_step);
-    }
-    for (size_t i = 0;; i++) {
-        metric_row row;
-        if (names != NULL) {
-            if (i == n)
-                break;
-            row = rows[i];
-        } else {
-            if (rc != SQLITE_OK && rc != SQLITE_ROW)
-                break;
-            if ((rc = sqlite3_step(st)) != SQLITE_ROW)
-                break;
-            row = (metric_row){
-                sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
-                sqlite3_column_double(st, 2), sqlite3_column_type(st, 2) == SQLITE_NULL};
-        }
-        if (current == NULL || row.step != current_step) {
-            if ((int64_t)json_array_size(data) == limit + 1)
-                break;
-            current = json_object();
-            current_step = row.step;
-            json_array_append_new(
-                data, json_pack("{s:I, s:o}", "step", (json_int_t)row.step, "metrics", current));
-        }
-        json_object_set_new(current, row.name, row.null ? json_null() : json_real(row.value));
-    }
-    free(rows);
-    if (names == NULL) {
-        sqlite3_finalize(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            json_decref(data);
-            return NULL;
-        }
-    }
-    /* the limit + 1-th step may be incomplete: it only signals has_more */
-    return data;
-}
-
 /* ---- GET /v1/jobs/{id}/metrics?names=a,b&after_step=S&limit=N ---------------- */
 
 /* Pages are whole steps: data is [{step, metrics: {name: value}}], oldest
  * first, at most limit steps; the next page starts after last_step. */
+/* The job's status into status (16 bytes): 1 found, else 0 after replying
+ * 404 or 500. */
+static int job_status(request *r, char *status, enum MHD_Result *replied) {
+    sqlite3_stmt *st = db_cached_prepare(r->db, "SELECT status FROM jobs WHERE id = ?1");
+    int found = -1;
+    if (st != NULL) {
+        sqlite3_bind_int64(st, 1, r->path_id);
+        int rc = sqlite3_step(st);
+        found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+        if (found == 1)
+            snprintf(status, 16, "%s", (const char *)sqlite3_column_text(st, 0));
+        db_cached_done(st);
+    }
+    if (found <= 0)
+        *replied = found == 0 ? reply_no_job(r) : http_reply_db_error(r);
+    return found > 0;
+}
+
+/* Pages are whole steps: data is [{step, metrics: {name: value}}], oldest
+ * first, at most limit steps; the next page starts after last_step.
+ *
+ * Three ways to the same bytes (server/metrics_page.h): a finished job's
+ * series of one name comes from the read cache (no SQL at all once
+ * cached: a cached series proves the job exists and is finished); other
+ * named queries from the fast serializer; the rest (every name, or what
+ * the fast path declines) from jansson. */
 enum MHD_Result route_jobs_metrics(request *r) {
     enum MHD_Result replied;
     int64_t limit, unused;
-    if (!http_query_page(r, NULL, 100, 10000, &limit, &unused, &replied) ||
-        !require_job(r, &replied))
+    if (!http_query_page(r, NULL, 100, 10000, &limit, &unused, &replied))
         return replied;
     const char *after_text = http_query(r, "after_step");
     long long after_step = INT64_MIN;
     char *end;
-    if (after_text != NULL &&
-        (after_step = strtoll(after_text, &end, 10), *after_text == '\0' || *end != '\0'))
+    bool after_ok = after_text == NULL || (after_step = strtoll(after_text, &end, 10),
+                                           *after_text != '\0' && *end == '\0');
+    const char *names_text = http_query(r, "names");
+    bool one_name = names_text != NULL && names_text[0] != '\0' && strlen(names_text) <= 64 &&
+                    strchr(names_text, ',') == NULL;
+    read_cache *cache = r->srv->read_cache;
+    char *text = NULL;
+    size_t len = 0;
+    int cached = 2;
+    if (cache != NULL && after_ok && one_name &&
+        (cached = read_cache_series_page(cache, r->path_id, names_text, after_step, limit, &text,
+                                         &len)) == 1)
+        return http_reply_json_text(r, 200, text, len);
+    if (cached < 0)
+        return MHD_NO;
+    char status[16];
+    if (!job_status(r, status, &replied))
+        return replied;
+    if (!after_ok)
         return http_reply_error(r, 400, "invalid_value", "after_step",
                                 "after_step must be an integer");
-    const char *names_text = http_query(r, "names");
     json_t *names = NULL;
     if (names_text != NULL) {
         names = json_array();
         for (const char *p = names_text; *p;) {
-            size_t len = strcspn(p, ",");
-            if (len == 0 || len > 64 || json_array_size(names) >= 64) {
+            size_t n = strcspn(p, ",");
+            if (n == 0 || n > 64 || json_array_size(names) >= 64) {
                 json_decref(names);
                 return http_reply_error(r, 400, "invalid_value", "names",
                                         "names must be a comma-separated list of at most 64 "
                                         "metric names, each 1..64 bytes");
             }
-            json_array_append_new(names, json_stringn(p, len));
-            p += len + (p[len] == ',');
+            json_t *name = json_stringn(p, n);
+            if (name == NULL) {
+                json_decref(names);
+                return http_reply_error(r, 400, "invalid_value", "names",
+                                        "names must be UTF-8 (percent-encoded in the URL)");
+            }
+            json_array_append_new(names, name);
+            p += n + (p[n] == ',');
         }
     }
-    json_t *data = metrics_page(r->db, r->path_id, after_step, limit, names);
+    const bool finished = strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+                          strcmp(status, "cancelled") == 0;
+    if (cache != NULL && cached == 0 && finished) { /* load the series once */
+        metrics_series s;
+        int ok = metrics_series_load(r->db, r->path_id, names_text, &s);
+        if (ok < 0) {
+            json_decref(names);
+            return http_reply_db_error(r);
+        }
+        if (ok == 0) {
+            s.job_id = r->path_id;
+            s.name = strdup(names_text);
+            s.bytes = sizeof s + strlen(names_text);
+        }
+        read_cache_series_put(cache, &s, ok);
+        if (read_cache_series_page(cache, r->path_id, names_text, after_step, limit, &text, &len) ==
+            1) {
+            json_decref(names);
+            return http_reply_json_text(r, 200, text, len);
+        }
+    }
+    int rc = metrics_page_fast(r->db, r->path_id, after_step, limit, names, &text, &len);
+    if (rc == 0)
+        rc = metrics_page_json(r->db, r->path_id, after_step, limit, names, &text, &len) == 0 ? 1
+                                                                                              : -1;
     json_decref(names);
-    if (data == NULL)
+    if (rc < 0)
         return http_reply_db_error(r);
-    bool has_more = json_array_size(data) > (size_t)limit;
-    if (has_more)
-        json_array_remove(data, (size_t)limit);
-    return http_reply_json(r, 200, http_list(data, has_more, "step"));
+    return http_reply_json_text(r, 200, text, len);
 }
 
 /* ---- checkpoints ---------------------------------------------------------------- */

@@ -4,6 +4,7 @@
  * stream ends at its next poll). Admin only. */
 #include <string.h>
 
+#include "read_cache.h"
 #include "routes.h"
 
 enum MHD_Result route_tokens_create(request *r) {
@@ -121,5 +122,10 @@ enum MHD_Result route_tokens_revoke(request *r) {
         db_rollback(r->db);
         return replied;
     }
-    return http_commit_reply(r, 200, token);
+    /* Before the reply goes out, no cached copy of the token survives
+     * (server/read_cache.h). */
+    enum MHD_Result replied = http_commit_reply(r, 200, token);
+    if (r->srv->read_cache != NULL)
+        read_cache_tokens_invalidate(r->srv->read_cache);
+    return replied;
 }

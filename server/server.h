@@ -55,6 +55,7 @@ struct scheduler;
 struct park;
 struct writer;
 struct rate_limiter;
+struct read_cache;
 
 typedef struct server {
     rlhfd_config cfg;
@@ -63,6 +64,7 @@ typedef struct server {
     struct park *park;                 /* idle event streams, resumed every sse_poll_ms */
     struct writer *writer;             /* group commit of ranking writes */
     struct rate_limiter *rate_limiter; /* per-token write budget */
+    struct read_cache *read_cache;     /* tokens, finished series (NULL: none) */
     atomic_bool shutting_down;
 } server;
 

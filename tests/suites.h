@@ -28,5 +28,6 @@ Suite *lora_suite(void);
 Suite *server_static_suite(void);
 Suite *dist_suite(void);
 Suite *server_prefs_suite(void);
+Suite *metrics_page_suite(void);
 
 #endif

@@ -42,6 +42,7 @@ static const named_suite all_suites[] = {
     {"env", env_suite},
     {"lora", lora_suite},
     {"server_static", server_static_suite},
+    {"metrics_page", metrics_page_suite},
 };
 
 static int wanted(const char *name, int argc, char **argv) {

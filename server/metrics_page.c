@@ -1,0 +1,439 @@
+#include "metrics_page.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "http.h"
+
+/* ---- text ------------------------------------------------------------------ */
+
+void textbuf_put(textbuf *b, const char *s, size_t n) {
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *grown = realloc(b->p, cap);
+        if (grown == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->p = grown, b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void textbuf_puts(textbuf *b, const char *s) {
+    textbuf_put(b, s, strlen(s));
+}
+
+void textbuf_int(textbuf *b, int64_t v) {
+    char digits[24];
+    textbuf_put(b, digits, (size_t)snprintf(digits, sizeof digits, "%lld", (long long)v));
+}
+
+int json_real_text(double v, char *out) {
+    int n = snprintf(out, 32, "%.15g", v);
+    if (strchr(out, '.') == NULL && strchr(out, 'e') == NULL) {
+        out[n++] = '.';
+        out[n++] = '0';
+        out[n] = '\0';
+    }
+    char *e = strchr(out, 'e');
+    if (e != NULL) { /* "1e+20" -> "1e20", "1e-05" -> "1e-5" */
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, (size_t)(out + n - end) + 1);
+            n -= (int)(end - start);
+        }
+    }
+    return n;
+}
+
+bool json_plain_string(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        unsigned c = p[i];
+        if (c < 0x80) {
+            if (c < 0x20 || c == '"' || c == '\\')
+                return false;
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned cp;
+        if (c >= 0xc2 && c <= 0xdf)
+            len = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            len = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            len = 4, cp = c & 0x07;
+        else
+            return false;
+        if (i + len > n)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + k] & 0x3f);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* ---- rows ------------------------------------------------------------------ */
+
+/* One metrics row, for sorting the rows of several names into steps. */
+typedef struct metric_row {
+    int64_t step;
+    const char *name; /* in names */
+    double value;
+    bool null;
+} metric_row;
+
+static int metric_row_cmp(const void *a, const void *b) {
+    const metric_row *x = a, *y = b;
+    if (x->step != y->step)
+        return x->step < y->step ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* With names, each name is one range scan of the primary key (job_id, name,
+ * step) with LIMIT limit + 1 (a step has at most one row per name, so the
+ * first limit + 1 steps are among those rows), merged here: a page costs
+ * O(names x limit) whatever the series length. Sorted by (step, name);
+ * SQLITE_DONE on success. */
+static int collect_rows(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t limit,
+                        const json_t *names, metric_row **out, size_t *count) {
+    metric_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT step, name, value FROM metrics WHERE "
+                                             "job_id = ?1 AND name = ?2 AND step > ?3 "
+                                             "ORDER BY step LIMIT ?4");
+    int rc = st ? SQLITE_DONE : SQLITE_ERROR;
+    size_t i;
+    json_t *name;
+    json_array_foreach((json_t *)names, i, name) {
+        if (rc != SQLITE_OK && rc != SQLITE_DONE)
+            break;
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_text(st, 2, json_string_value(name), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, after_step);
+        sqlite3_bind_int64(st, 4, limit + 1);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 256;
+                metric_row *grown = realloc(rows, cap * sizeof *rows);
+                if (grown == NULL) {
+                    rc = SQLITE_NOMEM;
+                    break;
+                }
+                rows = grown;
+            }
+            rows[n++] = (metric_row){sqlite3_column_int64(st, 0), json_string_value(name),
+                                     sqlite3_column_double(st, 2),
+                                     sqlite3_column_type(st, 2) == SQLITE_NULL};
+        }
+    }
+    if (st != NULL)
+        db_cached_done(st);
+    if (rc != SQLITE_DONE) {
+        free(rows);
+        return rc;
+    }
+    qsort(rows, n, sizeof *rows, metric_row_cmp);
+    *out = rows, *count = n;
+    return SQLITE_DONE;
+}
+
+/* ---- the general path ------------------------------------------------------ */
+
+/* Up to limit + 1 whole steps after after_step, oldest first, as
+ * [{step, metrics: {name: value}}]; NULL on a database error. Without
+ * names, the (job_id, step) index is walked until limit + 1 steps are
+ * complete. */
+static json_t *page_data(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t limit,
+                         const json_t *names) {
+    metric_row *rows = NULL;
+    size_t n = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = SQLITE_DONE;
+    if (names != NULL &&
+        collect_rows(db, job_id, after_step, limit, names, &rows, &n) != SQLITE_DONE)
+        return NULL;
+    json_t *data = json_array();
+    json_t *current = NULL;
+    int64_t current_step = 0;
+    if (names == NULL) {
+        rc = sqlite3_prepare_v2(db,
+                                "SELECT step, name, value FROM metrics WHERE job_id = ?1 AND "
+                                "step > ?2 ORDER BY step, name",
+                                -1, &st, NULL);
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_int64(st, 2, after_step);
+    }
+    for (size_t i = 0;; i++) {
+        metric_row row;
+        if (names != NULL) {
+            if (i == n)
+                break;
+            row = rows[i];
+        } else {
+            if (rc != SQLITE_OK && rc != SQLITE_ROW)
+                break;
+            if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+                break;
+            row = (metric_row){
+                sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+                sqlite3_column_double(st, 2), sqlite3_column_type(st, 2) == SQLITE_NULL};
+        }
+        if (current == NULL || row.step != current_step) {
+            if ((int64_t)json_array_size(data) == limit + 1)
+                break;
+            current = json_object();
+            current_step = row.step;
+            json_array_append_new(
+                data, json_pack("{s:I, s:o}", "step", (json_int_t)row.step, "metrics", current));
+        }
+        json_object_set_new(current, row.name, row.null ? json_null() : json_real(row.value));
+    }
+    free(rows);
+    if (names == NULL) {
+        sqlite3_finalize(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            json_decref(data);
+            return NULL;
+        }
+    }
+    /* the limit + 1-th step may be incomplete: it only signals has_more */
+    return data;
+}
+
+int metrics_page_json(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t limit,
+                      const json_t *names, char **out, size_t *len) {
+    json_t *data = page_data(db, job_id, after_step, limit, names);
+    if (data == NULL)
+        return -1;
+    bool has_more = json_array_size(data) > (size_t)limit;
+    if (has_more)
+        json_array_remove(data, (size_t)limit);
+    json_t *body = http_list(data, has_more, "step");
+    char *text = json_dumps(body, HTTP_JSON_DUMP_FLAGS);
+    json_decref(body);
+    if (text == NULL)
+        return -1;
+    size_t n = strlen(text);
+    char *grown = realloc(text, n + 2);
+    if (grown == NULL) {
+        free(text);
+        return -1;
+    }
+    grown[n] = '\n';
+    grown[n + 1] = '\0';
+    *out = grown, *len = n + 1;
+    return 0;
+}
+
+/* ---- the fast path --------------------------------------------------------- */
+
+static void put_value(textbuf *b, const metric_row *row) {
+    if (row->null) {
+        textbuf_put(b, "null", 4);
+        return;
+    }
+    char real[32];
+    textbuf_put(b, real, (size_t)json_real_text(row->value, real));
+}
+
+#define LIST_OPEN "{\"object\":\"list\",\"data\":["
+
+/* Closes the list b opened with LIST_OPEN and its items. */
+static int finish_list(textbuf *b, size_t n_items, int64_t first, int64_t last, bool has_more,
+                       char **out, size_t *len) {
+    textbuf_puts(b, "],\"first_step\":");
+    if (n_items > 0)
+        textbuf_int(b, first);
+    else
+        textbuf_puts(b, "null");
+    textbuf_puts(b, ",\"last_step\":");
+    if (n_items > 0)
+        textbuf_int(b, last);
+    else
+        textbuf_puts(b, "null");
+    textbuf_puts(b, has_more ? ",\"has_more\":true}\n" : ",\"has_more\":false}\n");
+    if (b->failed) {
+        free(b->p);
+        return -1;
+    }
+    *out = b->p, *len = b->len;
+    return 0;
+}
+
+int metrics_page_fast(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t limit,
+                      const json_t *names, char **out, size_t *len) {
+    if (names == NULL)
+        return 0; /* every name: the general path walks the step index */
+    size_t i;
+    json_t *name;
+    json_array_foreach((json_t *)names, i, name) {
+        if (!json_plain_string(json_string_value(name), json_string_length(name)))
+            return 0;
+    }
+    metric_row *rows = NULL;
+    size_t n = 0;
+    if (collect_rows(db, job_id, after_step, limit, names, &rows, &n) != SQLITE_DONE)
+        return -1;
+    for (i = 0; i < n; i++)
+        if (!rows[i].null && !isfinite(rows[i].value)) {
+            free(rows);
+            return 0; /* jansson leaves such a key out; so does the general path */
+        }
+    textbuf items = {0};
+    textbuf_puts(&items, LIST_OPEN);
+    size_t steps = 0;
+    int64_t first = 0, last = 0;
+    bool has_more = false;
+    for (i = 0; i < n; i++) {
+        const metric_row *row = &rows[i];
+        bool new_step = i == 0 || row->step != rows[i - 1].step;
+        if (new_step) {
+            if ((int64_t)steps == limit) {
+                has_more = true;
+                break;
+            }
+            if (steps > 0)
+                textbuf_put(&items, "}},", 3);
+            textbuf_put(&items, "{\"step\":", 8);
+            textbuf_int(&items, row->step);
+            textbuf_put(&items, ",\"metrics\":{", 12);
+            if (steps == 0)
+                first = row->step;
+            last = row->step;
+            steps++;
+        } else if (strcmp(row->name, rows[i - 1].name) == 0) {
+            continue; /* names listed twice: one key, as in a JSON object */
+        } else {
+            textbuf_put(&items, ",", 1);
+        }
+        textbuf_put(&items, "\"", 1);
+        textbuf_puts(&items, row->name);
+        textbuf_put(&items, "\":", 2);
+        put_value(&items, row);
+    }
+    if (steps > 0)
+        textbuf_put(&items, "}}", 2);
+    free(rows);
+    return finish_list(&items, steps, first, last, has_more, out, len) == 0 ? 1 : -1;
+}
+
+/* ---- a finished job's series ------------------------------------------------ */
+
+int metrics_series_load(sqlite3 *db, int64_t job_id, const char *name, metrics_series *s) {
+    memset(s, 0, sizeof *s);
+    if (!json_plain_string(name, strlen(name)))
+        return 0;
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT step, value FROM metrics WHERE job_id = ?1 "
+                                             "AND name = ?2 ORDER BY step");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, job_id);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    textbuf text = {0};
+    size_t cap = 0;
+    int rc, ok = 1;
+    s->job_id = job_id;
+    s->name = strdup(name);
+    ok = s->name != NULL ? 1 : -1;
+    while (ok == 1 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        metric_row row = {sqlite3_column_int64(st, 0), name, sqlite3_column_double(st, 1),
+                          sqlite3_column_type(st, 1) == SQLITE_NULL};
+        if (!row.null && !isfinite(row.value)) {
+            ok = 0;
+            break;
+        }
+        if (s->n + 1 >= cap) {
+            cap = cap ? cap * 2 : 1024;
+            int64_t *steps = realloc(s->steps, cap * sizeof *steps);
+            if (steps != NULL)
+                s->steps = steps;
+            size_t *off = realloc(s->off, (cap + 1) * sizeof *off);
+            if (off != NULL)
+                s->off = off;
+            if (steps == NULL || off == NULL) {
+                ok = -1;
+                break;
+            }
+        }
+        s->steps[s->n] = row.step;
+        s->off[s->n] = text.len;
+        s->n++;
+        textbuf_put(&text, "{\"step\":", 8);
+        textbuf_int(&text, row.step);
+        textbuf_put(&text, ",\"metrics\":{\"", 13);
+        textbuf_puts(&text, name);
+        textbuf_put(&text, "\":", 2);
+        put_value(&text, &row);
+        textbuf_put(&text, "}}", 2);
+    }
+    if (ok == 1 && rc != SQLITE_DONE)
+        ok = -1;
+    db_cached_done(st);
+    if (ok == 1 && text.failed)
+        ok = -1;
+    if (ok == 1 && s->off == NULL && (s->off = malloc(sizeof *s->off)) == NULL)
+        ok = -1;
+    if (ok != 1) {
+        free(text.p);
+        metrics_series_free(s);
+        return ok;
+    }
+    s->off[s->n] = text.len;
+    s->text = text.p;
+    s->bytes = text.cap + cap * (sizeof *s->steps + sizeof *s->off) + sizeof *s;
+    return 1;
+}
+
+void metrics_series_free(metrics_series *s) {
+    free(s->name);
+    free(s->steps);
+    free(s->off);
+    free(s->text);
+    memset(s, 0, sizeof *s);
+}
+
+int metrics_series_page(const metrics_series *s, int64_t after_step, int64_t limit, char **out,
+                        size_t *len) {
+    size_t lo = 0, hi = s->n; /* the first step > after_step */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->steps[mid] <= after_step)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    size_t end = s->n - lo > (size_t)limit ? lo + (size_t)limit : s->n;
+    textbuf items = {0};
+    textbuf_puts(&items, LIST_OPEN);
+    for (size_t i = lo; i < end; i++) {
+        if (i > lo)
+            textbuf_put(&items, ",", 1);
+        textbuf_put(&items, s->text + s->off[i], s->off[i + 1] - s->off[i]);
+    }
+    return finish_list(&items, end - lo, lo < end ? s->steps[lo] : 0,
+                       lo < end ? s->steps[end - 1] : 0, end < s->n, out, len);
+}

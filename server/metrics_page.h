@@ -1,0 +1,75 @@
+/* metrics_page — the body of GET /v1/jobs/{id}/metrics, rendered two ways.
+ *
+ * metrics_page_json is the general path (jansson objects dumped with
+ * HTTP_JSON_DUMP_FLAGS), the definition of the reply. metrics_page_fast
+ * writes the same bytes straight from SQLite's columns into one buffer: no
+ * jansson objects, and reals formatted by json_real_text, which reproduces
+ * jansson's JSON_REAL_PRECISION(15) text exactly. The fast path declines
+ * (returns 0) whenever it could differ: a name that JSON must escape or that
+ * is not UTF-8, a value that is not finite (jansson drops those keys). Tests
+ * (tests/test_server_metrics_page.c) compare the two byte for byte.
+ *
+ * metrics_series is the cache of a finished job's series of one name
+ * (server/read_cache.h): every step pre-rendered by the same code, so a page
+ * is one copy of a contiguous run of steps.
+ */
+#ifndef RLHF_METRICS_PAGE_H
+#define RLHF_METRICS_PAGE_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A growing text buffer. */
+typedef struct textbuf {
+    char *p;
+    size_t len, cap;
+    bool failed; /* out of memory */
+} textbuf;
+void textbuf_put(textbuf *b, const char *s, size_t n);
+void textbuf_puts(textbuf *b, const char *s);
+void textbuf_int(textbuf *b, int64_t v);
+
+/* A finite double as jansson prints it with JSON_REAL_PRECISION(15):
+ * "%.15g", ".0" appended when there is neither '.' nor 'e', and no '+' or
+ * leading zeros in the exponent. out holds at least 32 bytes; returns the
+ * length. */
+int json_real_text(double v, char *out);
+
+/* Whether s (n bytes) can be written between quotes as it is: valid UTF-8
+ * with nothing JSON escapes ('"', '\\', control characters). */
+bool json_plain_string(const char *s, size_t n);
+
+/* names: a JSON array of strings, or NULL for every name. The body, with
+ * its trailing newline, into *out (malloc'ed) and *len. 0 ok, -1 database
+ * error or out of memory. */
+int metrics_page_json(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t limit,
+                      const json_t *names, char **out, size_t *len);
+/* The same bytes, fast: 1 rendered, 0 declined (use metrics_page_json),
+ * -1 database error or out of memory. */
+int metrics_page_fast(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t limit,
+                      const json_t *names, char **out, size_t *len);
+
+/* One name's whole series, rendered: step i's item is
+ * text[off[i], off[i + 1]) without separators. */
+typedef struct metrics_series {
+    int64_t job_id;
+    char *name;
+    size_t n; /* steps */
+    int64_t *steps;
+    size_t *off; /* n + 1 */
+    char *text;
+    size_t bytes; /* what it holds in memory, roughly */
+} metrics_series;
+/* Loads job_id's series of name: 1 ok, 0 not cacheable (a value that is not
+ * finite, or a name the fast path declines), -1 database error. */
+int metrics_series_load(sqlite3 *db, int64_t job_id, const char *name, metrics_series *s);
+void metrics_series_free(metrics_series *s);
+/* The page of s after after_step with at most limit steps, identical to
+ * metrics_page_json with names = [s->name]. 0 ok, -1 out of memory. */
+int metrics_series_page(const metrics_series *s, int64_t after_step, int64_t limit, char **out,
+                        size_t *len);
+
+#endif
