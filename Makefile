@@ -67,15 +67,7 @@ $(BUILD)/tests/%.o: CPPFLAGS += -Itrain
 
 # Installs only what is missing, so a second run costs one dpkg query.
 deps:
-	@missing=$$(for p in $(DEB_PACKAGES); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing$$(echo $$missing | sed 's/^/ /')"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	else echo "make deps: all packages present"; fi
+	@scripts/apt-install.sh deps $(DEB_PACKAGES)
 
 test: deps
 	$(MAKE) all
@@ -166,14 +158,7 @@ docs: $(BUILD)/rlhf-train
 BENCH_PACKAGES := python3-torch python3-numpy
 
 bench-deps: deps
-	@missing=$$(for p in $(BENCH_PACKAGES); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@scripts/apt-install.sh bench-deps $(BENCH_PACKAGES)
 
 $(BUILD)/gemm-ceiling: bench/gemm_ceiling.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
@@ -200,14 +185,7 @@ $(BUILD)/mhd-static: bench/mhd_static.c
 	$(CC) $(CFLAGS) $< -lmicrohttpd -lpthread -o $@
 
 bench-server-deps: deps
-	@missing=$$(for p in $(SERVER_BENCH_PACKAGES); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@scripts/apt-install.sh bench-server-deps $(SERVER_BENCH_PACKAGES)
 
 bench-server: bench-server-deps all $(BUILD)/mhd-static
 	/usr/bin/python3 bench/bench_server.py --markdown
@@ -344,15 +322,7 @@ $(WEB_OUT)/index.html: $(WEB_SRC) $(WEB_MODS)
 	cp $(WEB_DIR)/node_modules/uplot/dist/uPlot.esm.js $(WEB_DIR)/node_modules/uplot/dist/uPlot.min.css $(WEB_OUT)/
 
 browser-deps: deps
-	@missing=$$(for p in $(BROWSER_PACKAGES); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; \
-	  done; command -v npm >/dev/null || echo nodejs npm); \
-	if [ -n "$$missing" ]; then \
-	  echo "make browser-deps: installing$$(echo $$missing | sed 's/^/ /')"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@scripts/apt-install.sh browser-deps $(BROWSER_PACKAGES) $(if $(shell command -v npm),,nodejs npm)
 
 test-browser: browser-deps
 	$(MAKE) all web
