@@ -156,7 +156,8 @@ static int collect_rows(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t
         free(rows);
         return rc;
     }
-    qsort(rows, n, sizeof *rows, metric_row_cmp);
+    if (n > 1) /* qsort(NULL, 0) is undefined */
+        qsort(rows, n, sizeof *rows, metric_row_cmp);
     *out = rows, *count = n;
     return SQLITE_DONE;
 }
