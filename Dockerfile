@@ -5,10 +5,12 @@
 #   docker run --rm rlhfd rlhf-train ppo-control --eval-interval 1 --target-return 475
 FROM debian:12-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends make ca-certificates \
+        nodejs npm \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN make deps && make -j"$(nproc)" all
+# make web: npm ci from clients/web's lockfile, assets into build/web
+RUN make deps && make -j"$(nproc)" all && make web
 
 FROM debian:12-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
@@ -17,6 +19,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/*
 # rlhfd starts rlhf-train from its own directory.
 COPY --from=build /src/build/rlhfd /src/build/rlhf-train /src/build/rlhfctl /usr/local/bin/
+# the web client (annotator page and dashboard) that rlhfd serves at /
+COPY --from=build /src/build/web /usr/local/share/rlhfd/web
+ENV RLHFD_WEB_ROOT=/usr/local/share/rlhfd/web
 VOLUME /data
 WORKDIR /data
 EXPOSE 8080
