@@ -166,7 +166,7 @@ $(BUILD)/gemm-ceiling: bench/gemm_ceiling.c $(BUILD)/libengine.a
 $(BUILD)/gpt2-bench: bench/gpt2_bench.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
-$(BUILD)/ppo-value-model: bench/ppo_value_model.c $(BUILD)/libengine.a
+$(BUILD)/ppo-value-model: bench/ppo_value_model.c bench/demo_pipeline.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
 # The bench programs are built by `make` too, so a change that breaks one
@@ -174,7 +174,7 @@ $(BUILD)/ppo-value-model: bench/ppo_value_model.c $(BUILD)/libengine.a
 all: $(BUILD)/gemm-ceiling $(BUILD)/gpt2-bench $(BUILD)/ppo-value-model $(BUILD)/ppo-lora-quality \
      $(BUILD)/mhd-static
 
-$(BUILD)/ppo-lora-quality: bench/ppo_lora_quality.c $(BUILD)/libengine.a
+$(BUILD)/ppo-lora-quality: bench/ppo_lora_quality.c bench/demo_pipeline.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
 # rlhfd under load (bench/bench_server.sh): wrk drives it, mhd-static is the

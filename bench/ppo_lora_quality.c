@@ -1,7 +1,7 @@
 /* ppo_lora_quality — does PPO with LoRA still learn? The demo pipeline of
- * bench/ppo_value_model.c (SFT from scratch, the simulated annotator's
- * rankings, a reward model — built once; this file is that program with
- * its PPO loop replaced), then PPO per seed with full fine-tuning (lr 1e-4,
+ * bench/demo_pipeline.c (SFT from scratch, the simulated annotator's
+ * rankings, a reward model — built once, as bench/ppo_value_model.c does),
+ * then PPO per seed with full fine-tuning (lr 1e-4,
  * the pipeline's) and with LoRA r 8, alpha 16 at lr 1e-3 and 3e-4 (adapters
  * usually want a larger step). Reports the reward-model score of the first
  * and last rollouts, the KL to the SFT model and the hidden gold score of
@@ -10,149 +10,24 @@
  *   make build/ppo-lora-quality && OPENBLAS_NUM_THREADS=1 build/ppo-lora-quality [SEEDS]
  *
  * One line of JSON per run on stdout. */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "demo_task.h"
-#include "gpt2.h"
-#include "gpt2_checkpoint.h"
-#include "reward.h"
+#include "demo_pipeline.h"
 #include "rlhf_ppo.h"
-#include "safetensors.h"
-#include "sft.h"
-
-typedef struct keep {
-    char path[64];
-} keep;
-
-static int keep_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n) {
-    keep *k = ctx;
-    (void)step;
-    FILE *f = fopen(k->path, "wb");
-    if (f == NULL || fwrite(bytes, 1, n, f) != n)
-        return -1;
-    return fclose(f);
-}
-
-static train_sink keep_sink(keep *k, const char *name) {
-    snprintf(k->path, sizeof k->path, "/tmp/rlhf-vm-%d-%s", (int)getpid(), name);
-    return (train_sink){k, NULL, NULL, keep_checkpoint, NULL};
-}
-
-static void load(gpt2_model *m, const char *path) {
-    safetensors_file f;
-    gpt2_config gc;
-    char err[256];
-    if (safetensors_read_file(&f, path, err, sizeof err) != 0 ||
-        gpt2_config_from_checkpoint(&gc, &f, err, sizeof err) != 0 ||
-        (gc.scalar_head = false, gpt2_init(m, &gc, err, sizeof err)) != 0 ||
-        gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) != 0) {
-        fprintf(stderr, "%s: %s\n", path, err);
-        exit(1);
-    }
-    safetensors_free(&f);
-}
-
-static double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {
-    gpt2_model m;
-    load(&m, path);
-    rng_state prompts, sampling;
-    rng_seed(&prompts, seed, 1);
-    rng_seed(&sampling, seed, 2);
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        char prompt[128], unused[256], text[256];
-        demo_task_example(&prompts, prompt, sizeof prompt, unused, sizeof unused);
-        sum += demo_task_sample(&m, tok, prompt, 1.0f, &sampling, text, sizeof text);
-    }
-    gpt2_free(&m);
-    return sum / n;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     const int seeds = argc > 1 ? atoi(argv[1]) : 3;
-    tokenizer tok;
-    char err[512];
-    if (tokenizer_load_bytes(&tok, err, sizeof err) != 0)
+    static demo_pipeline pipe;
+    if (demo_pipeline_build(&pipe) != 0)
         return 1;
-    /* 1. SFT, as tests/test_pipeline.c */
-    enum { N_SFT = 1500, N_RANK = 800, K = 4 };
-    static char sp[N_SFT][128], sr[N_SFT][256];
-    static text_pair ex[N_SFT];
-    rng_state r;
-    rng_seed(&r, 101, 0);
-    for (int i = 0; i < N_SFT; i++) {
-        demo_task_example(&r, sp[i], 128, sr[i], 256);
-        ex[i] = (text_pair){sp[i], sr[i]};
-    }
-    sft_config sc;
-    hparams_set_defaults(&sft_hparams, &sc);
-    sc.n_layer = 2, sc.d_model = 64, sc.n_head = 4, sc.context = 64, sc.max_steps = 800;
-    sc.learning_rate = 3e-3, sc.eval_interval = 0, sc.sample_interval = 0;
-    keep sft_ck, rm_ck, ppo_ck;
-    train_sink sink = keep_sink(&sft_ck, "sft");
-    const sft_inputs si = {.train = ex, .n_train = N_SFT, .tok = &tok};
-    if (sft_train(&sc, &si, &sink, NULL, err, sizeof err) != 0)
-        return fprintf(stderr, "sft: %s\n", err), 1;
-    /* 2. rankings */
-    static char rp[N_RANK][128], rr[N_RANK][K][256];
-    static ranking rk[N_RANK];
-    gpt2_model sft;
-    load(&sft, sft_ck.path);
-    rng_state noise;
-    rng_seed(&noise, 102, 0);
-    int n_rank = 0;
-    for (int i = 0; i < N_RANK; i++) {
-        char unused[256];
-        demo_task_example(&r, rp[n_rank], 128, unused, sizeof unused);
-        double key[K];
-        rk[n_rank] = (ranking){.prompt = rp[n_rank], .k = K};
-        for (int j = 0; j < K; j++) {
-            const double gold =
-                demo_task_sample(&sft, &tok, rp[n_rank], 1.0f, &r, rr[n_rank][j], 256);
-            const double u = ((double)(rng_next_u64(&noise) >> 11) + 0.5) * 0x1.0p-53;
-            key[j] = gold / 0.5 - log(-log(u));
-            rk[n_rank].responses[j] = rr[n_rank][j];
-        }
-        for (int j = 0; j < K; j++) {
-            rk[n_rank].rank[j] = 0;
-            for (int l = 0; l < K; l++)
-                rk[n_rank].rank[j] += key[l] > key[j];
-        }
-        n_rank += ranking_validate(&rk[n_rank], err, sizeof err) == 0;
-    }
-    gpt2_free(&sft);
-    /* 3. the reward model */
-    reward_config rc;
-    hparams_set_defaults(&reward_hparams, &rc);
-    rc.epochs = 3, rc.learning_rate = 1e-3, rc.eval_interval = 0, rc.eval_fraction = 0.15;
-    sink = keep_sink(&rm_ck, "rm");
-    const reward_inputs ri = {
-        .train = rk, .n_train = n_rank, .tok = &tok, .init_checkpoint = sft_ck.path};
-    reward_result rres;
-    if (reward_train(&rc, &ri, &sink, &rres, err, sizeof err) != 0)
-        return fprintf(stderr, "reward: %s\n", err), 1;
-    const double gold_sft = mean_gold(sft_ck.path, &tok, 400, 7);
-    fprintf(stderr, "RM held-out accuracy %.3f; gold of the SFT policy %.3f\n", rres.eval_accuracy,
-            gold_sft);
-    const char *prompts[N_SFT];
-    for (int i = 0; i < N_SFT; i++)
-        prompts[i] = sp[i];
+    const tokenizer *tok = &pipe.tok;
+    const char *const *prompts = pipe.prompts;
+    const double gold_sft = pipe.gold_sft;
+    char err[512];
+    keep ppo_ck;
+    train_sink sink;
     static const struct {
         int r;
         double lr;
@@ -166,24 +41,23 @@ int main(int argc, char **argv) {
             pc.sample_interval = 0, pc.lora_r = var[v].r, pc.lora_alpha = 16;
             sink = keep_sink(&ppo_ck, "ppo");
             const ppo_lm_inputs pi = {.prompts = prompts,
-                                      .n_prompts = N_SFT,
-                                      .tok = &tok,
-                                      .policy_checkpoint = sft_ck.path,
-                                      .reward_checkpoint = rm_ck.path};
+                                      .n_prompts = DEMO_PIPELINE_N_SFT,
+                                      .tok = tok,
+                                      .policy_checkpoint = pipe.sft.path,
+                                      .reward_checkpoint = pipe.rm.path};
             ppo_lm_result pres;
             const double t0 = now_s();
             if (ppo_lm_train(&pc, &pi, &sink, &pres, err, sizeof err) != 0)
                 return fprintf(stderr, "ppo: %s\n", err), 1;
             const double dt = now_s() - t0;
-            const double gold = mean_gold(ppo_ck.path, &tok, 400, 7);
+            const double gold = mean_gold(ppo_ck.path, tok, 400, 7);
             printf("{\"seed\":%d,\"lora_r\":%d,\"lr\":%g,\"score_first\":%.4f,\"score_last\":%.4f,"
                    "\"kl\":%.3f,\"gold_sft\":%.4f,\"gold_ppo\":%.4f,\"s_per_update\":%.3f}\n",
                    s + 1, var[v].r, var[v].lr, pres.first_score, pres.last_score, pres.last_kl,
                    gold_sft, gold, dt / 30);
             fflush(stdout);
         }
-    (void)cmp;
-    unlink(sft_ck.path), unlink(rm_ck.path), unlink(ppo_ck.path);
-    tokenizer_free(&tok);
+    unlink(pipe.sft.path), unlink(pipe.rm.path), unlink(ppo_ck.path);
+    tokenizer_free(&pipe.tok);
     return 0;
 }
