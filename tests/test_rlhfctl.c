@@ -180,16 +180,6 @@ static void write_file(const char *path, const char *text) {
     fclose(f);
 }
 
-/* A token of role via the API; its secret into out. */
-static void make_token(const test_daemon *d, const char *name, const char *role, char out[128]) {
-    char body[128];
-    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
-    http_reply *r = http(d, "POST", "/v1/tokens", d->admin, body, NULL);
-    ck_assert_int_eq(r->status, 200);
-    snprintf(out, 128, "%s", json_string_value(json_object_get(r->json, "token")));
-    reply_free(r);
-}
-
 /* ---- configuration: flags > environment > config file ------------------------------- */
 
 START_TEST(test_rlhfctl_config_precedence) {

@@ -24,24 +24,8 @@
 #include "test_server_util.h"
 #include "test_util.h"
 
-static http_reply *expect_ok(http_reply *r) {
-    ck_assert_msg(r->status == 200, "status %ld: %s", r->status, r->body);
-    return r;
-}
-
 static int64_t reply_int(http_reply *r, const char *key) {
     return json_integer_value(json_object_get(r->json, key));
-}
-
-static void make_token(const test_daemon *d, const char *name, const char *role, char out[128],
-                       int64_t *id) {
-    char body[128];
-    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
-    http_reply *r = expect_ok(http(d, "POST", "/v1/tokens", d->admin, body, NULL));
-    snprintf(out, 128, "%s", json_string_value(json_object_get(r->json, "token")));
-    if (id)
-        *id = reply_int(r, "id");
-    reply_free(r);
 }
 
 /* ---- the token bucket on a synthetic clock ------------------------------------------ */
@@ -91,7 +75,7 @@ START_TEST(test_rate_limit_http) {
     daemon_init(&d);
     daemon_start(&d, "--write-rate", "1", "--write-burst", "3", NULL);
     char admin2[128];
-    make_token(&d, "second", "admin", admin2, NULL); /* the first of root's 3 */
+    make_token(&d, "second", "admin", admin2); /* the first of root's 3 */
     /* Two more writes of root's bucket pass (a 400 still counts: the limit
      * is taken when the headers arrive). */
     for (int i = 0; i < 2; i++)
@@ -191,8 +175,8 @@ START_TEST(test_token_revocation) {
     daemon_start(&d, "--train-bin", worker, NULL);
     char viewer[128], anna[128];
     int64_t viewer_id, anna_id;
-    make_token(&d, "vera", "viewer", viewer, &viewer_id);
-    make_token(&d, "anna", "annotator", anna, &anna_id);
+    viewer_id = make_token(&d, "vera", "viewer", viewer);
+    anna_id = make_token(&d, "anna", "annotator", anna);
     reply_free(expect_ok(http(&d, "GET", "/v1/projects", anna, NULL, NULL)));
 
     /* REST: the token object comes back with revoked_at; the next request is 401. */
@@ -396,7 +380,7 @@ START_TEST(test_group_commit_survives_kill9) {
     for (int w = 0; w < N_WRITERS; w++) {
         char name[32];
         snprintf(name, sizeof name, "annotator%d", w);
-        make_token(&d, name, "annotator", tokens[w], NULL);
+        make_token(&d, name, "annotator", tokens[w]);
         clients[w] = (ranking_client){.d = &d, .token = tokens[w], .total_acked = &total};
         for (int i = 0; i < PER_WRITER; i++) {
             r = expect_ok(http(&d, "POST", cpath, d.admin,

@@ -192,19 +192,6 @@ END_TEST
 
 /* ---- the routes ------------------------------------------------------------------ */
 
-static http_reply *expect_ok(http_reply *r) {
-    ck_assert_msg(r->status == 200, "status %ld: %s", r->status, r->body);
-    return r;
-}
-
-static void make_token(const test_daemon *d, const char *name, const char *role, char out[128]) {
-    char body[128];
-    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
-    http_reply *r = expect_ok(http(d, "POST", "/v1/tokens", d->admin, body, NULL));
-    snprintf(out, 128, "%s", json_string_value(json_object_get(r->json, "token")));
-    reply_free(r);
-}
-
 static void rank(const test_daemon *d, int64_t comparison, const char *token, const char *body) {
     char path[64];
     snprintf(path, sizeof path, "/v1/comparisons/%lld/rankings", (long long)comparison);

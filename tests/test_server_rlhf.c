@@ -25,36 +25,6 @@
 #include "test_util.h"
 #include "tokenizer.h"
 
-static http_reply *expect_ok(http_reply *r) {
-    ck_assert_msg(r->status == 200, "status %ld: %s", r->status, r->body);
-    return r;
-}
-
-static int64_t create(const test_daemon *d, const char *path, const char *token, const char *body) {
-    http_reply *r = expect_ok(http(d, "POST", path, token, body, NULL));
-    int64_t id = json_integer_value(json_object_get(r->json, "id"));
-    ck_assert_int_gt(id, 0);
-    reply_free(r);
-    return id;
-}
-
-static void make_token(const test_daemon *d, const char *name, const char *role, char out[128]) {
-    char body[128];
-    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
-    http_reply *r = expect_ok(http(d, "POST", "/v1/tokens", d->admin, body, NULL));
-    snprintf(out, 128, "%s", json_string_value(json_object_get(r->json, "token")));
-    reply_free(r);
-}
-
-static void exec_sql(const test_daemon *d, const char *sql) {
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(d->db, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    char *err = NULL;
-    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK, "%s", err);
-    sqlite3_close(db);
-}
-
 /* A dataset of format with the JSONL text uploaded; returns its id. */
 static int64_t dataset(const test_daemon *d, const char *format, const char *jsonl) {
     char body[128], path[64];

@@ -81,5 +81,15 @@ int has_event(const test_daemon *d, int64_t id, const char *code);
 
 /* One integer from the database file (read-only connection); -1 if no row. */
 int64_t db_int(const test_daemon *d, const char *sql, int64_t arg);
+/* Asserts a 200 (the body in the message) and returns r. */
+http_reply *expect_ok(http_reply *r);
+/* The reply's "id". */
+int64_t reply_id(http_reply *r);
+/* POSTs body to path as the token; asserts 200; returns the new id. */
+int64_t create(const test_daemon *d, const char *path, const char *token, const char *body);
+/* Creates an API token (as the daemon's admin) into out; returns its id. */
+int64_t make_token(const test_daemon *d, const char *name, const char *role, char out[128]);
+/* Runs sql on the daemon's database file (busy timeout 5 s); asserts it worked. */
+void exec_sql(const test_daemon *d, const char *sql);
 
 #endif
