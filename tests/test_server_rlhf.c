@@ -547,53 +547,6 @@ END_TEST
 
 /* ---- kill -9 of the worker --------------------------------------------------------- */
 
-/* Every 100 µs for 10 s: takes the write lock in the first gap between two
- * of the worker's commits (tests/test_server_data.c explains). */
-static int retry_every_100us(void *arg, int n_tries) {
-    (void)arg;
-    struct timespec ts = {0, 100000};
-    nanosleep(&ts, NULL);
-    return n_tries < 100000;
-}
-
-/* Holds the database's write lock at a moment when the job is running and
- * has at least min_checkpoints checkpoints; returns that connection in its
- * open transaction, with the worker's pid. The worker cannot write while
- * the lock is held, so it cannot finish first however fast it trains. */
-static sqlite3 *hold_running_job(const test_daemon *d, int64_t job, int64_t min_checkpoints,
-                                 pid_t *worker) {
-    sqlite3 *db;
-    ck_assert_int_eq(sqlite3_open(d->db, &db), SQLITE_OK);
-    sqlite3_busy_handler(db, retry_every_100us, NULL);
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_prepare_v2(db,
-                                        "SELECT status, worker_pid, (SELECT count(*) FROM "
-                                        "checkpoints WHERE job_id = ?1) FROM jobs WHERE id = ?1",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_int64(st, 1, job);
-    const int64_t deadline = now_ms() + DEADLINE_MS;
-    for (;;) {
-        ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-        char status[32];
-        snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
-        *worker = (pid_t)sqlite3_column_int64(st, 1);
-        const int64_t checkpoints = sqlite3_column_int64(st, 2);
-        sqlite3_reset(st);
-        if (strcmp(status, "running") == 0 && checkpoints >= min_checkpoints) {
-            sqlite3_finalize(st);
-            return db;
-        }
-        ck_assert_msg(strcmp(status, "queued") == 0 || strcmp(status, "validating_files") == 0 ||
-                          strcmp(status, "running") == 0,
-                      "job %lld ended (%s) before it could be interrupted", (long long)job, status);
-        ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-        ck_assert_msg(now_ms() < deadline, "job %lld never got there", (long long)job);
-        pause_ms(2);
-    }
-}
-
 /* The sha256 of the job's final checkpoint, as the API lists it. */
 static void final_sha256(const test_daemon *d, int64_t job, char out[65]) {
     char path[96];
@@ -619,8 +572,7 @@ static int64_t kill_and_compare(const test_daemon *d, const char *body, int64_t 
     pid_t worker;
     sqlite3 *lock = hold_running_job(d, job, min_checkpoints, &worker);
     ck_assert_int_eq(kill(worker, SIGKILL), 0);
-    ck_assert_int_eq(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(lock);
+    release_job(lock);
     reply_free(wait_job(d, job, "succeeded", 2));
     char want[65], got[65];
     final_sha256(d, reference, want);

@@ -363,3 +363,58 @@ void exec_sql(const test_daemon *d, const char *sql) {
     ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &err) == SQLITE_OK, "%s", err);
     sqlite3_close(db);
 }
+
+/* A busy handler that keeps trying every 100 µs for 10 s. SQLite's own
+ * (sqlite3_busy_timeout) backs off to 100 ms sleeps, and a tiny job can run
+ * to its end while the poller sleeps; this one takes the lock in the first
+ * gap between two of the worker's commits. */
+static int retry_every_100us(void *arg, int n_tries) {
+    (void)arg;
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+    return n_tries < 100000;
+}
+
+/* Holds the database's write lock at a moment when the job is running and
+ * has at least min_checkpoints checkpoints; returns that connection in its
+ * open transaction, with the worker's pid. The worker cannot write while
+ * the lock is held, so it cannot finish first however fast it trains. */
+sqlite3 *hold_running_job(const test_daemon *d, int64_t job, int64_t min_checkpoints,
+                          pid_t *worker) {
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(d->db, &db), SQLITE_OK);
+    sqlite3_busy_handler(db, retry_every_100us, NULL);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "SELECT status, worker_pid, (SELECT count(*) FROM "
+                                        "checkpoints WHERE job_id = ?1) FROM jobs WHERE id = ?1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, job);
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        char status[32];
+        snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
+        *worker = (pid_t)sqlite3_column_int64(st, 1);
+        const int64_t checkpoints = sqlite3_column_int64(st, 2);
+        sqlite3_reset(st);
+        if (strcmp(status, "running") == 0 && checkpoints >= min_checkpoints) {
+            sqlite3_finalize(st);
+            return db;
+        }
+        ck_assert_msg(strcmp(status, "queued") == 0 || strcmp(status, "validating_files") == 0 ||
+                          strcmp(status, "running") == 0,
+                      "job %lld ended (%s) before it could be interrupted", (long long)job, status);
+        ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_msg(now_ms() < deadline, "job %lld never ran with enough checkpoints",
+                      (long long)job);
+        pause_ms(2);
+    }
+}
+
+void release_job(sqlite3 *db) {
+    ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}

@@ -4,6 +4,7 @@
 #define RLHF_TEST_SERVER_UTIL_H
 
 #include <jansson.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,6 +90,15 @@ int64_t reply_id(http_reply *r);
 int64_t create(const test_daemon *d, const char *path, const char *token, const char *body);
 /* Creates an API token (as the daemon's admin) into out; returns its id. */
 int64_t make_token(const test_daemon *d, const char *name, const char *role, char out[128]);
+/* Holds the database's write lock at a moment when the job is running and
+ * has at least min_checkpoints checkpoints; returns that connection in its
+ * open transaction, with the worker's pid. The worker cannot write while the
+ * lock is held, so it cannot finish first however fast it trains (no
+ * sleeping: whatever the test does now happens mid-run). */
+sqlite3 *hold_running_job(const test_daemon *d, int64_t job, int64_t min_checkpoints,
+                          pid_t *worker);
+/* Ends hold_running_job's transaction and closes its connection. */
+void release_job(sqlite3 *db);
 /* Runs sql on the daemon's database file (busy timeout 5 s); asserts it worked. */
 void exec_sql(const test_daemon *d, const char *sql);
 
