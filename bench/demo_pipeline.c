@@ -46,17 +46,9 @@ static void load(gpt2_model *m, const char *path) {
 double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {
     gpt2_model m;
     load(&m, path);
-    rng_state prompts, sampling;
-    rng_seed(&prompts, seed, 1);
-    rng_seed(&sampling, seed, 2);
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        char prompt[128], unused[256], text[256];
-        demo_task_example(&prompts, prompt, sizeof prompt, unused, sizeof unused);
-        sum += demo_task_sample(&m, tok, prompt, 1.0f, &sampling, text, sizeof text);
-    }
+    const double gold = demo_task_mean_gold(&m, tok, n, seed);
     gpt2_free(&m);
-    return sum / n;
+    return gold;
 }
 
 double now_s(void) {

@@ -116,3 +116,16 @@ double demo_task_sample(const gpt2_model *m, const tokenizer *tok, const char *p
     return demo_task_sample_tokens(m, tok, prompt, temperature, 64, rng, text, text_cap, ids, &np,
                                    &ng);
 }
+
+double demo_task_mean_gold(const gpt2_model *m, const tokenizer *tok, int n, uint64_t seed) {
+    rng_state prompts, sampling;
+    rng_seed(&prompts, seed, 1);
+    rng_seed(&sampling, seed, 2);
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) {
+        char prompt[128], unused[256], text[256];
+        demo_task_example(&prompts, prompt, sizeof prompt, unused, sizeof unused);
+        sum += demo_task_sample(m, tok, prompt, 1.0f, &sampling, text, sizeof text);
+    }
+    return sum / n;
+}

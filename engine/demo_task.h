@@ -47,4 +47,8 @@ double demo_task_sample_tokens(const gpt2_model *m, const tokenizer *tok, const 
                                float temperature, int max_new, rng_state *rng, char *text,
                                size_t text_cap, int32_t *ids, int *n_prompt, int *n_gen);
 
+/* Mean gold score of n samples of m (temperature 1) on fresh demo prompts:
+ * the prompts from one stream of seed, the sampling from another. */
+double demo_task_mean_gold(const gpt2_model *m, const tokenizer *tok, int n, uint64_t seed);
+
 #endif

@@ -60,17 +60,9 @@ static void load(gpt2_model *m, const char *path) {
 static double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {
     gpt2_model m;
     load(&m, path);
-    rng_state prompts, sampling;
-    rng_seed(&prompts, seed, 1);
-    rng_seed(&sampling, seed, 2);
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        char prompt[128], unused[256], text[256];
-        demo_task_example(&prompts, prompt, sizeof prompt, unused, sizeof unused);
-        sum += demo_task_sample(&m, tok, prompt, 1.0f, &sampling, text, sizeof text);
-    }
+    const double gold = demo_task_mean_gold(&m, tok, n, seed);
     gpt2_free(&m);
-    return sum / n;
+    return gold;
 }
 
 START_TEST(test_rlhf_pipeline_on_the_demo_task) {
@@ -157,7 +149,8 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
         prompts[i] = sp[i];
     keep_sink ppo_ck;
     keep_init(&ppo_ck, &sink);
-    const ppo_lm_inputs pi = {prompts, N_SFT, &tok, sft_ck.path, rm_ck.path, NULL, NULL, NULL, NULL};
+    const ppo_lm_inputs pi = {prompts, N_SFT, &tok, sft_ck.path, rm_ck.path,
+                              NULL,    NULL,  NULL, NULL};
     ppo_lm_result pres;
     ck_assert_msg(ppo_lm_train(&pc, &pi, &sink, &pres, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(pres.updates, pc.total_updates);
