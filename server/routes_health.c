@@ -69,15 +69,17 @@ enum MHD_Result route_metrics(request *r) {
             "# TYPE rlhfd_database_wal_bytes gauge\nrlhfd_database_wal_bytes %lld\n",
             (long long)queued, (long long)running, scheduler_running(r->srv->scheduler),
             (long long)(pages * page_bytes), (long long)wal_bytes);
-    long long batches, writes;
-    writer_stats(r->srv->writer, &batches, &writes);
+    long long batches, writes, checkpoints;
+    writer_stats(r->srv->writer, &batches, &writes, &checkpoints);
     fprintf(out,
             "# HELP rlhfd_group_commits_total Transactions the group-commit writer committed.\n"
             "# TYPE rlhfd_group_commits_total counter\nrlhfd_group_commits_total %lld\n"
             "# HELP rlhfd_group_commit_writes_total Writes (rankings) in those transactions.\n"
             "# TYPE rlhfd_group_commit_writes_total counter\nrlhfd_group_commit_writes_total "
-            "%lld\n",
-            batches, writes);
+            "%lld\n"
+            "# HELP rlhfd_wal_checkpoints_total WAL checkpoints run by the writer's checkpointer.\n"
+            "# TYPE rlhfd_wal_checkpoints_total counter\nrlhfd_wal_checkpoints_total %lld\n",
+            batches, writes, checkpoints);
     if (fclose(out) != 0 || queued < 0 || running < 0 || pages < 0 || page_bytes < 0) {
         free(text);
         return http_reply_error(r, 500, "database_error", NULL, "cannot read the gauges");

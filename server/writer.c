@@ -11,6 +11,10 @@
  * transaction holds the write lock against the training workers. */
 #define WRITER_MAX_BATCH 256
 
+/* WAL frames after which the checkpointer copies the WAL back into the
+ * database (SQLite's own default for wal_autocheckpoint). */
+#define WRITER_CHECKPOINT_FRAMES 1000
+
 typedef struct write_item {
     writer_fn fn;
     writer_done done;
@@ -26,7 +30,48 @@ struct writer {
     write_item *head, *tail;
     bool stopping;
     long long batches, writes;
+    /* The checkpointer: its own thread and connection (see writer.h). */
+    pthread_t ckpt_thread;
+    sqlite3 *ckpt_db;
+    bool ckpt_wanted;
+    pthread_cond_t ckpt_wake;
+    long long checkpoints;
 };
+
+/* Called by SQLite after each of the writer's commits with the WAL's size.
+ * Registering it turns the writer connection's autocheckpoint off. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames) {
+    (void)db, (void)name;
+    writer *w = arg;
+    if (frames >= WRITER_CHECKPOINT_FRAMES) {
+        pthread_mutex_lock(&w->mutex);
+        w->ckpt_wanted = true;
+        pthread_cond_signal(&w->ckpt_wake);
+        pthread_mutex_unlock(&w->mutex);
+    }
+    return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg) {
+    writer *w = arg;
+    pthread_mutex_lock(&w->mutex);
+    for (;;) {
+        while (!w->ckpt_wanted && !w->stopping)
+            pthread_cond_wait(&w->ckpt_wake, &w->mutex);
+        if (!w->ckpt_wanted)
+            break; /* stopping; one that was asked for runs first */
+        w->ckpt_wanted = false;
+        pthread_mutex_unlock(&w->mutex);
+        /* PASSIVE: copies what no reader still needs, never waits for a
+         * lock, never blocks a writer; the rest goes next time. */
+        int rc = sqlite3_wal_checkpoint_v2(w->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&w->mutex);
+        if (rc == SQLITE_OK)
+            w->checkpoints++;
+    }
+    pthread_mutex_unlock(&w->mutex);
+    return NULL;
+}
 
 static int run_one(sqlite3 *db, const write_item *it) {
     if (sqlite3_exec(db, "SAVEPOINT w", NULL, NULL, NULL) != SQLITE_OK)
@@ -84,10 +129,30 @@ writer *writer_start(const char *db_path, char *err, size_t errlen) {
         free(w);
         return NULL;
     }
+    if (db_open(db_path, &w->ckpt_db, err, errlen) != 0) {
+        sqlite3_close(w->db);
+        free(w);
+        return NULL;
+    }
     pthread_mutex_init(&w->mutex, NULL);
     pthread_cond_init(&w->wake, NULL);
+    pthread_cond_init(&w->ckpt_wake, NULL);
+    sqlite3_wal_hook(w->db, on_wal_commit, w);
+    if (pthread_create(&w->ckpt_thread, NULL, checkpointer_main, w) != 0) {
+        snprintf(err, errlen, "cannot start the checkpointer thread");
+        sqlite3_close(w->ckpt_db);
+        sqlite3_close(w->db);
+        free(w);
+        return NULL;
+    }
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         snprintf(err, errlen, "cannot start the writer thread");
+        pthread_mutex_lock(&w->mutex);
+        w->stopping = true;
+        pthread_cond_signal(&w->ckpt_wake);
+        pthread_mutex_unlock(&w->mutex);
+        pthread_join(w->ckpt_thread, NULL);
+        sqlite3_close(w->ckpt_db);
         sqlite3_close(w->db);
         free(w);
         return NULL;
@@ -122,21 +187,25 @@ void writer_stop(writer *w) {
     pthread_mutex_lock(&w->mutex);
     w->stopping = true;
     pthread_cond_signal(&w->wake);
+    pthread_cond_signal(&w->ckpt_wake);
     pthread_mutex_unlock(&w->mutex);
     pthread_join(w->thread, NULL);
+    pthread_join(w->ckpt_thread, NULL);
 }
 
 void writer_free(writer *w) {
     if (w == NULL)
         return;
     db_close(w->db);
+    db_close(w->ckpt_db);
     pthread_mutex_destroy(&w->mutex);
     pthread_cond_destroy(&w->wake);
+    pthread_cond_destroy(&w->ckpt_wake);
     free(w);
 }
 
-void writer_stats(writer *w, long long *batches, long long *writes) {
+void writer_stats(writer *w, long long *batches, long long *writes, long long *checkpoints) {
     pthread_mutex_lock(&w->mutex);
-    *batches = w->batches, *writes = w->writes;
+    *batches = w->batches, *writes = w->writes, *checkpoints = w->checkpoints;
     pthread_mutex_unlock(&w->mutex);
 }

@@ -10,6 +10,13 @@
  * a request is acknowledged only after the fsync of the commit that holds
  * it, so every acknowledged write survives kill -9 and power loss. A failed
  * COMMIT fails the whole batch (done(…, 0) for every write in it).
+ *
+ * The writer's connection never checkpoints the WAL itself: SQLite's
+ * autocheckpoint runs inside the COMMIT that crosses 1000 frames, so the
+ * batch in that commit would wait for the copy into the database file and
+ * its fsync (tens of ms: the p99 of ranking writes). A checkpointer thread
+ * with its own connection runs a PASSIVE checkpoint when a commit reports
+ * a WAL that long; writes go on meanwhile.
  */
 #ifndef RLHF_WRITER_H
 #define RLHF_WRITER_H
@@ -36,7 +43,8 @@ int writer_submit(writer *w, writer_fn fn, writer_done done, void *ctx);
 void writer_stop(writer *w);
 void writer_free(writer *w);
 
-/* How many batches and writes it has committed (for /metrics and tests). */
-void writer_stats(writer *w, long long *batches, long long *writes);
+/* How many batches and writes it has committed, and how many checkpoints
+ * the checkpointer ran (for /metrics and tests). */
+void writer_stats(writer *w, long long *batches, long long *writes, long long *checkpoints);
 
 #endif

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -28,6 +30,7 @@
 #include "db_sink.h"
 #include "jobs.h"
 #include "sha256.h"
+#include "writer.h"
 #include "suites.h"
 #include "test_server_util.h"
 #include "test_util.h"
@@ -666,6 +669,210 @@ START_TEST(test_worker_claims_and_fences) {
 }
 END_TEST
 
+/* The worker's metrics wait (flush_ms) and are committed together: by a
+ * flush, or before an event or checkpoint of the training thread, in the
+ * order training reported them; a flush without the lease writes nothing
+ * and keeps them. */
+START_TEST(test_db_sink_coalesces_metrics) {
+    test_daemon d;
+    daemon_init(&d);
+    sqlite3 *db, *other;
+    char err[256];
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), 0);
+    ck_assert_int_eq(db_open(d.db, &other, err, sizeof err), 0);
+    ck_assert_int_eq(db_exec(db,
+                             "INSERT INTO jobs (id, type, status, config, max_attempts, "
+                             "created_at, lease_owner, lease_expires_ms) VALUES (7, "
+                             "'ppo-control', 'running', '{}', 1, 0, 'me', 0)",
+                             err, sizeof err),
+                     SQLITE_OK);
+    atomic_bool cancel, lost;
+    atomic_init(&cancel, false);
+    atomic_init(&lost, false);
+    db_sink ds = {.db = db,
+                  .job_id = 7,
+                  .lease_owner = "me",
+                  .lease_ms = 60000,
+                  .cancel_requested = &cancel,
+                  .lease_lost = &lost,
+                  .flush_ms = 60000};
+    train_sink sink = db_sink_make(&ds);
+    const sink_metric m1[] = {{"loss", 0.5}, {"reward", NAN}};
+    const sink_metric m2[] = {{"loss", 0.25}, {"reward", 2.0}};
+    ck_assert_int_eq(sink_metrics(&sink, 1, m1, 2), 0);
+    ck_assert_int_eq(sink_metrics(&sink, 2, m2, 2), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM metrics WHERE job_id = ?1", 7), 0);
+    /* Not stale yet: a stale-only flush (the heartbeat's) leaves them. */
+    ck_assert_int_eq(db_sink_flush(&ds, other, true), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM metrics WHERE job_id = ?1", 7), 0);
+    /* An event commits them first, in order. */
+    ck_assert_int_eq(sink_event(&sink, SINK_LEVEL_INFO, "note", "after two updates", NULL, 0), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM metrics WHERE job_id = ?1", 7), 4);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name = 'reward' "
+                            "AND step = 1 AND value IS NULL",
+                            7),
+                     1);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name = 'loss' "
+                            "AND step = 2 AND value = 0.25",
+                            7),
+                     1);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT (SELECT group_concat(code || ':' || message, ',') FROM (SELECT "
+                            "code, message FROM job_events WHERE job_id = ?1 ORDER BY id)) = "
+                            "'metrics:step 1,metrics:step 2,note:after two updates'",
+                            7),
+                     1);
+    /* A checkpoint too, with the metrics of its own step. */
+    const sink_metric m3[] = {{"loss", 0.125}};
+    ck_assert_int_eq(sink_metrics(&sink, 3, m3, 1), 0);
+    ck_assert_int_eq(sink_checkpoint(&sink, 3, "bytes", 5), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM metrics WHERE job_id = ?1 AND step = 3", 7),
+                     1);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM checkpoints WHERE job_id = ?1 AND step = 3 AND "
+                            "metrics = '{\"loss\":0.125}'",
+                            7),
+                     1);
+    /* The heartbeat's connection flushes whatever waits. */
+    ck_assert_int_eq(sink_metrics(&sink, 4, m3, 1), 0);
+    ck_assert_int_eq(db_sink_flush(&ds, other, false), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM metrics WHERE job_id = ?1 AND step = 4", 7),
+                     1);
+    /* Without the lease nothing is written and the update keeps waiting. */
+    ck_assert_int_eq(sink_metrics(&sink, 5, m3, 1), 0);
+    ck_assert_int_eq(
+        db_exec(other, "UPDATE jobs SET lease_owner = 'thief' WHERE id = 7", err, sizeof err),
+        SQLITE_OK);
+    ck_assert_int_eq(db_sink_flush(&ds, other, false), -1);
+    ck_assert(atomic_load(&lost));
+    ck_assert_int_eq(
+        db_exec(other, "UPDATE jobs SET lease_owner = 'me' WHERE id = 7", err, sizeof err),
+        SQLITE_OK);
+    ck_assert_int_eq(db_sink_flush(&ds, other, false), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM metrics WHERE job_id = ?1 AND step = 5", 7),
+                     1);
+    /* flush_ms 0: every update commits at once. */
+    ds.flush_ms = 0;
+    ck_assert_int_eq(sink_metrics(&sink, 6, m3, 1), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM metrics WHERE job_id = ?1 AND step = 6", 7),
+                     1);
+    db_sink_free(&ds);
+    sqlite3_close(other);
+    sqlite3_close(db);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+typedef struct lock_holder {
+    const char *path;
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    bool locked;
+} lock_holder;
+
+static void *hold_write_lock(void *arg) {
+    lock_holder *h = arg;
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(h->path, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_begin(db), SQLITE_OK);
+    ck_assert_int_eq(db_exec(db, "INSERT INTO t VALUES (1)", err, sizeof err), SQLITE_OK);
+    pthread_mutex_lock(&h->mutex);
+    h->locked = true;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->mutex);
+    pause_ms(30); /* the lock is held this long: what the other connection meets */
+    ck_assert_int_eq(db_commit(db), SQLITE_OK);
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* A connection that meets another's write lock waits for it (db_open's
+ * busy handler) instead of failing with SQLITE_BUSY. */
+START_TEST(test_db_waits_for_write_lock) {
+    test_daemon d;
+    daemon_init(&d);
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_exec(db, "CREATE TABLE t (x)", err, sizeof err), SQLITE_OK);
+    lock_holder h = {
+        .path = d.db, .mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, hold_write_lock, &h), 0);
+    pthread_mutex_lock(&h.mutex);
+    while (!h.locked)
+        pthread_cond_wait(&h.cond, &h.mutex);
+    pthread_mutex_unlock(&h.mutex);
+    ck_assert_int_eq(db_begin(db), SQLITE_OK);
+    ck_assert_int_eq(db_exec(db, "INSERT INTO t VALUES (2)", err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_commit(db), SQLITE_OK);
+    pthread_join(thread, NULL);
+    sqlite3_close(db);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM t", 0), 2);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+typedef struct blob_write {
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int done, committed;
+} blob_write;
+
+static int insert_blob(sqlite3 *db, void *ctx) {
+    (void)ctx;
+    return sqlite3_exec(db, "INSERT INTO t VALUES (randomblob(8000))", NULL, NULL, NULL) ==
+           SQLITE_OK;
+}
+
+static void blob_written(void *ctx, int committed) {
+    blob_write *b = ctx;
+    pthread_mutex_lock(&b->mutex);
+    b->done++, b->committed += committed;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->mutex);
+}
+
+/* The group-commit writer's WAL is checkpointed by its checkpointer thread
+ * (the writer connection never does it inside a COMMIT), and no write is
+ * lost on the way. */
+START_TEST(test_writer_checkpoints_wal) {
+    test_daemon d;
+    daemon_init(&d);
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_exec(db, "CREATE TABLE t (x)", err, sizeof err), SQLITE_OK);
+    sqlite3_close(db);
+    writer *w = writer_start(d.db, err, sizeof err);
+    ck_assert_ptr_nonnull(w);
+    /* 400 commits of three pages each (8,000 bytes: a leaf and two
+     * overflow pages): the WAL passes 1,000 frames. */
+    enum { N = 400 };
+    blob_write b = {.mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(writer_submit(w, insert_blob, blob_written, &b), 0);
+        pthread_mutex_lock(&b.mutex); /* one at a time: one commit each */
+        while (b.done <= i)
+            pthread_cond_wait(&b.cond, &b.mutex);
+        pthread_mutex_unlock(&b.mutex);
+    }
+    writer_stop(w); /* joins the checkpointer after the one it was asked for */
+    long long batches, writes, checkpoints;
+    writer_stats(w, &batches, &writes, &checkpoints);
+    writer_free(w);
+    ck_assert_int_eq(b.committed, N);
+    ck_assert_int_eq(writes, N);
+    ck_assert_int_ge(checkpoints, 1);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM t WHERE length(x) = 8000", 0), N);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 START_TEST(test_config_sources) {
     test_daemon d;
     daemon_init(&d);
@@ -714,6 +921,9 @@ Suite *server_suite(void) {
     tcase_add_test(unit, test_schema_migrations);
     tcase_add_test(unit, test_sha256_vectors);
     tcase_add_test(unit, test_worker_claims_and_fences);
+    tcase_add_test(unit, test_db_sink_coalesces_metrics);
+    tcase_add_test(unit, test_db_waits_for_write_lock);
+    tcase_add_test(unit, test_writer_checkpoints_wal);
     tcase_set_timeout(unit, 60);
     suite_add_tcase(s, unit);
     TCase *http_tc = tcase_create("http");

@@ -32,48 +32,71 @@ static int64_t lease_ms_from_env(void) {
     return s && *end == '\0' && v >= 100 ? v : 30000;
 }
 
-/* ---- heartbeat: renews the lease every lease/4 on its own connection ----- */
+static int64_t metrics_flush_ms_from_env(void) {
+    const char *s = getenv("RLHF_METRICS_FLUSH_MS");
+    char *end;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    return s && *end == '\0' && v >= 0 && v <= 60000 ? v : 100;
+}
+
+/* ---- heartbeat: renews the lease every lease/4 on its own connection, and
+ * commits the metrics that waited flush_ms (train/db_sink.h) ------------- */
 
 typedef struct heartbeat {
     sqlite3 *db;
     int64_t job_id;
     const char *lease_owner;
-    int64_t lease_ms;
+    int64_t lease_ms, flush_ms;
     atomic_bool cancel_requested;
     atomic_bool lease_lost;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
     bool quit;
+    db_sink *sink; /* while training runs; flushed under mutex */
     pthread_t thread;
 } heartbeat;
 
+static void renew_lease(heartbeat *hb) {
+    bool cancel = false;
+    int owned = -1;
+    if (db_begin(hb->db) == SQLITE_OK) {
+        owned = db_sink_fence(hb->db, hb->job_id, hb->lease_owner, hb->lease_ms, &cancel);
+        if (owned != 1 || db_commit(hb->db) != SQLITE_OK)
+            db_rollback(hb->db);
+    }
+    /* A failed heartbeat (database busy) is retried next tick; only a
+     * lease that is demonstrably gone stops training. */
+    if (owned == 0)
+        atomic_store(&hb->lease_lost, true);
+    if (cancel)
+        atomic_store(&hb->cancel_requested, true);
+}
+
 static void *heartbeat_main(void *arg) {
     heartbeat *hb = arg;
+    const int64_t renew_ms = hb->lease_ms / 4;
+    const int64_t tick_ms = hb->flush_ms > 0 && hb->flush_ms < renew_ms ? hb->flush_ms : renew_ms;
+    int64_t since_renewal = 0;
     pthread_mutex_lock(&hb->mutex);
     while (!hb->quit) {
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        int64_t ns = until.tv_nsec + (hb->lease_ms / 4) * 1000000;
+        int64_t ns = until.tv_nsec + tick_ms * 1000000;
         until.tv_sec += ns / 1000000000;
         until.tv_nsec = ns % 1000000000;
         pthread_cond_timedwait(&hb->wake, &hb->mutex, &until);
         if (hb->quit)
             break;
-        pthread_mutex_unlock(&hb->mutex);
-        bool cancel = false;
-        int owned = -1;
-        if (db_begin(hb->db) == SQLITE_OK) {
-            owned = db_sink_fence(hb->db, hb->job_id, hb->lease_owner, hb->lease_ms, &cancel);
-            if (owned != 1 || db_commit(hb->db) != SQLITE_OK)
-                db_rollback(hb->db);
+        /* A flush is fenced: it renews the lease too. A failed one (busy)
+         * is retried next tick; the metrics keep waiting. */
+        if (hb->sink != NULL)
+            db_sink_flush(hb->sink, hb->db, true);
+        if ((since_renewal += tick_ms) >= renew_ms) {
+            since_renewal = 0;
+            pthread_mutex_unlock(&hb->mutex);
+            renew_lease(hb);
+            pthread_mutex_lock(&hb->mutex);
         }
-        /* A failed heartbeat (database busy) is retried next tick; only a
-         * lease that is demonstrably gone stops training. */
-        if (owned == 0)
-            atomic_store(&hb->lease_lost, true);
-        if (cancel)
-            atomic_store(&hb->cancel_requested, true);
-        pthread_mutex_lock(&hb->mutex);
     }
     pthread_mutex_unlock(&hb->mutex);
     return NULL;
@@ -742,7 +765,11 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR2, &sa, NULL); /* what mpirun forwards (server/worker_launch.h) */
 
-    heartbeat hb = {.db = hb_db, .job_id = job_id, .lease_owner = owner, .lease_ms = lease_ms};
+    heartbeat hb = {.db = hb_db,
+                    .job_id = job_id,
+                    .lease_owner = owner,
+                    .lease_ms = lease_ms,
+                    .flush_ms = metrics_flush_ms_from_env()};
     atomic_init(&hb.cancel_requested, false);
     atomic_init(&hb.lease_lost, false);
     pthread_mutex_init(&hb.mutex, NULL);
@@ -768,10 +795,22 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
                       .lease_ms = lease_ms,
                       .cancel_requested = &hb.cancel_requested,
                       .lease_lost = &hb.lease_lost,
-                      .stop_signal = &stop_signal};
+                      .stop_signal = &stop_signal,
+                      .flush_ms = hb.flush_ms};
         train_sink sink = db_sink_make(&ds);
+        pthread_mutex_lock(&hb.mutex);
+        hb.sink = &ds;
+        pthread_mutex_unlock(&hb.mutex);
         const worker_ctx w = {owner, lease_ms, &hb.cancel_requested};
         rc = run_with_inputs(db, job_id, type, cfg, &sink, &w, err, sizeof err);
+        pthread_mutex_lock(&hb.mutex);
+        hb.sink = NULL;
+        pthread_mutex_unlock(&hb.mutex);
+        /* The last updates' metrics, whatever the outcome. */
+        if (db_sink_flush(&ds, db, false) != 0 && rc == 0) {
+            snprintf(err, sizeof err, "cannot write the last metrics: %s", sqlite3_errmsg(db));
+            rc = -1;
+        }
         db_sink_free(&ds);
     }
     json_decref(config);

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "db.h"
 #include "sha256.h"
@@ -30,18 +31,38 @@ int db_sink_fence(sqlite3 *db, int64_t job_id, const char *lease_owner, int64_t 
     return owned;
 }
 
-/* Opens a fenced transaction: 0 ready, -1 failed (transaction closed). */
-static int fenced_begin(db_sink *ds) {
-    if (db_begin(ds->db) != SQLITE_OK)
+/* One update waiting to be committed: its step and metrics (name -> value,
+ * null for a non-finite one), the object its 'metrics' event carries. */
+typedef struct db_sink_update {
+    int64_t step;
+    json_t *values;
+} db_sink_update;
+
+/* Updates that wait longer than this are committed by the training thread
+ * itself, whatever flush_ms says (the heartbeat may be failing). */
+#define DB_SINK_MAX_PENDING 4096
+
+static int64_t monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Opens a fenced transaction on db: 0 ready, -1 failed (transaction closed). */
+static int fenced_begin(db_sink *ds, sqlite3 *db) {
+    if (db_begin(db) != SQLITE_OK) {
+        fprintf(stderr, "rlhf-train: job %lld: cannot begin a write: %s\n", (long long)ds->job_id,
+                sqlite3_errmsg(db));
         return -1;
+    }
     bool cancel = false;
-    int owned = db_sink_fence(ds->db, ds->job_id, ds->lease_owner, ds->lease_ms, &cancel);
+    int owned = db_sink_fence(db, ds->job_id, ds->lease_owner, ds->lease_ms, &cancel);
     if (owned != 1) {
         if (owned == 0)
             atomic_store(ds->lease_lost, true);
         fprintf(stderr, "rlhf-train: job %lld: %s\n", (long long)ds->job_id,
-                owned == 0 ? "lease lost; stopping without writing" : sqlite3_errmsg(ds->db));
-        db_rollback(ds->db);
+                owned == 0 ? "lease lost; stopping without writing" : sqlite3_errmsg(db));
+        db_rollback(db);
         return -1;
     }
     if (cancel)
@@ -49,12 +70,18 @@ static int fenced_begin(db_sink *ds) {
     return 0;
 }
 
-static int fenced_commit(db_sink *ds, int ok) {
-    if (ok && db_commit(ds->db) == SQLITE_OK)
+/* Commits (ok) or rolls back; after a commit the waiting updates, which
+ * the transaction wrote (write_pending), are done. Caller holds mutex. */
+static int fenced_commit(db_sink *ds, sqlite3 *db, int ok) {
+    if (ok && db_commit(db) == SQLITE_OK) {
+        for (size_t i = 0; i < ds->n_pending; i++)
+            json_decref(ds->pending[i].values);
+        ds->n_pending = 0;
         return 0;
+    }
     fprintf(stderr, "rlhf-train: job %lld: write failed: %s\n", (long long)ds->job_id,
-            sqlite3_errmsg(ds->db));
-    db_rollback(ds->db);
+            sqlite3_errmsg(db));
+    db_rollback(db);
     return -1;
 }
 
@@ -66,39 +93,88 @@ static json_t *pairs_to_json(const sink_metric *m, int n) {
     return obj;
 }
 
-/* One update: its metrics rows and one 'metrics' event, in one commit. A
- * rerun of the job (after a lost worker) overwrites the same steps. */
-static int db_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
-    db_sink *ds = ctx;
-    if (fenced_begin(ds) != 0)
-        return -1;
+/* The waiting updates' metric rows and 'metrics' events, in the open
+ * transaction on db. A rerun of the job (after a lost worker) overwrites
+ * the same steps. Caller holds mutex. */
+static int write_pending(db_sink *ds, sqlite3 *db) {
+    if (ds->n_pending == 0)
+        return 1;
     sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(ds->db,
+    int ok = sqlite3_prepare_v2(db,
                                 "INSERT OR REPLACE INTO metrics (job_id, name, step, value) "
                                 "VALUES (?1, ?2, ?3, ?4)",
                                 -1, &st, NULL) == SQLITE_OK;
-    for (int i = 0; ok && i < n; i++) {
-        sqlite3_bind_int64(st, 1, ds->job_id);
-        sqlite3_bind_text(st, 2, m[i].name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, step);
-        if (isfinite(m[i].value))
-            sqlite3_bind_double(st, 4, m[i].value);
-        else
-            sqlite3_bind_null(st, 4);
-        ok = sqlite3_step(st) == SQLITE_DONE && sqlite3_reset(st) == SQLITE_OK;
+    for (size_t u = 0; ok && u < ds->n_pending; u++) {
+        const db_sink_update *up = &ds->pending[u];
+        const char *name;
+        json_t *v;
+        json_object_foreach(up->values, name, v) {
+            sqlite3_bind_int64(st, 1, ds->job_id);
+            sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, up->step);
+            if (json_is_real(v))
+                sqlite3_bind_double(st, 4, json_real_value(v));
+            else
+                sqlite3_bind_null(st, 4);
+            ok = ok && sqlite3_step(st) == SQLITE_DONE && sqlite3_reset(st) == SQLITE_OK;
+        }
+        json_t *data = json_pack("{s:I, s:O}", "step", (json_int_t)up->step, "metrics", up->values);
+        char message[64];
+        snprintf(message, sizeof message, "step %lld", (long long)up->step);
+        ok = ok && data != NULL &&
+             db_insert_job_event(db, ds->job_id, "info", "metrics", "metrics", message, data) == 0;
+        json_decref(data);
     }
     sqlite3_finalize(st);
+    return ok;
+}
+
+static int flush_locked(db_sink *ds, sqlite3 *db) {
+    if (ds->n_pending == 0)
+        return 0;
+    if (fenced_begin(ds, db) != 0)
+        return -1;
+    return fenced_commit(ds, db, write_pending(ds, db));
+}
+
+int db_sink_flush(db_sink *ds, sqlite3 *db, bool stale_only) {
+    pthread_mutex_lock(&ds->mutex);
+    int rc = 0;
+    if (ds->n_pending > 0 && (!stale_only || monotonic_ms() - ds->first_pending_ms >= ds->flush_ms))
+        rc = flush_locked(ds, db);
+    pthread_mutex_unlock(&ds->mutex);
+    return rc;
+}
+
+/* One update: waits with the others for the next commit (see db_sink.h). */
+static int db_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
+    db_sink *ds = ctx;
     json_t *values = pairs_to_json(m, n);
-    json_t *data = json_pack("{s:I, s:O}", "step", (json_int_t)step, "metrics", values);
-    char message[64];
-    snprintf(message, sizeof message, "step %lld", (long long)step);
-    ok = ok &&
-         db_insert_job_event(ds->db, ds->job_id, "info", "metrics", "metrics", message, data) == 0;
-    json_decref(data);
-    json_decref(ds->last_metrics);
-    ds->last_metrics = values;
-    ds->last_metrics_step = step;
-    return fenced_commit(ds, ok);
+    if (values == NULL)
+        return -1;
+    pthread_mutex_lock(&ds->mutex);
+    int rc = 0;
+    if (ds->n_pending == ds->cap_pending) {
+        size_t cap = ds->cap_pending ? 2 * ds->cap_pending : 16;
+        db_sink_update *grown = realloc(ds->pending, cap * sizeof *grown);
+        if (grown == NULL)
+            rc = -1;
+        else
+            ds->pending = grown, ds->cap_pending = cap;
+    }
+    if (rc == 0) {
+        if (ds->n_pending == 0)
+            ds->first_pending_ms = monotonic_ms();
+        ds->pending[ds->n_pending++] = (db_sink_update){step, json_incref(values)};
+        json_decref(ds->last_metrics);
+        ds->last_metrics = json_incref(values);
+        ds->last_metrics_step = step;
+        if (ds->flush_ms <= 0 || ds->n_pending >= DB_SINK_MAX_PENDING)
+            rc = flush_locked(ds, ds->db);
+    }
+    pthread_mutex_unlock(&ds->mutex);
+    json_decref(values);
+    return rc;
 }
 
 static const char *level_name(sink_level level) {
@@ -108,23 +184,25 @@ static const char *level_name(sink_level level) {
 static int db_event(void *ctx, sink_level level, const char *code, const char *message,
                     const sink_metric *data, int n_data) {
     db_sink *ds = ctx;
-    if (fenced_begin(ds) != 0)
-        return -1;
-    json_t *obj = n_data > 0 ? pairs_to_json(data, n_data) : NULL;
-    int ok = db_insert_job_event(ds->db, ds->job_id, level_name(level), "message", code, message,
-                                 obj) == 0;
-    json_decref(obj);
-    return fenced_commit(ds, ok);
+    pthread_mutex_lock(&ds->mutex);
+    int rc = -1;
+    if (fenced_begin(ds, ds->db) == 0) {
+        json_t *obj = n_data > 0 ? pairs_to_json(data, n_data) : NULL;
+        int ok =
+            write_pending(ds, ds->db) && db_insert_job_event(ds->db, ds->job_id, level_name(level),
+                                                             "message", code, message, obj) == 0;
+        json_decref(obj);
+        rc = fenced_commit(ds, ds->db, ok);
+    }
+    pthread_mutex_unlock(&ds->mutex);
+    return rc;
 }
 
 /* Checkpoints are stored in the database as 'periodic'; the job's last one
  * becomes 'final' when the job succeeds (db_job.c). */
-static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
-    db_sink *ds = ctx;
-    char digest[65];
-    sha256_hex(bytes, n_bytes, digest);
-    if (fenced_begin(ds) != 0)
-        return -1;
+/* The checkpoint row and its event, in the open transaction. */
+static int write_checkpoint(db_sink *ds, int64_t step, const void *bytes, size_t n_bytes,
+                            const char *digest) {
     sqlite3_stmt *st = NULL;
     int ok = sqlite3_prepare_v2(ds->db,
                                 "INSERT INTO checkpoints (job_id, step, kind, bytes, sha256, "
@@ -156,7 +234,21 @@ static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_by
     ok = ok && db_insert_job_event(ds->db, ds->job_id, "info", "message", "checkpoint", message,
                                    data) == 0;
     json_decref(data);
-    return fenced_commit(ds, ok);
+    return ok;
+}
+
+static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
+    db_sink *ds = ctx;
+    char digest[65];
+    sha256_hex(bytes, n_bytes, digest);
+    pthread_mutex_lock(&ds->mutex);
+    int rc = -1;
+    if (fenced_begin(ds, ds->db) == 0)
+        rc = fenced_commit(ds, ds->db,
+                           write_pending(ds, ds->db) &&
+                               write_checkpoint(ds, step, bytes, n_bytes, digest));
+    pthread_mutex_unlock(&ds->mutex);
+    return rc;
 }
 
 static bool db_should_stop(void *ctx) {
@@ -166,10 +258,17 @@ static bool db_should_stop(void *ctx) {
 }
 
 train_sink db_sink_make(db_sink *ds) {
+    pthread_mutex_init(&ds->mutex, NULL);
+    ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
     return (train_sink){ds, db_metrics, db_event, db_checkpoint, db_should_stop};
 }
 
 void db_sink_free(db_sink *ds) {
+    for (size_t i = 0; i < ds->n_pending; i++)
+        json_decref(ds->pending[i].values);
+    free(ds->pending);
+    ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
+    pthread_mutex_destroy(&ds->mutex);
     json_decref(ds->last_metrics);
     ds->last_metrics = NULL;
 }
