@@ -31,6 +31,8 @@ static const option_def options[] = {
     STR(db_path, "rlhfd.db", "the SQLite database file (created if missing)"),
     INT(workers, 2, 1, 256, "at most this many rlhf-train processes at once"),
     INT(threads_per_job, 1, 1, 256, "OpenBLAS threads of each rlhf-train process"),
+    INT(worker_nice, 10, 0, 19,
+        "added to rlhf-train processes' nice value: training yields the CPU to requests"),
     INT(max_body_bytes, 1 << 20, 1024, (int64_t)1 << 34, "largest accepted JSON request body"),
     INT(max_upload_bytes, (int64_t)1 << 30, 1024, (int64_t)1 << 40,
         "largest accepted dataset upload (streamed, never held whole)"),

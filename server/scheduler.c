@@ -194,6 +194,11 @@ static pid_t spawn_worker(scheduler *s, int64_t job_id, int *stop_signal) {
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
+        /* Training is batch work; annotators and dashboards wait on
+         * requests. A niced worker still gets every idle cycle. */
+        errno = 0;
+        if (nice((int)s->cfg.worker_nice) == -1 && errno != 0)
+            fprintf(stderr, "rlhfd: cannot renice the worker: %s\n", strerror(errno));
         execve(argv[0], argv, s->envp);
         fprintf(stderr, "rlhfd: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);

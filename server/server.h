@@ -20,6 +20,7 @@ typedef struct rlhfd_config {
     char db_path[4096];
     int64_t workers;          /* concurrent rlhf-train processes */
     int64_t threads_per_job;  /* OPENBLAS_NUM_THREADS of each worker */
+    int64_t worker_nice;      /* added to each worker's nice value */
     int64_t max_body_bytes;   /* JSON bodies, held whole */
     int64_t max_upload_bytes; /* dataset uploads, streamed */
     int64_t lease_ms;         /* a worker's lease; it renews every lease/4 */

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <ftw.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -472,6 +473,12 @@ START_TEST(test_cancel_running_job) {
     daemon_init(&d);
     daemon_start(&d, NULL);
     int64_t id = start_running_job(&d, LONG_JOB);
+    /* The worker runs niced (--worker-nice, default 10) below rlhfd. */
+    errno = 0;
+    const int own_nice = getpriority(PRIO_PROCESS, 0);
+    const pid_t worker = (pid_t)db_int(&d, "SELECT worker_pid FROM jobs WHERE id = ?1", id);
+    ck_assert_int_eq(getpriority(PRIO_PROCESS, (id_t)worker),
+                     own_nice + 10 > 19 ? 19 : own_nice + 10);
     http_reply *r = cancel_job(&d, id);
     ck_assert_int_eq(r->status, 200);
     ck_assert(json_is_true(json_object_get(r->json, "cancel_requested")));
