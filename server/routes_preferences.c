@@ -672,31 +672,25 @@ static json_t *ranking_order(sqlite3 *db, int64_t ranking_id) {
     "preference_pairs p WHERE p.ranking_id = k.id) FROM rankings k JOIN api_tokens t ON t.id = "   \
     "k.token_id"
 
+/* A ranking as the API shows it (order taken; note NULL: none). */
+static json_t *ranking_json(int64_t id, int64_t comparison_id, const char *annotator, bool skipped,
+                            json_t *order, const char *note, int64_t n_pairs, int64_t created_at) {
+    return json_pack("{s:I, s:s, s:I, s:s, s:b, s:o, s:o, s:I, s:I}", "id", (json_int_t)id,
+                     "object", "ranking", "comparison_id", (json_int_t)comparison_id, "annotator",
+                     annotator, "skipped", skipped, "order", order, "note",
+                     note ? json_string(note) : json_null(), "n_pairs", (json_int_t)n_pairs,
+                     "created_at", (json_int_t)created_at);
+}
+
 static json_t *ranking_item(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     (void)scope;
     json_t *order = ranking_order(db, sqlite3_column_int64(st, 0));
     if (order == NULL)
         return NULL;
-    return json_pack("{s:I, s:s, s:I, s:s, s:b, s:o, s:o, s:I, s:I}", "id",
-                     (json_int_t)sqlite3_column_int64(st, 0), "object", "ranking", "comparison_id",
-                     (json_int_t)sqlite3_column_int64(st, 1), "annotator",
-                     (const char *)sqlite3_column_text(st, 2), "skipped",
-                     sqlite3_column_int(st, 3) != 0, "order", order, "note",
-                     sqlite3_column_type(st, 4) == SQLITE_NULL
-                         ? json_null()
-                         : json_string((const char *)sqlite3_column_text(st, 4)),
-                     "n_pairs", (json_int_t)sqlite3_column_int64(st, 6), "created_at",
-                     (json_int_t)sqlite3_column_int64(st, 5));
-}
-
-static json_t *ranking_load(sqlite3 *db, int64_t id) {
-    sqlite3_stmt *st = db_cached_prepare(db, "SELECT " RANKING_COLUMNS " WHERE k.id = ?1");
-    if (st == NULL)
-        return NULL;
-    sqlite3_bind_int64(st, 1, id);
-    json_t *row = sqlite3_step(st) == SQLITE_ROW ? ranking_item(db, st, id) : NULL;
-    db_cached_done(st);
-    return row;
+    return ranking_json(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                        (const char *)sqlite3_column_text(st, 2), sqlite3_column_int(st, 3) != 0,
+                        order, (const char *)sqlite3_column_text(st, 4),
+                        sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 5));
 }
 
 /* Validates order against the comparison's candidates (ids[0..n)): every
@@ -753,10 +747,36 @@ static int check_order(request *r, const json_t *order, const int64_t *ids, size
     return 1;
 }
 
-/* Inserts the ranking, its entries and its pairs in the open transaction;
- * the new ranking id, or -1. */
+/* Steps "INSERT INTO table (cols) VALUES (?, ?, ?), ..." with rows rows of
+ * three values (v[3 * i ..]): one statement for the whole ranking instead
+ * of one per row. 1 done, 0 failed. */
+static int insert_rows(sqlite3 *db, const char *head, const int64_t *v, size_t rows) {
+    static const char values[] = " VALUES (?, ?, ?)", more[] = ", (?, ?, ?)";
+    char sql[128 + PROJECT_MAX_K * (PROJECT_MAX_K - 1) / 2 * (sizeof more - 1)];
+    const size_t head_len = strlen(head);
+    if (rows == 0 || head_len + sizeof values + (rows - 1) * (sizeof more - 1) > sizeof sql)
+        return 0;
+    memcpy(sql, head, head_len);
+    char *end = memcpy(sql + head_len, values, sizeof values - 1);
+    end += sizeof values - 1;
+    for (size_t i = 1; i < rows; i++, end += sizeof more - 1)
+        memcpy(end, more, sizeof more - 1);
+    *end = '\0';
+    sqlite3_stmt *st = db_cached_prepare(db, sql);
+    if (st == NULL)
+        return 0;
+    for (size_t i = 0; i < 3 * rows; i++)
+        sqlite3_bind_int64(st, (int)i + 1, v[i]);
+    int ok = sqlite3_step(st) == SQLITE_DONE;
+    db_cached_done(st);
+    return ok;
+}
+
+/* Inserts the ranking, its entries and its pairs (every (better, worse)
+ * pair of different ranks: K-wise -> pairwise) in the open transaction,
+ * and ends the caller's lease. The new ranking id (and *n_pairs), or -1. */
 static int64_t ranking_insert(request *r, bool skip, const char *note, const int64_t *ids,
-                              const int64_t *rank, size_t n) {
+                              const int64_t *rank, size_t n, int64_t created_at, int64_t *n_pairs) {
     int64_t id = -1;
     sqlite3_stmt *st = db_cached_prepare(r->db, "INSERT INTO rankings (comparison_id, token_id, "
                                                 "skipped, note, created_at) VALUES (?1, ?2, ?3, "
@@ -767,59 +787,52 @@ static int64_t ranking_insert(request *r, bool skip, const char *note, const int
     sqlite3_bind_int64(st, 2, r->token.id);
     sqlite3_bind_int(st, 3, skip);
     sqlite3_bind_text(st, 4, note, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, db_now_s());
+    sqlite3_bind_int64(st, 5, created_at);
     if (sqlite3_step(st) == SQLITE_DONE)
         id = sqlite3_last_insert_rowid(r->db);
     db_cached_done(st);
-    st = NULL;
-    int ok = id > 0 && (st = db_cached_prepare(r->db, "INSERT INTO ranking_entries (ranking_id, "
-                                                      "candidate_id, rank) VALUES (?1, ?2, "
-                                                      "?3)")) != NULL;
-    for (size_t i = 0; ok && !skip && i < n; i++) {
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, ids[i]);
-        sqlite3_bind_int64(st, 3, rank[i]);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-        sqlite3_reset(st);
+    int ok = id > 0;
+    size_t pairs = 0;
+    if (ok && !skip) {
+        int64_t v[3 * PROJECT_MAX_K * (PROJECT_MAX_K - 1) / 2] = {0};
+        for (size_t i = 0; i < n; i++)
+            v[3 * i] = id, v[3 * i + 1] = ids[i], v[3 * i + 2] = rank[i];
+        ok = insert_rows(r->db, "INSERT INTO ranking_entries (ranking_id, candidate_id, rank)", v,
+                         n);
+        for (size_t a = 0; a < n; a++)
+            for (size_t b = 0; b < n; b++)
+                if (rank[a] < rank[b])
+                    v[3 * pairs] = id, v[3 * pairs + 1] = ids[a], v[3 * pairs + 2] = ids[b],
+                          pairs++;
+        ok = ok && (pairs == 0 ||
+                    insert_rows(r->db,
+                                "INSERT INTO preference_pairs (ranking_id, chosen_candidate_id, "
+                                "rejected_candidate_id)",
+                                v, pairs));
     }
-    db_cached_done(st);
-    st = NULL;
-    /* K-wise → pairwise: every (better, worse) pair of different ranks. */
-    ok = ok && (st = db_cached_prepare(r->db, "INSERT INTO preference_pairs (ranking_id, "
-                                              "chosen_candidate_id, rejected_candidate_id) "
-                                              "VALUES (?1, ?2, ?3)")) != NULL;
-    for (size_t a = 0; ok && !skip && a < n; a++)
-        for (size_t b = 0; ok && b < n; b++)
-            if (rank[a] < rank[b]) {
-                sqlite3_bind_int64(st, 1, id);
-                sqlite3_bind_int64(st, 2, ids[a]);
-                sqlite3_bind_int64(st, 3, ids[b]);
-                ok = sqlite3_step(st) == SQLITE_DONE;
-                sqlite3_reset(st);
-            }
-    db_cached_done(st);
-    st = NULL;
     ok = ok && (st = db_cached_prepare(r->db, "DELETE FROM comparison_leases WHERE "
                                               "comparison_id = ?1 AND token_id = ?2")) != NULL;
     if (ok) {
         sqlite3_bind_int64(st, 1, r->path_id);
         sqlite3_bind_int64(st, 2, r->token.id);
         ok = sqlite3_step(st) == SQLITE_DONE;
+        db_cached_done(st);
     }
-    db_cached_done(st);
+    *n_pairs = (int64_t)pairs;
     return ok ? id : -1;
 }
 
-/* Whether the caller may still answer: 1 yes; 0 after replying 409 (they
- * did already, or the overlap is reached and they hold no lease). */
-static int check_can_answer(request *r, enum MHD_Result *replied) {
+/* Whether the caller may still answer: 1 yes (*annotator: the caller's
+ * token name, malloc'd); 0 after replying 409 (they did already, or the
+ * overlap is reached and they hold no lease). */
+static int check_can_answer(request *r, char **annotator, enum MHD_Result *replied) {
     sqlite3_stmt *st = db_cached_prepare(
         r->db,
         "SELECT (SELECT count(*) FROM rankings WHERE comparison_id = ?1 AND token_id = ?2), "
         "(SELECT count(*) FROM rankings WHERE comparison_id = ?1 AND skipped = 0), "
         "(SELECT count(*) FROM comparison_leases WHERE comparison_id = ?1 AND token_id = ?2 "
         "AND lease_expires_ms > ?3), (SELECT p.overlap FROM comparisons c JOIN projects p ON "
-        "p.id = c.project_id WHERE c.id = ?1)");
+        "p.id = c.project_id WHERE c.id = ?1), (SELECT name FROM api_tokens WHERE id = ?2)");
     if (st == NULL) {
         *replied = http_reply_db_error(r);
         return 0;
@@ -827,9 +840,11 @@ static int check_can_answer(request *r, enum MHD_Result *replied) {
     sqlite3_bind_int64(st, 1, r->path_id);
     sqlite3_bind_int64(st, 2, r->token.id);
     sqlite3_bind_int64(st, 3, db_now_ms());
-    int ok = sqlite3_step(st) == SQLITE_ROW;
+    int ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 4) == SQLITE_TEXT;
     int64_t mine = sqlite3_column_int64(st, 0), ranked = sqlite3_column_int64(st, 1);
     int64_t leased = sqlite3_column_int64(st, 2), overlap = sqlite3_column_int64(st, 3);
+    *annotator = ok ? strdup((const char *)sqlite3_column_text(st, 4)) : NULL;
+    ok = ok && *annotator != NULL;
     db_cached_done(st);
     if (!ok)
         *replied = http_reply_db_error(r);
@@ -842,7 +857,12 @@ static int check_can_answer(request *r, enum MHD_Result *replied) {
                                     "comparison %lld already has the %lld rankings its project "
                                     "asks for",
                                     (long long)r->path_id, (long long)overlap);
-    return ok && mine == 0 && (ranked < overlap || leased > 0);
+    ok = ok && mine == 0 && (ranked < overlap || leased > 0);
+    if (!ok) {
+        free(*annotator);
+        *annotator = NULL;
+    }
+    return ok;
 }
 
 /* What route_rankings_create validated, for its write in the writer's
@@ -859,10 +879,34 @@ typedef struct ranking_write {
 static enum MHD_Result ranking_write_run(request *r) {
     const ranking_write *w = r->write_ctx;
     enum MHD_Result replied = MHD_NO;
-    if (!check_can_answer(r, &replied))
+    char *annotator = NULL;
+    if (!check_can_answer(r, &annotator, &replied))
         return replied;
-    int64_t id = ranking_insert(r, w->skip, w->has_note ? w->note : NULL, w->ids, w->rank, w->n);
-    json_t *ranking = id > 0 ? ranking_load(r->db, id) : NULL;
+    const char *note = w->has_note ? w->note : NULL;
+    const int64_t created_at = db_now_s();
+    int64_t n_pairs = 0;
+    int64_t id = ranking_insert(r, w->skip, note, w->ids, w->rank, w->n, created_at, &n_pairs);
+    if (id <= 0) {
+        free(annotator);
+        return http_reply_db_error(r);
+    }
+    /* The answer from what was written (GET reads the same back): groups
+     * in rank order, candidates within a group in position order. */
+    json_t *order = json_array();
+    for (int64_t g = 0; !w->skip; g++) {
+        json_t *group = json_array();
+        for (size_t i = 0; i < w->n; i++)
+            if (w->rank[i] == g)
+                json_array_append_new(group, json_integer(w->ids[i]));
+        if (json_array_size(group) == 0) {
+            json_decref(group);
+            break;
+        }
+        json_array_append_new(order, group);
+    }
+    json_t *ranking =
+        ranking_json(id, r->path_id, annotator, w->skip, order, note, n_pairs, created_at);
+    free(annotator);
     return ranking ? http_commit_reply(r, 200, ranking) : http_reply_db_error(r);
 }
 

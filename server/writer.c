@@ -73,13 +73,22 @@ static void *checkpointer_main(void *arg) {
     return NULL;
 }
 
+/* One statement of the savepoint dance, prepared once (sqlite3_exec would
+ * compile it for every write). */
+static int step_cached(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *st = db_cached_prepare(db, sql);
+    int ok = st != NULL && sqlite3_step(st) == SQLITE_DONE;
+    db_cached_done(st);
+    return ok;
+}
+
 static int run_one(sqlite3 *db, const write_item *it) {
-    if (sqlite3_exec(db, "SAVEPOINT w", NULL, NULL, NULL) != SQLITE_OK)
+    if (!step_cached(db, "SAVEPOINT w"))
         return -1;
     int keep = it->fn(db, it->ctx);
-    if (!keep && sqlite3_exec(db, "ROLLBACK TO w", NULL, NULL, NULL) != SQLITE_OK)
+    if (!keep && !step_cached(db, "ROLLBACK TO w"))
         return -1;
-    return sqlite3_exec(db, "RELEASE w", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+    return step_cached(db, "RELEASE w") ? 0 : -1;
 }
 
 static void *writer_main(void *arg) {

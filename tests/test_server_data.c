@@ -439,6 +439,7 @@ START_TEST(test_preference_collection) {
     json_t *order = json_object_get(r->json, "order");
     ck_assert_int_eq(json_array_size(order), 2);
     ck_assert_int_eq(json_integer_value(json_array_get(json_array_get(order, 1), 0)), ids[1]);
+    json_t *posted1 = json_incref(r->json); /* compared with what GET reads back, below */
     reply_free(r);
     call_expect_error(&d, "POST", rpath, a1, "{\"skip\":true}", 409, "already_ranked", NULL);
     snprintf(body, sizeof body, "{\"order\":[[%lld],[%lld],[%lld]]}", (long long)ids[2],
@@ -446,6 +447,7 @@ START_TEST(test_preference_collection) {
     r = expect_ok(http(&d, "POST", rpath, a2, body, NULL));
     ck_assert_int_eq(json_integer_value(json_object_get(r->json, "n_pairs")), 3);
     ck_assert(json_is_null(json_object_get(r->json, "note")));
+    json_t *posted2 = json_incref(r->json);
     reply_free(r);
     /* c1 has its two rankings: ann3 without a lease is refused. */
     call_expect_error(&d, "POST", rpath, a3, body, 409, "overlap_reached", NULL);
@@ -516,6 +518,11 @@ START_TEST(test_preference_collection) {
     snprintf(rpath, sizeof rpath, "/v1/comparisons/%lld/rankings", (long long)c1);
     r = expect_ok(http(&d, "GET", rpath, viewer, NULL, NULL));
     ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 2);
+    /* The write's answer is built from what it wrote; it equals the read. */
+    ck_assert(json_equal(json_array_get(json_object_get(r->json, "data"), 0), posted2));
+    ck_assert(json_equal(json_array_get(json_object_get(r->json, "data"), 1), posted1));
+    json_decref(posted1);
+    json_decref(posted2);
     reply_free(r);
     call_expect_error(&d, "GET", "/v1/comparisons/999", a1, NULL, 404, "comparison_not_found",
                       NULL);
