@@ -140,9 +140,8 @@ static json_t *comparison_load(sqlite3 *db, int64_t id, int *found) {
     sqlite3_stmt *st = NULL;
     *found = -1;
     if (sqlite3_prepare_v2(db,
-                           "SELECT id, project_id, prompt, created_at, (SELECT count(*) FROM "
-                           "rankings r WHERE r.comparison_id = comparisons.id AND r.skipped = 0) "
-                           "FROM comparisons WHERE id = ?1",
+                           "SELECT id, project_id, prompt, created_at, n_ranked FROM "
+                           "comparisons WHERE id = ?1",
                            -1, &st, NULL) != SQLITE_OK)
         return NULL;
     sqlite3_bind_int64(st, 1, id);
@@ -589,30 +588,35 @@ enum MHD_Result route_comparisons_get(request *r) {
  * least-ranked first; asking again before answering returns the same one. */
 enum MHD_Result route_comparisons_next(request *r) {
     int found;
-    json_t *project = project_load(r->db, r->path_id, &found);
-    if (project == NULL)
-        return reply_not_found(r, "project", found);
-    int64_t overlap = json_integer_value(json_object_get(project, "overlap"));
-    json_decref(project);
+    /* Only the overlap: the project's JSON counts its comparisons. */
+    sqlite3_stmt *st = db_cached_prepare(r->db, "SELECT overlap FROM projects WHERE id = ?1");
+    if (st == NULL)
+        return http_reply_db_error(r);
+    sqlite3_bind_int64(st, 1, r->path_id);
+    int rc = sqlite3_step(st);
+    const int64_t overlap = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    db_cached_done(st);
+    if (rc != SQLITE_ROW)
+        return reply_not_found(r, "project", rc == SQLITE_DONE ? 0 : -1);
     if (db_begin(r->db) != SQLITE_OK)
         return http_reply_db_error(r);
     int64_t now = db_now_ms();
-    sqlite3_stmt *st = NULL;
+    st = NULL;
+    /* Walks comparisons_by_rank_count in answer order (schema 007). */
     if (sqlite3_prepare_v2(
             r->db,
-            "SELECT id FROM (SELECT c.id, (SELECT count(*) FROM rankings k WHERE "
-            "k.comparison_id = c.id AND k.skipped = 0) AS n_ranked, (SELECT count(*) FROM "
-            "comparison_leases l WHERE l.comparison_id = c.id AND l.token_id <> ?2 AND "
-            "l.lease_expires_ms > ?3) AS n_leased FROM comparisons c WHERE c.project_id = ?1 "
-            "AND NOT EXISTS (SELECT 1 FROM rankings k WHERE k.comparison_id = c.id AND "
-            "k.token_id = ?2)) WHERE n_ranked + n_leased < ?4 ORDER BY n_ranked, id LIMIT 1",
+            "SELECT c.id FROM comparisons c INDEXED BY comparisons_by_rank_count WHERE "
+            "c.project_id = ?1 AND c.n_ranked < ?4 AND NOT EXISTS (SELECT 1 FROM rankings k "
+            "WHERE k.comparison_id = c.id AND k.token_id = ?2) AND c.n_ranked + (SELECT "
+            "count(*) FROM comparison_leases l WHERE l.comparison_id = c.id AND l.token_id <> ?2 "
+            "AND l.lease_expires_ms > ?3) < ?4 ORDER BY c.n_ranked, c.id LIMIT 1",
             -1, &st, NULL) != SQLITE_OK)
         return http_reply_db_error(r);
     sqlite3_bind_int64(st, 1, r->path_id);
     sqlite3_bind_int64(st, 2, r->token.id);
     sqlite3_bind_int64(st, 3, now);
     sqlite3_bind_int64(st, 4, overlap);
-    int rc = sqlite3_step(st);
+    rc = sqlite3_step(st);
     int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW) {

@@ -120,6 +120,52 @@ START_TEST(test_schema_migrations) {
 }
 END_TEST
 
+/* Schema 007's rank counts: backfilled from the rankings a database
+ * already had, then kept by triggers (insert, skip, delete, update). */
+START_TEST(test_rank_count_migration) {
+    char dir[] = "/tmp/rlhfd-rankcount-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[64], err[256];
+    snprintf(path, sizeof path, "%s/old.db", dir);
+    sqlite3 *db;
+    ck_assert_int_eq(db_open(path, &db, err, sizeof err), 0);
+    int m = 0;
+    while (db_migrations[m].name && strstr(db_migrations[m].name, "comparison_rank_counts") == NULL)
+        ck_assert_int_eq(db_exec(db, db_migrations[m++].sql, err, sizeof err), SQLITE_OK);
+    ck_assert_ptr_nonnull(db_migrations[m].name);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "PRAGMA user_version=%d; INSERT INTO api_tokens VALUES (1, 'a', 'annotator', "
+             "'%064d', 0, NULL), (2, 'b', 'annotator', '%064d', 0, NULL); INSERT INTO projects "
+             "VALUES (1, 'p', 2, 3, 0); INSERT INTO comparisons VALUES (1, 1, 'x', 0), (2, 1, "
+             "'y', 0), (3, 1, 'z', 0); INSERT INTO rankings (comparison_id, token_id, skipped, "
+             "created_at) VALUES (1, 1, 0, 0), (1, 2, 0, 0), (2, 1, 1, 0), (2, 2, 0, 0)",
+             m, 1, 2);
+    ck_assert_int_eq(db_exec(db, sql, err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), 0);
+    sqlite3_stmt *st;
+    const char *counts = "SELECT group_concat(n_ranked, ',') FROM (SELECT n_ranked FROM "
+                         "comparisons ORDER BY id)";
+    ck_assert_int_eq(sqlite3_prepare_v2(db, counts, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "2,1,0"); /* a skip is no rank */
+    sqlite3_reset(st);
+    ck_assert_int_eq(db_exec(db,
+                             "INSERT INTO rankings (comparison_id, token_id, skipped, "
+                             "created_at) VALUES (3, 1, 0, 0), (3, 2, 1, 0); UPDATE rankings "
+                             "SET skipped = 0 WHERE comparison_id = 2 AND token_id = 1; DELETE "
+                             "FROM rankings WHERE comparison_id = 1 AND token_id = 2",
+                             err, sizeof err),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "1,2,1");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    snprintf(sql, sizeof sql, "rm -rf %s", dir);
+    ck_assert_int_eq(system(sql), 0);
+}
+END_TEST
+
 START_TEST(test_sha256_vectors) {
     /* FIPS 180-4 examples (NIST CSRC), plus a multi-block input. */
     char hex[65];
@@ -926,6 +972,7 @@ Suite *server_suite(void) {
     Suite *s = suite_create("server");
     TCase *unit = tcase_create("unit");
     tcase_add_test(unit, test_schema_migrations);
+    tcase_add_test(unit, test_rank_count_migration);
     tcase_add_test(unit, test_sha256_vectors);
     tcase_add_test(unit, test_worker_claims_and_fences);
     tcase_add_test(unit, test_db_sink_coalesces_metrics);
