@@ -583,11 +583,60 @@ enum MHD_Result route_comparisons_get(request *r) {
     return c ? http_reply_json(r, 200, c) : reply_not_found(r, "comparison", found);
 }
 
+/* The pick and the lease of next, run by the group-commit writer
+ * (http_defer_write) in one transaction with the other writes, so two
+ * annotators never get the same last slot and concurrent calls share a
+ * commit. write_ctx holds the project's overlap. */
+static enum MHD_Result next_write_run(request *r) {
+    const int64_t overlap = *(const int64_t *)r->write_ctx;
+    const int64_t now = db_now_ms();
+    /* Walks comparisons_by_rank_count in answer order (schema 007). */
+    sqlite3_stmt *st = db_cached_prepare(
+        r->db,
+        "SELECT c.id FROM comparisons c INDEXED BY comparisons_by_rank_count WHERE "
+        "c.project_id = ?1 AND c.n_ranked < ?4 AND NOT EXISTS (SELECT 1 FROM rankings k "
+        "WHERE k.comparison_id = c.id AND k.token_id = ?2) AND c.n_ranked + (SELECT "
+        "count(*) FROM comparison_leases l WHERE l.comparison_id = c.id AND l.token_id <> ?2 "
+        "AND l.lease_expires_ms > ?3) < ?4 ORDER BY c.n_ranked, c.id LIMIT 1");
+    if (st == NULL)
+        return http_reply_db_error(r);
+    sqlite3_bind_int64(st, 1, r->path_id);
+    sqlite3_bind_int64(st, 2, r->token.id);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, overlap);
+    int rc = sqlite3_step(st);
+    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    db_cached_done(st);
+    if (rc != SQLITE_ROW)
+        return rc != SQLITE_DONE ? http_reply_db_error(r)
+                                 : http_reply_error(r, 404, "no_comparison_available", NULL,
+                                                    "project %lld has no comparison left for "
+                                                    "you to rank",
+                                                    (long long)r->path_id);
+    st = db_cached_prepare(r->db, "INSERT INTO comparison_leases (comparison_id, token_id, "
+                                  "lease_expires_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE "
+                                  "SET lease_expires_ms = excluded.lease_expires_ms");
+    int ok = st != NULL;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, r->token.id);
+        sqlite3_bind_int64(st, 3, now + ANNOTATION_LEASE_MS);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+        db_cached_done(st);
+    }
+    int found;
+    json_t *c = ok ? comparison_load(r->db, id, &found) : NULL;
+    if (c == NULL)
+        return http_reply_db_error(r);
+    json_object_set_new(c, "lease_expires_at",
+                        json_integer((now + ANNOTATION_LEASE_MS + 999) / 1000));
+    return http_commit_reply(r, 200, c);
+}
+
 /* GET /v1/projects/{id}/comparisons/next: leases the caller a comparison
  * they have not answered, below the overlap counting others' live leases,
  * least-ranked first; asking again before answering returns the same one. */
 enum MHD_Result route_comparisons_next(request *r) {
-    int found;
     /* Only the overlap: the project's JSON counts its comparisons. */
     sqlite3_stmt *st = db_cached_prepare(r->db, "SELECT overlap FROM projects WHERE id = ?1");
     if (st == NULL)
@@ -598,53 +647,12 @@ enum MHD_Result route_comparisons_next(request *r) {
     db_cached_done(st);
     if (rc != SQLITE_ROW)
         return reply_not_found(r, "project", rc == SQLITE_DONE ? 0 : -1);
-    if (db_begin(r->db) != SQLITE_OK)
-        return http_reply_db_error(r);
-    int64_t now = db_now_ms();
-    st = NULL;
-    /* Walks comparisons_by_rank_count in answer order (schema 007). */
-    if (sqlite3_prepare_v2(
-            r->db,
-            "SELECT c.id FROM comparisons c INDEXED BY comparisons_by_rank_count WHERE "
-            "c.project_id = ?1 AND c.n_ranked < ?4 AND NOT EXISTS (SELECT 1 FROM rankings k "
-            "WHERE k.comparison_id = c.id AND k.token_id = ?2) AND c.n_ranked + (SELECT "
-            "count(*) FROM comparison_leases l WHERE l.comparison_id = c.id AND l.token_id <> ?2 "
-            "AND l.lease_expires_ms > ?3) < ?4 ORDER BY c.n_ranked, c.id LIMIT 1",
-            -1, &st, NULL) != SQLITE_OK)
-        return http_reply_db_error(r);
-    sqlite3_bind_int64(st, 1, r->path_id);
-    sqlite3_bind_int64(st, 2, r->token.id);
-    sqlite3_bind_int64(st, 3, now);
-    sqlite3_bind_int64(st, 4, overlap);
-    rc = sqlite3_step(st);
-    int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
-    if (rc != SQLITE_ROW) {
-        db_rollback(r->db);
-        return rc != SQLITE_DONE ? http_reply_db_error(r)
-                                 : http_reply_error(r, 404, "no_comparison_available", NULL,
-                                                    "project %lld has no comparison left for "
-                                                    "you to rank",
-                                                    (long long)r->path_id);
-    }
-    int ok = sqlite3_prepare_v2(r->db,
-                                "INSERT INTO comparison_leases (comparison_id, token_id, "
-                                "lease_expires_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE "
-                                "SET lease_expires_ms = excluded.lease_expires_ms",
-                                -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, r->token.id);
-        sqlite3_bind_int64(st, 3, now + ANNOTATION_LEASE_MS);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    json_t *c = ok ? comparison_load(r->db, id, &found) : NULL;
-    if (c == NULL)
-        return http_reply_db_error(r);
-    json_object_set_new(c, "lease_expires_at",
-                        json_integer((now + ANNOTATION_LEASE_MS + 999) / 1000));
-    return http_commit_reply(r, 200, c);
+    int64_t *ctx = malloc(sizeof *ctx);
+    if (ctx == NULL)
+        return MHD_NO;
+    *ctx = overlap;
+    r->write_ctx = ctx;
+    return http_defer_write(r, next_write_run);
 }
 
 /* ---- rankings --------------------------------------------------------------------- */

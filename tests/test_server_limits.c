@@ -305,6 +305,81 @@ START_TEST(test_ipv6_listen) {
 }
 END_TEST
 
+/* ---- next under concurrency -------------------------------------------------------------- */
+
+enum { N_NEXT = 8 };
+
+typedef struct next_client {
+    const test_daemon *d;
+    char path[128], token[128];
+    pthread_barrier_t *start;
+    long status;
+    int64_t id;
+} next_client;
+
+static void *call_next(void *arg) {
+    next_client *c = arg;
+    pthread_barrier_wait(c->start);
+    http_reply *r = http(c->d, "GET", c->path, c->token, NULL, NULL);
+    c->status = r->status;
+    c->id = json_integer_value(json_object_get(r->json, "id"));
+    reply_free(r);
+    return NULL;
+}
+
+/* N annotators ask for the next item at once in a project of N items with
+ * overlap 1: every one gets a different item (the pick and the lease are
+ * one transaction of the group-commit writer), asking again returns the
+ * same one, and one more annotator finds nothing left. */
+START_TEST(test_next_concurrent_distinct) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, "--write-rate", "0", NULL);
+    http_reply *r = expect_ok(
+        http(&d, "POST", "/v1/projects", d.admin, "{\"name\":\"p\",\"k\":2,\"overlap\":1}", NULL));
+    const int64_t project = reply_int(r, "id");
+    reply_free(r);
+    char path[64];
+    snprintf(path, sizeof path, "/v1/projects/%lld/comparisons", (long long)project);
+    for (int i = 0; i < N_NEXT; i++)
+        reply_free(expect_ok(http(&d, "POST", path, d.admin,
+                                  "{\"prompt\":\"q\",\"candidates\":[{\"text\":\"a\"},{\"text\":"
+                                  "\"b\"}]}",
+                                  NULL)));
+    static next_client clients[N_NEXT];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, N_NEXT);
+    pthread_t threads[N_NEXT];
+    for (int i = 0; i < N_NEXT; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "annotator%d", i);
+        clients[i] = (next_client){.d = &d, .start = &start};
+        make_token(&d, name, "annotator", clients[i].token);
+        snprintf(clients[i].path, sizeof clients[i].path, "%s/next", path);
+    }
+    for (int i = 0; i < N_NEXT; i++)
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, call_next, &clients[i]), 0);
+    for (int i = 0; i < N_NEXT; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < N_NEXT; i++) {
+        ck_assert_int_eq(clients[i].status, 200);
+        for (int j = 0; j < i; j++)
+            ck_assert_msg(clients[i].id != clients[j].id, "annotators %d and %d both got %lld", i,
+                          j, (long long)clients[i].id);
+        r = expect_ok(http(&d, "GET", clients[i].path, clients[i].token, NULL, NULL));
+        ck_assert_int_eq(reply_int(r, "id"), clients[i].id);
+        reply_free(r);
+    }
+    char late[128];
+    make_token(&d, "late", "annotator", late);
+    call_expect_error(&d, "GET", clients[0].path, late, NULL, 404, "no_comparison_available", NULL);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM comparison_leases", 0), N_NEXT);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* ---- group commit and kill -9 ------------------------------------------------------------ */
 
 enum { N_WRITERS = 8, PER_WRITER = 40 };
@@ -452,6 +527,7 @@ Suite *server_limits_suite(void) {
     tcase_add_test(http_tc, test_streams_do_not_hold_threads);
     tcase_add_test(http_tc, test_ipv6_listen);
     tcase_add_test(http_tc, test_group_commit_survives_kill9);
+    tcase_add_test(http_tc, test_next_concurrent_distinct);
     tcase_set_timeout(http_tc, 120);
     suite_add_tcase(s, http_tc);
     return s;
