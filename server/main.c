@@ -164,15 +164,21 @@ int main(int argc, char **argv) {
     /* Stop accepting; let requests in flight finish; streams end at their
      * next poll; workers checkpoint and requeue their jobs. */
     atomic_store(&srv.shutting_down, true);
+    /* The pool's threads take the quiesced listen socket out of their epoll
+     * sets on their next turn; closing it now would let that fail (MHD
+     * panics: "Failed to remove listen FD from epoll set"). shutdown()
+     * refuses new connections at once; the fd is closed after MHD stops. */
     MHD_socket listen_fd = MHD_quiesce_daemon(d);
     if (listen_fd != MHD_INVALID_SOCKET)
-        close(listen_fd);
+        shutdown(listen_fd, SHUT_RDWR);
     park_stop(srv.park); /* every parked stream resumes and ends */
     scheduler_stop(srv.scheduler, srv.cfg.shutdown_grace_ms);
     /* Queued writes commit and their connections resume; later writes get
      * 503. Nothing is left suspended when MHD stops. */
     writer_stop(srv.writer);
     MHD_stop_daemon(d);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
     writer_free(srv.writer);
     rate_limiter_free(srv.rate_limiter);
     read_cache_free(srv.read_cache);
