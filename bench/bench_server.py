@@ -28,7 +28,11 @@ the same CPU competition. wrk is closed-loop (each connection waits for its
 answer), so its latencies understate what an open-loop client would see
 under overload; at the loads measured here no request was refused.
 
-    bench/bench_server.py [--duration S] [--http-threads N] [--rlhfd PATH] [--markdown]
+    bench/bench_server.py [--duration S] [--http-threads N] [--worker-nice N] [--rlhfd PATH]
+                          [--markdown]
+
+--worker-nice is passed to rlhfd (default: rlhfd's, 10; 0 runs the training
+job at the daemon's own priority).
 
 --rlhfd runs another build of the daemon (e.g. the commit before a change,
 for a before/after pair of runs).
@@ -211,6 +215,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--http-threads", type=int, default=4)
+    ap.add_argument("--worker-nice", type=int, default=None)
     ap.add_argument("--rlhfd", default=os.path.join(BUILD, "rlhfd"))
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
@@ -224,8 +229,9 @@ def main():
     admin = subprocess.run([rlhfd, "--db", db, "--create-token", "root", "--role", "admin"],
                            capture_output=True, text=True, check=True).stdout.strip()
     threads = str(args.http_threads)
+    nice = [] if args.worker_nice is None else ["--worker-nice", str(args.worker_nice)]
     server, port = start([rlhfd, "--db", db, "--listen", "127.0.0.1:0", "--workers", "1",
-                          "--http-threads", threads, "--write-rate", "0"])
+                          "--http-threads", threads, "--write-rate", "0"] + nice)
     static, static_port = start([os.path.join(BUILD, "mhd-static"), threads])
     job = None
     try:
@@ -306,8 +312,9 @@ def main():
     print("metric reads / static ceiling: %.2f (means of 2 interleaved runs each)" % ratio)
     print("group commit: %d rankings in %d transactions (%.1f per commit)" % (
         writes, commits, writes / max(commits, 1)))
-    print("the training job (ppo-control, id %d) ran throughout; %s" % (
-        job, "it had written metrics" if steps.get("data") else "it had written no metrics"))
+    print("the training job (ppo-control, id %d) ran throughout at worker nice %s; %s" % (
+        job, "10 (default)" if args.worker_nice is None else args.worker_nice,
+        "it had written metrics" if steps.get("data") else "it had written no metrics"))
     print("http threads %s, wrk -t2, %d s per run, loopback, %d cores" % (
         threads, args.duration, os.cpu_count()))
     if args.markdown:

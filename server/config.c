@@ -27,7 +27,7 @@ typedef struct option_def {
     { #field, true, offsetof(rlhfd_config, field), 0, dflt, lo, hi, NULL, doc }
 
 static const option_def options[] = {
-    STR(listen, "127.0.0.1:8080", "IPV4:PORT or [IPV6]:PORT to serve on (port 0: any free port)"),
+    STR(listen, "127.0.0.1:8080", "IPV4:PORT, [IPV6]:PORT or HOST:PORT to serve on (port 0: any free port)"),
     STR(db_path, "rlhfd.db", "the SQLite database file (created if missing)"),
     INT(workers, 2, 1, 256, "at most this many rlhf-train processes at once"),
     INT(threads_per_job, 1, 1, 256, "OpenBLAS threads of each rlhf-train process"),

@@ -1,6 +1,7 @@
 /* rlhfd — the daemon: HTTP API, job scheduler, SQLite as the system of
  * record. See docs/server.md and `rlhfd --help`. */
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -20,11 +21,17 @@
 #include "server.h"
 #include "writer.h"
 
-/* IPV4:PORT or [IPV6]:PORT → addr (numeric hosts only). */
-static int parse_listen(const char *listen, struct sockaddr_storage *addr) {
-    char host[64];
+/* IPV4:PORT, [IPV6]:PORT or HOSTNAME:PORT → addr. A name is resolved once,
+ * at start (getaddrinfo); of its addresses the first IPv4 one is taken
+ * (so "localhost" means 127.0.0.1 where it also means ::1), else the first
+ * IPv6 one. 0, or -1 with err. */
+static int parse_listen(const char *listen, struct sockaddr_storage *addr, char *err,
+                        size_t errlen) {
+    char host[256];
     const char *colon = strrchr(listen, ':');
-    if (colon == NULL || (size_t)(colon - listen) >= sizeof host)
+    snprintf(err, errlen, "--listen must be IPV4:PORT, [IPV6]:PORT or HOSTNAME:PORT, got '%s'",
+             listen);
+    if (colon == NULL || colon == listen || (size_t)(colon - listen) >= sizeof host)
         return -1;
     snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
     char *end;
@@ -43,7 +50,32 @@ static int parse_listen(const char *listen, struct sockaddr_storage *addr) {
     struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
     a4->sin_family = AF_INET;
     a4->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &a4->sin_addr) == 1 ? 0 : -1;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1)
+        return 0;
+    if (strchr(host, ':') != NULL)
+        return -1; /* an IPv6 literal needs its brackets */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *found = NULL;
+    int rc = getaddrinfo(host, NULL, &hints, &found);
+    if (rc != 0) {
+        snprintf(err, errlen, "--listen: cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *ai = found;
+         ai != NULL && (pick == NULL || pick->ai_family != AF_INET); ai = ai->ai_next)
+        if ((ai->ai_family == AF_INET || (ai->ai_family == AF_INET6 && pick == NULL)) &&
+            ai->ai_addrlen <= sizeof *addr)
+            pick = ai;
+    if (pick != NULL) {
+        memcpy(addr, pick->ai_addr, pick->ai_addrlen);
+        if (pick->ai_family == AF_INET)
+            ((struct sockaddr_in *)addr)->sin_port = htons((uint16_t)port);
+        else
+            ((struct sockaddr_in6 *)addr)->sin6_port = htons((uint16_t)port);
+    } else
+        snprintf(err, errlen, "--listen: '%s' has no IPv4 or IPv6 address", host);
+    freeaddrinfo(found);
+    return pick != NULL ? 0 : -1;
 }
 
 static int stop_pipe[2];
@@ -84,9 +116,9 @@ int main(int argc, char **argv) {
         return rc < 0 ? 2 : 0;
     }
     struct sockaddr_storage addr;
-    if (cmd.create_token_name == NULL && parse_listen(srv.cfg.listen, &addr) != 0) {
-        fprintf(stderr, "rlhfd: --listen must be IPV4:PORT or [IPV6]:PORT, got '%s'\n",
-                srv.cfg.listen);
+    if (cmd.create_token_name == NULL &&
+        parse_listen(srv.cfg.listen, &addr, err, sizeof err) != 0) {
+        fprintf(stderr, "rlhfd: %s\n", err);
         return 2;
     }
     sqlite3 *db = NULL;

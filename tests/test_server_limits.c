@@ -305,6 +305,26 @@ START_TEST(test_ipv6_listen) {
 }
 END_TEST
 
+/* --listen takes a host name, resolved at start: localhost means 127.0.0.1
+ * (the first IPv4 address) even where it also means ::1. */
+START_TEST(test_hostname_listen) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, "--listen", "localhost:0", NULL);
+    ck_assert(!d.ipv6);
+    reply_free(expect_ok(http(&d, "GET", "/v1/tokens", d.admin, NULL, NULL)));
+    daemon_stop(&d);
+    char rlhfd[4096], out[256];
+    bin_path("rlhfd", rlhfd, sizeof rlhfd);
+    const char *bad[] = {":80", "localhost:", "localhost:x", "local:host:80"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[] = {rlhfd, "--db", d.db, "--listen", (char *)bad[i], NULL};
+        ck_assert_msg(run_capture(argv, out, sizeof out) == 2, "--listen %s accepted", bad[i]);
+    }
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* ---- next under concurrency -------------------------------------------------------------- */
 
 enum { N_NEXT = 8 };
@@ -526,6 +546,7 @@ Suite *server_limits_suite(void) {
     tcase_add_test(http_tc, test_token_revocation);
     tcase_add_test(http_tc, test_streams_do_not_hold_threads);
     tcase_add_test(http_tc, test_ipv6_listen);
+    tcase_add_test(http_tc, test_hostname_listen);
     tcase_add_test(http_tc, test_group_commit_survives_kill9);
     tcase_add_test(http_tc, test_next_concurrent_distinct);
     tcase_set_timeout(http_tc, 120);
