@@ -342,78 +342,158 @@ int metrics_page_fast(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t l
     return finish_list(&items, steps, first, last, has_more, out, len) == 0 ? 1 : -1;
 }
 
-/* ---- a finished job's series ------------------------------------------------ */
+/* ---- a job's series --------------------------------------------------------- */
+
+static void series_account(metrics_series *s) {
+    s->bytes = sizeof *s + s->text.cap + s->cap * (sizeof *s->steps + sizeof *s->off) +
+               (s->name ? strlen(s->name) + 1 : 0);
+}
+
+/* Room for n more steps: 0, or -1 out of memory (s unchanged). */
+static int series_reserve(metrics_series *s, size_t more) {
+    if (s->off == NULL || s->n + more > s->cap) {
+        size_t cap = s->cap ? s->cap : 64;
+        while (cap < s->n + more)
+            cap *= 2;
+        int64_t *steps = realloc(s->steps, cap * sizeof *steps);
+        if (steps == NULL)
+            return -1;
+        s->steps = steps;
+        size_t *off = realloc(s->off, (cap + 1) * sizeof *off);
+        if (off == NULL)
+            return -1;
+        if (s->off == NULL)
+            off[0] = 0;
+        s->off = off, s->cap = cap;
+    }
+    return 0;
+}
+
+/* Appends one step after the last: 1, 0 not finite (nothing appended), -1
+ * out of memory. */
+static int series_push(metrics_series *s, const metric_row *row) {
+    if (!row->null && !isfinite(row->value))
+        return 0;
+    if (series_reserve(s, 1) != 0)
+        return -1;
+    textbuf *t = &s->text;
+    textbuf_put(t, "{\"step\":", 8);
+    textbuf_int(t, row->step);
+    textbuf_put(t, ",\"metrics\":{\"", 13);
+    textbuf_puts(t, row->name);
+    textbuf_put(t, "\":", 2);
+    put_value(t, row);
+    textbuf_put(t, "}}", 2);
+    if (t->failed)
+        return -1;
+    s->steps[s->n++] = row->step;
+    s->off[s->n] = t->len;
+    return 1;
+}
+
+int metrics_series_fetch(sqlite3 *db, int64_t job_id, const char *name, bool all,
+                         int64_t after_step, metrics_series *tail, char *status, int64_t *epoch) {
+    memset(tail, 0, sizeof *tail);
+    tail->job_id = job_id;
+    /* One statement: the job row and the rows after after_step come from
+     * one read snapshot, so a worker's commit is seen whole or not at all.
+     * The plan is a rowid lookup of the job, then a range of the primary
+     * key (job_id, name, step): rows come in step order without a sort. */
+    sqlite3_stmt *st = db_cached_prepare(
+        db, all ? "SELECT j.status, j.metrics_epoch, m.step, m.value FROM jobs AS j "
+                  "LEFT JOIN metrics AS m ON m.job_id = j.id AND m.name = ?2 "
+                  "WHERE j.id = ?1 ORDER BY m.step"
+                : "SELECT j.status, j.metrics_epoch, m.step, m.value FROM jobs AS j "
+                  "LEFT JOIN metrics AS m ON m.job_id = j.id AND m.name = ?2 AND m.step > ?3 "
+                  "WHERE j.id = ?1 ORDER BY m.step");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, job_id);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    if (!all)
+        sqlite3_bind_int64(st, 3, after_step);
+    int rc, ok = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (ok == 0) {
+            snprintf(status, 16, "%s", (const char *)sqlite3_column_text(st, 0));
+            *epoch = sqlite3_column_int64(st, 1);
+            ok = 1;
+        }
+        if (sqlite3_column_type(st, 2) == SQLITE_NULL)
+            break; /* the job has no rows here (LEFT JOIN's one row) */
+        metric_row row = {sqlite3_column_int64(st, 2), name, sqlite3_column_double(st, 3),
+                          sqlite3_column_type(st, 3) == SQLITE_NULL};
+        if (ok == 1 && tail->n > 0 && row.step <= tail->steps[tail->n - 1]) {
+            ok = -1; /* cannot happen: the primary key orders them */
+            break;
+        }
+        int pushed = series_push(tail, &row);
+        if (pushed <= 0) {
+            ok = pushed == 0 ? 2 : -1;
+            break;
+        }
+    }
+    if (ok >= 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ok = -1;
+    db_cached_done(st);
+    if (ok == 1 && series_reserve(tail, 0) != 0) /* off[0] exists even when empty */
+        ok = -1;
+    if (ok <= 0)
+        metrics_series_free(tail);
+    else
+        series_account(tail);
+    return ok;
+}
 
 int metrics_series_load(sqlite3 *db, int64_t job_id, const char *name, metrics_series *s) {
     memset(s, 0, sizeof *s);
     if (!json_plain_string(name, strlen(name)))
         return 0;
-    sqlite3_stmt *st = db_cached_prepare(db, "SELECT step, value FROM metrics WHERE job_id = ?1 "
-                                             "AND name = ?2 ORDER BY step");
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_int64(st, 1, job_id);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    textbuf text = {0};
-    size_t cap = 0;
-    int rc, ok = 1;
+    char status[16];
+    int64_t epoch;
+    int rc = metrics_series_fetch(db, job_id, name, true, 0, s, status, &epoch);
+    if (rc == 0) /* no such job: no rows, as its pages say */
+        rc = series_reserve(s, 0) == 0 ? 1 : -1;
     s->job_id = job_id;
-    s->name = strdup(name);
-    ok = s->name != NULL ? 1 : -1;
-    while (ok == 1 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        metric_row row = {sqlite3_column_int64(st, 0), name, sqlite3_column_double(st, 1),
-                          sqlite3_column_type(st, 1) == SQLITE_NULL};
-        if (!row.null && !isfinite(row.value)) {
-            ok = 0;
-            break;
-        }
-        if (s->n + 1 >= cap) {
-            cap = cap ? cap * 2 : 1024;
-            int64_t *steps = realloc(s->steps, cap * sizeof *steps);
-            if (steps != NULL)
-                s->steps = steps;
-            size_t *off = realloc(s->off, (cap + 1) * sizeof *off);
-            if (off != NULL)
-                s->off = off;
-            if (steps == NULL || off == NULL) {
-                ok = -1;
-                break;
-            }
-        }
-        s->steps[s->n] = row.step;
-        s->off[s->n] = text.len;
-        s->n++;
-        textbuf_put(&text, "{\"step\":", 8);
-        textbuf_int(&text, row.step);
-        textbuf_put(&text, ",\"metrics\":{\"", 13);
-        textbuf_puts(&text, name);
-        textbuf_put(&text, "\":", 2);
-        put_value(&text, &row);
-        textbuf_put(&text, "}}", 2);
-    }
-    if (ok == 1 && rc != SQLITE_DONE)
-        ok = -1;
-    db_cached_done(st);
-    if (ok == 1 && text.failed)
-        ok = -1;
-    if (ok == 1 && s->off == NULL && (s->off = malloc(sizeof *s->off)) == NULL)
-        ok = -1;
-    if (ok != 1) {
-        free(text.p);
+    if (rc == 1 && (s->name = strdup(name)) == NULL)
+        rc = -1;
+    if (rc != 1) {
         metrics_series_free(s);
-        return ok;
+        return rc == 2 ? 0 : -1;
     }
-    s->off[s->n] = text.len;
-    s->text = text.p;
-    s->bytes = text.cap + cap * (sizeof *s->steps + sizeof *s->off) + sizeof *s;
+    series_account(s);
     return 1;
+}
+
+int metrics_series_append(metrics_series *s, const metrics_series *tail) {
+    size_t from = 0; /* tail's first step after s's last */
+    if (s->n > 0)
+        while (from < tail->n && tail->steps[from] <= s->steps[s->n - 1])
+            from++;
+    size_t more = tail->n - from;
+    if (more == 0)
+        return 0;
+    if (series_reserve(s, more) != 0)
+        return -1;
+    size_t base = s->text.len, start = tail->off[from];
+    textbuf_put(&s->text, tail->text.p + start, tail->off[tail->n] - start);
+    if (s->text.failed) {
+        s->text.failed = false; /* textbuf_put leaves the buffer as it was */
+        return -1;
+    }
+    for (size_t i = from; i < tail->n; i++) {
+        s->steps[s->n] = tail->steps[i];
+        s->off[++s->n] = base + (tail->off[i + 1] - start);
+    }
+    series_account(s);
+    return 0;
 }
 
 void metrics_series_free(metrics_series *s) {
     free(s->name);
     free(s->steps);
     free(s->off);
-    free(s->text);
+    free(s->text.p);
     memset(s, 0, sizeof *s);
 }
 
@@ -433,7 +513,7 @@ int metrics_series_page(const metrics_series *s, int64_t after_step, int64_t lim
     for (size_t i = lo; i < end; i++) {
         if (i > lo)
             textbuf_put(&items, ",", 1);
-        textbuf_put(&items, s->text + s->off[i], s->off[i + 1] - s->off[i]);
+        textbuf_put(&items, s->text.p + s->off[i], s->off[i + 1] - s->off[i]);
     }
     return finish_list(&items, end - lo, lo < end ? s->steps[lo] : 0,
                        lo < end ? s->steps[end - 1] : 0, end < s->n, out, len);

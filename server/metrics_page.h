@@ -9,9 +9,10 @@
  * is not UTF-8, a value that is not finite (jansson drops those keys). Tests
  * (tests/test_server_metrics_page.c) compare the two byte for byte.
  *
- * metrics_series is the cache of a finished job's series of one name
+ * metrics_series is the cache of a job's series of one name
  * (server/read_cache.h): every step pre-rendered by the same code, so a page
- * is one copy of a contiguous run of steps.
+ * is one copy of a contiguous run of steps; a running job's series grows by
+ * appending the rows after its last step (metrics_series_fetch, _append).
  */
 #ifndef RLHF_METRICS_PAGE_H
 #define RLHF_METRICS_PAGE_H
@@ -52,20 +53,32 @@ int metrics_page_json(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t l
 int metrics_page_fast(sqlite3 *db, int64_t job_id, int64_t after_step, int64_t limit,
                       const json_t *names, char **out, size_t *len);
 
-/* One name's whole series, rendered: step i's item is
- * text[off[i], off[i + 1]) without separators. */
+/* One name's series (or the tail of one), rendered: step i's item is
+ * text.p[off[i], off[i + 1]) without separators; steps ascending. */
 typedef struct metrics_series {
     int64_t job_id;
     char *name;
-    size_t n; /* steps */
+    size_t n, cap; /* steps, and room for them */
     int64_t *steps;
     size_t *off; /* n + 1 */
-    char *text;
+    textbuf text;
     size_t bytes; /* what it holds in memory, roughly */
 } metrics_series;
 /* Loads job_id's series of name: 1 ok, 0 not cacheable (a value that is not
  * finite, or a name the fast path declines), -1 database error. */
 int metrics_series_load(sqlite3 *db, int64_t job_id, const char *name, metrics_series *s);
+/* What the running-job cache reads (server/read_cache.h), with ONE
+ * statement, so from one snapshot: the job's status (16 bytes) and
+ * metrics_epoch, and its rows of name with step > after_step (every row
+ * when all) rendered into *tail (initialised here; tail->name stays NULL).
+ * name must pass json_plain_string. 1 ok, 2 ok but a value is not finite
+ * (*tail is then incomplete: not cacheable), 0 no such job, -1 database
+ * error or out of memory. */
+int metrics_series_fetch(sqlite3 *db, int64_t job_id, const char *name, bool all,
+                         int64_t after_step, metrics_series *tail, char *status, int64_t *epoch);
+/* Appends the steps of tail after s's last step (tail's steps ascending).
+ * 0 ok, -1 out of memory (s unchanged). */
+int metrics_series_append(metrics_series *s, const metrics_series *tail);
 void metrics_series_free(metrics_series *s);
 /* The page of s after after_step with at most limit steps, identical to
  * metrics_page_json with names = [s->name]. 0 ok, -1 out of memory. */

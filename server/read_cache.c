@@ -15,9 +15,10 @@ typedef struct token_slot {
 } token_slot;
 
 typedef struct series_slot {
-    bool used, cacheable;
+    bool used, cacheable, final;
+    int64_t epoch;     /* jobs.metrics_epoch of the snapshot its rows are from */
     uint64_t inserted; /* order, for eviction */
-    metrics_series s;
+    metrics_series s;  /* not cacheable: no rows, just the job and name */
 } series_slot;
 
 struct read_cache {
@@ -101,60 +102,191 @@ static series_slot *series_find(read_cache *c, int64_t job_id, const char *name)
     return NULL;
 }
 
-int read_cache_series_page(read_cache *c, int64_t job_id, const char *name, int64_t after_step,
-                           int64_t limit, char **out, size_t *len) {
-    if (c->series_max == 0)
-        return 2;
-    pthread_rwlock_rdlock(&c->series_lock);
-    series_slot *slot = series_find(c, job_id, name);
-    int rc = slot == NULL                                                      ? 0
-             : !slot->cacheable                                                ? 2
-             : metrics_series_page(&slot->s, after_step, limit, out, len) == 0 ? 1
-                                                                               : -1;
+static void slot_drop(read_cache *c, series_slot *x) {
+    c->series_bytes -= x->s.bytes;
+    metrics_series_free(&x->s);
+    x->used = false;
+}
+
+/* Evicts the oldest slots other than keep while over the budget. */
+static void series_fit(read_cache *c, const series_slot *keep) {
+    while (c->series_bytes > c->series_max) {
+        series_slot *oldest = NULL;
+        for (int i = 0; i < SERIES_SLOTS; i++) {
+            series_slot *x = &c->series[i];
+            if (x->used && x != keep && (oldest == NULL || x->inserted < oldest->inserted))
+                oldest = x;
+        }
+        if (oldest == NULL)
+            return;
+        slot_drop(c, oldest);
+    }
+}
+
+/* s keeps its job and name and loses its rows (not cacheable). */
+static void series_strip(metrics_series *s) {
+    metrics_series bare = {.job_id = s->job_id, .name = s->name};
+    s->name = NULL;
+    metrics_series_free(s);
+    *s = bare;
+    s->bytes = sizeof *s + strlen(s->name) + 1;
+}
+
+/* Stores x (taken) in slot, or in a free one when slot is NULL; within the
+ * budget. */
+static void series_store(read_cache *c, series_slot *slot, metrics_series *x, bool cacheable,
+                         bool final, int64_t epoch) {
+    if (cacheable && x->bytes > c->series_max / 4) /* one series may not take it all */
+        cacheable = false;
+    if (!cacheable)
+        series_strip(x);
+    if (slot != NULL) {
+        slot_drop(c, slot);
+    } else {
+        for (int i = 0; i < SERIES_SLOTS && slot == NULL; i++)
+            if (!c->series[i].used)
+                slot = &c->series[i];
+        if (slot == NULL) { /* all used: the oldest goes */
+            slot = &c->series[0];
+            for (int i = 1; i < SERIES_SLOTS; i++)
+                if (c->series[i].inserted < slot->inserted)
+                    slot = &c->series[i];
+            slot_drop(c, slot);
+        }
+    }
+    *slot = (series_slot){true, cacheable, final, epoch, ++c->series_inserted, *x};
+    c->series_bytes += x->bytes;
+    memset(x, 0, sizeof *x);
+    series_fit(c, slot);
+}
+
+static bool status_final(const char *status) {
+    return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+           strcmp(status, "cancelled") == 0;
+}
+
+static int slot_page(const series_slot *slot, int64_t after_step, int64_t limit, char **out,
+                     size_t *len) {
+    return metrics_series_page(&slot->s, after_step, limit, out, len) == 0 ? 1 : -1;
+}
+
+/* The series was read whole, at epoch, from one snapshot: the reply comes
+ * from it (it is that snapshot's answer), and it replaces the slot unless
+ * the slot is at least as new. */
+static int serve_whole(read_cache *c, metrics_series *whole, const char *name, int fetched,
+                       bool final, int64_t epoch, int64_t after_step, int64_t limit, char **out,
+                       size_t *len) {
+    bool cacheable = fetched == 1;
+    int rc =
+        cacheable ? (metrics_series_page(whole, after_step, limit, out, len) == 0 ? 1 : -1) : 0;
+    if ((whole->name = strdup(name)) == NULL) {
+        metrics_series_free(whole);
+        return rc;
+    }
+    pthread_rwlock_wrlock(&c->series_lock);
+    series_slot *slot = series_find(c, whole->job_id, name);
+    /* At one epoch a series only grows, and a value that is not finite
+     * stays: more rows is newer, and not cacheable is final for the epoch. */
+    bool newer = slot == NULL || epoch > slot->epoch ||
+                 (epoch == slot->epoch && slot->cacheable && (!cacheable || whole->n > slot->s.n));
+    if (newer) {
+        series_store(c, slot, whole, cacheable, final, epoch);
+    } else {
+        if (final && epoch == slot->epoch) /* the same rows, seen finished */
+            slot->final = true;
+        metrics_series_free(whole);
+    }
     pthread_rwlock_unlock(&c->series_lock);
     return rc;
 }
 
-void read_cache_series_put(read_cache *c, metrics_series *s, int cacheable) {
-    if (cacheable && s->bytes > c->series_max / 4) { /* one series may not take it all */
-        cacheable = 0;
-        char *name = s->name;
-        s->name = NULL;
-        int64_t job_id = s->job_id;
-        metrics_series_free(s);
-        s->name = name, s->job_id = job_id;
+int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const char *name,
+                            int64_t after_step, int64_t limit, char **out, size_t *len) {
+    if (c->series_max == 0 || !json_plain_string(name, strlen(name)))
+        return 0;
+    /* 1. What the cache holds. A final series needs nothing else. */
+    pthread_rwlock_rdlock(&c->series_lock);
+    series_slot *slot = series_find(c, job_id, name);
+    if (slot != NULL && slot->final) {
+        int rc = slot->cacheable ? slot_page(slot, after_step, limit, out, len) : 0;
+        pthread_rwlock_unlock(&c->series_lock);
+        return rc;
+    }
+    const bool have = slot != NULL, cacheable = have && slot->cacheable;
+    const int64_t epoch = have ? slot->epoch : 0;
+    const size_t have_n = cacheable ? slot->s.n : 0;
+    const int64_t last = have_n > 0 ? slot->s.steps[have_n - 1] : 0;
+    pthread_rwlock_unlock(&c->series_lock);
+
+    /* 2. The job's status and epoch, and the rows after the cached last
+     * step, from one snapshot (a series known not cacheable: none). */
+    metrics_series tail;
+    char status[16];
+    int64_t now;
+    const bool all = !have || (cacheable && have_n == 0);
+    int fetched = metrics_series_fetch(db, job_id, name, all, cacheable ? last : INT64_MAX, &tail,
+                                       status, &now);
+    if (fetched <= 0)
+        return 0; /* no such job, or an error: the uncached path answers */
+    bool final = status_final(status);
+    if (!have || (all && now != epoch))
+        return serve_whole(c, &tail, name, fetched, final, now, after_step, limit, out, len);
+    if (now != epoch) { /* something was rewritten: read it all again, in a snapshot of its own */
+        metrics_series_free(&tail);
+        fetched = metrics_series_fetch(db, job_id, name, true, 0, &tail, status, &now);
+        if (fetched <= 0)
+            return 0;
+        final = status_final(status);
+        return serve_whole(c, &tail, name, fetched, final, now, after_step, limit, out, len);
+    }
+
+    /* 3. The same epoch: since the cached rows were read, the series only
+     * grew at its end, and tail is that growth. */
+    int rc = 0;
+    if (fetched == 1 && tail.n == 0 && !final) { /* nothing new: the common case */
+        pthread_rwlock_rdlock(&c->series_lock);
+        slot = series_find(c, job_id, name);
+        if (slot != NULL && slot->cacheable && slot->epoch >= now &&
+            (slot->epoch > now || slot->s.n >= have_n))
+            rc = slot_page(slot, after_step, limit, out, len);
+        pthread_rwlock_unlock(&c->series_lock);
+        metrics_series_free(&tail);
+        return rc;
     }
     pthread_rwlock_wrlock(&c->series_lock);
-    if (s->name == NULL || series_find(c, s->job_id, s->name) != NULL) {
-        pthread_rwlock_unlock(&c->series_lock);
-        metrics_series_free(s); /* another thread was first */
-        return;
-    }
-    for (;;) { /* room: a free slot within the budget, evicting the oldest */
-        series_slot *free_slot = NULL, *oldest = NULL;
-        for (int i = 0; i < SERIES_SLOTS; i++) {
-            series_slot *x = &c->series[i];
-            if (!x->used)
-                free_slot = free_slot ? free_slot : x;
-            else if (oldest == NULL || x->inserted < oldest->inserted)
-                oldest = x;
+    slot = series_find(c, job_id, name);
+    if (slot != NULL && slot->epoch == now && !slot->cacheable) {
+        slot->final = slot->final || final; /* stays not cacheable at this epoch */
+    } else if (slot != NULL && slot->epoch == now && slot->cacheable && slot->s.n >= have_n &&
+               (have_n == 0 || slot->s.steps[have_n - 1] == last)) {
+        /* the slot holds every row up to last (perhaps more): append the rest */
+        if (fetched == 2) { /* a value that is not finite after the slot's rows */
+            c->series_bytes -= slot->s.bytes;
+            series_strip(&slot->s);
+            c->series_bytes += slot->s.bytes;
+            slot->cacheable = false;
+            slot->final = slot->final || final;
+        } else {
+            size_t before = slot->s.bytes;
+            if (metrics_series_append(&slot->s, &tail) == 0) {
+                c->series_bytes += slot->s.bytes - before;
+                slot->final = slot->final || final;
+                rc = slot_page(slot, after_step, limit, out, len);
+                if (slot->s.bytes > c->series_max / 4) {
+                    c->series_bytes -= slot->s.bytes;
+                    series_strip(&slot->s);
+                    c->series_bytes += slot->s.bytes;
+                    slot->cacheable = false;
+                }
+                series_fit(c, slot);
+            } else {
+                slot_drop(c, slot);
+            }
         }
-        if (free_slot != NULL && c->series_bytes + s->bytes <= c->series_max) {
-            free_slot->used = true;
-            free_slot->cacheable = cacheable != 0;
-            free_slot->inserted = ++c->series_inserted;
-            free_slot->s = *s;
-            c->series_bytes += s->bytes;
-            break;
-        }
-        if (oldest == NULL) { /* cannot happen: s->bytes <= series_max / 4 */
-            metrics_series_free(s);
-            break;
-        }
-        c->series_bytes -= oldest->s.bytes;
-        metrics_series_free(&oldest->s);
-        oldest->used = false;
-    }
+    } else if (slot != NULL && slot->cacheable && slot->epoch > now) {
+        rc = slot_page(slot, after_step, limit, out, len); /* a newer snapshot's */
+    } /* else: evicted or replaced meanwhile; the uncached path answers */
     pthread_rwlock_unlock(&c->series_lock);
-    memset(s, 0, sizeof *s);
+    metrics_series_free(&tail);
+    return rc;
 }

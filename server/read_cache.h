@@ -13,14 +13,51 @@
  * process revoking tokens in the same database is not seen: rlhfd owns its
  * database's tokens.
  *
- * Series: whole pre-rendered series (metrics_series) of finished jobs, keyed
- * by (job, name). A job that reached succeeded, failed or cancelled never
+ * Series: pre-rendered series (metrics_series) keyed by (job, name), each
+ * with the jobs.metrics_epoch of the snapshot its rows were read in, bounded
+ * by bytes and entries (the oldest entry goes first). A page is one copy of
+ * a run of steps, byte for byte what metrics_page_json renders.
+ *
+ * Finished jobs: a job that reached succeeded, failed or cancelled never
  * gets another metric row: the worker writes metrics only in a transaction
  * fenced on its lease and status IN ('validating_files', 'running')
- * (train/db_sink.c), and no state leaves those three. So a series read
- * after seeing such a status is final. Bounded by bytes and entries; the
- * oldest entry goes first. A series that cannot be cached (non-finite
- * values, a name JSON escapes, too large) is remembered as such.
+ * (train/db_sink.c), and no state leaves those three. So a series read in
+ * a snapshot that shows such a status is final, and is served with no SQL.
+ *
+ * Running (and queued, validating) jobs: the cached rows may be stale in
+ * two ways. New steps are appended (the usual case: one fenced transaction
+ * per update), and old steps are rewritten: a requeued job resumes from its
+ * last checkpoint and INSERT OR REPLACEs the steps after it, possibly with
+ * other values (a job that restarts without a checkpoint rewrites them
+ * all). The job row cannot tell the second case apart: a worker stopped by
+ * a signal gives its attempt back (train/db_job.c), so the resumed run has
+ * the same attempts; the lease owner (pid and nonce) and the status change
+ * and change back between two reads unseen (running -> queued -> running);
+ * and nothing stops one run from writing a step twice (INSERT OR REPLACE).
+ * So the database
+ * says it itself: schema/007_metrics_epoch.sql's triggers bump
+ * jobs.metrics_epoch in the writer's transaction on every metrics row
+ * written at a step not after its series' last, and on every UPDATE and
+ * DELETE of metrics, whoever the writer is. At one epoch a series only
+ * grows at its end. A read then costs one indexed statement
+ * (metrics_series_fetch): the job's status and epoch and the series' rows
+ * after the cached last step, from ONE snapshot, so a worker committing
+ * meanwhile is seen whole or not at all, never half. Same epoch: the new
+ * rows (usually none) are appended and the page is copied from the cache.
+ * Another epoch: the series is read again, whole, in one snapshot. A
+ * status that is now final marks the series final.
+ *
+ * Threads: several request threads may extend or reload one entry at once,
+ * each from its own snapshot. A reply is always from a snapshot taken
+ * during its request or a newer one (epochs only grow; at one epoch more
+ * rows is newer), and an entry is only ever replaced by a newer one; an
+ * entry that changed under a reader in a way it cannot merge (evicted, or
+ * replaced by an older snapshot's) sends that reader to the uncached path.
+ *
+ * Not cacheable (remembered as such, per epoch for a running job): a
+ * value that is not finite (jansson drops such keys; the general path
+ * renders those), a name the fast path declines, a series over a quarter
+ * of the budget. The uncached path answers those.
  */
 #ifndef RLHF_READ_CACHE_H
 #define RLHF_READ_CACHE_H
@@ -47,11 +84,12 @@ void read_cache_token_put(read_cache *c, const char *token, const auth_token *t,
                           uint64_t generation);
 void read_cache_tokens_invalidate(read_cache *c);
 
-/* A page of a cached series: 1 rendered (*out, *len), 0 not cached,
- * -1 out of memory; 2: known not cacheable (render it another way). */
-int read_cache_series_page(read_cache *c, int64_t job_id, const char *name, int64_t after_step,
-                           int64_t limit, char **out, size_t *len);
-/* Caches s (taken; cacheable 0: remembered as not cacheable, s empty). */
-void read_cache_series_put(read_cache *c, metrics_series *s, int cacheable);
+/* A page of job_id's series of name (the reply to names=name), from the
+ * cache, validated against db unless the job is finished (see above): 1
+ * rendered (*out, *len), 0 not served (no series cache, a series or name
+ * that cannot be cached, no such job, a database error: the uncached path
+ * answers, and reports what was wrong), -1 out of memory. */
+int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const char *name,
+                            int64_t after_step, int64_t limit, char **out, size_t *len);
 
 #endif

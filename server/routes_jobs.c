@@ -758,11 +758,11 @@ static int job_status(request *r, char *status, enum MHD_Result *replied) {
 /* Pages are whole steps: data is [{step, metrics: {name: value}}], oldest
  * first, at most limit steps; the next page starts after last_step.
  *
- * Three ways to the same bytes (server/metrics_page.h): a finished job's
- * series of one name comes from the read cache (no SQL at all once
- * cached: a cached series proves the job exists and is finished); other
- * named queries from the fast serializer; the rest (every name, or what
- * the fast path declines) from jansson. */
+ * Three ways to the same bytes (server/metrics_page.h): a series of one
+ * name from the read cache (no SQL once a finished job's series is cached;
+ * one indexed statement for a running job's, which appends what is new:
+ * server/read_cache.h); other named queries from the fast serializer; the
+ * rest (every name, or what the fast path declines) from jansson. */
 enum MHD_Result route_jobs_metrics(request *r) {
     enum MHD_Result replied;
     int64_t limit, unused;
@@ -779,10 +779,10 @@ enum MHD_Result route_jobs_metrics(request *r) {
     read_cache *cache = r->srv->read_cache;
     char *text = NULL;
     size_t len = 0;
-    int cached = 2;
+    int cached = 0;
     if (cache != NULL && after_ok && one_name &&
-        (cached = read_cache_series_page(cache, r->path_id, names_text, after_step, limit, &text,
-                                         &len)) == 1)
+        (cached = read_cache_series_serve(cache, r->db, r->path_id, names_text, after_step, limit,
+                                          &text, &len)) == 1)
         return http_reply_json_text(r, 200, text, len);
     if (cached < 0)
         return MHD_NO;
@@ -811,27 +811,6 @@ enum MHD_Result route_jobs_metrics(request *r) {
             }
             json_array_append_new(names, name);
             p += n + (p[n] == ',');
-        }
-    }
-    const bool finished = strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
-                          strcmp(status, "cancelled") == 0;
-    if (cache != NULL && cached == 0 && finished) { /* load the series once */
-        metrics_series s;
-        int ok = metrics_series_load(r->db, r->path_id, names_text, &s);
-        if (ok < 0) {
-            json_decref(names);
-            return http_reply_db_error(r);
-        }
-        if (ok == 0) {
-            s.job_id = r->path_id;
-            s.name = strdup(names_text);
-            s.bytes = sizeof s + strlen(names_text);
-        }
-        read_cache_series_put(cache, &s, ok);
-        if (read_cache_series_page(cache, r->path_id, names_text, after_step, limit, &text, &len) ==
-            1) {
-            json_decref(names);
-            return http_reply_json_text(r, 200, text, len);
         }
     }
     int rc = metrics_page_fast(r->db, r->path_id, after_step, limit, names, &text, &len);
