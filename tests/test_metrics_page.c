@@ -7,6 +7,7 @@
 #include <check.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,6 +360,257 @@ START_TEST(test_daemon_pages) {
 }
 END_TEST
 
+/* ---- a running job's series (read_cache.h: cached, validated by epoch) ---- */
+
+/* Writes steps from..to of name as a worker does (INSERT OR REPLACE, one
+ * transaction): value base + step / 7. */
+static void put_rows(sqlite3 *db, int64_t job, const char *name, int64_t from, int64_t to,
+                     double base) {
+    char err[256];
+    ck_assert_int_eq(db_exec(db, "BEGIN IMMEDIATE", err, sizeof err), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "INSERT OR REPLACE INTO metrics (job_id, name, step, "
+                                        "value) VALUES (?1, ?2, ?3, ?4)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    for (int64_t step = from; step <= to; step++) {
+        sqlite3_bind_int64(st, 1, job);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, step);
+        sqlite3_bind_double(st, 4, base + (double)step / 7);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    ck_assert_int_eq(db_exec(db, "COMMIT", err, sizeof err), SQLITE_OK);
+}
+
+static void run_sql(sqlite3 *db, const char *sql) {
+    char err[256];
+    ck_assert_msg(db_exec(db, sql, err, sizeof err) == SQLITE_OK, "%s: %s", sql, err);
+}
+
+/* Every page of loss, kl and loss,kl around steps 0..60 (pages that end
+ * before, at and after the cached last step), each compared with the
+ * general path reading the database now. */
+static void expect_running_pages(const test_daemon *d, sqlite3 *db, int64_t job) {
+    const char *queries[] = {"loss", "kl", "loss,kl"};
+    const int64_t afters[] = {INT64_MIN, 0, 9, 19, 49, 50, 52, 53, 54, 55, 1000};
+    const int64_t limits[] = {1, 3, 100};
+    for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++)
+        for (size_t a = 0; a < sizeof afters / sizeof afters[0]; a++)
+            for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++)
+                expect_http_body(d, db, job, queries[q], queries[q], afters[a], limits[l]);
+}
+
+/* The text of one step's loss as the daemon answers it now. */
+static void loss_at(const test_daemon *d, int64_t job, int64_t step, char *out, size_t n) {
+    char path[160];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?names=loss&after_step=%lld&limit=1",
+             (long long)job, (long long)step - 1);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    json_t *item = json_array_get(json_object_get(r->json, "data"), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(item, "step")), step);
+    json_t *v = json_object_get(json_object_get(item, "metrics"), "loss");
+    char *text = json_dumps(v, JSON_ENCODE_ANY | HTTP_JSON_DUMP_FLAGS);
+    snprintf(out, n, "%s", text);
+    free(text);
+    reply_free(r);
+}
+
+START_TEST(test_daemon_running_series) {
+    test_daemon d;
+    sqlite3 *db = open_db(&d);
+    int64_t job = seed_job(db, "running"); /* no worker, no lease: only the test writes */
+    put_rows(db, job, "loss", 1, 50, 0);
+    put_rows(db, job, "kl", 1, 50, 100);
+    daemon_start(&d, "--train-bin", "/bin/false", NULL);
+    expect_running_pages(&d, db, job); /* fills the cache */
+    /* steps appended after the cached end, then pages across it */
+    put_rows(db, job, "loss", 51, 53, 0);
+    put_rows(db, job, "kl", 51, 51, 100);
+    expect_running_pages(&d, db, job);
+    /* a resumed rerun rewrites steps 20..53 with other values and appends
+     * 54: nothing in the job row changes (same attempt, same status) */
+    char before[64], after[64];
+    loss_at(&d, job, 20, before, sizeof before);
+    put_rows(db, job, "loss", 20, 54, 1000);
+    loss_at(&d, job, 20, after, sizeof after);
+    ck_assert_str_eq(before, "2.85714285714286");
+    ck_assert_str_eq(after, "1002.85714285714");
+    expect_running_pages(&d, db, job);
+    /* the last step alone rewritten; one value changed by UPDATE; a step
+     * deleted; the gap filled again; a step before the first */
+    put_rows(db, job, "loss", 54, 54, 5000);
+    expect_running_pages(&d, db, job);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE metrics SET value = -1.5 WHERE job_id = %lld AND name = 'loss' AND step = 10",
+             (long long)job);
+    run_sql(db, sql);
+    expect_running_pages(&d, db, job);
+    snprintf(sql, sizeof sql,
+             "DELETE FROM metrics WHERE job_id = %lld AND name = 'loss' AND step = 11",
+             (long long)job);
+    run_sql(db, sql);
+    expect_running_pages(&d, db, job);
+    put_rows(db, job, "loss", 11, 11, 7);
+    put_rows(db, job, "loss", 0, 0, 7);
+    expect_running_pages(&d, db, job);
+    /* a value that is not finite (jansson drops it: the general path
+     * answers), then rewritten to a finite one, then appended after */
+    snprintf(sql, sizeof sql,
+             "INSERT INTO metrics (job_id, name, step, value) VALUES (%lld, 'loss', 55, 9e999)",
+             (long long)job);
+    run_sql(db, sql);
+    expect_running_pages(&d, db, job);
+    put_rows(db, job, "loss", 55, 55, 0);
+    expect_running_pages(&d, db, job);
+    put_rows(db, job, "loss", 56, 60, 0);
+    expect_running_pages(&d, db, job);
+    /* The control: with the trigger that reports rewrites gone, a rewrite
+     * is NOT seen, so the pages above came from the cache. */
+    loss_at(&d, job, 30, before, sizeof before);
+    run_sql(db, "DROP TRIGGER metrics_epoch_insert");
+    put_rows(db, job, "loss", 30, 30, 9);
+    loss_at(&d, job, 30, after, sizeof after);
+    ck_assert_str_eq(after, before);
+    ck_assert_str_eq(before, "1004.28571428571");
+    /* the job finishes (its series is final from now on) */
+    snprintf(sql, sizeof sql, "UPDATE jobs SET status = 'succeeded' WHERE id = %lld",
+             (long long)job);
+    run_sql(db, sql);
+    put_rows(db, job, "loss", 31, 31, 9); /* cannot happen (fenced): its last rewrite */
+    snprintf(sql, sizeof sql, "UPDATE jobs SET metrics_epoch = metrics_epoch + 1 WHERE id = %lld",
+             (long long)job);
+    run_sql(db, sql);
+    loss_at(&d, job, 30, after, sizeof after);
+    ck_assert_str_eq(after, "13.2857142857143"); /* read again: another epoch */
+    run_sql(db, "UPDATE metrics SET value = 0"); /* no longer read: the series is final */
+    loss_at(&d, job, 31, after, sizeof after);
+    ck_assert_str_eq(after, "13.4285714285714");
+    daemon_stop(&d);
+    sqlite3_close(db);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A writer beside the readers: every committed state of its series has
+ * steps 1..n all with one value (an append keeps the value, a rewrite
+ * changes every step's in one transaction), so a reply that mixes two
+ * values, or misses a step, is a stale or half-seen cache. */
+typedef struct concurrent_writer {
+    const char *path;
+    int64_t job;
+    int transactions;
+    volatile int done;
+} concurrent_writer;
+
+static void *concurrent_write(void *arg) {
+    concurrent_writer *w = arg;
+    sqlite3 *db = NULL;
+    char err[256];
+    if (db_open(w->path, &db, err, sizeof err) != 0)
+        abort();
+    db_exec(db, "PRAGMA synchronous=OFF", err, sizeof err);
+    int64_t n = 1, generation = 1;
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO metrics (job_id, name, step, value) "
+                           "VALUES (?1, 'loss', ?2, ?3)",
+                       -1, &st, NULL);
+    for (int i = 0; i < w->transactions; i++) {
+        if (db_begin(db) != SQLITE_OK)
+            abort();
+        int64_t from = n + 1, to = n + 1; /* append one step */
+        if (i % 8 == 7) /* or rewrite them all with another value */
+            from = 1, to = n, generation++;
+        for (int64_t step = from; step <= to; step++) {
+            sqlite3_bind_int64(st, 1, w->job);
+            sqlite3_bind_int64(st, 2, step);
+            sqlite3_bind_double(st, 3, (double)generation / 3);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                abort();
+            sqlite3_reset(st);
+        }
+        n = to > n ? to : n;
+        if (db_commit(db) != SQLITE_OK)
+            abort();
+    }
+    sqlite3_finalize(st);
+    db_close(db);
+    w->done = 1;
+    return NULL;
+}
+
+/* One read of a page; why is "" if it holds the invariant, else what is
+ * wrong. */
+static void check_one_value(const test_daemon *d, int64_t job, int64_t after, char *why,
+                            size_t n) {
+    char path[160];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?names=loss&after_step=%lld&limit=10000",
+             (long long)job, (long long)after);
+    http_reply *r = http(d, "GET", path, d->admin, NULL, NULL);
+    why[0] = '\0';
+    json_t *data = json_object_get(r->json, "data");
+    if (r->status != 200 || !json_is_array(data)) {
+        snprintf(why, n, "%s: status %ld", path, r->status);
+    } else {
+        double first = 0;
+        for (size_t i = 0; i < json_array_size(data) && !why[0]; i++) {
+            json_t *item = json_array_get(data, i);
+            int64_t step = json_integer_value(json_object_get(item, "step"));
+            double v = json_real_value(json_object_get(json_object_get(item, "metrics"), "loss"));
+            if (i == 0)
+                first = v;
+            if (step != after + 1 + (int64_t)i || v != first)
+                snprintf(why, n, "%s: item %zu is step %lld = %.17g (first %.17g)", path, i,
+                         (long long)step, v, first);
+        }
+    }
+    reply_free(r);
+}
+
+typedef struct concurrent_reader {
+    const test_daemon *d;
+    int64_t job;
+    concurrent_writer *w;
+    int reads;
+    char why[256];
+} concurrent_reader;
+
+static void *concurrent_read(void *arg) {
+    concurrent_reader *rd = arg;
+    for (int64_t i = 0; !rd->w->done && !rd->why[0]; i++, rd->reads++)
+        check_one_value(rd->d, rd->job, i % 3 == 0 ? 0 : i % 7, rd->why, sizeof rd->why);
+    return NULL;
+}
+
+START_TEST(test_daemon_running_series_concurrent) {
+    test_daemon d;
+    sqlite3 *db = open_db(&d);
+    int64_t job = seed_job(db, "running");
+    put_rows(db, job, "loss", 1, 1, 1.0 / 3 - 1.0 / 7); /* step 1 = generation 1 */
+    daemon_start(&d, "--train-bin", "/bin/false", NULL);
+    concurrent_writer w = {d.db, job, 600, 0};
+    concurrent_reader readers[2] = {{&d, job, &w, 0, ""}, {&d, job, &w, 0, ""}};
+    pthread_t writer, reader;
+    ck_assert_int_eq(pthread_create(&writer, NULL, concurrent_write, &w), 0);
+    ck_assert_int_eq(pthread_create(&reader, NULL, concurrent_read, &readers[1]), 0);
+    concurrent_read(&readers[0]);
+    pthread_join(writer, NULL);
+    pthread_join(reader, NULL);
+    ck_assert_msg(readers[0].why[0] == '\0', "%s", readers[0].why);
+    ck_assert_msg(readers[1].why[0] == '\0', "%s", readers[1].why);
+    ck_assert_int_gt(readers[0].reads + readers[1].reads, 10);
+    /* and the last state, exactly */
+    expect_http_body(&d, db, job, "loss", "loss", INT64_MIN, 10000);
+    daemon_stop(&d);
+    sqlite3_close(db);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *metrics_page_suite(void) {
     Suite *s = suite_create("metrics_page");
     TCase *tc = tcase_create("metrics_page");
@@ -369,6 +621,8 @@ Suite *metrics_page_suite(void) {
     tcase_add_test(tc, test_page_text);
     tcase_add_test(tc, test_token_cache);
     tcase_add_test(tc, test_daemon_pages);
+    tcase_add_test(tc, test_daemon_running_series);
+    tcase_add_test(tc, test_daemon_running_series_concurrent);
     suite_add_tcase(s, tc);
     return s;
 }
