@@ -1,13 +1,19 @@
 #include "read_cache.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define TOKEN_SLOTS   256
 #define SERIES_SLOTS  64
 #define TOKEN_MAX_LEN 128
+#define WAL_HDR       48 /* one copy of the WAL-index header */
 
 typedef struct token_slot {
     char text[TOKEN_MAX_LEN + 1]; /* "" = empty */
@@ -19,6 +25,8 @@ typedef struct series_slot {
     int64_t epoch;     /* jobs.metrics_epoch of the snapshot its rows are from */
     uint64_t inserted; /* order, for eviction */
     metrics_series s;  /* not cacheable: no rows, just the job and name */
+    bool tagged;       /* the database has not changed while tag is its WAL header */
+    unsigned char tag[WAL_HDR];
 } series_slot;
 
 struct read_cache {
@@ -29,6 +37,8 @@ struct read_cache {
     size_t series_max, series_bytes;
     uint64_t series_inserted;
     series_slot series[SERIES_SLOTS];
+    pthread_mutex_t shm_mutex;
+    int shm_fd; /* the database's -shm file: -2 not opened yet, -1 none */
 };
 
 read_cache *read_cache_new(size_t series_max_bytes) {
@@ -37,7 +47,9 @@ read_cache *read_cache_new(size_t series_max_bytes) {
         return NULL;
     pthread_mutex_init(&c->token_mutex, NULL);
     pthread_rwlock_init(&c->series_lock, NULL);
+    pthread_mutex_init(&c->shm_mutex, NULL);
     c->series_max = series_max_bytes;
+    c->shm_fd = -2;
     return c;
 }
 
@@ -46,8 +58,11 @@ void read_cache_free(read_cache *c) {
         return;
     for (int i = 0; i < SERIES_SLOTS; i++)
         metrics_series_free(&c->series[i].s);
+    if (c->shm_fd >= 0)
+        close(c->shm_fd);
     pthread_mutex_destroy(&c->token_mutex);
     pthread_rwlock_destroy(&c->series_lock);
+    pthread_mutex_destroy(&c->shm_mutex);
     free(c);
 }
 
@@ -133,9 +148,9 @@ static void series_strip(metrics_series *s) {
 }
 
 /* Stores x (taken) in slot, or in a free one when slot is NULL; within the
- * budget. */
-static void series_store(read_cache *c, series_slot *slot, metrics_series *x, bool cacheable,
-                         bool final, int64_t epoch) {
+ * budget. Returns the slot. */
+static series_slot *series_store(read_cache *c, series_slot *slot, metrics_series *x,
+                                 bool cacheable, bool final, int64_t epoch) {
     if (cacheable && x->bytes > c->series_max / 4) /* one series may not take it all */
         cacheable = false;
     if (!cacheable)
@@ -154,15 +169,68 @@ static void series_store(read_cache *c, series_slot *slot, metrics_series *x, bo
             slot_drop(c, slot);
         }
     }
-    *slot = (series_slot){true, cacheable, final, epoch, ++c->series_inserted, *x};
+    *slot = (series_slot){true, cacheable, final, epoch, ++c->series_inserted, *x, false, {0}};
     c->series_bytes += x->bytes;
     memset(x, 0, sizeof *x);
     series_fit(c, slot);
+    return slot;
+}
+
+/* slot's rows are now (at least as new as) what the database held when
+ * hdr was its WAL header (NULL: unknown). Every change to a slot's rows
+ * sets this. */
+static void slot_tag(series_slot *slot, const unsigned char *hdr) {
+    slot->tagged = hdr != NULL;
+    if (hdr != NULL)
+        memcpy(slot->tag, hdr, WAL_HDR);
 }
 
 static bool status_final(const char *status) {
     return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
            strcmp(status, "cancelled") == 0;
+}
+
+/* The current WAL-index header of db's database into hdr: true, or false
+ * when it cannot be known now (then the caller reads the database). See
+ * read_cache.h for why an unchanged header means an unchanged database. */
+static bool wal_header(read_cache *c, sqlite3 *db, unsigned char *hdr) {
+    pthread_mutex_lock(&c->shm_mutex);
+    if (c->shm_fd == -2) { /* opened once, after db has been used (so it exists) */
+        const char *path = sqlite3_db_filename(db, "main");
+        char shm[4096];
+        c->shm_fd = -1;
+        if (path != NULL && path[0] != '\0' &&
+            (size_t)snprintf(shm, sizeof shm, "%s-shm", path) < sizeof shm &&
+            (c->shm_fd = open(shm, O_RDONLY | O_CLOEXEC)) < 0 && errno == ENOENT)
+            c->shm_fd = -2; /* not created yet: try again next time */
+    }
+    int fd = c->shm_fd;
+    pthread_mutex_unlock(&c->shm_mutex);
+    /* Two copies, as SQLite's readers check them: a writer updates the
+     * second, then the first; a read that overlaps it sees them differ. */
+    unsigned char both[2 * WAL_HDR];
+    if (fd < 0 || pread(fd, both, sizeof both, 0) != (ssize_t)sizeof both)
+        return false;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_nlink == 0) {
+        /* Unlinked: the last connection closed and deleted it, and SQLite
+         * makes a new one. It cannot happen while rlhfd's pool is open, only
+         * in a race at its start; the old descriptor is left open (another
+         * thread may be reading it) and the path opened again. */
+        pthread_mutex_lock(&c->shm_mutex);
+        if (c->shm_fd == fd)
+            c->shm_fd = -2;
+        pthread_mutex_unlock(&c->shm_mutex);
+        return false;
+    }
+    if (memcmp(both, both + WAL_HDR, WAL_HDR) != 0)
+        return false;
+    uint32_t version;
+    memcpy(&version, both, sizeof version);
+    if (version != 3007000 || both[12] != 1) /* iVersion, isInit: the format we know */
+        return false;
+    memcpy(hdr, both, WAL_HDR);
+    return true;
 }
 
 static int slot_page(const series_slot *slot, int64_t after_step, int64_t limit, char **out,
@@ -174,8 +242,8 @@ static int slot_page(const series_slot *slot, int64_t after_step, int64_t limit,
  * from it (it is that snapshot's answer), and it replaces the slot unless
  * the slot is at least as new. */
 static int serve_whole(read_cache *c, metrics_series *whole, const char *name, int fetched,
-                       bool final, int64_t epoch, int64_t after_step, int64_t limit, char **out,
-                       size_t *len) {
+                       bool final, int64_t epoch, const unsigned char *hdr, int64_t after_step,
+                       int64_t limit, char **out, size_t *len) {
     bool cacheable = fetched == 1;
     int rc =
         cacheable ? (metrics_series_page(whole, after_step, limit, out, len) == 0 ? 1 : -1) : 0;
@@ -190,12 +258,13 @@ static int serve_whole(read_cache *c, metrics_series *whole, const char *name, i
     bool newer = slot == NULL || epoch > slot->epoch ||
                  (epoch == slot->epoch && slot->cacheable && (!cacheable || whole->n > slot->s.n));
     if (newer) {
-        series_store(c, slot, whole, cacheable, final, epoch);
+        slot = series_store(c, slot, whole, cacheable, final, epoch);
     } else {
         if (final && epoch == slot->epoch) /* the same rows, seen finished */
             slot->final = true;
         metrics_series_free(whole);
     }
+    slot_tag(slot, hdr); /* kept: the slot is at least as new as what was read */
     pthread_rwlock_unlock(&c->series_lock);
     return rc;
 }
@@ -204,10 +273,15 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
                             int64_t after_step, int64_t limit, char **out, size_t *len) {
     if (c->series_max == 0 || !json_plain_string(name, strlen(name)))
         return 0;
-    /* 1. What the cache holds. A final series needs nothing else. */
+    /* 0. The WAL header now, before anything is read. */
+    unsigned char hdr_now[WAL_HDR];
+    const unsigned char *hdr = wal_header(c, db, hdr_now) ? hdr_now : NULL;
+    /* 1. What the cache holds. A final series needs nothing else, nor one
+     * whose database has not changed since it was last brought up to date. */
     pthread_rwlock_rdlock(&c->series_lock);
     series_slot *slot = series_find(c, job_id, name);
-    if (slot != NULL && slot->final) {
+    if (slot != NULL &&
+        (slot->final || (hdr != NULL && slot->tagged && memcmp(slot->tag, hdr, WAL_HDR) == 0))) {
         int rc = slot->cacheable ? slot_page(slot, after_step, limit, out, len) : 0;
         pthread_rwlock_unlock(&c->series_lock);
         return rc;
@@ -230,25 +304,31 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
         return 0; /* no such job, or an error: the uncached path answers */
     bool final = status_final(status);
     if (!have || (all && now != epoch))
-        return serve_whole(c, &tail, name, fetched, final, now, after_step, limit, out, len);
+        return serve_whole(c, &tail, name, fetched, final, now, hdr, after_step, limit, out, len);
     if (now != epoch) { /* something was rewritten: read it all again, in a snapshot of its own */
         metrics_series_free(&tail);
         fetched = metrics_series_fetch(db, job_id, name, true, 0, &tail, status, &now);
         if (fetched <= 0)
             return 0;
         final = status_final(status);
-        return serve_whole(c, &tail, name, fetched, final, now, after_step, limit, out, len);
+        return serve_whole(c, &tail, name, fetched, final, now, hdr, after_step, limit, out, len);
     }
 
     /* 3. The same epoch: since the cached rows were read, the series only
      * grew at its end, and tail is that growth. */
     int rc = 0;
-    if (fetched == 1 && tail.n == 0 && !final) { /* nothing new: the common case */
-        pthread_rwlock_rdlock(&c->series_lock);
+    if (fetched == 1 && tail.n == 0 && !final) { /* nothing new */
+        if (hdr != NULL)                         /* to tag it */
+            pthread_rwlock_wrlock(&c->series_lock);
+        else
+            pthread_rwlock_rdlock(&c->series_lock);
         slot = series_find(c, job_id, name);
         if (slot != NULL && slot->cacheable && slot->epoch >= now &&
-            (slot->epoch > now || slot->s.n >= have_n))
+            (slot->epoch > now || slot->s.n >= have_n)) {
             rc = slot_page(slot, after_step, limit, out, len);
+            if (hdr != NULL)
+                slot_tag(slot, hdr);
+        }
         pthread_rwlock_unlock(&c->series_lock);
         metrics_series_free(&tail);
         return rc;
@@ -257,6 +337,7 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
     slot = series_find(c, job_id, name);
     if (slot != NULL && slot->epoch == now && !slot->cacheable) {
         slot->final = slot->final || final; /* stays not cacheable at this epoch */
+        slot_tag(slot, hdr);
     } else if (slot != NULL && slot->epoch == now && slot->cacheable && slot->s.n >= have_n &&
                (have_n == 0 || slot->s.steps[have_n - 1] == last)) {
         /* the slot holds every row up to last (perhaps more): append the rest */
@@ -266,11 +347,13 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
             c->series_bytes += slot->s.bytes;
             slot->cacheable = false;
             slot->final = slot->final || final;
+            slot_tag(slot, hdr);
         } else {
             size_t before = slot->s.bytes;
             if (metrics_series_append(&slot->s, &tail) == 0) {
                 c->series_bytes += slot->s.bytes - before;
                 slot->final = slot->final || final;
+                slot_tag(slot, hdr);
                 rc = slot_page(slot, after_step, limit, out, len);
                 if (slot->s.bytes > c->series_max / 4) {
                     c->series_bytes -= slot->s.bytes;

@@ -47,6 +47,23 @@
  * Another epoch: the series is read again, whole, in one snapshot. A
  * status that is now final marks the series final.
  *
+ * Most reads need not even that statement: nothing at all was committed
+ * since the entry was last brought up to date. In WAL mode every commit,
+ * by any connection of any process, rewrites the WAL-index header at the
+ * start of the database's -shm file (iChange counts transactions, and
+ * mxFrame, the salts and a checksum follow: sqlite.org/walformat.html),
+ * and readers find their snapshot through that header. So each read first
+ * reads the header (pread of 96 bytes: its two copies, which must agree,
+ * as SQLite's own readers require); an entry remembers the header read
+ * BEFORE the statement that last brought it up to date (that snapshot is
+ * at least as new as the header); if the header is still the same, no
+ * transaction has committed since, and the entry is the database's answer
+ * now. Any doubt (no -shm, copies that differ, an unknown iVersion, a
+ * -shm that was unlinked) means "changed": the statement runs. This needs
+ * every writer to use the shared-memory WAL index, which is SQLite's
+ * default; locking_mode=EXCLUSIVE (the only way around it) cannot get its
+ * lock while rlhfd's connections are open.
+ *
  * Threads: several request threads may extend or reload one entry at once,
  * each from its own snapshot. A reply is always from a snapshot taken
  * during its request or a newer one (epochs only grow; at one epoch more
