@@ -3,7 +3,10 @@
  * names JSON escapes, names listed twice, unknown names), NULL and
  * infinite values, sparse steps, every after_step and limit boundary; a
  * hand-written body anchors the shape; and the daemon's replies for a
- * finished job (served from the series cache) and a running one. */
+ * finished job (served from the series cache) and a running one: schema
+ * 007's epoch triggers, a running job's cached series across appends and
+ * rewrites (each reply byte for byte the general path's), and a writer
+ * committing beside concurrent readers. */
 #include <check.h>
 #include <float.h>
 #include <math.h>
@@ -419,6 +422,46 @@ static void loss_at(const test_daemon *d, int64_t job, int64_t step, char *out, 
     reply_free(r);
 }
 
+/* schema/007's triggers: jobs.metrics_epoch moves on every write that could
+ * change a row a reader has seen, and not on an append. */
+START_TEST(test_metrics_epoch) {
+    test_daemon d;
+    sqlite3 *db = open_db(&d);
+    int64_t job = seed_job(db, "running"), other = seed_job(db, "running");
+    const char *epoch = "SELECT metrics_epoch FROM jobs WHERE id = ?1";
+    put_rows(db, job, "loss", 1, 10, 0); /* appends */
+    put_rows(db, job, "kl", 1, 3, 0);
+    put_rows(db, other, "loss", 1, 20, 0);
+    ck_assert_int_eq(db_int(&d, epoch, job), 0);
+    put_rows(db, job, "loss", 11, 11, 0);
+    ck_assert_int_eq(db_int(&d, epoch, job), 0);
+    put_rows(db, job, "loss", 11, 11, 1); /* the last step again */
+    int64_t e = db_int(&d, epoch, job);
+    ck_assert_int_gt(e, 0);
+    put_rows(db, job, "kl", 2, 2, 1); /* an earlier step of another name */
+    ck_assert_int_gt(db_int(&d, epoch, job), e);
+    e = db_int(&d, epoch, job);
+    put_rows(db, job, "kl", 4, 4, 1); /* an append to kl */
+    ck_assert_int_eq(db_int(&d, epoch, job), e);
+    char sql[160];
+    snprintf(sql, sizeof sql, "UPDATE metrics SET value = 2 WHERE job_id = %lld AND step = 5",
+             (long long)job);
+    run_sql(db, sql);
+    ck_assert_int_gt(db_int(&d, epoch, job), e);
+    e = db_int(&d, epoch, job);
+    snprintf(sql, sizeof sql, "DELETE FROM metrics WHERE job_id = %lld AND step = 11",
+             (long long)job);
+    run_sql(db, sql);
+    ck_assert_int_gt(db_int(&d, epoch, job), e);
+    e = db_int(&d, epoch, job);
+    put_rows(db, job, "loss", 11, 11, 0); /* after the deletion, 11 is an append again */
+    ck_assert_int_eq(db_int(&d, epoch, job), e);
+    ck_assert_int_eq(db_int(&d, epoch, other), 0); /* the other job saw none of it */
+    sqlite3_close(db);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 START_TEST(test_daemon_running_series) {
     test_daemon d;
     sqlite3 *db = open_db(&d);
@@ -516,14 +559,15 @@ static void *concurrent_write(void *arg) {
     db_exec(db, "PRAGMA synchronous=OFF", err, sizeof err);
     int64_t n = 1, generation = 1;
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO metrics (job_id, name, step, value) "
-                           "VALUES (?1, 'loss', ?2, ?3)",
+    sqlite3_prepare_v2(db,
+                       "INSERT OR REPLACE INTO metrics (job_id, name, step, value) "
+                       "VALUES (?1, 'loss', ?2, ?3)",
                        -1, &st, NULL);
     for (int i = 0; i < w->transactions; i++) {
         if (db_begin(db) != SQLITE_OK)
             abort();
         int64_t from = n + 1, to = n + 1; /* append one step */
-        if (i % 8 == 7) /* or rewrite them all with another value */
+        if (i % 8 == 7)                   /* or rewrite them all with another value */
             from = 1, to = n, generation++;
         for (int64_t step = from; step <= to; step++) {
             sqlite3_bind_int64(st, 1, w->job);
@@ -545,8 +589,7 @@ static void *concurrent_write(void *arg) {
 
 /* One read of a page; why is "" if it holds the invariant, else what is
  * wrong. */
-static void check_one_value(const test_daemon *d, int64_t job, int64_t after, char *why,
-                            size_t n) {
+static void check_one_value(const test_daemon *d, int64_t job, int64_t after, char *why, size_t n) {
     char path[160];
     snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?names=loss&after_step=%lld&limit=10000",
              (long long)job, (long long)after);
@@ -621,6 +664,7 @@ Suite *metrics_page_suite(void) {
     tcase_add_test(tc, test_page_text);
     tcase_add_test(tc, test_token_cache);
     tcase_add_test(tc, test_daemon_pages);
+    tcase_add_test(tc, test_metrics_epoch);
     tcase_add_test(tc, test_daemon_running_series);
     tcase_add_test(tc, test_daemon_running_series_concurrent);
     suite_add_tcase(s, tc);
