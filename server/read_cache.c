@@ -194,18 +194,21 @@ static bool status_final(const char *status) {
  * when it cannot be known now (then the caller reads the database). See
  * read_cache.h for why an unchanged header means an unchanged database. */
 static bool wal_header(read_cache *c, sqlite3 *db, unsigned char *hdr) {
-    pthread_mutex_lock(&c->shm_mutex);
-    if (c->shm_fd == -2) { /* opened once, after db has been used (so it exists) */
-        const char *path = sqlite3_db_filename(db, "main");
-        char shm[4096];
-        c->shm_fd = -1;
-        if (path != NULL && path[0] != '\0' &&
-            (size_t)snprintf(shm, sizeof shm, "%s-shm", path) < sizeof shm &&
-            (c->shm_fd = open(shm, O_RDONLY | O_CLOEXEC)) < 0 && errno == ENOENT)
-            c->shm_fd = -2; /* not created yet: try again next time */
+    int fd = __atomic_load_n(&c->shm_fd, __ATOMIC_ACQUIRE);
+    if (fd == -2) { /* opened once (again if it is not there yet) */
+        pthread_mutex_lock(&c->shm_mutex);
+        if ((fd = c->shm_fd) == -2) {
+            const char *path = sqlite3_db_filename(db, "main");
+            char shm[4096];
+            fd = -1;
+            if (path != NULL && path[0] != '\0' &&
+                (size_t)snprintf(shm, sizeof shm, "%s-shm", path) < sizeof shm &&
+                (fd = open(shm, O_RDONLY | O_CLOEXEC)) < 0 && errno == ENOENT)
+                fd = -2; /* not created yet: try again next time */
+            __atomic_store_n(&c->shm_fd, fd, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&c->shm_mutex);
     }
-    int fd = c->shm_fd;
-    pthread_mutex_unlock(&c->shm_mutex);
     /* Two copies, as SQLite's readers check them: a writer updates the
      * second, then the first; a read that overlaps it sees them differ. */
     unsigned char both[2 * WAL_HDR];
@@ -217,10 +220,9 @@ static bool wal_header(read_cache *c, sqlite3 *db, unsigned char *hdr) {
          * makes a new one. It cannot happen while rlhfd's pool is open, only
          * in a race at its start; the old descriptor is left open (another
          * thread may be reading it) and the path opened again. */
-        pthread_mutex_lock(&c->shm_mutex);
-        if (c->shm_fd == fd)
-            c->shm_fd = -2;
-        pthread_mutex_unlock(&c->shm_mutex);
+        int expected = fd;
+        __atomic_compare_exchange_n(&c->shm_fd, &expected, -2, false, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE);
         return false;
     }
     if (memcmp(both, both + WAL_HDR, WAL_HDR) != 0)
@@ -273,13 +275,15 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
                             int64_t after_step, int64_t limit, char **out, size_t *len) {
     if (c->series_max == 0 || !json_plain_string(name, strlen(name)))
         return 0;
-    /* 0. The WAL header now, before anything is read. */
-    unsigned char hdr_now[WAL_HDR];
-    const unsigned char *hdr = wal_header(c, db, hdr_now) ? hdr_now : NULL;
     /* 1. What the cache holds. A final series needs nothing else, nor one
-     * whose database has not changed since it was last brought up to date. */
+     * whose database has not changed since it was last brought up to date:
+     * the WAL header now (read before anything else is read) is its tag. */
     pthread_rwlock_rdlock(&c->series_lock);
     series_slot *slot = series_find(c, job_id, name);
+    unsigned char hdr_now[WAL_HDR];
+    const unsigned char *hdr = NULL;
+    if (slot == NULL || !slot->final)
+        hdr = wal_header(c, db, hdr_now) ? hdr_now : NULL;
     if (slot != NULL &&
         (slot->final || (hdr != NULL && slot->tagged && memcmp(slot->tag, hdr, WAL_HDR) == 0))) {
         int rc = slot->cacheable ? slot_page(slot, after_step, limit, out, len) : 0;
