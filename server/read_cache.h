@@ -34,9 +34,8 @@
  * the same attempts; the lease owner (pid and nonce) and the status change
  * and change back between two reads unseen (running -> queued -> running);
  * and nothing stops one run from writing a step twice (INSERT OR REPLACE).
- * So the database
- * says it itself: schema/007_metrics_epoch.sql's triggers bump
- * jobs.metrics_epoch in the writer's transaction on every metrics row
+ * So the database says it itself: schema/007_metrics_epoch.sql's triggers
+ * bump jobs.metrics_epoch in the writer's transaction on every metrics row
  * written at a step not after its series' last, and on every UPDATE and
  * DELETE of metrics, whoever the writer is. At one epoch a series only
  * grows at its end. A read then costs one indexed statement
@@ -52,9 +51,10 @@
  * by any connection of any process, rewrites the WAL-index header at the
  * start of the database's -shm file (iChange counts transactions, and
  * mxFrame, the salts and a checksum follow: sqlite.org/walformat.html),
- * and readers find their snapshot through that header. So each read first
- * reads the header (pread of 96 bytes: its two copies, which must agree,
- * as SQLite's own readers require); an entry remembers the header read
+ * and readers find their snapshot through that header. So a read of a
+ * series not known final first reads the header (pread of 96 bytes: its
+ * two copies, which must agree, as SQLite's own readers require, and an
+ * fstat that it is still linked); an entry remembers the header read
  * BEFORE the statement that last brought it up to date (that snapshot is
  * at least as new as the header); if the header is still the same, no
  * transaction has committed since, and the entry is the database's answer
