@@ -34,7 +34,7 @@
  * the same attempts; the lease owner (pid and nonce) and the status change
  * and change back between two reads unseen (running -> queued -> running);
  * and nothing stops one run from writing a step twice (INSERT OR REPLACE).
- * So the database says it itself: schema/007_metrics_epoch.sql's triggers
+ * So the database says it itself: schema/008_metrics_epoch.sql's triggers
  * bump jobs.metrics_epoch in the writer's transaction on every metrics row
  * written at a step not after its series' last, and on every UPDATE and
  * DELETE of metrics, whoever the writer is. At one epoch a series only

@@ -4,7 +4,7 @@
  * infinite values, sparse steps, every after_step and limit boundary; a
  * hand-written body anchors the shape; and the daemon's replies for a
  * finished job (served from the series cache) and a running one: schema
- * 007's epoch triggers, a running job's cached series across appends and
+ * 008's epoch triggers, a running job's cached series across appends and
  * rewrites (each reply byte for byte the general path's), and a writer
  * committing beside concurrent readers. */
 #include <check.h>
@@ -422,7 +422,7 @@ static void loss_at(const test_daemon *d, int64_t job, int64_t step, char *out, 
     reply_free(r);
 }
 
-/* schema/007's triggers: jobs.metrics_epoch moves on every write that could
+/* schema/008's triggers: jobs.metrics_epoch moves on every write that could
  * change a row a reader has seen, and not on an append. */
 START_TEST(test_metrics_epoch) {
     test_daemon d;
