@@ -25,8 +25,9 @@
  * a snapshot that shows such a status is final, and is served with no SQL.
  *
  * Running (and queued, validating) jobs: the cached rows may be stale in
- * two ways. New steps are appended (the usual case: one fenced transaction
- * per update), and old steps are rewritten: a requeued job resumes from its
+ * two ways. New steps are appended (the usual case: fenced transactions,
+ * each with the updates of up to 100 ms, train/db_sink.h), and old steps
+ * are rewritten: a requeued job resumes from its
  * last checkpoint and INSERT OR REPLACEs the steps after it, possibly with
  * other values (a job that restarts without a checkpoint rewrites them
  * all). The job row cannot tell the second case apart: a worker stopped by
