@@ -180,6 +180,26 @@ def wrk(port, script, connections, duration, env):
             "p99_ms": r["p99"] / 1000, "max_ms": r["max"] / 1000}
 
 
+def fsync_probe(directory, n=100):
+    """The disk's fdatasync latency right now (p50, p99 ms): 4 KB appended
+    and synced n times in the benchmark's directory. Durable writes cannot
+    beat it; on a shared VM it moves a lot between runs."""
+    path = os.path.join(directory, "fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    times = []
+    try:
+        for i in range(n):
+            os.pwrite(fd, b"x" * 4096, i * 4096)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    times.sort()
+    return times[n // 2], times[min(n - 1, (n * 99) // 100)]
+
+
 def seed_comparisons(db, project, n):
     """n comparisons of 4 candidates; returns (first comparison id, first
     candidate id), with candidate ids consecutive per comparison."""
@@ -287,6 +307,7 @@ def main():
         results = []
         for conns in (16, 64):
             first, cand = seed_comparisons(db, project, 20000 * args.duration)
+            probe = fsync_probe(tmp)
             r = wrk(port, WRITE_LUA, conns, args.duration,
                     {"BENCH_FIRST_COMPARISON": str(first), "BENCH_FIRST_CANDIDATE": str(cand),
                      "BENCH_TOKEN": annotator})
@@ -294,7 +315,7 @@ def main():
             stored = c.execute("SELECT count(*) FROM rankings WHERE comparison_id >= ?",
                                (first,)).fetchone()[0]
             c.close()
-            r.update(what="ranking writes", conns=conns, stored=stored)
+            r.update(what="ranking writes", conns=conns, stored=stored, fsync=probe)
             results.append(r)
         reads = []
         for rep in range(2):
@@ -347,8 +368,9 @@ def main():
     for r in results:
         note = ""
         if "stored" in r:
-            note = "%d acknowledged, %d in the database" % (r["requests"] - r["errors"],
-                                                            r["stored"])
+            note = ("%d acknowledged, %d in the database; disk fdatasync p50 %.1f / p99 %.1f ms "
+                    "just before" % (r["requests"] - r["errors"], r["stored"], r["fsync"][0],
+                                     r["fsync"][1]))
         if "appended" in r:
             note = "%d steps appended during the run" % r["appended"]
         print("| %s | %d | %.0f | %.2f | %.2f | %d | %s |" % (
@@ -358,8 +380,9 @@ def main():
     print("metric reads of the running job / static ceiling (its mean): %.2f" % live_ratio)
     print("group commit: %d rankings in %d transactions (%.1f per commit)" % (
         writes, commits, writes / max(commits, 1)))
-    print("the training job (ppo-control, id %d) ran throughout at worker nice %s; %s" % (
-        job, "10 (default)" if args.worker_nice is None else args.worker_nice,
+    print("the training job (ppo-control, id %d) ran throughout at %s; %s" % (
+        job, "rlhfd's default worker nice (10 in builds with --worker-nice, else 0)"
+        if args.worker_nice is None else "--worker-nice %d" % args.worker_nice,
         "it had written metrics" if steps.get("data") else "it had written no metrics"))
     print("http threads %s, wrk -t2, %d s per run, loopback, %d cores" % (
         threads, args.duration, os.cpu_count()))
