@@ -819,6 +819,15 @@ START_TEST(test_db_sink_coalesces_metrics) {
 }
 END_TEST
 
+/* d's database with a table t (x): an open connection to it. */
+static sqlite3 *db_with_table_t(const test_daemon *d) {
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(d->db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_exec(db, "CREATE TABLE t (x)", err, sizeof err), SQLITE_OK);
+    return db;
+}
+
 typedef struct lock_holder {
     const char *path;
     pthread_mutex_t mutex;
@@ -848,10 +857,8 @@ static void *hold_write_lock(void *arg) {
 START_TEST(test_db_waits_for_write_lock) {
     test_daemon d;
     daemon_init(&d);
-    sqlite3 *db;
+    sqlite3 *db = db_with_table_t(&d);
     char err[256];
-    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
-    ck_assert_int_eq(db_exec(db, "CREATE TABLE t (x)", err, sizeof err), SQLITE_OK);
     lock_holder h = {
         .path = d.db, .mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
     pthread_t thread;
@@ -896,11 +903,8 @@ static void blob_written(void *ctx, int committed) {
 START_TEST(test_writer_checkpoints_wal) {
     test_daemon d;
     daemon_init(&d);
-    sqlite3 *db;
+    sqlite3_close(db_with_table_t(&d));
     char err[256];
-    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
-    ck_assert_int_eq(db_exec(db, "CREATE TABLE t (x)", err, sizeof err), SQLITE_OK);
-    sqlite3_close(db);
     writer *w = writer_start(d.db, err, sizeof err);
     ck_assert_ptr_nonnull(w);
     /* 400 commits of three pages each (8,000 bytes: a leaf and two

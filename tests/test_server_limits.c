@@ -337,6 +337,17 @@ typedef struct next_client {
     int64_t id;
 } next_client;
 
+/* A daemon without a write rate limit and a project (k 2, overlap 1): its id. */
+static int64_t daemon_with_project(test_daemon *d) {
+    daemon_init(d);
+    daemon_start(d, "--write-rate", "0", NULL);
+    http_reply *r = expect_ok(
+        http(d, "POST", "/v1/projects", d->admin, "{\"name\":\"p\",\"k\":2,\"overlap\":1}", NULL));
+    const int64_t project = reply_int(r, "id");
+    reply_free(r);
+    return project;
+}
+
 static void *call_next(void *arg) {
     next_client *c = arg;
     pthread_barrier_wait(c->start);
@@ -353,12 +364,8 @@ static void *call_next(void *arg) {
  * same one, and one more annotator finds nothing left. */
 START_TEST(test_next_concurrent_distinct) {
     test_daemon d;
-    daemon_init(&d);
-    daemon_start(&d, "--write-rate", "0", NULL);
-    http_reply *r = expect_ok(
-        http(&d, "POST", "/v1/projects", d.admin, "{\"name\":\"p\",\"k\":2,\"overlap\":1}", NULL));
-    const int64_t project = reply_int(r, "id");
-    reply_free(r);
+    const int64_t project = daemon_with_project(&d);
+    http_reply *r;
     char path[64];
     snprintf(path, sizeof path, "/v1/projects/%lld/comparisons", (long long)project);
     for (int i = 0; i < N_NEXT; i++)
@@ -462,13 +469,10 @@ static void *post_rankings(void *arg) {
 
 START_TEST(test_group_commit_survives_kill9) {
     test_daemon d;
-    daemon_init(&d);
-    daemon_start(&d, "--write-rate", "0", NULL);
-    http_reply *r = expect_ok(
-        http(&d, "POST", "/v1/projects", d.admin, "{\"name\":\"p\",\"k\":2,\"overlap\":1}", NULL));
+    const int64_t project = daemon_with_project(&d);
+    http_reply *r;
     char cpath[96];
-    snprintf(cpath, sizeof cpath, "/v1/projects/%lld/comparisons", (long long)reply_int(r, "id"));
-    reply_free(r);
+    snprintf(cpath, sizeof cpath, "/v1/projects/%lld/comparisons", (long long)project);
     static ranking_client clients[N_WRITERS];
     char tokens[N_WRITERS][128];
     atomic_int total = 0;
