@@ -11,6 +11,7 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,8 +390,13 @@ static void put_rows(sqlite3 *db, int64_t job, const char *name, int64_t from, i
     ck_assert_int_eq(db_exec(db, "COMMIT", err, sizeof err), SQLITE_OK);
 }
 
-static void run_sql(sqlite3 *db, const char *sql) {
-    char err[256];
+__attribute__((format(printf, 2, 3))) static void run_sql(sqlite3 *db, const char *fmt, ...) {
+    char sql[512], err[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    ck_assert_int_lt(n, (int)sizeof sql);
     ck_assert_msg(db_exec(db, sql, err, sizeof err) == SQLITE_OK, "%s: %s", sql, err);
 }
 
@@ -443,15 +449,10 @@ START_TEST(test_metrics_epoch) {
     e = db_int(&d, epoch, job);
     put_rows(db, job, "kl", 4, 4, 1); /* an append to kl */
     ck_assert_int_eq(db_int(&d, epoch, job), e);
-    char sql[160];
-    snprintf(sql, sizeof sql, "UPDATE metrics SET value = 2 WHERE job_id = %lld AND step = 5",
-             (long long)job);
-    run_sql(db, sql);
+    run_sql(db, "UPDATE metrics SET value = 2 WHERE job_id = %lld AND step = 5", (long long)job);
     ck_assert_int_gt(db_int(&d, epoch, job), e);
     e = db_int(&d, epoch, job);
-    snprintf(sql, sizeof sql, "DELETE FROM metrics WHERE job_id = %lld AND step = 11",
-             (long long)job);
-    run_sql(db, sql);
+    run_sql(db, "DELETE FROM metrics WHERE job_id = %lld AND step = 11", (long long)job);
     ck_assert_int_gt(db_int(&d, epoch, job), e);
     e = db_int(&d, epoch, job);
     put_rows(db, job, "loss", 11, 11, 0); /* after the deletion, 11 is an append again */
@@ -487,26 +488,20 @@ START_TEST(test_daemon_running_series) {
      * deleted; the gap filled again; a step before the first */
     put_rows(db, job, "loss", 54, 54, 5000);
     expect_running_pages(&d, db, job);
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "UPDATE metrics SET value = -1.5 WHERE job_id = %lld AND name = 'loss' AND step = 10",
-             (long long)job);
-    run_sql(db, sql);
+    run_sql(db,
+            "UPDATE metrics SET value = -1.5 WHERE job_id = %lld AND name = 'loss' AND step = 10",
+            (long long)job);
     expect_running_pages(&d, db, job);
-    snprintf(sql, sizeof sql,
-             "DELETE FROM metrics WHERE job_id = %lld AND name = 'loss' AND step = 11",
-             (long long)job);
-    run_sql(db, sql);
+    run_sql(db, "DELETE FROM metrics WHERE job_id = %lld AND name = 'loss' AND step = 11",
+            (long long)job);
     expect_running_pages(&d, db, job);
     put_rows(db, job, "loss", 11, 11, 7);
     put_rows(db, job, "loss", 0, 0, 7);
     expect_running_pages(&d, db, job);
     /* a value that is not finite (jansson drops it: the general path
      * answers), then rewritten to a finite one, then appended after */
-    snprintf(sql, sizeof sql,
-             "INSERT INTO metrics (job_id, name, step, value) VALUES (%lld, 'loss', 55, 9e999)",
-             (long long)job);
-    run_sql(db, sql);
+    run_sql(db, "INSERT INTO metrics (job_id, name, step, value) VALUES (%lld, 'loss', 55, 9e999)",
+            (long long)job);
     expect_running_pages(&d, db, job);
     put_rows(db, job, "loss", 55, 55, 0);
     expect_running_pages(&d, db, job);
@@ -521,13 +516,10 @@ START_TEST(test_daemon_running_series) {
     ck_assert_str_eq(after, before);
     ck_assert_str_eq(before, "1004.28571428571");
     /* the job finishes (its series is final from now on) */
-    snprintf(sql, sizeof sql, "UPDATE jobs SET status = 'succeeded' WHERE id = %lld",
-             (long long)job);
-    run_sql(db, sql);
+    run_sql(db, "UPDATE jobs SET status = 'succeeded' WHERE id = %lld", (long long)job);
     put_rows(db, job, "loss", 31, 31, 9); /* cannot happen (fenced): its last rewrite */
-    snprintf(sql, sizeof sql, "UPDATE jobs SET metrics_epoch = metrics_epoch + 1 WHERE id = %lld",
-             (long long)job);
-    run_sql(db, sql);
+    run_sql(db, "UPDATE jobs SET metrics_epoch = metrics_epoch + 1 WHERE id = %lld",
+            (long long)job);
     loss_at(&d, job, 30, after, sizeof after);
     ck_assert_str_eq(after, "13.2857142857143"); /* read again: another epoch */
     run_sql(db, "UPDATE metrics SET value = 0"); /* no longer read: the series is final */

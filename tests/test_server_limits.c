@@ -337,14 +337,16 @@ typedef struct next_client {
     int64_t id;
 } next_client;
 
-/* A daemon without a write rate limit and a project (k 2, overlap 1): its id. */
-static int64_t daemon_with_project(test_daemon *d) {
+/* A daemon without a write rate limit and a project (k 2, overlap 1): its
+ * id, and its comparisons' path in cpath. */
+static int64_t daemon_with_project(test_daemon *d, char cpath[96]) {
     daemon_init(d);
     daemon_start(d, "--write-rate", "0", NULL);
     http_reply *r = expect_ok(
         http(d, "POST", "/v1/projects", d->admin, "{\"name\":\"p\",\"k\":2,\"overlap\":1}", NULL));
     const int64_t project = reply_int(r, "id");
     reply_free(r);
+    snprintf(cpath, 96, "/v1/projects/%lld/comparisons", (long long)project);
     return project;
 }
 
@@ -364,10 +366,9 @@ static void *call_next(void *arg) {
  * same one, and one more annotator finds nothing left. */
 START_TEST(test_next_concurrent_distinct) {
     test_daemon d;
-    const int64_t project = daemon_with_project(&d);
+    char path[96];
+    daemon_with_project(&d, path);
     http_reply *r;
-    char path[64];
-    snprintf(path, sizeof path, "/v1/projects/%lld/comparisons", (long long)project);
     for (int i = 0; i < N_NEXT; i++)
         reply_free(expect_ok(http(&d, "POST", path, d.admin,
                                   "{\"prompt\":\"q\",\"candidates\":[{\"text\":\"a\"},{\"text\":"
@@ -469,10 +470,9 @@ static void *post_rankings(void *arg) {
 
 START_TEST(test_group_commit_survives_kill9) {
     test_daemon d;
-    const int64_t project = daemon_with_project(&d);
-    http_reply *r;
     char cpath[96];
-    snprintf(cpath, sizeof cpath, "/v1/projects/%lld/comparisons", (long long)project);
+    daemon_with_project(&d, cpath);
+    http_reply *r;
     static ranking_client clients[N_WRITERS];
     char tokens[N_WRITERS][128];
     atomic_int total = 0;
