@@ -80,50 +80,41 @@ function request()
 end
 """
 
+# Pages of BENCH_LIMIT steps of "loss" at random offsets in [0, BENCH_MAX_AFTER].
 READ_LUA = r"""
 local auth = "Bearer " .. os.getenv("BENCH_TOKEN")
 local job = os.getenv("BENCH_JOB")
+local limit = os.getenv("BENCH_LIMIT")
+local max_after = tonumber(os.getenv("BENCH_MAX_AFTER"))
+local seed = tonumber(os.getenv("BENCH_SEED"))
 local n = 0
 function setup(thread)
   thread:set("tid", n)
   n = n + 1
 end
 function init(args)
-  math.randomseed(1234 + tid)
+  math.randomseed(seed + tid)
 end
 function request()
-  local step = math.random(0, 9900)
+  local step = math.random(0, max_after)
   return wrk.format("GET", "/v1/jobs/" .. job .. "/metrics?names=loss&after_step=" .. step ..
-                    "&limit=100", {["Authorization"] = auth})
+                    "&limit=" .. limit, {["Authorization"] = auth})
 end
 """
+PAGE_100 = {"BENCH_LIMIT": "100", "BENCH_MAX_AFTER": "9900", "BENCH_SEED": "1234"}
+PAGE_1 = {"BENCH_LIMIT": "1", "BENCH_MAX_AFTER": "9998", "BENCH_SEED": "4321"}
 
 STATIC_LUA = ""
 
 # The decomposition of a read: routing + reply only (GET /healthz: no token,
-# no database), and a metric read of one step (auth, the job, one row).
+# no database), and a metric read of one step (READ_LUA with PAGE_1: auth,
+# the job, one row).
 HEALTHZ_LUA = r"""
 function request()
   return wrk.format("GET", "/healthz")
 end
 """
 
-READ1_LUA = r"""
-local auth = "Bearer " .. os.getenv("BENCH_TOKEN")
-local job = os.getenv("BENCH_JOB")
-local n = 0
-function setup(thread)
-  thread:set("tid", n)
-  n = n + 1
-end
-function init(args)
-  math.randomseed(4321 + tid)
-end
-function request()
-  return wrk.format("GET", "/v1/jobs/" .. job .. "/metrics?names=loss&after_step=" ..
-                    math.random(0, 9998) .. "&limit=1", {["Authorization"] = auth})
-end
-"""
 
 DONE_LUA = r"""
 function done(summary, latency, requests)
@@ -322,19 +313,19 @@ def main():
             s = wrk(static_port, STATIC_LUA, 64, args.duration, {})
             s.update(what="static ceiling (mhd_static)", conns=64)
             m = wrk(port, READ_LUA, 64, args.duration,
-                    {"BENCH_TOKEN": admin, "BENCH_JOB": str(series_job)})
+                    dict(PAGE_100, BENCH_TOKEN=admin, BENCH_JOB=str(series_job)))
             m.update(what="metric reads (100 steps of 10,000)", conns=64)
             reads += [s, m]
         results += reads
         h = wrk(port, HEALTHZ_LUA, 64, args.duration, {})
         h.update(what="rlhfd GET /healthz (no token, no database)", conns=64)
-        one = wrk(port, READ1_LUA, 64, args.duration,
-                  {"BENCH_TOKEN": admin, "BENCH_JOB": str(series_job)})
+        one = wrk(port, READ_LUA, 64, args.duration,
+                  dict(PAGE_1, BENCH_TOKEN=admin, BENCH_JOB=str(series_job)))
         one.update(what="metric reads, 1 step", conns=64)
         writer = LiveWriter(db, running_series_job, 10001)
         try:
             live = wrk(port, READ_LUA, 64, args.duration,
-                       {"BENCH_TOKEN": admin, "BENCH_JOB": str(running_series_job)})
+                       dict(PAGE_100, BENCH_TOKEN=admin, BENCH_JOB=str(running_series_job)))
         finally:
             appended = writer.stop()
         live.update(what="metric reads (100 steps of 10,000), job running, a step appended "
