@@ -563,11 +563,15 @@ static void final_sha256(const test_daemon *d, int64_t job, char out[65]) {
     reply_free(r);
 }
 
-/* A job like reference, whose worker is SIGKILLed once it runs (with
- * min_checkpoints checkpoints); attempt 2 must end with the reference's
- * final checkpoint, byte for byte. Returns the job. */
-static int64_t kill_and_compare(const test_daemon *d, const char *body, int64_t reference,
-                                int64_t min_checkpoints) {
+/* Runs body twice: a reference job to success, then the same job with its
+ * worker SIGKILLed once it runs (with min_checkpoints checkpoints). Attempt
+ * 2 must end with the reference's final checkpoint, byte for byte, having
+ * resumed exactly when there was a checkpoint to resume from. Returns the
+ * reference. */
+static int64_t run_and_run_killed(const test_daemon *d, const char *body, int64_t min_checkpoints) {
+    const int64_t reference = create(d, "/v1/jobs", d->admin, body);
+    reply_free(wait_job(d, reference, "succeeded", 1));
+    ck_assert(!has_event(d, reference, "resumed"));
     const int64_t job = create(d, "/v1/jobs", d->admin, body);
     pid_t worker;
     sqlite3 *lock = hold_running_job(d, job, min_checkpoints, &worker);
@@ -578,7 +582,8 @@ static int64_t kill_and_compare(const test_daemon *d, const char *body, int64_t 
     final_sha256(d, reference, want);
     final_sha256(d, job, got);
     ck_assert_str_eq(got, want);
-    return job;
+    ck_assert(has_event(d, job, "resumed") == (min_checkpoints > 0));
+    return reference;
 }
 
 /* reward has no resume in the engine: a killed attempt starts over and
@@ -605,10 +610,7 @@ START_TEST(test_reward_and_ppo_survive_kill) {
              "{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\","
              "\"hyperparameters\":" TINY_REWARD "}",
              (long long)pref, (long long)sft);
-    const int64_t rm = create(&d, "/v1/jobs", d.admin, body);
-    reply_free(wait_job(&d, rm, "succeeded", 1));
-    const int64_t rm_killed = kill_and_compare(&d, body, rm, 0);
-    ck_assert(!has_event(&d, rm_killed, "resumed"));
+    const int64_t rm = run_and_run_killed(&d, body, 0);
 
     text = demo_jsonl("prompts", 16, 5);
     const int64_t prompts = dataset(&d, "prompts", text);
@@ -619,10 +621,7 @@ START_TEST(test_reward_and_ppo_survive_kill) {
              "\"batch_size\":4,\"mini_batch_size\":2,\"ppo_epochs\":1,\"response_length\":8,"
              "\"sample_interval\":0,\"checkpoint_interval\":2}}",
              (long long)prompts, (long long)sft, (long long)rm);
-    const int64_t ppo = create(&d, "/v1/jobs", d.admin, body);
-    reply_free(wait_job(&d, ppo, "succeeded", 1));
-    const int64_t ppo_killed = kill_and_compare(&d, body, ppo, 1);
-    ck_assert(has_event(&d, ppo_killed, "resumed"));
+    run_and_run_killed(&d, body, 1);
     daemon_stop(&d);
     daemon_cleanup(&d);
 }
@@ -638,11 +637,7 @@ START_TEST(test_ppo_control_survives_kill) {
     const char *body = "{\"type\":\"ppo-control\",\"hyperparameters\":{\"env\":\"Acrobot-v1\","
                        "\"total_steps\":10240,\"num_envs\":4,\"num_steps\":64,"
                        "\"eval_interval\":5,\"eval_episodes\":4,\"checkpoint_interval\":2}}";
-    const int64_t reference = create(&d, "/v1/jobs", d.admin, body);
-    reply_free(wait_job(&d, reference, "succeeded", 1));
-    ck_assert(!has_event(&d, reference, "resumed"));
-    const int64_t killed = kill_and_compare(&d, body, reference, 1);
-    ck_assert(has_event(&d, killed, "resumed"));
+    run_and_run_killed(&d, body, 1);
     daemon_stop(&d);
     daemon_cleanup(&d);
 }
