@@ -65,6 +65,14 @@ static char *demo_jsonl(const char *format, int n, uint64_t seed) {
     return out;
 }
 
+/* A dataset of n rows of the demo task in format, uploaded: its id. */
+static int64_t demo_dataset(const test_daemon *d, const char *format, int n, uint64_t seed) {
+    char *text = demo_jsonl(format, n, seed);
+    const int64_t id = dataset(d, format, text);
+    free(text);
+    return id;
+}
+
 #define TINY_SFT                                                                                   \
     "{\"n_layer\":1,\"d_model\":32,\"n_head\":2,\"context\":64,\"batch_size\":8,"                  \
     "\"max_steps\":20,\"learning_rate\":0.003,\"eval_interval\":0,\"sample_interval\":0,"          \
@@ -146,9 +154,7 @@ START_TEST(test_rlhf_pipeline_jobs) {
     make_token(&d, "ann", "annotator", annotator);
 
     /* 1. sft */
-    char *text = demo_jsonl("sft", 64, 1);
-    const int64_t sft_data = dataset(&d, "sft", text);
-    free(text);
+    const int64_t sft_data = demo_dataset(&d, "sft", 64, 1);
     char body[2048];
     snprintf(body, sizeof body,
              "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" TINY_SFT "}",
@@ -166,12 +172,8 @@ START_TEST(test_rlhf_pipeline_jobs) {
     expect_succeeded(&d, tuned, "loss");
 
     /* 2. reward from an uploaded TRL preference file, with a validation file */
-    text = demo_jsonl("preference", 24, 2);
-    const int64_t pref = dataset(&d, "preference", text);
-    free(text);
-    text = demo_jsonl("preference", 6, 3);
-    const int64_t pref_valid = dataset(&d, "preference", text);
-    free(text);
+    const int64_t pref = demo_dataset(&d, "preference", 24, 2);
+    const int64_t pref_valid = demo_dataset(&d, "preference", 6, 3);
     snprintf(body, sizeof body,
              "{\"type\":\"reward\",\"training_file\":%lld,\"validation_file\":%lld,\"model\":%lld,"
              "\"hyperparameters\":" TINY_REWARD "}",
@@ -243,9 +245,7 @@ START_TEST(test_rlhf_pipeline_jobs) {
     json_decref(data);
 
     /* 4. ppo from a prompts dataset against the first reward model */
-    text = demo_jsonl("prompts", 16, 5);
-    const int64_t prompts = dataset(&d, "prompts", text);
-    free(text);
+    const int64_t prompts = demo_dataset(&d, "prompts", 16, 5);
     snprintf(body, sizeof body,
              "{\"type\":\"ppo\",\"training_file\":%lld,\"model\":\"job:%lld\","
              "\"reward_model\":\"job:%lld\",\"hyperparameters\":" TINY_PPO "}",
@@ -399,9 +399,7 @@ START_TEST(test_generate_from_checkpoints) {
     test_daemon d;
     daemon_init(&d);
     daemon_start(&d, "--model-cache", "1", NULL);
-    char *text = demo_jsonl("sft", 64, 1);
-    const int64_t sft_data = dataset(&d, "sft", text);
-    free(text);
+    const int64_t sft_data = demo_dataset(&d, "sft", 64, 1);
     char body[1024];
     snprintf(body, sizeof body,
              "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" SAMPLING_SFT "}",
@@ -593,9 +591,7 @@ START_TEST(test_reward_and_ppo_survive_kill) {
     test_daemon d;
     daemon_init(&d);
     daemon_start(&d, NULL);
-    char *text = demo_jsonl("sft", 64, 1);
-    const int64_t sft_data = dataset(&d, "sft", text);
-    free(text);
+    const int64_t sft_data = demo_dataset(&d, "sft", 64, 1);
     char body[2048];
     snprintf(body, sizeof body,
              "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" TINY_SFT "}",
@@ -603,18 +599,14 @@ START_TEST(test_reward_and_ppo_survive_kill) {
     const int64_t sft = create(&d, "/v1/jobs", d.admin, body);
     reply_free(wait_job(&d, sft, "succeeded", 1));
 
-    text = demo_jsonl("preference", 24, 2);
-    const int64_t pref = dataset(&d, "preference", text);
-    free(text);
+    const int64_t pref = demo_dataset(&d, "preference", 24, 2);
     snprintf(body, sizeof body,
              "{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\","
              "\"hyperparameters\":" TINY_REWARD "}",
              (long long)pref, (long long)sft);
     const int64_t rm = run_and_run_killed(&d, body, 0);
 
-    text = demo_jsonl("prompts", 16, 5);
-    const int64_t prompts = dataset(&d, "prompts", text);
-    free(text);
+    const int64_t prompts = demo_dataset(&d, "prompts", 16, 5);
     snprintf(body, sizeof body,
              "{\"type\":\"ppo\",\"training_file\":%lld,\"model\":\"job:%lld\","
              "\"reward_model\":\"job:%lld\",\"hyperparameters\":{\"total_updates\":6,"
