@@ -227,6 +227,15 @@ void gpt2_kv_cache_free(gpt2_kv_cache *cache);
 void gpt2_decode_step(const gpt2_model *m, gpt2_kv_cache *cache, const int32_t *tokens,
                       const uint8_t *real, int t, bool want_logits);
 
+/* Feeds prompts (B, P; B = cache->B) with prompt_mask (B, P; 1 = real, NULL =
+ * all) into an empty cache at columns 0..P-1, all columns of a layer at once,
+ * and leaves the last column's next-token logits in cache->logits (B, V):
+ * the same cache and logits as P calls of gpt2_decode_step (real = the mask's
+ * column, want_logits only at t = P - 1), up to float rounding. Returns 0 or
+ * -1 with err (P beyond the cache, out of memory). */
+int gpt2_prefill(const gpt2_model *m, gpt2_kv_cache *cache, const int32_t *prompts,
+                 const uint8_t *prompt_mask, int P, char *err, size_t errlen);
+
 /* Samples one token per row from logits (B, V) under sc (modifies logits). */
 void gpt2_sample_tokens(int32_t *out, float *logits, int B, int V, const gpt2_sample_config *sc,
                         rng_state *rng);

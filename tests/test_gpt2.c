@@ -7,6 +7,7 @@
 
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "lora.h"
 #include "optim.h"
 #include "safetensors.h"
 #include "suites.h"
@@ -279,6 +280,98 @@ START_TEST(test_kv_cache_matches_full_forward) {
         }
     }
     gpt2_kv_cache_free(&cache);
+    gpt2_free(&m);
+}
+END_TEST
+
+/* gpt2_prefill (all prompt columns of a layer at once) against P calls of
+ * gpt2_decode_step: the same key mask and positions exactly, the same K and V
+ * in columns 0..P-1 and last-column logits to 1e-5 (max |diff| / max |ref|
+ * per tensor), and a decode step after either gives the same logits. Rows
+ * are left-padded by pads[b] (pads[b] = P: a row of padding only). */
+static void check_prefill(const gpt2_model *m, int B, int P, int capT, const int *pads,
+                          uint64_t seed) {
+    const gpt2_config *cfg = &m->cfg;
+    const int C = cfg->d_model, NH = cfg->n_head, hs = C / NH, V = cfg->vocab_size;
+    int32_t *prompts = malloc(sizeof(int32_t) * (size_t)(B * P + 2 * B));
+    uint8_t *mask = malloc((size_t)(B * P + B));
+    int32_t *column = prompts + B * P, *next = column + B;
+    uint8_t *real = mask + B * P;
+    rng_state r;
+    rng_seed(&r, seed, 0);
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < P; t++) {
+            prompts[b * P + t] = (int32_t)rng_next_below(&r, (uint64_t)V);
+            mask[b * P + t] = t >= pads[b % 4];
+        }
+        next[b] = (int32_t)rng_next_below(&r, (uint64_t)V);
+    }
+    char err[256];
+    gpt2_kv_cache step, pre;
+    ck_assert_int_eq(gpt2_kv_cache_init(&step, cfg, B, capT, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_kv_cache_init(&pre, cfg, B, capT, err, sizeof err), 0);
+    for (int t = 0; t < P; t++) {
+        for (int b = 0; b < B; b++)
+            column[b] = prompts[b * P + t], real[b] = mask[b * P + t];
+        gpt2_decode_step(m, &step, column, real, t, t == P - 1);
+    }
+    ck_assert_int_eq(gpt2_prefill(m, &pre, prompts, mask, P, err, sizeof err), 0);
+    for (int b = 0; b < B; b++) {
+        ck_assert_int_eq(pre.next_pos[b], step.next_pos[b]);
+        ck_assert_mem_eq(pre.key_mask + (int64_t)b * capT, step.key_mask + (int64_t)b * capT,
+                         (size_t)P);
+    }
+    double dk = 0.0, dv = 0.0;
+    for (int64_t lbh = 0; lbh < (int64_t)cfg->n_layer * B * NH; lbh++) {
+        const int64_t o = lbh * capT * hs, n = (int64_t)P * hs;
+        dk = fmax(dk, max_rel_diff(pre.k + o, step.k + o, n));
+        dv = fmax(dv, max_rel_diff(pre.v + o, step.v + o, n));
+    }
+    ck_assert_msg(dk < 1e-5 && dv < 1e-5, "B %d P %d: K differs by %.3g, V by %.3g", B, P, dk, dv);
+    const double dl = max_rel_diff(pre.logits, step.logits, (int64_t)B * V);
+    ck_assert_msg(dl < 1e-5, "B %d P %d: last-column logits differ by %.3g", B, P, dl);
+    for (int b = 0; b < B; b++)
+        real[b] = 1;
+    gpt2_decode_step(m, &step, next, real, P, true);
+    gpt2_decode_step(m, &pre, next, real, P, true);
+    const double dn = max_rel_diff(pre.logits, step.logits, (int64_t)B * V);
+    ck_assert_msg(dn < 1e-5, "B %d P %d: the step after differs by %.3g", B, P, dn);
+    ck_assert_int_eq(gpt2_prefill(m, &pre, prompts, mask, capT + 1, err, sizeof err), -1);
+    gpt2_kv_cache_free(&step);
+    gpt2_kv_cache_free(&pre);
+    free(prompts);
+    free(mask);
+}
+
+START_TEST(test_prefill_matches_decode_steps) {
+    const gpt2_config cfg = {23, 16, 2, 2, 8, false};
+    gpt2_model m;
+    random_model(&m, &cfg, 41);
+    char err[256];
+    rng_state r;
+    rng_seed(&r, 42, 0);
+    ck_assert_int_eq(gpt2_lora_attach(&m, 2, 4.0f, LORA_TARGETS_ALL, &r, err, sizeof err), 0);
+    /* nonzero B (a fresh adapter's B is zero), so every hook changes the output */
+    test_fill_uniform(m.lora->params, (size_t)m.lora->num_adapter_params, -0.3f, 0.3f, &r);
+    const int pads[4] = {0, 2, 5, 3}, none[4] = {0, 0, 0, 0}, all_pad[4] = {0, 1, 6, 0};
+    check_prefill(&m, 4, 6, 9, pads, 43);
+    check_prefill(&m, 3, 1, 4, none, 44); /* P = 1 */
+    check_prefill(&m, 4, 6, 7, all_pad, 45);
+    check_prefill(&m, 300, 8, 12, pads, 46); /* 2400 rows: column blocks of 6 and 2 */
+    /* the adapters are on the path: without them the logits change */
+    enum { B = 2, P = 5 };
+    int32_t prompts[B * P];
+    for (int i = 0; i < B * P; i++)
+        prompts[i] = (int32_t)rng_next_below(&r, 23);
+    gpt2_kv_cache a, b;
+    ck_assert_int_eq(gpt2_kv_cache_init(&a, &cfg, B, P, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_kv_cache_init(&b, &cfg, B, P, err, sizeof err), 0);
+    ck_assert_int_eq(gpt2_prefill(&m, &a, prompts, NULL, P, err, sizeof err), 0);
+    gpt2_lora_set_enabled(&m, false);
+    ck_assert_int_eq(gpt2_prefill(&m, &b, prompts, NULL, P, err, sizeof err), 0);
+    ck_assert(max_rel_diff(a.logits, b.logits, (int64_t)B * cfg.vocab_size) > 1e-2);
+    gpt2_kv_cache_free(&a);
+    gpt2_kv_cache_free(&b);
     gpt2_free(&m);
 }
 END_TEST
@@ -660,6 +753,7 @@ Suite *gpt2_suite(void) {
     tcase_add_test(tc, test_gpt2_backward_finite_differences);
     tcase_add_test(tc, test_logprobs_backward_finite_differences);
     tcase_add_test(tc, test_kv_cache_matches_full_forward);
+    tcase_add_test(tc, test_prefill_matches_decode_steps);
     tcase_add_test(tc, test_forward_columns_match_full_forward);
     tcase_add_test(tc, test_generate_greedy_topk_and_eos);
     tcase_add_test(tc, test_sample_tokens_distribution);
