@@ -174,6 +174,10 @@ $(BUILD)/ppo-value-model: bench/ppo_value_model.c bench/demo_pipeline.c $(BUILD)
 all: $(BUILD)/gemm-ceiling $(BUILD)/gpt2-bench $(BUILD)/ppo-value-model $(BUILD)/ppo-lora-quality \
      $(BUILD)/mhd-static
 
+$(BUILD)/prefill-bench: bench/prefill_bench.c $(BUILD)/libengine.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
+all: $(BUILD)/prefill-bench
+
 $(BUILD)/ppo-lora-quality: bench/ppo_lora_quality.c bench/demo_pipeline.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
