@@ -52,6 +52,10 @@ typedef struct generate_error {
     char message[320];
 } generate_error;
 
+/* Fills e (param NULL: ""). */
+void generate_error_set(generate_error *e, unsigned status, const char *code, const char *param,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* Reads n, max_tokens, temperature, top_p and seed from obj into p (the
  * defaults for those absent: 1, 0, 1.0, 1.0, a random seed); errors name
  * prefix + key ("sample.n"). 0, or -1 with e. */

@@ -182,20 +182,8 @@ static json_t *comparison_load(sqlite3 *db, int64_t id, int *found) {
 
 /* Validation errors of one comparison (item of a bulk request or the body
  * of a single one) are collected here and replied by the route, so a bulk
- * request can name the item. */
-static int item_fail(generate_error *e, unsigned status, const char *code, const char *param,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int item_fail(generate_error *e, unsigned status, const char *code, const char *param,
-                     const char *fmt, ...) {
-    e->status = status;
-    snprintf(e->code, sizeof e->code, "%s", code);
-    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-    return 0;
-}
+ * request can name the item; item_fail fills e and is 0 (to return). */
+#define item_fail(e, ...) (generate_error_set((e), __VA_ARGS__), 0)
 
 /* Validates candidates[i]: 1 ok (text, checkpoint id or 0), 0 with e. */
 static int check_candidate(request *r, const json_t *cand, size_t i, const char **text,
