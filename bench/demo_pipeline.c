@@ -127,3 +127,28 @@ int demo_pipeline_build(demo_pipeline *p) {
         p->prompts[i] = sp[i];
     return 0;
 }
+
+void demo_pipeline_ppo_config(ppo_lm_config *pc, int seed) {
+    hparams_set_defaults(&ppo_lm_hparams, pc);
+    pc->seed = seed, pc->total_updates = 30, pc->batch_size = 16, pc->mini_batch_size = 4;
+    pc->response_length = 40, pc->learning_rate = 1e-4, pc->kl_coef = 0.2;
+    pc->sample_interval = 0;
+}
+
+int demo_pipeline_ppo(const demo_pipeline *p, const ppo_lm_config *pc, keep *k, demo_ppo_run *out) {
+    train_sink sink = keep_sink(k, "ppo");
+    const ppo_lm_inputs pi = {.prompts = p->prompts,
+                              .n_prompts = DEMO_PIPELINE_N_SFT,
+                              .tok = &p->tok,
+                              .policy_checkpoint = p->sft.path,
+                              .reward_checkpoint = p->rm.path};
+    char err[512];
+    const double t0 = now_s();
+    if (ppo_lm_train(pc, &pi, &sink, &out->res, err, sizeof err) != 0) {
+        fprintf(stderr, "ppo: %s\n", err);
+        return -1;
+    }
+    out->s_per_update = (now_s() - t0) / pc->total_updates;
+    out->gold = mean_gold(k->path, &p->tok, 400, 7);
+    return 0;
+}

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "rlhf_ppo.h"
 #include "sink.h"
 #include "tokenizer.h"
 
@@ -34,5 +35,20 @@ typedef struct demo_pipeline {
 
 /* Builds it (minutes); 0, or -1 after printing why. */
 int demo_pipeline_build(demo_pipeline *p);
+
+/* The PPO settings both bench programs compare variants under: defaults,
+ * then seed, 30 updates of 16 rollouts (minibatches of 4), responses of 40
+ * tokens, lr 1e-4, kl_coef 0.2, no samples. */
+void demo_pipeline_ppo_config(ppo_lm_config *pc, int seed);
+
+typedef struct demo_ppo_run {
+    ppo_lm_result res;
+    double gold;         /* mean gold score of 400 samples of the final policy */
+    double s_per_update; /* wall-clock */
+} demo_ppo_run;
+
+/* PPO from p's SFT checkpoint against its reward model with pc; the last
+ * checkpoint kept in k. 0, or -1 after printing why. */
+int demo_pipeline_ppo(const demo_pipeline *p, const ppo_lm_config *pc, keep *k, demo_ppo_run *out);
 
 #endif

@@ -22,12 +22,7 @@ int main(int argc, char **argv) {
     static demo_pipeline pipe;
     if (demo_pipeline_build(&pipe) != 0)
         return 1;
-    const tokenizer *tok = &pipe.tok;
-    const char *const *prompts = pipe.prompts;
-    const double gold_sft = pipe.gold_sft;
-    char err[512];
     keep ppo_ck;
-    train_sink sink;
     static const struct {
         int r;
         double lr;
@@ -35,26 +30,15 @@ int main(int argc, char **argv) {
     for (int s = 0; s < seeds; s++)
         for (int v = 0; v < 3; v++) {
             ppo_lm_config pc;
-            hparams_set_defaults(&ppo_lm_hparams, &pc);
-            pc.seed = s + 1, pc.total_updates = 30, pc.batch_size = 16, pc.mini_batch_size = 4;
-            pc.response_length = 40, pc.learning_rate = var[v].lr, pc.kl_coef = 0.2;
-            pc.sample_interval = 0, pc.lora_r = var[v].r, pc.lora_alpha = 16;
-            sink = keep_sink(&ppo_ck, "ppo");
-            const ppo_lm_inputs pi = {.prompts = prompts,
-                                      .n_prompts = DEMO_PIPELINE_N_SFT,
-                                      .tok = tok,
-                                      .policy_checkpoint = pipe.sft.path,
-                                      .reward_checkpoint = pipe.rm.path};
-            ppo_lm_result pres;
-            const double t0 = now_s();
-            if (ppo_lm_train(&pc, &pi, &sink, &pres, err, sizeof err) != 0)
-                return fprintf(stderr, "ppo: %s\n", err), 1;
-            const double dt = now_s() - t0;
-            const double gold = mean_gold(ppo_ck.path, tok, 400, 7);
+            demo_pipeline_ppo_config(&pc, s + 1);
+            pc.learning_rate = var[v].lr, pc.lora_r = var[v].r, pc.lora_alpha = 16;
+            demo_ppo_run run;
+            if (demo_pipeline_ppo(&pipe, &pc, &ppo_ck, &run) != 0)
+                return 1;
             printf("{\"seed\":%d,\"lora_r\":%d,\"lr\":%g,\"score_first\":%.4f,\"score_last\":%.4f,"
                    "\"kl\":%.3f,\"gold_sft\":%.4f,\"gold_ppo\":%.4f,\"s_per_update\":%.3f}\n",
-                   s + 1, var[v].r, var[v].lr, pres.first_score, pres.last_score, pres.last_kl,
-                   gold_sft, gold, dt / 30);
+                   s + 1, var[v].r, var[v].lr, run.res.first_score, run.res.last_score,
+                   run.res.last_kl, pipe.gold_sft, run.gold, run.s_per_update);
             fflush(stdout);
         }
     unlink(pipe.sft.path), unlink(pipe.rm.path), unlink(ppo_ck.path);
