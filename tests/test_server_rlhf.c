@@ -73,6 +73,18 @@ static int64_t demo_dataset(const test_daemon *d, const char *format, int n, uin
     return id;
 }
 
+/* An sft job on a fresh 64-row demo dataset (its id in *data if not NULL)
+ * with the given hyperparameters JSON: the job's id. */
+static int64_t demo_sft_job(const test_daemon *d, const char *hyperparameters, int64_t *data) {
+    const int64_t sft_data = demo_dataset(d, "sft", 64, 1);
+    if (data != NULL)
+        *data = sft_data;
+    char body[1024];
+    snprintf(body, sizeof body, "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":%s}",
+             (long long)sft_data, hyperparameters);
+    return create(d, "/v1/jobs", d->admin, body);
+}
+
 #define TINY_SFT                                                                                   \
     "{\"n_layer\":1,\"d_model\":32,\"n_head\":2,\"context\":64,\"batch_size\":8,"                  \
     "\"max_steps\":20,\"learning_rate\":0.003,\"eval_interval\":0,\"sample_interval\":0,"          \
@@ -154,12 +166,9 @@ START_TEST(test_rlhf_pipeline_jobs) {
     make_token(&d, "ann", "annotator", annotator);
 
     /* 1. sft */
-    const int64_t sft_data = demo_dataset(&d, "sft", 64, 1);
+    int64_t sft_data;
+    const int64_t sft = demo_sft_job(&d, TINY_SFT, &sft_data);
     char body[2048];
-    snprintf(body, sizeof body,
-             "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" TINY_SFT "}",
-             (long long)sft_data);
-    const int64_t sft = create(&d, "/v1/jobs", d.admin, body);
     const int64_t sft_ck = expect_succeeded(&d, sft, "loss");
 
     /* an sft job may start from a policy checkpoint (fine-tuning) */
@@ -399,12 +408,8 @@ START_TEST(test_generate_from_checkpoints) {
     test_daemon d;
     daemon_init(&d);
     daemon_start(&d, "--model-cache", "1", NULL);
-    const int64_t sft_data = demo_dataset(&d, "sft", 64, 1);
+    const int64_t job = demo_sft_job(&d, SAMPLING_SFT, NULL);
     char body[1024];
-    snprintf(body, sizeof body,
-             "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" SAMPLING_SFT "}",
-             (long long)sft_data);
-    const int64_t job = create(&d, "/v1/jobs", d.admin, body);
     reply_free(wait_job(&d, job, "succeeded", 1));
     const int64_t ck = final_checkpoint(&d, job);
     /* a second checkpoint, so the one-model cache evicts and reloads */
@@ -591,13 +596,9 @@ START_TEST(test_reward_and_ppo_survive_kill) {
     test_daemon d;
     daemon_init(&d);
     daemon_start(&d, NULL);
-    const int64_t sft_data = demo_dataset(&d, "sft", 64, 1);
-    char body[2048];
-    snprintf(body, sizeof body,
-             "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" TINY_SFT "}",
-             (long long)sft_data);
-    const int64_t sft = create(&d, "/v1/jobs", d.admin, body);
+    const int64_t sft = demo_sft_job(&d, TINY_SFT, NULL);
     reply_free(wait_job(&d, sft, "succeeded", 1));
+    char body[2048];
 
     const int64_t pref = demo_dataset(&d, "preference", 24, 2);
     snprintf(body, sizeof body,
