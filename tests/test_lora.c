@@ -476,18 +476,6 @@ static void write_tiny(char *path, const tokenizer *tok, bool head, uint64_t see
     gpt2_free(&m);
 }
 
-static void load_file_model(gpt2_model *m, const char *path, bool head) {
-    safetensors_file f;
-    gpt2_config gc;
-    char err[256];
-    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
-    gc.scalar_head = head;
-    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
-    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
-    safetensors_free(&f);
-}
-
 /* The SFT model, run independently on every rollout: the job's reference
  * log-probs must be its log-probs (the base, adapters off). */
 typedef struct ref_check {
@@ -609,7 +597,7 @@ START_TEST(test_ppo_lm_lora_reference_and_checkpoint) {
     static const char *const kinds[] = {"reward_model", "policy_head"};
     for (int v = 0; v < 2; v++) {
         ref_check chk = {0};
-        load_file_model(&chk.sft, sft, false);
+        load_checkpoint_model(&chk.sft, sft, false);
         ppo_lm_config c;
         lora_ppo_config(&c);
         c.checkpoint_interval = 1;
@@ -658,7 +646,7 @@ START_TEST(test_ppo_lm_lora_reference_and_checkpoint) {
                          (ssize_t)rec.size[rec.n - 1]);
         close(fd);
         gpt2_model merged;
-        load_file_model(&merged, path, false);
+        load_checkpoint_model(&merged, path, false);
         if (v == 0)
             check_export_hf(path, &f);
         unlink(path);

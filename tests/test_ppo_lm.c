@@ -219,18 +219,6 @@ START_TEST(test_ppo_lm_resume_is_bit_identical) {
 }
 END_TEST
 
-static void load_model_file(gpt2_model *m, const char *path, bool head) {
-    safetensors_file f;
-    gpt2_config gc;
-    char err[256];
-    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
-    gc.scalar_head = head;
-    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
-    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
-    safetensors_free(&f);
-}
-
 /* The reward model, run independently on the first rollout's sequences. */
 typedef struct rm_check {
     gpt2_model rm;
@@ -272,7 +260,7 @@ START_TEST(test_ppo_lm_value_model_from_reward_model) {
     fixture_init(&fx, false, false);
     ck_assert_int_eq(fx.tok.eot_id, 256);
     rm_check chk = {0};
-    load_model_file(&chk.rm, fx.rm, true);
+    load_checkpoint_model(&chk.rm, fx.rm, true);
     ppo_lm_config c;
     small_config(&c);
     c.total_updates = 2, c.checkpoint_interval = 1;
@@ -309,10 +297,10 @@ START_TEST(test_ppo_lm_value_model_from_reward_model) {
     gpt2_model p0, p1;
     char path[64];
     save(path, r0.ckpt[0], r0.ckpt_bytes[0]);
-    load_model_file(&p0, path, false);
+    load_checkpoint_model(&p0, path, false);
     unlink(path);
     save(path, r1.ckpt[0], r1.ckpt_bytes[0]);
-    load_model_file(&p1, path, false);
+    load_checkpoint_model(&p1, path, false);
     unlink(path);
     ck_assert(memcmp(p0.param_memory, p1.param_memory, sizeof(float) * (size_t)p0.num_params) == 0);
     /* The same comparison with the value head on the policy: it differs. */
@@ -323,10 +311,10 @@ START_TEST(test_ppo_lm_value_model_from_reward_model) {
     run_ok(&c, &in, &h1);
     gpt2_model q0, q1;
     save(path, h0.ckpt[0], h0.ckpt_bytes[0]);
-    load_model_file(&q0, path, true);
+    load_checkpoint_model(&q0, path, true);
     unlink(path);
     save(path, h1.ckpt[0], h1.ckpt_bytes[0]);
-    load_model_file(&q1, path, true);
+    load_checkpoint_model(&q1, path, true);
     unlink(path);
     ck_assert(memcmp(q0.param_memory, q1.param_memory, sizeof(float) * (size_t)q0.num_params) != 0);
     gpt2_free(&q0), gpt2_free(&q1);
@@ -392,7 +380,7 @@ START_TEST(test_ppo_lm_gradient_accumulation_matches_one_minibatch) {
                               .policy_checkpoint = fx.sft,
                               .reward_checkpoint = fx.rm};
     gpt2_model sft, m[3];
-    load_model_file(&sft, fx.sft, false);
+    load_checkpoint_model(&sft, fx.sft, false);
     recording r[3] = {{0}};
     const int steps[3] = {1, 2, 4};
     for (int i = 0; i < 3; i++) {
@@ -400,7 +388,7 @@ START_TEST(test_ppo_lm_gradient_accumulation_matches_one_minibatch) {
         run_ok(&c, &in, &r[i]);
         char path[64];
         save(path, r[i].ckpt[0], r[i].ckpt_bytes[0]);
-        load_model_file(&m[i], path, false);
+        load_checkpoint_model(&m[i], path, false);
         unlink(path);
     }
     double moved = 0;

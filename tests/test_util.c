@@ -6,6 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gpt2_checkpoint.h"
+#include "safetensors.h"
+
 const char *test_build_dir(void) {
     static char dir[PATH_MAX];
     if (dir[0] == '\0') {
@@ -41,4 +44,16 @@ void test_check_gradient(const char *what, float *x, const float *grad, int n, t
         ck_assert_msg(fabs(grad[i] - numeric) <= abs_tol + rel_tol * fabs(numeric),
                       "%s[%d]: analytic %.7g vs numeric %.7g", what, i, grad[i], numeric);
     }
+}
+
+void load_checkpoint_model(gpt2_model *m, const char *path, bool head) {
+    safetensors_file f;
+    gpt2_config gc;
+    char err[256];
+    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
+    gc.scalar_head = head;
+    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
+    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
+    safetensors_free(&f);
 }

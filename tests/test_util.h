@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "gpt2.h"
 #include "rng.h"
 
 /* Fills x with U(lo, hi) draws. */
@@ -26,6 +27,9 @@ static inline void test_fill_uniform(float *x, size_t n, float lo, float hi, rng
  * the repository root (its parent). */
 const char *test_build_dir(void);
 const char *test_repo_dir(void);
+
+/* m from the GPT-2 checkpoint file at path (scalar head if head); asserts. */
+void load_checkpoint_model(gpt2_model *m, const char *path, bool head);
 
 #endif
 
