@@ -42,7 +42,6 @@ import datetime
 import json
 import os
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -143,28 +142,8 @@ def ref_cmd(args, size, threads=None):
 def run(cmd, env, timeout, log_base):
     """Runs cmd (stdout/stderr to log files); returns its JSON records, an
     error (None if it exited 0) and its wall time."""
-    out_path, err_path = Path(f"{log_base}.out"), Path(f"{log_base}.err")
-    t0 = time.perf_counter()
-    with open(out_path, "w") as out, open(err_path, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout)
-            error = None if rc == 0 else f"exit {rc}"
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group of the child started above
-            proc.wait()
-            error = f"timed out after {timeout:.0f} s"
-    records = []
-    for line in out_path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            pass
-    if error:
-        tail = err_path.read_text().strip()[-600:]
-        error += f"; stderr: {tail}" if tail else ""
-    return {"records": records, "error": error, "process_s": time.perf_counter() - t0,
-            "cmd": cmd}
+    records, error, seconds = benchlib.run_logged(cmd, env, timeout, log_base)
+    return {"records": records, "error": error, "process_s": seconds, "cmd": cmd}
 
 
 def summarise(result):

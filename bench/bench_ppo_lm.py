@@ -40,7 +40,6 @@ import datetime
 import json
 import os
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
@@ -109,25 +108,7 @@ def write_prompts(path, n=64):
 
 def run(cmd, env, timeout, log_base):
     """Runs cmd with stdout/stderr to log files; (JSON records, error or None)."""
-    out_path, err_path = Path(f"{log_base}.out"), Path(f"{log_base}.err")
-    with open(out_path, "w") as out, open(err_path, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout)
-            error = None if rc == 0 else f"exit {rc}"
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group of the child started above
-            proc.wait()
-            error = f"timed out after {timeout:.0f} s"
-    records = []
-    for line in out_path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            pass
-    if error:
-        tail = err_path.read_text().strip()[-600:]
-        error += f"; stderr: {tail}" if tail else ""
+    records, error, _ = benchlib.run_logged(cmd, env, timeout, log_base)
     return records, error
 
 

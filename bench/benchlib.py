@@ -9,11 +9,14 @@ SkylakeX (or Haswell) for both sides when the CPU has the instructions,
 as engine/blas_setup.c does for our programs, and say so in the machine line.
 """
 
+import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,3 +125,31 @@ def med_range(values, spec, with_n=False):
         return m
     n = f", n={len(values)}" if with_n else ""
     return f"{m} ({format(min(values), spec)}–{format(max(values), spec)}{n})"
+
+
+def run_logged(cmd, env, timeout, log_base):
+    """Runs cmd with stdout/stderr to log_base.out/.err in its own process
+    group (killed whole on timeout); returns (its JSON-line records, an
+    error or None if it exited 0, its wall time in s)."""
+    out_path, err_path = Path(f"{log_base}.out"), Path(f"{log_base}.err")
+    t0 = time.perf_counter()
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+            error = None if rc == 0 else f"exit {rc}"
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group of the child started above
+            proc.wait()
+            error = f"timed out after {timeout:.0f} s"
+    seconds = time.perf_counter() - t0
+    records = []
+    for line in out_path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            pass
+    if error:
+        tail = err_path.read_text().strip()[-600:]
+        error += f"; stderr: {tail}" if tail else ""
+    return records, error, seconds
