@@ -22,11 +22,11 @@ case $target in
     requests)
         # rlhfd's request path with stubbed libmicrohttpd and scheduler; the
         # engine (job validation) is linked as built by make, uninstrumented.
-        make -s build/libengine.a build/server/schema_sql.c
-        sources="tests/fuzz/fuzz_requests.c build/server/schema_sql.c $(ls server/*.c |
+        make -s build/libengine.a build/common/schema_sql.c
+        sources="tests/fuzz/fuzz_requests.c build/common/schema_sql.c $(ls common/*.c server/*.c |
             grep -v -e server/main.c -e server/scheduler.c | tr '\n' ' ')"
         libs="build/libengine.a -lopenblas -ljansson -lsqlite3 -lm -lpthread"
-        extra="-Iserver -D_GNU_SOURCE" ;;
+        extra="-Iserver -Icommon -D_GNU_SOURCE" ;;
     *) echo "run.sh: unknown fuzz target '$target'" >&2; exit 2 ;;
 esac
 

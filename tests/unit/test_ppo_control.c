@@ -494,8 +494,8 @@ START_TEST(test_train_state_lists) {
 }
 END_TEST
 
-Suite *ppo_suite(void) {
-    Suite *s = suite_create("ppo");
+Suite *ppo_control_suite(void) {
+    Suite *s = suite_create("ppo_control");
     TCase *math = tcase_create("math");
     tcase_add_test(math, test_gae_hand_computed);
     tcase_add_test(math, test_gae_lambda_one_is_monte_carlo);

@@ -31,11 +31,18 @@ const char *test_repo_dir(void);
 /* m from the GPT-2 checkpoint file at path (scalar head if head); asserts. */
 void load_checkpoint_model(gpt2_model *m, const char *path, bool head);
 
-#endif
-
 /* Checks analytic gradients grad[0..n) of loss(ctx) with respect to x[0..n)
  * against central differences with step h, evaluated in place (x is
  * restored). Asserts |analytic - numeric| <= abs_tol + rel_tol * |numeric|. */
 typedef double (*test_loss_fn)(void *ctx);
 void test_check_gradient(const char *what, float *x, const float *grad, int n, test_loss_fn loss,
                          void *ctx, float h, double abs_tol, double rel_tol);
+
+/* Records that the running test could not do its work here (why, printf-style);
+ * the caller returns after it. The run ends with the skips listed by test name
+ * and counted ("N passed, N failed, N skipped"; tests/lib/test_main.c), never
+ * as silent passes. */
+#define test_skip(...) test_skip_at(__func__, __VA_ARGS__)
+void test_skip_at(const char *test, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

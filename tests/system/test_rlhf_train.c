@@ -741,8 +741,8 @@ START_TEST(test_cli_sink_json_lines_replace_invalid_utf8) {
 }
 END_TEST
 
-Suite *cli_suite(void) {
-    Suite *s = suite_create("cli");
+Suite *rlhf_train_suite(void) {
+    Suite *s = suite_create("rlhf_train");
     TCase *tc = tcase_create("rlhf-train");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cli_rejects_bad_configs_naming_the_key);

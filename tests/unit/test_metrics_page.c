@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../server/db.h"
-#include "../server/http.h"
-#include "../server/metrics_page.h"
-#include "../server/read_cache.h"
+#include "db.h"
+#include "http.h"
+#include "metrics_page.h"
+#include "read_cache.h"
 #include "test_server_util.h"
 
 /* ---- reals --------------------------------------------------------------- */

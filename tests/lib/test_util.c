@@ -1,6 +1,9 @@
 #include "test_util.h"
 
+#include <fcntl.h>
 #include <libgen.h>
+#include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <limits.h>
 #include <string.h>
@@ -8,6 +11,7 @@
 
 #include "gpt2_checkpoint.h"
 #include "safetensors.h"
+#include "suites.h"
 
 const char *test_build_dir(void) {
     static char dir[PATH_MAX];
@@ -56,4 +60,25 @@ void load_checkpoint_model(gpt2_model *m, const char *path, bool head) {
     ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
     ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
     safetensors_free(&f);
+}
+
+void test_skip_at(const char *test, const char *fmt, ...) {
+    char why[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s: SKIPPED: %s\n", test, why);
+    /* Check runs each test in a child process: the record goes through a file
+     * (one O_APPEND write per line, so concurrent tests do not interleave). */
+    const char *path = getenv(TEST_SKIP_FILE_ENV);
+    if (path == NULL)
+        return;
+    char line[1024];
+    int n = snprintf(line, sizeof line, "%s: %s\n", test, why);
+    int fd = open(path, O_WRONLY | O_APPEND);
+    if (fd >= 0) {
+        ck_assert_int_eq(write(fd, line, (size_t)n), n);
+        close(fd);
+    }
 }

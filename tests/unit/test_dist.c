@@ -419,8 +419,7 @@ START_TEST(test_dist_two_ranks_match_one_rank) {
     char dir[] = "/tmp/rlhf-test-mpi-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     if (!rlhf_train_has_mpi(dir)) {
-        fprintf(stderr, "dist: SKIPPED the mpirun test: rlhf-train was built without MPI "
-                        "(make deps && make MPI=1)\n");
+        test_skip("rlhf-train was built without MPI (make deps && make MPI=1)");
         return;
     }
     /* SFT: 37 examples, micro-batches of 5 (odd: the ranks' shards differ in
@@ -558,7 +557,7 @@ START_TEST(test_dist_rlhfd_jobs_with_ranks) {
         reply_free(r);
         daemon_stop(&d);
         daemon_cleanup(&d);
-        fprintf(stderr, "dist: SKIPPED the rlhfd mpirun job: built without MPI\n");
+        test_skip("the rlhfd mpirun job: built without MPI");
         return;
     }
     /* MPI, but no hostfile configured: refused, naming the setting */

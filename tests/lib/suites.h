@@ -1,16 +1,19 @@
-/* Every Check suite of the test binary; tests/test_main.c runs them all. */
+/* Every Check suite of the test binary; tests/lib/test_main.c runs them all. */
 #ifndef RLHF_TEST_SUITES_H
 #define RLHF_TEST_SUITES_H
 
 #include <check.h>
 
+/* The file test_skip appends to (set by test_main). */
+#define TEST_SKIP_FILE_ENV "RLHF_TEST_SKIP_FILE"
+
 Suite *rng_suite(void);
 Suite *env_suite(void);
 Suite *nn_suite(void);
 Suite *optim_suite(void);
-Suite *ppo_suite(void);
+Suite *ppo_control_suite(void);
 Suite *hparams_suite(void);
-Suite *cli_suite(void);
+Suite *rlhf_train_suite(void);
 Suite *gpt2_suite(void);
 Suite *server_suite(void);
 Suite *server_data_suite(void);

@@ -283,7 +283,7 @@ START_TEST(test_ipv6_listen) {
     if (probe >= 0)
         close(probe);
     if (!have_ipv6) {
-        fprintf(stderr, "test_ipv6_listen: no ::1 on this machine; skipped\n");
+        test_skip("no ::1 on this machine");
         return;
     }
     test_daemon d;
