@@ -10,9 +10,8 @@
 
 #include "demo_task.h"
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
+#include "model.h"
 #include "reward.h"
-#include "safetensors.h"
 #include "sft.h"
 
 static int keep_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n) {
@@ -30,17 +29,11 @@ train_sink keep_sink(keep *k, const char *name) {
 }
 
 static void load(gpt2_model *m, const char *path) {
-    safetensors_file f;
-    gpt2_config gc;
     char err[256];
-    if (safetensors_read_file(&f, path, err, sizeof err) != 0 ||
-        gpt2_config_from_checkpoint(&gc, &f, err, sizeof err) != 0 ||
-        (gc.scalar_head = false, gpt2_init(m, &gc, err, sizeof err)) != 0 ||
-        gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) != 0) {
+    if (model_open(path, NULL, m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", path, err);
         exit(1);
     }
-    safetensors_free(&f);
 }
 
 double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {

@@ -57,6 +57,7 @@
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "lora.h"
+#include "model.h"
 #include "optim.h"
 #include "ppo_control.h"
 #include "rlhf_ppo.h"
@@ -165,18 +166,18 @@ static double now_s(void) {
  * loading, so the file's own (a resumable checkpoint of this job) fill them. */
 typedef enum lora_load { LORA_NONE, LORA_FRESH, LORA_FROM_FILE } lora_load;
 
-/* Attaches the job's adapters (lora_r, lora_alpha, lora_targets) to m; A is
- * drawn from the RNG stream `stream` of the seed. */
-static int attach_lora(gpt2_model *m, const ppo_lm_config *cfg, uint32_t stream, char *err,
-                       size_t errlen) {
+/* The job's adapters (lora_r, lora_alpha, lora_targets), A drawn from the
+ * RNG stream `stream` of the seed. */
+static int job_lora(const ppo_lm_config *cfg, uint32_t stream, model_lora *out, char *err,
+                    size_t errlen) {
     unsigned targets = LORA_TARGETS_ALL;
     for (int i = 0; lora_target_choices[i] != NULL; i++)
         if (strcmp(cfg->lora_targets, lora_target_choices[i]) == 0 &&
             lora_parse_targets(lora_target_sets[i], &targets, err, errlen) != 0)
             return -1;
-    rng_state r;
-    rng_seed(&r, (uint64_t)cfg->seed, stream);
-    return gpt2_lora_attach(m, (int)cfg->lora_r, (float)cfg->lora_alpha, targets, &r, err, errlen);
+    *out = (model_lora){(int)cfg->lora_r, (float)cfg->lora_alpha, targets, (uint64_t)cfg->seed,
+                        stream};
+    return 0;
 }
 
 /* What the optimizer updates: with LoRA the adapters and the scalar head
@@ -191,40 +192,30 @@ static int64_t trainable_count(const gpt2_model *m) {
     return m->lora ? m->lora->num_params : m->num_params;
 }
 
-/* Loads a GPT-2 checkpoint; with_head gives the model a scalar head (the
+/* Opens a checkpoint (model.h); with_head gives the model a scalar head (the
  * file's if it has one, else freshly initialised); lora as above, its
  * adapters drawn from RNG stream lora_stream. */
 static int load_model(gpt2_model *m, const char *path, bool with_head, lora_load lora,
                       uint32_t lora_stream, const ppo_lm_config *cfg, double *gain, double *bias,
                       char *err, size_t errlen) {
-    const uint64_t seed = (uint64_t)cfg->seed;
-    safetensors_file f;
-    gpt2_config gc;
-    if (safetensors_read_file(&f, path, err, errlen) != 0)
+    model_lora adapters;
+    if (lora != LORA_NONE && job_lora(cfg, lora_stream, &adapters, err, errlen) != 0)
         return -1;
-    int rc = gpt2_config_from_checkpoint(&gc, &f, err, errlen);
-    gc.scalar_head = with_head;
-    if (rc == 0 && (rc = gpt2_init(m, &gc, err, errlen)) == 0) {
-        rng_state r;
-        rng_seed(&r, seed, 0xE0000001u);
-        gpt2_init_weights(m, &r);
-        if (lora == LORA_FROM_FILE)
-            rc = attach_lora(m, cfg, lora_stream, err, errlen);
-        if (rc == 0)
-            rc = gpt2_checkpoint_load(m, &f, NULL, err, errlen);
-        if (rc == 0 && lora == LORA_FRESH)
-            rc = attach_lora(m, cfg, lora_stream, err, errlen);
-        if (rc != 0)
-            gpt2_free(m);
+    const model_open_options opt = {.scalar_head = with_head,
+                                    .init_weights = true,
+                                    .init_seed = (uint64_t)cfg->seed,
+                                    .init_stream = 0xE0000001u,
+                                    .lora = lora == LORA_FROM_FILE ? &adapters : NULL};
+    model_info info;
+    if (model_open(path, &opt, m, &info, err, errlen) != 0)
+        return -1;
+    if (lora == LORA_FRESH && model_lora_attach(m, &adapters, err, errlen) != 0) {
+        gpt2_free(m);
+        return -1;
     }
-    if (rc == 0 && gain != NULL) {
-        const char *g = safetensors_metadata_get(&f, "reward_gain");
-        const char *b = safetensors_metadata_get(&f, "reward_bias");
-        *gain = g ? atof(g) : 1.0;
-        *bias = b ? atof(b) : 0.0;
-    }
-    safetensors_free(&f);
-    return rc;
+    if (gain != NULL)
+        *gain = info.reward_gain, *bias = info.reward_bias;
+    return 0;
 }
 
 static void scale_logits(gpt2_model *m, float s) {
@@ -423,12 +414,7 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
         }
     gpt2_config sft_cfg = job->ref.cfg;
     if (job->lora && in->resume_checkpoint) { /* no reference model: the SFT file's config */
-        safetensors_file f;
-        if (safetensors_read_file(&f, in->policy_checkpoint, err, errlen) != 0)
-            return -1;
-        const int crc = gpt2_config_from_checkpoint(&sft_cfg, &f, err, errlen);
-        safetensors_free(&f);
-        if (crc != 0)
+        if (model_read_config(in->policy_checkpoint, &sft_cfg, err, errlen) != 0)
             return -1;
     } else if (job->lora) {
         sft_cfg = job->policy.cfg;

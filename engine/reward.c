@@ -7,6 +7,7 @@
 
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "model.h"
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -296,29 +297,22 @@ static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_
 
 static int init_reward_model(gpt2_model *m, const reward_config *cfg, const reward_inputs *in,
                              char *err, size_t errlen) {
-    rng_state r;
-    rng_seed(&r, (uint64_t)cfg->seed, 0xC0000001u);
     if (in->init_checkpoint == NULL) {
         const gpt2_config gc = {in->tok->vocab_size, (int)cfg->context, (int)cfg->n_layer,
                                 (int)cfg->n_head,    (int)cfg->d_model, true};
         if (gpt2_init(m, &gc, err, errlen) != 0)
             return -1;
+        rng_state r;
+        rng_seed(&r, (uint64_t)cfg->seed, 0xC0000001u);
         gpt2_init_weights(m, &r);
         return 0;
     }
-    safetensors_file f;
-    gpt2_config gc;
-    if (safetensors_read_file(&f, in->init_checkpoint, err, errlen) != 0)
-        return -1;
-    int rc = gpt2_config_from_checkpoint(&gc, &f, err, errlen);
-    gc.scalar_head = true;
-    if (rc == 0 && (rc = gpt2_init(m, &gc, err, errlen)) == 0) {
-        gpt2_init_weights(m, &r); /* the head's N(0, 1/sqrt(C+1)); the rest is overwritten */
-        if ((rc = gpt2_checkpoint_load(m, &f, NULL, err, errlen)) != 0)
-            gpt2_free(m);
-    }
-    safetensors_free(&f);
-    return rc;
+    /* the head's N(0, 1/sqrt(C+1)) from the same stream; the rest is overwritten */
+    const model_open_options opt = {.scalar_head = true,
+                                    .init_weights = true,
+                                    .init_seed = (uint64_t)cfg->seed,
+                                    .init_stream = 0xC0000001u};
+    return model_open(in->init_checkpoint, &opt, m, NULL, err, errlen);
 }
 
 /* Responses sampled (temperature 1) from the initial (SFT) weights for the

@@ -8,6 +8,7 @@
 
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "model.h"
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -346,24 +347,16 @@ static int init_model(gpt2_model *m, const sft_config *cfg, const sft_inputs *in
         gpt2_init_weights(m, &r);
         return 0;
     }
-    safetensors_file f;
-    gpt2_config gc;
-    if (safetensors_read_file(&f, path, err, errlen) != 0)
+    if (model_open(path, NULL, m, NULL, err, errlen) != 0)
         return -1;
-    int rc = gpt2_config_from_checkpoint(&gc, &f, err, errlen);
-    gc.scalar_head = false;
-    if (rc == 0 && gc.vocab_size < in->tok->vocab_size) {
+    if (m->cfg.vocab_size < in->tok->vocab_size) {
         snprintf(err, errlen,
                  "init checkpoint: vocabulary of %d is smaller than the tokenizer's %d",
-                 gc.vocab_size, in->tok->vocab_size);
-        rc = -1;
-    }
-    if (rc == 0)
-        rc = gpt2_init(m, &gc, err, errlen);
-    if (rc == 0 && (rc = gpt2_checkpoint_load(m, &f, NULL, err, errlen)) != 0)
+                 m->cfg.vocab_size, in->tok->vocab_size);
         gpt2_free(m);
-    safetensors_free(&f);
-    return rc;
+        return -1;
+    }
+    return 0;
 }
 
 int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sink,

@@ -10,10 +10,8 @@
 
 #include "demo_task.h"
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
 #include "reward.h"
 #include "rlhf_ppo.h"
-#include "safetensors.h"
 #include "sft.h"
 #include "suites.h"
 #include "test_util.h"
@@ -44,22 +42,10 @@ static void keep_init(keep_sink *k, train_sink *s) {
     *s = (train_sink){k, NULL, NULL, keep_checkpoint, NULL};
 }
 
-static void load(gpt2_model *m, const char *path) {
-    safetensors_file f;
-    gpt2_config gc;
-    char err[256];
-    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
-    gc.scalar_head = false;
-    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
-    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
-    safetensors_free(&f);
-}
-
 /* Mean gold score of n samples (temperature 1) on fresh demo prompts. */
 static double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {
     gpt2_model m;
-    load(&m, path);
+    load_checkpoint_model(&m, path, false);
     const double gold = demo_task_mean_gold(&m, tok, n, seed);
     gpt2_free(&m);
     return gold;
@@ -100,7 +86,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     static char rp[N_RANK][128], rr[N_RANK][K][256];
     static ranking rk[N_RANK];
     gpt2_model sft;
-    load(&sft, sft_ck.path);
+    load_checkpoint_model(&sft, sft_ck.path, false);
     rng_state noise;
     rng_seed(&noise, 102, 0);
     int n_rank = 0;

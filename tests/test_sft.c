@@ -7,7 +7,7 @@
 
 #include "demo_task.h"
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
+#include "model.h"
 #include "optim.h"
 #include "safetensors.h"
 #include "sft.h"
@@ -159,14 +159,10 @@ START_TEST(test_sft_learns_the_demo_task) {
     ck_assert_int_eq(rec.checkpoints, 1);
 
     /* The checkpoint reloads, and greedy answers to fresh prompts are well-formed. */
-    safetensors_file f;
-    ck_assert_int_eq(
-        safetensors_parse(&f, rec.last_checkpoint, rec.last_checkpoint_bytes, err, sizeof err), 0);
-    gpt2_config gc;
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
     gpt2_model m;
-    ck_assert_int_eq(gpt2_init(&m, &gc, err, sizeof err), 0);
-    ck_assert_int_eq(gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err), 0);
+    ck_assert_msg(model_open_bytes(rec.last_checkpoint, rec.last_checkpoint_bytes, NULL, &m, NULL,
+                                   err, sizeof err) == 0,
+                  "%s", err);
     int well_formed = 0;
     rng_state fresh;
     rng_seed(&fresh, 777, 0);
@@ -186,7 +182,6 @@ START_TEST(test_sft_learns_the_demo_task) {
     }
     ck_assert_msg(well_formed >= 8, "only %d of 10 greedy answers well-formed", well_formed);
     gpt2_free(&m);
-    safetensors_free(&f);
     free(rec.last_checkpoint);
     tokenizer_free(&tok);
 }

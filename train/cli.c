@@ -16,6 +16,7 @@
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "lora.h"
+#include "model.h"
 #include "safetensors.h"
 #include "jsonl_data.h"
 #include "db_job.h"
@@ -386,19 +387,14 @@ static int demo_rankings(int argc, char **argv) {
         return EXIT_USAGE;
     }
     char err[512];
-    safetensors_file f;
-    gpt2_config gc;
     gpt2_model m;
     tokenizer tok;
-    if (safetensors_read_file(&f, policy_path, err, sizeof err) != 0 ||
-        gpt2_config_from_checkpoint(&gc, &f, err, sizeof err) != 0 ||
-        (gc.scalar_head = false, gpt2_init(&m, &gc, err, sizeof err)) != 0) {
+    if (model_open(policy_path, NULL, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
         return EXIT_USAGE;
     }
-    int rc = gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err);
-    safetensors_free(&f);
-    if (rc != 0 || tokenizer_load_bytes(&tok, err, sizeof err) != 0) {
+    int rc = 0;
+    if (tokenizer_load_bytes(&tok, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
         gpt2_free(&m);
         return EXIT_USAGE;
@@ -474,22 +470,26 @@ static int write_file(const char *dir, const char *name, const void *buf, size_t
  * for PeftModel.from_pretrained on the base the run started from. They sit
  * in a subdirectory because transformers treats a directory holding an
  * adapter_config.json as an adapter, not as the (merged) model. */
-static int export_adapter(const safetensors_file *f, const gpt2_config *gc, const char *out_dir,
+static int export_adapter(const char *in_path, const gpt2_config *gc, const char *out_dir,
                           char *err, size_t errlen) {
-    int r = 0;
-    float alpha = 0.0f;
-    unsigned targets = 0;
-    const int has = lora_file_info(f, gc->n_layer, &r, &alpha, &targets, err, errlen);
+    struct stat st;
+    if (stat(in_path, &st) != 0 || !S_ISREG(st.st_mode)) /* a HF directory: no adapters */
+        return 0;
+    safetensors_file f;
+    if (safetensors_read_file(&f, in_path, err, errlen) != 0)
+        return -1;
+    model_lora lora = {0};
+    const int has =
+        lora_file_info(&f, gc->n_layer, &lora.r, &lora.alpha, &lora.targets, err, errlen);
+    safetensors_free(&f);
     if (has <= 0)
         return has;
+    /* the adapters attached before loading receive the file's own */
+    const model_open_options opt = {.lora = &lora};
     gpt2_model m;
-    rng_state rng;
-    rng_seed(&rng, 0, 0);
-    if (gpt2_init(&m, gc, err, errlen) != 0)
+    if (model_open(in_path, &opt, &m, NULL, err, errlen) != 0)
         return -1;
-    int rc = gpt2_lora_attach(&m, r, alpha, targets, &rng, err, errlen);
-    if (rc == 0)
-        rc = gpt2_lora_load(&m, f, err, errlen);
+    int rc = 0;
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/adapter", out_dir);
     if (rc == 0 && mkdir(dir, 0777) != 0 && errno != EEXIST) {
@@ -530,24 +530,18 @@ static int export_hf(int argc, char **argv) {
         return EXIT_USAGE;
     }
     char err[512], path[4200];
-    safetensors_file f;
-    gpt2_config gc;
     gpt2_model m;
-    if (safetensors_read_file(&f, in_path, err, sizeof err) != 0 ||
-        gpt2_config_from_checkpoint(&gc, &f, err, sizeof err) != 0 ||
-        gpt2_init(&m, &gc, err, sizeof err) != 0) {
+    if (model_open(in_path, NULL, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train export-hf: %s\n", err);
-        safetensors_free(&f);
         return EXIT_USAGE;
     }
-    int rc = gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err);
-    if (rc == 0 && export_adapter(&f, &gc, out_dir, err, sizeof err) != 0) {
+    const gpt2_config gc = m.cfg;
+    int rc = 0;
+    if (export_adapter(in_path, &gc, out_dir, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train export-hf: %s\n", err);
-        safetensors_free(&f);
         gpt2_free(&m);
         return EXIT_TRAINING_FAILED;
     }
-    safetensors_free(&f);
     size_t n = 0;
     void *bytes = rc == 0 ? gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n) : NULL;
     char *config = gpt2_hf_config_json(&gc);
