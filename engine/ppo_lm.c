@@ -1,53 +1,4 @@
-/* ppo_lm — PPO for language models against a reward model, with a KL
- * penalty to the SFT model (Ziegler et al. 2019; Ouyang et al. 2022; the
- * details of Huang et al. 2023 and TRL's PPOTrainer).
- *
- * One update: sample responses to a batch of prompts from the policy
- * (temperature T, stop at EOS, fixed maximum length); score prompt +
- * response with the reward model (normalised by its stored gain/bias, minus
- * a penalty when no EOS came); per-token log-probs under the policy and the
- * frozen SFT reference; values from the value model; per-token rewards
- * -β·KL plus the score on the last token; GAE with γ, λ; advantage
- * whitening (and optional reward whitening); then ppo_epochs passes of
- * shuffled minibatches of the clipped surrogate plus the clipped value loss,
- * each minibatch optionally split into micro-batches whose gradients add up
- * to one optimizer step. Log-probs everywhere are of logits / T, so sampling
- * and training agree on the distribution.
- *
- * The value model (hyperparameter value_model) is either a separate GPT-2
- * with a scalar head initialised from the reward model, head included, and
- * trained by its own Adam (InstructGPT, TRL), or a scalar head on the
- * policy's trunk. Separate models are clipped separately (max_grad_norm
- * each): the value loss then cannot shrink the policy's step.
- *
- * Structure: load_models / prepare_prompts / alloc_buffers set up a
- * ppo_job; each update is next_prompts → generate_rollout → score_rollout →
- * compute_advantages → train_on_rollout → report_update; emit_checkpoint and
- * restore_state write and read the resumable state (ppo_state).
- *
- * Resume: periodic checkpoints (checkpoint_interval) and the one written when
- * the sink asks to stop carry, beside the policy's weights, everything the
- * next update reads: Adam moments and step, the value model's weights and
- * moments, β, every RNG stream, the prompt order (as the RNG state that
- * shuffled it) and cursor, the update and non-finite counters. The final
- * checkpoint of a finished run is the policy's weights alone.
- *
- * Data parallelism (in->dist, dist.h): every rank holds the models and the
- * whole rollout. Each samples and scores its shard of the B rows — with its
- * own sampling seed, seed + rank · 2654435761 — and the shards are gathered,
- * so advantages are computed on the whole batch alike everywhere; each
- * micro-batch is split across ranks, weighted by token share, and the
- * gradients all-reduced before every optimizer step. Only rank 0 reports
- * and checkpoints; a checkpoint carries every rank's sampling RNG, so it
- * resumes on the same number of ranks.
- *
- * Non-finite values: a rollout with a non-finite log-prob, value or score
- * skips the update before any training; a non-finite loss or gradient norm
- * ends the update at that optimizer step (steps before it stay applied).
- * Either is reported as a "non_finite" event; non_finite_patience of them
- * in a row fail the job. No checkpoint is ever written with non-finite
- * weights.
- */
+/* See ppo_lm.h. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +10,8 @@
 #include "lora.h"
 #include "model.h"
 #include "optim.h"
-#include "ppo_control.h"
-#include "rlhf_ppo.h"
+#include "ppo.h"
+#include "ppo_lm.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "train_state.h"
@@ -344,7 +295,7 @@ typedef struct ppo_state {
     int64_t cursor;       /* next index into the prompt order */
     rng_state order_rng;  /* prompt_rng before the shuffle that made the order */
     rng_state prompt_rng, sample_rng, minibatch_rng;
-    kl_controller ctl;
+    ppo_kl_controller ctl;
     double first_score;       /* of the first update that trained; NAN before */
     float *adam_m, *adam_v;   /* the policy's moments */
     float *vadam_m, *vadam_v; /* the separate value model's */
@@ -361,7 +312,7 @@ typedef struct ppo_job {
     int B, M, U, N, P, S;              /* rollout rows, minibatch rows, micro-batch rows, columns */
     int eot;
     float inv_temp;
-    kl_estimator est;
+    ppo_kl_estimator est;
     int32_t **prompt_tokens, *prompt_len, *order, *perm;
     rollout ro, mb; /* mb: one micro-batch */
     float *flat;    /* (9, U·N) training scratch */
@@ -846,13 +797,13 @@ static void compute_advantages(ppo_job *job, rollout_stats *rs) {
     const ppo_lm_config *cfg = job->cfg;
     const int B = job->B, N = job->N;
     const int64_t BN = (int64_t)B * N;
-    rlhf_kl_per_token(ro->kl, ro->logp, ro->ref_logp, ro->mask, B, N, job->est);
-    rlhf_shape_rewards(ro->rewards, ro->kl, ro->score, ro->len, (float)job->st.ctl.beta, B, N);
+    ppo_kl_per_token(ro->kl, ro->logp, ro->ref_logp, ro->mask, B, N, job->est);
+    ppo_kl_penalty_rewards(ro->rewards, ro->kl, ro->score, ro->len, (float)job->st.ctl.beta, B, N);
     if (cfg->whiten_rewards)
-        rlhf_whiten(ro->rewards, ro->mask, BN, false);
-    rlhf_compute_gae(ro->adv, ro->returns, ro->rewards, ro->values, ro->len, (float)cfg->gamma,
-                     (float)cfg->lam, B, N);
-    rlhf_whiten(ro->adv, ro->mask, BN, true);
+        ppo_whiten(ro->rewards, ro->mask, BN, true, PPO_WHITEN_EPS_IN_VAR);
+    ppo_compute_gae_sequences(ro->adv, ro->returns, ro->rewards, ro->values, ro->len,
+                              (float)cfg->gamma, (float)cfg->lam, B, N);
+    ppo_whiten(ro->adv, ro->mask, BN, false, PPO_WHITEN_EPS_IN_VAR);
     for (int b = 0; b < B; b++) {
         rs->score_mean += ro->score[b];
         rs->len_mean += ro->len[b];
@@ -1090,7 +1041,7 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
     job.N = (int)cfg->response_length;
     job.eot = in->tok->eot_id;
     job.inv_temp = (float)(1.0 / cfg->temperature);
-    job.est = (kl_estimator)kl_estimator_from_name(cfg->kl_estimator);
+    job.est = (ppo_kl_estimator)ppo_kl_estimator_from_name(cfg->kl_estimator);
     ppo_lm_result res = {0};
     int rc = -1;
     if (load_models(&job, err, errlen) != 0 || prepare_prompts(&job, err, errlen) != 0 ||
@@ -1103,7 +1054,7 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
     rng_seed(&st->minibatch_rng, (uint64_t)cfg->seed, 0xE0000004u);
     st->order_rng = st->prompt_rng;
     st->cursor = in->n_prompts; /* forces a shuffle */
-    st->ctl = (kl_controller){cfg->kl_coef, cfg->target_kl, cfg->kl_horizon};
+    st->ctl = (ppo_kl_controller){cfg->kl_coef, cfg->target_kl, cfg->kl_horizon};
     st->first_score = NAN;
     if (in->resume_checkpoint != NULL && restore_state(&job, err, errlen) != 0)
         goto done;
@@ -1165,7 +1116,7 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
             }
         } else {
             st->bad_in_a_row = 0;
-            kl_controller_update(&st->ctl, rs.seq_kl, job.B);
+            ppo_kl_controller_update(&st->ctl, rs.seq_kl, job.B);
             if (isnan(st->first_score))
                 st->first_score = rs.score_mean;
             res.last_score = rs.score_mean;

@@ -11,7 +11,7 @@
 #include "demo_task.h"
 #include "gpt2.h"
 #include "reward.h"
-#include "rlhf_ppo.h"
+#include "ppo_lm.h"
 #include "sft.h"
 #include "suites.h"
 #include "test_util.h"
