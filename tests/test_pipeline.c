@@ -83,7 +83,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
 
     /* 2. the simulated annotator ranks K = 4 samples of the SFT policy */
     enum { N_RANK = 800, K = 4 };
-    static char rp[N_RANK][128], rr[N_RANK][K][256];
+    static char rp[N_RANK][128], rr[N_RANK][K][DEMO_TASK_RESPONSE_BYTES];
     static ranking rk[N_RANK];
     gpt2_model sft;
     load_checkpoint_model(&sft, sft_ck.path, false);
@@ -91,22 +91,12 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     rng_seed(&noise, 102, 0);
     int n_rank = 0;
     for (int i = 0; i < (small ? 40 : N_RANK); i++) {
-        char unused[256];
-        demo_task_example(&r, rp[n_rank], 128, unused, sizeof unused);
-        double key[K];
         rk[n_rank] = (ranking){.prompt = rp[n_rank], .k = K};
-        for (int j = 0; j < K; j++) {
-            const double gold =
-                demo_task_sample(&sft, &tok, rp[n_rank], 1.0f, &r, rr[n_rank][j], 256);
-            const double u = ((double)(rng_next_u64(&noise) >> 11) + 0.5) * 0x1.0p-53;
-            key[j] = gold / 0.5 - log(-log(u)); /* Plackett–Luce, temperature 0.5 */
+        /* K = 4 samples, Plackett–Luce noise of temperature 0.5 */
+        demo_task_annotate(&sft, &tok, K, 0.5, &r, &noise, rp[n_rank], 128, rr[n_rank],
+                           rk[n_rank].rank);
+        for (int j = 0; j < K; j++)
             rk[n_rank].responses[j] = rr[n_rank][j];
-        }
-        for (int j = 0; j < K; j++) {
-            rk[n_rank].rank[j] = 0;
-            for (int l = 0; l < K; l++)
-                rk[n_rank].rank[j] += key[l] > key[j];
-        }
         n_rank += ranking_validate(&rk[n_rank], err, sizeof err) == 0;
     }
     gpt2_free(&sft);

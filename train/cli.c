@@ -393,7 +393,6 @@ static int demo_rankings(int argc, char **argv) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
         return EXIT_USAGE;
     }
-    int rc = 0;
     if (tokenizer_load_bytes(&tok, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
         gpt2_free(&m);
@@ -403,35 +402,21 @@ static int demo_rankings(int argc, char **argv) {
     rng_state rng, noise;
     rng_seed(&rng, (uint64_t)seed, 0xD0000002u);
     rng_seed(&noise, (uint64_t)seed, 0xD0000003u);
-    rc = out ? 0 : EXIT_TRAINING_FAILED;
+    const int rc = out ? 0 : EXIT_TRAINING_FAILED;
     for (long i = 0; i < n && rc == 0; i++) {
-        char prompt[128], unused[256];
-        demo_task_example(&rng, prompt, sizeof prompt, unused, sizeof unused);
+        char prompt[128], texts[RANKING_MAX_K][DEMO_TASK_RESPONSE_BYTES];
+        int rank[RANKING_MAX_K];
+        bool usable = demo_task_annotate(&m, &tok, (int)k, temperature, &rng, &noise, prompt,
+                                         sizeof prompt, texts, rank);
         json_t *responses = json_array(), *ranks = json_array();
-        double key[RANKING_MAX_K];
-        int valid = 1;
         for (int j = 0; j < k; j++) {
-            char text[256];
-            const double gold = demo_task_sample(&m, &tok, prompt, 1.0f, &rng, text, sizeof text);
-            valid &= !isnan(gold);
-            /* Gumbel(0, 1) noise: argsort of g/T + G is a Plackett–Luce draw */
-            const double u = ((double)(rng_next_u64(&noise) >> 11) + 0.5) * 0x1.0p-53; /* (0, 1) */
-            key[j] = temperature > 0 ? gold / temperature - log(-log(u)) : gold;
-            json_t *js = json_string(text); /* NULL: the model wrote invalid UTF-8 */
-            valid &= js != NULL;
+            json_t *js = json_string(texts[j]); /* NULL: the model wrote invalid UTF-8 */
+            usable &= js != NULL;
             json_array_append_new(responses, js ? js : json_string(""));
+            json_array_append_new(ranks, json_integer(rank[j]));
         }
-        for (int j = 0; j < k && rc == 0; j++) {
-            int rank = 0; /* how many are strictly preferred */
-            for (int l = 0; l < k; l++)
-                rank += key[l] > key[j];
-            json_array_append_new(ranks, json_integer(rank));
-        }
-        int strict = 0;
-        for (int j = 0; j < k; j++)
-            strict |= key[j] != key[0];
         /* an all-tie ranking says nothing, and JSON cannot carry invalid UTF-8: not written */
-        if (rc == 0 && strict && valid) {
+        if (usable) {
             json_t *line = json_pack("{s:s, s:O, s:O}", "prompt", prompt, "responses", responses,
                                      "ranks", ranks);
             json_dumpf(line, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -441,11 +426,10 @@ static int demo_rankings(int argc, char **argv) {
         json_decref(responses);
         json_decref(ranks);
     }
-    if (out && fclose(out) != 0)
-        rc = EXIT_TRAINING_FAILED;
+    const bool closed = out == NULL || fclose(out) == 0;
     tokenizer_free(&tok);
     gpt2_free(&m);
-    return rc;
+    return closed ? rc : EXIT_TRAINING_FAILED;
 }
 
 /* Writes buf (n bytes, or text when n is 0) to dir/name; 0 or -1 with err. */
