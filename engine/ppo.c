@@ -111,12 +111,11 @@ void ppo_value_loss_backward(float *dvalues, const float *values, const float *o
 /* ==== KL to a reference policy ========================================== */
 
 int ppo_kl_estimator_from_name(const char *name) {
-    if (strcmp(name, "k1") == 0)
-        return PPO_KL_K1;
-    if (strcmp(name, "k3") == 0)
-        return PPO_KL_K3;
-    if (strcmp(name, "abs") == 0)
-        return PPO_KL_ABS;
+    static const char *const names[] = {
+        [PPO_KL_K1] = "k1", [PPO_KL_K3] = "k3", [PPO_KL_ABS] = "abs"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (strcmp(name, names[i]) == 0)
+            return i;
     return -1;
 }
 

@@ -593,6 +593,32 @@ END_TEST
 
 /* ---- Hugging Face checkpoints ---------------------------------------------------- */
 
+/* Runs m (with a scalar head) on the fixture's inputs and checks its
+ * logits and values against the reference's. */
+static void expect_reference_outputs(fixture *fx, gpt2_model *m) {
+    char err[256];
+    const int B = meta_int(fx, "B"), T = meta_int(fx, "T"), BT = B * T, V = m->cfg.vocab_size;
+    float *in_tokens = fixture_tensor(fx, "input.tokens", BT);
+    float *in_pos = fixture_tensor(fx, "input.positions", BT);
+    float *in_attn = fixture_tensor(fx, "input.attn_mask", BT);
+    int32_t tokens[64], positions[64];
+    uint8_t attn[64];
+    ck_assert_int_le(BT, 64);
+    for (int i = 0; i < BT; i++)
+        tokens[i] = (int32_t)in_tokens[i], positions[i] = (int32_t)in_pos[i],
+        attn[i] = in_attn[i] != 0.0f;
+    ck_assert_int_eq(gpt2_reserve(m, B, T, err, sizeof err), 0);
+    gpt2_batch batch = {tokens, positions, attn, B, T};
+    gpt2_forward(m, &batch, true);
+    float *want = fixture_tensor(fx, "out.logits", (int64_t)BT * V);
+    ck_assert_double_lt(max_rel_diff(m->acts.logits, want, (int64_t)BT * V), FIXTURE_REL_TOL);
+    free(want);
+    want = fixture_tensor(fx, "out.values", BT);
+    ck_assert_double_lt(max_rel_diff(m->acts.values, want, BT), FIXTURE_REL_TOL);
+    free(want);
+    free(in_tokens), free(in_pos), free(in_attn);
+}
+
 /* The reference script writes the fixture's weights a second time under
  * HF's names in HF's Conv1D layout (and the prefix-less names of the first
  * GPT-2 upload for block 0, and an old-style mask buffer). Loading that file
@@ -614,25 +640,7 @@ START_TEST(test_hf_checkpoint_loads_and_round_trips) {
     ck_assert_msg(gpt2_checkpoint_load(&m, &hf.file, &head, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(head, 1);
 
-    const int B = meta_int(&fx, "B"), T = meta_int(&fx, "T"), BT = B * T, V = cfg.vocab_size;
-    float *in_tokens = fixture_tensor(&fx, "input.tokens", BT);
-    float *in_pos = fixture_tensor(&fx, "input.positions", BT);
-    float *in_attn = fixture_tensor(&fx, "input.attn_mask", BT);
-    int32_t tokens[64], positions[64];
-    uint8_t attn[64];
-    ck_assert_int_le(BT, 64);
-    for (int i = 0; i < BT; i++)
-        tokens[i] = (int32_t)in_tokens[i], positions[i] = (int32_t)in_pos[i],
-        attn[i] = in_attn[i] != 0.0f;
-    ck_assert_int_eq(gpt2_reserve(&m, B, T, err, sizeof err), 0);
-    gpt2_batch batch = {tokens, positions, attn, B, T};
-    gpt2_forward(&m, &batch, true);
-    float *want = fixture_tensor(&fx, "out.logits", (int64_t)BT * V);
-    ck_assert_double_lt(max_rel_diff(m.acts.logits, want, (int64_t)BT * V), FIXTURE_REL_TOL);
-    free(want);
-    want = fixture_tensor(&fx, "out.values", BT);
-    ck_assert_double_lt(max_rel_diff(m.acts.values, want, BT), FIXTURE_REL_TOL);
-    free(want);
+    expect_reference_outputs(&fx, &m);
 
     /* Save, parse, load into a fresh model: the same parameters, bit for bit. */
     const char *const extra[][2] = {{"job", "test"}};
@@ -687,7 +695,6 @@ START_TEST(test_hf_checkpoint_loads_and_round_trips) {
     gpt2_free(&m);
     safetensors_free(&saved);
     free(bytes);
-    free(in_tokens), free(in_pos), free(in_attn);
     safetensors_free(&fx.file);
     safetensors_free(&hf.file);
 }
@@ -751,25 +758,7 @@ START_TEST(test_model_open_stock_hf_directory) {
     ck_assert_int_eq(info.family, MODEL_FAMILY_GPT2);
     ck_assert_int_eq(m.cfg.vocab_size, meta_int(&fx, "vocab_size"));
     ck_assert_int_eq(m.cfg.n_head, meta_int(&fx, "n_head"));
-    const int B = meta_int(&fx, "B"), T = meta_int(&fx, "T"), BT = B * T, V = m.cfg.vocab_size;
-    float *in_tokens = fixture_tensor(&fx, "input.tokens", BT);
-    float *in_pos = fixture_tensor(&fx, "input.positions", BT);
-    float *in_attn = fixture_tensor(&fx, "input.attn_mask", BT);
-    int32_t tokens[64], positions[64];
-    uint8_t attn[64];
-    ck_assert_int_le(BT, 64);
-    for (int i = 0; i < BT; i++)
-        tokens[i] = (int32_t)in_tokens[i], positions[i] = (int32_t)in_pos[i],
-        attn[i] = in_attn[i] != 0.0f;
-    ck_assert_int_eq(gpt2_reserve(&m, B, T, err, sizeof err), 0);
-    gpt2_batch batch = {tokens, positions, attn, B, T};
-    gpt2_forward(&m, &batch, true);
-    float *want = fixture_tensor(&fx, "out.logits", (int64_t)BT * V);
-    ck_assert_double_lt(max_rel_diff(m.acts.logits, want, (int64_t)BT * V), FIXTURE_REL_TOL);
-    free(want);
-    want = fixture_tensor(&fx, "out.values", BT);
-    ck_assert_double_lt(max_rel_diff(m.acts.values, want, BT), FIXTURE_REL_TOL);
-    free(want);
+    expect_reference_outputs(&fx, &m);
     ck_assert_msg(model_open(weights, &opt, &by_file, NULL, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(by_file.num_params, m.num_params);
     ck_assert_int_eq(
@@ -793,7 +782,6 @@ START_TEST(test_model_open_stock_hf_directory) {
     expect_open_error(dir, "no model.safetensors");
     ck_assert_int_eq(unlink(config), 0);
     ck_assert_int_eq(rmdir(dir), 0);
-    free(in_tokens), free(in_pos), free(in_attn);
     safetensors_free(&fx.file);
 }
 END_TEST
