@@ -33,13 +33,14 @@ static void on_stop_signal(int sig) {
 }
 
 static void print_usage(FILE *out) {
-    fprintf(out,
-            "usage: rlhf-train describe [TYPE] [--markdown]\n"
-            "       rlhf-train TYPE [--config FILE.json] [--threads N] [--checkpoint-dir DIR]\n"
-            "                       [--data FILE.jsonl] [--eval-data FILE.jsonl] [--init CKPT]\n"
-            "                       [--reward-model CKPT] [--resume CKPT] [--tokenizer-dir DIR]\n"
-            "                       [--quiet] [--<hyperparameter> VALUE]...\n"
-            "job types:\n");
+    fprintf(
+        out,
+        "usage: rlhf-train describe [TYPE] [--markdown]\n"
+        "       rlhf-train TYPE [--config FILE.json] [--threads N] [--checkpoint-dir DIR]\n"
+        "                       [--data FILE.jsonl] [--eval-data FILE.jsonl] [--init CKPT|HF_DIR]\n"
+        "                       [--reward-model CKPT] [--resume CKPT] [--tokenizer-dir DIR]\n"
+        "                       [--quiet] [--<hyperparameter> VALUE]...\n"
+        "job types:\n");
     for (const job_type *const *t = job_types; *t; t++)
         fprintf(out, "  %-14s %s\n", (*t)->name, (*t)->summary);
     fprintf(out,
@@ -104,7 +105,7 @@ typedef struct run_options {
     const char *checkpoint_dir;
     const char *data_path;      /* --data: training examples (JSONL) */
     const char *eval_data_path; /* --eval-data */
-    const char *init_path;      /* --init: starting weights (safetensors) */
+    const char *init_path;      /* --init: starting weights (model_open: a checkpoint or HF dir) */
     const char *resume_path;    /* --resume: a resumable checkpoint of this job */
     const char *reward_path;    /* --reward-model: ppo's reward model */
     const char *tokenizer_dir;  /* --tokenizer-dir: GPT-2 BPE files */
