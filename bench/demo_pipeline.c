@@ -10,9 +10,8 @@
 
 #include "demo_task.h"
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
+#include "model.h"
 #include "reward.h"
-#include "safetensors.h"
 #include "sft.h"
 
 static int keep_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n) {
@@ -30,17 +29,11 @@ train_sink keep_sink(keep *k, const char *name) {
 }
 
 static void load(gpt2_model *m, const char *path) {
-    safetensors_file f;
-    gpt2_config gc;
     char err[256];
-    if (safetensors_read_file(&f, path, err, sizeof err) != 0 ||
-        gpt2_config_from_checkpoint(&gc, &f, err, sizeof err) != 0 ||
-        (gc.scalar_head = false, gpt2_init(m, &gc, err, sizeof err)) != 0 ||
-        gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) != 0) {
+    if (model_open(path, NULL, m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", path, err);
         exit(1);
     }
-    safetensors_free(&f);
 }
 
 double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {
@@ -82,7 +75,7 @@ int demo_pipeline_build(demo_pipeline *p) {
     if (sft_train(&sc, &si, &sink, NULL, err, sizeof err) != 0)
         return fprintf(stderr, "sft: %s\n", err), -1;
     /* 2. rankings */
-    static char rp[N_RANK][128], rr[N_RANK][K][256];
+    static char rp[N_RANK][128], rr[N_RANK][K][DEMO_TASK_RESPONSE_BYTES];
     static ranking rk[N_RANK];
     gpt2_model sft;
     load(&sft, sft_ck->path);
@@ -90,22 +83,12 @@ int demo_pipeline_build(demo_pipeline *p) {
     rng_seed(&noise, 102, 0);
     int n_rank = 0;
     for (int i = 0; i < N_RANK; i++) {
-        char unused[256];
-        demo_task_example(&r, rp[n_rank], 128, unused, sizeof unused);
-        double key[K];
         rk[n_rank] = (ranking){.prompt = rp[n_rank], .k = K};
-        for (int j = 0; j < K; j++) {
-            const double gold =
-                demo_task_sample(&sft, tok, rp[n_rank], 1.0f, &r, rr[n_rank][j], 256);
-            const double u = ((double)(rng_next_u64(&noise) >> 11) + 0.5) * 0x1.0p-53;
-            key[j] = gold / 0.5 - log(-log(u));
+        /* K = 4 samples, Plackett–Luce noise of temperature 0.5 */
+        demo_task_annotate(&sft, tok, K, 0.5, &r, &noise, rp[n_rank], 128, rr[n_rank],
+                           rk[n_rank].rank);
+        for (int j = 0; j < K; j++)
             rk[n_rank].responses[j] = rr[n_rank][j];
-        }
-        for (int j = 0; j < K; j++) {
-            rk[n_rank].rank[j] = 0;
-            for (int l = 0; l < K; l++)
-                rk[n_rank].rank[j] += key[l] > key[j];
-        }
         n_rank += ranking_validate(&rk[n_rank], err, sizeof err) == 0;
     }
     gpt2_free(&sft);

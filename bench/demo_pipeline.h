@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "rlhf_ppo.h"
+#include "ppo_lm.h"
 #include "sink.h"
 #include "tokenizer.h"
 

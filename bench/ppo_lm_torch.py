@@ -311,7 +311,7 @@ def response_heads(torch, model, h, P, N, temperature, targets, want_entropy=Fal
 
 
 # ---------------------------------------------------------------------------
-# The PPO pieces (engine/rlhf_ppo.c, engine/ppo_control.c)
+# The PPO pieces (engine/ppo.c)
 
 
 def whiten(torch, x, m, shift_mean):
@@ -319,7 +319,7 @@ def whiten(torch, x, m, shift_mean):
     if n < 2:
         return x
     mean = (x * m).sum() / n
-    var = (((x - mean) * m) ** 2).sum() / (n - 1)  # Bessel, as rlhf_whiten
+    var = (((x - mean) * m) ** 2).sum() / (n - 1)  # Bessel, as ppo_whiten
     w = (x - mean) * torch.rsqrt(var + 1e-8) + (0.0 if shift_mean else mean)
     return torch.where(m.bool(), w, x)
 

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "demo_pipeline.h"
-#include "rlhf_ppo.h"
+#include "ppo_lm.h"
 
 int main(int argc, char **argv) {
     const int seeds = argc > 1 ? atoi(argv[1]) : 3;

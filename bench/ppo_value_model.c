@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "demo_pipeline.h"
-#include "rlhf_ppo.h"
+#include "ppo_lm.h"
 
 static int cmp(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;

@@ -1,5 +1,7 @@
 #include "demo_task.h"
 
+#include "reward.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -128,4 +130,28 @@ double demo_task_mean_gold(const gpt2_model *m, const tokenizer *tok, int n, uin
         sum += demo_task_sample(m, tok, prompt, 1.0f, &sampling, text, sizeof text);
     }
     return sum / n;
+}
+
+bool demo_task_annotate(const gpt2_model *m, const tokenizer *tok, int k, double temperature,
+                        rng_state *rng, rng_state *noise, char *prompt, size_t prompt_cap,
+                        char (*responses)[DEMO_TASK_RESPONSE_BYTES], int *rank) {
+    char unused[256];
+    demo_task_example(rng, prompt, prompt_cap, unused, sizeof unused);
+    double key[RANKING_MAX_K];
+    bool sampled = true;
+    for (int j = 0; j < k; j++) {
+        const double gold =
+            demo_task_sample(m, tok, prompt, 1.0f, rng, responses[j], DEMO_TASK_RESPONSE_BYTES);
+        sampled &= !isnan(gold);
+        const double u = ((double)(rng_next_u64(noise) >> 11) + 0.5) * 0x1.0p-53; /* (0, 1) */
+        key[j] = temperature > 0 ? gold / temperature - log(-log(u)) : gold;
+    }
+    bool strict = false;
+    for (int j = 0; j < k; j++) {
+        rank[j] = 0;
+        for (int l = 0; l < k; l++)
+            rank[j] += key[l] > key[j];
+        strict |= key[j] != key[0];
+    }
+    return sampled && strict;
 }

@@ -13,6 +13,7 @@
 #ifndef RLHF_DEMO_TASK_H
 #define RLHF_DEMO_TASK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "gpt2.h"
@@ -46,6 +47,24 @@ double demo_task_sample(const gpt2_model *m, const tokenizer *tok, const char *p
 double demo_task_sample_tokens(const gpt2_model *m, const tokenizer *tok, const char *prompt,
                                float temperature, int max_new, rng_state *rng, char *text,
                                size_t text_cap, int32_t *ids, int *n_prompt, int *n_gen);
+
+/* Bytes of one response text of the annotator (NUL included). */
+enum { DEMO_TASK_RESPONSE_BYTES = 256 };
+
+/* The simulated annotator (rlhf-train demo-rankings, the pipeline test and
+ * bench): draws a prompt from rng into prompt (prompt_cap bytes), samples k
+ * (2..RANKING_MAX_K) responses of m to it at temperature 1 from rng into
+ * responses[j], and ranks them by gold score with Plackett–Luce noise of
+ * the given temperature: response j's key is gold_j / temperature + G_j,
+ * G_j ~ Gumbel(0, 1) from noise (drawn even at temperature 0, where the key
+ * is the gold score alone); argsorting such keys is a Plackett–Luce draw
+ * (for k = 2 exactly Bradley–Terry). rank[j] = how many keys are strictly
+ * larger (0 = best; equal keys tie). Returns whether the ranking says
+ * something: every response was sampled (no NAN gold score) and the keys
+ * are not all equal. */
+bool demo_task_annotate(const gpt2_model *m, const tokenizer *tok, int k, double temperature,
+                        rng_state *rng, rng_state *noise, char *prompt, size_t prompt_cap,
+                        char (*responses)[DEMO_TASK_RESPONSE_BYTES], int *rank);
 
 /* Mean gold score of n samples of m (temperature 1) on fresh demo prompts:
  * the prompts from one stream of seed, the sampling from another. */

@@ -1,6 +1,7 @@
 #include "gpt2_checkpoint.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,8 +224,20 @@ int gpt2_config_from_hf_json(gpt2_config *cfg, const char *json_text, char *err,
         }
         *fields[i] = (int)json_integer_value(v);
     }
+    /* what this implementation fixes: GELU (tanh) and LayerNorm eps 1e-5 */
+    const json_t *act = json_object_get(root, "activation_function");
+    const json_t *eps = json_object_get(root, "layer_norm_epsilon");
+    int rc = 0;
+    if (act != NULL && !(json_is_string(act) && strcmp(json_string_value(act), "gelu_new") == 0)) {
+        snprintf(err, errlen, "config.json: 'activation_function' must be \"gelu_new\"");
+        rc = -1;
+    } else if (eps != NULL &&
+               !(json_is_number(eps) && fabs(json_number_value(eps) - 1e-5) < 1e-12)) {
+        snprintf(err, errlen, "config.json: 'layer_norm_epsilon' must be 1e-5");
+        rc = -1;
+    }
     json_decref(root);
-    return 0;
+    return rc;
 }
 
 /* The tensor called name, with or without the "transformer." prefix. */

@@ -42,7 +42,8 @@ void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_m
 int gpt2_config_from_checkpoint(gpt2_config *cfg, const safetensors_file *f, char *err,
                                 size_t errlen);
 /* Parses HF's config.json text (n_embd, n_head, n_layer, n_positions,
- * vocab_size). Returns 0 or -1 with err naming the missing key. */
+ * vocab_size; activation_function and layer_norm_epsilon, when given, must
+ * be GPT-2's gelu_new and 1e-5). Returns 0 or -1 with err naming the key. */
 int gpt2_config_from_hf_json(gpt2_config *cfg, const char *json_text, char *err, size_t errlen);
 
 /* Copies the weights of f into m (whose config must match the file's

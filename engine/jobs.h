@@ -14,7 +14,7 @@
 #include "hparams.h"
 #include "sink.h"
 #include "reward.h"
-#include "rlhf_ppo.h"
+#include "ppo_lm.h"
 #include "sft.h"
 
 /* What a job trains on, beyond its hyperparameters. The CLI fills it from

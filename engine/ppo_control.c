@@ -10,6 +10,7 @@
 #include "env.h"
 #include "nn.h"
 #include "optim.h"
+#include "ppo.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "train_state.h"
@@ -72,88 +73,6 @@ static const hparam_def ppo_control_defs[] = {
 const hparam_table ppo_control_hparams = {
     ppo_control_defs, (int)(sizeof ppo_control_defs / sizeof ppo_control_defs[0]),
     sizeof(ppo_control_config)};
-
-/* ==== the math ================================================================= */
-
-void ppo_compute_gae(float *advantages, float *returns, const float *rewards, const float *values,
-                     const float *next_values, const uint8_t *terminated, const uint8_t *ended,
-                     int T, int N, float gamma, float lambda) {
-    for (int n = 0; n < N; n++) {
-        float next_adv = 0.0f;
-        for (int t = T - 1; t >= 0; t--) {
-            const int64_t i = (int64_t)t * N + n;
-            const float bootstrap = terminated[i] ? 0.0f : gamma * next_values[i];
-            const float delta = rewards[i] + bootstrap - values[i];
-            const float carry = ended[i] ? 0.0f : gamma * lambda * next_adv;
-            advantages[i] = delta + carry;
-            returns[i] = advantages[i] + values[i];
-            next_adv = advantages[i];
-        }
-    }
-}
-
-static float clampf(float x, float lo, float hi) {
-    return x < lo ? lo : x > hi ? hi : x;
-}
-
-float ppo_policy_loss_forward(const float *newlogp, const float *oldlogp, const float *adv, int n,
-                              float clip) {
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        const float ratio = expf(newlogp[i] - oldlogp[i]);
-        const float unclipped = -adv[i] * ratio;
-        const float clipped = -adv[i] * clampf(ratio, 1.0f - clip, 1.0f + clip);
-        sum += unclipped > clipped ? unclipped : clipped;
-    }
-    return (float)(sum / n);
-}
-
-void ppo_policy_loss_backward(float *dnewlogp, const float *newlogp, const float *oldlogp,
-                              const float *adv, int n, float clip, float scale) {
-    const float k = scale / (float)n;
-    for (int i = 0; i < n; i++) {
-        const float ratio = expf(newlogp[i] - oldlogp[i]);
-        const float unclipped = -adv[i] * ratio;
-        const float clipped = -adv[i] * clampf(ratio, 1.0f - clip, 1.0f + clip);
-        /* d(-A r)/dlogp = -A r; the clipped branch is constant in logp. */
-        if (unclipped >= clipped)
-            dnewlogp[i] += k * unclipped;
-    }
-}
-
-float ppo_value_loss_forward(const float *values, const float *old_values, const float *returns,
-                             int n, float clip, bool clip_vloss) {
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) {
-        const float d = values[i] - returns[i];
-        float sq = d * d;
-        if (clip_vloss) {
-            const float vc = old_values[i] + clampf(values[i] - old_values[i], -clip, clip);
-            const float dc = vc - returns[i];
-            sq = sq > dc * dc ? sq : dc * dc;
-        }
-        sum += sq;
-    }
-    return (float)(0.5 * sum / n);
-}
-
-void ppo_value_loss_backward(float *dvalues, const float *values, const float *old_values,
-                             const float *returns, int n, float clip, bool clip_vloss,
-                             float scale) {
-    const float k = scale / (float)n;
-    for (int i = 0; i < n; i++) {
-        const float d = values[i] - returns[i];
-        if (clip_vloss) {
-            const float vc = old_values[i] + clampf(values[i] - old_values[i], -clip, clip);
-            const float dc = vc - returns[i];
-            /* The clipped branch wins strictly only when the clamp is active,
-             * where it does not depend on values[i]. */
-            if (dc * dc > d * d)
-                continue;
-        }
-        dvalues[i] += k * d;
-    }
-}
 
 /* ==== training state ============================================================ */
 
@@ -415,19 +334,6 @@ static void gather_minibatch(ppo_run *run, const int32_t *idx) {
     }
 }
 
-static void normalize(float *x, int n) {
-    double mean = 0.0, var = 0.0;
-    for (int i = 0; i < n; i++)
-        mean += x[i];
-    mean /= n;
-    for (int i = 0; i < n; i++)
-        var += (x[i] - mean) * (x[i] - mean);
-    /* Unbiased std, as torch.Tensor.std; eps 1e-8 as CleanRL. */
-    const double std = sqrt(var / (n - 1));
-    for (int i = 0; i < n; i++)
-        x[i] = (float)((x[i] - mean) / (std + 1e-8));
-}
-
 /* One gradient step on the gathered minibatch. Returns -1 on a non-finite loss. */
 static int minibatch_step(ppo_run *run, float lr, update_stats *st) {
     const ppo_control_config *cfg = run->cfg;
@@ -446,8 +352,8 @@ static int minibatch_step(ppo_run *run, float lr, update_stats *st) {
         clipped += fabs(ratio - 1.0) > cfg->clip_coef;
         entropy += run->mb_entropy[i];
     }
-    if (cfg->norm_adv)
-        normalize(run->mb_adv, M);
+    if (cfg->norm_adv) /* unbiased std, as torch.Tensor.std; eps 1e-8 as CleanRL */
+        ppo_whiten(run->mb_adv, NULL, M, false, PPO_WHITEN_EPS_ON_STD);
     const float pg_loss =
         ppo_policy_loss_forward(run->mb_newlogp, run->mb_oldlogp, run->mb_adv, M, clip);
     const float v_loss = ppo_value_loss_forward(acts->values, run->mb_oldvalues, run->mb_returns, M,

@@ -7,6 +7,7 @@
  *
  * Truncation (TimeLimit) is not termination: a truncated step bootstraps
  * from V(final observation) (Pardo et al. 2018), a terminated one from 0.
+ * The math (GAE, the clipped losses, advantage normalisation) is ppo.h's.
  */
 #ifndef RLHF_PPO_CONTROL_H
 #define RLHF_PPO_CONTROL_H
@@ -81,37 +82,5 @@ int ppo_control_train(const ppo_control_config *cfg, const train_sink *sink,
 int ppo_control_train_resume(const ppo_control_config *cfg, const char *resume_checkpoint,
                              const train_sink *sink, ppo_control_result *result, char *err,
                              size_t errlen);
-
-/* ---- the math, exposed for tests --------------------------------------- */
-
-/* GAE (Schulman et al. 2016, eq. 16) over a time-major (T, N) rollout:
- *   δ_t = r_t + γ (1 - terminated_t) V'_t - V_t
- *   A_t = δ_t + γ λ (1 - ended_t) A_{t+1},   A_T = 0
- *   R_t = A_t + V_t
- * where V'_t (next_values) is the value of the state after step t within the
- * same episode: V(s_{t+1}) normally, V(final observation) for a truncated
- * step, ignored for a terminated one; ended_t = terminated_t or truncated_t
- * cuts the recursion at episode boundaries. */
-void ppo_compute_gae(float *advantages, float *returns, const float *rewards, const float *values,
-                     const float *next_values, const uint8_t *terminated, const uint8_t *ended,
-                     int T, int N, float gamma, float lambda);
-
-/* Clipped surrogate (PPO eq. 7) as a loss to minimise, averaged over n:
- *   L = mean_i max(-A_i r_i, -A_i clip(r_i, 1-ε, 1+ε)),  r_i = exp(newlogp_i - oldlogp_i)
- * Returns L. */
-float ppo_policy_loss_forward(const float *newlogp, const float *oldlogp, const float *adv, int n,
-                              float clip);
-/* dnewlogp_i += scale · ∂L/∂newlogp_i: -A_i r_i / n where the unclipped
- * term is the max, 0 where the clipped term is strictly larger (the ratio
- * left the trust region in the direction the advantage rewards). */
-void ppo_policy_loss_backward(float *dnewlogp, const float *newlogp, const float *oldlogp,
-                              const float *adv, int n, float clip, float scale);
-
-/* Value loss 0.5 · mean (v - R)², or with clipping (CleanRL / OpenAI
- * baselines) 0.5 · mean max((v - R)², (v_old + clip(v - v_old, ±ε) - R)²). */
-float ppo_value_loss_forward(const float *values, const float *old_values, const float *returns,
-                             int n, float clip, bool clip_vloss);
-void ppo_value_loss_backward(float *dvalues, const float *values, const float *old_values,
-                             const float *returns, int n, float clip, bool clip_vloss, float scale);
 
 #endif

@@ -1,53 +1,4 @@
-/* ppo_lm — PPO for language models against a reward model, with a KL
- * penalty to the SFT model (Ziegler et al. 2019; Ouyang et al. 2022; the
- * details of Huang et al. 2023 and TRL's PPOTrainer).
- *
- * One update: sample responses to a batch of prompts from the policy
- * (temperature T, stop at EOS, fixed maximum length); score prompt +
- * response with the reward model (normalised by its stored gain/bias, minus
- * a penalty when no EOS came); per-token log-probs under the policy and the
- * frozen SFT reference; values from the value model; per-token rewards
- * -β·KL plus the score on the last token; GAE with γ, λ; advantage
- * whitening (and optional reward whitening); then ppo_epochs passes of
- * shuffled minibatches of the clipped surrogate plus the clipped value loss,
- * each minibatch optionally split into micro-batches whose gradients add up
- * to one optimizer step. Log-probs everywhere are of logits / T, so sampling
- * and training agree on the distribution.
- *
- * The value model (hyperparameter value_model) is either a separate GPT-2
- * with a scalar head initialised from the reward model, head included, and
- * trained by its own Adam (InstructGPT, TRL), or a scalar head on the
- * policy's trunk. Separate models are clipped separately (max_grad_norm
- * each): the value loss then cannot shrink the policy's step.
- *
- * Structure: load_models / prepare_prompts / alloc_buffers set up a
- * ppo_job; each update is next_prompts → generate_rollout → score_rollout →
- * compute_advantages → train_on_rollout → report_update; emit_checkpoint and
- * restore_state write and read the resumable state (ppo_state).
- *
- * Resume: periodic checkpoints (checkpoint_interval) and the one written when
- * the sink asks to stop carry, beside the policy's weights, everything the
- * next update reads: Adam moments and step, the value model's weights and
- * moments, β, every RNG stream, the prompt order (as the RNG state that
- * shuffled it) and cursor, the update and non-finite counters. The final
- * checkpoint of a finished run is the policy's weights alone.
- *
- * Data parallelism (in->dist, dist.h): every rank holds the models and the
- * whole rollout. Each samples and scores its shard of the B rows — with its
- * own sampling seed, seed + rank · 2654435761 — and the shards are gathered,
- * so advantages are computed on the whole batch alike everywhere; each
- * micro-batch is split across ranks, weighted by token share, and the
- * gradients all-reduced before every optimizer step. Only rank 0 reports
- * and checkpoints; a checkpoint carries every rank's sampling RNG, so it
- * resumes on the same number of ranks.
- *
- * Non-finite values: a rollout with a non-finite log-prob, value or score
- * skips the update before any training; a non-finite loss or gradient norm
- * ends the update at that optimizer step (steps before it stay applied).
- * Either is reported as a "non_finite" event; non_finite_patience of them
- * in a row fail the job. No checkpoint is ever written with non-finite
- * weights.
- */
+/* See ppo_lm.h. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,9 +8,10 @@
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "lora.h"
+#include "model.h"
 #include "optim.h"
-#include "ppo_control.h"
-#include "rlhf_ppo.h"
+#include "ppo.h"
+#include "ppo_lm.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "train_state.h"
@@ -165,18 +117,18 @@ static double now_s(void) {
  * loading, so the file's own (a resumable checkpoint of this job) fill them. */
 typedef enum lora_load { LORA_NONE, LORA_FRESH, LORA_FROM_FILE } lora_load;
 
-/* Attaches the job's adapters (lora_r, lora_alpha, lora_targets) to m; A is
- * drawn from the RNG stream `stream` of the seed. */
-static int attach_lora(gpt2_model *m, const ppo_lm_config *cfg, uint32_t stream, char *err,
-                       size_t errlen) {
+/* The job's adapters (lora_r, lora_alpha, lora_targets), A drawn from the
+ * RNG stream `stream` of the seed. */
+static int job_lora(const ppo_lm_config *cfg, uint32_t stream, model_lora *out, char *err,
+                    size_t errlen) {
     unsigned targets = LORA_TARGETS_ALL;
     for (int i = 0; lora_target_choices[i] != NULL; i++)
         if (strcmp(cfg->lora_targets, lora_target_choices[i]) == 0 &&
             lora_parse_targets(lora_target_sets[i], &targets, err, errlen) != 0)
             return -1;
-    rng_state r;
-    rng_seed(&r, (uint64_t)cfg->seed, stream);
-    return gpt2_lora_attach(m, (int)cfg->lora_r, (float)cfg->lora_alpha, targets, &r, err, errlen);
+    *out = (model_lora){(int)cfg->lora_r, (float)cfg->lora_alpha, targets, (uint64_t)cfg->seed,
+                        stream};
+    return 0;
 }
 
 /* What the optimizer updates: with LoRA the adapters and the scalar head
@@ -191,40 +143,30 @@ static int64_t trainable_count(const gpt2_model *m) {
     return m->lora ? m->lora->num_params : m->num_params;
 }
 
-/* Loads a GPT-2 checkpoint; with_head gives the model a scalar head (the
+/* Opens a checkpoint (model.h); with_head gives the model a scalar head (the
  * file's if it has one, else freshly initialised); lora as above, its
  * adapters drawn from RNG stream lora_stream. */
 static int load_model(gpt2_model *m, const char *path, bool with_head, lora_load lora,
                       uint32_t lora_stream, const ppo_lm_config *cfg, double *gain, double *bias,
                       char *err, size_t errlen) {
-    const uint64_t seed = (uint64_t)cfg->seed;
-    safetensors_file f;
-    gpt2_config gc;
-    if (safetensors_read_file(&f, path, err, errlen) != 0)
+    model_lora adapters;
+    if (lora != LORA_NONE && job_lora(cfg, lora_stream, &adapters, err, errlen) != 0)
         return -1;
-    int rc = gpt2_config_from_checkpoint(&gc, &f, err, errlen);
-    gc.scalar_head = with_head;
-    if (rc == 0 && (rc = gpt2_init(m, &gc, err, errlen)) == 0) {
-        rng_state r;
-        rng_seed(&r, seed, 0xE0000001u);
-        gpt2_init_weights(m, &r);
-        if (lora == LORA_FROM_FILE)
-            rc = attach_lora(m, cfg, lora_stream, err, errlen);
-        if (rc == 0)
-            rc = gpt2_checkpoint_load(m, &f, NULL, err, errlen);
-        if (rc == 0 && lora == LORA_FRESH)
-            rc = attach_lora(m, cfg, lora_stream, err, errlen);
-        if (rc != 0)
-            gpt2_free(m);
+    const model_open_options opt = {.scalar_head = with_head,
+                                    .init_weights = true,
+                                    .init_seed = (uint64_t)cfg->seed,
+                                    .init_stream = 0xE0000001u,
+                                    .lora = lora == LORA_FROM_FILE ? &adapters : NULL};
+    model_info info;
+    if (model_open(path, &opt, m, &info, err, errlen) != 0)
+        return -1;
+    if (lora == LORA_FRESH && model_lora_attach(m, &adapters, err, errlen) != 0) {
+        gpt2_free(m);
+        return -1;
     }
-    if (rc == 0 && gain != NULL) {
-        const char *g = safetensors_metadata_get(&f, "reward_gain");
-        const char *b = safetensors_metadata_get(&f, "reward_bias");
-        *gain = g ? atof(g) : 1.0;
-        *bias = b ? atof(b) : 0.0;
-    }
-    safetensors_free(&f);
-    return rc;
+    if (gain != NULL)
+        *gain = info.reward_gain, *bias = info.reward_bias;
+    return 0;
 }
 
 static void scale_logits(gpt2_model *m, float s) {
@@ -353,7 +295,7 @@ typedef struct ppo_state {
     int64_t cursor;       /* next index into the prompt order */
     rng_state order_rng;  /* prompt_rng before the shuffle that made the order */
     rng_state prompt_rng, sample_rng, minibatch_rng;
-    kl_controller ctl;
+    ppo_kl_controller ctl;
     double first_score;       /* of the first update that trained; NAN before */
     float *adam_m, *adam_v;   /* the policy's moments */
     float *vadam_m, *vadam_v; /* the separate value model's */
@@ -370,7 +312,7 @@ typedef struct ppo_job {
     int B, M, U, N, P, S;              /* rollout rows, minibatch rows, micro-batch rows, columns */
     int eot;
     float inv_temp;
-    kl_estimator est;
+    ppo_kl_estimator est;
     int32_t **prompt_tokens, *prompt_len, *order, *perm;
     rollout ro, mb; /* mb: one micro-batch */
     float *flat;    /* (9, U·N) training scratch */
@@ -423,12 +365,7 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
         }
     gpt2_config sft_cfg = job->ref.cfg;
     if (job->lora && in->resume_checkpoint) { /* no reference model: the SFT file's config */
-        safetensors_file f;
-        if (safetensors_read_file(&f, in->policy_checkpoint, err, errlen) != 0)
-            return -1;
-        const int crc = gpt2_config_from_checkpoint(&sft_cfg, &f, err, errlen);
-        safetensors_free(&f);
-        if (crc != 0)
+        if (model_read_config(in->policy_checkpoint, &sft_cfg, err, errlen) != 0)
             return -1;
     } else if (job->lora) {
         sft_cfg = job->policy.cfg;
@@ -860,13 +797,13 @@ static void compute_advantages(ppo_job *job, rollout_stats *rs) {
     const ppo_lm_config *cfg = job->cfg;
     const int B = job->B, N = job->N;
     const int64_t BN = (int64_t)B * N;
-    rlhf_kl_per_token(ro->kl, ro->logp, ro->ref_logp, ro->mask, B, N, job->est);
-    rlhf_shape_rewards(ro->rewards, ro->kl, ro->score, ro->len, (float)job->st.ctl.beta, B, N);
+    ppo_kl_per_token(ro->kl, ro->logp, ro->ref_logp, ro->mask, B, N, job->est);
+    ppo_kl_penalty_rewards(ro->rewards, ro->kl, ro->score, ro->len, (float)job->st.ctl.beta, B, N);
     if (cfg->whiten_rewards)
-        rlhf_whiten(ro->rewards, ro->mask, BN, false);
-    rlhf_compute_gae(ro->adv, ro->returns, ro->rewards, ro->values, ro->len, (float)cfg->gamma,
-                     (float)cfg->lam, B, N);
-    rlhf_whiten(ro->adv, ro->mask, BN, true);
+        ppo_whiten(ro->rewards, ro->mask, BN, true, PPO_WHITEN_EPS_IN_VAR);
+    ppo_compute_gae_sequences(ro->adv, ro->returns, ro->rewards, ro->values, ro->len,
+                              (float)cfg->gamma, (float)cfg->lam, B, N);
+    ppo_whiten(ro->adv, ro->mask, BN, false, PPO_WHITEN_EPS_IN_VAR);
     for (int b = 0; b < B; b++) {
         rs->score_mean += ro->score[b];
         rs->len_mean += ro->len[b];
@@ -1104,7 +1041,7 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
     job.N = (int)cfg->response_length;
     job.eot = in->tok->eot_id;
     job.inv_temp = (float)(1.0 / cfg->temperature);
-    job.est = (kl_estimator)kl_estimator_from_name(cfg->kl_estimator);
+    job.est = (ppo_kl_estimator)ppo_kl_estimator_from_name(cfg->kl_estimator);
     ppo_lm_result res = {0};
     int rc = -1;
     if (load_models(&job, err, errlen) != 0 || prepare_prompts(&job, err, errlen) != 0 ||
@@ -1117,7 +1054,7 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
     rng_seed(&st->minibatch_rng, (uint64_t)cfg->seed, 0xE0000004u);
     st->order_rng = st->prompt_rng;
     st->cursor = in->n_prompts; /* forces a shuffle */
-    st->ctl = (kl_controller){cfg->kl_coef, cfg->target_kl, cfg->kl_horizon};
+    st->ctl = (ppo_kl_controller){cfg->kl_coef, cfg->target_kl, cfg->kl_horizon};
     st->first_score = NAN;
     if (in->resume_checkpoint != NULL && restore_state(&job, err, errlen) != 0)
         goto done;
@@ -1179,7 +1116,7 @@ int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_
             }
         } else {
             st->bad_in_a_row = 0;
-            kl_controller_update(&st->ctl, rs.seq_kl, job.B);
+            ppo_kl_controller_update(&st->ctl, rs.seq_kl, job.B);
             if (isnan(st->first_score))
                 st->first_score = rs.score_mean;
             res.last_score = rs.score_mean;

@@ -7,6 +7,7 @@
 
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "model.h"
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -296,29 +297,22 @@ static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_
 
 static int init_reward_model(gpt2_model *m, const reward_config *cfg, const reward_inputs *in,
                              char *err, size_t errlen) {
-    rng_state r;
-    rng_seed(&r, (uint64_t)cfg->seed, 0xC0000001u);
     if (in->init_checkpoint == NULL) {
         const gpt2_config gc = {in->tok->vocab_size, (int)cfg->context, (int)cfg->n_layer,
                                 (int)cfg->n_head,    (int)cfg->d_model, true};
         if (gpt2_init(m, &gc, err, errlen) != 0)
             return -1;
+        rng_state r;
+        rng_seed(&r, (uint64_t)cfg->seed, 0xC0000001u);
         gpt2_init_weights(m, &r);
         return 0;
     }
-    safetensors_file f;
-    gpt2_config gc;
-    if (safetensors_read_file(&f, in->init_checkpoint, err, errlen) != 0)
-        return -1;
-    int rc = gpt2_config_from_checkpoint(&gc, &f, err, errlen);
-    gc.scalar_head = true;
-    if (rc == 0 && (rc = gpt2_init(m, &gc, err, errlen)) == 0) {
-        gpt2_init_weights(m, &r); /* the head's N(0, 1/sqrt(C+1)); the rest is overwritten */
-        if ((rc = gpt2_checkpoint_load(m, &f, NULL, err, errlen)) != 0)
-            gpt2_free(m);
-    }
-    safetensors_free(&f);
-    return rc;
+    /* the head's N(0, 1/sqrt(C+1)) from the same stream; the rest is overwritten */
+    const model_open_options opt = {.scalar_head = true,
+                                    .init_weights = true,
+                                    .init_seed = (uint64_t)cfg->seed,
+                                    .init_stream = 0xC0000001u};
+    return model_open(in->init_checkpoint, &opt, m, NULL, err, errlen);
 }
 
 /* Responses sampled (temperature 1) from the initial (SFT) weights for the
@@ -370,8 +364,43 @@ static int sample_policy(norm_samples *ns, const gpt2_model *policy, const rewar
     return 0;
 }
 
-int reward_train(const reward_config *cfg, const reward_inputs *in, const train_sink *sink,
-                 reward_result *result, char *err, size_t errlen) {
+/* ==== the session ================================================================ */
+
+struct reward_session {
+    const reward_config *cfg;
+    const reward_inputs *in;
+    const train_sink *sink;
+    gpt2_model m;
+    int B, max_seqs;
+    int64_t n_train, n_eval; /* order[0..n_train) trains, order[n_train..+n_eval) is held out */
+    int64_t total_steps, steps, cursor;
+    lr_schedule_kind sched;
+    rng_state data_rng;
+    norm_samples ns;
+    ranked_data all;
+    seq_batch sb;
+    float *r;               /* (max_seqs) rewards of a batch */
+    float *adam_m, *adam_v; /* (num_params) */
+    uint8_t *decay;         /* (num_params) 1 = AdamW decays it */
+    int64_t *order;         /* (n_train + n_eval) */
+    double gain, bias;      /* the normalisation: 1, 0 until reward_session_normalize */
+};
+
+void reward_session_free(reward_session *s) {
+    if (s == NULL)
+        return;
+    free((void *)s->all.rankings);
+    ranked_free(&s->all);
+    free(s->ns.ids), free(s->ns.len);
+    free(s->sb.tokens), free(s->sb.attn), free(s->sb.last), free(s->r);
+    free(s->adam_m), free(s->adam_v), free(s->decay), free(s->order);
+    gpt2_free(&s->m);
+    free(s);
+}
+
+int reward_session_init(reward_session **out, const reward_config *cfg, const reward_inputs *in,
+                        const train_sink *sink, char *err, size_t errlen) {
+    *out = NULL;
     if (reward_validate(cfg, err, errlen) != 0)
         return -1;
     for (int64_t i = 0; i < in->n_train; i++)
@@ -385,50 +414,50 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
         snprintf(err, errlen, "no rankings to train on");
         return -1;
     }
-    gpt2_model m;
-    if (init_reward_model(&m, cfg, in, err, errlen) != 0)
+    reward_session *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
         return -1;
-    reward_result res = {.gain = 1.0, .bias = 0.0, .eval_accuracy = NAN, .eval_loss = NAN};
-    const int B = (int)cfg->batch_size;
-    const int64_t context = m.cfg.max_seq_len;
-    norm_samples ns = {0};
-    ranked_data all = {0};
-    seq_batch sb = {0};
-    float *r = NULL, *adam_m = NULL, *adam_v = NULL;
-    uint8_t *decay = NULL;
-    int64_t *order = NULL;
-    int rc = -1;
+    }
+    if (init_reward_model(&s->m, cfg, in, err, errlen) != 0) {
+        free(s);
+        return -1;
+    }
+    s->cfg = cfg, s->in = in, s->sink = sink;
+    s->gain = 1.0, s->bias = 0.0;
+    gpt2_model *m = &s->m;
+    const int B = s->B = (int)cfg->batch_size;
+    const int64_t context = m->cfg.max_seq_len;
 
     /* The SFT policy's samples, before training changes the shared trunk. */
     /* (rank 0's job alone: it normalises and writes the checkpoint) */
     if (dist_is_root(in->dist) && cfg->norm_samples > 0 &&
-        sample_policy(&ns, &m, cfg, in, err, errlen) != 0)
-        goto done;
+        sample_policy(&s->ns, m, cfg, in, err, errlen) != 0)
+        goto fail;
 
     /* Split: a seeded shuffle; the tail is held out unless eval rankings are given. */
     const int64_t n_all = in->n_train + (in->eval ? in->n_eval : 0);
     ranking *joined = malloc(sizeof(ranking) * (size_t)n_all);
-    order = malloc(sizeof(int64_t) * (size_t)n_all);
-    if (joined == NULL || order == NULL) {
+    s->order = malloc(sizeof(int64_t) * (size_t)n_all);
+    if (joined == NULL || s->order == NULL) {
         free(joined);
         snprintf(err, errlen, "out of memory");
-        goto done;
+        goto fail;
     }
     memcpy(joined, in->train, sizeof(ranking) * (size_t)in->n_train);
     if (in->eval)
         memcpy(joined + in->n_train, in->eval, sizeof(ranking) * (size_t)in->n_eval);
-    rc = ranked_build(&all, in->tok, joined, n_all, context, err, errlen);
-    all.rankings = joined; /* owned from here: freed below */
-    if (rc != 0)
-        goto done;
-    rc = -1;
-    rng_state data_rng;
-    rng_seed(&data_rng, (uint64_t)cfg->seed, 0xC0000003u);
+    const int built = ranked_build(&s->all, in->tok, joined, n_all, context, err, errlen);
+    s->all.rankings = joined; /* owned from here: freed with the session */
+    if (built != 0)
+        goto fail;
+    rng_seed(&s->data_rng, (uint64_t)cfg->seed, 0xC0000003u);
     int64_t n_train = in->n_train, n_eval = in->eval ? in->n_eval : 0;
+    int64_t *order = s->order;
     for (int64_t i = 0; i < in->n_train; i++)
         order[i] = i;
     for (int64_t i = in->n_train - 1; i > 0; i--) {
-        const int64_t j = (int64_t)rng_next_below(&data_rng, (uint32_t)i + 1);
+        const int64_t j = (int64_t)rng_next_below(&s->data_rng, (uint32_t)i + 1);
         const int64_t t = order[i];
         order[i] = order[j], order[j] = t;
     }
@@ -440,62 +469,185 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
         n_eval = n_eval < 1 ? 1 : n_eval;
         n_train -= n_eval;
     }
+    s->n_train = n_train, s->n_eval = n_eval;
 
-    const int max_seqs = B * RANKING_MAX_K;
-    sb.tokens = malloc(sizeof(int32_t) * (size_t)max_seqs * (size_t)context);
-    sb.attn = malloc((size_t)max_seqs * (size_t)context);
-    sb.last = malloc(sizeof(int32_t) * (size_t)max_seqs);
-    r = malloc(sizeof(float) * (size_t)max_seqs);
-    adam_m = calloc((size_t)m.num_params, sizeof(float));
-    adam_v = calloc((size_t)m.num_params, sizeof(float));
-    decay = malloc((size_t)m.num_params);
-    if (!sb.tokens || !sb.attn || !sb.last || !r || !adam_m || !adam_v || !decay ||
-        gpt2_reserve(&m, max_seqs, (int)context, err, errlen) != 0) {
+    const int max_seqs = s->max_seqs = B * RANKING_MAX_K;
+    seq_batch *sb = &s->sb;
+    sb->tokens = malloc(sizeof(int32_t) * (size_t)max_seqs * (size_t)context);
+    sb->attn = malloc((size_t)max_seqs * (size_t)context);
+    sb->last = malloc(sizeof(int32_t) * (size_t)max_seqs);
+    s->r = malloc(sizeof(float) * (size_t)max_seqs);
+    s->adam_m = calloc((size_t)m->num_params, sizeof(float));
+    s->adam_v = calloc((size_t)m->num_params, sizeof(float));
+    s->decay = malloc((size_t)m->num_params);
+    if (!sb->tokens || !sb->attn || !sb->last || !s->r || !s->adam_m || !s->adam_v || !s->decay ||
+        gpt2_reserve(m, max_seqs, (int)context, err, errlen) != 0) {
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory for training state");
-        goto done;
+        goto fail;
     }
-    gpt2_decay_mask(&m.cfg, decay);
+    gpt2_decay_mask(&m->cfg, s->decay);
 
     const int64_t steps_per_epoch = (n_train + B - 1) / B;
-    const int64_t total = cfg->max_steps > 0 ? cfg->max_steps : steps_per_epoch * cfg->epochs;
-    const lr_schedule_kind sched = (lr_schedule_kind)lr_schedule_from_name(cfg->lr_schedule);
-    int64_t cursor = 0;
-    for (int64_t step = 0; step < total; step++) {
+    s->total_steps = cfg->max_steps > 0 ? cfg->max_steps : steps_per_epoch * cfg->epochs;
+    s->sched = (lr_schedule_kind)lr_schedule_from_name(cfg->lr_schedule);
+    *out = s;
+    return 0;
+fail:
+    reward_session_free(s);
+    return -1;
+}
+
+int64_t reward_session_total_steps(const reward_session *s) {
+    return s->total_steps;
+}
+
+int64_t reward_session_steps_done(const reward_session *s) {
+    return s->steps;
+}
+
+bool reward_session_has_eval(const reward_session *s) {
+    return s->n_eval > 0;
+}
+
+const gpt2_model *reward_session_model(const reward_session *s) {
+    return &s->m;
+}
+
+int reward_session_step(reward_session *s, reward_step_result *out, char *err, size_t errlen) {
+    const reward_config *cfg = s->cfg;
+    const dist_comm *dist = s->in->dist;
+    gpt2_model *m = &s->m;
+    const int B = s->B;
+    const int64_t step = s->steps;
+    if (s->cursor + B > s->n_train) { /* a new epoch over the training rankings */
+        for (int64_t i = s->n_train - 1; i > 0; i--) {
+            const int64_t j = (int64_t)rng_next_below(&s->data_rng, (uint32_t)i + 1);
+            const int64_t t = s->order[i];
+            s->order[i] = s->order[j], s->order[j] = t;
+        }
+        s->cursor = 0;
+    }
+    const int nb = (int)(s->n_train - s->cursor < B ? s->n_train - s->cursor : B);
+    gpt2_zero_grad(m);
+    const eval_stats st =
+        run_rankings(m, &s->all, s->order + s->cursor, nb, B, &s->sb, s->r, NULL, cfg, true, dist);
+    s->cursor += nb;
+    if (dist_allreduce_sum_f32(dist, m->grad_memory, m->num_params) != 0) {
+        snprintf(err, errlen, "reducing the gradients across ranks failed at step %lld",
+                 (long long)step + 1);
+        return -1;
+    }
+    if (!isfinite(st.loss)) {
+        snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
+        return -1;
+    }
+    const double grad_norm =
+        grad_clip_global_norm(m->grad_memory, m->num_params, cfg->max_grad_norm);
+    const float lr = lr_schedule(s->sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
+                                 s->total_steps, (float)cfg->min_lr_ratio);
+    const adam_config adamw = {lr, 0.9f, 0.999f, 1e-8f, (float)cfg->weight_decay};
+    adam_step(m->param_memory, m->grad_memory, s->adam_m, s->adam_v, s->decay, m->num_params,
+              &adamw, step + 1);
+    if (dist_check_replicas(dist, m->param_memory, m->num_params, err, errlen) != 0)
+        return -1;
+    s->steps = step + 1;
+    *out = (reward_step_result){.step = s->steps,
+                                .loss = st.loss,
+                                .accuracy = st.accuracy,
+                                .margin = st.margin,
+                                .reward_mean = st.reward_mean,
+                                .reward_std = st.reward_std,
+                                .grad_norm = grad_norm,
+                                .lr = lr};
+    return 0;
+}
+
+reward_eval_result reward_session_eval(reward_session *s) {
+    if (s->n_eval == 0)
+        return (reward_eval_result){NAN, NAN};
+    const eval_stats ev = run_rankings(&s->m, &s->all, s->order + s->n_train, s->n_eval, s->B,
+                                       &s->sb, s->r, NULL, s->cfg, false, s->in->dist);
+    return (reward_eval_result){ev.loss, ev.accuracy};
+}
+
+void reward_session_normalize(reward_session *s, double *gain, double *bias) {
+    const norm_samples *ns = &s->ns;
+    seq_batch *sb = &s->sb;
+    const int max_seqs = s->max_seqs;
+    if (ns->n >= 2) {
+        double sum = 0.0, sum2 = 0.0;
+        for (int start = 0; start < ns->n; start += max_seqs) {
+            const int nb = ns->n - start < max_seqs ? ns->n - start : max_seqs;
+            int T = 1;
+            for (int i = 0; i < nb; i++)
+                T = ns->len[start + i] > T ? ns->len[start + i] : T;
+            for (int i = 0; i < nb; i++)
+                for (int t = 0; t < T; t++) {
+                    const int in_row = t < ns->len[start + i];
+                    sb->tokens[(int64_t)i * T + t] =
+                        in_row ? ns->ids[(int64_t)(start + i) * ns->cap + t] : 0;
+                    sb->attn[(int64_t)i * T + t] = (uint8_t)in_row;
+                }
+            for (int i = 0; i < nb; i++)
+                sb->last[i] = ns->len[start + i] - 1;
+            sb->S = nb;
+            sb->T = T;
+            rewards_forward(&s->m, sb, s->r);
+            for (int i = 0; i < nb; i++)
+                sum += s->r[i], sum2 += (double)s->r[i] * s->r[i];
+        }
+        const double mean = sum / ns->n;
+        const double std = sqrt(fmax(sum2 / ns->n - mean * mean, 1e-12));
+        s->gain = 1.0 / std;
+        s->bias = -mean / std;
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "normalised on %d SFT-policy samples: raw mean %.4g, std %.4g -> gain %.4g, "
+                 "bias %.4g",
+                 ns->n, mean, std, s->gain, s->bias);
+        const sink_metric data[] = {{"gain", s->gain}, {"bias", s->bias}};
+        sink_event(s->sink, SINK_LEVEL_INFO, "reward_normalised", msg, data, 2);
+    }
+    *gain = s->gain, *bias = s->bias;
+}
+
+int reward_session_checkpoint(reward_session *s, char *err, size_t errlen) {
+    if (!dist_is_root(s->in->dist))
+        return 0;
+    char gain[32], bias[32], steps[24];
+    snprintf(gain, sizeof gain, "%.9g", s->gain);
+    snprintf(bias, sizeof bias, "%.9g", s->bias);
+    snprintf(steps, sizeof steps, "%lld", (long long)s->steps);
+    const char *const meta[][2] = {
+        {"rlhfd_job", "reward"}, {"step", steps}, {"reward_gain", gain}, {"reward_bias", bias}};
+    size_t n_bytes = 0;
+    void *bytes = gpt2_checkpoint_serialize(&s->m, meta, 4, NULL, 0, &n_bytes);
+    const int rc =
+        bytes != NULL && sink_checkpoint(s->sink, s->steps, bytes, n_bytes) == 0 ? 0 : -1;
+    free(bytes);
+    if (rc != 0)
+        snprintf(err, errlen, "writing the reward model checkpoint failed");
+    return rc;
+}
+
+/* ==== the loop =================================================================== */
+
+int reward_train(const reward_config *cfg, const reward_inputs *in, const train_sink *sink,
+                 reward_result *result, char *err, size_t errlen) {
+    reward_session *s;
+    if (reward_session_init(&s, cfg, in, sink, err, errlen) != 0)
+        return -1;
+    reward_result res = {.gain = 1.0, .bias = 0.0, .eval_accuracy = NAN, .eval_loss = NAN};
+    const int64_t total = reward_session_total_steps(s);
+    int rc = -1;
+    while (reward_session_steps_done(s) < total) {
         if (dist_should_stop(in->dist, sink))
             break;
-        if (cursor + B > n_train) { /* a new epoch over the training rankings */
-            for (int64_t i = n_train - 1; i > 0; i--) {
-                const int64_t j = (int64_t)rng_next_below(&data_rng, (uint32_t)i + 1);
-                const int64_t t = order[i];
-                order[i] = order[j], order[j] = t;
-            }
-            cursor = 0;
-        }
-        const int nb = (int)(n_train - cursor < B ? n_train - cursor : B);
-        gpt2_zero_grad(&m);
-        const eval_stats st =
-            run_rankings(&m, &all, order + cursor, nb, B, &sb, r, NULL, cfg, true, in->dist);
-        cursor += nb;
-        if (dist_allreduce_sum_f32(in->dist, m.grad_memory, m.num_params) != 0) {
-            snprintf(err, errlen, "reducing the gradients across ranks failed at step %lld",
-                     (long long)step + 1);
+        reward_step_result st;
+        if (reward_session_step(s, &st, err, errlen) != 0)
             goto done;
-        }
-        if (!isfinite(st.loss)) {
-            snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
-            goto done;
-        }
-        const double grad_norm =
-            grad_clip_global_norm(m.grad_memory, m.num_params, cfg->max_grad_norm);
-        const float lr = lr_schedule(sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
-                                     total, (float)cfg->min_lr_ratio);
-        const adam_config adamw = {lr, 0.9f, 0.999f, 1e-8f, (float)cfg->weight_decay};
-        adam_step(m.param_memory, m.grad_memory, adam_m, adam_v, decay, m.num_params, &adamw,
-                  step + 1);
-        if (dist_check_replicas(in->dist, m.param_memory, m.num_params, err, errlen) != 0)
-            goto done;
-        res.steps = step + 1;
+        res.steps = st.step;
         res.train_accuracy = st.accuracy;
         sink_metric mt[12];
         int k = 0;
@@ -504,84 +656,30 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
         mt[k++] = (sink_metric){"margin", st.margin};
         mt[k++] = (sink_metric){"reward_mean", st.reward_mean};
         mt[k++] = (sink_metric){"reward_std", st.reward_std};
-        mt[k++] = (sink_metric){"grad_norm", grad_norm};
-        mt[k++] = (sink_metric){"lr", lr};
-        const bool last = step + 1 == total;
-        if (n_eval > 0 &&
-            (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
-            const eval_stats ev = run_rankings(&m, &all, order + n_train, n_eval, B, &sb, r, NULL,
-                                               cfg, false, in->dist);
+        mt[k++] = (sink_metric){"grad_norm", st.grad_norm};
+        mt[k++] = (sink_metric){"lr", st.lr};
+        const bool last = st.step == total;
+        if (reward_session_has_eval(s) &&
+            (last || (cfg->eval_interval > 0 && st.step % cfg->eval_interval == 0))) {
+            const reward_eval_result ev = reward_session_eval(s);
             res.eval_accuracy = ev.accuracy;
             res.eval_loss = ev.loss;
             mt[k++] = (sink_metric){"eval_loss", ev.loss};
             mt[k++] = (sink_metric){"eval_accuracy", ev.accuracy};
         }
-        if (sink_metrics(sink, step + 1, mt, k) != 0) {
+        if (sink_metrics(sink, st.step, mt, k) != 0) {
             snprintf(err, errlen, "the metrics sink failed");
             goto done;
         }
     }
-
     /* Normalise: SFT-policy samples score mean 0, std 1 (Ziegler et al. 2019). */
-    if (ns.n >= 2) {
-        double sum = 0.0, sum2 = 0.0;
-        for (int start = 0; start < ns.n; start += max_seqs) {
-            const int nb = ns.n - start < max_seqs ? ns.n - start : max_seqs;
-            int T = 1;
-            for (int i = 0; i < nb; i++)
-                T = ns.len[start + i] > T ? ns.len[start + i] : T;
-            for (int i = 0; i < nb; i++)
-                for (int t = 0; t < T; t++) {
-                    const int in_row = t < ns.len[start + i];
-                    sb.tokens[(int64_t)i * T + t] =
-                        in_row ? ns.ids[(int64_t)(start + i) * ns.cap + t] : 0;
-                    sb.attn[(int64_t)i * T + t] = (uint8_t)in_row;
-                }
-            for (int i = 0; i < nb; i++)
-                sb.last[i] = ns.len[start + i] - 1;
-            sb.S = nb;
-            sb.T = T;
-            rewards_forward(&m, &sb, r);
-            for (int i = 0; i < nb; i++)
-                sum += r[i], sum2 += (double)r[i] * r[i];
-        }
-        const double mean = sum / ns.n;
-        const double std = sqrt(fmax(sum2 / ns.n - mean * mean, 1e-12));
-        res.gain = 1.0 / std;
-        res.bias = -mean / std;
-        char msg[160];
-        snprintf(msg, sizeof msg,
-                 "normalised on %d SFT-policy samples: raw mean %.4g, std %.4g -> gain %.4g, "
-                 "bias %.4g",
-                 ns.n, mean, std, res.gain, res.bias);
-        const sink_metric data[] = {{"gain", res.gain}, {"bias", res.bias}};
-        sink_event(sink, SINK_LEVEL_INFO, "reward_normalised", msg, data, 2);
-    }
-    char gain[32], bias[32], steps[24];
-    snprintf(gain, sizeof gain, "%.9g", res.gain);
-    snprintf(bias, sizeof bias, "%.9g", res.bias);
-    snprintf(steps, sizeof steps, "%lld", (long long)res.steps);
-    const char *const meta[][2] = {
-        {"rlhfd_job", "reward"}, {"step", steps}, {"reward_gain", gain}, {"reward_bias", bias}};
-    size_t n_bytes = 0;
-    void *bytes =
-        dist_is_root(in->dist) ? gpt2_checkpoint_serialize(&m, meta, 4, NULL, 0, &n_bytes) : NULL;
-    if (dist_is_root(in->dist) &&
-        (bytes == NULL || sink_checkpoint(sink, res.steps, bytes, n_bytes) != 0)) {
-        free(bytes);
-        snprintf(err, errlen, "writing the reward model checkpoint failed");
+    reward_session_normalize(s, &res.gain, &res.bias);
+    if (reward_session_checkpoint(s, err, errlen) != 0)
         goto done;
-    }
-    free(bytes);
     rc = 0;
 done:
     if (result)
         *result = res;
-    free((void *)all.rankings);
-    ranked_free(&all);
-    free(ns.ids), free(ns.len);
-    free(sb.tokens), free(sb.attn), free(sb.last), free(r);
-    free(adam_m), free(adam_v), free(decay), free(order);
-    gpt2_free(&m);
+    reward_session_free(s);
     return rc;
 }

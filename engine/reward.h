@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "dist.h"
+#include "gpt2.h"
 #include "hparams.h"
 #include "sink.h"
 #include "tokenizer.h"
@@ -80,8 +81,48 @@ typedef struct reward_result {
 } reward_result;
 
 int reward_validate(const reward_config *cfg, char *err, size_t errlen);
+/* The whole run: a loop over the session below that reports metrics every
+ * step (held-out loss and accuracy every eval_interval and at the end),
+ * then normalises and writes the one checkpoint. */
 int reward_train(const reward_config *cfg, const reward_inputs *in, const train_sink *sink,
                  reward_result *result, char *err, size_t errlen);
+
+/* ---- one step at a time ----------------------------------------------------
+ * reward_train drives these; so can other loops. cfg, in and sink must
+ * outlive the session; with data parallelism every rank calls the same
+ * sequence. */
+typedef struct reward_session reward_session;
+
+typedef struct reward_step_result {
+    int64_t step; /* optimizer steps done, this one included */
+    double loss, accuracy, margin, reward_mean, reward_std; /* of the step's rankings */
+    double grad_norm, lr;                                   /* grad_norm before clipping */
+} reward_step_result;
+
+typedef struct reward_eval_result {
+    double loss, accuracy; /* NAN without held-out rankings */
+} reward_eval_result;
+
+/* Validates the rankings, opens the model (init_checkpoint with a scalar
+ * head, or from scratch), samples the SFT policy for the normalisation
+ * (rank 0, norm_samples), tokenizes and splits the rankings, allocates the
+ * optimizer state. */
+int reward_session_init(reward_session **s, const reward_config *cfg, const reward_inputs *in,
+                        const train_sink *sink, char *err, size_t errlen);
+int64_t reward_session_total_steps(const reward_session *s);
+int64_t reward_session_steps_done(const reward_session *s);
+/* One AdamW step on the next batch_size rankings (a new epoch reshuffles). */
+int reward_session_step(reward_session *s, reward_step_result *out, char *err, size_t errlen);
+bool reward_session_has_eval(const reward_session *s);
+reward_eval_result reward_session_eval(reward_session *s);
+/* Gain and bias that give the SFT policy's samples mean 0, std 1 (Ziegler
+ * et al. 2019; 1 and 0 without samples), posted as a "reward_normalised"
+ * event; the checkpoint carries them. */
+void reward_session_normalize(reward_session *s, double *gain, double *bias);
+/* The reward model through the sink (rank 0; other ranks do nothing). */
+int reward_session_checkpoint(reward_session *s, char *err, size_t errlen);
+const gpt2_model *reward_session_model(const reward_session *s);
+void reward_session_free(reward_session *s);
 
 /* Bradley–Terry loss of one ranking from its K rewards r: returns the
  * loss above (NAN if the ranking has no strict pair) and, when dr is not

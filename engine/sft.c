@@ -8,6 +8,7 @@
 
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "model.h"
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -346,59 +347,87 @@ static int init_model(gpt2_model *m, const sft_config *cfg, const sft_inputs *in
         gpt2_init_weights(m, &r);
         return 0;
     }
-    safetensors_file f;
-    gpt2_config gc;
-    if (safetensors_read_file(&f, path, err, errlen) != 0)
+    if (model_open(path, NULL, m, NULL, err, errlen) != 0)
         return -1;
-    int rc = gpt2_config_from_checkpoint(&gc, &f, err, errlen);
-    gc.scalar_head = false;
-    if (rc == 0 && gc.vocab_size < in->tok->vocab_size) {
+    if (m->cfg.vocab_size < in->tok->vocab_size) {
         snprintf(err, errlen,
                  "init checkpoint: vocabulary of %d is smaller than the tokenizer's %d",
-                 gc.vocab_size, in->tok->vocab_size);
-        rc = -1;
-    }
-    if (rc == 0)
-        rc = gpt2_init(m, &gc, err, errlen);
-    if (rc == 0 && (rc = gpt2_checkpoint_load(m, &f, NULL, err, errlen)) != 0)
+                 m->cfg.vocab_size, in->tok->vocab_size);
         gpt2_free(m);
-    safetensors_free(&f);
-    return rc;
+        return -1;
+    }
+    return 0;
 }
 
-int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sink,
-              sft_result *result, char *err, size_t errlen) {
+/* ==== the session ================================================================ */
+
+struct sft_session {
+    const sft_config *cfg;
+    const sft_inputs *in;
+    const train_sink *sink;
+    gpt2_model m;
+    int B;
+    bool all_tokens;
+    int64_t n_train, total_steps;
+    lr_schedule_kind sched;
+    rng_state data_rng;
+    sft_state st;
+    int32_t *order;    /* (n_train + n_eval) the seeded split */
+    int64_t *perm_idx; /* (n_train) this epoch's order */
+    sft_data train, eval;
+    batch_buf bb;
+    uint8_t *decay;            /* (num_params) 1 = AdamW decays it */
+    const text_pair *shown[2]; /* the prompts samples continue */
+    int n_shown;
+};
+
+void sft_session_free(sft_session *s) {
+    if (s == NULL)
+        return;
+    free(s->order), free(s->perm_idx), free(s->bb.tokens), free(s->bb.attn);
+    free(s->st.adam_m), free(s->st.adam_v), free(s->decay);
+    data_free(&s->train);
+    data_free(&s->eval);
+    gpt2_free(&s->m);
+    free(s);
+}
+
+int sft_session_init(sft_session **out, const sft_config *cfg, const sft_inputs *in,
+                     const train_sink *sink, char *err, size_t errlen) {
+    *out = NULL;
     if (sft_validate(cfg, err, errlen) != 0)
         return -1;
     if (in->n_train < 1) {
         snprintf(err, errlen, "no training examples");
         return -1;
     }
-    gpt2_model m;
-    if (init_model(&m, cfg, in, err, errlen) != 0)
+    sft_session *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
         return -1;
-    const int64_t context = m.cfg.max_seq_len;
-    const int B = (int)cfg->batch_size;
-    const bool all_tokens = strcmp(cfg->loss_on, "all") == 0;
+    }
+    if (init_model(&s->m, cfg, in, err, errlen) != 0) {
+        free(s);
+        return -1;
+    }
+    s->cfg = cfg, s->in = in, s->sink = sink;
+    gpt2_model *m = &s->m;
+    const int64_t context = m->cfg.max_seq_len;
+    const int B = s->B = (int)cfg->batch_size;
+    s->all_tokens = strcmp(cfg->loss_on, "all") == 0;
     const dist_comm *dist = in->dist;
 
     /* The split: a seeded shuffle; the tail is held out unless an eval set is given. */
-    rng_state data_rng;
-    sft_state st = {0};
-    rng_seed(&data_rng, (uint64_t)cfg->seed, 0xB0000002u);
-    rng_seed(&st.sample, dist_sample_seed((uint64_t)cfg->seed, dist_rank(in->dist)), 0xB0000003u);
-    int32_t *order = malloc(sizeof(int32_t) * (size_t)in->n_train);
-    int64_t *perm_idx = malloc(sizeof(int64_t) * (size_t)in->n_train);
-    sft_data train = {0}, eval = {0};
-    batch_buf bb = {0};
-    uint8_t *decay = NULL;
-    int rc = -1;
-    sft_result res = {.eval_loss = NAN};
-    if (order == NULL || perm_idx == NULL) {
+    sft_state *st = &s->st;
+    rng_seed(&s->data_rng, (uint64_t)cfg->seed, 0xB0000002u);
+    rng_seed(&st->sample, dist_sample_seed((uint64_t)cfg->seed, dist_rank(in->dist)), 0xB0000003u);
+    s->order = malloc(sizeof(int32_t) * (size_t)in->n_train);
+    s->perm_idx = malloc(sizeof(int64_t) * (size_t)in->n_train);
+    if (s->order == NULL || s->perm_idx == NULL) {
         snprintf(err, errlen, "out of memory");
-        goto done;
+        goto fail;
     }
-    rng_permutation(&data_rng, order, (int32_t)in->n_train);
+    rng_permutation(&s->data_rng, s->order, (int32_t)in->n_train);
     int64_t n_train = in->n_train, n_eval = 0;
     const text_pair *eval_src = in->eval;
     if (in->eval != NULL) {
@@ -409,58 +438,59 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
         n_train -= n_eval;
         eval_src = in->train;
     }
-    if (data_build(&train, in->tok, in->train, order, n_train, context, all_tokens, err, errlen))
-        goto done;
-    if (n_eval > 0 && data_build(&eval, in->tok, eval_src, in->eval ? NULL : order + n_train,
-                                 n_eval, context, all_tokens, err, errlen))
-        goto done;
-    if (train.truncated > 0) {
+    s->n_train = n_train;
+    if (data_build(&s->train, in->tok, in->train, s->order, n_train, context, s->all_tokens, err,
+                   errlen))
+        goto fail;
+    if (n_eval > 0 && data_build(&s->eval, in->tok, eval_src, in->eval ? NULL : s->order + n_train,
+                                 n_eval, context, s->all_tokens, err, errlen))
+        goto fail;
+    if (s->train.truncated > 0) {
         char msg[160];
         snprintf(msg, sizeof msg, "%lld of %lld training examples were cut at the context of %lld",
-                 (long long)train.truncated, (long long)n_train, (long long)context);
+                 (long long)s->train.truncated, (long long)n_train, (long long)context);
         sink_event(sink, SINK_LEVEL_WARN, "truncated", msg, NULL, 0);
     }
     /* Samples continue the first held-out prompts (training ones without an eval set). */
-    const text_pair *shown[2];
-    int n_shown = 0;
-    for (; n_shown < 2 && n_shown < (n_eval > 0 ? n_eval : n_train); n_shown++)
-        shown[n_shown] = in->eval     ? &in->eval[n_shown]
-                         : n_eval > 0 ? &in->train[order[n_train + n_shown]]
-                                      : &in->train[order[n_shown]];
+    for (; s->n_shown < 2 && s->n_shown < (n_eval > 0 ? n_eval : n_train); s->n_shown++)
+        s->shown[s->n_shown] = in->eval     ? &in->eval[s->n_shown]
+                               : n_eval > 0 ? &in->train[s->order[n_train + s->n_shown]]
+                                            : &in->train[s->order[s->n_shown]];
     const int64_t cap = (int64_t)B * context;
-    bb.tokens = malloc(sizeof(int32_t) * (size_t)cap * 2);
-    bb.targets = bb.tokens + cap;
-    bb.attn = malloc((size_t)cap * 2);
-    bb.loss = bb.attn + cap;
-    st.adam_m = calloc((size_t)m.num_params, sizeof(float));
-    st.adam_v = calloc((size_t)m.num_params, sizeof(float));
-    decay = malloc((size_t)m.num_params);
-    if (!bb.tokens || !bb.attn || !st.adam_m || !st.adam_v || !decay ||
-        gpt2_reserve(&m, B, (int)context, err, errlen) != 0) {
+    batch_buf *bb = &s->bb;
+    bb->tokens = malloc(sizeof(int32_t) * (size_t)cap * 2);
+    bb->targets = bb->tokens + cap;
+    bb->attn = malloc((size_t)cap * 2);
+    bb->loss = bb->attn + cap;
+    st->adam_m = calloc((size_t)m->num_params, sizeof(float));
+    st->adam_v = calloc((size_t)m->num_params, sizeof(float));
+    s->decay = malloc((size_t)m->num_params);
+    if (!bb->tokens || !bb->attn || !st->adam_m || !st->adam_v || !s->decay ||
+        gpt2_reserve(m, B, (int)context, err, errlen) != 0) {
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory for training state");
-        goto done;
+        goto fail;
     }
-    gpt2_decay_mask(&m.cfg, decay);
+    gpt2_decay_mask(&m->cfg, s->decay);
 
     const int64_t micro_per_epoch = (n_train + B - 1) / B;
     const int64_t steps_per_epoch =
         (micro_per_epoch + cfg->grad_accum_steps - 1) / cfg->grad_accum_steps;
-    const int64_t total_steps = cfg->max_steps > 0 ? cfg->max_steps : steps_per_epoch * cfg->epochs;
-    const lr_schedule_kind sched = (lr_schedule_kind)lr_schedule_from_name(cfg->lr_schedule);
-    st.cursor = n_train; /* past the end: the first step shuffles a new epoch */
+    s->total_steps = cfg->max_steps > 0 ? cfg->max_steps : steps_per_epoch * cfg->epochs;
+    s->sched = (lr_schedule_kind)lr_schedule_from_name(cfg->lr_schedule);
+    st->cursor = n_train; /* past the end: the first step shuffles a new epoch */
     if (in->resume_checkpoint != NULL) {
         safetensors_file f;
         if (safetensors_read_file(&f, in->resume_checkpoint, err, errlen) != 0)
-            goto done;
-        const int rrc = restore_state(&st, &f, cfg, m.num_params, err, errlen);
+            goto fail;
+        const int rrc = restore_state(st, &f, cfg, m->num_params, err, errlen);
         safetensors_free(&f);
         if (rrc != 0)
-            goto done;
+            goto fail;
         /* Redo the current epoch's shuffle from its saved start: the same
          * order, and data_rng where the uninterrupted run has it. */
-        data_rng = st.data_epoch_start;
-        shuffle_epoch(perm_idx, n_train, &data_rng);
+        s->data_rng = st->data_epoch_start;
+        shuffle_epoch(s->perm_idx, n_train, &s->data_rng);
     }
     if (dist_size(dist) > 1) {
         char msg[200];
@@ -471,116 +501,182 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
         const sink_metric data[] = {{"world_size", dist_size(dist)}};
         sink_event(sink, SINK_LEVEL_INFO, "data_parallel", msg, data, 1);
     }
+    *out = s;
+    return 0;
+fail:
+    sft_session_free(s);
+    return -1;
+}
+
+int64_t sft_session_total_steps(const sft_session *s) {
+    return s->total_steps;
+}
+
+int64_t sft_session_steps_done(const sft_session *s) {
+    return s->st.step;
+}
+
+bool sft_session_has_eval(const sft_session *s) {
+    return s->eval.n > 0;
+}
+
+const gpt2_model *sft_session_model(const sft_session *s) {
+    return &s->m;
+}
+
+int sft_session_step(sft_session *s, sft_step_result *out, char *err, size_t errlen) {
+    const sft_config *cfg = s->cfg;
+    const dist_comm *dist = s->in->dist;
+    gpt2_model *m = &s->m;
+    sft_state *st = &s->st;
+    batch_buf *bb = &s->bb;
+    const int B = s->B;
+    const int64_t step = st->step;
+    const double t0 = now_s();
+    gpt2_zero_grad(m);
+    /* summed over ranks: loss (token-weighted), tokens, non-finite losses */
+    double sums[3] = {0.0, 0.0, 0.0};
+    for (int64_t a = 0; a < cfg->grad_accum_steps; a++) {
+        int64_t idx[4096];
+        int n = 0;
+        while (n < B) {
+            if (st->cursor >= s->n_train) { /* a new epoch: reshuffle */
+                st->data_epoch_start = s->data_rng;
+                shuffle_epoch(s->perm_idx, s->n_train, &s->data_rng);
+                st->cursor = 0;
+                st->epoch++;
+            }
+            idx[n++] = s->perm_idx[st->cursor++];
+        }
+        /* This rank's shard of the micro-batch, weighted by its share of
+         * the micro-batch's trained tokens: the ranks' gradients then sum
+         * to the gradient of the whole micro-batch's mean loss. */
+        const int64_t global_tokens = count_loss_tokens(&s->train, idx, n);
+        int64_t lo, hi;
+        dist_shard(n, dist_rank(dist), dist_size(dist), &lo, &hi);
+        if (hi == lo)
+            continue;
+        make_batch(bb, &s->train, idx + lo, (int)(hi - lo));
+        if (bb->loss_tokens == 0)
+            continue;
+        const double share = (double)bb->loss_tokens / (double)global_tokens;
+        gpt2_batch batch = {bb->tokens, NULL, bb->attn, bb->B, bb->T};
+        gpt2_forward(m, &batch, true);
+        const float loss =
+            gpt2_lm_loss(m, bb->targets, bb->loss, (float)(share / (double)cfg->grad_accum_steps));
+        if (!isfinite(loss)) {
+            sums[2] += 1.0;
+            continue;
+        }
+        gpt2_backward(m, true, false);
+        sums[0] += loss * share;
+        sums[1] += (double)bb->B * bb->T;
+    }
+    const double t_reduce = now_s();
+    if (dist_allreduce_sum_f32(dist, m->grad_memory, m->num_params) != 0 ||
+        dist_allreduce_sum_f64(dist, sums, 3) != 0) {
+        snprintf(err, errlen, "reducing the gradients across ranks failed at step %lld",
+                 (long long)step + 1);
+        return -1;
+    }
+    if (sums[2] > 0.0) {
+        snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
+        return -1;
+    }
+    const double allreduce_s = now_s() - t_reduce;
+    const int64_t step_tokens = (int64_t)sums[1];
+    const double grad_norm =
+        grad_clip_global_norm(m->grad_memory, m->num_params, cfg->max_grad_norm);
+    const float lr = lr_schedule(s->sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
+                                 s->total_steps, (float)cfg->min_lr_ratio);
+    const adam_config adamw = {lr, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->adam_eps,
+                               (float)cfg->weight_decay};
+    adam_step(m->param_memory, m->grad_memory, st->adam_m, st->adam_v, s->decay, m->num_params,
+              &adamw, step + 1);
+    if (dist_check_replicas(dist, m->param_memory, m->num_params, err, errlen) != 0)
+        return -1;
+    st->tokens_seen += step_tokens;
+    st->step = step + 1;
+    *out = (sft_step_result){.step = st->step,
+                             .epoch = st->epoch,
+                             .loss = sums[0] / (double)cfg->grad_accum_steps,
+                             .lr = lr,
+                             .grad_norm = grad_norm,
+                             .tokens = step_tokens,
+                             .tokens_seen = st->tokens_seen,
+                             .step_s = now_s() - t0,
+                             .allreduce_s = allreduce_s};
+    return 0;
+}
+
+double sft_session_eval(sft_session *s) {
+    return s->eval.n > 0 ? evaluate(&s->m, &s->eval, &s->bb, s->B, s->in->dist) : NAN;
+}
+
+void sft_session_log_samples(sft_session *s) {
+    log_samples(&s->m, s->cfg, s->in, s->shown, s->n_shown, s->st.step, &s->st.sample, s->sink);
+}
+
+int sft_session_checkpoint(sft_session *s, bool with_state) {
+    return emit_checkpoint(&s->m, s->cfg, &s->st, with_state, s->sink);
+}
+
+/* ==== the loop =================================================================== */
+
+int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sink,
+              sft_result *result, char *err, size_t errlen) {
+    sft_session *s;
+    if (sft_session_init(&s, cfg, in, sink, err, errlen) != 0)
+        return -1;
+    const dist_comm *dist = in->dist;
+    const int64_t total_steps = sft_session_total_steps(s);
+    const bool has_eval = sft_session_has_eval(s);
+    int rc = -1;
+    sft_result res = {.eval_loss = NAN};
     const double start = now_s();
-    for (int64_t step = st.step; step < total_steps; step++) {
+    while (sft_session_steps_done(s) < total_steps) {
         if (dist_should_stop(dist, sink)) {
             res.stopped = true;
             break;
         }
-        const double t0 = now_s();
-        gpt2_zero_grad(&m);
-        /* summed over ranks: loss (token-weighted), tokens, non-finite losses */
-        double sums[3] = {0.0, 0.0, 0.0};
-        for (int64_t a = 0; a < cfg->grad_accum_steps; a++) {
-            int64_t idx[4096];
-            int n = 0;
-            while (n < B) {
-                if (st.cursor >= n_train) { /* a new epoch: reshuffle */
-                    st.data_epoch_start = data_rng;
-                    shuffle_epoch(perm_idx, n_train, &data_rng);
-                    st.cursor = 0;
-                    st.epoch++;
-                }
-                idx[n++] = perm_idx[st.cursor++];
-            }
-            /* This rank's shard of the micro-batch, weighted by its share of
-             * the micro-batch's trained tokens: the ranks' gradients then sum
-             * to the gradient of the whole micro-batch's mean loss. */
-            const int64_t global_tokens = count_loss_tokens(&train, idx, n);
-            int64_t lo, hi;
-            dist_shard(n, dist_rank(dist), dist_size(dist), &lo, &hi);
-            if (hi == lo)
-                continue;
-            make_batch(&bb, &train, idx + lo, (int)(hi - lo));
-            if (bb.loss_tokens == 0)
-                continue;
-            const double share = (double)bb.loss_tokens / (double)global_tokens;
-            gpt2_batch batch = {bb.tokens, NULL, bb.attn, bb.B, bb.T};
-            gpt2_forward(&m, &batch, true);
-            const float loss = gpt2_lm_loss(&m, bb.targets, bb.loss,
-                                            (float)(share / (double)cfg->grad_accum_steps));
-            if (!isfinite(loss)) {
-                sums[2] += 1.0;
-                continue;
-            }
-            gpt2_backward(&m, true, false);
-            sums[0] += loss * share;
-            sums[1] += (double)bb.B * bb.T;
-        }
-        const double t_reduce = now_s();
-        if (dist_allreduce_sum_f32(dist, m.grad_memory, m.num_params) != 0 ||
-            dist_allreduce_sum_f64(dist, sums, 3) != 0) {
-            snprintf(err, errlen, "reducing the gradients across ranks failed at step %lld",
-                     (long long)step + 1);
+        sft_step_result sr;
+        if (sft_session_step(s, &sr, err, errlen) != 0)
             goto done;
-        }
-        if (sums[2] > 0.0) {
-            snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
-            goto done;
-        }
-        const double allreduce_s = now_s() - t_reduce;
-        const double loss_sum = sums[0];
-        const int64_t step_tokens = (int64_t)sums[1];
-        const double grad_norm =
-            grad_clip_global_norm(m.grad_memory, m.num_params, cfg->max_grad_norm);
-        const float lr = lr_schedule(sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
-                                     total_steps, (float)cfg->min_lr_ratio);
-        const adam_config adamw = {lr, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->adam_eps,
-                                   (float)cfg->weight_decay};
-        adam_step(m.param_memory, m.grad_memory, st.adam_m, st.adam_v, decay, m.num_params, &adamw,
-                  step + 1);
-        if (dist_check_replicas(dist, m.param_memory, m.num_params, err, errlen) != 0)
-            goto done;
-        st.tokens_seen += step_tokens;
-        st.step = step + 1;
-        const double dt = now_s() - t0;
-        res.steps = step + 1;
-        res.train_loss = loss_sum / (double)cfg->grad_accum_steps;
-        const bool last = step + 1 == total_steps;
+        const int64_t step = sr.step;
+        res.steps = step;
+        res.train_loss = sr.loss;
+        const bool last = step == total_steps;
         sink_metric mt[12];
         int k = 0;
-        mt[k++] = (sink_metric){"epoch", (double)st.epoch};
-        mt[k++] = (sink_metric){"loss", res.train_loss};
-        mt[k++] = (sink_metric){"lr", lr};
-        mt[k++] = (sink_metric){"grad_norm", grad_norm};
-        mt[k++] = (sink_metric){"tokens_per_s", (double)step_tokens / dt};
-        mt[k++] = (sink_metric){"tokens", (double)st.tokens_seen};
+        mt[k++] = (sink_metric){"epoch", (double)sr.epoch};
+        mt[k++] = (sink_metric){"loss", sr.loss};
+        mt[k++] = (sink_metric){"lr", sr.lr};
+        mt[k++] = (sink_metric){"grad_norm", sr.grad_norm};
+        mt[k++] = (sink_metric){"tokens_per_s", (double)sr.tokens / sr.step_s};
+        mt[k++] = (sink_metric){"tokens", (double)sr.tokens_seen};
         mt[k++] = (sink_metric){"wall_s", now_s() - start};
         if (dist_size(dist) > 1) /* rank 0's wait in the all-reduce: transfer + imbalance */
-            mt[k++] = (sink_metric){"allreduce_s", allreduce_s};
-        if (eval.n > 0 &&
-            (last || (cfg->eval_interval > 0 && (step + 1) % cfg->eval_interval == 0))) {
-            res.eval_loss = evaluate(&m, &eval, &bb, B, dist);
+            mt[k++] = (sink_metric){"allreduce_s", sr.allreduce_s};
+        if (has_eval && (last || (cfg->eval_interval > 0 && step % cfg->eval_interval == 0))) {
+            res.eval_loss = sft_session_eval(s);
             mt[k++] = (sink_metric){"eval_loss", res.eval_loss};
             mt[k++] = (sink_metric){"perplexity", exp(res.eval_loss)};
         }
-        if (sink_metrics(sink, step + 1, mt, k) != 0) {
+        if (sink_metrics(sink, step, mt, k) != 0) {
             snprintf(err, errlen, "the metrics sink failed");
             goto done;
         }
         if (dist_is_root(dist) &&
-            (last || (cfg->sample_interval > 0 && (step + 1) % cfg->sample_interval == 0)))
-            log_samples(&m, cfg, in, shown, n_shown, step + 1, &st.sample, sink);
+            (last || (cfg->sample_interval > 0 && step % cfg->sample_interval == 0)))
+            sft_session_log_samples(s);
         if (dist_is_root(dist) && !last && cfg->checkpoint_interval > 0 &&
-            (step + 1) % cfg->checkpoint_interval == 0 &&
-            emit_checkpoint(&m, cfg, &st, true, sink) != 0) {
-            snprintf(err, errlen, "writing the checkpoint at step %lld failed",
-                     (long long)step + 1);
+            step % cfg->checkpoint_interval == 0 && sft_session_checkpoint(s, true) != 0) {
+            snprintf(err, errlen, "writing the checkpoint at step %lld failed", (long long)step);
             goto done;
         }
     }
     /* A stopped run keeps its state so it can resume; a finished one is weights only. */
-    if (dist_is_root(dist) && emit_checkpoint(&m, cfg, &st, res.stopped, sink) != 0) {
+    if (dist_is_root(dist) && sft_session_checkpoint(s, res.stopped) != 0) {
         snprintf(err, errlen, "writing the final checkpoint failed");
         goto done;
     }
@@ -588,10 +684,6 @@ int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sin
 done:
     if (result)
         *result = res;
-    free(order), free(perm_idx), free(bb.tokens), free(bb.attn);
-    free(st.adam_m), free(st.adam_v), free(decay);
-    data_free(&train);
-    data_free(&eval);
-    gpt2_free(&m);
+    sft_session_free(s);
     return rc;
 }

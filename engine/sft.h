@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "dist.h"
+#include "gpt2.h"
 #include "hparams.h"
 #include "sink.h"
 #include "tokenizer.h"
@@ -80,8 +81,51 @@ typedef struct sft_result {
 } sft_result;
 
 int sft_validate(const sft_config *cfg, char *err, size_t errlen);
+/* The whole run: a loop over the session below that reports metrics every
+ * step (eval loss every eval_interval steps and at the end), samples every
+ * sample_interval, checkpoints every checkpoint_interval and at the end,
+ * and stops when the sink asks. */
 int sft_train(const sft_config *cfg, const sft_inputs *in, const train_sink *sink,
               sft_result *result, char *err, size_t errlen);
+
+/* ---- one step at a time ----------------------------------------------------
+ * sft_train drives these; so can other loops (an online trainer, a job that
+ * interleaves SFT with other steps). cfg, in and sink must outlive the
+ * session; with data parallelism every rank calls the same sequence. */
+typedef struct sft_session sft_session;
+
+/* What one optimizer step did. */
+typedef struct sft_step_result {
+    int64_t step;         /* optimizer steps done, this one included */
+    int64_t epoch;        /* epochs started */
+    double loss;          /* mean over the step's micro-batches of their token-mean loss */
+    double lr, grad_norm; /* grad_norm before clipping */
+    int64_t tokens;       /* positions in the step's batches (padding included), all ranks */
+    int64_t tokens_seen;  /* the same, summed over the run */
+    double step_s;        /* wall-clock of the step */
+    double allreduce_s;   /* of which waiting in the gradient all-reduce */
+} sft_step_result;
+
+/* Opens the model (from scratch, init_checkpoint or resume_checkpoint),
+ * tokenizes and splits the data, allocates the optimizer state (restored
+ * on resume); posts the "truncated" and "data_parallel" events. */
+int sft_session_init(sft_session **s, const sft_config *cfg, const sft_inputs *in,
+                     const train_sink *sink, char *err, size_t errlen);
+/* The schedule's length (max_steps, or what epochs take) and the steps done. */
+int64_t sft_session_total_steps(const sft_session *s);
+int64_t sft_session_steps_done(const sft_session *s);
+/* One optimizer step: grad_accum_steps micro-batches of the shuffled data
+ * (a new epoch reshuffles), all-reduce, clipping, AdamW on the schedule. */
+int sft_session_step(sft_session *s, sft_step_result *out, char *err, size_t errlen);
+/* Whether there is held-out data, and its token-weighted mean loss. */
+bool sft_session_has_eval(const sft_session *s);
+double sft_session_eval(sft_session *s);
+/* Sample continuations of two held-out prompts, as "sample" events. */
+void sft_session_log_samples(sft_session *s);
+/* The model through the sink; with_state adds what a resume needs. */
+int sft_session_checkpoint(sft_session *s, bool with_state);
+const gpt2_model *sft_session_model(const sft_session *s);
+void sft_session_free(sft_session *s);
 
 /* Tokenizes prompt + response + <|endoftext|> into ids (up to cap), and
  * marks in loss_mask[i] whether predicting ids[i + 1] from ids[..i] is

@@ -13,9 +13,8 @@
 #include <time.h>
 
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
+#include "model.h"
 #include "rng.h"
-#include "safetensors.h"
 #include "tokenizer.h"
 
 void generate_error_set(generate_error *e, unsigned status, const char *code, const char *param,
@@ -137,20 +136,10 @@ static int load_checkpoint(sqlite3 *db, int64_t id, gpt2_model *m, generate_erro
                            "no checkpoint %lld with stored content", (long long)id);
         return -1;
     }
-    safetensors_file f;
-    gpt2_config gc;
     char why[256];
-    int rc = safetensors_parse(&f, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                               why, sizeof why);
+    const int rc = model_open_bytes(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                                    NULL, m, NULL, why, sizeof why);
     sqlite3_finalize(st);
-    if (rc == 0) {
-        rc = gpt2_config_from_checkpoint(&gc, &f, why, sizeof why);
-        gc.scalar_head = false;
-        if (rc == 0 && (rc = gpt2_init(m, &gc, why, sizeof why)) == 0 &&
-            (rc = gpt2_checkpoint_load(m, &f, NULL, why, sizeof why)) != 0)
-            gpt2_free(m);
-        safetensors_free(&f);
-    }
     if (rc != 0)
         generate_error_set(e, 400, "invalid_checkpoint", NULL,
                            "checkpoint %lld cannot be loaded as a GPT-2 model: %s", (long long)id,

@@ -16,6 +16,7 @@
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "lora.h"
+#include "model.h"
 #include "safetensors.h"
 #include "jsonl_data.h"
 #include "db_job.h"
@@ -32,13 +33,14 @@ static void on_stop_signal(int sig) {
 }
 
 static void print_usage(FILE *out) {
-    fprintf(out,
-            "usage: rlhf-train describe [TYPE] [--markdown]\n"
-            "       rlhf-train TYPE [--config FILE.json] [--threads N] [--checkpoint-dir DIR]\n"
-            "                       [--data FILE.jsonl] [--eval-data FILE.jsonl] [--init CKPT]\n"
-            "                       [--reward-model CKPT] [--resume CKPT] [--tokenizer-dir DIR]\n"
-            "                       [--quiet] [--<hyperparameter> VALUE]...\n"
-            "job types:\n");
+    fprintf(
+        out,
+        "usage: rlhf-train describe [TYPE] [--markdown]\n"
+        "       rlhf-train TYPE [--config FILE.json] [--threads N] [--checkpoint-dir DIR]\n"
+        "                       [--data FILE.jsonl] [--eval-data FILE.jsonl] [--init CKPT|HF_DIR]\n"
+        "                       [--reward-model CKPT] [--resume CKPT] [--tokenizer-dir DIR]\n"
+        "                       [--quiet] [--<hyperparameter> VALUE]...\n"
+        "job types:\n");
     for (const job_type *const *t = job_types; *t; t++)
         fprintf(out, "  %-14s %s\n", (*t)->name, (*t)->summary);
     fprintf(out,
@@ -103,7 +105,7 @@ typedef struct run_options {
     const char *checkpoint_dir;
     const char *data_path;      /* --data: training examples (JSONL) */
     const char *eval_data_path; /* --eval-data */
-    const char *init_path;      /* --init: starting weights (safetensors) */
+    const char *init_path;      /* --init: starting weights (model_open: a checkpoint or HF dir) */
     const char *resume_path;    /* --resume: a resumable checkpoint of this job */
     const char *reward_path;    /* --reward-model: ppo's reward model */
     const char *tokenizer_dir;  /* --tokenizer-dir: GPT-2 BPE files */
@@ -386,19 +388,13 @@ static int demo_rankings(int argc, char **argv) {
         return EXIT_USAGE;
     }
     char err[512];
-    safetensors_file f;
-    gpt2_config gc;
     gpt2_model m;
     tokenizer tok;
-    if (safetensors_read_file(&f, policy_path, err, sizeof err) != 0 ||
-        gpt2_config_from_checkpoint(&gc, &f, err, sizeof err) != 0 ||
-        (gc.scalar_head = false, gpt2_init(&m, &gc, err, sizeof err)) != 0) {
+    if (model_open(policy_path, NULL, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
         return EXIT_USAGE;
     }
-    int rc = gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err);
-    safetensors_free(&f);
-    if (rc != 0 || tokenizer_load_bytes(&tok, err, sizeof err) != 0) {
+    if (tokenizer_load_bytes(&tok, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
         gpt2_free(&m);
         return EXIT_USAGE;
@@ -407,35 +403,21 @@ static int demo_rankings(int argc, char **argv) {
     rng_state rng, noise;
     rng_seed(&rng, (uint64_t)seed, 0xD0000002u);
     rng_seed(&noise, (uint64_t)seed, 0xD0000003u);
-    rc = out ? 0 : EXIT_TRAINING_FAILED;
+    const int rc = out ? 0 : EXIT_TRAINING_FAILED;
     for (long i = 0; i < n && rc == 0; i++) {
-        char prompt[128], unused[256];
-        demo_task_example(&rng, prompt, sizeof prompt, unused, sizeof unused);
+        char prompt[128], texts[RANKING_MAX_K][DEMO_TASK_RESPONSE_BYTES];
+        int rank[RANKING_MAX_K];
+        bool usable = demo_task_annotate(&m, &tok, (int)k, temperature, &rng, &noise, prompt,
+                                         sizeof prompt, texts, rank);
         json_t *responses = json_array(), *ranks = json_array();
-        double key[RANKING_MAX_K];
-        int valid = 1;
         for (int j = 0; j < k; j++) {
-            char text[256];
-            const double gold = demo_task_sample(&m, &tok, prompt, 1.0f, &rng, text, sizeof text);
-            valid &= !isnan(gold);
-            /* Gumbel(0, 1) noise: argsort of g/T + G is a Plackett–Luce draw */
-            const double u = ((double)(rng_next_u64(&noise) >> 11) + 0.5) * 0x1.0p-53; /* (0, 1) */
-            key[j] = temperature > 0 ? gold / temperature - log(-log(u)) : gold;
-            json_t *js = json_string(text); /* NULL: the model wrote invalid UTF-8 */
-            valid &= js != NULL;
+            json_t *js = json_string(texts[j]); /* NULL: the model wrote invalid UTF-8 */
+            usable &= js != NULL;
             json_array_append_new(responses, js ? js : json_string(""));
+            json_array_append_new(ranks, json_integer(rank[j]));
         }
-        for (int j = 0; j < k && rc == 0; j++) {
-            int rank = 0; /* how many are strictly preferred */
-            for (int l = 0; l < k; l++)
-                rank += key[l] > key[j];
-            json_array_append_new(ranks, json_integer(rank));
-        }
-        int strict = 0;
-        for (int j = 0; j < k; j++)
-            strict |= key[j] != key[0];
         /* an all-tie ranking says nothing, and JSON cannot carry invalid UTF-8: not written */
-        if (rc == 0 && strict && valid) {
+        if (usable) {
             json_t *line = json_pack("{s:s, s:O, s:O}", "prompt", prompt, "responses", responses,
                                      "ranks", ranks);
             json_dumpf(line, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -445,11 +427,10 @@ static int demo_rankings(int argc, char **argv) {
         json_decref(responses);
         json_decref(ranks);
     }
-    if (out && fclose(out) != 0)
-        rc = EXIT_TRAINING_FAILED;
+    const bool closed = out == NULL || fclose(out) == 0;
     tokenizer_free(&tok);
     gpt2_free(&m);
-    return rc;
+    return closed ? rc : EXIT_TRAINING_FAILED;
 }
 
 /* Writes buf (n bytes, or text when n is 0) to dir/name; 0 or -1 with err. */
@@ -474,22 +455,26 @@ static int write_file(const char *dir, const char *name, const void *buf, size_t
  * for PeftModel.from_pretrained on the base the run started from. They sit
  * in a subdirectory because transformers treats a directory holding an
  * adapter_config.json as an adapter, not as the (merged) model. */
-static int export_adapter(const safetensors_file *f, const gpt2_config *gc, const char *out_dir,
+static int export_adapter(const char *in_path, const gpt2_config *gc, const char *out_dir,
                           char *err, size_t errlen) {
-    int r = 0;
-    float alpha = 0.0f;
-    unsigned targets = 0;
-    const int has = lora_file_info(f, gc->n_layer, &r, &alpha, &targets, err, errlen);
+    struct stat st;
+    if (stat(in_path, &st) != 0 || !S_ISREG(st.st_mode)) /* a HF directory: no adapters */
+        return 0;
+    safetensors_file f;
+    if (safetensors_read_file(&f, in_path, err, errlen) != 0)
+        return -1;
+    model_lora lora = {0};
+    const int has =
+        lora_file_info(&f, gc->n_layer, &lora.r, &lora.alpha, &lora.targets, err, errlen);
+    safetensors_free(&f);
     if (has <= 0)
         return has;
+    /* the adapters attached before loading receive the file's own */
+    const model_open_options opt = {.lora = &lora};
     gpt2_model m;
-    rng_state rng;
-    rng_seed(&rng, 0, 0);
-    if (gpt2_init(&m, gc, err, errlen) != 0)
+    if (model_open(in_path, &opt, &m, NULL, err, errlen) != 0)
         return -1;
-    int rc = gpt2_lora_attach(&m, r, alpha, targets, &rng, err, errlen);
-    if (rc == 0)
-        rc = gpt2_lora_load(&m, f, err, errlen);
+    int rc = 0;
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/adapter", out_dir);
     if (rc == 0 && mkdir(dir, 0777) != 0 && errno != EEXIST) {
@@ -530,24 +515,18 @@ static int export_hf(int argc, char **argv) {
         return EXIT_USAGE;
     }
     char err[512], path[4200];
-    safetensors_file f;
-    gpt2_config gc;
     gpt2_model m;
-    if (safetensors_read_file(&f, in_path, err, sizeof err) != 0 ||
-        gpt2_config_from_checkpoint(&gc, &f, err, sizeof err) != 0 ||
-        gpt2_init(&m, &gc, err, sizeof err) != 0) {
+    if (model_open(in_path, NULL, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train export-hf: %s\n", err);
-        safetensors_free(&f);
         return EXIT_USAGE;
     }
-    int rc = gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err);
-    if (rc == 0 && export_adapter(&f, &gc, out_dir, err, sizeof err) != 0) {
+    const gpt2_config gc = m.cfg;
+    int rc = 0;
+    if (export_adapter(in_path, &gc, out_dir, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train export-hf: %s\n", err);
-        safetensors_free(&f);
         gpt2_free(&m);
         return EXIT_TRAINING_FAILED;
     }
-    safetensors_free(&f);
     size_t n = 0;
     void *bytes = rc == 0 ? gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n) : NULL;
     char *config = gpt2_hf_config_json(&gc);

@@ -43,10 +43,9 @@
 
 #include "demo_task.h"
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
+#include "model.h"
 #include "jsonl_data.h"
 #include "reward.h"
-#include "safetensors.h"
 #include "sft.h"
 
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2, MAX_IDS = 256 + 64 };
@@ -62,34 +61,14 @@ static void usage(void) {
  * reads its normalisation. Returns 0 or -1 with err naming the file. */
 static int load(gpt2_model *m, const char *path, bool with_head, double *gain, double *bias,
                 char *err, size_t errlen) {
-    safetensors_file f;
-    gpt2_config gc;
     char inner[400];
-    if (safetensors_read_file(&f, path, inner, sizeof inner) != 0) {
-        snprintf(err, errlen, "%s: %s", path, inner);
-        return -1;
-    }
-    int rc = gpt2_config_from_checkpoint(&gc, &f, inner, sizeof inner);
-    gc.scalar_head = with_head;
-    if (rc == 0 && (rc = gpt2_init(m, &gc, inner, sizeof inner)) == 0) {
-        int head = 0;
-        rc = gpt2_checkpoint_load(m, &f, &head, inner, sizeof inner);
-        if (rc == 0 && with_head && !head) {
-            snprintf(inner, sizeof inner, "has no reward head (score.weight)");
-            rc = -1;
-        }
-        if (rc == 0)
-            rc = gpt2_reserve(m, 1, gc.max_seq_len, inner, sizeof inner);
-        if (rc != 0)
-            gpt2_free(m);
-    }
-    if (rc == 0 && gain != NULL) {
-        const char *g = safetensors_metadata_get(&f, "reward_gain");
-        const char *b = safetensors_metadata_get(&f, "reward_bias");
-        *gain = g ? atof(g) : 1.0;
-        *bias = b ? atof(b) : 0.0;
-    }
-    safetensors_free(&f);
+    const model_open_options opt = {.scalar_head = with_head, .require_head = with_head};
+    model_info info;
+    int rc = model_open(path, &opt, m, &info, inner, sizeof inner);
+    if (rc == 0 && (rc = gpt2_reserve(m, 1, m->cfg.max_seq_len, inner, sizeof inner)) != 0)
+        gpt2_free(m);
+    if (rc == 0 && gain != NULL)
+        *gain = info.reward_gain, *bias = info.reward_bias;
     if (rc != 0)
         snprintf(err, errlen, "%s: %s", path, inner);
     return rc;

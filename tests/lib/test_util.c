@@ -5,11 +5,12 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "gpt2_checkpoint.h"
+#include "model.h"
 #include "safetensors.h"
 #include "suites.h"
 
@@ -51,14 +52,49 @@ void test_check_gradient(const char *what, float *x, const float *grad, int n, t
 }
 
 void load_checkpoint_model(gpt2_model *m, const char *path, bool head) {
+    char err[512];
+    const model_open_options opt = {.scalar_head = head};
+    ck_assert_msg(model_open(path, &opt, m, NULL, err, sizeof err) == 0, "%s: %s", path, err);
+}
+
+void test_write_stock_hf_weights(const char *src, const char *dst, const char *drop,
+                                 const char *swap) {
     safetensors_file f;
-    gpt2_config gc;
-    char err[256];
-    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
-    gc.scalar_head = head;
-    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
-    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
+    char err[512];
+    ck_assert_msg(safetensors_read_file(&f, src, err, sizeof err) == 0, "%s", err);
+    safetensors_tensor *t = calloc((size_t)f.n_tensors, sizeof *t);
+    float **data = calloc((size_t)f.n_tensors, sizeof *data);
+    ck_assert(t != NULL && data != NULL);
+    int n = 0;
+    for (int i = 0; i < f.n_tensors; i++) {
+        const safetensors_info *info = &f.tensors[i];
+        if (drop != NULL && strcmp(info->name, drop) == 0)
+            continue;
+        data[n] = malloc(sizeof(float) * (size_t)(info->n_elements ? info->n_elements : 1));
+        ck_assert_ptr_nonnull(data[n]);
+        ck_assert_msg(safetensors_load_f32(info, data[n], info->n_elements, err, sizeof err) == 0,
+                      "%s", err);
+        t[n] = (safetensors_tensor){.name = info->name, .data = data[n], .ndim = info->ndim};
+        memcpy(t[n].shape, info->shape, sizeof(int64_t) * (size_t)info->ndim);
+        if (swap != NULL && strcmp(info->name, swap) == 0) {
+            ck_assert_int_eq(info->ndim, 2);
+            t[n].shape[0] = info->shape[1], t[n].shape[1] = info->shape[0];
+        }
+        n++;
+    }
+    const char *const meta[][2] = {{"format", "pt"}};
+    size_t n_bytes = 0;
+    void *bytes = safetensors_serialize(t, n, meta, 1, &n_bytes);
+    ck_assert_ptr_nonnull(bytes);
+    FILE *out = fopen(dst, "wb");
+    ck_assert_msg(out != NULL, "cannot write %s", dst);
+    ck_assert_int_eq(fwrite(bytes, 1, n_bytes, out), n_bytes);
+    ck_assert_int_eq(fclose(out), 0);
+    free(bytes);
+    for (int i = 0; i < n; i++)
+        free(data[i]);
+    free(data);
+    free(t);
     safetensors_free(&f);
 }
 

@@ -28,8 +28,17 @@ static inline void test_fill_uniform(float *x, size_t n, float lo, float hi, rng
 const char *test_build_dir(void);
 const char *test_repo_dir(void);
 
-/* m from the GPT-2 checkpoint file at path (scalar head if head); asserts. */
+/* m from the checkpoint at path through model_open (scalar head if head:
+ * the file's, else zeros); asserts. */
 void load_checkpoint_model(gpt2_model *m, const char *path, bool head);
+
+/* Writes the tensors of the safetensors file src to dst as a stock Hugging
+ * Face upload has them: the same names, shapes and values (as F32), and
+ * only {"format": "pt"} as metadata. The tensor called drop (NULL = none)
+ * is left out; the one called swap (NULL = none, 2-D) gets its two
+ * dimensions swapped. dst may be src. Asserts. */
+void test_write_stock_hf_weights(const char *src, const char *dst, const char *drop,
+                                 const char *swap);
 
 /* Checks analytic gradients grad[0..n) of loss(ctx) with respect to x[0..n)
  * against central differences with step h, evaluated in place (x is

@@ -10,10 +10,8 @@
 
 #include "demo_task.h"
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
 #include "reward.h"
-#include "rlhf_ppo.h"
-#include "safetensors.h"
+#include "ppo_lm.h"
 #include "sft.h"
 #include "suites.h"
 #include "test_util.h"
@@ -44,22 +42,10 @@ static void keep_init(keep_sink *k, train_sink *s) {
     *s = (train_sink){k, NULL, NULL, keep_checkpoint, NULL};
 }
 
-static void load(gpt2_model *m, const char *path) {
-    safetensors_file f;
-    gpt2_config gc;
-    char err[256];
-    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
-    gc.scalar_head = false;
-    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
-    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
-    safetensors_free(&f);
-}
-
 /* Mean gold score of n samples (temperature 1) on fresh demo prompts. */
 static double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {
     gpt2_model m;
-    load(&m, path);
+    load_checkpoint_model(&m, path, false);
     const double gold = demo_task_mean_gold(&m, tok, n, seed);
     gpt2_free(&m);
     return gold;
@@ -97,30 +83,20 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
 
     /* 2. the simulated annotator ranks K = 4 samples of the SFT policy */
     enum { N_RANK = 800, K = 4 };
-    static char rp[N_RANK][128], rr[N_RANK][K][256];
+    static char rp[N_RANK][128], rr[N_RANK][K][DEMO_TASK_RESPONSE_BYTES];
     static ranking rk[N_RANK];
     gpt2_model sft;
-    load(&sft, sft_ck.path);
+    load_checkpoint_model(&sft, sft_ck.path, false);
     rng_state noise;
     rng_seed(&noise, 102, 0);
     int n_rank = 0;
     for (int i = 0; i < (small ? 40 : N_RANK); i++) {
-        char unused[256];
-        demo_task_example(&r, rp[n_rank], 128, unused, sizeof unused);
-        double key[K];
         rk[n_rank] = (ranking){.prompt = rp[n_rank], .k = K};
-        for (int j = 0; j < K; j++) {
-            const double gold =
-                demo_task_sample(&sft, &tok, rp[n_rank], 1.0f, &r, rr[n_rank][j], 256);
-            const double u = ((double)(rng_next_u64(&noise) >> 11) + 0.5) * 0x1.0p-53;
-            key[j] = gold / 0.5 - log(-log(u)); /* Plackett–Luce, temperature 0.5 */
+        /* K = 4 samples, Plackett–Luce noise of temperature 0.5 */
+        demo_task_annotate(&sft, &tok, K, 0.5, &r, &noise, rp[n_rank], 128, rr[n_rank],
+                           rk[n_rank].rank);
+        for (int j = 0; j < K; j++)
             rk[n_rank].responses[j] = rr[n_rank][j];
-        }
-        for (int j = 0; j < K; j++) {
-            rk[n_rank].rank[j] = 0;
-            for (int l = 0; l < K; l++)
-                rk[n_rank].rank[j] += key[l] > key[j];
-        }
         n_rank += ranking_validate(&rk[n_rank], err, sizeof err) == 0;
     }
     gpt2_free(&sft);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -495,6 +496,39 @@ START_TEST(test_cli_export_hf) {
     ck_assert_int_eq(json_integer_value(json_object_get(cfg, "n_embd")), 32);
     ck_assert_str_eq(json_string_value(json_object_get(cfg, "model_type")), "gpt2");
     json_decref(cfg);
+    /* The export, made stock (metadata {"format": "pt"} only, config.json
+     * beside), starts SFT exactly as the checkpoint it came from does. */
+    snprintf(file, sizeof file, "%s/model.safetensors", dir);
+    test_write_stock_hf_weights(file, file, NULL, NULL);
+    char out_dir[2][200], final[2][440];
+    const char *init[2] = {ckpt, dir};
+    for (int i = 0; i < 2; i++) {
+        snprintf(out_dir[i], sizeof out_dir[i], "%s/from-%d", dir, i);
+        ck_assert_int_eq(mkdir(out_dir[i], 0700), 0);
+        const char *again[] = {"sft",    "--data", data,      "--max-steps",      "1",
+                               "--init", init[i],  "--quiet", "--checkpoint-dir", out_dir[i],
+                               NULL};
+        r = run(again);
+        ck_assert_msg(r->exit_code == 0, "sft --init %s: %s", init[i], r->err);
+        free(r);
+        snprintf(final[i], sizeof final[i], "%s/sft-step1.safetensors", out_dir[i]);
+    }
+    long sizes[2];
+    char *bytes[2];
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(final[i], "rb");
+        ck_assert_msg(f != NULL, "no %s", final[i]);
+        fseek(f, 0, SEEK_END);
+        sizes[i] = ftell(f);
+        rewind(f);
+        bytes[i] = malloc((size_t)sizes[i]);
+        ck_assert_int_eq(fread(bytes[i], 1, (size_t)sizes[i], f), (size_t)sizes[i]);
+        fclose(f);
+    }
+    ck_assert_int_eq(sizes[0], sizes[1]);
+    ck_assert_msg(memcmp(bytes[0], bytes[1], (size_t)sizes[0]) == 0,
+                  "sft from the HF directory differs from sft from its checkpoint");
+    free(bytes[0]), free(bytes[1]);
     const char *bad[] = {"export-hf", "--checkpoint", data, "--out", dir, NULL};
     r = run(bad);
     ck_assert_int_eq(r->exit_code, 2);
@@ -508,20 +542,13 @@ END_TEST
 /* Sums log softmax(logits / T)[ids[t + 1]] over the response positions
  * t in [np - 1, n - 1), computed here from the raw logits. */
 static double response_logprob_ref(const char *path, const int32_t *ids, int np, int n, double T) {
-    safetensors_file f;
-    gpt2_config gc;
     gpt2_model m;
     char err[256];
-    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
-    gc.scalar_head = false;
-    ck_assert_int_eq(gpt2_init(&m, &gc, err, sizeof err), 0);
-    ck_assert_msg(gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err) == 0, "%s", err);
-    safetensors_free(&f);
+    load_checkpoint_model(&m, path, false);
     ck_assert_int_eq(gpt2_reserve(&m, 1, n, err, sizeof err), 0);
     const gpt2_batch batch = {ids, NULL, NULL, 1, n};
     gpt2_forward(&m, &batch, true);
-    const int V = gc.vocab_size;
+    const int V = m.cfg.vocab_size;
     double sum = 0.0;
     for (int t = np - 1; t < n - 1; t++) {
         const float *z = m.acts.logits + (int64_t)t * V;

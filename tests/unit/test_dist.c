@@ -17,8 +17,6 @@
 #include "dist.h"
 #include "dist_job.h"
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
-#include "safetensors.h"
 #include "suites.h"
 #include "test_server_util.h"
 #include "worker_launch.h"
@@ -312,17 +310,6 @@ static int read_curve(const char *path, char names[][32], double *values, int ca
     return n;
 }
 
-static void load_params(const char *path, gpt2_model *m) {
-    char err[256];
-    safetensors_file f;
-    gpt2_config gc;
-    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
-    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
-    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
-    safetensors_free(&f);
-}
-
 /* `[mpirun -np 2] rlhf-train ARGS [extra] --checkpoint-dir ckdir --quiet`
  * with stdout to ckdir/out.jsonl, stderr to ckdir/err.txt; the exit code. */
 static int run_ranks(int ranks, char *const *args, const char *extra, const char *ckdir) {
@@ -397,7 +384,7 @@ static void compare_one_and_two_ranks(const char *dir, const char *name, char *c
     gpt2_model m[2];
     for (int i = 0; i < 2; i++) {
         snprintf(path[i], sizeof path[i], "%s/%s", ckdir[i], checkpoint);
-        load_params(path[i], &m[i]);
+        load_checkpoint_model(&m[i], path[i], true); /* a head, if any, is compared too */
     }
     ck_assert_int_eq(m[0].num_params, m[1].num_params);
     /* Not element-wise: a gradient that is zero in exact arithmetic (the

@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "lora.h"
+#include "model.h"
 #include "optim.h"
 #include "safetensors.h"
 #include "suites.h"
@@ -591,6 +593,32 @@ END_TEST
 
 /* ---- Hugging Face checkpoints ---------------------------------------------------- */
 
+/* Runs m (with a scalar head) on the fixture's inputs and checks its
+ * logits and values against the reference's. */
+static void expect_reference_outputs(fixture *fx, gpt2_model *m) {
+    char err[256];
+    const int B = meta_int(fx, "B"), T = meta_int(fx, "T"), BT = B * T, V = m->cfg.vocab_size;
+    float *in_tokens = fixture_tensor(fx, "input.tokens", BT);
+    float *in_pos = fixture_tensor(fx, "input.positions", BT);
+    float *in_attn = fixture_tensor(fx, "input.attn_mask", BT);
+    int32_t tokens[64], positions[64];
+    uint8_t attn[64];
+    ck_assert_int_le(BT, 64);
+    for (int i = 0; i < BT; i++)
+        tokens[i] = (int32_t)in_tokens[i], positions[i] = (int32_t)in_pos[i],
+        attn[i] = in_attn[i] != 0.0f;
+    ck_assert_int_eq(gpt2_reserve(m, B, T, err, sizeof err), 0);
+    gpt2_batch batch = {tokens, positions, attn, B, T};
+    gpt2_forward(m, &batch, true);
+    float *want = fixture_tensor(fx, "out.logits", (int64_t)BT * V);
+    ck_assert_double_lt(max_rel_diff(m->acts.logits, want, (int64_t)BT * V), FIXTURE_REL_TOL);
+    free(want);
+    want = fixture_tensor(fx, "out.values", BT);
+    ck_assert_double_lt(max_rel_diff(m->acts.values, want, BT), FIXTURE_REL_TOL);
+    free(want);
+    free(in_tokens), free(in_pos), free(in_attn);
+}
+
 /* The reference script writes the fixture's weights a second time under
  * HF's names in HF's Conv1D layout (and the prefix-less names of the first
  * GPT-2 upload for block 0, and an old-style mask buffer). Loading that file
@@ -612,25 +640,7 @@ START_TEST(test_hf_checkpoint_loads_and_round_trips) {
     ck_assert_msg(gpt2_checkpoint_load(&m, &hf.file, &head, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(head, 1);
 
-    const int B = meta_int(&fx, "B"), T = meta_int(&fx, "T"), BT = B * T, V = cfg.vocab_size;
-    float *in_tokens = fixture_tensor(&fx, "input.tokens", BT);
-    float *in_pos = fixture_tensor(&fx, "input.positions", BT);
-    float *in_attn = fixture_tensor(&fx, "input.attn_mask", BT);
-    int32_t tokens[64], positions[64];
-    uint8_t attn[64];
-    ck_assert_int_le(BT, 64);
-    for (int i = 0; i < BT; i++)
-        tokens[i] = (int32_t)in_tokens[i], positions[i] = (int32_t)in_pos[i],
-        attn[i] = in_attn[i] != 0.0f;
-    ck_assert_int_eq(gpt2_reserve(&m, B, T, err, sizeof err), 0);
-    gpt2_batch batch = {tokens, positions, attn, B, T};
-    gpt2_forward(&m, &batch, true);
-    float *want = fixture_tensor(&fx, "out.logits", (int64_t)BT * V);
-    ck_assert_double_lt(max_rel_diff(m.acts.logits, want, (int64_t)BT * V), FIXTURE_REL_TOL);
-    free(want);
-    want = fixture_tensor(&fx, "out.values", BT);
-    ck_assert_double_lt(max_rel_diff(m.acts.values, want, BT), FIXTURE_REL_TOL);
-    free(want);
+    expect_reference_outputs(&fx, &m);
 
     /* Save, parse, load into a fresh model: the same parameters, bit for bit. */
     const char *const extra[][2] = {{"job", "test"}};
@@ -685,9 +695,94 @@ START_TEST(test_hf_checkpoint_loads_and_round_trips) {
     gpt2_free(&m);
     safetensors_free(&saved);
     free(bytes);
-    free(in_tokens), free(in_pos), free(in_attn);
     safetensors_free(&fx.file);
     safetensors_free(&hf.file);
+}
+END_TEST
+
+/* Writes text to path; asserts. */
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    ck_assert_int_ge(fputs(text, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The tiny model's config.json as transformers writes it for GPT-2
+ * (openai-community/gpt2's keys, the fixture's sizes). */
+static const char stock_config[] =
+    "{\"activation_function\": \"gelu_new\", \"architectures\": [\"GPT2LMHeadModel\"], "
+    "\"attn_pdrop\": 0.1, \"bos_token_id\": 66, \"embd_pdrop\": 0.1, \"eos_token_id\": 66, "
+    "\"initializer_range\": 0.02, \"layer_norm_epsilon\": 1e-05, \"model_type\": \"gpt2\", "
+    "\"n_ctx\": 16, \"n_embd\": 16, \"n_head\": 2, \"n_layer\": 2, \"n_positions\": 16, "
+    "\"resid_pdrop\": 0.1, \"summary_activation\": null, \"summary_first_dropout\": 0.1, "
+    "\"summary_proj_to_labels\": true, \"summary_type\": \"cls_index\", \"summary_use_proj\": "
+    "true, \"task_specific_params\": {\"text-generation\": {\"do_sample\": true, "
+    "\"max_length\": 50}}, \"vocab_size\": 67}\n";
+
+/* model_open's error for path, which must contain want. */
+static void expect_open_error(const char *path, const char *want) {
+    gpt2_model m;
+    char err[512] = "";
+    ck_assert_int_eq(model_open(path, NULL, &m, NULL, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, want) != NULL, "opening %s: '%s' lacks '%s'", path, err, want);
+}
+
+/* A stock Hugging Face GPT-2 directory — config.json plus a
+ * model.safetensors whose metadata is only {"format": "pt"}, HF's names
+ * (block 0 without the "transformer." prefix, as the first GPT-2 upload)
+ * and Conv1D layout, written from the PyTorch fixture's HF file — opens
+ * through model_open and reproduces the reference's logits and values; the
+ * same file opens by its path (config.json beside it). A file without
+ * config, another model_type, a missing and a mis-shaped tensor are errors
+ * naming what is wrong. */
+START_TEST(test_model_open_stock_hf_directory) {
+    char dir[] = "/tmp/rlhf-hf-XXXXXX", path[4200], weights[4200], config[4200], err[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny_hf.safetensors", test_repo_dir());
+    snprintf(weights, sizeof weights, "%s/model.safetensors", dir);
+    snprintf(config, sizeof config, "%s/config.json", dir);
+    test_write_stock_hf_weights(path, weights, NULL, NULL);
+    expect_open_error(dir, "without config.json");
+    expect_open_error(weights, "'vocab_size' is missing");
+    write_text(config, stock_config);
+
+    fixture fx;
+    snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny.safetensors", test_repo_dir());
+    ck_assert_msg(safetensors_read_file(&fx.file, path, fx.err, sizeof fx.err) == 0, "%s", fx.err);
+    const model_open_options opt = {.scalar_head = true, .require_head = true};
+    gpt2_model m, by_file;
+    model_info info;
+    ck_assert_msg(model_open(dir, &opt, &m, &info, err, sizeof err) == 0, "%s", err);
+    ck_assert(info.head_loaded);
+    ck_assert_int_eq(info.family, MODEL_FAMILY_GPT2);
+    ck_assert_int_eq(m.cfg.vocab_size, meta_int(&fx, "vocab_size"));
+    ck_assert_int_eq(m.cfg.n_head, meta_int(&fx, "n_head"));
+    expect_reference_outputs(&fx, &m);
+    ck_assert_msg(model_open(weights, &opt, &by_file, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(by_file.num_params, m.num_params);
+    ck_assert_int_eq(
+        memcmp(by_file.param_memory, m.param_memory, sizeof(float) * (size_t)m.num_params), 0);
+    gpt2_free(&by_file);
+    gpt2_free(&m);
+
+    /* a config of another family, then broken weights */
+    char other[sizeof stock_config + 16];
+    snprintf(other, sizeof other, "%s", stock_config);
+    memcpy(strstr(other, "\"gpt2\""), "\"opt\" ", 6);
+    write_text(config, other);
+    expect_open_error(dir, "model_type 'opt' is not supported");
+    write_text(config, stock_config);
+    snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny_hf.safetensors", test_repo_dir());
+    test_write_stock_hf_weights(path, weights, "transformer.h.1.ln_2.bias", NULL);
+    expect_open_error(dir, "no tensor 'transformer.h.1.ln_2.bias'");
+    test_write_stock_hf_weights(path, weights, NULL, "h.0.attn.c_attn.weight");
+    expect_open_error(dir, "tensor 'h.0.attn.c_attn.weight': shape [48, 16], expected [16, 48]");
+    ck_assert_int_eq(unlink(weights), 0);
+    expect_open_error(dir, "no model.safetensors");
+    ck_assert_int_eq(unlink(config), 0);
+    ck_assert_int_eq(rmdir(dir), 0);
+    safetensors_free(&fx.file);
 }
 END_TEST
 
@@ -759,6 +854,7 @@ Suite *gpt2_suite(void) {
     tcase_add_test(tc, test_sample_tokens_distribution);
     tcase_add_test(tc, test_gpt2_matches_pytorch_reference);
     tcase_add_test(tc, test_hf_checkpoint_loads_and_round_trips);
+    tcase_add_test(tc, test_model_open_stock_hf_directory);
     suite_add_tcase(s, tc);
     return s;
 }

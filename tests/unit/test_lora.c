@@ -14,7 +14,7 @@
 #include "gpt2_checkpoint.h"
 #include "lora.h"
 #include "optim.h"
-#include "rlhf_ppo.h"
+#include "ppo_lm.h"
 #include "safetensors.h"
 #include "suites.h"
 #include "test_util.h"

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ppo.h"
 #include "ppo_control.h"
 #include "suites.h"
 #include "test_util.h"

@@ -16,7 +16,7 @@
 
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
-#include "rlhf_ppo.h"
+#include "ppo_lm.h"
 #include "safetensors.h"
 #include "suites.h"
 #include "test_util.h"

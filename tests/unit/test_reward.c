@@ -98,6 +98,22 @@ static int count_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
     return 0;
 }
 
+/* A sink's last checkpoint, copied. */
+typedef struct kept_checkpoint {
+    void *bytes;
+    size_t n;
+} kept_checkpoint;
+
+static int keep_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n) {
+    kept_checkpoint *k = ctx;
+    (void)step;
+    free(k->bytes);
+    k->bytes = malloc(n);
+    memcpy(k->bytes, bytes, n);
+    k->n = n;
+    return 0;
+}
+
 /* Rankings of K = 2..4 responses to demo prompts, ordered by the gold score
  * (a noiseless simulated annotator). A small reward model from scratch must
  * rank held-out pairs far better than chance. */
@@ -144,6 +160,34 @@ START_TEST(test_reward_model_learns_gold_preference) {
     /* chance is 0.5; the issue-4 benchmark asks 0.8 of an SFT-initialised model */
     ck_assert_msg(res.eval_accuracy > 0.7, "held-out pair accuracy %.3f", res.eval_accuracy);
     ck_assert(isfinite(res.gain) && res.gain > 0);
+
+    /* Five steps driven through a session (evals thrown in) end in the
+     * checkpoint, gain and bias of reward_train's five-step run. */
+    cfg.max_steps = 5;
+    kept_checkpoint by_train = {0}, by_session = {0};
+    sink = (train_sink){&by_train, NULL, NULL, keep_checkpoint, NULL};
+    ck_assert_msg(reward_train(&cfg, &in, &sink, &res, err, sizeof err) == 0, "%s", err);
+    sink = (train_sink){&by_session, NULL, NULL, keep_checkpoint, NULL};
+    reward_session *session;
+    ck_assert_msg(reward_session_init(&session, &cfg, &in, &sink, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(reward_session_total_steps(session), 5);
+    for (int i = 0; i < 5; i++) {
+        reward_step_result st;
+        ck_assert_msg(reward_session_step(session, &st, err, sizeof err) == 0, "%s", err);
+        ck_assert_int_eq(st.step, i + 1);
+        ck_assert(isfinite(st.loss) && st.accuracy >= 0 && st.accuracy <= 1);
+        ck_assert(isfinite(reward_session_eval(session).accuracy));
+    }
+    double gain, bias;
+    reward_session_normalize(session, &gain, &bias);
+    ck_assert_double_eq(gain, res.gain);
+    ck_assert_double_eq(bias, res.bias);
+    ck_assert_int_eq(reward_session_checkpoint(session, err, sizeof err), 0);
+    reward_session_free(session);
+    ck_assert_int_eq(by_session.n, by_train.n);
+    ck_assert_msg(memcmp(by_session.bytes, by_train.bytes, by_train.n) == 0,
+                  "the session-driven checkpoint differs from reward_train's");
+    free(by_train.bytes), free(by_session.bytes);
     tokenizer_free(&tok);
 }
 END_TEST

@@ -1,5 +1,6 @@
 /* SFT: tokenization and loss masks by hand, the LR schedule by hand, the
  * demo task's gold score, and a short run that learns the demo task. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +8,7 @@
 
 #include "demo_task.h"
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
+#include "model.h"
 #include "optim.h"
 #include "safetensors.h"
 #include "sft.h"
@@ -159,14 +160,10 @@ START_TEST(test_sft_learns_the_demo_task) {
     ck_assert_int_eq(rec.checkpoints, 1);
 
     /* The checkpoint reloads, and greedy answers to fresh prompts are well-formed. */
-    safetensors_file f;
-    ck_assert_int_eq(
-        safetensors_parse(&f, rec.last_checkpoint, rec.last_checkpoint_bytes, err, sizeof err), 0);
-    gpt2_config gc;
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
     gpt2_model m;
-    ck_assert_int_eq(gpt2_init(&m, &gc, err, sizeof err), 0);
-    ck_assert_int_eq(gpt2_checkpoint_load(&m, &f, NULL, err, sizeof err), 0);
+    ck_assert_msg(model_open_bytes(rec.last_checkpoint, rec.last_checkpoint_bytes, NULL, &m, NULL,
+                                   err, sizeof err) == 0,
+                  "%s", err);
     int well_formed = 0;
     rng_state fresh;
     rng_seed(&fresh, 777, 0);
@@ -186,7 +183,6 @@ START_TEST(test_sft_learns_the_demo_task) {
     }
     ck_assert_msg(well_formed >= 8, "only %d of 10 greedy answers well-formed", well_formed);
     gpt2_free(&m);
-    safetensors_free(&f);
     free(rec.last_checkpoint);
     tokenizer_free(&tok);
 }
@@ -222,6 +218,36 @@ START_TEST(test_sft_resume_is_bit_identical) {
     sft_recording whole = {0};
     run_sft(&cfg, &in, &whole);
     ck_assert_int_eq(whole.steps, 40);
+
+    /* The same run driven step by step through a session, with evals and a
+     * checkpoint with state thrown in where sft_train has none: the same
+     * final eval loss and the same final checkpoint, byte for byte. */
+    sft_recording driven = {0};
+    train_sink driven_sink = {&driven, rec_metrics, rec_event, rec_checkpoint, NULL};
+    sft_session *session;
+    ck_assert_msg(sft_session_init(&session, &cfg, &in, &driven_sink, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_int_eq(sft_session_total_steps(session), 40);
+    ck_assert(sft_session_has_eval(session));
+    for (int64_t i = 0; i < 40; i++) {
+        sft_step_result sr;
+        ck_assert_msg(sft_session_step(session, &sr, err, sizeof err) == 0, "%s", err);
+        ck_assert_int_eq(sr.step, i + 1);
+        ck_assert_int_eq(sft_session_steps_done(session), i + 1);
+        ck_assert(isfinite(sr.loss) && sr.tokens > 0);
+        if (i % 7 == 3)
+            ck_assert(isfinite(sft_session_eval(session)));
+        if (i == 20)
+            ck_assert_int_eq(sft_session_checkpoint(session, true), 0);
+    }
+    ck_assert_double_eq(sft_session_eval(session), whole.last_eval);
+    ck_assert_int_eq(sft_session_checkpoint(session, false), 0);
+    sft_session_free(session);
+    ck_assert_int_eq(driven.last_checkpoint_bytes, whole.last_checkpoint_bytes);
+    ck_assert_msg(
+        memcmp(driven.last_checkpoint, whole.last_checkpoint, whole.last_checkpoint_bytes) == 0,
+        "the session-driven run's final checkpoint differs from sft_train's");
+    free(driven.last_checkpoint);
 
     const int stops[2] = {17, 24};
     for (int k = 0; k < 2; k++) {

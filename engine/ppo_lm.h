@@ -1,14 +1,55 @@
-/* rlhf_ppo — the per-token math of PPO for language models (InstructGPT /
- * Ziegler et al. 2019, with the details of Huang et al. 2023, "The N
- * Implementation Details of RLHF with PPO"). The training loop builds on
- * these; each is tested against hand-computed values.
+/* ppo_lm — PPO for language models against a reward model, with a KL
+ * penalty to the SFT model (Ziegler et al. 2019; Ouyang et al. 2022; the
+ * details of Huang et al. 2023 and TRL's PPOTrainer).
  *
- * Layout: B sequences of T response tokens, row-major (B, T); mask (B, T)
- * is 1 for real response tokens (everything after a sequence's EOS, and its
- * padding, is 0). len[b] = number of real tokens of row b.
+ * One update: sample responses to a batch of prompts from the policy
+ * (temperature T, stop at EOS, fixed maximum length); score prompt +
+ * response with the reward model (normalised by its stored gain/bias, minus
+ * a penalty when no EOS came); per-token log-probs under the policy and the
+ * frozen SFT reference; values from the value model; per-token rewards
+ * -β·KL plus the score on the last token; GAE with γ, λ; advantage
+ * whitening (and optional reward whitening); then ppo_epochs passes of
+ * shuffled minibatches of the clipped surrogate plus the clipped value loss,
+ * each minibatch optionally split into micro-batches whose gradients add up
+ * to one optimizer step. Log-probs everywhere are of logits / T, so sampling
+ * and training agree on the distribution.
+ *
+ * The value model (hyperparameter value_model) is either a separate GPT-2
+ * with a scalar head initialised from the reward model, head included, and
+ * trained by its own Adam (InstructGPT, TRL), or a scalar head on the
+ * policy's trunk. Separate models are clipped separately (max_grad_norm
+ * each): the value loss then cannot shrink the policy's step.
+ *
+ * Structure: load_models / prepare_prompts / alloc_buffers set up a
+ * ppo_job; each update is next_prompts → generate_rollout → score_rollout →
+ * compute_advantages → train_on_rollout → report_update; emit_checkpoint and
+ * restore_state write and read the resumable state (ppo_state).
+ *
+ * Resume: periodic checkpoints (checkpoint_interval) and the one written when
+ * the sink asks to stop carry, beside the policy's weights, everything the
+ * next update reads: Adam moments and step, the value model's weights and
+ * moments, β, every RNG stream, the prompt order (as the RNG state that
+ * shuffled it) and cursor, the update and non-finite counters. The final
+ * checkpoint of a finished run is the policy's weights alone.
+ *
+ * Data parallelism (in->dist, dist.h): every rank holds the models and the
+ * whole rollout. Each samples and scores its shard of the B rows — with its
+ * own sampling seed, seed + rank · 2654435761 — and the shards are gathered,
+ * so advantages are computed on the whole batch alike everywhere; each
+ * micro-batch is split across ranks, weighted by token share, and the
+ * gradients all-reduced before every optimizer step. Only rank 0 reports
+ * and checkpoints; a checkpoint carries every rank's sampling RNG, so it
+ * resumes on the same number of ranks.
+ *
+ * Non-finite values: a rollout with a non-finite log-prob, value or score
+ * skips the update before any training; a non-finite loss or gradient norm
+ * ends the update at that optimizer step (steps before it stay applied).
+ * Either is reported as a "non_finite" event; non_finite_patience of them
+ * in a row fail the job. No checkpoint is ever written with non-finite
+ * weights.
  */
-#ifndef RLHF_RLHF_PPO_H
-#define RLHF_RLHF_PPO_H
+#ifndef RLHF_PPO_LM_H
+#define RLHF_PPO_LM_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -18,50 +59,6 @@
 #include "hparams.h"
 #include "sink.h"
 #include "tokenizer.h"
-
-typedef enum kl_estimator {
-    KL_ESTIMATOR_K1,  /* log π - log π_ref (unbiased, can be negative) */
-    KL_ESTIMATOR_K3,  /* (ρ - 1) - log ρ, ρ = π_ref / π (Schulman 2020; ≥ 0, unbiased) */
-    KL_ESTIMATOR_ABS, /* |log π - log π_ref| */
-} kl_estimator;
-
-/* "k1" | "k3" | "abs", or -1. */
-int kl_estimator_from_name(const char *name);
-
-/* kl (B, T) = the per-token estimate from the sampled tokens' log-probs under
- * the policy and the reference; 0 where mask is 0. */
-void rlhf_kl_per_token(float *kl, const float *logp, const float *ref_logp, const uint8_t *mask,
-                       int B, int T, kl_estimator estimator);
-
-/* The per-token reward of RLHF: r_t = -β · kl_t on every real token, plus
- * score[b] on the last real token (len[b] - 1). Rows with len 0 get nothing.
- * The KL that goes into the reward is the KL that gets reported: callers
- * log mean over rows of Σ_t kl_t from the same array. */
-void rlhf_shape_rewards(float *rewards, const float *kl, const float *score, const int32_t *len,
-                        float beta, int B, int T);
-
-/* GAE over each row's real tokens (t < len[b]); the value after the last
- * token is 0 (the episode ends). returns = advantages + values. */
-void rlhf_compute_gae(float *advantages, float *returns, const float *rewards, const float *values,
-                      const int32_t *len, float gamma, float lambda, int B, int T);
-
-/* Masked whitening (TRL's masked_whiten): (x - mean) / sqrt(var + 1e-8) over
- * the masked entries, variance with Bessel's correction; shift_mean false
- * adds the mean back (reward whitening keeps its sign). Unmasked entries are
- * left as they are. */
-void rlhf_whiten(float *x, const uint8_t *mask, int64_t n, bool shift_mean);
-
-/* Adaptive KL coefficient (Ziegler et al. 2019, §2.2):
- *   e = clip(kl / target - 1, -0.2, 0.2),  β ← β · (1 + e · n_steps / horizon) */
-typedef struct kl_controller {
-    double beta;
-    double target;  /* 0: fixed β */
-    double horizon; /* in samples */
-} kl_controller;
-
-void kl_controller_update(kl_controller *c, double current_kl, int64_t n_steps);
-
-/* ---- the PPO job (engine/ppo_lm.c) ---------------------------------------------- */
 
 typedef struct ppo_lm_config {
     int64_t seed;
@@ -140,4 +137,5 @@ typedef struct ppo_lm_result {
 int ppo_lm_validate(const ppo_lm_config *cfg, char *err, size_t errlen);
 int ppo_lm_train(const ppo_lm_config *cfg, const ppo_lm_inputs *in, const train_sink *sink,
                  ppo_lm_result *result, char *err, size_t errlen);
+
 #endif
