@@ -17,6 +17,7 @@
 #include "gpt2_checkpoint.h"
 #include "jobs.h"
 #include "jobs_db.h"
+#include "jsonl_data.h"
 #include "safetensors.h"
 
 static volatile sig_atomic_t stop_signal = 0;
@@ -148,8 +149,8 @@ static int job_pairs_add(job_data *d, const char *prompt, const char *response) 
     return 0;
 }
 
-/* A new ranking of prompt with no responses yet, or NULL (out of memory). */
-static ranking *job_ranking_new(job_data *d, const char *prompt) {
+/* A new empty ranking at the end of d, or NULL (out of memory). */
+static ranking *job_ranking_push(job_data *d) {
     if (d->n_rankings == d->cap_rankings) {
         int64_t cap = d->cap_rankings ? 2 * d->cap_rankings : 256;
         ranking *items = realloc(d->rankings, sizeof *items * (size_t)cap);
@@ -157,12 +158,65 @@ static ranking *job_ranking_new(job_data *d, const char *prompt) {
             return NULL;
         d->rankings = items, d->cap_rankings = cap;
     }
-    char *ps = strdup(prompt);
-    if (ps == NULL)
-        return NULL;
     ranking *rk = &d->rankings[d->n_rankings++];
-    *rk = (ranking){.prompt = ps};
+    *rk = (ranking){0};
     return rk;
+}
+
+/* A new ranking of prompt with no responses yet, or NULL (out of memory). */
+static ranking *job_ranking_new(job_data *d, const char *prompt) {
+    ranking *rk = job_ranking_push(d);
+    if (rk != NULL && (rk->prompt = strdup(prompt)) == NULL)
+        return NULL;
+    return rk;
+}
+
+static const char *keep_copy(void *ctx, const char *s) {
+    (void)ctx;
+    return strdup(s);
+}
+
+/* A stored preference row as a ranking in d: st's columns from first are
+ * dataset_rows' prompt, response, chosen, rejected, responses, ranks,
+ * margin (a pair, or 009's K-wise JSON arrays; rlhfd's upload validated
+ * them with common/dataset_format). 0, or -1 with why. */
+static int job_ranking_from_stored(job_data *d, sqlite3_stmt *st, int first, char *why,
+                                   size_t why_len) {
+    enum { PROMPT, RESPONSE, CHOSEN, REJECTED, RESPONSES, RANKS, MARGIN };
+    const char *text[MARGIN];
+    for (int i = 0; i < MARGIN; i++)
+        text[i] = (const char *)sqlite3_column_text(st, first + i);
+    const char *pair[2] = {text[CHOSEN], text[REJECTED]};
+    const char *kwise[RANKING_MAX_K];
+    int pair_ranks[2] = {0, 1}, kwise_ranks[RANKING_MAX_K];
+    dataset_row row = {.prompt = text[PROMPT],
+                       .has_margin = sqlite3_column_type(st, first + MARGIN) != SQLITE_NULL,
+                       .margin = sqlite3_column_double(st, first + MARGIN)};
+    json_t *responses = text[RESPONSES] ? json_loads(text[RESPONSES], 0, NULL) : NULL;
+    json_t *ranks = text[RANKS] ? json_loads(text[RANKS], 0, NULL) : NULL;
+    const size_t k = json_array_size(responses);
+    int rc = -1;
+    if (pair[0] != NULL && pair[1] != NULL) {
+        row.k = 2, row.responses = pair, row.ranks = pair_ranks;
+        rc = 0;
+    } else if (k >= 2 && k <= RANKING_MAX_K && json_array_size(ranks) == k) {
+        row.k = (int)k, row.responses = kwise, row.ranks = kwise_ranks, row.kwise = true;
+        rc = 0;
+        for (size_t i = 0; i < k; i++) {
+            kwise[i] = json_string_value(json_array_get(responses, i));
+            kwise_ranks[i] = (int)json_integer_value(json_array_get(ranks, i));
+            if (kwise[i] == NULL)
+                rc = -1;
+        }
+    }
+    ranking *rk = NULL;
+    if (rc != 0)
+        snprintf(why, why_len, "has no chosen/rejected pair nor K-wise responses and ranks");
+    else if ((rk = job_ranking_push(d)) == NULL || ranking_from_row(&row, rk, keep_copy, NULL) != 0)
+        snprintf(why, why_len, "out of memory"), rc = -1;
+    json_decref(responses);
+    json_decref(ranks);
+    return rc;
 }
 
 /* Removes the newest ranking (one that orders nothing), counting it. */
@@ -190,8 +244,9 @@ static int job_ranking_add(ranking *rk, const char *response, int rank) {
 /* Reads the job's dataset for purpose ("training" | "validation", as
  * POST /v1/jobs linked it in job_datasets; param is its request field) in
  * upload order into out: sft rows as pairs, prompts rows as pairs with an
- * empty response (ppo reads the prompts), preference rows as rankings of
- * two (TRL and OpenAI rows alike: the prompt is the last user message).
+ * empty response (ppo reads the prompts), preference rows as rankings (of
+ * two for TRL and OpenAI rows: the prompt is the last user message; of K
+ * for K-wise rows).
  * rlhfd checked the format against the job type when the job was created;
  * it is checked again against what the type reads. A job with no dataset
  * for purpose leaves out empty. 0, or -1 with err. */
@@ -204,7 +259,7 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT d.id, d.format, r.line, r.prompt, r.response, r.chosen, "
-                           "r.rejected FROM job_datasets j "
+                           "r.rejected, r.responses, r.ranks, r.margin FROM job_datasets j "
                            "JOIN datasets d ON d.id = j.dataset_id "
                            "JOIN dataset_rows r ON r.dataset_id = d.id "
                            "WHERE j.job_id = ?1 AND j.purpose = ?2 ORDER BY r.line",
@@ -222,8 +277,7 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
         const long long line = sqlite3_column_int64(st, 2);
         const char *prompt = (const char *)sqlite3_column_text(st, 3);
         const char *response = (const char *)sqlite3_column_text(st, 4);
-        const char *chosen = (const char *)sqlite3_column_text(st, 5);
-        const char *rejected = (const char *)sqlite3_column_text(st, 6);
+        char why[128];
         bad = true;
         if (strcmp(format, want) != 0)
             snprintf(err, errlen, "%s: dataset %lld has format %s; %s jobs read %s datasets", param,
@@ -231,21 +285,15 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
         else if (type->data_kind == JOB_DATA_PAIRS && response == NULL)
             snprintf(err, errlen, "%s: dataset %lld line %lld has no response", param, dataset,
                      line);
-        else if (type->data_kind == JOB_DATA_RANKINGS && (chosen == NULL || rejected == NULL))
-            snprintf(err, errlen, "%s: dataset %lld line %lld has no chosen/rejected pair", param,
-                     dataset, line);
-        else if (type->data_kind != JOB_DATA_RANKINGS
-                     ? job_pairs_add(out, prompt, type->data_kind == JOB_DATA_PAIRS ? response : "")
-                     : 0)
-            snprintf(err, errlen, "out of memory reading %s", param);
         else if (type->data_kind == JOB_DATA_RANKINGS) {
-            ranking *rk = job_ranking_new(out, prompt);
-            if (rk == NULL || job_ranking_add(rk, chosen, 0) != 0 ||
-                job_ranking_add(rk, rejected, 1) != 0)
-                snprintf(err, errlen, "out of memory reading %s", param);
+            if (job_ranking_from_stored(out, st, 3, why, sizeof why) != 0)
+                snprintf(err, errlen, "%s: dataset %lld line %lld %s", param, dataset, line, why);
             else
                 bad = false;
-        } else
+        } else if (job_pairs_add(out, prompt, type->data_kind == JOB_DATA_PAIRS ? response : "") !=
+                   0)
+            snprintf(err, errlen, "out of memory reading %s", param);
+        else
             bad = false;
     }
     if (!bad && rc != SQLITE_DONE)
