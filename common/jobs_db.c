@@ -62,6 +62,62 @@ int jobs_db_get(sqlite3 *db, int64_t id, job_row *job) {
     return found;
 }
 
+sqlite3_stmt *jobs_db_list(sqlite3 *db, int64_t after, const char *status, const char *type,
+                           int64_t limit) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT " JOBS_DB_COLUMNS " FROM jobs WHERE (?1 = 0 OR id < ?1) AND "
+                           "(?2 IS NULL OR status = ?2) AND (?3 IS NULL OR type = ?3) "
+                           "ORDER BY id DESC LIMIT ?4",
+                           -1, &st, NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, limit);
+    return st;
+}
+
+/* Runs sql (binding ?1 = arg, ?2 = max) and collects up to max rows of
+ * one or two integer columns into a (and b when not NULL). The count or -1. */
+static int collect(sqlite3 *db, const char *sql, int64_t arg, int64_t *a, int64_t *b, int max) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, arg);
+    sqlite3_bind_int(st, 2, max);
+    int n = 0, rc;
+    while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        a[n] = sqlite3_column_int64(st, 0);
+        if (b != NULL)
+            b[n] = sqlite3_column_int64(st, 1);
+        n++;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+int jobs_db_queued(sqlite3 *db, int64_t *ids, int max) {
+    return collect(db,
+                   "SELECT id FROM jobs WHERE status = 'queued' AND cancel_requested = 0 "
+                   "ORDER BY id LIMIT ?2",
+                   0, ids, NULL, max);
+}
+
+int jobs_db_expired(sqlite3 *db, int64_t now_ms, int64_t *ids, int64_t *pids, int max) {
+    return collect(db,
+                   "SELECT id, worker_pid FROM jobs WHERE status IN "
+                   "('validating_files', 'running') AND lease_expires_ms < ?1 LIMIT ?2",
+                   now_ms, ids, pids, max);
+}
+
+int jobs_db_cancel_pending(sqlite3 *db, int64_t id) {
+    return db_row_exists(db,
+                         "SELECT 1 FROM jobs WHERE id = ?1 AND cancel_requested = 1 AND "
+                         "status IN ('validating_files', 'running')",
+                         id);
+}
+
 /* ---- writing ------------------------------------------------------------------ */
 
 /* Commits when ok, else rolls back; returns ok. */

@@ -80,6 +80,13 @@ int job_row_read(sqlite3_stmt *st, job_row *job);
 /* Job id into job: 1 found, 0 no such job, -1 error. */
 int jobs_db_get(sqlite3 *db, int64_t id, job_row *job);
 
+/* A page of GET /v1/jobs, newest first: ids below after (0: from the
+ * newest), with status and type when not NULL (bound as given: the caller
+ * keeps them alive), at most limit rows. The prepared statement (rows as
+ * JOBS_DB_COLUMNS), or NULL. */
+sqlite3_stmt *jobs_db_list(sqlite3 *db, int64_t after, const char *status, const char *type,
+                           int64_t limit);
+
 /* ---- creating ------------------------------------------------------------- */
 
 /* The largest `ranks` (data-parallel processes) a job may ask for; the
@@ -138,6 +145,18 @@ int jobs_db_finish(sqlite3 *db, int64_t id, const char *owner, job_outcome outco
                    const char *error);
 
 /* ---- the scheduler ------------------------------------------------------------ */
+
+/* Up to max queued jobs without a cancel request, oldest first, into ids:
+ * their count, or -1. */
+int jobs_db_queued(sqlite3 *db, int64_t *ids, int max);
+
+/* Up to max claimed jobs (validating_files, running) whose lease expired
+ * before now_ms, with their worker's pid: their count, or -1. */
+int jobs_db_expired(sqlite3 *db, int64_t now_ms, int64_t *ids, int64_t *pids, int max);
+
+/* 1 if job id is claimed (validating_files, running) and asked to cancel,
+ * so its worker should be told; 0 if not, -1 on error. */
+int jobs_db_cancel_pending(sqlite3 *db, int64_t id);
 
 typedef enum job_lost_reason {
     JOB_LOST_EXITED,        /* the worker (pid) died while the job was running in its name */

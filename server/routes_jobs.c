@@ -476,17 +476,9 @@ enum MHD_Result route_jobs_list(request *r) {
         return http_reply_error(r, 400, "invalid_value", "status",
                                 "status must be one of validating_files, queued, running, "
                                 "succeeded, failed, cancelled");
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT " JOBS_DB_COLUMNS " FROM jobs WHERE (?1 = 0 OR id < ?1) AND "
-                           "(?2 IS NULL OR status = ?2) AND (?3 IS NULL OR type = ?3) "
-                           "ORDER BY id DESC LIMIT ?4",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = jobs_db_list(r->db, after, status, type, limit + 1);
+    if (st == NULL)
         return http_reply_db_error(r);
-    sqlite3_bind_int64(st, 1, after);
-    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, limit + 1);
     return http_reply_rows(r, st, limit, 0, job_json_from_stmt);
 }
 

@@ -118,41 +118,18 @@ static pid_t spawn_worker(scheduler *s, int64_t job_id, int *stop_signal) {
 /* ---- the tick ----------------------------------------------------------------- */
 
 static void signal_cancelled(scheduler *s) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT 1 FROM jobs WHERE id = ?1 AND cancel_requested = 1 AND "
-                           "status IN ('validating_files', 'running')",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
     for (int i = 0; i < s->n_slots; i++) {
         worker_slot *slot = &s->slots[i];
-        if (slot->pid <= 0 || slot->sent_term)
-            continue;
-        sqlite3_bind_int64(st, 1, slot->job_id);
-        if (sqlite3_step(st) == SQLITE_ROW) {
+        if (slot->pid > 0 && !slot->sent_term && jobs_db_cancel_pending(s->db, slot->job_id) == 1) {
             kill(slot->pid, slot->stop_signal);
             slot->sent_term = true;
         }
-        sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
 }
 
 static void expire_leases(scheduler *s) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, worker_pid FROM jobs WHERE status IN "
-                           "('validating_files', 'running') AND lease_expires_ms < ?1 LIMIT 100",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_int64(st, 1, db_now_ms());
     int64_t ids[100], pids[100];
-    int n = 0;
-    while (n < 100 && sqlite3_step(st) == SQLITE_ROW) {
-        ids[n] = sqlite3_column_int64(st, 0);
-        pids[n++] = sqlite3_column_int64(st, 1);
-    }
-    sqlite3_finalize(st);
+    const int n = jobs_db_expired(s->db, db_now_ms(), ids, pids, 100);
     for (int k = 0; k < n; k++) {
         char error[96];
         snprintf(error, sizeof error, "the worker's lease expired (pid %lld stopped heartbeating)",
@@ -175,20 +152,11 @@ static bool job_has_worker(const scheduler *s, int64_t job_id) {
 static void start_queued(scheduler *s) {
     if (s->running >= s->n_slots)
         return;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id FROM jobs WHERE status = 'queued' AND cancel_requested = 0 "
-                           "ORDER BY id LIMIT ?1",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
     /* Jobs we started whose child has not claimed them yet are still
      * 'queued': skip them. */
-    sqlite3_bind_int(st, 1, 2 * s->n_slots);
     int64_t ids[512];
-    int n = 0;
-    while (n < 512 && sqlite3_step(st) == SQLITE_ROW)
-        ids[n++] = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    const int max = 2 * s->n_slots < 512 ? 2 * s->n_slots : 512;
+    const int n = jobs_db_queued(s->db, ids, max);
     for (int k = 0; k < n && s->running < s->n_slots; k++) {
         if (job_has_worker(s, ids[k]))
             continue;

@@ -441,6 +441,50 @@ START_TEST(test_start_failed_counts_attempts) {
 }
 END_TEST
 
+/* What the scheduler and GET /v1/jobs read: the queue, expired leases,
+ * pending cancels, a filtered page. */
+START_TEST(test_queue_reads) {
+    fixture f;
+    fixture_open(&f);
+    const int64_t a = new_job(f.db, 1), b = new_job(f.db, 1), c = new_job(f.db, 1);
+    const int64_t d = new_job(f.db, 1);
+    char status[JOBS_DB_STATUS_BYTES];
+    ck_assert_int_eq(jobs_db_request_cancel(f.db, b, status), JOB_CANCEL_DONE);
+    claim(f.db, c, "live", 60000);
+    claim(f.db, d, "dead", -1);
+    int64_t ids[8], pids[8];
+    ck_assert_int_eq(jobs_db_queued(f.db, ids, 8), 1);
+    ck_assert_int_eq(ids[0], a);
+    ck_assert_int_eq(jobs_db_expired(f.db, db_now_ms(), ids, pids, 8), 1);
+    ck_assert_int_eq(ids[0], d);
+    ck_assert_int_eq(pids[0], 4242);
+    ck_assert_int_eq(jobs_db_cancel_pending(f.db, c), 0);
+    ck_assert_int_eq(jobs_db_request_cancel(f.db, c, status), JOB_CANCEL_ASKED);
+    ck_assert_int_eq(jobs_db_cancel_pending(f.db, c), 1);
+    ck_assert_int_eq(jobs_db_cancel_pending(f.db, b), 0); /* cancelled, not claimed */
+    /* A page: newest first, below after, filtered by status. */
+    sqlite3_stmt *st = jobs_db_list(f.db, d, "validating_files", NULL, 10);
+    ck_assert_ptr_nonnull(st);
+    job_row job;
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(job_row_read(st, &job), 0);
+    ck_assert_int_eq(job.id, c);
+    ck_assert(job.cancel_requested);
+    job_row_free(&job);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    st = jobs_db_list(f.db, 0, NULL, "sft", 2);
+    int n = 0;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        ids[n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(ids[0], d);
+    ck_assert_int_eq(ids[1], c);
+    fixture_close(&f);
+}
+END_TEST
+
 Suite *jobs_db_suite(void) {
     Suite *s = suite_create("jobs_db");
     TCase *tc = tcase_create("transitions");
@@ -451,6 +495,7 @@ Suite *jobs_db_suite(void) {
     tcase_add_test(tc, test_cancel_queued_and_running);
     tcase_add_test(tc, test_lost_worker_requeue_then_fail);
     tcase_add_test(tc, test_start_failed_counts_attempts);
+    tcase_add_test(tc, test_queue_reads);
     suite_add_tcase(s, tc);
     return s;
 }
