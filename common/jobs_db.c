@@ -62,6 +62,18 @@ int jobs_db_get(sqlite3 *db, int64_t id, job_row *job) {
     return found;
 }
 
+int jobs_db_status(sqlite3 *db, int64_t id, char status[JOBS_DB_STATUS_BYTES]) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT status FROM jobs WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        snprintf(status, JOBS_DB_STATUS_BYTES, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 sqlite3_stmt *jobs_db_list(sqlite3 *db, int64_t after, const char *status, const char *type,
                            int64_t limit) {
     sqlite3_stmt *st = NULL;

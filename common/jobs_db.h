@@ -80,6 +80,9 @@ int job_row_read(sqlite3_stmt *st, job_row *job);
 /* Job id into job: 1 found, 0 no such job, -1 error. */
 int jobs_db_get(sqlite3 *db, int64_t id, job_row *job);
 
+/* Job id's status into status: 1 found, 0 no such job, -1 error. */
+int jobs_db_status(sqlite3 *db, int64_t id, char status[JOBS_DB_STATUS_BYTES]);
+
 /* A page of GET /v1/jobs, newest first: ids below after (0: from the
  * newest), with status and type when not NULL (bound as given: the caller
  * keeps them alive), at most limit rows. The prepared statement (rows as

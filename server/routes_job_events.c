@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job_events_store.h"
 #include "job_json.h"
 #include "metrics_page.h"
 #include "park.h"
@@ -15,29 +16,14 @@
 
 /* ---- GET /v1/jobs/{id}/events ------------------------------------------------- */
 
-static json_t *event_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t job_id) {
-    (void)db;
-    return json_pack("{s:I, s:s, s:I, s:I, s:s, s:s, s:s, s:s, s:o}", "id",
-                     (json_int_t)sqlite3_column_int64(st, 0), "object", "job.event", "job_id",
-                     (json_int_t)job_id, "created_at", (json_int_t)sqlite3_column_int64(st, 1),
-                     "level", (const char *)sqlite3_column_text(st, 2), "type",
-                     (const char *)sqlite3_column_text(st, 3), "code",
-                     (const char *)sqlite3_column_text(st, 4), "message",
-                     (const char *)sqlite3_column_text(st, 5), "data", job_json_column(st, 6));
-}
-
-#define EVENT_COLUMNS "id, created_at, level, type, code, message, data"
-
 enum MHD_Result route_jobs_events(request *r) {
     enum MHD_Result replied;
     int64_t limit, after;
     if (!http_query_page(r, "after", 20, 1000, &limit, &after, &replied) ||
         !job_require(r, &replied))
         return replied;
-    return http_reply_page(r,
-                           "SELECT " EVENT_COLUMNS " FROM job_events WHERE job_id = ?3 AND "
-                           "(?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2",
-                           after, limit, r->path_id, event_from_row);
+    return http_reply_page(r, job_events_store_page_sql, after, limit, r->path_id,
+                           job_events_store_json);
 }
 
 /* ---- GET /v1/jobs/{id}/metrics?names=a,b&after_step=S&limit=N ---------------- */
@@ -149,54 +135,42 @@ static int sse_fill(sse_stream *s) {
     const bool revoked =
         ok && db_row_exists(db, "SELECT 1 FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL",
                             s->token_id) == 0;
-    sqlite3_stmt *st = NULL;
-    ok = ok && !revoked &&
-         sqlite3_prepare_v2(db,
-                            "SELECT " EVENT_COLUMNS " FROM job_events WHERE job_id = ?1 "
-                            "AND id > ?2 ORDER BY id LIMIT 200",
-                            -1, &st, NULL) == SQLITE_OK;
+    sqlite3_stmt *st =
+        ok && !revoked ? job_events_store_after(db, s->job_id, s->last_id, 200) : NULL;
+    ok = ok && (revoked || st != NULL);
     int n_events = 0;
-    if (ok) {
-        sqlite3_bind_int64(st, 1, s->job_id);
-        sqlite3_bind_int64(st, 2, s->last_id);
-        while (ok && sqlite3_step(st) == SQLITE_ROW) {
-            json_t *event = event_from_row(db, st, s->job_id);
-            char *text = json_dumps(event, HTTP_JSON_DUMP_FLAGS);
-            char head[96];
-            int hn = snprintf(head, sizeof head,
-                              "id: %lld\nevent: %s\ndata: ", (long long)sqlite3_column_int64(st, 0),
-                              (const char *)sqlite3_column_text(st, 3));
-            ok = text && sse_append(s, head, (size_t)hn) == 0 &&
-                 sse_append(s, text, strlen(text)) == 0 && sse_append(s, "\n\n", 2) == 0;
-            s->last_id = sqlite3_column_int64(st, 0);
-            n_events++;
-            free(text);
-            json_decref(event);
-        }
+    while (ok && st != NULL && sqlite3_step(st) == SQLITE_ROW) {
+        json_t *event = job_events_store_json(db, st, s->job_id);
+        char *text = json_dumps(event, HTTP_JSON_DUMP_FLAGS);
+        char head[96];
+        int hn = snprintf(head, sizeof head,
+                          "id: %lld\nevent: %s\ndata: ", (long long)job_events_store_id(st),
+                          job_events_store_type(st));
+        ok = text && sse_append(s, head, (size_t)hn) == 0 &&
+             sse_append(s, text, strlen(text)) == 0 && sse_append(s, "\n\n", 2) == 0;
+        s->last_id = job_events_store_id(st);
+        n_events++;
+        free(text);
+        json_decref(event);
     }
     sqlite3_finalize(st);
-    st = NULL;
     if (revoked) {
         static const char gone[] =
             "event: error\ndata: {\"error\":{\"message\":\"the API token was revoked\","
             "\"type\":\"authentication_error\",\"param\":null,\"code\":\"invalid_api_key\"}}\n\n";
         ok = sse_append(s, gone, sizeof gone - 1) == 0;
         s->ended = true;
-    } else if (ok && n_events == 0 &&
-               sqlite3_prepare_v2(db, "SELECT status FROM jobs WHERE id = ?1", -1, &st, NULL) ==
-                   SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, s->job_id);
-        const char *status =
-            sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : "deleted";
-        if (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
-            strcmp(status, "cancelled") == 0 || strcmp(status, "deleted") == 0) {
+    } else if (ok && n_events == 0) {
+        char status[JOBS_DB_STATUS_BYTES] = "deleted";
+        ok = jobs_db_status(db, s->job_id, status) >= 0;
+        if (ok && (strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0 ||
+                   strcmp(status, "cancelled") == 0 || strcmp(status, "deleted") == 0)) {
             char end[96];
             int en = snprintf(end, sizeof end, "event: end\ndata: {\"status\":\"%s\"}\n\n", status);
             ok = sse_append(s, end, (size_t)en) == 0;
             s->ended = true;
         }
     }
-    sqlite3_finalize(st);
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     db_pool_release(&s->srv->pool, db);
     return ok ? 0 : -1;

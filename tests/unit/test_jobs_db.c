@@ -75,6 +75,9 @@ static void expect_status(sqlite3 *db, int64_t id, const char *status) {
     ck_assert_int_eq(jobs_db_get(db, id, &job), 1);
     ck_assert_str_eq(job.status, status);
     job_row_free(&job);
+    char alone[JOBS_DB_STATUS_BYTES];
+    ck_assert_int_eq(jobs_db_status(db, id, alone), 1);
+    ck_assert_str_eq(alone, status);
 }
 
 /* A queued job of max_attempts, inserted (and committed) through jobs_db. */
@@ -161,6 +164,8 @@ START_TEST(test_insert_carries_refs_and_ranks) {
     ck_assert_int_eq(job.ranks, 1);
     job_row_free(&job);
     ck_assert_int_eq(jobs_db_get(f.db, 99, &job), 0);
+    char status[JOBS_DB_STATUS_BYTES];
+    ck_assert_int_eq(jobs_db_status(f.db, 99, status), 0);
     /* No refs: NULL columns, not 0s (they are foreign keys). */
     int64_t plain = new_job(f.db, 1);
     ck_assert_int_eq(sql_int(f.db,
