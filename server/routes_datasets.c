@@ -25,24 +25,6 @@
  * for keys and escapes. */
 #define UPLOAD_MAX_LINE_BYTES (4 * HTTP_JSON_MAX_STRING)
 
-#define DATASET_COLUMNS "id, name, format, n_rows, created_at"
-
-static json_t *dataset_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
-    (void)db, (void)scope;
-    int64_t n_rows = sqlite3_column_int64(st, 3);
-    return json_pack(
-        "{s:I, s:s, s:s, s:s, s:I, s:s, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
-        "object", "dataset", "name", (const char *)sqlite3_column_text(st, 1), "format",
-        (const char *)sqlite3_column_text(st, 2), "n_rows", (json_int_t)n_rows, "status",
-        n_rows > 0 ? "ready" : "empty", "created_at", (json_int_t)sqlite3_column_int64(st, 4));
-}
-
-/* The dataset as JSON; NULL if there is none (*found 0) or on error. */
-static json_t *dataset_load(sqlite3 *db, int64_t id, int *found) {
-    return db_load_row(db, "SELECT " DATASET_COLUMNS " FROM datasets WHERE id = ?1", id,
-                       dataset_from_row, found);
-}
-
 static enum MHD_Result reply_no_dataset(request *r) {
     return http_reply_error(r, 404, "dataset_not_found", NULL, "no dataset %lld",
                             (long long)r->path_id);
@@ -68,21 +50,8 @@ enum MHD_Result route_datasets_create(request *r) {
     else if (db_begin(r->db) != SQLITE_OK)
         replied = http_reply_db_error(r);
     else {
-        sqlite3_stmt *st = NULL;
-        int64_t id = -1;
-        if (sqlite3_prepare_v2(r->db,
-                               "INSERT INTO datasets (name, format, created_at, created_by) "
-                               "VALUES (?1, ?2, ?3, ?4)",
-                               -1, &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, format, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, db_now_s());
-            sqlite3_bind_int64(st, 4, r->token.id);
-            if (sqlite3_step(st) == SQLITE_DONE)
-                id = sqlite3_last_insert_rowid(r->db);
-        }
-        sqlite3_finalize(st);
-        json_t *dataset = id > 0 ? dataset_load(r->db, id, NULL) : NULL;
+        int64_t id = datasets_store_insert(r->db, name, format, r->token.id);
+        json_t *dataset = id > 0 ? datasets_store_load(r->db, id, NULL) : NULL;
         replied = dataset ? http_commit_reply(r, 200, dataset) : http_reply_db_error(r);
     }
     json_decref(body);
@@ -98,21 +67,15 @@ enum MHD_Result route_datasets_list(request *r) {
     if (format != NULL && dataset_format_from_name(format, &(dataset_format){0}) != 0)
         return http_reply_error(r, 400, "invalid_value", "format",
                                 "format must be one of " DATASET_FORMAT_NAMES);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT " DATASET_COLUMNS " FROM datasets WHERE (?1 = 0 OR id < ?1) "
-                           "AND (?2 IS NULL OR format = ?2) ORDER BY id DESC LIMIT ?3",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = datasets_store_list(r->db, after, format, limit + 1);
+    if (st == NULL)
         return http_reply_db_error(r);
-    sqlite3_bind_int64(st, 1, after);
-    sqlite3_bind_text(st, 2, format, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, limit + 1);
-    return http_reply_rows(r, st, limit, 0, dataset_from_row);
+    return http_reply_rows(r, st, limit, 0, datasets_store_json);
 }
 
 enum MHD_Result route_datasets_get(request *r) {
     int found;
-    json_t *dataset = dataset_load(r->db, r->path_id, &found);
+    json_t *dataset = datasets_store_load(r->db, r->path_id, &found);
     return dataset     ? http_reply_json(r, 200, dataset)
            : found < 0 ? http_reply_db_error(r)
                        : reply_no_dataset(r);
@@ -122,36 +85,17 @@ enum MHD_Result route_datasets_get(request *r) {
 enum MHD_Result route_datasets_delete(request *r) {
     if (db_begin(r->db) != SQLITE_OK)
         return http_reply_db_error(r);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT (SELECT count(*) FROM datasets WHERE id = ?1), "
-                           "(SELECT min(job_id) FROM job_datasets WHERE dataset_id = ?1)",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 1, r->path_id) || sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return http_reply_db_error(r);
-    }
-    int exists = sqlite3_column_int(st, 0);
-    int64_t job = sqlite3_column_int64(st, 1); /* 0 when NULL */
-    sqlite3_finalize(st);
-    if (!exists) {
+    int64_t job = 0;
+    const int deleted = datasets_store_delete(r->db, r->path_id, &job);
+    if (deleted != 1)
         db_rollback(r->db);
+    if (deleted == 0)
         return reply_no_dataset(r);
-    }
-    if (job > 0) {
-        db_rollback(r->db);
+    if (deleted == 2)
         return http_reply_error(r, 409, "dataset_in_use", NULL,
                                 "dataset %lld is used by job %lld and cannot be deleted",
                                 (long long)r->path_id, (long long)job);
-    }
-    int ok =
-        sqlite3_prepare_v2(r->db, "DELETE FROM datasets WHERE id = ?1", -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_int64(st, 1, r->path_id);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    if (!ok)
+    if (deleted < 0)
         return http_reply_db_error(r);
     return http_commit_reply(r, 200,
                              json_pack("{s:I, s:s, s:b}", "id", (json_int_t)r->path_id, "object",
@@ -174,7 +118,7 @@ typedef struct upload_state {
 
 /* A spooled row's strings, in the order of dataset_rows' columns prompt,
  * response, chosen, rejected, prompt_messages, responses, ranks. */
-enum { SPOOL_STRINGS = 7 };
+enum { SPOOL_STRINGS = DATASETS_STORE_TEXT_COLUMNS };
 
 static int spool_string(FILE *f, const char *s) {
     int64_t n = s ? (int64_t)strlen(s) : -1;
@@ -365,47 +309,22 @@ static int unspool_string(FILE *f, char **out) {
 static int upload_store(request *r, upload_state *u) {
     sqlite3_stmt *st = NULL;
     if (fflush(u->spool) != 0 || fseek(u->spool, 0, SEEK_SET) != 0 ||
-        sqlite3_prepare_v2(r->db,
-                           "INSERT INTO dataset_rows (dataset_id, line, prompt, response, "
-                           "chosen, rejected, prompt_messages, responses, ranks, margin) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                           -1, &st, NULL) != SQLITE_OK)
+        (st = datasets_store_rows_prepare(r->db)) == NULL)
         return 0;
     int ok = 1;
     for (int64_t i = 0; ok && i < u->n_rows; i++) {
-        int64_t line;
-        char *s[SPOOL_STRINGS] = {0};
-        bool has_margin = false;
-        double margin = 0;
-        ok = fread(&line, sizeof line, 1, u->spool) == 1;
+        dataset_stored_row row = {0};
+        ok = fread(&row.line, sizeof row.line, 1, u->spool) == 1;
         for (int k = 0; k < SPOOL_STRINGS && ok; k++)
-            ok = unspool_string(u->spool, &s[k]);
-        ok = ok && fread(&has_margin, sizeof has_margin, 1, u->spool) == 1 &&
-             fread(&margin, sizeof margin, 1, u->spool) == 1;
-        if (ok) {
-            sqlite3_bind_int64(st, 1, r->path_id);
-            sqlite3_bind_int64(st, 2, line);
-            for (int k = 0; k < SPOOL_STRINGS; k++)
-                sqlite3_bind_text(st, 3 + k, s[k], -1, free), s[k] = NULL;
-            if (has_margin)
-                sqlite3_bind_double(st, 3 + SPOOL_STRINGS, margin);
-            else
-                sqlite3_bind_null(st, 3 + SPOOL_STRINGS);
-            ok = sqlite3_step(st) == SQLITE_DONE;
-            sqlite3_reset(st);
-        }
+            ok = unspool_string(u->spool, &row.text[k]);
+        ok = ok && fread(&row.has_margin, sizeof row.has_margin, 1, u->spool) == 1 &&
+             fread(&row.margin, sizeof row.margin, 1, u->spool) == 1;
+        ok = ok && datasets_store_add_row(st, r->path_id, &row);
         for (int k = 0; k < SPOOL_STRINGS; k++)
-            free(s[k]);
+            free(row.text[k]);
     }
     sqlite3_finalize(st);
-    if (!ok || sqlite3_prepare_v2(r->db, "UPDATE datasets SET n_rows = ?2 WHERE id = ?1", -1, &st,
-                                  NULL) != SQLITE_OK)
-        return 0;
-    sqlite3_bind_int64(st, 1, r->path_id);
-    sqlite3_bind_int64(st, 2, u->n_rows);
-    ok = sqlite3_step(st) == SQLITE_DONE;
-    sqlite3_finalize(st);
-    return ok;
+    return ok && datasets_store_set_n_rows(r->db, r->path_id, u->n_rows);
 }
 
 /* POST /v1/datasets/{id}/upload, once the whole body has streamed through
@@ -426,7 +345,7 @@ enum MHD_Result route_datasets_upload(request *r) {
         return http_reply_db_error(r);
     /* Re-checked inside the transaction: a concurrent upload or delete. */
     int found;
-    json_t *dataset = dataset_load(r->db, r->path_id, &found);
+    json_t *dataset = datasets_store_load(r->db, r->path_id, &found);
     int64_t n_rows = json_integer_value(json_object_get(dataset, "n_rows"));
     json_decref(dataset);
     if (found <= 0 || n_rows > 0) {
@@ -437,7 +356,7 @@ enum MHD_Result route_datasets_upload(request *r) {
                                                "dataset %lld already holds an upload (%lld rows)",
                                                (long long)r->path_id, (long long)n_rows);
     }
-    if (!upload_store(r, u) || (dataset = dataset_load(r->db, r->path_id, &found)) == NULL) {
+    if (!upload_store(r, u) || (dataset = datasets_store_load(r->db, r->path_id, &found)) == NULL) {
         db_rollback(r->db);
         return http_reply_db_error(r);
     }
