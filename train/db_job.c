@@ -719,7 +719,7 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
         exit_code = DB_JOB_EXIT_LEASE_LOST;
     } else {
         /* A cancel may have been requested after the last heartbeat; the
-         * fence in finish_job cannot see it, so ask once more. */
+         * fence in jobs_db_finish cannot see it, so ask once more. */
         bool cancel = atomic_load(&hb.cancel_requested);
         if (!cancel && db_begin(db) == SQLITE_OK) {
             jobs_db_fence(db, job_id, owner, lease_ms, &cancel);
