@@ -5,10 +5,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+static const char *const names[] = {[DATASET_FORMAT_SFT] = "sft",
+                                    [DATASET_FORMAT_PREFERENCE] = "preference",
+                                    [DATASET_FORMAT_PROMPTS] = "prompts"};
+
+const char *dataset_format_name(dataset_format f) {
+    return names[f];
+}
+
+const char *dataset_format_for_job(const char *job_type) {
+    static const struct {
+        const char *job_type;
+        dataset_format format;
+    } reads[] = {
+        {"sft", DATASET_FORMAT_SFT},
+        {"reward", DATASET_FORMAT_PREFERENCE},
+        {"ppo", DATASET_FORMAT_PROMPTS},
+    };
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
+        if (strcmp(reads[i].job_type, job_type) == 0)
+            return names[reads[i].format];
+    return NULL;
+}
+
 int dataset_format_from_name(const char *name, dataset_format *out) {
-    static const char *const names[] = {[DATASET_FORMAT_SFT] = "sft",
-                                        [DATASET_FORMAT_PREFERENCE] = "preference",
-                                        [DATASET_FORMAT_PROMPTS] = "prompts"};
     for (size_t i = 0; name != NULL && i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i]) == 0) {
             *out = (dataset_format)i;

@@ -40,6 +40,15 @@ typedef enum dataset_format {
 int dataset_format_from_name(const char *name, dataset_format *out);
 /* The names, for error messages: "sft, preference, prompts". */
 #define DATASET_FORMAT_NAMES "sft, preference, prompts"
+/* The name of format f. */
+const char *dataset_format_name(dataset_format f);
+
+/* The name of the dataset format a job type (engine/jobs.h, by name)
+ * trains on, for training_file and validation_file alike: sft → sft,
+ * reward → preference, ppo → prompts; NULL for a type that reads no
+ * dataset rlhfd holds. rlhfd checks a new job's datasets with it, and
+ * rlhf-train again when it loads them. */
+const char *dataset_format_for_job(const char *job_type);
 
 /* One line, parsed. The strings point into the parsed line (the json_t
  * must outlive the row), except prompt_messages. */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "checkpoints_store.h"
+#include "dataset_format.h"
 #include "datasets_store.h"
 #include "job_json.h"
 #include "jobs.h"
@@ -35,25 +36,12 @@ static json_t *job_load(sqlite3 *db, int64_t id) {
 /* Job types the service will run once the engine has them. */
 static const char *const planned_job_types[] = {"sft", "reward", "ppo", NULL};
 
-/* The dataset format (datasets.format) each job type trains on, for
- * training_file and validation_file alike. The worker (train/db_job.c)
- * turns that format's rows into the job's inputs. A type the engine has
- * that needs training data but is not listed here is refused with
- * job_type_unavailable: the daemon cannot feed it yet. */
-static const struct {
-    const char *job_type;
-    const char *dataset_format;
-} job_dataset_formats[] = {
-    {"sft", "sft"},
-    {"reward", "preference"},
-    {"ppo", "prompts"},
-};
-
+/* The dataset format (datasets.format) a job type trains on
+ * (common/dataset_format.h). A type the engine has that needs training
+ * data but reads no dataset format is refused with job_type_unavailable:
+ * the daemon cannot feed it yet. */
 static const char *job_dataset_format(const job_type *type) {
-    for (size_t i = 0; i < sizeof job_dataset_formats / sizeof job_dataset_formats[0]; i++)
-        if (strcmp(job_dataset_formats[i].job_type, type->name) == 0)
-            return job_dataset_formats[i].dataset_format;
-    return NULL;
+    return dataset_format_for_job(type->name);
 }
 
 /* The engine's messages name the offending key in the first '...' of the

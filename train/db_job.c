@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "dataset_format.h"
 #include "db.h"
 #include "db_sink.h"
 #include "dist_job.h"
@@ -252,10 +253,7 @@ static int job_ranking_add(ranking *rk, const char *response, int rank) {
  * for purpose leaves out empty. 0, or -1 with err. */
 static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, const char *purpose,
                             const char *param, job_data *out, char *err, size_t errlen) {
-    static const char *const wants[] = {[JOB_DATA_PAIRS] = "sft",
-                                        [JOB_DATA_RANKINGS] = "preference",
-                                        [JOB_DATA_PROMPTS] = "prompts"};
-    const char *want = wants[type->data_kind];
+    const char *want = dataset_format_for_job(type->name); /* NULL: it reads none */
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT d.id, d.format, r.line, r.prompt, r.response, r.chosen, "
@@ -279,9 +277,9 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
         const char *response = (const char *)sqlite3_column_text(st, 4);
         char why[128];
         bad = true;
-        if (strcmp(format, want) != 0)
+        if (want == NULL || strcmp(format, want) != 0)
             snprintf(err, errlen, "%s: dataset %lld has format %s; %s jobs read %s datasets", param,
-                     dataset, format, type->name, want);
+                     dataset, format, type->name, want ? want : "no");
         else if (type->data_kind == JOB_DATA_PAIRS && response == NULL)
             snprintf(err, errlen, "%s: dataset %lld line %lld has no response", param, dataset,
                      line);

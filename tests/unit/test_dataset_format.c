@@ -102,6 +102,12 @@ START_TEST(test_parse_every_line_format) {
     ck_assert_int_eq(f, DATASET_FORMAT_PREFERENCE);
     ck_assert_int_eq(dataset_format_from_name("pairs", &f), -1);
     ck_assert_int_eq(dataset_format_from_name(NULL, &f), -1);
+    ck_assert_str_eq(dataset_format_name(DATASET_FORMAT_PROMPTS), "prompts");
+    /* what each job type trains on; ppo-control reads no dataset */
+    ck_assert_str_eq(dataset_format_for_job("sft"), "sft");
+    ck_assert_str_eq(dataset_format_for_job("reward"), "preference");
+    ck_assert_str_eq(dataset_format_for_job("ppo"), "prompts");
+    ck_assert_ptr_null(dataset_format_for_job("ppo-control"));
 }
 END_TEST
 
