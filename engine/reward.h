@@ -27,10 +27,9 @@
 #include "dist.h"
 #include "gpt2.h"
 #include "hparams.h"
+#include "ranking_limits.h"
 #include "sink.h"
 #include "tokenizer.h"
-
-enum { RANKING_MAX_K = 9 };
 
 /* One human judgement: K responses to a prompt and the rank of each
  * (0 = best; equal ranks are ties). */

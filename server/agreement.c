@@ -90,9 +90,9 @@ double agreement_pair(int n, const agreement_ranking *x, const agreement_ranking
 }
 
 bool agreement_kendall_w(int n, const agreement_ranking *rankings, size_t m, double *w) {
-    if (m < 2 || n < 2 || n > AGREEMENT_MAX_K)
+    if (m < 2 || n < 2 || n > RANKING_MAX_K)
         return false;
-    double r[AGREEMENT_MAX_K] = {0}, ties = 0;
+    double r[RANKING_MAX_K] = {0}, ties = 0;
     for (size_t j = 0; j < m; j++) {
         for (int i = 0; i < n; i++) {
             r[i] += doubled_midrank(n, &rankings[j], i) / 2.0;
@@ -123,7 +123,7 @@ int agreement_add_skip(agreement *a, int64_t id) {
 }
 
 int agreement_add_comparison(agreement *a, int n, const agreement_ranking *rankings, size_t m) {
-    if (n < 2 || n > AGREEMENT_MAX_K)
+    if (n < 2 || n > RANKING_MAX_K)
         return -1;
     for (size_t j = 0; j < m; j++) {
         agreement_annotator *x = annotator(a, rankings[j].annotator);

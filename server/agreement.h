@@ -8,15 +8,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AGREEMENT_MAX_K 16
+#include "ranking_limits.h"
+
+/* The largest comparison: engine/ranking_limits.h's K. (An alias until
+ * routes_preferences.c names RANKING_MAX_K itself.) */
+#define AGREEMENT_MAX_K RANKING_MAX_K
 /* Values are midranks (1, 1.5, 2, ...) stored doubled: 2..2K. */
-#define AGREEMENT_N_VALUES (2 * AGREEMENT_MAX_K + 1)
+#define AGREEMENT_N_VALUES (2 * RANKING_MAX_K + 1)
 
 /* One annotator's answer to one comparison: group[i] is the group of
  * candidate i, 0 best, equal groups tie. */
 typedef struct agreement_ranking {
     int64_t annotator;
-    int group[AGREEMENT_MAX_K];
+    int group[RANKING_MAX_K];
 } agreement_ranking;
 
 typedef struct agreement_annotator {
@@ -38,7 +42,7 @@ typedef struct agreement {
 
 void agreement_init(agreement *a);
 void agreement_free(agreement *a);
-/* One comparison of n candidates (2..AGREEMENT_MAX_K) and its m
+/* One comparison of n candidates (2..RANKING_MAX_K) and its m
  * non-skipped rankings (each annotator at most once). 0, or -1 on bad
  * input or out of memory. */
 int agreement_add_comparison(agreement *a, int n, const agreement_ranking *rankings, size_t m);

@@ -1,7 +1,9 @@
 /* routes — every endpoint of rlhfd, one handler each. The route table (path
  * patterns, methods, roles) is in http.c and every route is described in
  * docs/api.md; the handlers live in one file per family: routes_health.c,
- * routes_tokens.c, routes_jobs.c, routes_datasets.c, routes_preferences.c. */
+ * routes_tokens.c, routes_jobs.c (jobs), routes_job_events.c (a job's
+ * events, metrics and stream), routes_checkpoints.c (checkpoints, their
+ * content and generate), routes_datasets.c, routes_preferences.c. */
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
 

@@ -1,4 +1,5 @@
 #include "scheduler.h"
+#include "jobs_db.h"
 #include "worker_launch.h"
 
 #include <errno.h>
@@ -35,111 +36,14 @@ struct scheduler {
     atomic_int running; /* written by the scheduler thread, read by /metrics */
 };
 
-/* ---- job state changes ------------------------------------------------------ */
-
-typedef enum lost_worker_reason {
-    LOST_WORKER_EXITED,        /* our child died while the job was running in its name */
-    LOST_WORKER_LEASE_EXPIRED, /* nobody renewed the lease in time */
-} lost_worker_reason;
-
-/* A running job lost its worker: back to the queue while attempts remain,
- * else failed; cancelled if a cancel was pending. The WHERE clause makes the
- * change conditional on the situation still being true (the child's pid, or
- * the lease still expired), so it cannot race a heartbeat. Returns 1 if the
- * job changed, 0 if not, -1 on error. */
-static int job_lost_worker(sqlite3 *db, int64_t job_id, lost_worker_reason why, int64_t pid,
-                           const char *error) {
-    static const char *const sql[] = {
-        [LOST_WORKER_EXITED] = "worker_pid = ?4",
-        [LOST_WORKER_LEASE_EXPIRED] = "lease_expires_ms < ?4",
-    };
-    char text[640];
-    snprintf(text, sizeof text,
-             "UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' "
-             "WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, "
-             "error = ?2, lease_owner = NULL, lease_expires_ms = NULL, worker_pid = NULL, "
-             "finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN ?3 END "
-             "WHERE id = ?1 AND status IN ('validating_files', 'running') AND %s "
-             "RETURNING status, attempts, max_attempts",
-             sql[why]);
-    if (db_begin(db) != SQLITE_OK)
-        return -1;
-    sqlite3_stmt *st = NULL;
-    int changed = -1;
-    char status[16] = "";
-    int64_t attempts = 0, max_attempts = 0;
-    if (sqlite3_prepare_v2(db, text, -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, job_id);
-        sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, db_now_s());
-        sqlite3_bind_int64(st, 4, why == LOST_WORKER_EXITED ? pid : db_now_ms());
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
-            attempts = sqlite3_column_int64(st, 1);
-            max_attempts = sqlite3_column_int64(st, 2);
-            changed = sqlite3_step(st) == SQLITE_DONE ? 1 : -1;
-        } else if (rc == SQLITE_DONE) {
-            changed = 0;
-        }
-    }
-    sqlite3_finalize(st);
-    if (changed == 1) {
-        char message[800];
-        const char *level = strcmp(status, "queued") == 0 ? "warn" : "error";
-        if (strcmp(status, "queued") == 0)
-            snprintf(message, sizeof message,
-                     "attempt %lld of %lld lost its worker: %s; queued again", (long long)attempts,
-                     (long long)max_attempts, error);
-        else if (strcmp(status, "failed") == 0)
-            snprintf(message, sizeof message, "job failed after %lld attempts: %s",
-                     (long long)attempts, error);
-        else
-            snprintf(message, sizeof message, "job cancelled (its worker ended: %s)", error);
-        json_t *data = json_pack("{s:I, s:I}", "attempt", (json_int_t)attempts, "max_attempts",
-                                 (json_int_t)max_attempts);
-        if (db_insert_job_event(db, job_id, level, "message",
-                                strcmp(status, "queued") == 0 ? "requeued" : status, message,
-                                data) != 0)
-            changed = -1;
-        json_decref(data);
-    }
-    if (changed >= 0 && db_commit(db) != SQLITE_OK)
-        changed = -1;
-    if (changed < 0) {
+/* jobs_db_lost_worker, saying so on stderr when it cannot be recorded. */
+static int lost_worker(scheduler *s, int64_t job_id, job_lost_reason why, int64_t pid,
+                       const char *error) {
+    int changed = jobs_db_lost_worker(s->db, job_id, why, pid, error);
+    if (changed < 0)
         fprintf(stderr, "rlhfd: job %lld: cannot record the lost worker: %s\n", (long long)job_id,
-                sqlite3_errmsg(db));
-        db_rollback(db);
-    }
+                sqlite3_errmsg(s->db));
     return changed;
-}
-
-/* A child exited without claiming its job (it could not start: missing
- * binary, unreadable database): count it as an attempt, so a broken
- * deployment fails jobs instead of respawning forever. */
-static void job_start_failed(sqlite3 *db, int64_t job_id, const char *error) {
-    if (db_begin(db) != SQLITE_OK)
-        return;
-    sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(db,
-                                "UPDATE jobs SET attempts = attempts + 1, error = ?2, "
-                                "status = CASE WHEN attempts + 1 >= max_attempts THEN 'failed' "
-                                "ELSE status END, "
-                                "finished_at = CASE WHEN attempts + 1 >= max_attempts THEN ?3 END "
-                                "WHERE id = ?1 AND status = 'queued'",
-                                -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_int64(st, 1, job_id);
-        sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, db_now_s());
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    bool changed = ok && sqlite3_changes(db) > 0;
-    sqlite3_finalize(st);
-    if (changed)
-        ok = db_insert_job_event(db, job_id, "error", "message", "start_failed", error, NULL) == 0;
-    if (!ok || db_commit(db) != SQLITE_OK)
-        db_rollback(db);
 }
 
 /* ---- children --------------------------------------------------------------- */
@@ -159,8 +63,8 @@ static void on_child_exit(scheduler *s, worker_slot *slot, int status) {
     /* Exit 0 and 1 mean the child recorded the outcome itself; 3 means
      * another worker had the job. Anything else: see what it left behind. */
     if (code != 0 && code != 1 && code != 3) {
-        if (job_lost_worker(s->db, slot->job_id, LOST_WORKER_EXITED, slot->pid, error) == 0)
-            job_start_failed(s->db, slot->job_id, error);
+        if (lost_worker(s, slot->job_id, JOB_LOST_EXITED, slot->pid, error) == 0)
+            jobs_db_start_failed(s->db, slot->job_id, error);
     }
     slot->pid = 0;
     slot->sent_term = false;
@@ -179,9 +83,14 @@ static void reap_children(scheduler *s) {
 static pid_t spawn_worker(scheduler *s, int64_t job_id, int *stop_signal) {
     char id[24], np[24], error[512];
     snprintf(id, sizeof id, "%lld", (long long)job_id);
-    const int64_t ranks = worker_launch_job_ranks(s->db, job_id);
+    job_row job;
+    int64_t ranks = 1;
+    if (jobs_db_get(s->db, job_id, &job) == 1) {
+        ranks = job.ranks;
+        job_row_free(&job);
+    }
     if (worker_launch_check(&s->cfg, ranks, error, sizeof error) != 0) {
-        job_start_failed(s->db, job_id, error);
+        jobs_db_start_failed(s->db, job_id, error);
         return 0;
     }
     char *argv[WORKER_LAUNCH_MAX_ARGS];
@@ -209,46 +118,23 @@ static pid_t spawn_worker(scheduler *s, int64_t job_id, int *stop_signal) {
 /* ---- the tick ----------------------------------------------------------------- */
 
 static void signal_cancelled(scheduler *s) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT 1 FROM jobs WHERE id = ?1 AND cancel_requested = 1 AND "
-                           "status IN ('validating_files', 'running')",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
     for (int i = 0; i < s->n_slots; i++) {
         worker_slot *slot = &s->slots[i];
-        if (slot->pid <= 0 || slot->sent_term)
-            continue;
-        sqlite3_bind_int64(st, 1, slot->job_id);
-        if (sqlite3_step(st) == SQLITE_ROW) {
+        if (slot->pid > 0 && !slot->sent_term && jobs_db_cancel_pending(s->db, slot->job_id) == 1) {
             kill(slot->pid, slot->stop_signal);
             slot->sent_term = true;
         }
-        sqlite3_reset(st);
     }
-    sqlite3_finalize(st);
 }
 
 static void expire_leases(scheduler *s) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, worker_pid FROM jobs WHERE status IN "
-                           "('validating_files', 'running') AND lease_expires_ms < ?1 LIMIT 100",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_int64(st, 1, db_now_ms());
     int64_t ids[100], pids[100];
-    int n = 0;
-    while (n < 100 && sqlite3_step(st) == SQLITE_ROW) {
-        ids[n] = sqlite3_column_int64(st, 0);
-        pids[n++] = sqlite3_column_int64(st, 1);
-    }
-    sqlite3_finalize(st);
+    const int n = jobs_db_expired(s->db, db_now_ms(), ids, pids, 100);
     for (int k = 0; k < n; k++) {
         char error[96];
         snprintf(error, sizeof error, "the worker's lease expired (pid %lld stopped heartbeating)",
                  (long long)pids[k]);
-        if (job_lost_worker(s->db, ids[k], LOST_WORKER_LEASE_EXPIRED, 0, error) != 1)
+        if (lost_worker(s, ids[k], JOB_LOST_LEASE_EXPIRED, 0, error) != 1)
             continue;
         for (int i = 0; i < s->n_slots; i++)
             if (s->slots[i].pid > 0 && s->slots[i].job_id == ids[k])
@@ -266,20 +152,11 @@ static bool job_has_worker(const scheduler *s, int64_t job_id) {
 static void start_queued(scheduler *s) {
     if (s->running >= s->n_slots)
         return;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id FROM jobs WHERE status = 'queued' AND cancel_requested = 0 "
-                           "ORDER BY id LIMIT ?1",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
     /* Jobs we started whose child has not claimed them yet are still
      * 'queued': skip them. */
-    sqlite3_bind_int(st, 1, 2 * s->n_slots);
     int64_t ids[512];
-    int n = 0;
-    while (n < 512 && sqlite3_step(st) == SQLITE_ROW)
-        ids[n++] = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    const int max = 2 * s->n_slots < 512 ? 2 * s->n_slots : 512;
+    const int n = jobs_db_queued(s->db, ids, max);
     for (int k = 0; k < n && s->running < s->n_slots; k++) {
         if (job_has_worker(s, ids[k]))
             continue;

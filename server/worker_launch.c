@@ -13,8 +13,8 @@ bool worker_launch_mpi_built(void) {
 }
 
 int worker_launch_check(const rlhfd_config *cfg, int64_t ranks, char *err, size_t errlen) {
-    if (ranks < 1 || ranks > WORKER_LAUNCH_MAX_RANKS) {
-        snprintf(err, errlen, "ranks must be an integer in [1, %d]", WORKER_LAUNCH_MAX_RANKS);
+    if (ranks < 1 || ranks > JOBS_DB_MAX_RANKS) {
+        snprintf(err, errlen, "ranks must be an integer in [1, %d]", JOBS_DB_MAX_RANKS);
         return -1;
     }
     if (ranks == 1)
@@ -66,30 +66,4 @@ int worker_launch_argv(const rlhfd_config *cfg, int64_t ranks, const char *job_i
     argv[n++] = (char *)job_id_text;
     argv[n] = NULL;
     return ranks > 1 ? SIGUSR2 : SIGTERM;
-}
-
-int64_t worker_launch_job_ranks(sqlite3 *db, int64_t job_id) {
-    sqlite3_stmt *st = NULL;
-    int64_t ranks = 1;
-    if (sqlite3_prepare_v2(db, "SELECT ranks FROM jobs WHERE id = ?1", -1, &st, NULL) ==
-        SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, job_id);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            ranks = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    return ranks;
-}
-
-int worker_launch_set_job_ranks(sqlite3 *db, int64_t job_id, int64_t ranks) {
-    sqlite3_stmt *st = NULL;
-    int ok = sqlite3_prepare_v2(db, "UPDATE jobs SET ranks = ?2 WHERE id = ?1", -1, &st, NULL) ==
-             SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_int64(st, 1, job_id);
-        sqlite3_bind_int64(st, 2, ranks);
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    return ok ? 0 : -1;
 }

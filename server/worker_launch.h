@@ -26,21 +26,20 @@
 
 #include <sqlite3.h>
 
+#include "jobs_db.h"
 #include "server.h"
 
-enum { WORKER_LAUNCH_MAX_RANKS = 1024, WORKER_LAUNCH_MAX_ARGS = 24 };
+enum { WORKER_LAUNCH_MAX_ARGS = 24 };
 
 /* Whether rlhf-train was built with MPI (the same `make` built rlhfd). */
 bool worker_launch_mpi_built(void);
 
 /* 0 if a job of `ranks` ranks can be started with cfg; -1 with err saying
- * what is missing (MPI, the hostfile) or why ranks is out of range. */
+ * what is missing (MPI, the hostfile) or why ranks is out of range
+ * (1..JOBS_DB_MAX_RANKS). POST /v1/jobs checks a job's ranks with it, and
+ * the scheduler again when it starts the job (the settings may have
+ * changed since). */
 int worker_launch_check(const rlhfd_config *cfg, int64_t ranks, char *err, size_t errlen);
-
-/* jobs.ranks of job_id (1 if it cannot be read). */
-int64_t worker_launch_job_ranks(sqlite3 *db, int64_t job_id);
-/* Records ranks for job_id, inside the caller's transaction. 0 or -1. */
-int worker_launch_set_job_ranks(sqlite3 *db, int64_t job_id, int64_t ranks);
 
 /* The worker's argv (NULL-terminated, at most WORKER_LAUNCH_MAX_ARGS) for
  * job_id_text with ranks; np_text is storage for the rank count's digits.

@@ -11,11 +11,14 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "dataset_format.h"
 #include "db.h"
 #include "db_sink.h"
 #include "dist_job.h"
 #include "gpt2_checkpoint.h"
 #include "jobs.h"
+#include "jobs_db.h"
+#include "jsonl_data.h"
 #include "safetensors.h"
 
 static volatile sig_atomic_t stop_signal = 0;
@@ -60,7 +63,7 @@ static void renew_lease(heartbeat *hb) {
     bool cancel = false;
     int owned = -1;
     if (db_begin(hb->db) == SQLITE_OK) {
-        owned = db_sink_fence(hb->db, hb->job_id, hb->lease_owner, hb->lease_ms, &cancel);
+        owned = jobs_db_fence(hb->db, hb->job_id, hb->lease_owner, hb->lease_ms, &cancel);
         if (owned != 1 || db_commit(hb->db) != SQLITE_OK)
             db_rollback(hb->db);
     }
@@ -100,129 +103,6 @@ static void *heartbeat_main(void *arg) {
     }
     pthread_mutex_unlock(&hb->mutex);
     return NULL;
-}
-
-/* ---- claim and finish ---------------------------------------------------- */
-
-typedef struct claimed_job {
-    char type[64];
-    char *config; /* JSON text, malloc'd */
-    int64_t attempts, max_attempts;
-} claimed_job;
-
-/* queued → running in our name. 1 claimed, 0 not claimable, -1 error. */
-static int claim_job(sqlite3 *db, int64_t job_id, const char *owner, int64_t lease_ms,
-                     claimed_job *job, char *err, size_t errlen) {
-    if (db_begin(db) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot begin: %s", sqlite3_errmsg(db));
-        return -1;
-    }
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "UPDATE jobs SET status = 'validating_files', "
-                                "attempts = attempts + 1, "
-                                "lease_owner = ?2, lease_expires_ms = ?3, worker_pid = ?4, "
-                                "started_at = coalesce(started_at, ?5) "
-                                "WHERE id = ?1 AND status = 'queued' AND cancel_requested = 0 "
-                                "RETURNING type, config, attempts, max_attempts",
-                                -1, &st, NULL);
-    int claimed = -1;
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, job_id);
-        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, db_now_ms() + lease_ms);
-        /* under mpirun rlhfd's child is mpirun, rank 0's parent */
-        sqlite3_bind_int64(st, 4,
-                           (sqlite3_int64)(dist_size(rlhf_train_dist) > 1 ? getppid() : getpid()));
-        sqlite3_bind_int64(st, 5, db_now_s());
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            snprintf(job->type, sizeof job->type, "%s", (const char *)sqlite3_column_text(st, 0));
-            job->config = strdup((const char *)sqlite3_column_text(st, 1));
-            job->attempts = sqlite3_column_int64(st, 2);
-            job->max_attempts = sqlite3_column_int64(st, 3);
-            claimed = sqlite3_step(st) == SQLITE_DONE && job->config ? 1 : -1;
-        } else if (rc == SQLITE_DONE) {
-            claimed = 0;
-        }
-    }
-    if (claimed < 0)
-        snprintf(err, errlen, "cannot claim: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    if (claimed == 1) {
-        char message[128];
-        snprintf(message, sizeof message, "attempt %lld of %lld started (pid %d)",
-                 (long long)job->attempts, (long long)job->max_attempts, (int)getpid());
-        json_t *data =
-            json_pack("{s:I, s:i}", "attempt", (json_int_t)job->attempts, "pid", (int)getpid());
-        if (db_insert_job_event(db, job_id, "info", "message", "started", message, data) != 0)
-            claimed = -1;
-        json_decref(data);
-    }
-    if (claimed == 1 && db_commit(db) != SQLITE_OK)
-        claimed = -1;
-    if (claimed != 1)
-        db_rollback(db);
-    return claimed;
-}
-
-typedef enum job_outcome {
-    JOB_OUTCOME_SUCCEEDED,
-    JOB_OUTCOME_FAILED,
-    JOB_OUTCOME_CANCELLED,
-    JOB_OUTCOME_REQUEUED, /* stopped by a signal: back in the queue */
-} job_outcome;
-
-/* Records the outcome, fenced like every other write. 0 done, -1 error or
- * lease lost. */
-static int finish_job(sqlite3 *db, int64_t job_id, const char *owner, job_outcome outcome,
-                      const char *error) {
-    static const char *const status[] = {"succeeded", "failed", "cancelled", "queued"};
-    if (db_begin(db) != SQLITE_OK)
-        return -1;
-    int ok = db_sink_fence(db, job_id, owner, 0, NULL) == 1;
-    sqlite3_stmt *st = NULL;
-    ok = ok && sqlite3_prepare_v2(db,
-                                  "UPDATE jobs SET status = ?2, error = ?3, lease_owner = NULL, "
-                                  "lease_expires_ms = NULL, worker_pid = NULL, "
-                                  "attempts = attempts - (?2 = 'queued'), "
-                                  "finished_at = CASE WHEN ?2 = 'queued' THEN NULL ELSE ?4 END "
-                                  "WHERE id = ?1",
-                                  -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_int64(st, 1, job_id);
-        sqlite3_bind_text(st, 2, status[outcome], -1, SQLITE_STATIC);
-        if (error)
-            sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, db_now_s());
-        ok = sqlite3_step(st) == SQLITE_DONE;
-    }
-    sqlite3_finalize(st);
-    if (ok && outcome == JOB_OUTCOME_SUCCEEDED) {
-        ok = sqlite3_prepare_v2(db,
-                                "UPDATE checkpoints SET kind = 'final' WHERE id = "
-                                "(SELECT max(id) FROM checkpoints WHERE job_id = ?1)",
-                                -1, &st, NULL) == SQLITE_OK;
-        if (ok) {
-            sqlite3_bind_int64(st, 1, job_id);
-            ok = sqlite3_step(st) == SQLITE_DONE;
-        }
-        sqlite3_finalize(st);
-    }
-    char message[600];
-    const char *level = outcome == JOB_OUTCOME_FAILED ? "error" : "info";
-    if (outcome == JOB_OUTCOME_FAILED)
-        snprintf(message, sizeof message, "job failed: %s", error ? error : "unknown error");
-    else if (outcome == JOB_OUTCOME_REQUEUED)
-        snprintf(message, sizeof message, "stopped by a signal; the job is queued again");
-    else
-        snprintf(message, sizeof message, "job %s", status[outcome]);
-    ok = ok &&
-         db_insert_job_event(db, job_id, level, "message", status[outcome], message, NULL) == 0;
-    if (ok && db_commit(db) == SQLITE_OK)
-        return 0;
-    db_rollback(db);
-    return -1;
 }
 
 /* ---- what the job trains on: its datasets and project ------------------------ */
@@ -270,8 +150,8 @@ static int job_pairs_add(job_data *d, const char *prompt, const char *response) 
     return 0;
 }
 
-/* A new ranking of prompt with no responses yet, or NULL (out of memory). */
-static ranking *job_ranking_new(job_data *d, const char *prompt) {
+/* A new empty ranking at the end of d, or NULL (out of memory). */
+static ranking *job_ranking_push(job_data *d) {
     if (d->n_rankings == d->cap_rankings) {
         int64_t cap = d->cap_rankings ? 2 * d->cap_rankings : 256;
         ranking *items = realloc(d->rankings, sizeof *items * (size_t)cap);
@@ -279,12 +159,65 @@ static ranking *job_ranking_new(job_data *d, const char *prompt) {
             return NULL;
         d->rankings = items, d->cap_rankings = cap;
     }
-    char *ps = strdup(prompt);
-    if (ps == NULL)
-        return NULL;
     ranking *rk = &d->rankings[d->n_rankings++];
-    *rk = (ranking){.prompt = ps};
+    *rk = (ranking){0};
     return rk;
+}
+
+/* A new ranking of prompt with no responses yet, or NULL (out of memory). */
+static ranking *job_ranking_new(job_data *d, const char *prompt) {
+    ranking *rk = job_ranking_push(d);
+    if (rk != NULL && (rk->prompt = strdup(prompt)) == NULL)
+        return NULL;
+    return rk;
+}
+
+static const char *keep_copy(void *ctx, const char *s) {
+    (void)ctx;
+    return strdup(s);
+}
+
+/* A stored preference row as a ranking in d: st's columns from first are
+ * dataset_rows' prompt, response, chosen, rejected, responses, ranks,
+ * margin (a pair, or 009's K-wise JSON arrays; rlhfd's upload validated
+ * them with common/dataset_format). 0, or -1 with why. */
+static int job_ranking_from_stored(job_data *d, sqlite3_stmt *st, int first, char *why,
+                                   size_t why_len) {
+    enum { PROMPT, RESPONSE, CHOSEN, REJECTED, RESPONSES, RANKS, MARGIN };
+    const char *text[MARGIN];
+    for (int i = 0; i < MARGIN; i++)
+        text[i] = (const char *)sqlite3_column_text(st, first + i);
+    const char *pair[2] = {text[CHOSEN], text[REJECTED]};
+    const char *kwise[RANKING_MAX_K];
+    int pair_ranks[2] = {0, 1}, kwise_ranks[RANKING_MAX_K];
+    dataset_row row = {.prompt = text[PROMPT],
+                       .has_margin = sqlite3_column_type(st, first + MARGIN) != SQLITE_NULL,
+                       .margin = sqlite3_column_double(st, first + MARGIN)};
+    json_t *responses = text[RESPONSES] ? json_loads(text[RESPONSES], 0, NULL) : NULL;
+    json_t *ranks = text[RANKS] ? json_loads(text[RANKS], 0, NULL) : NULL;
+    const size_t k = json_array_size(responses);
+    int rc = -1;
+    if (pair[0] != NULL && pair[1] != NULL) {
+        row.k = 2, row.responses = pair, row.ranks = pair_ranks;
+        rc = 0;
+    } else if (k >= 2 && k <= RANKING_MAX_K && json_array_size(ranks) == k) {
+        row.k = (int)k, row.responses = kwise, row.ranks = kwise_ranks, row.kwise = true;
+        rc = 0;
+        for (size_t i = 0; i < k; i++) {
+            kwise[i] = json_string_value(json_array_get(responses, i));
+            kwise_ranks[i] = (int)json_integer_value(json_array_get(ranks, i));
+            if (kwise[i] == NULL)
+                rc = -1;
+        }
+    }
+    ranking *rk = NULL;
+    if (rc != 0)
+        snprintf(why, why_len, "has no chosen/rejected pair nor K-wise responses and ranks");
+    else if ((rk = job_ranking_push(d)) == NULL || ranking_from_row(&row, rk, keep_copy, NULL) != 0)
+        snprintf(why, why_len, "out of memory"), rc = -1;
+    json_decref(responses);
+    json_decref(ranks);
+    return rc;
 }
 
 /* Removes the newest ranking (one that orders nothing), counting it. */
@@ -312,21 +245,19 @@ static int job_ranking_add(ranking *rk, const char *response, int rank) {
 /* Reads the job's dataset for purpose ("training" | "validation", as
  * POST /v1/jobs linked it in job_datasets; param is its request field) in
  * upload order into out: sft rows as pairs, prompts rows as pairs with an
- * empty response (ppo reads the prompts), preference rows as rankings of
- * two (TRL and OpenAI rows alike: the prompt is the last user message).
+ * empty response (ppo reads the prompts), preference rows as rankings (of
+ * two for TRL and OpenAI rows: the prompt is the last user message; of K
+ * for K-wise rows).
  * rlhfd checked the format against the job type when the job was created;
  * it is checked again against what the type reads. A job with no dataset
  * for purpose leaves out empty. 0, or -1 with err. */
 static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, const char *purpose,
                             const char *param, job_data *out, char *err, size_t errlen) {
-    static const char *const wants[] = {[JOB_DATA_PAIRS] = "sft",
-                                        [JOB_DATA_RANKINGS] = "preference",
-                                        [JOB_DATA_PROMPTS] = "prompts"};
-    const char *want = wants[type->data_kind];
+    const char *want = dataset_format_for_job(type->name); /* NULL: it reads none */
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
                            "SELECT d.id, d.format, r.line, r.prompt, r.response, r.chosen, "
-                           "r.rejected FROM job_datasets j "
+                           "r.rejected, r.responses, r.ranks, r.margin FROM job_datasets j "
                            "JOIN datasets d ON d.id = j.dataset_id "
                            "JOIN dataset_rows r ON r.dataset_id = d.id "
                            "WHERE j.job_id = ?1 AND j.purpose = ?2 ORDER BY r.line",
@@ -344,30 +275,23 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
         const long long line = sqlite3_column_int64(st, 2);
         const char *prompt = (const char *)sqlite3_column_text(st, 3);
         const char *response = (const char *)sqlite3_column_text(st, 4);
-        const char *chosen = (const char *)sqlite3_column_text(st, 5);
-        const char *rejected = (const char *)sqlite3_column_text(st, 6);
+        char why[128];
         bad = true;
-        if (strcmp(format, want) != 0)
+        if (want == NULL || strcmp(format, want) != 0)
             snprintf(err, errlen, "%s: dataset %lld has format %s; %s jobs read %s datasets", param,
-                     dataset, format, type->name, want);
+                     dataset, format, type->name, want ? want : "no");
         else if (type->data_kind == JOB_DATA_PAIRS && response == NULL)
             snprintf(err, errlen, "%s: dataset %lld line %lld has no response", param, dataset,
                      line);
-        else if (type->data_kind == JOB_DATA_RANKINGS && (chosen == NULL || rejected == NULL))
-            snprintf(err, errlen, "%s: dataset %lld line %lld has no chosen/rejected pair", param,
-                     dataset, line);
-        else if (type->data_kind != JOB_DATA_RANKINGS
-                     ? job_pairs_add(out, prompt, type->data_kind == JOB_DATA_PAIRS ? response : "")
-                     : 0)
-            snprintf(err, errlen, "out of memory reading %s", param);
         else if (type->data_kind == JOB_DATA_RANKINGS) {
-            ranking *rk = job_ranking_new(out, prompt);
-            if (rk == NULL || job_ranking_add(rk, chosen, 0) != 0 ||
-                job_ranking_add(rk, rejected, 1) != 0)
-                snprintf(err, errlen, "out of memory reading %s", param);
+            if (job_ranking_from_stored(out, st, 3, why, sizeof why) != 0)
+                snprintf(err, errlen, "%s: dataset %lld line %lld %s", param, dataset, line, why);
             else
                 bad = false;
-        } else
+        } else if (job_pairs_add(out, prompt, type->data_kind == JOB_DATA_PAIRS ? response : "") !=
+                   0)
+            snprintf(err, errlen, "out of memory reading %s", param);
+        else
             bad = false;
     }
     if (!bad && rc != SQLITE_DONE)
@@ -569,59 +493,16 @@ static int checkpoint_to_file(sqlite3 *db, int64_t id, const char *param, bool n
 
 /* ---- the job ------------------------------------------------------------- */
 
-/* What a job names besides its hyperparameters (jobs columns of 004). */
-typedef struct job_refs {
-    int64_t model, reward_model; /* checkpoint ids, 0 if none */
-    int64_t project, ranking_cutoff;
-} job_refs;
-
+/* What the job names besides its hyperparameters. 0, or -1 with err. */
 static int load_job_refs(sqlite3 *db, int64_t job_id, job_refs *refs, char *err, size_t errlen) {
-    sqlite3_stmt *st = NULL;
-    memset(refs, 0, sizeof *refs);
-    int rc = sqlite3_prepare_v2(db,
-                                "SELECT coalesce(parent_checkpoint_id, 0), "
-                                "coalesce(reward_checkpoint_id, 0), "
-                                "coalesce(training_project_id, 0), "
-                                "coalesce(training_ranking_cutoff, 0) FROM jobs WHERE id = ?1",
-                                -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, job_id);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            refs->model = sqlite3_column_int64(st, 0);
-            refs->reward_model = sqlite3_column_int64(st, 1);
-            refs->project = sqlite3_column_int64(st, 2);
-            refs->ranking_cutoff = sqlite3_column_int64(st, 3);
-        }
-    }
-    if (rc != SQLITE_ROW)
+    job_row row;
+    if (jobs_db_get(db, job_id, &row) != 1) {
         snprintf(err, errlen, "cannot read the job: %s", sqlite3_errmsg(db));
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW ? 0 : -1;
-}
-
-/* validating_files → running, fenced, with an event saying what was
- * loaded. 0, or -1 (lease lost or database error). */
-static int mark_running(sqlite3 *db, int64_t job_id, const char *owner, int64_t lease_ms,
-                        const char *message, json_t *data) {
-    if (db_begin(db) != SQLITE_OK)
         return -1;
-    sqlite3_stmt *st = NULL;
-    int ok = db_sink_fence(db, job_id, owner, lease_ms, NULL) == 1 &&
-             sqlite3_prepare_v2(db,
-                                "UPDATE jobs SET status = 'running' WHERE id = ?1 AND "
-                                "status = 'validating_files'",
-                                -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-        sqlite3_bind_int64(st, 1, job_id);
-        ok = sqlite3_step(st) == SQLITE_DONE;
     }
-    sqlite3_finalize(st);
-    ok = ok && db_insert_job_event(db, job_id, "info", "message", "running", message, data) == 0;
-    if (ok && db_commit(db) == SQLITE_OK)
-        return 0;
-    db_rollback(db);
-    return -1;
+    *refs = row.refs;
+    job_row_free(&row);
+    return 0;
 }
 
 typedef struct worker_ctx {
@@ -680,7 +561,7 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, co
         "{s:I, s:I, s:I}", "n_train", (json_int_t)n_train, "n_validation",
         (json_int_t)(type->data_kind == JOB_DATA_RANKINGS ? eval.n_rankings : eval.n_pairs),
         "n_rankings_left_out", (json_int_t)train.n_skipped);
-    int marked = mark_running(db, job_id, w->owner, w->lease_ms, message, data);
+    int marked = jobs_db_mark_running(db, job_id, w->owner, w->lease_ms, message, data);
     json_decref(data);
     if (marked != 0) {
         snprintf(err, errlen, "cannot mark the job running: %s", sqlite3_errmsg(db));
@@ -746,8 +627,10 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     snprintf(owner, sizeof owner, "pid:%d:%016" PRIx64, (int)getpid(), nonce);
     const int64_t lease_ms = lease_ms_from_env();
 
-    claimed_job job = {0};
-    int claimed = claim_job(db, job_id, owner, lease_ms, &job, err, sizeof err);
+    /* under mpirun rlhfd's child is mpirun, rank 0's parent */
+    const int64_t worker_pid = dist_size(rlhf_train_dist) > 1 ? getppid() : getpid();
+    job_row job;
+    int claimed = jobs_db_claim(db, job_id, owner, lease_ms, worker_pid, &job, err, sizeof err);
     if (claimed != 1) {
         if (claimed == 0)
             fprintf(stderr, "rlhf-train: job %lld is not queued; nothing to run\n",
@@ -815,7 +698,7 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     }
     json_decref(config);
     free(cfg);
-    free(job.config);
+    job_row_free(&job);
 
     if (hb_started) {
         pthread_mutex_lock(&hb.mutex);
@@ -834,17 +717,17 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
         exit_code = DB_JOB_EXIT_LEASE_LOST;
     } else {
         /* A cancel may have been requested after the last heartbeat; the
-         * fence in finish_job cannot see it, so ask once more. */
+         * fence in jobs_db_finish cannot see it, so ask once more. */
         bool cancel = atomic_load(&hb.cancel_requested);
         if (!cancel && db_begin(db) == SQLITE_OK) {
-            db_sink_fence(db, job_id, owner, lease_ms, &cancel);
+            jobs_db_fence(db, job_id, owner, lease_ms, &cancel);
             db_commit(db);
         }
         job_outcome outcome = rc != 0       ? JOB_OUTCOME_FAILED
                               : cancel      ? JOB_OUTCOME_CANCELLED
                               : stop_signal ? JOB_OUTCOME_REQUEUED
                                             : JOB_OUTCOME_SUCCEEDED;
-        if (finish_job(db, job_id, owner, outcome, rc != 0 ? err : NULL) != 0) {
+        if (jobs_db_finish(db, job_id, owner, outcome, rc != 0 ? err : NULL) != 0) {
             fprintf(stderr, "rlhf-train: job %lld: cannot record the outcome: %s\n",
                     (long long)job_id, sqlite3_errmsg(db));
             exit_code = DB_JOB_EXIT_LEASE_LOST;

@@ -6,30 +6,8 @@
 #include <time.h>
 
 #include "db.h"
+#include "jobs_db.h"
 #include "sha256.h"
-
-int db_sink_fence(sqlite3 *db, int64_t job_id, const char *lease_owner, int64_t lease_ms,
-                  bool *cancel) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db,
-                                "UPDATE jobs SET lease_expires_ms = ?3 WHERE id = ?1 AND "
-                                "lease_owner = ?2 AND status IN ('validating_files', 'running') "
-                                "RETURNING cancel_requested",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return -1;
-    sqlite3_bind_int64(st, 1, job_id);
-    sqlite3_bind_text(st, 2, lease_owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, db_now_ms() + lease_ms);
-    rc = sqlite3_step(st);
-    int owned = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-    if (owned == 1 && cancel != NULL)
-        *cancel = sqlite3_column_int(st, 0) != 0;
-    if (owned == 1 && sqlite3_step(st) != SQLITE_DONE)
-        owned = -1;
-    sqlite3_finalize(st);
-    return owned;
-}
 
 /* One update waiting to be committed: its step and metrics (name -> value,
  * null for a non-finite one), the object its 'metrics' event carries. */
@@ -56,7 +34,7 @@ static int fenced_begin(db_sink *ds, sqlite3 *db) {
         return -1;
     }
     bool cancel = false;
-    int owned = db_sink_fence(db, ds->job_id, ds->lease_owner, ds->lease_ms, &cancel);
+    int owned = jobs_db_fence(db, ds->job_id, ds->lease_owner, ds->lease_ms, &cancel);
     if (owned != 1) {
         if (owned == 0)
             atomic_store(ds->lease_lost, true);

@@ -2,8 +2,7 @@
  * checkpoints go into the SQLite database.
  *
  * Every write is fenced: the transaction first renews the job's lease
- * (UPDATE jobs ... WHERE id = job AND lease_owner = us AND status =
- * 'running'); if that matches no row the lease was lost (expired and taken
+ * (jobs_db_fence, common/jobs_db.h); if that matches no row the lease was lost (expired and taken
  * over, or the job was finalised elsewhere), nothing is written, lost_lease
  * is set and the callback fails so training stops. So a worker that lost its
  * lease can never write into a job another worker now owns.
@@ -65,11 +64,6 @@ train_sink db_sink_make(db_sink *ds);
  * flush_ms. 0 written or nothing to write, -1 failed (they stay waiting; a
  * lost lease also sets lease_lost). */
 int db_sink_flush(db_sink *ds, sqlite3 *db, bool stale_only);
-
-/* Renews the lease inside the caller's open transaction: 1 still ours,
- * 0 lost, -1 SQL error. cancel (may be NULL) receives cancel_requested. */
-int db_sink_fence(sqlite3 *db, int64_t job_id, const char *lease_owner, int64_t lease_ms,
-                  bool *cancel);
 
 /* Frees last_metrics and whatever still waits (flush first). */
 void db_sink_free(db_sink *ds);

@@ -1,16 +1,18 @@
-/* jsonl_data — (prompt, response) examples from a JSONL file, one object a
- * line: {"prompt": "...", "response": "..."}, or {"text": "..."} for raw
- * text (trained on every token: an empty prompt). Blank lines are skipped.
- * The first bad line stops the load with its line number and the reason. */
+/* jsonl_data — a JSONL file of one dataset format (common/dataset_format.h:
+ * the lines rlhfd's upload takes too) as the engine's inputs. Blank lines
+ * are skipped; the first bad line stops the load with "path:line: why". */
 #ifndef RLHF_JSONL_DATA_H
 #define RLHF_JSONL_DATA_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dataset_format.h"
 #include "reward.h"
 #include "sft.h"
 
+/* sft rows as (prompt, response): {"prompt", "response" | "completion"},
+ * or {"text"} for raw text (trained on every token: an empty prompt). */
 typedef struct text_pairs {
     text_pair *items;
     int64_t n;
@@ -19,15 +21,14 @@ typedef struct text_pairs {
 } text_pairs;
 
 int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen);
-/* The same file format, but {"prompt"} alone is a line too (PPO prompts;
- * responses, if present, are ignored by the job). */
+/* prompts rows ({"prompt"}; a response, if present, is ignored by the
+ * job), each as (prompt, prompt). */
 int prompts_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen);
 void text_pairs_free(text_pairs *p);
 
-/* Rankings, one a line: TRL's {"prompt", "chosen", "rejected"}, or
- * {"prompt", "responses": [...], "ranks": [...]} for K = 2..9 responses with
- * rank 0 the best and equal ranks for ties; "margin" (a number) is optional
- * in both. Each ranking is validated (reward.h) with its line number. */
+/* preference rows as rankings: TRL pairs, OpenAI preference rows and
+ * K-wise {"prompt", "responses", "ranks"} (K = 2..RANKING_MAX_K, rank 0
+ * best, equal ranks tie), with an optional "margin". */
 typedef struct ranking_set {
     ranking *items;
     int64_t n;
@@ -37,5 +38,11 @@ typedef struct ranking_set {
 
 int rankings_load_jsonl(ranking_set *out, const char *path, char *err, size_t errlen);
 void ranking_set_free(ranking_set *r);
+
+/* A parsed preference row as the engine's ranking; keep(keep_ctx, s)
+ * returns the copy of s the ranking holds (NULL: out of memory). 0, or -1
+ * (out of memory, or K outside 2..RANKING_MAX_K). */
+int ranking_from_row(const dataset_row *row, ranking *rk, const char *(*keep)(void *, const char *),
+                     void *keep_ctx);
 
 #endif

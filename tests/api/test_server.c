@@ -30,6 +30,7 @@
 #include "db_job.h"
 #include "db_sink.h"
 #include "jobs.h"
+#include "jobs_db.h"
 #include "sha256.h"
 #include "writer.h"
 #include "suites.h"
@@ -712,8 +713,8 @@ START_TEST(test_worker_claims_and_fences) {
                      SQLITE_OK);
     bool cancel = true;
     ck_assert_int_eq(db_begin(db), SQLITE_OK);
-    ck_assert_int_eq(db_sink_fence(db, 42, "someone-else", 1000, &cancel), 0);
-    ck_assert_int_eq(db_sink_fence(db, 42, "me", 1000, &cancel), 1);
+    ck_assert_int_eq(jobs_db_fence(db, 42, "someone-else", 1000, &cancel), 0);
+    ck_assert_int_eq(jobs_db_fence(db, 42, "me", 1000, &cancel), 1);
     ck_assert(!cancel);
     ck_assert_int_eq(db_commit(db), SQLITE_OK);
     ck_assert_int_gt(db_int(&d, "SELECT lease_expires_ms FROM jobs WHERE id = 42", 0), 0);

@@ -32,5 +32,7 @@ Suite *server_static_suite(void);
 Suite *dist_suite(void);
 Suite *server_prefs_suite(void);
 Suite *metrics_page_suite(void);
+Suite *jobs_db_suite(void);
+Suite *dataset_format_suite(void);
 
 #endif

@@ -1,13 +1,58 @@
-/* POST /v1/checkpoints/{id}/generate: completions sampled from a stored
- * checkpoint, in the shape of OpenAI's legacy completions API
- * (object "text_completion", choices with index, text and finish_reason,
- * usage). The work and its limits are in generate.c. */
+/* Checkpoints: a job's checkpoints (GET /v1/jobs/{id}/checkpoints), one
+ * checkpoint's safetensors file (GET /v1/checkpoints/{id}/content), and
+ * completions sampled from one (POST /v1/checkpoints/{id}/generate, in the
+ * shape of OpenAI's legacy completions API: object "text_completion",
+ * choices with index, text and finish_reason, usage; the work and its
+ * limits are in generate.c). The SQL is in checkpoints_store.c.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoints_store.h"
 #include "generate.h"
+#include "job_json.h"
 #include "routes.h"
+
+/* ---- GET /v1/jobs/{id}/checkpoints ----------------------------------------------- */
+
+enum MHD_Result route_jobs_checkpoints(request *r) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!http_query_page(r, "after", 20, 100, &limit, &after, &replied) ||
+        !job_require(r, &replied))
+        return replied;
+    return http_reply_page(r, checkpoints_store_page_sql, after, limit, r->path_id,
+                           checkpoints_store_json);
+}
+
+/* ---- GET /v1/checkpoints/{id}/content: the safetensors file ------------------------ */
+
+enum MHD_Result route_checkpoints_content(request *r) {
+    checkpoint_content c;
+    int found = checkpoints_store_content(r->db, r->path_id, &c);
+    if (found < 0)
+        return http_reply_db_error(r);
+    if (found == 0)
+        return http_reply_error(r, 404, "checkpoint_not_found", NULL,
+                                "no checkpoint %lld with stored content", (long long)r->path_id);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(c.n_bytes, c.bytes, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(c.bytes);
+        return MHD_NO;
+    }
+    char disposition[128];
+    snprintf(disposition, sizeof disposition,
+             "attachment; filename=\"job%lld-step%lld.safetensors\"", (long long)c.job_id,
+             (long long)c.step);
+    MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+    MHD_add_response_header(resp, "Content-Disposition", disposition);
+    MHD_add_response_header(resp, "x-checkpoint-sha256", c.sha256);
+    return http_queue(r, 200, resp);
+}
+
+/* ---- POST /v1/checkpoints/{id}/generate ---------------------------------------------- */
 
 static enum MHD_Result reply_generate_error(request *r, const generate_error *e) {
     return http_reply_error(r, e->status, e->code, e->param[0] ? e->param : NULL, "%s", e->message);

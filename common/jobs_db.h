@@ -1,0 +1,199 @@
+/* jobs_db — the one owner of the jobs table: every row it inserts and every
+ * status change, for rlhfd (server/) and rlhf-train (train/) alike.
+ *
+ * The life of a job (schema/001_init.sql):
+ *
+ *   queued ──claim──▶ validating_files ──mark_running──▶ running
+ *     │                     │                               │
+ *     │ cancel              └──── finish / lost_worker ─────┴──▶ succeeded |
+ *     ▼                                                         failed | cancelled
+ *   cancelled                                                   (or queued again)
+ *
+ * A worker claims a queued job in its name (lease_owner) with a lease that
+ * expires at lease_expires_ms; every later write of the worker is fenced:
+ * inside its transaction it first renews the lease with jobs_db_fence, which
+ * matches no row once the lease is lost (expired and taken over, or the job
+ * ended elsewhere), so a stale worker can never write into a job. rlhfd's
+ * scheduler ends a job whose worker died or stopped renewing
+ * (jobs_db_lost_worker): queued again while attempts remain, else failed.
+ *
+ * Plain ids and an sqlite3 handle in; no server or train types. Each
+ * transition writes its job_events row in the same transaction. Functions
+ * that say "in the caller's transaction" expect one to be open; the others
+ * open and commit their own (db_begin: BEGIN IMMEDIATE).
+ */
+#ifndef RLHF_JOBS_DB_H
+#define RLHF_JOBS_DB_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What a job names besides its hyperparameters (jobs columns of 004);
+ * 0 where it names nothing. */
+typedef struct job_refs {
+    int64_t model;          /* parent_checkpoint_id: the checkpoint it starts from */
+    int64_t reward_model;   /* reward_checkpoint_id */
+    int64_t project;        /* training_project_id */
+    int64_t ranking_cutoff; /* training_ranking_cutoff: the project's newest ranking then */
+} job_refs;
+
+/* Room for the longest status, 'validating_files', and its NUL. */
+#define JOBS_DB_STATUS_BYTES 20
+
+/* One row of jobs, with what the API shows beside it. Times are Unix
+ * seconds, 0 where NULL. */
+typedef struct job_row {
+    int64_t id;
+    char type[64];
+    char status[JOBS_DB_STATUS_BYTES];
+    char *config; /* the resolved hyperparameters (JSON text), malloc'd */
+    int64_t attempts, max_attempts;
+    bool cancel_requested;
+    int64_t created_at, started_at, finished_at;
+    char *error; /* malloc'd; NULL if none */
+    job_refs refs;
+    int64_t ranks;
+    int64_t training_file, validation_file; /* job_datasets; 0 if none */
+    int64_t final_checkpoint;               /* its newest 'final' checkpoint; 0 if none */
+} job_row;
+
+void job_row_free(job_row *job);
+
+/* The columns job_row_read reads, in its order, for a SELECT ... FROM jobs
+ * (lists filter and page it themselves). */
+#define JOBS_DB_COLUMNS                                                                            \
+    "id, type, status, config, attempts, max_attempts, cancel_requested, created_at, "             \
+    "started_at, finished_at, error, "                                                             \
+    "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'training'), "      \
+    "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'validation'), "    \
+    "parent_checkpoint_id, reward_checkpoint_id, training_project_id, "                            \
+    "(SELECT max(id) FROM checkpoints WHERE job_id = jobs.id AND kind = 'final'), ranks, "         \
+    "training_ranking_cutoff"
+
+/* The current row of st (a SELECT JOBS_DB_COLUMNS) into job. 0, or -1 out
+ * of memory (job then holds nothing to free). */
+int job_row_read(sqlite3_stmt *st, job_row *job);
+
+/* Job id into job: 1 found, 0 no such job, -1 error. */
+int jobs_db_get(sqlite3 *db, int64_t id, job_row *job);
+
+/* Job id's status into status: 1 found, 0 no such job, -1 error. */
+int jobs_db_status(sqlite3 *db, int64_t id, char status[JOBS_DB_STATUS_BYTES]);
+
+/* A page of GET /v1/jobs, newest first: ids below after (0: from the
+ * newest), with status and type when not NULL (bound as given: the caller
+ * keeps them alive), at most limit rows. The prepared statement (rows as
+ * JOBS_DB_COLUMNS), or NULL. */
+sqlite3_stmt *jobs_db_list(sqlite3 *db, int64_t after, const char *status, const char *type,
+                           int64_t limit);
+
+/* ---- creating ------------------------------------------------------------- */
+
+/* The largest `ranks` (data-parallel processes) a job may ask for; the
+ * schema's CHECK on jobs.ranks says the same (005_job_ranks.sql). */
+enum { JOBS_DB_MAX_RANKS = 1024 };
+
+/* What a new job is made of. */
+typedef struct job_new {
+    const char *type;
+    const char *config; /* resolved hyperparameters, JSON text */
+    int64_t max_attempts;
+    int64_t created_by; /* api_tokens id; 0 for none */
+    job_refs refs;
+    int64_t ranks; /* 1..JOBS_DB_MAX_RANKS */
+} job_new;
+
+/* Inserts a queued job with its refs and ranks and its 'created' event in
+ * the caller's transaction. The new id, or -1. */
+int64_t jobs_db_insert(sqlite3 *db, const job_new *job);
+
+/* Links dataset_id to job id for purpose ("training" | "validation";
+ * job_datasets, 003) in the caller's transaction. 0 or -1. */
+int jobs_db_link_dataset(sqlite3 *db, int64_t id, const char *purpose, int64_t dataset_id);
+
+/* ---- the worker ------------------------------------------------------------- */
+
+/* queued (and not cancelled) → validating_files in owner's name: attempts
+ * + 1, a lease until now + lease_ms, worker_pid = pid (the process rlhfd
+ * started), started_at if unset, and a 'started' event naming the calling
+ * process. 1 claimed (job filled: type, config, attempts,
+ * max_attempts), 0 not claimable, -1 error (err). */
+int jobs_db_claim(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms, int64_t pid,
+                  job_row *job, char *err, size_t errlen);
+
+/* Renews owner's lease to now + lease_ms in the caller's transaction: 1
+ * still ours, 0 lost (nothing may be written), -1 SQL error. cancel (may
+ * be NULL) receives cancel_requested. */
+int jobs_db_fence(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms, bool *cancel);
+
+/* validating_files → running, fenced, with a 'running' event (message,
+ * data: may be NULL). 0, or -1 (lease lost or database error). */
+int jobs_db_mark_running(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms,
+                         const char *message, const json_t *data);
+
+typedef enum job_outcome {
+    JOB_OUTCOME_SUCCEEDED,
+    JOB_OUTCOME_FAILED,
+    JOB_OUTCOME_CANCELLED,
+    JOB_OUTCOME_REQUEUED, /* stopped by a signal: back in the queue, the attempt not counted */
+} job_outcome;
+
+/* Records the worker's outcome, fenced, with its event; a succeeded job's
+ * newest checkpoint becomes its 'final' one. error (may be NULL) is the
+ * failure's message. 0, or -1 (lease lost or database error). */
+int jobs_db_finish(sqlite3 *db, int64_t id, const char *owner, job_outcome outcome,
+                   const char *error);
+
+/* ---- the scheduler ------------------------------------------------------------ */
+
+/* Up to max queued jobs without a cancel request, oldest first, into ids:
+ * their count, or -1. */
+int jobs_db_queued(sqlite3 *db, int64_t *ids, int max);
+
+/* Up to max claimed jobs (validating_files, running) whose lease expired
+ * before now_ms, with their worker's pid: their count, or -1. */
+int jobs_db_expired(sqlite3 *db, int64_t now_ms, int64_t *ids, int64_t *pids, int max);
+
+/* 1 if job id is claimed (validating_files, running) and asked to cancel,
+ * so its worker should be told; 0 if not, -1 on error. */
+int jobs_db_cancel_pending(sqlite3 *db, int64_t id);
+
+typedef enum job_lost_reason {
+    JOB_LOST_EXITED,        /* the worker (pid) died while the job was running in its name */
+    JOB_LOST_LEASE_EXPIRED, /* nobody renewed the lease in time */
+} job_lost_reason;
+
+/* A running job lost its worker: queued again while attempts remain, else
+ * failed; cancelled if a cancel was pending; with its event. Conditional on
+ * the situation still holding (worker_pid = pid, or the lease still
+ * expired), so it cannot race a heartbeat. 1 changed, 0 not, -1 error. */
+int jobs_db_lost_worker(sqlite3 *db, int64_t id, job_lost_reason why, int64_t pid,
+                        const char *error);
+
+/* A worker could not start (or exited without claiming): counts an attempt
+ * of a queued job, failing it once attempts are used up, with a
+ * 'start_failed' event. 1 changed, 0 not queued, -1 error. */
+int jobs_db_start_failed(sqlite3 *db, int64_t id, const char *error);
+
+/* ---- cancelling ------------------------------------------------------------------ */
+
+typedef enum job_cancel_result {
+    JOB_CANCEL_ERROR = -1,
+    JOB_CANCEL_NO_JOB,   /* no such job */
+    JOB_CANCEL_DONE,     /* was queued: cancelled now */
+    JOB_CANCEL_ALREADY,  /* was cancelled already: nothing changed */
+    JOB_CANCEL_ASKED,    /* validating_files or running: cancel_requested set */
+    JOB_CANCEL_TOO_LATE, /* succeeded or failed: *status says which */
+} job_cancel_result;
+
+/* Asks job id to stop, in one transaction: a job not yet running is
+ * cancelled at once; a running one gets cancel_requested, which its
+ * worker's next fence reports. Asking twice changes nothing. status
+ * receives the status before the request. */
+job_cancel_result jobs_db_request_cancel(sqlite3 *db, int64_t id,
+                                         char status[JOBS_DB_STATUS_BYTES]);
+
+#endif
