@@ -1,113 +1,18 @@
-/* read_cache — what rlhfd remembers between reads, so that a metric read
- * costs neither SQLite nor SHA-256 when nothing changed (issue 5).
- *
- * Tokens: a small direct-mapped table, presented token text -> (id, role),
- * filled by successful lookups only. Revocation (the only way a token stops
- * being valid: POST /v1/tokens/{id}/revoke; nothing else writes
- * api_tokens.revoked_at) calls read_cache_tokens_invalidate after its
- * commit and before its reply is sent, which empties the table and bumps a
- * generation: a lookup that read the database before the commit carries the
- * old generation and is not stored (read_cache_token_put), so a revoked
- * token gets 401 on the very next request. The secret text is held in
- * memory as it is in every request; it is never written anywhere. Another
- * process revoking tokens in the same database is not seen: rlhfd owns its
- * database's tokens.
- *
- * Series: pre-rendered series (metrics_series) keyed by (job, name), each
- * with the jobs.metrics_epoch of the snapshot its rows were read in, bounded
- * by bytes and entries (the oldest entry goes first). A page is one copy of
- * a run of steps, byte for byte what metrics_page_json renders.
- *
- * Finished jobs: a job that reached succeeded, failed or cancelled never
- * gets another metric row: the worker writes metrics only in a transaction
- * fenced on its lease and status IN ('validating_files', 'running')
- * (train/db_sink.c), and no state leaves those three. So a series read in
- * a snapshot that shows such a status is final, and is served with no SQL.
- *
- * Running (and queued, validating) jobs: the cached rows may be stale in
- * two ways. New steps are appended (the usual case: fenced transactions,
- * each with the updates of up to 100 ms, train/db_sink.h), and old steps
- * are rewritten: a requeued job resumes from its
- * last checkpoint and INSERT OR REPLACEs the steps after it, possibly with
- * other values (a job that restarts without a checkpoint rewrites them
- * all). The job row cannot tell the second case apart: a worker stopped by
- * a signal gives its attempt back (train/db_job.c), so the resumed run has
- * the same attempts; the lease owner (pid and nonce) and the status change
- * and change back between two reads unseen (running -> queued -> running);
- * and nothing stops one run from writing a step twice (INSERT OR REPLACE).
- * So the database says it itself: schema/008_metrics_epoch.sql's triggers
- * bump jobs.metrics_epoch in the writer's transaction on every metrics row
- * written at a step not after its series' last, and on every UPDATE and
- * DELETE of metrics, whoever the writer is. At one epoch a series only
- * grows at its end. A read then costs one indexed statement
- * (metrics_series_fetch): the job's status and epoch and the series' rows
- * after the cached last step, from ONE snapshot, so a worker committing
- * meanwhile is seen whole or not at all, never half. Same epoch: the new
- * rows (usually none) are appended and the page is copied from the cache.
- * Another epoch: the series is read again, whole, in one snapshot. A
- * status that is now final marks the series final.
- *
- * Most reads need not even that statement: nothing at all was committed
- * since the entry was last brought up to date. In WAL mode every commit,
- * by any connection of any process, rewrites the WAL-index header at the
- * start of the database's -shm file (iChange counts transactions, and
- * mxFrame, the salts and a checksum follow: sqlite.org/walformat.html),
- * and readers find their snapshot through that header. So a read of a
- * series not known final first reads the header (pread of 96 bytes: its
- * two copies, which must agree, as SQLite's own readers require, and an
- * fstat that it is still linked); an entry remembers the header read
- * BEFORE the statement that last brought it up to date (that snapshot is
- * at least as new as the header); if the header is still the same, no
- * transaction has committed since, and the entry is the database's answer
- * now. Any doubt (no -shm, copies that differ, an unknown iVersion, a
- * -shm that was unlinked) means "changed": the statement runs. This needs
- * every writer to use the shared-memory WAL index, which is SQLite's
- * default; locking_mode=EXCLUSIVE (the only way around it) cannot get its
- * lock while rlhfd's connections are open.
- *
- * Threads: several request threads may extend or reload one entry at once,
- * each from its own snapshot. A reply is always from a snapshot taken
- * during its request or a newer one (epochs only grow; at one epoch more
- * rows is newer), and an entry is only ever replaced by a newer one; an
- * entry that changed under a reader in a way it cannot merge (evicted, or
- * replaced by an older snapshot's) sends that reader to the uncached path.
- *
- * Not cacheable (remembered as such, per epoch for a running job): a
- * value that is not finite (jansson drops such keys; the general path
- * renders those), a name the fast path declines, a series over a quarter
- * of the budget. The uncached path answers those.
- */
+/* read_cache — the old name of the series cache (series_cache.h), kept
+ * only while server/routes_jobs.c still says read_cache; the token cache
+ * is token_cache.h. Delete this file, and the read_cache member of server
+ * (server.h), when routes_jobs.c uses series_cache.h. */
 #ifndef RLHF_READ_CACHE_H
 #define RLHF_READ_CACHE_H
 
-#include <stddef.h>
-#include <stdint.h>
+#include "series_cache.h"
 
-#include "auth.h"
-#include "metrics_page.h"
+typedef series_cache read_cache;
 
-typedef struct read_cache read_cache;
-
-/* rlhfd's series budget: a 10,000-step series of one name is ~0.6 MB. */
-#define READ_CACHE_SERIES_BYTES ((size_t)64 << 20)
-
-/* series_max_bytes: the series cache's budget (0: no series cache). */
-read_cache *read_cache_new(size_t series_max_bytes);
-void read_cache_free(read_cache *c);
-
-/* 1 and *out if token is cached, else 0 (then *generation is what to pass
- * to read_cache_token_put after the database lookup). */
-int read_cache_token_get(read_cache *c, const char *token, auth_token *out, uint64_t *generation);
-void read_cache_token_put(read_cache *c, const char *token, const auth_token *t,
-                          uint64_t generation);
-void read_cache_tokens_invalidate(read_cache *c);
-
-/* A page of job_id's series of name (the reply to names=name), from the
- * cache, validated against db unless the job is finished (see above): 1
- * rendered (*out, *len), 0 not served (no series cache, a series or name
- * that cannot be cached, no such job, a database error: the uncached path
- * answers, and reports what was wrong), -1 out of memory. */
-int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const char *name,
-                            int64_t after_step, int64_t limit, char **out, size_t *len);
+static inline int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id,
+                                          const char *name, int64_t after_step, int64_t limit,
+                                          char **out, size_t *len) {
+    return series_cache_serve(c, db, job_id, name, after_step, limit, out, len);
+}
 
 #endif

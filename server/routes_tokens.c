@@ -4,8 +4,8 @@
  * stream ends at its next poll). Admin only. */
 #include <string.h>
 
-#include "read_cache.h"
 #include "routes.h"
+#include "token_cache.h"
 
 enum MHD_Result route_tokens_create(request *r) {
     enum MHD_Result replied;
@@ -123,9 +123,9 @@ enum MHD_Result route_tokens_revoke(request *r) {
         return replied;
     }
     /* Before the reply goes out, no cached copy of the token survives
-     * (server/read_cache.h). */
+     * (server/token_cache.h). */
     enum MHD_Result replied = http_commit_reply(r, 200, token);
-    if (r->srv->read_cache != NULL)
-        read_cache_tokens_invalidate(r->srv->read_cache);
+    if (r->srv->token_cache != NULL)
+        token_cache_invalidate(r->srv->token_cache);
     return replied;
 }

@@ -1,4 +1,4 @@
-/* The fast metric-page paths (server/metrics_page.h, server/read_cache.h)
+/* The fast metric-page paths (server/metrics_page.h, server/series_cache.h)
  * against the general jansson path, byte for byte: reals, names (unicode,
  * names JSON escapes, names listed twice, unknown names), NULL and
  * infinite values, sparse steps, every after_step and limit boundary; a
@@ -18,9 +18,9 @@
 #include <string.h>
 
 #include "db.h"
-#include "http.h"
+#include "json_text.h"
 #include "metrics_page.h"
-#include "read_cache.h"
+#include "reply.h"
 #include "test_server_util.h"
 
 /* ---- reals --------------------------------------------------------------- */
@@ -286,29 +286,6 @@ START_TEST(test_page_text) {
 }
 END_TEST
 
-/* ---- the token cache --------------------------------------------------- */
-
-START_TEST(test_token_cache) {
-    read_cache *c = read_cache_new(0);
-    auth_token t = {7, AUTH_ROLE_VIEWER}, got = {0, AUTH_ROLE_NONE};
-    uint64_t gen;
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_a", &got, &gen), 0);
-    read_cache_token_put(c, "rlhfd_a", &t, gen);
-    uint64_t gen2;
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_a", &got, &gen2), 1);
-    ck_assert_int_eq(got.id, 7);
-    ck_assert_int_eq(got.role, AUTH_ROLE_VIEWER);
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_b", &got, &gen2), 0);
-    /* a revocation empties it, and a lookup that began before is not stored */
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_b", &got, &gen), 0);
-    read_cache_tokens_invalidate(c);
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_a", &got, &gen2), 0);
-    read_cache_token_put(c, "rlhfd_b", &t, gen);
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_b", &got, &gen2), 0);
-    read_cache_free(c);
-}
-END_TEST
-
 /* ---- through the daemon --------------------------------------------------- */
 
 /* query: names as in the URL, csv: as they are. */
@@ -364,7 +341,7 @@ START_TEST(test_daemon_pages) {
 }
 END_TEST
 
-/* ---- a running job's series (read_cache.h: cached, validated by epoch) ---- */
+/* ---- a running job's series (series_cache.h: cached, validated by epoch) ---- */
 
 /* Writes steps from..to of name as a worker does (INSERT OR REPLACE, one
  * transaction): value base + step / 7. */
@@ -654,7 +631,6 @@ Suite *metrics_page_suite(void) {
     tcase_add_test(tc, test_plain_string);
     tcase_add_test(tc, test_fast_equals_general);
     tcase_add_test(tc, test_page_text);
-    tcase_add_test(tc, test_token_cache);
     tcase_add_test(tc, test_daemon_pages);
     tcase_add_test(tc, test_metrics_epoch);
     tcase_add_test(tc, test_daemon_running_series);

@@ -1,0 +1,17 @@
+/* query_params — the query string: single arguments and list paging. */
+#ifndef RLHF_QUERY_PARAMS_H
+#define RLHF_QUERY_PARAMS_H
+
+#include <stdint.h>
+
+#include "request.h"
+
+/* A query argument, or NULL. */
+const char *http_query(request *r, const char *name);
+/* Pagination: limit in [1, max] (default dflt) and an optional positive
+ * integer cursor (cursor_name, e.g. "after", or NULL for none; 0 when
+ * absent). 1 ok, 0 replied 400. */
+int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t max, int64_t *limit,
+                    int64_t *cursor, enum MHD_Result *replied);
+
+#endif
