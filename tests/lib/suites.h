@@ -32,5 +32,7 @@ Suite *server_static_suite(void);
 Suite *dist_suite(void);
 Suite *server_prefs_suite(void);
 Suite *metrics_page_suite(void);
+Suite *token_cache_suite(void);
+Suite *series_cache_suite(void);
 
 #endif
