@@ -1,6 +1,6 @@
 /* agreement — inter-annotator agreement of a preference project (the math
- * only; routes_preferences.c feeds it from SQLite). See agreement.c for the
- * formulation. */
+ * only; prefs_store.c feeds it from SQLite for routes_agreement.c). See
+ * agreement.c for the formulation. */
 #ifndef RLHF_AGREEMENT_H
 #define RLHF_AGREEMENT_H
 

@@ -37,3 +37,11 @@ int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t m
     }
     return 1;
 }
+
+enum MHD_Result http_reply_list(request *r, const char *sql, int64_t scope, db_row_json from_row) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!http_query_page(r, "after", 20, 100, &limit, &after, &replied))
+        return replied;
+    return http_reply_page(r, sql, after, limit, scope, from_row);
+}

@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 
+#include "db.h"
 #include "request.h"
 
 /* A query argument, or NULL. */
@@ -13,5 +14,9 @@ const char *http_query(request *r, const char *name);
  * absent). 1 ok, 0 replied 400. */
 int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t max, int64_t *limit,
                     int64_t *cursor, enum MHD_Result *replied);
+
+/* Replies a newest-first page of sql (as http_reply_page runs it) for
+ * ?after (a cursor id) and ?limit (1..100, default 20). */
+enum MHD_Result http_reply_list(request *r, const char *sql, int64_t scope, db_row_json from_row);
 
 #endif

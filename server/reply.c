@@ -136,6 +136,14 @@ enum MHD_Result http_reply_db_error(request *r) {
                             sqlite3_errmsg(r->db));
 }
 
+enum MHD_Result http_reply_not_found(request *r, const char *what, int found) {
+    if (found < 0)
+        return http_reply_db_error(r);
+    char code[64];
+    snprintf(code, sizeof code, "%s_not_found", what);
+    return http_reply_error(r, 404, code, NULL, "no %s %lld", what, (long long)r->path_id);
+}
+
 /* ---- lists ---------------------------------------------------------------- */
 
 json_t *http_list(json_t *data, bool has_more, const char *by) {

@@ -49,6 +49,9 @@ enum MHD_Result http_reply_error_with(request *r, unsigned status, const char *c
     __attribute__((format(printf, 6, 7)));
 /* 500 database_error with SQLite's message for r->db. */
 enum MHD_Result http_reply_db_error(request *r);
+/* What a lookup of r's {id} found short of a row: 404 <what>_not_found
+ * ("no <what> <id>") when found is 0, the database error when it is < 0. */
+enum MHD_Result http_reply_not_found(request *r, const char *what, int found);
 
 /* An error found by a check that does not reply itself, so that its caller
  * decides how to answer (a bulk request names the item at fault): what
