@@ -45,3 +45,9 @@ enum MHD_Result http_reply_list(request *r, const char *sql, int64_t scope, db_r
         return replied;
     return http_reply_page(r, sql, after, limit, scope, from_row);
 }
+
+enum MHD_Result http_reply_list_of(request *r, const char *what, int found, const char *sql,
+                                   db_row_json from_row) {
+    return found <= 0 ? http_reply_not_found(r, what, found)
+                      : http_reply_list(r, sql, r->path_id, from_row);
+}

@@ -18,5 +18,9 @@ int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t m
 /* Replies a newest-first page of sql (as http_reply_page runs it) for
  * ?after (a cursor id) and ?limit (1..100, default 20). */
 enum MHD_Result http_reply_list(request *r, const char *sql, int64_t scope, db_row_json from_row);
+/* http_reply_list of r's {id} as scope, when the lookup of that {id} (a
+ * <what>) found it (found 1); else http_reply_not_found. */
+enum MHD_Result http_reply_list_of(request *r, const char *what, int found, const char *sql,
+                                   db_row_json from_row);
 
 #endif

@@ -91,26 +91,25 @@ static int sample_candidates(request *r, const char *prompt, const json_t *sampl
                               "sample.checkpoint_id",
                               "sample.checkpoint_id must be the id of the checkpoint to sample the "
                               "candidates from");
-    generate_error g = {0};
+    *e = (http_error){0};
     *p = (generate_params){.checkpoint_id = json_integer_value(ck), .n_prompts = 1};
     p->prompts[0] = prompt;
-    if (generate_parse_options(sample, "sample.", p, &g) == 0 &&
+    if (generate_parse_options(sample, "sample.", p, e) == 0 &&
         json_object_get(sample, "n") == NULL)
         p->n = (int)k;
-    if (g.status == 0 && (p->n < 2 || p->n > k))
+    if (e->status == 0 && (p->n < 2 || p->n > k))
         return http_error_set(e, 400, "invalid_value", "sample.n",
                               "sample.n must be in 2..%lld (the project's k)", (long long)k);
-    if (g.status == 0 && generate_run(r->srv, r->db, p, out, &g) == 0)
+    if (e->status == 0 && generate_run(r->srv, r->db, p, out, e) == 0)
         return 1;
     /* generate_run names its own fields; here they live under sample. */
-    const char *param = g.param;
-    if (strcmp(g.code, "checkpoint_not_found") == 0) /* a reference in the body: 400 */
-        g.status = 400, param = "sample.checkpoint_id";
-    else if (strcmp(g.param, "max_tokens") == 0)
-        param = "sample.max_tokens";
-    else if (strcmp(g.param, "n") == 0)
-        param = "sample.n";
-    return http_error_set(e, g.status, g.code, param, "%s", g.message);
+    if (strcmp(e->code, "checkpoint_not_found") == 0) /* a reference in the body: 400 */
+        e->status = 400, snprintf(e->param, sizeof e->param, "sample.checkpoint_id");
+    else if (strcmp(e->param, "max_tokens") == 0)
+        snprintf(e->param, sizeof e->param, "sample.max_tokens");
+    else if (strcmp(e->param, "n") == 0)
+        snprintf(e->param, sizeof e->param, "sample.n");
+    return 0;
 }
 
 /* One comparison to insert: its prompt and candidates' texts (borrowed
@@ -332,10 +331,8 @@ enum MHD_Result route_comparisons_bulk(request *r) {
 }
 
 enum MHD_Result route_comparisons_list(request *r) {
-    int found = prefs_project_exists(r->db, r->path_id);
-    if (found <= 0)
-        return http_reply_not_found(r, "project", found);
-    return http_reply_list(r, prefs_comparisons.sql, r->path_id, prefs_comparisons.row);
+    return http_reply_list_of(r, "project", prefs_project_exists(r->db, r->path_id),
+                              prefs_comparisons.sql, prefs_comparisons.row);
 }
 
 enum MHD_Result route_comparisons_get(request *r) {

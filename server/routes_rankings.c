@@ -186,10 +186,8 @@ enum MHD_Result route_rankings_create(request *r) {
 
 /* GET /v1/comparisons/{id}/rankings: the raw rankings, newest first. */
 enum MHD_Result route_rankings_list(request *r) {
-    int found = prefs_comparison_exists(r->db, r->path_id);
-    if (found <= 0)
-        return http_reply_not_found(r, "comparison", found);
-    return http_reply_list(r, prefs_rankings.sql, r->path_id, prefs_rankings.row);
+    return http_reply_list_of(r, "comparison", prefs_comparison_exists(r->db, r->path_id),
+                              prefs_rankings.sql, prefs_rankings.row);
 }
 
 /* ---- GET /v1/projects/{id}/pairs ------------------------------------------------- */
@@ -197,10 +195,8 @@ enum MHD_Result route_rankings_list(request *r) {
 /* Training-ready pairs of the project: {prompt, chosen, rejected} as TRL
  * reads them, with where they came from. */
 enum MHD_Result route_pairs_list(request *r) {
-    int found = prefs_project_exists(r->db, r->path_id);
-    if (found <= 0)
-        return http_reply_not_found(r, "project", found);
-    return http_reply_list(r, prefs_pairs.sql, r->path_id, prefs_pairs.row);
+    return http_reply_list_of(r, "project", prefs_project_exists(r->db, r->path_id),
+                              prefs_pairs.sql, prefs_pairs.row);
 }
 
 /* ---- JSONL exports: GET /v1/projects/{id}/pairs.jsonl, rankings.jsonl ------------ */
