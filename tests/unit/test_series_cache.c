@@ -69,36 +69,52 @@ __attribute__((format(printf, 2, 3))) static void sql(sqlite3 *db, const char *f
     ck_assert_msg(db_exec(db, text, err, sizeof err) == SQLITE_OK, "%s: %s", text, err);
 }
 
-START_TEST(test_finished_job_is_not_read_again) {
+/* A database with one job of status, its loss at steps 1..last, and a
+ * cache that has served every page of it once. */
+typedef struct fixture {
     test_daemon d;
-    sqlite3 *db = metrics_db_open(&d);
-    int64_t job = metrics_db_seed_job(db, "succeeded");
-    metrics_db_put_rows(db, job, "loss", 1, 20, 0);
-    series_cache *c = series_cache_new(BUDGET);
-    expect_current(c, db, job, "loss");
-    char *before = general_page(db, job, "loss", 0, 100);
+    sqlite3 *db;
+    int64_t job;
+    series_cache *c;
+} fixture;
+
+static void fixture_start(fixture *f, const char *status, int64_t last) {
+    f->db = metrics_db_open(&f->d);
+    f->job = metrics_db_seed_job(f->db, status);
+    metrics_db_put_rows(f->db, f->job, "loss", 1, last, 0);
+    f->c = series_cache_new(BUDGET);
+    expect_current(f->c, f->db, f->job, "loss");
+}
+
+static void fixture_end(fixture *f) {
+    series_cache_free(f->c);
+    sqlite3_close(f->db);
+    daemon_cleanup(&f->d);
+}
+
+START_TEST(test_finished_job_is_not_read_again) {
+    fixture f;
+    fixture_start(&f, "succeeded", 20);
+    char *before = general_page(f.db, f.job, "loss", 0, 100);
     /* Nothing may change a finished job's metrics; if something did, the
      * cache would not see it: proof that it answers without reading. */
-    sql(db, "UPDATE metrics SET value = 100 WHERE job_id = %lld", (long long)job);
-    char *now = general_page(db, job, "loss", 0, 100);
+    sql(f.db, "UPDATE metrics SET value = 100 WHERE job_id = %lld", (long long)f.job);
+    char *now = general_page(f.db, f.job, "loss", 0, 100);
     ck_assert_str_ne(before, now);
-    char *got = cached_page(c, db, job, "loss", 0, 100);
+    char *got = cached_page(f.c, f.db, f.job, "loss", 0, 100);
     ck_assert_ptr_nonnull(got);
     ck_assert_str_eq(got, before);
     free(got), free(before), free(now);
-    series_cache_free(c);
-    sqlite3_close(db);
-    daemon_cleanup(&d);
+    fixture_end(&f);
 }
 END_TEST
 
 START_TEST(test_running_job_appends) {
-    test_daemon d;
-    sqlite3 *db = metrics_db_open(&d);
-    int64_t job = metrics_db_seed_job(db, "running");
-    metrics_db_put_rows(db, job, "loss", 1, 10, 0);
-    series_cache *c = series_cache_new(BUDGET);
-    expect_current(c, db, job, "loss");
+    fixture f;
+    fixture_start(&f, "running", 10);
+    sqlite3 *db = f.db;
+    series_cache *c = f.c;
+    const int64_t job = f.job;
     metrics_db_put_rows(db, job, "loss", 11, 15, 0); /* appended: the same epoch */
     metrics_db_put_rows(db, job, "kl", 1, 20, 0);    /* another name */
     expect_current(c, db, job, "loss");
@@ -106,19 +122,16 @@ START_TEST(test_running_job_appends) {
     ck_assert_ptr_nonnull(strstr(got, "\"step\":15"));
     free(got);
     expect_current(c, db, job, "kl");
-    series_cache_free(c);
-    sqlite3_close(db);
-    daemon_cleanup(&d);
+    fixture_end(&f);
 }
 END_TEST
 
 START_TEST(test_running_job_rewrites) {
-    test_daemon d;
-    sqlite3 *db = metrics_db_open(&d);
-    int64_t job = metrics_db_seed_job(db, "running");
-    metrics_db_put_rows(db, job, "loss", 1, 10, 0);
-    series_cache *c = series_cache_new(BUDGET);
-    expect_current(c, db, job, "loss");
+    fixture f;
+    fixture_start(&f, "running", 10);
+    sqlite3 *db = f.db;
+    series_cache *c = f.c;
+    const int64_t job = f.job;
     char *first = cached_page(c, db, job, "loss", 0, 100);
     /* a resumed run writes steps again with other values (a new epoch) */
     metrics_db_put_rows(db, job, "loss", 5, 12, 1);
@@ -133,19 +146,16 @@ START_TEST(test_running_job_rewrites) {
     metrics_db_put_rows(db, job, "loss", 9, 9, 3); /* and grows again */
     expect_current(c, db, job, "loss");
     free(first), free(second);
-    series_cache_free(c);
-    sqlite3_close(db);
-    daemon_cleanup(&d);
+    fixture_end(&f);
 }
 END_TEST
 
 START_TEST(test_job_that_finishes) {
-    test_daemon d;
-    sqlite3 *db = metrics_db_open(&d);
-    int64_t job = metrics_db_seed_job(db, "running");
-    metrics_db_put_rows(db, job, "loss", 1, 10, 0);
-    series_cache *c = series_cache_new(BUDGET);
-    expect_current(c, db, job, "loss");
+    fixture f;
+    fixture_start(&f, "running", 10);
+    sqlite3 *db = f.db;
+    series_cache *c = f.c;
+    const int64_t job = f.job;
     metrics_db_put_rows(db, job, "loss", 11, 11, 0);
     sql(db, "UPDATE jobs SET status = 'succeeded' WHERE id = %lld", (long long)job);
     expect_current(c, db, job, "loss"); /* read once more: now final */
@@ -154,9 +164,7 @@ START_TEST(test_job_that_finishes) {
     char *got = cached_page(c, db, job, "loss", 0, 100);
     ck_assert_str_eq(got, final);
     free(got), free(final);
-    series_cache_free(c);
-    sqlite3_close(db);
-    daemon_cleanup(&d);
+    fixture_end(&f);
 }
 END_TEST
 
