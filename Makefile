@@ -55,7 +55,7 @@ ENGINE_LIBS := -lopenblas -ljansson -lm
 
 $(BUILD)/engine/%.o: CPPFLAGS += $(ENGINE_INC)
 $(BUILD)/libengine.a: $(ENGINE_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # ---- common/: what rlhfd, rlhf-train and rlhfctl share — the database
 # (connection settings, migrations, the owners of shared tables), SHA-256.
@@ -70,7 +70,7 @@ COMMON_LIBS := -lsqlite3 -ljansson -lpthread
 
 $(BUILD)/common/%.o: CPPFLAGS += $(COMMON_INC)
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/common/schema_sql.c: $(SCHEMA_SQL)
 	@mkdir -p $(dir $@)
@@ -99,7 +99,7 @@ TRAIN_LIBS := $(COMMON_LIBS) $(ENGINE_LIBS)
 
 $(BUILD)/train/%.o: CPPFLAGS += $(TRAIN_INC)
 $(BUILD)/libtrain.a: $(filter-out $(BUILD)/train/main.o,$(TRAIN_OBJ))
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 $(BUILD)/rlhf-train: $(BUILD)/train/main.o $(BUILD)/libtrain.a $(BUILD)/libcommon.a $(BUILD)/libengine.a
 	$(CC) $(LDFLAGS) $(filter %.o %.a,$^) $(TRAIN_LIBS) -o $@
 
@@ -136,7 +136,7 @@ SERVER_LIBS := -lmicrohttpd $(COMMON_LIBS) $(ENGINE_LIBS)
 
 $(BUILD)/server/%.o: CPPFLAGS += $(SERVER_INC)
 $(BUILD)/libserver.a: $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJ))
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 $(BUILD)/rlhfd: $(BUILD)/server/main.o $(BUILD)/libserver.a $(BUILD)/libcommon.a $(BUILD)/libengine.a
 	$(CC) $(LDFLAGS) $^ $(SERVER_LIBS) -o $@
 

@@ -1,6 +1,6 @@
 /* agreement — inter-annotator agreement of a preference project (the math
- * only; routes_preferences.c feeds it from SQLite). See agreement.c for the
- * formulation. */
+ * only; prefs_store.c feeds it from SQLite for routes_agreement.c). See
+ * agreement.c for the formulation. */
 #ifndef RLHF_AGREEMENT_H
 #define RLHF_AGREEMENT_H
 
@@ -10,9 +10,6 @@
 
 #include "ranking_limits.h"
 
-/* The largest comparison: engine/ranking_limits.h's K. (An alias until
- * routes_preferences.c names RANKING_MAX_K itself.) */
-#define AGREEMENT_MAX_K RANKING_MAX_K
 /* Values are midranks (1, 1.5, 2, ...) stored doubled: 2..2K. */
 #define AGREEMENT_N_VALUES (2 * RANKING_MAX_K + 1)
 

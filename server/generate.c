@@ -5,7 +5,6 @@
 #include <cblas.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +15,6 @@
 #include "model.h"
 #include "rng.h"
 #include "tokenizer.h"
-
-void generate_error_set(generate_error *e, unsigned status, const char *code, const char *param,
-                        const char *fmt, ...) {
-    e->status = status;
-    snprintf(e->code, sizeof e->code, "%s", code);
-    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- options ------------------------------------------------------------------ */
 
@@ -40,13 +28,13 @@ static int get_number(const json_t *obj, const char *prefix, const char *key, bo
     if (v == NULL)
         return 1;
     if (integer ? !json_is_integer(v) : !json_is_number(v)) {
-        generate_error_set(e, 400, "invalid_type", param, "%s must be %s", param,
-                           integer ? "an integer" : "a number");
+        http_error_set(e, 400, "invalid_type", param, "%s must be %s", param,
+                       integer ? "an integer" : "a number");
         return 0;
     }
     *out = json_number_value(v);
     if (!(*out >= lo && *out <= hi)) {
-        generate_error_set(e, 400, "invalid_value", param, "%s must be in [%g, %g]", param, lo, hi);
+        http_error_set(e, 400, "invalid_value", param, "%s must be in [%g, %g]", param, lo, hi);
         return 0;
     }
     return 1;
@@ -64,7 +52,7 @@ int generate_parse_options(const json_t *obj, const char *prefix, generate_param
     if (top_p <= 0) {
         char param[64];
         snprintf(param, sizeof param, "%stop_p", prefix);
-        generate_error_set(e, 400, "invalid_value", param, "%s must be in (0, 1]", param);
+        http_error_set(e, 400, "invalid_value", param, "%s must be in (0, 1]", param);
         return -1;
     }
     p->n = (int)n;
@@ -126,14 +114,14 @@ static int load_checkpoint(sqlite3 *db, int64_t id, gpt2_model *m, generate_erro
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "SELECT bytes FROM checkpoints WHERE id = ?1", -1, &st, NULL) !=
         SQLITE_OK) {
-        generate_error_set(e, 500, "database_error", NULL, "%s", sqlite3_errmsg(db));
+        http_error_set(e, 500, "database_error", NULL, "%s", sqlite3_errmsg(db));
         return -1;
     }
     sqlite3_bind_int64(st, 1, id);
     if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_type(st, 0) != SQLITE_BLOB) {
         sqlite3_finalize(st);
-        generate_error_set(e, 404, "checkpoint_not_found", NULL,
-                           "no checkpoint %lld with stored content", (long long)id);
+        http_error_set(e, 404, "checkpoint_not_found", NULL,
+                       "no checkpoint %lld with stored content", (long long)id);
         return -1;
     }
     char why[256];
@@ -141,9 +129,8 @@ static int load_checkpoint(sqlite3 *db, int64_t id, gpt2_model *m, generate_erro
                                     NULL, m, NULL, why, sizeof why);
     sqlite3_finalize(st);
     if (rc != 0)
-        generate_error_set(e, 400, "invalid_checkpoint", NULL,
-                           "checkpoint %lld cannot be loaded as a GPT-2 model: %s", (long long)id,
-                           why);
+        http_error_set(e, 400, "invalid_checkpoint", NULL,
+                       "checkpoint %lld cannot be loaded as a GPT-2 model: %s", (long long)id, why);
     return rc;
 }
 
@@ -223,9 +210,9 @@ static int slot_acquire(generate_error *e) {
         G.active++;
     pthread_mutex_unlock(&G.mutex);
     if (!got)
-        generate_error_set(e, 503, "server_busy", NULL,
-                           "all %d generation slots stayed busy for %d s; retry later",
-                           G.max_active, GENERATE_WAIT_MS / 1000);
+        http_error_set(e, 503, "server_busy", NULL,
+                       "all %d generation slots stayed busy for %d s; retry later", G.max_active,
+                       GENERATE_WAIT_MS / 1000);
     return got ? 0 : -1;
 }
 
@@ -252,15 +239,15 @@ int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_ou
     pthread_once(&G_once, generate_init);
     memset(out, 0, sizeof *out);
     if (!G.tok_ok) {
-        generate_error_set(e, 500, "server_error", NULL, "the byte-level tokenizer did not load");
+        http_error_set(e, 500, "server_error", NULL, "the byte-level tokenizer did not load");
         return -1;
     }
     const int B = p->n_prompts * p->n;
     if (p->n_prompts < 1 || p->n_prompts > GENERATE_MAX_PROMPTS || p->n < 1 ||
         B > GENERATE_MAX_ROWS) {
-        generate_error_set(e, 400, "invalid_value", "n",
-                           "prompts × n must be at most %d (got %d prompts × %d)",
-                           GENERATE_MAX_ROWS, p->n_prompts, p->n);
+        http_error_set(e, 400, "invalid_value", "n",
+                       "prompts × n must be at most %d (got %d prompts × %d)", GENERATE_MAX_ROWS,
+                       p->n_prompts, p->n);
         return -1;
     }
     model_handle h;
@@ -280,12 +267,11 @@ int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_ou
         const size_t len = strlen(p->prompts[i]);
         lens[i] = tokenizer_encode(&G.tok, p->prompts[i], len, NULL, 0, false);
         if (lens[i] < 1 || lens[i] >= context) {
-            generate_error_set(
-                e, 400, lens[i] < 1 ? "invalid_value" : "context_length_exceeded", param,
-                lens[i] < 1 ? "%s is empty or cannot be tokenized"
-                            : "%s takes %lld tokens; the model's context is %d, and at "
-                              "least one token must be left to generate",
-                param, (long long)lens[i], context);
+            http_error_set(e, 400, lens[i] < 1 ? "invalid_value" : "context_length_exceeded", param,
+                           lens[i] < 1 ? "%s is empty or cannot be tokenized"
+                                       : "%s takes %lld tokens; the model's context is %d, and at "
+                                         "least one token must be left to generate",
+                           param, (long long)lens[i], context);
             goto done;
         }
         if ((ids[i] = malloc(sizeof(int32_t) * (size_t)lens[i])) == NULL)
@@ -298,11 +284,10 @@ int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_ou
                   : room < GENERATE_DEFAULT_TOKENS ? room
                                                    : GENERATE_DEFAULT_TOKENS;
     if (N > room) {
-        generate_error_set(
-            e, 400, "context_length_exceeded", "max_tokens",
-            "max_tokens %d does not fit: the longest prompt takes %d of the model's %d "
-            "positions, leaving %d",
-            N, P, context, room);
+        http_error_set(e, 400, "context_length_exceeded", "max_tokens",
+                       "max_tokens %d does not fit: the longest prompt takes %d of the model's %d "
+                       "positions, leaving %d",
+                       N, P, context, room);
         goto done;
     }
     prompts = malloc(sizeof(int32_t) * (size_t)B * (size_t)P);
@@ -331,7 +316,7 @@ int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_ou
     rng_seed(&rng, p->seed, 0x6E6E);
     char why[256];
     if (gpt2_generate(h.m, prompts, mask, B, P, &sc, &rng, gen, gen_len, why, sizeof why) != 0) {
-        generate_error_set(e, 500, "generation_failed", NULL, "%s", why);
+        http_error_set(e, 500, "generation_failed", NULL, "%s", why);
         goto done;
     }
     for (int b = 0; b < B; b++) {
@@ -348,7 +333,7 @@ int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_ou
     rc = 0;
     goto done;
 oom:
-    generate_error_set(e, 500, "out_of_memory", NULL, "out of memory");
+    http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
 done:
     if (have_slot)
         slot_release();

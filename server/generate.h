@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "reply.h"
 #include "server.h"
 
 enum {
@@ -44,17 +45,9 @@ typedef struct generate_params {
     uint64_t seed;
 } generate_params;
 
-/* Why a request failed: the HTTP status, code, param (may be "") and text. */
-typedef struct generate_error {
-    unsigned status;
-    char code[48];
-    char param[64];
-    char message[320];
-} generate_error;
-
-/* Fills e (param NULL: ""). */
-void generate_error_set(generate_error *e, unsigned status, const char *code, const char *param,
-                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Why a request failed: the HTTP status, code, param (may be "") and text,
+ * as a check reports it (reply.h). */
+typedef http_error generate_error;
 
 /* Reads n, max_tokens, temperature, top_p and seed from obj into p (the
  * defaults for those absent: 1, 0, 1.0, 1.0, a random seed); errors name

@@ -16,9 +16,10 @@
 #include "http.h"
 #include "park.h"
 #include "ratelimit.h"
-#include "read_cache.h"
 #include "scheduler.h"
+#include "series_cache.h"
 #include "server.h"
+#include "token_cache.h"
 #include "writer.h"
 
 /* IPV4:PORT, [IPV6]:PORT or HOSTNAME:PORT → addr. A name is resolved once,
@@ -152,9 +153,12 @@ int main(int argc, char **argv) {
         (srv.park = park_start(srv.cfg.sse_poll_ms, err, sizeof err)) == NULL ||
         (srv.writer = writer_start(srv.cfg.db_path, err, sizeof err)) == NULL ||
         (srv.rate_limiter = rate_limiter_new(srv.cfg.write_rate, srv.cfg.write_burst)) == NULL ||
-        (srv.read_cache = read_cache_new(READ_CACHE_SERIES_BYTES)) == NULL ||
+        (srv.token_cache = token_cache_new()) == NULL ||
+        (srv.series_cache = series_cache_new(SERIES_CACHE_BYTES)) == NULL ||
         (srv.scheduler = scheduler_start(&srv.cfg, err, sizeof err)) == NULL) {
-        fprintf(stderr, "rlhfd: %s\n", srv.rate_limiter || !srv.writer ? err : "out of memory");
+        bool out_of_memory =
+            srv.writer && (!srv.rate_limiter || !srv.token_cache || !srv.series_cache);
+        fprintf(stderr, "rlhfd: %s\n", out_of_memory ? "out of memory" : err);
         return 1;
     }
     /* A thread pool, each thread with its own epoll set, keep-alive
@@ -213,7 +217,8 @@ int main(int argc, char **argv) {
         close(listen_fd);
     writer_free(srv.writer);
     rate_limiter_free(srv.rate_limiter);
-    read_cache_free(srv.read_cache);
+    token_cache_free(srv.token_cache);
+    series_cache_free(srv.series_cache);
     db_pool_free(&srv.pool);
     return 0;
 }

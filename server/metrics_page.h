@@ -1,16 +1,16 @@
 /* metrics_page — the body of GET /v1/jobs/{id}/metrics, rendered two ways.
  *
  * metrics_page_json is the general path (jansson objects dumped with
- * HTTP_JSON_DUMP_FLAGS), the definition of the reply. metrics_page_fast
+ * HTTP_JSON_DUMP_FLAGS, reply.h), the definition of the reply. metrics_page_fast
  * writes the same bytes straight from SQLite's columns into one buffer: no
- * jansson objects, and reals formatted by json_real_text, which reproduces
+ * jansson objects, and reals formatted by json_real_text (common/json_text.h), which reproduces
  * jansson's JSON_REAL_PRECISION(15) text exactly. The fast path declines
  * (returns 0) whenever it could differ: a name that JSON must escape or that
  * is not UTF-8, a value that is not finite (jansson drops those keys). Tests
- * (tests/test_server_metrics_page.c) compare the two byte for byte.
+ * (tests/unit/test_metrics_page.c) compare the two byte for byte.
  *
  * metrics_series is the cache of a job's series of one name
- * (server/read_cache.h): every step pre-rendered by the same code, so a page
+ * (server/series_cache.h): every step pre-rendered by the same code, so a page
  * is one copy of a contiguous run of steps; a running job's series grows by
  * appending the rows after its last step (metrics_series_fetch, _append).
  */
@@ -23,25 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A growing text buffer. */
-typedef struct textbuf {
-    char *p;
-    size_t len, cap;
-    bool failed; /* out of memory */
-} textbuf;
-void textbuf_put(textbuf *b, const char *s, size_t n);
-void textbuf_puts(textbuf *b, const char *s);
-void textbuf_int(textbuf *b, int64_t v);
-
-/* A finite double as jansson prints it with JSON_REAL_PRECISION(15):
- * "%.15g", ".0" appended when there is neither '.' nor 'e', and no '+' or
- * leading zeros in the exponent. out holds at least 32 bytes; returns the
- * length. */
-int json_real_text(double v, char *out);
-
-/* Whether s (n bytes) can be written between quotes as it is: valid UTF-8
- * with nothing JSON escapes ('"', '\\', control characters). */
-bool json_plain_string(const char *s, size_t n);
+#include "textbuf.h"
 
 /* names: a JSON array of strings, or NULL for every name. The body, with
  * its trailing newline, into *out (malloc'ed) and *len. 0 ok, -1 database
@@ -67,7 +49,7 @@ typedef struct metrics_series {
 /* Loads job_id's series of name: 1 ok, 0 not cacheable (a value that is not
  * finite, or a name the fast path declines), -1 database error. */
 int metrics_series_load(sqlite3 *db, int64_t job_id, const char *name, metrics_series *s);
-/* What the running-job cache reads (server/read_cache.h), with ONE
+/* What the running-job cache reads (server/series_cache.h), with ONE
  * statement, so from one snapshot: the job's status (16 bytes) and
  * metrics_epoch, and its rows of name with step > after_step (every row
  * when all) rendered into *tail (initialised here; tail->name stays NULL).

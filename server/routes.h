@@ -1,13 +1,20 @@
-/* routes — every endpoint of rlhfd, one handler each. The route table (path
- * patterns, methods, roles) is in http.c and every route is described in
- * docs/api.md; the handlers live in one file per family: routes_health.c,
- * routes_tokens.c, routes_jobs.c (jobs), routes_job_events.c (a job's
- * events, metrics and stream), routes_checkpoints.c (checkpoints, their
- * content and generate), routes_datasets.c, routes_preferences.c. */
+/* routes — every endpoint of rlhfd, one handler each, and what handlers
+ * use. The route table (path patterns, methods, roles) is route_table.c
+ * and every route is described in docs/api.md; the handlers live in one
+ * file per resource: routes_health.c, routes_tokens.c, routes_jobs.c (jobs),
+ * routes_job_events.c (a job's events, metrics and stream),
+ * routes_checkpoints.c (checkpoints, their content and generate),
+ * routes_datasets.c, routes_projects.c, routes_comparisons.c,
+ * routes_rankings.c, routes_agreement.c, static.c. */
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
 
-#include "http.h"
+#include "defer_write.h"
+#include "idempotency.h"
+#include "json_checks.h"
+#include "query_params.h"
+#include "reply.h"
+#include "request.h"
 
 enum MHD_Result route_healthz(request *r);
 enum MHD_Result route_readyz(request *r);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "metrics.h"
+#include "prometheus.h"
 #include "routes.h"
 #include "scheduler.h"
 #include "writer.h"
@@ -40,14 +40,14 @@ static int64_t query_int(sqlite3 *db, const char *sql) {
 }
 
 /* GET /metrics: the Prometheus text format. Request counters and latency
- * histograms since start (metrics.c), then gauges read now. */
+ * histograms since start (prometheus.c), then gauges read now. */
 enum MHD_Result route_metrics(request *r) {
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
     if (out == NULL)
         return http_reply_error(r, 500, "out_of_memory", NULL, "out of memory");
-    metrics_write_requests(out);
+    prometheus_write_requests(out);
     int64_t queued = query_int(r->db, "SELECT count(*) FROM jobs WHERE status = 'queued'");
     int64_t running = query_int(r->db, "SELECT count(*) FROM jobs WHERE status = 'running'");
     int64_t pages = query_int(r->db, "PRAGMA page_count");

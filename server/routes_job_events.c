@@ -11,7 +11,7 @@
 #include "job_json.h"
 #include "metrics_page.h"
 #include "park.h"
-#include "read_cache.h"
+#include "series_cache.h"
 #include "routes.h"
 
 /* ---- GET /v1/jobs/{id}/events ------------------------------------------------- */
@@ -34,7 +34,7 @@ enum MHD_Result route_jobs_events(request *r) {
  * Three ways to the same bytes (server/metrics_page.h): a series of one
  * name from the read cache (no SQL once a finished job's series is cached;
  * one indexed statement for a running job's, which appends what is new:
- * server/read_cache.h); other named queries from the fast serializer; the
+ * server/series_cache.h); other named queries from the fast serializer; the
  * rest (every name, or what the fast path declines) from jansson. */
 enum MHD_Result route_jobs_metrics(request *r) {
     enum MHD_Result replied;
@@ -49,13 +49,13 @@ enum MHD_Result route_jobs_metrics(request *r) {
     const char *names_text = http_query(r, "names");
     bool one_name = names_text != NULL && names_text[0] != '\0' && strlen(names_text) <= 64 &&
                     strchr(names_text, ',') == NULL;
-    read_cache *cache = r->srv->read_cache;
+    series_cache *cache = r->srv->series_cache;
     char *text = NULL;
     size_t len = 0;
     int cached = 0;
     if (cache != NULL && after_ok && one_name &&
-        (cached = read_cache_series_serve(cache, r->db, r->path_id, names_text, after_step, limit,
-                                          &text, &len)) == 1)
+        (cached = series_cache_serve(cache, r->db, r->path_id, names_text, after_step, limit, &text,
+                                     &len)) == 1)
         return http_reply_json_text(r, 200, text, len);
     if (cached < 0)
         return MHD_NO;

@@ -4,25 +4,32 @@
  * stream ends at its next poll). Admin only. */
 #include <string.h>
 
-#include "read_cache.h"
 #include "routes.h"
+#include "token_cache.h"
+
+/* The body's name and role: 1 ok, 0 with e. */
+static int check_token(const json_t *body, const char **name, auth_role *role, http_error *e) {
+    static const char *const keys[] = {"name", "role", NULL};
+    *name = json_string_value(json_object_get(body, "name"));
+    *role = auth_role_parse(json_string_value(json_object_get(body, "role")));
+    if (!json_check_keys(body, keys, "", e) || !json_check_name(*name, 128, e))
+        return 0;
+    if (*role == AUTH_ROLE_NONE)
+        return http_error_set(e, 400, "invalid_value", "role",
+                              "role must be one of admin, annotator, viewer");
+    return 1;
+}
 
 enum MHD_Result route_tokens_create(request *r) {
     enum MHD_Result replied;
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;
-    static const char *const keys[] = {"name", "role", NULL};
-    const char *name = json_string_value(json_object_get(body, "name"));
-    const char *role_name = json_string_value(json_object_get(body, "role"));
-    auth_role role = auth_role_parse(role_name);
-    if (!http_check_keys(r, body, keys, &replied))
-        ;
-    else if (!http_check_name(r, name, 128, &replied))
-        ;
-    else if (role == AUTH_ROLE_NONE)
-        replied = http_reply_error(r, 400, "invalid_value", "role",
-                                   "role must be one of admin, annotator, viewer");
+    const char *name;
+    auth_role role;
+    http_error e;
+    if (!check_token(body, &name, &role, &e))
+        replied = http_reply_http_error(r, &e);
     else {
         char token[AUTH_TOKEN_BYTES], err[256];
         int64_t id = db_begin(r->db) == SQLITE_OK
@@ -123,9 +130,9 @@ enum MHD_Result route_tokens_revoke(request *r) {
         return replied;
     }
     /* Before the reply goes out, no cached copy of the token survives
-     * (server/read_cache.h). */
+     * (server/token_cache.h). */
     enum MHD_Result replied = http_commit_reply(r, 200, token);
-    if (r->srv->read_cache != NULL)
-        read_cache_tokens_invalidate(r->srv->read_cache);
+    if (r->srv->token_cache != NULL)
+        token_cache_invalidate(r->srv->token_cache);
     return replied;
 }

@@ -40,14 +40,16 @@ typedef struct rlhfd_config {
     char mpirun[4096];        /* the mpirun program */
 } rlhfd_config;
 
-/* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when
- * argv asked for something other than serving (create_token_name set or help
- * printed); -1 with err on bad input. */
+/* What argv asked for besides serving. */
 typedef struct rlhfd_command {
     const char *create_token_name; /* --create-token NAME */
     const char *create_token_role; /* --role ROLE */
     bool help;
 } rlhfd_command;
+
+/* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when
+ * argv asked for something other than serving (create_token_name set or help
+ * printed); -1 with err on bad input. */
 int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **argv, char *err,
                       size_t errlen);
 void rlhfd_config_usage(FILE *out);
@@ -56,7 +58,8 @@ struct scheduler;
 struct park;
 struct writer;
 struct rate_limiter;
-struct read_cache;
+struct token_cache;
+struct series_cache;
 
 typedef struct server {
     rlhfd_config cfg;
@@ -65,7 +68,8 @@ typedef struct server {
     struct park *park;                 /* idle event streams, resumed every sse_poll_ms */
     struct writer *writer;             /* group commit of ranking writes */
     struct rate_limiter *rate_limiter; /* per-token write budget */
-    struct read_cache *read_cache;     /* tokens, finished series (NULL: none) */
+    struct token_cache *token_cache;   /* tokens looked up (NULL: none) */
+    struct series_cache *series_cache; /* metric series read (NULL: none) */
     atomic_bool shutting_down;
 } server;
 

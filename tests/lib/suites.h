@@ -34,5 +34,7 @@ Suite *server_prefs_suite(void);
 Suite *metrics_page_suite(void);
 Suite *jobs_db_suite(void);
 Suite *dataset_format_suite(void);
+Suite *token_cache_suite(void);
+Suite *series_cache_suite(void);
 
 #endif

@@ -45,6 +45,8 @@ static const named_suite all_suites[] = {
     {"metrics_page", metrics_page_suite},
     {"jobs_db", jobs_db_suite},
     {"dataset_format", dataset_format_suite},
+    {"token_cache", token_cache_suite},
+    {"series_cache", series_cache_suite},
     /* system/: the programs as processes, the in-process pipeline */
     {"rlhf_train", rlhf_train_suite},
     {"pipeline", pipeline_suite},

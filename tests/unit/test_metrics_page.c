@@ -1,4 +1,4 @@
-/* The fast metric-page paths (server/metrics_page.h, server/read_cache.h)
+/* The fast metric-page paths (server/metrics_page.h, server/series_cache.h)
  * against the general jansson path, byte for byte: reals, names (unicode,
  * names JSON escapes, names listed twice, unknown names), NULL and
  * infinite values, sparse steps, every after_step and limit boundary; a
@@ -18,9 +18,10 @@
 #include <string.h>
 
 #include "db.h"
-#include "http.h"
+#include "json_text.h"
 #include "metrics_page.h"
-#include "read_cache.h"
+#include "reply.h"
+#include "test_metrics_db.h"
 #include "test_server_util.h"
 
 /* ---- reals --------------------------------------------------------------- */
@@ -85,16 +86,6 @@ END_TEST
 /* ---- pages ------------------------------------------------------------- */
 
 /* A database with one job whose status is given; its id. */
-static int64_t seed_job(sqlite3 *db, const char *status) {
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "INSERT INTO jobs (type, status, config, max_attempts, created_at) "
-             "VALUES ('ppo-control', '%s', '{}', 1, 1)",
-             status);
-    char err[256];
-    ck_assert_int_eq(db_exec(db, sql, err, sizeof err), SQLITE_OK);
-    return sqlite3_last_insert_rowid(db);
-}
 
 static void insert_metric(sqlite3 *db, int64_t job, const char *name, int64_t step, double value,
                           bool null) {
@@ -122,7 +113,7 @@ static const char *const plain_names[PLAIN_NAMES] = {"loss", "reward", "ünïcod
  * wide range of magnitudes); "inf" with an infinite value at step 7;
  * "quo\"te" (JSON escapes it). */
 static int64_t seed_series(sqlite3 *db, const char *status) {
-    int64_t job = seed_job(db, status);
+    int64_t job = metrics_db_seed_job(db, status);
     char err[256];
     ck_assert_int_eq(db_exec(db, "BEGIN", err, sizeof err), SQLITE_OK);
     uint64_t x = 12345;
@@ -194,18 +185,9 @@ static void compare(sqlite3 *db, int64_t job, const char *csv, int64_t after, in
     json_decref(names);
 }
 
-static sqlite3 *open_db(test_daemon *d) {
-    daemon_init(d);
-    sqlite3 *db = NULL;
-    char err[256];
-    ck_assert_int_eq(db_open(d->db, &db, err, sizeof err), 0);
-    ck_assert_int_eq(db_migrate(db, err, sizeof err), 0);
-    return db;
-}
-
 START_TEST(test_fast_equals_general) {
     test_daemon d;
-    sqlite3 *db = open_db(&d);
+    sqlite3 *db = metrics_db_open(&d);
     int64_t job = seed_series(db, "succeeded");
     const char *queries[] = {"loss",
                              "kl",
@@ -253,8 +235,8 @@ END_TEST
 /* The shape, written out by hand. */
 START_TEST(test_page_text) {
     test_daemon d;
-    sqlite3 *db = open_db(&d);
-    int64_t job = seed_job(db, "succeeded");
+    sqlite3 *db = metrics_db_open(&d);
+    int64_t job = metrics_db_seed_job(db, "succeeded");
     insert_metric(db, job, "loss", 3, 0.5, false);
     insert_metric(db, job, "kl", 3, 0, true);
     insert_metric(db, job, "loss", 5, 1e20, false);
@@ -286,29 +268,6 @@ START_TEST(test_page_text) {
 }
 END_TEST
 
-/* ---- the token cache --------------------------------------------------- */
-
-START_TEST(test_token_cache) {
-    read_cache *c = read_cache_new(0);
-    auth_token t = {7, AUTH_ROLE_VIEWER}, got = {0, AUTH_ROLE_NONE};
-    uint64_t gen;
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_a", &got, &gen), 0);
-    read_cache_token_put(c, "rlhfd_a", &t, gen);
-    uint64_t gen2;
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_a", &got, &gen2), 1);
-    ck_assert_int_eq(got.id, 7);
-    ck_assert_int_eq(got.role, AUTH_ROLE_VIEWER);
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_b", &got, &gen2), 0);
-    /* a revocation empties it, and a lookup that began before is not stored */
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_b", &got, &gen), 0);
-    read_cache_tokens_invalidate(c);
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_a", &got, &gen2), 0);
-    read_cache_token_put(c, "rlhfd_b", &t, gen);
-    ck_assert_int_eq(read_cache_token_get(c, "rlhfd_b", &got, &gen2), 0);
-    read_cache_free(c);
-}
-END_TEST
-
 /* ---- through the daemon --------------------------------------------------- */
 
 /* query: names as in the URL, csv: as they are. */
@@ -335,7 +294,7 @@ static void expect_http_body(const test_daemon *d, sqlite3 *db, int64_t job, con
 
 START_TEST(test_daemon_pages) {
     test_daemon d;
-    sqlite3 *db = open_db(&d);
+    sqlite3 *db = metrics_db_open(&d);
     int64_t done = seed_series(db, "succeeded");
     int64_t running = seed_series(db, "running");
     daemon_start(&d, "--train-bin", "/bin/false", NULL);
@@ -364,31 +323,7 @@ START_TEST(test_daemon_pages) {
 }
 END_TEST
 
-/* ---- a running job's series (read_cache.h: cached, validated by epoch) ---- */
-
-/* Writes steps from..to of name as a worker does (INSERT OR REPLACE, one
- * transaction): value base + step / 7. */
-static void put_rows(sqlite3 *db, int64_t job, const char *name, int64_t from, int64_t to,
-                     double base) {
-    char err[256];
-    ck_assert_int_eq(db_exec(db, "BEGIN IMMEDIATE", err, sizeof err), SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    ck_assert_int_eq(sqlite3_prepare_v2(db,
-                                        "INSERT OR REPLACE INTO metrics (job_id, name, step, "
-                                        "value) VALUES (?1, ?2, ?3, ?4)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    for (int64_t step = from; step <= to; step++) {
-        sqlite3_bind_int64(st, 1, job);
-        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, step);
-        sqlite3_bind_double(st, 4, base + (double)step / 7);
-        ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
-        sqlite3_reset(st);
-    }
-    sqlite3_finalize(st);
-    ck_assert_int_eq(db_exec(db, "COMMIT", err, sizeof err), SQLITE_OK);
-}
+/* ---- a running job's series (series_cache.h: cached, validated by epoch) ---- */
 
 __attribute__((format(printf, 2, 3))) static void run_sql(sqlite3 *db, const char *fmt, ...) {
     char sql[512], err[256];
@@ -432,22 +367,22 @@ static void loss_at(const test_daemon *d, int64_t job, int64_t step, char *out, 
  * change a row a reader has seen, and not on an append. */
 START_TEST(test_metrics_epoch) {
     test_daemon d;
-    sqlite3 *db = open_db(&d);
-    int64_t job = seed_job(db, "running"), other = seed_job(db, "running");
+    sqlite3 *db = metrics_db_open(&d);
+    int64_t job = metrics_db_seed_job(db, "running"), other = metrics_db_seed_job(db, "running");
     const char *epoch = "SELECT metrics_epoch FROM jobs WHERE id = ?1";
-    put_rows(db, job, "loss", 1, 10, 0); /* appends */
-    put_rows(db, job, "kl", 1, 3, 0);
-    put_rows(db, other, "loss", 1, 20, 0);
+    metrics_db_put_rows(db, job, "loss", 1, 10, 0); /* appends */
+    metrics_db_put_rows(db, job, "kl", 1, 3, 0);
+    metrics_db_put_rows(db, other, "loss", 1, 20, 0);
     ck_assert_int_eq(db_int(&d, epoch, job), 0);
-    put_rows(db, job, "loss", 11, 11, 0);
+    metrics_db_put_rows(db, job, "loss", 11, 11, 0);
     ck_assert_int_eq(db_int(&d, epoch, job), 0);
-    put_rows(db, job, "loss", 11, 11, 1); /* the last step again */
+    metrics_db_put_rows(db, job, "loss", 11, 11, 1); /* the last step again */
     int64_t e = db_int(&d, epoch, job);
     ck_assert_int_gt(e, 0);
-    put_rows(db, job, "kl", 2, 2, 1); /* an earlier step of another name */
+    metrics_db_put_rows(db, job, "kl", 2, 2, 1); /* an earlier step of another name */
     ck_assert_int_gt(db_int(&d, epoch, job), e);
     e = db_int(&d, epoch, job);
-    put_rows(db, job, "kl", 4, 4, 1); /* an append to kl */
+    metrics_db_put_rows(db, job, "kl", 4, 4, 1); /* an append to kl */
     ck_assert_int_eq(db_int(&d, epoch, job), e);
     run_sql(db, "UPDATE metrics SET value = 2 WHERE job_id = %lld AND step = 5", (long long)job);
     ck_assert_int_gt(db_int(&d, epoch, job), e);
@@ -455,7 +390,7 @@ START_TEST(test_metrics_epoch) {
     run_sql(db, "DELETE FROM metrics WHERE job_id = %lld AND step = 11", (long long)job);
     ck_assert_int_gt(db_int(&d, epoch, job), e);
     e = db_int(&d, epoch, job);
-    put_rows(db, job, "loss", 11, 11, 0); /* after the deletion, 11 is an append again */
+    metrics_db_put_rows(db, job, "loss", 11, 11, 0); /* after the deletion, 11 is an append again */
     ck_assert_int_eq(db_int(&d, epoch, job), e);
     ck_assert_int_eq(db_int(&d, epoch, other), 0); /* the other job saw none of it */
     sqlite3_close(db);
@@ -465,28 +400,29 @@ END_TEST
 
 START_TEST(test_daemon_running_series) {
     test_daemon d;
-    sqlite3 *db = open_db(&d);
-    int64_t job = seed_job(db, "running"); /* no worker, no lease: only the test writes */
-    put_rows(db, job, "loss", 1, 50, 0);
-    put_rows(db, job, "kl", 1, 50, 100);
+    sqlite3 *db = metrics_db_open(&d);
+    int64_t job =
+        metrics_db_seed_job(db, "running"); /* no worker, no lease: only the test writes */
+    metrics_db_put_rows(db, job, "loss", 1, 50, 0);
+    metrics_db_put_rows(db, job, "kl", 1, 50, 100);
     daemon_start(&d, "--train-bin", "/bin/false", NULL);
     expect_running_pages(&d, db, job); /* fills the cache */
     /* steps appended after the cached end, then pages across it */
-    put_rows(db, job, "loss", 51, 53, 0);
-    put_rows(db, job, "kl", 51, 51, 100);
+    metrics_db_put_rows(db, job, "loss", 51, 53, 0);
+    metrics_db_put_rows(db, job, "kl", 51, 51, 100);
     expect_running_pages(&d, db, job);
     /* a resumed rerun rewrites steps 20..53 with other values and appends
      * 54: nothing in the job row changes (same attempt, same status) */
     char before[64], after[64];
     loss_at(&d, job, 20, before, sizeof before);
-    put_rows(db, job, "loss", 20, 54, 1000);
+    metrics_db_put_rows(db, job, "loss", 20, 54, 1000);
     loss_at(&d, job, 20, after, sizeof after);
     ck_assert_str_eq(before, "2.85714285714286");
     ck_assert_str_eq(after, "1002.85714285714");
     expect_running_pages(&d, db, job);
     /* the last step alone rewritten; one value changed by UPDATE; a step
      * deleted; the gap filled again; a step before the first */
-    put_rows(db, job, "loss", 54, 54, 5000);
+    metrics_db_put_rows(db, job, "loss", 54, 54, 5000);
     expect_running_pages(&d, db, job);
     run_sql(db,
             "UPDATE metrics SET value = -1.5 WHERE job_id = %lld AND name = 'loss' AND step = 10",
@@ -495,29 +431,29 @@ START_TEST(test_daemon_running_series) {
     run_sql(db, "DELETE FROM metrics WHERE job_id = %lld AND name = 'loss' AND step = 11",
             (long long)job);
     expect_running_pages(&d, db, job);
-    put_rows(db, job, "loss", 11, 11, 7);
-    put_rows(db, job, "loss", 0, 0, 7);
+    metrics_db_put_rows(db, job, "loss", 11, 11, 7);
+    metrics_db_put_rows(db, job, "loss", 0, 0, 7);
     expect_running_pages(&d, db, job);
     /* a value that is not finite (jansson drops it: the general path
      * answers), then rewritten to a finite one, then appended after */
     run_sql(db, "INSERT INTO metrics (job_id, name, step, value) VALUES (%lld, 'loss', 55, 9e999)",
             (long long)job);
     expect_running_pages(&d, db, job);
-    put_rows(db, job, "loss", 55, 55, 0);
+    metrics_db_put_rows(db, job, "loss", 55, 55, 0);
     expect_running_pages(&d, db, job);
-    put_rows(db, job, "loss", 56, 60, 0);
+    metrics_db_put_rows(db, job, "loss", 56, 60, 0);
     expect_running_pages(&d, db, job);
     /* The control: with the trigger that reports rewrites gone, a rewrite
      * is NOT seen, so the pages above came from the cache. */
     loss_at(&d, job, 30, before, sizeof before);
     run_sql(db, "DROP TRIGGER metrics_epoch_insert");
-    put_rows(db, job, "loss", 30, 30, 9);
+    metrics_db_put_rows(db, job, "loss", 30, 30, 9);
     loss_at(&d, job, 30, after, sizeof after);
     ck_assert_str_eq(after, before);
     ck_assert_str_eq(before, "1004.28571428571");
     /* the job finishes (its series is final from now on) */
     run_sql(db, "UPDATE jobs SET status = 'succeeded' WHERE id = %lld", (long long)job);
-    put_rows(db, job, "loss", 31, 31, 9); /* cannot happen (fenced): its last rewrite */
+    metrics_db_put_rows(db, job, "loss", 31, 31, 9); /* cannot happen (fenced): its last rewrite */
     run_sql(db, "UPDATE jobs SET metrics_epoch = metrics_epoch + 1 WHERE id = %lld",
             (long long)job);
     loss_at(&d, job, 30, after, sizeof after);
@@ -623,9 +559,9 @@ static void *concurrent_read(void *arg) {
 
 START_TEST(test_daemon_running_series_concurrent) {
     test_daemon d;
-    sqlite3 *db = open_db(&d);
-    int64_t job = seed_job(db, "running");
-    put_rows(db, job, "loss", 1, 1, 1.0 / 3 - 1.0 / 7); /* step 1 = generation 1 */
+    sqlite3 *db = metrics_db_open(&d);
+    int64_t job = metrics_db_seed_job(db, "running");
+    metrics_db_put_rows(db, job, "loss", 1, 1, 1.0 / 3 - 1.0 / 7); /* step 1 = generation 1 */
     daemon_start(&d, "--train-bin", "/bin/false", NULL);
     concurrent_writer w = {d.db, job, 600, 0};
     concurrent_reader readers[2] = {{&d, job, &w, 0, ""}, {&d, job, &w, 0, ""}};
@@ -654,7 +590,6 @@ Suite *metrics_page_suite(void) {
     tcase_add_test(tc, test_plain_string);
     tcase_add_test(tc, test_fast_equals_general);
     tcase_add_test(tc, test_page_text);
-    tcase_add_test(tc, test_token_cache);
     tcase_add_test(tc, test_daemon_pages);
     tcase_add_test(tc, test_metrics_epoch);
     tcase_add_test(tc, test_daemon_running_series);

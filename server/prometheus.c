@@ -1,8 +1,8 @@
-#include "metrics.h"
+#include "prometheus.h"
 
 #include <stdatomic.h>
 
-#include "http.h"
+#include "route_table.h"
 
 #define MAX_ROUTES 64 /* the table's size is checked against it */
 #define MIN_STATUS 100
@@ -19,7 +19,7 @@ static atomic_uint_fast64_t requests[MAX_ROUTES + 1][N_STATUS];
 static atomic_uint_fast64_t duration_buckets[MAX_ROUTES + 1][N_BUCKETS + 1];
 static atomic_uint_fast64_t duration_sum_us[MAX_ROUTES + 1];
 
-void metrics_record_request(int route, unsigned status, int64_t duration_us) {
+void prometheus_record_request(int route, unsigned status, int64_t duration_us) {
     int slot = route >= 0 && route < MAX_ROUTES ? route : MAX_ROUTES;
     if (status >= MIN_STATUS && status < MIN_STATUS + N_STATUS)
         atomic_fetch_add(&requests[slot][status - MIN_STATUS], 1);
@@ -40,7 +40,7 @@ static void route_label(size_t slot, char *out, size_t len) {
     snprintf(out, len, "%s %s", method, pattern);
 }
 
-void metrics_write_requests(FILE *out) {
+void prometheus_write_requests(FILE *out) {
     size_t n_routes = http_route_count();
     if (n_routes > MAX_ROUTES)
         n_routes = MAX_ROUTES;

@@ -1,4 +1,4 @@
-#include "read_cache.h"
+#include "series_cache.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,15 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TOKEN_SLOTS   256
-#define SERIES_SLOTS  64
-#define TOKEN_MAX_LEN 128
-#define WAL_HDR       48 /* one copy of the WAL-index header */
+#include "json_text.h"
+#include "metrics_page.h"
 
-typedef struct token_slot {
-    char text[TOKEN_MAX_LEN + 1]; /* "" = empty */
-    auth_token token;
-} token_slot;
+#define SERIES_SLOTS 64
+#define WAL_HDR      48 /* one copy of the WAL-index header */
 
 typedef struct series_slot {
     bool used, cacheable, final;
@@ -29,106 +25,58 @@ typedef struct series_slot {
     unsigned char tag[WAL_HDR];
 } series_slot;
 
-struct read_cache {
-    pthread_mutex_t token_mutex;
-    uint64_t token_generation;
-    token_slot tokens[TOKEN_SLOTS];
-    pthread_rwlock_t series_lock;
-    size_t series_max, series_bytes;
-    uint64_t series_inserted;
-    series_slot series[SERIES_SLOTS];
+struct series_cache {
+    pthread_rwlock_t lock;
+    size_t max, bytes;
+    uint64_t inserted;
+    series_slot slots[SERIES_SLOTS];
     pthread_mutex_t shm_mutex;
     int shm_fd; /* the database's -shm file: -2 not opened yet, -1 none */
 };
 
-read_cache *read_cache_new(size_t series_max_bytes) {
-    read_cache *c = calloc(1, sizeof *c);
+series_cache *series_cache_new(size_t max_bytes) {
+    series_cache *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
-    pthread_mutex_init(&c->token_mutex, NULL);
-    pthread_rwlock_init(&c->series_lock, NULL);
+    pthread_rwlock_init(&c->lock, NULL);
     pthread_mutex_init(&c->shm_mutex, NULL);
-    c->series_max = series_max_bytes;
+    c->max = max_bytes;
     c->shm_fd = -2;
     return c;
 }
 
-void read_cache_free(read_cache *c) {
+void series_cache_free(series_cache *c) {
     if (c == NULL)
         return;
     for (int i = 0; i < SERIES_SLOTS; i++)
-        metrics_series_free(&c->series[i].s);
+        metrics_series_free(&c->slots[i].s);
     if (c->shm_fd >= 0)
         close(c->shm_fd);
-    pthread_mutex_destroy(&c->token_mutex);
-    pthread_rwlock_destroy(&c->series_lock);
+    pthread_rwlock_destroy(&c->lock);
     pthread_mutex_destroy(&c->shm_mutex);
     free(c);
 }
 
-/* ---- tokens ---------------------------------------------------------------- */
-
-static size_t token_slot_of(const char *token) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)token; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (size_t)(h % TOKEN_SLOTS);
-}
-
-int read_cache_token_get(read_cache *c, const char *token, auth_token *out, uint64_t *generation) {
-    size_t i = token_slot_of(token);
-    pthread_mutex_lock(&c->token_mutex);
-    int hit = c->tokens[i].text[0] != '\0' && strcmp(c->tokens[i].text, token) == 0;
-    if (hit)
-        *out = c->tokens[i].token;
-    *generation = c->token_generation;
-    pthread_mutex_unlock(&c->token_mutex);
-    return hit;
-}
-
-void read_cache_token_put(read_cache *c, const char *token, const auth_token *t,
-                          uint64_t generation) {
-    size_t n = strlen(token);
-    if (n == 0 || n > TOKEN_MAX_LEN)
-        return;
-    size_t i = token_slot_of(token);
-    pthread_mutex_lock(&c->token_mutex);
-    if (generation == c->token_generation) { /* no revocation since the lookup began */
-        memcpy(c->tokens[i].text, token, n + 1);
-        c->tokens[i].token = *t;
-    }
-    pthread_mutex_unlock(&c->token_mutex);
-}
-
-void read_cache_tokens_invalidate(read_cache *c) {
-    pthread_mutex_lock(&c->token_mutex);
-    c->token_generation++;
-    memset(c->tokens, 0, sizeof c->tokens);
-    pthread_mutex_unlock(&c->token_mutex);
-}
-
-/* ---- series ---------------------------------------------------------------- */
-
-static series_slot *series_find(read_cache *c, int64_t job_id, const char *name) {
+static series_slot *series_find(series_cache *c, int64_t job_id, const char *name) {
     for (int i = 0; i < SERIES_SLOTS; i++)
-        if (c->series[i].used && c->series[i].s.job_id == job_id &&
-            strcmp(c->series[i].s.name, name) == 0)
-            return &c->series[i];
+        if (c->slots[i].used && c->slots[i].s.job_id == job_id &&
+            strcmp(c->slots[i].s.name, name) == 0)
+            return &c->slots[i];
     return NULL;
 }
 
-static void slot_drop(read_cache *c, series_slot *x) {
-    c->series_bytes -= x->s.bytes;
+static void slot_drop(series_cache *c, series_slot *x) {
+    c->bytes -= x->s.bytes;
     metrics_series_free(&x->s);
     x->used = false;
 }
 
 /* Evicts the oldest slots other than keep while over the budget. */
-static void series_fit(read_cache *c, const series_slot *keep) {
-    while (c->series_bytes > c->series_max) {
+static void series_fit(series_cache *c, const series_slot *keep) {
+    while (c->bytes > c->max) {
         series_slot *oldest = NULL;
         for (int i = 0; i < SERIES_SLOTS; i++) {
-            series_slot *x = &c->series[i];
+            series_slot *x = &c->slots[i];
             if (x->used && x != keep && (oldest == NULL || x->inserted < oldest->inserted))
                 oldest = x;
         }
@@ -149,9 +97,9 @@ static void series_strip(metrics_series *s) {
 
 /* Stores x (taken) in slot, or in a free one when slot is NULL; within the
  * budget. Returns the slot. */
-static series_slot *series_store(read_cache *c, series_slot *slot, metrics_series *x,
+static series_slot *series_store(series_cache *c, series_slot *slot, metrics_series *x,
                                  bool cacheable, bool final, int64_t epoch) {
-    if (cacheable && x->bytes > c->series_max / 4) /* one series may not take it all */
+    if (cacheable && x->bytes > c->max / 4) /* one series may not take it all */
         cacheable = false;
     if (!cacheable)
         series_strip(x);
@@ -159,18 +107,18 @@ static series_slot *series_store(read_cache *c, series_slot *slot, metrics_serie
         slot_drop(c, slot);
     } else {
         for (int i = 0; i < SERIES_SLOTS && slot == NULL; i++)
-            if (!c->series[i].used)
-                slot = &c->series[i];
+            if (!c->slots[i].used)
+                slot = &c->slots[i];
         if (slot == NULL) { /* all used: the oldest goes */
-            slot = &c->series[0];
+            slot = &c->slots[0];
             for (int i = 1; i < SERIES_SLOTS; i++)
-                if (c->series[i].inserted < slot->inserted)
-                    slot = &c->series[i];
+                if (c->slots[i].inserted < slot->inserted)
+                    slot = &c->slots[i];
             slot_drop(c, slot);
         }
     }
-    *slot = (series_slot){true, cacheable, final, epoch, ++c->series_inserted, *x, false, {0}};
-    c->series_bytes += x->bytes;
+    *slot = (series_slot){true, cacheable, final, epoch, ++c->inserted, *x, false, {0}};
+    c->bytes += x->bytes;
     memset(x, 0, sizeof *x);
     series_fit(c, slot);
     return slot;
@@ -192,8 +140,8 @@ static bool status_final(const char *status) {
 
 /* The current WAL-index header of db's database into hdr: true, or false
  * when it cannot be known now (then the caller reads the database). See
- * read_cache.h for why an unchanged header means an unchanged database. */
-static bool wal_header(read_cache *c, sqlite3 *db, unsigned char *hdr) {
+ * series_cache.h for why an unchanged header means an unchanged database. */
+static bool wal_header(series_cache *c, sqlite3 *db, unsigned char *hdr) {
     int fd = __atomic_load_n(&c->shm_fd, __ATOMIC_ACQUIRE);
     if (fd == -2) { /* opened once (again if it is not there yet) */
         pthread_mutex_lock(&c->shm_mutex);
@@ -243,7 +191,7 @@ static int slot_page(const series_slot *slot, int64_t after_step, int64_t limit,
 /* The series was read whole, at epoch, from one snapshot: the reply comes
  * from it (it is that snapshot's answer), and it replaces the slot unless
  * the slot is at least as new. */
-static int serve_whole(read_cache *c, metrics_series *whole, const char *name, int fetched,
+static int serve_whole(series_cache *c, metrics_series *whole, const char *name, int fetched,
                        bool final, int64_t epoch, const unsigned char *hdr, int64_t after_step,
                        int64_t limit, char **out, size_t *len) {
     bool cacheable = fetched == 1;
@@ -253,7 +201,7 @@ static int serve_whole(read_cache *c, metrics_series *whole, const char *name, i
         metrics_series_free(whole);
         return rc;
     }
-    pthread_rwlock_wrlock(&c->series_lock);
+    pthread_rwlock_wrlock(&c->lock);
     series_slot *slot = series_find(c, whole->job_id, name);
     /* At one epoch a series only grows, and a value that is not finite
      * stays: more rows is newer, and not cacheable is final for the epoch. */
@@ -267,18 +215,18 @@ static int serve_whole(read_cache *c, metrics_series *whole, const char *name, i
         metrics_series_free(whole);
     }
     slot_tag(slot, hdr); /* kept: the slot is at least as new as what was read */
-    pthread_rwlock_unlock(&c->series_lock);
+    pthread_rwlock_unlock(&c->lock);
     return rc;
 }
 
-int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const char *name,
-                            int64_t after_step, int64_t limit, char **out, size_t *len) {
-    if (c->series_max == 0 || !json_plain_string(name, strlen(name)))
+int series_cache_serve(series_cache *c, sqlite3 *db, int64_t job_id, const char *name,
+                       int64_t after_step, int64_t limit, char **out, size_t *len) {
+    if (c->max == 0 || !json_plain_string(name, strlen(name)))
         return 0;
     /* 1. What the cache holds. A final series needs nothing else, nor one
      * whose database has not changed since it was last brought up to date:
      * the WAL header now (read before anything else is read) is its tag. */
-    pthread_rwlock_rdlock(&c->series_lock);
+    pthread_rwlock_rdlock(&c->lock);
     series_slot *slot = series_find(c, job_id, name);
     unsigned char hdr_now[WAL_HDR];
     const unsigned char *hdr = NULL;
@@ -287,14 +235,14 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
     if (slot != NULL &&
         (slot->final || (hdr != NULL && slot->tagged && memcmp(slot->tag, hdr, WAL_HDR) == 0))) {
         int rc = slot->cacheable ? slot_page(slot, after_step, limit, out, len) : 0;
-        pthread_rwlock_unlock(&c->series_lock);
+        pthread_rwlock_unlock(&c->lock);
         return rc;
     }
     const bool have = slot != NULL, cacheable = have && slot->cacheable;
     const int64_t epoch = have ? slot->epoch : 0;
     const size_t have_n = cacheable ? slot->s.n : 0;
     const int64_t last = have_n > 0 ? slot->s.steps[have_n - 1] : 0;
-    pthread_rwlock_unlock(&c->series_lock);
+    pthread_rwlock_unlock(&c->lock);
 
     /* 2. The job's status and epoch, and the rows after the cached last
      * step, from one snapshot (a series known not cacheable: none). */
@@ -323,9 +271,9 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
     int rc = 0;
     if (fetched == 1 && tail.n == 0 && !final) { /* nothing new */
         if (hdr != NULL)                         /* to tag it */
-            pthread_rwlock_wrlock(&c->series_lock);
+            pthread_rwlock_wrlock(&c->lock);
         else
-            pthread_rwlock_rdlock(&c->series_lock);
+            pthread_rwlock_rdlock(&c->lock);
         slot = series_find(c, job_id, name);
         if (slot != NULL && slot->cacheable && slot->epoch >= now &&
             (slot->epoch > now || slot->s.n >= have_n)) {
@@ -333,11 +281,11 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
             if (hdr != NULL)
                 slot_tag(slot, hdr);
         }
-        pthread_rwlock_unlock(&c->series_lock);
+        pthread_rwlock_unlock(&c->lock);
         metrics_series_free(&tail);
         return rc;
     }
-    pthread_rwlock_wrlock(&c->series_lock);
+    pthread_rwlock_wrlock(&c->lock);
     slot = series_find(c, job_id, name);
     if (slot != NULL && slot->epoch == now && !slot->cacheable) {
         slot->final = slot->final || final; /* stays not cacheable at this epoch */
@@ -346,23 +294,23 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
                (have_n == 0 || slot->s.steps[have_n - 1] == last)) {
         /* the slot holds every row up to last (perhaps more): append the rest */
         if (fetched == 2) { /* a value that is not finite after the slot's rows */
-            c->series_bytes -= slot->s.bytes;
+            c->bytes -= slot->s.bytes;
             series_strip(&slot->s);
-            c->series_bytes += slot->s.bytes;
+            c->bytes += slot->s.bytes;
             slot->cacheable = false;
             slot->final = slot->final || final;
             slot_tag(slot, hdr);
         } else {
             size_t before = slot->s.bytes;
             if (metrics_series_append(&slot->s, &tail) == 0) {
-                c->series_bytes += slot->s.bytes - before;
+                c->bytes += slot->s.bytes - before;
                 slot->final = slot->final || final;
                 slot_tag(slot, hdr);
                 rc = slot_page(slot, after_step, limit, out, len);
-                if (slot->s.bytes > c->series_max / 4) {
-                    c->series_bytes -= slot->s.bytes;
+                if (slot->s.bytes > c->max / 4) {
+                    c->bytes -= slot->s.bytes;
                     series_strip(&slot->s);
-                    c->series_bytes += slot->s.bytes;
+                    c->bytes += slot->s.bytes;
                     slot->cacheable = false;
                 }
                 series_fit(c, slot);
@@ -373,7 +321,7 @@ int read_cache_series_serve(read_cache *c, sqlite3 *db, int64_t job_id, const ch
     } else if (slot != NULL && slot->cacheable && slot->epoch > now) {
         rc = slot_page(slot, after_step, limit, out, len); /* a newer snapshot's */
     } /* else: evicted or replaced meanwhile; the uncached path answers */
-    pthread_rwlock_unlock(&c->series_lock);
+    pthread_rwlock_unlock(&c->lock);
     metrics_series_free(&tail);
     return rc;
 }

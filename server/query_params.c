@@ -1,0 +1,53 @@
+#include "query_params.h"
+
+#include <stdlib.h>
+
+#include "reply.h"
+
+const char *http_query(request *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static int parse_positive(const char *s, int64_t *out) {
+    char *end;
+    if (s == NULL || *s < '0' || *s > '9')
+        return 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0' || v <= 0)
+        return 0;
+    *out = v;
+    return 1;
+}
+
+int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t max, int64_t *limit,
+                    int64_t *cursor, enum MHD_Result *replied) {
+    const char *l = http_query(r, "limit");
+    const char *c = cursor_name ? http_query(r, cursor_name) : NULL;
+    *limit = dflt;
+    *cursor = 0;
+    if (l != NULL && (!parse_positive(l, limit) || *limit > max)) {
+        *replied = http_reply_error(r, 400, "invalid_value", "limit",
+                                    "limit must be an integer in [1, %lld]", (long long)max);
+        return 0;
+    }
+    if (c != NULL && !parse_positive(c, cursor)) {
+        *replied = http_reply_error(r, 400, "invalid_value", cursor_name,
+                                    "%s must be a positive integer id", cursor_name);
+        return 0;
+    }
+    return 1;
+}
+
+enum MHD_Result http_reply_list(request *r, const char *sql, int64_t scope, db_row_json from_row) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!http_query_page(r, "after", 20, 100, &limit, &after, &replied))
+        return replied;
+    return http_reply_page(r, sql, after, limit, scope, from_row);
+}
+
+enum MHD_Result http_reply_list_of(request *r, const char *what, int found, const char *sql,
+                                   db_row_json from_row) {
+    return found <= 0 ? http_reply_not_found(r, what, found)
+                      : http_reply_list(r, sql, r->path_id, from_row);
+}

@@ -1,0 +1,63 @@
+/* request — one HTTP request as its handler sees it: who called, the
+ * matched route and {id}, the body, a pooled database connection, and the
+ * state of its reply. server/http.c fills it; handlers (routes.h) answer
+ * it exactly once, through the reply helpers (reply.h), and return what
+ * those return.
+ */
+#ifndef RLHF_REQUEST_H
+#define RLHF_REQUEST_H
+
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "sha256.h"
+#include "server.h"
+
+struct http_route;
+
+typedef struct request {
+    server *srv;
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *url;
+    char request_id[24];
+    const struct http_route *route; /* NULL until matched (or if nothing matches) */
+    int64_t started_us;             /* monotonic, for the latency histogram */
+    unsigned status;                /* of the queued response */
+    char *body;                     /* the body, unless the route streams it */
+    size_t body_len, body_cap;
+    uint64_t body_bytes; /* received so far (streamed or not) */
+    sha256_ctx body_sha256;
+    bool body_too_large;
+    bool answered;               /* a response is queued */
+    auth_token token;            /* who called (routes with a role) */
+    int64_t path_id;             /* the {id} of the route, if it has one */
+    sqlite3 *db;                 /* a pooled connection for the handler */
+    const char *idempotency_key; /* the Idempotency-Key header of a creating route */
+    void *upload;                /* a streaming route's state (http_upload) */
+    int64_t retry_after;         /* > 0: a Retry-After header on the reply (429) */
+    /* Group commit (http_defer_write): the write part runs on the writer's
+     * thread, whose replies are held here until the connection resumes. */
+    bool deferred;                      /* handed to the writer; r->db is not ours */
+    bool in_batch;                      /* running inside the writer's batch */
+    bool batch_rollback;                /* roll this write's savepoint back */
+    struct MHD_Response *deferred_resp; /* the reply to queue on resume */
+    enum MHD_Result (*deferred_write)(struct request *r);
+    void *write_ctx; /* the handler's state for deferred_write */
+} request;
+
+/* A route that consumes its body as it arrives instead of having it held
+ * whole (dataset uploads). begin runs when the headers are in and the
+ * caller is authorised (r->db is held); it may answer at once (returns 0)
+ * or set r->upload. data gets each piece of the body in order; it must not
+ * answer (it records a failure for the handler to report). The handler
+ * runs when the body is complete; free releases r->upload. */
+typedef struct http_upload {
+    int (*begin)(request *r, enum MHD_Result *replied);
+    void (*data)(request *r, const char *bytes, size_t n);
+    void (*free)(request *r);
+} http_upload;
+
+#endif

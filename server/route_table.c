@@ -1,0 +1,105 @@
+#include "route_table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "routes.h"
+
+#define READERS    (AUTH_ROLE_ADMIN | AUTH_ROLE_VIEWER)
+#define ANNOTATORS (AUTH_ROLE_ADMIN | AUTH_ROLE_ANNOTATOR)
+#define EVERYONE   (AUTH_ROLE_ADMIN | AUTH_ROLE_ANNOTATOR | AUTH_ROLE_VIEWER)
+#define CREATES    true /* honours Idempotency-Key */
+
+static const http_route routes[] = {
+    {"GET", "/healthz", 0, route_healthz, false, NULL},
+    {"GET", "/readyz", 0, route_readyz, false, NULL},
+    {"GET", "/metrics", READERS, route_metrics, false, NULL},
+    {"POST", "/v1/tokens", AUTH_ROLE_ADMIN, route_tokens_create, CREATES, NULL},
+    {"GET", "/v1/tokens", AUTH_ROLE_ADMIN, route_tokens_list, false, NULL},
+    {"POST", "/v1/tokens/{id}/revoke", AUTH_ROLE_ADMIN, route_tokens_revoke, false, NULL},
+    {"POST", "/v1/jobs", AUTH_ROLE_ADMIN, route_jobs_create, CREATES, NULL},
+    {"GET", "/v1/jobs", READERS, route_jobs_list, false, NULL},
+    {"GET", "/v1/jobs/{id}", READERS, route_jobs_get, false, NULL},
+    {"POST", "/v1/jobs/{id}/cancel", AUTH_ROLE_ADMIN, route_jobs_cancel, false, NULL},
+    {"GET", "/v1/jobs/{id}/events", READERS, route_jobs_events, false, NULL},
+    {"GET", "/v1/jobs/{id}/metrics", READERS, route_jobs_metrics, false, NULL},
+    {"GET", "/v1/jobs/{id}/stream", READERS, route_jobs_stream, false, NULL},
+    {"GET", "/v1/jobs/{id}/checkpoints", READERS, route_jobs_checkpoints, false, NULL},
+    {"GET", "/v1/checkpoints/{id}/content", READERS, route_checkpoints_content, false, NULL},
+    {"POST", "/v1/checkpoints/{id}/generate", READERS, route_checkpoints_generate, false, NULL},
+    {"POST", "/v1/datasets", AUTH_ROLE_ADMIN, route_datasets_create, CREATES, NULL},
+    {"GET", "/v1/datasets", READERS, route_datasets_list, false, NULL},
+    {"GET", "/v1/datasets/{id}", READERS, route_datasets_get, false, NULL},
+    {"DELETE", "/v1/datasets/{id}", AUTH_ROLE_ADMIN, route_datasets_delete, false, NULL},
+    {"POST", "/v1/datasets/{id}/upload", AUTH_ROLE_ADMIN, route_datasets_upload, CREATES,
+     &route_datasets_upload_stream},
+    {"POST", "/v1/projects", AUTH_ROLE_ADMIN, route_projects_create, CREATES, NULL},
+    {"GET", "/v1/projects", EVERYONE, route_projects_list, false, NULL},
+    {"GET", "/v1/projects/{id}", EVERYONE, route_projects_get, false, NULL},
+    {"POST", "/v1/projects/{id}/comparisons", AUTH_ROLE_ADMIN, route_comparisons_create, CREATES,
+     NULL},
+    {"GET", "/v1/projects/{id}/comparisons", EVERYONE, route_comparisons_list, false, NULL},
+    {"GET", "/v1/projects/{id}/comparisons/next", ANNOTATORS, route_comparisons_next, false, NULL},
+    {"GET", "/v1/projects/{id}/pairs", READERS, route_pairs_list, false, NULL},
+    {"POST", "/v1/projects/{id}/comparisons/bulk", AUTH_ROLE_ADMIN, route_comparisons_bulk, CREATES,
+     NULL},
+    {"GET", "/v1/projects/{id}/pairs.jsonl", READERS, route_pairs_export, false, NULL},
+    {"GET", "/v1/projects/{id}/rankings.jsonl", READERS, route_rankings_export, false, NULL},
+    {"GET", "/v1/projects/{id}/agreement", READERS, route_projects_agreement, false, NULL},
+    {"GET", "/v1/comparisons/{id}", EVERYONE, route_comparisons_get, false, NULL},
+    {"POST", "/v1/comparisons/{id}/rankings", ANNOTATORS, route_rankings_create, CREATES, NULL},
+    {"GET", "/v1/comparisons/{id}/rankings", READERS, route_rankings_list, false, NULL},
+    {"GET", "/", 0, route_static_index, false, NULL},
+    {"GET", "/assets/{path}", 0, route_static_asset, false, NULL},
+};
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+size_t http_route_count(void) {
+    return N_ROUTES;
+}
+
+void http_route_at(size_t i, const char **method, const char **pattern) {
+    *method = routes[i].method;
+    *pattern = routes[i].pattern;
+}
+
+/* Matches url against pattern; *id receives a {id} segment. */
+static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
+    while (*pattern && *url) {
+        if (strcmp(pattern, "{path}") == 0)
+            return true; /* a final {path}: the rest, checked by its handler */
+        if (strncmp(pattern, "{id}", 4) == 0) {
+            char *end;
+            if (*url < '1' || *url > '9')
+                return false;
+            long long v = strtoll(url, &end, 10);
+            if (v <= 0 || (*end != '/' && *end != '\0'))
+                return false;
+            *id = v;
+            pattern += 4, url = end;
+        } else if (*pattern++ != *url++) {
+            return false;
+        }
+    }
+    return *pattern == '\0' && *url == '\0';
+}
+
+const http_route *route_table_match(const char *method, const char *url, int64_t *id,
+                                    bool *path_known) {
+    *path_known = false;
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        int64_t matched = 0;
+        if (!pattern_matches(routes[i].pattern, url, &matched))
+            continue;
+        *path_known = true;
+        if (strcmp(routes[i].method, method) == 0) {
+            *id = matched;
+            return &routes[i];
+        }
+    }
+    return NULL;
+}
+
+size_t route_table_index(const http_route *route) {
+    return (size_t)(route - routes);
+}

@@ -1,0 +1,35 @@
+/* route_table — every endpoint of rlhfd: method, path pattern, the roles
+ * that may call it, its handler (routes.h), whether it honours
+ * Idempotency-Key and whether it streams its body. docs/api.md describes
+ * every route (a test checks that it lists them all). */
+#ifndef RLHF_ROUTE_TABLE_H
+#define RLHF_ROUTE_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "request.h"
+
+typedef struct http_route {
+    const char *method;
+    const char *pattern; /* segments; "{id}" matches a positive integer, a final
+                            "{path}" the rest (checked by its handler) */
+    int roles;           /* auth_role bits that may call it; 0: no token needed */
+    enum MHD_Result (*handler)(request *r);
+    bool creates;              /* a creating POST: Idempotency-Key applies */
+    const http_upload *upload; /* streams its body (NULL: held whole) */
+} http_route;
+
+/* The route for method and url (*id receives its {id}), or NULL; then
+ * *path_known tells whether another method has the path (405, not 404). */
+const http_route *route_table_match(const char *method, const char *url, int64_t *id,
+                                    bool *path_known);
+/* route's position in the table: 0 .. http_route_count() - 1. */
+size_t route_table_index(const http_route *route);
+
+/* The table, for /metrics, `rlhfd --routes` and the docs test. */
+size_t http_route_count(void);
+void http_route_at(size_t i, const char **method, const char **pattern);
+
+#endif
