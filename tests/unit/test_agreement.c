@@ -153,11 +153,81 @@ START_TEST(test_agreement_matches_reference) {
 }
 END_TEST
 
+/* The edges: sizes out of range are refused without counting anything;
+ * pair agreement with partial ties and with group labels that are not
+ * 0, 1, 2...; two opposite rankings (by hand: units a {1,2} and b {2,1}
+ * give o(1,2) = o(2,1) = 2, n_1 = n_2 = 2, n = 4, delta^2 = (4 - 2)^2 = 4;
+ * observed 2 * 2 * 4 = 16, expected 2 * (2 * 2 * 4) = 32, so alpha =
+ * 1 - 3 * 16 / 32 = -1/2); the largest K, whose midranks reach the top
+ * of the value scale; an annotator who only skips. */
+START_TEST(test_agreement_edge_cases) {
+    agreement a;
+    agreement_init(&a);
+    agreement_ranking two[2] = {ranking_of(1, (int[]){0, 1}, 2), ranking_of(2, (int[]){1, 0}, 2)};
+    ck_assert_int_eq(agreement_add_comparison(&a, 1, two, 2), -1);
+    ck_assert_int_eq(agreement_add_comparison(&a, AGREEMENT_MAX_K + 1, two, 2), -1);
+    ck_assert_int_eq(a.n_annotators, 0);
+    ck_assert_int_eq(a.n_units, 0);
+    double alpha, w;
+    ck_assert(!agreement_alpha(&a, &alpha));
+    ck_assert(!agreement_kendall_w(2, two, 1, &w)); /* one ranking: no W */
+
+    /* a > b = c against a = b > c: only (a, c) is ordered the same way. */
+    const agreement_ranking x = ranking_of(1, (int[]){0, 1, 1}, 3);
+    const agreement_ranking y = ranking_of(2, (int[]){0, 0, 1}, 3);
+    ck_assert_double_eq_tol(agreement_pair(3, &x, &y), 1.0 / 3.0, 1e-12);
+    /* group labels only order: {0, 5, 9} is {0, 1, 2} */
+    agreement_ranking spaced[2] = {ranking_of(1, (int[]){0, 5, 9}, 3),
+                                   ranking_of(2, (int[]){0, 1, 2}, 3)};
+    ck_assert_double_eq_tol(agreement_pair(3, &spaced[0], &spaced[1]), 1.0, 1e-12);
+    ck_assert(agreement_kendall_w(3, spaced, 2, &w));
+    ck_assert_double_eq_tol(w, 1.0, 1e-12);
+
+    /* Two opposite rankings. */
+    ck_assert_int_eq(agreement_add_comparison(&a, 2, two, 2), 0);
+    ck_assert(agreement_alpha(&a, &alpha));
+    ck_assert_double_eq_tol(alpha, -0.5, 1e-12);
+    ck_assert_double_eq_tol(a.w_sum, 0.0, 1e-12);
+    ck_assert_int_eq(a.n_w, 1);
+    ck_assert_double_eq_tol(agreement_pair(2, &two[0], &two[1]), 0.0, 1e-12);
+    agreement_free(&a);
+
+    /* The largest K: agreeing rankers give alpha 1 and W 1; reversed ones
+     * W 0 (every rank sum is K + 1) and pair agreement 0. */
+    agreement_ranking big[2] = {{.annotator = 1}, {.annotator = 2}}, rev[2];
+    for (int i = 0; i < AGREEMENT_MAX_K; i++)
+        big[0].group[i] = big[1].group[i] = i;
+    rev[0] = big[0], rev[1] = big[1];
+    for (int i = 0; i < AGREEMENT_MAX_K; i++)
+        rev[1].group[i] = AGREEMENT_MAX_K - 1 - i;
+    agreement_init(&a);
+    ck_assert_int_eq(agreement_add_comparison(&a, AGREEMENT_MAX_K, big, 2), 0);
+    ck_assert(agreement_alpha(&a, &alpha));
+    ck_assert_double_eq_tol(alpha, 1.0, 1e-12);
+    ck_assert_double_eq_tol(a.w_sum, 1.0, 1e-12);
+    ck_assert_int_eq(a.n_units, AGREEMENT_MAX_K);
+    ck_assert(agreement_kendall_w(AGREEMENT_MAX_K, rev, 2, &w));
+    ck_assert_double_eq_tol(w, 0.0, 1e-12);
+    ck_assert_double_eq_tol(agreement_pair(AGREEMENT_MAX_K, &rev[0], &rev[1]), 0.0, 1e-12);
+
+    /* Skips only: counted, compared with nobody. */
+    ck_assert_int_eq(agreement_add_skip(&a, 9), 0);
+    ck_assert_int_eq(agreement_add_skip(&a, 9), 0);
+    const agreement_annotator *skipper = find_annotator(&a, 9);
+    ck_assert_int_eq(skipper->n_skipped, 2);
+    ck_assert_int_eq(skipper->n_ranked, 0);
+    ck_assert_int_eq(skipper->n_compared, 0);
+    ck_assert_int_eq(find_annotator(&a, 1)->n_compared, 1);
+    agreement_free(&a);
+}
+END_TEST
+
 Suite *agreement_suite(void) {
     Suite *s = suite_create("agreement");
     TCase *tc = tcase_create("agreement");
     tcase_add_test(tc, test_agreement_hand_example);
     tcase_add_test(tc, test_agreement_matches_reference);
+    tcase_add_test(tc, test_agreement_edge_cases);
     suite_add_tcase(s, tc);
     return s;
 }
