@@ -47,16 +47,21 @@ int cmd_show_list(const rlhfctl *c, const cli_args *a, const char *path, const c
         output_reply(c, reply, NULL);
         return rc;
     }
+    cmd_print_page(reply, cols, n_cols, "after", "last_id");
+    return rc;
+}
+
+void cmd_print_page(json_t *reply, const column *cols, int n_cols, const char *after_option,
+                    const char *cursor_key) {
     const json_t *data = json_object_get(reply, "data");
     if (json_array_size(data) == 0)
         puts("(none)");
     else
         table_print(stdout, data, cols, n_cols);
     if (json_is_true(json_object_get(reply, "has_more")))
-        printf("(more: --after %" JSON_INTEGER_FORMAT ")\n",
-               json_integer_value(json_object_get(reply, "last_id")));
+        printf("(more: --%s %" JSON_INTEGER_FORMAT ")\n", after_option,
+               json_integer_value(json_object_get(reply, cursor_key)));
     json_decref(reply);
-    return rc;
 }
 
 int64_t cmd_id_path(const cli_args *a, int i, const char *what, const char *collection,

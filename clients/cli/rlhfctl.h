@@ -150,6 +150,11 @@ int cmd_request_id(const rlhfctl *c, const cli_args *a, const char *method, cons
  * cols with a hint for the next page, or as the server's JSON. */
 int cmd_show_list(const rlhfctl *c, const cli_args *a, const char *path, const char *const *filters,
                   const column *cols, int n_cols);
+/* A list reply printed as a table of cols ("(none)" when empty) and, when
+ * it has more, the option that fetches the next page: --after_option with
+ * the reply's cursor_key ("after", "last_id"). Decrefs reply. */
+void cmd_print_page(json_t *reply, const column *cols, int n_cols, const char *after_option,
+                    const char *cursor_key);
 
 /* --n, --max-tokens, --temperature, --top-p, --seed into obj (n,
  * max_tokens, ...): 1 ok, 0 after a usage message. */
