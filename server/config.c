@@ -27,7 +27,8 @@ typedef struct option_def {
     { #field, true, offsetof(rlhfd_config, field), 0, dflt, lo, hi, NULL, doc }
 
 static const option_def options[] = {
-    STR(listen, "127.0.0.1:8080", "IPV4:PORT, [IPV6]:PORT or HOST:PORT to serve on (port 0: any free port)"),
+    STR(listen, "127.0.0.1:8080",
+        "IPV4:PORT, [IPV6]:PORT or HOST:PORT to serve on (port 0: any free port)"),
     STR(db_path, "rlhfd.db", "the SQLite database file (created if missing)"),
     INT(workers, 2, 1, 256, "at most this many rlhf-train processes at once"),
     INT(threads_per_job, 1, 1, 256, "OpenBLAS threads of each rlhf-train process"),
@@ -135,6 +136,7 @@ static int load_file(rlhfd_config *cfg, const char *path, char *err, size_t errl
 void rlhfd_config_usage(FILE *out) {
     fprintf(out, "usage: rlhfd [--config FILE.json] [--OPTION VALUE]...\n"
                  "       rlhfd [--db FILE] --create-token NAME --role admin|annotator|viewer\n"
+                 "       rlhfd --routes   (the route table as JSON: [{method, path}])\n"
                  "options (also RLHFD_<OPTION> in the environment, or keys of the config file):\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         char flag[64];
@@ -193,6 +195,10 @@ int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **ar
             cmd->help = true;
             continue;
         }
+        if (strcmp(arg, "--routes") == 0) {
+            cmd->routes = true;
+            continue;
+        }
         if (strncmp(arg, "--", 2) != 0 || i + 1 >= argc) {
             snprintf(err, errlen, "%s '%s'",
                      strncmp(arg, "--", 2) ? "unexpected argument" : "missing value for", arg);
@@ -231,5 +237,5 @@ int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **ar
         snprintf(err, errlen, "--role goes with --create-token NAME");
         return -1;
     }
-    return cmd->help || cmd->create_token_name ? 1 : 0;
+    return cmd->help || cmd->routes || cmd->create_token_name ? 1 : 0;
 }

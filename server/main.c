@@ -105,6 +105,27 @@ static int create_token(sqlite3 *db, const rlhfd_command *cmd) {
     return 0;
 }
 
+/* rlhfd --routes: the route table as a JSON array of {method, path, roles}
+ * (roles: the role names that may call it, [] for no token), for
+ * tests/api/test_docs.c (docs/api.md against the table) and scripts. */
+static int print_routes(void) {
+    json_t *routes = json_array();
+    for (size_t i = 0; i < http_route_count(); i++) {
+        const char *method, *pattern;
+        http_route_at(i, &method, &pattern);
+        json_t *roles = json_array();
+        const auth_role all[] = {AUTH_ROLE_ADMIN, AUTH_ROLE_ANNOTATOR, AUTH_ROLE_VIEWER};
+        for (size_t j = 0; j < sizeof all / sizeof all[0]; j++)
+            if (http_route_roles(i) & all[j])
+                json_array_append_new(roles, json_string(auth_role_name(all[j])));
+        json_array_append_new(routes, json_pack("{s:s, s:s, s:o}", "method", method, "path",
+                                                pattern, "roles", roles));
+    }
+    int rc = json_dumpf(routes, stdout, JSON_INDENT(1)) == 0 && puts("") >= 0 ? 0 : 1;
+    json_decref(routes);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     static server srv;
     rlhfd_command cmd;
@@ -116,6 +137,8 @@ int main(int argc, char **argv) {
         rlhfd_config_usage(rc < 0 ? stderr : stdout);
         return rc < 0 ? 2 : 0;
     }
+    if (cmd.routes)
+        return print_routes();
     struct sockaddr_storage addr;
     if (cmd.create_token_name == NULL &&
         parse_listen(srv.cfg.listen, &addr, err, sizeof err) != 0) {

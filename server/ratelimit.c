@@ -68,11 +68,16 @@ int64_t rate_limiter_take(rate_limiter *l, int64_t token_id, int64_t now_ms) {
         b->token_id = token_id, b->level = l->burst * 1000, b->last_ms = now_ms;
         l->used++;
     }
-    /* refill: rate writes per second = rate thousandths per millisecond */
-    int64_t level = b->level + (now_ms - b->last_ms) * l->rate;
-    if (level > l->burst * 1000)
-        level = l->burst * 1000;
-    b->last_ms = now_ms;
+    /* refill: rate writes per second = rate thousandths per millisecond.
+     * Callers read the clock before taking the lock, so a take may come
+     * stamped before the last one: it refills nothing and keeps last_ms. */
+    int64_t level = b->level;
+    if (now_ms > b->last_ms) {
+        level += (now_ms - b->last_ms) * l->rate;
+        if (level > l->burst * 1000)
+            level = l->burst * 1000;
+        b->last_ms = now_ms;
+    }
     int64_t wait_s = 0;
     if (level >= 1000)
         level -= 1000;

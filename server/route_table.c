@@ -63,6 +63,10 @@ void http_route_at(size_t i, const char **method, const char **pattern) {
     *pattern = routes[i].pattern;
 }
 
+int http_route_roles(size_t i) {
+    return routes[i].roles;
+}
+
 /* Matches url against pattern; *id receives a {id} segment. */
 static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
     while (*pattern && *url) {

@@ -31,5 +31,7 @@ size_t route_table_index(const http_route *route);
 /* The table, for /metrics, `rlhfd --routes` and the docs test. */
 size_t http_route_count(void);
 void http_route_at(size_t i, const char **method, const char **pattern);
+/* The auth_role bits that may call route i (0: no token needed). */
+int http_route_roles(size_t i);
 
 #endif

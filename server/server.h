@@ -45,11 +45,12 @@ typedef struct rlhfd_command {
     const char *create_token_name; /* --create-token NAME */
     const char *create_token_role; /* --role ROLE */
     bool help;
+    bool routes; /* --routes: print the route table as JSON */
 } rlhfd_command;
 
 /* Fills cfg from defaults, file, environment and argv. Returns 0; 1 when
- * argv asked for something other than serving (create_token_name set or help
- * printed); -1 with err on bad input. */
+ * argv asked for something other than serving (create_token_name, help or
+ * routes set); -1 with err on bad input. */
 int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **argv, char *err,
                       size_t errlen);
 void rlhfd_config_usage(FILE *out);

@@ -2,7 +2,6 @@
  * projects, comparisons and rankings, tokens, checkpoints. Each is one
  * request (two for `datasets create --file`), printed as a table or an
  * object, or as the server's JSON with --json. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -10,72 +9,6 @@
 #include <unistd.h>
 
 #include "rlhfctl.h"
-
-/* ---- shared helpers ----------------------------------------------------------------- */
-
-void cmd_print_object(const json_t *reply) {
-    table_print_object(stdout, reply);
-}
-
-int cmd_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
-                void (*human)(const json_t *reply)) {
-    json_t *reply = NULL;
-    int rc = api_request(c, method, path, body, &reply);
-    if (rc == RLHFCTL_EXIT_OK)
-        output_reply(c, reply, human);
-    return rc;
-}
-
-int cmd_show_list(const rlhfctl *c, const cli_args *a, const char *path, const char *const *filters,
-                  const column *cols, int n_cols) {
-    char full[4096];
-    size_t used = (size_t)snprintf(full, sizeof full, "%s", path);
-    for (const char *const *f = filters; *f; f++) {
-        const char *v = cli_opt(a, *f);
-        if (v == NULL)
-            continue;
-        char *escaped = curl_easy_escape(NULL, v, 0);
-        used += (size_t)snprintf(full + used, sizeof full - used, "%c%s=%s",
-                                 strchr(full, '?') ? '&' : '?', *f, escaped);
-        curl_free(escaped);
-        if (used >= sizeof full)
-            return cli_usage_error("arguments too long");
-    }
-    json_t *reply = NULL;
-    int rc = api_request(c, "GET", full, NULL, &reply);
-    if (rc != RLHFCTL_EXIT_OK)
-        return rc;
-    if (c->json_output) {
-        output_reply(c, reply, NULL);
-        return rc;
-    }
-    const json_t *data = json_object_get(reply, "data");
-    if (json_array_size(data) == 0)
-        puts("(none)");
-    else
-        table_print(stdout, data, cols, n_cols);
-    if (json_is_true(json_object_get(reply, "has_more")))
-        printf("(more: --after %" JSON_INTEGER_FORMAT ")\n",
-               json_integer_value(json_object_get(reply, "last_id")));
-    json_decref(reply);
-    return rc;
-}
-
-int64_t cmd_id_path(const cli_args *a, int i, const char *what, const char *collection,
-                    const char *suffix, char *out, size_t len) {
-    int64_t id = cli_parse_id(a->pos[i], what);
-    if (id)
-        snprintf(out, len, "/v1/%s/%" PRId64 "%s", collection, id, suffix);
-    return id;
-}
-
-int cmd_request_id(const rlhfctl *c, const cli_args *a, const char *method, const char *what,
-                   const char *collection, const char *suffix, void (*human)(const json_t *reply)) {
-    char path[96];
-    return cmd_id_path(a, 0, what, collection, suffix, path, sizeof path)
-               ? cmd_request(c, method, path, NULL, human)
-               : RLHFCTL_EXIT_USAGE;
-}
 
 /* An integer option into obj[key] (absent: left out). */
 static int set_int_opt(const cli_args *a, const char *opt, json_t *obj, const char *key) {

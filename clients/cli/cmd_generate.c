@@ -1,37 +1,11 @@
 /* rlhfctl checkpoints generate: completions sampled by rlhfd from a
- * checkpoint (POST /v1/checkpoints/{id}/generate), and the sampling options
- * that `comparisons add --sample-from` shares. */
+ * checkpoint (POST /v1/checkpoints/{id}/generate). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rlhfctl.h"
-
-int cli_sampling_options(const cli_args *a, json_t *obj) {
-    static const struct {
-        const char *opt, *key;
-        bool integer;
-    } opts[] = {{"n", "n", true},
-                {"max-tokens", "max_tokens", true},
-                {"temperature", "temperature", false},
-                {"top-p", "top_p", false},
-                {"seed", "seed", true}};
-    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
-        const char *v = cli_opt(a, opts[i].opt);
-        if (v == NULL)
-            continue;
-        json_t *value = json_loads(v, JSON_DECODE_ANY, NULL);
-        if (opts[i].integer ? !json_is_integer(value) : !json_is_number(value)) {
-            json_decref(value);
-            cli_usage_error("--%s wants %s, got '%s'", opts[i].opt,
-                            opts[i].integer ? "an integer" : "a number", v);
-            return 0;
-        }
-        json_object_set_new(obj, opts[i].key, value);
-    }
-    return 1;
-}
 
 static void print_completions(const json_t *reply) {
     const json_t *choices = json_object_get(reply, "choices");

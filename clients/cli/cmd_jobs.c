@@ -273,14 +273,7 @@ int cmd_jobs_metrics(const rlhfctl *c, const cli_args *a) {
         cols[n_cols] = (column){keys[n_cols] + 8, keys[n_cols], COLUMN_KIND_TEXT};
         n_cols++;
     }
-    if (json_array_size(data) == 0)
-        puts("(none)");
-    else
-        table_print(stdout, data, cols, n_cols);
-    if (json_is_true(json_object_get(reply, "has_more")))
-        printf("(more: --after-step %" JSON_INTEGER_FORMAT ")\n",
-               json_integer_value(json_object_get(reply, "last_step")));
-    json_decref(reply);
+    cmd_print_page(reply, cols, n_cols, "after-step", "last_step");
     return rc;
 }
 

@@ -2,9 +2,9 @@
  *
  * One header for the client's modules, in the order a call goes through
  * them: main.c (global flags, configuration, the command table, help) →
- * cmd_*.c (one function per subcommand) → api.c (libcurl: requests,
- * streamed uploads and downloads, the SSE stream, error reporting) and
- * table.c (human output).
+ * cmd_*.c (one function per subcommand) → cmd_common.c (what the
+ * subcommands share) → api.c (libcurl: requests, streamed uploads and
+ * downloads, the SSE stream, error reporting) and table.c (human output).
  */
 #ifndef RLHFCTL_H
 #define RLHFCTL_H
@@ -128,9 +128,7 @@ const char *table_format(const json_t *obj, const column *col, char *buf, size_t
  * human(); decrefs reply. */
 void output_reply(const rlhfctl *c, json_t *reply, void (*human)(const json_t *reply));
 
-/* ---- subcommands (cmd_*.c) ----------------------------------------------------- */
-
-typedef int (*command_fn)(const rlhfctl *c, const cli_args *a);
+/* ---- shared command helpers (cmd_common.c) ------------------------------------ */
 
 /* Prints an object reply as a table of its members. */
 void cmd_print_object(const json_t *reply);
@@ -152,10 +150,19 @@ int cmd_request_id(const rlhfctl *c, const cli_args *a, const char *method, cons
  * cols with a hint for the next page, or as the server's JSON. */
 int cmd_show_list(const rlhfctl *c, const cli_args *a, const char *path, const char *const *filters,
                   const column *cols, int n_cols);
+/* A list reply printed as a table of cols ("(none)" when empty) and, when
+ * it has more, the option that fetches the next page: --after_option with
+ * the reply's cursor_key ("after", "last_id"). Decrefs reply. */
+void cmd_print_page(json_t *reply, const column *cols, int n_cols, const char *after_option,
+                    const char *cursor_key);
 
 /* --n, --max-tokens, --temperature, --top-p, --seed into obj (n,
  * max_tokens, ...): 1 ok, 0 after a usage message. */
 int cli_sampling_options(const cli_args *a, json_t *obj);
+
+/* ---- subcommands (cmd_data.c, cmd_generate.c, cmd_jobs.c) ---------------------- */
+
+typedef int (*command_fn)(const rlhfctl *c, const cli_args *a);
 int cmd_checkpoints_generate(const rlhfctl *c, const cli_args *a);
 
 int cmd_status(const rlhfctl *c, const cli_args *a);

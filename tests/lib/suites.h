@@ -7,34 +7,52 @@
 /* The file test_skip appends to (set by test_main). */
 #define TEST_SKIP_FILE_ENV "RLHF_TEST_SKIP_FILE"
 
+/* unit/ */
 Suite *rng_suite(void);
-Suite *env_suite(void);
 Suite *nn_suite(void);
 Suite *optim_suite(void);
+Suite *env_suite(void);
 Suite *ppo_control_suite(void);
+Suite *rlhf_ppo_suite(void);
 Suite *hparams_suite(void);
-Suite *rlhf_train_suite(void);
-Suite *gpt2_suite(void);
-Suite *server_suite(void);
-Suite *server_data_suite(void);
-Suite *server_limits_suite(void);
-Suite *server_rlhf_suite(void);
 Suite *safetensors_suite(void);
 Suite *tokenizer_suite(void);
+Suite *gpt2_suite(void);
+Suite *lora_suite(void);
 Suite *sft_suite(void);
 Suite *reward_suite(void);
-Suite *rlhfctl_suite(void);
-Suite *rlhf_ppo_suite(void);
 Suite *ppo_lm_suite(void);
-Suite *pipeline_suite(void);
-Suite *lora_suite(void);
-Suite *server_static_suite(void);
 Suite *dist_suite(void);
-Suite *server_prefs_suite(void);
 Suite *metrics_page_suite(void);
 Suite *jobs_db_suite(void);
 Suite *dataset_format_suite(void);
 Suite *token_cache_suite(void);
 Suite *series_cache_suite(void);
+Suite *db_suite(void);
+Suite *sha256_suite(void);
+Suite *writer_suite(void);
+Suite *db_sink_suite(void);
+Suite *agreement_suite(void);
+Suite *ratelimit_suite(void);
+/* system/ */
+Suite *rlhf_train_suite(void);
+Suite *worker_suite(void);
+Suite *pipeline_suite(void);
+Suite *rlhfctl_suite(void);
+/* api/ */
+Suite *requests_suite(void);
+Suite *daemon_suite(void);
+Suite *tokens_suite(void);
+Suite *jobs_suite(void);
+Suite *job_stream_suite(void);
+Suite *checkpoints_suite(void);
+Suite *rlhf_jobs_suite(void);
+Suite *datasets_suite(void);
+Suite *comparisons_suite(void);
+Suite *exports_suite(void);
+Suite *durability_suite(void);
+Suite *prometheus_suite(void);
+Suite *docs_suite(void);
+Suite *static_suite(void);
 
 #endif

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "test_util.h"
 
 int64_t now_ms(void) {
@@ -417,4 +418,13 @@ sqlite3 *hold_running_job(const test_daemon *d, int64_t job, int64_t min_checkpo
 void release_job(sqlite3 *db) {
     ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
+}
+
+/* d's database with a table t (x): an open connection to it. */
+sqlite3 *db_with_table_t(const test_daemon *d) {
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(d->db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_exec(db, "CREATE TABLE t (x)", err, sizeof err), SQLITE_OK);
+    return db;
 }

@@ -1,5 +1,6 @@
-/* The rlhfd test harness shared by tests/test_server*.c: a real daemon on an
- * ephemeral loopback port with a fresh database, and a libcurl client. */
+/* The rlhfd test harness shared by the api suites (tests/api/) and the unit
+ * tests that need a migrated database: a real daemon on an ephemeral
+ * loopback port with a fresh database, and a libcurl client. */
 #ifndef RLHF_TEST_SERVER_UTIL_H
 #define RLHF_TEST_SERVER_UTIL_H
 
@@ -101,5 +102,7 @@ sqlite3 *hold_running_job(const test_daemon *d, int64_t job, int64_t min_checkpo
 void release_job(sqlite3 *db);
 /* Runs sql on the daemon's database file (busy timeout 5 s); asserts it worked. */
 void exec_sql(const test_daemon *d, const char *sql);
+/* d's database with a table t (x): an open connection to it. */
+sqlite3 *db_with_table_t(const test_daemon *d);
 
 #endif

@@ -2,7 +2,7 @@
 (ordinal, midranks, missing data), Kendall's W with the tie correction and
 per-annotator pair agreement, computed a different way (a values-by-units
 table and the pairable-value formulas with numpy) on a few seeded random
-projects plus the hand-worked example of tests/test_server_prefs.c.
+projects plus the hand-worked example of tests/lib/agreement_example.h.
 
 Writes tests/fixtures/agreement.json: run with /usr/bin/python3 from the
 repository root.
@@ -99,7 +99,7 @@ def evaluate(comparisons):
 
 
 def hand_example():
-    # P=1, Q=2, R=3; see tests/test_server_prefs.c.
+    # P=1, Q=2, R=3; see tests/lib/agreement_example.h.
     return [
         {"n": 3, "rankings": [{"annotator": 1, "groups": [0, 1, 2]},
                               {"annotator": 2, "groups": [1, 0, 2]},

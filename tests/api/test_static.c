@@ -225,13 +225,12 @@ START_TEST(test_static_client_not_built) {
 }
 END_TEST
 
-Suite *server_static_suite(void) {
-    Suite *s = suite_create("server_static");
+Suite *static_suite(void) {
+    Suite *s = suite_create("static");
     TCase *tc = tcase_create("static");
     tcase_add_test(tc, test_static_path_rules);
     tcase_add_test(tc, test_static_files_served);
     tcase_add_test(tc, test_static_client_not_built);
-    tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,196 +1,20 @@
-/* Preference collection beyond one-at-a-time: bulk comparisons, the JSONL
- * exports (pairs → a preference dataset round trip; raw rankings) and
- * inter-annotator agreement — the math of server/agreement.c against a
- * hand-worked example and an independent numpy computation
- * (tests/reference/agreement_reference.py → tests/fixtures/agreement.json),
- * and the routes on a real daemon (test_server_util.h).
+/* A project's data going out: bulk comparisons in, the JSONL exports (pairs
+ * → a preference dataset round trip; raw rankings; pages of the stream) and
+ * the inter-annotator agreement route (its math is tests/unit/test_agreement.c).
  */
 #include <jansson.h>
-#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "agreement.h"
+#include "agreement_example.h"
 #include "suites.h"
+#include "test_api_fixtures.h"
 #include "test_server_util.h"
 #include "test_util.h"
-
-/* ---- the hand-worked example ------------------------------------------------------
- *
- * Annotators P, Q, R. Comparison 1 has candidates a, b, c; comparison 2 has
- * d, e.
- *   c1: P a > b > c (midranks 1, 2, 3); Q b > a > c (2, 1, 3);
- *       R a = b > c (1.5, 1.5, 3)
- *   c2: P d > e (1, 2); Q e > d (2, 1); R skips.
- *
- * Krippendorff's alpha, ordinal. Units a, b, c (3 values each), d, e (2):
- * 13 pairable values. Coincidences (an ordered pair of a unit with m values
- * weighs 1/(m-1)): a and b each give every ordered pair of {1, 2, 1.5}
- * 1/2, together o(1,2) = o(1,1.5) = o(2,1.5) = 1 (and symmetric); c gives
- * o(3,3) = 6 * 1/2 = 3; d and e give o(1,2) += 2 → o(1,2) = o(2,1) = 3.
- * Marginals n_1 = 4, n_1.5 = 2, n_2 = 4, n_3 = 3, n = 13.
- * Ordinal distances (sum of n_g from c to k minus (n_c + n_k)/2, squared):
- *   (1,1.5): 6-3 = 3 → 9        (1,2): 10-4 = 6 → 36     (1,3): 13-3.5 → 90.25
- *   (1.5,2): 6-3 = 3 → 9        (1.5,3): 9-2.5 → 42.25   (2,3): 7-3.5 → 12.25
- * Observed sum o*d2 = 2*(3*36 + 1*9 + 1*9) = 252.
- * Expected sum n_c n_k d2 = 2*(8*9 + 16*36 + 12*90.25 + 8*9 + 6*42.25 + 12*12.25)
- *                        = 2*2203.5 = 4407.
- * alpha = 1 - 12 * 252 / 4407 = 1383 / 4407 = 0.31381892...
- *
- * Kendall's W. c1: m = 3, n = 3; rank sums a 4.5, b 4.5, c 9; mean 6;
- * S = 2.25 + 2.25 + 9 = 13.5; ties: R's {a,b} gives 2^3 - 2 = 6;
- * W = 12 * 13.5 / (9 * 24 - 3 * 6) = 162 / 198 = 9/11.
- * c2: m = 2, n = 2; rank sums 3, 3 → S = 0 → W = 0. Mean W = 9/22.
- *
- * Pair agreement (same order of a candidate pair; a tie agrees only with a
- * tie). c1: P-Q agree on (a,c), (b,c) but not (a,b): 2/3; P-R 2/3 (R ties
- * a,b); Q-R 2/3. c2: P-Q 0. P: (2/3 + 2/3 + 0)/3 = 4/9 over 3; Q: 4/9
- * over 3; R: 2/3 over 2 (ranked 1, skipped 1).
- */
-#define HAND_ALPHA (1383.0 / 4407.0)
-#define HAND_W     (9.0 / 22.0)
-
-static agreement_ranking ranking_of(int64_t who, const int *groups, int n) {
-    agreement_ranking x = {.annotator = who};
-    for (int i = 0; i < n; i++)
-        x.group[i] = groups[i];
-    return x;
-}
-
-static const agreement_annotator *find_annotator(const agreement *a, int64_t who) {
-    for (size_t i = 0; i < a->n_annotators; i++)
-        if (a->annotators[i].annotator == who)
-            return &a->annotators[i];
-    ck_abort_msg("no annotator %lld", (long long)who);
-    return NULL;
-}
-
-START_TEST(test_agreement_hand_example) {
-    agreement a;
-    agreement_init(&a);
-    agreement_ranking c1[3] = {ranking_of(1, (int[]){0, 1, 2}, 3),
-                               ranking_of(2, (int[]){1, 0, 2}, 3),
-                               ranking_of(3, (int[]){0, 0, 1}, 3)};
-    agreement_ranking c2[2] = {ranking_of(1, (int[]){0, 1}, 2), ranking_of(2, (int[]){1, 0}, 2)};
-    double w;
-    ck_assert(agreement_kendall_w(3, c1, 3, &w));
-    ck_assert_double_eq_tol(w, 9.0 / 11.0, 1e-12);
-    ck_assert(agreement_kendall_w(2, c2, 2, &w));
-    ck_assert_double_eq_tol(w, 0.0, 1e-12);
-    ck_assert_int_eq(agreement_add_comparison(&a, 3, c1, 3), 0);
-    ck_assert_int_eq(agreement_add_comparison(&a, 2, c2, 2), 0);
-    ck_assert_int_eq(agreement_add_skip(&a, 3), 0);
-    double alpha;
-    ck_assert(agreement_alpha(&a, &alpha));
-    ck_assert_double_eq_tol(alpha, HAND_ALPHA, 1e-12);
-    ck_assert_int_eq(a.n_units, 5);
-    ck_assert_int_eq(a.n_w, 2);
-    ck_assert_double_eq_tol(a.w_sum / a.n_w, HAND_W, 1e-12);
-    const agreement_annotator *p = find_annotator(&a, 1), *r = find_annotator(&a, 3);
-    ck_assert_int_eq(p->n_ranked, 2);
-    ck_assert_int_eq(p->n_compared, 3);
-    ck_assert_double_eq_tol(p->agreement_sum / p->n_compared, 4.0 / 9.0, 1e-12);
-    ck_assert_int_eq(r->n_ranked, 1);
-    ck_assert_int_eq(r->n_skipped, 1);
-    ck_assert_double_eq_tol(r->agreement_sum / r->n_compared, 2.0 / 3.0, 1e-12);
-    agreement_free(&a);
-
-    /* Perfect agreement: alpha 1, W 1. Two rankers a > b > c. */
-    agreement_init(&a);
-    agreement_ranking same[2] = {ranking_of(1, (int[]){0, 1, 2}, 3),
-                                 ranking_of(2, (int[]){0, 1, 2}, 3)};
-    ck_assert_int_eq(agreement_add_comparison(&a, 3, same, 2), 0);
-    ck_assert(agreement_alpha(&a, &alpha));
-    ck_assert_double_eq_tol(alpha, 1.0, 1e-12);
-    ck_assert_double_eq_tol(a.w_sum, 1.0, 1e-12);
-    agreement_free(&a);
-
-    /* Undefined: one ranker (nothing pairable, no W); everyone ties
-     * everything (one value only, W's denominator 9*6 - 3*(6+6+6)... = 0). */
-    agreement_init(&a);
-    ck_assert_int_eq(agreement_add_comparison(&a, 3, same, 1), 0);
-    ck_assert(!agreement_alpha(&a, &alpha));
-    ck_assert_int_eq(a.n_w, 0);
-    agreement_free(&a);
-    agreement_init(&a);
-    agreement_ranking ties[3] = {ranking_of(1, (int[]){0, 0, 0}, 3),
-                                 ranking_of(2, (int[]){0, 0, 0}, 3),
-                                 ranking_of(3, (int[]){0, 0, 0}, 3)};
-    ck_assert_int_eq(agreement_add_comparison(&a, 3, ties, 3), 0);
-    ck_assert(!agreement_alpha(&a, &alpha));
-    ck_assert(!agreement_kendall_w(3, ties, 3, &w));
-    ck_assert_double_eq_tol(agreement_pair(3, &ties[0], &ties[1]), 1.0, 1e-12);
-    agreement_free(&a);
-}
-END_TEST
-
-/* The numpy reference's cases (random projects with ties, skips and
- * missing annotators, plus the hand example). */
-START_TEST(test_agreement_matches_reference) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fixtures/agreement.json", test_repo_dir());
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
-    ck_assert_msg(root != NULL, "%s: %s", path, jerr.text);
-    json_t *cases = json_object_get(root, "cases");
-    ck_assert_int_ge(json_array_size(cases), 4);
-    size_t ci;
-    json_t *c;
-    json_array_foreach(cases, ci, c) {
-        agreement a;
-        agreement_init(&a);
-        size_t i;
-        json_t *cmp;
-        json_array_foreach(json_object_get(c, "comparisons"), i, cmp) {
-            int n = (int)json_integer_value(json_object_get(cmp, "n"));
-            agreement_ranking rk[16];
-            size_t m = 0, j;
-            json_t *r;
-            json_array_foreach(json_object_get(cmp, "rankings"), j, r) {
-                int64_t who = json_integer_value(json_object_get(r, "annotator"));
-                if (json_is_true(json_object_get(r, "skip"))) {
-                    ck_assert_int_eq(agreement_add_skip(&a, who), 0);
-                    continue;
-                }
-                rk[m] = (agreement_ranking){.annotator = who};
-                for (int x = 0; x < n; x++)
-                    rk[m].group[x] = (int)json_integer_value(
-                        json_array_get(json_object_get(r, "groups"), (size_t)x));
-                m++;
-            }
-            ck_assert_int_eq(agreement_add_comparison(&a, n, rk, m), 0);
-        }
-        json_t *want = json_object_get(c, "expected");
-        const char *name = json_string_value(json_object_get(c, "name"));
-        double alpha;
-        ck_assert_msg(agreement_alpha(&a, &alpha) == json_is_real(json_object_get(want, "alpha")),
-                      "%s: alpha defined?", name);
-        ck_assert_msg(fabs(alpha - json_real_value(json_object_get(want, "alpha"))) < 1e-9,
-                      "%s: alpha %.12f", name, alpha);
-        ck_assert_int_eq(a.n_w, json_integer_value(json_object_get(want, "n_w")));
-        ck_assert_msg(
-            fabs(a.w_sum / a.n_w - json_real_value(json_object_get(want, "kendall_w_mean"))) < 1e-9,
-            "%s: W", name);
-        const char *key;
-        json_t *x;
-        json_object_foreach(json_object_get(want, "annotators"), key, x) {
-            const agreement_annotator *got = find_annotator(&a, strtoll(key, NULL, 10));
-            ck_assert_int_eq(got->n_ranked, json_integer_value(json_object_get(x, "n_ranked")));
-            ck_assert_int_eq(got->n_skipped, json_integer_value(json_object_get(x, "n_skipped")));
-            ck_assert_int_eq(got->n_compared, json_integer_value(json_object_get(x, "n_compared")));
-            if (got->n_compared)
-                ck_assert_msg(fabs(got->agreement_sum / got->n_compared -
-                                   json_real_value(json_object_get(x, "mean"))) < 1e-9,
-                              "%s: annotator %s", name, key);
-        }
-        agreement_free(&a);
-    }
-    json_decref(root);
-}
-END_TEST
-
-/* ---- the routes ------------------------------------------------------------------ */
 
 static void rank(const test_daemon *d, int64_t comparison, const char *token, const char *body) {
     char path[64];
@@ -459,16 +283,12 @@ START_TEST(test_export_spans_chunks) {
 }
 END_TEST
 
-Suite *server_prefs_suite(void) {
-    Suite *s = suite_create("server_prefs");
-    TCase *tc = tcase_create("agreement");
-    tcase_add_test(tc, test_agreement_hand_example);
-    tcase_add_test(tc, test_agreement_matches_reference);
+Suite *exports_suite(void) {
+    Suite *s = suite_create("exports");
+    TCase *tc = tcase_create("exports");
+    tcase_add_test(tc, test_bulk_export_agreement);
+    tcase_add_test(tc, test_export_spans_chunks);
+    tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
-    TCase *routes = tcase_create("routes");
-    tcase_add_test(routes, test_bulk_export_agreement);
-    tcase_add_test(routes, test_export_spans_chunks);
-    tcase_set_timeout(routes, 60);
-    suite_add_tcase(s, routes);
     return s;
 }

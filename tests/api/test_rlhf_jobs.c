@@ -1,0 +1,402 @@
+/* Jobs that train language models on what the API holds: sft on a dataset
+ * (training_file / validation_file, every refusal naming its field), and the
+ * RLHF pipeline sft → reward (from an uploaded TRL preference file, and from
+ * an annotation project's rankings) → ppo (from a prompts dataset), with
+ * every checkpoint reference of POST /v1/jobs checked. Tiny models on the
+ * demo task (engine/demo_task.h), so each job takes well under a second.
+ */
+#include <jansson.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "demo_task.h"
+#include "suites.h"
+#include "test_api_fixtures.h"
+#include "test_server_util.h"
+#include "test_util.h"
+
+/* training_file / validation_file: every error names its field, nothing is
+ * stored by a refused request, a job on a dataset trains on it (held-out
+ * loss from validation_file), and the dataset cannot be deleted while a
+ * job names it. Numbers in replies print short (0.95, not
+ * 0.94999999999999996). */
+START_TEST(test_sft_job_on_dataset) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    const int64_t train = sft_dataset(&d, "train", 64);
+    const int64_t valid = sft_dataset(&d, "valid", 8);
+    const int64_t empty =
+        create(&d, "/v1/datasets", d.admin, "{\"name\":\"e\",\"format\":\"sft\"}");
+    const int64_t pref =
+        create(&d, "/v1/datasets", d.admin, "{\"name\":\"p\",\"format\":\"preference\"}");
+    const char *pref_file = "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}\n";
+    reply_free(expect_ok(upload_dataset(&d, pref, pref_file, strlen(pref_file), NULL)));
+
+    ck_assert_int_eq(train, 1); /* the rows below that say "training_file":1 */
+    struct {
+        const char *body_fmt; /* %lld: a dataset id */
+        int64_t dataset;
+        const char *code, *param;
+    } bad[] = {
+        {"{\"type\":\"sft\"}", 0, "missing_required_parameter", "training_file"},
+        {"{\"type\":\"sft\",\"validation_file\":%lld}", valid, "missing_required_parameter",
+         "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":\"%lld\"}", train, "invalid_type", "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":-%lld}", train, "invalid_value", "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":%lld}", 999, "dataset_not_found", "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":%lld}", empty, "dataset_empty", "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":%lld}", pref, "invalid_dataset_format",
+         "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":1,\"validation_file\":%lld}", pref,
+         "invalid_dataset_format", "validation_file"},
+        {"{\"type\":\"sft\",\"training_file\":1,\"validation_file\":%lld}", empty, "dataset_empty",
+         "validation_file"},
+        {"{\"type\":\"sft\",\"training_file\":1,\"validation_file\":null}", 0, "invalid_type",
+         "validation_file"},
+        {"{\"type\":\"ppo-control\",\"training_file\":%lld}", train, "invalid_value",
+         "training_file"},
+        {"{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":{\"n_head\":3}}", train,
+         "invalid_hyperparameter", "hyperparameters.n_head"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[256];
+        snprintf(body, sizeof body, bad[i].body_fmt, (long long)bad[i].dataset);
+        call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, bad[i].code, bad[i].param);
+    }
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs", 0), 0);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM job_datasets", 0), 0);
+
+    /* Held-out loss comes only from validation_file (eval_fraction 0). */
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"validation_file\":%lld,"
+             "\"hyperparameters\":{\"n_layer\":1,\"d_model\":32,\"n_head\":2,\"context\":64,"
+             "\"batch_size\":8,\"max_steps\":10,\"eval_fraction\":0,\"eval_interval\":5,"
+             "\"sample_interval\":0,\"sample_max_tokens\":8}}",
+             (long long)train, (long long)valid);
+    http_reply *r = expect_ok(http(&d, "POST", "/v1/jobs", d.admin, body, NULL));
+    const int64_t job = json_integer_value(json_object_get(r->json, "id"));
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "training_file")), train);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "validation_file")), valid);
+    /* 15 significant digits in replies; the stored config keeps every bit. */
+    ck_assert_msg(strstr(r->body, "\"beta2\":0.95,") && strstr(r->body, "\"min_lr_ratio\":0.1,") &&
+                      strstr(r->body, "\"learning_rate\":0.001,"),
+                  "%s", r->body);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM jobs WHERE id = ?1 AND config LIKE "
+                            "'%\"beta2\":0.94999999999999996%'",
+                            job),
+                     1);
+    reply_free(r);
+    http_reply *done = wait_job(&d, job, "succeeded", 1);
+    ck_assert_int_eq(job_int(done, "training_file"), train);
+    ck_assert_int_eq(job_int(done, "validation_file"), valid);
+    reply_free(done);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?names=eval_loss,loss", (long long)job);
+    r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 10);
+    json_t *last = json_object_get(json_array_get(json_object_get(r->json, "data"), 9), "metrics");
+    ck_assert(json_is_real(json_object_get(last, "eval_loss")));
+    ck_assert(json_object_get(
+                  json_object_get(json_array_get(json_object_get(r->json, "data"), 0), "metrics"),
+                  "eval_loss") == NULL);
+    reply_free(r);
+    /* A job without validation_file says so; listing shows both fields. */
+    char fields[64];
+    snprintf(fields, sizeof fields, "\"training_file\":%lld", (long long)train);
+    const int64_t plain = create_sft_job(&d, fields);
+    r = expect_ok(http(&d, "GET", "/v1/jobs?type=sft", d.admin, NULL, NULL));
+    json_t *first = json_array_get(json_object_get(r->json, "data"), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "id")), plain);
+    ck_assert(json_is_null(json_object_get(first, "validation_file")));
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "training_file")), train);
+    reply_free(r);
+    reply_free(wait_job(&d, plain, "succeeded", 1));
+
+    /* Both datasets are in use now; an unused one deletes. */
+    snprintf(path, sizeof path, "/v1/datasets/%lld", (long long)train);
+    call_expect_error(&d, "DELETE", path, d.admin, NULL, 409, "dataset_in_use", NULL);
+    snprintf(path, sizeof path, "/v1/datasets/%lld", (long long)valid);
+    call_expect_error(&d, "DELETE", path, d.admin, NULL, 409, "dataset_in_use", NULL);
+    snprintf(path, sizeof path, "/v1/datasets/%lld", (long long)empty);
+    reply_free(expect_ok(http(&d, "DELETE", path, d.admin, NULL, NULL)));
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* Waits for success; asserts the job has metrics named metric, one final
+ * checkpoint which the job object names as fine_tuned_model, and went
+ * queued → validating_files → running → succeeded (the status_log trigger
+ * the test installs). Returns the final checkpoint's id. */
+static int64_t expect_succeeded(const test_daemon *d, int64_t job, const char *metric) {
+    http_reply *r = wait_job(d, job, "succeeded", 1);
+    const int64_t final = final_checkpoint(d, job, NULL);
+    ck_assert_int_gt(final, 0);
+    ck_assert_int_eq(job_int(r, "fine_tuned_model"), final);
+    reply_free(r);
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name = '%s'",
+             metric);
+    ck_assert_int_gt(db_int(d, sql, job), 0);
+    ck_assert_int_eq(
+        db_int(d,
+               "SELECT group_concat(old || '>' || new, ' ') = 'queued>validating_files "
+               "validating_files>running running>succeeded' FROM "
+               "(SELECT * FROM status_log WHERE job_id = ?1 ORDER BY rowid)",
+               job),
+        1);
+    ck_assert(has_event(d, job, "running"));
+    return final;
+}
+
+/* The JSON data of the job's event with code (caller decrefs). */
+static json_t *event_data(const test_daemon *d, int64_t job, const char *code) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/events?limit=1000", (long long)job);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    json_t *found = NULL, *e;
+    size_t i;
+    json_array_foreach(json_object_get(r->json, "data"), i, e) {
+        if (strcmp(json_string_value(json_object_get(e, "code")), code) == 0)
+            found = json_incref(json_object_get(e, "data"));
+    }
+    reply_free(r);
+    ck_assert_msg(found != NULL, "job %lld has no %s event", (long long)job, code);
+    return found;
+}
+
+static int64_t job_json_int(const test_daemon *d, int64_t job, const char *key) {
+    http_reply *r = get_job(d, job);
+    const int64_t v = job_int(r, key);
+    reply_free(r);
+    return v;
+}
+
+START_TEST(test_rlhf_pipeline_jobs) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    /* Every status change of every job, in order. */
+    exec_sql(&d, "CREATE TABLE status_log (job_id INTEGER, old TEXT, new TEXT);"
+                 "CREATE TRIGGER log_status AFTER UPDATE OF status ON jobs "
+                 "WHEN OLD.status IS NOT NEW.status BEGIN "
+                 "INSERT INTO status_log VALUES (NEW.id, OLD.status, NEW.status); END;");
+    char annotator[128];
+    make_token(&d, "ann", "annotator", annotator);
+
+    /* 1. sft */
+    int64_t sft_data;
+    const int64_t sft = demo_sft_job(&d, TINY_SFT, &sft_data);
+    char body[2048];
+    const int64_t sft_ck = expect_succeeded(&d, sft, "loss");
+
+    /* an sft job may start from a policy checkpoint (fine-tuning) */
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"checkpoint:%lld\","
+             "\"hyperparameters\":{\"max_steps\":2,\"batch_size\":4,\"sample_interval\":0}}",
+             (long long)sft_data, (long long)sft_ck);
+    const int64_t tuned = create(&d, "/v1/jobs", d.admin, body);
+    ck_assert_int_eq(job_json_int(&d, tuned, "model"), sft_ck);
+    expect_succeeded(&d, tuned, "loss");
+
+    /* 2. reward from an uploaded TRL preference file, with a validation file */
+    const int64_t pref = demo_dataset(&d, "preference", 24, 2);
+    const int64_t pref_valid = demo_dataset(&d, "preference", 6, 3);
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"validation_file\":%lld,\"model\":%lld,"
+             "\"hyperparameters\":" TINY_REWARD "}",
+             (long long)pref, (long long)pref_valid, (long long)sft_ck);
+    const int64_t rm_file = create(&d, "/v1/jobs", d.admin, body);
+    ck_assert_int_eq(job_json_int(&d, rm_file, "model"), sft_ck);
+    const int64_t rm_ck = expect_succeeded(&d, rm_file, "accuracy");
+    ck_assert_int_gt(db_int(&d,
+                            "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name = "
+                            "'eval_accuracy'",
+                            rm_file),
+                     0);
+    json_t *data = event_data(&d, rm_file, "running");
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "n_train")), 24);
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "n_validation")), 6);
+    json_decref(data);
+
+    /* 3. reward from a project's rankings: K = 3 with ties, one all-tie
+     * ranking (orders nothing: left out) and one skip */
+    const int64_t project =
+        create(&d, "/v1/projects", d.admin, "{\"name\":\"p\",\"k\":3,\"overlap\":1}");
+    rng_state rng;
+    rng_seed(&rng, 4, 0);
+    for (int c = 0; c < 8; c++) {
+        char prompt[128], resp[3][256];
+        demo_task_example(&rng, prompt, sizeof prompt, resp[0], sizeof resp[0]);
+        demo_task_response(&rng, prompt, resp[1], sizeof resp[1]);
+        demo_task_response(&rng, prompt, resp[2], sizeof resp[2]);
+        json_t *cbody = json_pack("{s:s, s:[{s:s}, {s:s}, {s:s}]}", "prompt", prompt, "candidates",
+                                  "text", resp[0], "text", resp[1], "text", resp[2]);
+        char *cb = json_dumps(cbody, JSON_COMPACT);
+        char path[96];
+        snprintf(path, sizeof path, "/v1/projects/%lld/comparisons", (long long)project);
+        http_reply *r = expect_ok(http(&d, "POST", path, d.admin, cb, NULL));
+        json_t *cands = json_object_get(r->json, "candidates");
+        int64_t ids[3];
+        for (int j = 0; j < 3; j++)
+            ids[j] = json_integer_value(json_object_get(json_array_get(cands, (size_t)j), "id"));
+        snprintf(path, sizeof path, "/v1/comparisons/%lld/rankings",
+                 (long long)json_integer_value(json_object_get(r->json, "id")));
+        char rbody[160];
+        if (c == 1)
+            snprintf(rbody, sizeof rbody, "{\"order\":[[%lld,%lld,%lld]]}", (long long)ids[0],
+                     (long long)ids[1], (long long)ids[2]);
+        else if (c == 2)
+            snprintf(rbody, sizeof rbody, "{\"skip\":true}");
+        else if (c % 2)
+            snprintf(rbody, sizeof rbody, "{\"order\":[[%lld],[%lld,%lld]]}", (long long)ids[0],
+                     (long long)ids[1], (long long)ids[2]);
+        else
+            snprintf(rbody, sizeof rbody, "{\"order\":[[%lld],[%lld],[%lld]]}", (long long)ids[2],
+                     (long long)ids[0], (long long)ids[1]);
+        reply_free(expect_ok(http(&d, "POST", path, annotator, rbody, NULL)));
+        reply_free(r);
+        free(cb);
+        json_decref(cbody);
+    }
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_project\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":" TINY_REWARD "}",
+             (long long)project, (long long)sft);
+    const int64_t rm_project = create(&d, "/v1/jobs", d.admin, body);
+    ck_assert_int_eq(job_json_int(&d, rm_project, "training_project"), project);
+    ck_assert_int_eq(job_json_int(&d, rm_project, "model"), sft_ck);
+    expect_succeeded(&d, rm_project, "accuracy");
+    data = event_data(&d, rm_project, "running");
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "n_train")), 6);
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "n_rankings_left_out")), 1);
+    json_decref(data);
+
+    /* 4. ppo from a prompts dataset against the first reward model */
+    const int64_t prompts = demo_dataset(&d, "prompts", 16, 5);
+    snprintf(body, sizeof body,
+             "{\"type\":\"ppo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"reward_model\":\"job:%lld\",\"hyperparameters\":" TINY_PPO "}",
+             (long long)prompts, (long long)sft, (long long)rm_file);
+    const int64_t ppo = create(&d, "/v1/jobs", d.admin, body);
+    ck_assert_int_eq(job_json_int(&d, ppo, "reward_model"), rm_ck);
+    expect_succeeded(&d, ppo, "objective/scores");
+    ck_assert_int_eq(db_int(&d, "SELECT count(DISTINCT step) FROM metrics WHERE job_id = ?1", ppo),
+                     2);
+
+    /* 5. every reference is checked, naming the field; nothing is stored */
+    const int64_t cancelled = create(&d, "/v1/jobs", d.admin,
+                                     "{\"type\":\"ppo-control\",\"hyperparameters\":"
+                                     "{\"total_steps\":100000000}}");
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)cancelled);
+    reply_free(expect_ok(http(&d, "POST", path, d.admin, NULL, NULL)));
+    reply_free(wait_job(&d, cancelled, "cancelled", 0));
+    const int64_t empty_project =
+        create(&d, "/v1/projects", d.admin, "{\"name\":\"empty\",\"k\":2}");
+    const int64_t jobs_before = db_int(&d, "SELECT count(*) FROM jobs", 0);
+    struct {
+        const char *fmt; /* %lld ×2: the two ids */
+        int64_t a, b;
+        const char *code, *param;
+    } bad[] = {
+        {"{\"type\":\"reward\",\"training_file\":%lld}", pref, 0, "missing_required_parameter",
+         "model"},
+        {"{\"type\":\"reward\",\"model\":%lld}", sft_ck, 0, "missing_required_parameter",
+         "training_file"},
+        {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":%lld}", pref, 99999,
+         "checkpoint_not_found", "model"},
+        {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\"}", pref, 99999,
+         "job_not_found", "model"},
+        {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":%lld}", pref, rm_ck,
+         "invalid_model", "model"},
+        {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\"}", pref, rm_file,
+         "invalid_model", "model"},
+        {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\"}", pref, cancelled,
+         "invalid_model", "model"},
+        {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"ckpt-%lld\"}", pref, sft_ck,
+         "invalid_type", "model"},
+        {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":-%lld}", pref, sft_ck,
+         "invalid_value", "model"},
+        {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":%lld}", sft_data, sft_ck,
+         "invalid_dataset_format", "training_file"},
+        {"{\"type\":\"reward\",\"training_project\":%lld,\"model\":%lld}", 99999, sft_ck,
+         "project_not_found", "training_project"},
+        {"{\"type\":\"reward\",\"training_project\":%lld,\"model\":%lld}", empty_project, sft_ck,
+         "project_has_no_rankings", "training_project"},
+        {"{\"type\":\"reward\",\"training_project\":%lld,\"model\":%lld,\"training_file\":1}",
+         project, sft_ck, "invalid_value", "training_project"},
+        {"{\"type\":\"reward\",\"training_project\":\"%lld\",\"model\":%lld}", project, sft_ck,
+         "invalid_type", "training_project"},
+        {"{\"type\":\"sft\",\"training_file\":%lld,\"training_project\":%lld}", sft_data, project,
+         "invalid_value", "training_project"},
+        {"{\"type\":\"sft\",\"training_file\":%lld,\"reward_model\":%lld}", sft_data, rm_ck,
+         "invalid_value", "reward_model"},
+        {"{\"type\":\"ppo-control\",\"model\":%lld%.0lld}", sft_ck, 0, "invalid_value", "model"},
+        {"{\"type\":\"ppo\",\"training_file\":%lld,\"model\":%lld}", prompts, sft_ck,
+         "missing_required_parameter", "reward_model"},
+        {"{\"type\":\"ppo\",\"training_file\":%lld,\"reward_model\":%lld}", prompts, rm_ck,
+         "missing_required_parameter", "model"},
+        {"{\"type\":\"ppo\",\"training_file\":%lld,\"model\":1,\"reward_model\":%lld}", prompts,
+         sft_ck, "invalid_model", "reward_model"},
+        {"{\"type\":\"ppo\",\"training_file\":%lld,\"model\":1,\"reward_model\":\"job:%lld\"}",
+         prompts, cancelled, "invalid_model", "reward_model"},
+        {"{\"type\":\"ppo\",\"training_file\":%lld,\"model\":%lld,\"reward_model\":1}", pref,
+         sft_ck, "invalid_dataset_format", "training_file"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(body, sizeof body, bad[i].fmt, (long long)bad[i].a, (long long)bad[i].b);
+        call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, bad[i].code, bad[i].param);
+    }
+    /* A job that has not succeeded has no final checkpoint to name. */
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":" TINY_SFT "}",
+             (long long)sft_data, (long long)sft);
+    exec_sql(&d, "UPDATE jobs SET status = 'failed' WHERE id = 1");
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, "model_not_ready", "model");
+    exec_sql(&d, "UPDATE jobs SET status = 'succeeded' WHERE id = 1");
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs", 0), jobs_before);
+
+    /* 6. the worker checks what it loads while validating_files: a stored
+     * checkpoint that is no model fails the job, naming the field */
+    exec_sql(&d, "INSERT INTO checkpoints (job_id, step, kind, bytes, sha256, size_bytes, "
+                 "created_at) VALUES (1, 0, 'periodic', x'0800000000000000', "
+                 "'0000000000000000000000000000000000000000000000000000000000000000', 8, 0)");
+    const int64_t junk = db_int(&d, "SELECT max(id) FROM checkpoints", 0);
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"model\":%lld,\"max_attempts\":1}",
+             (long long)pref, (long long)junk);
+    const int64_t doomed = create(&d, "/v1/jobs", d.admin, body);
+    http_reply *r = wait_job(&d, doomed, "failed", 1);
+    const char *message =
+        json_string_value(json_object_get(json_object_get(r->json, "error"), "message"));
+    ck_assert_msg(strstr(message, "model: checkpoint") && strstr(message, "not a usable"), "%s",
+                  message);
+    reply_free(r);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT group_concat(new, ' ') = 'validating_files failed' FROM "
+                            "(SELECT * FROM status_log WHERE job_id = ?1 ORDER BY rowid)",
+                            doomed),
+                     1);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+Suite *rlhf_jobs_suite(void) {
+    Suite *s = suite_create("rlhf_jobs");
+    TCase *tc = tcase_create("jobs");
+    tcase_add_test(tc, test_sft_job_on_dataset);
+    tcase_add_test(tc, test_rlhf_pipeline_jobs);
+    tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,267 @@
+/* Resources the api suites make through rlhfd's API (test_api_fixtures.h). */
+
+#include "test_api_fixtures.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "demo_task.h"
+#include "rng.h"
+#include "test_util.h"
+
+int64_t create_job(const test_daemon *d, const char *body) {
+    http_reply *r = http(d, "POST", "/v1/jobs", d->admin, body, NULL);
+    ck_assert_msg(r->status == 200, "create job: %ld %s", r->status, r->body);
+    int64_t id = json_integer_value(json_object_get(r->json, "id"));
+    ck_assert_str_eq(json_string_value(json_object_get(r->json, "status")), "queued");
+    reply_free(r);
+    return id;
+}
+
+/* Polls until the job has at least one metrics row. */
+void wait_metrics(const test_daemon *d, int64_t id) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/metrics?limit=1", (long long)id);
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        http_reply *r = http(d, "GET", path, d->admin, NULL, NULL);
+        size_t n = json_array_size(json_object_get(r->json, "data"));
+        reply_free(r);
+        if (n > 0)
+            return;
+        ck_assert_msg(now_ms() < deadline, "job %lld wrote no metrics", (long long)id);
+        pause_ms(20);
+    }
+}
+
+/* A job created from body, awaited until it runs and has reported metrics:
+ * a worker is mid-training when this returns. */
+int64_t start_running_job(const test_daemon *d, const char *body) {
+    const int64_t id = create_job(d, body);
+    reply_free(wait_job(d, id, "running", 1));
+    wait_metrics(d, id);
+    return id;
+}
+
+/* POST /v1/jobs/{id}/cancel; returns the reply (caller frees). */
+http_reply *cancel_job(const test_daemon *d, int64_t id) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)id);
+    return http(d, "POST", path, d->admin, NULL, NULL);
+}
+
+void wait_pid_gone(pid_t pid) {
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    while (kill(pid, 0) == 0) {
+        ck_assert_msg(now_ms() < deadline, "pid %d did not exit", (int)pid);
+        pause_ms(20);
+    }
+}
+
+/* Uploads len bytes to dataset id; returns the reply (caller frees). */
+http_reply *upload_dataset(const test_daemon *d, int64_t id, const char *body, size_t len,
+                           const char *extra_header) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/datasets/%lld/upload", (long long)id);
+    return http_bytes(d, "POST", path, d->admin, body, len, extra_header);
+}
+
+/* An sft dataset of n rows, uploaded; returns its id. */
+int64_t sft_dataset(const test_daemon *d, const char *name, int n) {
+    char body[128];
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"format\":\"sft\"}", name);
+    int64_t id = create(d, "/v1/datasets", d->admin, body);
+    char *file = malloc((size_t)n * 128);
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += (size_t)sprintf(file + len,
+                               "{\"prompt\":\"What is %d plus %d?\",\"response\":\"%d\"}\n", i,
+                               i % 7, i + i % 7);
+    http_reply *r = expect_ok(upload_dataset(d, id, file, len, NULL));
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "n_rows")), n);
+    reply_free(r);
+    free(file);
+    return id;
+}
+
+/* POST /v1/jobs with {"type":"sft", <fields>, "hyperparameters": TINY}. */
+int64_t create_sft_job(const test_daemon *d, const char *fields) {
+    char body[1024];
+    snprintf(body, sizeof body, "{\"type\":\"sft\",%s,\"hyperparameters\":%s}", fields,
+             TINY_SFT_HYPERPARAMETERS);
+    return create(d, "/v1/jobs", d->admin, body);
+}
+
+/* The job's checkpoint of kind "final": its id and sha256. */
+int64_t final_checkpoint(const test_daemon *d, int64_t job, char sha256[65]) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/checkpoints?limit=100", (long long)job);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    int64_t id = 0;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(r->json, "data"), i, c) {
+        if (strcmp(json_string_value(json_object_get(c, "kind")), "final") == 0) {
+            ck_assert_int_eq(id, 0);
+            id = json_integer_value(json_object_get(c, "id"));
+            if (sha256 != NULL)
+                snprintf(sha256, 65, "%s", json_string_value(json_object_get(c, "sha256")));
+        }
+    }
+    ck_assert_msg(id > 0, "job %lld has no final checkpoint: %s", (long long)job, r->body);
+    reply_free(r);
+    return id;
+}
+
+/* The checkpoint's bytes (caller frees). */
+http_reply *checkpoint_content(const test_daemon *d, int64_t id) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/content", (long long)id);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    ck_assert_int_lt(r->body_len, sizeof r->body - 1); /* not truncated */
+    return r;
+}
+
+/* A dataset of format with the JSONL text uploaded; returns its id. */
+int64_t create_dataset(const test_daemon *d, const char *format, const char *jsonl) {
+    char body[128], path[64];
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"format\":\"%s\"}", format, format);
+    const int64_t id = create(d, "/v1/datasets", d->admin, body);
+    snprintf(path, sizeof path, "/v1/datasets/%lld/upload", (long long)id);
+    reply_free(expect_ok(http_bytes(d, "POST", path, d->admin, jsonl, strlen(jsonl), NULL)));
+    return id;
+}
+
+/* n rows of the demo task in the given format, as JSONL (caller frees):
+ * sft {"prompt","response"}; prompts {"prompt"}; preference (TRL) with the
+ * better of two responses by the hidden gold score as chosen. */
+char *demo_jsonl(const char *format, int n, uint64_t seed) {
+    rng_state rng;
+    rng_seed(&rng, seed, 0);
+    char *out = malloc((size_t)n * 512), prompt[128], a[256], b[256];
+    size_t len = 0;
+    for (int i = 0; i < n; i++) {
+        demo_task_example(&rng, prompt, sizeof prompt, a, sizeof a);
+        json_t *row;
+        if (strcmp(format, "sft") == 0)
+            row = json_pack("{s:s, s:s}", "prompt", prompt, "response", a);
+        else if (strcmp(format, "prompts") == 0)
+            row = json_pack("{s:s}", "prompt", prompt);
+        else {
+            demo_task_response(&rng, prompt, b, sizeof b);
+            const bool a_better =
+                demo_task_gold_score(prompt, a) >= demo_task_gold_score(prompt, b);
+            row = json_pack("{s:s, s:s, s:s}", "prompt", prompt, "chosen", a_better ? a : b,
+                            "rejected", a_better ? b : a);
+        }
+        char *text = json_dumps(row, JSON_COMPACT);
+        len += (size_t)sprintf(out + len, "%s\n", text);
+        free(text);
+        json_decref(row);
+    }
+    return out;
+}
+
+/* A dataset of n rows of the demo task in format, uploaded: its id. */
+int64_t demo_dataset(const test_daemon *d, const char *format, int n, uint64_t seed) {
+    char *text = demo_jsonl(format, n, seed);
+    const int64_t id = create_dataset(d, format, text);
+    free(text);
+    return id;
+}
+
+/* An sft job on a fresh 64-row demo dataset (its id in *data if not NULL)
+ * with the given hyperparameters JSON: the job's id. */
+int64_t demo_sft_job(const test_daemon *d, const char *hyperparameters, int64_t *data) {
+    const int64_t sft_data = demo_dataset(d, "sft", 64, 1);
+    if (data != NULL)
+        *data = sft_data;
+    char body[1024];
+    snprintf(body, sizeof body, "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":%s}",
+             (long long)sft_data, hyperparameters);
+    return create(d, "/v1/jobs", d->admin, body);
+}
+
+int64_t reply_int(http_reply *r, const char *key) {
+    return json_integer_value(json_object_get(r->json, key));
+}
+
+/* A worker that never claims its job: the job stays queued, so its event
+ * stream stays open; it exits on the scheduler's SIGTERM. */
+void write_idle_worker(const test_daemon *d, char *path, size_t len) {
+    snprintf(path, len, "%s/idle-worker.sh", d->dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("#!/bin/sh\nexec sleep 60\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0755), 0);
+}
+
+/* A raw HTTP/1.1 GET on a new connection to the daemon (IPv4); returns the
+ * socket after the status line and headers were read into head. */
+int open_stream(const test_daemon *d, const char *path, const char *token, char *head, size_t len) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char req[512];
+    int n = snprintf(
+        req, sizeof req,
+        "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer %s\r\n\r\n", path,
+        token);
+    ck_assert_int_eq(write(fd, req, (size_t)n), n);
+    size_t used = 0;
+    head[0] = '\0';
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    while (strstr(head, "\r\n\r\n") == NULL) {
+        ck_assert_msg(now_ms() < deadline, "no response headers: '%s'", head);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t got = read(fd, head + used, len - 1 - used);
+        ck_assert_int_gt(got, 0);
+        used += (size_t)got;
+        head[used] = '\0';
+    }
+    return fd;
+}
+
+/* Reads until the server closes; the text into out. */
+void read_to_close(int fd, char *out, size_t len) {
+    size_t used = strlen(out);
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        ck_assert_msg(now_ms() < deadline, "the stream did not end: '%s'", out);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t got = read(fd, out + used, len - 1 - used);
+        if (got <= 0)
+            break;
+        used += (size_t)got;
+        out[used] = '\0';
+    }
+    close(fd);
+}
+
+/* A daemon without a write rate limit and a project (k 2, overlap 1): its
+ * id, and its comparisons' path in cpath. */
+int64_t daemon_with_project(test_daemon *d, char cpath[96]) {
+    daemon_init(d);
+    daemon_start(d, "--write-rate", "0", NULL);
+    http_reply *r = expect_ok(
+        http(d, "POST", "/v1/projects", d->admin, "{\"name\":\"p\",\"k\":2,\"overlap\":1}", NULL));
+    const int64_t project = reply_int(r, "id");
+    reply_free(r);
+    snprintf(cpath, 96, "/v1/projects/%lld/comparisons", (long long)project);
+    return project;
+}

@@ -1,0 +1,180 @@
+/* common/db: the migrations (applied once, a newer database refused, schema
+ * 007's rank counts backfilled and kept by triggers), waiting out another
+ * connection's write lock, and db_utf8_clean.
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "suites.h"
+#include "test_server_util.h"
+#include "test_util.h"
+
+START_TEST(test_schema_migrations) {
+    test_daemon d;
+    daemon_init(&d); /* rlhfd --create-token migrated the file */
+    ck_assert_int_eq(db_int(&d, "PRAGMA user_version", 0), db_schema_version());
+    ck_assert_int_ge(db_schema_version(), 1);
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    /* Applying again changes nothing; WAL and foreign keys are on. */
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), 0);
+    ck_assert_int_eq(db_int(&d, "PRAGMA user_version", 0), db_schema_version());
+    ck_assert_str_eq(sqlite3_db_filename(db, "main"), d.db);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM api_tokens", 0), 1);
+    ck_assert_int_ne(db_exec(db,
+                             "INSERT INTO job_events (job_id, created_at, level, type, code, "
+                             "message) VALUES (12345, 0, 'info', 'message', 'x', 'y')",
+                             err, sizeof err),
+                     SQLITE_OK);
+    ck_assert_msg(strstr(err, "FOREIGN KEY") != NULL, "%s", err);
+    /* A database from a newer program is refused, not downgraded. */
+    ck_assert_int_eq(db_exec(db, "PRAGMA user_version=99", err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "99") != NULL, "%s", err);
+    sqlite3_close(db);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* Schema 007's rank counts: backfilled from the rankings a database
+ * already had, then kept by triggers (insert, skip, delete, update). */
+START_TEST(test_rank_count_migration) {
+    char dir[] = "/tmp/rlhfd-rankcount-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[64], err[256];
+    snprintf(path, sizeof path, "%s/old.db", dir);
+    sqlite3 *db;
+    ck_assert_int_eq(db_open(path, &db, err, sizeof err), 0);
+    int m = 0;
+    while (db_migrations[m].name && strstr(db_migrations[m].name, "comparison_rank_counts") == NULL)
+        ck_assert_int_eq(db_exec(db, db_migrations[m++].sql, err, sizeof err), SQLITE_OK);
+    ck_assert_ptr_nonnull(db_migrations[m].name);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "PRAGMA user_version=%d; INSERT INTO api_tokens VALUES (1, 'a', 'annotator', "
+             "'%064d', 0, NULL), (2, 'b', 'annotator', '%064d', 0, NULL); INSERT INTO projects "
+             "VALUES (1, 'p', 2, 3, 0); INSERT INTO comparisons VALUES (1, 1, 'x', 0), (2, 1, "
+             "'y', 0), (3, 1, 'z', 0); INSERT INTO rankings (comparison_id, token_id, skipped, "
+             "created_at) VALUES (1, 1, 0, 0), (1, 2, 0, 0), (2, 1, 1, 0), (2, 2, 0, 0)",
+             m, 1, 2);
+    ck_assert_int_eq(db_exec(db, sql, err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), 0);
+    sqlite3_stmt *st;
+    const char *counts = "SELECT group_concat(n_ranked, ',') FROM (SELECT n_ranked FROM "
+                         "comparisons ORDER BY id)";
+    ck_assert_int_eq(sqlite3_prepare_v2(db, counts, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "2,1,0"); /* a skip is no rank */
+    sqlite3_reset(st);
+    ck_assert_int_eq(db_exec(db,
+                             "INSERT INTO rankings (comparison_id, token_id, skipped, "
+                             "created_at) VALUES (3, 1, 0, 0), (3, 2, 1, 0); UPDATE rankings "
+                             "SET skipped = 0 WHERE comparison_id = 2 AND token_id = 1; DELETE "
+                             "FROM rankings WHERE comparison_id = 1 AND token_id = 2",
+                             err, sizeof err),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "1,2,1");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    snprintf(sql, sizeof sql, "rm -rf %s", dir);
+    ck_assert_int_eq(system(sql), 0);
+}
+END_TEST
+
+typedef struct lock_holder {
+    const char *path;
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    bool locked;
+} lock_holder;
+
+static void *hold_write_lock(void *arg) {
+    lock_holder *h = arg;
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(h->path, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_begin(db), SQLITE_OK);
+    ck_assert_int_eq(db_exec(db, "INSERT INTO t VALUES (1)", err, sizeof err), SQLITE_OK);
+    pthread_mutex_lock(&h->mutex);
+    h->locked = true;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->mutex);
+    pause_ms(30); /* the lock is held this long: what the other connection meets */
+    ck_assert_int_eq(db_commit(db), SQLITE_OK);
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* A connection that meets another's write lock waits for it (db_open's
+ * busy handler) instead of failing with SQLITE_BUSY. */
+START_TEST(test_db_waits_for_write_lock) {
+    test_daemon d;
+    daemon_init(&d);
+    sqlite3 *db = db_with_table_t(&d);
+    char err[256];
+    lock_holder h = {
+        .path = d.db, .mutex = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, hold_write_lock, &h), 0);
+    pthread_mutex_lock(&h.mutex);
+    while (!h.locked)
+        pthread_cond_wait(&h.cond, &h.mutex);
+    pthread_mutex_unlock(&h.mutex);
+    ck_assert_int_eq(db_begin(db), SQLITE_OK);
+    ck_assert_int_eq(db_exec(db, "INSERT INTO t VALUES (2)", err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_commit(db), SQLITE_OK);
+    pthread_join(thread, NULL);
+    sqlite3_close(db);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM t", 0), 2);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* Event messages quote model samples, which can be any bytes; the API
+ * serves them as JSON, so they are stored as UTF-8. */
+START_TEST(test_utf8_clean) {
+    const struct {
+        const char *in;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"plain", 5, "plain"},
+        {"a\xff"
+         "b",
+         3,
+         "a\xEF\xBF\xBD"
+         "b"},
+        {"\xc3\xa9", 2, "\xc3\xa9"},                                 /* é */
+        {"\xc3", 1, "\xEF\xBF\xBD"},                                 /* cut short */
+        {"\xc0\xaf", 2, "\xEF\xBF\xBD\xEF\xBF\xBD"},                 /* overlong '/' */
+        {"\xed\xa0\x80", 3, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* a surrogate */
+        {"\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80"},                 /* U+1F600 */
+        {"\xf4\x90\x80\x80", 4,
+         "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"}, /* > U+10FFFF */
+        {"x\0y", 3, "x\xEF\xBF\xBDy"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = db_utf8_clean(cases[i].in, cases[i].n);
+        ck_assert_str_eq(got, cases[i].want);
+        free(got);
+    }
+}
+END_TEST
+
+Suite *db_suite(void) {
+    Suite *s = suite_create("db");
+    TCase *tc = tcase_create("db");
+    tcase_add_test(tc, test_schema_migrations);
+    tcase_add_test(tc, test_rank_count_migration);
+    tcase_add_test(tc, test_db_waits_for_write_lock);
+    tcase_add_test(tc, test_utf8_clean);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
