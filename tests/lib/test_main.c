@@ -54,6 +54,7 @@ static const named_suite all_suites[] = {
     {"server_rlhf", server_rlhf_suite},
     {"server_prefs", server_prefs_suite},
     {"server_static", server_static_suite},
+    {"wal", wal_suite},
 };
 enum { N_SUITES = sizeof all_suites / sizeof all_suites[0] };
 
