@@ -329,11 +329,8 @@ def main():
             same = False
             if job and ref and job["status"] == ref["status"] == "succeeded":
                 same = job_result(daemon, admin, j) == job_result(daemon, admin, refs[j])
-            _, events = call(daemon, "GET", "/v1/jobs/%d/events?limit=1000" % j, admin)
-            n_resumed = sum(1 for e in events["data"] if e.get("code") == "resumed" or
-                            e.get("type") == "resumed")
             resumed.append((j, job["status"] if job else "unfinished", job and job["attempts"],
-                            n_resumed, same, "+".join(sorted(killed_jobs[j]))))
+                            same, "+".join(sorted(killed_jobs[j]))))
     finally:
         if writers is not None:
             writers.finish()
@@ -342,6 +339,8 @@ def main():
     stored_cmp = {}
     for cid, prompt in c.execute("SELECT c.id, c.prompt FROM comparisons c"):
         stored_cmp.setdefault(prompt, []).append(cid)
+    n_resumed = dict(c.execute("SELECT job_id, count(*) FROM job_events WHERE code = 'resumed' "
+                               "GROUP BY job_id"))
     wal_bytes = os.path.getsize(db + "-wal") if os.path.exists(db + "-wal") else 0
     c.close()
 
@@ -349,7 +348,7 @@ def main():
     dup_cmp = [p for p, cids in stored_cmp.items() if len(cids) > 1]
     lost_rank = [c for c, rid in writers.acked_rank.items() if rid not in stored_rank.get(c, [])]
     dup_rank = [c for c, rids in stored_rank.items() if len(rids) > 1]
-    n_same = sum(1 for r in resumed if r[4])
+    n_same = sum(1 for r in resumed if r[3])
     n_ok = sum(1 for r in resumed if r[1] == "succeeded")
     print()
     print("chaos: %d rounds in %.0f s (kill -9: %d of the daemon with a job running, %d without; "
@@ -367,9 +366,9 @@ def main():
     print("jobs: %d run, %d killed at least once; of those %d succeeded, %d resumed identical "
           "to an uninterrupted reference (final checkpoint sha256 and every metric)" % (
               len(jobs), len(killed_jobs), n_ok, n_same))
-    for j, status, attempts, n_resumed, same, what in resumed:
-        print("   job %d (killed: %s): %s after %s attempts, %d resumed events, identical: %s" % (
-            j, what, status, attempts, n_resumed, same))
+    for j, status, attempts, same, what in resumed:
+        print("   job %d (killed: %s): %s after %s attempts, %d resumed from a checkpoint, "
+              "identical: %s" % (j, what, status, attempts, n_resumed.get(j, 0), same))
     print("WAL at the end: %d bytes" % wal_bytes)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), "?")
