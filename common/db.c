@@ -61,7 +61,11 @@ int db_open(const char *path, sqlite3 **out, char *err, size_t errlen) {
         return -1;
     }
     char msg[256];
-    if (db_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", msg, sizeof msg) != 0) {
+    char pragmas[128];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=%d;",
+             DB_WAL_SIZE_LIMIT_BYTES);
+    if (db_exec(db, pragmas, msg, sizeof msg) != 0) {
         snprintf(err, errlen, "cannot configure %s: %s", path, msg);
         sqlite3_close(db);
         return -1;

@@ -10,13 +10,19 @@
 #      the SFT policy ranked by the hidden gold score with Plackett-Luce
 #      noise) posts its rankings through the API, each as a comparison (by
 #      the admin) and a ranking (by the annotator token)
-#   5. a reward job on the project's rankings, then a ppo job against it
+#   5. a reward job on the project's rankings; then DEMO_UNRANKED more
+#      comparisons (4 samples of the SFT model each, sampled by rlhfd) are
+#      posted to the project and left unranked, for a person to rank on the
+#      annotator page (after the reward job was created: the rankings it
+#      trains on are those made before, so the demo's result does not
+#      depend on them); then a ppo job against the reward model
 #   6. a sample from the SFT and the PPO model; the dashboard URL and tokens
 #
 # rlhfd keeps running afterwards so the dashboard can be opened; the last
 # lines say how to stop it. DEMO_STOP=1 stops it at the end instead.
 # Settings: BUILD (default build), DEMO_LISTEN (default 127.0.0.1:8080),
-# DEMO_RANKINGS (default 800), DEMO_SFT_STEPS (default 800).
+# DEMO_RANKINGS (default 800), DEMO_SFT_STEPS (default 800), DEMO_UNRANKED
+# (default 20).
 #
 # Why a shell script: each step is a command a user would type; the
 # pipeline's sizes are those of `make demo` (Makefile), so the two runs can
@@ -28,6 +34,7 @@ OUT=$BUILD/demo-api
 LISTEN=${DEMO_LISTEN:-127.0.0.1:8080}
 N_RANKINGS=${DEMO_RANKINGS:-800}
 SFT_STEPS=${DEMO_SFT_STEPS:-800}
+N_UNRANKED=${DEMO_UNRANKED:-20}
 for tool in jq "$BUILD/rlhfd" "$BUILD/rlhf-train" "$BUILD/rlhfctl"; do
     command -v "$tool" > /dev/null || { echo "demo-api: $tool is missing (make all; apt-get install jq)" >&2; exit 2; }
 done
@@ -54,7 +61,8 @@ VIEWER=$(ctl --json tokens create viewer --role viewer | jq -r .token)
 cat <<EOF
    watch it live: open $URL/ (dashboard) and log in with a token
    admin     $ADMIN
-   annotator $ANNOTATOR   (rank comparisons yourself on the annotator page)
+   annotator $ANNOTATOR   (rank comparisons yourself on the annotator page once the
+                         demo has posted $N_UNRANKED unranked ones, after its reward job starts)
    viewer    $VIEWER
 EOF
 
@@ -107,6 +115,19 @@ ctl projects show "$PROJECT"
 echo "== reward job on the project's rankings"
 RM_JOB=$(ctl --json jobs submit reward --training-project "$PROJECT" --model "job:$SFT_JOB" \
     --set epochs=3 --set learning_rate=1e-3 --set eval_interval=100 | jq .id)
+
+echo "== $N_UNRANKED comparisons of SFT samples left unranked, for you to rank"
+# The reward job above counts only rankings made before it was created, so
+# ranking these does not change what the demo measures. One whose sampling
+# fails (e.g. an empty sample) is left out, not fatal.
+n_unranked=0
+while IFS= read -r prompt; do
+    if ctl comparisons add "$PROJECT" --prompt "$prompt" --sample-from "$SFT_CKPT" --n 4 \
+        --max-tokens 56 --temperature 0.8 --seed $((n_unranked + 1)) > /dev/null 2>> "$OUT/unranked.log"; then
+        n_unranked=$((n_unranked + 1))
+    fi
+done < <(jq -r .prompt "$OUT/prompts.jsonl" | head -n "$N_UNRANKED")
+echo "   $n_unranked posted to project $PROJECT (demo-rankings)"
 ctl jobs watch "$RM_JOB"
 
 echo "== ppo job"
@@ -144,6 +165,12 @@ tokens:     admin     $ADMIN
             annotator $ANNOTATOR
             viewer    $VIEWER
 jobs:       sft $SFT_JOB, reward $RM_JOB, ppo $PPO_JOB (rlhfctl --url $URL --token TOKEN jobs list)
+
+Your turn: $n_unranked comparisons of project $PROJECT (demo-rankings) wait unranked.
+Open $URL/, log in with the annotator token and rank them on the annotator page, or:
+  rlhfctl --url $URL --token $ANNOTATOR comparisons next $PROJECT    (then: rlhfctl ... rank)
+The $n rankings above were the simulated annotator's; yours join the project for
+the next reward job (the demo's own reward job did not wait for them).
 EOF
 if [ "${DEMO_STOP:-0}" = 1 ]; then
     stop

@@ -1,9 +1,13 @@
 #include "writer.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "db.h"
 
@@ -14,6 +18,12 @@
 /* WAL frames after which the checkpointer copies the WAL back into the
  * database (SQLite's own default for wal_autocheckpoint). */
 #define WRITER_CHECKPOINT_FRAMES 1000
+
+/* How often the checkpointer looks at the -wal file's size when no commit
+ * woke it: big transactions also come from the HTTP threads' connections
+ * (a dataset upload) and the training workers, which the writer's WAL hook
+ * does not see. One stat() a second. */
+#define WRITER_WAL_CHECK_MS 1000
 
 typedef struct write_item {
     writer_fn fn;
@@ -52,22 +62,59 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames) {
     return SQLITE_OK;
 }
 
+static int64_t wal_file_bytes(sqlite3 *db) {
+    const char *wal = sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
+    struct stat st;
+    return wal != NULL && stat(wal, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+/* Runs the checkpoints a wake-up calls for; returns how many succeeded.
+ *
+ * PASSIVE copies what no reader still needs, never waits for a lock and
+ * never blocks a writer; the rest goes next time. It never makes the -wal
+ * file smaller, though: SQLite only truncates it (to journal_size_limit,
+ * common/db.h) when a writer starts the WAL over after a complete
+ * checkpoint, so after a big transaction on an idle daemon the file kept
+ * its size for good. So when the file is over the limit, a TRUNCATE
+ * checkpoint follows the PASSIVE one. TRUNCATE takes the WAL's write lock;
+ * this connection has no busy handler, so it gives up at once (SQLITE_BUSY)
+ * if a writer holds the lock or a reader still needs the old frames, and it
+ * is tried again a second later. Because PASSIVE has just copied nearly
+ * everything, the lock is held for the last few frames, the database
+ * file's fsync and the truncation: milliseconds, and only after a
+ * transaction that grew the WAL past the limit, not on the ranking path. */
+static int checkpoint_wal(writer *w, bool wanted) {
+    bool too_big = wal_file_bytes(w->ckpt_db) > DB_WAL_SIZE_LIMIT_BYTES;
+    int done = 0;
+    if (wanted || too_big)
+        done += sqlite3_wal_checkpoint_v2(w->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                          NULL) == SQLITE_OK;
+    if (too_big)
+        done += sqlite3_wal_checkpoint_v2(w->ckpt_db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+                                          NULL) == SQLITE_OK;
+    return done;
+}
+
 static void *checkpointer_main(void *arg) {
     writer *w = arg;
     pthread_mutex_lock(&w->mutex);
     for (;;) {
-        while (!w->ckpt_wanted && !w->stopping)
-            pthread_cond_wait(&w->ckpt_wake, &w->mutex);
-        if (!w->ckpt_wanted)
-            break; /* stopping; one that was asked for runs first */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until); /* the condition variable's clock */
+        until.tv_nsec += (WRITER_WAL_CHECK_MS % 1000) * 1000000L;
+        until.tv_sec += WRITER_WAL_CHECK_MS / 1000 + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        int waited = 0;
+        while (!w->ckpt_wanted && !w->stopping && waited != ETIMEDOUT)
+            waited = pthread_cond_timedwait(&w->ckpt_wake, &w->mutex, &until);
+        if (w->stopping && !w->ckpt_wanted)
+            break; /* one that was asked for runs first */
+        bool wanted = w->ckpt_wanted;
         w->ckpt_wanted = false;
         pthread_mutex_unlock(&w->mutex);
-        /* PASSIVE: copies what no reader still needs, never waits for a
-         * lock, never blocks a writer; the rest goes next time. */
-        int rc = sqlite3_wal_checkpoint_v2(w->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        int done = checkpoint_wal(w, wanted);
         pthread_mutex_lock(&w->mutex);
-        if (rc == SQLITE_OK)
-            w->checkpoints++;
+        w->checkpoints += done;
     }
     pthread_mutex_unlock(&w->mutex);
     return NULL;
@@ -147,6 +194,7 @@ writer *writer_start(const char *db_path, char *err, size_t errlen) {
     pthread_cond_init(&w->wake, NULL);
     pthread_cond_init(&w->ckpt_wake, NULL);
     sqlite3_wal_hook(w->db, on_wal_commit, w);
+    sqlite3_busy_handler(w->ckpt_db, NULL, NULL); /* see checkpoint_wal */
     if (pthread_create(&w->ckpt_thread, NULL, checkpointer_main, w) != 0) {
         snprintf(err, errlen, "cannot start the checkpointer thread");
         sqlite3_close(w->ckpt_db);

@@ -16,7 +16,10 @@
  * batch in that commit would wait for the copy into the database file and
  * its fsync (tens of ms: the p99 of ranking writes). A checkpointer thread
  * with its own connection runs a PASSIVE checkpoint when a commit reports
- * a WAL that long; writes go on meanwhile.
+ * a WAL that long; writes go on meanwhile. Once a second it also looks at
+ * the -wal file: past DB_WAL_SIZE_LIMIT_BYTES (a big transaction from any
+ * connection, e.g. a dataset upload) it follows with a TRUNCATE checkpoint
+ * that gives up at once if it would have to wait (writer.c says why).
  */
 #ifndef RLHF_WRITER_H
 #define RLHF_WRITER_H

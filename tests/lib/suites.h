@@ -54,5 +54,6 @@ Suite *durability_suite(void);
 Suite *prometheus_suite(void);
 Suite *docs_suite(void);
 Suite *static_suite(void);
+Suite *wal_suite(void);
 
 #endif

@@ -73,6 +73,7 @@ static const named_suite all_suites[] = {
     {"prometheus", prometheus_suite},
     {"docs", docs_suite},
     {"static", static_suite},
+    {"wal", wal_suite},
 };
 enum { N_SUITES = sizeof all_suites / sizeof all_suites[0] };
 
