@@ -32,5 +32,6 @@ Suite *server_static_suite(void);
 Suite *dist_suite(void);
 Suite *server_prefs_suite(void);
 Suite *metrics_page_suite(void);
+Suite *dpo_suite(void);
 
 #endif

@@ -43,6 +43,7 @@ static const named_suite all_suites[] = {
     {"ppo_lm", ppo_lm_suite},
     {"dist", dist_suite},
     {"metrics_page", metrics_page_suite},
+    {"dpo", dpo_suite},
     /* system/: the programs as processes, the in-process pipeline */
     {"rlhf_train", rlhf_train_suite},
     {"pipeline", pipeline_suite},
