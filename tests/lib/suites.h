@@ -33,5 +33,6 @@ Suite *dist_suite(void);
 Suite *server_prefs_suite(void);
 Suite *metrics_page_suite(void);
 Suite *dpo_suite(void);
+Suite *grader_suite(void);
 
 #endif

@@ -44,6 +44,7 @@ static const named_suite all_suites[] = {
     {"dist", dist_suite},
     {"metrics_page", metrics_page_suite},
     {"dpo", dpo_suite},
+    {"grader", grader_suite},
     /* system/: the programs as processes, the in-process pipeline */
     {"rlhf_train", rlhf_train_suite},
     {"pipeline", pipeline_suite},
