@@ -34,5 +34,6 @@ Suite *server_prefs_suite(void);
 Suite *metrics_page_suite(void);
 Suite *dpo_suite(void);
 Suite *grader_suite(void);
+Suite *arith_task_suite(void);
 
 #endif

@@ -45,6 +45,7 @@ static const named_suite all_suites[] = {
     {"metrics_page", metrics_page_suite},
     {"dpo", dpo_suite},
     {"grader", grader_suite},
+    {"arith_task", arith_task_suite},
     /* system/: the programs as processes, the in-process pipeline */
     {"rlhf_train", rlhf_train_suite},
     {"pipeline", pipeline_suite},
