@@ -87,3 +87,18 @@ double dpo_loss(const dpo_config *cfg, int n, const float *policy_chosen,
     }
     return loss;
 }
+
+int dpo_pairs_from_ranks(const int *rank, int k, int *winner, int *loser, int cap) {
+    int n = 0;
+    for (int i = 0; i < k; i++)
+        for (int j = i + 1; j < k; j++) {
+            if (rank[i] == rank[j])
+                continue;
+            if (n < cap) {
+                winner[n] = rank[i] < rank[j] ? i : j;
+                loser[n] = rank[i] < rank[j] ? j : i;
+            }
+            n++;
+        }
+    return n;
+}

@@ -72,4 +72,11 @@ double dpo_loss(const dpo_config *cfg, int n, const float *policy_chosen,
                 const float *policy_rejected, const float *ref_chosen, const float *ref_rejected,
                 float *d_chosen, float *d_rejected, dpo_metrics *metrics);
 
+/* The preference pairs of a K-wise ranking (rank[k]: 0 = best, equal
+ * ranks tie): every (winner, loser) of the C(K, 2) pairs with
+ * rank[winner] < rank[loser], in order of (i, j), i < j; ties give no pair.
+ * Writes up to cap pairs to winner[] and loser[] and returns how many the
+ * ranking has (so a result > cap means the arrays were too small). */
+int dpo_pairs_from_ranks(const int *rank, int k, int *winner, int *loser, int cap);
+
 #endif

@@ -201,6 +201,28 @@ START_TEST(test_extreme_margins_are_finite) {
 }
 END_TEST
 
+/* ranks (1, 0, 1, 2): response 1 is best, 0 and 2 tie, 3 is worst.
+ * C(4, 2) = 6 pairs minus the tie (0, 2) = 5, in (i, j) order:
+ * (0,1) → 1 beats 0; (0,3) → 0 beats 3; (1,2) → 1 beats 2; (1,3); (2,3). */
+START_TEST(test_pairs_from_ranks) {
+    const int rank[4] = {1, 0, 1, 2};
+    int w[8], l[8];
+    ck_assert_int_eq(dpo_pairs_from_ranks(rank, 4, w, l, 8), 5);
+    const int want_w[5] = {1, 0, 1, 1, 2}, want_l[5] = {0, 3, 2, 3, 3};
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(w[i], want_w[i]);
+        ck_assert_int_eq(l[i], want_l[i]);
+    }
+    ck_assert_int_eq(dpo_pairs_from_ranks(rank, 4, w, l, 2), 5); /* counts past cap */
+    ck_assert_int_eq(w[1], 0);
+    const int all_tied[3] = {0, 0, 0};
+    ck_assert_int_eq(dpo_pairs_from_ranks(all_tied, 3, w, l, 8), 0);
+    const int pair[2] = {1, 0};
+    ck_assert_int_eq(dpo_pairs_from_ranks(pair, 2, w, l, 8), 1);
+    ck_assert(w[0] == 1 && l[0] == 0);
+}
+END_TEST
+
 Suite *dpo_suite(void) {
     Suite *s = suite_create("dpo");
     TCase *tc = tcase_create("core");
@@ -210,6 +232,7 @@ Suite *dpo_suite(void) {
     tcase_add_test(tc, test_matches_pytorch);
     tcase_add_test(tc, test_validation);
     tcase_add_test(tc, test_extreme_margins_are_finite);
+    tcase_add_test(tc, test_pairs_from_ranks);
     suite_add_tcase(s, tc);
     return s;
 }
