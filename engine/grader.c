@@ -885,6 +885,15 @@ static grader *parse_at(const json_t *spec, const char *path, char *err, size_t 
     for (int i = 0; i < N_KINDS && json_is_string(type); i++)
         if (strcmp(json_string_value(type), kind_names[i]) == 0)
             kind = i;
+    if (kind < 0 && json_is_string(type) &&
+        (strcmp(json_string_value(type), "python") == 0 ||
+         strcmp(json_string_value(type), "label_model") == 0)) {
+        fail(err, errlen, path, "type",
+             "%s graders are not supported here (no user code, no LLM judge); use regex, "
+             "string_check, text_similarity, length, score_model or multi",
+             json_string_value(type));
+        return NULL;
+    }
     if (kind < 0) {
         fail(err, errlen, path, "type",
              "must be one of string_check, text_similarity, regex, length, score_model, multi");
@@ -1099,7 +1108,9 @@ static size_t count_units(const char *s, bool words) {
     return n;
 }
 
-static int score_at(const grader *g, score_ctx *ctx, double *score, char *err, size_t errlen) {
+/* Scores g; parts (may be NULL) receives a multi's sub-scores. */
+static int score_at(const grader *g, score_ctx *ctx, double *score, double *parts, char *err,
+                    size_t errlen) {
     char *input = NULL, *reference = NULL;
     int rc = 0;
     if (g->input != NULL)
@@ -1173,7 +1184,9 @@ static int score_at(const grader *g, score_ctx *ctx, double *score, char *err, s
                 break;
             }
             for (int i = 0; i < g->n_sub && rc == 0; i++)
-                rc = score_at(g->sub[i], ctx, &v[i], err, errlen);
+                rc = score_at(g->sub[i], ctx, &v[i], NULL, err, errlen);
+            if (rc == 0 && parts != NULL)
+                memcpy(parts, v, (size_t)g->n_sub * sizeof *v);
             if (rc == 0) {
                 *score = expr_eval(g->formula, v);
                 if (!isfinite(*score))
@@ -1189,10 +1202,27 @@ static int score_at(const grader *g, score_ctx *ctx, double *score, char *err, s
     return rc;
 }
 
+int grader_part_count(const grader *g) {
+    return g->kind == GRADER_MULTI ? g->n_sub : 1;
+}
+
+const char *grader_part_name(const grader *g, int i) {
+    if (i < 0 || i >= grader_part_count(g))
+        return NULL;
+    return g->kind == GRADER_MULTI ? g->sub_names[i] : g->name;
+}
+
+int grader_score_parts(const grader *g, const grader_sample *sample, const json_t *item,
+                       double *score, double *parts, char *err, size_t errlen) {
+    score_ctx ctx = {sample, item, NULL, false, false};
+    const int rc = score_at(g, &ctx, score, parts, err, errlen);
+    json_decref(ctx.output_json);
+    if (rc == 0 && parts != NULL && g->kind != GRADER_MULTI)
+        parts[0] = *score;
+    return rc;
+}
+
 int grader_score(const grader *g, const grader_sample *sample, const json_t *item, double *score,
                  char *err, size_t errlen) {
-    score_ctx ctx = {sample, item, NULL, false, false};
-    const int rc = score_at(g, &ctx, score, err, errlen);
-    json_decref(ctx.output_json);
-    return rc;
+    return grader_score_parts(g, sample, item, score, NULL, err, errlen);
 }

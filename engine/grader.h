@@ -21,6 +21,8 @@
  *                    unsmoothed, so no unigram match gives 0), brevity
  *                    penalty exp(1 - r/c) when c < r; an empty input gives 0.
  *       (OpenAI's other metrics — cosine, gleu, meteor, rouge_* — are refused.)
+ *   (OpenAI's python and label_model graders are refused: the engine runs
+ *   no user code and no LLM judge; regex covers most python graders.)
  *   regex            {"input", "pattern", "group", "reference", "operation"}  ours
  *       The first match of pattern in input (POSIX extended regular
  *       expressions as glibc's regcomp(REG_EXTENDED) reads them: use [0-9]
@@ -105,6 +107,16 @@ void grader_set_score_fn(grader *g, grader_score_fn fn, void *ctx);
  * finite). */
 int grader_score(const grader *g, const grader_sample *sample, const json_t *item, double *score,
                  char *err, size_t errlen);
+
+/* The named parts of a score, for per-grader metrics (TRL logs
+ * rewards/<name>/mean): the sub-graders of a multi grader at the top, by
+ * the names its formula uses; any other grader is one part, its name. */
+int grader_part_count(const grader *g);
+const char *grader_part_name(const grader *g, int i);
+/* grader_score that also writes each part's score to
+ * parts[0 .. grader_part_count(g)) (parts may be NULL). */
+int grader_score_parts(const grader *g, const grader_sample *sample, const json_t *item,
+                       double *score, double *parts, char *err, size_t errlen);
 
 /* The text-similarity measures, for tests and for callers. */
 double grader_fuzzy_ratio(const char *a, const char *b);

@@ -251,12 +251,30 @@ START_TEST(test_multi) {
                         "{\"name\":\"b\",\"type\":\"length\",\"max_length\":0,\"penalty\":0.5}],"
                         "\"calculate_output\":\"a - b\"}";
     ck_assert_close(score_of(array, "x", NULL), 1.0 - 0.5, 1e-12, 0, "array form");
-    grader *g = grader_parse_text(MULTI("len"), NULL, err, sizeof err);
+    /* the parts: each sub-grader's score by its name */
+    grader *g = grader_parse_text(MULTI("0.7 * correct + 0.3 * len"), NULL, err, sizeof err);
     ck_assert_str_eq(grader_name(g), "combined");
+    ck_assert_int_eq(grader_part_count(g), 2);
+    ck_assert_str_eq(grader_part_name(g, 0), "correct");
+    ck_assert_str_eq(grader_part_name(g, 1), "len");
+    ck_assert_ptr_null(grader_part_name(g, 2));
+    json_t *item = json_loads(row, 0, NULL);
+    const grader_sample sample = {NULL, out};
+    double score, parts[2];
+    ck_assert_int_eq(grader_score_parts(g, &sample, item, &score, parts, err, sizeof err), 0);
+    ck_assert_close(score, 0.82, 1e-12, 0, "score with parts");
+    ck_assert_double_eq(parts[0], 1.0);
+    ck_assert_close(parts[1], 0.4, 1e-12, 0, "len part");
+    json_decref(item);
     grader_free(g);
     g = grader_parse_text("{\"type\":\"length\",\"max_length\":5}", NULL, err, sizeof err);
     ck_assert_str_eq(grader_name(g), "length");
     ck_assert_int_eq(grader_model_count(g), 0);
+    ck_assert_int_eq(grader_part_count(g), 1);
+    ck_assert_str_eq(grader_part_name(g, 0), "length");
+    const grader_sample short_one = {NULL, "abc"};
+    ck_assert_int_eq(grader_score_parts(g, &short_one, NULL, &score, parts, err, sizeof err), 0);
+    ck_assert(score == 1.0 && parts[0] == 1.0);
     grader_free(g);
 }
 END_TEST
@@ -267,7 +285,10 @@ START_TEST(test_validation_errors) {
     static const char *const cases[][2] = {
         {"[1]", "grader: must be a grader object"},
         {"{\"name\":\"x\"}", "grader.type: is required"},
-        {"{\"type\":\"python\"}",
+        {"{\"type\":\"python\",\"source\":\"def grade(s, i): return 1\"}",
+         "grader.type: python graders are not supported here (no user code, no LLM judge); use "
+         "regex, string_check, text_similarity, length, score_model or multi"},
+        {"{\"type\":\"cosine\"}",
          "grader.type: must be one of string_check, text_similarity, regex, length, score_model, "
          "multi"},
         {"{\"type\":7}",
