@@ -120,12 +120,13 @@ static bool ascii_icontains(const char *hay, const char *needle) {
     }
 }
 
-/* A whole string as a decimal number (surrounding spaces allowed). */
+/* A whole string as a decimal number (surrounding spaces allowed; no hex,
+ * inf or nan, which strtod alone would take). */
 static bool parse_number(const char *s, double *out) {
     char *end;
     while (isspace((unsigned char)*s))
         s++;
-    if (*s == '\0')
+    if (*s == '\0' || s[strspn(s, "0123456789+-.eE \t\r\n")] != '\0')
         return false;
     *out = strtod(s, &end);
     while (isspace((unsigned char)*end))
@@ -1063,27 +1064,23 @@ const char *grader_name(const grader *g) {
     return g->name;
 }
 
-/* Visits the score_model graders in order; returns the i-th (or counts). */
-static const grader *nth_model(const grader *g, int *i) {
-    if (g->kind == GRADER_SCORE_MODEL)
-        return (*i)-- == 0 ? g : NULL;
-    for (int k = 0; k < g->n_sub; k++) {
-        const grader *found = nth_model(g->sub[k], i);
-        if (found != NULL)
-            return found;
-    }
-    return NULL;
-}
-
 int grader_model_count(const grader *g) {
-    int i = INT32_MAX;
-    nth_model(g, &i);
-    return INT32_MAX - i;
+    int n = g->kind == GRADER_SCORE_MODEL;
+    for (int k = 0; k < g->n_sub; k++)
+        n += grader_model_count(g->sub[k]);
+    return n;
 }
 
 const char *grader_model(const grader *g, int i) {
-    const grader *m = i >= 0 ? nth_model(g, &i) : NULL;
-    return m ? m->model : NULL;
+    if (g->kind == GRADER_SCORE_MODEL)
+        return i == 0 ? g->model : NULL;
+    for (int k = 0; k < g->n_sub; k++) {
+        const int here = grader_model_count(g->sub[k]);
+        if (i >= 0 && i < here)
+            return grader_model(g->sub[k], i);
+        i -= here;
+    }
+    return NULL;
 }
 
 void grader_set_score_fn(grader *g, grader_score_fn fn, void *ctx) {

@@ -130,6 +130,7 @@ START_TEST(test_regex) {
     ck_assert_double_eq(score_of(spec, "#### -7 then #### 3", "{\"answer\": \"-7\"}"), 1);
     ck_assert_double_eq(score_of(spec, "####42", "{\"answer\": \"42.0\"}"), 1);
     ck_assert_double_eq(score_of(spec, "#### 41", "{\"answer\": 42}"), 0);
+    ck_assert_double_eq(score_of(spec, "#### 16", "{\"answer\": \"1.6e1\"}"), 1);
     ck_assert_double_eq(score_of(spec, "42", "{\"answer\": 42}"), 0); /* no match */
     const char *exact = "{\"type\":\"regex\",\"pattern\":\"answer: ([a-z]+)\","
                         "\"reference\":\"{{item.answer}}\"}"; /* eq, group 1 by default */
@@ -144,6 +145,8 @@ START_TEST(test_regex) {
     char err[512];
     score_error(spec, "#### 42", "{\"answer\": \"forty-two\"}", err, sizeof err);
     ck_assert_str_eq(err, "grader.reference: 'forty-two' is not a number");
+    score_error(spec, "#### 16", "{\"answer\": \"0x10\"}", err, sizeof err);
+    ck_assert_str_eq(err, "grader.reference: '0x10' is not a number");
 }
 END_TEST
 
