@@ -34,6 +34,9 @@ Suite *writer_suite(void);
 Suite *db_sink_suite(void);
 Suite *agreement_suite(void);
 Suite *ratelimit_suite(void);
+Suite *dpo_suite(void);
+Suite *grader_suite(void);
+Suite *arith_task_suite(void);
 /* system/ */
 Suite *rlhf_train_suite(void);
 Suite *worker_suite(void);

@@ -53,6 +53,9 @@ static const named_suite all_suites[] = {
     {"db_sink", db_sink_suite},
     {"agreement", agreement_suite},
     {"ratelimit", ratelimit_suite},
+    {"dpo", dpo_suite},
+    {"grader", grader_suite},
+    {"arith_task", arith_task_suite},
     /* system/: the programs as processes, the in-process pipeline */
     {"rlhf_train", rlhf_train_suite},
     {"worker", worker_suite},
