@@ -12,6 +12,7 @@ Suite *ppo_suite(void);
 Suite *hparams_suite(void);
 Suite *cli_suite(void);
 Suite *gpt2_suite(void);
+Suite *llama_suite(void);
 Suite *server_suite(void);
 Suite *server_data_suite(void);
 Suite *server_limits_suite(void);

@@ -25,6 +25,7 @@ static const named_suite all_suites[] = {
     {"hparams", hparams_suite},
     {"cli", cli_suite},
     {"gpt2", gpt2_suite},
+    {"llama", llama_suite},
     {"server", server_suite},
     {"server_data", server_data_suite},
     {"server_limits", server_limits_suite},
