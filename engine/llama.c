@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "gpt2.h"
+#include "llama_lora.h"
 #include "lm_logits.h"
 #include "nn.h"
 
@@ -131,19 +132,16 @@ int llama_init(llama_model *m, const llama_config *cfg, char *err, size_t errlen
     m->num_params = llama_num_params(cfg);
     const size_t half = (size_t)c->head_dim / 2, rope = (size_t)c->max_seq_len * half;
     m->param_memory = calloc((size_t)m->num_params, sizeof(float));
-    m->grad_memory = calloc((size_t)m->num_params, sizeof(float));
     m->rope_cos = malloc(sizeof(float) * rope);
     m->rope_sin = malloc(sizeof(float) * rope);
     float *inv_freq = malloc(sizeof(float) * half);
-    if (m->param_memory == NULL || m->grad_memory == NULL || m->rope_cos == NULL ||
-        m->rope_sin == NULL || inv_freq == NULL) {
+    if (m->param_memory == NULL || m->rope_cos == NULL || m->rope_sin == NULL || inv_freq == NULL) {
         snprintf(err, errlen, "out of memory for %lld parameters", (long long)m->num_params);
         free(inv_freq);
         llama_free(m);
         return -1;
     }
     llama_params_view(&m->params, cfg, m->param_memory);
-    llama_params_view(&m->grads, cfg, m->grad_memory);
     /* angles in float32 as HF's rotary embedding: inv_freq · position */
     rope_inv_freq(inv_freq, c);
     for (int t = 0; t < c->max_seq_len; t++)
@@ -156,7 +154,20 @@ int llama_init(llama_model *m, const llama_config *cfg, char *err, size_t errlen
     return 0;
 }
 
+int llama_alloc_grads(llama_model *m, char *err, size_t errlen) {
+    if (m->grad_memory != NULL)
+        return 0;
+    m->grad_memory = calloc((size_t)m->num_params, sizeof(float));
+    if (m->grad_memory == NULL) {
+        snprintf(err, errlen, "out of memory for %lld gradients", (long long)m->num_params);
+        return -1;
+    }
+    llama_params_view(&m->grads, &m->cfg, m->grad_memory);
+    return 0;
+}
+
 void llama_free(llama_model *m) {
+    llama_lora_free(m);
     free(m->param_memory);
     free(m->grad_memory);
     free(m->rope_cos);
@@ -166,7 +177,10 @@ void llama_free(llama_model *m) {
 }
 
 void llama_zero_grad(llama_model *m) {
-    memset(m->grad_memory, 0, sizeof(float) * (size_t)m->num_params);
+    if (m->grad_memory != NULL)
+        memset(m->grad_memory, 0, sizeof(float) * (size_t)m->num_params);
+    if (m->lora != NULL)
+        memset(m->lora->grads, 0, sizeof(float) * (size_t)m->lora->num_params);
 }
 
 static void fill_normal(float *x, int64_t n, double std, rng_state *rng) {
@@ -208,6 +222,10 @@ int llama_reserve(llama_model *m, int B, int T, char *err, size_t errlen) {
         return -1;
     }
     llama_acts *a = &m->acts;
+    if (llama_lora_reserve(m, (int64_t)B * T) != 0) {
+        snprintf(err, errlen, "out of memory for LoRA activations of a (%d, %d) batch", B, T);
+        return -1;
+    }
     if (a->memory != NULL && B <= a->B && T <= a->T)
         return 0;
     free(a->memory);
@@ -536,16 +554,22 @@ void llama_forward(llama_model *m, const llama_batch *batch, int t0, int t1) {
                         p->attn_norm + (int64_t)l * C, BT, C, eps);
         dense_forward(qkv_raw, attn_in, p->wqkv + (int64_t)l * QKV * C,
                       c->qkv_bias ? p->bqkv + (int64_t)l * QKV : NULL, BT, C, QKV);
+        for (int tgt = LLAMA_LORA_Q; tgt <= LLAMA_LORA_V; tgt++)
+            llama_lora_forward(m, tgt, l, qkv_raw, attn_in, BT, true);
         qk_heads_forward(m, qkv, qk_rstd, qkv_raw, l, batch->positions, BT, T);
         attention_forward(atty, att, qkv, batch->attn_mask, B, T, NH, NKV, hd);
         dense_forward(residual2, atty, p->wo + (int64_t)l * C * QD,
                       c->o_bias ? p->bo + (int64_t)l * C : NULL, BT, QD, C);
+        llama_lora_forward(m, LLAMA_LORA_O, l, residual2, atty, BT, true);
         add_inplace(residual2, residual, btc);
         rmsnorm_forward(mlp_in, a->mlp_rstd + (int64_t)l * BT, residual2,
                         p->mlp_norm + (int64_t)l * C, BT, C, eps);
         dense_forward(gateup, mlp_in, p->wgateup + (int64_t)l * 2 * F * C, NULL, BT, C, 2 * F);
+        llama_lora_forward(m, LLAMA_LORA_GATE, l, gateup, mlp_in, BT, true);
+        llama_lora_forward(m, LLAMA_LORA_UP, l, gateup, mlp_in, BT, true);
         swiglu_forward(swiglu, gateup, BT, F);
         dense_forward(residual3, swiglu, p->wdown + (int64_t)l * C * F, NULL, BT, F, C);
+        llama_lora_forward(m, LLAMA_LORA_DOWN, l, residual3, swiglu, BT, true);
         add_inplace(residual3, residual2, btc);
         residual = residual3;
     }
@@ -595,12 +619,18 @@ void llama_backward(llama_model *m, bool with_logits, bool with_values) {
     llama_acts *a = &m->acts;
     const llama_params *p = &m->params;
     llama_params *g = &m->grads;
+    /* Without a gradient buffer (LoRA, or a frozen model) the base is frozen:
+     * input gradients only, plus the adapters' and the scalar head's. */
+    const bool fr = m->grad_memory == NULL;
+#define GW(x) (fr ? NULL : (x))
+    float *dheadw = fr ? (m->lora ? m->lora->dheadw : NULL) : g->headw;
+    float *dheadb = fr ? (m->lora ? m->lora->dheadb : NULL) : g->headb;
 
     /* heads → dfinal (in dbtc) */
     float *dfinal = a->dbtc;
     memset(dfinal, 0, sizeof(float) * (size_t)btc);
     const float *head = llama_head_weight(m);
-    float *dhead = c->tie_embeddings ? g->embed : g->lm_head;
+    float *dhead = GW(c->tie_embeddings ? g->embed : g->lm_head);
     if (with_logits && m->LT == T) {
         dense_backward(dfinal, dhead, NULL, a->logits, a->final_out, head, BT, C, c->vocab_size);
     } else if (with_logits && m->LT > 0) {
@@ -619,16 +649,18 @@ void llama_backward(llama_model *m, bool with_logits, bool with_values) {
                 continue;
             const float *x = a->final_out + (int64_t)i * C;
             float *dx = dfinal + (int64_t)i * C;
-            for (int j = 0; j < C; j++) {
+            for (int j = 0; j < C; j++)
                 dx[j] += dv * p->headw[j];
-                g->headw[j] += dv * x[j];
-            }
-            g->headb[0] += dv;
+            if (dheadw == NULL)
+                continue;
+            for (int j = 0; j < C; j++)
+                dheadw[j] += dv * x[j];
+            dheadb[0] += dv;
         }
     float *dresidual = a->dresidual;
     memset(dresidual, 0, sizeof(float) * (size_t)btc);
-    rmsnorm_backward(dresidual, g->final_norm, dfinal, a->residual3 + (L - 1) * btc, p->final_norm,
-                     a->final_rstd, BT, C);
+    rmsnorm_backward(dresidual, GW(g->final_norm), dfinal, a->residual3 + (L - 1) * btc,
+                     p->final_norm, a->final_rstd, BT, C);
 
     for (int l = L - 1; l >= 0; l--) {
         const float *residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * btc;
@@ -642,20 +674,24 @@ void llama_backward(llama_model *m, bool with_logits, bool with_values) {
         const float *swiglu = a->swiglu + (int64_t)l * BT * F;
         /* residual3 = residual2 + down(swiglu): dresidual is both */
         memset(a->dswiglu, 0, sizeof(float) * (size_t)BT * (size_t)F);
-        dense_backward(a->dswiglu, g->wdown + (int64_t)l * C * F, NULL, dresidual, swiglu,
+        dense_backward(a->dswiglu, GW(g->wdown + (int64_t)l * C * F), NULL, dresidual, swiglu,
                        p->wdown + (int64_t)l * C * F, BT, F, C);
+        llama_lora_backward(m, LLAMA_LORA_DOWN, l, a->dswiglu, dresidual, swiglu, BT);
         memset(a->dgateup, 0, sizeof(float) * (size_t)BT * 2 * (size_t)F);
         swiglu_backward(a->dgateup, a->dswiglu, gateup, BT, F);
         memset(a->dbtc, 0, sizeof(float) * (size_t)btc);
-        dense_backward(a->dbtc, g->wgateup + (int64_t)l * 2 * F * C, NULL, a->dgateup, mlp_in,
+        dense_backward(a->dbtc, GW(g->wgateup + (int64_t)l * 2 * F * C), NULL, a->dgateup, mlp_in,
                        p->wgateup + (int64_t)l * 2 * F * C, BT, C, 2 * F);
-        rmsnorm_backward(dresidual, g->mlp_norm + (int64_t)l * C, a->dbtc, residual2,
+        llama_lora_backward(m, LLAMA_LORA_GATE, l, a->dbtc, a->dgateup, mlp_in, BT);
+        llama_lora_backward(m, LLAMA_LORA_UP, l, a->dbtc, a->dgateup, mlp_in, BT);
+        rmsnorm_backward(dresidual, GW(g->mlp_norm + (int64_t)l * C), a->dbtc, residual2,
                          p->mlp_norm + (int64_t)l * C, a->mlp_rstd + (int64_t)l * BT, BT, C);
         /* residual2 = residual + o(atty) */
         memset(a->datty, 0, sizeof(float) * (size_t)BT * (size_t)QD);
-        dense_backward(a->datty, g->wo + (int64_t)l * C * QD,
-                       c->o_bias ? g->bo + (int64_t)l * C : NULL, dresidual, atty,
+        dense_backward(a->datty, GW(g->wo + (int64_t)l * C * QD),
+                       c->o_bias ? GW(g->bo + (int64_t)l * C) : NULL, dresidual, atty,
                        p->wo + (int64_t)l * C * QD, BT, QD, C);
+        llama_lora_backward(m, LLAMA_LORA_O, l, a->datty, dresidual, atty, BT);
         memset(a->dqkv, 0, sizeof(float) * (size_t)BT * (size_t)QKV);
         attention_backward(a->dqkv, a->datt, a->datty, qkv, att, B, T, NH, NKV, hd);
         float *dproj = a->dqkv;
@@ -663,21 +699,24 @@ void llama_backward(llama_model *m, bool with_logits, bool with_values) {
             memset(a->dqkv2, 0, sizeof(float) * (size_t)BT * (size_t)QKV);
             dproj = a->dqkv2;
         }
-        qk_heads_backward(m, a->dqkv, dproj, g->q_norm, g->k_norm, qkv_raw, qk_rstd, l,
+        qk_heads_backward(m, a->dqkv, dproj, GW(g->q_norm), GW(g->k_norm), qkv_raw, qk_rstd, l,
                           m->positions, BT, T);
         memset(a->dbtc, 0, sizeof(float) * (size_t)btc);
-        dense_backward(a->dbtc, g->wqkv + (int64_t)l * QKV * C,
-                       c->qkv_bias ? g->bqkv + (int64_t)l * QKV : NULL, dproj, attn_in,
+        dense_backward(a->dbtc, GW(g->wqkv + (int64_t)l * QKV * C),
+                       c->qkv_bias ? GW(g->bqkv + (int64_t)l * QKV) : NULL, dproj, attn_in,
                        p->wqkv + (int64_t)l * QKV * C, BT, C, QKV);
-        rmsnorm_backward(dresidual, g->attn_norm + (int64_t)l * C, a->dbtc, residual,
+        for (int tgt = LLAMA_LORA_Q; tgt <= LLAMA_LORA_V; tgt++)
+            llama_lora_backward(m, tgt, l, a->dbtc, dproj, attn_in, BT);
+        rmsnorm_backward(dresidual, GW(g->attn_norm + (int64_t)l * C), a->dbtc, residual,
                          p->attn_norm + (int64_t)l * C, a->attn_rstd + (int64_t)l * BT, BT, C);
     }
-    for (int i = 0; i < BT; i++) {
+    for (int i = 0; i < BT && !fr; i++) {
         float *d = g->embed + (int64_t)m->tokens[i] * C;
         const float *s = dresidual + (int64_t)i * C;
         for (int j = 0; j < C; j++)
             d[j] += s[j];
     }
+#undef GW
 }
 
 /* ==== KV cache: decoding and prompt prefill ==================================== */
@@ -781,6 +820,8 @@ static void forward_block(const llama_model *m, llama_kv_cache *cache, block_scr
         rmsnorm_forward(s->xn, s->rstd, s->x, p->attn_norm + (int64_t)l * C, n, C, eps);
         dense_forward(s->qkv, s->xn, p->wqkv + (int64_t)l * QKV * C,
                       c->qkv_bias ? p->bqkv + (int64_t)l * QKV : NULL, n, C, QKV);
+        for (int tgt = LLAMA_LORA_Q; tgt <= LLAMA_LORA_V; tgt++)
+            llama_lora_forward(m, tgt, l, s->qkv, s->xn, n, false);
         qk_heads_forward(m, s->qkv, s->qk_rstd, s->qkv, l, s->pos, n, 1);
         for (int b = 0; b < B; b++) {
             const uint8_t *mask = cache->key_mask + (int64_t)b * capT;
@@ -809,11 +850,15 @@ static void forward_block(const llama_model *m, llama_kv_cache *cache, block_scr
         }
         dense_forward(s->tmp, s->atty, p->wo + (int64_t)l * C * QD,
                       c->o_bias ? p->bo + (int64_t)l * C : NULL, n, QD, C);
+        llama_lora_forward(m, LLAMA_LORA_O, l, s->tmp, s->atty, n, false);
         add_inplace(s->x, s->tmp, (int64_t)n * C);
         rmsnorm_forward(s->xn, s->rstd, s->x, p->mlp_norm + (int64_t)l * C, n, C, eps);
         dense_forward(s->gateup, s->xn, p->wgateup + (int64_t)l * 2 * F * C, NULL, n, C, 2 * F);
+        llama_lora_forward(m, LLAMA_LORA_GATE, l, s->gateup, s->xn, n, false);
+        llama_lora_forward(m, LLAMA_LORA_UP, l, s->gateup, s->xn, n, false);
         swiglu_forward(s->swiglu, s->gateup, n, F);
         dense_forward(s->tmp, s->swiglu, p->wdown + (int64_t)l * C * F, NULL, n, F, C);
+        llama_lora_forward(m, LLAMA_LORA_DOWN, l, s->tmp, s->swiglu, n, false);
         add_inplace(s->x, s->tmp, (int64_t)n * C);
     }
     if (!want_logits)

@@ -137,11 +137,15 @@ typedef struct llama_acts {
     float *memory;
 } llama_acts;
 
+/* LoRA adapters (engine/llama_lora.h); NULL in a model without them. */
+typedef struct llama_lora llama_lora;
+
 typedef struct llama_model {
     llama_config cfg;
     llama_params params, grads;
     float *param_memory; /* llama_num_params floats */
-    float *grad_memory;  /* same, zeroed by llama_zero_grad */
+    float *grad_memory;  /* same, from llama_alloc_grads; NULL = frozen base */
+    llama_lora *lora;    /* adapters: backward trains only these (and the scalar head) */
     int64_t num_params;
     float *rope_cos, *rope_sin; /* (max_seq_len, hd/2) */
     llama_acts acts;
@@ -152,9 +156,13 @@ typedef struct llama_model {
     int LT0, LT; /* the columns with logits: [LT0, LT0 + LT) */
 } llama_model;
 
-/* Validates cfg (a message naming the field) and allocates parameters,
- * gradients (zeroed) and the RoPE tables. Returns 0 or -1. */
+/* Validates cfg (a message naming the field) and allocates parameters and
+ * the RoPE tables. Returns 0 or -1. */
 int llama_init(llama_model *m, const llama_config *cfg, char *err, size_t errlen);
+/* Allocates the (zeroed) gradients of every parameter, for full training.
+ * Without them the base is frozen: backward computes input gradients only
+ * (what sampling, reference models and LoRA need). Returns 0 or -1. */
+int llama_alloc_grads(llama_model *m, char *err, size_t errlen);
 void llama_free(llama_model *m);
 /* N(0, 0.02) matrices and embeddings (HF initializer_range), norms 1,
  * biases 0; scalar head N(0, 1/sqrt(C+1)). */
@@ -182,7 +190,8 @@ void llama_logprobs_backward(llama_model *m, const int32_t *targets, const float
                              const float *dentropy);
 
 /* Backward of the last forward from acts.logits holding dlogits (when
- * with_logits) and acts.dvalues (when with_values); accumulates into grads. */
+ * with_logits) and acts.dvalues (when with_values); accumulates into grads
+ * (when allocated) and the LoRA gradients (when attached). */
 void llama_backward(llama_model *m, bool with_logits, bool with_values);
 void llama_zero_grad(llama_model *m);
 

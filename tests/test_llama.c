@@ -68,6 +68,7 @@ START_TEST(test_llama_backward_finite_differences) {
     const llama_config cfg = all_options_config();
     char err[256];
     ck_assert_msg(llama_init(&c->m, &cfg, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(llama_alloc_grads(&c->m, err, sizeof err), 0);
     ck_assert_int_eq(llama_reserve(&c->m, FB, FT, err, sizeof err), 0);
     rng_state r;
     rng_seed(&r, 22, 0);
@@ -208,6 +209,7 @@ static void check_fixture(const char *dir_name, const char *expect_name) {
     fixture_batch fb = read_batch(&f);
     const int B = fb.B, T = fb.T, BT = B * T, V = m.cfg.vocab_size;
     ck_assert_int_eq(llama_reserve(&m, B, T, err, sizeof err), 0);
+    ck_assert_int_eq(llama_alloc_grads(&m, err, sizeof err), 0);
     const llama_batch batch = {fb.tokens, fb.positions, fb.attn_mask, B, T};
     double w_out = 0.0, w_grad = 0.0, w_adam = 0.0;
 
