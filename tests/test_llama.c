@@ -11,6 +11,7 @@
 
 #include "llama.h"
 #include "llama_hf.h"
+#include "llama_lora.h"
 #include "optim.h"
 #include "safetensors.h"
 #include "suites.h"
@@ -325,9 +326,14 @@ enum { KB = 2, KP = 4, KN = 5, KT = KP + KN };
 
 /* Row 1 is left-padded by one; the full forward sees (B, KT) with positions
  * counting real tokens, as prefill + decode does. */
-static void kv_case(const char *name) {
+static void kv_case(const char *name, const char *adapter) {
     llama_model m;
     open_fixture(&m, name, NULL);
+    if (adapter != NULL) {
+        char path[4200], aerr[512];
+        fixture_path(path, sizeof path, adapter);
+        ck_assert_msg(llama_lora_open_dir(&m, path, aerr, sizeof aerr) == 0, "%s", aerr);
+    }
     const int V = m.cfg.vocab_size;
     char err[256];
     int32_t tokens[KB * KT], positions[KB * KT];
@@ -391,9 +397,10 @@ static void kv_case(const char *name) {
 }
 
 START_TEST(test_llama_kv_cache_equals_forward) {
-    kv_case("llama");
-    kv_case("qwen2");
-    kv_case("qwen3");
+    kv_case("llama", NULL);
+    kv_case("qwen2", NULL);
+    kv_case("qwen3", NULL);
+    kv_case("qwen3", "qwen3_lora");
 }
 END_TEST
 
@@ -628,6 +635,140 @@ START_TEST(test_llama_save_and_reopen) {
 }
 END_TEST
 
+/* ---- LoRA ------------------------------------------------------------------------ */
+
+/* Calls fn(name, data, n) for each adapter tensor of m (PEFT names); with
+ * grads the gradient views instead of the parameters. */
+typedef void (*adapter_fn)(const char *name, const float *data, int64_t n, void *ctx);
+
+static void each_adapter(const llama_model *m, bool grads, adapter_fn fn, void *ctx) {
+    const llama_lora *lo = m->lora;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int t = 0; t < LLAMA_LORA_NUM_TARGETS; t++) {
+            if (!(lo->targets >> t & 1u))
+                continue;
+            const int64_t na = (int64_t)lo->r * lo->in[t], nb = (int64_t)lo->out[t] * lo->r;
+            char name[160];
+            llama_lora_peft_name(name, sizeof name, t, l, 'A');
+            fn(name, (grads ? lo->dA[t] : lo->A[t]) + l * na, na, ctx);
+            llama_lora_peft_name(name, sizeof name, t, l, 'B');
+            fn(name, (grads ? lo->dB[t] : lo->B[t]) + l * nb, nb, ctx);
+        }
+}
+
+typedef struct adapter_check {
+    const safetensors_file *f;
+    const char *prefix;
+    double worst;
+    int count;
+} adapter_check;
+
+static void check_adapter(const char *name, const float *data, int64_t n, void *ctx) {
+    adapter_check *c = ctx;
+    char full[200];
+    snprintf(full, sizeof full, "%s%s", c->prefix, name);
+    check_against("qwen3_lora", data, c->f, full, n, &c->worst);
+    c->count++;
+}
+
+/* A PEFT adapter directory on the qwen3 fixture against a plain-torch LoRA:
+ * logits, loss, every adapter gradient, 10 AdamW steps on the adapters; the
+ * base with adapters off reproduces the base model's logits. */
+START_TEST(test_llama_lora_matches_pytorch) {
+    char path[4200], err[512];
+    snprintf(path, sizeof path, "%s/tests/fixtures/llama/qwen3_lora.expect.safetensors",
+             test_repo_dir());
+    safetensors_file f, base;
+    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/tests/fixtures/llama/qwen3.expect.safetensors",
+             test_repo_dir());
+    ck_assert_msg(safetensors_read_file(&base, path, err, sizeof err) == 0, "%s", err);
+    llama_model m;
+    open_fixture(&m, "qwen3", NULL);
+    fixture_path(path, sizeof path, "qwen3_lora");
+    ck_assert_msg(llama_lora_open_dir(&m, path, err, sizeof err) == 0, "%s", err);
+    ck_assert_ptr_null(m.grad_memory);
+    ck_assert_int_eq(m.lora->r, 4);
+    ck_assert_float_eq(m.lora->scaling, 2.0f);
+    ck_assert_uint_eq(m.lora->targets, LLAMA_LORA_TARGETS_ALL);
+    fixture_batch fb = read_batch(&f);
+    const int B = fb.B, T = fb.T, BT = B * T, V = m.cfg.vocab_size;
+    ck_assert_int_eq(llama_reserve(&m, B, T, err, sizeof err), 0);
+    const llama_batch batch = {fb.tokens, fb.positions, fb.attn_mask, B, T};
+    double w_out = 0.0;
+    llama_forward(&m, &batch, 0, T);
+    check_against("qwen3_lora", m.acts.logits, &f, "out.logits", (int64_t)BT * V, &w_out);
+    const float loss = llama_lm_loss(&m, fb.targets, fb.loss_mask, 1.0f);
+    check_against("qwen3_lora", &loss, &f, "out.loss", 1, &w_out);
+    llama_zero_grad(&m);
+    llama_backward(&m, true, false);
+    adapter_check gc = {&f, "grad.", 0.0, 0};
+    each_adapter(&m, true, check_adapter, &gc);
+    ck_assert_int_eq(gc.count, 2 * 7 * m.cfg.n_layer);
+
+    const int64_t np = m.lora->num_params;
+    float *mom = calloc((size_t)np, sizeof(float)), *vel = calloc((size_t)np, sizeof(float));
+    const adam_config ac = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f}; /* A and B are all matrices */
+    float losses[10];
+    for (int s = 0; s < 10; s++) {
+        llama_zero_grad(&m);
+        llama_forward(&m, &batch, 0, T);
+        losses[s] = llama_lm_loss(&m, fb.targets, fb.loss_mask, 1.0f);
+        llama_backward(&m, true, false);
+        adam_step(m.lora->params, m.lora->grads, mom, vel, NULL, np, &ac, s + 1);
+    }
+    double w_adam = 0.0;
+    check_against("qwen3_lora", losses, &f, "adamw.losses", 10, &w_adam);
+    adapter_check pc = {&f, "adamw.", 0.0, 0};
+    each_adapter(&m, false, check_adapter, &pc);
+    printf("llama fixture %-14s max rel diff: outputs %.2e, gradients %.2e, after 10 AdamW "
+           "steps %.2e\n",
+           "qwen3_lora", w_out, gc.worst, fmax(w_adam, pc.worst));
+
+    /* adapters off: the frozen base is untouched by the training above */
+    llama_lora_set_enabled(&m, false);
+    llama_forward(&m, &batch, 0, T);
+    double w_base = 0.0;
+    check_against("qwen3 base", m.acts.logits, &base, "out.logits", (int64_t)BT * V, &w_base);
+    llama_lora_set_enabled(&m, true);
+
+    /* save and reopen: the same adapters */
+    char dir[] = "/tmp/rlhf-llama-lora-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_msg(llama_lora_save_dir(&m, dir, err, sizeof err) == 0, "%s", err);
+    llama_model back;
+    open_fixture(&back, "qwen3", NULL);
+    ck_assert_msg(llama_lora_open_dir(&back, dir, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(back.lora->num_params, np);
+    ck_assert(memcmp(back.lora->params, m.lora->params, sizeof(float) * (size_t)np) == 0);
+    ck_assert_float_eq(back.lora->alpha, 8.0f);
+    char file[4300];
+    snprintf(file, sizeof file, "%s/adapter_config.json", dir);
+    unlink(file);
+    snprintf(file, sizeof file, "%s/adapter_model.safetensors", dir);
+    unlink(file);
+    rmdir(dir);
+    llama_free(&back);
+    free(mom), free(vel);
+    free_batch(&fb);
+    llama_free(&m);
+    safetensors_free(&f);
+    safetensors_free(&base);
+}
+END_TEST
+
+START_TEST(test_llama_lora_parse_targets) {
+    unsigned t;
+    char err[256];
+    ck_assert_int_eq(llama_lora_parse_targets("q_proj, v_proj", &t, err, sizeof err), 0);
+    ck_assert_uint_eq(t, 1u << LLAMA_LORA_Q | 1u << LLAMA_LORA_V);
+    ck_assert_int_eq(llama_lora_parse_targets("all-linear", &t, err, sizeof err), 0);
+    ck_assert_uint_eq(t, LLAMA_LORA_TARGETS_ALL);
+    ck_assert_int_ne(llama_lora_parse_targets("q_proj,c_attn", &t, err, sizeof err), 0);
+    ck_assert_msg(strstr(err, "'c_attn'") != NULL, "%s", err);
+}
+END_TEST
+
 Suite *llama_suite(void) {
     Suite *s = suite_create("llama");
     TCase *tc = tcase_create("core");
@@ -643,6 +784,8 @@ Suite *llama_suite(void) {
     tcase_add_test(tc, test_llama_generate_greedy_and_eos);
     tcase_add_test(tc, test_llama_bad_directories_name_the_problem);
     tcase_add_test(tc, test_llama_save_and_reopen);
+    tcase_add_test(tc, test_llama_lora_matches_pytorch);
+    tcase_add_test(tc, test_llama_lora_parse_targets);
     suite_add_tcase(s, tc);
     return s;
 }

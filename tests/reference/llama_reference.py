@@ -12,6 +12,8 @@ Hugging Face directory, IN THE LAYOUT transformers' save_pretrained writes:
   tests/fixtures/llama/<name>/generation_config.json  (llama only)
   tests/fixtures/llama/<name>/model.safetensors       {"format": "pt"} metadata only
 
+qwen3_lora/ (a PEFT adapter directory, r 4 alpha 8 on all seven projections,
+with qwen3_lora.expect.safetensors: logits, loss, adapter gradients, AdamW),
 plus qwen3_bf16/ (the same weights stored BF16; the qwen3 weights are rounded
 to bfloat16 first so both files hold the same values) and qwen3_sharded/
 (model-0000{1,2}-of-00002.safetensors + model.safetensors.index.json), and
@@ -285,7 +287,8 @@ def write_model_dir(d, c, state, dtype=torch.float32, shards=1, generation=None)
                {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))})
 
 
-def make_case(out_dir, name, c, bf16_weights=False):
+def build_case(c, bf16_weights):
+    """The seeded model and batch of a config (the LoRA case rebuilds qwen3's)."""
     torch.manual_seed(SEED)
     model = CausalLM(c)
     with torch.no_grad():  # O(1) weights so every path carries signal
@@ -304,7 +307,41 @@ def make_case(out_dir, name, c, bf16_weights=False):
     positions = (attn_mask.cumsum(-1) - 1).clamp(min=0)
     loss_mask = attn_mask.clone()
     loss_mask[0, :2] = 0  # a prompt: no loss on its tokens
+    return model, (tokens, targets, positions, attn_mask, loss_mask)
 
+
+def masked_ce(logits, targets, loss_mask):
+    lp = torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1)
+    return -(lp * loss_mask).sum() / loss_mask.sum()
+
+
+def adamw_steps(model, params, batch):
+    """10 AdamW steps (lr 1e-2, betas (0.9, 0.95), eps 1e-8, weight decay 0.1
+    on parameters with ndim >= 2); returns the loss before each."""
+    tokens, targets, positions, attn_mask, loss_mask = batch
+    decay = [p for _, p in params if p.dim() >= 2]
+    no_decay = [p for _, p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
+    losses = []
+    for _ in range(10):
+        opt.zero_grad()
+        step_loss = masked_ce(model(tokens, positions, attn_mask), targets, loss_mask)
+        losses.append(step_loss.item())
+        step_loss.backward()
+        opt.step()
+    return losses
+
+
+def input_tensors(batch):
+    names = ["tokens", "targets", "positions", "attn_mask", "loss_mask"]
+    return [("input." + n, t.float()) for n, t in zip(names, batch)]
+
+
+def make_case(out_dir, name, c, bf16_weights=False):
+    model, batch = build_case(c, bf16_weights)
+    tokens, targets, positions, attn_mask, loss_mask = batch
     state = [(n, p.detach().clone()) for n, p in model.named_parameters()]
     logits = model(tokens, positions, attn_mask)
     logp_all = torch.log_softmax(logits, -1)
@@ -315,20 +352,7 @@ def make_case(out_dir, name, c, bf16_weights=False):
     grads = [("grad." + n, p.grad.detach().clone()) for n, p in model.named_parameters()]
 
     model.zero_grad()
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
-    losses = []
-    for _ in range(10):
-        opt.zero_grad()
-        lp = torch.log_softmax(model(tokens, positions, attn_mask), -1)
-        step_loss = -(lp.gather(-1, targets[..., None]).squeeze(-1) * loss_mask).sum() / \
-            loss_mask.sum()
-        losses.append(step_loss.item())
-        step_loss.backward()
-        opt.step()
+    losses = adamw_steps(model, list(model.named_parameters()), batch)
     after = [("adamw." + n, p.detach().clone()) for n, p in model.named_parameters()]
 
     generation = None
@@ -339,21 +363,86 @@ def make_case(out_dir, name, c, bf16_weights=False):
     if name == "qwen3":
         write_model_dir(os.path.join(out_dir, "qwen3_bf16"), c, state, dtype=torch.bfloat16)
         write_model_dir(os.path.join(out_dir, "qwen3_sharded"), c, state, shards=2)
-    tensors = [("input.tokens", tokens.float()), ("input.targets", targets.float()),
-               ("input.positions", positions.float()), ("input.attn_mask", attn_mask.float()),
-               ("input.loss_mask", loss_mask.float()), ("out.logits", logits.detach()),
-               ("out.logp", logp.detach()), ("out.entropy", entropy.detach()),
-               ("out.loss", loss.detach().reshape(1)), ("adamw.losses", torch.tensor(losses))]
+    tensors = input_tensors(batch)
+    tensors += [("out.logits", logits.detach()), ("out.logp", logp.detach()),
+                ("out.entropy", entropy.detach()), ("out.loss", loss.detach().reshape(1)),
+                ("adamw.losses", torch.tensor(losses))]
     tensors += grads + after
     meta = {"B": str(B), "T": str(T), "seed": str(SEED), "torch": torch.__version__}
     write_safetensors(os.path.join(out_dir, name + ".expect.safetensors"), tensors, meta)
     print(f"{name}: loss {loss.item():.6f}, AdamW {losses[0]:.4f} -> {losses[-1]:.4f}")
 
 
+class LoRALinear(nn.Module):
+    """PEFT's LoRA Linear: base(x) + (alpha / r) · lora_B(lora_A(x)), base frozen."""
+
+    def __init__(self, base, r, alpha):
+        super().__init__()
+        self.base = base
+        self.scaling = alpha / r
+        bound = 1.0 / math.sqrt(base.in_features)
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features).uniform_(-bound, bound))
+        # PEFT starts B at zero; a trained adapter is not, and B = 0 would hide
+        # every path through A
+        self.lora_B = nn.Parameter(torch.randn(base.out_features, r) * 0.3)
+
+    def forward(self, x):
+        return self.base(x) + self.scaling * (x @ self.lora_A.t()) @ self.lora_B.t()
+
+
+LORA_TARGETS = [("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"),
+                ("self_attn", "o_proj"), ("mlp", "gate_proj"), ("mlp", "up_proj"),
+                ("mlp", "down_proj")]
+
+
+def make_lora_case(out_dir, r=4, alpha=8.0):
+    """qwen3's model and batch with adapters on all seven projections."""
+    model, batch = build_case(CONFIGS["qwen3"], True)
+    tokens, targets, positions, attn_mask, loss_mask = batch
+    for p in model.parameters():
+        p.requires_grad_(False)
+    adapters = []  # (PEFT name prefix, LoRALinear)
+    for i, layer in enumerate(model.model.layers):
+        for parent, proj in LORA_TARGETS:
+            owner = getattr(layer, parent)
+            lora = LoRALinear(getattr(owner, proj), r, alpha)
+            setattr(owner, proj, lora)
+            adapters.append((f"base_model.model.model.layers.{i}.{parent}.{proj}", lora))
+    params = []
+    for prefix, lora in adapters:
+        params += [(prefix + ".lora_A.weight", lora.lora_A), (prefix + ".lora_B.weight", lora.lora_B)]
+    state = [(n, p.detach().clone()) for n, p in params]
+    logits = model(tokens, positions, attn_mask)
+    loss = masked_ce(logits, targets, loss_mask)
+    loss.backward()
+    grads = [("grad." + n, p.grad.detach().clone()) for n, p in params]
+    losses = adamw_steps(model, params, batch)
+    after = [("adamw." + n, p.detach().clone()) for n, p in params]
+    d = os.path.join(out_dir, "qwen3_lora")
+    os.makedirs(d, exist_ok=True)
+    write_json(os.path.join(d, "adapter_config.json"), {
+        "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": "qwen3",
+        "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
+        "init_lora_weights": True, "layers_pattern": None, "layers_to_transform": None,
+        "lora_alpha": alpha, "lora_dropout": 0.0, "modules_to_save": None, "peft_type": "LORA",
+        "r": r, "rank_pattern": {}, "revision": None,
+        "target_modules": sorted(p for _, p in LORA_TARGETS), "task_type": "CAUSAL_LM",
+        "use_dora": False, "use_rslora": False})
+    write_safetensors(os.path.join(d, "adapter_model.safetensors"), state, {"format": "pt"})
+    tensors = input_tensors(batch)
+    tensors += [("out.logits", logits.detach()), ("out.loss", loss.detach().reshape(1)),
+                ("adamw.losses", torch.tensor(losses))]
+    tensors += grads + after
+    meta = {"B": str(B), "T": str(T), "seed": str(SEED), "torch": torch.__version__}
+    write_safetensors(os.path.join(out_dir, "qwen3_lora.expect.safetensors"), tensors, meta)
+    print(f"qwen3_lora: loss {loss.item():.6f}, AdamW {losses[0]:.4f} -> {losses[-1]:.4f}")
+
+
 def main(out_dir):
     os.makedirs(out_dir, exist_ok=True)
     for name, c in CONFIGS.items():
         make_case(out_dir, name, c, bf16_weights=(name == "qwen3"))
+    make_lora_case(out_dir)
 
 
 if __name__ == "__main__":
