@@ -178,6 +178,10 @@ $(BUILD)/prefill-bench: bench/prefill_bench.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 all: $(BUILD)/prefill-bench
 
+$(BUILD)/llama-bench: bench/llama_bench.c $(BUILD)/libengine.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
+all: $(BUILD)/llama-bench
+
 $(BUILD)/ppo-lora-quality: bench/ppo_lora_quality.c bench/demo_pipeline.c $(BUILD)/libengine.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ $(ENGINE_LIBS) -o $@
 
