@@ -730,7 +730,8 @@ typedef struct block_scratch {
 static size_t block_scratch_floats(const llama_config *c, size_t R, size_t nc, size_t capT) {
     const size_t C = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
     const size_t NH = (size_t)c->n_head, NKV = (size_t)c->n_kv_head, hd = (size_t)c->head_dim;
-    return R * (3 * C + (NH + 2 * NKV) * hd + NH * hd + 3 * F + 2 + NH + NKV) + nc * capT;
+    return R * (3 * C + (NH + 2 * NKV) * hd + NH * hd + 3 * F + 2 + NH + NKV) +
+           (nc > NH ? nc : NH) * capT; /* scores: nc rows, or a decode step's group */
 }
 
 /* Carves block_scratch_floats(...) floats at mem and R ints at pos. */
@@ -835,6 +836,16 @@ static void forward_block(const llama_model *m, llama_kv_cache *cache, block_scr
                     memcpy(vc + (int64_t)(t0 + i) * hd,
                            rows + (int64_t)i * QKV + (NH + NKV + g) * hd,
                            sizeof(float) * (size_t)hd);
+                }
+                if (nc == 1) { /* one decode column: the group's G query heads as one (G, hd) */
+                    float *y = s->atty + (int64_t)b * QD + g * group * hd;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, group, t1, hd, scale,
+                                rows + g * group * hd, hd, kc, hd, 0.0f, s->scores, t1);
+                    for (int i = 0; i < group; i++)
+                        causal_softmax_row(s->scores + (int64_t)i * t1, t1, t0, mask);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, group, hd, t1, 1.0f,
+                                s->scores, t1, vc, hd, 0.0f, y, hd);
+                    continue;
                 }
                 for (int h = g * group; h < (g + 1) * group; h++) {
                     /* scores (nc, t1) = Q Kᵀ over cached columns 0..t1-1 */
