@@ -37,6 +37,7 @@ Suite *ratelimit_suite(void);
 Suite *dpo_suite(void);
 Suite *grader_suite(void);
 Suite *arith_task_suite(void);
+Suite *llama_suite(void);
 /* system/ */
 Suite *rlhf_train_suite(void);
 Suite *worker_suite(void);

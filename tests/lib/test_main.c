@@ -56,6 +56,7 @@ static const named_suite all_suites[] = {
     {"dpo", dpo_suite},
     {"grader", grader_suite},
     {"arith_task", arith_task_suite},
+    {"llama", llama_suite},
     /* system/: the programs as processes, the in-process pipeline */
     {"rlhf_train", rlhf_train_suite},
     {"worker", worker_suite},
