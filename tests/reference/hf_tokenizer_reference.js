@@ -147,6 +147,8 @@ const CONVERSATIONS = [
         { role: 'user', content: 'Again?' },
         { role: 'assistant', content: '<think>\nmore\n</think>\n\nStill 4.' },
     ],
+    // Llama 2's template raises an exception on roles out of order
+    [{ role: 'user', content: 'one' }, { role: 'user', content: 'two' }],
 ];
 
 function main() {
