@@ -105,6 +105,55 @@ function corpus(special) {
     ];
 }
 
+// Random texts from pools of hard characters (a fixed seed: the same
+// texts every run), to find cases the hand-written corpus misses.
+const POOLS = [
+    'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ',
+    '0123456789',
+    " !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+    '    \t\t\n\n\r\u00a0\u3000\u2028',
+    "'s 't 're 've 'm 'll 'd 'S 'T 'RE",
+    '的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年',
+    'あいうえおカタカナ漢字ー',
+    '한국어텍스트\u1100\u1161\u11a8',
+    'αβγδεΑΒΓΔΕпривет',
+    'שלוםעולםمرحبابالعالم١٢٣',
+    '\u0301\u0308\u0323\u0302\u030a\u0327\u0331',
+    '😀👍🏽❤️🇩🇪👨‍👩‍👧‍👦🧑🏻‍💻\u200d\ufe0f',
+    '▁\u2581',
+    'éàüßñçøÅ',
+];
+
+function mulberry32(seed) {
+    return () => {
+        seed |= 0;
+        seed = (seed + 0x6d2b79f5) | 0;
+        let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+        t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+}
+
+function randomTexts(special, count, seed) {
+    const rand = mulberry32(seed);
+    const pools = POOLS.concat([special.join('')]).map(p => Array.from(p));
+    const texts = [];
+    for (let i = 0; i < count; i++) {
+        let text = '';
+        const pieces = 1 + Math.floor(rand() * 40);
+        for (let k = 0; k < pieces; k++) {
+            const pool = pools[Math.floor(rand() * pools.length)];
+            const run = 1 + Math.floor(rand() * 6);
+            for (let r = 0; r < run; r++)
+                text += pool === pools[pools.length - 1] && rand() < 0.5
+                    ? special[Math.floor(rand() * special.length)]
+                    : pool[Math.floor(rand() * pool.length)];
+        }
+        texts.push(text);
+    }
+    return texts;
+}
+
 const SPECIALS = {
     qwen3: ['<|im_start|>', '<|im_end|>'],
     llama3: ['<|start_header_id|>', '<|eot_id|>'],
@@ -158,7 +207,8 @@ function main() {
         const mod = npmRequire(pkg);
         const tok = mod.fromPreTrained();
         const dir = path.dirname(npmRequire.resolve(`${pkg}/models/tokenizer.json`));
-        const cases = corpus(SPECIALS[name]).map(text => ({
+        const texts = corpus(SPECIALS[name]).concat(randomTexts(SPECIALS[name], 200, 20240601));
+        const cases = texts.map(text => ({
             text,
             ids: Array.from(tok.encode(text)),
             ids_no_special: Array.from(tok.encode(text, { add_special_tokens: false })),
