@@ -399,6 +399,19 @@ int32_t hf_tokenizer_token_to_id(const hf_tokenizer *tok, const char *token) {
     return id;
 }
 
+const char *hf_tokenizer_token_bytes(const hf_tokenizer *tok, int32_t id, size_t *len) {
+    if (id < 0 || id >= tok->vocab_size)
+        return NULL;
+    if (tok->added_of_id[id] >= 0) {
+        *len = tok->added[tok->added_of_id[id]].len;
+        return tok->added[tok->added_of_id[id]].content;
+    }
+    if (tok->len[id] < 0)
+        return NULL;
+    *len = (size_t)tok->len[id];
+    return tok->model_bytes + tok->off[id];
+}
+
 bool hf_tokenizer_is_special(const hf_tokenizer *tok, int32_t id) {
     return id >= 0 && id < tok->vocab_size && tok->added_of_id[id] >= 0 &&
            tok->added[tok->added_of_id[id]].special;

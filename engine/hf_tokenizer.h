@@ -55,6 +55,10 @@ int32_t hf_tokenizer_vocab_size(const hf_tokenizer *tok);
 /* The id of a token spelled as in tokenizer.json (e.g. "<|im_end|>",
  * "Ġthe", "▁the", "<0x0A>"), or -1. */
 int32_t hf_tokenizer_token_to_id(const hf_tokenizer *tok, const char *token);
+/* The bytes of token id in *len: the raw bytes for byte-level models, the
+ * UTF-8 spelling otherwise (▁ for a space, "<0x0A>" for a fallback byte),
+ * an added token's content; NULL for an id with no token. */
+const char *hf_tokenizer_token_bytes(const hf_tokenizer *tok, int32_t id, size_t *len);
 /* Whether id is an added token marked "special". */
 bool hf_tokenizer_is_special(const hf_tokenizer *tok, int32_t id);
 

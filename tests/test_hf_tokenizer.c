@@ -21,6 +21,7 @@
 #include "regex_lite.h"
 #include "suites.h"
 #include "test_util.h"
+#include "tokenizer.h"
 #include "unicode_nfc.h"
 
 /* ------------------------------------------------------------- helpers */
@@ -774,6 +775,50 @@ START_TEST(test_chat_format_detection) {
 }
 END_TEST
 
+/* The same file behind the trainers' tokenizer interface (tokenizer.h). */
+START_TEST(test_tokenizer_interface_loads_hf_directory) {
+    char dir[] = "/tmp/rlhf-test-hf-dir-XXXXXX", path[4200], err[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    json_t *root = byte_level_json(false);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    ck_assert_int_eq(json_dump_file(root, path, 0), 0);
+    json_decref(root);
+    tokenizer tok;
+    /* no tokenizer_config.json: no eos_token, a clear error */
+    ck_assert_int_eq(tokenizer_load_hf(&tok, dir, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "tokenizer_config.json") != NULL, "%s", err);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"eos_token\": {\"content\": \"<|end|>\"}, \"model_max_length\": 1e30}\n", f);
+    fclose(f);
+    ck_assert_msg(tokenizer_load_hf(&tok, dir, err, sizeof err) == 0, "%s", err);
+    ck_assert_ptr_nonnull(tokenizer_hf(&tok));
+    ck_assert_int_eq(tok.vocab_size, 263);
+    ck_assert_int_eq(tok.eot_id, 261);
+    int32_t ids[16];
+    /* no post-processor (no <bos>); special tokens only when allowed */
+    ck_assert_int_eq(tokenizer_encode(&tok, "hello<bos>", 10, ids, 16, true), 2);
+    ck_assert_int_eq(ids[0], 259);
+    ck_assert_int_eq(ids[1], 262);
+    ck_assert_int_eq(tokenizer_encode(&tok, "hello<bos>", 10, ids, 16, false), 6);
+    ck_assert_int_eq(ids[1], '<');
+    char out[32];
+    ck_assert_int_eq(tokenizer_decode(&tok, ids, 6, out, sizeof out), 10);
+    ck_assert(memcmp(out, "hello<bos>", 10) == 0);
+    size_t len;
+    const char *bytes = tokenizer_token_bytes(&tok, 260, &len);
+    ck_assert_uint_eq(len, 2);
+    ck_assert(memcmp(bytes, " w", 2) == 0);
+    ck_assert_int_eq(tokenizer_add_special(&tok, "<x>", 3, err, sizeof err), -1);
+    ck_assert_int_eq(tokenizer_decode(&tok, (const int32_t[]){263}, 1, out, sizeof out),
+                     TOKENIZER_ERROR_BAD_ID);
+    tokenizer_free(&tok);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* rlhf-train tokenize on a model directory with the hand-made byte-level
  * tokenizer and a ChatML template. */
 START_TEST(test_cli_tokenize) {
@@ -851,6 +896,7 @@ Suite *hf_tokenizer_suite(void) {
     tcase_add_test(tc, test_nfc_by_hand);
     tcase_add_test(tc, test_chat_format_detection);
     tcase_add_test(tc, test_cli_tokenize);
+    tcase_add_test(tc, test_tokenizer_interface_loads_hf_directory);
     tcase_add_test(tc, test_real_tokenizers_match_reference);
     tcase_add_test(tc, test_chat_templates_match_jinja);
     suite_add_tcase(s, tc);
