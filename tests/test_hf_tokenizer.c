@@ -345,7 +345,7 @@ START_TEST(test_unsupported_components_are_named) {
     json_object_set_new(root, "post_processor", json_pack("{s:s}", "type", "Whatever"));
     assert_load_fails(root, "post_processor type 'Whatever' is not supported");
     root = byte_level_json(false);
-    json_object_set(json_object_get(root, "model"), "type", json_string("WordPiece"));
+    json_object_set_new(json_object_get(root, "model"), "type", json_string("WordPiece"));
     assert_load_fails(root, "model type 'WordPiece' is not supported");
     root = byte_level_json(false);
     json_object_set_new(json_object_get(root, "pre_tokenizer"), "pretokenizers",
