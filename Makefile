@@ -77,7 +77,7 @@ test: deps
 # corpus; a crash fails it. CI runs it after make test. Skipped, with a note,
 # where clang cannot build a fuzzer (make deps installs clang and its
 # fuzzer runtime, libclang-rt-14-dev).
-FUZZ_TARGETS := safetensors requests
+FUZZ_TARGETS := safetensors requests hf_tokenizer
 FUZZ_SECONDS ?= 20
 fuzz-smoke: all
 	@if echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' | \
