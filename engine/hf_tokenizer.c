@@ -1148,27 +1148,19 @@ static int load_added_tokens(loader *ld, json_t *added) {
     return 0;
 }
 
-/* One merge, left + right; rank = its index in the list. */
+/* One merge, left + right; rank = its index in the list. joined and
+ * right_bytes are scratch buffers. */
 static int add_merge(loader *ld, const byte_buf *left, const byte_buf *right, int32_t rank,
-                     byte_buf *tmp) {
+                     byte_buf *joined, byte_buf *right_bytes) {
     hf_tokenizer *tok = ld->tok;
     int32_t ids[3] = {-1, -1, -1};
-    if (token_to_model_bytes(tok, left->v, left->n, tmp) == 0) {
-        ids[0] = model_find(tok, tmp->v, tmp->n);
-        size_t nl = tmp->n;
-        byte_buf *both = tmp;
-        if (reserve((void **)&both->v, &both->cap, nl + 4 * right->n + 1, 1))
+    if (token_to_model_bytes(tok, left->v, left->n, joined) == 0 &&
+        token_to_model_bytes(tok, right->v, right->n, right_bytes) == 0) {
+        ids[0] = model_find(tok, joined->v, joined->n);
+        ids[1] = model_find(tok, right_bytes->v, right_bytes->n);
+        if (bytes_append(joined, right_bytes->v, right_bytes->n))
             return nomem(ld);
-        byte_buf r = {0};
-        if (token_to_model_bytes(tok, right->v, right->n, &r) == 0) {
-            ids[1] = model_find(tok, r.v, r.n);
-            if (bytes_append(both, r.v, r.n)) {
-                free(r.v);
-                return nomem(ld);
-            }
-            ids[2] = model_find(tok, both->v, both->n);
-        }
-        free(r.v);
+        ids[2] = model_find(tok, joined->v, joined->n);
     }
     if (ids[0] < 0 || ids[1] < 0 || ids[2] < 0) {
         set_error(ld->err, ld->errlen,
@@ -1207,7 +1199,7 @@ static int load_merges(loader *ld, text_range r) {
     if (!r.begin)
         return 0;
     scan s = {r.begin, r.begin, r.end};
-    byte_buf left = {0}, right = {0}, tmp = {0};
+    byte_buf left = {0}, right = {0}, joined = {0}, right_bytes = {0};
     int rc = -1;
     int32_t rank = 0;
     if (!scan_char(&s, '['))
@@ -1237,7 +1229,7 @@ static int load_merges(loader *ld, text_range r) {
                     goto fail;
                 left.n = (size_t)(space - left.v);
             }
-            if (add_merge(ld, &left, &right, rank, &tmp))
+            if (add_merge(ld, &left, &right, rank, &joined, &right_bytes))
                 goto fail;
             if (scan_char(&s, ','))
                 continue;
@@ -1253,7 +1245,8 @@ bad:
 fail:
     free(left.v);
     free(right.v);
-    free(tmp.v);
+    free(joined.v);
+    free(right_bytes.v);
     return rc;
 }
 
