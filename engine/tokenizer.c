@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hf_tokenizer.h"
 #include "unicode_tables.h"
 
 /* A pair (left id, right id) → the merge's rank and the id of the merged
@@ -31,6 +32,7 @@ struct tokenizer_vocab {
     uint8_t ascii_class[128]; /* unicode_class of code points 0..127, the common case */
     int32_t *special_ids;     /* (n_special) */
     int n_special;
+    hf_tokenizer *hf; /* tokenizer_load_hf: everything above is unused */
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -428,6 +430,11 @@ static int encode_ordinary(const struct tokenizer_vocab *v, const uint8_t *s, si
 int64_t tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int32_t *out_ids,
                          size_t cap, bool allow_special) {
     const struct tokenizer_vocab *v = tok->vocab;
+    if (v->hf != NULL) {
+        int64_t n = hf_tokenizer_encode(
+            v->hf, text, len, allow_special ? 0 : HF_ENCODE_SPLIT_SPECIAL, out_ids, cap, NULL, 0);
+        return n < 0 ? TOKENIZER_ERROR_ENCODE : n;
+    }
     const uint8_t *s = (const uint8_t *)text;
     id_sink sink = {.out = out_ids, .cap = cap, .count = 0};
     bpe_workspace w = {0};
@@ -474,6 +481,10 @@ int64_t tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int
 
 int64_t tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, char *out,
                          size_t cap) {
+    if (tok->vocab->hf != NULL) {
+        int64_t bytes = hf_tokenizer_decode(tok->vocab->hf, ids, n, false, out, cap, NULL, 0);
+        return bytes < 0 ? TOKENIZER_ERROR_BAD_ID : bytes;
+    }
     int64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= tok->vocab_size)
@@ -490,12 +501,19 @@ int64_t tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, cha
 const char *tokenizer_token_bytes(const tokenizer *tok, int32_t id, size_t *len) {
     if (id < 0 || id >= tok->vocab_size)
         return NULL;
+    if (tok->vocab->hf != NULL)
+        return hf_tokenizer_token_bytes(tok->vocab->hf, id, len);
     return token_at(tok->vocab, id, len);
 }
 
 int32_t tokenizer_add_special(tokenizer *tok, const char *text, size_t len, char *err,
                               size_t errlen) {
     struct tokenizer_vocab *v = tok->vocab;
+    if (v->hf != NULL) {
+        set_error(err, errlen,
+                  "special token: a Hugging Face tokenizer's come from its tokenizer.json");
+        return -1;
+    }
     if (len == 0) {
         set_error(err, errlen, "special token: empty text");
         return -1;
@@ -526,6 +544,7 @@ void tokenizer_free(tokenizer *tok) {
         free(v->id_slots);
         free(v->merge_slots);
         free(v->special_ids);
+        hf_tokenizer_free(v->hf);
         free(v);
     }
     *tok = (tokenizer){.vocab = NULL, .vocab_size = 0, .eot_id = -1};
@@ -820,4 +839,45 @@ int tokenizer_load_gpt2(tokenizer *tok, const char *vocab_json_path, const char 
 fail:
     tokenizer_free(tok);
     return -1;
+}
+
+/* ------------------------------------------------- Hugging Face directories */
+
+int tokenizer_load_hf(tokenizer *tok, const char *model_dir, char *err, size_t errlen) {
+    if (tokenizer_init_empty(tok, err, errlen) != 0)
+        return -1;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
+    tok->vocab->hf = hf_tokenizer_load(path, err, errlen);
+    if (tok->vocab->hf == NULL) {
+        tokenizer_free(tok);
+        return -1;
+    }
+    tok->vocab_size = hf_tokenizer_vocab_size(tok->vocab->hf);
+    /* eos_token: a string or an AddedToken object; model_max_length is
+     * often 1e30, beyond jansson's integers, hence reals */
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", model_dir);
+    json_error_t jerr;
+    json_t *config = json_load_file(path, JSON_DECODE_INT_AS_REAL, &jerr);
+    json_t *eos = json_object_get(config, "eos_token");
+    if (json_is_object(eos))
+        eos = json_object_get(eos, "content");
+    if (json_is_string(eos))
+        tok->eot_id = hf_tokenizer_token_to_id(tok->vocab->hf, json_string_value(eos));
+    if (tok->eot_id < 0) {
+        if (config == NULL)
+            set_error(err, errlen, "%s: %s", path, jerr.text);
+        else
+            set_error(err, errlen, "%s: eos_token %s", path,
+                      json_is_string(eos) ? "is not in tokenizer.json" : "is missing");
+        json_decref(config);
+        tokenizer_free(tok);
+        return -1;
+    }
+    json_decref(config);
+    return 0;
+}
+
+const struct hf_tokenizer *tokenizer_hf(const tokenizer *tok) {
+    return tok->vocab->hf;
 }

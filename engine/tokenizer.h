@@ -40,6 +40,7 @@ typedef enum tokenizer_error {
     TOKENIZER_ERROR_NOMEM = -1,    /* out of memory */
     TOKENIZER_ERROR_BAD_ID = -2,   /* decode: an id outside [0, vocab_size) */
     TOKENIZER_ERROR_TOO_LONG = -3, /* encode: one pre-token piece over INT32_MAX bytes */
+    TOKENIZER_ERROR_ENCODE = -4,   /* encode: a Hugging Face tokenizer failed (tokenizer_load_hf) */
 } tokenizer_error;
 
 typedef struct tokenizer {
@@ -58,6 +59,18 @@ int tokenizer_load_bytes(tokenizer *tok, char *err, size_t errlen);
  * from the vocabulary (50256 for GPT-2), or is appended if absent. */
 int tokenizer_load_gpt2(tokenizer *tok, const char *vocab_json_path, const char *merges_txt_path,
                         char *err, size_t errlen);
+/* A Hugging Face model directory's tokenizer (hf_tokenizer.h) behind this
+ * interface: DIR/tokenizer.json, with eot_id = the id of
+ * DIR/tokenizer_config.json's eos_token. encode never runs the file's
+ * post-processor (callers add BOS/EOT as with the other vocabularies);
+ * allow_special false reads special added tokens' text as ordinary text.
+ * tokenizer_token_bytes gives the token's spelling (raw bytes for
+ * byte-level vocabularies, "▁the" or "<0x0A>" for SentencePiece ones);
+ * decode runs the file's decoder. tokenizer_add_special is refused: the
+ * file lists its special tokens. */
+int tokenizer_load_hf(tokenizer *tok, const char *model_dir, char *err, size_t errlen);
+/* The Hugging Face tokenizer behind tok, or NULL for the other vocabularies. */
+const struct hf_tokenizer *tokenizer_hf(const tokenizer *tok);
 void tokenizer_free(tokenizer *tok);
 
 /* Makes text[0..len) a special token: the id it already has in the

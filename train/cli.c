@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 #include <sys/stat.h>
 
 #include "blas_setup.h"
+#include "chat_template.h"
+#include "hf_tokenizer.h"
 #include "cli_sink.h"
 #include "demo_eval.h"
 #include "demo_task.h"
@@ -51,6 +54,8 @@ static void print_usage(FILE *out) {
             "task's SFT data.\n"
             "`rlhf-train demo-eval --policy CKPT --ref SFT --reward-model RM` measures a policy "
             "on the demo task (gold, proxy, KL).\n"
+            "`rlhf-train tokenize --init DIR [--data FILE.jsonl]` prints the token ids of each "
+            "{\"text\"} or {\"messages\"} row (Hugging Face tokenizer.json, chat template).\n"
             "`mpirun -np N rlhf-train TYPE ...` trains data parallel on N ranks (sft, reward, "
             "ppo; built with MPI if `rlhf-train features` names it).\n");
 }
@@ -556,6 +561,112 @@ static int export_hf(int argc, char **argv) {
     return 0;
 }
 
+/* rlhf-train tokenize --init DIR [--data FILE.jsonl] [--chat-format NAME]:
+ * for each row {"text": ...} prints {"ids": [...]} from DIR/tokenizer.json
+ * with the special tokens its post-processor adds; for each row
+ * {"messages": [...], "add_generation_prompt": false} the ids of
+ * DIR/tokenizer_config.json's chat template (or --chat-format chatml |
+ * qwen3 | llama3 | llama2), tokenized as apply_chat_template does (the
+ * template writes BOS itself). Reads stdin without --data. */
+static int tokenize_rows(int argc, char **argv) {
+    const char *dir = NULL, *data = NULL, *format = NULL;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--init") == 0)
+            dir = argv[i + 1];
+        else if (strcmp(argv[i], "--data") == 0)
+            data = argv[i + 1];
+        else if (strcmp(argv[i], "--chat-format") == 0)
+            format = argv[i + 1];
+        else
+            dir = NULL;
+    }
+    if (dir == NULL || argc % 2 != 0) {
+        fprintf(stderr, "usage: rlhf-train tokenize --init DIR [--data FILE.jsonl] "
+                        "[--chat-format chatml|qwen3|llama3|llama2]\n");
+        return EXIT_USAGE;
+    }
+    char err[1024], path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    hf_tokenizer *tok = hf_tokenizer_load(path, err, sizeof err);
+    FILE *in = data ? fopen(data, "r") : stdin;
+    if (tok == NULL || in == NULL) {
+        if (tok == NULL)
+            fprintf(stderr, "rlhf-train tokenize: %s\n", err);
+        else
+            fprintf(stderr, "rlhf-train tokenize: cannot open %s: %s\n", data, strerror(errno));
+        hf_tokenizer_free(tok);
+        return EXIT_USAGE;
+    }
+    chat_template tpl = {0};
+    bool have_tpl = false;
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    for (long lineno = 1; rc == 0 && getline(&line, &cap, in) >= 0; lineno++) {
+        if (strspn(line, " \t\r\n") == strlen(line))
+            continue;
+        json_error_t jerr;
+        json_t *row = json_loads(line, 0, &jerr);
+        json_t *text = json_object_get(row, "text"), *msgs = json_object_get(row, "messages");
+        int32_t *ids = NULL;
+        int64_t n = -1;
+        snprintf(err, sizeof err, "needs a \"text\" string or a \"messages\" array");
+        if (row == NULL) {
+            snprintf(err, sizeof err, "%s", jerr.text);
+        } else if (json_is_string(text)) {
+            n = hf_tokenizer_encode(tok, json_string_value(text), json_string_length(text),
+                                    HF_ENCODE_ADD_SPECIAL, NULL, 0, err, sizeof err);
+            ids = n >= 0 ? malloc(((size_t)n + 1) * sizeof *ids) : NULL;
+            if (ids != NULL)
+                hf_tokenizer_encode(tok, json_string_value(text), json_string_length(text),
+                                    HF_ENCODE_ADD_SPECIAL, ids, (size_t)n, err, sizeof err);
+            else if (n >= 0)
+                n = -1, snprintf(err, sizeof err, "out of memory");
+        } else if (json_is_array(msgs)) {
+            snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+            size_t count = json_array_size(msgs);
+            chat_message *m = calloc(count + 1, sizeof *m);
+            json_t *item;
+            size_t i;
+            json_array_foreach(msgs, i, item) {
+                m[i].role = json_string_value(json_object_get(item, "role"));
+                m[i].content = json_string_value(json_object_get(item, "content"));
+            }
+            if (!have_tpl) {
+                have_tpl = chat_template_load(&tpl, path, format, err, sizeof err) == 0;
+                rc = have_tpl ? 0 : EXIT_USAGE;
+            }
+            if (have_tpl && m == NULL)
+                snprintf(err, sizeof err, "out of memory");
+            else if (have_tpl)
+                n = chat_template_encode(
+                    &tpl, tok, m, count,
+                    json_is_true(json_object_get(row, "add_generation_prompt")), &ids, NULL, err,
+                    sizeof err);
+            free(m);
+        }
+        if (n < 0) {
+            fprintf(stderr, "rlhf-train tokenize: %s line %ld: %s\n", data ? data : "stdin", lineno,
+                    err);
+            rc = rc ? rc : EXIT_TRAINING_FAILED;
+        } else {
+            fputs("{\"ids\":[", stdout);
+            for (int64_t k = 0; k < n; k++)
+                printf(k ? ",%d" : "%d", ids[k]);
+            fputs("]}\n", stdout);
+        }
+        free(ids);
+        json_decref(row);
+    }
+    free(line);
+    if (data)
+        fclose(in);
+    if (have_tpl)
+        chat_template_free(&tpl);
+    hf_tokenizer_free(tok);
+    return rc;
+}
+
 int rlhf_train_main(int argc, char **argv) {
     if (argc < 2) {
         print_usage(stderr);
@@ -576,6 +687,8 @@ int rlhf_train_main(int argc, char **argv) {
         return rlhf_demo_eval_main(argc, argv);
     if (strcmp(cmd, "export-hf") == 0)
         return export_hf(argc, argv);
+    if (strcmp(cmd, "tokenize") == 0)
+        return tokenize_rows(argc, argv);
     if (strcmp(cmd, "features") == 0) {
         /* what this build can do: {"mpi": "Open MPI v4.1.4"} or {"mpi": null} */
         printf("{\"mpi\":%s%s%s}\n", rlhf_train_mpi_library ? "\"" : "",

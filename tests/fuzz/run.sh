@@ -2,7 +2,7 @@
 # Builds a libFuzzer target and runs it over its committed corpus.
 #
 #   tests/fuzz/run.sh [TARGET] [SECONDS]     defaults: safetensors 30
-#                                            (targets: safetensors, requests)
+#                                            (targets: safetensors, requests, hf_tokenizer)
 #
 # TARGET is tests/fuzz/fuzz_TARGET.c, built with clang into
 # build/fuzz-TARGET with ASan + UBSan. New inputs go to build/fuzz-corpus/
@@ -19,6 +19,10 @@ cd "$root"
 extra=
 case $target in
     safetensors) sources="tests/fuzz/fuzz_safetensors.c engine/safetensors.c"; libs=-ljansson ;;
+    hf_tokenizer)
+        sources="tests/fuzz/fuzz_hf_tokenizer.c engine/hf_tokenizer.c engine/regex_lite.c
+            engine/unicode_nfc.c engine/unicode_data.c engine/unicode_tables.c"
+        libs=-ljansson ;;
     requests)
         # rlhfd's request path with stubbed libmicrohttpd and scheduler; the
         # engine (job validation) is linked as built by make, uninstrumented.

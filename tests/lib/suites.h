@@ -38,6 +38,7 @@ Suite *dpo_suite(void);
 Suite *grader_suite(void);
 Suite *arith_task_suite(void);
 Suite *llama_suite(void);
+Suite *hf_tokenizer_suite(void);
 /* system/ */
 Suite *rlhf_train_suite(void);
 Suite *worker_suite(void);
