@@ -30,26 +30,7 @@ enum { N_PROMPTS = 6 };
 static void write_model(char *path, const tokenizer *tok, bool head, uint64_t seed, bool nan_head,
                         bool huge_gain) {
     const gpt2_config gc = {tok->vocab_size, 24, 1, 2, 16, head};
-    gpt2_model m;
-    char err[256];
-    ck_assert_int_eq(gpt2_init(&m, &gc, err, sizeof err), 0);
-    rng_state r;
-    rng_seed(&r, seed, 0);
-    gpt2_init_weights(&m, &r);
-    if (nan_head)
-        m.params.headw[0] = NAN;
-    const char *const meta[][2] = {{"reward_gain", huge_gain ? "1e39" : "2.0"},
-                                   {"reward_bias", "0.5"}};
-    size_t n = 0;
-    void *bytes = gpt2_checkpoint_serialize(&m, meta, head ? 2 : 0, NULL, 0, &n);
-    ck_assert_ptr_nonnull(bytes);
-    strcpy(path, "/tmp/rlhf-ppo-lm-XXXXXX");
-    const int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
-    close(fd);
-    free(bytes);
-    gpt2_free(&m);
+    test_write_random_gpt2(path, &gc, seed, huge_gain ? "1e39" : "2.0", nan_head);
 }
 
 typedef struct fixture {
