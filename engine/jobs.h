@@ -2,8 +2,9 @@
  *
  * A job type is a name, its hyperparameter table, a validator for what the
  * table's per-key ranges cannot express, and a run function that reports
- * through a train_sink. The CLI, `rlhf-train describe` and (later) the daemon
- * all go through this registry, so a new job type is one entry here.
+ * through a train_sink. The CLI, `rlhf-train describe`, the worker
+ * (train/db_job.c) and rlhfd's job validation (server/routes_jobs.c) all go
+ * through this registry, so a new job type is one entry here.
  */
 #ifndef RLHF_JOBS_H
 #define RLHF_JOBS_H
