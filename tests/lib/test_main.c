@@ -58,6 +58,7 @@ static const named_suite all_suites[] = {
     {"arith_task", arith_task_suite},
     {"llama", llama_suite},
     {"hf_tokenizer", hf_tokenizer_suite},
+    {"selection", selection_suite},
     /* system/: the programs as processes, the in-process pipeline */
     {"rlhf_train", rlhf_train_suite},
     {"worker", worker_suite},
