@@ -168,7 +168,8 @@ $(BUILD)/run-tests: $(TEST_OBJ) $(BUILD)/libtrain.a $(BUILD)/libserver.a $(BUILD
 # ---- bench programs (bench/): built by `make` too, so a change that breaks
 # one fails the build instead of rotting unseen; they only run from bench/.
 BENCH_ENGINE := gemm-ceiling:gemm_ceiling gpt2-bench:gpt2_bench prefill-bench:prefill_bench llama-bench:llama_bench \
-                ppo-value-model:ppo_value_model+demo_pipeline ppo-lora-quality:ppo_lora_quality+demo_pipeline
+                ppo-value-model:ppo_value_model+demo_pipeline ppo-lora-quality:ppo_lora_quality+demo_pipeline \
+                selection-study:selection_study+demo_pipeline
 bench_name = $(word 1,$(subst :, ,$(1)))
 bench_srcs = $(patsubst %,bench/%.c,$(subst +, ,$(word 2,$(subst :, ,$(1)))))
 define bench_rule
