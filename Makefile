@@ -141,14 +141,16 @@ $(BUILD)/rlhfd: $(BUILD)/server/main.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(SERVER_LIBS) -o $@
 
 # ---- rlhfctl (clients/cli/): the command-line client (libcurl + jansson).
-# It shares only common/sha256.c (to verify checkpoint downloads).
+# It shares common/sha256.c (to verify checkpoint downloads) and the demo
+# task's gold score (engine/demo_gold.c, for `annotate --simulate demo`).
 CLIENT_SRC  := $(wildcard clients/cli/*.c)
 CLIENT_OBJ  := $(CLIENT_SRC:%.c=$(BUILD)/%.o)
-CLIENT_INC  := -Iclients/cli $(COMMON_INC)
+CLIENT_INC  := -Iclients/cli $(COMMON_INC) -Iengine
 
 $(BUILD)/clients/cli/%.o: CPPFLAGS += $(CLIENT_INC)
-$(BUILD)/rlhfctl: $(CLIENT_OBJ) $(BUILD)/common/sha256.o
-	$(CC) $(LDFLAGS) $^ -lcurl -ljansson -o $@
+$(BUILD)/rlhfctl: $(CLIENT_OBJ) $(BUILD)/common/sha256.o $(BUILD)/engine/demo_gold.o \
+                  $(BUILD)/engine/rng.o
+	$(CC) $(LDFLAGS) $^ -lcurl -ljansson -lm -o $@
 
 # ---- the test binary (tests/): Check suites in tests/unit (one module
 # each), tests/api (a real rlhfd over HTTP, by resource), tests/system (the

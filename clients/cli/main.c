@@ -70,6 +70,10 @@ static const command commands[] = {
      "rank candidates, best group first; a GROUP is candidate ids, ties joined by '=' "
      "(rank 7 12 13=14)",
      1, CLI_MAX_ARGS, "note", "skip", cmd_rank},
+    {"annotate", NULL, "PROJECT --simulate demo [--noise T] [--seed S] [--max N]",
+     "the simulated annotator: rank a project's comparisons by the demo task's gold score with "
+     "Plackett-Luce noise, through the annotation API, until none is left",
+     1, 1, "simulate noise seed max", "", cmd_annotate},
     {"jobs", "submit",
      "TYPE [--set KEY=VALUE]... [--hyperparameters FILE.json] [--max-attempts N] "
      "[--training-file ID] [--validation-file ID] [--training-project ID] [--model CKPT] "
