@@ -20,6 +20,7 @@ const char *dataset_format_for_job(const char *job_type) {
     } reads[] = {
         {"sft", DATASET_FORMAT_SFT},
         {"reward", DATASET_FORMAT_PREFERENCE},
+        {"dpo", DATASET_FORMAT_PREFERENCE},
         {"ppo", DATASET_FORMAT_PROMPTS},
     };
     for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)

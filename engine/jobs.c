@@ -151,7 +151,41 @@ static const job_type ppo_lm_job = {
     .run = ppo_lm_run,
 };
 
-const job_type *const job_types[] = {&ppo_control_job, &sft_job, &reward_job, &ppo_lm_job, NULL};
+static int dpo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
+    return dpo_lm_validate(cfg, err, errlen);
+}
+
+static int dpo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                      size_t errlen) {
+    tokenizer tok;
+    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+        return -1;
+    const dpo_lm_inputs di = {in->rankings,         in->n_rankings, in->eval_rankings,
+                              in->n_eval_rankings,  &tok,           in->init_checkpoint,
+                              in->resume_checkpoint};
+    const int rc = dpo_lm_train(cfg, &di, sink, NULL, err, errlen);
+    tokenizer_free(&tok);
+    return rc;
+}
+
+static const char *const dpo_lm_headline[] = {
+    "loss", "rewards/accuracies", "rewards/margins", "eval/rewards/accuracies", "logps/chosen",
+    NULL};
+
+static const job_type dpo_lm_job = {
+    .name = "dpo",
+    .summary = "Direct Preference Optimization of a language model on rankings (sigmoid, IPO, "
+               "hinge; label smoothing)",
+    .hparams = &dpo_lm_hparams,
+    .headline_metrics = dpo_lm_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_RANKINGS,
+    .validate = dpo_lm_validate_any,
+    .run = dpo_lm_run,
+};
+
+const job_type *const job_types[] = {&ppo_control_job, &sft_job,    &reward_job,
+                                     &ppo_lm_job,      &dpo_lm_job, NULL};
 
 const job_type *job_type_find(const char *name) {
     for (const job_type *const *t = job_types; *t; t++)

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "dist.h"
+#include "dpo_lm.h"
 #include "hparams.h"
 #include "sink.h"
 #include "reward.h"

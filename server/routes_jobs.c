@@ -34,7 +34,7 @@ static json_t *job_load(sqlite3 *db, int64_t id) {
 /* ---- POST /v1/jobs ---------------------------------------------------------- */
 
 /* Job types the service will run once the engine has them. */
-static const char *const planned_job_types[] = {"sft", "reward", "ppo", NULL};
+static const char *const planned_job_types[] = {"sft", "reward", "ppo", "dpo", NULL};
 
 /* The dataset format (datasets.format) a job type trains on
  * (common/dataset_format.h). A type the engine has that needs training
@@ -138,7 +138,7 @@ typedef struct model_ref {
     int64_t checkpoint_id;         /* resolved */
 } model_ref;
 
-static const char *const policy_job_types[] = {"sft", "ppo", NULL};
+static const char *const policy_job_types[] = {"sft", "ppo", "dpo", NULL};
 static const char *const reward_job_types[] = {"reward", NULL};
 
 /* "job:12" → 12; -1 if text is not prefix followed by a positive integer. */

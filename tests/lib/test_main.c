@@ -54,6 +54,7 @@ static const named_suite all_suites[] = {
     {"agreement", agreement_suite},
     {"ratelimit", ratelimit_suite},
     {"dpo", dpo_suite},
+    {"dpo_lm", dpo_lm_suite},
     {"grader", grader_suite},
     {"arith_task", arith_task_suite},
     {"llama", llama_suite},
