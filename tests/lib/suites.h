@@ -36,6 +36,7 @@ Suite *agreement_suite(void);
 Suite *ratelimit_suite(void);
 Suite *dpo_suite(void);
 Suite *dpo_lm_suite(void);
+Suite *grpo_lm_suite(void);
 Suite *grader_suite(void);
 Suite *arith_task_suite(void);
 Suite *llama_suite(void);

@@ -55,6 +55,7 @@ static const named_suite all_suites[] = {
     {"ratelimit", ratelimit_suite},
     {"dpo", dpo_suite},
     {"dpo_lm", dpo_lm_suite},
+    {"grpo_lm", grpo_lm_suite},
     {"grader", grader_suite},
     {"arith_task", arith_task_suite},
     {"llama", llama_suite},
