@@ -54,6 +54,7 @@ Suite *jobs_suite(void);
 Suite *job_stream_suite(void);
 Suite *checkpoints_suite(void);
 Suite *rlhf_jobs_suite(void);
+Suite *graders_suite(void);
 Suite *datasets_suite(void);
 Suite *comparisons_suite(void);
 Suite *exports_suite(void);

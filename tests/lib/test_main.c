@@ -73,6 +73,7 @@ static const named_suite all_suites[] = {
     {"job_stream", job_stream_suite},
     {"checkpoints", checkpoints_suite},
     {"rlhf_jobs", rlhf_jobs_suite},
+    {"graders", graders_suite},
     {"datasets", datasets_suite},
     {"comparisons", comparisons_suite},
     {"exports", exports_suite},
