@@ -108,13 +108,6 @@ typedef struct pair_set {
     float *ref_c, *ref_r; /* (n) precomputed reference log-probs */
 } pair_set;
 
-typedef struct dpo_state {
-    int64_t step, adam_t, cursor;
-    rng_state order_rng; /* data_rng before the shuffle that made the order */
-    rng_state data_rng;
-    float *adam_m, *adam_v;
-} dpo_state;
-
 typedef struct dpo_job {
     const dpo_lm_config *cfg;
     const dpo_lm_inputs *in;
@@ -129,7 +122,7 @@ typedef struct dpo_job {
     lm_rows rows;                       /* (2B) chosen then rejected */
     float *logp, *dlogp;                /* (2B, N) */
     float *seq_policy, *seq_ref, *dseq; /* (2B) */
-    dpo_state st;
+    lm_train_state st;
     int64_t total_steps;
 } dpo_job;
 
@@ -311,11 +304,8 @@ static int load_models(dpo_job *job, char *err, size_t errlen) {
     const dpo_lm_config *cfg = job->cfg;
     const dpo_lm_inputs *in = job->in;
     const lm_lora_spec spec = lora_spec(cfg);
-    const lm_lora_load lora = cfg->lora_r == 0        ? LM_LORA_NONE
-                              : in->resume_checkpoint ? LM_LORA_FROM_FILE
-                                                      : LM_LORA_FRESH;
-    const char *path = in->resume_checkpoint ? in->resume_checkpoint : in->policy_checkpoint;
-    if (lm_open_model(&job->policy, path, false, lora, &spec, 0xD0000002u, NULL, err, errlen) != 0)
+    if (lm_open_policy(&job->policy, in->policy_checkpoint, in->resume_checkpoint, &spec,
+                       0xD0000002u, err, errlen) != 0)
         return -1;
     /* no adapters: the reference is a copy of the initial model — kept
      * (frozen_copy) or used once for the precomputation */
@@ -368,18 +358,15 @@ static int prepare(dpo_job *job, char *err, size_t errlen) {
     }
     const int rows = 2 * job->B;
     const int64_t RN = (int64_t)rows * job->N;
-    const size_t np = (size_t)lm_trainable_count(&job->policy);
     job->order = malloc(sizeof(int32_t) * (size_t)job->train.n);
     job->logp = malloc(sizeof(float) * (size_t)RN);
     job->dlogp = malloc(sizeof(float) * (size_t)RN);
     job->seq_policy = malloc(sizeof(float) * (size_t)rows);
     job->seq_ref = malloc(sizeof(float) * (size_t)rows);
     job->dseq = malloc(sizeof(float) * (size_t)rows);
-    job->st.adam_m = calloc(np, sizeof(float));
-    job->st.adam_v = calloc(np, sizeof(float));
     if (lm_rows_alloc(&job->rows, rows, job->P, job->N) != 0 || !job->order || !job->logp ||
-        !job->dlogp || !job->seq_policy || !job->seq_ref || !job->dseq || !job->st.adam_m ||
-        !job->st.adam_v || gpt2_reserve(&job->policy, rows, job->P + job->N, err, errlen) != 0 ||
+        !job->dlogp || !job->seq_policy || !job->seq_ref || !job->dseq ||
+        gpt2_reserve(&job->policy, rows, job->P + job->N, err, errlen) != 0 ||
         (job->ref.param_memory &&
          gpt2_reserve(&job->ref, rows, job->P + job->N, err, errlen) != 0)) {
         if (err[0] == '\0')
@@ -394,76 +381,10 @@ static void job_free(dpo_job *job) {
     pair_set_free(&job->eval);
     free(job->split), free(job->order), free(job->logp), free(job->dlogp);
     free(job->seq_policy), free(job->seq_ref), free(job->dseq);
-    free(job->st.adam_m), free(job->st.adam_v);
+    lm_train_state_free(&job->st);
     lm_rows_free(&job->rows);
     gpt2_free(&job->policy);
     gpt2_free(&job->ref);
-}
-
-/* ---- checkpoints ------------------------------------------------------------------ */
-
-static int emit_checkpoint(dpo_job *job, bool with_state, char *err, size_t errlen) {
-    const dpo_state *st = &job->st;
-    char adam_t[24], cursor[24], order_rng[80], data_rng[80];
-    snprintf(adam_t, sizeof adam_t, "%lld", (long long)st->adam_t);
-    snprintf(cursor, sizeof cursor, "%lld", (long long)st->cursor);
-    train_state_format_rng(order_rng, sizeof order_rng, &st->order_rng);
-    train_state_format_rng(data_rng, sizeof data_rng, &st->data_rng);
-    char *config = train_state_config_text(&dpo_lm_hparams, job->cfg);
-    if (config == NULL) {
-        snprintf(err, errlen, "out of memory for the checkpoint");
-        return -1;
-    }
-    const char *const meta[][2] = {{"training_state.adam_t", adam_t},
-                                   {"training_state.cursor", cursor},
-                                   {"training_state.order_rng", order_rng},
-                                   {"training_state.data_rng", data_rng},
-                                   {"training_state.config", config}};
-    const int64_t np = lm_trainable_count(&job->policy);
-    const safetensors_tensor state[2] = {
-        {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
-        {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}}};
-    const int rc = lm_emit_checkpoint(job->sink, &job->policy, "dpo", st->step, with_state, meta, 5,
-                                      state, 2, err, errlen);
-    free(config);
-    return rc;
-}
-
-static int restore_state(dpo_job *job, char *err, size_t errlen) {
-    safetensors_file f;
-    if (safetensors_read_file(&f, job->in->resume_checkpoint, err, errlen) != 0)
-        return -1;
-    dpo_state *st = &job->st;
-    int rc = train_state_check_config(&f, &dpo_lm_hparams, job->cfg, err, errlen);
-    if (rc == 0) {
-        int ok = 1;
-        st->step = train_state_meta_i64(&f, "step", &ok);
-        st->adam_t = train_state_meta_i64(&f, "training_state.adam_t", &ok);
-        st->cursor = train_state_meta_i64(&f, "training_state.cursor", &ok);
-        ok = ok &&
-             train_state_parse_rng(&st->order_rng,
-                                   safetensors_metadata_get(&f, "training_state.order_rng")) == 0 &&
-             train_state_parse_rng(&st->data_rng,
-                                   safetensors_metadata_get(&f, "training_state.data_rng")) == 0;
-        if (!ok || st->cursor > job->train.n || st->step > job->total_steps) {
-            snprintf(err, errlen,
-                     "resume: the checkpoint's training state is incomplete or is "
-                     "not of this data");
-            rc = -1;
-        }
-    }
-    const int64_t np = lm_trainable_count(&job->policy);
-    if (rc == 0)
-        rc = lm_load_state_tensor(&f, "training_state.adam_m", st->adam_m, np, err, errlen) ||
-             lm_load_state_tensor(&f, "training_state.adam_v", st->adam_v, np, err, errlen);
-    safetensors_free(&f);
-    if (rc != 0)
-        return -1;
-    if (st->cursor < job->train.n) { /* the order in use: redo its shuffle */
-        rng_state r = st->order_rng;
-        rng_permutation(&r, job->order, (int32_t)job->train.n);
-    }
-    return 0;
 }
 
 /* ---- steps ------------------------------------------------------------------------ */
@@ -525,17 +446,10 @@ static int report_eval(dpo_job *job, dpo_lm_result *res) {
 
 /* One optimizer step; 1 if the loss or gradient was not finite (skipped). */
 static int train_step(dpo_job *job, float lr, dpo_metrics *m, double *grad_norm) {
-    dpo_state *st = &job->st;
     const int B = job->B, N = job->N;
     int32_t idx[1024];
-    for (int i = 0; i < B; i++) {
-        if (st->cursor >= job->train.n) {
-            st->order_rng = st->data_rng;
-            rng_permutation(&st->data_rng, job->order, (int32_t)job->train.n);
-            st->cursor = 0;
-        }
-        idx[i] = job->order[st->cursor++];
-    }
+    for (int i = 0; i < B; i++)
+        idx[i] = lm_train_state_next(&job->st, job->order, job->train.n);
     layout_pairs(job, &job->train, idx, B);
     score_pairs(job, &job->train, idx, B);
     memset(job->dseq, 0, sizeof(float) * 2 * (size_t)B);
@@ -553,15 +467,8 @@ static int train_step(dpo_job *job, float lr, dpo_metrics *m, double *grad_norm)
     gpt2_model *pm = &job->policy;
     gpt2_zero_grad(pm);
     lm_rows_backward(pm, &job->rows, 0, 1.0f, job->dlogp);
-    *grad_norm = grad_clip_global_norm(lm_trainable_grads(pm), lm_trainable_count(pm),
-                                       job->cfg->max_grad_norm);
-    if (!isfinite(*grad_norm))
-        return 1;
-    const adam_config adam = {lr, 0.9f, 0.999f, 1e-8f, 0.0f};
-    st->adam_t++;
-    adam_step(lm_trainable_params(pm), lm_trainable_grads(pm), st->adam_m, st->adam_v, NULL,
-              lm_trainable_count(pm), &adam, st->adam_t);
-    return 0;
+    *grad_norm = lm_train_state_adam(&job->st, pm, lr, job->cfg->max_grad_norm);
+    return isfinite(*grad_norm) ? 0 : 1;
 }
 
 /* ==== the loop ==================================================================== */
@@ -587,11 +494,15 @@ int dpo_lm_train(const dpo_lm_config *cfg, const dpo_lm_inputs *in, const train_
     res.n_train_pairs = job.train.n, res.n_eval_pairs = job.eval.n;
     const int64_t per_epoch = (job.train.n + job.B - 1) / job.B;
     job.total_steps = cfg->max_steps > 0 ? cfg->max_steps : per_epoch * cfg->epochs;
-    dpo_state *st = &job.st;
-    rng_seed(&st->data_rng, (uint64_t)cfg->seed, 0xD0000003u);
-    st->order_rng = st->data_rng;
-    st->cursor = job.train.n; /* forces a shuffle */
-    if (in->resume_checkpoint != NULL && restore_state(&job, err, errlen) != 0)
+    lm_train_state *st = &job.st;
+    if (lm_train_state_init(st, &job.policy, (uint64_t)cfg->seed, 0xD0000003u, 0xD0000004u,
+                            job.train.n) != 0) {
+        snprintf(err, errlen, "out of memory for the optimizer");
+        goto done;
+    }
+    if (in->resume_checkpoint != NULL &&
+        lm_train_state_restore(st, &job.policy, in->resume_checkpoint, &dpo_lm_hparams, cfg,
+                               job.total_steps, job.order, job.train.n, err, errlen) != 0)
         goto done;
     if (!job.live_ref) {
         precompute_reference(&job, &job.train);
@@ -638,11 +549,13 @@ int dpo_lm_train(const dpo_lm_config *cfg, const dpo_lm_inputs *in, const train_
         }
         if (st->step < job.total_steps && cfg->checkpoint_interval > 0 &&
             st->step % cfg->checkpoint_interval == 0 &&
-            emit_checkpoint(&job, true, err, errlen) != 0)
+            lm_train_state_emit(st, &job.policy, sink, "dpo", &dpo_lm_hparams, cfg, true, err,
+                                errlen) != 0)
             goto done;
     }
     res.steps = st->step;
-    if (emit_checkpoint(&job, res.stopped, err, errlen) != 0)
+    if (lm_train_state_emit(st, &job.policy, sink, "dpo", &dpo_lm_hparams, cfg, res.stopped, err,
+                            errlen) != 0)
         goto done;
     rc = 0;
 done:

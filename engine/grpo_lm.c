@@ -190,14 +190,6 @@ int rloo_lm_validate(const grpo_lm_config *cfg, char *err, size_t errlen) {
 
 /* ==== the job ===================================================================== */
 
-typedef struct grpo_state {
-    int64_t step, adam_t, cursor;
-    rng_state order_rng; /* prompt_rng before the shuffle that made the order */
-    rng_state prompt_rng, sample_rng;
-    double first_eval;
-    float *adam_m, *adam_v;
-} grpo_state;
-
 typedef struct grpo_job {
     const grpo_lm_config *cfg;
     const grpo_lm_inputs *in;
@@ -224,7 +216,7 @@ typedef struct grpo_job {
     float *rm_score; /* (B) */
     int32_t *ids_scratch;
     uint8_t *mask_scratch;
-    grpo_state st;
+    lm_train_state st; /* extra: the first eval/reward */
 } grpo_job;
 
 static lm_lora_spec lora_spec(const grpo_lm_config *cfg) {
@@ -275,11 +267,8 @@ static int load_models(grpo_job *job, char *err, size_t errlen) {
     const grpo_lm_config *cfg = job->cfg;
     const grpo_lm_inputs *in = job->in;
     const lm_lora_spec spec = lora_spec(cfg);
-    const lm_lora_load lora = cfg->lora_r == 0        ? LM_LORA_NONE
-                              : in->resume_checkpoint ? LM_LORA_FROM_FILE
-                                                      : LM_LORA_FRESH;
-    const char *path = in->resume_checkpoint ? in->resume_checkpoint : in->policy_checkpoint;
-    if (lm_open_model(&job->policy, path, false, lora, &spec, 0xF0000001u, NULL, err, errlen) != 0)
+    if (lm_open_policy(&job->policy, in->policy_checkpoint, in->resume_checkpoint, &spec,
+                       0xF0000001u, err, errlen) != 0)
         return -1;
     if (job->use_ref && cfg->lora_r == 0 &&
         lm_open_model(&job->ref, in->policy_checkpoint, false, LM_LORA_NONE, &spec, 0, NULL, err,
@@ -373,14 +362,10 @@ static int prepare(grpo_job *job, char *err, size_t errlen) {
     job->gen_len = malloc(sizeof(int32_t) * (size_t)B);
     job->ids_scratch = malloc(sizeof(int32_t) * (size_t)context);
     job->mask_scratch = malloc((size_t)context);
-    const size_t nt = (size_t)lm_trainable_count(&job->policy);
-    job->st.adam_m = calloc(nt, sizeof(float));
-    job->st.adam_v = calloc(nt, sizeof(float));
     const int S = job->P + N;
     if (!ok || !job->reward || !job->adv || !job->rm_score || !job->agg_len || !job->parts ||
         !job->batch_prompt || !job->prompt_ids || !job->prompt_mask || !job->gen || !job->gen_len ||
-        !job->ids_scratch || !job->mask_scratch || !job->st.adam_m || !job->st.adam_v ||
-        lm_rows_alloc(&job->rows, B, job->P, N) != 0 ||
+        !job->ids_scratch || !job->mask_scratch || lm_rows_alloc(&job->rows, B, job->P, N) != 0 ||
         gpt2_reserve(&job->policy, B, S, err, errlen) != 0 ||
         (job->ref.param_memory && gpt2_reserve(&job->ref, B, S, err, errlen) != 0) ||
         (job->use_rm && gpt2_reserve(&job->rm, B, S > context ? S : context, err, errlen) != 0)) {
@@ -398,90 +383,23 @@ static void job_free(grpo_job *job) {
     for (int64_t i = 0; job->items && i < n; i++)
         json_decref(job->items[i]);
     free(job->prompt_tokens), free(job->prompt_len), free(job->items), free(job->order);
-    void *p[] = {job->old_logp,     job->ref_logp,    job->logp,         job->tok_loss,
-                 job->dlogp,        job->w,           job->tok_adv,      job->reward,
-                 job->adv,          job->rm_score,    job->agg_len,      job->parts,
-                 job->batch_prompt, job->prompt_ids,  job->prompt_mask,  job->gen,
-                 job->gen_len,      job->ids_scratch, job->mask_scratch, job->st.adam_m,
-                 job->st.adam_v};
+    void *p[] = {job->old_logp,     job->ref_logp,    job->logp,        job->tok_loss,
+                 job->dlogp,        job->w,           job->tok_adv,     job->reward,
+                 job->adv,          job->rm_score,    job->agg_len,     job->parts,
+                 job->batch_prompt, job->prompt_ids,  job->prompt_mask, job->gen,
+                 job->gen_len,      job->ids_scratch, job->mask_scratch};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         free(p[i]);
     lm_rows_free(&job->rows);
+    lm_train_state_free(&job->st);
     grader_free(job->grader);
     gpt2_free(&job->policy);
     gpt2_free(&job->ref);
     gpt2_free(&job->rm);
 }
 
-/* ---- checkpoints ------------------------------------------------------------------ */
-
 static const hparam_table *job_table(const grpo_job *job) {
     return job->rloo ? &rloo_lm_hparams : &grpo_lm_hparams;
-}
-
-static int emit_checkpoint(grpo_job *job, bool with_state, char *err, size_t errlen) {
-    const grpo_state *st = &job->st;
-    char adam_t[24], cursor[24], first_eval[40], rngs[3][80];
-    snprintf(adam_t, sizeof adam_t, "%lld", (long long)st->adam_t);
-    snprintf(cursor, sizeof cursor, "%lld", (long long)st->cursor);
-    snprintf(first_eval, sizeof first_eval, "%a", st->first_eval);
-    train_state_format_rng(rngs[0], sizeof rngs[0], &st->order_rng);
-    train_state_format_rng(rngs[1], sizeof rngs[1], &st->prompt_rng);
-    train_state_format_rng(rngs[2], sizeof rngs[2], &st->sample_rng);
-    char *config = train_state_config_text(job_table(job), job->cfg);
-    if (config == NULL) {
-        snprintf(err, errlen, "out of memory for the checkpoint");
-        return -1;
-    }
-    const char *const meta[][2] = {
-        {"training_state.adam_t", adam_t},         {"training_state.cursor", cursor},
-        {"training_state.first_eval", first_eval}, {"training_state.order_rng", rngs[0]},
-        {"training_state.prompt_rng", rngs[1]},    {"training_state.sample_rng", rngs[2]},
-        {"training_state.config", config}};
-    const int64_t np = lm_trainable_count(&job->policy);
-    const safetensors_tensor state[2] = {
-        {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
-        {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}}};
-    const int rc = lm_emit_checkpoint(job->sink, &job->policy, job->rloo ? "rloo" : "grpo",
-                                      st->step, with_state, meta, 7, state, 2, err, errlen);
-    free(config);
-    return rc;
-}
-
-static int restore_state(grpo_job *job, char *err, size_t errlen) {
-    safetensors_file f;
-    if (safetensors_read_file(&f, job->in->resume_checkpoint, err, errlen) != 0)
-        return -1;
-    grpo_state *st = &job->st;
-    int rc = train_state_check_config(&f, job_table(job), job->cfg, err, errlen);
-    if (rc == 0) {
-        int ok = 1;
-        st->step = train_state_meta_i64(&f, "step", &ok);
-        st->adam_t = train_state_meta_i64(&f, "training_state.adam_t", &ok);
-        st->cursor = train_state_meta_i64(&f, "training_state.cursor", &ok);
-        st->first_eval = train_state_meta_f64(&f, "training_state.first_eval", &ok);
-        static const char *const keys[3] = {"training_state.order_rng", "training_state.prompt_rng",
-                                            "training_state.sample_rng"};
-        rng_state *const rngs[3] = {&st->order_rng, &st->prompt_rng, &st->sample_rng};
-        for (int i = 0; i < 3; i++)
-            ok = ok && train_state_parse_rng(rngs[i], safetensors_metadata_get(&f, keys[i])) == 0;
-        if (!ok || st->cursor > job->in->n_prompts || st->step > job->cfg->total_steps) {
-            snprintf(err, errlen, "resume: the checkpoint's training state is incomplete");
-            rc = -1;
-        }
-    }
-    const int64_t np = lm_trainable_count(&job->policy);
-    if (rc == 0)
-        rc = lm_load_state_tensor(&f, "training_state.adam_m", st->adam_m, np, err, errlen) ||
-             lm_load_state_tensor(&f, "training_state.adam_v", st->adam_v, np, err, errlen);
-    safetensors_free(&f);
-    if (rc != 0)
-        return -1;
-    if (st->cursor < job->in->n_prompts) {
-        rng_state r = st->order_rng;
-        rng_permutation(&r, job->order, (int32_t)job->in->n_prompts);
-    }
-    return 0;
 }
 
 /* ---- sampling and scoring ------------------------------------------------------------ */
@@ -580,14 +498,8 @@ typedef struct step_stats {
 
 /* The next prompts_per_step prompts, each G times. */
 static void next_batch(grpo_job *job) {
-    grpo_state *st = &job->st;
     for (int i = 0; i < job->B / job->G; i++) {
-        if (st->cursor >= job->in->n_prompts) {
-            st->order_rng = st->prompt_rng;
-            rng_permutation(&st->prompt_rng, job->order, (int32_t)job->in->n_prompts);
-            st->cursor = 0;
-        }
-        const int32_t p = job->order[st->cursor++];
+        const int32_t p = lm_train_state_next(&job->st, job->order, job->in->n_prompts);
         for (int g = 0; g < job->G; g++)
             job->batch_prompt[i * job->G + g] = p;
     }
@@ -644,14 +556,9 @@ static int optimize(grpo_job *job, float lr, step_stats *ss) {
         return 1;
     gpt2_zero_grad(pm);
     lm_rows_backward(pm, &job->rows, 0, job->inv_temp, job->dlogp);
-    const double norm =
-        grad_clip_global_norm(lm_trainable_grads(pm), lm_trainable_count(pm), cfg->max_grad_norm);
+    const double norm = lm_train_state_adam(&job->st, pm, lr, cfg->max_grad_norm);
     if (!isfinite(norm))
         return 1;
-    const adam_config adam = {lr, 0.9f, 0.999f, 1e-8f, 0.0f};
-    job->st.adam_t++;
-    adam_step(lm_trainable_params(pm), lm_trainable_grads(pm), job->st.adam_m, job->st.adam_v, NULL,
-              lm_trainable_count(pm), &adam, job->st.adam_t);
     const double it = job->rloo ? 1.0 : (double)cfg->num_iterations;
     ss->loss += loss / it, ss->grad_norm += norm / it;
     ss->clip_low += low / (double)(tokens ? tokens : 1) / it;
@@ -763,9 +670,9 @@ static int report_eval(grpo_job *job, grpo_lm_result *res, char *err, size_t err
     double r;
     if (evaluate(job, &r, err, errlen) != 0)
         return -1;
-    if (isnan(job->st.first_eval))
-        job->st.first_eval = r;
-    res->first_eval = job->st.first_eval, res->last_eval = r;
+    if (isnan(job->st.extra))
+        job->st.extra = r;
+    res->first_eval = job->st.extra, res->last_eval = r;
     const sink_metric m[] = {{"eval/reward", r}};
     if (sink_metrics(job->sink, job->st.step, m, 1) != 0) {
         snprintf(err, errlen, "the metrics sink failed");
@@ -813,13 +720,15 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
     }
     if (load_models(&job, err, errlen) != 0 || prepare(&job, err, errlen) != 0)
         goto done;
-    grpo_state *st = &job.st;
-    rng_seed(&st->prompt_rng, (uint64_t)cfg->seed, 0xF0000002u);
-    rng_seed(&st->sample_rng, (uint64_t)cfg->seed, 0xF0000003u);
-    st->order_rng = st->prompt_rng;
-    st->cursor = in->n_prompts;
-    st->first_eval = NAN;
-    if (in->resume_checkpoint != NULL && restore_state(&job, err, errlen) != 0)
+    lm_train_state *st = &job.st;
+    if (lm_train_state_init(st, &job.policy, (uint64_t)cfg->seed, 0xF0000002u, 0xF0000003u,
+                            in->n_prompts) != 0) {
+        snprintf(err, errlen, "out of memory for the optimizer");
+        goto done;
+    }
+    if (in->resume_checkpoint != NULL &&
+        lm_train_state_restore(st, &job.policy, in->resume_checkpoint, job_table(&job), cfg,
+                               cfg->total_steps, job.order, in->n_prompts, err, errlen) != 0)
         goto done;
     if (st->step == 0 && report_eval(&job, &res, err, errlen) != 0)
         goto done;
@@ -848,12 +757,14 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
             goto done;
         if (st->step < cfg->total_steps && cfg->checkpoint_interval > 0 &&
             st->step % cfg->checkpoint_interval == 0 &&
-            emit_checkpoint(&job, true, err, errlen) != 0)
+            lm_train_state_emit(st, &job.policy, sink, name, job_table(&job), cfg, true, err,
+                                errlen) != 0)
             goto done;
     }
     res.steps = st->step;
-    res.first_eval = st->first_eval;
-    if (emit_checkpoint(&job, res.stopped, err, errlen) != 0)
+    res.first_eval = st->extra;
+    if (lm_train_state_emit(st, &job.policy, sink, name, job_table(&job), cfg, res.stopped, err,
+                            errlen) != 0)
         goto done;
     rc = 0;
 done:

@@ -8,6 +8,8 @@
 
 #include "gpt2_checkpoint.h"
 #include "lora.h"
+#include "optim.h"
+#include "train_state.h"
 
 const char *const lm_lora_target_choices[] = {"all", "attn", "mlp", "c_attn", NULL};
 /* lm_lora_target_choices spelled out for lora_parse_targets */
@@ -122,46 +124,146 @@ void lm_rows_backward(gpt2_model *m, const lm_rows *r, int r0, float inv_temp, c
     gpt2_backward(m, true, false);
 }
 
-/* ---- checkpoints ------------------------------------------------------------------ */
+/* ---- the trainer's state, and resume ------------------------------------------------ */
 
-int lm_emit_checkpoint(const train_sink *sink, gpt2_model *policy, const char *job, int64_t step,
-                       bool with_state, const char *const (*meta)[2], int n_meta,
-                       const safetensors_tensor *state, int n_state, char *err, size_t errlen) {
+int lm_open_policy(gpt2_model *m, const char *init_path, const char *resume_path,
+                   const lm_lora_spec *spec, uint32_t stream, char *err, size_t errlen) {
+    const lm_lora_load lora = spec->r == 0  ? LM_LORA_NONE
+                              : resume_path ? LM_LORA_FROM_FILE
+                                            : LM_LORA_FRESH;
+    return lm_open_model(m, resume_path ? resume_path : init_path, false, lora, spec, stream, NULL,
+                         err, errlen);
+}
+
+int lm_train_state_init(lm_train_state *st, gpt2_model *policy, uint64_t seed, uint32_t data_stream,
+                        uint32_t sample_stream, int64_t n) {
+    memset(st, 0, sizeof *st);
+    rng_seed(&st->data_rng, seed, data_stream);
+    rng_seed(&st->sample_rng, seed, sample_stream);
+    st->order_rng = st->data_rng;
+    st->cursor = n;
+    st->extra = NAN;
+    const size_t np = (size_t)lm_trainable_count(policy);
+    st->adam_m = calloc(np, sizeof(float));
+    st->adam_v = calloc(np, sizeof(float));
+    return st->adam_m && st->adam_v ? 0 : -1;
+}
+
+void lm_train_state_free(lm_train_state *st) {
+    free(st->adam_m), free(st->adam_v);
+    st->adam_m = st->adam_v = NULL;
+}
+
+int32_t lm_train_state_next(lm_train_state *st, int32_t *order, int64_t n) {
+    if (st->cursor >= n) {
+        st->order_rng = st->data_rng;
+        rng_permutation(&st->data_rng, order, (int32_t)n);
+        st->cursor = 0;
+    }
+    return order[st->cursor++];
+}
+
+double lm_train_state_adam(lm_train_state *st, gpt2_model *policy, float lr, double max_norm) {
+    float *g = lm_trainable_grads(policy);
+    const int64_t n = lm_trainable_count(policy);
+    const double norm = grad_clip_global_norm(g, n, max_norm);
+    if (!isfinite(norm))
+        return norm;
+    const adam_config adam = {lr, 0.9f, 0.999f, 1e-8f, 0.0f};
+    st->adam_t++;
+    adam_step(lm_trainable_params(policy), g, st->adam_m, st->adam_v, NULL, n, &adam, st->adam_t);
+    return norm;
+}
+
+int lm_train_state_emit(const lm_train_state *st, gpt2_model *policy, const train_sink *sink,
+                        const char *job, const hparam_table *table, const void *cfg,
+                        bool with_state, char *err, size_t errlen) {
     if (!lm_all_finite(lm_trainable_params(policy), lm_trainable_count(policy))) {
         snprintf(err, errlen, "the weights are not finite at step %lld; no checkpoint written",
-                 (long long)step);
+                 (long long)st->step);
         return -1;
     }
-    char step_text[24];
-    snprintf(step_text, sizeof step_text, "%lld", (long long)step);
-    const int n_all = 2 + (with_state ? n_meta : 0);
-    const char *(*all)[2] = calloc((size_t)n_all, sizeof *all);
-    if (all == NULL) {
+    char step[24], adam_t[24], cursor[24], extra[40], rngs[3][80];
+    snprintf(step, sizeof step, "%lld", (long long)st->step);
+    snprintf(adam_t, sizeof adam_t, "%lld", (long long)st->adam_t);
+    snprintf(cursor, sizeof cursor, "%lld", (long long)st->cursor);
+    snprintf(extra, sizeof extra, "%a", st->extra);
+    train_state_format_rng(rngs[0], sizeof rngs[0], &st->order_rng);
+    train_state_format_rng(rngs[1], sizeof rngs[1], &st->data_rng);
+    train_state_format_rng(rngs[2], sizeof rngs[2], &st->sample_rng);
+    char *config = train_state_config_text(table, cfg);
+    if (config == NULL) {
         snprintf(err, errlen, "out of memory for the checkpoint");
         return -1;
     }
-    all[0][0] = "rlhfd_job", all[0][1] = job;
-    all[1][0] = "step", all[1][1] = step_text;
-    for (int i = 0; with_state && i < n_meta; i++)
-        all[2 + i][0] = meta[i][0], all[2 + i][1] = meta[i][1];
+    const char *const meta[][2] = {{"rlhfd_job", job},
+                                   {"step", step},
+                                   {"training_state.adam_t", adam_t},
+                                   {"training_state.cursor", cursor},
+                                   {"training_state.extra", extra},
+                                   {"training_state.order_rng", rngs[0]},
+                                   {"training_state.data_rng", rngs[1]},
+                                   {"training_state.sample_rng", rngs[2]},
+                                   {"training_state.config", config}};
+    const int64_t np = lm_trainable_count(policy);
+    const safetensors_tensor state[2] = {
+        {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
+        {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}}};
     size_t n = 0;
-    void *bytes =
-        gpt2_checkpoint_serialize(policy, (const char *const(*)[2])all, n_all,
-                                  with_state ? state : NULL, with_state ? n_state : 0, &n);
-    free(all);
-    const int rc = bytes ? sink_checkpoint(sink, step, bytes, n) : -1;
+    void *bytes = gpt2_checkpoint_serialize(policy, meta, with_state ? 9 : 2,
+                                            with_state ? state : NULL, with_state ? 2 : 0, &n);
+    free(config);
+    const int rc = bytes ? sink_checkpoint(sink, st->step, bytes, n) : -1;
     free(bytes);
     if (rc != 0)
-        snprintf(err, errlen, "writing the checkpoint at step %lld failed", (long long)step);
+        snprintf(err, errlen, "writing the checkpoint at step %lld failed", (long long)st->step);
     return rc;
 }
 
-int lm_load_state_tensor(const safetensors_file *f, const char *name, float *dst, int64_t n,
-                         char *err, size_t errlen) {
+static int load_state_tensor(const safetensors_file *f, const char *name, float *dst, int64_t n,
+                             char *err, size_t errlen) {
     const safetensors_info *t = safetensors_find(f, name);
     if (t == NULL) {
         snprintf(err, errlen, "resume: the checkpoint has no %s", name);
         return -1;
     }
     return safetensors_load_f32(t, dst, n, err, errlen);
+}
+
+int lm_train_state_restore(lm_train_state *st, gpt2_model *policy, const char *path,
+                           const hparam_table *table, const void *cfg, int64_t total_steps,
+                           int32_t *order, int64_t n, char *err, size_t errlen) {
+    safetensors_file f;
+    if (safetensors_read_file(&f, path, err, errlen) != 0)
+        return -1;
+    int rc = train_state_check_config(&f, table, cfg, err, errlen);
+    if (rc == 0) {
+        int ok = 1;
+        st->step = train_state_meta_i64(&f, "step", &ok);
+        st->adam_t = train_state_meta_i64(&f, "training_state.adam_t", &ok);
+        st->cursor = train_state_meta_i64(&f, "training_state.cursor", &ok);
+        st->extra = train_state_meta_f64(&f, "training_state.extra", &ok);
+        static const char *const keys[3] = {"training_state.order_rng", "training_state.data_rng",
+                                            "training_state.sample_rng"};
+        rng_state *const rngs[3] = {&st->order_rng, &st->data_rng, &st->sample_rng};
+        for (int i = 0; i < 3; i++)
+            ok = ok && train_state_parse_rng(rngs[i], safetensors_metadata_get(&f, keys[i])) == 0;
+        if (!ok || st->cursor > n || st->step > total_steps) {
+            snprintf(err, errlen,
+                     "resume: the checkpoint's training state is incomplete or not of this data");
+            rc = -1;
+        }
+    }
+    const int64_t np = lm_trainable_count(policy);
+    if (rc == 0)
+        rc = load_state_tensor(&f, "training_state.adam_m", st->adam_m, np, err, errlen) ||
+             load_state_tensor(&f, "training_state.adam_v", st->adam_v, np, err, errlen);
+    safetensors_free(&f);
+    if (rc != 0)
+        return -1;
+    if (st->cursor < n) { /* the order in use: redo its shuffle */
+        rng_state r = st->order_rng;
+        rng_permutation(&r, order, (int32_t)n);
+    }
+    return 0;
 }

@@ -19,7 +19,9 @@
 #include <stdint.h>
 
 #include "gpt2.h"
+#include "hparams.h"
 #include "model.h"
+#include "rng.h"
 #include "safetensors.h"
 #include "sink.h"
 
@@ -41,6 +43,12 @@ typedef struct lm_lora_spec {
     const char *targets; /* one of lm_lora_target_choices */
     uint64_t seed;
 } lm_lora_spec;
+
+/* The policy: init_path, or resume_path (a resumable checkpoint of the job:
+ * its adapters load into the job's) when not NULL; with spec->r > 0 fresh
+ * adapters (A from RNG stream `stream`) on an init. 0, or -1 with err. */
+int lm_open_policy(gpt2_model *m, const char *init_path, const char *resume_path,
+                   const lm_lora_spec *spec, uint32_t stream, char *err, size_t errlen);
 
 /* Opens path (model.h) into m; with_head gives it a scalar head (the file's,
  * else fresh); LoRA as above, A drawn from RNG stream `stream` of the seed.
@@ -83,15 +91,43 @@ void lm_rows_logprobs(gpt2_model *m, const lm_rows *r, int r0, int n, float inv_
  * m's (trainable) gradients. */
 void lm_rows_backward(gpt2_model *m, const lm_rows *r, int r0, float inv_temp, const float *dlogp);
 
-/* The policy through the sink as a checkpoint at step: metadata
- * rlhfd_job = job and step, then (with_state) the meta pairs and state
- * tensors. Refuses non-finite trainable weights. 0, or -1 with err. */
-int lm_emit_checkpoint(const train_sink *sink, gpt2_model *policy, const char *job, int64_t step,
-                       bool with_state, const char *const (*meta)[2], int n_meta,
-                       const safetensors_tensor *state, int n_state, char *err, size_t errlen);
+/* ---- the trainer's state, and resume ----------------------------------------------
+ * What a trainer over a shuffled stream of n items (pairs, prompts) restores
+ * besides the weights: in a checkpoint, Adam's moments as tensors
+ * training_state.adam_m / adam_v and the rest as training_state.* metadata
+ * (train_state.h), with the hyperparameters, which a resume must match. */
+typedef struct lm_train_state {
+    int64_t step, adam_t, cursor;
+    rng_state order_rng; /* data_rng before the shuffle that made the order */
+    rng_state data_rng, sample_rng;
+    double extra;           /* one number a trainer keeps (NAN if unused) */
+    float *adam_m, *adam_v; /* lm_trainable_count(policy) each */
+} lm_train_state;
 
-/* Reads tensor name of f into dst (n floats). 0, or -1 with err. */
-int lm_load_state_tensor(const safetensors_file *f, const char *name, float *dst, int64_t n,
-                         char *err, size_t errlen);
+/* Seeds the streams (data_rng stream data_stream, sample_rng
+ * sample_stream of seed), allocates the moments for policy, and sets the
+ * cursor past n so the first item shuffles. 0, or -1 (out of memory). */
+int lm_train_state_init(lm_train_state *st, gpt2_model *policy, uint64_t seed, uint32_t data_stream,
+                        uint32_t sample_stream, int64_t n);
+void lm_train_state_free(lm_train_state *st);
+/* The next item of the stream: order (n) is reshuffled from data_rng each
+ * time the cursor passes its end. */
+int32_t lm_train_state_next(lm_train_state *st, int32_t *order, int64_t n);
+/* Clips the policy's gradient to max_norm and takes one Adam step (β 0.9,
+ * 0.999, ε 1e-8) at lr. Returns the norm before clipping; a norm that is not
+ * finite takes no step. */
+double lm_train_state_adam(lm_train_state *st, gpt2_model *policy, float lr, double max_norm);
+/* The policy through the sink as a checkpoint at st->step (metadata
+ * rlhfd_job = job and step), with the state when with_state. Refuses
+ * non-finite weights. 0, or -1 with err. */
+int lm_train_state_emit(const lm_train_state *st, gpt2_model *policy, const train_sink *sink,
+                        const char *job, const hparam_table *table, const void *cfg,
+                        bool with_state, char *err, size_t errlen);
+/* Restores st from the resumable checkpoint at path (the policy's weights
+ * came from the same file): refuses other hyperparameters, a state past
+ * total_steps or a cursor past n; redoes the shuffle of the order in use. */
+int lm_train_state_restore(lm_train_state *st, gpt2_model *policy, const char *path,
+                           const hparam_table *table, const void *cfg, int64_t total_steps,
+                           int32_t *order, int64_t n, char *err, size_t errlen);
 
 #endif
