@@ -278,6 +278,17 @@ START_TEST(test_rlhf_pipeline_jobs) {
     ck_assert_int_eq(json_integer_value(json_object_get(data, "n_train")), 6);
     ck_assert_int_eq(json_integer_value(json_object_get(data, "n_rankings_left_out")), 1);
     json_decref(data);
+    /* dpo on the same project's rankings (K = 3, ties: 2 or 3 pairs each) */
+    snprintf(body, sizeof body,
+             "{\"type\":\"dpo\",\"training_project\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"batch_size\":2,\"max_steps\":3,\"max_prompt_length\":24,"
+             "\"max_response_length\":32}}",
+             (long long)project, (long long)sft);
+    const int64_t dpo_project = create(&d, "/v1/jobs", d.admin, body);
+    expect_succeeded(&d, dpo_project, "rewards/margins");
+    data = event_data(&d, dpo_project, "running");
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "n_train")), 6);
+    json_decref(data);
 
     /* 4. ppo from a prompts dataset against the first reward model */
     const int64_t prompts = demo_dataset(&d, "prompts", 16, 5);

@@ -19,29 +19,14 @@
 #include "suites.h"
 #include "test_util.h"
 
-/* Keeps the last checkpoint in memory (and the one at keep_step), the last
- * metrics by name, and can ask to stop. */
+/* The checkpoints, and the first step's loss and the last held-out accuracy. */
 typedef struct recording {
-    int64_t keep_step;
-    void *last, *kept;
-    size_t n_last, n_kept;
+    test_checkpoints ck;
     double first_loss, eval_accuracy;
-    int64_t steps;
 } recording;
 
 static int rec_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n) {
-    recording *r = ctx;
-    void *copy = malloc(n);
-    ck_assert_ptr_nonnull(copy);
-    memcpy(copy, bytes, n);
-    if (step == r->keep_step && r->kept == NULL) {
-        r->kept = copy, r->n_kept = n;
-        copy = malloc(n);
-        memcpy(copy, bytes, n);
-    }
-    free(r->last);
-    r->last = copy, r->n_last = n;
-    return 0;
+    return test_checkpoints_add(&((recording *)ctx)->ck, step, bytes, n);
 }
 
 static int rec_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
@@ -52,21 +37,11 @@ static int rec_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
         if (strcmp(m[i].name, "eval/rewards/accuracies") == 0)
             r->eval_accuracy = m[i].value;
     }
-    r->steps = step;
     return 0;
 }
 
 static void rec_free(recording *r) {
-    free(r->last), free(r->kept);
-    memset(r, 0, sizeof *r);
-}
-
-static void save(char *path, const void *bytes, size_t n) {
-    strcpy(path, "/tmp/rlhf-dpo-XXXXXX");
-    const int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
-    close(fd);
+    test_checkpoints_free(&r->ck);
 }
 
 static void run_ok(const dpo_lm_config *c, const dpo_lm_inputs *in, recording *rec,
@@ -107,7 +82,7 @@ START_TEST(test_dpo_on_the_demo_task) {
     const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL, NULL};
     ck_assert_msg(sft_train(&sc, &si, &sft_sink, NULL, err, sizeof err) == 0, "%s", err);
     char sft_path[64];
-    save(sft_path, sft_rec.last, sft_rec.n_last);
+    test_save_temp(sft_path, sft_rec.ck.last, sft_rec.ck.n_last);
 
     static char rp[N_RANK][128], rr[N_RANK][K][DEMO_TASK_RESPONSE_BYTES];
     static ranking rk[N_RANK];
@@ -138,7 +113,7 @@ START_TEST(test_dpo_on_the_demo_task) {
     const dpo_lm_inputs in = {rk, n_rank, NULL, 0, &tok, sft_path, NULL};
     run_ok(&c, &in, &rec, &res);
     char dpo_path[64];
-    save(dpo_path, rec.last, rec.n_last);
+    test_save_temp(dpo_path, rec.ck.last, rec.ck.n_last);
     gpt2_model dpo;
     load_checkpoint_model(&dpo, dpo_path, false);
     const double gold_dpo = demo_task_mean_gold(&dpo, &tok, 200, 7);
@@ -179,7 +154,7 @@ static void write_tiny(char *path, const tokenizer *tok) {
     gpt2_init_weights(&m, &r);
     size_t n = 0;
     void *bytes = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n);
-    save(path, bytes, n);
+    test_save_temp(path, bytes, n);
     free(bytes);
     gpt2_free(&m);
 }
@@ -199,20 +174,21 @@ START_TEST(test_dpo_resume_is_bit_identical) {
         dpo_lm_config c;
         tiny_config(&c);
         c.lora_r = lora ? 4 : 0;
-        recording whole = {.keep_step = 3}, resumed = {0};
+        recording whole = {.ck.keep_step = 3}, resumed = {0};
         dpo_lm_result res;
         const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL};
         run_ok(&c, &in, &whole, &res);
         ck_assert_int_eq(res.steps, 8);
         ck_assert_int_eq(res.n_train_pairs + res.n_eval_pairs, 1 + 3 + 1 + 5 + 1 + 1);
-        ck_assert_ptr_nonnull(whole.kept);
+        ck_assert_ptr_nonnull(whole.ck.kept);
         char ck[64];
-        save(ck, whole.kept, whole.n_kept);
+        test_save_temp(ck, whole.ck.kept, whole.ck.n_kept);
         const dpo_lm_inputs again = {tiny_rankings, 6, NULL, 0, &tok, sft, ck};
         run_ok(&c, &again, &resumed, &res);
-        ck_assert_msg(
-            whole.n_last == resumed.n_last && memcmp(whole.last, resumed.last, whole.n_last) == 0,
-            "lora_r %lld: the resumed run's final checkpoint differs", (long long)c.lora_r);
+        ck_assert_msg(whole.ck.n_last == resumed.ck.n_last &&
+                          memcmp(whole.ck.last, resumed.ck.last, whole.ck.n_last) == 0,
+                      "lora_r %lld: the resumed run's final checkpoint differs",
+                      (long long)c.lora_r);
         /* another configuration refuses the checkpoint */
         c.beta = 0.2;
         const train_sink sink = {&resumed, rec_metrics, NULL, rec_checkpoint, NULL};

@@ -91,40 +91,6 @@ START_TEST(test_clipped_token_loss_by_hand) {
 }
 END_TEST
 
-/* ---- a sink that keeps checkpoints ---------------------------------------------------- */
-
-typedef struct recording {
-    int64_t keep_step;
-    void *last, *kept;
-    size_t n_last, n_kept;
-} recording;
-
-static int rec_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n) {
-    recording *r = ctx;
-    void *copy = malloc(n);
-    memcpy(copy, bytes, n);
-    if (step == r->keep_step && r->kept == NULL) {
-        r->kept = malloc(n), r->n_kept = n;
-        memcpy(r->kept, bytes, n);
-    }
-    free(r->last);
-    r->last = copy, r->n_last = n;
-    return 0;
-}
-
-static void rec_free(recording *r) {
-    free(r->last), free(r->kept);
-    memset(r, 0, sizeof *r);
-}
-
-static void save(char *path, const void *bytes, size_t n) {
-    strcpy(path, "/tmp/rlhf-grpo-XXXXXX");
-    const int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
-    close(fd);
-}
-
 /* ---- the arithmetic task ---------------------------------------------------------------- */
 
 static void write_rows(char *path, int sft, const arith_task_config *ac, int64_t n, uint64_t seed,
@@ -168,12 +134,12 @@ START_TEST(test_grpo_on_the_arith_task) {
     sc.n_layer = 2, sc.d_model = 64, sc.n_head = 4, sc.context = 16, sc.max_steps = 400;
     sc.batch_size = 32, sc.learning_rate = 3e-3, sc.eval_interval = 0, sc.sample_interval = 0;
     sc.seed = (int64_t)seed;
-    recording sft_rec = {0};
-    const train_sink sft_sink = {&sft_rec, NULL, NULL, rec_checkpoint, NULL};
+    test_checkpoints sft_rec = {0};
+    const train_sink sft_sink = {&sft_rec, NULL, NULL, test_checkpoints_add, NULL};
     const sft_inputs si = {sft_data.items, sft_data.n, NULL, 0, &tok, NULL, NULL, NULL};
     ck_assert_msg(sft_train(&sc, &si, &sft_sink, NULL, err, sizeof err) == 0, "%s", err);
     char sft_path[64];
-    save(sft_path, sft_rec.last, sft_rec.n_last);
+    test_save_temp(sft_path, sft_rec.last, sft_rec.n_last);
 
     const char **p = malloc(sizeof(char *) * 2 * (size_t)(prompts.n + heldout.n));
     for (int64_t i = 0; i < prompts.n; i++)
@@ -198,9 +164,9 @@ START_TEST(test_grpo_on_the_arith_task) {
                                sft_path,
                                NULL,
                                NULL};
-    recording rec = {0};
+    test_checkpoints rec = {0};
     grpo_lm_result res;
-    const train_sink sink = {&rec, NULL, NULL, rec_checkpoint, NULL};
+    const train_sink sink = {&rec, NULL, NULL, test_checkpoints_add, NULL};
     ck_assert_msg(grpo_lm_train(&c, &in, &sink, &res, err, sizeof err) == 0, "%s", err);
     fprintf(stderr,
             "grpo arith (seed %llu): %lld steps; held-out exact match %.3f -> %.3f; train "
@@ -212,7 +178,7 @@ START_TEST(test_grpo_on_the_arith_task) {
     free(p);
     unlink(sft_path), unlink(sft_rows), unlink(prompt_rows), unlink(heldout_rows);
     text_pairs_free(&sft_data), text_pairs_free(&prompts), text_pairs_free(&heldout);
-    rec_free(&rec), rec_free(&sft_rec);
+    test_checkpoints_free(&rec), test_checkpoints_free(&sft_rec);
     tokenizer_free(&tok);
 }
 END_TEST
@@ -232,7 +198,7 @@ static void write_tiny(char *path, const tokenizer *tok) {
     gpt2_init_weights(&m, &r);
     size_t n = 0;
     void *bytes = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n);
-    save(path, bytes, n);
+    test_save_temp(path, bytes, n);
     free(bytes);
     gpt2_free(&m);
 }
@@ -265,14 +231,14 @@ START_TEST(test_grpo_and_rloo_resume_is_bit_identical) {
         grpo_lm_inputs in = {
             algo, tiny_prompts, tiny_answers, 6,   tiny_prompts + 4, tiny_answers + 4, 2,
             &tok, sft,          NULL,         NULL};
-        recording whole = {.keep_step = 2}, resumed = {0};
+        test_checkpoints whole = {.keep_step = 2}, resumed = {0};
         grpo_lm_result res;
-        train_sink sink = {&whole, NULL, NULL, rec_checkpoint, NULL};
+        train_sink sink = {&whole, NULL, NULL, test_checkpoints_add, NULL};
         ck_assert_msg(grpo_lm_train(&c, &in, &sink, &res, err, sizeof err) == 0, "%s", err);
         ck_assert_int_eq(res.steps, 6);
         ck_assert_ptr_nonnull(whole.kept);
         char ck[64];
-        save(ck, whole.kept, whole.n_kept);
+        test_save_temp(ck, whole.kept, whole.n_kept);
         in.resume_checkpoint = ck;
         sink.ctx = &resumed;
         ck_assert_msg(grpo_lm_train(&c, &in, &sink, &res, err, sizeof err) == 0, "%s", err);
@@ -280,7 +246,7 @@ START_TEST(test_grpo_and_rloo_resume_is_bit_identical) {
                           memcmp(whole.last, resumed.last, whole.n_last) == 0,
                       "case %d: the resumed run's final checkpoint differs", k);
         unlink(ck);
-        rec_free(&whole), rec_free(&resumed);
+        test_checkpoints_free(&whole), test_checkpoints_free(&resumed);
     }
     /* a bad grader is refused before anything runs, the field named */
     grpo_lm_config c;
