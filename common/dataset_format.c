@@ -18,9 +18,9 @@ const char *dataset_format_for_job(const char *job_type) {
         const char *job_type;
         dataset_format format;
     } reads[] = {
-        {"sft", DATASET_FORMAT_SFT},
-        {"reward", DATASET_FORMAT_PREFERENCE},
-        {"ppo", DATASET_FORMAT_PROMPTS},
+        {"sft", DATASET_FORMAT_SFT},        {"reward", DATASET_FORMAT_PREFERENCE},
+        {"dpo", DATASET_FORMAT_PREFERENCE}, {"grpo", DATASET_FORMAT_PROMPTS},
+        {"rloo", DATASET_FORMAT_PROMPTS},   {"ppo", DATASET_FORMAT_PROMPTS},
     };
     for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
         if (strcmp(reads[i].job_type, job_type) == 0)
@@ -111,18 +111,16 @@ static int parse_sft(const json_t *line, dataset_row *row, dataset_error *e) {
 }
 
 static int parse_prompts(const json_t *line, dataset_row *row, dataset_error *e) {
-    static const char *const keys[] = {"prompt", "response", "completion", NULL};
-    const char *ignored;
+    static const char *const keys[] = {"prompt", "answer", "response", "completion", NULL};
     if (check_keys(line, keys, "", e) != 0 ||
         get_string(line, "prompt", "prompt", false, &row->prompt, e) != 0)
         return -1;
-    /* An sft row's answer is allowed (and ignored), but must be one. */
-    if (json_object_get(line, "response") != NULL &&
-        get_string(line, "response", "response", true, &ignored, e) != 0)
-        return -1;
-    if (json_object_get(line, "completion") != NULL &&
-        get_string(line, "completion", "completion", true, &ignored, e) != 0)
-        return -1;
+    /* The reference answer a grader reads as {{item.answer}}: "answer", or
+     * an sft row's response (so an sft file serves as prompts). */
+    for (int k = 3; k >= 1; k--)
+        if (json_object_get(line, keys[k]) != NULL &&
+            get_string(line, keys[k], keys[k], true, &row->response, e) != 0)
+            return -1;
     return 0;
 }
 

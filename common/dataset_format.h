@@ -11,8 +11,10 @@
  *               {"prompt", "responses": [K strings], "ranks": [K ints]}
  *                (K-wise: rank 0 best, equal ranks tie, not all tied)
  *               TRL and K-wise rows may carry "margin" (a number).
- *   prompts     {"prompt"} (PPO prompts); a "response" or "completion" is
- *               allowed and ignored, so an sft file serves as prompts.
+ *   prompts     {"prompt"} (PPO, GRPO, RLOO prompts), with an optional
+ *               reference answer "answer" (or an sft row's "response" /
+ *               "completion", so an sft file serves as prompts; "answer"
+ *               wins) that graders read as {{item.answer}}.
  *
  * Strings must be non-empty except an sft prompt. A bad line gets a code
  * (the API's error codes: missing_required_parameter, invalid_type,
@@ -54,7 +56,7 @@ const char *dataset_format_for_job(const char *job_type);
  * must outlive the row), except prompt_messages. */
 typedef struct dataset_row {
     const char *prompt;
-    const char *response; /* sft; NULL otherwise */
+    const char *response; /* sft; a prompts row's answer, or NULL */
     /* preference: k responses and their ranks. A pair (TRL, OpenAI) is
      * k = 2 with ranks {0, 1}; kwise says the line gave responses/ranks. */
     int k;

@@ -6,7 +6,10 @@
  * generated from it. Each row names a field of the job's config struct (by
  * offset), its type, default, inclusive allowed range (or choices) and a
  * one-line doc. Field storage: HPARAM_INT → int64_t, HPARAM_FLOAT → double,
- * HPARAM_BOOL → bool, HPARAM_CHOICE → char[HPARAM_CHOICE_BYTES].
+ * HPARAM_BOOL → bool, HPARAM_CHOICE → char[HPARAM_CHOICE_BYTES], HPARAM_JSON →
+ * char[HPARAM_JSON_BYTES]: a JSON value (a grader object) kept as compact
+ * text, "" by default; a JSON string is kept as its text. What the text
+ * must hold is the job's validator's business.
  */
 #ifndef RLHF_HPARAMS_H
 #define RLHF_HPARAMS_H
@@ -16,12 +19,14 @@
 #include <stdio.h>
 
 #define HPARAM_CHOICE_BYTES 32
+#define HPARAM_JSON_BYTES   4096
 
 typedef enum hparam_type {
     HPARAM_INT,
     HPARAM_FLOAT,
     HPARAM_BOOL,
     HPARAM_CHOICE,
+    HPARAM_JSON,
 } hparam_type;
 
 typedef struct hparam_def {

@@ -146,12 +146,128 @@ static const job_type ppo_lm_job = {
     .headline_metrics = ppo_lm_headline,
     .needs_train_data = 1,
     .data_kind = JOB_DATA_PROMPTS,
+    .reward_model = JOB_REWARD_REQUIRED,
     .data_parallel = 1,
     .validate = ppo_lm_validate_any,
     .run = ppo_lm_run,
 };
 
-const job_type *const job_types[] = {&ppo_control_job, &sft_job, &reward_job, &ppo_lm_job, NULL};
+static int dpo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
+    return dpo_lm_validate(cfg, err, errlen);
+}
+
+static int dpo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                      size_t errlen) {
+    tokenizer tok;
+    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+        return -1;
+    const dpo_lm_inputs di = {in->rankings,         in->n_rankings, in->eval_rankings,
+                              in->n_eval_rankings,  &tok,           in->init_checkpoint,
+                              in->resume_checkpoint};
+    const int rc = dpo_lm_train(cfg, &di, sink, NULL, err, errlen);
+    tokenizer_free(&tok);
+    return rc;
+}
+
+static const char *const dpo_lm_headline[] = {
+    "loss", "rewards/accuracies", "rewards/margins", "eval/rewards/accuracies", "logps/chosen",
+    NULL};
+
+static const job_type dpo_lm_job = {
+    .name = "dpo",
+    .summary = "Direct Preference Optimization of a language model on rankings (sigmoid, IPO, "
+               "hinge; label smoothing)",
+    .hparams = &dpo_lm_hparams,
+    .headline_metrics = dpo_lm_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_RANKINGS,
+    .validate = dpo_lm_validate_any,
+    .run = dpo_lm_run,
+};
+
+/* grpo and rloo: one trainer (grpo_lm.h), the algorithm by job type */
+static int grpo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
+    return grpo_lm_validate(cfg, err, errlen);
+}
+static int rloo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
+    return rloo_lm_validate(cfg, err, errlen);
+}
+
+static int group_pg_run(grpo_algorithm algorithm, const void *cfg, const job_inputs *in,
+                        const train_sink *sink, char *err, size_t errlen) {
+    tokenizer tok;
+    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+        return -1;
+    const int64_t n = in->n_train + in->n_eval;
+    const char **text = malloc(sizeof(char *) * 2 * (size_t)(n > 0 ? n : 1));
+    if (text == NULL) {
+        tokenizer_free(&tok);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* prompts, answers; then the held-out ones */
+    const char **prompts = text, **answers = text + n;
+    for (int64_t i = 0; i < n; i++) {
+        const text_pair *p = i < in->n_train ? &in->train[i] : &in->eval[i - in->n_train];
+        prompts[i] = p->prompt, answers[i] = p->response;
+    }
+    const grpo_lm_inputs gi = {.algorithm = algorithm,
+                               .prompts = prompts,
+                               .answers = answers,
+                               .n_prompts = in->n_train,
+                               .eval_prompts = in->n_eval > 0 ? prompts + in->n_train : NULL,
+                               .eval_answers = in->n_eval > 0 ? answers + in->n_train : NULL,
+                               .n_eval = in->n_eval,
+                               .tok = &tok,
+                               .policy_checkpoint = in->init_checkpoint,
+                               .reward_checkpoint = in->reward_checkpoint,
+                               .resume_checkpoint = in->resume_checkpoint};
+    const int rc = grpo_lm_train(cfg, &gi, sink, NULL, err, errlen);
+    free(text);
+    tokenizer_free(&tok);
+    return rc;
+}
+
+static int grpo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                       size_t errlen) {
+    return group_pg_run(GRPO_ALGORITHM_GRPO, cfg, in, sink, err, errlen);
+}
+static int rloo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                       size_t errlen) {
+    return group_pg_run(GRPO_ALGORITHM_RLOO, cfg, in, sink, err, errlen);
+}
+
+static const char *const group_pg_headline[] = {
+    "reward", "eval/reward", "kl", "frac_reward_zero_std", "completions/mean_length", NULL};
+
+static const job_type grpo_lm_job = {
+    .name = "grpo",
+    .summary = "GRPO: group-relative policy optimisation of a language model against graders "
+               "and/or a reward model",
+    .hparams = &grpo_lm_hparams,
+    .headline_metrics = group_pg_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_PROMPTS,
+    .reward_model = JOB_REWARD_OPTIONAL,
+    .validate = grpo_lm_validate_any,
+    .run = grpo_lm_run,
+};
+
+static const job_type rloo_lm_job = {
+    .name = "rloo",
+    .summary = "RLOO: REINFORCE with a leave-one-out baseline over k completions, KL in the "
+               "reward",
+    .hparams = &rloo_lm_hparams,
+    .headline_metrics = group_pg_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_PROMPTS,
+    .reward_model = JOB_REWARD_OPTIONAL,
+    .validate = rloo_lm_validate_any,
+    .run = rloo_lm_run,
+};
+
+const job_type *const job_types[] = {&ppo_control_job, &sft_job,     &reward_job,  &ppo_lm_job,
+                                     &dpo_lm_job,      &grpo_lm_job, &rloo_lm_job, NULL};
 
 const job_type *job_type_find(const char *name) {
     for (const job_type *const *t = job_types; *t; t++)

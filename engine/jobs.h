@@ -12,6 +12,8 @@
 #include <stddef.h>
 
 #include "dist.h"
+#include "dpo_lm.h"
+#include "grpo_lm.h"
 #include "hparams.h"
 #include "sink.h"
 #include "reward.h"
@@ -21,7 +23,8 @@
 /* What a job trains on, beyond its hyperparameters. The CLI fills it from
  * files, the daemon's worker from the database. Unused parts stay zero. */
 typedef struct job_inputs {
-    const text_pair *train; /* (prompt, response) examples; prompts alone for ppo */
+    const text_pair *train; /* (prompt, response) examples; (prompt, answer or "") for
+                             * prompts jobs (ppo reads the prompts, graders the answers) */
     int64_t n_train;
     const text_pair *eval; /* optional held-out examples */
     int64_t n_eval;
@@ -48,6 +51,9 @@ typedef struct job_type {
     /* (prompt, response) examples in job_inputs.train, or rankings in
      * job_inputs.rankings. */
     enum { JOB_DATA_PAIRS, JOB_DATA_RANKINGS, JOB_DATA_PROMPTS } data_kind;
+    /* Whether the job takes a reward model (job_inputs.reward_checkpoint):
+     * ppo needs one, grpo and rloo may score with one (beside graders). */
+    enum { JOB_REWARD_NONE, JOB_REWARD_REQUIRED, JOB_REWARD_OPTIONAL } reward_model;
     /* 1 if run() trains data parallel over job_inputs.dist (dist.h). */
     int data_parallel;
     int (*validate)(const void *cfg, char *err, size_t errlen);

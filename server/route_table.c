@@ -27,6 +27,7 @@ static const http_route routes[] = {
     {"GET", "/v1/jobs/{id}/checkpoints", READERS, route_jobs_checkpoints, false, NULL},
     {"GET", "/v1/checkpoints/{id}/content", READERS, route_checkpoints_content, false, NULL},
     {"POST", "/v1/checkpoints/{id}/generate", READERS, route_checkpoints_generate, false, NULL},
+    {"POST", "/v1/graders/run", READERS, route_graders_run, false, NULL},
     {"POST", "/v1/datasets", AUTH_ROLE_ADMIN, route_datasets_create, CREATES, NULL},
     {"GET", "/v1/datasets", READERS, route_datasets_list, false, NULL},
     {"GET", "/v1/datasets/{id}", READERS, route_datasets_get, false, NULL},

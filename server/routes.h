@@ -34,6 +34,7 @@ enum MHD_Result route_jobs_stream(request *r);
 enum MHD_Result route_jobs_checkpoints(request *r);
 enum MHD_Result route_checkpoints_content(request *r);
 enum MHD_Result route_checkpoints_generate(request *r);
+enum MHD_Result route_graders_run(request *r);
 
 enum MHD_Result route_datasets_create(request *r);
 enum MHD_Result route_datasets_list(request *r);

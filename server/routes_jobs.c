@@ -34,7 +34,8 @@ static json_t *job_load(sqlite3 *db, int64_t id) {
 /* ---- POST /v1/jobs ---------------------------------------------------------- */
 
 /* Job types the service will run once the engine has them. */
-static const char *const planned_job_types[] = {"sft", "reward", "ppo", NULL};
+static const char *const planned_job_types[] = {"sft",  "reward", "ppo", "dpo",
+                                                "grpo", "rloo",   NULL};
 
 /* The dataset format (datasets.format) a job type trains on
  * (common/dataset_format.h). A type the engine has that needs training
@@ -54,6 +55,12 @@ static void hyperparameter_param(const char *err, char *param, size_t len) {
         snprintf(param, len, "hyperparameters.%.*s", (int)(close - open - 1), open + 1);
     else
         snprintf(param, len, "hyperparameters");
+}
+
+/* Whether cfg (of type's table) has a non-empty "grader" hyperparameter. */
+static bool has_grader(const job_type *type, const void *cfg) {
+    const hparam_def *d = hparams_find(type->hparams, "grader");
+    return d != NULL && ((const char *)cfg + d->offset)[0] != '\0';
 }
 
 static void available_types(char *out, size_t len) {
@@ -138,7 +145,7 @@ typedef struct model_ref {
     int64_t checkpoint_id;         /* resolved */
 } model_ref;
 
-static const char *const policy_job_types[] = {"sft", "ppo", NULL};
+static const char *const policy_job_types[] = {"sft", "ppo", "dpo", "grpo", "rloo", NULL};
 static const char *const reward_job_types[] = {"reward", NULL};
 
 /* "job:12" → 12; -1 if text is not prefix followed by a positive integer. */
@@ -324,7 +331,7 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
 static int check_job_refs(request *r, const job_type *type, const job_dataset_ref refs[2],
                           job_ref_params *models, enum MHD_Result *replied) {
     const bool rankings = type->needs_train_data && type->data_kind == JOB_DATA_RANKINGS;
-    const bool ppo = type->needs_train_data && type->data_kind == JOB_DATA_PROMPTS;
+    const bool prompts = type->needs_train_data && type->data_kind == JOB_DATA_PROMPTS;
     if (models->project != NULL && !rankings)
         *replied = http_reply_error(r, 400, "invalid_value", "training_project",
                                     "%s jobs do not train on rankings; leave training_project out",
@@ -350,16 +357,16 @@ static int check_job_refs(request *r, const job_type *type, const job_dataset_re
     else if (models->model.value != NULL && !type->needs_train_data)
         *replied = http_reply_error(r, 400, "invalid_value", "model",
                                     "%s jobs start from no model; leave model out", type->name);
-    else if (models->model.value == NULL && (rankings || ppo))
+    else if (models->model.value == NULL && (rankings || prompts))
         *replied = http_reply_error(r, 400, "missing_required_parameter", "model",
                                     "%s jobs need model: the SFT checkpoint to start from (a "
                                     "checkpoint id, or \"job:N\" for sft job N's final one)",
                                     type->name);
-    else if (models->reward_model.value != NULL && !ppo)
+    else if (models->reward_model.value != NULL && type->reward_model == JOB_REWARD_NONE)
         *replied =
             http_reply_error(r, 400, "invalid_value", "reward_model",
                              "%s jobs take no reward model; leave reward_model out", type->name);
-    else if (models->reward_model.value == NULL && ppo)
+    else if (models->reward_model.value == NULL && type->reward_model == JOB_REWARD_REQUIRED)
         *replied = http_reply_error(r, 400, "missing_required_parameter", "reward_model",
                                     "%s jobs need reward_model: a reward job's checkpoint (a "
                                     "checkpoint id, or \"job:N\")",
@@ -441,7 +448,13 @@ enum MHD_Result route_jobs_create(request *r) {
     else if (job_config_from_json(type, cfg, hp, err, sizeof err) != 0) {
         hyperparameter_param(err, param, sizeof param);
         replied = http_reply_error(r, 400, "invalid_hyperparameter", param, "%s", err);
-    } else
+    } else if (type->reward_model == JOB_REWARD_OPTIONAL && models.reward_model.value == NULL &&
+               !has_grader(type, cfg))
+        replied = http_reply_error(r, 400, "missing_required_parameter", "hyperparameters.grader",
+                                   "%s jobs need a reward: hyperparameters.grader (a grader "
+                                   "object), reward_model (a reward job's checkpoint), or both",
+                                   type->name);
+    else
         replied = job_store(r, type, cfg, max_attempts, refs, &models, ranks);
     free(cfg);
     json_decref(body);

@@ -277,7 +277,9 @@ static int run_job(const job_type *type, int argc, char **argv) {
                       : text_pairs_load_jsonl(&train, opts.data_path, err, sizeof err);
     if (load_rc == 0 && opts.eval_data_path)
         load_rc = rankings ? rankings_load_jsonl(&reval, opts.eval_data_path, err, sizeof err)
-                           : text_pairs_load_jsonl(&eval, opts.eval_data_path, err, sizeof err);
+                  : type->data_kind == JOB_DATA_PROMPTS
+                      ? prompts_load_jsonl(&eval, opts.eval_data_path, err, sizeof err)
+                      : text_pairs_load_jsonl(&eval, opts.eval_data_path, err, sizeof err);
     int rc = -1;
     if (load_rc == 0) {
         const job_inputs inputs = {.train = train.items,

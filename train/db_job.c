@@ -244,8 +244,8 @@ static int job_ranking_add(ranking *rk, const char *response, int rank) {
 
 /* Reads the job's dataset for purpose ("training" | "validation", as
  * POST /v1/jobs linked it in job_datasets; param is its request field) in
- * upload order into out: sft rows as pairs, prompts rows as pairs with an
- * empty response (ppo reads the prompts), preference rows as rankings (of
+ * upload order into out: sft rows as pairs, prompts rows as (prompt,
+ * answer or ""), preference rows as rankings (of
  * two for TRL and OpenAI rows: the prompt is the last user message; of K
  * for K-wise rows).
  * rlhfd checked the format against the job type when the job was created;
@@ -288,8 +288,7 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
                 snprintf(err, errlen, "%s: dataset %lld line %lld %s", param, dataset, line, why);
             else
                 bad = false;
-        } else if (job_pairs_add(out, prompt, type->data_kind == JOB_DATA_PAIRS ? response : "") !=
-                   0)
+        } else if (job_pairs_add(out, prompt, response ? response : "") != 0)
             snprintf(err, errlen, "out of memory reading %s", param);
         else
             bad = false;

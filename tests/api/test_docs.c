@@ -262,6 +262,8 @@ static void walk_api(walk *w, const char *annotator) {
              (long long)final_checkpoint(d, sft, NULL));
     walk_ok(w, "POST", "/v1/checkpoints/{id}/generate", p, admin,
             "{\"prompt\":\"a\",\"max_tokens\":2}");
+    walk_ok(w, "POST", "/v1/graders/run", "/v1/graders/run", admin,
+            "{\"grader\":{\"type\":\"length\",\"max_length\":3},\"model_sample\":\"ab\"}");
 
     const int64_t ds = walk_id(w, "POST", "/v1/datasets", "/v1/datasets", admin,
                                "{\"name\":\"p\",\"format\":\"prompts\"}");

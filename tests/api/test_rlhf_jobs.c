@@ -278,6 +278,17 @@ START_TEST(test_rlhf_pipeline_jobs) {
     ck_assert_int_eq(json_integer_value(json_object_get(data, "n_train")), 6);
     ck_assert_int_eq(json_integer_value(json_object_get(data, "n_rankings_left_out")), 1);
     json_decref(data);
+    /* dpo on the same project's rankings (K = 3, ties: 2 or 3 pairs each) */
+    snprintf(body, sizeof body,
+             "{\"type\":\"dpo\",\"training_project\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"batch_size\":2,\"max_steps\":3,\"max_prompt_length\":24,"
+             "\"max_response_length\":32}}",
+             (long long)project, (long long)sft);
+    const int64_t dpo_project = create(&d, "/v1/jobs", d.admin, body);
+    expect_succeeded(&d, dpo_project, "rewards/margins");
+    data = event_data(&d, dpo_project, "running");
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "n_train")), 6);
+    json_decref(data);
 
     /* 4. ppo from a prompts dataset against the first reward model */
     const int64_t prompts = demo_dataset(&d, "prompts", 16, 5);
@@ -391,11 +402,95 @@ START_TEST(test_rlhf_pipeline_jobs) {
 }
 END_TEST
 
+/* dpo (a preference dataset), grpo (a prompts dataset and a grader) and
+ * rloo (a grader plus a reward model) through the daemon: each runs to
+ * success, then again with its worker SIGKILLed after a periodic
+ * checkpoint, and attempt 2 resumes and ends with the uninterrupted run's
+ * final checkpoint, byte for byte. A grpo job without a reward, or with a
+ * bad grader, is refused naming hyperparameters.grader. */
+START_TEST(test_dpo_grpo_rloo_jobs_survive_kill) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    const int64_t sft = demo_sft_job(&d, TINY_SFT, NULL);
+    reply_free(wait_job(&d, sft, "succeeded", 1));
+    char body[2048];
+
+    const int64_t pref = demo_dataset(&d, "preference", 24, 2);
+    snprintf(body, sizeof body,
+             "{\"type\":\"dpo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"batch_size\":4,\"max_steps\":6,\"learning_rate\":0.001,"
+             "\"max_prompt_length\":24,\"max_response_length\":32,\"eval_interval\":2,"
+             "\"checkpoint_interval\":2}}",
+             (long long)pref, (long long)sft);
+    const int64_t dpo = run_and_run_killed(&d, body, 1);
+    ck_assert_int_gt(db_int(&d,
+                            "SELECT count(DISTINCT name) FROM metrics WHERE job_id = ?1 AND name "
+                            "IN ('rewards/accuracies', 'rewards/margins', 'logps/chosen', "
+                            "'eval/rewards/accuracies')",
+                            dpo),
+                     3);
+
+    /* the grader rewards answers that say "The" */
+    static const char grader[] =
+        "{\"type\":\"string_check\",\"name\":\"says_the\",\"input\":\"{{sample.output_text}}\","
+        "\"reference\":\"The\",\"operation\":\"like\"}";
+    const int64_t prompts = demo_dataset(&d, "prompts", 16, 5);
+    snprintf(body, sizeof body,
+             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"total_steps\":6,\"prompts_per_step\":2,\"num_generations\":3,"
+             "\"max_completion_length\":8,\"learning_rate\":0.001,\"checkpoint_interval\":2,"
+             "\"grader\":%s}}",
+             (long long)prompts, (long long)sft, grader);
+    const int64_t grpo = run_and_run_killed(&d, body, 1);
+    ck_assert_int_gt(db_int(&d,
+                            "SELECT count(DISTINCT name) FROM metrics WHERE job_id = ?1 AND name "
+                            "IN ('reward', 'frac_reward_zero_std', 'rewards/says_the/mean')",
+                            grpo),
+                     2);
+
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":" TINY_REWARD "}",
+             (long long)pref, (long long)sft);
+    const int64_t rm = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, rm, "succeeded", 1));
+    snprintf(body, sizeof body,
+             "{\"type\":\"rloo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"reward_model\":\"job:%lld\",\"hyperparameters\":{\"total_steps\":6,"
+             "\"prompts_per_step\":2,\"num_generations\":3,\"max_completion_length\":8,"
+             "\"learning_rate\":0.001,\"checkpoint_interval\":2,\"grader_weight\":0.5,"
+             "\"grader\":%s}}",
+             (long long)prompts, (long long)sft, (long long)rm, grader);
+    const int64_t rloo = run_and_run_killed(&d, body, 1);
+    ck_assert_int_gt(db_int(&d,
+                            "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name = "
+                            "'rewards/reward_model/mean'",
+                            rloo),
+                     0);
+
+    /* no reward at all; a grader that does not parse */
+    snprintf(body, sizeof body, "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\"}",
+             (long long)prompts, (long long)sft);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, "missing_required_parameter",
+                      "hyperparameters.grader");
+    snprintf(body, sizeof body,
+             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"grader\":{\"type\":\"regex\",\"pattern\":\"(\"}}}",
+             (long long)prompts, (long long)sft);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, "invalid_hyperparameter",
+                      "hyperparameters.grader");
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *rlhf_jobs_suite(void) {
     Suite *s = suite_create("rlhf_jobs");
     TCase *tc = tcase_create("jobs");
     tcase_add_test(tc, test_sft_job_on_dataset);
     tcase_add_test(tc, test_rlhf_pipeline_jobs);
+    tcase_add_test(tc, test_dpo_grpo_rloo_jobs_survive_kill);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

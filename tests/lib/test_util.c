@@ -168,3 +168,31 @@ void test_skip_at(const char *test, const char *fmt, ...) {
         close(fd);
     }
 }
+
+int test_checkpoints_add(void *ctx, int64_t step, const void *bytes, size_t n) {
+    test_checkpoints *c = ctx;
+    void *copy = malloc(n);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, bytes, n);
+    if (step == c->keep_step && c->kept == NULL) {
+        c->kept = malloc(n), c->n_kept = n;
+        ck_assert_ptr_nonnull(c->kept);
+        memcpy(c->kept, bytes, n);
+    }
+    free(c->last);
+    c->last = copy, c->n_last = n;
+    return 0;
+}
+
+void test_checkpoints_free(test_checkpoints *c) {
+    free(c->last), free(c->kept);
+    memset(c, 0, sizeof *c);
+}
+
+void test_save_temp(char *path, const void *bytes, size_t n) {
+    strcpy(path, "/tmp/rlhf-test-XXXXXX");
+    const int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
+    close(fd);
+}

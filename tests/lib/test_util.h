@@ -70,4 +70,18 @@ void test_check_gradient(const char *what, float *x, const float *grad, int n, t
 #define test_skip(...) test_skip_at(__func__, __VA_ARGS__)
 void test_skip_at(const char *test, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Keeps a trainer's checkpoints in memory: the last one, and the first one
+ * written at step keep_step (0 = none). */
+typedef struct test_checkpoints {
+    int64_t keep_step;
+    void *last, *kept;
+    size_t n_last, n_kept;
+} test_checkpoints;
+/* A train_sink checkpoint callback; ctx is a test_checkpoints. */
+int test_checkpoints_add(void *ctx, int64_t step, const void *bytes, size_t n);
+void test_checkpoints_free(test_checkpoints *c);
+/* Writes n bytes to a new file /tmp/rlhf-test-XXXXXX; its path into path
+ * (at least 32 bytes). */
+void test_save_temp(char *path, const void *bytes, size_t n);
+
 #endif

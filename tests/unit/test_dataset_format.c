@@ -48,10 +48,19 @@ START_TEST(test_parse_every_line_format) {
     ck_assert_str_eq(row.response, "raw");
     dataset_row_free(&row), json_decref(line);
 
-    /* prompts: a prompt; an sft row's answer is ignored */
+    /* prompts: a prompt and its reference answer ("answer" before an sft
+     * row's response) */
     ck_assert_int_eq(
         parse("{\"prompt\":\"p\",\"response\":\"r\"}", DATASET_FORMAT_PROMPTS, &row, &e, &line), 0);
     ck_assert_str_eq(row.prompt, "p");
+    ck_assert_str_eq(row.response, "r");
+    dataset_row_free(&row), json_decref(line);
+    ck_assert_int_eq(parse("{\"prompt\":\"p\",\"response\":\"r\",\"answer\":\"42\"}",
+                           DATASET_FORMAT_PROMPTS, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.response, "42");
+    dataset_row_free(&row), json_decref(line);
+    ck_assert_int_eq(parse("{\"prompt\":\"p\"}", DATASET_FORMAT_PROMPTS, &row, &e, &line), 0);
     ck_assert_ptr_null(row.response);
     dataset_row_free(&row), json_decref(line);
 
@@ -312,9 +321,9 @@ START_TEST(test_upload_takes_every_format) {
     const int64_t prompts = upload_dataset(&d, "prompts", prompts_file);
     ck_assert_int_eq(db_int(&d,
                             "SELECT count(*) FROM dataset_rows WHERE dataset_id = ?1 AND "
-                            "response IS NULL",
+                            "((line = 1 AND response IS NULL) OR (line = 2 AND response = 'r'))",
                             prompts),
-                     2);
+                     2); /* a prompts row keeps its answer (graders read it) */
     const int64_t pref = upload_dataset(&d, "preference", preference_file);
     ck_assert_int_eq(db_int(&d,
                             "SELECT count(*) FROM dataset_rows WHERE dataset_id = ?1 AND line = 1 "
