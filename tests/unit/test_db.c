@@ -158,8 +158,7 @@ START_TEST(test_dataset_rows_migration) {
     /* The 1.2 KB row sits in its leaf page: no overflow page (dbstat). */
     expect_text(db, "SELECT sum(pagetype = 'overflow') FROM dbstat WHERE name = 'dataset_rows'",
                 "0");
-    ck_assert_int_eq(db_exec(db, "DELETE FROM datasets WHERE id = 1", err, sizeof err),
-                     SQLITE_OK);
+    ck_assert_int_eq(db_exec(db, "DELETE FROM datasets WHERE id = 1", err, sizeof err), SQLITE_OK);
     expect_text(db, "SELECT group_concat(dataset_id) FROM dataset_rows", "2,2");
     sqlite3_close(db);
     snprintf(sql, sizeof sql, "rm -rf %s", dir);
