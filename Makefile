@@ -141,14 +141,16 @@ $(BUILD)/rlhfd: $(BUILD)/server/main.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(SERVER_LIBS) -o $@
 
 # ---- rlhfctl (clients/cli/): the command-line client (libcurl + jansson).
-# It shares only common/sha256.c (to verify checkpoint downloads).
+# It shares common/sha256.c (to verify checkpoint downloads) and the
+# engine's job registry (engine/jobs.h: `jobs submit --help` lists each
+# type's hyperparameters from the same tables rlhf-train validates with).
 CLIENT_SRC  := $(wildcard clients/cli/*.c)
 CLIENT_OBJ  := $(CLIENT_SRC:%.c=$(BUILD)/%.o)
-CLIENT_INC  := -Iclients/cli $(COMMON_INC)
+CLIENT_INC  := -Iclients/cli $(COMMON_INC) $(ENGINE_INC)
 
 $(BUILD)/clients/cli/%.o: CPPFLAGS += $(CLIENT_INC)
-$(BUILD)/rlhfctl: $(CLIENT_OBJ) $(BUILD)/common/sha256.o
-	$(CC) $(LDFLAGS) $^ -lcurl -ljansson -o $@
+$(BUILD)/rlhfctl: $(CLIENT_OBJ) $(BUILD)/common/sha256.o $(BUILD)/libengine.a
+	$(CC) $(LDFLAGS) $^ -lcurl $(ENGINE_LIBS) -o $@
 
 # ---- the test binary (tests/): Check suites in tests/unit (one module
 # each), tests/api (a real rlhfd over HTTP, by resource), tests/system (the
