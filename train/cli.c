@@ -300,7 +300,15 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
 static int run_job(const job_type *type, int argc, char **argv) {
     void *cfg = calloc(1, type->hparams->config_bytes);
     run_options opts = {.threads = 1};
+    char resolve_err[512];
     if (cfg == NULL || parse_run_args(type, argc, argv, &opts, cfg) != 0) {
+        free(cfg);
+        return EXIT_USAGE;
+    }
+    /* What the init model sizes (its shape), as the trainer will use it. */
+    if (job_config_from_model(type, cfg, opts.resume_path ? opts.resume_path : opts.init_path,
+                              resolve_err, sizeof resolve_err) < 0) {
+        fprintf(stderr, "rlhf-train: %s\n", resolve_err);
         free(cfg);
         return EXIT_USAGE;
     }
