@@ -211,9 +211,7 @@ static void expect_config_ran(const test_daemon *d, int64_t job, bool sized_by_m
     http_reply *r = get_job(d, job);
     json_t *shown = json_object_get(r->json, "hyperparameters");
     char *shown_text = json_dumps(shown, JSON_COMPACT | JSON_SORT_KEYS);
-    char path[96];
-    snprintf(path, sizeof path, "/v1/jobs/%lld/checkpoints?limit=100", (long long)job);
-    http_reply *list = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    http_reply *list = job_checkpoints(d, job);
     int with_state = 0;
     size_t i;
     json_t *ck;
