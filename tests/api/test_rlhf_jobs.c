@@ -472,11 +472,41 @@ START_TEST(test_rlhf_pipeline_jobs) {
 }
 END_TEST
 
+/* A job that cuts text at its context says so in its events: every row
+ * here is 80 bytes or more and the context is 64, so every training row is
+ * cut (the held-out ones are not counted). */
+START_TEST(test_truncation_is_a_job_event) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char rows[8 * 160] = "";
+    for (int i = 0; i < 8; i++)
+        snprintf(rows + strlen(rows), sizeof rows - strlen(rows),
+                 "{\"prompt\":\"Tell me about %d.\",\"response\":\"%d is a number, and this answer "
+                 "goes on well past the sixty-four bytes of context.\"}\n",
+                 i, i);
+    char fields[64];
+    snprintf(fields, sizeof fields, "\"training_file\":%lld",
+             (long long)create_dataset(&d, "sft", rows));
+    const int64_t job = create_sft_job(&d, fields);
+    reply_free(wait_job(&d, job, "succeeded", 1));
+    json_t *data = event_data(&d, job, "truncated");
+    const double n_rows = json_number_value(json_object_get(data, "n_rows"));
+    ck_assert(n_rows >= 1 && n_rows < 8); /* some rows are held out for eval_loss */
+    ck_assert(json_number_value(json_object_get(data, "n_truncated")) == n_rows);
+    ck_assert(json_number_value(json_object_get(data, "context")) == 64);
+    json_decref(data);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *rlhf_jobs_suite(void) {
     Suite *s = suite_create("rlhf_jobs");
     TCase *tc = tcase_create("jobs");
     tcase_add_test(tc, test_sft_job_on_dataset);
     tcase_add_test(tc, test_rlhf_pipeline_jobs);
+    tcase_add_test(tc, test_truncation_is_a_job_event);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;
