@@ -498,6 +498,46 @@ START_TEST(test_cli_truncation_warnings) {
 }
 END_TEST
 
+/* The config line shows what the run uses: a reward model started from an
+ * sft checkpoint (1 layer, d_model 16, 2 heads, context 24) has that shape,
+ * whatever the defaults (2, 64, 4, 64) say. */
+START_TEST(test_cli_config_from_init_model) {
+    char dir[] = "/tmp/rlhf-init-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *data = write_temp("{\"prompt\":\"a?\",\"response\":\"b.\"}\n"
+                            "{\"prompt\":\"c?\",\"response\":\"d.\"}\n");
+    char data_path[64], init[128];
+    snprintf(data_path, sizeof data_path, "%s", data);
+    const char *sft[] = {"sft", "--data",          data_path, "--max-steps",      "1", "--n-layer",
+                         "1",   "--d-model",       "16",      "--n-head",         "2", "--context",
+                         "24",  "--eval-fraction", "0",       "--checkpoint-dir", dir, "--quiet",
+                         NULL};
+    proc_result *r = run(sft);
+    unlink(data_path);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    free(r);
+    snprintf(init, sizeof init, "%s/sft-step1.safetensors", dir);
+    char *pref = write_temp("{\"prompt\":\"a?\",\"chosen\":\"b.\",\"rejected\":\"c.\"}\n");
+    const char *reward[] = {
+        "reward", "--data",         pref, "--init",  init, "--max-steps", "1", "--eval-fraction",
+        "0",      "--norm-samples", "0",  "--quiet", NULL};
+    r = run(reward);
+    unlink(pref);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    json_t *first = json_loadb(r->out, strcspn(r->out, "\n"), 0, NULL);
+    json_t *config = json_object_get(first, "config");
+    ck_assert_str_eq(json_string_value(json_object_get(first, "event")), "config");
+    ck_assert_int_eq(json_integer_value(json_object_get(config, "n_layer")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(config, "d_model")), 16);
+    ck_assert_int_eq(json_integer_value(json_object_get(config, "n_head")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(config, "context")), 24);
+    json_decref(first);
+    free(r);
+    unlink(init);
+    rmdir(dir);
+}
+END_TEST
+
 /* demo-data writes N deterministic lines that sft accepts. */
 START_TEST(test_cli_demo_data_then_sft) {
     char path[] = "/tmp/rlhf-demo-XXXXXX";
@@ -866,6 +906,7 @@ Suite *rlhf_train_suite(void) {
     tcase_add_test(tc, test_cli_sft_data_errors);
     tcase_add_test(tc, test_cli_demo_data_then_sft);
     tcase_add_test(tc, test_cli_truncation_warnings);
+    tcase_add_test(tc, test_cli_config_from_init_model);
     tcase_add_test(tc, test_cli_reward_rankings);
     tcase_add_test(tc, test_cli_export_hf);
     tcase_add_test(tc, test_cli_demo_eval);
