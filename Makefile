@@ -141,16 +141,17 @@ $(BUILD)/rlhfd: $(BUILD)/server/main.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(SERVER_LIBS) -o $@
 
 # ---- rlhfctl (clients/cli/): the command-line client (libcurl + jansson).
-# It shares common/sha256.c (to verify checkpoint downloads) and the demo
-# task's gold score (engine/demo_gold.c, for `annotate --simulate demo`).
+# It shares common/sha256.c (to verify checkpoint downloads), the engine's
+# job registry (engine/jobs.h: `jobs submit --help` lists each type's
+# hyperparameters from the same tables rlhf-train validates with) and the
+# demo task's gold score (engine/demo_gold.c, for `annotate --simulate demo`).
 CLIENT_SRC  := $(wildcard clients/cli/*.c)
 CLIENT_OBJ  := $(CLIENT_SRC:%.c=$(BUILD)/%.o)
-CLIENT_INC  := -Iclients/cli $(COMMON_INC) -Iengine
+CLIENT_INC  := -Iclients/cli $(COMMON_INC) $(ENGINE_INC)
 
 $(BUILD)/clients/cli/%.o: CPPFLAGS += $(CLIENT_INC)
-$(BUILD)/rlhfctl: $(CLIENT_OBJ) $(BUILD)/common/sha256.o $(BUILD)/engine/demo_gold.o \
-                  $(BUILD)/engine/rng.o
-	$(CC) $(LDFLAGS) $^ -lcurl -ljansson -lm -o $@
+$(BUILD)/rlhfctl: $(CLIENT_OBJ) $(BUILD)/common/sha256.o $(BUILD)/libengine.a
+	$(CC) $(LDFLAGS) $^ -lcurl $(ENGINE_LIBS) -o $@
 
 # ---- the test binary (tests/): Check suites in tests/unit (one module
 # each), tests/api (a real rlhfd over HTTP, by resource), tests/system (the

@@ -192,8 +192,6 @@ static int parse_kwise(const json_t *line, int max_k, dataset_row *row, dataset_
         snprintf(param, sizeof param, "responses[%zu]", i);
         if (!json_is_string(text))
             return fail(e, "invalid_type", param, "field '%s' must be a string", param);
-        if (json_string_length(text) == 0)
-            return fail(e, "invalid_value", param, "field '%s' must not be empty", param);
         snprintf(param, sizeof param, "ranks[%zu]", i);
         if (!json_is_integer(rank) || json_integer_value(rank) < -1000000 ||
             json_integer_value(rank) > 1000000)
@@ -205,9 +203,11 @@ static int parse_kwise(const json_t *line, int max_k, dataset_row *row, dataset_
 }
 
 /* An OpenAI message list: a non-empty array of {role, content}; roles from
- * roles. The content of the last message with want_role into *last. */
+ * roles; content non-empty unless empty_ok (a response). The content of the
+ * last message with want_role into *last. */
 static int check_messages(const json_t *messages, const char *param, const char *const *roles,
-                          const char *want_role, const char **last, dataset_error *e) {
+                          const char *want_role, bool empty_ok, const char **last,
+                          dataset_error *e) {
     if (!json_is_array(messages) || json_array_size(messages) == 0)
         return fail(e, json_is_array(messages) ? "invalid_value" : "invalid_type", param,
                     "%s must be a non-empty array of messages", param);
@@ -230,7 +230,7 @@ static int check_messages(const json_t *messages, const char *param, const char 
         if (!one_of(role, roles))
             return fail(e, "invalid_value", field, "%s '%.32s' is not allowed here", field, role);
         snprintf(field, sizeof field, "%s.content", at);
-        if (get_string(m, "content", field, false, &content, e) != 0)
+        if (get_string(m, "content", field, empty_ok, &content, e) != 0)
             return -1;
         if (strcmp(role, want_role) == 0)
             *last = content;
@@ -248,7 +248,7 @@ static int check_output(const json_t *line, const char *key, const char **out, d
         return fail(e, "missing_required_parameter", key, "missing field '%s'", key);
     if (json_is_array(v) && json_array_size(v) != 1)
         return fail(e, "invalid_value", key, "%s must hold exactly one assistant message", key);
-    return check_messages(v, key, assistant, "assistant", out, e);
+    return check_messages(v, key, assistant, "assistant", true, out, e);
 }
 
 static int parse_openai(const json_t *line, dataset_row *row, dataset_error *e) {
@@ -266,7 +266,7 @@ static int parse_openai(const json_t *line, dataset_row *row, dataset_error *e) 
     if (messages == NULL)
         return fail(e, "missing_required_parameter", "input.messages",
                     "missing field 'input.messages'");
-    if (check_messages(messages, "input.messages", roles, "user", &row->prompt, e) != 0 ||
+    if (check_messages(messages, "input.messages", roles, "user", false, &row->prompt, e) != 0 ||
         row_alloc(row, 2, e) != 0 ||
         check_output(line, "preferred_output", &row->responses[0], e) != 0 ||
         check_output(line, "non_preferred_output", &row->responses[1], e) != 0)
@@ -298,7 +298,7 @@ static int parse_preference(const json_t *line, int max_k, dataset_row *row, dat
     for (int i = 0; i < 2; i++) {
         const char *key = i == 0 ? "chosen" : "rejected";
         const char *other = i == 0 ? "rejected" : "chosen";
-        if (get_string(line, key, key, false, &row->responses[i], e) != 0) {
+        if (get_string(line, key, key, true, &row->responses[i], e) != 0) {
             /* the pair's fields go together: say so when one is there */
             if (strcmp(e->code, "missing_required_parameter") == 0 &&
                 json_object_get(line, other) != NULL)

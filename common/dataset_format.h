@@ -16,7 +16,11 @@
  *               "completion", so an sft file serves as prompts; "answer"
  *               wins) that graders read as {{item.answer}}.
  *
- * Strings must be non-empty except an sft prompt. A bad line gets a code
+ * Strings must be non-empty except an sft prompt and a preference row's
+ * responses (chosen, rejected, responses[i], an output message's content):
+ * an empty answer is a thing a person can rank (rlhfd's comparisons keep a
+ * candidate a model sampled empty, docs/api.md, and pairs.jsonl exports it),
+ * and the reward model scores it as prompt + end of text. A bad line gets a code
  * (the API's error codes: missing_required_parameter, invalid_type,
  * invalid_value, unknown_parameter, invalid_json), the field it is about
  * (param: "rejected", "input.messages[0].role", "ranks[1]") and a message

@@ -286,6 +286,23 @@ static int exec_on_job(sqlite3 *db, const char *sql, int64_t id) {
     return ok;
 }
 
+int jobs_db_set_config(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms,
+                       const char *config_json) {
+    if (db_begin(db) != SQLITE_OK)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int ok = jobs_db_fence(db, id, owner, lease_ms, NULL) == 1 &&
+             sqlite3_prepare_v2(db, "UPDATE jobs SET config = ?2 WHERE id = ?1", -1, &st, NULL) ==
+                 SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, config_json, -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    return commit_if(db, ok) ? 0 : -1;
+}
+
 int jobs_db_mark_running(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms,
                          const char *message, const json_t *data) {
     if (db_begin(db) != SQLITE_OK)

@@ -129,6 +129,13 @@ int jobs_db_claim(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms, 
  * be NULL) receives cancel_requested. */
 int jobs_db_fence(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms, bool *cancel);
 
+/* Replaces the job's configuration (jobs.config: what the API shows as
+ * hyperparameters) with config_json, the one the worker resolved and runs
+ * with (engine/jobs.h job_config_from_model), fenced by owner's lease. 0,
+ * or -1 (lease lost or database error). */
+int jobs_db_set_config(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms,
+                       const char *config_json);
+
 /* validating_files → running, fenced, with a 'running' event (message,
  * data: may be NULL). 0, or -1 (lease lost or database error). */
 int jobs_db_mark_running(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms,

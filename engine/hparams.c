@@ -321,33 +321,55 @@ json_t *hparams_describe(const hparam_table *table) {
     return arr;
 }
 
+/* Row d's default and what it allows, as text ("1", "0 … 4294967295"). */
+static void describe_values(const hparam_def *d, char *def, size_t def_len, char *allowed,
+                            size_t allowed_len) {
+    char lo[32], hi[32];
+    size_t at = 0;
+    switch (d->type) {
+        case HPARAM_INT:
+        case HPARAM_FLOAT:
+            format_number(def, def_len, d->default_value);
+            format_number(lo, sizeof lo, d->min);
+            format_number(hi, sizeof hi, d->max);
+            snprintf(allowed, allowed_len, "%s … %s", lo, hi);
+            break;
+        case HPARAM_BOOL:
+            snprintf(def, def_len, "%s", d->default_value != 0.0 ? "true" : "false");
+            snprintf(allowed, allowed_len, "true, false");
+            break;
+        case HPARAM_CHOICE:
+            snprintf(def, def_len, "%s", d->choices[0]);
+            allowed[0] = '\0';
+            for (const char *const *c = d->choices; *c && at < allowed_len; c++)
+                at += (size_t)snprintf(allowed + at, allowed_len - at, "%s%s",
+                                       c == d->choices ? "" : ", ", *c);
+            break;
+        case HPARAM_JSON:
+            snprintf(def, def_len, "(none)");
+            snprintf(allowed, allowed_len, "a JSON value");
+            break;
+    }
+}
+
 void hparams_write_markdown(const hparam_table *table, FILE *out) {
     fprintf(out, "| name | type | default | allowed | description |\n");
     fprintf(out, "| --- | --- | --- | --- | --- |\n");
     for (int i = 0; i < table->n; i++) {
         const hparam_def *d = &table->defs[i];
-        char def[48], lo[32], hi[32];
-        fprintf(out, "| `%s` | %s | ", d->name, type_name(d->type));
-        switch (d->type) {
-            case HPARAM_INT:
-            case HPARAM_FLOAT:
-                format_number(def, sizeof def, d->default_value);
-                format_number(lo, sizeof lo, d->min);
-                format_number(hi, sizeof hi, d->max);
-                fprintf(out, "%s | %s … %s", def, lo, hi);
-                break;
-            case HPARAM_BOOL:
-                fprintf(out, "%s | true, false", d->default_value != 0.0 ? "true" : "false");
-                break;
-            case HPARAM_CHOICE:
-                fprintf(out, "%s | ", d->choices[0]);
-                for (const char *const *c = d->choices; *c; c++)
-                    fprintf(out, "%s%s", c == d->choices ? "" : ", ", *c);
-                break;
-            case HPARAM_JSON:
-                fprintf(out, "(none) | a JSON value");
-                break;
-        }
-        fprintf(out, " | %s |\n", d->doc);
+        char def[48], allowed[256];
+        describe_values(d, def, sizeof def, allowed, sizeof allowed);
+        fprintf(out, "| `%s` | %s | %s | %s | %s |\n", d->name, type_name(d->type), def, allowed,
+                d->doc);
+    }
+}
+
+void hparams_write_help(const hparam_table *table, const char *prefix, FILE *out) {
+    for (int i = 0; i < table->n; i++) {
+        const hparam_def *d = &table->defs[i];
+        char def[48], allowed[256];
+        describe_values(d, def, sizeof def, allowed, sizeof allowed);
+        fprintf(out, "  %s%s %s (default %s; %s)\n      %s\n", prefix, d->name, type_name(d->type),
+                def, allowed, d->doc);
     }
 }

@@ -69,5 +69,9 @@ json_t *hparams_to_json(const hparam_table *table, const void *cfg);
 json_t *hparams_describe(const hparam_table *table);
 /* The table as a Markdown table, for docs/. */
 void hparams_write_markdown(const hparam_table *table, FILE *out);
+/* The table for a terminal (`--help`): per row `<prefix>name TYPE (default
+ * D; allowed)` and its description on the next line; prefix "--" for
+ * rlhf-train's flags, "" for rlhfctl's --set KEY=VALUE. */
+void hparams_write_help(const hparam_table *table, const char *prefix, FILE *out);
 
 #endif

@@ -1,10 +1,12 @@
 #include "jobs.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "model.h"
 #include "ppo_control.h"
 
 static int ppo_control_validate_any(const void *cfg, char *err, size_t errlen) {
@@ -282,4 +284,28 @@ int job_config_from_json(const job_type *type, void *cfg, const json_t *obj, cha
     if (obj != NULL && hparams_apply_json(type->hparams, cfg, obj, err, errlen) != 0)
         return -1;
     return type->validate(cfg, err, errlen);
+}
+
+int job_config_from_model(const job_type *type, void *cfg, const char *model_path, char *err,
+                          size_t errlen) {
+    static const char *const shape_rows[] = {"n_layer", "n_head", "d_model", "context"};
+    bool sized = false; /* does the table have a row the model decides? */
+    for (size_t i = 0; i < sizeof shape_rows / sizeof shape_rows[0]; i++)
+        sized |= hparams_find(type->hparams, shape_rows[i]) != NULL;
+    if (model_path == NULL || !sized)
+        return 0;
+    gpt2_config gc;
+    if (model_read_config(model_path, &gc, err, errlen) != 0)
+        return -1;
+    const int64_t values[] = {gc.n_layer, gc.n_head, gc.d_model, gc.max_seq_len};
+    int changed = 0;
+    for (size_t i = 0; i < sizeof shape_rows / sizeof shape_rows[0]; i++) {
+        const hparam_def *d = hparams_find(type->hparams, shape_rows[i]);
+        if (d == NULL || d->type != HPARAM_INT)
+            continue;
+        int64_t *field = (int64_t *)((char *)cfg + d->offset);
+        changed += *field != values[i];
+        *field = values[i];
+    }
+    return changed;
 }

@@ -77,4 +77,13 @@ const job_type *job_type_find(const char *name);
 int job_config_from_json(const job_type *type, void *cfg, const json_t *obj, char *err,
                          size_t errlen);
 
+/* What an init model decides: the rows of type's table that size a model
+ * from scratch (n_layer, n_head, d_model, context) take the values of the
+ * model at model_path (NULL: nothing to do), which a trainer that starts
+ * from it uses in their place. Callers resolve the configuration with it
+ * before they show or store it, so the configuration a job reports is the
+ * one it ran with. Returns how many values changed, or -1 with err. */
+int job_config_from_model(const job_type *type, void *cfg, const char *model_path, char *err,
+                          size_t errlen);
+
 #endif

@@ -1,3 +1,17 @@
+/* datasets_store — the datasets and dataset_rows tables.
+ *
+ * How a dataset row is stored (issue 13: a 62 MB upload took 270 MB): the
+ * parsed row's fields once, one column each (prompt, response, chosen,
+ * rejected; an OpenAI row's conversation; a K-wise row's responses and ranks
+ * as compact JSON arrays), in a rowid table (schema 010). Not the raw line:
+ * the line repeats the field names and JSON escapes in every row, and the
+ * trainer (train/db_job.c) reads the columns directly instead of parsing
+ * JSON per row on every job start. Not the raw line as well as the columns:
+ * that doubles the size. What made uploads 2-4x their size was not the
+ * columns but 001's WITHOUT ROWID layout (a row over ~1 KB spilled into
+ * overflow pages of its own); bench/bench_dataset_storage.py measures it
+ * (bench/RESULTS.md: 1.0-1.1x the upload after, up to 3.1x before).
+ */
 #include "datasets_store.h"
 
 #include <stdio.h>

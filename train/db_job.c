@@ -20,6 +20,7 @@
 #include "jobs_db.h"
 #include "jsonl_data.h"
 #include "safetensors.h"
+#include "train_state.h"
 
 static volatile sig_atomic_t stop_signal = 0;
 
@@ -516,7 +517,7 @@ typedef struct worker_ctx {
  * an earlier attempt left one — then marks it running and runs it. An
  * input that does not check out fails the job with a message naming the
  * request field. 0, or -1 with err. */
-static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, const void *cfg,
+static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, void *cfg,
                            const train_sink *sink, const worker_ctx *w, char *err, size_t errlen) {
     job_data train = {0}, eval = {0};
     enum { FD_MODEL, FD_REWARD, FD_RESUME, N_FDS };
@@ -560,6 +561,22 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, co
         "{s:I, s:I, s:I}", "n_train", (json_int_t)n_train, "n_validation",
         (json_int_t)(type->data_kind == JOB_DATA_RANKINGS ? eval.n_rankings : eval.n_pairs),
         "n_rankings_left_out", (json_int_t)train.n_skipped);
+    /* The configuration as it runs, the init model's shape included: what
+     * the job shows from now on (and what its checkpoints record). */
+    char *resolved = NULL;
+    int sized =
+        job_config_from_model(type, cfg, fds[FD_MODEL] >= 0 ? paths[FD_MODEL] : NULL, err, errlen);
+    if (sized < 0 ||
+        (sized > 0 && ((resolved = train_state_config_text(type->hparams, cfg)) == NULL ||
+                       jobs_db_set_config(db, job_id, w->owner, w->lease_ms, resolved) != 0))) {
+        if (sized > 0)
+            snprintf(err, errlen, "cannot record the resolved configuration: %s",
+                     sqlite3_errmsg(db));
+        free(resolved);
+        json_decref(data);
+        goto done;
+    }
+    free(resolved);
     int marked = jobs_db_mark_running(db, job_id, w->owner, w->lease_ms, message, data);
     json_decref(data);
     if (marked != 0) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jobs.h"
 #include "rlhfctl.h"
 
 #define DEFAULT_URL "http://127.0.0.1:8080"
@@ -145,6 +146,18 @@ static void print_help(FILE *out) {
           "  4  network error: rlhfd could not be reached or the connection broke\n\n"
           "not in rlhfd yet, so not here: token revocation, reading a dataset's rows back.\n",
           out);
+}
+
+/* `jobs submit --help`: the hyperparameters of job type only (every type
+ * when NULL or unknown), from the engine's tables (engine/jobs.h). */
+static void print_hyperparameters(const char *only) {
+    const job_type *one = only ? job_type_find(only) : NULL;
+    for (const job_type *const *t = job_types; *t; t++) {
+        if (one != NULL && *t != one)
+            continue;
+        printf("\n%s: %s.\nhyperparameters (--set KEY=VALUE):\n", (*t)->name, (*t)->summary);
+        hparams_write_help((*t)->hparams, "", stdout);
+    }
 }
 
 /* ---- argument parsing --------------------------------------------------------------- */
@@ -370,6 +383,8 @@ int main(int argc, char **argv) {
     } else if (help) {
         print_command_usage(stdout, cmd);
         printf("  %s\n", cmd->summary);
+        if (cmd->fn == cmd_jobs_submit) /* TYPE's hyperparameters, or every type's */
+            print_hyperparameters(n_rest > 2 ? rest[2] : NULL);
     } else {
         current_command = cmd;
         int skip = cmd->verb ? 2 : 1;

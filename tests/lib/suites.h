@@ -47,6 +47,7 @@ Suite *rlhf_train_suite(void);
 Suite *worker_suite(void);
 Suite *pipeline_suite(void);
 Suite *rlhfctl_suite(void);
+Suite *help_suite(void);
 /* api/ */
 Suite *requests_suite(void);
 Suite *daemon_suite(void);

@@ -101,11 +101,15 @@ int64_t create_sft_job(const test_daemon *d, const char *fields) {
     return create(d, "/v1/jobs", d->admin, body);
 }
 
-/* The job's checkpoint of kind "final": its id and sha256. */
-int64_t final_checkpoint(const test_daemon *d, int64_t job, char sha256[65]) {
+http_reply *job_checkpoints(const test_daemon *d, int64_t job) {
     char path[96];
     snprintf(path, sizeof path, "/v1/jobs/%lld/checkpoints?limit=100", (long long)job);
-    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    return expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+}
+
+/* The job's checkpoint of kind "final": its id and sha256. */
+int64_t final_checkpoint(const test_daemon *d, int64_t job, char sha256[65]) {
+    http_reply *r = job_checkpoints(d, job);
     int64_t id = 0;
     size_t i;
     json_t *c;

@@ -91,6 +91,8 @@ int64_t run_and_run_killed(const test_daemon *d, const char *body, int64_t min_c
 /* The job's checkpoint of kind "final" as the API lists it: its id, and
  * its sha256 into sha256 unless NULL. Asserts there is exactly one. */
 int64_t final_checkpoint(const test_daemon *d, int64_t job, char sha256[65]);
+/* GET /v1/jobs/{job}/checkpoints?limit=100, asserted 200 (caller frees). */
+http_reply *job_checkpoints(const test_daemon *d, int64_t job);
 /* The checkpoint's bytes (caller frees). */
 http_reply *checkpoint_content(const test_daemon *d, int64_t id);
 

@@ -66,6 +66,7 @@ static const named_suite all_suites[] = {
     {"worker", worker_suite},
     {"pipeline", pipeline_suite},
     {"rlhfctl", rlhfctl_suite},
+    {"help", help_suite},
     /* api/: a real rlhfd over HTTP, one resource (or concern) each */
     {"requests", requests_suite},
     {"daemon", daemon_suite},

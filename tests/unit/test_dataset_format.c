@@ -105,6 +105,26 @@ START_TEST(test_parse_every_line_format) {
     ck_assert_int_eq(row.ranks[2], 1);
     ck_assert(row.margin == -2);
     dataset_row_free(&row), json_decref(line);
+    /* An empty response is a response (what pairs.jsonl exports of a
+     * candidate sampled empty), in every preference shape. */
+    ck_assert_int_eq(parse("{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"\"}",
+                           DATASET_FORMAT_PREFERENCE, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.responses[1], "");
+    dataset_row_free(&row), json_decref(line);
+    ck_assert_int_eq(parse("{\"prompt\":\"p\",\"responses\":[\"\",\"y\"],\"ranks\":[1,0]}",
+                           DATASET_FORMAT_PREFERENCE, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.responses[0], "");
+    dataset_row_free(&row), json_decref(line);
+    ck_assert_int_eq(
+        parse("{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]},"
+              "\"preferred_output\":[{\"role\":\"assistant\",\"content\":\"\"}],"
+              "\"non_preferred_output\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}",
+              DATASET_FORMAT_PREFERENCE, &row, &e, &line),
+        0);
+    ck_assert_str_eq(row.responses[0], "");
+    dataset_row_free(&row), json_decref(line);
 
     dataset_format f;
     ck_assert_int_eq(dataset_format_from_name("preference", &f), 0);
@@ -143,8 +163,10 @@ START_TEST(test_parse_bad_rows_named) {
          "field 'prompt' must not be empty"},
         {DATASET_FORMAT_PROMPTS, "{\"text\":\"t\"}", "unknown_parameter", "text",
          "unknown field 'text'"},
-        {DATASET_FORMAT_PREFERENCE, "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"\"}",
-         "invalid_value", "rejected", "field 'rejected' must not be empty"},
+        {DATASET_FORMAT_PREFERENCE, "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":[]}",
+         "invalid_type", "rejected", "field 'rejected' must be a string"},
+        {DATASET_FORMAT_PREFERENCE, "{\"prompt\":\"\",\"chosen\":\"a\",\"rejected\":\"b\"}",
+         "invalid_value", "prompt", "field 'prompt' must not be empty"},
         {DATASET_FORMAT_PREFERENCE, "{\"prompt\":\"p\",\"chosen\":\"a\"}",
          "missing_required_parameter", "rejected",
          "fields 'chosen' and 'rejected' go together: missing field 'rejected'"},
@@ -280,10 +302,10 @@ START_TEST(test_trainer_reads_every_format) {
     /* A bad line stops the load, named by path, line and field. */
     const char *bad = write_file(dir, "bad.jsonl",
                                  "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}\n\n"
-                                 "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"\"}\n");
+                                 "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":1}\n");
     ck_assert_int_eq(rankings_load_jsonl(&set, bad, err, sizeof err), -1);
     char want[320];
-    snprintf(want, sizeof want, "%s:3: field 'rejected' must not be empty", bad);
+    snprintf(want, sizeof want, "%s:3: field 'rejected' must be a string", bad);
     ck_assert_str_eq(err, want);
     unlink(bad);
     const char *files[] = {"sft.jsonl", "p.jsonl", "pref.jsonl"};

@@ -41,19 +41,28 @@ START_TEST(test_schema_migrations) {
 }
 END_TEST
 
-/* Schema 007's rank counts: backfilled from the rankings a database
- * already had, then kept by triggers (insert, skip, delete, update). */
-START_TEST(test_rank_count_migration) {
-    char dir[] = "/tmp/rlhfd-rankcount-XXXXXX";
+/* A database in dir (a mkdtemp template) at the schema before the
+ * migration whose name contains name: the connection, and *m the number of
+ * migrations applied. */
+static sqlite3 *db_before_migration(char *dir, const char *name, int *m) {
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char path[64], err[256];
     snprintf(path, sizeof path, "%s/old.db", dir);
     sqlite3 *db;
     ck_assert_int_eq(db_open(path, &db, err, sizeof err), 0);
-    int m = 0;
-    while (db_migrations[m].name && strstr(db_migrations[m].name, "comparison_rank_counts") == NULL)
-        ck_assert_int_eq(db_exec(db, db_migrations[m++].sql, err, sizeof err), SQLITE_OK);
-    ck_assert_ptr_nonnull(db_migrations[m].name);
+    *m = 0;
+    while (db_migrations[*m].name && strstr(db_migrations[*m].name, name) == NULL)
+        ck_assert_int_eq(db_exec(db, db_migrations[(*m)++].sql, err, sizeof err), SQLITE_OK);
+    ck_assert_ptr_nonnull(db_migrations[*m].name);
+    return db;
+}
+
+/* Schema 007's rank counts: backfilled from the rankings a database
+ * already had, then kept by triggers (insert, skip, delete, update). */
+START_TEST(test_rank_count_migration) {
+    char dir[] = "/tmp/rlhfd-rankcount-XXXXXX", err[256];
+    int m;
+    sqlite3 *db = db_before_migration(dir, "comparison_rank_counts", &m);
     char sql[1024];
     snprintf(sql, sizeof sql,
              "PRAGMA user_version=%d; INSERT INTO api_tokens VALUES (1, 'a', 'annotator', "
@@ -81,6 +90,76 @@ START_TEST(test_rank_count_migration) {
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "1,2,1");
     sqlite3_finalize(st);
+    sqlite3_close(db);
+    snprintf(sql, sizeof sql, "rm -rf %s", dir);
+    ck_assert_int_eq(system(sql), 0);
+}
+END_TEST
+
+/* The value of a one-value query on db, as text ("" for NULL). */
+static void expect_text(sqlite3 *db, const char *sql, const char *want) {
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    const char *got = (const char *)sqlite3_column_text(st, 0);
+    ck_assert_msg(strcmp(got ? got : "", want) == 0, "%s: got '%s', want '%s'", sql, got, want);
+    sqlite3_finalize(st);
+}
+
+/* Schema 010 moves dataset_rows from WITHOUT ROWID to a rowid table: every
+ * row and column survives, (dataset_id, line) stays unique, a long row no
+ * longer spills into overflow pages, and deleting a dataset still deletes
+ * its rows. */
+START_TEST(test_dataset_rows_migration) {
+    char dir[] = "/tmp/rlhfd-dsrows-XXXXXX", err[256], sql[2048];
+    int m;
+    sqlite3 *db = db_before_migration(dir, "dataset_rows_rowid", &m);
+    char long_text[1201];
+    memset(long_text, 'x', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = '\0';
+    snprintf(sql, sizeof sql,
+             "PRAGMA user_version=%d; INSERT INTO api_tokens VALUES (1, 'a', 'admin', '%064d', "
+             "0, NULL); INSERT INTO datasets (id, name, format, n_rows, created_at, created_by) "
+             "VALUES (1, 's', 'sft', 2, 0, 1), (2, 'p', 'preference', 2, 0, 1); INSERT INTO "
+             "dataset_rows (dataset_id, line, prompt, response, chosen, rejected, "
+             "prompt_messages, responses, ranks, margin) VALUES (1, 2, '', '%s', NULL, NULL, "
+             "NULL, NULL, NULL, NULL), (1, 1, 'p', 'r', NULL, NULL, NULL, NULL, NULL, NULL), "
+             "(2, 1, 'q', NULL, 'c', 'd', '[{\"role\":\"user\",\"content\":\"q\"}]', NULL, "
+             "NULL, 0.5), (2, 3, 'q', NULL, NULL, NULL, NULL, '[\"a\",\"b\",\"c\"]', "
+             "'[1,0,1]', NULL)",
+             m, 1, long_text);
+    ck_assert_int_eq(db_exec(db, sql, err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), 0);
+    expect_text(db,
+                "SELECT group_concat(dataset_id || ':' || line || ':' || prompt || ':' || "
+                "ifnull(length(response), '-') || ':' || ifnull(chosen, '-') || ':' || "
+                "ifnull(rejected, '-') || ':' || ifnull(prompt_messages, '-') || ':' || "
+                "ifnull(responses, '-') || ':' || ifnull(ranks, '-') || ':' || ifnull(margin, "
+                "'-'), ' | ') FROM (SELECT * FROM dataset_rows ORDER BY dataset_id, line)",
+                "1:1:p:1:-:-:-:-:-:- | 1:2::1200:-:-:-:-:-:- | "
+                "2:1:q:-:c:d:[{\"role\":\"user\",\"content\":\"q\"}]:-:-:0.5 | "
+                "2:3:q:-:-:-:-:[\"a\",\"b\",\"c\"]:[1,0,1]:-");
+    expect_text(db,
+                "SELECT instr(sql, 'WITHOUT ROWID') FROM sqlite_schema WHERE name = "
+                "'dataset_rows'",
+                "0");
+    ck_assert_int_ne(db_exec(db,
+                             "INSERT INTO dataset_rows (dataset_id, line, prompt) VALUES (1, 1, "
+                             "'again')",
+                             err, sizeof err),
+                     SQLITE_OK);
+    ck_assert_msg(strstr(err, "UNIQUE") != NULL, "%s", err);
+    ck_assert_int_ne(db_exec(db,
+                             "INSERT INTO dataset_rows (dataset_id, line, prompt, responses, "
+                             "ranks) VALUES (2, 9, 'q', '[\"a\"]', '[0]')",
+                             err, sizeof err),
+                     SQLITE_OK);
+    ck_assert_msg(strstr(err, "CHECK") != NULL, "%s", err);
+    /* The 1.2 KB row sits in its leaf page: no overflow page (dbstat). */
+    expect_text(db, "SELECT sum(pagetype = 'overflow') FROM dbstat WHERE name = 'dataset_rows'",
+                "0");
+    ck_assert_int_eq(db_exec(db, "DELETE FROM datasets WHERE id = 1", err, sizeof err), SQLITE_OK);
+    expect_text(db, "SELECT group_concat(dataset_id) FROM dataset_rows", "2,2");
     sqlite3_close(db);
     snprintf(sql, sizeof sql, "rm -rf %s", dir);
     ck_assert_int_eq(system(sql), 0);
@@ -172,6 +251,7 @@ Suite *db_suite(void) {
     TCase *tc = tcase_create("db");
     tcase_add_test(tc, test_schema_migrations);
     tcase_add_test(tc, test_rank_count_migration);
+    tcase_add_test(tc, test_dataset_rows_migration);
     tcase_add_test(tc, test_db_waits_for_write_lock);
     tcase_add_test(tc, test_utf8_clean);
     tcase_set_timeout(tc, 60);
