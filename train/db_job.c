@@ -426,20 +426,12 @@ static int checkpoint_to_file(sqlite3 *db, const char *data_dir, int64_t id, con
     return rc;
 }
 
-/* The registered base model a job (or its lineage) names: its directory
- * into dir (the init weights when the job has no parent checkpoint, and the
- * tokenizer either way). 1 found, 0 the job has none, -1 with err. */
-static int base_model_dir(sqlite3 *db, const char *data_dir, int64_t job_id, char *dir, size_t cap,
-                          char *err, size_t errlen) {
-    sqlite3_stmt *st = NULL;
-    int64_t model_id = 0;
-    if (sqlite3_prepare_v2(db, "SELECT base_model_id FROM jobs WHERE id = ?1", -1, &st, NULL) ==
-        SQLITE_OK) {
-        sqlite3_bind_int64(st, 1, job_id);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            model_id = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
+/* The directory of the registered base model a job's lineage starts from
+ * (jobs.base_model_id) into dir: the init weights when the job has no
+ * parent checkpoint, and the tokenizer either way. 1 found, 0 the job has
+ * none, -1 with err. */
+static int base_model_dir(sqlite3 *db, const char *data_dir, int64_t model_id, char *dir,
+                          size_t cap, char *err, size_t errlen) {
     if (model_id <= 0)
         return 0;
     char why[256];
@@ -511,7 +503,7 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, co
         goto done;
     char base_dir[4096];
     const int has_base =
-        base_model_dir(db, w->data_dir, job_id, base_dir, sizeof base_dir, err, errlen);
+        base_model_dir(db, w->data_dir, refs.base_model, base_dir, sizeof base_dir, err, errlen);
     if (has_base < 0)
         goto done;
     int found = find_resume_checkpoint(db, w->data_dir, job_id, &fds[FD_RESUME], &resume_id,
