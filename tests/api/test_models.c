@@ -30,11 +30,6 @@
 #include "test_server_util.h"
 #include "test_util.h"
 
-static const char chatml_template[] =
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
-    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
-    "'<|im_start|>assistant\\n' }}{% endif %}";
-
 static void write_file(const char *dir, const char *name, const void *bytes, size_t n) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -57,68 +52,6 @@ static char *read_file(const char *dir, const char *name, size_t *n) {
     bytes[*n] = '\0';
     fclose(f);
     return bytes;
-}
-
-/* GPT-2's bytes_to_unicode: byte b's character in a byte-level vocabulary. */
-static void byte_char(int b, char out[4]) {
-    static int code[256];
-    if (code['!'] == 0) {
-        int n = 0;
-        for (int i = 0; i < 256; i++)
-            code[i] =
-                (i >= '!' && i <= '~') || (i >= 0xA1 && i <= 0xAC) || i >= 0xAE ? i : 256 + n++;
-    }
-    const int c = code[b];
-    if (c < 0x80)
-        out[0] = (char)c, out[1] = '\0';
-    else
-        out[0] = (char)(0xC0 | c >> 6), out[1] = (char)(0x80 | (c & 0x3F)), out[2] = '\0';
-}
-
-/* A Hugging Face GPT-2 directory: 257 tokens (the bytes and
- * <|endoftext|>), random weights from seed. chat: a ChatML template. */
-static void write_model_dir(const char *dir, uint64_t seed, bool chat) {
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
-    const gpt2_config cfg = {257, 64, 2, 2, 16, false};
-    gpt2_model m;
-    char err[256];
-    ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
-    rng_state r;
-    rng_seed(&r, seed, 0);
-    gpt2_init_weights(&m, &r);
-    size_t n;
-    void *weights = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n);
-    write_file(dir, "model.safetensors", weights, n);
-    free(weights);
-    char *config = gpt2_hf_config_json(&cfg);
-    write_file(dir, "config.json", config, strlen(config));
-    free(config);
-    gpt2_free(&m);
-    json_t *vocab = json_object();
-    for (int b = 0; b < 256; b++) {
-        char s[4];
-        byte_char(b, s);
-        json_object_set_new(vocab, s, json_integer(b));
-    }
-    json_t *tok =
-        json_pack("{s:[{s:i, s:s, s:b, s:b, s:b, s:b, s:b}], s:n, s:{s:s, s:b, s:b, s:b}, s:n, "
-                  "s:{s:s}, s:{s:s, s:o, s:[], s:b, s:b}}",
-                  "added_tokens", "id", 256, "content", "<|endoftext|>", "single_word", 0, "lstrip",
-                  0, "rstrip", 0, "normalized", 0, "special", 1, "normalizer", "pre_tokenizer",
-                  "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 0, "use_regex", 0,
-                  "post_processor", "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab",
-                  vocab, "merges", "byte_fallback", 0, "ignore_merges", 0);
-    char *text = json_dumps(tok, JSON_INDENT(1));
-    write_file(dir, "tokenizer.json", text, strlen(text));
-    free(text);
-    json_decref(tok);
-    json_t *tc = json_pack("{s:s}", "eos_token", "<|endoftext|>");
-    if (chat)
-        json_object_set_new(tc, "chat_template", json_string(chatml_template));
-    text = json_dumps(tc, 0);
-    write_file(dir, "tokenizer_config.json", text, strlen(text));
-    free(text);
-    json_decref(tc);
 }
 
 static http_reply *post_model(const test_daemon *d, const char *name, const char *path) {
@@ -157,9 +90,9 @@ START_TEST(test_register_directory_inside_roots_only) {
     ck_assert_int_eq(mkdir(root, 0755), 0);
     ck_assert_int_eq(mkdir(outside, 0755), 0);
     snprintf(path, sizeof path, "%s/tiny", root);
-    write_model_dir(path, 1, true);
+    test_write_hf_model_dir(path, 1, true);
     snprintf(path, sizeof path, "%s/other", outside);
-    write_model_dir(path, 2, false);
+    test_write_hf_model_dir(path, 2, false);
     char link[256];
     snprintf(link, sizeof link, "%s/escape", root);
     ck_assert_int_eq(symlink(path, link), 0);
@@ -186,7 +119,7 @@ START_TEST(test_register_directory_inside_roots_only) {
 
     /* a directory that is wrong in three files says so per file */
     snprintf(path, sizeof path, "%s/broken", root);
-    write_model_dir(path, 3, false);
+    test_write_hf_model_dir(path, 3, false);
     char file[300];
     snprintf(file, sizeof file, "%s/tokenizer.json", path);
     ck_assert_int_eq(unlink(file), 0);
@@ -245,7 +178,7 @@ START_TEST(test_upload_checked_per_file_and_whole) {
     daemon_init(&d);
     char dir[160], data_dir[200];
     snprintf(dir, sizeof dir, "%s/src", d.dir);
-    write_model_dir(dir, 4, true);
+    test_write_hf_model_dir(dir, 4, true);
     daemon_start(&d, "--max-model-file-bytes", "200000", NULL);
     snprintf(data_dir, sizeof data_dir, "%s.data", d.db);
 
@@ -332,7 +265,7 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
     snprintf(root, sizeof root, "%s/models", d.dir);
     ck_assert_int_eq(mkdir(root, 0755), 0);
     snprintf(path, sizeof path, "%s/tiny", root);
-    write_model_dir(path, 5, true);
+    test_write_hf_model_dir(path, 5, true);
     daemon_start(&d, "--model-root", root, NULL);
     reply_free(expect_ok(post_model(&d, "tiny", "tiny")));
     const int64_t data = sft_dataset(&d, "arith", 16);
