@@ -24,6 +24,7 @@
 #include "model_dir.h"
 #include "models_store.h"
 #include "routes.h"
+#include "textbuf.h"
 
 #define MODEL_NAME_MAX 64
 
@@ -445,31 +446,8 @@ enum MHD_Result route_models_complete(request *r) {
 
 /* ---- GET /v1/checkpoints/{id}/hf.tar ---------------------------------------------- */
 
-/* A ustar archive being built in memory. */
-typedef struct tar_buf {
-    char *bytes;
-    size_t len, cap;
-    bool failed;
-} tar_buf;
-
-static void tar_append(tar_buf *t, const void *p, size_t n) {
-    if (t->failed)
-        return;
-    if (t->len + n > t->cap) {
-        size_t cap = (t->len + n) * 2 + 4096;
-        char *grown = realloc(t->bytes, cap);
-        if (grown == NULL) {
-            t->failed = true;
-            return;
-        }
-        t->bytes = grown, t->cap = cap;
-    }
-    memcpy(t->bytes + t->len, p, n);
-    t->len += n;
-}
-
 /* One regular file: a 512-byte ustar header, the bytes, zero padding. */
-static void tar_add(tar_buf *t, const char *name, const void *bytes, size_t n) {
+static void tar_add(textbuf *t, const char *name, const void *bytes, size_t n) {
     char h[512] = {0};
     snprintf(h, 100, "%s", name);
     snprintf(h + 100, 8, "0000644");
@@ -485,15 +463,15 @@ static void tar_add(tar_buf *t, const char *name, const void *bytes, size_t n) {
     for (int i = 0; i < 512; i++)
         sum += (unsigned char)h[i];
     snprintf(h + 148, 8, "%06o", sum);
-    tar_append(t, h, 512);
-    tar_append(t, bytes, n);
+    textbuf_put(t, h, 512);
+    textbuf_put(t, bytes, n);
     static const char zeros[512] = {0};
     if (n % 512)
-        tar_append(t, zeros, 512 - n % 512);
+        textbuf_put(t, zeros, 512 - n % 512);
 }
 
 /* The tokenizer files of the lineage's base model, beside the weights. */
-static void tar_add_tokenizer(tar_buf *t, const char *prefix, const char *dir) {
+static void tar_add_tokenizer(textbuf *t, const char *prefix, const char *dir) {
     static const char *const files[] = {"tokenizer.json",
                                         "tokenizer_config.json",
                                         "special_tokens_map.json",
@@ -543,7 +521,7 @@ enum MHD_Result route_checkpoints_hf_tar(request *r) {
     gpt2_free(&m);
     char prefix[64], name[128];
     snprintf(prefix, sizeof prefix, "checkpoint-%lld", (long long)r->path_id);
-    tar_buf t = {0};
+    textbuf t = {0}; /* a ustar archive, built in memory */
     t.failed = weights == NULL || config == NULL;
     snprintf(name, sizeof name, "%s/config.json", prefix);
     if (!t.failed)
@@ -558,15 +536,14 @@ enum MHD_Result route_checkpoints_hf_tar(request *r) {
                                    err, sizeof err) == 1)
         tar_add_tokenizer(&t, prefix, base_dir);
     static const char end[1024] = {0};
-    tar_append(&t, end, sizeof end);
+    textbuf_put(&t, end, sizeof end);
     if (t.failed) {
-        free(t.bytes);
+        free(t.p);
         return http_reply_error(r, 500, "out_of_memory", NULL, "cannot build the archive");
     }
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(t.len, t.bytes, MHD_RESPMEM_MUST_FREE);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(t.len, t.p, MHD_RESPMEM_MUST_FREE);
     if (resp == NULL) {
-        free(t.bytes);
+        free(t.p);
         return MHD_NO;
     }
     char disposition[128];

@@ -22,6 +22,7 @@
 #include "db.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "jobs.h"
 #include "model.h"
 #include "rng.h"
 #include "sha256.h"
@@ -29,15 +30,7 @@
 #include "test_api_fixtures.h"
 #include "test_server_util.h"
 #include "test_util.h"
-
-static void write_file(const char *dir, const char *name, const void *bytes, size_t n) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    ck_assert_int_eq(fwrite(bytes, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
+#include "tokenizer.h"
 
 static char *read_file(const char *dir, const char *name, size_t *n) {
     char path[512];
@@ -123,10 +116,10 @@ START_TEST(test_register_directory_inside_roots_only) {
     char file[300];
     snprintf(file, sizeof file, "%s/tokenizer.json", path);
     ck_assert_int_eq(unlink(file), 0);
-    write_file(path, "tokenizer_config.json", "{\"chat_template\": \"{{ hello }}\"}", 32);
+    test_write_file_in(path, "tokenizer_config.json", "{\"chat_template\": \"{{ hello }}\"}", 32);
     const gpt2_config wider = {257, 64, 2, 2, 32, false}; /* the weights have 16 */
     char *config = gpt2_hf_config_json(&wider);
-    write_file(path, "config.json", config, strlen(config));
+    test_write_file_in(path, "config.json", config, strlen(config));
     free(config);
     r = post_model(&d, "broken", "broken");
     ck_assert_int_eq(r->status, 400);
@@ -206,7 +199,7 @@ START_TEST(test_upload_checked_per_file_and_whole) {
     }
     /* too large, and a name that is not a model file */
     char *big = calloc(1, 300000);
-    write_file(dir, "big.safetensors", big, 300000);
+    test_write_file_in(dir, "big.safetensors", big, 300000);
     free(big);
     r = upload_file(&d, "up", dir, "big.safetensors", false);
     ck_assert_int_eq(r->status, 413);
@@ -227,7 +220,7 @@ START_TEST(test_upload_checked_per_file_and_whole) {
     expect_ok(
         http(&d, "POST", "/v1/models", d.admin, "{\"id\":\"bad\",\"source\":\"upload\"}", NULL));
     reply_free(expect_ok(upload_file(&d, "bad", dir, "config.json", false)));
-    write_file(dir, "tokenizer_config.json", "{\"chat_template\": \"{{ x }}\"}", 28);
+    test_write_file_in(dir, "tokenizer_config.json", "{\"chat_template\": \"{{ x }}\"}", 28);
     reply_free(expect_ok(upload_file(&d, "bad", dir, "tokenizer_config.json", false)));
     r = expect_ok(http(&d, "POST", "/v1/models/bad/complete", d.admin, "{}", NULL));
     ck_assert_str_eq(str(r, "status"), "failed");
@@ -252,7 +245,7 @@ static size_t untar(const char *tar, size_t len, const char *dir, char names[][6
         ck_assert_ptr_nonnull(slash);
         snprintf(names[n++], 64, "%s", slash + 1);
         ck_assert_uint_le(off + 512 + size, len);
-        write_file(dir, slash + 1, h + 512, size);
+        test_write_file_in(dir, slash + 1, h + 512, size);
         off += 512 + (size + 511) / 512 * 512;
     }
     return (size_t)n;
@@ -268,6 +261,15 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
     test_write_hf_model_dir(path, 5, true);
     daemon_start(&d, "--model-root", root, NULL);
     reply_free(expect_ok(post_model(&d, "tiny", "tiny")));
+    /* what the worker hands the trainers as tokenizer_dir loads the
+     * directory's tokenizer.json, not the byte-level default */
+    tokenizer tok;
+    char why[256];
+    const job_inputs in = {.tokenizer_dir = path};
+    ck_assert_msg(job_load_tokenizer(&tok, &in, why, sizeof why) == 0, "%s", why);
+    ck_assert_ptr_nonnull(tokenizer_hf(&tok));
+    ck_assert_int_eq(tok.vocab_size, 257);
+    tokenizer_free(&tok);
     const int64_t data = sft_dataset(&d, "arith", 16);
     char fields[256];
     snprintf(fields, sizeof fields, "\"training_file\":%lld,\"model\":\"nope\"", (long long)data);

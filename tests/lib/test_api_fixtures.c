@@ -270,7 +270,7 @@ int64_t daemon_with_project(test_daemon *d, char cpath[96]) {
 
 /* ---- models ----------------------------------------------------------------- */
 
-static void write_named_file(const char *dir, const char *name, const void *bytes, size_t n) {
+void test_write_file_in(const char *dir, const char *name, const void *bytes, size_t n) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
@@ -311,10 +311,10 @@ void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat) {
     gpt2_init_weights(&m, &r);
     size_t n;
     void *weights = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n);
-    write_named_file(dir, "model.safetensors", weights, n);
+    test_write_file_in(dir, "model.safetensors", weights, n);
     free(weights);
     char *config = gpt2_hf_config_json(&cfg);
-    write_named_file(dir, "config.json", config, strlen(config));
+    test_write_file_in(dir, "config.json", config, strlen(config));
     free(config);
     gpt2_free(&m);
     json_t *vocab = json_object();
@@ -332,14 +332,14 @@ void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat) {
                   "post_processor", "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab",
                   vocab, "merges", "byte_fallback", 0, "ignore_merges", 0);
     char *text = json_dumps(tok, JSON_INDENT(1));
-    write_named_file(dir, "tokenizer.json", text, strlen(text));
+    test_write_file_in(dir, "tokenizer.json", text, strlen(text));
     free(text);
     json_decref(tok);
     json_t *tc = json_pack("{s:s}", "eos_token", "<|endoftext|>");
     if (chat)
         json_object_set_new(tc, "chat_template", json_string(chatml_template));
     text = json_dumps(tc, 0);
-    write_named_file(dir, "tokenizer_config.json", text, strlen(text));
+    test_write_file_in(dir, "tokenizer_config.json", text, strlen(text));
     free(text);
     json_decref(tc);
 }

@@ -104,6 +104,8 @@ void read_to_close(int fd, char *out, size_t len);
 
 /* ---- models ------------------------------------------------------------------ */
 
+/* Writes bytes[0..n) to dir/name; asserts. */
+void test_write_file_in(const char *dir, const char *name, const void *bytes, size_t n);
 /* Makes dir a Hugging Face GPT-2 directory: 257 tokens (the bytes and
  * <|endoftext|>, a byte-level tokenizer.json), 2 layers of width 16,
  * context 64, random weights from seed; chat: tokenizer_config.json has a
