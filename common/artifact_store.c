@@ -186,6 +186,27 @@ static bool is_hex_digest(const char *name) {
     return true;
 }
 
+/* Removes an unreferenced object without racing a writer that renames a
+ * fresh copy of the same content over it (and commits a reference) right
+ * now: the object is first moved aside; if what was moved is fresh after
+ * all, it was that writer's file and goes back. 0 removed, -1 kept. */
+static int remove_object(const char *dir, const char *file, const char *name, int64_t grace_s,
+                         time_t now) {
+    char aside[4500];
+    snprintf(aside, sizeof aside, "%.4000s/tmp/collect-%.64s", dir, name);
+    if (rename(file, aside) != 0)
+        return -1;
+    struct stat st;
+    if (lstat(aside, &st) == 0 && now - st.st_mtime < grace_s) {
+        /* a writer's: back, unless an even newer copy has landed since */
+        if (link(aside, file) != 0 && errno != EEXIST)
+            return -1;
+        unlink(aside);
+        return -1;
+    }
+    return unlink(aside);
+}
+
 /* Removes the files of sub that are old enough and (for objects) not
  * referenced. Adds to *removed; -1 with err. */
 static int collect_dir(sqlite3 *db, const char *dir, const char *sub, int64_t grace_s,
@@ -235,7 +256,7 @@ static int collect_dir(sqlite3 *db, const char *dir, const char *sub, int64_t gr
             if (rc != 0 || referenced)
                 continue;
         }
-        if (unlink(file) == 0)
+        if (objects ? remove_object(dir, file, e->d_name, grace_s, now) == 0 : unlink(file) == 0)
             (*removed)++;
     }
     sqlite3_finalize(st);

@@ -16,7 +16,9 @@
  * process renames before it commits its reference, so an object younger
  * than the grace period is never collected even when nothing references it
  * yet; rename gives the object its temporary file's fresh mtime even when
- * an older copy of the same content was there.
+ * an older copy of the same content was there, and collection moves an
+ * object aside and checks its mtime again before deleting it, so a fresh
+ * copy renamed in meanwhile survives.
  *
  * For crash tests, RLHF_ARTIFACT_CRASH_AT=STEP kills the process with
  * SIGKILL at that step: "written", "synced", "renamed", "dir_synced", or a

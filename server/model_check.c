@@ -67,13 +67,17 @@ static void check_weights(const char *dir, model_check_result *out) {
     if (llama) {
         llama_model m;
         rc = llama_open_hf_dir(&m, dir, NULL, err, sizeof err);
-        if (rc == 0)
+        if (rc == 0) {
+            out->vocab_size = m.cfg.vocab_size;
             llama_free(&m);
+        }
     } else {
         gpt2_model m;
         rc = model_open(dir, NULL, &m, NULL, err, sizeof err);
-        if (rc == 0)
+        if (rc == 0) {
+            out->vocab_size = m.cfg.vocab_size;
             gpt2_free(&m);
+        }
     }
     if (rc != 0)
         fail(out, strstr(err, "config.json") != NULL ? "config.json" : weights, err);
@@ -86,16 +90,27 @@ static void check_tokenizer(const char *dir, model_check_result *out) {
         hf_tokenizer *tok = hf_tokenizer_load(path, err, sizeof err);
         if (tok == NULL)
             fail(out, "tokenizer.json", err);
+        else if (out->vocab_size > 0 && hf_tokenizer_vocab_size(tok) > out->vocab_size) {
+            snprintf(err, sizeof err, "its ids go up to %d; the model's vocabulary has %d",
+                     hf_tokenizer_vocab_size(tok) - 1, out->vocab_size);
+            fail(out, "tokenizer.json", err);
+        }
         hf_tokenizer_free(tok);
     } else if (has_file(dir, "vocab.json") && has_file(dir, "merges.txt")) {
         tokenizer tok;
         char vocab[4400];
         snprintf(vocab, sizeof vocab, "%.4000s/vocab.json", dir);
         snprintf(path, sizeof path, "%.4000s/merges.txt", dir);
-        if (tokenizer_load_gpt2(&tok, vocab, path, err, sizeof err) != 0)
+        if (tokenizer_load_gpt2(&tok, vocab, path, err, sizeof err) != 0) {
             fail(out, "vocab.json", err);
-        else
+        } else {
+            if (out->vocab_size > 0 && tok.vocab_size > out->vocab_size) {
+                snprintf(err, sizeof err, "%d tokens; the model's vocabulary has %d",
+                         tok.vocab_size, out->vocab_size);
+                fail(out, "vocab.json", err);
+            }
             tokenizer_free(&tok);
+        }
     } else {
         fail(out, "tokenizer.json", "missing (nor are there GPT-2's vocab.json and merges.txt)");
     }

@@ -6,8 +6,9 @@
  *                          mistral: engine/llama_hf.h)
  *   model*.safetensors     every tensor the family needs, by HF name and
  *                          shape (opening the weights does this)
- *   tokenizer.json         loads (engine/hf_tokenizer.h); GPT-2's
- *                          vocab.json + merges.txt are taken instead
+ *   tokenizer.json         loads (engine/hf_tokenizer.h), and its ids fit
+ *                          the weights' vocabulary; GPT-2's vocab.json +
+ *                          merges.txt are taken instead
  *   tokenizer_config.json  its chat_template, when it has one, is a format
  *                          engine/chat_template.h renders
  *
@@ -20,6 +21,7 @@
 typedef struct model_check_result {
     char family[16];      /* "gpt2", "llama", ... when config.json is usable */
     char chat_format[16]; /* "chatml", ...; "" without a chat template */
+    int vocab_size;       /* the weights' (0 when they did not open) */
     json_t *errors;       /* {file: why}; empty when the model is usable */
 } model_check_result;
 

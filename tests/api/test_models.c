@@ -130,6 +130,38 @@ START_TEST(test_register_directory_inside_roots_only) {
     ck_assert_int_eq(json_object_size(files), 3);
     reply_free(r);
 
+    /* a Llama-family (Qwen3) directory is checked by its family's loader:
+     * its weights pass, and a tokenizer with more ids than its vocabulary
+     * (48) is refused */
+    snprintf(path, sizeof path, "%s/qwen3", root);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    static const char *const qwen3_files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char fixture[4200];
+        size_t n;
+        snprintf(fixture, sizeof fixture, "%s/tests/fixtures/llama/qwen3", test_repo_dir());
+        char *bytes = read_file(fixture, qwen3_files[i], &n);
+        test_write_file_in(path, qwen3_files[i], bytes, n);
+        free(bytes);
+    }
+    char tiny[256];
+    snprintf(tiny, sizeof tiny, "%s/tiny", root);
+    for (int i = 0; i < 2; i++) {
+        static const char *const tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json"};
+        size_t n;
+        char *bytes = read_file(tiny, tokenizer_files[i], &n);
+        test_write_file_in(path, tokenizer_files[i], bytes, n);
+        free(bytes);
+    }
+    r = post_model(&d, "qwen3", "qwen3");
+    ck_assert_int_eq(r->status, 400);
+    files = json_object_get(json_object_get(r->json, "error"), "files");
+    ck_assert_int_eq(json_object_size(files), 1);
+    ck_assert_msg(strstr(json_string_value(json_object_get(files, "tokenizer.json")),
+                         "ids go up to 256; the model's vocabulary has 48") != NULL,
+                  "%s", r->body);
+    reply_free(r);
+
     char ids[1024];
     listed_ids(&d, ids, sizeof ids);
     ck_assert_str_eq(ids, "tiny ");
