@@ -19,6 +19,7 @@
 #include "artifact_store.h"
 #include "checkpoint_file.h"
 #include "gpt2_checkpoint.h"
+#include "lora.h"
 #include "model.h"
 #include "model_check.h"
 #include "model_dir.h"
@@ -498,6 +499,48 @@ static void tar_add_tokenizer(textbuf *t, const char *prefix, const char *dir) {
     }
 }
 
+/* The adapters a checkpoint file carries (a LoRA job's): 1 with *lora
+ * set, 0 none. */
+static int checkpoint_lora(const char *path, model_lora *lora) {
+    safetensors_file f;
+    gpt2_config cfg;
+    char err[256];
+    if (safetensors_read_file(&f, path, err, sizeof err) != 0)
+        return 0;
+    memset(lora, 0, sizeof *lora);
+    const int has = gpt2_config_from_checkpoint(&cfg, &f, err, sizeof err) == 0 &&
+                    lora_file_info(&f, cfg.n_layer, &lora->r, &lora->alpha, &lora->targets, err,
+                                   sizeof err) == 1;
+    safetensors_free(&f);
+    return has;
+}
+
+/* prefix/adapter/: the checkpoint's adapters as a PEFT directory (for the
+ * model the job started from). 0, or -1 with err. */
+static int tar_add_adapter(textbuf *t, const char *prefix, const char *path, const model_lora *lora,
+                           char *err, size_t errlen) {
+    const model_open_options opt = {.lora = lora};
+    gpt2_model m;
+    if (model_open(path, &opt, &m, NULL, err, errlen) != 0)
+        return -1;
+    size_t n = 0;
+    void *weights = gpt2_lora_serialize(&m, &n);
+    char *config = gpt2_lora_config_json(&m);
+    gpt2_free(&m);
+    char name[160];
+    if (weights != NULL && config != NULL) {
+        snprintf(name, sizeof name, "%s/adapter/adapter_config.json", prefix);
+        tar_add(t, name, config, strlen(config));
+        snprintf(name, sizeof name, "%s/adapter/adapter_model.safetensors", prefix);
+        tar_add(t, name, weights, n);
+    } else {
+        t->failed = true;
+    }
+    free(weights);
+    free(config);
+    return 0;
+}
+
 enum MHD_Result route_checkpoints_hf_tar(request *r) {
     char err[512], path[64], base_dir[4096];
     bool found = false;
@@ -510,11 +553,12 @@ enum MHD_Result route_checkpoints_hf_tar(request *r) {
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     gpt2_model m;
     int rc = model_open(path, NULL, &m, NULL, err, sizeof err); /* LoRA adapters merged */
-    close(fd);
-    if (rc != 0)
+    if (rc != 0) {
+        close(fd);
         return http_reply_error(r, 400, "invalid_checkpoint", NULL,
                                 "checkpoint %lld cannot be exported: %s", (long long)r->path_id,
                                 err);
+    }
     size_t n_weights = 0;
     void *weights = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n_weights);
     char *config = gpt2_hf_config_json(&m.cfg);
@@ -531,6 +575,17 @@ enum MHD_Result route_checkpoints_hf_tar(request *r) {
         tar_add(&t, name, weights, n_weights);
     free(weights);
     free(config);
+    /* a LoRA job's checkpoint: also its adapters, unmerged */
+    model_lora lora;
+    if (checkpoint_lora(path, &lora) &&
+        tar_add_adapter(&t, prefix, path, &lora, err, sizeof err) != 0) {
+        close(fd);
+        free(t.p);
+        return http_reply_error(r, 400, "invalid_checkpoint", NULL,
+                                "checkpoint %lld: its adapters cannot be exported: %s",
+                                (long long)r->path_id, err);
+    }
+    close(fd);
     const int64_t base = models_store_checkpoint_base(r->db, r->path_id);
     if (base > 0 && model_dir_path(r->db, r->srv->cfg.data_dir, base, base_dir, sizeof base_dir,
                                    err, sizeof err) == 1)

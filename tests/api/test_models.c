@@ -23,6 +23,7 @@
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "jobs.h"
+#include "lora.h"
 #include "model.h"
 #include "rng.h"
 #include "sha256.h"
@@ -277,6 +278,12 @@ static size_t untar(const char *tar, size_t len, const char *dir, char names[][6
         ck_assert_ptr_nonnull(slash);
         snprintf(names[n++], 64, "%s", slash + 1);
         ck_assert_uint_le(off + 512 + size, len);
+        const char *sub = strchr(slash + 1, '/');
+        if (sub != NULL) { /* one level of subdirectory (adapter/) */
+            char subdir[512];
+            snprintf(subdir, sizeof subdir, "%s/%.*s", dir, (int)(sub - slash - 1), slash + 1);
+            mkdir(subdir, 0755);
+        }
         test_write_file_in(dir, slash + 1, h + 512, size);
         off += 512 + (size + 511) / 512 * 512;
     }
@@ -374,6 +381,88 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
 }
 END_TEST
 
+/* A LoRA checkpoint (stored as a blob in its row, as rlhf-train wrote them
+ * before the artifact store) downloads as the merged model plus its
+ * adapters as a PEFT directory: adapter/ holds the same A and B. */
+START_TEST(test_lora_checkpoint_downloads_with_adapter_dir) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    exec_sql(&d, "INSERT INTO jobs (id, type, status, config, max_attempts, created_at) "
+                 "VALUES (1, 'ppo', 'succeeded', '{}', 1, 0)");
+    const gpt2_config cfg = {257, 64, 2, 2, 16, false};
+    gpt2_model m;
+    char err[256];
+    ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
+    rng_state rng;
+    rng_seed(&rng, 9, 0);
+    gpt2_init_weights(&m, &rng);
+    model_lora lora = {.r = 2, .alpha = 4.0f, .seed = 3};
+    ck_assert_int_eq(lora_parse_targets("c_attn", &lora.targets, err, sizeof err), 0);
+    ck_assert_msg(model_lora_attach(&m, &lora, err, sizeof err) == 0, "%s", err);
+    safetensors_tensor tensors[16];
+    char names[16][128];
+    const int n_lora = gpt2_lora_tensors(&m, tensors, names);
+    ck_assert_int_eq(n_lora, 4);     /* A and B of c_attn, 2 layers */
+    for (int i = 0; i < n_lora; i++) /* B starts at 0: give it values */
+        if (strstr(tensors[i].name, "lora_B") != NULL)
+            for (int64_t k = 0; k < tensors[i].shape[0] * tensors[i].shape[1]; k++)
+                ((float *)tensors[i].data)[k] = 0.01f * (float)(k % 7);
+    size_t n_bytes;
+    void *bytes = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n_bytes);
+    size_t n_adapter_want;
+    void *adapter_want = gpt2_lora_serialize(&m, &n_adapter_want);
+    gpt2_free(&m);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char sha[65];
+    sha256_hex(bytes, n_bytes, sha);
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "INSERT INTO checkpoints (id, job_id, step, kind, bytes, "
+                                        "sha256, size_bytes, created_at) VALUES (7, 1, 1, "
+                                        "'final', ?1, ?2, ?3, 0)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob64(st, 1, bytes, n_bytes, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, sha, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)n_bytes);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    http_reply *r = expect_ok(http(&d, "GET", "/v1/checkpoints/7/hf.tar", d.admin, NULL, NULL));
+    char out[200], got[8][64];
+    snprintf(out, sizeof out, "%s/export", d.dir);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+    ck_assert_uint_eq(untar(r->body, r->body_len, out, got, 8), 4);
+    reply_free(r);
+    ck_assert_str_eq(got[2], "adapter/adapter_config.json");
+    ck_assert_str_eq(got[3], "adapter/adapter_model.safetensors");
+    /* the adapter file is the one PEFT's writer makes of these adapters */
+    char adir[256];
+    snprintf(adir, sizeof adir, "%s/adapter", out);
+    size_t n_adapter;
+    char *adapter = read_file(adir, "adapter_model.safetensors", &n_adapter);
+    ck_assert_uint_eq(n_adapter, n_adapter_want);
+    ck_assert_int_eq(memcmp(adapter, adapter_want, n_adapter), 0);
+    free(adapter);
+    free(adapter_want);
+    /* the top directory is the merged model: what loading the checkpoint gives */
+    gpt2_model exported, merged;
+    ck_assert_msg(model_open(out, NULL, &exported, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(model_open_bytes(bytes, n_bytes, NULL, &merged, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(memcmp(exported.param_memory, merged.param_memory,
+                            sizeof(float) * (size_t)merged.num_params),
+                     0);
+    gpt2_free(&exported);
+    gpt2_free(&merged);
+    free(bytes);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* A worker that dies (SIGKILL) at a step of its first checkpoint write:
  * no checkpoint row lacks its file, and a restart with no grace period
  * collects the unreferenced files. */
@@ -440,6 +529,7 @@ Suite *models_suite(void) {
     tcase_add_test(tc, test_register_directory_inside_roots_only);
     tcase_add_test(tc, test_upload_checked_per_file_and_whole);
     tcase_add_test(tc, test_train_from_model_and_download_hf_dir);
+    tcase_add_test(tc, test_lora_checkpoint_downloads_with_adapter_dir);
     tcase_add_test(tc, test_worker_killed_while_writing_a_checkpoint);
     suite_add_tcase(s, tc);
     return s;
