@@ -38,6 +38,7 @@ typedef struct job_refs {
     int64_t reward_model;   /* reward_checkpoint_id */
     int64_t project;        /* training_project_id */
     int64_t ranking_cutoff; /* training_ranking_cutoff: the project's newest ranking then */
+    int64_t base_model;     /* base_model_id (011): the registered model its lineage starts from */
 } job_refs;
 
 /* Room for the longest status, 'validating_files', and its NUL. */
@@ -71,7 +72,7 @@ void job_row_free(job_row *job);
     "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'validation'), "    \
     "parent_checkpoint_id, reward_checkpoint_id, training_project_id, "                            \
     "(SELECT max(id) FROM checkpoints WHERE job_id = jobs.id AND kind = 'final'), ranks, "         \
-    "training_ranking_cutoff"
+    "training_ranking_cutoff, base_model_id"
 
 /* The current row of st (a SELECT JOBS_DB_COLUMNS) into job. 0, or -1 out
  * of memory (job then holds nothing to free). */

@@ -35,6 +35,9 @@ int job_load_tokenizer(tokenizer *tok, const job_inputs *in, char *err, size_t e
     if (in->tokenizer_dir == NULL)
         return tokenizer_load_bytes(tok, err, errlen);
     char vocab[4096], merges[4096];
+    snprintf(vocab, sizeof vocab, "%s/tokenizer.json", in->tokenizer_dir);
+    if (access(vocab, R_OK) == 0) /* a Hugging Face model directory */
+        return tokenizer_load_hf(tok, in->tokenizer_dir, err, errlen);
     snprintf(vocab, sizeof vocab, "%s/vocab.json", in->tokenizer_dir);
     snprintf(merges, sizeof merges, "%s/merges.txt", in->tokenizer_dir);
     if (access(vocab, R_OK) != 0) { /* OpenAI's names for the same two files */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "artifact_store.h"
 #include "server.h"
 
 typedef struct option_def {
@@ -16,15 +17,21 @@ typedef struct option_def {
     int64_t dflt, min, max;
     const char *dflt_text;
     const char *doc;
+    bool list; /* repeatable: each value is added on its own line */
 } option_def;
 
 #define STR(field, dflt, doc)                                                                      \
     {                                                                                              \
 #field, false, offsetof(rlhfd_config, field), sizeof(((rlhfd_config *)0)->field), 0, 0, 0, \
-            dflt, doc                                                                              \
+            dflt, doc, false                                                                       \
+    }
+#define LIST(field, doc)                                                                           \
+    {                                                                                              \
+#field, false, offsetof(rlhfd_config, field), sizeof(((rlhfd_config *)0)->field), 0, 0, 0, \
+            "", doc, true                                                                          \
     }
 #define INT(field, dflt, lo, hi, doc)                                                              \
-    { #field, true, offsetof(rlhfd_config, field), 0, dflt, lo, hi, NULL, doc }
+    { #field, true, offsetof(rlhfd_config, field), 0, dflt, lo, hi, NULL, doc, false }
 
 static const option_def options[] = {
     STR(listen, "127.0.0.1:8080",
@@ -52,6 +59,14 @@ static const option_def options[] = {
     STR(web_root, "", "directory of the built web client served at / (default: web/ beside rlhfd)"),
     STR(hostfile, "", "mpirun hostfile (this machine first) for jobs with ranks > 1"),
     STR(mpirun, "/usr/bin/mpirun", "the mpirun program that starts jobs with ranks > 1"),
+    STR(data_dir, "",
+        "the artifact store: checkpoints and model files by sha256 (default: DB_PATH.data)"),
+    LIST(model_root, "a directory POST /v1/models may register models from (repeatable)"),
+    INT(max_model_file_bytes, (int64_t)1 << 34, 1024, (int64_t)1 << 44,
+        "largest file of a model upload (streamed into the artifact store)"),
+    INT(artifact_grace_s, 3600, 0, 30 * 86400,
+        "unreferenced artifacts younger than this are not collected (a writer may be about to "
+        "reference them)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -76,11 +91,14 @@ static int option_set(rlhfd_config *cfg, const option_def *o, const char *value,
                       char *err, size_t errlen) {
     char *field = (char *)cfg + o->offset;
     if (!o->is_int) {
-        if (strlen(value) >= o->bytes) {
+        const size_t used = o->list && field[0] ? strlen(field) + 1 : 0;
+        if (used + strlen(value) >= o->bytes || (o->list && strchr(value, '\n') != NULL)) {
             snprintf(err, errlen, "%s: value too long", where);
             return -1;
         }
-        snprintf(field, o->bytes, "%s", value);
+        if (used > 0)
+            field[used - 1] = '\n';
+        snprintf(field + used, o->bytes - used, "%s", value);
         return 0;
     }
     char *end;
@@ -233,6 +251,8 @@ int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **ar
         beside_self("rlhf-train", cfg->train_bin, sizeof cfg->train_bin);
     if (cfg->web_root[0] == '\0')
         beside_self("web", cfg->web_root, sizeof cfg->web_root);
+    if (cfg->data_dir[0] == '\0')
+        artifact_store_default_dir(cfg->db_path, cfg->data_dir, sizeof cfg->data_dir);
     if (cmd->create_token_role != NULL && cmd->create_token_name == NULL) {
         snprintf(err, errlen, "--role goes with --create-token NAME");
         return -1;

@@ -58,7 +58,10 @@ static int authenticate(request *r, int roles, enum MHD_Result *replied) {
 }
 
 static int64_t body_limit(const request *r) {
-    return r->route && r->route->upload ? r->srv->cfg.max_upload_bytes : r->srv->cfg.max_body_bytes;
+    if (r->route == NULL || r->route->upload == NULL)
+        return r->srv->cfg.max_body_bytes;
+    return r->route->upload->max_bytes ? r->route->upload->max_bytes(r)
+                                       : r->srv->cfg.max_upload_bytes;
 }
 
 static enum MHD_Result reply_too_large(request *r) {

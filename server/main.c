@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "artifact_store.h"
 #include "auth.h"
 #include "http.h"
 #include "park.h"
@@ -157,7 +158,17 @@ int main(int argc, char **argv) {
         sqlite3_close(db);
         return rc;
     }
+    /* The artifact store: what a crash left unreferenced goes now (and
+     * periodically, scheduler.c). */
+    int64_t collected = artifact_store_init(srv.cfg.data_dir, err, sizeof err) == 0
+                            ? artifact_store_collect(db, srv.cfg.data_dir, srv.cfg.artifact_grace_s,
+                                                     err, sizeof err)
+                            : -1;
     sqlite3_close(db);
+    if (collected < 0) {
+        fprintf(stderr, "rlhfd: %s\n", err);
+        return 1;
+    }
 
     /* SIGTERM/SIGINT only write a byte to a pipe that main reads: a
      * handler, not a blocked mask plus sigwait, because libraries (OpenBLAS)

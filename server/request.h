@@ -58,6 +58,8 @@ typedef struct http_upload {
     int (*begin)(request *r, enum MHD_Result *replied);
     void (*data)(request *r, const char *bytes, size_t n);
     void (*free)(request *r);
+    /* The largest body the route takes (NULL: max_upload_bytes). */
+    int64_t (*max_bytes)(const request *r);
 } http_upload;
 
 #endif

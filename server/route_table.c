@@ -34,6 +34,14 @@ static const http_route routes[] = {
     {"DELETE", "/v1/datasets/{id}", AUTH_ROLE_ADMIN, route_datasets_delete, false, NULL},
     {"POST", "/v1/datasets/{id}/upload", AUTH_ROLE_ADMIN, route_datasets_upload, CREATES,
      &route_datasets_upload_stream},
+    {"GET", "/v1/checkpoints/{id}/hf.tar", READERS, route_checkpoints_hf_tar, false, NULL},
+    {"POST", "/v1/models", AUTH_ROLE_ADMIN, route_models_create, CREATES, NULL},
+    {"GET", "/v1/models", READERS, route_models_list, false, NULL},
+    {"GET", "/v1/models/{name}", READERS, route_models_get, false, NULL},
+    {"DELETE", "/v1/models/{name}", AUTH_ROLE_ADMIN, route_models_delete, false, NULL},
+    {"POST", "/v1/models/{name}/files/{name}", AUTH_ROLE_ADMIN, route_models_file_upload, false,
+     &route_models_file_upload_stream},
+    {"POST", "/v1/models/{name}/complete", AUTH_ROLE_ADMIN, route_models_complete, false, NULL},
     {"POST", "/v1/projects", AUTH_ROLE_ADMIN, route_projects_create, CREATES, NULL},
     {"GET", "/v1/projects", EVERYONE, route_projects_list, false, NULL},
     {"GET", "/v1/projects/{id}", EVERYONE, route_projects_get, false, NULL},
@@ -68,11 +76,27 @@ int http_route_roles(size_t i) {
     return routes[i].roles;
 }
 
+/* A {name} segment: a model or file name (the handler reads it from the
+ * URL and checks it further). */
+static bool name_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == ':';
+}
+
 /* Matches url against pattern; *id receives a {id} segment. */
 static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
     while (*pattern && *url) {
         if (strcmp(pattern, "{path}") == 0)
             return true; /* a final {path}: the rest, checked by its handler */
+        if (strncmp(pattern, "{name}", 6) == 0) {
+            const char *start = url;
+            while (name_char(*url))
+                url++;
+            if (url == start || (*url != '/' && *url != '\0'))
+                return false;
+            pattern += 6;
+            continue;
+        }
         if (strncmp(pattern, "{id}", 4) == 0) {
             char *end;
             if (*url < '1' || *url > '9')

@@ -5,7 +5,9 @@
  * routes_job_events.c (a job's events, metrics and stream),
  * routes_checkpoints.c (checkpoints, their content and generate),
  * routes_datasets.c, routes_projects.c, routes_comparisons.c,
- * routes_rankings.c, routes_agreement.c, static.c. */
+ * routes_rankings.c, routes_agreement.c, routes_models.c (base models,
+ * fine-tuned model ids, a checkpoint as a Hugging Face directory),
+ * static.c. */
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
 
@@ -35,6 +37,15 @@ enum MHD_Result route_jobs_checkpoints(request *r);
 enum MHD_Result route_checkpoints_content(request *r);
 enum MHD_Result route_checkpoints_generate(request *r);
 enum MHD_Result route_graders_run(request *r);
+
+enum MHD_Result route_models_create(request *r);
+enum MHD_Result route_models_list(request *r);
+enum MHD_Result route_models_get(request *r);
+enum MHD_Result route_models_delete(request *r);
+enum MHD_Result route_models_file_upload(request *r);
+extern const http_upload route_models_file_upload_stream;
+enum MHD_Result route_models_complete(request *r);
+enum MHD_Result route_checkpoints_hf_tar(request *r);
 
 enum MHD_Result route_datasets_create(request *r);
 enum MHD_Result route_datasets_list(request *r);

@@ -289,7 +289,7 @@ static void upload_free(request *r) {
     r->upload = NULL;
 }
 
-const http_upload route_datasets_upload_stream = {upload_begin, upload_data, upload_free};
+const http_upload route_datasets_upload_stream = {upload_begin, upload_data, upload_free, NULL};
 
 /* One spooled string: NULL (length -1) or a malloc'ed copy; 0 on a short read. */
 static int unspool_string(FILE *f, char **out) {

@@ -17,6 +17,7 @@
 #include "job_json.h"
 #include "jobs.h"
 #include "jobs_db.h"
+#include "models_store.h"
 #include "routes.h"
 #include "scheduler.h"
 #include "worker_launch.h"
@@ -142,7 +143,9 @@ typedef struct model_ref {
     const char *what;              /* "a policy (an sft or ppo job's checkpoint)" */
     bool by_job;                   /* "job:N" */
     int64_t id;                    /* checkpoint or job id */
+    const char *name;              /* a model id of GET /v1/models, or NULL */
     int64_t checkpoint_id;         /* resolved */
+    int64_t base_model;            /* resolved: a registered model (by name) */
 } model_ref;
 
 static const char *const policy_job_types[] = {"sft", "ppo", "dpo", "grpo", "rloo", NULL};
@@ -175,12 +178,48 @@ static int check_model_syntax(request *r, model_ref *ref, enum MHD_Result *repli
             ref->by_job = true;
             return 1;
         }
+        if (*text != '\0') { /* a model id (GET /v1/models), resolved in the transaction */
+            ref->name = text;
+            return 1;
+        }
     }
     *replied = http_reply_error(
         r, 400, json_is_integer(ref->value) ? "invalid_value" : "invalid_type", ref->param,
         "%s must be a checkpoint id (a positive integer or "
-        "\"checkpoint:N\") or \"job:N\" (job N's final checkpoint)",
+        "\"checkpoint:N\"), \"job:N\" (job N's final checkpoint) or a model id of "
+        "GET /v1/models",
         ref->param);
+    return 0;
+}
+
+/* In the caller's transaction: ref->name as a model id, a registered base
+ * model (only for `model`: the lineage starts there) or a fine-tuned one
+ * ("ft:...", its checkpoint). 1 resolved (base_model set, or id set to the
+ * checkpoint), 0 replied. */
+static int resolve_model_name(request *r, model_ref *ref, enum MHD_Result *replied) {
+    model_row row;
+    json_t *ft = NULL;
+    int found = models_store_find(r->db, ref->name, &row);
+    if (found == 0 && (found = models_store_find_ft(r->db, ref->name, &ft, &ref->id)) == 1) {
+        json_decref(ft);
+        return 1;
+    }
+    if (found < 0)
+        *replied = http_reply_db_error(r);
+    else if (found == 0)
+        *replied = http_reply_error(r, 400, "model_not_found", ref->param, "%s: no model '%s'",
+                                    ref->param, ref->name);
+    else if (strcmp(ref->param, "model") != 0)
+        *replied = http_reply_error(r, 400, "invalid_model", ref->param,
+                                    "%s: '%s' is a base model; %s must be %s", ref->param,
+                                    ref->name, ref->param, ref->what);
+    else if (strcmp(row.status, "ready") != 0)
+        *replied = http_reply_error(r, 400, "model_not_ready", ref->param, "%s: model '%s' is %s",
+                                    ref->param, ref->name, row.status);
+    else {
+        ref->base_model = row.id;
+        return 1;
+    }
     return 0;
 }
 
@@ -189,6 +228,10 @@ static int check_model_syntax(request *r, model_ref *ref, enum MHD_Result *repli
  * 1 ok with ref->checkpoint_id set, or when absent; 0 replied. */
 static int resolve_model(request *r, model_ref *ref, enum MHD_Result *replied) {
     if (ref->value == NULL)
+        return 1;
+    if (ref->name != NULL && !resolve_model_name(r, ref, replied))
+        return 0;
+    if (ref->base_model > 0)
         return 1;
     checkpoint_origin origin;
     int found = checkpoints_store_origin(r->db, ref->id, ref->by_job, &origin);
@@ -304,7 +347,11 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
         .refs = {.model = refs->model.checkpoint_id,
                  .reward_model = refs->reward_model.checkpoint_id,
                  .project = refs->project ? json_integer_value(refs->project) : 0,
-                 .ranking_cutoff = refs->ranking_cutoff},
+                 .ranking_cutoff = refs->ranking_cutoff,
+                 /* the lineage's base model: its tokenizer and chat format */
+                 .base_model = refs->model.base_model > 0 ? refs->model.base_model
+                                                          : models_store_checkpoint_base(
+                                                                r->db, refs->model.checkpoint_id)},
         .ranks = ranks,
     };
     int64_t id = jobs_db_insert(r->db, &job);

@@ -1,4 +1,6 @@
 #include "scheduler.h"
+
+#include "artifact_store.h"
 #include "jobs_db.h"
 #include "worker_launch.h"
 
@@ -28,7 +30,8 @@ struct scheduler {
     sqlite3 *db;
     worker_slot *slots;
     int n_slots;
-    char **envp; /* environ + OPENBLAS_NUM_THREADS + RLHF_LEASE_MS, built once */
+    char **envp; /* environ + OPENBLAS_NUM_THREADS + RLHF_LEASE_MS + RLHF_DATA_DIR, built once */
+    int64_t next_collect_ms; /* the next artifact_store_collect (monotonic) */
     pthread_t thread;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
@@ -178,6 +181,23 @@ static void start_queued(scheduler *s) {
     }
 }
 
+/* Unreferenced artifacts go every ARTIFACT_COLLECT_MS (and at start-up,
+ * main.c). */
+#define ARTIFACT_COLLECT_MS (10 * 60 * 1000)
+
+static void collect_artifacts(scheduler *s) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    if (now_ms < s->next_collect_ms)
+        return;
+    s->next_collect_ms = now_ms + ARTIFACT_COLLECT_MS;
+    char err[512];
+    if (artifact_store_collect(s->db, s->cfg.data_dir, s->cfg.artifact_grace_s, err, sizeof err) <
+        0)
+        fprintf(stderr, "rlhfd: collecting artifacts: %s\n", err);
+}
+
 static void *scheduler_main(void *arg) {
     scheduler *s = arg;
     const int64_t tick_ms = s->cfg.lease_ms / 4 < 1000 ? s->cfg.lease_ms / 4 : 1000;
@@ -189,6 +209,7 @@ static void *scheduler_main(void *arg) {
         signal_cancelled(s);
         expire_leases(s);
         start_queued(s);
+        collect_artifacts(s);
         pthread_mutex_lock(&s->mutex);
         if (s->woken || s->quit)
             continue;
@@ -209,19 +230,23 @@ static char **build_envp(const rlhfd_config *cfg) {
     size_t n = 0;
     while (environ[n])
         n++;
-    char **envp = calloc(n + 3, sizeof *envp);
+    char **envp = calloc(n + 4, sizeof *envp);
     if (envp == NULL)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "OPENBLAS_NUM_THREADS=", 21) != 0 &&
-            strncmp(environ[i], "RLHF_LEASE_MS=", 14) != 0)
+            strncmp(environ[i], "RLHF_LEASE_MS=", 14) != 0 &&
+            strncmp(environ[i], "RLHF_DATA_DIR=", 14) != 0)
             envp[k++] = strdup(environ[i]);
     char buf[64];
     snprintf(buf, sizeof buf, "OPENBLAS_NUM_THREADS=%lld", (long long)cfg->threads_per_job);
     envp[k++] = strdup(buf);
     snprintf(buf, sizeof buf, "RLHF_LEASE_MS=%lld", (long long)cfg->lease_ms);
     envp[k++] = strdup(buf);
+    char dir[sizeof cfg->data_dir + 16];
+    snprintf(dir, sizeof dir, "RLHF_DATA_DIR=%s", cfg->data_dir);
+    envp[k++] = strdup(dir);
     return envp;
 }
 

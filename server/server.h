@@ -38,6 +38,10 @@ typedef struct rlhfd_config {
     char web_root[4096];      /* the built web client (static.c); default: web/ beside rlhfd */
     char hostfile[4096];      /* mpirun's hostfile for jobs with ranks > 1; "" = none */
     char mpirun[4096];        /* the mpirun program */
+    char data_dir[4096];      /* the artifact store (common/artifact_store.h) */
+    char model_root[8192];    /* directories models may be registered from, one a line */
+    int64_t max_model_file_bytes; /* one file of a model upload */
+    int64_t artifact_grace_s;     /* artifact_store_collect's grace period */
 } rlhfd_config;
 
 /* What argv asked for besides serving. */

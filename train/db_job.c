@@ -11,6 +11,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "artifact_store.h"
+#include "checkpoint_file.h"
 #include "dataset_format.h"
 #include "db.h"
 #include "db_sink.h"
@@ -19,6 +21,7 @@
 #include "jobs.h"
 #include "jobs_db.h"
 #include "jsonl_data.h"
+#include "model_dir.h"
 #include "safetensors.h"
 #include "train_state.h"
 
@@ -360,73 +363,15 @@ static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff
 
 /* ---- resuming: the job's last checkpoint with training state ------------------ */
 
-/* Whether a stored checkpoint carries training state: its safetensors
- * header has `training_state.*` metadata (sft.h). Reads the header only. */
-static bool blob_has_training_state(sqlite3_blob *blob) {
-    const int64_t size = sqlite3_blob_bytes(blob);
-    unsigned char len_le[8];
-    if (size < 8 || sqlite3_blob_read(blob, len_le, 8, 0) != SQLITE_OK)
-        return false;
-    uint64_t header_bytes = 0;
-    for (int i = 7; i >= 0; i--)
-        header_bytes = header_bytes << 8 | len_le[i];
-    if (header_bytes > SAFETENSORS_MAX_HEADER_BYTES || header_bytes > (uint64_t)(size - 8))
-        return false;
-    char *header = malloc(header_bytes + 1);
-    bool found = false;
-    if (header && sqlite3_blob_read(blob, header, (int)header_bytes, 8) == SQLITE_OK) {
-        json_t *h = json_loadb(header, header_bytes, 0, NULL);
-        const char *key;
-        json_t *value;
-        json_object_foreach(json_object_get(h, "__metadata__"), key, value) found |=
-            strncmp(key, "training_state.", 15) == 0;
-        json_decref(h);
-    }
-    free(header);
-    return found;
-}
-
-/* Copies the blob into an unlinked temporary file (so a killed worker
- * leaves nothing behind) and returns its descriptor, or -1 with err. The
- * engine opens it as /proc/self/fd/N. */
-static int blob_to_temp_file(sqlite3_blob *blob, char *err, size_t errlen) {
-    const char *dir = getenv("TMPDIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/rlhf-train-resume-XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create a temporary file %.256s: %s", path, strerror(errno));
-        return -1;
-    }
-    unlink(path);
-    enum { CHUNK_BYTES = 1 << 20 };
-    char *buf = malloc(CHUNK_BYTES);
-    const int size = sqlite3_blob_bytes(blob);
-    int ok = buf != NULL;
-    for (int off = 0; ok && off < size; off += CHUNK_BYTES) {
-        int n = size - off < CHUNK_BYTES ? size - off : CHUNK_BYTES;
-        ok = sqlite3_blob_read(blob, buf, n, off) == SQLITE_OK && write(fd, buf, (size_t)n) == n;
-    }
-    free(buf);
-    if (!ok) {
-        snprintf(err, errlen, "cannot copy the checkpoint to a temporary file: %s",
-                 strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* The checkpoint a requeued job resumes from: the newest one of the job
  * with training state (sft writes one every checkpoint_interval steps and
  * when asked to stop, e.g. by rlhfd's shutdown). Returns 1 with *fd, *id
  * and *step set, 0 if there is none (the job starts over), -1 with err. */
-static int find_resume_checkpoint(sqlite3 *db, int64_t job_id, int *fd, int64_t *id, int64_t *step,
-                                  char *err, size_t errlen) {
+static int find_resume_checkpoint(sqlite3 *db, const char *data_dir, int64_t job_id, int *fd,
+                                  int64_t *id, int64_t *step, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT id, step FROM checkpoints WHERE job_id = ?1 AND bytes IS NOT "
-                           "NULL ORDER BY id DESC",
+                           "SELECT id, step FROM checkpoints WHERE job_id = ?1 ORDER BY id DESC",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot list checkpoints: %s", sqlite3_errmsg(db));
         return -1;
@@ -434,18 +379,15 @@ static int find_resume_checkpoint(sqlite3 *db, int64_t job_id, int *fd, int64_t 
     sqlite3_bind_int64(st, 1, job_id);
     int found = 0;
     while (found == 0 && sqlite3_step(st) == SQLITE_ROW) {
-        sqlite3_blob *blob = NULL;
         *id = sqlite3_column_int64(st, 0);
         *step = sqlite3_column_int64(st, 1);
-        if (sqlite3_blob_open(db, "main", "checkpoints", "bytes", *id, 0, &blob) != SQLITE_OK) {
-            snprintf(err, errlen, "cannot read checkpoint %lld: %s", (long long)*id,
-                     sqlite3_errmsg(db));
+        int cfd = checkpoint_file_open(db, data_dir, *id, NULL, err, errlen);
+        if (cfd < 0)
             found = -1;
-        } else if (blob_has_training_state(blob)) {
-            *fd = blob_to_temp_file(blob, err, errlen);
-            found = *fd >= 0 ? 1 : -1;
-        }
-        sqlite3_blob_close(blob);
+        else if (checkpoint_file_has_training_state(cfd))
+            *fd = cfd, found = 1;
+        else
+            close(cfd);
     }
     sqlite3_finalize(st);
     return found;
@@ -453,22 +395,15 @@ static int find_resume_checkpoint(sqlite3 *db, int64_t job_id, int *fd, int64_t 
 
 /* ---- the checkpoints a job starts from ------------------------------------------ */
 
-/* Copies stored checkpoint id into an unlinked temporary file (*fd; the
- * engine opens path = /proc/self/fd/N) and checks it is a GPT-2 checkpoint
- * (with a scalar head when need_head: a reward model). param names the
- * request field in errors. 0, or -1 with err. */
-static int checkpoint_to_file(sqlite3 *db, int64_t id, const char *param, bool need_head, int *fd,
-                              char *path, size_t path_len, char *err, size_t errlen) {
-    sqlite3_blob *blob = NULL;
-    if (sqlite3_blob_open(db, "main", "checkpoints", "bytes", id, 0, &blob) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: cannot read checkpoint %lld: %s", param, (long long)id,
-                 sqlite3_errmsg(db));
-        sqlite3_blob_close(blob);
-        return -1;
-    }
+/* Opens stored checkpoint id (*fd; the engine opens path = /proc/self/fd/N)
+ * and checks it is a GPT-2 checkpoint (with a scalar head when need_head:
+ * a reward model). param names the request field in errors. 0, or -1 with
+ * err. */
+static int checkpoint_to_file(sqlite3 *db, const char *data_dir, int64_t id, const char *param,
+                              bool need_head, int *fd, char *path, size_t path_len, char *err,
+                              size_t errlen) {
     char why[256];
-    *fd = blob_to_temp_file(blob, why, sizeof why);
-    sqlite3_blob_close(blob);
+    *fd = checkpoint_file_open(db, data_dir, id, NULL, why, sizeof why);
     if (*fd < 0) {
         snprintf(err, errlen, "%s: checkpoint %lld: %s", param, (long long)id, why);
         return -1;
@@ -491,6 +426,24 @@ static int checkpoint_to_file(sqlite3 *db, int64_t id, const char *param, bool n
     return rc;
 }
 
+/* The directory of the registered base model a job's lineage starts from
+ * (jobs.base_model_id) into dir: the init weights when the job has no
+ * parent checkpoint, and the tokenizer either way. 1 found, 0 the job has
+ * none, -1 with err. */
+static int base_model_dir(sqlite3 *db, const char *data_dir, int64_t model_id, char *dir,
+                          size_t cap, char *err, size_t errlen) {
+    if (model_id <= 0)
+        return 0;
+    char why[256];
+    int found = model_dir_path(db, data_dir, model_id, dir, cap, why, sizeof why);
+    if (found != 1) {
+        snprintf(err, errlen, "model: base model %lld: %s", (long long)model_id,
+                 found == 0 ? "no longer registered" : why);
+        return -1;
+    }
+    return 1;
+}
+
 /* ---- the job ------------------------------------------------------------- */
 
 /* What the job names besides its hyperparameters. 0, or -1 with err. */
@@ -509,6 +462,7 @@ typedef struct worker_ctx {
     const char *owner;
     int64_t lease_ms;
     const atomic_bool *cancel_requested;
+    const char *data_dir; /* the artifact store (checkpoint_file.h) */
 } worker_ctx;
 
 /* Validates and loads what the job trains on while the job is
@@ -541,14 +495,19 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
         goto done;
     }
     if ((refs.model > 0 &&
-         checkpoint_to_file(db, refs.model, "model", false, &fds[FD_MODEL], paths[FD_MODEL],
-                            sizeof paths[0], err, errlen) != 0) ||
+         checkpoint_to_file(db, w->data_dir, refs.model, "model", false, &fds[FD_MODEL],
+                            paths[FD_MODEL], sizeof paths[0], err, errlen) != 0) ||
         (refs.reward_model > 0 &&
-         checkpoint_to_file(db, refs.reward_model, "reward_model", true, &fds[FD_REWARD],
-                            paths[FD_REWARD], sizeof paths[0], err, errlen) != 0))
+         checkpoint_to_file(db, w->data_dir, refs.reward_model, "reward_model", true,
+                            &fds[FD_REWARD], paths[FD_REWARD], sizeof paths[0], err, errlen) != 0))
         goto done;
-    int found =
-        find_resume_checkpoint(db, job_id, &fds[FD_RESUME], &resume_id, &resume_step, err, errlen);
+    char base_dir[4096];
+    const int has_base =
+        base_model_dir(db, w->data_dir, refs.base_model, base_dir, sizeof base_dir, err, errlen);
+    if (has_base < 0)
+        goto done;
+    int found = find_resume_checkpoint(db, w->data_dir, job_id, &fds[FD_RESUME], &resume_id,
+                                       &resume_step, err, errlen);
     if (found < 0)
         goto done;
     char message[256];
@@ -609,7 +568,10 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
                                .eval_rankings =
                                    rankings && eval.n_rankings > 0 ? eval.rankings : NULL,
                                .n_eval_rankings = rankings ? eval.n_rankings : 0,
-                               .init_checkpoint = fds[FD_MODEL] >= 0 ? paths[FD_MODEL] : NULL,
+                               .init_checkpoint = fds[FD_MODEL] >= 0 ? paths[FD_MODEL]
+                                                  : has_base         ? base_dir
+                                                                     : NULL,
+                               .tokenizer_dir = has_base ? base_dir : NULL,
                                .reward_checkpoint = fds[FD_REWARD] >= 0 ? paths[FD_REWARD] : NULL,
                                .resume_checkpoint = found == 1 ? paths[FD_RESUME] : NULL,
                                .dist = rlhf_train_dist};
@@ -642,6 +604,14 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     char owner[64];
     snprintf(owner, sizeof owner, "pid:%d:%016" PRIx64, (int)getpid(), nonce);
     const int64_t lease_ms = lease_ms_from_env();
+    char data_dir[4096];
+    checkpoint_file_data_dir(db_path, data_dir, sizeof data_dir);
+    if (artifact_store_init(data_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "rlhf-train: %s\n", err);
+        sqlite3_close(hb_db);
+        sqlite3_close(db);
+        return DB_JOB_EXIT_USAGE;
+    }
 
     /* under mpirun rlhfd's child is mpirun, rank 0's parent */
     const int64_t worker_pid = dist_size(rlhf_train_dist) > 1 ? getppid() : getpid();
@@ -695,12 +665,13 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
                       .cancel_requested = &hb.cancel_requested,
                       .lease_lost = &hb.lease_lost,
                       .stop_signal = &stop_signal,
-                      .flush_ms = hb.flush_ms};
+                      .flush_ms = hb.flush_ms,
+                      .data_dir = data_dir};
         train_sink sink = db_sink_make(&ds);
         pthread_mutex_lock(&hb.mutex);
         hb.sink = &ds;
         pthread_mutex_unlock(&hb.mutex);
-        const worker_ctx w = {owner, lease_ms, &hb.cancel_requested};
+        const worker_ctx w = {owner, lease_ms, &hb.cancel_requested, ds.data_dir};
         rc = run_with_inputs(db, job_id, type, cfg, &sink, &w, err, sizeof err);
         pthread_mutex_lock(&hb.mutex);
         hb.sink = NULL;

@@ -48,6 +48,9 @@ typedef struct db_sink {
     /* How long an update's metrics may wait before they are committed
      * (0: each update commits at once). */
     int64_t flush_ms;
+    /* The artifact store checkpoints go to (common/artifact_store.h); NULL:
+     * into the checkpoints row. */
+    const char *data_dir;
     /* Updates reported but not committed yet; under mutex. */
     pthread_mutex_t mutex;
     struct db_sink_update *pending;

@@ -316,7 +316,8 @@ static size_t on_read_file(char *buf, size_t size, size_t n, void *arg) {
     return got;
 }
 
-int api_upload(const rlhfctl *c, const char *path, const char *file, json_t **out) {
+int api_upload(const rlhfctl *c, const char *path, const char *file, const char *header,
+               json_t **out) {
     upload_source src = {.f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb")};
     if (src.f == NULL) {
         fprintf(stderr, "rlhfctl: cannot read %s: %s\n", file, strerror(errno));
@@ -336,6 +337,8 @@ int api_upload(const rlhfctl *c, const char *path, const char *file, json_t **ou
         long retry_after = -1;
         rq.headers = curl_slist_append(rq.headers, key_header);
         rq.headers = curl_slist_append(rq.headers, "Content-Type: application/jsonl");
+        if (header != NULL)
+            rq.headers = curl_slist_append(rq.headers, header);
         curl_easy_setopt(rq.curl, CURLOPT_POST, 1L);
         curl_easy_setopt(rq.curl, CURLOPT_READFUNCTION, on_read_file);
         curl_easy_setopt(rq.curl, CURLOPT_READDATA, &src);

@@ -30,6 +30,18 @@ typedef struct command {
 static const command commands[] = {
     {"status", NULL, "", "is rlhfd up and ready? (GET /readyz; needs no token)", 0, 0, "", "",
      cmd_status},
+    {"models", "add", "DIR [--name NAME]",
+     "register the model directory DIR (under one of rlhfd's --model-root; relative to one, or "
+     "absolute)",
+     1, 1, "name", "", cmd_models_add},
+    {"models", "upload", "DIR [--name NAME]",
+     "upload a Hugging Face model directory file by file (sha256-checked), then check it", 1, 1,
+     "name", "", cmd_models_upload},
+    {"models", "list", "", "base and fine-tuned models", 0, 0, "", "", cmd_models_list},
+    {"models", "show", "NAME", "one model (a registered id or an ft: id)", 1, 1, "", "",
+     cmd_models_show},
+    {"models", "delete", "NAME", "delete a registered model no job uses", 1, 1, "", "",
+     cmd_models_delete},
     {"datasets", "create", "NAME --format sft|preference|prompts [--file FILE.jsonl]",
      "create a dataset (and upload FILE into it)", 1, 1, "format file", "", cmd_datasets_create},
     {"datasets", "upload", "ID FILE.jsonl",

@@ -75,8 +75,10 @@ int api_request(const rlhfctl *c, const char *method, const char *path, const js
 int api_request_status(const rlhfctl *c, const char *method, const char *path,
                        const json_t *body, json_t **out, long *status);
 /* POST path with the file's bytes as the body, read piece by piece (never
- * held whole); "-" is stdin (sent chunked). */
-int api_upload(const rlhfctl *c, const char *path, const char *file, json_t **out);
+ * held whole); "-" is stdin (sent chunked). header: one more request
+ * header ("Name: value"), or NULL. */
+int api_upload(const rlhfctl *c, const char *path, const char *file, const char *header,
+               json_t **out);
 /* GET path into the file (written as it arrives). sha256_hex gets the
  * digest of what was written, header_sha256 the x-checkpoint-sha256 header
  * ("" if absent). */
@@ -171,6 +173,11 @@ typedef int (*command_fn)(const rlhfctl *c, const cli_args *a);
 int cmd_checkpoints_generate(const rlhfctl *c, const cli_args *a);
 
 int cmd_status(const rlhfctl *c, const cli_args *a);
+int cmd_models_add(const rlhfctl *c, const cli_args *a);
+int cmd_models_upload(const rlhfctl *c, const cli_args *a);
+int cmd_models_list(const rlhfctl *c, const cli_args *a);
+int cmd_models_show(const rlhfctl *c, const cli_args *a);
+int cmd_models_delete(const rlhfctl *c, const cli_args *a);
 int cmd_datasets_create(const rlhfctl *c, const cli_args *a);
 int cmd_datasets_upload(const rlhfctl *c, const cli_args *a);
 int cmd_datasets_list(const rlhfctl *c, const cli_args *a);

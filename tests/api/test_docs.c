@@ -120,6 +120,8 @@ static void probe_path(const char *pattern, char *out, size_t len) {
             used += (size_t)snprintf(out + used, len - used, "999999999"), p += 4;
         else if (strncmp(p, "{path}", 6) == 0)
             used += (size_t)snprintf(out + used, len - used, "missing.js"), p += 6;
+        else if (strncmp(p, "{name}", 6) == 0)
+            used += (size_t)snprintf(out + used, len - used, "missing.json"), p += 6;
         else
             out[used++] = *p++;
     }
@@ -254,10 +256,20 @@ static void walk_api(walk *w, const char *annotator) {
     snprintf(p, sizeof p, "/v1/checkpoints/%lld/content",
              (long long)final_checkpoint(d, job, NULL));
     walk_ok(w, "GET", "/v1/checkpoints/{id}/content", p, admin, NULL);
+    walk_ok(w, "POST", "/v1/models", "/v1/models", admin, "{\"id\":\"m\",\"source\":\"upload\"}");
+    walk_ok(w, "GET", "/v1/models", "/v1/models", admin, NULL);
+    walk_ok(w, "GET", "/v1/models/{name}", "/v1/models/m", admin, NULL);
+    /* without its X-Sha256 header */
+    reply_free(walk_route(w, "POST", "/v1/models/{name}/files/{name}",
+                          "/v1/models/m/files/config.json", admin, "{}", 400));
+    walk_ok(w, "POST", "/v1/models/{name}/complete", "/v1/models/m/complete", admin, "{}");
+    walk_ok(w, "DELETE", "/v1/models/{name}", "/v1/models/m", admin, NULL);
     snprintf(p, sizeof p, "/v1/jobs/%lld/cancel", (long long)create_job(d, LONG_JOB));
     walk_ok(w, "POST", "/v1/jobs/{id}/cancel", p, admin, NULL);
     const int64_t sft = demo_sft_job(d, TINY_SFT, NULL);
     reply_free(wait_job(d, sft, "succeeded", 1));
+    snprintf(p, sizeof p, "/v1/checkpoints/%lld/hf.tar", (long long)final_checkpoint(d, sft, NULL));
+    walk_ok(w, "GET", "/v1/checkpoints/{id}/hf.tar", p, admin, NULL);
     snprintf(p, sizeof p, "/v1/checkpoints/%lld/generate",
              (long long)final_checkpoint(d, sft, NULL));
     walk_ok(w, "POST", "/v1/checkpoints/{id}/generate", p, admin,

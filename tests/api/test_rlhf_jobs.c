@@ -413,8 +413,9 @@ START_TEST(test_rlhf_pipeline_jobs) {
          "invalid_model", "model"},
         {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\"}", pref, cancelled,
          "invalid_model", "model"},
+        /* any other string is a model id of GET /v1/models */
         {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"ckpt-%lld\"}", pref, sft_ck,
-         "invalid_type", "model"},
+         "model_not_found", "model"},
         {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":-%lld}", pref, sft_ck,
          "invalid_value", "model"},
         {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":%lld}", sft_data, sft_ck,

@@ -9,6 +9,7 @@
 
 /* unit/ */
 Suite *rng_suite(void);
+Suite *artifact_store_suite(void);
 Suite *nn_suite(void);
 Suite *optim_suite(void);
 Suite *env_suite(void);
@@ -55,6 +56,7 @@ Suite *tokens_suite(void);
 Suite *jobs_suite(void);
 Suite *job_stream_suite(void);
 Suite *checkpoints_suite(void);
+Suite *models_suite(void);
 Suite *rlhf_jobs_suite(void);
 Suite *graders_suite(void);
 Suite *datasets_suite(void);

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "demo_task.h"
+#include "gpt2.h"
+#include "gpt2_checkpoint.h"
 #include "rng.h"
 #include "test_util.h"
 
@@ -291,4 +293,80 @@ int64_t run_and_run_killed(const test_daemon *d, const char *body, int64_t min_c
     ck_assert_str_eq(got, want);
     ck_assert(has_event(d, job, "resumed") == (min_checkpoints > 0));
     return reference;
+}
+
+/* ---- models ----------------------------------------------------------------- */
+
+void test_write_file_in(const char *dir, const char *name, const void *bytes, size_t n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    ck_assert_int_eq(fwrite(bytes, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static const char chatml_template[] =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
+    "'<|im_start|>assistant\\n' }}{% endif %}";
+
+/* GPT-2's bytes_to_unicode: byte b's character in a byte-level vocabulary. */
+static void byte_char(int b, char out[4]) {
+    static int code[256];
+    if (code['!'] == 0) {
+        int n = 0;
+        for (int i = 0; i < 256; i++)
+            code[i] =
+                (i >= '!' && i <= '~') || (i >= 0xA1 && i <= 0xAC) || i >= 0xAE ? i : 256 + n++;
+    }
+    const int c = code[b];
+    if (c < 0x80)
+        out[0] = (char)c, out[1] = '\0';
+    else
+        out[0] = (char)(0xC0 | c >> 6), out[1] = (char)(0x80 | (c & 0x3F)), out[2] = '\0';
+}
+
+void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat) {
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    const gpt2_config cfg = {257, 64, 2, 2, 16, false};
+    gpt2_model m;
+    char err[256];
+    ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
+    rng_state r;
+    rng_seed(&r, seed, 0);
+    gpt2_init_weights(&m, &r);
+    size_t n;
+    void *weights = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n);
+    test_write_file_in(dir, "model.safetensors", weights, n);
+    free(weights);
+    char *config = gpt2_hf_config_json(&cfg);
+    test_write_file_in(dir, "config.json", config, strlen(config));
+    free(config);
+    gpt2_free(&m);
+    json_t *vocab = json_object();
+    for (int b = 0; b < 256; b++) {
+        char s[4];
+        byte_char(b, s);
+        json_object_set_new(vocab, s, json_integer(b));
+    }
+    json_t *tok =
+        json_pack("{s:[{s:i, s:s, s:b, s:b, s:b, s:b, s:b}], s:n, s:{s:s, s:b, s:b, s:b}, s:n, "
+                  "s:{s:s}, s:{s:s, s:o, s:[], s:b, s:b}}",
+                  "added_tokens", "id", 256, "content", "<|endoftext|>", "single_word", 0, "lstrip",
+                  0, "rstrip", 0, "normalized", 0, "special", 1, "normalizer", "pre_tokenizer",
+                  "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 0, "use_regex", 0,
+                  "post_processor", "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab",
+                  vocab, "merges", "byte_fallback", 0, "ignore_merges", 0);
+    char *text = json_dumps(tok, JSON_INDENT(1));
+    test_write_file_in(dir, "tokenizer.json", text, strlen(text));
+    free(text);
+    json_decref(tok);
+    json_t *tc = json_pack("{s:s}", "eos_token", "<|endoftext|>");
+    if (chat)
+        json_object_set_new(tc, "chat_template", json_string(chatml_template));
+    text = json_dumps(tc, 0);
+    test_write_file_in(dir, "tokenizer_config.json", text, strlen(text));
+    free(text);
+    json_decref(tc);
 }

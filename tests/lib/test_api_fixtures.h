@@ -4,6 +4,7 @@
 #ifndef RLHF_TEST_API_FIXTURES_H
 #define RLHF_TEST_API_FIXTURES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -109,5 +110,15 @@ void write_idle_worker(const test_daemon *d, char *path, size_t len);
 int open_stream(const test_daemon *d, const char *path, const char *token, char *head, size_t len);
 /* Reads until the server closes, appending to out; closes fd. */
 void read_to_close(int fd, char *out, size_t len);
+
+/* ---- models ------------------------------------------------------------------ */
+
+/* Writes bytes[0..n) to dir/name; asserts. */
+void test_write_file_in(const char *dir, const char *name, const void *bytes, size_t n);
+/* Makes dir a Hugging Face GPT-2 directory: 257 tokens (the bytes and
+ * <|endoftext|>, a byte-level tokenizer.json), 2 layers of width 16,
+ * context 64, random weights from seed; chat: tokenizer_config.json has a
+ * ChatML template. */
+void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat);
 
 #endif

@@ -24,6 +24,7 @@
 
 #include "jobs.h"
 #include "suites.h"
+#include "test_api_fixtures.h"
 #include "test_server_util.h"
 #include "test_util.h"
 
@@ -1096,6 +1097,65 @@ START_TEST(test_rlhfctl_retries_429) {
 }
 END_TEST
 
+/* models add / upload / list / show / delete against a daemon with a
+ * --model-root: the registered directory and the uploaded copy are both
+ * ready, listed, and deleted; an upload the server finds unusable exits
+ * with the API code. */
+START_TEST(test_rlhfctl_models) {
+    test_daemon d;
+    daemon_init(&d);
+    char root[160], dir[200], bad[200], file[260];
+    snprintf(root, sizeof root, "%s/models", d.dir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    snprintf(dir, sizeof dir, "%s/tiny", root);
+    test_write_hf_model_dir(dir, 7, true);
+    daemon_start(&d, "--model-root", root, NULL);
+    ctl_result *r = ctl(&d, "models", "add", "tiny", NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "ready") != NULL, "%s", r->out);
+    free(r);
+    r = ctl(&d, "models", "upload", dir, "--name", "copy", NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->err, "uploaded model.safetensors") != NULL, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "chatml") != NULL, "%s", r->out);
+    free(r);
+    r = ctl(&d, "--json", "models", "list", NULL);
+    expect_code(r, 0);
+    json_t *list = out_json(r);
+    ck_assert_int_eq(json_array_size(json_object_get(list, "data")), 2);
+    json_decref(list);
+    free(r);
+    r = ctl(&d, "models", "list", NULL);
+    expect_code(r, 0);
+    ck_assert_int_eq(count_of(r->out, "ready"), 2);
+    free(r);
+    r = ctl(&d, "--json", "models", "show", "copy", NULL);
+    expect_code(r, 0);
+    json_t *model = out_json(r);
+    ck_assert_int_eq(json_array_size(json_object_get(model, "files")), 4);
+    json_decref(model);
+    free(r);
+    /* a directory without its weights: the server says why, per file */
+    snprintf(bad, sizeof bad, "%s/bad", d.dir);
+    test_write_hf_model_dir(bad, 8, false);
+    snprintf(file, sizeof file, "%s/model.safetensors", bad);
+    ck_assert_int_eq(unlink(file), 0);
+    r = ctl(&d, "models", "upload", bad, NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->out, "model.safetensors") != NULL, "%s", r->out);
+    free(r);
+    r = ctl(&d, "models", "delete", "tiny", NULL);
+    expect_code(r, 0);
+    free(r);
+    r = ctl(&d, "models", "show", "tiny", NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "model_not_found") != NULL, "%s", r->err);
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *rlhfctl_suite(void) {
     Suite *s = suite_create("rlhfctl");
     TCase *tc = tcase_create("rlhfctl");
@@ -1109,6 +1169,7 @@ Suite *rlhfctl_suite(void) {
     tcase_add_test(tc, test_rlhfctl_watch_reconnects);
     tcase_add_test(tc, test_rlhfctl_bulk_export_agreement);
     tcase_add_test(tc, test_rlhfctl_retries_429);
+    tcase_add_test(tc, test_rlhfctl_models);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;
