@@ -4,7 +4,8 @@
  * file per resource: routes_health.c, routes_tokens.c, routes_jobs.c (jobs),
  * routes_job_events.c (a job's events, metrics and stream),
  * routes_checkpoints.c (checkpoints, their content and generate),
- * routes_datasets.c, routes_projects.c, routes_comparisons.c,
+ * routes_datasets.c, routes_files.c and routes_fine_tuning.c (the
+ * OpenAI-compatible files and fine-tuning jobs), routes_projects.c, routes_comparisons.c,
  * routes_rankings.c, routes_agreement.c, static.c. */
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
@@ -41,6 +42,20 @@ enum MHD_Result route_datasets_get(request *r);
 enum MHD_Result route_datasets_delete(request *r);
 enum MHD_Result route_datasets_upload(request *r);
 extern const http_upload route_datasets_upload_stream;
+
+/* routes_files.c, routes_fine_tuning.c: the OpenAI-compatible surface. */
+enum MHD_Result route_files_create(request *r);
+extern const http_upload route_files_create_stream;
+enum MHD_Result route_files_list(request *r);
+enum MHD_Result route_files_get(request *r);
+enum MHD_Result route_files_delete(request *r);
+enum MHD_Result route_files_content(request *r);
+enum MHD_Result route_fine_tuning_create(request *r);
+enum MHD_Result route_fine_tuning_list(request *r);
+enum MHD_Result route_fine_tuning_get(request *r);
+enum MHD_Result route_fine_tuning_cancel(request *r);
+enum MHD_Result route_fine_tuning_events(request *r);
+enum MHD_Result route_fine_tuning_checkpoints(request *r);
 
 enum MHD_Result route_projects_create(request *r);
 enum MHD_Result route_projects_list(request *r);
