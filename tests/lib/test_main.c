@@ -77,6 +77,7 @@ static const named_suite all_suites[] = {
     {"durability", durability_suite},
     {"prometheus", prometheus_suite},
     {"docs", docs_suite},
+    {"openai", openai_suite},
     {"static", static_suite},
     {"wal", wal_suite},
 };

@@ -206,7 +206,7 @@ http_reply *http_bytes(const test_daemon *d, const char *method, const char *pat
     }
     if (extra_header)
         headers = curl_slist_append(headers, extra_header);
-    if (body)
+    if (body && (extra_header == NULL || strncasecmp(extra_header, "Content-Type:", 13) != 0))
         headers = curl_slist_append(headers, "Content-Type: application/json");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);

@@ -56,7 +56,8 @@ typedef struct http_reply {
 } http_reply;
 
 /* One request; token and body may be NULL; extra_header e.g.
- * "Last-Event-ID: 3". Caller frees with reply_free. */
+ * "Last-Event-ID: 3" (a "Content-Type: ..." replaces the default
+ * application/json). Caller frees with reply_free. */
 http_reply *http(const test_daemon *d, const char *method, const char *path, const char *token,
                  const char *body, const char *extra_header);
 /* The same with a body of len bytes (may hold anything). */
