@@ -1,7 +1,7 @@
-/* job_create — POST /v1/jobs's validation and insert (routes_jobs.c), shared
- * with POST /v1/fine_tuning/jobs (routes_fine_tuning.c), which translates
- * its OpenAI body into a native one and answers with its own view of the
- * stored job.
+/* job_create — POST /v1/jobs's validation and insert, and its cancel
+ * (routes_jobs.c), shared with /v1/fine_tuning/jobs (routes_fine_tuning.c),
+ * which translates its OpenAI body into a native one and answers with its
+ * own view of the stored job.
  */
 #ifndef RLHF_JOB_CREATE_H
 #define RLHF_JOB_CREATE_H
@@ -28,6 +28,10 @@ typedef struct job_create_view {
  * training_file, ...) and stores the job with its datasets in one
  * transaction; replies with the job object (view NULL) or view's. */
 enum MHD_Result jobs_create(request *r, const json_t *body, const job_create_view *view);
+
+/* POST /v1/jobs/{id}/cancel of r->path_id, replying with the job object
+ * (view NULL) or view's reply (its store is not used). */
+enum MHD_Result jobs_cancel(request *r, const job_create_view *view);
 
 /* The key an engine error message names in its first '...' ("hyperparameter
  * 'gamma' must be ..."): 1 with key, or 0. */

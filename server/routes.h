@@ -41,6 +41,10 @@ enum MHD_Result route_datasets_list(request *r);
 enum MHD_Result route_datasets_get(request *r);
 enum MHD_Result route_datasets_delete(request *r);
 enum MHD_Result route_datasets_upload(request *r);
+/* DELETE of dataset r->path_id and its rows unless a job names it; as_file:
+ * in the words of /v1/files (file_not_found, file_in_use, {id: "file-N",
+ * object: "file", deleted}). */
+enum MHD_Result datasets_delete(request *r, bool as_file);
 extern const http_upload route_datasets_upload_stream;
 
 /* routes_files.c, routes_fine_tuning.c: the OpenAI-compatible surface. */

@@ -18,6 +18,7 @@
 #include "dataset_format.h"
 #include "datasets_store.h"
 #include "dataset_upload.h"
+#include "openai_ids.h"
 #include "routes.h"
 
 static enum MHD_Result reply_no_dataset(request *r) {
@@ -76,8 +77,7 @@ enum MHD_Result route_datasets_get(request *r) {
                        : reply_no_dataset(r);
 }
 
-/* Deletes the dataset and its rows, unless a job uses it. */
-enum MHD_Result route_datasets_delete(request *r) {
+enum MHD_Result datasets_delete(request *r, bool as_file) {
     if (db_begin(r->db) != SQLITE_OK)
         return http_reply_db_error(r);
     int64_t job = 0;
@@ -85,16 +85,27 @@ enum MHD_Result route_datasets_delete(request *r) {
     if (deleted != 1)
         db_rollback(r->db);
     if (deleted == 0)
-        return reply_no_dataset(r);
+        return as_file ? http_reply_error(r, 404, "file_not_found", NULL, "no file file-%lld",
+                                          (long long)r->path_id)
+                       : reply_no_dataset(r);
     if (deleted == 2)
-        return http_reply_error(r, 409, "dataset_in_use", NULL,
-                                "dataset %lld is used by job %lld and cannot be deleted",
+        return http_reply_error(r, 409, as_file ? "file_in_use" : "dataset_in_use", NULL,
+                                "%s %s%lld is used by job %lld and cannot be deleted",
+                                as_file ? "file" : "dataset", as_file ? "file-" : "",
                                 (long long)r->path_id, (long long)job);
     if (deleted < 0)
         return http_reply_db_error(r);
-    return http_commit_reply(r, 200,
-                             json_pack("{s:I, s:s, s:b}", "id", (json_int_t)r->path_id, "object",
-                                       "dataset", "deleted", 1));
+    char id[32];
+    openai_id_format(id, sizeof id, OPENAI_ID_FILE, r->path_id);
+    json_t *out = as_file ? json_pack("{s:s, s:s, s:b}", "id", id, "object", "file", "deleted", 1)
+                          : json_pack("{s:I, s:s, s:b}", "id", (json_int_t)r->path_id, "object",
+                                      "dataset", "deleted", 1);
+    return http_commit_reply(r, 200, out);
+}
+
+/* Deletes the dataset and its rows, unless a job uses it. */
+enum MHD_Result route_datasets_delete(request *r) {
+    return datasets_delete(r, false);
 }
 
 /* ---- the streamed upload (dataset_upload.h) ------------------------------------ */

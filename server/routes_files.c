@@ -206,24 +206,7 @@ enum MHD_Result route_files_get(request *r) {
 
 /* Deletes the file (its dataset), unless a job trains on it. */
 enum MHD_Result route_files_delete(request *r) {
-    if (db_begin(r->db) != SQLITE_OK)
-        return http_reply_db_error(r);
-    int64_t job = 0;
-    const int deleted = datasets_store_delete(r->db, r->path_id, &job);
-    if (deleted != 1)
-        db_rollback(r->db);
-    if (deleted == 0)
-        return reply_no_file(r);
-    if (deleted == 2)
-        return http_reply_error(r, 409, "file_in_use", NULL,
-                                "file-%lld is used by job ftjob-%lld and cannot be deleted",
-                                (long long)r->path_id, (long long)job);
-    if (deleted < 0)
-        return http_reply_db_error(r);
-    char id[32];
-    openai_id_format(id, sizeof id, OPENAI_ID_FILE, r->path_id);
-    return http_commit_reply(
-        r, 200, json_pack("{s:s, s:s, s:b}", "id", id, "object", "file", "deleted", 1));
+    return datasets_delete(r, true);
 }
 
 /* The bytes as uploaded (a native dataset without an upload has none). */

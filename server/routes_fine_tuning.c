@@ -33,7 +33,6 @@
 #include "openai_ids.h"
 #include "checkpoints_store.h"
 #include "routes.h"
-#include "scheduler.h"
 
 /* The built-in base: a GPT-2 initialised at random (sized by the job's
  * hyperparameters), with the byte-level tokenizer: a native sft job
@@ -605,23 +604,8 @@ enum MHD_Result route_fine_tuning_get(request *r) {
  * running one is asked to stop (its status turns cancelled when its worker
  * has checkpointed); twice is not an error. */
 enum MHD_Result route_fine_tuning_cancel(request *r) {
-    char status[JOBS_DB_STATUS_BYTES];
-    switch (jobs_db_request_cancel(r->db, r->path_id, status)) {
-        case JOB_CANCEL_NO_JOB:
-            return reply_no_job(r);
-        case JOB_CANCEL_TOO_LATE:
-            return http_reply_error(r, 409, "job_not_cancellable", NULL,
-                                    "ftjob-%lld has already %s", (long long)r->path_id, status);
-        case JOB_CANCEL_DONE:
-        case JOB_CANCEL_ASKED:
-            scheduler_wake(r->srv->scheduler);
-            /* fall through */
-        case JOB_CANCEL_ALREADY:
-            return http_reply_json(r, 200, openai_job_load(r->db, r->path_id));
-        case JOB_CANCEL_ERROR:
-            break;
-    }
-    return http_reply_db_error(r);
+    const job_create_view view = {.reply = ft_reply};
+    return jobs_cancel(r, &view);
 }
 
 /* ---- events, checkpoints --------------------------------------------------------------------- */

@@ -499,7 +499,7 @@ enum MHD_Result route_jobs_get(request *r) {
 /* A job not yet running is cancelled at once; a running one is marked, and
  * its worker (signalled by the scheduler, or told by its next heartbeat)
  * checkpoints and records 'cancelled'. Cancelling twice is not an error. */
-enum MHD_Result route_jobs_cancel(request *r) {
+enum MHD_Result jobs_cancel(request *r, const job_create_view *view) {
     char status[JOBS_DB_STATUS_BYTES];
     switch (jobs_db_request_cancel(r->db, r->path_id, status)) {
         case JOB_CANCEL_NO_JOB:
@@ -512,9 +512,15 @@ enum MHD_Result route_jobs_cancel(request *r) {
             scheduler_wake(r->srv->scheduler);
             /* fall through */
         case JOB_CANCEL_ALREADY:
-            return http_reply_json(r, 200, job_load(r->db, r->path_id));
+            return http_reply_json(r, 200,
+                                   view ? view->reply(r->db, r->path_id, view->ctx)
+                                        : job_load(r->db, r->path_id));
         case JOB_CANCEL_ERROR:
             break;
     }
     return http_reply_db_error(r);
+}
+
+enum MHD_Result route_jobs_cancel(request *r) {
+    return jobs_cancel(r, NULL);
 }

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "jobs.h"
@@ -593,31 +592,6 @@ static int find_program(const char *name, char *out, size_t len) {
     return 0;
 }
 
-/* Runs argv (argv[0] a path) with its stdout into out (whole, NUL-ended)
- * and its stderr on ours, so a failed check's reason shows in the log:
- * its exit code, or -1. */
-static int run_node(char *const argv[], char *out, size_t len) {
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t used = 0;
-    ssize_t n;
-    while (used + 1 < len && (n = read(fds[0], out + used, len - 1 - used)) > 0)
-        used += (size_t)n;
-    out[used] = '\0';
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 START_TEST(test_openai_sdk) {
     char script[4096], module[4096], node[4096];
     snprintf(script, sizeof script, "%s/tests/openai/sdk_test.mjs", test_repo_dir());
@@ -646,7 +620,7 @@ START_TEST(test_openai_sdk) {
     setenv("RLHFD_SFT_FILE", file, 1);
     char *const argv[] = {node, script, NULL};
     char out[4096];
-    const int rc = run_node(argv, out, sizeof out);
+    const int rc = run_output(argv, out, sizeof out, true);
     unsetenv("RLHFD_URL"), unsetenv("RLHFD_TOKEN"), unsetenv("RLHFD_SFT_FILE");
     ck_assert_msg(rc == 0, "tests/openai/sdk_test.mjs exited %d (its reason is on stderr)", rc);
     json_error_t jerr;
