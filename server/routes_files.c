@@ -32,11 +32,12 @@ typedef struct file_upload {
     dataset_upload *rows;
     bool form_failed; /* the post processor gave up: not multipart, or broken */
     bool saw_file;
-    int n_files;      /* parts named file */
-    char unknown[64]; /* the first part that is neither file nor purpose */
+    int n_files;         /* parts named file */
+    uint64_t file_bytes; /* of the first */
+    char unknown[64];    /* the first part that is neither file nor purpose */
     char filename[FILENAME_MAX_BYTES + 1];
     bool filename_too_long;
-    char purpose[PURPOSE_MAX_BYTES + 1];
+    char purpose[PURPOSE_MAX_BYTES + 2]; /* one byte more than allowed: too long */
     size_t purpose_len;
     bool saw_purpose;
 } file_upload;
@@ -55,15 +56,17 @@ static enum MHD_Result form_part(void *cls, enum MHD_ValueKind kind, const char 
                 f->filename_too_long = true;
             snprintf(f->filename, sizeof f->filename, "%s",
                      filename && filename[0] ? filename : "upload.jsonl");
-        } else if (off == 0 && size > 0) {
-            f->n_files++; /* a second file part */
+        } else if (off == 0 && size > 0 && f->file_bytes > 0) {
+            f->n_files++; /* a second file part starts over at offset 0 */
         }
-        if (f->n_files == 1 && size > 0)
+        if (f->n_files == 1 && size > 0) {
             dataset_upload_feed(f->rows, data, size);
+            f->file_bytes += size;
+        }
     } else if (key != NULL && strcmp(key, "purpose") == 0) {
         f->saw_purpose = true;
-        if (f->purpose_len + size > PURPOSE_MAX_BYTES)
-            size = PURPOSE_MAX_BYTES + 1 - f->purpose_len; /* too long: fails the lookup */
+        if (f->purpose_len + size > PURPOSE_MAX_BYTES + 1)
+            size = PURPOSE_MAX_BYTES + 1 - f->purpose_len; /* too long: fails the comparison */
         memcpy(f->purpose + f->purpose_len, data, size);
         f->purpose_len += size;
         f->purpose[f->purpose_len] = '\0';

@@ -185,6 +185,17 @@ START_TEST(test_openai_files) {
                         "1\r\n--bnd42--\r\n";
     expect_bad_file(&d, other, NULL, false, "Content-Type: multipart/form-data; boundary=bnd42",
                     "unknown_parameter", "expires_after", 0);
+    const char *two = "--bnd42\r\nContent-Disposition: form-data; name=\"file\"; "
+                      "filename=\"a.jsonl\"\r\n\r\n{\"prompt\":\"p\"}\n\r\n--bnd42\r\n"
+                      "Content-Disposition: form-data; name=\"file\"; filename=\"b.jsonl\"\r\n\r\n"
+                      "{\"prompt\":\"q\"}\n\r\n--bnd42\r\nContent-Disposition: form-data; "
+                      "name=\"purpose\"\r\n\r\nfine-tune\r\n--bnd42--\r\n";
+    expect_bad_file(&d, two, NULL, false, "Content-Type: multipart/form-data; boundary=bnd42",
+                    "invalid_value", "file", 0);
+    char long_purpose[101]; /* over the 32 bytes kept, within upload_file's part */
+    memset(long_purpose, 'f', sizeof long_purpose - 1);
+    long_purpose[sizeof long_purpose - 1] = '\0';
+    expect_bad_file(&d, chat_jsonl, long_purpose, true, NULL, "invalid_value", "purpose", 0);
     const char *cut = "--bnd42\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n"
                       "fine-tune\r\n--bnd42\r\nContent-Disposition: form-data; name=\"file\"; "
                       "filename=\"f.jsonl\"\r\n\r\n{\"prompt\":\"p\"}\n";
