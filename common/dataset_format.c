@@ -28,6 +28,19 @@ const char *dataset_format_for_job(const char *job_type) {
     return NULL;
 }
 
+dataset_format dataset_format_detect(const json_t *line) {
+    static const char *const preference[] = {"input",     "chosen", "rejected",
+                                             "responses", "ranks",  NULL};
+    static const char *const sft[] = {"messages", "response", "completion", "text", NULL};
+    for (int i = 0; preference[i]; i++)
+        if (json_object_get(line, preference[i]) != NULL)
+            return DATASET_FORMAT_PREFERENCE;
+    for (int i = 0; sft[i]; i++)
+        if (json_object_get(line, sft[i]) != NULL)
+            return DATASET_FORMAT_SFT;
+    return json_object_get(line, "prompt") != NULL ? DATASET_FORMAT_PROMPTS : DATASET_FORMAT_SFT;
+}
+
 int dataset_format_from_name(const char *name, dataset_format *out) {
     for (size_t i = 0; name != NULL && i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i]) == 0) {
@@ -89,7 +102,49 @@ static int get_string(const json_t *obj, const char *key, const char *param, boo
 
 /* ---- sft and prompts --------------------------------------------------------- */
 
+static int check_messages(const json_t *messages, const char *param, const char *const *roles,
+                          const char *want_role, bool empty_ok, const char **last,
+                          dataset_error *e);
+
+/* An OpenAI chat fine-tuning row, {"messages": [..., one assistant message
+ * last]}: the response is that last message, the prompt the last user
+ * message before it, and the messages before it are kept as
+ * prompt_messages (as for OpenAI preference rows). */
+static int parse_chat(const json_t *line, dataset_row *row, dataset_error *e) {
+    static const char *const keys[] = {"messages", NULL};
+    static const char *const roles[] = {"system", "developer", "user", "assistant", NULL};
+    if (check_keys(line, keys, "", e) != 0)
+        return -1;
+    const json_t *messages = json_object_get(line, "messages");
+    const size_t n = json_array_size(messages);
+    if (!json_is_array(messages) || n < 2)
+        return fail(e, json_is_array(messages) ? "invalid_value" : "invalid_type", "messages",
+                    "messages must be an array of at least a user and an assistant message");
+    const char *last_assistant;
+    if (check_messages(messages, "messages", roles, "assistant", false, &last_assistant, e) != 0)
+        return -1;
+    const json_t *last = json_array_get(messages, n - 1);
+    if (strcmp(json_string_value(json_object_get(last, "role")), "assistant") != 0) {
+        char param[48];
+        snprintf(param, sizeof param, "messages[%zu].role", n - 1);
+        return fail(e, "invalid_value", param,
+                    "the last message (%s) must be the assistant's response", param);
+    }
+    row->response = last_assistant;
+    json_t *context = json_array();
+    for (size_t i = 0; i + 1 < n; i++)
+        json_array_append(context, json_array_get(messages, i));
+    int rc = check_messages(context, "messages", roles, "user", false, &row->prompt, e);
+    if (rc == 0 &&
+        (row->prompt_messages = json_dumps(context, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+        rc = fail(e, "out_of_memory", "", "out of memory");
+    json_decref(context);
+    return rc;
+}
+
 static int parse_sft(const json_t *line, dataset_row *row, dataset_error *e) {
+    if (json_object_get(line, "messages") != NULL)
+        return parse_chat(line, row, e);
     static const char *const keys[] = {"prompt", "response", "completion", "text", NULL};
     if (check_keys(line, keys, "", e) != 0)
         return -1;

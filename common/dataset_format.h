@@ -3,7 +3,11 @@
  * file (train/jsonl_data.c), so both accept the same lines.
  *
  *   sft         {"prompt", "response"}  or  {"prompt", "completion"}
- *               (prompt may be empty), or {"text"} (raw text: prompt "")
+ *               (prompt may be empty), or {"text"} (raw text: prompt ""),
+ *               or {"messages": [...]} (OpenAI chat fine-tuning: the last
+ *                message is the assistant's response, the prompt the last
+ *                user message before it; the earlier messages are kept as
+ *                prompt_messages)
  *   preference  {"prompt", "chosen", "rejected"}                    (TRL)
  *               {"input": {"messages": [...]}, "preferred_output": [one
  *                assistant message], "non_preferred_output": [one]} (OpenAI;
@@ -46,6 +50,12 @@ typedef enum dataset_format {
 int dataset_format_from_name(const char *name, dataset_format *out);
 /* The names, for error messages: "sft, preference, prompts". */
 #define DATASET_FORMAT_NAMES "sft, preference, prompts"
+/* The format an uploaded file's first line is in, by its keys (a file
+ * uploaded without one, POST /v1/files): input, chosen, rejected,
+ * responses or ranks → preference; messages, response, completion or text
+ * → sft; prompt alone → prompts; anything else sft (whose parse then says
+ * what is missing). */
+dataset_format dataset_format_detect(const json_t *line);
 /* The name of format f. */
 const char *dataset_format_name(dataset_format f);
 

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "openai_ids.h"
 #include "reply.h"
 
 const char *http_query(request *r, const char *name) {
@@ -19,8 +20,9 @@ static int parse_positive(const char *s, int64_t *out) {
     return 1;
 }
 
-int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t max, int64_t *limit,
-                    int64_t *cursor, enum MHD_Result *replied) {
+/* kind < 0: a plain integer cursor; else an openai_id_kind. */
+static int query_page(request *r, const char *cursor_name, int kind, int64_t dflt, int64_t max,
+                      int64_t *limit, int64_t *cursor, enum MHD_Result *replied) {
     const char *l = http_query(r, "limit");
     const char *c = cursor_name ? http_query(r, cursor_name) : NULL;
     *limit = dflt;
@@ -30,12 +32,28 @@ int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t m
                                     "limit must be an integer in [1, %lld]", (long long)max);
         return 0;
     }
-    if (c != NULL && !parse_positive(c, cursor)) {
+    if (c != NULL && kind >= 0 && (*cursor = openai_id_parse(c, (openai_id_kind)kind)) <= 0) {
+        *cursor = 0;
+        *replied = http_reply_error(r, 400, "invalid_value", cursor_name, "%s must be an id %sN",
+                                    cursor_name, openai_id_prefix((openai_id_kind)kind));
+        return 0;
+    }
+    if (c != NULL && kind < 0 && !parse_positive(c, cursor)) {
         *replied = http_reply_error(r, 400, "invalid_value", cursor_name,
                                     "%s must be a positive integer id", cursor_name);
         return 0;
     }
     return 1;
+}
+
+int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t max, int64_t *limit,
+                    int64_t *cursor, enum MHD_Result *replied) {
+    return query_page(r, cursor_name, -1, dflt, max, limit, cursor, replied);
+}
+
+int http_query_page_of(request *r, const char *cursor_name, int kind, int64_t dflt, int64_t max,
+                       int64_t *limit, int64_t *cursor, enum MHD_Result *replied) {
+    return query_page(r, cursor_name, kind, dflt, max, limit, cursor, replied);
 }
 
 enum MHD_Result http_reply_list(request *r, const char *sql, int64_t scope, db_row_json from_row) {

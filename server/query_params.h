@@ -15,6 +15,12 @@ const char *http_query(request *r, const char *name);
 int http_query_page(request *r, const char *cursor_name, int64_t dflt, int64_t max, int64_t *limit,
                     int64_t *cursor, enum MHD_Result *replied);
 
+/* http_query_page for the OpenAI-compatible lists, whose cursors are
+ * string ids: cursor_name's value must be "<prefix of kind>N" (*cursor =
+ * N). */
+int http_query_page_of(request *r, const char *cursor_name, int kind, int64_t dflt, int64_t max,
+                       int64_t *limit, int64_t *cursor, enum MHD_Result *replied);
+
 /* Replies a newest-first page of sql (as http_reply_page runs it) for
  * ?after (a cursor id) and ?limit (1..100, default 20). */
 enum MHD_Result http_reply_list(request *r, const char *sql, int64_t scope, db_row_json from_row);

@@ -14,6 +14,7 @@
 #include "checkpoints_store.h"
 #include "dataset_format.h"
 #include "datasets_store.h"
+#include "job_create.h"
 #include "job_json.h"
 #include "jobs.h"
 #include "jobs_db.h"
@@ -46,14 +47,21 @@ static const char *job_dataset_format(const job_type *type) {
     return dataset_format_for_job(type->name);
 }
 
-/* The engine's messages name the offending key in the first '...' of the
- * text ("hyperparameter 'gamma' must be ..."); param becomes
- * "hyperparameters.gamma", or "hyperparameters" if there is no key. */
-static void hyperparameter_param(const char *err, char *param, size_t len) {
+int job_error_key(const char *err, char *key, size_t len) {
     const char *open = strchr(err, '\'');
     const char *close = open ? strchr(open + 1, '\'') : NULL;
-    if (close != NULL && close - open - 1 < 64)
-        snprintf(param, len, "hyperparameters.%.*s", (int)(close - open - 1), open + 1);
+    if (close == NULL || close - open - 1 >= 64)
+        return 0;
+    snprintf(key, len, "%.*s", (int)(close - open - 1), open + 1);
+    return 1;
+}
+
+/* param "hyperparameters.gamma", or "hyperparameters" if the message names
+ * no key. */
+static void hyperparameter_param(const char *err, char *param, size_t len) {
+    char key[64];
+    if (job_error_key(err, key, sizeof key))
+        snprintf(param, len, "hyperparameters.%s", key);
     else
         snprintf(param, len, "hyperparameters");
 }
@@ -64,7 +72,7 @@ static bool has_grader(const job_type *type, const void *cfg) {
     return d != NULL && ((const char *)cfg + d->offset)[0] != '\0';
 }
 
-static void available_types(char *out, size_t len) {
+void job_available_types(char *out, size_t len) {
     size_t used = 0;
     out[0] = '\0';
     for (const job_type *const *t = job_types; *t && used < len; t++)
@@ -319,7 +327,7 @@ typedef struct job_ref_params {
  * nothing. */
 static enum MHD_Result job_store(request *r, const job_type *type, const void *cfg,
                                  int64_t max_attempts, const job_dataset_ref datasets[2],
-                                 job_ref_params *refs, int64_t ranks) {
+                                 job_ref_params *refs, int64_t ranks, const job_create_view *view) {
     json_t *resolved = hparams_to_json(type->hparams, cfg);
     /* Stored at full precision: the worker must read back the very same
      * doubles (replies print 15 digits, http.h). */
@@ -362,7 +370,9 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
         if (datasets[i].value != NULL)
             ok = jobs_db_link_dataset(r->db, id, datasets[i].purpose,
                                       json_integer_value(datasets[i].value)) == 0;
-    if (!ok || (out = job_load(r->db, id)) == NULL) {
+    if (ok && view != NULL)
+        ok = view->store(r->db, id, view->ctx);
+    if (!ok || (out = view ? view->reply(r->db, id, view->ctx) : job_load(r->db, id)) == NULL) {
         replied = http_reply_db_error(r);
         db_rollback(r->db);
         return replied;
@@ -424,11 +434,8 @@ static int check_job_refs(request *r, const job_type *type, const job_dataset_re
     return 0;
 }
 
-enum MHD_Result route_jobs_create(request *r) {
+enum MHD_Result jobs_create(request *r, const json_t *body, const job_create_view *view) {
     enum MHD_Result replied;
-    json_t *body = http_body_object(r, &replied);
-    if (body == NULL)
-        return replied;
     static const char *const keys[] = {
         "type",  "hyperparameters", "max_attempts",     "training_file", "validation_file",
         "model", "reward_model",    "training_project", "ranks",         NULL};
@@ -450,7 +457,7 @@ enum MHD_Result route_jobs_create(request *r) {
     const int64_t ranks = ranks_v ? json_integer_value(ranks_v) : 1;
     void *cfg = type ? calloc(1, type->hparams->config_bytes) : NULL;
     char err[512], param[96], names[256];
-    available_types(names, sizeof names);
+    job_available_types(names, sizeof names);
     if (!http_check_keys(r, body, keys, &replied))
         ;
     else if (type_v == NULL)
@@ -493,7 +500,10 @@ enum MHD_Result route_jobs_create(request *r) {
     else if (cfg == NULL)
         replied = http_reply_error(r, 500, "out_of_memory", NULL, "out of memory");
     else if (job_config_from_json(type, cfg, hp, err, sizeof err) != 0) {
-        hyperparameter_param(err, param, sizeof param);
+        if (view != NULL)
+            view->hyperparameter_param(err, param, sizeof param, view->ctx);
+        else
+            hyperparameter_param(err, param, sizeof param);
         replied = http_reply_error(r, 400, "invalid_hyperparameter", param, "%s", err);
     } else if (type->reward_model == JOB_REWARD_OPTIONAL && models.reward_model.value == NULL &&
                !has_grader(type, cfg))
@@ -502,8 +512,17 @@ enum MHD_Result route_jobs_create(request *r) {
                                    "object), reward_model (a reward job's checkpoint), or both",
                                    type->name);
     else
-        replied = job_store(r, type, cfg, max_attempts, refs, &models, ranks);
+        replied = job_store(r, type, cfg, max_attempts, refs, &models, ranks, view);
     free(cfg);
+    return replied;
+}
+
+enum MHD_Result route_jobs_create(request *r) {
+    enum MHD_Result replied;
+    json_t *body = http_body_object(r, &replied);
+    if (body == NULL)
+        return replied;
+    replied = jobs_create(r, body, NULL);
     json_decref(body);
     return replied;
 }
@@ -540,7 +559,7 @@ enum MHD_Result route_jobs_get(request *r) {
 /* A job not yet running is cancelled at once; a running one is marked, and
  * its worker (signalled by the scheduler, or told by its next heartbeat)
  * checkpoints and records 'cancelled'. Cancelling twice is not an error. */
-enum MHD_Result route_jobs_cancel(request *r) {
+enum MHD_Result jobs_cancel(request *r, const job_create_view *view) {
     char status[JOBS_DB_STATUS_BYTES];
     switch (jobs_db_request_cancel(r->db, r->path_id, status)) {
         case JOB_CANCEL_NO_JOB:
@@ -553,9 +572,15 @@ enum MHD_Result route_jobs_cancel(request *r) {
             scheduler_wake(r->srv->scheduler);
             /* fall through */
         case JOB_CANCEL_ALREADY:
-            return http_reply_json(r, 200, job_load(r->db, r->path_id));
+            return http_reply_json(r, 200,
+                                   view ? view->reply(r->db, r->path_id, view->ctx)
+                                        : job_load(r->db, r->path_id));
         case JOB_CANCEL_ERROR:
             break;
     }
     return http_reply_db_error(r);
+}
+
+enum MHD_Result route_jobs_cancel(request *r) {
+    return jobs_cancel(r, NULL);
 }

@@ -191,15 +191,24 @@ static void expect_documented(const walk *w, const char *method, const char *pat
 /* Requests path (an instance of method pattern) as token with body,
  * asserts the status (0: any), and checks that the objects it answers
  * with are documented. Returns the reply (caller frees). */
+static http_reply *walk_reply(walk *w, const char *method, const char *pattern, const char *path,
+                              http_reply *r, long status);
 static http_reply *walk_route(walk *w, const char *method, const char *pattern, const char *path,
                               const char *token, const char *body, long status) {
+    return walk_reply(w, method, pattern, path, http(w->d, method, path, token, body, NULL),
+                      status);
+}
+
+/* walk_route for a request already made (r, to path), e.g. a multipart
+ * upload. */
+static http_reply *walk_reply(walk *w, const char *method, const char *pattern, const char *path,
+                              http_reply *r, long status) {
     size_t i = 0;
     while (i < json_array_size(w->routes) && (strcmp(route_method(w->routes, i), method) != 0 ||
                                               strcmp(route_path(w->routes, i), pattern) != 0))
         i++;
     ck_assert_msg(i < json_array_size(w->routes), "%s %s is not a route", method, pattern);
     w->walked[i] = true;
-    http_reply *r = http(w->d, method, path, token, body, NULL);
     if (status != 0)
         ck_assert_msg(r->status == status, "%s %s: %ld %s", method, path, r->status, r->body);
     const char *object = json_string_value(json_object_get(r->json, "object"));
@@ -285,6 +294,45 @@ static void walk_api(walk *w, const char *annotator) {
     snprintf(p, sizeof p, "/v1/datasets/%lld", (long long)ds);
     walk_ok(w, "GET", "/v1/datasets/{id}", p, admin, NULL);
     walk_ok(w, "DELETE", "/v1/datasets/{id}", p, admin, NULL);
+
+    /* the OpenAI-compatible files and fine-tuning jobs */
+    const char *rows = "{\"prompt\":\"2+2?\",\"response\":\"4\"}\n";
+    http_reply *up =
+        walk_reply(w, "POST", "/v1/files", "/v1/files",
+                   upload_file(d, admin, "d.jsonl", rows, strlen(rows), "fine-tune", false), 200);
+    char file[32], fp[96];
+    snprintf(file, sizeof file, "%s", json_string_value(json_object_get(up->json, "id")));
+    reply_free(up);
+    walk_ok(w, "GET", "/v1/files", "/v1/files", admin, NULL);
+    snprintf(fp, sizeof fp, "/v1/files/%s", file);
+    walk_ok(w, "GET", "/v1/files/file-{id}", fp, admin, NULL);
+    snprintf(fp, sizeof fp, "/v1/files/%s/content", file);
+    walk_ok(w, "GET", "/v1/files/file-{id}/content", fp, admin, NULL);
+    char ft_body[160];
+    snprintf(ft_body, sizeof ft_body,
+             "{\"model\":\"scratch\",\"training_file\":\"%s\",\"hyperparameters\":{"
+             "\"n_epochs\":1}}",
+             file);
+    up = walk_route(w, "POST", "/v1/fine_tuning/jobs", "/v1/fine_tuning/jobs", admin, ft_body, 200);
+    char ft[32];
+    snprintf(ft, sizeof ft, "%s", json_string_value(json_object_get(up->json, "id")));
+    reply_free(up);
+    walk_ok(w, "GET", "/v1/fine_tuning/jobs", "/v1/fine_tuning/jobs", admin, NULL);
+    snprintf(fp, sizeof fp, "/v1/fine_tuning/jobs/%s", ft);
+    walk_ok(w, "GET", "/v1/fine_tuning/jobs/ftjob-{id}", fp, admin, NULL);
+    reply_free(wait_job(d, atoll(ft + 6), "succeeded", 0));
+    static const char *const ft_reads[] = {"/events", "/checkpoints"};
+    for (int i = 0; i < 2; i++) {
+        char pattern[96];
+        snprintf(pattern, sizeof pattern, "/v1/fine_tuning/jobs/ftjob-{id}%s", ft_reads[i]);
+        snprintf(fp, sizeof fp, "/v1/fine_tuning/jobs/%s%s", ft, ft_reads[i]);
+        walk_ok(w, "GET", pattern, fp, admin, NULL);
+    }
+    snprintf(fp, sizeof fp, "/v1/fine_tuning/jobs/ftjob-%lld/cancel",
+             (long long)create_job(d, LONG_JOB));
+    walk_ok(w, "POST", "/v1/fine_tuning/jobs/ftjob-{id}/cancel", fp, admin, NULL);
+    reply_free(
+        walk_route(w, "DELETE", "/v1/files/file-{id}", "/v1/files/file-999999", admin, NULL, 404));
 
     const int64_t project =
         walk_id(w, "POST", "/v1/projects", "/v1/projects", admin, "{\"name\":\"p\"}");

@@ -185,8 +185,8 @@ START_TEST(test_register_directory_inside_roots_only) {
 END_TEST
 
 /* POST one file of an upload with its digest (or a wrong one). */
-static http_reply *upload_file(const test_daemon *d, const char *model, const char *dir,
-                               const char *name, bool wrong_sha) {
+static http_reply *upload_model_file(const test_daemon *d, const char *model, const char *dir,
+                                     const char *name, bool wrong_sha) {
     size_t n;
     char *bytes = read_file(dir, name, &n), sha[65], header[128], path[256];
     sha256_hex(bytes, n, sha);
@@ -215,11 +215,11 @@ START_TEST(test_upload_checked_per_file_and_whole) {
     static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json",
                                         "tokenizer_config.json"};
     /* the digest is checked; nothing is recorded when it does not match */
-    expect_error(upload_file(&d, "up", dir, "config.json", true), 400, "sha256_mismatch",
+    expect_error(upload_model_file(&d, "up", dir, "config.json", true), 400, "sha256_mismatch",
                  "X-Sha256");
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM model_files", 0), 0);
     for (int i = 0; i < 4; i++) {
-        r = expect_ok(upload_file(&d, "up", dir, files[i], false));
+        r = expect_ok(upload_model_file(&d, "up", dir, files[i], false));
         size_t n;
         char *bytes = read_file(dir, files[i], &n), sha[65], object[512];
         sha256_hex(bytes, n, sha);
@@ -234,7 +234,7 @@ START_TEST(test_upload_checked_per_file_and_whole) {
     char *big = calloc(1, 300000);
     test_write_file_in(dir, "big.safetensors", big, 300000);
     free(big);
-    r = upload_file(&d, "up", dir, "big.safetensors", false);
+    r = upload_model_file(&d, "up", dir, "big.safetensors", false);
     ck_assert_int_eq(r->status, 413);
     reply_free(r);
     r = http(&d, "POST", "/v1/models/up/files/run.sh", d.admin, "x", "X-Sha256: 00");
@@ -245,16 +245,16 @@ START_TEST(test_upload_checked_per_file_and_whole) {
     ck_assert_int_eq(json_array_size(json_object_get(r->json, "files")), 4);
     reply_free(r);
     /* a ready model takes no more files */
-    expect_error(upload_file(&d, "up", dir, "config.json", false), 409, "model_not_uploading",
+    expect_error(upload_model_file(&d, "up", dir, "config.json", false), 409, "model_not_uploading",
                  NULL);
 
     /* an upload missing its weights and tokenizer, with an unknown chat
      * template, fails with the reasons per file */
     expect_ok(
         http(&d, "POST", "/v1/models", d.admin, "{\"id\":\"bad\",\"source\":\"upload\"}", NULL));
-    reply_free(expect_ok(upload_file(&d, "bad", dir, "config.json", false)));
+    reply_free(expect_ok(upload_model_file(&d, "bad", dir, "config.json", false)));
     test_write_file_in(dir, "tokenizer_config.json", "{\"chat_template\": \"{{ x }}\"}", 28);
-    reply_free(expect_ok(upload_file(&d, "bad", dir, "tokenizer_config.json", false)));
+    reply_free(expect_ok(upload_model_file(&d, "bad", dir, "tokenizer_config.json", false)));
     r = expect_ok(http(&d, "POST", "/v1/models/bad/complete", d.admin, "{}", NULL));
     ck_assert_str_eq(str(r, "status"), "failed");
     json_t *error = json_object_get(r->json, "error");

@@ -65,6 +65,8 @@ Suite *exports_suite(void);
 Suite *durability_suite(void);
 Suite *prometheus_suite(void);
 Suite *docs_suite(void);
+Suite *openai_suite(void);
+Suite *openai_ids_suite(void);
 Suite *static_suite(void);
 Suite *wal_suite(void);
 

@@ -77,6 +77,44 @@ http_reply *upload_dataset(const test_daemon *d, int64_t id, const char *body, s
     return http_bytes(d, "POST", path, d->admin, body, len, extra_header);
 }
 
+http_reply *upload_file(const test_daemon *d, const char *token, const char *filename,
+                        const char *content, size_t len, const char *purpose, bool purpose_first) {
+    static const char boundary[] = "rlhfd-test-boundary-7MA4YWxk";
+    char head[512], part[256];
+    snprintf(head, sizeof head,
+             "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
+             "Content-Type: application/jsonl\r\n\r\n",
+             boundary, filename);
+    part[0] = '\0';
+    if (purpose != NULL)
+        snprintf(part, sizeof part,
+                 "--%s\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n%s\r\n", boundary,
+                 purpose);
+    char *body = malloc(len + 2048);
+    size_t n = 0;
+    if (purpose_first)
+        n += (size_t)sprintf(body + n, "%s", part);
+    n += (size_t)sprintf(body + n, "%s", head);
+    memcpy(body + n, content, len);
+    n += len;
+    n += (size_t)sprintf(body + n, "\r\n%s--%s--\r\n", purpose_first ? "" : part, boundary);
+    char type[128];
+    snprintf(type, sizeof type, "Content-Type: multipart/form-data; boundary=%s", boundary);
+    http_reply *r = http_bytes(d, "POST", "/v1/files", token, body, n, type);
+    free(body);
+    return r;
+}
+
+int64_t openai_file(const test_daemon *d, const char *jsonl) {
+    http_reply *r =
+        expect_ok(upload_file(d, d->admin, "data.jsonl", jsonl, strlen(jsonl), "fine-tune", false));
+    const char *id = json_string_value(json_object_get(r->json, "id"));
+    ck_assert_msg(id != NULL && strncmp(id, "file-", 5) == 0, "%s", r->body);
+    const int64_t n = atoll(id + 5);
+    reply_free(r);
+    return n;
+}
+
 /* An sft dataset of n rows, uploaded; returns its id. */
 int64_t sft_dataset(const test_daemon *d, const char *name, int n) {
     char body[128];

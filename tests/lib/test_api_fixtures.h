@@ -35,6 +35,15 @@ void wait_pid_gone(pid_t pid);
 /* Uploads len bytes to dataset id; returns the reply (caller frees). */
 http_reply *upload_dataset(const test_daemon *d, int64_t id, const char *body, size_t len,
                            const char *extra_header);
+/* POST /v1/files: a multipart form with the part file (filename, len
+ * bytes of content) and, unless NULL, purpose, before the file when
+ * purpose_first; returns the reply (caller frees). */
+http_reply *upload_file(const test_daemon *d, const char *token, const char *filename,
+                        const char *content, size_t len, const char *purpose, bool purpose_first);
+/* upload_file of the text as "data.jsonl", purpose fine-tune: asserts 200
+ * and returns N of its id "file-N". */
+int64_t openai_file(const test_daemon *d, const char *jsonl);
+
 /* A dataset of format with the JSONL text uploaded; returns its id. */
 int64_t create_dataset(const test_daemon *d, const char *format, const char *jsonl);
 

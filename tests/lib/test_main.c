@@ -54,6 +54,7 @@ static const named_suite all_suites[] = {
     {"db_sink", db_sink_suite},
     {"agreement", agreement_suite},
     {"ratelimit", ratelimit_suite},
+    {"openai_ids", openai_ids_suite},
     {"dpo", dpo_suite},
     {"dpo_lm", dpo_lm_suite},
     {"grpo_lm", grpo_lm_suite},
@@ -84,6 +85,7 @@ static const named_suite all_suites[] = {
     {"durability", durability_suite},
     {"prometheus", prometheus_suite},
     {"docs", docs_suite},
+    {"openai", openai_suite},
     {"static", static_suite},
     {"wal", wal_suite},
 };

@@ -48,6 +48,41 @@ START_TEST(test_parse_every_line_format) {
     ck_assert_str_eq(row.response, "raw");
     dataset_row_free(&row), json_decref(line);
 
+    /* sft: an OpenAI chat row; the response is the last message, the prompt
+     * the last user message before it, the context kept */
+    ck_assert_int_eq(parse("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
+                           "{\"role\":\"user\",\"content\":\"u1\"},"
+                           "{\"role\":\"assistant\",\"content\":\"a1\"},"
+                           "{\"role\":\"user\",\"content\":\"u2\"},"
+                           "{\"role\":\"assistant\",\"content\":\"a2\"}]}",
+                           DATASET_FORMAT_SFT, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.prompt, "u2");
+    ck_assert_str_eq(row.response, "a2");
+    ck_assert_str_eq(row.prompt_messages,
+                     "[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":"
+                     "\"u1\"},{\"role\":\"assistant\",\"content\":\"a1\"},{\"role\":\"user\","
+                     "\"content\":\"u2\"}]");
+    dataset_row_free(&row), json_decref(line);
+
+    /* the format of a file uploaded without one, by its first line's keys */
+    const struct {
+        const char *line;
+        dataset_format format;
+    } detect[] = {
+        {"{\"messages\":[]}", DATASET_FORMAT_SFT},
+        {"{\"prompt\":\"p\",\"completion\":\"c\"}", DATASET_FORMAT_SFT},
+        {"{\"prompt\":\"p\",\"chosen\":\"a\"}", DATASET_FORMAT_PREFERENCE},
+        {"{\"input\":{}}", DATASET_FORMAT_PREFERENCE},
+        {"{\"prompt\":\"p\"}", DATASET_FORMAT_PROMPTS},
+        {"{\"other\":1}", DATASET_FORMAT_SFT},
+    };
+    for (size_t i = 0; i < sizeof detect / sizeof detect[0]; i++) {
+        line = json_loads(detect[i].line, 0, NULL);
+        ck_assert_msg(dataset_format_detect(line) == detect[i].format, "%s", detect[i].line);
+        json_decref(line);
+    }
+
     /* prompts: a prompt and its reference answer ("answer" before an sft
      * row's response) */
     ck_assert_int_eq(
@@ -159,6 +194,20 @@ START_TEST(test_parse_bad_rows_named) {
          "give either text, or prompt and response"},
         {DATASET_FORMAT_SFT, "{\"prompt\":\"a\",\"response\":\"b\",\"completion\":\"c\"}",
          "invalid_value", "completion", "give response or completion, not both"},
+        {DATASET_FORMAT_SFT, "{\"messages\":[{\"role\":\"user\",\"content\":\"u\"}]}",
+         "invalid_value", "messages",
+         "messages must be an array of at least a user and an assistant message"},
+        {DATASET_FORMAT_SFT,
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"u\"},{\"role\":\"assistant\","
+         "\"content\":\"a\"},{\"role\":\"user\",\"content\":\"v\"}]}",
+         "invalid_value", "messages[2].role",
+         "the last message (messages[2].role) must be the assistant's response"},
+        {DATASET_FORMAT_SFT,
+         "{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"assistant\","
+         "\"content\":\"a\"}]}",
+         "invalid_value", "messages", "messages has no user message"},
+        {DATASET_FORMAT_SFT, "{\"messages\":[],\"tools\":[]}", "unknown_parameter", "tools",
+         "unknown field 'tools'"},
         {DATASET_FORMAT_PROMPTS, "{\"prompt\":\"\"}", "invalid_value", "prompt",
          "field 'prompt' must not be empty"},
         {DATASET_FORMAT_PROMPTS, "{\"text\":\"t\"}", "unknown_parameter", "text",
