@@ -115,5 +115,5 @@ enum MHD_Result http_commit_reply(request *r, unsigned status, json_t *body) {
     enum MHD_Result replied;
     if (stored == 0 && idempotency_replay(r, &replied) == 1)
         return replied; /* a concurrent request with this key won */
-    return http_reply_error(r, 500, "database_error", NULL, "the write could not be committed");
+    return http_reply_db_failure(r, db_failure_of(r->db), "the write could not be committed");
 }

@@ -131,9 +131,28 @@ enum MHD_Result http_reply_http_error(request *r, const http_error *e) {
     return http_reply_error(r, e->status, e->code, e->param[0] ? e->param : NULL, "%s", e->message);
 }
 
+enum MHD_Result http_reply_db_failure(request *r, db_failure failure, const char *detail) {
+    const char *why = detail ? detail : "the write could not be committed";
+    switch (failure) {
+        case DB_FAILURE_NO_SPACE:
+            r->retry_after = HTTP_RETRY_AFTER_NO_SPACE_S;
+            return http_reply_error(r, 507, "insufficient_storage", NULL,
+                                    "the database's disk is full (%s); nothing of this request "
+                                    "was stored: retry once space is freed",
+                                    why);
+        case DB_FAILURE_IO:
+            r->retry_after = HTTP_RETRY_AFTER_DB_IO_S;
+            return http_reply_error(r, 503, "database_unavailable", NULL,
+                                    "the database cannot be written right now (%s); nothing of "
+                                    "this request was stored: retry later",
+                                    why);
+        default:
+            return http_reply_error(r, 500, "database_error", NULL, "database error: %s", why);
+    }
+}
+
 enum MHD_Result http_reply_db_error(request *r) {
-    return http_reply_error(r, 500, "database_error", NULL, "database error: %s",
-                            sqlite3_errmsg(r->db));
+    return http_reply_db_failure(r, db_failure_of(r->db), sqlite3_errmsg(r->db));
 }
 
 enum MHD_Result http_reply_not_found(request *r, const char *what, int found) {

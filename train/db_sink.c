@@ -26,9 +26,16 @@ static int64_t monotonic_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Notes a failed write of db that was the storage's fault. Caller holds mutex. */
+static void note_failure(db_sink *ds, sqlite3 *db) {
+    if (db_failure_is_storage(db_failure_of(db)))
+        ds->storage_failed = true;
+}
+
 /* Opens a fenced transaction on db: 0 ready, -1 failed (transaction closed). */
 static int fenced_begin(db_sink *ds, sqlite3 *db) {
     if (db_begin(db) != SQLITE_OK) {
+        note_failure(ds, db);
         fprintf(stderr, "rlhf-train: job %lld: cannot begin a write: %s\n", (long long)ds->job_id,
                 sqlite3_errmsg(db));
         return -1;
@@ -41,6 +48,7 @@ static int fenced_begin(db_sink *ds, sqlite3 *db) {
         fprintf(stderr, "rlhf-train: job %lld: %s\n", (long long)ds->job_id,
                 owned == 0 ? "lease lost; stopping without writing" : sqlite3_errmsg(db));
         db_rollback(db);
+        note_failure(ds, db);
         return -1;
     }
     if (cancel)
@@ -60,6 +68,7 @@ static int fenced_commit(db_sink *ds, sqlite3 *db, int ok) {
     fprintf(stderr, "rlhf-train: job %lld: write failed: %s\n", (long long)ds->job_id,
             sqlite3_errmsg(db));
     db_rollback(db);
+    note_failure(ds, db);
     return -1;
 }
 
@@ -238,6 +247,7 @@ static bool db_should_stop(void *ctx) {
 train_sink db_sink_make(db_sink *ds) {
     pthread_mutex_init(&ds->mutex, NULL);
     ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
+    ds->storage_failed = false;
     return (train_sink){ds, db_metrics, db_event, db_checkpoint, db_should_stop};
 }
 

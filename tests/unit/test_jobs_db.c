@@ -297,7 +297,8 @@ START_TEST(test_fence_stale_owner_cannot_write) {
     /* The old worker stops renewing; its lease runs out; the scheduler
      * requeues the job and a new worker claims it. */
     ck_assert_int_eq(fence(f.db, id, "old", -1000, NULL), 1);
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, "lease expired"), 1);
+    ck_assert_int_eq(
+        jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, NULL, "lease expired"), 1);
     claim(f.db, id, "new", 60000);
     /* The old worker wakes up: every write of it is refused, and changes
      * nothing. */
@@ -374,12 +375,12 @@ START_TEST(test_lost_worker_requeue_then_fail) {
     int64_t id = new_job(f.db, 2);
     claim(f.db, id, "w1", 60000); /* worker_pid 4242 */
     /* Another pid, or a live lease: not this worker's loss. */
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_EXITED, 1111, "exit 9"), 0);
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, "expired"), 0);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_EXITED, 1111, NULL, "exit 9"), 0);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, NULL, "expired"), 0);
     expect_status(f.db, id, "validating_files");
 
     /* Attempt 1 of 2 died: queued again. */
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_EXITED, 4242, "killed by 9"), 1);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_EXITED, 4242, NULL, "killed by 9"), 1);
     job_row job;
     ck_assert_int_eq(jobs_db_get(f.db, id, &job), 1);
     ck_assert_str_eq(job.status, "queued");
@@ -400,7 +401,7 @@ START_TEST(test_lost_worker_requeue_then_fail) {
                      1);
     /* Attempt 2 of 2: its lease runs out; the attempts are used up. */
     claim(f.db, id, "w2", -1);
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, "expired"), 1);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, NULL, "expired"), 1);
     ck_assert_int_eq(jobs_db_get(f.db, id, &job), 1);
     ck_assert_str_eq(job.status, "failed");
     ck_assert_int_eq(job.attempts, 2);
@@ -408,14 +409,14 @@ START_TEST(test_lost_worker_requeue_then_fail) {
     job_row_free(&job);
     ck_assert_int_eq(events(f.db, id, "failed"), 1);
     /* Once ended, nothing more happens to it. */
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, "expired"), 0);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, NULL, "expired"), 0);
 
     /* A pending cancel wins over a requeue. */
     int64_t cancelled = new_job(f.db, 5);
     claim(f.db, cancelled, "w", 60000);
     char status[JOBS_DB_STATUS_BYTES];
     ck_assert_int_eq(jobs_db_request_cancel(f.db, cancelled, status), JOB_CANCEL_ASKED);
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, cancelled, JOB_LOST_EXITED, 4242, "gone"), 1);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, cancelled, JOB_LOST_EXITED, 4242, NULL, "gone"), 1);
     expect_status(f.db, cancelled, "cancelled");
     fixture_close(&f);
 }
