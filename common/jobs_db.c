@@ -151,8 +151,9 @@ int jobs_db_claimed(sqlite3 *db, int64_t *ids, int64_t *pids, char (*owners)[JOB
 /* ---- the lease owner ------------------------------------------------------------ */
 
 /* Field 22 of /proc/PID/stat (starttime, clock ticks after boot); 0 if
- * there is no such process. The command name (field 2) may hold spaces and
- * parentheses, so the fields are counted after its last ')'. */
+ * there is no such process or it is a zombie (dead, not yet reaped). The
+ * command name (field 2) may hold spaces and parentheses, so the fields
+ * are counted after its last ')'. */
 static unsigned long long process_start_ticks(long pid) {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
@@ -164,13 +165,14 @@ static unsigned long long process_start_ticks(long pid) {
     buf[n] = '\0';
     const char *p = strrchr(buf, ')');
     unsigned long long ticks = 0;
+    char state = 0;
     /* after ")": state (3), then fields 4..21, then starttime (22) */
     if (p == NULL || sscanf(p + 1,
-                            " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+                            " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
                             "%*d %*d %*d %llu",
-                            &ticks) != 1)
+                            &state, &ticks) != 2)
         return 0;
-    return ticks;
+    return state == 'Z' || state == 'X' ? 0 : ticks;
 }
 
 void jobs_db_owner_name(char owner[JOBS_DB_OWNER_BYTES]) {
