@@ -108,6 +108,10 @@ int db_migrate(sqlite3 *db, char *err, size_t errlen) {
         db_rollback(db);
         return -1;
     }
+    if (version == latest) { /* nothing to write: a full disk does not stop a start */
+        db_rollback(db);
+        return 0;
+    }
     for (int i = version; i < latest; i++) {
         char msg[256];
         /* The file's number must be its position: a gap or a duplicate in

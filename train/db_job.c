@@ -625,8 +625,9 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     if (db_open(db_path, &db, err, sizeof err) != 0 || db_migrate(db, err, sizeof err) != 0 ||
         db_open(db_path, &hb_db, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train: %s\n", err);
+        const bool storage = db != NULL && db_failure_is_storage(db_failure_of(db));
         sqlite3_close(db);
-        return DB_JOB_EXIT_USAGE;
+        return storage ? DB_JOB_EXIT_STORAGE : DB_JOB_EXIT_USAGE;
     }
     /* The owner names this process uniquely, even across pid reuse, and
      * lets a restarted rlhfd tell whether it still runs. */

@@ -6,7 +6,8 @@
  * suites still cover the mapping with SQLite's max_page_count, a real
  * SQLITE_FULL on any filesystem). A ballast file fills the tmpfs while a
  * job runs: writes answer 507 with Retry-After, /readyz says not ready, the
- * worker exits "could not write" and its job is not failed; once the
+ * worker exits "could not write" (DB_JOB_EXIT_STORAGE, as does one that
+ * cannot even claim its job) and its job is not failed; once the
  * ballast is gone the job is queued again with its attempt given back and
  * ends with the uninterrupted reference's final checkpoint, byte for byte,
  * and every acknowledged write is there.
@@ -28,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jobs_db.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
 #include "test_server_util.h"
@@ -120,6 +122,7 @@ START_TEST(test_disk_full_tmpfs) {
      * is full, none can reuse room SQLite already has. */
     exec_sql(&d, "PRAGMA wal_checkpoint(TRUNCATE)");
     const int64_t job = create_sft_job(&d, fields);
+    const int64_t spare = create_sft_job(&d, fields); /* waits: one worker slot */
     pid_t worker;
     sqlite3 *lock = hold_running_job(&d, job, 1, &worker);
     fill_disk(ballast);
@@ -152,6 +155,19 @@ START_TEST(test_disk_full_tmpfs) {
     wait_pid_gone(worker);
     ck_assert_int_eq(
         db_int(&d, "SELECT count(*) FROM jobs WHERE id = ?1 AND status = 'failed'", job), 0);
+    /* A worker that cannot even claim its job says so in its exit code;
+     * the job stays queued, its attempts untouched. */
+    char train_bin[4096], spare_id[24];
+    bin_path("rlhf-train", train_bin, sizeof train_bin);
+    snprintf(spare_id, sizeof spare_id, "%lld", (long long)spare);
+    char *argv[] = {train_bin, "--db", d.db, "--job", spare_id, NULL};
+    char out[64];
+    ck_assert_int_eq(run_capture(argv, out, sizeof out), DB_JOB_EXIT_STORAGE);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM jobs WHERE id = ?1 AND status = 'queued' AND "
+                            "attempts = 0",
+                            spare),
+                     1);
 
     /* Space returns: the job runs again with its attempt given back and
      * ends as the reference did. */
@@ -169,6 +185,7 @@ START_TEST(test_disk_full_tmpfs) {
     final_checkpoint(&d, reference, want);
     final_checkpoint(&d, job, got);
     ck_assert_str_eq(got, want);
+    reply_free(wait_job(&d, spare, "succeeded", 1));
     for (int i = 0; i < n_acked; i++)
         ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM api_tokens WHERE id = ?1", acked[i]), 1);
     reply_free(expect_ok(http(&d, "POST", "/v1/tokens", d.admin,
