@@ -132,23 +132,23 @@ enum MHD_Result http_reply_http_error(request *r, const http_error *e) {
 }
 
 enum MHD_Result http_reply_db_failure(request *r, db_failure failure, const char *detail) {
+    static const struct {
+        unsigned status;
+        const char *code, *what, *then;
+        int64_t retry_after_s;
+    } storage[] = {
+        [DB_FAILURE_NO_SPACE] = {507, "insufficient_storage", "the database's disk is full",
+                                 "retry once space is freed", HTTP_RETRY_AFTER_NO_SPACE_S},
+        [DB_FAILURE_IO] = {503, "database_unavailable", "the database cannot be written right now",
+                           "retry later", HTTP_RETRY_AFTER_DB_IO_S},
+    };
     const char *why = detail ? detail : "the write could not be committed";
-    switch (failure) {
-        case DB_FAILURE_NO_SPACE:
-            r->retry_after = HTTP_RETRY_AFTER_NO_SPACE_S;
-            return http_reply_error(r, 507, "insufficient_storage", NULL,
-                                    "the database's disk is full (%s); nothing of this request "
-                                    "was stored: retry once space is freed",
-                                    why);
-        case DB_FAILURE_IO:
-            r->retry_after = HTTP_RETRY_AFTER_DB_IO_S;
-            return http_reply_error(r, 503, "database_unavailable", NULL,
-                                    "the database cannot be written right now (%s); nothing of "
-                                    "this request was stored: retry later",
-                                    why);
-        default:
-            return http_reply_error(r, 500, "database_error", NULL, "database error: %s", why);
-    }
+    if (!db_failure_is_storage(failure))
+        return http_reply_error(r, 500, "database_error", NULL, "database error: %s", why);
+    r->retry_after = storage[failure].retry_after_s;
+    return http_reply_error(r, storage[failure].status, storage[failure].code, NULL,
+                            "%s (%s); nothing of this request was stored: %s",
+                            storage[failure].what, why, storage[failure].then);
 }
 
 enum MHD_Result http_reply_db_error(request *r) {

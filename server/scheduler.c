@@ -272,15 +272,16 @@ static void check_orphans(scheduler *s) {
 static void start_queued(scheduler *s) {
     if (s->running >= s->n_slots)
         return;
-    /* A worker could not write its first checkpoint: wait for space. */
-    char why[256];
-    if (!storage_probe(s->cfg.db_path, why, sizeof why))
-        return;
     /* Jobs we started whose child has not claimed them yet are still
      * 'queued': skip them. */
     int64_t ids[512];
     const int max = 2 * s->n_slots < 512 ? 2 * s->n_slots : 512;
     const int n = jobs_db_queued(s->db, ids, max);
+    /* A worker could not even write its claim or first checkpoint: wait
+     * for space (the probe is cached, and only asked when a job waits). */
+    char why[256];
+    if (n <= 0 || !storage_probe(s->cfg.db_path, why, sizeof why))
+        return;
     for (int k = 0; k < n && s->running < s->n_slots; k++) {
         if (job_has_worker(s, ids[k]) || backoff_waiting(s, ids[k]))
             continue;
