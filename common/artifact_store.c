@@ -103,11 +103,13 @@ int artifact_writer_write(artifact_writer *w, const void *bytes, size_t n, char 
 }
 
 void artifact_writer_abort(artifact_writer *w) {
+    const int saved = errno; /* the failure's, for the caller */
     if (w->fd >= 0) {
         close(w->fd);
         unlink(w->tmp_path);
     }
     w->fd = -1;
+    errno = saved;
 }
 
 int artifact_writer_commit(artifact_writer *w, char sha256[65], char *err, size_t errlen) {

@@ -66,7 +66,8 @@ int artifact_writer_commit(artifact_writer *w, char sha256[65], char *err, size_
 /* Closes and removes the temporary file (a no-op after commit). */
 void artifact_writer_abort(artifact_writer *w);
 
-/* bytes[0..n) as one artifact. 0, or -1 with err. */
+/* bytes[0..n) as one artifact. 0, or -1 with err (and errno as the failed
+ * file operation left it: db_errno_is_storage tells a full disk). */
 int artifact_store_put(const char *dir, const void *bytes, size_t n, char sha256[65], char *err,
                        size_t errlen);
 

@@ -131,9 +131,28 @@ enum MHD_Result http_reply_http_error(request *r, const http_error *e) {
     return http_reply_error(r, e->status, e->code, e->param[0] ? e->param : NULL, "%s", e->message);
 }
 
+enum MHD_Result http_reply_db_failure(request *r, db_failure failure, const char *detail) {
+    static const struct {
+        unsigned status;
+        const char *code, *what, *then;
+        int64_t retry_after_s;
+    } storage[] = {
+        [DB_FAILURE_NO_SPACE] = {507, "insufficient_storage", "the database's disk is full",
+                                 "retry once space is freed", HTTP_RETRY_AFTER_NO_SPACE_S},
+        [DB_FAILURE_IO] = {503, "database_unavailable", "the database cannot be written right now",
+                           "retry later", HTTP_RETRY_AFTER_DB_IO_S},
+    };
+    const char *why = detail ? detail : "the write could not be committed";
+    if (!db_failure_is_storage(failure))
+        return http_reply_error(r, 500, "database_error", NULL, "database error: %s", why);
+    r->retry_after = storage[failure].retry_after_s;
+    return http_reply_error(r, storage[failure].status, storage[failure].code, NULL,
+                            "%s (%s); nothing of this request was stored: %s",
+                            storage[failure].what, why, storage[failure].then);
+}
+
 enum MHD_Result http_reply_db_error(request *r) {
-    return http_reply_error(r, 500, "database_error", NULL, "database error: %s",
-                            sqlite3_errmsg(r->db));
+    return http_reply_db_failure(r, db_failure_of(r->db), sqlite3_errmsg(r->db));
 }
 
 enum MHD_Result http_reply_not_found(request *r, const char *what, int found) {

@@ -2,13 +2,11 @@
 
 #include <cblas.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "artifact_store.h"
@@ -26,6 +24,15 @@
 #include "train_state.h"
 
 static volatile sig_atomic_t stop_signal = 0;
+
+/* A file the worker needed could not be written for want of space or an
+ * I/O error (see DB_JOB_EXIT_STORAGE). */
+static bool file_storage_failed = false;
+
+static void note_file_errno(int err) {
+    if (db_errno_is_storage(err))
+        file_storage_failed = true;
+}
 
 static void on_stop_signal(int sig) {
     (void)sig;
@@ -383,7 +390,7 @@ static int find_resume_checkpoint(sqlite3 *db, const char *data_dir, int64_t job
         *step = sqlite3_column_int64(st, 1);
         int cfd = checkpoint_file_open(db, data_dir, *id, NULL, err, errlen);
         if (cfd < 0)
-            found = -1;
+            note_file_errno(errno), found = -1;
         else if (checkpoint_file_has_training_state(cfd))
             *fd = cfd, found = 1;
         else
@@ -405,6 +412,7 @@ static int checkpoint_to_file(sqlite3 *db, const char *data_dir, int64_t id, con
     char why[256];
     *fd = checkpoint_file_open(db, data_dir, id, NULL, why, sizeof why);
     if (*fd < 0) {
+        note_file_errno(errno);
         snprintf(err, errlen, "%s: checkpoint %lld: %s", param, (long long)id, why);
         return -1;
     }
@@ -594,15 +602,14 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     if (db_open(db_path, &db, err, sizeof err) != 0 || db_migrate(db, err, sizeof err) != 0 ||
         db_open(db_path, &hb_db, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train: %s\n", err);
+        const bool storage = db != NULL && db_failure_is_storage(db_failure_of(db));
         sqlite3_close(db);
-        return DB_JOB_EXIT_USAGE;
+        return storage ? DB_JOB_EXIT_STORAGE : DB_JOB_EXIT_USAGE;
     }
-    /* The owner names this process uniquely, even across pid reuse. */
-    uint64_t nonce = 0;
-    if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce)
-        nonce = (uint64_t)db_now_ms();
-    char owner[64];
-    snprintf(owner, sizeof owner, "pid:%d:%016" PRIx64, (int)getpid(), nonce);
+    /* The owner names this process uniquely, even across pid reuse, and
+     * lets a restarted rlhfd tell whether it still runs. */
+    char owner[JOBS_DB_OWNER_BYTES];
+    jobs_db_owner_name(owner);
     const int64_t lease_ms = lease_ms_from_env();
     char data_dir[4096];
     checkpoint_file_data_dir(db_path, data_dir, sizeof data_dir);
@@ -623,9 +630,12 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
                     (long long)job_id);
         else
             fprintf(stderr, "rlhf-train: job %lld: %s\n", (long long)job_id, err);
+        const bool storage = claimed < 0 && db_failure_is_storage(db_failure_of(db));
         sqlite3_close(hb_db);
         sqlite3_close(db);
-        return claimed == 0 ? DB_JOB_EXIT_NOT_CLAIMED : DB_JOB_EXIT_USAGE;
+        return claimed == 0 ? DB_JOB_EXIT_NOT_CLAIMED
+               : storage    ? DB_JOB_EXIT_STORAGE
+                            : DB_JOB_EXIT_USAGE;
     }
 
     struct sigaction sa = {0};
@@ -652,6 +662,7 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     json_error_t jerr;
     json_t *config = json_loads(job.config, 0, &jerr);
     int rc = -1;
+    bool storage = false; /* rc != 0 because something could not be written */
     if (type == NULL)
         snprintf(err, sizeof err, "unknown job type '%s'", job.type);
     else if (cfg == NULL || config == NULL)
@@ -681,6 +692,10 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
             snprintf(err, sizeof err, "cannot write the last metrics: %s", sqlite3_errmsg(db));
             rc = -1;
         }
+        pthread_mutex_lock(&ds.mutex);
+        storage = rc != 0 && (ds.storage_failed || file_storage_failed ||
+                              db_failure_is_storage(db_failure_of(db)));
+        pthread_mutex_unlock(&ds.mutex);
         db_sink_free(&ds);
     }
     json_decref(config);
@@ -710,18 +725,28 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
             jobs_db_fence(db, job_id, owner, lease_ms, &cancel);
             db_commit(db);
         }
-        job_outcome outcome = rc != 0       ? JOB_OUTCOME_FAILED
+        /* Could not write: not the job's fault, so it goes back to the
+         * queue with its attempt (unless it was being cancelled). */
+        job_outcome outcome = rc != 0 && storage
+                                  ? (cancel ? JOB_OUTCOME_CANCELLED : JOB_OUTCOME_STORAGE)
+                              : rc != 0     ? JOB_OUTCOME_FAILED
                               : cancel      ? JOB_OUTCOME_CANCELLED
                               : stop_signal ? JOB_OUTCOME_REQUEUED
                                             : JOB_OUTCOME_SUCCEEDED;
         if (jobs_db_finish(db, job_id, owner, outcome, rc != 0 ? err : NULL) != 0) {
+            /* A full disk may refuse even this last write: rlhfd records
+             * the storage exit for us (JOB_LOST_STORAGE). */
+            const bool no_room = storage || db_failure_is_storage(db_failure_of(db));
             fprintf(stderr, "rlhf-train: job %lld: cannot record the outcome: %s\n",
                     (long long)job_id, sqlite3_errmsg(db));
-            exit_code = DB_JOB_EXIT_LEASE_LOST;
+            exit_code = no_room ? DB_JOB_EXIT_STORAGE : DB_JOB_EXIT_LEASE_LOST;
         } else {
             if (rc != 0)
-                fprintf(stderr, "rlhf-train: job %lld failed: %s\n", (long long)job_id, err);
-            exit_code = rc != 0 ? DB_JOB_EXIT_FAILED : DB_JOB_EXIT_DONE;
+                fprintf(stderr, "rlhf-train: job %lld %s: %s\n", (long long)job_id,
+                        storage ? "could not write" : "failed", err);
+            exit_code = storage   ? DB_JOB_EXIT_STORAGE
+                        : rc != 0 ? DB_JOB_EXIT_FAILED
+                                  : DB_JOB_EXIT_DONE;
         }
     }
     sqlite3_close(hb_db);

@@ -1,5 +1,6 @@
 #include "db_sink.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -27,9 +28,16 @@ static int64_t monotonic_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Notes a failed write of db that was the storage's fault. Caller holds mutex. */
+static void note_failure(db_sink *ds, sqlite3 *db) {
+    if (db_failure_is_storage(db_failure_of(db)))
+        ds->storage_failed = true;
+}
+
 /* Opens a fenced transaction on db: 0 ready, -1 failed (transaction closed). */
 static int fenced_begin(db_sink *ds, sqlite3 *db) {
     if (db_begin(db) != SQLITE_OK) {
+        note_failure(ds, db);
         fprintf(stderr, "rlhf-train: job %lld: cannot begin a write: %s\n", (long long)ds->job_id,
                 sqlite3_errmsg(db));
         return -1;
@@ -42,6 +50,7 @@ static int fenced_begin(db_sink *ds, sqlite3 *db) {
         fprintf(stderr, "rlhf-train: job %lld: %s\n", (long long)ds->job_id,
                 owned == 0 ? "lease lost; stopping without writing" : sqlite3_errmsg(db));
         db_rollback(db);
+        note_failure(ds, db);
         return -1;
     }
     if (cancel)
@@ -61,6 +70,7 @@ static int fenced_commit(db_sink *ds, sqlite3 *db, int ok) {
     fprintf(stderr, "rlhf-train: job %lld: write failed: %s\n", (long long)ds->job_id,
             sqlite3_errmsg(db));
     db_rollback(db);
+    note_failure(ds, db);
     return -1;
 }
 
@@ -230,6 +240,11 @@ static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_by
     if (ds->data_dir != NULL) {
         /* outside the lock and the transaction: the file may be large */
         if (artifact_store_put(ds->data_dir, bytes, n_bytes, digest, err, sizeof err) != 0) {
+            const int failed_errno = errno;
+            pthread_mutex_lock(&ds->mutex);
+            if (db_errno_is_storage(failed_errno))
+                ds->storage_failed = true;
+            pthread_mutex_unlock(&ds->mutex);
             fprintf(stderr, "rlhf-train: job %lld: checkpoint: %s\n", (long long)ds->job_id, err);
             return -1;
         }
@@ -257,6 +272,7 @@ static bool db_should_stop(void *ctx) {
 train_sink db_sink_make(db_sink *ds) {
     pthread_mutex_init(&ds->mutex, NULL);
     ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
+    ds->storage_failed = false;
     return (train_sink){ds, db_metrics, db_event, db_checkpoint, db_should_stop};
 }
 

@@ -56,6 +56,10 @@ typedef struct db_sink {
     struct db_sink_update *pending;
     size_t n_pending, cap_pending;
     int64_t first_pending_ms;
+    /* A write failed because the database could not take it (a full disk,
+     * an I/O error: db_failure_is_storage), not because of the job; under
+     * mutex. rlhf-train then exits DB_JOB_EXIT_STORAGE. */
+    bool storage_failed;
 } db_sink;
 
 /* Initialises the buffer and mutex of ds (its other fields set by the

@@ -63,6 +63,7 @@ Suite *datasets_suite(void);
 Suite *comparisons_suite(void);
 Suite *exports_suite(void);
 Suite *durability_suite(void);
+Suite *disk_suite(void);
 Suite *prometheus_suite(void);
 Suite *docs_suite(void);
 Suite *openai_suite(void);

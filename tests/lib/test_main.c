@@ -83,6 +83,7 @@ static const named_suite all_suites[] = {
     {"comparisons", comparisons_suite},
     {"exports", exports_suite},
     {"durability", durability_suite},
+    {"disk", disk_suite},
     {"prometheus", prometheus_suite},
     {"docs", docs_suite},
     {"openai", openai_suite},

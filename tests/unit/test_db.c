@@ -1,7 +1,9 @@
 /* common/db: the migrations (applied once, a newer database refused, schema
  * 007's rank counts backfilled and kept by triggers), waiting out another
- * connection's write lock, and db_utf8_clean.
+ * connection's write lock, db_utf8_clean, and what a failure is called
+ * (db_failure).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -246,6 +248,60 @@ START_TEST(test_utf8_clean) {
 }
 END_TEST
 
+/* Why a call failed, as rlhfd answers it and rlhf-train exits: a full
+ * database (SQLITE_FULL, or an I/O error with ENOSPC) is "no space",
+ * another I/O-level failure "I/O", the rest "other". */
+START_TEST(test_failure_classify) {
+    ck_assert_int_eq(db_failure_classify(SQLITE_OK, 0), DB_FAILURE_NONE);
+    ck_assert_int_eq(db_failure_classify(SQLITE_DONE, 0), DB_FAILURE_NONE);
+    ck_assert_int_eq(db_failure_classify(SQLITE_FULL, 0), DB_FAILURE_NO_SPACE);
+    ck_assert_int_eq(db_failure_classify(SQLITE_IOERR_WRITE, ENOSPC), DB_FAILURE_NO_SPACE);
+    ck_assert_int_eq(db_failure_classify(SQLITE_IOERR_FSYNC, EDQUOT), DB_FAILURE_NO_SPACE);
+    ck_assert_int_eq(db_failure_classify(SQLITE_IOERR_FSYNC, EIO), DB_FAILURE_IO);
+    ck_assert_int_eq(db_failure_classify(SQLITE_IOERR_WRITE, EIO), DB_FAILURE_IO);
+    ck_assert_int_eq(db_failure_classify(SQLITE_READONLY, EROFS), DB_FAILURE_IO);
+    ck_assert_int_eq(db_failure_classify(SQLITE_BUSY, 0), DB_FAILURE_IO);
+    ck_assert_int_eq(db_failure_classify(SQLITE_IOERR_NOMEM, 0), DB_FAILURE_OTHER);
+    ck_assert_int_eq(db_failure_classify(SQLITE_CONSTRAINT_UNIQUE, 0), DB_FAILURE_OTHER);
+    ck_assert_int_eq(db_failure_classify(SQLITE_CORRUPT, 0), DB_FAILURE_OTHER);
+    for (db_failure f = DB_FAILURE_NONE; f <= DB_FAILURE_OTHER; f++)
+        ck_assert_int_eq(db_failure_is_storage(f), f == DB_FAILURE_NO_SPACE || f == DB_FAILURE_IO);
+}
+END_TEST
+
+/* A real SQLITE_FULL on any filesystem: the database may not grow past
+ * max_page_count. The failure is still known after the ROLLBACK that
+ * follows it (which would overwrite SQLite's own error), and forgotten by
+ * the next transaction. */
+START_TEST(test_failure_of_full_database) {
+    test_daemon d;
+    daemon_init(&d);
+    sqlite3 *db;
+    char err[256];
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(db_exec(db, "CREATE TABLE t (x BLOB)", err, sizeof err), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA max_page_count = %d", sqlite3_column_int(st, 0));
+    sqlite3_finalize(st);
+    ck_assert_int_eq(db_exec(db, pragma, err, sizeof err), SQLITE_OK);
+
+    ck_assert_int_eq(db_begin(db), SQLITE_OK);
+    ck_assert_int_eq(db_exec(db, "INSERT INTO t VALUES (randomblob(200000))", err, sizeof err),
+                     SQLITE_FULL);
+    db_rollback(db);
+    ck_assert_int_eq(db_failure_of(db), DB_FAILURE_NO_SPACE);
+    ck_assert_int_eq(db_begin(db), SQLITE_OK);
+    ck_assert_int_eq(db_failure_of(db), DB_FAILURE_NONE);
+    ck_assert_int_eq(db_exec(db, "INSERT INTO t VALUES (1)", err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_commit(db), SQLITE_OK);
+    db_close(db);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *db_suite(void) {
     Suite *s = suite_create("db");
     TCase *tc = tcase_create("db");
@@ -254,6 +310,8 @@ Suite *db_suite(void) {
     tcase_add_test(tc, test_dataset_rows_migration);
     tcase_add_test(tc, test_db_waits_for_write_lock);
     tcase_add_test(tc, test_utf8_clean);
+    tcase_add_test(tc, test_failure_classify);
+    tcase_add_test(tc, test_failure_of_full_database);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
