@@ -172,7 +172,8 @@ async function expectError(cls, code, param, call) {
   }
   check(false, `want ${code}: the call succeeded`);
 }
-await expectError(BadRequestError, 'job_type_unavailable', 'method.type', () =>
+// dpo runs as the dpo job type, which starts from a policy: not from scratch
+await expectError(BadRequestError, 'missing_required_parameter', 'model', () =>
   client.fineTuning.jobs.create({ model: 'scratch', training_file: file.id, method: { type: 'dpo' } }));
 await expectError(BadRequestError, 'method_unavailable', 'method.type', () =>
   client.fineTuning.jobs.create({
