@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "openai_ids.h"
 
 static void copy_text(char *out, size_t cap, sqlite3_stmt *st, int col) {
     const unsigned char *t = sqlite3_column_text(st, col);
@@ -156,14 +157,19 @@ json_t *models_store_json(sqlite3 *db, int64_t id) {
 
 /* Fine-tuned models: succeeded jobs with a final checkpoint. */
 #define FT_SQL                                                                                     \
-    "SELECT j.id, j.type, coalesce(m.name, 'rlhfd'), m.name, c.id, c.created_at FROM jobs j "      \
+    "SELECT j.id, f.suffix, coalesce(m.name, '" MODELS_STORE_SCRATCH "'), m.name, c.id, "          \
+    "c.created_at FROM jobs j "                                                                    \
     "JOIN checkpoints c ON c.id = (SELECT max(id) FROM checkpoints WHERE job_id = j.id AND kind "  \
-    "= 'final') LEFT JOIN models m ON m.id = j.base_model_id WHERE j.status = 'succeeded'"
+    "= 'final') LEFT JOIN models m ON m.id = j.base_model_id "                                     \
+    "LEFT JOIN fine_tuning_jobs f ON f.job_id = j.id WHERE j.status = 'succeeded'"
 
+/* One name per fine-tuned model, the same here and in the fine-tuning
+ * jobs' fine_tuned_model: ft:BASE:SUFFIX:ftjob-N (openai_ids.h), BASE the
+ * registered model its lineage starts from (or "scratch"). */
 static json_t *ft_json_row(sqlite3_stmt *st) {
-    char id[256];
-    snprintf(id, sizeof id, "ft:%s:%s:%lld", (const char *)sqlite3_column_text(st, 2),
-             (const char *)sqlite3_column_text(st, 1), (long long)sqlite3_column_int64(st, 0));
+    char id[OPENAI_MODEL_NAME_BYTES];
+    openai_model_name(id, sizeof id, (const char *)sqlite3_column_text(st, 2),
+                      (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 0), 0);
     return json_pack("{s:s, s:s, s:I, s:s, s:o, s:I, s:I, s:s}", "id", id, "object", "model",
                      "created", (json_int_t)sqlite3_column_int64(st, 5), "owned_by", "rlhfd",
                      "parent", text_or_null(st, 3), "job_id",
@@ -194,13 +200,22 @@ json_t *models_store_list(sqlite3 *db) {
     return data;
 }
 
+void models_store_base_name(sqlite3 *db, int64_t base_model_id, char *out, size_t len) {
+    snprintf(out, len, MODELS_STORE_SCRATCH);
+    sqlite3_stmt *st = NULL;
+    if (base_model_id <= 0 ||
+        sqlite3_prepare_v2(db, "SELECT name FROM models WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_int64(st, 1, base_model_id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
 int models_store_find_ft(sqlite3 *db, const char *name, json_t **object, int64_t *checkpoint_id) {
     *object = NULL;
-    const char *colon = strrchr(name, ':');
-    char *end = NULL;
-    long long job = colon ? strtoll(colon + 1, &end, 10) : 0;
-    if (strncmp(name, "ft:", 3) != 0 || colon == NULL || end == colon + 1 || *end != '\0' ||
-        job <= 0)
+    int64_t job, checkpoint;
+    if (!openai_model_parse(name, &job, &checkpoint) || checkpoint > 0)
         return 0;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, FT_SQL " AND j.id = ?1", -1, &st, NULL) != SQLITE_OK)

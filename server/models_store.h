@@ -1,13 +1,16 @@
 /* models_store — the models and model_files tables (schema 011) as the
  * routes read and write them, and the fine-tuned models the API lists
  * beside them: a succeeded job's final checkpoint, named
- * "ft:BASE:TYPE:JOB_ID" (BASE the registered model its lineage starts
- * from, or "rlhfd" for a lineage trained from scratch). */
+ * "ft:BASE:SUFFIX:ftjob-N" like the fine-tuning jobs' fine_tuned_model
+ * (openai_ids.h; BASE the registered model its lineage starts from, or
+ * "scratch" for a lineage trained from scratch; SUFFIX the fine-tuning
+ * job's suffix, else empty). */
 #ifndef RLHF_MODELS_STORE_H
 #define RLHF_MODELS_STORE_H
 
 #include <jansson.h>
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* A registered model, as the routes need it. */
@@ -46,6 +49,11 @@ json_t *models_store_list(sqlite3 *db);
 
 /* The fine-tuned model called name ("ft:BASE:TYPE:JOB_ID"): 1 found with
  * *object (new reference) and *checkpoint_id set, 0 not, -1 error. */
+/* The base of a lineage without a registered model (a GPT-2 from scratch). */
+#define MODELS_STORE_SCRATCH "scratch"
+/* The base name of the lineage that starts at registered model
+ * base_model_id (0: MODELS_STORE_SCRATCH) into out. */
+void models_store_base_name(sqlite3 *db, int64_t base_model_id, char *out, size_t len);
 int models_store_find_ft(sqlite3 *db, const char *name, json_t **object, int64_t *checkpoint_id);
 
 /* Deletes model id unless a job uses it: 1 deleted, 0 no such model, 2 in

@@ -30,6 +30,7 @@
 #include "job_json.h"
 #include "jobs.h"
 #include "jobs_db.h"
+#include "models_store.h"
 #include "openai_ids.h"
 #include "checkpoints_store.h"
 #include "routes.h"
@@ -192,7 +193,9 @@ static json_t *openai_job_json(sqlite3 *db, const job_row *job) {
     openai_id_format(id, sizeof id, OPENAI_ID_JOB, job->id);
     job_model(job, &x, model, sizeof model);
     const bool done = strcmp(job->status, "succeeded") == 0 && job->final_checkpoint > 0;
-    openai_model_name(tuned, sizeof tuned, model, x.suffix, job->id, 0);
+    char base[OPENAI_MODEL_NAME_BYTES];
+    models_store_base_name(db, job->refs.base_model, base, sizeof base);
+    openai_model_name(tuned, sizeof tuned, base, x.suffix, job->id, 0);
     json_t *hp = openai_hyperparameters(job);
     json_t *config = json_loads(job->config, 0, NULL);
     json_t *seed = json_object_get(config, "seed");
@@ -652,7 +655,7 @@ static json_t *openai_checkpoint_json(sqlite3 *db, sqlite3_stmt *st, int64_t job
     char id[32], job_id_text[32], model[OPENAI_MODEL_NAME_BYTES], name[2 * OPENAI_MODEL_NAME_BYTES];
     openai_id_format(id, sizeof id, OPENAI_ID_CKPT, ckpt);
     openai_id_format(job_id_text, sizeof job_id_text, OPENAI_ID_JOB, job_id);
-    job_model(&job, &x, model, sizeof model);
+    models_store_base_name(db, job.refs.base_model, model, sizeof model);
     openai_model_name(name, sizeof name, model, x.suffix, job_id, ckpt);
     json_t *metrics = json_object_get(native, "metrics");
     metrics = json_is_object(metrics) ? json_copy(metrics) : json_object();

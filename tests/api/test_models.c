@@ -329,7 +329,7 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
 
     /* the fine-tuned model is listed and retrievable by its ft: id */
     char ft[128], ids[1024];
-    snprintf(ft, sizeof ft, "ft:tiny:sft:%lld", (long long)job);
+    snprintf(ft, sizeof ft, "ft:tiny::ftjob-%lld", (long long)job);
     listed_ids(&d, ids, sizeof ids);
     char want[256];
     snprintf(want, sizeof want, "tiny %s ", ft);
