@@ -343,7 +343,7 @@ static int file_upload_begin(request *r, enum MHD_Result *replied) {
         return 0;
     }
     u->model_id = row.id;
-    snprintf(u->file, sizeof u->file, "%s", file);
+    snprintf(u->file, sizeof u->file, "%.*s", MODEL_NAME_MAX, file); /* checked above */
     for (int i = 0; i < 64; i++)
         u->expected_sha256[i] = (char)tolower((unsigned char)sha[i]);
     r->upload = u;
