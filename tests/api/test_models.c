@@ -54,6 +54,12 @@ static http_reply *post_model(const test_daemon *d, const char *name, const char
     return http(d, "POST", "/v1/models", d->admin, body, NULL);
 }
 
+/* expect_error, then frees the reply. */
+static void expect_error_free(http_reply *r, long status, const char *code, const char *param) {
+    expect_error(r, status, code, param);
+    reply_free(r);
+}
+
 static const char *str(http_reply *r, const char *key) {
     return json_string_value(json_object_get(r->json, key));
 }
@@ -100,16 +106,16 @@ START_TEST(test_register_directory_inside_roots_only) {
     ck_assert_str_eq(str(r, "chat_format"), "chatml");
     ck_assert_str_eq(str(r, "source"), "directory");
     reply_free(r);
-    expect_error(post_model(&d, "tiny", "tiny"), 409, "model_exists", "id");
-    expect_error(post_model(&d, "x", "../elsewhere/other"), 400, "invalid_path", "path");
+    expect_error_free(post_model(&d, "tiny", "tiny"), 409, "model_exists", "id");
+    expect_error_free(post_model(&d, "x", "../elsewhere/other"), 400, "invalid_path", "path");
     r = post_model(&d, "x", "escape");
-    expect_error(r, 400, "invalid_path", "path");
+    expect_error_free(r, 400, "invalid_path", "path");
     r = post_model(&d, "x", path);
     ck_assert_int_eq(r->status, 400);
     ck_assert_msg(strstr(r->body, "outside every --model-root") != NULL, "%s", r->body);
     reply_free(r);
-    expect_error(post_model(&d, "x", "missing"), 400, "invalid_path", "path");
-    expect_error(post_model(&d, "../x", "tiny"), 400, "invalid_value", "id");
+    expect_error_free(post_model(&d, "x", "missing"), 400, "invalid_path", "path");
+    expect_error_free(post_model(&d, "../x", "tiny"), 400, "invalid_value", "id");
 
     /* a directory that is wrong in three files says so per file */
     snprintf(path, sizeof path, "%s/broken", root);
@@ -215,8 +221,8 @@ START_TEST(test_upload_checked_per_file_and_whole) {
     static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json",
                                         "tokenizer_config.json"};
     /* the digest is checked; nothing is recorded when it does not match */
-    expect_error(upload_model_file(&d, "up", dir, "config.json", true), 400, "sha256_mismatch",
-                 "X-Sha256");
+    expect_error_free(upload_model_file(&d, "up", dir, "config.json", true), 400, "sha256_mismatch",
+                      "X-Sha256");
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM model_files", 0), 0);
     for (int i = 0; i < 4; i++) {
         r = expect_ok(upload_model_file(&d, "up", dir, files[i], false));
@@ -238,20 +244,20 @@ START_TEST(test_upload_checked_per_file_and_whole) {
     ck_assert_int_eq(r->status, 413);
     reply_free(r);
     r = http(&d, "POST", "/v1/models/up/files/run.sh", d.admin, "x", "X-Sha256: 00");
-    expect_error(r, 400, "invalid_file_name", NULL);
+    expect_error_free(r, 400, "invalid_file_name", NULL);
     r = expect_ok(http(&d, "POST", "/v1/models/up/complete", d.admin, "{}", NULL));
     ck_assert_str_eq(str(r, "status"), "ready");
     ck_assert_str_eq(str(r, "chat_format"), "chatml");
     ck_assert_int_eq(json_array_size(json_object_get(r->json, "files")), 4);
     reply_free(r);
     /* a ready model takes no more files */
-    expect_error(upload_model_file(&d, "up", dir, "config.json", false), 409, "model_not_uploading",
-                 NULL);
+    expect_error_free(upload_model_file(&d, "up", dir, "config.json", false), 409,
+                      "model_not_uploading", NULL);
 
     /* an upload missing its weights and tokenizer, with an unknown chat
      * template, fails with the reasons per file */
-    expect_ok(
-        http(&d, "POST", "/v1/models", d.admin, "{\"id\":\"bad\",\"source\":\"upload\"}", NULL));
+    reply_free(expect_ok(
+        http(&d, "POST", "/v1/models", d.admin, "{\"id\":\"bad\",\"source\":\"upload\"}", NULL)));
     reply_free(expect_ok(upload_model_file(&d, "bad", dir, "config.json", false)));
     test_write_file_in(dir, "tokenizer_config.json", "{\"chat_template\": \"{{ x }}\"}", 28);
     reply_free(expect_ok(upload_model_file(&d, "bad", dir, "tokenizer_config.json", false)));

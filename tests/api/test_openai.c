@@ -225,7 +225,7 @@ START_TEST(test_openai_files) {
     call_expect_error(&d, "GET", path, d.admin, NULL, 404, "file_not_found", NULL);
     ck_assert_int_eq(
         db_int(&d, "SELECT count(*) FROM dataset_content WHERE dataset_id = ?1", prompts), 0);
-    wait_job(&d, job, "succeeded", 0);
+    reply_free(wait_job(&d, job, "succeeded", 0));
     daemon_stop(&d);
     daemon_cleanup(&d);
 }
