@@ -46,6 +46,7 @@ Suite *pipeline_suite(void);
 Suite *rlhfctl_suite(void);
 /* api/ */
 Suite *requests_suite(void);
+Suite *hostile_suite(void);
 Suite *daemon_suite(void);
 Suite *tokens_suite(void);
 Suite *jobs_suite(void);
