@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "suites.h"
+#include "test_api_fixtures.h"
 #include "test_server_util.h"
 #include "test_util.h"
 
@@ -46,22 +47,9 @@ static void send_all(int fd, const char *bytes, size_t n) {
 /* Reads what the server sends until it closes the connection (EOF or a
  * reset), into out; closes fd. Returns the bytes read. */
 static size_t await_close(int fd, char *out, size_t len) {
-    size_t used = 0;
     out[0] = '\0';
-    const int64_t deadline = now_ms() + DEADLINE_MS;
-    for (;;) {
-        ck_assert_msg(now_ms() < deadline, "the server did not close the connection: '%s'", out);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        ssize_t got = recv(fd, out + used, len - 1 - used, 0);
-        if (got <= 0)
-            break;
-        used += (size_t)got;
-        out[used] = '\0';
-    }
-    close(fd);
-    return used;
+    read_to_close(fd, out, len);
+    return strlen(out);
 }
 
 /* One raw request (n bytes) on a new connection from 127.0.0.1; the
