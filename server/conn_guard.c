@@ -2,7 +2,6 @@
 
 #include <netinet/in.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +17,10 @@ typedef struct conn_entry {
     int fd;
     struct sockaddr_storage addr;
     conn_admission admission;
-    atomic_int stage;           /* conn_stage */
-    atomic_int_fast64_t due_ms; /* monotonic deadline; 0: none */
-    bool cut;                   /* answered and shut down by the guard */
-    bool holds_spare;           /* counted in spare_held */
+    conn_stage stage; /* what it sends next (under the guard's lock, as below) */
+    int64_t due_ms;   /* monotonic deadline; 0: none */
+    bool cut;         /* answered and shut down by the guard */
+    bool holds_spare; /* counted in spare_held */
 } conn_entry;
 
 struct conn_guard {
@@ -72,16 +71,16 @@ static void entry_cut(conn_entry *e, unsigned status, const char *reason, const 
     }
     shutdown(e->fd, SHUT_RDWR);
     e->cut = true;
-    atomic_store(&e->due_ms, 0);
+    e->due_ms = 0;
 }
 
 static void entry_set_deadline(conn_entry *e, conn_stage stage) {
     const conn_guard *g = e->guard;
-    atomic_store(&e->stage, (int)stage);
+    e->stage = stage;
     int64_t timeout = stage == CONN_STAGE_HEADERS ? g->header_timeout_ms
                       : stage == CONN_STAGE_BODY  ? g->body_timeout_ms
                                                   : 0;
-    atomic_store(&e->due_ms, timeout > 0 ? monotonic_ms() + timeout : 0);
+    e->due_ms = timeout > 0 ? monotonic_ms() + timeout : 0;
 }
 
 /* Lock held: counts e in, deciding its admission; pushes out the oldest
@@ -104,7 +103,7 @@ static void entry_admit(conn_guard *g, conn_entry *e) {
     } else {
         conn_entry *oldest = g->head;
         while (oldest != NULL && (oldest->admission == CONN_ADMISSION_ADMITTED || oldest->cut ||
-                                  atomic_load(&oldest->stage) != CONN_STAGE_HEADERS))
+                                  oldest->stage != CONN_STAGE_HEADERS))
             oldest = oldest->next;
         conn_entry *victim = oldest != NULL ? oldest : e;
         entry_cut(victim, 503, "Service Unavailable", "too_many_connections",
@@ -186,8 +185,13 @@ conn_admission conn_guard_admission(struct MHD_Connection *conn) {
 
 void conn_guard_expect(struct MHD_Connection *conn, conn_stage stage) {
     conn_entry *e = entry_of(conn);
-    if (e != NULL)
-        entry_set_deadline(e, stage);
+    if (e == NULL)
+        return;
+    /* under the lock: once a reply is expected the watchdog, which holds it
+     * while it looks, can no longer write a 408 beside libmicrohttpd's reply */
+    pthread_mutex_lock(&e->guard->mutex);
+    entry_set_deadline(e, stage);
+    pthread_mutex_unlock(&e->guard->mutex);
 }
 
 /* ---- the watchdog --------------------------------------------------------- */
@@ -207,11 +211,11 @@ static void *watchdog(void *arg) {
         pthread_cond_timedwait(&g->wake, &g->mutex, &until);
         const int64_t now = monotonic_ms();
         for (conn_entry *e = g->head; e != NULL; e = e->next) {
-            int64_t due = atomic_load(&e->due_ms);
+            int64_t due = e->due_ms;
             if (e->cut || due == 0 || now < due)
                 continue;
             char message[160];
-            if (atomic_load(&e->stage) == CONN_STAGE_BODY)
+            if (e->stage == CONN_STAGE_BODY)
                 snprintf(message, sizeof message,
                          "no part of the request body arrived within %lld ms",
                          (long long)g->body_timeout_ms);
