@@ -157,7 +157,7 @@ void rlhfd_config_usage(FILE *out) {
             snprintf(dflt, sizeof dflt, "%lld", (long long)options[i].dflt);
         else
             snprintf(dflt, sizeof dflt, "%s", options[i].dflt_text);
-        fprintf(out, "  --%-18s %s (default %s)\n", flag, options[i].doc,
+        fprintf(out, "  --%-24s %s (default %s)\n", flag, options[i].doc,
                 dflt[0] ? dflt : "see text");
     }
 }
