@@ -54,6 +54,17 @@ static const option_def options[] = {
     INT(model_cache, 2, 0, 64, "checkpoints kept loaded for /generate (least recently used out)"),
     INT(generate_slots, 2, 1, 64, "generations that run at once; others wait up to 30 s"),
     INT(http_threads, 4, 1, 256, "HTTP thread pool (epoll, keep-alive); streams do not hold one"),
+    INT(max_connections, 1000, 1, 100000,
+        "connections served at once; beyond them only /healthz and /readyz are answered "
+        "(others get 503 with Retry-After)"),
+    INT(max_connections_per_ip, 64, 1, 100000,
+        "connections served at once from one client address (beyond: 429 with Retry-After)"),
+    INT(spare_connections, 32, 1, 10000,
+        "connections held beyond those limits for health probes and 503/429 answers"),
+    INT(header_timeout_ms, 10000, 100, 600000,
+        "time to send a request line and headers (from connect or the previous reply)"),
+    INT(body_timeout_ms, 30000, 100, 3600000, "time to send each piece of a request body"),
+    INT(idle_timeout_s, 60, 1, 86400, "a connection with no traffic at all is closed"),
     INT(write_rate, 100, 0, 1000000, "writes per second per token (POST/DELETE; 0: unlimited)"),
     INT(write_burst, 200, 1, 1000000, "writes a token may send at once before write_rate applies"),
     STR(web_root, "", "directory of the built web client served at / (default: web/ beside rlhfd)"),
@@ -164,7 +175,7 @@ void rlhfd_config_usage(FILE *out) {
             snprintf(dflt, sizeof dflt, "%lld", (long long)options[i].dflt);
         else
             snprintf(dflt, sizeof dflt, "%s", options[i].dflt_text);
-        fprintf(out, "  --%-18s %s (default %s)\n", flag, options[i].doc,
+        fprintf(out, "  --%-24s %s (default %s)\n", flag, options[i].doc,
                 dflt[0] ? dflt : "see text");
     }
 }

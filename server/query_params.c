@@ -1,6 +1,8 @@
 #include "query_params.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "openai_ids.h"
 #include "reply.h"
@@ -9,15 +11,33 @@ const char *http_query(request *r, const char *name) {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static int parse_positive(const char *s, int64_t *out) {
-    char *end;
-    if (s == NULL || *s < '0' || *s > '9')
+int http_parse_int64(const char *s, size_t n, int64_t min, int64_t max, int64_t *out) {
+    size_t i = 0;
+    bool negative = n > 0 && s[0] == '-' && min < 0;
+    if (negative)
+        i++;
+    if (i == n)
         return 0;
-    long long v = strtoll(s, &end, 10);
-    if (*end != '\0' || v <= 0)
+    uint64_t magnitude = 0;
+    const uint64_t limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        unsigned digit = (unsigned)(s[i] - '0');
+        if (magnitude > (limit - digit) / 10)
+            return 0; /* beyond int64: refused, never clamped */
+        magnitude = magnitude * 10 + digit;
+    }
+    int64_t v = negative ? (magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)magnitude)
+                         : (int64_t)magnitude;
+    if (v < min || v > max)
         return 0;
     *out = v;
     return 1;
+}
+
+static int parse_positive(const char *s, int64_t *out) {
+    return s != NULL && http_parse_int64(s, strlen(s), 1, INT64_MAX, out);
 }
 
 /* kind < 0: a plain integer cursor; else an openai_id_kind. */
@@ -40,7 +60,8 @@ static int query_page(request *r, const char *cursor_name, int kind, int64_t dfl
     }
     if (c != NULL && kind < 0 && !parse_positive(c, cursor)) {
         *replied = http_reply_error(r, 400, "invalid_value", cursor_name,
-                                    "%s must be a positive integer id", cursor_name);
+                                    "%s must be an integer id in [1, %lld]", cursor_name,
+                                    (long long)INT64_MAX);
         return 0;
     }
     return 1;

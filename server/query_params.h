@@ -2,11 +2,16 @@
 #ifndef RLHF_QUERY_PARAMS_H
 #define RLHF_QUERY_PARAMS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "db.h"
 #include "request.h"
 
+/* The n bytes at s as a decimal integer in [min, max]: digits only (a
+ * leading '-' when min < 0), no spaces, signs or junk; a value beyond int64
+ * is refused, never clamped. 1 with *out, or 0. */
+int http_parse_int64(const char *s, size_t n, int64_t min, int64_t max, int64_t *out);
 /* A query argument, or NULL. */
 const char *http_query(request *r, const char *name);
 /* Pagination: limit in [1, max] (default dflt) and an optional positive

@@ -35,6 +35,13 @@ enum MHD_Result http_reply_json_text(request *r, unsigned status, char *text, si
  * newline: one is added); replayed adds Idempotent-Replayed: true. */
 enum MHD_Result http_reply_dumped(request *r, unsigned status, char *text, bool replayed);
 
+/* A whole HTTP/1.1 response (status line, headers with Connection: close
+ * and Retry-After when retry_after > 0, and the JSON error body) into out,
+ * for answers written to a socket outside libmicrohttpd (conn_guard.h).
+ * Its length, or -1 if it does not fit. */
+int http_error_response_text(char *out, size_t len, unsigned status, const char *reason,
+                             const char *code, const char *message, int64_t retry_after);
+
 /* Replies {"error": {message, type, param, code}}; param may be NULL. The
  * type follows from the status (400 invalid_request_error, 401
  * authentication_error, 403 permission_error, 404 not_found_error, 409

@@ -98,7 +98,8 @@ static bool name_char(char c) {
            c == '_' || c == '-' || c == ':';
 }
 
-/* Matches url against pattern; *id receives a {id} segment. */
+/* Matches url against pattern; *id receives a {id} segment, or -1 when
+ * its digits are beyond int64 (the caller refuses it: 400, never clamped). */
 static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
     while (*pattern && *url) {
         if (strcmp(pattern, "{path}") == 0)
@@ -113,14 +114,12 @@ static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
             continue;
         }
         if (strncmp(pattern, "{id}", 4) == 0) {
-            char *end;
-            if (*url < '1' || *url > '9')
+            size_t n = strcspn(url, "/");
+            if (*url < '1' || *url > '9' || strspn(url, "0123456789") != n)
                 return false;
-            long long v = strtoll(url, &end, 10);
-            if (v <= 0 || (*end != '/' && *end != '\0'))
-                return false;
-            *id = v;
-            pattern += 4, url = end;
+            if (!http_parse_int64(url, n, 1, INT64_MAX, id))
+                *id = -1;
+            pattern += 4, url += n;
         } else if (*pattern++ != *url++) {
             return false;
         }

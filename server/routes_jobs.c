@@ -162,11 +162,11 @@ static const char *const reward_job_types[] = {"reward", NULL};
 /* "job:12" → 12; -1 if text is not prefix followed by a positive integer. */
 static int64_t prefixed_id(const char *text, const char *prefix) {
     size_t n = strlen(prefix);
-    if (strncmp(text, prefix, n) != 0 || text[n] < '1' || text[n] > '9')
-        return -1;
-    char *end;
-    long long v = strtoll(text + n, &end, 10);
-    return *end == '\0' && v > 0 ? v : -1;
+    int64_t v;
+    return strncmp(text, prefix, n) == 0 && text[n] >= '1' && text[n] <= '9' &&
+                   http_parse_int64(text + n, strlen(text + n), 1, INT64_MAX, &v)
+               ? v
+               : -1;
 }
 
 /* The shape of ref's value: 1 ok (absent, or well formed into by_job/id),

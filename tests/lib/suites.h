@@ -51,6 +51,7 @@ Suite *rlhfctl_suite(void);
 Suite *help_suite(void);
 /* api/ */
 Suite *requests_suite(void);
+Suite *hostile_suite(void);
 Suite *daemon_suite(void);
 Suite *tokens_suite(void);
 Suite *jobs_suite(void);

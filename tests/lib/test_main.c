@@ -71,6 +71,7 @@ static const named_suite all_suites[] = {
     {"help", help_suite},
     /* api/: a real rlhfd over HTTP, one resource (or concern) each */
     {"requests", requests_suite},
+    {"hostile", hostile_suite},
     {"daemon", daemon_suite},
     {"tokens", tokens_suite},
     {"jobs", jobs_suite},
