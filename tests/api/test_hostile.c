@@ -263,7 +263,7 @@ START_TEST(test_connection_flood) {
     int flood[FLOOD_ADDRESSES * PER_ADDRESS];
     for (int a = 0; a < FLOOD_ADDRESSES; a++)
         for (int i = 0; i < PER_ADDRESS; i++) {
-            char from[16];
+            char from[24];
             snprintf(from, sizeof from, "127.0.0.%d", 2 + a);
             int fd = raw_connect(&d, from);
             send_all(fd, "GET /v1/jobs HTTP/1.1\r\n", 23);
