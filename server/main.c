@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agreement_cache.h"
 #include "auth.h"
 #include "http.h"
 #include "park.h"
@@ -19,8 +20,38 @@
 #include "scheduler.h"
 #include "series_cache.h"
 #include "server.h"
+#include "slow_pool.h"
 #include "token_cache.h"
 #include "writer.h"
+
+/* The generate pool and the heavy-read pool (server/slow_pool.h). The
+ * environment's RLHFD_TEST_GENERATE_GATE names a FIFO the generate workers
+ * read one byte from before each generation: a test hook that holds
+ * generations running while a test looks (tests/api/test_slow_reads.c). */
+static int start_slow_pools(server *srv, char *err, size_t errlen) {
+    const char *gate = getenv("RLHFD_TEST_GENERATE_GATE");
+    int gate_fd = -1;
+    if (gate != NULL && (gate_fd = open(gate, O_RDWR | O_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "RLHFD_TEST_GENERATE_GATE %s: %s", gate, strerror(errno));
+        return -1;
+    }
+    const slow_pool_config gen = {"generate",
+                                  (int)srv->cfg.generate_slots,
+                                  (int)srv->cfg.generate_queue,
+                                  (int)srv->cfg.generate_per_token,
+                                  srv->cfg.queue_timeout_ms,
+                                  gate_fd};
+    const slow_pool_config read = {"heavy-read",
+                                   (int)srv->cfg.read_workers,
+                                   (int)srv->cfg.read_queue,
+                                   (int)srv->cfg.read_per_token,
+                                   srv->cfg.queue_timeout_ms,
+                                   -1};
+    if ((srv->gen_pool = slow_pool_start(&gen, err, errlen)) == NULL ||
+        (srv->read_pool = slow_pool_start(&read, err, errlen)) == NULL)
+        return -1;
+    return 0;
+}
 
 /* IPV4:PORT, [IPV6]:PORT or HOSTNAME:PORT → addr. A name is resolved once,
  * at start (getaddrinfo); of its addresses the first IPv4 one is taken
@@ -176,19 +207,25 @@ int main(int argc, char **argv) {
         (srv.park = park_start(srv.cfg.sse_poll_ms, err, sizeof err)) == NULL ||
         (srv.writer = writer_start(srv.cfg.db_path, err, sizeof err)) == NULL ||
         (srv.rate_limiter = rate_limiter_new(srv.cfg.write_rate, srv.cfg.write_burst)) == NULL ||
+        (srv.read_limiter = rate_limiter_new(srv.cfg.read_rate, srv.cfg.read_burst)) == NULL ||
+        start_slow_pools(&srv, err, sizeof err) != 0 ||
+        (srv.agreement_cache = agreement_cache_new(AGREEMENT_CACHE_PROJECTS)) == NULL ||
         (srv.token_cache = token_cache_new()) == NULL ||
         (srv.series_cache = series_cache_new(SERIES_CACHE_BYTES)) == NULL ||
         (srv.scheduler = scheduler_start(&srv.cfg, err, sizeof err)) == NULL) {
         bool out_of_memory =
-            srv.writer && (!srv.rate_limiter || !srv.token_cache || !srv.series_cache);
+            srv.writer &&
+            (!srv.rate_limiter || !srv.read_limiter ||
+             (srv.read_pool && (!srv.agreement_cache || !srv.token_cache || !srv.series_cache)));
         fprintf(stderr, "rlhfd: %s\n", out_of_memory ? "out of memory" : err);
         return 1;
     }
     /* A thread pool, each thread with its own epoll set, keep-alive
      * (HTTP/1.1 default). No callback blocks for long: an idle event stream
-     * parks its connection (server/park.h) and a ranking write waits for its
-     * group commit suspended (server/writer.h); other handlers do short
-     * SQLite work on pooled connections. */
+     * parks its connection (server/park.h), a ranking write waits for its
+     * group commit suspended (server/writer.h), a generation or a heavy read
+     * waits for its worker suspended (server/defer_slow.h); other handlers
+     * do short SQLite work on pooled connections. */
     const bool ipv6 = addr.ss_family == AF_INET6;
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
@@ -201,6 +238,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "rlhfd: cannot listen on %s\n", srv.cfg.listen);
         scheduler_stop(srv.scheduler, 0);
         park_stop(srv.park);
+        slow_pool_stop(srv.gen_pool);
+        slow_pool_stop(srv.read_pool);
         writer_stop(srv.writer);
         writer_free(srv.writer);
         db_pool_free(&srv.pool);
@@ -232,14 +271,21 @@ int main(int argc, char **argv) {
         shutdown(listen_fd, SHUT_RDWR);
     park_stop(srv.park); /* every parked stream resumes and ends */
     scheduler_stop(srv.scheduler, srv.cfg.shutdown_grace_ms);
-    /* Queued writes commit and their connections resume; later writes get
-     * 503. Nothing is left suspended when MHD stops. */
+    /* Running generations and heavy reads finish, queued ones get 503, and
+     * queued writes commit; their connections resume; later ones get 503.
+     * Nothing is left suspended when MHD stops. */
+    slow_pool_stop(srv.gen_pool);
+    slow_pool_stop(srv.read_pool);
     writer_stop(srv.writer);
     MHD_stop_daemon(d);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
     writer_free(srv.writer);
     rate_limiter_free(srv.rate_limiter);
+    rate_limiter_free(srv.read_limiter);
+    slow_pool_free(srv.gen_pool);
+    slow_pool_free(srv.read_pool);
+    agreement_cache_free(srv.agreement_cache);
     token_cache_free(srv.token_cache);
     series_cache_free(srv.series_cache);
     db_pool_free(&srv.pool);

@@ -100,7 +100,7 @@ static int sample_candidates(request *r, const char *prompt, const json_t *sampl
     if (e->status == 0 && (p->n < 2 || p->n > k))
         return http_error_set(e, 400, "invalid_value", "sample.n",
                               "sample.n must be in 2..%lld (the project's k)", (long long)k);
-    if (e->status == 0 && generate_run(r->srv, r->db, p, out, e) == 0)
+    if (e->status == 0 && generate_run_pooled(r, p, out, e) == 0)
         return 1;
     /* generate_run names its own fields; here they live under sample. */
     if (strcmp(e->code, "checkpoint_not_found") == 0) /* a reference in the body: 400 */

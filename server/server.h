@@ -27,17 +27,25 @@ typedef struct rlhfd_config {
     int64_t max_attempts;     /* default for new jobs */
     int64_t db_connections;   /* request-thread connection pool */
     int64_t shutdown_grace_ms;
-    int64_t sse_poll_ms;      /* how often a stream looks for new events */
-    int64_t sse_heartbeat_ms; /* comment lines that keep proxies from timing out */
-    char train_bin[4096];     /* default: rlhf-train beside rlhfd */
-    int64_t model_cache;      /* checkpoints kept loaded for generation (generate.h) */
-    int64_t generate_slots;   /* generations running at once */
-    int64_t http_threads;     /* MHD thread pool (epoll per thread) */
-    int64_t write_rate;       /* per token and second, 0: unlimited */
-    int64_t write_burst;      /* token bucket size */
-    char web_root[4096];      /* the built web client (static.c); default: web/ beside rlhfd */
-    char hostfile[4096];      /* mpirun's hostfile for jobs with ranks > 1; "" = none */
-    char mpirun[4096];        /* the mpirun program */
+    int64_t sse_poll_ms;        /* how often a stream looks for new events */
+    int64_t sse_heartbeat_ms;   /* comment lines that keep proxies from timing out */
+    char train_bin[4096];       /* default: rlhf-train beside rlhfd */
+    int64_t model_cache;        /* checkpoints kept loaded for generation (generate.h) */
+    int64_t generate_slots;     /* generation worker threads (generations at once) */
+    int64_t generate_queue;     /* generations waiting beyond those (then 503) */
+    int64_t generate_per_token; /* queued or running per token (then 429); 0: no limit */
+    int64_t read_workers;       /* worker threads of heavy reads (agreement) */
+    int64_t read_queue;         /* heavy reads waiting beyond those (then 503) */
+    int64_t read_per_token;     /* heavy reads queued or running per token (then 429); 0: none */
+    int64_t queue_timeout_ms;   /* a queued generation or heavy read waits at most this */
+    int64_t read_rate;          /* expensive reads per token and second, 0: unlimited */
+    int64_t read_burst;         /* their token bucket size */
+    int64_t http_threads;       /* MHD thread pool (epoll per thread) */
+    int64_t write_rate;         /* per token and second, 0: unlimited */
+    int64_t write_burst;        /* token bucket size */
+    char web_root[4096];        /* the built web client (static.c); default: web/ beside rlhfd */
+    char hostfile[4096];        /* mpirun's hostfile for jobs with ranks > 1; "" = none */
+    char mpirun[4096];          /* the mpirun program */
 } rlhfd_config;
 
 /* What argv asked for besides serving. */
@@ -61,16 +69,22 @@ struct writer;
 struct rate_limiter;
 struct token_cache;
 struct series_cache;
+struct slow_pool;
+struct agreement_cache;
 
 typedef struct server {
     rlhfd_config cfg;
     db_pool pool;
     struct scheduler *scheduler;
-    struct park *park;                 /* idle event streams, resumed every sse_poll_ms */
-    struct writer *writer;             /* group commit of ranking writes */
-    struct rate_limiter *rate_limiter; /* per-token write budget */
-    struct token_cache *token_cache;   /* tokens looked up (NULL: none) */
-    struct series_cache *series_cache; /* metric series read (NULL: none) */
+    struct park *park;                       /* idle event streams, resumed every sse_poll_ms */
+    struct writer *writer;                   /* group commit of ranking writes */
+    struct rate_limiter *rate_limiter;       /* per-token write budget */
+    struct rate_limiter *read_limiter;       /* per-token budget of expensive reads */
+    struct slow_pool *gen_pool;              /* generation workers (generate.h) */
+    struct slow_pool *read_pool;             /* heavy-read workers (agreement) */
+    struct agreement_cache *agreement_cache; /* agreement per project (NULL: none) */
+    struct token_cache *token_cache;         /* tokens looked up (NULL: none) */
+    struct series_cache *series_cache;       /* metric series read (NULL: none) */
     atomic_bool shutting_down;
 } server;
 
