@@ -1,10 +1,16 @@
 /* A small array of entries searched linearly: the projects read at one time
- * are few, and a search is nothing beside one agreement computation. */
+ * are few, and a search is nothing beside one agreement computation. The
+ * answer's JSON is built here too (agreement_body_text), so that what is
+ * cached and what a test recomputes are one function. */
 #include "agreement_cache.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "prefs_store.h"
+#include "reply.h"
 
 typedef struct entry {
     int64_t project_id; /* 0: empty */
@@ -112,4 +118,54 @@ void agreement_cache_stats(agreement_cache *c, long long *hits, long long *compu
     pthread_mutex_lock(&c->mutex);
     *hits = c->hits, *computed = c->computed;
     pthread_mutex_unlock(&c->mutex);
+}
+
+/* ---- the answer -------------------------------------------------------------- */
+
+/* The reply's body (ending in a newline, as every reply does) from every
+ * ranking of the project, and the snapshot's highest ranking id. NULL on
+ * a database error or out of memory. */
+char *agreement_body_text(sqlite3 *db, int64_t project_id, int64_t *last, size_t *len) {
+    agreement a;
+    agreement_init(&a);
+    prefs_agreement_counts n;
+    json_t *names;
+    if (prefs_agreement_read(db, project_id, &a, &n, &names, last) != 0) {
+        agreement_free(&a);
+        return NULL;
+    }
+    json_t *annotators = json_array();
+    for (size_t i = 0; i < a.n_annotators; i++) {
+        const agreement_annotator *x = &a.annotators[i];
+        json_array_append_new(
+            annotators,
+            json_pack("{s:s, s:I, s:I, s:I, s:o}", "annotator",
+                      json_string_value(json_array_get(names, i)), "n_ranked",
+                      (json_int_t)x->n_ranked, "n_skipped", (json_int_t)x->n_skipped, "n_compared",
+                      (json_int_t)x->n_compared, "mean_pair_agreement",
+                      x->n_compared ? json_real(x->agreement_sum / (double)x->n_compared)
+                                    : json_null()));
+    }
+    json_decref(names);
+    double alpha = 0;
+    bool has_alpha = agreement_alpha(&a, &alpha);
+    json_t *body = json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:{s:s, s:o, s:I}, s:{s:o, s:I}, s:o}", "object", "agreement",
+        "project_id", (json_int_t)project_id, "n_comparisons_ranked",
+        (json_int_t)n.comparisons_ranked, "n_rankings", (json_int_t)n.rankings, "n_skipped",
+        (json_int_t)n.skipped, "krippendorff_alpha", "metric", "ordinal", "value",
+        has_alpha ? json_real(alpha) : json_null(), "n_units", (json_int_t)a.n_units, "kendall_w",
+        "mean", a.n_w ? json_real(a.w_sum / (double)a.n_w) : json_null(), "n_comparisons",
+        (json_int_t)a.n_w, "annotators", annotators);
+    agreement_free(&a);
+    char *text = body ? json_dumps(body, HTTP_JSON_DUMP_FLAGS) : NULL;
+    json_decref(body);
+    char *grown = text ? realloc(text, strlen(text) + 2) : NULL;
+    if (grown == NULL) {
+        free(text);
+        return NULL;
+    }
+    *len = strlen(grown);
+    grown[(*len)++] = '\n';
+    return grown;
 }

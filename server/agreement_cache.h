@@ -13,6 +13,7 @@
 #ifndef RLHF_AGREEMENT_CACHE_H
 #define RLHF_AGREEMENT_CACHE_H
 
+#include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,12 @@ int agreement_cache_put(agreement_cache *c, int64_t project_id, int64_t last, co
  * concerns its project): it moves up. No effect if the entry is no longer
  * at `from`. */
 void agreement_cache_advance(agreement_cache *c, int64_t project_id, int64_t from, int64_t to);
+
+/* The body of GET /v1/projects/{id}/agreement (malloc'd, *len bytes,
+ * ending in the newline every reply ends in) computed from every ranking
+ * of the project, and the snapshot's highest ranking id into *last: what
+ * the cache holds. NULL on a database error or out of memory. */
+char *agreement_body_text(sqlite3 *db, int64_t project_id, int64_t *last, size_t *len);
 
 /* Reads answered from the cache (gets that hit), and answers stored (puts:
  * computations), for /metrics and tests. */

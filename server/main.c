@@ -25,14 +25,14 @@
 #include "writer.h"
 
 /* The generate pool and the heavy-read pool (server/slow_pool.h). The
- * environment's RLHFD_TEST_GENERATE_GATE names a FIFO the generate workers
- * read one byte from before each generation: a test hook that holds
- * generations running while a test looks (tests/api/test_slow_reads.c). */
+ * environment's RLHFD_TEST_SLOW_GATE names a FIFO the workers of both read
+ * one byte from before each task: a test hook that holds generations and
+ * heavy reads running while a test looks (tests/api/test_slow_reads.c). */
 static int start_slow_pools(server *srv, char *err, size_t errlen) {
-    const char *gate = getenv("RLHFD_TEST_GENERATE_GATE");
+    const char *gate = getenv("RLHFD_TEST_SLOW_GATE");
     int gate_fd = -1;
     if (gate != NULL && (gate_fd = open(gate, O_RDWR | O_CLOEXEC)) < 0) {
-        snprintf(err, errlen, "RLHFD_TEST_GENERATE_GATE %s: %s", gate, strerror(errno));
+        snprintf(err, errlen, "RLHFD_TEST_SLOW_GATE %s: %s", gate, strerror(errno));
         return -1;
     }
     const slow_pool_config gen = {"generate",

@@ -34,6 +34,7 @@ Suite *writer_suite(void);
 Suite *db_sink_suite(void);
 Suite *agreement_suite(void);
 Suite *ratelimit_suite(void);
+Suite *slow_pool_suite(void);
 Suite *dpo_suite(void);
 Suite *grader_suite(void);
 Suite *arith_task_suite(void);

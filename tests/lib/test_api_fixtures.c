@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "demo_task.h"
+#include "gpt2_checkpoint.h"
 #include "rng.h"
+#include "safetensors.h"
 #include "test_util.h"
 
 int64_t create_job(const test_daemon *d, const char *body) {
@@ -264,4 +266,36 @@ int64_t daemon_with_project(test_daemon *d, char cpath[96]) {
     reply_free(r);
     snprintf(cpath, 96, "/v1/projects/%lld/comparisons", (long long)project);
     return project;
+}
+
+void checkpoint_model(const test_daemon *d, int64_t id, gpt2_model *m) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/content", (long long)id);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    safetensors_file f;
+    gpt2_config gc;
+    char err[256];
+    ck_assert_msg(safetensors_parse(&f, r->body, r->body_len, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
+    gc.scalar_head = false;
+    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
+    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
+    safetensors_free(&f);
+    reply_free(r);
+}
+
+void checkpoint_greedy(const gpt2_model *m, const tokenizer *tok, const char *prompt, int n,
+                       char *out, size_t cap) {
+    int32_t ids[128], gen[128], len = 0;
+    const int64_t np = tokenizer_encode(tok, prompt, strlen(prompt), ids, 128, false);
+    const gpt2_sample_config sc = {0.0f, 0, 1.0f, n, tok->eot_id};
+    rng_state rng;
+    rng_seed(&rng, 1, 0);
+    char err[128];
+    ck_assert_int_eq(gpt2_generate(m, ids, NULL, 1, (int)np, &sc, &rng, gen, &len, err, sizeof err),
+                     0);
+    if (len > 0 && gen[len - 1] == tok->eot_id)
+        len--;
+    int64_t nb = tokenizer_decode(tok, gen, (size_t)len, out, cap - 1);
+    out[nb] = '\0';
 }

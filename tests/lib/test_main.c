@@ -53,6 +53,7 @@ static const named_suite all_suites[] = {
     {"db_sink", db_sink_suite},
     {"agreement", agreement_suite},
     {"ratelimit", ratelimit_suite},
+    {"slow_pool", slow_pool_suite},
     {"dpo", dpo_suite},
     {"grader", grader_suite},
     {"arith_task", arith_task_suite},
