@@ -46,7 +46,7 @@ static int start_slow_pools(server *srv, char *err, size_t errlen) {
                                    (int)srv->cfg.read_queue,
                                    (int)srv->cfg.read_per_token,
                                    srv->cfg.queue_timeout_ms,
-                                   -1};
+                                   gate_fd};
     if ((srv->gen_pool = slow_pool_start(&gen, err, errlen)) == NULL ||
         (srv->read_pool = slow_pool_start(&read, err, errlen)) == NULL)
         return -1;

@@ -52,6 +52,7 @@ Suite *tokens_suite(void);
 Suite *jobs_suite(void);
 Suite *job_stream_suite(void);
 Suite *checkpoints_suite(void);
+Suite *slow_reads_suite(void);
 Suite *rlhf_jobs_suite(void);
 Suite *datasets_suite(void);
 Suite *comparisons_suite(void);

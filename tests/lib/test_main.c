@@ -71,6 +71,7 @@ static const named_suite all_suites[] = {
     {"jobs", jobs_suite},
     {"job_stream", job_stream_suite},
     {"checkpoints", checkpoints_suite},
+    {"slow_reads", slow_reads_suite},
     {"rlhf_jobs", rlhf_jobs_suite},
     {"datasets", datasets_suite},
     {"comparisons", comparisons_suite},
