@@ -60,6 +60,16 @@ static int owner_count_locked(const slow_pool *p, int64_t owner) {
     return n;
 }
 
+/* Takes the oldest task out of the queue (not empty). Locked. */
+static task *pop_head_locked(slow_pool *p) {
+    task *t = p->head;
+    p->head = t->next;
+    if (p->head == NULL)
+        p->tail = NULL;
+    p->queued--;
+    return t;
+}
+
 static void *worker_main(void *arg) {
     slow_pool *p = arg;
     pthread_mutex_lock(&p->mutex);
@@ -69,11 +79,7 @@ static void *worker_main(void *arg) {
             pthread_cond_wait(&p->work, &p->mutex);
         if (p->head == NULL)
             break; /* stopping: slow_pool_stop ended what was queued */
-        task *t = p->head;
-        p->head = t->next;
-        if (p->head == NULL)
-            p->tail = NULL;
-        p->queued--;
+        task *t = pop_head_locked(p);
         p->running++;
         p->running_owner[me] = t->owner;
         pthread_cond_signal(&p->timer);
@@ -119,11 +125,7 @@ static void *timer_main(void *arg) {
             pthread_cond_timedwait(&p->timer, &p->mutex, &until);
             continue;
         }
-        task *t = p->head;
-        p->head = t->next;
-        if (p->head == NULL)
-            p->tail = NULL;
-        p->queued--;
+        task *t = pop_head_locked(p);
         p->expired++;
         pthread_mutex_unlock(&p->mutex);
         t->fn(t->ctx, SLOW_POOL_EXPIRED);

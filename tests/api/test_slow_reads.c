@@ -161,6 +161,17 @@ static int64_t checkpoint_with_reference(const test_daemon *d, const char *promp
     return ck;
 }
 
+/* A gated daemon (flags as daemon_start_gated's) with a trained
+ * checkpoint: the gate's write end; *ck, and the greedy continuation of
+ * "Describe the river." into want. */
+static int gated_daemon_with_checkpoint(test_daemon *d, const char *const *flags, int64_t *ck,
+                                        char *want, size_t cap) {
+    daemon_init(d);
+    const int gate = daemon_start_gated(d, flags);
+    *ck = checkpoint_with_reference(d, "Describe the river.", want, cap);
+    return gate;
+}
+
 #define GREEDY_BODY "{\"prompt\":\"Describe the river.\",\"max_tokens\":12,\"temperature\":0}"
 
 /* ---- generation ----------------------------------------------------------- */
@@ -182,9 +193,9 @@ START_TEST(test_generate_flood_beside_rankings) {
                            "--generate-per-token",
                            "0",
                            NULL};
-    const int gate = daemon_start_gated(&d, flags);
     char want[512];
-    const int64_t ck = checkpoint_with_reference(&d, "Describe the river.", want, sizeof want);
+    int64_t ck;
+    const int gate = gated_daemon_with_checkpoint(&d, flags, &ck, want, sizeof want);
     char viewer[128], annotator[128], path[96];
     make_token(&d, "V", "viewer", viewer);
     make_token(&d, "A", "annotator", annotator);
@@ -241,9 +252,9 @@ START_TEST(test_generate_limits) {
                            "--read-burst",
                            "3",
                            NULL};
-    const int gate = daemon_start_gated(&d, flags);
     char want[512];
-    const int64_t ck = checkpoint_with_reference(&d, "Describe the river.", want, sizeof want);
+    int64_t ck;
+    const int gate = gated_daemon_with_checkpoint(&d, flags, &ck, want, sizeof want);
     char a[128], b[128], c[128], path[96];
     make_token(&d, "A", "viewer", a);
     make_token(&d, "B", "viewer", b);

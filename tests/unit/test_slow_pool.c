@@ -65,10 +65,15 @@ static slow_pool *start(int workers, int queue_max, int per_owner, int64_t timeo
     return p;
 }
 
+/* A new gate (a pipe) and a pool held at it. */
+static slow_pool *start_gated(int gate[2], int workers, int queue_max, int per_owner) {
+    ck_assert_int_eq(pipe(gate), 0);
+    return start(workers, queue_max, per_owner, 600000, gate[0]);
+}
+
 START_TEST(test_slow_pool_bounds) {
     int gate[2];
-    ck_assert_int_eq(pipe(gate), 0);
-    slow_pool *pool = start(2, 2, 0, 600000, gate[0]);
+    slow_pool *pool = start_gated(gate, 2, 2, 0);
     probe probes[5];
     memset(probes, 0, sizeof probes);
     int64_t retry = 0;
@@ -96,8 +101,7 @@ END_TEST
 
 START_TEST(test_slow_pool_per_owner) {
     int gate[2];
-    ck_assert_int_eq(pipe(gate), 0);
-    slow_pool *pool = start(1, 8, 2, 600000, gate[0]);
+    slow_pool *pool = start_gated(gate, 1, 8, 2);
     probe p[4];
     memset(p, 0, sizeof p);
     int64_t retry = 0;
