@@ -3,7 +3,6 @@
 #include "generate.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

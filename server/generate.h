@@ -19,6 +19,14 @@
  *   ≤ context − the longest prompt; so one request's time is bounded by
  *   rows × context decoding steps of the model.
  * Text is byte-level tokenized, as every daemon job trains (jobs.h).
+ *
+ * A route that samples (as POST .../generate does, routes_checkpoints.c):
+ * check the body on the HTTP thread, keep what the work needs in
+ * r->write_ctx, and end with http_defer_slow(r, r->srv->gen_pool, work);
+ * work runs on a generate worker with r->db, calls generate_run and
+ * replies as usual. The queue, the per-token limit, the timeout and their
+ * 429/503 + Retry-After answers come with it. A streamed reply can run its
+ * own function on the pool with slow_pool_submit (slow_pool.h).
  */
 #ifndef RLHF_GENERATE_H
 #define RLHF_GENERATE_H
