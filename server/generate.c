@@ -1,9 +1,8 @@
-/* Sampling from stored checkpoints in the daemon: the model cache, the
- * generation slots and the request limits described in generate.h. */
+/* Sampling from stored checkpoints in the daemon: the model cache and the
+ * request limits described in generate.h. */
 #include "generate.h"
 
 #include <cblas.h>
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,8 @@
 #include <unistd.h>
 
 #include "checkpoint_file.h"
+
+#include "defer_slow.h"
 #include "gpt2.h"
 #include "model.h"
 #include "rng.h"
@@ -79,27 +80,24 @@ typedef struct cached_model {
 
 static struct {
     pthread_mutex_t mutex;
-    pthread_cond_t slot_free;
-    int active, max_active;
     cached_model *entries;
     int n_entries;
     uint64_t clock;
     tokenizer tok;
     int tok_ok;
-} G = {.mutex = PTHREAD_MUTEX_INITIALIZER, .slot_free = PTHREAD_COND_INITIALIZER};
+} G = {.mutex = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_once_t G_once = PTHREAD_ONCE_INIT;
 static const rlhfd_config *G_cfg;
 
 static void generate_init(void) {
-    G.max_active = (int)G_cfg->generate_slots;
     G.n_entries = (int)G_cfg->model_cache;
     G.entries = G.n_entries > 0 ? calloc((size_t)G.n_entries, sizeof *G.entries) : NULL;
     if (G.entries == NULL)
         G.n_entries = 0;
     G.tok_ok = tokenizer_load_bytes(&G.tok, NULL, 0) == 0;
-    /* Generations run on request threads, up to generate_slots at once;
-     * each uses as many BLAS threads as a worker does. */
+    /* Generations run on the generate pool's generate_slots workers; each
+     * uses as many BLAS threads as a worker does. */
     openblas_set_num_threads((int)G_cfg->threads_per_job);
 }
 
@@ -197,32 +195,6 @@ static void model_release(model_handle *h) {
     h->m = NULL;
 }
 
-static int slot_acquire(generate_error *e) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += GENERATE_WAIT_MS / 1000;
-    pthread_mutex_lock(&G.mutex);
-    int rc = 0;
-    while (G.active >= G.max_active && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&G.slot_free, &G.mutex, &until);
-    bool got = G.active < G.max_active;
-    if (got)
-        G.active++;
-    pthread_mutex_unlock(&G.mutex);
-    if (!got)
-        http_error_set(e, 503, "server_busy", NULL,
-                       "all %d generation slots stayed busy for %d s; retry later", G.max_active,
-                       GENERATE_WAIT_MS / 1000);
-    return got ? 0 : -1;
-}
-
-static void slot_release(void) {
-    pthread_mutex_lock(&G.mutex);
-    G.active--;
-    pthread_cond_signal(&G.slot_free);
-    pthread_mutex_unlock(&G.mutex);
-}
-
 /* ---- generation ------------------------------------------------------------- */
 
 void generate_output_free(generate_output *out) {
@@ -260,7 +232,6 @@ int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_ou
     int32_t *prompts = NULL, *gen = NULL, *gen_len = NULL;
     uint8_t *mask = NULL;
     char *bytes = NULL;
-    bool have_slot = false;
     for (int i = 0; i < p->n_prompts; i++) {
         char param[32];
         snprintf(param, sizeof param, p->n_prompts > 1 ? "prompt[%d]" : "prompt", i);
@@ -308,9 +279,6 @@ int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_ou
         }
         out->prompt_tokens += lens[i];
     }
-    if (slot_acquire(e) != 0)
-        goto done;
-    have_slot = true;
     const gpt2_sample_config sc = {(float)p->temperature, 0, (float)p->top_p, N, G.tok.eot_id};
     rng_state rng;
     rng_seed(&rng, p->seed, 0x6E6E);
@@ -335,8 +303,6 @@ int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_ou
 oom:
     http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
 done:
-    if (have_slot)
-        slot_release();
     model_release(&h);
     for (int i = 0; i < p->n_prompts; i++)
         free(ids[i]);
@@ -344,4 +310,62 @@ done:
     if (rc != 0)
         generate_output_free(out);
     return rc;
+}
+
+/* ---- on the generate pool, for a caller that waits ------------------------ */
+
+typedef struct pooled_call {
+    pthread_mutex_t mutex;
+    pthread_cond_t done_cond;
+    bool done;
+    request *r;
+    const generate_params *p;
+    generate_output *out;
+    generate_error *e;
+    int rc;
+} pooled_call;
+
+static void pooled_run(void *ctx, slow_pool_outcome outcome) {
+    pooled_call *c = ctx;
+    if (outcome == SLOW_POOL_RUN) {
+        c->rc = generate_run(c->r->srv, c->r->db, c->p, c->out, c->e);
+    } else {
+        c->r->retry_after =
+            outcome == SLOW_POOL_EXPIRED ? slow_pool_retry_after(c->r->srv->gen_pool) : 1;
+        http_error_set(c->e, 503, outcome == SLOW_POOL_EXPIRED ? "queue_timeout" : "shutting_down",
+                       NULL, "the request waited too long for a generate worker; retry later");
+    }
+    pthread_mutex_lock(&c->mutex);
+    c->done = true;
+    pthread_cond_signal(&c->done_cond);
+    pthread_mutex_unlock(&c->mutex);
+}
+
+int generate_run_pooled(request *r, const generate_params *p, generate_output *out,
+                        generate_error *e) {
+    memset(out, 0, sizeof *out);
+    pooled_call c = {.r = r, .p = p, .out = out, .e = e, .rc = -1};
+    pthread_mutex_init(&c.mutex, NULL);
+    pthread_cond_init(&c.done_cond, NULL);
+    int64_t retry_after = 0;
+    const int refusal =
+        slow_pool_submit(r->srv->gen_pool, r->token.id, pooled_run, &c, &retry_after);
+    if (refusal != 0) {
+        char why[160];
+        slow_pool_refusal_text(r->srv->gen_pool, refusal, why, sizeof why);
+        r->retry_after = retry_after;
+        http_error_set(e, refusal == SLOW_POOL_OWNER_LIMIT ? 429 : 503,
+                       refusal == SLOW_POOL_OWNER_LIMIT ? "concurrency_limit_exceeded"
+                       : refusal == SLOW_POOL_STOPPED   ? "shutting_down"
+                                                        : "server_busy",
+                       NULL, "%s; retry after %lld s", why, (long long)retry_after);
+    } else {
+        pthread_mutex_lock(&c.mutex);
+        while (!c.done)
+            pthread_cond_wait(&c.done_cond, &c.mutex);
+        pthread_mutex_unlock(&c.mutex);
+    }
+    pthread_mutex_destroy(&c.mutex);
+    pthread_cond_destroy(&c.done_cond);
+    return refusal != 0 ? -1 : c.rc;
 }

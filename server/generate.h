@@ -8,13 +8,25 @@
  * - a cache of at most --model-cache loaded models (least recently used
  *   first out; a model in use is never freed; with every slot in use a
  *   request loads a private copy and frees it after);
- * - at most --generate-slots generations at once; a request that finds
- *   none free within GENERATE_WAIT_MS gets 503 server_busy;
+ * - generations run on the generate pool (server/slow_pool.h, started by
+ *   main.c): --generate-slots workers, at most --generate-queue waiting
+ *   (then 503 server_busy), --generate-per-token queued or running per
+ *   token (then 429), a wait of at most --queue-timeout-ms (then 503
+ *   queue_timeout), each with Retry-After; POST .../generate suspends its
+ *   connection meanwhile (server/defer_slow.h), so no HTTP thread waits;
  * - per request at most GENERATE_MAX_ROWS rows (prompts × n), prompts of at
  *   most the model's context, and max_tokens ≤ GENERATE_MAX_TOKENS and
  *   ≤ context − the longest prompt; so one request's time is bounded by
  *   rows × context decoding steps of the model.
  * Text is byte-level tokenized, as every daemon job trains (jobs.h).
+ *
+ * A route that samples (as POST .../generate does, routes_checkpoints.c):
+ * check the body on the HTTP thread, keep what the work needs in
+ * r->write_ctx, and end with http_defer_slow(r, r->srv->gen_pool, work);
+ * work runs on a generate worker with r->db, calls generate_run and
+ * replies as usual. The queue, the per-token limit, the timeout and their
+ * 429/503 + Retry-After answers come with it. A streamed reply can run its
+ * own function on the pool with slow_pool_submit (slow_pool.h).
  */
 #ifndef RLHF_GENERATE_H
 #define RLHF_GENERATE_H
@@ -31,7 +43,6 @@ enum {
     GENERATE_MAX_ROWS = 64,
     GENERATE_MAX_TOKENS = 1024,
     GENERATE_DEFAULT_TOKENS = 64,
-    GENERATE_WAIT_MS = 30000,
 };
 
 typedef struct generate_params {
@@ -66,9 +77,17 @@ typedef struct generate_output {
 void generate_output_free(generate_output *out);
 
 /* Samples p->n completions of each prompt from checkpoint p->checkpoint_id
- * (read through db). 0, or -1 with e (404 checkpoint_not_found, 400 for
- * prompts or max_tokens that do not fit the model, 503 server_busy, 500). */
+ * (read through db) on the calling thread: call it on a generate pool
+ * worker. 0, or -1 with e (404 checkpoint_not_found, 400 for prompts or
+ * max_tokens that do not fit the model, 500). */
 int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_output *out,
                  generate_error *e);
+
+/* generate_run on the generate pool for r's token, with the caller's
+ * thread waiting for it (r->db lent to the worker meanwhile): for a request
+ * that samples inside a bigger write (comparisons with `sample`). Refused
+ * or timed out in the queue: -1 with e 429/503 and r->retry_after set. */
+int generate_run_pooled(request *r, const generate_params *p, generate_output *out,
+                        generate_error *e);
 
 #endif

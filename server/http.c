@@ -286,14 +286,19 @@ static enum MHD_Result request_begin(request *r) {
     if (r->route->roles == 0)
         return MHD_YES;
     int ok = authenticate(r, r->route->roles, &replied);
-    if (ok && strcmp(r->method, "GET") != 0 &&
-        (r->retry_after = rate_limiter_take(r->srv->rate_limiter, r->token.id, monotonic_ms())) >
-            0) {
-        replied = http_reply_error(r, 429, "rate_limit_exceeded", NULL,
-                                   "too many writes with this token: at most %lld per second "
-                                   "(bursts of %lld); retry after %lld s",
-                                   (long long)r->srv->cfg.write_rate,
-                                   (long long)r->srv->cfg.write_burst, (long long)r->retry_after);
+    /* Expensive reads have their own budget; other GETs have none. */
+    const bool expensive = route_table_expensive(r->route);
+    if (ok && (expensive || strcmp(r->method, "GET") != 0) &&
+        (r->retry_after = rate_limiter_take(expensive ? r->srv->read_limiter : r->srv->rate_limiter,
+                                            r->token.id, monotonic_ms())) > 0) {
+        replied = http_reply_error(
+            r, 429, "rate_limit_exceeded", NULL,
+            "too many %s with this token: at most %lld per second (bursts of %lld); retry after "
+            "%lld s",
+            expensive ? "expensive reads (generate, agreement, exports, metric pages)" : "writes",
+            (long long)(expensive ? r->srv->cfg.read_rate : r->srv->cfg.write_rate),
+            (long long)(expensive ? r->srv->cfg.read_burst : r->srv->cfg.write_burst),
+            (long long)r->retry_after);
         ok = 0;
     }
     if (ok && r->route->creates) {

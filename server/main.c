@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agreement_cache.h"
 #include "artifact_store.h"
 #include "auth.h"
 #include "conn_guard.h"
@@ -22,8 +23,38 @@
 #include "scheduler.h"
 #include "series_cache.h"
 #include "server.h"
+#include "slow_pool.h"
 #include "token_cache.h"
 #include "writer.h"
+
+/* The generate pool and the heavy-read pool (server/slow_pool.h). The
+ * environment's RLHFD_TEST_SLOW_GATE names a FIFO the workers of both read
+ * one byte from before each task: a test hook that holds generations and
+ * heavy reads running while a test looks (tests/api/test_slow_reads.c). */
+static int start_slow_pools(server *srv, char *err, size_t errlen) {
+    const char *gate = getenv("RLHFD_TEST_SLOW_GATE");
+    int gate_fd = -1;
+    if (gate != NULL && (gate_fd = open(gate, O_RDWR | O_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "RLHFD_TEST_SLOW_GATE %s: %s", gate, strerror(errno));
+        return -1;
+    }
+    const slow_pool_config gen = {"generate",
+                                  (int)srv->cfg.generate_slots,
+                                  (int)srv->cfg.generate_queue,
+                                  (int)srv->cfg.generate_per_token,
+                                  srv->cfg.queue_timeout_ms,
+                                  gate_fd};
+    const slow_pool_config read = {"heavy-read",
+                                   (int)srv->cfg.read_workers,
+                                   (int)srv->cfg.read_queue,
+                                   (int)srv->cfg.read_per_token,
+                                   srv->cfg.queue_timeout_ms,
+                                   gate_fd};
+    if ((srv->gen_pool = slow_pool_start(&gen, err, errlen)) == NULL ||
+        (srv->read_pool = slow_pool_start(&read, err, errlen)) == NULL)
+        return -1;
+    return 0;
+}
 
 /* IPV4:PORT, [IPV6]:PORT or HOSTNAME:PORT → addr. A name is resolved once,
  * at start (getaddrinfo); of its addresses the first IPv4 one is taken
@@ -205,21 +236,27 @@ int main(int argc, char **argv) {
         (srv.park = park_start(srv.cfg.sse_poll_ms, err, sizeof err)) == NULL ||
         (srv.writer = writer_start(srv.cfg.db_path, err, sizeof err)) == NULL ||
         (srv.rate_limiter = rate_limiter_new(srv.cfg.write_rate, srv.cfg.write_burst)) == NULL ||
+        (srv.read_limiter = rate_limiter_new(srv.cfg.read_rate, srv.cfg.read_burst)) == NULL ||
+        start_slow_pools(&srv, err, sizeof err) != 0 ||
+        (srv.agreement_cache = agreement_cache_new(AGREEMENT_CACHE_PROJECTS)) == NULL ||
         (srv.token_cache = token_cache_new()) == NULL ||
         (srv.series_cache = series_cache_new(SERIES_CACHE_BYTES)) == NULL ||
         (srv.conn_guard = conn_guard_start(&srv.cfg, err, sizeof err)) == NULL ||
         (srv.scheduler = scheduler_start(&srv.cfg, err, sizeof err)) == NULL) {
         bool out_of_memory =
-            srv.writer && (!srv.rate_limiter || !srv.token_cache || !srv.series_cache);
+            srv.writer &&
+            (!srv.rate_limiter || !srv.read_limiter ||
+             (srv.read_pool && (!srv.agreement_cache || !srv.token_cache || !srv.series_cache)));
         conn_guard_stop(srv.conn_guard);
         fprintf(stderr, "rlhfd: %s\n", out_of_memory ? "out of memory" : err);
         return 1;
     }
     /* A thread pool, each thread with its own epoll set, keep-alive
      * (HTTP/1.1 default). No callback blocks for long: an idle event stream
-     * parks its connection (server/park.h) and a ranking write waits for its
-     * group commit suspended (server/writer.h); other handlers do short
-     * SQLite work on pooled connections. */
+     * parks its connection (server/park.h), a ranking write waits for its
+     * group commit suspended (server/writer.h), a generation or a heavy read
+     * waits for its worker suspended (server/defer_slow.h); other handlers
+     * do short SQLite work on pooled connections. */
     const bool ipv6 = addr.ss_family == AF_INET6;
     const unsigned connection_limit = conn_guard_mhd_limit(&srv.cfg);
     raise_open_files(connection_limit);
@@ -242,6 +279,8 @@ int main(int argc, char **argv) {
         scheduler_stop(srv.scheduler, 0);
         conn_guard_stop(srv.conn_guard);
         park_stop(srv.park);
+        slow_pool_stop(srv.gen_pool);
+        slow_pool_stop(srv.read_pool);
         writer_stop(srv.writer);
         writer_free(srv.writer);
         db_pool_free(&srv.pool);
@@ -273,8 +312,11 @@ int main(int argc, char **argv) {
         shutdown(listen_fd, SHUT_RDWR);
     park_stop(srv.park); /* every parked stream resumes and ends */
     scheduler_stop(srv.scheduler, srv.cfg.shutdown_grace_ms);
-    /* Queued writes commit and their connections resume; later writes get
-     * 503. Nothing is left suspended when MHD stops. */
+    /* Running generations and heavy reads finish, queued ones get 503, and
+     * queued writes commit; their connections resume; later ones get 503.
+     * Nothing is left suspended when MHD stops. */
+    slow_pool_stop(srv.gen_pool);
+    slow_pool_stop(srv.read_pool);
     writer_stop(srv.writer);
     MHD_stop_daemon(d);
     if (listen_fd != MHD_INVALID_SOCKET)
@@ -282,6 +324,10 @@ int main(int argc, char **argv) {
     conn_guard_stop(srv.conn_guard);
     writer_free(srv.writer);
     rate_limiter_free(srv.rate_limiter);
+    rate_limiter_free(srv.read_limiter);
+    slow_pool_free(srv.gen_pool);
+    slow_pool_free(srv.read_pool);
+    agreement_cache_free(srv.agreement_cache);
     token_cache_free(srv.token_cache);
     series_cache_free(srv.series_cache);
     db_pool_free(&srv.pool);

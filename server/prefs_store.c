@@ -477,14 +477,37 @@ int prefs_export_chunk(sqlite3 *db, bool rankings, int64_t project_id, int64_t *
 
 /* ---- agreement -------------------------------------------------------------------- */
 
+int prefs_rankings_last_id(sqlite3 *db, int64_t *id) {
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT coalesce(max(id), 0) FROM rankings");
+    const int ok = st != NULL && sqlite3_step(st) == SQLITE_ROW;
+    *id = ok ? sqlite3_column_int64(st, 0) : 0;
+    db_cached_done(st);
+    return ok ? 0 : -1;
+}
+
+int prefs_project_ranked_between(sqlite3 *db, int64_t project_id, int64_t after, int64_t upto) {
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT 1 FROM rankings k JOIN comparisons c ON c.id "
+                                             "= k.comparison_id WHERE k.id > ?1 AND k.id <= ?2 "
+                                             "AND c.project_id = ?3 LIMIT 1");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, upto);
+    sqlite3_bind_int64(st, 3, project_id);
+    const int rc = sqlite3_step(st);
+    db_cached_done(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 int prefs_agreement_read(sqlite3 *db, int64_t project_id, agreement *a, prefs_agreement_counts *c,
-                         json_t **names) {
+                         json_t **names, int64_t *last_ranking_id) {
     /* Every ranking entry of the project, comparison by comparison; a skip
      * is one row with a NULL position. A read transaction: one snapshot. */
     *c = (prefs_agreement_counts){0};
     *names = json_array();
     sqlite3_stmt *st = NULL;
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        prefs_rankings_last_id(db, last_ranking_id) != 0 ||
         sqlite3_prepare_v2(db,
                            "SELECT c.id, (SELECT count(*) FROM candidates x WHERE "
                            "x.comparison_id = c.id), k.id, k.token_id, k.skipped, cd.position, "

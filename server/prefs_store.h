@@ -99,8 +99,18 @@ typedef struct prefs_agreement_counts {
 } prefs_agreement_counts;
 /* Feeds every ranking of project_id to a (initialised by the caller) and
  * counts them; *names (a JSON array) gets the token name of each of
- * a->annotators in order. One read transaction. 0 or -1. */
+ * a->annotators in order; *last_ranking_id the highest ranking id of the
+ * whole table in the same snapshot (what the agreement cache keys on). One
+ * read transaction. 0 or -1. */
 int prefs_agreement_read(sqlite3 *db, int64_t project_id, agreement *a, prefs_agreement_counts *c,
-                         json_t **names);
+                         json_t **names, int64_t *last_ranking_id);
+/* The highest ranking id of every project (0: none), into *id. Rankings
+ * are only ever inserted (the API neither edits nor deletes one), so a
+ * project's rankings are unchanged between two reads of this id exactly
+ * when none with an id in between belongs to it. 0 or -1. */
+int prefs_rankings_last_id(sqlite3 *db, int64_t *id);
+/* Whether a ranking with an id in (after, upto] belongs to project_id: 1
+ * yes, 0 no, -1 error. Costs a walk over the rankings in that range. */
+int prefs_project_ranked_between(sqlite3 *db, int64_t project_id, int64_t after, int64_t upto);
 
 #endif

@@ -42,13 +42,15 @@ typedef struct request {
     bool close_connection;       /* Connection: close on the reply */
     const char *uri_error;       /* why the raw request target was refused (http.c) */
     /* Group commit (http_defer_write): the write part runs on the writer's
-     * thread, whose replies are held here until the connection resumes. */
-    bool deferred;                      /* handed to the writer; r->db is not ours */
-    bool in_batch;                      /* running inside the writer's batch */
+     * thread, whose replies are held here until the connection resumes.
+     * Slow work (http_defer_slow) runs on a slow_pool worker the same way. */
+    bool deferred;                      /* handed to the writer or a pool; r->db is not ours */
+    bool in_batch;                      /* on the writer's or a pool's thread: replies held */
     bool batch_rollback;                /* roll this write's savepoint back */
     struct MHD_Response *deferred_resp; /* the reply to queue on resume */
     enum MHD_Result (*deferred_write)(struct request *r);
-    void *write_ctx; /* the handler's state for deferred_write */
+    void *write_ctx;        /* the handler's state for deferred_write */
+    struct slow_pool *slow; /* the pool running deferred_write (http_defer_slow) */
 } request;
 
 /* A route that consumes its body as it arrives instead of having it held

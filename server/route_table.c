@@ -78,6 +78,19 @@ static const http_route routes[] = {
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
+/* The expensive reads: generation, the agreement, the exports (JSONL,
+ * checkpoint files) and the metric pages. */
+bool route_table_expensive(const http_route *route) {
+    enum MHD_Result (*const expensive[])(request *) = {
+        route_checkpoints_generate, route_projects_agreement,  route_pairs_export,
+        route_rankings_export,      route_checkpoints_content, route_jobs_metrics,
+    };
+    for (size_t i = 0; i < sizeof expensive / sizeof expensive[0]; i++)
+        if (route->handler == expensive[i])
+            return true;
+    return false;
+}
+
 size_t http_route_count(void) {
     return N_ROUTES;
 }

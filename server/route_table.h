@@ -26,6 +26,9 @@ typedef struct http_route {
  * *path_known tells whether another method has the path (405, not 404). */
 const http_route *route_table_match(const char *method, const char *url, int64_t *id,
                                     bool *path_known);
+/* Whether route is an expensive read (generation, agreement, exports,
+ * metric pages): limited by the token's read_rate instead of write_rate. */
+bool route_table_expensive(const http_route *route);
 /* route's position in the table: 0 .. http_route_count() - 1. */
 size_t route_table_index(const http_route *route);
 

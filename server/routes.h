@@ -12,6 +12,7 @@
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
 
+#include "defer_slow.h"
 #include "defer_write.h"
 #include "idempotency.h"
 #include "json_checks.h"

@@ -58,33 +58,27 @@ enum MHD_Result route_checkpoints_content(request *r) {
 
 /* ---- POST /v1/checkpoints/{id}/generate ---------------------------------------------- */
 
-static enum MHD_Result reply_generate_error(request *r, const generate_error *e) {
-    return http_reply_error(r, e->status, e->code, e->param[0] ? e->param : NULL, "%s", e->message);
-}
-
-enum MHD_Result route_checkpoints_generate(request *r) {
-    enum MHD_Result replied;
-    json_t *body = http_body_object(r, &replied);
-    if (body == NULL)
-        return replied;
+/* Reads the body into p (prompts borrowed from *body, which the caller
+ * frees). 1, or 0 answered in *replied. */
+static int generate_parse(request *r, json_t **body, generate_params *p, enum MHD_Result *replied) {
+    if ((*body = http_body_object(r, replied)) == NULL)
+        return 0;
     static const char *const keys[] = {"prompt", "n",    "max_tokens", "temperature",
                                        "top_p",  "seed", NULL};
-    generate_params p = {.checkpoint_id = r->path_id};
+    *p = (generate_params){.checkpoint_id = r->path_id};
     generate_error e = {0};
-    const json_t *prompt = json_object_get(body, "prompt");
-    if (!http_check_keys(r, body, keys, &replied)) {
-        json_decref(body);
-        return replied;
-    }
+    const json_t *prompt = json_object_get(*body, "prompt");
+    if (!http_check_keys(r, *body, keys, replied))
+        return 0;
     if (prompt == NULL)
-        replied = http_reply_error(r, 400, "missing_required_parameter", "prompt",
-                                   "prompt is required: a string, or an array of 1..%d strings",
-                                   GENERATE_MAX_PROMPTS);
+        *replied = http_reply_error(r, 400, "missing_required_parameter", "prompt",
+                                    "prompt is required: a string, or an array of 1..%d strings",
+                                    GENERATE_MAX_PROMPTS);
     else if (json_is_string(prompt))
-        p.prompts[p.n_prompts++] = json_string_value(prompt);
+        p->prompts[p->n_prompts++] = json_string_value(prompt);
     else if (!json_is_array(prompt) || json_array_size(prompt) < 1 ||
              json_array_size(prompt) > GENERATE_MAX_PROMPTS)
-        replied = http_reply_error(
+        *replied = http_reply_error(
             r, 400, json_is_array(prompt) ? "invalid_value" : "invalid_type", "prompt",
             "prompt must be a string, or an array of 1..%d strings", GENERATE_MAX_PROMPTS);
     else
@@ -93,22 +87,38 @@ enum MHD_Result route_checkpoints_generate(request *r) {
             if (!json_is_string(s)) {
                 char param[32];
                 snprintf(param, sizeof param, "prompt[%zu]", i);
-                replied =
+                *replied =
                     http_reply_error(r, 400, "invalid_type", param, "%s must be a string", param);
-                p.n_prompts = 0;
+                p->n_prompts = 0;
                 break;
             }
-            p.prompts[p.n_prompts++] = json_string_value(s);
+            p->prompts[p->n_prompts++] = json_string_value(s);
         }
-    if (p.n_prompts == 0) {
+    if (p->n_prompts == 0)
+        return 0;
+    if (generate_parse_options(*body, "", p, &e) != 0) {
+        *replied = http_reply_http_error(r, &e);
+        return 0;
+    }
+    return 1;
+}
+
+/* On a generate worker: the body again (checked already; the seed as the
+ * handler drew it, in r->write_ctx), the sampling, the reply. */
+static enum MHD_Result generate_work(request *r) {
+    enum MHD_Result replied;
+    json_t *body = NULL;
+    generate_params p;
+    if (!generate_parse(r, &body, &p, &replied)) {
         json_decref(body);
         return replied;
     }
+    p.seed = *(const uint64_t *)r->write_ctx;
     generate_output out;
-    if (generate_parse_options(body, "", &p, &e) != 0 ||
-        generate_run(r->srv, r->db, &p, &out, &e) != 0) {
+    generate_error e = {0};
+    if (generate_run(r->srv, r->db, &p, &out, &e) != 0) {
         json_decref(body);
-        return reply_generate_error(r, &e);
+        return http_reply_http_error(r, &e);
     }
     json_t *choices = json_array();
     for (int b = 0; b < out.n_rows; b++)
@@ -124,4 +134,22 @@ enum MHD_Result route_checkpoints_generate(request *r) {
     generate_output_free(&out);
     json_decref(body);
     return http_reply_json(r, 200, reply);
+}
+
+/* Checks the body here, so a bad request never waits in the queue; the
+ * sampling runs on the generate pool (generate.h). */
+enum MHD_Result route_checkpoints_generate(request *r) {
+    enum MHD_Result replied;
+    json_t *body = NULL;
+    generate_params p;
+    const int ok = generate_parse(r, &body, &p, &replied);
+    json_decref(body);
+    if (!ok)
+        return replied;
+    uint64_t *seed = malloc(sizeof *seed);
+    if (seed == NULL)
+        return http_reply_error(r, 500, "out_of_memory", NULL, "out of memory");
+    *seed = p.seed;
+    r->write_ctx = seed;
+    return http_defer_slow(r, r->srv->gen_pool, generate_work);
 }

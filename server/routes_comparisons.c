@@ -100,7 +100,7 @@ static int resample_empty(request *r, const generate_params *p, generate_output 
         again.n = n_empty;
         again.seed = p->seed + attempt * 0x9E3779B97F4A7C15ull; /* another stream per try */
         generate_output more;
-        if (generate_run(r->srv, r->db, &again, &more, e) != 0)
+        if (generate_run_pooled(r, &again, &more, e) != 0)
             return 0;
         for (int j = 0; j < n_empty && j < more.n_rows; j++) {
             char *swap = out->texts[empty[j]];
@@ -140,8 +140,7 @@ static int sample_candidates(request *r, const char *prompt, const json_t *sampl
     if (e->status == 0 && (p->n < 2 || p->n > k))
         return http_error_set(e, 400, "invalid_value", "sample.n",
                               "sample.n must be in 2..%lld (the project's k)", (long long)k);
-    if (e->status == 0 && generate_run(r->srv, r->db, p, out, e) == 0 &&
-        resample_empty(r, p, out, e))
+    if (e->status == 0 && generate_run_pooled(r, p, out, e) == 0 && resample_empty(r, p, out, e))
         return 1;
     /* generate_run names its own fields; here they live under sample. */
     if (strcmp(e->code, "checkpoint_not_found") == 0) /* a reference in the body: 400 */

@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include "agreement_cache.h"
 #include "prometheus.h"
 #include "routes.h"
 #include "reply.h"
 #include "scheduler.h"
 #include "storage_probe.h"
+
+#include "slow_pool.h"
 #include "writer.h"
 
 enum MHD_Result route_healthz(request *r) {
@@ -45,6 +48,41 @@ static int64_t query_int(sqlite3 *db, const char *sql) {
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return v;
+}
+
+/* The generate and heavy-read pools (slow_pool.h) and the agreement cache. */
+static void slow_pools_write_metrics(server *srv, FILE *out) {
+    slow_pool *pools[] = {srv->gen_pool, srv->read_pool};
+    const char *names[] = {"generate", "heavy_read"};
+    for (int i = 0; i < 2; i++) {
+        slow_pool_stats s;
+        slow_pool_get_stats(pools[i], &s);
+        fprintf(out,
+                "# HELP rlhfd_%s_running Tasks the %s workers run now.\n"
+                "# TYPE rlhfd_%s_running gauge\nrlhfd_%s_running %d\n"
+                "# HELP rlhfd_%s_queued Tasks waiting for a %s worker.\n"
+                "# TYPE rlhfd_%s_queued gauge\nrlhfd_%s_queued %d\n"
+                "# HELP rlhfd_%s_completed_total Tasks the %s workers ran.\n"
+                "# TYPE rlhfd_%s_completed_total counter\nrlhfd_%s_completed_total %lld\n"
+                "# HELP rlhfd_%s_expired_total Tasks that waited too long (503 queue_timeout).\n"
+                "# TYPE rlhfd_%s_expired_total counter\nrlhfd_%s_expired_total %lld\n"
+                "# HELP rlhfd_%s_refused_total Tasks refused (queue full, token limit: 503/429).\n"
+                "# TYPE rlhfd_%s_refused_total counter\nrlhfd_%s_refused_total %lld\n",
+                names[i], names[i], names[i], names[i], s.running, names[i], names[i], names[i],
+                names[i], s.queued, names[i], names[i], names[i], names[i], s.completed, names[i],
+                names[i], names[i], s.expired, names[i], names[i], names[i], s.refused);
+    }
+    long long hits = 0, computed = 0;
+    if (srv->agreement_cache != NULL)
+        agreement_cache_stats(srv->agreement_cache, &hits, &computed);
+    fprintf(out,
+            "# HELP rlhfd_agreement_cache_hits_total Agreement reads answered from the cache.\n"
+            "# TYPE rlhfd_agreement_cache_hits_total counter\n"
+            "rlhfd_agreement_cache_hits_total %lld\n"
+            "# HELP rlhfd_agreement_computed_total Agreements computed from every ranking.\n"
+            "# TYPE rlhfd_agreement_computed_total counter\n"
+            "rlhfd_agreement_computed_total %lld\n",
+            hits, computed);
 }
 
 /* GET /metrics: the Prometheus text format. Request counters and latency
@@ -88,6 +126,7 @@ enum MHD_Result route_metrics(request *r) {
             "# HELP rlhfd_wal_checkpoints_total WAL checkpoints run by the writer's checkpointer.\n"
             "# TYPE rlhfd_wal_checkpoints_total counter\nrlhfd_wal_checkpoints_total %lld\n",
             batches, writes, checkpoints);
+    slow_pools_write_metrics(r->srv, out);
     if (fclose(out) != 0 || queued < 0 || running < 0 || pages < 0 || page_bytes < 0) {
         free(text);
         return http_reply_error(r, 500, "database_error", NULL, "cannot read the gauges");

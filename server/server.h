@@ -27,12 +27,20 @@ typedef struct rlhfd_config {
     int64_t max_attempts;     /* default for new jobs */
     int64_t db_connections;   /* request-thread connection pool */
     int64_t shutdown_grace_ms;
-    int64_t sse_poll_ms;      /* how often a stream looks for new events */
-    int64_t sse_heartbeat_ms; /* comment lines that keep proxies from timing out */
-    char train_bin[4096];     /* default: rlhf-train beside rlhfd */
-    int64_t model_cache;      /* checkpoints kept loaded for generation (generate.h) */
-    int64_t generate_slots;   /* generations running at once */
-    int64_t http_threads;     /* MHD thread pool (epoll per thread) */
+    int64_t sse_poll_ms;        /* how often a stream looks for new events */
+    int64_t sse_heartbeat_ms;   /* comment lines that keep proxies from timing out */
+    char train_bin[4096];       /* default: rlhf-train beside rlhfd */
+    int64_t model_cache;        /* checkpoints kept loaded for generation (generate.h) */
+    int64_t generate_slots;     /* generation worker threads (generations at once) */
+    int64_t generate_queue;     /* generations waiting beyond those (then 503) */
+    int64_t generate_per_token; /* queued or running per token (then 429); 0: no limit */
+    int64_t read_workers;       /* worker threads of heavy reads (agreement) */
+    int64_t read_queue;         /* heavy reads waiting beyond those (then 503) */
+    int64_t read_per_token;     /* heavy reads queued or running per token (then 429); 0: none */
+    int64_t queue_timeout_ms;   /* a queued generation or heavy read waits at most this */
+    int64_t read_rate;          /* expensive reads per token and second, 0: unlimited */
+    int64_t read_burst;         /* their token bucket size */
+    int64_t http_threads;       /* MHD thread pool (epoll per thread) */
     /* Connection hygiene (conn_guard.h). */
     int64_t max_connections;        /* admitted at once */
     int64_t max_connections_per_ip; /* admitted at once from one address */
@@ -40,11 +48,11 @@ typedef struct rlhfd_config {
     int64_t header_timeout_ms;      /* request line + headers */
     int64_t body_timeout_ms;        /* each piece of a body */
     int64_t idle_timeout_s;         /* no traffic at all (libmicrohttpd's timeout) */
-    int64_t write_rate;             /* per token and second, 0: unlimited */
-    int64_t write_burst;            /* token bucket size */
-    char web_root[4096];          /* the built web client (static.c); default: web/ beside rlhfd */
-    char hostfile[4096];          /* mpirun's hostfile for jobs with ranks > 1; "" = none */
-    char mpirun[4096];            /* the mpirun program */
+    int64_t write_rate;         /* per token and second, 0: unlimited */
+    int64_t write_burst;        /* token bucket size */
+    char web_root[4096];        /* the built web client (static.c); default: web/ beside rlhfd */
+    char hostfile[4096];        /* mpirun's hostfile for jobs with ranks > 1; "" = none */
+    char mpirun[4096];          /* the mpirun program */
     char data_dir[4096];          /* the artifact store (common/artifact_store.h) */
     char model_root[8192];        /* directories models may be registered from, one a line */
     int64_t max_model_file_bytes; /* one file of a model upload */
@@ -73,17 +81,23 @@ struct rate_limiter;
 struct token_cache;
 struct series_cache;
 struct conn_guard;
+struct slow_pool;
+struct agreement_cache;
 
 typedef struct server {
     rlhfd_config cfg;
     db_pool pool;
     struct scheduler *scheduler;
-    struct park *park;                 /* idle event streams, resumed every sse_poll_ms */
-    struct writer *writer;             /* group commit of ranking writes */
-    struct rate_limiter *rate_limiter; /* per-token write budget */
-    struct token_cache *token_cache;   /* tokens looked up (NULL: none) */
-    struct series_cache *series_cache; /* metric series read (NULL: none) */
-    struct conn_guard *conn_guard;     /* connection counts and deadlines */
+    struct park *park;                       /* idle event streams, resumed every sse_poll_ms */
+    struct writer *writer;                   /* group commit of ranking writes */
+    struct rate_limiter *rate_limiter;       /* per-token write budget */
+    struct rate_limiter *read_limiter;       /* per-token budget of expensive reads */
+    struct slow_pool *gen_pool;              /* generation workers (generate.h) */
+    struct slow_pool *read_pool;             /* heavy-read workers (agreement) */
+    struct agreement_cache *agreement_cache; /* agreement per project (NULL: none) */
+    struct token_cache *token_cache;         /* tokens looked up (NULL: none) */
+    struct series_cache *series_cache;       /* metric series read (NULL: none) */
+    struct conn_guard *conn_guard;           /* connection counts and deadlines */
     atomic_bool shutting_down;
 } server;
 

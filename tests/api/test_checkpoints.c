@@ -12,43 +12,12 @@
 #include <unistd.h>
 
 #include "gpt2.h"
-#include "gpt2_checkpoint.h"
-#include "rng.h"
-#include "safetensors.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
 #include "model.h"
 #include "test_server_util.h"
 #include "test_util.h"
 #include "tokenizer.h"
-
-/* The model of a stored checkpoint, loaded here independently of rlhfd. */
-static void load_checkpoint(const test_daemon *d, int64_t id, gpt2_model *m) {
-    char path[96];
-    snprintf(path, sizeof path, "/v1/checkpoints/%lld/content", (long long)id);
-    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
-    char err[256];
-    ck_assert_msg(model_open_bytes(r->body, r->body_len, NULL, m, NULL, err, sizeof err) == 0, "%s",
-                  err);
-    reply_free(r);
-}
-
-/* Greedy continuation of prompt by m, up to n tokens, as text. */
-static void greedy(const gpt2_model *m, const tokenizer *tok, const char *prompt, int n, char *out,
-                   size_t cap) {
-    int32_t ids[128], gen[128], len = 0;
-    const int64_t np = tokenizer_encode(tok, prompt, strlen(prompt), ids, 128, false);
-    const gpt2_sample_config sc = {0.0f, 0, 1.0f, n, tok->eot_id};
-    rng_state rng;
-    rng_seed(&rng, 1, 0);
-    char err[128];
-    ck_assert_int_eq(gpt2_generate(m, ids, NULL, 1, (int)np, &sc, &rng, gen, &len, err, sizeof err),
-                     0);
-    if (len > 0 && gen[len - 1] == tok->eot_id)
-        len--;
-    int64_t nb = tokenizer_decode(tok, gen, (size_t)len, out, cap - 1);
-    out[nb] = '\0';
-}
 
 static const char *choice_text(http_reply *r, size_t i) {
     return json_string_value(
@@ -70,10 +39,10 @@ START_TEST(test_generate_from_checkpoints) {
     tokenizer tok;
     ck_assert_int_eq(tokenizer_load_bytes(&tok, NULL, 0), 0);
     gpt2_model m;
-    load_checkpoint(&d, ck, &m);
+    checkpoint_model(&d, ck, &m);
     char want0[512], want1[512];
-    greedy(&m, &tok, "Describe the river.", 12, want0, sizeof want0);
-    greedy(&m, &tok, "Describe the cat.", 12, want1, sizeof want1);
+    checkpoint_greedy(&m, &tok, "Describe the river.", 12, want0, sizeof want0);
+    checkpoint_greedy(&m, &tok, "Describe the cat.", 12, want1, sizeof want1);
     ck_assert_msg(strlen(want0) > 0 && strcmp(want0, want1) != 0, "%s / %s", want0, want1);
     gpt2_free(&m);
 

@@ -38,6 +38,7 @@
 #include "http.h"
 #include "scheduler.h"
 #include "server.h"
+#include "slow_pool.h"
 #include "writer.h"
 
 static void check(int ok) {
@@ -228,6 +229,11 @@ static void setup(void) {
     check(db_pool_init(&srv.pool, path, 1, err, sizeof err) == 0);
     check((srv.writer = writer_start(path, err, sizeof err)) != NULL);
     srv.rate_limiter = NULL; /* unlimited */
+    /* comparisons with `sample` queue on the generate pool */
+    const slow_pool_config gen = {"generate", 1, 4, 0, 60000, -1};
+    const slow_pool_config read = {"heavy-read", 1, 4, 0, 60000, -1};
+    check((srv.gen_pool = slow_pool_start(&gen, err, sizeof err)) != NULL);
+    check((srv.read_pool = slow_pool_start(&read, err, sizeof err)) != NULL);
 }
 
 /* Drives one request through http_handle like MHD does. */

@@ -35,6 +35,7 @@ Suite *writer_suite(void);
 Suite *db_sink_suite(void);
 Suite *agreement_suite(void);
 Suite *ratelimit_suite(void);
+Suite *slow_pool_suite(void);
 Suite *dpo_suite(void);
 Suite *dpo_lm_suite(void);
 Suite *grpo_lm_suite(void);
@@ -58,6 +59,8 @@ Suite *jobs_suite(void);
 Suite *job_stream_suite(void);
 Suite *checkpoints_suite(void);
 Suite *models_suite(void);
+
+Suite *slow_reads_suite(void);
 Suite *rlhf_jobs_suite(void);
 Suite *graders_suite(void);
 Suite *datasets_suite(void);

@@ -18,6 +18,7 @@
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "rng.h"
+#include "model.h"
 #include "test_util.h"
 
 int64_t create_job(const test_daemon *d, const char *body) {
@@ -407,4 +408,30 @@ void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat) {
     test_write_file_in(dir, "tokenizer_config.json", text, strlen(text));
     free(text);
     json_decref(tc);
+}
+
+void checkpoint_model(const test_daemon *d, int64_t id, gpt2_model *m) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/content", (long long)id);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    char err[256];
+    ck_assert_msg(model_open_bytes(r->body, r->body_len, NULL, m, NULL, err, sizeof err) == 0, "%s",
+                  err);
+    reply_free(r);
+}
+
+void checkpoint_greedy(const gpt2_model *m, const tokenizer *tok, const char *prompt, int n,
+                       char *out, size_t cap) {
+    int32_t ids[128], gen[128], len = 0;
+    const int64_t np = tokenizer_encode(tok, prompt, strlen(prompt), ids, 128, false);
+    const gpt2_sample_config sc = {0.0f, 0, 1.0f, n, tok->eot_id};
+    rng_state rng;
+    rng_seed(&rng, 1, 0);
+    char err[128];
+    ck_assert_int_eq(gpt2_generate(m, ids, NULL, 1, (int)np, &sc, &rng, gen, &len, err, sizeof err),
+                     0);
+    if (len > 0 && gen[len - 1] == tok->eot_id)
+        len--;
+    int64_t nb = tokenizer_decode(tok, gen, (size_t)len, out, cap - 1);
+    out[nb] = '\0';
 }

@@ -9,7 +9,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "gpt2.h"
 #include "test_server_util.h"
+#include "tokenizer.h"
 
 /* ---- ppo-control jobs ---------------------------------------------------- */
 
@@ -105,6 +107,12 @@ int64_t final_checkpoint(const test_daemon *d, int64_t job, char sha256[65]);
 http_reply *job_checkpoints(const test_daemon *d, int64_t job);
 /* The checkpoint's bytes (caller frees). */
 http_reply *checkpoint_content(const test_daemon *d, int64_t id);
+/* The model of stored checkpoint id (LM head), loaded here independently
+ * of rlhfd (caller gpt2_free's it). */
+void checkpoint_model(const test_daemon *d, int64_t id, gpt2_model *m);
+/* Greedy continuation of prompt by m, up to n tokens, as text. */
+void checkpoint_greedy(const gpt2_model *m, const tokenizer *tok, const char *prompt, int n,
+                       char *out, size_t cap);
 
 /* ---- raw connections ----------------------------------------------------- */
 

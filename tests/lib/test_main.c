@@ -55,6 +55,8 @@ static const named_suite all_suites[] = {
     {"agreement", agreement_suite},
     {"ratelimit", ratelimit_suite},
     {"openai_ids", openai_ids_suite},
+
+    {"slow_pool", slow_pool_suite},
     {"dpo", dpo_suite},
     {"dpo_lm", dpo_lm_suite},
     {"grpo_lm", grpo_lm_suite},
@@ -78,6 +80,8 @@ static const named_suite all_suites[] = {
     {"job_stream", job_stream_suite},
     {"checkpoints", checkpoints_suite},
     {"models", models_suite},
+
+    {"slow_reads", slow_reads_suite},
     {"rlhf_jobs", rlhf_jobs_suite},
     {"graders", graders_suite},
     {"datasets", datasets_suite},

@@ -62,6 +62,11 @@ int run_output(char *const argv[], char *out, size_t len, bool keep_stderr) {
     ssize_t n;
     while (used + 1 < len && (n = read(fds[0], out + used, len - 1 - used)) > 0)
         used += (size_t)n;
+    /* Drain the rest to EOF: closing early would kill a long writer
+     * (--help) with SIGPIPE before it exits. */
+    char rest[4096];
+    while (read(fds[0], rest, sizeof rest) > 0)
+        ;
     out[used] = '\0';
     out[strcspn(out, "\n")] = '\0';
     close(fds[0]);

@@ -297,7 +297,8 @@ START_TEST(test_daemon_pages) {
     sqlite3 *db = metrics_db_open(&d);
     int64_t done = seed_series(db, "succeeded");
     int64_t running = seed_series(db, "running");
-    daemon_start(&d, "--train-bin", "/bin/false", NULL);
+    /* reads as fast as it can: no expensive-read budget */
+    daemon_start(&d, "--train-bin", "/bin/false", "--read-rate", "0", NULL);
     for (int64_t job = done; job <= running; job++) {
         expect_http_body(&d, db, job, "loss", "loss", 0, 5);
         expect_http_body(&d, db, job, "loss", "loss", 110, 100);
@@ -405,7 +406,8 @@ START_TEST(test_daemon_running_series) {
         metrics_db_seed_job(db, "running"); /* no worker, no lease: only the test writes */
     metrics_db_put_rows(db, job, "loss", 1, 50, 0);
     metrics_db_put_rows(db, job, "kl", 1, 50, 100);
-    daemon_start(&d, "--train-bin", "/bin/false", NULL);
+    /* reads as fast as it can: no expensive-read budget */
+    daemon_start(&d, "--train-bin", "/bin/false", "--read-rate", "0", NULL);
     expect_running_pages(&d, db, job); /* fills the cache */
     /* steps appended after the cached end, then pages across it */
     metrics_db_put_rows(db, job, "loss", 51, 53, 0);
@@ -562,7 +564,8 @@ START_TEST(test_daemon_running_series_concurrent) {
     sqlite3 *db = metrics_db_open(&d);
     int64_t job = metrics_db_seed_job(db, "running");
     metrics_db_put_rows(db, job, "loss", 1, 1, 1.0 / 3 - 1.0 / 7); /* step 1 = generation 1 */
-    daemon_start(&d, "--train-bin", "/bin/false", NULL);
+    /* reads as fast as it can: no expensive-read budget */
+    daemon_start(&d, "--train-bin", "/bin/false", "--read-rate", "0", NULL);
     concurrent_writer w = {d.db, job, 600, 0};
     concurrent_reader readers[2] = {{&d, job, &w, 0, ""}, {&d, job, &w, 0, ""}};
     pthread_t writer, reader;
