@@ -1,5 +1,6 @@
 #include "jobs.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,18 @@ static const job_type ppo_control_job = {
     .run = ppo_control_run,
 };
 
+/* Whether dir holds a Hugging Face tokenizer.json. */
+static bool has_tokenizer_json(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    return access(path, R_OK) == 0;
+}
+
 int job_load_tokenizer(tokenizer *tok, const job_inputs *in, char *err, size_t errlen) {
+    /* a model directory brings its own tokenizer */
+    const char *hf = in->tokenizer_dir ? in->tokenizer_dir : in->init_checkpoint;
+    if (hf != NULL && has_tokenizer_json(hf))
+        return tokenizer_load_hf(tok, hf, err, errlen);
     if (in->tokenizer_dir == NULL)
         return tokenizer_load_bytes(tok, err, errlen);
     char vocab[4096], merges[4096];

@@ -1,10 +1,13 @@
-/* sft — supervised fine-tuning of a GPT-2-family model on (prompt, response)
+/* sft — supervised fine-tuning of a language model of any family (model.h:
+ * GPT-2 or a Llama-style decoder; full or LoRA) on (prompt, response)
  * pairs: next-token cross-entropy on the response tokens (and the closing
  * <|endoftext|>) by default, or on every token; right-padded batches with
  * attention masks; AdamW with weight decay on matrices only, warm-up then
  * cosine or linear decay, gradient accumulation and clipping; held-out loss
- * and perplexity; periodic checkpoints (Hugging Face GPT-2 safetensors) and
- * sample generations, all through the sink.
+ * and perplexity; periodic checkpoints (the family's safetensors with
+ * Hugging Face names, model_serialize) and sample generations, all through
+ * the sink. With lora_r > 0 only adapters train (weight decay on them), and
+ * checkpoints hold the frozen base plus the adapters.
  *
  * Resumable: periodic checkpoints, and the one written when the sink asks to
  * stop, also carry the trainer's state — AdamW moments as tensors
@@ -47,6 +50,9 @@ typedef struct sft_config {
     int64_t sample_interval;
     int64_t sample_max_tokens;
     double sample_temperature;
+    int64_t lora_r; /* 0 = full fine-tuning */
+    double lora_alpha;
+    char lora_targets[HPARAM_CHOICE_BYTES]; /* all | attn | mlp */
 } sft_config;
 
 extern const hparam_table sft_hparams;
@@ -124,7 +130,7 @@ double sft_session_eval(sft_session *s);
 void sft_session_log_samples(sft_session *s);
 /* The model through the sink; with_state adds what a resume needs. */
 int sft_session_checkpoint(sft_session *s, bool with_state);
-const gpt2_model *sft_session_model(const sft_session *s);
+const struct model *sft_session_model(const sft_session *s);
 void sft_session_free(sft_session *s);
 
 /* Tokenizes prompt + response + <|endoftext|> into ids (up to cap), and
