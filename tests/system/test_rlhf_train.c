@@ -19,6 +19,7 @@
 
 #include "cli_sink.h"
 #include "suites.h"
+#include "test_hf_fixture.h"
 #include "test_util.h"
 
 typedef struct proc_result {
@@ -768,6 +769,151 @@ START_TEST(test_cli_sink_json_lines_replace_invalid_utf8) {
 }
 END_TEST
 
+/* ---- the Llama family end to end (a tiny Qwen3 directory, test_hf_fixture.h) ---- */
+
+/* The "loss" of each step line of a run's stdout, in order (up to cap). */
+static int step_losses(const char *out, double *loss, int cap) {
+    char *copy = strdup(out), *save = NULL;
+    int n = 0;
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *o = json_loads(line, 0, NULL);
+        const json_t *l = json_object_get(o, "loss");
+        if (json_is_number(l) && json_object_get(o, "event") == NULL && n < cap)
+            loss[n++] = json_number_value(l);
+        json_decref(o);
+    }
+    free(copy);
+    return n;
+}
+
+static void assert_same_file(const char *a, const char *b) {
+    long na, nb;
+    char *ba = slurp(a, &na), *bb = slurp(b, &nb);
+    ck_assert_msg(na == nb && memcmp(ba, bb, (size_t)na) == 0, "%s and %s differ", a, b);
+    free(ba), free(bb);
+}
+
+/* A temp directory holding the tiny model (model/) and SFT rows (sft.jsonl). */
+static void llama_workdir(char *dir) {
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/model", dir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    test_write_tiny_qwen3_dir(path, 11);
+    snprintf(path, sizeof path, "%s/sft.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    const char *prompts[] = {"hello", "he", "well", "hold"};
+    const char *responses[] = {" world", " hello", " who", " low"};
+    for (int i = 0; i < 16; i++)
+        fprintf(f, "{\"prompt\": \"%s\", \"response\": \"%s\"}\n", prompts[i % 4],
+                responses[(i / 4 + i) % 4]);
+    fclose(f);
+}
+
+/* sft --init DIR on a Qwen3 directory, full and LoRA: the loss falls, and a
+ * run killed with SIGKILL after a periodic checkpoint resumes from it to the
+ * same later checkpoints, byte for byte, as the run never interrupted. */
+START_TEST(test_cli_llama_sft_resume_after_kill) {
+    char dir[] = "/tmp/rlhf-llama-XXXXXX";
+    llama_workdir(dir);
+    char model[256], data[256];
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/sft.jsonl", dir);
+    static const char *const lora_r[] = {"0", "4"};
+    for (int v = 0; v < 2; v++) {
+        char whole[300], killed[300], resumed[300];
+        snprintf(whole, sizeof whole, "%s/whole%d", dir, v);
+        snprintf(killed, sizeof killed, "%s/killed%d", dir, v);
+        snprintf(resumed, sizeof resumed, "%s/resumed%d", dir, v);
+        ck_assert_int_eq(mkdir(whole, 0700) | mkdir(killed, 0700) | mkdir(resumed, 0700), 0);
+        const char *base[] = {"sft",
+                              "--init",
+                              model,
+                              "--data",
+                              data,
+                              "--max-steps",
+                              "8",
+                              "--checkpoint-interval",
+                              "2",
+                              "--batch-size",
+                              "4",
+                              "--learning-rate",
+                              "0.01",
+                              "--warmup-steps",
+                              "0",
+                              "--eval-fraction",
+                              "0",
+                              "--sample-interval",
+                              "4",
+                              "--sample-max-tokens",
+                              "4",
+                              "--lora-r",
+                              lora_r[v],
+                              "--quiet",
+                              "--checkpoint-dir"};
+        enum { NB = sizeof base / sizeof base[0] };
+        const char *args[NB + 4];
+        memcpy(args, base, sizeof base);
+        args[NB] = whole, args[NB + 1] = NULL;
+        proc_result *r = run(args);
+        ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+        double loss[16];
+        const int n = step_losses(r->out, loss, 16);
+        ck_assert_int_eq(n, 8);
+        ck_assert_msg(loss[7] < loss[0] - 0.1, "lora_r %s: loss %g -> %g", lora_r[v], loss[0],
+                      loss[7]);
+        ck_assert_ptr_nonnull(strstr(r->out, "\"sample\""));
+        free(r);
+
+        /* the same run, killed once its step-4 checkpoint is announced */
+        args[NB] = killed;
+        int out_fd, err_fd;
+        pid_t pid = spawn(args, &out_fd, &err_fd);
+        FILE *out = fdopen(out_fd, "r");
+        char line[8192];
+        bool seen = false;
+        while (!seen && fgets(line, sizeof line, out))
+            seen = strstr(line, "\"event\":\"checkpoint\"") && strstr(line, "\"step\":4");
+        ck_assert(seen);
+        kill(pid, SIGKILL);
+        fclose(out);
+        close(err_fd);
+        int status;
+        waitpid(pid, &status, 0);
+        char from[400];
+        snprintf(from, sizeof from, "%s/sft-step4.safetensors", killed);
+        args[NB] = resumed, args[NB + 1] = "--resume", args[NB + 2] = from, args[NB + 3] = NULL;
+        r = run(args);
+        ck_assert_msg(r->exit_code == 0, "resume exit %d: %s", r->exit_code, r->err);
+        free(r);
+        static const char *const files[] = {"sft-step6.safetensors", "sft-step8.safetensors"};
+        for (int i = 0; i < 2; i++) {
+            char pa[400], pb[400];
+            snprintf(pa, sizeof pa, "%s/%s", whole, files[i]);
+            snprintf(pb, sizeof pb, "%s/%s", resumed, files[i]);
+            assert_same_file(pa, pb);
+        }
+        /* the checkpoints are Qwen3 weights under Hugging Face names */
+        char last[400];
+        snprintf(last, sizeof last, "%s/sft-step8.safetensors", whole);
+        long size;
+        uint64_t header_len;
+        json_t *h = read_safetensors_header(last, &size, &header_len);
+        ck_assert_ptr_nonnull(json_object_get(h, "model.layers.1.self_attn.q_norm.weight"));
+        ck_assert_str_eq(
+            json_string_value(json_object_get(json_object_get(h, "__metadata__"), "model_type")),
+            "qwen3");
+        ck_assert(
+            (json_object_get(h, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") !=
+             NULL) == (v == 1));
+        json_decref(h);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *rlhf_train_suite(void) {
     Suite *s = suite_create("rlhf_train");
     TCase *tc = tcase_create("rlhf-train");
@@ -785,5 +931,9 @@ Suite *rlhf_train_suite(void) {
     tcase_add_test(tc, test_cli_demo_eval);
     tcase_add_test(tc, test_cli_sink_json_lines_replace_invalid_utf8);
     suite_add_tcase(s, tc);
+    TCase *llama = tcase_create("llama");
+    tcase_set_timeout(llama, 120);
+    tcase_add_test(llama, test_cli_llama_sft_resume_after_kill);
+    suite_add_tcase(s, llama);
     return s;
 }
