@@ -575,3 +575,36 @@ void *model_serialize(const model *m, const char *const (*extra_meta)[2], int n_
                : llama_checkpoint_serialize(&m->llama, extra_meta, n_extra, extra_tensors,
                                             n_extra_tensors, n_bytes);
 }
+
+int64_t model_logits_count(const model *m) {
+    if (m->family == MODEL_FAMILY_GPT2)
+        return (int64_t)m->gpt2.B * m->gpt2.LT * m->gpt2.cfg.vocab_size;
+    return (int64_t)m->llama.B * m->llama.LT * m->llama.cfg.vocab_size;
+}
+
+const float *model_base_params(const model *m, int64_t *n) {
+    *n = m->family == MODEL_FAMILY_GPT2 ? m->gpt2.num_params : m->llama.num_params;
+    return m->family == MODEL_FAMILY_GPT2 ? m->gpt2.param_memory : m->llama.param_memory;
+}
+
+void model_shape_text(const model *m, char *buf, size_t n) {
+    if (m->family == MODEL_FAMILY_GPT2) {
+        const gpt2_config *c = &m->gpt2.cfg;
+        snprintf(buf, n, "gpt2 V=%d T=%d L=%d NH=%d C=%d", c->vocab_size, c->max_seq_len,
+                 c->n_layer, c->n_head, c->d_model);
+        return;
+    }
+    const llama_config *c = &m->llama.cfg;
+    snprintf(buf, n, "llama type=%d V=%d T=%d L=%d NH=%d NKV=%d hd=%d C=%d F=%d tied=%d",
+             (int)c->model_type, c->vocab_size, c->max_seq_len, c->n_layer, c->n_head, c->n_kv_head,
+             c->head_dim, c->hidden_size, c->intermediate_size, (int)c->tie_embeddings);
+}
+
+int model_source_shape_text(const char *path, char *buf, size_t n, char *err, size_t errlen) {
+    model m;
+    if (model_load(path, NULL, &m, NULL, err, errlen) != 0)
+        return -1;
+    model_shape_text(&m, buf, n);
+    model_free(&m);
+    return 0;
+}

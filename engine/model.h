@@ -131,6 +131,14 @@ int model_attach_lora(model *m, const model_lora *lora, char *err, size_t errlen
 void model_set_lora_enabled(model *m, bool enabled);
 bool model_has_lora(const model *m);
 
+/* Every base weight (not the adapters) and how many. */
+const float *model_base_params(const model *m, int64_t *n);
+/* The architecture as text ("gpt2 V=.. T=.. L=.. NH=.. C=.." or the Llama
+ * config), equal for two models of the same shape. */
+void model_shape_text(const model *m, char *buf, size_t n);
+/* The same for the model at path (opened without a head or adapters). */
+int model_source_shape_text(const char *path, char *buf, size_t n, char *err, size_t errlen);
+
 int model_vocab_size(const model *m);
 int model_max_seq_len(const model *m);
 int model_width(const model *m); /* C: the residual stream */
@@ -158,9 +166,10 @@ void model_logprobs_backward(model *m, const int32_t *targets, const float *dlog
                              const float *dentropy);
 void model_backward(model *m, bool with_logits, bool with_values);
 void model_zero_grad(model *m);
-float *model_logits(model *m);  /* (B, t1 - t0, V) of the last forward */
-float *model_values(model *m);  /* (B, T) */
-float *model_dvalues(model *m); /* (B, T) backward reads */
+float *model_logits(model *m);              /* (B, t1 - t0, V) of the last forward */
+int64_t model_logits_count(const model *m); /* B · (t1 - t0) · V of the last forward */
+float *model_values(model *m);              /* (B, T) */
+float *model_dvalues(model *m);             /* (B, T) backward reads */
 
 /* KV-cache sampling (temperature 0 = greedy, top_k 0 = all, top_p 1 = all).
  * GPT-2 stops a row at eos_id (-1 never); the Llama family at any of its

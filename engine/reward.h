@@ -120,7 +120,7 @@ reward_eval_result reward_session_eval(reward_session *s);
 void reward_session_normalize(reward_session *s, double *gain, double *bias);
 /* The reward model through the sink (rank 0; other ranks do nothing). */
 int reward_session_checkpoint(reward_session *s, char *err, size_t errlen);
-const gpt2_model *reward_session_model(const reward_session *s);
+const struct model *reward_session_model(const reward_session *s);
 void reward_session_free(reward_session *s);
 
 /* Bradley–Terry loss of one ranking from its K rewards r: returns the
