@@ -914,6 +914,141 @@ START_TEST(test_cli_llama_sft_resume_after_kill) {
 }
 END_TEST
 
+/* The rest of the pipeline on the tiny Qwen3 directory: LoRA SFT, a reward
+ * model on its (merged) checkpoint, PPO with LoRA (reference = adapters off)
+ * and full, resuming PPO from a periodic checkpoint to the same final file. */
+START_TEST(test_cli_llama_reward_and_ppo) {
+    char dir[] = "/tmp/rlhf-llama-XXXXXX";
+    llama_workdir(dir);
+    char model[256], data[256], rankings[256], path[400];
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/sft.jsonl", dir);
+    snprintf(rankings, sizeof rankings, "%s/rankings.jsonl", dir);
+    FILE *f = fopen(rankings, "w");
+    for (int i = 0; i < 16; i++)
+        fprintf(f,
+                "{\"prompt\": \"%s\", \"responses\": [\"hello world\", \"ow\"], "
+                "\"ranks\": [%d, %d]}\n",
+                i % 2 ? "hello" : "hold", 0, 1);
+    fclose(f);
+    const char *subdirs[] = {"sft", "rm", "ppo", "ppo_full", "ppo_resumed"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, subdirs[i]);
+        ck_assert_int_eq(mkdir(path, 0700), 0);
+    }
+    char out_dir[5][300];
+    for (int i = 0; i < 5; i++)
+        snprintf(out_dir[i], sizeof out_dir[i], "%s/%s", dir, subdirs[i]);
+    const char *sft[] = {"sft",
+                         "--init",
+                         model,
+                         "--data",
+                         data,
+                         "--max-steps",
+                         "4",
+                         "--lora-r",
+                         "4",
+                         "--learning-rate",
+                         "0.01",
+                         "--quiet",
+                         "--checkpoint-dir",
+                         out_dir[0],
+                         NULL};
+    proc_result *r = run(sft);
+    ck_assert_msg(r->exit_code == 0, "sft exit %d: %s", r->exit_code, r->err);
+    free(r);
+    char sft_ckpt[400], rm_ckpt[400];
+    snprintf(sft_ckpt, sizeof sft_ckpt, "%s/sft-step4.safetensors", out_dir[0]);
+    const char *rm[] = {"reward",
+                        "--init",
+                        sft_ckpt,
+                        "--tokenizer-dir",
+                        model,
+                        "--data",
+                        rankings,
+                        "--max-steps",
+                        "6",
+                        "--learning-rate",
+                        "0.003",
+                        "--warmup-steps",
+                        "0",
+                        "--eval-fraction",
+                        "0",
+                        "--norm-samples",
+                        "4",
+                        "--quiet",
+                        "--checkpoint-dir",
+                        out_dir[1],
+                        NULL};
+    r = run(rm);
+    ck_assert_msg(r->exit_code == 0, "reward exit %d: %s", r->exit_code, r->err);
+    double loss[16];
+    ck_assert_int_eq(step_losses(r->out, loss, 16), 6);
+    ck_assert_msg(loss[5] < loss[0], "reward loss %g -> %g", loss[0], loss[5]);
+    free(r);
+    snprintf(rm_ckpt, sizeof rm_ckpt, "%s/reward-step6.safetensors", out_dir[1]);
+    long size;
+    uint64_t header_len;
+    json_t *h = read_safetensors_header(rm_ckpt, &size, &header_len);
+    ck_assert_ptr_nonnull(json_object_get(h, "score.weight"));
+    ck_assert_ptr_null(
+        json_object_get(h, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
+    json_decref(h);
+    for (int v = 0; v < 2; v++) {
+        const char *ppo[] = {"ppo",
+                             "--init",
+                             sft_ckpt,
+                             "--reward-model",
+                             rm_ckpt,
+                             "--tokenizer-dir",
+                             model,
+                             "--data",
+                             data,
+                             "--total-updates",
+                             "3",
+                             "--batch-size",
+                             "8",
+                             "--mini-batch-size",
+                             "4",
+                             "--response-length",
+                             "6",
+                             "--checkpoint-interval",
+                             "2",
+                             "--lora-r",
+                             v ? "0" : "4",
+                             "--quiet",
+                             "--checkpoint-dir",
+                             out_dir[2 + v],
+                             NULL,
+                             NULL,
+                             NULL};
+        r = run(ppo);
+        ck_assert_msg(r->exit_code == 0, "ppo exit %d: %s", r->exit_code, r->err);
+        ck_assert_msg(strstr(r->out, "{\"step\":3,") != NULL, "%s", r->out);
+        free(r);
+        if (v == 1)
+            continue;
+        /* resume the LoRA run from its update-2 checkpoint */
+        char from[400];
+        snprintf(from, sizeof from, "%s/ppo-step2.safetensors", out_dir[2]);
+        const int n = (int)(sizeof ppo / sizeof ppo[0]);
+        ppo[n - 4] = out_dir[4];
+        ppo[n - 3] = "--resume";
+        ppo[n - 2] = from;
+        r = run(ppo);
+        ck_assert_msg(r->exit_code == 0, "ppo resume exit %d: %s", r->exit_code, r->err);
+        free(r);
+        char pa[400], pb[400];
+        snprintf(pa, sizeof pa, "%s/ppo-step3.safetensors", out_dir[2]);
+        snprintf(pb, sizeof pb, "%s/ppo-step3.safetensors", out_dir[4]);
+        assert_same_file(pa, pb);
+    }
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *rlhf_train_suite(void) {
     Suite *s = suite_create("rlhf_train");
     TCase *tc = tcase_create("rlhf-train");
@@ -934,6 +1069,7 @@ Suite *rlhf_train_suite(void) {
     TCase *llama = tcase_create("llama");
     tcase_set_timeout(llama, 120);
     tcase_add_test(llama, test_cli_llama_sft_resume_after_kill);
+    tcase_add_test(llama, test_cli_llama_reward_and_ppo);
     suite_add_tcase(s, llama);
     return s;
 }
