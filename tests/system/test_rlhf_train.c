@@ -1049,6 +1049,122 @@ START_TEST(test_cli_llama_reward_and_ppo) {
 }
 END_TEST
 
+/* rlhf-train logprobs on the PyTorch fixture's Qwen3 directory: each row's
+ * logprobs[i-1] is log_softmax(logits of position i-1)[tokens[i]] from the
+ * reference's out.logits (rows 0 and 2's unpadded prefixes), to 1e-4. */
+START_TEST(test_cli_logprobs_match_the_torch_fixture) {
+    char fixture[4200], model_dir[4200], err[512];
+    snprintf(fixture, sizeof fixture, "%s/tests/fixtures/llama/qwen3.expect.safetensors",
+             test_repo_dir());
+    snprintf(model_dir, sizeof model_dir, "%s/tests/fixtures/llama/qwen3", test_repo_dir());
+    safetensors_file f;
+    ck_assert_msg(safetensors_read_file(&f, fixture, err, sizeof err) == 0, "%s", err);
+    enum { B = 3, T = 7, V = 48 };
+    float tokens[B * T], mask[B * T], logits[B * T * V];
+    ck_assert_int_eq(
+        safetensors_load_f32(safetensors_find(&f, "input.tokens"), tokens, B * T, err, sizeof err),
+        0);
+    ck_assert_int_eq(
+        safetensors_load_f32(safetensors_find(&f, "input.attn_mask"), mask, B * T, err, sizeof err),
+        0);
+    ck_assert_int_eq(safetensors_load_f32(safetensors_find(&f, "out.logits"), logits, B * T * V,
+                                          err, sizeof err),
+                     0);
+    safetensors_free(&f);
+    const int rows[2] = {0, 2};
+    int len[2];
+    char data[] = "/tmp/rlhf-logprobs-XXXXXX";
+    int fd = mkstemp(data);
+    ck_assert_int_ge(fd, 0);
+    FILE *out = fdopen(fd, "w");
+    for (int k = 0; k < 2; k++) {
+        const int r = rows[k];
+        len[k] = 0;
+        while (len[k] < T && mask[r * T + len[k]] == 1.0f) /* right padding ends a row */
+            len[k]++;
+        ck_assert_int_ge(len[k], 5);
+        fputs("{\"tokens\": [", out);
+        for (int t = 0; t < len[k]; t++)
+            fprintf(out, t ? ", %d" : "%d", (int)tokens[r * T + t]);
+        fputs("]}\n", out);
+    }
+    fputs("{\"tokens\": [1, 48]}\n", out); /* outside the vocabulary: an error naming it */
+    fclose(out);
+    const char *args[] = {"logprobs", "--init", model_dir, "--data", data, NULL};
+    proc_result *res = run(args);
+    unlink(data);
+    ck_assert_int_eq(res->exit_code, 1);
+    ck_assert_msg(strstr(res->err, "line 3: token 48 is outside the vocabulary of 48") != NULL,
+                  "%s", res->err);
+    char *save = NULL, *line = strtok_r(res->out, "\n", &save);
+    for (int k = 0; k < 2; k++, line = strtok_r(NULL, "\n", &save)) {
+        ck_assert_ptr_nonnull(line);
+        json_t *o = json_loads(line, 0, NULL);
+        ck_assert_ptr_nonnull(o);
+        const json_t *lp = json_object_get(o, "logprobs");
+        ck_assert_int_eq((int)json_array_size(json_object_get(o, "tokens")), len[k]);
+        ck_assert_int_eq((int)json_array_size(lp), len[k] - 1);
+        const int r = rows[k];
+        for (int i = 1; i < len[k]; i++) {
+            const float *z = logits + ((int64_t)r * T + i - 1) * V;
+            double mx = z[0], sum = 0.0;
+            for (int j = 1; j < V; j++)
+                mx = z[j] > mx ? z[j] : mx;
+            for (int j = 0; j < V; j++)
+                sum += exp(z[j] - mx);
+            const double want = z[(int)tokens[r * T + i]] - mx - log(sum);
+            const double got = json_number_value(json_array_get(lp, (size_t)i - 1));
+            ck_assert_msg(fabs(got - want) < 1e-4, "row %d token %d: %g, torch %g", r, i, got,
+                          want);
+        }
+        json_decref(o);
+    }
+    free(res);
+}
+END_TEST
+
+/* logprobs on a directory with a tokenizer: {"text"} rows get the same ids
+ * as `rlhf-train tokenize`, and chat rows go through the template. */
+START_TEST(test_cli_logprobs_text_rows) {
+    char dir[] = "/tmp/rlhf-llama-XXXXXX";
+    llama_workdir(dir);
+    char model[256], data[256];
+    snprintf(model, sizeof model, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/rows.jsonl", dir);
+    FILE *f = fopen(data, "w");
+    fputs("{\"text\": \"hello world\"}\n{\"messages\": [{\"role\": \"user\", \"content\": "
+          "\"hi\"}]}\n",
+          f);
+    fclose(f);
+    const char *lp_args[] = {"logprobs", "--init", model, "--data", data, NULL};
+    const char *tok_args[] = {"tokenize", "--init", model, "--data", data, NULL};
+    proc_result *lp = run(lp_args), *tk = run(tok_args);
+    ck_assert_msg(lp->exit_code == 0, "%s", lp->err);
+    ck_assert_msg(tk->exit_code == 0, "%s", tk->err);
+    char *s1 = NULL, *s2 = NULL;
+    char *l1 = strtok_r(lp->out, "\n", &s1), *l2 = strtok_r(tk->out, "\n", &s2);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_ptr_nonnull(l1);
+        ck_assert_ptr_nonnull(l2);
+        json_t *a = json_loads(l1, 0, NULL), *b = json_loads(l2, 0, NULL);
+        ck_assert(json_equal(json_object_get(a, "tokens"), json_object_get(b, "ids")));
+        const json_t *v;
+        size_t i;
+        json_array_foreach(json_object_get(a, "logprobs"), i, v) {
+            ck_assert(json_number_value(v) <= 0.0 && isfinite(json_number_value(v)));
+        }
+        ck_assert_int_eq((int)json_array_size(json_object_get(a, "logprobs")) + 1,
+                         (int)json_array_size(json_object_get(b, "ids")));
+        json_decref(a), json_decref(b);
+        l1 = strtok_r(NULL, "\n", &s1), l2 = strtok_r(NULL, "\n", &s2);
+    }
+    free(lp), free(tk);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *rlhf_train_suite(void) {
     Suite *s = suite_create("rlhf_train");
     TCase *tc = tcase_create("rlhf-train");
@@ -1070,6 +1186,8 @@ Suite *rlhf_train_suite(void) {
     tcase_set_timeout(llama, 120);
     tcase_add_test(llama, test_cli_llama_sft_resume_after_kill);
     tcase_add_test(llama, test_cli_llama_reward_and_ppo);
+    tcase_add_test(llama, test_cli_logprobs_match_the_torch_fixture);
+    tcase_add_test(llama, test_cli_logprobs_text_rows);
     suite_add_tcase(s, llama);
     return s;
 }
