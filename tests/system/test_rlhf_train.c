@@ -959,6 +959,39 @@ START_TEST(test_cli_llama_reward_and_ppo) {
     free(r);
     char sft_ckpt[400], rm_ckpt[400];
     snprintf(sft_ckpt, sizeof sft_ckpt, "%s/sft-step4.safetensors", out_dir[0]);
+    /* export-hf: a Qwen3 directory (adapters merged) plus the PEFT adapter
+     * directory and the tokenizer; its log-probs equal the checkpoint's */
+    char exported[300];
+    snprintf(exported, sizeof exported, "%s/exported", dir);
+    ck_assert_int_eq(mkdir(exported, 0700), 0);
+    const char *ex[] = {"export-hf", "--checkpoint",    sft_ckpt, "--out",
+                        exported,    "--tokenizer-dir", model,    NULL};
+    r = run(ex);
+    ck_assert_msg(r->exit_code == 0, "export exit %d: %s", r->exit_code, r->err);
+    free(r);
+    static const char *const exported_files[] = {"config.json",
+                                                 "model.safetensors",
+                                                 "tokenizer.json",
+                                                 "tokenizer_config.json",
+                                                 "adapter/adapter_config.json",
+                                                 "adapter/adapter_model.safetensors"};
+    for (int i = 0; i < 6; i++) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", exported, exported_files[i]);
+        ck_assert_msg(stat(path, &st) == 0, "export-hf wrote no %s", exported_files[i]);
+    }
+    char text_rows[300];
+    snprintf(text_rows, sizeof text_rows, "%s/text.jsonl", dir);
+    f = fopen(text_rows, "w");
+    fputs("{\"text\": \"hello world\"}\n{\"text\": \"hold low\"}\n", f);
+    fclose(f);
+    const char *lp_ckpt[] = {"logprobs", "--init", sft_ckpt,  "--tokenizer-dir",
+                             model,      "--data", text_rows, NULL};
+    const char *lp_dir[] = {"logprobs", "--init", exported, "--data", text_rows, NULL};
+    proc_result *la = run(lp_ckpt), *lb = run(lp_dir);
+    ck_assert_msg(la->exit_code == 0 && lb->exit_code == 0, "%s / %s", la->err, lb->err);
+    ck_assert_str_eq(la->out, lb->out);
+    free(la), free(lb);
     const char *rm[] = {"reward",
                         "--init",
                         sft_ckpt,
