@@ -89,8 +89,50 @@ static int get_string(const json_t *obj, const char *key, const char *param, boo
 
 /* ---- sft and prompts --------------------------------------------------------- */
 
+static int check_messages(const json_t *messages, const char *param, const char *const *roles,
+                          const char *want_role, const char **last, dataset_error *e);
+
+/* A chat row: {"messages"} (every assistant turn trains) or TRL's
+ * conversational {"prompt": [...], "completion": [...]} (the completion's). */
+static int parse_sft_chat(const json_t *line, dataset_row *row, dataset_error *e) {
+    static const char *const roles[] = {"system", "user", "assistant", NULL};
+    static const char *const assistant[] = {"assistant", NULL};
+    const json_t *msgs = json_object_get(line, "messages");
+    const char *last;
+    json_t *all;
+    if (msgs != NULL) {
+        static const char *const keys[] = {"messages", NULL};
+        if (check_keys(line, keys, "", e) != 0 ||
+            check_messages(msgs, "messages", roles, "assistant", &last, e) != 0)
+            return -1;
+        all = json_incref((json_t *)msgs);
+    } else {
+        static const char *const keys[] = {"prompt", "completion", NULL};
+        const json_t *prompt = json_object_get(line, "prompt");
+        const json_t *completion = json_object_get(line, "completion");
+        if (check_keys(line, keys, "", e) != 0 ||
+            check_messages(prompt, "prompt", roles, "user", &last, e) != 0)
+            return -1;
+        if (completion == NULL)
+            return fail(e, "missing_required_parameter", "completion",
+                        "missing field 'completion' (the assistant messages to train on)");
+        if (check_messages(completion, "completion", assistant, "assistant", &last, e) != 0)
+            return -1;
+        all = json_array();
+        json_array_extend(all, (json_t *)prompt);
+        json_array_extend(all, (json_t *)completion);
+        row->first_trained = (int)json_array_size(prompt);
+    }
+    row->messages = json_dumps(all, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(all);
+    row->prompt = "", row->response = "";
+    return row->messages ? 0 : fail(e, "out_of_memory", "", "out of memory");
+}
+
 static int parse_sft(const json_t *line, dataset_row *row, dataset_error *e) {
     static const char *const keys[] = {"prompt", "response", "completion", "text", NULL};
+    if (json_object_get(line, "messages") != NULL || json_is_array(json_object_get(line, "prompt")))
+        return parse_sft_chat(line, row, e);
     if (check_keys(line, keys, "", e) != 0)
         return -1;
     const bool text = json_object_get(line, "text") != NULL;
@@ -335,5 +377,6 @@ void dataset_row_free(dataset_row *row) {
     free(row->responses);
     free(row->ranks);
     free(row->prompt_messages);
+    free(row->messages);
     memset(row, 0, sizeof *row);
 }

@@ -3,7 +3,12 @@
  * file (train/jsonl_data.c), so both accept the same lines.
  *
  *   sft         {"prompt", "response"}  or  {"prompt", "completion"}
- *               (prompt may be empty), or {"text"} (raw text: prompt "")
+ *               (prompt may be empty), or {"text"} (raw text: prompt "");
+ *               chat rows, rendered by the model's chat template:
+ *               {"messages": [{role, content}...]} (OpenAI chat fine-tuning:
+ *                every assistant turn trains), or TRL's conversational
+ *               {"prompt": [messages], "completion": [assistant messages]}
+ *                (the completion trains); roles system, user, assistant
  *   preference  {"prompt", "chosen", "rejected"}                    (TRL)
  *               {"input": {"messages": [...]}, "preferred_output": [one
  *                assistant message], "non_preferred_output": [one]} (OpenAI;
@@ -64,6 +69,11 @@ typedef struct dataset_row {
     bool has_margin;
     double margin;
     char *prompt_messages; /* OpenAI rows: input.messages as JSON text, malloc'd */
+    /* sft chat rows: the whole conversation as a JSON message list
+     * (malloc'd; prompt and response are ""), trained from message
+     * first_trained on */
+    char *messages;
+    int first_trained;
 } dataset_row;
 
 /* Why a line is bad. */

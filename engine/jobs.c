@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chat_template.h"
 #include "ppo_control.h"
 
 static int ppo_control_validate_any(const void *cfg, char *err, size_t errlen) {
@@ -58,14 +59,30 @@ static int sft_validate_any(const void *cfg, char *err, size_t errlen) {
     return sft_validate(cfg, err, errlen);
 }
 
+/* The chat template of the model directory a Hugging Face tokenizer came
+ * from (its tokenizer_config.json). Returns true when there is one. */
+static bool job_load_chat_template(chat_template *tpl, const tokenizer *tok, const job_inputs *in) {
+    const char *dir = in->tokenizer_dir ? in->tokenizer_dir : in->init_checkpoint;
+    if (tokenizer_hf(tok) == NULL || dir == NULL)
+        return false;
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    return chat_template_load(tpl, path, NULL, err, sizeof err) == 0;
+}
+
 static int sft_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                    size_t errlen) {
     tokenizer tok;
     if (job_load_tokenizer(&tok, in, err, errlen) != 0)
         return -1;
-    const sft_inputs si = {in->train,           in->n_train,           in->eval, in->n_eval, &tok,
-                           in->init_checkpoint, in->resume_checkpoint, in->dist};
+    chat_template tpl;
+    const bool chat = job_load_chat_template(&tpl, &tok, in);
+    const sft_inputs si = {
+        in->train,           in->n_train,           in->eval, in->n_eval,        &tok,
+        in->init_checkpoint, in->resume_checkpoint, in->dist, chat ? &tpl : NULL};
     const int rc = sft_train(cfg, &si, sink, NULL, err, errlen);
+    if (chat)
+        chat_template_free(&tpl);
     tokenizer_free(&tok);
     return rc;
 }

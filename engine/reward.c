@@ -170,7 +170,7 @@ static int ranked_build(ranked_data *d, const tokenizer *tok, const ranking *rk,
             d->offset[i * RANKING_MAX_K + k] = at;
             if (k >= rk[i].k)
                 continue;
-            const text_pair ex = {rk[i].prompt, rk[i].responses[k]};
+            const text_pair ex = {rk[i].prompt, rk[i].responses[k], NULL, 0};
             const int64_t len = sft_tokenize(tok, &ex, true, d->ids + at, mask, cap);
             if (len < 1) {
                 snprintf(err, errlen, "ranking %lld: the tokenizer failed", (long long)i + 1);

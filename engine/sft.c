@@ -6,8 +6,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
+#include "chat_template.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "hf_tokenizer.h"
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
@@ -119,6 +123,60 @@ int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens,
     return n;
 }
 
+/* The messages of a JSON message list (pointing into root). */
+static chat_message *parse_messages(const json_t *root, size_t *n) {
+    *n = json_array_size(root);
+    chat_message *m = calloc(*n + 1, sizeof *m);
+    const json_t *item;
+    size_t i;
+    json_array_foreach(root, i, item) {
+        if (m == NULL)
+            break;
+        m[i].role = json_string_value(json_object_get(item, "role"));
+        m[i].content = json_string_value(json_object_get(item, "content"));
+    }
+    return m;
+}
+
+int64_t sft_tokenize_chat(const tokenizer *tok, const struct chat_template *chat,
+                          const text_pair *ex, bool all_tokens, int32_t *ids, uint8_t *loss_mask,
+                          int64_t cap, char *err, size_t errlen) {
+    const hf_tokenizer *hf = tokenizer_hf(tok);
+    if (chat == NULL || hf == NULL) {
+        snprintf(err, errlen,
+                 "a chat example needs a model directory with tokenizer.json and a "
+                 "chat template (tokenizer_config.json)");
+        return -1;
+    }
+    json_t *root = json_loads(ex->messages, 0, NULL);
+    size_t n = 0;
+    chat_message *m = json_is_array(root) ? parse_messages(root, &n) : NULL;
+    int32_t *all = NULL, *prefix = NULL;
+    uint8_t *assistant = NULL;
+    int64_t count = -1, n_prefix = 0;
+    if (m == NULL) {
+        snprintf(err, errlen, "the example's messages are not a message list");
+        goto out;
+    }
+    count = chat_template_encode(chat, hf, m, n, false, &all, &assistant, err, errlen);
+    if (count >= 0 && ex->first_trained > 0) {
+        n_prefix = chat_template_encode(chat, hf, m, (size_t)ex->first_trained, false, &prefix,
+                                        NULL, err, errlen);
+        count = n_prefix < 0 ? -1 : count;
+    }
+    if (count < 0)
+        goto out;
+    count = count < cap ? count : cap;
+    for (int64_t i = 0; i < count; i++) {
+        ids[i] = all[i];
+        loss_mask[i] = i + 1 < count && (all_tokens || (assistant[i + 1] && i + 1 >= n_prefix));
+    }
+out:
+    free(all), free(prefix), free(assistant), free(m);
+    json_decref(root);
+    return count;
+}
+
 typedef struct sft_data {
     int32_t *ids;    /* all examples, concatenated */
     uint8_t *mask;   /* loss mask, aligned with ids */
@@ -133,9 +191,9 @@ static void data_free(sft_data *d) {
 }
 
 /* Tokenizes examples[order[0..n)] into d, each to at most context + 1 ids. */
-static int data_build(sft_data *d, const tokenizer *tok, const text_pair *examples,
-                      const int32_t *order, int64_t n, int64_t context, bool all_tokens, char *err,
-                      size_t errlen) {
+static int data_build(sft_data *d, const tokenizer *tok, const struct chat_template *chat,
+                      const text_pair *examples, const int32_t *order, int64_t n, int64_t context,
+                      bool all_tokens, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
     const int64_t cap = context + 1;
     d->ids = malloc(sizeof(int32_t) * (size_t)(n * cap));
@@ -150,9 +208,13 @@ static int data_build(sft_data *d, const tokenizer *tok, const text_pair *exampl
     for (int64_t i = 0; i < n; i++) {
         const text_pair *ex = &examples[order ? order[i] : i];
         d->offset[i] = at;
-        const int64_t k = sft_tokenize(tok, ex, all_tokens, d->ids + at, d->mask + at, cap);
+        char why[400] = "the tokenizer failed";
+        const int64_t k = ex->messages
+                              ? sft_tokenize_chat(tok, chat, ex, all_tokens, d->ids + at,
+                                                  d->mask + at, cap, why, sizeof why)
+                              : sft_tokenize(tok, ex, all_tokens, d->ids + at, d->mask + at, cap);
         if (k < 0) {
-            snprintf(err, errlen, "example %lld: the tokenizer failed", (long long)i + 1);
+            snprintf(err, errlen, "example %lld: %s", (long long)i + 1, why);
             data_free(d);
             return -1;
         }
@@ -490,11 +552,12 @@ int sft_session_init(sft_session **out, const sft_config *cfg, const sft_inputs 
         eval_src = in->train;
     }
     s->n_train = n_train;
-    if (data_build(&s->train, in->tok, in->train, s->order, n_train, context, s->all_tokens, err,
-                   errlen))
+    if (data_build(&s->train, in->tok, in->chat, in->train, s->order, n_train, context,
+                   s->all_tokens, err, errlen))
         goto fail;
-    if (n_eval > 0 && data_build(&s->eval, in->tok, eval_src, in->eval ? NULL : s->order + n_train,
-                                 n_eval, context, s->all_tokens, err, errlen))
+    if (n_eval > 0 &&
+        data_build(&s->eval, in->tok, in->chat, eval_src, in->eval ? NULL : s->order + n_train,
+                   n_eval, context, s->all_tokens, err, errlen))
         goto fail;
     if (s->train.truncated > 0) {
         char msg[160];

@@ -57,10 +57,15 @@ typedef struct sft_config {
 
 extern const hparam_table sft_hparams;
 
-/* One training example: text, not yet tokenized. */
+/* One training example: text, not yet tokenized. A chat example carries
+ * its conversation instead (messages: an OpenAI message list as JSON text,
+ * rendered by the model's chat template); its assistant turns from message
+ * first_trained on are what it trains on. */
 typedef struct text_pair {
     const char *prompt;
     const char *response;
+    const char *messages; /* NULL: the (prompt, response) pair */
+    int first_trained;
 } text_pair;
 
 typedef struct sft_inputs {
@@ -77,6 +82,10 @@ typedef struct sft_inputs {
     /* Data parallelism (dist.h): every rank passes the same inputs and
      * trains on its shard of each micro-batch; NULL = one process. */
     const dist_comm *dist;
+    /* The chat template chat examples render with (a model directory's
+     * tokenizer_config.json, with tok a tokenizer_load_hf tokenizer); NULL:
+     * chat examples are an error. */
+    const struct chat_template *chat;
 } sft_inputs;
 
 typedef struct sft_result {
@@ -139,5 +148,14 @@ void sft_session_free(sft_session *s);
  * Returns the number of ids (truncated to cap), or -1 on a tokenizer error. */
 int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens, int32_t *ids,
                      uint8_t *loss_mask, int64_t cap);
+
+/* A chat example (ex->messages) through the template: the rendered
+ * conversation's ids (up to cap) and loss_mask[i] = whether ids[i + 1] is
+ * a trained assistant token (its content and end-of-turn token, in turns
+ * from first_trained on; every token when all_tokens). Returns the number
+ * of ids or -1 with err. */
+int64_t sft_tokenize_chat(const tokenizer *tok, const struct chat_template *chat,
+                          const text_pair *ex, bool all_tokens, int32_t *ids, uint8_t *loss_mask,
+                          int64_t cap, char *err, size_t errlen);
 
 #endif

@@ -397,15 +397,15 @@ static int demo_rankings(int argc, char **argv) {
         return EXIT_USAGE;
     }
     char err[512];
-    gpt2_model m;
+    model m;
     tokenizer tok;
-    if (model_open(policy_path, NULL, &m, NULL, err, sizeof err) != 0) {
+    if (model_load(policy_path, NULL, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
         return EXIT_USAGE;
     }
     if (tokenizer_load_bytes(&tok, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
-        gpt2_free(&m);
+        model_free(&m);
         return EXIT_USAGE;
     }
     FILE *out = fopen(out_path, "w");
@@ -438,7 +438,7 @@ static int demo_rankings(int argc, char **argv) {
     }
     const bool closed = out == NULL || fclose(out) == 0;
     tokenizer_free(&tok);
-    gpt2_free(&m);
+    model_free(&m);
     return closed ? rc : EXIT_TRAINING_FAILED;
 }
 

@@ -146,7 +146,7 @@ static int job_pairs_add(job_data *d, const char *prompt, const char *response) 
         free(ps), free(rs);
         return -1;
     }
-    d->pairs[d->n_pairs++] = (text_pair){ps, rs};
+    d->pairs[d->n_pairs++] = (text_pair){ps, rs, NULL, 0};
     return 0;
 }
 

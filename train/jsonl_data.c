@@ -112,13 +112,15 @@ static int add_pair(void *ctx, const dataset_row *row, char *why, size_t why_len
     const char *ps = store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->prompt);
     const char *rs =
         row->response ? store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->response) : ps;
+    const char *ms =
+        row->messages ? store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->messages) : "";
     text_pair *items = grow(p->items, p->n, &c->cap, sizeof *p->items);
-    if (ps == NULL || rs == NULL || items == NULL) {
+    if (ps == NULL || rs == NULL || ms == NULL || items == NULL) {
         snprintf(why, why_len, "out of memory");
         return -1;
     }
     p->items = items;
-    p->items[p->n++] = (text_pair){ps, rs};
+    p->items[p->n++] = (text_pair){ps, rs, row->messages ? ms : NULL, row->first_trained};
     return 0;
 }
 

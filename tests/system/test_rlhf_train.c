@@ -816,8 +816,8 @@ static void llama_workdir(char *dir) {
 START_TEST(test_cli_llama_sft_resume_after_kill) {
     char dir[] = "/tmp/rlhf-llama-XXXXXX";
     llama_workdir(dir);
-    char model[256], data[256];
-    snprintf(model, sizeof model, "%s/model", dir);
+    char model_dir[256], data[256];
+    snprintf(model_dir, sizeof model_dir, "%s/model", dir);
     snprintf(data, sizeof data, "%s/sft.jsonl", dir);
     static const char *const lora_r[] = {"0", "4"};
     for (int v = 0; v < 2; v++) {
@@ -828,7 +828,7 @@ START_TEST(test_cli_llama_sft_resume_after_kill) {
         ck_assert_int_eq(mkdir(whole, 0700) | mkdir(killed, 0700) | mkdir(resumed, 0700), 0);
         const char *base[] = {"sft",
                               "--init",
-                              model,
+                              model_dir,
                               "--data",
                               data,
                               "--max-steps",
@@ -920,8 +920,8 @@ END_TEST
 START_TEST(test_cli_llama_reward_and_ppo) {
     char dir[] = "/tmp/rlhf-llama-XXXXXX";
     llama_workdir(dir);
-    char model[256], data[256], rankings[256], path[400];
-    snprintf(model, sizeof model, "%s/model", dir);
+    char model_dir[256], data[256], rankings[256], path[400];
+    snprintf(model_dir, sizeof model_dir, "%s/model", dir);
     snprintf(data, sizeof data, "%s/sft.jsonl", dir);
     snprintf(rankings, sizeof rankings, "%s/rankings.jsonl", dir);
     FILE *f = fopen(rankings, "w");
@@ -939,21 +939,10 @@ START_TEST(test_cli_llama_reward_and_ppo) {
     char out_dir[5][300];
     for (int i = 0; i < 5; i++)
         snprintf(out_dir[i], sizeof out_dir[i], "%s/%s", dir, subdirs[i]);
-    const char *sft[] = {"sft",
-                         "--init",
-                         model,
-                         "--data",
-                         data,
-                         "--max-steps",
-                         "4",
-                         "--lora-r",
-                         "4",
-                         "--learning-rate",
-                         "0.01",
-                         "--quiet",
-                         "--checkpoint-dir",
-                         out_dir[0],
-                         NULL};
+    const char *sft[] = {
+        "sft",         "--init",  model_dir,          "--data",   data,
+        "--max-steps", "4",       "--lora-r",         "4",        "--learning-rate",
+        "0.01",        "--quiet", "--checkpoint-dir", out_dir[0], NULL};
     proc_result *r = run(sft);
     ck_assert_msg(r->exit_code == 0, "sft exit %d: %s", r->exit_code, r->err);
     free(r);
@@ -964,8 +953,8 @@ START_TEST(test_cli_llama_reward_and_ppo) {
     char exported[300];
     snprintf(exported, sizeof exported, "%s/exported", dir);
     ck_assert_int_eq(mkdir(exported, 0700), 0);
-    const char *ex[] = {"export-hf", "--checkpoint",    sft_ckpt, "--out",
-                        exported,    "--tokenizer-dir", model,    NULL};
+    const char *ex[] = {"export-hf", "--checkpoint",    sft_ckpt,  "--out",
+                        exported,    "--tokenizer-dir", model_dir, NULL};
     r = run(ex);
     ck_assert_msg(r->exit_code == 0, "export exit %d: %s", r->exit_code, r->err);
     free(r);
@@ -986,7 +975,7 @@ START_TEST(test_cli_llama_reward_and_ppo) {
     fputs("{\"text\": \"hello world\"}\n{\"text\": \"hold low\"}\n", f);
     fclose(f);
     const char *lp_ckpt[] = {"logprobs", "--init", sft_ckpt,  "--tokenizer-dir",
-                             model,      "--data", text_rows, NULL};
+                             model_dir,  "--data", text_rows, NULL};
     const char *lp_dir[] = {"logprobs", "--init", exported, "--data", text_rows, NULL};
     proc_result *la = run(lp_ckpt), *lb = run(lp_dir);
     ck_assert_msg(la->exit_code == 0 && lb->exit_code == 0, "%s / %s", la->err, lb->err);
@@ -996,7 +985,7 @@ START_TEST(test_cli_llama_reward_and_ppo) {
                         "--init",
                         sft_ckpt,
                         "--tokenizer-dir",
-                        model,
+                        model_dir,
                         "--data",
                         rankings,
                         "--max-steps",
@@ -1034,7 +1023,7 @@ START_TEST(test_cli_llama_reward_and_ppo) {
                              "--reward-model",
                              rm_ckpt,
                              "--tokenizer-dir",
-                             model,
+                             model_dir,
                              "--data",
                              data,
                              "--total-updates",
@@ -1075,6 +1064,42 @@ START_TEST(test_cli_llama_reward_and_ppo) {
         snprintf(pa, sizeof pa, "%s/ppo-step3.safetensors", out_dir[2]);
         snprintf(pb, sizeof pb, "%s/ppo-step3.safetensors", out_dir[4]);
         assert_same_file(pa, pb);
+    }
+    /* demo-eval of the LoRA PPO policy against the SFT reference: a policy
+     * against itself has KL 0 exactly; the reward model scores every sample */
+    char policy[400];
+    snprintf(policy, sizeof policy, "%s/ppo-step3.safetensors", out_dir[2]);
+    for (int self = 0; self < 2; self++) {
+        const char *ev[] = {"demo-eval",
+                            "--policy",
+                            policy,
+                            "--ref",
+                            self ? policy : sft_ckpt,
+                            "--reward-model",
+                            rm_ckpt,
+                            "--tokenizer-dir",
+                            model_dir,
+                            "--rankings",
+                            rankings,
+                            "--n",
+                            "6",
+                            "--max-tokens",
+                            "6",
+                            NULL};
+        r = run(ev);
+        ck_assert_msg(r->exit_code == 0, "demo-eval exit %d: %s", r->exit_code, r->err);
+        json_t *o = json_loads(r->out, 0, NULL);
+        ck_assert_msg(o != NULL, "%s", r->out);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "n")), 6);
+        const double kl = json_number_value(json_object_get(o, "kl_mean"));
+        ck_assert(json_is_number(json_object_get(o, "proxy_mean")));
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "rankings")), 16);
+        if (self)
+            ck_assert_msg(kl == 0.0, "KL of a policy against itself: %g", kl);
+        else
+            ck_assert_msg(isfinite(kl) && kl != 0.0, "KL against the SFT model: %g", kl);
+        json_decref(o);
+        free(r);
     }
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -1161,16 +1186,16 @@ END_TEST
 START_TEST(test_cli_logprobs_text_rows) {
     char dir[] = "/tmp/rlhf-llama-XXXXXX";
     llama_workdir(dir);
-    char model[256], data[256];
-    snprintf(model, sizeof model, "%s/model", dir);
+    char model_dir[256], data[256];
+    snprintf(model_dir, sizeof model_dir, "%s/model", dir);
     snprintf(data, sizeof data, "%s/rows.jsonl", dir);
     FILE *f = fopen(data, "w");
     fputs("{\"text\": \"hello world\"}\n{\"messages\": [{\"role\": \"user\", \"content\": "
           "\"hi\"}]}\n",
           f);
     fclose(f);
-    const char *lp_args[] = {"logprobs", "--init", model, "--data", data, NULL};
-    const char *tok_args[] = {"tokenize", "--init", model, "--data", data, NULL};
+    const char *lp_args[] = {"logprobs", "--init", model_dir, "--data", data, NULL};
+    const char *tok_args[] = {"tokenize", "--init", model_dir, "--data", data, NULL};
     proc_result *lp = run(lp_args), *tk = run(tok_args);
     ck_assert_msg(lp->exit_code == 0, "%s", lp->err);
     ck_assert_msg(tk->exit_code == 0, "%s", tk->err);
@@ -1192,6 +1217,69 @@ START_TEST(test_cli_logprobs_text_rows) {
         l1 = strtok_r(NULL, "\n", &s1), l2 = strtok_r(NULL, "\n", &s2);
     }
     free(lp), free(tk);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* sft --init DIR on chat rows (OpenAI messages and TRL conversational
+ * prompt/completion, mixed) through the directory's ChatML template: it
+ * trains (the loss falls) and a model without a template refuses them. */
+START_TEST(test_cli_llama_sft_chat_rows) {
+    char dir[] = "/tmp/rlhf-llama-XXXXXX";
+    llama_workdir(dir);
+    char model_dir[256], data[256], ck[256];
+    snprintf(model_dir, sizeof model_dir, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/chat.jsonl", dir);
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    ck_assert_int_eq(mkdir(ck, 0700), 0);
+    FILE *f = fopen(data, "w");
+    for (int i = 0; i < 8; i++) {
+        fputs("{\"messages\": [{\"role\": \"system\", \"content\": \"be brief\"}, {\"role\": "
+              "\"user\", \"content\": \"hello\"}, {\"role\": \"assistant\", \"content\": \"hello "
+              "world\"}]}\n",
+              f);
+        fputs("{\"prompt\": [{\"role\": \"user\", \"content\": \"well\"}], \"completion\": "
+              "[{\"role\": \"assistant\", \"content\": \"who owl\"}]}\n",
+              f);
+    }
+    fclose(f);
+    const char *args[] = {"sft",
+                          "--init",
+                          model_dir,
+                          "--data",
+                          data,
+                          "--max-steps",
+                          "6",
+                          "--batch-size",
+                          "4",
+                          "--learning-rate",
+                          "0.01",
+                          "--warmup-steps",
+                          "0",
+                          "--eval-fraction",
+                          "0",
+                          "--quiet",
+                          "--checkpoint-dir",
+                          ck,
+                          NULL};
+    proc_result *r = run(args);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    double loss[8];
+    ck_assert_int_eq(step_losses(r->out, loss, 8), 6);
+    ck_assert_msg(loss[5] < loss[0] - 0.1, "chat sft loss %g -> %g", loss[0], loss[5]);
+    free(r);
+    /* without tokenizer_config.json there is no template to render them with */
+    char cfg[300];
+    snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", model_dir);
+    ck_assert_int_eq(unlink(cfg), 0);
+    r = run(args);
+    ck_assert_int_ne(r->exit_code, 0);
+    ck_assert_msg(strstr(r->err, "chat template") != NULL ||
+                      strstr(r->err, "tokenizer_config") != NULL,
+                  "%s", r->err);
+    free(r);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert_int_eq(system(cmd), 0);
@@ -1221,6 +1309,7 @@ Suite *rlhf_train_suite(void) {
     tcase_add_test(llama, test_cli_llama_reward_and_ppo);
     tcase_add_test(llama, test_cli_logprobs_match_the_torch_fixture);
     tcase_add_test(llama, test_cli_logprobs_text_rows);
+    tcase_add_test(llama, test_cli_llama_sft_chat_rows);
     suite_add_tcase(s, llama);
     return s;
 }

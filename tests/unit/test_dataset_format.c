@@ -112,6 +112,40 @@ START_TEST(test_parse_every_line_format) {
 END_TEST
 
 /* Bad lines: the code, the field and a message that names it. */
+/* Chat SFT rows: the conversation as one JSON message list, and where
+ * training starts (OpenAI's messages: 0; TRL's conversational
+ * prompt/completion: after the prompt). */
+START_TEST(test_parse_chat_sft_rows) {
+    dataset_row row;
+    dataset_error e;
+    json_t *line;
+    ck_assert_int_eq(parse("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
+                           "{\"role\":\"user\",\"content\":\"q\"},"
+                           "{\"role\":\"assistant\",\"content\":\"a\"}]}",
+                           DATASET_FORMAT_SFT, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.messages, "[{\"role\":\"system\",\"content\":\"s\"},{\"role\":"
+                                   "\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+                                   "\"content\":\"a\"}]");
+    ck_assert_int_eq(row.first_trained, 0);
+    ck_assert_str_eq(row.prompt, "");
+    dataset_row_free(&row);
+    json_decref(line);
+    ck_assert_int_eq(parse("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"},"
+                           "{\"role\":\"assistant\",\"content\":\"a1\"},"
+                           "{\"role\":\"user\",\"content\":\"q2\"}],"
+                           "\"completion\":[{\"role\":\"assistant\",\"content\":\"a2\"}]}",
+                           DATASET_FORMAT_SFT, &row, &e, &line),
+                     0);
+    ck_assert_int_eq(row.first_trained, 3);
+    ck_assert_ptr_nonnull(strstr(row.messages, "\"a1\"},{\"role\":\"user\",\"content\":"
+                                               "\"q2\"},{\"role\":\"assistant\",\"content\":"
+                                               "\"a2\"}]"));
+    dataset_row_free(&row);
+    json_decref(line);
+}
+END_TEST
+
 START_TEST(test_parse_bad_rows_named) {
     const struct {
         dataset_format format;
@@ -130,6 +164,22 @@ START_TEST(test_parse_bad_rows_named) {
          "give either text, or prompt and response"},
         {DATASET_FORMAT_SFT, "{\"prompt\":\"a\",\"response\":\"b\",\"completion\":\"c\"}",
          "invalid_value", "completion", "give response or completion, not both"},
+        {DATASET_FORMAT_SFT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         "invalid_value", "messages", "messages has no assistant message"},
+        {DATASET_FORMAT_SFT,
+         "{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"},"
+         "{\"role\":\"assistant\",\"content\":\"y\"}]}",
+         "invalid_value", "messages[0].role", "messages[0].role 'tool' is not allowed here"},
+        {DATASET_FORMAT_SFT,
+         "{\"messages\":[{\"role\":\"assistant\",\"content\":\"y\"}],\"prompt\":\"p\"}",
+         "unknown_parameter", "prompt", "unknown field 'prompt'"},
+        {DATASET_FORMAT_SFT, "{\"prompt\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         "missing_required_parameter", "completion",
+         "missing field 'completion' (the assistant messages to train on)"},
+        {DATASET_FORMAT_SFT,
+         "{\"prompt\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+         "\"completion\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+         "invalid_value", "completion[0].role", "completion[0].role 'user' is not allowed here"},
         {DATASET_FORMAT_PROMPTS, "{\"prompt\":\"\"}", "invalid_value", "prompt",
          "field 'prompt' must not be empty"},
         {DATASET_FORMAT_PROMPTS, "{\"text\":\"t\"}", "unknown_parameter", "text",
@@ -448,6 +498,7 @@ Suite *dataset_format_suite(void) {
     TCase *tc = tcase_create("parser");
     tcase_add_test(tc, test_parse_every_line_format);
     tcase_add_test(tc, test_parse_bad_rows_named);
+    tcase_add_test(tc, test_parse_chat_sft_rows);
     tcase_add_test(tc, test_trainer_reads_every_format);
     tcase_add_test(tc, test_schema_max_k_is_the_constant);
     suite_add_tcase(s, tc);

@@ -147,8 +147,8 @@ START_TEST(test_dist_job_packet_round_trip) {
     cfg.batch_size = 7;
     cfg.learning_rate = 3e-4;
     snprintf(cfg.lr_schedule, sizeof cfg.lr_schedule, "linear");
-    const text_pair train[2] = {{"p1", "r1"}, {"prompt \xc3\xa9", ""}};
-    const text_pair eval[1] = {{"ep", "er"}};
+    const text_pair train[2] = {{"p1", "r1", NULL, 0}, {"prompt \xc3\xa9", "", NULL, 0}};
+    const text_pair eval[1] = {{"ep", "er", NULL, 0}};
     ranking rk = {"rp", 3, {"a", "bb", "ccc"}, {1, 0, 1}, 0.5f};
     const char ckpt[] = "not really a checkpoint\0with a NUL inside";
     char *init = temp_file_with(ckpt, sizeof ckpt);
