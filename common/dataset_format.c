@@ -129,9 +129,10 @@ static int parse_sft_chat(const json_t *line, dataset_row *row, dataset_error *e
     return row->messages ? 0 : fail(e, "out_of_memory", "", "out of memory");
 }
 
-static int parse_sft(const json_t *line, dataset_row *row, dataset_error *e) {
+static int parse_sft(const json_t *line, bool chat, dataset_row *row, dataset_error *e) {
     static const char *const keys[] = {"prompt", "response", "completion", "text", NULL};
-    if (json_object_get(line, "messages") != NULL || json_is_array(json_object_get(line, "prompt")))
+    if (chat && (json_object_get(line, "messages") != NULL ||
+                 json_is_array(json_object_get(line, "prompt"))))
         return parse_sft_chat(line, row, e);
     if (check_keys(line, keys, "", e) != 0)
         return -1;
@@ -358,12 +359,17 @@ static int parse_preference(const json_t *line, int max_k, dataset_row *row, dat
 
 int dataset_row_parse(const json_t *line, dataset_format format, int max_k, dataset_row *row,
                       dataset_error *e) {
+    return dataset_row_parse_chat(line, format, max_k, false, row, e);
+}
+
+int dataset_row_parse_chat(const json_t *line, dataset_format format, int max_k, bool chat,
+                           dataset_row *row, dataset_error *e) {
     memset(row, 0, sizeof *row);
     int rc;
     if (!json_is_object(line))
         rc = fail(e, "invalid_json", "", "the line must be a JSON object");
     else if (format == DATASET_FORMAT_SFT)
-        rc = parse_sft(line, row, e);
+        rc = parse_sft(line, chat, row, e);
     else if (format == DATASET_FORMAT_PROMPTS)
         rc = parse_prompts(line, row, e);
     else

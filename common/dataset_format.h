@@ -4,7 +4,8 @@
  *
  *   sft         {"prompt", "response"}  or  {"prompt", "completion"}
  *               (prompt may be empty), or {"text"} (raw text: prompt "");
- *               chat rows, rendered by the model's chat template:
+ *               chat rows (dataset_row_parse_chat), rendered by the model's
+ *               chat template:
  *               {"messages": [{role, content}...]} (OpenAI chat fine-tuning:
  *                every assistant turn trains), or TRL's conversational
  *               {"prompt": [messages], "completion": [assistant messages]}
@@ -89,6 +90,11 @@ typedef struct dataset_error {
  * holds nothing to free). */
 int dataset_row_parse(const json_t *line, dataset_format format, int max_k, dataset_row *row,
                       dataset_error *e);
+/* The same, taking sft chat rows when chat is true (rlhf-train reading a
+ * file renders them with the model's chat template; rlhfd's upload does not
+ * store conversations yet, so dataset_row_parse refuses them as before). */
+int dataset_row_parse_chat(const json_t *line, dataset_format format, int max_k, bool chat,
+                           dataset_row *row, dataset_error *e);
 void dataset_row_free(dataset_row *row);
 
 #endif

@@ -315,6 +315,20 @@ static int llama_from_file(llama_model *lm, const safetensors_file *f,
     return rc;
 }
 
+/* A parsed checkpoint (freed here): a Llama-family one loads into m
+ * (*llama true); any other is the caller's to open as GPT-2. */
+static int load_parsed(safetensors_file *f, const model_open_options *opt, model *m,
+                       model_info *info, bool *llama, char *err, size_t errlen) {
+    *llama = llama_checkpoint_is(f);
+    int rc = 0;
+    if (*llama) {
+        m->family = MODEL_FAMILY_LLAMA;
+        rc = llama_from_file(&m->llama, f, opt, info, err, errlen);
+    }
+    safetensors_free(f);
+    return rc;
+}
+
 static bool any_nonzero(const float *x, int n) {
     for (int i = 0; i < n; i++)
         if (x[i] != 0.0f)
@@ -348,17 +362,12 @@ int model_load(const char *path, const model_open_options *opt, model *m, model_
         }
     } else {
         safetensors_file f;
-        if (is_file(path) && safetensors_read_file(&f, path, err, errlen) == 0) {
-            const bool llama = llama_checkpoint_is(&f);
-            int rc = 0;
-            if (llama) {
-                m->family = MODEL_FAMILY_LLAMA;
-                rc = llama_from_file(&m->llama, &f, opt, info, err, errlen);
-            }
-            safetensors_free(&f);
-            if (llama)
-                return rc;
-        }
+        bool llama = false;
+        int rc = 0;
+        if (is_file(path) && safetensors_read_file(&f, path, err, errlen) == 0)
+            rc = load_parsed(&f, opt, m, info, &llama, err, errlen);
+        if (llama)
+            return rc;
     }
     m->family = MODEL_FAMILY_GPT2;
     return model_open(path, opt, &m->gpt2, info, err, errlen);
@@ -388,13 +397,8 @@ int model_load_bytes(const void *bytes, size_t n, const model_open_options *opt,
     safetensors_file f;
     if (safetensors_parse(&f, bytes, n, err, errlen) != 0)
         return -1;
-    const bool llama = llama_checkpoint_is(&f);
-    int rc = 0;
-    if (llama) {
-        m->family = MODEL_FAMILY_LLAMA;
-        rc = llama_from_file(&m->llama, &f, opt, info, err, errlen);
-    }
-    safetensors_free(&f);
+    bool llama;
+    const int rc = load_parsed(&f, opt, m, info, &llama, err, errlen);
     if (llama)
         return rc;
     m->family = MODEL_FAMILY_GPT2;

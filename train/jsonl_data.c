@@ -76,7 +76,7 @@ static int jsonl_each(const char *path, dataset_format format, jsonl_add_fn add,
         json_t *obj = json_loadb(line, n, JSON_REJECT_DUPLICATES, &jerr);
         if (obj == NULL)
             snprintf(why, sizeof why, "%s", jerr.text), rc = -1;
-        else if (dataset_row_parse(obj, format, RANKING_MAX_K, &row, &e) != 0)
+        else if (dataset_row_parse_chat(obj, format, RANKING_MAX_K, true, &row, &e) != 0)
             snprintf(why, sizeof why, "%s", e.message), rc = -1;
         else {
             rc = add(ctx, &row, why, sizeof why);

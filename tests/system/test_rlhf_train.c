@@ -771,6 +771,13 @@ END_TEST
 
 /* ---- the Llama family end to end (a tiny Qwen3 directory, test_hf_fixture.h) ---- */
 
+/* rm -rf dir (a test's temporary directory). */
+static void remove_tree(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
 /* The "loss" of each step line of a run's stdout, in order (up to cap). */
 static int step_losses(const char *out, double *loss, int cap) {
     char *copy = strdup(out), *save = NULL;
@@ -908,9 +915,7 @@ START_TEST(test_cli_llama_sft_resume_after_kill) {
              NULL) == (v == 1));
         json_decref(h);
     }
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    remove_tree(dir);
 }
 END_TEST
 
@@ -1101,9 +1106,7 @@ START_TEST(test_cli_llama_reward_and_ppo) {
         json_decref(o);
         free(r);
     }
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    remove_tree(dir);
 }
 END_TEST
 
@@ -1217,9 +1220,7 @@ START_TEST(test_cli_logprobs_text_rows) {
         l1 = strtok_r(NULL, "\n", &s1), l2 = strtok_r(NULL, "\n", &s2);
     }
     free(lp), free(tk);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    remove_tree(dir);
 }
 END_TEST
 
@@ -1280,9 +1281,7 @@ START_TEST(test_cli_llama_sft_chat_rows) {
                       strstr(r->err, "tokenizer_config") != NULL,
                   "%s", r->err);
     free(r);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    remove_tree(dir);
 }
 END_TEST
 

@@ -25,7 +25,7 @@ static int parse(const char *text, dataset_format format, dataset_row *row, data
     json_error_t jerr;
     *line = json_loads(text, 0, &jerr);
     ck_assert_msg(*line != NULL, "%s: %s", text, jerr.text);
-    return dataset_row_parse(*line, format, RANKING_MAX_K, row, e);
+    return dataset_row_parse_chat(*line, format, RANKING_MAX_K, true, row, e);
 }
 
 START_TEST(test_parse_every_line_format) {
@@ -112,13 +112,13 @@ START_TEST(test_parse_every_line_format) {
 END_TEST
 
 /* Bad lines: the code, the field and a message that names it. */
-/* Chat SFT rows: the conversation as one JSON message list, and where
+/* Chat SFT rows (the trainer's parser): the conversation as one JSON message list, and where
  * training starts (OpenAI's messages: 0; TRL's conversational
  * prompt/completion: after the prompt). */
 START_TEST(test_parse_chat_sft_rows) {
     dataset_row row;
     dataset_error e;
-    json_t *line;
+    json_t *line, *line2;
     ck_assert_int_eq(parse("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
                            "{\"role\":\"user\",\"content\":\"q\"},"
                            "{\"role\":\"assistant\",\"content\":\"a\"}]}",
@@ -138,6 +138,17 @@ START_TEST(test_parse_chat_sft_rows) {
                            DATASET_FORMAT_SFT, &row, &e, &line),
                      0);
     ck_assert_int_eq(row.first_trained, 3);
+    dataset_row_free(&row);
+    /* rlhfd's upload (dataset_row_parse) does not take them (yet) */
+    ck_assert_int_eq(dataset_row_parse(line, DATASET_FORMAT_SFT, RANKING_MAX_K, &row, &e), -1);
+    ck_assert_str_eq(e.param, "prompt");
+    ck_assert_int_eq(parse("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"},"
+                           "{\"role\":\"assistant\",\"content\":\"a1\"},"
+                           "{\"role\":\"user\",\"content\":\"q2\"}],"
+                           "\"completion\":[{\"role\":\"assistant\",\"content\":\"a2\"}]}",
+                           DATASET_FORMAT_SFT, &row, &e, &line2),
+                     0);
+    json_decref(line2);
     ck_assert_ptr_nonnull(strstr(row.messages, "\"a1\"},{\"role\":\"user\",\"content\":"
                                                "\"q2\"},{\"role\":\"assistant\",\"content\":"
                                                "\"a2\"}]"));
