@@ -153,9 +153,20 @@ static int parse_sft(const json_t *line, bool chat, dataset_row *row, dataset_er
     return get_string(line, answer, answer, false, &row->response, e);
 }
 
-static int parse_prompts(const json_t *line, dataset_row *row, dataset_error *e) {
+static int parse_prompts(const json_t *line, bool chat, dataset_row *row, dataset_error *e) {
     static const char *const keys[] = {"prompt", "response", "completion", NULL};
     const char *ignored;
+    const json_t *messages = json_object_get(line, "prompt");
+    if (chat && json_is_array(messages)) { /* TRL's conversational prompt */
+        static const char *const roles[] = {"system", "user", "assistant", NULL};
+        static const char *const prompt_only[] = {"prompt", NULL};
+        if (check_keys(line, prompt_only, "", e) != 0 ||
+            check_messages(messages, "prompt", roles, "user", &ignored, e) != 0)
+            return -1;
+        row->messages = json_dumps(messages, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        row->prompt = "";
+        return row->messages ? 0 : fail(e, "out_of_memory", "", "out of memory");
+    }
     if (check_keys(line, keys, "", e) != 0 ||
         get_string(line, "prompt", "prompt", false, &row->prompt, e) != 0)
         return -1;
@@ -371,7 +382,7 @@ int dataset_row_parse_chat(const json_t *line, dataset_format format, int max_k,
     else if (format == DATASET_FORMAT_SFT)
         rc = parse_sft(line, chat, row, e);
     else if (format == DATASET_FORMAT_PROMPTS)
-        rc = parse_prompts(line, row, e);
+        rc = parse_prompts(line, chat, row, e);
     else
         rc = parse_preference(line, max_k, row, e);
     if (rc != 0)

@@ -18,7 +18,9 @@
  *                (K-wise: rank 0 best, equal ranks tie, not all tied)
  *               TRL and K-wise rows may carry "margin" (a number).
  *   prompts     {"prompt"} (PPO prompts); a "response" or "completion" is
- *               allowed and ignored, so an sft file serves as prompts.
+ *               allowed and ignored, so an sft file serves as prompts;
+ *               (dataset_row_parse_chat) TRL's conversational
+ *               {"prompt": [messages]}, rendered with the generation prompt.
  *
  * Strings must be non-empty except an sft prompt. A bad line gets a code
  * (the API's error codes: missing_required_parameter, invalid_type,

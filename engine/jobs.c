@@ -70,6 +70,37 @@ static bool job_load_chat_template(chat_template *tpl, const tokenizer *tok, con
     return chat_template_load(tpl, path, NULL, err, sizeof err) == 0;
 }
 
+/* A conversational prompt (a JSON message list) as the text the policy
+ * continues: the template's rendering with the generation prompt. */
+static int job_render_prompt(const chat_template *tpl, const char *messages_json, char **text,
+                             char *err, size_t errlen) {
+    if (tpl == NULL) {
+        snprintf(err, errlen,
+                 "a conversational prompt needs a model directory with a chat "
+                 "template (tokenizer_config.json)");
+        return -1;
+    }
+    json_t *root = json_loads(messages_json, 0, NULL);
+    const size_t n = json_array_size(root);
+    chat_message *m = calloc(n + 1, sizeof *m);
+    int rc = -1;
+    if (m != NULL) {
+        const json_t *item;
+        size_t i;
+        json_array_foreach(root, i, item) {
+            m[i].role = json_string_value(json_object_get(item, "role"));
+            m[i].content = json_string_value(json_object_get(item, "content"));
+        }
+        size_t len;
+        rc = chat_template_render(tpl, m, n, true, text, &len, NULL, NULL, err, errlen);
+    } else {
+        snprintf(err, errlen, "out of memory");
+    }
+    free(m);
+    json_decref(root);
+    return rc;
+}
+
 static int sft_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                    size_t errlen) {
     tokenizer tok;
@@ -149,17 +180,41 @@ static int ppo_lm_run(const void *cfg, const job_inputs *in, const train_sink *s
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (int64_t i = 0; i < in->n_train; i++)
+    /* conversational prompts: rendered by the chat template, generation prompt added */
+    chat_template tpl;
+    const bool chat = job_load_chat_template(&tpl, &tok, in);
+    char **rendered = calloc((size_t)(in->n_train > 0 ? in->n_train : 1), sizeof *rendered);
+    int rc = rendered ? 0 : -1;
+    bool any_chat = false;
+    for (int64_t i = 0; rc == 0 && i < in->n_train; i++) {
         prompts[i] = in->train[i].prompt;
+        if (in->train[i].messages == NULL)
+            continue;
+        any_chat = true;
+        rc =
+            job_render_prompt(chat ? &tpl : NULL, in->train[i].messages, &rendered[i], err, errlen);
+        if (rc != 0)
+            snprintf(err + strlen(err), errlen - strlen(err), " (prompt %lld)", (long long)i + 1);
+        prompts[i] = rendered[i];
+    }
+    if (rendered == NULL)
+        snprintf(err, errlen, "out of memory");
     const ppo_lm_inputs pi = {.prompts = prompts,
                               .n_prompts = in->n_train,
+                              .prompts_special = any_chat,
                               .tok = &tok,
                               .policy_checkpoint = in->init_checkpoint,
                               .reward_checkpoint = in->reward_checkpoint,
                               .resume_checkpoint = in->resume_checkpoint,
                               .dist = in->dist};
-    const int rc = ppo_lm_train(cfg, &pi, sink, NULL, err, errlen);
+    if (rc == 0)
+        rc = ppo_lm_train(cfg, &pi, sink, NULL, err, errlen);
+    for (int64_t i = 0; rendered && i < in->n_train; i++)
+        free(rendered[i]);
+    free(rendered);
     free(prompts);
+    if (chat)
+        chat_template_free(&tpl);
     tokenizer_free(&tok);
     return rc;
 }

@@ -422,10 +422,11 @@ static int prepare_prompts(ppo_job *job, char *err, size_t errlen) {
     job->P = 1;
     for (int64_t i = 0; i < in->n_prompts; i++) {
         job->prompt_tokens[i] = malloc(sizeof(int32_t) * (size_t)cap);
-        const int64_t n = job->prompt_tokens[i]
-                              ? tokenizer_encode(in->tok, in->prompts[i], strlen(in->prompts[i]),
-                                                 job->prompt_tokens[i], (size_t)cap, false)
-                              : -1;
+        const int64_t n =
+            job->prompt_tokens[i]
+                ? tokenizer_encode(in->tok, in->prompts[i], strlen(in->prompts[i]),
+                                   job->prompt_tokens[i], (size_t)cap, in->prompts_special)
+                : -1;
         if (n < 1) {
             snprintf(err, errlen, "prompt %lld is empty or could not be tokenized",
                      (long long)i + 1);

@@ -1021,7 +1021,15 @@ START_TEST(test_cli_llama_reward_and_ppo) {
     ck_assert_ptr_null(
         json_object_get(h, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
     json_decref(h);
+    char chat_prompts[300];
+    snprintf(chat_prompts, sizeof chat_prompts, "%s/chat_prompts.jsonl", dir);
+    f = fopen(chat_prompts, "w");
+    for (int i = 0; i < 8; i++)
+        fprintf(f, "{\"prompt\": [{\"role\": \"user\", \"content\": \"%s\"}]}\n",
+                i % 2 ? "hello" : "well");
+    fclose(f);
     for (int v = 0; v < 2; v++) {
+        /* the full run's prompts are TRL conversational rows (chat template) */
         const char *ppo[] = {"ppo",
                              "--init",
                              sft_ckpt,
@@ -1030,7 +1038,7 @@ START_TEST(test_cli_llama_reward_and_ppo) {
                              "--tokenizer-dir",
                              model_dir,
                              "--data",
-                             data,
+                             v ? chat_prompts : data,
                              "--total-updates",
                              "3",
                              "--batch-size",

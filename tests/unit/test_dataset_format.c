@@ -149,6 +149,14 @@ START_TEST(test_parse_chat_sft_rows) {
                            DATASET_FORMAT_SFT, &row, &e, &line2),
                      0);
     json_decref(line2);
+    /* PPO prompts: TRL's conversational {"prompt": [messages]} */
+    dataset_row pr;
+    ck_assert_int_eq(parse("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+                           DATASET_FORMAT_PROMPTS, &pr, &e, &line2),
+                     0);
+    ck_assert_str_eq(pr.messages, "[{\"role\":\"user\",\"content\":\"q\"}]");
+    dataset_row_free(&pr);
+    json_decref(line2);
     ck_assert_ptr_nonnull(strstr(row.messages, "\"a1\"},{\"role\":\"user\",\"content\":"
                                                "\"q2\"},{\"role\":\"assistant\",\"content\":"
                                                "\"a2\"}]"));
