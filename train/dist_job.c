@@ -95,6 +95,8 @@ static void put_pairs(packet *b, const text_pair *items, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         put_str(b, items[i].prompt);
         put_str(b, items[i].response);
+        put_str(b, items[i].messages);
+        put_u64(b, (uint64_t)items[i].first_trained);
     }
 }
 
@@ -224,6 +226,8 @@ static text_pair *get_pairs(dist_job_decoded *d, int64_t *n) {
     for (uint64_t i = 0; i < count && !d->bad; i++) {
         items[i].prompt = get_str(d);
         items[i].response = get_str(d);
+        items[i].messages = get_str(d);
+        items[i].first_trained = (int)get_u64(d);
     }
     return items;
 }

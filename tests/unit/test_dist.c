@@ -147,7 +147,8 @@ START_TEST(test_dist_job_packet_round_trip) {
     cfg.batch_size = 7;
     cfg.learning_rate = 3e-4;
     snprintf(cfg.lr_schedule, sizeof cfg.lr_schedule, "linear");
-    const text_pair train[2] = {{"p1", "r1", NULL, 0}, {"prompt \xc3\xa9", "", NULL, 0}};
+    const text_pair train[2] = {{"p1", "r1", NULL, 0},
+                                {"prompt \xc3\xa9", "", "[{\"role\":\"user\"}]", 2}};
     const text_pair eval[1] = {{"ep", "er", NULL, 0}};
     ranking rk = {"rp", 3, {"a", "bb", "ccc"}, {1, 0, 1}, 0.5f};
     const char ckpt[] = "not really a checkpoint\0with a NUL inside";
@@ -189,6 +190,9 @@ START_TEST(test_dist_job_packet_round_trip) {
     ck_assert_int_eq(out.n_train, 2);
     ck_assert_str_eq(out.train[1].prompt, "prompt \xc3\xa9");
     ck_assert_str_eq(out.train[1].response, "");
+    ck_assert_ptr_null(out.train[0].messages);
+    ck_assert_str_eq(out.train[1].messages, "[{\"role\":\"user\"}]"); /* chat rows too */
+    ck_assert_int_eq(out.train[1].first_trained, 2);
     ck_assert_ptr_nonnull(out.eval);
     ck_assert_str_eq(out.eval[0].response, "er");
     ck_assert_int_eq(out.n_rankings, 1);
