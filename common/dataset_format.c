@@ -332,9 +332,30 @@ static int parse_openai(const json_t *line, dataset_row *row, dataset_error *e) 
     return row->prompt_messages ? 0 : fail(e, "out_of_memory", "", "out of memory");
 }
 
-static int parse_preference(const json_t *line, int max_k, dataset_row *row, dataset_error *e) {
+/* TRL's conversational preference row: {"prompt": [messages], "chosen":
+ * [one assistant message], "rejected": [one]}; the prompt is its last user
+ * message, the conversation prompt_messages (as OpenAI rows). */
+static int parse_conversational_pair(const json_t *line, dataset_row *row, dataset_error *e) {
+    static const char *const keys[] = {"prompt", "chosen", "rejected", "margin", NULL};
+    static const char *const roles[] = {"system", "user", "assistant", NULL};
+    const json_t *messages = json_object_get(line, "prompt");
+    if (check_keys(line, keys, "", e) != 0 ||
+        check_messages(messages, "prompt", roles, "user", &row->prompt, e) != 0 ||
+        parse_margin(line, row, e) != 0 || row_alloc(row, 2, e) != 0 ||
+        check_output(line, "chosen", &row->responses[0], e) != 0 ||
+        check_output(line, "rejected", &row->responses[1], e) != 0)
+        return -1;
+    row->ranks[0] = 0, row->ranks[1] = 1;
+    row->prompt_messages = json_dumps(messages, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    return row->prompt_messages ? 0 : fail(e, "out_of_memory", "", "out of memory");
+}
+
+static int parse_preference(const json_t *line, int max_k, bool chat, dataset_row *row,
+                            dataset_error *e) {
     if (json_object_get(line, "input") != NULL)
         return parse_openai(line, row, e);
+    if (chat && json_is_array(json_object_get(line, "prompt")))
+        return parse_conversational_pair(line, row, e);
     static const char *const keys[] = {"prompt", "chosen", "rejected", "responses",
                                        "ranks",  "margin", NULL};
     if (check_keys(line, keys, "", e) != 0 ||
@@ -384,7 +405,7 @@ int dataset_row_parse_chat(const json_t *line, dataset_format format, int max_k,
     else if (format == DATASET_FORMAT_PROMPTS)
         rc = parse_prompts(line, chat, row, e);
     else
-        rc = parse_preference(line, max_k, row, e);
+        rc = parse_preference(line, max_k, chat, row, e);
     if (rc != 0)
         dataset_row_free(row);
     return rc;

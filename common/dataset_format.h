@@ -17,6 +17,10 @@
  *               {"prompt", "responses": [K strings], "ranks": [K ints]}
  *                (K-wise: rank 0 best, equal ranks tie, not all tied)
  *               TRL and K-wise rows may carry "margin" (a number).
+ *               (dataset_row_parse_chat) TRL's conversational {"prompt":
+ *                [messages], "chosen": [one assistant message], "rejected":
+ *                [one]}: prompt_messages holds the conversation, rendered
+ *                by the model's chat template as OpenAI rows are
  *   prompts     {"prompt"} (PPO prompts); a "response" or "completion" is
  *               allowed and ignored, so an sft file serves as prompts;
  *               (dataset_row_parse_chat) TRL's conversational

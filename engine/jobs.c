@@ -70,10 +70,9 @@ static bool job_load_chat_template(chat_template *tpl, const tokenizer *tok, con
     return chat_template_load(tpl, path, NULL, err, sizeof err) == 0;
 }
 
-/* A conversational prompt (a JSON message list) as the text the policy
- * continues: the template's rendering with the generation prompt. */
-static int job_render_prompt(const chat_template *tpl, const char *messages_json, char **text,
-                             char *err, size_t errlen) {
+/* A conversation (a JSON message list) rendered by the template. */
+static int job_render_messages(const chat_template *tpl, const char *messages_json,
+                               bool generation_prompt, char **text, char *err, size_t errlen) {
     if (tpl == NULL) {
         snprintf(err, errlen,
                  "a conversational prompt needs a model directory with a chat "
@@ -92,13 +91,21 @@ static int job_render_prompt(const chat_template *tpl, const char *messages_json
             m[i].content = json_string_value(json_object_get(item, "content"));
         }
         size_t len;
-        rc = chat_template_render(tpl, m, n, true, text, &len, NULL, NULL, err, errlen);
+        rc =
+            chat_template_render(tpl, m, n, generation_prompt, text, &len, NULL, NULL, err, errlen);
     } else {
         snprintf(err, errlen, "out of memory");
     }
     free(m);
     json_decref(root);
     return rc;
+}
+
+/* A conversational prompt as the text the policy continues: the template's
+ * rendering with the generation prompt. */
+static int job_render_prompt(const chat_template *tpl, const char *messages_json, char **text,
+                             char *err, size_t errlen) {
+    return job_render_messages(tpl, messages_json, true, text, err, errlen);
 }
 
 static int sft_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
@@ -137,15 +144,95 @@ static int reward_validate_any(const void *cfg, char *err, size_t errlen) {
     return reward_validate(cfg, err, errlen);
 }
 
+/* Rankings whose rows carry a conversation, rendered by the chat template:
+ * the prompt as the conversation with the generation prompt, each response
+ * as the rest of the conversation it completes (its content and
+ * end-of-turn). Rows without one are copied. *texts collects the rendered
+ * strings (free them with free_texts). 0 or -1 with err. */
+typedef struct rendered_texts {
+    char **items;
+    int64_t n;
+} rendered_texts;
+
+static void free_texts(rendered_texts *t) {
+    for (int64_t i = 0; i < t->n; i++)
+        free(t->items[i]);
+    free(t->items);
+}
+
+static int render_rankings(const chat_template *tpl, const ranking *in, int64_t n, ranking **out,
+                           rendered_texts *texts, bool *any, char *err, size_t errlen) {
+    *out = calloc((size_t)(n > 0 ? n : 1), sizeof **out);
+    texts->items = calloc((size_t)(n > 0 ? n : 1) * (RANKING_MAX_K + 1), sizeof *texts->items);
+    texts->n = 0;
+    if (*out == NULL || texts->items == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        ranking *rk = &(*out)[i];
+        *rk = in[i];
+        if (in[i].prompt_messages == NULL)
+            continue;
+        *any = true;
+        char *prompt;
+        if (job_render_prompt(tpl, in[i].prompt_messages, &prompt, err, errlen) != 0)
+            return -1;
+        texts->items[texts->n++] = prompt;
+        rk->prompt = prompt;
+        const size_t np = strlen(prompt);
+        for (int k = 0; k < rk->k; k++) {
+            /* the conversation with this answer appended, rendered whole */
+            json_t *conv = json_loads(in[i].prompt_messages, 0, NULL);
+            json_array_append_new(
+                conv, json_pack("{s:s, s:s}", "role", "assistant", "content", in[i].responses[k]));
+            char *conv_text = json_dumps(conv, JSON_COMPACT);
+            json_decref(conv);
+            char *full = NULL;
+            const int rc =
+                conv_text ? job_render_messages(tpl, conv_text, false, &full, err, errlen) : -1;
+            free(conv_text);
+            if (rc != 0)
+                return -1;
+            if (strncmp(full, prompt, np) != 0) {
+                snprintf(err, errlen,
+                         "ranking %lld: the chat template renders the prompt "
+                         "differently once an answer follows",
+                         (long long)i + 1);
+                free(full);
+                return -1;
+            }
+            memmove(full, full + np, strlen(full + np) + 1);
+            texts->items[texts->n++] = full;
+            rk->responses[k] = full;
+        }
+    }
+    return 0;
+}
+
 static int reward_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                       size_t errlen) {
     tokenizer tok;
     if (job_load_tokenizer(&tok, in, err, errlen) != 0)
         return -1;
-    const reward_inputs ri = {
-        in->rankings, in->n_rankings,      in->eval_rankings, in->n_eval_rankings,
-        &tok,         in->init_checkpoint, in->dist};
-    const int rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
+    chat_template tpl;
+    const bool chat = job_load_chat_template(&tpl, &tok, in);
+    ranking *train = NULL, *eval = NULL;
+    rendered_texts t1 = {0}, t2 = {0};
+    bool any = false;
+    int rc = render_rankings(chat ? &tpl : NULL, in->rankings, in->n_rankings, &train, &t1, &any,
+                             err, errlen);
+    if (rc == 0 && in->eval_rankings != NULL)
+        rc = render_rankings(chat ? &tpl : NULL, in->eval_rankings, in->n_eval_rankings, &eval, &t2,
+                             &any, err, errlen);
+    const reward_inputs ri = {train, in->n_rankings,      eval,     in->n_eval_rankings,
+                              &tok,  in->init_checkpoint, in->dist, any};
+    if (rc == 0)
+        rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
+    free_texts(&t1), free_texts(&t2);
+    free(train), free(eval);
+    if (chat)
+        chat_template_free(&tpl);
     tokenizer_free(&tok);
     return rc;
 }

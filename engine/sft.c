@@ -104,13 +104,18 @@ int sft_validate(const sft_config *cfg, char *err, size_t errlen) {
 
 int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens, int32_t *ids,
                      uint8_t *loss_mask, int64_t cap) {
+    return sft_tokenize_text(tok, ex, all_tokens, false, ids, loss_mask, cap);
+}
+
+int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool special,
+                          int32_t *ids, uint8_t *loss_mask, int64_t cap) {
     const int64_t np =
-        tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, false);
+        tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, special);
     if (np < 0)
         return -1;
     const int64_t p = np < cap ? np : cap;
     const int64_t nr = tokenizer_encode(tok, ex->response, strlen(ex->response), ids + p,
-                                        (size_t)(cap - p), false);
+                                        (size_t)(cap - p), special);
     if (nr < 0)
         return -1;
     int64_t n = p + (nr < cap - p ? nr : cap - p);

@@ -149,6 +149,11 @@ void sft_session_free(sft_session *s);
 int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens, int32_t *ids,
                      uint8_t *loss_mask, int64_t cap);
 
+/* The same, reading special tokens written in the text as those tokens
+ * when special (text rendered by a chat template). */
+int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool special,
+                          int32_t *ids, uint8_t *loss_mask, int64_t cap);
+
 /* A chat example (ex->messages) through the template: the rendered
  * conversation's ids (up to cap) and loss_mask[i] = whether ids[i + 1] is
  * a trained assistant token (its content and end-of-turn token, in turns

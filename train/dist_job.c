@@ -110,6 +110,7 @@ static void put_rankings(packet *b, const ranking *items, int64_t n) {
             put_u64(b, (uint64_t)(int64_t)items[i].rank[k]);
         }
         put(b, &items[i].margin, sizeof items[i].margin);
+        put_str(b, items[i].prompt_messages);
     }
 }
 
@@ -259,6 +260,7 @@ static ranking *get_rankings(dist_job_decoded *d, int64_t *n) {
         const void *margin = get(d, sizeof items[i].margin);
         if (margin)
             memcpy(&items[i].margin, margin, sizeof items[i].margin);
+        items[i].prompt_messages = get_str(d);
     }
     return items;
 }

@@ -164,6 +164,9 @@ int ranking_from_row(const dataset_row *row, ranking *rk, const char *(*keep)(vo
         return -1;
     *rk = (ranking){.k = row->k, .margin = row->has_margin ? (float)row->margin : 0.0f};
     rk->prompt = keep(keep_ctx, row->prompt);
+    if (row->prompt_messages != NULL &&
+        (rk->prompt_messages = keep(keep_ctx, row->prompt_messages)) == NULL)
+        return -1;
     for (int i = 0; i < row->k; i++) {
         rk->responses[i] = keep(keep_ctx, row->responses[i]);
         rk->rank[i] = row->ranks[i];

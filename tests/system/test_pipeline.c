@@ -112,7 +112,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     rc.eval_fraction = 0.15;
     keep_sink rm_ck;
     keep_init(&rm_ck, &sink);
-    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path, NULL};
+    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path, NULL, false};
     reward_result rres;
     ck_assert_msg(reward_train(&rc, &ri, &sink, &rres, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(small || rres.eval_accuracy > 0.6,

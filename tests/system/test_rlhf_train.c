@@ -1279,6 +1279,49 @@ START_TEST(test_cli_llama_sft_chat_rows) {
     ck_assert_int_eq(step_losses(r->out, loss, 8), 6);
     ck_assert_msg(loss[5] < loss[0] - 0.1, "chat sft loss %g -> %g", loss[0], loss[5]);
     free(r);
+    /* a reward model on TRL's conversational preference rows, rendered by
+     * the same template: it learns to prefer the chosen answers */
+    char rankings[300], sft_ckpt[400], rm_dir[300];
+    snprintf(rankings, sizeof rankings, "%s/conv_rankings.jsonl", dir);
+    snprintf(sft_ckpt, sizeof sft_ckpt, "%s/sft-step6.safetensors", ck);
+    snprintf(rm_dir, sizeof rm_dir, "%s/rm", dir);
+    ck_assert_int_eq(mkdir(rm_dir, 0700), 0);
+    f = fopen(rankings, "w");
+    for (int i = 0; i < 12; i++)
+        fprintf(f,
+                "{\"prompt\": [{\"role\": \"user\", \"content\": \"%s\"}], \"chosen\": "
+                "[{\"role\": \"assistant\", \"content\": \"hello world\"}], \"rejected\": "
+                "[{\"role\": \"assistant\", \"content\": \"ow\"}]}\n",
+                i % 2 ? "hello" : "well");
+    fclose(f);
+    const char *rm[] = {"reward",
+                        "--init",
+                        sft_ckpt,
+                        "--tokenizer-dir",
+                        model_dir,
+                        "--data",
+                        rankings,
+                        "--max-steps",
+                        "6",
+                        "--batch-size",
+                        "4",
+                        "--learning-rate",
+                        "0.003",
+                        "--warmup-steps",
+                        "0",
+                        "--eval-fraction",
+                        "0",
+                        "--norm-samples",
+                        "2",
+                        "--quiet",
+                        "--checkpoint-dir",
+                        rm_dir,
+                        NULL};
+    r = run(rm);
+    ck_assert_msg(r->exit_code == 0, "reward exit %d: %s", r->exit_code, r->err);
+    ck_assert_int_eq(step_losses(r->out, loss, 8), 6);
+    ck_assert_msg(loss[5] < loss[0], "conversational reward loss %g -> %g", loss[0], loss[5]);
+    free(r);
     /* without tokenizer_config.json there is no template to render them with */
     char cfg[300];
     snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", model_dir);

@@ -149,8 +149,22 @@ START_TEST(test_parse_chat_sft_rows) {
                            DATASET_FORMAT_SFT, &row, &e, &line2),
                      0);
     json_decref(line2);
-    /* PPO prompts: TRL's conversational {"prompt": [messages]} */
     dataset_row pr;
+    /* preference: TRL's conversational pair keeps the conversation */
+    ck_assert_int_eq(parse("{\"prompt\":[{\"role\":\"system\",\"content\":\"s\"},"
+                           "{\"role\":\"user\",\"content\":\"q\"}],"
+                           "\"chosen\":[{\"role\":\"assistant\",\"content\":\"good\"}],"
+                           "\"rejected\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}",
+                           DATASET_FORMAT_PREFERENCE, &pr, &e, &line2),
+                     0);
+    ck_assert_str_eq(pr.prompt, "q");
+    ck_assert_int_eq(pr.k, 2);
+    ck_assert_str_eq(pr.responses[0], "good");
+    ck_assert_str_eq(pr.responses[1], "bad");
+    ck_assert_ptr_nonnull(strstr(pr.prompt_messages, "\"system\""));
+    dataset_row_free(&pr);
+    json_decref(line2);
+    /* PPO prompts: TRL's conversational {"prompt": [messages]} */
     ck_assert_int_eq(parse("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"}]}",
                            DATASET_FORMAT_PROMPTS, &pr, &e, &line2),
                      0);

@@ -150,7 +150,7 @@ START_TEST(test_dist_job_packet_round_trip) {
     const text_pair train[2] = {{"p1", "r1", NULL, 0},
                                 {"prompt \xc3\xa9", "", "[{\"role\":\"user\"}]", 2}};
     const text_pair eval[1] = {{"ep", "er", NULL, 0}};
-    ranking rk = {"rp", 3, {"a", "bb", "ccc"}, {1, 0, 1}, 0.5f};
+    ranking rk = {"rp", 3, {"a", "bb", "ccc"}, {1, 0, 1}, 0.5f, "[]"};
     const char ckpt[] = "not really a checkpoint\0with a NUL inside";
     char *init = temp_file_with(ckpt, sizeof ckpt);
     char tokdir[] = "/tmp/rlhf-test-dist-tok-XXXXXX";
@@ -200,6 +200,7 @@ START_TEST(test_dist_job_packet_round_trip) {
     ck_assert_str_eq(out.rankings[0].responses[2], "ccc");
     ck_assert_int_eq(out.rankings[0].rank[1], 0);
     ck_assert(out.rankings[0].margin == 0.5f);
+    ck_assert_str_eq(out.rankings[0].prompt_messages, "[]");
     ck_assert_ptr_null(out.eval_rankings);
     ck_assert_ptr_null(out.resume_checkpoint);
     ck_assert_ptr_null(out.reward_checkpoint);
