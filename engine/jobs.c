@@ -144,7 +144,8 @@ static int reward_validate_any(const void *cfg, char *err, size_t errlen) {
     return reward_validate(cfg, err, errlen);
 }
 
-/* Rankings whose rows carry a conversation, rendered by the chat template:
+/* Rankings whose rows carry a conversation, rendered by the chat template
+ * (tpl NULL: the rankings as they are, prompt = the last user message):
  * the prompt as the conversation with the generation prompt, each response
  * as the rest of the conversation it completes (its content and
  * end-of-turn). Rows without one are copied. *texts collects the rendered
@@ -172,8 +173,8 @@ static int render_rankings(const chat_template *tpl, const ranking *in, int64_t 
     for (int64_t i = 0; i < n; i++) {
         ranking *rk = &(*out)[i];
         *rk = in[i];
-        if (in[i].prompt_messages == NULL)
-            continue;
+        if (in[i].prompt_messages == NULL || tpl == NULL)
+            continue; /* without a template: the last user message, as the row gave it */
         *any = true;
         char *prompt;
         if (job_render_prompt(tpl, in[i].prompt_messages, &prompt, err, errlen) != 0)
