@@ -28,6 +28,17 @@ static int parse(const char *text, dataset_format format, dataset_row *row, data
     return dataset_row_parse_chat(*line, format, RANKING_MAX_K, true, row, e);
 }
 
+/* row is a pair: prompt, chosen ranked 0 above rejected. */
+static void assert_pair(const dataset_row *row, const char *prompt, const char *chosen,
+                        const char *rejected) {
+    ck_assert_str_eq(row->prompt, prompt);
+    ck_assert_int_eq(row->k, 2);
+    ck_assert_str_eq(row->responses[0], chosen);
+    ck_assert_str_eq(row->responses[1], rejected);
+    ck_assert_int_eq(row->ranks[0], 0);
+    ck_assert_int_eq(row->ranks[1], 1);
+}
+
 START_TEST(test_parse_every_line_format) {
     dataset_row row;
     dataset_error e;
@@ -76,10 +87,7 @@ START_TEST(test_parse_every_line_format) {
               "\"non_preferred_output\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}",
               DATASET_FORMAT_PREFERENCE, &row, &e, &line),
         0);
-    ck_assert_str_eq(row.prompt, "q");
-    ck_assert_int_eq(row.k, 2);
-    ck_assert_str_eq(row.responses[0], "good");
-    ck_assert_str_eq(row.responses[1], "bad");
+    assert_pair(&row, "q", "good", "bad");
     ck_assert(!row.has_margin);
     ck_assert_ptr_nonnull(strstr(row.prompt_messages, "\"first\""));
     dataset_row_free(&row), json_decref(line);
@@ -157,10 +165,7 @@ START_TEST(test_parse_chat_sft_rows) {
                            "\"rejected\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}",
                            DATASET_FORMAT_PREFERENCE, &pr, &e, &line2),
                      0);
-    ck_assert_str_eq(pr.prompt, "q");
-    ck_assert_int_eq(pr.k, 2);
-    ck_assert_str_eq(pr.responses[0], "good");
-    ck_assert_str_eq(pr.responses[1], "bad");
+    assert_pair(&pr, "q", "good", "bad");
     ck_assert_ptr_nonnull(strstr(pr.prompt_messages, "\"system\""));
     dataset_row_free(&pr);
     json_decref(line2);
