@@ -141,14 +141,17 @@ $(BUILD)/rlhfd: $(BUILD)/server/main.o $(BUILD)/libserver.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(SERVER_LIBS) -o $@
 
 # ---- rlhfctl (clients/cli/): the command-line client (libcurl + jansson).
-# It shares only common/sha256.c (to verify checkpoint downloads).
+# It shares common/sha256.c (to verify checkpoint downloads), the engine's
+# job registry (engine/jobs.h: `jobs submit --help` lists each type's
+# hyperparameters from the same tables rlhf-train validates with) and the
+# demo task's gold score (engine/demo_gold.c, for `annotate --simulate demo`).
 CLIENT_SRC  := $(wildcard clients/cli/*.c)
 CLIENT_OBJ  := $(CLIENT_SRC:%.c=$(BUILD)/%.o)
-CLIENT_INC  := -Iclients/cli $(COMMON_INC)
+CLIENT_INC  := -Iclients/cli $(COMMON_INC) $(ENGINE_INC)
 
 $(BUILD)/clients/cli/%.o: CPPFLAGS += $(CLIENT_INC)
-$(BUILD)/rlhfctl: $(CLIENT_OBJ) $(BUILD)/common/sha256.o
-	$(CC) $(LDFLAGS) $^ -lcurl -ljansson -o $@
+$(BUILD)/rlhfctl: $(CLIENT_OBJ) $(BUILD)/common/sha256.o $(BUILD)/libengine.a
+	$(CC) $(LDFLAGS) $^ -lcurl $(ENGINE_LIBS) -o $@
 
 # ---- the test binary (tests/): Check suites in tests/unit (one module
 # each), tests/api (a real rlhfd over HTTP, by resource), tests/system (the
@@ -168,7 +171,8 @@ $(BUILD)/run-tests: $(TEST_OBJ) $(BUILD)/libtrain.a $(BUILD)/libserver.a $(BUILD
 # ---- bench programs (bench/): built by `make` too, so a change that breaks
 # one fails the build instead of rotting unseen; they only run from bench/.
 BENCH_ENGINE := gemm-ceiling:gemm_ceiling gpt2-bench:gpt2_bench prefill-bench:prefill_bench llama-bench:llama_bench \
-                ppo-value-model:ppo_value_model+demo_pipeline ppo-lora-quality:ppo_lora_quality+demo_pipeline
+                ppo-value-model:ppo_value_model+demo_pipeline ppo-lora-quality:ppo_lora_quality+demo_pipeline \
+                selection-study:selection_study+demo_pipeline
 bench_name = $(word 1,$(subst :, ,$(1)))
 bench_srcs = $(patsubst %,bench/%.c,$(subst +, ,$(word 2,$(subst :, ,$(1)))))
 define bench_rule

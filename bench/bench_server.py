@@ -56,6 +56,8 @@ import threading
 import time
 import urllib.request
 
+from benchlib import openblas_core
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
 
@@ -270,6 +272,7 @@ def main():
         sys.exit("wrk is not installed: make bench-server-deps")
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip()
+    load_at_start = os.getloadavg()
     tmp = tempfile.mkdtemp(prefix="rlhfd-bench-")
     db = os.path.join(tmp, "bench.db")
     rlhfd = args.rlhfd
@@ -380,8 +383,13 @@ def main():
     if args.markdown:
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                     if l.startswith("model name")), "?")
-        print("machine: %s, %d cores, load average %.1f at the end; git %s" % (
-            cpu, os.cpu_count(), os.getloadavg()[0], rev))
+        version, core = openblas_core({})
+        print("machine: %s, %d cores, OpenBLAS %s (kernels it detects by itself: %s; rlhf-train "
+              "re-executes with faster ones where engine/blas_setup.h knows them); load average "
+              "(1/5/15 min) %s at the start, %s at the end; git %s" % (
+                  cpu, os.cpu_count(), version, core,
+                  "/".join("%.1f" % x for x in load_at_start),
+                  "/".join("%.1f" % x for x in os.getloadavg()), rev))
         print("command: /usr/bin/python3 bench/bench_server.py %s" % " ".join(sys.argv[1:]))
         if args.rlhfd != os.path.join(BUILD, "rlhfd"):
             print("rlhfd: %s" % args.rlhfd)

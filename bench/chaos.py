@@ -25,13 +25,19 @@ What it does:
    running, of its worker (an rlhf-train process with this run's database on
    its command line: after a daemon kill an orphaned worker is no longer
    rlhfd's child), chosen at random. Stops early after --max-seconds.
+   After a worker kill it reads the job's row from the database file until
+   the job leaves the dead worker (another lease owner, or no longer
+   claimed) and notes how long that took and whether it came before the
+   dead worker's lease would have expired (rlhfd noticed the death, as its
+   child's exit or, for an orphan, its lease owner's pid + start time).
 5. The end: the writers stop, the daemon is killed -9 a last time and
    restarted clean, every job is waited for, and every killed job's
    configuration is run once more uninterrupted (the reference). Then the
    rankings are read back through GET /v1/projects/{id}/rankings.jsonl and
    the comparisons from the database file.
 
-Prints: acknowledged / lost (acknowledged but absent) / duplicated (one
+Prints: the worker kills (orphans among them) and how soon each was
+noticed; acknowledged / lost (acknowledged but absent) / duplicated (one
 idempotency key stored as two rows) for comparisons and rankings, and for
 the jobs that were killed: how many succeeded, and how many ended with a
 final checkpoint (sha256) and metric series (every step, every name but
@@ -64,8 +70,8 @@ RETRYABLE = (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutErro
 class Daemon:
     """rlhfd on one database; start() again after a kill reuses the port."""
 
-    def __init__(self, rlhfd, tmp, db):
-        self.rlhfd, self.tmp, self.db = rlhfd, tmp, db
+    def __init__(self, rlhfd, tmp, db, lease_ms):
+        self.rlhfd, self.tmp, self.db, self.lease_ms = rlhfd, tmp, db, lease_ms
         self.port, self.proc, self.starts = 0, None, 0
         self.log = open(os.path.join(tmp, "rlhfd.log"), "ab")
 
@@ -76,7 +82,7 @@ class Daemon:
             with open(out, "wb") as f:
                 self.proc = subprocess.Popen(
                     [self.rlhfd, "--db", self.db, "--listen", "127.0.0.1:%d" % self.port,
-                     "--workers", "1", "--lease-ms", "2000", "--write-rate", "0"],
+                     "--workers", "1", "--lease-ms", str(self.lease_ms), "--write-rate", "0"],
                     stdout=f, stderr=self.log)
             while self.proc.poll() is None:
                 m = re.search(r"http://127\.0\.0\.1:(\d+)", open(out).read())
@@ -201,6 +207,39 @@ def worker_pids(db):
     return pids
 
 
+def parent_pid(pid):
+    """The parent of pid (field 4 of /proc/PID/stat), or 0 if it is gone."""
+    try:
+        stat = open("/proc/%d/stat" % pid).read()
+    except OSError:
+        return 0
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def job_claim(db, job):
+    """(status, lease_owner, lease_expires_ms) of the job, read from the file."""
+    c = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+    try:
+        return c.execute("SELECT status, lease_owner, lease_expires_ms FROM jobs WHERE id = ?",
+                         (job,)).fetchone()
+    finally:
+        c.close()
+
+
+def await_noticed(db, job, before, limit_s=30):
+    """After the kill of the worker that held before (job_claim), waits until
+    the job leaves it: (milliseconds after the kill, before its lease
+    would have expired?), or None if it did not within limit_s."""
+    t_kill = time.time()
+    while time.time() - t_kill < limit_s:
+        now = job_claim(db, job)
+        if now[1] != before[1] or now[0] not in ("validating_files", "running"):
+            t = time.time()
+            return (t - t_kill) * 1000, t * 1000 < before[2]
+        time.sleep(0.005)
+    return None
+
+
 def job_config(seed, steps):
     return {"type": "ppo-control", "max_attempts": 100,
             "hyperparameters": {"seed": seed, "total_steps": steps, "checkpoint_interval": 50}}
@@ -250,6 +289,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--job-steps", type=int, default=1280000,
                     help="environment steps of each ppo-control job (512 per update)")
+    ap.add_argument("--lease-ms", type=int, default=2000, help="rlhfd's --lease-ms")
     ap.add_argument("--rlhfd", default=os.path.join(BUILD, "rlhfd"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
@@ -259,7 +299,7 @@ def main():
     db = os.path.join(tmp, "chaos.db")
     admin = subprocess.run([args.rlhfd, "--db", db, "--create-token", "root", "--role", "admin"],
                            capture_output=True, text=True, check=True).stdout.strip()
-    daemon = Daemon(args.rlhfd, tmp, db)
+    daemon = Daemon(args.rlhfd, tmp, db, args.lease_ms)
     daemon.start()
     writers = None
     try:
@@ -271,6 +311,7 @@ def main():
         jobs = []  # (id, seed)
         killed_jobs = {}  # job -> what was killed while it ran ("worker", "daemon")
         kills = {"daemon": 0, "worker": 0, "daemon (job running)": 0}
+        notices = []  # (orphan?, ms after the kill or None, before the lease expired?)
         rounds = 0
         while rounds < args.rounds and time.time() - t0 < args.max_seconds:
             if not jobs or call(daemon, "GET", "/v1/jobs/%d" % jobs[-1][0], admin)[1]["status"] \
@@ -285,9 +326,14 @@ def main():
             pids = worker_pids(db)
             if pids and rng.random() < 0.5:
                 what = "worker"
+                before = job_claim(db, jobs[-1][0])
+                orphan = any(parent_pid(p) != daemon.proc.pid for p in pids)
                 for p in pids:
                     os.kill(p, signal.SIGKILL)
                 killed_jobs.setdefault(jobs[-1][0], set()).add("worker")
+                if before and before[0] in ("validating_files", "running") and before[2]:
+                    got = await_noticed(db, jobs[-1][0], before)
+                    notices.append((orphan,) + (got if got else (None, False)))
             else:
                 what = "daemon (job running)" if running else "daemon"
                 daemon.kill9()
@@ -355,6 +401,14 @@ def main():
           "%d of a worker); rlhfd started %d times" % (
               rounds, chaos_s, kills["daemon (job running)"], kills["daemon"], kills["worker"],
               daemon.starts))
+    noticed = sorted(n[1] for n in notices if n[1] is not None)
+    print("worker kills with the job claimed: %d (%d orphans of a killed rlhfd); noticed before "
+          "the lease expired: %d (orphans: %d of %d); after the kill: median %s ms, max %s ms "
+          "(lease %d ms)" % (
+              len(notices), sum(1 for n in notices if n[0]), sum(1 for n in notices if n[2]),
+              sum(1 for n in notices if n[0] and n[2]), sum(1 for n in notices if n[0]),
+              "%.0f" % noticed[len(noticed) // 2] if noticed else "-",
+              "%.0f" % noticed[-1] if noticed else "-", args.lease_ms))
     print("comparisons: %d acknowledged, %d lost, %d duplicated" % (
         len(writers.acked_cmp), len(lost_cmp), len(dup_cmp)))
     print("rankings:    %d acknowledged, %d lost, %d duplicated; %d stored in all" % (

@@ -18,14 +18,27 @@ const char *dataset_format_for_job(const char *job_type) {
         const char *job_type;
         dataset_format format;
     } reads[] = {
-        {"sft", DATASET_FORMAT_SFT},
-        {"reward", DATASET_FORMAT_PREFERENCE},
-        {"ppo", DATASET_FORMAT_PROMPTS},
+        {"sft", DATASET_FORMAT_SFT},        {"reward", DATASET_FORMAT_PREFERENCE},
+        {"dpo", DATASET_FORMAT_PREFERENCE}, {"grpo", DATASET_FORMAT_PROMPTS},
+        {"rloo", DATASET_FORMAT_PROMPTS},   {"ppo", DATASET_FORMAT_PROMPTS},
     };
     for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
         if (strcmp(reads[i].job_type, job_type) == 0)
             return names[reads[i].format];
     return NULL;
+}
+
+dataset_format dataset_format_detect(const json_t *line) {
+    static const char *const preference[] = {"input",     "chosen", "rejected",
+                                             "responses", "ranks",  NULL};
+    static const char *const sft[] = {"messages", "response", "completion", "text", NULL};
+    for (int i = 0; preference[i]; i++)
+        if (json_object_get(line, preference[i]) != NULL)
+            return DATASET_FORMAT_PREFERENCE;
+    for (int i = 0; sft[i]; i++)
+        if (json_object_get(line, sft[i]) != NULL)
+            return DATASET_FORMAT_SFT;
+    return json_object_get(line, "prompt") != NULL ? DATASET_FORMAT_PROMPTS : DATASET_FORMAT_SFT;
 }
 
 int dataset_format_from_name(const char *name, dataset_format *out) {
@@ -90,7 +103,44 @@ static int get_string(const json_t *obj, const char *key, const char *param, boo
 /* ---- sft and prompts --------------------------------------------------------- */
 
 static int check_messages(const json_t *messages, const char *param, const char *const *roles,
-                          const char *want_role, const char **last, dataset_error *e);
+                          const char *want_role, bool empty_ok, const char **last,
+                          dataset_error *e);
+
+/* An OpenAI chat fine-tuning row, {"messages": [..., one assistant message
+ * last]}: the response is that last message, the prompt the last user
+ * message before it, and the messages before it are kept as
+ * prompt_messages (as for OpenAI preference rows). */
+static int parse_chat(const json_t *line, dataset_row *row, dataset_error *e) {
+    static const char *const keys[] = {"messages", NULL};
+    static const char *const roles[] = {"system", "developer", "user", "assistant", NULL};
+    if (check_keys(line, keys, "", e) != 0)
+        return -1;
+    const json_t *messages = json_object_get(line, "messages");
+    const size_t n = json_array_size(messages);
+    if (!json_is_array(messages) || n < 2)
+        return fail(e, json_is_array(messages) ? "invalid_value" : "invalid_type", "messages",
+                    "messages must be an array of at least a user and an assistant message");
+    const char *last_assistant;
+    if (check_messages(messages, "messages", roles, "assistant", false, &last_assistant, e) != 0)
+        return -1;
+    const json_t *last = json_array_get(messages, n - 1);
+    if (strcmp(json_string_value(json_object_get(last, "role")), "assistant") != 0) {
+        char param[48];
+        snprintf(param, sizeof param, "messages[%zu].role", n - 1);
+        return fail(e, "invalid_value", param,
+                    "the last message (%s) must be the assistant's response", param);
+    }
+    row->response = last_assistant;
+    json_t *context = json_array();
+    for (size_t i = 0; i + 1 < n; i++)
+        json_array_append(context, json_array_get(messages, i));
+    int rc = check_messages(context, "messages", roles, "user", false, &row->prompt, e);
+    if (rc == 0 &&
+        (row->prompt_messages = json_dumps(context, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+        rc = fail(e, "out_of_memory", "", "out of memory");
+    json_decref(context);
+    return rc;
+}
 
 /* A chat row: {"messages"} (every assistant turn trains) or TRL's
  * conversational {"prompt": [...], "completion": [...]} (the completion's). */
@@ -103,7 +153,7 @@ static int parse_sft_chat(const json_t *line, dataset_row *row, dataset_error *e
     if (msgs != NULL) {
         static const char *const keys[] = {"messages", NULL};
         if (check_keys(line, keys, "", e) != 0 ||
-            check_messages(msgs, "messages", roles, "assistant", &last, e) != 0)
+            check_messages(msgs, "messages", roles, "assistant", false, &last, e) != 0)
             return -1;
         all = json_incref((json_t *)msgs);
     } else {
@@ -111,12 +161,12 @@ static int parse_sft_chat(const json_t *line, dataset_row *row, dataset_error *e
         const json_t *prompt = json_object_get(line, "prompt");
         const json_t *completion = json_object_get(line, "completion");
         if (check_keys(line, keys, "", e) != 0 ||
-            check_messages(prompt, "prompt", roles, "user", &last, e) != 0)
+            check_messages(prompt, "prompt", roles, "user", false, &last, e) != 0)
             return -1;
         if (completion == NULL)
             return fail(e, "missing_required_parameter", "completion",
                         "missing field 'completion' (the assistant messages to train on)");
-        if (check_messages(completion, "completion", assistant, "assistant", &last, e) != 0)
+        if (check_messages(completion, "completion", assistant, "assistant", false, &last, e) != 0)
             return -1;
         all = json_array();
         json_array_extend(all, (json_t *)prompt);
@@ -134,6 +184,8 @@ static int parse_sft(const json_t *line, bool chat, dataset_row *row, dataset_er
     if (chat && (json_object_get(line, "messages") != NULL ||
                  json_is_array(json_object_get(line, "prompt"))))
         return parse_sft_chat(line, row, e);
+    if (json_object_get(line, "messages") != NULL)
+        return parse_chat(line, row, e);
     if (check_keys(line, keys, "", e) != 0)
         return -1;
     const bool text = json_object_get(line, "text") != NULL;
@@ -154,29 +206,26 @@ static int parse_sft(const json_t *line, bool chat, dataset_row *row, dataset_er
 }
 
 static int parse_prompts(const json_t *line, bool chat, dataset_row *row, dataset_error *e) {
-    static const char *const keys[] = {"prompt", "response", "completion", NULL};
-    const char *ignored;
+    static const char *const keys[] = {"prompt", "answer", "response", "completion", NULL};
     const json_t *messages = json_object_get(line, "prompt");
     if (chat && json_is_array(messages)) { /* TRL's conversational prompt */
         static const char *const roles[] = {"system", "user", "assistant", NULL};
-        static const char *const prompt_only[] = {"prompt", NULL};
-        if (check_keys(line, prompt_only, "", e) != 0 ||
-            check_messages(messages, "prompt", roles, "user", &ignored, e) != 0)
+        const char *ignored;
+        if (check_keys(line, keys, "", e) != 0 ||
+            check_messages(messages, "prompt", roles, "user", false, &ignored, e) != 0)
             return -1;
-        row->messages = json_dumps(messages, JSON_COMPACT | JSON_PRESERVE_ORDER);
         row->prompt = "";
-        return row->messages ? 0 : fail(e, "out_of_memory", "", "out of memory");
-    }
-    if (check_keys(line, keys, "", e) != 0 ||
-        get_string(line, "prompt", "prompt", false, &row->prompt, e) != 0)
+        if ((row->messages = json_dumps(messages, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+            return fail(e, "out_of_memory", "", "out of memory");
+    } else if (check_keys(line, keys, "", e) != 0 ||
+               get_string(line, "prompt", "prompt", false, &row->prompt, e) != 0)
         return -1;
-    /* An sft row's answer is allowed (and ignored), but must be one. */
-    if (json_object_get(line, "response") != NULL &&
-        get_string(line, "response", "response", true, &ignored, e) != 0)
-        return -1;
-    if (json_object_get(line, "completion") != NULL &&
-        get_string(line, "completion", "completion", true, &ignored, e) != 0)
-        return -1;
+    /* The reference answer a grader reads as {{item.answer}}: "answer", or
+     * an sft row's response (so an sft file serves as prompts). */
+    for (int k = 3; k >= 1; k--)
+        if (json_object_get(line, keys[k]) != NULL &&
+            get_string(line, keys[k], keys[k], true, &row->response, e) != 0)
+            return -1;
     return 0;
 }
 
@@ -248,8 +297,6 @@ static int parse_kwise(const json_t *line, int max_k, dataset_row *row, dataset_
         snprintf(param, sizeof param, "responses[%zu]", i);
         if (!json_is_string(text))
             return fail(e, "invalid_type", param, "field '%s' must be a string", param);
-        if (json_string_length(text) == 0)
-            return fail(e, "invalid_value", param, "field '%s' must not be empty", param);
         snprintf(param, sizeof param, "ranks[%zu]", i);
         if (!json_is_integer(rank) || json_integer_value(rank) < -1000000 ||
             json_integer_value(rank) > 1000000)
@@ -261,9 +308,11 @@ static int parse_kwise(const json_t *line, int max_k, dataset_row *row, dataset_
 }
 
 /* An OpenAI message list: a non-empty array of {role, content}; roles from
- * roles. The content of the last message with want_role into *last. */
+ * roles; content non-empty unless empty_ok (a response). The content of the
+ * last message with want_role into *last. */
 static int check_messages(const json_t *messages, const char *param, const char *const *roles,
-                          const char *want_role, const char **last, dataset_error *e) {
+                          const char *want_role, bool empty_ok, const char **last,
+                          dataset_error *e) {
     if (!json_is_array(messages) || json_array_size(messages) == 0)
         return fail(e, json_is_array(messages) ? "invalid_value" : "invalid_type", param,
                     "%s must be a non-empty array of messages", param);
@@ -286,7 +335,7 @@ static int check_messages(const json_t *messages, const char *param, const char 
         if (!one_of(role, roles))
             return fail(e, "invalid_value", field, "%s '%.32s' is not allowed here", field, role);
         snprintf(field, sizeof field, "%s.content", at);
-        if (get_string(m, "content", field, false, &content, e) != 0)
+        if (get_string(m, "content", field, empty_ok, &content, e) != 0)
             return -1;
         if (strcmp(role, want_role) == 0)
             *last = content;
@@ -304,7 +353,7 @@ static int check_output(const json_t *line, const char *key, const char **out, d
         return fail(e, "missing_required_parameter", key, "missing field '%s'", key);
     if (json_is_array(v) && json_array_size(v) != 1)
         return fail(e, "invalid_value", key, "%s must hold exactly one assistant message", key);
-    return check_messages(v, key, assistant, "assistant", out, e);
+    return check_messages(v, key, assistant, "assistant", true, out, e);
 }
 
 static int parse_openai(const json_t *line, dataset_row *row, dataset_error *e) {
@@ -322,7 +371,7 @@ static int parse_openai(const json_t *line, dataset_row *row, dataset_error *e) 
     if (messages == NULL)
         return fail(e, "missing_required_parameter", "input.messages",
                     "missing field 'input.messages'");
-    if (check_messages(messages, "input.messages", roles, "user", &row->prompt, e) != 0 ||
+    if (check_messages(messages, "input.messages", roles, "user", false, &row->prompt, e) != 0 ||
         row_alloc(row, 2, e) != 0 ||
         check_output(line, "preferred_output", &row->responses[0], e) != 0 ||
         check_output(line, "non_preferred_output", &row->responses[1], e) != 0)
@@ -340,7 +389,7 @@ static int parse_conversational_pair(const json_t *line, dataset_row *row, datas
     static const char *const roles[] = {"system", "user", "assistant", NULL};
     const json_t *messages = json_object_get(line, "prompt");
     if (check_keys(line, keys, "", e) != 0 ||
-        check_messages(messages, "prompt", roles, "user", &row->prompt, e) != 0 ||
+        check_messages(messages, "prompt", roles, "user", false, &row->prompt, e) != 0 ||
         parse_margin(line, row, e) != 0 || row_alloc(row, 2, e) != 0 ||
         check_output(line, "chosen", &row->responses[0], e) != 0 ||
         check_output(line, "rejected", &row->responses[1], e) != 0)
@@ -375,7 +424,7 @@ static int parse_preference(const json_t *line, int max_k, bool chat, dataset_ro
     for (int i = 0; i < 2; i++) {
         const char *key = i == 0 ? "chosen" : "rejected";
         const char *other = i == 0 ? "rejected" : "chosen";
-        if (get_string(line, key, key, false, &row->responses[i], e) != 0) {
+        if (get_string(line, key, key, true, &row->responses[i], e) != 0) {
             /* the pair's fields go together: say so when one is there */
             if (strcmp(e->code, "missing_required_parameter") == 0 &&
                 json_object_get(line, other) != NULL)

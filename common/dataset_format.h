@@ -3,11 +3,15 @@
  * file (train/jsonl_data.c), so both accept the same lines.
  *
  *   sft         {"prompt", "response"}  or  {"prompt", "completion"}
- *               (prompt may be empty), or {"text"} (raw text: prompt "");
- *               chat rows (dataset_row_parse_chat), rendered by the model's
- *               chat template:
- *               {"messages": [{role, content}...]} (OpenAI chat fine-tuning:
- *                every assistant turn trains), or TRL's conversational
+ *               (prompt may be empty), or {"text"} (raw text: prompt ""),
+ *               or {"messages": [...]} (OpenAI chat fine-tuning: the last
+ *                message is the assistant's response, the prompt the last
+ *                user message before it; the earlier messages are kept as
+ *                prompt_messages).
+ *               Chat rows (dataset_row_parse_chat: rlhf-train reading a
+ *               file), rendered by the model's chat template instead:
+ *               {"messages": [{role, content}...]} (every assistant turn
+ *                trains), or TRL's conversational
  *               {"prompt": [messages], "completion": [assistant messages]}
  *                (the completion trains); roles system, user, assistant
  *   preference  {"prompt", "chosen", "rejected"}                    (TRL)
@@ -21,12 +25,18 @@
  *                [messages], "chosen": [one assistant message], "rejected":
  *                [one]}: prompt_messages holds the conversation, rendered
  *                by the model's chat template as OpenAI rows are
- *   prompts     {"prompt"} (PPO prompts); a "response" or "completion" is
- *               allowed and ignored, so an sft file serves as prompts;
+ *   prompts     {"prompt"} (PPO, GRPO, RLOO prompts), with an optional
+ *               reference answer "answer" (or an sft row's "response" /
+ *               "completion", so an sft file serves as prompts; "answer"
+ *               wins) that graders read as {{item.answer}};
  *               (dataset_row_parse_chat) TRL's conversational
  *               {"prompt": [messages]}, rendered with the generation prompt.
  *
- * Strings must be non-empty except an sft prompt. A bad line gets a code
+ * Strings must be non-empty except an sft prompt and a preference row's
+ * responses (chosen, rejected, responses[i], an output message's content):
+ * an empty answer is a thing a person can rank (rlhfd's comparisons keep a
+ * candidate a model sampled empty, docs/api.md, and pairs.jsonl exports it),
+ * and the reward model scores it as prompt + end of text. A bad line gets a code
  * (the API's error codes: missing_required_parameter, invalid_type,
  * invalid_value, unknown_parameter, invalid_json), the field it is about
  * (param: "rejected", "input.messages[0].role", "ranks[1]") and a message
@@ -52,6 +62,12 @@ typedef enum dataset_format {
 int dataset_format_from_name(const char *name, dataset_format *out);
 /* The names, for error messages: "sft, preference, prompts". */
 #define DATASET_FORMAT_NAMES "sft, preference, prompts"
+/* The format an uploaded file's first line is in, by its keys (a file
+ * uploaded without one, POST /v1/files): input, chosen, rejected,
+ * responses or ranks → preference; messages, response, completion or text
+ * → sft; prompt alone → prompts; anything else sft (whose parse then says
+ * what is missing). */
+dataset_format dataset_format_detect(const json_t *line);
 /* The name of format f. */
 const char *dataset_format_name(dataset_format f);
 
@@ -66,7 +82,7 @@ const char *dataset_format_for_job(const char *job_type);
  * must outlive the row), except prompt_messages. */
 typedef struct dataset_row {
     const char *prompt;
-    const char *response; /* sft; NULL otherwise */
+    const char *response; /* sft; a prompts row's answer, or NULL */
     /* preference: k responses and their ranks. A pair (TRL, OpenAI) is
      * k = 2 with ranks {0, 1}; kwise says the line gave responses/ranks. */
     int k;
@@ -76,9 +92,9 @@ typedef struct dataset_row {
     bool has_margin;
     double margin;
     char *prompt_messages; /* OpenAI rows: input.messages as JSON text, malloc'd */
-    /* sft chat rows: the whole conversation as a JSON message list
-     * (malloc'd; prompt and response are ""), trained from message
-     * first_trained on */
+    /* chat rows (dataset_row_parse_chat): the whole conversation as a JSON
+     * message list (malloc'd; prompt and, for sft, response are ""); sft
+     * trains from message first_trained on */
     char *messages;
     int first_trained;
 } dataset_row;
@@ -96,9 +112,9 @@ typedef struct dataset_error {
  * holds nothing to free). */
 int dataset_row_parse(const json_t *line, dataset_format format, int max_k, dataset_row *row,
                       dataset_error *e);
-/* The same, taking sft chat rows when chat is true (rlhf-train reading a
- * file renders them with the model's chat template; rlhfd's upload does not
- * store conversations yet, so dataset_row_parse refuses them as before). */
+/* The same, taking chat rows when chat is true (rlhf-train reading a file
+ * renders them with the model's chat template; rlhfd's upload stores only
+ * an OpenAI chat row's last turn, parsed by dataset_row_parse). */
 int dataset_row_parse_chat(const json_t *line, dataset_format format, int max_k, bool chat,
                            dataset_row *row, dataset_error *e);
 void dataset_row_free(dataset_row *row);

@@ -1,5 +1,6 @@
 #include "db.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,10 @@ int db_migrate(sqlite3 *db, char *err, size_t errlen) {
         db_rollback(db);
         return -1;
     }
+    if (version == latest) { /* nothing to write: a full disk does not stop a start */
+        db_rollback(db);
+        return 0;
+    }
     for (int i = version; i < latest; i++) {
         char msg[256];
         /* The file's number must be its position: a gap or a duplicate in
@@ -134,8 +139,73 @@ int db_migrate(sqlite3 *db, char *err, size_t errlen) {
     return 0;
 }
 
+/* The first failure of the current transaction on this thread's
+ * connection db (see db_failure_of). */
+static _Thread_local struct {
+    sqlite3 *db;
+    int rc, sys_errno;
+} last_failure;
+
+static int is_failure(int rc) {
+    rc &= 0xff;
+    return rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE;
+}
+
+/* Keeps db's current error, unless one of this transaction is kept already. */
+static void remember_failure(sqlite3 *db) {
+    const int rc = sqlite3_extended_errcode(db);
+    if (is_failure(rc) && !(last_failure.db == db && last_failure.rc != 0)) {
+        last_failure.db = db;
+        last_failure.rc = rc;
+        last_failure.sys_errno = sqlite3_system_errno(db);
+    }
+}
+
+db_failure db_failure_classify(int extended_rc, int sys_errno) {
+    if (!is_failure(extended_rc))
+        return DB_FAILURE_NONE;
+    switch (extended_rc & 0xff) {
+        case SQLITE_FULL:
+            return DB_FAILURE_NO_SPACE;
+        case SQLITE_IOERR:
+            if (extended_rc == SQLITE_IOERR_NOMEM)
+                return DB_FAILURE_OTHER;
+            return sys_errno == ENOSPC || sys_errno == EDQUOT ? DB_FAILURE_NO_SPACE : DB_FAILURE_IO;
+        case SQLITE_READONLY:
+        case SQLITE_CANTOPEN:
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+            return DB_FAILURE_IO;
+        default:
+            return DB_FAILURE_OTHER;
+    }
+}
+
+db_failure db_failure_of(sqlite3 *db) {
+    if (last_failure.db == db && last_failure.rc != 0)
+        return db_failure_classify(last_failure.rc, last_failure.sys_errno);
+    return db_failure_classify(sqlite3_extended_errcode(db), sqlite3_system_errno(db));
+}
+
+int db_failure_is_storage(db_failure f) {
+    return f == DB_FAILURE_NO_SPACE || f == DB_FAILURE_IO;
+}
+
+int db_errno_is_storage(int err) {
+    return err == ENOSPC || err == EDQUOT || err == EIO || err == EROFS;
+}
+
+static void forget_failure(sqlite3 *db) {
+    if (last_failure.db == db)
+        last_failure.db = NULL, last_failure.rc = 0;
+}
+
 int db_begin(sqlite3 *db) {
-    return sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    forget_failure(db);
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        remember_failure(db);
+    return rc;
 }
 
 int db_commit(sqlite3 *db) {
@@ -145,10 +215,13 @@ int db_commit(sqlite3 *db) {
     for (int tries = 0;
          (rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) == SQLITE_BUSY && tries < 100; tries++)
         sqlite3_sleep(10);
+    if (rc != SQLITE_OK)
+        remember_failure(db);
     return rc;
 }
 
 void db_rollback(sqlite3 *db) {
+    remember_failure(db);
     if (!sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
@@ -387,6 +460,7 @@ sqlite3 *db_pool_acquire(db_pool *pool) {
 
 void db_pool_release(db_pool *pool, sqlite3 *db) {
     db_rollback(db); /* a handler that bailed out mid-transaction */
+    forget_failure(db);
     pthread_mutex_lock(&pool->mutex);
     for (int i = 0; i < pool->n; i++)
         if (pool->conns[i] == db)

@@ -58,6 +58,37 @@ int db_begin(sqlite3 *db);
 int db_commit(sqlite3 *db);
 void db_rollback(sqlite3 *db);
 
+/* Why a database call failed, which decides what the caller answers:
+ * DB_FAILURE_NO_SPACE: the disk (or the database's max_page_count) is full
+ *   — SQLITE_FULL, or an I/O error whose errno is ENOSPC or EDQUOT. The
+ *   same write succeeds once space is freed.
+ * DB_FAILURE_IO: another I/O-level failure — SQLITE_IOERR (EIO, ...),
+ *   SQLITE_READONLY, SQLITE_CANTOPEN, or the lock still SQLITE_BUSY after
+ *   DB_BUSY_TIMEOUT_MS. Nothing is wrong with the request; retry later.
+ * DB_FAILURE_OTHER: anything else (a bug, corruption, out of memory).
+ * rlhfd answers them 507, 503 and 500 (server/reply.h); rlhf-train exits
+ * DB_JOB_EXIT_STORAGE for the first two (common/jobs_db.h). */
+typedef enum db_failure {
+    DB_FAILURE_NONE, /* the call did not fail */
+    DB_FAILURE_NO_SPACE,
+    DB_FAILURE_IO,
+    DB_FAILURE_OTHER,
+} db_failure;
+
+/* An extended result code with the errno SQLite saw (sqlite3_system_errno). */
+db_failure db_failure_classify(int extended_rc, int sys_errno);
+/* The failure of db's last failed call on this thread: what db_commit or
+ * db_rollback found when a transaction failed (the ROLLBACK would
+ * otherwise overwrite it; db_begin forgets it), else db's current error.
+ * DB_FAILURE_NONE when db has no error to report. */
+db_failure db_failure_of(sqlite3 *db);
+/* 1 for DB_FAILURE_NO_SPACE and DB_FAILURE_IO: a write that could not be
+ * stored for reasons outside the request or the job. */
+int db_failure_is_storage(db_failure f);
+/* The same for a file operation's errno (the artifact store, temporary
+ * files): 1 for ENOSPC, EDQUOT, EIO and EROFS. */
+int db_errno_is_storage(int err);
+
 /* One statement, with the error message copied into err. SQLITE_OK or the code. */
 int db_exec(sqlite3 *db, const char *sql, char *err, size_t errlen);
 

@@ -1,8 +1,12 @@
 #include "jobs_db.h"
 
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -41,6 +45,7 @@ int job_row_read(sqlite3_stmt *st, job_row *job) {
     job->final_checkpoint = sqlite3_column_int64(st, 16);
     job->ranks = sqlite3_column_int64(st, 17);
     job->refs.ranking_cutoff = sqlite3_column_int64(st, 18);
+    job->refs.base_model = sqlite3_column_int64(st, 19);
     if (job->config == NULL || (job->error == NULL && sqlite3_column_text(st, 10) != NULL)) {
         job_row_free(job);
         return -1;
@@ -123,6 +128,74 @@ int jobs_db_expired(sqlite3 *db, int64_t now_ms, int64_t *ids, int64_t *pids, in
                    now_ms, ids, pids, max);
 }
 
+int jobs_db_claimed(sqlite3 *db, int64_t *ids, int64_t *pids, char (*owners)[JOBS_DB_OWNER_BYTES],
+                    int max) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT id, coalesce(worker_pid, 0), coalesce(lease_owner, '') FROM jobs "
+            "WHERE status IN ('validating_files', 'running') ORDER BY id LIMIT ?1",
+            -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int(st, 1, max);
+    int n = 0, rc;
+    while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ids[n] = sqlite3_column_int64(st, 0);
+        pids[n] = sqlite3_column_int64(st, 1);
+        snprintf(owners[n], JOBS_DB_OWNER_BYTES, "%s", (const char *)sqlite3_column_text(st, 2));
+        n++;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* ---- the lease owner ------------------------------------------------------------ */
+
+/* Field 22 of /proc/PID/stat (starttime, clock ticks after boot); 0 if
+ * there is no such process or it is a zombie (dead, not yet reaped). The
+ * command name (field 2) may hold spaces and parentheses, so the fields
+ * are counted after its last ')'. */
+static unsigned long long process_start_ticks(long pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    unsigned long long ticks = 0;
+    char state = 0;
+    /* after ")": state (3), then fields 4..21, then starttime (22) */
+    if (p == NULL || sscanf(p + 1,
+                            " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+                            "%*d %*d %*d %llu",
+                            &state, &ticks) != 2)
+        return 0;
+    return state == 'Z' || state == 'X' ? 0 : ticks;
+}
+
+void jobs_db_owner_name(char owner[JOBS_DB_OWNER_BYTES]) {
+    uint64_t nonce = 0;
+    if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce)
+        nonce = (uint64_t)db_now_ms();
+    const long pid = (long)getpid();
+    snprintf(owner, JOBS_DB_OWNER_BYTES, "pid:%ld:start:%llu:%016" PRIx64, pid,
+             process_start_ticks(pid), nonce);
+}
+
+int jobs_db_owner_alive(const char *owner) {
+    long pid;
+    unsigned long long start;
+    if (sscanf(owner, "pid:%ld:start:%llu:", &pid, &start) != 2 || pid <= 0 || start == 0)
+        return -1;
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return 0;
+    const unsigned long long now = process_start_ticks(pid);
+    return now == 0 ? 0 : now == start;
+}
+
 int jobs_db_cancel_pending(sqlite3 *db, int64_t id) {
     return db_row_exists(db,
                          "SELECT 1 FROM jobs WHERE id = ?1 AND cancel_requested = 1 AND "
@@ -154,8 +227,8 @@ int64_t jobs_db_insert(sqlite3 *db, const job_new *job) {
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO jobs (type, status, config, max_attempts, created_by, "
                            "created_at, parent_checkpoint_id, reward_checkpoint_id, "
-                           "training_project_id, training_ranking_cutoff, ranks) "
-                           "VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           "training_project_id, training_ranking_cutoff, ranks, base_model_id) "
+                           "VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, job->config, -1, SQLITE_STATIC);
@@ -168,6 +241,7 @@ int64_t jobs_db_insert(sqlite3 *db, const job_new *job) {
         if (job->refs.project > 0)
             sqlite3_bind_int64(st, 9, job->refs.ranking_cutoff);
         sqlite3_bind_int64(st, 10, job->ranks);
+        bind_ref(st, 11, job->refs.base_model);
         if (sqlite3_step(st) == SQLITE_DONE)
             id = sqlite3_last_insert_rowid(db);
     }
@@ -286,6 +360,23 @@ static int exec_on_job(sqlite3 *db, const char *sql, int64_t id) {
     return ok;
 }
 
+int jobs_db_set_config(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms,
+                       const char *config_json) {
+    if (db_begin(db) != SQLITE_OK)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int ok = jobs_db_fence(db, id, owner, lease_ms, NULL) == 1 &&
+             sqlite3_prepare_v2(db, "UPDATE jobs SET config = ?2 WHERE id = ?1", -1, &st, NULL) ==
+                 SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_text(st, 2, config_json, -1, SQLITE_STATIC);
+        ok = sqlite3_step(st) == SQLITE_DONE;
+    }
+    sqlite3_finalize(st);
+    return commit_if(db, ok) ? 0 : -1;
+}
+
 int jobs_db_mark_running(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms,
                          const char *message, const json_t *data) {
     if (db_begin(db) != SQLITE_OK)
@@ -301,7 +392,7 @@ int jobs_db_mark_running(sqlite3 *db, int64_t id, const char *owner, int64_t lea
 
 int jobs_db_finish(sqlite3 *db, int64_t id, const char *owner, job_outcome outcome,
                    const char *error) {
-    static const char *const status[] = {"succeeded", "failed", "cancelled", "queued"};
+    static const char *const status[] = {"succeeded", "failed", "cancelled", "queued", "queued"};
     if (db_begin(db) != SQLITE_OK)
         return -1;
     int ok = jobs_db_fence(db, id, owner, 0, NULL) == 1;
@@ -333,27 +424,40 @@ int jobs_db_finish(sqlite3 *db, int64_t id, const char *owner, job_outcome outco
         snprintf(message, sizeof message, "job failed: %s", error ? error : "unknown error");
     else if (outcome == JOB_OUTCOME_REQUEUED)
         snprintf(message, sizeof message, "stopped by a signal; the job is queued again");
+    else if (outcome == JOB_OUTCOME_STORAGE)
+        snprintf(message, sizeof message,
+                 "could not write (%.400s); queued again without using up the attempt",
+                 error ? error : "storage error");
     else
         snprintf(message, sizeof message, "job %s", status[outcome]);
-    ok = ok && db_insert_job_event(db, id, level, "message", status[outcome], message, NULL) == 0;
+    const char *code = outcome == JOB_OUTCOME_STORAGE ? "requeued" : status[outcome];
+    if (outcome == JOB_OUTCOME_STORAGE)
+        level = "warn";
+    ok = ok && db_insert_job_event(db, id, level, "message", code, message, NULL) == 0;
     return commit_if(db, ok) ? 0 : -1;
 }
 
 int jobs_db_lost_worker(sqlite3 *db, int64_t id, job_lost_reason why, int64_t pid,
-                        const char *error) {
+                        const char *owner, const char *error) {
     static const char *const condition[] = {
         [JOB_LOST_EXITED] = "worker_pid = ?4",
         [JOB_LOST_LEASE_EXPIRED] = "lease_expires_ms < ?4",
+        [JOB_LOST_STORAGE] = "worker_pid = ?4",
+        [JOB_LOST_ORPHAN] = "lease_owner = ?5",
     };
-    char sql[640];
+    /* ?6: a storage failure, which gives the attempt back */
+    char sql[900];
     snprintf(sql, sizeof sql,
              "UPDATE jobs SET status = CASE WHEN cancel_requested THEN 'cancelled' "
-             "WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END, "
+             "WHEN ?6 OR attempts < max_attempts THEN 'queued' ELSE 'failed' END, "
+             "attempts = attempts - (?6 AND NOT cancel_requested), "
              "error = ?2, lease_owner = NULL, lease_expires_ms = NULL, worker_pid = NULL, "
-             "finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN ?3 END "
+             "finished_at = CASE WHEN cancel_requested OR (NOT ?6 AND attempts >= max_attempts) "
+             "THEN ?3 END "
              "WHERE id = ?1 AND status IN ('validating_files', 'running') AND %s "
              "RETURNING status, attempts, max_attempts",
              condition[why]);
+    const bool storage = why == JOB_LOST_STORAGE;
     if (db_begin(db) != SQLITE_OK)
         return -1;
     sqlite3_stmt *st = NULL;
@@ -364,7 +468,9 @@ int jobs_db_lost_worker(sqlite3 *db, int64_t id, job_lost_reason why, int64_t pi
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, db_now_s());
-        sqlite3_bind_int64(st, 4, why == JOB_LOST_EXITED ? pid : db_now_ms());
+        sqlite3_bind_int64(st, 4, why == JOB_LOST_LEASE_EXPIRED ? db_now_ms() : pid);
+        sqlite3_bind_text(st, 5, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, storage);
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
@@ -379,7 +485,12 @@ int jobs_db_lost_worker(sqlite3 *db, int64_t id, job_lost_reason why, int64_t pi
     if (changed == 1) {
         const bool queued = strcmp(status, "queued") == 0;
         char message[800];
-        if (queued)
+        if (queued && storage)
+            snprintf(message, sizeof message,
+                     "attempt %lld of %lld could not write: %s; queued again without using up "
+                     "the attempt",
+                     (long long)attempts + 1, (long long)max_attempts, error);
+        else if (queued)
             snprintf(message, sizeof message,
                      "attempt %lld of %lld lost its worker: %s; queued again", (long long)attempts,
                      (long long)max_attempts, error);

@@ -38,6 +38,7 @@ typedef struct job_refs {
     int64_t reward_model;   /* reward_checkpoint_id */
     int64_t project;        /* training_project_id */
     int64_t ranking_cutoff; /* training_ranking_cutoff: the project's newest ranking then */
+    int64_t base_model;     /* base_model_id (011): the registered model its lineage starts from */
 } job_refs;
 
 /* Room for the longest status, 'validating_files', and its NUL. */
@@ -71,7 +72,7 @@ void job_row_free(job_row *job);
     "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'validation'), "    \
     "parent_checkpoint_id, reward_checkpoint_id, training_project_id, "                            \
     "(SELECT max(id) FROM checkpoints WHERE job_id = jobs.id AND kind = 'final'), ranks, "         \
-    "training_ranking_cutoff"
+    "training_ranking_cutoff, base_model_id"
 
 /* The current row of st (a SELECT JOBS_DB_COLUMNS) into job. 0, or -1 out
  * of memory (job then holds nothing to free). */
@@ -116,6 +117,22 @@ int jobs_db_link_dataset(sqlite3 *db, int64_t id, const char *purpose, int64_t d
 
 /* ---- the worker ------------------------------------------------------------- */
 
+/* The exit status of `rlhf-train --db FILE --job ID` (train/db_job.h), which
+ * rlhfd's scheduler reads to know what is left for it to record. */
+enum {
+    DB_JOB_EXIT_DONE = 0,        /* an end is recorded: succeeded, cancelled, or requeued on
+                                  * a signal */
+    DB_JOB_EXIT_FAILED = 1,      /* training failed; recorded in the job, attempt used */
+    DB_JOB_EXIT_USAGE = 2,       /* bad command line, or a database it cannot open */
+    DB_JOB_EXIT_NOT_CLAIMED = 3, /* the job was not queued: nothing to claim */
+    DB_JOB_EXIT_LEASE_LOST = 4,  /* the lease was lost while training; nothing more written */
+    DB_JOB_EXIT_STORAGE = 5,     /* could not write (disk full, I/O error: db_failure_is_storage,
+                                  * or ENOSPC/EIO on a file): not the job's fault. The job is
+                                  * queued again without using up the attempt — recorded by
+                                  * the worker when it still could (JOB_OUTCOME_STORAGE), else
+                                  * by rlhfd (JOB_LOST_STORAGE), which also backs off */
+};
+
 /* queued (and not cancelled) → validating_files in owner's name: attempts
  * + 1, a lease until now + lease_ms, worker_pid = pid (the process rlhfd
  * started), started_at if unset, and a 'started' event naming the calling
@@ -129,6 +146,13 @@ int jobs_db_claim(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms, 
  * be NULL) receives cancel_requested. */
 int jobs_db_fence(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms, bool *cancel);
 
+/* Replaces the job's configuration (jobs.config: what the API shows as
+ * hyperparameters) with config_json, the one the worker resolved and runs
+ * with (engine/jobs.h job_config_from_model), fenced by owner's lease. 0,
+ * or -1 (lease lost or database error). */
+int jobs_db_set_config(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms,
+                       const char *config_json);
+
 /* validating_files → running, fenced, with a 'running' event (message,
  * data: may be NULL). 0, or -1 (lease lost or database error). */
 int jobs_db_mark_running(sqlite3 *db, int64_t id, const char *owner, int64_t lease_ms,
@@ -139,6 +163,8 @@ typedef enum job_outcome {
     JOB_OUTCOME_FAILED,
     JOB_OUTCOME_CANCELLED,
     JOB_OUTCOME_REQUEUED, /* stopped by a signal: back in the queue, the attempt not counted */
+    JOB_OUTCOME_STORAGE,  /* could not write (disk full, I/O error): the same, so it resumes
+                           * from its last checkpoint when space returns */
 } job_outcome;
 
 /* Records the worker's outcome, fenced, with its event; a succeeded job's
@@ -157,6 +183,29 @@ int jobs_db_queued(sqlite3 *db, int64_t *ids, int max);
  * before now_ms, with their worker's pid: their count, or -1. */
 int jobs_db_expired(sqlite3 *db, int64_t now_ms, int64_t *ids, int64_t *pids, int max);
 
+/* ---- the lease owner ----------------------------------------------------------- */
+
+/* Room for a lease owner's name and its NUL. */
+#define JOBS_DB_OWNER_BYTES 80
+
+/* The lease owner name of the calling process, "pid:PID:start:TICKS:NONCE":
+ * its pid, its start time (/proc/PID/stat field 22, clock ticks since boot)
+ * and a random nonce, so the name is unique even across pid reuse and
+ * tells whether the process still lives (jobs_db_owner_alive). */
+void jobs_db_owner_name(char owner[JOBS_DB_OWNER_BYTES]);
+
+/* Whether the process that named itself owner (jobs_db_owner_name, on this
+ * machine) still runs: 1 yes, 0 no (no process has its pid, or one that
+ * started at another time: the pid was reused), -1 cannot tell (a name of
+ * another form). */
+int jobs_db_owner_alive(const char *owner);
+
+/* Up to max claimed jobs (validating_files, running) with their worker's
+ * pid and lease owner: their count, or -1. rlhfd looks among them for
+ * orphans of an earlier daemon whose worker has died. */
+int jobs_db_claimed(sqlite3 *db, int64_t *ids, int64_t *pids, char (*owners)[JOBS_DB_OWNER_BYTES],
+                    int max);
+
 /* 1 if job id is claimed (validating_files, running) and asked to cancel,
  * so its worker should be told; 0 if not, -1 on error. */
 int jobs_db_cancel_pending(sqlite3 *db, int64_t id);
@@ -164,14 +213,19 @@ int jobs_db_cancel_pending(sqlite3 *db, int64_t id);
 typedef enum job_lost_reason {
     JOB_LOST_EXITED,        /* the worker (pid) died while the job was running in its name */
     JOB_LOST_LEASE_EXPIRED, /* nobody renewed the lease in time */
+    JOB_LOST_STORAGE,       /* the worker (pid) exited because it could not write */
+    JOB_LOST_ORPHAN,        /* the lease owner (owner), not our child, is no longer alive */
 } job_lost_reason;
 
 /* A running job lost its worker: queued again while attempts remain, else
- * failed; cancelled if a cancel was pending; with its event. Conditional on
- * the situation still holding (worker_pid = pid, or the lease still
- * expired), so it cannot race a heartbeat. 1 changed, 0 not, -1 error. */
+ * failed; cancelled if a cancel was pending; with its event. For
+ * JOB_LOST_STORAGE it is queued again without using up the attempt (a full
+ * disk is not the job's fault). Conditional on the situation still holding
+ * (worker_pid = pid, the lease still expired, or lease_owner = owner, which
+ * is read for JOB_LOST_ORPHAN only and may be NULL otherwise), so it cannot
+ * race a heartbeat or a new claim. 1 changed, 0 not, -1 error. */
 int jobs_db_lost_worker(sqlite3 *db, int64_t id, job_lost_reason why, int64_t pid,
-                        const char *error);
+                        const char *owner, const char *error);
 
 /* A worker could not start (or exited without claiming): counts an attempt
  * of a queued job, failing it once attempts are used up, with a

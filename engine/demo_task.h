@@ -16,21 +16,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "demo_gold.h"
 #include "model.h"
 #include "rng.h"
 #include "tokenizer.h"
-
-/* Writes one (prompt, response) example drawn from rng into the buffers
- * (NUL-terminated, truncated to cap). */
-void demo_task_example(rng_state *rng, char *prompt, size_t prompt_cap, char *response,
-                       size_t response_cap);
-
-/* Writes a fresh response to prompt, drawn like the SFT data's (for the
- * prompt's subject): what a policy might sample, for simulated rankings. */
-void demo_task_response(rng_state *rng, const char *prompt, char *response, size_t response_cap);
-
-/* The gold score of a response to a prompt (see above). */
-double demo_task_gold_score(const char *prompt, const char *response);
 
 /* Samples one response to prompt from model m (temperature, up to 64 new
  * tokens or what the context holds, stopping at EOT), writes its text to
@@ -54,14 +43,10 @@ enum { DEMO_TASK_RESPONSE_BYTES = 256 };
 /* The simulated annotator (rlhf-train demo-rankings, the pipeline test and
  * bench): draws a prompt from rng into prompt (prompt_cap bytes), samples k
  * (2..RANKING_MAX_K) responses of m to it at temperature 1 from rng into
- * responses[j], and ranks them by gold score with Plackett–Luce noise of
- * the given temperature: response j's key is gold_j / temperature + G_j,
- * G_j ~ Gumbel(0, 1) from noise (drawn even at temperature 0, where the key
- * is the gold score alone); argsorting such keys is a Plackett–Luce draw
- * (for k = 2 exactly Bradley–Terry). rank[j] = how many keys are strictly
- * larger (0 = best; equal keys tie). Returns whether the ranking says
- * something: every response was sampled (no NAN gold score) and the keys
- * are not all equal. */
+ * responses[j], and ranks them with demo_task_rank (demo_gold.h: gold
+ * score with Plackett–Luce noise of the given temperature, from noise).
+ * Returns whether the ranking says something: every response was sampled
+ * (no NAN gold score) and the keys are not all equal. */
 bool demo_task_annotate(const model *m, const tokenizer *tok, int k, double temperature,
                         rng_state *rng, rng_state *noise, char *prompt, size_t prompt_cap,
                         char (*responses)[DEMO_TASK_RESPONSE_BYTES], int *rank);

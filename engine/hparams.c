@@ -49,8 +49,22 @@ void hparams_set_defaults(const hparam_table *table, void *cfg) {
             case HPARAM_CHOICE:
                 snprintf(field(cfg, d), HPARAM_CHOICE_BYTES, "%s", d->choices[0]);
                 break;
+            case HPARAM_JSON: /* memset left "" */
+                break;
         }
     }
+}
+
+/* Keeps text as a JSON hyperparameter's value, if it fits. */
+static int set_json_text(const hparam_def *d, void *cfg, const char *text, char *err,
+                         size_t errlen) {
+    if (strlen(text) >= HPARAM_JSON_BYTES) {
+        snprintf(err, errlen, "hyperparameter '%s' is longer than %d bytes", d->name,
+                 HPARAM_JSON_BYTES - 1);
+        return -1;
+    }
+    snprintf(field(cfg, d), HPARAM_JSON_BYTES, "%s", text);
+    return 0;
 }
 
 /* ---- typed setters shared by the JSON and string paths ------------------ */
@@ -137,6 +151,15 @@ static int apply_json_value(const hparam_def *d, void *cfg, const json_t *v, cha
             if (!json_is_string(v))
                 return type_error(d, "a string", err, errlen);
             return set_choice(d, cfg, json_string_value(v), err, errlen);
+        case HPARAM_JSON: {
+            if (json_is_string(v))
+                return set_json_text(d, cfg, json_string_value(v), err, errlen);
+            char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+            const int rc = text ? set_json_text(d, cfg, text, err, errlen)
+                                : type_error(d, "a JSON value", err, errlen);
+            free(text);
+            return rc;
+        }
     }
     return -1;
 }
@@ -194,6 +217,8 @@ int hparams_apply_string(const hparam_table *table, void *cfg, const char *name,
     snprintf(got, sizeof got, "'%.64s'", value);
     if (d->type == HPARAM_CHOICE)
         return set_choice(d, cfg, value, err, errlen);
+    if (d->type == HPARAM_JSON)
+        return set_json_text(d, cfg, value, err, errlen);
     if (d->type == HPARAM_BOOL) {
         bool b;
         if (parse_bool(value, &b) != 0)
@@ -222,6 +247,8 @@ static const char *type_name(hparam_type t) {
             return "bool";
         case HPARAM_CHOICE:
             return "choice";
+        case HPARAM_JSON:
+            return "json";
     }
     return "?";
 }
@@ -236,6 +263,11 @@ static json_t *value_json(const hparam_def *d, const void *cfg) {
             return json_boolean(*(const bool *)field_const(cfg, d));
         case HPARAM_CHOICE:
             return json_string((const char *)field_const(cfg, d));
+        case HPARAM_JSON: { /* the value itself when the text is JSON, else the text */
+            const char *text = field_const(cfg, d);
+            json_t *v = text[0] ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+            return v ? v : json_string(text);
+        }
     }
     return json_null();
 }
@@ -257,6 +289,8 @@ static json_t *default_json(const hparam_def *d) {
             return json_boolean(d->default_value != 0.0);
         case HPARAM_CHOICE:
             return json_string(d->choices[0]);
+        case HPARAM_JSON:
+            return json_string("");
     }
     return json_null();
 }
@@ -287,30 +321,55 @@ json_t *hparams_describe(const hparam_table *table) {
     return arr;
 }
 
+/* Row d's default and what it allows, as text ("1", "0 … 4294967295"). */
+static void describe_values(const hparam_def *d, char *def, size_t def_len, char *allowed,
+                            size_t allowed_len) {
+    char lo[32], hi[32];
+    size_t at = 0;
+    switch (d->type) {
+        case HPARAM_INT:
+        case HPARAM_FLOAT:
+            format_number(def, def_len, d->default_value);
+            format_number(lo, sizeof lo, d->min);
+            format_number(hi, sizeof hi, d->max);
+            snprintf(allowed, allowed_len, "%s … %s", lo, hi);
+            break;
+        case HPARAM_BOOL:
+            snprintf(def, def_len, "%s", d->default_value != 0.0 ? "true" : "false");
+            snprintf(allowed, allowed_len, "true, false");
+            break;
+        case HPARAM_CHOICE:
+            snprintf(def, def_len, "%s", d->choices[0]);
+            allowed[0] = '\0';
+            for (const char *const *c = d->choices; *c && at < allowed_len; c++)
+                at += (size_t)snprintf(allowed + at, allowed_len - at, "%s%s",
+                                       c == d->choices ? "" : ", ", *c);
+            break;
+        case HPARAM_JSON:
+            snprintf(def, def_len, "(none)");
+            snprintf(allowed, allowed_len, "a JSON value");
+            break;
+    }
+}
+
 void hparams_write_markdown(const hparam_table *table, FILE *out) {
     fprintf(out, "| name | type | default | allowed | description |\n");
     fprintf(out, "| --- | --- | --- | --- | --- |\n");
     for (int i = 0; i < table->n; i++) {
         const hparam_def *d = &table->defs[i];
-        char def[48], lo[32], hi[32];
-        fprintf(out, "| `%s` | %s | ", d->name, type_name(d->type));
-        switch (d->type) {
-            case HPARAM_INT:
-            case HPARAM_FLOAT:
-                format_number(def, sizeof def, d->default_value);
-                format_number(lo, sizeof lo, d->min);
-                format_number(hi, sizeof hi, d->max);
-                fprintf(out, "%s | %s … %s", def, lo, hi);
-                break;
-            case HPARAM_BOOL:
-                fprintf(out, "%s | true, false", d->default_value != 0.0 ? "true" : "false");
-                break;
-            case HPARAM_CHOICE:
-                fprintf(out, "%s | ", d->choices[0]);
-                for (const char *const *c = d->choices; *c; c++)
-                    fprintf(out, "%s%s", c == d->choices ? "" : ", ", *c);
-                break;
-        }
-        fprintf(out, " | %s |\n", d->doc);
+        char def[48], allowed[256];
+        describe_values(d, def, sizeof def, allowed, sizeof allowed);
+        fprintf(out, "| `%s` | %s | %s | %s | %s |\n", d->name, type_name(d->type), def, allowed,
+                d->doc);
+    }
+}
+
+void hparams_write_help(const hparam_table *table, const char *prefix, FILE *out) {
+    for (int i = 0; i < table->n; i++) {
+        const hparam_def *d = &table->defs[i];
+        char def[48], allowed[256];
+        describe_values(d, def, sizeof def, allowed, sizeof allowed);
+        fprintf(out, "  %s%s %s (default %s; %s)\n      %s\n", prefix, d->name, type_name(d->type),
+                def, allowed, d->doc);
     }
 }

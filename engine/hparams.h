@@ -6,7 +6,10 @@
  * generated from it. Each row names a field of the job's config struct (by
  * offset), its type, default, inclusive allowed range (or choices) and a
  * one-line doc. Field storage: HPARAM_INT → int64_t, HPARAM_FLOAT → double,
- * HPARAM_BOOL → bool, HPARAM_CHOICE → char[HPARAM_CHOICE_BYTES].
+ * HPARAM_BOOL → bool, HPARAM_CHOICE → char[HPARAM_CHOICE_BYTES], HPARAM_JSON →
+ * char[HPARAM_JSON_BYTES]: a JSON value (a grader object) kept as compact
+ * text, "" by default; a JSON string is kept as its text. What the text
+ * must hold is the job's validator's business.
  */
 #ifndef RLHF_HPARAMS_H
 #define RLHF_HPARAMS_H
@@ -16,12 +19,14 @@
 #include <stdio.h>
 
 #define HPARAM_CHOICE_BYTES 32
+#define HPARAM_JSON_BYTES   4096
 
 typedef enum hparam_type {
     HPARAM_INT,
     HPARAM_FLOAT,
     HPARAM_BOOL,
     HPARAM_CHOICE,
+    HPARAM_JSON,
 } hparam_type;
 
 typedef struct hparam_def {
@@ -64,5 +69,9 @@ json_t *hparams_to_json(const hparam_table *table, const void *cfg);
 json_t *hparams_describe(const hparam_table *table);
 /* The table as a Markdown table, for docs/. */
 void hparams_write_markdown(const hparam_table *table, FILE *out);
+/* The table for a terminal (`--help`): per row `<prefix>name TYPE (default
+ * D; allowed)` and its description on the next line; prefix "--" for
+ * rlhf-train's flags, "" for rlhfctl's --set KEY=VALUE. */
+void hparams_write_help(const hparam_table *table, const char *prefix, FILE *out);
 
 #endif

@@ -1,12 +1,14 @@
 #include "jobs.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "chat_template.h"
+#include "model.h"
 #include "ppo_control.h"
 
 static int ppo_control_validate_any(const void *cfg, char *err, size_t errlen) {
@@ -70,6 +72,32 @@ static bool job_load_chat_template(chat_template *tpl, const tokenizer *tok, con
     return chat_template_load(tpl, path, NULL, err, sizeof err) == 0;
 }
 
+/* What a job reads its text with: the tokenizer and, from a model
+ * directory, its chat template. */
+typedef struct job_text {
+    tokenizer tok;
+    chat_template tpl;
+    bool chat; /* tpl loaded */
+} job_text;
+
+static int job_text_open(job_text *t, const job_inputs *in, char *err, size_t errlen) {
+    if (job_load_tokenizer(&t->tok, in, err, errlen) != 0)
+        return -1;
+    t->chat = job_load_chat_template(&t->tpl, &t->tok, in);
+    return 0;
+}
+
+/* The template, or NULL without one. */
+static const chat_template *job_text_template(const job_text *t) {
+    return t->chat ? &t->tpl : NULL;
+}
+
+static void job_text_close(job_text *t) {
+    if (t->chat)
+        chat_template_free(&t->tpl);
+    tokenizer_free(&t->tok);
+}
+
 /* A conversation (a JSON message list) rendered by the template. */
 static int job_render_messages(const chat_template *tpl, const char *messages_json,
                                bool generation_prompt, char **text, char *err, size_t errlen) {
@@ -110,18 +138,20 @@ static int job_render_prompt(const chat_template *tpl, const char *messages_json
 
 static int sft_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                    size_t errlen) {
-    tokenizer tok;
-    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
         return -1;
-    chat_template tpl;
-    const bool chat = job_load_chat_template(&tpl, &tok, in);
-    const sft_inputs si = {
-        in->train,           in->n_train,           in->eval, in->n_eval,        &tok,
-        in->init_checkpoint, in->resume_checkpoint, in->dist, chat ? &tpl : NULL};
+    const sft_inputs si = {in->train,
+                           in->n_train,
+                           in->eval,
+                           in->n_eval,
+                           &jt.tok,
+                           in->init_checkpoint,
+                           in->resume_checkpoint,
+                           in->dist,
+                           job_text_template(&jt)};
     const int rc = sft_train(cfg, &si, sink, NULL, err, errlen);
-    if (chat)
-        chat_template_free(&tpl);
-    tokenizer_free(&tok);
+    job_text_close(&jt);
     return rc;
 }
 
@@ -144,12 +174,7 @@ static int reward_validate_any(const void *cfg, char *err, size_t errlen) {
     return reward_validate(cfg, err, errlen);
 }
 
-/* Rankings whose rows carry a conversation, rendered by the chat template
- * (tpl NULL: the rankings as they are, prompt = the last user message):
- * the prompt as the conversation with the generation prompt, each response
- * as the rest of the conversation it completes (its content and
- * end-of-turn). Rows without one are copied. *texts collects the rendered
- * strings (free them with free_texts). 0 or -1 with err. */
+/* Strings a job rendered. */
 typedef struct rendered_texts {
     char **items;
     int64_t n;
@@ -161,6 +186,12 @@ static void free_texts(rendered_texts *t) {
     free(t->items);
 }
 
+/* Rankings whose rows carry a conversation, rendered by the chat template
+ * (tpl NULL: the rankings as they are, prompt = the last user message):
+ * the prompt as the conversation with the generation prompt, each response
+ * as the rest of the conversation it completes (its content and
+ * end-of-turn). Rows without one are copied. *texts collects the rendered
+ * strings (free them with free_texts). 0 or -1 with err. */
 static int render_rankings(const chat_template *tpl, const ranking *in, int64_t n, ranking **out,
                            rendered_texts *texts, bool *any, char *err, size_t errlen) {
     *out = calloc((size_t)(n > 0 ? n : 1), sizeof **out);
@@ -211,30 +242,44 @@ static int render_rankings(const chat_template *tpl, const ranking *in, int64_t 
     return 0;
 }
 
+/* A job's training and held-out rankings, rendered (render_rankings). */
+typedef struct job_rankings {
+    ranking *train, *eval;
+    rendered_texts texts[2];
+    bool special; /* some were rendered by the chat template */
+} job_rankings;
+
+static int job_rankings_render(job_rankings *r, const job_text *jt, const job_inputs *in, char *err,
+                               size_t errlen) {
+    memset(r, 0, sizeof *r);
+    const chat_template *tpl = job_text_template(jt);
+    if (render_rankings(tpl, in->rankings, in->n_rankings, &r->train, &r->texts[0], &r->special,
+                        err, errlen) != 0)
+        return -1;
+    return in->eval_rankings == NULL
+               ? 0
+               : render_rankings(tpl, in->eval_rankings, in->n_eval_rankings, &r->eval,
+                                 &r->texts[1], &r->special, err, errlen);
+}
+
+static void job_rankings_free(job_rankings *r) {
+    free_texts(&r->texts[0]), free_texts(&r->texts[1]);
+    free(r->train), free(r->eval);
+}
+
 static int reward_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                       size_t errlen) {
-    tokenizer tok;
-    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
         return -1;
-    chat_template tpl;
-    const bool chat = job_load_chat_template(&tpl, &tok, in);
-    ranking *train = NULL, *eval = NULL;
-    rendered_texts t1 = {0}, t2 = {0};
-    bool any = false;
-    int rc = render_rankings(chat ? &tpl : NULL, in->rankings, in->n_rankings, &train, &t1, &any,
-                             err, errlen);
-    if (rc == 0 && in->eval_rankings != NULL)
-        rc = render_rankings(chat ? &tpl : NULL, in->eval_rankings, in->n_eval_rankings, &eval, &t2,
-                             &any, err, errlen);
-    const reward_inputs ri = {train, in->n_rankings,      eval,     in->n_eval_rankings,
-                              &tok,  in->init_checkpoint, in->dist, any};
+    job_rankings r;
+    int rc = job_rankings_render(&r, &jt, in, err, errlen);
+    const reward_inputs ri = {r.train, in->n_rankings,      r.eval,   in->n_eval_rankings,
+                              &jt.tok, in->init_checkpoint, in->dist, r.special};
     if (rc == 0)
         rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
-    free_texts(&t1), free_texts(&t2);
-    free(train), free(eval);
-    if (chat)
-        chat_template_free(&tpl);
-    tokenizer_free(&tok);
+    job_rankings_free(&r);
+    job_text_close(&jt);
     return rc;
 }
 
@@ -257,53 +302,59 @@ static int ppo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
     return ppo_lm_validate(cfg, err, errlen);
 }
 
+/* Prompts rows as the texts a policy continues: prompts[i] is row i's
+ * prompt, or its conversation rendered by the template with the generation
+ * prompt (kept in texts; *special says one was). 0 or -1 with err. */
+static int render_prompts(const chat_template *tpl, const text_pair *rows, int64_t n,
+                          const char **prompts, rendered_texts *texts, bool *special, char *err,
+                          size_t errlen) {
+    for (int64_t i = 0; i < n; i++) {
+        prompts[i] = rows[i].prompt;
+        if (rows[i].messages == NULL)
+            continue;
+        char **items = realloc(texts->items, sizeof *items * (size_t)(texts->n + 1));
+        if (items == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        texts->items = items;
+        char *text;
+        if (job_render_prompt(tpl, rows[i].messages, &text, err, errlen) != 0) {
+            snprintf(err + strlen(err), errlen - strlen(err), " (prompt %lld)", (long long)i + 1);
+            return -1;
+        }
+        prompts[i] = texts->items[texts->n++] = text;
+        *special = true;
+    }
+    return 0;
+}
+
 static int ppo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                       size_t errlen) {
-    tokenizer tok;
-    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
         return -1;
     const char **prompts = malloc(sizeof(char *) * (size_t)(in->n_train > 0 ? in->n_train : 1));
-    if (prompts == NULL) {
-        tokenizer_free(&tok);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    /* conversational prompts: rendered by the chat template, generation prompt added */
-    chat_template tpl;
-    const bool chat = job_load_chat_template(&tpl, &tok, in);
-    char **rendered = calloc((size_t)(in->n_train > 0 ? in->n_train : 1), sizeof *rendered);
-    int rc = rendered ? 0 : -1;
-    bool any_chat = false;
-    for (int64_t i = 0; rc == 0 && i < in->n_train; i++) {
-        prompts[i] = in->train[i].prompt;
-        if (in->train[i].messages == NULL)
-            continue;
-        any_chat = true;
-        rc =
-            job_render_prompt(chat ? &tpl : NULL, in->train[i].messages, &rendered[i], err, errlen);
-        if (rc != 0)
-            snprintf(err + strlen(err), errlen - strlen(err), " (prompt %lld)", (long long)i + 1);
-        prompts[i] = rendered[i];
-    }
-    if (rendered == NULL)
+    rendered_texts texts = {0};
+    bool special = false;
+    int rc = prompts ? render_prompts(job_text_template(&jt), in->train, in->n_train, prompts,
+                                      &texts, &special, err, errlen)
+                     : -1;
+    if (prompts == NULL)
         snprintf(err, errlen, "out of memory");
     const ppo_lm_inputs pi = {.prompts = prompts,
                               .n_prompts = in->n_train,
-                              .prompts_special = any_chat,
-                              .tok = &tok,
+                              .prompts_special = special,
+                              .tok = &jt.tok,
                               .policy_checkpoint = in->init_checkpoint,
                               .reward_checkpoint = in->reward_checkpoint,
                               .resume_checkpoint = in->resume_checkpoint,
                               .dist = in->dist};
     if (rc == 0)
         rc = ppo_lm_train(cfg, &pi, sink, NULL, err, errlen);
-    for (int64_t i = 0; rendered && i < in->n_train; i++)
-        free(rendered[i]);
-    free(rendered);
+    free_texts(&texts);
     free(prompts);
-    if (chat)
-        chat_template_free(&tpl);
-    tokenizer_free(&tok);
+    job_text_close(&jt);
     return rc;
 }
 
@@ -318,12 +369,144 @@ static const job_type ppo_lm_job = {
     .headline_metrics = ppo_lm_headline,
     .needs_train_data = 1,
     .data_kind = JOB_DATA_PROMPTS,
+    .reward_model = JOB_REWARD_REQUIRED,
     .data_parallel = 1,
     .validate = ppo_lm_validate_any,
     .run = ppo_lm_run,
 };
 
-const job_type *const job_types[] = {&ppo_control_job, &sft_job, &reward_job, &ppo_lm_job, NULL};
+static int dpo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
+    return dpo_lm_validate(cfg, err, errlen);
+}
+
+static int dpo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                      size_t errlen) {
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
+        return -1;
+    job_rankings r;
+    int rc = job_rankings_render(&r, &jt, in, err, errlen);
+    const dpo_lm_inputs di = {r.train,
+                              in->n_rankings,
+                              r.eval,
+                              in->n_eval_rankings,
+                              &jt.tok,
+                              in->init_checkpoint,
+                              in->resume_checkpoint,
+                              r.special};
+    if (rc == 0)
+        rc = dpo_lm_train(cfg, &di, sink, NULL, err, errlen);
+    job_rankings_free(&r);
+    job_text_close(&jt);
+    return rc;
+}
+
+static const char *const dpo_lm_headline[] = {
+    "loss", "rewards/accuracies", "rewards/margins", "eval/rewards/accuracies", "logps/chosen",
+    NULL};
+
+static const job_type dpo_lm_job = {
+    .name = "dpo",
+    .summary = "Direct Preference Optimization of a language model on rankings (sigmoid, IPO, "
+               "hinge; label smoothing)",
+    .hparams = &dpo_lm_hparams,
+    .headline_metrics = dpo_lm_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_RANKINGS,
+    .validate = dpo_lm_validate_any,
+    .run = dpo_lm_run,
+};
+
+/* grpo and rloo: one trainer (grpo_lm.h), the algorithm by job type */
+static int grpo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
+    return grpo_lm_validate(cfg, err, errlen);
+}
+static int rloo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
+    return rloo_lm_validate(cfg, err, errlen);
+}
+
+static int group_pg_run(grpo_algorithm algorithm, const void *cfg, const job_inputs *in,
+                        const train_sink *sink, char *err, size_t errlen) {
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
+        return -1;
+    const int64_t n = in->n_train + in->n_eval;
+    const char **text = malloc(sizeof(char *) * 2 * (size_t)(n > 0 ? n : 1));
+    rendered_texts rendered = {0};
+    bool special = false;
+    /* prompts, answers; then the held-out ones */
+    const char **prompts = text, **answers = text + n;
+    int rc = text ? 0 : -1;
+    if (text == NULL)
+        snprintf(err, errlen, "out of memory");
+    for (int64_t i = 0; rc == 0 && i < n; i++)
+        answers[i] = i < in->n_train ? in->train[i].response : in->eval[i - in->n_train].response;
+    if (rc == 0)
+        rc = render_prompts(job_text_template(&jt), in->train, in->n_train, prompts, &rendered,
+                            &special, err, errlen);
+    if (rc == 0)
+        rc = render_prompts(job_text_template(&jt), in->eval, in->n_eval, prompts + in->n_train,
+                            &rendered, &special, err, errlen);
+    const grpo_lm_inputs gi = {.algorithm = algorithm,
+                               .prompts = prompts,
+                               .answers = answers,
+                               .n_prompts = in->n_train,
+                               .eval_prompts = in->n_eval > 0 ? prompts + in->n_train : NULL,
+                               .eval_answers = in->n_eval > 0 ? answers + in->n_train : NULL,
+                               .n_eval = in->n_eval,
+                               .tok = &jt.tok,
+                               .policy_checkpoint = in->init_checkpoint,
+                               .reward_checkpoint = in->reward_checkpoint,
+                               .resume_checkpoint = in->resume_checkpoint,
+                               .prompts_special = special};
+    if (rc == 0)
+        rc = grpo_lm_train(cfg, &gi, sink, NULL, err, errlen);
+    free_texts(&rendered);
+    free(text);
+    job_text_close(&jt);
+    return rc;
+}
+
+static int grpo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                       size_t errlen) {
+    return group_pg_run(GRPO_ALGORITHM_GRPO, cfg, in, sink, err, errlen);
+}
+static int rloo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
+                       size_t errlen) {
+    return group_pg_run(GRPO_ALGORITHM_RLOO, cfg, in, sink, err, errlen);
+}
+
+static const char *const group_pg_headline[] = {
+    "reward", "eval/reward", "kl", "frac_reward_zero_std", "completions/mean_length", NULL};
+
+static const job_type grpo_lm_job = {
+    .name = "grpo",
+    .summary = "GRPO: group-relative policy optimisation of a language model against graders "
+               "and/or a reward model",
+    .hparams = &grpo_lm_hparams,
+    .headline_metrics = group_pg_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_PROMPTS,
+    .reward_model = JOB_REWARD_OPTIONAL,
+    .validate = grpo_lm_validate_any,
+    .run = grpo_lm_run,
+};
+
+static const job_type rloo_lm_job = {
+    .name = "rloo",
+    .summary = "RLOO: REINFORCE with a leave-one-out baseline over k completions, KL in the "
+               "reward",
+    .hparams = &rloo_lm_hparams,
+    .headline_metrics = group_pg_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_PROMPTS,
+    .reward_model = JOB_REWARD_OPTIONAL,
+    .validate = rloo_lm_validate_any,
+    .run = rloo_lm_run,
+};
+
+const job_type *const job_types[] = {&ppo_control_job, &sft_job,     &reward_job,  &ppo_lm_job,
+                                     &dpo_lm_job,      &grpo_lm_job, &rloo_lm_job, NULL};
 
 const job_type *job_type_find(const char *name) {
     for (const job_type *const *t = job_types; *t; t++)
@@ -338,4 +521,32 @@ int job_config_from_json(const job_type *type, void *cfg, const json_t *obj, cha
     if (obj != NULL && hparams_apply_json(type->hparams, cfg, obj, err, errlen) != 0)
         return -1;
     return type->validate(cfg, err, errlen);
+}
+
+int job_config_from_model(const job_type *type, void *cfg, const char *model_path, char *err,
+                          size_t errlen) {
+    static const char *const shape_rows[] = {"n_layer", "n_head", "d_model", "context"};
+    bool sized = false; /* does the table have a row the model decides? */
+    for (size_t i = 0; i < sizeof shape_rows / sizeof shape_rows[0]; i++)
+        sized |= hparams_find(type->hparams, shape_rows[i]) != NULL;
+    if (model_path == NULL || !sized)
+        return 0;
+    /* the Llama family serves the job's context up to its positions */
+    const hparam_def *context = hparams_find(type->hparams, "context");
+    const int64_t asked = context ? *(const int64_t *)((const char *)cfg + context->offset) : 0;
+    model_shape shape;
+    if (model_read_shape(model_path, asked > 0 && asked < INT32_MAX ? (int)asked : 0, &shape, err,
+                         errlen) != 0)
+        return -1;
+    const int64_t values[] = {shape.n_layer, shape.n_head, shape.d_model, shape.context};
+    int changed = 0;
+    for (size_t i = 0; i < sizeof shape_rows / sizeof shape_rows[0]; i++) {
+        const hparam_def *d = hparams_find(type->hparams, shape_rows[i]);
+        if (d == NULL || d->type != HPARAM_INT)
+            continue;
+        int64_t *field = (int64_t *)((char *)cfg + d->offset);
+        changed += *field != values[i];
+        *field = values[i];
+    }
+    return changed;
 }

@@ -2,8 +2,9 @@
  *
  * A job type is a name, its hyperparameter table, a validator for what the
  * table's per-key ranges cannot express, and a run function that reports
- * through a train_sink. The CLI, `rlhf-train describe` and (later) the daemon
- * all go through this registry, so a new job type is one entry here.
+ * through a train_sink. The CLI, `rlhf-train describe`, the worker
+ * (train/db_job.c) and rlhfd's job validation (server/routes_jobs.c) all go
+ * through this registry, so a new job type is one entry here.
  */
 #ifndef RLHF_JOBS_H
 #define RLHF_JOBS_H
@@ -11,6 +12,8 @@
 #include <stddef.h>
 
 #include "dist.h"
+#include "dpo_lm.h"
+#include "grpo_lm.h"
 #include "hparams.h"
 #include "sink.h"
 #include "reward.h"
@@ -20,7 +23,8 @@
 /* What a job trains on, beyond its hyperparameters. The CLI fills it from
  * files, the daemon's worker from the database. Unused parts stay zero. */
 typedef struct job_inputs {
-    const text_pair *train; /* (prompt, response) examples; prompts alone for ppo */
+    const text_pair *train; /* (prompt, response) examples; (prompt, answer or "") for
+                             * prompts jobs (ppo reads the prompts, graders the answers) */
     int64_t n_train;
     const text_pair *eval; /* optional held-out examples */
     int64_t n_eval;
@@ -49,6 +53,9 @@ typedef struct job_type {
     /* (prompt, response) examples in job_inputs.train, or rankings in
      * job_inputs.rankings. */
     enum { JOB_DATA_PAIRS, JOB_DATA_RANKINGS, JOB_DATA_PROMPTS } data_kind;
+    /* Whether the job takes a reward model (job_inputs.reward_checkpoint):
+     * ppo needs one, grpo and rloo may score with one (beside graders). */
+    enum { JOB_REWARD_NONE, JOB_REWARD_REQUIRED, JOB_REWARD_OPTIONAL } reward_model;
     /* 1 if run() trains data parallel over job_inputs.dist (dist.h). */
     int data_parallel;
     int (*validate)(const void *cfg, char *err, size_t errlen);
@@ -72,5 +79,14 @@ const job_type *job_type_find(const char *name);
  * offending key. */
 int job_config_from_json(const job_type *type, void *cfg, const json_t *obj, char *err,
                          size_t errlen);
+
+/* What an init model decides: the rows of type's table that size a model
+ * from scratch (n_layer, n_head, d_model, context) take the values of the
+ * model at model_path (NULL: nothing to do), which a trainer that starts
+ * from it uses in their place. Callers resolve the configuration with it
+ * before they show or store it, so the configuration a job reports is the
+ * one it ran with. Returns how many values changed, or -1 with err. */
+int job_config_from_model(const job_type *type, void *cfg, const char *model_path, char *err,
+                          size_t errlen);
 
 #endif

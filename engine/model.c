@@ -389,6 +389,37 @@ int model_source_family(const char *path, model_family *family, char *err, size_
     return 0;
 }
 
+int model_read_shape(const char *path, int max_context, model_shape *shape, char *err,
+                     size_t errlen) {
+    if (model_source_family(path, &shape->family, err, errlen) != 0)
+        return -1;
+    if (shape->family == MODEL_FAMILY_GPT2) {
+        gpt2_config gc;
+        if (model_read_config(path, &gc, err, errlen) != 0)
+            return -1;
+        *shape =
+            (model_shape){MODEL_FAMILY_GPT2, gc.n_layer, gc.n_head, gc.d_model, gc.max_seq_len};
+        return 0;
+    }
+    llama_config lc;
+    struct stat st;
+    int rc;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        rc = llama_read_hf_config(&lc, path, max_context, err, errlen);
+    } else {
+        safetensors_file f;
+        rc = safetensors_read_file(&f, path, err, errlen);
+        if (rc == 0) {
+            rc = llama_checkpoint_config(&lc, &f, max_context, err, errlen);
+            safetensors_free(&f);
+        }
+    }
+    if (rc == 0)
+        *shape = (model_shape){MODEL_FAMILY_LLAMA, lc.n_layer, lc.n_head, lc.hidden_size,
+                               lc.max_seq_len};
+    return rc;
+}
+
 int model_load_bytes(const void *bytes, size_t n, const model_open_options *opt, model *m,
                      model_info *info, char *err, size_t errlen) {
     static const model_open_options none = {0};

@@ -114,6 +114,16 @@ int model_load_bytes(const void *bytes, size_t n, const model_open_options *opt,
                      model_info *info, char *err, size_t errlen);
 /* The family of the model at path, without loading it. 0 or -1 with err. */
 int model_source_family(const char *path, model_family *family, char *err, size_t errlen);
+/* The shape of the model at path, without its weights: layers, heads,
+ * width (C), and the positions it serves for a caller asking max_context
+ * (GPT-2: its own; the Llama family: min(max_context,
+ * max_position_embeddings), its own for 0). */
+typedef struct model_shape {
+    model_family family;
+    int n_layer, n_head, d_model, context;
+} model_shape;
+int model_read_shape(const char *path, int max_context, model_shape *shape, char *err,
+                     size_t errlen);
 /* Wraps a GPT-2 model built by the caller (moved into m). */
 void model_from_gpt2(model *m, gpt2_model *g);
 void model_free(model *m);

@@ -193,3 +193,86 @@ void ppo_whiten(float *x, const uint8_t *mask, int64_t n, bool keep_mean, ppo_wh
             }
     }
 }
+
+/* ==== group baselines ==================================================== */
+
+int ppo_group_advantages(float *adv, const float *rewards, int n_groups, int G, bool scale_std) {
+    int zero_std = 0;
+    for (int g = 0; g < n_groups; g++) {
+        const float *r = rewards + (int64_t)g * G;
+        double mean = 0.0, var = 0.0;
+        for (int i = 0; i < G; i++)
+            mean += r[i];
+        mean /= G;
+        for (int i = 0; i < G; i++)
+            var += ((double)r[i] - mean) * ((double)r[i] - mean);
+        const double std = G > 1 ? sqrt(var / (G - 1)) : 0.0;
+        bool all_equal = true;
+        for (int i = 1; i < G; i++)
+            all_equal &= r[i] == r[0];
+        zero_std += all_equal;
+        for (int i = 0; i < G; i++)
+            adv[(int64_t)g * G + i] =
+                all_equal ? 0.0f : (float)(((double)r[i] - mean) / (scale_std ? std + 1e-4 : 1.0));
+    }
+    return zero_std;
+}
+
+void ppo_rloo_advantages(float *adv, const float *rewards, int n_groups, int G) {
+    for (int g = 0; g < n_groups; g++) {
+        const float *r = rewards + (int64_t)g * G;
+        double sum = 0.0;
+        for (int i = 0; i < G; i++)
+            sum += r[i];
+        for (int i = 0; i < G; i++)
+            adv[(int64_t)g * G + i] = (float)((double)r[i] - (sum - r[i]) / (G - 1));
+    }
+}
+
+/* ==== token losses with aggregation ====================================== */
+
+void ppo_loss_weights(float *w, const int32_t *len, int B, int T, ppo_loss_agg agg) {
+    int64_t tokens = 0;
+    for (int b = 0; b < B; b++)
+        tokens += len[b];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            double v = 0.0;
+            if (t < len[b])
+                switch (agg) {
+                    case PPO_AGG_SEQUENCE:
+                        v = 1.0 / ((double)B * len[b]);
+                        break;
+                    case PPO_AGG_TOKEN:
+                        v = 1.0 / (double)tokens;
+                        break;
+                    case PPO_AGG_CONSTANT:
+                        v = 1.0 / ((double)B * T);
+                        break;
+                    case PPO_AGG_SUM:
+                        v = 1.0 / B;
+                        break;
+                }
+            w[(int64_t)b * T + t] = (float)v;
+        }
+}
+
+void ppo_clipped_token_loss(float *loss, float *dlogp, const float *logp, const float *old_logp,
+                            const float *ref_logp, const float *adv, int n, float eps_low,
+                            float eps_high, float beta) {
+    for (int i = 0; i < n; i++) {
+        const float ratio = expf(logp[i] - old_logp[i]);
+        const float unclipped = -adv[i] * ratio;
+        const float clipped = -adv[i] * clampf(ratio, 1.0f - eps_low, 1.0f + eps_high);
+        float l = unclipped > clipped ? unclipped : clipped;
+        float d = unclipped >= clipped ? unclipped : 0.0f; /* d(-A r)/dlogp = -A r */
+        if (beta != 0.0f) {
+            const float e = expf(ref_logp[i] - logp[i]);
+            l += beta * (e - (ref_logp[i] - logp[i]) - 1.0f);
+            d += beta * (1.0f - e);
+        }
+        loss[i] = l;
+        if (dlogp)
+            dlogp[i] = d;
+    }
+}

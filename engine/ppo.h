@@ -121,4 +121,48 @@ typedef enum ppo_whiten_eps {
  * Unmasked entries are left as they are. */
 void ppo_whiten(float *x, const uint8_t *mask, int64_t n, bool keep_mean, ppo_whiten_eps eps);
 
+/* ==== group baselines (GRPO, RLOO) ====================================== */
+/* rewards (n_groups · G) hold G completions of each prompt, group by group.
+ *   [GRPO] Shao et al. 2024, DeepSeekMath §4.1.2 (outcome supervision):
+ *          A_i = (r_i - mean_g) / (std_g + 1e-4), std with Bessel's
+ *          correction (torch.std, as TRL); scale_std false gives Dr. GRPO's
+ *          A_i = r_i - mean_g (Liu et al. 2025, §3.2).
+ *   [RLOO] Ahmadian et al. 2024, eq. 5 (Kool et al. 2019):
+ *          A_i = r_i - (1/(G-1)) Σ_{j≠i} r_j  (G ≥ 2).
+ * ppo_group_advantages returns how many groups have all rewards equal
+ * (their advantages are 0): TRL's frac_reward_zero_std numerator. */
+int ppo_group_advantages(float *adv, const float *rewards, int n_groups, int G, bool scale_std);
+void ppo_rloo_advantages(float *adv, const float *rewards, int n_groups, int G);
+
+/* ==== token losses with aggregation (GRPO) ================================ */
+
+/* How per-token losses l_{b,t} of B sequences of len[b] tokens (T columns)
+ * become one number, L = Σ_b Σ_{t<len_b} w_{b,t} l_{b,t}:
+ *   PPO_AGG_SEQUENCE  w = 1 / (B · len_b)      mean over each sequence's tokens,
+ *                                              then over sequences (GRPO paper, TRL "grpo")
+ *   PPO_AGG_TOKEN     w = 1 / Σ_b len_b        mean over all tokens (DAPO, TRL "bnpo")
+ *   PPO_AGG_CONSTANT  w = 1 / (B · T)          a constant normaliser, T the most tokens
+ *                                              a completion may have (Dr. GRPO, TRL "dr_grpo")
+ *   PPO_AGG_SUM       w = 1 / B                the sequence's summed log-prob, mean over
+ *                                              sequences: REINFORCE on sequences (RLOO) */
+typedef enum ppo_loss_agg {
+    PPO_AGG_SEQUENCE,
+    PPO_AGG_TOKEN,
+    PPO_AGG_CONSTANT,
+    PPO_AGG_SUM,
+} ppo_loss_agg;
+
+/* w (B, T) as above; 0 on padding (t ≥ len[b]) and for rows with len 0. */
+void ppo_loss_weights(float *w, const int32_t *len, int B, int T, ppo_loss_agg agg);
+
+/* The GRPO per-token loss, with DAPO's separate clip bounds and the k3 KL
+ * to the reference ([GRPO] eq. 3; [KL] k3):
+ *   l = max(-A r, -A clip(r, 1 - ε_low, 1 + ε_high)) + β (e^{ref - logp} - (ref - logp) - 1),
+ *   r = e^{logp - old}
+ * over n tokens; writes l and, when dlogp is not NULL, ∂l/∂logp (0 in the
+ * clipped branch, as ppo_policy_loss_backward). */
+void ppo_clipped_token_loss(float *loss, float *dlogp, const float *logp, const float *old_logp,
+                            const float *ref_logp, const float *adv, int n, float eps_low,
+                            float eps_high, float beta);
+
 #endif

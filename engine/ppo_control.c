@@ -19,10 +19,14 @@
 
 static const char *const env_choices[] = {"CartPole-v1", "Acrobot-v1", NULL};
 static const char *const activation_choices[] = {"tanh", "relu", "gelu", NULL};
+static const char *const algorithm_choices[] = {"ppo", "a2c", NULL};
 
 #define F(name) offsetof(ppo_control_config, name)
 static const hparam_def ppo_control_defs[] = {
     {"env", HPARAM_CHOICE, F(env), 0, 0, 0, env_choices, "Environment (Gymnasium id)."},
+    {"algorithm", HPARAM_CHOICE, F(algorithm), 0, 0, 0, algorithm_choices,
+     "ppo, or a2c: one unclipped actor-critic step per rollout on the whole batch (update_epochs, "
+     "num_minibatches, clip_coef, clip_vloss and target_kl do not apply)."},
     {"seed", HPARAM_INT, F(seed), 1, 0, 4294967295.0, NULL,
      "Seeds environments, initialisation, sampling and shuffles."},
     {"total_steps", HPARAM_INT, F(total_steps), 100000, 1, 1e12, NULL,
@@ -67,6 +71,9 @@ static const hparam_def ppo_control_defs[] = {
      "Every this many updates, a checkpoint with the training state (optimizer, RNGs, "
      "environments) that can resume the run; 0 = only at the end. A stopped run's checkpoint "
      "can resume too."},
+    {"keep_best", HPARAM_BOOL, F(keep_best), 1, 0, 0, NULL,
+     "With evaluations: each greedy evaluation that beats the best so far emits the policy as a "
+     "weights-only checkpoint (metadata checkpoint_role best) and a best_policy event."},
 };
 #undef F
 
@@ -112,6 +119,9 @@ typedef struct ppo_run {
     int64_t update;     /* PPO updates done */
     int64_t evals;      /* greedy evaluations done (each seeds its envs by its index) */
     double eval_return; /* the last complete evaluation's mean return, NAN if none */
+    double best_return; /* the best complete evaluation's, NAN if none */
+    int64_t best_step;  /* global_step of that evaluation */
+    bool a2c;           /* algorithm a2c: one step on the whole batch, unclipped */
 } ppo_run;
 
 /* Carves aligned pieces out of one block; with base NULL it only measures. */
@@ -172,7 +182,12 @@ int ppo_control_validate(const ppo_control_config *cfg, char *err, size_t errlen
                  (long long)batch);
         return -1;
     }
-    if (batch % cfg->num_minibatches != 0 || batch / cfg->num_minibatches < 2) {
+    const bool a2c = strcmp(cfg->algorithm, "a2c") == 0;
+    if (a2c && batch < 2) {
+        snprintf(err, errlen, "hyperparameter 'num_steps': a2c needs num_envs x num_steps >= 2");
+        return -1;
+    }
+    if (!a2c && (batch % cfg->num_minibatches != 0 || batch / cfg->num_minibatches < 2)) {
         snprintf(err, errlen,
                  "hyperparameter 'num_minibatches': %lld must divide num_envs x num_steps = %lld "
                  "into minibatches of at least 2",
@@ -199,7 +214,8 @@ static int run_init(ppo_run *run, const ppo_control_config *cfg, char *err, size
     run->N = (int)cfg->num_envs;
     run->T = (int)cfg->num_steps;
     run->batch = run->N * run->T;
-    run->minibatch = run->batch / (int)cfg->num_minibatches;
+    run->a2c = strcmp(cfg->algorithm, "a2c") == 0;
+    run->minibatch = run->a2c ? run->batch : run->batch / (int)cfg->num_minibatches;
     run->obs_dim = run->spec->obs_dim;
     run->n_actions = run->spec->n_actions;
     ac_model_init(&run->model, run->obs_dim, run->n_actions, (int)cfg->hidden_size,
@@ -225,7 +241,7 @@ static int run_init(ppo_run *run, const ppo_control_config *cfg, char *err, size
     rng_seed(&run->policy_rng, (uint64_t)cfg->seed, 0xA0000002u);
     rng_seed(&run->shuffle_rng, (uint64_t)cfg->seed, 0xA0000003u);
     ac_model_init_params(&run->model, run->params, &init_rng);
-    run->eval_return = NAN;
+    run->eval_return = run->best_return = NAN;
     return 0;
 }
 
@@ -354,18 +370,29 @@ static int minibatch_step(ppo_run *run, float lr, update_stats *st) {
     }
     if (cfg->norm_adv) /* unbiased std, as torch.Tensor.std; eps 1e-8 as CleanRL */
         ppo_whiten(run->mb_adv, NULL, M, false, PPO_WHITEN_EPS_ON_STD);
-    const float pg_loss =
-        ppo_policy_loss_forward(run->mb_newlogp, run->mb_oldlogp, run->mb_adv, M, clip);
+    const bool clip_vloss = cfg->clip_vloss && !run->a2c;
+    float pg_loss = 0.0f;
+    if (run->a2c) {
+        double sum = 0.0;
+        for (int i = 0; i < M; i++)
+            sum -= (double)run->mb_adv[i] * run->mb_newlogp[i];
+        pg_loss = (float)(sum / M);
+    } else
+        pg_loss = ppo_policy_loss_forward(run->mb_newlogp, run->mb_oldlogp, run->mb_adv, M, clip);
     const float v_loss = ppo_value_loss_forward(acts->values, run->mb_oldvalues, run->mb_returns, M,
-                                                clip, cfg->clip_vloss);
+                                                clip, clip_vloss);
     const double loss = pg_loss - cfg->ent_coef * entropy / M + cfg->vf_coef * v_loss;
     if (!isfinite(loss))
         return -1;
 
     /* loss = pg - c_ent · mean(H) + c_v · v_loss, backpropagated to logits and values. */
     memset(run->mb_dnewlogp, 0, sizeof(float) * (size_t)M);
-    ppo_policy_loss_backward(run->mb_dnewlogp, run->mb_newlogp, run->mb_oldlogp, run->mb_adv, M,
-                             clip, 1.0f);
+    if (run->a2c)
+        for (int i = 0; i < M; i++)
+            run->mb_dnewlogp[i] = -run->mb_adv[i] / (float)M;
+    else
+        ppo_policy_loss_backward(run->mb_dnewlogp, run->mb_newlogp, run->mb_oldlogp, run->mb_adv, M,
+                                 clip, 1.0f);
     memset(run->mb_dlogp, 0, sizeof(float) * (size_t)M * (size_t)A);
     for (int i = 0; i < M; i++) {
         run->mb_dlogp[(int64_t)i * A + run->mb_actions[i]] = run->mb_dnewlogp[i];
@@ -377,7 +404,7 @@ static int minibatch_step(ppo_run *run, float lr, update_stats *st) {
                                  A);
     memset(acts->dvalues, 0, sizeof(float) * (size_t)M);
     ppo_value_loss_backward(acts->dvalues, acts->values, run->mb_oldvalues, run->mb_returns, M,
-                            clip, cfg->clip_vloss, (float)cfg->vf_coef);
+                            clip, clip_vloss, (float)cfg->vf_coef);
     const int64_t P = run->model.n_params;
     memset(run->grads, 0, sizeof(float) * (size_t)P);
     ac_backward(&run->model, run->params, run->grads, acts, run->mb_obs, M);
@@ -577,16 +604,30 @@ static int state_texts(const ppo_run *run, char *text[STATE_TEXTS]) {
 /* The policy as safetensors (policy_tensors' names, with the architecture in
  * the metadata); with_state adds what a resume restores: tensors and
  * metadata under "training_state.". */
-static int emit_checkpoint(const ppo_run *run, const train_sink *sink, bool with_state) {
+/* The policy (and with_state the training state, to resume) as a
+ * checkpoint through the sink; best marks it as the best-evaluated policy
+ * (weights only). */
+static int emit_checkpoint(const ppo_run *run, const train_sink *sink, bool with_state, bool best) {
     const ac_model *m = &run->model;
     checkpoint_names c;
     policy_tensors(run, &c);
     char hidden[24], layers[24], update[24], global_step[24], adam_t[24], evals[24], episodes[24],
-        eval_return[40];
+        eval_return[40], best_return[40], best_step[24], best_eval[40];
     snprintf(hidden, sizeof hidden, "%d", m->hidden_size);
     snprintf(layers, sizeof layers, "%d", m->hidden_layers);
+    const char *meta[32][2] = {{"format", "rlhfd.ppo_control.v1"},
+                               {"env", run->cfg->env},
+                               {"hidden_size", hidden},
+                               {"hidden_layers", layers},
+                               {"activation", run->cfg->activation},
+                               {"shared_trunk", m->shared_trunk ? "true" : "false"}};
+    int n_meta = 6;
     char *text[STATE_TEXTS] = {NULL};
-    if (with_state) {
+    if (best) {
+        snprintf(best_eval, sizeof best_eval, "%.17g", run->best_return);
+        meta[n_meta][0] = "checkpoint_role", meta[n_meta++][1] = "best";
+        meta[n_meta][0] = "eval_return", meta[n_meta++][1] = best_eval;
+    } else if (with_state) {
         state_tensors(run, &c);
         if (state_texts(run, text) != 0)
             return -1;
@@ -596,31 +637,30 @@ static int emit_checkpoint(const ppo_run *run, const train_sink *sink, bool with
         snprintf(evals, sizeof evals, "%lld", (long long)run->evals);
         snprintf(episodes, sizeof episodes, "%lld", (long long)run->episodes);
         snprintf(eval_return, sizeof eval_return, "%a", run->eval_return);
+        snprintf(best_return, sizeof best_return, "%a", run->best_return);
+        snprintf(best_step, sizeof best_step, "%lld", (long long)run->best_step);
+        const char *const state[][2] = {{"training_state.update", update},
+                                        {"training_state.global_step", global_step},
+                                        {"training_state.adam_t", adam_t},
+                                        {"training_state.evals", evals},
+                                        {"training_state.eval_return", eval_return},
+                                        {"training_state.best_return", best_return},
+                                        {"training_state.best_step", best_step},
+                                        {"training_state.episodes", episodes},
+                                        {"training_state.episode_window", text[7]},
+                                        {"training_state.policy_rng", text[1]},
+                                        {"training_state.shuffle_rng", text[2]},
+                                        {"training_state.env_rngs", text[3]},
+                                        {"training_state.env_states", text[4]},
+                                        {"training_state.env_elapsed", text[5]},
+                                        {"training_state.env_running_return", text[6]},
+                                        {"training_state.config", text[0]}};
+        for (size_t i = 0; i < sizeof state / sizeof state[0]; i++)
+            meta[n_meta][0] = state[i][0], meta[n_meta++][1] = state[i][1];
     }
-    const char *const meta[][2] = {{"format", "rlhfd.ppo_control.v1"},
-                                   {"env", run->cfg->env},
-                                   {"hidden_size", hidden},
-                                   {"hidden_layers", layers},
-                                   {"activation", run->cfg->activation},
-                                   {"shared_trunk", m->shared_trunk ? "true" : "false"},
-                                   /* the training state */
-                                   {"training_state.update", update},
-                                   {"training_state.global_step", global_step},
-                                   {"training_state.adam_t", adam_t},
-                                   {"training_state.evals", evals},
-                                   {"training_state.eval_return", eval_return},
-                                   {"training_state.episodes", episodes},
-                                   {"training_state.episode_window", text[7]},
-                                   {"training_state.policy_rng", text[1]},
-                                   {"training_state.shuffle_rng", text[2]},
-                                   {"training_state.env_rngs", text[3]},
-                                   {"training_state.env_states", text[4]},
-                                   {"training_state.env_elapsed", text[5]},
-                                   {"training_state.env_running_return", text[6]},
-                                   {"training_state.config", text[0]}};
-    const int n_meta = with_state ? (int)(sizeof meta / sizeof meta[0]) : 6;
     size_t n_bytes = 0;
-    void *bytes = safetensors_serialize(c.tensors, c.count, meta, n_meta, &n_bytes);
+    void *bytes =
+        safetensors_serialize(c.tensors, c.count, (const char *const(*)[2])meta, n_meta, &n_bytes);
     for (int i = 0; i < STATE_TEXTS; i++)
         free(text[i]);
     if (bytes == NULL)
@@ -681,6 +721,8 @@ static int restore_from(ppo_run *run, const safetensors_file *f, int64_t num_upd
     run->evals = train_state_meta_i64(f, "training_state.evals", &ok);
     run->episodes = train_state_meta_i64(f, "training_state.episodes", &ok);
     run->eval_return = train_state_meta_f64(f, "training_state.eval_return", &ok);
+    run->best_return = train_state_meta_f64(f, "training_state.best_return", &ok);
+    run->best_step = train_state_meta_i64(f, "training_state.best_step", &ok);
     double window[2 * EPISODE_WINDOW];
 #define META(key) safetensors_metadata_get(f, "training_state." key)
     ok = ok && train_state_parse_rngs(&run->policy_rng, 1, META("policy_rng")) == 0 &&
@@ -745,8 +787,11 @@ int ppo_control_train_resume(const ppo_control_config *cfg, const char *resume_c
         run_free(&run);
         return -1;
     }
-    ppo_control_result res = {
-        .eval_return = run.eval_return, .updates = run.update, .global_step = run.global_step};
+    ppo_control_result res = {.eval_return = run.eval_return,
+                              .updates = run.update,
+                              .global_step = run.global_step,
+                              .best_eval_return = run.best_return,
+                              .best_step = run.best_step};
     if (run.episodes > 0) {
         double len;
         episode_means(&run, &res.episodic_return, &len);
@@ -770,7 +815,8 @@ int ppo_control_train_resume(const ppo_control_config *cfg, const char *resume_c
                         (float)cfg->gae_lambda);
         update_stats st = {0};
         bool kl_stop = false;
-        for (int64_t epoch = 0; epoch < cfg->update_epochs && !kl_stop; epoch++) {
+        const int64_t epochs = run.a2c ? 1 : cfg->update_epochs;
+        for (int64_t epoch = 0; epoch < epochs && !kl_stop; epoch++) {
             rng_permutation(&run.shuffle_rng, run.perm, run.batch);
             for (int start_i = 0; start_i < run.batch; start_i += run.minibatch) {
                 gather_minibatch(&run, run.perm + start_i);
@@ -780,7 +826,7 @@ int ppo_control_train_resume(const ppo_control_config *cfg, const char *resume_c
                     goto done;
                 }
             }
-            kl_stop = cfg->target_kl > 0.0 && st.last_approx_kl > cfg->target_kl;
+            kl_stop = !run.a2c && cfg->target_kl > 0.0 && st.last_approx_kl > cfg->target_kl;
         }
         run.update = res.updates = update;
         res.global_step = run.global_step;
@@ -832,10 +878,31 @@ int ppo_control_train_resume(const ppo_control_config *cfg, const char *resume_c
                 m[k++] = (sink_metric){"eval_return", eval_return},
                 run.eval_return = res.eval_return = eval_return;
         }
+        const bool new_best =
+            !isnan(eval_return) && (isnan(run.best_return) || eval_return > run.best_return);
+        if (new_best) {
+            run.best_return = eval_return, run.best_step = run.global_step;
+            m[k++] = (sink_metric){"best_eval_return", eval_return};
+        }
         if (sink_metrics(sink, run.global_step, m, k) != 0) {
             snprintf(err, errlen, "the metrics sink failed");
             rc = -1;
             goto done;
+        }
+        if (new_best && cfg->keep_best) {
+            const sink_metric data[] = {{"global_step", (double)run.global_step},
+                                        {"eval_return", eval_return}};
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "best greedy evaluation so far: mean return %.1f at step %lld", eval_return,
+                     (long long)run.global_step);
+            if (emit_checkpoint(&run, sink, false, true) != 0 ||
+                sink_event(sink, SINK_LEVEL_INFO, "best_policy", msg, data, 2) != 0) {
+                snprintf(err, errlen, "writing the best policy at update %lld failed",
+                         (long long)update);
+                rc = -1;
+                goto done;
+            }
         }
         if (cfg->target_return != 0.0 && !isnan(eval_return) && eval_return >= cfg->target_return) {
             res.solved = true;
@@ -851,7 +918,8 @@ int ppo_control_train_resume(const ppo_control_config *cfg, const char *resume_c
             break;
         }
         if (cfg->checkpoint_interval > 0 && update < num_updates &&
-            update % cfg->checkpoint_interval == 0 && emit_checkpoint(&run, sink, true) != 0) {
+            update % cfg->checkpoint_interval == 0 &&
+            emit_checkpoint(&run, sink, true, false) != 0) {
             snprintf(err, errlen, "writing the checkpoint at update %lld failed",
                      (long long)update);
             rc = -1;
@@ -859,11 +927,12 @@ int ppo_control_train_resume(const ppo_control_config *cfg, const char *resume_c
         }
     }
     /* A stopped run keeps its state so it can resume; a finished one is weights only. */
-    if (emit_checkpoint(&run, sink, res.stopped) != 0) {
+    if (emit_checkpoint(&run, sink, res.stopped, false) != 0) {
         snprintf(err, errlen, "writing the checkpoint failed");
         rc = -1;
     }
 done:
+    res.best_eval_return = run.best_return, res.best_step = run.best_step;
     if (!res.solved)
         res.wall_s = now_s() - start;
     if (result)

@@ -8,6 +8,21 @@
  * Truncation (TimeLimit) is not termination: a truncated step bootstraps
  * from V(final observation) (Pardo et al. 2018), a terminated one from 0.
  * The math (GAE, the clipped losses, advantage normalisation) is ppo.h's.
+ *
+ * algorithm "a2c" is the synchronous advantage actor-critic baseline (Mnih
+ * et al. 2016, as Stable-Baselines3's A2C): one gradient step per rollout
+ * on the whole batch, policy loss -mean(A · log pi(a|s)), value loss
+ * 0.5 · mean((V - R)^2) unclipped, entropy bonus; update_epochs,
+ * num_minibatches, clip_coef, clip_vloss and target_kl do not apply. The
+ * optimizer stays Adam (SB3 uses RMSprop) so a study compares the
+ * objectives, not the optimizers. Pair it with A2C's own settings (SB3:
+ * num_steps 5, learning_rate 7e-4, gae_lambda 1, ent_coef 0, norm_adv off).
+ *
+ * With evaluations (eval_interval > 0) and keep_best, every greedy
+ * evaluation that beats the best so far emits the policy as a weights-only
+ * checkpoint (metadata checkpoint_role "best", eval_return) and a
+ * "best_policy" event, so the best-evaluated policy survives a run whose
+ * greedy return drifts down by the end.
  */
 #ifndef RLHF_PPO_CONTROL_H
 #define RLHF_PPO_CONTROL_H
@@ -21,6 +36,7 @@
 
 typedef struct ppo_control_config {
     char env[HPARAM_CHOICE_BYTES];
+    char algorithm[HPARAM_CHOICE_BYTES]; /* "ppo" | "a2c" */
     int64_t seed;
     int64_t total_steps;
     int64_t num_envs;
@@ -47,19 +63,22 @@ typedef struct ppo_control_config {
     int64_t eval_episodes;
     double target_return;
     int64_t checkpoint_interval;
+    bool keep_best;
 } ppo_control_config;
 
 extern const hparam_table ppo_control_hparams;
 
 typedef struct ppo_control_result {
-    int64_t global_step;    /* env steps taken */
-    int64_t updates;        /* PPO updates done */
-    double episodic_return; /* mean of the last 100 training episodes */
-    double eval_return;     /* last complete greedy evaluation, NAN if none */
-    bool solved;            /* target_return reached by a greedy evaluation */
-    int64_t solved_step;    /* global_step when it was */
-    double wall_s;          /* seconds from start to the end (or to solving) */
-    bool stopped;           /* the sink asked to stop */
+    int64_t global_step;     /* env steps taken */
+    int64_t updates;         /* PPO updates done */
+    double episodic_return;  /* mean of the last 100 training episodes */
+    double eval_return;      /* last complete greedy evaluation, NAN if none */
+    double best_eval_return; /* the best complete greedy evaluation, NAN if none */
+    int64_t best_step;       /* global_step of that evaluation */
+    bool solved;             /* target_return reached by a greedy evaluation */
+    int64_t solved_step;     /* global_step when it was */
+    double wall_s;           /* seconds from start to the end (or to solving) */
+    bool stopped;            /* the sink asked to stop */
 } ppo_control_result;
 
 /* Checks what the table's per-key ranges cannot: the env exists,

@@ -420,6 +420,7 @@ static int prepare_prompts(ppo_job *job, char *err, size_t errlen) {
         return -1;
     }
     job->P = 1;
+    int64_t n_cut = 0;
     for (int64_t i = 0; i < in->n_prompts; i++) {
         job->prompt_tokens[i] = malloc(sizeof(int32_t) * (size_t)cap);
         const int64_t n =
@@ -434,8 +435,14 @@ static int prepare_prompts(ppo_job *job, char *err, size_t errlen) {
         }
         job->prompt_len[i] = (int32_t)(n < cap ? n : cap); /* longer prompts keep their start */
         job->P = job->prompt_len[i] > job->P ? job->prompt_len[i] : job->P;
+        n_cut += n > cap;
     }
     job->S = job->P + N;
+    if (sink_warn_truncated(job->sink, "prompts", n_cut, in->n_prompts, "context - response_length",
+                            cap) != 0) {
+        snprintf(err, errlen, "cannot report the truncated prompts");
+        return -1;
+    }
     return 0;
 }
 

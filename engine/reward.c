@@ -143,7 +143,8 @@ typedef struct ranked_data {
     const ranking *rankings; /* in order */
     int64_t n;
     int32_t *ids;
-    int64_t *offset; /* (n · 9 + 1) start of sequence (ranking i, response k) at i·9 + k */
+    int64_t *offset;   /* (n · 9 + 1) start of sequence (ranking i, response k) at i·9 + k */
+    int64_t truncated; /* rankings with a response cut at the context */
 } ranked_data;
 
 static void ranked_free(ranked_data *d) {
@@ -165,7 +166,8 @@ static int ranked_build(ranked_data *d, const tokenizer *tok, bool special, cons
         return -1;
     }
     int64_t at = 0;
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; i < n; i++) {
+        bool cut = false;
         for (int k = 0; k < RANKING_MAX_K; k++) {
             d->offset[i * RANKING_MAX_K + k] = at;
             if (k >= rk[i].k)
@@ -178,8 +180,11 @@ static int ranked_build(ranked_data *d, const tokenizer *tok, bool special, cons
                 ranked_free(d);
                 return -1;
             }
+            cut |= len == cap && d->ids[at + len - 1] != tok->eot_id; /* the end did not fit */
             at += len;
         }
+        d->truncated += cut;
+    }
     d->offset[n * RANKING_MAX_K] = at;
     d->rankings = rk;
     d->n = n;
@@ -329,6 +334,7 @@ typedef struct norm_samples {
     int32_t *ids; /* (n, cap) prompt + response + EOT, right-padded */
     int32_t *len; /* (n) */
     int n, cap;
+    int n_cut; /* samples that hit norm_max_tokens (or the context) unfinished */
 } norm_samples;
 
 static int sample_policy(norm_samples *ns, const model *policy, const reward_config *cfg,
@@ -364,8 +370,10 @@ static int sample_policy(norm_samples *ns, const model *policy, const reward_con
         }
         memcpy(row + np, out, sizeof(int32_t) * (size_t)got);
         int64_t len = np + got;
-        if (got == 0 || out[got - 1] != in->tok->eot_id)
+        if (got == 0 || out[got - 1] != in->tok->eot_id) {
             row[len++] = in->tok->eot_id; /* score it as a finished answer */
+            ns->n_cut += got == max_new;
+        }
         ns->len[ns->n++] = (int32_t)len;
     }
     free(out);
@@ -440,7 +448,9 @@ int reward_session_init(reward_session **out, const reward_config *cfg, const re
     /* The SFT policy's samples, before training changes the shared trunk. */
     /* (rank 0's job alone: it normalises and writes the checkpoint) */
     if (dist_is_root(in->dist) && cfg->norm_samples > 0 &&
-        sample_policy(&s->ns, m, cfg, in, err, errlen) != 0)
+        (sample_policy(&s->ns, m, cfg, in, err, errlen) != 0 ||
+         sink_warn_truncated(sink, "normalisation samples", s->ns.n_cut, s->ns.n, "norm_max_tokens",
+                             cfg->norm_max_tokens) != 0))
         goto fail;
 
     /* Split: a seeded shuffle; the tail is held out unless eval rankings are given. */
@@ -458,7 +468,8 @@ int reward_session_init(reward_session **out, const reward_config *cfg, const re
     const int built =
         ranked_build(&s->all, in->tok, in->special, joined, n_all, context, err, errlen);
     s->all.rankings = joined; /* owned from here: freed with the session */
-    if (built != 0)
+    if (built != 0 || sink_warn_truncated(sink, "rankings (a response)", s->all.truncated, n_all,
+                                          "context", context) != 0)
         goto fail;
     rng_seed(&s->data_rng, (uint64_t)cfg->seed, 0xC0000003u);
     int64_t n_train = in->n_train, n_eval = in->eval ? in->n_eval : 0;

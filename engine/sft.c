@@ -223,7 +223,7 @@ static int data_build(sft_data *d, const tokenizer *tok, const struct chat_templ
             data_free(d);
             return -1;
         }
-        d->truncated += k == cap;
+        d->truncated += k == cap && d->ids[at + k - 1] != tok->eot_id; /* no room for the end */
         at += k;
     }
     d->offset[n] = at;
@@ -564,11 +564,10 @@ int sft_session_init(sft_session **out, const sft_config *cfg, const sft_inputs 
         data_build(&s->eval, in->tok, in->chat, eval_src, in->eval ? NULL : s->order + n_train,
                    n_eval, context, s->all_tokens, err, errlen))
         goto fail;
-    if (s->train.truncated > 0) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "%lld of %lld training examples were cut at the context of %lld",
-                 (long long)s->train.truncated, (long long)n_train, (long long)context);
-        sink_event(sink, SINK_LEVEL_WARN, "truncated", msg, NULL, 0);
+    if (sink_warn_truncated(sink, "training examples", s->train.truncated, n_train, "context",
+                            context) != 0) {
+        snprintf(err, errlen, "cannot report the truncated examples");
+        goto fail;
     }
     /* Samples continue the first held-out prompts (training ones without an eval set). */
     for (; s->n_shown < 2 && s->n_shown < (n_eval > 0 ? n_eval : n_train); s->n_shown++)

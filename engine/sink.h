@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum sink_level {
     SINK_LEVEL_INFO,
@@ -50,6 +51,22 @@ static inline int sink_event(const train_sink *sink, sink_level level, const cha
 static inline int sink_checkpoint(const train_sink *sink, int64_t step, const void *bytes,
                                   size_t n_bytes) {
     return sink && sink->checkpoint ? sink->checkpoint(sink->ctx, step, bytes, n_bytes) : 0;
+}
+
+/* The warning that n_cut of n_rows `what` ("training examples") were cut
+ * at limit_name = limit ("context", 96): a "truncated" event whose data
+ * are n_truncated, n_rows and limit_name. Nothing when n_cut is 0. Text
+ * that is cut trains on less than it says, so it is never silent. */
+static inline int sink_warn_truncated(const train_sink *sink, const char *what, int64_t n_cut,
+                                      int64_t n_rows, const char *limit_name, int64_t limit) {
+    if (n_cut <= 0)
+        return 0;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%lld of %lld %s were cut at %s %lld (raise it to keep them whole)",
+             (long long)n_cut, (long long)n_rows, what, limit_name, (long long)limit);
+    const sink_metric data[] = {
+        {"n_truncated", (double)n_cut}, {"n_rows", (double)n_rows}, {limit_name, (double)limit}};
+    return sink_event(sink, SINK_LEVEL_WARN, "truncated", msg, data, 3);
 }
 
 static inline bool sink_should_stop(const train_sink *sink) {

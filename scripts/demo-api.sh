@@ -86,8 +86,8 @@ echo "== the simulated annotator ranks $N_RANKINGS sets of 4 SFT samples, throug
 PROJECT=$(ctl --json projects create demo-rankings --k 4 | jq .id)
 # One line per ranking: the prompt, the K = 4 responses and their ranks
 # (tab-separated: rankings whose samples hold a tab, newline or backslash
-# are left out, and so are those with an empty sample, which rlhfd refuses
-# as a candidate), so each ranking costs three
+# are left out, and so are those with an empty sample, since `read` would
+# fold its empty field away), so each ranking costs three
 # processes: the comparison (admin), its candidate ids, the ranking
 # (annotator).
 n=0
@@ -108,8 +108,8 @@ while IFS=$'\t' read -r prompt r0 r1 r2 r3 ranks; do
     [ $((n % 100)) -eq 0 ] && echo "   $n rankings posted"
 done < <(jq -r 'select(all(.responses[]; length > 0 and (test("[\\t\\n\\r\\\\]") | not)))
     | [.prompt] + .responses + [.ranks | map(tostring) | join(" ")] | @tsv' "$OUT/rankings.jsonl")
-echo "   $n rankings posted ($(($(wc -l < "$OUT/rankings.jsonl") - n)) left out: an empty sample" \
-    "cannot be a candidate; one with a tab, newline or backslash would not survive the TSV)"
+echo "   $n rankings posted ($(($(wc -l < "$OUT/rankings.jsonl") - n)) left out: one with an empty" \
+    "sample, a tab, newline or backslash would not survive the TSV)"
 ctl projects show "$PROJECT"
 
 echo "== reward job on the project's rankings"
@@ -119,7 +119,7 @@ RM_JOB=$(ctl --json jobs submit reward --training-project "$PROJECT" --model "jo
 echo "== $N_UNRANKED comparisons of SFT samples left unranked, for you to rank"
 # The reward job above counts only rankings made before it was created, so
 # ranking these does not change what the demo measures. One whose sampling
-# fails (e.g. an empty sample) is left out, not fatal.
+# fails (e.g. no generation slot in time) is left out, not fatal.
 n_unranked=0
 while IFS= read -r prompt; do
     if ctl comparisons add "$PROJECT" --prompt "$prompt" --sample-from "$SFT_CKPT" --n 4 \
@@ -128,6 +128,11 @@ while IFS= read -r prompt; do
     fi
 done < <(jq -r .prompt "$OUT/prompts.jsonl" | head -n "$N_UNRANKED")
 echo "   $n_unranked posted to project $PROJECT (demo-rankings)"
+# What the server says waits for a person: the newest comparisons with no ranking.
+waiting() {
+    ctl --json comparisons list "$PROJECT" --limit "$((n_unranked > 0 ? n_unranked : 1))" \
+        | jq '[.data[] | select(.n_rankings == 0)] | length'
+}
 ctl jobs watch "$RM_JOB"
 
 echo "== ppo job"
@@ -166,12 +171,19 @@ tokens:     admin     $ADMIN
             viewer    $VIEWER
 jobs:       sft $SFT_JOB, reward $RM_JOB, ppo $PPO_JOB (rlhfctl --url $URL --token TOKEN jobs list)
 
-Your turn: $n_unranked comparisons of project $PROJECT (demo-rankings) wait unranked.
+EOF
+N_WAITING=$(waiting)
+if [ "$N_WAITING" -gt 0 ]; then
+    cat <<EOF
+Your turn: $N_WAITING comparisons of project $PROJECT (demo-rankings) wait unranked.
 Open $URL/, log in with the annotator token and rank them on the annotator page, or:
   rlhfctl --url $URL --token $ANNOTATOR comparisons next $PROJECT    (then: rlhfctl ... rank)
 The $n rankings above were the simulated annotator's; yours join the project for
 the next reward job (the demo's own reward job did not wait for them).
 EOF
+else
+    echo "No comparison waits for you: posting them failed (see $OUT/unranked.log)."
+fi
 if [ "${DEMO_STOP:-0}" = 1 ]; then
     stop
     echo "rlhfd stopped; its database is $DB"

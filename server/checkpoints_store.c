@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint_file.h"
 #include "job_json.h"
 
 const char checkpoints_store_page_sql[] =
@@ -22,29 +23,31 @@ json_t *checkpoints_store_json(sqlite3 *db, sqlite3_stmt *st, int64_t job_id) {
                      "created_at", (json_int_t)sqlite3_column_int64(st, 6));
 }
 
-int checkpoints_store_content(sqlite3 *db, int64_t id, checkpoint_content *out) {
+int checkpoints_store_content(sqlite3 *db, const char *data_dir, int64_t id,
+                              checkpoint_content *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
+    out->fd = -1;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT bytes, sha256, job_id, step FROM checkpoints WHERE id = ?1",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db,
+                           "SELECT sha256, job_id, step, size_bytes FROM checkpoints WHERE id = ?1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
         return -1;
+    }
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st);
-    int found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB ? 1
-                : rc == SQLITE_ROW || rc == SQLITE_DONE                       ? 0
-                                                                              : -1;
+    int found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
     if (found == 1) {
-        out->n_bytes = (size_t)sqlite3_column_bytes(st, 0);
-        out->bytes = malloc(out->n_bytes ? out->n_bytes : 1);
-        if (out->bytes == NULL)
-            found = -1;
-        else
-            memcpy(out->bytes, sqlite3_column_blob(st, 0), out->n_bytes);
-        snprintf(out->sha256, sizeof out->sha256, "%s", (const char *)sqlite3_column_text(st, 1));
-        out->job_id = sqlite3_column_int64(st, 2);
-        out->step = sqlite3_column_int64(st, 3);
+        snprintf(out->sha256, sizeof out->sha256, "%s", (const char *)sqlite3_column_text(st, 0));
+        out->job_id = sqlite3_column_int64(st, 1);
+        out->step = sqlite3_column_int64(st, 2);
+        out->n_bytes = (uint64_t)sqlite3_column_int64(st, 3);
+    } else if (found < 0) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
     }
     sqlite3_finalize(st);
+    if (found == 1 && (out->fd = checkpoint_file_open(db, data_dir, id, NULL, err, errlen)) < 0)
+        found = -1;
     return found;
 }
 
@@ -52,9 +55,9 @@ int checkpoints_store_origin(sqlite3 *db, int64_t id, bool by_job, checkpoint_or
     memset(out, 0, sizeof *out);
     const char *sql =
         by_job ? "SELECT type, status, (SELECT max(c.id) FROM checkpoints c WHERE c.job_id = "
-                 "jobs.id AND c.kind = 'final' AND c.bytes IS NOT NULL) FROM jobs WHERE id = ?1"
+                 "jobs.id AND c.kind = 'final') FROM jobs WHERE id = ?1"
                : "SELECT j.type, j.status, c.id FROM checkpoints c JOIN jobs j ON j.id = c.job_id "
-                 "WHERE c.id = ?1 AND c.bytes IS NOT NULL";
+                 "WHERE c.id = ?1";
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return -1;

@@ -17,17 +17,18 @@ extern const char checkpoints_store_page_sql[];
 /* A row of checkpoints_store_page_sql as the API's checkpoint object. */
 json_t *checkpoints_store_json(sqlite3 *db, sqlite3_stmt *st, int64_t job_id);
 
-/* A stored checkpoint's safetensors bytes, with what its download names. */
+/* A stored checkpoint's safetensors file, with what its download names. */
 typedef struct checkpoint_content {
-    void *bytes; /* malloc'd */
-    size_t n_bytes;
+    int fd; /* the file (the artifact store's, or a temporary copy of a row's blob) */
+    uint64_t n_bytes;
     char sha256[65];
     int64_t job_id, step;
 } checkpoint_content;
 
-/* Checkpoint id's bytes into out: 1 found, 0 no such checkpoint with
- * stored bytes, -1 error (or out of memory). */
-int checkpoints_store_content(sqlite3 *db, int64_t id, checkpoint_content *out);
+/* Opens checkpoint id's file into out: 1 found (close out->fd), 0 no such
+ * checkpoint, -1 error (err). */
+int checkpoints_store_content(sqlite3 *db, const char *data_dir, int64_t id,
+                              checkpoint_content *out, char *err, size_t errlen);
 
 /* Where a checkpoint comes from: its job's type and status. */
 typedef struct checkpoint_origin {
@@ -36,8 +37,8 @@ typedef struct checkpoint_origin {
     int64_t checkpoint_id; /* by job: the job's final checkpoint, 0 if none */
 } checkpoint_origin;
 
-/* by_job: job id's newest final checkpoint with bytes; else checkpoint id
- * (with bytes). 1 found (the job, or the checkpoint), 0 not, -1 error. */
+/* by_job: job id's newest final checkpoint; else checkpoint id. 1 found (the job, or the
+ * checkpoint), 0 not, -1 error. */
 int checkpoints_store_origin(sqlite3 *db, int64_t id, bool by_job, checkpoint_origin *out);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "artifact_store.h"
 #include "server.h"
 
 typedef struct option_def {
@@ -16,15 +17,21 @@ typedef struct option_def {
     int64_t dflt, min, max;
     const char *dflt_text;
     const char *doc;
+    bool list; /* repeatable: each value is added on its own line */
 } option_def;
 
 #define STR(field, dflt, doc)                                                                      \
     {                                                                                              \
 #field, false, offsetof(rlhfd_config, field), sizeof(((rlhfd_config *)0)->field), 0, 0, 0, \
-            dflt, doc                                                                              \
+            dflt, doc, false                                                                       \
+    }
+#define LIST(field, doc)                                                                           \
+    {                                                                                              \
+#field, false, offsetof(rlhfd_config, field), sizeof(((rlhfd_config *)0)->field), 0, 0, 0, \
+            "", doc, true                                                                          \
     }
 #define INT(field, dflt, lo, hi, doc)                                                              \
-    { #field, true, offsetof(rlhfd_config, field), 0, dflt, lo, hi, NULL, doc }
+    { #field, true, offsetof(rlhfd_config, field), 0, dflt, lo, hi, NULL, doc, false }
 
 static const option_def options[] = {
     STR(listen, "127.0.0.1:8080",
@@ -47,11 +54,30 @@ static const option_def options[] = {
     INT(model_cache, 2, 0, 64, "checkpoints kept loaded for /generate (least recently used out)"),
     INT(generate_slots, 2, 1, 64, "generations that run at once; others wait up to 30 s"),
     INT(http_threads, 4, 1, 256, "HTTP thread pool (epoll, keep-alive); streams do not hold one"),
+    INT(max_connections, 1000, 1, 100000,
+        "connections served at once; beyond them only /healthz and /readyz are answered "
+        "(others get 503 with Retry-After)"),
+    INT(max_connections_per_ip, 64, 1, 100000,
+        "connections served at once from one client address (beyond: 429 with Retry-After)"),
+    INT(spare_connections, 32, 1, 10000,
+        "connections held beyond those limits for health probes and 503/429 answers"),
+    INT(header_timeout_ms, 10000, 100, 600000,
+        "time to send a request line and headers (from connect or the previous reply)"),
+    INT(body_timeout_ms, 30000, 100, 3600000, "time to send each piece of a request body"),
+    INT(idle_timeout_s, 60, 1, 86400, "a connection with no traffic at all is closed"),
     INT(write_rate, 100, 0, 1000000, "writes per second per token (POST/DELETE; 0: unlimited)"),
     INT(write_burst, 200, 1, 1000000, "writes a token may send at once before write_rate applies"),
     STR(web_root, "", "directory of the built web client served at / (default: web/ beside rlhfd)"),
     STR(hostfile, "", "mpirun hostfile (this machine first) for jobs with ranks > 1"),
     STR(mpirun, "/usr/bin/mpirun", "the mpirun program that starts jobs with ranks > 1"),
+    STR(data_dir, "",
+        "the artifact store: checkpoints and model files by sha256 (default: DB_PATH.data)"),
+    LIST(model_root, "a directory POST /v1/models may register models from (repeatable)"),
+    INT(max_model_file_bytes, (int64_t)1 << 34, 1024, (int64_t)1 << 44,
+        "largest file of a model upload (streamed into the artifact store)"),
+    INT(artifact_grace_s, 3600, 0, 30 * 86400,
+        "unreferenced artifacts younger than this are not collected (a writer may be about to "
+        "reference them)"),
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -76,11 +102,14 @@ static int option_set(rlhfd_config *cfg, const option_def *o, const char *value,
                       char *err, size_t errlen) {
     char *field = (char *)cfg + o->offset;
     if (!o->is_int) {
-        if (strlen(value) >= o->bytes) {
+        const size_t used = o->list && field[0] ? strlen(field) + 1 : 0;
+        if (used + strlen(value) >= o->bytes || (o->list && strchr(value, '\n') != NULL)) {
             snprintf(err, errlen, "%s: value too long", where);
             return -1;
         }
-        snprintf(field, o->bytes, "%s", value);
+        if (used > 0)
+            field[used - 1] = '\n';
+        snprintf(field + used, o->bytes - used, "%s", value);
         return 0;
     }
     char *end;
@@ -146,7 +175,7 @@ void rlhfd_config_usage(FILE *out) {
             snprintf(dflt, sizeof dflt, "%lld", (long long)options[i].dflt);
         else
             snprintf(dflt, sizeof dflt, "%s", options[i].dflt_text);
-        fprintf(out, "  --%-18s %s (default %s)\n", flag, options[i].doc,
+        fprintf(out, "  --%-24s %s (default %s)\n", flag, options[i].doc,
                 dflt[0] ? dflt : "see text");
     }
 }
@@ -233,6 +262,8 @@ int rlhfd_config_load(rlhfd_config *cfg, rlhfd_command *cmd, int argc, char **ar
         beside_self("rlhf-train", cfg->train_bin, sizeof cfg->train_bin);
     if (cfg->web_root[0] == '\0')
         beside_self("web", cfg->web_root, sizeof cfg->web_root);
+    if (cfg->data_dir[0] == '\0')
+        artifact_store_default_dir(cfg->db_path, cfg->data_dir, sizeof cfg->data_dir);
     if (cmd->create_token_role != NULL && cmd->create_token_name == NULL) {
         snprintf(err, errlen, "--role goes with --create-token NAME");
         return -1;

@@ -47,7 +47,27 @@ typedef struct dataset_stored_row {
  * finalize with sqlite3_finalize. NULL / 0 on error. */
 sqlite3_stmt *datasets_store_rows_prepare(sqlite3 *db);
 int datasets_store_add_row(sqlite3_stmt *st, int64_t dataset_id, dataset_stored_row *row);
-/* Records n_rows for dataset id: 1 or 0 on error. */
-int datasets_store_set_n_rows(sqlite3 *db, int64_t id, int64_t n_rows);
+/* Records n_rows and the upload's size in bytes for dataset id: 1 or 0 on
+ * error. */
+int datasets_store_set_upload(sqlite3 *db, int64_t id, int64_t n_rows, int64_t bytes);
+
+/* ---- files (the OpenAI view of a dataset, routes_files.c) ----------------------- */
+
+/* The bytes of an upload are kept in pieces of at most this size. */
+enum { DATASETS_STORE_CONTENT_PIECE = 1 << 20 };
+/* Piece seq of dataset id's upload, in the caller's transaction: 1 or 0. */
+int datasets_store_add_content(sqlite3 *db, int64_t id, int64_t seq, const void *bytes, size_t n);
+/* Dataset id's upload as it came, into *bytes (malloc'd) and *n: 1 found, 0
+ * no such dataset, -1 error. A dataset without an upload has 0 bytes. */
+int datasets_store_content(sqlite3 *db, int64_t id, char **bytes, size_t *n);
+
+/* Sets the purpose of dataset id (a file's: "fine-tune"), in the caller's
+ * transaction: 1 or 0. */
+int datasets_store_set_purpose(sqlite3 *db, int64_t id, const char *purpose);
+
+/* The OpenAI file object (id "file-N") of a row of datasets_store_list (a
+ * db_row_json), or of dataset id (NULL with *found 0: none, -1: error). */
+json_t *datasets_store_file_json(sqlite3 *db, sqlite3_stmt *st, int64_t scope);
+json_t *datasets_store_load_file(sqlite3 *db, int64_t id, int *found);
 
 #endif

@@ -14,11 +14,11 @@ static int deferred_run(sqlite3 *db, void *ctx) {
     return !r->batch_rollback && r->deferred_resp != NULL && r->status < 300;
 }
 
-static void deferred_done(void *ctx, int committed) {
+static void deferred_done(void *ctx, db_failure failed) {
     request *r = ctx;
-    if (!committed || r->deferred_resp == NULL) {
+    if (failed != DB_FAILURE_NONE || r->deferred_resp == NULL) {
         r->in_batch = true; /* replace whatever it answered: nothing was stored */
-        http_reply_error(r, 500, "database_error", NULL, "the write could not be committed");
+        http_reply_db_failure(r, failed, "the write could not be committed");
         r->in_batch = false;
     }
     MHD_resume_connection(r->conn);

@@ -10,7 +10,8 @@
  * connection (it replies as usual: http_commit_reply stores the idempotent
  * answer without committing, an error reply rolls its changes back), and
  * its reply is sent after the batch's COMMIT (server/http.c queues it when
- * the connection resumes); a failed COMMIT turns it into 500.
+ * the connection resumes); a failed COMMIT turns it into
+ * http_reply_db_failure's answer (507 for a full disk, 503 for an I/O error).
  * r->write_ctx (free()d with the request) carries what write needs. Call
  * as the handler's last statement. */
 enum MHD_Result http_defer_write(request *r, enum MHD_Result (*write)(request *r));

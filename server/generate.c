@@ -10,7 +10,9 @@
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "checkpoint_file.h"
 #include "gpt2.h"
 #include "model.h"
 #include "rng.h"
@@ -108,29 +110,27 @@ typedef struct model_handle {
     const gpt2_model *m;
 } model_handle;
 
-/* Reads checkpoint id from the database into m (LM head only). 0, or -1
- * with e. */
+/* Reads checkpoint id (from the artifact store or its row) into m (LM head
+ * only). 0, or -1 with e. */
 static int load_checkpoint(sqlite3 *db, int64_t id, gpt2_model *m, generate_error *e) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT bytes FROM checkpoints WHERE id = ?1", -1, &st, NULL) !=
-        SQLITE_OK) {
-        http_error_set(e, 500, "database_error", NULL, "%s", sqlite3_errmsg(db));
+    char why[512], path[64];
+    bool found = false;
+    const int fd = checkpoint_file_open(db, G_cfg->data_dir, id, &found, why, sizeof why);
+    if (fd < 0) {
+        if (found)
+            http_error_set(e, 500, "artifact_unreadable", NULL, "%s", why);
+        else
+            http_error_set(e, 404, "checkpoint_not_found", NULL,
+                           "no checkpoint %lld with stored content", (long long)id);
         return -1;
     }
-    sqlite3_bind_int64(st, 1, id);
-    if (sqlite3_step(st) != SQLITE_ROW || sqlite3_column_type(st, 0) != SQLITE_BLOB) {
-        sqlite3_finalize(st);
-        http_error_set(e, 404, "checkpoint_not_found", NULL,
-                       "no checkpoint %lld with stored content", (long long)id);
-        return -1;
-    }
-    char why[256];
-    const int rc = model_open_bytes(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                                    NULL, m, NULL, why, sizeof why);
-    sqlite3_finalize(st);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    const int rc = model_open(path, NULL, m, NULL, why, sizeof why);
+    close(fd);
     if (rc != 0)
         http_error_set(e, 400, "invalid_checkpoint", NULL,
-                       "checkpoint %lld cannot be loaded as a GPT-2 model: %s", (long long)id, why);
+                       "checkpoint %lld cannot be loaded as a GPT-2 model: %.300s", (long long)id,
+                       why);
     return rc;
 }
 

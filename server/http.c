@@ -4,15 +4,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
+#include "conn_guard.h"
 #include "db.h"
 #include "idempotency.h"
 #include "prometheus.h"
 #include "ratelimit.h"
 #include "reply.h"
 #include "route_table.h"
+#include "routes.h"
 #include "token_cache.h"
 
 static int64_t monotonic_ms(void) {
@@ -21,10 +24,22 @@ static int64_t monotonic_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The token of "Authorization: Bearer <token>": the scheme in any case
+ * (RFC 9110 11.1), one or more spaces; NULL if absent or another scheme. */
+static const char *bearer_token(request *r) {
+    const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+    if (header == NULL || strncasecmp(header, "Bearer ", 7) != 0)
+        return NULL;
+    header += 7;
+    while (*header == ' ')
+        header++;
+    return *header != '\0' ? header : NULL;
+}
+
 /* 1: the caller may proceed; 0: answered with 401/403/500 in *replied. */
 static int authenticate(request *r, int roles, enum MHD_Result *replied) {
-    const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
-    if (header == NULL || strncmp(header, "Bearer ", 7) != 0 || header[7] == '\0') {
+    const char *token = bearer_token(r);
+    if (token == NULL) {
         *replied = http_reply_error(r, 401, "missing_api_key", NULL,
                                     "an API token is required: Authorization: Bearer <token>");
         return 0;
@@ -33,13 +48,13 @@ static int authenticate(request *r, int roles, enum MHD_Result *replied) {
      * acquires r->db, which the caller releases. */
     token_cache *cache = r->srv->token_cache;
     uint64_t generation = 0;
-    int found = cache != NULL && token_cache_get(cache, header + 7, &r->token, &generation);
+    int found = cache != NULL && token_cache_get(cache, token, &r->token, &generation);
     if (!found) {
         if (r->db == NULL)
             r->db = db_pool_acquire(&r->srv->pool);
-        found = auth_token_lookup(r->db, header + 7, &r->token);
+        found = auth_token_lookup(r->db, token, &r->token);
         if (found > 0 && cache != NULL)
-            token_cache_put(cache, header + 7, &r->token, generation);
+            token_cache_put(cache, token, &r->token, generation);
     }
     if (found <= 0) {
         *replied = found < 0
@@ -58,7 +73,10 @@ static int authenticate(request *r, int roles, enum MHD_Result *replied) {
 }
 
 static int64_t body_limit(const request *r) {
-    return r->route && r->route->upload ? r->srv->cfg.max_upload_bytes : r->srv->cfg.max_body_bytes;
+    if (r->route == NULL || r->route->upload == NULL)
+        return r->srv->cfg.max_body_bytes;
+    return r->route->upload->max_bytes ? r->route->upload->max_bytes(r)
+                                       : r->srv->cfg.max_upload_bytes;
 }
 
 static enum MHD_Result reply_too_large(request *r) {
@@ -66,10 +84,183 @@ static enum MHD_Result reply_too_large(request *r) {
                             "the request body is larger than %lld bytes", (long long)body_limit(r));
 }
 
-/* When the headers are in: route, auth, Idempotency-Key, declared size, and
- * a streaming route's begin. Answers at once on any failure, before the body
- * is read. */
+/* ---- strict HTTP ----------------------------------------------------------
+ * libmicrohttpd accepts what RFC 9112 lets a server refuse: two
+ * Content-Length headers (it reads the first), Transfer-Encoding beside
+ * Content-Length, any Transfer-Encoding (it then reads to the end), and it
+ * keeps strings NUL-terminated, so a NUL (raw, or %00 in the target) cuts a
+ * header value or the path short silently ("/healthz%00/../v1/tokens" was
+ * served as /healthz). What it passes on is checked here; every refusal
+ * closes the connection, since the framing of what follows is in doubt. */
+
+static bool is_tchar(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int hex_value(char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Why the raw request target (before libmicrohttpd decodes it) is refused,
+ * or NULL. libmicrohttpd has already cut the line at its last space and
+ * put a NUL there: the version must follow it, else a raw NUL cut the
+ * target short. */
+static const char *target_error(const char *uri) {
+    if (uri == NULL || uri[0] != '/')
+        return "the request target must be a path starting with '/'";
+    size_t n = strlen(uri);
+    if (strncmp(uri + n + 1, "HTTP/", 5) != 0)
+        return "the request line holds a NUL byte";
+    bool in_path = true;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)uri[i];
+        if (c <= ' ' || c >= 0x7f)
+            return "the request target holds a space, control or non-ASCII byte";
+        if (c == '?')
+            in_path = false;
+        if (c != '%')
+            continue;
+        int hi = hex_value(uri[i + 1]), lo = hi < 0 ? -1 : hex_value(uri[i + 2]);
+        if (hi < 0 || lo < 0)
+            return "the request target holds '%' not followed by two hex digits";
+        int decoded = hi * 16 + lo;
+        if (decoded == 0 || (in_path && (decoded < ' ' || decoded == 0x7f)))
+            return "the request target encodes a NUL or control character";
+        i += 2;
+    }
+    return NULL;
+}
+
+typedef struct header_scan {
+    const char *end;      /* of the request line and headers in MHD's buffer */
+    const char *prev_end; /* where the previous header's value ended */
+    const char *bad;      /* the first offending header's name */
+    const char *why;      /* what is wrong with it */
+    int content_length, transfer_encoding;
+    bool chunked;
+} header_scan;
+
+/* A header line sits in libmicrohttpd's read buffer as NAME\0 [spaces]
+ * VALUE\0\0 (CR and LF overwritten): between the end of a value and the
+ * next line only those one or two terminators may lie (the last header
+ * also has the blank line's). Anything else there is what a NUL hid. A
+ * folded (obs-fold) line is moved out of the buffer and fails this too,
+ * which RFC 9112 5.2 allows (400). Why the bytes from a value's end
+ * (from) to the next line or the end of the headers (to; at most `most`
+ * terminators) are refused, or NULL; *moved when to is nowhere near. */
+static const char *line_end_error(const char *from, const char *to, ptrdiff_t most, bool *moved) {
+    *moved = to < from || to - from > 4096;
+    if (*moved)
+        return "is folded over lines (obs-fold)";
+    if (to - from > most)
+        return "holds a NUL byte";
+    for (const char *p = from; p < to; p++)
+        if (*p != '\0')
+            return "holds a NUL byte";
+    return NULL;
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size) {
+    (void)kind;
+    header_scan *h = cls;
+    bool moved;
+    if (h->prev_end != NULL && (h->why = line_end_error(h->prev_end, key, 2, &moved)) != NULL) {
+        if (moved) /* this line was folded; else the previous one hid bytes behind a NUL */
+            h->bad = key;
+        return MHD_NO;
+    }
+    h->bad = key;
+    for (size_t i = 0; i < key_size; i++)
+        if (!is_tchar((unsigned char)key[i])) {
+            h->why = "has a name with a character other than a token's";
+            return MHD_NO;
+        }
+    for (size_t i = 0; i < value_size; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if ((c < ' ' && c != '\t') || c == 0x7f) {
+            h->why = "holds a control character";
+            return MHD_NO;
+        }
+    }
+    h->prev_end = value + value_size;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+        h->content_length++;
+    if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        h->transfer_encoding++;
+        h->chunked = strcasecmp(value, "chunked") == 0;
+    }
+    return MHD_YES;
+}
+
+/* 1 if the request line and headers are acceptable, else 0 with a 400 in
+ * *replied. */
+static int request_strict(request *r, enum MHD_Result *replied) {
+    if (r->uri_error != NULL) {
+        *replied = http_reply_error(r, 400, "invalid_request_target", NULL, "%s", r->uri_error);
+        return 0;
+    }
+    const union MHD_ConnectionInfo *size =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    header_scan h = {.end = size != NULL ? r->method + size->header_size : NULL};
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &h);
+    /* after the last header: its terminators and the blank line's */
+    bool moved;
+    if (h.why == NULL && h.prev_end != NULL)
+        h.why = h.end == NULL ? "cannot be checked" : line_end_error(h.prev_end, h.end, 4, &moved);
+    const char *param = h.bad;
+    if (h.why == NULL && h.content_length > 1)
+        h.why = "appears more than once", param = MHD_HTTP_HEADER_CONTENT_LENGTH;
+    else if (h.why == NULL && h.transfer_encoding > 0 && h.content_length > 0)
+        h.why = "comes with Content-Length", param = MHD_HTTP_HEADER_TRANSFER_ENCODING;
+    else if (h.why == NULL && h.transfer_encoding > 0 && (h.transfer_encoding > 1 || !h.chunked))
+        h.why = "must be exactly 'chunked'", param = MHD_HTTP_HEADER_TRANSFER_ENCODING;
+    if (h.why == NULL)
+        return 1;
+    *replied =
+        http_reply_error(r, 400, "invalid_header", param, "the header %.64s %s", param, h.why);
+    return 0;
+}
+
+static bool is_health_route(const http_route *route) {
+    return route->handler == route_healthz || route->handler == route_readyz;
+}
+
+/* 1 if the connection may make this request; else 0 with 503 (the server
+ * holds max_connections) or 429 (this address holds its share) in *replied.
+ * The health probes are always answered. */
+static int request_admitted(request *r, enum MHD_Result *replied) {
+    conn_admission a = conn_guard_admission(r->conn);
+    if (a == CONN_ADMISSION_ADMITTED || is_health_route(r->route))
+        return 1;
+    r->retry_after = CONN_GUARD_RETRY_AFTER_S;
+    *replied =
+        a == CONN_ADMISSION_OVER_IP
+            ? http_reply_error(r, 429, "too_many_connections", NULL,
+                               "this address holds %lld connections, as many as it may; "
+                               "retry after %d s",
+                               (long long)r->srv->cfg.max_connections_per_ip,
+                               CONN_GUARD_RETRY_AFTER_S)
+            : http_reply_error(r, 503, "too_many_connections", NULL,
+                               "the server holds %lld connections, as many as it may; "
+                               "retry after %d s",
+                               (long long)r->srv->cfg.max_connections, CONN_GUARD_RETRY_AFTER_S);
+    return 0;
+}
+
+/* When the headers are in: strict HTTP, route, connection admission, auth,
+ * Idempotency-Key, declared size, and a streaming route's begin. Answers at
+ * once on any failure, before the body is read. */
 static enum MHD_Result request_begin(request *r) {
+    enum MHD_Result replied = MHD_YES;
+    r->close_connection = true; /* until the request proves well framed */
+    if (!request_strict(r, &replied))
+        return replied;
+    r->close_connection = false;
     bool path_known;
     r->route = route_table_match(r->method, r->url, &r->path_id, &path_known);
     if (r->route == NULL)
@@ -77,9 +268,18 @@ static enum MHD_Result request_begin(request *r) {
                                              "%s is not allowed on %s", r->method, r->url)
                           : http_reply_error(r, 404, "unknown_route", NULL, "no route %s %s",
                                              r->method, r->url);
-    enum MHD_Result replied = MHD_YES;
+    if (r->path_id < 0)
+        return http_reply_error(r, 400, "invalid_value", "id",
+                                "the id in the path must be an integer in [1, %lld]",
+                                (long long)INT64_MAX);
+    if (!request_admitted(r, &replied)) {
+        r->close_connection = true;
+        return replied;
+    }
     const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl != NULL && strtoll(cl, NULL, 10) > body_limit(r)) {
+    int64_t declared;
+    if (cl != NULL &&
+        (!http_parse_int64(cl, strlen(cl), 0, INT64_MAX, &declared) || declared > body_limit(r))) {
         r->body_too_large = true;
         return reply_too_large(r);
     }
@@ -166,30 +366,43 @@ static int64_t monotonic_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void *http_request_start(void *cls, const char *uri, struct MHD_Connection *conn) {
+    static atomic_uint_fast64_t counter;
+    static uint32_t boot;
+    if (boot == 0 && getrandom(&boot, sizeof boot, 0) != sizeof boot)
+        boot = 1;
+    request *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL; /* http_handle refuses the request */
+    r->srv = cls;
+    r->conn = conn;
+    r->uri_error = target_error(uri);
+    r->started_us = monotonic_us();
+    sha256_init(&r->body_sha256);
+    snprintf(r->request_id, sizeof r->request_id, "req_%08x%08llx", boot,
+             (unsigned long long)atomic_fetch_add(&counter, 1));
+    return r;
+}
+
 enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,
                             const char *method, const char *version, const char *upload_data,
                             size_t *upload_data_size, void **con_cls) {
-    (void)version;
+    (void)cls, (void)version;
     request *r = *con_cls;
-    if (r == NULL) {
-        static atomic_uint_fast64_t counter;
-        static uint32_t boot;
-        if (boot == 0 && getrandom(&boot, sizeof boot, 0) != sizeof boot)
-            boot = 1;
-        if ((r = calloc(1, sizeof *r)) == NULL)
-            return MHD_NO;
-        r->srv = cls;
-        r->conn = conn;
+    if (r == NULL)
+        return MHD_NO; /* http_request_start ran out of memory */
+    if (!r->begun) {
+        r->begun = true;
         r->method = method;
         r->url = url;
-        r->started_us = monotonic_us();
-        sha256_init(&r->body_sha256);
-        snprintf(r->request_id, sizeof r->request_id, "req_%08x%08llx", boot,
-                 (unsigned long long)atomic_fetch_add(&counter, 1));
-        *con_cls = r;
-        return request_begin(r);
+        conn_guard_expect(conn, CONN_STAGE_BODY);
+        enum MHD_Result ret = request_begin(r);
+        if (r->answered)
+            conn_guard_expect(conn, CONN_STAGE_REPLY);
+        return ret;
     }
     if (*upload_data_size > 0) {
+        conn_guard_expect(conn, CONN_STAGE_BODY); /* each piece has its own deadline */
         request_body(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
@@ -204,17 +417,20 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
     }
     if (r->deferred)
         return MHD_YES; /* called again before the writer resumed it */
+    conn_guard_expect(conn, CONN_STAGE_REPLY);
     return r->answered ? MHD_YES : request_end(r);
 }
 
 void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                     enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)conn, (void)toe;
+    (void)cls, (void)toe;
+    conn_guard_expect(conn, CONN_STAGE_HEADERS); /* the next request on this connection */
     request *r = *con_cls;
     if (r == NULL)
         return;
-    prometheus_record_request(r->route ? (int)route_table_index(r->route) : -1, r->status,
-                              monotonic_us() - r->started_us);
+    if (r->status != 0) /* 0: libmicrohttpd answered (or dropped) it itself */
+        prometheus_record_request(r->route ? (int)route_table_index(r->route) : -1, r->status,
+                                  monotonic_us() - r->started_us);
     if (r->route && r->route->upload)
         r->route->upload->free(r);
     if (r->deferred_resp != NULL)

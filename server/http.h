@@ -25,6 +25,10 @@
 #include "request.h"
 #include "route_table.h"
 
+/* MHD_OPTION_URI_LOG_CALLBACK (cls: the server): a request begins with
+ * its raw target, before libmicrohttpd decodes it (strict checks in
+ * http.c); returns the request, which MHD hands to http_handle. */
+void *http_request_start(void *cls, const char *uri, struct MHD_Connection *conn);
 /* The MHD access handler and completion callback (cls: the server). */
 enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,
                             const char *method, const char *version, const char *upload_data,

@@ -39,7 +39,7 @@ int idempotency_replay(request *r, enum MHD_Result *replied) {
                            "SELECT request_sha256, status, response FROM idempotency_keys "
                            "WHERE token_id = ?1 AND key = ?2 AND created_at >= ?3",
                            -1, &st, NULL) != SQLITE_OK) {
-        *replied = http_reply_error(r, 500, "database_error", NULL, "%s", sqlite3_errmsg(r->db));
+        *replied = http_reply_db_error(r);
         return -1;
     }
     sqlite3_bind_int64(st, 1, r->token.id);
@@ -50,7 +50,7 @@ int idempotency_replay(request *r, enum MHD_Result *replied) {
         sqlite3_finalize(st);
         if (rc == SQLITE_DONE)
             return 0;
-        *replied = http_reply_error(r, 500, "database_error", NULL, "%s", sqlite3_errmsg(r->db));
+        *replied = http_reply_db_error(r);
         return -1;
     }
     char fingerprint[65];
@@ -115,5 +115,5 @@ enum MHD_Result http_commit_reply(request *r, unsigned status, json_t *body) {
     enum MHD_Result replied;
     if (stored == 0 && idempotency_replay(r, &replied) == 1)
         return replied; /* a concurrent request with this key won */
-    return http_reply_error(r, 500, "database_error", NULL, "the write could not be committed");
+    return http_reply_db_failure(r, db_failure_of(r->db), "the write could not be committed");
 }

@@ -7,12 +7,15 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "artifact_store.h"
 #include "auth.h"
+#include "conn_guard.h"
 #include "http.h"
 #include "park.h"
 #include "ratelimit.h"
@@ -77,6 +80,22 @@ static int parse_listen(const char *listen, struct sockaddr_storage *addr, char 
         snprintf(err, errlen, "--listen: '%s' has no IPv4 or IPv6 address", host);
     freeaddrinfo(found);
     return pick != NULL ? 0 : -1;
+}
+
+/* Every connection is a file descriptor: the soft limit (often 1024) is
+ * raised toward the hard one so that the connection limits, not EMFILE,
+ * decide; a warning if even the hard limit is too low. */
+static void raise_open_files(unsigned connections) {
+    struct rlimit lim;
+    const rlim_t wanted = (rlim_t)connections + 256; /* + database, pipes, workers */
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= wanted)
+        return;
+    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max >= wanted ? wanted : lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur < wanted)
+        fprintf(stderr,
+                "rlhfd: warning: at most %llu open files; --max-connections and "
+                "--spare-connections want %llu\n",
+                (unsigned long long)lim.rlim_cur, (unsigned long long)wanted);
 }
 
 static int stop_pipe[2];
@@ -157,7 +176,17 @@ int main(int argc, char **argv) {
         sqlite3_close(db);
         return rc;
     }
+    /* The artifact store: what a crash left unreferenced goes now (and
+     * periodically, scheduler.c). */
+    int64_t collected = artifact_store_init(srv.cfg.data_dir, err, sizeof err) == 0
+                            ? artifact_store_collect(db, srv.cfg.data_dir, srv.cfg.artifact_grace_s,
+                                                     err, sizeof err)
+                            : -1;
     sqlite3_close(db);
+    if (collected < 0) {
+        fprintf(stderr, "rlhfd: %s\n", err);
+        return 1;
+    }
 
     /* SIGTERM/SIGINT only write a byte to a pipe that main reads: a
      * handler, not a blocked mask plus sigwait, because libraries (OpenBLAS)
@@ -178,9 +207,11 @@ int main(int argc, char **argv) {
         (srv.rate_limiter = rate_limiter_new(srv.cfg.write_rate, srv.cfg.write_burst)) == NULL ||
         (srv.token_cache = token_cache_new()) == NULL ||
         (srv.series_cache = series_cache_new(SERIES_CACHE_BYTES)) == NULL ||
+        (srv.conn_guard = conn_guard_start(&srv.cfg, err, sizeof err)) == NULL ||
         (srv.scheduler = scheduler_start(&srv.cfg, err, sizeof err)) == NULL) {
         bool out_of_memory =
             srv.writer && (!srv.rate_limiter || !srv.token_cache || !srv.series_cache);
+        conn_guard_stop(srv.conn_guard);
         fprintf(stderr, "rlhfd: %s\n", out_of_memory ? "out of memory" : err);
         return 1;
     }
@@ -190,16 +221,26 @@ int main(int argc, char **argv) {
      * group commit suspended (server/writer.h); other handlers do short
      * SQLite work on pooled connections. */
     const bool ipv6 = addr.ss_family == AF_INET6;
+    const unsigned connection_limit = conn_guard_mhd_limit(&srv.cfg);
+    raise_open_files(connection_limit);
+    /* Connections are counted and given deadlines by the guard
+     * (server/conn_guard.h), which answers what is over the limits itself;
+     * libmicrohttpd's own limit is only a backstop above it, and its timeout
+     * closes connections with no traffic at all. A request begins in
+     * http_request_start, which sees the raw request target. */
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
             (ipv6 ? MHD_USE_IPv6 : 0),
         0, NULL, NULL, http_handle, &srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv.cfg.http_threads,
-        MHD_OPTION_NOTIFY_COMPLETED, http_completed, &srv, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)60, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, http_completed, &srv, MHD_OPTION_URI_LOG_CALLBACK,
+        http_request_start, &srv, MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, srv.conn_guard,
+        MHD_OPTION_CONNECTION_LIMIT, connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)srv.cfg.idle_timeout_s, MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "rlhfd: cannot listen on %s\n", srv.cfg.listen);
         scheduler_stop(srv.scheduler, 0);
+        conn_guard_stop(srv.conn_guard);
         park_stop(srv.park);
         writer_stop(srv.writer);
         writer_free(srv.writer);
@@ -238,6 +279,7 @@ int main(int argc, char **argv) {
     MHD_stop_daemon(d);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
+    conn_guard_stop(srv.conn_guard);
     writer_free(srv.writer);
     rate_limiter_free(srv.rate_limiter);
     token_cache_free(srv.token_cache);

@@ -14,6 +14,8 @@ enum MHD_Result http_queue(request *r, unsigned status, struct MHD_Response *res
         snprintf(seconds, sizeof seconds, "%lld", (long long)r->retry_after);
         MHD_add_response_header(resp, "Retry-After", seconds);
     }
+    if (r->close_connection)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     r->status = status;
     if (r->in_batch) { /* the writer's thread: held until the connection resumes */
         if (r->deferred_resp != NULL)
@@ -76,11 +78,9 @@ static const char *error_type(unsigned status) {
     }
 }
 
-static enum MHD_Result reply_error_v(request *r, unsigned status, const char *code,
-                                     const char *param, json_t *extra, const char *fmt,
-                                     va_list ap) {
-    char message[1024];
-    vsnprintf(message, sizeof message, fmt, ap);
+/* {"error": {message, type, param, code}} of message (cleaned to UTF-8). */
+static json_t *error_object(unsigned status, const char *code, const char *param,
+                            const char *message) {
     /* A reply must be valid UTF-8 (json_pack refuses anything else): the
      * message may quote request bytes (jansson's parse errors do) or be cut
      * inside a character by the buffer. */
@@ -91,10 +91,37 @@ static enum MHD_Result reply_error_v(request *r, unsigned status, const char *co
                             "type", error_type(status), "param", clean_param, "code", code);
     free(clean);
     free(clean_param);
+    return err;
+}
+
+static enum MHD_Result reply_error_v(request *r, unsigned status, const char *code,
+                                     const char *param, json_t *extra, const char *fmt,
+                                     va_list ap) {
+    char message[1024];
+    vsnprintf(message, sizeof message, fmt, ap);
+    json_t *err = error_object(status, code, param, message);
     if (extra != NULL)
         json_object_update(err, extra);
     json_decref(extra);
     return http_reply_json(r, status, json_pack("{s:o}", "error", err));
+}
+
+int http_error_response_text(char *out, size_t len, unsigned status, const char *reason,
+                             const char *code, const char *message, int64_t retry_after) {
+    json_t *body = json_pack("{s:o}", "error", error_object(status, code, NULL, message));
+    char *text = body ? json_dumps(body, HTTP_JSON_DUMP_FLAGS) : NULL;
+    json_decref(body);
+    if (text == NULL)
+        return -1;
+    char retry[48] = "";
+    if (retry_after > 0)
+        snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", (long long)retry_after);
+    int n = snprintf(out, len,
+                     "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
+                     status, reason, strlen(text) + 1, retry, text);
+    free(text);
+    return n > 0 && (size_t)n < len ? n : -1;
 }
 
 enum MHD_Result http_reply_error(request *r, unsigned status, const char *code, const char *param,
@@ -131,9 +158,28 @@ enum MHD_Result http_reply_http_error(request *r, const http_error *e) {
     return http_reply_error(r, e->status, e->code, e->param[0] ? e->param : NULL, "%s", e->message);
 }
 
+enum MHD_Result http_reply_db_failure(request *r, db_failure failure, const char *detail) {
+    static const struct {
+        unsigned status;
+        const char *code, *what, *then;
+        int64_t retry_after_s;
+    } storage[] = {
+        [DB_FAILURE_NO_SPACE] = {507, "insufficient_storage", "the database's disk is full",
+                                 "retry once space is freed", HTTP_RETRY_AFTER_NO_SPACE_S},
+        [DB_FAILURE_IO] = {503, "database_unavailable", "the database cannot be written right now",
+                           "retry later", HTTP_RETRY_AFTER_DB_IO_S},
+    };
+    const char *why = detail ? detail : "the write could not be committed";
+    if (!db_failure_is_storage(failure))
+        return http_reply_error(r, 500, "database_error", NULL, "database error: %s", why);
+    r->retry_after = storage[failure].retry_after_s;
+    return http_reply_error(r, storage[failure].status, storage[failure].code, NULL,
+                            "%s (%s); nothing of this request was stored: %s",
+                            storage[failure].what, why, storage[failure].then);
+}
+
 enum MHD_Result http_reply_db_error(request *r) {
-    return http_reply_error(r, 500, "database_error", NULL, "database error: %s",
-                            sqlite3_errmsg(r->db));
+    return http_reply_db_failure(r, db_failure_of(r->db), sqlite3_errmsg(r->db));
 }
 
 enum MHD_Result http_reply_not_found(request *r, const char *what, int found) {

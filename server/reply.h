@@ -35,6 +35,13 @@ enum MHD_Result http_reply_json_text(request *r, unsigned status, char *text, si
  * newline: one is added); replayed adds Idempotent-Replayed: true. */
 enum MHD_Result http_reply_dumped(request *r, unsigned status, char *text, bool replayed);
 
+/* A whole HTTP/1.1 response (status line, headers with Connection: close
+ * and Retry-After when retry_after > 0, and the JSON error body) into out,
+ * for answers written to a socket outside libmicrohttpd (conn_guard.h).
+ * Its length, or -1 if it does not fit. */
+int http_error_response_text(char *out, size_t len, unsigned status, const char *reason,
+                             const char *code, const char *message, int64_t retry_after);
+
 /* Replies {"error": {message, type, param, code}}; param may be NULL. The
  * type follows from the status (400 invalid_request_error, 401
  * authentication_error, 403 permission_error, 404 not_found_error, 409
@@ -47,7 +54,19 @@ enum MHD_Result http_reply_error(request *r, unsigned status, const char *code, 
 enum MHD_Result http_reply_error_with(request *r, unsigned status, const char *code,
                                       const char *param, json_t *extra, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
-/* 500 database_error with SQLite's message for r->db. */
+/* Seconds a client is told to wait (Retry-After) before it retries a
+ * write refused because the disk is full (507) or the database cannot be
+ * written right now (503). */
+#define HTTP_RETRY_AFTER_NO_SPACE_S 30
+#define HTTP_RETRY_AFTER_DB_IO_S    5
+
+/* A database failure (common/db.h) as the client should see it, detail
+ * (may be NULL) naming what failed: DB_FAILURE_NO_SPACE 507
+ * insufficient_storage, DB_FAILURE_IO 503 database_unavailable, both with
+ * Retry-After and saying nothing of the request was stored; anything else
+ * 500 database_error. */
+enum MHD_Result http_reply_db_failure(request *r, db_failure failure, const char *detail);
+/* http_reply_db_failure for r->db's failure (db_failure_of) with SQLite's message. */
 enum MHD_Result http_reply_db_error(request *r);
 /* What a lookup of r's {id} found short of a row: 404 <what>_not_found
  * ("no <what> <id>") when found is 0, the database error when it is < 0. */

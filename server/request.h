@@ -32,12 +32,15 @@ typedef struct request {
     sha256_ctx body_sha256;
     bool body_too_large;
     bool answered;               /* a response is queued */
+    bool begun;                  /* request_begin ran (the headers are in) */
     auth_token token;            /* who called (routes with a role) */
     int64_t path_id;             /* the {id} of the route, if it has one */
     sqlite3 *db;                 /* a pooled connection for the handler */
     const char *idempotency_key; /* the Idempotency-Key header of a creating route */
     void *upload;                /* a streaming route's state (http_upload) */
-    int64_t retry_after;         /* > 0: a Retry-After header on the reply (429) */
+    int64_t retry_after;         /* > 0: a Retry-After header on the reply (429, 503) */
+    bool close_connection;       /* Connection: close on the reply */
+    const char *uri_error;       /* why the raw request target was refused (http.c) */
     /* Group commit (http_defer_write): the write part runs on the writer's
      * thread, whose replies are held here until the connection resumes. */
     bool deferred;                      /* handed to the writer; r->db is not ours */
@@ -58,6 +61,8 @@ typedef struct http_upload {
     int (*begin)(request *r, enum MHD_Result *replied);
     void (*data)(request *r, const char *bytes, size_t n);
     void (*free)(request *r);
+    /* The largest body the route takes (NULL: max_upload_bytes). */
+    int64_t (*max_bytes)(const request *r);
 } http_upload;
 
 #endif

@@ -27,12 +27,36 @@ static const http_route routes[] = {
     {"GET", "/v1/jobs/{id}/checkpoints", READERS, route_jobs_checkpoints, false, NULL},
     {"GET", "/v1/checkpoints/{id}/content", READERS, route_checkpoints_content, false, NULL},
     {"POST", "/v1/checkpoints/{id}/generate", READERS, route_checkpoints_generate, false, NULL},
+    {"POST", "/v1/graders/run", READERS, route_graders_run, false, NULL},
     {"POST", "/v1/datasets", AUTH_ROLE_ADMIN, route_datasets_create, CREATES, NULL},
     {"GET", "/v1/datasets", READERS, route_datasets_list, false, NULL},
     {"GET", "/v1/datasets/{id}", READERS, route_datasets_get, false, NULL},
     {"DELETE", "/v1/datasets/{id}", AUTH_ROLE_ADMIN, route_datasets_delete, false, NULL},
     {"POST", "/v1/datasets/{id}/upload", AUTH_ROLE_ADMIN, route_datasets_upload, CREATES,
      &route_datasets_upload_stream},
+    {"GET", "/v1/checkpoints/{id}/hf.tar", READERS, route_checkpoints_hf_tar, false, NULL},
+    {"POST", "/v1/models", AUTH_ROLE_ADMIN, route_models_create, CREATES, NULL},
+    {"GET", "/v1/models", READERS, route_models_list, false, NULL},
+    {"GET", "/v1/models/{name}", READERS, route_models_get, false, NULL},
+    {"DELETE", "/v1/models/{name}", AUTH_ROLE_ADMIN, route_models_delete, false, NULL},
+    {"POST", "/v1/models/{name}/files/{name}", AUTH_ROLE_ADMIN, route_models_file_upload, false,
+     &route_models_file_upload_stream},
+    {"POST", "/v1/models/{name}/complete", AUTH_ROLE_ADMIN, route_models_complete, false, NULL},
+
+    {"POST", "/v1/files", AUTH_ROLE_ADMIN, route_files_create, CREATES, &route_files_create_stream},
+    {"GET", "/v1/files", READERS, route_files_list, false, NULL},
+    {"GET", "/v1/files/file-{id}", READERS, route_files_get, false, NULL},
+    {"DELETE", "/v1/files/file-{id}", AUTH_ROLE_ADMIN, route_files_delete, false, NULL},
+    {"GET", "/v1/files/file-{id}/content", READERS, route_files_content, false, NULL},
+    {"POST", "/v1/fine_tuning/jobs", AUTH_ROLE_ADMIN, route_fine_tuning_create, CREATES, NULL},
+    {"GET", "/v1/fine_tuning/jobs", READERS, route_fine_tuning_list, false, NULL},
+    {"GET", "/v1/fine_tuning/jobs/ftjob-{id}", READERS, route_fine_tuning_get, false, NULL},
+    {"POST", "/v1/fine_tuning/jobs/ftjob-{id}/cancel", AUTH_ROLE_ADMIN, route_fine_tuning_cancel,
+     false, NULL},
+    {"GET", "/v1/fine_tuning/jobs/ftjob-{id}/events", READERS, route_fine_tuning_events, false,
+     NULL},
+    {"GET", "/v1/fine_tuning/jobs/ftjob-{id}/checkpoints", READERS, route_fine_tuning_checkpoints,
+     false, NULL},
     {"POST", "/v1/projects", AUTH_ROLE_ADMIN, route_projects_create, CREATES, NULL},
     {"GET", "/v1/projects", EVERYONE, route_projects_list, false, NULL},
     {"GET", "/v1/projects/{id}", EVERYONE, route_projects_get, false, NULL},
@@ -67,20 +91,35 @@ int http_route_roles(size_t i) {
     return routes[i].roles;
 }
 
-/* Matches url against pattern; *id receives a {id} segment. */
+/* A {name} segment: a model or file name (the handler reads it from the
+ * URL and checks it further). */
+static bool name_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == ':';
+}
+
+/* Matches url against pattern; *id receives a {id} segment, or -1 when
+ * its digits are beyond int64 (the caller refuses it: 400, never clamped). */
 static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
     while (*pattern && *url) {
         if (strcmp(pattern, "{path}") == 0)
             return true; /* a final {path}: the rest, checked by its handler */
+        if (strncmp(pattern, "{name}", 6) == 0) {
+            const char *start = url;
+            while (name_char(*url))
+                url++;
+            if (url == start || (*url != '/' && *url != '\0'))
+                return false;
+            pattern += 6;
+            continue;
+        }
         if (strncmp(pattern, "{id}", 4) == 0) {
-            char *end;
-            if (*url < '1' || *url > '9')
+            size_t n = strcspn(url, "/");
+            if (*url < '1' || *url > '9' || strspn(url, "0123456789") != n)
                 return false;
-            long long v = strtoll(url, &end, 10);
-            if (v <= 0 || (*end != '/' && *end != '\0'))
-                return false;
-            *id = v;
-            pattern += 4, url = end;
+            if (!http_parse_int64(url, n, 1, INT64_MAX, id))
+                *id = -1;
+            pattern += 4, url += n;
         } else if (*pattern++ != *url++) {
             return false;
         }

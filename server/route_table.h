@@ -21,7 +21,8 @@ typedef struct http_route {
     const http_upload *upload; /* streams its body (NULL: held whole) */
 } http_route;
 
-/* The route for method and url (*id receives its {id}), or NULL; then
+/* The route for method and url (*id receives its {id}, or -1 when its
+ * digits are beyond int64: refuse, never clamp), or NULL; then
  * *path_known tells whether another method has the path (405, not 404). */
 const http_route *route_table_match(const char *method, const char *url, int64_t *id,
                                     bool *path_known);

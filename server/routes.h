@@ -4,8 +4,11 @@
  * file per resource: routes_health.c, routes_tokens.c, routes_jobs.c (jobs),
  * routes_job_events.c (a job's events, metrics and stream),
  * routes_checkpoints.c (checkpoints, their content and generate),
- * routes_datasets.c, routes_projects.c, routes_comparisons.c,
- * routes_rankings.c, routes_agreement.c, static.c. */
+ * routes_datasets.c, routes_files.c and routes_fine_tuning.c (the
+ * OpenAI-compatible files and fine-tuning jobs), routes_projects.c,
+ * routes_comparisons.c, routes_rankings.c, routes_agreement.c,
+ * routes_models.c (base models, fine-tuned model ids, a checkpoint as a
+ * Hugging Face directory), static.c. */
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
 
@@ -34,13 +37,41 @@ enum MHD_Result route_jobs_stream(request *r);
 enum MHD_Result route_jobs_checkpoints(request *r);
 enum MHD_Result route_checkpoints_content(request *r);
 enum MHD_Result route_checkpoints_generate(request *r);
+enum MHD_Result route_graders_run(request *r);
+
+enum MHD_Result route_models_create(request *r);
+enum MHD_Result route_models_list(request *r);
+enum MHD_Result route_models_get(request *r);
+enum MHD_Result route_models_delete(request *r);
+enum MHD_Result route_models_file_upload(request *r);
+extern const http_upload route_models_file_upload_stream;
+enum MHD_Result route_models_complete(request *r);
+enum MHD_Result route_checkpoints_hf_tar(request *r);
 
 enum MHD_Result route_datasets_create(request *r);
 enum MHD_Result route_datasets_list(request *r);
 enum MHD_Result route_datasets_get(request *r);
 enum MHD_Result route_datasets_delete(request *r);
 enum MHD_Result route_datasets_upload(request *r);
+/* DELETE of dataset r->path_id and its rows unless a job names it; as_file:
+ * in the words of /v1/files (file_not_found, file_in_use, {id: "file-N",
+ * object: "file", deleted}). */
+enum MHD_Result datasets_delete(request *r, bool as_file);
 extern const http_upload route_datasets_upload_stream;
+
+/* routes_files.c, routes_fine_tuning.c: the OpenAI-compatible surface. */
+enum MHD_Result route_files_create(request *r);
+extern const http_upload route_files_create_stream;
+enum MHD_Result route_files_list(request *r);
+enum MHD_Result route_files_get(request *r);
+enum MHD_Result route_files_delete(request *r);
+enum MHD_Result route_files_content(request *r);
+enum MHD_Result route_fine_tuning_create(request *r);
+enum MHD_Result route_fine_tuning_list(request *r);
+enum MHD_Result route_fine_tuning_get(request *r);
+enum MHD_Result route_fine_tuning_cancel(request *r);
+enum MHD_Result route_fine_tuning_events(request *r);
+enum MHD_Result route_fine_tuning_checkpoints(request *r);
 
 enum MHD_Result route_projects_create(request *r);
 enum MHD_Result route_projects_list(request *r);

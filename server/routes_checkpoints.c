@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checkpoints_store.h"
 #include "generate.h"
@@ -30,16 +31,19 @@ enum MHD_Result route_jobs_checkpoints(request *r) {
 
 enum MHD_Result route_checkpoints_content(request *r) {
     checkpoint_content c;
-    int found = checkpoints_store_content(r->db, r->path_id, &c);
+    char err[512];
+    int found =
+        checkpoints_store_content(r->db, r->srv->cfg.data_dir, r->path_id, &c, err, sizeof err);
     if (found < 0)
-        return http_reply_db_error(r);
+        return http_reply_error(r, 500, "artifact_unreadable", NULL, "checkpoint %lld: %s",
+                                (long long)r->path_id, err);
     if (found == 0)
         return http_reply_error(r, 404, "checkpoint_not_found", NULL,
                                 "no checkpoint %lld with stored content", (long long)r->path_id);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(c.n_bytes, c.bytes, MHD_RESPMEM_MUST_FREE);
+    /* streamed from the file; MHD closes it */
+    struct MHD_Response *resp = MHD_create_response_from_fd64(c.n_bytes, c.fd);
     if (resp == NULL) {
-        free(c.bytes);
+        close(c.fd);
         return MHD_NO;
     }
     char disposition[128];

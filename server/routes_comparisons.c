@@ -7,6 +7,7 @@
  * Candidates are given, or sampled by the server from a checkpoint
  * (generate.h).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +45,9 @@ static int check_candidate(sqlite3 *db, const json_t *cand, size_t i, const char
     const char *source = source_v ? json_string_value(source_v) : "provided";
     json_t *ck = json_object_get(cand, "checkpoint_id");
     *checkpoint_id = 0;
-    if (*text == NULL || (*text)[0] == '\0') {
+    if (*text == NULL) { /* empty is a candidate: see SAMPLE_EMPTY_RETRIES */
         snprintf(param + at, sizeof param - at, ".text");
-        return http_error_set(e, 400, "invalid_value", param, "%s must be a non-empty string",
-                              param);
+        return http_error_set(e, 400, "invalid_value", param, "%s must be a string", param);
     }
     if (source == NULL || (strcmp(source, "provided") != 0 && strcmp(source, "checkpoint") != 0)) {
         snprintf(param + at, sizeof param - at, ".source");
@@ -67,6 +67,46 @@ static int check_candidate(sqlite3 *db, const json_t *cand, size_t i, const char
         if (found == 0)
             return http_error_set(e, 400, "checkpoint_not_found", param, "no checkpoint %lld",
                                   (long long)*checkpoint_id);
+    }
+    return 1;
+}
+
+/* An empty sample: a completion with nothing but whitespace in it (the
+ * model ended at once, or said only spaces and newlines). A person cannot
+ * judge it, so the server samples such a row again, up to
+ * SAMPLE_EMPTY_RETRIES times with other seeds; a model that still says
+ * nothing keeps its empty candidate (it is a candidate like any other, and
+ * a preference dataset takes an empty response: common/dataset_format.h). */
+enum { SAMPLE_EMPTY_RETRIES = 8 };
+
+static bool sample_is_empty(const char *text) {
+    for (; *text; text++)
+        if (!isspace((unsigned char)*text))
+            return false;
+    return true;
+}
+
+/* Samples out's empty rows again (see above). 1 ok, 0 with e. */
+static int resample_empty(request *r, const generate_params *p, generate_output *out,
+                          http_error *e) {
+    for (uint64_t attempt = 1; attempt <= SAMPLE_EMPTY_RETRIES; attempt++) {
+        int empty[GENERATE_MAX_ROWS], n_empty = 0;
+        for (int i = 0; i < out->n_rows; i++)
+            if (sample_is_empty(out->texts[i]))
+                empty[n_empty++] = i;
+        if (n_empty == 0)
+            return 1;
+        generate_params again = *p;
+        again.n = n_empty;
+        again.seed = p->seed + attempt * 0x9E3779B97F4A7C15ull; /* another stream per try */
+        generate_output more;
+        if (generate_run(r->srv, r->db, &again, &more, e) != 0)
+            return 0;
+        for (int j = 0; j < n_empty && j < more.n_rows; j++) {
+            char *swap = out->texts[empty[j]];
+            out->texts[empty[j]] = more.texts[j], more.texts[j] = swap;
+        }
+        generate_output_free(&more);
     }
     return 1;
 }
@@ -100,7 +140,8 @@ static int sample_candidates(request *r, const char *prompt, const json_t *sampl
     if (e->status == 0 && (p->n < 2 || p->n > k))
         return http_error_set(e, 400, "invalid_value", "sample.n",
                               "sample.n must be in 2..%lld (the project's k)", (long long)k);
-    if (e->status == 0 && generate_run(r->srv, r->db, p, out, e) == 0)
+    if (e->status == 0 && generate_run(r->srv, r->db, p, out, e) == 0 &&
+        resample_empty(r, p, out, e))
         return 1;
     /* generate_run names its own fields; here they live under sample. */
     if (strcmp(e->code, "checkpoint_not_found") == 0) /* a reference in the body: 400 */

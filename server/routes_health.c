@@ -1,13 +1,15 @@
 /* GET /healthz: the process answers. GET /readyz: it can also reach the
- * database and is not shutting down. Neither needs a token. GET /metrics:
- * Prometheus. */
+ * database, the database's disk can take writes (storage_probe.h) and it
+ * is not shutting down. Neither needs a token. GET /metrics: Prometheus. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include "prometheus.h"
 #include "routes.h"
+#include "reply.h"
 #include "scheduler.h"
+#include "storage_probe.h"
 #include "writer.h"
 
 enum MHD_Result route_healthz(request *r) {
@@ -25,6 +27,12 @@ enum MHD_Result route_readyz(request *r) {
         return http_reply_error(r, 503, "database_unavailable", NULL,
                                 "the database is not reachable or not at schema version %d",
                                 db_schema_version());
+    char why[256];
+    if (!storage_probe(r->srv->cfg.db_path, why, sizeof why)) {
+        r->retry_after = HTTP_RETRY_AFTER_DB_IO_S;
+        return http_reply_error(r, 503, "insufficient_storage", NULL,
+                                "the database cannot be written: %s", why);
+    }
     return http_reply_json(
         r, 200, json_pack("{s:s, s:i}", "status", "ready", "schema_version", db_schema_version()));
 }

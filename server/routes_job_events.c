@@ -42,10 +42,9 @@ enum MHD_Result route_jobs_metrics(request *r) {
     if (!http_query_page(r, NULL, 100, 10000, &limit, &unused, &replied))
         return replied;
     const char *after_text = http_query(r, "after_step");
-    long long after_step = INT64_MIN;
-    char *end;
-    bool after_ok = after_text == NULL || (after_step = strtoll(after_text, &end, 10),
-                                           *after_text != '\0' && *end == '\0');
+    int64_t after_step = INT64_MIN;
+    bool after_ok = after_text == NULL || http_parse_int64(after_text, strlen(after_text),
+                                                           INT64_MIN, INT64_MAX, &after_step);
     const char *names_text = http_query(r, "names");
     bool one_name = names_text != NULL && names_text[0] != '\0' && strlen(names_text) <= 64 &&
                     strchr(names_text, ',') == NULL;
@@ -63,7 +62,8 @@ enum MHD_Result route_jobs_metrics(request *r) {
         return replied;
     if (!after_ok)
         return http_reply_error(r, 400, "invalid_value", "after_step",
-                                "after_step must be an integer");
+                                "after_step must be an integer in [%lld, %lld]",
+                                (long long)INT64_MIN, (long long)INT64_MAX);
     json_t *names = NULL;
     if (names_text != NULL) {
         names = json_array();
@@ -219,11 +219,10 @@ enum MHD_Result route_jobs_stream(request *r) {
     const char *param = resume ? "Last-Event-ID" : "after";
     if (resume == NULL)
         resume = http_query(r, "after");
-    char *end = NULL;
-    long long last_id = resume ? strtoll(resume, &end, 10) : 0;
-    if (resume != NULL && (*resume == '\0' || *end != '\0' || last_id < 0))
+    int64_t last_id = 0;
+    if (resume != NULL && !http_parse_int64(resume, strlen(resume), 0, INT64_MAX, &last_id))
         return http_reply_error(r, 400, "invalid_value", param,
-                                "%s must be a non-negative event id", param);
+                                "%s must be an event id in [0, %lld]", param, (long long)INT64_MAX);
     sse_stream *s = calloc(1, sizeof *s);
     if (s == NULL)
         return MHD_NO;

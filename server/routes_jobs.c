@@ -14,9 +14,11 @@
 #include "checkpoints_store.h"
 #include "dataset_format.h"
 #include "datasets_store.h"
+#include "job_create.h"
 #include "job_json.h"
 #include "jobs.h"
 #include "jobs_db.h"
+#include "models_store.h"
 #include "routes.h"
 #include "scheduler.h"
 #include "worker_launch.h"
@@ -34,7 +36,8 @@ static json_t *job_load(sqlite3 *db, int64_t id) {
 /* ---- POST /v1/jobs ---------------------------------------------------------- */
 
 /* Job types the service will run once the engine has them. */
-static const char *const planned_job_types[] = {"sft", "reward", "ppo", NULL};
+static const char *const planned_job_types[] = {"sft",  "reward", "ppo", "dpo",
+                                                "grpo", "rloo",   NULL};
 
 /* The dataset format (datasets.format) a job type trains on
  * (common/dataset_format.h). A type the engine has that needs training
@@ -44,19 +47,32 @@ static const char *job_dataset_format(const job_type *type) {
     return dataset_format_for_job(type->name);
 }
 
-/* The engine's messages name the offending key in the first '...' of the
- * text ("hyperparameter 'gamma' must be ..."); param becomes
- * "hyperparameters.gamma", or "hyperparameters" if there is no key. */
-static void hyperparameter_param(const char *err, char *param, size_t len) {
+int job_error_key(const char *err, char *key, size_t len) {
     const char *open = strchr(err, '\'');
     const char *close = open ? strchr(open + 1, '\'') : NULL;
-    if (close != NULL && close - open - 1 < 64)
-        snprintf(param, len, "hyperparameters.%.*s", (int)(close - open - 1), open + 1);
+    if (close == NULL || close - open - 1 >= 64)
+        return 0;
+    snprintf(key, len, "%.*s", (int)(close - open - 1), open + 1);
+    return 1;
+}
+
+/* param "hyperparameters.gamma", or "hyperparameters" if the message names
+ * no key. */
+static void hyperparameter_param(const char *err, char *param, size_t len) {
+    char key[64];
+    if (job_error_key(err, key, sizeof key))
+        snprintf(param, len, "hyperparameters.%s", key);
     else
         snprintf(param, len, "hyperparameters");
 }
 
-static void available_types(char *out, size_t len) {
+/* Whether cfg (of type's table) has a non-empty "grader" hyperparameter. */
+static bool has_grader(const job_type *type, const void *cfg) {
+    const hparam_def *d = hparams_find(type->hparams, "grader");
+    return d != NULL && ((const char *)cfg + d->offset)[0] != '\0';
+}
+
+void job_available_types(char *out, size_t len) {
     size_t used = 0;
     out[0] = '\0';
     for (const job_type *const *t = job_types; *t && used < len; t++)
@@ -135,20 +151,22 @@ typedef struct model_ref {
     const char *what;              /* "a policy (an sft or ppo job's checkpoint)" */
     bool by_job;                   /* "job:N" */
     int64_t id;                    /* checkpoint or job id */
+    const char *name;              /* a model id of GET /v1/models, or NULL */
     int64_t checkpoint_id;         /* resolved */
+    int64_t base_model;            /* resolved: a registered model (by name) */
 } model_ref;
 
-static const char *const policy_job_types[] = {"sft", "ppo", NULL};
+static const char *const policy_job_types[] = {"sft", "ppo", "dpo", "grpo", "rloo", NULL};
 static const char *const reward_job_types[] = {"reward", NULL};
 
 /* "job:12" → 12; -1 if text is not prefix followed by a positive integer. */
 static int64_t prefixed_id(const char *text, const char *prefix) {
     size_t n = strlen(prefix);
-    if (strncmp(text, prefix, n) != 0 || text[n] < '1' || text[n] > '9')
-        return -1;
-    char *end;
-    long long v = strtoll(text + n, &end, 10);
-    return *end == '\0' && v > 0 ? v : -1;
+    int64_t v;
+    return strncmp(text, prefix, n) == 0 && text[n] >= '1' && text[n] <= '9' &&
+                   http_parse_int64(text + n, strlen(text + n), 1, INT64_MAX, &v)
+               ? v
+               : -1;
 }
 
 /* The shape of ref's value: 1 ok (absent, or well formed into by_job/id),
@@ -168,12 +186,48 @@ static int check_model_syntax(request *r, model_ref *ref, enum MHD_Result *repli
             ref->by_job = true;
             return 1;
         }
+        if (*text != '\0') { /* a model id (GET /v1/models), resolved in the transaction */
+            ref->name = text;
+            return 1;
+        }
     }
     *replied = http_reply_error(
         r, 400, json_is_integer(ref->value) ? "invalid_value" : "invalid_type", ref->param,
         "%s must be a checkpoint id (a positive integer or "
-        "\"checkpoint:N\") or \"job:N\" (job N's final checkpoint)",
+        "\"checkpoint:N\"), \"job:N\" (job N's final checkpoint) or a model id of "
+        "GET /v1/models",
         ref->param);
+    return 0;
+}
+
+/* In the caller's transaction: ref->name as a model id, a registered base
+ * model (only for `model`: the lineage starts there) or a fine-tuned one
+ * ("ft:...", its checkpoint). 1 resolved (base_model set, or id set to the
+ * checkpoint), 0 replied. */
+static int resolve_model_name(request *r, model_ref *ref, enum MHD_Result *replied) {
+    model_row row;
+    json_t *ft = NULL;
+    int found = models_store_find(r->db, ref->name, &row);
+    if (found == 0 && (found = models_store_find_ft(r->db, ref->name, &ft, &ref->id)) == 1) {
+        json_decref(ft);
+        return 1;
+    }
+    if (found < 0)
+        *replied = http_reply_db_error(r);
+    else if (found == 0)
+        *replied = http_reply_error(r, 400, "model_not_found", ref->param, "%s: no model '%s'",
+                                    ref->param, ref->name);
+    else if (strcmp(ref->param, "model") != 0)
+        *replied = http_reply_error(r, 400, "invalid_model", ref->param,
+                                    "%s: '%s' is a base model; %s must be %s", ref->param,
+                                    ref->name, ref->param, ref->what);
+    else if (strcmp(row.status, "ready") != 0)
+        *replied = http_reply_error(r, 400, "model_not_ready", ref->param, "%s: model '%s' is %s",
+                                    ref->param, ref->name, row.status);
+    else {
+        ref->base_model = row.id;
+        return 1;
+    }
     return 0;
 }
 
@@ -182,6 +236,10 @@ static int check_model_syntax(request *r, model_ref *ref, enum MHD_Result *repli
  * 1 ok with ref->checkpoint_id set, or when absent; 0 replied. */
 static int resolve_model(request *r, model_ref *ref, enum MHD_Result *replied) {
     if (ref->value == NULL)
+        return 1;
+    if (ref->name != NULL && !resolve_model_name(r, ref, replied))
+        return 0;
+    if (ref->base_model > 0)
         return 1;
     checkpoint_origin origin;
     int found = checkpoints_store_origin(r->db, ref->id, ref->by_job, &origin);
@@ -269,7 +327,7 @@ typedef struct job_ref_params {
  * nothing. */
 static enum MHD_Result job_store(request *r, const job_type *type, const void *cfg,
                                  int64_t max_attempts, const job_dataset_ref datasets[2],
-                                 job_ref_params *refs, int64_t ranks) {
+                                 job_ref_params *refs, int64_t ranks, const job_create_view *view) {
     json_t *resolved = hparams_to_json(type->hparams, cfg);
     /* Stored at full precision: the worker must read back the very same
      * doubles (replies print 15 digits, http.h). */
@@ -297,7 +355,11 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
         .refs = {.model = refs->model.checkpoint_id,
                  .reward_model = refs->reward_model.checkpoint_id,
                  .project = refs->project ? json_integer_value(refs->project) : 0,
-                 .ranking_cutoff = refs->ranking_cutoff},
+                 .ranking_cutoff = refs->ranking_cutoff,
+                 /* the lineage's base model: its tokenizer and chat format */
+                 .base_model = refs->model.base_model > 0 ? refs->model.base_model
+                                                          : models_store_checkpoint_base(
+                                                                r->db, refs->model.checkpoint_id)},
         .ranks = ranks,
     };
     int64_t id = jobs_db_insert(r->db, &job);
@@ -308,7 +370,9 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
         if (datasets[i].value != NULL)
             ok = jobs_db_link_dataset(r->db, id, datasets[i].purpose,
                                       json_integer_value(datasets[i].value)) == 0;
-    if (!ok || (out = job_load(r->db, id)) == NULL) {
+    if (ok && view != NULL)
+        ok = view->store(r->db, id, view->ctx);
+    if (!ok || (out = view ? view->reply(r->db, id, view->ctx) : job_load(r->db, id)) == NULL) {
         replied = http_reply_db_error(r);
         db_rollback(r->db);
         return replied;
@@ -324,7 +388,7 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
 static int check_job_refs(request *r, const job_type *type, const job_dataset_ref refs[2],
                           job_ref_params *models, enum MHD_Result *replied) {
     const bool rankings = type->needs_train_data && type->data_kind == JOB_DATA_RANKINGS;
-    const bool ppo = type->needs_train_data && type->data_kind == JOB_DATA_PROMPTS;
+    const bool prompts = type->needs_train_data && type->data_kind == JOB_DATA_PROMPTS;
     if (models->project != NULL && !rankings)
         *replied = http_reply_error(r, 400, "invalid_value", "training_project",
                                     "%s jobs do not train on rankings; leave training_project out",
@@ -350,16 +414,16 @@ static int check_job_refs(request *r, const job_type *type, const job_dataset_re
     else if (models->model.value != NULL && !type->needs_train_data)
         *replied = http_reply_error(r, 400, "invalid_value", "model",
                                     "%s jobs start from no model; leave model out", type->name);
-    else if (models->model.value == NULL && (rankings || ppo))
+    else if (models->model.value == NULL && (rankings || prompts))
         *replied = http_reply_error(r, 400, "missing_required_parameter", "model",
                                     "%s jobs need model: the SFT checkpoint to start from (a "
                                     "checkpoint id, or \"job:N\" for sft job N's final one)",
                                     type->name);
-    else if (models->reward_model.value != NULL && !ppo)
+    else if (models->reward_model.value != NULL && type->reward_model == JOB_REWARD_NONE)
         *replied =
             http_reply_error(r, 400, "invalid_value", "reward_model",
                              "%s jobs take no reward model; leave reward_model out", type->name);
-    else if (models->reward_model.value == NULL && ppo)
+    else if (models->reward_model.value == NULL && type->reward_model == JOB_REWARD_REQUIRED)
         *replied = http_reply_error(r, 400, "missing_required_parameter", "reward_model",
                                     "%s jobs need reward_model: a reward job's checkpoint (a "
                                     "checkpoint id, or \"job:N\")",
@@ -370,11 +434,8 @@ static int check_job_refs(request *r, const job_type *type, const job_dataset_re
     return 0;
 }
 
-enum MHD_Result route_jobs_create(request *r) {
+enum MHD_Result jobs_create(request *r, const json_t *body, const job_create_view *view) {
     enum MHD_Result replied;
-    json_t *body = http_body_object(r, &replied);
-    if (body == NULL)
-        return replied;
     static const char *const keys[] = {
         "type",  "hyperparameters", "max_attempts",     "training_file", "validation_file",
         "model", "reward_model",    "training_project", "ranks",         NULL};
@@ -396,7 +457,7 @@ enum MHD_Result route_jobs_create(request *r) {
     const int64_t ranks = ranks_v ? json_integer_value(ranks_v) : 1;
     void *cfg = type ? calloc(1, type->hparams->config_bytes) : NULL;
     char err[512], param[96], names[256];
-    available_types(names, sizeof names);
+    job_available_types(names, sizeof names);
     if (!http_check_keys(r, body, keys, &replied))
         ;
     else if (type_v == NULL)
@@ -439,11 +500,29 @@ enum MHD_Result route_jobs_create(request *r) {
     else if (cfg == NULL)
         replied = http_reply_error(r, 500, "out_of_memory", NULL, "out of memory");
     else if (job_config_from_json(type, cfg, hp, err, sizeof err) != 0) {
-        hyperparameter_param(err, param, sizeof param);
+        if (view != NULL)
+            view->hyperparameter_param(err, param, sizeof param, view->ctx);
+        else
+            hyperparameter_param(err, param, sizeof param);
         replied = http_reply_error(r, 400, "invalid_hyperparameter", param, "%s", err);
-    } else
-        replied = job_store(r, type, cfg, max_attempts, refs, &models, ranks);
+    } else if (type->reward_model == JOB_REWARD_OPTIONAL && models.reward_model.value == NULL &&
+               !has_grader(type, cfg))
+        replied = http_reply_error(r, 400, "missing_required_parameter", "hyperparameters.grader",
+                                   "%s jobs need a reward: hyperparameters.grader (a grader "
+                                   "object), reward_model (a reward job's checkpoint), or both",
+                                   type->name);
+    else
+        replied = job_store(r, type, cfg, max_attempts, refs, &models, ranks, view);
     free(cfg);
+    return replied;
+}
+
+enum MHD_Result route_jobs_create(request *r) {
+    enum MHD_Result replied;
+    json_t *body = http_body_object(r, &replied);
+    if (body == NULL)
+        return replied;
+    replied = jobs_create(r, body, NULL);
     json_decref(body);
     return replied;
 }
@@ -480,7 +559,7 @@ enum MHD_Result route_jobs_get(request *r) {
 /* A job not yet running is cancelled at once; a running one is marked, and
  * its worker (signalled by the scheduler, or told by its next heartbeat)
  * checkpoints and records 'cancelled'. Cancelling twice is not an error. */
-enum MHD_Result route_jobs_cancel(request *r) {
+enum MHD_Result jobs_cancel(request *r, const job_create_view *view) {
     char status[JOBS_DB_STATUS_BYTES];
     switch (jobs_db_request_cancel(r->db, r->path_id, status)) {
         case JOB_CANCEL_NO_JOB:
@@ -493,9 +572,15 @@ enum MHD_Result route_jobs_cancel(request *r) {
             scheduler_wake(r->srv->scheduler);
             /* fall through */
         case JOB_CANCEL_ALREADY:
-            return http_reply_json(r, 200, job_load(r->db, r->path_id));
+            return http_reply_json(r, 200,
+                                   view ? view->reply(r->db, r->path_id, view->ctx)
+                                        : job_load(r->db, r->path_id));
         case JOB_CANCEL_ERROR:
             break;
     }
     return http_reply_db_error(r);
+}
+
+enum MHD_Result route_jobs_cancel(request *r) {
+    return jobs_cancel(r, NULL);
 }

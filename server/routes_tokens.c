@@ -36,7 +36,7 @@ enum MHD_Result route_tokens_create(request *r) {
                          ? auth_token_create(r->db, name, role, token, err, sizeof err)
                          : (snprintf(err, sizeof err, "%s", sqlite3_errmsg(r->db)), -1);
         if (id < 0)
-            replied = http_reply_error(r, 500, "database_error", NULL, "%s", err);
+            replied = http_reply_db_failure(r, db_failure_of(r->db), err);
         else if (id == 0)
             replied = http_reply_error(r, 409, "name_taken", "name",
                                        "a token called '%.128s' already exists", name);
@@ -73,7 +73,7 @@ enum MHD_Result route_tokens_list(request *r) {
                            "SELECT id, name, role, created_at, revoked_at FROM api_tokens "
                            "WHERE ?1 = 0 OR id < ?1 ORDER BY id DESC LIMIT ?2",
                            -1, &st, NULL) != SQLITE_OK)
-        return http_reply_error(r, 500, "database_error", NULL, "%s", sqlite3_errmsg(r->db));
+        return http_reply_db_error(r);
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, limit + 1);
     return http_reply_rows(r, st, limit, 0, token_from_row);

@@ -33,11 +33,22 @@ typedef struct rlhfd_config {
     int64_t model_cache;      /* checkpoints kept loaded for generation (generate.h) */
     int64_t generate_slots;   /* generations running at once */
     int64_t http_threads;     /* MHD thread pool (epoll per thread) */
-    int64_t write_rate;       /* per token and second, 0: unlimited */
-    int64_t write_burst;      /* token bucket size */
-    char web_root[4096];      /* the built web client (static.c); default: web/ beside rlhfd */
-    char hostfile[4096];      /* mpirun's hostfile for jobs with ranks > 1; "" = none */
-    char mpirun[4096];        /* the mpirun program */
+    /* Connection hygiene (conn_guard.h). */
+    int64_t max_connections;        /* admitted at once */
+    int64_t max_connections_per_ip; /* admitted at once from one address */
+    int64_t spare_connections;      /* beyond those: health probes only */
+    int64_t header_timeout_ms;      /* request line + headers */
+    int64_t body_timeout_ms;        /* each piece of a body */
+    int64_t idle_timeout_s;         /* no traffic at all (libmicrohttpd's timeout) */
+    int64_t write_rate;             /* per token and second, 0: unlimited */
+    int64_t write_burst;            /* token bucket size */
+    char web_root[4096];          /* the built web client (static.c); default: web/ beside rlhfd */
+    char hostfile[4096];          /* mpirun's hostfile for jobs with ranks > 1; "" = none */
+    char mpirun[4096];            /* the mpirun program */
+    char data_dir[4096];          /* the artifact store (common/artifact_store.h) */
+    char model_root[8192];        /* directories models may be registered from, one a line */
+    int64_t max_model_file_bytes; /* one file of a model upload */
+    int64_t artifact_grace_s;     /* artifact_store_collect's grace period */
 } rlhfd_config;
 
 /* What argv asked for besides serving. */
@@ -61,6 +72,7 @@ struct writer;
 struct rate_limiter;
 struct token_cache;
 struct series_cache;
+struct conn_guard;
 
 typedef struct server {
     rlhfd_config cfg;
@@ -71,6 +83,7 @@ typedef struct server {
     struct rate_limiter *rate_limiter; /* per-token write budget */
     struct token_cache *token_cache;   /* tokens looked up (NULL: none) */
     struct series_cache *series_cache; /* metric series read (NULL: none) */
+    struct conn_guard *conn_guard;     /* connection counts and deadlines */
     atomic_bool shutting_down;
 } server;
 

@@ -58,6 +58,8 @@ int worker_launch_argv(const rlhfd_config *cfg, int64_t ranks, const char *job_i
         argv[n++] = "OPENBLAS_NUM_THREADS";
         argv[n++] = "-x";
         argv[n++] = "RLHF_LEASE_MS";
+        argv[n++] = "-x";
+        argv[n++] = "RLHF_DATA_DIR";
     }
     argv[n++] = (char *)cfg->train_bin;
     argv[n++] = "--db";

@@ -160,11 +160,16 @@ static void *writer_main(void *arg) {
         for (write_item *it = batch; ok && it != NULL; it = it->next)
             ok = run_one(w->db, it) == 0;
         int committed = ok && db_commit(w->db) == SQLITE_OK;
-        if (!committed)
+        db_failure failed = DB_FAILURE_NONE;
+        if (!committed) {
             db_rollback(w->db);
+            failed = db_failure_of(w->db);
+            if (failed == DB_FAILURE_NONE)
+                failed = DB_FAILURE_OTHER;
+        }
         for (write_item *it = batch, *next; it != NULL; it = next) {
             next = it->next;
-            it->done(it->ctx, committed);
+            it->done(it->ctx, failed);
             free(it);
         }
         pthread_mutex_lock(&w->mutex);

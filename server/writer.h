@@ -9,7 +9,7 @@
  * alone), COMMITs once, and only then calls each write's done(committed):
  * a request is acknowledged only after the fsync of the commit that holds
  * it, so every acknowledged write survives kill -9 and power loss. A failed
- * COMMIT fails the whole batch (done(…, 0) for every write in it).
+ * COMMIT fails the whole batch (done(…, why) for every write in it).
  *
  * The writer's connection never checkpoints the WAL itself: SQLite's
  * autocheckpoint runs inside the COMMIT that crosses 1000 frames, so the
@@ -27,15 +27,18 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
+#include "db.h"
+
 typedef struct writer writer;
 
 /* Runs inside the batch's transaction, in a savepoint: returns 1 to keep
  * its changes, 0 to roll them back. */
 typedef int (*writer_fn)(sqlite3 *db, void *ctx);
-/* After the batch: committed 1 if the COMMIT succeeded (and fn kept or
- * rolled back its changes as it said), 0 if nothing of the batch was
- * stored (fn may not have run). */
-typedef void (*writer_done)(void *ctx, int committed);
+/* After the batch: failed DB_FAILURE_NONE if the COMMIT succeeded (and fn
+ * kept or rolled back its changes as it said), else why nothing of the
+ * batch was stored (fn may not have run): a full disk, an I/O error, ...
+ * (common/db.h). */
+typedef void (*writer_done)(void *ctx, db_failure failed);
 
 writer *writer_start(const char *db_path, char *err, size_t errlen);
 /* Queues a write. 0 queued (done will be called exactly once); -1 the

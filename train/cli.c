@@ -37,31 +37,103 @@ static void on_stop_signal(int sig) {
     stop_requested = 1;
 }
 
+static int describe(int argc, char **argv);
+static int demo_data(int argc, char **argv);
+static int demo_rankings(int argc, char **argv);
+static int export_hf(int argc, char **argv);
+static int tokenize_rows(int argc, char **argv);
+static int logprobs_rows(int argc, char **argv);
+static int features(int argc, char **argv);
+
+/* The commands beside the job types: name, usage after the name, summary. */
+static const struct command {
+    const char *name, *args, *summary;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    {"describe", "[TYPE] [--markdown]",
+     "a job type's hyperparameters (JSON; --markdown: docs/hyperparameters.md)", describe},
+    {"demo-data", "--out FILE.jsonl [--n N] [--seed S]", "writes the demo task's SFT data",
+     demo_data},
+    {"demo-rankings",
+     "--policy SFT.safetensors --out FILE.jsonl [--n N] [--k 2..9] [--seed S] [--temperature T]",
+     "ranks policy samples like a (simulated) annotator", demo_rankings},
+    {"demo-eval",
+     "--policy CKPT [--ref CKPT] [--reward-model CKPT] [--tokenizer-dir DIR] [--n N] [--seed S] "
+     "[--temperature T] [--max-tokens 1..64] [--rankings FILE.jsonl] [--samples-out FILE.jsonl]",
+     "measures a policy on the demo task (gold, proxy, KL)", rlhf_demo_eval_main},
+    {"export-hf",
+     "--checkpoint FILE.safetensors --out DIR [--dtype f32|bf16] [--tokenizer-dir DIR]",
+     "writes a checkpoint as a Hugging Face directory (GPT-2 or Llama family; a LoRA "
+     "checkpoint merged, with its PEFT adapter)",
+     export_hf},
+    {"tokenize", "--init DIR [--data FILE.jsonl] [--chat-format chatml|qwen3|llama3|llama2]",
+     "prints the token ids of each {\"text\"} or {\"messages\"} row (Hugging Face "
+     "tokenizer.json, chat template)",
+     tokenize_rows},
+    {"logprobs",
+     "--init CKPT|HF_DIR [--data FILE.jsonl] [--tokenizer-dir DIR] "
+     "[--chat-format chatml|qwen3|llama3|llama2]",
+     "prints each row's tokens and log p(token | the tokens before) under the model",
+     logprobs_rows},
+    {"features", "", "what this build can do: {\"mpi\": library or null}", features},
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static const char run_options_usage[] =
+    "[--config FILE.json] [--threads N] [--checkpoint-dir DIR]\n"
+    "           [--data FILE.jsonl] [--eval-data FILE.jsonl] [--init CKPT|HF_DIR]\n"
+    "           [--reward-model CKPT] [--resume CKPT] [--tokenizer-dir DIR]\n"
+    "           [--quiet] [--<hyperparameter> VALUE]...";
+
+void rlhf_train_command_usage(FILE *out, const char *name) {
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            fprintf(out, "usage: rlhf-train %s %s\n", name, commands[i].args);
+}
+
 static void print_usage(FILE *out) {
-    fprintf(
-        out,
-        "usage: rlhf-train describe [TYPE] [--markdown]\n"
-        "       rlhf-train TYPE [--config FILE.json] [--threads N] [--checkpoint-dir DIR]\n"
-        "                       [--data FILE.jsonl] [--eval-data FILE.jsonl] [--init CKPT|HF_DIR]\n"
-        "                       [--reward-model CKPT] [--resume CKPT] [--tokenizer-dir DIR]\n"
-        "                       [--quiet] [--<hyperparameter> VALUE]...\n"
-        "job types:\n");
+    fprintf(out,
+            "usage: rlhf-train TYPE %s\n"
+            "       rlhf-train COMMAND [ARGS]   (`rlhf-train COMMAND --help`)\n"
+            "       rlhf-train --db FILE --job ID   (rlhfd's worker: runs job ID of the database)\n"
+            "\njob types (`rlhf-train TYPE --help` lists its hyperparameters):\n",
+            run_options_usage);
     for (const job_type *const *t = job_types; *t; t++)
         fprintf(out, "  %-14s %s\n", (*t)->name, (*t)->summary);
-    fprintf(out,
-            "`rlhf-train describe TYPE` lists a type's hyperparameters.\n"
-            "`rlhf-train demo-rankings --policy SFT.safetensors --out FILE.jsonl` ranks policy "
-            "samples like a (simulated) annotator.\n"
-            "`rlhf-train demo-data --out FILE.jsonl [--n N] [--seed S]` writes the demo "
-            "task's SFT data.\n"
-            "`rlhf-train demo-eval --policy CKPT --ref SFT --reward-model RM` measures a policy "
-            "on the demo task (gold, proxy, KL).\n"
-            "`rlhf-train tokenize --init DIR [--data FILE.jsonl]` prints the token ids of each "
-            "{\"text\"} or {\"messages\"} row (Hugging Face tokenizer.json, chat template).\n"
-            "`rlhf-train logprobs --init CKPT|DIR [--data FILE.jsonl]` prints each row's tokens "
-            "and log p(token | the tokens before) under the model.\n"
-            "`mpirun -np N rlhf-train TYPE ...` trains data parallel on N ranks (sft, reward, "
-            "ppo; built with MPI if `rlhf-train features` names it).\n");
+    fprintf(out, "\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`mpirun -np N rlhf-train TYPE ...` trains data parallel on N ranks (sft, "
+                 "reward, ppo; built with MPI if `rlhf-train features` names it).\n");
+}
+
+/* `rlhf-train TYPE --help`: the usage, the summary and the hyperparameters. */
+static void print_type_help(const job_type *type) {
+    printf("usage: rlhf-train %s %s\n\n%s.\n\nhyperparameters (--name VALUE, or keys of "
+           "--config FILE.json):\n",
+           type->name, run_options_usage, type->summary);
+    hparams_write_help(type->hparams, "--", stdout);
+}
+
+/* 1 if one of argv[2..] asks for help. */
+static int wants_help(int argc, char **argv) {
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+static int features(int argc, char **argv) {
+    (void)argv;
+    if (argc != 2) {
+        rlhf_train_command_usage(stderr, "features");
+        return EXIT_USAGE;
+    }
+    /* what this build can do: {"mpi": "Open MPI v4.1.4"} or {"mpi": null} */
+    printf("{\"mpi\":%s%s%s}\n", rlhf_train_mpi_library ? "\"" : "",
+           rlhf_train_mpi_library ? rlhf_train_mpi_library : "null",
+           rlhf_train_mpi_library ? "\"" : "");
+    return 0;
 }
 
 static int describe(int argc, char **argv) {
@@ -239,7 +311,15 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
 static int run_job(const job_type *type, int argc, char **argv) {
     void *cfg = calloc(1, type->hparams->config_bytes);
     run_options opts = {.threads = 1};
+    char resolve_err[512];
     if (cfg == NULL || parse_run_args(type, argc, argv, &opts, cfg) != 0) {
+        free(cfg);
+        return EXIT_USAGE;
+    }
+    /* What the init model sizes (its shape), as the trainer will use it. */
+    if (job_config_from_model(type, cfg, opts.resume_path ? opts.resume_path : opts.init_path,
+                              resolve_err, sizeof resolve_err) < 0) {
+        fprintf(stderr, "rlhf-train: %s\n", resolve_err);
         free(cfg);
         return EXIT_USAGE;
     }
@@ -281,7 +361,9 @@ static int run_job(const job_type *type, int argc, char **argv) {
                       : text_pairs_load_jsonl(&train, opts.data_path, err, sizeof err);
     if (load_rc == 0 && opts.eval_data_path)
         load_rc = rankings ? rankings_load_jsonl(&reval, opts.eval_data_path, err, sizeof err)
-                           : text_pairs_load_jsonl(&eval, opts.eval_data_path, err, sizeof err);
+                  : type->data_kind == JOB_DATA_PROMPTS
+                      ? prompts_load_jsonl(&eval, opts.eval_data_path, err, sizeof err)
+                      : text_pairs_load_jsonl(&eval, opts.eval_data_path, err, sizeof err);
     int rc = -1;
     if (load_rc == 0) {
         const job_inputs inputs = {.train = train.items,
@@ -340,7 +422,7 @@ static int demo_data(int argc, char **argv) {
         }
     }
     if (out_path == NULL || n < 1 || n > 10000000 || (argc - 2) % 2 != 0) {
-        fprintf(stderr, "usage: rlhf-train demo-data --out FILE.jsonl [--n N] [--seed S]\n");
+        rlhf_train_command_usage(stderr, "demo-data");
         return EXIT_USAGE;
     }
     FILE *f = fopen(out_path, "w");
@@ -392,8 +474,7 @@ static int demo_rankings(int argc, char **argv) {
     }
     if (!policy_path || !out_path || n < 1 || k < 2 || k > RANKING_MAX_K || temperature < 0 ||
         (argc - 2) % 2 != 0) {
-        fprintf(stderr, "usage: rlhf-train demo-rankings --policy SFT.safetensors --out FILE.jsonl "
-                        "[--n N] [--k 2..9] [--seed S] [--temperature T]\n");
+        rlhf_train_command_usage(stderr, "demo-rankings");
         return EXIT_USAGE;
     }
     char err[512];
@@ -601,8 +682,7 @@ static int export_hf(int argc, char **argv) {
     }
     const bool bf16 = strcmp(dtype_name, "bf16") == 0;
     if (in_path == NULL || out_dir == NULL || bad || (!bf16 && strcmp(dtype_name, "f32") != 0)) {
-        fprintf(stderr, "usage: rlhf-train export-hf --checkpoint FILE.safetensors --out DIR "
-                        "[--dtype f32|bf16] [--tokenizer-dir DIR]\n");
+        rlhf_train_command_usage(stderr, "export-hf");
         return EXIT_USAGE;
     }
     char err[512], path[4200];
@@ -841,8 +921,7 @@ static int tokenize_rows(int argc, char **argv) {
             dir = NULL;
     }
     if (dir == NULL || argc % 2 != 0) {
-        fprintf(stderr, "usage: rlhf-train tokenize --init DIR [--data FILE.jsonl] "
-                        "[--chat-format chatml|qwen3|llama3|llama2]\n");
+        rlhf_train_command_usage(stderr, "tokenize");
         return EXIT_USAGE;
     }
     row_reader rr;
@@ -910,8 +989,7 @@ static int logprobs_rows(int argc, char **argv) {
             bad = 1;
     }
     if (init == NULL || bad) {
-        fprintf(stderr, "usage: rlhf-train logprobs --init CKPT|HF_DIR [--data FILE.jsonl] "
-                        "[--tokenizer-dir DIR] [--chat-format chatml|qwen3|llama3|llama2]\n");
+        rlhf_train_command_usage(stderr, "logprobs");
         return EXIT_USAGE;
     }
     char err[1024];
@@ -943,30 +1021,21 @@ int rlhf_train_main(int argc, char **argv) {
         print_usage(stdout);
         return 0;
     }
-    if (strcmp(cmd, "describe") == 0)
-        return describe(argc, argv);
-    if (strcmp(cmd, "demo-data") == 0)
-        return demo_data(argc, argv);
-    if (strcmp(cmd, "demo-rankings") == 0)
-        return demo_rankings(argc, argv);
-    if (strcmp(cmd, "demo-eval") == 0)
-        return rlhf_demo_eval_main(argc, argv);
-    if (strcmp(cmd, "export-hf") == 0)
-        return export_hf(argc, argv);
-    if (strcmp(cmd, "tokenize") == 0)
-        return tokenize_rows(argc, argv);
-    if (strcmp(cmd, "logprobs") == 0)
-        return logprobs_rows(argc, argv);
-    if (strcmp(cmd, "features") == 0) {
-        /* what this build can do: {"mpi": "Open MPI v4.1.4"} or {"mpi": null} */
-        printf("{\"mpi\":%s%s%s}\n", rlhf_train_mpi_library ? "\"" : "",
-               rlhf_train_mpi_library ? rlhf_train_mpi_library : "null",
-               rlhf_train_mpi_library ? "\"" : "");
+    const job_type *type = job_type_find(cmd);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(cmd, commands[i].name) == 0) {
+            if (!wants_help(argc, argv))
+                return commands[i].run(argc, argv);
+            rlhf_train_command_usage(stdout, cmd);
+            printf("%s\n", commands[i].summary);
+            return 0;
+        }
+    if (type != NULL && wants_help(argc, argv)) {
+        print_type_help(type);
         return 0;
     }
     if (strcmp(cmd, "--db") == 0)
         return rlhf_train_db_main(argc, argv);
-    const job_type *type = job_type_find(cmd);
     if (type == NULL) {
         fprintf(stderr, "rlhf-train: unknown job type '%s'\n", cmd);
         print_usage(stderr);

@@ -120,8 +120,10 @@ static int cli_event(void *ctx, sink_level level, const char *code, const char *
     print_pairs(cs->json_out, data, n_data);
     fputs("}\n", cs->json_out);
     fflush(cs->json_out);
-    if (cs->human_out)
-        fprintf(cs->human_out, "[%s] %s\n", level_name(level), message);
+    /* warnings and errors reach a person even with --quiet */
+    FILE *human = cs->human_out ? cs->human_out : level != SINK_LEVEL_INFO ? stderr : NULL;
+    if (human)
+        fprintf(human, "[%s] %s\n", level_name(level), message);
     return ferror(cs->json_out) ? -1 : 0;
 }
 

@@ -2,15 +2,15 @@
 
 #include <cblas.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
+#include "artifact_store.h"
+#include "checkpoint_file.h"
 #include "dataset_format.h"
 #include "db.h"
 #include "db_sink.h"
@@ -19,9 +19,20 @@
 #include "jobs.h"
 #include "jobs_db.h"
 #include "jsonl_data.h"
+#include "model_dir.h"
 #include "safetensors.h"
+#include "train_state.h"
 
 static volatile sig_atomic_t stop_signal = 0;
+
+/* A file the worker needed could not be written for want of space or an
+ * I/O error (see DB_JOB_EXIT_STORAGE). */
+static bool file_storage_failed = false;
+
+static void note_file_errno(int err) {
+    if (db_errno_is_storage(err))
+        file_storage_failed = true;
+}
 
 static void on_stop_signal(int sig) {
     (void)sig;
@@ -244,8 +255,8 @@ static int job_ranking_add(ranking *rk, const char *response, int rank) {
 
 /* Reads the job's dataset for purpose ("training" | "validation", as
  * POST /v1/jobs linked it in job_datasets; param is its request field) in
- * upload order into out: sft rows as pairs, prompts rows as pairs with an
- * empty response (ppo reads the prompts), preference rows as rankings (of
+ * upload order into out: sft rows as pairs, prompts rows as (prompt,
+ * answer or ""), preference rows as rankings (of
  * two for TRL and OpenAI rows: the prompt is the last user message; of K
  * for K-wise rows).
  * rlhfd checked the format against the job type when the job was created;
@@ -288,8 +299,7 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
                 snprintf(err, errlen, "%s: dataset %lld line %lld %s", param, dataset, line, why);
             else
                 bad = false;
-        } else if (job_pairs_add(out, prompt, type->data_kind == JOB_DATA_PAIRS ? response : "") !=
-                   0)
+        } else if (job_pairs_add(out, prompt, response ? response : "") != 0)
             snprintf(err, errlen, "out of memory reading %s", param);
         else
             bad = false;
@@ -360,73 +370,15 @@ static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff
 
 /* ---- resuming: the job's last checkpoint with training state ------------------ */
 
-/* Whether a stored checkpoint carries training state: its safetensors
- * header has `training_state.*` metadata (sft.h). Reads the header only. */
-static bool blob_has_training_state(sqlite3_blob *blob) {
-    const int64_t size = sqlite3_blob_bytes(blob);
-    unsigned char len_le[8];
-    if (size < 8 || sqlite3_blob_read(blob, len_le, 8, 0) != SQLITE_OK)
-        return false;
-    uint64_t header_bytes = 0;
-    for (int i = 7; i >= 0; i--)
-        header_bytes = header_bytes << 8 | len_le[i];
-    if (header_bytes > SAFETENSORS_MAX_HEADER_BYTES || header_bytes > (uint64_t)(size - 8))
-        return false;
-    char *header = malloc(header_bytes + 1);
-    bool found = false;
-    if (header && sqlite3_blob_read(blob, header, (int)header_bytes, 8) == SQLITE_OK) {
-        json_t *h = json_loadb(header, header_bytes, 0, NULL);
-        const char *key;
-        json_t *value;
-        json_object_foreach(json_object_get(h, "__metadata__"), key, value) found |=
-            strncmp(key, "training_state.", 15) == 0;
-        json_decref(h);
-    }
-    free(header);
-    return found;
-}
-
-/* Copies the blob into an unlinked temporary file (so a killed worker
- * leaves nothing behind) and returns its descriptor, or -1 with err. The
- * engine opens it as /proc/self/fd/N. */
-static int blob_to_temp_file(sqlite3_blob *blob, char *err, size_t errlen) {
-    const char *dir = getenv("TMPDIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/rlhf-train-resume-XXXXXX", dir && *dir ? dir : "/tmp");
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot create a temporary file %.256s: %s", path, strerror(errno));
-        return -1;
-    }
-    unlink(path);
-    enum { CHUNK_BYTES = 1 << 20 };
-    char *buf = malloc(CHUNK_BYTES);
-    const int size = sqlite3_blob_bytes(blob);
-    int ok = buf != NULL;
-    for (int off = 0; ok && off < size; off += CHUNK_BYTES) {
-        int n = size - off < CHUNK_BYTES ? size - off : CHUNK_BYTES;
-        ok = sqlite3_blob_read(blob, buf, n, off) == SQLITE_OK && write(fd, buf, (size_t)n) == n;
-    }
-    free(buf);
-    if (!ok) {
-        snprintf(err, errlen, "cannot copy the checkpoint to a temporary file: %s",
-                 strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* The checkpoint a requeued job resumes from: the newest one of the job
  * with training state (sft writes one every checkpoint_interval steps and
  * when asked to stop, e.g. by rlhfd's shutdown). Returns 1 with *fd, *id
  * and *step set, 0 if there is none (the job starts over), -1 with err. */
-static int find_resume_checkpoint(sqlite3 *db, int64_t job_id, int *fd, int64_t *id, int64_t *step,
-                                  char *err, size_t errlen) {
+static int find_resume_checkpoint(sqlite3 *db, const char *data_dir, int64_t job_id, int *fd,
+                                  int64_t *id, int64_t *step, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT id, step FROM checkpoints WHERE job_id = ?1 AND bytes IS NOT "
-                           "NULL ORDER BY id DESC",
+                           "SELECT id, step FROM checkpoints WHERE job_id = ?1 ORDER BY id DESC",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot list checkpoints: %s", sqlite3_errmsg(db));
         return -1;
@@ -434,18 +386,15 @@ static int find_resume_checkpoint(sqlite3 *db, int64_t job_id, int *fd, int64_t 
     sqlite3_bind_int64(st, 1, job_id);
     int found = 0;
     while (found == 0 && sqlite3_step(st) == SQLITE_ROW) {
-        sqlite3_blob *blob = NULL;
         *id = sqlite3_column_int64(st, 0);
         *step = sqlite3_column_int64(st, 1);
-        if (sqlite3_blob_open(db, "main", "checkpoints", "bytes", *id, 0, &blob) != SQLITE_OK) {
-            snprintf(err, errlen, "cannot read checkpoint %lld: %s", (long long)*id,
-                     sqlite3_errmsg(db));
-            found = -1;
-        } else if (blob_has_training_state(blob)) {
-            *fd = blob_to_temp_file(blob, err, errlen);
-            found = *fd >= 0 ? 1 : -1;
-        }
-        sqlite3_blob_close(blob);
+        int cfd = checkpoint_file_open(db, data_dir, *id, NULL, err, errlen);
+        if (cfd < 0)
+            note_file_errno(errno), found = -1;
+        else if (checkpoint_file_has_training_state(cfd))
+            *fd = cfd, found = 1;
+        else
+            close(cfd);
     }
     sqlite3_finalize(st);
     return found;
@@ -453,23 +402,17 @@ static int find_resume_checkpoint(sqlite3 *db, int64_t job_id, int *fd, int64_t 
 
 /* ---- the checkpoints a job starts from ------------------------------------------ */
 
-/* Copies stored checkpoint id into an unlinked temporary file (*fd; the
- * engine opens path = /proc/self/fd/N) and checks it is a GPT-2 checkpoint
- * (with a scalar head when need_head: a reward model). param names the
- * request field in errors. 0, or -1 with err. */
-static int checkpoint_to_file(sqlite3 *db, int64_t id, const char *param, bool need_head, int *fd,
-                              char *path, size_t path_len, char *err, size_t errlen) {
-    sqlite3_blob *blob = NULL;
-    if (sqlite3_blob_open(db, "main", "checkpoints", "bytes", id, 0, &blob) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: cannot read checkpoint %lld: %s", param, (long long)id,
-                 sqlite3_errmsg(db));
-        sqlite3_blob_close(blob);
-        return -1;
-    }
+/* Opens stored checkpoint id (*fd; the engine opens path = /proc/self/fd/N)
+ * and checks it is a GPT-2 checkpoint (with a scalar head when need_head:
+ * a reward model). param names the request field in errors. 0, or -1 with
+ * err. */
+static int checkpoint_to_file(sqlite3 *db, const char *data_dir, int64_t id, const char *param,
+                              bool need_head, int *fd, char *path, size_t path_len, char *err,
+                              size_t errlen) {
     char why[256];
-    *fd = blob_to_temp_file(blob, why, sizeof why);
-    sqlite3_blob_close(blob);
+    *fd = checkpoint_file_open(db, data_dir, id, NULL, why, sizeof why);
     if (*fd < 0) {
+        note_file_errno(errno);
         snprintf(err, errlen, "%s: checkpoint %lld: %s", param, (long long)id, why);
         return -1;
     }
@@ -491,6 +434,24 @@ static int checkpoint_to_file(sqlite3 *db, int64_t id, const char *param, bool n
     return rc;
 }
 
+/* The directory of the registered base model a job's lineage starts from
+ * (jobs.base_model_id) into dir: the init weights when the job has no
+ * parent checkpoint, and the tokenizer either way. 1 found, 0 the job has
+ * none, -1 with err. */
+static int base_model_dir(sqlite3 *db, const char *data_dir, int64_t model_id, char *dir,
+                          size_t cap, char *err, size_t errlen) {
+    if (model_id <= 0)
+        return 0;
+    char why[256];
+    int found = model_dir_path(db, data_dir, model_id, dir, cap, why, sizeof why);
+    if (found != 1) {
+        snprintf(err, errlen, "model: base model %lld: %s", (long long)model_id,
+                 found == 0 ? "no longer registered" : why);
+        return -1;
+    }
+    return 1;
+}
+
 /* ---- the job ------------------------------------------------------------- */
 
 /* What the job names besides its hyperparameters. 0, or -1 with err. */
@@ -509,6 +470,7 @@ typedef struct worker_ctx {
     const char *owner;
     int64_t lease_ms;
     const atomic_bool *cancel_requested;
+    const char *data_dir; /* the artifact store (checkpoint_file.h) */
 } worker_ctx;
 
 /* Validates and loads what the job trains on while the job is
@@ -517,7 +479,7 @@ typedef struct worker_ctx {
  * an earlier attempt left one — then marks it running and runs it. An
  * input that does not check out fails the job with a message naming the
  * request field. 0, or -1 with err. */
-static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, const void *cfg,
+static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, void *cfg,
                            const train_sink *sink, const worker_ctx *w, char *err, size_t errlen) {
     job_data train = {0}, eval = {0};
     enum { FD_MODEL, FD_REWARD, FD_RESUME, N_FDS };
@@ -541,14 +503,19 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, co
         goto done;
     }
     if ((refs.model > 0 &&
-         checkpoint_to_file(db, refs.model, "model", false, &fds[FD_MODEL], paths[FD_MODEL],
-                            sizeof paths[0], err, errlen) != 0) ||
+         checkpoint_to_file(db, w->data_dir, refs.model, "model", false, &fds[FD_MODEL],
+                            paths[FD_MODEL], sizeof paths[0], err, errlen) != 0) ||
         (refs.reward_model > 0 &&
-         checkpoint_to_file(db, refs.reward_model, "reward_model", true, &fds[FD_REWARD],
-                            paths[FD_REWARD], sizeof paths[0], err, errlen) != 0))
+         checkpoint_to_file(db, w->data_dir, refs.reward_model, "reward_model", true,
+                            &fds[FD_REWARD], paths[FD_REWARD], sizeof paths[0], err, errlen) != 0))
         goto done;
-    int found =
-        find_resume_checkpoint(db, job_id, &fds[FD_RESUME], &resume_id, &resume_step, err, errlen);
+    char base_dir[4096];
+    const int has_base =
+        base_model_dir(db, w->data_dir, refs.base_model, base_dir, sizeof base_dir, err, errlen);
+    if (has_base < 0)
+        goto done;
+    int found = find_resume_checkpoint(db, w->data_dir, job_id, &fds[FD_RESUME], &resume_id,
+                                       &resume_step, err, errlen);
     if (found < 0)
         goto done;
     char message[256];
@@ -561,6 +528,22 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, co
         "{s:I, s:I, s:I}", "n_train", (json_int_t)n_train, "n_validation",
         (json_int_t)(type->data_kind == JOB_DATA_RANKINGS ? eval.n_rankings : eval.n_pairs),
         "n_rankings_left_out", (json_int_t)train.n_skipped);
+    /* The configuration as it runs, the init model's shape included: what
+     * the job shows from now on (and what its checkpoints record). */
+    char *resolved = NULL;
+    int sized =
+        job_config_from_model(type, cfg, fds[FD_MODEL] >= 0 ? paths[FD_MODEL] : NULL, err, errlen);
+    if (sized < 0 ||
+        (sized > 0 && ((resolved = train_state_config_text(type->hparams, cfg)) == NULL ||
+                       jobs_db_set_config(db, job_id, w->owner, w->lease_ms, resolved) != 0))) {
+        if (sized > 0)
+            snprintf(err, errlen, "cannot record the resolved configuration: %s",
+                     sqlite3_errmsg(db));
+        free(resolved);
+        json_decref(data);
+        goto done;
+    }
+    free(resolved);
     int marked = jobs_db_mark_running(db, job_id, w->owner, w->lease_ms, message, data);
     json_decref(data);
     if (marked != 0) {
@@ -593,7 +576,10 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, co
                                .eval_rankings =
                                    rankings && eval.n_rankings > 0 ? eval.rankings : NULL,
                                .n_eval_rankings = rankings ? eval.n_rankings : 0,
-                               .init_checkpoint = fds[FD_MODEL] >= 0 ? paths[FD_MODEL] : NULL,
+                               .init_checkpoint = fds[FD_MODEL] >= 0 ? paths[FD_MODEL]
+                                                  : has_base         ? base_dir
+                                                                     : NULL,
+                               .tokenizer_dir = has_base ? base_dir : NULL,
                                .reward_checkpoint = fds[FD_REWARD] >= 0 ? paths[FD_REWARD] : NULL,
                                .resume_checkpoint = found == 1 ? paths[FD_RESUME] : NULL,
                                .dist = rlhf_train_dist};
@@ -616,16 +602,23 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     if (db_open(db_path, &db, err, sizeof err) != 0 || db_migrate(db, err, sizeof err) != 0 ||
         db_open(db_path, &hb_db, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train: %s\n", err);
+        const bool storage = db != NULL && db_failure_is_storage(db_failure_of(db));
+        sqlite3_close(db);
+        return storage ? DB_JOB_EXIT_STORAGE : DB_JOB_EXIT_USAGE;
+    }
+    /* The owner names this process uniquely, even across pid reuse, and
+     * lets a restarted rlhfd tell whether it still runs. */
+    char owner[JOBS_DB_OWNER_BYTES];
+    jobs_db_owner_name(owner);
+    const int64_t lease_ms = lease_ms_from_env();
+    char data_dir[4096];
+    checkpoint_file_data_dir(db_path, data_dir, sizeof data_dir);
+    if (artifact_store_init(data_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "rlhf-train: %s\n", err);
+        sqlite3_close(hb_db);
         sqlite3_close(db);
         return DB_JOB_EXIT_USAGE;
     }
-    /* The owner names this process uniquely, even across pid reuse. */
-    uint64_t nonce = 0;
-    if (getrandom(&nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce)
-        nonce = (uint64_t)db_now_ms();
-    char owner[64];
-    snprintf(owner, sizeof owner, "pid:%d:%016" PRIx64, (int)getpid(), nonce);
-    const int64_t lease_ms = lease_ms_from_env();
 
     /* under mpirun rlhfd's child is mpirun, rank 0's parent */
     const int64_t worker_pid = dist_size(rlhf_train_dist) > 1 ? getppid() : getpid();
@@ -637,9 +630,12 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
                     (long long)job_id);
         else
             fprintf(stderr, "rlhf-train: job %lld: %s\n", (long long)job_id, err);
+        const bool storage = claimed < 0 && db_failure_is_storage(db_failure_of(db));
         sqlite3_close(hb_db);
         sqlite3_close(db);
-        return claimed == 0 ? DB_JOB_EXIT_NOT_CLAIMED : DB_JOB_EXIT_USAGE;
+        return claimed == 0 ? DB_JOB_EXIT_NOT_CLAIMED
+               : storage    ? DB_JOB_EXIT_STORAGE
+                            : DB_JOB_EXIT_USAGE;
     }
 
     struct sigaction sa = {0};
@@ -666,6 +662,7 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
     json_error_t jerr;
     json_t *config = json_loads(job.config, 0, &jerr);
     int rc = -1;
+    bool storage = false; /* rc != 0 because something could not be written */
     if (type == NULL)
         snprintf(err, sizeof err, "unknown job type '%s'", job.type);
     else if (cfg == NULL || config == NULL)
@@ -679,12 +676,13 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
                       .cancel_requested = &hb.cancel_requested,
                       .lease_lost = &hb.lease_lost,
                       .stop_signal = &stop_signal,
-                      .flush_ms = hb.flush_ms};
+                      .flush_ms = hb.flush_ms,
+                      .data_dir = data_dir};
         train_sink sink = db_sink_make(&ds);
         pthread_mutex_lock(&hb.mutex);
         hb.sink = &ds;
         pthread_mutex_unlock(&hb.mutex);
-        const worker_ctx w = {owner, lease_ms, &hb.cancel_requested};
+        const worker_ctx w = {owner, lease_ms, &hb.cancel_requested, ds.data_dir};
         rc = run_with_inputs(db, job_id, type, cfg, &sink, &w, err, sizeof err);
         pthread_mutex_lock(&hb.mutex);
         hb.sink = NULL;
@@ -694,6 +692,10 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
             snprintf(err, sizeof err, "cannot write the last metrics: %s", sqlite3_errmsg(db));
             rc = -1;
         }
+        pthread_mutex_lock(&ds.mutex);
+        storage = rc != 0 && (ds.storage_failed || file_storage_failed ||
+                              db_failure_is_storage(db_failure_of(db)));
+        pthread_mutex_unlock(&ds.mutex);
         db_sink_free(&ds);
     }
     json_decref(config);
@@ -723,18 +725,28 @@ int rlhf_train_run_db_job(const char *db_path, int64_t job_id) {
             jobs_db_fence(db, job_id, owner, lease_ms, &cancel);
             db_commit(db);
         }
-        job_outcome outcome = rc != 0       ? JOB_OUTCOME_FAILED
+        /* Could not write: not the job's fault, so it goes back to the
+         * queue with its attempt (unless it was being cancelled). */
+        job_outcome outcome = rc != 0 && storage
+                                  ? (cancel ? JOB_OUTCOME_CANCELLED : JOB_OUTCOME_STORAGE)
+                              : rc != 0     ? JOB_OUTCOME_FAILED
                               : cancel      ? JOB_OUTCOME_CANCELLED
                               : stop_signal ? JOB_OUTCOME_REQUEUED
                                             : JOB_OUTCOME_SUCCEEDED;
         if (jobs_db_finish(db, job_id, owner, outcome, rc != 0 ? err : NULL) != 0) {
+            /* A full disk may refuse even this last write: rlhfd records
+             * the storage exit for us (JOB_LOST_STORAGE). */
+            const bool no_room = storage || db_failure_is_storage(db_failure_of(db));
             fprintf(stderr, "rlhf-train: job %lld: cannot record the outcome: %s\n",
                     (long long)job_id, sqlite3_errmsg(db));
-            exit_code = DB_JOB_EXIT_LEASE_LOST;
+            exit_code = no_room ? DB_JOB_EXIT_STORAGE : DB_JOB_EXIT_LEASE_LOST;
         } else {
             if (rc != 0)
-                fprintf(stderr, "rlhf-train: job %lld failed: %s\n", (long long)job_id, err);
-            exit_code = rc != 0 ? DB_JOB_EXIT_FAILED : DB_JOB_EXIT_DONE;
+                fprintf(stderr, "rlhf-train: job %lld %s: %s\n", (long long)job_id,
+                        storage ? "could not write" : "failed", err);
+            exit_code = storage   ? DB_JOB_EXIT_STORAGE
+                        : rc != 0 ? DB_JOB_EXIT_FAILED
+                                  : DB_JOB_EXIT_DONE;
         }
     }
     sqlite3_close(hb_db);

@@ -14,23 +14,14 @@
  * a cancel was requested, else put back in the queue without using up an
  * attempt (rlhfd is shutting down).
  *
- * Exit codes: 0 the job reached an end (succeeded, cancelled, or requeued on
- * a signal), 1 training failed (recorded in the job), 2 bad command line or
- * database, 3 the job was not queued (nothing to claim), 4 the lease was
- * lost while training (nothing more written).
+ * Exit codes: DB_JOB_EXIT_* (common/jobs_db.h), which rlhfd's scheduler reads.
  */
 #ifndef RLHF_DB_JOB_H
 #define RLHF_DB_JOB_H
 
 #include <stdint.h>
 
-enum {
-    DB_JOB_EXIT_DONE = 0,
-    DB_JOB_EXIT_FAILED = 1,
-    DB_JOB_EXIT_USAGE = 2,
-    DB_JOB_EXIT_NOT_CLAIMED = 3,
-    DB_JOB_EXIT_LEASE_LOST = 4,
-};
+#include "jobs_db.h"
 
 int rlhf_train_run_db_job(const char *db_path, int64_t job_id);
 

@@ -1,10 +1,12 @@
 #include "db_sink.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <time.h>
 
+#include "artifact_store.h"
 #include "db.h"
 #include "jobs_db.h"
 #include "sha256.h"
@@ -26,9 +28,16 @@ static int64_t monotonic_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Notes a failed write of db that was the storage's fault. Caller holds mutex. */
+static void note_failure(db_sink *ds, sqlite3 *db) {
+    if (db_failure_is_storage(db_failure_of(db)))
+        ds->storage_failed = true;
+}
+
 /* Opens a fenced transaction on db: 0 ready, -1 failed (transaction closed). */
 static int fenced_begin(db_sink *ds, sqlite3 *db) {
     if (db_begin(db) != SQLITE_OK) {
+        note_failure(ds, db);
         fprintf(stderr, "rlhf-train: job %lld: cannot begin a write: %s\n", (long long)ds->job_id,
                 sqlite3_errmsg(db));
         return -1;
@@ -41,6 +50,7 @@ static int fenced_begin(db_sink *ds, sqlite3 *db) {
         fprintf(stderr, "rlhf-train: job %lld: %s\n", (long long)ds->job_id,
                 owned == 0 ? "lease lost; stopping without writing" : sqlite3_errmsg(db));
         db_rollback(db);
+        note_failure(ds, db);
         return -1;
     }
     if (cancel)
@@ -60,6 +70,7 @@ static int fenced_commit(db_sink *ds, sqlite3 *db, int ok) {
     fprintf(stderr, "rlhf-train: job %lld: write failed: %s\n", (long long)ds->job_id,
             sqlite3_errmsg(db));
     db_rollback(db);
+    note_failure(ds, db);
     return -1;
 }
 
@@ -176,16 +187,18 @@ static int db_event(void *ctx, sink_level level, const char *code, const char *m
     return rc;
 }
 
-/* Checkpoints are stored in the database as 'periodic'; the job's last one
- * becomes 'final' when the job succeeds (db_job.c). */
+/* Checkpoints are stored as 'periodic'; the job's last one becomes 'final'
+ * when the job succeeds (db_job.c). With a data directory the bytes go to
+ * the artifact store first (durable before the row that names them is
+ * committed), else into the row. */
 /* The checkpoint row and its event, in the open transaction. */
 static int write_checkpoint(db_sink *ds, int64_t step, const void *bytes, size_t n_bytes,
                             const char *digest) {
     sqlite3_stmt *st = NULL;
     int ok = sqlite3_prepare_v2(ds->db,
-                                "INSERT INTO checkpoints (job_id, step, kind, bytes, sha256, "
+                                "INSERT INTO checkpoints (job_id, step, kind, bytes, path, sha256, "
                                 "size_bytes, metrics, created_at) "
-                                "VALUES (?1, ?2, 'periodic', ?3, ?4, ?5, ?6, ?7)",
+                                "VALUES (?1, ?2, 'periodic', ?3, ?8, ?4, ?5, ?6, ?7)",
                                 -1, &st, NULL) == SQLITE_OK;
     char *metrics = ds->last_metrics && ds->last_metrics_step == step
                         ? json_dumps(ds->last_metrics, JSON_COMPACT | JSON_PRESERVE_ORDER)
@@ -193,7 +206,13 @@ static int write_checkpoint(db_sink *ds, int64_t step, const void *bytes, size_t
     if (ok) {
         sqlite3_bind_int64(st, 1, ds->job_id);
         sqlite3_bind_int64(st, 2, step);
-        sqlite3_bind_blob64(st, 3, bytes, n_bytes, SQLITE_STATIC);
+        char rel[128];
+        if (ds->data_dir != NULL) {
+            artifact_store_rel_path(digest, rel, sizeof rel);
+            sqlite3_bind_text(st, 8, rel, -1, SQLITE_TRANSIENT);
+        } else {
+            sqlite3_bind_blob64(st, 3, bytes, n_bytes, SQLITE_STATIC);
+        }
         sqlite3_bind_text(st, 4, digest, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, (sqlite3_int64)n_bytes);
         if (metrics)
@@ -217,8 +236,21 @@ static int write_checkpoint(db_sink *ds, int64_t step, const void *bytes, size_t
 
 static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
     db_sink *ds = ctx;
-    char digest[65];
-    sha256_hex(bytes, n_bytes, digest);
+    char digest[65], err[512];
+    if (ds->data_dir != NULL) {
+        /* outside the lock and the transaction: the file may be large */
+        if (artifact_store_put(ds->data_dir, bytes, n_bytes, digest, err, sizeof err) != 0) {
+            const int failed_errno = errno;
+            pthread_mutex_lock(&ds->mutex);
+            if (db_errno_is_storage(failed_errno))
+                ds->storage_failed = true;
+            pthread_mutex_unlock(&ds->mutex);
+            fprintf(stderr, "rlhf-train: job %lld: checkpoint: %s\n", (long long)ds->job_id, err);
+            return -1;
+        }
+    } else {
+        sha256_hex(bytes, n_bytes, digest);
+    }
     pthread_mutex_lock(&ds->mutex);
     int rc = -1;
     if (fenced_begin(ds, ds->db) == 0)
@@ -226,6 +258,8 @@ static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_by
                            write_pending(ds, ds->db) &&
                                write_checkpoint(ds, step, bytes, n_bytes, digest));
     pthread_mutex_unlock(&ds->mutex);
+    if (rc == 0)
+        artifact_crash_point("committed");
     return rc;
 }
 
@@ -238,6 +272,7 @@ static bool db_should_stop(void *ctx) {
 train_sink db_sink_make(db_sink *ds) {
     pthread_mutex_init(&ds->mutex, NULL);
     ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
+    ds->storage_failed = false;
     return (train_sink){ds, db_metrics, db_event, db_checkpoint, db_should_stop};
 }
 

@@ -48,11 +48,18 @@ typedef struct db_sink {
     /* How long an update's metrics may wait before they are committed
      * (0: each update commits at once). */
     int64_t flush_ms;
+    /* The artifact store checkpoints go to (common/artifact_store.h); NULL:
+     * into the checkpoints row. */
+    const char *data_dir;
     /* Updates reported but not committed yet; under mutex. */
     pthread_mutex_t mutex;
     struct db_sink_update *pending;
     size_t n_pending, cap_pending;
     int64_t first_pending_ms;
+    /* A write failed because the database could not take it (a full disk,
+     * an I/O error: db_failure_is_storage), not because of the job; under
+     * mutex. rlhf-train then exits DB_JOB_EXIT_STORAGE. */
+    bool storage_failed;
 } db_sink;
 
 /* Initialises the buffer and mutex of ds (its other fields set by the

@@ -42,6 +42,7 @@
 
 #include <jansson.h>
 
+#include "cli.h"
 #include "demo_task.h"
 #include "model.h"
 #include "jsonl_data.h"
@@ -51,10 +52,7 @@
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2, MAX_IDS = 256 + 64 };
 
 static void usage(void) {
-    fprintf(stderr, "usage: rlhf-train demo-eval --policy CKPT [--ref CKPT] [--reward-model CKPT] "
-                    "[--tokenizer-dir DIR] [--n N] [--seed S]\n"
-                    "                 [--temperature T] [--max-tokens 1..64] "
-                    "[--rankings FILE.jsonl] [--samples-out FILE.jsonl]\n");
+    rlhf_train_command_usage(stderr, "demo-eval");
 }
 
 /* Loads a checkpoint; with_head keeps its scalar head (a reward model) and

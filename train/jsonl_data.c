@@ -104,14 +104,14 @@ typedef struct pairs_ctx {
     int64_t cap;
 } pairs_ctx;
 
-/* An sft row as (prompt, response); a prompts row as (prompt, prompt): a
- * placeholder, since a prompts file has no responses. */
+/* An sft row as (prompt, response); a prompts row as (prompt, answer), ""
+ * without an answer. */
 static int add_pair(void *ctx, const dataset_row *row, char *why, size_t why_len) {
     pairs_ctx *c = ctx;
     text_pairs *p = c->out;
     const char *ps = store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->prompt);
     const char *rs =
-        row->response ? store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->response) : ps;
+        store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->response ? row->response : "");
     const char *ms =
         row->messages ? store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->messages) : "";
     text_pair *items = grow(p->items, p->n, &c->cap, sizeof *p->items);

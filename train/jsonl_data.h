@@ -21,8 +21,7 @@ typedef struct text_pairs {
 } text_pairs;
 
 int text_pairs_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen);
-/* prompts rows ({"prompt"}; a response, if present, is ignored by the
- * job), each as (prompt, prompt). */
+/* prompts rows, each as (prompt, reference answer or ""). */
 int prompts_load_jsonl(text_pairs *out, const char *path, char *err, size_t errlen);
 void text_pairs_free(text_pairs *p);
 

@@ -157,10 +157,21 @@ static int report_api_error(const rlhfctl *c, long status, const char *body, siz
 
 /* After a request: network error, API error, or OK with the JSON body in
  * *out (if out). */
-static int finish_json(const rlhfctl *c, request *rq, CURLcode rc, growbuf *body, json_t **out) {
+/* The reply as JSON into *out. With status non-NULL an API error is not
+ * reported: *status gets the HTTP status and *out the error body. */
+static int finish_json(const rlhfctl *c, request *rq, CURLcode rc, growbuf *body, json_t **out,
+                       long *status_out) {
     if (rc != CURLE_OK)
         return report_network_error(rq, rc);
     long status = request_status(rq);
+    if (status_out != NULL) {
+        *status_out = status;
+        if (status < 200 || status > 299) {
+            if (out)
+                *out = json_loadb(body->data ? body->data : "", body->len, 0, NULL);
+            return RLHFCTL_EXIT_API;
+        }
+    }
     if (status < 200 || status > 299)
         return report_api_error(c, status, body->data ? body->data : "", body->len);
     json_error_t jerr;
@@ -238,8 +249,8 @@ static int wait_after_429(long retry_after, int attempt) {
     return 1;
 }
 
-int api_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
-                json_t **out) {
+static int request_json(const rlhfctl *c, const char *method, const char *path,
+                        const json_t *body, json_t **out, long *status) {
     char key[48], key_header[80];
     const int post = strcmp(method, "POST") == 0;
     if (post) {
@@ -268,7 +279,7 @@ int api_request(const rlhfctl *c, const char *method, const char *path, const js
         const int again =
             rc == CURLE_OK && request_status(&rq) == 429 && wait_after_429(retry_after, attempt);
         if (!again)
-            result = finish_json(c, &rq, rc, &reply, out);
+            result = finish_json(c, &rq, rc, &reply, out, status);
         growbuf_free(&reply);
         request_free(&rq);
         if (!again)
@@ -276,6 +287,16 @@ int api_request(const rlhfctl *c, const char *method, const char *path, const js
     }
     free(text);
     return result;
+}
+
+int api_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                json_t **out) {
+    return request_json(c, method, path, body, out, NULL);
+}
+
+int api_request_status(const rlhfctl *c, const char *method, const char *path,
+                       const json_t *body, json_t **out, long *status) {
+    return request_json(c, method, path, body, out, status);
 }
 
 /* ---- uploads ---------------------------------------------------------------------- */
@@ -295,7 +316,8 @@ static size_t on_read_file(char *buf, size_t size, size_t n, void *arg) {
     return got;
 }
 
-int api_upload(const rlhfctl *c, const char *path, const char *file, json_t **out) {
+int api_upload(const rlhfctl *c, const char *path, const char *file, const char *header,
+               json_t **out) {
     upload_source src = {.f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb")};
     if (src.f == NULL) {
         fprintf(stderr, "rlhfctl: cannot read %s: %s\n", file, strerror(errno));
@@ -315,6 +337,8 @@ int api_upload(const rlhfctl *c, const char *path, const char *file, json_t **ou
         long retry_after = -1;
         rq.headers = curl_slist_append(rq.headers, key_header);
         rq.headers = curl_slist_append(rq.headers, "Content-Type: application/jsonl");
+        if (header != NULL)
+            rq.headers = curl_slist_append(rq.headers, header);
         curl_easy_setopt(rq.curl, CURLOPT_POST, 1L);
         curl_easy_setopt(rq.curl, CURLOPT_READFUNCTION, on_read_file);
         curl_easy_setopt(rq.curl, CURLOPT_READDATA, &src);
@@ -335,7 +359,7 @@ int api_upload(const rlhfctl *c, const char *path, const char *file, json_t **ou
             again = sized && rc == CURLE_OK && request_status(&rq) == 429 &&
                     fseek(src.f, 0, SEEK_SET) == 0 && wait_after_429(retry_after, attempt);
             if (!again)
-                result = finish_json(c, &rq, rc, &reply, out);
+                result = finish_json(c, &rq, rc, &reply, out, NULL);
         }
         growbuf_free(&reply);
         request_free(&rq);

@@ -47,7 +47,7 @@ static int upload_into(const rlhfctl *c, int64_t id, const char *file) {
     char path[96];
     snprintf(path, sizeof path, "/v1/datasets/%" PRId64 "/upload", id);
     json_t *reply = NULL;
-    int rc = api_upload(c, path, file, &reply);
+    int rc = api_upload(c, path, file, NULL, &reply);
     if (rc == RLHFCTL_EXIT_OK)
         output_reply(c, reply, print_dataset_line);
     return rc;
@@ -424,7 +424,7 @@ int cmd_comparisons_bulk(const rlhfctl *c, const cli_args *a) {
     if (!cmd_id_path(a, 0, "project ID", "projects", "/comparisons/bulk", path, sizeof path))
         return RLHFCTL_EXIT_USAGE;
     json_t *reply = NULL;
-    int rc = api_upload(c, path, a->pos[1], &reply);
+    int rc = api_upload(c, path, a->pos[1], NULL, &reply);
     if (rc == RLHFCTL_EXIT_OK)
         output_reply(c, reply, print_bulk);
     return rc;

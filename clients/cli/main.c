@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jobs.h"
 #include "rlhfctl.h"
 
 #define DEFAULT_URL "http://127.0.0.1:8080"
@@ -29,6 +30,18 @@ typedef struct command {
 static const command commands[] = {
     {"status", NULL, "", "is rlhfd up and ready? (GET /readyz; needs no token)", 0, 0, "", "",
      cmd_status},
+    {"models", "add", "DIR [--name NAME]",
+     "register the model directory DIR (under one of rlhfd's --model-root; relative to one, or "
+     "absolute)",
+     1, 1, "name", "", cmd_models_add},
+    {"models", "upload", "DIR [--name NAME]",
+     "upload a Hugging Face model directory file by file (sha256-checked), then check it", 1, 1,
+     "name", "", cmd_models_upload},
+    {"models", "list", "", "base and fine-tuned models", 0, 0, "", "", cmd_models_list},
+    {"models", "show", "NAME", "one model (a registered id or an ft: id)", 1, 1, "", "",
+     cmd_models_show},
+    {"models", "delete", "NAME", "delete a registered model no job uses", 1, 1, "", "",
+     cmd_models_delete},
     {"datasets", "create", "NAME --format sft|preference|prompts [--file FILE.jsonl]",
      "create a dataset (and upload FILE into it)", 1, 1, "format file", "", cmd_datasets_create},
     {"datasets", "upload", "ID FILE.jsonl",
@@ -70,6 +83,10 @@ static const command commands[] = {
      "rank candidates, best group first; a GROUP is candidate ids, ties joined by '=' "
      "(rank 7 12 13=14)",
      1, CLI_MAX_ARGS, "note", "skip", cmd_rank},
+    {"annotate", NULL, "PROJECT --simulate demo [--noise T] [--seed S] [--max N]",
+     "the simulated annotator: rank a project's comparisons by the demo task's gold score with "
+     "Plackett-Luce noise, through the annotation API, until none is left",
+     1, 1, "simulate noise seed max", "", cmd_annotate},
     {"jobs", "submit",
      "TYPE [--set KEY=VALUE]... [--hyperparameters FILE.json] [--max-attempts N] "
      "[--training-file ID] [--validation-file ID] [--training-project ID] [--model CKPT] "
@@ -141,6 +158,18 @@ static void print_help(FILE *out) {
           "  4  network error: rlhfd could not be reached or the connection broke\n\n"
           "not in rlhfd yet, so not here: token revocation, reading a dataset's rows back.\n",
           out);
+}
+
+/* `jobs submit --help`: the hyperparameters of job type only (every type
+ * when NULL or unknown), from the engine's tables (engine/jobs.h). */
+static void print_hyperparameters(const char *only) {
+    const job_type *one = only ? job_type_find(only) : NULL;
+    for (const job_type *const *t = job_types; *t; t++) {
+        if (one != NULL && *t != one)
+            continue;
+        printf("\n%s: %s.\nhyperparameters (--set KEY=VALUE):\n", (*t)->name, (*t)->summary);
+        hparams_write_help((*t)->hparams, "", stdout);
+    }
 }
 
 /* ---- argument parsing --------------------------------------------------------------- */
@@ -366,6 +395,8 @@ int main(int argc, char **argv) {
     } else if (help) {
         print_command_usage(stdout, cmd);
         printf("  %s\n", cmd->summary);
+        if (cmd->fn == cmd_jobs_submit) /* TYPE's hyperparameters, or every type's */
+            print_hyperparameters(n_rest > 2 ? rest[2] : NULL);
     } else {
         current_command = cmd;
         int skip = cmd->verb ? 2 : 1;

@@ -69,9 +69,16 @@ int64_t cli_parse_id(const char *text, const char *what);
  * and out may be NULL. */
 int api_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
                 json_t **out);
+/* The same without reporting an API error: *status gets the HTTP status
+ * and *out the reply's JSON (the error object too, NULL if not JSON);
+ * RLHFCTL_EXIT_API for a non-2xx status. Network errors are reported. */
+int api_request_status(const rlhfctl *c, const char *method, const char *path,
+                       const json_t *body, json_t **out, long *status);
 /* POST path with the file's bytes as the body, read piece by piece (never
- * held whole); "-" is stdin (sent chunked). */
-int api_upload(const rlhfctl *c, const char *path, const char *file, json_t **out);
+ * held whole); "-" is stdin (sent chunked). header: one more request
+ * header ("Name: value"), or NULL. */
+int api_upload(const rlhfctl *c, const char *path, const char *file, const char *header,
+               json_t **out);
 /* GET path into the file (written as it arrives). sha256_hex gets the
  * digest of what was written, header_sha256 the x-checkpoint-sha256 header
  * ("" if absent). */
@@ -166,6 +173,11 @@ typedef int (*command_fn)(const rlhfctl *c, const cli_args *a);
 int cmd_checkpoints_generate(const rlhfctl *c, const cli_args *a);
 
 int cmd_status(const rlhfctl *c, const cli_args *a);
+int cmd_models_add(const rlhfctl *c, const cli_args *a);
+int cmd_models_upload(const rlhfctl *c, const cli_args *a);
+int cmd_models_list(const rlhfctl *c, const cli_args *a);
+int cmd_models_show(const rlhfctl *c, const cli_args *a);
+int cmd_models_delete(const rlhfctl *c, const cli_args *a);
 int cmd_datasets_create(const rlhfctl *c, const cli_args *a);
 int cmd_datasets_upload(const rlhfctl *c, const cli_args *a);
 int cmd_datasets_list(const rlhfctl *c, const cli_args *a);
@@ -184,6 +196,7 @@ int cmd_comparisons_show(const rlhfctl *c, const cli_args *a);
 int cmd_comparisons_next(const rlhfctl *c, const cli_args *a);
 int cmd_comparisons_rankings(const rlhfctl *c, const cli_args *a);
 int cmd_rank(const rlhfctl *c, const cli_args *a);
+int cmd_annotate(const rlhfctl *c, const cli_args *a);
 int cmd_tokens_create(const rlhfctl *c, const cli_args *a);
 int cmd_tokens_list(const rlhfctl *c, const cli_args *a);
 int cmd_tokens_revoke(const rlhfctl *c, const cli_args *a);

@@ -17,6 +17,7 @@
 #include "safetensors.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
+#include "model.h"
 #include "test_server_util.h"
 #include "test_util.h"
 #include "tokenizer.h"
@@ -26,15 +27,9 @@ static void load_checkpoint(const test_daemon *d, int64_t id, gpt2_model *m) {
     char path[96];
     snprintf(path, sizeof path, "/v1/checkpoints/%lld/content", (long long)id);
     http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
-    safetensors_file f;
-    gpt2_config gc;
     char err[256];
-    ck_assert_msg(safetensors_parse(&f, r->body, r->body_len, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(gpt2_config_from_checkpoint(&gc, &f, err, sizeof err), 0);
-    gc.scalar_head = false;
-    ck_assert_int_eq(gpt2_init(m, &gc, err, sizeof err), 0);
-    ck_assert_msg(gpt2_checkpoint_load(m, &f, NULL, err, sizeof err) == 0, "%s", err);
-    safetensors_free(&f);
+    ck_assert_msg(model_open_bytes(r->body, r->body_len, NULL, m, NULL, err, sizeof err) == 0, "%s",
+                  err);
     reply_free(r);
 }
 

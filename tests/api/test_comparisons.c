@@ -85,7 +85,7 @@ START_TEST(test_preference_collection) {
         {"{\"prompt\":\"q\",\"candidates\":{}}", "invalid_type", "candidates"},
         {"{\"prompt\":\"\",\"candidates\":[{\"text\":\"a\"},{\"text\":\"b\"}]}", "invalid_value",
          "prompt"},
-        {"{\"prompt\":\"q\",\"candidates\":[{\"text\":\"a\"},{\"text\":\"\"}]}", "invalid_value",
+        {"{\"prompt\":\"q\",\"candidates\":[{\"text\":\"a\"},{\"text\":null}]}", "invalid_value",
          "candidates[1].text"},
         {"{\"prompt\":\"q\",\"candidates\":[{\"text\":\"a\",\"model\":\"x\"},{\"text\":\"b\"}]}",
          "unknown_parameter", "candidates[0].model"},

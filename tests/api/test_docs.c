@@ -120,6 +120,8 @@ static void probe_path(const char *pattern, char *out, size_t len) {
             used += (size_t)snprintf(out + used, len - used, "999999999"), p += 4;
         else if (strncmp(p, "{path}", 6) == 0)
             used += (size_t)snprintf(out + used, len - used, "missing.js"), p += 6;
+        else if (strncmp(p, "{name}", 6) == 0)
+            used += (size_t)snprintf(out + used, len - used, "missing.json"), p += 6;
         else
             out[used++] = *p++;
     }
@@ -189,15 +191,24 @@ static void expect_documented(const walk *w, const char *method, const char *pat
 /* Requests path (an instance of method pattern) as token with body,
  * asserts the status (0: any), and checks that the objects it answers
  * with are documented. Returns the reply (caller frees). */
+static http_reply *walk_reply(walk *w, const char *method, const char *pattern, const char *path,
+                              http_reply *r, long status);
 static http_reply *walk_route(walk *w, const char *method, const char *pattern, const char *path,
                               const char *token, const char *body, long status) {
+    return walk_reply(w, method, pattern, path, http(w->d, method, path, token, body, NULL),
+                      status);
+}
+
+/* walk_route for a request already made (r, to path), e.g. a multipart
+ * upload. */
+static http_reply *walk_reply(walk *w, const char *method, const char *pattern, const char *path,
+                              http_reply *r, long status) {
     size_t i = 0;
     while (i < json_array_size(w->routes) && (strcmp(route_method(w->routes, i), method) != 0 ||
                                               strcmp(route_path(w->routes, i), pattern) != 0))
         i++;
     ck_assert_msg(i < json_array_size(w->routes), "%s %s is not a route", method, pattern);
     w->walked[i] = true;
-    http_reply *r = http(w->d, method, path, token, body, NULL);
     if (status != 0)
         ck_assert_msg(r->status == status, "%s %s: %ld %s", method, path, r->status, r->body);
     const char *object = json_string_value(json_object_get(r->json, "object"));
@@ -254,14 +265,26 @@ static void walk_api(walk *w, const char *annotator) {
     snprintf(p, sizeof p, "/v1/checkpoints/%lld/content",
              (long long)final_checkpoint(d, job, NULL));
     walk_ok(w, "GET", "/v1/checkpoints/{id}/content", p, admin, NULL);
+    walk_ok(w, "POST", "/v1/models", "/v1/models", admin, "{\"id\":\"m\",\"source\":\"upload\"}");
+    walk_ok(w, "GET", "/v1/models", "/v1/models", admin, NULL);
+    walk_ok(w, "GET", "/v1/models/{name}", "/v1/models/m", admin, NULL);
+    /* without its X-Sha256 header */
+    reply_free(walk_route(w, "POST", "/v1/models/{name}/files/{name}",
+                          "/v1/models/m/files/config.json", admin, "{}", 400));
+    walk_ok(w, "POST", "/v1/models/{name}/complete", "/v1/models/m/complete", admin, "{}");
+    walk_ok(w, "DELETE", "/v1/models/{name}", "/v1/models/m", admin, NULL);
     snprintf(p, sizeof p, "/v1/jobs/%lld/cancel", (long long)create_job(d, LONG_JOB));
     walk_ok(w, "POST", "/v1/jobs/{id}/cancel", p, admin, NULL);
     const int64_t sft = demo_sft_job(d, TINY_SFT, NULL);
     reply_free(wait_job(d, sft, "succeeded", 1));
+    snprintf(p, sizeof p, "/v1/checkpoints/%lld/hf.tar", (long long)final_checkpoint(d, sft, NULL));
+    walk_ok(w, "GET", "/v1/checkpoints/{id}/hf.tar", p, admin, NULL);
     snprintf(p, sizeof p, "/v1/checkpoints/%lld/generate",
              (long long)final_checkpoint(d, sft, NULL));
     walk_ok(w, "POST", "/v1/checkpoints/{id}/generate", p, admin,
             "{\"prompt\":\"a\",\"max_tokens\":2}");
+    walk_ok(w, "POST", "/v1/graders/run", "/v1/graders/run", admin,
+            "{\"grader\":{\"type\":\"length\",\"max_length\":3},\"model_sample\":\"ab\"}");
 
     const int64_t ds = walk_id(w, "POST", "/v1/datasets", "/v1/datasets", admin,
                                "{\"name\":\"p\",\"format\":\"prompts\"}");
@@ -271,6 +294,45 @@ static void walk_api(walk *w, const char *annotator) {
     snprintf(p, sizeof p, "/v1/datasets/%lld", (long long)ds);
     walk_ok(w, "GET", "/v1/datasets/{id}", p, admin, NULL);
     walk_ok(w, "DELETE", "/v1/datasets/{id}", p, admin, NULL);
+
+    /* the OpenAI-compatible files and fine-tuning jobs */
+    const char *rows = "{\"prompt\":\"2+2?\",\"response\":\"4\"}\n";
+    http_reply *up =
+        walk_reply(w, "POST", "/v1/files", "/v1/files",
+                   upload_file(d, admin, "d.jsonl", rows, strlen(rows), "fine-tune", false), 200);
+    char file[32], fp[96];
+    snprintf(file, sizeof file, "%s", json_string_value(json_object_get(up->json, "id")));
+    reply_free(up);
+    walk_ok(w, "GET", "/v1/files", "/v1/files", admin, NULL);
+    snprintf(fp, sizeof fp, "/v1/files/%s", file);
+    walk_ok(w, "GET", "/v1/files/file-{id}", fp, admin, NULL);
+    snprintf(fp, sizeof fp, "/v1/files/%s/content", file);
+    walk_ok(w, "GET", "/v1/files/file-{id}/content", fp, admin, NULL);
+    char ft_body[160];
+    snprintf(ft_body, sizeof ft_body,
+             "{\"model\":\"scratch\",\"training_file\":\"%s\",\"hyperparameters\":{"
+             "\"n_epochs\":1}}",
+             file);
+    up = walk_route(w, "POST", "/v1/fine_tuning/jobs", "/v1/fine_tuning/jobs", admin, ft_body, 200);
+    char ft[32];
+    snprintf(ft, sizeof ft, "%s", json_string_value(json_object_get(up->json, "id")));
+    reply_free(up);
+    walk_ok(w, "GET", "/v1/fine_tuning/jobs", "/v1/fine_tuning/jobs", admin, NULL);
+    snprintf(fp, sizeof fp, "/v1/fine_tuning/jobs/%s", ft);
+    walk_ok(w, "GET", "/v1/fine_tuning/jobs/ftjob-{id}", fp, admin, NULL);
+    reply_free(wait_job(d, atoll(ft + 6), "succeeded", 0));
+    static const char *const ft_reads[] = {"/events", "/checkpoints"};
+    for (int i = 0; i < 2; i++) {
+        char pattern[96];
+        snprintf(pattern, sizeof pattern, "/v1/fine_tuning/jobs/ftjob-{id}%s", ft_reads[i]);
+        snprintf(fp, sizeof fp, "/v1/fine_tuning/jobs/%s%s", ft, ft_reads[i]);
+        walk_ok(w, "GET", pattern, fp, admin, NULL);
+    }
+    snprintf(fp, sizeof fp, "/v1/fine_tuning/jobs/ftjob-%lld/cancel",
+             (long long)create_job(d, LONG_JOB));
+    walk_ok(w, "POST", "/v1/fine_tuning/jobs/ftjob-{id}/cancel", fp, admin, NULL);
+    reply_free(
+        walk_route(w, "DELETE", "/v1/files/file-{id}", "/v1/files/file-999999", admin, NULL, 404));
 
     const int64_t project =
         walk_id(w, "POST", "/v1/projects", "/v1/projects", admin, "{\"name\":\"p\"}");

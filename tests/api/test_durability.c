@@ -191,29 +191,6 @@ START_TEST(test_sft_resume_after_interruption) {
 }
 END_TEST
 
-/* Runs body twice: a reference job to success, then the same job with its
- * worker SIGKILLed once it runs (with min_checkpoints checkpoints). Attempt
- * 2 must end with the reference's final checkpoint, byte for byte, having
- * resumed exactly when there was a checkpoint to resume from. Returns the
- * reference. */
-static int64_t run_and_run_killed(const test_daemon *d, const char *body, int64_t min_checkpoints) {
-    const int64_t reference = create(d, "/v1/jobs", d->admin, body);
-    reply_free(wait_job(d, reference, "succeeded", 1));
-    ck_assert(!has_event(d, reference, "resumed"));
-    const int64_t job = create(d, "/v1/jobs", d->admin, body);
-    pid_t worker;
-    sqlite3 *lock = hold_running_job(d, job, min_checkpoints, &worker);
-    ck_assert_int_eq(kill(worker, SIGKILL), 0);
-    release_job(lock);
-    reply_free(wait_job(d, job, "succeeded", 2));
-    char want[65], got[65];
-    final_checkpoint(d, reference, want);
-    final_checkpoint(d, job, got);
-    ck_assert_str_eq(got, want);
-    ck_assert(has_event(d, job, "resumed") == (min_checkpoints > 0));
-    return reference;
-}
-
 /* reward has no resume in the engine: a killed attempt starts over and
  * still ends where an uninterrupted run does. ppo resumes from its last
  * periodic checkpoint, bit-identical. */

@@ -4,6 +4,7 @@
  */
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,10 +57,10 @@ START_TEST(test_bulk_export_agreement) {
     ck_assert_int_eq(
         json_integer_value(json_object_get(json_object_get(r->json, "error"), "index")), 2);
     reply_free(r);
-    /* JSONL: the bad item is the second line's empty text. */
+    /* JSONL: the bad item is the second line's text that is no string. */
     r = http(&d, "POST", bulk, d.admin,
              "{\"prompt\":\"x\",\"candidates\":[{\"text\":\"1\"},{\"text\":\"2\"}]}\n"
-             "{\"prompt\":\"y\",\"candidates\":[{\"text\":\"1\"},{\"text\":\"\"}]}\n",
+             "{\"prompt\":\"y\",\"candidates\":[{\"text\":\"1\"},{\"text\":3}]}\n",
              NULL);
     expect_error(r, 400, "invalid_value", "[1].candidates[1].text");
     reply_free(r);
@@ -283,11 +284,142 @@ START_TEST(test_export_spans_chunks) {
 }
 END_TEST
 
+/* Nothing but whitespace: what the server calls an empty sample. */
+static bool blank(const char *s) {
+    for (; *s; s++)
+        if (*s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+            return false;
+    return true;
+}
+
+/* Empty candidates: a model trained to answer " " half the time (and
+ * "Yes." otherwise) has its empty samples drawn again when the server
+ * samples a comparison (the rows /generate draws non-empty with the same
+ * seed are kept as they were); a client may post empty candidates; the
+ * pairs.jsonl export of both uploads back as a preference dataset, and a
+ * reward model trains on it. */
+START_TEST(test_empty_candidates_round_trip) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char *rows = malloc(64 * 64), body[1024], path[128];
+    size_t at = 0;
+    for (int i = 0; i < 64; i++)
+        at += (size_t)sprintf(rows + at, "{\"prompt\":\"Say it.\",\"response\":\"%s\"}\n",
+                              i % 2 ? " " : "Yes.");
+    const int64_t data = create_dataset(&d, "sft", rows);
+    free(rows);
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"hyperparameters\":" SAMPLING_SFT "}",
+             (long long)data);
+    const int64_t job = create_job(&d, body);
+    reply_free(wait_job(&d, job, "succeeded", 1));
+    const int64_t ck = final_checkpoint(&d, job, NULL);
+
+    /* A seed whose 4 samples from /generate hold an empty one and a
+     * non-empty one. */
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/generate", (long long)ck);
+    int seed = 0;
+    json_t *drawn = NULL;
+    for (int s = 1; s <= 64 && drawn == NULL; s++) {
+        snprintf(body, sizeof body, "{\"prompt\":\"Say it.\",\"n\":4,\"seed\":%d,\"max_tokens\":6}",
+                 s);
+        http_reply *r = expect_ok(http(&d, "POST", path, d.admin, body, NULL));
+        json_t *choices = json_object_get(r->json, "choices");
+        int n_blank = 0;
+        for (size_t i = 0; i < 4; i++)
+            n_blank +=
+                blank(json_string_value(json_object_get(json_array_get(choices, i), "text")));
+        if (n_blank > 0 && n_blank < 4)
+            drawn = json_incref(choices), seed = s;
+        reply_free(r);
+    }
+    ck_assert_msg(drawn != NULL, "no seed in 1..64 samples both an empty and a non-empty answer");
+
+    http_reply *r =
+        expect_ok(http(&d, "POST", "/v1/projects", d.admin, "{\"name\":\"e\",\"k\":4}", NULL));
+    const int64_t project = json_integer_value(json_object_get(r->json, "id"));
+    reply_free(r);
+    char cpath[96];
+    snprintf(cpath, sizeof cpath, "/v1/projects/%lld/comparisons", (long long)project);
+    snprintf(body, sizeof body,
+             "{\"prompt\":\"Say it.\",\"sample\":{\"checkpoint_id\":%lld,\"n\":4,\"seed\":%d,"
+             "\"max_tokens\":6}}",
+             (long long)ck, seed);
+    r = expect_ok(http(&d, "POST", cpath, d.admin, body, NULL));
+    const int64_t sampled = json_integer_value(json_object_get(r->json, "id"));
+    json_t *cands = json_object_get(r->json, "candidates");
+    ck_assert_int_eq(json_array_size(cands), 4);
+    for (size_t i = 0; i < 4; i++) {
+        const char *got = json_string_value(json_object_get(json_array_get(cands, i), "text"));
+        const char *first = json_string_value(json_object_get(json_array_get(drawn, i), "text"));
+        ck_assert_msg(!blank(got), "candidate %zu is empty: '%s'", i, got);
+        if (!blank(first))
+            ck_assert_str_eq(got, first);
+    }
+    reply_free(r);
+    json_decref(drawn);
+
+    /* A client's comparison with an empty and a blank candidate. */
+    r = expect_ok(http(&d, "POST", cpath, d.admin,
+                       "{\"prompt\":\"Pick one.\",\"candidates\":[{\"text\":\"Something.\"},"
+                       "{\"text\":\"\"},{\"text\":\" \\n\"}]}",
+                       NULL));
+    const int64_t posted = json_integer_value(json_object_get(r->json, "id"));
+    ck_assert_str_eq(json_string_value(json_object_get(
+                         json_array_get(json_object_get(r->json, "candidates"), 1), "text")),
+                     "");
+    reply_free(r);
+    /* Ranked in position order: 6 pairs of the sampled one, 3 of the posted. */
+    const int64_t ids[2] = {sampled, posted};
+    for (int c = 0; c < 2; c++) {
+        const int64_t a =
+            db_int(&d, "SELECT min(id) FROM candidates WHERE comparison_id = ?1", ids[c]);
+        snprintf(body, sizeof body,
+                 c == 0 ? "{\"order\":[[%lld],[%lld],[%lld],[%lld]]}"
+                        : "{\"order\":[[%lld],[%lld],[%lld]]}",
+                 (long long)a, (long long)a + 1, (long long)a + 2, (long long)a + 3);
+        rank(&d, ids[c], d.admin, body);
+    }
+    snprintf(path, sizeof path, "/v1/projects/%lld/pairs.jsonl", (long long)project);
+    r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    ck_assert_int_eq(count_lines(r->body, r->body_len), 9);
+    ck_assert_ptr_nonnull(strstr(
+        r->body, "{\"prompt\":\"Pick one.\",\"chosen\":\"Something.\",\"rejected\":\"\"}\n"));
+    ck_assert_ptr_nonnull(
+        strstr(r->body, "{\"prompt\":\"Pick one.\",\"chosen\":\"\",\"rejected\":\" \\n\"}\n"));
+    /* The export uploads as a preference dataset, every line a row ... */
+    http_reply *ds = expect_ok(http(&d, "POST", "/v1/datasets", d.admin,
+                                    "{\"name\":\"empty\",\"format\":\"preference\"}", NULL));
+    const int64_t pref = json_integer_value(json_object_get(ds->json, "id"));
+    reply_free(ds);
+    ds = upload_dataset(&d, pref, r->body, r->body_len, NULL);
+    ck_assert_msg(ds->status == 200, "%s", ds->body);
+    ck_assert_int_eq(json_integer_value(json_object_get(ds->json, "n_rows")), 9);
+    reply_free(ds);
+    reply_free(r);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM dataset_rows WHERE dataset_id = ?1 AND "
+                            "(chosen = '' OR rejected = '')",
+                            pref),
+                     2);
+    /* ... and a reward model trains on it. */
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"model\":%lld,"
+             "\"hyperparameters\":" TINY_REWARD "}",
+             (long long)pref, (long long)ck);
+    reply_free(wait_job(&d, create_job(&d, body), "succeeded", 1));
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *exports_suite(void) {
     Suite *s = suite_create("exports");
     TCase *tc = tcase_create("exports");
     tcase_add_test(tc, test_bulk_export_agreement);
     tcase_add_test(tc, test_export_spans_chunks);
+    tcase_add_test(tc, test_empty_candidates_round_trip);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

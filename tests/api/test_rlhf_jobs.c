@@ -7,6 +7,8 @@
  */
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +181,78 @@ static int64_t job_json_int(const test_daemon *d, int64_t job, const char *key) 
     return v;
 }
 
+/* Checkpoint id's safetensors __metadata__ (caller decrefs), read from the
+ * header alone: a resumable checkpoint is larger than a test reply holds. */
+static json_t *checkpoint_metadata(const test_daemon *d, int64_t id) {
+    char path[96];
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/content", (long long)id);
+    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    uint64_t n = 0;
+    ck_assert_uint_ge(r->body_len, 8);
+    for (int b = 7; b >= 0; b--)
+        n = n << 8 | (uint8_t)r->body[b];
+    ck_assert_uint_le(n, r->body_len - 8);
+    json_t *header = json_loadb(r->body + 8, (size_t)n, 0, NULL);
+    ck_assert_ptr_nonnull(header);
+    json_t *meta = json_incref(json_object_get(header, "__metadata__"));
+    ck_assert_ptr_nonnull(meta);
+    json_decref(header);
+    reply_free(r);
+    return meta;
+}
+
+/* The job's shown configuration is the one it ran with: `hyperparameters`
+ * equal the training_state.config its resumable checkpoints record (what
+ * the trainer checks a resume against; sft and ppo jobs here have one), and the final model's shape
+ * is the one shown (n_layer, n_head, d_model, context where the type has them): for a job from an
+ * init model (sized_by_model) that is TINY_SFT's 1, 2, 32, 64 in place of the request's or the
+ * defaults. */
+static void expect_config_ran(const test_daemon *d, int64_t job, bool sized_by_model) {
+    http_reply *r = get_job(d, job);
+    json_t *shown = json_object_get(r->json, "hyperparameters");
+    char *shown_text = json_dumps(shown, JSON_COMPACT | JSON_SORT_KEYS);
+    http_reply *list = job_checkpoints(d, job);
+    int with_state = 0;
+    size_t i;
+    json_t *ck;
+    json_array_foreach(json_object_get(list->json, "data"), i, ck) {
+        json_t *meta = checkpoint_metadata(d, json_integer_value(json_object_get(ck, "id")));
+        const char *ran = json_string_value(json_object_get(meta, "training_state.config"));
+        if (ran != NULL) {
+            json_t *ran_json = json_loads(ran, 0, NULL);
+            char *ran_text = json_dumps(ran_json, JSON_COMPACT | JSON_SORT_KEYS);
+            ck_assert_str_eq(shown_text, ran_text);
+            free(ran_text);
+            json_decref(ran_json);
+            with_state++;
+        }
+        json_decref(meta);
+    }
+    /* reward checkpoints carry no training state; sft and ppo ones do
+     * when they are periodic (resumable) */
+    ck_assert_msg(with_state > 0 ||
+                      strcmp(json_string_value(json_object_get(r->json, "type")), "reward") == 0,
+                  "job %lld: no checkpoint with training state: %s", (long long)job, list->body);
+    reply_free(list);
+    /* The model's shape, as gpt2_checkpoint.c writes it in the metadata. */
+    json_t *meta = checkpoint_metadata(d, final_checkpoint(d, job, NULL));
+    static const char *const keys[] = {"n_layer", "n_head", "d_model", "context"};
+    static const char *const meta_keys[] = {"n_layer", "n_head", "n_embd", "n_positions"};
+    static const int64_t tiny_sft[] = {1, 2, 32, 64};
+    for (int k = 0; k < 4; k++) {
+        json_t *v = json_object_get(shown, keys[k]);
+        const char *in_meta = json_string_value(json_object_get(meta, meta_keys[k]));
+        ck_assert_ptr_nonnull(in_meta);
+        if (v != NULL)
+            ck_assert_int_eq(json_integer_value(v), atoll(in_meta));
+        if (sized_by_model)
+            ck_assert_int_eq(json_integer_value(v), tiny_sft[k]);
+    }
+    json_decref(meta);
+    free(shown_text);
+    reply_free(r);
+}
+
 START_TEST(test_rlhf_pipeline_jobs) {
     test_daemon d;
     daemon_init(&d);
@@ -200,11 +274,14 @@ START_TEST(test_rlhf_pipeline_jobs) {
     /* an sft job may start from a policy checkpoint (fine-tuning) */
     snprintf(body, sizeof body,
              "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"checkpoint:%lld\","
-             "\"hyperparameters\":{\"max_steps\":2,\"batch_size\":4,\"sample_interval\":0}}",
+             "\"hyperparameters\":{\"max_steps\":2,\"batch_size\":4,\"sample_interval\":0,"
+             "\"checkpoint_interval\":1}}",
              (long long)sft_data, (long long)sft_ck);
     const int64_t tuned = create(&d, "/v1/jobs", d.admin, body);
     ck_assert_int_eq(job_json_int(&d, tuned, "model"), sft_ck);
     expect_succeeded(&d, tuned, "loss");
+    expect_config_ran(&d, sft, false);
+    expect_config_ran(&d, tuned, true); /* sft defaults: 4 layers, d_model 128 */
 
     /* 2. reward from an uploaded TRL preference file, with a validation file */
     const int64_t pref = demo_dataset(&d, "preference", 24, 2);
@@ -216,6 +293,7 @@ START_TEST(test_rlhf_pipeline_jobs) {
     const int64_t rm_file = create(&d, "/v1/jobs", d.admin, body);
     ck_assert_int_eq(job_json_int(&d, rm_file, "model"), sft_ck);
     const int64_t rm_ck = expect_succeeded(&d, rm_file, "accuracy");
+    expect_config_ran(&d, rm_file, true); /* reward's defaults: 2 layers, d_model 64 */
     ck_assert_int_gt(db_int(&d,
                             "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name = "
                             "'eval_accuracy'",
@@ -278,16 +356,30 @@ START_TEST(test_rlhf_pipeline_jobs) {
     ck_assert_int_eq(json_integer_value(json_object_get(data, "n_train")), 6);
     ck_assert_int_eq(json_integer_value(json_object_get(data, "n_rankings_left_out")), 1);
     json_decref(data);
+    /* dpo on the same project's rankings (K = 3, ties: 2 or 3 pairs each) */
+    snprintf(body, sizeof body,
+             "{\"type\":\"dpo\",\"training_project\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"batch_size\":2,\"max_steps\":3,\"max_prompt_length\":24,"
+             "\"max_response_length\":32}}",
+             (long long)project, (long long)sft);
+    const int64_t dpo_project = create(&d, "/v1/jobs", d.admin, body);
+    expect_succeeded(&d, dpo_project, "rewards/margins");
+    data = event_data(&d, dpo_project, "running");
+    ck_assert_int_eq(json_integer_value(json_object_get(data, "n_train")), 6);
+    json_decref(data);
 
     /* 4. ppo from a prompts dataset against the first reward model */
     const int64_t prompts = demo_dataset(&d, "prompts", 16, 5);
     snprintf(body, sizeof body,
              "{\"type\":\"ppo\",\"training_file\":%lld,\"model\":\"job:%lld\","
-             "\"reward_model\":\"job:%lld\",\"hyperparameters\":" TINY_PPO "}",
+             "\"reward_model\":\"job:%lld\",\"hyperparameters\":{\"total_updates\":2,"
+             "\"batch_size\":4,\"mini_batch_size\":2,\"ppo_epochs\":1,\"response_length\":8,"
+             "\"sample_interval\":0,\"checkpoint_interval\":1}}",
              (long long)prompts, (long long)sft, (long long)rm_file);
     const int64_t ppo = create(&d, "/v1/jobs", d.admin, body);
     ck_assert_int_eq(job_json_int(&d, ppo, "reward_model"), rm_ck);
     expect_succeeded(&d, ppo, "objective/scores");
+    expect_config_ran(&d, ppo, false); /* the policy's shape is no ppo hyperparameter */
     ck_assert_int_eq(db_int(&d, "SELECT count(DISTINCT step) FROM metrics WHERE job_id = ?1", ppo),
                      2);
 
@@ -321,8 +413,9 @@ START_TEST(test_rlhf_pipeline_jobs) {
          "invalid_model", "model"},
         {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\"}", pref, cancelled,
          "invalid_model", "model"},
+        /* any other string is a model id of GET /v1/models */
         {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"ckpt-%lld\"}", pref, sft_ck,
-         "invalid_type", "model"},
+         "model_not_found", "model"},
         {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":-%lld}", pref, sft_ck,
          "invalid_value", "model"},
         {"{\"type\":\"reward\",\"training_file\":%lld,\"model\":%lld}", sft_data, sft_ck,
@@ -391,11 +484,125 @@ START_TEST(test_rlhf_pipeline_jobs) {
 }
 END_TEST
 
+/* dpo (a preference dataset), grpo (a prompts dataset and a grader) and
+ * rloo (a grader plus a reward model) through the daemon: each runs to
+ * success, then again with its worker SIGKILLed after a periodic
+ * checkpoint, and attempt 2 resumes and ends with the uninterrupted run's
+ * final checkpoint, byte for byte. A grpo job without a reward, or with a
+ * bad grader, is refused naming hyperparameters.grader. */
+START_TEST(test_dpo_grpo_rloo_jobs_survive_kill) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    const int64_t sft = demo_sft_job(&d, TINY_SFT, NULL);
+    reply_free(wait_job(&d, sft, "succeeded", 1));
+    char body[2048];
+
+    const int64_t pref = demo_dataset(&d, "preference", 24, 2);
+    snprintf(body, sizeof body,
+             "{\"type\":\"dpo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"batch_size\":4,\"max_steps\":6,\"learning_rate\":0.001,"
+             "\"max_prompt_length\":24,\"max_response_length\":32,\"eval_interval\":2,"
+             "\"checkpoint_interval\":2}}",
+             (long long)pref, (long long)sft);
+    const int64_t dpo = run_and_run_killed(&d, body, 1);
+    ck_assert_int_gt(db_int(&d,
+                            "SELECT count(DISTINCT name) FROM metrics WHERE job_id = ?1 AND name "
+                            "IN ('rewards/accuracies', 'rewards/margins', 'logps/chosen', "
+                            "'eval/rewards/accuracies')",
+                            dpo),
+                     3);
+
+    /* the grader rewards answers that say "The" */
+    static const char grader[] =
+        "{\"type\":\"string_check\",\"name\":\"says_the\",\"input\":\"{{sample.output_text}}\","
+        "\"reference\":\"The\",\"operation\":\"like\"}";
+    const int64_t prompts = demo_dataset(&d, "prompts", 16, 5);
+    snprintf(body, sizeof body,
+             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"total_steps\":6,\"prompts_per_step\":2,\"num_generations\":3,"
+             "\"max_completion_length\":8,\"learning_rate\":0.001,\"checkpoint_interval\":2,"
+             "\"grader\":%s}}",
+             (long long)prompts, (long long)sft, grader);
+    const int64_t grpo = run_and_run_killed(&d, body, 1);
+    ck_assert_int_gt(db_int(&d,
+                            "SELECT count(DISTINCT name) FROM metrics WHERE job_id = ?1 AND name "
+                            "IN ('reward', 'frac_reward_zero_std', 'rewards/says_the/mean')",
+                            grpo),
+                     2);
+
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":" TINY_REWARD "}",
+             (long long)pref, (long long)sft);
+    const int64_t rm = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, rm, "succeeded", 1));
+    snprintf(body, sizeof body,
+             "{\"type\":\"rloo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"reward_model\":\"job:%lld\",\"hyperparameters\":{\"total_steps\":6,"
+             "\"prompts_per_step\":2,\"num_generations\":3,\"max_completion_length\":8,"
+             "\"learning_rate\":0.001,\"checkpoint_interval\":2,\"grader_weight\":0.5,"
+             "\"grader\":%s}}",
+             (long long)prompts, (long long)sft, (long long)rm, grader);
+    const int64_t rloo = run_and_run_killed(&d, body, 1);
+    ck_assert_int_gt(db_int(&d,
+                            "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name = "
+                            "'rewards/reward_model/mean'",
+                            rloo),
+                     0);
+
+    /* no reward at all; a grader that does not parse */
+    snprintf(body, sizeof body, "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\"}",
+             (long long)prompts, (long long)sft);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, "missing_required_parameter",
+                      "hyperparameters.grader");
+    snprintf(body, sizeof body,
+             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"grader\":{\"type\":\"regex\",\"pattern\":\"(\"}}}",
+             (long long)prompts, (long long)sft);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin, body, 400, "invalid_hyperparameter",
+                      "hyperparameters.grader");
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A job that cuts text at its context says so in its events: every row
+ * here is 80 bytes or more and the context is 64, so every training row is
+ * cut (the held-out ones are not counted). */
+START_TEST(test_truncation_is_a_job_event) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char rows[8 * 160] = "";
+    for (int i = 0; i < 8; i++)
+        snprintf(rows + strlen(rows), sizeof rows - strlen(rows),
+                 "{\"prompt\":\"Tell me about %d.\",\"response\":\"%d is a number, and this answer "
+                 "goes on well past the sixty-four bytes of context.\"}\n",
+                 i, i);
+    char fields[64];
+    snprintf(fields, sizeof fields, "\"training_file\":%lld",
+             (long long)create_dataset(&d, "sft", rows));
+    const int64_t job = create_sft_job(&d, fields);
+    reply_free(wait_job(&d, job, "succeeded", 1));
+    json_t *data = event_data(&d, job, "truncated");
+    const double n_rows = json_number_value(json_object_get(data, "n_rows"));
+    ck_assert(n_rows >= 1 && n_rows < 8); /* some rows are held out for eval_loss */
+    ck_assert(json_number_value(json_object_get(data, "n_truncated")) == n_rows);
+    ck_assert(json_number_value(json_object_get(data, "context")) == 64);
+    json_decref(data);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *rlhf_jobs_suite(void) {
     Suite *s = suite_create("rlhf_jobs");
     TCase *tc = tcase_create("jobs");
     tcase_add_test(tc, test_sft_job_on_dataset);
     tcase_add_test(tc, test_rlhf_pipeline_jobs);
+    tcase_add_test(tc, test_dpo_grpo_rloo_jobs_survive_kill);
+    tcase_add_test(tc, test_truncation_is_a_job_event);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

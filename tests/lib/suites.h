@@ -9,6 +9,7 @@
 
 /* unit/ */
 Suite *rng_suite(void);
+Suite *artifact_store_suite(void);
 Suite *nn_suite(void);
 Suite *optim_suite(void);
 Suite *env_suite(void);
@@ -35,29 +36,39 @@ Suite *db_sink_suite(void);
 Suite *agreement_suite(void);
 Suite *ratelimit_suite(void);
 Suite *dpo_suite(void);
+Suite *dpo_lm_suite(void);
+Suite *grpo_lm_suite(void);
 Suite *grader_suite(void);
 Suite *arith_task_suite(void);
 Suite *llama_suite(void);
 Suite *hf_tokenizer_suite(void);
+Suite *selection_suite(void);
 /* system/ */
 Suite *rlhf_train_suite(void);
 Suite *worker_suite(void);
 Suite *pipeline_suite(void);
 Suite *rlhfctl_suite(void);
+Suite *help_suite(void);
 /* api/ */
 Suite *requests_suite(void);
+Suite *hostile_suite(void);
 Suite *daemon_suite(void);
 Suite *tokens_suite(void);
 Suite *jobs_suite(void);
 Suite *job_stream_suite(void);
 Suite *checkpoints_suite(void);
+Suite *models_suite(void);
 Suite *rlhf_jobs_suite(void);
+Suite *graders_suite(void);
 Suite *datasets_suite(void);
 Suite *comparisons_suite(void);
 Suite *exports_suite(void);
 Suite *durability_suite(void);
+Suite *disk_suite(void);
 Suite *prometheus_suite(void);
 Suite *docs_suite(void);
+Suite *openai_suite(void);
+Suite *openai_ids_suite(void);
 Suite *static_suite(void);
 Suite *wal_suite(void);
 

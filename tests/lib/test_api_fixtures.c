@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "demo_task.h"
+#include "gpt2.h"
+#include "gpt2_checkpoint.h"
 #include "rng.h"
 #include "test_util.h"
 
@@ -75,6 +77,44 @@ http_reply *upload_dataset(const test_daemon *d, int64_t id, const char *body, s
     return http_bytes(d, "POST", path, d->admin, body, len, extra_header);
 }
 
+http_reply *upload_file(const test_daemon *d, const char *token, const char *filename,
+                        const char *content, size_t len, const char *purpose, bool purpose_first) {
+    static const char boundary[] = "rlhfd-test-boundary-7MA4YWxk";
+    char head[512], part[256];
+    snprintf(head, sizeof head,
+             "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"%s\"\r\n"
+             "Content-Type: application/jsonl\r\n\r\n",
+             boundary, filename);
+    part[0] = '\0';
+    if (purpose != NULL)
+        snprintf(part, sizeof part,
+                 "--%s\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\n%s\r\n", boundary,
+                 purpose);
+    char *body = malloc(len + 2048);
+    size_t n = 0;
+    if (purpose_first)
+        n += (size_t)sprintf(body + n, "%s", part);
+    n += (size_t)sprintf(body + n, "%s", head);
+    memcpy(body + n, content, len);
+    n += len;
+    n += (size_t)sprintf(body + n, "\r\n%s--%s--\r\n", purpose_first ? "" : part, boundary);
+    char type[128];
+    snprintf(type, sizeof type, "Content-Type: multipart/form-data; boundary=%s", boundary);
+    http_reply *r = http_bytes(d, "POST", "/v1/files", token, body, n, type);
+    free(body);
+    return r;
+}
+
+int64_t openai_file(const test_daemon *d, const char *jsonl) {
+    http_reply *r =
+        expect_ok(upload_file(d, d->admin, "data.jsonl", jsonl, strlen(jsonl), "fine-tune", false));
+    const char *id = json_string_value(json_object_get(r->json, "id"));
+    ck_assert_msg(id != NULL && strncmp(id, "file-", 5) == 0, "%s", r->body);
+    const int64_t n = atoll(id + 5);
+    reply_free(r);
+    return n;
+}
+
 /* An sft dataset of n rows, uploaded; returns its id. */
 int64_t sft_dataset(const test_daemon *d, const char *name, int n) {
     char body[128];
@@ -101,11 +141,15 @@ int64_t create_sft_job(const test_daemon *d, const char *fields) {
     return create(d, "/v1/jobs", d->admin, body);
 }
 
-/* The job's checkpoint of kind "final": its id and sha256. */
-int64_t final_checkpoint(const test_daemon *d, int64_t job, char sha256[65]) {
+http_reply *job_checkpoints(const test_daemon *d, int64_t job) {
     char path[96];
     snprintf(path, sizeof path, "/v1/jobs/%lld/checkpoints?limit=100", (long long)job);
-    http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+    return expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+}
+
+/* The job's checkpoint of kind "final": its id and sha256. */
+int64_t final_checkpoint(const test_daemon *d, int64_t job, char sha256[65]) {
+    http_reply *r = job_checkpoints(d, job);
     int64_t id = 0;
     size_t i;
     json_t *c;
@@ -264,4 +308,103 @@ int64_t daemon_with_project(test_daemon *d, char cpath[96]) {
     reply_free(r);
     snprintf(cpath, 96, "/v1/projects/%lld/comparisons", (long long)project);
     return project;
+}
+
+/* Runs body twice: a reference job to success, then the same job with its
+ * worker SIGKILLed once it runs (with min_checkpoints checkpoints). Attempt
+ * 2 must end with the reference's final checkpoint, byte for byte, having
+ * resumed exactly when there was a checkpoint to resume from. Returns the
+ * reference. */
+int64_t run_and_run_killed(const test_daemon *d, const char *body, int64_t min_checkpoints) {
+    const int64_t reference = create(d, "/v1/jobs", d->admin, body);
+    reply_free(wait_job(d, reference, "succeeded", 1));
+    ck_assert(!has_event(d, reference, "resumed"));
+    const int64_t job = create(d, "/v1/jobs", d->admin, body);
+    pid_t worker;
+    sqlite3 *lock = hold_running_job(d, job, min_checkpoints, &worker);
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    release_job(lock);
+    reply_free(wait_job(d, job, "succeeded", 2));
+    char want[65], got[65];
+    final_checkpoint(d, reference, want);
+    final_checkpoint(d, job, got);
+    ck_assert_str_eq(got, want);
+    ck_assert(has_event(d, job, "resumed") == (min_checkpoints > 0));
+    return reference;
+}
+
+/* ---- models ----------------------------------------------------------------- */
+
+void test_write_file_in(const char *dir, const char *name, const void *bytes, size_t n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    ck_assert_int_eq(fwrite(bytes, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static const char chatml_template[] =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+    "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
+    "'<|im_start|>assistant\\n' }}{% endif %}";
+
+/* GPT-2's bytes_to_unicode: byte b's character in a byte-level vocabulary. */
+static void byte_char(int b, char out[4]) {
+    static int code[256];
+    if (code['!'] == 0) {
+        int n = 0;
+        for (int i = 0; i < 256; i++)
+            code[i] =
+                (i >= '!' && i <= '~') || (i >= 0xA1 && i <= 0xAC) || i >= 0xAE ? i : 256 + n++;
+    }
+    const int c = code[b];
+    if (c < 0x80)
+        out[0] = (char)c, out[1] = '\0';
+    else
+        out[0] = (char)(0xC0 | c >> 6), out[1] = (char)(0x80 | (c & 0x3F)), out[2] = '\0';
+}
+
+void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat) {
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    const gpt2_config cfg = {257, 64, 2, 2, 16, false};
+    gpt2_model m;
+    char err[256];
+    ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
+    rng_state r;
+    rng_seed(&r, seed, 0);
+    gpt2_init_weights(&m, &r);
+    size_t n;
+    void *weights = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n);
+    test_write_file_in(dir, "model.safetensors", weights, n);
+    free(weights);
+    char *config = gpt2_hf_config_json(&cfg);
+    test_write_file_in(dir, "config.json", config, strlen(config));
+    free(config);
+    gpt2_free(&m);
+    json_t *vocab = json_object();
+    for (int b = 0; b < 256; b++) {
+        char s[4];
+        byte_char(b, s);
+        json_object_set_new(vocab, s, json_integer(b));
+    }
+    json_t *tok =
+        json_pack("{s:[{s:i, s:s, s:b, s:b, s:b, s:b, s:b}], s:n, s:{s:s, s:b, s:b, s:b}, s:n, "
+                  "s:{s:s}, s:{s:s, s:o, s:[], s:b, s:b}}",
+                  "added_tokens", "id", 256, "content", "<|endoftext|>", "single_word", 0, "lstrip",
+                  0, "rstrip", 0, "normalized", 0, "special", 1, "normalizer", "pre_tokenizer",
+                  "type", "ByteLevel", "add_prefix_space", 0, "trim_offsets", 0, "use_regex", 0,
+                  "post_processor", "decoder", "type", "ByteLevel", "model", "type", "BPE", "vocab",
+                  vocab, "merges", "byte_fallback", 0, "ignore_merges", 0);
+    char *text = json_dumps(tok, JSON_INDENT(1));
+    test_write_file_in(dir, "tokenizer.json", text, strlen(text));
+    free(text);
+    json_decref(tok);
+    json_t *tc = json_pack("{s:s}", "eos_token", "<|endoftext|>");
+    if (chat)
+        json_object_set_new(tc, "chat_template", json_string(chatml_template));
+    text = json_dumps(tc, 0);
+    test_write_file_in(dir, "tokenizer_config.json", text, strlen(text));
+    free(text);
+    json_decref(tc);
 }

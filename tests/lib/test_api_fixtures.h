@@ -4,6 +4,7 @@
 #ifndef RLHF_TEST_API_FIXTURES_H
 #define RLHF_TEST_API_FIXTURES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -34,6 +35,15 @@ void wait_pid_gone(pid_t pid);
 /* Uploads len bytes to dataset id; returns the reply (caller frees). */
 http_reply *upload_dataset(const test_daemon *d, int64_t id, const char *body, size_t len,
                            const char *extra_header);
+/* POST /v1/files: a multipart form with the part file (filename, len
+ * bytes of content) and, unless NULL, purpose, before the file when
+ * purpose_first; returns the reply (caller frees). */
+http_reply *upload_file(const test_daemon *d, const char *token, const char *filename,
+                        const char *content, size_t len, const char *purpose, bool purpose_first);
+/* upload_file of the text as "data.jsonl", purpose fine-tune: asserts 200
+ * and returns N of its id "file-N". */
+int64_t openai_file(const test_daemon *d, const char *jsonl);
+
 /* A dataset of format with the JSONL text uploaded; returns its id. */
 int64_t create_dataset(const test_daemon *d, const char *format, const char *jsonl);
 
@@ -81,9 +91,18 @@ int64_t daemon_with_project(test_daemon *d, char cpath[96]);
 
 /* ---- checkpoints --------------------------------------------------------- */
 
+/* Runs the POST /v1/jobs body twice: a reference job to success, then the
+ * same job with its worker SIGKILLed once it runs with min_checkpoints
+ * checkpoints; attempt 2 must end with the reference's final checkpoint,
+ * byte for byte, having resumed exactly when there was a checkpoint.
+ * Returns the reference job's id. */
+int64_t run_and_run_killed(const test_daemon *d, const char *body, int64_t min_checkpoints);
+
 /* The job's checkpoint of kind "final" as the API lists it: its id, and
  * its sha256 into sha256 unless NULL. Asserts there is exactly one. */
 int64_t final_checkpoint(const test_daemon *d, int64_t job, char sha256[65]);
+/* GET /v1/jobs/{job}/checkpoints?limit=100, asserted 200 (caller frees). */
+http_reply *job_checkpoints(const test_daemon *d, int64_t job);
 /* The checkpoint's bytes (caller frees). */
 http_reply *checkpoint_content(const test_daemon *d, int64_t id);
 
@@ -100,5 +119,15 @@ void write_idle_worker(const test_daemon *d, char *path, size_t len);
 int open_stream(const test_daemon *d, const char *path, const char *token, char *head, size_t len);
 /* Reads until the server closes, appending to out; closes fd. */
 void read_to_close(int fd, char *out, size_t len);
+
+/* ---- models ------------------------------------------------------------------ */
+
+/* Writes bytes[0..n) to dir/name; asserts. */
+void test_write_file_in(const char *dir, const char *name, const void *bytes, size_t n);
+/* Makes dir a Hugging Face GPT-2 directory: 257 tokens (the bytes and
+ * <|endoftext|>, a byte-level tokenizer.json), 2 layers of width 16,
+ * context 64, random weights from seed; chat: tokenizer_config.json has a
+ * ChatML template. */
+void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat);
 
 #endif

@@ -41,13 +41,18 @@ void bin_path(const char *name, char *out, size_t len) {
 /* Runs argv to completion; its stdout (first line) into out. Returns the
  * exit code, or -1. */
 int run_capture(char *const argv[], char *out, size_t len) {
+    return run_output(argv, out, len, false);
+}
+
+int run_output(char *const argv[], char *out, size_t len, bool keep_stderr) {
     int fds[2];
     ck_assert_int_eq(pipe(fds), 0);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fds[1], 1);
         int null = open("/dev/null", O_WRONLY);
-        dup2(null, 2); /* the usage texts of the failure cases */
+        if (!keep_stderr)
+            dup2(null, 2); /* the usage texts of the failure cases */
         close(fds[0]);
         execv(argv[0], argv);
         _exit(127);
@@ -206,7 +211,7 @@ http_reply *http_bytes(const test_daemon *d, const char *method, const char *pat
     }
     if (extra_header)
         headers = curl_slist_append(headers, extra_header);
-    if (body)
+    if (body && (extra_header == NULL || strncasecmp(extra_header, "Content-Type:", 13) != 0))
         headers = curl_slist_append(headers, "Content-Type: application/json");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);

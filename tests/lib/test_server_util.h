@@ -31,6 +31,9 @@ void bin_path(const char *name, char *out, size_t len);
 /* Runs argv to completion; its stdout (first line) into out. Returns the
  * exit code, or -1. */
 int run_capture(char *const argv[], char *out, size_t len);
+/* run_capture with the program's stderr on ours when keep_stderr (so a
+ * failure's reason shows in the test log), else discarded. */
+int run_output(char *const argv[], char *out, size_t len, bool keep_stderr);
 /* A fresh directory and database with an admin token. */
 void daemon_init(test_daemon *d);
 /* Starts rlhfd on 127.0.0.1:0 with extra flags (NULL-terminated; a later
@@ -56,7 +59,8 @@ typedef struct http_reply {
 } http_reply;
 
 /* One request; token and body may be NULL; extra_header e.g.
- * "Last-Event-ID: 3". Caller frees with reply_free. */
+ * "Last-Event-ID: 3" (a "Content-Type: ..." replaces the default
+ * application/json). Caller frees with reply_free. */
 http_reply *http(const test_daemon *d, const char *method, const char *path, const char *token,
                  const char *body, const char *extra_header);
 /* The same with a body of len bytes (may hold anything). */

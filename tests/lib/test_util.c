@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gpt2_checkpoint.h"
 #include "model.h"
 #include "safetensors.h"
 #include "suites.h"
@@ -49,6 +50,55 @@ void test_check_gradient(const char *what, float *x, const float *grad, int n, t
         ck_assert_msg(fabs(grad[i] - numeric) <= abs_tol + rel_tol * fabs(numeric),
                       "%s[%d]: analytic %.7g vs numeric %.7g", what, i, grad[i], numeric);
     }
+}
+
+void test_write_random_gpt2(char *path, const gpt2_config *gc, uint64_t seed, const char *gain,
+                            bool nan_head) {
+    gpt2_model m;
+    char err[256];
+    ck_assert_msg(gpt2_init(&m, gc, err, sizeof err) == 0, "%s", err);
+    rng_state r;
+    rng_seed(&r, seed, 0);
+    gpt2_init_weights(&m, &r);
+    if (nan_head)
+        m.params.headw[0] = NAN;
+    const char *const meta[][2] = {{"reward_gain", gain}, {"reward_bias", "0.5"}};
+    size_t n = 0;
+    void *bytes = gpt2_checkpoint_serialize(&m, meta, gc->scalar_head ? 2 : 0, NULL, 0, &n);
+    ck_assert_ptr_nonnull(bytes);
+    strcpy(path, "/tmp/rlhf-test-model-XXXXXX");
+    const int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
+    close(fd);
+    free(bytes);
+    gpt2_free(&m);
+}
+
+float *test_fixture_tensor(const safetensors_file *f, const char *name, int64_t n) {
+    const safetensors_info *t = safetensors_find(f, name);
+    ck_assert_msg(t != NULL, "fixture has no tensor '%s'", name);
+    ck_assert_msg(t->n_elements == n, "fixture tensor '%s' has %lld elements, expected %lld", name,
+                  (long long)t->n_elements, (long long)n);
+    float *out = malloc(sizeof(float) * (size_t)n);
+    char err[512];
+    ck_assert_msg(safetensors_load_f32(t, out, n, err, sizeof err) == 0, "%s", err);
+    return out;
+}
+
+int test_fixture_meta_int(const safetensors_file *f, const char *key) {
+    const char *v = safetensors_metadata_get(f, key);
+    ck_assert_msg(v != NULL, "fixture metadata lacks %s", key);
+    return atoi(v);
+}
+
+double test_max_rel_diff(const float *a, const float *b, int64_t n) {
+    double diff = 0.0, scale = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        diff = fmax(diff, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return scale > 0.0 ? diff / scale : diff;
 }
 
 void load_checkpoint_model(gpt2_model *m, const char *path, bool head) {
@@ -117,4 +167,32 @@ void test_skip_at(const char *test, const char *fmt, ...) {
         ck_assert_int_eq(write(fd, line, (size_t)n), n);
         close(fd);
     }
+}
+
+int test_checkpoints_add(void *ctx, int64_t step, const void *bytes, size_t n) {
+    test_checkpoints *c = ctx;
+    void *copy = malloc(n);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, bytes, n);
+    if (step == c->keep_step && c->kept == NULL) {
+        c->kept = malloc(n), c->n_kept = n;
+        ck_assert_ptr_nonnull(c->kept);
+        memcpy(c->kept, bytes, n);
+    }
+    free(c->last);
+    c->last = copy, c->n_last = n;
+    return 0;
+}
+
+void test_checkpoints_free(test_checkpoints *c) {
+    free(c->last), free(c->kept);
+    memset(c, 0, sizeof *c);
+}
+
+void test_save_temp(char *path, const void *bytes, size_t n) {
+    strcpy(path, "/tmp/rlhf-test-XXXXXX");
+    const int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
+    close(fd);
 }

@@ -8,6 +8,7 @@
 
 #include "gpt2.h"
 #include "rng.h"
+#include "safetensors.h"
 
 /* Fills x with U(lo, hi) draws. */
 static inline void test_fill_uniform(float *x, size_t n, float lo, float hi, rng_state *rng) {
@@ -32,6 +33,21 @@ const char *test_repo_dir(void);
  * the file's, else zeros); asserts. */
 void load_checkpoint_model(gpt2_model *m, const char *path, bool head);
 
+/* A random GPT-2 (config gc, weights from seed) written to a new file
+ * under /tmp; path (64 bytes) receives its name. With a head it carries
+ * reward_gain = gain and reward_bias = 0.5 metadata; nan_head poisons the
+ * head's first weight. Asserts. */
+void test_write_random_gpt2(char *path, const gpt2_config *gc, uint64_t seed, const char *gain,
+                            bool nan_head);
+
+/* Tensor name of a PyTorch fixture file as n floats (malloc'd); asserts
+ * that it exists with n elements. */
+float *test_fixture_tensor(const safetensors_file *f, const char *name, int64_t n);
+/* The integer metadata key of a fixture file; asserts it is there. */
+int test_fixture_meta_int(const safetensors_file *f, const char *key);
+/* max |a - b| over n, relative to max |b| (the tensor's own scale). */
+double test_max_rel_diff(const float *a, const float *b, int64_t n);
+
 /* Writes the tensors of the safetensors file src to dst as a stock Hugging
  * Face upload has them: the same names, shapes and values (as F32), and
  * only {"format": "pt"} as metadata. The tensor called drop (NULL = none)
@@ -53,5 +69,19 @@ void test_check_gradient(const char *what, float *x, const float *grad, int n, t
  * as silent passes. */
 #define test_skip(...) test_skip_at(__func__, __VA_ARGS__)
 void test_skip_at(const char *test, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Keeps a trainer's checkpoints in memory: the last one, and the first one
+ * written at step keep_step (0 = none). */
+typedef struct test_checkpoints {
+    int64_t keep_step;
+    void *last, *kept;
+    size_t n_last, n_kept;
+} test_checkpoints;
+/* A train_sink checkpoint callback; ctx is a test_checkpoints. */
+int test_checkpoints_add(void *ctx, int64_t step, const void *bytes, size_t n);
+void test_checkpoints_free(test_checkpoints *c);
+/* Writes n bytes to a new file /tmp/rlhf-test-XXXXXX; its path into path
+ * (at least 32 bytes). */
+void test_save_temp(char *path, const void *bytes, size_t n);
 
 #endif

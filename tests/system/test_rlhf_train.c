@@ -414,6 +414,131 @@ START_TEST(test_cli_reward_rankings) {
 }
 END_TEST
 
+/* The "truncated" events of a run's JSON lines, as {message, n_truncated,
+ * n_rows} objects in a new array. */
+static json_t *truncated_events(const char *out) {
+    json_t *found = json_array();
+    for (const char *line = out; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        json_t *v = json_loadb(line, len, 0, NULL);
+        const char *event = json_string_value(json_object_get(v, "event"));
+        if (event != NULL && strcmp(event, "truncated") == 0)
+            json_array_append(found, v);
+        json_decref(v);
+        line += len + (end != NULL);
+    }
+    return found;
+}
+
+static int64_t event_int(const json_t *events, size_t i, const char *key) {
+    return (int64_t)json_number_value(json_object_get(json_array_get(events, i), key));
+}
+
+/* Text cut at a limit is never silent (issue 13): the run warns with the
+ * number of rows cut — a "truncated" event, and a [warn] line on stderr
+ * even with --quiet. Byte-level tokens: a text of t bytes is t tokens, and
+ * it is cut when t + 1 (its end of text) does not fit. */
+START_TEST(test_cli_truncation_warnings) {
+    /* sft, context 16: an example holds 17 ids (16 inputs and the last
+     * target), so prompt + response of 17 bytes or more is cut and 16 fits
+     * exactly. Totals 8, 15, 16, 17, 23, 43: three are cut. */
+    char *path = write_temp(
+        "{\"prompt\":\"abc\",\"response\":\"12345\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"123456789012\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"1234567890123\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"12345678901234\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"12345678901234567890\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"1234567890123456789012345678901234567890\"}\n");
+    const char *sft[] = {"sft", "--data",          path, "--max-steps",       "1", "--n-layer",
+                         "1",   "--d-model",       "16", "--n-head",          "2", "--context",
+                         "16",  "--eval-fraction", "0",  "--sample-interval", "0", "--quiet",
+                         NULL};
+    proc_result *r = run(sft);
+    unlink(path);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    json_t *events = truncated_events(r->out);
+    ck_assert_int_eq(json_array_size(events), 1);
+    ck_assert_int_eq(event_int(events, 0, "n_truncated"), 3);
+    ck_assert_int_eq(event_int(events, 0, "n_rows"), 6);
+    ck_assert_int_eq(event_int(events, 0, "context"), 16);
+    ck_assert_msg(strstr(r->err, "[warn] 3 of 6 training examples were cut at context 16") != NULL,
+                  "%s", r->err);
+    json_decref(events);
+    free(r);
+
+    /* reward from scratch, context 16: a ranking is cut when one of its
+     * responses is (prompt "p?" + response of 14 bytes or more); and the
+     * normalisation samples stop at norm_max_tokens 1 (a fresh model all
+     * but never ends its answer within one token). */
+    path = write_temp(
+        "{\"prompt\":\"p?\",\"chosen\":\"aaaaa\",\"rejected\":\"bbbbbb\"}\n"
+        "{\"prompt\":\"p?\",\"chosen\":\"aaaaaaaaaaaaa\",\"rejected\":\"bbbbbbbbbbbbbb\"}\n"
+        "{\"prompt\":\"p?\",\"responses\":[\"a\",\"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\","
+        "\"c\"],\"ranks\":[0,1,2]}\n");
+    const char *reward[] = {"reward", "--data",          path, "--max-steps",
+                            "1",      "--n-layer",       "1",  "--d-model",
+                            "16",     "--n-head",        "2",  "--context",
+                            "16",     "--eval-fraction", "0",  "--norm-max-tokens",
+                            "1",      "--quiet",         NULL};
+    r = run(reward);
+    unlink(path);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    events = truncated_events(r->out);
+    ck_assert_int_eq(json_array_size(events), 2);
+    ck_assert_int_eq(event_int(events, 0, "norm_max_tokens"), 1);
+    ck_assert_int_eq(event_int(events, 0, "n_rows"), 3);
+    ck_assert_int_ge(event_int(events, 0, "n_truncated"), 1);
+    ck_assert_int_eq(event_int(events, 1, "n_truncated"), 2);
+    ck_assert_int_eq(event_int(events, 1, "n_rows"), 3);
+    ck_assert_msg(strstr(r->err, "[warn] 2 of 3 rankings (a response) were cut at context 16") !=
+                      NULL,
+                  "%s", r->err);
+    json_decref(events);
+    free(r);
+}
+END_TEST
+
+/* The config line shows what the run uses: a reward model started from an
+ * sft checkpoint (1 layer, d_model 16, 2 heads, context 24) has that shape,
+ * whatever the defaults (2, 64, 4, 64) say. */
+START_TEST(test_cli_config_from_init_model) {
+    char dir[] = "/tmp/rlhf-init-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *data = write_temp("{\"prompt\":\"a?\",\"response\":\"b.\"}\n"
+                            "{\"prompt\":\"c?\",\"response\":\"d.\"}\n");
+    char data_path[64], init[128];
+    snprintf(data_path, sizeof data_path, "%s", data);
+    const char *sft[] = {"sft", "--data",          data_path, "--max-steps",      "1", "--n-layer",
+                         "1",   "--d-model",       "16",      "--n-head",         "2", "--context",
+                         "24",  "--eval-fraction", "0",       "--checkpoint-dir", dir, "--quiet",
+                         NULL};
+    proc_result *r = run(sft);
+    unlink(data_path);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    free(r);
+    snprintf(init, sizeof init, "%s/sft-step1.safetensors", dir);
+    char *pref = write_temp("{\"prompt\":\"a?\",\"chosen\":\"b.\",\"rejected\":\"c.\"}\n");
+    const char *reward[] = {
+        "reward", "--data",         pref, "--init",  init, "--max-steps", "1", "--eval-fraction",
+        "0",      "--norm-samples", "0",  "--quiet", NULL};
+    r = run(reward);
+    unlink(pref);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    json_t *first = json_loadb(r->out, strcspn(r->out, "\n"), 0, NULL);
+    json_t *config = json_object_get(first, "config");
+    ck_assert_str_eq(json_string_value(json_object_get(first, "event")), "config");
+    ck_assert_int_eq(json_integer_value(json_object_get(config, "n_layer")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(config, "d_model")), 16);
+    ck_assert_int_eq(json_integer_value(json_object_get(config, "n_head")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(config, "context")), 24);
+    json_decref(first);
+    free(r);
+    unlink(init);
+    rmdir(dir);
+}
+END_TEST
+
 /* demo-data writes N deterministic lines that sft accepts. */
 START_TEST(test_cli_demo_data_then_sft) {
     char path[] = "/tmp/rlhf-demo-XXXXXX";
@@ -1348,6 +1473,8 @@ Suite *rlhf_train_suite(void) {
     tcase_add_test(tc, test_cli_ppo_control_resume);
     tcase_add_test(tc, test_cli_sft_data_errors);
     tcase_add_test(tc, test_cli_demo_data_then_sft);
+    tcase_add_test(tc, test_cli_truncation_warnings);
+    tcase_add_test(tc, test_cli_config_from_init_model);
     tcase_add_test(tc, test_cli_reward_rankings);
     tcase_add_test(tc, test_cli_export_hf);
     tcase_add_test(tc, test_cli_demo_eval);

@@ -24,6 +24,7 @@
 
 #include "jobs.h"
 #include "suites.h"
+#include "test_api_fixtures.h"
 #include "test_server_util.h"
 #include "test_util.h"
 
@@ -484,6 +485,101 @@ START_TEST(test_rlhfctl_comparisons_and_rank) {
 END_TEST
 
 /* ---- jobs -------------------------------------------------------------------------------- */
+
+/* ---- the simulated annotator ------------------------------------------------------------ */
+
+/* annotate --simulate demo ranks every comparison left for the token by the
+ * demo task's gold score (noise 0: by gold alone), through the API, stops
+ * when none is left (exit 0), honours --max, and refuses a missing
+ * --simulate. Gold scores: "bright, warm and kind" 3, "old and tall" 0,
+ * "dull and cold" -2; "A dog." -2 (not "The dog is ..."). */
+START_TEST(test_rlhfctl_annotate_simulated) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    ctl_result *r = ctl(&d, "--json", "tokens", "create", "sim", "--role", "annotator", NULL);
+    expect_code(r, 0);
+    json_t *tok = out_json(r);
+    char annotator[128], url[64];
+    snprintf(annotator, sizeof annotator, "%s", json_string_value(json_object_get(tok, "token")));
+    json_decref(tok);
+    free(r);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", d.port);
+    r = ctl(&d, "--json", "projects", "create", "sim", "--k", "3", NULL);
+    expect_code(r, 0);
+    json_t *project = out_json(r);
+    char pid[32];
+    snprintf(pid, sizeof pid, "%lld", (long long)json_id(project));
+    json_decref(project);
+    free(r);
+    static const char *const subjects[] = {"cat", "dog", "river"};
+    int64_t cmp[3];
+    for (int i = 0; i < 3; i++) {
+        char prompt[64], good[96], mid[96], bad[96];
+        snprintf(prompt, sizeof prompt, "Describe the %s.", subjects[i]);
+        snprintf(good, sizeof good, "The %s is bright, warm and kind.", subjects[i]);
+        snprintf(mid, sizeof mid, "The %s is old and tall.", subjects[i]);
+        snprintf(bad, sizeof bad, "The %s is dull and cold.", subjects[i]);
+        /* candidates in a different order each time: bad, good, mid ... */
+        const char *c0 = i == 0 ? bad : i == 1 ? mid : good;
+        const char *c1 = i == 0 ? good : i == 1 ? bad : mid;
+        const char *c2 = i == 0 ? mid : i == 1 ? good : bad;
+        r = ctl(&d, "--json", "comparisons", "add", pid, "--prompt", prompt, "--candidate", c0,
+                "--candidate", c1, "--candidate", c2, NULL);
+        expect_code(r, 0);
+        json_t *c = out_json(r);
+        cmp[i] = json_id(c);
+        json_decref(c);
+        free(r);
+    }
+    const char *once[] = {"--url", url,       "--token", annotator, "annotate", pid, "--simulate",
+                          "demo",  "--noise", "0",       "--max",   "1",        NULL};
+    r = ctl_run_env(d.dir, NULL, once);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "1 rankings posted"), "%s", r->out);
+    free(r);
+    const char *all[] = {"--url",      url,    "--token", annotator, "annotate", pid,
+                         "--simulate", "demo", "--noise", "0",       NULL};
+    r = ctl_run_env(d.dir, NULL, all);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "2 rankings posted"), "%s%s", r->out, r->err);
+    free(r);
+    r = ctl_run_env(d.dir, NULL, all); /* nothing left: a normal end */
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "0 rankings posted"), "%s%s", r->out, r->err);
+    free(r);
+    for (int i = 0; i < 3; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/v1/comparisons/%lld/rankings", (long long)cmp[i]);
+        http_reply *rr = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+        json_t *list = json_object_get(rr->json, "data");
+        ck_assert_int_eq(json_array_size(list), 1);
+        json_t *order = json_object_get(json_array_get(list, 0), "order");
+        ck_assert_int_eq(json_array_size(order), 3); /* three groups: no ties */
+        snprintf(path, sizeof path, "/v1/comparisons/%lld", (long long)cmp[i]);
+        http_reply *cr = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+        json_t *cands = json_object_get(cr->json, "candidates");
+        const char *want[] = {"bright", "old", "dull"};
+        for (size_t g = 0; g < 3; g++) {
+            const json_int_t id = json_integer_value(json_array_get(json_array_get(order, g), 0));
+            const char *text = NULL;
+            for (size_t j = 0; j < json_array_size(cands); j++)
+                if (json_id(json_array_get(cands, j)) == id)
+                    text = json_string_value(json_object_get(json_array_get(cands, j), "text"));
+            ck_assert_msg(text && strstr(text, want[g]), "comparison %d group %zu: %s", i, g,
+                          text ? text : "(unknown id)");
+        }
+        reply_free(cr), reply_free(rr);
+    }
+    const char *no_sim[] = {"--url", url, "--token", annotator, "annotate", pid, NULL};
+    r = ctl_run_env(d.dir, NULL, no_sim);
+    expect_code(r, 2);
+    ck_assert_msg(strstr(r->err, "--simulate demo"), "%s", r->err);
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
 
 START_TEST(test_rlhfctl_job_submit_and_watch) {
     test_daemon d;
@@ -1001,6 +1097,65 @@ START_TEST(test_rlhfctl_retries_429) {
 }
 END_TEST
 
+/* models add / upload / list / show / delete against a daemon with a
+ * --model-root: the registered directory and the uploaded copy are both
+ * ready, listed, and deleted; an upload the server finds unusable exits
+ * with the API code. */
+START_TEST(test_rlhfctl_models) {
+    test_daemon d;
+    daemon_init(&d);
+    char root[160], dir[200], bad[200], file[260];
+    snprintf(root, sizeof root, "%s/models", d.dir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    snprintf(dir, sizeof dir, "%s/tiny", root);
+    test_write_hf_model_dir(dir, 7, true);
+    daemon_start(&d, "--model-root", root, NULL);
+    ctl_result *r = ctl(&d, "models", "add", "tiny", NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "ready") != NULL, "%s", r->out);
+    free(r);
+    r = ctl(&d, "models", "upload", dir, "--name", "copy", NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->err, "uploaded model.safetensors") != NULL, "%s", r->err);
+    ck_assert_msg(strstr(r->out, "chatml") != NULL, "%s", r->out);
+    free(r);
+    r = ctl(&d, "--json", "models", "list", NULL);
+    expect_code(r, 0);
+    json_t *list = out_json(r);
+    ck_assert_int_eq(json_array_size(json_object_get(list, "data")), 2);
+    json_decref(list);
+    free(r);
+    r = ctl(&d, "models", "list", NULL);
+    expect_code(r, 0);
+    ck_assert_int_eq(count_of(r->out, "ready"), 2);
+    free(r);
+    r = ctl(&d, "--json", "models", "show", "copy", NULL);
+    expect_code(r, 0);
+    json_t *model = out_json(r);
+    ck_assert_int_eq(json_array_size(json_object_get(model, "files")), 4);
+    json_decref(model);
+    free(r);
+    /* a directory without its weights: the server says why, per file */
+    snprintf(bad, sizeof bad, "%s/bad", d.dir);
+    test_write_hf_model_dir(bad, 8, false);
+    snprintf(file, sizeof file, "%s/model.safetensors", bad);
+    ck_assert_int_eq(unlink(file), 0);
+    r = ctl(&d, "models", "upload", bad, NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->out, "model.safetensors") != NULL, "%s", r->out);
+    free(r);
+    r = ctl(&d, "models", "delete", "tiny", NULL);
+    expect_code(r, 0);
+    free(r);
+    r = ctl(&d, "models", "show", "tiny", NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "model_not_found") != NULL, "%s", r->err);
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *rlhfctl_suite(void) {
     Suite *s = suite_create("rlhfctl");
     TCase *tc = tcase_create("rlhfctl");
@@ -1008,11 +1163,13 @@ Suite *rlhfctl_suite(void) {
     tcase_add_test(tc, test_rlhfctl_config_precedence);
     tcase_add_test(tc, test_rlhfctl_datasets);
     tcase_add_test(tc, test_rlhfctl_comparisons_and_rank);
+    tcase_add_test(tc, test_rlhfctl_annotate_simulated);
     tcase_add_test(tc, test_rlhfctl_job_submit_and_watch);
     tcase_add_test(tc, test_rlhfctl_sft_from_dataset);
     tcase_add_test(tc, test_rlhfctl_watch_reconnects);
     tcase_add_test(tc, test_rlhfctl_bulk_export_agreement);
     tcase_add_test(tc, test_rlhfctl_retries_429);
+    tcase_add_test(tc, test_rlhfctl_models);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

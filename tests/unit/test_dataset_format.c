@@ -19,13 +19,44 @@
 
 /* ---- the parser ------------------------------------------------------------ */
 
-/* Parses text as a row of format: 0 or -1 (e filled). */
-static int parse(const char *text, dataset_format format, dataset_row *row, dataset_error *e,
-                 json_t **line) {
+/* Parses text as a row of format, taking chat rows when chat (rlhf-train's
+ * files) or not (rlhfd's upload): 0 or -1 (e filled). */
+static int parse_as(const char *text, dataset_format format, bool chat, dataset_row *row,
+                    dataset_error *e, json_t **line) {
     json_error_t jerr;
     *line = json_loads(text, 0, &jerr);
     ck_assert_msg(*line != NULL, "%s: %s", text, jerr.text);
-    return dataset_row_parse_chat(*line, format, RANKING_MAX_K, true, row, e);
+    return dataset_row_parse_chat(*line, format, RANKING_MAX_K, chat, row, e);
+}
+
+static int parse(const char *text, dataset_format format, dataset_row *row, dataset_error *e,
+                 json_t **line) {
+    return parse_as(text, format, false, row, e, line);
+}
+
+static int parse_chat(const char *text, dataset_format format, dataset_row *row, dataset_error *e,
+                      json_t **line) {
+    return parse_as(text, format, true, row, e, line);
+}
+
+/* A bad line: the code, the field and a message that names it. */
+typedef struct bad_row {
+    dataset_format format;
+    const char *line, *code, *param, *message;
+} bad_row;
+
+static void assert_bad_rows(const bad_row *cases, size_t n, bool chat) {
+    for (size_t i = 0; i < n; i++) {
+        dataset_row row;
+        dataset_error e;
+        json_t *line;
+        ck_assert_msg(parse_as(cases[i].line, cases[i].format, chat, &row, &e, &line) == -1,
+                      "case %zu", i);
+        ck_assert_msg(strcmp(e.code, cases[i].code) == 0, "case %zu: code %s", i, e.code);
+        ck_assert_msg(strcmp(e.param, cases[i].param) == 0, "case %zu: param %s", i, e.param);
+        ck_assert_msg(strcmp(e.message, cases[i].message) == 0, "case %zu: '%s'", i, e.message);
+        json_decref(line);
+    }
 }
 
 /* row is a pair: prompt, chosen ranked 0 above rejected. */
@@ -59,10 +90,54 @@ START_TEST(test_parse_every_line_format) {
     ck_assert_str_eq(row.response, "raw");
     dataset_row_free(&row), json_decref(line);
 
-    /* prompts: a prompt; an sft row's answer is ignored */
+    /* sft: an OpenAI chat row; the response is the last message, the prompt
+     * the last user message before it, the context kept */
+    ck_assert_int_eq(parse("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
+                           "{\"role\":\"user\",\"content\":\"u1\"},"
+                           "{\"role\":\"assistant\",\"content\":\"a1\"},"
+                           "{\"role\":\"user\",\"content\":\"u2\"},"
+                           "{\"role\":\"assistant\",\"content\":\"a2\"}]}",
+                           DATASET_FORMAT_SFT, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.prompt, "u2");
+    ck_assert_str_eq(row.response, "a2");
+    ck_assert_str_eq(row.prompt_messages,
+                     "[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":"
+                     "\"u1\"},{\"role\":\"assistant\",\"content\":\"a1\"},{\"role\":\"user\","
+                     "\"content\":\"u2\"}]");
+    dataset_row_free(&row), json_decref(line);
+
+    /* the format of a file uploaded without one, by its first line's keys */
+    const struct {
+        const char *line;
+        dataset_format format;
+    } detect[] = {
+        {"{\"messages\":[]}", DATASET_FORMAT_SFT},
+        {"{\"prompt\":\"p\",\"completion\":\"c\"}", DATASET_FORMAT_SFT},
+        {"{\"prompt\":\"p\",\"chosen\":\"a\"}", DATASET_FORMAT_PREFERENCE},
+        {"{\"input\":{}}", DATASET_FORMAT_PREFERENCE},
+        {"{\"prompt\":\"p\"}", DATASET_FORMAT_PROMPTS},
+        {"{\"other\":1}", DATASET_FORMAT_SFT},
+    };
+    for (size_t i = 0; i < sizeof detect / sizeof detect[0]; i++) {
+        line = json_loads(detect[i].line, 0, NULL);
+        ck_assert_msg(dataset_format_detect(line) == detect[i].format, "%s", detect[i].line);
+        json_decref(line);
+    }
+
+    /* prompts: a prompt and its reference answer ("answer" before an sft
+     * row's response) */
     ck_assert_int_eq(
         parse("{\"prompt\":\"p\",\"response\":\"r\"}", DATASET_FORMAT_PROMPTS, &row, &e, &line), 0);
     ck_assert_str_eq(row.prompt, "p");
+    ck_assert_str_eq(row.response, "r");
+    dataset_row_free(&row), json_decref(line);
+    ck_assert_int_eq(parse("{\"prompt\":\"p\",\"response\":\"r\",\"answer\":\"42\"}",
+                           DATASET_FORMAT_PROMPTS, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.response, "42");
+    dataset_row_free(&row), json_decref(line);
+    ck_assert_int_eq(parse("{\"prompt\":\"p\"}", DATASET_FORMAT_PROMPTS, &row, &e, &line), 0);
     ck_assert_ptr_null(row.response);
     dataset_row_free(&row), json_decref(line);
 
@@ -104,6 +179,26 @@ START_TEST(test_parse_every_line_format) {
     ck_assert_int_eq(row.ranks[2], 1);
     ck_assert(row.margin == -2);
     dataset_row_free(&row), json_decref(line);
+    /* An empty response is a response (what pairs.jsonl exports of a
+     * candidate sampled empty), in every preference shape. */
+    ck_assert_int_eq(parse("{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"\"}",
+                           DATASET_FORMAT_PREFERENCE, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.responses[1], "");
+    dataset_row_free(&row), json_decref(line);
+    ck_assert_int_eq(parse("{\"prompt\":\"p\",\"responses\":[\"\",\"y\"],\"ranks\":[1,0]}",
+                           DATASET_FORMAT_PREFERENCE, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.responses[0], "");
+    dataset_row_free(&row), json_decref(line);
+    ck_assert_int_eq(
+        parse("{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]},"
+              "\"preferred_output\":[{\"role\":\"assistant\",\"content\":\"\"}],"
+              "\"non_preferred_output\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}",
+              DATASET_FORMAT_PREFERENCE, &row, &e, &line),
+        0);
+    ck_assert_str_eq(row.responses[0], "");
+    dataset_row_free(&row), json_decref(line);
 
     dataset_format f;
     ck_assert_int_eq(dataset_format_from_name("preference", &f), 0);
@@ -119,7 +214,6 @@ START_TEST(test_parse_every_line_format) {
 }
 END_TEST
 
-/* Bad lines: the code, the field and a message that names it. */
 /* Chat SFT rows (the trainer's parser): the conversation as one JSON message list, and where
  * training starts (OpenAI's messages: 0; TRL's conversational
  * prompt/completion: after the prompt). */
@@ -127,10 +221,10 @@ START_TEST(test_parse_chat_sft_rows) {
     dataset_row row;
     dataset_error e;
     json_t *line, *line2;
-    ck_assert_int_eq(parse("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
-                           "{\"role\":\"user\",\"content\":\"q\"},"
-                           "{\"role\":\"assistant\",\"content\":\"a\"}]}",
-                           DATASET_FORMAT_SFT, &row, &e, &line),
+    ck_assert_int_eq(parse_chat("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
+                                "{\"role\":\"user\",\"content\":\"q\"},"
+                                "{\"role\":\"assistant\",\"content\":\"a\"}]}",
+                                DATASET_FORMAT_SFT, &row, &e, &line),
                      0);
     ck_assert_str_eq(row.messages, "[{\"role\":\"system\",\"content\":\"s\"},{\"role\":"
                                    "\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
@@ -139,39 +233,39 @@ START_TEST(test_parse_chat_sft_rows) {
     ck_assert_str_eq(row.prompt, "");
     dataset_row_free(&row);
     json_decref(line);
-    ck_assert_int_eq(parse("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"},"
-                           "{\"role\":\"assistant\",\"content\":\"a1\"},"
-                           "{\"role\":\"user\",\"content\":\"q2\"}],"
-                           "\"completion\":[{\"role\":\"assistant\",\"content\":\"a2\"}]}",
-                           DATASET_FORMAT_SFT, &row, &e, &line),
+    ck_assert_int_eq(parse_chat("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"},"
+                                "{\"role\":\"assistant\",\"content\":\"a1\"},"
+                                "{\"role\":\"user\",\"content\":\"q2\"}],"
+                                "\"completion\":[{\"role\":\"assistant\",\"content\":\"a2\"}]}",
+                                DATASET_FORMAT_SFT, &row, &e, &line),
                      0);
     ck_assert_int_eq(row.first_trained, 3);
     dataset_row_free(&row);
     /* rlhfd's upload (dataset_row_parse) does not take them (yet) */
     ck_assert_int_eq(dataset_row_parse(line, DATASET_FORMAT_SFT, RANKING_MAX_K, &row, &e), -1);
     ck_assert_str_eq(e.param, "prompt");
-    ck_assert_int_eq(parse("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"},"
-                           "{\"role\":\"assistant\",\"content\":\"a1\"},"
-                           "{\"role\":\"user\",\"content\":\"q2\"}],"
-                           "\"completion\":[{\"role\":\"assistant\",\"content\":\"a2\"}]}",
-                           DATASET_FORMAT_SFT, &row, &e, &line2),
+    ck_assert_int_eq(parse_chat("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"},"
+                                "{\"role\":\"assistant\",\"content\":\"a1\"},"
+                                "{\"role\":\"user\",\"content\":\"q2\"}],"
+                                "\"completion\":[{\"role\":\"assistant\",\"content\":\"a2\"}]}",
+                                DATASET_FORMAT_SFT, &row, &e, &line2),
                      0);
     json_decref(line2);
     dataset_row pr;
     /* preference: TRL's conversational pair keeps the conversation */
-    ck_assert_int_eq(parse("{\"prompt\":[{\"role\":\"system\",\"content\":\"s\"},"
-                           "{\"role\":\"user\",\"content\":\"q\"}],"
-                           "\"chosen\":[{\"role\":\"assistant\",\"content\":\"good\"}],"
-                           "\"rejected\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}",
-                           DATASET_FORMAT_PREFERENCE, &pr, &e, &line2),
+    ck_assert_int_eq(parse_chat("{\"prompt\":[{\"role\":\"system\",\"content\":\"s\"},"
+                                "{\"role\":\"user\",\"content\":\"q\"}],"
+                                "\"chosen\":[{\"role\":\"assistant\",\"content\":\"good\"}],"
+                                "\"rejected\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}",
+                                DATASET_FORMAT_PREFERENCE, &pr, &e, &line2),
                      0);
     assert_pair(&pr, "q", "good", "bad");
     ck_assert_ptr_nonnull(strstr(pr.prompt_messages, "\"system\""));
     dataset_row_free(&pr);
     json_decref(line2);
     /* PPO prompts: TRL's conversational {"prompt": [messages]} */
-    ck_assert_int_eq(parse("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"}]}",
-                           DATASET_FORMAT_PROMPTS, &pr, &e, &line2),
+    ck_assert_int_eq(parse_chat("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+                                DATASET_FORMAT_PROMPTS, &pr, &e, &line2),
                      0);
     ck_assert_str_eq(pr.messages, "[{\"role\":\"user\",\"content\":\"q\"}]");
     dataset_row_free(&pr);
@@ -185,10 +279,7 @@ START_TEST(test_parse_chat_sft_rows) {
 END_TEST
 
 START_TEST(test_parse_bad_rows_named) {
-    const struct {
-        dataset_format format;
-        const char *line, *code, *param, *message;
-    } cases[] = {
+    const bad_row cases[] = {
         {DATASET_FORMAT_SFT, "[1]", "invalid_json", "", "the line must be a JSON object"},
         {DATASET_FORMAT_SFT, "{\"prompt\":\"a\"}", "missing_required_parameter", "response",
          "missing field 'response'"},
@@ -202,28 +293,28 @@ START_TEST(test_parse_bad_rows_named) {
          "give either text, or prompt and response"},
         {DATASET_FORMAT_SFT, "{\"prompt\":\"a\",\"response\":\"b\",\"completion\":\"c\"}",
          "invalid_value", "completion", "give response or completion, not both"},
-        {DATASET_FORMAT_SFT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
-         "invalid_value", "messages", "messages has no assistant message"},
+        {DATASET_FORMAT_SFT, "{\"messages\":[{\"role\":\"user\",\"content\":\"u\"}]}",
+         "invalid_value", "messages",
+         "messages must be an array of at least a user and an assistant message"},
         {DATASET_FORMAT_SFT,
-         "{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"},"
-         "{\"role\":\"assistant\",\"content\":\"y\"}]}",
-         "invalid_value", "messages[0].role", "messages[0].role 'tool' is not allowed here"},
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"u\"},{\"role\":\"assistant\","
+         "\"content\":\"a\"},{\"role\":\"user\",\"content\":\"v\"}]}",
+         "invalid_value", "messages[2].role",
+         "the last message (messages[2].role) must be the assistant's response"},
         {DATASET_FORMAT_SFT,
-         "{\"messages\":[{\"role\":\"assistant\",\"content\":\"y\"}],\"prompt\":\"p\"}",
-         "unknown_parameter", "prompt", "unknown field 'prompt'"},
-        {DATASET_FORMAT_SFT, "{\"prompt\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
-         "missing_required_parameter", "completion",
-         "missing field 'completion' (the assistant messages to train on)"},
-        {DATASET_FORMAT_SFT,
-         "{\"prompt\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-         "\"completion\":[{\"role\":\"user\",\"content\":\"x\"}]}",
-         "invalid_value", "completion[0].role", "completion[0].role 'user' is not allowed here"},
+         "{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"assistant\","
+         "\"content\":\"a\"}]}",
+         "invalid_value", "messages", "messages has no user message"},
+        {DATASET_FORMAT_SFT, "{\"messages\":[],\"tools\":[]}", "unknown_parameter", "tools",
+         "unknown field 'tools'"},
         {DATASET_FORMAT_PROMPTS, "{\"prompt\":\"\"}", "invalid_value", "prompt",
          "field 'prompt' must not be empty"},
         {DATASET_FORMAT_PROMPTS, "{\"text\":\"t\"}", "unknown_parameter", "text",
          "unknown field 'text'"},
-        {DATASET_FORMAT_PREFERENCE, "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"\"}",
-         "invalid_value", "rejected", "field 'rejected' must not be empty"},
+        {DATASET_FORMAT_PREFERENCE, "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":[]}",
+         "invalid_type", "rejected", "field 'rejected' must be a string"},
+        {DATASET_FORMAT_PREFERENCE, "{\"prompt\":\"\",\"chosen\":\"a\",\"rejected\":\"b\"}",
+         "invalid_value", "prompt", "field 'prompt' must not be empty"},
         {DATASET_FORMAT_PREFERENCE, "{\"prompt\":\"p\",\"chosen\":\"a\"}",
          "missing_required_parameter", "rejected",
          "fields 'chosen' and 'rejected' go together: missing field 'rejected'"},
@@ -264,16 +355,27 @@ START_TEST(test_parse_bad_rows_named) {
          "missing_required_parameter", "non_preferred_output",
          "missing field 'non_preferred_output'"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        dataset_row row;
-        dataset_error e;
-        json_t *line;
-        ck_assert_msg(parse(cases[i].line, cases[i].format, &row, &e, &line) == -1, "case %zu", i);
-        ck_assert_msg(strcmp(e.code, cases[i].code) == 0, "case %zu: code %s", i, e.code);
-        ck_assert_msg(strcmp(e.param, cases[i].param) == 0, "case %zu: param %s", i, e.param);
-        ck_assert_msg(strcmp(e.message, cases[i].message) == 0, "case %zu: '%s'", i, e.message);
-        json_decref(line);
-    }
+    assert_bad_rows(cases, sizeof cases / sizeof cases[0], false);
+    /* chat rows as rlhf-train's files take them */
+    const bad_row chat[] = {
+        {DATASET_FORMAT_SFT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         "invalid_value", "messages", "messages has no assistant message"},
+        {DATASET_FORMAT_SFT,
+         "{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"},"
+         "{\"role\":\"assistant\",\"content\":\"y\"}]}",
+         "invalid_value", "messages[0].role", "messages[0].role 'tool' is not allowed here"},
+        {DATASET_FORMAT_SFT,
+         "{\"messages\":[{\"role\":\"assistant\",\"content\":\"y\"}],\"prompt\":\"p\"}",
+         "unknown_parameter", "prompt", "unknown field 'prompt'"},
+        {DATASET_FORMAT_SFT, "{\"prompt\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         "missing_required_parameter", "completion",
+         "missing field 'completion' (the assistant messages to train on)"},
+        {DATASET_FORMAT_SFT,
+         "{\"prompt\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+         "\"completion\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+         "invalid_value", "completion[0].role", "completion[0].role 'user' is not allowed here"},
+    };
+    assert_bad_rows(chat, sizeof chat / sizeof chat[0], true);
     /* K above the limit, by one */
     char text[512] = "{\"prompt\":\"p\",\"responses\":[";
     for (int i = 0; i <= RANKING_MAX_K; i++)
@@ -359,10 +461,10 @@ START_TEST(test_trainer_reads_every_format) {
     /* A bad line stops the load, named by path, line and field. */
     const char *bad = write_file(dir, "bad.jsonl",
                                  "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}\n\n"
-                                 "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"\"}\n");
+                                 "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":1}\n");
     ck_assert_int_eq(rankings_load_jsonl(&set, bad, err, sizeof err), -1);
     char want[320];
-    snprintf(want, sizeof want, "%s:3: field 'rejected' must not be empty", bad);
+    snprintf(want, sizeof want, "%s:3: field 'rejected' must be a string", bad);
     ck_assert_str_eq(err, want);
     unlink(bad);
     const char *files[] = {"sft.jsonl", "p.jsonl", "pref.jsonl"};
@@ -400,9 +502,9 @@ START_TEST(test_upload_takes_every_format) {
     const int64_t prompts = upload_dataset(&d, "prompts", prompts_file);
     ck_assert_int_eq(db_int(&d,
                             "SELECT count(*) FROM dataset_rows WHERE dataset_id = ?1 AND "
-                            "response IS NULL",
+                            "((line = 1 AND response IS NULL) OR (line = 2 AND response = 'r'))",
                             prompts),
-                     2);
+                     2); /* a prompts row keeps its answer (graders read it) */
     const int64_t pref = upload_dataset(&d, "preference", preference_file);
     ck_assert_int_eq(db_int(&d,
                             "SELECT count(*) FROM dataset_rows WHERE dataset_id = ?1 AND line = 1 "

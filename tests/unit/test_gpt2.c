@@ -87,32 +87,6 @@ typedef struct fixture {
     char err[512];
 } fixture;
 
-static float *fixture_tensor(fixture *fx, const char *name, int64_t n) {
-    const safetensors_info *t = safetensors_find(&fx->file, name);
-    ck_assert_msg(t != NULL, "fixture has no tensor '%s'", name);
-    ck_assert_msg(t->n_elements == n, "fixture tensor '%s' has %lld elements, expected %lld", name,
-                  (long long)t->n_elements, (long long)n);
-    float *out = malloc(sizeof(float) * (size_t)n);
-    ck_assert_msg(safetensors_load_f32(t, out, n, fx->err, sizeof fx->err) == 0, "%s", fx->err);
-    return out;
-}
-
-static int meta_int(fixture *fx, const char *key) {
-    const char *v = safetensors_metadata_get(&fx->file, key);
-    ck_assert_msg(v != NULL, "fixture metadata lacks %s", key);
-    return atoi(v);
-}
-
-/* max |a - b| over n, relative to max |b| (the tensor's own scale). */
-static double max_rel_diff(const float *a, const float *b, int64_t n) {
-    double diff = 0.0, scale = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        diff = fmax(diff, fabs((double)a[i] - b[i]));
-        scale = fmax(scale, fabs((double)b[i]));
-    }
-    return scale > 0.0 ? diff / scale : diff;
-}
-
 static const char *const param_names[GPT2_NUM_PARAM_TENSORS] = {
     "wte",  "wpe", "ln1w", "ln1b",    "qkvw",    "qkvb", "attprojw", "attprojb", "ln2w",
     "ln2b", "fcw", "fcb",  "fcprojw", "fcprojb", "lnfw", "lnfb",     "headw",    "headb"};
@@ -129,10 +103,14 @@ START_TEST(test_gpt2_matches_pytorch_reference) {
     char path[4200];
     snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny.safetensors", test_repo_dir());
     ck_assert_msg(safetensors_read_file(&fx.file, path, fx.err, sizeof fx.err) == 0, "%s", fx.err);
-    const gpt2_config cfg = {meta_int(&fx, "vocab_size"), meta_int(&fx, "max_seq_len"),
-                             meta_int(&fx, "n_layer"),    meta_int(&fx, "n_head"),
-                             meta_int(&fx, "d_model"),    true};
-    const int B = meta_int(&fx, "B"), T = meta_int(&fx, "T"), BT = B * T, V = cfg.vocab_size;
+    const gpt2_config cfg = {test_fixture_meta_int(&fx.file, "vocab_size"),
+                             test_fixture_meta_int(&fx.file, "max_seq_len"),
+                             test_fixture_meta_int(&fx.file, "n_layer"),
+                             test_fixture_meta_int(&fx.file, "n_head"),
+                             test_fixture_meta_int(&fx.file, "d_model"),
+                             true};
+    const int B = test_fixture_meta_int(&fx.file, "B"), T = test_fixture_meta_int(&fx.file, "T"),
+              BT = B * T, V = cfg.vocab_size;
     gpt2_model m;
     char err[256];
     ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
@@ -143,17 +121,17 @@ START_TEST(test_gpt2_matches_pytorch_reference) {
     for (int k = 0; k < GPT2_NUM_PARAM_TENSORS; k++) {
         char name[64];
         snprintf(name, sizeof name, "param.%s", param_names[k]);
-        float *t = fixture_tensor(&fx, name, sizes[k]);
+        float *t = test_fixture_tensor(&fx.file, name, sizes[k]);
         memcpy(p, t, sizeof(float) * (size_t)sizes[k]);
         free(t);
         p += sizes[k];
     }
-    float *in_tokens = fixture_tensor(&fx, "input.tokens", BT);
-    float *in_targets = fixture_tensor(&fx, "input.targets", BT);
-    float *in_pos = fixture_tensor(&fx, "input.positions", BT);
-    float *in_attn = fixture_tensor(&fx, "input.attn_mask", BT);
-    float *in_loss = fixture_tensor(&fx, "input.loss_mask", BT);
-    float *probe = fixture_tensor(&fx, "input.value_probe", BT);
+    float *in_tokens = test_fixture_tensor(&fx.file, "input.tokens", BT);
+    float *in_targets = test_fixture_tensor(&fx.file, "input.targets", BT);
+    float *in_pos = test_fixture_tensor(&fx.file, "input.positions", BT);
+    float *in_attn = test_fixture_tensor(&fx.file, "input.attn_mask", BT);
+    float *in_loss = test_fixture_tensor(&fx.file, "input.loss_mask", BT);
+    float *probe = test_fixture_tensor(&fx.file, "input.value_probe", BT);
     int32_t *tokens = malloc(sizeof(int32_t) * (size_t)BT * 3);
     int32_t *targets = tokens + BT, *positions = tokens + 2 * BT;
     uint8_t *attn = malloc((size_t)BT * 2), *loss_mask = attn + BT;
@@ -168,25 +146,25 @@ START_TEST(test_gpt2_matches_pytorch_reference) {
     /* forward */
     gpt2_batch batch = {tokens, positions, attn, B, T};
     gpt2_forward(&m, &batch, true);
-    float *want = fixture_tensor(&fx, "out.logits", (int64_t)BT * V);
-    double d = max_rel_diff(m.acts.logits, want, (int64_t)BT * V);
+    float *want = test_fixture_tensor(&fx.file, "out.logits", (int64_t)BT * V);
+    double d = test_max_rel_diff(m.acts.logits, want, (int64_t)BT * V);
     ck_assert_msg(d < FIXTURE_REL_TOL, "logits differ by %.3g (relative)", d);
     free(want);
-    want = fixture_tensor(&fx, "out.values", BT);
-    d = max_rel_diff(m.acts.values, want, BT);
+    want = test_fixture_tensor(&fx.file, "out.values", BT);
+    d = test_max_rel_diff(m.acts.values, want, BT);
     ck_assert_msg(d < FIXTURE_REL_TOL, "values differ by %.3g", d);
     free(want);
     float *logp = malloc(sizeof(float) * (size_t)BT * 2), *entropy = logp + BT;
     gpt2_token_logprobs(&m, targets, logp, entropy);
-    want = fixture_tensor(&fx, "out.logp", BT);
-    d = max_rel_diff(logp, want, BT);
+    want = test_fixture_tensor(&fx.file, "out.logp", BT);
+    d = test_max_rel_diff(logp, want, BT);
     ck_assert_msg(d < FIXTURE_REL_TOL, "token log-probs differ by %.3g", d);
     free(want);
-    want = fixture_tensor(&fx, "out.entropy", BT);
-    d = max_rel_diff(entropy, want, BT);
+    want = test_fixture_tensor(&fx.file, "out.entropy", BT);
+    d = test_max_rel_diff(entropy, want, BT);
     ck_assert_msg(d < FIXTURE_REL_TOL, "entropies differ by %.3g", d);
     free(want);
-    want = fixture_tensor(&fx, "out.loss", 1);
+    want = test_fixture_tensor(&fx.file, "out.loss", 1);
     const float loss = gpt2_lm_loss(&m, targets, loss_mask, 1.0f);
     ck_assert_close(loss, want[0], 0, FIXTURE_REL_TOL, "masked LM loss");
     free(want);
@@ -199,8 +177,8 @@ START_TEST(test_gpt2_matches_pytorch_reference) {
     for (int k = 0; k < GPT2_NUM_PARAM_TENSORS; k++) {
         char name[64];
         snprintf(name, sizeof name, "grad.%s", param_names[k]);
-        want = fixture_tensor(&fx, name, sizes[k]);
-        d = max_rel_diff(g, want, sizes[k]);
+        want = test_fixture_tensor(&fx.file, name, sizes[k]);
+        d = test_max_rel_diff(g, want, sizes[k]);
         ck_assert_msg(d < FIXTURE_REL_TOL, "gradient of %s differs by %.3g", param_names[k], d);
         free(want);
         g += sizes[k];
@@ -208,7 +186,7 @@ START_TEST(test_gpt2_matches_pytorch_reference) {
 
     /* 10 AdamW steps on the LM loss: the same loss trajectory. Errors compound
      * through the updates; 1e-4 relative still holds (measured ~1e-6). */
-    float *losses = fixture_tensor(&fx, "adamw.losses", 10);
+    float *losses = test_fixture_tensor(&fx.file, "adamw.losses", 10);
     float *adam_m = calloc((size_t)m.num_params, sizeof(float));
     float *adam_v = calloc((size_t)m.num_params, sizeof(float));
     uint8_t *decay = malloc((size_t)m.num_params);
@@ -276,9 +254,9 @@ START_TEST(test_kv_cache_matches_full_forward) {
             if (!real[b])
                 continue;
             const float *full = m.acts.logits + (int64_t)(b * T + t) * cfg.vocab_size;
-            ck_assert_msg(max_rel_diff(cache.logits + b * cfg.vocab_size, full, cfg.vocab_size) <
-                              1e-5,
-                          "row %d column %d", b, t);
+            ck_assert_msg(
+                test_max_rel_diff(cache.logits + b * cfg.vocab_size, full, cfg.vocab_size) < 1e-5,
+                "row %d column %d", b, t);
         }
     }
     gpt2_kv_cache_free(&cache);
@@ -326,17 +304,17 @@ static void check_prefill(const gpt2_model *m, int B, int P, int capT, const int
     double dk = 0.0, dv = 0.0;
     for (int64_t lbh = 0; lbh < (int64_t)cfg->n_layer * B * NH; lbh++) {
         const int64_t o = lbh * capT * hs, n = (int64_t)P * hs;
-        dk = fmax(dk, max_rel_diff(pre.k + o, step.k + o, n));
-        dv = fmax(dv, max_rel_diff(pre.v + o, step.v + o, n));
+        dk = fmax(dk, test_max_rel_diff(pre.k + o, step.k + o, n));
+        dv = fmax(dv, test_max_rel_diff(pre.v + o, step.v + o, n));
     }
     ck_assert_msg(dk < 1e-5 && dv < 1e-5, "B %d P %d: K differs by %.3g, V by %.3g", B, P, dk, dv);
-    const double dl = max_rel_diff(pre.logits, step.logits, (int64_t)B * V);
+    const double dl = test_max_rel_diff(pre.logits, step.logits, (int64_t)B * V);
     ck_assert_msg(dl < 1e-5, "B %d P %d: last-column logits differ by %.3g", B, P, dl);
     for (int b = 0; b < B; b++)
         real[b] = 1;
     gpt2_decode_step(m, &step, next, real, P, true);
     gpt2_decode_step(m, &pre, next, real, P, true);
-    const double dn = max_rel_diff(pre.logits, step.logits, (int64_t)B * V);
+    const double dn = test_max_rel_diff(pre.logits, step.logits, (int64_t)B * V);
     ck_assert_msg(dn < 1e-5, "B %d P %d: the step after differs by %.3g", B, P, dn);
     ck_assert_int_eq(gpt2_prefill(m, &pre, prompts, mask, capT + 1, err, sizeof err), -1);
     gpt2_kv_cache_free(&step);
@@ -371,7 +349,7 @@ START_TEST(test_prefill_matches_decode_steps) {
     ck_assert_int_eq(gpt2_prefill(&m, &a, prompts, NULL, P, err, sizeof err), 0);
     gpt2_lora_set_enabled(&m, false);
     ck_assert_int_eq(gpt2_prefill(&m, &b, prompts, NULL, P, err, sizeof err), 0);
-    ck_assert(max_rel_diff(a.logits, b.logits, (int64_t)B * cfg.vocab_size) > 1e-2);
+    ck_assert(test_max_rel_diff(a.logits, b.logits, (int64_t)B * cfg.vocab_size) > 1e-2);
     gpt2_kv_cache_free(&a);
     gpt2_kv_cache_free(&b);
     gpt2_free(&m);
@@ -597,10 +575,11 @@ END_TEST
  * logits and values against the reference's. */
 static void expect_reference_outputs(fixture *fx, gpt2_model *m) {
     char err[256];
-    const int B = meta_int(fx, "B"), T = meta_int(fx, "T"), BT = B * T, V = m->cfg.vocab_size;
-    float *in_tokens = fixture_tensor(fx, "input.tokens", BT);
-    float *in_pos = fixture_tensor(fx, "input.positions", BT);
-    float *in_attn = fixture_tensor(fx, "input.attn_mask", BT);
+    const int B = test_fixture_meta_int(&fx->file, "B"), T = test_fixture_meta_int(&fx->file, "T"),
+              BT = B * T, V = m->cfg.vocab_size;
+    float *in_tokens = test_fixture_tensor(&fx->file, "input.tokens", BT);
+    float *in_pos = test_fixture_tensor(&fx->file, "input.positions", BT);
+    float *in_attn = test_fixture_tensor(&fx->file, "input.attn_mask", BT);
     int32_t tokens[64], positions[64];
     uint8_t attn[64];
     ck_assert_int_le(BT, 64);
@@ -610,11 +589,11 @@ static void expect_reference_outputs(fixture *fx, gpt2_model *m) {
     ck_assert_int_eq(gpt2_reserve(m, B, T, err, sizeof err), 0);
     gpt2_batch batch = {tokens, positions, attn, B, T};
     gpt2_forward(m, &batch, true);
-    float *want = fixture_tensor(fx, "out.logits", (int64_t)BT * V);
-    ck_assert_double_lt(max_rel_diff(m->acts.logits, want, (int64_t)BT * V), FIXTURE_REL_TOL);
+    float *want = test_fixture_tensor(&fx->file, "out.logits", (int64_t)BT * V);
+    ck_assert_double_lt(test_max_rel_diff(m->acts.logits, want, (int64_t)BT * V), FIXTURE_REL_TOL);
     free(want);
-    want = fixture_tensor(fx, "out.values", BT);
-    ck_assert_double_lt(max_rel_diff(m->acts.values, want, BT), FIXTURE_REL_TOL);
+    want = test_fixture_tensor(&fx->file, "out.values", BT);
+    ck_assert_double_lt(test_max_rel_diff(m->acts.values, want, BT), FIXTURE_REL_TOL);
     free(want);
     free(in_tokens), free(in_pos), free(in_attn);
 }
@@ -633,7 +612,7 @@ START_TEST(test_hf_checkpoint_loads_and_round_trips) {
     gpt2_config cfg;
     ck_assert_msg(gpt2_config_from_checkpoint(&cfg, &hf.file, err, sizeof err) == 0, "%s", err);
     ck_assert(cfg.scalar_head);
-    ck_assert_int_eq(cfg.n_layer, meta_int(&fx, "n_layer"));
+    ck_assert_int_eq(cfg.n_layer, test_fixture_meta_int(&fx.file, "n_layer"));
     gpt2_model m;
     ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
     int head = 0;
@@ -756,8 +735,8 @@ START_TEST(test_model_open_stock_hf_directory) {
     ck_assert_msg(model_open(dir, &opt, &m, &info, err, sizeof err) == 0, "%s", err);
     ck_assert(info.head_loaded);
     ck_assert_int_eq(info.family, MODEL_FAMILY_GPT2);
-    ck_assert_int_eq(m.cfg.vocab_size, meta_int(&fx, "vocab_size"));
-    ck_assert_int_eq(m.cfg.n_head, meta_int(&fx, "n_head"));
+    ck_assert_int_eq(m.cfg.vocab_size, test_fixture_meta_int(&fx.file, "vocab_size"));
+    ck_assert_int_eq(m.cfg.n_head, test_fixture_meta_int(&fx.file, "n_head"));
     expect_reference_outputs(&fx, &m);
     ck_assert_msg(model_open(weights, &opt, &by_file, NULL, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(by_file.num_params, m.num_params);

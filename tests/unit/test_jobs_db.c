@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -297,7 +298,8 @@ START_TEST(test_fence_stale_owner_cannot_write) {
     /* The old worker stops renewing; its lease runs out; the scheduler
      * requeues the job and a new worker claims it. */
     ck_assert_int_eq(fence(f.db, id, "old", -1000, NULL), 1);
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, "lease expired"), 1);
+    ck_assert_int_eq(
+        jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, NULL, "lease expired"), 1);
     claim(f.db, id, "new", 60000);
     /* The old worker wakes up: every write of it is refused, and changes
      * nothing. */
@@ -374,12 +376,12 @@ START_TEST(test_lost_worker_requeue_then_fail) {
     int64_t id = new_job(f.db, 2);
     claim(f.db, id, "w1", 60000); /* worker_pid 4242 */
     /* Another pid, or a live lease: not this worker's loss. */
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_EXITED, 1111, "exit 9"), 0);
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, "expired"), 0);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_EXITED, 1111, NULL, "exit 9"), 0);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, NULL, "expired"), 0);
     expect_status(f.db, id, "validating_files");
 
     /* Attempt 1 of 2 died: queued again. */
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_EXITED, 4242, "killed by 9"), 1);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_EXITED, 4242, NULL, "killed by 9"), 1);
     job_row job;
     ck_assert_int_eq(jobs_db_get(f.db, id, &job), 1);
     ck_assert_str_eq(job.status, "queued");
@@ -400,7 +402,7 @@ START_TEST(test_lost_worker_requeue_then_fail) {
                      1);
     /* Attempt 2 of 2: its lease runs out; the attempts are used up. */
     claim(f.db, id, "w2", -1);
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, "expired"), 1);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, NULL, "expired"), 1);
     ck_assert_int_eq(jobs_db_get(f.db, id, &job), 1);
     ck_assert_str_eq(job.status, "failed");
     ck_assert_int_eq(job.attempts, 2);
@@ -408,16 +410,128 @@ START_TEST(test_lost_worker_requeue_then_fail) {
     job_row_free(&job);
     ck_assert_int_eq(events(f.db, id, "failed"), 1);
     /* Once ended, nothing more happens to it. */
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, "expired"), 0);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_LEASE_EXPIRED, 0, NULL, "expired"), 0);
 
     /* A pending cancel wins over a requeue. */
     int64_t cancelled = new_job(f.db, 5);
     claim(f.db, cancelled, "w", 60000);
     char status[JOBS_DB_STATUS_BYTES];
     ck_assert_int_eq(jobs_db_request_cancel(f.db, cancelled, status), JOB_CANCEL_ASKED);
-    ck_assert_int_eq(jobs_db_lost_worker(f.db, cancelled, JOB_LOST_EXITED, 4242, "gone"), 1);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, cancelled, JOB_LOST_EXITED, 4242, NULL, "gone"), 1);
     expect_status(f.db, cancelled, "cancelled");
     fixture_close(&f);
+}
+END_TEST
+
+/* A worker that could not write (DB_JOB_EXIT_STORAGE): its job goes back
+ * to the queue with the attempt given back, even when it was the last one
+ * (a job of max_attempts 1 would otherwise fail), whether rlhfd records it
+ * (JOB_LOST_STORAGE) or the worker still could (JOB_OUTCOME_STORAGE); a
+ * pending cancel still wins. */
+START_TEST(test_storage_failure_requeues_without_attempt) {
+    fixture f;
+    fixture_open(&f);
+    int64_t id = new_job(f.db, 1);
+    claim(f.db, id, "w1", 60000); /* attempt 1 of 1, worker_pid 4242 */
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_STORAGE, 1111, NULL, "disk full"), 0);
+    ck_assert_int_eq(jobs_db_lost_worker(f.db, id, JOB_LOST_STORAGE, 4242, NULL, "disk full"), 1);
+    job_row job;
+    ck_assert_int_eq(jobs_db_get(f.db, id, &job), 1);
+    ck_assert_str_eq(job.status, "queued");
+    ck_assert_int_eq(job.attempts, 0);
+    ck_assert_int_eq(job.finished_at, 0);
+    job_row_free(&job);
+    ck_assert_int_eq(sql_int(f.db,
+                             "SELECT count(*) FROM job_events WHERE job_id = ?1 AND code = "
+                             "'requeued' AND message = 'attempt 1 of 1 could not write: disk "
+                             "full; queued again without using up the attempt'",
+                             id),
+                     1);
+
+    /* The worker recorded it itself. */
+    claim(f.db, id, "w2", 60000);
+    ck_assert_int_eq(jobs_db_finish(f.db, id, "w2", JOB_OUTCOME_STORAGE, "checkpoint: disk full"),
+                     0);
+    ck_assert_int_eq(jobs_db_get(f.db, id, &job), 1);
+    ck_assert_str_eq(job.status, "queued");
+    ck_assert_int_eq(job.attempts, 0);
+    job_row_free(&job);
+    ck_assert_int_eq(events(f.db, id, "requeued"), 2);
+
+    /* Then it runs to the end on its one attempt. */
+    claim(f.db, id, "w3", 60000);
+    ck_assert_int_eq(jobs_db_finish(f.db, id, "w3", JOB_OUTCOME_SUCCEEDED, NULL), 0);
+    ck_assert_int_eq(sql_int(f.db, "SELECT attempts FROM jobs WHERE id = ?1", id), 1);
+
+    int64_t cancelled = new_job(f.db, 3);
+    claim(f.db, cancelled, "w", 60000);
+    char status[JOBS_DB_STATUS_BYTES];
+    ck_assert_int_eq(jobs_db_request_cancel(f.db, cancelled, status), JOB_CANCEL_ASKED);
+    ck_assert_int_eq(
+        jobs_db_lost_worker(f.db, cancelled, JOB_LOST_STORAGE, 4242, NULL, "disk full"), 1);
+    expect_status(f.db, cancelled, "cancelled");
+    fixture_close(&f);
+}
+END_TEST
+
+/* An orphan's job is lost only while its lease owner is still the one
+ * found dead: a job claimed again meanwhile is left alone. */
+START_TEST(test_orphan_lost_by_owner) {
+    fixture f;
+    fixture_open(&f);
+    int64_t id = new_job(f.db, 3);
+    claim(f.db, id, "pid:1:start:5:ab", 60000);
+    int64_t ids[4], pids[4];
+    char owners[4][JOBS_DB_OWNER_BYTES];
+    ck_assert_int_eq(jobs_db_claimed(f.db, ids, pids, owners, 4), 1);
+    ck_assert_int_eq(ids[0], id);
+    ck_assert_int_eq(pids[0], 4242);
+    ck_assert_str_eq(owners[0], "pid:1:start:5:ab");
+    ck_assert_int_eq(
+        jobs_db_lost_worker(f.db, id, JOB_LOST_ORPHAN, 4242, "pid:1:start:5:cd", "gone"), 0);
+    ck_assert_int_eq(
+        jobs_db_lost_worker(f.db, id, JOB_LOST_ORPHAN, 4242, "pid:1:start:5:ab", "gone"), 1);
+    ck_assert_int_eq(sql_int(f.db, "SELECT attempts FROM jobs WHERE id = ?1", id), 1);
+    expect_status(f.db, id, "queued");
+    ck_assert_int_eq(jobs_db_claimed(f.db, ids, pids, owners, 4), 0);
+    fixture_close(&f);
+}
+END_TEST
+
+/* Owner names tell a live process from a dead one and from a reused pid. */
+START_TEST(test_owner_alive) {
+    char me[JOBS_DB_OWNER_BYTES];
+    jobs_db_owner_name(me);
+    ck_assert_int_eq(jobs_db_owner_alive(me), 1);
+    long pid;
+    unsigned long long start;
+    ck_assert_int_eq(sscanf(me, "pid:%ld:start:%llu:", &pid, &start), 2);
+    ck_assert_int_eq(pid, (long)getpid());
+    char reused[JOBS_DB_OWNER_BYTES];
+    snprintf(reused, sizeof reused, "pid:%ld:start:%llu:00", pid, start + 1);
+    ck_assert_int_eq(jobs_db_owner_alive(reused), 0);
+    ck_assert_int_eq(jobs_db_owner_alive("pid:1:gone"), -1);
+
+    /* A child names itself, exits and is reaped: gone. Before it is
+     * reaped it is a zombie, which is gone as well. */
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        char name[JOBS_DB_OWNER_BYTES];
+        jobs_db_owner_name(name);
+        _exit(write(fds[1], name, sizeof name) == (ssize_t)sizeof name ? 0 : 1);
+    }
+    char name[JOBS_DB_OWNER_BYTES];
+    ck_assert_int_eq(read(fds[0], name, sizeof name), (ssize_t)sizeof name);
+    close(fds[0]);
+    close(fds[1]);
+    siginfo_t info;
+    ck_assert_int_eq(waitid(P_PID, (id_t)child, &info, WEXITED | WNOWAIT), 0);
+    ck_assert_int_eq(jobs_db_owner_alive(name), 0); /* a zombie */
+    int status;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_int_eq(jobs_db_owner_alive(name), 0);
 }
 END_TEST
 
@@ -499,6 +613,9 @@ Suite *jobs_db_suite(void) {
     tcase_add_test(tc, test_fence_stale_owner_cannot_write);
     tcase_add_test(tc, test_cancel_queued_and_running);
     tcase_add_test(tc, test_lost_worker_requeue_then_fail);
+    tcase_add_test(tc, test_storage_failure_requeues_without_attempt);
+    tcase_add_test(tc, test_orphan_lost_by_owner);
+    tcase_add_test(tc, test_owner_alive);
     tcase_add_test(tc, test_start_failed_counts_attempts);
     tcase_add_test(tc, test_queue_reads);
     suite_add_tcase(s, tc);

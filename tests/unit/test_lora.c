@@ -39,47 +39,28 @@ typedef struct lora_fixture {
     float *probe;
 } lora_fixture;
 
-static float *fx_tensor(lora_fixture *fx, const char *name, int64_t n) {
-    const safetensors_info *t = safetensors_find(&fx->file, name);
-    ck_assert_msg(t != NULL, "fixture has no tensor '%s'", name);
-    ck_assert_msg(t->n_elements == n, "fixture tensor '%s' has %lld elements, expected %lld", name,
-                  (long long)t->n_elements, (long long)n);
-    float *out = malloc(sizeof(float) * (size_t)n);
-    ck_assert_msg(safetensors_load_f32(t, out, n, fx->err, sizeof fx->err) == 0, "%s", fx->err);
-    return out;
-}
-
-static int fx_meta_int(lora_fixture *fx, const char *key) {
-    const char *v = safetensors_metadata_get(&fx->file, key);
-    ck_assert_msg(v != NULL, "fixture metadata lacks %s", key);
-    return atoi(v);
-}
-
-static double max_rel_diff(const float *a, const float *b, int64_t n) {
-    double diff = 0.0, scale = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        diff = fmax(diff, fabs((double)a[i] - b[i]));
-        scale = fmax(scale, fabs((double)b[i]));
-    }
-    return scale > 0.0 ? diff / scale : diff;
-}
-
 static void fx_open(lora_fixture *fx) {
     char path[4200];
     memset(fx, 0, sizeof *fx);
     snprintf(path, sizeof path, "%s/tests/fixtures/gpt2_tiny_lora.safetensors", test_repo_dir());
     ck_assert_msg(safetensors_read_file(&fx->file, path, fx->err, sizeof fx->err) == 0, "%s",
                   fx->err);
-    fx->cfg = (gpt2_config){fx_meta_int(fx, "vocab_size"), fx_meta_int(fx, "max_seq_len"),
-                            fx_meta_int(fx, "n_layer"),    fx_meta_int(fx, "n_head"),
-                            fx_meta_int(fx, "d_model"),    true};
-    fx->B = fx_meta_int(fx, "B"), fx->T = fx_meta_int(fx, "T"), fx->r = fx_meta_int(fx, "r");
+    fx->cfg = (gpt2_config){test_fixture_meta_int(&fx->file, "vocab_size"),
+                            test_fixture_meta_int(&fx->file, "max_seq_len"),
+                            test_fixture_meta_int(&fx->file, "n_layer"),
+                            test_fixture_meta_int(&fx->file, "n_head"),
+                            test_fixture_meta_int(&fx->file, "d_model"),
+                            true};
+    fx->B = test_fixture_meta_int(&fx->file, "B"), fx->T = test_fixture_meta_int(&fx->file, "T"),
+    fx->r = test_fixture_meta_int(&fx->file, "r");
     fx->alpha = (float)atof(safetensors_metadata_get(&fx->file, "alpha"));
     const int BT = fx->B * fx->T;
-    float *tok = fx_tensor(fx, "input.tokens", BT), *tgt = fx_tensor(fx, "input.targets", BT);
-    float *pos = fx_tensor(fx, "input.positions", BT), *am = fx_tensor(fx, "input.attn_mask", BT);
-    float *lm = fx_tensor(fx, "input.loss_mask", BT);
-    fx->probe = fx_tensor(fx, "input.value_probe", BT);
+    float *tok = test_fixture_tensor(&fx->file, "input.tokens", BT),
+          *tgt = test_fixture_tensor(&fx->file, "input.targets", BT);
+    float *pos = test_fixture_tensor(&fx->file, "input.positions", BT),
+          *am = test_fixture_tensor(&fx->file, "input.attn_mask", BT);
+    float *lm = test_fixture_tensor(&fx->file, "input.loss_mask", BT);
+    fx->probe = test_fixture_tensor(&fx->file, "input.value_probe", BT);
     fx->tokens = malloc(sizeof(int32_t) * (size_t)BT * 3);
     fx->targets = fx->tokens + BT, fx->positions = fx->tokens + 2 * BT;
     fx->attn = malloc((size_t)BT * 2), fx->loss_mask = fx->attn + BT;
@@ -107,7 +88,7 @@ static void fx_base_model(lora_fixture *fx, gpt2_model *m) {
     for (int k = 0; k < GPT2_NUM_PARAM_TENSORS; k++) {
         char name[64];
         snprintf(name, sizeof name, "param.%s", param_names[k]);
-        float *t = fx_tensor(fx, name, sizes[k]);
+        float *t = test_fixture_tensor(&fx->file, name, sizes[k]);
         memcpy(p, t, sizeof(float) * (size_t)sizes[k]);
         free(t);
         p += sizes[k];
@@ -129,9 +110,9 @@ static void fx_lora_model(lora_fixture *fx, gpt2_model *m) {
         const int64_t na = (int64_t)fx->cfg.n_layer * lo->r * lo->in[t];
         const int64_t nb = (int64_t)fx->cfg.n_layer * lo->out[t] * lo->r;
         snprintf(name, sizeof name, "lora.%s.A", target_names[t]);
-        float *a = fx_tensor(fx, name, na);
+        float *a = test_fixture_tensor(&fx->file, name, na);
         snprintf(name, sizeof name, "lora.%s.B", target_names[t]);
-        float *b = fx_tensor(fx, name, nb);
+        float *b = test_fixture_tensor(&fx->file, name, nb);
         memcpy(lo->A[t], a, sizeof(float) * (size_t)na);
         memcpy(lo->B[t], b, sizeof(float) * (size_t)nb);
         free(a), free(b);
@@ -140,8 +121,8 @@ static void fx_lora_model(lora_fixture *fx, gpt2_model *m) {
 
 static void check_logits(lora_fixture *fx, const float *got, const char *name, const char *what) {
     const int64_t n = (int64_t)fx->B * fx->T * fx->cfg.vocab_size;
-    float *want = fx_tensor(fx, name, n);
-    const double d = max_rel_diff(got, want, n);
+    float *want = test_fixture_tensor(&fx->file, name, n);
+    const double d = test_max_rel_diff(got, want, n);
     ck_assert_msg(d < REL_TOL, "%s: logits differ from %s by %.3g (relative)", what, name, d);
     free(want);
 }
@@ -157,11 +138,11 @@ START_TEST(test_lora_matches_pytorch_reference) {
     gpt2_batch batch = {fx.tokens, fx.positions, fx.attn, B, T};
     gpt2_forward(&m, &batch, true);
     check_logits(&fx, m.acts.logits, "out.logits", "adapters on");
-    float *want = fx_tensor(&fx, "out.values", BT);
-    double d = max_rel_diff(m.acts.values, want, BT);
+    float *want = test_fixture_tensor(&fx.file, "out.values", BT);
+    double d = test_max_rel_diff(m.acts.values, want, BT);
     ck_assert_msg(d < REL_TOL, "values differ by %.3g", d);
     free(want);
-    want = fx_tensor(&fx, "out.loss", 1);
+    want = test_fixture_tensor(&fx.file, "out.loss", 1);
     const float loss = gpt2_lm_loss(&m, fx.targets, fx.loss_mask, 1.0f);
     ck_assert_close(loss, want[0], 0, REL_TOL, "masked LM loss with adapters");
     free(want);
@@ -174,16 +155,16 @@ START_TEST(test_lora_matches_pytorch_reference) {
             char name[64];
             snprintf(name, sizeof name, "grad.lora.%s.%c", target_names[t], ab ? 'B' : 'A');
             const int64_t n = (int64_t)fx.cfg.n_layer * lo->r * (ab ? lo->out[t] : lo->in[t]);
-            want = fx_tensor(&fx, name, n);
-            d = max_rel_diff(ab ? lo->dB[t] : lo->dA[t], want, n);
+            want = test_fixture_tensor(&fx.file, name, n);
+            d = test_max_rel_diff(ab ? lo->dB[t] : lo->dA[t], want, n);
             ck_assert_msg(d < REL_TOL, "gradient %s differs by %.3g", name, d);
             free(want);
         }
-    want = fx_tensor(&fx, "grad.headw", fx.cfg.d_model);
-    d = max_rel_diff(m.grads.headw, want, fx.cfg.d_model);
+    want = test_fixture_tensor(&fx.file, "grad.headw", fx.cfg.d_model);
+    d = test_max_rel_diff(m.grads.headw, want, fx.cfg.d_model);
     ck_assert_msg(d < REL_TOL, "head weight gradient differs by %.3g", d);
     free(want);
-    want = fx_tensor(&fx, "grad.headb", 1);
+    want = test_fixture_tensor(&fx.file, "grad.headb", 1);
     ck_assert_close(m.grads.headb[0], want[0], 0, REL_TOL, "head bias gradient");
     free(want);
     /* the head's gradient sits in the flat trainable buffer, after the adapters */
@@ -196,7 +177,7 @@ START_TEST(test_lora_matches_pytorch_reference) {
     gpt2_lora_set_enabled(&m, true);
 
     /* AdamW on the flat trainable buffer alone reproduces torch's losses */
-    float *losses = fx_tensor(&fx, "adamw.losses", 8);
+    float *losses = test_fixture_tensor(&fx.file, "adamw.losses", 8);
     float *am = calloc((size_t)lo->num_params, sizeof(float));
     float *av = calloc((size_t)lo->num_params, sizeof(float));
     const adam_config adamw = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f};
@@ -229,9 +210,9 @@ START_TEST(test_lora_kv_cache_matches_forward) {
         gpt2_lora_set_enabled(&m, on);
         gpt2_batch batch = {fx.tokens, NULL, NULL, 1, T}; /* row 0 has no padding */
         gpt2_forward(&m, &batch, true);
-        float *want = fx_tensor(&fx, on ? "out.logits" : "out.base_logits",
-                                (int64_t)fx.B * T * V); /* row 0 comes first */
-        const double d0 = max_rel_diff(m.acts.logits, want, (int64_t)T * V);
+        float *want = test_fixture_tensor(&fx.file, on ? "out.logits" : "out.base_logits",
+                                          (int64_t)fx.B * T * V); /* row 0 comes first */
+        const double d0 = test_max_rel_diff(m.acts.logits, want, (int64_t)T * V);
         ck_assert_msg(d0 < REL_TOL, "forward of row 0 (adapters %s) differs by %.3g",
                       on ? "on" : "off", d0);
         free(want);
@@ -239,7 +220,7 @@ START_TEST(test_lora_kv_cache_matches_forward) {
         ck_assert_int_eq(gpt2_kv_cache_init(&cache, &m.cfg, 1, T, err, sizeof err), 0);
         for (int t = 0; t < T; t++) {
             gpt2_decode_step(&m, &cache, fx.tokens + t, NULL, t, true);
-            const double d = max_rel_diff(cache.logits, m.acts.logits + (int64_t)t * V, V);
+            const double d = test_max_rel_diff(cache.logits, m.acts.logits + (int64_t)t * V, V);
             ck_assert_msg(d < REL_TOL, "decode step %d (adapters %s) differs by %.3g", t,
                           on ? "on" : "off", d);
         }
@@ -285,8 +266,8 @@ START_TEST(test_lora_fresh_adapter_is_identity) {
     gpt2_batch batch = {fx.tokens, fx.positions, fx.attn, fx.B, fx.T};
     gpt2_forward(&base, &batch, true);
     gpt2_forward(&m, &batch, true);
-    ck_assert(max_rel_diff(m.acts.logits, base.acts.logits, (int64_t)BT * V) < 1e-6);
-    ck_assert(max_rel_diff(m.acts.values, base.acts.values, BT) < 1e-6);
+    ck_assert(test_max_rel_diff(m.acts.logits, base.acts.logits, (int64_t)BT * V) < 1e-6);
+    ck_assert(test_max_rel_diff(m.acts.values, base.acts.values, BT) < 1e-6);
     /* with B = 0 only B (and the head) get a gradient, as in PEFT's first step */
     gpt2_lm_loss(&m, fx.targets, fx.loss_mask, 1.0f);
     gpt2_zero_grad(&m);
@@ -381,11 +362,11 @@ START_TEST(test_lora_peft_files_and_merge) {
     ck_assert_ptr_null(merged.lora);
     gpt2_forward(&merged, &batch, true);
     check_logits(&fx, merged.acts.logits, "out.logits", "merged checkpoint");
-    float *values = fx_tensor(&fx, "out.values", fx.B * fx.T);
-    ck_assert(max_rel_diff(merged.acts.values, values, fx.B * fx.T) < REL_TOL);
+    float *values = test_fixture_tensor(&fx.file, "out.values", fx.B * fx.T);
+    ck_assert(test_max_rel_diff(merged.acts.values, values, fx.B * fx.T) < REL_TOL);
     free(values);
     /* merged weights differ from the base where adapters are, nowhere else */
-    ck_assert(max_rel_diff(merged.params.qkvw, m.params.qkvw, (int64_t)L * 3 * C * C) > 1e-3);
+    ck_assert(test_max_rel_diff(merged.params.qkvw, m.params.qkvw, (int64_t)L * 3 * C * C) > 1e-3);
     ck_assert_int_eq(memcmp(merged.params.wte, m.params.wte,
                             sizeof(float) * (size_t)fx.cfg.vocab_size * (size_t)C),
                      0);
@@ -457,23 +438,7 @@ static const char *const ppo_prompts[] = {"ab", "hello", "x", "a cat", "Zq", "th
 /* A tiny random GPT-2 (head: a reward model) in a temp file. */
 static void write_tiny(char *path, const tokenizer *tok, bool head, uint64_t seed) {
     const gpt2_config gc = {tok->vocab_size, 24, 2, 2, 16, head};
-    gpt2_model m;
-    char err[256];
-    ck_assert_int_eq(gpt2_init(&m, &gc, err, sizeof err), 0);
-    rng_state r;
-    rng_seed(&r, seed, 0);
-    gpt2_init_weights(&m, &r);
-    const char *const meta[][2] = {{"reward_gain", "2.0"}, {"reward_bias", "0.5"}};
-    size_t n = 0;
-    void *bytes = gpt2_checkpoint_serialize(&m, meta, head ? 2 : 0, NULL, 0, &n);
-    ck_assert_ptr_nonnull(bytes);
-    strcpy(path, "/tmp/rlhf-lora-XXXXXX");
-    const int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
-    close(fd);
-    free(bytes);
-    gpt2_free(&m);
+    test_write_random_gpt2(path, &gc, seed, "2.0", false);
 }
 
 /* The SFT model, run independently on every rollout: the job's reference

@@ -8,6 +8,7 @@
 
 #include "ppo.h"
 #include "ppo_control.h"
+#include "safetensors.h"
 #include "suites.h"
 #include "test_util.h"
 #include "train_state.h"
@@ -248,10 +249,19 @@ START_TEST(test_config_validation) {
     cfg.target_return = 100;
     ck_assert_int_eq(ppo_control_validate(&cfg, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "eval_interval"));
+    hparams_set_defaults(&ppo_control_hparams, &cfg);
+    snprintf(cfg.algorithm, sizeof cfg.algorithm, "a2c");
+    cfg.num_minibatches = 3; /* a2c takes one step on the whole batch: not checked */
+    ck_assert_int_eq(ppo_control_validate(&cfg, err, sizeof err), 0);
+    cfg.num_envs = 1, cfg.num_steps = 1;
+    ck_assert_int_eq(ppo_control_validate(&cfg, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "a2c"));
 }
 END_TEST
 
 /* ---- resume --------------------------------------------------------------------- */
+
+enum { A2C_STEPS = 40000, A2C_RETURN = 100 };
 
 /* Every update's non-timing metrics (row = update) and every checkpoint. */
 enum { MAX_UPDATES = 16, MAX_METRICS = 32, MAX_CKPT = 16 };
@@ -347,6 +357,7 @@ static void small_resume_config(ppo_control_config *cfg, const char *env) {
     cfg->total_steps = 8 * 3 * 64; /* 8 updates */
     cfg->eval_interval = 3, cfg->eval_episodes = 4;
     cfg->checkpoint_interval = 1;
+    cfg->keep_best = false; /* test_keep_best covers the best-policy checkpoints */
 }
 
 /* Resumed from the periodic checkpoint of each update 1..7 (mid-episode: on
@@ -451,6 +462,152 @@ START_TEST(test_resume_after_stop_and_refusals) {
 }
 END_TEST
 
+/* ---- A2C and the best-evaluated policy ------------------------------------------ */
+
+/* The policy tensors of a checkpoint (every tensor not training_state.*). */
+static void policy_floats(const void *bytes, size_t n, float **out, int64_t *count) {
+    safetensors_file f;
+    char err[256];
+    ck_assert_msg(safetensors_parse(&f, bytes, n, err, sizeof err) == 0, "%s", err);
+    *count = 0;
+    *out = NULL;
+    for (int i = 0; i < f.n_tensors; i++) {
+        const safetensors_info *t = &f.tensors[i];
+        if (strncmp(t->name, "training_state.", 15) == 0)
+            continue;
+        *out = realloc(*out, sizeof(float) * (size_t)(*count + t->n_elements));
+        ck_assert_int_eq(safetensors_load_f32(t, *out + *count, t->n_elements, err, sizeof err), 0);
+        *count += t->n_elements;
+    }
+    safetensors_free(&f);
+}
+
+static double max_rel_policy_diff(const resume_rec *a, int i, const resume_rec *b, int j) {
+    float *x, *y;
+    int64_t nx, ny;
+    policy_floats(a->ckpt[i], a->ckpt_bytes[i], &x, &nx);
+    policy_floats(b->ckpt[j], b->ckpt_bytes[j], &y, &ny);
+    ck_assert_int_eq(nx, ny);
+    ck_assert_int_gt(nx, 100);
+    const double d = test_max_rel_diff(x, y, nx);
+    free(x), free(y);
+    return d;
+}
+
+/* On policy (ratio 1) with one epoch of one minibatch, PPO's clipped
+ * surrogate has A2C's gradient -A · grad log pi and the clipped value loss
+ * the plain one's, so a2c must train the weights PPO(1 epoch, 1 minibatch)
+ * trains, up to float rounding of the ratio; update_epochs and
+ * num_minibatches must not matter to a2c; default PPO (4 x 4 steps) must
+ * end elsewhere. */
+START_TEST(test_a2c_is_one_step_actor_critic) {
+    ppo_control_config a2c;
+    small_resume_config(&a2c, "CartPole-v1");
+    a2c.checkpoint_interval = 0, a2c.eval_interval = 0;
+    a2c.total_steps = 3 * 3 * 64;
+    snprintf(a2c.algorithm, sizeof a2c.algorithm, "a2c");
+    ppo_control_config a2c_more = a2c;
+    a2c_more.update_epochs = 7, a2c_more.num_minibatches = 3, a2c_more.clip_coef = 0.01;
+    ppo_control_config one_step = a2c;
+    snprintf(one_step.algorithm, sizeof one_step.algorithm, "ppo");
+    one_step.update_epochs = 1, one_step.num_minibatches = 1, one_step.target_kl = 0;
+    ppo_control_config ppo = one_step;
+    ppo.update_epochs = 4, ppo.num_minibatches = 4;
+    resume_rec ra = {0}, rm = {0}, r1 = {0}, rp = {0};
+    rr_train_ok(&a2c, NULL, &ra, NULL);
+    rr_train_ok(&a2c_more, NULL, &rm, NULL);
+    rr_train_ok(&one_step, NULL, &r1, NULL);
+    rr_train_ok(&ppo, NULL, &rp, NULL);
+    ck_assert_int_eq(ra.n_ckpt, 1);
+    ck_assert_msg(same_bytes(&ra, 0, &rm, 0), "a2c used update_epochs / num_minibatches / clip");
+    const double d1 = max_rel_policy_diff(&ra, 0, &r1, 0);
+    const double dp = max_rel_policy_diff(&ra, 0, &rp, 0);
+    ck_assert_msg(d1 < 1e-4, "a2c vs one-step PPO: max relative weight difference %.3g", d1);
+    ck_assert_msg(dp > 1e-3, "a2c vs 4x4 PPO: max relative weight difference only %.3g", dp);
+    rr_free(&ra), rr_free(&rm), rr_free(&r1), rr_free(&rp);
+}
+END_TEST
+
+/* A2C with Stable-Baselines3's CartPole settings (8 envs x 5 steps, lr
+ * 7e-4, gae_lambda 1, no entropy bonus, raw advantages) learns too. */
+START_TEST(test_a2c_learns_cartpole) {
+    ppo_control_config cfg;
+    hparams_set_defaults(&ppo_control_hparams, &cfg);
+    snprintf(cfg.algorithm, sizeof cfg.algorithm, "a2c");
+    cfg.num_envs = 8, cfg.num_steps = 5, cfg.learning_rate = 7e-4, cfg.anneal_lr = false;
+    cfg.gae_lambda = 1.0, cfg.ent_coef = 0.0, cfg.norm_adv = false;
+    cfg.total_steps = A2C_STEPS;
+    recording rec = {0};
+    ppo_control_result res = train(&cfg, &rec);
+    ck_assert_int_eq(res.global_step, A2C_STEPS);
+    ck_assert_double_lt(rec.first_return, 40.0);
+    ck_assert_msg(rec.last_return > A2C_RETURN, "a2c: mean return %.1f -> %.1f after %d steps",
+                  rec.first_return, rec.last_return, A2C_STEPS);
+}
+END_TEST
+
+/* With keep_best, each evaluation that beats every earlier one emits the
+ * policy of that moment (the same weights as the periodic checkpoint of
+ * the same update) marked checkpoint_role best with its eval_return, and
+ * only those; the result names the best; a resumed run writes the same
+ * later checkpoints, best ones included, bit for bit. */
+START_TEST(test_keep_best) {
+    ppo_control_config cfg;
+    small_resume_config(&cfg, "CartPole-v1");
+    cfg.keep_best = true, cfg.eval_interval = 1, cfg.eval_episodes = 3;
+    resume_rec whole = {0};
+    ppo_control_result res;
+    rr_train_ok(&cfg, NULL, &whole, &res);
+    double best = NAN;
+    int64_t best_step = 0;
+    int bests = 0, periodic = 0;
+    for (int i = 0; i < whole.n_ckpt; i++) {
+        safetensors_file f;
+        char err[256];
+        ck_assert_int_eq(safetensors_parse(&f, whole.ckpt[i], whole.ckpt_bytes[i], err, sizeof err),
+                         0);
+        const char *role = safetensors_metadata_get(&f, "checkpoint_role");
+        const char *ret = safetensors_metadata_get(&f, "eval_return");
+        if (role != NULL) {
+            ck_assert_str_eq(role, "best");
+            ck_assert_ptr_nonnull(ret);
+            const double r = strtod(ret, NULL);
+            ck_assert_msg(isnan(best) || r > best, "best %.3f after %.3f", r, best);
+            best = r, best_step = whole.ckpt_step[i], bests++;
+            /* the next checkpoint is the periodic one of the same update */
+            ck_assert_int_lt(i + 1, whole.n_ckpt);
+            ck_assert_int_eq(whole.ckpt_step[i + 1], whole.ckpt_step[i]);
+            ck_assert_msg(max_rel_policy_diff(&whole, i, &whole, i + 1) == 0.0,
+                          "the best checkpoint is not the policy of its update");
+        } else
+            periodic++;
+        safetensors_free(&f);
+    }
+    ck_assert_int_ge(bests, 2);
+    ck_assert_int_eq(periodic, 8);
+    ck_assert(res.best_eval_return == best);
+    ck_assert_int_eq(res.best_step, best_step);
+    /* resumed after update 4: the checkpoints after its periodic one are the same */
+    int after = 0;
+    for (int seen = 0; after < whole.n_ckpt && seen < 4; after++)
+        if (whole.ckpt_step[after] == 4 * 192 &&
+            (after + 1 == whole.n_ckpt || whole.ckpt_step[after + 1] != 4 * 192))
+            seen = 4;
+    char path[64];
+    save_tmp(path, whole.ckpt[after - 1], whole.ckpt_bytes[after - 1]);
+    resume_rec rest = {0};
+    ppo_control_result rres;
+    rr_train_ok(&cfg, path, &rest, &rres);
+    unlink(path);
+    ck_assert_int_eq(rest.n_ckpt, whole.n_ckpt - after);
+    for (int i = 0; i < rest.n_ckpt; i++)
+        ck_assert_msg(same_bytes(&whole, after + i, &rest, i), "resumed: checkpoint %d differs", i);
+    ck_assert(rres.best_eval_return == res.best_eval_return);
+    ck_assert_int_eq(rres.best_step, res.best_step);
+    rr_free(&whole), rr_free(&rest);
+}
+END_TEST
+
 /* The metadata list helpers round-trip exactly and refuse what they did not write. */
 START_TEST(test_train_state_lists) {
     const double x[] = {0.0, -0.0, 1.0 / 3.0, -DBL_MAX, DBL_MIN / 8, INFINITY, -INFINITY, 1e300};
@@ -513,6 +670,9 @@ Suite *ppo_control_suite(void) {
     tcase_add_test(runs, test_training_stops_on_request_and_on_solve);
     tcase_add_test(runs, test_resume_is_bit_identical);
     tcase_add_test(runs, test_resume_after_stop_and_refusals);
+    tcase_add_test(runs, test_a2c_is_one_step_actor_critic);
+    tcase_add_test(runs, test_a2c_learns_cartpole);
+    tcase_add_test(runs, test_keep_best);
     suite_add_tcase(s, runs);
     return s;
 }

@@ -30,26 +30,7 @@ enum { N_PROMPTS = 6 };
 static void write_model(char *path, const tokenizer *tok, bool head, uint64_t seed, bool nan_head,
                         bool huge_gain) {
     const gpt2_config gc = {tok->vocab_size, 24, 1, 2, 16, head};
-    gpt2_model m;
-    char err[256];
-    ck_assert_int_eq(gpt2_init(&m, &gc, err, sizeof err), 0);
-    rng_state r;
-    rng_seed(&r, seed, 0);
-    gpt2_init_weights(&m, &r);
-    if (nan_head)
-        m.params.headw[0] = NAN;
-    const char *const meta[][2] = {{"reward_gain", huge_gain ? "1e39" : "2.0"},
-                                   {"reward_bias", "0.5"}};
-    size_t n = 0;
-    void *bytes = gpt2_checkpoint_serialize(&m, meta, head ? 2 : 0, NULL, 0, &n);
-    ck_assert_ptr_nonnull(bytes);
-    strcpy(path, "/tmp/rlhf-ppo-lm-XXXXXX");
-    const int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, bytes, n), (ssize_t)n);
-    close(fd);
-    free(bytes);
-    gpt2_free(&m);
+    test_write_random_gpt2(path, &gc, seed, huge_gain ? "1e39" : "2.0", nan_head);
 }
 
 typedef struct fixture {
@@ -81,6 +62,8 @@ typedef struct recording {
     int64_t stop_after; /* 0 = never */
     int64_t updates;
     int events_non_finite;
+    int events_truncated;
+    double truncated[3]; /* the last "truncated" event's n_truncated, n_rows, limit */
     int n_ckpt;
     int64_t ckpt_step[16];
     void *ckpt[16];
@@ -103,8 +86,14 @@ static int rec_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
 static int rec_event(void *ctx, sink_level level, const char *code, const char *message,
                      const sink_metric *data, int n) {
     recording *r = ctx;
-    (void)level, (void)message, (void)data, (void)n;
+    (void)level, (void)message;
     r->events_non_finite += strcmp(code, "non_finite") == 0;
+    if (strcmp(code, "truncated") == 0) {
+        ck_assert_int_eq(n, 3);
+        r->events_truncated++;
+        for (int i = 0; i < 3; i++)
+            r->truncated[i] = data[i].value;
+    }
     return 0;
 }
 
@@ -215,6 +204,43 @@ START_TEST(test_ppo_lm_resume_is_bit_identical) {
         unlink(path);
         rec_free(&whole), rec_free(&first), rec_free(&rest), rec_free(&whole0);
     }
+    fixture_free(&fx);
+}
+END_TEST
+
+/* Prompts longer than the room the context leaves (24 - response_length 6
+ * = 18 byte tokens) keep their start, and the run says how many were cut:
+ * 18 bytes fit exactly, 19 and 40 do not. */
+START_TEST(test_ppo_lm_warns_of_cut_prompts) {
+    fixture fx;
+    fixture_init(&fx, false, false);
+    ppo_lm_config c;
+    small_config(&c);
+    c.total_updates = 1;
+    static const char *const long_prompts[] = {"ab", "eighteen bytes. ok", "nineteen bytes, cut",
+                                               "forty bytes of prompt, which is cut here"};
+    ck_assert_int_eq(strlen(long_prompts[1]), 18);
+    ck_assert_int_eq(strlen(long_prompts[2]), 19);
+    ck_assert_int_eq(strlen(long_prompts[3]), 40);
+    const ppo_lm_inputs in = {.prompts = long_prompts,
+                              .n_prompts = 4,
+                              .tok = &fx.tok,
+                              .policy_checkpoint = fx.sft,
+                              .reward_checkpoint = fx.rm};
+    recording rec = {0};
+    run_ok(&c, &in, &rec);
+    ck_assert_int_eq(rec.events_truncated, 1);
+    ck_assert(rec.truncated[0] == 2 && rec.truncated[1] == 4 && rec.truncated[2] == 18);
+    /* none cut: no warning */
+    recording quiet = {0};
+    const ppo_lm_inputs short_in = {.prompts = prompts,
+                                    .n_prompts = N_PROMPTS,
+                                    .tok = &fx.tok,
+                                    .policy_checkpoint = fx.sft,
+                                    .reward_checkpoint = fx.rm};
+    run_ok(&c, &short_in, &quiet);
+    ck_assert_int_eq(quiet.events_truncated, 0);
+    rec_free(&rec), rec_free(&quiet);
     fixture_free(&fx);
 }
 END_TEST
@@ -540,6 +566,7 @@ Suite *ppo_lm_suite(void) {
     TCase *tc = tcase_create("ppo_lm");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_ppo_lm_resume_is_bit_identical);
+    tcase_add_test(tc, test_ppo_lm_warns_of_cut_prompts);
     tcase_add_test(tc, test_ppo_lm_value_model_from_reward_model);
     tcase_add_test(tc, test_ppo_lm_non_finite_reward_fails_after_patience);
     tcase_add_test(tc, test_ppo_lm_gradient_accumulation_matches_one_minibatch);

@@ -73,7 +73,7 @@ START_TEST(test_same_slot_replaces) {
     remember(c, "rlhfd_first", &a);
     /* Store other tokens until one takes first's slot (first misses): with
      * TOKEN_CACHE_SLOTS slots that happens within a few thousand. */
-    char other[32] = "";
+    char other[48] = "";
     int64_t i;
     for (i = 0; i < 100 * TOKEN_CACHE_SLOTS && cached(c, "rlhfd_first", &got); i++) {
         snprintf(other, sizeof other, "rlhfd_other_%lld", (long long)i);

@@ -22,7 +22,8 @@ static int insert_blob(sqlite3 *db, void *ctx) {
            SQLITE_OK;
 }
 
-static void blob_written(void *ctx, int committed) {
+static void blob_written(void *ctx, db_failure failed) {
+    const int committed = failed == DB_FAILURE_NONE;
     blob_write *b = ctx;
     pthread_mutex_lock(&b->mutex);
     b->done++, b->committed += committed;

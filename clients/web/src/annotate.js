@@ -137,7 +137,10 @@ function showComparison(cmp) {
       'article',
       { className: 'card', dataset: { cid: c.id, index: i + 1 }, tabIndex: 0 },
       el('header', {}, el('kbd', {}, String(i + 1)), el('span', { className: 'label' }, ` Response ${candidateLabel(c.id)}`), el('span', { className: 'rank' })),
-      el('pre', { className: 'text' }, c.text),
+      // An empty answer (a model may say nothing) is a candidate too: say so.
+      c.text.trim() === ''
+        ? el('pre', { className: 'text empty' }, el('em', {}, '(empty answer)'))
+        : el('pre', { className: 'text' }, c.text),
     );
     card.addEventListener('click', () => pick(c.id));
     card.addEventListener('keydown', (e) => {

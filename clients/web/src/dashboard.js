@@ -15,6 +15,15 @@ const JOB_TYPES = [
   { type: 'sft', format: 'sft', model: true, hp: { max_steps: 200, checkpoint_interval: 50 } },
   { type: 'reward', format: 'preference', model: true, project: true, hp: { epochs: 1 } },
   { type: 'ppo', format: 'prompts', model: true, reward: true, hp: { total_updates: 30 } },
+  { type: 'dpo', format: 'preference', model: true, project: true, hp: { epochs: 1, beta: 0.1 } },
+  {
+    type: 'grpo', format: 'prompts', model: true, reward: true,
+    hp: { total_steps: 100, grader: { type: 'string_check', input: '{{sample.output_text}}', reference: '{{item.answer}}', operation: 'eq' } },
+  },
+  {
+    type: 'rloo', format: 'prompts', model: true, reward: true,
+    hp: { total_steps: 100, grader: { type: 'string_check', input: '{{sample.output_text}}', reference: '{{item.answer}}', operation: 'eq' } },
+  },
   { type: 'ppo-control', format: null, hp: { env: 'CartPole-v1', total_steps: 100000 } },
 ];
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -110,7 +119,7 @@ function onTypeChange() {
   fillDatasetSelect($('l-train'), t.format, t.project);
   fillDatasetSelect($('l-valid'), t.format, true);
   fillProjectSelect($('l-project'));
-  fillCheckpointSelect($('l-model'), ['sft', 'ppo']);
+  fillCheckpointSelect($('l-model'), ['sft', 'ppo', 'dpo', 'grpo', 'rloo']);
   fillCheckpointSelect($('l-reward'), ['reward']);
   $('l-model').disabled = !t.model;
   for (const n of document.querySelectorAll('.ppo-only')) n.hidden = !t.reward;

@@ -1,0 +1,687 @@
+/* Fine-tuning jobs, the OpenAI-compatible view of jobs (openai_ids.h:
+ * ftjob-N is job N, ftevent-N its event, ftckpt-N its checkpoint): create,
+ * list, retrieve, cancel, events, checkpoints.
+ *
+ * A create is translated into the native body of POST /v1/jobs and goes
+ * through the same validation and insert (job_create.h): method.type picks
+ * the job type (supervised → sft, dpo → dpo; reinforcement has none yet),
+ * OpenAI's hyperparameter names become the type's (n_epochs → epochs,
+ * batch_size, learning_rate_multiplier × the type's default learning_rate
+ * → learning_rate, beta; "auto" keeps the default), file-N the dataset id,
+ * and `model` the checkpoint reference (openai_model_ref). What only this
+ * surface knows (the model string, suffix, metadata) is stored in
+ * fine_tuning_jobs in the job's transaction (schema 012). Every job, native
+ * or not, is also a fine-tuning job here.
+ *
+ * Statuses: rlhfd validates a job's files synchronously, on upload (every
+ * row) and on create (format, rows, model), so a job is `queued` when
+ * create returns; the worker's loading phase (native validating_files) is
+ * reported as `running`. The statuses a client sees are therefore queued →
+ * running → succeeded | failed | cancelled, in OpenAI's order
+ * (validating_files → queued → running → ...) with validating_files over
+ * before the create returns (docs/api.md).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job_create.h"
+#include "job_events_store.h"
+#include "job_json.h"
+#include "jobs.h"
+#include "jobs_db.h"
+#include "models_store.h"
+#include "openai_ids.h"
+#include "checkpoints_store.h"
+#include "routes.h"
+
+/* The built-in base: a GPT-2 initialised at random (sized by the job's
+ * hyperparameters), with the byte-level tokenizer: a native sft job
+ * without `model`. */
+#define OPENAI_BASE_MODEL "scratch"
+
+/* ---- names ----------------------------------------------------------------------- */
+
+/* method.type and the job type it runs as (NULL: none yet). */
+static const struct {
+    const char *method, *job_type;
+} methods[] = {{"supervised", "sft"}, {"dpo", "dpo"}, {"reinforcement", NULL}};
+#define N_METHODS (sizeof methods / sizeof methods[0])
+
+/* OpenAI's hyperparameter names and the job types' names for them. */
+static const struct {
+    const char *openai, *native;
+} hp_names[] = {{"n_epochs", "epochs"},
+                {"batch_size", "batch_size"},
+                {"learning_rate_multiplier", "learning_rate"},
+                {"beta", "beta"}};
+#define N_HP_NAMES (sizeof hp_names / sizeof hp_names[0])
+
+/* The method a job type shows as: supervised for sft, dpo for dpo, else
+ * the native type's own name (reward, ppo, ppo-control). */
+static const char *method_of(const char *native_type) {
+    for (size_t i = 0; i < N_METHODS; i++)
+        if (methods[i].job_type && strcmp(methods[i].job_type, native_type) == 0)
+            return methods[i].method;
+    return native_type;
+}
+
+/* The OpenAI status of a native one (see the top of the file). */
+static const char *status_of(const char *native) {
+    return strcmp(native, "validating_files") == 0 ? "running" : native;
+}
+
+/* The type's default learning_rate (the multiplier's unit), or 0. */
+static double default_learning_rate(const job_type *type) {
+    const hparam_def *def = type ? hparams_find(type->hparams, "learning_rate") : NULL;
+    return def ? def->default_value : 0.0;
+}
+
+/* ---- the job object ------------------------------------------------------------------ */
+
+/* What fine_tuning_jobs holds for a job (NULLs for a native job). */
+typedef struct ft_extra {
+    char *model, *suffix, *metadata;
+} ft_extra;
+
+static void ft_extra_free(ft_extra *x) {
+    free(x->model), free(x->suffix), free(x->metadata);
+}
+
+static char *column_dup(sqlite3_stmt *st, int i) {
+    const char *text = (const char *)sqlite3_column_text(st, i);
+    return text ? strdup(text) : NULL;
+}
+
+/* job_id's row of fine_tuning_jobs into x: 0 (also when it has none), -1. */
+static int ft_extra_load(sqlite3 *db, int64_t job_id, ft_extra *x) {
+    memset(x, 0, sizeof *x);
+    sqlite3_stmt *st = db_cached_prepare(
+        db, "SELECT model, suffix, metadata FROM fine_tuning_jobs WHERE job_id = ?1");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, job_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        x->model = column_dup(st, 0);
+        x->suffix = column_dup(st, 1);
+        x->metadata = column_dup(st, 2);
+    }
+    db_cached_done(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The `model` a job shows: as given, or for a native job its starting
+ * checkpoint (ftckpt-N) or the built-in base. */
+static void job_model(const job_row *job, const ft_extra *x, char *out, size_t len) {
+    if (x->model)
+        snprintf(out, len, "%s", x->model);
+    else if (job->refs.model > 0)
+        openai_id_format(out, len, OPENAI_ID_CKPT, job->refs.model);
+    else
+        snprintf(out, len, OPENAI_BASE_MODEL);
+}
+
+/* The tokens a succeeded job trained on: its last `tokens` metric (the
+ * trainer's running count), or null. */
+static json_t *trained_tokens(sqlite3 *db, const job_row *job) {
+    if (strcmp(job->status, "succeeded") != 0)
+        return json_null();
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT value FROM metrics WHERE job_id = ?1 AND "
+                                             "name = 'tokens' ORDER BY step DESC LIMIT 1");
+    json_t *out = NULL;
+    if (st != NULL) {
+        sqlite3_bind_int64(st, 1, job->id);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            out = json_integer((json_int_t)sqlite3_column_double(st, 0));
+        db_cached_done(st);
+    }
+    return out ? out : json_null();
+}
+
+/* OpenAI's hyperparameters of the resolved native config. */
+static json_t *openai_hyperparameters(const job_row *job) {
+    json_t *config = json_loads(job->config, 0, NULL), *out = json_object();
+    const job_type *type = job_type_find(job->type);
+    for (size_t i = 0; i < N_HP_NAMES; i++) {
+        json_t *v = json_object_get(config, hp_names[i].native);
+        if (v == NULL)
+            continue;
+        if (strcmp(hp_names[i].native, "learning_rate") == 0) {
+            const double unit = default_learning_rate(type);
+            json_object_set_new(out, hp_names[i].openai,
+                                unit > 0 ? json_real(json_number_value(v) / unit) : json_null());
+        } else {
+            json_object_set(out, hp_names[i].openai, v);
+        }
+    }
+    json_decref(config);
+    return out;
+}
+
+/* A failed job's error: the native message, with the request field it
+ * names (the worker's messages start "training_file: ..." and so on) as
+ * param and code invalid_<param>; else code job_failed. */
+static json_t *openai_error(const job_row *job) {
+    if (job->error == NULL || strcmp(job->status, "failed") != 0)
+        return json_null();
+    static const char *const fields[] = {"training_file", "validation_file", "model",
+                                         "reward_model", NULL};
+    for (const char *const *f = fields; *f; f++) {
+        size_t n = strlen(*f);
+        if (strncmp(job->error, *f, n) == 0 && job->error[n] == ':') {
+            char code[64];
+            snprintf(code, sizeof code, "invalid_%s", *f);
+            return json_pack("{s:s, s:s, s:s}", "code", code, "message", job->error, "param", *f);
+        }
+    }
+    return json_pack("{s:s, s:s, s:n}", "code", "job_failed", "message", job->error, "param");
+}
+
+static json_t *file_or_null(int64_t dataset_id) {
+    char id[32];
+    openai_id_format(id, sizeof id, OPENAI_ID_FILE, dataset_id);
+    return dataset_id > 0 ? json_string(id) : json_null();
+}
+
+/* The fine_tuning.job object of job. NULL on error. */
+static json_t *openai_job_json(sqlite3 *db, const job_row *job) {
+    ft_extra x;
+    if (ft_extra_load(db, job->id, &x) != 0)
+        return NULL;
+    char id[32], model[OPENAI_MODEL_NAME_BYTES], tuned[2 * OPENAI_MODEL_NAME_BYTES];
+    openai_id_format(id, sizeof id, OPENAI_ID_JOB, job->id);
+    job_model(job, &x, model, sizeof model);
+    const bool done = strcmp(job->status, "succeeded") == 0 && job->final_checkpoint > 0;
+    char base[OPENAI_MODEL_NAME_BYTES];
+    models_store_base_name(db, job->refs.base_model, base, sizeof base);
+    openai_model_name(tuned, sizeof tuned, base, x.suffix, job->id, 0);
+    json_t *hp = openai_hyperparameters(job);
+    json_t *config = json_loads(job->config, 0, NULL);
+    json_t *seed = json_object_get(config, "seed");
+    json_t *metadata = x.metadata ? json_loads(x.metadata, 0, NULL) : NULL;
+    const char *method = method_of(job->type);
+    json_t *out = json_object();
+    json_object_set_new(out, "id", json_string(id));
+    json_object_set_new(out, "object", json_string("fine_tuning.job"));
+    json_object_set_new(out, "created_at", json_integer(job->created_at));
+    json_object_set_new(out, "finished_at",
+                        job->finished_at ? json_integer(job->finished_at) : json_null());
+    json_object_set_new(out, "status", json_string(status_of(job->status)));
+    json_object_set_new(out, "error", openai_error(job));
+    json_object_set_new(out, "model", json_string(model));
+    json_object_set_new(out, "fine_tuned_model", done ? json_string(tuned) : json_null());
+    json_object_set_new(out, "trained_tokens", trained_tokens(db, job));
+    json_object_set_new(out, "training_file", file_or_null(job->training_file));
+    json_object_set_new(out, "validation_file", file_or_null(job->validation_file));
+    json_object_set_new(out, "result_files", json_array());
+    json_object_set_new(out, "hyperparameters", json_incref(hp));
+    json_object_set_new(out, "method",
+                        json_pack("{s:s, s:{s:o}}", "type", method, method, "hyperparameters", hp));
+    json_object_set_new(out, "seed", seed ? json_incref(seed) : json_null());
+    json_object_set_new(out, "suffix", x.suffix ? json_string(x.suffix) : json_null());
+    json_object_set_new(out, "user_provided_suffix",
+                        x.suffix ? json_string(x.suffix) : json_null());
+    json_object_set_new(out, "metadata", metadata ? metadata : json_null());
+    json_object_set_new(out, "organization_id", json_string("rlhfd"));
+    json_object_set_new(out, "estimated_finish", json_null());
+    json_object_set_new(out, "integrations", json_array());
+    json_decref(config);
+    ft_extra_free(&x);
+    return out;
+}
+
+static json_t *openai_job_load(sqlite3 *db, int64_t id) {
+    job_row job;
+    if (jobs_db_get(db, id, &job) != 1)
+        return NULL;
+    json_t *out = openai_job_json(db, &job);
+    job_row_free(&job);
+    return out;
+}
+
+static json_t *openai_job_from_stmt(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)scope;
+    job_row job;
+    if (job_row_read(st, &job) != 0)
+        return NULL;
+    json_t *out = openai_job_json(db, &job);
+    job_row_free(&job);
+    return out;
+}
+
+/* ---- POST /v1/fine_tuning/jobs ------------------------------------------------------- */
+
+/* What the create stores beside the native job (job_create_view's ctx). */
+typedef struct ft_create {
+    const char *model, *suffix;
+    char *metadata;     /* JSON text, malloc'd; NULL if none */
+    char hp_prefix[64]; /* "method.supervised.hyperparameters" */
+} ft_create;
+
+static int ft_store(sqlite3 *db, int64_t job_id, void *ctx) {
+    const ft_create *c = ctx;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO fine_tuning_jobs (job_id, model, suffix, metadata) "
+                           "VALUES (?1, ?2, ?3, ?4)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(st, 1, job_id);
+    sqlite3_bind_text(st, 2, c->model, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, c->suffix, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, c->metadata, -1, SQLITE_STATIC);
+    int ok = sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_finalize(st);
+    return ok;
+}
+
+static json_t *ft_reply(sqlite3 *db, int64_t job_id, void *ctx) {
+    (void)ctx;
+    return openai_job_load(db, job_id);
+}
+
+/* An engine error about native key k names OpenAI's name for it. */
+static void ft_hyperparameter_param(const char *err, char *param, size_t len, void *ctx) {
+    const ft_create *c = ctx;
+    char key[64];
+    if (!job_error_key(err, key, sizeof key)) {
+        snprintf(param, len, "%s", c->hp_prefix);
+        return;
+    }
+    if (strcmp(key, "seed") == 0) {
+        snprintf(param, len, "seed");
+        return;
+    }
+    for (size_t i = 0; i < N_HP_NAMES; i++)
+        if (strcmp(key, hp_names[i].native) == 0) {
+            snprintf(param, len, "%s.%s", c->hp_prefix, hp_names[i].openai);
+            return;
+        }
+    snprintf(param, len, "%s.%s", c->hp_prefix, key);
+}
+
+/* `model` as the native reference (json_t set into native["model"]), or
+ * nothing for the built-in base: 1, or 0 with e. Accepts the built-in
+ * base, a fine-tuned model's name (ft:...:ftjob-N → job N's final
+ * checkpoint; ...:ftckpt-M → checkpoint M), a checkpoint ftckpt-N, and the
+ * native spellings "checkpoint:N" and "job:N". Registered base models
+ * (POST /v1/models) will be looked up here. */
+static int openai_model_ref(const char *model, json_t *native, http_error *e) {
+    int64_t job, checkpoint;
+    char ref[64];
+    if (strcmp(model, OPENAI_BASE_MODEL) == 0)
+        return 1;
+    if (openai_model_parse(model, &job, &checkpoint)) {
+        if (checkpoint > 0)
+            json_object_set_new(native, "model", json_integer(checkpoint));
+        else {
+            snprintf(ref, sizeof ref, "job:%lld", (long long)job);
+            json_object_set_new(native, "model", json_string(ref));
+        }
+        return 1;
+    }
+    if ((checkpoint = openai_id_parse(model, OPENAI_ID_CKPT)) > 0) {
+        json_object_set_new(native, "model", json_integer(checkpoint));
+        return 1;
+    }
+    if (strncmp(model, "checkpoint:", 11) == 0 || strncmp(model, "job:", 4) == 0) {
+        json_object_set_new(native, "model", json_string(model));
+        return 1;
+    }
+    return http_error_set(e, 400, "model_not_found", "model",
+                          "model '%.64s' is not a model rlhfd has: give \"" OPENAI_BASE_MODEL
+                          "\" (a GPT-2 trained from scratch), a fine-tuned model "
+                          "(ft:BASE:SUFFIX:ftjob-N), or a checkpoint (ftckpt-N)",
+                          model);
+}
+
+/* member key of obj as "file-N" (absent or null: 0 when optional): 1 with
+ * *id, or 0 with e. */
+static int file_ref(const json_t *obj, const char *key, bool required, int64_t *id, http_error *e) {
+    const json_t *v = json_object_get(obj, key);
+    *id = 0;
+    if (v == NULL || json_is_null(v))
+        return required
+                   ? http_error_set(e, 400, "missing_required_parameter", key,
+                                    "%s is required: a file id (file-N) from POST /v1/files", key)
+                   : 1;
+    if (!json_is_string(v))
+        return http_error_set(e, 400, "invalid_type", key, "%s must be a file id (file-N)", key);
+    if ((*id = openai_id_parse(json_string_value(v), OPENAI_ID_FILE)) <= 0)
+        return http_error_set(e, 400, "invalid_value", key,
+                              "%s must be a file id (file-N), not '%.64s'", key,
+                              json_string_value(v));
+    return 1;
+}
+
+/* OpenAI's hyperparameters (at param prefix) onto native ones for type. */
+static int map_hyperparameters(const json_t *hp, const char *prefix, const job_type *type,
+                               json_t *native, http_error *e) {
+    if (hp == NULL || json_is_null(hp))
+        return 1;
+    if (!json_is_object(hp))
+        return http_error_set(e, 400, "invalid_type", prefix, "%s must be an object", prefix);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)hp, key, v) {
+        char param[128];
+        snprintf(param, sizeof param, "%s.%s", prefix, key);
+        size_t i = 0;
+        while (i < N_HP_NAMES && strcmp(key, hp_names[i].openai) != 0)
+            i++;
+        if (i == N_HP_NAMES)
+            return http_error_set(e, 400, "unknown_parameter", param,
+                                  "unknown hyperparameter '%s' (n_epochs, batch_size, "
+                                  "learning_rate_multiplier, beta)",
+                                  key);
+        const char *name = hp_names[i].native;
+        if (hparams_find(type->hparams, name) == NULL)
+            return http_error_set(e, 400, "invalid_value", param,
+                                  "%s jobs have no hyperparameter %s (for %s)", type->name, name,
+                                  key);
+        if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)
+            continue; /* the type's default */
+        const bool integral = strcmp(name, "epochs") == 0 || strcmp(name, "batch_size") == 0;
+        if (integral ? !json_is_integer(v) : !json_is_number(v))
+            return http_error_set(e, 400, "invalid_type", param, "%s must be \"auto\" or %s", param,
+                                  integral ? "an integer" : "a number");
+        if (json_number_value(v) <= 0)
+            return http_error_set(e, 400, "invalid_value", param, "%s must be positive", param);
+        if (strcmp(name, "learning_rate") == 0)
+            json_object_set_new(native, name,
+                                json_real(json_number_value(v) * default_learning_rate(type)));
+        else
+            json_object_set(native, name, v);
+    }
+    return 1;
+}
+
+/* suffix: up to 64 of [A-Za-z0-9._-] (it becomes part of a model name,
+ * whose fields ':' separates). */
+static int check_suffix(const json_t *v, http_error *e) {
+    if (v == NULL || json_is_null(v))
+        return 1;
+    if (!json_is_string(v))
+        return http_error_set(e, 400, "invalid_type", "suffix", "suffix must be a string");
+    const char *s = json_string_value(v);
+    size_t n = strlen(s);
+    if (n == 0 || n > 64 ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                  "0123456789._-") != n)
+        return http_error_set(e, 400, "invalid_value", "suffix",
+                              "suffix must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'");
+    return 1;
+}
+
+/* metadata: at most 16 string values, keys up to 64 bytes, values up to 512. */
+static int check_metadata(const json_t *v, http_error *e) {
+    if (v == NULL || json_is_null(v))
+        return 1;
+    if (!json_is_object(v) || json_object_size(v) > 16)
+        return http_error_set(e, 400, json_is_object(v) ? "invalid_value" : "invalid_type",
+                              "metadata", "metadata must be an object of at most 16 strings");
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)v, key, value) {
+        char param[96];
+        snprintf(param, sizeof param, "metadata.%.64s", key);
+        if (strlen(key) > 64 || !json_is_string(value) || json_string_length(value) > 512)
+            return http_error_set(e, 400, "invalid_value", param,
+                                  "metadata keys are up to 64 bytes and values strings up to "
+                                  "512 bytes");
+    }
+    return 1;
+}
+
+/* method (or the legacy top-level hyperparameters): the job type, and the
+ * hyperparameters object with its param prefix. 1, or 0 with e. */
+static int check_method(const json_t *body, const job_type **type, const json_t **hp, char *prefix,
+                        size_t len, http_error *e) {
+    const json_t *method = json_object_get(body, "method");
+    const json_t *legacy = json_object_get(body, "hyperparameters");
+    const char *name = "supervised";
+    *hp = NULL;
+    if (method != NULL && !json_is_null(method)) {
+        if (legacy != NULL && !json_is_null(legacy))
+            return http_error_set(e, 400, "invalid_value", "hyperparameters",
+                                  "give hyperparameters in method.<type>.hyperparameters, or the "
+                                  "legacy top-level hyperparameters without method, not both");
+        if (!json_is_object(method))
+            return http_error_set(e, 400, "invalid_type", "method",
+                                  "method must be an object {type, <type>: {hyperparameters}}");
+        const json_t *t = json_object_get(method, "type");
+        if (t == NULL)
+            return http_error_set(e, 400, "missing_required_parameter", "method.type",
+                                  "method.type is required (supervised, dpo, reinforcement)");
+        if (!json_is_string(t))
+            return http_error_set(e, 400, "invalid_type", "method.type",
+                                  "method.type must be a string");
+        name = json_string_value(t);
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)method, key, v) {
+            char param[96];
+            snprintf(param, sizeof param, "method.%.64s", key);
+            if (strcmp(key, "type") == 0)
+                continue;
+            if (strcmp(key, name) != 0)
+                return http_error_set(e, 400, "unknown_parameter", param,
+                                      "%s does not belong to method.type '%.32s'", param, name);
+            if (!json_is_object(v))
+                return http_error_set(e, 400, "invalid_type", param,
+                                      "%s must be an object {hyperparameters}", param);
+            const char *inner;
+            json_t *iv;
+            json_object_foreach(v, inner, iv) {
+                if (strcmp(inner, "hyperparameters") != 0) {
+                    snprintf(param, sizeof param, "method.%.32s.%.32s", name, inner);
+                    return http_error_set(e, 400, "unknown_parameter", param,
+                                          "unknown parameter %s", param);
+                }
+            }
+            *hp = json_object_get(v, "hyperparameters");
+        }
+        snprintf(prefix, len, "method.%.32s.hyperparameters", name);
+    } else {
+        *hp = legacy;
+        snprintf(prefix, len, "hyperparameters");
+    }
+    size_t i = 0;
+    while (i < N_METHODS && strcmp(name, methods[i].method) != 0)
+        i++;
+    char names[256];
+    job_available_types(names, sizeof names);
+    if (i == N_METHODS)
+        return http_error_set(e, 400, "invalid_value", "method.type",
+                              "unknown method.type '%.32s' (supervised, dpo, reinforcement)", name);
+    if (methods[i].job_type == NULL)
+        return http_error_set(e, 400, "method_unavailable", "method.type",
+                              "method '%s' is not available: rlhfd has no job type for it yet "
+                              "(supervised runs as sft, dpo as dpo; job types: %s)",
+                              name, names);
+    if ((*type = job_type_find(methods[i].job_type)) == NULL)
+        return http_error_set(e, 400, "job_type_unavailable", "method.type",
+                              "method '%s' runs as job type '%s', which this build's job "
+                              "registry does not have (job types: %s)",
+                              name, methods[i].job_type, names);
+    return 1;
+}
+
+/* The native body of POST /v1/jobs for an OpenAI body, and what to store
+ * beside it: 1, or 0 with e. */
+static int translate(const json_t *body, ft_create *c, json_t *native, http_error *e) {
+    static const char *const keys[] = {
+        "model",    "training_file", "validation_file", "suffix", "seed",
+        "metadata", "method",        "hyperparameters", NULL};
+    const json_t *model = json_object_get(body, "model");
+    const json_t *suffix = json_object_get(body, "suffix");
+    const json_t *seed = json_object_get(body, "seed");
+    const json_t *metadata = json_object_get(body, "metadata");
+    const job_type *type;
+    const json_t *hp;
+    int64_t training, validation;
+    if (!json_check_keys(body, keys, "", e))
+        return 0;
+    if (model == NULL)
+        return http_error_set(e, 400, "missing_required_parameter", "model",
+                              "model is required (\"" OPENAI_BASE_MODEL
+                              "\", a fine-tuned model, or a checkpoint ftckpt-N)");
+    if (!json_is_string(model) || json_string_length(model) == 0 ||
+        json_string_length(model) >= OPENAI_MODEL_NAME_BYTES)
+        return http_error_set(e, 400, json_is_string(model) ? "invalid_value" : "invalid_type",
+                              "model", "model must be a model name of 1 to %d bytes",
+                              OPENAI_MODEL_NAME_BYTES - 1);
+    if (!file_ref(body, "training_file", true, &training, e) ||
+        !file_ref(body, "validation_file", false, &validation, e) || !check_suffix(suffix, e) ||
+        !check_metadata(metadata, e) ||
+        !check_method(body, &type, &hp, c->hp_prefix, sizeof c->hp_prefix, e) ||
+        !openai_model_ref(json_string_value(model), native, e))
+        return 0;
+    if (seed != NULL && !json_is_null(seed) && !json_is_integer(seed))
+        return http_error_set(e, 400, "invalid_type", "seed", "seed must be an integer");
+    json_t *native_hp = json_object();
+    json_object_set_new(native, "hyperparameters", native_hp);
+    if (!map_hyperparameters(hp, c->hp_prefix, type, native_hp, e))
+        return 0;
+    if (seed != NULL && !json_is_null(seed)) {
+        if (hparams_find(type->hparams, "seed") == NULL)
+            return http_error_set(e, 400, "invalid_value", "seed", "%s jobs take no seed",
+                                  type->name);
+        json_object_set(native_hp, "seed", (json_t *)seed);
+    }
+    json_object_set_new(native, "type", json_string(type->name));
+    json_object_set_new(native, "training_file", json_integer(training));
+    if (validation > 0)
+        json_object_set_new(native, "validation_file", json_integer(validation));
+    c->model = json_string_value(model);
+    c->suffix = json_is_string(suffix) ? json_string_value(suffix) : NULL;
+    c->metadata = json_is_object(metadata) ? json_dumps(metadata, JSON_COMPACT) : NULL;
+    return 1;
+}
+
+enum MHD_Result route_fine_tuning_create(request *r) {
+    enum MHD_Result replied;
+    json_t *body = http_body_object(r, &replied);
+    if (body == NULL)
+        return replied;
+    ft_create c = {0};
+    json_t *native = json_object();
+    http_error e;
+    if (!translate(body, &c, native, &e))
+        replied = http_reply_http_error(r, &e);
+    else {
+        const job_create_view view = {ft_store, ft_reply, ft_hyperparameter_param, &c};
+        replied = jobs_create(r, native, &view);
+    }
+    free(c.metadata);
+    json_decref(native);
+    json_decref(body);
+    return replied;
+}
+
+/* ---- list, retrieve, cancel ----------------------------------------------------------------- */
+
+enum MHD_Result route_fine_tuning_list(request *r) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!http_query_page_of(r, "after", OPENAI_ID_JOB, 20, 100, &limit, &after, &replied))
+        return replied;
+    sqlite3_stmt *st = jobs_db_list(r->db, after, NULL, NULL, limit + 1);
+    if (st == NULL)
+        return http_reply_db_error(r);
+    return http_reply_rows(r, st, limit, 0, openai_job_from_stmt);
+}
+
+static enum MHD_Result reply_no_job(request *r) {
+    return http_reply_error(r, 404, "job_not_found", NULL, "no fine-tuning job ftjob-%lld",
+                            (long long)r->path_id);
+}
+
+enum MHD_Result route_fine_tuning_get(request *r) {
+    json_t *job = openai_job_load(r->db, r->path_id);
+    return job ? http_reply_json(r, 200, job) : reply_no_job(r);
+}
+
+/* As POST /v1/jobs/{id}/cancel: a queued job is cancelled at once, a
+ * running one is asked to stop (its status turns cancelled when its worker
+ * has checkpointed); twice is not an error. */
+enum MHD_Result route_fine_tuning_cancel(request *r) {
+    const job_create_view view = {.reply = ft_reply};
+    return jobs_cancel(r, &view);
+}
+
+/* ---- events, checkpoints --------------------------------------------------------------------- */
+
+/* The native event object as OpenAI's fine_tuning.job.event. */
+static json_t *openai_event_json(sqlite3 *db, sqlite3_stmt *st, int64_t job_id) {
+    json_t *out = job_events_store_json(db, st, job_id);
+    char id[32];
+    openai_id_format(id, sizeof id, OPENAI_ID_EVENT, job_events_store_id(st));
+    if (out != NULL) {
+        json_object_set_new(out, "id", json_string(id));
+        json_object_set_new(out, "object", json_string("fine_tuning.job.event"));
+        json_object_del(out, "job_id");
+        json_object_del(out, "code");
+    }
+    return out;
+}
+
+enum MHD_Result route_fine_tuning_events(request *r) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!job_require(r, &replied) ||
+        !http_query_page_of(r, "after", OPENAI_ID_EVENT, 20, 100, &limit, &after, &replied))
+        return replied;
+    return http_reply_page(r, job_events_store_page_sql, after, limit, r->path_id,
+                           openai_event_json);
+}
+
+/* The native checkpoint object as OpenAI's fine_tuning.job.checkpoint. */
+static json_t *openai_checkpoint_json(sqlite3 *db, sqlite3_stmt *st, int64_t job_id) {
+    json_t *native = checkpoints_store_json(db, st, job_id);
+    job_row job;
+    ft_extra x;
+    if (native == NULL || jobs_db_get(db, job_id, &job) != 1) {
+        json_decref(native);
+        return NULL;
+    }
+    if (ft_extra_load(db, job_id, &x) != 0) {
+        job_row_free(&job);
+        json_decref(native);
+        return NULL;
+    }
+    const int64_t ckpt = json_integer_value(json_object_get(native, "id"));
+    char id[32], job_id_text[32], model[OPENAI_MODEL_NAME_BYTES], name[2 * OPENAI_MODEL_NAME_BYTES];
+    openai_id_format(id, sizeof id, OPENAI_ID_CKPT, ckpt);
+    openai_id_format(job_id_text, sizeof job_id_text, OPENAI_ID_JOB, job_id);
+    models_store_base_name(db, job.refs.base_model, model, sizeof model);
+    openai_model_name(name, sizeof name, model, x.suffix, job_id, ckpt);
+    json_t *metrics = json_object_get(native, "metrics");
+    metrics = json_is_object(metrics) ? json_copy(metrics) : json_object();
+    json_object_set(metrics, "step", json_object_get(native, "step_number"));
+    /* OpenAI's names for the trainers' loss and eval_loss */
+    if (json_object_get(metrics, "loss") != NULL)
+        json_object_set(metrics, "train_loss", json_object_get(metrics, "loss"));
+    if (json_object_get(metrics, "eval_loss") != NULL)
+        json_object_set(metrics, "valid_loss", json_object_get(metrics, "eval_loss"));
+    json_t *out =
+        json_pack("{s:s, s:s, s:O, s:s, s:s, s:o, s:O}", "id", id, "object",
+                  "fine_tuning.job.checkpoint", "created_at", json_object_get(native, "created_at"),
+                  "fine_tuned_model_checkpoint", name, "fine_tuning_job_id", job_id_text, "metrics",
+                  metrics, "step_number", json_object_get(native, "step_number"));
+    json_decref(native);
+    job_row_free(&job);
+    ft_extra_free(&x);
+    return out;
+}
+
+enum MHD_Result route_fine_tuning_checkpoints(request *r) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!job_require(r, &replied) ||
+        !http_query_page_of(r, "after", OPENAI_ID_CKPT, 10, 100, &limit, &after, &replied))
+        return replied;
+    return http_reply_page(r, checkpoints_store_page_sql, after, limit, r->path_id,
+                           openai_checkpoint_json);
+}

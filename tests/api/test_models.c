@@ -1,0 +1,542 @@
+/* Models as a resource: a Hugging Face GPT-2 directory (random tiny
+ * weights, a byte-level tokenizer.json, a ChatML template) registered from
+ * under a --model-root (and refused outside it: "..", a symbolic link out,
+ * an absolute path elsewhere), uploaded file by file (X-Sha256 checked,
+ * size-limited, then checked as a whole with the reasons per file), listed
+ * with fine-tuned models as OpenAI model objects, trained from by id, not
+ * deletable while a job uses it, and a checkpoint of it downloaded as a
+ * Hugging Face directory tar that opens again through model_open. Then a
+ * worker killed with SIGKILL at each step of a checkpoint write leaves no
+ * row without its file, and a restart collects what it left behind.
+ */
+#include <jansson.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint_file.h"
+#include "db.h"
+#include "gpt2.h"
+#include "gpt2_checkpoint.h"
+#include "jobs.h"
+#include "lora.h"
+#include "model.h"
+#include "rng.h"
+#include "sha256.h"
+#include "suites.h"
+#include "test_api_fixtures.h"
+#include "test_server_util.h"
+#include "test_util.h"
+#include "tokenizer.h"
+
+static char *read_file(const char *dir, const char *name, size_t *n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *bytes = malloc(*n + 1);
+    ck_assert_int_eq(fread(bytes, 1, *n, f), *n);
+    bytes[*n] = '\0';
+    fclose(f);
+    return bytes;
+}
+
+static http_reply *post_model(const test_daemon *d, const char *name, const char *path) {
+    char body[1024];
+    snprintf(body, sizeof body, "{\"id\":\"%s\",\"path\":\"%s\"}", name, path);
+    return http(d, "POST", "/v1/models", d->admin, body, NULL);
+}
+
+/* expect_error, then frees the reply. */
+static void expect_error_free(http_reply *r, long status, const char *code, const char *param) {
+    expect_error(r, status, code, param);
+    reply_free(r);
+}
+
+static const char *str(http_reply *r, const char *key) {
+    return json_string_value(json_object_get(r->json, key));
+}
+
+/* The model ids GET /v1/models lists, joined by spaces. */
+static void listed_ids(const test_daemon *d, char *out, size_t cap) {
+    http_reply *r = expect_ok(http(d, "GET", "/v1/models", d->admin, NULL, NULL));
+    ck_assert_str_eq(str(r, "object"), "list");
+    size_t used = 0, i;
+    json_t *m;
+    out[0] = '\0';
+    json_array_foreach(json_object_get(r->json, "data"), i, m) {
+        ck_assert_str_eq(json_string_value(json_object_get(m, "object")), "model");
+        ck_assert_str_eq(json_string_value(json_object_get(m, "owned_by")), "rlhfd");
+        ck_assert(json_is_integer(json_object_get(m, "created")));
+        used += (size_t)snprintf(out + used, cap - used, "%s ",
+                                 json_string_value(json_object_get(m, "id")));
+    }
+    reply_free(r);
+}
+
+START_TEST(test_register_directory_inside_roots_only) {
+    test_daemon d;
+    daemon_init(&d);
+    char root[160], outside[160], path[256];
+    snprintf(root, sizeof root, "%s/models", d.dir);
+    snprintf(outside, sizeof outside, "%s/elsewhere", d.dir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    ck_assert_int_eq(mkdir(outside, 0755), 0);
+    snprintf(path, sizeof path, "%s/tiny", root);
+    test_write_hf_model_dir(path, 1, true);
+    snprintf(path, sizeof path, "%s/other", outside);
+    test_write_hf_model_dir(path, 2, false);
+    char link[256];
+    snprintf(link, sizeof link, "%s/escape", root);
+    ck_assert_int_eq(symlink(path, link), 0);
+    daemon_start(&d, "--model-root", root, NULL);
+
+    http_reply *r = expect_ok(post_model(&d, "tiny", "tiny"));
+    ck_assert_str_eq(str(r, "id"), "tiny");
+    ck_assert_str_eq(str(r, "object"), "model");
+    ck_assert_str_eq(str(r, "status"), "ready");
+    ck_assert_str_eq(str(r, "family"), "gpt2");
+    ck_assert_str_eq(str(r, "chat_format"), "chatml");
+    ck_assert_str_eq(str(r, "source"), "directory");
+    reply_free(r);
+    expect_error_free(post_model(&d, "tiny", "tiny"), 409, "model_exists", "id");
+    expect_error_free(post_model(&d, "x", "../elsewhere/other"), 400, "invalid_path", "path");
+    r = post_model(&d, "x", "escape");
+    expect_error_free(r, 400, "invalid_path", "path");
+    r = post_model(&d, "x", path);
+    ck_assert_int_eq(r->status, 400);
+    ck_assert_msg(strstr(r->body, "outside every --model-root") != NULL, "%s", r->body);
+    reply_free(r);
+    expect_error_free(post_model(&d, "x", "missing"), 400, "invalid_path", "path");
+    expect_error_free(post_model(&d, "../x", "tiny"), 400, "invalid_value", "id");
+
+    /* a directory that is wrong in three files says so per file */
+    snprintf(path, sizeof path, "%s/broken", root);
+    test_write_hf_model_dir(path, 3, false);
+    char file[300];
+    snprintf(file, sizeof file, "%s/tokenizer.json", path);
+    ck_assert_int_eq(unlink(file), 0);
+    test_write_file_in(path, "tokenizer_config.json", "{\"chat_template\": \"{{ hello }}\"}", 32);
+    const gpt2_config wider = {257, 64, 2, 2, 32, false}; /* the weights have 16 */
+    char *config = gpt2_hf_config_json(&wider);
+    test_write_file_in(path, "config.json", config, strlen(config));
+    free(config);
+    r = post_model(&d, "broken", "broken");
+    ck_assert_int_eq(r->status, 400);
+    json_t *files = json_object_get(json_object_get(r->json, "error"), "files");
+    ck_assert_msg(json_object_get(files, "tokenizer.json") != NULL, "%s", r->body);
+    ck_assert_msg(json_object_get(files, "tokenizer_config.json") != NULL, "%s", r->body);
+    ck_assert_msg(json_object_get(files, "model.safetensors") != NULL, "%s", r->body);
+    ck_assert_int_eq(json_object_size(files), 3);
+    reply_free(r);
+
+    /* a Llama-family (Qwen3) directory is checked by its family's loader:
+     * its weights pass, and a tokenizer with more ids than its vocabulary
+     * (48) is refused */
+    snprintf(path, sizeof path, "%s/qwen3", root);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    static const char *const qwen3_files[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        char fixture[4200];
+        size_t n;
+        snprintf(fixture, sizeof fixture, "%s/tests/fixtures/llama/qwen3", test_repo_dir());
+        char *bytes = read_file(fixture, qwen3_files[i], &n);
+        test_write_file_in(path, qwen3_files[i], bytes, n);
+        free(bytes);
+    }
+    char tiny[256];
+    snprintf(tiny, sizeof tiny, "%s/tiny", root);
+    for (int i = 0; i < 2; i++) {
+        static const char *const tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json"};
+        size_t n;
+        char *bytes = read_file(tiny, tokenizer_files[i], &n);
+        test_write_file_in(path, tokenizer_files[i], bytes, n);
+        free(bytes);
+    }
+    r = post_model(&d, "qwen3", "qwen3");
+    ck_assert_int_eq(r->status, 400);
+    files = json_object_get(json_object_get(r->json, "error"), "files");
+    ck_assert_int_eq(json_object_size(files), 1);
+    ck_assert_msg(strstr(json_string_value(json_object_get(files, "tokenizer.json")),
+                         "ids go up to 256; the model's vocabulary has 48") != NULL,
+                  "%s", r->body);
+    reply_free(r);
+
+    char ids[1024];
+    listed_ids(&d, ids, sizeof ids);
+    ck_assert_str_eq(ids, "tiny ");
+    r = expect_ok(http(&d, "GET", "/v1/models/tiny", d.admin, NULL, NULL));
+    ck_assert_str_eq(str(r, "id"), "tiny");
+    reply_free(r);
+    call_expect_error(&d, "GET", "/v1/models/nope", d.admin, NULL, 404, "model_not_found", NULL);
+    char viewer[128];
+    make_token(&d, "v", "viewer", viewer);
+    r = http(&d, "POST", "/v1/models", viewer, "{\"id\":\"y\",\"path\":\"tiny\"}", NULL);
+    ck_assert_int_eq(r->status, 403);
+    reply_free(r);
+    r = expect_ok(http(&d, "DELETE", "/v1/models/tiny", d.admin, NULL, NULL));
+    ck_assert(json_is_true(json_object_get(r->json, "deleted")));
+    reply_free(r);
+    call_expect_error(&d, "GET", "/v1/models/tiny", d.admin, NULL, 404, "model_not_found", NULL);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* POST one file of an upload with its digest (or a wrong one). */
+static http_reply *upload_model_file(const test_daemon *d, const char *model_name, const char *dir,
+                                     const char *name, bool wrong_sha) {
+    size_t n;
+    char *bytes = read_file(dir, name, &n), sha[65], header[128], path[256];
+    sha256_hex(bytes, n, sha);
+    if (wrong_sha)
+        sha[0] = sha[0] == '0' ? '1' : '0';
+    snprintf(header, sizeof header, "X-Sha256: %s", sha);
+    snprintf(path, sizeof path, "/v1/models/%s/files/%s", model_name, name);
+    http_reply *r = http_bytes(d, "POST", path, d->admin, bytes, n, header);
+    free(bytes);
+    return r;
+}
+
+START_TEST(test_upload_checked_per_file_and_whole) {
+    test_daemon d;
+    daemon_init(&d);
+    char dir[160], data_dir[200];
+    snprintf(dir, sizeof dir, "%s/src", d.dir);
+    test_write_hf_model_dir(dir, 4, true);
+    daemon_start(&d, "--max-model-file-bytes", "200000", NULL);
+    snprintf(data_dir, sizeof data_dir, "%s.data", d.db);
+
+    http_reply *r = expect_ok(
+        http(&d, "POST", "/v1/models", d.admin, "{\"id\":\"up\",\"source\":\"upload\"}", NULL));
+    ck_assert_str_eq(str(r, "status"), "uploading");
+    reply_free(r);
+    static const char *const files[] = {"config.json", "model.safetensors", "tokenizer.json",
+                                        "tokenizer_config.json"};
+    /* the digest is checked; nothing is recorded when it does not match */
+    expect_error_free(upload_model_file(&d, "up", dir, "config.json", true), 400, "sha256_mismatch",
+                      "X-Sha256");
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM model_files", 0), 0);
+    for (int i = 0; i < 4; i++) {
+        r = expect_ok(upload_model_file(&d, "up", dir, files[i], false));
+        size_t n;
+        char *bytes = read_file(dir, files[i], &n), sha[65], object[512];
+        sha256_hex(bytes, n, sha);
+        free(bytes);
+        ck_assert_str_eq(str(r, "sha256"), sha);
+        ck_assert_int_eq(json_integer_value(json_object_get(r->json, "size_bytes")), n);
+        snprintf(object, sizeof object, "%s/objects/%s", data_dir, sha);
+        ck_assert_msg(access(object, R_OK) == 0, "no %s", object);
+        reply_free(r);
+    }
+    /* too large, and a name that is not a model file */
+    char *big = calloc(1, 300000);
+    test_write_file_in(dir, "big.safetensors", big, 300000);
+    free(big);
+    r = upload_model_file(&d, "up", dir, "big.safetensors", false);
+    ck_assert_int_eq(r->status, 413);
+    reply_free(r);
+    r = http(&d, "POST", "/v1/models/up/files/run.sh", d.admin, "x", "X-Sha256: 00");
+    expect_error_free(r, 400, "invalid_file_name", NULL);
+    r = expect_ok(http(&d, "POST", "/v1/models/up/complete", d.admin, "{}", NULL));
+    ck_assert_str_eq(str(r, "status"), "ready");
+    ck_assert_str_eq(str(r, "chat_format"), "chatml");
+    ck_assert_int_eq(json_array_size(json_object_get(r->json, "files")), 4);
+    reply_free(r);
+    /* a ready model takes no more files */
+    expect_error_free(upload_model_file(&d, "up", dir, "config.json", false), 409,
+                      "model_not_uploading", NULL);
+
+    /* an upload missing its weights and tokenizer, with an unknown chat
+     * template, fails with the reasons per file */
+    reply_free(expect_ok(
+        http(&d, "POST", "/v1/models", d.admin, "{\"id\":\"bad\",\"source\":\"upload\"}", NULL)));
+    reply_free(expect_ok(upload_model_file(&d, "bad", dir, "config.json", false)));
+    test_write_file_in(dir, "tokenizer_config.json", "{\"chat_template\": \"{{ x }}\"}", 28);
+    reply_free(expect_ok(upload_model_file(&d, "bad", dir, "tokenizer_config.json", false)));
+    r = expect_ok(http(&d, "POST", "/v1/models/bad/complete", d.admin, "{}", NULL));
+    ck_assert_str_eq(str(r, "status"), "failed");
+    json_t *error = json_object_get(r->json, "error");
+    ck_assert_msg(json_object_get(error, "model.safetensors") != NULL, "%s", r->body);
+    ck_assert_msg(json_object_get(error, "tokenizer.json") != NULL, "%s", r->body);
+    ck_assert_msg(json_object_get(error, "tokenizer_config.json") != NULL, "%s", r->body);
+    reply_free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* One member of a ustar archive, written into dir. */
+static size_t untar(const char *tar, size_t len, const char *dir, char names[][64], int cap) {
+    size_t off = 0;
+    int n = 0;
+    while (off + 512 <= len && tar[off] != '\0' && n < cap) {
+        const char *h = tar + off;
+        const size_t size = (size_t)strtoull(h + 124, NULL, 8);
+        const char *slash = strchr(h, '/');
+        ck_assert_ptr_nonnull(slash);
+        snprintf(names[n++], 64, "%s", slash + 1);
+        ck_assert_uint_le(off + 512 + size, len);
+        const char *sub = strchr(slash + 1, '/');
+        if (sub != NULL) { /* one level of subdirectory (adapter/) */
+            char subdir[512];
+            snprintf(subdir, sizeof subdir, "%s/%.*s", dir, (int)(sub - slash - 1), slash + 1);
+            mkdir(subdir, 0755);
+        }
+        test_write_file_in(dir, slash + 1, h + 512, size);
+        off += 512 + (size + 511) / 512 * 512;
+    }
+    return (size_t)n;
+}
+
+START_TEST(test_train_from_model_and_download_hf_dir) {
+    test_daemon d;
+    daemon_init(&d);
+    char root[160], path[256];
+    snprintf(root, sizeof root, "%s/models", d.dir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    snprintf(path, sizeof path, "%s/tiny", root);
+    test_write_hf_model_dir(path, 5, true);
+    daemon_start(&d, "--model-root", root, NULL);
+    reply_free(expect_ok(post_model(&d, "tiny", "tiny")));
+    /* what the worker hands the trainers as tokenizer_dir loads the
+     * directory's tokenizer.json, not the byte-level default */
+    tokenizer tok;
+    char why[256];
+    const job_inputs in = {.tokenizer_dir = path};
+    ck_assert_msg(job_load_tokenizer(&tok, &in, why, sizeof why) == 0, "%s", why);
+    ck_assert_ptr_nonnull(tokenizer_hf(&tok));
+    ck_assert_int_eq(tok.vocab_size, 257);
+    tokenizer_free(&tok);
+    const int64_t data = sft_dataset(&d, "arith", 16);
+    char fields[256];
+    snprintf(fields, sizeof fields, "\"training_file\":%lld,\"model\":\"nope\"", (long long)data);
+    call_expect_error(&d, "POST", "/v1/jobs", d.admin,
+                      "{\"type\":\"sft\",\"training_file\":1,\"model\":\"nope\"}", 400,
+                      "model_not_found", "model");
+    snprintf(fields, sizeof fields, "\"training_file\":%lld,\"model\":\"tiny\"", (long long)data);
+    const int64_t job = create_sft_job(&d, fields);
+    reply_free(wait_job(&d, job, "succeeded", 1));
+    ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = ?1", job),
+                     db_int(&d, "SELECT id FROM models WHERE name = 'tiny'", 0));
+    /* every checkpoint went to the artifact store */
+    ck_assert_int_gt(db_int(&d, "SELECT count(*) FROM checkpoints WHERE job_id = ?1", job), 1);
+    ck_assert_int_eq(
+        db_int(&d, "SELECT count(*) FROM checkpoints WHERE job_id = ?1 AND path IS NULL", job), 0);
+    char sha[65];
+    const int64_t ck = final_checkpoint(&d, job, sha);
+
+    /* the fine-tuned model is listed and retrievable by its ft: id */
+    char ft[128], ids[1024];
+    snprintf(ft, sizeof ft, "ft:tiny::ftjob-%lld", (long long)job);
+    listed_ids(&d, ids, sizeof ids);
+    char want[256];
+    snprintf(want, sizeof want, "tiny %s ", ft);
+    ck_assert_str_eq(ids, want);
+    snprintf(path, sizeof path, "/v1/models/%s", ft);
+    http_reply *r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "checkpoint_id")), ck);
+    ck_assert_str_eq(str(r, "parent"), "tiny");
+    reply_free(r);
+    call_expect_error(&d, "GET", "/v1/models/ft:other:sft:1", d.admin, NULL, 404, "model_not_found",
+                      NULL);
+    /* a child job names it; the lineage keeps the base model */
+    char body[512];
+    snprintf(body, sizeof body, "\"training_file\":%lld,\"model\":\"%s\"", (long long)data, ft);
+    const int64_t child = create_sft_job(&d, body);
+    ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = ?1", child),
+                     db_int(&d, "SELECT base_model_id FROM jobs WHERE id = ?1", job));
+    call_expect_error(&d, "DELETE", "/v1/models/tiny", d.admin, NULL, 409, "model_in_use", NULL);
+
+    /* the download: a Hugging Face directory that opens as the checkpoint */
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/hf.tar", (long long)ck);
+    r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    ck_assert_str_eq(r->content_type, "application/x-tar");
+    char out[200], names[8][64];
+    snprintf(out, sizeof out, "%s/export", d.dir);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+    const size_t n = untar(r->body, r->body_len, out, names, 8);
+    reply_free(r);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_str_eq(names[0], "config.json");
+    ck_assert_str_eq(names[1], "model.safetensors");
+    ck_assert_str_eq(names[2], "tokenizer.json");
+    ck_assert_str_eq(names[3], "tokenizer_config.json");
+    gpt2_model exported, stored;
+    char err[256];
+    ck_assert_msg(model_open(out, NULL, &exported, NULL, err, sizeof err) == 0, "%s", err);
+    r = checkpoint_content(&d, ck);
+    ck_assert_msg(model_open_bytes(r->body, r->body_len, NULL, &stored, NULL, err, sizeof err) == 0,
+                  "%s", err);
+    reply_free(r);
+    ck_assert_int_eq(exported.num_params, stored.num_params);
+    ck_assert_int_eq(memcmp(exported.param_memory, stored.param_memory,
+                            sizeof(float) * (size_t)stored.num_params),
+                     0);
+    gpt2_free(&exported);
+    gpt2_free(&stored);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A LoRA checkpoint (stored as a blob in its row, as rlhf-train wrote them
+ * before the artifact store) downloads as the merged model plus its
+ * adapters as a PEFT directory: adapter/ holds the same A and B. */
+START_TEST(test_lora_checkpoint_downloads_with_adapter_dir) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    exec_sql(&d, "INSERT INTO jobs (id, type, status, config, max_attempts, created_at) "
+                 "VALUES (1, 'ppo', 'succeeded', '{}', 1, 0)");
+    const gpt2_config cfg = {257, 64, 2, 2, 16, false};
+    gpt2_model m;
+    char err[256];
+    ck_assert_int_eq(gpt2_init(&m, &cfg, err, sizeof err), 0);
+    rng_state rng;
+    rng_seed(&rng, 9, 0);
+    gpt2_init_weights(&m, &rng);
+    model_lora lora = {.r = 2, .alpha = 4.0f, .seed = 3};
+    ck_assert_int_eq(lora_parse_targets("c_attn", &lora.targets, err, sizeof err), 0);
+    ck_assert_msg(model_lora_attach(&m, &lora, err, sizeof err) == 0, "%s", err);
+    safetensors_tensor tensors[16];
+    char names[16][128];
+    const int n_lora = gpt2_lora_tensors(&m, tensors, names);
+    ck_assert_int_eq(n_lora, 4);     /* A and B of c_attn, 2 layers */
+    for (int i = 0; i < n_lora; i++) /* B starts at 0: give it values */
+        if (strstr(tensors[i].name, "lora_B") != NULL)
+            for (int64_t k = 0; k < tensors[i].shape[0] * tensors[i].shape[1]; k++)
+                ((float *)tensors[i].data)[k] = 0.01f * (float)(k % 7);
+    size_t n_bytes;
+    void *bytes = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n_bytes);
+    size_t n_adapter_want;
+    void *adapter_want = gpt2_lora_serialize(&m, &n_adapter_want);
+    gpt2_free(&m);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char sha[65];
+    sha256_hex(bytes, n_bytes, sha);
+    ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "INSERT INTO checkpoints (id, job_id, step, kind, bytes, "
+                                        "sha256, size_bytes, created_at) VALUES (7, 1, 1, "
+                                        "'final', ?1, ?2, ?3, 0)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob64(st, 1, bytes, n_bytes, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, sha, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)n_bytes);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    http_reply *r = expect_ok(http(&d, "GET", "/v1/checkpoints/7/hf.tar", d.admin, NULL, NULL));
+    char out[200], got[8][64];
+    snprintf(out, sizeof out, "%s/export", d.dir);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+    ck_assert_uint_eq(untar(r->body, r->body_len, out, got, 8), 4);
+    reply_free(r);
+    ck_assert_str_eq(got[2], "adapter/adapter_config.json");
+    ck_assert_str_eq(got[3], "adapter/adapter_model.safetensors");
+    /* the adapter file is the one PEFT's writer makes of these adapters */
+    char adir[256];
+    snprintf(adir, sizeof adir, "%s/adapter", out);
+    size_t n_adapter;
+    char *adapter = read_file(adir, "adapter_model.safetensors", &n_adapter);
+    ck_assert_uint_eq(n_adapter, n_adapter_want);
+    ck_assert_int_eq(memcmp(adapter, adapter_want, n_adapter), 0);
+    free(adapter);
+    free(adapter_want);
+    /* the top directory is the merged model: what loading the checkpoint gives */
+    gpt2_model exported, merged;
+    ck_assert_msg(model_open(out, NULL, &exported, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(model_open_bytes(bytes, n_bytes, NULL, &merged, NULL, err, sizeof err), 0);
+    ck_assert_int_eq(memcmp(exported.param_memory, merged.param_memory,
+                            sizeof(float) * (size_t)merged.num_params),
+                     0);
+    gpt2_free(&exported);
+    gpt2_free(&merged);
+    free(bytes);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A worker that dies (SIGKILL) at a step of its first checkpoint write:
+ * no checkpoint row lacks its file, and a restart with no grace period
+ * collects the unreferenced files. */
+START_TEST(test_worker_killed_while_writing_a_checkpoint) {
+    static const char *const steps[] = {"written", "renamed", "dir_synced", "committed"};
+    for (int s = 0; s < 4; s++) {
+        test_daemon d;
+        daemon_init(&d);
+        setenv("RLHF_ARTIFACT_CRASH_AT", steps[s], 1);
+        daemon_start(&d, "--artifact-grace-s", "0", NULL);
+        unsetenv("RLHF_ARTIFACT_CRASH_AT");
+        const int64_t data = sft_dataset(&d, "arith", 16);
+        char fields[128];
+        snprintf(fields, sizeof fields, "\"training_file\":%lld,\"max_attempts\":1",
+                 (long long)data);
+        const int64_t job = create_sft_job(&d, fields);
+        reply_free(wait_job(&d, job, "failed", 1));
+        daemon_stop(&d);
+        const bool committed = strcmp(steps[s], "committed") == 0;
+        ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM checkpoints", 0), committed);
+        daemon_start(&d, "--artifact-grace-s", "0", NULL); /* collects at start-up */
+        char data_dir[200];
+        snprintf(data_dir, sizeof data_dir, "%s.data", d.db);
+        if (committed) { /* the acknowledged checkpoint is whole */
+            sqlite3 *db;
+            sqlite3_stmt *st;
+            char err[512], sha[65];
+            ck_assert_int_eq(db_open(d.db, &db, err, sizeof err), 0);
+            ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                                "SELECT id, sha256, size_bytes FROM checkpoints",
+                                                -1, &st, NULL),
+                             SQLITE_OK);
+            ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+            const int fd = checkpoint_file_open(db, data_dir, sqlite3_column_int64(st, 0), NULL,
+                                                err, sizeof err);
+            ck_assert_msg(fd >= 0, "%s", err);
+            const size_t size = (size_t)sqlite3_column_int64(st, 2);
+            char *bytes = malloc(size);
+            ck_assert_int_eq(pread(fd, bytes, size, 0), (ssize_t)size);
+            sha256_hex(bytes, size, sha);
+            ck_assert_str_eq(sha, (const char *)sqlite3_column_text(st, 1));
+            free(bytes);
+            close(fd);
+            sqlite3_finalize(st);
+            sqlite3_close(db);
+        }
+        char cmd[600], count[32];
+        snprintf(cmd, sizeof cmd, "ls %s/objects %s/tmp | grep -c '^[0-9a-f]\\{64\\}$\\|artifact-'",
+                 data_dir, data_dir);
+        FILE *p = popen(cmd, "r");
+        ck_assert_ptr_nonnull(fgets(count, sizeof count, p));
+        pclose(p);
+        ck_assert_msg(atoi(count) == (int)committed, "%s: %s files left", steps[s], count);
+        daemon_stop(&d);
+        daemon_cleanup(&d);
+    }
+}
+END_TEST
+
+Suite *models_suite(void) {
+    Suite *s = suite_create("models");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_register_directory_inside_roots_only);
+    tcase_add_test(tc, test_upload_checked_per_file_and_whole);
+    tcase_add_test(tc, test_train_from_model_and_download_hf_dir);
+    tcase_add_test(tc, test_lora_checkpoint_downloads_with_adapter_dir);
+    tcase_add_test(tc, test_worker_killed_while_writing_a_checkpoint);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,186 @@
+// The official `openai` npm package (tests/npm) against a real rlhfd: the
+// calls a client of OpenAI's fine-tuning API makes, with their answers
+// checked as that client reads them. tests/api/test_openai.c starts the
+// daemon, runs this script and cross-checks its summary against the native
+// API; it is not meant to be run by hand, but can be:
+//
+//   RLHFD_URL=http://127.0.0.1:8080/v1 RLHFD_TOKEN=... RLHFD_SFT_FILE=sft.jsonl \
+//     NODE_PATH=tests/npm/node_modules node tests/openai/sdk_test.mjs
+//
+// Prints one JSON line (the summary) on stdout; any failed check throws
+// (exit 1, the reason on stderr).
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// The SDK lives in tests/npm/node_modules, beside the tokenizer reference.
+const here = path.dirname(fileURLToPath(import.meta.url));
+const require = createRequire(path.join(here, '..', 'npm', 'package.json'));
+const { default: OpenAI, toFile, BadRequestError, NotFoundError } = await import(
+  require.resolve('openai'));
+
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+}
+
+const client = new OpenAI({
+  baseURL: process.env.RLHFD_URL,
+  apiKey: process.env.RLHFD_TOKEN,
+  maxRetries: 0,
+  timeout: 30000,
+});
+const sftPath = process.env.RLHFD_SFT_FILE;
+const sftBytes = fs.readFileSync(sftPath);
+const summary = {};
+
+// Polls retrieve until the job reaches one of `want` (30 s bound), keeping
+// every status seen in order.
+async function waitJob(id, want, seen) {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    const job = await client.fineTuning.jobs.retrieve(id);
+    if (seen[seen.length - 1] !== job.status) seen.push(job.status);
+    if (want.includes(job.status)) return job;
+    check(Date.now() < deadline, `job ${id} still ${job.status} after 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// The statuses seen must follow OpenAI's order (a subsequence of it).
+const ORDER = ['validating_files', 'queued', 'running', 'succeeded|failed|cancelled'];
+function rank(status) {
+  return ORDER.findIndex((s) => s.split('|').includes(status));
+}
+function checkOrder(seen) {
+  for (let i = 0; i < seen.length; i++) {
+    check(rank(seen[i]) >= 0, `unknown status ${seen[i]}`);
+    if (i > 0) check(rank(seen[i]) > rank(seen[i - 1]), `status order ${seen.join(' → ')}`);
+  }
+}
+
+// ---- files ----------------------------------------------------------------
+const file = await client.files.create({
+  file: fs.createReadStream(sftPath),
+  purpose: 'fine-tune',
+});
+check(/^file-\d+$/.test(file.id), `file id ${file.id}`);
+check(file.object === 'file' && file.purpose === 'fine-tune', JSON.stringify(file));
+check(file.bytes === sftBytes.length, `bytes ${file.bytes} != ${sftBytes.length}`);
+check(file.filename === path.basename(sftPath), `filename ${file.filename}`);
+check((await client.files.retrieve(file.id)).id === file.id, 'files.retrieve');
+const content = Buffer.from(await (await client.files.content(file.id)).arrayBuffer());
+check(content.equals(sftBytes), 'files.content gives the bytes uploaded');
+// A second file, from memory, purpose given first.
+const second = await client.files.create({
+  purpose: 'fine-tune',
+  file: await toFile(Buffer.from(sftBytes), 'again.jsonl'),
+});
+const fileIds = [];
+for await (const f of client.files.list({ limit: 1 })) fileIds.push(f.id);
+check(fileIds.includes(file.id) && fileIds.includes(second.id), `files.list ${fileIds}`);
+summary.file = file.id;
+summary.files_listed = fileIds.length;
+
+// A bad line is refused with the line's field, as OpenAI's client sees it.
+try {
+  await client.files.create({
+    file: await toFile(Buffer.from('{"messages":[{"role":"user","content":"hi"}]}\n'), 'bad.jsonl'),
+    purpose: 'fine-tune',
+  });
+  check(false, 'a bad file was accepted');
+} catch (e) {
+  check(e instanceof BadRequestError && e.param === 'messages', `bad file: ${e}`);
+}
+
+// ---- a supervised job to success --------------------------------------------
+let job = await client.fineTuning.jobs.create({
+  model: 'scratch',
+  training_file: file.id,
+  suffix: 'sdk',
+  seed: 3,
+  metadata: { run: 'sdk-test' },
+  method: {
+    type: 'supervised',
+    supervised: { hyperparameters: { n_epochs: 2, batch_size: 2, learning_rate_multiplier: 'auto' } },
+  },
+});
+check(/^ftjob-\d+$/.test(job.id) && job.object === 'fine_tuning.job', JSON.stringify(job));
+check(job.method.type === 'supervised' && job.hyperparameters.n_epochs === 2, 'hyperparameters');
+check(job.hyperparameters.learning_rate_multiplier === 1, 'auto multiplier is 1');
+check(job.metadata.run === 'sdk-test' && job.seed === 3, 'metadata, seed');
+const seen = [job.status];
+job = await waitJob(job.id, ['succeeded', 'failed', 'cancelled'], seen);
+check(job.status === 'succeeded', `job ended ${job.status}: ${JSON.stringify(job.error)}`);
+checkOrder(seen);
+check(job.fine_tuned_model === `ft:scratch:sdk:${job.id}`, `fine_tuned_model ${job.fine_tuned_model}`);
+check(job.trained_tokens > 0 && job.error === null && job.finished_at >= job.created_at, 'done');
+summary.job = job.id;
+summary.statuses = seen;
+summary.trained_tokens = job.trained_tokens;
+
+// Events, two a page, walked by the SDK's paginator (after = last id).
+const events = [];
+for await (const ev of client.fineTuning.jobs.listEvents(job.id, { limit: 2 })) events.push(ev);
+check(events.length >= 3, `events ${events.length}`);
+for (let i = 0; i < events.length; i++) {
+  check(events[i].object === 'fine_tuning.job.event' && /^ftevent-\d+$/.test(events[i].id), 'event');
+  const n = Number(events[i].id.slice(8));
+  if (i > 0) check(n < Number(events[i - 1].id.slice(8)), 'events newest first, each once');
+}
+summary.events = events.length;
+
+const checkpoints = [];
+for await (const c of client.fineTuning.jobs.checkpoints.list(job.id)) checkpoints.push(c);
+check(checkpoints.length >= 1, 'checkpoints');
+for (const c of checkpoints) {
+  check(c.object === 'fine_tuning.job.checkpoint' && c.fine_tuning_job_id === job.id, 'checkpoint');
+  check(c.fine_tuned_model_checkpoint === `ft:scratch:sdk:${job.id}:${c.id}`, c.fine_tuned_model_checkpoint);
+  check(typeof c.metrics.train_loss === 'number' && c.metrics.step === c.step_number, 'metrics');
+}
+summary.checkpoints = checkpoints.map((c) => c.id);
+
+// ---- a second job from the first one's model, cancelled ------------------
+let next = await client.fineTuning.jobs.create({
+  model: job.fine_tuned_model,
+  training_file: file.id,
+  hyperparameters: { n_epochs: 10000 }, // the legacy place: long enough to be cancelled
+});
+check(next.model === job.fine_tuned_model, 'a fine-tuned model is a model');
+const cancelled = await client.fineTuning.jobs.cancel(next.id);
+check(['queued', 'running', 'cancelled'].includes(cancelled.status), `cancel: ${cancelled.status}`);
+const seenNext = [next.status];
+next = await waitJob(next.id, ['cancelled', 'succeeded', 'failed'], seenNext);
+check(next.status === 'cancelled', `cancelled job ended ${next.status}`);
+checkOrder(seenNext);
+summary.cancelled = next.id;
+
+// Jobs, one a page: both, newest first.
+const jobIds = [];
+for await (const j of client.fineTuning.jobs.list({ limit: 1 })) jobIds.push(j.id);
+check(jobIds[0] === next.id && jobIds.includes(job.id), `jobs.list ${jobIds}`);
+summary.jobs_listed = jobIds.length;
+
+// ---- errors as the SDK raises them -------------------------------------------
+async function expectError(cls, code, param, call) {
+  try {
+    await call();
+  } catch (e) {
+    check(e instanceof cls && e.code === code && e.param === param,
+      `want ${code} (${param}), got ${e.status} ${e.code} (${e.param}): ${e.message}`);
+    return;
+  }
+  check(false, `want ${code}: the call succeeded`);
+}
+// dpo runs as the dpo job type, which starts from a policy: not from scratch
+await expectError(BadRequestError, 'missing_required_parameter', 'model', () =>
+  client.fineTuning.jobs.create({ model: 'scratch', training_file: file.id, method: { type: 'dpo' } }));
+await expectError(BadRequestError, 'method_unavailable', 'method.type', () =>
+  client.fineTuning.jobs.create({
+    model: 'scratch', training_file: file.id, method: { type: 'reinforcement' } }));
+await expectError(BadRequestError, 'model_not_found', 'model', () =>
+  client.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: file.id }));
+await expectError(NotFoundError, 'job_not_found', null, () =>
+  client.fineTuning.jobs.retrieve('ftjob-999999'));
+
+console.log(JSON.stringify(summary));
