@@ -903,19 +903,32 @@ static void remove_tree(const char *dir) {
     ck_assert_int_eq(system(cmd), 0);
 }
 
-/* The "loss" of each step line of a run's stdout, in order (up to cap). */
-static int step_losses(const char *out, double *loss, int cap) {
+/* Metric key of each step line of a run's stdout that has it, in order (up
+ * to cap). */
+static int step_metric(const char *out, const char *key, double *value, int cap) {
     char *copy = strdup(out), *save = NULL;
     int n = 0;
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         json_t *o = json_loads(line, 0, NULL);
-        const json_t *l = json_object_get(o, "loss");
-        if (json_is_number(l) && json_object_get(o, "event") == NULL && n < cap)
-            loss[n++] = json_number_value(l);
+        const json_t *v = json_object_get(o, key);
+        if (json_is_number(v) && json_object_get(o, "event") == NULL && n < cap)
+            value[n++] = json_number_value(v);
         json_decref(o);
     }
     free(copy);
     return n;
+}
+
+/* The "loss" of each step line. */
+static int step_losses(const char *out, double *loss, int cap) {
+    return step_metric(out, "loss", loss, cap);
+}
+
+static double mean_of(const double *x, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++)
+        s += x[i];
+    return s / n;
 }
 
 static void assert_same_file(const char *a, const char *b) {
@@ -1461,6 +1474,124 @@ START_TEST(test_cli_llama_sft_chat_rows) {
 }
 END_TEST
 
+/* dpo, grpo and rloo on the tiny Qwen3 directory (the trainers open it
+ * through the one model interface, as they open GPT-2):
+ *   dpo, full on TRL conversational pairs (rendered by the chat template)
+ *   and LoRA on plain pairs: the first step's loss is log 2 (the policy is
+ *   its own reference before any update, so every margin is 0), and 8
+ *   steps bring it under 0.5 (measured 0.040 and 0.176);
+ *   grpo (LoRA) and rloo (full) on conversational prompts with a
+ *   fuzzy-match grader towards each row's answer "lllllll": the first
+ *   step's KL to the reference is 0, and the mean reward of the last 5 of
+ *   32 steps beats the first 5's. Seeds 1-4 measured grpo 0.031 -> 0.618,
+ *   0.053 -> 0.679, 0.005 -> 0.677, 0.043 -> 0.377 and rloo 0.030 -> 0.297,
+ *   0.014 -> 0.102, 0.003 -> 0.295, 0.022 -> 0.316; the margins asserted
+ *   (0.2 and 0.05) sit below every one of them. */
+START_TEST(test_cli_llama_dpo_grpo_rloo) {
+    char dir[] = "/tmp/rlhf-llama-XXXXXX";
+    llama_workdir(dir);
+    char model_dir[256], pairs[2][256], prompts[256], ck[256];
+    snprintf(model_dir, sizeof model_dir, "%s/model", dir);
+    snprintf(pairs[0], sizeof pairs[0], "%s/chat_pairs.jsonl", dir);
+    snprintf(pairs[1], sizeof pairs[1], "%s/pairs.jsonl", dir);
+    snprintf(prompts, sizeof prompts, "%s/chat_prompts.jsonl", dir);
+    snprintf(ck, sizeof ck, "%s/ck", dir);
+    ck_assert_int_eq(mkdir(ck, 0700), 0);
+    FILE *f = fopen(pairs[0], "w"), *g = fopen(pairs[1], "w");
+    for (int i = 0; i < 8; i++) {
+        const char *prompt = i % 2 ? "hello" : "hold";
+        fprintf(f,
+                "{\"prompt\": [{\"role\": \"user\", \"content\": \"%s\"}], "
+                "\"chosen\": [{\"role\": \"assistant\", \"content\": \"hello world\"}], "
+                "\"rejected\": [{\"role\": \"assistant\", \"content\": \"ow\"}]}\n",
+                prompt);
+        fprintf(g, "{\"prompt\": \"%s\", \"chosen\": \" hello world\", \"rejected\": \" ow\"}\n",
+                prompt);
+    }
+    fclose(f), fclose(g);
+    f = fopen(prompts, "w");
+    for (int i = 0; i < 4; i++)
+        fprintf(f,
+                "{\"prompt\": [{\"role\": \"user\", \"content\": \"%s\"}], "
+                "\"answer\": \"lllllll\"}\n",
+                i % 2 ? "hello" : "well");
+    fclose(f);
+    for (int lora = 0; lora < 2; lora++) {
+        const char *dpo[] = {"dpo",
+                             "--init",
+                             model_dir,
+                             "--data",
+                             pairs[lora],
+                             "--max-steps",
+                             "8",
+                             "--batch-size",
+                             "4",
+                             "--learning-rate",
+                             "0.01",
+                             "--eval-fraction",
+                             "0",
+                             "--lora-r",
+                             lora ? "4" : "0",
+                             "--quiet",
+                             "--checkpoint-dir",
+                             ck,
+                             NULL};
+        proc_result *r = run(dpo);
+        ck_assert_msg(r->exit_code == 0, "dpo exit %d: %s", r->exit_code, r->err);
+        double loss[16];
+        ck_assert_int_eq(step_losses(r->out, loss, 16), 8);
+        fprintf(stderr, "llama dpo (lora %d): loss %.4f -> %.4f\n", lora, loss[0], loss[7]);
+        ck_assert_msg(fabs(loss[0] - log(2.0)) < 1e-4, "first dpo loss %.6f, not log 2", loss[0]);
+        ck_assert_msg(loss[7] < 0.5, "dpo loss %.4f -> %.4f", loss[0], loss[7]);
+        free(r);
+    }
+    const char *grader =
+        "{\"type\": \"text_similarity\", \"input\": \"{{sample.output_text}}\", "
+        "\"reference\": \"{{item.answer}}\", \"evaluation_metric\": \"fuzzy_match\"}";
+    for (int rloo = 0; rloo < 2; rloo++) {
+        enum { STEPS = 32, SPAN = 5 };
+        const char *pg[] = {rloo ? "rloo" : "grpo",
+                            "--init",
+                            model_dir,
+                            "--data",
+                            prompts,
+                            "--grader",
+                            grader,
+                            "--total-steps",
+                            "32",
+                            "--prompts-per-step",
+                            "2",
+                            "--num-generations",
+                            "8",
+                            "--max-completion-length",
+                            "8",
+                            "--learning-rate",
+                            rloo ? "0.01" : "0.03",
+                            "--beta",
+                            "0.04",
+                            "--lora-r",
+                            rloo ? "0" : "8",
+                            "--quiet",
+                            "--checkpoint-dir",
+                            ck,
+                            NULL};
+        proc_result *r = run(pg);
+        ck_assert_msg(r->exit_code == 0, "%s exit %d: %s", pg[0], r->exit_code, r->err);
+        double reward[STEPS], kl[STEPS];
+        ck_assert_int_eq(step_metric(r->out, "reward", reward, STEPS), STEPS);
+        ck_assert_int_eq(step_metric(r->out, "kl", kl, STEPS), STEPS);
+        const double first = mean_of(reward, SPAN), last = mean_of(reward + STEPS - SPAN, SPAN);
+        fprintf(stderr, "llama %s: reward %.4f -> %.4f, kl %g -> %g\n", pg[0], first, last, kl[0],
+                kl[STEPS - 1]);
+        ck_assert_msg(kl[0] == 0.0, "%s: KL %g before any update", pg[0], kl[0]);
+        ck_assert_msg(last > first + (rloo ? 0.05 : 0.2), "%s: reward %.4f -> %.4f", pg[0], first,
+                      last);
+        free(r);
+    }
+    remove_tree(dir);
+}
+END_TEST
+
 Suite *rlhf_train_suite(void) {
     Suite *s = suite_create("rlhf_train");
     TCase *tc = tcase_create("rlhf-train");
@@ -1488,5 +1619,9 @@ Suite *rlhf_train_suite(void) {
     tcase_add_test(llama, test_cli_logprobs_text_rows);
     tcase_add_test(llama, test_cli_llama_sft_chat_rows);
     suite_add_tcase(s, llama);
+    TCase *policy = tcase_create("llama_policy");
+    tcase_set_timeout(policy, 120);
+    tcase_add_test(policy, test_cli_llama_dpo_grpo_rloo);
+    suite_add_tcase(s, policy);
     return s;
 }
