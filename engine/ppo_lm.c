@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "lora.h"
+#include "lm_policy.h"
 #include "model.h"
 #include "optim.h"
 #include "ppo.h"
@@ -16,11 +16,6 @@
 
 static const char *const estimator_choices[] = {"k1", "k3", "abs", NULL};
 static const char *const value_model_choices[] = {"reward_model", "policy_head", NULL};
-/* LoRA target sets: every projection, attention's two, the MLP's two, or
- * c_attn alone (PEFT's default for GPT-2); lora_target_sets spells them out */
-static const char *const lora_target_choices[] = {"all", "attn", "mlp", "c_attn", NULL};
-static const char *const lora_target_sets[] = {"all", "attn.c_attn,attn.c_proj",
-                                               "mlp.c_fc,mlp.c_proj", "attn.c_attn"};
 
 #define F(name) offsetof(ppo_lm_config, name)
 static const hparam_def ppo_lm_defs[] = {
@@ -78,9 +73,8 @@ static const hparam_def ppo_lm_defs[] = {
      "is the policy with its adapters disabled (no second copy)."},
     {"lora_alpha", HPARAM_FLOAT, F(lora_alpha), 16, 1e-6, 1e6, NULL,
      "LoRA alpha: adapters are scaled by lora_alpha / lora_r."},
-    {"lora_targets", HPARAM_CHOICE, F(lora_targets), 0, 0, 0, lora_target_choices,
-     "Projections with adapters: all (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj), attn, "
-     "mlp, or c_attn."},
+    {"lora_targets", HPARAM_CHOICE, F(lora_targets), 0, 0, 0, lm_lora_target_choices,
+     LM_LORA_TARGETS_DOC},
 };
 #undef F
 
@@ -110,64 +104,14 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* How load_model treats LoRA: none; fresh adapters on the file's weights
- * (adapters the file carries are merged first); or adapters attached before
- * loading, so the file's own (a resumable checkpoint of this job) fill them. */
-typedef enum lora_load { LORA_NONE, LORA_FRESH, LORA_FROM_FILE } lora_load;
-
-/* The job's adapters (lora_r, lora_alpha, lora_targets), A drawn from the
- * RNG stream `stream` of the seed. */
-static int job_lora(const ppo_lm_config *cfg, model_family family, uint32_t stream, model_lora *out,
-                    char *err, size_t errlen) {
-    unsigned targets = LORA_TARGETS_ALL;
-    for (int i = 0; family == MODEL_FAMILY_GPT2 && lora_target_choices[i] != NULL; i++)
-        if (strcmp(cfg->lora_targets, lora_target_choices[i]) == 0 &&
-            lora_parse_targets(lora_target_sets[i], &targets, err, errlen) != 0)
-            return -1;
-    /* the Llama family: c_attn (GPT-2's fused q/k/v) means q, k and v */
-    if (family != MODEL_FAMILY_GPT2 &&
-        model_lora_targets(family,
-                           strcmp(cfg->lora_targets, "c_attn") == 0 ? "q_proj,k_proj,v_proj"
-                                                                    : cfg->lora_targets,
-                           &targets, err, errlen) != 0)
-        return -1;
-    *out = (model_lora){(int)cfg->lora_r, (float)cfg->lora_alpha, targets, (uint64_t)cfg->seed,
-                        stream};
-    return 0;
-}
-
 /* What the optimizer updates: with LoRA the adapters and the scalar head
  * (one flat buffer), else every parameter (model.h). */
 #define trainable_params model_trainable_params
 #define trainable_grads  model_trainable_grads
 #define trainable_count  model_trainable_count
 
-/* Opens a checkpoint (model.h); with_head gives the model a scalar head (the
- * file's if it has one, else freshly initialised); lora as above, its
- * adapters drawn from RNG stream lora_stream. */
-static int load_model(model *m, const char *path, bool with_head, lora_load lora,
-                      uint32_t lora_stream, const ppo_lm_config *cfg, double *gain, double *bias,
-                      char *err, size_t errlen) {
-    model_lora adapters;
-    model_family family;
-    if (lora != LORA_NONE && (model_source_family(path, &family, err, errlen) != 0 ||
-                              job_lora(cfg, family, lora_stream, &adapters, err, errlen) != 0))
-        return -1;
-    const model_open_options opt = {.scalar_head = with_head,
-                                    .init_weights = true,
-                                    .init_seed = (uint64_t)cfg->seed,
-                                    .init_stream = 0xE0000001u,
-                                    .lora = lora == LORA_FROM_FILE ? &adapters : NULL};
-    model_info info;
-    if (model_load(path, &opt, m, &info, err, errlen) != 0)
-        return -1;
-    if (lora == LORA_FRESH && model_attach_lora(m, &adapters, err, errlen) != 0) {
-        model_free(m);
-        return -1;
-    }
-    if (gain != NULL)
-        *gain = info.reward_gain, *bias = info.reward_bias;
-    return 0;
+static lm_lora_spec lora_spec(const ppo_lm_config *cfg) {
+    return (lm_lora_spec){cfg->lora_r, cfg->lora_alpha, cfg->lora_targets, (uint64_t)cfg->seed};
 }
 
 static void scale_logits(model *m, float s) {
@@ -271,13 +215,6 @@ static void copy_rows(rollout *dst, const rollout *src, const int32_t *idx, int 
     }
 }
 
-static bool all_finite(const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return false;
-    return true;
-}
-
 static double masked_mean(const float *x, const uint8_t *mask, int64_t n) {
     double s = 0.0;
     int64_t c = 0;
@@ -342,19 +279,22 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
     const char *policy_path = in->resume_checkpoint ? in->resume_checkpoint : in->policy_checkpoint;
     /* With LoRA a resumable checkpoint holds the base and the adapters; the
      * value model's adapters come back with the rest of the state. */
-    const lora_load policy_lora = !job->lora              ? LORA_NONE
-                                  : in->resume_checkpoint ? LORA_FROM_FILE
-                                                          : LORA_FRESH;
-    if (load_model(&job->policy, policy_path, !job->separate_value, policy_lora, 0xE0000005u, cfg,
-                   NULL, NULL, err, errlen) != 0 ||
-        (!job->lora && load_model(&job->ref, in->policy_checkpoint, false, LORA_NONE, 0, cfg, NULL,
-                                  NULL, err, errlen) != 0) ||
-        load_model(&job->rm, in->reward_checkpoint, true, LORA_NONE, 0, cfg, &job->gain, &job->bias,
-                   err, errlen) != 0)
+    const lm_lora_load policy_lora = !job->lora              ? LM_LORA_NONE
+                                     : in->resume_checkpoint ? LM_LORA_FROM_FILE
+                                                             : LM_LORA_FRESH;
+    const lm_lora_spec spec = lora_spec(cfg);
+    model_info rm_info;
+    if (lm_open_model(&job->policy, policy_path, !job->separate_value, policy_lora, &spec,
+                      0xE0000005u, NULL, err, errlen) != 0 ||
+        (!job->lora && lm_open_model(&job->ref, in->policy_checkpoint, false, LM_LORA_NONE, &spec,
+                                     0, NULL, err, errlen) != 0) ||
+        lm_open_model(&job->rm, in->reward_checkpoint, true, LM_LORA_NONE, &spec, 0, &rm_info, err,
+                      errlen) != 0)
         return -1;
-    if (job->separate_value &&
-        load_model(&job->value, in->reward_checkpoint, true, job->lora ? LORA_FRESH : LORA_NONE,
-                   0xE0000006u, cfg, NULL, NULL, err, errlen) != 0)
+    job->gain = rm_info.reward_gain, job->bias = rm_info.reward_bias;
+    if (job->separate_value && lm_open_model(&job->value, in->reward_checkpoint, true,
+                                             job->lora ? LM_LORA_FRESH : LM_LORA_NONE, &spec,
+                                             0xE0000006u, NULL, err, errlen) != 0)
         return -1;
     /* full fine-tuning: gradients for what trains (GPT-2 models always have them) */
     if (model_alloc_grads(&job->policy, err, errlen) != 0 ||
@@ -367,7 +307,7 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
     for (int i = 0; i < 3; i++) {
         int64_t n;
         const float *w = model_base_params(loaded[i].m, &n);
-        if (!all_finite(w, n)) {
+        if (!lm_all_finite(w, n)) {
             snprintf(err, errlen, "the %s model's weights are not finite", loaded[i].what);
             return -1;
         }
@@ -519,9 +459,9 @@ static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errl
             snprintf(err, errlen, "out of memory for the checkpoint");
         return dist_is_root(dist) ? -1 : 0;
     }
-    if (!all_finite(trainable_params(&job->policy), trainable_count(&job->policy)) ||
+    if (!lm_all_finite(trainable_params(&job->policy), trainable_count(&job->policy)) ||
         (job->separate_value &&
-         !all_finite(trainable_params(&job->value), trainable_count(&job->value)))) {
+         !lm_all_finite(trainable_params(&job->value), trainable_count(&job->value)))) {
         snprintf(err, errlen, "the weights are not finite at update %lld; no checkpoint written",
                  (long long)st->update);
         return -1;
@@ -804,8 +744,8 @@ static bool score_rollout(ppo_job *job, rollout_stats *rs) {
         in->observe_rollout(in->observe_ctx, &v);
     }
     const int64_t BN = (int64_t)B * N;
-    return all_finite(ro->logp, BN) && all_finite(ro->ref_logp, BN) && all_finite(ro->score, B) &&
-           all_finite(ro->values, BN);
+    return lm_all_finite(ro->logp, BN) && lm_all_finite(ro->ref_logp, BN) &&
+           lm_all_finite(ro->score, B) && lm_all_finite(ro->values, BN);
 }
 
 /* KL, shaped rewards, GAE, whitening; the rollout's summary in rs. */
