@@ -29,6 +29,7 @@
 #include "sha256.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
+#include "test_hf_fixture.h"
 #include "test_server_util.h"
 #include "test_util.h"
 #include "tokenizer.h"
@@ -387,6 +388,75 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
 }
 END_TEST
 
+/* A Llama-family base model trains through the daemon: the tiny Qwen3
+ * directory (test_hf_fixture.h) registered from the model root, then dpo on
+ * OpenAI preference rows (their conversation rendered by its chat template)
+ * and grpo on prompts with a grader, each run whole and again with its
+ * worker SIGKILLed after a periodic checkpoint (the resumed run ends with
+ * the same final checkpoint, byte for byte). The final checkpoints open as
+ * Llama-family models with the directory's vocabulary. */
+START_TEST(test_llama_base_model_trains_dpo_and_grpo) {
+    test_daemon d;
+    daemon_init(&d);
+    char root[160], path[256];
+    snprintf(root, sizeof root, "%s/models", d.dir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    snprintf(path, sizeof path, "%s/qwen", root);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    test_write_tiny_qwen3_dir(path, 3);
+    daemon_start(&d, "--model-root", root, NULL);
+    reply_free(expect_ok(post_model(&d, "qwen", "qwen")));
+    char jsonl[4096] = "", row[512], body[2048];
+    for (int i = 0; i < 8; i++) {
+        snprintf(row, sizeof row,
+                 "{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]},"
+                 "\"preferred_output\":[{\"role\":\"assistant\",\"content\":\"hello world\"}],"
+                 "\"non_preferred_output\":[{\"role\":\"assistant\",\"content\":\"ow\"}]}\n",
+                 i % 2 ? "hello" : "hold");
+        strcat(jsonl, row);
+    }
+    const int64_t pref = create_dataset(&d, "preference", jsonl);
+    snprintf(body, sizeof body,
+             "{\"type\":\"dpo\",\"training_file\":%lld,\"model\":\"qwen\","
+             "\"hyperparameters\":{\"batch_size\":2,\"max_steps\":4,\"learning_rate\":0.01,"
+             "\"eval_fraction\":0,\"checkpoint_interval\":2}}",
+             (long long)pref);
+    const int64_t dpo = run_and_run_killed(&d, body, 1);
+    jsonl[0] = '\0';
+    for (int i = 0; i < 4; i++) {
+        snprintf(row, sizeof row, "{\"prompt\":\"%s\",\"answer\":\"lll\"}\n",
+                 i % 2 ? "hello" : "well");
+        strcat(jsonl, row);
+    }
+    const int64_t prompts = create_dataset(&d, "prompts", jsonl);
+    snprintf(body, sizeof body,
+             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"qwen\","
+             "\"hyperparameters\":{\"total_steps\":4,\"prompts_per_step\":2,\"num_generations\":"
+             "3,\"max_completion_length\":6,\"learning_rate\":0.01,\"checkpoint_interval\":2,"
+             "\"lora_r\":4,\"beta\":0.04,\"grader\":{\"type\":\"text_similarity\",\"input\":"
+             "\"{{sample.output_text}}\",\"reference\":\"{{item.answer}}\","
+             "\"evaluation_metric\":\"fuzzy_match\"}}}",
+             (long long)prompts);
+    const int64_t grpo = run_and_run_killed(&d, body, 1);
+    const int64_t jobs[] = {dpo, grpo};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = ?1", jobs[i]),
+                         db_int(&d, "SELECT id FROM models WHERE name = 'qwen'", 0));
+        http_reply *r = checkpoint_content(&d, final_checkpoint(&d, jobs[i], NULL));
+        model m;
+        char err[256];
+        ck_assert_msg(model_load_bytes(r->body, r->body_len, NULL, &m, NULL, err, sizeof err) == 0,
+                      "%s", err);
+        reply_free(r);
+        ck_assert_int_eq(m.family, MODEL_FAMILY_LLAMA);
+        ck_assert_int_eq(model_vocab_size(&m), TEST_TINY_VOCAB);
+        model_free(&m);
+    }
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* A LoRA checkpoint (stored as a blob in its row, as rlhf-train wrote them
  * before the artifact store) downloads as the merged model plus its
  * adapters as a PEFT directory: adapter/ holds the same A and B. */
@@ -535,6 +605,7 @@ Suite *models_suite(void) {
     tcase_add_test(tc, test_register_directory_inside_roots_only);
     tcase_add_test(tc, test_upload_checked_per_file_and_whole);
     tcase_add_test(tc, test_train_from_model_and_download_hf_dir);
+    tcase_add_test(tc, test_llama_base_model_trains_dpo_and_grpo);
     tcase_add_test(tc, test_lora_checkpoint_downloads_with_adapter_dir);
     tcase_add_test(tc, test_worker_killed_while_writing_a_checkpoint);
     suite_add_tcase(s, tc);
