@@ -297,16 +297,30 @@ static size_t untar(const char *tar, size_t len, const char *dir, char names[][6
     return (size_t)n;
 }
 
+/* Starts d with a --model-root holding model directory `name` (into path):
+ * the tiny GPT-2 directory, or the tiny Qwen3 one (test_hf_fixture.h);
+ * registers it. */
+static void daemon_with_model(test_daemon *d, const char *name, bool llama, char *path,
+                              size_t cap) {
+    daemon_init(d);
+    char root[160];
+    snprintf(root, sizeof root, "%s/models", d->dir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    snprintf(path, cap, "%s/%s", root, name);
+    if (llama) {
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        test_write_tiny_qwen3_dir(path, 3);
+    } else {
+        test_write_hf_model_dir(path, 5, true);
+    }
+    daemon_start(d, "--model-root", root, NULL);
+    reply_free(expect_ok(post_model(d, name, name)));
+}
+
 START_TEST(test_train_from_model_and_download_hf_dir) {
     test_daemon d;
-    daemon_init(&d);
-    char root[160], path[256];
-    snprintf(root, sizeof root, "%s/models", d.dir);
-    ck_assert_int_eq(mkdir(root, 0755), 0);
-    snprintf(path, sizeof path, "%s/tiny", root);
-    test_write_hf_model_dir(path, 5, true);
-    daemon_start(&d, "--model-root", root, NULL);
-    reply_free(expect_ok(post_model(&d, "tiny", "tiny")));
+    char path[256];
+    daemon_with_model(&d, "tiny", false, path, sizeof path);
     /* what the worker hands the trainers as tokenizer_dir loads the
      * directory's tokenizer.json, not the byte-level default */
     tokenizer tok;
@@ -388,6 +402,17 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
 }
 END_TEST
 
+/* A dataset of n rows of format: row (a printf format with one %s) with
+ * "hello" and "hold" in turn. */
+static int64_t rows_dataset(const test_daemon *d, const char *format, const char *row, int n) {
+    char jsonl[4096] = "";
+    for (int i = 0; i < n; i++) {
+        const size_t len = strlen(jsonl);
+        snprintf(jsonl + len, sizeof jsonl - len, row, i % 2 ? "hello" : "hold");
+    }
+    return create_dataset(d, format, jsonl);
+}
+
 /* A Llama-family base model trains through the daemon: the tiny Qwen3
  * directory (test_hf_fixture.h) registered from the model root, then dpo on
  * OpenAI preference rows (their conversation rendered by its chat template)
@@ -397,38 +422,23 @@ END_TEST
  * Llama-family models with the directory's vocabulary. */
 START_TEST(test_llama_base_model_trains_dpo_and_grpo) {
     test_daemon d;
-    daemon_init(&d);
-    char root[160], path[256];
-    snprintf(root, sizeof root, "%s/models", d.dir);
-    ck_assert_int_eq(mkdir(root, 0755), 0);
-    snprintf(path, sizeof path, "%s/qwen", root);
-    ck_assert_int_eq(mkdir(path, 0755), 0);
-    test_write_tiny_qwen3_dir(path, 3);
-    daemon_start(&d, "--model-root", root, NULL);
-    reply_free(expect_ok(post_model(&d, "qwen", "qwen")));
-    char jsonl[4096] = "", row[512], body[2048];
-    for (int i = 0; i < 8; i++) {
-        snprintf(row, sizeof row,
-                 "{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]},"
-                 "\"preferred_output\":[{\"role\":\"assistant\",\"content\":\"hello world\"}],"
-                 "\"non_preferred_output\":[{\"role\":\"assistant\",\"content\":\"ow\"}]}\n",
-                 i % 2 ? "hello" : "hold");
-        strcat(jsonl, row);
-    }
-    const int64_t pref = create_dataset(&d, "preference", jsonl);
+    char path[256];
+    daemon_with_model(&d, "qwen", true, path, sizeof path);
+    char body[2048];
+    const int64_t pref =
+        rows_dataset(&d, "preference",
+                     "{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]},"
+                     "\"preferred_output\":[{\"role\":\"assistant\",\"content\":\"hello world\"}],"
+                     "\"non_preferred_output\":[{\"role\":\"assistant\",\"content\":\"ow\"}]}\n",
+                     8);
     snprintf(body, sizeof body,
              "{\"type\":\"dpo\",\"training_file\":%lld,\"model\":\"qwen\","
              "\"hyperparameters\":{\"batch_size\":2,\"max_steps\":4,\"learning_rate\":0.01,"
              "\"eval_fraction\":0,\"checkpoint_interval\":2}}",
              (long long)pref);
     const int64_t dpo = run_and_run_killed(&d, body, 1);
-    jsonl[0] = '\0';
-    for (int i = 0; i < 4; i++) {
-        snprintf(row, sizeof row, "{\"prompt\":\"%s\",\"answer\":\"lll\"}\n",
-                 i % 2 ? "hello" : "well");
-        strcat(jsonl, row);
-    }
-    const int64_t prompts = create_dataset(&d, "prompts", jsonl);
+    const int64_t prompts =
+        rows_dataset(&d, "prompts", "{\"prompt\":\"%s\",\"answer\":\"lll\"}\n", 4);
     snprintf(body, sizeof body,
              "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"qwen\","
              "\"hyperparameters\":{\"total_steps\":4,\"prompts_per_step\":2,\"num_generations\":"
