@@ -15,10 +15,10 @@
 #include "db.h"
 #include "db_sink.h"
 #include "dist_job.h"
-#include "gpt2_checkpoint.h"
 #include "jobs.h"
 #include "jobs_db.h"
 #include "jsonl_data.h"
+#include "model.h"
 #include "model_dir.h"
 #include "safetensors.h"
 #include "train_state.h"
@@ -408,9 +408,9 @@ static int find_resume_checkpoint(sqlite3 *db, const char *data_dir, int64_t job
 /* ---- the checkpoints a job starts from ------------------------------------------ */
 
 /* Opens stored checkpoint id (*fd; the engine opens path = /proc/self/fd/N)
- * and checks it is a GPT-2 checkpoint (with a scalar head when need_head:
- * a reward model). param names the request field in errors. 0, or -1 with
- * err. */
+ * and checks it is a model checkpoint of either family (with a scalar head
+ * when need_head: a reward model). param names the request field in errors.
+ * 0, or -1 with err. */
 static int checkpoint_to_file(sqlite3 *db, const char *data_dir, int64_t id, const char *param,
                               bool need_head, int *fd, char *path, size_t path_len, char *err,
                               size_t errlen) {
@@ -422,19 +422,18 @@ static int checkpoint_to_file(sqlite3 *db, const char *data_dir, int64_t id, con
         return -1;
     }
     snprintf(path, path_len, "/proc/self/fd/%d", *fd);
+    model_shape shape;
+    int rc = model_read_shape(path, 0, &shape, why, sizeof why);
     safetensors_file f;
-    gpt2_config gc;
-    int rc = safetensors_read_file(&f, path, why, sizeof why);
-    if (rc == 0) {
-        rc = gpt2_config_from_checkpoint(&gc, &f, why, sizeof why);
-        if (rc == 0 && need_head && safetensors_find(&f, "score.weight") == NULL) {
+    if (rc == 0 && need_head && (rc = safetensors_read_file(&f, path, why, sizeof why)) == 0) {
+        if (safetensors_find(&f, "score.weight") == NULL) {
             snprintf(why, sizeof why, "it has no reward head (score.weight)");
             rc = -1;
         }
         safetensors_free(&f);
     }
     if (rc != 0)
-        snprintf(err, errlen, "%s: checkpoint %lld is not a usable GPT-2 checkpoint: %s", param,
+        snprintf(err, errlen, "%s: checkpoint %lld is not a usable model checkpoint: %s", param,
                  (long long)id, why);
     return rc;
 }

@@ -415,8 +415,9 @@ static int64_t rows_dataset(const test_daemon *d, const char *format, const char
 
 /* A Llama-family base model trains through the daemon: the tiny Qwen3
  * directory (test_hf_fixture.h) registered from the model root, then dpo on
- * OpenAI preference rows (their conversation rendered by its chat template)
- * and grpo on prompts with a grader, each run whole and again with its
+ * OpenAI preference rows (their conversation rendered by its chat template),
+ * then grpo from the dpo job's checkpoint on prompts with a grader, each run
+ * whole and again with its
  * worker SIGKILLed after a periodic checkpoint (the resumed run ends with
  * the same final checkpoint, byte for byte). The final checkpoints open as
  * Llama-family models with the directory's vocabulary. */
@@ -440,13 +441,13 @@ START_TEST(test_llama_base_model_trains_dpo_and_grpo) {
     const int64_t prompts =
         rows_dataset(&d, "prompts", "{\"prompt\":\"%s\",\"answer\":\"lll\"}\n", 4);
     snprintf(body, sizeof body,
-             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"qwen\","
+             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\","
              "\"hyperparameters\":{\"total_steps\":4,\"prompts_per_step\":2,\"num_generations\":"
              "3,\"max_completion_length\":6,\"learning_rate\":0.01,\"checkpoint_interval\":2,"
              "\"lora_r\":4,\"beta\":0.04,\"grader\":{\"type\":\"text_similarity\",\"input\":"
              "\"{{sample.output_text}}\",\"reference\":\"{{item.answer}}\","
              "\"evaluation_metric\":\"fuzzy_match\"}}}",
-             (long long)prompts);
+             (long long)prompts, (long long)dpo);
     const int64_t grpo = run_and_run_killed(&d, body, 1);
     const int64_t jobs[] = {dpo, grpo};
     for (int i = 0; i < 2; i++) {
