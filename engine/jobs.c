@@ -160,7 +160,8 @@ static const char *const sft_headline[] = {"loss", "eval_loss",    "perplexity",
 
 static const job_type sft_job = {
     .name = "sft",
-    .summary = "Supervised fine-tuning of a GPT-2-family model on (prompt, response) pairs",
+    .summary = "Supervised fine-tuning of a language model (GPT-2 or Llama family) on (prompt, "
+               "response) pairs or chat rows",
     .hparams = &sft_hparams,
     .headline_metrics = sft_headline,
     .needs_train_data = 1,
