@@ -1,8 +1,7 @@
 /* lm_policy — what the trainers that optimise a policy through the
- * log-probs of its responses share (DPO, GRPO, RLOO; ppo_lm.c has the same
- * PPO opens its models here too): LoRA from the job's hyperparameters, opening
- * a model of either family (model.h) with
- * or without adapters, the buffer the optimizer updates, rows laid out as a
+ * log-probs of its responses share (DPO, GRPO, RLOO; PPO opens its models
+ * here too): LoRA from the job's hyperparameters, opening a model of either
+ * family (model.h) with or without adapters, rows laid out as a
  * left-padded prompt then a right-padded response, their per-token log-probs
  * and the backward of any loss given by its gradient with respect to those
  * log-probs, and checkpoints that carry the trainer's state.
