@@ -28,19 +28,19 @@ train_sink keep_sink(keep *k, const char *name) {
     return (train_sink){k, NULL, NULL, keep_checkpoint, NULL};
 }
 
-static void load(gpt2_model *m, const char *path) {
+static void load(model *m, const char *path) {
     char err[256];
-    if (model_open(path, NULL, m, NULL, err, sizeof err) != 0) {
+    if (model_load(path, NULL, m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", path, err);
         exit(1);
     }
 }
 
 double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {
-    gpt2_model m;
+    model m;
     load(&m, path);
     const double gold = demo_task_mean_gold(&m, tok, n, seed);
-    gpt2_free(&m);
+    model_free(&m);
     return gold;
 }
 
@@ -63,7 +63,7 @@ int demo_pipeline_build(demo_pipeline *p) {
     rng_seed(&r, 101, 0);
     for (int i = 0; i < N_SFT; i++) {
         demo_task_example(&r, sp[i], 128, sr[i], 256);
-        ex[i] = (text_pair){sp[i], sr[i]};
+        ex[i] = (text_pair){sp[i], sr[i], NULL, 0};
     }
     sft_config sc;
     hparams_set_defaults(&sft_hparams, &sc);
@@ -77,7 +77,7 @@ int demo_pipeline_build(demo_pipeline *p) {
     /* 2. rankings */
     static char rp[N_RANK][128], rr[N_RANK][K][DEMO_TASK_RESPONSE_BYTES];
     static ranking rk[N_RANK];
-    gpt2_model sft;
+    model sft;
     load(&sft, sft_ck->path);
     rng_state noise;
     rng_seed(&noise, 102, 0);
@@ -91,7 +91,7 @@ int demo_pipeline_build(demo_pipeline *p) {
             rk[n_rank].responses[j] = rr[n_rank][j];
         n_rank += ranking_validate(&rk[n_rank], err, sizeof err) == 0;
     }
-    gpt2_free(&sft);
+    model_free(&sft);
     /* 3. the reward model */
     reward_config rc;
     hparams_set_defaults(&reward_hparams, &rc);

@@ -50,9 +50,9 @@ typedef struct study_args {
 /* n prompts x K samples of the policy at path, prompts from stream. */
 static item *sample_items(const char *path, const tokenizer *tok, int n, uint64_t seed,
                           uint64_t stream, int32_t *group) {
-    gpt2_model m;
+    model m;
     char err[256];
-    if (model_open(path, NULL, &m, NULL, err, sizeof err) != 0) {
+    if (model_load(path, NULL, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", path, err);
         exit(1);
     }
@@ -71,7 +71,7 @@ static item *sample_items(const char *path, const tokenizer *tok, int n, uint64_
                 group[p * K + j] = p;
         }
     }
-    gpt2_free(&m);
+    model_free(&m);
     return it;
 }
 

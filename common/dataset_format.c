@@ -142,10 +142,50 @@ static int parse_chat(const json_t *line, dataset_row *row, dataset_error *e) {
     return rc;
 }
 
-static int parse_sft(const json_t *line, dataset_row *row, dataset_error *e) {
+/* A chat row: {"messages"} (every assistant turn trains) or TRL's
+ * conversational {"prompt": [...], "completion": [...]} (the completion's). */
+static int parse_sft_chat(const json_t *line, dataset_row *row, dataset_error *e) {
+    static const char *const roles[] = {"system", "user", "assistant", NULL};
+    static const char *const assistant[] = {"assistant", NULL};
+    const json_t *msgs = json_object_get(line, "messages");
+    const char *last;
+    json_t *all;
+    if (msgs != NULL) {
+        static const char *const keys[] = {"messages", NULL};
+        if (check_keys(line, keys, "", e) != 0 ||
+            check_messages(msgs, "messages", roles, "assistant", false, &last, e) != 0)
+            return -1;
+        all = json_incref((json_t *)msgs);
+    } else {
+        static const char *const keys[] = {"prompt", "completion", NULL};
+        const json_t *prompt = json_object_get(line, "prompt");
+        const json_t *completion = json_object_get(line, "completion");
+        if (check_keys(line, keys, "", e) != 0 ||
+            check_messages(prompt, "prompt", roles, "user", false, &last, e) != 0)
+            return -1;
+        if (completion == NULL)
+            return fail(e, "missing_required_parameter", "completion",
+                        "missing field 'completion' (the assistant messages to train on)");
+        if (check_messages(completion, "completion", assistant, "assistant", false, &last, e) != 0)
+            return -1;
+        all = json_array();
+        json_array_extend(all, (json_t *)prompt);
+        json_array_extend(all, (json_t *)completion);
+        row->first_trained = (int)json_array_size(prompt);
+    }
+    row->messages = json_dumps(all, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(all);
+    row->prompt = "", row->response = "";
+    return row->messages ? 0 : fail(e, "out_of_memory", "", "out of memory");
+}
+
+static int parse_sft(const json_t *line, bool chat, dataset_row *row, dataset_error *e) {
+    static const char *const keys[] = {"prompt", "response", "completion", "text", NULL};
+    if (chat && (json_object_get(line, "messages") != NULL ||
+                 json_is_array(json_object_get(line, "prompt"))))
+        return parse_sft_chat(line, row, e);
     if (json_object_get(line, "messages") != NULL)
         return parse_chat(line, row, e);
-    static const char *const keys[] = {"prompt", "response", "completion", "text", NULL};
     if (check_keys(line, keys, "", e) != 0)
         return -1;
     const bool text = json_object_get(line, "text") != NULL;
@@ -165,10 +205,20 @@ static int parse_sft(const json_t *line, dataset_row *row, dataset_error *e) {
     return get_string(line, answer, answer, false, &row->response, e);
 }
 
-static int parse_prompts(const json_t *line, dataset_row *row, dataset_error *e) {
+static int parse_prompts(const json_t *line, bool chat, dataset_row *row, dataset_error *e) {
     static const char *const keys[] = {"prompt", "answer", "response", "completion", NULL};
-    if (check_keys(line, keys, "", e) != 0 ||
-        get_string(line, "prompt", "prompt", false, &row->prompt, e) != 0)
+    const json_t *messages = json_object_get(line, "prompt");
+    if (chat && json_is_array(messages)) { /* TRL's conversational prompt */
+        static const char *const roles[] = {"system", "user", "assistant", NULL};
+        const char *ignored;
+        if (check_keys(line, keys, "", e) != 0 ||
+            check_messages(messages, "prompt", roles, "user", false, &ignored, e) != 0)
+            return -1;
+        row->prompt = "";
+        if ((row->messages = json_dumps(messages, JSON_COMPACT | JSON_PRESERVE_ORDER)) == NULL)
+            return fail(e, "out_of_memory", "", "out of memory");
+    } else if (check_keys(line, keys, "", e) != 0 ||
+               get_string(line, "prompt", "prompt", false, &row->prompt, e) != 0)
         return -1;
     /* The reference answer a grader reads as {{item.answer}}: "answer", or
      * an sft row's response (so an sft file serves as prompts). */
@@ -331,9 +381,30 @@ static int parse_openai(const json_t *line, dataset_row *row, dataset_error *e) 
     return row->prompt_messages ? 0 : fail(e, "out_of_memory", "", "out of memory");
 }
 
-static int parse_preference(const json_t *line, int max_k, dataset_row *row, dataset_error *e) {
+/* TRL's conversational preference row: {"prompt": [messages], "chosen":
+ * [one assistant message], "rejected": [one]}; the prompt is its last user
+ * message, the conversation prompt_messages (as OpenAI rows). */
+static int parse_conversational_pair(const json_t *line, dataset_row *row, dataset_error *e) {
+    static const char *const keys[] = {"prompt", "chosen", "rejected", "margin", NULL};
+    static const char *const roles[] = {"system", "user", "assistant", NULL};
+    const json_t *messages = json_object_get(line, "prompt");
+    if (check_keys(line, keys, "", e) != 0 ||
+        check_messages(messages, "prompt", roles, "user", false, &row->prompt, e) != 0 ||
+        parse_margin(line, row, e) != 0 || row_alloc(row, 2, e) != 0 ||
+        check_output(line, "chosen", &row->responses[0], e) != 0 ||
+        check_output(line, "rejected", &row->responses[1], e) != 0)
+        return -1;
+    row->ranks[0] = 0, row->ranks[1] = 1;
+    row->prompt_messages = json_dumps(messages, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    return row->prompt_messages ? 0 : fail(e, "out_of_memory", "", "out of memory");
+}
+
+static int parse_preference(const json_t *line, int max_k, bool chat, dataset_row *row,
+                            dataset_error *e) {
     if (json_object_get(line, "input") != NULL)
         return parse_openai(line, row, e);
+    if (chat && json_is_array(json_object_get(line, "prompt")))
+        return parse_conversational_pair(line, row, e);
     static const char *const keys[] = {"prompt", "chosen", "rejected", "responses",
                                        "ranks",  "margin", NULL};
     if (check_keys(line, keys, "", e) != 0 ||
@@ -369,16 +440,21 @@ static int parse_preference(const json_t *line, int max_k, dataset_row *row, dat
 
 int dataset_row_parse(const json_t *line, dataset_format format, int max_k, dataset_row *row,
                       dataset_error *e) {
+    return dataset_row_parse_chat(line, format, max_k, false, row, e);
+}
+
+int dataset_row_parse_chat(const json_t *line, dataset_format format, int max_k, bool chat,
+                           dataset_row *row, dataset_error *e) {
     memset(row, 0, sizeof *row);
     int rc;
     if (!json_is_object(line))
         rc = fail(e, "invalid_json", "", "the line must be a JSON object");
     else if (format == DATASET_FORMAT_SFT)
-        rc = parse_sft(line, row, e);
+        rc = parse_sft(line, chat, row, e);
     else if (format == DATASET_FORMAT_PROMPTS)
-        rc = parse_prompts(line, row, e);
+        rc = parse_prompts(line, chat, row, e);
     else
-        rc = parse_preference(line, max_k, row, e);
+        rc = parse_preference(line, max_k, chat, row, e);
     if (rc != 0)
         dataset_row_free(row);
     return rc;
@@ -388,5 +464,6 @@ void dataset_row_free(dataset_row *row) {
     free(row->responses);
     free(row->ranks);
     free(row->prompt_messages);
+    free(row->messages);
     memset(row, 0, sizeof *row);
 }

@@ -7,7 +7,13 @@
  *               or {"messages": [...]} (OpenAI chat fine-tuning: the last
  *                message is the assistant's response, the prompt the last
  *                user message before it; the earlier messages are kept as
- *                prompt_messages)
+ *                prompt_messages).
+ *               Chat rows (dataset_row_parse_chat: rlhf-train reading a
+ *               file), rendered by the model's chat template instead:
+ *               {"messages": [{role, content}...]} (every assistant turn
+ *                trains), or TRL's conversational
+ *               {"prompt": [messages], "completion": [assistant messages]}
+ *                (the completion trains); roles system, user, assistant
  *   preference  {"prompt", "chosen", "rejected"}                    (TRL)
  *               {"input": {"messages": [...]}, "preferred_output": [one
  *                assistant message], "non_preferred_output": [one]} (OpenAI;
@@ -15,10 +21,16 @@
  *               {"prompt", "responses": [K strings], "ranks": [K ints]}
  *                (K-wise: rank 0 best, equal ranks tie, not all tied)
  *               TRL and K-wise rows may carry "margin" (a number).
+ *               (dataset_row_parse_chat) TRL's conversational {"prompt":
+ *                [messages], "chosen": [one assistant message], "rejected":
+ *                [one]}: prompt_messages holds the conversation, rendered
+ *                by the model's chat template as OpenAI rows are
  *   prompts     {"prompt"} (PPO, GRPO, RLOO prompts), with an optional
  *               reference answer "answer" (or an sft row's "response" /
  *               "completion", so an sft file serves as prompts; "answer"
- *               wins) that graders read as {{item.answer}}.
+ *               wins) that graders read as {{item.answer}};
+ *               (dataset_row_parse_chat) TRL's conversational
+ *               {"prompt": [messages]}, rendered with the generation prompt.
  *
  * Strings must be non-empty except an sft prompt and a preference row's
  * responses (chosen, rejected, responses[i], an output message's content):
@@ -80,6 +92,11 @@ typedef struct dataset_row {
     bool has_margin;
     double margin;
     char *prompt_messages; /* OpenAI rows: input.messages as JSON text, malloc'd */
+    /* chat rows (dataset_row_parse_chat): the whole conversation as a JSON
+     * message list (malloc'd; prompt and, for sft, response are ""); sft
+     * trains from message first_trained on */
+    char *messages;
+    int first_trained;
 } dataset_row;
 
 /* Why a line is bad. */
@@ -95,6 +112,11 @@ typedef struct dataset_error {
  * holds nothing to free). */
 int dataset_row_parse(const json_t *line, dataset_format format, int max_k, dataset_row *row,
                       dataset_error *e);
+/* The same, taking chat rows when chat is true (rlhf-train reading a file
+ * renders them with the model's chat template; rlhfd's upload stores only
+ * an OpenAI chat row's last turn, parsed by dataset_row_parse). */
+int dataset_row_parse_chat(const json_t *line, dataset_format format, int max_k, bool chat,
+                           dataset_row *row, dataset_error *e);
 void dataset_row_free(dataset_row *row);
 
 #endif

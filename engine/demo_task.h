@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 #include "demo_gold.h"
-#include "gpt2.h"
+#include "model.h"
 #include "rng.h"
 #include "tokenizer.h"
 
@@ -25,15 +25,15 @@
  * tokens or what the context holds, stopping at EOT), writes its text to
  * text (NUL-terminated, EOT dropped) and returns its gold score; NAN if the
  * model cannot take the prompt. */
-double demo_task_sample(const gpt2_model *m, const tokenizer *tok, const char *prompt,
-                        float temperature, rng_state *rng, char *text, size_t text_cap);
+double demo_task_sample(const model *m, const tokenizer *tok, const char *prompt, float temperature,
+                        rng_state *rng, char *text, size_t text_cap);
 
 /* The same draw with its tokens: up to max_new new tokens (at most 64, and
  * what the context holds); ids (capacity 256 + 64) receives the prompt's
  * n_prompt tokens followed by the n_gen sampled ones, EOT included when the
  * model emitted it. With max_new = 64 it consumes rng exactly as
  * demo_task_sample. NAN if the model cannot take the prompt. */
-double demo_task_sample_tokens(const gpt2_model *m, const tokenizer *tok, const char *prompt,
+double demo_task_sample_tokens(const model *m, const tokenizer *tok, const char *prompt,
                                float temperature, int max_new, rng_state *rng, char *text,
                                size_t text_cap, int32_t *ids, int *n_prompt, int *n_gen);
 
@@ -47,12 +47,12 @@ enum { DEMO_TASK_RESPONSE_BYTES = 256 };
  * score with Plackett–Luce noise of the given temperature, from noise).
  * Returns whether the ranking says something: every response was sampled
  * (no NAN gold score) and the keys are not all equal. */
-bool demo_task_annotate(const gpt2_model *m, const tokenizer *tok, int k, double temperature,
+bool demo_task_annotate(const model *m, const tokenizer *tok, int k, double temperature,
                         rng_state *rng, rng_state *noise, char *prompt, size_t prompt_cap,
                         char (*responses)[DEMO_TASK_RESPONSE_BYTES], int *rank);
 
 /* Mean gold score of n samples of m (temperature 1) on fresh demo prompts:
  * the prompts from one stream of seed, the sampling from another. */
-double demo_task_mean_gold(const gpt2_model *m, const tokenizer *tok, int n, uint64_t seed);
+double demo_task_mean_gold(const model *m, const tokenizer *tok, int n, uint64_t seed);
 
 #endif

@@ -8,7 +8,6 @@
 
 #include "dpo.h"
 #include "lm_policy.h"
-#include "lora.h"
 #include "optim.h"
 #include "rng.h"
 #include "train_state.h"
@@ -112,8 +111,8 @@ typedef struct dpo_job {
     const dpo_lm_config *cfg;
     const dpo_lm_inputs *in;
     const train_sink *sink;
-    gpt2_model policy, ref; /* ref: frozen_copy only */
-    bool live_ref;          /* reference computed every step */
+    model policy, ref; /* ref: frozen_copy only */
+    bool live_ref;     /* reference computed every step */
     dpo_config loss;
     int B, P, N, eot;
     pair_set train, eval;
@@ -171,8 +170,8 @@ static int pair_set_build(pair_set *s, const ranking *rk, int64_t n_rk, const dp
             free(buf);
             return -1;
         }
-        int64_t n =
-            tokenizer_encode(tok, rk[i].prompt, strlen(rk[i].prompt), buf, (size_t)buf_cap, false);
+        int64_t n = tokenizer_encode(tok, rk[i].prompt, strlen(rk[i].prompt), buf, (size_t)buf_cap,
+                                     job->in->texts_special);
         if (n < 1) {
             snprintf(err, errlen, "%s ranking %lld: the prompt is empty or could not be tokenized",
                      what, (long long)i + 1);
@@ -187,7 +186,7 @@ static int pair_set_build(pair_set *s, const ranking *rk, int64_t n_rk, const dp
         s->prompt_len[i] = (int32_t)keep;
         for (int k = 0; k < rk[i].k; k++) {
             n = tokenizer_encode(tok, rk[i].responses[k], strlen(rk[i].responses[k]), buf,
-                                 (size_t)buf_cap - 1, false);
+                                 (size_t)buf_cap - 1, job->in->texts_special);
             if (n < 0) {
                 snprintf(err, errlen, "%s ranking %lld: response %d could not be tokenized", what,
                          (long long)i + 1, k + 1);
@@ -233,7 +232,7 @@ static void layout_pairs(dpo_job *job, const pair_set *s, const int32_t *idx, in
 
 /* Sequence log-probs of the 2n laid-out rows under m into seq[0..2n), in
  * one forward (which m keeps for backward). */
-static void sequence_logps(dpo_job *job, gpt2_model *m, int n, float *seq) {
+static void sequence_logps(dpo_job *job, model *m, int n, float *seq) {
     const int N = job->N, rows = 2 * n;
     lm_rows_logprobs(m, &job->rows, 0, rows, 1.0f, job->logp);
     for (int b = 0; b < rows; b++) {
@@ -247,10 +246,10 @@ static void sequence_logps(dpo_job *job, gpt2_model *m, int n, float *seq) {
 
 /* The reference's sequence log-probs of the laid-out rows. */
 static void reference_logps(dpo_job *job, int n, float *seq) {
-    if (job->policy.lora && strcmp(job->cfg->reference, "frozen_copy") != 0) {
-        gpt2_lora_set_enabled(&job->policy, false);
+    if (model_has_lora(&job->policy) && strcmp(job->cfg->reference, "frozen_copy") != 0) {
+        model_set_lora_enabled(&job->policy, false);
         sequence_logps(job, &job->policy, n, seq);
-        gpt2_lora_set_enabled(&job->policy, true);
+        model_set_lora_enabled(&job->policy, true);
     } else {
         sequence_logps(job, &job->ref, n, seq);
     }
@@ -313,14 +312,13 @@ static int load_models(dpo_job *job, char *err, size_t errlen) {
     if (need_copy && lm_open_model(&job->ref, in->policy_checkpoint, false, LM_LORA_NONE, &spec, 0,
                                    NULL, err, errlen) != 0)
         return -1;
-    if (!lm_all_finite(job->policy.param_memory, job->policy.num_params) ||
-        (need_copy && !lm_all_finite(job->ref.param_memory, job->ref.num_params))) {
+    if (!lm_weights_finite(&job->policy) || (need_copy && !lm_weights_finite(&job->ref))) {
         snprintf(err, errlen, "the initial model's weights are not finite");
         return -1;
     }
-    if (in->tok->vocab_size > job->policy.cfg.vocab_size) {
+    if (in->tok->vocab_size > model_vocab_size(&job->policy)) {
         snprintf(err, errlen, "the tokenizer's vocabulary (%d) is larger than the model's (%d)",
-                 in->tok->vocab_size, job->policy.cfg.vocab_size);
+                 in->tok->vocab_size, model_vocab_size(&job->policy));
         return -1;
     }
     return 0;
@@ -348,12 +346,12 @@ static int prepare(dpo_job *job, char *err, size_t errlen) {
                 job->N = n > job->N ? n : job->N;
             }
         }
-    if (job->P + job->N > job->policy.cfg.max_seq_len) {
+    if (job->P + job->N > model_max_seq_len(&job->policy)) {
         snprintf(err, errlen,
                  "hyperparameter 'max_prompt_length': prompts of %d and responses of %d tokens "
                  "exceed the model's context of %d; lower max_prompt_length or "
                  "max_response_length",
-                 job->P, job->N, job->policy.cfg.max_seq_len);
+                 job->P, job->N, model_max_seq_len(&job->policy));
         return -1;
     }
     const int rows = 2 * job->B;
@@ -366,9 +364,9 @@ static int prepare(dpo_job *job, char *err, size_t errlen) {
     job->dseq = malloc(sizeof(float) * (size_t)rows);
     if (lm_rows_alloc(&job->rows, rows, job->P, job->N) != 0 || !job->order || !job->logp ||
         !job->dlogp || !job->seq_policy || !job->seq_ref || !job->dseq ||
-        gpt2_reserve(&job->policy, rows, job->P + job->N, err, errlen) != 0 ||
-        (job->ref.param_memory &&
-         gpt2_reserve(&job->ref, rows, job->P + job->N, err, errlen) != 0)) {
+        model_reserve(&job->policy, rows, job->P + job->N, err, errlen) != 0 ||
+        (lm_model_loaded(&job->ref) &&
+         model_reserve(&job->ref, rows, job->P + job->N, err, errlen) != 0)) {
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory for the batches");
         return -1;
@@ -383,8 +381,8 @@ static void job_free(dpo_job *job) {
     free(job->seq_policy), free(job->seq_ref), free(job->dseq);
     lm_train_state_free(&job->st);
     lm_rows_free(&job->rows);
-    gpt2_free(&job->policy);
-    gpt2_free(&job->ref);
+    model_free(&job->policy);
+    model_free(&job->ref);
 }
 
 /* ---- steps ------------------------------------------------------------------------ */
@@ -464,8 +462,8 @@ static int train_step(dpo_job *job, float lr, dpo_metrics *m, double *grad_norm)
         for (int t = 0; t < N; t++)
             job->dlogp[(int64_t)b * N + t] = job->rows.mask[(int64_t)b * N + t] ? g : 0.0f;
     }
-    gpt2_model *pm = &job->policy;
-    gpt2_zero_grad(pm);
+    model *pm = &job->policy;
+    model_zero_grad(pm);
     lm_rows_backward(pm, &job->rows, 0, 1.0f, job->dlogp);
     *grad_norm = lm_train_state_adam(&job->st, pm, lr, job->cfg->max_grad_norm);
     return isfinite(*grad_norm) ? 0 : 1;
@@ -507,7 +505,7 @@ int dpo_lm_train(const dpo_lm_config *cfg, const dpo_lm_inputs *in, const train_
     if (!job.live_ref) {
         precompute_reference(&job, &job.train);
         precompute_reference(&job, &job.eval);
-        gpt2_free(&job.ref); /* needed no more */
+        model_free(&job.ref); /* needed no more */
         if (!lm_all_finite(job.train.ref_c, job.train.n) ||
             !lm_all_finite(job.train.ref_r, job.train.n)) {
             snprintf(err, errlen, "the reference log-probs are not finite");

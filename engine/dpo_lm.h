@@ -90,6 +90,9 @@ typedef struct dpo_lm_inputs {
     /* A periodic or stopped-run checkpoint of this job (same hyperparameters,
      * data and SFT model). */
     const char *resume_checkpoint;
+    /* Special tokens written in prompts and responses are those tokens
+     * (rankings rendered by a chat template); false: plain text. */
+    bool texts_special;
 } dpo_lm_inputs;
 
 typedef struct dpo_lm_result {

@@ -8,7 +8,6 @@
 
 #include "grader.h"
 #include "lm_policy.h"
-#include "lora.h"
 #include "optim.h"
 #include "ppo.h"
 #include "rng.h"
@@ -195,7 +194,7 @@ typedef struct grpo_job {
     const grpo_lm_inputs *in;
     const train_sink *sink;
     bool rloo;
-    gpt2_model policy, ref, rm; /* ref: without LoRA and with a KL; rm: optional */
+    model policy, ref, rm; /* ref: without LoRA and with a KL; rm: optional */
     bool use_ref, use_rm;
     double gain, bias;
     grader *grader;
@@ -228,38 +227,36 @@ static lm_lora_spec lora_spec(const grpo_lm_config *cfg) {
 static void rm_scores(grpo_job *job, int r0, int n) {
     const lm_rows *r = &job->rows;
     const int S = r->S;
-    const gpt2_batch b = {r->seq + (int64_t)r0 * S, r->positions + (int64_t)r0 * S,
-                          r->seq_mask + (int64_t)r0 * S, n, S};
-    gpt2_forward(&job->rm, &b, false);
+    model_forward(&job->rm, r->seq + (int64_t)r0 * S, r->positions + (int64_t)r0 * S,
+                  r->seq_mask + (int64_t)r0 * S, n, S, 0, 0);
+    const float *values = model_values(&job->rm);
     for (int i = 0; i < n; i++) {
         const int last = r->P + r->len[r0 + i] - 1;
-        job->rm_score[r0 + i] =
-            (float)(job->gain * job->rm.acts.values[(int64_t)i * S + last] + job->bias);
+        job->rm_score[r0 + i] = (float)(job->gain * values[(int64_t)i * S + last] + job->bias);
     }
 }
 
 /* score_model graders score with the job's reward model. */
-static int score_with_rm(void *ctx, const char *model, const char *prompt, const char *text,
+static int score_with_rm(void *ctx, const char *model_name, const char *prompt, const char *text,
                          double *score, char *err, size_t errlen) {
     grpo_job *job = ctx;
-    (void)model;
+    (void)model_name;
     if (!job->use_rm) {
         snprintf(err, errlen,
                  "a score_model grader needs the job's reward model (reward_model); this job has "
                  "none");
         return -1;
     }
-    const int cap = job->rm.cfg.max_seq_len;
-    const text_pair ex = {prompt ? prompt : "", text};
+    const int cap = model_max_seq_len(&job->rm);
+    const text_pair ex = {prompt ? prompt : "", text, NULL, 0};
     const int64_t n =
         sft_tokenize(job->in->tok, &ex, false, job->ids_scratch, job->mask_scratch, cap);
     if (n < 1) {
         snprintf(err, errlen, "score_model: the text could not be tokenized");
         return -1;
     }
-    const gpt2_batch b = {job->ids_scratch, NULL, NULL, 1, (int)n};
-    gpt2_forward(&job->rm, &b, false);
-    *score = job->gain * job->rm.acts.values[n - 1] + job->bias;
+    model_forward(&job->rm, job->ids_scratch, NULL, NULL, 1, (int)n, 0, 0);
+    *score = job->gain * model_values(&job->rm)[n - 1] + job->bias;
     return 0;
 }
 
@@ -285,12 +282,12 @@ static int load_models(grpo_job *job, char *err, size_t errlen) {
             return -1;
         }
     }
-    if (!lm_all_finite(job->policy.param_memory, job->policy.num_params)) {
+    if (!lm_weights_finite(&job->policy)) {
         snprintf(err, errlen, "the policy's weights are not finite");
         return -1;
     }
-    if (in->tok->vocab_size > job->policy.cfg.vocab_size ||
-        (job->use_rm && job->rm.cfg.vocab_size != job->policy.cfg.vocab_size)) {
+    if (in->tok->vocab_size > model_vocab_size(&job->policy) ||
+        (job->use_rm && model_vocab_size(&job->rm) != model_vocab_size(&job->policy))) {
         snprintf(err, errlen, "the policy, reward model and tokenizer vocabularies do not match");
         return -1;
     }
@@ -304,9 +301,9 @@ static json_t *make_item(const char *prompt, const char *answer) {
 static int prepare(grpo_job *job, char *err, size_t errlen) {
     const grpo_lm_inputs *in = job->in;
     const int N = job->N, B = job->B;
-    int context = job->policy.cfg.max_seq_len;
-    if (job->use_rm && job->rm.cfg.max_seq_len < context)
-        context = job->rm.cfg.max_seq_len;
+    int context = model_max_seq_len(&job->policy);
+    if (job->use_rm && model_max_seq_len(&job->rm) < context)
+        context = model_max_seq_len(&job->rm);
     const int cap = context - N;
     if (cap < 1) {
         snprintf(err, errlen,
@@ -332,10 +329,10 @@ static int prepare(grpo_job *job, char *err, size_t errlen) {
                                : (in->eval_answers ? in->eval_answers[i - np] : NULL);
         job->prompt_tokens[i] = malloc(sizeof(int32_t) * (size_t)cap);
         job->items[i] = make_item(p, a);
-        const int64_t n =
-            job->prompt_tokens[i]
-                ? tokenizer_encode(in->tok, p, strlen(p), job->prompt_tokens[i], (size_t)cap, false)
-                : -1;
+        const int64_t n = job->prompt_tokens[i]
+                              ? tokenizer_encode(in->tok, p, strlen(p), job->prompt_tokens[i],
+                                                 (size_t)cap, in->prompts_special)
+                              : -1;
         if (n < 1 || job->items[i] == NULL) {
             snprintf(err, errlen, "%s prompt %lld is empty or could not be tokenized",
                      i < np ? "training" : "held-out", (long long)(i < np ? i : i - np) + 1);
@@ -366,9 +363,9 @@ static int prepare(grpo_job *job, char *err, size_t errlen) {
     if (!ok || !job->reward || !job->adv || !job->rm_score || !job->agg_len || !job->parts ||
         !job->batch_prompt || !job->prompt_ids || !job->prompt_mask || !job->gen || !job->gen_len ||
         !job->ids_scratch || !job->mask_scratch || lm_rows_alloc(&job->rows, B, job->P, N) != 0 ||
-        gpt2_reserve(&job->policy, B, S, err, errlen) != 0 ||
-        (job->ref.param_memory && gpt2_reserve(&job->ref, B, S, err, errlen) != 0) ||
-        (job->use_rm && gpt2_reserve(&job->rm, B, S > context ? S : context, err, errlen) != 0)) {
+        model_reserve(&job->policy, B, S, err, errlen) != 0 ||
+        (lm_model_loaded(&job->ref) && model_reserve(&job->ref, B, S, err, errlen) != 0) ||
+        (job->use_rm && model_reserve(&job->rm, B, S > context ? S : context, err, errlen) != 0)) {
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory for the batches");
         return -1;
@@ -393,9 +390,9 @@ static void job_free(grpo_job *job) {
     lm_rows_free(&job->rows);
     lm_train_state_free(&job->st);
     grader_free(job->grader);
-    gpt2_free(&job->policy);
-    gpt2_free(&job->ref);
-    gpt2_free(&job->rm);
+    model_free(&job->policy);
+    model_free(&job->ref);
+    model_free(&job->rm);
 }
 
 static const hparam_table *job_table(const grpo_job *job) {
@@ -422,9 +419,9 @@ static void layout_prompts(grpo_job *job, int n) {
 /* Samples completions of the n laid-out prompts from rng and lays out rows. */
 static int generate(grpo_job *job, int n, rng_state *rng, char *err, size_t errlen) {
     const int P = job->P, N = job->N;
-    const gpt2_sample_config sc = {(float)job->cfg->temperature, 0, 1.0f, N, job->eot};
-    if (gpt2_generate(&job->policy, job->prompt_ids, job->prompt_mask, n, P, &sc, rng, job->gen,
-                      job->gen_len, err, errlen) != 0)
+    if (model_generate(&job->policy, job->prompt_ids, job->prompt_mask, n, P,
+                       (float)job->cfg->temperature, 0, 1.0f, N, job->eot, rng, job->gen,
+                       job->gen_len, err, errlen) != 0)
         return -1;
     for (int b = 0; b < n; b++) {
         const int32_t p = job->batch_prompt[b];
@@ -508,10 +505,10 @@ static void next_batch(grpo_job *job) {
 
 /* Reference log-probs of the batch into ref_logp. */
 static void reference_logprobs(grpo_job *job) {
-    if (job->policy.lora) {
-        gpt2_lora_set_enabled(&job->policy, false);
+    if (model_has_lora(&job->policy)) {
+        model_set_lora_enabled(&job->policy, false);
         lm_rows_logprobs(&job->policy, &job->rows, 0, job->B, job->inv_temp, job->ref_logp);
-        gpt2_lora_set_enabled(&job->policy, true);
+        model_set_lora_enabled(&job->policy, true);
     } else {
         lm_rows_logprobs(&job->ref, &job->rows, 0, job->B, job->inv_temp, job->ref_logp);
     }
@@ -522,7 +519,7 @@ static int optimize(grpo_job *job, float lr, step_stats *ss) {
     const grpo_lm_config *cfg = job->cfg;
     const int B = job->B, N = job->N;
     const int64_t BN = (int64_t)B * N;
-    gpt2_model *pm = &job->policy;
+    model *pm = &job->policy;
     lm_rows_logprobs(pm, &job->rows, 0, B, job->inv_temp, job->logp);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < N; t++)
@@ -554,7 +551,7 @@ static int optimize(grpo_job *job, float lr, step_stats *ss) {
     }
     if (!isfinite(loss))
         return 1;
-    gpt2_zero_grad(pm);
+    model_zero_grad(pm);
     lm_rows_backward(pm, &job->rows, 0, job->inv_temp, job->dlogp);
     const double norm = lm_train_state_adam(&job->st, pm, lr, cfg->max_grad_norm);
     if (!isfinite(norm))

@@ -99,6 +99,9 @@ typedef struct grpo_lm_inputs {
     const char *policy_checkpoint; /* the SFT model: policy init and reference */
     const char *reward_checkpoint; /* optional reward model */
     const char *resume_checkpoint;
+    /* Special tokens written in the prompts are those tokens (prompts
+     * rendered by a chat template); false: plain text. */
+    bool prompts_special;
 } grpo_lm_inputs;
 
 typedef struct grpo_lm_result {

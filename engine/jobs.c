@@ -1,11 +1,13 @@
 #include "jobs.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "chat_template.h"
 #include "model.h"
 #include "ppo_control.h"
 
@@ -31,13 +33,21 @@ static const job_type ppo_control_job = {
     .run = ppo_control_run,
 };
 
+/* Whether dir holds a Hugging Face tokenizer.json. */
+static bool has_tokenizer_json(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    return access(path, R_OK) == 0;
+}
+
 int job_load_tokenizer(tokenizer *tok, const job_inputs *in, char *err, size_t errlen) {
+    /* a model directory brings its own tokenizer */
+    const char *hf = in->tokenizer_dir ? in->tokenizer_dir : in->init_checkpoint;
+    if (hf != NULL && has_tokenizer_json(hf))
+        return tokenizer_load_hf(tok, hf, err, errlen);
     if (in->tokenizer_dir == NULL)
         return tokenizer_load_bytes(tok, err, errlen);
     char vocab[4096], merges[4096];
-    snprintf(vocab, sizeof vocab, "%s/tokenizer.json", in->tokenizer_dir);
-    if (access(vocab, R_OK) == 0) /* a Hugging Face model directory */
-        return tokenizer_load_hf(tok, in->tokenizer_dir, err, errlen);
     snprintf(vocab, sizeof vocab, "%s/vocab.json", in->tokenizer_dir);
     snprintf(merges, sizeof merges, "%s/merges.txt", in->tokenizer_dir);
     if (access(vocab, R_OK) != 0) { /* OpenAI's names for the same two files */
@@ -51,15 +61,97 @@ static int sft_validate_any(const void *cfg, char *err, size_t errlen) {
     return sft_validate(cfg, err, errlen);
 }
 
+/* The chat template of the model directory a Hugging Face tokenizer came
+ * from (its tokenizer_config.json). Returns true when there is one. */
+static bool job_load_chat_template(chat_template *tpl, const tokenizer *tok, const job_inputs *in) {
+    const char *dir = in->tokenizer_dir ? in->tokenizer_dir : in->init_checkpoint;
+    if (tokenizer_hf(tok) == NULL || dir == NULL)
+        return false;
+    char path[4096], err[512];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    return chat_template_load(tpl, path, NULL, err, sizeof err) == 0;
+}
+
+/* What a job reads its text with: the tokenizer and, from a model
+ * directory, its chat template. */
+typedef struct job_text {
+    tokenizer tok;
+    chat_template tpl;
+    bool chat; /* tpl loaded */
+} job_text;
+
+static int job_text_open(job_text *t, const job_inputs *in, char *err, size_t errlen) {
+    if (job_load_tokenizer(&t->tok, in, err, errlen) != 0)
+        return -1;
+    t->chat = job_load_chat_template(&t->tpl, &t->tok, in);
+    return 0;
+}
+
+/* The template, or NULL without one. */
+static const chat_template *job_text_template(const job_text *t) {
+    return t->chat ? &t->tpl : NULL;
+}
+
+static void job_text_close(job_text *t) {
+    if (t->chat)
+        chat_template_free(&t->tpl);
+    tokenizer_free(&t->tok);
+}
+
+/* A conversation (a JSON message list) rendered by the template. */
+static int job_render_messages(const chat_template *tpl, const char *messages_json,
+                               bool generation_prompt, char **text, char *err, size_t errlen) {
+    if (tpl == NULL) {
+        snprintf(err, errlen,
+                 "a conversational prompt needs a model directory with a chat "
+                 "template (tokenizer_config.json)");
+        return -1;
+    }
+    json_t *root = json_loads(messages_json, 0, NULL);
+    const size_t n = json_array_size(root);
+    chat_message *m = calloc(n + 1, sizeof *m);
+    int rc = -1;
+    if (m != NULL) {
+        const json_t *item;
+        size_t i;
+        json_array_foreach(root, i, item) {
+            m[i].role = json_string_value(json_object_get(item, "role"));
+            m[i].content = json_string_value(json_object_get(item, "content"));
+        }
+        size_t len;
+        rc =
+            chat_template_render(tpl, m, n, generation_prompt, text, &len, NULL, NULL, err, errlen);
+    } else {
+        snprintf(err, errlen, "out of memory");
+    }
+    free(m);
+    json_decref(root);
+    return rc;
+}
+
+/* A conversational prompt as the text the policy continues: the template's
+ * rendering with the generation prompt. */
+static int job_render_prompt(const chat_template *tpl, const char *messages_json, char **text,
+                             char *err, size_t errlen) {
+    return job_render_messages(tpl, messages_json, true, text, err, errlen);
+}
+
 static int sft_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                    size_t errlen) {
-    tokenizer tok;
-    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
         return -1;
-    const sft_inputs si = {in->train,           in->n_train,           in->eval, in->n_eval, &tok,
-                           in->init_checkpoint, in->resume_checkpoint, in->dist};
+    const sft_inputs si = {in->train,
+                           in->n_train,
+                           in->eval,
+                           in->n_eval,
+                           &jt.tok,
+                           in->init_checkpoint,
+                           in->resume_checkpoint,
+                           in->dist,
+                           job_text_template(&jt)};
     const int rc = sft_train(cfg, &si, sink, NULL, err, errlen);
-    tokenizer_free(&tok);
+    job_text_close(&jt);
     return rc;
 }
 
@@ -68,7 +160,8 @@ static const char *const sft_headline[] = {"loss", "eval_loss",    "perplexity",
 
 static const job_type sft_job = {
     .name = "sft",
-    .summary = "Supervised fine-tuning of a GPT-2-family model on (prompt, response) pairs",
+    .summary = "Supervised fine-tuning of a language model (GPT-2 or Llama family) on (prompt, "
+               "response) pairs or chat rows",
     .hparams = &sft_hparams,
     .headline_metrics = sft_headline,
     .needs_train_data = 1,
@@ -82,16 +175,112 @@ static int reward_validate_any(const void *cfg, char *err, size_t errlen) {
     return reward_validate(cfg, err, errlen);
 }
 
+/* Strings a job rendered. */
+typedef struct rendered_texts {
+    char **items;
+    int64_t n;
+} rendered_texts;
+
+static void free_texts(rendered_texts *t) {
+    for (int64_t i = 0; i < t->n; i++)
+        free(t->items[i]);
+    free(t->items);
+}
+
+/* Rankings whose rows carry a conversation, rendered by the chat template
+ * (tpl NULL: the rankings as they are, prompt = the last user message):
+ * the prompt as the conversation with the generation prompt, each response
+ * as the rest of the conversation it completes (its content and
+ * end-of-turn). Rows without one are copied. *texts collects the rendered
+ * strings (free them with free_texts). 0 or -1 with err. */
+static int render_rankings(const chat_template *tpl, const ranking *in, int64_t n, ranking **out,
+                           rendered_texts *texts, bool *any, char *err, size_t errlen) {
+    *out = calloc((size_t)(n > 0 ? n : 1), sizeof **out);
+    texts->items = calloc((size_t)(n > 0 ? n : 1) * (RANKING_MAX_K + 1), sizeof *texts->items);
+    texts->n = 0;
+    if (*out == NULL || texts->items == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        ranking *rk = &(*out)[i];
+        *rk = in[i];
+        if (in[i].prompt_messages == NULL || tpl == NULL)
+            continue; /* without a template: the last user message, as the row gave it */
+        *any = true;
+        char *prompt;
+        if (job_render_prompt(tpl, in[i].prompt_messages, &prompt, err, errlen) != 0)
+            return -1;
+        texts->items[texts->n++] = prompt;
+        rk->prompt = prompt;
+        const size_t np = strlen(prompt);
+        for (int k = 0; k < rk->k; k++) {
+            /* the conversation with this answer appended, rendered whole */
+            json_t *conv = json_loads(in[i].prompt_messages, 0, NULL);
+            json_array_append_new(
+                conv, json_pack("{s:s, s:s}", "role", "assistant", "content", in[i].responses[k]));
+            char *conv_text = json_dumps(conv, JSON_COMPACT);
+            json_decref(conv);
+            char *full = NULL;
+            const int rc =
+                conv_text ? job_render_messages(tpl, conv_text, false, &full, err, errlen) : -1;
+            free(conv_text);
+            if (rc != 0)
+                return -1;
+            if (strncmp(full, prompt, np) != 0) {
+                snprintf(err, errlen,
+                         "ranking %lld: the chat template renders the prompt "
+                         "differently once an answer follows",
+                         (long long)i + 1);
+                free(full);
+                return -1;
+            }
+            memmove(full, full + np, strlen(full + np) + 1);
+            texts->items[texts->n++] = full;
+            rk->responses[k] = full;
+        }
+    }
+    return 0;
+}
+
+/* A job's training and held-out rankings, rendered (render_rankings). */
+typedef struct job_rankings {
+    ranking *train, *eval;
+    rendered_texts texts[2];
+    bool special; /* some were rendered by the chat template */
+} job_rankings;
+
+static int job_rankings_render(job_rankings *r, const job_text *jt, const job_inputs *in, char *err,
+                               size_t errlen) {
+    memset(r, 0, sizeof *r);
+    const chat_template *tpl = job_text_template(jt);
+    if (render_rankings(tpl, in->rankings, in->n_rankings, &r->train, &r->texts[0], &r->special,
+                        err, errlen) != 0)
+        return -1;
+    return in->eval_rankings == NULL
+               ? 0
+               : render_rankings(tpl, in->eval_rankings, in->n_eval_rankings, &r->eval,
+                                 &r->texts[1], &r->special, err, errlen);
+}
+
+static void job_rankings_free(job_rankings *r) {
+    free_texts(&r->texts[0]), free_texts(&r->texts[1]);
+    free(r->train), free(r->eval);
+}
+
 static int reward_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                       size_t errlen) {
-    tokenizer tok;
-    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
         return -1;
-    const reward_inputs ri = {
-        in->rankings, in->n_rankings,      in->eval_rankings, in->n_eval_rankings,
-        &tok,         in->init_checkpoint, in->dist};
-    const int rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
-    tokenizer_free(&tok);
+    job_rankings r;
+    int rc = job_rankings_render(&r, &jt, in, err, errlen);
+    const reward_inputs ri = {r.train, in->n_rankings,      r.eval,   in->n_eval_rankings,
+                              &jt.tok, in->init_checkpoint, in->dist, r.special};
+    if (rc == 0)
+        rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
+    job_rankings_free(&r);
+    job_text_close(&jt);
     return rc;
 }
 
@@ -114,29 +303,59 @@ static int ppo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
     return ppo_lm_validate(cfg, err, errlen);
 }
 
+/* Prompts rows as the texts a policy continues: prompts[i] is row i's
+ * prompt, or its conversation rendered by the template with the generation
+ * prompt (kept in texts; *special says one was). 0 or -1 with err. */
+static int render_prompts(const chat_template *tpl, const text_pair *rows, int64_t n,
+                          const char **prompts, rendered_texts *texts, bool *special, char *err,
+                          size_t errlen) {
+    for (int64_t i = 0; i < n; i++) {
+        prompts[i] = rows[i].prompt;
+        if (rows[i].messages == NULL)
+            continue;
+        char **items = realloc(texts->items, sizeof *items * (size_t)(texts->n + 1));
+        if (items == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        texts->items = items;
+        char *text;
+        if (job_render_prompt(tpl, rows[i].messages, &text, err, errlen) != 0) {
+            snprintf(err + strlen(err), errlen - strlen(err), " (prompt %lld)", (long long)i + 1);
+            return -1;
+        }
+        prompts[i] = texts->items[texts->n++] = text;
+        *special = true;
+    }
+    return 0;
+}
+
 static int ppo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                       size_t errlen) {
-    tokenizer tok;
-    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
         return -1;
     const char **prompts = malloc(sizeof(char *) * (size_t)(in->n_train > 0 ? in->n_train : 1));
-    if (prompts == NULL) {
-        tokenizer_free(&tok);
+    rendered_texts texts = {0};
+    bool special = false;
+    int rc = prompts ? render_prompts(job_text_template(&jt), in->train, in->n_train, prompts,
+                                      &texts, &special, err, errlen)
+                     : -1;
+    if (prompts == NULL)
         snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    for (int64_t i = 0; i < in->n_train; i++)
-        prompts[i] = in->train[i].prompt;
     const ppo_lm_inputs pi = {.prompts = prompts,
                               .n_prompts = in->n_train,
-                              .tok = &tok,
+                              .prompts_special = special,
+                              .tok = &jt.tok,
                               .policy_checkpoint = in->init_checkpoint,
                               .reward_checkpoint = in->reward_checkpoint,
                               .resume_checkpoint = in->resume_checkpoint,
                               .dist = in->dist};
-    const int rc = ppo_lm_train(cfg, &pi, sink, NULL, err, errlen);
+    if (rc == 0)
+        rc = ppo_lm_train(cfg, &pi, sink, NULL, err, errlen);
+    free_texts(&texts);
     free(prompts);
-    tokenizer_free(&tok);
+    job_text_close(&jt);
     return rc;
 }
 
@@ -163,14 +382,23 @@ static int dpo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
 
 static int dpo_lm_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                       size_t errlen) {
-    tokenizer tok;
-    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
         return -1;
-    const dpo_lm_inputs di = {in->rankings,         in->n_rankings, in->eval_rankings,
-                              in->n_eval_rankings,  &tok,           in->init_checkpoint,
-                              in->resume_checkpoint};
-    const int rc = dpo_lm_train(cfg, &di, sink, NULL, err, errlen);
-    tokenizer_free(&tok);
+    job_rankings r;
+    int rc = job_rankings_render(&r, &jt, in, err, errlen);
+    const dpo_lm_inputs di = {r.train,
+                              in->n_rankings,
+                              r.eval,
+                              in->n_eval_rankings,
+                              &jt.tok,
+                              in->init_checkpoint,
+                              in->resume_checkpoint,
+                              r.special};
+    if (rc == 0)
+        rc = dpo_lm_train(cfg, &di, sink, NULL, err, errlen);
+    job_rankings_free(&r);
+    job_text_close(&jt);
     return rc;
 }
 
@@ -200,22 +428,26 @@ static int rloo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
 
 static int group_pg_run(grpo_algorithm algorithm, const void *cfg, const job_inputs *in,
                         const train_sink *sink, char *err, size_t errlen) {
-    tokenizer tok;
-    if (job_load_tokenizer(&tok, in, err, errlen) != 0)
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
         return -1;
     const int64_t n = in->n_train + in->n_eval;
     const char **text = malloc(sizeof(char *) * 2 * (size_t)(n > 0 ? n : 1));
-    if (text == NULL) {
-        tokenizer_free(&tok);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    rendered_texts rendered = {0};
+    bool special = false;
     /* prompts, answers; then the held-out ones */
     const char **prompts = text, **answers = text + n;
-    for (int64_t i = 0; i < n; i++) {
-        const text_pair *p = i < in->n_train ? &in->train[i] : &in->eval[i - in->n_train];
-        prompts[i] = p->prompt, answers[i] = p->response;
-    }
+    int rc = text ? 0 : -1;
+    if (text == NULL)
+        snprintf(err, errlen, "out of memory");
+    for (int64_t i = 0; rc == 0 && i < n; i++)
+        answers[i] = i < in->n_train ? in->train[i].response : in->eval[i - in->n_train].response;
+    if (rc == 0)
+        rc = render_prompts(job_text_template(&jt), in->train, in->n_train, prompts, &rendered,
+                            &special, err, errlen);
+    if (rc == 0)
+        rc = render_prompts(job_text_template(&jt), in->eval, in->n_eval, prompts + in->n_train,
+                            &rendered, &special, err, errlen);
     const grpo_lm_inputs gi = {.algorithm = algorithm,
                                .prompts = prompts,
                                .answers = answers,
@@ -223,13 +455,16 @@ static int group_pg_run(grpo_algorithm algorithm, const void *cfg, const job_inp
                                .eval_prompts = in->n_eval > 0 ? prompts + in->n_train : NULL,
                                .eval_answers = in->n_eval > 0 ? answers + in->n_train : NULL,
                                .n_eval = in->n_eval,
-                               .tok = &tok,
+                               .tok = &jt.tok,
                                .policy_checkpoint = in->init_checkpoint,
                                .reward_checkpoint = in->reward_checkpoint,
-                               .resume_checkpoint = in->resume_checkpoint};
-    const int rc = grpo_lm_train(cfg, &gi, sink, NULL, err, errlen);
+                               .resume_checkpoint = in->resume_checkpoint,
+                               .prompts_special = special};
+    if (rc == 0)
+        rc = grpo_lm_train(cfg, &gi, sink, NULL, err, errlen);
+    free_texts(&rendered);
     free(text);
-    tokenizer_free(&tok);
+    job_text_close(&jt);
     return rc;
 }
 
@@ -297,10 +532,14 @@ int job_config_from_model(const job_type *type, void *cfg, const char *model_pat
         sized |= hparams_find(type->hparams, shape_rows[i]) != NULL;
     if (model_path == NULL || !sized)
         return 0;
-    gpt2_config gc;
-    if (model_read_config(model_path, &gc, err, errlen) != 0)
+    /* the Llama family serves the job's context up to its positions */
+    const hparam_def *context = hparams_find(type->hparams, "context");
+    const int64_t asked = context ? *(const int64_t *)((const char *)cfg + context->offset) : 0;
+    model_shape shape;
+    if (model_read_shape(model_path, asked > 0 && asked < INT32_MAX ? (int)asked : 0, &shape, err,
+                         errlen) != 0)
         return -1;
-    const int64_t values[] = {gc.n_layer, gc.n_head, gc.d_model, gc.max_seq_len};
+    const int64_t values[] = {shape.n_layer, shape.n_head, shape.d_model, shape.context};
     int changed = 0;
     for (size_t i = 0; i < sizeof shape_rows / sizeof shape_rows[0]; i++) {
         const hparam_def *d = hparams_find(type->hparams, shape_rows[i]);

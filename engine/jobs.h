@@ -35,9 +35,10 @@ typedef struct job_inputs {
     const char *init_checkpoint;   /* safetensors path, or NULL */
     const char *resume_checkpoint; /* a resumable checkpoint of this job, or NULL */
     const char *reward_checkpoint; /* ppo: the reward model */
-    const char *tokenizer_dir;     /* a Hugging Face model directory (tokenizer.json),
-                                    * or GPT-2 BPE files (vocab.json + merges.txt or
-                                    * encoder.json + vocab.bpe); NULL = byte-level */
+    const char *tokenizer_dir;     /* a Hugging Face tokenizer.json's directory, or GPT-2
+                                    * BPE files (vocab.json + merges.txt or encoder.json +
+                                    * vocab.bpe); NULL = init_checkpoint's tokenizer.json
+                                    * when it is a directory with one, else byte-level */
     const dist_comm *dist;         /* data-parallel process group; NULL = one process */
 } job_inputs;
 
@@ -65,8 +66,9 @@ typedef struct job_type {
 /* Every job type, NULL-terminated. */
 extern const job_type *const job_types[];
 
-/* Loads the tokenizer a job's inputs ask for (tokenizer_dir's
- * tokenizer.json, else its GPT-2 BPE files; byte-level without one). Returns 0 or -1 with err. */
+/* Loads the tokenizer a job's inputs ask for (tokenizer.json in
+ * tokenizer_dir or the init directory, GPT-2 BPE from tokenizer_dir, else
+ * byte-level). Returns 0 or -1 with err. */
 int job_load_tokenizer(tokenizer *tok, const job_inputs *in, char *err, size_t errlen);
 
 /* The job type called name, or NULL. */

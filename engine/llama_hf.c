@@ -547,12 +547,8 @@ static bool file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-int llama_open_hf_dir(llama_model *m, const char *dir, const llama_open_options *opt, char *err,
-                      size_t errlen) {
-    memset(m, 0, sizeof *m);
-    const llama_open_options none = {0, false};
-    if (opt == NULL)
-        opt = &none;
+int llama_read_hf_config(llama_config *cfg, const char *dir, int max_context, char *err,
+                         size_t errlen) {
     char path[4096];
     bool missing;
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -568,10 +564,21 @@ int llama_open_hf_dir(llama_model *m, const char *dir, const llama_open_options 
         free(config);
         return -1;
     }
-    llama_config cfg;
-    int rc = llama_config_from_hf_json(&cfg, config, gen, opt->max_context, err, errlen);
+    const int rc = llama_config_from_hf_json(cfg, config, gen, max_context, err, errlen);
     free(config);
     free(gen);
+    return rc;
+}
+
+int llama_open_hf_dir(llama_model *m, const char *dir, const llama_open_options *opt, char *err,
+                      size_t errlen) {
+    memset(m, 0, sizeof *m);
+    const llama_open_options none = {0, false};
+    if (opt == NULL)
+        opt = &none;
+    char path[4096];
+    llama_config cfg;
+    int rc = llama_read_hf_config(&cfg, dir, opt->max_context, err, errlen);
     if (rc != 0)
         return -1;
     cfg.scalar_head = opt->scalar_head;

@@ -45,6 +45,11 @@ int llama_config_from_hf_json(llama_config *cfg, const char *config_json,
                               const char *generation_config_json, int max_context, char *err,
                               size_t errlen);
 
+/* The same from dir/config.json and dir/generation_config.json (when there
+ * is one). */
+int llama_read_hf_config(llama_config *cfg, const char *dir, int max_context, char *err,
+                         size_t errlen);
+
 /* config.json text (malloc'd) for cfg, with transformers' key names. */
 char *llama_hf_config_json(const llama_config *cfg);
 

@@ -6,50 +6,45 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gpt2_checkpoint.h"
-#include "lora.h"
 #include "optim.h"
 #include "train_state.h"
 
 const char *const lm_lora_target_choices[] = {"all", "attn", "mlp", "c_attn", NULL};
-/* lm_lora_target_choices spelled out for lora_parse_targets */
-static const char *const lora_target_sets[] = {"all", "attn.c_attn,attn.c_proj",
-                                               "mlp.c_fc,mlp.c_proj", "attn.c_attn"};
 
-int lm_open_model(gpt2_model *m, const char *path, bool with_head, lm_lora_load lora,
+/* The adapters spec asks for on a model of family. */
+static int lora_adapters(const lm_lora_spec *spec, model_family family, uint32_t stream,
+                         model_lora *out, char *err, size_t errlen) {
+    /* c_attn: GPT-2's fused q/k/v projection; the Llama family's q, k and v */
+    const char *text = strcmp(spec->targets, "c_attn") != 0 ? spec->targets
+                       : family == MODEL_FAMILY_GPT2        ? "attn.c_attn"
+                                                            : "q_proj,k_proj,v_proj";
+    unsigned targets;
+    if (model_lora_targets(family, text, &targets, err, errlen) != 0)
+        return -1;
+    *out = (model_lora){(int)spec->r, (float)spec->alpha, targets, spec->seed, stream};
+    return 0;
+}
+
+int lm_open_model(model *m, const char *path, bool with_head, lm_lora_load lora,
                   const lm_lora_spec *spec, uint32_t stream, model_info *info, char *err,
                   size_t errlen) {
-    model_lora adapters = {0};
-    if (lora != LM_LORA_NONE) {
-        unsigned targets = LORA_TARGETS_ALL;
-        for (int i = 0; lm_lora_target_choices[i] != NULL; i++)
-            if (strcmp(spec->targets, lm_lora_target_choices[i]) == 0 &&
-                lora_parse_targets(lora_target_sets[i], &targets, err, errlen) != 0)
-                return -1;
-        adapters = (model_lora){(int)spec->r, (float)spec->alpha, targets, spec->seed, stream};
-    }
+    model_lora adapters;
+    model_family family;
+    if (lora != LM_LORA_NONE && (model_source_family(path, &family, err, errlen) != 0 ||
+                                 lora_adapters(spec, family, stream, &adapters, err, errlen) != 0))
+        return -1;
     const model_open_options opt = {.scalar_head = with_head,
                                     .init_weights = true,
                                     .init_seed = spec->seed,
                                     .init_stream = 0xE0000001u,
                                     .lora = lora == LM_LORA_FROM_FILE ? &adapters : NULL};
-    if (model_open(path, &opt, m, info, err, errlen) != 0)
+    if (model_load(path, &opt, m, info, err, errlen) != 0)
         return -1;
-    if (lora == LM_LORA_FRESH && model_lora_attach(m, &adapters, err, errlen) != 0) {
-        gpt2_free(m);
+    if (lora == LM_LORA_FRESH && model_attach_lora(m, &adapters, err, errlen) != 0) {
+        model_free(m);
         return -1;
     }
     return 0;
-}
-
-float *lm_trainable_params(gpt2_model *m) {
-    return m->lora ? m->lora->params : m->param_memory;
-}
-float *lm_trainable_grads(gpt2_model *m) {
-    return m->lora ? m->lora->grads : m->grad_memory;
-}
-int64_t lm_trainable_count(const gpt2_model *m) {
-    return m->lora ? m->lora->num_params : m->num_params;
 }
 
 bool lm_all_finite(const float *x, int64_t n) {
@@ -57,6 +52,17 @@ bool lm_all_finite(const float *x, int64_t n) {
         if (!isfinite(x[i]))
             return false;
     return true;
+}
+
+bool lm_model_loaded(const model *m) {
+    int64_t n;
+    return model_base_params(m, &n) != NULL;
+}
+
+bool lm_weights_finite(const model *m) {
+    int64_t n;
+    const float *w = model_base_params(m, &n);
+    return lm_all_finite(w, n);
 }
 
 /* ---- rows ---------------------------------------------------------------------- */
@@ -98,52 +104,58 @@ void lm_rows_set(lm_rows *r, int b, const int32_t *prompt, int n_prompt, const i
     r->len[b] = n_resp;
 }
 
-static void scale_logits(gpt2_model *m, float s) {
-    const int64_t n = (int64_t)m->B * m->LT * m->cfg.vocab_size;
+static void scale_logits(model *m, float s) {
+    const int64_t n = model_logits_count(m);
+    float *logits = model_logits(m);
     for (int64_t i = 0; i < n; i++)
-        m->acts.logits[i] *= s;
+        logits[i] *= s;
 }
 
-void lm_rows_logprobs(gpt2_model *m, const lm_rows *r, int r0, int n, float inv_temp, float *logp) {
+void lm_rows_logprobs(model *m, const lm_rows *r, int r0, int n, float inv_temp, float *logp) {
     const int S = r->S, P = r->P, N = r->N;
-    const gpt2_batch batch = {r->seq + (int64_t)r0 * S, r->positions + (int64_t)r0 * S,
-                              r->seq_mask + (int64_t)r0 * S, n, S};
-    gpt2_forward_columns(m, &batch, P - 1, S - 1);
+    model_forward(m, r->seq + (int64_t)r0 * S, r->positions + (int64_t)r0 * S,
+                  r->seq_mask + (int64_t)r0 * S, n, S, P - 1, S - 1);
     if (inv_temp != 1.0f)
         scale_logits(m, inv_temp);
-    gpt2_token_logprobs(m, r->gen + (int64_t)r0 * N, logp, NULL);
+    model_token_logprobs(m, r->gen + (int64_t)r0 * N, logp, NULL);
     for (int64_t i = 0; i < (int64_t)n * N; i++)
         if (!r->mask[(int64_t)r0 * N + i])
             logp[i] = 0.0f;
 }
 
-void lm_rows_backward(gpt2_model *m, const lm_rows *r, int r0, float inv_temp, const float *dlogp) {
-    gpt2_logprobs_backward(m, r->gen + (int64_t)r0 * r->N, dlogp, NULL);
+void lm_rows_backward(model *m, const lm_rows *r, int r0, float inv_temp, const float *dlogp) {
+    model_logprobs_backward(m, r->gen + (int64_t)r0 * r->N, dlogp, NULL);
     if (inv_temp != 1.0f) /* d/d(logits/T) → d/dlogits */
         scale_logits(m, inv_temp);
-    gpt2_backward(m, true, false);
+    model_backward(m, true, false);
 }
 
 /* ---- the trainer's state, and resume ------------------------------------------------ */
 
-int lm_open_policy(gpt2_model *m, const char *init_path, const char *resume_path,
+int lm_open_policy(model *m, const char *init_path, const char *resume_path,
                    const lm_lora_spec *spec, uint32_t stream, char *err, size_t errlen) {
     const lm_lora_load lora = spec->r == 0  ? LM_LORA_NONE
                               : resume_path ? LM_LORA_FROM_FILE
                                             : LM_LORA_FRESH;
-    return lm_open_model(m, resume_path ? resume_path : init_path, false, lora, spec, stream, NULL,
-                         err, errlen);
+    if (lm_open_model(m, resume_path ? resume_path : init_path, false, lora, spec, stream, NULL,
+                      err, errlen) != 0)
+        return -1;
+    if (model_alloc_grads(m, err, errlen) != 0) {
+        model_free(m);
+        return -1;
+    }
+    return 0;
 }
 
-int lm_train_state_init(lm_train_state *st, gpt2_model *policy, uint64_t seed, uint32_t data_stream,
-                        uint32_t sample_stream, int64_t n) {
+int lm_train_state_init(lm_train_state *st, const model *policy, uint64_t seed,
+                        uint32_t data_stream, uint32_t sample_stream, int64_t n) {
     memset(st, 0, sizeof *st);
     rng_seed(&st->data_rng, seed, data_stream);
     rng_seed(&st->sample_rng, seed, sample_stream);
     st->order_rng = st->data_rng;
     st->cursor = n;
     st->extra = NAN;
-    const size_t np = (size_t)lm_trainable_count(policy);
+    const size_t np = (size_t)model_trainable_count(policy);
     st->adam_m = calloc(np, sizeof(float));
     st->adam_v = calloc(np, sizeof(float));
     return st->adam_m && st->adam_v ? 0 : -1;
@@ -163,22 +175,23 @@ int32_t lm_train_state_next(lm_train_state *st, int32_t *order, int64_t n) {
     return order[st->cursor++];
 }
 
-double lm_train_state_adam(lm_train_state *st, gpt2_model *policy, float lr, double max_norm) {
-    float *g = lm_trainable_grads(policy);
-    const int64_t n = lm_trainable_count(policy);
+double lm_train_state_adam(lm_train_state *st, model *policy, float lr, double max_norm) {
+    float *g = model_trainable_grads(policy);
+    const int64_t n = model_trainable_count(policy);
     const double norm = grad_clip_global_norm(g, n, max_norm);
     if (!isfinite(norm))
         return norm;
     const adam_config adam = {lr, 0.9f, 0.999f, 1e-8f, 0.0f};
     st->adam_t++;
-    adam_step(lm_trainable_params(policy), g, st->adam_m, st->adam_v, NULL, n, &adam, st->adam_t);
+    adam_step(model_trainable_params(policy), g, st->adam_m, st->adam_v, NULL, n, &adam,
+              st->adam_t);
     return norm;
 }
 
-int lm_train_state_emit(const lm_train_state *st, gpt2_model *policy, const train_sink *sink,
+int lm_train_state_emit(const lm_train_state *st, model *policy, const train_sink *sink,
                         const char *job, const hparam_table *table, const void *cfg,
                         bool with_state, char *err, size_t errlen) {
-    if (!lm_all_finite(lm_trainable_params(policy), lm_trainable_count(policy))) {
+    if (!lm_all_finite(model_trainable_params(policy), model_trainable_count(policy))) {
         snprintf(err, errlen, "the weights are not finite at step %lld; no checkpoint written",
                  (long long)st->step);
         return -1;
@@ -205,13 +218,13 @@ int lm_train_state_emit(const lm_train_state *st, gpt2_model *policy, const trai
                                    {"training_state.data_rng", rngs[1]},
                                    {"training_state.sample_rng", rngs[2]},
                                    {"training_state.config", config}};
-    const int64_t np = lm_trainable_count(policy);
+    const int64_t np = model_trainable_count(policy);
     const safetensors_tensor state[2] = {
         {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
         {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}}};
     size_t n = 0;
-    void *bytes = gpt2_checkpoint_serialize(policy, meta, with_state ? 9 : 2,
-                                            with_state ? state : NULL, with_state ? 2 : 0, &n);
+    void *bytes = model_serialize(policy, meta, with_state ? 9 : 2, with_state ? state : NULL,
+                                  with_state ? 2 : 0, &n);
     free(config);
     const int rc = bytes ? sink_checkpoint(sink, st->step, bytes, n) : -1;
     free(bytes);
@@ -230,7 +243,7 @@ static int load_state_tensor(const safetensors_file *f, const char *name, float 
     return safetensors_load_f32(t, dst, n, err, errlen);
 }
 
-int lm_train_state_restore(lm_train_state *st, gpt2_model *policy, const char *path,
+int lm_train_state_restore(lm_train_state *st, const model *policy, const char *path,
                            const hparam_table *table, const void *cfg, int64_t total_steps,
                            int32_t *order, int64_t n, char *err, size_t errlen) {
     safetensors_file f;
@@ -254,7 +267,7 @@ int lm_train_state_restore(lm_train_state *st, gpt2_model *policy, const char *p
             rc = -1;
         }
     }
-    const int64_t np = lm_trainable_count(policy);
+    const int64_t np = model_trainable_count(policy);
     if (rc == 0)
         rc = load_state_tensor(&f, "training_state.adam_m", st->adam_m, np, err, errlen) ||
              load_state_tensor(&f, "training_state.adam_v", st->adam_v, np, err, errlen);

@@ -1,7 +1,7 @@
 /* lm_policy — what the trainers that optimise a policy through the
- * log-probs of its responses share (DPO, GRPO, RLOO; ppo_lm.c has the same
- * pieces inline): LoRA from the job's hyperparameters, opening a model with
- * or without adapters, the buffer the optimizer updates, rows laid out as a
+ * log-probs of its responses share (DPO, GRPO, RLOO; PPO opens its models
+ * here too): LoRA from the job's hyperparameters, opening a model of either
+ * family (model.h) with or without adapters, rows laid out as a
  * left-padded prompt then a right-padded response, their per-token log-probs
  * and the backward of any loss given by its gradient with respect to those
  * log-probs, and checkpoints that carry the trainer's state.
@@ -18,19 +18,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gpt2.h"
 #include "hparams.h"
 #include "model.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "sink.h"
 
-/* The hyperparameter choices of lora_targets: every projection, attention's
- * two, the MLP's two, or c_attn alone (PEFT's default for GPT-2). */
+/* The hyperparameter choices of lora_targets: every projection, attention's,
+ * the MLP's, or c_attn alone (PEFT's default for GPT-2; q, k and v on the
+ * Llama family). */
 extern const char *const lm_lora_target_choices[];
 #define LM_LORA_TARGETS_DOC                                                                        \
-    "Projections with adapters: all (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj), attn, "      \
-    "mlp, or c_attn."
+    "Projections with adapters: all (GPT-2: attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj; "      \
+    "Llama: q/k/v/o_proj, gate/up/down_proj), attn, mlp, or c_attn (Llama: q, k and v)."
 
 /* How lm_open_model treats LoRA: none; fresh adapters on the file's weights
  * (adapters the file carries are merged first); or adapters attached before
@@ -47,23 +47,23 @@ typedef struct lm_lora_spec {
 /* The policy: init_path, or resume_path (a resumable checkpoint of the job:
  * its adapters load into the job's) when not NULL; with spec->r > 0 fresh
  * adapters (A from RNG stream `stream`) on an init. 0, or -1 with err. */
-int lm_open_policy(gpt2_model *m, const char *init_path, const char *resume_path,
+int lm_open_policy(model *m, const char *init_path, const char *resume_path,
                    const lm_lora_spec *spec, uint32_t stream, char *err, size_t errlen);
 
-/* Opens path (model.h) into m; with_head gives it a scalar head (the file's,
- * else fresh); LoRA as above, A drawn from RNG stream `stream` of the seed.
- * info may be NULL. 0, or -1 with err (m needs no free then). */
-int lm_open_model(gpt2_model *m, const char *path, bool with_head, lm_lora_load lora,
+/* Opens path (model.h, either family) into m; with_head gives it a scalar
+ * head (the file's, else fresh from the seed); LoRA as above, A drawn from
+ * RNG stream `stream` of the seed. info may be NULL. Without adapters the
+ * model has gradients for every weight only if it is a policy
+ * (lm_open_policy). 0, or -1 with err (m needs no free then). */
+int lm_open_model(model *m, const char *path, bool with_head, lm_lora_load lora,
                   const lm_lora_spec *spec, uint32_t stream, model_info *info, char *err,
                   size_t errlen);
 
-/* What the optimizer updates: with LoRA the adapters (and the scalar head),
- * else every parameter. */
-float *lm_trainable_params(gpt2_model *m);
-float *lm_trainable_grads(gpt2_model *m);
-int64_t lm_trainable_count(const gpt2_model *m);
-
 bool lm_all_finite(const float *x, int64_t n);
+/* Whether m holds a model (a zeroed struct does not). */
+bool lm_model_loaded(const model *m);
+/* Whether m's base weights (not the adapters) are all finite. */
+bool lm_weights_finite(const model *m);
 
 /* Rows of prompt + response, as above. */
 typedef struct lm_rows {
@@ -84,12 +84,12 @@ void lm_rows_set(lm_rows *r, int b, const int32_t *prompt, int n_prompt, const i
                  int n_resp, int32_t pad);
 /* Log-probs of the response tokens of rows [r0, r0 + n) under m at
  * temperature 1 / inv_temp, into logp (n, N) (0 on padding). m keeps the
- * forward for lm_rows_backward. m must have room (gpt2_reserve) for (n, S). */
-void lm_rows_logprobs(gpt2_model *m, const lm_rows *r, int r0, int n, float inv_temp, float *logp);
+ * forward for lm_rows_backward. m must have room (model_reserve) for (n, S). */
+void lm_rows_logprobs(model *m, const lm_rows *r, int r0, int n, float inv_temp, float *logp);
 /* The backward of the last lm_rows_logprobs(m, r, r0, n, ...) for a loss
  * whose gradient with respect to those log-probs is dlogp (n, N): adds to
  * m's (trainable) gradients. */
-void lm_rows_backward(gpt2_model *m, const lm_rows *r, int r0, float inv_temp, const float *dlogp);
+void lm_rows_backward(model *m, const lm_rows *r, int r0, float inv_temp, const float *dlogp);
 
 /* ---- the trainer's state, and resume ----------------------------------------------
  * What a trainer over a shuffled stream of n items (pairs, prompts) restores
@@ -101,14 +101,14 @@ typedef struct lm_train_state {
     rng_state order_rng; /* data_rng before the shuffle that made the order */
     rng_state data_rng, sample_rng;
     double extra;           /* one number a trainer keeps (NAN if unused) */
-    float *adam_m, *adam_v; /* lm_trainable_count(policy) each */
+    float *adam_m, *adam_v; /* model_trainable_count(policy) each */
 } lm_train_state;
 
 /* Seeds the streams (data_rng stream data_stream, sample_rng
  * sample_stream of seed), allocates the moments for policy, and sets the
  * cursor past n so the first item shuffles. 0, or -1 (out of memory). */
-int lm_train_state_init(lm_train_state *st, gpt2_model *policy, uint64_t seed, uint32_t data_stream,
-                        uint32_t sample_stream, int64_t n);
+int lm_train_state_init(lm_train_state *st, const model *policy, uint64_t seed,
+                        uint32_t data_stream, uint32_t sample_stream, int64_t n);
 void lm_train_state_free(lm_train_state *st);
 /* The next item of the stream: order (n) is reshuffled from data_rng each
  * time the cursor passes its end. */
@@ -116,17 +116,17 @@ int32_t lm_train_state_next(lm_train_state *st, int32_t *order, int64_t n);
 /* Clips the policy's gradient to max_norm and takes one Adam step (β 0.9,
  * 0.999, ε 1e-8) at lr. Returns the norm before clipping; a norm that is not
  * finite takes no step. */
-double lm_train_state_adam(lm_train_state *st, gpt2_model *policy, float lr, double max_norm);
+double lm_train_state_adam(lm_train_state *st, model *policy, float lr, double max_norm);
 /* The policy through the sink as a checkpoint at st->step (metadata
  * rlhfd_job = job and step), with the state when with_state. Refuses
  * non-finite weights. 0, or -1 with err. */
-int lm_train_state_emit(const lm_train_state *st, gpt2_model *policy, const train_sink *sink,
+int lm_train_state_emit(const lm_train_state *st, model *policy, const train_sink *sink,
                         const char *job, const hparam_table *table, const void *cfg,
                         bool with_state, char *err, size_t errlen);
 /* Restores st from the resumable checkpoint at path (the policy's weights
  * came from the same file): refuses other hyperparameters, a state past
  * total_steps or a cursor past n; redoes the shuffle of the order in use. */
-int lm_train_state_restore(lm_train_state *st, gpt2_model *policy, const char *path,
+int lm_train_state_restore(lm_train_state *st, const model *policy, const char *path,
                            const hparam_table *table, const void *cfg, int64_t total_steps,
                            int32_t *order, int64_t n, char *err, size_t errlen);
 

@@ -5,9 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "gpt2.h"
-#include "gpt2_checkpoint.h"
-#include "lora.h"
+#include "lm_policy.h"
 #include "model.h"
 #include "optim.h"
 #include "ppo.h"
@@ -18,11 +16,6 @@
 
 static const char *const estimator_choices[] = {"k1", "k3", "abs", NULL};
 static const char *const value_model_choices[] = {"reward_model", "policy_head", NULL};
-/* LoRA target sets: every projection, attention's two, the MLP's two, or
- * c_attn alone (PEFT's default for GPT-2); lora_target_sets spells them out */
-static const char *const lora_target_choices[] = {"all", "attn", "mlp", "c_attn", NULL};
-static const char *const lora_target_sets[] = {"all", "attn.c_attn,attn.c_proj",
-                                               "mlp.c_fc,mlp.c_proj", "attn.c_attn"};
 
 #define F(name) offsetof(ppo_lm_config, name)
 static const hparam_def ppo_lm_defs[] = {
@@ -80,9 +73,8 @@ static const hparam_def ppo_lm_defs[] = {
      "is the policy with its adapters disabled (no second copy)."},
     {"lora_alpha", HPARAM_FLOAT, F(lora_alpha), 16, 1e-6, 1e6, NULL,
      "LoRA alpha: adapters are scaled by lora_alpha / lora_r."},
-    {"lora_targets", HPARAM_CHOICE, F(lora_targets), 0, 0, 0, lora_target_choices,
-     "Projections with adapters: all (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj), attn, "
-     "mlp, or c_attn."},
+    {"lora_targets", HPARAM_CHOICE, F(lora_targets), 0, 0, 0, lm_lora_target_choices,
+     LM_LORA_TARGETS_DOC},
 };
 #undef F
 
@@ -112,67 +104,21 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* How load_model treats LoRA: none; fresh adapters on the file's weights
- * (adapters the file carries are merged first); or adapters attached before
- * loading, so the file's own (a resumable checkpoint of this job) fill them. */
-typedef enum lora_load { LORA_NONE, LORA_FRESH, LORA_FROM_FILE } lora_load;
-
-/* The job's adapters (lora_r, lora_alpha, lora_targets), A drawn from the
- * RNG stream `stream` of the seed. */
-static int job_lora(const ppo_lm_config *cfg, uint32_t stream, model_lora *out, char *err,
-                    size_t errlen) {
-    unsigned targets = LORA_TARGETS_ALL;
-    for (int i = 0; lora_target_choices[i] != NULL; i++)
-        if (strcmp(cfg->lora_targets, lora_target_choices[i]) == 0 &&
-            lora_parse_targets(lora_target_sets[i], &targets, err, errlen) != 0)
-            return -1;
-    *out = (model_lora){(int)cfg->lora_r, (float)cfg->lora_alpha, targets, (uint64_t)cfg->seed,
-                        stream};
-    return 0;
-}
-
 /* What the optimizer updates: with LoRA the adapters and the scalar head
- * (one flat buffer), else every parameter. */
-static float *trainable_params(gpt2_model *m) {
-    return m->lora ? m->lora->params : m->param_memory;
-}
-static float *trainable_grads(gpt2_model *m) {
-    return m->lora ? m->lora->grads : m->grad_memory;
-}
-static int64_t trainable_count(const gpt2_model *m) {
-    return m->lora ? m->lora->num_params : m->num_params;
+ * (one flat buffer), else every parameter (model.h). */
+#define trainable_params model_trainable_params
+#define trainable_grads  model_trainable_grads
+#define trainable_count  model_trainable_count
+
+static lm_lora_spec lora_spec(const ppo_lm_config *cfg) {
+    return (lm_lora_spec){cfg->lora_r, cfg->lora_alpha, cfg->lora_targets, (uint64_t)cfg->seed};
 }
 
-/* Opens a checkpoint (model.h); with_head gives the model a scalar head (the
- * file's if it has one, else freshly initialised); lora as above, its
- * adapters drawn from RNG stream lora_stream. */
-static int load_model(gpt2_model *m, const char *path, bool with_head, lora_load lora,
-                      uint32_t lora_stream, const ppo_lm_config *cfg, double *gain, double *bias,
-                      char *err, size_t errlen) {
-    model_lora adapters;
-    if (lora != LORA_NONE && job_lora(cfg, lora_stream, &adapters, err, errlen) != 0)
-        return -1;
-    const model_open_options opt = {.scalar_head = with_head,
-                                    .init_weights = true,
-                                    .init_seed = (uint64_t)cfg->seed,
-                                    .init_stream = 0xE0000001u,
-                                    .lora = lora == LORA_FROM_FILE ? &adapters : NULL};
-    model_info info;
-    if (model_open(path, &opt, m, &info, err, errlen) != 0)
-        return -1;
-    if (lora == LORA_FRESH && model_lora_attach(m, &adapters, err, errlen) != 0) {
-        gpt2_free(m);
-        return -1;
-    }
-    if (gain != NULL)
-        *gain = info.reward_gain, *bias = info.reward_bias;
-    return 0;
-}
-
-static void scale_logits(gpt2_model *m, float s) {
-    const int64_t n = (int64_t)m->B * m->LT * m->cfg.vocab_size;
+static void scale_logits(model *m, float s) {
+    const int64_t n = model_logits_count(m);
+    float *logits = model_logits(m);
     for (int64_t i = 0; i < n; i++)
-        m->acts.logits[i] *= s;
+        logits[i] *= s;
 }
 
 /* One rollout's worth of buffers, (B, N) unless noted. */
@@ -236,18 +182,18 @@ static void rollout_free(rollout *ro) {
  * values, into logp/values rows (n, N); entropy likewise if not NULL. The LM
  * head runs only on the N columns P-1 .. S-2 that predict response tokens
  * (acts.logits (n, N, V)). */
-static void score_tokens(gpt2_model *m, rollout *ro, int r0, int n, float inv_temp, float *logp,
+static void score_tokens(model *m, rollout *ro, int r0, int n, float inv_temp, float *logp,
                          float *values, float *entropy) {
     const int S = ro->S, P = ro->P, N = ro->N;
-    gpt2_batch batch = {ro->seq + (int64_t)r0 * S, ro->positions + (int64_t)r0 * S,
-                        ro->seq_mask + (int64_t)r0 * S, n, S};
-    gpt2_forward_columns(m, &batch, P - 1, S - 1);
+    model_forward(m, ro->seq + (int64_t)r0 * S, ro->positions + (int64_t)r0 * S,
+                  ro->seq_mask + (int64_t)r0 * S, n, S, P - 1, S - 1);
     scale_logits(m, inv_temp);
-    gpt2_token_logprobs(m, ro->gen + (int64_t)r0 * N, logp, entropy);
-    if (values && m->cfg.scalar_head)
+    model_token_logprobs(m, ro->gen + (int64_t)r0 * N, logp, entropy);
+    const float *mv = model_values(m);
+    if (values && model_has_scalar_head(m))
         for (int b = 0; b < n; b++)
             for (int t = 0; t < N; t++) /* the position predicting token t */
-                values[(int64_t)b * N + t] = m->acts.values[(int64_t)b * S + P + t - 1];
+                values[(int64_t)b * N + t] = mv[(int64_t)b * S + P + t - 1];
 }
 
 /* Copies rows idx[0..n) of src into rows 0..n-1 of dst (same P, N). */
@@ -267,13 +213,6 @@ static void copy_rows(rollout *dst, const rollout *src, const int32_t *idx, int 
         for (int k = 0; k < 4; k++)
             memcpy(d[k] + (int64_t)i * N, f[k] + s * N, sizeof(float) * (size_t)N);
     }
-}
-
-static bool all_finite(const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return false;
-    return true;
 }
 
 static double masked_mean(const float *x, const uint8_t *mask, int64_t n) {
@@ -305,11 +244,11 @@ typedef struct ppo_job {
     const ppo_lm_config *cfg;
     const ppo_lm_inputs *in;
     const train_sink *sink;
-    gpt2_model policy, ref, rm, value; /* ref unused with LoRA: the policy, adapters off */
-    bool separate_value;               /* value_model = reward_model: values from `value` */
-    bool lora;                         /* lora_r > 0 */
-    double gain, bias;                 /* the reward model's normalisation */
-    int B, M, U, N, P, S;              /* rollout rows, minibatch rows, micro-batch rows, columns */
+    model policy, ref, rm, value; /* ref unused with LoRA: the policy, adapters off */
+    bool separate_value;          /* value_model = reward_model: values from `value` */
+    bool lora;                    /* lora_r > 0 */
+    double gain, bias;            /* the reward model's normalisation */
+    int B, M, U, N, P, S;         /* rollout rows, minibatch rows, micro-batch rows, columns */
     int eot;
     float inv_temp;
     ppo_kl_estimator est;
@@ -330,7 +269,7 @@ typedef struct train_stats {
 } train_stats;
 
 /* The value model's outputs live on this model. */
-static gpt2_model *critic(ppo_job *job) {
+static model *critic(ppo_job *job) {
     return job->separate_value ? &job->value : &job->policy;
 }
 
@@ -340,49 +279,59 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
     const char *policy_path = in->resume_checkpoint ? in->resume_checkpoint : in->policy_checkpoint;
     /* With LoRA a resumable checkpoint holds the base and the adapters; the
      * value model's adapters come back with the rest of the state. */
-    const lora_load policy_lora = !job->lora              ? LORA_NONE
-                                  : in->resume_checkpoint ? LORA_FROM_FILE
-                                                          : LORA_FRESH;
-    if (load_model(&job->policy, policy_path, !job->separate_value, policy_lora, 0xE0000005u, cfg,
-                   NULL, NULL, err, errlen) != 0 ||
-        (!job->lora && load_model(&job->ref, in->policy_checkpoint, false, LORA_NONE, 0, cfg, NULL,
-                                  NULL, err, errlen) != 0) ||
-        load_model(&job->rm, in->reward_checkpoint, true, LORA_NONE, 0, cfg, &job->gain, &job->bias,
-                   err, errlen) != 0)
+    const lm_lora_load policy_lora = !job->lora              ? LM_LORA_NONE
+                                     : in->resume_checkpoint ? LM_LORA_FROM_FILE
+                                                             : LM_LORA_FRESH;
+    const lm_lora_spec spec = lora_spec(cfg);
+    model_info rm_info;
+    if (lm_open_model(&job->policy, policy_path, !job->separate_value, policy_lora, &spec,
+                      0xE0000005u, NULL, err, errlen) != 0 ||
+        (!job->lora && lm_open_model(&job->ref, in->policy_checkpoint, false, LM_LORA_NONE, &spec,
+                                     0, NULL, err, errlen) != 0) ||
+        lm_open_model(&job->rm, in->reward_checkpoint, true, LM_LORA_NONE, &spec, 0, &rm_info, err,
+                      errlen) != 0)
         return -1;
-    if (job->separate_value &&
-        load_model(&job->value, in->reward_checkpoint, true, job->lora ? LORA_FRESH : LORA_NONE,
-                   0xE0000006u, cfg, NULL, NULL, err, errlen) != 0)
+    job->gain = rm_info.reward_gain, job->bias = rm_info.reward_bias;
+    if (job->separate_value && lm_open_model(&job->value, in->reward_checkpoint, true,
+                                             job->lora ? LM_LORA_FRESH : LM_LORA_NONE, &spec,
+                                             0xE0000006u, NULL, err, errlen) != 0)
+        return -1;
+    /* full fine-tuning: gradients for what trains (GPT-2 models always have them) */
+    if (model_alloc_grads(&job->policy, err, errlen) != 0 ||
+        (job->separate_value && model_alloc_grads(&job->value, err, errlen) != 0))
         return -1;
     const struct {
-        const gpt2_model *m;
+        const model *m;
         const char *what;
     } loaded[] = {{&job->policy, "policy"}, {&job->ref, "SFT (reference)"}, {&job->rm, "reward"}};
-    for (int i = 0; i < 3; i++)
-        if (!all_finite(loaded[i].m->param_memory, loaded[i].m->num_params)) {
+    for (int i = 0; i < 3; i++) {
+        int64_t n;
+        const float *w = model_base_params(loaded[i].m, &n);
+        if (!lm_all_finite(w, n)) {
             snprintf(err, errlen, "the %s model's weights are not finite", loaded[i].what);
             return -1;
         }
-    gpt2_config sft_cfg = job->ref.cfg;
-    if (job->lora && in->resume_checkpoint) { /* no reference model: the SFT file's config */
-        if (model_read_config(in->policy_checkpoint, &sft_cfg, err, errlen) != 0)
-            return -1;
-    } else if (job->lora) {
-        sft_cfg = job->policy.cfg;
     }
-    const gpt2_config *pc = &job->policy.cfg, *rc = &sft_cfg;
-    if (pc->vocab_size != rc->vocab_size || pc->max_seq_len != rc->max_seq_len ||
-        pc->n_layer != rc->n_layer || pc->n_head != rc->n_head || pc->d_model != rc->d_model) {
+    /* no reference model with LoRA: the SFT file's shape (only a resume can differ) */
+    char pshape[256], rshape[256];
+    model_shape_text(&job->policy, pshape, sizeof pshape);
+    if (job->lora && in->resume_checkpoint) {
+        if (model_source_shape_text(in->policy_checkpoint, rshape, sizeof rshape, err, errlen) != 0)
+            return -1;
+    } else {
+        model_shape_text(job->lora ? &job->policy : &job->ref, rshape, sizeof rshape);
+    }
+    if (strcmp(pshape, rshape) != 0) {
         snprintf(err, errlen, "the resumed policy and the SFT model (%s) differ in shape",
                  in->policy_checkpoint);
         return -1;
     }
-    if (job->rm.cfg.vocab_size != job->policy.cfg.vocab_size ||
-        in->tok->vocab_size > job->policy.cfg.vocab_size) {
+    if (model_vocab_size(&job->rm) != model_vocab_size(&job->policy) ||
+        in->tok->vocab_size > model_vocab_size(&job->policy)) {
         snprintf(err, errlen,
                  "the policy (%d), reward model (%d) and tokenizer (%d) vocabularies "
                  "do not match",
-                 job->policy.cfg.vocab_size, job->rm.cfg.vocab_size, in->tok->vocab_size);
+                 model_vocab_size(&job->policy), model_vocab_size(&job->rm), in->tok->vocab_size);
         return -1;
     }
     return 0;
@@ -392,8 +341,8 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
 static int prepare_prompts(ppo_job *job, char *err, size_t errlen) {
     const ppo_lm_inputs *in = job->in;
     const int N = job->N;
-    int context = job->policy.cfg.max_seq_len;
-    context = job->rm.cfg.max_seq_len < context ? job->rm.cfg.max_seq_len : context;
+    int context = model_max_seq_len(&job->policy);
+    context = model_max_seq_len(&job->rm) < context ? model_max_seq_len(&job->rm) : context;
     job->prompt_tokens = calloc((size_t)in->n_prompts, sizeof *job->prompt_tokens);
     job->prompt_len = calloc((size_t)in->n_prompts, sizeof *job->prompt_len);
     job->order = malloc(sizeof(int32_t) * (size_t)in->n_prompts);
@@ -414,10 +363,11 @@ static int prepare_prompts(ppo_job *job, char *err, size_t errlen) {
     int64_t n_cut = 0;
     for (int64_t i = 0; i < in->n_prompts; i++) {
         job->prompt_tokens[i] = malloc(sizeof(int32_t) * (size_t)cap);
-        const int64_t n = job->prompt_tokens[i]
-                              ? tokenizer_encode(in->tok, in->prompts[i], strlen(in->prompts[i]),
-                                                 job->prompt_tokens[i], (size_t)cap, false)
-                              : -1;
+        const int64_t n =
+            job->prompt_tokens[i]
+                ? tokenizer_encode(in->tok, in->prompts[i], strlen(in->prompts[i]),
+                                   job->prompt_tokens[i], (size_t)cap, in->prompts_special)
+                : -1;
         if (n < 1) {
             snprintf(err, errlen, "prompt %lld is empty or could not be tokenized",
                      (long long)i + 1);
@@ -440,10 +390,10 @@ static int alloc_buffers(ppo_job *job, char *err, size_t errlen) {
     const int B = job->B, S = job->S;
     if (rollout_alloc(&job->ro, B, job->P, job->N) != 0 ||
         rollout_alloc(&job->mb, job->U, job->P, job->N) != 0 ||
-        gpt2_reserve(&job->policy, B, S, err, errlen) != 0 ||
-        (!job->lora && gpt2_reserve(&job->ref, B, S, err, errlen) != 0) ||
-        gpt2_reserve(&job->rm, B, S, err, errlen) != 0 ||
-        (job->separate_value && gpt2_reserve(&job->value, B, S, err, errlen) != 0)) {
+        model_reserve(&job->policy, B, S, err, errlen) != 0 ||
+        (!job->lora && model_reserve(&job->ref, B, S, err, errlen) != 0) ||
+        model_reserve(&job->rm, B, S, err, errlen) != 0 ||
+        (job->separate_value && model_reserve(&job->value, B, S, err, errlen) != 0)) {
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory for the rollout");
         return -1;
@@ -472,10 +422,10 @@ static void job_free(ppo_job *job) {
     free(job->flat);
     rollout_free(&job->ro);
     rollout_free(&job->mb);
-    gpt2_free(&job->policy);
-    gpt2_free(&job->ref);
-    gpt2_free(&job->rm);
-    gpt2_free(&job->value);
+    model_free(&job->policy);
+    model_free(&job->ref);
+    model_free(&job->rm);
+    model_free(&job->value);
 }
 
 /* ---- checkpoints ---------------------------------------------------------------- */
@@ -509,9 +459,9 @@ static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errl
             snprintf(err, errlen, "out of memory for the checkpoint");
         return dist_is_root(dist) ? -1 : 0;
     }
-    if (!all_finite(trainable_params(&job->policy), trainable_count(&job->policy)) ||
+    if (!lm_all_finite(trainable_params(&job->policy), trainable_count(&job->policy)) ||
         (job->separate_value &&
-         !all_finite(trainable_params(&job->value), trainable_count(&job->value)))) {
+         !lm_all_finite(trainable_params(&job->value), trainable_count(&job->value)))) {
         snprintf(err, errlen, "the weights are not finite at update %lld; no checkpoint written",
                  (long long)st->update);
         return -1;
@@ -570,8 +520,8 @@ static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errl
     const int n_state = with_state ? (job->separate_value ? 5 : 2) : 0;
     size_t n = 0;
     void *bytes = config && all_meta
-                      ? gpt2_checkpoint_serialize(&job->policy, all_meta, n_meta,
-                                                  n_state ? state : NULL, n_state, &n)
+                      ? model_serialize(&job->policy, (const char *const(*)[2])all_meta, n_meta,
+                                        n_state ? state : NULL, n_state, &n)
                       : NULL;
     free(config);
     free(all_meta);
@@ -687,14 +637,14 @@ static void next_prompts(ppo_job *job) {
 static int generate_rollout(ppo_job *job, char *err, size_t errlen) {
     rollout *ro = &job->ro;
     const int B = job->B, P = job->P, N = job->N, S = job->S;
-    const gpt2_sample_config sc = {(float)job->cfg->temperature, 0, 1.0f, N, job->eot};
     /* this rank's rows, then everyone's */
     const dist_comm *dist = job->in->dist;
     int64_t lo, hi;
     dist_shard(B, dist_rank(dist), dist_size(dist), &lo, &hi);
-    if (hi > lo && gpt2_generate(&job->policy, ro->prompt_ids + lo * P, ro->prompt_mask + lo * P,
-                                 (int)(hi - lo), P, &sc, &job->st.sample_rng, ro->gen + lo * N,
-                                 ro->len + lo, err, errlen) != 0)
+    if (hi > lo &&
+        model_generate(&job->policy, ro->prompt_ids + lo * P, ro->prompt_mask + lo * P,
+                       (int)(hi - lo), P, (float)job->cfg->temperature, 0, 1.0f, N, job->eot,
+                       &job->st.sample_rng, ro->gen + lo * N, ro->len + lo, err, errlen) != 0)
         return -1;
     if (dist_allgather_rows(dist, ro->gen, sizeof(int32_t) * (size_t)N, B) != 0 ||
         dist_allgather_rows(dist, ro->len, sizeof(int32_t), B) != 0) {
@@ -720,14 +670,14 @@ static int generate_rollout(ppo_job *job, char *err, size_t errlen) {
 }
 
 /* Values of the separate value model for rows [r0, r0 + n) of ro into values (n, N). */
-static void value_forward(gpt2_model *v, rollout *ro, int r0, int n, float *values) {
+static void value_forward(model *v, rollout *ro, int r0, int n, float *values) {
     const int S = ro->S, P = ro->P, N = ro->N;
-    gpt2_batch batch = {ro->seq + (int64_t)r0 * S, ro->positions + (int64_t)r0 * S,
-                        ro->seq_mask + (int64_t)r0 * S, n, S};
-    gpt2_forward(v, &batch, false);
+    model_forward(v, ro->seq + (int64_t)r0 * S, ro->positions + (int64_t)r0 * S,
+                  ro->seq_mask + (int64_t)r0 * S, n, S, 0, 0);
+    const float *vv = model_values(v);
     for (int b = 0; b < n; b++)
         for (int t = 0; t < N; t++)
-            values[(int64_t)b * N + t] = v->acts.values[(int64_t)b * S + P + t - 1];
+            values[(int64_t)b * N + t] = vv[(int64_t)b * S + P + t - 1];
 }
 
 /* Policy and reference log-probs, values, reward-model scores. Returns
@@ -744,22 +694,22 @@ static bool score_rollout(ppo_job *job, rollout_stats *rs) {
         score_tokens(&job->policy, ro, (int)lo, n, job->inv_temp, ro->logp + lo * N,
                      ro->values + lo * N, NULL);
         if (job->lora) { /* the reference: the same weights with the adapters off */
-            gpt2_lora_set_enabled(&job->policy, false);
+            model_set_lora_enabled(&job->policy, false);
             score_tokens(&job->policy, ro, (int)lo, n, job->inv_temp, ro->ref_logp + lo * N, NULL,
                          NULL);
-            gpt2_lora_set_enabled(&job->policy, true);
+            model_set_lora_enabled(&job->policy, true);
         } else {
             score_tokens(&job->ref, ro, (int)lo, n, job->inv_temp, ro->ref_logp + lo * N, NULL,
                          NULL);
         }
         if (job->separate_value)
             value_forward(&job->value, ro, (int)lo, n, ro->values + lo * N);
-        gpt2_batch rb = {ro->seq + lo * S, ro->positions + lo * S, ro->seq_mask + lo * S, n, S};
-        gpt2_forward(&job->rm, &rb, false);
+        model_forward(&job->rm, ro->seq + lo * S, ro->positions + lo * S, ro->seq_mask + lo * S, n,
+                      S, 0, 0);
+        const float *rv = model_values(&job->rm);
         for (int64_t b = lo; b < hi; b++) {
             const int last = P + ro->len[b] - 1;
-            ro->score[b] =
-                (float)(job->gain * job->rm.acts.values[(b - lo) * S + last] + job->bias);
+            ro->score[b] = (float)(job->gain * rv[(b - lo) * S + last] + job->bias);
         }
     }
     float *const rows[3] = {ro->logp, ro->ref_logp, ro->values};
@@ -794,8 +744,8 @@ static bool score_rollout(ppo_job *job, rollout_stats *rs) {
         in->observe_rollout(in->observe_ctx, &v);
     }
     const int64_t BN = (int64_t)B * N;
-    return all_finite(ro->logp, BN) && all_finite(ro->ref_logp, BN) && all_finite(ro->score, B) &&
-           all_finite(ro->values, BN);
+    return lm_all_finite(ro->logp, BN) && lm_all_finite(ro->ref_logp, BN) &&
+           lm_all_finite(ro->score, B) && lm_all_finite(ro->values, BN);
 }
 
 /* KL, shaped rewards, GAE, whitening; the rollout's summary in rs. */
@@ -828,7 +778,7 @@ static void compute_advantages(ppo_job *job, rollout_stats *rs) {
 static int train_micro_batch(ppo_job *job, int U, int64_t n_total, train_stats *ts) {
     const ppo_lm_config *cfg = job->cfg;
     rollout *mb = &job->mb;
-    gpt2_model *policy = &job->policy, *vm = critic(job);
+    model *policy = &job->policy, *vm = critic(job);
     const int N = job->N, S = job->S, P = job->P;
     const int64_t UN = (int64_t)U * N;
     float *newlogp = job->flat, *newval = newlogp + UN, *ent = newval + UN;
@@ -862,7 +812,7 @@ static int train_micro_batch(ppo_job *job, int U, int64_t n_total, train_stats *
     ppo_value_loss_backward(d_val, f_val, f_oldv, f_ret, n_tok, vclip, true,
                             (float)cfg->vf_coef * w);
     memset(mb->dfull, 0, sizeof(float) * (size_t)UN); /* (U, N): the logits' columns */
-    memset(vm->acts.dvalues, 0, sizeof(float) * (size_t)U * (size_t)S);
+    memset(model_dvalues(vm), 0, sizeof(float) * (size_t)U * (size_t)S);
     int k = 0;
     for (int b = 0; b < U; b++)
         for (int t = 0; t < N; t++) {
@@ -870,7 +820,7 @@ static int train_micro_batch(ppo_job *job, int U, int64_t n_total, train_stats *
                 continue;
             const int64_t c = (int64_t)b * S + P + t - 1;
             mb->dfull[(int64_t)b * N + t] = d_new[k];
-            vm->acts.dvalues[c] = d_val[k];
+            model_dvalues(vm)[c] = d_val[k];
             const double lr_ = (double)f_new[k] - f_old[k];
             ts->approxkl += 0.5 * lr_ * lr_ / (double)n_total;
             ts->clipfrac += (fabs(exp(lr_) - 1.0) > cfg->clip_coef) / (double)n_total;
@@ -882,11 +832,11 @@ static int train_micro_batch(ppo_job *job, int U, int64_t n_total, train_stats *
     ts->entropy += masked_mean(ent, mb->mask, UN) * w;
     ts->pg += (double)pg * w, ts->v += (double)vl * w;
     /* d/d(logits/T) → d/dlogits: one more factor 1/T */
-    gpt2_logprobs_backward(policy, mb->gen, mb->dfull, NULL);
+    model_logprobs_backward(policy, mb->gen, mb->dfull, NULL);
     scale_logits(policy, job->inv_temp);
-    gpt2_backward(policy, true, !job->separate_value);
+    model_backward(policy, true, !job->separate_value);
     if (job->separate_value)
-        gpt2_backward(&job->value, false, true);
+        model_backward(&job->value, false, true);
     return 0;
 }
 
@@ -902,9 +852,9 @@ static int train_minibatch(ppo_job *job, const int32_t *idx, float lr, train_sta
             n_total += ro->mask[(int64_t)idx[i] * N + t];
     if (n_total == 0)
         return 0;
-    gpt2_zero_grad(&job->policy);
+    model_zero_grad(&job->policy);
     if (job->separate_value)
-        gpt2_zero_grad(&job->value);
+        model_zero_grad(&job->value);
     /* With data parallelism each rank runs its shard of every micro-batch;
      * a non-finite loss on any rank skips the step on all. */
     const dist_comm *dist = job->in->dist;
@@ -924,7 +874,7 @@ static int train_minibatch(ppo_job *job, const int32_t *idx, float lr, train_sta
     if (bad != 0.0)
         return 1;
     const double max_norm = job->cfg->max_grad_norm;
-    gpt2_model *policy = &job->policy, *value = &job->value;
+    model *policy = &job->policy, *value = &job->value;
     const double norm =
         grad_clip_global_norm(trainable_grads(policy), trainable_count(policy), max_norm);
     const double vnorm =

@@ -125,6 +125,9 @@ typedef struct ppo_lm_inputs {
      * every rollout (with its own sampling seed) and trains on its share of
      * every micro-batch; NULL = one process. */
     const dist_comm *dist;
+    /* Special tokens written in the prompts are those tokens (prompts
+     * rendered by a chat template); false: plain text. */
+    bool prompts_special;
 } ppo_lm_inputs;
 
 typedef struct ppo_lm_result {

@@ -152,8 +152,8 @@ static void ranked_free(ranked_data *d) {
     memset(d, 0, sizeof *d);
 }
 
-static int ranked_build(ranked_data *d, const tokenizer *tok, const ranking *rk, int64_t n,
-                        int64_t context, char *err, size_t errlen) {
+static int ranked_build(ranked_data *d, const tokenizer *tok, bool special, const ranking *rk,
+                        int64_t n, int64_t context, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
     const int64_t cap = context;
     d->ids = malloc(sizeof(int32_t) * (size_t)(n * RANKING_MAX_K * cap));
@@ -172,8 +172,8 @@ static int ranked_build(ranked_data *d, const tokenizer *tok, const ranking *rk,
             d->offset[i * RANKING_MAX_K + k] = at;
             if (k >= rk[i].k)
                 continue;
-            const text_pair ex = {rk[i].prompt, rk[i].responses[k]};
-            const int64_t len = sft_tokenize(tok, &ex, true, d->ids + at, mask, cap);
+            const text_pair ex = {rk[i].prompt, rk[i].responses[k], NULL, 0};
+            const int64_t len = sft_tokenize_text(tok, &ex, true, special, d->ids + at, mask, cap);
             if (len < 1) {
                 snprintf(err, errlen, "ranking %lld: the tokenizer failed", (long long)i + 1);
                 free(mask);
@@ -228,11 +228,11 @@ static void make_seq_batch(seq_batch *sb, const ranked_data *d, const int64_t *i
 /* ==== training ==================================================================== */
 
 /* Rewards of a sequence batch: the scalar head at each sequence's last token. */
-static void rewards_forward(gpt2_model *m, const seq_batch *sb, float *r) {
-    gpt2_batch batch = {sb->tokens, NULL, sb->attn, sb->S, sb->T};
-    gpt2_forward(m, &batch, false);
+static void rewards_forward(model *m, const seq_batch *sb, float *r) {
+    model_forward(m, sb->tokens, NULL, sb->attn, sb->S, sb->T, 0, 0);
+    const float *values = model_values(m);
     for (int s = 0; s < sb->S; s++)
-        r[s] = m->acts.values[(int64_t)s * sb->T + sb->last[s]];
+        r[s] = values[(int64_t)s * sb->T + sb->last[s]];
 }
 
 typedef struct eval_stats {
@@ -244,8 +244,8 @@ typedef struct eval_stats {
  * data parallelism each rank runs its shard of idx (the gradient still of
  * the mean over all n; the caller sums the ranks' gradients) and the
  * statistics are reduced over ranks. */
-static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_t *idx, int64_t n,
-                               int B, seq_batch *sb, float *r, float *dr, const reward_config *cfg,
+static eval_stats run_rankings(model *m, const ranked_data *d, const int64_t *idx, int64_t n, int B,
+                               seq_batch *sb, float *r, float *dr, const reward_config *cfg,
                                bool train, const dist_comm *dist) {
     eval_stats st = {0};
     int correct = 0, pairs = 0, counted = 0;
@@ -258,7 +258,7 @@ static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_
         make_seq_batch(sb, d, idx + start, nb);
         rewards_forward(m, sb, r);
         if (train)
-            memset(m->acts.dvalues, 0, sizeof(float) * (size_t)sb->S * (size_t)sb->T);
+            memset(model_dvalues(m), 0, sizeof(float) * (size_t)sb->S * (size_t)sb->T);
         int s = 0;
         for (int b = 0; b < nb; b++) {
             const ranking *rk = &d->rankings[idx[start + b]];
@@ -278,12 +278,12 @@ static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_
                     if (rk->rank[k] < rk->rank[j])
                         sum_margin += r[s + k] - r[s + j];
                 if (train)
-                    m->acts.dvalues[(int64_t)(s + k) * sb->T + sb->last[s + k]] = local_dr[k];
+                    model_dvalues(m)[(int64_t)(s + k) * sb->T + sb->last[s + k]] = local_dr[k];
             }
             s += rk->k;
         }
         if (train)
-            gpt2_backward(m, false, true);
+            model_backward(m, false, true);
     }
     (void)dr;
     double sums[8] = {st.loss, counted, correct, pairs, sum_r, sum_r2, (double)n_r, sum_margin};
@@ -300,24 +300,32 @@ static eval_stats run_rankings(gpt2_model *m, const ranked_data *d, const int64_
     return st;
 }
 
-static int init_reward_model(gpt2_model *m, const reward_config *cfg, const reward_inputs *in,
-                             char *err, size_t errlen) {
+static int init_reward_model(model *m, const reward_config *cfg, const reward_inputs *in, char *err,
+                             size_t errlen) {
     if (in->init_checkpoint == NULL) {
         const gpt2_config gc = {in->tok->vocab_size, (int)cfg->context, (int)cfg->n_layer,
                                 (int)cfg->n_head,    (int)cfg->d_model, true};
-        if (gpt2_init(m, &gc, err, errlen) != 0)
+        gpt2_model g;
+        if (gpt2_init(&g, &gc, err, errlen) != 0)
             return -1;
         rng_state r;
         rng_seed(&r, (uint64_t)cfg->seed, 0xC0000001u);
-        gpt2_init_weights(m, &r);
+        gpt2_init_weights(&g, &r);
+        model_from_gpt2(m, &g);
         return 0;
     }
     /* the head's N(0, 1/sqrt(C+1)) from the same stream; the rest is overwritten */
     const model_open_options opt = {.scalar_head = true,
                                     .init_weights = true,
                                     .init_seed = (uint64_t)cfg->seed,
-                                    .init_stream = 0xC0000001u};
-    return model_open(in->init_checkpoint, &opt, m, NULL, err, errlen);
+                                    .init_stream = 0xC0000001u,
+                                    .max_context = (int)cfg->context};
+    if (model_load(in->init_checkpoint, &opt, m, NULL, err, errlen) != 0 ||
+        model_alloc_grads(m, err, errlen) != 0) {
+        model_free(m);
+        return -1;
+    }
+    return 0;
 }
 
 /* Responses sampled (temperature 1) from the initial (SFT) weights for the
@@ -329,10 +337,10 @@ typedef struct norm_samples {
     int n_cut; /* samples that hit norm_max_tokens (or the context) unfinished */
 } norm_samples;
 
-static int sample_policy(norm_samples *ns, const gpt2_model *policy, const reward_config *cfg,
+static int sample_policy(norm_samples *ns, const model *policy, const reward_config *cfg,
                          const reward_inputs *in, char *err, size_t errlen) {
     const int n = (int)(cfg->norm_samples < in->n_train ? cfg->norm_samples : in->n_train);
-    const int cap = policy->cfg.max_seq_len;
+    const int cap = model_max_seq_len(policy);
     ns->ids = calloc((size_t)n * (size_t)cap, sizeof(int32_t));
     ns->len = calloc((size_t)n, sizeof(int32_t));
     int32_t *out = malloc(sizeof(int32_t) * (size_t)cap);
@@ -349,14 +357,14 @@ static int sample_policy(norm_samples *ns, const gpt2_model *policy, const rewar
         int32_t *row = ns->ids + (int64_t)ns->n * cap;
         const char *prompt = in->train[i].prompt;
         const int64_t np =
-            tokenizer_encode(in->tok, prompt, strlen(prompt), row, (size_t)cap, false);
+            tokenizer_encode(in->tok, prompt, strlen(prompt), row, (size_t)cap, in->special);
         const int64_t room = cap - np - 1;
         const int max_new = (int)(cfg->norm_max_tokens < room ? cfg->norm_max_tokens : room);
         if (np < 1 || max_new < 1)
             continue;
-        const gpt2_sample_config sc = {1.0f, 0, 1.0f, max_new, in->tok->eot_id};
         int32_t got = 0;
-        if (gpt2_generate(policy, row, NULL, 1, (int)np, &sc, &r, out, &got, err, errlen) != 0) {
+        if (model_generate(policy, row, NULL, 1, (int)np, 1.0f, 0, 1.0f, max_new, in->tok->eot_id,
+                           &r, out, &got, err, errlen) != 0) {
             free(out);
             return -1;
         }
@@ -378,7 +386,7 @@ struct reward_session {
     const reward_config *cfg;
     const reward_inputs *in;
     const train_sink *sink;
-    gpt2_model m;
+    model m;
     int B, max_seqs;
     int64_t n_train, n_eval; /* order[0..n_train) trains, order[n_train..+n_eval) is held out */
     int64_t total_steps, steps, cursor;
@@ -402,7 +410,7 @@ void reward_session_free(reward_session *s) {
     free(s->ns.ids), free(s->ns.len);
     free(s->sb.tokens), free(s->sb.attn), free(s->sb.last), free(s->r);
     free(s->adam_m), free(s->adam_v), free(s->decay), free(s->order);
-    gpt2_free(&s->m);
+    model_free(&s->m);
     free(s);
 }
 
@@ -433,9 +441,9 @@ int reward_session_init(reward_session **out, const reward_config *cfg, const re
     }
     s->cfg = cfg, s->in = in, s->sink = sink;
     s->gain = 1.0, s->bias = 0.0;
-    gpt2_model *m = &s->m;
+    model *m = &s->m;
     const int B = s->B = (int)cfg->batch_size;
-    const int64_t context = m->cfg.max_seq_len;
+    const int64_t context = model_max_seq_len(m);
 
     /* The SFT policy's samples, before training changes the shared trunk. */
     /* (rank 0's job alone: it normalises and writes the checkpoint) */
@@ -457,7 +465,8 @@ int reward_session_init(reward_session **out, const reward_config *cfg, const re
     memcpy(joined, in->train, sizeof(ranking) * (size_t)in->n_train);
     if (in->eval)
         memcpy(joined + in->n_train, in->eval, sizeof(ranking) * (size_t)in->n_eval);
-    const int built = ranked_build(&s->all, in->tok, joined, n_all, context, err, errlen);
+    const int built =
+        ranked_build(&s->all, in->tok, in->special, joined, n_all, context, err, errlen);
     s->all.rankings = joined; /* owned from here: freed with the session */
     if (built != 0 || sink_warn_truncated(sink, "rankings (a response)", s->all.truncated, n_all,
                                           "context", context) != 0)
@@ -488,16 +497,17 @@ int reward_session_init(reward_session **out, const reward_config *cfg, const re
     sb->attn = malloc((size_t)max_seqs * (size_t)context);
     sb->last = malloc(sizeof(int32_t) * (size_t)max_seqs);
     s->r = malloc(sizeof(float) * (size_t)max_seqs);
-    s->adam_m = calloc((size_t)m->num_params, sizeof(float));
-    s->adam_v = calloc((size_t)m->num_params, sizeof(float));
-    s->decay = malloc((size_t)m->num_params);
+    const int64_t np = model_trainable_count(m);
+    s->adam_m = calloc((size_t)np, sizeof(float));
+    s->adam_v = calloc((size_t)np, sizeof(float));
+    s->decay = malloc((size_t)np);
     if (!sb->tokens || !sb->attn || !sb->last || !s->r || !s->adam_m || !s->adam_v || !s->decay ||
-        gpt2_reserve(m, max_seqs, (int)context, err, errlen) != 0) {
+        model_reserve(m, max_seqs, (int)context, err, errlen) != 0) {
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory for training state");
         goto fail;
     }
-    gpt2_decay_mask(&m->cfg, s->decay);
+    model_trainable_decay_mask(m, s->decay);
 
     const int64_t steps_per_epoch = (n_train + B - 1) / B;
     s->total_steps = cfg->max_steps > 0 ? cfg->max_steps : steps_per_epoch * cfg->epochs;
@@ -521,16 +531,18 @@ bool reward_session_has_eval(const reward_session *s) {
     return s->n_eval > 0;
 }
 
-const gpt2_model *reward_session_model(const reward_session *s) {
+const model *reward_session_model(const reward_session *s) {
     return &s->m;
 }
 
 int reward_session_step(reward_session *s, reward_step_result *out, char *err, size_t errlen) {
     const reward_config *cfg = s->cfg;
     const dist_comm *dist = s->in->dist;
-    gpt2_model *m = &s->m;
+    model *m = &s->m;
     const int B = s->B;
     const int64_t step = s->steps;
+    float *params = model_trainable_params(m), *grads = model_trainable_grads(m);
+    const int64_t np = model_trainable_count(m);
     if (s->cursor + B > s->n_train) { /* a new epoch over the training rankings */
         for (int64_t i = s->n_train - 1; i > 0; i--) {
             const int64_t j = (int64_t)rng_next_below(&s->data_rng, (uint32_t)i + 1);
@@ -540,11 +552,11 @@ int reward_session_step(reward_session *s, reward_step_result *out, char *err, s
         s->cursor = 0;
     }
     const int nb = (int)(s->n_train - s->cursor < B ? s->n_train - s->cursor : B);
-    gpt2_zero_grad(m);
+    model_zero_grad(m);
     const eval_stats st =
         run_rankings(m, &s->all, s->order + s->cursor, nb, B, &s->sb, s->r, NULL, cfg, true, dist);
     s->cursor += nb;
-    if (dist_allreduce_sum_f32(dist, m->grad_memory, m->num_params) != 0) {
+    if (dist_allreduce_sum_f32(dist, grads, np) != 0) {
         snprintf(err, errlen, "reducing the gradients across ranks failed at step %lld",
                  (long long)step + 1);
         return -1;
@@ -553,14 +565,12 @@ int reward_session_step(reward_session *s, reward_step_result *out, char *err, s
         snprintf(err, errlen, "non-finite loss at step %lld", (long long)step + 1);
         return -1;
     }
-    const double grad_norm =
-        grad_clip_global_norm(m->grad_memory, m->num_params, cfg->max_grad_norm);
+    const double grad_norm = grad_clip_global_norm(grads, np, cfg->max_grad_norm);
     const float lr = lr_schedule(s->sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
                                  s->total_steps, (float)cfg->min_lr_ratio);
     const adam_config adamw = {lr, 0.9f, 0.999f, 1e-8f, (float)cfg->weight_decay};
-    adam_step(m->param_memory, m->grad_memory, s->adam_m, s->adam_v, s->decay, m->num_params,
-              &adamw, step + 1);
-    if (dist_check_replicas(dist, m->param_memory, m->num_params, err, errlen) != 0)
+    adam_step(params, grads, s->adam_m, s->adam_v, s->decay, np, &adamw, step + 1);
+    if (dist_check_replicas(dist, params, np, err, errlen) != 0)
         return -1;
     s->steps = step + 1;
     *out = (reward_step_result){.step = s->steps,
@@ -633,7 +643,7 @@ int reward_session_checkpoint(reward_session *s, char *err, size_t errlen) {
     const char *const meta[][2] = {
         {"rlhfd_job", "reward"}, {"step", steps}, {"reward_gain", gain}, {"reward_bias", bias}};
     size_t n_bytes = 0;
-    void *bytes = gpt2_checkpoint_serialize(&s->m, meta, 4, NULL, 0, &n_bytes);
+    void *bytes = model_serialize(&s->m, meta, 4, NULL, 0, &n_bytes);
     const int rc =
         bytes != NULL && sink_checkpoint(s->sink, s->steps, bytes, n_bytes) == 0 ? 0 : -1;
     free(bytes);

@@ -39,6 +39,10 @@ typedef struct ranking {
     const char *responses[RANKING_MAX_K];
     int rank[RANKING_MAX_K];
     float margin; /* added to the BT logit's threshold when use_margin (0 otherwise) */
+    /* the conversation before the responses (an OpenAI message list as JSON
+     * text) when the row had one; the job renders it with the chat
+     * template, else prompt is its last user message */
+    const char *prompt_messages;
 } ranking;
 
 typedef struct reward_config {
@@ -71,6 +75,7 @@ typedef struct reward_inputs {
     const tokenizer *tok;
     const char *init_checkpoint; /* the SFT model; NULL = from scratch (tests) */
     const dist_comm *dist;       /* data parallelism (dist.h); NULL = one process */
+    bool special; /* special tokens written in the texts are tokens (chat-rendered rows) */
 } reward_inputs;
 
 typedef struct reward_result {
@@ -120,7 +125,7 @@ reward_eval_result reward_session_eval(reward_session *s);
 void reward_session_normalize(reward_session *s, double *gain, double *bias);
 /* The reward model through the sink (rank 0; other ranks do nothing). */
 int reward_session_checkpoint(reward_session *s, char *err, size_t errlen);
-const gpt2_model *reward_session_model(const reward_session *s);
+const struct model *reward_session_model(const reward_session *s);
 void reward_session_free(reward_session *s);
 
 /* Bradley–Terry loss of one ranking from its K rewards r: returns the

@@ -6,8 +6,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
+#include "chat_template.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "hf_tokenizer.h"
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
@@ -18,6 +22,7 @@
 
 static const char *const schedule_choices[] = {"cosine", "linear", "constant", NULL};
 static const char *const loss_on_choices[] = {"response", "all", NULL};
+static const char *const lora_target_choices[] = {"all", "attn", "mlp", NULL};
 
 #define F(name) offsetof(sft_config, name)
 static const hparam_def sft_defs[] = {
@@ -62,11 +67,29 @@ static const hparam_def sft_defs[] = {
      "New tokens per logged sample."},
     {"sample_temperature", HPARAM_FLOAT, F(sample_temperature), 0, 0, 10, NULL,
      "Temperature of logged samples (0 = greedy)."},
+    /* LoRA last: a run without it writes the training_state.config of the
+     * table before them (state_table), so checkpoints stay as they were. */
+    {"lora_r", HPARAM_INT, F(lora_r), 0, 0, 4096, NULL,
+     "LoRA rank (0 = full fine-tuning). With LoRA only the adapters train; checkpoints hold the "
+     "base and the adapters."},
+    {"lora_alpha", HPARAM_FLOAT, F(lora_alpha), 16, 1e-6, 1e6, NULL,
+     "LoRA alpha: adapters are scaled by lora_alpha / lora_r."},
+    {"lora_targets", HPARAM_CHOICE, F(lora_targets), 0, 0, 0, lora_target_choices,
+     "Projections that get adapters: all, attention's, or the MLP's."},
 };
 #undef F
 
 const hparam_table sft_hparams = {sft_defs, (int)(sizeof sft_defs / sizeof sft_defs[0]),
                                   sizeof(sft_config)};
+
+/* The hyperparameters a checkpoint's training_state.config records: without
+ * LoRA the table before the three LoRA keys. */
+static const hparam_table sft_hparams_no_lora = {
+    sft_defs, (int)(sizeof sft_defs / sizeof sft_defs[0]) - 3, sizeof(sft_config)};
+
+static const hparam_table *state_table(const sft_config *cfg) {
+    return cfg->lora_r > 0 ? &sft_hparams : &sft_hparams_no_lora;
+}
 
 int sft_validate(const sft_config *cfg, char *err, size_t errlen) {
     if (cfg->d_model % cfg->n_head != 0) {
@@ -81,13 +104,18 @@ int sft_validate(const sft_config *cfg, char *err, size_t errlen) {
 
 int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens, int32_t *ids,
                      uint8_t *loss_mask, int64_t cap) {
+    return sft_tokenize_text(tok, ex, all_tokens, false, ids, loss_mask, cap);
+}
+
+int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool special,
+                          int32_t *ids, uint8_t *loss_mask, int64_t cap) {
     const int64_t np =
-        tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, false);
+        tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, special);
     if (np < 0)
         return -1;
     const int64_t p = np < cap ? np : cap;
     const int64_t nr = tokenizer_encode(tok, ex->response, strlen(ex->response), ids + p,
-                                        (size_t)(cap - p), false);
+                                        (size_t)(cap - p), special);
     if (nr < 0)
         return -1;
     int64_t n = p + (nr < cap - p ? nr : cap - p);
@@ -98,6 +126,60 @@ int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens,
     for (int64_t i = 0; i < n; i++)
         loss_mask[i] = i + 1 < n && (all_tokens || i + 1 >= p);
     return n;
+}
+
+/* The messages of a JSON message list (pointing into root). */
+static chat_message *parse_messages(const json_t *root, size_t *n) {
+    *n = json_array_size(root);
+    chat_message *m = calloc(*n + 1, sizeof *m);
+    const json_t *item;
+    size_t i;
+    json_array_foreach(root, i, item) {
+        if (m == NULL)
+            break;
+        m[i].role = json_string_value(json_object_get(item, "role"));
+        m[i].content = json_string_value(json_object_get(item, "content"));
+    }
+    return m;
+}
+
+int64_t sft_tokenize_chat(const tokenizer *tok, const struct chat_template *chat,
+                          const text_pair *ex, bool all_tokens, int32_t *ids, uint8_t *loss_mask,
+                          int64_t cap, char *err, size_t errlen) {
+    const hf_tokenizer *hf = tokenizer_hf(tok);
+    if (chat == NULL || hf == NULL) {
+        snprintf(err, errlen,
+                 "a chat example needs a model directory with tokenizer.json and a "
+                 "chat template (tokenizer_config.json)");
+        return -1;
+    }
+    json_t *root = json_loads(ex->messages, 0, NULL);
+    size_t n = 0;
+    chat_message *m = json_is_array(root) ? parse_messages(root, &n) : NULL;
+    int32_t *all = NULL, *prefix = NULL;
+    uint8_t *assistant = NULL;
+    int64_t count = -1, n_prefix = 0;
+    if (m == NULL) {
+        snprintf(err, errlen, "the example's messages are not a message list");
+        goto out;
+    }
+    count = chat_template_encode(chat, hf, m, n, false, &all, &assistant, err, errlen);
+    if (count >= 0 && ex->first_trained > 0) {
+        n_prefix = chat_template_encode(chat, hf, m, (size_t)ex->first_trained, false, &prefix,
+                                        NULL, err, errlen);
+        count = n_prefix < 0 ? -1 : count;
+    }
+    if (count < 0)
+        goto out;
+    count = count < cap ? count : cap;
+    for (int64_t i = 0; i < count; i++) {
+        ids[i] = all[i];
+        loss_mask[i] = i + 1 < count && (all_tokens || (assistant[i + 1] && i + 1 >= n_prefix));
+    }
+out:
+    free(all), free(prefix), free(assistant), free(m);
+    json_decref(root);
+    return count;
 }
 
 typedef struct sft_data {
@@ -114,9 +196,9 @@ static void data_free(sft_data *d) {
 }
 
 /* Tokenizes examples[order[0..n)] into d, each to at most context + 1 ids. */
-static int data_build(sft_data *d, const tokenizer *tok, const text_pair *examples,
-                      const int32_t *order, int64_t n, int64_t context, bool all_tokens, char *err,
-                      size_t errlen) {
+static int data_build(sft_data *d, const tokenizer *tok, const struct chat_template *chat,
+                      const text_pair *examples, const int32_t *order, int64_t n, int64_t context,
+                      bool all_tokens, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
     const int64_t cap = context + 1;
     d->ids = malloc(sizeof(int32_t) * (size_t)(n * cap));
@@ -131,9 +213,13 @@ static int data_build(sft_data *d, const tokenizer *tok, const text_pair *exampl
     for (int64_t i = 0; i < n; i++) {
         const text_pair *ex = &examples[order ? order[i] : i];
         d->offset[i] = at;
-        const int64_t k = sft_tokenize(tok, ex, all_tokens, d->ids + at, d->mask + at, cap);
+        char why[400] = "the tokenizer failed";
+        const int64_t k = ex->messages
+                              ? sft_tokenize_chat(tok, chat, ex, all_tokens, d->ids + at,
+                                                  d->mask + at, cap, why, sizeof why)
+                              : sft_tokenize(tok, ex, all_tokens, d->ids + at, d->mask + at, cap);
         if (k < 0) {
-            snprintf(err, errlen, "example %lld: the tokenizer failed", (long long)i + 1);
+            snprintf(err, errlen, "example %lld: %s", (long long)i + 1, why);
             data_free(d);
             return -1;
         }
@@ -197,8 +283,7 @@ static int64_t count_loss_tokens(const sft_data *d, const int64_t *idx, int n) {
 
 /* Token-weighted mean loss over all of d; with data parallelism each rank
  * evaluates its shard of d and the sums are reduced. */
-static double evaluate(gpt2_model *m, const sft_data *d, batch_buf *bb, int B,
-                       const dist_comm *dist) {
+static double evaluate(model *m, const sft_data *d, batch_buf *bb, int B, const dist_comm *dist) {
     double sums[2] = {0.0, 0.0}; /* loss · tokens, tokens */
     int64_t lo, hi;
     dist_shard(d->n, dist_rank(dist), dist_size(dist), &lo, &hi);
@@ -210,9 +295,8 @@ static double evaluate(gpt2_model *m, const sft_data *d, batch_buf *bb, int B,
         make_batch(bb, d, idx, n);
         if (bb->loss_tokens == 0)
             continue;
-        gpt2_batch batch = {bb->tokens, NULL, bb->attn, bb->B, bb->T};
-        gpt2_forward(m, &batch, true);
-        sums[0] += (double)gpt2_lm_loss(m, bb->targets, bb->loss, 0.0f) * (double)bb->loss_tokens;
+        model_forward(m, bb->tokens, NULL, bb->attn, bb->B, bb->T, 0, bb->T);
+        sums[0] += (double)model_lm_loss(m, bb->targets, bb->loss, 0.0f) * (double)bb->loss_tokens;
         sums[1] += (double)bb->loss_tokens;
     }
     if (dist_allreduce_sum_f64(dist, sums, 2) != 0)
@@ -221,7 +305,7 @@ static double evaluate(gpt2_model *m, const sft_data *d, batch_buf *bb, int B,
 }
 
 /* Greedy (or sampled) continuations of a few held-out prompts, as events. */
-static void log_samples(const gpt2_model *m, const sft_config *cfg, const sft_inputs *in,
+static void log_samples(const model *m, const sft_config *cfg, const sft_inputs *in,
                         const text_pair *const *examples, int shown, int64_t step, rng_state *rng,
                         const train_sink *sink) {
     for (int i = 0; i < shown; i++) {
@@ -229,17 +313,16 @@ static void log_samples(const gpt2_model *m, const sft_config *cfg, const sft_in
         const int64_t np = tokenizer_encode(in->tok, examples[i]->prompt,
                                             strlen(examples[i]->prompt), prompt, 1024, false);
         /* as many new tokens as asked, or as the context still holds */
-        const int64_t room = m->cfg.max_seq_len - np;
+        const int64_t room = model_max_seq_len(m) - np;
         const int64_t max_new = cfg->sample_max_tokens < room ? cfg->sample_max_tokens : room;
         if (np < 1 || np > 1024 || max_new < 1)
             continue;
         int32_t *out = malloc(sizeof(int32_t) * (size_t)max_new);
         int32_t len = 0;
         char err[128];
-        const gpt2_sample_config sc = {(float)cfg->sample_temperature, 0, 1.0f, (int)max_new,
-                                       in->tok->eot_id};
         if (out &&
-            gpt2_generate(m, prompt, NULL, 1, (int)np, &sc, rng, out, &len, err, sizeof err) == 0) {
+            model_generate(m, prompt, NULL, 1, (int)np, (float)cfg->sample_temperature, 0, 1.0f,
+                           (int)max_new, in->tok->eot_id, rng, out, &len, err, sizeof err) == 0) {
             if (len > 0 && out[len - 1] == in->tok->eot_id)
                 len--;
             char text[2048];
@@ -264,7 +347,7 @@ typedef struct sft_state {
     float *adam_m, *adam_v; /* (num_params) */
 } sft_state;
 
-static int emit_checkpoint(const gpt2_model *m, const sft_config *cfg, const sft_state *st,
+static int emit_checkpoint(const model *m, const sft_config *cfg, const sft_state *st,
                            bool with_state, const train_sink *sink) {
     char step[24], epoch[24], cursor[24], tokens[24], data_rng[80], sample_rng[80];
     snprintf(step, sizeof step, "%lld", (long long)st->step);
@@ -273,7 +356,7 @@ static int emit_checkpoint(const gpt2_model *m, const sft_config *cfg, const sft
     snprintf(tokens, sizeof tokens, "%lld", (long long)st->tokens_seen);
     train_state_format_rng(data_rng, sizeof data_rng, &st->data_epoch_start);
     train_state_format_rng(sample_rng, sizeof sample_rng, &st->sample);
-    char *config = train_state_config_text(&sft_hparams, cfg);
+    char *config = train_state_config_text(state_table(cfg), cfg);
     const char *const meta[][2] = {{"rlhfd_job", "sft"},
                                    {"step", step},
                                    {"training_state.epoch", epoch},
@@ -282,12 +365,13 @@ static int emit_checkpoint(const gpt2_model *m, const sft_config *cfg, const sft
                                    {"training_state.data_rng", data_rng},
                                    {"training_state.sample_rng", sample_rng},
                                    {"training_state.config", config ? config : ""}};
+    const int64_t np = model_trainable_count(m);
     const safetensors_tensor state[2] = {
-        {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {m->num_params}},
-        {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {m->num_params}}};
+        {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
+        {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}}};
     size_t n = 0;
-    void *bytes = gpt2_checkpoint_serialize(m, meta, with_state ? 8 : 2, with_state ? state : NULL,
-                                            with_state ? 2 : 0, &n);
+    void *bytes = model_serialize(m, meta, with_state ? 8 : 2, with_state ? state : NULL,
+                                  with_state ? 2 : 0, &n);
     free(config);
     if (bytes == NULL)
         return -1;
@@ -300,7 +384,7 @@ static int emit_checkpoint(const gpt2_model *m, const sft_config *cfg, const sft
  * resumable checkpoint written by this job with these hyperparameters. */
 static int restore_state(sft_state *st, const safetensors_file *f, const sft_config *cfg,
                          int64_t num_params, char *err, size_t errlen) {
-    if (train_state_check_config(f, &sft_hparams, cfg, err, errlen) != 0)
+    if (train_state_check_config(f, state_table(cfg), cfg, err, errlen) != 0)
         return -1;
     int ok = 1;
     st->step = train_state_meta_i64(f, "step", &ok);
@@ -334,26 +418,60 @@ static void shuffle_epoch(int64_t *perm, int64_t n, rng_state *r) {
     }
 }
 
-static int init_model(gpt2_model *m, const sft_config *cfg, const sft_inputs *in, char *err,
+/* The job's adapters (lora_r, lora_alpha, lora_targets), A from RNG stream
+ * 0xB0000004 of the seed. */
+static int job_lora(const sft_config *cfg, model_family family, model_lora *out, char *err,
+                    size_t errlen) {
+    unsigned targets;
+    if (model_lora_targets(family, cfg->lora_targets, &targets, err, errlen) != 0)
+        return -1;
+    *out = (model_lora){(int)cfg->lora_r, (float)cfg->lora_alpha, targets, (uint64_t)cfg->seed,
+                        0xB0000004u};
+    return 0;
+}
+
+static int init_model(model *m, const sft_config *cfg, const sft_inputs *in, char *err,
                       size_t errlen) {
     const char *path = in->resume_checkpoint ? in->resume_checkpoint : in->init_checkpoint;
+    const bool resume_lora = cfg->lora_r > 0 && in->resume_checkpoint != NULL;
+    model_lora lora;
     if (path == NULL) {
         const gpt2_config gc = {in->tok->vocab_size, (int)cfg->context, (int)cfg->n_layer,
                                 (int)cfg->n_head,    (int)cfg->d_model, false};
-        if (gpt2_init(m, &gc, err, errlen) != 0)
+        gpt2_model g;
+        if (gpt2_init(&g, &gc, err, errlen) != 0)
             return -1;
         rng_state r;
         rng_seed(&r, (uint64_t)cfg->seed, 0xB0000001u);
-        gpt2_init_weights(m, &r);
-        return 0;
+        gpt2_init_weights(&g, &r);
+        model_from_gpt2(m, &g);
+    } else {
+        /* Adapters attach before a resume checkpoint loads (its own then
+         * load into them); on an init checkpoint they are fresh. */
+        model_open_options opt = {.max_context = (int)cfg->context};
+        model_family family;
+        if (resume_lora && (model_source_family(path, &family, err, errlen) != 0 ||
+                            job_lora(cfg, family, &lora, err, errlen) != 0))
+            return -1;
+        opt.lora = resume_lora ? &lora : NULL;
+        if (model_load(path, &opt, m, NULL, err, errlen) != 0)
+            return -1;
+        if (model_vocab_size(m) < in->tok->vocab_size) {
+            snprintf(err, errlen,
+                     "init checkpoint: vocabulary of %d is smaller than the tokenizer's %d",
+                     model_vocab_size(m), in->tok->vocab_size);
+            model_free(m);
+            return -1;
+        }
     }
-    if (model_open(path, NULL, m, NULL, err, errlen) != 0)
+    if (cfg->lora_r > 0 && !resume_lora &&
+        (job_lora(cfg, m->family, &lora, err, errlen) != 0 ||
+         model_attach_lora(m, &lora, err, errlen) != 0)) {
+        model_free(m);
         return -1;
-    if (m->cfg.vocab_size < in->tok->vocab_size) {
-        snprintf(err, errlen,
-                 "init checkpoint: vocabulary of %d is smaller than the tokenizer's %d",
-                 m->cfg.vocab_size, in->tok->vocab_size);
-        gpt2_free(m);
+    }
+    if (model_alloc_grads(m, err, errlen) != 0) {
+        model_free(m);
         return -1;
     }
     return 0;
@@ -365,7 +483,7 @@ struct sft_session {
     const sft_config *cfg;
     const sft_inputs *in;
     const train_sink *sink;
-    gpt2_model m;
+    model m;
     int B;
     bool all_tokens;
     int64_t n_train, total_steps;
@@ -388,7 +506,7 @@ void sft_session_free(sft_session *s) {
     free(s->st.adam_m), free(s->st.adam_v), free(s->decay);
     data_free(&s->train);
     data_free(&s->eval);
-    gpt2_free(&s->m);
+    model_free(&s->m);
     free(s);
 }
 
@@ -411,8 +529,8 @@ int sft_session_init(sft_session **out, const sft_config *cfg, const sft_inputs 
         return -1;
     }
     s->cfg = cfg, s->in = in, s->sink = sink;
-    gpt2_model *m = &s->m;
-    const int64_t context = m->cfg.max_seq_len;
+    model *m = &s->m;
+    const int64_t context = model_max_seq_len(m);
     const int B = s->B = (int)cfg->batch_size;
     s->all_tokens = strcmp(cfg->loss_on, "all") == 0;
     const dist_comm *dist = in->dist;
@@ -439,11 +557,12 @@ int sft_session_init(sft_session **out, const sft_config *cfg, const sft_inputs 
         eval_src = in->train;
     }
     s->n_train = n_train;
-    if (data_build(&s->train, in->tok, in->train, s->order, n_train, context, s->all_tokens, err,
-                   errlen))
+    if (data_build(&s->train, in->tok, in->chat, in->train, s->order, n_train, context,
+                   s->all_tokens, err, errlen))
         goto fail;
-    if (n_eval > 0 && data_build(&s->eval, in->tok, eval_src, in->eval ? NULL : s->order + n_train,
-                                 n_eval, context, s->all_tokens, err, errlen))
+    if (n_eval > 0 &&
+        data_build(&s->eval, in->tok, in->chat, eval_src, in->eval ? NULL : s->order + n_train,
+                   n_eval, context, s->all_tokens, err, errlen))
         goto fail;
     if (sink_warn_truncated(sink, "training examples", s->train.truncated, n_train, "context",
                             context) != 0) {
@@ -461,16 +580,17 @@ int sft_session_init(sft_session **out, const sft_config *cfg, const sft_inputs 
     bb->targets = bb->tokens + cap;
     bb->attn = malloc((size_t)cap * 2);
     bb->loss = bb->attn + cap;
-    st->adam_m = calloc((size_t)m->num_params, sizeof(float));
-    st->adam_v = calloc((size_t)m->num_params, sizeof(float));
-    s->decay = malloc((size_t)m->num_params);
+    const int64_t np = model_trainable_count(m);
+    st->adam_m = calloc((size_t)np, sizeof(float));
+    st->adam_v = calloc((size_t)np, sizeof(float));
+    s->decay = malloc((size_t)np);
     if (!bb->tokens || !bb->attn || !st->adam_m || !st->adam_v || !s->decay ||
-        gpt2_reserve(m, B, (int)context, err, errlen) != 0) {
+        model_reserve(m, B, (int)context, err, errlen) != 0) {
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory for training state");
         goto fail;
     }
-    gpt2_decay_mask(&m->cfg, s->decay);
+    model_trainable_decay_mask(m, s->decay);
 
     const int64_t micro_per_epoch = (n_train + B - 1) / B;
     const int64_t steps_per_epoch =
@@ -482,7 +602,7 @@ int sft_session_init(sft_session **out, const sft_config *cfg, const sft_inputs 
         safetensors_file f;
         if (safetensors_read_file(&f, in->resume_checkpoint, err, errlen) != 0)
             goto fail;
-        const int rrc = restore_state(st, &f, cfg, m->num_params, err, errlen);
+        const int rrc = restore_state(st, &f, cfg, np, err, errlen);
         safetensors_free(&f);
         if (rrc != 0)
             goto fail;
@@ -519,20 +639,20 @@ bool sft_session_has_eval(const sft_session *s) {
     return s->eval.n > 0;
 }
 
-const gpt2_model *sft_session_model(const sft_session *s) {
+const model *sft_session_model(const sft_session *s) {
     return &s->m;
 }
 
 int sft_session_step(sft_session *s, sft_step_result *out, char *err, size_t errlen) {
     const sft_config *cfg = s->cfg;
     const dist_comm *dist = s->in->dist;
-    gpt2_model *m = &s->m;
+    model *m = &s->m;
     sft_state *st = &s->st;
     batch_buf *bb = &s->bb;
     const int B = s->B;
     const int64_t step = st->step;
     const double t0 = now_s();
-    gpt2_zero_grad(m);
+    model_zero_grad(m);
     /* summed over ranks: loss (token-weighted), tokens, non-finite losses */
     double sums[3] = {0.0, 0.0, 0.0};
     for (int64_t a = 0; a < cfg->grad_accum_steps; a++) {
@@ -559,20 +679,21 @@ int sft_session_step(sft_session *s, sft_step_result *out, char *err, size_t err
         if (bb->loss_tokens == 0)
             continue;
         const double share = (double)bb->loss_tokens / (double)global_tokens;
-        gpt2_batch batch = {bb->tokens, NULL, bb->attn, bb->B, bb->T};
-        gpt2_forward(m, &batch, true);
+        model_forward(m, bb->tokens, NULL, bb->attn, bb->B, bb->T, 0, bb->T);
         const float loss =
-            gpt2_lm_loss(m, bb->targets, bb->loss, (float)(share / (double)cfg->grad_accum_steps));
+            model_lm_loss(m, bb->targets, bb->loss, (float)(share / (double)cfg->grad_accum_steps));
         if (!isfinite(loss)) {
             sums[2] += 1.0;
             continue;
         }
-        gpt2_backward(m, true, false);
+        model_backward(m, true, false);
         sums[0] += loss * share;
         sums[1] += (double)bb->B * bb->T;
     }
     const double t_reduce = now_s();
-    if (dist_allreduce_sum_f32(dist, m->grad_memory, m->num_params) != 0 ||
+    float *params = model_trainable_params(m), *grads = model_trainable_grads(m);
+    const int64_t np = model_trainable_count(m);
+    if (dist_allreduce_sum_f32(dist, grads, np) != 0 ||
         dist_allreduce_sum_f64(dist, sums, 3) != 0) {
         snprintf(err, errlen, "reducing the gradients across ranks failed at step %lld",
                  (long long)step + 1);
@@ -584,15 +705,13 @@ int sft_session_step(sft_session *s, sft_step_result *out, char *err, size_t err
     }
     const double allreduce_s = now_s() - t_reduce;
     const int64_t step_tokens = (int64_t)sums[1];
-    const double grad_norm =
-        grad_clip_global_norm(m->grad_memory, m->num_params, cfg->max_grad_norm);
+    const double grad_norm = grad_clip_global_norm(grads, np, cfg->max_grad_norm);
     const float lr = lr_schedule(s->sched, (float)cfg->learning_rate, step, cfg->warmup_steps,
                                  s->total_steps, (float)cfg->min_lr_ratio);
     const adam_config adamw = {lr, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->adam_eps,
                                (float)cfg->weight_decay};
-    adam_step(m->param_memory, m->grad_memory, st->adam_m, st->adam_v, s->decay, m->num_params,
-              &adamw, step + 1);
-    if (dist_check_replicas(dist, m->param_memory, m->num_params, err, errlen) != 0)
+    adam_step(params, grads, st->adam_m, st->adam_v, s->decay, np, &adamw, step + 1);
+    if (dist_check_replicas(dist, params, np, err, errlen) != 0)
         return -1;
     st->tokens_seen += step_tokens;
     st->step = step + 1;

@@ -1,10 +1,13 @@
-/* sft — supervised fine-tuning of a GPT-2-family model on (prompt, response)
+/* sft — supervised fine-tuning of a language model of any family (model.h:
+ * GPT-2 or a Llama-style decoder; full or LoRA) on (prompt, response)
  * pairs: next-token cross-entropy on the response tokens (and the closing
  * <|endoftext|>) by default, or on every token; right-padded batches with
  * attention masks; AdamW with weight decay on matrices only, warm-up then
  * cosine or linear decay, gradient accumulation and clipping; held-out loss
- * and perplexity; periodic checkpoints (Hugging Face GPT-2 safetensors) and
- * sample generations, all through the sink.
+ * and perplexity; periodic checkpoints (the family's safetensors with
+ * Hugging Face names, model_serialize) and sample generations, all through
+ * the sink. With lora_r > 0 only adapters train (weight decay on them), and
+ * checkpoints hold the frozen base plus the adapters.
  *
  * Resumable: periodic checkpoints, and the one written when the sink asks to
  * stop, also carry the trainer's state — AdamW moments as tensors
@@ -47,14 +50,22 @@ typedef struct sft_config {
     int64_t sample_interval;
     int64_t sample_max_tokens;
     double sample_temperature;
+    int64_t lora_r; /* 0 = full fine-tuning */
+    double lora_alpha;
+    char lora_targets[HPARAM_CHOICE_BYTES]; /* all | attn | mlp */
 } sft_config;
 
 extern const hparam_table sft_hparams;
 
-/* One training example: text, not yet tokenized. */
+/* One training example: text, not yet tokenized. A chat example carries
+ * its conversation instead (messages: an OpenAI message list as JSON text,
+ * rendered by the model's chat template); its assistant turns from message
+ * first_trained on are what it trains on. */
 typedef struct text_pair {
     const char *prompt;
     const char *response;
+    const char *messages; /* NULL: the (prompt, response) pair */
+    int first_trained;
 } text_pair;
 
 typedef struct sft_inputs {
@@ -71,6 +82,10 @@ typedef struct sft_inputs {
     /* Data parallelism (dist.h): every rank passes the same inputs and
      * trains on its shard of each micro-batch; NULL = one process. */
     const dist_comm *dist;
+    /* The chat template chat examples render with (a model directory's
+     * tokenizer_config.json, with tok a tokenizer_load_hf tokenizer); NULL:
+     * chat examples are an error. */
+    const struct chat_template *chat;
 } sft_inputs;
 
 typedef struct sft_result {
@@ -124,7 +139,7 @@ double sft_session_eval(sft_session *s);
 void sft_session_log_samples(sft_session *s);
 /* The model through the sink; with_state adds what a resume needs. */
 int sft_session_checkpoint(sft_session *s, bool with_state);
-const gpt2_model *sft_session_model(const sft_session *s);
+const struct model *sft_session_model(const sft_session *s);
 void sft_session_free(sft_session *s);
 
 /* Tokenizes prompt + response + <|endoftext|> into ids (up to cap), and
@@ -133,5 +148,19 @@ void sft_session_free(sft_session *s);
  * Returns the number of ids (truncated to cap), or -1 on a tokenizer error. */
 int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens, int32_t *ids,
                      uint8_t *loss_mask, int64_t cap);
+
+/* The same, reading special tokens written in the text as those tokens
+ * when special (text rendered by a chat template). */
+int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool special,
+                          int32_t *ids, uint8_t *loss_mask, int64_t cap);
+
+/* A chat example (ex->messages) through the template: the rendered
+ * conversation's ids (up to cap) and loss_mask[i] = whether ids[i + 1] is
+ * a trained assistant token (its content and end-of-turn token, in turns
+ * from first_trained on; every token when all_tokens). Returns the number
+ * of ids or -1 with err. */
+int64_t sft_tokenize_chat(const tokenizer *tok, const struct chat_template *chat,
+                          const text_pair *ex, bool all_tokens, int32_t *ids, uint8_t *loss_mask,
+                          int64_t cap, char *err, size_t errlen);
 
 #endif

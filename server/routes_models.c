@@ -159,13 +159,13 @@ static enum MHD_Result insert_and_reply(request *r, const char *name, const char
         db_rollback(r->db);
         return replied;
     }
-    json_t *model = models_store_json(r->db, id);
-    if (model == NULL) {
+    json_t *body = models_store_json(r->db, id);
+    if (body == NULL) {
         enum MHD_Result replied = http_reply_db_error(r);
         db_rollback(r->db);
         return replied;
     }
-    return http_commit_reply(r, 200, model);
+    return http_commit_reply(r, 200, body);
 }
 
 enum MHD_Result route_models_create(request *r) {
@@ -231,15 +231,15 @@ enum MHD_Result route_models_get(request *r) {
     url_segment(r, 1, name, sizeof name);
     model_row row;
     int found = models_store_find(r->db, name, &row);
-    json_t *model = NULL;
+    json_t *body = NULL;
     int64_t checkpoint;
     if (found == 1)
-        model = models_store_json(r->db, row.id);
-    else if (found == 0 && (found = models_store_find_ft(r->db, name, &model, &checkpoint)) == 0)
+        body = models_store_json(r->db, row.id);
+    else if (found == 0 && (found = models_store_find_ft(r->db, name, &body, &checkpoint)) == 0)
         return reply_no_model(r, name);
-    if (found < 0 || model == NULL)
+    if (found < 0 || body == NULL)
         return http_reply_db_error(r);
-    return http_reply_json(r, 200, model);
+    return http_reply_json(r, 200, body);
 }
 
 enum MHD_Result route_models_delete(request *r) {
@@ -432,17 +432,17 @@ enum MHD_Result route_models_complete(request *r) {
         json_decref(check.errors);
         return http_reply_db_error(r);
     }
-    json_t *model = NULL;
+    json_t *body = NULL;
     if (models_store_set_status(r->db, row.id, ok ? "ready" : "failed", check.family,
                                 check.chat_format, ok ? NULL : check.errors) != 0 ||
-        (model = models_store_json(r->db, row.id)) == NULL) {
+        (body = models_store_json(r->db, row.id)) == NULL) {
         json_decref(check.errors);
         enum MHD_Result replied = http_reply_db_error(r);
         db_rollback(r->db);
         return replied;
     }
     json_decref(check.errors);
-    return http_commit_reply(r, 200, model);
+    return http_commit_reply(r, 200, body);
 }
 
 /* ---- GET /v1/checkpoints/{id}/hf.tar ---------------------------------------------- */

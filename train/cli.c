@@ -18,6 +18,8 @@
 #include "demo_task.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "llama_hf.h"
+#include "llama_lora.h"
 #include "lora.h"
 #include "model.h"
 #include "safetensors.h"
@@ -40,6 +42,7 @@ static int demo_data(int argc, char **argv);
 static int demo_rankings(int argc, char **argv);
 static int export_hf(int argc, char **argv);
 static int tokenize_rows(int argc, char **argv);
+static int logprobs_rows(int argc, char **argv);
 static int features(int argc, char **argv);
 
 /* The commands beside the job types: name, usage after the name, summary. */
@@ -55,15 +58,23 @@ static const struct command {
      "--policy SFT.safetensors --out FILE.jsonl [--n N] [--k 2..9] [--seed S] [--temperature T]",
      "ranks policy samples like a (simulated) annotator", demo_rankings},
     {"demo-eval",
-     "--policy CKPT [--ref CKPT] [--reward-model CKPT] [--n N] [--seed S] [--temperature T] "
-     "[--max-tokens 1..64] [--rankings FILE.jsonl] [--samples-out FILE.jsonl]",
+     "--policy CKPT [--ref CKPT] [--reward-model CKPT] [--tokenizer-dir DIR] [--n N] [--seed S] "
+     "[--temperature T] [--max-tokens 1..64] [--rankings FILE.jsonl] [--samples-out FILE.jsonl]",
      "measures a policy on the demo task (gold, proxy, KL)", rlhf_demo_eval_main},
-    {"export-hf", "--checkpoint FILE.safetensors --out DIR",
-     "writes a checkpoint as a Hugging Face GPT-2 directory", export_hf},
+    {"export-hf",
+     "--checkpoint FILE.safetensors --out DIR [--dtype f32|bf16] [--tokenizer-dir DIR]",
+     "writes a checkpoint as a Hugging Face directory (GPT-2 or Llama family; a LoRA "
+     "checkpoint merged, with its PEFT adapter)",
+     export_hf},
     {"tokenize", "--init DIR [--data FILE.jsonl] [--chat-format chatml|qwen3|llama3|llama2]",
      "prints the token ids of each {\"text\"} or {\"messages\"} row (Hugging Face "
      "tokenizer.json, chat template)",
      tokenize_rows},
+    {"logprobs",
+     "--init CKPT|HF_DIR [--data FILE.jsonl] [--tokenizer-dir DIR] "
+     "[--chat-format chatml|qwen3|llama3|llama2]",
+     "prints each row's tokens and log p(token | the tokens before) under the model",
+     logprobs_rows},
     {"features", "", "what this build can do: {\"mpi\": library or null}", features},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -467,15 +478,15 @@ static int demo_rankings(int argc, char **argv) {
         return EXIT_USAGE;
     }
     char err[512];
-    gpt2_model m;
+    model m;
     tokenizer tok;
-    if (model_open(policy_path, NULL, &m, NULL, err, sizeof err) != 0) {
+    if (model_load(policy_path, NULL, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
         return EXIT_USAGE;
     }
     if (tokenizer_load_bytes(&tok, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train demo-rankings: %s\n", err);
-        gpt2_free(&m);
+        model_free(&m);
         return EXIT_USAGE;
     }
     FILE *out = fopen(out_path, "w");
@@ -508,7 +519,7 @@ static int demo_rankings(int argc, char **argv) {
     }
     const bool closed = out == NULL || fclose(out) == 0;
     tokenizer_free(&tok);
-    gpt2_free(&m);
+    model_free(&m);
     return closed ? rc : EXIT_TRAINING_FAILED;
 }
 
@@ -581,19 +592,118 @@ static int export_adapter(const char *in_path, const gpt2_config *gc, const char
  * Face GPT-2 directory — DIR/model.safetensors (weights only: no trainer
  * state; LoRA adapters merged) and DIR/config.json (GPT2Config) — that
  * from_pretrained loads; plus DIR/adapter/ when the checkpoint has adapters. */
+/* Copies the tokenizer files of a model directory into out_dir (those present). */
+static int copy_tokenizer_files(const char *from, const char *out_dir, char *err, size_t errlen) {
+    static const char *const names[] = {"tokenizer.json", "tokenizer_config.json",
+                                        "special_tokens_map.json"};
+    for (int i = 0; i < 3; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", from, names[i]);
+        FILE *in = fopen(path, "rb");
+        if (in == NULL)
+            continue;
+        char *buf = NULL;
+        size_t n = 0, cap = 0, got;
+        do {
+            if (n + 65536 > cap) {
+                char *grown = realloc(buf, cap = cap * 2 + 65536);
+                if (grown == NULL)
+                    break;
+                buf = grown;
+            }
+            got = fread(buf + n, 1, cap - n, in);
+            n += got;
+        } while (got > 0);
+        fclose(in);
+        const int rc = buf ? write_file(out_dir, names[i], buf, n, err, errlen) : -1;
+        if (buf == NULL)
+            snprintf(err, errlen, "out of memory copying %.480s", path);
+        free(buf);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* The Llama family's export: DIR/config.json, generation_config.json,
+ * model.safetensors (dtype; adapters merged) and, when the checkpoint has
+ * adapters, DIR/adapter/ as PEFT saves them; the tokenizer files of
+ * tokenizer_dir when given. */
+static int export_llama(const char *in_path, const char *out_dir, safetensors_dtype dtype,
+                        const char *tokenizer_dir, char *err, size_t errlen) {
+    model m;
+    if (model_load(in_path, NULL, &m, NULL, err, errlen) != 0)
+        return -1;
+    int rc = llama_save_hf_dir(&m.llama, out_dir, dtype, err, errlen);
+    model_free(&m);
+    if (rc == 0 && tokenizer_dir != NULL)
+        rc = copy_tokenizer_files(tokenizer_dir, out_dir, err, errlen);
+    struct stat st;
+    if (rc != 0 || stat(in_path, &st) != 0 || S_ISDIR(st.st_mode))
+        return rc;
+    safetensors_file f;
+    if (safetensors_read_file(&f, in_path, err, errlen) != 0)
+        return -1;
+    const bool has = safetensors_metadata_get(&f, "lora_r") != NULL;
+    safetensors_free(&f);
+    if (!has)
+        return 0;
+    /* adapters attached before loading receive the file's own (its rank and targets) */
+    const model_lora any = {.r = 1, .alpha = 1, .targets = 1};
+    const model_open_options opt = {.lora = &any};
+    if (model_load(in_path, &opt, &m, NULL, err, errlen) != 0)
+        return -1;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/adapter", out_dir);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %.480s: %s", dir, strerror(errno));
+        rc = -1;
+    } else {
+        rc = llama_lora_save_dir(&m.llama, dir, err, errlen);
+    }
+    model_free(&m);
+    return rc;
+}
+
 static int export_hf(int argc, char **argv) {
-    const char *in_path = NULL, *out_dir = NULL;
+    const char *in_path = NULL, *out_dir = NULL, *dtype_name = "f32", *tokenizer_dir = NULL;
+    int bad = (argc - 2) % 2 != 0;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--checkpoint") == 0)
             in_path = argv[i + 1];
         else if (strcmp(argv[i], "--out") == 0)
             out_dir = argv[i + 1];
+        else if (strcmp(argv[i], "--dtype") == 0)
+            dtype_name = argv[i + 1];
+        else if (strcmp(argv[i], "--tokenizer-dir") == 0)
+            tokenizer_dir = argv[i + 1];
+        else
+            bad = 1;
     }
-    if (in_path == NULL || out_dir == NULL || argc != 6) {
+    const bool bf16 = strcmp(dtype_name, "bf16") == 0;
+    if (in_path == NULL || out_dir == NULL || bad || (!bf16 && strcmp(dtype_name, "f32") != 0)) {
         rlhf_train_command_usage(stderr, "export-hf");
         return EXIT_USAGE;
     }
     char err[512], path[4200];
+    model_family family;
+    if (model_source_family(in_path, &family, err, sizeof err) != 0) {
+        fprintf(stderr, "rlhf-train export-hf: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (family == MODEL_FAMILY_LLAMA) {
+        if (export_llama(in_path, out_dir, bf16 ? SAFETENSORS_BF16 : SAFETENSORS_F32, tokenizer_dir,
+                         err, sizeof err) != 0) {
+            fprintf(stderr, "rlhf-train export-hf: %s\n", err);
+            return EXIT_TRAINING_FAILED;
+        }
+        return 0;
+    }
+    if (bf16 || tokenizer_dir != NULL) {
+        fprintf(stderr, "rlhf-train export-hf: --dtype bf16 and --tokenizer-dir are for "
+                        "Llama-family checkpoints\n");
+        return EXIT_USAGE;
+    }
     gpt2_model m;
     if (model_open(in_path, NULL, &m, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "rlhf-train export-hf: %s\n", err);
@@ -642,6 +752,162 @@ static int export_hf(int argc, char **argv) {
  * DIR/tokenizer_config.json's chat template (or --chat-format chatml |
  * qwen3 | llama3 | llama2), tokenized as apply_chat_template does (the
  * template writes BOS itself). Reads stdin without --data. */
+/* What turns rows into ids: DIR's tokenizer.json (NULL when the directory
+ * has none: only {"tokens"} rows then) and its chat template, loaded on the
+ * first {"messages"} row. */
+typedef struct row_reader {
+    const char *dir, *format;
+    hf_tokenizer *tok;
+    chat_template tpl;
+    bool have_tpl;
+} row_reader;
+
+/* The ids of one row: {"text"} with the post-processor's special tokens,
+ * {"messages"} through the chat template, or (allow_tokens) {"tokens"} as
+ * given. *ids is malloc'd. Returns the count or -1 with err. */
+static int64_t row_ids(row_reader *rr, const json_t *row, bool allow_tokens, int32_t **ids,
+                       char *err, size_t errlen) {
+    *ids = NULL;
+    const json_t *text = json_object_get(row, "text"), *msgs = json_object_get(row, "messages");
+    const json_t *given = json_object_get(row, "tokens");
+    if (allow_tokens && json_is_array(given)) {
+        const size_t n = json_array_size(given);
+        *ids = malloc((n + 1) * sizeof **ids);
+        if (*ids == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const json_t *v = json_array_get(given, i);
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > INT32_MAX) {
+                snprintf(err, errlen, "\"tokens\"[%zu] is not a token id", i);
+                free(*ids), *ids = NULL;
+                return -1;
+            }
+            (*ids)[i] = (int32_t)json_integer_value(v);
+        }
+        return (int64_t)n;
+    }
+    if ((json_is_string(text) || json_is_array(msgs)) && rr->tok == NULL) {
+        snprintf(err, errlen, "%s has no tokenizer.json: give {\"tokens\": [...]} rows", rr->dir);
+        return -1;
+    }
+    if (json_is_string(text)) {
+        int64_t n = hf_tokenizer_encode(rr->tok, json_string_value(text), json_string_length(text),
+                                        HF_ENCODE_ADD_SPECIAL, NULL, 0, err, errlen);
+        *ids = n >= 0 ? malloc(((size_t)n + 1) * sizeof **ids) : NULL;
+        if (*ids != NULL)
+            hf_tokenizer_encode(rr->tok, json_string_value(text), json_string_length(text),
+                                HF_ENCODE_ADD_SPECIAL, *ids, (size_t)n, err, errlen);
+        else if (n >= 0)
+            n = -1, snprintf(err, errlen, "out of memory");
+        return n;
+    }
+    if (!json_is_array(msgs)) {
+        snprintf(err, errlen, "needs a \"text\" string or a \"messages\" array%s",
+                 allow_tokens ? " (or a \"tokens\" array)" : "");
+        return -1;
+    }
+    if (!rr->have_tpl) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", rr->dir);
+        if (chat_template_load(&rr->tpl, path, rr->format, err, errlen) != 0)
+            return -1;
+        rr->have_tpl = true;
+    }
+    const size_t count = json_array_size(msgs);
+    chat_message *m = calloc(count + 1, sizeof *m);
+    if (m == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const json_t *item;
+    size_t i;
+    json_array_foreach(msgs, i, item) {
+        m[i].role = json_string_value(json_object_get(item, "role"));
+        m[i].content = json_string_value(json_object_get(item, "content"));
+    }
+    const int64_t n = chat_template_encode(
+        &rr->tpl, rr->tok, m, count, json_is_true(json_object_get(row, "add_generation_prompt")),
+        ids, NULL, err, errlen);
+    free(m);
+    return n;
+}
+
+/* Opens DIR's tokenizer (required unless optional) and the input. */
+static int row_reader_open(row_reader *rr, const char *dir, const char *format, bool optional,
+                           const char *data, FILE **in, const char *cmd) {
+    char err[1024], path[4200];
+    memset(rr, 0, sizeof *rr);
+    rr->dir = dir, rr->format = format;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    struct stat st;
+    if (!optional || stat(path, &st) == 0) {
+        rr->tok = hf_tokenizer_load(path, err, sizeof err);
+        if (rr->tok == NULL) {
+            fprintf(stderr, "rlhf-train %s: %s\n", cmd, err);
+            return -1;
+        }
+    }
+    *in = data ? fopen(data, "r") : stdin;
+    if (*in == NULL) {
+        fprintf(stderr, "rlhf-train %s: cannot open %s: %s\n", cmd, data, strerror(errno));
+        hf_tokenizer_free(rr->tok);
+        return -1;
+    }
+    return 0;
+}
+
+static void row_reader_close(row_reader *rr, FILE *in, const char *data) {
+    if (data)
+        fclose(in);
+    if (rr->have_tpl)
+        chat_template_free(&rr->tpl);
+    hf_tokenizer_free(rr->tok);
+}
+
+/* The rows of in, one call of each_row(ids, n) per row; stops at the first
+ * error (by line number). Returns 0 or an exit code. */
+static int
+for_each_row(row_reader *rr, FILE *in, const char *data, bool allow_tokens, const char *cmd,
+             int (*each_row)(void *ctx, const int32_t *ids, int64_t n, char *err, size_t errlen),
+             void *ctx) {
+    char *line = NULL, err[1024];
+    size_t cap = 0;
+    int rc = 0;
+    for (long lineno = 1; rc == 0 && getline(&line, &cap, in) >= 0; lineno++) {
+        if (strspn(line, " \t\r\n") == strlen(line))
+            continue;
+        json_error_t jerr;
+        json_t *row = json_loads(line, 0, &jerr);
+        int32_t *ids = NULL;
+        int64_t n = -1;
+        if (row == NULL)
+            snprintf(err, sizeof err, "%s", jerr.text);
+        else
+            n = row_ids(rr, row, allow_tokens, &ids, err, sizeof err);
+        if (n < 0 || each_row(ctx, ids, n, err, sizeof err) != 0) {
+            fprintf(stderr, "rlhf-train %s: %s line %ld: %s\n", cmd, data ? data : "stdin", lineno,
+                    err);
+            rc = EXIT_TRAINING_FAILED;
+        }
+        free(ids);
+        json_decref(row);
+    }
+    free(line);
+    return rc;
+}
+
+static int print_ids(void *ctx, const int32_t *ids, int64_t n, char *err, size_t errlen) {
+    (void)ctx, (void)err, (void)errlen;
+    fputs("{\"ids\":[", stdout);
+    for (int64_t k = 0; k < n; k++)
+        printf(k ? ",%d" : "%d", ids[k]);
+    fputs("]}\n", stdout);
+    return 0;
+}
+
 static int tokenize_rows(int argc, char **argv) {
     const char *dir = NULL, *data = NULL, *format = NULL;
     for (int i = 2; i + 1 < argc; i += 2) {
@@ -658,88 +924,93 @@ static int tokenize_rows(int argc, char **argv) {
         rlhf_train_command_usage(stderr, "tokenize");
         return EXIT_USAGE;
     }
-    char err[1024], path[4200];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    hf_tokenizer *tok = hf_tokenizer_load(path, err, sizeof err);
-    FILE *in = data ? fopen(data, "r") : stdin;
-    if (tok == NULL || in == NULL) {
-        if (tok == NULL)
-            fprintf(stderr, "rlhf-train tokenize: %s\n", err);
-        else
-            fprintf(stderr, "rlhf-train tokenize: cannot open %s: %s\n", data, strerror(errno));
-        hf_tokenizer_free(tok);
+    row_reader rr;
+    FILE *in;
+    if (row_reader_open(&rr, dir, format, false, data, &in, "tokenize") != 0)
         return EXIT_USAGE;
-    }
-    chat_template tpl = {0};
-    bool have_tpl = false;
-    char *line = NULL;
-    size_t cap = 0;
-    int rc = 0;
-    for (long lineno = 1; rc == 0 && getline(&line, &cap, in) >= 0; lineno++) {
-        if (strspn(line, " \t\r\n") == strlen(line))
-            continue;
-        json_error_t jerr;
-        json_t *row = json_loads(line, 0, &jerr);
-        json_t *text = json_object_get(row, "text"), *msgs = json_object_get(row, "messages");
-        int32_t *ids = NULL;
-        int64_t n = -1;
-        snprintf(err, sizeof err, "needs a \"text\" string or a \"messages\" array");
-        if (row == NULL) {
-            snprintf(err, sizeof err, "%s", jerr.text);
-        } else if (json_is_string(text)) {
-            n = hf_tokenizer_encode(tok, json_string_value(text), json_string_length(text),
-                                    HF_ENCODE_ADD_SPECIAL, NULL, 0, err, sizeof err);
-            ids = n >= 0 ? malloc(((size_t)n + 1) * sizeof *ids) : NULL;
-            if (ids != NULL)
-                hf_tokenizer_encode(tok, json_string_value(text), json_string_length(text),
-                                    HF_ENCODE_ADD_SPECIAL, ids, (size_t)n, err, sizeof err);
-            else if (n >= 0)
-                n = -1, snprintf(err, sizeof err, "out of memory");
-        } else if (json_is_array(msgs)) {
-            snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-            size_t count = json_array_size(msgs);
-            chat_message *m = calloc(count + 1, sizeof *m);
-            json_t *item;
-            size_t i;
-            json_array_foreach(msgs, i, item) {
-                m[i].role = json_string_value(json_object_get(item, "role"));
-                m[i].content = json_string_value(json_object_get(item, "content"));
-            }
-            if (!have_tpl) {
-                have_tpl = chat_template_load(&tpl, path, format, err, sizeof err) == 0;
-                rc = have_tpl ? 0 : EXIT_USAGE;
-            }
-            if (have_tpl && m == NULL)
-                snprintf(err, sizeof err, "out of memory");
-            else if (have_tpl)
-                n = chat_template_encode(
-                    &tpl, tok, m, count,
-                    json_is_true(json_object_get(row, "add_generation_prompt")), &ids, NULL, err,
-                    sizeof err);
-            free(m);
-        }
-        if (n < 0) {
-            fprintf(stderr, "rlhf-train tokenize: %s line %ld: %s\n", data ? data : "stdin", lineno,
-                    err);
-            rc = rc ? rc : EXIT_TRAINING_FAILED;
-        } else {
-            fputs("{\"ids\":[", stdout);
-            for (int64_t k = 0; k < n; k++)
-                printf(k ? ",%d" : "%d", ids[k]);
-            fputs("]}\n", stdout);
-        }
-        free(ids);
-        json_decref(row);
-    }
-    free(line);
-    if (data)
-        fclose(in);
-    if (have_tpl)
-        chat_template_free(&tpl);
-    hf_tokenizer_free(tok);
+    const int rc = for_each_row(&rr, in, data, false, "tokenize", print_ids, NULL);
+    row_reader_close(&rr, in, data);
     return rc;
 }
 
+/* One row's log-probabilities under the model: logprobs[i-1] =
+ * log p(ids[i] | ids[<i]), printed with the ids. */
+static int print_logprobs(void *ctx, const int32_t *ids, int64_t n, char *err, size_t errlen) {
+    model *m = ctx;
+    const int V = model_vocab_size(m), T = model_max_seq_len(m);
+    if (n < 1 || n > T) {
+        snprintf(err, errlen, "%lld tokens (the model takes 1..%d)", (long long)n, T);
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V) {
+            snprintf(err, errlen, "token %d is outside the vocabulary of %d", ids[i], V);
+            return -1;
+        }
+    float *logp = malloc(sizeof(float) * (size_t)n);
+    if (logp == NULL || model_reserve(m, 1, (int)n, err, errlen) != 0) {
+        if (logp == NULL)
+            snprintf(err, errlen, "out of memory");
+        free(logp);
+        return -1;
+    }
+    if (n > 1) {
+        model_forward(m, ids, NULL, NULL, 1, (int)n, 0, (int)n - 1);
+        model_token_logprobs(m, ids + 1, logp, NULL);
+    }
+    fputs("{\"tokens\":[", stdout);
+    for (int64_t k = 0; k < n; k++)
+        printf(k ? ",%d" : "%d", ids[k]);
+    fputs("],\"logprobs\":[", stdout);
+    for (int64_t k = 0; k + 1 < n; k++)
+        printf(k ? ",%.9g" : "%.9g", (double)logp[k]);
+    fputs("]}\n", stdout);
+    free(logp);
+    return 0;
+}
+
+/* rlhf-train logprobs --init MODEL --data FILE.jsonl: for each {"text"},
+ * {"messages"} or {"tokens"} row, {"tokens": [ids], "logprobs": [...]} with
+ * logprobs[i-1] = log p(tokens[i] | tokens[<i]) under the model (a checkpoint
+ * or a Hugging Face directory of either family). */
+static int logprobs_rows(int argc, char **argv) {
+    const char *init = NULL, *data = NULL, *format = NULL, *tok_dir = NULL;
+    int bad = argc % 2 != 0;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--init") == 0)
+            init = argv[i + 1];
+        else if (strcmp(argv[i], "--data") == 0)
+            data = argv[i + 1];
+        else if (strcmp(argv[i], "--chat-format") == 0)
+            format = argv[i + 1];
+        else if (strcmp(argv[i], "--tokenizer-dir") == 0)
+            tok_dir = argv[i + 1];
+        else
+            bad = 1;
+    }
+    if (init == NULL || bad) {
+        rlhf_train_command_usage(stderr, "logprobs");
+        return EXIT_USAGE;
+    }
+    char err[1024];
+    model m;
+    if (model_load(init, NULL, &m, NULL, err, sizeof err) != 0) {
+        fprintf(stderr, "rlhf-train logprobs: %s\n", err);
+        return EXIT_USAGE;
+    }
+    struct stat st;
+    const char *dir = tok_dir ? tok_dir : stat(init, &st) == 0 && S_ISDIR(st.st_mode) ? init : ".";
+    row_reader rr;
+    FILE *in;
+    if (row_reader_open(&rr, dir, format, tok_dir == NULL, data, &in, "logprobs") != 0) {
+        model_free(&m);
+        return EXIT_USAGE;
+    }
+    const int rc = for_each_row(&rr, in, data, true, "logprobs", print_logprobs, &m);
+    row_reader_close(&rr, in, data);
+    model_free(&m);
+    return rc;
+}
 int rlhf_train_main(int argc, char **argv) {
     if (argc < 2) {
         print_usage(stderr);

@@ -15,10 +15,10 @@
 #include "db.h"
 #include "db_sink.h"
 #include "dist_job.h"
-#include "gpt2_checkpoint.h"
 #include "jobs.h"
 #include "jobs_db.h"
 #include "jsonl_data.h"
+#include "model.h"
 #include "model_dir.h"
 #include "safetensors.h"
 #include "train_state.h"
@@ -136,6 +136,7 @@ static void job_data_free(job_data *d) {
     }
     for (int64_t i = 0; i < d->n_rankings; i++) {
         free((char *)d->rankings[i].prompt);
+        free((char *)d->rankings[i].prompt_messages);
         for (int k = 0; k < d->rankings[i].k; k++)
             free((char *)d->rankings[i].responses[k]);
     }
@@ -157,7 +158,7 @@ static int job_pairs_add(job_data *d, const char *prompt, const char *response) 
         free(ps), free(rs);
         return -1;
     }
-    d->pairs[d->n_pairs++] = (text_pair){ps, rs};
+    d->pairs[d->n_pairs++] = (text_pair){ps, rs, NULL, 0};
     return 0;
 }
 
@@ -191,19 +192,21 @@ static const char *keep_copy(void *ctx, const char *s) {
 /* A stored preference row as a ranking in d: st's columns from first are
  * dataset_rows' prompt, response, chosen, rejected, responses, ranks,
  * margin (a pair, or 009's K-wise JSON arrays; rlhfd's upload validated
- * them with common/dataset_format). 0, or -1 with why. */
+ * them with common/dataset_format), prompt_messages (an OpenAI row's
+ * conversation, which a model's chat template renders). 0, or -1 with why. */
 static int job_ranking_from_stored(job_data *d, sqlite3_stmt *st, int first, char *why,
                                    size_t why_len) {
-    enum { PROMPT, RESPONSE, CHOSEN, REJECTED, RESPONSES, RANKS, MARGIN };
-    const char *text[MARGIN];
-    for (int i = 0; i < MARGIN; i++)
+    enum { PROMPT, RESPONSE, CHOSEN, REJECTED, RESPONSES, RANKS, MARGIN, MESSAGES };
+    const char *text[MESSAGES + 1];
+    for (int i = 0; i <= MESSAGES; i++)
         text[i] = (const char *)sqlite3_column_text(st, first + i);
     const char *pair[2] = {text[CHOSEN], text[REJECTED]};
     const char *kwise[RANKING_MAX_K];
     int pair_ranks[2] = {0, 1}, kwise_ranks[RANKING_MAX_K];
     dataset_row row = {.prompt = text[PROMPT],
                        .has_margin = sqlite3_column_type(st, first + MARGIN) != SQLITE_NULL,
-                       .margin = sqlite3_column_double(st, first + MARGIN)};
+                       .margin = sqlite3_column_double(st, first + MARGIN),
+                       .prompt_messages = (char *)text[MESSAGES]};
     json_t *responses = text[RESPONSES] ? json_loads(text[RESPONSES], 0, NULL) : NULL;
     json_t *ranks = text[RANKS] ? json_loads(text[RANKS], 0, NULL) : NULL;
     const size_t k = json_array_size(responses);
@@ -235,6 +238,7 @@ static int job_ranking_from_stored(job_data *d, sqlite3_stmt *st, int first, cha
 static void job_ranking_drop_last(job_data *d) {
     ranking *rk = &d->rankings[--d->n_rankings];
     free((char *)rk->prompt);
+    free((char *)rk->prompt_messages);
     for (int k = 0; k < rk->k; k++)
         free((char *)rk->responses[k]);
     d->n_skipped++;
@@ -266,13 +270,14 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
                             const char *param, job_data *out, char *err, size_t errlen) {
     const char *want = dataset_format_for_job(type->name); /* NULL: it reads none */
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT d.id, d.format, r.line, r.prompt, r.response, r.chosen, "
-                           "r.rejected, r.responses, r.ranks, r.margin FROM job_datasets j "
-                           "JOIN datasets d ON d.id = j.dataset_id "
-                           "JOIN dataset_rows r ON r.dataset_id = d.id "
-                           "WHERE j.job_id = ?1 AND j.purpose = ?2 ORDER BY r.line",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT d.id, d.format, r.line, r.prompt, r.response, r.chosen, "
+            "r.rejected, r.responses, r.ranks, r.margin, r.prompt_messages FROM job_datasets j "
+            "JOIN datasets d ON d.id = j.dataset_id "
+            "JOIN dataset_rows r ON r.dataset_id = d.id "
+            "WHERE j.job_id = ?1 AND j.purpose = ?2 ORDER BY r.line",
+            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot read %s: %s", param, sqlite3_errmsg(db));
         return -1;
     }
@@ -403,9 +408,9 @@ static int find_resume_checkpoint(sqlite3 *db, const char *data_dir, int64_t job
 /* ---- the checkpoints a job starts from ------------------------------------------ */
 
 /* Opens stored checkpoint id (*fd; the engine opens path = /proc/self/fd/N)
- * and checks it is a GPT-2 checkpoint (with a scalar head when need_head:
- * a reward model). param names the request field in errors. 0, or -1 with
- * err. */
+ * and checks it is a model checkpoint of either family (with a scalar head
+ * when need_head: a reward model). param names the request field in errors.
+ * 0, or -1 with err. */
 static int checkpoint_to_file(sqlite3 *db, const char *data_dir, int64_t id, const char *param,
                               bool need_head, int *fd, char *path, size_t path_len, char *err,
                               size_t errlen) {
@@ -417,19 +422,18 @@ static int checkpoint_to_file(sqlite3 *db, const char *data_dir, int64_t id, con
         return -1;
     }
     snprintf(path, path_len, "/proc/self/fd/%d", *fd);
+    model_shape shape;
+    int rc = model_read_shape(path, 0, &shape, why, sizeof why);
     safetensors_file f;
-    gpt2_config gc;
-    int rc = safetensors_read_file(&f, path, why, sizeof why);
-    if (rc == 0) {
-        rc = gpt2_config_from_checkpoint(&gc, &f, why, sizeof why);
-        if (rc == 0 && need_head && safetensors_find(&f, "score.weight") == NULL) {
+    if (rc == 0 && need_head && (rc = safetensors_read_file(&f, path, why, sizeof why)) == 0) {
+        if (safetensors_find(&f, "score.weight") == NULL) {
             snprintf(why, sizeof why, "it has no reward head (score.weight)");
             rc = -1;
         }
         safetensors_free(&f);
     }
     if (rc != 0)
-        snprintf(err, errlen, "%s: checkpoint %lld is not a usable GPT-2 checkpoint: %s", param,
+        snprintf(err, errlen, "%s: checkpoint %lld is not a usable model checkpoint: %s", param,
                  (long long)id, why);
     return rc;
 }

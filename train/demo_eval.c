@@ -38,12 +38,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jansson.h>
 
 #include "cli.h"
 #include "demo_task.h"
-#include "gpt2.h"
 #include "model.h"
 #include "jsonl_data.h"
 #include "reward.h"
@@ -57,14 +57,15 @@ static void usage(void) {
 
 /* Loads a checkpoint; with_head keeps its scalar head (a reward model) and
  * reads its normalisation. Returns 0 or -1 with err naming the file. */
-static int load(gpt2_model *m, const char *path, bool with_head, double *gain, double *bias,
-                char *err, size_t errlen) {
+static int load(model *m, const char *path, bool with_head, double *gain, double *bias, char *err,
+                size_t errlen) {
     char inner[400];
     const model_open_options opt = {.scalar_head = with_head, .require_head = with_head};
     model_info info;
-    int rc = model_open(path, &opt, m, &info, inner, sizeof inner);
-    if (rc == 0 && (rc = gpt2_reserve(m, 1, m->cfg.max_seq_len, inner, sizeof inner)) != 0)
-        gpt2_free(m);
+    int rc = model_load(path, &opt, m, &info, inner, sizeof inner);
+    const int T = rc == 0 && model_max_seq_len(m) < MAX_IDS ? model_max_seq_len(m) : MAX_IDS;
+    if (rc == 0 && (rc = model_reserve(m, 1, T, inner, sizeof inner)) != 0)
+        model_free(m);
     if (rc == 0 && gain != NULL)
         *gain = info.reward_gain, *bias = info.reward_bias;
     if (rc != 0)
@@ -74,18 +75,17 @@ static int load(gpt2_model *m, const char *path, bool with_head, double *gain, d
 
 /* Σ log p(ids[t] | ids[..t)) at temperature 1 / inv_temp over t in
  * [n_prompt, n): the log-probability of the response given the prompt. */
-static double response_logprob(gpt2_model *m, const int32_t *ids, int n_prompt, int n,
-                               float inv_temp) {
+static double response_logprob(model *m, const int32_t *ids, int n_prompt, int n, float inv_temp) {
     int32_t targets[MAX_IDS];
     float logp[MAX_IDS];
-    const gpt2_batch batch = {ids, NULL, NULL, 1, n};
-    gpt2_forward(m, &batch, true);
+    model_forward(m, ids, NULL, NULL, 1, n, 0, n);
+    float *logits = model_logits(m);
     if (inv_temp != 1.0f)
-        for (int64_t i = 0; i < (int64_t)n * m->cfg.vocab_size; i++)
-            m->acts.logits[i] *= inv_temp;
+        for (int64_t i = 0; i < (int64_t)n * model_vocab_size(m); i++)
+            logits[i] *= inv_temp;
     for (int t = 0; t < n; t++)
         targets[t] = t + 1 < n ? ids[t + 1] : 0;
-    gpt2_token_logprobs(m, targets, logp, NULL);
+    model_token_logprobs(m, targets, logp, NULL);
     double sum = 0.0;
     for (int t = n_prompt - 1; t < n - 1; t++)
         sum += logp[t];
@@ -93,10 +93,9 @@ static double response_logprob(gpt2_model *m, const int32_t *ids, int n_prompt, 
 }
 
 /* The normalised reward of ids[0..n) (the scalar head at the last token). */
-static double reward_of(gpt2_model *rm, const int32_t *ids, int n, double gain, double bias) {
-    const gpt2_batch batch = {ids, NULL, NULL, 1, n};
-    gpt2_forward(rm, &batch, false);
-    return gain * rm->acts.values[n - 1] + bias;
+static double reward_of(model *rm, const int32_t *ids, int n, double gain, double bias) {
+    model_forward(rm, ids, NULL, NULL, 1, n, 0, 0);
+    return gain * model_values(rm)[n - 1] + bias;
 }
 
 typedef struct moments {
@@ -119,7 +118,7 @@ static double std_of(const moments *m) {
 
 /* Pair accuracy of the reward model on rankings: against the gold score of
  * each response text, and against the file's ranks. */
-static int rankings_accuracy(gpt2_model *rm, const tokenizer *tok, const char *path, json_t *out,
+static int rankings_accuracy(model *rm, const tokenizer *tok, const char *path, json_t *out,
                              char *err, size_t errlen) {
     ranking_set set = {0};
     char inner[400];
@@ -130,12 +129,12 @@ static int rankings_accuracy(gpt2_model *rm, const tokenizer *tok, const char *p
     long pairs_gold = 0, right_gold = 0, pairs_rank = 0, right_rank = 0;
     int32_t ids[MAX_IDS];
     uint8_t mask[MAX_IDS];
-    const int64_t cap = rm->cfg.max_seq_len < MAX_IDS ? rm->cfg.max_seq_len : MAX_IDS;
+    const int64_t cap = model_max_seq_len(rm) < MAX_IDS ? model_max_seq_len(rm) : MAX_IDS;
     for (int64_t i = 0; i < set.n; i++) {
         const ranking *rk = &set.items[i];
         double r[RANKING_MAX_K], g[RANKING_MAX_K];
         for (int k = 0; k < rk->k; k++) {
-            const text_pair ex = {rk->prompt, rk->responses[k]};
+            const text_pair ex = {rk->prompt, rk->responses[k], NULL, 0};
             const int64_t n = sft_tokenize(tok, &ex, true, ids, mask, cap);
             if (n < 1) {
                 snprintf(err, errlen, "%s: ranking %lld: the tokenizer failed", path,
@@ -176,6 +175,7 @@ static json_t *real_or_null(double x) {
 }
 
 int rlhf_demo_eval_main(int argc, char **argv) {
+    const char *tokenizer_dir = NULL;
     const char *policy_path = NULL, *ref_path = NULL, *rm_path = NULL, *rankings_path = NULL,
                *samples_path = NULL;
     long n = 200, seed = 1, max_tokens = 64;
@@ -197,6 +197,8 @@ int rlhf_demo_eval_main(int argc, char **argv) {
             rankings_path = v;
         else if (strcmp(o, "--samples-out") == 0)
             samples_path = v;
+        else if (strcmp(o, "--tokenizer-dir") == 0)
+            tokenizer_dir = v;
         else if (strcmp(o, "--n") == 0 || strcmp(o, "--seed") == 0 ||
                  strcmp(o, "--max-tokens") == 0) {
             const long x = strtol(v, &end, 10);
@@ -236,7 +238,7 @@ int rlhf_demo_eval_main(int argc, char **argv) {
     }
     openblas_set_num_threads(1);
     char err[1024];
-    gpt2_model policy = {0}, ref = {0}, rm = {0};
+    model policy = {0}, ref = {0}, rm = {0};
     int have_ref = 0, have_rm = 0, rc = EXIT_USAGE;
     double gain = 1.0, bias = 0.0;
     tokenizer tok;
@@ -249,9 +251,9 @@ int rlhf_demo_eval_main(int argc, char **argv) {
         if (load(&ref, ref_path, false, NULL, NULL, err, sizeof err) != 0)
             goto fail;
         have_ref = 1;
-        if (ref.cfg.vocab_size != policy.cfg.vocab_size) {
+        if (model_vocab_size(&ref) != model_vocab_size(&policy)) {
             snprintf(err, sizeof err, "--ref %s has vocabulary %d, the policy %d", ref_path,
-                     ref.cfg.vocab_size, policy.cfg.vocab_size);
+                     model_vocab_size(&ref), model_vocab_size(&policy));
             goto fail;
         }
     }
@@ -260,18 +262,24 @@ int rlhf_demo_eval_main(int argc, char **argv) {
             goto fail;
         have_rm = 1;
     }
-    if (tokenizer_load_bytes(&tok, err, sizeof err) != 0)
+    /* like demo-rankings and the demo's sft: the byte-level tokenizer, or
+     * a model directory's tokenizer.json (--tokenizer-dir, or the policy's
+     * own directory) */
+    struct stat st;
+    if (tokenizer_dir == NULL && stat(policy_path, &st) == 0 && S_ISDIR(st.st_mode))
+        tokenizer_dir = policy_path;
+    char tok_json[4200];
+    snprintf(tok_json, sizeof tok_json, "%s/tokenizer.json", tokenizer_dir ? tokenizer_dir : ".");
+    const bool hf = tokenizer_dir != NULL && stat(tok_json, &st) == 0;
+    if ((hf ? tokenizer_load_hf(&tok, tokenizer_dir, err, sizeof err)
+            : tokenizer_load_bytes(&tok, err, sizeof err)) != 0)
         goto fail;
     have_tok = 1;
-    /* like demo-rankings and the demo's sft: the byte-level tokenizer */
-    if (policy.cfg.vocab_size != tok.vocab_size ||
-        (have_rm && rm.cfg.vocab_size != tok.vocab_size)) {
-        snprintf(err, sizeof err,
-                 "the demo task uses the byte-level tokenizer (vocabulary %d); the policy has "
-                 "%d%s",
-                 tok.vocab_size, policy.cfg.vocab_size,
-                 have_rm && rm.cfg.vocab_size != tok.vocab_size ? ", and the reward model differs"
-                                                                : "");
+    const int pv = model_vocab_size(&policy), rv = have_rm ? model_vocab_size(&rm) : pv;
+    if (hf ? (tok.vocab_size > pv || rv != pv) : (pv != tok.vocab_size || rv != tok.vocab_size)) {
+        snprintf(err, sizeof err, "the %s tokenizer has vocabulary %d; the policy has %d%s",
+                 hf ? "model directory's" : "demo task's byte-level", tok.vocab_size, pv,
+                 rv != pv || (!hf && rv != tok.vocab_size) ? ", and the reward model differs" : "");
         goto fail;
     }
     if (samples_path != NULL && (samples = fopen(samples_path, "w")) == NULL) {
@@ -302,12 +310,12 @@ int rlhf_demo_eval_main(int argc, char **argv) {
         const int ended = ids[np + ng - 1] == tok.eot_id;
         eos += ended;
         double k = NAN, p = NAN;
-        if (have_ref && np + ng <= ref.cfg.max_seq_len) {
+        if (have_ref && np + ng <= model_max_seq_len(&ref) && np + ng <= MAX_IDS) {
             k = response_logprob(&policy, ids, np, np + ng, inv_temp) -
                 response_logprob(&ref, ids, np, np + ng, inv_temp);
             add(&kl, k);
         }
-        if (have_rm && np + ng <= rm.cfg.max_seq_len) {
+        if (have_rm && np + ng <= model_max_seq_len(&rm) && np + ng <= MAX_IDS) {
             p = reward_of(&rm, ids, np + ng, gain, bias);
             add(&proxy, p);
         }
@@ -355,7 +363,7 @@ int rlhf_demo_eval_main(int argc, char **argv) {
     json_dumpf(out, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
     putchar('\n');
     json_decref(out);
-    gpt2_free(&policy), gpt2_free(&ref), gpt2_free(&rm); /* a zeroed model frees nothing */
+    model_free(&policy), model_free(&ref), model_free(&rm); /* a zeroed model frees nothing */
     tokenizer_free(&tok);
     return 0;
 fail:
@@ -363,7 +371,7 @@ fail:
     if (samples != NULL)
         fclose(samples);
     json_decref(out);
-    gpt2_free(&policy), gpt2_free(&ref), gpt2_free(&rm);
+    model_free(&policy), model_free(&ref), model_free(&rm);
     if (have_tok)
         tokenizer_free(&tok);
     return rc;

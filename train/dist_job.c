@@ -95,6 +95,8 @@ static void put_pairs(packet *b, const text_pair *items, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         put_str(b, items[i].prompt);
         put_str(b, items[i].response);
+        put_str(b, items[i].messages);
+        put_u64(b, (uint64_t)items[i].first_trained);
     }
 }
 
@@ -108,6 +110,7 @@ static void put_rankings(packet *b, const ranking *items, int64_t n) {
             put_u64(b, (uint64_t)(int64_t)items[i].rank[k]);
         }
         put(b, &items[i].margin, sizeof items[i].margin);
+        put_str(b, items[i].prompt_messages);
     }
 }
 
@@ -224,6 +227,8 @@ static text_pair *get_pairs(dist_job_decoded *d, int64_t *n) {
     for (uint64_t i = 0; i < count && !d->bad; i++) {
         items[i].prompt = get_str(d);
         items[i].response = get_str(d);
+        items[i].messages = get_str(d);
+        items[i].first_trained = (int)get_u64(d);
     }
     return items;
 }
@@ -255,6 +260,7 @@ static ranking *get_rankings(dist_job_decoded *d, int64_t *n) {
         const void *margin = get(d, sizeof items[i].margin);
         if (margin)
             memcpy(&items[i].margin, margin, sizeof items[i].margin);
+        items[i].prompt_messages = get_str(d);
     }
     return items;
 }

@@ -76,7 +76,7 @@ static int jsonl_each(const char *path, dataset_format format, jsonl_add_fn add,
         json_t *obj = json_loadb(line, n, JSON_REJECT_DUPLICATES, &jerr);
         if (obj == NULL)
             snprintf(why, sizeof why, "%s", jerr.text), rc = -1;
-        else if (dataset_row_parse(obj, format, RANKING_MAX_K, &row, &e) != 0)
+        else if (dataset_row_parse_chat(obj, format, RANKING_MAX_K, true, &row, &e) != 0)
             snprintf(why, sizeof why, "%s", e.message), rc = -1;
         else {
             rc = add(ctx, &row, why, sizeof why);
@@ -112,13 +112,15 @@ static int add_pair(void *ctx, const dataset_row *row, char *why, size_t why_len
     const char *ps = store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->prompt);
     const char *rs =
         store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->response ? row->response : "");
+    const char *ms =
+        row->messages ? store_keep(&p->strings, &p->n_strings, &p->cap_strings, row->messages) : "";
     text_pair *items = grow(p->items, p->n, &c->cap, sizeof *p->items);
-    if (ps == NULL || rs == NULL || items == NULL) {
+    if (ps == NULL || rs == NULL || ms == NULL || items == NULL) {
         snprintf(why, why_len, "out of memory");
         return -1;
     }
     p->items = items;
-    p->items[p->n++] = (text_pair){ps, rs};
+    p->items[p->n++] = (text_pair){ps, rs, row->messages ? ms : NULL, row->first_trained};
     return 0;
 }
 
@@ -162,6 +164,9 @@ int ranking_from_row(const dataset_row *row, ranking *rk, const char *(*keep)(vo
         return -1;
     *rk = (ranking){.k = row->k, .margin = row->has_margin ? (float)row->margin : 0.0f};
     rk->prompt = keep(keep_ctx, row->prompt);
+    if (row->prompt_messages != NULL &&
+        (rk->prompt_messages = keep(keep_ctx, row->prompt_messages)) == NULL)
+        return -1;
     for (int i = 0; i < row->k; i++) {
         rk->responses[i] = keep(keep_ctx, row->responses[i]);
         rk->rank[i] = row->ranks[i];

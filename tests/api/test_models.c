@@ -29,6 +29,7 @@
 #include "sha256.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
+#include "test_hf_fixture.h"
 #include "test_server_util.h"
 #include "test_util.h"
 #include "tokenizer.h"
@@ -191,7 +192,7 @@ START_TEST(test_register_directory_inside_roots_only) {
 END_TEST
 
 /* POST one file of an upload with its digest (or a wrong one). */
-static http_reply *upload_model_file(const test_daemon *d, const char *model, const char *dir,
+static http_reply *upload_model_file(const test_daemon *d, const char *model_name, const char *dir,
                                      const char *name, bool wrong_sha) {
     size_t n;
     char *bytes = read_file(dir, name, &n), sha[65], header[128], path[256];
@@ -199,7 +200,7 @@ static http_reply *upload_model_file(const test_daemon *d, const char *model, co
     if (wrong_sha)
         sha[0] = sha[0] == '0' ? '1' : '0';
     snprintf(header, sizeof header, "X-Sha256: %s", sha);
-    snprintf(path, sizeof path, "/v1/models/%s/files/%s", model, name);
+    snprintf(path, sizeof path, "/v1/models/%s/files/%s", model_name, name);
     http_reply *r = http_bytes(d, "POST", path, d->admin, bytes, n, header);
     free(bytes);
     return r;
@@ -296,16 +297,30 @@ static size_t untar(const char *tar, size_t len, const char *dir, char names[][6
     return (size_t)n;
 }
 
+/* Starts d with a --model-root holding model directory `name` (into path):
+ * the tiny GPT-2 directory, or the tiny Qwen3 one (test_hf_fixture.h);
+ * registers it. */
+static void daemon_with_model(test_daemon *d, const char *name, bool llama, char *path,
+                              size_t cap) {
+    daemon_init(d);
+    char root[160];
+    snprintf(root, sizeof root, "%s/models", d->dir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    snprintf(path, cap, "%s/%s", root, name);
+    if (llama) {
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        test_write_tiny_qwen3_dir(path, 3);
+    } else {
+        test_write_hf_model_dir(path, 5, true);
+    }
+    daemon_start(d, "--model-root", root, NULL);
+    reply_free(expect_ok(post_model(d, name, name)));
+}
+
 START_TEST(test_train_from_model_and_download_hf_dir) {
     test_daemon d;
-    daemon_init(&d);
-    char root[160], path[256];
-    snprintf(root, sizeof root, "%s/models", d.dir);
-    ck_assert_int_eq(mkdir(root, 0755), 0);
-    snprintf(path, sizeof path, "%s/tiny", root);
-    test_write_hf_model_dir(path, 5, true);
-    daemon_start(&d, "--model-root", root, NULL);
-    reply_free(expect_ok(post_model(&d, "tiny", "tiny")));
+    char path[256];
+    daemon_with_model(&d, "tiny", false, path, sizeof path);
     /* what the worker hands the trainers as tokenizer_dir loads the
      * directory's tokenizer.json, not the byte-level default */
     tokenizer tok;
@@ -382,6 +397,72 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
                      0);
     gpt2_free(&exported);
     gpt2_free(&stored);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A dataset of n rows of format: row (a printf format with one %s) with
+ * "hello" and "hold" in turn. */
+static int64_t rows_dataset(const test_daemon *d, const char *format, const char *row, int n) {
+    char jsonl[4096] = "";
+    for (int i = 0; i < n; i++) {
+        const size_t len = strlen(jsonl);
+        snprintf(jsonl + len, sizeof jsonl - len, row, i % 2 ? "hello" : "hold");
+    }
+    return create_dataset(d, format, jsonl);
+}
+
+/* A Llama-family base model trains through the daemon: the tiny Qwen3
+ * directory (test_hf_fixture.h) registered from the model root, then dpo on
+ * OpenAI preference rows (their conversation rendered by its chat template),
+ * then grpo from the dpo job's checkpoint on prompts with a grader, each run
+ * whole and again with its
+ * worker SIGKILLed after a periodic checkpoint (the resumed run ends with
+ * the same final checkpoint, byte for byte). The final checkpoints open as
+ * Llama-family models with the directory's vocabulary. */
+START_TEST(test_llama_base_model_trains_dpo_and_grpo) {
+    test_daemon d;
+    char path[256];
+    daemon_with_model(&d, "qwen", true, path, sizeof path);
+    char body[2048];
+    const int64_t pref =
+        rows_dataset(&d, "preference",
+                     "{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]},"
+                     "\"preferred_output\":[{\"role\":\"assistant\",\"content\":\"hello world\"}],"
+                     "\"non_preferred_output\":[{\"role\":\"assistant\",\"content\":\"ow\"}]}\n",
+                     8);
+    snprintf(body, sizeof body,
+             "{\"type\":\"dpo\",\"training_file\":%lld,\"model\":\"qwen\","
+             "\"hyperparameters\":{\"batch_size\":2,\"max_steps\":4,\"learning_rate\":0.01,"
+             "\"eval_fraction\":0,\"checkpoint_interval\":2}}",
+             (long long)pref);
+    const int64_t dpo = run_and_run_killed(&d, body, 1);
+    const int64_t prompts =
+        rows_dataset(&d, "prompts", "{\"prompt\":\"%s\",\"answer\":\"lll\"}\n", 4);
+    snprintf(body, sizeof body,
+             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":{\"total_steps\":4,\"prompts_per_step\":2,\"num_generations\":"
+             "3,\"max_completion_length\":6,\"learning_rate\":0.01,\"checkpoint_interval\":2,"
+             "\"lora_r\":4,\"beta\":0.04,\"grader\":{\"type\":\"text_similarity\",\"input\":"
+             "\"{{sample.output_text}}\",\"reference\":\"{{item.answer}}\","
+             "\"evaluation_metric\":\"fuzzy_match\"}}}",
+             (long long)prompts, (long long)dpo);
+    const int64_t grpo = run_and_run_killed(&d, body, 1);
+    const int64_t jobs[] = {dpo, grpo};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = ?1", jobs[i]),
+                         db_int(&d, "SELECT id FROM models WHERE name = 'qwen'", 0));
+        http_reply *r = checkpoint_content(&d, final_checkpoint(&d, jobs[i], NULL));
+        model m;
+        char err[256];
+        ck_assert_msg(model_load_bytes(r->body, r->body_len, NULL, &m, NULL, err, sizeof err) == 0,
+                      "%s", err);
+        reply_free(r);
+        ck_assert_int_eq(m.family, MODEL_FAMILY_LLAMA);
+        ck_assert_int_eq(model_vocab_size(&m), TEST_TINY_VOCAB);
+        model_free(&m);
+    }
     daemon_stop(&d);
     daemon_cleanup(&d);
 }
@@ -535,6 +616,7 @@ Suite *models_suite(void) {
     tcase_add_test(tc, test_register_directory_inside_roots_only);
     tcase_add_test(tc, test_upload_checked_per_file_and_whole);
     tcase_add_test(tc, test_train_from_model_and_download_hf_dir);
+    tcase_add_test(tc, test_llama_base_model_trains_dpo_and_grpo);
     tcase_add_test(tc, test_lora_checkpoint_downloads_with_adapter_dir);
     tcase_add_test(tc, test_worker_killed_while_writing_a_checkpoint);
     suite_add_tcase(s, tc);

@@ -209,7 +209,15 @@ static json_t *checkpoint_metadata(const test_daemon *d, int64_t id) {
  * defaults. */
 static void expect_config_ran(const test_daemon *d, int64_t job, bool sized_by_model) {
     http_reply *r = get_job(d, job);
-    json_t *shown = json_object_get(r->json, "hyperparameters");
+    json_t *shown = json_deep_copy(json_object_get(r->json, "hyperparameters"));
+    /* an sft checkpoint without LoRA records the table before its three
+     * LoRA keys (engine/sft.c state_table: older checkpoints still resume) */
+    if (json_integer_value(json_object_get(shown, "lora_r")) == 0 &&
+        strcmp(json_string_value(json_object_get(r->json, "type")), "sft") == 0) {
+        json_object_del(shown, "lora_r");
+        json_object_del(shown, "lora_alpha");
+        json_object_del(shown, "lora_targets");
+    }
     char *shown_text = json_dumps(shown, JSON_COMPACT | JSON_SORT_KEYS);
     http_reply *list = job_checkpoints(d, job);
     int with_state = 0;
@@ -241,15 +249,16 @@ static void expect_config_ran(const test_daemon *d, int64_t job, bool sized_by_m
     static const int64_t tiny_sft[] = {1, 2, 32, 64};
     for (int k = 0; k < 4; k++) {
         json_t *v = json_object_get(shown, keys[k]);
-        const char *model = json_string_value(json_object_get(meta, meta_keys[k]));
-        ck_assert_ptr_nonnull(model);
+        const char *in_meta = json_string_value(json_object_get(meta, meta_keys[k]));
+        ck_assert_ptr_nonnull(in_meta);
         if (v != NULL)
-            ck_assert_int_eq(json_integer_value(v), atoll(model));
+            ck_assert_int_eq(json_integer_value(v), atoll(in_meta));
         if (sized_by_model)
             ck_assert_int_eq(json_integer_value(v), tiny_sft[k]);
     }
     json_decref(meta);
     free(shown_text);
+    json_decref(shown);
     reply_free(r);
 }
 

@@ -54,10 +54,12 @@ static void keep_init(keep_sink *k, train_sink *s) {
 
 /* Mean gold score of n samples (temperature 1) on fresh demo prompts. */
 static double mean_gold(const char *path, const tokenizer *tok, int n, uint64_t seed) {
-    gpt2_model m;
-    load_checkpoint_model(&m, path, false);
+    gpt2_model g;
+    load_checkpoint_model(&g, path, false);
+    model m;
+    model_from_gpt2(&m, &g);
     const double gold = demo_task_mean_gold(&m, tok, n, seed);
-    gpt2_free(&m);
+    model_free(&m);
     return gold;
 }
 
@@ -123,7 +125,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     rng_seed(&r, 101 + 1000 * seed, 0);
     for (int i = 0; i < N_SFT; i++) {
         demo_task_example(&r, sp[i], 128, sr[i], 256);
-        ex[i] = (text_pair){sp[i], sr[i]};
+        ex[i] = (text_pair){sp[i], sr[i], NULL, 0};
     }
     sft_config sc;
     hparams_set_defaults(&sft_hparams, &sc);
@@ -134,15 +136,17 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     keep_sink sft_ck;
     train_sink sink;
     keep_init(&sft_ck, &sink);
-    const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL, NULL};
+    const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL, NULL, NULL};
     ck_assert_msg(sft_train(&sc, &si, &sink, NULL, err, sizeof err) == 0, "%s", err);
 
     /* 2. the simulated annotator ranks K = 4 samples of the SFT policy */
     enum { N_RANK = 800, K = 4 };
     static char rp[N_RANK][128], rr[N_RANK][K][DEMO_TASK_RESPONSE_BYTES];
     static ranking rk[N_RANK];
-    gpt2_model sft;
-    load_checkpoint_model(&sft, sft_ck.path, false);
+    gpt2_model sft_gpt2;
+    load_checkpoint_model(&sft_gpt2, sft_ck.path, false);
+    model sft;
+    model_from_gpt2(&sft, &sft_gpt2);
     rng_state noise;
     rng_seed(&noise, 102 + 1000 * seed, 0);
     int n_rank = 0;
@@ -155,7 +159,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
             rk[n_rank].responses[j] = rr[n_rank][j];
         n_rank += ranking_validate(&rk[n_rank], err, sizeof err) == 0;
     }
-    gpt2_free(&sft);
+    model_free(&sft);
 
     /* 3. the reward model, from the SFT weights */
     reward_config rc;
@@ -165,7 +169,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     rc.seed += (int64_t)seed;
     keep_sink rm_ck;
     keep_init(&rm_ck, &sink);
-    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path, NULL};
+    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path, NULL, false};
     reward_result rres;
     ck_assert_msg(reward_train(&rc, &ri, &sink, &rres, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(small || rres.eval_accuracy > 0.72,
@@ -193,7 +197,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     keep_sink ppo_ck;
     keep_init(&ppo_ck, &sink);
     const ppo_lm_inputs pi = {prompts, N_SFT, &tok, sft_ck.path, rm_ck.path,
-                              NULL,    NULL,  NULL, NULL};
+                              NULL,    NULL,  NULL, NULL,        false};
     ppo_lm_result pres;
     ck_assert_msg(ppo_lm_train(&pc, &pi, &sink, &pres, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(pres.updates, pc.total_updates);

@@ -19,13 +19,55 @@
 
 /* ---- the parser ------------------------------------------------------------ */
 
-/* Parses text as a row of format: 0 or -1 (e filled). */
-static int parse(const char *text, dataset_format format, dataset_row *row, dataset_error *e,
-                 json_t **line) {
+/* Parses text as a row of format, taking chat rows when chat (rlhf-train's
+ * files) or not (rlhfd's upload): 0 or -1 (e filled). */
+static int parse_as(const char *text, dataset_format format, bool chat, dataset_row *row,
+                    dataset_error *e, json_t **line) {
     json_error_t jerr;
     *line = json_loads(text, 0, &jerr);
     ck_assert_msg(*line != NULL, "%s: %s", text, jerr.text);
-    return dataset_row_parse(*line, format, RANKING_MAX_K, row, e);
+    return dataset_row_parse_chat(*line, format, RANKING_MAX_K, chat, row, e);
+}
+
+static int parse(const char *text, dataset_format format, dataset_row *row, dataset_error *e,
+                 json_t **line) {
+    return parse_as(text, format, false, row, e, line);
+}
+
+static int parse_chat(const char *text, dataset_format format, dataset_row *row, dataset_error *e,
+                      json_t **line) {
+    return parse_as(text, format, true, row, e, line);
+}
+
+/* A bad line: the code, the field and a message that names it. */
+typedef struct bad_row {
+    dataset_format format;
+    const char *line, *code, *param, *message;
+} bad_row;
+
+static void assert_bad_rows(const bad_row *cases, size_t n, bool chat) {
+    for (size_t i = 0; i < n; i++) {
+        dataset_row row;
+        dataset_error e;
+        json_t *line;
+        ck_assert_msg(parse_as(cases[i].line, cases[i].format, chat, &row, &e, &line) == -1,
+                      "case %zu", i);
+        ck_assert_msg(strcmp(e.code, cases[i].code) == 0, "case %zu: code %s", i, e.code);
+        ck_assert_msg(strcmp(e.param, cases[i].param) == 0, "case %zu: param %s", i, e.param);
+        ck_assert_msg(strcmp(e.message, cases[i].message) == 0, "case %zu: '%s'", i, e.message);
+        json_decref(line);
+    }
+}
+
+/* row is a pair: prompt, chosen ranked 0 above rejected. */
+static void assert_pair(const dataset_row *row, const char *prompt, const char *chosen,
+                        const char *rejected) {
+    ck_assert_str_eq(row->prompt, prompt);
+    ck_assert_int_eq(row->k, 2);
+    ck_assert_str_eq(row->responses[0], chosen);
+    ck_assert_str_eq(row->responses[1], rejected);
+    ck_assert_int_eq(row->ranks[0], 0);
+    ck_assert_int_eq(row->ranks[1], 1);
 }
 
 START_TEST(test_parse_every_line_format) {
@@ -120,10 +162,7 @@ START_TEST(test_parse_every_line_format) {
               "\"non_preferred_output\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}",
               DATASET_FORMAT_PREFERENCE, &row, &e, &line),
         0);
-    ck_assert_str_eq(row.prompt, "q");
-    ck_assert_int_eq(row.k, 2);
-    ck_assert_str_eq(row.responses[0], "good");
-    ck_assert_str_eq(row.responses[1], "bad");
+    assert_pair(&row, "q", "good", "bad");
     ck_assert(!row.has_margin);
     ck_assert_ptr_nonnull(strstr(row.prompt_messages, "\"first\""));
     dataset_row_free(&row), json_decref(line);
@@ -175,12 +214,72 @@ START_TEST(test_parse_every_line_format) {
 }
 END_TEST
 
-/* Bad lines: the code, the field and a message that names it. */
+/* Chat SFT rows (the trainer's parser): the conversation as one JSON message list, and where
+ * training starts (OpenAI's messages: 0; TRL's conversational
+ * prompt/completion: after the prompt). */
+START_TEST(test_parse_chat_sft_rows) {
+    dataset_row row;
+    dataset_error e;
+    json_t *line, *line2;
+    ck_assert_int_eq(parse_chat("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
+                                "{\"role\":\"user\",\"content\":\"q\"},"
+                                "{\"role\":\"assistant\",\"content\":\"a\"}]}",
+                                DATASET_FORMAT_SFT, &row, &e, &line),
+                     0);
+    ck_assert_str_eq(row.messages, "[{\"role\":\"system\",\"content\":\"s\"},{\"role\":"
+                                   "\"user\",\"content\":\"q\"},{\"role\":\"assistant\","
+                                   "\"content\":\"a\"}]");
+    ck_assert_int_eq(row.first_trained, 0);
+    ck_assert_str_eq(row.prompt, "");
+    dataset_row_free(&row);
+    json_decref(line);
+    ck_assert_int_eq(parse_chat("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"},"
+                                "{\"role\":\"assistant\",\"content\":\"a1\"},"
+                                "{\"role\":\"user\",\"content\":\"q2\"}],"
+                                "\"completion\":[{\"role\":\"assistant\",\"content\":\"a2\"}]}",
+                                DATASET_FORMAT_SFT, &row, &e, &line),
+                     0);
+    ck_assert_int_eq(row.first_trained, 3);
+    dataset_row_free(&row);
+    /* rlhfd's upload (dataset_row_parse) does not take them (yet) */
+    ck_assert_int_eq(dataset_row_parse(line, DATASET_FORMAT_SFT, RANKING_MAX_K, &row, &e), -1);
+    ck_assert_str_eq(e.param, "prompt");
+    ck_assert_int_eq(parse_chat("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"},"
+                                "{\"role\":\"assistant\",\"content\":\"a1\"},"
+                                "{\"role\":\"user\",\"content\":\"q2\"}],"
+                                "\"completion\":[{\"role\":\"assistant\",\"content\":\"a2\"}]}",
+                                DATASET_FORMAT_SFT, &row, &e, &line2),
+                     0);
+    json_decref(line2);
+    dataset_row pr;
+    /* preference: TRL's conversational pair keeps the conversation */
+    ck_assert_int_eq(parse_chat("{\"prompt\":[{\"role\":\"system\",\"content\":\"s\"},"
+                                "{\"role\":\"user\",\"content\":\"q\"}],"
+                                "\"chosen\":[{\"role\":\"assistant\",\"content\":\"good\"}],"
+                                "\"rejected\":[{\"role\":\"assistant\",\"content\":\"bad\"}]}",
+                                DATASET_FORMAT_PREFERENCE, &pr, &e, &line2),
+                     0);
+    assert_pair(&pr, "q", "good", "bad");
+    ck_assert_ptr_nonnull(strstr(pr.prompt_messages, "\"system\""));
+    dataset_row_free(&pr);
+    json_decref(line2);
+    /* PPO prompts: TRL's conversational {"prompt": [messages]} */
+    ck_assert_int_eq(parse_chat("{\"prompt\":[{\"role\":\"user\",\"content\":\"q\"}]}",
+                                DATASET_FORMAT_PROMPTS, &pr, &e, &line2),
+                     0);
+    ck_assert_str_eq(pr.messages, "[{\"role\":\"user\",\"content\":\"q\"}]");
+    dataset_row_free(&pr);
+    json_decref(line2);
+    ck_assert_ptr_nonnull(strstr(row.messages, "\"a1\"},{\"role\":\"user\",\"content\":"
+                                               "\"q2\"},{\"role\":\"assistant\",\"content\":"
+                                               "\"a2\"}]"));
+    dataset_row_free(&row);
+    json_decref(line);
+}
+END_TEST
+
 START_TEST(test_parse_bad_rows_named) {
-    const struct {
-        dataset_format format;
-        const char *line, *code, *param, *message;
-    } cases[] = {
+    const bad_row cases[] = {
         {DATASET_FORMAT_SFT, "[1]", "invalid_json", "", "the line must be a JSON object"},
         {DATASET_FORMAT_SFT, "{\"prompt\":\"a\"}", "missing_required_parameter", "response",
          "missing field 'response'"},
@@ -256,16 +355,27 @@ START_TEST(test_parse_bad_rows_named) {
          "missing_required_parameter", "non_preferred_output",
          "missing field 'non_preferred_output'"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        dataset_row row;
-        dataset_error e;
-        json_t *line;
-        ck_assert_msg(parse(cases[i].line, cases[i].format, &row, &e, &line) == -1, "case %zu", i);
-        ck_assert_msg(strcmp(e.code, cases[i].code) == 0, "case %zu: code %s", i, e.code);
-        ck_assert_msg(strcmp(e.param, cases[i].param) == 0, "case %zu: param %s", i, e.param);
-        ck_assert_msg(strcmp(e.message, cases[i].message) == 0, "case %zu: '%s'", i, e.message);
-        json_decref(line);
-    }
+    assert_bad_rows(cases, sizeof cases / sizeof cases[0], false);
+    /* chat rows as rlhf-train's files take them */
+    const bad_row chat[] = {
+        {DATASET_FORMAT_SFT, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         "invalid_value", "messages", "messages has no assistant message"},
+        {DATASET_FORMAT_SFT,
+         "{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"},"
+         "{\"role\":\"assistant\",\"content\":\"y\"}]}",
+         "invalid_value", "messages[0].role", "messages[0].role 'tool' is not allowed here"},
+        {DATASET_FORMAT_SFT,
+         "{\"messages\":[{\"role\":\"assistant\",\"content\":\"y\"}],\"prompt\":\"p\"}",
+         "unknown_parameter", "prompt", "unknown field 'prompt'"},
+        {DATASET_FORMAT_SFT, "{\"prompt\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+         "missing_required_parameter", "completion",
+         "missing field 'completion' (the assistant messages to train on)"},
+        {DATASET_FORMAT_SFT,
+         "{\"prompt\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+         "\"completion\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+         "invalid_value", "completion[0].role", "completion[0].role 'user' is not allowed here"},
+    };
+    assert_bad_rows(chat, sizeof chat / sizeof chat[0], true);
     /* K above the limit, by one */
     char text[512] = "{\"prompt\":\"p\",\"responses\":[";
     for (int i = 0; i <= RANKING_MAX_K; i++)
@@ -528,6 +638,7 @@ Suite *dataset_format_suite(void) {
     TCase *tc = tcase_create("parser");
     tcase_add_test(tc, test_parse_every_line_format);
     tcase_add_test(tc, test_parse_bad_rows_named);
+    tcase_add_test(tc, test_parse_chat_sft_rows);
     tcase_add_test(tc, test_trainer_reads_every_format);
     tcase_add_test(tc, test_schema_max_k_is_the_constant);
     suite_add_tcase(s, tc);

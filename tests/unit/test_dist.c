@@ -147,9 +147,10 @@ START_TEST(test_dist_job_packet_round_trip) {
     cfg.batch_size = 7;
     cfg.learning_rate = 3e-4;
     snprintf(cfg.lr_schedule, sizeof cfg.lr_schedule, "linear");
-    const text_pair train[2] = {{"p1", "r1"}, {"prompt \xc3\xa9", ""}};
-    const text_pair eval[1] = {{"ep", "er"}};
-    ranking rk = {"rp", 3, {"a", "bb", "ccc"}, {1, 0, 1}, 0.5f};
+    const text_pair train[2] = {{"p1", "r1", NULL, 0},
+                                {"prompt \xc3\xa9", "", "[{\"role\":\"user\"}]", 2}};
+    const text_pair eval[1] = {{"ep", "er", NULL, 0}};
+    ranking rk = {"rp", 3, {"a", "bb", "ccc"}, {1, 0, 1}, 0.5f, "[]"};
     const char ckpt[] = "not really a checkpoint\0with a NUL inside";
     char *init = temp_file_with(ckpt, sizeof ckpt);
     char tokdir[] = "/tmp/rlhf-test-dist-tok-XXXXXX";
@@ -189,6 +190,9 @@ START_TEST(test_dist_job_packet_round_trip) {
     ck_assert_int_eq(out.n_train, 2);
     ck_assert_str_eq(out.train[1].prompt, "prompt \xc3\xa9");
     ck_assert_str_eq(out.train[1].response, "");
+    ck_assert_ptr_null(out.train[0].messages);
+    ck_assert_str_eq(out.train[1].messages, "[{\"role\":\"user\"}]"); /* chat rows too */
+    ck_assert_int_eq(out.train[1].first_trained, 2);
     ck_assert_ptr_nonnull(out.eval);
     ck_assert_str_eq(out.eval[0].response, "er");
     ck_assert_int_eq(out.n_rankings, 1);
@@ -196,6 +200,7 @@ START_TEST(test_dist_job_packet_round_trip) {
     ck_assert_str_eq(out.rankings[0].responses[2], "ccc");
     ck_assert_int_eq(out.rankings[0].rank[1], 0);
     ck_assert(out.rankings[0].margin == 0.5f);
+    ck_assert_str_eq(out.rankings[0].prompt_messages, "[]");
     ck_assert_ptr_null(out.eval_rankings);
     ck_assert_ptr_null(out.resume_checkpoint);
     ck_assert_ptr_null(out.reward_checkpoint);

@@ -71,7 +71,7 @@ START_TEST(test_dpo_on_the_demo_task) {
     rng_seed(&r, 100 + seed, 0);
     for (int i = 0; i < N_SFT; i++) {
         demo_task_example(&r, sp[i], 128, sr[i], 256);
-        ex[i] = (text_pair){sp[i], sr[i]};
+        ex[i] = (text_pair){sp[i], sr[i], NULL, 0};
     }
     sft_config sc;
     hparams_set_defaults(&sft_hparams, &sc);
@@ -79,15 +79,15 @@ START_TEST(test_dpo_on_the_demo_task) {
     sc.learning_rate = 3e-3, sc.eval_interval = 0, sc.sample_interval = 0, sc.seed = (int64_t)seed;
     recording sft_rec = {0};
     const train_sink sft_sink = {&sft_rec, NULL, NULL, rec_checkpoint, NULL};
-    const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL, NULL};
+    const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL, NULL, NULL};
     ck_assert_msg(sft_train(&sc, &si, &sft_sink, NULL, err, sizeof err) == 0, "%s", err);
     char sft_path[64];
     test_save_temp(sft_path, sft_rec.ck.last, sft_rec.ck.n_last);
 
     static char rp[N_RANK][128], rr[N_RANK][K][DEMO_TASK_RESPONSE_BYTES];
     static ranking rk[N_RANK];
-    gpt2_model sft;
-    load_checkpoint_model(&sft, sft_path, false);
+    model sft;
+    ck_assert_msg(model_load(sft_path, NULL, &sft, NULL, err, sizeof err) == 0, "%s", err);
     rng_state noise;
     rng_seed(&noise, 200 + seed, 0);
     int n_rank = 0;
@@ -100,7 +100,7 @@ START_TEST(test_dpo_on_the_demo_task) {
         n_rank += ranking_validate(&rk[n_rank], err, sizeof err) == 0;
     }
     const double gold_sft = demo_task_mean_gold(&sft, &tok, 200, 7);
-    gpt2_free(&sft);
+    model_free(&sft);
 
     dpo_lm_config c;
     hparams_set_defaults(&dpo_lm_hparams, &c);
@@ -110,14 +110,14 @@ START_TEST(test_dpo_on_the_demo_task) {
     c.beta = 0.5, c.eval_fraction = 0.2, c.eval_interval = 0, c.max_response_length = 36;
     recording rec = {0};
     dpo_lm_result res;
-    const dpo_lm_inputs in = {rk, n_rank, NULL, 0, &tok, sft_path, NULL};
+    const dpo_lm_inputs in = {rk, n_rank, NULL, 0, &tok, sft_path, NULL, false};
     run_ok(&c, &in, &rec, &res);
     char dpo_path[64];
     test_save_temp(dpo_path, rec.ck.last, rec.ck.n_last);
-    gpt2_model dpo;
-    load_checkpoint_model(&dpo, dpo_path, false);
+    model dpo;
+    ck_assert_msg(model_load(dpo_path, NULL, &dpo, NULL, err, sizeof err) == 0, "%s", err);
     const double gold_dpo = demo_task_mean_gold(&dpo, &tok, 200, 7);
-    gpt2_free(&dpo);
+    model_free(&dpo);
     fprintf(stderr,
             "dpo demo (seed %llu): %lld train / %lld held-out pairs, %lld steps; held-out "
             "preference accuracy %.3f (margin %.3f); gold %.3f -> %.3f\n",
@@ -136,12 +136,12 @@ END_TEST
 /* ---- a tiny random model ------------------------------------------------------------ */
 
 static const ranking tiny_rankings[] = {
-    {"ab", 2, {"cd", "efg"}, {0, 1}, 0},
-    {"hello", 3, {"world", "there", "you"}, {1, 0, 2}, 0},
-    {"x", 2, {"y", "zz"}, {1, 0}, 0},
-    {"a cat", 4, {"sat", "ran", "sat", "is"}, {0, 2, 0, 1}, 0}, /* a tie: 5 pairs, not 6 */
-    {"Zq", 2, {"Qz", "q"}, {0, 1}, 0},
-    {"the end", 2, {"no", "yes"}, {1, 0}, 0},
+    {"ab", 2, {"cd", "efg"}, {0, 1}, 0, NULL},
+    {"hello", 3, {"world", "there", "you"}, {1, 0, 2}, 0, NULL},
+    {"x", 2, {"y", "zz"}, {1, 0}, 0, NULL},
+    {"a cat", 4, {"sat", "ran", "sat", "is"}, {0, 2, 0, 1}, 0, NULL}, /* a tie: 5 pairs, not 6 */
+    {"Zq", 2, {"Qz", "q"}, {0, 1}, 0, NULL},
+    {"the end", 2, {"no", "yes"}, {1, 0}, 0, NULL},
 };
 
 static void write_tiny(char *path, const tokenizer *tok) {
@@ -176,14 +176,14 @@ START_TEST(test_dpo_resume_is_bit_identical) {
         c.lora_r = lora ? 4 : 0;
         recording whole = {.ck.keep_step = 3}, resumed = {0};
         dpo_lm_result res;
-        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL};
+        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, false};
         run_ok(&c, &in, &whole, &res);
         ck_assert_int_eq(res.steps, 8);
         ck_assert_int_eq(res.n_train_pairs + res.n_eval_pairs, 1 + 3 + 1 + 5 + 1 + 1);
         ck_assert_ptr_nonnull(whole.ck.kept);
         char ck[64];
         test_save_temp(ck, whole.ck.kept, whole.ck.n_kept);
-        const dpo_lm_inputs again = {tiny_rankings, 6, NULL, 0, &tok, sft, ck};
+        const dpo_lm_inputs again = {tiny_rankings, 6, NULL, 0, &tok, sft, ck, false};
         run_ok(&c, &again, &resumed, &res);
         ck_assert_msg(whole.ck.n_last == resumed.ck.n_last &&
                           memcmp(whole.ck.last, resumed.ck.last, whole.ck.n_last) == 0,
@@ -217,7 +217,7 @@ START_TEST(test_dpo_reference_modes_agree) {
         snprintf(c.reference, sizeof c.reference, "%s", modes[i]);
         recording rec = {0};
         dpo_lm_result res;
-        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL};
+        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, false};
         run_ok(&c, &in, &rec, &res);
         first[i] = rec.first_loss, acc[i] = res.eval_accuracy;
         ck_assert_msg(fabs(first[i] - log(2.0)) < 1e-6, "%s: first loss %.9f, want log 2", modes[i],

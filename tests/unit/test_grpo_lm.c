@@ -136,7 +136,7 @@ START_TEST(test_grpo_on_the_arith_task) {
     sc.seed = (int64_t)seed;
     test_checkpoints sft_rec = {0};
     const train_sink sft_sink = {&sft_rec, NULL, NULL, test_checkpoints_add, NULL};
-    const sft_inputs si = {sft_data.items, sft_data.n, NULL, 0, &tok, NULL, NULL, NULL};
+    const sft_inputs si = {sft_data.items, sft_data.n, NULL, 0, &tok, NULL, NULL, NULL, NULL};
     ck_assert_msg(sft_train(&sc, &si, &sft_sink, NULL, err, sizeof err) == 0, "%s", err);
     char sft_path[64];
     test_save_temp(sft_path, sft_rec.last, sft_rec.n_last);
@@ -163,7 +163,8 @@ START_TEST(test_grpo_on_the_arith_task) {
                                &tok,
                                sft_path,
                                NULL,
-                               NULL};
+                               NULL,
+                               false};
     test_checkpoints rec = {0};
     grpo_lm_result res;
     const train_sink sink = {&rec, NULL, NULL, test_checkpoints_add, NULL};
@@ -229,8 +230,8 @@ START_TEST(test_grpo_and_rloo_resume_is_bit_identical) {
         snprintf(c.loss_aggregation, sizeof c.loss_aggregation, "%s",
                  k == 1 ? "token" : "sequence");
         grpo_lm_inputs in = {
-            algo, tiny_prompts, tiny_answers, 6,   tiny_prompts + 4, tiny_answers + 4, 2,
-            &tok, sft,          NULL,         NULL};
+            algo, tiny_prompts, tiny_answers, 6,    tiny_prompts + 4, tiny_answers + 4, 2, &tok,
+            sft,  NULL,         NULL,         false};
         test_checkpoints whole = {.keep_step = 2}, resumed = {0};
         grpo_lm_result res;
         train_sink sink = {&whole, NULL, NULL, test_checkpoints_add, NULL};

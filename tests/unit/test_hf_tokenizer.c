@@ -22,6 +22,7 @@
 #include "regex_lite.h"
 #include "suites.h"
 #include "test_util.h"
+#include "test_hf_fixture.h"
 #include "tokenizer.h"
 #include "unicode_nfc.h"
 
@@ -75,74 +76,8 @@ static hf_tokenizer *load_json_value(json_t *root, char *err, size_t errlen) {
     return tok;
 }
 
-/* GPT-2's byte alphabet, written independently of the engine's: printable
- * Latin-1 bytes stand for themselves, the rest for U+0100.. in order. */
-static void byte_char_utf8(int b, char out[4]) {
-    int next = 256;
-    for (int x = 0; x < b; x++)
-        if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE))
-            next++;
-    unsigned cp = ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE)
-                      ? (unsigned)b
-                      : (unsigned)next;
-    if (cp < 0x80) {
-        out[0] = (char)cp, out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | cp >> 6), out[1] = (char)(0x80 | (cp & 0x3F)), out[2] = 0;
-    }
-}
-
-/* A byte-level tokenizer: id = byte for the 256 byte tokens, then
- * he=256, ll=257, hell=258, hello=259, Ġw=260; added <|end|>=261 (not
- * special), <bos>=262 (special, prepended by the post-processor); NFC; a
- * Qwen-style Split regex, then ByteLevel. merges_as_pairs picks the
- * ["a", "b"] merge format over "a b". */
-static json_t *byte_level_json(bool merges_as_pairs) {
-    json_t *vocab = json_object();
-    for (int b = 0; b < 256; b++) {
-        char s[4];
-        byte_char_utf8(b, s);
-        json_object_set_new(vocab, s, json_integer(b));
-    }
-    const char *extra[][3] = {{"h", "e", "he"},
-                              {"l", "l", "ll"},
-                              {"he", "ll", "hell"},
-                              {"hell", "o", "hello"},
-                              {"\xc4\xa0", "w", "\xc4\xa0w"}};
-    json_t *merges = json_array();
-    for (int i = 0; i < 5; i++) {
-        json_object_set_new(vocab, extra[i][2], json_integer(256 + i));
-        char joined[32];
-        snprintf(joined, sizeof joined, "%s %s", extra[i][0], extra[i][1]);
-        json_array_append_new(merges, merges_as_pairs ? json_pack("[ss]", extra[i][0], extra[i][1])
-                                                      : json_string(joined));
-    }
-    return json_pack("{s:[{s:i,s:s,s:b,s:b,s:b,s:b,s:b},{s:i,s:s,s:b,s:b,s:b,s:b,s:b}],"
-                     "s:{s:s},"
-                     "s:{s:s,s:[{s:s,s:{s:s},s:s,s:b},{s:s,s:b,s:b,s:b}]},"
-                     "s:{s:s,s:[{s:{s:s,s:i}},{s:{s:s,s:i}}],s:{s:{s:s,s:[i],s:[s]}}},"
-                     "s:{s:s},"
-                     "s:{s:s,s:o,s:o,s:b,s:b}}",
-                     "added_tokens", "id", 261, "content", "<|end|>", "single_word", 0, "lstrip", 0,
-                     "rstrip", 0, "normalized", 0, "special", 0, "id", 262, "content", "<bos>",
-                     "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1, /**/
-                     "normalizer", "type", "NFC",                                               /**/
-                     "pre_tokenizer", "type", "Sequence", "pretokenizers", "type", "Split",
-                     "pattern", "Regex",
-                     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-                     "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
-                     "behavior", "Isolated", "invert", 0, "type", "ByteLevel", "add_prefix_space",
-                     0, "trim_offsets", 0, "use_regex", 0, /**/
-                     "post_processor", "type", "TemplateProcessing", "single", "SpecialToken", "id",
-                     "<bos>", "type_id", 0, "Sequence", "id", "A", "type_id", 0, "special_tokens",
-                     "<bos>", "id", "<bos>", "ids", 262, "tokens", "<bos>", /**/
-                     "decoder", "type", "ByteLevel",                        /**/
-                     "model", "type", "BPE", "vocab", vocab, "merges", merges, "byte_fallback", 0,
-                     "ignore_merges", 0);
-}
-
 static hf_tokenizer *byte_level_tokenizer(bool merges_as_pairs) {
-    json_t *root = byte_level_json(merges_as_pairs);
+    json_t *root = test_byte_level_tokenizer_json(merges_as_pairs);
     ck_assert_ptr_nonnull(root);
     char err[512];
     hf_tokenizer *tok = load_json_value(root, err, sizeof err);
@@ -332,28 +267,28 @@ static void assert_load_fails(json_t *root, const char *needle) {
 }
 
 START_TEST(test_unsupported_components_are_named) {
-    json_t *root = byte_level_json(false);
+    json_t *root = test_byte_level_tokenizer_json(false);
     json_object_set_new(root, "normalizer", json_pack("{s:s}", "type", "BertNormalizer"));
     assert_load_fails(root, "normalizer type 'BertNormalizer' is not supported");
-    root = byte_level_json(false);
+    root = test_byte_level_tokenizer_json(false);
     json_object_set_new(root, "pre_tokenizer",
                         json_pack("{s:s,s:b}", "type", "Digits", "individual_digits", 1));
     assert_load_fails(root, "pre_tokenizer type 'Digits' is not supported");
-    root = byte_level_json(false);
+    root = test_byte_level_tokenizer_json(false);
     json_object_set_new(root, "decoder", json_pack("{s:s}", "type", "WordPiece"));
     assert_load_fails(root, "decoder type 'WordPiece' is not supported");
-    root = byte_level_json(false);
+    root = test_byte_level_tokenizer_json(false);
     json_object_set_new(root, "post_processor", json_pack("{s:s}", "type", "Whatever"));
     assert_load_fails(root, "post_processor type 'Whatever' is not supported");
-    root = byte_level_json(false);
+    root = test_byte_level_tokenizer_json(false);
     json_object_set_new(json_object_get(root, "model"), "type", json_string("WordPiece"));
     assert_load_fails(root, "model type 'WordPiece' is not supported");
-    root = byte_level_json(false);
+    root = test_byte_level_tokenizer_json(false);
     json_object_set_new(json_object_get(root, "pre_tokenizer"), "pretokenizers",
                         json_pack("[{s:s,s:{s:s},s:s}]", "type", "Split", "pattern", "Regex",
                                   "(?<=a)b", "behavior", "Isolated"));
     assert_load_fails(root, "lookbehind");
-    root = byte_level_json(false);
+    root = test_byte_level_tokenizer_json(false);
     json_array_append_new(json_object_get(json_object_get(root, "model"), "merges"),
                           json_string("zz q"));
     assert_load_fails(root, "merge 5 (zz + q)");
@@ -778,7 +713,7 @@ END_TEST
 START_TEST(test_tokenizer_interface_loads_hf_directory) {
     char dir[] = "/tmp/rlhf-test-hf-dir-XXXXXX", path[4200], err[512];
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    json_t *root = byte_level_json(false);
+    json_t *root = test_byte_level_tokenizer_json(false);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     ck_assert_int_eq(json_dump_file(root, path, 0), 0);
     json_decref(root);
@@ -823,7 +758,7 @@ END_TEST
 START_TEST(test_cli_tokenize) {
     char dir[] = "/tmp/rlhf-test-tokenize-XXXXXX", path[4200];
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    json_t *root = byte_level_json(false);
+    json_t *root = test_byte_level_tokenizer_json(false);
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     ck_assert_int_eq(json_dump_file(root, path, 0), 0);
     json_decref(root);

@@ -15,7 +15,7 @@
  * With margin 0.5: log(1 + e^-0.5) = 0.4740770. With centering c = 0.1:
  * + 0.1 · (1² + 0²) / 2 = 0.05, and ∂/∂r0 gains 2 · 0.1 · 1 / 2 = 0.1. */
 START_TEST(test_bt_loss_by_hand) {
-    ranking rk = {"p", 2, {"a", "b"}, {0, 1}, 0.5f};
+    ranking rk = {"p", 2, {"a", "b"}, {0, 1}, 0.5f, NULL};
     const float r[2] = {1.0f, 0.0f};
     float dr[2] = {0, 0};
     int correct = 0, pairs = 0;
@@ -39,7 +39,7 @@ END_TEST
  *   ∂/∂r0 = -(σ(-1) + σ(-2)) / 2 = -(0.2689414 + 0.1192029) / 2 = -0.1940722
  *   ∂/∂r1 = σ(-1) / 2 = 0.1344707,  ∂/∂r2 = σ(-2) / 2 = 0.0596015 */
 START_TEST(test_kwise_loss_with_ties_by_hand) {
-    ranking rk = {"p", 3, {"a", "b", "c"}, {0, 1, 1}, 0};
+    ranking rk = {"p", 3, {"a", "b", "c"}, {0, 1, 1}, 0, NULL};
     const float r[3] = {2, 1, 0};
     float dr[3] = {0};
     int correct = 0, pairs = 0;
@@ -64,7 +64,7 @@ static double loss_fd(void *ctx) {
 }
 
 START_TEST(test_kwise_loss_finite_differences) {
-    loss_ctx c = {{"p", 5, {"a", "b", "c", "d", "e"}, {2, 0, 4, 0, 1}, 0.3f}, {0}};
+    loss_ctx c = {{"p", 5, {"a", "b", "c", "d", "e"}, {2, 0, 4, 0, 1}, 0.3f, NULL}, {0}};
     rng_state r;
     rng_seed(&r, 3, 0);
     test_fill_uniform(c.r, 5, -2, 2, &r);
@@ -76,15 +76,15 @@ END_TEST
 
 START_TEST(test_ranking_validation) {
     char err[256];
-    ranking ok = {"p", 2, {"a", "b"}, {1, 0}, 0};
+    ranking ok = {"p", 2, {"a", "b"}, {1, 0}, 0, NULL};
     ck_assert_int_eq(ranking_validate(&ok, err, sizeof err), 0);
-    ranking one = {"p", 1, {"a"}, {0}, 0};
+    ranking one = {"p", 1, {"a"}, {0}, 0, NULL};
     ck_assert_int_eq(ranking_validate(&one, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "2 to 9 responses"));
-    ranking ties = {"p", 3, {"a", "b", "c"}, {0, 0, 0}, 0};
+    ranking ties = {"p", 3, {"a", "b", "c"}, {0, 0, 0}, 0, NULL};
     ck_assert_int_eq(ranking_validate(&ties, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "tie"));
-    ranking bad = {"p", 2, {"a", "b"}, {0, 2}, 0};
+    ranking bad = {"p", 2, {"a", "b"}, {0, 2}, 0, NULL};
     ck_assert_int_eq(ranking_validate(&bad, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "outside 0..1"));
 }
@@ -151,7 +151,7 @@ START_TEST(test_reward_model_learns_gold_preference) {
     hparams_set_defaults(&reward_hparams, &cfg);
     cfg.epochs = 10, cfg.learning_rate = 1e-3, cfg.batch_size = 16, cfg.eval_interval = 0;
     cfg.eval_fraction = 0.2, cfg.norm_samples = 16;
-    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL};
+    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL, false};
     int steps = 0;
     train_sink sink = {&steps, count_metrics, NULL, NULL, NULL};
     reward_result res;

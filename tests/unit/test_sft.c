@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chat_template.h"
 #include "demo_task.h"
 #include "gpt2.h"
 #include "model.h"
@@ -13,13 +14,14 @@
 #include "safetensors.h"
 #include "sft.h"
 #include "suites.h"
+#include "test_hf_fixture.h"
 #include "test_util.h"
 
 START_TEST(test_sft_tokenize_masks_the_prompt) {
     tokenizer tok;
     char err[128];
     ck_assert_int_eq(tokenizer_load_bytes(&tok, err, sizeof err), 0);
-    const text_pair ex = {"ab", "cd"};
+    const text_pair ex = {"ab", "cd", NULL, 0};
     int32_t ids[16];
     uint8_t mask[16];
     /* ids a b c d EOT; mask[i] trains the prediction of ids[i+1]:
@@ -138,7 +140,7 @@ START_TEST(test_sft_learns_the_demo_task) {
     rng_seed(&r, 9, 0);
     for (int i = 0; i < N; i++) {
         demo_task_example(&r, prompts[i], 128, responses[i], 256);
-        ex[i] = (text_pair){prompts[i], responses[i]};
+        ex[i] = (text_pair){prompts[i], responses[i], NULL, 0};
     }
     tokenizer tok;
     char err[256];
@@ -148,7 +150,7 @@ START_TEST(test_sft_learns_the_demo_task) {
     cfg.n_layer = 2, cfg.d_model = 64, cfg.n_head = 4, cfg.context = 64;
     cfg.max_steps = 300, cfg.batch_size = 16, cfg.learning_rate = 3e-3, cfg.warmup_steps = 10;
     cfg.eval_interval = 0, cfg.sample_interval = 0;
-    const sft_inputs in = {ex, N, NULL, 0, &tok, NULL, NULL, NULL};
+    const sft_inputs in = {ex, N, NULL, 0, &tok, NULL, NULL, NULL, NULL};
     sft_recording rec = {0};
     train_sink sink = {&rec, rec_metrics, rec_event, rec_checkpoint, rec_should_stop};
     sft_result res;
@@ -205,7 +207,7 @@ START_TEST(test_sft_resume_is_bit_identical) {
     rng_seed(&r, 12, 0);
     for (int i = 0; i < N; i++) {
         demo_task_example(&r, prompts[i], 128, responses[i], 256);
-        ex[i] = (text_pair){prompts[i], responses[i]};
+        ex[i] = (text_pair){prompts[i], responses[i], NULL, 0};
     }
     tokenizer tok;
     char err[512];
@@ -214,7 +216,7 @@ START_TEST(test_sft_resume_is_bit_identical) {
     hparams_set_defaults(&sft_hparams, &cfg);
     cfg.n_layer = 1, cfg.d_model = 32, cfg.n_head = 2, cfg.context = 64, cfg.batch_size = 8;
     cfg.max_steps = 40, cfg.warmup_steps = 5, cfg.eval_interval = 10, cfg.sample_interval = 15;
-    sft_inputs in = {ex, N, NULL, 0, &tok, NULL, NULL, NULL};
+    sft_inputs in = {ex, N, NULL, 0, &tok, NULL, NULL, NULL, NULL};
     sft_recording whole = {0};
     run_sft(&cfg, &in, &whole);
     ck_assert_int_eq(whole.steps, 40);
@@ -294,11 +296,70 @@ START_TEST(test_sft_resume_is_bit_identical) {
 }
 END_TEST
 
+/* A chat example through the tiny Qwen3 directory's ChatML template: the
+ * trained targets are exactly the assistant turns' content and <|im_end|>
+ * (not the "\n" after it, nor the header), and with TRL's conversational
+ * rows only the completion's turns. */
+START_TEST(test_sft_tokenize_chat_trains_assistant_turns) {
+    char dir[] = "/tmp/rlhf-test-chat-XXXXXX", err[512], path[4200];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    test_write_tiny_qwen3_dir(dir, 3);
+    tokenizer tok;
+    ck_assert_msg(tokenizer_load_hf(&tok, dir, err, sizeof err) == 0, "%s", err);
+    chat_template tpl;
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    ck_assert_msg(chat_template_load(&tpl, path, NULL, err, sizeof err) == 0, "%s", err);
+    const char *msgs = "[{\"role\":\"user\",\"content\":\"hi\"},"
+                       "{\"role\":\"assistant\",\"content\":\"hello\"},"
+                       "{\"role\":\"user\",\"content\":\"well\"},"
+                       "{\"role\":\"assistant\",\"content\":\"low\"}]";
+    /* the rendered text, cut where each trained span starts and ends */
+    const char *pieces[] = {
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", "hello<|im_end|>",
+        "\n<|im_start|>user\nwell<|im_end|>\n<|im_start|>assistant\n", "low<|im_end|>", "\n"};
+    int32_t want[128];
+    int trained_from[5], n_want = 0;
+    for (int k = 0; k < 5; k++) {
+        trained_from[k] = n_want;
+        n_want += (int)tokenizer_encode(&tok, pieces[k], strlen(pieces[k]), want + n_want,
+                                        (size_t)(128 - n_want), true);
+    }
+    for (int first = 0; first < 3; first += 2) {
+        const text_pair ex = {"", "", msgs, first};
+        int32_t ids[128];
+        uint8_t mask[128];
+        const int64_t n =
+            sft_tokenize_chat(&tok, &tpl, &ex, false, ids, mask, 128, err, sizeof err);
+        ck_assert_msg(n == n_want, "%lld ids, want %d (%s)", (long long)n, n_want, err);
+        for (int i = 0; i < n_want; i++) {
+            ck_assert_int_eq(ids[i], want[i]);
+            /* target i + 1 trains when it is in piece 1 (first 0 only) or piece 3 */
+            const int t = i + 1;
+            const bool in1 = t >= trained_from[1] && t < trained_from[2];
+            const bool in3 = t >= trained_from[3] && t < trained_from[4];
+            ck_assert_msg(mask[i] == ((in1 && first == 0) || in3), "first %d: target %d", first, t);
+        }
+    }
+    const text_pair no_chat = {"", "", msgs, 0};
+    int32_t ids[8];
+    uint8_t mask[8];
+    ck_assert_int_eq(sft_tokenize_chat(&tok, NULL, &no_chat, false, ids, mask, 8, err, sizeof err),
+                     -1);
+    ck_assert_ptr_nonnull(strstr(err, "chat template"));
+    chat_template_free(&tpl);
+    tokenizer_free(&tok);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *sft_suite(void) {
     Suite *s = suite_create("sft");
     TCase *tc = tcase_create("sft");
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_sft_tokenize_masks_the_prompt);
+    tcase_add_test(tc, test_sft_tokenize_chat_trains_assistant_turns);
     tcase_add_test(tc, test_lr_schedule_by_hand);
     tcase_add_test(tc, test_demo_task_gold_score);
     tcase_add_test(tc, test_sft_learns_the_demo_task);
