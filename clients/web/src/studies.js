@@ -160,7 +160,7 @@ function renderStudy(study) {
       el(
         'tr',
         {},
-        el('td', {}, el('a', { href: '#dashboard', dataset: { job: j.id } }, String(j.id))),
+        el('td', {}, String(j.id)),
         el('td', {}, study.variations[j.variation].label),
         el('td', {}, String(j.seed)),
         el('td', {}, el('span', { className: `badge ${j.status}` }, j.status)),
