@@ -128,6 +128,16 @@ function renderCurves(curves) {
   );
 }
 
+// The body of table: one row per item, cells(item) = [the row's props, td...].
+function fillTable(table, items, cells) {
+  const body = table.tBodies[0];
+  clear(body);
+  for (const item of items) {
+    const [props, ...tds] = cells(item);
+    body.append(el('tr', props, ...tds));
+  }
+}
+
 function renderStudy(study) {
   selected.study = study;
   setText($('study-title'), `Study ${study.id} · ${study.name}`);
@@ -138,36 +148,24 @@ function renderStudy(study) {
   setText($('study-info'), `${study.type} · ${study.variations.length} variations × ${(study.seeds || [1]).length} seeds · jobs: ${counts} · goal: ${study.goal} ${study.metric}`);
   $('study-cancel').hidden = role !== 'admin' || !UNFINISHED.has(study.status);
   if (!$('study-metric').value) $('study-metric').value = study.metric;
-  const summary = $('study-summary').tBodies[0];
-  clear(summary);
-  for (const row of study.summary)
-    summary.append(
-      el(
-        'tr',
-        { dataset: { variation: row.variation } },
-        el('td', {}, el('span', { className: 'swatch', style: `background:${colour(row.variation)}` }), row.label),
-        el('td', {}, String(row.runs)),
-        el('td', { className: 'final' }, meanStd(row, 'final')),
-        el('td', { className: 'best' }, meanStd(row, 'best')),
-        el('td', {}, meanStd(row, 'wall_s')),
-      ),
-    );
+  fillTable($('study-summary'), study.summary, (row) => [
+    { dataset: { variation: row.variation } },
+    el('td', {}, el('span', { className: 'swatch', style: `background:${colour(row.variation)}` }), row.label),
+    el('td', {}, String(row.runs)),
+    el('td', { className: 'final' }, meanStd(row, 'final')),
+    el('td', { className: 'best' }, meanStd(row, 'best')),
+    el('td', {}, meanStd(row, 'wall_s')),
+  ]);
   setText($('study-summary-metric'), study.metric);
-  const jobs = $('study-jobs').tBodies[0];
-  clear(jobs);
-  for (const j of study.jobs)
-    jobs.append(
-      el(
-        'tr',
-        {},
-        el('td', {}, String(j.id)),
-        el('td', {}, study.variations[j.variation].label),
-        el('td', {}, String(j.seed)),
-        el('td', {}, el('span', { className: `badge ${j.status}` }, j.status)),
-        el('td', {}, fmt(j.final)),
-        el('td', {}, fmt(j.best)),
-      ),
-    );
+  fillTable($('study-jobs'), study.jobs, (j) => [
+    {},
+    el('td', {}, String(j.id)),
+    el('td', {}, study.variations[j.variation].label),
+    el('td', {}, String(j.seed)),
+    el('td', {}, el('span', { className: `badge ${j.status}` }, j.status)),
+    el('td', {}, fmt(j.final)),
+    el('td', {}, fmt(j.best)),
+  ]);
 }
 
 async function refresh() {
