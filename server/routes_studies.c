@@ -135,30 +135,31 @@ static int check_variations(request *r, const json_t *list, study_plan *p,
     json_t *item;
     json_array_foreach((json_t *)list, i, item) {
         static const char *const keys[] = {"label", "hyperparameters", NULL};
-        char prefix[64];
+        char prefix[64], param[96];
         snprintf(prefix, sizeof prefix, "variations[%zu].", i);
         json_t *label = json_object_get(item, "label");
         json_t *hp = json_object_get(item, "hyperparameters");
         http_error e;
-        if (!json_is_object(item))
-            *replied = http_reply_error(r, 400, "invalid_type", prefix,
-                                        "variations[%zu] must be an object", i);
-        else if (!json_check_keys(item, keys, prefix, &e))
-            *replied = http_reply_http_error(r, &e);
-        else if (!json_is_object(hp))
-            *replied = http_reply_error(r, 400, "invalid_type", "hyperparameters",
-                                        "variations[%zu].hyperparameters must be an object", i);
-        else if (json_object_get(hp, "seed") != NULL)
-            *replied = http_reply_error(r, 400, "invalid_value", "hyperparameters.seed",
-                                        "variations[%zu]: give seeds in \"seeds\", not in a "
-                                        "variation",
-                                        i);
-        else if (label != NULL && (!json_is_string(label) || json_string_length(label) == 0 ||
-                                   json_string_length(label) > 200))
+        if (!json_is_object(item)) {
+            snprintf(param, sizeof param, "variations[%zu]", i);
             *replied =
-                http_reply_error(r, 400, "invalid_value", "label",
-                                 "variations[%zu].label must be a string of 1 to 200 bytes", i);
-        else {
+                http_reply_error(r, 400, "invalid_type", param, "%s must be an object", param);
+        } else if (!json_check_keys(item, keys, prefix, &e))
+            *replied = http_reply_http_error(r, &e);
+        else if (!json_is_object(hp)) {
+            snprintf(param, sizeof param, "%shyperparameters", prefix);
+            *replied =
+                http_reply_error(r, 400, "invalid_type", param, "%s must be an object", param);
+        } else if (json_object_get(hp, "seed") != NULL) {
+            snprintf(param, sizeof param, "%shyperparameters.seed", prefix);
+            *replied = http_reply_error(r, 400, "invalid_value", param,
+                                        "%s: give seeds in \"seeds\", not in a variation", param);
+        } else if (label != NULL && (!json_is_string(label) || json_string_length(label) == 0 ||
+                                     json_string_length(label) > 200)) {
+            snprintf(param, sizeof param, "%slabel", prefix);
+            *replied = http_reply_error(r, 400, "invalid_value", param,
+                                        "%s must be a string of 1 to 200 bytes", param);
+        } else {
             json_array_append_new(p->variations,
                                   json_pack("{s:o, s:O}", "label",
                                             label ? json_incref(label) : label_of(hp),

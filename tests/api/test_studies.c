@@ -83,6 +83,18 @@ START_TEST(test_study_validation) {
                    "invalid_hyperparameter", "base.hyperparameters.bogus", "variation 0");
     expect_refused(&d, "{\"name\":\"s\"," BASE ",\"metric\":\"x\",\"seeds\":[1,4294967296]}",
                    "invalid_value", "seeds", "seeds[1]");
+    expect_refused(&d,
+                   "{\"name\":\"s\"," BASE ",\"metric\":\"x\",\"variations\":[{\"hyperparameters\""
+                   ":{}},{\"hyperparameters\":{\"seed\":4}}]}",
+                   "invalid_value", "variations[1].hyperparameters.seed", NULL);
+    expect_refused(&d,
+                   "{\"name\":\"s\"," BASE ",\"metric\":\"x\",\"variations\":[{\"label\":\"\","
+                   "\"hyperparameters\":{}}]}",
+                   "invalid_value", "variations[0].label", NULL);
+    expect_refused(&d, "{\"name\":\"s\"," BASE ",\"metric\":\"x\",\"variations\":[7]}",
+                   "invalid_type", "variations[0]", NULL);
+    expect_refused(&d, "{\"name\":\"s\"," BASE ",\"metric\":\"x\",\"variations\":[{\"hp\":{}}]}",
+                   "unknown_parameter", "variations[0].hp", NULL);
     expect_refused(&d, "{\"name\":\"s\"," BASE ",\"metric\":\"x\",\"seeds\":[3,3]}",
                    "invalid_value", "seeds", NULL);
     expect_refused(&d, "{\"name\":\"s\"," BASE ",\"metric\":\"x\",\"grid\":{\"seed\":[1,2]}}",
