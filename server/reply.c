@@ -99,6 +99,11 @@ static enum MHD_Result reply_error_v(request *r, unsigned status, const char *co
                                      va_list ap) {
     char message[1024];
     vsnprintf(message, sizeof message, fmt, ap);
+    char prefixed[320];
+    if (param != NULL && r->error_param_prefix != NULL) {
+        snprintf(prefixed, sizeof prefixed, "%s%s", r->error_param_prefix, param);
+        param = prefixed;
+    }
     json_t *err = error_object(status, code, param, message);
     if (extra != NULL)
         json_object_update(err, extra);

@@ -41,6 +41,10 @@ typedef struct request {
     int64_t retry_after;         /* > 0: a Retry-After header on the reply (429, 503) */
     bool close_connection;       /* Connection: close on the reply */
     const char *uri_error;       /* why the raw request target was refused (http.c) */
+    /* Prepended to the param of every error reply while set: a handler that
+     * validates a nested body with another route's code (a study's base
+     * job, routes_studies.c) names the field as the caller sent it. */
+    const char *error_param_prefix;
     /* Group commit (http_defer_write): the write part runs on the writer's
      * thread, whose replies are held here until the connection resumes.
      * Slow work (http_defer_slow) runs on a slow_pool worker the same way. */

@@ -25,6 +25,11 @@ static const http_route routes[] = {
     {"GET", "/v1/jobs/{id}/metrics", READERS, route_jobs_metrics, false, NULL},
     {"GET", "/v1/jobs/{id}/stream", READERS, route_jobs_stream, false, NULL},
     {"GET", "/v1/jobs/{id}/checkpoints", READERS, route_jobs_checkpoints, false, NULL},
+    {"POST", "/v1/studies", AUTH_ROLE_ADMIN, route_studies_create, CREATES, NULL},
+    {"GET", "/v1/studies", READERS, route_studies_list, false, NULL},
+    {"GET", "/v1/studies/{id}", READERS, route_studies_get, false, NULL},
+    {"POST", "/v1/studies/{id}/cancel", AUTH_ROLE_ADMIN, route_studies_cancel, false, NULL},
+    {"GET", "/v1/studies/{id}/curves", READERS, route_studies_curves, false, NULL},
     {"GET", "/v1/checkpoints/{id}/content", READERS, route_checkpoints_content, false, NULL},
     {"POST", "/v1/checkpoints/{id}/generate", READERS, route_checkpoints_generate, false, NULL},
     {"POST", "/v1/graders/run", READERS, route_graders_run, false, NULL},
@@ -84,6 +89,7 @@ bool route_table_expensive(const http_route *route) {
     enum MHD_Result (*const expensive[])(request *) = {
         route_checkpoints_generate, route_projects_agreement,  route_pairs_export,
         route_rankings_export,      route_checkpoints_content, route_jobs_metrics,
+        route_studies_curves,
     };
     for (size_t i = 0; i < sizeof expensive / sizeof expensive[0]; i++)
         if (route->handler == expensive[i])

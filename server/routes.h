@@ -3,6 +3,7 @@
  * and every route is described in docs/api.md; the handlers live in one
  * file per resource: routes_health.c, routes_tokens.c, routes_jobs.c (jobs),
  * routes_job_events.c (a job's events, metrics and stream),
+ * routes_studies.c (studies: jobs over a grid of hyperparameters),
  * routes_checkpoints.c (checkpoints, their content and generate),
  * routes_datasets.c, routes_files.c and routes_fine_tuning.c (the
  * OpenAI-compatible files and fine-tuning jobs), routes_projects.c,
@@ -36,6 +37,11 @@ enum MHD_Result route_jobs_events(request *r);
 enum MHD_Result route_jobs_metrics(request *r);
 enum MHD_Result route_jobs_stream(request *r);
 enum MHD_Result route_jobs_checkpoints(request *r);
+enum MHD_Result route_studies_create(request *r);
+enum MHD_Result route_studies_list(request *r);
+enum MHD_Result route_studies_get(request *r);
+enum MHD_Result route_studies_cancel(request *r);
+enum MHD_Result route_studies_curves(request *r);
 enum MHD_Result route_checkpoints_content(request *r);
 enum MHD_Result route_checkpoints_generate(request *r);
 enum MHD_Result route_graders_run(request *r);

@@ -249,8 +249,8 @@ static int wait_after_429(long retry_after, int attempt) {
     return 1;
 }
 
-static int request_json(const rlhfctl *c, const char *method, const char *path,
-                        const json_t *body, json_t **out, long *status) {
+static int request_json(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                        json_t **out, long *status) {
     char key[48], key_header[80];
     const int post = strcmp(method, "POST") == 0;
     if (post) {
@@ -294,8 +294,8 @@ int api_request(const rlhfctl *c, const char *method, const char *path, const js
     return request_json(c, method, path, body, out, NULL);
 }
 
-int api_request_status(const rlhfctl *c, const char *method, const char *path,
-                       const json_t *body, json_t **out, long *status) {
+int api_request_status(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                       json_t **out, long *status) {
     return request_json(c, method, path, body, out, status);
 }
 

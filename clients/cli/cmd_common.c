@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "rlhfctl.h"
 
@@ -103,4 +104,9 @@ int cli_sampling_options(const cli_args *a, json_t *obj) {
         json_object_set_new(obj, opts[i].key, value);
     }
     return 1;
+}
+
+void cli_sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }

@@ -443,11 +443,6 @@ static int on_watch_event(void *ctx, const sse_event *ev) {
     return SSE_CONTINUE;
 }
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* "job 3 succeeded", or "job 3 failed: <the job's error>". */
 static void print_outcome(const rlhfctl *c, int64_t id, const char *status) {
     char path[96];
@@ -505,7 +500,7 @@ static int job_watch(const rlhfctl *c, int64_t id, int64_t since, int retries) {
                 "rlhfctl: connection lost (%s); reconnecting in %.2f s after event %" PRId64
                 " (retry %d of %d)\n",
                 err, backoff_ms / 1000.0, w.last_id, failures, retries);
-        sleep_ms(backoff_ms);
+        cli_sleep_ms(backoff_ms);
     }
     if (rc == RLHFCTL_EXIT_OK && !c->json_output) {
         if (w.tty && w.progress_shown)

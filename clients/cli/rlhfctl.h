@@ -72,8 +72,8 @@ int api_request(const rlhfctl *c, const char *method, const char *path, const js
 /* The same without reporting an API error: *status gets the HTTP status
  * and *out the reply's JSON (the error object too, NULL if not JSON);
  * RLHFCTL_EXIT_API for a non-2xx status. Network errors are reported. */
-int api_request_status(const rlhfctl *c, const char *method, const char *path,
-                       const json_t *body, json_t **out, long *status);
+int api_request_status(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                       json_t **out, long *status);
 /* POST path with the file's bytes as the body, read piece by piece (never
  * held whole); "-" is stdin (sent chunked). header: one more request
  * header ("Name: value"), or NULL. */
@@ -167,6 +167,9 @@ void cmd_print_page(json_t *reply, const column *cols, int n_cols, const char *a
  * max_tokens, ...): 1 ok, 0 after a usage message. */
 int cli_sampling_options(const cli_args *a, json_t *obj);
 
+/* Sleeps ms milliseconds (a client's poll interval or back-off). */
+void cli_sleep_ms(int ms);
+
 /* ---- subcommands (cmd_data.c, cmd_generate.c, cmd_jobs.c) ---------------------- */
 
 typedef int (*command_fn)(const rlhfctl *c, const cli_args *a);
@@ -203,6 +206,11 @@ int cmd_tokens_revoke(const rlhfctl *c, const cli_args *a);
 int cmd_checkpoints_list(const rlhfctl *c, const cli_args *a);
 int cmd_checkpoints_download(const rlhfctl *c, const cli_args *a);
 int cmd_jobs_submit(const rlhfctl *c, const cli_args *a);
+int cmd_studies_submit(const rlhfctl *c, const cli_args *a);
+int cmd_studies_watch(const rlhfctl *c, const cli_args *a);
+int cmd_studies_show(const rlhfctl *c, const cli_args *a);
+int cmd_studies_list(const rlhfctl *c, const cli_args *a);
+int cmd_studies_cancel(const rlhfctl *c, const cli_args *a);
 int cmd_jobs_list(const rlhfctl *c, const cli_args *a);
 int cmd_jobs_show(const rlhfctl *c, const cli_args *a);
 int cmd_jobs_cancel(const rlhfctl *c, const cli_args *a);

@@ -275,6 +275,19 @@ static void walk_api(walk *w, const char *annotator) {
     walk_ok(w, "DELETE", "/v1/models/{name}", "/v1/models/m", admin, NULL);
     snprintf(p, sizeof p, "/v1/jobs/%lld/cancel", (long long)create_job(d, LONG_JOB));
     walk_ok(w, "POST", "/v1/jobs/{id}/cancel", p, admin, NULL);
+    const int64_t study = walk_id(w, "POST", "/v1/studies", "/v1/studies", admin,
+                                  "{\"name\":\"s\",\"base\":" LONG_JOB ",\"metric\":"
+                                  "\"episodic_return\",\"grid\":{\"gamma\":[0.9,0.99]}}");
+    walk_ok(w, "GET", "/v1/studies", "/v1/studies", admin, NULL);
+    const char *study_routes[] = {"", "/curves"};
+    for (size_t i = 0; i < sizeof study_routes / sizeof study_routes[0]; i++) {
+        char pattern[64];
+        snprintf(pattern, sizeof pattern, "/v1/studies/{id}%s", study_routes[i]);
+        snprintf(p, sizeof p, "/v1/studies/%lld%s", (long long)study, study_routes[i]);
+        walk_ok(w, "GET", pattern, p, admin, NULL);
+    }
+    snprintf(p, sizeof p, "/v1/studies/%lld/cancel", (long long)study);
+    walk_ok(w, "POST", "/v1/studies/{id}/cancel", p, admin, NULL);
     const int64_t sft = demo_sft_job(d, TINY_SFT, NULL);
     reply_free(wait_job(d, sft, "succeeded", 1));
     snprintf(p, sizeof p, "/v1/checkpoints/%lld/hf.tar", (long long)final_checkpoint(d, sft, NULL));

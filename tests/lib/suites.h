@@ -56,6 +56,7 @@ Suite *hostile_suite(void);
 Suite *daemon_suite(void);
 Suite *tokens_suite(void);
 Suite *jobs_suite(void);
+Suite *studies_suite(void);
 Suite *job_stream_suite(void);
 Suite *checkpoints_suite(void);
 Suite *models_suite(void);

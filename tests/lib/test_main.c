@@ -77,6 +77,7 @@ static const named_suite all_suites[] = {
     {"daemon", daemon_suite},
     {"tokens", tokens_suite},
     {"jobs", jobs_suite},
+    {"studies", studies_suite},
     {"job_stream", job_stream_suite},
     {"checkpoints", checkpoints_suite},
     {"models", models_suite},

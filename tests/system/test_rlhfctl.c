@@ -1156,6 +1156,60 @@ START_TEST(test_rlhfctl_models) {
 }
 END_TEST
 
+/* studies submit --watch follows a study to its summary (exit 0 when every
+ * job succeeded); show --markdown prints one table row per variation with
+ * the numbers the API reports; a bad file is a usage error, a refused study
+ * the server's message and exit 3. */
+START_TEST(test_rlhfctl_studies) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char file[160], bad[160];
+    snprintf(file, sizeof file, "%s/study.json", d.dir);
+    write_file(file, "{\"name\":\"cli\",\"base\":" SHORT_JOB ",\"metric\":\"episodic_return\","
+                     "\"grid\":{\"clip_coef\":[0.1,0.3]},\"seeds\":[1,2]}");
+    ctl_result *r = ctl(&d, "studies", "submit", file, "--watch", NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "study 1: 4 jobs") != NULL, "%s", r->out);
+    ck_assert_msg(strstr(r->out, "study 1 succeeded: succeeded 4") != NULL, "%s", r->out);
+    ck_assert_int_eq(count_of(r->out, "clip_coef="), 2);
+    free(r);
+    r = ctl(&d, "--json", "studies", "show", "1", NULL);
+    expect_code(r, 0);
+    json_t *study = out_json(r);
+    free(r);
+    r = ctl(&d, "studies", "show", "1", "--markdown", NULL);
+    expect_code(r, 0);
+    json_t *row = json_array_get(json_object_get(study, "summary"), 1);
+    char want[256];
+    snprintf(want, sizeof want, "| clip_coef=0.3 | 2 | %.4g ± %.2g | %.4g ± %.2g |",
+             json_number_value(json_object_get(row, "final_mean")),
+             json_number_value(json_object_get(row, "final_std")),
+             json_number_value(json_object_get(row, "best_mean")),
+             json_number_value(json_object_get(row, "best_std")));
+    ck_assert_msg(strstr(r->out, want) != NULL, "want '%s' in\n%s", want, r->out);
+    json_decref(study);
+    free(r);
+    r = ctl(&d, "studies", "list", NULL);
+    expect_code(r, 0);
+    ck_assert_int_eq(count_of(r->out, "succeeded"), 1);
+    free(r);
+    snprintf(bad, sizeof bad, "%s/bad.json", d.dir);
+    write_file(bad, "[1,2]");
+    r = ctl(&d, "studies", "submit", bad, NULL);
+    expect_code(r, 2);
+    free(r);
+    write_file(bad, "{\"name\":\"x\",\"base\":" SHORT_JOB ",\"metric\":\"m\",\"grid\":"
+                    "{\"gamma\":[2]}}");
+    r = ctl(&d, "studies", "submit", bad, NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "grid.gamma") != NULL, "%s", r->err);
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *rlhfctl_suite(void) {
     Suite *s = suite_create("rlhfctl");
     TCase *tc = tcase_create("rlhfctl");
@@ -1170,6 +1224,7 @@ Suite *rlhfctl_suite(void) {
     tcase_add_test(tc, test_rlhfctl_bulk_export_agreement);
     tcase_add_test(tc, test_rlhfctl_retries_429);
     tcase_add_test(tc, test_rlhfctl_models);
+    tcase_add_test(tc, test_rlhfctl_studies);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

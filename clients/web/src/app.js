@@ -1,11 +1,13 @@
 // app.js — log in, find out what the token may do, switch between the
-// annotator page (#annotate) and the dashboard (#dashboard).
+// annotator page (#annotate), the dashboard (#dashboard) and the studies
+// (#studies).
 import { api, clearToken, getToken, setToken, setUnauthorizedHandler } from './api.js';
 import { $, setText } from './dom.js';
 import * as annotate from './annotate.js';
 import * as dashboard from './dashboard.js';
+import * as studies from './studies.js';
 
-const views = { annotate, dashboard };
+const views = { annotate, dashboard, studies };
 let role = null; // 'admin' | 'viewer' | 'annotator'
 
 // There is no "who am I" route: the role follows from what the token may read.
@@ -29,8 +31,7 @@ async function detectRole() {
 function showLogin(message) {
   role = null;
   for (const v of Object.values(views)) v.hide();
-  $('annotate').hidden = true;
-  $('dashboard').hidden = true;
+  for (const name of Object.keys(views)) $(name).hidden = true;
   $('nav').hidden = true;
   $('logout').hidden = true;
   setText($('who'), '');
@@ -42,7 +43,8 @@ function showLogin(message) {
 function route() {
   if (!role) return;
   let name = location.hash.slice(1);
-  if (!views[name]) name = role === 'annotator' ? 'annotate' : 'dashboard';
+  // annotators read neither jobs nor studies
+  if (!views[name] || (role === 'annotator' && name === 'studies')) name = role === 'annotator' ? 'annotate' : 'dashboard';
   for (const [key, v] of Object.entries(views)) {
     const on = key === name;
     $(key).hidden = !on;
@@ -63,6 +65,7 @@ async function start() {
   $('login').hidden = true;
   $('nav').hidden = false;
   $('logout').hidden = false;
+  $('nav-studies').hidden = role === 'annotator';
   setText($('who'), `signed in as ${role}`);
   route();
 }
