@@ -14,6 +14,7 @@ static const http_route routes[] = {
     {"GET", "/healthz", 0, route_healthz, false, NULL},
     {"GET", "/readyz", 0, route_readyz, false, NULL},
     {"GET", "/metrics", READERS, route_metrics, false, NULL},
+    {"GET", "/openapi.json", 0, route_openapi, false, NULL},
     {"POST", "/v1/tokens", AUTH_ROLE_ADMIN, route_tokens_create, CREATES, NULL},
     {"GET", "/v1/tokens", AUTH_ROLE_ADMIN, route_tokens_list, false, NULL},
     {"POST", "/v1/tokens/{id}/revoke", AUTH_ROLE_ADMIN, route_tokens_revoke, false, NULL},

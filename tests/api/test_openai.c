@@ -590,19 +590,6 @@ END_TEST
 
 /* ---- the official SDK --------------------------------------------------------------------- */
 
-/* name's path in $PATH into out: 1, or 0 when it is not there. */
-static int find_program(const char *name, char *out, size_t len) {
-    const char *path = getenv("PATH");
-    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-        size_t n = strcspn(p, ":");
-        snprintf(out, len, "%.*s/%s", (int)n, p, name);
-        if (n > 0 && access(out, X_OK) == 0)
-            return 1;
-        p += n + (p[n] == ':');
-    }
-    return 0;
-}
-
 START_TEST(test_openai_sdk) {
     char script[4096], module[4096], node[4096];
     snprintf(script, sizeof script, "%s/tests/openai/sdk_test.mjs", test_repo_dir());

@@ -34,6 +34,8 @@ int run_capture(char *const argv[], char *out, size_t len);
 /* run_capture with the program's stderr on ours when keep_stderr (so a
  * failure's reason shows in the test log), else discarded. */
 int run_output(char *const argv[], char *out, size_t len, bool keep_stderr);
+/* name's path in $PATH into out: 1, or 0 when it is not there. */
+int find_program(const char *name, char *out, size_t len);
 /* A fresh directory and database with an admin token. */
 void daemon_init(test_daemon *d);
 /* Starts rlhfd on 127.0.0.1:0 with extra flags (NULL-terminated; a later

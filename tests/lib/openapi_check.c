@@ -1,0 +1,196 @@
+/* docs/openapi.json as the tests use it: see openapi_check.h. */
+#include "openapi_check.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json_schema.h"
+#include "openapi.h"
+#include "route_table.h"
+
+static json_t *doc;
+static pthread_once_t doc_once = PTHREAD_ONCE_INIT;
+
+static void parse_doc(void) {
+    json_error_t err;
+    doc = json_loadb(openapi_json, openapi_json_len, JSON_REJECT_DUPLICATES, &err);
+    if (doc == NULL)
+        fprintf(stderr, "docs/openapi.json, line %d: %s\n", err.line, err.text);
+}
+
+const json_t *openapi_doc(void) {
+    pthread_once(&doc_once, parse_doc);
+    return doc;
+}
+
+/* x itself, or what its "$ref" names. */
+static const json_t *deref(const json_t *root, const json_t *x) {
+    const json_t *ref = json_object_get(x, "$ref");
+    return ref != NULL ? json_schema_resolve(root, json_string_value(ref)) : x;
+}
+
+/* The parameter of op in "path" called name (NULL if undeclared). */
+static const json_t *path_parameter(const json_t *root, const json_t *op, const char *name,
+                                    size_t n) {
+    size_t i;
+    const json_t *p;
+    json_array_foreach(json_object_get(op, "parameters"), i, p) {
+        p = deref(root, p);
+        const char *pname = json_string_value(json_object_get(p, "name"));
+        const char *in = json_string_value(json_object_get(p, "in"));
+        if (pname != NULL && in != NULL && strcmp(in, "path") == 0 && strlen(pname) == n &&
+            strncmp(pname, name, n) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+void openapi_route_pattern(const json_t *root, const char *path, const json_t *op, char *out,
+                           size_t len) {
+    size_t used = 0;
+    for (const char *p = path; *p && used + 8 < len;) {
+        const char *close = *p == '{' ? strchr(p, '}') : NULL;
+        if (close == NULL) {
+            out[used++] = *p++;
+            continue;
+        }
+        const size_t n = (size_t)(close - p - 1);
+        const json_t *param = path_parameter(root, op, p + 1, n);
+        const json_t *schema = deref(root, json_object_get(param, "schema"));
+        const char *type = json_string_value(json_object_get(schema, "type"));
+        const char *as = type != NULL && strcmp(type, "integer") == 0 ? "{id}"
+                         : n == 4 && strncmp(p + 1, "path", 4) == 0   ? "{path}"
+                                                                      : "{name}";
+        used += (size_t)snprintf(out + used, len - used, "%s", as);
+        p = close + 1;
+    }
+    out[used] = '\0';
+}
+
+const json_t *openapi_operation(const json_t *root, const char *method, const char *pattern) {
+    char lower[16];
+    size_t i = 0;
+    for (; method[i] && i + 1 < sizeof lower; i++)
+        lower[i] = (char)(method[i] >= 'A' && method[i] <= 'Z' ? method[i] + 32 : method[i]);
+    lower[i] = '\0';
+    const char *path;
+    const json_t *item;
+    json_object_foreach((json_t *)json_object_get(root, "paths"), path, item) {
+        const json_t *op = json_object_get(item, lower);
+        if (op == NULL)
+            continue;
+        char mapped[256];
+        openapi_route_pattern(root, path, op, mapped, sizeof mapped);
+        if (strcmp(mapped, pattern) == 0)
+            return op;
+    }
+    return NULL;
+}
+
+/* The path of target, percent-decoded as libmicrohttpd hands it to rlhfd. */
+static void target_path(const char *target, char *out, size_t len) {
+    size_t used = 0;
+    for (const char *p = target; *p && *p != '?' && used + 1 < len; p++) {
+        unsigned hex;
+        if (p[0] == '%' && sscanf(p + 1, "%2x", &hex) == 1 && p[1] && p[2])
+            out[used++] = (char)hex, p += 2;
+        else
+            out[used++] = *p;
+    }
+    out[used] = '\0';
+}
+
+/* The response of op for status: "NNN", then "NXX", then "default". */
+static const json_t *response_for(const json_t *root, const json_t *op, long status) {
+    const json_t *responses = json_object_get(op, "responses");
+    char key[24];
+    snprintf(key, sizeof key, "%ld", status);
+    const json_t *r = json_object_get(responses, key);
+    if (r == NULL) {
+        snprintf(key, sizeof key, "%ldXX", status / 100);
+        r = json_object_get(responses, key);
+    }
+    if (r == NULL)
+        r = json_object_get(responses, "default");
+    return r != NULL ? deref(root, r) : NULL;
+}
+
+static bool is_json_type(const char *media) {
+    return strcmp(media, "application/json") == 0;
+}
+
+bool openapi_reply_ok(const json_t *root, const char *method, const char *target, long status,
+                      const char *content_type, size_t body_len, const json_t *json, bool truncated,
+                      char *why, size_t len) {
+    if (root == NULL) {
+        snprintf(why, len, "docs/openapi.json does not parse");
+        return false;
+    }
+    char path[1024], media[128];
+    target_path(target, path, sizeof path);
+    snprintf(media, sizeof media, "%.*s", (int)strcspn(content_type, "; "), content_type);
+    int64_t id;
+    bool path_known;
+    const http_route *route = route_table_match(method, path, &id, &path_known);
+    const char *pattern = NULL;
+    const json_t *response;
+    char what[320];
+    if (route != NULL) {
+        const char *m;
+        http_route_at(route_table_index(route), &m, &pattern);
+        const json_t *op = openapi_operation(root, method, pattern);
+        if (op == NULL) {
+            snprintf(why, len,
+                     "%s %s answered %s %s, a route docs/openapi.json does not describe (add it: "
+                     "docs/api.md, \"The OpenAPI document\")",
+                     method, target, method, pattern);
+            return false;
+        }
+        snprintf(what, sizeof what, "%s %s (docs/openapi.json: %s %s) answered %ld", method, target,
+                 method, pattern, status);
+        response = response_for(root, op, status);
+    } else {
+        /* No route: rlhfd must have refused it with an error. */
+        snprintf(what, sizeof what, "%s %s (no route) answered %ld", method, target, status);
+        if (status < 400) {
+            snprintf(why, len, "%s, but only an error can answer a target that is no route", what);
+            return false;
+        }
+        response = json_object_get(json_object_get(root, "components"), "responses");
+        response = json_object_get(response, "Error");
+    }
+    if (response == NULL) {
+        snprintf(why, len, "%s: the document has no response for that status", what);
+        return false;
+    }
+    if (body_len == 0)
+        return true; /* 304, or a body the status forbids */
+    const json_t *content = json_object_get(response, "content");
+    const json_t *entry = json_object_get(content, media);
+    if (entry == NULL)
+        entry = json_object_get(content, "*/*");
+    if (entry == NULL) {
+        snprintf(why, len, "%s with Content-Type %s, which the document does not give it", what,
+                 content_type[0] ? content_type : "(none)");
+        return false;
+    }
+    if (!is_json_type(media) || truncated)
+        return true;
+    if (json == NULL) {
+        snprintf(why, len, "%s: the body is not JSON, yet its Content-Type is %s", what,
+                 content_type);
+        return false;
+    }
+    const json_t *schema = json_object_get(entry, "schema");
+    char fault[512];
+    if (schema != NULL && !json_schema_validate(root, schema, json, fault, sizeof fault)) {
+        char *text = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
+        snprintf(why, len, "%s, a body that does not match its schema: %s\nbody: %.600s", what,
+                 fault, text ? text : "?");
+        free(text);
+        return false;
+    }
+    return true;
+}
