@@ -8,8 +8,9 @@
  *   copy invalid (skipped without node or the npm modules);
  * - the reply check every api suite goes through (tests/lib/openapi_check.h)
  *   refuses a real reply once its shape drifts: a key missing, one extra,
- *   a wrong type or enum value, another media type, a success on a path
- *   that is no route, a route the document lacks. */
+ *   a wrong type or enum value, another media type, a stream event that
+ *   does not match, a success on a path that is no route, a route the
+ *   document lacks. */
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -231,8 +232,8 @@ END_TEST
 static bool accepts(const json_t *doc, const char *method, const char *target, long status,
                     const char *type, const json_t *json, char *why, size_t len) {
     char *text = json_dumps(json, JSON_COMPACT);
-    const bool ok =
-        openapi_reply_ok(doc, method, target, status, type, strlen(text), json, false, why, len);
+    const bool ok = openapi_reply_ok(doc, method, target, status, type, text, strlen(text), json,
+                                     false, why, len);
     free(text);
     return ok;
 }
@@ -277,6 +278,23 @@ START_TEST(test_openapi_refuses_drift) {
     /* A media type the document does not give that reply. */
     ck_assert(!accepts(doc, "GET", "/v1/jobs/1", 200, "text/plain", r->json, why, sizeof why));
     ck_assert_msg(strstr(why, "Content-Type text/plain") != NULL, "%s", why);
+    /* A stream's events, each against its x-sse-events schema. */
+    static const char *const streams[][2] = {
+        {"id: 1\nevent: message\ndata: {\"id\":1}\n\n", "event: message) does not match: $: \""},
+        {": keep-alive\n\nevent: surprise\ndata: {}\n\n", "(event: surprise) is not in"},
+        {"event: end\ndata: {\"status\":\"paused\"}\n\n", "$.status: \"paused\" is not one"},
+    };
+    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++) {
+        ck_assert_msg(!openapi_reply_ok(doc, "GET", "/v1/jobs/1/stream", 200, "text/event-stream",
+                                        streams[i][0], strlen(streams[i][0]), NULL, false, why,
+                                        sizeof why),
+                      "stream %zu passes", i);
+        ck_assert_msg(strstr(why, streams[i][1]) != NULL, "'%s' lacks '%s'", why, streams[i][1]);
+    }
+    const char *end = ": keep-alive\n\nevent: end\ndata: {\"status\":\"cancelled\"}\n\n";
+    ck_assert_msg(openapi_reply_ok(doc, "GET", "/v1/jobs/1/stream", 200, "text/event-stream", end,
+                                   strlen(end), NULL, false, why, sizeof why),
+                  "%s", why);
     /* A success on a path that is no route; an error there is fine. */
     ck_assert(
         !accepts(doc, "GET", "/v1/nothing", 200, "application/json", r->json, why, sizeof why));

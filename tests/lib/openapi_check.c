@@ -102,7 +102,8 @@ static void target_path(const char *target, char *out, size_t len) {
     out[used] = '\0';
 }
 
-/* The response of op for status: "NNN", then "NXX", then "default". */
+/* The response of op for status: "NNN", then "NXX", then (for an error
+ * status only: "default" is the error object) "default". */
 static const json_t *response_for(const json_t *root, const json_t *op, long status) {
     const json_t *responses = json_object_get(op, "responses");
     char key[24];
@@ -112,7 +113,7 @@ static const json_t *response_for(const json_t *root, const json_t *op, long sta
         snprintf(key, sizeof key, "%ldXX", status / 100);
         r = json_object_get(responses, key);
     }
-    if (r == NULL)
+    if (r == NULL && status >= 400)
         r = json_object_get(responses, "default");
     return r != NULL ? deref(root, r) : NULL;
 }
@@ -121,9 +122,63 @@ static bool is_json_type(const char *media) {
     return strcmp(media, "application/json") == 0;
 }
 
+/* Server-Sent Events against the media type's "x-sse-events" (event name
+ * -> schema of its data; a data that is not JSON is checked as a JSON
+ * string, so {"const": "[DONE]"} takes OpenAI's last chunk). Only whole
+ * events (ended by a blank line) are read; comments and id: are skipped. */
+static bool sse_ok(const json_t *root, const json_t *events, const char *body, size_t body_len,
+                   const char *what, char *why, size_t len) {
+    const char *p = body, *end = body + body_len;
+    for (int index = 0; p < end; index++) {
+        const char *stop = strstr(p, "\n\n");
+        if (stop == NULL || stop >= end)
+            return true;
+        char name[64] = "message";
+        char *data = calloc(1, (size_t)(stop - p) + 1);
+        size_t data_len = 0;
+        bool has_data = false;
+        for (const char *line = p; line < stop;) {
+            const char *eol = memchr(line, '\n', (size_t)(stop - line));
+            const size_t n = eol != NULL ? (size_t)(eol - line) : (size_t)(stop - line);
+            if (n > 7 && strncmp(line, "event: ", 7) == 0)
+                snprintf(name, sizeof name, "%.*s", (int)(n - 7), line + 7);
+            else if (n >= 5 && strncmp(line, "data:", 5) == 0) {
+                const size_t skip = n > 5 && line[5] == ' ' ? 6 : 5;
+                if (has_data)
+                    data[data_len++] = '\n';
+                memcpy(data + data_len, line + skip, n - skip);
+                data_len += n - skip;
+                has_data = true;
+            }
+            line += n + 1;
+        }
+        p = stop + 2;
+        if (!has_data) {
+            free(data);
+            continue;
+        }
+        const json_t *schema = json_object_get(events, name);
+        json_t *value = json_loadb(data, data_len, JSON_DECODE_ANY, NULL);
+        if (value == NULL)
+            value = json_stringn(data, data_len);
+        free(data);
+        char fault[512] = "";
+        const bool ok =
+            schema != NULL && json_schema_validate(root, schema, value, fault, sizeof fault);
+        json_decref(value);
+        if (!ok) {
+            snprintf(why, len, "%s: its event %d (event: %s) %s%s", what, index, name,
+                     schema == NULL ? "is not in the document's x-sse-events" : "does not match: ",
+                     fault);
+            return false;
+        }
+    }
+    return true;
+}
+
 bool openapi_reply_ok(const json_t *root, const char *method, const char *target, long status,
-                      const char *content_type, size_t body_len, const json_t *json, bool truncated,
-                      char *why, size_t len) {
+                      const char *content_type, const char *body, size_t body_len,
+                      const json_t *json, bool truncated, char *why, size_t len) {
     if (root == NULL) {
         snprintf(why, len, "docs/openapi.json does not parse");
         return false;
@@ -162,7 +217,7 @@ bool openapi_reply_ok(const json_t *root, const char *method, const char *target
         response = json_object_get(response, "Error");
     }
     if (response == NULL) {
-        snprintf(why, len, "%s: the document has no response for that status", what);
+        snprintf(why, len, "%s: docs/openapi.json gives it no \"%ld\" response", what, status);
         return false;
     }
     if (body_len == 0)
@@ -176,7 +231,12 @@ bool openapi_reply_ok(const json_t *root, const char *method, const char *target
                  content_type[0] ? content_type : "(none)");
         return false;
     }
-    if (!is_json_type(media) || truncated)
+    if (truncated)
+        return true;
+    const json_t *events = json_object_get(entry, "x-sse-events");
+    if (events != NULL)
+        return sse_ok(root, events, body, body_len, what, why, len);
+    if (!is_json_type(media))
         return true;
     if (json == NULL) {
         snprintf(why, len, "%s: the body is not JSON, yet its Content-Type is %s", what,

@@ -26,10 +26,12 @@ const json_t *openapi_operation(const json_t *doc, const char *method, const cha
 
 /* Whether a reply matches the document: method and target as sent (the
  * query is ignored), status, Content-Type, the body and its parse (NULL
- * if not JSON); truncated: the body was cut short (not checked as JSON).
- * On false, why says what does not match. */
+ * if not JSON); truncated: the body was cut short (then not checked
+ * against a schema). A text/event-stream body is checked event by event
+ * against its media type's "x-sse-events" when it has them. On false,
+ * why says what does not match. */
 bool openapi_reply_ok(const json_t *doc, const char *method, const char *target, long status,
-                      const char *content_type, size_t body_len, const json_t *json, bool truncated,
-                      char *why, size_t len);
+                      const char *content_type, const char *body, size_t body_len,
+                      const json_t *json, bool truncated, char *why, size_t len);
 
 #endif

@@ -252,7 +252,7 @@ http_reply *http_bytes(const test_daemon *d, const char *method, const char *pat
     r->json = json_loadb(r->body, r->body_len, 0, NULL);
     ck_assert_msg(r->request_id[0] != '\0', "%s %s: no x-request-id", method, path);
     char why[2048];
-    ck_assert_msg(openapi_reply_ok(openapi_doc(), method, path, r->status, r->content_type,
+    ck_assert_msg(openapi_reply_ok(openapi_doc(), method, path, r->status, r->content_type, r->body,
                                    r->body_len, r->json, r->body_len == sizeof r->body - 1, why,
                                    sizeof why),
                   "%s", why);
