@@ -8,9 +8,9 @@
  *   copy invalid (skipped without node or the npm modules);
  * - the reply check every api suite goes through (tests/lib/openapi_check.h)
  *   refuses a real reply once its shape drifts: a key missing, one extra,
- *   a wrong type or enum value, another media type, a stream event that
- *   does not match, a success on a path that is no route, a route the
- *   document lacks. */
+ *   a wrong type or enum value, another media type, a stream event or a
+ *   JSONL line that does not match, a success on a path that is no route,
+ *   a route the document lacks. */
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -188,15 +188,9 @@ static int lint(const char *node, const char *file, char *out, size_t len) {
 }
 
 START_TEST(test_openapi_lint) {
-    char node[4096], module[4096];
-    snprintf(module, sizeof module, "%s/tests/npm/node_modules/@readme/openapi-parser/package.json",
-             test_repo_dir());
-    if (!find_program("node", node, sizeof node)) {
-        test_skip("node is not installed (make browser-deps installs it)");
-        return;
-    }
-    if (access(module, R_OK) != 0) {
-        test_skip("no %s (make hf-tokenizer-reference runs npm ci in tests/npm)", module);
+    char node[4096], missing[4200];
+    if (!find_node_package("@readme/openapi-parser", node, sizeof node, missing, sizeof missing)) {
+        test_skip("%s", missing);
         return;
     }
     char file[4096], out[512];
@@ -295,6 +289,19 @@ START_TEST(test_openapi_refuses_drift) {
     ck_assert_msg(openapi_reply_ok(doc, "GET", "/v1/jobs/1/stream", 200, "text/event-stream", end,
                                    strlen(end), NULL, false, why, sizeof why),
                   "%s", why);
+    /* JSONL exports, line by line against x-jsonl-item. */
+    static const char *const lines[][2] = {
+        {"{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}\n{\"prompt\":\"p\"}\n",
+         "its line 2 does not match x-jsonl-item: $: \"chosen\" is missing"},
+        {"{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}\nnot json\n",
+         "its line 2 is not JSON"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        ck_assert(!openapi_reply_ok(doc, "GET", "/v1/projects/1/pairs.jsonl", 200,
+                                    "application/x-ndjson", lines[i][0], strlen(lines[i][0]), NULL,
+                                    false, why, sizeof why));
+        ck_assert_msg(strstr(why, lines[i][1]) != NULL, "'%s' lacks '%s'", why, lines[i][1]);
+    }
     /* A success on a path that is no route; an error there is fine. */
     ck_assert(
         !accepts(doc, "GET", "/v1/nothing", 200, "application/json", r->json, why, sizeof why));

@@ -176,6 +176,31 @@ static bool sse_ok(const json_t *root, const json_t *events, const char *body, s
     return true;
 }
 
+/* JSONL (application/x-ndjson): every line against the media type's
+ * "x-jsonl-item" schema. */
+static bool jsonl_ok(const json_t *root, const json_t *item, const char *body, size_t body_len,
+                     const char *what, char *why, size_t len) {
+    size_t line_no = 1;
+    for (const char *p = body, *end = body + body_len; p < end; line_no++) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const size_t n = eol != NULL ? (size_t)(eol - p) : (size_t)(end - p);
+        json_error_t err;
+        json_t *value = json_loadb(p, n, 0, &err);
+        char fault[512] = "";
+        const bool ok =
+            value != NULL && json_schema_validate(root, item, value, fault, sizeof fault);
+        json_decref(value);
+        if (!ok) {
+            snprintf(why, len, "%s: its line %zu %s%s: %.200s", what, line_no,
+                     value == NULL ? "is not JSON: " : "does not match x-jsonl-item: ",
+                     value == NULL ? err.text : fault, p);
+            return false;
+        }
+        p += n + 1;
+    }
+    return true;
+}
+
 bool openapi_reply_ok(const json_t *root, const char *method, const char *target, long status,
                       const char *content_type, const char *body, size_t body_len,
                       const json_t *json, bool truncated, char *why, size_t len) {
@@ -236,6 +261,9 @@ bool openapi_reply_ok(const json_t *root, const char *method, const char *target
     const json_t *events = json_object_get(entry, "x-sse-events");
     if (events != NULL)
         return sse_ok(root, events, body, body_len, what, why, len);
+    const json_t *item = json_object_get(entry, "x-jsonl-item");
+    if (item != NULL)
+        return jsonl_ok(root, item, body, body_len, what, why, len);
     if (!is_json_type(media))
         return true;
     if (json == NULL) {

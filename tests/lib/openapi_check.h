@@ -28,8 +28,9 @@ const json_t *openapi_operation(const json_t *doc, const char *method, const cha
  * query is ignored), status, Content-Type, the body and its parse (NULL
  * if not JSON); truncated: the body was cut short (then not checked
  * against a schema). A text/event-stream body is checked event by event
- * against its media type's "x-sse-events" when it has them. On false,
- * why says what does not match. */
+ * against its media type's "x-sse-events" when it has them, a JSONL one
+ * line by line against its "x-jsonl-item". On false, why says what does
+ * not match. */
 bool openapi_reply_ok(const json_t *doc, const char *method, const char *target, long status,
                       const char *content_type, const char *body, size_t body_len,
                       const json_t *json, bool truncated, char *why, size_t len);

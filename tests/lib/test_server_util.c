@@ -169,7 +169,7 @@ void daemon_cleanup(test_daemon *d) {
 }
 
 /* name's path in $PATH into out: 1, or 0 when it is not there. */
-int find_program(const char *name, char *out, size_t len) {
+static int find_program(const char *name, char *out, size_t len) {
     const char *path = getenv("PATH");
     for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
         size_t n = strcspn(p, ":");
@@ -179,6 +179,23 @@ int find_program(const char *name, char *out, size_t len) {
         p += n + (p[n] == ':');
     }
     return 0;
+}
+
+bool find_node_package(const char *package, char *node, size_t len, char *missing,
+                       size_t missing_len) {
+    char module[4096];
+    snprintf(module, sizeof module, "%s/tests/npm/node_modules/%s/package.json", test_repo_dir(),
+             package);
+    if (!find_program("node", node, len)) {
+        snprintf(missing, missing_len, "node is not installed (make browser-deps installs it)");
+        return false;
+    }
+    if (access(module, R_OK) != 0) {
+        snprintf(missing, missing_len,
+                 "no %s (make hf-tokenizer-reference runs npm ci in tests/npm)", module);
+        return false;
+    }
+    return true;
 }
 
 /* ---- HTTP ------------------------------------------------------------------------- */
