@@ -105,6 +105,10 @@ int http_route_roles(size_t i) {
     return routes[i].roles;
 }
 
+bool http_route_creates(size_t i) {
+    return routes[i].creates;
+}
+
 /* A {name} segment: a model or file name (the handler reads it from the
  * URL and checks it further). */
 static bool name_char(char c) {

@@ -1,6 +1,7 @@
 /* docs/openapi.json against the code (docs/api.md, "The OpenAPI document"):
  * - every route of server/route_table.c is in it, once, with its roles
- *   (x-roles, and security: [] exactly for the routes without a token),
+ *   (x-roles, and security: [] exactly for the routes without a token)
+ *   and the Idempotency-Key header exactly where the route honours it,
  *   and it describes nothing else; a failure lists every route it lacks;
  * - rlhfd serves it at GET /openapi.json without a token, byte for byte
  *   the checked-in file;
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "json_schema.h"
 #include "openapi_check.h"
 #include "route_table.h"
 #include "suites.h"
@@ -64,6 +66,21 @@ static void roles_json(int bits, char *out, size_t len) {
     snprintf(out + used, len - used, "]");
 }
 
+/* Whether op lists the Idempotency-Key header. */
+static bool takes_idempotency_key(const json_t *doc, const json_t *op) {
+    size_t i;
+    const json_t *p;
+    json_array_foreach(json_object_get(op, "parameters"), i, p) {
+        const json_t *ref = json_object_get(p, "$ref");
+        if (ref != NULL)
+            p = json_schema_resolve(doc, json_string_value(ref));
+        if (json_is_string(json_object_get(p, "name")) &&
+            strcmp(json_string_value(json_object_get(p, "name")), "Idempotency-Key") == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Appends a line to the report. */
 static void report(char *out, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -98,6 +115,11 @@ START_TEST(test_openapi_matches_route_table) {
         if (got != want)
             report(faults, cap, "\n- %s %s: x-roles must be %s (the route table's roles)", method,
                    pattern, want_text);
+        if (takes_idempotency_key(doc, op) != http_route_creates(i))
+            report(faults, cap, "\n- %s %s: %s", method, pattern,
+                   http_route_creates(i)
+                       ? "honours Idempotency-Key: list #/components/parameters/IdempotencyKey"
+                       : "ignores Idempotency-Key: do not list it");
         const json_t *security = json_object_get(op, "security");
         const bool open = json_is_array(security) && json_array_size(security) == 0;
         if (open != (want == 0))
