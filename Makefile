@@ -270,7 +270,9 @@ test-c: all hf-tokenizer-reference
 # tests/reference/hf_tokenizer_reference.js writes the expected ids and chat
 # renderings to $(BUILD)/hf_tokenizer_reference.json. Without npm/node
 # (make browser-deps installs them) the suite's reference checks are
-# reported as skipped.
+# reported as skipped. The same npm ci brings the openai SDK (the openai
+# suite) and @readme/openapi-parser, which lints docs/openapi.json (the
+# openapi suite, tests/openapi/lint.mjs); without them those are skipped too.
 HF_REF_DIR  := tests/npm
 HF_REF_MODS := $(HF_REF_DIR)/node_modules/.package-lock.json
 HF_REF_OUT  := $(BUILD)/hf_tokenizer_reference.json
