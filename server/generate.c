@@ -66,6 +66,9 @@ int generate_parse_options(const json_t *obj, const char *prefix, generate_param
         p->seed = (uint64_t)seed;
     else if (getrandom(&p->seed, sizeof p->seed, 0) != (ssize_t)sizeof p->seed)
         p->seed = (uint64_t)time(NULL);
+    /* A random seed within what a request may give (0 .. 2^53 - 1), so the
+     * seed a reply reports can be sent back to repeat it. */
+    p->seed &= (UINT64_C(1) << 53) - 1;
     return 0;
 }
 

@@ -14,6 +14,7 @@ static const http_route routes[] = {
     {"GET", "/healthz", 0, route_healthz, false, NULL},
     {"GET", "/readyz", 0, route_readyz, false, NULL},
     {"GET", "/metrics", READERS, route_metrics, false, NULL},
+    {"GET", "/openapi.json", 0, route_openapi, false, NULL},
     {"POST", "/v1/tokens", AUTH_ROLE_ADMIN, route_tokens_create, CREATES, NULL},
     {"GET", "/v1/tokens", AUTH_ROLE_ADMIN, route_tokens_list, false, NULL},
     {"POST", "/v1/tokens/{id}/revoke", AUTH_ROLE_ADMIN, route_tokens_revoke, false, NULL},
@@ -108,6 +109,10 @@ void http_route_at(size_t i, const char **method, const char **pattern) {
 
 int http_route_roles(size_t i) {
     return routes[i].roles;
+}
+
+bool http_route_creates(size_t i) {
+    return routes[i].creates;
 }
 
 /* A {name} segment: a model or file name (the handler reads it from the

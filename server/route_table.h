@@ -37,5 +37,7 @@ size_t http_route_count(void);
 void http_route_at(size_t i, const char **method, const char **pattern);
 /* The auth_role bits that may call route i (0: no token needed). */
 int http_route_roles(size_t i);
+/* Whether route i honours Idempotency-Key (a creating POST). */
+bool http_route_creates(size_t i);
 
 #endif

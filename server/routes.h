@@ -9,7 +9,7 @@
  * OpenAI-compatible files and fine-tuning jobs), routes_projects.c,
  * routes_comparisons.c, routes_rankings.c, routes_agreement.c,
  * routes_models.c (base models, fine-tuned model ids, a checkpoint as a
- * Hugging Face directory), static.c. */
+ * Hugging Face directory), static.c, openapi.c (the OpenAPI document). */
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
 
@@ -24,6 +24,7 @@
 enum MHD_Result route_healthz(request *r);
 enum MHD_Result route_readyz(request *r);
 enum MHD_Result route_metrics(request *r);
+enum MHD_Result route_openapi(request *r);
 
 enum MHD_Result route_tokens_create(request *r);
 enum MHD_Result route_tokens_list(request *r);

@@ -245,6 +245,7 @@ static void walk_api(walk *w, const char *annotator) {
     walk_ok(w, "GET", "/healthz", "/healthz", NULL, NULL);
     walk_ok(w, "GET", "/readyz", "/readyz", NULL, NULL);
     walk_ok(w, "GET", "/metrics", "/metrics", admin, NULL);
+    walk_ok(w, "GET", "/openapi.json", "/openapi.json", NULL, NULL);
 
     const int64_t tmp = walk_id(w, "POST", "/v1/tokens", "/v1/tokens", admin,
                                 "{\"name\":\"tmp\",\"role\":\"viewer\"}");

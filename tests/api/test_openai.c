@@ -590,30 +590,11 @@ END_TEST
 
 /* ---- the official SDK --------------------------------------------------------------------- */
 
-/* name's path in $PATH into out: 1, or 0 when it is not there. */
-static int find_program(const char *name, char *out, size_t len) {
-    const char *path = getenv("PATH");
-    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-        size_t n = strcspn(p, ":");
-        snprintf(out, len, "%.*s/%s", (int)n, p, name);
-        if (n > 0 && access(out, X_OK) == 0)
-            return 1;
-        p += n + (p[n] == ':');
-    }
-    return 0;
-}
-
 START_TEST(test_openai_sdk) {
-    char script[4096], module[4096], node[4096];
+    char script[4096], node[4096], missing[4200];
     snprintf(script, sizeof script, "%s/tests/openai/sdk_test.mjs", test_repo_dir());
-    snprintf(module, sizeof module, "%s/tests/npm/node_modules/openai/package.json",
-             test_repo_dir());
-    if (!find_program("node", node, sizeof node)) {
-        test_skip("node is not installed (make browser-deps installs it)");
-        return;
-    }
-    if (access(module, R_OK) != 0) {
-        test_skip("no %s (make hf-tokenizer-reference runs npm ci in tests/npm)", module);
+    if (!find_node_package("openai", node, sizeof node, missing, sizeof missing)) {
+        test_skip("%s", missing);
         return;
     }
     test_daemon d;

@@ -53,6 +53,7 @@ static const named_suite all_suites[] = {
     {"writer", writer_suite},
     {"db_sink", db_sink_suite},
     {"agreement", agreement_suite},
+    {"json_schema", json_schema_suite},
     {"ratelimit", ratelimit_suite},
     {"openai_ids", openai_ids_suite},
 
@@ -93,6 +94,7 @@ static const named_suite all_suites[] = {
     {"prometheus", prometheus_suite},
     {"docs", docs_suite},
     {"openai", openai_suite},
+    {"openapi", openapi_suite},
     {"static", static_suite},
     {"wal", wal_suite},
 };

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "openapi_check.h"
 #include "test_util.h"
 
 int64_t now_ms(void) {
@@ -167,6 +168,36 @@ void daemon_cleanup(test_daemon *d) {
     nftw(d->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* name's path in $PATH into out: 1, or 0 when it is not there. */
+static int find_program(const char *name, char *out, size_t len) {
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t n = strcspn(p, ":");
+        snprintf(out, len, "%.*s/%s", (int)n, p, name);
+        if (n > 0 && access(out, X_OK) == 0)
+            return 1;
+        p += n + (p[n] == ':');
+    }
+    return 0;
+}
+
+bool find_node_package(const char *package, char *node, size_t len, char *missing,
+                       size_t missing_len) {
+    char module[4096];
+    snprintf(module, sizeof module, "%s/tests/npm/node_modules/%s/package.json", test_repo_dir(),
+             package);
+    if (!find_program("node", node, len)) {
+        snprintf(missing, missing_len, "node is not installed (make browser-deps installs it)");
+        return false;
+    }
+    if (access(module, R_OK) != 0) {
+        snprintf(missing, missing_len,
+                 "no %s (make hf-tokenizer-reference runs npm ci in tests/npm)", module);
+        return false;
+    }
+    return true;
+}
+
 /* ---- HTTP ------------------------------------------------------------------------- */
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg) {
@@ -237,6 +268,11 @@ http_reply *http_bytes(const test_daemon *d, const char *method, const char *pat
     curl_easy_cleanup(c);
     r->json = json_loadb(r->body, r->body_len, 0, NULL);
     ck_assert_msg(r->request_id[0] != '\0', "%s %s: no x-request-id", method, path);
+    char why[2048];
+    ck_assert_msg(openapi_reply_ok(openapi_doc(), method, path, r->status, r->content_type, r->body,
+                                   r->body_len, r->json, r->body_len == sizeof r->body - 1, why,
+                                   sizeof why),
+                  "%s", why);
     return r;
 }
 

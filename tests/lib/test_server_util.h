@@ -34,6 +34,11 @@ int run_capture(char *const argv[], char *out, size_t len);
 /* run_capture with the program's stderr on ours when keep_stderr (so a
  * failure's reason shows in the test log), else discarded. */
 int run_output(char *const argv[], char *out, size_t len, bool keep_stderr);
+/* Whether node and tests/npm's package (e.g. "openai") are installed:
+ * node's path into node, else what is missing into missing (for
+ * test_skip). */
+bool find_node_package(const char *package, char *node, size_t len, char *missing,
+                       size_t missing_len);
 /* A fresh directory and database with an admin token. */
 void daemon_init(test_daemon *d);
 /* Starts rlhfd on 127.0.0.1:0 with extra flags (NULL-terminated; a later
