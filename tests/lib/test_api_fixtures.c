@@ -300,6 +300,13 @@ void read_to_close(int fd, char *out, size_t len) {
 
 /* A daemon without a write rate limit and a project (k 2, overlap 1): its
  * id, and its comparisons' path in cpath. */
+void grant_project(const test_daemon *d, int64_t project, int64_t token_id) {
+    char path[96], body[64];
+    snprintf(path, sizeof path, "/v1/projects/%lld/members", (long long)project);
+    snprintf(body, sizeof body, "{\"token_id\":%lld}", (long long)token_id);
+    reply_free(expect_ok(http(d, "POST", path, d->admin, body, NULL)));
+}
+
 int64_t daemon_with_project(test_daemon *d, char cpath[96]) {
     daemon_init(d);
     daemon_start(d, "--write-rate", "0", NULL);
