@@ -285,10 +285,13 @@ def main():
     static, static_port = start([os.path.join(BUILD, "mhd-static"), threads])
     job = None
     try:
-        annotator = api(port, "POST", "/v1/tokens", admin,
-                        {"name": "annotator", "role": "annotator"})["token"]
+        created = api(port, "POST", "/v1/tokens", admin,
+                      {"name": "annotator", "role": "annotator"})
+        annotator = created["token"]
         project = api(port, "POST", "/v1/projects", admin,
                       {"name": "bench", "k": 4, "overlap": 1})["id"]
+        api(port, "POST", "/v1/projects/%d/members" % project, admin,
+            {"token_id": created["id"]})
         series_job = seed_series(db)
         running_series_job = seed_series(db, status="running")
         job = api(port, "POST", "/v1/jobs", admin,

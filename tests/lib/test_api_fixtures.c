@@ -307,6 +307,19 @@ void grant_project(const test_daemon *d, int64_t project, int64_t token_id) {
     reply_free(expect_ok(http(d, "POST", path, d->admin, body, NULL)));
 }
 
+void grant_project_all(const test_daemon *d, int64_t project) {
+    http_reply *r = expect_ok(http(d, "GET", "/v1/tokens?limit=100", d->admin, NULL, NULL));
+    size_t i;
+    json_t *token;
+    json_array_foreach(json_object_get(r->json, "data"), i, token) {
+        const char *role = json_string_value(json_object_get(token, "role"));
+        if (strcmp(role, "admin") != 0 && json_is_null(json_object_get(token, "revoked_at")))
+            grant_project(d, project, json_integer_value(json_object_get(token, "id")));
+    }
+    ck_assert(json_is_false(json_object_get(r->json, "has_more")));
+    reply_free(r);
+}
+
 int64_t daemon_with_project(test_daemon *d, char cpath[96]) {
     daemon_init(d);
     daemon_start(d, "--write-rate", "0", NULL);

@@ -391,6 +391,7 @@ START_TEST(test_rlhfctl_comparisons_and_rank) {
     json_t *project = out_json(r);
     char pid[32];
     snprintf(pid, sizeof pid, "%lld", (long long)json_id(project));
+    grant_project_all(&d, json_id(project));
     json_decref(project);
     free(r);
     r = ctl(&d, "comparisons", "add", pid, "--prompt", "Name a colour.", "--candidate", "Blue.",
@@ -881,6 +882,7 @@ START_TEST(test_rlhfctl_bulk_export_agreement) {
     json_t *project = out_json(r);
     int64_t project_id = json_id(project);
     snprintf(pid, sizeof pid, "%lld", (long long)project_id);
+    grant_project_all(&d, project_id);
     json_decref(project);
     free(r);
 
