@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from bench_server import api, seed_comparisons, start
+from bench_server import api, seed_comparisons, start, start_training_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
@@ -149,13 +149,7 @@ def main():
             api(port, "POST", "/v1/projects/%d/members" % project, admin, {"token_id": t["id"]})
             tokens.append(t["token"])
         seed_comparisons(db, project, 2000 * args.duration)
-        job = api(port, "POST", "/v1/jobs", admin,
-                  {"type": "ppo-control", "hyperparameters": {"total_steps": 50000000}})["id"]
-        deadline = time.time() + 60
-        while api(port, "GET", "/v1/jobs/%d" % job, admin)["status"] != "running":
-            if time.time() > deadline:
-                sys.exit("the training job did not start")
-            time.sleep(0.2)
+        job = start_training_job(port, admin)
         steps_before = sqlite3.connect(db, timeout=30).execute(
             "SELECT count(DISTINCT step) FROM metrics WHERE job_id = ?", (job,)).fetchone()[0]
         stats = {k: {"ms": [], "errors": []} for k in ("next", "ranking", "list projects")}

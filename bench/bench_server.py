@@ -153,6 +153,19 @@ def api(port, method, path, token, body=None):
         return json.loads(r.read())
 
 
+def start_training_job(port, admin):
+    """A ppo-control job long enough to outlast a benchmark (cancel it at
+    the end), once it runs: its id."""
+    job = api(port, "POST", "/v1/jobs", admin,
+              {"type": "ppo-control", "hyperparameters": {"total_steps": 50000000}})["id"]
+    deadline = time.time() + 60
+    while api(port, "GET", "/v1/jobs/%d" % job, admin)["status"] != "running":
+        if time.time() > deadline:
+            sys.exit("the training job did not start")
+        time.sleep(0.2)
+    return job
+
+
 def wrk(port, script, connections, duration, env):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + DONE_LUA)
@@ -294,13 +307,7 @@ def main():
             {"token_id": created["id"]})
         series_job = seed_series(db)
         running_series_job = seed_series(db, status="running")
-        job = api(port, "POST", "/v1/jobs", admin,
-                  {"type": "ppo-control", "hyperparameters": {"total_steps": 50000000}})["id"]
-        deadline = time.time() + 60
-        while api(port, "GET", "/v1/jobs/%d" % job, admin)["status"] != "running":
-            if time.time() > deadline:
-                sys.exit("the training job did not start")
-            time.sleep(0.2)
+        job = start_training_job(port, admin)
         results = []
         for conns in (16, 64):
             first, cand = seed_comparisons(db, project, 20000 * args.duration)

@@ -124,7 +124,10 @@ static int export_line(textbuf *out, export_format format, sqlite3_stmt *st) {
         csv_line(out, st);
         return out->failed ? -1 : 0;
     }
-    json_t *line = json_row(format, st);
+    return export_json_line(out, json_row(format, st));
+}
+
+int export_json_line(textbuf *out, json_t *line) {
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(line);
     if (text != NULL) {

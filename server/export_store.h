@@ -7,6 +7,7 @@
 #ifndef RLHF_EXPORT_STORE_H
 #define RLHF_EXPORT_STORE_H
 
+#include <jansson.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -39,6 +40,10 @@ typedef struct export_filter {
  * candidates, the fraction where both rankings order the two the same way
  * (better, worse, or tied). A comparison with fewer than two such rankings
  * has none, and is left out whenever min_agreement is given. */
+
+/* line (stolen; NULL: a failure upstream) as one compact JSONL line into
+ * out, members in order: 0, or -1. rankings.jsonl writes its lines so too. */
+int export_json_line(textbuf *out, json_t *line);
 
 /* The export's first line (CSV's header), or NULL. */
 const char *export_header(export_format format);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export_store.h"
+
 int prefs_project_exists(sqlite3 *db, int64_t id) {
     return db_row_exists(db, "SELECT 1 FROM projects WHERE id = ?1", id);
 }
@@ -434,18 +436,6 @@ static json_t *export_ranking(sqlite3 *db, sqlite3_stmt *st) {
                      "created_at", (json_int_t)sqlite3_column_int64(st, 6));
 }
 
-/* line (stolen) and a newline into out: 0, or -1. */
-static int export_line(textbuf *out, json_t *line) {
-    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(line);
-    if (text != NULL) {
-        textbuf_puts(out, text);
-        textbuf_put(out, "\n", 1);
-    }
-    free(text);
-    return text != NULL && !out->failed ? 0 : -1;
-}
-
 int prefs_export_chunk(sqlite3 *db, int64_t project_id, int64_t *last_id, int max_rows,
                        size_t max_bytes, textbuf *out, bool *ended) {
     sqlite3_stmt *st = db_cached_prepare(
@@ -463,7 +453,7 @@ int prefs_export_chunk(sqlite3 *db, int64_t project_id, int64_t *last_id, int ma
         while (ok && out->len < max_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             *last_id = sqlite3_column_int64(st, 0);
             n++;
-            ok = export_line(out, export_ranking(db, st)) == 0;
+            ok = export_json_line(out, export_ranking(db, st)) == 0;
         }
         ok = ok && (rc == SQLITE_DONE || rc == SQLITE_ROW);
     }

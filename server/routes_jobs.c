@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "project_access.h"
 #include "checkpoints_store.h"
 #include "dataset_format.h"
 #include "datasets_store.h"
@@ -20,6 +19,7 @@
 #include "jobs.h"
 #include "jobs_db.h"
 #include "models_store.h"
+#include "project_access.h"
 #include "routes.h"
 #include "scheduler.h"
 #include "worker_launch.h"
