@@ -513,6 +513,11 @@ START_TEST(test_rlhfctl_annotate_simulated) {
     snprintf(pid, sizeof pid, "%lld", (long long)json_id(project));
     json_decref(project);
     free(r);
+    /* through the CLI, the one annotator token (id 2, after the admin) */
+    r = ctl(&d, "projects", "grant", pid, "2", NULL);
+    expect_code(r, 0);
+    free(r);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM project_members WHERE token_id = ?1", 2), 1);
     static const char *const subjects[] = {"cat", "dog", "river"};
     int64_t cmp[3];
     for (int i = 0; i < 3; i++) {
