@@ -157,9 +157,48 @@ enum MHD_Result route_project_members_list(request *r) {
                               project_members_list.sql, project_members_list.row);
 }
 
+/* The body {token_id, role?} against the token it names: 1 with *token_id
+ * and *role (role defaults to the token's own; a viewer token can only be
+ * a viewer, and an admin needs no grant), or 0 with e. */
+static int check_member(sqlite3 *db, const json_t *body, int64_t *token_id, const char **role,
+                        http_error *e) {
+    static const char *const keys[] = {"token_id", "role", NULL};
+    const json_t *role_v = json_object_get(body, "role");
+    const char *role_name = json_string_value(role_v);
+    if (!json_check_keys(body, keys, "", e))
+        return 0;
+    if (json_object_get(body, "token_id") == NULL)
+        return http_error_set(e, 400, "missing_required_parameter", "token_id",
+                              "token_id (the id of the annotator or viewer token to grant) is "
+                              "required");
+    if (!json_check_int(body, "token_id", 0, 1, INT64_MAX, token_id, e))
+        return 0;
+    if (role_v != NULL && (role_name == NULL || (strcmp(role_name, "annotator") != 0 &&
+                                                 strcmp(role_name, "viewer") != 0)))
+        return http_error_set(e, 400, "invalid_value", "role",
+                              "role must be 'annotator' or 'viewer'");
+    auth_role token_role = AUTH_ROLE_NONE;
+    bool revoked = false;
+    int found = project_access_token(db, *token_id, &token_role, &revoked);
+    if (found < 0)
+        return http_error_set(e, 500, "database_error", NULL, "%s", sqlite3_errmsg(db));
+    if (found == 0 || revoked)
+        return http_error_set(e, 400, "token_not_found", "token_id", "no live token %lld",
+                              (long long)*token_id);
+    if (token_role == AUTH_ROLE_ADMIN)
+        return http_error_set(e, 400, "invalid_value", "token_id",
+                              "token %lld is an admin: admins see every project without a grant",
+                              (long long)*token_id);
+    if (token_role == AUTH_ROLE_VIEWER && role_name && strcmp(role_name, "viewer") != 0)
+        return http_error_set(e, 400, "invalid_value", "role",
+                              "token %lld is a viewer: it can only be granted 'viewer'",
+                              (long long)*token_id);
+    *role = role_name ? role_name : auth_role_name(token_role);
+    return 1;
+}
+
 /* POST /v1/projects/{id}/members {token_id, role?}: grants (or changes) a
- * token's membership. role defaults to the token's own; a viewer token can
- * only be a viewer, and admins need no grant. */
+ * token's membership. */
 enum MHD_Result route_project_members_add(request *r) {
     int found = prefs_project_exists(r->db, r->path_id);
     if (found <= 0)
@@ -168,39 +207,10 @@ enum MHD_Result route_project_members_add(request *r) {
     json_t *body = http_body_object(r, &replied);
     if (body == NULL)
         return replied;
-    static const char *const keys[] = {"token_id", "role", NULL};
-    http_error e = {0};
+    http_error e;
     int64_t token_id = 0;
-    const json_t *role_v = json_object_get(body, "role");
-    const char *role_name = json_string_value(role_v);
-    if (json_check_keys(body, keys, "", &e) && json_object_get(body, "token_id") == NULL)
-        http_error_set(&e, 400, "missing_required_parameter", "token_id",
-                       "token_id (the id of the annotator or viewer token to grant) is required");
-    else if (e.status == 0 && json_check_int(body, "token_id", 0, 1, INT64_MAX, &token_id, &e) &&
-             role_v != NULL &&
-             (role_name == NULL ||
-              (strcmp(role_name, "annotator") != 0 && strcmp(role_name, "viewer") != 0)))
-        http_error_set(&e, 400, "invalid_value", "role", "role must be 'annotator' or 'viewer'");
-    auth_role token_role = AUTH_ROLE_NONE;
-    bool revoked = false;
-    if (e.status == 0) {
-        found = project_access_token(r->db, token_id, &token_role, &revoked);
-        if (found < 0)
-            http_error_set(&e, 500, "database_error", NULL, "%s", sqlite3_errmsg(r->db));
-        else if (found == 0 || revoked)
-            http_error_set(&e, 400, "token_not_found", "token_id", "no live token %lld",
-                           (long long)token_id);
-        else if (token_role == AUTH_ROLE_ADMIN)
-            http_error_set(&e, 400, "invalid_value", "token_id",
-                           "token %lld is an admin: admins see every project without a grant",
-                           (long long)token_id);
-        else if (token_role == AUTH_ROLE_VIEWER && role_name && strcmp(role_name, "viewer") != 0)
-            http_error_set(&e, 400, "invalid_value", "role",
-                           "token %lld is a viewer: it can only be granted 'viewer'",
-                           (long long)token_id);
-    }
-    const char *role = role_name ? role_name : auth_role_name(token_role);
-    if (e.status != 0)
+    const char *role = NULL;
+    if (!check_member(r->db, body, &token_id, &role, &e))
         replied = http_reply_http_error(r, &e);
     else if (db_begin(r->db) != SQLITE_OK)
         replied = http_reply_db_error(r);
@@ -221,6 +231,9 @@ enum MHD_Result route_project_members_add(request *r) {
 /* DELETE /v1/projects/{id}/members/{token_id}: the token loses the project;
  * its rankings stay. */
 enum MHD_Result route_project_members_remove(request *r) {
+    int found = prefs_project_exists(r->db, r->path_id);
+    if (found <= 0)
+        return http_reply_not_found(r, "project", found);
     if (db_begin(r->db) != SQLITE_OK)
         return http_reply_db_error(r);
     int removed = project_access_revoke(r->db, r->path_id, r->path_sub_id);
