@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import re
-import signal
 import shutil
 import sqlite3
 import subprocess
@@ -33,7 +32,7 @@ import sys
 import tempfile
 import time
 
-from bench_server import api, seed_comparisons, start, start_training_job
+from bench_server import api, seed_comparisons, start, start_training_job, stop_daemon
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
@@ -169,13 +168,7 @@ def main():
         c.close()
         status = api(port, "GET", "/v1/jobs/%d" % job, admin)["status"]
     finally:
-        if job is not None:
-            try:
-                api(port, "POST", "/v1/jobs/%d/cancel" % job, admin)
-            except Exception:
-                pass
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        stop_daemon(server, port, admin, job)
         shutil.rmtree(tmp, ignore_errors=True)
 
     print("| request | count | per s | errors | p50 ms | p90 ms | p99 ms | max ms |")

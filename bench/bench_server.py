@@ -166,6 +166,17 @@ def start_training_job(port, admin):
     return job
 
 
+def stop_daemon(server, port, admin, job):
+    """Cancels job (if any; best effort) and stops rlhfd (SIGTERM, waited for)."""
+    if job is not None:
+        try:
+            api(port, "POST", "/v1/jobs/%d/cancel" % job, admin)
+        except Exception:
+            pass
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+
+
 def wrk(port, script, connections, duration, env):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + DONE_LUA)
@@ -351,14 +362,7 @@ def main():
         writes = int(re.search(r"^rlhfd_group_commit_writes_total (\d+)", prom, re.M).group(1))
         steps = api(port, "GET", "/v1/jobs/%d/metrics?limit=1" % job, admin)
     finally:
-        if job is not None:
-            try:
-                api(port, "POST", "/v1/jobs/%d/cancel" % job, admin)
-            except Exception:
-                pass
-        server.send_signal(signal.SIGTERM)
-        static.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        stop_daemon(server, port, admin, job)
         static.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 

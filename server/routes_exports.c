@@ -171,15 +171,23 @@ static int parse_agreement(request *r, export_filter *f, http_error *e) {
     return 1;
 }
 
-enum MHD_Result route_projects_export(request *r) {
+/* A TRL export of r's project without filters, or NULL after replying 404
+ * or 500 (or out of memory: *replied MHD_NO). */
+static export_request *export_request_new(request *r, enum MHD_Result *replied) {
     int found = prefs_project_exists(r->db, r->path_id);
-    if (found <= 0)
-        return http_reply_not_found(r, "project", found);
-    export_request *x = calloc(1, sizeof *x);
+    export_request *x = found > 0 ? calloc(1, sizeof *x) : NULL;
+    *replied = found <= 0 ? http_reply_not_found(r, "project", found) : MHD_NO;
+    if (x != NULL)
+        x->f.project_id = r->path_id, x->f.format = EXPORT_FORMAT_TRL;
+    return x;
+}
+
+enum MHD_Result route_projects_export(request *r) {
+    enum MHD_Result replied;
+    export_request *x = export_request_new(r, &replied);
     if (x == NULL)
-        return MHD_NO;
+        return replied;
     export_filter *f = &x->f;
-    f->project_id = r->path_id;
     http_error e = {0};
     if (!parse_format(r, &f->format, &e) ||
         !parse_ids(r, "annotators", x->annotators, sizeof x->annotators, &f->annotators, &e) ||
@@ -198,12 +206,9 @@ enum MHD_Result route_projects_export(request *r) {
 
 /* GET /v1/projects/{id}/pairs.jsonl: the TRL export without filters. */
 enum MHD_Result route_pairs_export(request *r) {
-    int found = prefs_project_exists(r->db, r->path_id);
-    if (found <= 0)
-        return http_reply_not_found(r, "project", found);
-    export_request *x = calloc(1, sizeof *x);
+    enum MHD_Result replied;
+    export_request *x = export_request_new(r, &replied);
     if (x == NULL)
-        return MHD_NO;
-    x->f.project_id = r->path_id, x->f.format = EXPORT_FORMAT_TRL;
+        return replied;
     return export_stream_reply(r, "application/x-ndjson", NULL, pairs_chunk, x);
 }

@@ -118,12 +118,20 @@ static int update_field(sqlite3 *db, int64_t id, const project_field *f, const j
     return ok ? 0 : -1;
 }
 
-enum MHD_Result route_projects_update(request *r) {
+/* The body of a request about r's project: NULL after replying 404 (no
+ * such project), 400 (not a JSON object) or 500. */
+static json_t *project_body(request *r, enum MHD_Result *replied) {
     int found = prefs_project_exists(r->db, r->path_id);
-    if (found <= 0)
-        return http_reply_not_found(r, "project", found);
+    if (found <= 0) {
+        *replied = http_reply_not_found(r, "project", found);
+        return NULL;
+    }
+    return http_body_object(r, replied);
+}
+
+enum MHD_Result route_projects_update(request *r) {
     enum MHD_Result replied;
-    json_t *body = http_body_object(r, &replied);
+    json_t *body = project_body(r, &replied);
     if (body == NULL)
         return replied;
     http_error e;
@@ -200,11 +208,8 @@ static int check_member(sqlite3 *db, const json_t *body, int64_t *token_id, cons
 /* POST /v1/projects/{id}/members {token_id, role?}: grants (or changes) a
  * token's membership. */
 enum MHD_Result route_project_members_add(request *r) {
-    int found = prefs_project_exists(r->db, r->path_id);
-    if (found <= 0)
-        return http_reply_not_found(r, "project", found);
     enum MHD_Result replied;
-    json_t *body = http_body_object(r, &replied);
+    json_t *body = project_body(r, &replied);
     if (body == NULL)
         return replied;
     http_error e;

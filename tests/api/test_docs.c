@@ -40,15 +40,7 @@ static char *read_api_doc(void) {
 
 /* The route table: `rlhfd --routes`, a JSON array of {method, path}. */
 static json_t *route_table(void) {
-    char rlhfd[4096], cmd[4200];
-    bin_path("rlhfd", rlhfd, sizeof rlhfd);
-    snprintf(cmd, sizeof cmd, "'%s' --routes", rlhfd);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    json_error_t jerr;
-    json_t *routes = json_loadf(p, 0, &jerr);
-    ck_assert_int_eq(pclose(p), 0);
-    ck_assert_msg(json_is_array(routes), "rlhfd --routes: %s", jerr.text);
+    json_t *routes = rlhfd_routes();
     ck_assert_int_gt(json_array_size(routes), 20);
     return routes;
 }

@@ -27,20 +27,6 @@ static int64_t project_with_comparison(const test_daemon *d, const char *name,
     return project;
 }
 
-/* The route table as `rlhfd --routes` prints it. */
-static json_t *route_table(void) {
-    char rlhfd[4096], cmd[4200];
-    bin_path("rlhfd", rlhfd, sizeof rlhfd);
-    snprintf(cmd, sizeof cmd, "'%s' --routes", rlhfd);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    json_error_t jerr;
-    json_t *routes = json_loadf(p, 0, &jerr);
-    ck_assert_int_eq(pclose(p), 0);
-    ck_assert_msg(json_is_array(routes), "rlhfd --routes: %s", jerr.text);
-    return routes;
-}
-
 static int route_roles(const json_t *route) {
     static const char *const names[] = {"admin", "annotator", "viewer"};
     int roles = 0;
@@ -88,7 +74,7 @@ START_TEST(test_role_project_matrix) {
     const char *const tokens[3] = {annotator, viewer, d.admin};
     const int token_roles[3] = {ROLE_ANNOTATOR, ROLE_VIEWER, ROLE_ADMIN};
 
-    json_t *routes = route_table();
+    json_t *routes = rlhfd_routes();
     int checked = 0;
     size_t i;
     json_t *route;

@@ -300,6 +300,19 @@ void read_to_close(int fd, char *out, size_t len) {
 
 /* A daemon without a write rate limit and a project (k 2, overlap 1): its
  * id, and its comparisons' path in cpath. */
+json_t *rlhfd_routes(void) {
+    char rlhfd[4096], cmd[4200];
+    bin_path("rlhfd", rlhfd, sizeof rlhfd);
+    snprintf(cmd, sizeof cmd, "'%s' --routes", rlhfd);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    json_error_t jerr;
+    json_t *routes = json_loadf(p, 0, &jerr);
+    ck_assert_int_eq(pclose(p), 0);
+    ck_assert_msg(json_is_array(routes), "rlhfd --routes: %s", jerr.text);
+    return routes;
+}
+
 void grant_project(const test_daemon *d, int64_t project, int64_t token_id) {
     char path[96], body[64];
     snprintf(path, sizeof path, "/v1/projects/%lld/members", (long long)project);
