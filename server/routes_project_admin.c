@@ -13,6 +13,17 @@
 #include "project_access.h"
 #include "routes.h"
 
+/* In the open transaction: commits and replies 200 with body (stolen), or
+ * (body NULL: a write or the read back failed) rolls back and replies the
+ * database error. */
+static enum MHD_Result commit_reply(request *r, json_t *body) {
+    if (body != NULL)
+        return http_commit_reply(r, 200, body);
+    enum MHD_Result replied = http_reply_db_error(r);
+    db_rollback(r->db);
+    return replied;
+}
+
 /* ---- PATCH /v1/projects/{id} ----------------------------------------------------- */
 
 /* An updatable field: the body member, its column of projects, and how it
@@ -149,13 +160,7 @@ enum MHD_Result route_projects_update(request *r) {
         ok = value == NULL || update_field(r->db, r->path_id, &project_fields[i], value) == 0;
     }
     json_decref(body);
-    json_t *project = ok ? prefs_project_get(r->db, r->path_id, NULL) : NULL;
-    if (project == NULL) {
-        replied = http_reply_db_error(r);
-        db_rollback(r->db);
-        return replied;
-    }
-    return http_commit_reply(r, 200, project);
+    return commit_reply(r, ok ? prefs_project_get(r->db, r->path_id, NULL) : NULL);
 }
 
 /* ---- members ---------------------------------------------------------------------- */
@@ -219,16 +224,10 @@ enum MHD_Result route_project_members_add(request *r) {
         replied = http_reply_http_error(r, &e);
     else if (db_begin(r->db) != SQLITE_OK)
         replied = http_reply_db_error(r);
-    else {
-        json_t *member = project_access_grant(r->db, r->path_id, token_id, role) == 0
-                             ? project_access_member(r->db, r->path_id, token_id, NULL)
-                             : NULL;
-        if (member == NULL) {
-            replied = http_reply_db_error(r);
-            db_rollback(r->db);
-        } else
-            replied = http_commit_reply(r, 200, member);
-    }
+    else
+        replied = commit_reply(r, project_access_grant(r->db, r->path_id, token_id, role) == 0
+                                      ? project_access_member(r->db, r->path_id, token_id, NULL)
+                                      : NULL);
     json_decref(body);
     return replied;
 }
@@ -277,16 +276,10 @@ static enum MHD_Result set_excluded(request *r, bool excluded) {
                                             (long long)r->path_sub_id);
     if (db_begin(r->db) != SQLITE_OK)
         return http_reply_db_error(r);
-    json_t *annotator =
-        project_access_set_excluded(r->db, r->path_id, r->path_sub_id, excluded) == 0
-            ? project_access_annotator(r->db, r->path_id, r->path_sub_id)
-            : NULL;
-    if (annotator == NULL) {
-        enum MHD_Result replied = http_reply_db_error(r);
-        db_rollback(r->db);
-        return replied;
-    }
-    return http_commit_reply(r, 200, annotator);
+    return commit_reply(
+        r, project_access_set_excluded(r->db, r->path_id, r->path_sub_id, excluded) == 0
+               ? project_access_annotator(r->db, r->path_id, r->path_sub_id)
+               : NULL);
 }
 
 /* POST .../annotators/{token_id}/exclude: the token's rankings of this
