@@ -32,10 +32,12 @@ SIZES = (1000, 10000, 100000)
 def measure(port, admin, tokens, db, size, calls=40):
     project = b.api(port, "POST", "/v1/projects", admin,
                     {"name": "p%d" % size, "k": 4, "overlap": 1})["id"]
+    for token_id, _ in tokens:
+        b.api(port, "POST", "/v1/projects/%d/members" % project, admin, {"token_id": token_id})
     b.seed_comparisons(db, project, size)
     times = []
     for i in range(calls):
-        token = tokens[i % len(tokens)]
+        token = tokens[i % len(tokens)][1]
         t0 = time.perf_counter()
         c = b.api(port, "GET", "/v1/projects/%d/comparisons/next" % project, token)
         times.append(time.perf_counter() - t0)
@@ -57,9 +59,9 @@ def main():
     server, port = b.start([args.rlhfd, "--db", db, "--listen", "127.0.0.1:0",
                             "--write-rate", "0"])
     try:
-        tokens = [b.api(port, "POST", "/v1/tokens", admin,
-                        {"name": "annotator%d" % i, "role": "annotator"})["token"]
-                  for i in range(2)]
+        tokens = [(t["id"], t["token"]) for t in (
+            b.api(port, "POST", "/v1/tokens", admin,
+                  {"name": "annotator%d" % i, "role": "annotator"}) for i in range(2))]
         rows = [(size,) + measure(port, admin, tokens, db, size) for size in SIZES]
     finally:
         server.send_signal(signal.SIGTERM)

@@ -153,6 +153,30 @@ def api(port, method, path, token, body=None):
         return json.loads(r.read())
 
 
+def start_training_job(port, admin):
+    """A ppo-control job long enough to outlast a benchmark (cancel it at
+    the end), once it runs: its id."""
+    job = api(port, "POST", "/v1/jobs", admin,
+              {"type": "ppo-control", "hyperparameters": {"total_steps": 50000000}})["id"]
+    deadline = time.time() + 60
+    while api(port, "GET", "/v1/jobs/%d" % job, admin)["status"] != "running":
+        if time.time() > deadline:
+            sys.exit("the training job did not start")
+        time.sleep(0.2)
+    return job
+
+
+def stop_daemon(server, port, admin, job):
+    """Cancels job (if any; best effort) and stops rlhfd (SIGTERM, waited for)."""
+    if job is not None:
+        try:
+            api(port, "POST", "/v1/jobs/%d/cancel" % job, admin)
+        except Exception:
+            pass
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+
+
 def wrk(port, script, connections, duration, env):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + DONE_LUA)
@@ -285,19 +309,16 @@ def main():
     static, static_port = start([os.path.join(BUILD, "mhd-static"), threads])
     job = None
     try:
-        annotator = api(port, "POST", "/v1/tokens", admin,
-                        {"name": "annotator", "role": "annotator"})["token"]
+        created = api(port, "POST", "/v1/tokens", admin,
+                      {"name": "annotator", "role": "annotator"})
+        annotator = created["token"]
         project = api(port, "POST", "/v1/projects", admin,
                       {"name": "bench", "k": 4, "overlap": 1})["id"]
+        api(port, "POST", "/v1/projects/%d/members" % project, admin,
+            {"token_id": created["id"]})
         series_job = seed_series(db)
         running_series_job = seed_series(db, status="running")
-        job = api(port, "POST", "/v1/jobs", admin,
-                  {"type": "ppo-control", "hyperparameters": {"total_steps": 50000000}})["id"]
-        deadline = time.time() + 60
-        while api(port, "GET", "/v1/jobs/%d" % job, admin)["status"] != "running":
-            if time.time() > deadline:
-                sys.exit("the training job did not start")
-            time.sleep(0.2)
+        job = start_training_job(port, admin)
         results = []
         for conns in (16, 64):
             first, cand = seed_comparisons(db, project, 20000 * args.duration)
@@ -341,14 +362,7 @@ def main():
         writes = int(re.search(r"^rlhfd_group_commit_writes_total (\d+)", prom, re.M).group(1))
         steps = api(port, "GET", "/v1/jobs/%d/metrics?limit=1" % job, admin)
     finally:
-        if job is not None:
-            try:
-                api(port, "POST", "/v1/jobs/%d/cancel" % job, admin)
-            except Exception:
-                pass
-        server.send_signal(signal.SIGTERM)
-        static.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        stop_daemon(server, port, admin, job)
         static.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -306,6 +306,8 @@ def main():
         _, tok = call(daemon, "POST", "/v1/tokens", admin, {"name": "ann", "role": "annotator"},
                       "tok")
         _, proj = call(daemon, "POST", "/v1/projects", admin, {"name": "chaos", "k": 4}, "proj")
+        call(daemon, "POST", "/v1/projects/%d/members" % proj["id"], admin,
+             {"token_id": tok["id"]})
         writers = Writers(daemon, args.writers, admin, tok["token"], proj["id"])
 
         jobs = []  # (id, seed)

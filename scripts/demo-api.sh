@@ -56,8 +56,12 @@ done
 ctl() { "$BUILD/rlhfctl" --url "$URL" --token "$ADMIN" "$@"; }
 echo "== rlhfd at $URL (pid $RLHFD, database $DB)"
 
-ANNOTATOR=$(ctl --json tokens create annotator --role annotator | jq -r .token)
-VIEWER=$(ctl --json tokens create viewer --role viewer | jq -r .token)
+ANNOTATOR_JSON=$(ctl --json tokens create annotator --role annotator)
+ANNOTATOR=$(jq -r .token <<< "$ANNOTATOR_JSON")
+ANNOTATOR_ID=$(jq .id <<< "$ANNOTATOR_JSON")
+VIEWER_JSON=$(ctl --json tokens create viewer --role viewer)
+VIEWER=$(jq -r .token <<< "$VIEWER_JSON")
+VIEWER_ID=$(jq .id <<< "$VIEWER_JSON")
 cat <<EOF
    watch it live: open $URL/ (dashboard) and log in with a token
    admin     $ADMIN
@@ -84,6 +88,9 @@ echo "== the simulated annotator ranks $N_RANKINGS sets of 4 SFT samples, throug
 "$BUILD/rlhf-train" demo-rankings --policy "$OUT/sft.safetensors" --out "$OUT/rankings.jsonl" \
     --n "$N_RANKINGS" --k 4
 PROJECT=$(ctl --json projects create demo-rankings --k 4 | jq .id)
+# annotator and viewer tokens see only the projects they are granted
+ctl projects grant "$PROJECT" "$ANNOTATOR_ID" > /dev/null
+ctl projects grant "$PROJECT" "$VIEWER_ID" > /dev/null
 # One line per ranking: the prompt, the K = 4 responses and their ranks
 # (tab-separated: rankings whose samples hold a tab, newline or backslash
 # are left out, and so are those with an empty sample, since `read` would

@@ -11,6 +11,7 @@
 #include "conn_guard.h"
 #include "db.h"
 #include "idempotency.h"
+#include "project_access.h"
 #include "prometheus.h"
 #include "ratelimit.h"
 #include "reply.h"
@@ -262,13 +263,13 @@ static enum MHD_Result request_begin(request *r) {
         return replied;
     r->close_connection = false;
     bool path_known;
-    r->route = route_table_match(r->method, r->url, &r->path_id, &path_known);
+    r->route = route_table_match(r->method, r->url, &r->path_id, &r->path_sub_id, &path_known);
     if (r->route == NULL)
         return path_known ? http_reply_error(r, 405, "method_not_allowed", NULL,
                                              "%s is not allowed on %s", r->method, r->url)
                           : http_reply_error(r, 404, "unknown_route", NULL, "no route %s %s",
                                              r->method, r->url);
-    if (r->path_id < 0)
+    if (r->path_id < 0 || r->path_sub_id < 0)
         return http_reply_error(r, 400, "invalid_value", "id",
                                 "the id in the path must be an integer in [1, %lld]",
                                 (long long)INT64_MAX);
@@ -310,6 +311,8 @@ static enum MHD_Result request_begin(request *r) {
             ok = 0;
         }
     }
+    if (ok)
+        ok = project_access_check(r, &replied);
     if (ok && r->route->upload) {
         if (r->db == NULL)
             r->db = db_pool_acquire(&r->srv->pool);

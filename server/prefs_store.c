@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "export_store.h"
+
 int prefs_project_exists(sqlite3 *db, int64_t id) {
     return db_row_exists(db, "SELECT 1 FROM projects WHERE id = ?1", id);
 }
@@ -20,16 +22,19 @@ int prefs_checkpoint_exists(sqlite3 *db, int64_t id) {
 
 #define PROJECT_COLUMNS                                                                            \
     "id, name, k, overlap, created_at, (SELECT count(*) FROM comparisons c WHERE c.project_id = "  \
-    "projects.id)"
+    "projects.id), description, locked_at IS NOT NULL, archived_at IS NOT NULL"
 
 static json_t *project_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     (void)db, (void)scope;
-    return json_pack(
-        "{s:I, s:s, s:s, s:I, s:I, s:I, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
-        "object", "project", "name", (const char *)sqlite3_column_text(st, 1), "k",
-        (json_int_t)sqlite3_column_int64(st, 2), "overlap", (json_int_t)sqlite3_column_int64(st, 3),
-        "n_comparisons", (json_int_t)sqlite3_column_int64(st, 5), "created_at",
-        (json_int_t)sqlite3_column_int64(st, 4));
+    return json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:I, s:I}", "id",
+                     (json_int_t)sqlite3_column_int64(st, 0), "object", "project", "name",
+                     (const char *)sqlite3_column_text(st, 1), "description",
+                     (const char *)sqlite3_column_text(st, 6), "k",
+                     (json_int_t)sqlite3_column_int64(st, 2), "overlap",
+                     (json_int_t)sqlite3_column_int64(st, 3), "locked",
+                     sqlite3_column_int(st, 7) != 0, "archived", sqlite3_column_int(st, 8) != 0,
+                     "n_comparisons", (json_int_t)sqlite3_column_int64(st, 5), "created_at",
+                     (json_int_t)sqlite3_column_int64(st, 4));
 }
 
 json_t *prefs_project_get(sqlite3 *db, int64_t id, int *found) {
@@ -67,10 +72,15 @@ int prefs_project_settings(sqlite3 *db, int64_t id, int64_t *k, int64_t *overlap
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-const prefs_list prefs_projects = {"SELECT " PROJECT_COLUMNS
-                                   " FROM projects WHERE (?1 = 0 OR id < ?1) AND "
-                                   "?3 = 0 ORDER BY id DESC LIMIT ?2",
+/* ?3: 0 for every project (an admin), else a token id: its projects. */
+#define PROJECTS_VISIBLE                                                                           \
+    "SELECT " PROJECT_COLUMNS " FROM projects WHERE (?1 = 0 OR id < ?1) AND (?3 = 0 OR id IN "     \
+    "(SELECT project_id FROM project_members WHERE token_id = ?3)) "
+const prefs_list prefs_projects = {PROJECTS_VISIBLE "AND archived_at IS NULL ORDER BY id DESC "
+                                                    "LIMIT ?2",
                                    project_from_row};
+const prefs_list prefs_projects_with_archived = {PROJECTS_VISIBLE "ORDER BY id DESC LIMIT ?2",
+                                                 project_from_row};
 
 /* ---- comparisons ------------------------------------------------------------------ */
 
@@ -78,8 +88,8 @@ json_t *prefs_comparison_get(sqlite3 *db, int64_t id, int *found) {
     sqlite3_stmt *st = NULL;
     *found = -1;
     if (sqlite3_prepare_v2(db,
-                           "SELECT id, project_id, prompt, created_at, n_ranked FROM "
-                           "comparisons WHERE id = ?1",
+                           "SELECT id, project_id, prompt, created_at, n_ranked, retired_at "
+                           "IS NOT NULL FROM comparisons WHERE id = ?1",
                            -1, &st, NULL) != SQLITE_OK)
         return NULL;
     sqlite3_bind_int64(st, 1, id);
@@ -90,11 +100,12 @@ json_t *prefs_comparison_get(sqlite3 *db, int64_t id, int *found) {
         return NULL;
     }
     json_t *candidates = json_array();
-    json_t *c = json_pack("{s:I, s:s, s:I, s:s, s:o, s:I, s:I}", "id", (json_int_t)id, "object",
-                          "comparison", "project_id", (json_int_t)sqlite3_column_int64(st, 1),
-                          "prompt", (const char *)sqlite3_column_text(st, 2), "candidates",
-                          candidates, "n_rankings", (json_int_t)sqlite3_column_int64(st, 4),
-                          "created_at", (json_int_t)sqlite3_column_int64(st, 3));
+    json_t *c = json_pack(
+        "{s:I, s:s, s:I, s:s, s:o, s:I, s:b, s:I}", "id", (json_int_t)id, "object", "comparison",
+        "project_id", (json_int_t)sqlite3_column_int64(st, 1), "prompt",
+        (const char *)sqlite3_column_text(st, 2), "candidates", candidates, "n_rankings",
+        (json_int_t)sqlite3_column_int64(st, 4), "retired", sqlite3_column_int(st, 5) != 0,
+        "created_at", (json_int_t)sqlite3_column_int64(st, 3));
     sqlite3_finalize(st);
     if (sqlite3_prepare_v2(db,
                            "SELECT id, text, source, source_checkpoint_id FROM candidates WHERE "
@@ -169,7 +180,8 @@ int prefs_comparison_lease_next(sqlite3 *db, int64_t project_id, int64_t token_i
     /* Walks comparisons_by_rank_count in answer order (schema 007). */
     sqlite3_stmt *st = db_cached_prepare(
         db, "SELECT c.id FROM comparisons c INDEXED BY comparisons_by_rank_count WHERE "
-            "c.project_id = ?1 AND c.n_ranked < ?4 AND NOT EXISTS (SELECT 1 FROM rankings k "
+            "c.project_id = ?1 AND c.n_ranked < ?4 AND c.retired_at IS NULL AND NOT EXISTS (SELECT "
+            "1 FROM rankings k "
             "WHERE k.comparison_id = c.id AND k.token_id = ?2) AND c.n_ranked + (SELECT "
             "count(*) FROM comparison_leases l WHERE l.comparison_id = c.id AND l.token_id <> ?2 "
             "AND l.lease_expires_ms > ?3) < ?4 ORDER BY c.n_ranked, c.id LIMIT 1");
@@ -424,32 +436,14 @@ static json_t *export_ranking(sqlite3 *db, sqlite3_stmt *st) {
                      "created_at", (json_int_t)sqlite3_column_int64(st, 6));
 }
 
-/* line (stolen) and a newline into out: 0, or -1. */
-static int export_line(textbuf *out, json_t *line) {
-    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(line);
-    if (text != NULL) {
-        textbuf_puts(out, text);
-        textbuf_put(out, "\n", 1);
-    }
-    free(text);
-    return text != NULL && !out->failed ? 0 : -1;
-}
-
-int prefs_export_chunk(sqlite3 *db, bool rankings, int64_t project_id, int64_t *last_id,
-                       int max_rows, size_t max_bytes, textbuf *out, bool *ended) {
+int prefs_export_chunk(sqlite3 *db, int64_t project_id, int64_t *last_id, int max_rows,
+                       size_t max_bytes, textbuf *out, bool *ended) {
     sqlite3_stmt *st = db_cached_prepare(
-        db, rankings
-                ? "SELECT k.id, k.comparison_id, c.prompt, t.name, k.skipped, k.note, "
-                  "k.created_at FROM rankings k JOIN comparisons c ON c.id = k.comparison_id "
-                  "JOIN api_tokens t ON t.id = k.token_id WHERE c.project_id = ?1 AND k.id > ?2 "
-                  "ORDER BY k.id LIMIT ?3"
-                : "SELECT p.id, c.prompt, ch.text, rj.text FROM preference_pairs p "
-                  "JOIN rankings k ON k.id = p.ranking_id "
-                  "JOIN comparisons c ON c.id = k.comparison_id "
-                  "JOIN candidates ch ON ch.id = p.chosen_candidate_id "
-                  "JOIN candidates rj ON rj.id = p.rejected_candidate_id "
-                  "WHERE c.project_id = ?1 AND p.id > ?2 ORDER BY p.id LIMIT ?3");
+        db, "SELECT k.id, k.comparison_id, c.prompt, t.name, k.skipped, k.note, k.created_at "
+            "FROM rankings k JOIN comparisons c ON c.id = k.comparison_id JOIN api_tokens t ON "
+            "t.id = k.token_id WHERE c.project_id = ?1 AND k.id > ?2 AND NOT "
+            "EXISTS (SELECT 1 FROM project_excluded_annotators x WHERE x.project_id = "
+            "c.project_id AND x.token_id = k.token_id) ORDER BY k.id LIMIT ?3");
     int ok = st != NULL && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     int rc = SQLITE_DONE, n = 0;
     if (ok) {
@@ -459,12 +453,7 @@ int prefs_export_chunk(sqlite3 *db, bool rankings, int64_t project_id, int64_t *
         while (ok && out->len < max_bytes && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             *last_id = sqlite3_column_int64(st, 0);
             n++;
-            ok = export_line(
-                     out, rankings ? export_ranking(db, st)
-                                   : json_pack("{s:s, s:s, s:s}", "prompt",
-                                               (const char *)sqlite3_column_text(st, 1), "chosen",
-                                               (const char *)sqlite3_column_text(st, 2), "rejected",
-                                               (const char *)sqlite3_column_text(st, 3))) == 0;
+            ok = export_json_line(out, export_ranking(db, st)) == 0;
         }
         ok = ok && (rc == SQLITE_DONE || rc == SQLITE_ROW);
     }

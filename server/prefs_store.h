@@ -18,6 +18,8 @@
 #include "textbuf.h"
 
 #define ANNOTATION_LEASE_MS (10 * 60 * 1000)
+/* The most annotators a project may ask to rank each comparison. */
+#define PROJECT_MAX_OVERLAP 100
 
 /* A newest-first list for http_reply_list: sql binds ?1 = after (0: from
  * the newest), ?2 = limit + 1, ?3 = scope (the project or comparison id);
@@ -26,10 +28,12 @@ typedef struct prefs_list {
     const char *sql;
     db_row_json row;
 } prefs_list;
-extern const prefs_list prefs_projects;    /* scope: none */
-extern const prefs_list prefs_comparisons; /* scope: project */
-extern const prefs_list prefs_rankings;    /* scope: comparison */
-extern const prefs_list prefs_pairs;       /* scope: project */
+/* scope: 0 (every project) or a token id (the projects it was granted) */
+extern const prefs_list prefs_projects;               /* not archived */
+extern const prefs_list prefs_projects_with_archived; /* archived too */
+extern const prefs_list prefs_comparisons;            /* scope: project */
+extern const prefs_list prefs_rankings;               /* scope: comparison */
+extern const prefs_list prefs_pairs;                  /* scope: project */
 
 /* Existence: 1, 0, or -1 on error. */
 int prefs_project_exists(sqlite3 *db, int64_t id);
@@ -54,7 +58,7 @@ int64_t prefs_comparison_insert(sqlite3 *db, int64_t project_id, const char *pro
  * *found 0 (none) or -1. */
 json_t *prefs_comparison_get(sqlite3 *db, int64_t id, int *found);
 /* Picks the comparison of project_id to lease token_id next (one it has
- * not answered, below overlap counting others' live leases at now_ms,
+ * not answered, not retired, below overlap counting others' live leases at now_ms,
  * least-ranked first) and leases it until now_ms + ANNOTATION_LEASE_MS
  * (writes): 1 with *id, 0 none left, -1 error. */
 int prefs_comparison_lease_next(sqlite3 *db, int64_t project_id, int64_t token_id, int64_t overlap,
@@ -85,13 +89,13 @@ json_t *prefs_ranking_json(int64_t id, int64_t comparison_id, const char *annota
                            json_t *order, const char *note, int64_t n_pairs, int64_t created_at);
 
 /* ---- exports */
-/* Appends to out the JSONL lines of project_id's pairs ({prompt, chosen,
- * rejected}) or rankings (rankings true) with id > *last_id, in id order,
- * at most max_rows of them and stopping once out holds max_bytes; *last_id
- * becomes the last id written, *ended whether no rows are left. One read
- * transaction. 0 or -1. */
-int prefs_export_chunk(sqlite3 *db, bool rankings, int64_t project_id, int64_t *last_id,
-                       int max_rows, size_t max_bytes, textbuf *out, bool *ended);
+/* Appends to out the rankings.jsonl lines of project_id's rankings (those
+ * of annotators excluded from it left out) with id > *last_id, in id
+ * order, at most max_rows of them and stopping once out holds max_bytes;
+ * *last_id becomes the last id written, *ended whether no rows are left.
+ * One read transaction. 0 or -1. (The pair exports: export_store.h.) */
+int prefs_export_chunk(sqlite3 *db, int64_t project_id, int64_t *last_id, int max_rows,
+                       size_t max_bytes, textbuf *out, bool *ended);
 
 /* ---- agreement */
 typedef struct prefs_agreement_counts {

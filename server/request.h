@@ -35,6 +35,7 @@ typedef struct request {
     bool begun;                  /* request_begin ran (the headers are in) */
     auth_token token;            /* who called (routes with a role) */
     int64_t path_id;             /* the {id} of the route, if it has one */
+    int64_t path_sub_id;         /* its second {id} (/v1/projects/{id}/members/{id}) */
     sqlite3 *db;                 /* a pooled connection for the handler */
     const char *idempotency_key; /* the Idempotency-Key header of a creating route */
     void *upload;                /* a streaming route's state (http_upload) */

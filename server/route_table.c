@@ -66,6 +66,17 @@ static const http_route routes[] = {
     {"POST", "/v1/projects", AUTH_ROLE_ADMIN, route_projects_create, CREATES, NULL},
     {"GET", "/v1/projects", EVERYONE, route_projects_list, false, NULL},
     {"GET", "/v1/projects/{id}", EVERYONE, route_projects_get, false, NULL},
+    {"PATCH", "/v1/projects/{id}", AUTH_ROLE_ADMIN, route_projects_update, false, NULL},
+    {"GET", "/v1/projects/{id}/members", AUTH_ROLE_ADMIN, route_project_members_list, false, NULL},
+    {"POST", "/v1/projects/{id}/members", AUTH_ROLE_ADMIN, route_project_members_add, false, NULL},
+    {"DELETE", "/v1/projects/{id}/members/{id}", AUTH_ROLE_ADMIN, route_project_members_remove,
+     false, NULL},
+    {"GET", "/v1/projects/{id}/annotators", AUTH_ROLE_ADMIN, route_project_annotators_list, false,
+     NULL},
+    {"POST", "/v1/projects/{id}/annotators/{id}/exclude", AUTH_ROLE_ADMIN,
+     route_project_annotators_exclude, false, NULL},
+    {"POST", "/v1/projects/{id}/annotators/{id}/include", AUTH_ROLE_ADMIN,
+     route_project_annotators_include, false, NULL},
     {"POST", "/v1/projects/{id}/comparisons", AUTH_ROLE_ADMIN, route_comparisons_create, CREATES,
      NULL},
     {"GET", "/v1/projects/{id}/comparisons", EVERYONE, route_comparisons_list, false, NULL},
@@ -76,7 +87,9 @@ static const http_route routes[] = {
     {"GET", "/v1/projects/{id}/pairs.jsonl", READERS, route_pairs_export, false, NULL},
     {"GET", "/v1/projects/{id}/rankings.jsonl", READERS, route_rankings_export, false, NULL},
     {"GET", "/v1/projects/{id}/agreement", READERS, route_projects_agreement, false, NULL},
+    {"GET", "/v1/projects/{id}/export", READERS, route_projects_export, false, NULL},
     {"GET", "/v1/comparisons/{id}", EVERYONE, route_comparisons_get, false, NULL},
+    {"POST", "/v1/comparisons/{id}/retire", AUTH_ROLE_ADMIN, route_comparisons_retire, false, NULL},
     {"POST", "/v1/comparisons/{id}/rankings", ANNOTATORS, route_rankings_create, CREATES, NULL},
     {"GET", "/v1/comparisons/{id}/rankings", READERS, route_rankings_list, false, NULL},
     {"GET", "/", 0, route_static_index, false, NULL},
@@ -90,7 +103,7 @@ bool route_table_expensive(const http_route *route) {
     enum MHD_Result (*const expensive[])(request *) = {
         route_checkpoints_generate, route_projects_agreement,  route_pairs_export,
         route_rankings_export,      route_checkpoints_content, route_jobs_metrics,
-        route_studies_curves,
+        route_studies_curves,       route_projects_export,
     };
     for (size_t i = 0; i < sizeof expensive / sizeof expensive[0]; i++)
         if (route->handler == expensive[i])
@@ -122,9 +135,11 @@ static bool name_char(char c) {
            c == '_' || c == '-' || c == ':';
 }
 
-/* Matches url against pattern; *id receives a {id} segment, or -1 when
- * its digits are beyond int64 (the caller refuses it: 400, never clamped). */
-static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
+/* Matches url against pattern; ids[0] and ids[1] receive its first and
+ * second {id} segments, or -1 when their digits are beyond int64 (the
+ * caller refuses it: 400, never clamped). */
+static bool pattern_matches(const char *pattern, const char *url, int64_t ids[2]) {
+    int n_ids = 0;
     while (*pattern && *url) {
         if (strcmp(pattern, "{path}") == 0)
             return true; /* a final {path}: the rest, checked by its handler */
@@ -141,6 +156,7 @@ static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
             size_t n = strcspn(url, "/");
             if (*url < '1' || *url > '9' || strspn(url, "0123456789") != n)
                 return false;
+            int64_t *id = &ids[n_ids < 2 ? n_ids++ : 1];
             if (!http_parse_int64(url, n, 1, INT64_MAX, id))
                 *id = -1;
             pattern += 4, url += n;
@@ -152,15 +168,15 @@ static bool pattern_matches(const char *pattern, const char *url, int64_t *id) {
 }
 
 const http_route *route_table_match(const char *method, const char *url, int64_t *id,
-                                    bool *path_known) {
+                                    int64_t *sub_id, bool *path_known) {
     *path_known = false;
     for (size_t i = 0; i < N_ROUTES; i++) {
-        int64_t matched = 0;
-        if (!pattern_matches(routes[i].pattern, url, &matched))
+        int64_t matched[2] = {0, 0};
+        if (!pattern_matches(routes[i].pattern, url, matched))
             continue;
         *path_known = true;
         if (strcmp(routes[i].method, method) == 0) {
-            *id = matched;
+            *id = matched[0], *sub_id = matched[1];
             return &routes[i];
         }
     }

@@ -13,19 +13,21 @@
 
 typedef struct http_route {
     const char *method;
-    const char *pattern; /* segments; "{id}" matches a positive integer, a final
-                            "{path}" the rest (checked by its handler) */
+    const char *pattern; /* segments; "{id}" matches a positive integer (at most
+                            two per pattern), a final "{path}" the rest (checked
+                            by its handler) */
     int roles;           /* auth_role bits that may call it; 0: no token needed */
     enum MHD_Result (*handler)(request *r);
     bool creates;              /* a creating POST: Idempotency-Key applies */
     const http_upload *upload; /* streams its body (NULL: held whole) */
 } http_route;
 
-/* The route for method and url (*id receives its {id}, or -1 when its
- * digits are beyond int64: refuse, never clamp), or NULL; then
- * *path_known tells whether another method has the path (405, not 404). */
+/* The route for method and url (*id and *sub_id receive its first and
+ * second {id}, 0 when it has none, or -1 when its digits are beyond int64:
+ * refuse, never clamp), or NULL; then *path_known tells whether another
+ * method has the path (405, not 404). */
 const http_route *route_table_match(const char *method, const char *url, int64_t *id,
-                                    bool *path_known);
+                                    int64_t *sub_id, bool *path_known);
 /* Whether route is an expensive read (generation, agreement, exports,
  * metric pages): limited by the token's read_rate instead of write_rate. */
 bool route_table_expensive(const http_route *route);

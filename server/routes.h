@@ -8,8 +8,10 @@
  * routes_datasets.c, routes_files.c and routes_fine_tuning.c (the
  * OpenAI-compatible files and fine-tuning jobs), routes_projects.c,
  * routes_comparisons.c, routes_rankings.c, routes_agreement.c,
- * routes_models.c (base models, fine-tuned model ids, a checkpoint as a
- * Hugging Face directory), static.c, openapi.c (the OpenAPI document). */
+ * routes_project_admin.c (a project's settings, members and annotators),
+ * routes_exports.c, routes_models.c (base models, fine-tuned model ids, a
+ * checkpoint as a Hugging Face directory), static.c, openapi.c (the OpenAPI
+ * document). */
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
 
@@ -20,6 +22,7 @@
 #include "query_params.h"
 #include "reply.h"
 #include "request.h"
+#include "textbuf.h"
 
 enum MHD_Result route_healthz(request *r);
 enum MHD_Result route_readyz(request *r);
@@ -95,6 +98,26 @@ enum MHD_Result route_comparisons_bulk(request *r);
 enum MHD_Result route_pairs_export(request *r);
 enum MHD_Result route_rankings_export(request *r);
 enum MHD_Result route_projects_agreement(request *r);
+/* routes_project_admin.c: settings, members, annotators, retiring. */
+enum MHD_Result route_projects_update(request *r);
+enum MHD_Result route_project_members_list(request *r);
+enum MHD_Result route_project_members_add(request *r);
+enum MHD_Result route_project_members_remove(request *r);
+enum MHD_Result route_project_annotators_list(request *r);
+enum MHD_Result route_project_annotators_exclude(request *r);
+enum MHD_Result route_project_annotators_include(request *r);
+enum MHD_Result route_comparisons_retire(request *r);
+/* routes_exports.c: TRL, OpenAI DPO and CSV exports with filters. */
+enum MHD_Result route_projects_export(request *r);
+/* Appends to out the lines of an export after *last_id (ctx says which),
+ * at most max_rows and stopping once out holds max_bytes; *ended when none
+ * are left. 0 or -1. */
+typedef int (*export_chunk_fn)(sqlite3 *db, const void *ctx, int64_t *last_id, int max_rows,
+                               size_t max_bytes, textbuf *out, bool *ended);
+/* Replies 200 with header (may be NULL) and then chunk's lines, streamed;
+ * ctx (malloc'd) is freed with the stream. */
+enum MHD_Result export_stream_reply(request *r, const char *content_type, const char *header,
+                                    export_chunk_fn chunk, void *ctx);
 
 /* static.c: the web client's files (no token). */
 enum MHD_Result route_static_index(request *r);

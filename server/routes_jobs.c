@@ -19,6 +19,7 @@
 #include "jobs.h"
 #include "jobs_db.h"
 #include "models_store.h"
+#include "project_access.h"
 #include "routes.h"
 #include "scheduler.h"
 #include "worker_launch.h"
@@ -270,17 +271,18 @@ static int resolve_model(request *r, model_ref *ref, enum MHD_Result *replied) {
 }
 
 /* The newest ranking of project id that gives preference pairs (not a
- * skip, not all ties), into *cutoff (0 if none). 1 the project exists, 0
- * not, -1 error. */
+ * skip, not all ties, not by an excluded annotator), into *cutoff (0 if none). 1 the project
+ * exists, 0 not, -1 error. */
 static int project_ranking_cutoff(sqlite3 *db, int64_t id, int64_t *cutoff) {
     int found = db_row_exists(db, "SELECT 1 FROM projects WHERE id = ?1", id);
     if (found <= 0)
         return found;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT max(rk.id) FROM rankings rk JOIN comparisons c ON c.id = "
-                           "rk.comparison_id WHERE c.project_id = ?1 AND rk.skipped = 0 AND "
-                           "EXISTS (SELECT 1 FROM preference_pairs p WHERE p.ranking_id = rk.id)",
+                           "SELECT max(k.id) FROM rankings k JOIN comparisons c ON c.id = "
+                           "k.comparison_id WHERE c.project_id = ?1 AND k.skipped = 0 AND "
+                           "EXISTS (SELECT 1 FROM preference_pairs p WHERE p.ranking_id = k.id) "
+                           "AND NOT " PROJECT_EXCLUDED_RANKING,
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_int64(st, 1, id);

@@ -7,10 +7,10 @@
  * (routes_comparisons.c, routes_rankings.c, routes_agreement.c); the SQL
  * of all of them is prefs_store.c.
  */
+#include <string.h>
+
 #include "prefs_store.h"
 #include "routes.h"
-
-#define PROJECT_MAX_OVERLAP 100
 
 /* The body's name, k and overlap: 1 ok, 0 with e. */
 static int check_project(const json_t *body, const char **name, int64_t *k, int64_t *overlap,
@@ -43,8 +43,17 @@ enum MHD_Result route_projects_create(request *r) {
     return replied;
 }
 
+/* Admins list every project; other tokens the projects they were granted
+ * (project_access.h). Archived projects only with ?include_archived=1. */
 enum MHD_Result route_projects_list(request *r) {
-    return http_reply_list(r, prefs_projects.sql, 0, prefs_projects.row);
+    const char *archived = http_query(r, "include_archived");
+    if (archived != NULL && strcmp(archived, "0") != 0 && strcmp(archived, "1") != 0)
+        return http_reply_error(r, 400, "invalid_value", "include_archived",
+                                "include_archived must be 0 or 1");
+    const prefs_list *list =
+        archived && strcmp(archived, "1") == 0 ? &prefs_projects_with_archived : &prefs_projects;
+    return http_reply_list(r, list->sql, r->token.role == AUTH_ROLE_ADMIN ? 0 : r->token.id,
+                           list->row);
 }
 
 enum MHD_Result route_projects_get(request *r) {

@@ -1,7 +1,7 @@
 /* Rankings: POST /v1/comparisons/{id}/rankings (an annotator's answer),
  * GET .../rankings, and what they derive: the preference pairs
- * (GET /v1/projects/{id}/pairs) and the JSONL exports (pairs.jsonl,
- * rankings.jsonl).
+ * (GET /v1/projects/{id}/pairs) and rankings.jsonl (the pair exports are
+ * routes_exports.c).
  *
  * A ranking is a full order over the comparison's candidates, best first,
  * in groups of ties, or a skip; a ranking of K candidates gives every
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "prefs_store.h"
+#include "project_access.h"
 #include "routes.h"
 
 #define RANKING_MAX_NOTE 4096
@@ -77,6 +78,11 @@ typedef struct ranking_write {
  * the checks that depend on other writes, then the inserts. */
 static enum MHD_Result ranking_write_run(request *r) {
     const ranking_write *w = r->write_ctx;
+    int64_t project_id = 0;
+    const int closed = project_access_rank_state(r->db, r->path_id, &project_id);
+    if (closed != PROJECT_STATE_OPEN) /* a lock committed since project_access_check */
+        return closed < 0 ? http_reply_db_error(r)
+                          : project_access_reply_closed(r, closed, project_id, r->path_id);
     prefs_answer_state s;
     if (prefs_answer_state_get(r->db, r->path_id, r->token.id, db_now_ms(), &s) != 0) {
         free(s.annotator);
@@ -199,77 +205,21 @@ enum MHD_Result route_pairs_list(request *r) {
                               prefs_pairs.sql, prefs_pairs.row);
 }
 
-/* ---- JSONL exports: GET /v1/projects/{id}/pairs.jsonl, rankings.jsonl ------------ */
+/* ---- GET /v1/projects/{id}/rankings.jsonl ----------------------------------------- */
 
-/* The export is streamed: each time MHD wants bytes, the next EXPORT_CHUNK
- * rows after the last id sent are read on a pooled connection (held only
- * for that read, like the job event stream; at most EXPORT_CHUNK_BYTES of
- * lines plus one row are held), so neither the whole export
- * nor a connection is held while a slow client reads. Rows come in id
- * order, each exactly once; rows committed while the export runs appear if
- * their id is above the ones already sent. */
-#define EXPORT_CHUNK       256
-#define EXPORT_CHUNK_BYTES (1 << 20)
-
-typedef struct export_stream {
-    server *srv;
-    bool rankings; /* rankings.jsonl; else pairs.jsonl */
-    bool ended;
-    int64_t project_id, last_id;
-    textbuf buf;
-    size_t off; /* sent of buf */
-} export_stream;
-
-static ssize_t export_read(void *cls, uint64_t pos, char *out, size_t max) {
-    (void)pos;
-    export_stream *s = cls;
-    while (s->off == s->buf.len) {
-        if (s->ended)
-            return MHD_CONTENT_READER_END_OF_STREAM;
-        s->off = s->buf.len = 0;
-        sqlite3 *db = db_pool_acquire(&s->srv->pool);
-        int rc = prefs_export_chunk(db, s->rankings, s->project_id, &s->last_id, EXPORT_CHUNK,
-                                    EXPORT_CHUNK_BYTES, &s->buf, &s->ended);
-        db_pool_release(&s->srv->pool, db);
-        if (rc != 0)
-            return MHD_CONTENT_READER_END_WITH_ERROR; /* the client sees a cut stream */
-    }
-    size_t n = s->buf.len - s->off < max ? s->buf.len - s->off : max;
-    memcpy(out, s->buf.p + s->off, n);
-    s->off += n;
-    return (ssize_t)n;
-}
-
-static void export_free(void *cls) {
-    export_stream *s = cls;
-    free(s->buf.p);
-    free(s);
-}
-
-static enum MHD_Result reply_export(request *r, bool rankings) {
-    int found = prefs_project_exists(r->db, r->path_id);
-    if (found <= 0)
-        return http_reply_not_found(r, "project", found);
-    export_stream *s = calloc(1, sizeof *s);
-    if (s == NULL)
-        return MHD_NO;
-    s->srv = r->srv, s->rankings = rankings, s->project_id = r->path_id;
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, export_read, s, export_free);
-    if (resp == NULL) {
-        export_free(s);
-        return MHD_NO;
-    }
-    MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
-    return http_queue(r, 200, resp);
-}
-
-/* Training-ready pairs, one {"prompt","chosen","rejected"} line per derived
- * pair: exactly a preference dataset's upload format. */
-enum MHD_Result route_pairs_export(request *r) {
-    return reply_export(r, false);
+/* pairs.jsonl is the TRL export (routes_exports.c); both stream the same way. */
+static int rankings_chunk(sqlite3 *db, const void *ctx, int64_t *last_id, int max_rows,
+                          size_t max_bytes, textbuf *out, bool *ended) {
+    return prefs_export_chunk(db, *(const int64_t *)ctx, last_id, max_rows, max_bytes, out, ended);
 }
 
 enum MHD_Result route_rankings_export(request *r) {
-    return reply_export(r, true);
+    int found = prefs_project_exists(r->db, r->path_id);
+    if (found <= 0)
+        return http_reply_not_found(r, "project", found);
+    int64_t *project_id = malloc(sizeof *project_id);
+    if (project_id == NULL)
+        return MHD_NO;
+    *project_id = r->path_id;
+    return export_stream_reply(r, "application/x-ndjson", NULL, rankings_chunk, project_id);
 }

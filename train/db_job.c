@@ -320,7 +320,10 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
 
 /* The rankings of annotation project project_id up to ranking id cutoff
  * (fixed when the job was created), straight from the database: K-wise,
- * with ties, candidates in their comparison's order. Skips are left out;
+ * with ties, candidates in their comparison's order. Skips and the
+ * rankings of annotators an admin excluded from the project (as the
+ * exclusions stand when the job reads them: rlhfd's
+ * PROJECT_EXCLUDED_RANKING) are left out;
  * rankings where everything ties order nothing and are counted in
  * out->n_skipped. 0, or -1 with err. */
 static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff, job_data *out,
@@ -332,6 +335,8 @@ static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff
                            "JOIN ranking_entries e ON e.ranking_id = rk.id "
                            "JOIN candidates cand ON cand.id = e.candidate_id "
                            "WHERE c.project_id = ?1 AND rk.id <= ?2 AND rk.skipped = 0 "
+                           "AND NOT EXISTS (SELECT 1 FROM project_excluded_annotators x WHERE "
+                           "x.project_id = c.project_id AND x.token_id = rk.token_id) "
                            "ORDER BY rk.id, cand.position",
                            -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot read training_project: %s", sqlite3_errmsg(db));

@@ -124,6 +124,24 @@ int cmd_projects_show(const rlhfctl *c, const cli_args *a) {
     return cmd_request_id(c, a, "GET", "project ID", "projects", "", cmd_print_object);
 }
 
+/* POST /v1/projects/{id}/members {token_id, role?}: the token's role by
+ * default. */
+int cmd_projects_grant(const rlhfctl *c, const cli_args *a) {
+    char path[96];
+    if (!cmd_id_path(a, 0, "project ID", "projects", "/members", path, sizeof path))
+        return RLHFCTL_EXIT_USAGE;
+    const int64_t token = cli_parse_id(a->pos[1], "token ID");
+    if (token == 0)
+        return RLHFCTL_EXIT_USAGE;
+    json_t *body = json_pack("{s:I}", "token_id", (json_int_t)token);
+    const char *role = cli_opt(a, "role");
+    if (role != NULL)
+        json_object_set_new(body, "role", json_string(role));
+    int rc = cmd_request(c, "POST", path, body, cmd_print_object);
+    json_decref(body);
+    return rc;
+}
+
 int cmd_projects_pairs(const rlhfctl *c, const cli_args *a) {
     static const column cols[] = {
         {"ID", "id", COLUMN_KIND_TEXT},

@@ -189,6 +189,7 @@ int cmd_datasets_delete(const rlhfctl *c, const cli_args *a);
 int cmd_projects_create(const rlhfctl *c, const cli_args *a);
 int cmd_projects_list(const rlhfctl *c, const cli_args *a);
 int cmd_projects_show(const rlhfctl *c, const cli_args *a);
+int cmd_projects_grant(const rlhfctl *c, const cli_args *a);
 int cmd_projects_pairs(const rlhfctl *c, const cli_args *a);
 int cmd_projects_export(const rlhfctl *c, const cli_args *a);
 int cmd_projects_agreement(const rlhfctl *c, const cli_args *a);

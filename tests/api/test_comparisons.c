@@ -71,6 +71,7 @@ START_TEST(test_preference_collection) {
                       NULL);
     int64_t project =
         create(&d, "/v1/projects", d.admin, "{\"name\":\"helpful\",\"k\":3,\"overlap\":2}");
+    grant_project_all(&d, project);
     char cpath[96];
     snprintf(cpath, sizeof cpath, "/v1/projects/%lld/comparisons", (long long)project);
 
@@ -313,7 +314,7 @@ static void *call_next(void *arg) {
 START_TEST(test_next_concurrent_distinct) {
     test_daemon d;
     char path[96];
-    daemon_with_project(&d, path);
+    const int64_t project = daemon_with_project(&d, path);
     http_reply *r;
     for (int i = 0; i < N_NEXT; i++)
         reply_free(expect_ok(http(&d, "POST", path, d.admin,
@@ -331,6 +332,7 @@ START_TEST(test_next_concurrent_distinct) {
         make_token(&d, name, "annotator", clients[i].token);
         snprintf(clients[i].path, sizeof clients[i].path, "%s/next", path);
     }
+    grant_project_all(&d, project);
     for (int i = 0; i < N_NEXT; i++)
         ck_assert_int_eq(pthread_create(&threads[i], NULL, call_next, &clients[i]), 0);
     for (int i = 0; i < N_NEXT; i++)
@@ -346,7 +348,7 @@ START_TEST(test_next_concurrent_distinct) {
         reply_free(r);
     }
     char late[128];
-    make_token(&d, "late", "annotator", late);
+    grant_project(&d, project, make_token(&d, "late", "annotator", late));
     call_expect_error(&d, "GET", clients[0].path, late, NULL, 404, "no_comparison_available", NULL);
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM comparison_leases", 0), N_NEXT);
     daemon_stop(&d);

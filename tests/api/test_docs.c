@@ -40,15 +40,7 @@ static char *read_api_doc(void) {
 
 /* The route table: `rlhfd --routes`, a JSON array of {method, path}. */
 static json_t *route_table(void) {
-    char rlhfd[4096], cmd[4200];
-    bin_path("rlhfd", rlhfd, sizeof rlhfd);
-    snprintf(cmd, sizeof cmd, "'%s' --routes", rlhfd);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    json_error_t jerr;
-    json_t *routes = json_loadf(p, 0, &jerr);
-    ck_assert_int_eq(pclose(p), 0);
-    ck_assert_msg(json_is_array(routes), "rlhfd --routes: %s", jerr.text);
+    json_t *routes = rlhfd_routes();
     ck_assert_int_gt(json_array_size(routes), 20);
     return routes;
 }
@@ -238,7 +230,7 @@ static int64_t walk_id(walk *w, const char *method, const char *pattern, const c
     return id;
 }
 
-static void walk_api(walk *w, const char *annotator) {
+static void walk_api(walk *w, const char *annotator, int64_t annotator_id) {
     const test_daemon *d = w->d;
     const char *admin = d->admin;
     char p[160];
@@ -353,6 +345,12 @@ static void walk_api(walk *w, const char *annotator) {
     walk_ok(w, "GET", "/v1/projects", "/v1/projects", admin, NULL);
     snprintf(p, sizeof p, "/v1/projects/%lld", (long long)project);
     walk_ok(w, "GET", "/v1/projects/{id}", p, admin, NULL);
+    walk_ok(w, "PATCH", "/v1/projects/{id}", p, admin, "{\"description\":\"d\"}");
+    char member[64];
+    snprintf(member, sizeof member, "{\"token_id\":%lld}", (long long)annotator_id);
+    snprintf(p, sizeof p, "/v1/projects/%lld/members", (long long)project);
+    walk_ok(w, "POST", "/v1/projects/{id}/members", p, admin, member);
+    walk_ok(w, "GET", "/v1/projects/{id}/members", p, admin, NULL);
     snprintf(p, sizeof p, "/v1/projects/%lld/comparisons", (long long)project);
     walk_ok(w, "POST", "/v1/projects/{id}/comparisons", p, admin,
             "{\"prompt\":\"q\",\"candidates\":[{\"text\":\"a\"},{\"text\":\"b\"}]}");
@@ -379,6 +377,23 @@ static void walk_api(walk *w, const char *annotator) {
         snprintf(p, sizeof p, "/v1/projects/%lld/%s", (long long)project, project_reads[i]);
         walk_ok(w, "GET", pattern, p, admin, NULL);
     }
+    snprintf(p, sizeof p, "/v1/projects/%lld/export?format=openai", (long long)project);
+    walk_ok(w, "GET", "/v1/projects/{id}/export", p, admin, NULL);
+    snprintf(p, sizeof p, "/v1/projects/%lld/annotators", (long long)project);
+    walk_ok(w, "GET", "/v1/projects/{id}/annotators", p, admin, NULL);
+    static const char *const exclusion[] = {"exclude", "include"};
+    for (int i = 0; i < 2; i++) {
+        char pattern[64];
+        snprintf(pattern, sizeof pattern, "/v1/projects/{id}/annotators/{id}/%s", exclusion[i]);
+        snprintf(p, sizeof p, "/v1/projects/%lld/annotators/%lld/%s", (long long)project,
+                 (long long)annotator_id, exclusion[i]);
+        walk_ok(w, "POST", pattern, p, admin, NULL);
+    }
+    snprintf(p, sizeof p, "/v1/comparisons/%lld/retire", (long long)comparison);
+    walk_ok(w, "POST", "/v1/comparisons/{id}/retire", p, admin, NULL);
+    snprintf(p, sizeof p, "/v1/projects/%lld/members/%lld", (long long)project,
+             (long long)annotator_id);
+    walk_ok(w, "DELETE", "/v1/projects/{id}/members/{id}", p, admin, NULL);
     snprintf(p, sizeof p, "/v1/projects/%lld/comparisons/bulk", (long long)project);
     walk_ok(w, "POST", "/v1/projects/{id}/comparisons/bulk", p, admin,
             "[{\"prompt\":\"q2\",\"candidates\":[{\"text\":\"x\"},{\"text\":\"y\"}]}]");
@@ -410,7 +425,7 @@ START_TEST(test_api_docs_match_routes) {
     daemon_start(&d, "--write-rate", "0", NULL);
     char viewer[128], annotator[128];
     make_token(&d, "vera", "viewer", viewer);
-    make_token(&d, "anna", "annotator", annotator);
+    const int64_t annotator_id = make_token(&d, "anna", "annotator", annotator);
     const char *const tokens[3] = {d.admin, annotator, viewer};
     for (size_t i = 0; i < n_routes; i++) {
         char what[160], documented[64], enforced[64];
@@ -437,7 +452,7 @@ START_TEST(test_api_docs_match_routes) {
 
     bool *walked = calloc(n_routes, sizeof *walked);
     walk w = {.d = &d, .doc = doc, .routes = routes, .walked = walked};
-    walk_api(&w, annotator);
+    walk_api(&w, annotator, annotator_id);
     for (size_t i = 0; i < n_routes; i++)
         ck_assert_msg(walked[i], "the walk has no request for %s %s", route_method(routes, i),
                       route_path(routes, i));

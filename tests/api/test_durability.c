@@ -299,7 +299,7 @@ static void *post_rankings(void *arg) {
 START_TEST(test_group_commit_survives_kill9) {
     test_daemon d;
     char cpath[96];
-    daemon_with_project(&d, cpath);
+    const int64_t project = daemon_with_project(&d, cpath);
     http_reply *r;
     static ranking_client clients[N_WRITERS];
     char tokens[N_WRITERS][128];
@@ -324,6 +324,7 @@ START_TEST(test_group_commit_survives_kill9) {
             reply_free(r);
         }
     }
+    grant_project_all(&d, project);
     pthread_t threads[N_WRITERS];
     for (int w = 0; w < N_WRITERS; w++)
         ck_assert_int_eq(pthread_create(&threads[w], NULL, post_rankings, &clients[w]), 0);

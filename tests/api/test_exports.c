@@ -43,6 +43,7 @@ START_TEST(test_bulk_export_agreement) {
         http(&d, "POST", "/v1/projects", d.admin, "{\"name\":\"h\",\"k\":3,\"overlap\":3}", NULL));
     int64_t project = json_integer_value(json_object_get(r->json, "id"));
     reply_free(r);
+    grant_project_all(&d, project);
     char bulk[96], path[128];
     snprintf(bulk, sizeof bulk, "/v1/projects/%lld/comparisons/bulk", (long long)project);
 

@@ -317,6 +317,7 @@ START_TEST(test_rlhf_pipeline_jobs) {
      * ranking (orders nothing: left out) and one skip */
     const int64_t project =
         create(&d, "/v1/projects", d.admin, "{\"name\":\"p\",\"k\":3,\"overlap\":1}");
+    grant_project_all(&d, project);
     rng_state rng;
     rng_seed(&rng, 4, 0);
     for (int c = 0; c < 8; c++) {
@@ -353,6 +354,29 @@ START_TEST(test_rlhf_pipeline_jobs) {
         free(cb);
         json_decref(cbody);
     }
+    /* A second annotator ranks three more, then is excluded from the
+     * project: the jobs train on the first one's six rankings only. */
+    char ann2[128], path2[128];
+    const int64_t ann2_id = make_token(&d, "ann2", "annotator", ann2);
+    grant_project(&d, project, ann2_id);
+    snprintf(path2, sizeof path2, "/v1/projects/%lld", (long long)project);
+    reply_free(expect_ok(http(&d, "PATCH", path2, d.admin, "{\"overlap\":2}", NULL)));
+    snprintf(path2, sizeof path2, "/v1/projects/%lld/comparisons/next", (long long)project);
+    for (int i = 0; i < 3; i++) {
+        http_reply *next = expect_ok(http(&d, "GET", path2, ann2, NULL, NULL));
+        json_t *cands = json_object_get(next->json, "candidates");
+        char rbody[160], rpath[96];
+        snprintf(rbody, sizeof rbody, "{\"order\":[[%lld],[%lld],[%lld]]}",
+                 (long long)json_integer_value(json_object_get(json_array_get(cands, 0), "id")),
+                 (long long)json_integer_value(json_object_get(json_array_get(cands, 1), "id")),
+                 (long long)json_integer_value(json_object_get(json_array_get(cands, 2), "id")));
+        snprintf(rpath, sizeof rpath, "/v1/comparisons/%lld/rankings", (long long)reply_id(next));
+        reply_free(expect_ok(http(&d, "POST", rpath, ann2, rbody, NULL)));
+        reply_free(next);
+    }
+    snprintf(path2, sizeof path2, "/v1/projects/%lld/annotators/%lld/exclude", (long long)project,
+             (long long)ann2_id);
+    reply_free(expect_ok(http(&d, "POST", path2, d.admin, NULL, NULL)));
     snprintf(body, sizeof body,
              "{\"type\":\"reward\",\"training_project\":%lld,\"model\":\"job:%lld\","
              "\"hyperparameters\":" TINY_REWARD "}",

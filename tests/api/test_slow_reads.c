@@ -101,11 +101,13 @@ static void expect_retry(http_reply *r, long status, const char *code) {
     reply_free(r);
 }
 
-/* A project of k 3 and the given overlap with n comparisons: its id. */
+/* A project of k 3 and the given overlap with n comparisons, granted to
+ * every annotator and viewer token: its id. */
 static int64_t project_with_comparisons(const test_daemon *d, int n, int overlap) {
     char body[96];
     snprintf(body, sizeof body, "{\"name\":\"p\",\"k\":3,\"overlap\":%d}", overlap);
     const int64_t project = create(d, "/v1/projects", d->admin, body);
+    grant_project_all(d, project);
     size_t cap = (size_t)n * 96 + 8, at = 0;
     char *items = malloc(cap);
     at += (size_t)snprintf(items + at, cap - at, "[");

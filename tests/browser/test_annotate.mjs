@@ -11,6 +11,7 @@ import { EXPECTED_ERRORS, assert, assertEq, assertNoProblems, login, newPage, sc
 export default async function ({ browser, daemon }) {
   const ann = await daemon.api('POST', '/v1/tokens', { name: 'alice', role: 'annotator' });
   const project = await daemon.api('POST', '/v1/projects', { name: 'greetings', k: 3, overlap: 1 });
+  await daemon.api('POST', `/v1/projects/${project.id}/members`, { token_id: ann.id });
   const mk = (prompt, texts) => daemon.api('POST', `/v1/projects/${project.id}/comparisons`, { prompt, candidates: texts.map((text) => ({ text })) });
   const c1 = await mk('Greet a new colleague.', ['Hello, welcome to the team! Let me know if you need anything.', 'hi', 'Welcome aboard.']);
   const c2 = await mk('Summarise: the cat sat on the mat.', ['A cat sat on a mat.', 'The cat was on the mat.', 'Cat, mat.']);

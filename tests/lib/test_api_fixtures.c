@@ -300,6 +300,39 @@ void read_to_close(int fd, char *out, size_t len) {
 
 /* A daemon without a write rate limit and a project (k 2, overlap 1): its
  * id, and its comparisons' path in cpath. */
+json_t *rlhfd_routes(void) {
+    char rlhfd[4096], cmd[4200];
+    bin_path("rlhfd", rlhfd, sizeof rlhfd);
+    snprintf(cmd, sizeof cmd, "'%s' --routes", rlhfd);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    json_error_t jerr;
+    json_t *routes = json_loadf(p, 0, &jerr);
+    ck_assert_int_eq(pclose(p), 0);
+    ck_assert_msg(json_is_array(routes), "rlhfd --routes: %s", jerr.text);
+    return routes;
+}
+
+void grant_project(const test_daemon *d, int64_t project, int64_t token_id) {
+    char path[96], body[64];
+    snprintf(path, sizeof path, "/v1/projects/%lld/members", (long long)project);
+    snprintf(body, sizeof body, "{\"token_id\":%lld}", (long long)token_id);
+    reply_free(expect_ok(http(d, "POST", path, d->admin, body, NULL)));
+}
+
+void grant_project_all(const test_daemon *d, int64_t project) {
+    http_reply *r = expect_ok(http(d, "GET", "/v1/tokens?limit=100", d->admin, NULL, NULL));
+    size_t i;
+    json_t *token;
+    json_array_foreach(json_object_get(r->json, "data"), i, token) {
+        const char *role = json_string_value(json_object_get(token, "role"));
+        if (strcmp(role, "admin") != 0 && json_is_null(json_object_get(token, "revoked_at")))
+            grant_project(d, project, json_integer_value(json_object_get(token, "id")));
+    }
+    ck_assert(json_is_false(json_object_get(r->json, "has_more")));
+    reply_free(r);
+}
+
 int64_t daemon_with_project(test_daemon *d, char cpath[96]) {
     daemon_init(d);
     daemon_start(d, "--write-rate", "0", NULL);

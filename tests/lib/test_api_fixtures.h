@@ -87,6 +87,17 @@ int64_t demo_dataset(const test_daemon *d, const char *format, int n, uint64_t s
  * with the given hyperparameters JSON: the job's id. */
 int64_t demo_sft_job(const test_daemon *d, const char *hyperparameters, int64_t *data);
 
+/* The route table as `rlhfd --routes` prints it: a JSON array of
+ * {method, path, roles} (caller frees). */
+json_t *rlhfd_routes(void);
+
+/* Grants token_id (an annotator or viewer token) project in its own role,
+ * as the admin (POST /v1/projects/{id}/members); asserts 200. */
+void grant_project(const test_daemon *d, int64_t project, int64_t token_id);
+/* grant_project for every live annotator and viewer token (at most 100):
+ * for tests about something else than access. */
+void grant_project_all(const test_daemon *d, int64_t project);
+
 /* A daemon without a write rate limit and a project (k 2, overlap 1): its
  * id, and its comparisons' path in cpath. */
 int64_t daemon_with_project(test_daemon *d, char cpath[96]);

@@ -391,6 +391,7 @@ START_TEST(test_rlhfctl_comparisons_and_rank) {
     json_t *project = out_json(r);
     char pid[32];
     snprintf(pid, sizeof pid, "%lld", (long long)json_id(project));
+    grant_project_all(&d, json_id(project));
     json_decref(project);
     free(r);
     r = ctl(&d, "comparisons", "add", pid, "--prompt", "Name a colour.", "--candidate", "Blue.",
@@ -512,6 +513,11 @@ START_TEST(test_rlhfctl_annotate_simulated) {
     snprintf(pid, sizeof pid, "%lld", (long long)json_id(project));
     json_decref(project);
     free(r);
+    /* through the CLI, the one annotator token (id 2, after the admin) */
+    r = ctl(&d, "projects", "grant", pid, "2", NULL);
+    expect_code(r, 0);
+    free(r);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM project_members WHERE token_id = ?1", 2), 1);
     static const char *const subjects[] = {"cat", "dog", "river"};
     int64_t cmp[3];
     for (int i = 0; i < 3; i++) {
@@ -881,6 +887,7 @@ START_TEST(test_rlhfctl_bulk_export_agreement) {
     json_t *project = out_json(r);
     int64_t project_id = json_id(project);
     snprintf(pid, sizeof pid, "%lld", (long long)project_id);
+    grant_project_all(&d, project_id);
     json_decref(project);
     free(r);
 
