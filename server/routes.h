@@ -8,7 +8,7 @@
  * OpenAI-compatible files and fine-tuning jobs), routes_projects.c,
  * routes_comparisons.c, routes_rankings.c, routes_agreement.c,
  * routes_models.c (base models, fine-tuned model ids, a checkpoint as a
- * Hugging Face directory), static.c. */
+ * Hugging Face directory), routes_loops.c (online RLHF loops), static.c. */
 #ifndef RLHF_ROUTES_H
 #define RLHF_ROUTES_H
 
@@ -39,6 +39,12 @@ enum MHD_Result route_jobs_checkpoints(request *r);
 enum MHD_Result route_checkpoints_content(request *r);
 enum MHD_Result route_checkpoints_generate(request *r);
 enum MHD_Result route_graders_run(request *r);
+
+enum MHD_Result route_loops_create(request *r);
+enum MHD_Result route_loops_list(request *r);
+enum MHD_Result route_loops_get(request *r);
+enum MHD_Result route_loops_cancel(request *r);
+enum MHD_Result route_loops_rounds(request *r);
 
 enum MHD_Result route_models_create(request *r);
 enum MHD_Result route_models_list(request *r);
