@@ -102,12 +102,12 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
         } else if (!killed_worker && round == 2 && strcmp(phase, "policy") == 0) {
             const int64_t job = db_int(
                 &d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1 AND round = 2", id);
-            const pid_t worker = (pid_t)db_int(
-                &d, "SELECT worker_pid FROM jobs WHERE id = ?1 AND status = 'running'", job);
-            if (worker > 0) {
-                kill(worker, SIGKILL);
-                killed_worker = true;
-            }
+            /* the worker cannot finish while the lock is held: killed mid-run */
+            pid_t worker;
+            sqlite3 *hold = hold_running_job(&d, job, 0, &worker);
+            kill(worker, SIGKILL);
+            release_job(hold);
+            killed_worker = true;
         }
         reply_free(r);
         if (done)
@@ -115,7 +115,13 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
         ck_assert_msg(now_ms() < deadline, "the loop did not finish");
         pause_ms(20);
     }
-    ck_assert(killed_reward && killed_annotating);
+    ck_assert(killed_reward && killed_annotating && killed_worker);
+    /* the killed policy job ran again as attempt 2 of the same job */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT attempts FROM jobs WHERE id = (SELECT policy_job_id FROM "
+                            "loop_rounds WHERE loop_id = ?1 AND round = 2)",
+                            id),
+                     2);
 
     http_reply *r = get_loop(&d, id);
     ck_assert_str_eq(loop_str(r, "phase"), "done");
