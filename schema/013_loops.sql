@@ -53,3 +53,8 @@ CREATE TABLE loop_rounds (
     finished_at          INTEGER,
     PRIMARY KEY (loop_id, round)
 ) WITHOUT ROWID;
+
+-- A ppo / grpo job's KL reference when it is not the policy it starts from:
+-- a loop's policy job trains from the last policy, penalised towards the
+-- loop's original SFT model. NULL: the reference is the starting policy.
+ALTER TABLE jobs ADD COLUMN ref_checkpoint_id INTEGER REFERENCES checkpoints (id);

@@ -640,7 +640,9 @@ static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l
         refs.project = l->project;
         refs.ranking_cutoff = ranking_cutoff(db, l->project);
     } else {
+        /* from the last policy, KL-penalised towards the original SFT model */
         refs.reward_model = rm;
+        refs.ref_model = l->policy != l->sft ? l->sft : 0;
         dataset = l->prompts;
     }
     const int64_t policy_job =

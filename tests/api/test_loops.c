@@ -164,6 +164,14 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
                                         : prev_policy);
         ck_assert_int_eq(db_int(&d, "SELECT parent_checkpoint_id FROM jobs WHERE id = ?1", ppo_job),
                          policy);
+        /* KL-penalised to the original SFT model (round 1 starts from it) */
+        http_reply *pj = get_job(&d, ppo_job);
+        if (i == 0)
+            ck_assert(json_is_null(json_object_get(pj->json, "ref_model")));
+        else
+            ck_assert_int_eq(job_int(pj, "ref_model"),
+                             json_integer_value(json_object_get(r->json, "model")));
+        reply_free(pj);
         prev_policy = json_integer_value(json_object_get(o, "new_policy_checkpoint"));
         ck_assert_int_eq(
             db_int(&d, "SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'final'", ppo_job),
