@@ -90,6 +90,26 @@ static int fence(sqlite3 *db, const loop_state *l) {
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* Opens the move's transaction, fenced: 1 open (the loop is where the tick
+ * read it), 0 not (it moved or ended meanwhile: nothing to do), -2 error. */
+static int begin_move(sqlite3 *db, const loop_state *l) {
+    if (db_begin(db) != SQLITE_OK)
+        return -2;
+    const int f = fence(db, l);
+    if (f != 1)
+        db_rollback(db);
+    return f == 1 ? 1 : f == 0 ? 0 : -2;
+}
+
+/* Commits the move if its writes went (ok), else rolls it back: 1 moved,
+ * -2 error. */
+static int end_move(sqlite3 *db, bool ok) {
+    if (ok && db_commit(db) == SQLITE_OK)
+        return 1;
+    db_rollback(db);
+    return -2;
+}
+
 /* Runs sql with the integer/real/text/null arguments fmt describes ('i'
  * int64, 'r' double (NaN: NULL), 's' text (NULL: NULL)). 0 or -1. */
 static int exec(sqlite3 *db, const char *sql, const char *fmt, ...) {
@@ -244,15 +264,11 @@ static int loop_members(sqlite3 *db, const loop_state *l, int64_t *ids, int max)
 
 /* Ends the loop as failed with message (its own transaction). */
 static void loop_fail(sqlite3 *db, const loop_state *l, const char *message) {
-    if (db_begin(db) != SQLITE_OK)
-        return;
-    if (fence(db, l) == 1 &&
-        exec(db, "UPDATE loops SET status = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1",
-             "isi", l->id, message, db_now_s()) == 0) {
-        if (db_commit(db) == SQLITE_OK)
-            return;
-    }
-    db_rollback(db);
+    if (begin_move(db, l) == 1)
+        end_move(db, exec(db,
+                          "UPDATE loops SET status = 'failed', error = ?2, finished_at = ?3 "
+                          "WHERE id = ?1",
+                          "isi", l->id, message, db_now_s()) == 0);
 }
 
 /* In the transaction: phase ← phase (and round). */
@@ -365,14 +381,9 @@ static int step_sampling(sqlite3 *db, const rlhfd_config *cfg, const loop_state 
         chosen ? selection_choose((selection_rule)rule, &in, m, &rng, chosen, err, sizeof err) : -1;
     if (n_chosen < 0)
         goto fail;
-    if (db_begin(db) != SQLITE_OK)
-        goto db_error;
-    int f = fence(db, l);
-    if (f != 1) {
-        db_rollback(db);
-        moved = f == 0 ? 0 : -2;
+    moved = begin_move(db, l);
+    if (moved != 1)
         goto done;
-    }
     int64_t first = 0, last = 0;
     bool ok = true;
     for (int c = 0; ok && c < n_chosen; c++) {
@@ -395,18 +406,11 @@ static int step_sampling(sqlite3 *db, const rlhfd_config *cfg, const loop_state 
               (int64_t)n_chosen, first, last, db_now_ms() + 1000 * cfg_int(l, "deadline_seconds"),
               db_now_s()) == 0 &&
          move_to(db, l, l->round, "annotating") == 0;
-    if (!ok || db_commit(db) != SQLITE_OK) {
-        db_rollback(db);
-        goto db_error;
-    }
-    moved = 1;
+    moved = end_move(db, ok);
     goto done;
 fail:
     loop_fail(db, l, err);
     moved = -1;
-    goto done;
-db_error:
-    moved = -2;
 done:
     free(chosen);
     free_texts(texts, N);
@@ -414,14 +418,11 @@ done:
     return moved;
 }
 
-/* The newest ranking of the project that orders two candidates (what a
- * reward job on it trains up to), 0 if none. */
+/* The newest ranking of the project a reward job on it trains up to, 0 if
+ * none (jobs_project_ranking_cutoff). */
 static int64_t ranking_cutoff(sqlite3 *db, int64_t project) {
-    return query_int(db,
-                     "SELECT max(rk.id) FROM rankings rk JOIN comparisons c ON c.id = "
-                     "rk.comparison_id WHERE c.project_id = ?1 AND rk.skipped = 0 AND "
-                     "EXISTS (SELECT 1 FROM preference_pairs p WHERE p.ranking_id = rk.id)",
-                     project, 0, 0);
+    int64_t cutoff = 0;
+    return jobs_project_ranking_cutoff(db, project, &cutoff) == 1 ? cutoff : 0;
 }
 
 /* The previous reward model's pair accuracy on the rankings of comparisons
@@ -549,13 +550,9 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
         return -1;
     }
     const double alpha = project_alpha(db, l->project);
-    if (db_begin(db) != SQLITE_OK)
-        return -2;
-    int f = fence(db, l);
-    if (f != 1) {
-        db_rollback(db);
-        return f == 0 ? 0 : -2;
-    }
+    const int open = begin_move(db, l);
+    if (open != 1)
+        return open;
     /* counted again under the write lock: the stored count is the one the
      * reward job's cutoff includes */
     const int64_t rankings = first > 0 ? query_int(db, count_sql, first, last, 0) : 0;
@@ -578,11 +575,7 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
                   "iii", l->id, l->round, job) == 0 &&
              move_to(db, l, l->round, "reward") == 0;
     }
-    if (!ok || db_commit(db) != SQLITE_OK) {
-        db_rollback(db);
-        return -2;
-    }
-    return 1;
+    return end_move(db, ok);
 }
 
 /* The job of the round's column (reward_job_id, policy_job_id): 1 succeeded
@@ -626,13 +619,9 @@ static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l
     int rc = round_job(db, l, "reward_job_id", &job, &rm);
     if (rc != 1)
         return rc;
-    if (db_begin(db) != SQLITE_OK)
-        return -2;
-    int f = fence(db, l);
-    if (f != 1) {
-        db_rollback(db);
-        return f == 0 ? 0 : -2;
-    }
+    const int open = begin_move(db, l);
+    if (open != 1)
+        return open;
     const char *optimizer = cfg_str(l, "optimizer");
     job_refs refs = {.model = l->policy};
     int64_t dataset = 0;
@@ -655,11 +644,7 @@ static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l
               exec(db, "UPDATE loops SET reward_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
                    rm) == 0 &&
               move_to(db, l, l->round, "policy") == 0;
-    if (!ok || db_commit(db) != SQLITE_OK) {
-        db_rollback(db);
-        return -2;
-    }
-    return 1;
+    return end_move(db, ok);
 }
 
 /* The newest value of the first of names the job reported; NAN if none. */
@@ -722,13 +707,9 @@ static int step_policy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l
         loop_fail(db, l, err);
         return -1;
     }
-    if (db_begin(db) != SQLITE_OK)
-        return -2;
-    int f = fence(db, l);
-    if (f != 1) {
-        db_rollback(db);
-        return f == 0 ? 0 : -2;
-    }
+    const int open = begin_move(db, l);
+    if (open != 1)
+        return open;
     bool ok = exec(db,
                    "UPDATE loop_rounds SET new_policy_checkpoint_id = ?3, proxy_score = ?4, kl = "
                    "?5, gold_score = ?6 WHERE loop_id = ?1 AND round = ?2",
@@ -736,11 +717,7 @@ static int step_policy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l
               exec(db, "UPDATE loops SET policy_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
                    policy) == 0 &&
               next_round(db, l) == 0;
-    if (!ok || db_commit(db) != SQLITE_OK) {
-        db_rollback(db);
-        return -2;
-    }
-    return 1;
+    return end_move(db, ok);
 }
 
 /* One move of loop id: 1 moved, 0 nothing to do, <0 failed or error. */
@@ -785,6 +762,43 @@ int loops_tick(sqlite3 *db, const rlhfd_config *cfg) {
             moves++;
         }
     return moves;
+}
+
+loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t *job) {
+    *job = 0;
+    if (db_begin(db) != SQLITE_OK)
+        return LOOP_CANCEL_ERROR;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT l.status, CASE l.phase WHEN 'reward' THEN lr.reward_job_id WHEN "
+                           "'policy' THEN lr.policy_job_id END FROM loops l LEFT JOIN loop_rounds "
+                           "lr ON lr.loop_id = l.id AND lr.round = l.round WHERE l.id = ?1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        db_rollback(db);
+        return LOOP_CANCEL_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    const int rc = sqlite3_step(st);
+    char status[16] = "";
+    if (rc == SQLITE_ROW) {
+        snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
+        *job = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    loop_cancel_result out = rc == SQLITE_ROW    ? LOOP_CANCEL_DONE
+                             : rc == SQLITE_DONE ? LOOP_CANCEL_NO_LOOP
+                                                 : LOOP_CANCEL_ERROR;
+    if (out == LOOP_CANCEL_DONE && strcmp(status, "cancelled") == 0)
+        out = LOOP_CANCEL_ALREADY;
+    else if (out == LOOP_CANCEL_DONE && strcmp(status, "running") != 0)
+        out = LOOP_CANCEL_ENDED;
+    if (out != LOOP_CANCEL_DONE)
+        *job = 0;
+    const bool ok =
+        out != LOOP_CANCEL_DONE ||
+        exec(db, "UPDATE loops SET status = 'cancelled', finished_at = ?2 WHERE id = ?1", "ii", id,
+             db_now_s()) == 0;
+    return out != LOOP_CANCEL_ERROR && end_move(db, ok) == 1 ? out : LOOP_CANCEL_ERROR;
 }
 
 /* ---- JSON ------------------------------------------------------------------------ */

@@ -38,6 +38,18 @@
  * Returns how many moves were made. */
 int loops_tick(sqlite3 *db, const rlhfd_config *cfg);
 
+/* Cancels loop id in one transaction: a running loop becomes cancelled
+ * (the tick moves only running loops) and *job receives the job its round
+ * runs (0: none), for the caller to cancel. */
+typedef enum loop_cancel_result {
+    LOOP_CANCEL_ERROR = -1,
+    LOOP_CANCEL_NO_LOOP,
+    LOOP_CANCEL_DONE,    /* was running: cancelled now */
+    LOOP_CANCEL_ALREADY, /* was cancelled already */
+    LOOP_CANCEL_ENDED,   /* succeeded or failed */
+} loop_cancel_result;
+loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t *job);
+
 /* The loop object of the API (GET /v1/loops/{id}); NULL with *found 0
  * (none) or -1. */
 json_t *loops_get(sqlite3 *db, int64_t id, int *found);

@@ -280,52 +280,24 @@ enum MHD_Result route_loops_rounds(request *r) {
  * the job its round runs, if any, is asked to stop. Cancelling twice is
  * not an error; an ended loop answers 409. */
 enum MHD_Result route_loops_cancel(request *r) {
-    if (db_begin(r->db) != SQLITE_OK)
-        return http_reply_db_error(r);
-    const int found = db_row_exists(r->db, "SELECT 1 FROM loops WHERE id = ?1", r->path_id);
-    const int running = db_row_exists(
-        r->db, "SELECT 1 FROM loops WHERE id = ?1 AND status = 'running'", r->path_id);
-    const int cancelled = db_row_exists(
-        r->db, "SELECT 1 FROM loops WHERE id = ?1 AND status = 'cancelled'", r->path_id);
-    int64_t job = 0;
-    sqlite3_stmt *st = NULL;
-    bool ok = found >= 0 && running >= 0 && cancelled >= 0;
-    if (ok && running == 1) {
-        ok = sqlite3_prepare_v2(r->db,
-                                "SELECT CASE l.phase WHEN 'reward' THEN lr.reward_job_id WHEN "
-                                "'policy' THEN lr.policy_job_id END FROM loops l LEFT JOIN "
-                                "loop_rounds lr ON lr.loop_id = l.id AND lr.round = l.round "
-                                "WHERE l.id = ?1",
-                                -1, &st, NULL) == SQLITE_OK;
-        if (ok) {
-            sqlite3_bind_int64(st, 1, r->path_id);
-            if (sqlite3_step(st) == SQLITE_ROW)
-                job = sqlite3_column_int64(st, 0);
-            sqlite3_finalize(st);
-        }
-        ok = ok && sqlite3_prepare_v2(r->db,
-                                      "UPDATE loops SET status = 'cancelled', finished_at = ?2 "
-                                      "WHERE id = ?1",
-                                      -1, &st, NULL) == SQLITE_OK;
-        if (ok) {
-            sqlite3_bind_int64(st, 1, r->path_id);
-            sqlite3_bind_int64(st, 2, db_now_s());
-            ok = sqlite3_step(st) == SQLITE_DONE;
-            sqlite3_finalize(st);
-        }
-    }
-    if (!ok || db_commit(r->db) != SQLITE_OK) {
-        db_rollback(r->db);
-        return http_reply_db_error(r);
-    }
-    if (found == 0)
-        return http_reply_not_found(r, "loop", 0);
-    if (running == 0 && cancelled == 0)
-        return http_reply_error(r, 409, "loop_not_cancellable", NULL, "loop %lld has already ended",
-                                (long long)r->path_id);
+    int64_t job;
     char status[JOBS_DB_STATUS_BYTES];
-    if (job > 0 && jobs_db_request_cancel(r->db, job, status) != JOB_CANCEL_ERROR)
-        scheduler_wake(r->srv->scheduler);
-    json_t *loop = loops_get(r->db, r->path_id, NULL);
-    return loop ? http_reply_json(r, 200, loop) : http_reply_db_error(r);
+    switch (loops_cancel(r->db, r->path_id, &job)) {
+        case LOOP_CANCEL_NO_LOOP:
+            return http_reply_not_found(r, "loop", 0);
+        case LOOP_CANCEL_ENDED:
+            return http_reply_error(r, 409, "loop_not_cancellable", NULL,
+                                    "loop %lld has already ended", (long long)r->path_id);
+        case LOOP_CANCEL_DONE:
+            if (job > 0 && jobs_db_request_cancel(r->db, job, status) != JOB_CANCEL_ERROR)
+                scheduler_wake(r->srv->scheduler);
+            /* fall through */
+        case LOOP_CANCEL_ALREADY: {
+            json_t *loop = loops_get(r->db, r->path_id, NULL);
+            return loop ? http_reply_json(r, 200, loop) : http_reply_db_error(r);
+        }
+        case LOOP_CANCEL_ERROR:
+            break;
+    }
+    return http_reply_db_error(r);
 }

@@ -27,6 +27,20 @@ static const char *loop_str(http_reply *r, const char *key) {
     return s ? s : "";
 }
 
+/* Polls until the loop is in phase. */
+static void wait_phase(const test_daemon *d, int64_t id, const char *phase) {
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        http_reply *r = get_loop(d, id);
+        const bool there = strcmp(loop_str(r, "phase"), phase) == 0;
+        reply_free(r);
+        if (there)
+            return;
+        ck_assert_msg(now_ms() < deadline, "loop %lld never reached %s", (long long)id, phase);
+        pause_ms(20);
+    }
+}
+
 /* Ranks what the project has for the annotator token: rlhfctl annotate
  * --simulate demo, asserting it exits 0. */
 static void annotate(const test_daemon *d, const char *token, int64_t project) {
@@ -54,16 +68,22 @@ static void fixture(test_daemon *d, loop_fixture *f) {
     make_token(d, "sim", "annotator", f->annotator);
 }
 
-static int64_t create_loop(const test_daemon *d, const loop_fixture *f, const char *extra) {
+/* Long enough for the test to catch its worker mid-run (checkpoints at
+ * updates 5, 10, 15). */
+#define LONGER_PPO                                                                                 \
+    "{\"total_updates\":20,\"batch_size\":4,\"mini_batch_size\":2,\"ppo_epochs\":1,"               \
+    "\"response_length\":8,\"sample_interval\":0,\"checkpoint_interval\":5}"
+
+/* A 2-round loop of tiny sizes, with the policy job's hyperparameters. */
+static int64_t create_loop(const test_daemon *d, const loop_fixture *f, const char *policy_hp) {
     char body[2048];
     snprintf(body, sizeof body,
              "{\"name\":\"online\",\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
              "\"rounds\":2,\"prompts_per_round\":2,\"samples_per_prompt\":3,"
              "\"rankings_per_round\":4,\"deadline_seconds\":600,\"max_tokens\":12,"
              "\"eval_prompts\":4,\"gold\":true,\"selection\":\"uncertainty\","
-             "\"reward_hyperparameters\":" TINY_REWARD ",\"policy_hyperparameters\":" TINY_PPO
-             "%s}",
-             (long long)f->sft, (long long)f->project, (long long)f->prompts, extra);
+             "\"reward_hyperparameters\":" TINY_REWARD ",\"policy_hyperparameters\":%s}",
+             (long long)f->sft, (long long)f->project, (long long)f->prompts, policy_hp);
     return create(d, "/v1/loops", d->admin, body);
 }
 
@@ -76,7 +96,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
     daemon_start(&d, "--write-rate", "0", NULL);
     loop_fixture f;
     fixture(&d, &f);
-    const int64_t id = create_loop(&d, &f, "");
+    const int64_t id = create_loop(&d, &f, LONGER_PPO);
     bool killed_reward = false, killed_annotating = false, killed_worker = false;
     const int64_t deadline = now_ms() + 5 * DEADLINE_MS;
     for (;;) {
@@ -104,7 +124,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
                 &d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1 AND round = 2", id);
             /* the worker cannot finish while the lock is held: killed mid-run */
             pid_t worker;
-            sqlite3 *hold = hold_running_job(&d, job, 0, &worker);
+            sqlite3 *hold = hold_running_job(&d, job, 1, &worker);
             kill(worker, SIGKILL);
             release_job(hold);
             killed_worker = true;
@@ -303,17 +323,8 @@ START_TEST(test_loop_cancel) {
     daemon_start(&d, NULL);
     loop_fixture f;
     fixture(&d, &f);
-    const int64_t id = create_loop(&d, &f, "");
-    const int64_t deadline = now_ms() + DEADLINE_MS;
-    for (;;) { /* its first comparisons are posted */
-        http_reply *r = get_loop(&d, id);
-        const bool posted = strcmp(loop_str(r, "phase"), "annotating") == 0;
-        reply_free(r);
-        if (posted)
-            break;
-        ck_assert(now_ms() < deadline);
-        pause_ms(20);
-    }
+    const int64_t id = create_loop(&d, &f, TINY_PPO);
+    wait_phase(&d, id, "annotating"); /* its first comparisons are posted */
     char path[96];
     snprintf(path, sizeof path, "/v1/loops/%lld/cancel", (long long)id);
     http_reply *r = expect_ok(http(&d, "POST", path, d.admin, NULL, NULL));
@@ -322,16 +333,7 @@ START_TEST(test_loop_cancel) {
     reply_free(expect_ok(http(&d, "POST", path, d.admin, NULL, NULL))); /* twice: the same */
     annotate(&d, f.annotator, f.project); /* the rankings come, the loop stays put */
     /* a second loop reaching annotating proves ticks ran since */
-    const int64_t other = create_loop(&d, &f, "");
-    for (;;) {
-        r = get_loop(&d, other);
-        const bool posted = strcmp(loop_str(r, "phase"), "annotating") == 0;
-        reply_free(r);
-        if (posted)
-            break;
-        ck_assert(now_ms() < deadline);
-        pause_ms(20);
-    }
+    wait_phase(&d, create_loop(&d, &f, TINY_PPO), "annotating");
     r = get_loop(&d, id);
     ck_assert_str_eq(loop_str(r, "status"), "cancelled");
     ck_assert_str_eq(loop_str(r, "phase"), "annotating");
