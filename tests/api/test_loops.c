@@ -74,17 +74,24 @@ static void fixture(test_daemon *d, loop_fixture *f) {
     "{\"total_updates\":20,\"batch_size\":4,\"mini_batch_size\":2,\"ppo_epochs\":1,"               \
     "\"response_length\":8,\"sample_interval\":0,\"checkpoint_interval\":5}"
 
-/* A 2-round loop of tiny sizes, with the policy job's hyperparameters. */
-static int64_t create_loop(const test_daemon *d, const loop_fixture *f, const char *policy_hp) {
+/* A loop of tiny sizes with the members of extra (a JSON fragment ending in
+ * a comma: rounds, optimizer, ...) and the policy job's hyperparameters. */
+static int64_t create_loop_with(const test_daemon *d, const loop_fixture *f, const char *extra,
+                                const char *policy_hp) {
     char body[2048];
     snprintf(body, sizeof body,
-             "{\"name\":\"online\",\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
-             "\"rounds\":2,\"prompts_per_round\":2,\"samples_per_prompt\":3,"
+             "{%s\"name\":\"online\",\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+             "\"prompts_per_round\":2,\"samples_per_prompt\":3,"
              "\"rankings_per_round\":4,\"deadline_seconds\":600,\"max_tokens\":12,"
              "\"eval_prompts\":4,\"gold\":true,\"selection\":\"uncertainty\","
              "\"reward_hyperparameters\":" TINY_REWARD ",\"policy_hyperparameters\":%s}",
-             (long long)f->sft, (long long)f->project, (long long)f->prompts, policy_hp);
+             extra, (long long)f->sft, (long long)f->project, (long long)f->prompts, policy_hp);
     return create(d, "/v1/loops", d->admin, body);
+}
+
+/* A 2-round loop of tiny sizes, with the policy job's hyperparameters. */
+static int64_t create_loop(const test_daemon *d, const loop_fixture *f, const char *policy_hp) {
+    return create_loop_with(d, f, "\"rounds\":2,", policy_hp);
 }
 
 /* The whole loop: annotating whenever it waits for rankings; the daemon is
@@ -241,6 +248,58 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
 }
 END_TEST
 
+/* The other optimisers: dpo trains on the project's rankings (no reward
+ * model, no prompts), grpo on the prompts against the new reward model with
+ * the SFT model as its reference; one round each, on one project. */
+START_TEST(test_loop_dpo_and_grpo) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, "--write-rate", "0", NULL);
+    loop_fixture f;
+    fixture(&d, &f);
+    const int64_t dpo = create_loop_with(
+        &d, &f, "\"rounds\":1,\"optimizer\":\"dpo\",",
+        "{\"batch_size\":2,\"max_steps\":2,\"max_prompt_length\":24,\"max_response_length\":32}");
+    const int64_t grpo = create_loop_with(
+        &d, &f, "\"rounds\":1,\"optimizer\":\"grpo\",",
+        "{\"total_steps\":2,\"prompts_per_step\":2,\"num_generations\":2,\"max_completion_length\":8}");
+    const int64_t ids[2] = {dpo, grpo};
+    const int64_t deadline = now_ms() + 4 * DEADLINE_MS;
+    for (int done = 0; done < 2;) {
+        done = 0;
+        for (int i = 0; i < 2; i++) {
+            http_reply *r = get_loop(&d, ids[i]);
+            ck_assert_msg(strcmp(loop_str(r, "status"), "failed") != 0, "%s", r->body);
+            done += strcmp(loop_str(r, "status"), "succeeded") == 0;
+            const bool waits = strcmp(loop_str(r, "phase"), "annotating") == 0;
+            reply_free(r);
+            if (waits)
+                annotate(&d, f.annotator, f.project);
+        }
+        ck_assert_msg(now_ms() < deadline, "the loops did not finish");
+        pause_ms(20);
+    }
+    const int64_t dpo_job =
+        db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", dpo);
+    const int64_t grpo_job =
+        db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", grpo);
+    http_reply *j = get_job(&d, dpo_job);
+    ck_assert_str_eq(json_string_value(json_object_get(j->json, "type")), "dpo");
+    ck_assert_int_eq(job_int(j, "training_project"), f.project);
+    ck_assert(json_is_null(json_object_get(j->json, "reward_model")));
+    reply_free(j);
+    j = get_job(&d, grpo_job);
+    ck_assert_str_eq(json_string_value(json_object_get(j->json, "type")), "grpo");
+    ck_assert_int_eq(job_int(j, "training_file"), f.prompts);
+    ck_assert_int_eq(
+        job_int(j, "reward_model"),
+        db_int(&d, "SELECT reward_checkpoint_id FROM loop_rounds WHERE loop_id = ?1", grpo));
+    reply_free(j);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* Every field is checked before anything is stored, naming the field. */
 START_TEST(test_loop_body_checks) {
     test_daemon d;
@@ -350,6 +409,7 @@ Suite *loops_suite(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_loop_body_checks);
     tcase_add_test(tc, test_loop_cancel);
+    tcase_add_test(tc, test_loop_dpo_and_grpo);
     tcase_add_test(tc, test_loop_two_rounds_survives_kill9);
     suite_add_tcase(s, tc);
     return s;
