@@ -192,8 +192,8 @@ if [ "$LOOP_ROUNDS" -gt 0 ]; then
     done
     echo "   loop $LOOP: $status"
     curl -sf -H "Authorization: Bearer $ADMIN" "$URL/v1/loops/$LOOP" | jq -r '.rounds[] |
-        "   round \(.round): \(.selection), \(.rankings) rankings, rm_accuracy on them \(.rm_accuracy),
-         proxy \(.proxy_score), kl \(.kl), gold \(.sample_gold_score) -> \(.gold_score)"'
+        "   round \(.round): \(.selection), \(.rankings) rankings, RM accuracy on them \(.rm_accuracy), " +
+        "proxy \(.proxy_score), KL to SFT \(.kl), gold of samples \(.sample_gold_score) -> after \(.gold_score)"'
 fi
 
 trap - ERR
