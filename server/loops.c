@@ -539,7 +539,15 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
     const char *count_sql = "SELECT count(*) FROM rankings WHERE comparison_id BETWEEN ?1 AND ?2 "
                             "AND skipped = 0";
     const int64_t have = query_int(db, count_sql, first, last, 0);
-    if (first > 0 && have < cfg_int(l, "rankings_per_round") && db_now_ms() < deadline)
+    /* wanted, or all the posted comparisons can give (fewer were posted
+     * when the samples ran out of distinct pairs) */
+    int64_t k = 2, overlap = 1;
+    prefs_project_settings(db, l->project, &k, &overlap);
+    const int64_t posted = last - first + 1;
+    const int64_t wanted = cfg_int(l, "rankings_per_round") < posted * overlap
+                               ? cfg_int(l, "rankings_per_round")
+                               : posted * overlap;
+    if (first > 0 && have < wanted && db_now_ms() < deadline)
         return 0;
     /* what the previous reward model would have said of them */
     int64_t correct = 0, pairs = 0;

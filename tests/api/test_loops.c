@@ -82,7 +82,7 @@ static int64_t create_loop_with(const test_daemon *d, const loop_fixture *f, con
     snprintf(body, sizeof body,
              "{%s\"name\":\"online\",\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
              "\"prompts_per_round\":2,\"samples_per_prompt\":3,"
-             "\"rankings_per_round\":4,\"deadline_seconds\":600,\"max_tokens\":12,"
+             "\"deadline_seconds\":600,\"max_tokens\":12,"
              "\"eval_prompts\":4,\"gold\":true,\"selection\":\"uncertainty\","
              "\"reward_hyperparameters\":" TINY_REWARD ",\"policy_hyperparameters\":%s}",
              extra, (long long)f->sft, (long long)f->project, (long long)f->prompts, policy_hp);
@@ -91,7 +91,7 @@ static int64_t create_loop_with(const test_daemon *d, const loop_fixture *f, con
 
 /* A 2-round loop of tiny sizes, with the policy job's hyperparameters. */
 static int64_t create_loop(const test_daemon *d, const loop_fixture *f, const char *policy_hp) {
-    return create_loop_with(d, f, "\"rounds\":2,", policy_hp);
+    return create_loop_with(d, f, "\"rounds\":2,\"rankings_per_round\":4,", policy_hp);
 }
 
 /* The whole loop: annotating whenever it waits for rankings; the daemon is
@@ -250,7 +250,9 @@ END_TEST
 
 /* The other optimisers: dpo trains on the project's rankings (no reward
  * model, no prompts), grpo on the prompts against the new reward model with
- * the SFT model as its reference; one round each, on one project. */
+ * the SFT model as its reference; one round each, on one project. The dpo
+ * loop wants 100 rankings of 2 prompts × 3 samples: its round posts the 6
+ * pairs there are and ends when those are ranked, not at the deadline. */
 START_TEST(test_loop_dpo_and_grpo) {
     test_daemon d;
     daemon_init(&d);
@@ -258,11 +260,12 @@ START_TEST(test_loop_dpo_and_grpo) {
     loop_fixture f;
     fixture(&d, &f);
     const int64_t dpo = create_loop_with(
-        &d, &f, "\"rounds\":1,\"optimizer\":\"dpo\",",
+        &d, &f, "\"rounds\":1,\"optimizer\":\"dpo\",\"rankings_per_round\":100,",
         "{\"batch_size\":2,\"max_steps\":2,\"max_prompt_length\":24,\"max_response_length\":32}");
-    const int64_t grpo = create_loop_with(
-        &d, &f, "\"rounds\":1,\"optimizer\":\"grpo\",",
-        "{\"total_steps\":2,\"prompts_per_step\":2,\"num_generations\":2,\"max_completion_length\":8}");
+    const int64_t grpo =
+        create_loop_with(&d, &f, "\"rounds\":1,\"optimizer\":\"grpo\",\"rankings_per_round\":4,",
+                         "{\"total_steps\":2,\"prompts_per_step\":2,\"num_generations\":2,\"max_"
+                         "completion_length\":8}");
     const int64_t ids[2] = {dpo, grpo};
     const int64_t deadline = now_ms() + 4 * DEADLINE_MS;
     for (int done = 0; done < 2;) {
@@ -283,6 +286,8 @@ START_TEST(test_loop_dpo_and_grpo) {
         db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", dpo);
     const int64_t grpo_job =
         db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", grpo);
+    ck_assert_int_eq(db_int(&d, "SELECT comparisons FROM loop_rounds WHERE loop_id = ?1", dpo), 6);
+    ck_assert_int_eq(db_int(&d, "SELECT rankings FROM loop_rounds WHERE loop_id = ?1", dpo), 6);
     http_reply *j = get_job(&d, dpo_job);
     ck_assert_str_eq(json_string_value(json_object_get(j->json, "type")), "dpo");
     ck_assert_int_eq(job_int(j, "training_project"), f.project);
