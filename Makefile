@@ -4,7 +4,7 @@
 #   make            build everything into build/
 #   make test       deps + build + the whole test suite (what CI runs)
 #   make test-asan  the same suite under AddressSanitizer + UBSan (build-asan/)
-#   make demo       the main job: PPO on CartPole, then SFT -> reward -> PPO through rlhfd
+#   make demo       the main job: PPO on CartPole, then SFT -> reward -> PPO through rlhfd, then a short online loop
 #   make docs       regenerate docs/ from the hyperparameter tables
 #
 # -march=x86-64-v2: runs on any x86-64 from the last decade (SSE4.2/POPCNT);

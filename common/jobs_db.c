@@ -46,6 +46,7 @@ int job_row_read(sqlite3_stmt *st, job_row *job) {
     job->ranks = sqlite3_column_int64(st, 17);
     job->refs.ranking_cutoff = sqlite3_column_int64(st, 18);
     job->refs.base_model = sqlite3_column_int64(st, 19);
+    job->refs.ref_model = sqlite3_column_int64(st, 20);
     if (job->config == NULL || (job->error == NULL && sqlite3_column_text(st, 10) != NULL)) {
         job_row_free(job);
         return -1;
@@ -227,8 +228,9 @@ int64_t jobs_db_insert(sqlite3 *db, const job_new *job) {
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO jobs (type, status, config, max_attempts, created_by, "
                            "created_at, parent_checkpoint_id, reward_checkpoint_id, "
-                           "training_project_id, training_ranking_cutoff, ranks, base_model_id) "
-                           "VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                           "training_project_id, training_ranking_cutoff, ranks, base_model_id, "
+                           "ref_checkpoint_id) "
+                           "VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, job->type, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, job->config, -1, SQLITE_STATIC);
@@ -242,6 +244,7 @@ int64_t jobs_db_insert(sqlite3 *db, const job_new *job) {
             sqlite3_bind_int64(st, 9, job->refs.ranking_cutoff);
         sqlite3_bind_int64(st, 10, job->ranks);
         bind_ref(st, 11, job->refs.base_model);
+        bind_ref(st, 12, job->refs.ref_model);
         if (sqlite3_step(st) == SQLITE_DONE)
             id = sqlite3_last_insert_rowid(db);
     }

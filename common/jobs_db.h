@@ -39,6 +39,8 @@ typedef struct job_refs {
     int64_t project;        /* training_project_id */
     int64_t ranking_cutoff; /* training_ranking_cutoff: the project's newest ranking then */
     int64_t base_model;     /* base_model_id (011): the registered model its lineage starts from */
+    int64_t ref_model;      /* ref_checkpoint_id (013): ppo/grpo's KL reference when it is not
+                             * model (an online loop's original SFT model) */
 } job_refs;
 
 /* Room for the longest status, 'validating_files', and its NUL. */
@@ -72,7 +74,7 @@ void job_row_free(job_row *job);
     "(SELECT dataset_id FROM job_datasets WHERE job_id = jobs.id AND purpose = 'validation'), "    \
     "parent_checkpoint_id, reward_checkpoint_id, training_project_id, "                            \
     "(SELECT max(id) FROM checkpoints WHERE job_id = jobs.id AND kind = 'final'), ranks, "         \
-    "training_ranking_cutoff, base_model_id"
+    "training_ranking_cutoff, base_model_id, ref_checkpoint_id"
 
 /* The current row of st (a SELECT JOBS_DB_COLUMNS) into job. 0, or -1 out
  * of memory (job then holds nothing to free). */

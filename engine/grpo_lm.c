@@ -267,9 +267,15 @@ static int load_models(grpo_job *job, char *err, size_t errlen) {
     if (lm_open_policy(&job->policy, in->policy_checkpoint, in->resume_checkpoint, &spec,
                        0xF0000001u, err, errlen) != 0)
         return -1;
+    if (job->use_ref && cfg->lora_r != 0 && in->ref_checkpoint != NULL) {
+        snprintf(err, errlen,
+                 "a reference model apart from the policy's init needs full fine-tuning "
+                 "(lora_r 0): with LoRA the reference is the base model");
+        return -1;
+    }
     if (job->use_ref && cfg->lora_r == 0 &&
-        lm_open_model(&job->ref, in->policy_checkpoint, false, LM_LORA_NONE, &spec, 0, NULL, err,
-                      errlen) != 0)
+        lm_open_model(&job->ref, in->ref_checkpoint ? in->ref_checkpoint : in->policy_checkpoint,
+                      false, LM_LORA_NONE, &spec, 0, NULL, err, errlen) != 0)
         return -1;
     if (job->use_rm) {
         model_info info;

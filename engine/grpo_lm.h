@@ -102,6 +102,7 @@ typedef struct grpo_lm_inputs {
     /* Special tokens written in the prompts are those tokens (prompts
      * rendered by a chat template); false: plain text. */
     bool prompts_special;
+    const char *ref_checkpoint; /* the reference when not the init (ppo_lm.h); NULL: none */
 } grpo_lm_inputs;
 
 typedef struct grpo_lm_result {

@@ -349,6 +349,7 @@ static int ppo_lm_run(const void *cfg, const job_inputs *in, const train_sink *s
                               .tok = &jt.tok,
                               .policy_checkpoint = in->init_checkpoint,
                               .reward_checkpoint = in->reward_checkpoint,
+                              .ref_checkpoint = in->ref_checkpoint,
                               .resume_checkpoint = in->resume_checkpoint,
                               .dist = in->dist};
     if (rc == 0)
@@ -458,6 +459,7 @@ static int group_pg_run(grpo_algorithm algorithm, const void *cfg, const job_inp
                                .tok = &jt.tok,
                                .policy_checkpoint = in->init_checkpoint,
                                .reward_checkpoint = in->reward_checkpoint,
+                               .ref_checkpoint = in->ref_checkpoint,
                                .resume_checkpoint = in->resume_checkpoint,
                                .prompts_special = special};
     if (rc == 0)

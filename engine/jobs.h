@@ -40,6 +40,7 @@ typedef struct job_inputs {
                                     * vocab.bpe); NULL = init_checkpoint's tokenizer.json
                                     * when it is a directory with one, else byte-level */
     const dist_comm *dist;         /* data-parallel process group; NULL = one process */
+    const char *ref_checkpoint;    /* ppo, grpo: the KL reference if not init_checkpoint */
 } job_inputs;
 
 typedef struct job_type {

@@ -276,6 +276,12 @@ static model *critic(ppo_job *job) {
 static int load_models(ppo_job *job, char *err, size_t errlen) {
     const ppo_lm_config *cfg = job->cfg;
     const ppo_lm_inputs *in = job->in;
+    if (job->lora && in->ref_checkpoint != NULL) {
+        snprintf(err, errlen,
+                 "a reference model apart from the policy's init needs full fine-tuning "
+                 "(lora_r 0): with LoRA the reference is the base model");
+        return -1;
+    }
     const char *policy_path = in->resume_checkpoint ? in->resume_checkpoint : in->policy_checkpoint;
     /* With LoRA a resumable checkpoint holds the base and the adapters; the
      * value model's adapters come back with the rest of the state. */
@@ -286,8 +292,9 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
     model_info rm_info;
     if (lm_open_model(&job->policy, policy_path, !job->separate_value, policy_lora, &spec,
                       0xE0000005u, NULL, err, errlen) != 0 ||
-        (!job->lora && lm_open_model(&job->ref, in->policy_checkpoint, false, LM_LORA_NONE, &spec,
-                                     0, NULL, err, errlen) != 0) ||
+        (!job->lora &&
+         lm_open_model(&job->ref, in->ref_checkpoint ? in->ref_checkpoint : in->policy_checkpoint,
+                       false, LM_LORA_NONE, &spec, 0, NULL, err, errlen) != 0) ||
         lm_open_model(&job->rm, in->reward_checkpoint, true, LM_LORA_NONE, &spec, 0, &rm_info, err,
                       errlen) != 0)
         return -1;

@@ -128,6 +128,11 @@ typedef struct ppo_lm_inputs {
     /* Special tokens written in the prompts are those tokens (prompts
      * rendered by a chat template); false: plain text. */
     bool prompts_special;
+    /* The frozen KL reference when it is not the policy's init (an online
+     * loop trains from its last policy, penalised towards the original SFT
+     * model); NULL: policy_checkpoint. Not with LoRA (the reference is the
+     * base with its adapters off). */
+    const char *ref_checkpoint;
 } ppo_lm_inputs;
 
 typedef struct ppo_lm_result {

@@ -17,6 +17,11 @@
 #      trains on are those made before, so the demo's result does not
 #      depend on them); then a ppo job against the reward model
 #   6. a sample from the SFT and the PPO model; the dashboard URL and tokens
+#   7. a short online loop (POST /v1/loops, docs/online_loop.md): DEMO_LOOP_ROUNDS
+#      rounds of sample -> choose comparisons by uncertainty -> the simulated
+#      annotator ranks them through the API (rlhfctl annotate --simulate demo)
+#      -> reward model (warm start) -> ppo from the last policy, KL to the SFT
+#      model; its per-round signals printed (DEMO_LOOP_ROUNDS=0 skips it)
 #
 # rlhfd keeps running afterwards so the dashboard can be opened; the last
 # lines say how to stop it. DEMO_STOP=1 stops it at the end instead.
@@ -35,6 +40,7 @@ LISTEN=${DEMO_LISTEN:-127.0.0.1:8080}
 N_RANKINGS=${DEMO_RANKINGS:-800}
 SFT_STEPS=${DEMO_SFT_STEPS:-800}
 N_UNRANKED=${DEMO_UNRANKED:-20}
+LOOP_ROUNDS=${DEMO_LOOP_ROUNDS:-3}
 for tool in jq "$BUILD/rlhfd" "$BUILD/rlhf-train" "$BUILD/rlhfctl"; do
     command -v "$tool" > /dev/null || { echo "demo-api: $tool is missing (make all; apt-get install jq)" >&2; exit 2; }
 done
@@ -167,6 +173,35 @@ for m in sft ppo; do
         --reward-model "$OUT/reward.safetensors" --n 400 --max-tokens 56 --seed 2001 \
         | jq -c --arg m "$m" '{model: $m} + .'
 done
+
+if [ "$LOOP_ROUNDS" -gt 0 ]; then
+    echo "== an online loop: $LOOP_ROUNDS rounds of sample -> rank (simulated, via the API) -> reward -> ppo"
+    LOOP_PROJECT=$(ctl --json projects create demo-loop --k 2 | jq .id)
+    LOOP=$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+        -d "{\"name\":\"demo\",\"model\":\"job:$SFT_JOB\",\"project\":$LOOP_PROJECT,\"prompts\":$PROMPTS,
+             \"rounds\":$LOOP_ROUNDS,\"prompts_per_round\":4,\"samples_per_prompt\":4,
+             \"rankings_per_round\":8,\"deadline_seconds\":300,\"max_tokens\":40,\"gold\":true,
+             \"eval_prompts\":16,\"selection\":\"uncertainty\",
+             \"reward_hyperparameters\":{\"max_steps\":30,\"batch_size\":8,\"learning_rate\":1e-4,\"eval_interval\":0},
+             \"policy_hyperparameters\":{\"total_updates\":4,\"batch_size\":8,\"mini_batch_size\":4,
+                                        \"response_length\":40,\"learning_rate\":5e-5,\"kl_coef\":0.1}}" \
+        "$URL/v1/loops" | jq .id)
+    echo "   loop $LOOP on project $LOOP_PROJECT (GET $URL/v1/loops/$LOOP)"
+    while :; do
+        read -r status phase round < <(curl -sf -H "Authorization: Bearer $ADMIN" "$URL/v1/loops/$LOOP" \
+            | jq -r '"\(.status) \(.phase) \(.round)"')
+        [ "$status" = running ] || break
+        if [ "$phase" = annotating ]; then
+            "$BUILD/rlhfctl" --url "$URL" --token "$ANNOTATOR" annotate "$LOOP_PROJECT" --simulate demo \
+                --noise 0.5 > /dev/null
+        fi
+        sleep 0.5
+    done
+    echo "   loop $LOOP: $status"
+    curl -sf -H "Authorization: Bearer $ADMIN" "$URL/v1/loops/$LOOP" | jq -r '.rounds[] |
+        "   round \(.round): \(.selection), \(.rankings) rankings, RM accuracy on them \(.rm_accuracy), " +
+        "proxy \(.proxy_score), KL to SFT \(.kl), gold of samples \(.sample_gold_score) -> after \(.gold_score)"'
+fi
 
 trap - ERR
 cat <<EOF

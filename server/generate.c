@@ -210,7 +210,12 @@ void generate_output_free(generate_output *out) {
 
 int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_output *out,
                  generate_error *e) {
-    G_cfg = &srv->cfg;
+    return generate_run_cfg(&srv->cfg, db, p, out, e);
+}
+
+int generate_run_cfg(const rlhfd_config *cfg, sqlite3 *db, const generate_params *p,
+                     generate_output *out, generate_error *e) {
+    G_cfg = cfg;
     pthread_once(&G_once, generate_init);
     memset(out, 0, sizeof *out);
     if (!G.tok_ok) {

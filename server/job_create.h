@@ -33,6 +33,11 @@ enum MHD_Result jobs_create(request *r, const json_t *body, const job_create_vie
  * (view NULL) or view's reply (its store is not used). */
 enum MHD_Result jobs_cancel(request *r, const job_create_view *view);
 
+/* The newest ranking of project id that gives preference pairs (not a
+ * skip, not all ties): what a reward or dpo job on the project trains up
+ * to, into *cutoff (0 if none). 1 the project exists, 0 not, -1 error. */
+int jobs_project_ranking_cutoff(sqlite3 *db, int64_t id, int64_t *cutoff);
+
 /* The key an engine error message names in its first '...' ("hyperparameter
  * 'gamma' must be ..."): 1 with key, or 0. */
 int job_error_key(const char *err, char *key, size_t len);

@@ -29,6 +29,7 @@ json_t *job_json(const job_row *job) {
     if (out != NULL) {
         json_object_set_new(out, "model", int_or_null(job->refs.model));
         json_object_set_new(out, "reward_model", int_or_null(job->refs.reward_model));
+        json_object_set_new(out, "ref_model", int_or_null(job->refs.ref_model));
         json_object_set_new(out, "training_project", int_or_null(job->refs.project));
         json_object_set_new(out, "fine_tuned_model",
                             strcmp(job->status, "succeeded") == 0

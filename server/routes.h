@@ -9,7 +9,7 @@
  * OpenAI-compatible files and fine-tuning jobs), routes_projects.c,
  * routes_comparisons.c, routes_rankings.c, routes_agreement.c,
  * routes_project_admin.c (a project's settings, members and annotators),
- * routes_exports.c, routes_models.c (base models, fine-tuned model ids, a
+ * routes_exports.c, routes_loops.c (online RLHF loops), routes_models.c (base models, fine-tuned model ids, a
  * checkpoint as a Hugging Face directory), static.c, openapi.c (the OpenAPI
  * document). */
 #ifndef RLHF_ROUTES_H
@@ -49,6 +49,12 @@ enum MHD_Result route_studies_curves(request *r);
 enum MHD_Result route_checkpoints_content(request *r);
 enum MHD_Result route_checkpoints_generate(request *r);
 enum MHD_Result route_graders_run(request *r);
+
+enum MHD_Result route_loops_create(request *r);
+enum MHD_Result route_loops_list(request *r);
+enum MHD_Result route_loops_get(request *r);
+enum MHD_Result route_loops_cancel(request *r);
+enum MHD_Result route_loops_rounds(request *r);
 
 enum MHD_Result route_models_create(request *r);
 enum MHD_Result route_models_list(request *r);

@@ -273,7 +273,7 @@ static int resolve_model(request *r, model_ref *ref, enum MHD_Result *replied) {
 /* The newest ranking of project id that gives preference pairs (not a
  * skip, not all ties, not by an excluded annotator), into *cutoff (0 if none). 1 the project
  * exists, 0 not, -1 error. */
-static int project_ranking_cutoff(sqlite3 *db, int64_t id, int64_t *cutoff) {
+int jobs_project_ranking_cutoff(sqlite3 *db, int64_t id, int64_t *cutoff) {
     int found = db_row_exists(db, "SELECT 1 FROM projects WHERE id = ?1", id);
     if (found <= 0)
         return found;
@@ -301,7 +301,7 @@ static int resolve_project(request *r, const json_t *value, int64_t *cutoff,
     if (value == NULL)
         return 1;
     const int64_t id = json_integer_value(value);
-    int found = project_ranking_cutoff(r->db, id, cutoff);
+    int found = jobs_project_ranking_cutoff(r->db, id, cutoff);
     if (found < 0)
         *replied = http_reply_db_error(r);
     else if (found == 0)

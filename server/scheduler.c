@@ -2,6 +2,7 @@
 
 #include "artifact_store.h"
 #include "jobs_db.h"
+#include "loops.h"
 #include "storage_probe.h"
 #include "worker_launch.h"
 
@@ -350,6 +351,7 @@ static void *scheduler_main(void *arg) {
         signal_cancelled(s);
         expire_leases(s);
         check_orphans(s);
+        loops_tick(s->db, &s->cfg); /* online loops insert their jobs (loops.h) */
         start_queued(s);
         collect_artifacts(s);
         wait_tick(s, tick_ms);

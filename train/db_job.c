@@ -491,9 +491,9 @@ typedef struct worker_ctx {
 static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, void *cfg,
                            const train_sink *sink, const worker_ctx *w, char *err, size_t errlen) {
     job_data train = {0}, eval = {0};
-    enum { FD_MODEL, FD_REWARD, FD_RESUME, N_FDS };
-    int fds[N_FDS] = {-1, -1, -1};
-    char paths[N_FDS][64] = {"", "", ""};
+    enum { FD_MODEL, FD_REWARD, FD_RESUME, FD_REF, N_FDS };
+    int fds[N_FDS] = {-1, -1, -1, -1};
+    char paths[N_FDS][64] = {"", "", "", ""};
     int64_t resume_id = 0, resume_step = 0;
     job_refs refs;
     int rc = -1;
@@ -516,7 +516,11 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
                             paths[FD_MODEL], sizeof paths[0], err, errlen) != 0) ||
         (refs.reward_model > 0 &&
          checkpoint_to_file(db, w->data_dir, refs.reward_model, "reward_model", true,
-                            &fds[FD_REWARD], paths[FD_REWARD], sizeof paths[0], err, errlen) != 0))
+                            &fds[FD_REWARD], paths[FD_REWARD], sizeof paths[0], err,
+                            errlen) != 0) ||
+        (refs.ref_model > 0 &&
+         checkpoint_to_file(db, w->data_dir, refs.ref_model, "ref_model", false, &fds[FD_REF],
+                            paths[FD_REF], sizeof paths[0], err, errlen) != 0))
         goto done;
     char base_dir[4096];
     const int has_base =
@@ -590,6 +594,7 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
                                                                      : NULL,
                                .tokenizer_dir = has_base ? base_dir : NULL,
                                .reward_checkpoint = fds[FD_REWARD] >= 0 ? paths[FD_REWARD] : NULL,
+                               .ref_checkpoint = fds[FD_REF] >= 0 ? paths[FD_REF] : NULL,
                                .resume_checkpoint = found == 1 ? paths[FD_RESUME] : NULL,
                                .dist = rlhf_train_dist};
     /* under mpirun the other ranks get the job, data included (dist_job.h) */

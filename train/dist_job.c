@@ -19,7 +19,7 @@ static bool job_sent = false;
  * one executable), so integers go as their native bytes. Strings carry their
  * NUL, so the decoded pointers point into the packet itself. */
 
-enum { PACKET_VERSION = 1 };
+enum { PACKET_VERSION = 2 }; /* 2: the KL reference checkpoint */
 static const uint64_t ABSENT = UINT64_MAX;
 
 typedef struct packet {
@@ -152,6 +152,7 @@ int dist_job_encode(const job_type *type, const void *cfg, int threads, const jo
     int rc = put_file(&b, in->init_checkpoint, err, errlen);
     rc = rc ? rc : put_file(&b, in->resume_checkpoint, err, errlen);
     rc = rc ? rc : put_file(&b, in->reward_checkpoint, err, errlen);
+    rc = rc ? rc : put_file(&b, in->ref_checkpoint, err, errlen);
     rc = rc ? rc : put_tokenizer(&b, in->tokenizer_dir, err, errlen);
     if (rc == 0 && b.failed) {
         snprintf(err, errlen, "out of memory packing the job for the other ranks");
@@ -175,8 +176,8 @@ struct dist_job_decoded {
     void *cfg;
     text_pair *train, *eval;
     ranking *rankings, *eval_rankings;
-    int fds[3];
-    char paths[3][32];
+    int fds[4];
+    char paths[4][32];
     char tok_dir[64];
     char tok_files[2][128];
 };
@@ -345,7 +346,7 @@ static int get_tokenizer(dist_job_decoded *d, const char **dir_out, char *err, s
 void dist_job_decoded_free(dist_job_decoded *d) {
     if (d == NULL)
         return;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (d->fds[i] >= 0)
             close(d->fds[i]);
     for (int i = 0; i < 2; i++)
@@ -369,7 +370,7 @@ dist_job_decoded *dist_job_decode(const unsigned char *bytes, size_t n_bytes, co
     }
     memcpy(d->bytes, bytes, n_bytes);
     d->n = n_bytes;
-    d->fds[0] = d->fds[1] = d->fds[2] = -1;
+    d->fds[0] = d->fds[1] = d->fds[2] = d->fds[3] = -1;
     memset(in, 0, sizeof *in);
     const uint64_t version = get_u64(d);
     const char *name = get_str(d);
@@ -402,6 +403,7 @@ dist_job_decoded *dist_job_decode(const unsigned char *bytes, size_t n_bytes, co
     rc = rc ? rc : get_file(d, 0, &in->init_checkpoint, err, errlen);
     rc = rc ? rc : get_file(d, 1, &in->resume_checkpoint, err, errlen);
     rc = rc ? rc : get_file(d, 2, &in->reward_checkpoint, err, errlen);
+    rc = rc ? rc : get_file(d, 3, &in->ref_checkpoint, err, errlen);
     rc = rc ? rc : get_tokenizer(d, &in->tokenizer_dir, err, errlen);
     if (rc == 0 && (d->bad || d->at != d->n)) {
         snprintf(err, errlen, "the job from rank 0 arrived damaged");

@@ -398,6 +398,22 @@ static void walk_api(walk *w, const char *annotator, int64_t annotator_id) {
     walk_ok(w, "POST", "/v1/projects/{id}/comparisons/bulk", p, admin,
             "[{\"prompt\":\"q2\",\"candidates\":[{\"text\":\"x\"},{\"text\":\"y\"}]}]");
 
+    /* an online loop on that project, cancelled before it trains */
+    const int64_t prompts = demo_dataset(d, "prompts", 4, 1);
+    char loop_body[256];
+    snprintf(loop_body, sizeof loop_body,
+             "{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+             "\"rankings_per_round\":1000}",
+             (long long)sft, (long long)project, (long long)prompts);
+    const int64_t loop = walk_id(w, "POST", "/v1/loops", "/v1/loops", admin, loop_body);
+    walk_ok(w, "GET", "/v1/loops", "/v1/loops", admin, NULL);
+    snprintf(p, sizeof p, "/v1/loops/%lld", (long long)loop);
+    walk_ok(w, "GET", "/v1/loops/{id}", p, admin, NULL);
+    snprintf(p, sizeof p, "/v1/loops/%lld/rounds", (long long)loop);
+    walk_ok(w, "GET", "/v1/loops/{id}/rounds", p, admin, NULL);
+    snprintf(p, sizeof p, "/v1/loops/%lld/cancel", (long long)loop);
+    walk_ok(w, "POST", "/v1/loops/{id}/cancel", p, admin, NULL);
+
     /* The web client's files: whether or not a client is built here. */
     reply_free(walk_route(w, "GET", "/", "/", NULL, NULL, 0));
     reply_free(walk_route(w, "GET", "/assets/{path}", "/assets/missing.js", NULL, NULL, 0));

@@ -64,6 +64,7 @@ Suite *models_suite(void);
 
 Suite *slow_reads_suite(void);
 Suite *rlhf_jobs_suite(void);
+Suite *loops_suite(void);
 Suite *graders_suite(void);
 Suite *datasets_suite(void);
 Suite *comparisons_suite(void);

@@ -85,6 +85,7 @@ static const named_suite all_suites[] = {
 
     {"slow_reads", slow_reads_suite},
     {"rlhf_jobs", rlhf_jobs_suite},
+    {"loops", loops_suite},
     {"graders", graders_suite},
     {"datasets", datasets_suite},
     {"comparisons", comparisons_suite},

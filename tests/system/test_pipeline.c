@@ -196,8 +196,8 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
         prompts[i] = sp[i];
     keep_sink ppo_ck;
     keep_init(&ppo_ck, &sink);
-    const ppo_lm_inputs pi = {prompts, N_SFT, &tok, sft_ck.path, rm_ck.path,
-                              NULL,    NULL,  NULL, NULL,        false};
+    const ppo_lm_inputs pi = {prompts, N_SFT, &tok, sft_ck.path, rm_ck.path, NULL,
+                              NULL,    NULL,  NULL, false,       NULL};
     ppo_lm_result pres;
     ck_assert_msg(ppo_lm_train(&pc, &pi, &sink, &pres, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(pres.updates, pc.total_updates);

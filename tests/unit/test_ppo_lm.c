@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -68,7 +69,7 @@ typedef struct recording {
     int64_t ckpt_step[16];
     void *ckpt[16];
     size_t ckpt_bytes[16];
-    double policy_loss[16], value_loss[16];
+    double policy_loss[16], value_loss[16], kl[16];
 } recording;
 
 static int rec_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
@@ -79,6 +80,8 @@ static int rec_metrics(void *ctx, int64_t step, const sink_metric *m, int n) {
             r->policy_loss[step] = m[i].value;
         if (strcmp(m[i].name, "loss/value_avg") == 0)
             r->value_loss[step] = m[i].value;
+        if (strcmp(m[i].name, "objective/kl") == 0)
+            r->kl[step] = m[i].value;
     }
     return 0;
 }
@@ -143,6 +146,39 @@ static void assert_same_final(const recording *a, const recording *b, const char
                       memcmp(a->ckpt[i], b->ckpt[j], a->ckpt_bytes[i]) == 0,
                   "%s: the final checkpoints differ", what);
 }
+
+/* The KL reference: by default the policy's init, so the first rollout's
+ * KL is exactly 0 (the same weights score the same tokens); with
+ * ref_checkpoint another model, so it is not. With LoRA a separate
+ * reference is refused, naming why. */
+START_TEST(test_ppo_lm_ref_checkpoint) {
+    fixture fx;
+    fixture_init(&fx, false, false);
+    char other[64];
+    write_model(other, &fx.tok, false, 13, false, false);
+    ppo_lm_config c;
+    small_config(&c);
+    c.total_updates = 1;
+    ppo_lm_inputs in = {.prompts = prompts,
+                        .n_prompts = N_PROMPTS,
+                        .tok = &fx.tok,
+                        .policy_checkpoint = fx.sft,
+                        .reward_checkpoint = fx.rm};
+    recording same = {0}, apart = {0}, lora = {0};
+    run_ok(&c, &in, &same);
+    ck_assert(same.kl[1] == 0.0);
+    in.ref_checkpoint = other;
+    run_ok(&c, &in, &apart);
+    ck_assert_msg(fabs(apart.kl[1]) > 1e-3, "KL to another model: %g", apart.kl[1]);
+    c.lora_r = 2;
+    char err[512];
+    ck_assert_int_eq(run(&c, &in, &lora, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "lora_r 0"));
+    rec_free(&same), rec_free(&apart), rec_free(&lora);
+    unlink(other);
+    fixture_free(&fx);
+}
+END_TEST
 
 /* Resumed from the periodic checkpoint at update k (k = 1..4), or from the
  * one a stop request wrote, the run ends byte-identical to the
@@ -565,6 +601,7 @@ Suite *ppo_lm_suite(void) {
     Suite *s = suite_create("ppo_lm");
     TCase *tc = tcase_create("ppo_lm");
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_ppo_lm_ref_checkpoint);
     tcase_add_test(tc, test_ppo_lm_resume_is_bit_identical);
     tcase_add_test(tc, test_ppo_lm_warns_of_cut_prompts);
     tcase_add_test(tc, test_ppo_lm_value_model_from_reward_model);

@@ -4,6 +4,7 @@
 import { api, ApiError, followJob, getToken, listAll } from './api.js';
 import { MetricCharts } from './charts.js';
 import { $, clear, el, fmtBytes, fmtTime, setText } from './dom.js';
+import { loadLoops } from './loops.js';
 
 // The job types the form offers, with the dataset format each trains on and
 // the inputs it takes (docs/api.md, POST /v1/jobs: model = a checkpoint to
@@ -378,6 +379,7 @@ export function init() {
   $('f-status').addEventListener('change', () => loadJobs());
   $('f-type').addEventListener('change', () => loadJobs());
   $('jobs-refresh').addEventListener('click', () => loadJobs());
+  $('loops-box').addEventListener('toggle', () => $('loops-box').open && loadLoops());
   $('jobs-more').addEventListener('click', () => loadJobs(true));
   $('job-cancel').addEventListener('click', cancelJob);
   $('gen').addEventListener('submit', generate);
@@ -389,8 +391,13 @@ export function show(r) {
   if (active) return;
   active = true;
   loadJobs();
+  loadLoops();
   if (role === 'admin') loadLaunchChoices();
-  refreshTimer = setInterval(() => active && !document.hidden && loadJobs(), 5000);
+  refreshTimer = setInterval(() => {
+    if (!active || document.hidden) return;
+    loadJobs();
+    if ($('loops-box').open) loadLoops();
+  }, 5000);
 }
 
 export function hide() {

@@ -1,3 +1,0 @@
--- 013_placeholder: empty, only so that 015 is in sequence on branch h-access.
--- The lead drops this file at merge (the real 013 comes from another branch).
-SELECT 1;

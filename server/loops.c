@@ -1,0 +1,938 @@
+/* loops — the online RLHF loop's tick and its rows. See loops.h for the
+ * phases; schema/013_loops.sql for the tables. */
+#include "loops.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agreement.h"
+#include "checkpoint_file.h"
+#include "db.h"
+#include "demo_gold.h"
+#include "generate.h"
+#include "hparams.h"
+#include "jobs.h"
+#include "jobs_db.h"
+#include "job_create.h"
+#include "model.h"
+#include "models_store.h"
+#include "prefs_store.h"
+#include "selection.h"
+#include "sft.h"
+#include "tokenizer.h"
+
+enum { LOOP_MAX_PROMPTS = GENERATE_MAX_PROMPTS, LOOP_MAX_K = GENERATE_MAX_N, LOOP_MAX_MEMBERS = 3 };
+
+/* A running loop as the tick reads it. */
+typedef struct loop_state {
+    int64_t id, round, project, prompts, sft, policy, reward;
+    char phase[16];
+    json_t *config;
+} loop_state;
+
+static int64_t cfg_int(const loop_state *l, const char *key) {
+    return json_integer_value(json_object_get(l->config, key));
+}
+
+static const char *cfg_str(const loop_state *l, const char *key) {
+    return json_string_value(json_object_get(l->config, key));
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+static int loop_read(sqlite3 *db, int64_t id, loop_state *l) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT round, phase, config, project_id, prompts_dataset_id, "
+                           "sft_checkpoint_id, policy_checkpoint_id, "
+                           "coalesce(reward_checkpoint_id, 0) FROM loops WHERE id = ?1 AND "
+                           "status = 'running'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *l = (loop_state){.id = id,
+                          .round = sqlite3_column_int64(st, 0),
+                          .project = sqlite3_column_int64(st, 3),
+                          .prompts = sqlite3_column_int64(st, 4),
+                          .sft = sqlite3_column_int64(st, 5),
+                          .policy = sqlite3_column_int64(st, 6),
+                          .reward = sqlite3_column_int64(st, 7)};
+        snprintf(l->phase, sizeof l->phase, "%s", (const char *)sqlite3_column_text(st, 1));
+        l->config = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
+        if (l->config == NULL)
+            rc = SQLITE_ERROR;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* In the transaction: the loop is still running at the round and phase
+ * the tick read. 1 yes, 0 no, -1 error. */
+static int fence(sqlite3 *db, const loop_state *l) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM loops WHERE id = ?1 AND round = ?2 AND phase = ?3 AND "
+                           "status = 'running'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, l->id);
+    sqlite3_bind_int64(st, 2, l->round);
+    sqlite3_bind_text(st, 3, l->phase, -1, SQLITE_STATIC);
+    const int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Opens the move's transaction, fenced: 1 open (the loop is where the tick
+ * read it), 0 not (it moved or ended meanwhile: nothing to do), -2 error. */
+static int begin_move(sqlite3 *db, const loop_state *l) {
+    if (db_begin(db) != SQLITE_OK)
+        return -2;
+    const int f = fence(db, l);
+    if (f != 1)
+        db_rollback(db);
+    return f == 1 ? 1 : f == 0 ? 0 : -2;
+}
+
+/* Commits the move if its writes went (ok), else rolls it back: 1 moved,
+ * -2 error. */
+static int end_move(sqlite3 *db, bool ok) {
+    if (ok && db_commit(db) == SQLITE_OK)
+        return 1;
+    db_rollback(db);
+    return -2;
+}
+
+/* Runs sql with the integer/real/text/null arguments fmt describes ('i'
+ * int64, 'r' double (NaN: NULL), 's' text (NULL: NULL)). 0 or -1. */
+static int exec(sqlite3 *db, const char *sql, const char *fmt, ...) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    for (int i = 0; fmt[i]; i++) {
+        if (fmt[i] == 'i')
+            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+        else if (fmt[i] == 'r') {
+            const double x = va_arg(ap, double);
+            if (isfinite(x))
+                sqlite3_bind_double(st, i + 1, x);
+        } else {
+            const char *s = va_arg(ap, const char *);
+            if (s != NULL)
+                sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT);
+        }
+    }
+    va_end(ap);
+    const int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* The first integer of sql's first row (binding ?1 = a, ?2 = b); dflt
+ * when there is no row or it is NULL. */
+static int64_t query_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t dflt) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return dflt;
+    sqlite3_bind_int64(st, 1, a);
+    sqlite3_bind_int64(st, 2, b);
+    int64_t v = dflt;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* n prompts of the dataset from row offset (wrapping) into out (strdup'd).
+ * Returns how many, or -1. */
+static int read_prompts(sqlite3 *db, int64_t dataset, int64_t offset, int n, char **out) {
+    const int64_t rows =
+        query_int(db, "SELECT count(*) FROM dataset_rows WHERE dataset_id = ?1", dataset, 0, 0);
+    if (rows < 1)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT prompt FROM dataset_rows WHERE dataset_id = ?1 ORDER BY line "
+                           "LIMIT 1 OFFSET ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    int k = 0;
+    for (; k < n; k++) {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, dataset);
+        sqlite3_bind_int64(st, 2, (offset + k) % rows);
+        if (sqlite3_step(st) != SQLITE_ROW)
+            break;
+        out[k] = strdup((const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    return k == n ? n : -1;
+}
+
+/* ---- reward models in the daemon ------------------------------------------------ */
+
+enum { RM_MAX_TOKENS = 320 };
+
+typedef struct rm_scorer {
+    model m;
+    double gain, bias;
+    tokenizer tok;
+} rm_scorer;
+
+static int rm_open(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, rm_scorer *rm,
+                   char *err, size_t errlen) {
+    char why[400], path[64];
+    const int fd = checkpoint_file_open(db, cfg->data_dir, checkpoint, NULL, why, sizeof why);
+    if (fd < 0) {
+        snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
+        return -1;
+    }
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    const model_open_options opt = {.scalar_head = true, .require_head = true};
+    model_info info;
+    int rc = model_load(path, &opt, &rm->m, &info, why, sizeof why);
+    close(fd);
+    const int T = rc == 0 && model_max_seq_len(&rm->m) < RM_MAX_TOKENS ? model_max_seq_len(&rm->m)
+                                                                       : RM_MAX_TOKENS;
+    if (rc == 0 && (rc = model_reserve(&rm->m, 1, T, why, sizeof why)) != 0)
+        model_free(&rm->m);
+    if (rc == 0 && (rc = tokenizer_load_bytes(&rm->tok, why, sizeof why)) != 0)
+        model_free(&rm->m);
+    if (rc != 0) {
+        snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
+        return -1;
+    }
+    rm->gain = info.reward_gain, rm->bias = info.reward_bias;
+    return 0;
+}
+
+static void rm_close(rm_scorer *rm) {
+    model_free(&rm->m);
+    tokenizer_free(&rm->tok);
+}
+
+/* The normalised reward of response to prompt (prompt + response + EOT, as
+ * the reward job trains on it); NAN if it does not tokenize. */
+static double rm_score(rm_scorer *rm, const char *prompt, const char *response) {
+    int32_t ids[RM_MAX_TOKENS];
+    uint8_t mask[RM_MAX_TOKENS];
+    const int cap =
+        model_max_seq_len(&rm->m) < RM_MAX_TOKENS ? model_max_seq_len(&rm->m) : RM_MAX_TOKENS;
+    const text_pair ex = {prompt, response, NULL, 0};
+    const int64_t n = sft_tokenize(&rm->tok, &ex, true, ids, mask, cap);
+    if (n < 1)
+        return NAN;
+    model_forward(&rm->m, ids, NULL, NULL, 1, (int)n, 0, 0);
+    return rm->gain * model_values(&rm->m)[n - 1] + rm->bias;
+}
+
+/* The loop's reward models, newest first (the current one, then those of
+ * earlier rounds), at most max: their checkpoint ids, and how many. */
+static int loop_members(sqlite3 *db, const loop_state *l, int64_t *ids, int max) {
+    int n = 0;
+    if (l->reward > 0)
+        ids[n++] = l->reward;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT reward_checkpoint_id FROM loop_rounds WHERE loop_id = ?1 AND "
+                           "reward_checkpoint_id IS NOT NULL ORDER BY round DESC",
+                           -1, &st, NULL) != SQLITE_OK)
+        return n;
+    sqlite3_bind_int64(st, 1, l->id);
+    while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+        const int64_t id = sqlite3_column_int64(st, 0);
+        bool seen = false;
+        for (int i = 0; i < n; i++)
+            seen |= ids[i] == id;
+        if (!seen)
+            ids[n++] = id;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* ---- moves ---------------------------------------------------------------------- */
+
+/* Ends the loop as failed with message (its own transaction). */
+static void loop_fail(sqlite3 *db, const loop_state *l, const char *message) {
+    if (begin_move(db, l) == 1)
+        end_move(db, exec(db,
+                          "UPDATE loops SET status = 'failed', error = ?2, finished_at = ?3 "
+                          "WHERE id = ?1",
+                          "isi", l->id, message, db_now_s()) == 0);
+}
+
+/* In the transaction: phase ← phase (and round). */
+static int move_to(sqlite3 *db, const loop_state *l, int64_t round, const char *phase) {
+    return exec(db, "UPDATE loops SET round = ?2, phase = ?3 WHERE id = ?1", "iis", l->id, round,
+                phase);
+}
+
+/* Samples `samples_per_prompt` responses per prompt of checkpoint (seeded by
+ * the loop, the round and purpose), into texts (n_prompts × k, malloc'd).
+ * 0 or -1 with err. */
+static int sample(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l, int64_t checkpoint,
+                  char **prompts, int n_prompts, int k, uint64_t purpose, char **texts, char *err,
+                  size_t errlen) {
+    for (int i = 0; i < n_prompts; i++) {
+        generate_params p = {.checkpoint_id = checkpoint,
+                             .n_prompts = 1,
+                             .n = k,
+                             .max_tokens = (int)cfg_int(l, "max_tokens"),
+                             .temperature =
+                                 json_real_value(json_object_get(l->config, "temperature")),
+                             .top_p = 1.0,
+                             .seed = (uint64_t)cfg_int(l, "seed") * 1000003u +
+                                     (uint64_t)l->round * 7919u + purpose * 104729u + (uint64_t)i};
+        p.prompts[0] = prompts[i];
+        generate_output out;
+        generate_error e;
+        if (generate_run_cfg(cfg, db, &p, &out, &e) != 0) {
+            snprintf(err, errlen, "sampling checkpoint %lld: %s", (long long)checkpoint, e.message);
+            return -1;
+        }
+        for (int j = 0; j < k; j++) {
+            texts[i * k + j] = out.texts[j];
+            out.texts[j] = NULL;
+        }
+        generate_output_free(&out);
+    }
+    return 0;
+}
+
+static void free_texts(char **texts, int n) {
+    for (int i = 0; i < n; i++)
+        free(texts[i]);
+}
+
+/* sampling → annotating: sample, choose, post. 1 moved, 0 not, -1 failed
+ * (the loop is failed). */
+static int step_sampling(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
+    const int P = (int)cfg_int(l, "prompts_per_round"), K = (int)cfg_int(l, "samples_per_prompt");
+    const int N = P * K;
+    char *prompts[LOOP_MAX_PROMPTS] = {0}, *texts[LOOP_MAX_PROMPTS * LOOP_MAX_K] = {0};
+    int32_t group[LOOP_MAX_PROMPTS * LOOP_MAX_K];
+    double scores[LOOP_MAX_MEMBERS * LOOP_MAX_PROMPTS * LOOP_MAX_K];
+    selection_pair exclude[LOOP_MAX_PROMPTS * LOOP_MAX_K * LOOP_MAX_K / 2];
+    char err[600];
+    int moved = -1, n_exclude = 0;
+    selection_pair *chosen = NULL;
+    int64_t overlap = 1, k_project = 2;
+    if (prefs_project_settings(db, l->project, &k_project, &overlap) != 1) {
+        snprintf(err, sizeof err, "the project %lld is gone", (long long)l->project);
+        goto fail;
+    }
+    if (read_prompts(db, l->prompts, (l->round - 1) * P, P, prompts) != P) {
+        snprintf(err, sizeof err, "cannot read %d prompts of dataset %lld", P,
+                 (long long)l->prompts);
+        goto fail;
+    }
+    if (sample(db, cfg, l, l->policy, prompts, P, K, 1, texts, err, sizeof err) != 0)
+        goto fail;
+    double gold = 0.0;
+    for (int i = 0; i < N; i++) {
+        group[i] = i / K;
+        gold += demo_task_gold_score(prompts[i / K], texts[i]) / N;
+        for (int j = i + 1; j < N && j / K == i / K; j++)
+            if (strcmp(texts[i], texts[j]) == 0) /* nothing to compare */
+                exclude[n_exclude++] = (selection_pair){i, j};
+    }
+    /* the reward models that score the samples: none in round 1 without an
+     * initial one (random), one (uncertainty), several (disagreement) */
+    int64_t members[LOOP_MAX_MEMBERS];
+    int n_members = loop_members(db, l, members, LOOP_MAX_MEMBERS);
+    int rule = selection_rule_from_name(cfg_str(l, "selection"));
+    if (rule == SELECTION_DISAGREEMENT && n_members < 2)
+        rule = SELECTION_UNCERTAINTY;
+    if (rule == SELECTION_UNCERTAINTY && n_members > 1)
+        n_members = 1;
+    if (rule != SELECTION_RANDOM && n_members == 0)
+        rule = SELECTION_RANDOM;
+    for (int e = 0; e < n_members && rule != SELECTION_RANDOM; e++) {
+        rm_scorer rm;
+        if (rm_open(db, cfg, members[e], &rm, err, sizeof err) != 0)
+            goto fail;
+        for (int i = 0; i < N; i++)
+            scores[e * N + i] = rm_score(&rm, prompts[i / K], texts[i]);
+        rm_close(&rm);
+    }
+    const int64_t wanted = cfg_int(l, "rankings_per_round");
+    const int m = (int)((wanted + overlap - 1) / overlap);
+    chosen = calloc((size_t)m, sizeof *chosen);
+    rng_state rng;
+    rng_seed(&rng, (uint64_t)cfg_int(l, "seed"), 0x100Bu + (uint32_t)l->round);
+    const selection_input in = {.n_items = N,
+                                .group = group,
+                                .n_members = rule == SELECTION_RANDOM ? 0 : n_members,
+                                .scores = rule == SELECTION_RANDOM ? NULL : scores,
+                                .exclude = exclude,
+                                .n_exclude = n_exclude,
+                                .max_per_group = (m + P - 1) / P + 1};
+    const int n_chosen =
+        chosen ? selection_choose((selection_rule)rule, &in, m, &rng, chosen, err, sizeof err) : -1;
+    if (n_chosen < 0)
+        goto fail;
+    moved = begin_move(db, l);
+    if (moved != 1)
+        goto done;
+    int64_t first = 0, last = 0;
+    bool ok = true;
+    for (int c = 0; ok && c < n_chosen; c++) {
+        const char *pair[2] = {texts[chosen[c].a], texts[chosen[c].b]};
+        const int64_t from[2] = {l->policy, l->policy};
+        const int64_t id =
+            prefs_comparison_insert(db, l->project, prompts[group[chosen[c].a]], 2, pair, from);
+        ok = id > 0;
+        first = first ? first : id;
+        last = id;
+    }
+    ok = ok &&
+         exec(db,
+              "INSERT INTO loop_rounds (loop_id, round, selection, policy_checkpoint_id, samples, "
+              "sample_gold, comparisons, first_comparison_id, last_comparison_id, deadline_ms, "
+              "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, nullif(?8, 0), nullif(?9, 0), "
+              "?10, ?11)",
+              "iisiiriiiii", l->id, l->round, selection_rule_name((selection_rule)rule), l->policy,
+              (int64_t)N, json_is_true(json_object_get(l->config, "gold")) ? gold : NAN,
+              (int64_t)n_chosen, first, last, db_now_ms() + 1000 * cfg_int(l, "deadline_seconds"),
+              db_now_s()) == 0 &&
+         move_to(db, l, l->round, "annotating") == 0;
+    moved = end_move(db, ok);
+    goto done;
+fail:
+    loop_fail(db, l, err);
+    moved = -1;
+done:
+    free(chosen);
+    free_texts(texts, N);
+    free_texts(prompts, P);
+    return moved;
+}
+
+/* The newest ranking of the project a reward job on it trains up to, 0 if
+ * none (jobs_project_ranking_cutoff). */
+static int64_t ranking_cutoff(sqlite3 *db, int64_t project) {
+    int64_t cutoff = 0;
+    return jobs_project_ranking_cutoff(db, project, &cutoff) == 1 ? cutoff : 0;
+}
+
+/* The previous reward model's pair accuracy on the rankings of comparisons
+ * [first, last]: *correct of *pairs (pairs the ranking orders). 0 or -1. */
+static int rm_accuracy(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, int64_t first,
+                       int64_t last, int64_t *correct, int64_t *pairs, char *err, size_t errlen) {
+    *correct = *pairs = 0;
+    rm_scorer rm;
+    if (rm_open(db, cfg, checkpoint, &rm, err, errlen) != 0)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        db,
+        "SELECT rk.id, c.prompt, ca.text, e.rank FROM rankings rk JOIN comparisons c ON c.id = "
+        "rk.comparison_id JOIN ranking_entries e ON e.ranking_id = rk.id JOIN candidates ca ON "
+        "ca.id = e.candidate_id WHERE rk.comparison_id BETWEEN ?1 AND ?2 AND rk.skipped = 0 "
+        "ORDER BY rk.id, ca.position",
+        -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        rm_close(&rm);
+        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, first);
+    sqlite3_bind_int64(st, 2, last);
+    int64_t cur = -1, rank[RANKING_MAX_K];
+    double score[RANKING_MAX_K];
+    int n = 0;
+    for (;;) {
+        rc = sqlite3_step(st);
+        const int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -2;
+        if (id != cur && n > 0) { /* the previous ranking is complete */
+            for (int a = 0; a < n; a++)
+                for (int b = a + 1; b < n; b++)
+                    if (rank[a] != rank[b]) {
+                        (*pairs)++;
+                        *correct += (score[a] - score[b]) * (double)(rank[b] - rank[a]) > 0;
+                    }
+            n = 0;
+        }
+        if (rc != SQLITE_ROW)
+            break;
+        cur = id;
+        if (n < RANKING_MAX_K) {
+            score[n] = rm_score(&rm, (const char *)sqlite3_column_text(st, 1),
+                                (const char *)sqlite3_column_text(st, 2));
+            rank[n++] = sqlite3_column_int64(st, 3);
+        }
+    }
+    sqlite3_finalize(st);
+    rm_close(&rm);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The project's Krippendorff alpha now; NAN when undefined. */
+static double project_alpha(sqlite3 *db, int64_t project) {
+    agreement a;
+    agreement_init(&a);
+    prefs_agreement_counts c;
+    json_t *names = NULL;
+    int64_t last_id;
+    double alpha = NAN;
+    if (prefs_agreement_read(db, project, &a, &c, &names, &last_id) != 0 ||
+        !agreement_alpha(&a, &alpha))
+        alpha = NAN;
+    json_decref(names);
+    agreement_free(&a);
+    return alpha;
+}
+
+/* In the transaction: inserts a job of type with the loop's hyperparameters
+ * (key of the config) and refs; links dataset (0: none) for training. Its
+ * id, or -1. */
+static int64_t insert_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
+                          const char *type, const char *key, job_refs refs, int64_t dataset) {
+    char *config = json_dumps(json_object_get(l->config, key), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    refs.base_model = models_store_checkpoint_base(db, l->sft);
+    const job_new job = {.type = type,
+                         .config = config,
+                         .max_attempts = cfg->max_attempts,
+                         .refs = refs,
+                         .ranks = 1};
+    int64_t id = config ? jobs_db_insert(db, &job) : -1;
+    if (id > 0 && dataset > 0 && jobs_db_link_dataset(db, id, "training", dataset) != 0)
+        id = -1;
+    free(config);
+    return id;
+}
+
+/* Finishes the round (in the transaction): the next one, or the end. */
+static int next_round(sqlite3 *db, const loop_state *l) {
+    if (exec(db, "UPDATE loop_rounds SET finished_at = ?3 WHERE loop_id = ?1 AND round = ?2", "iii",
+             l->id, l->round, db_now_s()) != 0)
+        return -1;
+    if (l->round < cfg_int(l, "rounds"))
+        return move_to(db, l, l->round + 1, "sampling");
+    return exec(db,
+                "UPDATE loops SET phase = 'done', status = 'succeeded', finished_at = ?2 WHERE "
+                "id = ?1",
+                "ii", l->id, db_now_s());
+}
+
+/* annotating → reward once the rankings are in (or the deadline passed). */
+static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
+    const int64_t first = query_int(
+        db, "SELECT first_comparison_id FROM loop_rounds WHERE loop_id = ?1 AND round = ?2", l->id,
+        l->round, 0);
+    const int64_t last = query_int(
+        db, "SELECT last_comparison_id FROM loop_rounds WHERE loop_id = ?1 AND round = ?2", l->id,
+        l->round, 0);
+    const int64_t deadline =
+        query_int(db, "SELECT deadline_ms FROM loop_rounds WHERE loop_id = ?1 AND round = ?2",
+                  l->id, l->round, 0);
+    const char *count_sql = "SELECT count(*) FROM rankings WHERE comparison_id BETWEEN ?1 AND ?2 "
+                            "AND skipped = 0";
+    const int64_t have = query_int(db, count_sql, first, last, 0);
+    /* wanted, or all the posted comparisons can give (fewer were posted
+     * when the samples ran out of distinct pairs) */
+    int64_t k = 2, overlap = 1;
+    prefs_project_settings(db, l->project, &k, &overlap);
+    const int64_t posted = last - first + 1;
+    const int64_t wanted = cfg_int(l, "rankings_per_round") < posted * overlap
+                               ? cfg_int(l, "rankings_per_round")
+                               : posted * overlap;
+    if (first > 0 && have < wanted && db_now_ms() < deadline)
+        return 0;
+    /* what the previous reward model would have said of them */
+    int64_t correct = 0, pairs = 0;
+    char err[600];
+    if (l->reward > 0 && first > 0 &&
+        rm_accuracy(db, cfg, l->reward, first, last, &correct, &pairs, err, sizeof err) != 0) {
+        loop_fail(db, l, err);
+        return -1;
+    }
+    const double alpha = project_alpha(db, l->project);
+    const int open = begin_move(db, l);
+    if (open != 1)
+        return open;
+    /* counted again under the write lock: the stored count is the one the
+     * reward job's cutoff includes */
+    const int64_t rankings = first > 0 ? query_int(db, count_sql, first, last, 0) : 0;
+    const int64_t cutoff = ranking_cutoff(db, l->project);
+    bool ok =
+        exec(db,
+             "UPDATE loop_rounds SET rankings = ?3, rm_accuracy = ?4, rm_pairs = ?5, "
+             "agreement = ?6 WHERE loop_id = ?1 AND round = ?2",
+             "iiirir", l->id, l->round, rankings, pairs > 0 ? (double)correct / (double)pairs : NAN,
+             l->reward > 0 ? pairs : (int64_t)0, alpha) == 0;
+    if (ok && cutoff == 0) /* nothing to train on yet: the next round */
+        ok = next_round(db, l) == 0;
+    else if (ok) {
+        const job_refs refs = {.model = l->reward > 0 ? l->reward : l->sft,
+                               .project = l->project,
+                               .ranking_cutoff = cutoff};
+        const int64_t job = insert_job(db, cfg, l, "reward", "reward_hyperparameters", refs, 0);
+        ok = job > 0 &&
+             exec(db, "UPDATE loop_rounds SET reward_job_id = ?3 WHERE loop_id = ?1 AND round = ?2",
+                  "iii", l->id, l->round, job) == 0 &&
+             move_to(db, l, l->round, "reward") == 0;
+    }
+    return end_move(db, ok);
+}
+
+/* The job of the round's column (reward_job_id, policy_job_id): 1 succeeded
+ * (*checkpoint its final one), 0 still going, -1 failed (the loop is
+ * failed), -2 database error. */
+static int round_job(sqlite3 *db, const loop_state *l, const char *column, int64_t *job_id,
+                     int64_t *checkpoint) {
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT %s FROM loop_rounds WHERE loop_id = ?1 AND round = ?2",
+             column);
+    *job_id = query_int(db, sql, l->id, l->round, 0);
+    job_row job;
+    const int found = jobs_db_get(db, *job_id, &job);
+    if (found < 0)
+        return -2;
+    if (found == 0) {
+        loop_fail(db, l, "the round's job is gone");
+        return -1;
+    }
+    int rc = 0;
+    if (strcmp(job.status, "succeeded") == 0 && job.final_checkpoint > 0) {
+        *checkpoint = job.final_checkpoint;
+        rc = 1;
+    } else if (strcmp(job.status, "succeeded") == 0 || strcmp(job.status, "failed") == 0 ||
+               strcmp(job.status, "cancelled") == 0) {
+        char err[700];
+        snprintf(err, sizeof err, "round %lld: %s job %lld %s%s%.500s", (long long)l->round,
+                 job.type, (long long)*job_id,
+                 strcmp(job.status, "succeeded") == 0 ? "left no final checkpoint" : job.status,
+                 job.error ? ": " : "", job.error ? job.error : "");
+        loop_fail(db, l, err);
+        rc = -1;
+    }
+    job_row_free(&job);
+    return rc;
+}
+
+/* reward → policy once the reward job succeeded. */
+static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
+    int64_t job, rm = 0;
+    int rc = round_job(db, l, "reward_job_id", &job, &rm);
+    if (rc != 1)
+        return rc;
+    const int open = begin_move(db, l);
+    if (open != 1)
+        return open;
+    const char *optimizer = cfg_str(l, "optimizer");
+    job_refs refs = {.model = l->policy};
+    int64_t dataset = 0;
+    if (strcmp(optimizer, "dpo") == 0) {
+        refs.project = l->project;
+        refs.ranking_cutoff = ranking_cutoff(db, l->project);
+    } else {
+        /* from the last policy, KL-penalised towards the original SFT model */
+        refs.reward_model = rm;
+        refs.ref_model = l->policy != l->sft ? l->sft : 0;
+        dataset = l->prompts;
+    }
+    const int64_t policy_job =
+        insert_job(db, cfg, l, optimizer, "policy_hyperparameters", refs, dataset);
+    bool ok = policy_job > 0 &&
+              exec(db,
+                   "UPDATE loop_rounds SET reward_checkpoint_id = ?3, policy_job_id = ?4 WHERE "
+                   "loop_id = ?1 AND round = ?2",
+                   "iiii", l->id, l->round, rm, policy_job) == 0 &&
+              exec(db, "UPDATE loops SET reward_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
+                   rm) == 0 &&
+              move_to(db, l, l->round, "policy") == 0;
+    return end_move(db, ok);
+}
+
+/* The newest value of the first of names the job reported; NAN if none. */
+static double last_metric(sqlite3 *db, int64_t job, const char *const *names) {
+    for (; *names; names++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db,
+                               "SELECT value FROM metrics WHERE job_id = ?1 AND name = ?2 ORDER "
+                               "BY step DESC LIMIT 1",
+                               -1, &st, NULL) != SQLITE_OK)
+            return NAN;
+        sqlite3_bind_int64(st, 1, job);
+        sqlite3_bind_text(st, 2, *names, -1, SQLITE_STATIC);
+        double v = NAN;
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+            v = sqlite3_column_double(st, 0);
+        sqlite3_finalize(st);
+        if (!isnan(v))
+            return v;
+    }
+    return NAN;
+}
+
+/* Mean gold score of the policy on the loop's evaluation prompts (the
+ * dataset's first eval_prompts, one sample each, the same seed every
+ * round). 0 or -1 with err. */
+static int gold_score(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l, int64_t checkpoint,
+                      double *gold, char *err, size_t errlen) {
+    const int n = (int)cfg_int(l, "eval_prompts");
+    char *prompts[LOOP_MAX_PROMPTS] = {0}, *texts[LOOP_MAX_PROMPTS] = {0};
+    int rc = read_prompts(db, l->prompts, 0, n, prompts) == n ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, errlen, "cannot read the evaluation prompts");
+    loop_state fixed = *l;
+    fixed.round = 0; /* the same draw every round */
+    if (rc == 0)
+        rc = sample(db, cfg, &fixed, checkpoint, prompts, n, 1, 2, texts, err, errlen);
+    *gold = 0.0;
+    for (int i = 0; rc == 0 && i < n; i++)
+        *gold += demo_task_gold_score(prompts[i], texts[i]) / n;
+    free_texts(texts, n);
+    free_texts(prompts, n);
+    return rc;
+}
+
+/* policy → the next round (or done) once the policy job succeeded. */
+static int step_policy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
+    int64_t job, policy = 0;
+    int rc = round_job(db, l, "policy_job_id", &job, &policy);
+    if (rc != 1)
+        return rc;
+    static const char *const proxy_names[] = {"objective/scores", "rewards/reward_model/mean",
+                                              "rewards/margins", NULL};
+    static const char *const kl_names[] = {"objective/kl", "kl", NULL};
+    const double proxy = last_metric(db, job, proxy_names), kl = last_metric(db, job, kl_names);
+    double gold = NAN;
+    char err[600];
+    if (json_is_true(json_object_get(l->config, "gold")) &&
+        gold_score(db, cfg, l, policy, &gold, err, sizeof err) != 0) {
+        loop_fail(db, l, err);
+        return -1;
+    }
+    const int open = begin_move(db, l);
+    if (open != 1)
+        return open;
+    bool ok = exec(db,
+                   "UPDATE loop_rounds SET new_policy_checkpoint_id = ?3, proxy_score = ?4, kl = "
+                   "?5, gold_score = ?6 WHERE loop_id = ?1 AND round = ?2",
+                   "iiirrr", l->id, l->round, policy, proxy, kl, gold) == 0 &&
+              exec(db, "UPDATE loops SET policy_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
+                   policy) == 0 &&
+              next_round(db, l) == 0;
+    return end_move(db, ok);
+}
+
+/* One move of loop id: 1 moved, 0 nothing to do, <0 failed or error. */
+static int loop_step(sqlite3 *db, const rlhfd_config *cfg, int64_t id) {
+    loop_state l;
+    int rc = loop_read(db, id, &l);
+    if (rc != 1)
+        return rc == 0 ? 0 : -2;
+    if (strcmp(l.phase, "sampling") == 0)
+        rc = step_sampling(db, cfg, &l);
+    else if (strcmp(l.phase, "annotating") == 0)
+        rc = step_annotating(db, cfg, &l);
+    else if (strcmp(l.phase, "reward") == 0)
+        rc = step_reward(db, cfg, &l);
+    else if (strcmp(l.phase, "policy") == 0)
+        rc = step_policy(db, cfg, &l);
+    else
+        rc = 0;
+    json_decref(l.config);
+    return rc;
+}
+
+int loops_tick(sqlite3 *db, const rlhfd_config *cfg) {
+    int64_t ids[64];
+    int n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT id FROM loops WHERE status = 'running' ORDER BY id LIMIT 64",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    while (n < 64 && sqlite3_step(st) == SQLITE_ROW)
+        ids[n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    int moves = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 8; k++) { /* as far as it goes now */
+            const int rc = loop_step(db, cfg, ids[i]);
+            if (rc == -2)
+                fprintf(stderr, "rlhfd: loop %lld: cannot advance it yet: %s\n", (long long)ids[i],
+                        sqlite3_errmsg(db));
+            if (rc != 1)
+                break;
+            moves++;
+        }
+    return moves;
+}
+
+loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t *job) {
+    *job = 0;
+    if (db_begin(db) != SQLITE_OK)
+        return LOOP_CANCEL_ERROR;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT l.status, CASE l.phase WHEN 'reward' THEN lr.reward_job_id WHEN "
+                           "'policy' THEN lr.policy_job_id END FROM loops l LEFT JOIN loop_rounds "
+                           "lr ON lr.loop_id = l.id AND lr.round = l.round WHERE l.id = ?1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        db_rollback(db);
+        return LOOP_CANCEL_ERROR;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    const int rc = sqlite3_step(st);
+    char status[16] = "";
+    if (rc == SQLITE_ROW) {
+        snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
+        *job = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    loop_cancel_result out = rc == SQLITE_ROW    ? LOOP_CANCEL_DONE
+                             : rc == SQLITE_DONE ? LOOP_CANCEL_NO_LOOP
+                                                 : LOOP_CANCEL_ERROR;
+    if (out == LOOP_CANCEL_DONE && strcmp(status, "cancelled") == 0)
+        out = LOOP_CANCEL_ALREADY;
+    else if (out == LOOP_CANCEL_DONE && strcmp(status, "running") != 0)
+        out = LOOP_CANCEL_ENDED;
+    if (out != LOOP_CANCEL_DONE)
+        *job = 0;
+    const bool ok =
+        out != LOOP_CANCEL_DONE ||
+        exec(db, "UPDATE loops SET status = 'cancelled', finished_at = ?2 WHERE id = ?1", "ii", id,
+             db_now_s()) == 0;
+    return out != LOOP_CANCEL_ERROR && end_move(db, ok) == 1 ? out : LOOP_CANCEL_ERROR;
+}
+
+/* ---- JSON ------------------------------------------------------------------------ */
+
+const char loops_list_sql[] =
+    "SELECT id, name, status, phase, round, config, project_id, prompts_dataset_id, "
+    "sft_checkpoint_id, policy_checkpoint_id, reward_checkpoint_id, error, created_at, "
+    "finished_at FROM loops WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2";
+
+static json_t *int_or_null(sqlite3_stmt *st, int col) {
+    return sqlite3_column_type(st, col) == SQLITE_NULL
+               ? json_null()
+               : json_integer(sqlite3_column_int64(st, col));
+}
+
+static json_t *real_or_null(sqlite3_stmt *st, int col) {
+    return sqlite3_column_type(st, col) == SQLITE_NULL ? json_null()
+                                                       : json_real(sqlite3_column_double(st, col));
+}
+
+static json_t *text_or_null(sqlite3_stmt *st, int col) {
+    return sqlite3_column_type(st, col) == SQLITE_NULL
+               ? json_null()
+               : json_string((const char *)sqlite3_column_text(st, col));
+}
+
+const char loops_rounds_sql[] =
+    "SELECT round, selection, policy_checkpoint_id, samples, sample_gold, comparisons, "
+    "first_comparison_id, last_comparison_id, deadline_ms, rankings, rm_accuracy, rm_pairs, "
+    "agreement, reward_job_id, reward_checkpoint_id, policy_job_id, new_policy_checkpoint_id, "
+    "proxy_score, kl, gold_score, created_at, finished_at, "
+    "(SELECT count(*) FROM rankings WHERE comparison_id BETWEEN first_comparison_id AND "
+    "last_comparison_id AND skipped = 0) FROM loop_rounds WHERE loop_id = ?3 AND (?1 = 0 OR "
+    "round < ?1) ORDER BY round DESC LIMIT ?2";
+
+json_t *loops_round_json(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)db;
+    json_t *o = json_object();
+    json_object_set_new(o, "object", json_string("loop.round"));
+    json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0)));
+    json_object_set_new(o, "loop", json_integer(scope));
+    json_object_set_new(o, "round", json_integer(sqlite3_column_int64(st, 0)));
+    json_object_set_new(o, "selection", text_or_null(st, 1));
+    json_object_set_new(o, "policy_checkpoint", int_or_null(st, 2));
+    json_object_set_new(o, "samples", int_or_null(st, 3));
+    json_object_set_new(o, "sample_gold_score", real_or_null(st, 4));
+    json_object_set_new(o, "comparisons", int_or_null(st, 5));
+    json_object_set_new(o, "first_comparison", int_or_null(st, 6));
+    json_object_set_new(o, "last_comparison", int_or_null(st, 7));
+    json_object_set_new(o, "deadline_ms", int_or_null(st, 8));
+    /* until the round's annotation ends: how many so far */
+    json_object_set_new(o, "rankings",
+                        sqlite3_column_type(st, 9) == SQLITE_NULL
+                            ? json_integer(sqlite3_column_int64(st, 22))
+                            : json_integer(sqlite3_column_int64(st, 9)));
+    json_object_set_new(o, "rm_accuracy", real_or_null(st, 10));
+    json_object_set_new(o, "rm_pairs", int_or_null(st, 11));
+    json_object_set_new(o, "agreement", real_or_null(st, 12));
+    json_object_set_new(o, "reward_job", int_or_null(st, 13));
+    json_object_set_new(o, "reward_checkpoint", int_or_null(st, 14));
+    json_object_set_new(o, "policy_job", int_or_null(st, 15));
+    json_object_set_new(o, "new_policy_checkpoint", int_or_null(st, 16));
+    json_object_set_new(o, "proxy_score", real_or_null(st, 17));
+    json_object_set_new(o, "kl", real_or_null(st, 18));
+    json_object_set_new(o, "gold_score", real_or_null(st, 19));
+    json_object_set_new(o, "created_at", int_or_null(st, 20));
+    json_object_set_new(o, "finished_at", int_or_null(st, 21));
+    return o;
+}
+
+/* Every round of loop id, oldest first (a loop has at most 100). */
+static json_t *rounds_of(sqlite3 *db, int64_t id) {
+    json_t *all = json_array();
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, loops_rounds_sql, -1, &st, NULL) != SQLITE_OK) {
+        json_decref(all);
+        return NULL;
+    }
+    sqlite3_bind_int64(st, 1, 0);
+    sqlite3_bind_int64(st, 2, 1000);
+    sqlite3_bind_int64(st, 3, id);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        json_array_insert_new(all, 0, loops_round_json(db, st, id));
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        json_decref(all);
+        return NULL;
+    }
+    return all;
+}
+
+json_t *loops_row_json(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)scope;
+    const int64_t id = sqlite3_column_int64(st, 0);
+    json_t *config = json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL);
+    json_t *rounds = rounds_of(db, id);
+    if (config == NULL || rounds == NULL) {
+        json_decref(config);
+        json_decref(rounds);
+        return NULL;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(id));
+    json_object_set_new(o, "object", json_string("loop"));
+    json_object_set_new(o, "name", text_or_null(st, 1));
+    json_object_set_new(o, "status", text_or_null(st, 2));
+    json_object_set_new(o, "phase", text_or_null(st, 3));
+    json_object_set_new(o, "round", int_or_null(st, 4));
+    json_object_set_new(o, "config", config);
+    json_object_set_new(o, "project", int_or_null(st, 6));
+    json_object_set_new(o, "prompts", int_or_null(st, 7));
+    json_object_set_new(o, "model", int_or_null(st, 8));
+    json_object_set_new(o, "policy_checkpoint", int_or_null(st, 9));
+    json_object_set_new(o, "reward_checkpoint", int_or_null(st, 10));
+    json_object_set_new(o, "error", text_or_null(st, 11));
+    json_object_set_new(o, "created_at", int_or_null(st, 12));
+    json_object_set_new(o, "finished_at", int_or_null(st, 13));
+    json_object_set_new(o, "rounds", rounds);
+    return o;
+}
+
+json_t *loops_get(sqlite3 *db, int64_t id, int *found) {
+    static const char sql[] =
+        "SELECT id, name, status, phase, round, config, project_id, prompts_dataset_id, "
+        "sft_checkpoint_id, policy_checkpoint_id, reward_checkpoint_id, error, created_at, "
+        "finished_at FROM loops WHERE id = ?1";
+    return db_load_row(db, sql, id, loops_row_json, found);
+}

@@ -1,0 +1,421 @@
+/* /v1/loops — the online RLHF loop through a real rlhfd: a two-round loop
+ * on the demo task, ranked by the simulated annotator (rlhfctl annotate
+ * --simulate demo, through the annotation API), with the daemon SIGKILLed
+ * and restarted mid-loop and a worker SIGKILLed mid-job; the body checks;
+ * cancel. Sizes are tiny: each job trains a few steps. */
+#include <check.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "suites.h"
+#include "test_api_fixtures.h"
+#include "test_server_util.h"
+#include "test_util.h"
+
+/* GET /v1/loops/{id} (caller frees). */
+static http_reply *get_loop(const test_daemon *d, int64_t id) {
+    char path[64];
+    snprintf(path, sizeof path, "/v1/loops/%lld", (long long)id);
+    return expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+}
+
+static const char *loop_str(http_reply *r, const char *key) {
+    const char *s = json_string_value(json_object_get(r->json, key));
+    return s ? s : "";
+}
+
+/* Polls until the loop is in phase. */
+static void wait_phase(const test_daemon *d, int64_t id, const char *phase) {
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        http_reply *r = get_loop(d, id);
+        const bool there = strcmp(loop_str(r, "phase"), phase) == 0;
+        reply_free(r);
+        if (there)
+            return;
+        ck_assert_msg(now_ms() < deadline, "loop %lld never reached %s", (long long)id, phase);
+        pause_ms(20);
+    }
+}
+
+/* Ranks what the project has for the annotator token: rlhfctl annotate
+ * --simulate demo, asserting it exits 0. */
+static void annotate(const test_daemon *d, const char *token, int64_t project) {
+    char ctl[256], url[64], pid[32], out[512];
+    bin_path("rlhfctl", ctl, sizeof ctl);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", d->port);
+    snprintf(pid, sizeof pid, "%lld", (long long)project);
+    char *const argv[] = {ctl, "--url",      url,    "--token", (char *)token, "annotate",
+                          pid, "--simulate", "demo", "--noise", "0.5",         NULL};
+    ck_assert_int_eq(run_output(argv, out, sizeof out, true), 0);
+}
+
+/* The loop's SFT model, project (k 2, overlap 1) and prompts dataset. */
+typedef struct loop_fixture {
+    int64_t sft, project, prompts;
+    char annotator[128];
+} loop_fixture;
+
+static void fixture(test_daemon *d, loop_fixture *f) {
+    const int64_t sft = demo_sft_job(d, TINY_SFT, NULL);
+    reply_free(wait_job(d, sft, "succeeded", 1));
+    f->sft = sft;
+    f->project = create(d, "/v1/projects", d->admin, "{\"name\":\"loop\",\"k\":2,\"overlap\":1}");
+    f->prompts = demo_dataset(d, "prompts", 8, 3);
+    make_token(d, "sim", "annotator", f->annotator);
+}
+
+/* Long enough for the test to catch its worker mid-run (checkpoints at
+ * updates 5, 10, 15). */
+#define LONGER_PPO                                                                                 \
+    "{\"total_updates\":20,\"batch_size\":4,\"mini_batch_size\":2,\"ppo_epochs\":1,"               \
+    "\"response_length\":8,\"sample_interval\":0,\"checkpoint_interval\":5}"
+
+/* A loop of tiny sizes with the members of extra (a JSON fragment ending in
+ * a comma: rounds, optimizer, ...) and the policy job's hyperparameters. */
+static int64_t create_loop_with(const test_daemon *d, const loop_fixture *f, const char *extra,
+                                const char *policy_hp) {
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{%s\"name\":\"online\",\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+             "\"prompts_per_round\":2,\"samples_per_prompt\":3,"
+             "\"deadline_seconds\":600,\"max_tokens\":12,"
+             "\"eval_prompts\":4,\"gold\":true,\"selection\":\"uncertainty\","
+             "\"reward_hyperparameters\":" TINY_REWARD ",\"policy_hyperparameters\":%s}",
+             extra, (long long)f->sft, (long long)f->project, (long long)f->prompts, policy_hp);
+    return create(d, "/v1/loops", d->admin, body);
+}
+
+/* A 2-round loop of tiny sizes, with the policy job's hyperparameters. */
+static int64_t create_loop(const test_daemon *d, const loop_fixture *f, const char *policy_hp) {
+    return create_loop_with(d, f, "\"rounds\":2,\"rankings_per_round\":4,", policy_hp);
+}
+
+/* The whole loop: annotating whenever it waits for rankings; the daemon is
+ * SIGKILLed (and restarted) once in round 1's reward phase and once in
+ * round 2's annotating phase, and round 2's policy worker is SIGKILLed. */
+START_TEST(test_loop_two_rounds_survives_kill9) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, "--write-rate", "0", NULL);
+    loop_fixture f;
+    fixture(&d, &f);
+    const int64_t id = create_loop(&d, &f, LONGER_PPO);
+    bool killed_reward = false, killed_annotating = false, killed_worker = false;
+    const int64_t deadline = now_ms() + 5 * DEADLINE_MS;
+    for (;;) {
+        http_reply *r = get_loop(&d, id);
+        const char *status = loop_str(r, "status"), *phase = loop_str(r, "phase");
+        const int64_t round = reply_int(r, "round");
+        ck_assert_msg(strcmp(status, "running") == 0 || strcmp(status, "succeeded") == 0, "%s",
+                      r->body);
+        const bool done = strcmp(status, "succeeded") == 0;
+        if (!killed_annotating && round == 2 && strcmp(phase, "annotating") == 0) {
+            /* round 2's comparisons are posted: nothing is re-posted after a restart */
+            kill(d.pid, SIGKILL);
+            ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
+            daemon_start(&d, "--write-rate", "0", NULL);
+            killed_annotating = true;
+        } else if (strcmp(phase, "annotating") == 0) {
+            annotate(&d, f.annotator, f.project);
+        } else if (!killed_reward && round == 1 && strcmp(phase, "reward") == 0) {
+            kill(d.pid, SIGKILL);
+            ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
+            daemon_start(&d, "--write-rate", "0", NULL);
+            killed_reward = true;
+        } else if (!killed_worker && round == 2 && strcmp(phase, "policy") == 0) {
+            const int64_t job = db_int(
+                &d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1 AND round = 2", id);
+            /* the worker cannot finish while the lock is held: killed mid-run */
+            pid_t worker;
+            sqlite3 *hold = hold_running_job(&d, job, 1, &worker);
+            kill(worker, SIGKILL);
+            release_job(hold);
+            killed_worker = true;
+        }
+        reply_free(r);
+        if (done)
+            break;
+        ck_assert_msg(now_ms() < deadline, "the loop did not finish");
+        pause_ms(20);
+    }
+    ck_assert(killed_reward && killed_annotating && killed_worker);
+    /* the killed policy job ran again as attempt 2 of the same job */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT attempts FROM jobs WHERE id = (SELECT policy_job_id FROM "
+                            "loop_rounds WHERE loop_id = ?1 AND round = 2)",
+                            id),
+                     2);
+
+    http_reply *r = get_loop(&d, id);
+    ck_assert_str_eq(loop_str(r, "phase"), "done");
+    ck_assert_int_eq(reply_int(r, "round"), 2);
+    json_t *rounds = json_object_get(r->json, "rounds");
+    ck_assert_int_eq(json_array_size(rounds), 2);
+    /* one reward and one ppo job per round, never two: each was inserted
+     * with its phase move */
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'reward'", 0), 2);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'ppo'", 0), 2);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE status <> 'succeeded'", 0), 0);
+    /* 4 comparisons a round (pairs of 3 samples of 2 prompts), all ranked */
+    ck_assert_int_eq(
+        db_int(&d, "SELECT count(*) FROM comparisons WHERE project_id = ?1", f.project), 8);
+    int64_t ranked = 0;
+    int64_t prev_policy = 0;
+    for (size_t i = 0; i < 2; i++) {
+        json_t *o = json_array_get(rounds, i);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "round")), (json_int_t)i + 1);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "comparisons")), 4);
+        ck_assert_int_eq(json_integer_value(json_object_get(o, "rankings")), 4);
+        ranked += json_integer_value(json_object_get(o, "rankings"));
+        ck_assert(json_is_real(json_object_get(o, "proxy_score")));
+        ck_assert(json_is_real(json_object_get(o, "kl")));
+        ck_assert(json_is_real(json_object_get(o, "gold_score")));
+        ck_assert(json_is_real(json_object_get(o, "sample_gold_score")));
+        const int64_t rm_job = json_integer_value(json_object_get(o, "reward_job"));
+        const int64_t ppo_job = json_integer_value(json_object_get(o, "policy_job"));
+        /* the reward job trains on every ranking so far, warm-started from
+         * the previous reward model; the policy from the last policy */
+        ck_assert_int_eq(db_int(&d,
+                                "SELECT j.training_ranking_cutoff = (SELECT max(rk.id) FROM "
+                                "rankings rk WHERE rk.comparison_id <= (SELECT "
+                                "last_comparison_id FROM loop_rounds WHERE reward_job_id = "
+                                "j.id)) FROM jobs j WHERE j.id = ?1",
+                                rm_job),
+                         1);
+        const int64_t policy = json_integer_value(json_object_get(o, "policy_checkpoint"));
+        ck_assert_int_eq(policy, i == 0 ? json_integer_value(json_object_get(r->json, "model"))
+                                        : prev_policy);
+        ck_assert_int_eq(db_int(&d, "SELECT parent_checkpoint_id FROM jobs WHERE id = ?1", ppo_job),
+                         policy);
+        /* KL-penalised to the original SFT model (round 1 starts from it) */
+        http_reply *pj = get_job(&d, ppo_job);
+        if (i == 0)
+            ck_assert(json_is_null(json_object_get(pj->json, "ref_model")));
+        else
+            ck_assert_int_eq(job_int(pj, "ref_model"),
+                             json_integer_value(json_object_get(r->json, "model")));
+        reply_free(pj);
+        prev_policy = json_integer_value(json_object_get(o, "new_policy_checkpoint"));
+        ck_assert_int_eq(
+            db_int(&d, "SELECT id FROM checkpoints WHERE job_id = ?1 AND kind = 'final'", ppo_job),
+            prev_policy);
+        if (i == 0) { /* no reward model before round 1: random, nothing to predict */
+            ck_assert_str_eq(json_string_value(json_object_get(o, "selection")), "random");
+            ck_assert(json_is_null(json_object_get(o, "rm_accuracy")));
+            ck_assert_int_eq(
+                db_int(&d, "SELECT parent_checkpoint_id FROM jobs WHERE id = ?1", rm_job),
+                json_integer_value(json_object_get(r->json, "model")));
+        } else {
+            ck_assert_str_eq(json_string_value(json_object_get(o, "selection")), "uncertainty");
+            const double acc = json_real_value(json_object_get(o, "rm_accuracy"));
+            ck_assert(json_integer_value(json_object_get(o, "rm_pairs")) > 0);
+            ck_assert(acc >= 0.0 && acc <= 1.0);
+            ck_assert_int_eq(
+                db_int(&d, "SELECT parent_checkpoint_id FROM jobs WHERE id = ?1", rm_job),
+                json_integer_value(
+                    json_object_get(json_array_get(rounds, 0), "reward_checkpoint")));
+        }
+    }
+    /* no ranking lost: every ranking of the project is a round's */
+    ck_assert_int_eq(
+        db_int(&d,
+               "SELECT count(*) FROM rankings rk JOIN comparisons c ON c.id = rk.comparison_id "
+               "WHERE c.project_id = ?1 AND rk.skipped = 0",
+               f.project),
+        ranked);
+    ck_assert_int_eq(reply_int(r, "policy_checkpoint"), prev_policy);
+    reply_free(r);
+
+    /* the rounds list, newest first, paged */
+    char path[96];
+    snprintf(path, sizeof path, "/v1/loops/%lld/rounds?limit=1", (long long)id);
+    r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 1);
+    ck_assert(json_is_true(json_object_get(r->json, "has_more")));
+    ck_assert_int_eq(json_integer_value(json_object_get(
+                         json_array_get(json_object_get(r->json, "data"), 0), "round")),
+                     2);
+    reply_free(r);
+    /* an ended loop cannot be cancelled */
+    snprintf(path, sizeof path, "/v1/loops/%lld/cancel", (long long)id);
+    call_expect_error(&d, "POST", path, d.admin, NULL, 409, "loop_not_cancellable", NULL);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* The other optimisers: dpo trains on the project's rankings (no reward
+ * model, no prompts), grpo on the prompts against the new reward model with
+ * the SFT model as its reference; one round each, on one project. The dpo
+ * loop wants 100 rankings of 2 prompts × 3 samples: its round posts the 6
+ * pairs there are and ends when those are ranked, not at the deadline. */
+START_TEST(test_loop_dpo_and_grpo) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, "--write-rate", "0", NULL);
+    loop_fixture f;
+    fixture(&d, &f);
+    const int64_t dpo = create_loop_with(
+        &d, &f, "\"rounds\":1,\"optimizer\":\"dpo\",\"rankings_per_round\":100,",
+        "{\"batch_size\":2,\"max_steps\":2,\"max_prompt_length\":24,\"max_response_length\":32}");
+    const int64_t grpo =
+        create_loop_with(&d, &f, "\"rounds\":1,\"optimizer\":\"grpo\",\"rankings_per_round\":4,",
+                         "{\"total_steps\":2,\"prompts_per_step\":2,\"num_generations\":2,\"max_"
+                         "completion_length\":8}");
+    const int64_t ids[2] = {dpo, grpo};
+    const int64_t deadline = now_ms() + 4 * DEADLINE_MS;
+    for (int done = 0; done < 2;) {
+        done = 0;
+        for (int i = 0; i < 2; i++) {
+            http_reply *r = get_loop(&d, ids[i]);
+            ck_assert_msg(strcmp(loop_str(r, "status"), "failed") != 0, "%s", r->body);
+            done += strcmp(loop_str(r, "status"), "succeeded") == 0;
+            const bool waits = strcmp(loop_str(r, "phase"), "annotating") == 0;
+            reply_free(r);
+            if (waits)
+                annotate(&d, f.annotator, f.project);
+        }
+        ck_assert_msg(now_ms() < deadline, "the loops did not finish");
+        pause_ms(20);
+    }
+    const int64_t dpo_job =
+        db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", dpo);
+    const int64_t grpo_job =
+        db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", grpo);
+    ck_assert_int_eq(db_int(&d, "SELECT comparisons FROM loop_rounds WHERE loop_id = ?1", dpo), 6);
+    ck_assert_int_eq(db_int(&d, "SELECT rankings FROM loop_rounds WHERE loop_id = ?1", dpo), 6);
+    http_reply *j = get_job(&d, dpo_job);
+    ck_assert_str_eq(json_string_value(json_object_get(j->json, "type")), "dpo");
+    ck_assert_int_eq(job_int(j, "training_project"), f.project);
+    ck_assert(json_is_null(json_object_get(j->json, "reward_model")));
+    reply_free(j);
+    j = get_job(&d, grpo_job);
+    ck_assert_str_eq(json_string_value(json_object_get(j->json, "type")), "grpo");
+    ck_assert_int_eq(job_int(j, "training_file"), f.prompts);
+    ck_assert_int_eq(
+        job_int(j, "reward_model"),
+        db_int(&d, "SELECT reward_checkpoint_id FROM loop_rounds WHERE loop_id = ?1", grpo));
+    reply_free(j);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* Every field is checked before anything is stored, naming the field. */
+START_TEST(test_loop_body_checks) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    loop_fixture f;
+    fixture(&d, &f);
+    const int64_t sft_data = demo_dataset(&d, "sft", 4, 1);
+    struct {
+        const char *fmt; /* %lld: sft job, project, prompts in order, where used */
+        const char *code, *param;
+    } cases[] = {
+        {"{\"project\":%lld,\"prompts\":%lld}", "missing_required_parameter", "model"},
+        {"{\"model\":\"job:%lld\",\"prompts\":%lld}", "missing_required_parameter", "project"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld}", "missing_required_parameter", "prompts"},
+        {"{\"model\":\"job:%lld\",\"project\":999,\"prompts\":%lld}", "project_not_found",
+         "project"},
+        {"{\"model\":99999,\"project\":%lld,\"prompts\":%lld}", "checkpoint_not_found", "model"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"selection\":\"best\"}",
+         "invalid_value", "selection"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"optimizer\":\"sft\"}",
+         "invalid_value", "optimizer"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"rounds\":0}", "invalid_value",
+         "rounds"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"samples_per_prompt\":1}",
+         "invalid_value", "samples_per_prompt"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"temperature\":0}",
+         "invalid_value", "temperature"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"reward_model\":\"job:1\"}",
+         "invalid_model", "reward_model"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"policy_hyperparameters\":{\"total_updates\":-1}}",
+         "invalid_hyperparameter", "policy_hyperparameters"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"colour\":1}",
+         "unknown_parameter", "colour"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[1024];
+        const bool no_model = strncmp(cases[i].fmt, "{\"project", 6) == 0 ||
+                              strstr(cases[i].fmt, "\"model\":99999") != NULL;
+        const bool no_project = strstr(cases[i].fmt, "\"project\":%lld") == NULL;
+        if (no_model)
+            snprintf(body, sizeof body, cases[i].fmt, (long long)f.project, (long long)f.prompts);
+        else if (no_project)
+            snprintf(body, sizeof body, cases[i].fmt, (long long)f.sft, (long long)f.prompts);
+        else
+            snprintf(body, sizeof body, cases[i].fmt, (long long)f.sft, (long long)f.project,
+                     (long long)f.prompts);
+        call_expect_error(&d, "POST", "/v1/loops", d.admin, body, 400, cases[i].code,
+                          cases[i].param);
+    }
+    char body[512];
+    snprintf(body, sizeof body, "{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld}",
+             (long long)f.sft, (long long)f.project, (long long)sft_data);
+    call_expect_error(&d, "POST", "/v1/loops", d.admin, body, 400, "invalid_dataset", "prompts");
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM loops", 0), 0);
+    /* viewers read, annotators do not, only admins create */
+    char viewer[128], annotator[128];
+    make_token(&d, "v", "viewer", viewer);
+    make_token(&d, "a", "annotator", annotator);
+    reply_free(expect_ok(http(&d, "GET", "/v1/loops", viewer, NULL, NULL)));
+    http_reply *r = http(&d, "GET", "/v1/loops", annotator, NULL, NULL);
+    ck_assert_int_eq(r->status, 403);
+    reply_free(r);
+    snprintf(body, sizeof body, "{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld}",
+             (long long)f.sft, (long long)f.project, (long long)f.prompts);
+    r = http(&d, "POST", "/v1/loops", viewer, body, NULL);
+    ck_assert_int_eq(r->status, 403);
+    reply_free(r);
+    call_expect_error(&d, "GET", "/v1/loops/77", d.admin, NULL, 404, "loop_not_found", NULL);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A cancelled loop stops where it is: no more comparisons, no job. */
+START_TEST(test_loop_cancel) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    loop_fixture f;
+    fixture(&d, &f);
+    const int64_t id = create_loop(&d, &f, TINY_PPO);
+    wait_phase(&d, id, "annotating"); /* its first comparisons are posted */
+    char path[96];
+    snprintf(path, sizeof path, "/v1/loops/%lld/cancel", (long long)id);
+    http_reply *r = expect_ok(http(&d, "POST", path, d.admin, NULL, NULL));
+    ck_assert_str_eq(loop_str(r, "status"), "cancelled");
+    reply_free(r);
+    reply_free(expect_ok(http(&d, "POST", path, d.admin, NULL, NULL))); /* twice: the same */
+    annotate(&d, f.annotator, f.project); /* the rankings come, the loop stays put */
+    /* a second loop reaching annotating proves ticks ran since */
+    wait_phase(&d, create_loop(&d, &f, TINY_PPO), "annotating");
+    r = get_loop(&d, id);
+    ck_assert_str_eq(loop_str(r, "status"), "cancelled");
+    ck_assert_str_eq(loop_str(r, "phase"), "annotating");
+    reply_free(r);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'reward'", 0), 0);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+Suite *loops_suite(void) {
+    Suite *s = suite_create("loops");
+    TCase *tc = tcase_create("loops");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_loop_body_checks);
+    tcase_add_test(tc, test_loop_cancel);
+    tcase_add_test(tc, test_loop_dpo_and_grpo);
+    tcase_add_test(tc, test_loop_two_rounds_survives_kill9);
+    suite_add_tcase(s, tc);
+    return s;
+}
