@@ -211,9 +211,9 @@ bool openapi_reply_ok(const json_t *root, const char *method, const char *target
     char path[1024], media[128];
     target_path(target, path, sizeof path);
     snprintf(media, sizeof media, "%.*s", (int)strcspn(content_type, "; "), content_type);
-    int64_t id;
+    int64_t id, sub_id;
     bool path_known;
-    const http_route *route = route_table_match(method, path, &id, &path_known);
+    const http_route *route = route_table_match(method, path, &id, &sub_id, &path_known);
     const char *pattern = NULL;
     const json_t *response;
     char what[320];
