@@ -38,6 +38,8 @@ enum MHD_Result route_jobs_stream(request *r);
 enum MHD_Result route_jobs_checkpoints(request *r);
 enum MHD_Result route_checkpoints_content(request *r);
 enum MHD_Result route_checkpoints_generate(request *r);
+enum MHD_Result route_completions(request *r);
+enum MHD_Result route_chat_completions(request *r);
 enum MHD_Result route_graders_run(request *r);
 
 enum MHD_Result route_models_create(request *r);

@@ -227,7 +227,7 @@ START_TEST(test_generate_flood_beside_rankings) {
         ck_assert_str_eq(choice_text(r, 0), want);
         reply_free(r);
     }
-    ck_assert_int_eq(metric(&d, "rlhfd_generate_completed_total"), 4);
+    await_metric(&d, "rlhfd_generate_completed_total", 4); /* counted after the reply */
     close(gate);
     daemon_stop(&d);
     daemon_cleanup(&d);
