@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -696,6 +697,45 @@ out:
         gpt2_kv_cache_free(&gc);
     else
         llama_kv_cache_free(&lc);
+    return rc;
+}
+
+int model_export_llama_hf(const char *in_path, const char *out_dir, safetensors_dtype dtype,
+                          char *err, size_t errlen) {
+    model m;
+    if (model_load(in_path, NULL, &m, NULL, err, errlen) != 0)
+        return -1;
+    if (m.family != MODEL_FAMILY_LLAMA) {
+        model_free(&m);
+        snprintf(err, errlen, "%.400s is not a Llama-family model", in_path);
+        return -1;
+    }
+    int rc = llama_save_hf_dir(&m.llama, out_dir, dtype, err, errlen);
+    model_free(&m);
+    struct stat st;
+    if (rc != 0 || stat(in_path, &st) != 0 || S_ISDIR(st.st_mode))
+        return rc;
+    safetensors_file f;
+    if (safetensors_read_file(&f, in_path, err, errlen) != 0)
+        return -1;
+    const bool has = safetensors_metadata_get(&f, "lora_r") != NULL;
+    safetensors_free(&f);
+    if (!has)
+        return 0;
+    /* adapters attached before loading receive the file's own (its rank and targets) */
+    const model_lora any = {.r = 1, .alpha = 1, .targets = 1};
+    const model_open_options opt = {.lora = &any};
+    if (model_load(in_path, &opt, &m, NULL, err, errlen) != 0)
+        return -1;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/adapter", out_dir);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %.480s: %s", dir, strerror(errno));
+        rc = -1;
+    } else {
+        rc = llama_lora_save_dir(&m.llama, dir, err, errlen);
+    }
+    model_free(&m);
     return rc;
 }
 

@@ -205,6 +205,15 @@ int model_generate_stream(const model *m, const int32_t *prompts, const uint8_t 
                           float *logprobs, model_token_fn on_token, void *ctx, char *err,
                           size_t errlen);
 
+/* A Llama-family checkpoint (or Hugging Face directory) at in_path as a
+ * Hugging Face directory out_dir (which must exist): config.json,
+ * generation_config.json (when the config has EOS ids), model.safetensors
+ * (dtype; adapters merged) and, when the checkpoint has LoRA adapters,
+ * out_dir/adapter/ as PEFT saves them (for the model the job started
+ * from). 0 or -1 with err. */
+int model_export_llama_hf(const char *in_path, const char *out_dir, safetensors_dtype dtype,
+                          char *err, size_t errlen);
+
 /* The model as one checkpoint file (gpt2_checkpoint.h / llama_checkpoint.h)
  * with extra metadata and tensors; malloc'd, NULL when out of memory. */
 void *model_serialize(const model *m, const char *const (*extra_meta)[2], int n_extra,

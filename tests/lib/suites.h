@@ -59,6 +59,7 @@ Suite *jobs_suite(void);
 Suite *job_stream_suite(void);
 Suite *checkpoints_suite(void);
 Suite *models_suite(void);
+Suite *completions_suite(void);
 
 Suite *slow_reads_suite(void);
 Suite *rlhf_jobs_suite(void);
