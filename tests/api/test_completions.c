@@ -505,6 +505,99 @@ START_TEST(test_bad_fields_name_their_param) {
 }
 END_TEST
 
+/* ---- the walkthrough ----------------------------------------------------------- */
+
+/* The assistant's message of a chat with model: asserts a 200 with text. */
+static void expect_chat(const test_daemon *d, const char *model_id) {
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+             "\"max_tokens\":8,\"temperature\":0}",
+             model_id);
+    http_reply *r = post(d, "/v1/chat/completions", body);
+    ck_assert_str_eq(json_string_value(json_object_get(r->json, "model")), model_id);
+    ck_assert_int_gt(usage(r, "completion_tokens"), 0);
+    reply_free(r);
+}
+
+/* What the README shows a new user doing with curl, through a real rlhfd:
+ * register a tiny random Llama-family (Qwen3) model from a directory,
+ * upload a chat-format SFT file (/v1/files), fine-tune it, chat
+ * with the result, train a reward model and PPO on it, chat with the PPO
+ * policy, and download that as a Hugging Face directory that opens as the
+ * checkpoint. */
+START_TEST(test_new_user_walkthrough) {
+    test_daemon d;
+    char dir[256], body[2048], ft[128], path[256], want[128];
+    daemon_with_model(&d, "qwen", true, dir, sizeof dir);
+    char chat[4096] = "";
+    for (int i = 0; i < 8; i++) {
+        const size_t len = strlen(chat);
+        snprintf(chat + len, sizeof chat - len,
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"},"
+                 "{\"role\":\"assistant\",\"content\":\"hello world\"}]}\n",
+                 i % 2 ? "hi" : "hey");
+    }
+    const int64_t file = openai_file(&d, chat);
+    /* the native job API: POST /v1/fine_tuning/jobs does not take a
+     * registered model's id yet */
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"model\":\"qwen\",\"training_file\":%lld,\"hyperparameters\":"
+             "{\"epochs\":2,\"batch_size\":2}}",
+             (long long)file);
+    const int64_t sft = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, sft, "succeeded", 1));
+    snprintf(ft, sizeof ft, "ft:qwen::ftjob-%lld", (long long)sft);
+    snprintf(path, sizeof path, "/v1/models/%s", ft);
+    reply_free(expect_ok(http(&d, "GET", path, d.admin, NULL, NULL)));
+    expect_chat(&d, ft);
+
+    /* a reward model and PPO, from the fine-tuned model */
+    const int64_t pref = create_dataset(
+        &d, "preference",
+        "{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]},\"preferred_output\":"
+        "[{\"role\":\"assistant\",\"content\":\"hello world\"}],\"non_preferred_output\":"
+        "[{\"role\":\"assistant\",\"content\":\"ow\"}]}\n"
+        "{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"hey\"}]},\"preferred_output\":"
+        "[{\"role\":\"assistant\",\"content\":\"hello\"}],\"non_preferred_output\":"
+        "[{\"role\":\"assistant\",\"content\":\"lll\"}]}\n"
+        "{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"yo\"}]},\"preferred_output\":"
+        "[{\"role\":\"assistant\",\"content\":\"hello world\"}],\"non_preferred_output\":"
+        "[{\"role\":\"assistant\",\"content\":\"w\"}]}\n"
+        "{\"input\":{\"messages\":[{\"role\":\"user\",\"content\":\"hi!\"}]},\"preferred_output\":"
+        "[{\"role\":\"assistant\",\"content\":\"hello\"}],\"non_preferred_output\":"
+        "[{\"role\":\"assistant\",\"content\":\"he\"}]}\n");
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"%s\",\"hyperparameters\":"
+             "{\"batch_size\":2,\"max_steps\":4,\"eval_fraction\":0,\"norm_samples\":2,"
+             "\"norm_max_tokens\":4}}",
+             (long long)pref, ft);
+    const int64_t rm = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, rm, "succeeded", 1));
+    const int64_t prompts = create_dataset(&d, "prompts",
+                                           "{\"prompt\":\"hi\"}\n"
+                                           "{\"prompt\":\"hey\"}\n"
+                                           "{\"prompt\":\"yo\"}\n"
+                                           "{\"prompt\":\"hi!\"}\n");
+    snprintf(body, sizeof body,
+             "{\"type\":\"ppo\",\"training_file\":%lld,\"model\":\"%s\",\"reward_model\":"
+             "\"job:%lld\",\"hyperparameters\":{\"total_updates\":2,\"batch_size\":4,"
+             "\"mini_batch_size\":2,\"ppo_epochs\":1,\"response_length\":6,"
+             "\"sample_interval\":0}}",
+             (long long)prompts, ft, (long long)rm);
+    const int64_t ppo = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, ppo, "succeeded", 1));
+    snprintf(want, sizeof want, "ft:qwen::ftjob-%lld", (long long)ppo);
+    expect_chat(&d, want);
+
+    /* the PPO policy as a Hugging Face directory */
+    const int64_t ck = final_checkpoint(&d, ppo, NULL);
+    expect_hf_tar(&d, ck, false);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *completions_suite(void) {
     Suite *s = suite_create("completions");
     TCase *tc = tcase_create("completions");
@@ -513,6 +606,7 @@ Suite *completions_suite(void) {
     tcase_add_test(tc, test_streams_add_up_to_the_reply);
     tcase_add_test(tc, test_checkpoints_of_every_kind_generate);
     tcase_add_test(tc, test_bad_fields_name_their_param);
+    tcase_add_test(tc, test_new_user_walkthrough);
     suite_add_tcase(s, tc);
     return s;
 }
