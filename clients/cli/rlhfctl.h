@@ -72,8 +72,8 @@ int api_request(const rlhfctl *c, const char *method, const char *path, const js
 /* The same without reporting an API error: *status gets the HTTP status
  * and *out the reply's JSON (the error object too, NULL if not JSON);
  * RLHFCTL_EXIT_API for a non-2xx status. Network errors are reported. */
-int api_request_status(const rlhfctl *c, const char *method, const char *path,
-                       const json_t *body, json_t **out, long *status);
+int api_request_status(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                       json_t **out, long *status);
 /* POST path with the file's bytes as the body, read piece by piece (never
  * held whole); "-" is stdin (sent chunked). header: one more request
  * header ("Name: value"), or NULL. */
@@ -103,6 +103,11 @@ typedef int (*sse_handler)(void *ctx, const sse_event *ev);
  * early (not printed: the caller decides whether to retry; err says why). */
 int api_stream(const rlhfctl *c, const char *path, int64_t last_event_id, sse_handler on_event,
                void *ctx, char *err, size_t errlen);
+/* The same with a method and a JSON body (may be NULL), e.g. POST
+ * /v1/chat/completions with stream: true. */
+int api_stream_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                       int64_t last_event_id, sse_handler on_event, void *ctx, char *err,
+                       size_t errlen);
 
 /* GET a whole list (following after/has_more) into one array; query may
  * be "" or "status=running&". max_items 0 = all. */
@@ -171,6 +176,7 @@ int cli_sampling_options(const cli_args *a, json_t *obj);
 
 typedef int (*command_fn)(const rlhfctl *c, const cli_args *a);
 int cmd_checkpoints_generate(const rlhfctl *c, const cli_args *a);
+int cmd_chat(const rlhfctl *c, const cli_args *a);
 
 int cmd_status(const rlhfctl *c, const cli_args *a);
 int cmd_models_add(const rlhfctl *c, const cli_args *a);
