@@ -1,11 +1,13 @@
 // app.js — log in, find out what the token may do, switch between the
-// annotator page (#annotate) and the dashboard (#dashboard).
+// annotator page (#annotate), the dashboard (#dashboard) and the models
+// page with its playground (#models).
 import { api, clearToken, getToken, setToken, setUnauthorizedHandler } from './api.js';
 import { $, setText } from './dom.js';
 import * as annotate from './annotate.js';
 import * as dashboard from './dashboard.js';
+import * as models from './models.js';
 
-const views = { annotate, dashboard };
+const views = { annotate, dashboard, models };
 let role = null; // 'admin' | 'viewer' | 'annotator'
 
 // There is no "who am I" route: the role follows from what the token may read.
@@ -31,6 +33,7 @@ function showLogin(message) {
   for (const v of Object.values(views)) v.hide();
   $('annotate').hidden = true;
   $('dashboard').hidden = true;
+  $('models').hidden = true;
   $('nav').hidden = true;
   $('logout').hidden = true;
   setText($('who'), '');
