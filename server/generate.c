@@ -71,6 +71,35 @@ int generate_parse_options(const json_t *obj, const char *prefix, generate_param
     return 0;
 }
 
+int generate_parse_prompt(const json_t *prompt, generate_params *p, http_error *e) {
+    if (prompt == NULL) {
+        http_error_set(e, 400, "missing_required_parameter", "prompt", "prompt is required");
+        return -1;
+    }
+    if (json_is_string(prompt)) {
+        p->prompts[p->n_prompts++] = json_string_value(prompt);
+        return 0;
+    }
+    if (!json_is_array(prompt) || json_array_size(prompt) < 1 ||
+        json_array_size(prompt) > GENERATE_MAX_PROMPTS) {
+        http_error_set(e, 400, json_is_array(prompt) ? "invalid_value" : "invalid_type", "prompt",
+                       "prompt must be a string or an array of 1..%d strings",
+                       GENERATE_MAX_PROMPTS);
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(prompt); i++) {
+        const json_t *s = json_array_get(prompt, i);
+        if (!json_is_string(s)) {
+            char param[32];
+            snprintf(param, sizeof param, "prompt[%zu]", i);
+            http_error_set(e, 400, "invalid_type", param, "%s must be a string", param);
+            return -1;
+        }
+        p->prompts[p->n_prompts++] = json_string_value(s);
+    }
+    return 0;
+}
+
 /* ---- the model cache and the slots ------------------------------------------ */
 
 /* A model ready to sample from, with how its lineage reads and writes text. */

@@ -54,7 +54,6 @@ enum {
     GENERATE_MAX_STOP_BYTES = 256,
 };
 
-
 /* New text of row `row` as it is generated (never a partial UTF-8
  * character, never text a stop sequence may still claim). false: the
  * client is gone, end the generation. */
@@ -91,6 +90,11 @@ typedef http_error generate_error;
 int generate_parse_options(const json_t *obj, const char *prefix, generate_params *p,
                            generate_error *e);
 
+/* `prompt` (a string, or an array of 1..GENERATE_MAX_PROMPTS strings; NULL
+ * when absent) into p->prompts (borrowed). 0, or -1 with e naming "prompt"
+ * or "prompt[i]". */
+int generate_parse_prompt(const json_t *prompt, generate_params *p, generate_error *e);
+
 /* One completion: row i answers prompt i / n. */
 typedef struct generate_output {
     int n_rows;
@@ -99,8 +103,8 @@ typedef struct generate_output {
     int64_t prompt_tokens, completion_tokens;
     /* with params.logprobs: row b's generated tokens (EOS excluded) as
      * text (malloc'd, UTF-8 cleaned) and their log-probabilities */
-    int *n_tokens;        /* (n_rows) */
-    char ***token_texts;  /* (n_rows)(n_tokens[b]) */
+    int *n_tokens;          /* (n_rows) */
+    char ***token_texts;    /* (n_rows)(n_tokens[b]) */
     float **token_logprobs; /* (n_rows)(n_tokens[b]) */
 } generate_output;
 

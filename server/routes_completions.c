@@ -151,35 +151,6 @@ static int parse_messages(const json_t *messages, completion_request *q, http_er
     return 0;
 }
 
-static int parse_prompt(const json_t *prompt, generate_params *p, http_error *e) {
-    if (prompt == NULL) {
-        http_error_set(e, 400, "missing_required_parameter", "prompt", "prompt is required");
-        return -1;
-    }
-    if (json_is_string(prompt)) {
-        p->prompts[p->n_prompts++] = json_string_value(prompt);
-        return 0;
-    }
-    if (!json_is_array(prompt) || json_array_size(prompt) < 1 ||
-        json_array_size(prompt) > GENERATE_MAX_PROMPTS) {
-        http_error_set(e, 400, json_is_array(prompt) ? "invalid_value" : "invalid_type", "prompt",
-                       "prompt must be a string or an array of 1..%d strings",
-                       GENERATE_MAX_PROMPTS);
-        return -1;
-    }
-    for (size_t i = 0; i < json_array_size(prompt); i++) {
-        const json_t *s = json_array_get(prompt, i);
-        if (!json_is_string(s)) {
-            char param[32];
-            snprintf(param, sizeof param, "prompt[%zu]", i);
-            http_error_set(e, 400, "invalid_type", param, "%s must be a string", param);
-            return -1;
-        }
-        p->prompts[p->n_prompts++] = json_string_value(s);
-    }
-    return 0;
-}
-
 /* Checks body (null members count as absent and are removed) into q. 0, or
  * -1 with e. */
 static int completion_parse(sqlite3 *db, json_t *body, bool chat, completion_request *q,
@@ -268,7 +239,7 @@ static int completion_parse(sqlite3 *db, json_t *body, bool chat, completion_req
     if (parse_stop(json_object_get(body, "stop"), &q->p, e) != 0)
         return -1;
     if ((chat ? parse_messages(json_object_get(body, "messages"), q, e)
-              : parse_prompt(json_object_get(body, "prompt"), &q->p, e)) != 0)
+              : generate_parse_prompt(json_object_get(body, "prompt"), &q->p, e)) != 0)
         return -1;
     return resolve_model(db, q->model, &q->p, e);
 }
@@ -346,22 +317,30 @@ typedef struct completion_ctx {
     uint64_t seed; /* drawn once on the HTTP thread */
 } completion_ctx;
 
+/* r's body, checked, into a new *q (its strings borrowed from *body; the
+ * caller frees both). 1, or 0 answered in *replied. */
+static int completion_read(request *r, bool chat, json_t **body, completion_request **q,
+                           enum MHD_Result *replied) {
+    *q = NULL;
+    if ((*body = http_body_object(r, replied)) == NULL)
+        return 0;
+    http_error e = {0};
+    if ((*q = malloc(sizeof **q)) == NULL)
+        http_error_set(&e, 500, "out_of_memory", NULL, "out of memory");
+    else if (completion_parse(r->db, *body, chat, *q, &e) == 0)
+        return 1;
+    *replied = http_reply_http_error(r, &e);
+    return 0;
+}
+
 static enum MHD_Result completion_work(request *r) {
     const completion_ctx *c = r->write_ctx;
     enum MHD_Result replied;
-    json_t *body = http_body_object(r, &replied);
-    if (body == NULL)
-        return replied;
-    completion_request *q = malloc(sizeof *q);
-    http_error e = {0};
-    generate_output out;
-    if (q == NULL) {
-        json_decref(body);
-        return http_reply_error(r, 500, "out_of_memory", NULL, "out of memory");
-    }
-    if (completion_parse(r->db, body, c->chat, q, &e) != 0) {
-        replied = http_reply_http_error(r, &e);
-    } else {
+    json_t *body;
+    completion_request *q;
+    if (completion_read(r, c->chat, &body, &q, &replied)) {
+        http_error e = {0};
+        generate_output out;
         q->p.seed = c->seed;
         if (generate_run(r->srv, r->db, &q->p, &out, &e) != 0) {
             replied = http_reply_http_error(r, &e);
@@ -587,17 +566,12 @@ static enum MHD_Result reply_stream(request *r, json_t *body, bool chat) {
 
 static enum MHD_Result completion_route(request *r, bool chat) {
     enum MHD_Result replied;
-    json_t *body = http_body_object(r, &replied);
-    if (body == NULL)
-        return replied;
-    completion_request *q = malloc(sizeof *q);
-    http_error e = {0};
-    if (q == NULL || completion_parse(r->db, body, chat, q, &e) != 0) {
-        if (q == NULL)
-            http_error_set(&e, 500, "out_of_memory", NULL, "out of memory");
+    json_t *body;
+    completion_request *q;
+    if (!completion_read(r, chat, &body, &q, &replied)) {
         free(q);
         json_decref(body);
-        return http_reply_http_error(r, &e);
+        return replied;
     }
     const uint64_t seed = q->p.seed;
     const bool stream = q->stream;

@@ -333,6 +333,18 @@ START_TEST(test_streams_add_up_to_the_reply) {
 }
 END_TEST
 
+/* Eight chat-format SFT rows (JSONL): "hey" / "hi" answered "hello world". */
+static void chat_sft_rows(char *out, size_t cap) {
+    out[0] = '\0';
+    for (int i = 0; i < 8; i++) {
+        const size_t len = strlen(out);
+        snprintf(out + len, cap - len,
+                 "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"},"
+                 "{\"role\":\"assistant\",\"content\":\"hello world\"}]}\n",
+                 i % 2 ? "hi" : "hey");
+    }
+}
+
 /* ---- checkpoints ----------------------------------------------------------------------- */
 
 /* GET /v1/checkpoints/{ck}/hf.tar: a Hugging Face directory that opens as
@@ -379,14 +391,8 @@ START_TEST(test_checkpoints_of_every_kind_generate) {
     test_daemon d;
     char dir[256];
     daemon_with_model(&d, "qwen", true, dir, sizeof dir);
-    char jsonl[4096] = "";
-    for (int i = 0; i < 8; i++) {
-        const size_t len = strlen(jsonl);
-        snprintf(jsonl + len, sizeof jsonl - len,
-                 "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"},"
-                 "{\"role\":\"assistant\",\"content\":\"hello world\"}]}\n",
-                 i % 2 ? "hi" : "hey");
-    }
+    char jsonl[4096];
+    chat_sft_rows(jsonl, sizeof jsonl);
     const int64_t data = create_dataset(&d, "sft", jsonl);
     const char *lora[] = {"", ",\"lora_r\":4"};
     for (int l = 0; l < 2; l++) {
@@ -530,14 +536,8 @@ START_TEST(test_new_user_walkthrough) {
     test_daemon d;
     char dir[256], body[2048], ft[128], path[256], want[128];
     daemon_with_model(&d, "qwen", true, dir, sizeof dir);
-    char chat[4096] = "";
-    for (int i = 0; i < 8; i++) {
-        const size_t len = strlen(chat);
-        snprintf(chat + len, sizeof chat - len,
-                 "{\"messages\":[{\"role\":\"user\",\"content\":\"%s\"},"
-                 "{\"role\":\"assistant\",\"content\":\"hello world\"}]}\n",
-                 i % 2 ? "hi" : "hey");
-    }
+    char chat[4096];
+    chat_sft_rows(chat, sizeof chat);
     const int64_t file = openai_file(&d, chat);
     /* the native job API: POST /v1/fine_tuning/jobs does not take a
      * registered model's id yet */

@@ -25,7 +25,6 @@
 #include "jobs.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
-#include "test_hf_fixture.h"
 #include "test_server_util.h"
 #include "test_util.h"
 
@@ -1190,17 +1189,9 @@ static void direct_chat(const test_daemon *d, const char *messages, char *out, s
  * what the API answers to the same conversation. */
 START_TEST(test_rlhfctl_chat) {
     test_daemon d;
-    daemon_init(&d);
-    char root[160], dir[200], input[200];
-    snprintf(root, sizeof root, "%s/models", d.dir);
-    ck_assert_int_eq(mkdir(root, 0755), 0);
-    snprintf(dir, sizeof dir, "%s/qwen", root);
-    ck_assert_int_eq(mkdir(dir, 0755), 0);
-    test_write_tiny_qwen3_dir(dir, 5);
-    daemon_start(&d, "--model-root", root, NULL);
-    ctl_result *r = ctl(&d, "models", "add", "qwen", NULL);
-    expect_code(r, 0);
-    free(r);
+    char dir[256], input[200];
+    daemon_with_model(&d, "qwen", true, dir, sizeof dir);
+    ctl_result *r;
     snprintf(input, sizeof input, "%s/turns.txt", d.dir);
     write_file(input, "hello\n\nhi there\n");
     char url[64];
