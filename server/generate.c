@@ -15,6 +15,7 @@
 
 #include "defer_slow.h"
 #include "db.h"
+#include "jobs.h"
 #include "model.h"
 #include "model_dir.h"
 #include "models_store.h"
@@ -148,33 +149,28 @@ static void loaded_model_free(loaded_model *lm) {
 }
 
 /* The tokenizer and chat template of base model base_id (0: byte-level, no
- * template) into lm. 0, or -1 with e. */
+ * template), loaded as the lineage's jobs load them (job_load_tokenizer).
+ * 0, or -1 with e. */
 static int load_text_side(sqlite3 *db, int64_t base_id, loaded_model *lm, generate_error *e) {
     char dir[4096], why[512], path[4200], format[32] = "";
-    int found = base_id > 0
-                    ? model_dir_path(db, G_cfg->data_dir, base_id, dir, sizeof dir, why, sizeof why)
+    const int found =
+        base_id > 0 ? model_dir_path(db, G_cfg->data_dir, base_id, dir, sizeof dir, why, sizeof why)
                     : 0;
     if (found < 0) {
         http_error_set(e, 500, "artifact_unreadable", NULL, "%s", why);
         return -1;
     }
-    snprintf(path, sizeof path, "%.4000s/tokenizer.json", found ? dir : "");
-    if (found == 0 || access(path, R_OK) != 0) {
-        if (tokenizer_load_bytes(&lm->tok, why, sizeof why) != 0) {
-            http_error_set(e, 500, "server_error", NULL, "the byte-level tokenizer: %s", why);
-            return -1;
-        }
-        lm->eos_id = lm->tok.eot_id;
-        return 0;
-    }
-    if (tokenizer_load_hf(&lm->tok, dir, why, sizeof why) != 0) {
+    const job_inputs in = {.tokenizer_dir = found ? dir : NULL};
+    if (job_load_tokenizer(&lm->tok, &in, why, sizeof why) != 0) {
         http_error_set(e, 500, "invalid_model", NULL, "the model's tokenizer: %s", why);
         return -1;
     }
     lm->eos_id = lm->tok.eot_id;
-    models_store_chat_format(db, base_id, format, sizeof format);
-    snprintf(path, sizeof path, "%.4000s/tokenizer_config.json", dir);
-    lm->has_template = chat_template_load(&lm->tmpl, path, format, why, sizeof why) == 0;
+    if (found && tokenizer_hf(&lm->tok) != NULL) {
+        models_store_chat_format(db, base_id, format, sizeof format);
+        snprintf(path, sizeof path, "%.4000s/tokenizer_config.json", dir);
+        lm->has_template = chat_template_load(&lm->tmpl, path, format, why, sizeof why) == 0;
+    }
     return 0;
 }
 

@@ -85,10 +85,10 @@ static void reference_for(const model *m, const char *dir, const char *text, boo
     tokenizer_free(&tok);
 }
 
-static void load_dir(const char *dir, model *m) {
+static void load_dir(const char *dir, model *m, model_family family) {
     char err[256];
     ck_assert_msg(model_load(dir, NULL, m, NULL, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(m->family, MODEL_FAMILY_LLAMA);
+    ck_assert_int_eq(m->family, family);
 }
 
 static void load_checkpoint(const test_daemon *d, int64_t ck, model *m) {
@@ -151,10 +151,10 @@ static void expect_greedy_routes(const test_daemon *d, const char *id, const mod
     ck_assert_str_eq(json_string_value(json_object_get(r->json, "model")), id);
     ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(r->json, "id")), "cmpl-"));
     reply_free(r);
-    reference_for(m, dir, "hello", true, 12, &ref);
+    reference_for(m, dir, "hello", true, 8, &ref); /* GPT-2's 64 positions */
     snprintf(body, sizeof body,
              "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],"
-             "\"max_tokens\":12,\"temperature\":0}",
+             "\"max_tokens\":8,\"temperature\":0}",
              id);
     r = post(d, "/v1/chat/completions", body);
     expect_reference(r, true, &ref);
@@ -171,7 +171,7 @@ START_TEST(test_base_model_completes_and_chats) {
     char dir[256];
     daemon_with_model(&d, "qwen", true, dir, sizeof dir);
     model m;
-    load_dir(dir, &m);
+    load_dir(dir, &m, MODEL_FAMILY_LLAMA);
     expect_greedy_routes(&d, "qwen", &m, dir);
 
     /* stop: the greedy text cut before the first occurrence of one of its
@@ -229,6 +229,21 @@ START_TEST(test_base_model_completes_and_chats) {
         ck_assert_double_ge(lp, -log((double)TEST_TINY_VOCAB) - 1e-4);
     }
     reply_free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* A registered GPT-2 directory (its tokenizer.json, a ChatML template)
+ * completes and chats as the engine says too. */
+START_TEST(test_gpt2_directory_completes_and_chats) {
+    test_daemon d;
+    char dir[256];
+    daemon_with_model(&d, "tiny", false, dir, sizeof dir);
+    model m;
+    load_dir(dir, &m, MODEL_FAMILY_GPT2);
+    expect_greedy_routes(&d, "tiny", &m, dir);
+    model_free(&m);
     daemon_stop(&d);
     daemon_cleanup(&d);
 }
@@ -603,6 +618,7 @@ Suite *completions_suite(void) {
     TCase *tc = tcase_create("completions");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_base_model_completes_and_chats);
+    tcase_add_test(tc, test_gpt2_directory_completes_and_chats);
     tcase_add_test(tc, test_streams_add_up_to_the_reply);
     tcase_add_test(tc, test_checkpoints_of_every_kind_generate);
     tcase_add_test(tc, test_bad_fields_name_their_param);
