@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -599,6 +600,143 @@ int model_generate(const model *m, const int32_t *prompts, const uint8_t *prompt
     const llama_sample_config sc = {temperature, top_k, top_p, max_new_tokens};
     return llama_generate(&m->llama, prompts, prompt_mask, B, P, &sc, rng, out, out_len, err,
                           errlen);
+}
+
+/* log-softmax of logits z (V) at id */
+static float token_logprob(const float *z, int V, int32_t id) {
+    float maxv = z[0];
+    for (int j = 1; j < V; j++)
+        maxv = z[j] > maxv ? z[j] : maxv;
+    double sum = 0.0;
+    for (int j = 0; j < V; j++)
+        sum += exp((double)(z[j] - maxv));
+    return (float)((double)(z[id] - maxv) - log(sum));
+}
+
+bool model_is_eos(const model *m, int eos_id, int32_t id) {
+    if (id == eos_id)
+        return true;
+    if (m->family == MODEL_FAMILY_LLAMA)
+        for (int i = 0; i < m->llama.cfg.n_eos; i++)
+            if (m->llama.cfg.eos_ids[i] == id)
+                return true;
+    return false;
+}
+
+int model_generate_stream(const model *m, const int32_t *prompts, const uint8_t *prompt_mask, int B,
+                          int P, float temperature, int top_k, float top_p, int max_new_tokens,
+                          int eos_id, rng_state *rng, int32_t *out, int32_t *out_len,
+                          float *logprobs, model_token_fn on_token, void *ctx, char *err,
+                          size_t errlen) {
+    const bool gpt2 = m->family == MODEL_FAMILY_GPT2;
+    const int N = max_new_tokens, V = model_vocab_size(m), T = model_max_seq_len(m);
+    if (P < 1 || N < 1 || P + N > T) {
+        snprintf(err, errlen,
+                 "prompt %d + max_new_tokens %d must be within the context of %d (and both at "
+                 "least 1)",
+                 P, N, T);
+        return -1;
+    }
+    gpt2_kv_cache gc = {0};
+    llama_kv_cache lc = {0};
+    if (gpt2 ? gpt2_kv_cache_init(&gc, &m->gpt2.cfg, B, P + N, err, errlen)
+             : llama_kv_cache_init(&lc, &m->llama.cfg, B, P + N, err, errlen))
+        return -1;
+    int32_t *next = malloc(sizeof(int32_t) * (size_t)B);
+    uint8_t *real = malloc((size_t)B), *done = calloc((size_t)B, 1);
+    float *raw = malloc(sizeof(float) * (size_t)B * (size_t)V);
+    int rc = -1;
+    if (next == NULL || real == NULL || done == NULL || raw == NULL) {
+        snprintf(err, errlen, "out of memory generating %d rows", B);
+        goto out;
+    }
+    if ((gpt2 ? gpt2_prefill(&m->gpt2, &gc, prompts, prompt_mask, P, err, errlen)
+              : llama_prefill(&m->llama, &lc, prompts, prompt_mask, P, err, errlen)) != 0)
+        goto out;
+    const gpt2_sample_config choose = {temperature, top_k, top_p, N, -1};
+    const int32_t filler =
+        gpt2 ? (eos_id >= 0 ? eos_id : 0) : (m->llama.cfg.n_eos > 0 ? m->llama.cfg.eos_ids[0] : 0);
+    memset(out_len, 0, sizeof(int32_t) * (size_t)B);
+    for (int64_t i = 0; i < (int64_t)B * N; i++) {
+        out[i] = filler;
+        if (logprobs)
+            logprobs[i] = 0.0f;
+    }
+    int remaining = B;
+    for (int s = 0; s < N && remaining > 0; s++) {
+        float *logits = gpt2 ? gc.logits : lc.logits;
+        memcpy(raw, logits, sizeof(float) * (size_t)B * (size_t)V); /* sampling rescales them */
+        gpt2_sample_tokens(next, logits, B, V, &choose, rng);
+        for (int b = 0; b < B; b++) {
+            if (done[b])
+                continue;
+            const float lp = token_logprob(raw + (int64_t)b * V, V, next[b]);
+            out[(int64_t)b * N + s] = next[b];
+            if (logprobs)
+                logprobs[(int64_t)b * N + s] = lp;
+            out_len[b]++;
+            const bool keep = on_token == NULL || on_token(ctx, b, next[b], lp);
+            if (!keep || model_is_eos(m, eos_id, next[b])) {
+                done[b] = 1;
+                remaining--;
+            }
+        }
+        if (remaining == 0 || s == N - 1)
+            break;
+        for (int b = 0; b < B; b++)
+            real[b] = !done[b];
+        if (gpt2)
+            gpt2_decode_step(&m->gpt2, &gc, next, real, P + s, true);
+        else
+            llama_decode_step(&m->llama, &lc, next, real, P + s, true);
+    }
+    rc = 0;
+out:
+    free(next), free(real), free(done), free(raw);
+    if (gpt2)
+        gpt2_kv_cache_free(&gc);
+    else
+        llama_kv_cache_free(&lc);
+    return rc;
+}
+
+int model_export_llama_hf(const char *in_path, const char *out_dir, safetensors_dtype dtype,
+                          char *err, size_t errlen) {
+    model m;
+    if (model_load(in_path, NULL, &m, NULL, err, errlen) != 0)
+        return -1;
+    if (m.family != MODEL_FAMILY_LLAMA) {
+        model_free(&m);
+        snprintf(err, errlen, "%.400s is not a Llama-family model", in_path);
+        return -1;
+    }
+    int rc = llama_save_hf_dir(&m.llama, out_dir, dtype, err, errlen);
+    model_free(&m);
+    struct stat st;
+    if (rc != 0 || stat(in_path, &st) != 0 || S_ISDIR(st.st_mode))
+        return rc;
+    safetensors_file f;
+    if (safetensors_read_file(&f, in_path, err, errlen) != 0)
+        return -1;
+    const bool has = safetensors_metadata_get(&f, "lora_r") != NULL;
+    safetensors_free(&f);
+    if (!has)
+        return 0;
+    /* adapters attached before loading receive the file's own (its rank and targets) */
+    const model_lora any = {.r = 1, .alpha = 1, .targets = 1};
+    const model_open_options opt = {.lora = &any};
+    if (model_load(in_path, &opt, &m, NULL, err, errlen) != 0)
+        return -1;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/adapter", out_dir);
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %.480s: %s", dir, strerror(errno));
+        rc = -1;
+    } else {
+        rc = llama_lora_save_dir(&m.llama, dir, err, errlen);
+    }
+    model_free(&m);
+    return rc;
 }
 
 void *model_serialize(const model *m, const char *const (*extra_meta)[2], int n_extra,

@@ -188,6 +188,32 @@ int model_generate(const model *m, const int32_t *prompts, const uint8_t *prompt
                    float temperature, int top_k, float top_p, int max_new_tokens, int eos_id,
                    rng_state *rng, int32_t *out, int32_t *out_len, char *err, size_t errlen);
 
+/* model_generate with a look at every token as it is chosen, for a caller
+ * that streams or stops on text: on_token(ctx, row, token, logprob) is
+ * called for each new token of a live row (logprob: log-softmax of the
+ * model's logits at temperature 1, the distribution OpenAI's `logprobs`
+ * report), the EOS included; it returns false to end that row after this
+ * token. logprobs (B, max_new_tokens) receives the same values when not
+ * NULL. The same tokens as model_generate for the same rng when on_token
+ * never ends a row. 0 or -1 with err. */
+/* Whether id ends a row: eos_id, or (Llama family) one of its config's EOS ids. */
+bool model_is_eos(const model *m, int eos_id, int32_t id);
+typedef bool (*model_token_fn)(void *ctx, int row, int32_t token, float logprob);
+int model_generate_stream(const model *m, const int32_t *prompts, const uint8_t *prompt_mask, int B,
+                          int P, float temperature, int top_k, float top_p, int max_new_tokens,
+                          int eos_id, rng_state *rng, int32_t *out, int32_t *out_len,
+                          float *logprobs, model_token_fn on_token, void *ctx, char *err,
+                          size_t errlen);
+
+/* A Llama-family checkpoint (or Hugging Face directory) at in_path as a
+ * Hugging Face directory out_dir (which must exist): config.json,
+ * generation_config.json (when the config has EOS ids), model.safetensors
+ * (dtype; adapters merged) and, when the checkpoint has LoRA adapters,
+ * out_dir/adapter/ as PEFT saves them (for the model the job started
+ * from). 0 or -1 with err. */
+int model_export_llama_hf(const char *in_path, const char *out_dir, safetensors_dtype dtype,
+                          char *err, size_t errlen);
+
 /* The model as one checkpoint file (gpt2_checkpoint.h / llama_checkpoint.h)
  * with extra metadata and tensors; malloc'd, NULL when out of memory. */
 void *model_serialize(const model *m, const char *const (*extra_meta)[2], int n_extra,

@@ -14,8 +14,11 @@
 #include "checkpoint_file.h"
 
 #include "defer_slow.h"
-#include "gpt2.h"
+#include "db.h"
+#include "jobs.h"
 #include "model.h"
+#include "model_dir.h"
+#include "models_store.h"
 #include "rng.h"
 #include "tokenizer.h"
 
@@ -72,11 +75,50 @@ int generate_parse_options(const json_t *obj, const char *prefix, generate_param
     return 0;
 }
 
+int generate_parse_prompt(const json_t *prompt, generate_params *p, http_error *e) {
+    if (prompt == NULL) {
+        http_error_set(e, 400, "missing_required_parameter", "prompt", "prompt is required");
+        return -1;
+    }
+    if (json_is_string(prompt)) {
+        p->prompts[p->n_prompts++] = json_string_value(prompt);
+        return 0;
+    }
+    if (!json_is_array(prompt) || json_array_size(prompt) < 1 ||
+        json_array_size(prompt) > GENERATE_MAX_PROMPTS) {
+        http_error_set(e, 400, json_is_array(prompt) ? "invalid_value" : "invalid_type", "prompt",
+                       "prompt must be a string or an array of 1..%d strings",
+                       GENERATE_MAX_PROMPTS);
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(prompt); i++) {
+        const json_t *s = json_array_get(prompt, i);
+        if (!json_is_string(s)) {
+            char param[32];
+            snprintf(param, sizeof param, "prompt[%zu]", i);
+            http_error_set(e, 400, "invalid_type", param, "%s must be a string", param);
+            return -1;
+        }
+        p->prompts[p->n_prompts++] = json_string_value(s);
+    }
+    return 0;
+}
+
 /* ---- the model cache and the slots ------------------------------------------ */
 
+/* A model ready to sample from, with how its lineage reads and writes text. */
+typedef struct loaded_model {
+    model m;
+    tokenizer tok;      /* the base model's tokenizer.json, or byte-level */
+    bool has_template;  /* chat needs it */
+    chat_template tmpl; /* the base model's chat template */
+    int32_t eos_id; /* the tokenizer's end of text (the Llama family also stops at its config's) */
+} loaded_model;
+
+/* Cache key: a checkpoint id, or minus a base model's id. */
 typedef struct cached_model {
-    int64_t checkpoint_id; /* 0: empty entry */
-    gpt2_model model;
+    int64_t key; /* 0: empty entry */
+    loaded_model lm;
     int refs;
     uint64_t last_used;
 } cached_model;
@@ -86,8 +128,6 @@ static struct {
     cached_model *entries;
     int n_entries;
     uint64_t clock;
-    tokenizer tok;
-    int tok_ok;
 } G = {.mutex = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_once_t G_once = PTHREAD_ONCE_INIT;
@@ -98,90 +138,145 @@ static void generate_init(void) {
     G.entries = G.n_entries > 0 ? calloc((size_t)G.n_entries, sizeof *G.entries) : NULL;
     if (G.entries == NULL)
         G.n_entries = 0;
-    G.tok_ok = tokenizer_load_bytes(&G.tok, NULL, 0) == 0;
     /* Generations run on the generate pool's generate_slots workers; each
      * uses as many BLAS threads as a worker does. */
     openblas_set_num_threads((int)G_cfg->threads_per_job);
 }
 
+static void loaded_model_free(loaded_model *lm) {
+    model_free(&lm->m);
+    tokenizer_free(&lm->tok);
+    if (lm->has_template)
+        chat_template_free(&lm->tmpl);
+    memset(lm, 0, sizeof *lm);
+}
+
+/* The tokenizer and chat template of base model base_id (0: byte-level, no
+ * template), loaded as the lineage's jobs load them (job_load_tokenizer).
+ * 0, or -1 with e. */
+static int load_text_side(sqlite3 *db, int64_t base_id, loaded_model *lm, generate_error *e) {
+    char dir[4096], why[512], path[4200], format[32] = "";
+    const int found =
+        base_id > 0 ? model_dir_path(db, G_cfg->data_dir, base_id, dir, sizeof dir, why, sizeof why)
+                    : 0;
+    if (found < 0) {
+        http_error_set(e, 500, "artifact_unreadable", NULL, "%s", why);
+        return -1;
+    }
+    const job_inputs in = {.tokenizer_dir = found ? dir : NULL};
+    if (job_load_tokenizer(&lm->tok, &in, why, sizeof why) != 0) {
+        http_error_set(e, 500, "invalid_model", NULL, "the model's tokenizer: %s", why);
+        return -1;
+    }
+    lm->eos_id = lm->tok.eot_id;
+    if (found && tokenizer_hf(&lm->tok) != NULL) {
+        models_store_chat_format(db, base_id, format, sizeof format);
+        snprintf(path, sizeof path, "%.4000s/tokenizer_config.json", dir);
+        lm->has_template = chat_template_load(&lm->tmpl, path, format, why, sizeof why) == 0;
+    }
+    return 0;
+}
+
+/* Reads checkpoint key (> 0; from the artifact store or its row, adapters
+ * merged) or base model -key into lm. 0, or -1 with e. */
+static int load_model(sqlite3 *db, int64_t key, loaded_model *lm, generate_error *e) {
+    char why[512], path[4096];
+    memset(lm, 0, sizeof *lm);
+    int fd = -1;
+    int64_t base_id = -key;
+    if (key > 0) {
+        bool found = false;
+        fd = checkpoint_file_open(db, G_cfg->data_dir, key, &found, why, sizeof why);
+        if (fd < 0) {
+            if (found)
+                http_error_set(e, 500, "artifact_unreadable", NULL, "%s", why);
+            else
+                http_error_set(e, 404, "checkpoint_not_found", NULL,
+                               "no checkpoint %lld with stored content", (long long)key);
+            return -1;
+        }
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        base_id = models_store_checkpoint_base(db, key);
+    } else {
+        const int found =
+            model_dir_path(db, G_cfg->data_dir, base_id, path, sizeof path, why, sizeof why);
+        if (found != 1) {
+            if (found < 0)
+                http_error_set(e, 500, "artifact_unreadable", NULL, "%s", why);
+            else
+                http_error_set(e, 404, "model_not_found", NULL, "no model %lld",
+                               (long long)base_id);
+            return -1;
+        }
+    }
+    const int rc = model_load(path, NULL, &lm->m, NULL, why, sizeof why);
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        http_error_set(e, 400, "invalid_checkpoint", NULL, "%s %lld cannot be loaded: %.300s",
+                       key > 0 ? "checkpoint" : "model", (long long)(key > 0 ? key : -key), why);
+        return -1;
+    }
+    if (load_text_side(db, base_id, lm, e) != 0) {
+        loaded_model_free(lm);
+        return -1;
+    }
+    return 0;
+}
+
 /* A model to sample from: a cache entry (entry != NULL) or a private copy. */
 typedef struct model_handle {
     cached_model *entry;
-    gpt2_model private_model;
-    const gpt2_model *m;
+    loaded_model private_model;
+    const loaded_model *lm;
 } model_handle;
 
-/* Reads checkpoint id (from the artifact store or its row) into m (LM head
- * only). 0, or -1 with e. */
-static int load_checkpoint(sqlite3 *db, int64_t id, gpt2_model *m, generate_error *e) {
-    char why[512], path[64];
-    bool found = false;
-    const int fd = checkpoint_file_open(db, G_cfg->data_dir, id, &found, why, sizeof why);
-    if (fd < 0) {
-        if (found)
-            http_error_set(e, 500, "artifact_unreadable", NULL, "%s", why);
-        else
-            http_error_set(e, 404, "checkpoint_not_found", NULL,
-                           "no checkpoint %lld with stored content", (long long)id);
-        return -1;
-    }
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    const int rc = model_open(path, NULL, m, NULL, why, sizeof why);
-    close(fd);
-    if (rc != 0)
-        http_error_set(e, 400, "invalid_checkpoint", NULL,
-                       "checkpoint %lld cannot be loaded as a GPT-2 model: %.300s", (long long)id,
-                       why);
-    return rc;
-}
-
-static int model_acquire(sqlite3 *db, int64_t id, model_handle *h, generate_error *e) {
+static int model_acquire(sqlite3 *db, int64_t key, model_handle *h, generate_error *e) {
     memset(h, 0, sizeof *h);
     pthread_mutex_lock(&G.mutex);
     for (int i = 0; i < G.n_entries; i++)
-        if (G.entries[i].checkpoint_id == id) {
+        if (G.entries[i].key == key) {
             h->entry = &G.entries[i];
             h->entry->refs++;
             h->entry->last_used = ++G.clock;
-            h->m = &h->entry->model;
+            h->lm = &h->entry->lm;
             pthread_mutex_unlock(&G.mutex);
             return 0;
         }
     pthread_mutex_unlock(&G.mutex);
-    /* Loaded outside the lock; a concurrent load of the same id is dropped
+    /* Loaded outside the lock; a concurrent load of the same key is dropped
      * below in favour of the one cached first. */
-    gpt2_model m;
-    if (load_checkpoint(db, id, &m, e) != 0)
+    loaded_model lm;
+    if (load_model(db, key, &lm, e) != 0)
         return -1;
     pthread_mutex_lock(&G.mutex);
     cached_model *slot = NULL;
     for (int i = 0; i < G.n_entries; i++) {
         cached_model *c = &G.entries[i];
-        if (c->checkpoint_id == id) {
+        if (c->key == key) {
             slot = c;
             break;
         }
         if (c->refs == 0 &&
-            (slot == NULL || (slot->checkpoint_id != 0 &&
-                              (c->checkpoint_id == 0 || c->last_used < slot->last_used))))
+            (slot == NULL || (slot->key != 0 && (c->key == 0 || c->last_used < slot->last_used))))
             slot = c;
     }
-    if (slot != NULL && slot->checkpoint_id == id) {
-        gpt2_free(&m);
+    if (slot != NULL && slot->key == key) {
+        loaded_model_free(&lm);
     } else if (slot != NULL) {
-        if (slot->checkpoint_id != 0)
-            gpt2_free(&slot->model);
-        slot->checkpoint_id = id;
-        slot->model = m;
+        if (slot->key != 0)
+            loaded_model_free(&slot->lm);
+        slot->key = key;
+        slot->lm = lm;
     }
     if (slot != NULL) {
         slot->refs++;
         slot->last_used = ++G.clock;
         h->entry = slot;
-        h->m = &slot->model;
+        h->lm = &slot->lm;
     } else { /* every entry in use (or no cache): this request's own copy */
-        h->private_model = m;
-        h->m = &h->private_model;
+        h->private_model = lm;
+        h->lm = &h->private_model;
     }
     pthread_mutex_unlock(&G.mutex);
     return 0;
@@ -192,10 +287,81 @@ static void model_release(model_handle *h) {
         pthread_mutex_lock(&G.mutex);
         h->entry->refs--;
         pthread_mutex_unlock(&G.mutex);
-    } else if (h->m != NULL) {
-        gpt2_free(&h->private_model);
+    } else if (h->lm != NULL) {
+        loaded_model_free(&h->private_model);
     }
-    h->m = NULL;
+    h->lm = NULL;
+}
+
+/* ---- text as it is generated ------------------------------------------------- */
+
+/* One row's tokens so far, its text, and how much of it went out. */
+typedef struct row_text {
+    int32_t *ids;
+    int n_ids;
+    char *text; /* decoded ids (cap bytes) */
+    int64_t len, cap, sent;
+    bool ended_by_stop;
+} row_text;
+
+typedef struct sampling {
+    const generate_params *p;
+    const loaded_model *lm;
+    row_text *rows;
+    size_t hold; /* bytes a stop string may still claim: longest stop − 1 */
+    bool cancelled;
+} sampling;
+
+/* The length of text[0..n) without an incomplete UTF-8 character at its end. */
+static int64_t utf8_complete_prefix(const char *text, int64_t n) {
+    int64_t i = n;
+    for (int back = 0; i > 0 && back < 4; back++) {
+        const unsigned char c = (unsigned char)text[i - 1];
+        if ((c & 0xC0) != 0x80) { /* the last lead byte: is its character whole? */
+            const int need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+            return n - (i - 1) >= need ? n : i - 1;
+        }
+        i--;
+    }
+    return n;
+}
+
+/* Sends what of row's text is final (everything when the row ended). */
+static void row_flush(sampling *s, int b, bool ended) {
+    row_text *row = &s->rows[b];
+    int64_t upto = ended ? row->len : row->len - (int64_t)s->hold;
+    if (!ended)
+        upto = utf8_complete_prefix(row->text, upto < 0 ? 0 : upto);
+    if (upto <= row->sent)
+        return;
+    if (s->p->on_delta != NULL && !s->cancelled &&
+        !s->p->on_delta(s->p->delta_ctx, b, row->text + row->sent, (size_t)(upto - row->sent)))
+        s->cancelled = true;
+    row->sent = upto;
+}
+
+static bool on_token(void *ctx, int b, int32_t token, float logprob) {
+    (void)logprob;
+    sampling *s = ctx;
+    row_text *row = &s->rows[b];
+    const bool eos = model_is_eos(&s->lm->m, s->lm->eos_id, token);
+    if (!eos) {
+        row->ids[row->n_ids++] = token;
+        int64_t n = tokenizer_decode(&s->lm->tok, row->ids, (size_t)row->n_ids, row->text,
+                                     (size_t)row->cap);
+        row->len = n < 0 ? 0 : n > row->cap ? row->cap : n;
+        for (int i = 0; i < s->p->n_stop; i++) {
+            const char *hit =
+                memmem(row->text, (size_t)row->len, s->p->stop[i], strlen(s->p->stop[i]));
+            if (hit != NULL) {
+                row->len = hit - row->text;
+                row->ended_by_stop = true;
+            }
+        }
+    }
+    const bool ended = eos || row->ended_by_stop;
+    row_flush(s, b, ended);
+    return !ended && !s->cancelled;
 }
 
 /* ---- generation ------------------------------------------------------------- */
@@ -203,9 +369,75 @@ static void model_release(model_handle *h) {
 void generate_output_free(generate_output *out) {
     for (int i = 0; i < out->n_rows && out->texts; i++)
         free(out->texts[i]);
+    for (int i = 0; i < out->n_rows && out->token_texts; i++) {
+        for (int j = 0; out->token_texts[i] && j < out->n_tokens[i]; j++)
+            free(out->token_texts[i][j]);
+        free(out->token_texts[i]);
+    }
+    for (int i = 0; i < out->n_rows && out->token_logprobs; i++)
+        free(out->token_logprobs[i]);
     free(out->texts);
     free(out->stopped);
+    free(out->n_tokens);
+    free(out->token_texts);
+    free(out->token_logprobs);
     memset(out, 0, sizeof *out);
+}
+
+/* The ids of prompt i (or of the rendered chat) into *ids: their count, or
+ * -1 with e. */
+static int64_t encode_prompt(const generate_params *p, const loaded_model *lm, int i, int32_t **ids,
+                             generate_error *e) {
+    char why[512];
+    *ids = NULL;
+    if (p->n_messages > 0) {
+        const hf_tokenizer *hf = tokenizer_hf(&lm->tok);
+        if (!lm->has_template || hf == NULL) {
+            http_error_set(e, 400, "invalid_request_error", "model",
+                           "this model has no chat template (its lineage starts from no "
+                           "registered model with tokenizer_config.json's chat_template); use "
+                           "/v1/completions");
+            return -1;
+        }
+        const int64_t n = chat_template_encode(&lm->tmpl, hf, p->messages, (size_t)p->n_messages,
+                                               true, ids, NULL, why, sizeof why);
+        if (n < 0)
+            http_error_set(e, 400, "invalid_value", "messages", "messages: %s", why);
+        return n;
+    }
+    char param[32];
+    snprintf(param, sizeof param, p->n_prompts > 1 ? "prompt[%d]" : "prompt", i);
+    const size_t len = strlen(p->prompts[i]);
+    const int64_t n = tokenizer_encode(&lm->tok, p->prompts[i], len, NULL, 0, false);
+    if (n < 1) {
+        http_error_set(e, 400, "invalid_value", param, "%s is empty or cannot be tokenized", param);
+        return -1;
+    }
+    if ((*ids = malloc(sizeof(int32_t) * (size_t)n)) == NULL) {
+        http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
+        return -1;
+    }
+    tokenizer_encode(&lm->tok, p->prompts[i], len, *ids, (size_t)n, false);
+    return n;
+}
+
+/* Row b's per-token texts and log-probs into out. 0 or -1 (out of memory). */
+static int fill_logprobs(const loaded_model *lm, const row_text *row, const float *lp,
+                         generate_output *out, int b) {
+    out->n_tokens[b] = row->n_ids;
+    out->token_texts[b] = calloc((size_t)row->n_ids + 1, sizeof(char *));
+    out->token_logprobs[b] = malloc(sizeof(float) * ((size_t)row->n_ids + 1));
+    if (out->token_texts[b] == NULL || out->token_logprobs[b] == NULL)
+        return -1;
+    for (int j = 0; j < row->n_ids; j++) {
+        char piece[256];
+        int64_t n = tokenizer_decode(&lm->tok, row->ids + j, 1, piece, sizeof piece);
+        n = n < 0 ? 0 : n > (int64_t)sizeof piece ? (int64_t)sizeof piece : n;
+        if ((out->token_texts[b][j] = db_utf8_clean(piece, (size_t)n)) == NULL)
+            return -1;
+        out->token_logprobs[b][j] = lp[j];
+    }
+    return 0;
 }
 
 int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_output *out,
@@ -218,44 +450,37 @@ int generate_run_cfg(const rlhfd_config *cfg, sqlite3 *db, const generate_params
     G_cfg = cfg;
     pthread_once(&G_once, generate_init);
     memset(out, 0, sizeof *out);
-    if (!G.tok_ok) {
-        http_error_set(e, 500, "server_error", NULL, "the byte-level tokenizer did not load");
-        return -1;
-    }
-    const int B = p->n_prompts * p->n;
-    if (p->n_prompts < 1 || p->n_prompts > GENERATE_MAX_PROMPTS || p->n < 1 ||
-        B > GENERATE_MAX_ROWS) {
+    const int n_prompts = p->n_messages > 0 ? 1 : p->n_prompts;
+    const int B = n_prompts * p->n;
+    if (n_prompts < 1 || n_prompts > GENERATE_MAX_PROMPTS || p->n < 1 || B > GENERATE_MAX_ROWS) {
         http_error_set(e, 400, "invalid_value", "n",
                        "prompts × n must be at most %d (got %d prompts × %d)", GENERATE_MAX_ROWS,
-                       p->n_prompts, p->n);
+                       n_prompts, p->n);
         return -1;
     }
     model_handle h;
-    if (model_acquire(db, p->checkpoint_id, &h, e) != 0)
+    if (model_acquire(db, p->checkpoint_id > 0 ? p->checkpoint_id : -p->model_id, &h, e) != 0)
         return -1;
-    const int context = h.m->cfg.max_seq_len;
+    const loaded_model *lm = h.lm;
+    const int context = model_max_seq_len(&lm->m);
     int32_t *ids[GENERATE_MAX_PROMPTS] = {0};
     int64_t lens[GENERATE_MAX_PROMPTS];
     int P = 0, rc = -1;
     int32_t *prompts = NULL, *gen = NULL, *gen_len = NULL;
+    float *logprobs = NULL;
     uint8_t *mask = NULL;
-    char *bytes = NULL;
-    for (int i = 0; i < p->n_prompts; i++) {
-        char param[32];
-        snprintf(param, sizeof param, p->n_prompts > 1 ? "prompt[%d]" : "prompt", i);
-        const size_t len = strlen(p->prompts[i]);
-        lens[i] = tokenizer_encode(&G.tok, p->prompts[i], len, NULL, 0, false);
-        if (lens[i] < 1 || lens[i] >= context) {
-            http_error_set(e, 400, lens[i] < 1 ? "invalid_value" : "context_length_exceeded", param,
-                           lens[i] < 1 ? "%s is empty or cannot be tokenized"
-                                       : "%s takes %lld tokens; the model's context is %d, and at "
-                                         "least one token must be left to generate",
+    sampling s = {.p = p, .lm = lm};
+    for (int i = 0; i < n_prompts; i++) {
+        if ((lens[i] = encode_prompt(p, lm, i, &ids[i], e)) < 0)
+            goto done;
+        if (lens[i] >= context) {
+            const char *param = p->n_messages > 0 ? "messages" : "prompt";
+            http_error_set(e, 400, "context_length_exceeded", param,
+                           "%s takes %lld tokens; the model's context is %d, and at least one "
+                           "token must be left to generate",
                            param, (long long)lens[i], context);
             goto done;
         }
-        if ((ids[i] = malloc(sizeof(int32_t) * (size_t)lens[i])) == NULL)
-            goto oom;
-        tokenizer_encode(&G.tok, p->prompts[i], len, ids[i], (size_t)lens[i], false);
         P = lens[i] > P ? (int)lens[i] : P;
     }
     const int room = context - P;
@@ -269,41 +494,62 @@ int generate_run_cfg(const rlhfd_config *cfg, sqlite3 *db, const generate_params
                        N, P, context, room);
         goto done;
     }
+    for (int i = 0; i < p->n_stop; i++) {
+        const size_t n = strlen(p->stop[i]);
+        s.hold = n - 1 > s.hold ? n - 1 : s.hold;
+    }
     prompts = malloc(sizeof(int32_t) * (size_t)B * (size_t)P);
     mask = calloc((size_t)B * (size_t)P, 1);
     gen = malloc(sizeof(int32_t) * (size_t)B * (size_t)N);
     gen_len = calloc((size_t)B, sizeof(int32_t));
-    bytes = malloc((size_t)N * 16 + 1);
+    logprobs = malloc(sizeof(float) * (size_t)B * (size_t)N);
+    s.rows = calloc((size_t)B, sizeof *s.rows);
     out->texts = calloc((size_t)B, sizeof(char *));
     out->stopped = calloc((size_t)B, sizeof(bool));
-    if (!prompts || !mask || !gen || !gen_len || !bytes || !out->texts || !out->stopped)
+    if (!prompts || !mask || !gen || !gen_len || !logprobs || !s.rows || !out->texts ||
+        !out->stopped)
         goto oom;
     out->n_rows = B;
+    for (int b = 0; b < B; b++) {
+        s.rows[b].cap = (int64_t)N * 32 + 64;
+        s.rows[b].ids = malloc(sizeof(int32_t) * (size_t)N);
+        s.rows[b].text = malloc((size_t)s.rows[b].cap);
+        if (s.rows[b].ids == NULL || s.rows[b].text == NULL)
+            goto oom;
+    }
     for (int b = 0; b < B; b++) { /* left-padded: every prompt ends at column P - 1 */
         const int i = b / p->n, pad = P - (int)lens[i];
         for (int t = 0; t < P; t++) {
-            prompts[b * P + t] = t < pad ? G.tok.eot_id : ids[i][t - pad];
+            prompts[b * P + t] = t < pad ? (lm->eos_id >= 0 ? lm->eos_id : 0) : ids[i][t - pad];
             mask[b * P + t] = t >= pad;
         }
         out->prompt_tokens += lens[i];
     }
-    const gpt2_sample_config sc = {(float)p->temperature, 0, (float)p->top_p, N, G.tok.eot_id};
     rng_state rng;
     rng_seed(&rng, p->seed, 0x6E6E);
     char why[256];
-    if (gpt2_generate(h.m, prompts, mask, B, P, &sc, &rng, gen, gen_len, why, sizeof why) != 0) {
+    if (model_generate_stream(&lm->m, prompts, mask, B, P, (float)p->temperature, 0,
+                              (float)p->top_p, N, lm->eos_id, &rng, gen, gen_len, logprobs,
+                              on_token, &s, why, sizeof why) != 0) {
         http_error_set(e, 500, "generation_failed", NULL, "%s", why);
         goto done;
     }
+    for (int b = 0; b < B; b++) /* what a row held back for a stop string that never came */
+        row_flush(&s, b, true);
+    if (p->logprobs) {
+        out->n_tokens = calloc((size_t)B, sizeof(int));
+        out->token_texts = calloc((size_t)B, sizeof(char **));
+        out->token_logprobs = calloc((size_t)B, sizeof(float *));
+        if (!out->n_tokens || !out->token_texts || !out->token_logprobs)
+            goto oom;
+    }
     for (int b = 0; b < B; b++) {
-        int len = gen_len[b];
-        out->completion_tokens += len;
-        out->stopped[b] = len > 0 && gen[b * N + len - 1] == G.tok.eot_id;
-        len -= out->stopped[b];
-        int64_t nb =
-            tokenizer_decode(&G.tok, gen + (size_t)b * N, (size_t)len, bytes, (size_t)N * 16);
-        nb = nb < 0 ? 0 : nb > (int64_t)N * 16 ? (int64_t)N * 16 : nb;
-        if ((out->texts[b] = db_utf8_clean(bytes, (size_t)nb)) == NULL)
+        const row_text *row = &s.rows[b];
+        out->completion_tokens += gen_len[b];
+        out->stopped[b] = row->ended_by_stop || row->n_ids < gen_len[b]; /* a stop string or EOS */
+        if ((out->texts[b] = db_utf8_clean(row->text, (size_t)row->len)) == NULL)
+            goto oom;
+        if (p->logprobs && fill_logprobs(lm, row, logprobs + (int64_t)b * N, out, b) != 0)
             goto oom;
     }
     rc = 0;
@@ -312,9 +558,12 @@ oom:
     http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
 done:
     model_release(&h);
-    for (int i = 0; i < p->n_prompts; i++)
+    for (int i = 0; i < n_prompts; i++)
         free(ids[i]);
-    free(prompts), free(mask), free(gen), free(gen_len), free(bytes);
+    for (int b = 0; s.rows && b < B; b++)
+        free(s.rows[b].ids), free(s.rows[b].text);
+    free(s.rows);
+    free(prompts), free(mask), free(gen), free(gen_len), free(logprobs);
     if (rc != 0)
         generate_output_free(out);
     return rc;

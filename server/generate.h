@@ -1,6 +1,9 @@
-/* generate — sampling from a stored checkpoint inside rlhfd, for
- * POST /v1/checkpoints/{id}/generate and for comparisons whose candidates
- * the server samples (POST /v1/projects/{id}/comparisons with `sample`).
+/* generate — sampling from a stored checkpoint or a registered base model
+ * inside rlhfd, of either family (GPT-2, Llama-style; engine/model.h), for
+ * POST /v1/checkpoints/{id}/generate, the OpenAI-shaped
+ * POST /v1/completions and /v1/chat/completions (routes_completions.c),
+ * and for comparisons whose candidates the server samples
+ * (POST /v1/projects/{id}/comparisons with `sample`).
  *
  * Why in the daemon and not through a worker: a request wants its answer
  * now, and the models this service trains are small; a worker process
@@ -18,7 +21,10 @@
  *   most the model's context, and max_tokens ≤ GENERATE_MAX_TOKENS and
  *   ≤ context − the longest prompt; so one request's time is bounded by
  *   rows × context decoding steps of the model.
- * Text is byte-level tokenized, as every daemon job trains (jobs.h).
+ * Text is tokenized as the lineage was trained: with the tokenizer.json of
+ * the registered model the lineage starts from, byte-level for a lineage
+ * trained from scratch (jobs.h); chat messages are rendered with that
+ * model's chat template (engine/chat_template.h).
  *
  * A route that samples (as POST .../generate does, routes_checkpoints.c):
  * check the body on the HTTP thread, keep what the work needs in
@@ -34,6 +40,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "chat_template.h"
 #include "reply.h"
 #include "server.h"
 
@@ -43,12 +50,29 @@ enum {
     GENERATE_MAX_ROWS = 64,
     GENERATE_MAX_TOKENS = 1024,
     GENERATE_DEFAULT_TOKENS = 64,
+    GENERATE_MAX_STOP = 4,
+    GENERATE_MAX_STOP_BYTES = 256,
 };
 
+/* New text of row `row` as it is generated (never a partial UTF-8
+ * character, never text a stop sequence may still claim). false: the
+ * client is gone, end the generation. */
+typedef bool (*generate_delta_fn)(void *ctx, int row, const char *text, size_t len);
+
 typedef struct generate_params {
-    int64_t checkpoint_id;
+    int64_t checkpoint_id; /* the source: a checkpoint, or */
+    int64_t model_id;      /* a registered base model (checkpoint_id 0) */
     int n_prompts;
     const char *prompts[GENERATE_MAX_PROMPTS];
+    /* chat: n_messages > 0 renders these (the model's chat template, with
+     * the generation prompt) as the one prompt instead of prompts[] */
+    const chat_message *messages;
+    int n_messages;
+    int n_stop; /* a row ends before the first of these strings */
+    const char *stop[GENERATE_MAX_STOP];
+    bool logprobs;              /* fill generate_output's per-token arrays */
+    generate_delta_fn on_delta; /* NULL: no streaming */
+    void *delta_ctx;
     int n;          /* completions per prompt */
     int max_tokens; /* 0: min(GENERATE_DEFAULT_TOKENS, what the context leaves) */
     double temperature;
@@ -66,20 +90,31 @@ typedef http_error generate_error;
 int generate_parse_options(const json_t *obj, const char *prefix, generate_params *p,
                            generate_error *e);
 
+/* `prompt` (a string, or an array of 1..GENERATE_MAX_PROMPTS strings; NULL
+ * when absent) into p->prompts (borrowed). 0, or -1 with e naming "prompt"
+ * or "prompt[i]". */
+int generate_parse_prompt(const json_t *prompt, generate_params *p, generate_error *e);
+
 /* One completion: row i answers prompt i / n. */
 typedef struct generate_output {
     int n_rows;
     char **texts;  /* (n_rows) NUL-terminated, malloc'd */
-    bool *stopped; /* (n_rows) true: ended with <|endoftext|>; false: hit max_tokens */
+    bool *stopped; /* (n_rows) true: ended with EOS or a stop string; false: hit max_tokens */
     int64_t prompt_tokens, completion_tokens;
+    /* with params.logprobs: row b's generated tokens (EOS excluded) as
+     * text (malloc'd, UTF-8 cleaned) and their log-probabilities */
+    int *n_tokens;          /* (n_rows) */
+    char ***token_texts;    /* (n_rows)(n_tokens[b]) */
+    float **token_logprobs; /* (n_rows)(n_tokens[b]) */
 } generate_output;
 
 void generate_output_free(generate_output *out);
 
 /* Samples p->n completions of each prompt from checkpoint p->checkpoint_id
- * (read through db) on the calling thread: call it on a generate pool
- * worker. 0, or -1 with e (404 checkpoint_not_found, 400 for prompts or
- * max_tokens that do not fit the model, 500). */
+ * or base model p->model_id (read through db) on the calling thread: call
+ * it on a generate pool worker. 0, or -1 with e (404 checkpoint_not_found /
+ * model_not_found, 400 for prompts or max_tokens that do not fit the
+ * model or chat messages for a model without a chat template, 500). */
 int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_output *out,
                  generate_error *e);
 /* The same for a caller without a server: the scheduler's online loops

@@ -272,3 +272,15 @@ int64_t models_store_checkpoint_base(sqlite3 *db, int64_t checkpoint_id) {
     sqlite3_finalize(st);
     return base;
 }
+
+void models_store_chat_format(sqlite3 *db, int64_t id, char *out, size_t len) {
+    sqlite3_stmt *st = NULL;
+    out[0] = '\0';
+    if (sqlite3_prepare_v2(db, "SELECT chat_format FROM models WHERE id = ?1", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, id);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) != NULL)
+            snprintf(out, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+}

@@ -63,4 +63,8 @@ int models_store_delete(sqlite3 *db, int64_t id, int64_t *job);
 /* The base model a checkpoint's job starts from (its lineage), or 0. */
 int64_t models_store_checkpoint_base(sqlite3 *db, int64_t checkpoint_id);
 
+/* The chat format recorded for model id ("chatml", …) into out; "" when
+ * none or on error. */
+void models_store_chat_format(sqlite3 *db, int64_t id, char *out, size_t len);
+
 #endif

@@ -38,6 +38,8 @@ static const http_route routes[] = {
     {"GET", "/v1/loops/{id}/rounds", READERS, route_loops_rounds, false, NULL},
     {"GET", "/v1/checkpoints/{id}/content", READERS, route_checkpoints_content, false, NULL},
     {"POST", "/v1/checkpoints/{id}/generate", READERS, route_checkpoints_generate, false, NULL},
+    {"POST", "/v1/completions", READERS, route_completions, false, NULL},
+    {"POST", "/v1/chat/completions", READERS, route_chat_completions, false, NULL},
     {"POST", "/v1/graders/run", READERS, route_graders_run, false, NULL},
     {"POST", "/v1/datasets", AUTH_ROLE_ADMIN, route_datasets_create, CREATES, NULL},
     {"GET", "/v1/datasets", READERS, route_datasets_list, false, NULL},
@@ -106,9 +108,10 @@ static const http_route routes[] = {
  * checkpoint files) and the metric pages. */
 bool route_table_expensive(const http_route *route) {
     enum MHD_Result (*const expensive[])(request *) = {
-        route_checkpoints_generate, route_projects_agreement,  route_pairs_export,
-        route_rankings_export,      route_checkpoints_content, route_jobs_metrics,
-        route_studies_curves,       route_projects_export,
+        route_checkpoints_generate, route_completions,         route_chat_completions,
+        route_projects_agreement,   route_pairs_export,        route_rankings_export,
+        route_checkpoints_content,  route_jobs_metrics,        route_studies_curves,
+        route_projects_export,
     };
     for (size_t i = 0; i < sizeof expensive / sizeof expensive[0]; i++)
         if (route->handler == expensive[i])

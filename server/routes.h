@@ -48,6 +48,8 @@ enum MHD_Result route_studies_cancel(request *r);
 enum MHD_Result route_studies_curves(request *r);
 enum MHD_Result route_checkpoints_content(request *r);
 enum MHD_Result route_checkpoints_generate(request *r);
+enum MHD_Result route_completions(request *r);
+enum MHD_Result route_chat_completions(request *r);
 enum MHD_Result route_graders_run(request *r);
 
 enum MHD_Result route_loops_create(request *r);

@@ -67,36 +67,10 @@ static int generate_parse(request *r, json_t **body, generate_params *p, enum MH
                                        "top_p",  "seed", NULL};
     *p = (generate_params){.checkpoint_id = r->path_id};
     generate_error e = {0};
-    const json_t *prompt = json_object_get(*body, "prompt");
     if (!http_check_keys(r, *body, keys, replied))
         return 0;
-    if (prompt == NULL)
-        *replied = http_reply_error(r, 400, "missing_required_parameter", "prompt",
-                                    "prompt is required: a string, or an array of 1..%d strings",
-                                    GENERATE_MAX_PROMPTS);
-    else if (json_is_string(prompt))
-        p->prompts[p->n_prompts++] = json_string_value(prompt);
-    else if (!json_is_array(prompt) || json_array_size(prompt) < 1 ||
-             json_array_size(prompt) > GENERATE_MAX_PROMPTS)
-        *replied = http_reply_error(
-            r, 400, json_is_array(prompt) ? "invalid_value" : "invalid_type", "prompt",
-            "prompt must be a string, or an array of 1..%d strings", GENERATE_MAX_PROMPTS);
-    else
-        for (size_t i = 0; i < json_array_size(prompt); i++) {
-            const json_t *s = json_array_get(prompt, i);
-            if (!json_is_string(s)) {
-                char param[32];
-                snprintf(param, sizeof param, "prompt[%zu]", i);
-                *replied =
-                    http_reply_error(r, 400, "invalid_type", param, "%s must be a string", param);
-                p->n_prompts = 0;
-                break;
-            }
-            p->prompts[p->n_prompts++] = json_string_value(s);
-        }
-    if (p->n_prompts == 0)
-        return 0;
-    if (generate_parse_options(*body, "", p, &e) != 0) {
+    if (generate_parse_prompt(json_object_get(*body, "prompt"), p, &e) != 0 ||
+        generate_parse_options(*body, "", p, &e) != 0) {
         *replied = http_reply_http_error(r, &e);
         return 0;
     }

@@ -471,8 +471,31 @@ static void tar_add(textbuf *t, const char *name, const void *bytes, size_t n) {
         textbuf_put(t, zeros, 512 - n % 512);
 }
 
-/* The tokenizer files of the lineage's base model, beside the weights. */
-static void tar_add_tokenizer(textbuf *t, const char *prefix, const char *dir) {
+/* dir/file as prefix/file, when it can be read: true if added. */
+static bool tar_add_file(textbuf *t, const char *prefix, const char *dir, const char *file) {
+    char path[4400], name[200];
+    snprintf(path, sizeof path, "%.4000s/%s", dir, file);
+    FILE *in = fopen(path, "rb");
+    if (in == NULL)
+        return false;
+    char *text = NULL;
+    long n = 0;
+    bool added = false;
+    if (fseek(in, 0, SEEK_END) == 0 && (n = ftell(in)) > 0 && fseek(in, 0, SEEK_SET) == 0 &&
+        (text = malloc((size_t)n)) != NULL && fread(text, 1, (size_t)n, in) == (size_t)n) {
+        snprintf(name, sizeof name, "%s/%s", prefix, file);
+        tar_add(t, name, text, (size_t)n);
+        added = true;
+    }
+    free(text);
+    fclose(in);
+    return added;
+}
+
+/* The tokenizer files of the lineage's base model, beside the weights
+ * (generation_config.json unless the export wrote its own). */
+static void tar_add_tokenizer(textbuf *t, const char *prefix, const char *dir,
+                              bool generation_config) {
     static const char *const files[] = {"tokenizer.json",
                                         "tokenizer_config.json",
                                         "special_tokens_map.json",
@@ -480,23 +503,40 @@ static void tar_add_tokenizer(textbuf *t, const char *prefix, const char *dir) {
                                         "vocab.json",
                                         "merges.txt",
                                         NULL};
-    for (const char *const *f = files; *f; f++) {
-        char path[4400], name[200];
-        snprintf(path, sizeof path, "%.4000s/%s", dir, *f);
-        FILE *in = fopen(path, "rb");
-        if (in == NULL)
-            continue;
-        char *text = NULL;
-        size_t n = 0;
-        if (fseek(in, 0, SEEK_END) == 0 && (n = (size_t)ftell(in)) > 0 &&
-            fseek(in, 0, SEEK_SET) == 0 && (text = malloc(n)) != NULL &&
-            fread(text, 1, n, in) == n) {
-            snprintf(name, sizeof name, "%s/%s", prefix, *f);
-            tar_add(t, name, text, n);
-        }
-        free(text);
-        fclose(in);
+    for (const char *const *f = files; *f; f++)
+        if (generation_config || strcmp(*f, "generation_config.json") != 0)
+            tar_add_file(t, prefix, dir, *f);
+}
+
+/* A Llama-family checkpoint at path: exported as rlhf-train export-hf does
+ * (model_export_llama_hf) into a scratch directory under the data
+ * directory, whose files go into the tar, then removed. 0, or -1 with err. */
+static int tar_add_llama(textbuf *t, const char *prefix, const char *path, const char *data_dir,
+                         char *err, size_t errlen) {
+    static const char *const files[] = {"config.json",
+                                        "generation_config.json",
+                                        "model.safetensors",
+                                        "adapter/adapter_config.json",
+                                        "adapter/adapter_model.safetensors",
+                                        NULL};
+    char dir[4096], sub[4200];
+    snprintf(dir, sizeof dir, "%.4000s/export-XXXXXX", data_dir);
+    if (mkdtemp(dir) == NULL) {
+        snprintf(err, errlen, "cannot create a scratch directory in %.400s: %s", data_dir,
+                 strerror(errno));
+        return -1;
     }
+    const int rc = model_export_llama_hf(path, dir, SAFETENSORS_F32, err, errlen);
+    for (const char *const *f = files; *f; f++) {
+        if (rc == 0)
+            tar_add_file(t, prefix, dir, *f);
+        snprintf(sub, sizeof sub, "%s/%s", dir, *f);
+        unlink(sub);
+    }
+    snprintf(sub, sizeof sub, "%s/adapter", dir);
+    rmdir(sub);
+    rmdir(dir);
+    return rc;
 }
 
 /* The adapters a checkpoint file carries (a LoRA job's): 1 with *lora
@@ -541,6 +581,37 @@ static int tar_add_adapter(textbuf *t, const char *prefix, const char *path, con
     return 0;
 }
 
+/* A GPT-2 checkpoint at path: config.json and model.safetensors (adapters
+ * merged), and a LoRA job's adapters unmerged in adapter/. 0, or -1 with err. */
+static int tar_add_gpt2(textbuf *t, const char *prefix, const char *path, char *err,
+                        size_t errlen) {
+    gpt2_model m;
+    if (model_open(path, NULL, &m, NULL, err, errlen) != 0) /* LoRA adapters merged */
+        return -1;
+    size_t n_weights = 0;
+    void *weights = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n_weights);
+    char *config = gpt2_hf_config_json(&m.cfg);
+    gpt2_free(&m);
+    char name[128];
+    t->failed |= weights == NULL || config == NULL;
+    snprintf(name, sizeof name, "%s/config.json", prefix);
+    if (!t->failed)
+        tar_add(t, name, config, strlen(config));
+    snprintf(name, sizeof name, "%s/model.safetensors", prefix);
+    if (!t->failed)
+        tar_add(t, name, weights, n_weights);
+    free(weights);
+    free(config);
+    /* a LoRA job's checkpoint: also its adapters, unmerged */
+    model_lora lora;
+    if (checkpoint_lora(path, &lora) && tar_add_adapter(t, prefix, path, &lora, err, errlen) != 0) {
+        const size_t len = strlen(err);
+        snprintf(err + len, errlen - len, " (its adapters)");
+        return -1;
+    }
+    return 0;
+}
+
 enum MHD_Result route_checkpoints_hf_tar(request *r) {
     char err[512], path[64], base_dir[4096];
     bool found = false;
@@ -551,45 +622,27 @@ enum MHD_Result route_checkpoints_hf_tar(request *r) {
                      : http_reply_error(r, 404, "checkpoint_not_found", NULL, "no checkpoint %lld",
                                         (long long)r->path_id);
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    gpt2_model m;
-    int rc = model_open(path, NULL, &m, NULL, err, sizeof err); /* LoRA adapters merged */
-    if (rc != 0) {
-        close(fd);
-        return http_reply_error(r, 400, "invalid_checkpoint", NULL,
-                                "checkpoint %lld cannot be exported: %s", (long long)r->path_id,
-                                err);
-    }
-    size_t n_weights = 0;
-    void *weights = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n_weights);
-    char *config = gpt2_hf_config_json(&m.cfg);
-    gpt2_free(&m);
-    char prefix[64], name[128];
+    char prefix[64];
     snprintf(prefix, sizeof prefix, "checkpoint-%lld", (long long)r->path_id);
     textbuf t = {0}; /* a ustar archive, built in memory */
-    t.failed = weights == NULL || config == NULL;
-    snprintf(name, sizeof name, "%s/config.json", prefix);
-    if (!t.failed)
-        tar_add(&t, name, config, strlen(config));
-    snprintf(name, sizeof name, "%s/model.safetensors", prefix);
-    if (!t.failed)
-        tar_add(&t, name, weights, n_weights);
-    free(weights);
-    free(config);
-    /* a LoRA job's checkpoint: also its adapters, unmerged */
-    model_lora lora;
-    if (checkpoint_lora(path, &lora) &&
-        tar_add_adapter(&t, prefix, path, &lora, err, sizeof err) != 0) {
+    model_family family = MODEL_FAMILY_GPT2;
+    int rc = model_source_family(path, &family, err, sizeof err);
+    if (rc == 0)
+        rc = family == MODEL_FAMILY_LLAMA
+                 ? tar_add_llama(&t, prefix, path, r->srv->cfg.data_dir, err, sizeof err)
+                 : tar_add_gpt2(&t, prefix, path, err, sizeof err);
+    if (rc != 0) {
         close(fd);
         free(t.p);
         return http_reply_error(r, 400, "invalid_checkpoint", NULL,
-                                "checkpoint %lld: its adapters cannot be exported: %s",
-                                (long long)r->path_id, err);
+                                "checkpoint %lld cannot be exported: %s", (long long)r->path_id,
+                                err);
     }
     close(fd);
     const int64_t base = models_store_checkpoint_base(r->db, r->path_id);
     if (base > 0 && model_dir_path(r->db, r->srv->cfg.data_dir, base, base_dir, sizeof base_dir,
                                    err, sizeof err) == 1)
-        tar_add_tokenizer(&t, prefix, base_dir);
+        tar_add_tokenizer(&t, prefix, base_dir, family != MODEL_FAMILY_LLAMA);
     static const char end[1024] = {0};
     textbuf_put(&t, end, sizeof end);
     if (t.failed) {

@@ -625,44 +625,13 @@ static int copy_tokenizer_files(const char *from, const char *out_dir, char *err
     return 0;
 }
 
-/* The Llama family's export: DIR/config.json, generation_config.json,
- * model.safetensors (dtype; adapters merged) and, when the checkpoint has
- * adapters, DIR/adapter/ as PEFT saves them; the tokenizer files of
- * tokenizer_dir when given. */
+/* The Llama family's export (model_export_llama_hf) plus the tokenizer
+ * files of tokenizer_dir when given. */
 static int export_llama(const char *in_path, const char *out_dir, safetensors_dtype dtype,
                         const char *tokenizer_dir, char *err, size_t errlen) {
-    model m;
-    if (model_load(in_path, NULL, &m, NULL, err, errlen) != 0)
+    if (model_export_llama_hf(in_path, out_dir, dtype, err, errlen) != 0)
         return -1;
-    int rc = llama_save_hf_dir(&m.llama, out_dir, dtype, err, errlen);
-    model_free(&m);
-    if (rc == 0 && tokenizer_dir != NULL)
-        rc = copy_tokenizer_files(tokenizer_dir, out_dir, err, errlen);
-    struct stat st;
-    if (rc != 0 || stat(in_path, &st) != 0 || S_ISDIR(st.st_mode))
-        return rc;
-    safetensors_file f;
-    if (safetensors_read_file(&f, in_path, err, errlen) != 0)
-        return -1;
-    const bool has = safetensors_metadata_get(&f, "lora_r") != NULL;
-    safetensors_free(&f);
-    if (!has)
-        return 0;
-    /* adapters attached before loading receive the file's own (its rank and targets) */
-    const model_lora any = {.r = 1, .alpha = 1, .targets = 1};
-    const model_open_options opt = {.lora = &any};
-    if (model_load(in_path, &opt, &m, NULL, err, errlen) != 0)
-        return -1;
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/adapter", out_dir);
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create %.480s: %s", dir, strerror(errno));
-        rc = -1;
-    } else {
-        rc = llama_lora_save_dir(&m.llama, dir, err, errlen);
-    }
-    model_free(&m);
-    return rc;
+    return tokenizer_dir != NULL ? copy_tokenizer_files(tokenizer_dir, out_dir, err, errlen) : 0;
 }
 
 static int export_hf(int argc, char **argv) {

@@ -520,9 +520,21 @@ static size_t on_stream(char *data, size_t size, size_t n, void *arg) {
 
 int api_stream(const rlhfctl *c, const char *path, int64_t last_event_id, sse_handler on_event,
                void *ctx, char *err, size_t errlen) {
+    return api_stream_request(c, "GET", path, NULL, last_event_id, on_event, ctx, err, errlen);
+}
+
+int api_stream_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                       int64_t last_event_id, sse_handler on_event, void *ctx, char *err,
+                       size_t errlen) {
     request rq;
-    request_init(&rq, c, "GET", path);
+    request_init(&rq, c, method, path);
     sse_reader r = {.rq = &rq, .on_event = on_event, .ctx = ctx, .id = -1};
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (text) {
+        rq.headers = curl_slist_append(rq.headers, "Content-Type: application/json");
+        curl_easy_setopt(rq.curl, CURLOPT_POSTFIELDS, text);
+        curl_easy_setopt(rq.curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text));
+    }
     char resume[64];
     if (last_event_id > 0) {
         snprintf(resume, sizeof resume, "Last-Event-ID: %" PRId64, last_event_id);
@@ -555,6 +567,7 @@ int api_stream(const rlhfctl *c, const char *path, int64_t last_event_id, sse_ha
         snprintf(err, errlen, "%s: the stream ended before the job did", rq.url);
         result = RLHFCTL_EXIT_NETWORK;
     }
+    free(text);
     growbuf_free(&r.line);
     growbuf_free(&r.data);
     growbuf_free(&r.error_body);

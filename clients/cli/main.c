@@ -134,6 +134,11 @@ static const command commands[] = {
      "[--top-p P] [--seed S]",
      "sample completions from a checkpoint (rlhfd runs the model)", 1, 1,
      "prompt n max-tokens temperature top-p seed", "", cmd_checkpoints_generate},
+    {"chat", NULL,
+     "MODEL [--system TEXT] [--max-tokens N] [--temperature T] [--top-p P] [--seed S]",
+     "chat with a model (an id `models list` shows): each line of stdin is your turn, the "
+     "answer streams back (POST /v1/chat/completions)",
+     1, 1, "system max-tokens temperature top-p seed", "", cmd_chat},
     {"tokens", "create", "NAME --role admin|annotator|viewer",
      "create an API token (its secret is shown once)", 1, 1, "role", "", cmd_tokens_create},
     {"tokens", "list", "", "token names and roles (never secrets)", 0, 0, "", "", cmd_tokens_list},

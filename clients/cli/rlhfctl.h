@@ -103,6 +103,11 @@ typedef int (*sse_handler)(void *ctx, const sse_event *ev);
  * early (not printed: the caller decides whether to retry; err says why). */
 int api_stream(const rlhfctl *c, const char *path, int64_t last_event_id, sse_handler on_event,
                void *ctx, char *err, size_t errlen);
+/* The same with a method and a JSON body (may be NULL), e.g. POST
+ * /v1/chat/completions with stream: true. */
+int api_stream_request(const rlhfctl *c, const char *method, const char *path, const json_t *body,
+                       int64_t last_event_id, sse_handler on_event, void *ctx, char *err,
+                       size_t errlen);
 
 /* GET a whole list (following after/has_more) into one array; query may
  * be "" or "status=running&". max_items 0 = all. */
@@ -174,6 +179,7 @@ void cli_sleep_ms(int ms);
 
 typedef int (*command_fn)(const rlhfctl *c, const cli_args *a);
 int cmd_checkpoints_generate(const rlhfctl *c, const cli_args *a);
+int cmd_chat(const rlhfctl *c, const cli_args *a);
 
 int cmd_status(const rlhfctl *c, const cli_args *a);
 int cmd_models_add(const rlhfctl *c, const cli_args *a);

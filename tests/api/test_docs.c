@@ -289,6 +289,18 @@ static void walk_api(walk *w, const char *annotator, int64_t annotator_id) {
              (long long)final_checkpoint(d, sft, NULL));
     walk_ok(w, "POST", "/v1/checkpoints/{id}/generate", p, admin,
             "{\"prompt\":\"a\",\"max_tokens\":2}");
+    char body[160];
+    snprintf(body, sizeof body,
+             "{\"model\":\"ft:scratch::ftjob-%lld\",\"prompt\":\"a\",\"max_tokens\":2}",
+             (long long)sft);
+    walk_ok(w, "POST", "/v1/completions", "/v1/completions", admin, body);
+    /* a lineage trained from scratch has no chat template: the documented 400 */
+    snprintf(body, sizeof body,
+             "{\"model\":\"ft:scratch::ftjob-%lld\",\"messages\":[{\"role\":\"user\",\"content\":"
+             "\"a\"}]}",
+             (long long)sft);
+    reply_free(
+        walk_route(w, "POST", "/v1/chat/completions", "/v1/chat/completions", admin, body, 400));
     walk_ok(w, "POST", "/v1/graders/run", "/v1/graders/run", admin,
             "{\"grader\":{\"type\":\"length\",\"max_length\":3},\"model_sample\":\"ab\"}");
 

@@ -274,49 +274,6 @@ START_TEST(test_upload_checked_per_file_and_whole) {
 }
 END_TEST
 
-/* One member of a ustar archive, written into dir. */
-static size_t untar(const char *tar, size_t len, const char *dir, char names[][64], int cap) {
-    size_t off = 0;
-    int n = 0;
-    while (off + 512 <= len && tar[off] != '\0' && n < cap) {
-        const char *h = tar + off;
-        const size_t size = (size_t)strtoull(h + 124, NULL, 8);
-        const char *slash = strchr(h, '/');
-        ck_assert_ptr_nonnull(slash);
-        snprintf(names[n++], 64, "%s", slash + 1);
-        ck_assert_uint_le(off + 512 + size, len);
-        const char *sub = strchr(slash + 1, '/');
-        if (sub != NULL) { /* one level of subdirectory (adapter/) */
-            char subdir[512];
-            snprintf(subdir, sizeof subdir, "%s/%.*s", dir, (int)(sub - slash - 1), slash + 1);
-            mkdir(subdir, 0755);
-        }
-        test_write_file_in(dir, slash + 1, h + 512, size);
-        off += 512 + (size + 511) / 512 * 512;
-    }
-    return (size_t)n;
-}
-
-/* Starts d with a --model-root holding model directory `name` (into path):
- * the tiny GPT-2 directory, or the tiny Qwen3 one (test_hf_fixture.h);
- * registers it. */
-static void daemon_with_model(test_daemon *d, const char *name, bool llama, char *path,
-                              size_t cap) {
-    daemon_init(d);
-    char root[160];
-    snprintf(root, sizeof root, "%s/models", d->dir);
-    ck_assert_int_eq(mkdir(root, 0755), 0);
-    snprintf(path, cap, "%s/%s", root, name);
-    if (llama) {
-        ck_assert_int_eq(mkdir(path, 0755), 0);
-        test_write_tiny_qwen3_dir(path, 3);
-    } else {
-        test_write_hf_model_dir(path, 5, true);
-    }
-    daemon_start(d, "--model-root", root, NULL);
-    reply_free(expect_ok(post_model(d, name, name)));
-}
-
 START_TEST(test_train_from_model_and_download_hf_dir) {
     test_daemon d;
     char path[256];
@@ -377,7 +334,7 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
     char out[200], names[8][64];
     snprintf(out, sizeof out, "%s/export", d.dir);
     ck_assert_int_eq(mkdir(out, 0755), 0);
-    const size_t n = untar(r->body, r->body_len, out, names, 8);
+    const size_t n = test_untar(r->body, r->body_len, out, names, 8);
     reply_free(r);
     ck_assert_uint_eq(n, 4);
     ck_assert_str_eq(names[0], "config.json");
@@ -522,7 +479,7 @@ START_TEST(test_lora_checkpoint_downloads_with_adapter_dir) {
     char out[200], got[8][64];
     snprintf(out, sizeof out, "%s/export", d.dir);
     ck_assert_int_eq(mkdir(out, 0755), 0);
-    ck_assert_uint_eq(untar(r->body, r->body_len, out, got, 8), 4);
+    ck_assert_uint_eq(test_untar(r->body, r->body_len, out, got, 8), 4);
     reply_free(r);
     ck_assert_str_eq(got[2], "adapter/adapter_config.json");
     ck_assert_str_eq(got[3], "adapter/adapter_model.safetensors");

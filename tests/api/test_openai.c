@@ -598,8 +598,8 @@ START_TEST(test_openai_sdk) {
         return;
     }
     test_daemon d;
-    daemon_init(&d);
-    daemon_start(&d, "--write-rate", "0", NULL);
+    char qwen[256];
+    daemon_with_model(&d, "qwen", true, qwen, sizeof qwen); /* a model to chat with */
     char url[64], file[160];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", d.port);
     snprintf(file, sizeof file, "%s/sft.jsonl", d.dir);
@@ -610,10 +610,12 @@ START_TEST(test_openai_sdk) {
     setenv("RLHFD_URL", url, 1);
     setenv("RLHFD_TOKEN", d.admin, 1);
     setenv("RLHFD_SFT_FILE", file, 1);
+    setenv("RLHFD_CHAT_MODEL", "qwen", 1);
     char *const argv[] = {node, script, NULL};
     char out[4096];
     const int rc = run_output(argv, out, sizeof out, true);
     unsetenv("RLHFD_URL"), unsetenv("RLHFD_TOKEN"), unsetenv("RLHFD_SFT_FILE");
+    unsetenv("RLHFD_CHAT_MODEL");
     ck_assert_msg(rc == 0, "tests/openai/sdk_test.mjs exited %d (its reason is on stderr)", rc);
     json_error_t jerr;
     json_t *summary = json_loads(out, 0, &jerr);
@@ -651,6 +653,20 @@ START_TEST(test_openai_sdk) {
     const int64_t file_id = atoll(str(summary, "file") + 5);
     ck_assert_int_eq(db_int(&d, "SELECT bytes FROM datasets WHERE id = ?1", file_id),
                      (int64_t)strlen(chat_jsonl));
+    /* the chat and the completion the SDK read are the daemon's (same seed) */
+    r = expect_ok(http(&d, "POST", "/v1/chat/completions", d.admin,
+                       "{\"model\":\"qwen\",\"messages\":[{\"role\":\"system\",\"content\":"
+                       "\"Be brief.\"},{\"role\":\"user\",\"content\":\"hello\"}],"
+                       "\"max_tokens\":10,\"temperature\":0.7,\"seed\":11}",
+                       NULL));
+    ck_assert_str_eq(
+        str(json_object_get(json_array_get(json_object_get(r->json, "choices"), 0), "message"),
+            "content"),
+        str(summary, "chat"));
+    reply_free(r);
+    ck_assert_int_ge(json_integer_value(json_object_get(summary, "chat_chunks")), 3);
+    ck_assert_int_eq(json_array_size(json_object_get(summary, "models")),
+                     1 + db_int(&d, "SELECT count(*) FROM jobs WHERE status = 'succeeded'", 0));
     json_decref(summary);
     daemon_stop(&d);
     daemon_cleanup(&d);

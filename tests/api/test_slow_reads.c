@@ -430,12 +430,76 @@ START_TEST(test_agreement_flood_and_cache) {
 }
 END_TEST
 
+/* Streamed completions do not hold an HTTP thread: with one HTTP thread
+ * and one generate worker held by the gate, two streams are open (one
+ * running, one queued) while /healthz and a list answer; a third is refused
+ * before its stream starts (503 server_busy, Retry-After); released, each
+ * stream's pieces add up to the model's greedy text and end with [DONE]. */
+START_TEST(test_completion_streams_hold_no_http_thread) {
+    test_daemon d;
+    const char *flags[] = {"--http-threads",
+                           "1",
+                           "--generate-slots",
+                           "1",
+                           "--generate-queue",
+                           "1",
+                           "--generate-per-token",
+                           "0",
+                           "--read-rate",
+                           "0",
+                           NULL};
+    char want[512], body[256];
+    int64_t ck;
+    const int gate = gated_daemon_with_checkpoint(&d, flags, &ck, want, sizeof want);
+    const int64_t job = db_int(&d, "SELECT job_id FROM checkpoints WHERE id = ?1", ck);
+    snprintf(body, sizeof body,
+             "{\"model\":\"ft:scratch::ftjob-%lld\",\"prompt\":\"Describe the river.\","
+             "\"max_tokens\":12,\"temperature\":0,\"stream\":true}",
+             (long long)job);
+    call streams[2];
+    for (int i = 0; i < 2; i++) {
+        streams[i] = (call){&d, "POST", "/v1/completions", d.admin, body, NULL, 0};
+        call_start(&streams[i]);
+    }
+    await_metric(&d, "rlhfd_generate_running", 1);
+    await_metric(&d, "rlhfd_generate_queued", 1);
+    expect_retry(http(&d, "POST", "/v1/completions", d.admin, body, NULL), 503, "server_busy");
+    reply_free(expect_ok(http(&d, "GET", "/healthz", NULL, NULL, NULL)));
+    reply_free(expect_ok(http(&d, "GET", "/v1/jobs", d.admin, NULL, NULL)));
+    ck_assert_int_eq(metric(&d, "rlhfd_generate_completed_total"), 0);
+    open_gate(gate, 2);
+    for (int i = 0; i < 2; i++) {
+        http_reply *r = expect_ok(call_join(&streams[i]));
+        ck_assert_str_eq(r->content_type, "text/event-stream");
+        char text[512] = "";
+        for (const char *p = r->body; (p = strstr(p, "data: {")) != NULL; p++) {
+            const char *end = strstr(p, "\n\n");
+            ck_assert_ptr_nonnull(end);
+            json_t *chunk = json_loadb(p + 6, (size_t)(end - p - 6), 0, NULL);
+            ck_assert_ptr_nonnull(chunk);
+            const char *piece = json_string_value(
+                json_object_get(json_array_get(json_object_get(chunk, "choices"), 0), "text"));
+            if (piece != NULL)
+                strncat(text, piece, sizeof text - strlen(text) - 1);
+            json_decref(chunk);
+        }
+        ck_assert_str_eq(text, want);
+        ck_assert_msg(strstr(r->body, "data: [DONE]\n\n") != NULL, "%s", r->body);
+        reply_free(r);
+    }
+    close(gate);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *slow_reads_suite(void) {
     Suite *s = suite_create("slow_reads");
     TCase *tc = tcase_create("slow_reads");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_generate_flood_beside_rankings);
     tcase_add_test(tc, test_generate_limits);
+    tcase_add_test(tc, test_completion_streams_hold_no_http_thread);
     tcase_add_test(tc, test_agreement_flood_and_cache);
     suite_add_tcase(s, tc);
     return s;

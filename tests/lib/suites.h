@@ -61,6 +61,7 @@ Suite *studies_suite(void);
 Suite *job_stream_suite(void);
 Suite *checkpoints_suite(void);
 Suite *models_suite(void);
+Suite *completions_suite(void);
 
 Suite *slow_reads_suite(void);
 Suite *rlhf_jobs_suite(void);

@@ -19,6 +19,7 @@
 #include "gpt2_checkpoint.h"
 #include "rng.h"
 #include "model.h"
+#include "test_hf_fixture.h"
 #include "test_util.h"
 
 int64_t create_job(const test_daemon *d, const char *body) {
@@ -467,4 +468,43 @@ void checkpoint_greedy(const gpt2_model *m, const tokenizer *tok, const char *pr
         len--;
     int64_t nb = tokenizer_decode(tok, gen, (size_t)len, out, cap - 1);
     out[nb] = '\0';
+}
+
+void daemon_with_model(test_daemon *d, const char *name, bool llama, char *path, size_t cap) {
+    daemon_init(d);
+    char root[160], body[1024];
+    snprintf(root, sizeof root, "%s/models", d->dir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    snprintf(path, cap, "%s/%s", root, name);
+    if (llama) {
+        ck_assert_int_eq(mkdir(path, 0755), 0);
+        test_write_tiny_qwen3_dir(path, 3);
+    } else {
+        test_write_hf_model_dir(path, 5, true);
+    }
+    daemon_start(d, "--model-root", root, NULL);
+    snprintf(body, sizeof body, "{\"id\":\"%s\",\"path\":\"%s\"}", name, name);
+    reply_free(expect_ok(http(d, "POST", "/v1/models", d->admin, body, NULL)));
+}
+
+size_t test_untar(const char *tar, size_t len, const char *dir, char names[][64], int cap) {
+    size_t off = 0;
+    int n = 0;
+    while (off + 512 <= len && tar[off] != '\0' && n < cap) {
+        const char *h = tar + off;
+        const size_t size = (size_t)strtoull(h + 124, NULL, 8);
+        const char *slash = strchr(h, '/');
+        ck_assert_ptr_nonnull(slash);
+        snprintf(names[n++], 64, "%s", slash + 1);
+        ck_assert_uint_le(off + 512 + size, len);
+        const char *sub = strchr(slash + 1, '/');
+        if (sub != NULL) { /* one level of subdirectory (adapter/) */
+            char subdir[512];
+            snprintf(subdir, sizeof subdir, "%s/%.*s", dir, (int)(sub - slash - 1), slash + 1);
+            mkdir(subdir, 0755);
+        }
+        test_write_file_in(dir, slash + 1, h + 512, size);
+        off += 512 + (size + 511) / 512 * 512;
+    }
+    return (size_t)n;
 }

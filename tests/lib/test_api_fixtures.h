@@ -148,5 +148,13 @@ void test_write_file_in(const char *dir, const char *name, const void *bytes, si
  * context 64, random weights from seed; chat: tokenizer_config.json has a
  * ChatML template. */
 void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat);
+/* Starts d with a --model-root holding model directory `name` (into path):
+ * the tiny GPT-2 directory, or the tiny Qwen3 one (test_hf_fixture.h);
+ * registers it (POST /v1/models). */
+/* The members of a ustar archive tar[0..len) (one top directory, files
+ * at most one subdirectory deep) written into dir, their names below the
+ * top directory into names: how many. */
+size_t test_untar(const char *tar, size_t len, const char *dir, char names[][64], int cap);
+void daemon_with_model(test_daemon *d, const char *name, bool llama, char *path, size_t cap);
 
 #endif

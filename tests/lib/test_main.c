@@ -82,6 +82,7 @@ static const named_suite all_suites[] = {
     {"job_stream", job_stream_suite},
     {"checkpoints", checkpoints_suite},
     {"models", models_suite},
+    {"completions", completions_suite},
 
     {"slow_reads", slow_reads_suite},
     {"rlhf_jobs", rlhf_jobs_suite},

@@ -7,6 +7,9 @@
 //   RLHFD_URL=http://127.0.0.1:8080/v1 RLHFD_TOKEN=... RLHFD_SFT_FILE=sft.jsonl \
 //     NODE_PATH=tests/npm/node_modules node tests/openai/sdk_test.mjs
 //
+// RLHFD_CHAT_MODEL names a registered model with a chat template (the
+// chat calls below), when set.
+//
 // Prints one JSON line (the summary) on stdout; any failed check throws
 // (exit 1, the reason on stderr).
 import fs from 'node:fs';
@@ -182,5 +185,68 @@ await expectError(BadRequestError, 'model_not_found', 'model', () =>
   client.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: file.id }));
 await expectError(NotFoundError, 'job_not_found', null, () =>
   client.fineTuning.jobs.retrieve('ftjob-999999'));
+
+// ---- models, completions and chat --------------------------------------------
+const modelIds = [];
+for await (const m of client.models.list()) {
+  check(m.object === 'model' && typeof m.created === 'number' && typeof m.owned_by === 'string',
+    `model object ${JSON.stringify(m)}`);
+  modelIds.push(m.id);
+}
+check(modelIds.includes(job.fine_tuned_model), `models.list ${modelIds} lacks ${job.fine_tuned_model}`);
+summary.models = modelIds;
+check((await client.models.retrieve(job.fine_tuned_model)).id === job.fine_tuned_model,
+  'models.retrieve');
+
+const completion = await client.completions.create({
+  model: job.fine_tuned_model, prompt: 'What is 2+2?', max_tokens: 8, temperature: 0, seed: 1,
+});
+check(completion.object === 'text_completion' && completion.choices.length === 1, 'completion');
+check(['stop', 'length'].includes(completion.choices[0].finish_reason), 'finish_reason');
+check(completion.usage.total_tokens ===
+  completion.usage.prompt_tokens + completion.usage.completion_tokens, 'usage adds up');
+summary.completion = completion.choices[0].text;
+
+const chatModel = process.env.RLHFD_CHAT_MODEL;
+if (chatModel) {
+  check(modelIds.includes(chatModel), `models.list ${modelIds} lacks ${chatModel}`);
+  const request = {
+    model: chatModel,
+    messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'hello' }],
+    max_tokens: 10,
+    temperature: 0.7,
+    seed: 11,
+  };
+  const chat = await client.chat.completions.create(request);
+  check(chat.object === 'chat.completion' && /^chatcmpl-/.test(chat.id), 'chat.completion');
+  const message = chat.choices[0].message;
+  check(message.role === 'assistant' && typeof message.content === 'string', 'message');
+  check(chat.usage.completion_tokens > 0, 'usage');
+  // the same seed, streamed: the deltas add up to the same message
+  const stream = await client.chat.completions.create({
+    ...request, stream: true, stream_options: { include_usage: true } });
+  let streamed = '';
+  let finish = null;
+  let usage = null;
+  let chunks = 0;
+  for await (const chunk of stream) {
+    check(chunk.object === 'chat.completion.chunk', `chunk ${JSON.stringify(chunk)}`);
+    chunks++;
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      streamed += c.delta.content ?? '';
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  check(streamed === message.content, `streamed '${streamed}' != '${message.content}'`);
+  check(finish === chat.choices[0].finish_reason, `stream finish ${finish}`);
+  check(usage && usage.completion_tokens === chat.usage.completion_tokens, 'stream usage');
+  await expectError(BadRequestError, 'invalid_value', 'messages[0].role', () =>
+    client.chat.completions.create({ model: chatModel, messages: [{ role: 'bot', content: 'x' }] }));
+  await expectError(NotFoundError, 'model_not_found', 'model', () =>
+    client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }));
+  summary.chat = message.content;
+  summary.chat_chunks = chunks;
+}
 
 console.log(JSON.stringify(summary));

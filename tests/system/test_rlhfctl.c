@@ -133,6 +133,19 @@ static ctl_result *ctl_run_env(const char *home, const char *const env[],
     return ctl_finish(&p);
 }
 
+/* ctl_run_env with stdin read from the file at input. */
+static ctl_result *ctl_run_stdin(const char *home, const char *input, const char *const argv[]) {
+    const int saved = dup(0), in = open(input, O_RDONLY);
+    ck_assert_int_ge(in, 0);
+    dup2(in, 0); /* the child inherits it */
+    close(in);
+    ctl_proc p;
+    ctl_spawn(&p, home, NULL, argv);
+    dup2(saved, 0);
+    close(saved);
+    return ctl_finish(&p);
+}
+
 /* rlhfctl --url <the daemon> --token <admin> ARGS... (NULL-terminated). */
 static ctl_result *ctl(const test_daemon *d, ...) {
     char url[64];
@@ -1217,6 +1230,65 @@ START_TEST(test_rlhfctl_studies) {
 }
 END_TEST
 
+/* The chat answer of /v1/chat/completions (temperature 0, 6 tokens) to
+ * messages (a JSON array text) from model qwen, appended to out. */
+static void direct_chat(const test_daemon *d, const char *messages, char *out, size_t cap) {
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"model\":\"qwen\",\"messages\":%s,\"max_tokens\":6,\"temperature\":0}", messages);
+    http_reply *r = expect_ok(http(d, "POST", "/v1/chat/completions", d->admin, body, NULL));
+    const char *text = json_string_value(json_object_get(
+        json_object_get(json_array_get(json_object_get(r->json, "choices"), 0), "message"),
+        "content"));
+    ck_assert_ptr_nonnull(text);
+    snprintf(out + strlen(out), cap - strlen(out), "%s\n", text);
+    reply_free(r);
+}
+
+/* rlhfctl chat MODEL: each stdin line is a user turn of one conversation,
+ * each answer streams to stdout and ends with a newline; what it prints is
+ * what the API answers to the same conversation. */
+START_TEST(test_rlhfctl_chat) {
+    test_daemon d;
+    char dir[256], input[200];
+    daemon_with_model(&d, "qwen", true, dir, sizeof dir);
+    ctl_result *r;
+    snprintf(input, sizeof input, "%s/turns.txt", d.dir);
+    write_file(input, "hello\n\nhi there\n");
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", d.port);
+    const char *const argv[] = {"--url",         url, "--token",      d.admin, "chat", "qwen",
+                                "--temperature", "0", "--max-tokens", "6",     NULL};
+    r = ctl_run_stdin(d.dir, input, argv);
+    expect_code(r, 0);
+    /* the same conversation through the API: the first answer, then the
+     * second turn with the first answer in the history */
+    char want[4096] = "", first[2048] = "", messages[4096];
+    direct_chat(&d, "[{\"role\":\"user\",\"content\":\"hello\"}]", first, sizeof first);
+    snprintf(want, sizeof want, "%s", first);
+    first[strlen(first) - 1] = '\0';
+    json_t *history =
+        json_pack("[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}]", "role", "user", "content", "hello",
+                  "role", "assistant", "content", first, "role", "user", "content", "hi there");
+    char *text = json_dumps(history, JSON_COMPACT);
+    snprintf(messages, sizeof messages, "%s", text);
+    free(text);
+    json_decref(history);
+    direct_chat(&d, messages, want, sizeof want);
+    ck_assert_str_eq(r->out, want);
+    free(r);
+    /* an unknown model: the API's error, exit 3 */
+    write_file(input, "hello\n");
+    const char *const bad[] = {"--url", url, "--token", d.admin, "chat", "nope", NULL};
+    r = ctl_run_stdin(d.dir, input, bad);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "model_not_found") != NULL, "%s", r->err);
+    free(r);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *rlhfctl_suite(void) {
     Suite *s = suite_create("rlhfctl");
     TCase *tc = tcase_create("rlhfctl");
@@ -1232,6 +1304,7 @@ Suite *rlhfctl_suite(void) {
     tcase_add_test(tc, test_rlhfctl_retries_429);
     tcase_add_test(tc, test_rlhfctl_models);
     tcase_add_test(tc, test_rlhfctl_studies);
+    tcase_add_test(tc, test_rlhfctl_chat);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

@@ -181,3 +181,37 @@ export async function followJob(jobId, { onEvent, onEnd, onState, signal }) {
     delay = Math.min(delay * 2, 5000);
   }
 }
+
+// POST path with body (stream: true) and read its SSE chunks until
+// data: [DONE]: onChunk(object) for each; resolves when done. An error
+// before the stream starts throws an ApiError; an error event in the stream
+// throws one too.
+export async function postStream(path, body, onChunk, signal) {
+  const resp = await fetch(path, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${getToken()}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+    cache: 'no-store',
+    signal,
+  });
+  if (!resp.ok) {
+    const err = await errorFrom(resp);
+    if (resp.status === 401) onUnauthorized(err);
+    throw err;
+  }
+  const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new ApiError(0, 'network_error', null, 'the stream ended before [DONE]');
+    buf += value;
+    let events;
+    [events, buf] = parseSse(buf);
+    for (const ev of events) {
+      if (ev.data === '[DONE]') return;
+      const chunk = JSON.parse(ev.data);
+      if (chunk.error) throw new ApiError(200, chunk.error.code, chunk.error.param, chunk.error.message);
+      onChunk(chunk);
+    }
+  }
+}

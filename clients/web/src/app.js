@@ -1,13 +1,14 @@
 // app.js — log in, find out what the token may do, switch between the
-// annotator page (#annotate), the dashboard (#dashboard) and the studies
-// (#studies).
+// annotator page (#annotate), the dashboard (#dashboard), the studies
+// (#studies) and the models page with its playground (#models).
 import { api, clearToken, getToken, setToken, setUnauthorizedHandler } from './api.js';
 import { $, setText } from './dom.js';
 import * as annotate from './annotate.js';
 import * as dashboard from './dashboard.js';
 import * as studies from './studies.js';
+import * as models from './models.js';
 
-const views = { annotate, dashboard, studies };
+const views = { annotate, dashboard, studies, models };
 let role = null; // 'admin' | 'viewer' | 'annotator'
 
 // There is no "who am I" route: the role follows from what the token may read.
