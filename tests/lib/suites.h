@@ -34,6 +34,8 @@ Suite *sha256_suite(void);
 Suite *writer_suite(void);
 Suite *db_sink_suite(void);
 Suite *agreement_suite(void);
+Suite *annotation_quality_suite(void);
+Suite *annotation_suite(void);
 Suite *ratelimit_suite(void);
 Suite *slow_pool_suite(void);
 Suite *dpo_suite(void);

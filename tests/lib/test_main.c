@@ -53,6 +53,7 @@ static const named_suite all_suites[] = {
     {"writer", writer_suite},
     {"db_sink", db_sink_suite},
     {"agreement", agreement_suite},
+    {"annotation_quality", annotation_quality_suite},
     {"ratelimit", ratelimit_suite},
     {"openai_ids", openai_ids_suite},
 
@@ -87,6 +88,7 @@ static const named_suite all_suites[] = {
     {"datasets", datasets_suite},
     {"comparisons", comparisons_suite},
     {"exports", exports_suite},
+    {"annotation", annotation_suite},
     {"durability", durability_suite},
     {"disk", disk_suite},
     {"prometheus", prometheus_suite},
