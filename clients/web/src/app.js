@@ -1,11 +1,13 @@
 // app.js — log in, find out what the token may do, switch between the
-// annotator page (#annotate) and the dashboard (#dashboard).
+// annotator page (#annotate), the dashboard (#dashboard) and the admin's
+// annotation quality page (#quality).
 import { api, clearToken, getToken, setToken, setUnauthorizedHandler } from './api.js';
 import { $, setText } from './dom.js';
 import * as annotate from './annotate.js';
 import * as dashboard from './dashboard.js';
+import * as quality from './quality.js';
 
-const views = { annotate, dashboard };
+const views = { annotate, dashboard, quality };
 let role = null; // 'admin' | 'viewer' | 'annotator'
 
 // There is no "who am I" route: the role follows from what the token may read.
@@ -29,8 +31,7 @@ async function detectRole() {
 function showLogin(message) {
   role = null;
   for (const v of Object.values(views)) v.hide();
-  $('annotate').hidden = true;
-  $('dashboard').hidden = true;
+  for (const key of Object.keys(views)) $(key).hidden = true;
   $('nav').hidden = true;
   $('logout').hidden = true;
   setText($('who'), '');
@@ -62,6 +63,7 @@ async function start() {
   }
   $('login').hidden = true;
   $('nav').hidden = false;
+  $('nav-quality').hidden = role !== 'admin';
   $('logout').hidden = false;
   setText($('who'), `signed in as ${role}`);
   route();
