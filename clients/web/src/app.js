@@ -62,6 +62,9 @@ async function start() {
     return;
   }
   $('login').hidden = true;
+  // The token field is hidden now: leave no focus in it, so the annotator's
+  // keys (1-9, Enter, s) work at once.
+  if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
   $('nav').hidden = false;
   $('nav-quality').hidden = role !== 'admin';
   $('logout').hidden = false;
