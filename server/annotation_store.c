@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "prefs_store.h"
 
 /* ---- projects -------------------------------------------------------------------- */
 
@@ -78,27 +79,11 @@ static json_t *groups_json(const int64_t *ids, const int *group, size_t n) {
     return order;
 }
 
-/* The candidate ids of a comparison in position order: 0 (*n) or -1. */
-static int candidate_ids(sqlite3 *db, int64_t comparison_id, int64_t *ids, size_t *n) {
-    sqlite3_stmt *st = db_cached_prepare(db, "SELECT id FROM candidates WHERE comparison_id = "
-                                             "?1 ORDER BY position");
-    *n = 0;
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_int64(st, 1, comparison_id);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        if (*n < RANKING_MAX_K)
-            ids[(*n)++] = sqlite3_column_int64(st, 0);
-    db_cached_done(st);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
 int annot_comparison_set_extras(sqlite3 *db, int64_t comparison_id, const int *gold_group,
                                 const json_t *const *metadata, size_t n) {
     int64_t ids[RANKING_MAX_K];
     size_t have;
-    if (candidate_ids(db, comparison_id, ids, &have) != 0 || have != n)
+    if (prefs_candidate_ids(db, comparison_id, ids, &have) != 0 || have != n)
         return -1;
     int ok = 1;
     if (gold_group != NULL) {

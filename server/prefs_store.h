@@ -109,7 +109,7 @@ typedef struct prefs_agreement_counts {
 } prefs_agreement_counts;
 /* Feeds every ranking of project_id to a (initialised by the caller) and
  * counts them; *names (a JSON array) gets the token name of each of
- * a->annotators in order; *last_ranking_id the highest ranking id of the
+ * a->annotators in order; *last_ranking_id the highest ranking change id of the
  * whole table in the same snapshot (what the agreement cache keys on). One
  * read transaction. 0 or -1. */
 int prefs_agreement_read(sqlite3 *db, int64_t project_id, agreement *a, prefs_agreement_counts *c,

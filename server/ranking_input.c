@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "annotation_store.h"
+#include "defer_write.h"
 #include "json_checks.h"
+#include "prefs_store.h"
 #include "label_schema.h"
 #include "ranking_order.h"
 
@@ -76,6 +78,33 @@ ranking_write *ranking_input_parse(sqlite3 *db, const json_t *body, int64_t proj
     }
     free(labels_text);
     return w;
+}
+
+enum MHD_Result ranking_input_defer(request *r, int64_t comparison_id, int64_t project_id,
+                                    enum MHD_Result (*run)(request *r)) {
+    enum MHD_Result replied;
+    int64_t ids[RANKING_MAX_K];
+    size_t n;
+    int locked = project_is_locked(r->db, project_id);
+    if (locked != 0)
+        return locked < 0 ? http_reply_db_error(r)
+                          : http_reply_error(r, 409, "project_locked", NULL,
+                                             "project %lld is locked: its rankings can no "
+                                             "longer change",
+                                             (long long)project_id);
+    if (prefs_candidate_ids(r->db, comparison_id, ids, &n) != 0)
+        return http_reply_db_error(r);
+    json_t *body = http_body_object(r, &replied);
+    if (body == NULL)
+        return replied;
+    http_error e;
+    ranking_write *w = ranking_input_parse(r->db, body, project_id, ids, n, &e);
+    json_decref(body);
+    if (w == NULL)
+        return e.status ? http_reply_http_error(r, &e) : MHD_NO;
+    w->comparison_id = comparison_id;
+    r->write_ctx = w;
+    return http_defer_write(r, run);
 }
 
 const char *ranking_write_note(const ranking_write *w) {

@@ -15,6 +15,7 @@
 
 #include "ranking_limits.h"
 #include "reply.h"
+#include "request.h"
 
 #define RANKING_MAX_NOTE 4096
 
@@ -33,6 +34,12 @@ typedef struct ranking_write {
  * 0: out of memory). */
 ranking_write *ranking_input_parse(sqlite3 *db, const json_t *body, int64_t project_id,
                                    const int64_t *ids, size_t n, http_error *e);
+/* What both ranking writes (post, edit) do before the writer: refuse a
+ * locked project (409 project_locked), parse r's body against the
+ * comparison's candidates, and hand the write (w->comparison_id set) to
+ * the group-commit writer's run. */
+enum MHD_Result ranking_input_defer(request *r, int64_t comparison_id, int64_t project_id,
+                                    enum MHD_Result (*run)(request *r));
 /* The note (NULL: none) and labels (a new reference, NULL: none). */
 const char *ranking_write_note(const ranking_write *w);
 json_t *ranking_write_labels(const ranking_write *w);

@@ -91,23 +91,10 @@ static enum MHD_Result ranking_update_run(request *r) {
 
 enum MHD_Result route_rankings_update(request *r) {
     enum MHD_Result replied;
-    int64_t comparison_id, project_id, ids[RANKING_MAX_K];
-    size_t n;
+    int64_t comparison_id, project_id;
     if (!own_ranking(r, &comparison_id, &project_id, &replied))
         return replied;
-    if (prefs_candidate_ids(r->db, comparison_id, ids, &n) != 0)
-        return http_reply_db_error(r);
-    json_t *body = http_body_object(r, &replied);
-    if (body == NULL)
-        return replied;
-    http_error e;
-    ranking_write *w = ranking_input_parse(r->db, body, project_id, ids, n, &e);
-    json_decref(body);
-    if (w == NULL)
-        return e.status ? http_reply_http_error(r, &e) : MHD_NO;
-    w->comparison_id = comparison_id;
-    r->write_ctx = w;
-    return http_defer_write(r, ranking_update_run);
+    return ranking_input_defer(r, comparison_id, project_id, ranking_update_run);
 }
 
 static enum MHD_Result ranking_delete_run(request *r) {

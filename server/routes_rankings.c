@@ -94,29 +94,13 @@ static enum MHD_Result ranking_write_run(request *r) {
  * annotator is the caller's token. Validation runs here; the write joins
  * the writer's next group commit. */
 enum MHD_Result route_rankings_create(request *r) {
-    enum MHD_Result replied;
-    int64_t ids[RANKING_MAX_K] = {0}, project_id = 0;
-    size_t n = 0;
-    if (prefs_candidate_ids(r->db, r->path_id, ids, &n) != 0 ||
-        (n > 0 && annot_comparison_project(r->db, r->path_id, &project_id) != 0))
+    int64_t project_id = 0;
+    int found = prefs_comparison_exists(r->db, r->path_id);
+    if (found <= 0)
+        return http_reply_not_found(r, "comparison", found);
+    if (annot_comparison_project(r->db, r->path_id, &project_id) != 0)
         return http_reply_db_error(r);
-    if (n == 0)
-        return http_reply_not_found(r, "comparison", 0);
-    int locked = project_is_locked(r->db, project_id);
-    if (locked != 0)
-        return locked < 0 ? http_reply_db_error(r)
-                          : http_reply_error(r, 409, "project_locked", NULL,
-                                             "project %lld is locked", (long long)project_id);
-    json_t *body = http_body_object(r, &replied);
-    if (body == NULL)
-        return replied;
-    http_error e;
-    ranking_write *w = ranking_input_parse(r->db, body, project_id, ids, n, &e);
-    json_decref(body);
-    if (w == NULL)
-        return e.status ? http_reply_http_error(r, &e) : MHD_NO;
-    r->write_ctx = w;
-    return http_defer_write(r, ranking_write_run);
+    return ranking_input_defer(r, r->path_id, project_id, ranking_write_run);
 }
 
 /* GET /v1/comparisons/{id}/rankings: the raw rankings, newest first. */

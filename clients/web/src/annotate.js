@@ -8,7 +8,7 @@
 // The ranking is a list of groups, best first; a group of several is a tie.
 // That is exactly the API's `order`.
 import { api, ApiError, listAll } from './api.js';
-import { $, clear, el, setText, typingIn } from './dom.js';
+import { $, clear, el, fillSelect, setText, typingIn } from './dom.js';
 import { renderMarkdown } from './markdown.js';
 
 let active = false;
@@ -353,11 +353,7 @@ async function loadProjects() {
     setText($('ann-status'), err.describe());
     return;
   }
-  const sel = $('project');
-  const keep = sel.value;
-  clear(sel);
-  for (const p of projects) sel.append(el('option', { value: String(p.id) }, `${p.name} (#${p.id}, k ≤ ${p.k})`));
-  if (keep && projects.some((p) => String(p.id) === keep)) sel.value = keep;
+  fillSelect($('project'), projects, (p) => `${p.name} (#${p.id}, k ≤ ${p.k})`);
   await loadNext();
 }
 

@@ -3,7 +3,7 @@
 // and median time per comparison, and the project's position bias, from
 // GET /v1/projects/{id}/quality. Everything the server sends is text.
 import { api, listAll } from './api.js';
-import { $, clear, el, setText } from './dom.js';
+import { $, clear, el, fillSelect, setText } from './dom.js';
 
 let active = false;
 
@@ -71,11 +71,7 @@ async function loadProjects() {
     setText($('q-status'), err.describe());
     return;
   }
-  const sel = $('q-project');
-  const keep = sel.value;
-  clear(sel);
-  for (const p of projects) sel.append(el('option', { value: String(p.id) }, `${p.name} (#${p.id})`));
-  if (keep && projects.some((p) => String(p.id) === keep)) sel.value = keep;
+  fillSelect($('q-project'), projects, (p) => `${p.name} (#${p.id})`);
   await load();
 }
 
