@@ -176,22 +176,7 @@ int annot_comparison_view(sqlite3 *db, json_t *c, int64_t token_id, bool admin, 
     return 0;
 }
 
-int annot_gold_pick(sqlite3 *db, int64_t project_id, int64_t token_id, int64_t *id) {
-    sqlite3_stmt *st = db_cached_prepare(
-        db, "SELECT c.id FROM comparisons c WHERE c.project_id = ?1 AND c.gold IS NOT NULL AND "
-            "NOT EXISTS (SELECT 1 FROM rankings k WHERE k.comparison_id = c.id AND k.token_id = "
-            "?2) ORDER BY c.id LIMIT 1");
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_int64(st, 1, project_id);
-    sqlite3_bind_int64(st, 2, token_id);
-    int rc = sqlite3_step(st);
-    *id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    db_cached_done(st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-}
-
-/* One integer from sql binding ?1, ?2: 0 with *out, or -1. */
+/* One integer from sql binding ?1, ?2: 1 with *out, 0 no row, -1 error. */
 static int one_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t *out) {
     sqlite3_stmt *st = db_cached_prepare(db, sql);
     if (st == NULL)
@@ -201,37 +186,39 @@ static int one_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t *
     int rc = sqlite3_step(st);
     *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     db_cached_done(st);
-    return rc == SQLITE_ROW ? 0 : -1;
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int annot_gold_pick(sqlite3 *db, int64_t project_id, int64_t token_id, int64_t *id) {
+    return one_int(db,
+                   "SELECT c.id FROM comparisons c WHERE c.project_id = ?1 AND c.gold IS NOT "
+                   "NULL AND NOT EXISTS (SELECT 1 FROM rankings k WHERE k.comparison_id = c.id "
+                   "AND k.token_id = ?2) ORDER BY c.id LIMIT 1",
+                   project_id, token_id, id);
 }
 
 int annot_comparison_project(sqlite3 *db, int64_t comparison_id, int64_t *project_id) {
     return one_int(db, "SELECT project_id FROM comparisons WHERE id = ?1 AND ?2 = 0", comparison_id,
-                   0, project_id);
+                   0, project_id) == 1
+               ? 0
+               : -1;
 }
 
 int annot_answered_count(sqlite3 *db, int64_t project_id, int64_t token_id, int64_t *n) {
     return one_int(db,
                    "SELECT count(*) FROM rankings k JOIN comparisons c ON c.id = k.comparison_id "
                    "WHERE c.project_id = ?1 AND k.token_id = ?2",
-                   project_id, token_id, n);
+                   project_id, token_id, n) == 1
+               ? 0
+               : -1;
 }
 
 int annot_lease_served_ms(sqlite3 *db, int64_t comparison_id, int64_t token_id,
                           int64_t *served_ms) {
-    int64_t exists;
-    if (one_int(db,
-                "SELECT count(*) FROM comparison_leases WHERE comparison_id = ?1 AND token_id = "
-                "?2 AND served_ms IS NOT NULL",
-                comparison_id, token_id, &exists) != 0)
-        return -1;
-    if (!exists)
-        return 0;
     return one_int(db,
                    "SELECT served_ms FROM comparison_leases WHERE comparison_id = ?1 AND "
-                   "token_id = ?2",
-                   comparison_id, token_id, served_ms) == 0
-               ? 1
-               : -1;
+                   "token_id = ?2 AND served_ms IS NOT NULL",
+                   comparison_id, token_id, served_ms);
 }
 
 /* ---- rankings -------------------------------------------------------------------- */

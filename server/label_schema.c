@@ -24,17 +24,24 @@ static int has_string(const json_t *array, size_t n, const char *s) {
     return 0;
 }
 
+/* obj (named param) is an object with only the keys allowed (what: how
+ * the message describes it). 1 ok, 0 with e. */
+static int check_object(const json_t *obj, const char *const *allowed, const char *param,
+                        const char *what, http_error *e) {
+    if (!json_is_object(obj))
+        return http_error_set(e, 400, "invalid_type", param, "%s must be an object %s", param,
+                              what);
+    char prefix[160];
+    snprintf(prefix, sizeof prefix, "%s.", param);
+    return json_check_keys(obj, allowed, prefix, e);
+}
+
 static int check_rating_def(const json_t *def, size_t i, json_t *names, json_t *ratings,
                             http_error *e) {
     static const char *const keys[] = {"name", "min", "max", "required", NULL};
     char param[96];
     snprintf(param, sizeof param, "label_schema.ratings[%zu]", i);
-    if (!json_is_object(def))
-        return http_error_set(e, 400, "invalid_type", param,
-                              "%s must be an object {name, min, max, required}", param);
-    char prefix[104];
-    snprintf(prefix, sizeof prefix, "%s.", param);
-    if (!json_check_keys(def, keys, prefix, e))
+    if (!check_object(def, keys, param, "{name, min, max, required}", e))
         return 0;
     json_t *name = json_object_get(def, "name");
     snprintf(param, sizeof param, "label_schema.ratings[%zu].name", i);
@@ -129,12 +136,7 @@ static int check_label(const json_t *schema, const json_t *item, size_t i, const
     static const char *const keys[] = {"candidate_id", "ratings", "flags", NULL};
     char param[128];
     snprintf(param, sizeof param, "labels[%zu]", i);
-    if (!json_is_object(item))
-        return http_error_set(e, 400, "invalid_type", param,
-                              "%s must be an object {candidate_id, ratings, flags}", param);
-    char prefix[160];
-    snprintf(prefix, sizeof prefix, "%s.", param);
-    if (!json_check_keys(item, keys, prefix, e))
+    if (!check_object(item, keys, param, "{candidate_id, ratings, flags}", e))
         return 0;
     json_t *cid = json_object_get(item, "candidate_id");
     size_t c = 0;
