@@ -31,6 +31,14 @@
  *   defined when m >= 2 and the denominator is positive; the project's W
  *   is the mean over the comparisons where it is defined.
  *
+ * - Per annotator alpha: the coincidences split by whose value comes first,
+ *   o_ck = sum_j o(j)_ck; with n_j = sum o(j)_ck the annotator's pairable
+ *   values, D_o(j) = sum o(j)_ck delta^2_ck / n_j and D_e = sum n_c n_k
+ *   delta^2_ck / (n (n - 1)) (the project's marginals),
+ *     alpha_j = 1 - D_o(j) / D_e,
+ *   so the project's D_o = sum_j n_j D_o(j) / n: how much of the project's
+ *   disagreement comes from each annotator, on alpha's scale.
+ *
  * - Per annotator: rankings, skips, and the mean pair agreement with the
  *   others: for every comparison they and another annotator both ranked,
  *   the fraction of candidate pairs the two order the same way (better,
@@ -143,37 +151,78 @@ int agreement_add_comparison(agreement *a, int n, const agreement_ranking *ranki
         return 0;
     for (int i = 0; i < n; i++) { /* unit: candidate i; m values */
         a->n_units++;
-        for (size_t j = 0; j < m; j++)
+        for (size_t j = 0; j < m; j++) {
+            agreement_annotator *x = annotator(a, rankings[j].annotator);
             for (size_t k = 0; k < m; k++)
-                if (j != k)
-                    a->coincidence[doubled_midrank(n, &rankings[j], i)]
-                                  [doubled_midrank(n, &rankings[k], i)] += 1.0 / (double)(m - 1);
+                if (j != k) {
+                    int vj = doubled_midrank(n, &rankings[j], i);
+                    int vk = doubled_midrank(n, &rankings[k], i);
+                    a->coincidence[vj][vk] += 1.0 / (double)(m - 1);
+                    x->coincidence[vj][vk] += 1.0 / (double)(m - 1);
+                }
+        }
     }
     return 0;
 }
 
-bool agreement_alpha(const agreement *a, double *alpha) {
-    double nc[AGREEMENT_N_VALUES] = {0}, n = 0;
+/* The coincidence marginals n_c of a (into nc) and their sum. */
+static double marginals(const agreement *a, double nc[AGREEMENT_N_VALUES]) {
+    double n = 0;
     for (int c = 0; c < AGREEMENT_N_VALUES; c++) {
+        nc[c] = 0;
         for (int k = 0; k < AGREEMENT_N_VALUES; k++)
             nc[c] += a->coincidence[c][k];
         n += nc[c];
     }
-    double observed = 0, expected = 0;
+    return n;
+}
+
+/* The ordinal delta^2_ck over the marginals nc. */
+static double ordinal_delta2(const double nc[AGREEMENT_N_VALUES], int c, int k) {
+    int lo = c < k ? c : k, hi = c < k ? k : c;
+    double between = 0;
+    for (int g = lo; g <= hi; g++)
+        between += nc[g];
+    double d = between - (nc[c] + nc[k]) / 2;
+    return d * d;
+}
+
+/* sum o_ck delta^2_ck of the coincidences o (into *observed, with sum
+ * o_ck into *pairable) and sum n_c n_k delta^2_ck (into *expected). */
+static void disagreements(const double nc[AGREEMENT_N_VALUES],
+                          const double o[AGREEMENT_N_VALUES][AGREEMENT_N_VALUES], double *observed,
+                          double *pairable, double *expected) {
+    *observed = *pairable = *expected = 0;
     for (int c = 0; c < AGREEMENT_N_VALUES; c++)
         for (int k = 0; k < AGREEMENT_N_VALUES; k++) {
+            *pairable += o[c][k];
             if (c == k || nc[c] == 0 || nc[k] == 0)
                 continue;
-            int lo = c < k ? c : k, hi = c < k ? k : c;
-            double between = 0;
-            for (int g = lo; g <= hi; g++)
-                between += nc[g];
-            double d = between - (nc[c] + nc[k]) / 2;
-            observed += a->coincidence[c][k] * d * d;
-            expected += nc[c] * nc[k] * d * d;
+            double d2 = ordinal_delta2(nc, c, k);
+            *observed += o[c][k] * d2;
+            *expected += nc[c] * nc[k] * d2;
         }
+}
+
+bool agreement_alpha(const agreement *a, double *alpha) {
+    double nc[AGREEMENT_N_VALUES], observed, pairable, expected;
+    double n = marginals(a, nc);
+    disagreements(nc, a->coincidence, &observed, &pairable, &expected);
     if (n <= 1 || expected <= 0)
         return false;
     *alpha = 1 - (n - 1) * observed / expected;
+    return true;
+}
+
+bool agreement_annotator_alpha(const agreement *a, size_t i, double *alpha) {
+    double nc[AGREEMENT_N_VALUES], observed, pairable, expected, unused1, unused2;
+    double n = marginals(a, nc);
+    if (i >= a->n_annotators)
+        return false;
+    disagreements(nc, a->coincidence, &unused1, &unused2, &expected);
+    disagreements(nc, a->annotators[i].coincidence, &observed, &pairable, &unused1);
+    if (n <= 1 || expected <= 0 || pairable <= 0)
+        return false;
+    *alpha = 1 - (observed / pairable) / (expected / (n * (n - 1)));
     return true;
 }

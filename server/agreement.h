@@ -25,6 +25,9 @@ typedef struct agreement_annotator {
     int64_t n_ranked, n_skipped;
     int64_t n_compared;   /* (comparison, other annotator) pairs both ranked */
     double agreement_sum; /* of their pair agreements */
+    /* Their part of the coincidence matrix: the ordered pairs (their
+     * value, another coder's value) of the units they coded. */
+    double coincidence[AGREEMENT_N_VALUES][AGREEMENT_N_VALUES];
 } agreement_annotator;
 
 typedef struct agreement {
@@ -48,6 +51,12 @@ int agreement_add_skip(agreement *a, int64_t annotator);
 /* Krippendorff's alpha (ordinal); false when undefined (no pairable
  * values, or all pairable values equal). */
 bool agreement_alpha(const agreement *a, double *alpha);
+/* Annotator i's alpha: 1 - D_o(i) / D_e, their observed disagreement (the
+ * mean ordinal distance^2 of the pairs (their value, another's) of the
+ * units they coded) over the project's expected disagreement; the
+ * project's D_o is the pairable-value-weighted mean of these. false when
+ * undefined (they share no unit with anyone, or D_e is 0). */
+bool agreement_annotator_alpha(const agreement *a, size_t i, double *alpha);
 /* Kendall's W of one comparison; false when undefined (m < 2, or every
  * ranking ties everything). */
 bool agreement_kendall_w(int n, const agreement_ranking *rankings, size_t m, double *w);

@@ -123,7 +123,7 @@ void agreement_cache_stats(agreement_cache *c, long long *hits, long long *compu
 /* ---- the answer -------------------------------------------------------------- */
 
 /* The reply's body (ending in a newline, as every reply does) from every
- * ranking of the project, and the snapshot's highest ranking id. NULL on
+ * ranking of the project, and the snapshot's highest ranking change id. NULL on
  * a database error or out of memory. */
 char *agreement_body_text(sqlite3 *db, int64_t project_id, int64_t *last, size_t *len) {
     agreement a;

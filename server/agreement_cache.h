@@ -2,12 +2,12 @@
  * project, so that a read does not recompute it from every ranking.
  *
  * An entry is the reply's body as computed from a snapshot whose highest
- * ranking id (of the whole table) was `last`. Rankings are only inserted,
- * never edited (prefs_store.h), so the entry is still the answer for a
- * later snapshot with highest id `now` when no ranking with an id in
+ * ranking change id (ranking_changes, schema 016: one per insert, edit or
+ * delete of a ranking) was `last`. The entry is still the answer for a
+ * later snapshot with highest id `now` when no change with an id in
  * (last, now] belongs to the project: then the entry moves up to `now`
- * (agreement_cache_advance) without being recomputed. A new ranking in the
- * project makes it stale. At most max_entries projects are kept (the least
+ * (agreement_cache_advance) without being recomputed. A new, edited or
+ * withdrawn ranking in the project makes it stale. At most max_entries projects are kept (the least
  * recently read go first). Thread-safe.
  */
 #ifndef RLHF_AGREEMENT_CACHE_H
@@ -43,7 +43,7 @@ void agreement_cache_advance(agreement_cache *c, int64_t project_id, int64_t fro
 
 /* The body of GET /v1/projects/{id}/agreement (malloc'd, *len bytes,
  * ending in the newline every reply ends in) computed from every ranking
- * of the project, and the snapshot's highest ranking id into *last: what
+ * of the project, and the snapshot's highest ranking change id into *last: what
  * the cache holds. NULL on a database error or out of memory. */
 char *agreement_body_text(sqlite3 *db, int64_t project_id, int64_t *last, size_t *len);
 

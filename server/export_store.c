@@ -7,10 +7,9 @@
 #include "db.h"
 #include "project_access.h"
 
-/* HOOK for h-quality: the condition "comparison c is not gold" once its
- * migration marks gold comparisons (the lead wires it at merge); until
- * then no comparison is gold and exclude_gold leaves nothing out. */
-#define EXPORT_NOT_GOLD "1"
+/* Comparison c is not a gold comparison (schema 016: gold holds its known
+ * answer, NULL for an ordinary comparison). */
+#define EXPORT_NOT_GOLD "c.gold IS NULL"
 
 /* Rankings k1 and k2 of comparison c both count for its agreement. */
 #define AGREEMENT_RANKING(k)                                                                       \

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "export_store.h"
+#include "annotation_store.h"
 
 int prefs_project_exists(sqlite3 *db, int64_t id) {
     return db_row_exists(db, "SELECT 1 FROM projects WHERE id = ?1", id);
@@ -22,19 +23,24 @@ int prefs_checkpoint_exists(sqlite3 *db, int64_t id) {
 
 #define PROJECT_COLUMNS                                                                            \
     "id, name, k, overlap, created_at, (SELECT count(*) FROM comparisons c WHERE c.project_id = "  \
-    "projects.id), description, locked_at IS NOT NULL, archived_at IS NOT NULL"
+    "projects.id), description, locked_at IS NOT NULL, archived_at IS NOT NULL, guidelines, "     \
+    "label_schema, lease_seconds, gold_rate"
 
 static json_t *project_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     (void)db, (void)scope;
-    return json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:I, s:I}", "id",
-                     (json_int_t)sqlite3_column_int64(st, 0), "object", "project", "name",
-                     (const char *)sqlite3_column_text(st, 1), "description",
-                     (const char *)sqlite3_column_text(st, 6), "k",
-                     (json_int_t)sqlite3_column_int64(st, 2), "overlap",
-                     (json_int_t)sqlite3_column_int64(st, 3), "locked",
-                     sqlite3_column_int(st, 7) != 0, "archived", sqlite3_column_int(st, 8) != 0,
-                     "n_comparisons", (json_int_t)sqlite3_column_int64(st, 5), "created_at",
-                     (json_int_t)sqlite3_column_int64(st, 4));
+    json_t *label_schema = json_loads((const char *)sqlite3_column_text(st, 10), 0, NULL);
+    return json_pack(
+        "{s:I, s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:I, s:s, s:o, s:I, s:f, s:I}", "id",
+        (json_int_t)sqlite3_column_int64(st, 0), "object", "project", "name",
+        (const char *)sqlite3_column_text(st, 1), "description",
+        (const char *)sqlite3_column_text(st, 6), "k", (json_int_t)sqlite3_column_int64(st, 2),
+        "overlap", (json_int_t)sqlite3_column_int64(st, 3), "locked",
+        sqlite3_column_int(st, 7) != 0, "archived", sqlite3_column_int(st, 8) != 0,
+        "n_comparisons", (json_int_t)sqlite3_column_int64(st, 5), "guidelines",
+        (const char *)sqlite3_column_text(st, 9), "label_schema",
+        label_schema ? label_schema : json_null(), "lease_seconds",
+        (json_int_t)sqlite3_column_int64(st, 11), "gold_rate", sqlite3_column_double(st, 12),
+        "created_at", (json_int_t)sqlite3_column_int64(st, 4));
 }
 
 json_t *prefs_project_get(sqlite3 *db, int64_t id, int *found) {
@@ -175,13 +181,34 @@ const prefs_list prefs_comparisons = {
     "ORDER BY id DESC LIMIT ?2",
     comparison_item};
 
+int prefs_comparison_lease(sqlite3 *db, int64_t id, int64_t token_id, int64_t now_ms,
+                           int64_t lease_ms) {
+    /* served_ms stays while the annotator's lease lives (asking again is
+     * not serving again), so a ranking's time counts from the first serve. */
+    sqlite3_stmt *st = db_cached_prepare(
+        db, "INSERT INTO comparison_leases (comparison_id, token_id, lease_expires_ms, "
+            "served_ms) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET lease_expires_ms = "
+            "excluded.lease_expires_ms, served_ms = CASE WHEN lease_expires_ms > ?4 AND "
+            "served_ms IS NOT NULL THEN served_ms ELSE ?4 END");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, token_id);
+    sqlite3_bind_int64(st, 3, now_ms + lease_ms);
+    sqlite3_bind_int64(st, 4, now_ms);
+    int ok = sqlite3_step(st) == SQLITE_DONE;
+    db_cached_done(st);
+    return ok ? 0 : -1;
+}
+
 int prefs_comparison_lease_next(sqlite3 *db, int64_t project_id, int64_t token_id, int64_t overlap,
-                                int64_t now_ms, int64_t *id) {
-    /* Walks comparisons_by_rank_count in answer order (schema 007). */
+                                int64_t now_ms, int64_t lease_ms, int64_t *id) {
+    /* Walks comparisons_by_rank_count in answer order (schema 007); gold
+     * comparisons are served apart (annot_gold_pick). */
     sqlite3_stmt *st = db_cached_prepare(
         db, "SELECT c.id FROM comparisons c INDEXED BY comparisons_by_rank_count WHERE "
-            "c.project_id = ?1 AND c.n_ranked < ?4 AND c.retired_at IS NULL AND NOT EXISTS (SELECT "
-            "1 FROM rankings k "
+            "c.project_id = ?1 AND c.n_ranked < ?4 AND c.retired_at IS NULL AND c.gold IS NULL AND "
+            "NOT EXISTS (SELECT 1 FROM rankings k "
             "WHERE k.comparison_id = c.id AND k.token_id = ?2) AND c.n_ranked + (SELECT "
             "count(*) FROM comparison_leases l WHERE l.comparison_id = c.id AND l.token_id <> ?2 "
             "AND l.lease_expires_ms > ?3) < ?4 ORDER BY c.n_ranked, c.id LIMIT 1");
@@ -196,17 +223,7 @@ int prefs_comparison_lease_next(sqlite3 *db, int64_t project_id, int64_t token_i
     db_cached_done(st);
     if (rc != SQLITE_ROW)
         return rc == SQLITE_DONE ? 0 : -1;
-    st = db_cached_prepare(db, "INSERT INTO comparison_leases (comparison_id, token_id, "
-                               "lease_expires_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO UPDATE "
-                               "SET lease_expires_ms = excluded.lease_expires_ms");
-    if (st == NULL)
-        return -1;
-    sqlite3_bind_int64(st, 1, *id);
-    sqlite3_bind_int64(st, 2, token_id);
-    sqlite3_bind_int64(st, 3, now_ms + ANNOTATION_LEASE_MS);
-    int ok = sqlite3_step(st) == SQLITE_DONE;
-    db_cached_done(st);
-    return ok ? 1 : -1;
+    return prefs_comparison_lease(db, *id, token_id, now_ms, lease_ms) == 0 ? 1 : -1;
 }
 
 int prefs_candidate_ids(sqlite3 *db, int64_t comparison_id, int64_t *ids, size_t *n) {
@@ -267,15 +284,34 @@ static json_t *ranking_item(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     json_t *order = ranking_order(db, sqlite3_column_int64(st, 0));
     if (order == NULL)
         return NULL;
-    return prefs_ranking_json(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
-                              (const char *)sqlite3_column_text(st, 2),
-                              sqlite3_column_int(st, 3) != 0, order,
-                              (const char *)sqlite3_column_text(st, 4), sqlite3_column_int64(st, 6),
-                              sqlite3_column_int64(st, 5));
+    json_t *ranking =
+        prefs_ranking_json(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                           (const char *)sqlite3_column_text(st, 2), sqlite3_column_int(st, 3) != 0,
+                           order, (const char *)sqlite3_column_text(st, 4),
+                           sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 5));
+    if (ranking != NULL && annot_ranking_add_extras(db, ranking) != 0) {
+        json_decref(ranking);
+        return NULL;
+    }
+    return ranking;
 }
 
 const prefs_list prefs_rankings = {"SELECT " RANKING_COLUMNS
                                    " WHERE k.comparison_id = ?3 AND (?1 = 0 OR "
+                                   "k.id < ?1) ORDER BY k.id DESC LIMIT ?2",
+                                   ranking_item};
+
+json_t *prefs_ranking_get(sqlite3 *db, int64_t id, int *found) {
+    return db_load_row(db, "SELECT " RANKING_COLUMNS " WHERE k.id = ?1", id, ranking_item, found);
+}
+
+const prefs_list prefs_my_rankings = {"SELECT " RANKING_COLUMNS
+                                      " WHERE k.token_id = ?3 AND (?1 = 0 OR "
+                                      "k.id < ?1) ORDER BY k.id DESC LIMIT ?2",
+                                      ranking_item};
+
+const prefs_list prefs_my_skips = {"SELECT " RANKING_COLUMNS
+                                   " WHERE k.token_id = ?3 AND k.skipped = 1 AND (?1 = 0 OR "
                                    "k.id < ?1) ORDER BY k.id DESC LIMIT ?2",
                                    ranking_item};
 
@@ -304,6 +340,27 @@ static int insert_rows(sqlite3 *db, const char *head, const int64_t *v, size_t r
     return ok;
 }
 
+/* The entries of ranking id (rank[i] the group of candidate ids[i]) and
+ * its pairs: 1 done (*n_pairs), 0 failed. */
+static int insert_entries_and_pairs(sqlite3 *db, int64_t id, const int64_t *ids,
+                                    const int64_t *rank, size_t n, int64_t *n_pairs) {
+    size_t pairs = 0;
+    int64_t v[3 * RANKING_MAX_K * (RANKING_MAX_K - 1) / 2] = {0};
+    for (size_t i = 0; i < n; i++)
+        v[3 * i] = id, v[3 * i + 1] = ids[i], v[3 * i + 2] = rank[i];
+    int ok = insert_rows(db, "INSERT INTO ranking_entries (ranking_id, candidate_id, rank)", v, n);
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = 0; b < n; b++)
+            if (rank[a] < rank[b])
+                v[3 * pairs] = id, v[3 * pairs + 1] = ids[a], v[3 * pairs + 2] = ids[b], pairs++;
+    ok = ok && (pairs == 0 || insert_rows(db,
+                                          "INSERT INTO preference_pairs (ranking_id, "
+                                          "chosen_candidate_id, rejected_candidate_id)",
+                                          v, pairs));
+    *n_pairs = (int64_t)pairs;
+    return ok;
+}
+
 /* K-wise -> pairwise: every (better, worse) pair of different ranks. */
 int64_t prefs_ranking_insert(sqlite3 *db, int64_t comparison_id, int64_t token_id, bool skip,
                              const char *note, const int64_t *ids, const int64_t *rank, size_t n,
@@ -322,24 +379,7 @@ int64_t prefs_ranking_insert(sqlite3 *db, int64_t comparison_id, int64_t token_i
     if (sqlite3_step(st) == SQLITE_DONE)
         id = sqlite3_last_insert_rowid(db);
     db_cached_done(st);
-    int ok = id > 0;
-    size_t pairs = 0;
-    if (ok && !skip) {
-        int64_t v[3 * RANKING_MAX_K * (RANKING_MAX_K - 1) / 2] = {0};
-        for (size_t i = 0; i < n; i++)
-            v[3 * i] = id, v[3 * i + 1] = ids[i], v[3 * i + 2] = rank[i];
-        ok = insert_rows(db, "INSERT INTO ranking_entries (ranking_id, candidate_id, rank)", v, n);
-        for (size_t a = 0; a < n; a++)
-            for (size_t b = 0; b < n; b++)
-                if (rank[a] < rank[b])
-                    v[3 * pairs] = id, v[3 * pairs + 1] = ids[a], v[3 * pairs + 2] = ids[b],
-                          pairs++;
-        ok = ok && (pairs == 0 ||
-                    insert_rows(db,
-                                "INSERT INTO preference_pairs (ranking_id, chosen_candidate_id, "
-                                "rejected_candidate_id)",
-                                v, pairs));
-    }
+    int ok = id > 0 && (skip || insert_entries_and_pairs(db, id, ids, rank, n, n_pairs));
     ok = ok && (st = db_cached_prepare(db, "DELETE FROM comparison_leases WHERE "
                                            "comparison_id = ?1 AND token_id = ?2")) != NULL;
     if (ok) {
@@ -348,8 +388,36 @@ int64_t prefs_ranking_insert(sqlite3 *db, int64_t comparison_id, int64_t token_i
         ok = sqlite3_step(st) == SQLITE_DONE;
         db_cached_done(st);
     }
-    *n_pairs = (int64_t)pairs;
+    if (skip)
+        *n_pairs = 0;
     return ok ? id : -1;
+}
+
+int prefs_ranking_replace(sqlite3 *db, int64_t id, bool skip, const char *note, const int64_t *ids,
+                          const int64_t *rank, size_t n, int64_t *n_pairs) {
+    static const char *const clear[] = {"DELETE FROM preference_pairs WHERE ranking_id = ?1",
+                                        "DELETE FROM ranking_entries WHERE ranking_id = ?1"};
+    for (size_t i = 0; i < 2; i++) {
+        sqlite3_stmt *st = db_cached_prepare(db, clear[i]);
+        if (st == NULL)
+            return -1;
+        sqlite3_bind_int64(st, 1, id);
+        int ok = sqlite3_step(st) == SQLITE_DONE;
+        db_cached_done(st);
+        if (!ok)
+            return -1;
+    }
+    sqlite3_stmt *st =
+        db_cached_prepare(db, "UPDATE rankings SET skipped = ?2, note = ?3 WHERE id = ?1");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, skip);
+    sqlite3_bind_text(st, 3, note, -1, SQLITE_STATIC);
+    int ok = sqlite3_step(st) == SQLITE_DONE;
+    db_cached_done(st);
+    *n_pairs = 0;
+    return ok && (skip || insert_entries_and_pairs(db, id, ids, rank, n, n_pairs)) ? 0 : -1;
 }
 
 int prefs_answer_state_get(sqlite3 *db, int64_t comparison_id, int64_t token_id, int64_t now_ms,
@@ -425,15 +493,25 @@ static json_t *export_ranking(sqlite3 *db, sqlite3_stmt *st) {
                               json_pack("{s:I, s:s}", "id", (json_int_t)sqlite3_column_int64(cs, 0),
                                         "text", (const char *)sqlite3_column_text(cs, 1)));
     db_cached_done(cs);
-    return json_pack("{s:I, s:I, s:s, s:o, s:s, s:o, s:b, s:o, s:I}", "ranking_id", (json_int_t)id,
-                     "comparison_id", (json_int_t)comparison, "prompt",
-                     (const char *)sqlite3_column_text(st, 2), "candidates", candidates,
-                     "annotator", (const char *)sqlite3_column_text(st, 3), "order", order,
-                     "skipped", sqlite3_column_int(st, 4) != 0, "note",
-                     sqlite3_column_type(st, 5) == SQLITE_NULL
-                         ? json_null()
-                         : json_string((const char *)sqlite3_column_text(st, 5)),
-                     "created_at", (json_int_t)sqlite3_column_int64(st, 6));
+    json_t *line = json_pack("{s:I, s:I, s:s, s:o, s:s, s:o, s:b, s:o, s:I}", "ranking_id",
+                             (json_int_t)id, "comparison_id", (json_int_t)comparison, "prompt",
+                             (const char *)sqlite3_column_text(st, 2), "candidates", candidates,
+                             "annotator", (const char *)sqlite3_column_text(st, 3), "order", order,
+                             "skipped", sqlite3_column_int(st, 4) != 0, "note",
+                             sqlite3_column_type(st, 5) == SQLITE_NULL
+                                 ? json_null()
+                                 : json_string((const char *)sqlite3_column_text(st, 5)),
+                             "created_at", (json_int_t)sqlite3_column_int64(st, 6));
+    /* labels, skip_reason, shown_order, time_ms, updated_at (schema 016) */
+    json_object_set_new(line, "id", json_integer(id));
+    int ok = line != NULL && annot_ranking_add_extras(db, line) == 0;
+    json_object_del(line, "id");
+    json_object_del(line, "project_id");
+    if (!ok) {
+        json_decref(line);
+        return NULL;
+    }
+    return line;
 }
 
 int prefs_export_chunk(sqlite3 *db, int64_t project_id, int64_t *last_id, int max_rows,
@@ -467,7 +545,7 @@ int prefs_export_chunk(sqlite3 *db, int64_t project_id, int64_t *last_id, int ma
 /* ---- agreement -------------------------------------------------------------------- */
 
 int prefs_rankings_last_id(sqlite3 *db, int64_t *id) {
-    sqlite3_stmt *st = db_cached_prepare(db, "SELECT coalesce(max(id), 0) FROM rankings");
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT coalesce(max(id), 0) FROM ranking_changes");
     const int ok = st != NULL && sqlite3_step(st) == SQLITE_ROW;
     *id = ok ? sqlite3_column_int64(st, 0) : 0;
     db_cached_done(st);
@@ -475,9 +553,8 @@ int prefs_rankings_last_id(sqlite3 *db, int64_t *id) {
 }
 
 int prefs_project_ranked_between(sqlite3 *db, int64_t project_id, int64_t after, int64_t upto) {
-    sqlite3_stmt *st = db_cached_prepare(db, "SELECT 1 FROM rankings k JOIN comparisons c ON c.id "
-                                             "= k.comparison_id WHERE k.id > ?1 AND k.id <= ?2 "
-                                             "AND c.project_id = ?3 LIMIT 1");
+    sqlite3_stmt *st = db_cached_prepare(db, "SELECT 1 FROM ranking_changes WHERE id > ?1 AND id "
+                                             "<= ?2 AND project_id = ?3 LIMIT 1");
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, after);

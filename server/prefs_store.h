@@ -17,7 +17,6 @@
 #include "ranking_limits.h"
 #include "textbuf.h"
 
-#define ANNOTATION_LEASE_MS (10 * 60 * 1000)
 /* The most annotators a project may ask to rank each comparison. */
 #define PROJECT_MAX_OVERLAP 100
 
@@ -33,6 +32,8 @@ extern const prefs_list prefs_projects;               /* not archived */
 extern const prefs_list prefs_projects_with_archived; /* archived too */
 extern const prefs_list prefs_comparisons;            /* scope: project */
 extern const prefs_list prefs_rankings;               /* scope: comparison */
+extern const prefs_list prefs_my_rankings;            /* scope: token (the caller's own) */
+extern const prefs_list prefs_my_skips;               /* scope: token, skips only */
 extern const prefs_list prefs_pairs;                  /* scope: project */
 
 /* Existence: 1, 0, or -1 on error. */
@@ -58,11 +59,15 @@ int64_t prefs_comparison_insert(sqlite3 *db, int64_t project_id, const char *pro
  * *found 0 (none) or -1. */
 json_t *prefs_comparison_get(sqlite3 *db, int64_t id, int *found);
 /* Picks the comparison of project_id to lease token_id next (one it has
- * not answered, not retired, below overlap counting others' live leases at now_ms,
- * least-ranked first) and leases it until now_ms + ANNOTATION_LEASE_MS
+ * not answered, not retired, not gold, below overlap counting others' live
+ * leases at now_ms, least-ranked first) and leases it until now_ms + lease_ms
  * (writes): 1 with *id, 0 none left, -1 error. */
 int prefs_comparison_lease_next(sqlite3 *db, int64_t project_id, int64_t token_id, int64_t overlap,
-                                int64_t now_ms, int64_t *id);
+                                int64_t now_ms, int64_t lease_ms, int64_t *id);
+/* Leases comparison id to token_id until now_ms + lease_ms, noting when it
+ * was served unless a live lease already did (writes). 0 or -1. */
+int prefs_comparison_lease(sqlite3 *db, int64_t id, int64_t token_id, int64_t now_ms,
+                           int64_t lease_ms);
 /* The candidate ids of a comparison in position order (at most
  * RANKING_MAX_K): 0 (*n = 0: no such comparison) or -1. */
 int prefs_candidate_ids(sqlite3 *db, int64_t comparison_id, int64_t *ids, size_t *n);
@@ -84,6 +89,12 @@ int prefs_answer_state_get(sqlite3 *db, int64_t comparison_id, int64_t token_id,
 int64_t prefs_ranking_insert(sqlite3 *db, int64_t comparison_id, int64_t token_id, bool skip,
                              const char *note, const int64_t *ids, const int64_t *rank, size_t n,
                              int64_t created_at, int64_t *n_pairs);
+/* The ranking as GET shows it; NULL with *found 0 (none) or -1. */
+json_t *prefs_ranking_get(sqlite3 *db, int64_t id, int *found);
+/* Rewrites ranking id as a skip or the order rank[i] of candidate ids[i]
+ * (entries and pairs replaced) with note (writes). 0 (*n_pairs) or -1. */
+int prefs_ranking_replace(sqlite3 *db, int64_t id, bool skip, const char *note, const int64_t *ids,
+                          const int64_t *rank, size_t n, int64_t *n_pairs);
 /* A ranking as the API shows it (order stolen; note NULL: none). */
 json_t *prefs_ranking_json(int64_t id, int64_t comparison_id, const char *annotator, bool skipped,
                            json_t *order, const char *note, int64_t n_pairs, int64_t created_at);
@@ -103,18 +114,18 @@ typedef struct prefs_agreement_counts {
 } prefs_agreement_counts;
 /* Feeds every ranking of project_id to a (initialised by the caller) and
  * counts them; *names (a JSON array) gets the token name of each of
- * a->annotators in order; *last_ranking_id the highest ranking id of the
+ * a->annotators in order; *last_ranking_id the highest ranking change id of the
  * whole table in the same snapshot (what the agreement cache keys on). One
  * read transaction. 0 or -1. */
 int prefs_agreement_read(sqlite3 *db, int64_t project_id, agreement *a, prefs_agreement_counts *c,
                          json_t **names, int64_t *last_ranking_id);
-/* The highest ranking id of every project (0: none), into *id. Rankings
- * are only ever inserted (the API neither edits nor deletes one), so a
+/* The highest ranking change id (ranking_changes, schema 016: every
+ * insert, edit and delete of a ranking appends one; 0: none), into *id. A
  * project's rankings are unchanged between two reads of this id exactly
- * when none with an id in between belongs to it. 0 or -1. */
+ * when no change with an id in between belongs to it. 0 or -1. */
 int prefs_rankings_last_id(sqlite3 *db, int64_t *id);
-/* Whether a ranking with an id in (after, upto] belongs to project_id: 1
- * yes, 0 no, -1 error. Costs a walk over the rankings in that range. */
+/* Whether a ranking change with an id in (after, upto] belongs to
+ * project_id: 1 yes, 0 no, -1 error. Costs a walk over that range. */
 int prefs_project_ranked_between(sqlite3 *db, int64_t project_id, int64_t after, int64_t upto);
 
 #endif

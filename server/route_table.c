@@ -99,6 +99,11 @@ static const http_route routes[] = {
     {"POST", "/v1/comparisons/{id}/retire", AUTH_ROLE_ADMIN, route_comparisons_retire, false, NULL},
     {"POST", "/v1/comparisons/{id}/rankings", ANNOTATORS, route_rankings_create, CREATES, NULL},
     {"GET", "/v1/comparisons/{id}/rankings", READERS, route_rankings_list, false, NULL},
+    {"PUT", "/v1/rankings/{id}", ANNOTATORS, route_rankings_update, false, NULL},
+    {"DELETE", "/v1/rankings/{id}", ANNOTATORS, route_rankings_delete, false, NULL},
+    {"GET", "/v1/me/rankings", ANNOTATORS, route_me_rankings, false, NULL},
+    {"GET", "/v1/projects/{id}/position_bias", READERS, route_projects_position_bias, false, NULL},
+    {"GET", "/v1/projects/{id}/quality", AUTH_ROLE_ADMIN, route_projects_quality, false, NULL},
     {"GET", "/", 0, route_static_index, false, NULL},
     {"GET", "/assets/{path}", 0, route_static_asset, false, NULL},
 };
@@ -111,7 +116,8 @@ bool route_table_expensive(const http_route *route) {
         route_checkpoints_generate, route_completions,         route_chat_completions,
         route_projects_agreement,   route_pairs_export,        route_rankings_export,
         route_checkpoints_content,  route_jobs_metrics,        route_studies_curves,
-        route_projects_export,
+        route_projects_export, route_projects_position_bias,
+        route_projects_quality,
     };
     for (size_t i = 0; i < sizeof expensive / sizeof expensive[0]; i++)
         if (route->handler == expensive[i])

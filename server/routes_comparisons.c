@@ -3,7 +3,11 @@
  * GET /v1/comparisons/{id}, and GET .../comparisons/next, the annotator's
  * next comparison: one of the project they have not answered, whose
  * rankings plus other annotators' live leases are below the overlap,
- * least-ranked first; it is leased to them for ANNOTATION_LEASE_MS.
+ * least-ranked first (or, at the project's gold_rate, a gold comparison
+ * they have not answered); it is leased to them for the project's
+ * lease_seconds and shown in their own shuffled order. What annotators see
+ * of a comparison, and gold answers and candidate metadata, are
+ * annotation_store.h's.
  * Candidates are given, or sampled by the server from a checkpoint
  * (generate.h).
  */
@@ -12,8 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "annotation_store.h"
 #include "generate.h"
 #include "prefs_store.h"
+#include "ranking_order.h"
 #include "routes.h"
 
 /* The project's k, or 0 after replying 404 / 500. */
@@ -35,12 +41,18 @@ static int check_candidate(sqlite3 *db, const json_t *cand, size_t i, const char
     if (!json_is_object(cand))
         return http_error_set(e, 400, "invalid_type", param,
                               "%s must be an object {text, source, checkpoint_id}", param);
-    static const char *const keys[] = {"text", "source", "checkpoint_id", NULL};
+    static const char *const keys[] = {"text", "source", "checkpoint_id", "metadata", NULL};
     size_t at = strlen(param);
     snprintf(param + at, sizeof param - at, ".");
     if (!json_check_keys(cand, keys, param, e))
         return 0;
     *text = json_string_value(json_object_get(cand, "text"));
+    json_t *metadata = json_object_get(cand, "metadata");
+    if (metadata != NULL && !json_is_object(metadata)) {
+        snprintf(param + at, sizeof param - at, ".metadata");
+        return http_error_set(e, 400, "invalid_type", param,
+                              "%s must be an object (the model, sampling settings, ...)", param);
+    }
     json_t *source_v = json_object_get(cand, "source");
     const char *source = source_v ? json_string_value(source_v) : "provided";
     json_t *ck = json_object_get(cand, "checkpoint_id");
@@ -159,14 +171,37 @@ typedef struct comparison_in {
     size_t n;
     const char *texts[RANKING_MAX_K];
     int64_t checkpoints[RANKING_MAX_K];
+    const json_t *metadata[RANKING_MAX_K]; /* borrowed; NULL: none */
+    json_t *sampled_metadata;              /* owned: how the sampled ones were made */
+    bool has_gold;
+    int gold_group[RANKING_MAX_K];
     generate_output sampled;
 } comparison_in;
+
+static void comparison_in_free(comparison_in *in) {
+    generate_output_free(&in->sampled);
+    json_decref(in->sampled_metadata);
+}
+
+/* gold: the known answer over the candidates' positions (groups of
+ * 0-based positions, best first). 1 ok, 0 with e. */
+static int check_gold(const json_t *gold, comparison_in *in, http_error *e) {
+    int64_t positions[RANKING_MAX_K], rank[RANKING_MAX_K];
+    for (size_t i = 0; i < in->n; i++)
+        positions[i] = (int64_t)i;
+    if (!ranking_check_order(gold, "gold", positions, in->n, rank, e))
+        return 0;
+    in->has_gold = true;
+    for (size_t i = 0; i < in->n; i++)
+        in->gold_group[i] = (int)rank[i];
+    return 1;
+}
 
 /* Validates one comparison {prompt, candidates} or {prompt, sample}
  * (sampling its candidates if asked). 1 ok, 0 with e. */
 static int comparison_parse(request *r, const json_t *body, int64_t k, comparison_in *in,
                             http_error *e) {
-    static const char *const keys[] = {"prompt", "candidates", "sample", NULL};
+    static const char *const keys[] = {"prompt", "candidates", "sample", "gold", NULL};
     memset(in, 0, sizeof *in);
     if (!json_is_object(body))
         return http_error_set(e, 400, "invalid_type", NULL,
@@ -192,26 +227,39 @@ static int comparison_parse(request *r, const json_t *body, int64_t k, compariso
         if (!sample_candidates(r, prompt, sample, k, &gp, &in->sampled, e))
             return 0;
         in->n = (size_t)in->sampled.n_rows;
+        in->sampled_metadata =
+            json_pack("{s:I, s:f, s:f, s:I, s:I}", "checkpoint_id", (json_int_t)gp.checkpoint_id,
+                      "temperature", (double)gp.temperature, "top_p", (double)gp.top_p,
+                      "max_tokens", (json_int_t)gp.max_tokens, "seed", (json_int_t)gp.seed);
         for (size_t i = 0; i < in->n; i++)
-            in->texts[i] = in->sampled.texts[i], in->checkpoints[i] = gp.checkpoint_id;
-        return 1;
+            in->texts[i] = in->sampled.texts[i], in->checkpoints[i] = gp.checkpoint_id,
+            in->metadata[i] = in->sampled_metadata;
+        json_t *gold = json_object_get(body, "gold");
+        return gold == NULL || check_gold(gold, in, e);
     }
     if (!json_is_array(candidates) || n < 2 || n > (size_t)k)
         return http_error_set(
             e, 400, json_is_array(candidates) ? "invalid_value" : "invalid_type", "candidates",
             "candidates must be an array of 2..%lld candidates (the project's k)", (long long)k);
     in->n = n;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (!check_candidate(r->db, json_array_get(candidates, i), i, &in->texts[i],
                              &in->checkpoints[i], e))
             return 0;
-    return 1;
+        in->metadata[i] = json_object_get(json_array_get(candidates, i), "metadata");
+    }
+    json_t *gold = json_object_get(body, "gold");
+    return gold == NULL || check_gold(gold, in, e);
 }
 
 /* Inserts in into the project, in the open transaction: its id, or -1. */
 static int64_t insert(request *r, const comparison_in *in) {
-    return prefs_comparison_insert(r->db, r->path_id, in->prompt, in->n, in->texts,
-                                   in->checkpoints);
+    int64_t id =
+        prefs_comparison_insert(r->db, r->path_id, in->prompt, in->n, in->texts, in->checkpoints);
+    if (id > 0 && annot_comparison_set_extras(r->db, id, in->has_gold ? in->gold_group : NULL,
+                                              in->metadata, in->n) != 0)
+        return -1;
+    return id;
 }
 
 enum MHD_Result route_comparisons_create(request *r) {
@@ -232,9 +280,14 @@ enum MHD_Result route_comparisons_create(request *r) {
         int64_t id = insert(r, &in);
         int found;
         json_t *comparison = id > 0 ? prefs_comparison_get(r->db, id, &found) : NULL;
+        if (comparison != NULL &&
+            annot_comparison_view(r->db, comparison, r->token.id, true, false) != 0) {
+            json_decref(comparison);
+            comparison = NULL;
+        }
         replied = comparison ? http_commit_reply(r, 200, comparison) : http_reply_db_error(r);
     }
-    generate_output_free(&in.sampled);
+    comparison_in_free(&in);
     json_decref(body);
     return replied;
 }
@@ -303,7 +356,7 @@ static json_t *bulk_items(request *r, enum MHD_Result *replied) {
 
 static void bulk_free(comparison_in *ins, size_t n) {
     for (size_t i = 0; i < n; i++)
-        generate_output_free(&ins[i].sampled);
+        comparison_in_free(&ins[i]);
     free(ins);
 }
 
@@ -370,14 +423,51 @@ enum MHD_Result route_comparisons_bulk(request *r) {
     return replied;
 }
 
+/* What the caller may see of a comparison: admins everything, viewers
+ * no gold or metadata, annotators also no source and their own order. */
+static json_t *comparison_for(request *r, int64_t id, int *found) {
+    json_t *c = prefs_comparison_get(r->db, id, found);
+    const bool admin = r->token.role == AUTH_ROLE_ADMIN;
+    if (c != NULL && annot_comparison_view(r->db, c, r->token.id, admin,
+                                           r->token.role == AUTH_ROLE_ANNOTATOR) != 0) {
+        json_decref(c);
+        *found = -1;
+        return NULL;
+    }
+    return c;
+}
+
+/* The list's rows as admins and as the others see them (the list keeps
+ * the stored order; `next` and GET /v1/comparisons/{id} shuffle). */
+static json_t *comparison_row(sqlite3 *db, sqlite3_stmt *st, bool admin) {
+    int found;
+    json_t *c = prefs_comparison_get(db, sqlite3_column_int64(st, 0), &found);
+    if (c != NULL && annot_comparison_view(db, c, 0, admin, false) != 0) {
+        json_decref(c);
+        return NULL;
+    }
+    return c;
+}
+
+static json_t *comparison_row_admin(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)scope;
+    return comparison_row(db, st, true);
+}
+
+static json_t *comparison_row_blind(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
+    (void)scope;
+    return comparison_row(db, st, false);
+}
+
 enum MHD_Result route_comparisons_list(request *r) {
-    return http_reply_list_of(r, "project", prefs_project_exists(r->db, r->path_id),
-                              prefs_comparisons.sql, prefs_comparisons.row);
+    return http_reply_list_of(
+        r, "project", prefs_project_exists(r->db, r->path_id), prefs_comparisons.sql,
+        r->token.role == AUTH_ROLE_ADMIN ? comparison_row_admin : comparison_row_blind);
 }
 
 enum MHD_Result route_comparisons_get(request *r) {
     int found;
-    json_t *c = prefs_comparison_get(r->db, r->path_id, &found);
+    json_t *c = comparison_for(r, r->path_id, &found);
     return c ? http_reply_json(r, 200, c) : http_reply_not_found(r, "comparison", found);
 }
 
@@ -386,10 +476,22 @@ enum MHD_Result route_comparisons_get(request *r) {
  * annotators never get the same last slot and concurrent calls share a
  * commit. write_ctx holds the project's overlap. */
 static enum MHD_Result next_write_run(request *r) {
-    const int64_t overlap = *(const int64_t *)r->write_ctx;
-    const int64_t now = db_now_ms();
-    int64_t id;
-    int leased = prefs_comparison_lease_next(r->db, r->path_id, r->token.id, overlap, now, &id);
+    const annot_project *p = r->write_ctx;
+    const int64_t now = db_now_ms(), lease_ms = p->lease_seconds * 1000;
+    int64_t id = 0, answered = 0;
+    int leased = 0;
+    /* Gold at the project's rate: the draw is fixed by how many the caller
+     * has answered, so asking again before answering gives the same kind. */
+    if (p->gold_rate > 0) {
+        leased = annot_answered_count(r->db, r->path_id, r->token.id, &answered) == 0 ? 0 : -1;
+        if (leased == 0 && annotation_gold_draw(r->token.id, r->path_id, answered) < p->gold_rate)
+            leased = annot_gold_pick(r->db, r->path_id, r->token.id, &id);
+        if (leased > 0)
+            leased = prefs_comparison_lease(r->db, id, r->token.id, now, lease_ms) == 0 ? 1 : -1;
+    }
+    if (leased == 0)
+        leased = prefs_comparison_lease_next(r->db, r->path_id, r->token.id, p->overlap, now,
+                                             lease_ms, &id);
     if (leased <= 0)
         return leased < 0 ? http_reply_db_error(r)
                           : http_reply_error(r, 404, "no_comparison_available", NULL,
@@ -397,10 +499,12 @@ static enum MHD_Result next_write_run(request *r) {
                                              (long long)r->path_id);
     int found;
     json_t *c = prefs_comparison_get(r->db, id, &found);
-    if (c == NULL)
+    if (c == NULL ||
+        annot_comparison_view(r->db, c, r->token.id, r->token.role == AUTH_ROLE_ADMIN, true) != 0) {
+        json_decref(c);
         return http_reply_db_error(r);
-    json_object_set_new(c, "lease_expires_at",
-                        json_integer((now + ANNOTATION_LEASE_MS + 999) / 1000));
+    }
+    json_object_set_new(c, "lease_expires_at", json_integer((now + lease_ms + 999) / 1000));
     return http_commit_reply(r, 200, c);
 }
 
@@ -408,14 +512,15 @@ static enum MHD_Result next_write_run(request *r) {
  * they have not answered, below the overlap counting others' live leases,
  * least-ranked first; asking again before answering returns the same one. */
 enum MHD_Result route_comparisons_next(request *r) {
-    int64_t k, overlap;
-    int found = prefs_project_settings(r->db, r->path_id, &k, &overlap);
-    if (found <= 0)
-        return http_reply_not_found(r, "project", found);
-    int64_t *ctx = malloc(sizeof *ctx);
-    if (ctx == NULL)
+    annot_project *p = malloc(sizeof *p);
+    if (p == NULL)
         return MHD_NO;
-    *ctx = overlap;
-    r->write_ctx = ctx;
+    int found = annot_project_load(r->db, r->path_id, p);
+    annot_project_free(p); /* next needs the numbers only */
+    if (found <= 0) {
+        free(p);
+        return http_reply_not_found(r, "project", found);
+    }
+    r->write_ctx = p;
     return http_defer_write(r, next_write_run);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "prefs_store.h"
+#include "project_annotation.h"
 #include "project_access.h"
 #include "routes.h"
 
@@ -42,10 +43,9 @@ typedef struct project_field {
 
 #define PROJECT_MAX_DESCRIPTION (64 * 1024)
 
-/* HOOK for h-quality's fields (the lead wires them at merge, one row each
- * with the column its migration adds): guidelines (TEXT), lease_seconds
- * (INT) and gold_rate (a real in 0..1, which needs a PROJECT_FIELD_REAL
- * kind beside INT). docs/api.md lists them in the same table. */
+/* The annotation settings (guidelines, label_schema, lease_seconds,
+ * gold_rate) are checked and stored as one by project_annotation.c, the
+ * same code a create uses: see annotation_keys below. */
 static const project_field project_fields[] = {
     {"name", "name", PROJECT_FIELD_TEXT, 1, 256},
     {"description", "description", PROJECT_FIELD_TEXT, 0, PROJECT_MAX_DESCRIPTION},
@@ -54,6 +54,24 @@ static const project_field project_fields[] = {
     {"archived", "archived_at", PROJECT_FIELD_STATE, 0, 1},
 };
 #define N_PROJECT_FIELDS (sizeof project_fields / sizeof project_fields[0])
+
+static const char *const annotation_keys[] = {"guidelines", "label_schema", "lease_seconds",
+                                              "gold_rate"};
+#define N_ANNOTATION_KEYS (sizeof annotation_keys / sizeof annotation_keys[0])
+
+static bool is_annotation_key(const char *key) {
+    for (size_t i = 0; i < N_ANNOTATION_KEYS; i++)
+        if (strcmp(annotation_keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+static bool has_annotation_key(const json_t *body) {
+    for (size_t i = 0; i < N_ANNOTATION_KEYS; i++)
+        if (json_object_get(body, annotation_keys[i]) != NULL)
+            return true;
+    return false;
+}
 
 /* value against f: 1 ok, 0 with e. */
 static int check_field(const project_field *f, const json_t *value, http_error *e) {
@@ -89,15 +107,19 @@ static int check_patch(const json_t *body, http_error *e) {
     if (json_object_size(body) == 0)
         return http_error_set(e, 400, "missing_required_parameter", NULL,
                               "give at least one field to update: name, description, overlap, "
-                              "locked, archived");
+                              "locked, archived, guidelines, label_schema, lease_seconds, "
+                              "gold_rate");
     json_object_foreach((json_t *)body, key, value) {
+        if (is_annotation_key(key))
+            continue; /* project_annotation_check */
         size_t i = 0;
         while (i < N_PROJECT_FIELDS && strcmp(project_fields[i].name, key) != 0)
             i++;
         if (i == N_PROJECT_FIELDS)
             return http_error_set(e, 400, "unknown_parameter", key,
                                   "%s is not an updatable field of a project (name, description, "
-                                  "overlap, locked, archived)",
+                                  "overlap, locked, archived, guidelines, label_schema, "
+                                  "lease_seconds, gold_rate)",
                                   key);
         if (!check_field(&project_fields[i], value, e))
             return 0;
@@ -155,6 +177,20 @@ enum MHD_Result route_projects_update(request *r) {
         return http_reply_db_error(r);
     }
     int ok = 1;
+    if (has_annotation_key(body)) { /* checked against the project as it is in this transaction */
+        json_t *current = prefs_project_get(r->db, r->path_id, NULL);
+        project_annotation a;
+        int valid = current != NULL && project_annotation_check(body, current, &a, &e);
+        json_decref(current);
+        if (current != NULL && !valid) {
+            db_rollback(r->db);
+            json_decref(body);
+            return http_reply_http_error(r, &e);
+        }
+        ok = current != NULL && project_annotation_store(r->db, r->path_id, &a) == 0;
+        if (current != NULL)
+            project_annotation_free(&a);
+    }
     for (size_t i = 0; ok && i < N_PROJECT_FIELDS; i++) {
         const json_t *value = json_object_get(body, project_fields[i].name);
         ok = value == NULL || update_field(r->db, r->path_id, &project_fields[i], value) == 0;

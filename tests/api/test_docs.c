@@ -380,9 +380,16 @@ static void walk_api(walk *w, const char *annotator, int64_t annotator_id) {
     snprintf(p, sizeof p, "/v1/comparisons/%lld", (long long)comparison);
     walk_ok(w, "GET", "/v1/comparisons/{id}", p, admin, NULL);
     snprintf(p, sizeof p, "/v1/comparisons/%lld/rankings", (long long)comparison);
-    walk_ok(w, "POST", "/v1/comparisons/{id}/rankings", p, annotator, order);
+    r = walk_route(w, "POST", "/v1/comparisons/{id}/rankings", p, annotator, order, 200);
+    const int64_t ranking = reply_id(r);
+    reply_free(r);
     walk_ok(w, "GET", "/v1/comparisons/{id}/rankings", p, admin, NULL);
-    const char *project_reads[] = {"pairs", "pairs.jsonl", "rankings.jsonl", "agreement"};
+    walk_ok(w, "GET", "/v1/me/rankings", "/v1/me/rankings", annotator, NULL);
+    snprintf(p, sizeof p, "/v1/rankings/%lld", (long long)ranking);
+    walk_ok(w, "PUT", "/v1/rankings/{id}", p, annotator, order);
+    walk_ok(w, "DELETE", "/v1/rankings/{id}", p, annotator, NULL);
+    const char *project_reads[] = {"pairs",     "pairs.jsonl",   "rankings.jsonl",
+                                   "agreement", "position_bias", "quality"};
     for (size_t i = 0; i < sizeof project_reads / sizeof project_reads[0]; i++) {
         char pattern[64];
         snprintf(pattern, sizeof pattern, "/v1/projects/{id}/%s", project_reads[i]);

@@ -16,7 +16,16 @@ export default async function ({ browser, daemon }) {
   const c1 = await mk('Greet a new colleague.', ['Hello, welcome to the team! Let me know if you need anything.', 'hi', 'Welcome aboard.']);
   const c2 = await mk('Summarise: the cat sat on the mat.', ['A cat sat on a mat.', 'The cat was on the mat.', 'Cat, mat.']);
   const c3 = await mk('Say something.', ['Something.', 'Nothing.']);
-  const ids = (c) => c.candidates.map((x) => x.id);
+  // The page shows each annotator the responses in their own shuffled
+  // order (the server's shown_order): expectations are in that order.
+  const shown = {};
+  const shownNow = async (c) => {
+    shown[c.id] = await page.locator('.card').evaluateAll((cards) => cards.map((x) => Number(x.dataset.cid)));
+    const next = await daemon.api('GET', `/v1/comparisons/${c.id}`, undefined, ann.token);
+    assertEq(shown[c.id], next.shown_order, 'the page shows the server\'s shown order');
+  };
+  // A tie group comes back in stored (id) order.
+  const group = (...cids) => cids.slice().sort((a, b) => a - b);
   await daemon.restart(['--write-rate', '1', '--write-burst', '2']);
 
   const page = await newPage(browser);
@@ -31,6 +40,7 @@ export default async function ({ browser, daemon }) {
   // Comparison 1 (the oldest comes first): click C then A; B goes last on
   // Enter.
   assertEq(await page.textContent('#prompt'), c1.prompt, 'the first comparison');
+  await shownNow(c1);
   assertEq(await page.locator('.card').count(), 3, 'three responses side by side');
   const y = await page.locator('.card').evaluateAll((cards) => cards.map((c) => Math.round(c.getBoundingClientRect().top)));
   assert(y[0] === y[1] && y[1] === y[2], `responses are side by side on a laptop (tops ${y})`);
@@ -43,9 +53,10 @@ export default async function ({ browser, daemon }) {
   // Comparison 2: keys 1, 2, 3, then drag C onto the 2nd rank (a tie), a
   // note, submit by the button.
   await until(async () => (await page.textContent('#prompt')) === c2.prompt, 'the second comparison');
+  await shownNow(c2);
   for (const k of ['1', '2', '3']) await page.keyboard.press(k);
   assertEq(await page.locator('#ranking .group').count(), 3, 'three ranks after keys');
-  await page.dragAndDrop(`#ranking .chip[data-cid="${ids(c2)[2]}"]`, '#ranking .group[data-rank="2"]');
+  await page.dragAndDrop(`#ranking .chip[data-cid="${shown[c2.id][2]}"]`, '#ranking .group[data-rank="2"]');
   assertEq(await page.locator('#ranking .group').count(), 2, 'the drag made a tie');
   assertEq(await page.textContent('.card[data-index="3"] .rank'), '2nd (tie)', 'tie badge');
   await page.fill('#note', 'B and C say the same');
@@ -68,11 +79,12 @@ export default async function ({ browser, daemon }) {
   const ranking = async (c) => (await daemon.api('GET', `/v1/comparisons/${c.id}/rankings`)).data;
   const r1 = await ranking(c1);
   assertEq(r1.length, 1, 'one ranking of comparison 1');
-  assertEq(r1[0].order, [[ids(c1)[2]], [ids(c1)[0]], [ids(c1)[1]]], 'comparison 1 order');
+  assertEq(r1[0].order, [[shown[c1.id][2]], [shown[c1.id][0]], [shown[c1.id][1]]], 'comparison 1 order');
+  assertEq(r1[0].shown_order, shown[c1.id], 'the ranking keeps the order it was shown in');
   assertEq(r1[0].annotator, 'alice', 'the annotator is the token');
   assertEq(r1[0].skipped, false, 'not skipped');
   const r2 = await ranking(c2);
-  assertEq(r2[0].order, [[ids(c2)[0]], [ids(c2)[1], ids(c2)[2]]], 'comparison 2 order with the tie');
+  assertEq(r2[0].order, [[shown[c2.id][0]], group(shown[c2.id][1], shown[c2.id][2])], 'comparison 2 order with the tie');
   assertEq(r2[0].note, 'B and C say the same!s', 'the note (the s typed in it was not a skip)');
   assertEq(r2[0].n_pairs, 2, 'a tie gives two pairs');
   const r3 = await ranking(c3);

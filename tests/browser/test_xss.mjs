@@ -19,8 +19,9 @@ export default async function ({ browser, daemon }) {
   await login(page, daemon, daemon.admin, '#annotate');
   await page.waitForSelector('#annotate:not([hidden]) .card');
   assertEq(await page.textContent('#prompt'), PROMPT, 'the prompt as text');
-  assertEq(await page.textContent('.card[data-index="1"] .text'), SCRIPT, 'response 1 as text');
-  assertEq(await page.textContent('.card[data-index="2"] .text'), IMG, 'response 2 as text');
+  // The responses come in the annotator's shuffled order: both, as text.
+  const texts = await page.locator('.card .text').allTextContents();
+  assertEq(texts.slice().sort(), [SCRIPT, IMG].sort(), 'both responses as text');
   assertEq(await page.textContent('#project option'), `${PROJECT} (#${project.id}, k ≤ 2)`, 'the project name as text');
   // Visible as the literal characters.
   assert(await page.getByText(SCRIPT, { exact: true }).isVisible(), 'the script text is visible');

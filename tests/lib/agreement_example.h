@@ -34,8 +34,20 @@
  * tie). c1: P-Q agree on (a,c), (b,c) but not (a,b): 2/3; P-R 2/3 (R ties
  * a,b); Q-R 2/3. c2: P-Q 0. P: (2/3 + 2/3 + 0)/3 = 4/9 over 3; Q: 4/9
  * over 3; R: 2/3 over 2 (ranked 1, skipped 1).
+ *
+ * Alpha per annotator (agreement.h): the coincidences whose first value is
+ * theirs, against the project's expected disagreement D_e = 4407 / (13 *
+ * 12) = 28.25. P: a gives (1,2) and (1,1.5) 1/2 each, b (2,1) and (2,1.5)
+ * 1/2 each, c (3,3) twice 1/2, d (1,2) 1, e (2,1) 1: n_P = 5, sum o d2 =
+ * 18 + 4.5 + 18 + 4.5 + 0 + 36 + 36 = 117, D_o = 23.4, alpha_P = 1 -
+ * 23.4 / 28.25 = 97/565. Q mirrors P: 97/565. R: a (1.5,1), (1.5,2), b
+ * the same, 1/2 each (d2 9), c 0: n_R = 3, sum 18, D_o = 6, alpha_R = 1 -
+ * 6 / 28.25 = 89/113. Check: (117 + 117 + 18) / 13 = 252 / 13, the
+ * project's D_o.
  */
-#define HAND_ALPHA (1383.0 / 4407.0)
-#define HAND_W     (9.0 / 22.0)
+#define HAND_ALPHA   (1383.0 / 4407.0)
+#define HAND_ALPHA_P (97.0 / 565.0)
+#define HAND_ALPHA_R (89.0 / 113.0)
+#define HAND_W       (9.0 / 22.0)
 
 #endif

@@ -35,6 +35,8 @@ Suite *writer_suite(void);
 Suite *db_sink_suite(void);
 Suite *agreement_suite(void);
 Suite *json_schema_suite(void);
+Suite *annotation_quality_suite(void);
+Suite *annotation_suite(void);
 Suite *ratelimit_suite(void);
 Suite *slow_pool_suite(void);
 Suite *dpo_suite(void);

@@ -54,6 +54,7 @@ static const named_suite all_suites[] = {
     {"db_sink", db_sink_suite},
     {"agreement", agreement_suite},
     {"json_schema", json_schema_suite},
+    {"annotation_quality", annotation_quality_suite},
     {"ratelimit", ratelimit_suite},
     {"openai_ids", openai_ids_suite},
 
@@ -94,6 +95,7 @@ static const named_suite all_suites[] = {
     {"project_access", project_access_suite},
     {"project_admin", project_admin_suite},
     {"project_exports", project_exports_suite},
+    {"annotation", annotation_suite},
     {"durability", durability_suite},
     {"disk", disk_suite},
     {"prometheus", prometheus_suite},

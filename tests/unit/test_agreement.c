@@ -57,6 +57,12 @@ START_TEST(test_agreement_hand_example) {
     ck_assert_int_eq(r->n_ranked, 1);
     ck_assert_int_eq(r->n_skipped, 1);
     ck_assert_double_eq_tol(r->agreement_sum / r->n_compared, 2.0 / 3.0, 1e-12);
+    for (size_t i = 0; i < a.n_annotators; i++) { /* alpha per annotator */
+        double own;
+        ck_assert(agreement_annotator_alpha(&a, i, &own));
+        ck_assert_double_eq_tol(own, a.annotators[i].annotator == 3 ? HAND_ALPHA_R : HAND_ALPHA_P,
+                                1e-12);
+    }
     agreement_free(&a);
 
     /* Perfect agreement: alpha 1, W 1. Two rankers a > b > c. */

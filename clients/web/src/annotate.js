@@ -1,15 +1,20 @@
 // annotate.js — the annotator page: lease the next comparison of a project,
-// show the prompt and its 2..k responses side by side, rank them (click,
-// number keys or drag; ties), skip, note, submit.
+// show the project's guidelines, the prompt and its 2..k responses side by
+// side (in the order the server shuffled for this annotator), rank them
+// (click, number keys or drag; ties), rate and flag each response as the
+// project's label schema asks, skip with a reason, note, submit; and the
+// annotator's history, from which a ranking is edited or a skip revisited.
 //
 // The ranking is a list of groups, best first; a group of several is a tie.
 // That is exactly the API's `order`.
 import { api, ApiError, listAll } from './api.js';
-import { $, clear, el, setText, typingIn } from './dom.js';
+import { $, clear, el, fillSelect, setText, typingIn } from './dom.js';
+import { renderMarkdown } from './markdown.js';
 
 let active = false;
 let projects = [];
-let current = null; // the leased comparison
+let current = null; // the leased comparison (or the one being edited)
+let editing = null; // the ranking being edited, or null for a new one
 let groups = []; // [[candidate id, ...], ...] best first
 let history = []; // snapshots of groups for undo
 let sessionCount = 0;
@@ -120,16 +125,71 @@ function render() {
   setText($('submit'), left > 1 ? `Submit (${left} left to rank)` : 'Submit (Enter)');
 }
 
-function showComparison(cmp) {
+function currentProject() {
+  return projects.find((x) => x.id === projectId()) || null;
+}
+
+// The label controls of one response: a select per rating, a checkbox per
+// flag, prefilled from label (an item of a ranking's labels) if given.
+function labelControls(c, i, label) {
+  const schema = (currentProject() || {}).label_schema || { ratings: [], flags: [] };
+  if (!schema.ratings.length && !schema.flags.length) return null;
+  const box = el('div', { className: 'labels', dataset: { cid: c.id } });
+  for (const r of schema.ratings) {
+    const sel = el('select', { className: 'rating', dataset: { rating: r.name }, 'aria-label': `${r.name} of response ${i + 1}` }, el('option', { value: '' }, '–'));
+    for (let v = r.min; v <= r.max; v++) sel.append(el('option', { value: String(v) }, String(v)));
+    const given = label && label.ratings ? label.ratings[r.name] : undefined;
+    if (given !== undefined) sel.value = String(given);
+    box.append(el('label', {}, `${r.name} (${r.min}–${r.max}) `, sel));
+  }
+  for (const f of schema.flags) {
+    const cb = el('input', { type: 'checkbox', className: 'flag', dataset: { flag: f } });
+    cb.checked = Boolean(label && label.flags && label.flags.includes(f));
+    box.append(el('label', { className: 'flag-label' }, cb, ` ${f}`));
+  }
+  // Clicking a control, or Space on it, must not rank the response.
+  box.addEventListener('click', (e) => e.stopPropagation());
+  box.addEventListener('keydown', (e) => e.stopPropagation());
+  return box;
+}
+
+// The labels the controls hold, as the API takes them.
+function collectLabels() {
+  const out = [];
+  for (const box of document.querySelectorAll('#candidates .labels')) {
+    const item = { candidate_id: Number(box.dataset.cid) };
+    const ratings = {};
+    for (const sel of box.querySelectorAll('select.rating')) if (sel.value !== '') ratings[sel.dataset.rating] = Number(sel.value);
+    const flags = [...box.querySelectorAll('input.flag:checked')].map((cb) => cb.dataset.flag);
+    if (Object.keys(ratings).length) item.ratings = ratings;
+    if (flags.length) item.flags = flags;
+    if (item.ratings || item.flags) out.push(item);
+  }
+  return out;
+}
+
+function showGuidelines() {
+  const p = currentProject();
+  const box = $('guidelines-text');
+  clear(box);
+  const text = p && p.guidelines ? p.guidelines : '';
+  $('guidelines').hidden = text === '';
+  if (text) box.append(renderMarkdown(text));
+}
+
+function showComparison(cmp, ranking = null) {
   current = cmp;
-  groups = [];
+  editing = ranking;
+  groups = ranking && !ranking.skipped ? ranking.order.map((g) => g.slice()) : [];
   history = [];
-  $('note').value = '';
+  $('note').value = ranking && ranking.note ? ranking.note : '';
+  $('skip-reason').value = ranking && ranking.skip_reason ? ranking.skip_reason : '';
   $('tie-mode').checked = false;
   setText($('ann-error'), '');
   setText($('prompt'), cmp.prompt);
   const until = cmp.lease_expires_at ? new Date(cmp.lease_expires_at * 1000).toLocaleTimeString() : '';
-  setText($('cmp-meta'), `comparison ${cmp.id}${until ? ` · yours until ${until}` : ''}`);
+  setText($('cmp-meta'), ranking ? `comparison ${cmp.id} · editing your ranking ${ranking.id}` : `comparison ${cmp.id}${until ? ` · yours until ${until}` : ''}`);
+  $('cancel-edit').hidden = !ranking;
   const box = $('candidates');
   clear(box);
   cmp.candidates.forEach((c, i) => {
@@ -141,6 +201,7 @@ function showComparison(cmp) {
       c.text.trim() === ''
         ? el('pre', { className: 'text empty' }, el('em', {}, '(empty answer)'))
         : el('pre', { className: 'text' }, c.text),
+      labelControls(c, i, ranking ? (ranking.labels || []).find((l) => l.candidate_id === c.id) : null),
     );
     card.addEventListener('click', () => pick(c.id));
     card.addEventListener('keydown', (e) => {
@@ -167,9 +228,12 @@ function showProgress() {
 
 async function loadNext() {
   current = null;
+  editing = null;
   $('comparison').hidden = true;
   const pid = projectId();
   showProgress();
+  showGuidelines();
+  loadHistory();
   if (!pid) {
     setText($('ann-status'), projects.length ? '' : 'There are no projects yet.');
     return;
@@ -191,9 +255,19 @@ async function send(body) {
   setText($('ann-error'), '');
   const note = $('note').value.trim();
   if (note) body.note = note;
+  if (body.skip) {
+    const reason = $('skip-reason').value;
+    if (reason) body.skip_reason = reason;
+  } else {
+    const labels = collectLabels();
+    if (labels.length) body.labels = labels;
+  }
   try {
-    await api('POST', `/v1/comparisons/${current.id}/rankings`, body, { idempotent: true });
-    sessionCount++;
+    if (editing) await api('PUT', `/v1/rankings/${editing.id}`, body);
+    else {
+      await api('POST', `/v1/comparisons/${current.id}/rankings`, body, { idempotent: true });
+      sessionCount++;
+    }
     await loadNext();
   } catch (err) {
     setText($('ann-error'), err instanceof ApiError ? err.describe() : String(err));
@@ -228,6 +302,50 @@ function onKey(e) {
   e.preventDefault();
 }
 
+// The caller's history: newest first, each with Edit (and Revisit for a
+// skip: withdrawing it lets `next` serve it again).
+async function loadHistory() {
+  const list = $('history-list');
+  let mine;
+  try {
+    mine = (await api('GET', '/v1/me/rankings?limit=50')).data.filter((r) => r.project_id === projectId());
+  } catch (err) {
+    setText($('history-status'), err.describe());
+    return;
+  }
+  clear(list);
+  setText($('history-status'), mine.length ? '' : 'Nothing ranked in this project yet.');
+  for (const r of mine) {
+    const what = r.skipped ? `skipped${r.skip_reason ? ` (${r.skip_reason.replace('_', ' ')})` : ''}` : `ranked${r.updated_at ? ', edited' : ''}`;
+    const edit = el('button', { type: 'button', className: 'edit', dataset: { ranking: r.id } }, 'Edit');
+    edit.addEventListener('click', () => editRanking(r));
+    const li = el('li', { dataset: { ranking: r.id, comparison: r.comparison_id } }, `comparison ${r.comparison_id}: ${what} `, edit);
+    if (r.skipped) {
+      const revisit = el('button', { type: 'button', className: 'revisit' }, 'Revisit');
+      revisit.addEventListener('click', async () => {
+        try {
+          await api('DELETE', `/v1/rankings/${r.id}`);
+          await loadNext();
+        } catch (err) {
+          setText($('history-status'), err.describe());
+        }
+      });
+      li.append(' ', revisit);
+    }
+    list.append(li);
+  }
+}
+
+async function editRanking(r) {
+  try {
+    const cmp = await api('GET', `/v1/comparisons/${r.comparison_id}`);
+    showComparison(cmp, r);
+    $('comparison').scrollIntoView({ block: 'start' });
+  } catch (err) {
+    setText($('history-status'), err.describe());
+  }
+}
+
 async function loadProjects() {
   try {
     projects = await listAll('/v1/projects', 500);
@@ -235,11 +353,7 @@ async function loadProjects() {
     setText($('ann-status'), err.describe());
     return;
   }
-  const sel = $('project');
-  const keep = sel.value;
-  clear(sel);
-  for (const p of projects) sel.append(el('option', { value: String(p.id) }, `${p.name} (#${p.id}, k ≤ ${p.k})`));
-  if (keep && projects.some((p) => String(p.id) === keep)) sel.value = keep;
+  fillSelect($('project'), projects, (p) => `${p.name} (#${p.id}, k ≤ ${p.k})`);
   await loadNext();
 }
 
@@ -252,6 +366,7 @@ export function init() {
     setGroups([]);
   });
   $('skip').addEventListener('click', () => send({ skip: true }));
+  $('cancel-edit').addEventListener('click', loadNext);
   $('submit').addEventListener('click', submit);
   dropTarget($('new-rank'), null);
   document.addEventListener('keydown', onKey);

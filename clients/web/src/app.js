@@ -1,14 +1,16 @@
 // app.js — log in, find out what the token may do, switch between the
 // annotator page (#annotate), the dashboard (#dashboard), the studies
-// (#studies) and the models page with its playground (#models).
+// (#studies), the models page with its playground (#models) and the
+// admin's annotation quality page (#quality).
 import { api, clearToken, getToken, setToken, setUnauthorizedHandler } from './api.js';
 import { $, setText } from './dom.js';
 import * as annotate from './annotate.js';
 import * as dashboard from './dashboard.js';
 import * as studies from './studies.js';
 import * as models from './models.js';
+import * as quality from './quality.js';
 
-const views = { annotate, dashboard, studies, models };
+const views = { annotate, dashboard, studies, models, quality };
 let role = null; // 'admin' | 'viewer' | 'annotator'
 
 // There is no "who am I" route: the role follows from what the token may read.
@@ -64,7 +66,11 @@ async function start() {
     return;
   }
   $('login').hidden = true;
+  // The token field is hidden now: leave no focus in it, so the annotator's
+  // keys (1-9, Enter, s) work at once.
+  if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
   $('nav').hidden = false;
+  $('nav-quality').hidden = role !== 'admin';
   $('logout').hidden = false;
   $('nav-studies').hidden = role === 'annotator';
   setText($('who'), `signed in as ${role}`);

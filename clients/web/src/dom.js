@@ -51,3 +51,12 @@ export function typingIn(event) {
   const t = event.target;
   return t instanceof HTMLElement && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName));
 }
+
+// Refills a <select> with one option per item (value: its id, text:
+// label(item)), keeping the selection if that item is still there.
+export function fillSelect(sel, items, label) {
+  const keep = sel.value;
+  clear(sel);
+  for (const item of items) sel.append(el('option', { value: String(item.id) }, label(item)));
+  if (keep && items.some((item) => String(item.id) === keep)) sel.value = keep;
+}
