@@ -416,29 +416,36 @@ static void layout_prompts(grpo_job *job, int n) {
     }
 }
 
-/* Samples completions of the n laid-out prompts from rng and lays out rows. */
-static int generate(grpo_job *job, int n, rng_state *rng, char *err, size_t errlen) {
-    const int P = job->P, N = job->N;
-    if (model_generate(&job->policy, job->prompt_ids, job->prompt_mask, n, P,
-                       (float)job->cfg->temperature, 0, 1.0f, N, job->eot, rng, job->gen,
-                       job->gen_len, err, errlen) != 0)
-        return -1;
-    for (int b = 0; b < n; b++) {
+/* Lays out rows [r0, r0 + n) from their prompts and sampled completions. */
+static void layout_rows(grpo_job *job, int r0, int n) {
+    for (int b = r0; b < r0 + n; b++) {
         const int32_t p = job->batch_prompt[b];
         lm_rows_set(&job->rows, b, job->prompt_tokens[p], job->prompt_len[p],
-                    job->gen + (int64_t)b * N, job->gen_len[b], job->eot);
+                    job->gen + (int64_t)b * job->N, job->gen_len[b], job->eot);
     }
+}
+
+/* Samples completions of the laid-out prompts [r0, r0 + n) from rng and lays
+ * out their rows. */
+static int generate(grpo_job *job, int r0, int n, rng_state *rng, char *err, size_t errlen) {
+    const int P = job->P, N = job->N;
+    if (model_generate(&job->policy, job->prompt_ids + (int64_t)r0 * P,
+                       job->prompt_mask + (int64_t)r0 * P, n, P, (float)job->cfg->temperature, 0,
+                       1.0f, N, job->eot, rng, job->gen + (int64_t)r0 * N, job->gen_len + r0, err,
+                       errlen) != 0)
+        return -1;
+    layout_rows(job, r0, n);
     return 0;
 }
 
-/* The reward of rows [0, n): grader and reward model, weighted. items:
- * the prompt rows, by batch_prompt. 0, or -1 with err (a grader error: bad
- * data). */
-static int score(grpo_job *job, int n, json_t *const *items, char *err, size_t errlen) {
+/* The reward of rows [r0, r0 + n): grader and reward model, weighted.
+ * items: the prompt rows, by batch_prompt. 0, or -1 with err (a grader
+ * error: bad data). */
+static int score(grpo_job *job, int r0, int n, json_t *const *items, char *err, size_t errlen) {
     const grpo_lm_config *cfg = job->cfg;
-    if (job->use_rm)
-        rm_scores(job, 0, n);
-    for (int b = 0; b < n; b++) {
+    if (job->use_rm && n > 0)
+        rm_scores(job, r0, n);
+    for (int b = r0; b < r0 + n; b++) {
         double r = job->use_rm ? cfg->reward_model_weight * job->rm_score[b] : 0.0;
         if (job->grader != NULL) {
             char text[4096];
@@ -476,7 +483,8 @@ static int evaluate(grpo_job *job, double *out, char *err, size_t errlen) {
         for (int b = 0; b < n; b++)
             job->batch_prompt[b] = (int32_t)(job->in->n_prompts + i0 + b);
         layout_prompts(job, n);
-        if (generate(job, n, &rng, err, errlen) != 0 || score(job, n, job->items, err, errlen) != 0)
+        if (generate(job, 0, n, &rng, err, errlen) != 0 ||
+            score(job, 0, n, job->items, err, errlen) != 0)
             return -1;
         for (int b = 0; b < n; b++)
             sum += job->reward[b];
@@ -503,24 +511,44 @@ static void next_batch(grpo_job *job) {
     layout_prompts(job, job->B);
 }
 
-/* Reference log-probs of the batch into ref_logp. */
-static void reference_logprobs(grpo_job *job) {
+/* Reference log-probs of rows [r0, r0 + n) into ref_logp. */
+static void reference_logprobs(grpo_job *job, int r0, int n) {
+    float *out = job->ref_logp + (int64_t)r0 * job->N;
     if (model_has_lora(&job->policy)) {
         model_set_lora_enabled(&job->policy, false);
-        lm_rows_logprobs(&job->policy, &job->rows, 0, job->B, job->inv_temp, job->ref_logp);
+        lm_rows_logprobs(&job->policy, &job->rows, r0, n, job->inv_temp, out);
         model_set_lora_enabled(&job->policy, true);
     } else {
-        lm_rows_logprobs(&job->ref, &job->rows, 0, job->B, job->inv_temp, job->ref_logp);
+        lm_rows_logprobs(&job->ref, &job->rows, r0, n, job->inv_temp, out);
     }
 }
 
-/* One optimizer step on the batch. Returns 0, or 1 if not finite. */
-static int optimize(grpo_job *job, float lr, step_stats *ss) {
+/* This rank's rows: its shard of the groups, [*r0, *r0 + *n). */
+static void my_rows(const grpo_job *job, int *r0, int *n) {
+    int64_t lo, hi;
+    const dist_comm *dist = job->in->dist;
+    dist_shard(job->B / job->G, dist_rank(dist), dist_size(dist), &lo, &hi);
+    *r0 = (int)lo * job->G, *n = (int)(hi - lo) * job->G;
+}
+
+/* Every rank's rows of buf, (B rows of row_bytes), on every rank: the
+ * shards are whole groups. 0 or -1. */
+static int gather_rows(const grpo_job *job, void *buf, size_t row_bytes) {
+    return dist_allgather_rows(job->in->dist, buf, row_bytes * (size_t)job->G, job->B / job->G);
+}
+
+/* One optimizer step on the batch (this rank's rows of it). Returns 0, or
+ * 1 if not finite or the ranks failed (err says which). */
+static int optimize(grpo_job *job, float lr, step_stats *ss, char *err, size_t errlen) {
     const grpo_lm_config *cfg = job->cfg;
     const int B = job->B, N = job->N;
-    const int64_t BN = (int64_t)B * N;
+    int r0, n;
+    my_rows(job, &r0, &n);
+    const int64_t i0 = (int64_t)r0 * N, i1 = (int64_t)(r0 + n) * N;
     model *pm = &job->policy;
-    lm_rows_logprobs(pm, &job->rows, 0, B, job->inv_temp, job->logp);
+    model_zero_grad(pm);
+    if (n > 0)
+        lm_rows_logprobs(pm, &job->rows, r0, n, job->inv_temp, job->logp + i0);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < N; t++)
             job->tok_adv[(int64_t)b * N + t] = job->adv[b];
@@ -528,8 +556,9 @@ static int optimize(grpo_job *job, float lr, step_stats *ss) {
     const float eps_lo = job->rloo ? INFINITY : (float)cfg->epsilon_low;
     const float eps_hi = job->rloo ? INFINITY : (float)cfg->epsilon_high;
     const float beta = job->rloo ? 0.0f : (float)cfg->beta;
-    ppo_clipped_token_loss(job->tok_loss, job->dlogp, job->logp, job->old_logp, job->ref_logp,
-                           job->tok_adv, (int)BN, eps_lo, eps_hi, beta);
+    ppo_clipped_token_loss(job->tok_loss + i0, job->dlogp + i0, job->logp + i0, job->old_logp + i0,
+                           job->ref_logp + i0, job->tok_adv + i0, (int)(i1 - i0), eps_lo, eps_hi,
+                           beta);
     ppo_loss_weights(
         job->w, job->agg_len, B, N,
         job->rloo
@@ -537,29 +566,69 @@ static int optimize(grpo_job *job, float lr, step_stats *ss) {
             : (ppo_loss_agg)(strcmp(cfg->loss_aggregation, "sequence") == 0 ? PPO_AGG_SEQUENCE
                              : strcmp(cfg->loss_aggregation, "token") == 0  ? PPO_AGG_TOKEN
                                                                             : PPO_AGG_CONSTANT));
-    double loss = 0.0, low = 0.0, high = 0.0;
-    int64_t tokens = 0;
-    for (int64_t i = 0; i < BN; i++) {
-        loss += (double)job->w[i] * job->tok_loss[i];
+    /* loss, clipped low, clipped high, tokens: this rank's, then the sums */
+    double sums[4] = {0};
+    for (int64_t i = i0; i < i1; i++) {
+        sums[0] += (double)job->w[i] * job->tok_loss[i];
         job->dlogp[i] *= job->w[i];
         if (!job->rows.mask[i])
             continue;
         const double ratio = exp((double)job->logp[i] - job->old_logp[i]);
-        low += ratio < 1.0 - eps_lo && job->tok_adv[i] < 0;
-        high += ratio > 1.0 + eps_hi && job->tok_adv[i] > 0;
-        tokens++;
+        sums[1] += ratio < 1.0 - eps_lo && job->tok_adv[i] < 0;
+        sums[2] += ratio > 1.0 + eps_hi && job->tok_adv[i] > 0;
+        sums[3]++;
     }
-    if (!isfinite(loss))
-        return 1;
-    model_zero_grad(pm);
-    lm_rows_backward(pm, &job->rows, 0, job->inv_temp, job->dlogp);
-    const double norm = lm_train_state_adam(&job->st, pm, lr, cfg->max_grad_norm);
+    if (n > 0)
+        lm_rows_backward(pm, &job->rows, r0, job->inv_temp, job->dlogp + i0);
+    err[0] = '\0';
+    const double norm = lm_train_state_adam_dist(&job->st, pm, job->in->dist, sums, 4, lr,
+                                                 cfg->max_grad_norm, err, errlen);
     if (!isfinite(norm))
         return 1;
     const double it = job->rloo ? 1.0 : (double)cfg->num_iterations;
-    ss->loss += loss / it, ss->grad_norm += norm / it;
-    ss->clip_low += low / (double)(tokens ? tokens : 1) / it;
-    ss->clip_high += high / (double)(tokens ? tokens : 1) / it;
+    const double tokens = sums[3] > 0 ? sums[3] : 1;
+    ss->loss += sums[0] / it, ss->grad_norm += norm / it;
+    ss->clip_low += sums[1] / tokens / it;
+    ss->clip_high += sums[2] / tokens / it;
+    return 0;
+}
+
+/* Samples and scores this rank's groups of the batch (each group from its
+ * own stream of the step's seed), then gathers every rank's completions,
+ * rewards and log-probs. 0, or -1 with err. */
+static int rollout(grpo_job *job, char *err, size_t errlen) {
+    const int G = job->G, N = job->N, B = job->B;
+    int r0, n;
+    my_rows(job, &r0, &n);
+    const uint64_t step_seed = rng_next_u64(&job->st.sample_rng);
+    for (int g = r0 / G; g < (r0 + n) / G; g++) {
+        rng_state rng;
+        rng_seed(&rng, step_seed, (uint64_t)g);
+        if (generate(job, g * G, G, &rng, err, errlen) != 0)
+            return -1;
+    }
+    if (score(job, r0, n, job->items, err, errlen) != 0)
+        return -1;
+    if (n > 0) {
+        lm_rows_logprobs(&job->policy, &job->rows, r0, n, job->inv_temp,
+                         job->old_logp + (int64_t)r0 * N);
+        if (job->use_ref)
+            reference_logprobs(job, r0, n);
+    }
+    const size_t f = sizeof(float);
+    if (gather_rows(job, job->gen, sizeof(int32_t) * (size_t)N) != 0 ||
+        gather_rows(job, job->gen_len, sizeof(int32_t)) != 0 ||
+        gather_rows(job, job->reward, f) != 0 || gather_rows(job, job->rm_score, f) != 0 ||
+        (job->n_parts > 0 &&
+         gather_rows(job, job->parts, sizeof(double) * (size_t)job->n_parts) != 0) ||
+        gather_rows(job, job->old_logp, f * (size_t)N) != 0 ||
+        (job->use_ref && gather_rows(job, job->ref_logp, f * (size_t)N) != 0)) {
+        snprintf(err, errlen, "gathering the ranks' completions failed");
+        return -1;
+    }
+    layout_rows(job, 0, B);
+    if (!job->use_ref)
+        memcpy(job->ref_logp, job->old_logp, sizeof(float) * (size_t)B * (size_t)N);
     return 0;
 }
 
@@ -568,14 +637,8 @@ static int train_step(grpo_job *job, float lr, step_stats *ss, char *err, size_t
     const int B = job->B, N = job->N, G = job->G;
     memset(ss, 0, sizeof *ss);
     next_batch(job);
-    if (generate(job, B, &job->st.sample_rng, err, errlen) != 0 ||
-        score(job, B, job->items, err, errlen) != 0)
+    if (rollout(job, err, errlen) != 0)
         return -1;
-    lm_rows_logprobs(&job->policy, &job->rows, 0, B, job->inv_temp, job->old_logp);
-    if (job->use_ref)
-        reference_logprobs(job);
-    else
-        memcpy(job->ref_logp, job->old_logp, sizeof(float) * (size_t)B * (size_t)N);
     /* KL per completion (k1 for RLOO's reward, k3 reported) */
     double kl_tokens = 0.0;
     int64_t tokens = 0;
@@ -622,12 +685,14 @@ static int train_step(grpo_job *job, float lr, step_stats *ss, char *err, size_t
         ss->rm_mean += job->rm_score[b] / B;
     }
     const int64_t iters = job->rloo ? 1 : cfg->num_iterations;
-    for (int64_t it = 0; it < iters; it++)
-        if (optimize(job, lr, ss) != 0) {
-            snprintf(err, errlen, "step %lld: the loss or the gradient is not finite",
-                     (long long)job->st.step + 1);
+    for (int64_t it = 0; it < iters; it++) {
+        char why[300];
+        if (optimize(job, lr, ss, why, sizeof why) != 0) {
+            snprintf(err, errlen, "step %lld: %s", (long long)job->st.step + 1,
+                     why[0] ? why : "the loss or the gradient is not finite");
             return -1;
         }
+    }
     return 0;
 }
 
@@ -662,7 +727,7 @@ static int report(grpo_job *job, const step_stats *ss, float lr) {
 }
 
 static int report_eval(grpo_job *job, grpo_lm_result *res, char *err, size_t errlen) {
-    if (!job->in->eval_prompts || job->in->n_eval == 0)
+    if (!job->in->eval_prompts || job->in->n_eval == 0 || !dist_is_root(job->in->dist))
         return 0;
     double r;
     if (evaluate(job, &r, err, errlen) != 0)
@@ -730,7 +795,7 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
     if (st->step == 0 && report_eval(&job, &res, err, errlen) != 0)
         goto done;
     while (st->step < cfg->total_steps) {
-        if (sink_should_stop(sink)) {
+        if (dist_should_stop(in->dist, sink)) {
             res.stopped = true;
             break;
         }
@@ -752,7 +817,7 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
              (cfg->eval_interval > 0 && st->step % cfg->eval_interval == 0)) &&
             report_eval(&job, &res, err, errlen) != 0)
             goto done;
-        if (st->step < cfg->total_steps && cfg->checkpoint_interval > 0 &&
+        if (dist_is_root(in->dist) && st->step < cfg->total_steps && cfg->checkpoint_interval > 0 &&
             st->step % cfg->checkpoint_interval == 0 &&
             lm_train_state_emit(st, &job.policy, sink, name, job_table(&job), cfg, true, err,
                                 errlen) != 0)
@@ -760,8 +825,8 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
     }
     res.steps = st->step;
     res.first_eval = st->extra;
-    if (lm_train_state_emit(st, &job.policy, sink, name, job_table(&job), cfg, res.stopped, err,
-                            errlen) != 0)
+    if (dist_is_root(in->dist) && lm_train_state_emit(st, &job.policy, sink, name, job_table(&job),
+                                                      cfg, res.stopped, err, errlen) != 0)
         goto done;
     rc = 0;
 done:

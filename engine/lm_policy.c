@@ -188,6 +188,25 @@ double lm_train_state_adam(lm_train_state *st, model *policy, float lr, double m
     return norm;
 }
 
+double lm_train_state_adam_dist(lm_train_state *st, model *policy, const dist_comm *dist,
+                                double *stats, int n_stats, float lr, double max_norm, char *err,
+                                size_t errlen) {
+    if (dist_allreduce_sum_f32(dist, model_trainable_grads(policy),
+                               model_trainable_count(policy)) != 0 ||
+        (n_stats > 0 && dist_allreduce_sum_f64(dist, stats, n_stats) != 0)) {
+        snprintf(err, errlen, "summing the ranks' gradients failed");
+        return NAN;
+    }
+    for (int i = 0; i < n_stats; i++)
+        if (!isfinite(stats[i]))
+            return NAN; /* a loss that is not finite: no step */
+    const double norm = lm_train_state_adam(st, policy, lr, max_norm);
+    if (isfinite(norm) && dist_check_replicas(dist, model_trainable_params(policy),
+                                              model_trainable_count(policy), err, errlen) != 0)
+        return NAN;
+    return norm;
+}
+
 int lm_train_state_emit(const lm_train_state *st, model *policy, const train_sink *sink,
                         const char *job, const hparam_table *table, const void *cfg,
                         bool with_state, char *err, size_t errlen) {

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist.h"
 #include "hparams.h"
 #include "model.h"
 #include "rng.h"
@@ -117,6 +118,15 @@ int32_t lm_train_state_next(lm_train_state *st, int32_t *order, int64_t n);
  * 0.999, ε 1e-8) at lr. Returns the norm before clipping; a norm that is not
  * finite takes no step. */
 double lm_train_state_adam(lm_train_state *st, model *policy, float lr, double max_norm);
+/* Data parallel (dist.h): sums the ranks' gradients and their shares of
+ * stats[0..n_stats) (each rank weighted its loss so the sums are the whole
+ * batch's), then lm_train_state_adam, then checks that the replicas still
+ * agree. With dist NULL it is lm_train_state_adam. Returns the norm; NAN
+ * if a stat or the norm is not finite (no step taken), or with err when a
+ * collective failed or the replicas diverged. */
+double lm_train_state_adam_dist(lm_train_state *st, model *policy, const dist_comm *dist,
+                                double *stats, int n_stats, float lr, double max_norm, char *err,
+                                size_t errlen);
 /* The policy through the sink as a checkpoint at st->step (metadata
  * rlhfd_job = job and step), with the state when with_state. Refuses
  * non-finite weights. 0, or -1 with err. */

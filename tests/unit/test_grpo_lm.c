@@ -164,7 +164,8 @@ START_TEST(test_grpo_on_the_arith_task) {
                                sft_path,
                                NULL,
                                NULL,
-                               false};
+                               false,
+                               NULL};
     test_checkpoints rec = {0};
     grpo_lm_result res;
     const train_sink sink = {&rec, NULL, NULL, test_checkpoints_add, NULL};
@@ -230,8 +231,8 @@ START_TEST(test_grpo_and_rloo_resume_is_bit_identical) {
         snprintf(c.loss_aggregation, sizeof c.loss_aggregation, "%s",
                  k == 1 ? "token" : "sequence");
         grpo_lm_inputs in = {
-            algo, tiny_prompts, tiny_answers, 6,    tiny_prompts + 4, tiny_answers + 4, 2, &tok,
-            sft,  NULL,         NULL,         false};
+            algo, tiny_prompts, tiny_answers, 6,   tiny_prompts + 4, tiny_answers + 4, 2, &tok, sft,
+            NULL, NULL,         false,        NULL};
         test_checkpoints whole = {.keep_step = 2}, resumed = {0};
         grpo_lm_result res;
         train_sink sink = {&whole, NULL, NULL, test_checkpoints_add, NULL};
