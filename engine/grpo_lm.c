@@ -102,6 +102,12 @@ static const char *const aggregation_choices[] = {"sequence", "token", "constant
             LM_LORA_TARGETS_DOC                                                                    \
     }
 
+#define ROWS_ROLLOUT                                                                               \
+    {"rollout_samples", HPARAM_INT, F(rollout_samples), 2, 0, 64, NULL, LM_ROLLOUT_SAMPLES_DOC}, { \
+        "rollout_interval", HPARAM_INT, F(rollout_interval), 10, 1, 1e9, NULL,                     \
+            LM_ROLLOUT_INTERVAL_DOC                                                                \
+    }
+
 static const hparam_def grpo_defs[] = {
     ROW_SEED,
     ROW_TOTAL_STEPS,
@@ -135,6 +141,7 @@ static const hparam_def grpo_defs[] = {
     ROW_RM_WEIGHT,
     ROW_EVAL,
     ROW_CHECKPOINT,
+    ROWS_ROLLOUT,
     ROWS_LORA,
 };
 
@@ -157,6 +164,7 @@ static const hparam_def rloo_defs[] = {
     ROW_RM_WEIGHT,
     ROW_EVAL,
     ROW_CHECKPOINT,
+    ROWS_ROLLOUT,
     ROWS_LORA,
 };
 #undef F
@@ -213,6 +221,7 @@ typedef struct grpo_job {
     int32_t *agg_len;                                                                  /* (B) */
     double *parts;   /* (B, n_parts) */
     float *rm_score; /* (B) */
+    float *score;    /* (B) the reward before RLOO's KL term */
     int32_t *ids_scratch;
     uint8_t *mask_scratch;
     lm_train_state st; /* extra: the first eval/reward */
@@ -350,6 +359,7 @@ static int prepare(grpo_job *job, char *err, size_t errlen) {
     job->reward = malloc(sizeof(float) * (size_t)B);
     job->adv = malloc(sizeof(float) * (size_t)B);
     job->rm_score = calloc((size_t)B, sizeof(float));
+    job->score = calloc((size_t)B, sizeof(float));
     job->agg_len = malloc(sizeof(int32_t) * (size_t)B);
     job->parts = calloc((size_t)B * (size_t)(job->n_parts ? job->n_parts : 1), sizeof(double));
     job->batch_prompt = malloc(sizeof(int32_t) * (size_t)B);
@@ -360,9 +370,10 @@ static int prepare(grpo_job *job, char *err, size_t errlen) {
     job->ids_scratch = malloc(sizeof(int32_t) * (size_t)context);
     job->mask_scratch = malloc((size_t)context);
     const int S = job->P + N;
-    if (!ok || !job->reward || !job->adv || !job->rm_score || !job->agg_len || !job->parts ||
-        !job->batch_prompt || !job->prompt_ids || !job->prompt_mask || !job->gen || !job->gen_len ||
-        !job->ids_scratch || !job->mask_scratch || lm_rows_alloc(&job->rows, B, job->P, N) != 0 ||
+    if (!ok || !job->reward || !job->adv || !job->rm_score || !job->score || !job->agg_len ||
+        !job->parts || !job->batch_prompt || !job->prompt_ids || !job->prompt_mask || !job->gen ||
+        !job->gen_len || !job->ids_scratch || !job->mask_scratch ||
+        lm_rows_alloc(&job->rows, B, job->P, N) != 0 ||
         model_reserve(&job->policy, B, S, err, errlen) != 0 ||
         (lm_model_loaded(&job->ref) && model_reserve(&job->ref, B, S, err, errlen) != 0) ||
         (job->use_rm && model_reserve(&job->rm, B, S > context ? S : context, err, errlen) != 0)) {
@@ -380,11 +391,11 @@ static void job_free(grpo_job *job) {
     for (int64_t i = 0; job->items && i < n; i++)
         json_decref(job->items[i]);
     free(job->prompt_tokens), free(job->prompt_len), free(job->items), free(job->order);
-    void *p[] = {job->old_logp,     job->ref_logp,    job->logp,        job->tok_loss,
-                 job->dlogp,        job->w,           job->tok_adv,     job->reward,
-                 job->adv,          job->rm_score,    job->agg_len,     job->parts,
-                 job->batch_prompt, job->prompt_ids,  job->prompt_mask, job->gen,
-                 job->gen_len,      job->ids_scratch, job->mask_scratch};
+    void *p[] = {
+        job->old_logp,    job->ref_logp, job->logp,    job->tok_loss,     job->dlogp,
+        job->w,           job->tok_adv,  job->reward,  job->adv,          job->rm_score,
+        job->score,       job->agg_len,  job->parts,   job->batch_prompt, job->prompt_ids,
+        job->prompt_mask, job->gen,      job->gen_len, job->ids_scratch,  job->mask_scratch};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         free(p[i]);
     lm_rows_free(&job->rows);
@@ -639,6 +650,7 @@ static int train_step(grpo_job *job, float lr, step_stats *ss, char *err, size_t
     next_batch(job);
     if (rollout(job, err, errlen) != 0)
         return -1;
+    memcpy(job->score, job->reward, sizeof(float) * (size_t)B);
     /* KL per completion (k1 for RLOO's reward, k3 reported) */
     double kl_tokens = 0.0;
     int64_t tokens = 0;
@@ -726,6 +738,32 @@ static int report(grpo_job *job, const step_stats *ss, float lr) {
     return sink_metrics(job->sink, job->st.step, m, n);
 }
 
+/* The first rollout_samples completions, token by token: GRPO's KL term is
+ * k3 (in the loss, β > 0) and its reward the score on the last token; RLOO's
+ * KL is k1 and each token is credited -β k1, the last one the score too
+ * (their sum is RLOO's reward). Uses tok_loss and w as scratch. */
+static int report_rollouts(grpo_job *job) {
+    const grpo_lm_config *cfg = job->cfg;
+    const int N = job->N;
+    const int rows = (int)(cfg->rollout_samples < job->B ? cfg->rollout_samples : job->B);
+    float *kl = job->tok_loss, *reward = job->w;
+    for (int b = 0; b < rows; b++)
+        for (int t = 0; t < N; t++) {
+            const int64_t i = (int64_t)b * N + t;
+            const double d = (double)job->old_logp[i] - job->ref_logp[i];
+            kl[i] = (float)(job->rloo ? d : exp(-d) - 1.0 + d);
+            reward[i] = (float)(job->rloo ? -cfg->beta * d : 0.0);
+            if (t == job->rows.len[b] - 1)
+                reward[i] += job->score[b];
+        }
+    const lm_rollout_batch batch = {
+        job->in->tok,     job->B,   job->P,       N,          job->prompt_ids,
+        job->prompt_mask, job->gen, job->gen_len, job->score, job->old_logp,
+        job->ref_logp,    kl,       NULL,         reward,     job->tok_adv};
+    return lm_report_rollouts(job->sink, job->st.step, cfg->total_steps, cfg->rollout_samples,
+                              cfg->rollout_interval, &batch);
+}
+
 static int report_eval(grpo_job *job, grpo_lm_result *res, char *err, size_t errlen) {
     if (!job->in->eval_prompts || job->in->n_eval == 0 || !dist_is_root(job->in->dist))
         return 0;
@@ -809,7 +847,7 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
         if (isnan(res.first_reward))
             res.first_reward = ss.reward;
         res.last_reward = ss.reward;
-        if (report(&job, &ss, lr) != 0) {
+        if (report(&job, &ss, lr) != 0 || report_rollouts(&job) != 0) {
             snprintf(err, errlen, "the metrics sink failed");
             goto done;
         }

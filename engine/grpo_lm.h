@@ -92,6 +92,7 @@ typedef struct grpo_lm_config {
     double grader_weight, reward_model_weight;
     int64_t eval_interval;
     int64_t checkpoint_interval;
+    int64_t rollout_samples, rollout_interval; /* lm_policy.h: rollouts kept */
     int64_t lora_r;
     double lora_alpha;
     char lora_targets[HPARAM_CHOICE_BYTES];
