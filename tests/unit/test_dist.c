@@ -717,7 +717,7 @@ START_TEST(test_dist_rlhfd_jobs_with_ranks) {
                             "code = 'data_parallel'",
                             id),
                      1);
-    /* dpo and grpo on 2 ranks: each to success, then again with mpirun and
+    /* dpo, grpo and rloo on 2 ranks: each to success, then again with mpirun and
      * its ranks SIGKILLed after a periodic checkpoint; attempt 2 resumes on
      * 2 ranks and ends with the uninterrupted run's final checkpoint, byte
      * for byte */
@@ -735,6 +735,14 @@ START_TEST(test_dist_rlhfd_jobs_with_ranks) {
     const int64_t prompts = demo_dataset(&d, "prompts", 12, 5);
     snprintf(body, sizeof body,
              "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\",\"ranks\":2,"
+             "\"hyperparameters\":{\"total_steps\":4,\"prompts_per_step\":3,\"num_generations\":2,"
+             "\"max_completion_length\":6,\"learning_rate\":0.001,\"checkpoint_interval\":2,"
+             "\"grader\":{\"type\":\"string_check\",\"name\":\"says_the\",\"input\":"
+             "\"{{sample.output_text}}\",\"reference\":\"The\",\"operation\":\"like\"}}}",
+             (long long)prompts, (long long)sft);
+    run_and_run_killed(&d, body, 1);
+    snprintf(body, sizeof body,
+             "{\"type\":\"rloo\",\"training_file\":%lld,\"model\":\"job:%lld\",\"ranks\":2,"
              "\"hyperparameters\":{\"total_steps\":4,\"prompts_per_step\":3,\"num_generations\":2,"
              "\"max_completion_length\":6,\"learning_rate\":0.001,\"checkpoint_interval\":2,"
              "\"grader\":{\"type\":\"string_check\",\"name\":\"says_the\",\"input\":"
