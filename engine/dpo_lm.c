@@ -255,11 +255,15 @@ static void reference_logps(dpo_job *job, int n, float *seq) {
     }
 }
 
-/* Fills s->ref_c / ref_r for every pair of s. */
-static void precompute_reference(dpo_job *job, pair_set *s) {
+/* Fills s->ref_c / ref_r for every pair of s: each rank its shard, then
+ * every rank all of them. 0, or -1 (a failed collective). */
+static int precompute_reference(dpo_job *job, pair_set *s) {
     int32_t idx[1024];
-    for (int64_t p0 = 0; p0 < s->n; p0 += job->B) {
-        const int n = (int)(s->n - p0 < job->B ? s->n - p0 : job->B);
+    const dist_comm *dist = job->in->dist;
+    int64_t lo, hi;
+    dist_shard(s->n, dist_rank(dist), dist_size(dist), &lo, &hi);
+    for (int64_t p0 = lo; p0 < hi; p0 += job->B) {
+        const int n = (int)(hi - p0 < job->B ? hi - p0 : job->B);
         for (int i = 0; i < n; i++)
             idx[i] = (int32_t)(p0 + i);
         layout_pairs(job, s, idx, n);
@@ -267,6 +271,10 @@ static void precompute_reference(dpo_job *job, pair_set *s) {
         for (int i = 0; i < n; i++)
             s->ref_c[p0 + i] = job->seq_ref[i], s->ref_r[p0 + i] = job->seq_ref[n + i];
     }
+    return dist_allgather_rows(dist, s->ref_c, sizeof(float), s->n) != 0 ||
+                   dist_allgather_rows(dist, s->ref_r, sizeof(float), s->n) != 0
+               ? -1
+               : 0;
 }
 
 /* Splits the train rankings into train and held-out when no eval set is
@@ -406,27 +414,46 @@ static double pairs_loss(dpo_job *job, int n, bool grad, dpo_metrics *m) {
                     job->seq_ref + n, grad ? job->dseq : NULL, grad ? job->dseq + n : NULL, m);
 }
 
-/* The held-out metrics, pair-weighted over batches. */
+/* The metrics as an array, for sums over batches and ranks. */
+enum { N_METRICS = 7 };
+static void metrics_to_array(const dpo_metrics *m, double w, double *out) {
+    const double v[N_METRICS] = {m->loss,
+                                 m->rewards_chosen,
+                                 m->rewards_rejected,
+                                 m->rewards_accuracies,
+                                 m->rewards_margins,
+                                 m->logps_chosen,
+                                 m->logps_rejected};
+    for (int i = 0; i < N_METRICS; i++)
+        out[i] += v[i] * w;
+}
+static dpo_metrics metrics_from_array(const double *v) {
+    return (dpo_metrics){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+}
+
+/* The held-out metrics, pair-weighted over batches (and ranks: each scores
+ * its shard). NAN metrics if a collective failed. */
 static dpo_metrics evaluate(dpo_job *job) {
-    dpo_metrics sum = {0};
+    double sum[N_METRICS] = {0};
     int32_t idx[1024];
     const pair_set *s = &job->eval;
-    for (int64_t p0 = 0; p0 < s->n; p0 += job->B) {
-        const int n = (int)(s->n - p0 < job->B ? s->n - p0 : job->B);
+    const dist_comm *dist = job->in->dist;
+    int64_t lo, hi;
+    dist_shard(s->n, dist_rank(dist), dist_size(dist), &lo, &hi);
+    for (int64_t p0 = lo; p0 < hi; p0 += job->B) {
+        const int n = (int)(hi - p0 < job->B ? hi - p0 : job->B);
         for (int i = 0; i < n; i++)
             idx[i] = (int32_t)(p0 + i);
         layout_pairs(job, s, idx, n);
         score_pairs(job, s, idx, n);
         dpo_metrics m;
         pairs_loss(job, n, false, &m);
-        const double w = (double)n / (double)s->n;
-        sum.loss += m.loss * w, sum.rewards_chosen += m.rewards_chosen * w;
-        sum.rewards_rejected += m.rewards_rejected * w;
-        sum.rewards_accuracies += m.rewards_accuracies * w;
-        sum.rewards_margins += m.rewards_margins * w;
-        sum.logps_chosen += m.logps_chosen * w, sum.logps_rejected += m.logps_rejected * w;
+        metrics_to_array(&m, (double)n / (double)s->n, sum);
     }
-    return sum;
+    if (dist_allreduce_sum_f64(dist, sum, N_METRICS) != 0)
+        for (int i = 0; i < N_METRICS; i++)
+            sum[i] = NAN;
+    return metrics_from_array(sum);
 }
 
 static int report_eval(dpo_job *job, dpo_lm_result *res) {
@@ -442,31 +469,46 @@ static int report_eval(dpo_job *job, dpo_lm_result *res) {
     return sink_metrics(job->sink, job->st.step, out, 5);
 }
 
-/* One optimizer step; 1 if the loss or gradient was not finite (skipped). */
-static int train_step(dpo_job *job, float lr, dpo_metrics *m, double *grad_norm) {
+/* One optimizer step on the next batch_size pairs, of which this rank
+ * scores its shard (all of them on one process); 1 if the loss or gradient
+ * was not finite or the ranks failed (no step; err says why). */
+static int train_step(dpo_job *job, float lr, dpo_metrics *m, double *grad_norm, char *err,
+                      size_t errlen) {
     const int B = job->B, N = job->N;
     int32_t idx[1024];
     for (int i = 0; i < B; i++)
         idx[i] = lm_train_state_next(&job->st, job->order, job->train.n);
-    layout_pairs(job, &job->train, idx, B);
-    score_pairs(job, &job->train, idx, B);
-    memset(job->dseq, 0, sizeof(float) * 2 * (size_t)B);
-    const double loss = pairs_loss(job, B, true, m);
-    if (!isfinite(loss))
-        return 1;
-    /* d seq / d token log-prob: 1, or 1/len when normalised */
-    for (int b = 0; b < 2 * B; b++) {
-        const int len = job->rows.len[b];
-        const float g =
-            job->cfg->length_normalize && len > 0 ? job->dseq[b] / (float)len : job->dseq[b];
-        for (int t = 0; t < N; t++)
-            job->dlogp[(int64_t)b * N + t] = job->rows.mask[(int64_t)b * N + t] ? g : 0.0f;
-    }
+    const dist_comm *dist = job->in->dist;
+    int64_t lo, hi;
+    dist_shard(B, dist_rank(dist), dist_size(dist), &lo, &hi);
+    const int n = (int)(hi - lo);
+    double sums[N_METRICS] = {0};
     model *pm = &job->policy;
     model_zero_grad(pm);
-    lm_rows_backward(pm, &job->rows, 0, 1.0f, job->dlogp);
-    *grad_norm = lm_train_state_adam(&job->st, pm, lr, job->cfg->max_grad_norm);
-    return isfinite(*grad_norm) ? 0 : 1;
+    if (n > 0) {
+        layout_pairs(job, &job->train, idx + lo, n);
+        score_pairs(job, &job->train, idx + lo, n);
+        memset(job->dseq, 0, sizeof(float) * 2 * (size_t)n);
+        dpo_metrics mine;
+        pairs_loss(job, n, true, &mine);
+        /* this shard's share of the batch mean */
+        const double share = (double)n / (double)B;
+        metrics_to_array(&mine, share, sums);
+        /* d seq / d token log-prob: 1, or 1/len when normalised */
+        for (int b = 0; b < 2 * n; b++) {
+            const int len = job->rows.len[b];
+            const float d = (float)(job->dseq[b] * share);
+            const float g = job->cfg->length_normalize && len > 0 ? d / (float)len : d;
+            for (int t = 0; t < N; t++)
+                job->dlogp[(int64_t)b * N + t] = job->rows.mask[(int64_t)b * N + t] ? g : 0.0f;
+        }
+        lm_rows_backward(pm, &job->rows, 0, 1.0f, job->dlogp);
+    }
+    err[0] = '\0';
+    *grad_norm = lm_train_state_adam_dist(&job->st, pm, dist, sums, N_METRICS, lr,
+                                          job->cfg->max_grad_norm, err, errlen);
+    *m = metrics_from_array(sums);
+    return isfinite(*grad_norm) && isfinite(m->loss) ? 0 : 1;
 }
 
 /* ==== the loop ==================================================================== */
@@ -503,8 +545,11 @@ int dpo_lm_train(const dpo_lm_config *cfg, const dpo_lm_inputs *in, const train_
                                job.total_steps, job.order, job.train.n, err, errlen) != 0)
         goto done;
     if (!job.live_ref) {
-        precompute_reference(&job, &job.train);
-        precompute_reference(&job, &job.eval);
+        if (precompute_reference(&job, &job.train) != 0 ||
+            precompute_reference(&job, &job.eval) != 0) {
+            snprintf(err, errlen, "gathering the ranks' reference log-probs failed");
+            goto done;
+        }
         model_free(&job.ref); /* needed no more */
         if (!lm_all_finite(job.train.ref_c, job.train.n) ||
             !lm_all_finite(job.train.ref_r, job.train.n)) {
@@ -514,7 +559,7 @@ int dpo_lm_train(const dpo_lm_config *cfg, const dpo_lm_inputs *in, const train_
     }
     const lr_schedule_kind kind = (lr_schedule_kind)lr_schedule_from_name(cfg->lr_schedule);
     while (st->step < job.total_steps) {
-        if (sink_should_stop(sink)) {
+        if (dist_should_stop(in->dist, sink)) {
             res.stopped = true;
             break;
         }
@@ -522,9 +567,10 @@ int dpo_lm_train(const dpo_lm_config *cfg, const dpo_lm_inputs *in, const train_
                                      job.total_steps, 0.0f);
         dpo_metrics m;
         double gn = NAN;
-        if (train_step(&job, lr, &m, &gn) != 0) {
-            snprintf(err, errlen, "step %lld: the loss or the gradient is not finite",
-                     (long long)st->step + 1);
+        char why[300];
+        if (train_step(&job, lr, &m, &gn, why, sizeof why) != 0) {
+            snprintf(err, errlen, "step %lld: %s", (long long)st->step + 1,
+                     why[0] ? why : "the loss or the gradient is not finite");
             goto done;
         }
         st->step++;
@@ -545,15 +591,15 @@ int dpo_lm_train(const dpo_lm_config *cfg, const dpo_lm_inputs *in, const train_
             snprintf(err, errlen, "the metrics sink failed");
             goto done;
         }
-        if (st->step < job.total_steps && cfg->checkpoint_interval > 0 &&
+        if (dist_is_root(in->dist) && st->step < job.total_steps && cfg->checkpoint_interval > 0 &&
             st->step % cfg->checkpoint_interval == 0 &&
             lm_train_state_emit(st, &job.policy, sink, "dpo", &dpo_lm_hparams, cfg, true, err,
                                 errlen) != 0)
             goto done;
     }
     res.steps = st->step;
-    if (lm_train_state_emit(st, &job.policy, sink, "dpo", &dpo_lm_hparams, cfg, res.stopped, err,
-                            errlen) != 0)
+    if (dist_is_root(in->dist) && lm_train_state_emit(st, &job.policy, sink, "dpo", &dpo_lm_hparams,
+                                                      cfg, res.stopped, err, errlen) != 0)
         goto done;
     rc = 0;
 done:

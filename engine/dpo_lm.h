@@ -36,6 +36,13 @@
  * rejected one; 0 before training, where every pair ties), eval/rewards/
  * margins, eval/logps/chosen, eval/logps/rejected.
  *
+ * Data parallel (in->dist, dist.h): every rank draws the same pairs; rank r
+ * scores its contiguous shard of them (dist_shard) with its loss weighted by
+ * shard / batch_size, the gradients and metrics are summed over the ranks
+ * before the one Adam step all replicas take; the reference precomputation
+ * and the held-out metrics are sharded the same way. N ranks compute the
+ * sums of one rank in another order: the same curve up to float rounding.
+ *
  * Resume: periodic checkpoints (checkpoint_interval) and the one written when
  * the sink asks to stop carry Adam's moments and step, the step, the pair
  * order (the RNG state that shuffled it) and cursor; the run then ends
@@ -49,6 +56,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist.h"
 #include "hparams.h"
 #include "reward.h"
 #include "sink.h"
@@ -93,6 +101,9 @@ typedef struct dpo_lm_inputs {
     /* Special tokens written in prompts and responses are those tokens
      * (rankings rendered by a chat template); false: plain text. */
     bool texts_special;
+    /* Data parallel (dist.h): each rank scores and trains on its shard of
+     * every batch; NULL = one process. */
+    const dist_comm *dist;
 } dpo_lm_inputs;
 
 typedef struct dpo_lm_result {

@@ -102,6 +102,12 @@ static const char *const aggregation_choices[] = {"sequence", "token", "constant
             LM_LORA_TARGETS_DOC                                                                    \
     }
 
+#define ROWS_ROLLOUT                                                                               \
+    {"rollout_samples", HPARAM_INT, F(rollout_samples), 2, 0, 64, NULL, LM_ROLLOUT_SAMPLES_DOC}, { \
+        "rollout_interval", HPARAM_INT, F(rollout_interval), 10, 1, 1e9, NULL,                     \
+            LM_ROLLOUT_INTERVAL_DOC                                                                \
+    }
+
 static const hparam_def grpo_defs[] = {
     ROW_SEED,
     ROW_TOTAL_STEPS,
@@ -135,6 +141,7 @@ static const hparam_def grpo_defs[] = {
     ROW_RM_WEIGHT,
     ROW_EVAL,
     ROW_CHECKPOINT,
+    ROWS_ROLLOUT,
     ROWS_LORA,
 };
 
@@ -157,6 +164,7 @@ static const hparam_def rloo_defs[] = {
     ROW_RM_WEIGHT,
     ROW_EVAL,
     ROW_CHECKPOINT,
+    ROWS_ROLLOUT,
     ROWS_LORA,
 };
 #undef F
@@ -213,6 +221,7 @@ typedef struct grpo_job {
     int32_t *agg_len;                                                                  /* (B) */
     double *parts;   /* (B, n_parts) */
     float *rm_score; /* (B) */
+    float *score;    /* (B) the reward before RLOO's KL term */
     int32_t *ids_scratch;
     uint8_t *mask_scratch;
     lm_train_state st; /* extra: the first eval/reward */
@@ -356,6 +365,7 @@ static int prepare(grpo_job *job, char *err, size_t errlen) {
     job->reward = malloc(sizeof(float) * (size_t)B);
     job->adv = malloc(sizeof(float) * (size_t)B);
     job->rm_score = calloc((size_t)B, sizeof(float));
+    job->score = calloc((size_t)B, sizeof(float));
     job->agg_len = malloc(sizeof(int32_t) * (size_t)B);
     job->parts = calloc((size_t)B * (size_t)(job->n_parts ? job->n_parts : 1), sizeof(double));
     job->batch_prompt = malloc(sizeof(int32_t) * (size_t)B);
@@ -366,9 +376,10 @@ static int prepare(grpo_job *job, char *err, size_t errlen) {
     job->ids_scratch = malloc(sizeof(int32_t) * (size_t)context);
     job->mask_scratch = malloc((size_t)context);
     const int S = job->P + N;
-    if (!ok || !job->reward || !job->adv || !job->rm_score || !job->agg_len || !job->parts ||
-        !job->batch_prompt || !job->prompt_ids || !job->prompt_mask || !job->gen || !job->gen_len ||
-        !job->ids_scratch || !job->mask_scratch || lm_rows_alloc(&job->rows, B, job->P, N) != 0 ||
+    if (!ok || !job->reward || !job->adv || !job->rm_score || !job->score || !job->agg_len ||
+        !job->parts || !job->batch_prompt || !job->prompt_ids || !job->prompt_mask || !job->gen ||
+        !job->gen_len || !job->ids_scratch || !job->mask_scratch ||
+        lm_rows_alloc(&job->rows, B, job->P, N) != 0 ||
         model_reserve(&job->policy, B, S, err, errlen) != 0 ||
         (lm_model_loaded(&job->ref) && model_reserve(&job->ref, B, S, err, errlen) != 0) ||
         (job->use_rm && model_reserve(&job->rm, B, S > context ? S : context, err, errlen) != 0)) {
@@ -386,11 +397,11 @@ static void job_free(grpo_job *job) {
     for (int64_t i = 0; job->items && i < n; i++)
         json_decref(job->items[i]);
     free(job->prompt_tokens), free(job->prompt_len), free(job->items), free(job->order);
-    void *p[] = {job->old_logp,     job->ref_logp,    job->logp,        job->tok_loss,
-                 job->dlogp,        job->w,           job->tok_adv,     job->reward,
-                 job->adv,          job->rm_score,    job->agg_len,     job->parts,
-                 job->batch_prompt, job->prompt_ids,  job->prompt_mask, job->gen,
-                 job->gen_len,      job->ids_scratch, job->mask_scratch};
+    void *p[] = {
+        job->old_logp,    job->ref_logp, job->logp,    job->tok_loss,     job->dlogp,
+        job->w,           job->tok_adv,  job->reward,  job->adv,          job->rm_score,
+        job->score,       job->agg_len,  job->parts,   job->batch_prompt, job->prompt_ids,
+        job->prompt_mask, job->gen,      job->gen_len, job->ids_scratch,  job->mask_scratch};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
         free(p[i]);
     lm_rows_free(&job->rows);
@@ -422,29 +433,36 @@ static void layout_prompts(grpo_job *job, int n) {
     }
 }
 
-/* Samples completions of the n laid-out prompts from rng and lays out rows. */
-static int generate(grpo_job *job, int n, rng_state *rng, char *err, size_t errlen) {
-    const int P = job->P, N = job->N;
-    if (model_generate(&job->policy, job->prompt_ids, job->prompt_mask, n, P,
-                       (float)job->cfg->temperature, 0, 1.0f, N, job->eot, rng, job->gen,
-                       job->gen_len, err, errlen) != 0)
-        return -1;
-    for (int b = 0; b < n; b++) {
+/* Lays out rows [r0, r0 + n) from their prompts and sampled completions. */
+static void layout_rows(grpo_job *job, int r0, int n) {
+    for (int b = r0; b < r0 + n; b++) {
         const int32_t p = job->batch_prompt[b];
         lm_rows_set(&job->rows, b, job->prompt_tokens[p], job->prompt_len[p],
-                    job->gen + (int64_t)b * N, job->gen_len[b], job->eot);
+                    job->gen + (int64_t)b * job->N, job->gen_len[b], job->eot);
     }
+}
+
+/* Samples completions of the laid-out prompts [r0, r0 + n) from rng and lays
+ * out their rows. */
+static int generate(grpo_job *job, int r0, int n, rng_state *rng, char *err, size_t errlen) {
+    const int P = job->P, N = job->N;
+    if (model_generate(&job->policy, job->prompt_ids + (int64_t)r0 * P,
+                       job->prompt_mask + (int64_t)r0 * P, n, P, (float)job->cfg->temperature, 0,
+                       1.0f, N, job->eot, rng, job->gen + (int64_t)r0 * N, job->gen_len + r0, err,
+                       errlen) != 0)
+        return -1;
+    layout_rows(job, r0, n);
     return 0;
 }
 
-/* The reward of rows [0, n): grader and reward model, weighted. items:
- * the prompt rows, by batch_prompt. 0, or -1 with err (a grader error: bad
- * data). */
-static int score(grpo_job *job, int n, json_t *const *items, char *err, size_t errlen) {
+/* The reward of rows [r0, r0 + n): grader and reward model, weighted.
+ * items: the prompt rows, by batch_prompt. 0, or -1 with err (a grader
+ * error: bad data). */
+static int score(grpo_job *job, int r0, int n, json_t *const *items, char *err, size_t errlen) {
     const grpo_lm_config *cfg = job->cfg;
-    if (job->use_rm)
-        rm_scores(job, 0, n);
-    for (int b = 0; b < n; b++) {
+    if (job->use_rm && n > 0)
+        rm_scores(job, r0, n);
+    for (int b = r0; b < r0 + n; b++) {
         double r = job->use_rm ? cfg->reward_model_weight * job->rm_score[b] : 0.0;
         if (job->grader != NULL) {
             char text[4096];
@@ -482,7 +500,8 @@ static int evaluate(grpo_job *job, double *out, char *err, size_t errlen) {
         for (int b = 0; b < n; b++)
             job->batch_prompt[b] = (int32_t)(job->in->n_prompts + i0 + b);
         layout_prompts(job, n);
-        if (generate(job, n, &rng, err, errlen) != 0 || score(job, n, job->items, err, errlen) != 0)
+        if (generate(job, 0, n, &rng, err, errlen) != 0 ||
+            score(job, 0, n, job->items, err, errlen) != 0)
             return -1;
         for (int b = 0; b < n; b++)
             sum += job->reward[b];
@@ -509,24 +528,44 @@ static void next_batch(grpo_job *job) {
     layout_prompts(job, job->B);
 }
 
-/* Reference log-probs of the batch into ref_logp. */
-static void reference_logprobs(grpo_job *job) {
+/* Reference log-probs of rows [r0, r0 + n) into ref_logp. */
+static void reference_logprobs(grpo_job *job, int r0, int n) {
+    float *out = job->ref_logp + (int64_t)r0 * job->N;
     if (model_has_lora(&job->policy)) {
         model_set_lora_enabled(&job->policy, false);
-        lm_rows_logprobs(&job->policy, &job->rows, 0, job->B, job->inv_temp, job->ref_logp);
+        lm_rows_logprobs(&job->policy, &job->rows, r0, n, job->inv_temp, out);
         model_set_lora_enabled(&job->policy, true);
     } else {
-        lm_rows_logprobs(&job->ref, &job->rows, 0, job->B, job->inv_temp, job->ref_logp);
+        lm_rows_logprobs(&job->ref, &job->rows, r0, n, job->inv_temp, out);
     }
 }
 
-/* One optimizer step on the batch. Returns 0, or 1 if not finite. */
-static int optimize(grpo_job *job, float lr, step_stats *ss) {
+/* This rank's rows: its shard of the groups, [*r0, *r0 + *n). */
+static void my_rows(const grpo_job *job, int *r0, int *n) {
+    int64_t lo, hi;
+    const dist_comm *dist = job->in->dist;
+    dist_shard(job->B / job->G, dist_rank(dist), dist_size(dist), &lo, &hi);
+    *r0 = (int)lo * job->G, *n = (int)(hi - lo) * job->G;
+}
+
+/* Every rank's rows of buf, (B rows of row_bytes), on every rank: the
+ * shards are whole groups. 0 or -1. */
+static int gather_rows(const grpo_job *job, void *buf, size_t row_bytes) {
+    return dist_allgather_rows(job->in->dist, buf, row_bytes * (size_t)job->G, job->B / job->G);
+}
+
+/* One optimizer step on the batch (this rank's rows of it). Returns 0, or
+ * 1 if not finite or the ranks failed (err says which). */
+static int optimize(grpo_job *job, float lr, step_stats *ss, char *err, size_t errlen) {
     const grpo_lm_config *cfg = job->cfg;
     const int B = job->B, N = job->N;
-    const int64_t BN = (int64_t)B * N;
+    int r0, n;
+    my_rows(job, &r0, &n);
+    const int64_t i0 = (int64_t)r0 * N, i1 = (int64_t)(r0 + n) * N;
     model *pm = &job->policy;
-    lm_rows_logprobs(pm, &job->rows, 0, B, job->inv_temp, job->logp);
+    model_zero_grad(pm);
+    if (n > 0)
+        lm_rows_logprobs(pm, &job->rows, r0, n, job->inv_temp, job->logp + i0);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < N; t++)
             job->tok_adv[(int64_t)b * N + t] = job->adv[b];
@@ -534,8 +573,9 @@ static int optimize(grpo_job *job, float lr, step_stats *ss) {
     const float eps_lo = job->rloo ? INFINITY : (float)cfg->epsilon_low;
     const float eps_hi = job->rloo ? INFINITY : (float)cfg->epsilon_high;
     const float beta = job->rloo ? 0.0f : (float)cfg->beta;
-    ppo_clipped_token_loss(job->tok_loss, job->dlogp, job->logp, job->old_logp, job->ref_logp,
-                           job->tok_adv, (int)BN, eps_lo, eps_hi, beta);
+    ppo_clipped_token_loss(job->tok_loss + i0, job->dlogp + i0, job->logp + i0, job->old_logp + i0,
+                           job->ref_logp + i0, job->tok_adv + i0, (int)(i1 - i0), eps_lo, eps_hi,
+                           beta);
     ppo_loss_weights(
         job->w, job->agg_len, B, N,
         job->rloo
@@ -543,29 +583,69 @@ static int optimize(grpo_job *job, float lr, step_stats *ss) {
             : (ppo_loss_agg)(strcmp(cfg->loss_aggregation, "sequence") == 0 ? PPO_AGG_SEQUENCE
                              : strcmp(cfg->loss_aggregation, "token") == 0  ? PPO_AGG_TOKEN
                                                                             : PPO_AGG_CONSTANT));
-    double loss = 0.0, low = 0.0, high = 0.0;
-    int64_t tokens = 0;
-    for (int64_t i = 0; i < BN; i++) {
-        loss += (double)job->w[i] * job->tok_loss[i];
+    /* loss, clipped low, clipped high, tokens: this rank's, then the sums */
+    double sums[4] = {0};
+    for (int64_t i = i0; i < i1; i++) {
+        sums[0] += (double)job->w[i] * job->tok_loss[i];
         job->dlogp[i] *= job->w[i];
         if (!job->rows.mask[i])
             continue;
         const double ratio = exp((double)job->logp[i] - job->old_logp[i]);
-        low += ratio < 1.0 - eps_lo && job->tok_adv[i] < 0;
-        high += ratio > 1.0 + eps_hi && job->tok_adv[i] > 0;
-        tokens++;
+        sums[1] += ratio < 1.0 - eps_lo && job->tok_adv[i] < 0;
+        sums[2] += ratio > 1.0 + eps_hi && job->tok_adv[i] > 0;
+        sums[3]++;
     }
-    if (!isfinite(loss))
-        return 1;
-    model_zero_grad(pm);
-    lm_rows_backward(pm, &job->rows, 0, job->inv_temp, job->dlogp);
-    const double norm = lm_train_state_adam(&job->st, pm, lr, cfg->max_grad_norm);
+    if (n > 0)
+        lm_rows_backward(pm, &job->rows, r0, job->inv_temp, job->dlogp + i0);
+    err[0] = '\0';
+    const double norm = lm_train_state_adam_dist(&job->st, pm, job->in->dist, sums, 4, lr,
+                                                 cfg->max_grad_norm, err, errlen);
     if (!isfinite(norm))
         return 1;
     const double it = job->rloo ? 1.0 : (double)cfg->num_iterations;
-    ss->loss += loss / it, ss->grad_norm += norm / it;
-    ss->clip_low += low / (double)(tokens ? tokens : 1) / it;
-    ss->clip_high += high / (double)(tokens ? tokens : 1) / it;
+    const double tokens = sums[3] > 0 ? sums[3] : 1;
+    ss->loss += sums[0] / it, ss->grad_norm += norm / it;
+    ss->clip_low += sums[1] / tokens / it;
+    ss->clip_high += sums[2] / tokens / it;
+    return 0;
+}
+
+/* Samples and scores this rank's groups of the batch (each group from its
+ * own stream of the step's seed), then gathers every rank's completions,
+ * rewards and log-probs. 0, or -1 with err. */
+static int rollout(grpo_job *job, char *err, size_t errlen) {
+    const int G = job->G, N = job->N, B = job->B;
+    int r0, n;
+    my_rows(job, &r0, &n);
+    const uint64_t step_seed = rng_next_u64(&job->st.sample_rng);
+    for (int g = r0 / G; g < (r0 + n) / G; g++) {
+        rng_state rng;
+        rng_seed(&rng, step_seed, (uint64_t)g);
+        if (generate(job, g * G, G, &rng, err, errlen) != 0)
+            return -1;
+    }
+    if (score(job, r0, n, job->items, err, errlen) != 0)
+        return -1;
+    if (n > 0) {
+        lm_rows_logprobs(&job->policy, &job->rows, r0, n, job->inv_temp,
+                         job->old_logp + (int64_t)r0 * N);
+        if (job->use_ref)
+            reference_logprobs(job, r0, n);
+    }
+    const size_t f = sizeof(float);
+    if (gather_rows(job, job->gen, sizeof(int32_t) * (size_t)N) != 0 ||
+        gather_rows(job, job->gen_len, sizeof(int32_t)) != 0 ||
+        gather_rows(job, job->reward, f) != 0 || gather_rows(job, job->rm_score, f) != 0 ||
+        (job->n_parts > 0 &&
+         gather_rows(job, job->parts, sizeof(double) * (size_t)job->n_parts) != 0) ||
+        gather_rows(job, job->old_logp, f * (size_t)N) != 0 ||
+        (job->use_ref && gather_rows(job, job->ref_logp, f * (size_t)N) != 0)) {
+        snprintf(err, errlen, "gathering the ranks' completions failed");
+        return -1;
+    }
+    layout_rows(job, 0, B);
+    if (!job->use_ref)
+        memcpy(job->ref_logp, job->old_logp, sizeof(float) * (size_t)B * (size_t)N);
     return 0;
 }
 
@@ -574,14 +654,9 @@ static int train_step(grpo_job *job, float lr, step_stats *ss, char *err, size_t
     const int B = job->B, N = job->N, G = job->G;
     memset(ss, 0, sizeof *ss);
     next_batch(job);
-    if (generate(job, B, &job->st.sample_rng, err, errlen) != 0 ||
-        score(job, B, job->items, err, errlen) != 0)
+    if (rollout(job, err, errlen) != 0)
         return -1;
-    lm_rows_logprobs(&job->policy, &job->rows, 0, B, job->inv_temp, job->old_logp);
-    if (job->use_ref)
-        reference_logprobs(job);
-    else
-        memcpy(job->ref_logp, job->old_logp, sizeof(float) * (size_t)B * (size_t)N);
+    memcpy(job->score, job->reward, sizeof(float) * (size_t)B);
     /* KL per completion (k1 for RLOO's reward, k3 reported) */
     double kl_tokens = 0.0;
     int64_t tokens = 0;
@@ -628,12 +703,14 @@ static int train_step(grpo_job *job, float lr, step_stats *ss, char *err, size_t
         ss->rm_mean += job->rm_score[b] / B;
     }
     const int64_t iters = job->rloo ? 1 : cfg->num_iterations;
-    for (int64_t it = 0; it < iters; it++)
-        if (optimize(job, lr, ss) != 0) {
-            snprintf(err, errlen, "step %lld: the loss or the gradient is not finite",
-                     (long long)job->st.step + 1);
+    for (int64_t it = 0; it < iters; it++) {
+        char why[300];
+        if (optimize(job, lr, ss, why, sizeof why) != 0) {
+            snprintf(err, errlen, "step %lld: %s", (long long)job->st.step + 1,
+                     why[0] ? why : "the loss or the gradient is not finite");
             return -1;
         }
+    }
     return 0;
 }
 
@@ -667,8 +744,34 @@ static int report(grpo_job *job, const step_stats *ss, float lr) {
     return sink_metrics(job->sink, job->st.step, m, n);
 }
 
+/* The first rollout_samples completions, token by token: GRPO's KL term is
+ * k3 (in the loss, β > 0) and its reward the score on the last token; RLOO's
+ * KL is k1 and each token is credited -β k1, the last one the score too
+ * (their sum is RLOO's reward). Uses tok_loss and w as scratch. */
+static int report_rollouts(grpo_job *job) {
+    const grpo_lm_config *cfg = job->cfg;
+    const int N = job->N;
+    const int rows = (int)(cfg->rollout_samples < job->B ? cfg->rollout_samples : job->B);
+    float *kl = job->tok_loss, *reward = job->w;
+    for (int b = 0; b < rows; b++)
+        for (int t = 0; t < N; t++) {
+            const int64_t i = (int64_t)b * N + t;
+            const double d = (double)job->old_logp[i] - job->ref_logp[i];
+            kl[i] = (float)(job->rloo ? d : exp(-d) - 1.0 + d);
+            reward[i] = (float)(job->rloo ? -cfg->beta * d : 0.0);
+            if (t == job->rows.len[b] - 1)
+                reward[i] += job->score[b];
+        }
+    const lm_rollout_batch batch = {
+        job->in->tok,     job->B,   job->P,       N,          job->prompt_ids,
+        job->prompt_mask, job->gen, job->gen_len, job->score, job->old_logp,
+        job->ref_logp,    kl,       NULL,         reward,     job->tok_adv};
+    return lm_report_rollouts(job->sink, job->st.step, cfg->total_steps, cfg->rollout_samples,
+                              cfg->rollout_interval, &batch);
+}
+
 static int report_eval(grpo_job *job, grpo_lm_result *res, char *err, size_t errlen) {
-    if (!job->in->eval_prompts || job->in->n_eval == 0)
+    if (!job->in->eval_prompts || job->in->n_eval == 0 || !dist_is_root(job->in->dist))
         return 0;
     double r;
     if (evaluate(job, &r, err, errlen) != 0)
@@ -736,7 +839,7 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
     if (st->step == 0 && report_eval(&job, &res, err, errlen) != 0)
         goto done;
     while (st->step < cfg->total_steps) {
-        if (sink_should_stop(sink)) {
+        if (dist_should_stop(in->dist, sink)) {
             res.stopped = true;
             break;
         }
@@ -750,7 +853,7 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
         if (isnan(res.first_reward))
             res.first_reward = ss.reward;
         res.last_reward = ss.reward;
-        if (report(&job, &ss, lr) != 0) {
+        if (report(&job, &ss, lr) != 0 || report_rollouts(&job) != 0) {
             snprintf(err, errlen, "the metrics sink failed");
             goto done;
         }
@@ -758,7 +861,7 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
              (cfg->eval_interval > 0 && st->step % cfg->eval_interval == 0)) &&
             report_eval(&job, &res, err, errlen) != 0)
             goto done;
-        if (st->step < cfg->total_steps && cfg->checkpoint_interval > 0 &&
+        if (dist_is_root(in->dist) && st->step < cfg->total_steps && cfg->checkpoint_interval > 0 &&
             st->step % cfg->checkpoint_interval == 0 &&
             lm_train_state_emit(st, &job.policy, sink, name, job_table(&job), cfg, true, err,
                                 errlen) != 0)
@@ -766,8 +869,8 @@ int grpo_lm_train(const grpo_lm_config *cfg, const grpo_lm_inputs *in, const tra
     }
     res.steps = st->step;
     res.first_eval = st->extra;
-    if (lm_train_state_emit(st, &job.policy, sink, name, job_table(&job), cfg, res.stopped, err,
-                            errlen) != 0)
+    if (dist_is_root(in->dist) && lm_train_state_emit(st, &job.policy, sink, name, job_table(&job),
+                                                      cfg, res.stopped, err, errlen) != 0)
         goto done;
     rc = 0;
 done:

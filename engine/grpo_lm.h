@@ -42,6 +42,18 @@
  * stream every time (so two evaluations differ by the policy alone), at the
  * start, every eval_interval steps and at the end.
  *
+ * Sampling: each step draws one seed from the sample stream; group g of the
+ * step samples its G completions from stream g of that seed. A group's
+ * completions therefore do not depend on which process samples it, which
+ * is what lets data parallelism (in->dist) split the groups: rank r samples,
+ * scores (old, reference and reward-model log-probs, graders) and trains on
+ * its contiguous shard of the groups (dist_shard over prompts_per_step);
+ * the samples, rewards and log-probs are gathered so that every rank
+ * computes the advantages and metrics of the whole batch, and the gradients
+ * and loss statistics are summed before the one Adam step all replicas
+ * take. N ranks give one rank's run up to the order of float sums; the
+ * held-out evaluation runs on rank 0 alone (its RNG stream is one sequence).
+ *
  * Resume as ppo_lm: periodic checkpoints and a stopped run's carry Adam's
  * moments and step, the RNG streams, the prompt order and cursor; the run
  * then ends bit-identical to an uninterrupted one at the same thread count.
@@ -53,6 +65,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist.h"
 #include "hparams.h"
 #include "sink.h"
 #include "tokenizer.h"
@@ -79,6 +92,7 @@ typedef struct grpo_lm_config {
     double grader_weight, reward_model_weight;
     int64_t eval_interval;
     int64_t checkpoint_interval;
+    int64_t rollout_samples, rollout_interval; /* lm_policy.h: rollouts kept */
     int64_t lora_r;
     double lora_alpha;
     char lora_targets[HPARAM_CHOICE_BYTES];
@@ -103,6 +117,9 @@ typedef struct grpo_lm_inputs {
      * rendered by a chat template); false: plain text. */
     bool prompts_special;
     const char *ref_checkpoint; /* the reference when not the init (ppo_lm.h); NULL: none */
+    /* Data parallel (dist.h): each rank samples, scores and trains on its
+     * shard of the groups; NULL = one process. */
+    const dist_comm *dist;
 } grpo_lm_inputs;
 
 typedef struct grpo_lm_result {

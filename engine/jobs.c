@@ -395,7 +395,8 @@ static int dpo_lm_run(const void *cfg, const job_inputs *in, const train_sink *s
                               &jt.tok,
                               in->init_checkpoint,
                               in->resume_checkpoint,
-                              r.special};
+                              r.special,
+                              in->dist};
     if (rc == 0)
         rc = dpo_lm_train(cfg, &di, sink, NULL, err, errlen);
     job_rankings_free(&r);
@@ -415,6 +416,7 @@ static const job_type dpo_lm_job = {
     .headline_metrics = dpo_lm_headline,
     .needs_train_data = 1,
     .data_kind = JOB_DATA_RANKINGS,
+    .data_parallel = 1,
     .validate = dpo_lm_validate_any,
     .run = dpo_lm_run,
 };
@@ -461,7 +463,8 @@ static int group_pg_run(grpo_algorithm algorithm, const void *cfg, const job_inp
                                .reward_checkpoint = in->reward_checkpoint,
                                .ref_checkpoint = in->ref_checkpoint,
                                .resume_checkpoint = in->resume_checkpoint,
-                               .prompts_special = special};
+                               .prompts_special = special,
+                               .dist = in->dist};
     if (rc == 0)
         rc = grpo_lm_train(cfg, &gi, sink, NULL, err, errlen);
     free_texts(&rendered);
@@ -491,6 +494,7 @@ static const job_type grpo_lm_job = {
     .needs_train_data = 1,
     .data_kind = JOB_DATA_PROMPTS,
     .reward_model = JOB_REWARD_OPTIONAL,
+    .data_parallel = 1,
     .validate = grpo_lm_validate_any,
     .run = grpo_lm_run,
 };
@@ -504,6 +508,7 @@ static const job_type rloo_lm_job = {
     .needs_train_data = 1,
     .data_kind = JOB_DATA_PROMPTS,
     .reward_model = JOB_REWARD_OPTIONAL,
+    .data_parallel = 1,
     .validate = rloo_lm_validate_any,
     .run = rloo_lm_run,
 };

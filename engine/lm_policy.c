@@ -188,6 +188,77 @@ double lm_train_state_adam(lm_train_state *st, model *policy, float lr, double m
     return norm;
 }
 
+double lm_train_state_adam_dist(lm_train_state *st, model *policy, const dist_comm *dist,
+                                double *stats, int n_stats, float lr, double max_norm, char *err,
+                                size_t errlen) {
+    if (dist_allreduce_sum_f32(dist, model_trainable_grads(policy),
+                               model_trainable_count(policy)) != 0 ||
+        (n_stats > 0 && dist_allreduce_sum_f64(dist, stats, n_stats) != 0)) {
+        snprintf(err, errlen, "summing the ranks' gradients failed");
+        return NAN;
+    }
+    for (int i = 0; i < n_stats; i++)
+        if (!isfinite(stats[i]))
+            return NAN; /* a loss that is not finite: no step */
+    const double norm = lm_train_state_adam(st, policy, lr, max_norm);
+    if (isfinite(norm) && dist_check_replicas(dist, model_trainable_params(policy),
+                                              model_trainable_count(policy), err, errlen) != 0)
+        return NAN;
+    return norm;
+}
+
+/* Decodes ids[0..n) into out (NUL-terminated); the bytes written. */
+static size_t decode_into(const tokenizer *tok, const int32_t *ids, size_t n, char *out,
+                          size_t cap) {
+    const int64_t k = n > 0 ? tokenizer_decode(tok, ids, n, out, cap - 1) : 0;
+    const size_t len = k < 0 ? 0 : (size_t)k > cap - 1 ? cap - 1 : (size_t)k;
+    out[len] = '\0';
+    return len;
+}
+
+int lm_report_rollouts(const train_sink *sink, int64_t step, int64_t last_step, int64_t samples,
+                       int64_t interval, const lm_rollout_batch *b) {
+    if (sink == NULL || sink->rollout == NULL || samples <= 0 ||
+        (step % interval != 0 && step != last_step))
+        return 0;
+    const int N = b->N, P = b->P;
+    enum { TOKEN_BYTES = 64, TEXT_BYTES = 8192 };
+    char *texts = malloc((size_t)N * TOKEN_BYTES + 2 * TEXT_BYTES);
+    const char **token_text = malloc(sizeof(char *) * (size_t)(N ? N : 1));
+    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)(P ? P : 1));
+    int rc = texts && token_text && prompt ? 0 : -1;
+    for (int r = 0; rc == 0 && r < b->B && r < samples; r++) {
+        const int64_t o = (int64_t)r * N;
+        int n_prompt = 0;
+        for (int c = 0; c < P; c++)
+            if (b->prompt_mask[(int64_t)r * P + c])
+                prompt[n_prompt++] = b->prompt_ids[(int64_t)r * P + c];
+        char *prompt_text = texts + (size_t)N * TOKEN_BYTES, *response = prompt_text + TEXT_BYTES;
+        decode_into(b->tok, prompt, (size_t)n_prompt, prompt_text, TEXT_BYTES);
+        decode_into(b->tok, b->gen + o, (size_t)b->len[r], response, TEXT_BYTES);
+        for (int t = 0; t < b->len[r]; t++) {
+            char *slot = texts + (size_t)t * TOKEN_BYTES;
+            decode_into(b->tok, b->gen + o + t, 1, slot, TOKEN_BYTES);
+            token_text[t] = slot;
+        }
+        const sink_rollout ro = {.sample = r,
+                                 .prompt = prompt_text,
+                                 .response = response,
+                                 .score = b->score[r],
+                                 .n_tokens = b->len[r],
+                                 .token_text = token_text,
+                                 .logprob = b->logprob ? b->logprob + o : NULL,
+                                 .ref_logprob = b->ref_logprob ? b->ref_logprob + o : NULL,
+                                 .kl = b->kl ? b->kl + o : NULL,
+                                 .value = b->value ? b->value + o : NULL,
+                                 .reward = b->reward ? b->reward + o : NULL,
+                                 .advantage = b->advantage ? b->advantage + o : NULL};
+        rc = sink_rollout_report(sink, step, &ro);
+    }
+    free(texts), free(token_text), free(prompt);
+    return rc;
+}
+
 int lm_train_state_emit(const lm_train_state *st, model *policy, const train_sink *sink,
                         const char *job, const hparam_table *table, const void *cfg,
                         bool with_state, char *err, size_t errlen) {

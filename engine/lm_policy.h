@@ -18,11 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dist.h"
 #include "hparams.h"
 #include "model.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "sink.h"
+#include "tokenizer.h"
 
 /* The hyperparameter choices of lora_targets: every projection, attention's,
  * the MLP's, or c_attn alone (PEFT's default for GPT-2; q, k and v on the
@@ -91,6 +93,33 @@ void lm_rows_logprobs(model *m, const lm_rows *r, int r0, int n, float inv_temp,
  * m's (trainable) gradients. */
 void lm_rows_backward(model *m, const lm_rows *r, int r0, float inv_temp, const float *dlogp);
 
+/* ---- rollouts kept for inspection ---------------------------------------------------
+ * The hyperparameters rollout_samples and rollout_interval of ppo, grpo and
+ * rloo: every rollout_interval updates (and at the last), the first
+ * rollout_samples rows of the batch go to the sink, token by token. */
+#define LM_ROLLOUT_SAMPLES_DOC                                                                     \
+    "Sampled responses kept per kept update, token by token (log-prob, reference log-prob, KL, "   \
+    "value, reward, advantage: GET /v1/jobs/{id}/rollouts); 0 = none."
+#define LM_ROLLOUT_INTERVAL_DOC "Keep rollouts every this many updates (and at the last one)."
+
+/* A batch of B rows of N response columns as lm_rows lays them out, and the
+ * (B, N) per-token quantities to report (NULL: the algorithm has none). */
+typedef struct lm_rollout_batch {
+    const tokenizer *tok;
+    int B, P, N;
+    const int32_t *prompt_ids;                                            /* (B, P) left-padded */
+    const uint8_t *prompt_mask;                                           /* (B, P) */
+    const int32_t *gen, *len;                                             /* (B, N), (B) */
+    const float *score;                                                   /* (B) */
+    const float *logprob, *ref_logprob, *kl, *value, *reward, *advantage; /* (B, N) */
+} lm_rollout_batch;
+
+/* Reports rows [0, min(samples, B)) of the batch to the sink at step when
+ * step % interval == 0 or step == last_step. 0, or -1 (the sink failed, or
+ * out of memory). */
+int lm_report_rollouts(const train_sink *sink, int64_t step, int64_t last_step, int64_t samples,
+                       int64_t interval, const lm_rollout_batch *b);
+
 /* ---- the trainer's state, and resume ----------------------------------------------
  * What a trainer over a shuffled stream of n items (pairs, prompts) restores
  * besides the weights: in a checkpoint, Adam's moments as tensors
@@ -117,6 +146,15 @@ int32_t lm_train_state_next(lm_train_state *st, int32_t *order, int64_t n);
  * 0.999, ε 1e-8) at lr. Returns the norm before clipping; a norm that is not
  * finite takes no step. */
 double lm_train_state_adam(lm_train_state *st, model *policy, float lr, double max_norm);
+/* Data parallel (dist.h): sums the ranks' gradients and their shares of
+ * stats[0..n_stats) (each rank weighted its loss so the sums are the whole
+ * batch's), then lm_train_state_adam, then checks that the replicas still
+ * agree. With dist NULL it is lm_train_state_adam. Returns the norm; NAN
+ * if a stat or the norm is not finite (no step taken), or with err when a
+ * collective failed or the replicas diverged. */
+double lm_train_state_adam_dist(lm_train_state *st, model *policy, const dist_comm *dist,
+                                double *stats, int n_stats, float lr, double max_norm, char *err,
+                                size_t errlen);
 /* The policy through the sink as a checkpoint at st->step (metadata
  * rlhfd_job = job and step), with the state when with_state. Refuses
  * non-finite weights. 0, or -1 with err. */

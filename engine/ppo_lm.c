@@ -67,6 +67,9 @@ static const hparam_def ppo_lm_defs[] = {
     {"gradient_accumulation_steps", HPARAM_INT, F(gradient_accumulation_steps), 1, 1, 4096, NULL,
      "Micro-batches per minibatch (of mini_batch_size / this rows each), their gradients "
      "summed into one optimizer step; must divide mini_batch_size."},
+    {"rollout_samples", HPARAM_INT, F(rollout_samples), 2, 0, 64, NULL, LM_ROLLOUT_SAMPLES_DOC},
+    {"rollout_interval", HPARAM_INT, F(rollout_interval), 10, 1, 1e9, NULL,
+     LM_ROLLOUT_INTERVAL_DOC},
     {"lora_r", HPARAM_INT, F(lora_r), 0, 0, 4096, NULL,
      "LoRA rank of the policy and the separate value model (0 = full fine-tuning). With LoRA "
      "their base weights are frozen, only adapters and the scalar head train, and the reference "
@@ -969,6 +972,14 @@ static int report_update(ppo_job *job, int64_t update, const rollout_stats *rs,
     if (sink_metrics(job->sink, update, m, (int)(sizeof m / sizeof m[0])) != 0)
         return -1;
     const ppo_lm_config *cfg = job->cfg;
+    /* advantage: the batch-whitened one the loss used */
+    const lm_rollout_batch batch = {
+        job->in->tok,    B,       job->P,     N,           ro->prompt_ids,
+        ro->prompt_mask, ro->gen, ro->len,    ro->score,   ro->logp,
+        ro->ref_logp,    ro->kl,  ro->values, ro->rewards, ro->adv};
+    if (lm_report_rollouts(job->sink, update, cfg->total_updates, cfg->rollout_samples,
+                           cfg->rollout_interval, &batch) != 0)
+        return -1;
     if (update == cfg->total_updates ||
         (cfg->sample_interval > 0 && update % cfg->sample_interval == 0)) {
         char text[1024], msg[1400];

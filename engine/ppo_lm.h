@@ -88,7 +88,8 @@ typedef struct ppo_lm_config {
     int64_t gradient_accumulation_steps;   /* micro-batches per minibatch */
     int64_t lora_r;                        /* 0 = full fine-tuning */
     double lora_alpha;
-    char lora_targets[HPARAM_CHOICE_BYTES]; /* all | attn | mlp | c_attn */
+    char lora_targets[HPARAM_CHOICE_BYTES];    /* all | attn | mlp | c_attn */
+    int64_t rollout_samples, rollout_interval; /* lm_policy.h: rollouts kept */
 } ppo_lm_config;
 
 extern const hparam_table ppo_lm_hparams;

@@ -24,6 +24,25 @@ typedef struct sink_metric {
     double value;
 } sink_metric;
 
+/* One sampled response of a policy-gradient update (ppo, grpo, rloo), token
+ * by token: what the algorithm attributed to each response token. Arrays
+ * are (n_tokens); a quantity the algorithm does not have is NULL (GRPO and
+ * RLOO have no value model). */
+typedef struct sink_rollout {
+    int sample;           /* its row in the update's batch */
+    const char *prompt;   /* decoded */
+    const char *response; /* decoded, the tokens' texts joined */
+    double score;         /* the response's reward before any KL term */
+    int n_tokens;
+    const char *const *token_text; /* each token decoded alone (may split a character) */
+    const float *logprob;          /* log π(token), at the sampling temperature */
+    const float *ref_logprob;      /* log π_ref(token) */
+    const float *kl;               /* the KL term the algorithm used for this token */
+    const float *value;            /* V(state before the token): PPO only */
+    const float *reward;           /* the reward credited to this token */
+    const float *advantage;        /* the advantage its log-prob was pushed by */
+} sink_rollout;
+
 typedef struct train_sink {
     void *ctx;
     /* The metrics of one update, at step (the job's own step counter:
@@ -37,6 +56,9 @@ typedef struct train_sink {
     int (*checkpoint)(void *ctx, int64_t step, const void *bytes, size_t n_bytes);
     /* Polled between updates: true asks training to stop cleanly. */
     bool (*should_stop)(void *ctx);
+    /* A sampled rollout kept for inspection (hyperparameters rollout_samples
+     * and rollout_interval say how many and how often). */
+    int (*rollout)(void *ctx, int64_t step, const sink_rollout *r);
 } train_sink;
 
 static inline int sink_metrics(const train_sink *sink, int64_t step, const sink_metric *m, int n) {
@@ -67,6 +89,10 @@ static inline int sink_warn_truncated(const train_sink *sink, const char *what, 
     const sink_metric data[] = {
         {"n_truncated", (double)n_cut}, {"n_rows", (double)n_rows}, {limit_name, (double)limit}};
     return sink_event(sink, SINK_LEVEL_WARN, "truncated", msg, data, 3);
+}
+
+static inline int sink_rollout_report(const train_sink *sink, int64_t step, const sink_rollout *r) {
+    return sink && sink->rollout ? sink->rollout(sink->ctx, step, r) : 0;
 }
 
 static inline bool sink_should_stop(const train_sink *sink) {

@@ -23,6 +23,7 @@ static const http_route routes[] = {
     {"GET", "/v1/jobs/{id}", READERS, route_jobs_get, false, NULL},
     {"POST", "/v1/jobs/{id}/cancel", AUTH_ROLE_ADMIN, route_jobs_cancel, false, NULL},
     {"GET", "/v1/jobs/{id}/events", READERS, route_jobs_events, false, NULL},
+    {"GET", "/v1/jobs/{id}/rollouts", READERS, route_jobs_rollouts, false, NULL},
     {"GET", "/v1/jobs/{id}/metrics", READERS, route_jobs_metrics, false, NULL},
     {"GET", "/v1/jobs/{id}/stream", READERS, route_jobs_stream, false, NULL},
     {"GET", "/v1/jobs/{id}/checkpoints", READERS, route_jobs_checkpoints, false, NULL},

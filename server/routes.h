@@ -38,6 +38,7 @@ enum MHD_Result route_jobs_list(request *r);
 enum MHD_Result route_jobs_get(request *r);
 enum MHD_Result route_jobs_cancel(request *r);
 enum MHD_Result route_jobs_events(request *r);
+enum MHD_Result route_jobs_rollouts(request *r);
 enum MHD_Result route_jobs_metrics(request *r);
 enum MHD_Result route_jobs_stream(request *r);
 enum MHD_Result route_jobs_checkpoints(request *r);

@@ -1,5 +1,6 @@
 /* A job's events (GET /v1/jobs/{id}/events, newest first with `after` = the
- * last id of the previous page), its training metrics by step
+ * last id of the previous page), the rollouts its training kept
+ * (GET /v1/jobs/{id}/rollouts, paged the same way), its training metrics by step
  * (GET /v1/jobs/{id}/metrics, oldest first with `after_step`) and its live
  * stream of events (GET /v1/jobs/{id}/stream, Server-Sent Events).
  */
@@ -24,6 +25,18 @@ enum MHD_Result route_jobs_events(request *r) {
         return replied;
     return http_reply_page(r, job_events_store_page_sql, after, limit, r->path_id,
                            job_events_store_json);
+}
+
+/* ---- GET /v1/jobs/{id}/rollouts ----------------------------------------------- */
+
+enum MHD_Result route_jobs_rollouts(request *r) {
+    enum MHD_Result replied;
+    int64_t limit, after;
+    if (!http_query_page(r, "after", 10, 100, &limit, &after, &replied) ||
+        !job_require(r, &replied))
+        return replied;
+    return http_reply_page(r, job_events_store_rollouts_sql, after, limit, r->path_id,
+                           job_events_store_rollout_json);
 }
 
 /* ---- GET /v1/jobs/{id}/metrics?names=a,b&after_step=S&limit=N ---------------- */

@@ -103,8 +103,12 @@ static void print_usage(FILE *out) {
     fprintf(out, "\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(out, "  %-14s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\n`mpirun -np N rlhf-train TYPE ...` trains data parallel on N ranks (sft, "
-                 "reward, ppo; built with MPI if `rlhf-train features` names it).\n");
+    fprintf(out, "\n`mpirun -np N rlhf-train TYPE ...` trains data parallel on N ranks (");
+    const char *sep = "";
+    for (const job_type *const *t = job_types; *t; t++)
+        if ((*t)->data_parallel)
+            fprintf(out, "%s%s", sep, (*t)->name), sep = ", ";
+    fprintf(out, "; built with MPI if `rlhf-train features` names it).\n");
 }
 
 /* `rlhf-train TYPE --help`: the usage, the summary and the hyperparameters. */

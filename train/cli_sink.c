@@ -170,5 +170,5 @@ void cli_sink_finish(cli_sink *cs) {
 }
 
 train_sink cli_sink_make(cli_sink *cs) {
-    return (train_sink){cs, cli_metrics, cli_event, cli_checkpoint, cli_should_stop};
+    return (train_sink){cs, cli_metrics, cli_event, cli_checkpoint, cli_should_stop, NULL};
 }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "artifact_store.h"
@@ -263,6 +264,71 @@ static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_by
     return rc;
 }
 
+/* At most this many rollouts per job are stored (a kept update every
+ * rollout_interval; the rest are dropped): the job's events stay small. */
+#define DB_SINK_MAX_ROLLOUTS 500
+
+static json_t *finite_or_null(const float *x, int t) {
+    return x != NULL && isfinite(x[t]) ? json_real(x[t]) : json_null();
+}
+
+static json_t *clean_string(const char *s) {
+    char *clean = db_utf8_clean(s, strlen(s)); /* one token may be half a character */
+    json_t *j = clean ? json_string(clean) : NULL;
+    free(clean);
+    return j;
+}
+
+json_t *db_sink_rollout_json(int64_t step, const sink_rollout *r) {
+    json_t *tokens = json_array();
+    for (int t = 0; tokens && t < r->n_tokens; t++)
+        json_array_append_new(
+            tokens,
+            json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "text", clean_string(r->token_text[t]),
+                      "logprob", finite_or_null(r->logprob, t), "ref_logprob",
+                      finite_or_null(r->ref_logprob, t), "kl", finite_or_null(r->kl, t), "value",
+                      finite_or_null(r->value, t), "reward", finite_or_null(r->reward, t),
+                      "advantage", finite_or_null(r->advantage, t)));
+    return json_pack("{s:I, s:i, s:o, s:o, s:o, s:o}", "step", (json_int_t)step, "sample",
+                     r->sample, "prompt", clean_string(r->prompt), "response",
+                     clean_string(r->response), "score",
+                     isfinite(r->score) ? json_real(r->score) : json_null(), "tokens", tokens);
+}
+
+/* A rollout is a job event of code 'rollout' (its numbers in data), which
+ * GET /v1/jobs/{id}/rollouts serves and the events list leaves out. */
+static int db_rollout(void *ctx, int64_t step, const sink_rollout *r) {
+    db_sink *ds = ctx;
+    json_t *data = db_sink_rollout_json(step, r);
+    if (data == NULL)
+        return -1;
+    pthread_mutex_lock(&ds->mutex);
+    int rc = -1;
+    if (fenced_begin(ds, ds->db) == 0) {
+        sqlite3_stmt *st = NULL;
+        int ok = sqlite3_prepare_v2(ds->db,
+                                    "SELECT count(*) FROM job_events WHERE job_id = ?1 AND "
+                                    "code = 'rollout'",
+                                    -1, &st, NULL) == SQLITE_OK;
+        if (ok) {
+            sqlite3_bind_int64(st, 1, ds->job_id);
+            ok = sqlite3_step(st) == SQLITE_ROW;
+        }
+        const bool room = ok && sqlite3_column_int64(st, 0) < DB_SINK_MAX_ROLLOUTS;
+        sqlite3_finalize(st);
+        char message[96];
+        snprintf(message, sizeof message, "rollout at step %lld (sample %d)", (long long)step,
+                 r->sample);
+        ok = ok && write_pending(ds, ds->db) &&
+             (!room || db_insert_job_event(ds->db, ds->job_id, "info", "message", "rollout",
+                                           message, data) == 0);
+        rc = fenced_commit(ds, ds->db, ok);
+    }
+    pthread_mutex_unlock(&ds->mutex);
+    json_decref(data);
+    return rc;
+}
+
 static bool db_should_stop(void *ctx) {
     db_sink *ds = ctx;
     return atomic_load(ds->cancel_requested) || atomic_load(ds->lease_lost) ||
@@ -273,7 +339,7 @@ train_sink db_sink_make(db_sink *ds) {
     pthread_mutex_init(&ds->mutex, NULL);
     ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
     ds->storage_failed = false;
-    return (train_sink){ds, db_metrics, db_event, db_checkpoint, db_should_stop};
+    return (train_sink){ds, db_metrics, db_event, db_checkpoint, db_should_stop, db_rollout};
 }
 
 void db_sink_free(db_sink *ds) {

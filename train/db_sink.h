@@ -64,6 +64,12 @@ typedef struct db_sink {
 
 /* Initialises the buffer and mutex of ds (its other fields set by the
  * caller) and returns its sink. */
+/* A rollout as the JSON object stored in its event's data (and printed by
+ * the CLI): step, sample, prompt, response, score and tokens [{text,
+ * logprob, ref_logprob, kl, value, reward, advantage}], null for a number
+ * the algorithm does not have. NULL when out of memory. */
+json_t *db_sink_rollout_json(int64_t step, const sink_rollout *r);
+
 train_sink db_sink_make(db_sink *ds);
 
 /* Commits the waiting metrics on db (the caller's own connection: the

@@ -248,7 +248,7 @@ static void walk_api(walk *w, const char *annotator, int64_t annotator_id) {
     const int64_t job = walk_id(w, "POST", "/v1/jobs", "/v1/jobs", admin, SHORT_JOB);
     reply_free(wait_job(d, job, "succeeded", 1));
     walk_ok(w, "GET", "/v1/jobs", "/v1/jobs", admin, NULL);
-    const char *job_routes[] = {"", "/events", "/metrics", "/stream", "/checkpoints"};
+    const char *job_routes[] = {"", "/events", "/metrics", "/stream", "/checkpoints", "/rollouts"};
     for (size_t i = 0; i < sizeof job_routes / sizeof job_routes[0]; i++) {
         char pattern[64];
         snprintf(pattern, sizeof pattern, "/v1/jobs/{id}%s", job_routes[i]);

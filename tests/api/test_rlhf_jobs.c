@@ -6,6 +6,7 @@
  * demo task (engine/demo_task.h), so each job takes well under a second.
  */
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -600,6 +601,190 @@ START_TEST(test_dpo_grpo_rloo_jobs_survive_kill) {
 }
 END_TEST
 
+/* ---- rollouts ------------------------------------------------------------------- */
+
+static double num(json_t *obj, const char *key) {
+    json_t *v = json_object_get(obj, key);
+    ck_assert_msg(json_is_number(v), "%s is not a number", key);
+    return json_number_value(v);
+}
+
+/* Every rollout of job (GET /v1/jobs/{id}/rollouts, paged 3 at a time with
+ * `after`), oldest first. */
+static json_t *all_rollouts(const test_daemon *d, int64_t job) {
+    json_t *all = json_array();
+    int64_t after = 0;
+    for (;;) {
+        char path[128];
+        snprintf(path, sizeof path, "/v1/jobs/%lld/rollouts?limit=3", (long long)job);
+        if (after > 0)
+            snprintf(path + strlen(path), sizeof path - strlen(path), "&after=%lld",
+                     (long long)after);
+        http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
+        json_t *data = json_object_get(r->json, "data");
+        size_t i;
+        json_t *item;
+        json_array_foreach(data, i, item) {
+            ck_assert_str_eq(json_string_value(json_object_get(item, "object")), "job.rollout");
+            ck_assert_int_eq(num(item, "job_id"), job);
+            json_array_insert(all, 0, item); /* pages are newest first */
+            after = (int64_t)num(item, "id");
+        }
+        const bool more = json_is_true(json_object_get(r->json, "has_more"));
+        reply_free(r);
+        if (!more)
+            return all;
+    }
+}
+
+/* The rollouts of one step: the items with that step, by sample. */
+static int step_rows(json_t *all, double step, json_t **rows, int cap) {
+    int n = 0;
+    size_t i;
+    json_t *item;
+    json_array_foreach(all, i, item) {
+        if (num(item, "step") == step && n < cap) {
+            ck_assert_int_eq(num(item, "sample"), n);
+            rows[n++] = item;
+        }
+    }
+    return n;
+}
+
+/* PPO and GRPO jobs keep every sampled response (rollout_samples = the
+ * batch, every update), and the stored numbers agree with a recomputation
+ * from the stored numbers themselves: PPO's kl = logprob - ref_logprob
+ * (k1), reward = -β kl plus the score on the last token, and the advantage
+ * = GAE(γ = 1, λ = 0.95) over the stored rewards and values, whitened over
+ * the batch's tokens; GRPO's kl = k3 of the same difference, the score on
+ * the last token, and each token's advantage the group-normalised score
+ * (r - mean) / (std + 1e-4). The events list leaves the rollouts out. */
+START_TEST(test_rollouts_match_recomputation) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    const int64_t sft = demo_sft_job(&d, TINY_SFT, NULL);
+    reply_free(wait_job(&d, sft, "succeeded", 1));
+    const int64_t pref = demo_dataset(&d, "preference", 24, 2);
+    const int64_t prompts = demo_dataset(&d, "prompts", 16, 5);
+    char body[2048];
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"hyperparameters\":" TINY_REWARD "}",
+             (long long)pref, (long long)sft);
+    const int64_t rm = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, rm, "succeeded", 1));
+    snprintf(body, sizeof body,
+             "{\"type\":\"ppo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"reward_model\":\"job:%lld\",\"hyperparameters\":{\"total_updates\":2,"
+             "\"batch_size\":4,\"mini_batch_size\":2,\"ppo_epochs\":1,\"response_length\":8,"
+             "\"sample_interval\":0,\"rollout_samples\":4,\"rollout_interval\":1}}",
+             (long long)prompts, (long long)sft, (long long)rm);
+    const int64_t ppo = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, ppo, "succeeded", 1));
+    json_t *all = all_rollouts(&d, ppo);
+    ck_assert_int_eq(json_array_size(all), 8);
+    for (int step = 1; step <= 2; step++) {
+        json_t *rows[4];
+        ck_assert_int_eq(step_rows(all, step, rows, 4), 4);
+        /* GAE per row from the stored rewards and values, then whitened
+         * over all the batch's tokens (ppo_whiten: Bessel, ε in the var) */
+        double gae[4][8], sum = 0.0, sum2 = 0.0;
+        int n_tok = 0, len[4];
+        for (int b = 0; b < 4; b++) {
+            json_t *tokens = json_object_get(rows[b], "tokens");
+            len[b] = (int)json_array_size(tokens);
+            ck_assert_int_ge(len[b], 1);
+            ck_assert_int_le(len[b], 8);
+            double next_adv = 0.0, next_value = 0.0;
+            for (int t = len[b] - 1; t >= 0; t--) {
+                json_t *tok = json_array_get(tokens, (size_t)t);
+                const double kl = num(tok, "kl"), reward = num(tok, "reward");
+                ck_assert(json_is_string(json_object_get(tok, "text")));
+                ck_assert_close(kl, num(tok, "logprob") - num(tok, "ref_logprob"), 1e-5, 1e-5,
+                                "ppo kl = logprob - ref_logprob");
+                const double score = t == len[b] - 1 ? num(rows[b], "score") : 0.0;
+                ck_assert_close(reward, -0.05 * kl + score, 1e-5, 1e-5,
+                                "ppo reward = -beta kl (+ score)");
+                const double value = num(tok, "value");
+                const double delta = reward + next_value - value;
+                gae[b][t] = delta + 0.95 * next_adv;
+                next_adv = gae[b][t], next_value = value;
+                sum += gae[b][t], n_tok++;
+            }
+        }
+        const double mean = sum / n_tok;
+        for (int b = 0; b < 4; b++)
+            for (int t = 0; t < len[b]; t++)
+                sum2 += (gae[b][t] - mean) * (gae[b][t] - mean);
+        const double sd = sqrt(sum2 / (n_tok - 1) + 1e-8);
+        for (int b = 0; b < 4; b++)
+            for (int t = 0; t < len[b]; t++) {
+                json_t *tok = json_array_get(json_object_get(rows[b], "tokens"), (size_t)t);
+                ck_assert_close(num(tok, "advantage"), (gae[b][t] - mean) / sd, 1e-4, 1e-4,
+                                "ppo advantage = whitened GAE");
+            }
+    }
+    json_decref(all);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM job_events WHERE job_id = ?1 AND code = "
+                            "'rollout'",
+                            ppo),
+                     8);
+    char events_path[96];
+    snprintf(events_path, sizeof events_path, "/v1/jobs/%lld/events?limit=1000", (long long)ppo);
+    http_reply *ev = expect_ok(http(&d, "GET", events_path, d.admin, NULL, NULL));
+    ck_assert_ptr_null(strstr(ev->body, "\"rollout\""));
+    reply_free(ev);
+
+    static const char grader[] =
+        "{\"type\":\"string_check\",\"name\":\"says_the\",\"input\":\"{{sample.output_text}}\","
+        "\"reference\":\"The\",\"operation\":\"like\"}";
+    snprintf(body, sizeof body,
+             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\","
+             "\"reward_model\":\"job:%lld\",\"hyperparameters\":{\"total_steps\":2,"
+             "\"prompts_per_step\":2,\"num_generations\":3,\"max_completion_length\":8,"
+             "\"learning_rate\":0.001,\"beta\":0.1,\"rollout_samples\":6,"
+             "\"rollout_interval\":1,\"grader\":%s}}",
+             (long long)prompts, (long long)sft, (long long)rm, grader);
+    const int64_t grpo = create(&d, "/v1/jobs", d.admin, body);
+    reply_free(wait_job(&d, grpo, "succeeded", 1));
+    all = all_rollouts(&d, grpo);
+    ck_assert_int_eq(json_array_size(all), 12);
+    for (int step = 1; step <= 2; step++) {
+        json_t *rows[6];
+        ck_assert_int_eq(step_rows(all, step, rows, 6), 6);
+        for (int g = 0; g < 2; g++) {
+            double r[3], mean = 0.0, var = 0.0;
+            for (int i = 0; i < 3; i++)
+                r[i] = num(rows[g * 3 + i], "score"), mean += r[i] / 3;
+            for (int i = 0; i < 3; i++)
+                var += (r[i] - mean) * (r[i] - mean) / 2;
+            const bool equal = r[0] == r[1] && r[1] == r[2];
+            for (int i = 0; i < 3; i++) {
+                json_t *row = rows[g * 3 + i], *tokens = json_object_get(row, "tokens");
+                const double want = equal ? 0.0 : (r[i] - mean) / (sqrt(var) + 1e-4);
+                const int n = (int)json_array_size(tokens);
+                for (int t = 0; t < n; t++) {
+                    json_t *tok = json_array_get(tokens, (size_t)t);
+                    ck_assert_close(num(tok, "advantage"), want, 1e-4, 1e-4,
+                                    "grpo advantage = group-normalised score");
+                    const double dlt = num(tok, "logprob") - num(tok, "ref_logprob");
+                    ck_assert_close(num(tok, "kl"), exp(-dlt) - 1.0 + dlt, 1e-5, 1e-4,
+                                    "grpo kl = k3");
+                    ck_assert_close(num(tok, "reward"), t == n - 1 ? r[i] : 0.0, 1e-6, 1e-6,
+                                    "grpo reward = score on the last token");
+                    ck_assert(json_is_null(json_object_get(tok, "value")));
+                }
+            }
+        }
+    }
+    json_decref(all);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* A job that cuts text at its context says so in its events: every row
  * here is 80 bytes or more and the context is 64, so every training row is
  * cut (the held-out ones are not counted). */
@@ -636,6 +821,7 @@ Suite *rlhf_jobs_suite(void) {
     tcase_add_test(tc, test_rlhf_pipeline_jobs);
     tcase_add_test(tc, test_dpo_grpo_rloo_jobs_survive_kill);
     tcase_add_test(tc, test_truncation_is_a_job_event);
+    tcase_add_test(tc, test_rollouts_match_recomputation);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

@@ -3,6 +3,7 @@
 #include "test_api_fixtures.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -345,6 +346,34 @@ int64_t daemon_with_project(test_daemon *d, char cpath[96]) {
     return project;
 }
 
+/* SIGKILLs the worker and its children: a job with ranks > 1 records
+ * mpirun as its worker, whose children are the ranks (killed first, so
+ * none outlives it). */
+static void kill_worker_and_ranks(pid_t worker) {
+    DIR *proc = opendir("/proc");
+    ck_assert_ptr_nonnull(proc);
+    struct dirent *e;
+    while ((e = readdir(proc)) != NULL) {
+        const long pid = strtol(e->d_name, NULL, 10);
+        char path[300], stat[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+        if (f == NULL)
+            continue;
+        const size_t n = fread(stat, 1, sizeof stat - 1, f);
+        fclose(f);
+        stat[n] = '\0';
+        const char *after_name = strrchr(stat, ')'); /* "pid (comm) state ppid ..." */
+        char state;
+        long ppid;
+        if (after_name && sscanf(after_name + 1, " %c %ld", &state, &ppid) == 2 &&
+            ppid == (long)worker)
+            kill((pid_t)pid, SIGKILL);
+    }
+    closedir(proc);
+    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+}
+
 /* Runs body twice: a reference job to success, then the same job with its
  * worker SIGKILLed once it runs (with min_checkpoints checkpoints). Attempt
  * 2 must end with the reference's final checkpoint, byte for byte, having
@@ -357,7 +386,7 @@ int64_t run_and_run_killed(const test_daemon *d, const char *body, int64_t min_c
     const int64_t job = create(d, "/v1/jobs", d->admin, body);
     pid_t worker;
     sqlite3 *lock = hold_running_job(d, job, min_checkpoints, &worker);
-    ck_assert_int_eq(kill(worker, SIGKILL), 0);
+    kill_worker_and_ranks(worker);
     release_job(lock);
     reply_free(wait_job(d, job, "succeeded", 2));
     char want[65], got[65];

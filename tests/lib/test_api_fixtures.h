@@ -105,8 +105,8 @@ int64_t daemon_with_project(test_daemon *d, char cpath[96]);
 /* ---- checkpoints --------------------------------------------------------- */
 
 /* Runs the POST /v1/jobs body twice: a reference job to success, then the
- * same job with its worker SIGKILLed once it runs with min_checkpoints
- * checkpoints; attempt 2 must end with the reference's final checkpoint,
+ * same job with its worker (and, under mpirun, its ranks) SIGKILLed once it
+ * runs with min_checkpoints checkpoints; attempt 2 must end with the reference's final checkpoint,
  * byte for byte, having resumed exactly when there was a checkpoint.
  * Returns the reference job's id. */
 int64_t run_and_run_killed(const test_daemon *d, const char *body, int64_t min_checkpoints);

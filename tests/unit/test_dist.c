@@ -18,6 +18,7 @@
 #include "dist_job.h"
 #include "gpt2.h"
 #include "suites.h"
+#include "test_api_fixtures.h"
 #include "test_server_util.h"
 #include "worker_launch.h"
 #include "test_util.h"
@@ -284,10 +285,14 @@ static bool rlhf_train_has_mpi(const char *dir) {
     return mpi;
 }
 
-/* Each "loss"/"eval_loss" of the metric lines of a JSONL output, in order,
- * as name@step -> value into names/values; returns the count. Also reports
- * the config line's "ranks" (1 when absent). */
-static int read_curve(const char *path, char names[][32], double *values, int cap, int *ranks) {
+/* The metrics the 1-vs-2-rank comparisons read: sft's and reward's. */
+static const char *const loss_keys[] = {"loss", "eval_loss", "accuracy", "eval_accuracy", NULL};
+
+/* Each metric named in keys (NULL-terminated) of the metric lines of a JSONL
+ * output, in order, as name@step -> value into names/values; returns the
+ * count. Also reports the config line's "ranks" (1 when absent). */
+static int read_curve(const char *path, const char *const *keys, char names[][48], double *values,
+                      int cap, int *ranks) {
     FILE *f = fopen(path, "r");
     ck_assert_ptr_nonnull(f);
     char line[8192];
@@ -301,11 +306,10 @@ static int read_curve(const char *path, char names[][32], double *values, int ca
             json_object_get(j, "ranks"))
             *ranks = (int)json_integer_value(json_object_get(j, "ranks"));
         const json_int_t step = json_integer_value(json_object_get(j, "step"));
-        const char *const keys[] = {"loss", "eval_loss", "accuracy", "eval_accuracy"};
-        for (int k = 0; k < 4 && json_object_get(j, "event") == NULL; k++) {
+        for (int k = 0; keys[k] && json_object_get(j, "event") == NULL; k++) {
             json_t *v = json_object_get(j, keys[k]);
             if (v && n < cap) {
-                snprintf(names[n], 32, "%s@%lld", keys[k], (long long)step);
+                snprintf(names[n], 48, "%s@%lld", keys[k], (long long)step);
                 values[n++] = json_number_value(v);
             }
         }
@@ -358,10 +362,11 @@ static void expect_exit(int code, int want, const char *ckdir, const char *what)
 }
 
 /* Runs `rlhf-train ARGS` as one process and under mpirun -np 2 (in
- * dir/NAME-1 and dir/NAME-2) and checks the loss curves and final weights
- * agree. */
+ * dir/NAME-1 and dir/NAME-2) and checks that the curves of keys (at least
+ * min_points values) and the final weights agree. */
 static void compare_one_and_two_ranks(const char *dir, const char *name, char *const *args,
-                                      const char *checkpoint) {
+                                      const char *checkpoint, const char *const *keys,
+                                      int min_points) {
     char out[2][1300], ckdir[2][600];
     for (int ranks = 1; ranks <= 2; ranks++) {
         const int i = ranks - 1;
@@ -370,14 +375,14 @@ static void compare_one_and_two_ranks(const char *dir, const char *name, char *c
         snprintf(out[i], sizeof out[i], "%s/out.jsonl", ckdir[i]);
         expect_exit(run_ranks(ranks, args, NULL, ckdir[i]), 0, ckdir[i], name);
     }
-    char names[2][64][32];
-    double values[2][64];
+    char names[2][128][48];
+    double values[2][128];
     int ranks[2];
-    const int n1 = read_curve(out[0], names[0], values[0], 64, &ranks[0]);
-    const int n2 = read_curve(out[1], names[1], values[1], 64, &ranks[1]);
+    const int n1 = read_curve(out[0], keys, names[0], values[0], 128, &ranks[0]);
+    const int n2 = read_curve(out[1], keys, names[1], values[1], 128, &ranks[1]);
     ck_assert_int_eq(ranks[0], 1);
     ck_assert_int_eq(ranks[1], 2); /* both ranks ran, one reported */
-    ck_assert_int_ge(n1, 6);
+    ck_assert_int_ge(n1, min_points);
     ck_assert_int_eq(n1, n2);
     for (int i = 0; i < n1; i++) {
         ck_assert_str_eq(names[0][i], names[1][i]);
@@ -437,7 +442,7 @@ START_TEST(test_dist_two_ranks_match_one_rank) {
                               "0",      "--learning-rate",
                               "3e-3",   "--warmup-steps",
                               "0",      NULL};
-    compare_one_and_two_ranks(dir, "sft", sft_args, "sft-step5.safetensors");
+    compare_one_and_two_ranks(dir, "sft", sft_args, "sft-step5.safetensors", loss_keys, 6);
 
     /* Reward: 3-way rankings from scratch, 7 per step (shards of 3 and 4). */
     char rk_data[4200];
@@ -462,7 +467,7 @@ START_TEST(test_dist_two_ranks_match_one_rank) {
                              "0",      "--learning-rate",
                              "3e-3",   "--warmup-steps",
                              "0",      NULL};
-    compare_one_and_two_ranks(dir, "reward", rm_args, "reward-step4.safetensors");
+    compare_one_and_two_ranks(dir, "reward", rm_args, "reward-step4.safetensors", loss_keys, 6);
 
     /* PPO on 2 ranks (the SFT and reward models above): ranks sample with
      * different seeds, so no 1-rank twin; instead a resume from the periodic
@@ -503,6 +508,136 @@ START_TEST(test_dist_two_ranks_match_one_rank) {
     char *e = read_whole(a, &na);
     ck_assert_msg(strstr(e, "written by a run on 2 rank(s)") != NULL, "%s", e);
     free(e);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* DPO, GRPO and RLOO on 2 ranks against 1 (an SFT model trained here). DPO
+ * shards every batch of pairs; GRPO and RLOO shard the groups, each group
+ * sampled from its own stream of the step's seed, so the 2-rank run samples
+ * the same completions as the 1-rank run and only the order of the float
+ * sums (gradients, losses) differs: the curves agree to 1e-6 + 1e-5
+ * relative, as sft's and reward's. (Weights that differ in the last bits
+ * could in principle flip a sampled token; on these runs none does, and the
+ * check is deterministic.) Then a GRPO run on 2 ranks resumed from its
+ * periodic checkpoint ends bit-identical to the uninterrupted one. */
+START_TEST(test_dist_preference_methods_match_one_rank) {
+    char dir[] = "/tmp/rlhf-test-mpi-pref-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    if (!rlhf_train_has_mpi(dir)) {
+        test_skip("rlhf-train was built without MPI (make deps && make MPI=1)");
+        return;
+    }
+    char sft_data[4200], rk_data[4200], sft_dir[4200], policy[4300];
+    snprintf(sft_data, sizeof sft_data, "%s/sft.jsonl", dir);
+    FILE *f = fopen(sft_data, "w");
+    for (int i = 0; i < 24; i++)
+        fprintf(f, "{\"prompt\": \"Q%d %.*s?\", \"response\": \"A %.*s.\"}\n", i, 1 + i % 7,
+                "abcdefghij", 1 + (i * 3) % 9, "klmnopqrstu");
+    fclose(f);
+    snprintf(rk_data, sizeof rk_data, "%s/rankings.jsonl", dir);
+    f = fopen(rk_data, "w");
+    for (int i = 0; i < 30; i++)
+        fprintf(f,
+                "{\"prompt\": \"P%d\", \"responses\": [\"%.*s\", \"%.*s\", \"x%d\"], "
+                "\"ranks\": [%d, %d, 2]}\n",
+                i, 1 + i % 5, "yyyyyy", 2 + i % 3, "zzzzz", i, i % 2, 1 - i % 2);
+    fclose(f);
+    snprintf(sft_dir, sizeof sft_dir, "%s/sft", dir);
+    ck_assert_int_eq(mkdir(sft_dir, 0700), 0);
+    char *const sft_args[] = {"sft",    "--data",
+                              sft_data, "--n-layer",
+                              "1",      "--d-model",
+                              "16",     "--n-head",
+                              "2",      "--context",
+                              "32",     "--max-steps",
+                              "4",      "--sample-interval",
+                              "0",      "--learning-rate",
+                              "3e-3",   "--eval-fraction",
+                              "0",      NULL};
+    expect_exit(run_ranks(1, sft_args, NULL, sft_dir), 0, sft_dir, "sft");
+    snprintf(policy, sizeof policy, "%s/sft-step4.safetensors", sft_dir);
+
+    /* DPO: 7 pairs a step (shards of 3 and 4), held-out metrics every 2 */
+    static const char *const dpo_keys[] = {"loss",      "rewards/margins", "rewards/accuracies",
+                                           "eval/loss", "logps/chosen",    NULL};
+    char *const dpo_args[] = {"dpo",   "--data",
+                              rk_data, "--init",
+                              policy,  "--max_steps",
+                              "4",     "--batch_size",
+                              "7",     "--learning_rate",
+                              "3e-3",  "--eval_interval",
+                              "2",     NULL};
+    compare_one_and_two_ranks(dir, "dpo", dpo_args, "dpo-step4.safetensors", dpo_keys, 12);
+
+    /* GRPO with a KL (a reference on each rank) and two passes; RLOO.
+     * 3 groups a step: shards of 1 and 2 groups. */
+    static const char grader[] =
+        "{\"type\":\"text_similarity\",\"name\":\"sim\",\"input\":\"{{sample.output_text}}\","
+        "\"reference\":\"{{item.answer}}\",\"evaluation_metric\":\"fuzzy_match\"}";
+    static const char *const pg_keys[] = {
+        "loss", "reward", "reward_std", "kl", "completions/mean_length", NULL};
+    char *const grpo_args[] = {"grpo",
+                               "--data",
+                               sft_data,
+                               "--init",
+                               policy,
+                               "--grader",
+                               (char *)grader,
+                               "--total_steps",
+                               "4",
+                               "--prompts_per_step",
+                               "3",
+                               "--num_generations",
+                               "2",
+                               "--max_completion_length",
+                               "6",
+                               "--learning_rate",
+                               "3e-3",
+                               "--beta",
+                               "0.1",
+                               "--num_iterations",
+                               "2",
+                               "--checkpoint_interval",
+                               "2",
+                               NULL};
+    compare_one_and_two_ranks(dir, "grpo", grpo_args, "grpo-step4.safetensors", pg_keys, 20);
+    char *const rloo_args[] = {"rloo",
+                               "--data",
+                               sft_data,
+                               "--init",
+                               policy,
+                               "--grader",
+                               (char *)grader,
+                               "--total_steps",
+                               "4",
+                               "--prompts_per_step",
+                               "3",
+                               "--num_generations",
+                               "3",
+                               "--max_completion_length",
+                               "6",
+                               "--learning_rate",
+                               "3e-3",
+                               "--beta",
+                               "0.05",
+                               NULL};
+    compare_one_and_two_ranks(dir, "rloo", rloo_args, "rloo-step4.safetensors", pg_keys, 20);
+
+    /* GRPO resumed on 2 ranks from the 2-rank run's step-2 checkpoint */
+    char ck[600], from[1400], a[1400], b[1400];
+    snprintf(ck, sizeof ck, "%s/grpo-resumed", dir);
+    ck_assert_int_eq(mkdir(ck, 0700), 0);
+    snprintf(from, sizeof from, "--resume %s/grpo-2/grpo-step2.safetensors", dir);
+    expect_exit(run_ranks(2, grpo_args, from, ck), 0, ck, "grpo resumed on 2 ranks");
+    snprintf(a, sizeof a, "%s/grpo-2/grpo-step4.safetensors", dir);
+    snprintf(b, sizeof b, "%s/grpo-step4.safetensors", ck);
+    size_t na, nb;
+    char *fa = read_whole(a, &na), *fb = read_whole(b, &nb);
+    ck_assert_msg(na == nb && memcmp(fa, fb, na) == 0, "the resumed run's weights differ");
+    free(fa), free(fb);
     char cmd[4300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     ck_assert_int_eq(system(cmd), 0);
@@ -582,6 +717,38 @@ START_TEST(test_dist_rlhfd_jobs_with_ranks) {
                             "code = 'data_parallel'",
                             id),
                      1);
+    /* dpo, grpo and rloo on 2 ranks: each to success, then again with mpirun and
+     * its ranks SIGKILLed after a periodic checkpoint; attempt 2 resumes on
+     * 2 ranks and ends with the uninterrupted run's final checkpoint, byte
+     * for byte */
+    const int64_t sft = demo_sft_job(&d, TINY_SFT, NULL);
+    reply_free(wait_job(&d, sft, "succeeded", 1));
+    const int64_t pref = demo_dataset(&d, "preference", 16, 2);
+    snprintf(body, sizeof body,
+             "{\"type\":\"dpo\",\"training_file\":%lld,\"model\":\"job:%lld\",\"ranks\":2,"
+             "\"hyperparameters\":{\"batch_size\":3,\"max_steps\":4,\"learning_rate\":0.001,"
+             "\"max_prompt_length\":24,\"max_response_length\":32,\"eval_interval\":2,"
+             "\"checkpoint_interval\":2}}",
+             (long long)pref, (long long)sft);
+    const int64_t dpo = run_and_run_killed(&d, body, 1);
+    ck_assert_int_eq(db_int(&d, "SELECT ranks FROM jobs WHERE id = ?1", dpo), 2);
+    const int64_t prompts = demo_dataset(&d, "prompts", 12, 5);
+    snprintf(body, sizeof body,
+             "{\"type\":\"grpo\",\"training_file\":%lld,\"model\":\"job:%lld\",\"ranks\":2,"
+             "\"hyperparameters\":{\"total_steps\":4,\"prompts_per_step\":3,\"num_generations\":2,"
+             "\"max_completion_length\":6,\"learning_rate\":0.001,\"checkpoint_interval\":2,"
+             "\"grader\":{\"type\":\"string_check\",\"name\":\"says_the\",\"input\":"
+             "\"{{sample.output_text}}\",\"reference\":\"The\",\"operation\":\"like\"}}}",
+             (long long)prompts, (long long)sft);
+    run_and_run_killed(&d, body, 1);
+    snprintf(body, sizeof body,
+             "{\"type\":\"rloo\",\"training_file\":%lld,\"model\":\"job:%lld\",\"ranks\":2,"
+             "\"hyperparameters\":{\"total_steps\":4,\"prompts_per_step\":3,\"num_generations\":2,"
+             "\"max_completion_length\":6,\"learning_rate\":0.001,\"checkpoint_interval\":2,"
+             "\"grader\":{\"type\":\"string_check\",\"name\":\"says_the\",\"input\":"
+             "\"{{sample.output_text}}\",\"reference\":\"The\",\"operation\":\"like\"}}}",
+             (long long)prompts, (long long)sft);
+    run_and_run_killed(&d, body, 1);
     daemon_stop(&d);
     daemon_cleanup(&d);
 }
@@ -596,6 +763,7 @@ Suite *dist_suite(void) {
     tcase_add_test(tc, test_dist_replica_check_names_a_diverged_rank);
     tcase_add_test(tc, test_dist_job_packet_round_trip);
     tcase_add_test(tc, test_dist_two_ranks_match_one_rank);
+    tcase_add_test(tc, test_dist_preference_methods_match_one_rank);
     tcase_add_test(tc, test_dist_rlhfd_jobs_with_ranks);
     suite_add_tcase(s, tc);
     return s;

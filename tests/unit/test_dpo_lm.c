@@ -47,7 +47,7 @@ static void rec_free(recording *r) {
 static void run_ok(const dpo_lm_config *c, const dpo_lm_inputs *in, recording *rec,
                    dpo_lm_result *res) {
     char err[512];
-    const train_sink sink = {rec, rec_metrics, NULL, rec_checkpoint, NULL};
+    const train_sink sink = {rec, rec_metrics, NULL, rec_checkpoint, NULL, NULL};
     ck_assert_msg(dpo_lm_train(c, in, &sink, res, err, sizeof err) == 0, "%s", err);
 }
 
@@ -78,7 +78,7 @@ START_TEST(test_dpo_on_the_demo_task) {
     sc.n_layer = 2, sc.d_model = 64, sc.n_head = 4, sc.context = 64, sc.max_steps = 600;
     sc.learning_rate = 3e-3, sc.eval_interval = 0, sc.sample_interval = 0, sc.seed = (int64_t)seed;
     recording sft_rec = {0};
-    const train_sink sft_sink = {&sft_rec, NULL, NULL, rec_checkpoint, NULL};
+    const train_sink sft_sink = {&sft_rec, NULL, NULL, rec_checkpoint, NULL, NULL};
     const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL, NULL, NULL};
     ck_assert_msg(sft_train(&sc, &si, &sft_sink, NULL, err, sizeof err) == 0, "%s", err);
     char sft_path[64];
@@ -110,7 +110,7 @@ START_TEST(test_dpo_on_the_demo_task) {
     c.beta = 0.5, c.eval_fraction = 0.2, c.eval_interval = 0, c.max_response_length = 36;
     recording rec = {0};
     dpo_lm_result res;
-    const dpo_lm_inputs in = {rk, n_rank, NULL, 0, &tok, sft_path, NULL, false};
+    const dpo_lm_inputs in = {rk, n_rank, NULL, 0, &tok, sft_path, NULL, false, NULL};
     run_ok(&c, &in, &rec, &res);
     char dpo_path[64];
     test_save_temp(dpo_path, rec.ck.last, rec.ck.n_last);
@@ -176,14 +176,14 @@ START_TEST(test_dpo_resume_is_bit_identical) {
         c.lora_r = lora ? 4 : 0;
         recording whole = {.ck.keep_step = 3}, resumed = {0};
         dpo_lm_result res;
-        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, false};
+        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, false, NULL};
         run_ok(&c, &in, &whole, &res);
         ck_assert_int_eq(res.steps, 8);
         ck_assert_int_eq(res.n_train_pairs + res.n_eval_pairs, 1 + 3 + 1 + 5 + 1 + 1);
         ck_assert_ptr_nonnull(whole.ck.kept);
         char ck[64];
         test_save_temp(ck, whole.ck.kept, whole.ck.n_kept);
-        const dpo_lm_inputs again = {tiny_rankings, 6, NULL, 0, &tok, sft, ck, false};
+        const dpo_lm_inputs again = {tiny_rankings, 6, NULL, 0, &tok, sft, ck, false, NULL};
         run_ok(&c, &again, &resumed, &res);
         ck_assert_msg(whole.ck.n_last == resumed.ck.n_last &&
                           memcmp(whole.ck.last, resumed.ck.last, whole.ck.n_last) == 0,
@@ -191,7 +191,7 @@ START_TEST(test_dpo_resume_is_bit_identical) {
                       (long long)c.lora_r);
         /* another configuration refuses the checkpoint */
         c.beta = 0.2;
-        const train_sink sink = {&resumed, rec_metrics, NULL, rec_checkpoint, NULL};
+        const train_sink sink = {&resumed, rec_metrics, NULL, rec_checkpoint, NULL, NULL};
         ck_assert_int_eq(dpo_lm_train(&c, &again, &sink, NULL, err, sizeof err), -1);
         unlink(ck);
         rec_free(&whole), rec_free(&resumed);
@@ -217,7 +217,7 @@ START_TEST(test_dpo_reference_modes_agree) {
         snprintf(c.reference, sizeof c.reference, "%s", modes[i]);
         recording rec = {0};
         dpo_lm_result res;
-        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, false};
+        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, false, NULL};
         run_ok(&c, &in, &rec, &res);
         first[i] = rec.first_loss, acc[i] = res.eval_accuracy;
         ck_assert_msg(fabs(first[i] - log(2.0)) < 1e-6, "%s: first loss %.9f, want log 2", modes[i],

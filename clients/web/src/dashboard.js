@@ -5,6 +5,7 @@ import { api, ApiError, followJob, getToken, listAll } from './api.js';
 import { MetricCharts } from './charts.js';
 import { $, clear, el, fmtBytes, fmtTime, setText } from './dom.js';
 import { loadLoops } from './loops.js';
+import { QUANTITIES, renderRollouts } from './rollouts.js';
 
 // The job types the form offers, with the dataset format each trains on and
 // the inputs it takes (docs/api.md, POST /v1/jobs: model = a checkpoint to
@@ -192,6 +193,7 @@ async function launch(event) {
 /* ---- one job ---------------------------------------------------------------- */
 
 function renderJob(job) {
+  const firstRender = !selected.job;
   selected.job = job;
   setText($('job-title'), `Job ${job.id} · ${job.type}`);
   const badge = $('job-status');
@@ -208,7 +210,9 @@ function renderJob(job) {
   setText($('job-error'), job.error ? job.error.message : '');
   $('job-cancel').hidden = role !== 'admin';
   $('gen-box').hidden = job.type === 'ppo-control'; // its checkpoints are not language models
+  $('rollouts-box').hidden = !ROLLOUT_TYPES.has(job.type);
   $('job-cancel').disabled = TERMINAL.has(job.status) || job.cancel_requested;
+  if (firstRender) loadRollouts();
   for (const tr of $('jobs').tBodies[0].rows) {
     if (Number(tr.dataset.id) !== job.id) continue;
     tr.dataset.status = job.status;
@@ -252,6 +256,23 @@ async function loadCheckpoints() {
     button.addEventListener('click', () => download(c));
     body.append(el('tr', {}, el('td', {}, String(c.id)), el('td', {}, String(c.step_number)), el('td', {}, c.kind), el('td', {}, fmtBytes(c.size_bytes)), el('td', {}, button)));
   }
+}
+
+// The policy-gradient jobs keep rollouts token by token (rollouts.js).
+const ROLLOUT_TYPES = new Set(['ppo', 'grpo', 'rloo']);
+
+async function loadRollouts() {
+  if (!selected || !selected.job || !ROLLOUT_TYPES.has(selected.job.type)) return;
+  const id = selected.id;
+  let page;
+  try {
+    page = await api('GET', `/v1/jobs/${id}/rollouts?limit=10`);
+  } catch (err) {
+    return;
+  }
+  if (!selected || selected.id !== id) return;
+  selected.rollouts = page.data;
+  renderRollouts($('rollouts'), page.data, $('r-quantity').value);
 }
 
 // The content route needs the Authorization header, so a plain link will
@@ -299,11 +320,12 @@ function closeJob() {
 function selectJob(id) {
   closeJob();
   const abort = new AbortController();
-  selected = { id, job: null, abort, charts: new MetricCharts($('charts')), pollTimer: 0 };
+  selected = { id, job: null, abort, charts: new MetricCharts($('charts')), pollTimer: 0, rollouts: [] };
   for (const tr of $('jobs').tBodies[0].rows) tr.classList.toggle('selected', Number(tr.dataset.id) === id);
   $('job-pane').hidden = false;
   $('job-none').hidden = true;
   clear($('samples'));
+  clear($('rollouts'));
   clear($('events'));
   clear($('checkpoints').tBodies[0]);
   clear($('g-ckpt'));
@@ -314,7 +336,10 @@ function selectJob(id) {
   loadCheckpoints();
   // The status also changes without events of its own (queued -> running).
   selected.pollTimer = setInterval(() => {
-    if (selected && selected.job && !TERMINAL.has(selected.job.status)) refreshJob();
+    if (selected && selected.job && !TERMINAL.has(selected.job.status)) {
+      refreshJob();
+      loadRollouts();
+    }
   }, 3000);
   const me = selected;
   followJob(id, {
@@ -325,6 +350,7 @@ function selectJob(id) {
       if (me !== selected) return;
       refreshJob();
       loadCheckpoints();
+      loadRollouts();
       loadJobs();
     },
   });
@@ -382,6 +408,8 @@ export function init() {
   $('loops-box').addEventListener('toggle', () => $('loops-box').open && loadLoops());
   $('jobs-more').addEventListener('click', () => loadJobs(true));
   $('job-cancel').addEventListener('click', cancelJob);
+  for (const q of QUANTITIES) $('r-quantity').append(el('option', { value: q }, q));
+  $('r-quantity').addEventListener('change', () => selected && selected.rollouts && renderRollouts($('rollouts'), selected.rollouts, $('r-quantity').value));
   $('gen').addEventListener('submit', generate);
 }
 
