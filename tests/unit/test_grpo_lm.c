@@ -165,6 +165,7 @@ START_TEST(test_grpo_on_the_arith_task) {
                                NULL,
                                NULL,
                                false,
+                               NULL,
                                NULL};
     test_checkpoints rec = {0};
     grpo_lm_result res;
@@ -232,7 +233,7 @@ START_TEST(test_grpo_and_rloo_resume_is_bit_identical) {
                  k == 1 ? "token" : "sequence");
         grpo_lm_inputs in = {
             algo, tiny_prompts, tiny_answers, 6,   tiny_prompts + 4, tiny_answers + 4, 2, &tok, sft,
-            NULL, NULL,         false,        NULL};
+            NULL, NULL,         false,        NULL, NULL};
         test_checkpoints whole = {.keep_step = 2}, resumed = {0};
         grpo_lm_result res;
         train_sink sink = {&whole, NULL, NULL, test_checkpoints_add, NULL, NULL};
