@@ -175,6 +175,7 @@ async function launch(event) {
   if (t.model && num('l-model') !== null) body.model = num('l-model');
   if (t.reward && num('l-reward') !== null) body.reward_model = num('l-reward');
   if (num('l-attempts') !== null) body.max_attempts = num('l-attempts');
+  if (num('l-ranks') !== null) body.ranks = num('l-ranks');
   $('l-submit').disabled = true;
   try {
     const job = await api('POST', '/v1/jobs', body, { idempotent: true });
