@@ -168,6 +168,16 @@ static int64_t json_id(const json_t *obj) {
 }
 
 /* How often needle occurs in hay. */
+/* The id of the object a --json create printed, as text; asserts exit 0
+ * and frees r. */
+static void created_id(ctl_result *r, char id[32]) {
+    expect_code(r, 0);
+    json_t *obj = out_json(r);
+    snprintf(id, 32, "%lld", (long long)json_id(obj));
+    json_decref(obj);
+    free(r);
+}
+
 static int count_of(const char *hay, const char *needle) {
     int n = 0;
     for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
@@ -387,13 +397,8 @@ START_TEST(test_rlhfctl_comparisons_and_rank) {
     free(r);
     snprintf(url, sizeof url, "http://127.0.0.1:%d", d.port);
 
-    r = ctl(&d, "--json", "projects", "create", "helpful", "--k", "3", NULL);
-    expect_code(r, 0);
-    json_t *project = out_json(r);
     char pid[32];
-    snprintf(pid, sizeof pid, "%lld", (long long)json_id(project));
-    json_decref(project);
-    free(r);
+    created_id(ctl(&d, "--json", "projects", "create", "helpful", "--k", "3", NULL), pid);
     r = ctl(&d, "comparisons", "add", pid, "--prompt", "Name a colour.", "--candidate", "Blue.",
             "--candidate", "Seven.", "--candidate", "Red.", NULL);
     expect_code(r, 0);
@@ -721,15 +726,12 @@ START_TEST(test_rlhfctl_sft_from_dataset) {
     for (int i = 0; i < 40; i++)
         fprintf(f, "{\"prompt\":\"What is %d plus one?\",\"response\":\"%d.\"}\n", i, i + 1);
     fclose(f);
-    ctl_result *r =
-        ctl(&d, "--json", "datasets", "create", "sums", "--format", "sft", "--file", data, NULL);
-    expect_code(r, 0);
-    json_t *ds = out_json(r);
     char ds_id[32];
-    snprintf(ds_id, sizeof ds_id, "%lld", (long long)json_id(ds));
-    json_decref(ds);
-    free(r);
-    r = ctl(&d, "jobs", "submit", "sft", "--training-file", ds_id, "--set", "max_steps=4", "--set",
+    created_id(
+        ctl(&d, "--json", "datasets", "create", "sums", "--format", "sft", "--file", data, NULL),
+        ds_id);
+    ctl_result *r =
+        ctl(&d, "jobs", "submit", "sft", "--training-file", ds_id, "--set", "max_steps=4", "--set",
             "n_layer=1", "--set", "n_head=2", "--set", "d_model=32", "--set", "context=64", "--set",
             "batch_size=4", "--watch", NULL);
     expect_code(r, 0);
@@ -1191,13 +1193,10 @@ START_TEST(test_rlhfctl_submit_model_and_ranks) {
     for (int i = 0; i < 24; i++)
         fprintf(f, "{\"prompt\":\"q%d\",\"response\":\"a %.*s\"}\n", i, 1 + i % 6, "bcdefgh");
     fclose(f);
-    r = ctl(&d, "--json", "datasets", "create", "s", "--format", "sft", "--file", data, NULL);
-    expect_code(r, 0);
-    json_t *ds = out_json(r);
     char ds_id[32];
-    snprintf(ds_id, sizeof ds_id, "%lld", (long long)json_id(ds));
-    json_decref(ds);
-    free(r);
+    created_id(
+        ctl(&d, "--json", "datasets", "create", "s", "--format", "sft", "--file", data, NULL),
+        ds_id);
 
     r = ctl(&d, "jobs", "submit", "sft", "--training-file", ds_id, "--ranks", "0", NULL);
     expect_code(r, 2);
