@@ -330,22 +330,6 @@ static int64_t lineage_base_model(sqlite3 *db, const job_ref_params *refs) {
                                       : models_store_checkpoint_base(db, refs->model.checkpoint_id);
 }
 
-/* In the caller's transaction, after resolve_model: a data-parallel job
- * (ranks > 1) of a lineage that starts at a registered model directory is
- * refused: rank 0 ships the other ranks its checkpoint files and a GPT-2
- * tokenizer's two files (train/dist_job.c), not a Hugging Face directory.
- * 1 ok, 0 replied. */
-static int check_ranks_lineage(request *r, const job_ref_params *refs, int64_t ranks,
-                               enum MHD_Result *replied) {
-    if (ranks <= 1 || lineage_base_model(r->db, refs) == 0)
-        return 1;
-    *replied = http_reply_error(r, 400, "ranks_unavailable", "ranks",
-                                "ranks > 1 is not available for a lineage that starts at a "
-                                "registered model: the worker cannot ship a model directory to "
-                                "the other ranks yet; use ranks 1");
-    return 0;
-}
-
 /* Stores the validated job with its dataset links in one transaction and
  * replies with it; a dataset or checkpoint that does not fit stores
  * nothing. */
@@ -366,8 +350,7 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
         !check_job_dataset(r, type, &datasets[1], &replied) ||
         !resolve_model(r, &refs->model, &replied) ||
         !resolve_model(r, &refs->reward_model, &replied) ||
-        !resolve_project(r, refs->project, &refs->ranking_cutoff, &replied) ||
-        !check_ranks_lineage(r, refs, ranks, &replied)) {
+        !resolve_project(r, refs->project, &refs->ranking_cutoff, &replied)) {
         free(config);
         db_rollback(r->db);
         return replied;
