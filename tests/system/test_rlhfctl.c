@@ -25,6 +25,7 @@
 #include "jobs.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
+#include "test_hf_fixture.h"
 #include "test_server_util.h"
 #include "test_util.h"
 #include "worker_launch.h"
@@ -1101,11 +1102,15 @@ START_TEST(test_rlhfctl_retries_429) {
 END_TEST
 
 /* Starts d with a --model-root holding the tiny GPT-2 directory "tiny"
- * (its path into dir), and --hostfile unless hostfile is NULL. */
+ * (its path into dir) and the tiny Qwen3 one "qwen" (test_hf_fixture.h),
+ * and --hostfile unless hostfile is NULL. */
 static void daemon_with_model_root(test_daemon *d, char dir[200], const char *hostfile) {
-    char root[160];
+    char root[160], qwen[200];
     snprintf(root, sizeof root, "%s/models", d->dir);
     ck_assert_int_eq(mkdir(root, 0755), 0);
+    snprintf(qwen, sizeof qwen, "%s/qwen", root);
+    ck_assert_int_eq(mkdir(qwen, 0755), 0);
+    test_write_tiny_qwen3_dir(qwen, 3);
     snprintf(dir, 200, "%s/tiny", root);
     test_write_hf_model_dir(dir, 7, true);
     if (hostfile)
@@ -1174,7 +1179,8 @@ END_TEST
  * does --model (an unknown name is model_not_found). With MPI built and a
  * hostfile, 2-rank sft jobs run under mpirun to success: from scratch, from
  * the first one's checkpoint (--model job:1), and from the registered
- * GPT-2 directory (--model tiny: rank 0 ships the directory to rank 1). */
+ * GPT-2 and Qwen3 directories (--model tiny, --model qwen: rank 0 ships
+ * the directory to rank 1). */
 START_TEST(test_rlhfctl_submit_model_and_ranks) {
     test_daemon d;
     daemon_init(&d);
@@ -1185,6 +1191,9 @@ START_TEST(test_rlhfctl_submit_model_and_ranks) {
     setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
     daemon_with_model_root(&d, dir, hostfile);
     ctl_result *r = ctl(&d, "models", "add", "tiny", NULL);
+    expect_code(r, 0);
+    free(r);
+    r = ctl(&d, "models", "add", "qwen", NULL);
     expect_code(r, 0);
     free(r);
     snprintf(data, sizeof data, "%s/sft.jsonl", d.dir);
@@ -1221,13 +1230,13 @@ START_TEST(test_rlhfctl_submit_model_and_ranks) {
     "--set", "n_layer=1", "--set", "d_model=16", "--set", "n_head=2", "--set", "context=32",       \
         "--set", "max_steps=3", "--set", "batch_size=4", "--set", "sample_interval=0", "--set",    \
         "eval_fraction=0"
-    for (int i = 1; i <= 3; i++) {
-        r = i == 1 ? ctl(&d, "--json", "jobs", "submit", "sft", "--training-file", ds_id, "--ranks",
-                         "2", TINY_SETS, NULL)
-            : i == 2 ? ctl(&d, "--json", "jobs", "submit", "sft", "--training-file", ds_id,
-                           "--model", "job:1", "--ranks", "2", TINY_SETS, NULL)
-                     : ctl(&d, "--json", "jobs", "submit", "sft", "--training-file", ds_id,
-                           "--model", "tiny", "--ranks", "2", TINY_SETS, NULL);
+    static const char *const models[] = {NULL, "job:1", "tiny", "qwen"};
+    for (int i = 1; i <= 4; i++) {
+        const char *model = models[i - 1];
+        r = model ? ctl(&d, "--json", "jobs", "submit", "sft", "--training-file", ds_id, "--model",
+                        model, "--ranks", "2", TINY_SETS, NULL)
+                  : ctl(&d, "--json", "jobs", "submit", "sft", "--training-file", ds_id, "--ranks",
+                        "2", TINY_SETS, NULL);
         expect_code(r, 0);
         json_t *job = out_json(r);
         ck_assert_int_eq(json_id(job), i);
@@ -1239,11 +1248,13 @@ START_TEST(test_rlhfctl_submit_model_and_ranks) {
 #undef TINY_SETS
     /* the server holds what the options said */
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM job_events WHERE code = 'data_parallel'", 0),
-                     3);
+                     4);
     ck_assert_int_eq(
         db_int(&d, "SELECT parent_checkpoint_id IS NOT NULL FROM jobs WHERE id = 2", 0), 1);
     ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = 3", 0),
                      db_int(&d, "SELECT id FROM models WHERE name = 'tiny'", 0));
+    ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = 4", 0),
+                     db_int(&d, "SELECT id FROM models WHERE name = 'qwen'", 0));
     daemon_stop(&d);
     daemon_cleanup(&d);
 }
