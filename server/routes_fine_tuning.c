@@ -4,11 +4,15 @@
  *
  * A create is translated into the native body of POST /v1/jobs and goes
  * through the same validation and insert (job_create.h): method.type picks
- * the job type (supervised → sft, dpo → dpo; reinforcement has none yet),
- * OpenAI's hyperparameter names become the type's (n_epochs → epochs,
- * batch_size, learning_rate_multiplier × the type's default learning_rate
- * → learning_rate, beta; "auto" keeps the default), file-N the dataset id,
- * and `model` the checkpoint reference (openai_model_ref). What only this
+ * the job type (supervised → sft, dpo → dpo, reinforcement → grpo),
+ * OpenAI's hyperparameter names become the type's by the method's rules
+ * (hp_maps: n_epochs → epochs, or grpo's total_steps; learning_rate_
+ * multiplier × the type's default learning_rate; "auto" keeps the
+ * default), method.reinforcement.grader the grader hyperparameter (checked
+ * here, so errors name OpenAI's path; a score_model grader's model becomes
+ * reward_model), file-N the dataset id, and `model` the model reference
+ * (openai_model_ref: a registered model's name, a fine-tuned model, a
+ * checkpoint). What only this
  * surface knows (the model string, suffix, metadata) is stored in
  * fine_tuning_jobs in the job's transaction (schema 012). Every job, native
  * or not, is also a fine-tuning job here.
@@ -45,7 +49,7 @@
 
 /* ---- names ----------------------------------------------------------------------- */
 
-/* method.type and the job type it runs as (NULL: none yet). */
+/* method.type and the job type it runs as. */
 static const struct {
     const char *method, *job_type;
 } methods[] = {{"supervised", "sft"}, {"dpo", "dpo"}, {"reinforcement", "grpo"}};
@@ -103,7 +107,7 @@ static const struct hp_map *hp_map_find(const char *method, const char *openai,
  * rloo, ppo-control). */
 static const char *method_of(const char *native_type) {
     for (size_t i = 0; i < N_METHODS; i++)
-        if (methods[i].job_type && strcmp(methods[i].job_type, native_type) == 0)
+        if (strcmp(methods[i].job_type, native_type) == 0)
             return methods[i].method;
     return native_type;
 }
