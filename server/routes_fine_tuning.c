@@ -66,23 +66,20 @@ typedef enum hp_rule {
     HP_RULE_DEFAULT_ONLY,  /* only "default" (reasoning_effort: no such control here) */
 } hp_rule;
 
-/* OpenAI's hyperparameter names per method and the job type's names for
- * them (NULL: nothing native; the rule says what is accepted). "auto" is
- * the type's default everywhere. */
+/* OpenAI's hyperparameter names, the methods (space-separated) that take
+ * them, and the job type's names for them (NULL: nothing native; the rule
+ * says what is accepted). "auto" is the type's default everywhere. */
 static const struct hp_map {
-    const char *method, *openai, *native;
+    const char *methods, *openai, *native;
     hp_rule rule;
 } hp_maps[] = {
-    {"supervised", "n_epochs", "epochs", HP_RULE_INTEGER},
-    {"supervised", "batch_size", "batch_size", HP_RULE_INTEGER},
-    {"supervised", "learning_rate_multiplier", "learning_rate", HP_RULE_LR_MULTIPLIER},
-    {"dpo", "n_epochs", "epochs", HP_RULE_INTEGER},
-    {"dpo", "batch_size", "batch_size", HP_RULE_INTEGER},
-    {"dpo", "learning_rate_multiplier", "learning_rate", HP_RULE_LR_MULTIPLIER},
+    {"supervised dpo", "n_epochs", "epochs", HP_RULE_INTEGER},
+    {"supervised dpo", "batch_size", "batch_size", HP_RULE_INTEGER},
+    {"supervised dpo reinforcement", "learning_rate_multiplier", "learning_rate",
+     HP_RULE_LR_MULTIPLIER},
     {"dpo", "beta", "beta", HP_RULE_NUMBER},
     {"reinforcement", "n_epochs", "total_steps", HP_RULE_EPOCHS},
     {"reinforcement", "batch_size", "prompts_per_step", HP_RULE_INTEGER},
-    {"reinforcement", "learning_rate_multiplier", "learning_rate", HP_RULE_LR_MULTIPLIER},
     {"reinforcement", "compute_multiplier", "num_generations", HP_RULE_COMPUTE},
     {"reinforcement", "eval_interval", "eval_interval", HP_RULE_INTEGER},
     {"reinforcement", "eval_samples", NULL, HP_RULE_ONE},
@@ -90,14 +87,23 @@ static const struct hp_map {
 };
 #define N_HP_MAPS (sizeof hp_maps / sizeof hp_maps[0])
 
+/* Whether method is one of the space-separated methods. */
+static bool hp_map_takes(const struct hp_map *m, const char *method) {
+    const size_t n = strlen(method);
+    for (const char *p = m->methods; *p; p += strcspn(p, " "), p += *p == ' ')
+        if (strncmp(p, method, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
 /* The entry of method's OpenAI name openai (or, with openai NULL, of its
  * native name native), or NULL. */
 static const struct hp_map *hp_map_find(const char *method, const char *openai,
                                         const char *native) {
     for (size_t i = 0; i < N_HP_MAPS; i++)
-        if (strcmp(hp_maps[i].method, method) == 0 &&
+        if (hp_map_takes(&hp_maps[i], method) &&
             (openai ? strcmp(hp_maps[i].openai, openai) == 0
-                    : hp_maps[i].native && strcmp(hp_maps[i].native, native) == 0))
+                    : native && hp_maps[i].native && strcmp(hp_maps[i].native, native) == 0))
             return &hp_maps[i];
     return NULL;
 }
@@ -199,7 +205,7 @@ static json_t *openai_hyperparameters(sqlite3 *db, const job_row *job) {
     for (size_t i = 0; i < N_HP_MAPS; i++) {
         const struct hp_map *m = &hp_maps[i];
         json_t *v = m->native ? json_object_get(config, m->native) : NULL;
-        if (strcmp(m->method, method) != 0 || (m->native && v == NULL))
+        if (!hp_map_takes(m, method) || (m->native && v == NULL))
             continue;
         json_t *shown = NULL;
         double unit = m->native ? type_default(type, m->native) : 0;
@@ -432,7 +438,7 @@ static void hp_names_of(const char *method, char *out, size_t len) {
     size_t used = 0;
     out[0] = '\0';
     for (size_t i = 0; i < N_HP_MAPS && used < len; i++)
-        if (strcmp(hp_maps[i].method, method) == 0)
+        if (hp_map_takes(&hp_maps[i], method))
             used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "",
                                      hp_maps[i].openai);
 }
