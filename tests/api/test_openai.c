@@ -777,6 +777,56 @@ START_TEST(test_openai_dpo_and_reinforcement_map_to_native) {
                             "name = 'rewards/exact/mean'",
                             rft),
                      6);
+
+    /* A score_model grader with a reward job's model: the job's
+     * reward_model, weighted 0 beside the grader, scoring through it. */
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"model\":%lld,\"hyperparameters\":"
+             "" TINY_REWARD "}",
+             (long long)demo_dataset(&d, "preference", 24, 2), (long long)ckpt);
+    const int64_t rm = create_job(&d, body);
+    reply_free(wait_job(&d, rm, "succeeded", 0));
+    snprintf(
+        body, sizeof body,
+        "{\"model\":\"%s\",\"training_file\":\"file-%lld\",\"method\":{\"type\":"
+        "\"reinforcement\",\"reinforcement\":{\"grader\":{\"type\":\"multi\",\"graders\":{"
+        "\"rm\":{\"type\":\"score_model\",\"name\":\"rm\",\"model\":\"ft:scratch::ftjob-%lld\","
+        "\"range\":[-1,1]},\"exact\":" EXACT_GRADER "},\"calculate_output\":\"0.5 * rm + "
+        "exact\"},\"hyperparameters\":{\"n_epochs\":1,\"batch_size\":5,"
+        "\"compute_multiplier\":0.25}}}}",
+        model, (long long)prompts, (long long)rm);
+    r = expect_ok(ft_create(&d, body));
+    const int64_t scored = atoll(str(r->json, "id") + 6);
+    reply_free(r);
+    r = get_job(&d, scored);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "reward_model")),
+                     final_checkpoint(&d, rm, NULL));
+    hp = json_object_get(r->json, "hyperparameters");
+    ck_assert_double_eq(json_number_value(json_object_get(hp, "reward_model_weight")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "total_steps")), 1);
+    reply_free(r);
+    reply_free(wait_job(&d, scored, "succeeded", 0));
+    /* both parts scored; the reward is 0.5 rm + exact, each within its range */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name IN "
+                            "('rewards/rm/mean', 'rewards/exact/mean')",
+                            scored),
+                     2);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name = "
+                            "'rewards/rm/mean' AND value BETWEEN -1 AND 1",
+                            scored),
+                     1);
+    /* mean reward = 0.5 · mean rm + mean exact (to 1e-9): no second,
+     * normalised reward-model term beside the grader */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT abs(t.value - 0.5 * m.value - e.value) < 1e-9 FROM metrics t "
+                            "JOIN metrics m ON m.job_id = t.job_id AND m.step = t.step AND m.name "
+                            "= 'rewards/rm/mean' JOIN metrics e ON e.job_id = t.job_id AND e.step "
+                            "= t.step AND e.name = 'rewards/exact/mean' WHERE t.job_id = ?1 AND "
+                            "t.name = 'reward'",
+                            scored),
+                     1);
     daemon_stop(&d);
     daemon_cleanup(&d);
 }
