@@ -4,11 +4,15 @@
  *
  * A create is translated into the native body of POST /v1/jobs and goes
  * through the same validation and insert (job_create.h): method.type picks
- * the job type (supervised → sft, dpo → dpo; reinforcement has none yet),
- * OpenAI's hyperparameter names become the type's (n_epochs → epochs,
- * batch_size, learning_rate_multiplier × the type's default learning_rate
- * → learning_rate, beta; "auto" keeps the default), file-N the dataset id,
- * and `model` the checkpoint reference (openai_model_ref). What only this
+ * the job type (supervised → sft, dpo → dpo, reinforcement → grpo),
+ * OpenAI's hyperparameter names become the type's by the method's rules
+ * (hp_maps: n_epochs → epochs, or grpo's total_steps; learning_rate_
+ * multiplier × the type's default learning_rate; "auto" keeps the
+ * default), method.reinforcement.grader the grader hyperparameter (checked
+ * here, so errors name OpenAI's path; a score_model grader's model becomes
+ * reward_model), file-N the dataset id, and `model` the model reference
+ * (openai_model_ref: a registered model's name, a fine-tuned model, a
+ * checkpoint). What only this
  * surface knows (the model string, suffix, metadata) is stored in
  * fine_tuning_jobs in the job's transaction (schema 012). Every job, native
  * or not, is also a fine-tuning job here.
@@ -21,6 +25,7 @@
  * (validating_files → queued → running → ...) with validating_files over
  * before the create returns (docs/api.md).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +38,8 @@
 #include "models_store.h"
 #include "openai_ids.h"
 #include "checkpoints_store.h"
+#include "datasets_store.h"
+#include "grader.h"
 #include "routes.h"
 
 /* The built-in base: a GPT-2 initialised at random (sized by the job's
@@ -42,26 +49,71 @@
 
 /* ---- names ----------------------------------------------------------------------- */
 
-/* method.type and the job type it runs as (NULL: none yet). */
+/* method.type and the job type it runs as. */
 static const struct {
     const char *method, *job_type;
-} methods[] = {{"supervised", "sft"}, {"dpo", "dpo"}, {"reinforcement", NULL}};
+} methods[] = {{"supervised", "sft"}, {"dpo", "dpo"}, {"reinforcement", "grpo"}};
 #define N_METHODS (sizeof methods / sizeof methods[0])
 
-/* OpenAI's hyperparameter names and the job types' names for them. */
-static const struct {
-    const char *openai, *native;
-} hp_names[] = {{"n_epochs", "epochs"},
-                {"batch_size", "batch_size"},
-                {"learning_rate_multiplier", "learning_rate"},
-                {"beta", "beta"}};
-#define N_HP_NAMES (sizeof hp_names / sizeof hp_names[0])
+/* How an OpenAI hyperparameter's value becomes the native one. */
+typedef enum hp_rule {
+    HP_RULE_INTEGER,       /* a positive integer, as it is */
+    HP_RULE_NUMBER,        /* a positive number, as it is */
+    HP_RULE_LR_MULTIPLIER, /* × the type's default learning_rate */
+    HP_RULE_EPOCHS,        /* passes over the prompts: total_steps = n × ceil(rows / batch) */
+    HP_RULE_COMPUTE,       /* × the type's default num_generations, rounded, at least 2 */
+    HP_RULE_ONE,           /* only 1 (eval_samples: the held-out evaluation is greedy) */
+    HP_RULE_DEFAULT_ONLY,  /* only "default" (reasoning_effort: no such control here) */
+} hp_rule;
 
-/* The method a job type shows as: supervised for sft, dpo for dpo, else
- * the native type's own name (reward, ppo, ppo-control). */
+/* OpenAI's hyperparameter names, the methods (space-separated) that take
+ * them, and the job type's names for them (NULL: nothing native; the rule
+ * says what is accepted). "auto" is the type's default everywhere. */
+static const struct hp_map {
+    const char *methods, *openai, *native;
+    hp_rule rule;
+} hp_maps[] = {
+    {"supervised dpo", "n_epochs", "epochs", HP_RULE_INTEGER},
+    {"supervised dpo", "batch_size", "batch_size", HP_RULE_INTEGER},
+    {"supervised dpo reinforcement", "learning_rate_multiplier", "learning_rate",
+     HP_RULE_LR_MULTIPLIER},
+    {"dpo", "beta", "beta", HP_RULE_NUMBER},
+    {"reinforcement", "n_epochs", "total_steps", HP_RULE_EPOCHS},
+    {"reinforcement", "batch_size", "prompts_per_step", HP_RULE_INTEGER},
+    {"reinforcement", "compute_multiplier", "num_generations", HP_RULE_COMPUTE},
+    {"reinforcement", "eval_interval", "eval_interval", HP_RULE_INTEGER},
+    {"reinforcement", "eval_samples", NULL, HP_RULE_ONE},
+    {"reinforcement", "reasoning_effort", NULL, HP_RULE_DEFAULT_ONLY},
+};
+#define N_HP_MAPS (sizeof hp_maps / sizeof hp_maps[0])
+
+/* Whether method is one of the space-separated methods. */
+static bool hp_map_takes(const struct hp_map *m, const char *method) {
+    const size_t n = strlen(method);
+    for (const char *p = m->methods; *p; p += strcspn(p, " "), p += *p == ' ')
+        if (strncmp(p, method, n) == 0 && (p[n] == ' ' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* The entry of method's OpenAI name openai (or, with openai NULL, of its
+ * native name native), or NULL. */
+static const struct hp_map *hp_map_find(const char *method, const char *openai,
+                                        const char *native) {
+    for (size_t i = 0; i < N_HP_MAPS; i++)
+        if (hp_map_takes(&hp_maps[i], method) &&
+            (openai ? strcmp(hp_maps[i].openai, openai) == 0
+                    : native && hp_maps[i].native && strcmp(hp_maps[i].native, native) == 0))
+            return &hp_maps[i];
+    return NULL;
+}
+
+/* The method a job type shows as: supervised for sft, dpo for dpo,
+ * reinforcement for grpo, else the native type's own name (reward, ppo,
+ * rloo, ppo-control). */
 static const char *method_of(const char *native_type) {
     for (size_t i = 0; i < N_METHODS; i++)
-        if (methods[i].job_type && strcmp(methods[i].job_type, native_type) == 0)
+        if (strcmp(methods[i].job_type, native_type) == 0)
             return methods[i].method;
     return native_type;
 }
@@ -71,10 +123,15 @@ static const char *status_of(const char *native) {
     return strcmp(native, "validating_files") == 0 ? "running" : native;
 }
 
-/* The type's default learning_rate (the multiplier's unit), or 0. */
-static double default_learning_rate(const job_type *type) {
-    const hparam_def *def = type ? hparams_find(type->hparams, "learning_rate") : NULL;
+/* The type's default of hyperparameter name (a multiplier's unit), or 0. */
+static double type_default(const job_type *type, const char *name) {
+    const hparam_def *def = type ? hparams_find(type->hparams, name) : NULL;
     return def ? def->default_value : 0.0;
+}
+
+/* Optimizer steps per pass over n_rows prompts, batch prompts a step. */
+static int64_t steps_per_epoch(int64_t n_rows, int64_t batch) {
+    return batch > 0 ? (n_rows + batch - 1) / batch : 0;
 }
 
 /* ---- the job object ------------------------------------------------------------------ */
@@ -139,21 +196,50 @@ static json_t *trained_tokens(sqlite3 *db, const job_row *job) {
     return out ? out : json_null();
 }
 
-/* OpenAI's hyperparameters of the resolved native config. */
-static json_t *openai_hyperparameters(const job_row *job) {
+/* OpenAI's hyperparameters of the resolved native config (a job of a
+ * type no method maps shows none). */
+static json_t *openai_hyperparameters(sqlite3 *db, const job_row *job) {
     json_t *config = json_loads(job->config, 0, NULL), *out = json_object();
     const job_type *type = job_type_find(job->type);
-    for (size_t i = 0; i < N_HP_NAMES; i++) {
-        json_t *v = json_object_get(config, hp_names[i].native);
-        if (v == NULL)
+    const char *method = method_of(job->type);
+    for (size_t i = 0; i < N_HP_MAPS; i++) {
+        const struct hp_map *m = &hp_maps[i];
+        json_t *v = m->native ? json_object_get(config, m->native) : NULL;
+        if (!hp_map_takes(m, method) || (m->native && v == NULL))
             continue;
-        if (strcmp(hp_names[i].native, "learning_rate") == 0) {
-            const double unit = default_learning_rate(type);
-            json_object_set_new(out, hp_names[i].openai,
-                                unit > 0 ? json_real(json_number_value(v) / unit) : json_null());
-        } else {
-            json_object_set(out, hp_names[i].openai, v);
+        json_t *shown = NULL;
+        double unit = m->native ? type_default(type, m->native) : 0;
+        switch (m->rule) {
+            case HP_RULE_INTEGER:
+            case HP_RULE_NUMBER:
+                shown = json_incref(v);
+                break;
+            case HP_RULE_LR_MULTIPLIER:
+            case HP_RULE_COMPUTE:
+                shown = unit > 0 ? json_real(json_number_value(v) / unit) : json_null();
+                break;
+            case HP_RULE_EPOCHS: { /* total_steps over the steps a pass takes */
+                char format[16];
+                int64_t rows = 0;
+                const int64_t per =
+                    datasets_store_info(db, job->training_file, format, &rows) == 1
+                        ? steps_per_epoch(
+                              rows, json_integer_value(json_object_get(config, "prompts_per_step")))
+                        : 0;
+                const int64_t steps = json_integer_value(v);
+                shown = per <= 0           ? json_null()
+                        : steps % per == 0 ? json_integer(steps / per)
+                                           : json_real((double)steps / (double)per);
+                break;
+            }
+            case HP_RULE_ONE:
+                shown = json_integer(1);
+                break;
+            case HP_RULE_DEFAULT_ONLY:
+                shown = json_string("default");
+                break;
         }
+        json_object_set_new(out, m->openai, shown);
     }
     json_decref(config);
     return out;
@@ -196,7 +282,7 @@ static json_t *openai_job_json(sqlite3 *db, const job_row *job) {
     char base[OPENAI_MODEL_NAME_BYTES];
     models_store_base_name(db, job->refs.base_model, base, sizeof base);
     openai_model_name(tuned, sizeof tuned, base, x.suffix, job->id, 0);
-    json_t *hp = openai_hyperparameters(job);
+    json_t *hp = openai_hyperparameters(db, job);
     json_t *config = json_loads(job->config, 0, NULL);
     json_t *seed = json_object_get(config, "seed");
     json_t *metadata = x.metadata ? json_loads(x.metadata, 0, NULL) : NULL;
@@ -216,8 +302,12 @@ static json_t *openai_job_json(sqlite3 *db, const job_row *job) {
     json_object_set_new(out, "validation_file", file_or_null(job->validation_file));
     json_object_set_new(out, "result_files", json_array());
     json_object_set_new(out, "hyperparameters", json_incref(hp));
+    json_t *method_body = json_pack("{s:o}", "hyperparameters", hp);
+    json_t *grader_spec = json_object_get(config, "grader");
+    if (strcmp(method, "reinforcement") == 0 && json_is_object(grader_spec))
+        json_object_set(method_body, "grader", grader_spec);
     json_object_set_new(out, "method",
-                        json_pack("{s:s, s:{s:o}}", "type", method, method, "hyperparameters", hp));
+                        json_pack("{s:s, s:o}", "type", method, method, method_body));
     json_object_set_new(out, "seed", seed ? json_incref(seed) : json_null());
     json_object_set_new(out, "suffix", x.suffix ? json_string(x.suffix) : json_null());
     json_object_set_new(out, "user_provided_suffix",
@@ -256,6 +346,7 @@ static json_t *openai_job_from_stmt(sqlite3 *db, sqlite3_stmt *st, int64_t scope
 typedef struct ft_create {
     const char *model, *suffix;
     char *metadata;     /* JSON text, malloc'd; NULL if none */
+    const char *method; /* method.type: "supervised" */
     char hp_prefix[64]; /* "method.supervised.hyperparameters" */
 } ft_create;
 
@@ -285,55 +376,42 @@ static json_t *ft_reply(sqlite3 *db, int64_t job_id, void *ctx) {
 static void ft_hyperparameter_param(const char *err, char *param, size_t len, void *ctx) {
     const ft_create *c = ctx;
     char key[64];
-    if (!job_error_key(err, key, sizeof key)) {
+    const struct hp_map *m;
+    if (!job_error_key(err, key, sizeof key))
         snprintf(param, len, "%s", c->hp_prefix);
-        return;
-    }
-    if (strcmp(key, "seed") == 0) {
+    else if (strcmp(key, "seed") == 0)
         snprintf(param, len, "seed");
-        return;
-    }
-    for (size_t i = 0; i < N_HP_NAMES; i++)
-        if (strcmp(key, hp_names[i].native) == 0) {
-            snprintf(param, len, "%s.%s", c->hp_prefix, hp_names[i].openai);
-            return;
-        }
-    snprintf(param, len, "%s.%s", c->hp_prefix, key);
+    else if (strcmp(key, "grader") == 0)
+        snprintf(param, len, "method.%s.grader", c->method);
+    else if ((m = hp_map_find(c->method, NULL, key)) != NULL)
+        snprintf(param, len, "%s.%s", c->hp_prefix, m->openai);
+    else
+        snprintf(param, len, "%s.%s", c->hp_prefix, key);
 }
 
-/* `model` as the native reference (json_t set into native["model"]), or
- * nothing for the built-in base: 1, or 0 with e. Accepts the built-in
- * base, a fine-tuned model's name (ft:...:ftjob-N → job N's final
- * checkpoint; ...:ftckpt-M → checkpoint M), a checkpoint ftckpt-N, and the
- * native spellings "checkpoint:N" and "job:N". Registered base models
- * (POST /v1/models) will be looked up here. */
-static int openai_model_ref(const char *model, json_t *native, http_error *e) {
-    int64_t job, checkpoint;
+/* A model named on this surface as the native reference native[key]
+ * (`model`, or `reward_model` for a score_model grader's model): a
+ * fine-tuned model's name (ft:...:ftjob-N → "job:N", its final
+ * checkpoint; ...:ftckpt-M → checkpoint M), a checkpoint ftckpt-N → N,
+ * and anything else as it is: the native "checkpoint:N" and "job:N", or a
+ * model id of GET /v1/models — a registered base model (POST /v1/models)
+ * or a fine-tuned one — that the create resolves in its transaction
+ * (routes_jobs.c, resolve_model_name: an unknown name is 400
+ * model_not_found). The built-in base as `model` sets nothing. */
+static void openai_model_ref(const char *model, const char *key, json_t *native) {
+    int64_t job = 0, checkpoint = 0;
     char ref[64];
-    if (strcmp(model, OPENAI_BASE_MODEL) == 0)
-        return 1;
-    if (openai_model_parse(model, &job, &checkpoint)) {
-        if (checkpoint > 0)
-            json_object_set_new(native, "model", json_integer(checkpoint));
-        else {
-            snprintf(ref, sizeof ref, "job:%lld", (long long)job);
-            json_object_set_new(native, "model", json_string(ref));
-        }
-        return 1;
-    }
-    if ((checkpoint = openai_id_parse(model, OPENAI_ID_CKPT)) > 0) {
-        json_object_set_new(native, "model", json_integer(checkpoint));
-        return 1;
-    }
-    if (strncmp(model, "checkpoint:", 11) == 0 || strncmp(model, "job:", 4) == 0) {
-        json_object_set_new(native, "model", json_string(model));
-        return 1;
-    }
-    return http_error_set(e, 400, "model_not_found", "model",
-                          "model '%.64s' is not a model rlhfd has: give \"" OPENAI_BASE_MODEL
-                          "\" (a GPT-2 trained from scratch), a fine-tuned model "
-                          "(ft:BASE:SUFFIX:ftjob-N), or a checkpoint (ftckpt-N)",
-                          model);
+    if (strcmp(key, "model") == 0 && strcmp(model, OPENAI_BASE_MODEL) == 0)
+        return;
+    if (!openai_model_parse(model, &job, &checkpoint))
+        job = 0, checkpoint = openai_id_parse(model, OPENAI_ID_CKPT);
+    if (checkpoint > 0)
+        json_object_set_new(native, key, json_integer(checkpoint));
+    else if (job > 0) {
+        snprintf(ref, sizeof ref, "job:%lld", (long long)job);
+        json_object_set_new(native, key, json_string(ref));
+    } else
+        json_object_set_new(native, key, json_string(model));
 }
 
 /* member key of obj as "file-N" (absent or null: 0 when optional): 1 with
@@ -355,44 +433,111 @@ static int file_ref(const json_t *obj, const char *key, bool required, int64_t *
     return 1;
 }
 
-/* OpenAI's hyperparameters (at param prefix) onto native ones for type. */
-static int map_hyperparameters(const json_t *hp, const char *prefix, const job_type *type,
-                               json_t *native, http_error *e) {
+/* The OpenAI names method takes, "n_epochs, batch_size, ...", for messages. */
+static void hp_names_of(const char *method, char *out, size_t len) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < N_HP_MAPS && used < len; i++)
+        if (hp_map_takes(&hp_maps[i], method))
+            used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "",
+                                     hp_maps[i].openai);
+}
+
+/* One OpenAI hyperparameter value v of map entry m (at param) onto the
+ * native ones; n_epochs into *epochs (total_steps needs the batch, which
+ * may come later). 1, or 0 with e. */
+static int map_hyperparameter(const struct hp_map *m, const json_t *v, const char *param,
+                              const job_type *type, json_t *native, int64_t *epochs,
+                              http_error *e) {
+    const char *text = json_is_string(v) ? json_string_value(v) : NULL;
+    if (m->rule == HP_RULE_DEFAULT_ONLY) {
+        if (text && (strcmp(text, "auto") == 0 || strcmp(text, "default") == 0))
+            return 1;
+        return http_error_set(e, 400, "invalid_value", param,
+                              "%s must be \"default\" (or \"auto\"): rlhfd's models have no "
+                              "reasoning mode whose effort could be set",
+                              param);
+    }
+    if (text && strcmp(text, "auto") == 0)
+        return 1; /* the type's default */
+    const bool integral =
+        m->rule == HP_RULE_INTEGER || m->rule == HP_RULE_EPOCHS || m->rule == HP_RULE_ONE;
+    if (integral ? !json_is_integer(v) : !json_is_number(v))
+        return http_error_set(e, 400, "invalid_type", param, "%s must be \"auto\" or %s", param,
+                              integral ? "an integer" : "a number");
+    const double x = json_number_value(v);
+    if (x <= 0)
+        return http_error_set(e, 400, "invalid_value", param, "%s must be positive", param);
+    switch (m->rule) {
+        case HP_RULE_INTEGER:
+        case HP_RULE_NUMBER:
+            json_object_set(native, m->native, (json_t *)v);
+            break;
+        case HP_RULE_LR_MULTIPLIER:
+            json_object_set_new(native, m->native, json_real(x * type_default(type, m->native)));
+            break;
+        case HP_RULE_COMPUTE: { /* more completions per prompt: more exploration */
+            const double g = round(x * type_default(type, m->native));
+            json_object_set_new(native, m->native,
+                                json_integer(g < 2     ? 2
+                                             : g > 1e9 ? 1000000000
+                                                       : (json_int_t)g));
+            break;
+        }
+        case HP_RULE_EPOCHS:
+            *epochs = json_integer_value(v);
+            break;
+        case HP_RULE_ONE:
+            if (x != 1)
+                return http_error_set(e, 400, "invalid_value", param,
+                                      "%s must be 1 or \"auto\": rlhfd evaluates each validation "
+                                      "prompt once, greedily (eval/reward)",
+                                      param);
+            break;
+        case HP_RULE_DEFAULT_ONLY:
+            break;
+    }
+    return 1;
+}
+
+/* OpenAI's hyperparameters (c->hp_prefix) of c->method onto native ones
+ * for type; n_rows: the training file's rows (0 if unknown). 1, or 0
+ * with e. */
+static int map_hyperparameters(const json_t *hp, const ft_create *c, const job_type *type,
+                               int64_t n_rows, json_t *native, http_error *e) {
     if (hp == NULL || json_is_null(hp))
         return 1;
     if (!json_is_object(hp))
-        return http_error_set(e, 400, "invalid_type", prefix, "%s must be an object", prefix);
+        return http_error_set(e, 400, "invalid_type", c->hp_prefix, "%s must be an object",
+                              c->hp_prefix);
+    char names[256];
+    hp_names_of(c->method, names, sizeof names);
     const char *key;
     json_t *v;
+    int64_t epochs = 0;
     json_object_foreach((json_t *)hp, key, v) {
         char param[128];
-        snprintf(param, sizeof param, "%s.%s", prefix, key);
-        size_t i = 0;
-        while (i < N_HP_NAMES && strcmp(key, hp_names[i].openai) != 0)
-            i++;
-        if (i == N_HP_NAMES)
-            return http_error_set(e, 400, "unknown_parameter", param,
-                                  "unknown hyperparameter '%s' (n_epochs, batch_size, "
-                                  "learning_rate_multiplier, beta)",
-                                  key);
-        const char *name = hp_names[i].native;
-        if (hparams_find(type->hparams, name) == NULL)
-            return http_error_set(e, 400, "invalid_value", param,
-                                  "%s jobs have no hyperparameter %s (for %s)", type->name, name,
-                                  key);
-        if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)
-            continue; /* the type's default */
-        const bool integral = strcmp(name, "epochs") == 0 || strcmp(name, "batch_size") == 0;
-        if (integral ? !json_is_integer(v) : !json_is_number(v))
-            return http_error_set(e, 400, "invalid_type", param, "%s must be \"auto\" or %s", param,
-                                  integral ? "an integer" : "a number");
-        if (json_number_value(v) <= 0)
-            return http_error_set(e, 400, "invalid_value", param, "%s must be positive", param);
-        if (strcmp(name, "learning_rate") == 0)
-            json_object_set_new(native, name,
-                                json_real(json_number_value(v) * default_learning_rate(type)));
-        else
-            json_object_set(native, name, v);
+        snprintf(param, sizeof param, "%s.%.48s", c->hp_prefix, key);
+        const struct hp_map *m = hp_map_find(c->method, key, NULL);
+        bool elsewhere = false;
+        for (size_t i = 0; m == NULL && i < N_HP_MAPS; i++)
+            elsewhere = elsewhere || strcmp(hp_maps[i].openai, key) == 0;
+        if (m == NULL)
+            return http_error_set(e, 400, elsewhere ? "invalid_value" : "unknown_parameter", param,
+                                  "%s hyperparameter '%.48s' (method %s takes %s)",
+                                  elsewhere ? "not a method's" : "unknown", key, c->method, names);
+        if (!map_hyperparameter(m, v, param, type, native, &epochs, e))
+            return 0;
+    }
+    if (epochs > 0) { /* passes over the prompts, batch_size prompts a step */
+        const json_t *batch = json_object_get(native, "prompts_per_step");
+        const int64_t per =
+            steps_per_epoch(n_rows, batch ? json_integer_value(batch)
+                                          : (int64_t)type_default(type, "prompts_per_step"));
+        const double steps = (double)epochs * (double)per;
+        if (per > 0) /* else the file's own error (not found, empty) follows */
+            json_object_set_new(native, "total_steps",
+                                json_integer(steps > 2e9 ? 2000000000 : (json_int_t)steps));
     }
     return 1;
 }
@@ -434,14 +579,145 @@ static int check_metadata(const json_t *v, http_error *e) {
     return 1;
 }
 
-/* method (or the legacy top-level hyperparameters): the job type, and the
- * hyperparameters object with its param prefix. 1, or 0 with e. */
-static int check_method(const json_t *body, const job_type **type, const json_t **hp, char *prefix,
-                        size_t len, http_error *e) {
+/* ---- graders ------------------------------------------------------------------------ */
+
+/* The fields of a row a reinforcement job's grader reads as {{item.*}}:
+ * a prompts row's (engine/grpo_lm.c gives the grader {prompt, answer}). */
+static const char *const item_fields[] = {"prompt", "answer", NULL};
+
+/* text's first {{ item.KEY... }} whose KEY a row does not give: 1 with
+ * KEY in out, or 0. */
+static int unknown_item_field(const char *text, char *out, size_t len) {
+    for (const char *p = strstr(text, "{{"); p != NULL; p = strstr(p + 2, "{{")) {
+        const char *q = p + 2 + strspn(p + 2, " ");
+        if (strncmp(q, "item.", 5) != 0)
+            continue;
+        q += 5;
+        const size_t n = strcspn(q, ".[ }");
+        bool known = false;
+        for (const char *const *f = item_fields; *f; f++)
+            known = known || (strlen(*f) == n && strncmp(q, *f, n) == 0);
+        if (!known) {
+            snprintf(out, len, "%.*s", (int)(n < 64 ? n : 64), q);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* OpenAI's grader object g at path, checked for what rlhfd cannot run or
+ * feed; the reward model its score_model graders name into *model (they
+ * must agree: a job has one reward model). The rest of its checks are
+ * grader_parse's. 1, or 0 with e. */
+static int check_openai_grader(const json_t *g, const char *path, const char **model,
+                               http_error *e) {
+    static const char *const unrunnable[] = {"python", "label_model", "endpoint", NULL};
+    static const char *const templated[] = {"input", "reference", NULL};
+    char param[320], key[72];
+    if (!json_is_object(g))
+        return 1;
+    const char *type = json_string_value(json_object_get(g, "type"));
+    snprintf(param, sizeof param, "%s.type", path);
+    if (type && http_one_of(type, unrunnable))
+        return http_error_set(e, 400, "unsupported_grader", param,
+                              "%s: %s graders cannot run here (rlhfd runs no user code, no LLM "
+                              "judge and calls no endpoint); use string_check, text_similarity, "
+                              "regex, length, score_model (a reward model) or multi",
+                              param, type);
+    for (const char *const *t = templated; *t; t++) {
+        const json_t *v = json_object_get(g, *t);
+        snprintf(param, sizeof param, "%s.%s", path, *t);
+        if (json_is_string(v) && unknown_item_field(json_string_value(v), key, sizeof key))
+            return http_error_set(e, 400, "invalid_value", param,
+                                  "%s reads {{item.%s}}, but a reinforcement job's rows give "
+                                  "its grader item.prompt and item.answer only (a prompts "
+                                  "file: {\"prompt\", \"answer\"})",
+                                  param, key);
+    }
+    if (type && strcmp(type, "score_model") == 0) {
+        const json_t *input = json_object_get(g, "input");
+        const char *m = json_string_value(json_object_get(g, "model"));
+        snprintf(param, sizeof param, "%s.sampling_params", path);
+        if (json_object_get(g, "sampling_params") != NULL)
+            return http_error_set(e, 400, "invalid_value", param,
+                                  "%s: a score_model grader here is a reward model (a reward "
+                                  "job's checkpoint), which samples nothing; leave it out",
+                                  param);
+        snprintf(param, sizeof param, "%s.input", path);
+        if (input != NULL && !json_is_string(input))
+            return http_error_set(e, 400, "invalid_value", param,
+                                  "%s: a score_model grader here is a reward model scoring the "
+                                  "row's prompt with a text (a template string, default "
+                                  "{{sample.output_text}}), not an LLM judge given messages",
+                                  param);
+        snprintf(param, sizeof param, "%s.model", path);
+        if (m != NULL && *model != NULL && strcmp(m, *model) != 0)
+            return http_error_set(e, 400, "invalid_value", param,
+                                  "%s: every score_model grader of a job names the same reward "
+                                  "model (the job's one reward_model), not '%.64s' and '%.64s'",
+                                  param, *model, m);
+        if (m != NULL)
+            *model = m;
+    }
+    const json_t *subs = type && strcmp(type, "multi") == 0 ? json_object_get(g, "graders") : NULL;
+    if (json_is_object(subs)) { /* the sub-paths grader_parse names */
+        const char *name;
+        const json_t *sub;
+        json_object_foreach((json_t *)subs, name, sub) {
+            snprintf(param, sizeof param, "%s.graders.%.64s", path, name);
+            if (!check_openai_grader(sub, param, model, e))
+                return 0;
+        }
+    }
+    for (size_t i = 0; json_is_array(subs) && i < json_array_size(subs); i++) {
+        snprintf(param, sizeof param, "%s.graders[%zu]", path, i);
+        if (!check_openai_grader(json_array_get(subs, i), param, model, e))
+            return 0;
+    }
+    return 1;
+}
+
+/* method.reinforcement.grader onto the native job: hyperparameters.grader
+ * (validated here by the engine's parser, so its errors name OpenAI's
+ * path), and a score_model grader's model as reward_model, weighted 0 in
+ * the reward beside the grader: the reward is the grader's score, the
+ * reward model counting through it alone. 1, or 0 with e. */
+static int map_grader(const json_t *spec, const ft_create *c, json_t *native, json_t *native_hp,
+                      http_error *e) {
+    char path[64], err[512], param[320];
+    snprintf(path, sizeof path, "method.%s.grader", c->method);
+    if (spec == NULL || json_is_null(spec))
+        return http_error_set(e, 400, "missing_required_parameter", path,
+                              "%s is required: a reinforcement job scores each sampled "
+                              "completion with a grader",
+                              path);
+    const char *model = NULL;
+    if (!check_openai_grader(spec, path, &model, e))
+        return 0;
+    grader *g = grader_parse(spec, path, err, sizeof err);
+    if (g == NULL) { /* "<path>.<field>: why" */
+        const char *colon = strstr(err, ": ");
+        snprintf(param, sizeof param, "%.*s", colon ? (int)(colon - err) : (int)strlen(err), err);
+        return http_error_set(e, 400, "invalid_grader", param, "%s", err);
+    }
+    grader_free(g);
+    json_object_set(native_hp, "grader", (json_t *)spec);
+    if (model != NULL) {
+        openai_model_ref(model, "reward_model", native);
+        json_object_set_new(native_hp, "reward_model_weight", json_real(0.0));
+    }
+    return 1;
+}
+
+/* method (or the legacy top-level hyperparameters): the job type, c's
+ * method and hyperparameters prefix, and the hyperparameters and grader
+ * objects (NULL if absent). 1, or 0 with e. */
+static int check_method(const json_t *body, const job_type **type, const json_t **hp,
+                        const json_t **grader_spec, ft_create *c, http_error *e) {
     const json_t *method = json_object_get(body, "method");
     const json_t *legacy = json_object_get(body, "hyperparameters");
     const char *name = "supervised";
-    *hp = NULL;
+    *hp = *grader_spec = NULL;
     if (method != NULL && !json_is_null(method)) {
         if (legacy != NULL && !json_is_null(legacy))
             return http_error_set(e, 400, "invalid_value", "hyperparameters",
@@ -470,22 +746,25 @@ static int check_method(const json_t *body, const job_type **type, const json_t 
                                       "%s does not belong to method.type '%.32s'", param, name);
             if (!json_is_object(v))
                 return http_error_set(e, 400, "invalid_type", param,
-                                      "%s must be an object {hyperparameters}", param);
+                                      "%s must be an object {hyperparameters%s}", param,
+                                      strcmp(name, "reinforcement") == 0 ? ", grader" : "");
             const char *inner;
             json_t *iv;
             json_object_foreach(v, inner, iv) {
-                if (strcmp(inner, "hyperparameters") != 0) {
+                if (strcmp(inner, "hyperparameters") != 0 &&
+                    !(strcmp(inner, "grader") == 0 && strcmp(name, "reinforcement") == 0)) {
                     snprintf(param, sizeof param, "method.%.32s.%.32s", name, inner);
                     return http_error_set(e, 400, "unknown_parameter", param,
                                           "unknown parameter %s", param);
                 }
             }
             *hp = json_object_get(v, "hyperparameters");
+            *grader_spec = json_object_get(v, "grader");
         }
-        snprintf(prefix, len, "method.%.32s.hyperparameters", name);
+        snprintf(c->hp_prefix, sizeof c->hp_prefix, "method.%.32s.hyperparameters", name);
     } else {
         *hp = legacy;
-        snprintf(prefix, len, "hyperparameters");
+        snprintf(c->hp_prefix, sizeof c->hp_prefix, "hyperparameters");
     }
     size_t i = 0;
     while (i < N_METHODS && strcmp(name, methods[i].method) != 0)
@@ -495,11 +774,7 @@ static int check_method(const json_t *body, const job_type **type, const json_t 
     if (i == N_METHODS)
         return http_error_set(e, 400, "invalid_value", "method.type",
                               "unknown method.type '%.32s' (supervised, dpo, reinforcement)", name);
-    if (methods[i].job_type == NULL)
-        return http_error_set(e, 400, "method_unavailable", "method.type",
-                              "method '%s' is not available: rlhfd has no job type for it yet "
-                              "(supervised runs as sft, dpo as dpo; job types: %s)",
-                              name, names);
+    c->method = methods[i].method;
     if ((*type = job_type_find(methods[i].job_type)) == NULL)
         return http_error_set(e, 400, "job_type_unavailable", "method.type",
                               "method '%s' runs as job type '%s', which this build's job "
@@ -510,7 +785,7 @@ static int check_method(const json_t *body, const job_type **type, const json_t 
 
 /* The native body of POST /v1/jobs for an OpenAI body, and what to store
  * beside it: 1, or 0 with e. */
-static int translate(const json_t *body, ft_create *c, json_t *native, http_error *e) {
+static int translate(sqlite3 *db, const json_t *body, ft_create *c, json_t *native, http_error *e) {
     static const char *const keys[] = {
         "model",    "training_file", "validation_file", "suffix", "seed",
         "metadata", "method",        "hyperparameters", NULL};
@@ -519,14 +794,17 @@ static int translate(const json_t *body, ft_create *c, json_t *native, http_erro
     const json_t *seed = json_object_get(body, "seed");
     const json_t *metadata = json_object_get(body, "metadata");
     const job_type *type;
-    const json_t *hp;
-    int64_t training, validation;
+    const json_t *hp, *grader_spec;
+    int64_t training, validation, n_rows = 0;
+    char format[16];
     if (!json_check_keys(body, keys, "", e))
         return 0;
     if (model == NULL)
-        return http_error_set(e, 400, "missing_required_parameter", "model",
-                              "model is required (\"" OPENAI_BASE_MODEL
-                              "\", a fine-tuned model, or a checkpoint ftckpt-N)");
+        return http_error_set(
+            e, 400, "missing_required_parameter", "model",
+            "model is required (a model id of GET /v1/models: a registered "
+            "base model or a fine-tuned one; a checkpoint ftckpt-N; or \"" OPENAI_BASE_MODEL
+            "\", a GPT-2 trained from scratch)");
     if (!json_is_string(model) || json_string_length(model) == 0 ||
         json_string_length(model) >= OPENAI_MODEL_NAME_BYTES)
         return http_error_set(e, 400, json_is_string(model) ? "invalid_value" : "invalid_type",
@@ -534,15 +812,18 @@ static int translate(const json_t *body, ft_create *c, json_t *native, http_erro
                               OPENAI_MODEL_NAME_BYTES - 1);
     if (!file_ref(body, "training_file", true, &training, e) ||
         !file_ref(body, "validation_file", false, &validation, e) || !check_suffix(suffix, e) ||
-        !check_metadata(metadata, e) ||
-        !check_method(body, &type, &hp, c->hp_prefix, sizeof c->hp_prefix, e) ||
-        !openai_model_ref(json_string_value(model), native, e))
+        !check_metadata(metadata, e) || !check_method(body, &type, &hp, &grader_spec, c, e))
         return 0;
     if (seed != NULL && !json_is_null(seed) && !json_is_integer(seed))
         return http_error_set(e, 400, "invalid_type", "seed", "seed must be an integer");
+    if (datasets_store_info(db, training, format, &n_rows) != 1)
+        n_rows = 0; /* the native create says what is wrong with the file */
+    openai_model_ref(json_string_value(model), "model", native);
     json_t *native_hp = json_object();
     json_object_set_new(native, "hyperparameters", native_hp);
-    if (!map_hyperparameters(hp, c->hp_prefix, type, native_hp, e))
+    if (!map_hyperparameters(hp, c, type, n_rows, native_hp, e) ||
+        (strcmp(c->method, "reinforcement") == 0 &&
+         !map_grader(grader_spec, c, native, native_hp, e)))
         return 0;
     if (seed != NULL && !json_is_null(seed)) {
         if (hparams_find(type->hparams, "seed") == NULL)
@@ -568,7 +849,7 @@ enum MHD_Result route_fine_tuning_create(request *r) {
     ft_create c = {0};
     json_t *native = json_object();
     http_error e;
-    if (!translate(body, &c, native, &e))
+    if (!translate(r->db, body, &c, native, &e))
         replied = http_reply_http_error(r, &e);
     else {
         const job_create_view view = {ft_store, ft_reply, ft_hyperparameter_param, &c};

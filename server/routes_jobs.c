@@ -216,7 +216,9 @@ static int resolve_model_name(request *r, model_ref *ref, enum MHD_Result *repli
     if (found < 0)
         *replied = http_reply_db_error(r);
     else if (found == 0)
-        *replied = http_reply_error(r, 400, "model_not_found", ref->param, "%s: no model '%s'",
+        *replied = http_reply_error(r, 400, "model_not_found", ref->param,
+                                    "%s: no model '%s' (GET /v1/models lists the registered and "
+                                    "fine-tuned models)",
                                     ref->param, ref->name);
     else if (strcmp(ref->param, "model") != 0)
         *replied = http_reply_error(r, 400, "invalid_model", ref->param,
@@ -324,6 +326,12 @@ typedef struct job_ref_params {
     int64_t ranking_cutoff;
 } job_ref_params;
 
+/* The lineage's registered base model (0: a GPT-2 from scratch). */
+static int64_t lineage_base_model(sqlite3 *db, const job_ref_params *refs) {
+    return refs->model.base_model > 0 ? refs->model.base_model
+                                      : models_store_checkpoint_base(db, refs->model.checkpoint_id);
+}
+
 /* Stores the validated job with its dataset links in one transaction and
  * replies with it; a dataset or checkpoint that does not fit stores
  * nothing. */
@@ -359,9 +367,7 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
                  .project = refs->project ? json_integer_value(refs->project) : 0,
                  .ranking_cutoff = refs->ranking_cutoff,
                  /* the lineage's base model: its tokenizer and chat format */
-                 .base_model = refs->model.base_model > 0 ? refs->model.base_model
-                                                          : models_store_checkpoint_base(
-                                                                r->db, refs->model.checkpoint_id)},
+                 .base_model = lineage_base_model(r->db, refs)},
         .ranks = ranks,
     };
     int64_t id = jobs_db_insert(r->db, &job);

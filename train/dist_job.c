@@ -1,12 +1,14 @@
 #include "dist_job.h"
 
 #include <cblas.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const dist_comm *rlhf_train_dist = NULL;
@@ -19,7 +21,10 @@ static bool job_sent = false;
  * one executable), so integers go as their native bytes. Strings carry their
  * NUL, so the decoded pointers point into the packet itself. */
 
-enum { PACKET_VERSION = 2 }; /* 2: the KL reference checkpoint */
+enum { PACKET_VERSION = 3 }; /* 3: the KL reference checkpoint, model directories */
+/* The most files a shipped directory holds (a model directory: config,
+ * tokenizer files, safetensors shards and their index). */
+enum { DIST_DIR_MAX_FILES = 32 };
 static const uint64_t ABSENT = UINT64_MAX;
 
 typedef struct packet {
@@ -114,25 +119,54 @@ static void put_rankings(packet *b, const ranking *items, int64_t n) {
     }
 }
 
-/* A GPT-2 tokenizer directory's two files, named as job_load_tokenizer
- * looks for them. */
-static int put_tokenizer(packet *b, const char *dir, char *err, size_t errlen) {
+/* Whether path is a directory (a Hugging Face model directory as
+ * init_checkpoint, rather than a checkpoint file). */
+static bool is_dir(const char *path) {
+    struct stat st;
+    return path != NULL && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Every regular file directly in dir, by name (absent when dir is NULL):
+ * a Hugging Face model directory, or a tokenizer directory (GPT-2's BPE
+ * files or tokenizer.json and tokenizer_config.json), whose weights
+ * (*.safetensors) stay behind unless with_weights. The receiving rank
+ * writes them into a directory of its own (get_dir). */
+static int put_dir(packet *b, const char *dir, bool with_weights, char *err, size_t errlen) {
     if (dir == NULL) {
         put_u64(b, ABSENT);
         return 0;
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/vocab.json", dir);
-    const int hf = access(path, R_OK) == 0;
-    const char *names[2] = {hf ? "vocab.json" : "encoder.json", hf ? "merges.txt" : "vocab.bpe"};
-    put_u64(b, 2);
-    for (int i = 0; i < 2; i++) {
+    DIR *dh = opendir(dir);
+    if (dh == NULL) {
+        snprintf(err, errlen, "cannot read the directory %.400s: %s", dir, strerror(errno));
+        return -1;
+    }
+    char names[DIST_DIR_MAX_FILES][256], path[4400];
+    uint64_t n = 0;
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(dh)) != NULL;) {
+        const size_t len = strlen(e->d_name);
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (e->d_name[0] == '.' || len >= sizeof names[0] || stat(path, &st) != 0 ||
+            !S_ISREG(st.st_mode) ||
+            (!with_weights && len > 12 && strcmp(e->d_name + len - 12, ".safetensors") == 0))
+            continue;
+        if (n == DIST_DIR_MAX_FILES) {
+            snprintf(err, errlen, "%.400s has more than %d files to send the other ranks", dir,
+                     DIST_DIR_MAX_FILES);
+            rc = -1;
+        } else
+            memcpy(names[n++], e->d_name, len + 1);
+    }
+    closedir(dh);
+    put_u64(b, n);
+    for (uint64_t i = 0; rc == 0 && i < n; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
         put_str(b, names[i]);
-        if (put_file(b, path, err, errlen) != 0)
-            return -1;
+        rc = put_file(b, path, err, errlen);
     }
-    return 0;
+    return rc;
 }
 
 int dist_job_encode(const job_type *type, const void *cfg, int threads, const job_inputs *in,
@@ -149,11 +183,15 @@ int dist_job_encode(const job_type *type, const void *cfg, int threads, const jo
     put_rankings(&b, in->rankings, in->n_rankings);
     put_rankings(&b, in->eval_rankings, in->eval_rankings ? in->n_eval_rankings : 0);
     put_u64(&b, in->eval_rankings != NULL);
-    int rc = put_file(&b, in->init_checkpoint, err, errlen);
+    /* the init model: a checkpoint file, or a registered model's directory */
+    const bool init_dir = is_dir(in->init_checkpoint);
+    put_u64(&b, init_dir);
+    int rc = init_dir ? put_dir(&b, in->init_checkpoint, true, err, errlen)
+                      : put_file(&b, in->init_checkpoint, err, errlen);
     rc = rc ? rc : put_file(&b, in->resume_checkpoint, err, errlen);
     rc = rc ? rc : put_file(&b, in->reward_checkpoint, err, errlen);
     rc = rc ? rc : put_file(&b, in->ref_checkpoint, err, errlen);
-    rc = rc ? rc : put_tokenizer(&b, in->tokenizer_dir, err, errlen);
+    rc = rc ? rc : put_dir(&b, in->tokenizer_dir, false, err, errlen);
     if (rc == 0 && b.failed) {
         snprintf(err, errlen, "out of memory packing the job for the other ranks");
         rc = -1;
@@ -178,8 +216,12 @@ struct dist_job_decoded {
     ranking *rankings, *eval_rankings;
     int fds[4];
     char paths[4][32];
-    char tok_dir[64];
-    char tok_files[2][128];
+    /* the directories received: [0] the init model's, [1] the tokenizer's */
+    struct {
+        char path[64];
+        char files[DIST_DIR_MAX_FILES][128];
+        int n;
+    } dirs[2];
 };
 
 static uint64_t get_u64(dist_job_decoded *d) {
@@ -306,40 +348,46 @@ static int get_file(dist_job_decoded *d, int slot, const char **path, char *err,
     return 0;
 }
 
-static int get_tokenizer(dist_job_decoded *d, const char **dir_out, char *err, size_t errlen) {
+/* A directory of the packet (put_dir) written into a temporary directory
+ * of this rank's, dirs[slot]; *dir_out is its path, or NULL when absent. */
+static int get_dir(dist_job_decoded *d, int slot, const char **dir_out, char *err, size_t errlen) {
     *dir_out = NULL;
     const uint64_t n = get_u64(d);
     if (n == ABSENT || d->bad)
         return 0;
-    if (n != 2) {
+    if (n > DIST_DIR_MAX_FILES) {
         d->bad = 1;
         return 0;
     }
     const char *tmp = getenv("TMPDIR");
-    snprintf(d->tok_dir, sizeof d->tok_dir, "%s/rlhf-train-tok-XXXXXX",
+    char *path = d->dirs[slot].path;
+    snprintf(path, sizeof d->dirs[slot].path, "%s/rlhf-train-dir-XXXXXX",
              tmp && *tmp && strlen(tmp) < 32 ? tmp : "/tmp");
-    if (mkdtemp(d->tok_dir) == NULL) {
+    if (mkdtemp(path) == NULL) {
         snprintf(err, errlen, "cannot create a temporary directory: %s", strerror(errno));
-        d->tok_dir[0] = '\0';
+        path[0] = '\0';
         return -1;
     }
-    for (int i = 0; i < 2; i++) {
+    for (uint64_t i = 0; i < n; i++) {
         const char *name = get_str(d);
         const uint64_t size = get_u64(d);
         const void *data = size == ABSENT ? NULL : get(d, size);
-        if (name == NULL || data == NULL || strchr(name, '/') != NULL) {
+        if (name == NULL || data == NULL || strchr(name, '/') != NULL || name[0] == '.' ||
+            strlen(name) > 60) {
             d->bad = 1;
             return 0;
         }
-        snprintf(d->tok_files[i], sizeof d->tok_files[i], "%s/%.40s", d->tok_dir, name);
-        FILE *f = fopen(d->tok_files[i], "wb");
+        char file[128];
+        snprintf(file, sizeof file, "%s/%s", path, name);
+        memcpy(d->dirs[slot].files[d->dirs[slot].n++], file, sizeof file);
+        FILE *f = fopen(file, "wb");
         const int ok = f != NULL && fwrite(data, 1, size, f) == size;
         if (f == NULL || fclose(f) != 0 || !ok) {
-            snprintf(err, errlen, "cannot write %s: %s", d->tok_files[i], strerror(errno));
+            snprintf(err, errlen, "cannot write %s: %s", file, strerror(errno));
             return -1;
         }
     }
-    *dir_out = d->tok_dir;
+    *dir_out = path;
     return 0;
 }
 
@@ -349,11 +397,12 @@ void dist_job_decoded_free(dist_job_decoded *d) {
     for (int i = 0; i < 4; i++)
         if (d->fds[i] >= 0)
             close(d->fds[i]);
-    for (int i = 0; i < 2; i++)
-        if (d->tok_files[i][0])
-            unlink(d->tok_files[i]);
-    if (d->tok_dir[0])
-        rmdir(d->tok_dir);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < d->dirs[k].n; i++)
+            unlink(d->dirs[k].files[i]);
+        if (d->dirs[k].path[0])
+            rmdir(d->dirs[k].path);
+    }
     free(d->train), free(d->eval), free(d->rankings), free(d->eval_rankings);
     free(d->cfg), free(d->bytes);
     free(d);
@@ -400,11 +449,14 @@ dist_job_decoded *dist_job_decode(const unsigned char *bytes, size_t n_bytes, co
     in->rankings = d->rankings;
     in->eval_rankings = has_eval_rankings ? d->eval_rankings : NULL;
     int rc = d->cfg ? 0 : -1;
-    rc = rc ? rc : get_file(d, 0, &in->init_checkpoint, err, errlen);
+    const bool init_dir = get_u64(d) != 0;
+    rc = rc         ? rc
+         : init_dir ? get_dir(d, 0, &in->init_checkpoint, err, errlen)
+                    : get_file(d, 0, &in->init_checkpoint, err, errlen);
     rc = rc ? rc : get_file(d, 1, &in->resume_checkpoint, err, errlen);
     rc = rc ? rc : get_file(d, 2, &in->reward_checkpoint, err, errlen);
     rc = rc ? rc : get_file(d, 3, &in->ref_checkpoint, err, errlen);
-    rc = rc ? rc : get_tokenizer(d, &in->tokenizer_dir, err, errlen);
+    rc = rc ? rc : get_dir(d, 1, &in->tokenizer_dir, err, errlen);
     if (rc == 0 && (d->bad || d->at != d->n)) {
         snprintf(err, errlen, "the job from rank 0 arrived damaged");
         rc = -1;

@@ -76,7 +76,8 @@ static json_t *load_hyperparameters(const char *file) {
     return obj;
 }
 
-/* An integer option as an id into body[key]; 0 on a usage error. */
+/* A positive integer option (an id, a count) into body[key]; 0 on a
+ * usage error. */
 static int set_id_opt(const cli_args *a, const char *opt, json_t *body, const char *key) {
     const char *v = cli_opt(a, opt);
     if (v == NULL)
@@ -88,8 +89,9 @@ static int set_id_opt(const cli_args *a, const char *opt, json_t *body, const ch
     return 1;
 }
 
-/* A checkpoint reference: digits are sent as the id, anything else
- * ("job:3", "checkpoint:7") as the string rlhfd parses. */
+/* A model reference: digits are sent as a checkpoint id, anything else
+ * ("job:3", "checkpoint:7", a model id of GET /v1/models) as the string
+ * rlhfd resolves. */
 static int set_model_opt(const cli_args *a, const char *opt, json_t *body, const char *key) {
     const char *v = cli_opt(a, opt);
     if (v == NULL)
@@ -132,7 +134,7 @@ int cmd_jobs_submit(const rlhfctl *c, const cli_args *a) {
         !set_id_opt(a, "training-file", body, "training_file") ||
         !set_id_opt(a, "validation-file", body, "validation_file") ||
         !set_id_opt(a, "training-project", body, "training_project") ||
-        !set_model_opt(a, "model", body, "model") ||
+        !set_id_opt(a, "ranks", body, "ranks") || !set_model_opt(a, "model", body, "model") ||
         !set_model_opt(a, "reward-model", body, "reward_model")) {
         json_decref(body);
         return RLHFCTL_EXIT_USAGE;

@@ -92,11 +92,12 @@ static const command commands[] = {
      1, 1, "simulate noise seed max", "", cmd_annotate},
     {"jobs", "submit",
      "TYPE [--set KEY=VALUE]... [--hyperparameters FILE.json] [--max-attempts N] "
-     "[--training-file ID] [--validation-file ID] [--training-project ID] [--model CKPT] "
-     "[--reward-model CKPT] [--watch]   (CKPT: a checkpoint id or job:N)",
+     "[--training-file ID] [--validation-file ID] [--training-project ID] [--model MODEL] "
+     "[--reward-model CKPT] [--ranks N] [--watch]   (CKPT: a checkpoint id or job:N; MODEL: "
+     "a CKPT or a model id of `models list`; N: data-parallel worker processes)",
      "submit a job (VALUE is JSON, else a string)", 1, 1,
      "set hyperparameters max-attempts training-file validation-file training-project model "
-     "reward-model",
+     "reward-model ranks",
      "watch", cmd_jobs_submit},
     {"jobs", "list", "[--status S] [--type T] [--limit N] [--after ID]", "list jobs, newest first",
      0, 0, "status type limit after", "", cmd_jobs_list},
@@ -292,7 +293,7 @@ int64_t cli_parse_id(const char *text, const char *what) {
     errno = 0;
     long long v = strtoll(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || v <= 0) {
-        cli_usage_error("%s must be a positive integer id, got '%s'", what, text);
+        cli_usage_error("%s must be a positive integer, got '%s'", what, text);
         return 0;
     }
     return v;

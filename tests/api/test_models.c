@@ -425,6 +425,86 @@ START_TEST(test_llama_base_model_trains_dpo_and_grpo) {
 }
 END_TEST
 
+/* The OpenAI-compatible fine-tuning API takes a registered base model by
+ * its name, for either family: a supervised job from the tiny GPT-2 and
+ * the tiny Qwen3 directory (chat rows, rendered by the model's chat
+ * template), then a reinforcement job from the fine-tuned model's ft: name.
+ * Both jobs' lineage is the registered model, so the reinforcement job's
+ * final checkpoint has the directory's family and vocabulary; an unknown
+ * name is model_not_found. */
+START_TEST(test_openai_fine_tuning_from_base_models) {
+    const struct {
+        const char *name;
+        bool llama;
+        int vocab;
+        int family;
+    } bases[] = {{"tiny", false, 257, MODEL_FAMILY_GPT2},
+                 {"qwen", true, TEST_TINY_VOCAB, MODEL_FAMILY_LLAMA}};
+    for (size_t b = 0; b < sizeof bases / sizeof bases[0]; b++) {
+        test_daemon d;
+        char path[256], body[2048], file[32], ft[128];
+        daemon_with_model(&d, bases[b].name, bases[b].llama, path, sizeof path);
+        const int64_t chat = openai_file(
+            &d, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\","
+                "\"content\":\"hello\"}]}\n"
+                "{\"messages\":[{\"role\":\"user\",\"content\":\"hey\"},{\"role\":\"assistant\","
+                "\"content\":\"hello\"}]}\n");
+        snprintf(file, sizeof file, "file-%lld", (long long)chat);
+        call_expect_error(&d, "POST", "/v1/fine_tuning/jobs", d.admin,
+                          "{\"model\":\"nope\",\"training_file\":\"file-1\"}", 400,
+                          "model_not_found", "model");
+        snprintf(body, sizeof body,
+                 "{\"model\":\"%s\",\"training_file\":\"%s\",\"method\":{\"type\":\"supervised\","
+                 "\"supervised\":{\"hyperparameters\":{\"n_epochs\":2,\"batch_size\":2,"
+                 "\"learning_rate_multiplier\":10}}}}",
+                 bases[b].name, file);
+        http_reply *r = expect_ok(http(&d, "POST", "/v1/fine_tuning/jobs", d.admin, body, NULL));
+        ck_assert_str_eq(json_string_value(json_object_get(r->json, "model")), bases[b].name);
+        const int64_t sft = atoll(json_string_value(json_object_get(r->json, "id")) + 6);
+        reply_free(r);
+        reply_free(wait_job(&d, sft, "succeeded", 0));
+        snprintf(ft, sizeof ft, "ft:%s::ftjob-%lld", bases[b].name, (long long)sft);
+        snprintf(path, sizeof path, "/v1/fine_tuning/jobs/ftjob-%lld", (long long)sft);
+        r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+        ck_assert_str_eq(json_string_value(json_object_get(r->json, "fine_tuned_model")), ft);
+        reply_free(r);
+
+        const int64_t prompts = openai_file(&d, "{\"prompt\":\"hi\",\"answer\":\"hello\"}\n"
+                                                "{\"prompt\":\"hey\",\"answer\":\"hello\"}\n");
+        snprintf(body, sizeof body,
+                 "{\"model\":\"%s\",\"training_file\":\"file-%lld\",\"method\":{\"type\":"
+                 "\"reinforcement\",\"reinforcement\":{\"grader\":{\"type\":\"text_similarity\","
+                 "\"name\":\"close\",\"input\":\"{{sample.output_text}}\",\"reference\":"
+                 "\"{{item.answer}}\",\"evaluation_metric\":\"fuzzy_match\"},\"hyperparameters\":"
+                 "{\"n_epochs\":1,\"batch_size\":2,\"compute_multiplier\":0.25}}}}",
+                 ft, (long long)prompts);
+        r = expect_ok(http(&d, "POST", "/v1/fine_tuning/jobs", d.admin, body, NULL));
+        ck_assert_str_eq(json_string_value(json_object_get(r->json, "model")), ft);
+        const int64_t rft = atoll(json_string_value(json_object_get(r->json, "id")) + 6);
+        reply_free(r);
+        reply_free(wait_job(&d, rft, "succeeded", 0));
+        const int64_t registered =
+            db_int(&d, "SELECT id FROM models WHERE name = 'tiny' OR name = 'qwen'", 0);
+        ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = ?1", sft),
+                         registered);
+        ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = ?1", rft),
+                         registered);
+        ck_assert_int_eq(db_int(&d, "SELECT type = 'grpo' FROM jobs WHERE id = ?1", rft), 1);
+        r = checkpoint_content(&d, final_checkpoint(&d, rft, NULL));
+        model m;
+        char err[256];
+        ck_assert_msg(model_load_bytes(r->body, r->body_len, NULL, &m, NULL, err, sizeof err) == 0,
+                      "%s", err);
+        reply_free(r);
+        ck_assert_int_eq(m.family, bases[b].family);
+        ck_assert_int_eq(model_vocab_size(&m), bases[b].vocab);
+        model_free(&m);
+        daemon_stop(&d);
+        daemon_cleanup(&d);
+    }
+}
+END_TEST
+
 /* A LoRA checkpoint (stored as a blob in its row, as rlhf-train wrote them
  * before the artifact store) downloads as the merged model plus its
  * adapters as a PEFT directory: adapter/ holds the same A and B. */
@@ -574,6 +654,7 @@ Suite *models_suite(void) {
     tcase_add_test(tc, test_upload_checked_per_file_and_whole);
     tcase_add_test(tc, test_train_from_model_and_download_hf_dir);
     tcase_add_test(tc, test_llama_base_model_trains_dpo_and_grpo);
+    tcase_add_test(tc, test_openai_fine_tuning_from_base_models);
     tcase_add_test(tc, test_lora_checkpoint_downloads_with_adapter_dir);
     tcase_add_test(tc, test_worker_killed_while_writing_a_checkpoint);
     suite_add_tcase(s, tc);

@@ -240,13 +240,13 @@ static http_reply *ft_create(const test_daemon *d, const char *body) {
 /* A create that must fail with code and param, storing nothing. */
 static void expect_bad_job(const test_daemon *d, const char *body, const char *code,
                            const char *param) {
-    const int64_t jobs = count(d, "jobs");
+    const int64_t jobs = count(d, "jobs"), ft_jobs = count(d, "fine_tuning_jobs");
     http_reply *r = ft_create(d, body);
     ck_assert_msg(r->status == 400, "%s: %ld %s", body, r->status, r->body);
     expect_error(r, 400, code, param);
     reply_free(r);
     ck_assert_int_eq(count(d, "jobs"), jobs);
-    ck_assert_int_eq(count(d, "fine_tuning_jobs"), 0);
+    ck_assert_int_eq(count(d, "fine_tuning_jobs"), ft_jobs);
 }
 
 static http_reply *ft_get(const test_daemon *d, int64_t id) {
@@ -255,12 +255,19 @@ static http_reply *ft_get(const test_daemon *d, int64_t id) {
     return expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
 }
 
+/* Starts d (no write rate limit) with the chat and the preference file
+ * uploaded: their ids N of file-N. */
+static void daemon_with_files(test_daemon *d, int64_t *chat, int64_t *prefs) {
+    daemon_init(d);
+    daemon_start(d, "--write-rate", "0", NULL);
+    *chat = openai_file(d, chat_jsonl);
+    *prefs = openai_file(d, preference_jsonl);
+}
+
 START_TEST(test_openai_job_create_maps_to_native) {
     test_daemon d;
-    daemon_init(&d);
-    daemon_start(&d, "--write-rate", "0", NULL);
-    const int64_t file = openai_file(&d, chat_jsonl);
-    const int64_t prefs = openai_file(&d, preference_jsonl);
+    int64_t file, prefs;
+    daemon_with_files(&d, &file, &prefs);
     char body[1024], f[32];
     snprintf(f, sizeof f, "file-%lld", (long long)file);
 
@@ -293,7 +300,10 @@ START_TEST(test_openai_job_create_maps_to_native) {
          "invalid_value", "method.type"},
         {"{\"model\":\"scratch\",\"training_file\":\"%s\",\"method\":{\"type\":"
          "\"reinforcement\"}}",
-         "method_unavailable", "method.type"},
+         "missing_required_parameter", "method.reinforcement.grader"},
+        {"{\"model\":\"scratch\",\"training_file\":\"%s\",\"method\":{\"type\":\"supervised\","
+         "\"supervised\":{\"grader\":{}}}}",
+         "unknown_parameter", "method.supervised.grader"},
         {"{\"model\":\"scratch\",\"training_file\":\"%s\",\"method\":{\"type\":\"supervised\","
          "\"dpo\":{}}}",
          "unknown_parameter", "method.dpo"},
@@ -588,6 +598,240 @@ START_TEST(test_openai_status_events_checkpoints) {
 }
 END_TEST
 
+/* ---- dpo and reinforcement ---------------------------------------------------------------- */
+
+/* A prompts file with a reference answer per row (item.prompt, item.answer). */
+static const char prompts_jsonl[] = "{\"prompt\":\"1+1=\",\"answer\":\"2\"}\n"
+                                    "{\"prompt\":\"2+2=\",\"answer\":\"4\"}\n"
+                                    "{\"prompt\":\"3+3=\",\"answer\":\"6\"}\n"
+                                    "{\"prompt\":\"4+4=\",\"answer\":\"8\"}\n"
+                                    "{\"prompt\":\"5+5=\",\"answer\":\"10\"}\n";
+#define EXACT_GRADER                                                                               \
+    "{\"type\":\"string_check\",\"name\":\"exact\",\"input\":\"{{sample.output_text}}\","          \
+    "\"reference\":\"{{item.answer}}\",\"operation\":\"eq\"}"
+
+/* method dpo's hyperparameters (beta, and "auto" everywhere) and method
+ * reinforcement with OpenAI's grader objects: every hyperparameter name
+ * mapped onto grpo's, the graders rlhfd cannot run refused naming the
+ * field, a score_model grader's model becoming the job's reward_model, and
+ * a reinforcement job run to success from a fine-tuned model. */
+START_TEST(test_openai_dpo_and_reinforcement_map_to_native) {
+    test_daemon d;
+    int64_t chat, prefs;
+    daemon_with_files(&d, &chat, &prefs);
+    const int64_t prompts = openai_file(&d, prompts_jsonl);
+    ck_assert_int_eq(db_int(&d, "SELECT format = 'prompts' FROM datasets WHERE id = ?1", prompts),
+                     1);
+    char fields[128], body[2048], model[64];
+    snprintf(fields, sizeof fields, "\"training_file\":%lld", (long long)chat);
+    const int64_t sft = create_sft_job(&d, fields);
+    reply_free(wait_job(&d, sft, "succeeded", 0));
+    const int64_t ckpt = final_checkpoint(&d, sft, NULL);
+    snprintf(model, sizeof model, "ft:scratch::ftjob-%lld", (long long)sft);
+
+    /* dpo: beta, the rest "auto" (dpo's defaults: 1 epoch, learning rate 1e-6) */
+    snprintf(body, sizeof body,
+             "{\"model\":\"%s\",\"training_file\":\"file-%lld\",\"method\":{\"type\":\"dpo\","
+             "\"dpo\":{\"hyperparameters\":{\"beta\":0.5,\"n_epochs\":\"auto\",\"batch_size\":2,"
+             "\"learning_rate_multiplier\":\"auto\"}}}}",
+             model, (long long)prefs);
+    http_reply *r = expect_ok(ft_create(&d, body));
+    const int64_t dpo = atoll(str(r->json, "id") + 6);
+    json_t *hp = json_object_get(r->json, "hyperparameters");
+    ck_assert_double_eq_tol(json_number_value(json_object_get(hp, "beta")), 0.5, 1e-12);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "n_epochs")), 1);
+    ck_assert_double_eq_tol(json_number_value(json_object_get(hp, "learning_rate_multiplier")), 1,
+                            1e-12);
+    ck_assert_str_eq(str(json_object_get(r->json, "method"), "type"), "dpo");
+    reply_free(r);
+    r = get_job(&d, dpo);
+    ck_assert_str_eq(str(r->json, "type"), "dpo");
+    hp = json_object_get(r->json, "hyperparameters");
+    ck_assert_double_eq_tol(json_number_value(json_object_get(hp, "beta")), 0.5, 1e-12);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "batch_size")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "epochs")), 1);
+    ck_assert_double_eq_tol(json_number_value(json_object_get(hp, "learning_rate")), 1e-6, 1e-18);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "model")), ckpt);
+    reply_free(r);
+    reply_free(cancel_job(&d, dpo));
+
+    /* reinforcement's errors, each naming OpenAI's field (nothing stored) */
+    const struct {
+        const char *grader, *hyperparameters, *code, *param;
+    } bad[] = {
+        {"{\"type\":\"python\",\"name\":\"p\",\"source\":\"def grade(s, i): return 1\"}", "{}",
+         "unsupported_grader", "method.reinforcement.grader.type"},
+        {"{\"type\":\"endpoint\",\"name\":\"e\",\"url\":\"https://example.com\"}", "{}",
+         "unsupported_grader", "method.reinforcement.grader.type"},
+        {"{\"type\":\"multi\",\"graders\":{\"exact\":" EXACT_GRADER ",\"judge\":{\"type\":"
+         "\"label_model\",\"name\":\"judge\",\"model\":\"gpt-4o\",\"input\":[],\"labels\":[],"
+         "\"passing_labels\":[]}},\"calculate_output\":\"exact\"}",
+         "{}", "unsupported_grader", "method.reinforcement.grader.graders.judge.type"},
+        {"{\"type\":\"string_check\",\"name\":\"x\",\"input\":\"{{sample.output_text}}\","
+         "\"reference\":\"{{item.answer}}\",\"operation\":\"equals\"}",
+         "{}", "invalid_grader", "method.reinforcement.grader.operation"},
+        {"{\"type\":\"text_similarity\",\"name\":\"x\",\"input\":\"{{sample.output_text}}\","
+         "\"reference\":\"{{item.answer}}\",\"evaluation_metric\":\"cosine\"}",
+         "{}", "invalid_grader", "method.reinforcement.grader.evaluation_metric"},
+        {"{\"type\":\"string_check\",\"name\":\"x\",\"input\":\"{{sample.output_text}}\","
+         "\"reference\":\"{{ item.reference_answer }}\",\"operation\":\"eq\"}",
+         "{}", "invalid_value", "method.reinforcement.grader.reference"},
+        {"{\"type\":\"score_model\",\"name\":\"rm\",\"model\":\"ftckpt-1\",\"input\":[{\"role\":"
+         "\"user\",\"content\":\"{{sample.output_text}}\"}]}",
+         "{}", "invalid_value", "method.reinforcement.grader.input"},
+        {"{\"type\":\"score_model\",\"name\":\"rm\",\"model\":\"ftckpt-1\",\"sampling_params\":"
+         "{\"temperature\":1}}",
+         "{}", "invalid_value", "method.reinforcement.grader.sampling_params"},
+        {"{\"type\":\"multi\",\"graders\":{\"a\":{\"type\":\"score_model\",\"model\":\"ftckpt-1\"},"
+         "\"b\":{\"type\":\"score_model\",\"model\":\"ftckpt-2\"}},\"calculate_output\":\"a+b\"}",
+         "{}", "invalid_value", "method.reinforcement.grader.graders.b.model"},
+        {"{\"type\":\"score_model\",\"model\":\"ftckpt-999\"}", "{}", "checkpoint_not_found",
+         "reward_model"},
+        {"{\"type\":\"score_model\",\"model\":\"ftckpt-%lld\"}", "{}", "invalid_model",
+         "reward_model"},
+        {EXACT_GRADER, "{\"reasoning_effort\":\"high\"}", "invalid_value",
+         "method.reinforcement.hyperparameters.reasoning_effort"},
+        {EXACT_GRADER, "{\"eval_samples\":4}", "invalid_value",
+         "method.reinforcement.hyperparameters.eval_samples"},
+        {EXACT_GRADER, "{\"beta\":0.1}", "invalid_value",
+         "method.reinforcement.hyperparameters.beta"},
+        {EXACT_GRADER, "{\"warmup\":1}", "unknown_parameter",
+         "method.reinforcement.hyperparameters.warmup"},
+        {EXACT_GRADER, "{\"compute_multiplier\":1000}", "invalid_hyperparameter",
+         "method.reinforcement.hyperparameters.compute_multiplier"},
+        {EXACT_GRADER, "{\"batch_size\":0}", "invalid_value",
+         "method.reinforcement.hyperparameters.batch_size"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char grader[1024];
+        snprintf(grader, sizeof grader, bad[i].grader, (long long)ckpt);
+        snprintf(body, sizeof body,
+                 "{\"model\":\"%s\",\"training_file\":\"file-%lld\",\"method\":{\"type\":"
+                 "\"reinforcement\",\"reinforcement\":{\"grader\":%s,\"hyperparameters\":%s}}}",
+                 model, (long long)prompts, grader, bad[i].hyperparameters);
+        expect_bad_job(&d, body, bad[i].code, bad[i].param);
+    }
+
+    /* A score_model grader's model is the job's reward_model, weighted 0
+     * beside the grader (the reward is the grader's score alone). */
+    snprintf(body, sizeof body,
+             "{\"model\":\"%s\",\"training_file\":\"file-%lld\",\"method\":{\"type\":"
+             "\"reinforcement\",\"reinforcement\":{\"grader\":{\"type\":\"score_model\",\"name\":"
+             "\"rm\",\"model\":\"ft:scratch::ftjob-%lld\",\"range\":[-1,1]}}}}",
+             model, (long long)prompts, (long long)sft);
+    r = ft_create(&d, body);
+    expect_error(r, 400, "invalid_model", "reward_model"); /* an sft job's, not a reward job's */
+    ck_assert_ptr_nonnull(strstr(str(json_object_get(r->json, "error"), "message"), "job"));
+    reply_free(r);
+
+    /* The mapping: 5 rows, 2 a step → 3 steps a pass, 2 passes; 8
+     * completions × 0.25 → 2; grpo's learning rate 1e-6 × 10. */
+    snprintf(body, sizeof body,
+             "{\"model\":\"%s\",\"training_file\":\"file-%lld\",\"suffix\":\"rft\",\"method\":{"
+             "\"type\":\"reinforcement\",\"reinforcement\":{\"grader\":" EXACT_GRADER
+             ",\"hyperparameters\":{\"n_epochs\":2,\"batch_size\":2,\"compute_multiplier\":0.25,"
+             "\"learning_rate_multiplier\":10,\"eval_interval\":1,\"eval_samples\":1,"
+             "\"reasoning_effort\":\"default\"}}}}",
+             model, (long long)prompts);
+    r = expect_ok(ft_create(&d, body));
+    const int64_t rft = atoll(str(r->json, "id") + 6);
+    json_t *method = json_object_get(r->json, "method");
+    ck_assert_str_eq(str(method, "type"), "reinforcement");
+    json_t *want = json_loads(EXACT_GRADER, 0, NULL);
+    ck_assert(
+        json_equal(json_object_get(json_object_get(method, "reinforcement"), "grader"), want));
+    hp = json_object_get(r->json, "hyperparameters");
+    ck_assert(json_equal(
+        json_object_get(json_object_get(method, "reinforcement"), "hyperparameters"), hp));
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "n_epochs")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "batch_size")), 2);
+    ck_assert_double_eq_tol(json_number_value(json_object_get(hp, "compute_multiplier")), 0.25,
+                            1e-12);
+    ck_assert_double_eq_tol(json_number_value(json_object_get(hp, "learning_rate_multiplier")), 10,
+                            1e-9);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "eval_interval")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "eval_samples")), 1);
+    ck_assert_str_eq(str(hp, "reasoning_effort"), "default");
+    reply_free(r);
+    r = get_job(&d, rft);
+    ck_assert_str_eq(str(r->json, "type"), "grpo");
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "model")), ckpt);
+    hp = json_object_get(r->json, "hyperparameters");
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "total_steps")), 6);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "prompts_per_step")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "num_generations")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "eval_interval")), 1);
+    ck_assert_double_eq_tol(json_number_value(json_object_get(hp, "learning_rate")), 1e-5, 1e-15);
+    ck_assert(json_equal(json_object_get(hp, "grader"), want));
+    json_decref(want);
+    reply_free(r);
+    reply_free(wait_job(&d, rft, "succeeded", 0));
+    r = ft_get(&d, rft);
+    char name[96];
+    snprintf(name, sizeof name, "ft:scratch:rft:ftjob-%lld", (long long)rft);
+    ck_assert_str_eq(str(r->json, "fine_tuned_model"), name);
+    reply_free(r);
+    /* the grader, by its name, scored every step's completions */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(DISTINCT step) FROM metrics WHERE job_id = ?1 AND "
+                            "name = 'rewards/exact/mean'",
+                            rft),
+                     6);
+
+    /* A score_model grader with a reward job's model: the job's
+     * reward_model, weighted 0 beside the grader, scoring through it. */
+    snprintf(body, sizeof body,
+             "{\"type\":\"reward\",\"training_file\":%lld,\"model\":%lld,\"hyperparameters\":"
+             "" TINY_REWARD "}",
+             (long long)demo_dataset(&d, "preference", 24, 2), (long long)ckpt);
+    const int64_t rm = create_job(&d, body);
+    reply_free(wait_job(&d, rm, "succeeded", 0));
+    snprintf(
+        body, sizeof body,
+        "{\"model\":\"%s\",\"training_file\":\"file-%lld\",\"method\":{\"type\":"
+        "\"reinforcement\",\"reinforcement\":{\"grader\":{\"type\":\"multi\",\"graders\":{"
+        "\"rm\":{\"type\":\"score_model\",\"name\":\"rm\",\"model\":\"ft:scratch::ftjob-%lld\","
+        "\"range\":[-1,1]},\"exact\":" EXACT_GRADER "},\"calculate_output\":\"0.5 * rm + "
+        "exact\"},\"hyperparameters\":{\"n_epochs\":1,\"batch_size\":5,"
+        "\"compute_multiplier\":0.25}}}}",
+        model, (long long)prompts, (long long)rm);
+    r = expect_ok(ft_create(&d, body));
+    const int64_t scored = atoll(str(r->json, "id") + 6);
+    reply_free(r);
+    r = get_job(&d, scored);
+    ck_assert_int_eq(json_integer_value(json_object_get(r->json, "reward_model")),
+                     final_checkpoint(&d, rm, NULL));
+    hp = json_object_get(r->json, "hyperparameters");
+    ck_assert_double_eq(json_number_value(json_object_get(hp, "reward_model_weight")), 0);
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "total_steps")), 1);
+    reply_free(r);
+    reply_free(wait_job(&d, scored, "succeeded", 0));
+    /* both parts scored; the reward is 0.5 rm + exact, each within its range */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name IN "
+                            "('rewards/rm/mean', 'rewards/exact/mean')",
+                            scored),
+                     2);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM metrics WHERE job_id = ?1 AND name = "
+                            "'rewards/rm/mean' AND value BETWEEN -1 AND 1",
+                            scored),
+                     1);
+    /* mean reward = 0.5 · mean rm + mean exact (to 1e-9): no second,
+     * normalised reward-model term beside the grader */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT abs(t.value - 0.5 * m.value - e.value) < 1e-9 FROM metrics t "
+                            "JOIN metrics m ON m.job_id = t.job_id AND m.step = t.step AND m.name "
+                            "= 'rewards/rm/mean' JOIN metrics e ON e.job_id = t.job_id AND e.step "
+                            "= t.step AND e.name = 'rewards/exact/mean' WHERE t.job_id = ?1 AND "
+                            "t.name = 'reward'",
+                            scored),
+                     1);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* ---- the official SDK --------------------------------------------------------------------- */
 
 START_TEST(test_openai_sdk) {
@@ -647,9 +891,29 @@ START_TEST(test_openai_sdk) {
     ck_assert_int_eq(db_int(&d, "SELECT status = 'cancelled' FROM jobs WHERE id = ?1", cancelled),
                      1);
     ck_assert_int_eq(json_integer_value(json_object_get(summary, "jobs_listed")),
-                     count(&d, "jobs"));
+                     db_int(&d, "SELECT count(*) FROM jobs WHERE id <= ?1", cancelled));
+    /* dpo and reinforcement ran as the native dpo and grpo jobs they map to */
+    json_t *methods = json_object_get(summary, "methods");
+    r = get_job(&d, atoll(str(methods, "dpo") + 6));
+    ck_assert_str_eq(str(r->json, "type"), "dpo");
+    ck_assert_str_eq(str(r->json, "status"), "succeeded");
+    hp = json_object_get(r->json, "hyperparameters");
+    ck_assert_double_eq_tol(json_number_value(json_object_get(hp, "beta")), 0.25, 1e-12);
+    reply_free(r);
+    r = get_job(&d, atoll(str(methods, "reinforcement") + 6));
+    ck_assert_str_eq(str(r->json, "type"), "grpo");
+    ck_assert_str_eq(str(r->json, "status"), "succeeded");
+    hp = json_object_get(r->json, "hyperparameters");
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "total_steps")),
+                     3); /* 3 rows, 1 a step */
+    ck_assert_int_eq(json_integer_value(json_object_get(hp, "num_generations")), 2);
+    ck_assert_str_eq(str(json_object_get(hp, "grader"), "type"), "multi");
+    reply_free(r);
     ck_assert_int_eq(json_integer_value(json_object_get(summary, "files_listed")),
-                     count(&d, "datasets"));
+                     db_int(&d,
+                            "SELECT count(*) FROM datasets WHERE name NOT IN ('prefs.jsonl', "
+                            "'prompts.jsonl')",
+                            0)); /* the files the dpo and reinforcement jobs add come after */
     const int64_t file_id = atoll(str(summary, "file") + 5);
     ck_assert_int_eq(db_int(&d, "SELECT bytes FROM datasets WHERE id = ?1", file_id),
                      (int64_t)strlen(chat_jsonl));
@@ -679,6 +943,7 @@ Suite *openai_suite(void) {
     tcase_add_test(tc, test_openai_files);
     tcase_add_test(tc, test_openai_job_create_maps_to_native);
     tcase_add_test(tc, test_openai_status_events_checkpoints);
+    tcase_add_test(tc, test_openai_dpo_and_reinforcement_map_to_native);
     tcase_add_test(tc, test_openai_sdk);
     tcase_set_timeout(tc, 180);
     suite_add_tcase(s, tc);

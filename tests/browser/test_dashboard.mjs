@@ -20,6 +20,16 @@ export default async function ({ browser, daemon }) {
   assert(await page.locator('#l-hp.invalid').count(), 'the hyperparameters field is marked');
   assertEq((await daemon.api('GET', '/v1/jobs')).data.length, 0, 'nothing was created');
 
+  // ranks goes into the body; the server refuses it for a one-process type,
+  // naming the field, which the form marks.
+  await page.fill('#l-hp', JSON.stringify({ total_steps: 4096 }));
+  await page.fill('#l-ranks', '2');
+  await page.click('#l-submit');
+  await until(async () => (await page.textContent('#launch-error')).startsWith('ranks: '), 'the ranks error');
+  assert(await page.locator('#l-ranks.invalid').count(), 'the ranks field is marked');
+  assertEq((await daemon.api('GET', '/v1/jobs')).data.length, 0, 'nothing was created');
+  await page.fill('#l-ranks', '');
+
   // 16 updates of 4 x 128 steps.
   const hp = { env: 'CartPole-v1', total_steps: 8192, num_envs: 4, num_steps: 128, seed: 3 };
   await page.fill('#l-hp', JSON.stringify(hp));

@@ -178,9 +178,6 @@ async function expectError(cls, code, param, call) {
 // dpo runs as the dpo job type, which starts from a policy: not from scratch
 await expectError(BadRequestError, 'missing_required_parameter', 'model', () =>
   client.fineTuning.jobs.create({ model: 'scratch', training_file: file.id, method: { type: 'dpo' } }));
-await expectError(BadRequestError, 'method_unavailable', 'method.type', () =>
-  client.fineTuning.jobs.create({
-    model: 'scratch', training_file: file.id, method: { type: 'reinforcement' } }));
 await expectError(BadRequestError, 'model_not_found', 'model', () =>
   client.fineTuning.jobs.create({ model: 'gpt-4o-mini', training_file: file.id }));
 await expectError(NotFoundError, 'job_not_found', null, () =>
@@ -248,5 +245,78 @@ if (chatModel) {
   summary.chat = message.content;
   summary.chat_chunks = chunks;
 }
+
+// ---- dpo and reinforcement (method.type → job type dpo / grpo) ---------------
+// One function, so other blocks of this script merge beside it.
+async function dpoAndReinforcement(base) {
+  const prefs = await client.files.create({
+    purpose: 'fine-tune',
+    file: await toFile(Buffer.from(['hi', 'hey', 'hello', 'yo', 'hi there', 'good day', 'howdy', 'greetings']
+      .map((w) => JSON.stringify({
+        input: { messages: [{ role: 'user', content: w }] },
+        preferred_output: [{ role: 'assistant', content: 'hello' }],
+        non_preferred_output: [{ role: 'assistant', content: 'go away' }],
+      })).join('\n')), 'prefs.jsonl'),
+  });
+  const dpo = await client.fineTuning.jobs.create({
+    model: base,
+    training_file: prefs.id,
+    method: { type: 'dpo', dpo: { hyperparameters: { beta: 0.25, n_epochs: 1, batch_size: 'auto' } } },
+  });
+  check(dpo.method.type === 'dpo' && dpo.method.dpo.hyperparameters.beta === 0.25, JSON.stringify(dpo.method));
+  check(dpo.hyperparameters.n_epochs === 1 && dpo.hyperparameters.batch_size === 8, 'dpo auto batch_size');
+  const dpoDone = await waitJob(dpo.id, ['succeeded', 'failed', 'cancelled'], [dpo.status]);
+  check(dpoDone.status === 'succeeded', `dpo ended ${dpoDone.status}: ${JSON.stringify(dpoDone.error)}`);
+
+  const prompts = await client.files.create({
+    purpose: 'fine-tune',
+    file: await toFile(Buffer.from(['1+1=|2', '2+2=|4', '3+3=|6'].map((r) => {
+      const [prompt, answer] = r.split('|');
+      return JSON.stringify({ prompt, answer });
+    }).join('\n')), 'prompts.jsonl'),
+  });
+  const grader = {
+    type: 'multi',
+    graders: {
+      exact: { type: 'string_check', name: 'exact', input: '{{sample.output_text}}', reference: '{{item.answer}}', operation: 'eq' },
+      close: { type: 'text_similarity', name: 'close', input: '{{sample.output_text}}', reference: '{{item.answer}}', evaluation_metric: 'fuzzy_match' },
+    },
+    calculate_output: '0.5 * exact + 0.5 * close',
+  };
+  const rft = await client.fineTuning.jobs.create({
+    model: dpoDone.fine_tuned_model,
+    training_file: prompts.id,
+    method: {
+      type: 'reinforcement',
+      reinforcement: {
+        grader,
+        hyperparameters: { n_epochs: 1, batch_size: 1, compute_multiplier: 0.25, eval_samples: 'auto', reasoning_effort: 'default' },
+      },
+    },
+  });
+  check(rft.method.type === 'reinforcement', JSON.stringify(rft.method));
+  check(JSON.stringify(rft.method.reinforcement.grader) === JSON.stringify(grader), 'the grader as given');
+  check(rft.hyperparameters.compute_multiplier === 0.25 && rft.hyperparameters.n_epochs === 1, JSON.stringify(rft.hyperparameters));
+  const rftDone = await waitJob(rft.id, ['succeeded', 'failed', 'cancelled'], [rft.status]);
+  check(rftDone.status === 'succeeded', `reinforcement ended ${rftDone.status}: ${JSON.stringify(rftDone.error)}`);
+  check(rftDone.fine_tuned_model === `ft:scratch::${rft.id}`, rftDone.fine_tuned_model);
+
+  // A grader rlhfd cannot run: OpenAI's error shape, param naming the field.
+  const refused = (badGrader, param) => expectError(BadRequestError, 'unsupported_grader', param, () =>
+    client.fineTuning.jobs.create({
+      model: base,
+      training_file: prompts.id,
+      method: { type: 'reinforcement', reinforcement: { grader: badGrader } },
+    }));
+  await refused({ type: 'python', name: 'p', source: 'def grade(sample, item):\n  return 1.0' },
+    'method.reinforcement.grader.type');
+  await refused({
+    type: 'multi',
+    graders: { judge: { type: 'label_model', name: 'judge', model: 'gpt-4o', input: [], labels: ['a'], passing_labels: ['a'] } },
+    calculate_output: 'judge',
+  }, 'method.reinforcement.grader.graders.judge.type');
+  return { dpo: dpo.id, reinforcement: rft.id };
+}
+summary.methods = await dpoAndReinforcement(job.fine_tuned_model);
 
 console.log(JSON.stringify(summary));

@@ -25,8 +25,10 @@
 #include "jobs.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
+#include "test_hf_fixture.h"
 #include "test_server_util.h"
 #include "test_util.h"
+#include "worker_launch.h"
 
 #define SHORT_JOB "{\"type\":\"ppo-control\",\"hyperparameters\":{\"total_steps\":2048}}"
 /* Minutes of training: long enough to hold the only worker while a test
@@ -180,6 +182,16 @@ static int64_t json_id(const json_t *obj) {
 }
 
 /* How often needle occurs in hay. */
+/* The id of the object a --json create printed, as text; asserts exit 0
+ * and frees r. */
+static void created_id(ctl_result *r, char id[32]) {
+    expect_code(r, 0);
+    json_t *obj = out_json(r);
+    snprintf(id, 32, "%lld", (long long)json_id(obj));
+    json_decref(obj);
+    free(r);
+}
+
 static int count_of(const char *hay, const char *needle) {
     int n = 0;
     for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle))
@@ -399,14 +411,9 @@ START_TEST(test_rlhfctl_comparisons_and_rank) {
     free(r);
     snprintf(url, sizeof url, "http://127.0.0.1:%d", d.port);
 
-    r = ctl(&d, "--json", "projects", "create", "helpful", "--k", "3", NULL);
-    expect_code(r, 0);
-    json_t *project = out_json(r);
     char pid[32];
-    snprintf(pid, sizeof pid, "%lld", (long long)json_id(project));
-    grant_project_all(&d, json_id(project));
-    json_decref(project);
-    free(r);
+    created_id(ctl(&d, "--json", "projects", "create", "helpful", "--k", "3", NULL), pid);
+    grant_project_all(&d, strtoll(pid, NULL, 10));
     r = ctl(&d, "comparisons", "add", pid, "--prompt", "Name a colour.", "--candidate", "Blue.",
             "--candidate", "Seven.", "--candidate", "Red.", NULL);
     expect_code(r, 0);
@@ -739,15 +746,12 @@ START_TEST(test_rlhfctl_sft_from_dataset) {
     for (int i = 0; i < 40; i++)
         fprintf(f, "{\"prompt\":\"What is %d plus one?\",\"response\":\"%d.\"}\n", i, i + 1);
     fclose(f);
-    ctl_result *r =
-        ctl(&d, "--json", "datasets", "create", "sums", "--format", "sft", "--file", data, NULL);
-    expect_code(r, 0);
-    json_t *ds = out_json(r);
     char ds_id[32];
-    snprintf(ds_id, sizeof ds_id, "%lld", (long long)json_id(ds));
-    json_decref(ds);
-    free(r);
-    r = ctl(&d, "jobs", "submit", "sft", "--training-file", ds_id, "--set", "max_steps=4", "--set",
+    created_id(
+        ctl(&d, "--json", "datasets", "create", "sums", "--format", "sft", "--file", data, NULL),
+        ds_id);
+    ctl_result *r =
+        ctl(&d, "jobs", "submit", "sft", "--training-file", ds_id, "--set", "max_steps=4", "--set",
             "n_layer=1", "--set", "n_head=2", "--set", "d_model=32", "--set", "context=64", "--set",
             "batch_size=4", "--watch", NULL);
     expect_code(r, 0);
@@ -1117,6 +1121,24 @@ START_TEST(test_rlhfctl_retries_429) {
 }
 END_TEST
 
+/* Starts d with a --model-root holding the tiny GPT-2 directory "tiny"
+ * (its path into dir) and the tiny Qwen3 one "qwen" (test_hf_fixture.h),
+ * and --hostfile unless hostfile is NULL. */
+static void daemon_with_model_root(test_daemon *d, char dir[200], const char *hostfile) {
+    char root[160], qwen[200];
+    snprintf(root, sizeof root, "%s/models", d->dir);
+    ck_assert_int_eq(mkdir(root, 0755), 0);
+    snprintf(qwen, sizeof qwen, "%s/qwen", root);
+    ck_assert_int_eq(mkdir(qwen, 0755), 0);
+    test_write_tiny_qwen3_dir(qwen, 3);
+    snprintf(dir, 200, "%s/tiny", root);
+    test_write_hf_model_dir(dir, 7, true);
+    if (hostfile)
+        daemon_start(d, "--model-root", root, "--hostfile", hostfile, NULL);
+    else
+        daemon_start(d, "--model-root", root, NULL);
+}
+
 /* models add / upload / list / show / delete against a daemon with a
  * --model-root: the registered directory and the uploaded copy are both
  * ready, listed, and deleted; an upload the server finds unusable exits
@@ -1124,12 +1146,8 @@ END_TEST
 START_TEST(test_rlhfctl_models) {
     test_daemon d;
     daemon_init(&d);
-    char root[160], dir[200], bad[200], file[260];
-    snprintf(root, sizeof root, "%s/models", d.dir);
-    ck_assert_int_eq(mkdir(root, 0755), 0);
-    snprintf(dir, sizeof dir, "%s/tiny", root);
-    test_write_hf_model_dir(dir, 7, true);
-    daemon_start(&d, "--model-root", root, NULL);
+    char dir[200], bad[200], file[260];
+    daemon_with_model_root(&d, dir, NULL);
     ctl_result *r = ctl(&d, "models", "add", "tiny", NULL);
     expect_code(r, 0);
     ck_assert_msg(strstr(r->out, "ready") != NULL, "%s", r->out);
@@ -1289,6 +1307,92 @@ START_TEST(test_rlhfctl_chat) {
 }
 END_TEST
 
+/* jobs submit --model MODEL --ranks N. --ranks 0 is a usage error; ranks
+ * reaches the server (a one-process type refuses 2, naming ranks), and so
+ * does --model (an unknown name is model_not_found). With MPI built and a
+ * hostfile, 2-rank sft jobs run under mpirun to success: from scratch, from
+ * the first one's checkpoint (--model job:1), and from the registered
+ * GPT-2 and Qwen3 directories (--model tiny, --model qwen: rank 0 ships
+ * the directory to rank 1). */
+START_TEST(test_rlhfctl_submit_model_and_ranks) {
+    test_daemon d;
+    daemon_init(&d);
+    char dir[200], hostfile[160], data[160];
+    snprintf(hostfile, sizeof hostfile, "%s/hosts", d.dir);
+    write_file(hostfile, "localhost slots=2\n");
+    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+    setenv("OMPI_MCA_rmaps_base_oversubscribe", "1", 1);
+    daemon_with_model_root(&d, dir, hostfile);
+    ctl_result *r = ctl(&d, "models", "add", "tiny", NULL);
+    expect_code(r, 0);
+    free(r);
+    r = ctl(&d, "models", "add", "qwen", NULL);
+    expect_code(r, 0);
+    free(r);
+    snprintf(data, sizeof data, "%s/sft.jsonl", d.dir);
+    FILE *f = fopen(data, "w");
+    for (int i = 0; i < 24; i++)
+        fprintf(f, "{\"prompt\":\"q%d\",\"response\":\"a %.*s\"}\n", i, 1 + i % 6, "bcdefgh");
+    fclose(f);
+    char ds_id[32];
+    created_id(
+        ctl(&d, "--json", "datasets", "create", "s", "--format", "sft", "--file", data, NULL),
+        ds_id);
+
+    r = ctl(&d, "jobs", "submit", "sft", "--training-file", ds_id, "--ranks", "0", NULL);
+    expect_code(r, 2);
+    ck_assert_msg(strstr(r->err, "ranks must be a positive integer") != NULL, "%s", r->err);
+    free(r);
+    /* ranks reaches the server: a type that runs in one process refuses it */
+    r = ctl(&d, "jobs", "submit", "ppo-control", "--ranks", "2", NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "param ranks") != NULL, "%s", r->err);
+    free(r);
+    r = ctl(&d, "jobs", "submit", "sft", "--training-file", ds_id, "--model", "nope", NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "param model") && strstr(r->err, "model_not_found"), "%s", r->err);
+    free(r);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs", 0), 0);
+    if (!worker_launch_mpi_built()) {
+        daemon_stop(&d);
+        daemon_cleanup(&d);
+        test_skip("the 2-rank job: rlhf-train was built without MPI");
+        return;
+    }
+#define TINY_SETS                                                                                  \
+    "--set", "n_layer=1", "--set", "d_model=16", "--set", "n_head=2", "--set", "context=32",       \
+        "--set", "max_steps=3", "--set", "batch_size=4", "--set", "sample_interval=0", "--set",    \
+        "eval_fraction=0"
+    static const char *const models[] = {NULL, "job:1", "tiny", "qwen"};
+    for (int i = 1; i <= 4; i++) {
+        const char *model = models[i - 1];
+        r = model ? ctl(&d, "--json", "jobs", "submit", "sft", "--training-file", ds_id, "--model",
+                        model, "--ranks", "2", TINY_SETS, NULL)
+                  : ctl(&d, "--json", "jobs", "submit", "sft", "--training-file", ds_id, "--ranks",
+                        "2", TINY_SETS, NULL);
+        expect_code(r, 0);
+        json_t *job = out_json(r);
+        ck_assert_int_eq(json_id(job), i);
+        ck_assert_int_eq(json_integer_value(json_object_get(job, "ranks")), 2);
+        json_decref(job);
+        free(r);
+        reply_free(wait_job(&d, i, "succeeded", 0));
+    }
+#undef TINY_SETS
+    /* the server holds what the options said */
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM job_events WHERE code = 'data_parallel'", 0),
+                     4);
+    ck_assert_int_eq(
+        db_int(&d, "SELECT parent_checkpoint_id IS NOT NULL FROM jobs WHERE id = 2", 0), 1);
+    ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = 3", 0),
+                     db_int(&d, "SELECT id FROM models WHERE name = 'tiny'", 0));
+    ck_assert_int_eq(db_int(&d, "SELECT base_model_id FROM jobs WHERE id = 4", 0),
+                     db_int(&d, "SELECT id FROM models WHERE name = 'qwen'", 0));
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *rlhfctl_suite(void) {
     Suite *s = suite_create("rlhfctl");
     TCase *tc = tcase_create("rlhfctl");
@@ -1305,6 +1409,7 @@ Suite *rlhfctl_suite(void) {
     tcase_add_test(tc, test_rlhfctl_models);
     tcase_add_test(tc, test_rlhfctl_studies);
     tcase_add_test(tc, test_rlhfctl_chat);
+    tcase_add_test(tc, test_rlhfctl_submit_model_and_ranks);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
     return s;

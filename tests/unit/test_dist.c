@@ -233,13 +233,41 @@ START_TEST(test_dist_job_packet_round_trip) {
     ck_assert_int_eq(dist_job_encode(sft, &cfg, 1, &missing, &bytes, &n, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "/nonexistent/x.safetensors") != NULL, "%s", err);
 
+    /* A model directory as the init model (a registered model's lineage)
+     * arrives as a directory with every file; as the tokenizer directory,
+     * without its weights. */
+    free(bytes);
+    snprintf(path, sizeof path, "%s/model.safetensors", tokdir);
+    f = fopen(path, "w");
+    fputs("weights", f);
+    fclose(f);
+    const job_inputs from_dir = {.init_checkpoint = tokdir, .tokenizer_dir = tokdir};
+    ck_assert_int_eq(dist_job_encode(sft, &cfg, 1, &from_dir, &bytes, &n, err, sizeof err), 0);
+    dec = dist_job_decode(bytes, n, &type, &got_cfg, &threads, &out, err, sizeof err);
+    ck_assert_msg(dec != NULL, "%s", err);
+    ck_assert_str_ne(out.init_checkpoint, tokdir);
+    const char *const files[] = {"encoder.json", "vocab.bpe", "model.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", out.init_checkpoint, files[i]);
+        ck_assert_msg(access(path, R_OK) == 0, "%s did not arrive", files[i]);
+        snprintf(path, sizeof path, "%s/%s", out.tokenizer_dir, files[i]);
+        ck_assert_int_eq(access(path, R_OK) == 0, i < 2);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", out.init_checkpoint);
+    got = read_whole(path, &got_n);
+    ck_assert_str_eq(got, "weights");
+    free(got);
+    snprintf(received_dir, sizeof received_dir, "%s", out.init_checkpoint);
+    dist_job_decoded_free(dec);
+    ck_assert_int_ne(stat(received_dir, &sb), 0); /* cleaned up */
+
     free(bytes);
     unlink(init);
     free(init);
-    snprintf(path, sizeof path, "%s/encoder.json", tokdir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/vocab.bpe", tokdir);
-    unlink(path);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", tokdir, files[i]);
+        unlink(path);
+    }
     rmdir(tokdir);
 }
 END_TEST

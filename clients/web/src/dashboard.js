@@ -39,6 +39,7 @@ let jobsAfter = null; // cursor of the next page of the list
 let selected = null; // {id, job, abort, charts, pollTimer}
 let datasets = [];
 let checkpoints = [];
+let baseModels = []; // registered models (POST /v1/models) that are ready
 let projects = [];
 
 /* ---- the jobs list ---------------------------------------------------------- */
@@ -98,11 +99,14 @@ function fillDatasetSelect(sel, format, optional) {
 }
 
 // Checkpoints of jobs of the given types (a policy for model, a reward job's
-// for reward_model).
-function fillCheckpointSelect(sel, types) {
+// for reward_model), after the registered base models when withBases (their
+// names are models too: a lineage starts there).
+function fillCheckpointSelect(sel, types, withBases = false) {
   const keep = sel.value;
   clear(sel);
   sel.append(el('option', { value: '' }, '(none)'));
+  for (const m of withBases ? baseModels : [])
+    sel.append(el('option', { value: m.id }, `${m.id}: registered ${m.family || ''} model`));
   for (const c of checkpoints.filter((x) => types.includes(x.job_type)))
     sel.append(el('option', { value: String(c.id) }, `#${c.id}: ${c.job_type} job ${c.job_id}, step ${c.step_number} (${c.kind})`));
   if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
@@ -121,7 +125,7 @@ function onTypeChange() {
   fillDatasetSelect($('l-train'), t.format, t.project);
   fillDatasetSelect($('l-valid'), t.format, true);
   fillProjectSelect($('l-project'));
-  fillCheckpointSelect($('l-model'), ['sft', 'ppo', 'dpo', 'grpo', 'rloo']);
+  fillCheckpointSelect($('l-model'), ['sft', 'ppo', 'dpo', 'grpo', 'rloo'], true);
   fillCheckpointSelect($('l-reward'), ['reward']);
   $('l-model').disabled = !t.model;
   for (const n of document.querySelectorAll('.ppo-only')) n.hidden = !t.reward;
@@ -135,6 +139,7 @@ async function loadLaunchChoices() {
   try {
     datasets = await listAll('/v1/datasets', 500);
     projects = await listAll('/v1/projects', 500);
+    baseModels = (await api('GET', '/v1/models')).data.filter((m) => m.source && m.status === 'ready');
     // Checkpoints of the most recent finished jobs.
     const jobs = await api('GET', '/v1/jobs?status=succeeded&limit=20');
     const lists = await Promise.all(jobs.data.map((j) => api('GET', `/v1/jobs/${j.id}/checkpoints?limit=20`)));
@@ -174,9 +179,12 @@ async function launch(event) {
   if (num('l-train') !== null) body.training_file = num('l-train');
   if (num('l-valid') !== null) body.validation_file = num('l-valid');
   if (t.project && num('l-project') !== null) body.training_project = num('l-project');
-  if (t.model && num('l-model') !== null) body.model = num('l-model');
+  // a checkpoint id, or a registered model's name
+  const model = $('l-model').value;
+  if (t.model && model) body.model = /^\d+$/.test(model) ? Number(model) : model;
   if (t.reward && num('l-reward') !== null) body.reward_model = num('l-reward');
   if (num('l-attempts') !== null) body.max_attempts = num('l-attempts');
+  if (num('l-ranks') !== null) body.ranks = num('l-ranks');
   $('l-submit').disabled = true;
   try {
     const job = await api('POST', '/v1/jobs', body, { idempotent: true });
