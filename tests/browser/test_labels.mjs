@@ -132,6 +132,15 @@ export default async function ({ browser, daemon }) {
   assertEq(await admin.textContent('#q-table tbody tr td:first-child'), 'bob', 'the annotator');
   assertEq(await admin.textContent('#q-table tbody tr .alpha'), '–', 'alpha is undefined with one annotator');
   assertEq(await admin.locator('#q-bias tbody tr[data-k="2"]').count(), 1, 'position bias for k = 2');
+  // Exclude bob from the exports and training, then include him again: the
+  // button follows the server's state.
+  const bobId = (await daemon.api('GET', `/v1/projects/${project.id}/annotators`)).data[0].id;
+  await admin.click('#q-table tbody tr button.exclude');
+  await admin.waitForSelector('#q-table tbody tr button.include');
+  assertEq((await daemon.api('GET', `/v1/projects/${project.id}/annotators`)).data.find((a) => a.id === bobId).excluded, true, 'bob excluded');
+  await admin.click('#q-table tbody tr button.include');
+  await admin.waitForSelector('#q-table tbody tr button.exclude');
+  assertEq((await daemon.api('GET', `/v1/projects/${project.id}/annotators`)).data.find((a) => a.id === bobId).excluded, false, 'bob included again');
   await screenshot(admin, 'quality.png');
   assertNoProblems(admin, EXPECTED_ERRORS);
   await page.context().close();

@@ -1,7 +1,10 @@
 // quality.js — the admin's annotation quality page (#quality): per
 // annotator gold accuracy, agreement (pairwise and Krippendorff's alpha)
 // and median time per comparison, and the project's position bias, from
-// GET /v1/projects/{id}/quality. Everything the server sends is text.
+// GET /v1/projects/{id}/quality; per annotator an Exclude / Include button
+// (POST /v1/projects/{id}/annotators/{token_id}/exclude | include: their
+// rankings leave or rejoin the exports and the reward / DPO jobs trained on
+// the project). Everything the server sends is text.
 import { api, listAll } from './api.js';
 import { $, clear, el, fillSelect, setText } from './dom.js';
 
@@ -30,6 +33,14 @@ async function load() {
     setText($('q-status'), err.describe());
     return;
   }
+  let excluded = new Set();
+  try {
+    const annotators = await listAll(`/v1/projects/${pid}/annotators`, 500);
+    excluded = new Set(annotators.filter((a) => a.excluded).map((a) => a.id));
+  } catch (err) {
+    setText($('q-status'), err.describe());
+    return;
+  }
   setText($('q-status'), '');
   setText($('q-summary'), `${q.n_rankings} rankings, ${q.n_skipped} skips · Krippendorff's α (ordinal) ${num(q.alpha)}`);
   for (const a of q.annotators)
@@ -46,6 +57,7 @@ async function load() {
         el('td', {}, pct(a.pairwise_agreement)),
         el('td', { className: 'alpha' }, num(a.alpha)),
         el('td', {}, secs(a.median_time_ms)),
+        el('td', {}, exclusionButton(pid, a.token_id, excluded.has(a.token_id))),
       ),
     );
   for (const k of q.position_bias.by_k)
@@ -61,6 +73,28 @@ async function load() {
         el('td', { className: 'p' }, k.p_value < 0.001 ? '< 0.001' : k.p_value.toFixed(3)),
       ),
     );
+}
+
+// Excluded annotators' rankings stay stored; the button flips the state and
+// reloads the table from the server.
+function exclusionButton(pid, tokenId, isExcluded) {
+  const b = el('button', { type: 'button', className: isExcluded ? 'include' : 'exclude' },
+    isExcluded ? 'Include' : 'Exclude');
+  b.title = isExcluded
+    ? 'Their rankings are left out of exports and training: bring them back'
+    : 'Leave their rankings out of exports and of reward / DPO jobs on this project';
+  b.addEventListener('click', async () => {
+    b.disabled = true;
+    try {
+      await api('POST', `/v1/projects/${pid}/annotators/${tokenId}/${isExcluded ? 'include' : 'exclude'}`);
+    } catch (err) {
+      setText($('q-status'), err.describe());
+      b.disabled = false;
+      return;
+    }
+    await load();
+  });
+  return b;
 }
 
 async function loadProjects() {
