@@ -26,6 +26,7 @@ export default async function ({ browser, daemon }) {
     guidelines: GUIDELINES,
     label_schema: { ratings: [{ name: 'overall', min: 1, max: 7 }], flags: ['harmful', 'refusal'] },
   });
+  await daemon.api('POST', `/v1/projects/${project.id}/members`, { token_id: ann.id });
   const mk = (prompt, texts) => daemon.api('POST', `/v1/projects/${project.id}/comparisons`, { prompt, candidates: texts.map((text) => ({ text })) });
   const c1 = await mk('Greet a colleague.', ['Hello and welcome!', 'Go away.']);
   const c2 = await mk('Explain quantum gravity in one word.', ['Strings.', 'Loops.']);
