@@ -20,7 +20,9 @@ export default async function ({ browser, daemon }) {
   const prompts = await daemon.api('POST', '/v1/datasets', { name: 'prompts', format: 'prompts' });
   await daemon.upload(prompts.id, SUBJECTS.map((s) => JSON.stringify({ prompt: `Describe the ${s}.` })).join('\n'));
   const project = await daemon.api('POST', '/v1/projects', { name: 'loop', k: 2, overlap: 1 });
-  const annotator = (await daemon.api('POST', '/v1/tokens', { name: 'ann', role: 'annotator' })).token;
+  const ann = await daemon.api('POST', '/v1/tokens', { name: 'ann', role: 'annotator' });
+  await daemon.api('POST', `/v1/projects/${project.id}/members`, { token_id: ann.id });
+  const annotator = ann.token;
   await until(async () => (await daemon.api('GET', `/v1/jobs/${job.id}`)).status === 'succeeded', 'the sft job', 60000);
 
   const loop = await daemon.api('POST', '/v1/loops', {
