@@ -177,6 +177,7 @@ done
 if [ "$LOOP_ROUNDS" -gt 0 ]; then
     echo "== an online loop: $LOOP_ROUNDS rounds of sample -> rank (simulated, via the API) -> reward -> ppo"
     LOOP_PROJECT=$(ctl --json projects create demo-loop --k 2 | jq .id)
+    ctl projects grant "$LOOP_PROJECT" "$ANNOTATOR_ID" > /dev/null
     LOOP=$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
         -d "{\"name\":\"demo\",\"model\":\"job:$SFT_JOB\",\"project\":$LOOP_PROJECT,\"prompts\":$PROMPTS,
              \"rounds\":$LOOP_ROUNDS,\"prompts_per_round\":4,\"samples_per_prompt\":4,
