@@ -65,7 +65,7 @@ static void fixture(test_daemon *d, loop_fixture *f) {
     f->sft = sft;
     f->project = create(d, "/v1/projects", d->admin, "{\"name\":\"loop\",\"k\":2,\"overlap\":1}");
     f->prompts = demo_dataset(d, "prompts", 8, 3);
-    make_token(d, "sim", "annotator", f->annotator);
+    grant_project(d, f->project, make_token(d, "sim", "annotator", f->annotator));
 }
 
 /* Long enough for the test to catch its worker mid-run (checkpoints at
