@@ -170,11 +170,8 @@ START_TEST(test_members) {
     ck_assert_int_eq(json_array_size(json_object_get(r->json, "data")), 2);
     reply_free(r);
     r = expect_ok(http(&d, "GET", path, ann, NULL, NULL));
-    json_t *cands = json_object_get(r->json, "candidates");
     char order[96];
-    snprintf(order, sizeof order, "{\"order\":[[%lld],[%lld]]}",
-             (long long)json_integer_value(json_object_get(json_array_get(cands, 1), "id")),
-             (long long)json_integer_value(json_object_get(json_array_get(cands, 0), "id")));
+    order_by_text(r->json, "b", "a", order, sizeof order);
     reply_free(r);
     char rankings[96];
     snprintf(rankings, sizeof rankings, "/v1/comparisons/%lld/rankings", (long long)comparison);

@@ -17,14 +17,6 @@ static http_reply *patch(const test_daemon *d, const char *path, const char *bod
 
 /* {"order": [[first], [second]]} over the comparison's candidates as
  * handed out by next (first best). */
-static void order_of(http_reply *next, int first, char *out, size_t len) {
-    json_t *cands = json_object_get(next->json, "candidates");
-    snprintf(
-        out, len, "{\"order\":[[%lld],[%lld]]}",
-        (long long)json_integer_value(json_object_get(json_array_get(cands, first), "id")),
-        (long long)json_integer_value(json_object_get(json_array_get(cands, 1 - first), "id")));
-}
-
 START_TEST(test_patch_project) {
     test_daemon d;
     daemon_init(&d);
@@ -81,7 +73,7 @@ START_TEST(test_lock_and_archive) {
     snprintf(rankings, sizeof rankings, "/v1/comparisons/%lld/rankings", (long long)comparison);
     http_reply *r = expect_ok(http(&d, "GET", next, ann, NULL, NULL));
     char order[96];
-    order_of(r, 0, order, sizeof order);
+    order_by_text(r->json, "a", "b", order, sizeof order);
     reply_free(r);
 
     reply_free(patch(&d, path, "{\"locked\":true}"));
@@ -151,7 +143,7 @@ START_TEST(test_retire_comparison) {
     http_reply *r = expect_ok(http(&d, "GET", next, ann, NULL, NULL));
     ck_assert_int_eq(reply_id(r), first);
     char order[96];
-    order_of(r, 0, order, sizeof order);
+    order_by_text(r->json, "a", "b", order, sizeof order);
     reply_free(r);
     snprintf(path, sizeof path, "/v1/comparisons/%lld/retire", (long long)first);
     r = expect_ok(http(&d, "POST", path, d.admin, NULL, NULL));

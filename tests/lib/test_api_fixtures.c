@@ -537,3 +537,20 @@ size_t test_untar(const char *tar, size_t len, const char *dir, char names[][64]
     }
     return (size_t)n;
 }
+
+static long long candidate_id_of(const json_t *comparison, const char *text) {
+    const json_t *cands = json_object_get(comparison, "candidates");
+    for (size_t i = 0; i < json_array_size(cands); i++) {
+        const json_t *c = json_array_get(cands, i);
+        if (strcmp(json_string_value(json_object_get(c, "text")), text) == 0)
+            return (long long)json_integer_value(json_object_get(c, "id"));
+    }
+    ck_abort_msg("no response '%s' in the comparison", text);
+    return 0;
+}
+
+void order_by_text(const json_t *comparison, const char *best, const char *worst, char *out,
+                   size_t len) {
+    snprintf(out, len, "{\"order\":[[%lld],[%lld]]}", candidate_id_of(comparison, best),
+             candidate_id_of(comparison, worst));
+}

@@ -102,6 +102,12 @@ void grant_project_all(const test_daemon *d, int64_t project);
  * id, and its comparisons' path in cpath. */
 int64_t daemon_with_project(test_daemon *d, char cpath[96]);
 
+/* The ranking body {"order":[[id of best],[id of worst]]} of a two-response
+ * comparison (its JSON as any caller sees it: annotators get the responses
+ * in their own shuffled order), naming the responses by their text. */
+void order_by_text(const json_t *comparison, const char *best, const char *worst, char *out,
+                   size_t len);
+
 /* ---- checkpoints --------------------------------------------------------- */
 
 /* Runs the POST /v1/jobs body twice: a reference job to success, then the
@@ -148,13 +154,13 @@ void test_write_file_in(const char *dir, const char *name, const void *bytes, si
  * context 64, random weights from seed; chat: tokenizer_config.json has a
  * ChatML template. */
 void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat);
-/* Starts d with a --model-root holding model directory `name` (into path):
- * the tiny GPT-2 directory, or the tiny Qwen3 one (test_hf_fixture.h);
- * registers it (POST /v1/models). */
 /* The members of a ustar archive tar[0..len) (one top directory, files
  * at most one subdirectory deep) written into dir, their names below the
  * top directory into names: how many. */
 size_t test_untar(const char *tar, size_t len, const char *dir, char names[][64], int cap);
+/* Starts d with a --model-root holding model directory `name` (into path):
+ * the tiny GPT-2 directory, or the tiny Qwen3 one (test_hf_fixture.h);
+ * registers it (POST /v1/models). */
 void daemon_with_model(test_daemon *d, const char *name, bool llama, char *path, size_t cap);
 
 #endif
