@@ -15,14 +15,16 @@ static http_reply *patch(const test_daemon *d, const char *path, const char *bod
     return expect_ok(http(d, "PATCH", path, d->admin, body, NULL));
 }
 
-/* {"order": [[first], [second]]} over the comparison's candidates as
- * handed out by next (first best). */
+/* {"order": [[first], [second]]} over the comparison's two candidates in
+ * stored order (first: 0 or 1), from next's reply: next shows them in the
+ * annotator's shuffled order, and ids ascend with the stored position. */
 static void order_of(http_reply *next, int first, char *out, size_t len) {
     json_t *cands = json_object_get(next->json, "candidates");
-    snprintf(
-        out, len, "{\"order\":[[%lld],[%lld]]}",
-        (long long)json_integer_value(json_object_get(json_array_get(cands, first), "id")),
-        (long long)json_integer_value(json_object_get(json_array_get(cands, 1 - first), "id")));
+    int64_t a = json_integer_value(json_object_get(json_array_get(cands, 0), "id"));
+    int64_t b = json_integer_value(json_object_get(json_array_get(cands, 1), "id"));
+    int64_t lo = a < b ? a : b, hi = a < b ? b : a;
+    snprintf(out, len, "{\"order\":[[%lld],[%lld]]}", (long long)(first ? hi : lo),
+             (long long)(first ? lo : hi));
 }
 
 START_TEST(test_patch_project) {
