@@ -70,6 +70,7 @@ START_TEST(test_labels_blind_edit_skip) {
              "\"overall\",\"min\":1,\"max\":7}],\"flags\":[\"harmful\",\"refusal\"]}}",
              NULL));
     int64_t project = reply_id(r);
+    grant_project_all(&d, project);
     ck_assert_int_eq(json_integer_value(json_object_get(r->json, "lease_seconds")), 120);
     ck_assert_str_eq(json_string_value(json_object_get(r->json, "guidelines")),
                      "# Rules\nPrefer *honest* answers.");
@@ -288,6 +289,7 @@ START_TEST(test_gold_quality_and_bias) {
     make_token(&d, "R", "annotator", rr);
     int64_t project = create(&d, "/v1/projects", d.admin,
                              "{\"name\":\"gold\",\"k\":3,\"overlap\":3,\"gold_rate\":1}");
+    grant_project_all(&d, project);
     char path[128], body[256];
     snprintf(path, sizeof path, "/v1/projects/%lld/comparisons", (long long)project);
     call_expect_error(&d, "POST", path, d.admin,
@@ -416,6 +418,7 @@ START_TEST(test_position_bias_report) {
     make_token(&d, "ann1", "annotator", a1);
     make_token(&d, "vera", "viewer", viewer);
     int64_t project = create(&d, "/v1/projects", d.admin, "{\"name\":\"b\",\"k\":2}");
+    grant_project_all(&d, project);
     char path[128], body[128];
     snprintf(path, sizeof path, "/v1/projects/%lld/comparisons", (long long)project);
     for (int i = 0; i < 6; i++)
