@@ -131,6 +131,13 @@ static void raise_open_files(unsigned connections) {
 
 static int stop_pipe[2];
 
+/* libmicrohttpd's accept policy: every connection while serving, none once
+ * shutdown has begun (the connection is closed as soon as it is accepted). */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+    (void)addr, (void)addrlen;
+    return atomic_load(&((server *)cls)->shutting_down) ? MHD_NO : MHD_YES;
+}
+
 static void on_stop_signal(int sig) {
     unsigned char byte = (unsigned char)sig;
     ssize_t n = write(stop_pipe[1], &byte, 1);
@@ -268,7 +275,7 @@ int main(int argc, char **argv) {
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
             (ipv6 ? MHD_USE_IPv6 : 0),
-        0, NULL, NULL, http_handle, &srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        0, accept_policy, &srv, http_handle, &srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv.cfg.http_threads,
         MHD_OPTION_NOTIFY_COMPLETED, http_completed, &srv, MHD_OPTION_URI_LOG_CALLBACK,
         http_request_start, &srv, MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, srv.conn_guard,
@@ -303,13 +310,10 @@ int main(int argc, char **argv) {
     /* Stop accepting; let requests in flight finish; streams end at their
      * next poll; workers checkpoint and requeue their jobs. */
     atomic_store(&srv.shutting_down, true);
-    /* The pool's threads take the quiesced listen socket out of their epoll
-     * sets on their next turn; closing it now would let that fail (MHD
-     * panics: "Failed to remove listen FD from epoll set"). shutdown()
-     * refuses new connections at once; the fd is closed after MHD stops. */
-    MHD_socket listen_fd = MHD_quiesce_daemon(d);
-    if (listen_fd != MHD_INVALID_SOCKET)
-        shutdown(listen_fd, SHUT_RDWR);
+    /* From here accept_policy closes every new connection at once. Not
+     * MHD_quiesce_daemon: with a thread pool on epoll, 0.9.75's quiesce
+     * races the pool's own removal of the listen socket and panics ("Failed
+     * to remove listen FD from epoll set", seen under load in job_stream). */
     park_stop(srv.park); /* every parked stream resumes and ends */
     scheduler_stop(srv.scheduler, srv.cfg.shutdown_grace_ms);
     /* Running generations and heavy reads finish, queued ones get 503, and
@@ -319,8 +323,6 @@ int main(int argc, char **argv) {
     slow_pool_stop(srv.read_pool);
     writer_stop(srv.writer);
     MHD_stop_daemon(d);
-    if (listen_fd != MHD_INVALID_SOCKET)
-        close(listen_fd);
     conn_guard_stop(srv.conn_guard);
     writer_free(srv.writer);
     rate_limiter_free(srv.rate_limiter);
