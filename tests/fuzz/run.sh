@@ -26,8 +26,9 @@ case $target in
     requests)
         # rlhfd's request path with stubbed libmicrohttpd and scheduler; the
         # engine (job validation) is linked as built by make, uninstrumented.
-        make -s build/libengine.a build/common/schema_sql.c
-        sources="tests/fuzz/fuzz_requests.c build/common/schema_sql.c $(ls common/*.c server/*.c |
+        make -s build/libengine.a build/common/schema_sql.c build/server/openapi_json.c
+        sources="tests/fuzz/fuzz_requests.c build/common/schema_sql.c build/server/openapi_json.c
+            $(ls common/*.c server/*.c |
             grep -v -e server/main.c -e server/scheduler.c | tr '\n' ' ')"
         libs="build/libengine.a -lopenblas -ljansson -lsqlite3 -lm -lpthread"
         extra="-Iserver -Icommon -D_GNU_SOURCE" ;;
