@@ -305,7 +305,7 @@ def main():
     threads = str(args.http_threads)
     nice = [] if args.worker_nice is None else ["--worker-nice", str(args.worker_nice)]
     server, port = start([rlhfd, "--db", db, "--listen", "127.0.0.1:0", "--workers", "1",
-                          "--http-threads", threads, "--write-rate", "0"] + nice)
+                          "--http-threads", threads, "--write-rate", "0", "--read-rate", "0"] + nice)
     static, static_port = start([os.path.join(BUILD, "mhd-static"), threads])
     job = None
     try:
@@ -363,6 +363,7 @@ def main():
         steps = api(port, "GET", "/v1/jobs/%d/metrics?limit=1" % job, admin)
     finally:
         stop_daemon(server, port, admin, job)
+        static.terminate()
         static.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 
