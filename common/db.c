@@ -200,9 +200,19 @@ static void forget_failure(sqlite3 *db) {
         last_failure.db = NULL, last_failure.rc = 0;
 }
 
+/* A statement without rows, kept prepared: SQLITE_OK or the error. */
+static int exec_cached(sqlite3 *db, const char *sql) {
+    sqlite3_stmt *st = db_cached_prepare(db, sql);
+    if (st == NULL)
+        return sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errcode(db) : SQLITE_ERROR;
+    int rc = sqlite3_step(st);
+    db_cached_done(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 int db_begin(sqlite3 *db) {
     forget_failure(db);
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    int rc = exec_cached(db, "BEGIN IMMEDIATE");
     if (rc != SQLITE_OK)
         remember_failure(db);
     return rc;
@@ -213,7 +223,7 @@ int db_commit(sqlite3 *db) {
     /* COMMIT can meet BUSY when readers hold the WAL; the transaction stays
      * open and the commit can simply be tried again. */
     for (int tries = 0;
-         (rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL)) == SQLITE_BUSY && tries < 100; tries++)
+         (rc = exec_cached(db, "COMMIT")) == SQLITE_BUSY && tries < 100; tries++)
         sqlite3_sleep(10);
     if (rc != SQLITE_OK)
         remember_failure(db);
@@ -299,8 +309,11 @@ static int64_t clock_ms(clockid_t id) {
 }
 
 json_t *db_load_row(sqlite3 *db, const char *sql, int64_t id, db_row_json from_row, int *found) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    /* Callers pass literal SQL, so the statement cache holds one each:
+     * compiling "SELECT 1 FROM comparisons WHERE id = ?1" was 7% of an
+     * HTTP thread's CPU on the ranking path. */
+    sqlite3_stmt *st = db_cached_prepare(db, sql);
+    int rc = st != NULL ? SQLITE_OK : SQLITE_ERROR;
     if (rc == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, id);
         rc = sqlite3_step(st);
@@ -308,7 +321,7 @@ json_t *db_load_row(sqlite3 *db, const char *sql, int64_t id, db_row_json from_r
     json_t *row = rc == SQLITE_ROW && from_row != NULL ? from_row(db, st, id) : NULL;
     if (found != NULL)
         *found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-    sqlite3_finalize(st);
+    db_cached_done(st);
     return row;
 }
 

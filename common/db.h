@@ -111,7 +111,8 @@ typedef json_t *(*db_row_json)(sqlite3 *db, sqlite3_stmt *st, int64_t scope);
 /* The row of sql (which binds ?1 = id) made into JSON by from_row. NULL
  * with *found 0 (no such row) or -1 (error); *found is 1 when the row
  * exists, even if from_row failed. found may be NULL; so may from_row
- * (only *found is wanted). */
+ * (only *found is wanted). sql must be a literal: it is kept prepared per
+ * connection (db_cached_prepare). */
 json_t *db_load_row(sqlite3 *db, const char *sql, int64_t id, db_row_json from_row, int *found);
 /* 1 if sql (which binds ?1 = id) has a row, 0 if not, -1 on error. */
 int db_row_exists(sqlite3 *db, const char *sql, int64_t id);

@@ -190,6 +190,19 @@ writer *writer_start(const char *db_path, char *err, size_t errlen) {
         free(w);
         return NULL;
     }
+    /* Every write runs in its own SAVEPOINT, whose undo pages go to a
+     * statement journal; SQLite keeps it in memory only up to 64 KiB and
+     * then spills it to a file in /var/tmp that it never truncates again,
+     * so every later savepoint of the connection's life wrote its pages
+     * there: ~17 pwrite()s to disk per ranking, a third of the writer's
+     * CPU (perf + strace under bench/bench_server.py's load). In memory,
+     * a RELEASE frees them. The writer's journal holds one write's pages
+     * at a time (tens of KiB). */
+    if (db_exec(w->db, "PRAGMA temp_store=MEMORY", err, errlen) != 0) {
+        sqlite3_close(w->db);
+        free(w);
+        return NULL;
+    }
     if (db_open(db_path, &w->ckpt_db, err, errlen) != 0) {
         sqlite3_close(w->db);
         free(w);
