@@ -22,9 +22,8 @@ int prefs_checkpoint_exists(sqlite3 *db, int64_t id) {
 /* ---- projects -------------------------------------------------------------------- */
 
 #define PROJECT_COLUMNS                                                                            \
-    "id, name, k, overlap, created_at, (SELECT count(*) FROM comparisons c WHERE c.project_id = "  \
-    "projects.id), description, locked_at IS NOT NULL, archived_at IS NOT NULL, guidelines, "     \
-    "label_schema, lease_seconds, gold_rate"
+    "id, name, k, overlap, created_at, n_comparisons, description, locked_at IS NOT NULL, "        \
+    "archived_at IS NOT NULL, guidelines, label_schema, lease_seconds, gold_rate"
 
 static json_t *project_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     (void)db, (void)scope;

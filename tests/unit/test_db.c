@@ -194,6 +194,37 @@ static void *hold_write_lock(void *arg) {
 
 /* A connection that meets another's write lock waits for it (db_open's
  * busy handler) instead of failing with SQLITE_BUSY. */
+/* Schema 017's comparison counts per project: backfilled, then kept by
+ * triggers (insert, delete, a comparison moved to another project). */
+START_TEST(test_project_comparison_count_migration) {
+    char dir[] = "/tmp/rlhfd-compcount-XXXXXX", err[256];
+    int m;
+    sqlite3 *db = db_before_migration(dir, "project_comparison_counts", &m);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "PRAGMA user_version=%d; INSERT INTO projects (id, name, k, overlap, created_at) "
+             "VALUES (1, 'p', 2, 1, 0), (2, 'q', 2, 1, 0), (3, 'r', 2, 1, 0); INSERT INTO "
+             "comparisons (id, project_id, prompt, created_at) VALUES (1, 1, 'x', 0), (2, 1, "
+             "'y', 0), (3, 2, 'z', 0)",
+             m);
+    ck_assert_int_eq(db_exec(db, sql, err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), 0);
+    const char *counts = "SELECT group_concat(n_comparisons, ',') FROM (SELECT n_comparisons "
+                         "FROM projects ORDER BY id)";
+    expect_text(db, counts, "2,1,0");
+    ck_assert_int_eq(db_exec(db,
+                             "INSERT INTO comparisons (project_id, prompt, created_at) VALUES "
+                             "(3, 'a', 0), (3, 'b', 0), (2, 'c', 0); DELETE FROM comparisons "
+                             "WHERE id = 1; UPDATE comparisons SET project_id = 3 WHERE id = 3",
+                             err, sizeof err),
+                     SQLITE_OK);
+    expect_text(db, counts, "1,1,3");
+    sqlite3_close(db);
+    snprintf(sql, sizeof sql, "rm -rf %s", dir);
+    ck_assert_int_eq(system(sql), 0);
+}
+END_TEST
+
 START_TEST(test_db_waits_for_write_lock) {
     test_daemon d;
     daemon_init(&d);
@@ -308,6 +339,7 @@ Suite *db_suite(void) {
     tcase_add_test(tc, test_schema_migrations);
     tcase_add_test(tc, test_rank_count_migration);
     tcase_add_test(tc, test_dataset_rows_migration);
+    tcase_add_test(tc, test_project_comparison_count_migration);
     tcase_add_test(tc, test_db_waits_for_write_lock);
     tcase_add_test(tc, test_utf8_clean);
     tcase_add_test(tc, test_failure_classify);
