@@ -2,8 +2,9 @@
  * project, so that a read does not recompute it from every ranking.
  *
  * An entry is the reply's body as computed from a snapshot whose highest
- * ranking change id (ranking_changes, schema 016: one per insert, edit or
- * delete of a ranking) was `last`. The entry is still the answer for a
+ * ranking change id (ranking_changes, schemas 016 and 018: one per insert,
+ * edit or delete of a ranking, and per exclusion or inclusion of an
+ * annotator) was `last`. The entry is still the answer for a
  * later snapshot with highest id `now` when no change with an id in
  * (last, now] belongs to the project: then the entry moves up to `now`
  * (agreement_cache_advance) without being recomputed. A new, edited or

@@ -566,8 +566,9 @@ int prefs_project_ranked_between(sqlite3 *db, int64_t project_id, int64_t after,
 
 int prefs_agreement_read(sqlite3 *db, int64_t project_id, agreement *a, prefs_agreement_counts *c,
                          json_t **names, int64_t *last_ranking_id) {
-    /* Every ranking entry of the project, comparison by comparison; a skip
-     * is one row with a NULL position. A read transaction: one snapshot. */
+    /* Every ranking entry of the project, comparison by comparison, but
+     * those of annotators excluded from it (as the exports); a skip is one
+     * row with a NULL position. A read transaction: one snapshot. */
     *c = (prefs_agreement_counts){0};
     *names = json_array();
     sqlite3_stmt *st = NULL;
@@ -579,7 +580,8 @@ int prefs_agreement_read(sqlite3 *db, int64_t project_id, agreement *a, prefs_ag
                            "e.rank FROM comparisons c JOIN rankings k ON k.comparison_id = c.id "
                            "LEFT JOIN ranking_entries e ON e.ranking_id = k.id LEFT JOIN "
                            "candidates cd ON cd.id = e.candidate_id WHERE c.project_id = ?1 "
-                           "ORDER BY c.id, k.id",
+                           "AND NOT EXISTS (SELECT 1 FROM project_excluded_annotators x WHERE "
+                           "x.project_id = ?1 AND x.token_id = k.token_id) ORDER BY c.id, k.id",
                            -1, &st, NULL) != SQLITE_OK) {
         db_rollback(db);
         return -1;
