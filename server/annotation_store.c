@@ -256,6 +256,36 @@ int annot_ranking_set_extras(sqlite3 *db, int64_t ranking_id, const int64_t *sho
     return ok ? 0 : -1;
 }
 
+/* The stored text of a JSON column as JSON (NULL: null). */
+static json_t *text_json(const char *text) {
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+    return v ? v : json_null();
+}
+
+static json_t *int_or_null(int64_t v, bool known) {
+    return known ? json_integer(v) : json_null();
+}
+
+/* The extras as GET shows them, from their stored form (updated_at <= 0:
+ * never edited): one function for a read and a new ranking's answer, so
+ * the two are the same bytes. */
+static void put_extras(json_t *ranking, const prefs_ranking_extras *x, int64_t updated_at,
+                       int64_t project_id) {
+    json_t *labels = text_json(x->labels);
+    json_object_set_new(ranking, "labels", json_is_null(labels) ? json_array() : labels);
+    json_object_set_new(ranking, "skip_reason",
+                        x->skip_reason ? json_string(x->skip_reason) : json_null());
+    json_object_set_new(ranking, "shown_order", text_json(x->shown_order));
+    json_object_set_new(ranking, "time_ms", int_or_null(x->time_ms, x->time_ms >= 0));
+    json_object_set_new(ranking, "updated_at", int_or_null(updated_at, updated_at > 0));
+    json_object_set_new(ranking, "project_id", json_integer(project_id));
+}
+
+void annot_ranking_put_extras(json_t *ranking, const prefs_ranking_extras *extras,
+                              int64_t project_id) {
+    put_extras(ranking, extras, 0, project_id);
+}
+
 int annot_ranking_add_extras(sqlite3 *db, json_t *ranking) {
     sqlite3_stmt *st = db_cached_prepare(
         db, "SELECT k.labels, k.skip_reason, k.shown_order, k.time_ms, k.updated_at, "
@@ -266,22 +296,13 @@ int annot_ranking_add_extras(sqlite3 *db, json_t *ranking) {
     sqlite3_bind_int64(st, 1, json_integer_value(json_object_get(ranking, "id")));
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        json_t *labels = column_json(st, 0);
-        json_object_set_new(ranking, "labels", json_is_null(labels) ? json_array() : labels);
-        json_object_set_new(ranking, "skip_reason",
-                            sqlite3_column_type(st, 1) == SQLITE_NULL
-                                ? json_null()
-                                : json_string((const char *)sqlite3_column_text(st, 1)));
-        json_object_set_new(ranking, "shown_order", column_json(st, 2));
-        json_object_set_new(ranking, "time_ms",
-                            sqlite3_column_type(st, 3) == SQLITE_NULL
-                                ? json_null()
-                                : json_integer(sqlite3_column_int64(st, 3)));
-        json_object_set_new(ranking, "updated_at",
-                            sqlite3_column_type(st, 4) == SQLITE_NULL
-                                ? json_null()
-                                : json_integer(sqlite3_column_int64(st, 4)));
-        json_object_set_new(ranking, "project_id", json_integer(sqlite3_column_int64(st, 5)));
+        const prefs_ranking_extras x = {
+            (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 0),
+            (const char *)sqlite3_column_text(st, 1),
+            sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3)};
+        put_extras(ranking, &x,
+                   sqlite3_column_type(st, 4) == SQLITE_NULL ? 0 : sqlite3_column_int64(st, 4),
+                   sqlite3_column_int64(st, 5));
     }
     db_cached_done(st);
     return rc == SQLITE_ROW ? 0 : -1;

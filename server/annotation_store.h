@@ -16,6 +16,7 @@
 
 #include "agreement.h"
 #include "annotation_quality.h"
+#include "prefs_store.h"
 #include "ranking_limits.h"
 
 #define ANNOTATION_GUIDELINES_MAX_BYTES (64 * 1024)
@@ -73,6 +74,9 @@ int annot_ranking_set_extras(sqlite3 *db, int64_t ranking_id, const int64_t *sho
 /* Adds the extras to a ranking's JSON (labels, skip_reason, shown_order,
  * time_ms, updated_at, project_id). 0 or -1. */
 int annot_ranking_add_extras(sqlite3 *db, json_t *ranking);
+/* The same for a ranking just inserted with these extras (no re-read). */
+void annot_ranking_put_extras(json_t *ranking, const prefs_ranking_extras *extras,
+                              int64_t project_id);
 /* Who owns a ranking and where it is: 1, 0 (none) or -1. */
 int annot_ranking_owner(sqlite3 *db, int64_t ranking_id, int64_t *token_id, int64_t *comparison_id,
                         int64_t *project_id);

@@ -363,11 +363,12 @@ static int insert_entries_and_pairs(sqlite3 *db, int64_t id, const int64_t *ids,
 /* K-wise -> pairwise: every (better, worse) pair of different ranks. */
 int64_t prefs_ranking_insert(sqlite3 *db, int64_t comparison_id, int64_t token_id, bool skip,
                              const char *note, const int64_t *ids, const int64_t *rank, size_t n,
-                             int64_t created_at, int64_t *n_pairs) {
+                             const prefs_ranking_extras *extras, int64_t created_at,
+                             int64_t *n_pairs) {
     int64_t id = -1;
-    sqlite3_stmt *st = db_cached_prepare(db, "INSERT INTO rankings (comparison_id, token_id, "
-                                             "skipped, note, created_at) VALUES (?1, ?2, ?3, "
-                                             "?4, ?5)");
+    sqlite3_stmt *st = db_cached_prepare(
+        db, "INSERT INTO rankings (comparison_id, token_id, skipped, note, created_at, "
+            "shown_order, labels, skip_reason, time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, comparison_id);
@@ -375,6 +376,11 @@ int64_t prefs_ranking_insert(sqlite3 *db, int64_t comparison_id, int64_t token_i
     sqlite3_bind_int(st, 3, skip);
     sqlite3_bind_text(st, 4, note, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, created_at);
+    sqlite3_bind_text(st, 6, extras->shown_order, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, extras->labels, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, extras->skip_reason, -1, SQLITE_STATIC);
+    if (extras->time_ms >= 0)
+        sqlite3_bind_int64(st, 9, extras->time_ms);
     if (sqlite3_step(st) == SQLITE_DONE)
         id = sqlite3_last_insert_rowid(db);
     db_cached_done(st);

@@ -82,13 +82,22 @@ typedef struct prefs_answer_state {
 } prefs_answer_state;
 int prefs_answer_state_get(sqlite3 *db, int64_t comparison_id, int64_t token_id, int64_t now_ms,
                            prefs_answer_state *s);
-/* Inserts a ranking (a skip, or rank[i] the group of candidate ids[i]),
- * its entries and its pairs (every (better, worse) pair of different
- * groups), and ends token_id's lease (writes): the id (and *n_pairs), or
- * -1. */
+/* What a new ranking records besides its order (schema 016), as stored:
+ * the candidate ids in the order shown (JSON text), the labels (JSON
+ * text), the skip reason (each NULL: none) and the time from being served
+ * to answering (< 0: unknown). */
+typedef struct prefs_ranking_extras {
+    const char *shown_order, *labels, *skip_reason;
+    int64_t time_ms;
+} prefs_ranking_extras;
+/* Inserts a ranking (a skip, or rank[i] the group of candidate ids[i])
+ * with its extras, its entries and its pairs (every (better, worse) pair
+ * of different groups), and ends token_id's lease (writes): the id (and
+ * *n_pairs), or -1. */
 int64_t prefs_ranking_insert(sqlite3 *db, int64_t comparison_id, int64_t token_id, bool skip,
                              const char *note, const int64_t *ids, const int64_t *rank, size_t n,
-                             int64_t created_at, int64_t *n_pairs);
+                             const prefs_ranking_extras *extras, int64_t created_at,
+                             int64_t *n_pairs);
 /* The ranking as GET shows it; NULL with *found 0 (none) or -1. */
 json_t *prefs_ranking_get(sqlite3 *db, int64_t id, int *found);
 /* Rewrites ranking id as a skip or the order rank[i] of candidate ids[i]

@@ -52,23 +52,28 @@ static enum MHD_Result ranking_write_run(request *r) {
     const int served = annot_lease_served_ms(r->db, r->path_id, r->token.id, &served_ms);
     const char *note = ranking_write_note(w);
     const int64_t created_at = db_now_s();
-    int64_t n_pairs = 0;
-    int64_t id = served < 0 ? -1
-                            : prefs_ranking_insert(r->db, r->path_id, r->token.id, w->skip, note,
-                                                   w->ids, w->rank, w->n, created_at, &n_pairs);
+    /* The extras go into the ranking's own row, and the answer is built
+     * from them (annot_ranking_put_extras, as a read shows them). */
     size_t perm[RANKING_MAX_K];
-    int64_t shown[RANKING_MAX_K];
+    json_t *shown = json_array();
     annotation_shuffle(r->token.id, r->path_id, w->n, perm);
     for (size_t j = 0; j < w->n; j++)
-        shown[j] = w->ids[perm[j]];
+        json_array_append_new(shown, json_integer(w->ids[perm[j]]));
     json_t *labels = ranking_write_labels(w);
-    if (id > 0 && annot_ranking_set_extras(r->db, id, shown, w->n, labels,
-                                           w->skip_reason[0] ? w->skip_reason : NULL,
-                                           served > 0 ? now_ms - served_ms : -1, 0) != 0)
-        id = -1;
-    json_decref(labels);
+    char *shown_text = w->n > 0 ? json_dumps(shown, JSON_COMPACT) : NULL;
+    char *labels_text = labels ? json_dumps(labels, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(shown), json_decref(labels);
+    const prefs_ranking_extras extras = {shown_text, labels_text,
+                                         w->skip_reason[0] ? w->skip_reason : NULL,
+                                         served > 0 ? now_ms - served_ms : -1};
+    int64_t n_pairs = 0;
+    const bool texts = (w->n == 0 || shown_text) && (!w->has_labels || labels_text);
+    int64_t id = served < 0 || !texts
+                     ? -1
+                     : prefs_ranking_insert(r->db, r->path_id, r->token.id, w->skip, note, w->ids,
+                                            w->rank, w->n, &extras, created_at, &n_pairs);
     if (id <= 0) {
-        free(annotator);
+        free(annotator), free(shown_text), free(labels_text);
         return http_reply_db_error(r);
     }
     /* The answer from what was written (GET reads the same back): groups
@@ -88,10 +93,9 @@ static enum MHD_Result ranking_write_run(request *r) {
     json_t *ranking =
         prefs_ranking_json(id, r->path_id, annotator, w->skip, order, note, n_pairs, created_at);
     free(annotator);
-    if (ranking != NULL && annot_ranking_add_extras(r->db, ranking) != 0) {
-        json_decref(ranking);
-        ranking = NULL;
-    }
+    if (ranking != NULL)
+        annot_ranking_put_extras(ranking, &extras, project_id);
+    free(shown_text), free(labels_text);
     return ranking ? http_commit_reply(r, 200, ranking) : http_reply_db_error(r);
 }
 

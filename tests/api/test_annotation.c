@@ -190,6 +190,13 @@ START_TEST(test_labels_blind_edit_skip) {
         ck_assert_int_eq(nth_id(r, "shown_order", i), shown[i]);
     ck_assert(json_is_integer(json_object_get(r->json, "time_ms")));
     ck_assert(json_integer_value(json_object_get(r->json, "time_ms")) >= 0);
+    /* The answer is the ranking as a read shows it (the writer builds it
+     * from what it inserted, without reading it back). */
+    snprintf(path, sizeof path, "/v1/comparisons/%lld/rankings", (long long)c);
+    http_reply *listed = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    json_t *read_back = json_array_get(json_object_get(listed->json, "data"), 0);
+    ck_assert_msg(json_equal(read_back, r->json), "posted %s\nread %s", r->body, listed->body);
+    reply_free(listed);
     reply_free(r);
 
     /* The export carries the labels and the shown order. */
