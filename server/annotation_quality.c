@@ -38,6 +38,11 @@ double annotation_gold_draw(int64_t token_id, int64_t project_id, int64_t draw) 
     return (double)(splitmix64(&s) >> 11) / 9007199254740992.0; /* 53 bits */
 }
 
+uint64_t annotation_gold_rank(int64_t token_id, int64_t comparison_id) {
+    uint64_t s = seed_of(token_id, comparison_id, 0x474F4C44ull); /* "GOLD" */
+    return splitmix64(&s);
+}
+
 static double log_pmf(int64_t i, int64_t n, double p) {
     double lc = lgamma((double)n + 1) - lgamma((double)i + 1) - lgamma((double)(n - i) + 1);
     return lc + (i > 0 ? (double)i * log(p) : 0) + (n - i > 0 ? (double)(n - i) * log1p(-p) : 0);

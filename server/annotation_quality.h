@@ -23,6 +23,12 @@ void annotation_shuffle(int64_t token_id, int64_t comparison_id, size_t n, size_
  * in the project. */
 double annotation_gold_draw(int64_t token_id, int64_t project_id, int64_t draw);
 
+/* Where gold comparison `comparison_id` comes in annotator `token_id`'s
+ * order (lowest first): a hash of the two, so each annotator meets the
+ * project's gold comparisons in an order of their own, not all in id
+ * order (where the first one everybody is served would be known gold). */
+uint64_t annotation_gold_rank(int64_t token_id, int64_t comparison_id);
+
 /* Exact two-sided binomial test: the probability under Binomial(n, p) of
  * an outcome no more likely than x (the sum of pmf(i) over i with pmf(i) <=
  * pmf(x)). 1 when n = 0. */

@@ -190,11 +190,26 @@ static int one_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t *
 }
 
 int annot_gold_pick(sqlite3 *db, int64_t project_id, int64_t token_id, int64_t *id) {
-    return one_int(db,
-                   "SELECT c.id FROM comparisons c WHERE c.project_id = ?1 AND c.gold IS NOT "
-                   "NULL AND NOT EXISTS (SELECT 1 FROM rankings k WHERE k.comparison_id = c.id "
-                   "AND k.token_id = ?2) ORDER BY c.id LIMIT 1",
-                   project_id, token_id, id);
+    /* The first in the annotator's own order (annotation_gold_rank) of the
+     * gold comparisons they have not answered: a project holds a handful. */
+    sqlite3_stmt *st = db_cached_prepare(
+        db, "SELECT c.id FROM comparisons c WHERE c.project_id = ?1 AND c.gold IS NOT NULL AND "
+            "NOT EXISTS (SELECT 1 FROM rankings k WHERE k.comparison_id = c.id AND k.token_id = "
+            "?2)");
+    if (st == NULL)
+        return -1;
+    sqlite3_bind_int64(st, 1, project_id);
+    sqlite3_bind_int64(st, 2, token_id);
+    int rc, found = 0;
+    uint64_t best = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const int64_t c = sqlite3_column_int64(st, 0);
+        const uint64_t rank = annotation_gold_rank(token_id, c);
+        if (!found || rank < best)
+            found = 1, best = rank, *id = c;
+    }
+    db_cached_done(st);
+    return rc == SQLITE_DONE ? found : -1;
 }
 
 int annot_comparison_project(sqlite3 *db, int64_t comparison_id, int64_t *project_id) {

@@ -57,7 +57,8 @@ int annot_comparison_view(sqlite3 *db, json_t *c, int64_t token_id, bool admin, 
 /* The project of a comparison (which exists). 0 or -1. */
 int annot_comparison_project(sqlite3 *db, int64_t comparison_id, int64_t *project_id);
 /* Picks a gold comparison of the project token_id has not answered (the
- * lowest id): 1 with *id, 0 none, -1 error. */
+ * first in the annotator's own order, annotation_gold_rank): 1 with *id,
+ * 0 none, -1 error. */
 int annot_gold_pick(sqlite3 *db, int64_t project_id, int64_t token_id, int64_t *id);
 /* How many comparisons of the project token_id has answered. 0 or -1. */
 int annot_answered_count(sqlite3 *db, int64_t project_id, int64_t token_id, int64_t *n);

@@ -286,6 +286,58 @@ START_TEST(test_labels_blind_edit_skip) {
 }
 END_TEST
 
+/* Gold comparisons come in an order of each annotator's own: every one
+ * exactly once, the orders of two annotators differ, and not all in id
+ * order (then the first comparison everybody is served would be known to
+ * be gold). */
+START_TEST(test_gold_order_per_annotator) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    char tokens[2][128];
+    make_token(&d, "P", "annotator", tokens[0]);
+    make_token(&d, "Q", "annotator", tokens[1]);
+    int64_t project = create(&d, "/v1/projects", d.admin,
+                             "{\"name\":\"golds\",\"k\":2,\"overlap\":2,\"gold_rate\":1}");
+    grant_project_all(&d, project);
+    char path[128];
+    snprintf(path, sizeof path, "/v1/projects/%lld/comparisons", (long long)project);
+    enum { N_GOLD = 6 };
+    int64_t gold[N_GOLD];
+    for (int i = 0; i < N_GOLD; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"prompt\":\"g%d\",\"candidates\":[{\"text\":\"x\"},{\"text\":\"y\"}],"
+                 "\"gold\":[[0],[1]]}",
+                 i);
+        gold[i] = create(&d, path, d.admin, body);
+    }
+    int64_t served[2][N_GOLD];
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < N_GOLD; i++) {
+            http_reply *r = next_reply(&d, project, tokens[t]);
+            served[t][i] = reply_id(r);
+            reply_free(r);
+            reply_free(expect_ok(post_ranking(&d, served[t][i], tokens[t], "{\"skip\":true}")));
+        }
+    bool differ = false, sorted[2] = {true, true};
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < N_GOLD; i++) {
+            int seen = 0;
+            for (int j = 0; j < N_GOLD; j++)
+                seen += served[t][j] == gold[i];
+            ck_assert_msg(seen == 1, "annotator %d was served gold %lld %d times", t,
+                          (long long)gold[i], seen);
+            differ |= served[0][i] != served[1][i];
+            sorted[t] &= i == 0 || served[t][i] > served[t][i - 1];
+        }
+    ck_assert_msg(differ, "both annotators met the gold comparisons in the same order");
+    ck_assert_msg(!sorted[0] || !sorted[1], "gold served in id order");
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 START_TEST(test_gold_quality_and_bias) {
     test_daemon d;
     daemon_init(&d);
@@ -463,6 +515,7 @@ Suite *annotation_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_labels_blind_edit_skip);
     tcase_add_test(tc, test_gold_quality_and_bias);
+    tcase_add_test(tc, test_gold_order_per_annotator);
     tcase_add_test(tc, test_position_bias_report);
     suite_add_tcase(s, tc);
     return s;
