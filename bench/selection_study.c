@@ -11,7 +11,9 @@
  *     (Bradley-Terry on the gold score, temperature --noise);
  *   - --rounds times: reward model(s) trained from the SFT weights on all
  *     labels so far (one model; three seeds for disagreement), their
- *     accuracy on the held-out pairs against the gold order, then --batch
+ *     accuracy on the held-out pairs against the gold order (with
+ *     --bootstrap, disagreement's other members learn from resamples of
+ *     the labels), then --batch
  *     new pairs chosen from the pool by the rule (at most 2 per prompt, no
  *     pair twice) and labelled;
  *   - the last reward model (member 0) drives PPO from the SFT policy (the
@@ -44,7 +46,7 @@ typedef struct study_args {
     int seeds[MAX_SEEDS], n_seeds;
     int pool, heldout, initial, batch, rounds;
     double noise;
-    bool ppo;
+    bool ppo, bootstrap;
 } study_args;
 
 /* n prompts x K samples of the policy at path, prompts from stream. */
@@ -179,11 +181,25 @@ static void run_rule(const demo_pipeline *p, const study_args *a, int seed, sele
     rng_seed(&choose_rng, (uint64_t)seed, 0x5E1EC7u);
     rng_seed(&label_rng, (uint64_t)seed, 0x1ABE1u);
     keep rms[MAX_MEMBERS];
+    /* --bootstrap: members after the first learn from a resample (with
+     * replacement) of the labels, so their spread measures what the labels
+     * leave open (epistemic), not only the training seed's noise. */
+    selection_pair *boot = malloc(sizeof *boot * (size_t)total);
+    int *boot_win = malloc(sizeof(int) * (size_t)total);
+    rng_state boot_rng;
+    rng_seed(&boot_rng, (uint64_t)seed, 0xB0075u);
     for (int round = 0;; round++) {
         for (int e = 0; e < members; e++) {
             char name[32];
             snprintf(name, sizeof name, "sel-rm%d", e);
-            train_rm(p, pool, pairs, win, n, 1000 * seed + e, &rms[e], name);
+            if (a->bootstrap && e > 0) {
+                for (int i = 0; i < n; i++) {
+                    const int j = (int)(rng_next_double(&boot_rng) * n);
+                    boot[i] = pairs[j], boot_win[i] = win[j];
+                }
+                train_rm(p, pool, boot, boot_win, n, 1000 * seed + e, &rms[e], name);
+            } else
+                train_rm(p, pool, pairs, win, n, 1000 * seed + e, &rms[e], name);
         }
         score_items(rms[0].path, &p->tok, held, n_held, held_scores);
         out->acc[round] = heldout_accuracy(held, n_held, held_scores);
@@ -220,7 +236,7 @@ static void run_rule(const demo_pipeline *p, const study_args *a, int seed, sele
     }
     for (int e = 0; e < members; e++)
         remove(rms[e].path);
-    free(pairs), free(win), free(scores), free(held_scores);
+    free(pairs), free(win), free(scores), free(held_scores), free(boot), free(boot_win);
 }
 
 static void parse_args(int argc, char **argv, study_args *a) {
@@ -255,10 +271,12 @@ static void parse_args(int argc, char **argv, study_args *a) {
             a->noise = atof(v), i++;
         else if (strcmp(argv[i], "--no-ppo") == 0)
             a->ppo = false;
+        else if (strcmp(argv[i], "--bootstrap") == 0)
+            a->bootstrap = true;
         else {
-            fprintf(stderr,
-                    "usage: selection-study [--seeds 1,2,3] [--pool 400] [--heldout 150] "
-                    "[--initial 100] [--batch 100] [--rounds 4] [--noise 0.5] [--no-ppo]\n");
+            fprintf(stderr, "usage: selection-study [--seeds 1,2,3] [--pool 400] [--heldout 150] "
+                            "[--initial 100] [--batch 100] [--rounds 4] [--noise 0.5] [--no-ppo] "
+                            "[--bootstrap]\n");
             exit(argv[i][2] == 'h' ? 0 : 2);
         }
     }
@@ -279,8 +297,9 @@ int main(int argc, char **argv) {
     enum { N_RULES = 3 };
     static rule_result res[MAX_SEEDS][N_RULES];
     printf("selection study: pool %d prompts x %d, held-out %d prompts, %d initial random pairs "
-           "+ %d rounds x %d chosen, annotator noise %.2f; SFT gold %.3f\n",
-           a.pool, K, a.heldout, a.initial, a.rounds, a.batch, a.noise, p.gold_sft);
+           "+ %d rounds x %d chosen, annotator noise %.2f%s; SFT gold %.3f\n",
+           a.pool, K, a.heldout, a.initial, a.rounds, a.batch, a.noise,
+           a.bootstrap ? ", bootstrap members" : "", p.gold_sft);
     for (int s = 0; s < a.n_seeds; s++) {
         const int seed = a.seeds[s];
         int32_t *group = malloc(sizeof(int32_t) * (size_t)a.pool * K);
