@@ -130,7 +130,7 @@ char *agreement_body_text(sqlite3 *db, int64_t project_id, int64_t *last, size_t
     agreement_init(&a);
     prefs_agreement_counts n;
     json_t *names;
-    if (prefs_agreement_read(db, project_id, &a, &n, &names, last) != 0) {
+    if (prefs_agreement_read(db, project_id, false, &a, &n, &names, last) != 0) {
         agreement_free(&a);
         return NULL;
     }

@@ -485,7 +485,7 @@ static double project_alpha(sqlite3 *db, int64_t project) {
     json_t *names = NULL;
     int64_t last_id;
     double alpha = NAN;
-    if (prefs_agreement_read(db, project, &a, &c, &names, &last_id) != 0 ||
+    if (prefs_agreement_read(db, project, false, &a, &c, &names, &last_id) != 0 ||
         !agreement_alpha(&a, &alpha))
         alpha = NAN;
     json_decref(names);

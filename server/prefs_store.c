@@ -34,8 +34,8 @@ static json_t *project_from_row(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
         (const char *)sqlite3_column_text(st, 1), "description",
         (const char *)sqlite3_column_text(st, 6), "k", (json_int_t)sqlite3_column_int64(st, 2),
         "overlap", (json_int_t)sqlite3_column_int64(st, 3), "locked",
-        sqlite3_column_int(st, 7) != 0, "archived", sqlite3_column_int(st, 8) != 0,
-        "n_comparisons", (json_int_t)sqlite3_column_int64(st, 5), "guidelines",
+        sqlite3_column_int(st, 7) != 0, "archived", sqlite3_column_int(st, 8) != 0, "n_comparisons",
+        (json_int_t)sqlite3_column_int64(st, 5), "guidelines",
         (const char *)sqlite3_column_text(st, 9), "label_schema",
         label_schema ? label_schema : json_null(), "lease_seconds",
         (json_int_t)sqlite3_column_int64(st, 11), "gold_rate", sqlite3_column_double(st, 12),
@@ -367,8 +367,9 @@ int64_t prefs_ranking_insert(sqlite3 *db, int64_t comparison_id, int64_t token_i
                              int64_t *n_pairs) {
     int64_t id = -1;
     sqlite3_stmt *st = db_cached_prepare(
-        db, "INSERT INTO rankings (comparison_id, token_id, skipped, note, created_at, "
-            "shown_order, labels, skip_reason, time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        db,
+        "INSERT INTO rankings (comparison_id, token_id, skipped, note, created_at, "
+        "shown_order, labels, skip_reason, time_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     if (st == NULL)
         return -1;
     sqlite3_bind_int64(st, 1, comparison_id);
@@ -570,10 +571,10 @@ int prefs_project_ranked_between(sqlite3 *db, int64_t project_id, int64_t after,
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-int prefs_agreement_read(sqlite3 *db, int64_t project_id, agreement *a, prefs_agreement_counts *c,
-                         json_t **names, int64_t *last_ranking_id) {
-    /* Every ranking entry of the project, comparison by comparison, but
-     * those of annotators excluded from it (as the exports); a skip is one
+int prefs_agreement_read(sqlite3 *db, int64_t project_id, bool with_excluded, agreement *a,
+                         prefs_agreement_counts *c, json_t **names, int64_t *last_ranking_id) {
+    /* Every ranking entry of the project, comparison by comparison (but
+     * those of excluded annotators unless with_excluded); a skip is one
      * row with a NULL position. A read transaction: one snapshot. */
     *c = (prefs_agreement_counts){0};
     *names = json_array();
@@ -586,13 +587,15 @@ int prefs_agreement_read(sqlite3 *db, int64_t project_id, agreement *a, prefs_ag
                            "e.rank FROM comparisons c JOIN rankings k ON k.comparison_id = c.id "
                            "LEFT JOIN ranking_entries e ON e.ranking_id = k.id LEFT JOIN "
                            "candidates cd ON cd.id = e.candidate_id WHERE c.project_id = ?1 "
-                           "AND NOT EXISTS (SELECT 1 FROM project_excluded_annotators x WHERE "
-                           "x.project_id = ?1 AND x.token_id = k.token_id) ORDER BY c.id, k.id",
+                           "AND (?2 OR NOT EXISTS (SELECT 1 FROM project_excluded_annotators x "
+                           "WHERE x.project_id = ?1 AND x.token_id = k.token_id)) ORDER BY "
+                           "c.id, k.id",
                            -1, &st, NULL) != SQLITE_OK) {
         db_rollback(db);
         return -1;
     }
     sqlite3_bind_int64(st, 1, project_id);
+    sqlite3_bind_int(st, 2, with_excluded);
     agreement_ranking *rk = NULL;
     size_t m = 0, cap = 0;
     int64_t comparison = 0, ranking = 0;

@@ -122,12 +122,14 @@ typedef struct prefs_agreement_counts {
     int64_t comparisons_ranked, rankings, skipped;
 } prefs_agreement_counts;
 /* Feeds every ranking of project_id to a (initialised by the caller) and
- * counts them; *names (a JSON array) gets the token name of each of
- * a->annotators in order; *last_ranking_id the highest ranking change id of the
- * whole table in the same snapshot (what the agreement cache keys on). One
- * read transaction. 0 or -1. */
-int prefs_agreement_read(sqlite3 *db, int64_t project_id, agreement *a, prefs_agreement_counts *c,
-                         json_t **names, int64_t *last_ranking_id);
+ * counts them; with_excluded false leaves out the rankings of annotators
+ * excluded from the project (the agreement, as the exports do), true keeps
+ * them (the quality report, where an admin excludes and includes); *names (a JSON array) gets the
+ * token name of each of a->annotators in order; *last_ranking_id the highest ranking change id of
+ * the whole table in the same snapshot (what the agreement cache keys on). One read transaction. 0
+ * or -1. */
+int prefs_agreement_read(sqlite3 *db, int64_t project_id, bool with_excluded, agreement *a,
+                         prefs_agreement_counts *c, json_t **names, int64_t *last_ranking_id);
 /* The highest ranking change id (ranking_changes, schema 016: every
  * insert, edit and delete of a ranking appends one; 0: none), into *id. A
  * project's rankings are unchanged between two reads of this id exactly

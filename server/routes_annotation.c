@@ -208,7 +208,7 @@ static enum MHD_Result quality_work(request *r) {
     json_t *names = NULL;
     int64_t last;
     annot_scan s = {0};
-    int ok = prefs_agreement_read(r->db, r->path_id, &a, &counts, &names, &last) == 0 &&
+    int ok = prefs_agreement_read(r->db, r->path_id, true, &a, &counts, &names, &last) == 0 &&
              annot_scan_read(r->db, r->path_id, &s) == 0;
     json_t *body = NULL;
     if (ok) {
