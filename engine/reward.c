@@ -357,7 +357,7 @@ static int sample_policy(norm_samples *ns, const model *policy, const reward_con
         int32_t *row = ns->ids + (int64_t)ns->n * cap;
         const char *prompt = in->train[i].prompt;
         const int64_t np =
-            tokenizer_encode(in->tok, prompt, strlen(prompt), row, (size_t)cap, in->special);
+            tokenizer_encode_prompt(in->tok, prompt, strlen(prompt), row, (size_t)cap, in->special);
         const int64_t room = cap - np - 1;
         const int max_new = (int)(cfg->norm_max_tokens < room ? cfg->norm_max_tokens : room);
         if (np < 1 || max_new < 1)

@@ -110,7 +110,7 @@ int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens,
 int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool special,
                           int32_t *ids, uint8_t *loss_mask, int64_t cap) {
     const int64_t np =
-        tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, special);
+        tokenizer_encode_prompt(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, special);
     if (np < 0)
         return -1;
     const int64_t p = np < cap ? np : cap;
@@ -310,8 +310,8 @@ static void log_samples(const model *m, const sft_config *cfg, const sft_inputs 
                         const train_sink *sink) {
     for (int i = 0; i < shown; i++) {
         int32_t prompt[1024];
-        const int64_t np = tokenizer_encode(in->tok, examples[i]->prompt,
-                                            strlen(examples[i]->prompt), prompt, 1024, false);
+        const int64_t np = tokenizer_encode_prompt(
+            in->tok, examples[i]->prompt, strlen(examples[i]->prompt), prompt, 1024, false);
         /* as many new tokens as asked, or as the context still holds */
         const int64_t room = model_max_seq_len(m) - np;
         const int64_t max_new = cfg->sample_max_tokens < room ? cfg->sample_max_tokens : room;
