@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "chat_template.h"
+#include "hf_tokenizer.h"
 #include "db.h"
 #include "model.h"
 #include "suites.h"
@@ -75,11 +76,18 @@ static void reference_for(const model *m, const char *dir, const char *text, boo
                                  sizeof err);
         chat_template_free(&t);
     } else {
-        P = tokenizer_encode(&tok, text, strlen(text), NULL, 0, false);
+        P = tokenizer_encode_prompt(&tok, text, strlen(text), NULL, 0, false);
         ids = malloc(sizeof(int32_t) * (size_t)P);
-        tokenizer_encode(&tok, text, strlen(text), ids, (size_t)P, false);
+        tokenizer_encode_prompt(&tok, text, strlen(text), ids, (size_t)P, false);
     }
     ck_assert_msg(P > 0, "%s", err);
+    /* the tiny Qwen3 fixture's tokenizer.json puts <bos> (262) first, as
+     * transformers' tokenizer(text) does (GPT-2's puts nothing); its ChatML
+     * template does not write it, so chats get it too */
+    int32_t prefix[HF_TOKENIZER_MAX_PREFIX];
+    const int np = hf_tokenizer_prefix(tokenizer_hf(&tok), prefix);
+    ck_assert_int_eq(np, m->family == MODEL_FAMILY_LLAMA ? 1 : 0);
+    ck_assert(np == 0 || (ids[0] == 262 && ids[1] != 262));
     greedy(m, &tok, ids, (int)P, n, out);
     free(ids);
     tokenizer_free(&tok);
