@@ -187,7 +187,8 @@ typedef struct sft_data {
     uint8_t *mask;   /* loss mask, aligned with ids */
     int64_t *offset; /* (n + 1) start of each example */
     int64_t n;
-    int64_t truncated; /* examples cut at the context */
+    int64_t truncated;  /* examples cut at the context */
+    int64_t last_turns; /* chat examples trained as their last turn (no template) */
 } sft_data;
 
 static void data_free(sft_data *d) {
@@ -214,7 +215,11 @@ static int data_build(sft_data *d, const tokenizer *tok, const struct chat_templ
         const text_pair *ex = &examples[order ? order[i] : i];
         d->offset[i] = at;
         char why[400] = "the tokenizer failed";
-        const int64_t k = ex->messages
+        /* without a template, a chat example that also holds its last turn
+         * as a pair (rlhfd's rows) trains on that */
+        const bool last_turn = ex->messages && chat == NULL && ex->response[0] != '\0';
+        d->last_turns += last_turn;
+        const int64_t k = ex->messages && !last_turn
                               ? sft_tokenize_chat(tok, chat, ex, all_tokens, d->ids + at,
                                                   d->mask + at, cap, why, sizeof why)
                               : sft_tokenize(tok, ex, all_tokens, d->ids + at, d->mask + at, cap);
@@ -568,6 +573,19 @@ int sft_session_init(sft_session **out, const sft_config *cfg, const sft_inputs 
                             context) != 0) {
         snprintf(err, errlen, "cannot report the truncated examples");
         goto fail;
+    }
+    if (s->train.last_turns + s->eval.last_turns > 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "%lld chat examples train on their last turn only (the last user message and "
+                 "the answer): the model has no chat template to render the conversation",
+                 (long long)(s->train.last_turns + s->eval.last_turns));
+        const sink_metric data[] = {
+            {"n_examples", (double)(s->train.last_turns + s->eval.last_turns)}};
+        if (sink_event(sink, SINK_LEVEL_WARN, "chat_without_template", msg, data, 1) != 0) {
+            snprintf(err, errlen, "cannot report the chat examples");
+            goto fail;
+        }
     }
     /* Samples continue the first held-out prompts (training ones without an eval set). */
     for (; s->n_shown < 2 && s->n_shown < (n_eval > 0 ? n_eval : n_train); s->n_shown++)
