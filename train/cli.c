@@ -592,10 +592,6 @@ static int export_adapter(const char *in_path, const gpt2_config *gc, const char
     return rc;
 }
 
-/* rlhf-train export-hf --checkpoint FILE.safetensors --out DIR: a Hugging
- * Face GPT-2 directory — DIR/model.safetensors (weights only: no trainer
- * state; LoRA adapters merged) and DIR/config.json (GPT2Config) — that
- * from_pretrained loads; plus DIR/adapter/ when the checkpoint has adapters. */
 /* Copies the tokenizer files of a model directory into out_dir (those present). */
 static int copy_tokenizer_files(const char *from, const char *out_dir, char *err, size_t errlen) {
     static const char *const names[] = {"tokenizer.json", "tokenizer_config.json",
@@ -638,6 +634,11 @@ static int export_llama(const char *in_path, const char *out_dir, safetensors_dt
     return tokenizer_dir != NULL ? copy_tokenizer_files(tokenizer_dir, out_dir, err, errlen) : 0;
 }
 
+/* rlhf-train export-hf --checkpoint FILE.safetensors --out DIR [--dtype
+ * f32|bf16]: a Hugging Face directory that from_pretrained loads. GPT-2:
+ * DIR/model.safetensors (weights only: no trainer state; LoRA adapters
+ * merged; f32 or bf16) and DIR/config.json (GPT2Config), plus DIR/adapter/
+ * when the checkpoint has adapters; the Llama family: export_llama. */
 static int export_hf(int argc, char **argv) {
     const char *in_path = NULL, *out_dir = NULL, *dtype_name = "f32", *tokenizer_dir = NULL;
     int bad = (argc - 2) % 2 != 0;
@@ -672,9 +673,9 @@ static int export_hf(int argc, char **argv) {
         }
         return 0;
     }
-    if (bf16 || tokenizer_dir != NULL) {
-        fprintf(stderr, "rlhf-train export-hf: --dtype bf16 and --tokenizer-dir are for "
-                        "Llama-family checkpoints\n");
+    if (tokenizer_dir != NULL) {
+        fprintf(stderr, "rlhf-train export-hf: --tokenizer-dir is for Llama-family checkpoints "
+                        "(a GPT-2 tokenizer's vocab.json and merges.txt do not change)\n");
         return EXIT_USAGE;
     }
     gpt2_model m;
@@ -690,7 +691,8 @@ static int export_hf(int argc, char **argv) {
         return EXIT_TRAINING_FAILED;
     }
     size_t n = 0;
-    void *bytes = rc == 0 ? gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n) : NULL;
+    void *bytes =
+        rc == 0 ? gpt2_export_serialize(&m, bf16 ? SAFETENSORS_BF16 : SAFETENSORS_F32, &n) : NULL;
     char *config = gpt2_hf_config_json(&gc);
     FILE *out = NULL;
     if (bytes != NULL && config != NULL) {

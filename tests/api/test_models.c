@@ -354,6 +354,18 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
                             sizeof(float) * (size_t)stored.num_params),
                      0);
     gpt2_free(&exported);
+    /* ?dtype=bf16: the same weights rounded to bfloat16, stored as BF16 */
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/hf.tar?dtype=bf16", (long long)ck);
+    r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    snprintf(out, sizeof out, "%s/export-bf16", d.dir);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+    ck_assert_uint_eq(test_untar(r->body, r->body_len, out, names, 8), 4);
+    reply_free(r);
+    ck_assert_msg(model_open(out, NULL, &exported, NULL, err, sizeof err) == 0, "%s", err);
+    char file[256];
+    snprintf(file, sizeof file, "%s/model.safetensors", out);
+    expect_bf16_export(file, exported.param_memory, stored.param_memory, stored.num_params);
+    gpt2_free(&exported);
     gpt2_free(&stored);
     daemon_stop(&d);
     daemon_cleanup(&d);

@@ -19,6 +19,7 @@
 
 #include "cli_sink.h"
 #include "suites.h"
+#include "test_api_fixtures.h"
 #include "test_hf_fixture.h"
 #include "test_util.h"
 
@@ -655,6 +656,24 @@ START_TEST(test_cli_export_hf) {
     ck_assert_msg(memcmp(bytes[0], bytes[1], (size_t)sizes[0]) == 0,
                   "sft from the HF directory differs from sft from its checkpoint");
     free(bytes[0]), free(bytes[1]);
+    /* --dtype bf16: the weights rounded to bfloat16, stored as BF16 */
+    char bf16_dir[200];
+    snprintf(bf16_dir, sizeof bf16_dir, "%s/bf16", dir);
+    ck_assert_int_eq(mkdir(bf16_dir, 0700), 0);
+    const char *export_bf16[] = {"export-hf", "--checkpoint", ckpt,   "--out",
+                                 bf16_dir,    "--dtype",      "bf16", NULL};
+    r = run(export_bf16);
+    ck_assert_msg(r->exit_code == 0, "%s", r->err);
+    free(r);
+    gpt2_model exported, source;
+    char err[256];
+    ck_assert_msg(model_open(bf16_dir, NULL, &exported, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(model_open(ckpt, NULL, &source, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(exported.num_params, source.num_params);
+    char bf16_file[240];
+    snprintf(bf16_file, sizeof bf16_file, "%s/model.safetensors", bf16_dir);
+    expect_bf16_export(bf16_file, exported.param_memory, source.param_memory, source.num_params);
+    gpt2_free(&exported), gpt2_free(&source);
     const char *bad[] = {"export-hf", "--checkpoint", data, "--out", dir, NULL};
     r = run(bad);
     ck_assert_int_eq(r->exit_code, 2);
