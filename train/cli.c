@@ -196,6 +196,7 @@ typedef struct run_options {
     const char *tokenizer_dir;  /* --tokenizer-dir: GPT-2 BPE files */
     int threads;
     int quiet;
+    bool context_given; /* --context or the config file's "context" */
 } run_options;
 
 /* Parses the options of `rlhf-train TYPE ...` into opts and cfg. Flags are
@@ -259,6 +260,7 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
             return -1;
         }
         int rc = hparams_apply_json(type->hparams, cfg, obj, err, sizeof err);
+        opts->context_given |= json_object_get(obj, "context") != NULL;
         json_decref(obj);
         if (rc != 0) {
             fprintf(stderr, "rlhf-train: %s: %s\n", opts->config_path, err);
@@ -292,6 +294,7 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
             fprintf(stderr, "rlhf-train: --%s: %s\n", name, err);
             return -1;
         }
+        opts->context_given |= strcmp(name, "context") == 0;
     }
     if (type->needs_train_data && opts->data_path == NULL) {
         fprintf(stderr, "rlhf-train: %s needs --data FILE.jsonl\n", type->name);
@@ -320,9 +323,12 @@ static int run_job(const job_type *type, int argc, char **argv) {
         free(cfg);
         return EXIT_USAGE;
     }
-    /* What the init model sizes (its shape), as the trainer will use it. */
-    if (job_config_from_model(type, cfg, opts.resume_path ? opts.resume_path : opts.init_path,
-                              resolve_err, sizeof resolve_err) < 0) {
+    /* What the init model sizes (its shape), as the trainer will use it; a
+     * context asked for must fit its positions (the default is lowered). */
+    const char *model_path = opts.resume_path ? opts.resume_path : opts.init_path;
+    if ((opts.context_given &&
+         job_check_context(type, cfg, model_path, resolve_err, sizeof resolve_err) != 0) ||
+        job_config_from_model(type, cfg, model_path, resolve_err, sizeof resolve_err) < 0) {
         fprintf(stderr, "rlhf-train: %s\n", resolve_err);
         free(cfg);
         return EXIT_USAGE;

@@ -974,6 +974,78 @@ static void llama_workdir(char *dir) {
     fclose(f);
 }
 
+/* The context the first line (the config event) of run r reports. */
+static int64_t reported_context(const proc_result *r) {
+    json_t *first = json_loadb(r->out, strcspn(r->out, "\n"), 0, NULL);
+    ck_assert_msg(first != NULL, "%s", r->out);
+    const int64_t c =
+        json_integer_value(json_object_get(json_object_get(first, "config"), "context"));
+    json_decref(first);
+    return c;
+}
+
+/* --context against a Hugging Face directory's max_position_embeddings (the
+ * tiny Qwen3 directory's is 128, then 64): a context asked for, by flag or
+ * config file, beyond it is refused naming both keys; one within it is
+ * used; the default (128) is lowered to the positions there are. */
+START_TEST(test_cli_context_limits_to_model_positions) {
+    char dir[] = "/tmp/rlhf-llama-XXXXXX";
+    llama_workdir(dir);
+    char model_dir[256], data[256], config[256];
+    snprintf(model_dir, sizeof model_dir, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/sft.jsonl", dir);
+    snprintf(config, sizeof config, "%s/config.json", dir);
+    FILE *f = fopen(config, "w");
+    fputs("{\"context\": 129}\n", f);
+    fclose(f);
+    const char *too_long[] = {"sft",         "--init", model_dir,       "--data",  data,
+                              "--max-steps", "1",      "--context=200", "--quiet", NULL};
+    const char *too_long_file[] = {"sft", "--init",   model_dir, "--data",  data, "--max-steps",
+                                   "1",   "--config", config,    "--quiet", NULL};
+    const char *const *refused[] = {too_long, too_long_file};
+    const char *asked[] = {"'context': 200", "'context': 129"};
+    for (int i = 0; i < 2; i++) {
+        proc_result *r = run(refused[i]);
+        ck_assert_msg(r->exit_code == 2, "exit %d: %s", r->exit_code, r->err);
+        ck_assert_msg(strstr(r->err, asked[i]) && strstr(r->err, "max_position_embeddings") &&
+                          strstr(r->err, "at most 128"),
+                      "%s", r->err);
+        ck_assert_ptr_null(strstr(r->out, "\"event\":\"config\""));
+        free(r);
+    }
+    const char *within[] = {"sft", "--init",          model_dir, "--data",
+                            data,  "--max-steps",     "1",       "--context",
+                            "64",  "--eval-fraction", "0",       "--sample-interval",
+                            "0",   "--quiet",         NULL};
+    proc_result *r = run(within);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    ck_assert_int_eq(reported_context(r), 64);
+    free(r);
+    /* the same directory with 64 positions: the default 128 becomes 64 */
+    char path[300];
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    json_t *c = json_load_file(path, 0, NULL);
+    ck_assert_ptr_nonnull(c);
+    json_object_set_new(c, "max_position_embeddings", json_integer(64));
+    ck_assert_int_eq(json_dump_file(c, path, JSON_INDENT(2)), 0);
+    json_decref(c);
+    const char *by_default[] = {"sft",     "--init",
+                                model_dir, "--data",
+                                data,      "--max-steps",
+                                "1",       "--eval-fraction",
+                                "0",       "--sample-interval",
+                                "0",       "--quiet",
+                                NULL};
+    r = run(by_default);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    ck_assert_int_eq(reported_context(r), 64);
+    free(r);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* sft --init DIR on a Qwen3 directory, full and LoRA: the loss falls, and a
  * run killed with SIGKILL after a periodic checkpoint resumes from it to the
  * same later checkpoints, byte for byte, as the run never interrupted. */
@@ -1632,6 +1704,7 @@ Suite *rlhf_train_suite(void) {
     suite_add_tcase(s, tc);
     TCase *llama = tcase_create("llama");
     tcase_set_timeout(llama, 120);
+    tcase_add_test(llama, test_cli_context_limits_to_model_positions);
     tcase_add_test(llama, test_cli_llama_sft_resume_after_kill);
     tcase_add_test(llama, test_cli_llama_reward_and_ppo);
     tcase_add_test(llama, test_cli_logprobs_match_the_torch_fixture);
