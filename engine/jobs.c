@@ -575,8 +575,8 @@ int job_check_context(const job_type *type, const void *cfg, const char *model_p
     const char *key =
         shape.family == MODEL_FAMILY_LLAMA ? "max_position_embeddings" : "n_positions";
     snprintf(err, errlen,
-             "hyperparameter 'context': %lld is more than the %d positions of the model at %s "
-             "(its config's '%s'); use at most %d",
-             (long long)asked, shape.context, model_path, key, shape.context);
+             "hyperparameter 'context': %lld is more than the model's %d positions (its "
+             "config's '%s'); use at most %d",
+             (long long)asked, shape.context, key, shape.context);
     return -1;
 }

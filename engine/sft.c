@@ -33,7 +33,9 @@ static const hparam_def sft_defs[] = {
     {"n_head", HPARAM_INT, F(n_head), 4, 1, 128, NULL, "Attention heads; must divide d_model."},
     {"d_model", HPARAM_INT, F(d_model), 128, 8, 8192, NULL, "Width of the residual stream."},
     {"context", HPARAM_INT, F(context), 128, 8, 8192, NULL,
-     "Longest sequence (learned positions); longer examples are truncated."},
+     "Longest sequence; longer examples are truncated. From a model, at most its positions "
+     "(max_position_embeddings, GPT-2's n_positions: more is an error); the default is "
+     "lowered to them."},
     {"batch_size", HPARAM_INT, F(batch_size), 16, 1, 4096, NULL, "Examples per micro-batch."},
     {"grad_accum_steps", HPARAM_INT, F(grad_accum_steps), 1, 1, 1024, NULL,
      "Micro-batches per optimizer step."},

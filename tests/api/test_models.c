@@ -518,6 +518,44 @@ START_TEST(test_openai_fine_tuning_from_base_models) {
 }
 END_TEST
 
+/* A job's hyperparameters.context beyond the registered model's
+ * max_position_embeddings (the tiny Qwen3 directory's 128) is refused when
+ * the job is created, naming both; within it, and left to its default, the
+ * job is created (the default lowered to the model's positions when it
+ * runs). */
+START_TEST(test_context_beyond_model_positions_is_refused) {
+    test_daemon d;
+    char path[256], body[512];
+    daemon_with_model(&d, "qwen", true, path, sizeof path);
+    const int64_t ds = create_dataset(&d, "sft", "{\"prompt\":\"hi\",\"response\":\"hello\"}\n");
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"qwen\",\"hyperparameters\":"
+             "{\"context\":200}}",
+             (long long)ds);
+    http_reply *r = http(&d, "POST", "/v1/jobs", d.admin, body, NULL);
+    ck_assert_int_eq(r->status, 400);
+    const json_t *e = json_object_get(r->json, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "code")), "invalid_hyperparameter");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "param")), "hyperparameters.context");
+    const char *message = json_string_value(json_object_get(e, "message"));
+    ck_assert_msg(strstr(message, "max_position_embeddings") && strstr(message, "at most 128"),
+                  "%s", message);
+    reply_free(r);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs", 0), 0);
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"qwen\",\"hyperparameters\":"
+             "{\"context\":128}}",
+             (long long)ds);
+    create_job(&d, body);
+    snprintf(body, sizeof body, "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"qwen\"}",
+             (long long)ds);
+    create_job(&d, body);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs", 0), 2);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* One number from the database file (read-only); NAN if no row. */
 static double db_double(const test_daemon *d, const char *sql, int64_t arg) {
     sqlite3 *db;
@@ -759,6 +797,7 @@ Suite *models_suite(void) {
     tcase_add_test(tc, test_llama_base_model_trains_dpo_and_grpo);
     tcase_add_test(tc, test_openai_fine_tuning_from_base_models);
     tcase_add_test(tc, test_chat_rows_train_every_assistant_turn);
+    tcase_add_test(tc, test_context_beyond_model_positions_is_refused);
     tcase_add_test(tc, test_lora_checkpoint_downloads_with_adapter_dir);
     tcase_add_test(tc, test_worker_killed_while_writing_a_checkpoint);
     suite_add_tcase(s, tc);
