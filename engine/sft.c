@@ -322,7 +322,8 @@ static void log_samples(const model *m, const sft_config *cfg, const sft_inputs 
         /* as many new tokens as asked, or as the context still holds */
         const int64_t room = model_max_seq_len(m) - np;
         const int64_t max_new = cfg->sample_max_tokens < room ? cfg->sample_max_tokens : room;
-        if (np < 1 || np > 1024 || max_new < 1)
+        /* an empty prompt (a text or chat row) has nothing to continue */
+        if (examples[i]->prompt[0] == '\0' || np < 1 || np > 1024 || max_new < 1)
             continue;
         int32_t *out = malloc(sizeof(int32_t) * (size_t)max_new);
         int32_t len = 0;
