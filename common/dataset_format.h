@@ -113,8 +113,9 @@ typedef struct dataset_error {
 int dataset_row_parse(const json_t *line, dataset_format format, int max_k, dataset_row *row,
                       dataset_error *e);
 /* The same, taking chat rows when chat is true (rlhf-train reading a file
- * renders them with the model's chat template; rlhfd's upload stores only
- * an OpenAI chat row's last turn, parsed by dataset_row_parse). */
+ * renders them with the model's chat template; rlhfd's upload parses with
+ * dataset_row_parse and stores an OpenAI chat row's last turn and its
+ * earlier messages, which its worker puts back together, sft.h). */
 int dataset_row_parse_chat(const json_t *line, dataset_format format, int max_k, bool chat,
                            dataset_row *row, dataset_error *e);
 void dataset_row_free(dataset_row *row);

@@ -78,12 +78,13 @@ int chat_template_render(const chat_template *t, const chat_message *messages, s
                          chat_span **spans, size_t *n_spans, char *err, size_t errlen);
 
 /* Renders and tokenizes (added tokens matched, no post-processor: the
- * templates write BOS themselves, as transformers' apply_chat_template
- * does). *ids gets the malloc'd ids; when assistant_mask is not NULL it
- * gets a malloc'd byte per id, 1 for the ids of assistant turns. A token
- * is an assistant token when it is not in the tokenization of the text
- * before the turn's content (the longest common prefix of the two
- * tokenizations), and is in that of the text up to the turn's end; so a
+ * llama2 and llama3 templates write BOS themselves, as transformers'
+ * apply_chat_template does; when a template does not, e.g. chatml chosen
+ * for a Llama tokenizer, the post-processor's BOS is put first, where
+ * apply_chat_template would leave it out). *ids gets the malloc'd ids; when assistant_mask is not
+ * NULL it gets a malloc'd byte per id, 1 for the ids of assistant turns. A token is an assistant
+ * token when it is not in the tokenization of the text before the turn's content (the longest
+ * common prefix of the two tokenizations), and is in that of the text up to the turn's end; so a
  * token that straddles the start (SentencePiece's "▁Answer") counts as
  * the assistant's. Returns the number of ids, or -1 with a message. */
 int64_t chat_template_encode(const chat_template *t, const hf_tokenizer *tok,

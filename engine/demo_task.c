@@ -10,7 +10,7 @@ double demo_task_sample_tokens(const model *m, const tokenizer *tok, const char 
                                float temperature, int max_new, rng_state *rng, char *text,
                                size_t text_cap, int32_t *ids, int *n_prompt, int *n_gen) {
     *n_prompt = 0, *n_gen = 0;
-    const int64_t np = tokenizer_encode(tok, prompt, strlen(prompt), ids, 256, false);
+    const int64_t np = tokenizer_encode_prompt(tok, prompt, strlen(prompt), ids, 256, false);
     const int64_t room = model_max_seq_len(m) - np;
     max_new = max_new < 64 ? max_new : 64;
     if (np < 1 || np > 256 || room < 1 || max_new < 1)

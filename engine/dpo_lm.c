@@ -170,8 +170,8 @@ static int pair_set_build(pair_set *s, const ranking *rk, int64_t n_rk, const dp
             free(buf);
             return -1;
         }
-        int64_t n = tokenizer_encode(tok, rk[i].prompt, strlen(rk[i].prompt), buf, (size_t)buf_cap,
-                                     job->in->texts_special);
+        int64_t n = tokenizer_encode_prompt(tok, rk[i].prompt, strlen(rk[i].prompt), buf,
+                                            (size_t)buf_cap, job->in->texts_special);
         if (n < 1) {
             snprintf(err, errlen, "%s ranking %lld: the prompt is empty or could not be tokenized",
                      what, (long long)i + 1);

@@ -100,9 +100,10 @@ static void transpose(float *dst, const float *src, int64_t rows, int64_t cols) 
             dst[c * rows + r] = src[r * cols + c];
 }
 
-void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_meta)[2],
-                                int n_extra, const safetensors_tensor *extra_tensors,
-                                int n_extra_tensors, size_t *n_bytes) {
+/* gpt2_checkpoint_serialize with every tensor stored as dtype. */
+static void *serialize_as(const gpt2_model *m, const char *const (*extra_meta)[2], int n_extra,
+                          const safetensors_tensor *extra_tensors, int n_extra_tensors,
+                          safetensors_dtype dtype, size_t *n_bytes) {
     const gpt2_config *cfg = &m->cfg;
     const int L = cfg->n_layer;
     const int n_lora = m->lora ? 2 * LORA_NUM_TARGETS * L : 0;
@@ -167,13 +168,25 @@ void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_m
     }
     for (int i = 0; i < n_extra && n_meta < 32; i++, n_meta++)
         meta[n_meta][0] = extra_meta[i][0], meta[n_meta][1] = extra_meta[i][1];
-    out = safetensors_serialize(tensors, t, (const char *const(*)[2])meta, n_meta, n_bytes);
+    out =
+        safetensors_serialize_as(tensors, t, (const char *const(*)[2])meta, n_meta, dtype, n_bytes);
 done:
     free(tensors);
     free(names);
     free(lora_names);
     free(hf);
     return out;
+}
+
+void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_meta)[2],
+                                int n_extra, const safetensors_tensor *extra_tensors,
+                                int n_extra_tensors, size_t *n_bytes) {
+    return serialize_as(m, extra_meta, n_extra, extra_tensors, n_extra_tensors, SAFETENSORS_F32,
+                        n_bytes);
+}
+
+void *gpt2_export_serialize(const gpt2_model *m, safetensors_dtype dtype, size_t *n_bytes) {
+    return serialize_as(m, NULL, 0, NULL, 0, dtype, n_bytes);
 }
 
 static int meta_int(const safetensors_file *f, const char *key, int *out, char *err,

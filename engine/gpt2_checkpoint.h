@@ -36,6 +36,11 @@ void *gpt2_checkpoint_serialize(const gpt2_model *m, const char *const (*extra_m
                                 int n_extra, const safetensors_tensor *extra_tensors,
                                 int n_extra_tensors, size_t *n_bytes);
 
+/* The weights alone (no trainer state) as a Hugging Face export's
+ * model.safetensors, every tensor stored as dtype (SAFETENSORS_F32, or
+ * SAFETENSORS_BF16 rounded to nearest even: half the bytes). */
+void *gpt2_export_serialize(const gpt2_model *m, safetensors_dtype dtype, size_t *n_bytes);
+
 /* Reads the config from a checkpoint's metadata. n_head is not recoverable
  * from shapes, so a file without our metadata needs config.json
  * (gpt2_config_from_hf_json). Returns 0 or -1 with err. */

@@ -344,10 +344,11 @@ static int prepare(grpo_job *job, char *err, size_t errlen) {
                                : (in->eval_answers ? in->eval_answers[i - np] : NULL);
         job->prompt_tokens[i] = malloc(sizeof(int32_t) * (size_t)cap);
         job->items[i] = make_item(p, a);
-        const int64_t n = job->prompt_tokens[i]
-                              ? tokenizer_encode(in->tok, p, strlen(p), job->prompt_tokens[i],
-                                                 (size_t)cap, in->prompts_special)
-                              : -1;
+        const int64_t n =
+            job->prompt_tokens[i]
+                ? tokenizer_encode_prompt(in->tok, p, strlen(p), job->prompt_tokens[i], (size_t)cap,
+                                          in->prompts_special)
+                : -1;
         if (n < 1 || job->items[i] == NULL) {
             snprintf(err, errlen, "%s prompt %lld is empty or could not be tokenized",
                      i < np ? "training" : "held-out", (long long)(i < np ? i : i - np) + 1);

@@ -20,6 +20,7 @@
 #define METASPACE_DEFAULT 0x2581u /* ▁ */
 #define MAX_STEPS         16
 #define MAX_TEMPLATE      16
+_Static_assert(MAX_TEMPLATE * 4 <= HF_TOKENIZER_MAX_PREFIX, "a template's prefix fits");
 
 /* GPT-2's pre-tokenisation pattern: what ByteLevel's use_regex applies. */
 static const char GPT2_PATTERN[] =
@@ -1863,6 +1864,14 @@ static int find_added(const hf_tokenizer *tok, const char *text, size_t n, size_
     return -1;
 }
 
+int hf_tokenizer_prefix(const hf_tokenizer *tok, int32_t ids[HF_TOKENIZER_MAX_PREFIX]) {
+    int n = 0;
+    for (int k = 0; k < tok->n_post && !tok->post[k].sequence; k++)
+        for (int i = 0; i < tok->post[k].n_ids; i++)
+            ids[n++] = tok->post[k].ids[i];
+    return n;
+}
+
 int64_t hf_tokenizer_encode(const hf_tokenizer *tok, const char *text, size_t len, int flags,
                             int32_t *out_ids, size_t cap, char *err, size_t errlen) {
     encoder e = {.tok = tok, .err = err, .errlen = errlen};
@@ -1894,9 +1903,16 @@ int64_t hf_tokenizer_encode(const hf_tokenizer *tok, const char *text, size_t le
         int n_items = flags & HF_ENCODE_ADD_SPECIAL ? tok->n_post : 0;
         total = 0;
         if (n_items == 0) {
-            total = (int64_t)e.ids.n;
-            for (size_t i = 0; i < e.ids.n && i < cap; i++)
-                out_ids[i] = e.ids.v[i];
+            int32_t prefix[HF_TOKENIZER_MAX_PREFIX];
+            const int np = flags & HF_ENCODE_ADD_PREFIX ? hf_tokenizer_prefix(tok, prefix) : 0;
+            const bool has_prefix =
+                (size_t)np <= e.ids.n && memcmp(e.ids.v, prefix, sizeof *prefix * (size_t)np) == 0;
+            for (int i = 0; !has_prefix && i < np; i++, total++)
+                if ((uint64_t)total < cap)
+                    out_ids[total] = prefix[i];
+            for (size_t i = 0; i < e.ids.n; i++, total++)
+                if ((uint64_t)total < cap)
+                    out_ids[total] = e.ids.v[i];
         }
         for (int k = 0; k < n_items; k++) {
             const int32_t *src = items[k].sequence ? e.ids.v : items[k].ids;

@@ -68,7 +68,18 @@ enum {
     /* treat the text of special added tokens as ordinary text (Hugging
      * Face's split_special_tokens=True): for untrusted text */
     HF_ENCODE_SPLIT_SPECIAL = 2,
+    /* only the post-processor's ids before the text (hf_tokenizer_prefix:
+     * BOS), and not when the text's own ids already begin with them (a
+     * chat template's rendering that writes BOS): a prompt as
+     * add_special_tokens=True encodes it, without a double BOS */
+    HF_ENCODE_ADD_PREFIX = 4,
 };
+
+/* The ids the post-processor puts before the text of a single sequence
+ * (BOS for Llama 2/3 and Mistral; none for GPT-2 and Qwen): their count,
+ * written to ids (a template holds at most 16 items of at most 4 ids). */
+#define HF_TOKENIZER_MAX_PREFIX 64
+int hf_tokenizer_prefix(const hf_tokenizer *tok, int32_t ids[HF_TOKENIZER_MAX_PREFIX]);
 
 /* Encodes text[0..len) and returns the number of ids it takes; writes the
  * first min(result, cap) to out_ids (out_ids may be NULL when cap is 0).

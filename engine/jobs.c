@@ -558,3 +558,25 @@ int job_config_from_model(const job_type *type, void *cfg, const char *model_pat
     }
     return changed;
 }
+
+int job_check_context(const job_type *type, const void *cfg, const char *model_path, char *err,
+                      size_t errlen) {
+    const hparam_def *context = hparams_find(type->hparams, "context");
+    if (model_path == NULL || context == NULL || context->type != HPARAM_INT)
+        return 0;
+    const int64_t asked = *(const int64_t *)((const char *)cfg + context->offset);
+    /* serving min(asked, its positions): fewer than asked are all it has */
+    model_shape shape;
+    if (model_read_shape(model_path, asked < INT32_MAX ? (int)asked : INT32_MAX, &shape, err,
+                         errlen) != 0)
+        return -1;
+    if (asked <= shape.context)
+        return 0;
+    const char *key =
+        shape.family == MODEL_FAMILY_LLAMA ? "max_position_embeddings" : "n_positions";
+    snprintf(err, errlen,
+             "hyperparameter 'context': %lld is more than the model's %d positions (its "
+             "config's '%s'); use at most %d",
+             (long long)asked, shape.context, key, shape.context);
+    return -1;
+}

@@ -90,4 +90,13 @@ int job_config_from_json(const job_type *type, void *cfg, const json_t *obj, cha
 int job_config_from_model(const job_type *type, void *cfg, const char *model_path, char *err,
                           size_t errlen);
 
+/* Refuses a context the model at model_path cannot serve: cfg's "context"
+ * row (when type's table has one) more than the model's positions (the
+ * Llama family's max_position_embeddings, GPT-2's n_positions). Callers
+ * check it when the context was asked for (a default context is lowered to
+ * the model's positions by job_config_from_model instead). 0 (also with
+ * model_path NULL), or -1 with err naming "context" and the model's key. */
+int job_check_context(const job_type *type, const void *cfg, const char *model_path, char *err,
+                      size_t errlen);
+
 #endif

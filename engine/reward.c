@@ -25,7 +25,8 @@ static const hparam_def reward_defs[] = {
      "Blocks when training from scratch (an init checkpoint brings its own)."},
     {"n_head", HPARAM_INT, F(n_head), 4, 1, 128, NULL, "Attention heads (from scratch)."},
     {"d_model", HPARAM_INT, F(d_model), 64, 8, 8192, NULL, "Width (from scratch)."},
-    {"context", HPARAM_INT, F(context), 64, 8, 8192, NULL, "Longest sequence (from scratch)."},
+    {"context", HPARAM_INT, F(context), 64, 8, 8192, NULL,
+     "Longest sequence (from scratch; from a model at most its positions, as for sft)."},
     {"batch_size", HPARAM_INT, F(batch_size), 8, 1, 512, NULL, "Rankings per step."},
     {"max_steps", HPARAM_INT, F(max_steps), 0, 0, 1e9, NULL,
      "Optimizer steps; 0 = as many as `epochs` takes."},
@@ -357,7 +358,7 @@ static int sample_policy(norm_samples *ns, const model *policy, const reward_con
         int32_t *row = ns->ids + (int64_t)ns->n * cap;
         const char *prompt = in->train[i].prompt;
         const int64_t np =
-            tokenizer_encode(in->tok, prompt, strlen(prompt), row, (size_t)cap, in->special);
+            tokenizer_encode_prompt(in->tok, prompt, strlen(prompt), row, (size_t)cap, in->special);
         const int64_t room = cap - np - 1;
         const int max_new = (int)(cfg->norm_max_tokens < room ? cfg->norm_max_tokens : room);
         if (np < 1 || max_new < 1)

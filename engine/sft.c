@@ -33,7 +33,9 @@ static const hparam_def sft_defs[] = {
     {"n_head", HPARAM_INT, F(n_head), 4, 1, 128, NULL, "Attention heads; must divide d_model."},
     {"d_model", HPARAM_INT, F(d_model), 128, 8, 8192, NULL, "Width of the residual stream."},
     {"context", HPARAM_INT, F(context), 128, 8, 8192, NULL,
-     "Longest sequence (learned positions); longer examples are truncated."},
+     "Longest sequence; longer examples are truncated. From a model, at most its positions "
+     "(max_position_embeddings, GPT-2's n_positions: more is an error); the default is "
+     "lowered to them."},
     {"batch_size", HPARAM_INT, F(batch_size), 16, 1, 4096, NULL, "Examples per micro-batch."},
     {"grad_accum_steps", HPARAM_INT, F(grad_accum_steps), 1, 1, 1024, NULL,
      "Micro-batches per optimizer step."},
@@ -110,7 +112,7 @@ int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens,
 int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool special,
                           int32_t *ids, uint8_t *loss_mask, int64_t cap) {
     const int64_t np =
-        tokenizer_encode(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, special);
+        tokenizer_encode_prompt(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, special);
     if (np < 0)
         return -1;
     const int64_t p = np < cap ? np : cap;
@@ -187,7 +189,8 @@ typedef struct sft_data {
     uint8_t *mask;   /* loss mask, aligned with ids */
     int64_t *offset; /* (n + 1) start of each example */
     int64_t n;
-    int64_t truncated; /* examples cut at the context */
+    int64_t truncated;  /* examples cut at the context */
+    int64_t last_turns; /* chat examples trained as their last turn (no template) */
 } sft_data;
 
 static void data_free(sft_data *d) {
@@ -214,7 +217,11 @@ static int data_build(sft_data *d, const tokenizer *tok, const struct chat_templ
         const text_pair *ex = &examples[order ? order[i] : i];
         d->offset[i] = at;
         char why[400] = "the tokenizer failed";
-        const int64_t k = ex->messages
+        /* without a template, a chat example that also holds its last turn
+         * as a pair (rlhfd's rows) trains on that */
+        const bool last_turn = ex->messages && chat == NULL && ex->response[0] != '\0';
+        d->last_turns += last_turn;
+        const int64_t k = ex->messages && !last_turn
                               ? sft_tokenize_chat(tok, chat, ex, all_tokens, d->ids + at,
                                                   d->mask + at, cap, why, sizeof why)
                               : sft_tokenize(tok, ex, all_tokens, d->ids + at, d->mask + at, cap);
@@ -310,12 +317,13 @@ static void log_samples(const model *m, const sft_config *cfg, const sft_inputs 
                         const train_sink *sink) {
     for (int i = 0; i < shown; i++) {
         int32_t prompt[1024];
-        const int64_t np = tokenizer_encode(in->tok, examples[i]->prompt,
-                                            strlen(examples[i]->prompt), prompt, 1024, false);
+        const int64_t np = tokenizer_encode_prompt(
+            in->tok, examples[i]->prompt, strlen(examples[i]->prompt), prompt, 1024, false);
         /* as many new tokens as asked, or as the context still holds */
         const int64_t room = model_max_seq_len(m) - np;
         const int64_t max_new = cfg->sample_max_tokens < room ? cfg->sample_max_tokens : room;
-        if (np < 1 || np > 1024 || max_new < 1)
+        /* an empty prompt (a text or chat row) has nothing to continue */
+        if (examples[i]->prompt[0] == '\0' || np < 1 || np > 1024 || max_new < 1)
             continue;
         int32_t *out = malloc(sizeof(int32_t) * (size_t)max_new);
         int32_t len = 0;
@@ -568,6 +576,19 @@ int sft_session_init(sft_session **out, const sft_config *cfg, const sft_inputs 
                             context) != 0) {
         snprintf(err, errlen, "cannot report the truncated examples");
         goto fail;
+    }
+    if (s->train.last_turns + s->eval.last_turns > 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "%lld chat examples train on their last turn only (the last user message and "
+                 "the answer): the model has no chat template to render the conversation",
+                 (long long)(s->train.last_turns + s->eval.last_turns));
+        const sink_metric data[] = {
+            {"n_examples", (double)(s->train.last_turns + s->eval.last_turns)}};
+        if (sink_event(sink, SINK_LEVEL_WARN, "chat_without_template", msg, data, 1) != 0) {
+            snprintf(err, errlen, "cannot report the chat examples");
+            goto fail;
+        }
     }
     /* Samples continue the first held-out prompts (training ones without an eval set). */
     for (; s->n_shown < 2 && s->n_shown < (n_eval > 0 ? n_eval : n_train); s->n_shown++)

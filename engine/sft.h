@@ -60,7 +60,10 @@ extern const hparam_table sft_hparams;
 /* One training example: text, not yet tokenized. A chat example carries
  * its conversation instead (messages: an OpenAI message list as JSON text,
  * rendered by the model's chat template); its assistant turns from message
- * first_trained on are what it trains on. */
+ * first_trained on are what it trains on. One that also holds its last
+ * turn as (prompt, response), as rlhfd's OpenAI chat rows do, trains on
+ * that pair when the model has no chat template (a "chat_without_template"
+ * warning event); otherwise no template is an error. */
 typedef struct text_pair {
     const char *prompt;
     const char *response;

@@ -479,6 +479,16 @@ int64_t tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int
     return rc != 0 ? rc : sink.count;
 }
 
+int64_t tokenizer_encode_prompt(const tokenizer *tok, const char *text, size_t len,
+                                int32_t *out_ids, size_t cap, bool allow_special) {
+    const struct tokenizer_vocab *v = tok->vocab;
+    if (v->hf == NULL)
+        return tokenizer_encode(tok, text, len, out_ids, cap, allow_special);
+    const int flags = HF_ENCODE_ADD_PREFIX | (allow_special ? 0 : HF_ENCODE_SPLIT_SPECIAL);
+    const int64_t n = hf_tokenizer_encode(v->hf, text, len, flags, out_ids, cap, NULL, 0);
+    return n < 0 ? TOKENIZER_ERROR_ENCODE : n;
+}
+
 int64_t tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, char *out,
                          size_t cap) {
     if (tok->vocab->hf != NULL) {

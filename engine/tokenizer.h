@@ -62,7 +62,8 @@ int tokenizer_load_gpt2(tokenizer *tok, const char *vocab_json_path, const char 
 /* A Hugging Face model directory's tokenizer (hf_tokenizer.h) behind this
  * interface: DIR/tokenizer.json, with eot_id = the id of
  * DIR/tokenizer_config.json's eos_token. encode never runs the file's
- * post-processor (callers add BOS/EOT as with the other vocabularies);
+ * post-processor (encode_prompt adds its BOS; callers add EOT as with the
+ * other vocabularies);
  * allow_special false reads special added tokens' text as ordinary text.
  * tokenizer_token_bytes gives the token's spelling (raw bytes for
  * byte-level vocabularies, "▁the" or "<0x0A>" for SentencePiece ones);
@@ -85,6 +86,17 @@ int32_t tokenizer_add_special(tokenizer *tok, const char *text, size_t len, char
  * may be NULL when cap is 0, to size a buffer). Negative: tokenizer_error. */
 int64_t tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int32_t *out_ids,
                          size_t cap, bool allow_special);
+/* The same for text that starts a model's input (a prompt, a training
+ * example), as Hugging Face's tokenizer(text) with add_special_tokens=True
+ * encodes it: first the ids a Hugging Face tokenizer's post-processor puts
+ * before the text (BOS for Llama 2/3 and Mistral; none for GPT-2, Qwen
+ * and the other vocabularies), unless the text's own ids already begin
+ * with them (a chat template's rendering that writes BOS, read with
+ * allow_special: transformers would double the BOS there). Ids the
+ * post-processor puts after the text (an EOS some tokenizers append) are
+ * not added: callers end sequences themselves. */
+int64_t tokenizer_encode_prompt(const tokenizer *tok, const char *text, size_t len,
+                                int32_t *out_ids, size_t cap, bool allow_special);
 
 /* Concatenates the bytes of ids[0..n) and returns their total length,
  * writing the first min(result, cap) bytes to out (no terminating NUL; the

@@ -408,7 +408,7 @@ static int64_t encode_prompt(const generate_params *p, const loaded_model *lm, i
     char param[32];
     snprintf(param, sizeof param, p->n_prompts > 1 ? "prompt[%d]" : "prompt", i);
     const size_t len = strlen(p->prompts[i]);
-    const int64_t n = tokenizer_encode(&lm->tok, p->prompts[i], len, NULL, 0, false);
+    const int64_t n = tokenizer_encode_prompt(&lm->tok, p->prompts[i], len, NULL, 0, false);
     if (n < 1) {
         http_error_set(e, 400, "invalid_value", param, "%s is empty or cannot be tokenized", param);
         return -1;
@@ -417,7 +417,7 @@ static int64_t encode_prompt(const generate_params *p, const loaded_model *lm, i
         http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
         return -1;
     }
-    tokenizer_encode(&lm->tok, p->prompts[i], len, *ids, (size_t)n, false);
+    tokenizer_encode_prompt(&lm->tok, p->prompts[i], len, *ids, (size_t)n, false);
     return n;
 }
 

@@ -18,6 +18,7 @@
 #include "job_json.h"
 #include "jobs.h"
 #include "jobs_db.h"
+#include "model_dir.h"
 #include "models_store.h"
 #include "project_access.h"
 #include "routes.h"
@@ -332,12 +333,34 @@ static int64_t lineage_base_model(sqlite3 *db, const job_ref_params *refs) {
                                       : models_store_checkpoint_base(db, refs->model.checkpoint_id);
 }
 
+/* A hyperparameters.context the request gave must fit the positions of
+ * the lineage's registered model (its config.json; rlhf-train refuses the
+ * same, job_check_context). 1 ok, 0 replied. */
+static int check_context(request *r, const job_type *type, const void *cfg,
+                         const job_ref_params *refs, enum MHD_Result *replied) {
+    const int64_t base = lineage_base_model(r->db, refs);
+    char dir[4096], err[600];
+    if (base <= 0)
+        return 1;
+    const int found =
+        model_dir_path(r->db, r->srv->cfg.data_dir, base, dir, sizeof dir, err, sizeof err);
+    if (found < 0)
+        *replied = http_reply_error(r, 500, "artifact_unreadable", NULL, "%s", err);
+    else if (found == 1 && job_check_context(type, cfg, dir, err, sizeof err) != 0)
+        *replied = http_reply_error(r, 400, "invalid_hyperparameter", "hyperparameters.context",
+                                    "%s", err);
+    else
+        return 1;
+    return 0;
+}
+
 /* Stores the validated job with its dataset links in one transaction and
  * replies with it; a dataset or checkpoint that does not fit stores
  * nothing. */
 static enum MHD_Result job_store(request *r, const job_type *type, const void *cfg,
-                                 int64_t max_attempts, const job_dataset_ref datasets[2],
-                                 job_ref_params *refs, int64_t ranks, const job_create_view *view) {
+                                 bool context_given, int64_t max_attempts,
+                                 const job_dataset_ref datasets[2], job_ref_params *refs,
+                                 int64_t ranks, const job_create_view *view) {
     json_t *resolved = hparams_to_json(type->hparams, cfg);
     /* Stored at full precision: the worker must read back the very same
      * doubles (replies print 15 digits, http.h). */
@@ -352,7 +375,8 @@ static enum MHD_Result job_store(request *r, const job_type *type, const void *c
         !check_job_dataset(r, type, &datasets[1], &replied) ||
         !resolve_model(r, &refs->model, &replied) ||
         !resolve_model(r, &refs->reward_model, &replied) ||
-        !resolve_project(r, refs->project, &refs->ranking_cutoff, &replied)) {
+        !resolve_project(r, refs->project, &refs->ranking_cutoff, &replied) ||
+        (context_given && !check_context(r, type, cfg, refs, &replied))) {
         free(config);
         db_rollback(r->db);
         return replied;
@@ -520,7 +544,8 @@ enum MHD_Result jobs_create(request *r, const json_t *body, const job_create_vie
                                    "object), reward_model (a reward job's checkpoint), or both",
                                    type->name);
     else
-        replied = job_store(r, type, cfg, max_attempts, refs, &models, ranks, view);
+        replied = job_store(r, type, cfg, json_object_get(hp, "context") != NULL, max_attempts,
+                            refs, &models, ranks, view);
     free(cfg);
     return replied;
 }

@@ -512,7 +512,7 @@ static void tar_add_tokenizer(textbuf *t, const char *prefix, const char *dir,
  * (model_export_llama_hf) into a scratch directory under the data
  * directory, whose files go into the tar, then removed. 0, or -1 with err. */
 static int tar_add_llama(textbuf *t, const char *prefix, const char *path, const char *data_dir,
-                         char *err, size_t errlen) {
+                         safetensors_dtype dtype, char *err, size_t errlen) {
     static const char *const files[] = {"config.json",
                                         "generation_config.json",
                                         "model.safetensors",
@@ -526,7 +526,7 @@ static int tar_add_llama(textbuf *t, const char *prefix, const char *path, const
                  strerror(errno));
         return -1;
     }
-    const int rc = model_export_llama_hf(path, dir, SAFETENSORS_F32, err, errlen);
+    const int rc = model_export_llama_hf(path, dir, dtype, err, errlen);
     for (const char *const *f = files; *f; f++) {
         if (rc == 0)
             tar_add_file(t, prefix, dir, *f);
@@ -582,14 +582,15 @@ static int tar_add_adapter(textbuf *t, const char *prefix, const char *path, con
 }
 
 /* A GPT-2 checkpoint at path: config.json and model.safetensors (adapters
- * merged), and a LoRA job's adapters unmerged in adapter/. 0, or -1 with err. */
-static int tar_add_gpt2(textbuf *t, const char *prefix, const char *path, char *err,
-                        size_t errlen) {
+ * merged, in dtype), and a LoRA job's adapters unmerged in adapter/. 0, or
+ * -1 with err. */
+static int tar_add_gpt2(textbuf *t, const char *prefix, const char *path, safetensors_dtype dtype,
+                        char *err, size_t errlen) {
     gpt2_model m;
     if (model_open(path, NULL, &m, NULL, err, errlen) != 0) /* LoRA adapters merged */
         return -1;
     size_t n_weights = 0;
-    void *weights = gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n_weights);
+    void *weights = gpt2_export_serialize(&m, dtype, &n_weights);
     char *config = gpt2_hf_config_json(&m.cfg);
     gpt2_free(&m);
     char name[128];
@@ -614,6 +615,13 @@ static int tar_add_gpt2(textbuf *t, const char *prefix, const char *path, char *
 
 enum MHD_Result route_checkpoints_hf_tar(request *r) {
     char err[512], path[64], base_dir[4096];
+    const char *dtype_name = http_query(r, "dtype");
+    safetensors_dtype dtype = SAFETENSORS_F32;
+    if (dtype_name != NULL && strcmp(dtype_name, "bf16") == 0)
+        dtype = SAFETENSORS_BF16;
+    else if (dtype_name != NULL && strcmp(dtype_name, "f32") != 0)
+        return http_reply_error(r, 400, "invalid_value", "dtype",
+                                "dtype must be f32 (the default) or bf16");
     bool found = false;
     const int fd =
         checkpoint_file_open(r->db, r->srv->cfg.data_dir, r->path_id, &found, err, sizeof err);
@@ -629,8 +637,8 @@ enum MHD_Result route_checkpoints_hf_tar(request *r) {
     int rc = model_source_family(path, &family, err, sizeof err);
     if (rc == 0)
         rc = family == MODEL_FAMILY_LLAMA
-                 ? tar_add_llama(&t, prefix, path, r->srv->cfg.data_dir, err, sizeof err)
-                 : tar_add_gpt2(&t, prefix, path, err, sizeof err);
+                 ? tar_add_llama(&t, prefix, path, r->srv->cfg.data_dir, dtype, err, sizeof err)
+                 : tar_add_gpt2(&t, prefix, path, dtype, err, sizeof err);
     if (rc != 0) {
         close(fd);
         free(t.p);

@@ -196,6 +196,7 @@ typedef struct run_options {
     const char *tokenizer_dir;  /* --tokenizer-dir: GPT-2 BPE files */
     int threads;
     int quiet;
+    bool context_given; /* --context or the config file's "context" */
 } run_options;
 
 /* Parses the options of `rlhf-train TYPE ...` into opts and cfg. Flags are
@@ -259,6 +260,7 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
             return -1;
         }
         int rc = hparams_apply_json(type->hparams, cfg, obj, err, sizeof err);
+        opts->context_given |= json_object_get(obj, "context") != NULL;
         json_decref(obj);
         if (rc != 0) {
             fprintf(stderr, "rlhf-train: %s: %s\n", opts->config_path, err);
@@ -292,6 +294,7 @@ static int parse_run_args(const job_type *type, int argc, char **argv, run_optio
             fprintf(stderr, "rlhf-train: --%s: %s\n", name, err);
             return -1;
         }
+        opts->context_given |= strcmp(name, "context") == 0;
     }
     if (type->needs_train_data && opts->data_path == NULL) {
         fprintf(stderr, "rlhf-train: %s needs --data FILE.jsonl\n", type->name);
@@ -320,9 +323,12 @@ static int run_job(const job_type *type, int argc, char **argv) {
         free(cfg);
         return EXIT_USAGE;
     }
-    /* What the init model sizes (its shape), as the trainer will use it. */
-    if (job_config_from_model(type, cfg, opts.resume_path ? opts.resume_path : opts.init_path,
-                              resolve_err, sizeof resolve_err) < 0) {
+    /* What the init model sizes (its shape), as the trainer will use it; a
+     * context asked for must fit its positions (the default is lowered). */
+    const char *model_path = opts.resume_path ? opts.resume_path : opts.init_path;
+    if ((opts.context_given &&
+         job_check_context(type, cfg, model_path, resolve_err, sizeof resolve_err) != 0) ||
+        job_config_from_model(type, cfg, model_path, resolve_err, sizeof resolve_err) < 0) {
         fprintf(stderr, "rlhf-train: %s\n", resolve_err);
         free(cfg);
         return EXIT_USAGE;
@@ -592,10 +598,6 @@ static int export_adapter(const char *in_path, const gpt2_config *gc, const char
     return rc;
 }
 
-/* rlhf-train export-hf --checkpoint FILE.safetensors --out DIR: a Hugging
- * Face GPT-2 directory — DIR/model.safetensors (weights only: no trainer
- * state; LoRA adapters merged) and DIR/config.json (GPT2Config) — that
- * from_pretrained loads; plus DIR/adapter/ when the checkpoint has adapters. */
 /* Copies the tokenizer files of a model directory into out_dir (those present). */
 static int copy_tokenizer_files(const char *from, const char *out_dir, char *err, size_t errlen) {
     static const char *const names[] = {"tokenizer.json", "tokenizer_config.json",
@@ -638,6 +640,11 @@ static int export_llama(const char *in_path, const char *out_dir, safetensors_dt
     return tokenizer_dir != NULL ? copy_tokenizer_files(tokenizer_dir, out_dir, err, errlen) : 0;
 }
 
+/* rlhf-train export-hf --checkpoint FILE.safetensors --out DIR [--dtype
+ * f32|bf16]: a Hugging Face directory that from_pretrained loads. GPT-2:
+ * DIR/model.safetensors (weights only: no trainer state; LoRA adapters
+ * merged; f32 or bf16) and DIR/config.json (GPT2Config), plus DIR/adapter/
+ * when the checkpoint has adapters; the Llama family: export_llama. */
 static int export_hf(int argc, char **argv) {
     const char *in_path = NULL, *out_dir = NULL, *dtype_name = "f32", *tokenizer_dir = NULL;
     int bad = (argc - 2) % 2 != 0;
@@ -672,9 +679,9 @@ static int export_hf(int argc, char **argv) {
         }
         return 0;
     }
-    if (bf16 || tokenizer_dir != NULL) {
-        fprintf(stderr, "rlhf-train export-hf: --dtype bf16 and --tokenizer-dir are for "
-                        "Llama-family checkpoints\n");
+    if (tokenizer_dir != NULL) {
+        fprintf(stderr, "rlhf-train export-hf: --tokenizer-dir is for Llama-family checkpoints "
+                        "(a GPT-2 tokenizer's vocab.json and merges.txt do not change)\n");
         return EXIT_USAGE;
     }
     gpt2_model m;
@@ -690,7 +697,8 @@ static int export_hf(int argc, char **argv) {
         return EXIT_TRAINING_FAILED;
     }
     size_t n = 0;
-    void *bytes = rc == 0 ? gpt2_checkpoint_serialize(&m, NULL, 0, NULL, 0, &n) : NULL;
+    void *bytes =
+        rc == 0 ? gpt2_export_serialize(&m, bf16 ? SAFETENSORS_BF16 : SAFETENSORS_F32, &n) : NULL;
     char *config = gpt2_hf_config_json(&gc);
     FILE *out = NULL;
     if (bytes != NULL && config != NULL) {
@@ -724,7 +732,9 @@ static int export_hf(int argc, char **argv) {
  * {"messages": [...], "add_generation_prompt": false} the ids of
  * DIR/tokenizer_config.json's chat template (or --chat-format chatml |
  * qwen3 | llama3 | llama2), tokenized as apply_chat_template does (the
- * template writes BOS itself). Reads stdin without --data. */
+ * llama2/llama3 templates write BOS; a template that does not gets the
+ * post-processor's BOS first, chat_template_encode). Reads stdin without
+ * --data. */
 /* What turns rows into ids: DIR's tokenizer.json (NULL when the directory
  * has none: only {"tokens"} rows then) and its chat template, loaded on the
  * first {"messages"} row. */

@@ -133,6 +133,7 @@ static void job_data_free(job_data *d) {
     for (int64_t i = 0; i < d->n_pairs; i++) {
         free((char *)d->pairs[i].prompt);
         free((char *)d->pairs[i].response);
+        free((char *)d->pairs[i].messages);
     }
     for (int64_t i = 0; i < d->n_rankings; i++) {
         free((char *)d->rankings[i].prompt);
@@ -145,7 +146,25 @@ static void job_data_free(job_data *d) {
     memset(d, 0, sizeof *d);
 }
 
-static int job_pairs_add(job_data *d, const char *prompt, const char *response) {
+/* The whole conversation of an OpenAI chat row as rlhfd stored it: the
+ * messages before the last (prompt_messages) and the assistant's last
+ * answer (response), as a JSON message list; NULL out of memory. */
+static char *stored_conversation(const char *prompt_messages, const char *response) {
+    json_t *conv = json_loads(prompt_messages, 0, NULL);
+    char *text = NULL;
+    if (json_is_array(conv) &&
+        json_array_append_new(
+            conv, json_pack("{s:s, s:s}", "role", "assistant", "content", response)) == 0)
+        text = json_dumps(conv, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(conv);
+    return text;
+}
+
+/* Adds a (prompt, response) pair; with prompt_messages (an OpenAI chat
+ * row's earlier messages) also the whole conversation, which the model's
+ * chat template renders and whose every assistant turn trains (sft.h). */
+static int job_pairs_add(job_data *d, const char *prompt, const char *response,
+                         const char *prompt_messages) {
     if (d->n_pairs == d->cap_pairs) {
         int64_t cap = d->cap_pairs ? 2 * d->cap_pairs : 256;
         text_pair *items = realloc(d->pairs, sizeof *items * (size_t)cap);
@@ -154,11 +173,12 @@ static int job_pairs_add(job_data *d, const char *prompt, const char *response) 
         d->pairs = items, d->cap_pairs = cap;
     }
     char *ps = strdup(prompt), *rs = strdup(response);
-    if (ps == NULL || rs == NULL) {
-        free(ps), free(rs);
+    char *ms = prompt_messages ? stored_conversation(prompt_messages, response) : NULL;
+    if (ps == NULL || rs == NULL || (prompt_messages != NULL && ms == NULL)) {
+        free(ps), free(rs), free(ms);
         return -1;
     }
-    d->pairs[d->n_pairs++] = (text_pair){ps, rs, NULL, 0};
+    d->pairs[d->n_pairs++] = (text_pair){ps, rs, ms, 0};
     return 0;
 }
 
@@ -259,7 +279,8 @@ static int job_ranking_add(ranking *rk, const char *response, int rank) {
 
 /* Reads the job's dataset for purpose ("training" | "validation", as
  * POST /v1/jobs linked it in job_datasets; param is its request field) in
- * upload order into out: sft rows as pairs, prompts rows as (prompt,
+ * upload order into out: sft rows as pairs (an OpenAI chat row as its
+ * last turn and its whole conversation), prompts rows as (prompt,
  * answer or ""), preference rows as rankings (of
  * two for TRL and OpenAI rows: the prompt is the last user message; of K
  * for K-wise rows).
@@ -291,6 +312,7 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
         const long long line = sqlite3_column_int64(st, 2);
         const char *prompt = (const char *)sqlite3_column_text(st, 3);
         const char *response = (const char *)sqlite3_column_text(st, 4);
+        const char *messages = (const char *)sqlite3_column_text(st, 10);
         char why[128];
         bad = true;
         if (want == NULL || strcmp(format, want) != 0)
@@ -304,7 +326,8 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
                 snprintf(err, errlen, "%s: dataset %lld line %lld %s", param, dataset, line, why);
             else
                 bad = false;
-        } else if (job_pairs_add(out, prompt, response ? response : "") != 0)
+        } else if (job_pairs_add(out, prompt, response ? response : "",
+                                 strcmp(format, "sft") == 0 ? messages : NULL) != 0)
             snprintf(err, errlen, "out of memory reading %s", param);
         else
             bad = false;

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "chat_template.h"
+#include "hf_tokenizer.h"
 #include "db.h"
 #include "model.h"
 #include "suites.h"
@@ -75,11 +76,18 @@ static void reference_for(const model *m, const char *dir, const char *text, boo
                                  sizeof err);
         chat_template_free(&t);
     } else {
-        P = tokenizer_encode(&tok, text, strlen(text), NULL, 0, false);
+        P = tokenizer_encode_prompt(&tok, text, strlen(text), NULL, 0, false);
         ids = malloc(sizeof(int32_t) * (size_t)P);
-        tokenizer_encode(&tok, text, strlen(text), ids, (size_t)P, false);
+        tokenizer_encode_prompt(&tok, text, strlen(text), ids, (size_t)P, false);
     }
     ck_assert_msg(P > 0, "%s", err);
+    /* the tiny Qwen3 fixture's tokenizer.json puts <bos> (262) first, as
+     * transformers' tokenizer(text) does (GPT-2's puts nothing); its ChatML
+     * template does not write it, so chats get it too */
+    int32_t prefix[HF_TOKENIZER_MAX_PREFIX];
+    const int np = hf_tokenizer_prefix(tokenizer_hf(&tok), prefix);
+    ck_assert_int_eq(np, m->family == MODEL_FAMILY_LLAMA ? 1 : 0);
+    ck_assert(np == 0 || (ids[0] == 262 && ids[1] != 262));
     greedy(m, &tok, ids, (int)P, n, out);
     free(ids);
     tokenizer_free(&tok);
@@ -364,13 +372,15 @@ static void chat_sft_rows(char *out, size_t cap) {
 
 /* GET /v1/checkpoints/{ck}/hf.tar: a Hugging Face directory that opens as
  * the checkpoint's (merged) weights, with the base model's tokenizer, and
- * the adapters in adapter/ when lora. */
-static void expect_hf_tar(const test_daemon *d, int64_t ck, bool lora) {
+ * the adapters in adapter/ when lora; with ?dtype=bf16 the weights are
+ * stored as BF16, each the f32 weight rounded to nearest even. */
+static void expect_hf_tar(const test_daemon *d, int64_t ck, bool lora, bool bf16) {
     char path[96], out[200], names[12][64], err[256];
-    snprintf(path, sizeof path, "/v1/checkpoints/%lld/hf.tar", (long long)ck);
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/hf.tar%s", (long long)ck,
+             bf16 ? "?dtype=bf16" : "");
     http_reply *r = expect_ok(http(d, "GET", path, d->admin, NULL, NULL));
     ck_assert_str_eq(r->content_type, "application/x-tar");
-    snprintf(out, sizeof out, "%s/export-%lld", d->dir, (long long)ck);
+    snprintf(out, sizeof out, "%s/export-%lld%s", d->dir, (long long)ck, bf16 ? "-bf16" : "");
     ck_assert_int_eq(mkdir(out, 0755), 0);
     const size_t n = test_untar(r->body, r->body_len, out, names, 12);
     reply_free(r);
@@ -393,7 +403,13 @@ static void expect_hf_tar(const test_daemon *d, int64_t ck, bool lora) {
     const float *a = model_base_params(&exported, &n_exported);
     const float *b = model_base_params(&stored, &n_stored);
     ck_assert_int_eq(n_exported, n_stored);
-    ck_assert_int_eq(memcmp(a, b, sizeof(float) * (size_t)n_stored), 0);
+    if (bf16) {
+        char file[256];
+        snprintf(file, sizeof file, "%s/model.safetensors", out);
+        expect_bf16_export(file, a, b, n_stored);
+    } else {
+        ck_assert_int_eq(memcmp(a, b, sizeof(float) * (size_t)n_stored), 0);
+    }
     model_free(&exported);
     model_free(&stored);
 }
@@ -432,7 +448,8 @@ START_TEST(test_checkpoints_of_every_kind_generate) {
                              "\"temperature\":0}");
         ck_assert_str_eq(json_string_value(json_object_get(choice(r, 0), "text")), ref.text);
         reply_free(r);
-        expect_hf_tar(&d, ck, l == 1);
+        expect_hf_tar(&d, ck, l == 1, false);
+        expect_hf_tar(&d, ck, l == 1, true);
     }
     daemon_stop(&d);
     daemon_cleanup(&d);
@@ -607,7 +624,9 @@ START_TEST(test_new_user_walkthrough) {
 
     /* the PPO policy as a Hugging Face directory */
     const int64_t ck = final_checkpoint(&d, ppo, NULL);
-    expect_hf_tar(&d, ck, false);
+    expect_hf_tar(&d, ck, false, false);
+    snprintf(want, sizeof want, "/v1/checkpoints/%lld/hf.tar?dtype=f16", (long long)ck);
+    call_expect_error(&d, "GET", want, d.admin, NULL, 400, "invalid_value", "dtype");
     daemon_stop(&d);
     daemon_cleanup(&d);
 }

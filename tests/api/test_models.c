@@ -10,6 +10,7 @@
  * row without its file, and a restart collects what it left behind.
  */
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -353,6 +354,18 @@ START_TEST(test_train_from_model_and_download_hf_dir) {
                             sizeof(float) * (size_t)stored.num_params),
                      0);
     gpt2_free(&exported);
+    /* ?dtype=bf16: the same weights rounded to bfloat16, stored as BF16 */
+    snprintf(path, sizeof path, "/v1/checkpoints/%lld/hf.tar?dtype=bf16", (long long)ck);
+    r = expect_ok(http(&d, "GET", path, d.admin, NULL, NULL));
+    snprintf(out, sizeof out, "%s/export-bf16", d.dir);
+    ck_assert_int_eq(mkdir(out, 0755), 0);
+    ck_assert_uint_eq(test_untar(r->body, r->body_len, out, names, 8), 4);
+    reply_free(r);
+    ck_assert_msg(model_open(out, NULL, &exported, NULL, err, sizeof err) == 0, "%s", err);
+    char file[256];
+    snprintf(file, sizeof file, "%s/model.safetensors", out);
+    expect_bf16_export(file, exported.param_memory, stored.param_memory, stored.num_params);
+    gpt2_free(&exported);
     gpt2_free(&stored);
     daemon_stop(&d);
     daemon_cleanup(&d);
@@ -502,6 +515,134 @@ START_TEST(test_openai_fine_tuning_from_base_models) {
         daemon_stop(&d);
         daemon_cleanup(&d);
     }
+}
+END_TEST
+
+/* A job's hyperparameters.context beyond the registered model's
+ * max_position_embeddings (the tiny Qwen3 directory's 128) is refused when
+ * the job is created, naming both; within it, and left to its default, the
+ * job is created (the default lowered to the model's positions when it
+ * runs). */
+START_TEST(test_context_beyond_model_positions_is_refused) {
+    test_daemon d;
+    char path[256], body[512];
+    daemon_with_model(&d, "qwen", true, path, sizeof path);
+    const int64_t ds = create_dataset(&d, "sft", "{\"prompt\":\"hi\",\"response\":\"hello\"}\n");
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"qwen\",\"hyperparameters\":"
+             "{\"context\":200}}",
+             (long long)ds);
+    http_reply *r = http(&d, "POST", "/v1/jobs", d.admin, body, NULL);
+    ck_assert_int_eq(r->status, 400);
+    const json_t *e = json_object_get(r->json, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "code")), "invalid_hyperparameter");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "param")), "hyperparameters.context");
+    const char *message = json_string_value(json_object_get(e, "message"));
+    ck_assert_msg(strstr(message, "max_position_embeddings") && strstr(message, "at most 128"),
+                  "%s", message);
+    reply_free(r);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs", 0), 0);
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"qwen\",\"hyperparameters\":"
+             "{\"context\":128}}",
+             (long long)ds);
+    create_job(&d, body);
+    snprintf(body, sizeof body, "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"qwen\"}",
+             (long long)ds);
+    create_job(&d, body);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs", 0), 2);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* One number from the database file (read-only); NAN if no row. */
+static double db_double(const test_daemon *d, const char *sql, int64_t arg) {
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open_v2(d->db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, arg);
+    const double v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_double(st, 0) : NAN;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* An OpenAI chat row of three turns, uploaded to rlhfd, trains on all three
+ * assistant turns through the model's chat template (the tiny Qwen3
+ * directory's ChatML): the sft job's first loss (before any update) is the
+ * mean cross-entropy of the targets cut out by hand below, from the loaded
+ * directory — not that of the last turn alone. */
+START_TEST(test_chat_rows_train_every_assistant_turn) {
+    test_daemon d;
+    char path[256], body[1024], err[256];
+    daemon_with_model(&d, "qwen", true, path, sizeof path);
+    const int64_t ds = create_dataset(
+        &d, "sft",
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":"
+        "\"hello\"},{\"role\":\"user\",\"content\":\"well\"},{\"role\":\"assistant\",\"content\":"
+        "\"low\"},{\"role\":\"user\",\"content\":\"how\"},{\"role\":\"assistant\",\"content\":"
+        "\"who\"}]}\n");
+    snprintf(body, sizeof body,
+             "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"qwen\",\"hyperparameters\":"
+             "{\"batch_size\":1,\"max_steps\":1,\"eval_fraction\":0}}",
+             (long long)ds);
+    const int64_t job = create_job(&d, body);
+    reply_free(wait_job(&d, job, "succeeded", 0));
+    const double loss = db_double(
+        &d, "SELECT value FROM metrics WHERE job_id = ?1 AND name = 'loss' AND step = 1", job);
+    ck_assert_int_eq(has_event(&d, job, "chat_without_template"), 0);
+
+    /* the rendering cut where each trained span (content and <|im_end|>) starts and ends */
+    const char *pieces[] = {"<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n",
+                            "hello<|im_end|>",
+                            "\n<|im_start|>user\nwell<|im_end|>\n<|im_start|>assistant\n",
+                            "low<|im_end|>",
+                            "\n<|im_start|>user\nhow<|im_end|>\n<|im_start|>assistant\n",
+                            "who<|im_end|>",
+                            "\n"};
+    enum { N_PIECES = 7, CAP = 256 };
+    tokenizer tok;
+    ck_assert_msg(tokenizer_load_hf(&tok, path, err, sizeof err) == 0, "%s", err);
+    int32_t ids[CAP] = {262}; /* the tokenizer's <bos>, which ChatML does not write */
+    int from[N_PIECES + 1], n = 1;
+    for (int k = 0; k < N_PIECES; k++) {
+        from[k] = n;
+        n += (int)tokenizer_encode(&tok, pieces[k], strlen(pieces[k]), ids + n, (size_t)(CAP - n),
+                                   true);
+    }
+    from[N_PIECES] = n;
+    /* the pieces tokenize as the whole does */
+    char whole[512] = "";
+    for (int k = 0; k < N_PIECES; k++)
+        strcat(whole, pieces[k]);
+    int32_t whole_ids[CAP];
+    ck_assert_int_eq(tokenizer_encode_prompt(&tok, whole, strlen(whole), whole_ids, CAP, true), n);
+    ck_assert(memcmp(ids, whole_ids, sizeof *ids * (size_t)n) == 0);
+    /* target t (predicted at position t - 1) trains inside pieces 1, 3, 5 */
+    const int T = n - 1;
+    int32_t targets[CAP];
+    uint8_t mask[CAP];
+    int trained = 0;
+    for (int t = 1; t < n; t++) {
+        targets[t - 1] = ids[t];
+        mask[t - 1] = (t >= from[1] && t < from[2]) || (t >= from[3] && t < from[4]) ||
+                      (t >= from[5] && t < from[6]);
+        trained += mask[t - 1];
+    }
+    ck_assert_int_eq(trained, (from[2] - from[1]) + (from[4] - from[3]) + (from[6] - from[5]));
+    model m;
+    ck_assert_msg(model_load(path, NULL, &m, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(model_reserve(&m, 1, T, err, sizeof err) == 0, "%s", err);
+    model_forward(&m, ids, NULL, NULL, 1, T, 0, T);
+    const double want = model_lm_loss(&m, targets, mask, 0.0f);
+    ck_assert_msg(fabs(loss - want) <= 1e-4 * fabs(want), "job loss %.7f, by hand %.7f", loss,
+                  want);
+    model_free(&m);
+    tokenizer_free(&tok);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
 }
 END_TEST
 
@@ -655,6 +796,8 @@ Suite *models_suite(void) {
     tcase_add_test(tc, test_train_from_model_and_download_hf_dir);
     tcase_add_test(tc, test_llama_base_model_trains_dpo_and_grpo);
     tcase_add_test(tc, test_openai_fine_tuning_from_base_models);
+    tcase_add_test(tc, test_chat_rows_train_every_assistant_turn);
+    tcase_add_test(tc, test_context_beyond_model_positions_is_refused);
     tcase_add_test(tc, test_lora_checkpoint_downloads_with_adapter_dir);
     tcase_add_test(tc, test_worker_killed_while_writing_a_checkpoint);
     suite_add_tcase(s, tc);

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <jansson.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
 #include "rng.h"
+#include "safetensors.h"
 #include "model.h"
 #include "test_hf_fixture.h"
 #include "test_util.h"
@@ -514,6 +516,38 @@ void daemon_with_model(test_daemon *d, const char *name, bool llama, char *path,
     daemon_start(d, "--model-root", root, NULL);
     snprintf(body, sizeof body, "{\"id\":\"%s\",\"path\":\"%s\"}", name, name);
     reply_free(expect_ok(http(d, "POST", "/v1/models", d->admin, body, NULL)));
+}
+
+/* x rounded to bfloat16, nearest with ties to even (x finite). */
+static float bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+void expect_bf16_export(const char *path, const float *got, const float *want, int64_t n) {
+    safetensors_file f;
+    char err[256];
+    ck_assert_msg(safetensors_read_file(&f, path, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_gt(f.n_tensors, 0);
+    for (int i = 0; i < f.n_tensors; i++)
+        ck_assert_msg(f.tensors[i].dtype == SAFETENSORS_BF16, "%s: tensor %s is not BF16", path,
+                      f.tensors[i].name);
+    /* the header's own words */
+    char header[64];
+    snprintf(header, sizeof header, "\"dtype\":\"BF16\"");
+    ck_assert_ptr_nonnull(memmem(f.bytes + 8, f.header_bytes, header, strlen(header)));
+    safetensors_free(&f);
+    int64_t changed = 0;
+    for (int64_t i = 0; i < n; i++) {
+        ck_assert_msg(got[i] == bf16_round(want[i]), "weight %lld: %.9g exported as %.9g",
+                      (long long)i, want[i], got[i]);
+        ck_assert(fabsf(got[i] - want[i]) <= fabsf(want[i]) * 0x1p-8f);
+        changed += got[i] != want[i];
+    }
+    ck_assert_int_gt(changed, 0);
 }
 
 size_t test_untar(const char *tar, size_t len, const char *dir, char names[][64], int cap) {

@@ -158,6 +158,11 @@ void test_write_hf_model_dir(const char *dir, uint64_t seed, bool chat);
  * at most one subdirectory deep) written into dir, their names below the
  * top directory into names: how many. */
 size_t test_untar(const char *tar, size_t len, const char *dir, char names[][64], int cap);
+/* Asserts that every tensor of the safetensors file at path is stored as
+ * BF16 (its header says "BF16") and that got[0..n), the weights it loaded
+ * as, are want[0..n) rounded to bfloat16 by hand (to nearest, ties to
+ * even: within 2^-8 relative, and not all unchanged). */
+void expect_bf16_export(const char *path, const float *got, const float *want, int64_t n);
 /* Starts d with a --model-root holding model directory `name` (into path):
  * the tiny GPT-2 directory, or the tiny Qwen3 one (test_hf_fixture.h);
  * registers it (POST /v1/models). */

@@ -19,6 +19,7 @@
 
 #include "cli_sink.h"
 #include "suites.h"
+#include "test_api_fixtures.h"
 #include "test_hf_fixture.h"
 #include "test_util.h"
 
@@ -655,6 +656,24 @@ START_TEST(test_cli_export_hf) {
     ck_assert_msg(memcmp(bytes[0], bytes[1], (size_t)sizes[0]) == 0,
                   "sft from the HF directory differs from sft from its checkpoint");
     free(bytes[0]), free(bytes[1]);
+    /* --dtype bf16: the weights rounded to bfloat16, stored as BF16 */
+    char bf16_dir[200];
+    snprintf(bf16_dir, sizeof bf16_dir, "%s/bf16", dir);
+    ck_assert_int_eq(mkdir(bf16_dir, 0700), 0);
+    const char *export_bf16[] = {"export-hf", "--checkpoint", ckpt,   "--out",
+                                 bf16_dir,    "--dtype",      "bf16", NULL};
+    r = run(export_bf16);
+    ck_assert_msg(r->exit_code == 0, "%s", r->err);
+    free(r);
+    gpt2_model exported, source;
+    char err[256];
+    ck_assert_msg(model_open(bf16_dir, NULL, &exported, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(model_open(ckpt, NULL, &source, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(exported.num_params, source.num_params);
+    char bf16_file[240];
+    snprintf(bf16_file, sizeof bf16_file, "%s/model.safetensors", bf16_dir);
+    expect_bf16_export(bf16_file, exported.param_memory, source.param_memory, source.num_params);
+    gpt2_free(&exported), gpt2_free(&source);
     const char *bad[] = {"export-hf", "--checkpoint", data, "--out", dir, NULL};
     r = run(bad);
     ck_assert_int_eq(r->exit_code, 2);
@@ -954,6 +973,78 @@ static void llama_workdir(char *dir) {
                 responses[(i / 4 + i) % 4]);
     fclose(f);
 }
+
+/* The context the first line (the config event) of run r reports. */
+static int64_t reported_context(const proc_result *r) {
+    json_t *first = json_loadb(r->out, strcspn(r->out, "\n"), 0, NULL);
+    ck_assert_msg(first != NULL, "%s", r->out);
+    const int64_t c =
+        json_integer_value(json_object_get(json_object_get(first, "config"), "context"));
+    json_decref(first);
+    return c;
+}
+
+/* --context against a Hugging Face directory's max_position_embeddings (the
+ * tiny Qwen3 directory's is 128, then 64): a context asked for, by flag or
+ * config file, beyond it is refused naming both keys; one within it is
+ * used; the default (128) is lowered to the positions there are. */
+START_TEST(test_cli_context_limits_to_model_positions) {
+    char dir[] = "/tmp/rlhf-llama-XXXXXX";
+    llama_workdir(dir);
+    char model_dir[256], data[256], config[256];
+    snprintf(model_dir, sizeof model_dir, "%s/model", dir);
+    snprintf(data, sizeof data, "%s/sft.jsonl", dir);
+    snprintf(config, sizeof config, "%s/config.json", dir);
+    FILE *f = fopen(config, "w");
+    fputs("{\"context\": 129}\n", f);
+    fclose(f);
+    const char *too_long[] = {"sft",         "--init", model_dir,       "--data",  data,
+                              "--max-steps", "1",      "--context=200", "--quiet", NULL};
+    const char *too_long_file[] = {"sft", "--init",   model_dir, "--data",  data, "--max-steps",
+                                   "1",   "--config", config,    "--quiet", NULL};
+    const char *const *refused[] = {too_long, too_long_file};
+    const char *asked[] = {"'context': 200", "'context': 129"};
+    for (int i = 0; i < 2; i++) {
+        proc_result *r = run(refused[i]);
+        ck_assert_msg(r->exit_code == 2, "exit %d: %s", r->exit_code, r->err);
+        ck_assert_msg(strstr(r->err, asked[i]) && strstr(r->err, "max_position_embeddings") &&
+                          strstr(r->err, "at most 128"),
+                      "%s", r->err);
+        ck_assert_ptr_null(strstr(r->out, "\"event\":\"config\""));
+        free(r);
+    }
+    const char *within[] = {"sft", "--init",          model_dir, "--data",
+                            data,  "--max-steps",     "1",       "--context",
+                            "64",  "--eval-fraction", "0",       "--sample-interval",
+                            "0",   "--quiet",         NULL};
+    proc_result *r = run(within);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    ck_assert_int_eq(reported_context(r), 64);
+    free(r);
+    /* the same directory with 64 positions: the default 128 becomes 64 */
+    char path[300];
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    json_t *c = json_load_file(path, 0, NULL);
+    ck_assert_ptr_nonnull(c);
+    json_object_set_new(c, "max_position_embeddings", json_integer(64));
+    ck_assert_int_eq(json_dump_file(c, path, JSON_INDENT(2)), 0);
+    json_decref(c);
+    const char *by_default[] = {"sft",     "--init",
+                                model_dir, "--data",
+                                data,      "--max-steps",
+                                "1",       "--eval-fraction",
+                                "0",       "--sample-interval",
+                                "0",       "--quiet",
+                                NULL};
+    r = run(by_default);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    ck_assert_int_eq(reported_context(r), 64);
+    free(r);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
 
 /* sft --init DIR on a Qwen3 directory, full and LoRA: the loss falls, and a
  * run killed with SIGKILL after a periodic checkpoint resumes from it to the
@@ -1613,6 +1704,7 @@ Suite *rlhf_train_suite(void) {
     suite_add_tcase(s, tc);
     TCase *llama = tcase_create("llama");
     tcase_set_timeout(llama, 120);
+    tcase_add_test(llama, test_cli_context_limits_to_model_positions);
     tcase_add_test(llama, test_cli_llama_sft_resume_after_kill);
     tcase_add_test(llama, test_cli_llama_reward_and_ppo);
     tcase_add_test(llama, test_cli_logprobs_match_the_torch_fixture);

@@ -562,6 +562,129 @@ START_TEST(test_real_tokenizers_match_reference) {
 }
 END_TEST
 
+/* Prompts (tokenizer_encode_prompt) encode as transformers' tokenizer(text)
+ * does with add_special_tokens=True: the reference's "ids", BOS first for
+ * Llama 2/3 (and none for Qwen3), except that a text whose own ids start
+ * with BOS (it begins with the BOS token's text, special tokens allowed)
+ * gets no second one. Untrusted text (allow_special false) reads "<s>" as
+ * text and still gets its BOS. */
+START_TEST(test_prompts_encode_as_transformers) {
+    json_t *ref = load_reference("the prompt encoding comparison");
+    if (!ref)
+        return;
+    const char *name;
+    json_t *t;
+    size_t checked = 0, single_bos = 0;
+    json_object_foreach(json_object_get(ref, "tokenizers"), name, t) {
+        char dir[4200], err[512];
+        snprintf(dir, sizeof dir, "%s", json_string_value(json_object_get(t, "tokenizer_json")));
+        *strrchr(dir, '/') = '\0';
+        tokenizer tok;
+        ck_assert_msg(tokenizer_load_hf(&tok, dir, err, sizeof err) == 0, "%s: %s", name, err);
+        int32_t prefix[HF_TOKENIZER_MAX_PREFIX];
+        const int np = hf_tokenizer_prefix(tokenizer_hf(&tok), prefix);
+        if (strcmp(name, "llama2") == 0)
+            ck_assert(np == 1 && prefix[0] == 1); /* <s> */
+        else if (strcmp(name, "llama3_1") == 0)
+            ck_assert(np == 1 && prefix[0] == 128000); /* <|begin_of_text|> */
+        else if (strcmp(name, "qwen3") == 0 || strcmp(name, "llama3") == 0)
+            ck_assert_int_eq(np, 0); /* Meta-Llama-3's first tokenizer.json adds no BOS */
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(t, "cases"), i, c) {
+            json_t *text = json_object_get(c, "text");
+            const char *s = json_string_value(text);
+            const size_t len = json_string_length(text);
+            json_t *plain = json_object_get(c, "ids_no_special");
+            bool starts = np > 0 && json_array_size(plain) >= (size_t)np;
+            for (int k = 0; starts && k < np; k++)
+                starts = json_integer_value(json_array_get(plain, (size_t)k)) == prefix[k];
+            const int64_t n = tokenizer_encode_prompt(&tok, s, len, NULL, 0, true);
+            ck_assert_int_ge(n, 0);
+            int32_t *ids = malloc(((size_t)n + 1) * sizeof *ids);
+            ck_assert_int_eq(tokenizer_encode_prompt(&tok, s, len, ids, (size_t)n, true), n);
+            assert_ids_eq(ids, n, json_object_get(c, starts ? "ids_no_special" : "ids"), name, s);
+            free(ids);
+            checked++, single_bos += starts;
+        }
+        if (np > 0) { /* the BOS text as untrusted text: a BOS, then the text's ids */
+            size_t blen;
+            const char *bos = tokenizer_token_bytes(&tok, prefix[0], &blen);
+            char text[64];
+            snprintf(text, sizeof text, "%.*s hi", (int)blen, bos);
+            int32_t ids[32], as_text[32];
+            const int64_t n = tokenizer_encode_prompt(&tok, text, strlen(text), ids, 32, false);
+            const int64_t m = tokenizer_encode(&tok, text, strlen(text), as_text, 32, false);
+            ck_assert_int_eq(n, m + np);
+            ck_assert_int_eq(ids[0], prefix[0]);
+            ck_assert(memcmp(ids + np, as_text, sizeof *ids * (size_t)m) == 0);
+            ck_assert_int_ne(as_text[0], prefix[0]);
+        }
+        tokenizer_free(&tok);
+    }
+    ck_assert_uint_gt(single_bos, 0);
+    fprintf(stderr,
+            "hf_tokenizer: %zu prompts encode as add_special_tokens=True does (%zu already "
+            "starting with BOS keep one)\n",
+            checked, single_bos);
+    json_decref(ref);
+}
+END_TEST
+
+/* A chat template that does not write BOS (ChatML chosen for Llama 3.1's
+ * tokenizer) gets the tokenizer's BOS first, its mask 0; one that does
+ * (Llama 3's own) gets no second one. */
+START_TEST(test_chat_encode_adds_missing_bos_once) {
+    json_t *ref = load_reference("the chat BOS check");
+    if (!ref)
+        return;
+    json_t *t = json_object_get(json_object_get(ref, "tokenizers"), "llama3_1");
+    char err[512];
+    hf_tokenizer *tok =
+        hf_tokenizer_load(json_string_value(json_object_get(t, "tokenizer_json")), err, sizeof err);
+    ck_assert_msg(tok != NULL, "%s", err);
+    const chat_message m[] = {{"user", "Hi"}, {"assistant", "Hello!"}};
+    const char *const formats[] = {"chatml", "llama3"};
+    for (int f = 0; f < 2; f++) {
+        chat_template tpl;
+        ck_assert_msg(chat_template_init(&tpl, NULL, formats[f], "<|begin_of_text|>", "<|eot_id|>",
+                                         err, sizeof err) == 0,
+                      "%s", err);
+        char *text;
+        size_t len;
+        ck_assert_int_eq(
+            chat_template_render(&tpl, m, 2, false, &text, &len, NULL, NULL, err, sizeof err), 0);
+        int64_t n_text;
+        int32_t *plain = encode_all(tok, text, len, 0, &n_text);
+        int32_t *ids;
+        uint8_t *mask;
+        const int64_t n =
+            chat_template_encode(&tpl, tok, m, 2, false, &ids, &mask, err, sizeof err);
+        const int64_t added = f == 0 ? 1 : 0; /* llama3 writes <|begin_of_text|> itself */
+        ck_assert_int_eq(plain[0] == 128000, f == 1);
+        ck_assert_int_eq(n, n_text + added);
+        ck_assert_int_eq(ids[0], 128000);
+        ck_assert_int_ne(ids[1], 128000);
+        ck_assert(memcmp(ids + added, plain, sizeof *ids * (size_t)n_text) == 0);
+        ck_assert_int_eq(mask[0], 0);
+        /* the assistant's tokens decode to its answer and end-of-turn */
+        int64_t b = 0, e;
+        while (b < n && !mask[b])
+            b++;
+        for (e = b; e < n && mask[e];)
+            e++;
+        int64_t dlen;
+        char *answer = decode_all(tok, ids + b, e - b, false, &dlen);
+        ck_assert_msg(strstr(answer, "Hello!") == answer, "%s: \"%s\"", formats[f], answer);
+        free(answer);
+        free(ids), free(mask), free(plain), free(text);
+        chat_template_free(&tpl);
+    }
+    hf_tokenizer_free(tok);
+    json_decref(ref);
+}
+END_TEST
+
 static size_t messages_of(json_t *list, chat_message *m, size_t cap) {
     json_t *item;
     size_t i;
@@ -788,14 +911,15 @@ START_TEST(test_cli_tokenize) {
     fclose(f);
     /* <bos> from the post-processor, then hello, Ġw, o r l d */
     ck_assert_str_eq(line1, "{\"ids\":[262,259,260,111,114,108,100]}\n");
-    /* no post-processor for chat: <|im_start|> is not an added token here, so its bytes */
+    /* chat: the template's text (<|im_start|> is not an added token here, so its
+     * bytes), after the post-processor's <bos>, which ChatML does not write */
     hf_tokenizer *tok = byte_level_tokenizer(false);
     const char *rendered = "<|im_start|>user\nhello<|im_end|>\n";
     int64_t n;
     int32_t *ids = encode_all(tok, rendered, strlen(rendered), 0, &n);
-    char want[1024] = "{\"ids\":[";
+    char want[1024] = "{\"ids\":[262";
     for (int64_t i = 0; i < n; i++)
-        snprintf(want + strlen(want), sizeof want - strlen(want), i ? ",%d" : "%d", ids[i]);
+        snprintf(want + strlen(want), sizeof want - strlen(want), ",%d", ids[i]);
     strcat(want, "]}\n");
     ck_assert_str_eq(line2, want);
     free(ids);
@@ -833,6 +957,8 @@ Suite *hf_tokenizer_suite(void) {
     tcase_add_test(tc, test_tokenizer_interface_loads_hf_directory);
     tcase_add_test(tc, test_real_tokenizers_match_reference);
     tcase_add_test(tc, test_chat_templates_match_jinja);
+    tcase_add_test(tc, test_prompts_encode_as_transformers);
+    tcase_add_test(tc, test_chat_encode_adds_missing_bos_once);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -298,8 +298,8 @@ END_TEST
 
 /* A chat example through the tiny Qwen3 directory's ChatML template: the
  * trained targets are exactly the assistant turns' content and <|im_end|>
- * (not the "\n" after it, nor the header), and with TRL's conversational
- * rows only the completion's turns. */
+ * (not the "\n" after it, nor the header, nor the <bos> put first), and
+ * with TRL's conversational rows only the completion's turns. */
 START_TEST(test_sft_tokenize_chat_trains_assistant_turns) {
     char dir[] = "/tmp/rlhf-test-chat-XXXXXX", err[512], path[4200];
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -317,8 +317,9 @@ START_TEST(test_sft_tokenize_chat_trains_assistant_turns) {
     const char *pieces[] = {
         "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", "hello<|im_end|>",
         "\n<|im_start|>user\nwell<|im_end|>\n<|im_start|>assistant\n", "low<|im_end|>", "\n"};
-    int32_t want[128];
-    int trained_from[5], n_want = 0;
+    /* the fixture's tokenizer puts <bos> first, which ChatML does not write */
+    int32_t want[128] = {262};
+    int trained_from[5], n_want = 1;
     for (int k = 0; k < 5; k++) {
         trained_from[k] = n_want;
         n_want += (int)tokenizer_encode(&tok, pieces[k], strlen(pieces[k]), want + n_want,
