@@ -41,6 +41,39 @@ static void wait_phase(const test_daemon *d, int64_t id, const char *phase) {
     }
 }
 
+/* Holds the write lock once job runs (its worker cannot write, so cannot
+ * end: *worker is its pid), or NULL when the job ended before. Release
+ * the lock with release_job. */
+static sqlite3 *try_hold_running_job(const test_daemon *d, int64_t job, pid_t *worker) {
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(d->db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 60000);
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_stmt *st;
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT status, worker_pid FROM jobs WHERE id = ?1",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_int64(st, 1, job);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        const char *status = (const char *)sqlite3_column_text(st, 0);
+        const bool running = strcmp(status, "running") == 0;
+        const bool waiting =
+            strcmp(status, "queued") == 0 || strcmp(status, "validating_files") == 0;
+        *worker = (pid_t)sqlite3_column_int64(st, 1);
+        sqlite3_finalize(st);
+        if (running)
+            return db;
+        ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+        if (!waiting) {
+            sqlite3_close(db);
+            return NULL;
+        }
+        ck_assert_msg(now_ms() < deadline, "job %lld never ran", (long long)job);
+    }
+}
+
 /* Ranks what the project has for the annotator token: rlhfctl annotate
  * --simulate demo, asserting it exits 0. */
 static void annotate(const test_daemon *d, const char *token, int64_t project) {
@@ -96,8 +129,10 @@ static int64_t create_loop(const test_daemon *d, const loop_fixture *f, const ch
 
 /* The whole loop: annotating whenever it waits for rankings; the daemon is
  * SIGKILLed (and restarted) once in round 1's reward (or, if a loaded
- * machine steps over it, policy) phase and once in
- * round 2's annotating phase, and round 2's policy worker is SIGKILLed. */
+ * machine steps over it, policy) phase, once in round 2's sampling phase
+ * and once in round 2's annotating phase; the first loop-sample worker
+ * caught running (a round's samples or a policy's evaluation) and round
+ * 2's policy worker are SIGKILLed. */
 START_TEST(test_loop_two_rounds_survives_kill9) {
     test_daemon d;
     daemon_init(&d);
@@ -106,6 +141,8 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
     fixture(&d, &f);
     const int64_t id = create_loop(&d, &f, LONGER_PPO);
     bool killed_reward = false, killed_annotating = false, killed_worker = false;
+    bool killed_sampling = false;
+    int64_t killed_sampler = 0; /* the loop-sample job whose worker was killed */
     const int64_t deadline = now_ms() + 5 * DEADLINE_MS;
     for (;;) {
         http_reply *r = get_loop(&d, id);
@@ -114,7 +151,24 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
         ck_assert_msg(strcmp(status, "running") == 0 || strcmp(status, "succeeded") == 0, "%s",
                       r->body);
         const bool done = strcmp(status, "succeeded") == 0;
-        if (!killed_annotating && round == 2 && strcmp(phase, "annotating") == 0) {
+        const int64_t sampler =
+            db_int(&d, "SELECT coalesce(sample_job_id, 0) FROM loops WHERE id = ?1", id);
+        pid_t worker;
+        sqlite3 *hold;
+        if (!killed_sampler && sampler > 0 &&
+            (hold = try_hold_running_job(&d, sampler, &worker)) != NULL) {
+            /* mid-run: its samples are not stored yet, and cannot be */
+            kill(worker, SIGKILL);
+            release_job(hold);
+            killed_sampler = sampler;
+        } else if (!killed_sampling && round == 2 && strcmp(phase, "sampling") == 0) {
+            /* the round's loop-sample job may be inserted, running or done:
+             * the restarted daemon neither inserts another nor posts twice */
+            kill(d.pid, SIGKILL);
+            ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
+            daemon_start(&d, "--write-rate", "0", NULL);
+            killed_sampling = true;
+        } else if (!killed_annotating && round == 2 && strcmp(phase, "annotating") == 0) {
             /* round 2's comparisons are posted: nothing is re-posted after a restart */
             kill(d.pid, SIGKILL);
             ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
@@ -135,8 +189,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
             const int64_t job = db_int(
                 &d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1 AND round = 2", id);
             /* the worker cannot finish while the lock is held: killed mid-run */
-            pid_t worker;
-            sqlite3 *hold = hold_running_job(&d, job, 1, &worker);
+            hold = hold_running_job(&d, job, 1, &worker);
             kill(worker, SIGKILL);
             release_job(hold);
             killed_worker = true;
@@ -150,6 +203,11 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
     ck_assert_msg(killed_reward, "the daemon was never killed in round 1's reward or policy phase");
     ck_assert_msg(killed_annotating, "the daemon was never killed in round 2's annotating phase");
     ck_assert_msg(killed_worker, "round 2's policy worker was never killed");
+    ck_assert_msg(killed_sampler > 0, "no loop-sample worker was ever caught running");
+    ck_assert_msg(killed_sampling, "the daemon was never killed in round 2's sampling phase");
+    /* the killed sampler ran again as attempt 2 of the same job and stored
+     * its samples once */
+    ck_assert_int_eq(db_int(&d, "SELECT attempts FROM jobs WHERE id = ?1", killed_sampler), 2);
     /* the killed policy job ran again as attempt 2 of the same job */
     ck_assert_int_eq(db_int(&d,
                             "SELECT attempts FROM jobs WHERE id = (SELECT policy_job_id FROM "
@@ -166,6 +224,31 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
      * with its phase move */
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'reward'", 0), 2);
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'ppo'", 0), 2);
+    /* and one loop-sample job per round for its samples, one per round for
+     * the new policy's gold score: 2 prompts × 3 and 4 evaluation prompts */
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'loop-sample'", 0), 4);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(DISTINCT sample_job_id) + count(DISTINCT eval_job_id) "
+                            "FROM loop_rounds WHERE loop_id = ?1",
+                            id),
+                     4);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_rounds lr WHERE loop_id = ?1 AND (SELECT "
+                            "count(*) FROM job_samples s WHERE s.job_id = lr.sample_job_id) = 6 "
+                            "AND (SELECT count(*) FROM job_samples s WHERE s.job_id = "
+                            "lr.eval_job_id) = 4",
+                            id),
+                     2);
+    /* every posted candidate is one of its round's samples */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM candidates ca JOIN comparisons c ON c.id = "
+                            "ca.comparison_id JOIN loop_rounds lr ON c.id BETWEEN "
+                            "lr.first_comparison_id AND lr.last_comparison_id WHERE lr.loop_id = "
+                            "?1 AND NOT EXISTS (SELECT 1 FROM job_samples s WHERE s.job_id = "
+                            "lr.sample_job_id AND s.response = ca.text AND s.prompt = c.prompt)",
+                            id),
+                     0);
+    ck_assert_int_eq(db_int(&d, "SELECT sample_job_id IS NULL FROM loops WHERE id = ?1", id), 1);
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE status <> 'succeeded'", 0), 0);
     /* 4 comparisons a round (pairs of 3 samples of 2 prompts), all ranked */
     ck_assert_int_eq(
