@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "loops.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
 #include "test_server_util.h"
@@ -217,6 +218,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
 
     http_reply *r = get_loop(&d, id);
     ck_assert_str_eq(loop_str(r, "phase"), "done");
+    ck_assert_str_eq(loop_str(r, "stop_reason"), "rounds");
     ck_assert_int_eq(reply_int(r, "round"), 2);
     json_t *rounds = json_object_get(r->json, "rounds");
     ck_assert_int_eq(json_array_size(rounds), 2);
@@ -376,6 +378,20 @@ START_TEST(test_loop_dpo_and_grpo) {
         db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", dpo);
     const int64_t grpo_job =
         db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", grpo);
+    /* the same policy, seed, round and sizes: the same draw, from two jobs */
+    const int64_t dpo_sampler =
+        db_int(&d, "SELECT sample_job_id FROM loop_rounds WHERE loop_id = ?1", dpo);
+    const int64_t grpo_sampler =
+        db_int(&d, "SELECT sample_job_id FROM loop_rounds WHERE loop_id = ?1", grpo);
+    ck_assert_int_ne(dpo_sampler, grpo_sampler);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM job_samples WHERE job_id = ?1", dpo_sampler),
+                     6);
+    char same[256];
+    snprintf(same, sizeof same,
+             "SELECT count(*) FROM job_samples a JOIN job_samples b ON b.job_id = %lld AND b.idx = "
+             "a.idx AND b.response = a.response AND b.prompt = a.prompt WHERE a.job_id = ?1",
+             (long long)grpo_sampler);
+    ck_assert_int_eq(db_int(&d, same, dpo_sampler), 6);
     ck_assert_int_eq(db_int(&d, "SELECT comparisons FROM loop_rounds WHERE loop_id = ?1", dpo), 6);
     ck_assert_int_eq(db_int(&d, "SELECT rankings FROM loop_rounds WHERE loop_id = ?1", dpo), 6);
     http_reply *j = get_job(&d, dpo_job);
@@ -430,6 +446,31 @@ START_TEST(test_loop_body_checks) {
          "invalid_hyperparameter", "policy_hyperparameters"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"colour\":1}",
          "unknown_parameter", "colour"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":3}",
+         "invalid_type", "plateau"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":{}}",
+         "missing_required_parameter", "plateau.metric"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"loss\"}}",
+         "invalid_value", "plateau.metric"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"gold\"}}",
+         "invalid_value", "plateau.metric"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"patience\":0}}",
+         "invalid_value", "plateau.patience"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"patience\":1.5}}",
+         "invalid_type", "plateau.patience"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"min_delta\":-0.1}}",
+         "invalid_value", "plateau.min_delta"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"min_delta\":\"0\"}}",
+         "invalid_type", "plateau.min_delta"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"rounds\":2}}",
+         "unknown_parameter", "plateau.rounds"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char body[1024];
@@ -498,11 +539,96 @@ START_TEST(test_loop_cancel) {
 }
 END_TEST
 
+/* The plateau rule on hand-made round metrics: a round improves when it
+ * beats the best before it by more than min_delta; patience rounds in a
+ * row without one stop the loop; a round without the metric (NAN) is no
+ * improvement. */
+START_TEST(test_loop_plateau_rule) {
+    const double rising[] = {0.1, 0.2, 0.3, 0.4};
+    ck_assert(!loops_plateau(rising, 4, 1, 0.0));
+    ck_assert(!loops_plateau(rising, 4, 1, 0.05));
+    ck_assert(loops_plateau(rising, 4, 1, 0.1)); /* +0.1 is not more than 0.1 */
+    /* best 0.5 at round 2; rounds 3 and 4 do not beat it by 0.01 */
+    const double flat[] = {0.3, 0.5, 0.505, 0.49};
+    ck_assert(!loops_plateau(flat, 2, 1, 0.01));
+    ck_assert(loops_plateau(flat, 3, 1, 0.01));
+    ck_assert(!loops_plateau(flat, 3, 2, 0.01));
+    ck_assert(loops_plateau(flat, 4, 2, 0.01));
+    ck_assert(!loops_plateau(flat, 4, 3, 0.01));
+    ck_assert(!loops_plateau(flat, 4, 2, 0.0)); /* 0.505 > 0.5: round 3 improved */
+    /* a drop then a new best resets the count */
+    const double recover[] = {0.5, 0.4, 0.6, 0.55};
+    ck_assert(!loops_plateau(recover, 3, 2, 0.0));
+    ck_assert(!loops_plateau(recover, 4, 2, 0.0));
+    ck_assert(loops_plateau(recover, 4, 1, 0.0));
+    /* missing metrics count as no improvement, from the first round on */
+    const double missing[] = {NAN, NAN, 0.2, NAN};
+    ck_assert(loops_plateau(missing, 1, 1, 0.0));
+    ck_assert(loops_plateau(missing, 2, 2, 0.0));
+    ck_assert(!loops_plateau(missing, 3, 1, 0.0));
+    ck_assert(loops_plateau(missing, 4, 1, 0.0));
+    ck_assert(!loops_plateau(missing, 0, 1, 0.0)); /* no round yet */
+}
+END_TEST
+
+/* A loop that asks for 5 rounds but stops on a proxy plateau: no round can
+ * beat round 1's proxy score by 1e9, so patience 1 ends it after round 2,
+ * succeeded, with the reason stored and shown. */
+START_TEST(test_loop_stops_on_plateau) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    loop_fixture f;
+    fixture(&d, &f);
+    const int64_t id = create_loop_with(
+        &d, &f,
+        "\"rounds\":5,\"rankings_per_round\":2,"
+        "\"plateau\":{\"metric\":\"proxy\",\"patience\":1,\"min_delta\":1e9},",
+        TINY_PPO);
+    http_reply *r = get_loop(&d, id);
+    json_t *rule = json_object_get(json_object_get(r->json, "config"), "plateau");
+    ck_assert_str_eq(json_string_value(json_object_get(rule, "metric")), "proxy");
+    ck_assert_int_eq(json_integer_value(json_object_get(rule, "patience")), 1);
+    ck_assert(json_real_value(json_object_get(rule, "min_delta")) == 1e9);
+    ck_assert(json_is_null(json_object_get(r->json, "stop_reason")));
+    reply_free(r);
+    const int64_t deadline = now_ms() + 4 * DEADLINE_MS;
+    for (;;) {
+        r = get_loop(&d, id);
+        ck_assert_msg(strcmp(loop_str(r, "status"), "failed") != 0, "%s", r->body);
+        const bool done = strcmp(loop_str(r, "status"), "running") != 0;
+        const bool waits = strcmp(loop_str(r, "phase"), "annotating") == 0;
+        if (!done)
+            reply_free(r);
+        if (done)
+            break;
+        if (waits)
+            annotate(&d, f.annotator, f.project);
+        ck_assert_msg(now_ms() < deadline, "the loop did not finish");
+        pause_ms(20);
+    }
+    ck_assert_str_eq(loop_str(r, "status"), "succeeded");
+    ck_assert_str_eq(loop_str(r, "phase"), "done");
+    ck_assert_str_eq(loop_str(r, "stop_reason"), "plateau");
+    ck_assert_int_eq(reply_int(r, "round"), 2);
+    json_t *rounds = json_object_get(r->json, "rounds");
+    ck_assert_int_eq(json_array_size(rounds), 2);
+    for (size_t i = 0; i < 2; i++)
+        ck_assert(json_is_real(json_object_get(json_array_get(rounds, i), "proxy_score")));
+    reply_free(r);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'ppo'", 0), 2);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *loops_suite(void) {
     Suite *s = suite_create("loops");
     TCase *tc = tcase_create("loops");
     tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_loop_plateau_rule);
     tcase_add_test(tc, test_loop_body_checks);
+    tcase_add_test(tc, test_loop_stops_on_plateau);
     tcase_add_test(tc, test_loop_cancel);
     tcase_add_test(tc, test_loop_dpo_and_grpo);
     tcase_add_test(tc, test_loop_two_rounds_survives_kill9);
