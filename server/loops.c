@@ -19,6 +19,7 @@
 #include "job_create.h"
 #include "loop_sample.h"
 #include "model.h"
+#include "model_dir.h"
 #include "models_store.h"
 #include "prefs_store.h"
 #include "selection.h"
@@ -167,9 +168,19 @@ typedef struct rm_scorer {
     tokenizer tok;
 } rm_scorer;
 
-static int rm_open(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, rm_scorer *rm,
-                   char *err, size_t errlen) {
-    char why[400], path[64];
+/* Reward checkpoint of the lineage that starts from registered model
+ * base (0: trained from scratch), with that lineage's tokenizer, as the
+ * loop's jobs tokenize (job_load_tokenizer). 0, or -1 with err. */
+static int rm_open(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, int64_t base,
+                   rm_scorer *rm, char *err, size_t errlen) {
+    char why[400], path[64], dir[4096];
+    const int has_dir =
+        base > 0 ? model_dir_path(db, cfg->data_dir, base, dir, sizeof dir, why, sizeof why) : 0;
+    if (has_dir < 0) {
+        snprintf(err, errlen, "the loop's base model %lld: %s", (long long)base, why);
+        return -1;
+    }
+    const job_inputs text = {.tokenizer_dir = has_dir ? dir : NULL};
     const int fd = checkpoint_file_open(db, cfg->data_dir, checkpoint, NULL, why, sizeof why);
     if (fd < 0) {
         snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
@@ -184,7 +195,7 @@ static int rm_open(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, rm_
                                                                        : RM_MAX_TOKENS;
     if (rc == 0 && (rc = model_reserve(&rm->m, 1, T, why, sizeof why)) != 0)
         model_free(&rm->m);
-    if (rc == 0 && (rc = tokenizer_load_bytes(&rm->tok, why, sizeof why)) != 0)
+    if (rc == 0 && (rc = job_load_tokenizer(&rm->tok, &text, why, sizeof why)) != 0)
         model_free(&rm->m);
     if (rc != 0) {
         snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
@@ -540,11 +551,13 @@ static int64_t ranking_cutoff(sqlite3 *db, int64_t project) {
 
 /* The previous reward model's pair accuracy on the rankings of comparisons
  * [first, last]: *correct of *pairs (pairs the ranking orders). 0 or -1. */
-static int rm_accuracy(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, int64_t first,
-                       int64_t last, int64_t *correct, int64_t *pairs, char *err, size_t errlen) {
+static int rm_accuracy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
+                       int64_t checkpoint, int64_t first, int64_t last, int64_t *correct,
+                       int64_t *pairs, char *err, size_t errlen) {
     *correct = *pairs = 0;
     rm_scorer rm;
-    if (rm_open(db, cfg, checkpoint, &rm, err, errlen) != 0)
+    if (rm_open(db, cfg, checkpoint, models_store_checkpoint_base(db, l->sft), &rm, err, errlen) !=
+        0)
         return -1;
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(
@@ -689,7 +702,7 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
     int64_t correct = 0, pairs = 0;
     char err[600];
     if (l->reward > 0 && first > 0 &&
-        rm_accuracy(db, cfg, l->reward, first, last, &correct, &pairs, err, sizeof err) != 0) {
+        rm_accuracy(db, cfg, l, l->reward, first, last, &correct, &pairs, err, sizeof err) != 0) {
         loop_fail(db, l, err);
         return -1;
     }
