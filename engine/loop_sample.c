@@ -33,11 +33,7 @@ const hparam_table loop_sample_hparams = {
     sizeof(loop_sample_config)};
 
 int loop_sample_validate(const loop_sample_config *cfg, char *err, size_t errlen) {
-    if (cfg->n_prompts * cfg->samples_per_prompt > LOOP_SAMPLE_MAX_PROMPTS * LOOP_SAMPLE_MAX_K) {
-        snprintf(err, errlen, "n_prompts × samples_per_prompt must be at most %d",
-                 LOOP_SAMPLE_MAX_PROMPTS * LOOP_SAMPLE_MAX_K);
-        return -1;
-    }
+    (void)cfg, (void)err, (void)errlen; /* the table's ranges are the whole check */
     return 0;
 }
 
