@@ -377,11 +377,8 @@ static selection_rule round_rule(int n_scores) {
                            : SELECTION_DISAGREEMENT;
 }
 
-/* The samples loop-sample job stored: n rows (of at most max) into texts
- * (malloc'd), their prompt index into group, the prompts into prompts
- * (malloc'd, n_prompts of them), the scores member-major into scores
- * ([e * n + i], *n_scores members), the mean gold into *gold. n, or -1
- * with err. */
+/* What a loop-sample job stored (job_samples), row i answering
+ * prompts[group[i]]; scores member-major ([e * n + i]; NAN: none). */
 typedef struct loop_samples {
     int n, n_prompts, n_scores;
     char *texts[LOOP_MAX_PROMPTS * LOOP_MAX_K];
@@ -399,6 +396,8 @@ static void loop_samples_free(loop_samples *s) {
     s->n = s->n_prompts = 0;
 }
 
+/* Reads job's samples into s (free with loop_samples_free): how many, or
+ * -1 with err (none, or not in the shape loop-sample stores). */
 static int read_samples(sqlite3 *db, int64_t job, loop_samples *s, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
     memset(s, 0, sizeof *s);
