@@ -18,9 +18,13 @@ const char *dataset_format_for_job(const char *job_type) {
         const char *job_type;
         dataset_format format;
     } reads[] = {
-        {"sft", DATASET_FORMAT_SFT},        {"reward", DATASET_FORMAT_PREFERENCE},
-        {"dpo", DATASET_FORMAT_PREFERENCE}, {"grpo", DATASET_FORMAT_PROMPTS},
-        {"rloo", DATASET_FORMAT_PROMPTS},   {"ppo", DATASET_FORMAT_PROMPTS},
+        {"sft", DATASET_FORMAT_SFT},
+        {"reward", DATASET_FORMAT_PREFERENCE},
+        {"dpo", DATASET_FORMAT_PREFERENCE},
+        {"grpo", DATASET_FORMAT_PROMPTS},
+        {"rloo", DATASET_FORMAT_PROMPTS},
+        {"ppo", DATASET_FORMAT_PROMPTS},
+        {"loop-sample", DATASET_FORMAT_PROMPTS},
     };
     for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++)
         if (strcmp(reads[i].job_type, job_type) == 0)

@@ -256,6 +256,36 @@ int64_t jobs_db_insert(sqlite3 *db, const job_new *job) {
     return id;
 }
 
+int jobs_db_add_reward_model(sqlite3 *db, int64_t id, int position, int64_t checkpoint) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO job_reward_models (job_id, position, checkpoint_id) "
+                           "VALUES (?1, ?2, ?3)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, position);
+    sqlite3_bind_int64(st, 3, checkpoint);
+    const int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int jobs_db_list_reward_models(sqlite3 *db, int64_t id, int64_t *ids, int max) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT checkpoint_id FROM job_reward_models WHERE job_id = ?1 ORDER "
+                           "BY position",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, id);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < max)
+        ids[n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? n : -1;
+}
+
 int jobs_db_link_dataset(sqlite3 *db, int64_t id, const char *purpose, int64_t dataset_id) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,

@@ -117,6 +117,13 @@ int64_t jobs_db_insert(sqlite3 *db, const job_new *job);
  * job_datasets, 003) in the caller's transaction. 0 or -1. */
 int jobs_db_link_dataset(sqlite3 *db, int64_t id, const char *purpose, int64_t dataset_id);
 
+/* The reward models job id scores with after its reward_model
+ * (job_reward_models, 017: a loop-sample job's ensemble). add: checkpoint
+ * as member position (1, 2, ...) in the caller's transaction, 0 or -1.
+ * list: up to max of them, in order, into ids; how many, or -1. */
+int jobs_db_add_reward_model(sqlite3 *db, int64_t id, int position, int64_t checkpoint);
+int jobs_db_list_reward_models(sqlite3 *db, int64_t id, int64_t *ids, int max);
+
 /* ---- the worker ------------------------------------------------------------- */
 
 /* The exit status of `rlhf-train --db FILE --job ID` (train/db_job.h), which

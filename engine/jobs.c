@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "chat_template.h"
+#include "loop_sample.h"
 #include "model.h"
 #include "ppo_control.h"
 
@@ -513,8 +514,65 @@ static const job_type rloo_lm_job = {
     .run = rloo_lm_run,
 };
 
-const job_type *const job_types[] = {&ppo_control_job, &sft_job,     &reward_job,  &ppo_lm_job,
-                                     &dpo_lm_job,      &grpo_lm_job, &rloo_lm_job, NULL};
+static int loop_sample_validate_any(const void *cfg, char *err, size_t errlen) {
+    return loop_sample_validate(cfg, err, errlen);
+}
+
+/* The prompts rows as they are (a loop's prompts are plain text: the
+ * comparisons it posts show them), scored by reward_checkpoint and the
+ * ensemble's other members. */
+static int loop_sample_job_run(const void *cfg, const job_inputs *in, const train_sink *sink,
+                               char *err, size_t errlen) {
+    job_text jt;
+    if (job_text_open(&jt, in, err, errlen) != 0)
+        return -1;
+    const char **prompts = malloc(sizeof(char *) * (size_t)(in->n_train > 0 ? in->n_train : 1));
+    const char *rms[LOOP_SAMPLE_MAX_MODELS];
+    int n_rm = 0, rc = prompts ? 0 : -1;
+    if (prompts == NULL)
+        snprintf(err, errlen, "out of memory");
+    for (int64_t i = 0; rc == 0 && i < in->n_train; i++)
+        prompts[i] = in->train[i].prompt;
+    if (in->reward_checkpoint != NULL)
+        rms[n_rm++] = in->reward_checkpoint;
+    for (int i = 0; i < in->n_more_reward && n_rm < LOOP_SAMPLE_MAX_MODELS; i++)
+        rms[n_rm++] = in->more_reward_checkpoints[i];
+    const loop_sample_inputs li = {.prompts = prompts,
+                                   .n_rows = in->n_train,
+                                   .tok = &jt.tok,
+                                   .policy_checkpoint = in->init_checkpoint,
+                                   .reward_checkpoints = rms,
+                                   .n_reward = n_rm};
+    if (rc == 0 && in->init_checkpoint == NULL) {
+        snprintf(err, errlen, "model: a loop-sample job samples from a model; it has none");
+        rc = -1;
+    }
+    if (rc == 0)
+        rc = loop_sample_run(cfg, &li, sink, err, errlen);
+    free(prompts);
+    job_text_close(&jt);
+    return rc;
+}
+
+static const char *const loop_sample_headline[] = {"samples", "gold_mean", NULL};
+
+static const job_type loop_sample_job = {
+    .name = "loop-sample",
+    .summary = "An online loop's round: K responses per prompt from the policy, scored by the "
+               "loop's reward models (created by POST /v1/loops)",
+    .hparams = &loop_sample_hparams,
+    .headline_metrics = loop_sample_headline,
+    .needs_train_data = 1,
+    .data_kind = JOB_DATA_PROMPTS,
+    .reward_model = JOB_REWARD_OPTIONAL,
+    .daemon_only = 1,
+    .validate = loop_sample_validate_any,
+    .run = loop_sample_job_run,
+};
+
+const job_type *const job_types[] = {&ppo_control_job, &sft_job,         &reward_job,
+                                     &ppo_lm_job,      &dpo_lm_job,      &grpo_lm_job,
+                                     &rloo_lm_job,     &loop_sample_job, NULL};
 
 const job_type *job_type_find(const char *name) {
     for (const job_type *const *t = job_types; *t; t++)

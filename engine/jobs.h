@@ -41,6 +41,9 @@ typedef struct job_inputs {
                                     * when it is a directory with one, else byte-level */
     const dist_comm *dist;         /* data-parallel process group; NULL = one process */
     const char *ref_checkpoint;    /* ppo, grpo: the KL reference if not init_checkpoint */
+    const char *const *more_reward_checkpoints; /* loop-sample: the ensemble's members after
+                                                 * reward_checkpoint (jobs_db.h) */
+    int n_more_reward;
 } job_inputs;
 
 typedef struct job_type {
@@ -59,6 +62,9 @@ typedef struct job_type {
     enum { JOB_REWARD_NONE, JOB_REWARD_REQUIRED, JOB_REWARD_OPTIONAL } reward_model;
     /* 1 if run() trains data parallel over job_inputs.dist (dist.h). */
     int data_parallel;
+    /* 1 if only rlhfd creates it, for a resource that reads its output
+     * (loop-sample: an online loop's round); POST /v1/jobs refuses it. */
+    int daemon_only;
     int (*validate)(const void *cfg, char *err, size_t errlen);
     int (*run)(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
                size_t errlen);

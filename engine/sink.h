@@ -43,6 +43,16 @@ typedef struct sink_rollout {
     const float *advantage;        /* the advantage its log-prob was pushed by */
 } sink_rollout;
 
+/* One sampled response of a loop-sample job (loop_sample.h). */
+typedef struct sink_sample {
+    int prompt_index;     /* which of the job's prompts it answers */
+    const char *prompt;   /* as stored */
+    const char *response; /* decoded (may end in half a character) */
+    double gold;          /* the demo task's gold score of it */
+    const double *scores; /* (n_scores) each reward model's normalised score; NAN: untokenizable */
+    int n_scores;
+} sink_sample;
+
 typedef struct train_sink {
     void *ctx;
     /* The metrics of one update, at step (the job's own step counter:
@@ -59,6 +69,9 @@ typedef struct train_sink {
     /* A sampled rollout kept for inspection (hyperparameters rollout_samples
      * and rollout_interval say how many and how often). */
     int (*rollout)(void *ctx, int64_t step, const sink_rollout *r);
+    /* A job's whole output of samples, in one call (loop-sample): stored
+     * all or none, replacing what an earlier attempt stored. */
+    int (*samples)(void *ctx, const sink_sample *rows, int n);
 } train_sink;
 
 static inline int sink_metrics(const train_sink *sink, int64_t step, const sink_metric *m, int n) {
@@ -93,6 +106,10 @@ static inline int sink_warn_truncated(const train_sink *sink, const char *what, 
 
 static inline int sink_rollout_report(const train_sink *sink, int64_t step, const sink_rollout *r) {
     return sink && sink->rollout ? sink->rollout(sink->ctx, step, r) : 0;
+}
+
+static inline int sink_samples(const train_sink *sink, const sink_sample *rows, int n) {
+    return sink && sink->samples ? sink->samples(sink->ctx, rows, n) : 0;
 }
 
 static inline bool sink_should_stop(const train_sink *sink) {

@@ -442,12 +442,7 @@ static int fill_logprobs(const loaded_model *lm, const row_text *row, const floa
 
 int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_output *out,
                  generate_error *e) {
-    return generate_run_cfg(&srv->cfg, db, p, out, e);
-}
-
-int generate_run_cfg(const rlhfd_config *cfg, sqlite3 *db, const generate_params *p,
-                     generate_output *out, generate_error *e) {
-    G_cfg = cfg;
+    G_cfg = &srv->cfg;
     pthread_once(&G_once, generate_init);
     memset(out, 0, sizeof *out);
     const int n_prompts = p->n_messages > 0 ? 1 : p->n_prompts;

@@ -117,11 +117,6 @@ void generate_output_free(generate_output *out);
  * model or chat messages for a model without a chat template, 500). */
 int generate_run(server *srv, sqlite3 *db, const generate_params *p, generate_output *out,
                  generate_error *e);
-/* The same for a caller without a server: the scheduler's online loops
- * (loops.c), which share the model cache. cfg must outlive the process's
- * generations (the first call's is kept). */
-int generate_run_cfg(const rlhfd_config *cfg, sqlite3 *db, const generate_params *p,
-                     generate_output *out, generate_error *e);
 
 /* generate_run on the generate pool for r's token, with the caller's
  * thread waiting for it (r->db lent to the worker meanwhile): for a request

@@ -13,24 +13,29 @@
 #include "agreement.h"
 #include "checkpoint_file.h"
 #include "db.h"
-#include "demo_gold.h"
-#include "generate.h"
 #include "hparams.h"
 #include "jobs.h"
 #include "jobs_db.h"
 #include "job_create.h"
+#include "loop_sample.h"
 #include "model.h"
+#include "model_dir.h"
 #include "models_store.h"
 #include "prefs_store.h"
 #include "selection.h"
 #include "sft.h"
 #include "tokenizer.h"
 
-enum { LOOP_MAX_PROMPTS = GENERATE_MAX_PROMPTS, LOOP_MAX_K = GENERATE_MAX_N, LOOP_MAX_MEMBERS = 3 };
+enum {
+    LOOP_MAX_PROMPTS = LOOP_SAMPLE_MAX_PROMPTS,
+    LOOP_MAX_K = LOOP_SAMPLE_MAX_K,
+    LOOP_MAX_MEMBERS = LOOP_SAMPLE_MAX_MODELS
+};
 
 /* A running loop as the tick reads it. */
 typedef struct loop_state {
     int64_t id, round, project, prompts, sft, policy, reward;
+    int64_t sample_job; /* the pending loop-sample job, 0: none */
     char phase[16];
     json_t *config;
 } loop_state;
@@ -50,8 +55,8 @@ static int loop_read(sqlite3 *db, int64_t id, loop_state *l) {
     if (sqlite3_prepare_v2(db,
                            "SELECT round, phase, config, project_id, prompts_dataset_id, "
                            "sft_checkpoint_id, policy_checkpoint_id, "
-                           "coalesce(reward_checkpoint_id, 0) FROM loops WHERE id = ?1 AND "
-                           "status = 'running'",
+                           "coalesce(reward_checkpoint_id, 0), coalesce(sample_job_id, 0) "
+                           "FROM loops WHERE id = ?1 AND status = 'running'",
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_int64(st, 1, id);
@@ -63,7 +68,8 @@ static int loop_read(sqlite3 *db, int64_t id, loop_state *l) {
                           .prompts = sqlite3_column_int64(st, 4),
                           .sft = sqlite3_column_int64(st, 5),
                           .policy = sqlite3_column_int64(st, 6),
-                          .reward = sqlite3_column_int64(st, 7)};
+                          .reward = sqlite3_column_int64(st, 7),
+                          .sample_job = sqlite3_column_int64(st, 8)};
         snprintf(l->phase, sizeof l->phase, "%s", (const char *)sqlite3_column_text(st, 1));
         l->config = json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL);
         if (l->config == NULL)
@@ -152,32 +158,6 @@ static int64_t query_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int
     return v;
 }
 
-/* n prompts of the dataset from row offset (wrapping) into out (strdup'd).
- * Returns how many, or -1. */
-static int read_prompts(sqlite3 *db, int64_t dataset, int64_t offset, int n, char **out) {
-    const int64_t rows =
-        query_int(db, "SELECT count(*) FROM dataset_rows WHERE dataset_id = ?1", dataset, 0, 0);
-    if (rows < 1)
-        return -1;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT prompt FROM dataset_rows WHERE dataset_id = ?1 ORDER BY line "
-                           "LIMIT 1 OFFSET ?2",
-                           -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    int k = 0;
-    for (; k < n; k++) {
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, dataset);
-        sqlite3_bind_int64(st, 2, (offset + k) % rows);
-        if (sqlite3_step(st) != SQLITE_ROW)
-            break;
-        out[k] = strdup((const char *)sqlite3_column_text(st, 0));
-    }
-    sqlite3_finalize(st);
-    return k == n ? n : -1;
-}
-
 /* ---- reward models in the daemon ------------------------------------------------ */
 
 enum { RM_MAX_TOKENS = 320 };
@@ -188,9 +168,19 @@ typedef struct rm_scorer {
     tokenizer tok;
 } rm_scorer;
 
-static int rm_open(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, rm_scorer *rm,
-                   char *err, size_t errlen) {
-    char why[400], path[64];
+/* Reward checkpoint of the lineage that starts from registered model
+ * base (0: trained from scratch), with that lineage's tokenizer, as the
+ * loop's jobs tokenize (job_load_tokenizer). 0, or -1 with err. */
+static int rm_open(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, int64_t base,
+                   rm_scorer *rm, char *err, size_t errlen) {
+    char why[400], path[64], dir[4096];
+    const int has_dir =
+        base > 0 ? model_dir_path(db, cfg->data_dir, base, dir, sizeof dir, why, sizeof why) : 0;
+    if (has_dir < 0) {
+        snprintf(err, errlen, "the loop's base model %lld: %s", (long long)base, why);
+        return -1;
+    }
+    const job_inputs text = {.tokenizer_dir = has_dir ? dir : NULL};
     const int fd = checkpoint_file_open(db, cfg->data_dir, checkpoint, NULL, why, sizeof why);
     if (fd < 0) {
         snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
@@ -205,7 +195,7 @@ static int rm_open(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, rm_
                                                                        : RM_MAX_TOKENS;
     if (rc == 0 && (rc = model_reserve(&rm->m, 1, T, why, sizeof why)) != 0)
         model_free(&rm->m);
-    if (rc == 0 && (rc = tokenizer_load_bytes(&rm->tok, why, sizeof why)) != 0)
+    if (rc == 0 && (rc = job_load_tokenizer(&rm->tok, &text, why, sizeof why)) != 0)
         model_free(&rm->m);
     if (rc != 0) {
         snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
@@ -277,108 +267,241 @@ static int move_to(sqlite3 *db, const loop_state *l, int64_t round, const char *
                 phase);
 }
 
-/* Samples `samples_per_prompt` responses per prompt of checkpoint (seeded by
- * the loop, the round and purpose), into texts (n_prompts × k, malloc'd).
- * 0 or -1 with err. */
-static int sample(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l, int64_t checkpoint,
-                  char **prompts, int n_prompts, int k, uint64_t purpose, char **texts, char *err,
-                  size_t errlen) {
-    for (int i = 0; i < n_prompts; i++) {
-        generate_params p = {.checkpoint_id = checkpoint,
-                             .n_prompts = 1,
-                             .n = k,
-                             .max_tokens = (int)cfg_int(l, "max_tokens"),
-                             .temperature =
-                                 json_real_value(json_object_get(l->config, "temperature")),
-                             .top_p = 1.0,
-                             .seed = (uint64_t)cfg_int(l, "seed") * 1000003u +
-                                     (uint64_t)l->round * 7919u + purpose * 104729u + (uint64_t)i};
-        p.prompts[0] = prompts[i];
-        generate_output out;
-        generate_error e;
-        if (generate_run_cfg(cfg, db, &p, &out, &e) != 0) {
-            snprintf(err, errlen, "sampling checkpoint %lld: %s", (long long)checkpoint, e.message);
-            return -1;
-        }
-        for (int j = 0; j < k; j++) {
-            texts[i * k + j] = out.texts[j];
-            out.texts[j] = NULL;
-        }
-        generate_output_free(&out);
+/* In the transaction: inserts a job of type with config (resolved
+ * hyperparameters, JSON text) and refs, in the lineage of the loop's SFT
+ * model sft; links dataset (0: none) for training. Its id, or -1. */
+static int64_t insert_job_text(sqlite3 *db, const rlhfd_config *cfg, const char *type,
+                               const char *config, job_refs refs, int64_t dataset, int64_t sft) {
+    refs.base_model = models_store_checkpoint_base(db, sft);
+    const job_new job = {.type = type,
+                         .config = config,
+                         .max_attempts = cfg->max_attempts,
+                         .refs = refs,
+                         .ranks = 1};
+    int64_t id = jobs_db_insert(db, &job);
+    if (id > 0 && dataset > 0 && jobs_db_link_dataset(db, id, "training", dataset) != 0)
+        id = -1;
+    return id;
+}
+
+/* The same with the loop's hyperparameters of key (reward_hyperparameters,
+ * policy_hyperparameters). */
+static int64_t insert_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
+                          const char *type, const char *key, job_refs refs, int64_t dataset) {
+    char *config = json_dumps(json_object_get(l->config, key), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    const int64_t id = config ? insert_job_text(db, cfg, type, config, refs, dataset, l->sft) : -1;
+    free(config);
+    return id;
+}
+
+/* Where job job_id of the loop's round is: 1 succeeded (with a final
+ * checkpoint when need_checkpoint: *checkpoint), 0 still going, -1 failed
+ * (the loop is failed with the job's error), -2 database error. */
+static int loop_job_state(sqlite3 *db, const loop_state *l, int64_t job_id, bool need_checkpoint,
+                          int64_t *checkpoint) {
+    job_row job;
+    const int found = jobs_db_get(db, job_id, &job);
+    if (found < 0)
+        return -2;
+    if (found == 0) {
+        loop_fail(db, l, "the round's job is gone");
+        return -1;
     }
-    return 0;
+    int rc = 0;
+    const bool succeeded = strcmp(job.status, "succeeded") == 0;
+    if (succeeded && (job.final_checkpoint > 0 || !need_checkpoint)) {
+        *checkpoint = job.final_checkpoint;
+        rc = 1;
+    } else if (succeeded || strcmp(job.status, "failed") == 0 ||
+               strcmp(job.status, "cancelled") == 0) {
+        char err[700];
+        snprintf(err, sizeof err, "round %lld: %s job %lld %s%s%.500s", (long long)l->round,
+                 job.type, (long long)job_id, succeeded ? "left no final checkpoint" : job.status,
+                 job.error ? ": " : "", job.error ? job.error : "");
+        loop_fail(db, l, err);
+        rc = -1;
+    }
+    job_row_free(&job);
+    return rc;
 }
 
-static void free_texts(char **texts, int n) {
-    for (int i = 0; i < n; i++)
-        free(texts[i]);
+/* ---- the loop-sample jobs (engine/loop_sample.h) --------------------------------- */
+
+/* The seed of a loop-sample job's draw, from the loop's seed, the round and
+ * the purpose (1: the round's samples; 2: the evaluation, at round 0 so
+ * every round's policy answers the same draw). */
+static int64_t draw_seed(const loop_state *l, int64_t round, int64_t purpose) {
+    return cfg_int(l, "seed") * 1000003 + round * 7919 + purpose * 104729;
 }
 
-/* sampling → annotating: sample, choose, post. 1 moved, 0 not, -1 failed
- * (the loop is failed). */
-static int step_sampling(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
-    const int P = (int)cfg_int(l, "prompts_per_round"), K = (int)cfg_int(l, "samples_per_prompt");
-    const int N = P * K;
-    char *prompts[LOOP_MAX_PROMPTS] = {0}, *texts[LOOP_MAX_PROMPTS * LOOP_MAX_K] = {0};
+/* In the transaction: a loop-sample job of checkpoint drawing k responses
+ * to n prompts of the loop's dataset from row offset with seed, scored by
+ * members (n_members: the first as its reward_model), made the loop's
+ * pending sample job. 0 or -1. */
+static int insert_sample_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
+                             int64_t checkpoint, int64_t offset, int64_t n, int64_t k, int64_t seed,
+                             const int64_t *members, int n_members) {
+    json_t *hp = json_pack("{s:I, s:I, s:I, s:I, s:f, s:I}", "prompt_offset", (json_int_t)offset,
+                           "n_prompts", (json_int_t)n, "samples_per_prompt", (json_int_t)k,
+                           "max_tokens", (json_int_t)cfg_int(l, "max_tokens"), "temperature",
+                           json_real_value(json_object_get(l->config, "temperature")), "seed",
+                           (json_int_t)seed);
+    char *config = hp ? json_dumps(hp, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(hp);
+    const job_refs refs = {.model = checkpoint, .reward_model = n_members > 0 ? members[0] : 0};
+    const int64_t job =
+        config ? insert_job_text(db, cfg, "loop-sample", config, refs, l->prompts, l->sft) : -1;
+    free(config);
+    int rc = job > 0 ? 0 : -1;
+    for (int e = 1; rc == 0 && e < n_members; e++)
+        rc = jobs_db_add_reward_model(db, job, e, members[e]);
+    if (rc == 0)
+        rc = exec(db, "UPDATE loops SET sample_job_id = ?2 WHERE id = ?1", "ii", l->id, job);
+    return rc;
+}
+
+/* The reward models that score a round's samples: none for `random` or
+ * before any reward model (round 1 without an initial one), the current
+ * one for `uncertainty` (and for `disagreement` with only one so far),
+ * up to LOOP_MAX_MEMBERS for `disagreement`. How many, into members. */
+static int scoring_members(sqlite3 *db, const loop_state *l, int64_t *members) {
+    const int rule = selection_rule_from_name(cfg_str(l, "selection"));
+    const int n = loop_members(db, l, members, LOOP_MAX_MEMBERS);
+    return rule == SELECTION_RANDOM ? 0 : rule == SELECTION_UNCERTAINTY || n < 2 ? (n > 0) : n;
+}
+
+/* The rule a round used, from how many reward models scored its samples. */
+static selection_rule round_rule(int n_scores) {
+    return n_scores == 0   ? SELECTION_RANDOM
+           : n_scores == 1 ? SELECTION_UNCERTAINTY
+                           : SELECTION_DISAGREEMENT;
+}
+
+/* What a loop-sample job stored (job_samples), row i answering
+ * prompts[group[i]]; scores member-major ([e * n + i]; NAN: none). */
+typedef struct loop_samples {
+    int n, n_prompts, n_scores;
+    char *texts[LOOP_MAX_PROMPTS * LOOP_MAX_K];
+    char *prompts[LOOP_MAX_PROMPTS];
     int32_t group[LOOP_MAX_PROMPTS * LOOP_MAX_K];
     double scores[LOOP_MAX_MEMBERS * LOOP_MAX_PROMPTS * LOOP_MAX_K];
+    double gold;
+} loop_samples;
+
+static void loop_samples_free(loop_samples *s) {
+    for (int i = 0; i < s->n; i++)
+        free(s->texts[i]);
+    for (int i = 0; i < s->n_prompts; i++)
+        free(s->prompts[i]);
+    s->n = s->n_prompts = 0;
+}
+
+/* Reads job's samples into s (free with loop_samples_free): how many, or
+ * -1 with err (none, or not in the shape loop-sample stores). */
+static int read_samples(sqlite3 *db, int64_t job, loop_samples *s, char *err, size_t errlen) {
+    sqlite3_stmt *st = NULL;
+    memset(s, 0, sizeof *s);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT prompt_index, prompt, response, gold, scores FROM job_samples "
+                           "WHERE job_id = ?1 ORDER BY idx",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read the samples of job %lld: %s", (long long)job,
+                 sqlite3_errmsg(db));
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, job);
+    int rc, bad = 0;
+    json_t *scores[LOOP_MAX_PROMPTS * LOOP_MAX_K] = {0};
+    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const int p = sqlite3_column_int(st, 0);
+        bad = s->n == LOOP_MAX_PROMPTS * LOOP_MAX_K || p < 0 || p >= LOOP_MAX_PROMPTS ||
+              p > s->n_prompts;
+        if (!bad && p == s->n_prompts)
+            s->prompts[s->n_prompts++] = strdup((const char *)sqlite3_column_text(st, 1));
+        if (bad)
+            break;
+        s->group[s->n] = p;
+        s->gold += sqlite3_column_double(st, 3);
+        scores[s->n] = json_loads((const char *)sqlite3_column_text(st, 4), 0, NULL);
+        s->texts[s->n++] = strdup((const char *)sqlite3_column_text(st, 2));
+    }
+    sqlite3_finalize(st);
+    s->n_scores = s->n > 0 ? (int)json_array_size(scores[0]) : 0;
+    bad |= rc != SQLITE_DONE || s->n == 0 || s->n_scores > LOOP_MAX_MEMBERS;
+    for (int i = 0; i < s->n; i++) {
+        bad |= s->texts[i] == NULL || (int)json_array_size(scores[i]) != s->n_scores;
+        for (int e = 0; !bad && e < s->n_scores; e++) {
+            const json_t *v = json_array_get(scores[i], (size_t)e);
+            s->scores[e * s->n + i] = json_is_number(v) ? json_number_value(v) : NAN;
+        }
+        json_decref(scores[i]);
+    }
+    for (int i = 0; i < s->n_prompts; i++)
+        bad |= s->prompts[i] == NULL;
+    if (bad) {
+        snprintf(err, errlen, "job %lld stored no usable samples", (long long)job);
+        loop_samples_free(s);
+        return -1;
+    }
+    s->gold /= s->n;
+    return s->n;
+}
+
+/* sampling → annotating: a loop-sample job draws the round's samples in
+ * the worker pool (inserted on the first tick of the phase); once it
+ * succeeded, choose the pairs and post them. 1 moved, 0 not, -1 failed
+ * (the loop is failed). */
+static int step_sampling(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
+    const int64_t P = cfg_int(l, "prompts_per_round"), K = cfg_int(l, "samples_per_prompt");
+    if (l->sample_job == 0) {
+        int64_t members[LOOP_MAX_MEMBERS];
+        const int n_members = scoring_members(db, l, members);
+        const int open = begin_move(db, l);
+        if (open != 1)
+            return open;
+        return end_move(db, insert_sample_job(db, cfg, l, l->policy, (l->round - 1) * P, P, K,
+                                              draw_seed(l, l->round, 1), members, n_members) == 0);
+    }
+    int64_t unused;
+    int rc = loop_job_state(db, l, l->sample_job, false, &unused);
+    if (rc != 1)
+        return rc;
     selection_pair exclude[LOOP_MAX_PROMPTS * LOOP_MAX_K * LOOP_MAX_K / 2];
     char err[600];
     int moved = -1, n_exclude = 0;
     selection_pair *chosen = NULL;
     int64_t overlap = 1, k_project = 2;
+    loop_samples s;
+    if (read_samples(db, l->sample_job, &s, err, sizeof err) < 0)
+        goto fail;
+    if (s.n != P * K || s.n_prompts != P) {
+        snprintf(err, sizeof err, "job %lld stored %d samples of %d prompts; the round wants %lld",
+                 (long long)l->sample_job, s.n, s.n_prompts, (long long)(P * K));
+        goto fail;
+    }
     if (prefs_project_settings(db, l->project, &k_project, &overlap) != 1) {
         snprintf(err, sizeof err, "the project %lld is gone", (long long)l->project);
         goto fail;
     }
-    if (read_prompts(db, l->prompts, (l->round - 1) * P, P, prompts) != P) {
-        snprintf(err, sizeof err, "cannot read %d prompts of dataset %lld", P,
-                 (long long)l->prompts);
-        goto fail;
-    }
-    if (sample(db, cfg, l, l->policy, prompts, P, K, 1, texts, err, sizeof err) != 0)
-        goto fail;
-    double gold = 0.0;
-    for (int i = 0; i < N; i++) {
-        group[i] = i / K;
-        gold += demo_task_gold_score(prompts[i / K], texts[i]) / N;
-        for (int j = i + 1; j < N && j / K == i / K; j++)
-            if (strcmp(texts[i], texts[j]) == 0) /* nothing to compare */
+    for (int i = 0; i < s.n; i++)
+        for (int j = i + 1; j < s.n && s.group[j] == s.group[i]; j++)
+            if (strcmp(s.texts[i], s.texts[j]) == 0) /* nothing to compare */
                 exclude[n_exclude++] = (selection_pair){i, j};
-    }
-    /* the reward models that score the samples: none in round 1 without an
-     * initial one (random), one (uncertainty), several (disagreement) */
-    int64_t members[LOOP_MAX_MEMBERS];
-    int n_members = loop_members(db, l, members, LOOP_MAX_MEMBERS);
-    int rule = selection_rule_from_name(cfg_str(l, "selection"));
-    if (rule == SELECTION_DISAGREEMENT && n_members < 2)
-        rule = SELECTION_UNCERTAINTY;
-    if (rule == SELECTION_UNCERTAINTY && n_members > 1)
-        n_members = 1;
-    if (rule != SELECTION_RANDOM && n_members == 0)
-        rule = SELECTION_RANDOM;
-    for (int e = 0; e < n_members && rule != SELECTION_RANDOM; e++) {
-        rm_scorer rm;
-        if (rm_open(db, cfg, members[e], &rm, err, sizeof err) != 0)
-            goto fail;
-        for (int i = 0; i < N; i++)
-            scores[e * N + i] = rm_score(&rm, prompts[i / K], texts[i]);
-        rm_close(&rm);
-    }
+    const selection_rule rule = round_rule(s.n_scores);
     const int64_t wanted = cfg_int(l, "rankings_per_round");
     const int m = (int)((wanted + overlap - 1) / overlap);
     chosen = calloc((size_t)m, sizeof *chosen);
     rng_state rng;
     rng_seed(&rng, (uint64_t)cfg_int(l, "seed"), 0x100Bu + (uint32_t)l->round);
-    const selection_input in = {.n_items = N,
-                                .group = group,
-                                .n_members = rule == SELECTION_RANDOM ? 0 : n_members,
-                                .scores = rule == SELECTION_RANDOM ? NULL : scores,
+    const selection_input in = {.n_items = s.n,
+                                .group = s.group,
+                                .n_members = s.n_scores,
+                                .scores = s.n_scores > 0 ? s.scores : NULL,
                                 .exclude = exclude,
                                 .n_exclude = n_exclude,
-                                .max_per_group = (m + P - 1) / P + 1};
+                                .max_per_group = (m + (int)P - 1) / (int)P + 1};
     const int n_chosen =
-        chosen ? selection_choose((selection_rule)rule, &in, m, &rng, chosen, err, sizeof err) : -1;
+        chosen ? selection_choose(rule, &in, m, &rng, chosen, err, sizeof err) : -1;
     if (n_chosen < 0)
         goto fail;
     moved = begin_move(db, l);
@@ -387,10 +510,10 @@ static int step_sampling(sqlite3 *db, const rlhfd_config *cfg, const loop_state 
     int64_t first = 0, last = 0;
     bool ok = true;
     for (int c = 0; ok && c < n_chosen; c++) {
-        const char *pair[2] = {texts[chosen[c].a], texts[chosen[c].b]};
+        const char *pair[2] = {s.texts[chosen[c].a], s.texts[chosen[c].b]};
         const int64_t from[2] = {l->policy, l->policy};
         const int64_t id =
-            prefs_comparison_insert(db, l->project, prompts[group[chosen[c].a]], 2, pair, from);
+            prefs_comparison_insert(db, l->project, s.prompts[s.group[chosen[c].a]], 2, pair, from);
         ok = id > 0;
         first = first ? first : id;
         last = id;
@@ -399,12 +522,13 @@ static int step_sampling(sqlite3 *db, const rlhfd_config *cfg, const loop_state 
          exec(db,
               "INSERT INTO loop_rounds (loop_id, round, selection, policy_checkpoint_id, samples, "
               "sample_gold, comparisons, first_comparison_id, last_comparison_id, deadline_ms, "
-              "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, nullif(?8, 0), nullif(?9, 0), "
-              "?10, ?11)",
-              "iisiiriiiii", l->id, l->round, selection_rule_name((selection_rule)rule), l->policy,
-              (int64_t)N, json_is_true(json_object_get(l->config, "gold")) ? gold : NAN,
-              (int64_t)n_chosen, first, last, db_now_ms() + 1000 * cfg_int(l, "deadline_seconds"),
-              db_now_s()) == 0 &&
+              "created_at, sample_job_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, nullif(?8, 0), "
+              "nullif(?9, 0), ?10, ?11, ?12)",
+              "iisiiriiiiii", l->id, l->round, selection_rule_name(rule), l->policy, (int64_t)s.n,
+              json_is_true(json_object_get(l->config, "gold")) ? s.gold : NAN, (int64_t)n_chosen,
+              first, last, db_now_ms() + 1000 * cfg_int(l, "deadline_seconds"), db_now_s(),
+              l->sample_job) == 0 &&
+         exec(db, "UPDATE loops SET sample_job_id = NULL WHERE id = ?1", "i", l->id) == 0 &&
          move_to(db, l, l->round, "annotating") == 0;
     moved = end_move(db, ok);
     goto done;
@@ -413,8 +537,7 @@ fail:
     moved = -1;
 done:
     free(chosen);
-    free_texts(texts, N);
-    free_texts(prompts, P);
+    loop_samples_free(&s);
     return moved;
 }
 
@@ -427,11 +550,13 @@ static int64_t ranking_cutoff(sqlite3 *db, int64_t project) {
 
 /* The previous reward model's pair accuracy on the rankings of comparisons
  * [first, last]: *correct of *pairs (pairs the ranking orders). 0 or -1. */
-static int rm_accuracy(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, int64_t first,
-                       int64_t last, int64_t *correct, int64_t *pairs, char *err, size_t errlen) {
+static int rm_accuracy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
+                       int64_t checkpoint, int64_t first, int64_t last, int64_t *correct,
+                       int64_t *pairs, char *err, size_t errlen) {
     *correct = *pairs = 0;
     rm_scorer rm;
-    if (rm_open(db, cfg, checkpoint, &rm, err, errlen) != 0)
+    if (rm_open(db, cfg, checkpoint, models_store_checkpoint_base(db, l->sft), &rm, err, errlen) !=
+        0)
         return -1;
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(
@@ -493,36 +618,59 @@ static double project_alpha(sqlite3 *db, int64_t project) {
     return alpha;
 }
 
-/* In the transaction: inserts a job of type with the loop's hyperparameters
- * (key of the config) and refs; links dataset (0: none) for training. Its
- * id, or -1. */
-static int64_t insert_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
-                          const char *type, const char *key, job_refs refs, int64_t dataset) {
-    char *config = json_dumps(json_object_get(l->config, key), JSON_COMPACT | JSON_PRESERVE_ORDER);
-    refs.base_model = models_store_checkpoint_base(db, l->sft);
-    const job_new job = {.type = type,
-                         .config = config,
-                         .max_attempts = cfg->max_attempts,
-                         .refs = refs,
-                         .ranks = 1};
-    int64_t id = config ? jobs_db_insert(db, &job) : -1;
-    if (id > 0 && dataset > 0 && jobs_db_link_dataset(db, id, "training", dataset) != 0)
-        id = -1;
-    free(config);
-    return id;
+bool loops_plateau(const double *values, int n, int patience, double min_delta) {
+    double best = -INFINITY;
+    int since = 0; /* rounds since the last improvement */
+    for (int i = 0; i < n; i++) {
+        if (isfinite(values[i]) && values[i] > best + min_delta)
+            best = values[i], since = 0;
+        else
+            since++;
+    }
+    return patience > 0 && since >= patience;
 }
 
-/* Finishes the round (in the transaction): the next one, or the end. */
+/* In the transaction: whether the loop's `plateau` rule says stop after
+ * its rounds so far (their gold_score or proxy_score, oldest first). */
+static bool plateau_reached(sqlite3 *db, const loop_state *l) {
+    const json_t *rule = json_object_get(l->config, "plateau");
+    if (!json_is_object(rule))
+        return false;
+    const bool gold = strcmp(json_string_value(json_object_get(rule, "metric")), "gold") == 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           gold ? "SELECT gold_score FROM loop_rounds WHERE loop_id = ?1 ORDER BY "
+                                  "round"
+                                : "SELECT proxy_score FROM loop_rounds WHERE loop_id = ?1 ORDER "
+                                  "BY round",
+                           -1, &st, NULL) != SQLITE_OK)
+        return false;
+    sqlite3_bind_int64(st, 1, l->id);
+    double values[128];
+    int n = 0;
+    while (n < 128 && sqlite3_step(st) == SQLITE_ROW)
+        values[n++] =
+            sqlite3_column_type(st, 0) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    return loops_plateau(values, n, (int)json_integer_value(json_object_get(rule, "patience")),
+                         json_number_value(json_object_get(rule, "min_delta")));
+}
+
+/* Finishes the round (in the transaction): the next one, or the end, with
+ * why: all `rounds` ran, or the `plateau` rule. */
 static int next_round(sqlite3 *db, const loop_state *l) {
     if (exec(db, "UPDATE loop_rounds SET finished_at = ?3 WHERE loop_id = ?1 AND round = ?2", "iii",
              l->id, l->round, db_now_s()) != 0)
         return -1;
-    if (l->round < cfg_int(l, "rounds"))
+    const char *reason = l->round >= cfg_int(l, "rounds") ? "rounds"
+                         : plateau_reached(db, l)         ? "plateau"
+                                                          : NULL;
+    if (reason == NULL)
         return move_to(db, l, l->round + 1, "sampling");
     return exec(db,
-                "UPDATE loops SET phase = 'done', status = 'succeeded', finished_at = ?2 WHERE "
-                "id = ?1",
-                "ii", l->id, db_now_s());
+                "UPDATE loops SET phase = 'done', status = 'succeeded', stop_reason = ?3, "
+                "finished_at = ?2 WHERE id = ?1",
+                "iis", l->id, db_now_s(), reason);
 }
 
 /* annotating → reward once the rankings are in (or the deadline passed). */
@@ -553,7 +701,7 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
     int64_t correct = 0, pairs = 0;
     char err[600];
     if (l->reward > 0 && first > 0 &&
-        rm_accuracy(db, cfg, l->reward, first, last, &correct, &pairs, err, sizeof err) != 0) {
+        rm_accuracy(db, cfg, l, l->reward, first, last, &correct, &pairs, err, sizeof err) != 0) {
         loop_fail(db, l, err);
         return -1;
     }
@@ -586,39 +734,15 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
     return end_move(db, ok);
 }
 
-/* The job of the round's column (reward_job_id, policy_job_id): 1 succeeded
- * (*checkpoint its final one), 0 still going, -1 failed (the loop is
- * failed), -2 database error. */
+/* The job of the round's column (reward_job_id, policy_job_id): as
+ * loop_job_state, with *checkpoint its final one. */
 static int round_job(sqlite3 *db, const loop_state *l, const char *column, int64_t *job_id,
                      int64_t *checkpoint) {
     char sql[160];
     snprintf(sql, sizeof sql, "SELECT %s FROM loop_rounds WHERE loop_id = ?1 AND round = ?2",
              column);
     *job_id = query_int(db, sql, l->id, l->round, 0);
-    job_row job;
-    const int found = jobs_db_get(db, *job_id, &job);
-    if (found < 0)
-        return -2;
-    if (found == 0) {
-        loop_fail(db, l, "the round's job is gone");
-        return -1;
-    }
-    int rc = 0;
-    if (strcmp(job.status, "succeeded") == 0 && job.final_checkpoint > 0) {
-        *checkpoint = job.final_checkpoint;
-        rc = 1;
-    } else if (strcmp(job.status, "succeeded") == 0 || strcmp(job.status, "failed") == 0 ||
-               strcmp(job.status, "cancelled") == 0) {
-        char err[700];
-        snprintf(err, sizeof err, "round %lld: %s job %lld %s%s%.500s", (long long)l->round,
-                 job.type, (long long)*job_id,
-                 strcmp(job.status, "succeeded") == 0 ? "left no final checkpoint" : job.status,
-                 job.error ? ": " : "", job.error ? job.error : "");
-        loop_fail(db, l, err);
-        rc = -1;
-    }
-    job_row_free(&job);
-    return rc;
+    return loop_job_state(db, l, *job_id, true, checkpoint);
 }
 
 /* reward → policy once the reward job succeeded. */
@@ -676,55 +800,52 @@ static double last_metric(sqlite3 *db, int64_t job, const char *const *names) {
     return NAN;
 }
 
-/* Mean gold score of the policy on the loop's evaluation prompts (the
- * dataset's first eval_prompts, one sample each, the same seed every
- * round). 0 or -1 with err. */
-static int gold_score(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l, int64_t checkpoint,
-                      double *gold, char *err, size_t errlen) {
-    const int n = (int)cfg_int(l, "eval_prompts");
-    char *prompts[LOOP_MAX_PROMPTS] = {0}, *texts[LOOP_MAX_PROMPTS] = {0};
-    int rc = read_prompts(db, l->prompts, 0, n, prompts) == n ? 0 : -1;
-    if (rc != 0)
-        snprintf(err, errlen, "cannot read the evaluation prompts");
-    loop_state fixed = *l;
-    fixed.round = 0; /* the same draw every round */
-    if (rc == 0)
-        rc = sample(db, cfg, &fixed, checkpoint, prompts, n, 1, 2, texts, err, errlen);
-    *gold = 0.0;
-    for (int i = 0; rc == 0 && i < n; i++)
-        *gold += demo_task_gold_score(prompts[i], texts[i]) / n;
-    free_texts(texts, n);
-    free_texts(prompts, n);
-    return rc;
-}
-
-/* policy → the next round (or done) once the policy job succeeded. */
+/* policy → the next round (or done) once the policy job succeeded; with
+ * `gold`, after a loop-sample job drew the new policy's answers to the
+ * first eval_prompts prompts (one each, the same draw every round) for
+ * the demo task's gold score. */
 static int step_policy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
     int64_t job, policy = 0;
     int rc = round_job(db, l, "policy_job_id", &job, &policy);
     if (rc != 1)
         return rc;
+    double gold = NAN;
+    if (json_is_true(json_object_get(l->config, "gold"))) {
+        if (l->sample_job == 0) {
+            const int open = begin_move(db, l);
+            if (open != 1)
+                return open;
+            return end_move(db, insert_sample_job(db, cfg, l, policy, 0, cfg_int(l, "eval_prompts"),
+                                                  1, draw_seed(l, 0, 2), NULL, 0) == 0);
+        }
+        int64_t unused;
+        if ((rc = loop_job_state(db, l, l->sample_job, false, &unused)) != 1)
+            return rc;
+        loop_samples s;
+        char err[600];
+        if (read_samples(db, l->sample_job, &s, err, sizeof err) < 0) {
+            loop_fail(db, l, err);
+            return -1;
+        }
+        gold = s.gold;
+        loop_samples_free(&s);
+    }
     static const char *const proxy_names[] = {"objective/scores", "rewards/reward_model/mean",
                                               "rewards/margins", NULL};
     static const char *const kl_names[] = {"objective/kl", "kl", NULL};
     const double proxy = last_metric(db, job, proxy_names), kl = last_metric(db, job, kl_names);
-    double gold = NAN;
-    char err[600];
-    if (json_is_true(json_object_get(l->config, "gold")) &&
-        gold_score(db, cfg, l, policy, &gold, err, sizeof err) != 0) {
-        loop_fail(db, l, err);
-        return -1;
-    }
     const int open = begin_move(db, l);
     if (open != 1)
         return open;
-    bool ok = exec(db,
-                   "UPDATE loop_rounds SET new_policy_checkpoint_id = ?3, proxy_score = ?4, kl = "
-                   "?5, gold_score = ?6 WHERE loop_id = ?1 AND round = ?2",
-                   "iiirrr", l->id, l->round, policy, proxy, kl, gold) == 0 &&
-              exec(db, "UPDATE loops SET policy_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
-                   policy) == 0 &&
-              next_round(db, l) == 0;
+    bool ok =
+        exec(db,
+             "UPDATE loop_rounds SET new_policy_checkpoint_id = ?3, proxy_score = ?4, kl = "
+             "?5, gold_score = ?6, eval_job_id = nullif(?7, 0) WHERE loop_id = ?1 AND "
+             "round = ?2",
+             "iiirrri", l->id, l->round, policy, proxy, kl, gold, l->sample_job) == 0 &&
+        exec(db, "UPDATE loops SET policy_checkpoint_id = ?2, sample_job_id = NULL WHERE id = ?1",
+             "ii", l->id, policy) == 0 &&
+        next_round(db, l) == 0;
     return end_move(db, ok);
 }
 
@@ -777,11 +898,13 @@ loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t *job) {
     if (db_begin(db) != SQLITE_OK)
         return LOOP_CANCEL_ERROR;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT l.status, CASE l.phase WHEN 'reward' THEN lr.reward_job_id WHEN "
-                           "'policy' THEN lr.policy_job_id END FROM loops l LEFT JOIN loop_rounds "
-                           "lr ON lr.loop_id = l.id AND lr.round = l.round WHERE l.id = ?1",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT l.status, coalesce(l.sample_job_id, CASE l.phase WHEN 'reward' THEN "
+            "lr.reward_job_id WHEN 'policy' THEN lr.policy_job_id END) FROM loops "
+            "l LEFT JOIN loop_rounds "
+            "lr ON lr.loop_id = l.id AND lr.round = l.round WHERE l.id = ?1",
+            -1, &st, NULL) != SQLITE_OK) {
         db_rollback(db);
         return LOOP_CANCEL_ERROR;
     }
@@ -814,7 +937,7 @@ loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t *job) {
 const char loops_list_sql[] =
     "SELECT id, name, status, phase, round, config, project_id, prompts_dataset_id, "
     "sft_checkpoint_id, policy_checkpoint_id, reward_checkpoint_id, error, created_at, "
-    "finished_at FROM loops WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2";
+    "finished_at, stop_reason FROM loops WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2";
 
 static json_t *int_or_null(sqlite3_stmt *st, int col) {
     return sqlite3_column_type(st, col) == SQLITE_NULL
@@ -839,7 +962,8 @@ const char loops_rounds_sql[] =
     "agreement, reward_job_id, reward_checkpoint_id, policy_job_id, new_policy_checkpoint_id, "
     "proxy_score, kl, gold_score, created_at, finished_at, "
     "(SELECT count(*) FROM rankings WHERE comparison_id BETWEEN first_comparison_id AND "
-    "last_comparison_id AND skipped = 0) FROM loop_rounds WHERE loop_id = ?3 AND (?1 = 0 OR "
+    "last_comparison_id AND skipped = 0), sample_job_id, eval_job_id FROM loop_rounds WHERE "
+    "loop_id = ?3 AND (?1 = 0 OR "
     "round < ?1) ORDER BY round DESC LIMIT ?2";
 
 json_t *loops_round_json(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
@@ -874,6 +998,8 @@ json_t *loops_round_json(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     json_object_set_new(o, "gold_score", real_or_null(st, 19));
     json_object_set_new(o, "created_at", int_or_null(st, 20));
     json_object_set_new(o, "finished_at", int_or_null(st, 21));
+    json_object_set_new(o, "sample_job", int_or_null(st, 23));
+    json_object_set_new(o, "eval_job", int_or_null(st, 24));
     return o;
 }
 
@@ -925,6 +1051,7 @@ json_t *loops_row_json(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     json_object_set_new(o, "error", text_or_null(st, 11));
     json_object_set_new(o, "created_at", int_or_null(st, 12));
     json_object_set_new(o, "finished_at", int_or_null(st, 13));
+    json_object_set_new(o, "stop_reason", text_or_null(st, 14));
     json_object_set_new(o, "rounds", rounds);
     return o;
 }
@@ -933,6 +1060,6 @@ json_t *loops_get(sqlite3 *db, int64_t id, int *found) {
     static const char sql[] =
         "SELECT id, name, status, phase, round, config, project_id, prompts_dataset_id, "
         "sft_checkpoint_id, policy_checkpoint_id, reward_checkpoint_id, error, created_at, "
-        "finished_at FROM loops WHERE id = ?1";
+        "finished_at, stop_reason FROM loops WHERE id = ?1";
     return db_load_row(db, sql, id, loops_row_json, found);
 }

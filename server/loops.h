@@ -2,11 +2,12 @@
  * tables (schema/013_loops.sql) and the step the scheduler takes every tick.
  *
  * A loop runs rounds. Each round, in phases stored in loops.phase:
- *   sampling    K responses per prompt from the current policy (the daemon's
- *               generate code, on the scheduler thread: the models are tiny),
- *               scored by the current reward model; the selection rule
- *               (engine/selection.h) chooses pairs; they are posted into the
- *               project as comparisons. One transaction: the comparisons, the
+ *   sampling    a `loop-sample` job (engine/loop_sample.h) draws K responses
+ *               per prompt from the current policy in the worker pool and
+ *               scores them with the loop's reward model(s); once it
+ *               succeeded, the selection rule (engine/selection.h) chooses
+ *               pairs from its samples, posted into the project as
+ *               comparisons. One transaction: the comparisons, the
  *               loop_rounds row and the move to annotating.
  *   annotating  waits for rankings_per_round rankings of the round's
  *               comparisons, or the deadline; then scores the NEW rankings
@@ -17,8 +18,10 @@
  *               on the prompts against the new reward model, or dpo on the
  *               project's rankings) from the current policy.
  *   policy      once that job succeeded: reads proxy score and KL from its
- *               metrics, samples the new policy for the gold score (demo
- *               task), and moves to the next round or ends the loop.
+ *               metrics; with `gold`, a loop-sample job draws the new
+ *               policy's answers to the evaluation prompts for the demo
+ *               task's gold score; then the next round, or the end: all
+ *               `rounds` ran, or the `plateau` rule (loops_plateau) says so.
  * Every move is one transaction fenced on (id, round, phase, 'running'), so
  * work done before a crash and not committed is redone, and committed work
  * (a job inserted, comparisons posted) never twice.
@@ -28,6 +31,7 @@
 
 #include <jansson.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "server.h"
@@ -37,6 +41,13 @@
  * as failed; database errors are said on stderr and retried next tick.
  * Returns how many moves were made. */
 int loops_tick(sqlite3 *db, const rlhfd_config *cfg);
+
+/* The plateau stop rule over a loop's rounds so far: values[i] is round
+ * i + 1's metric (gold or proxy score; NAN: none, which is no
+ * improvement). A round improves when its value exceeds the best before it
+ * by more than min_delta; the rule says stop when the last patience rounds
+ * (patience >= 1) all failed to improve. */
+bool loops_plateau(const double *values, int n, int patience, double min_delta);
 
 /* Cancels loop id in one transaction: a running loop becomes cancelled
  * (the tick moves only running loops) and *job receives the job its round

@@ -78,7 +78,8 @@ void job_available_types(char *out, size_t len) {
     size_t used = 0;
     out[0] = '\0';
     for (const job_type *const *t = job_types; *t && used < len; t++)
-        used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "", (*t)->name);
+        if (!(*t)->daemon_only)
+            used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "", (*t)->name);
 }
 
 /* A dataset named by training_file / validation_file. */
@@ -506,7 +507,12 @@ enum MHD_Result jobs_create(request *r, const json_t *body, const job_create_vie
                                        "build's engine does not implement it (available: %s)"
                                      : "unknown job type '%.64s' (available: %s)",
                              name, names);
-    } else if (type->needs_train_data && job_dataset_format(type) == NULL)
+    } else if (type->daemon_only)
+        replied = http_reply_error(r, 400, "job_type_unavailable", "type",
+                                   "%s jobs are created by rlhfd itself (an online loop's rounds, "
+                                   "POST /v1/loops), which reads their output",
+                                   type->name);
+    else if (type->needs_train_data && job_dataset_format(type) == NULL)
         replied = http_reply_error(r, 400, "job_type_unavailable", "type",
                                    "job type '%s' is in the engine, but the daemon cannot feed it "
                                    "its training data yet; run it with rlhf-train %s",

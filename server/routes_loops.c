@@ -72,6 +72,53 @@ static int check_hyperparameters(const char *type_name, const json_t *hp, const 
     return ok;
 }
 
+/* The `plateau` stop rule (may be absent or null: none), resolved as
+ * {metric, patience, min_delta} into *out (json null for none). 1, or 0
+ * with e naming the member at fault. */
+static int check_plateau(const json_t *v, bool gold, json_t **out, http_error *e) {
+    static const char *const keys[] = {"metric", "patience", "min_delta", NULL};
+    static const char *const metrics[] = {"gold", "proxy", NULL};
+    *out = NULL;
+    if (v == NULL || json_is_null(v)) {
+        *out = json_null();
+        return 1;
+    }
+    if (!json_is_object(v))
+        return http_error_set(e, 400, "invalid_type", "plateau",
+                              "plateau must be an object {\"metric\": \"gold\" | \"proxy\", "
+                              "\"patience\": N, \"min_delta\": d}, or null");
+    if (!json_check_keys(v, keys, "plateau.", e))
+        return 0;
+    const json_t *metric = json_object_get(v, "metric"), *patience = json_object_get(v, "patience"),
+                 *delta = json_object_get(v, "min_delta");
+    if (metric == NULL)
+        return http_error_set(e, 400, "missing_required_parameter", "plateau.metric",
+                              "plateau.metric is required: \"gold\" or \"proxy\"");
+    if (!http_one_of(json_string_value(metric), metrics))
+        return http_error_set(e, 400, "invalid_value", "plateau.metric",
+                              "plateau.metric must be \"gold\" or \"proxy\"");
+    if (strcmp(json_string_value(metric), "gold") == 0 && !gold)
+        return http_error_set(e, 400, "invalid_value", "plateau.metric",
+                              "plateau.metric \"gold\" needs \"gold\": true (the gold score is "
+                              "measured only then)");
+    if (patience != NULL && (!json_is_integer(patience) || json_integer_value(patience) < 1 ||
+                             json_integer_value(patience) > 100))
+        return http_error_set(e, 400, json_is_integer(patience) ? "invalid_value" : "invalid_type",
+                              "plateau.patience",
+                              "plateau.patience must be an integer in [1, 100]: the rounds in a "
+                              "row without improvement that stop the loop");
+    const double min_delta = delta ? json_number_value(delta) : 0.0;
+    if (delta != NULL && (!json_is_number(delta) || !(min_delta >= 0) || !isfinite(min_delta)))
+        return http_error_set(e, 400, json_is_number(delta) ? "invalid_value" : "invalid_type",
+                              "plateau.min_delta",
+                              "plateau.min_delta must be a number >= 0: how much a round must "
+                              "beat the best before it by to count as an improvement");
+    *out = json_pack("{s:s, s:I, s:f}", "metric", json_string_value(metric), "patience",
+                     (json_int_t)(patience ? json_integer_value(patience) : 2), "min_delta",
+                     min_delta);
+    return *out != NULL ? 1 : http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
+}
+
 /* The loop's whole configuration, resolved with its defaults, into *config
  * and its references: 1, or 0 with e. */
 typedef struct loop_refs {
@@ -97,6 +144,7 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
                                        "seed",
                                        "eval_prompts",
                                        "gold",
+                                       "plateau",
                                        "reward_hyperparameters",
                                        "policy_hyperparameters",
                                        NULL};
@@ -181,22 +229,29 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
                                      "prompts"
                                    : "prompts: no dataset %lld",
                               (long long)prompts);
-    if (!check_hyperparameters("reward", json_object_get(body, "reward_hyperparameters"),
-                               "reward_hyperparameters", &reward_hp, e))
+    json_t *plateau = NULL;
+    if (!check_plateau(json_object_get(body, "plateau"), json_is_true(gold_v), &plateau, e))
         return 0;
+    if (!check_hyperparameters("reward", json_object_get(body, "reward_hyperparameters"),
+                               "reward_hyperparameters", &reward_hp, e)) {
+        json_decref(plateau);
+        return 0;
+    }
     if (!check_hyperparameters(optimizer, json_object_get(body, "policy_hyperparameters"),
                                "policy_hyperparameters", &policy_hp, e)) {
+        json_decref(plateau);
         json_decref(reward_hp);
         return 0;
     }
     refs->project = project, refs->prompts = prompts;
-    *config = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:f, s:I, s:I, s:b, s:o, s:o}",
+    *config = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:f, s:I, s:I, s:b, s:o, s:o, "
+                        "s:o}",
                         "rounds", (json_int_t)rounds, "prompts_per_round", (json_int_t)P,
                         "samples_per_prompt", (json_int_t)K, "rankings_per_round",
                         (json_int_t)wanted, "deadline_seconds", (json_int_t)deadline, "selection",
                         selection, "optimizer", optimizer, "max_tokens", (json_int_t)max_tokens,
                         "temperature", temperature, "seed", (json_int_t)seed, "eval_prompts",
-                        (json_int_t)eval_prompts, "gold", json_is_true(gold_v),
+                        (json_int_t)eval_prompts, "gold", json_is_true(gold_v), "plateau", plateau,
                         "reward_hyperparameters", reward_hp, "policy_hyperparameters", policy_hp);
     return *config != NULL ? 1 : http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
 }

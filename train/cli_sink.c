@@ -158,6 +158,29 @@ static int cli_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_b
     return 0;
 }
 
+/* A loop-sample job's samples: a JSON line each. */
+static int cli_samples(void *ctx, const sink_sample *rows, int n) {
+    cli_sink *cs = ctx;
+    for (int i = 0; i < n; i++) {
+        fprintf(cs->json_out, "{\"sample\":%d,\"prompt_index\":%d,\"prompt\":", i,
+                rows[i].prompt_index);
+        print_json_string(cs->json_out, rows[i].prompt);
+        fputs(",\"response\":", cs->json_out);
+        print_json_string(cs->json_out, rows[i].response);
+        fputs(",\"gold\":", cs->json_out);
+        cli_print_number(cs->json_out, rows[i].gold);
+        fputs(",\"scores\":[", cs->json_out);
+        for (int e = 0; e < rows[i].n_scores; e++) {
+            if (e > 0)
+                fputc(',', cs->json_out);
+            cli_print_number(cs->json_out, rows[i].scores[e]);
+        }
+        fputs("]}\n", cs->json_out);
+    }
+    fflush(cs->json_out);
+    return ferror(cs->json_out) ? -1 : 0;
+}
+
 static bool cli_should_stop(void *ctx) {
     cli_sink *cs = ctx;
     return cs->stop_flag != NULL && *cs->stop_flag != 0;
@@ -170,5 +193,6 @@ void cli_sink_finish(cli_sink *cs) {
 }
 
 train_sink cli_sink_make(cli_sink *cs) {
-    return (train_sink){cs, cli_metrics, cli_event, cli_checkpoint, cli_should_stop, NULL};
+    return (train_sink){cs,   cli_metrics, cli_event, cli_checkpoint, cli_should_stop,
+                        NULL, cli_samples};
 }

@@ -498,6 +498,9 @@ static int load_job_refs(sqlite3 *db, int64_t job_id, job_refs *refs, char *err,
     return 0;
 }
 
+/* The most reward models a job scores with beside its reward_model. */
+enum { JOB_MORE_REWARD = 4 };
+
 typedef struct worker_ctx {
     const char *owner;
     int64_t lease_ms;
@@ -514,9 +517,14 @@ typedef struct worker_ctx {
 static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, void *cfg,
                            const train_sink *sink, const worker_ctx *w, char *err, size_t errlen) {
     job_data train = {0}, eval = {0};
-    enum { FD_MODEL, FD_REWARD, FD_RESUME, FD_REF, N_FDS };
-    int fds[N_FDS] = {-1, -1, -1, -1};
-    char paths[N_FDS][64] = {"", "", "", ""};
+    enum { FD_MODEL, FD_REWARD, FD_RESUME, FD_REF, FD_MORE, N_FDS = FD_MORE + JOB_MORE_REWARD };
+    int fds[N_FDS];
+    char paths[N_FDS][64];
+    const char *more_paths[JOB_MORE_REWARD];
+    int64_t more[JOB_MORE_REWARD];
+    int n_more = 0;
+    for (int i = 0; i < N_FDS; i++)
+        fds[i] = -1, paths[i][0] = '\0';
     int64_t resume_id = 0, resume_step = 0;
     job_refs refs;
     int rc = -1;
@@ -545,6 +553,16 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
          checkpoint_to_file(db, w->data_dir, refs.ref_model, "ref_model", false, &fds[FD_REF],
                             paths[FD_REF], sizeof paths[0], err, errlen) != 0))
         goto done;
+    if ((n_more = jobs_db_list_reward_models(db, job_id, more, JOB_MORE_REWARD)) < 0) {
+        snprintf(err, errlen, "cannot read the job's reward models: %s", sqlite3_errmsg(db));
+        goto done;
+    }
+    for (int i = 0; i < n_more; i++) {
+        if (checkpoint_to_file(db, w->data_dir, more[i], "reward_models", true, &fds[FD_MORE + i],
+                               paths[FD_MORE + i], sizeof paths[0], err, errlen) != 0)
+            goto done;
+        more_paths[i] = paths[FD_MORE + i];
+    }
     char base_dir[4096];
     const int has_base =
         base_model_dir(db, w->data_dir, refs.base_model, base_dir, sizeof base_dir, err, errlen);
@@ -619,6 +637,8 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
                                .reward_checkpoint = fds[FD_REWARD] >= 0 ? paths[FD_REWARD] : NULL,
                                .ref_checkpoint = fds[FD_REF] >= 0 ? paths[FD_REF] : NULL,
                                .resume_checkpoint = found == 1 ? paths[FD_RESUME] : NULL,
+                               .more_reward_checkpoints = more_paths,
+                               .n_more_reward = n_more,
                                .dist = rlhf_train_dist};
     /* under mpirun the other ranks get the job, data included (dist_job.h) */
     if (dist_job_send(rlhf_train_dist, type, cfg, openblas_get_num_threads(), &inputs, err,

@@ -329,6 +329,64 @@ static int db_rollout(void *ctx, int64_t step, const sink_rollout *r) {
     return rc;
 }
 
+/* One sample as its job_samples row (ins's ?2..?7). 0 or -1. */
+static int bind_sample(sqlite3_stmt *ins, int idx, const sink_sample *r) {
+    char *prompt = db_utf8_clean(r->prompt, strlen(r->prompt));
+    char *response = db_utf8_clean(r->response, strlen(r->response));
+    json_t *scores = json_array();
+    for (int e = 0; scores && e < r->n_scores; e++)
+        json_array_append_new(scores,
+                              isfinite(r->scores[e]) ? json_real(r->scores[e]) : json_null());
+    char *scores_text = scores ? json_dumps(scores, JSON_COMPACT) : NULL;
+    int rc = prompt && response && scores_text ? 0 : -1;
+    if (rc == 0) {
+        sqlite3_bind_int(ins, 2, idx);
+        sqlite3_bind_int(ins, 3, r->prompt_index);
+        sqlite3_bind_text(ins, 4, prompt, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(ins, 5, response, -1, SQLITE_TRANSIENT);
+        if (isfinite(r->gold))
+            sqlite3_bind_double(ins, 6, r->gold);
+        else
+            sqlite3_bind_null(ins, 6);
+        sqlite3_bind_text(ins, 7, scores_text, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(ins) == SQLITE_DONE ? 0 : -1;
+        sqlite3_reset(ins);
+    }
+    free(prompt), free(response), free(scores_text);
+    json_decref(scores);
+    return rc;
+}
+
+/* A loop-sample job's samples (job_samples, 017): an earlier attempt's
+ * rows out and these in, in one fenced transaction. */
+static int db_samples(void *ctx, const sink_sample *rows, int n) {
+    db_sink *ds = ctx;
+    pthread_mutex_lock(&ds->mutex);
+    int rc = -1;
+    if (fenced_begin(ds, ds->db) == 0) {
+        sqlite3_stmt *del = NULL, *ins = NULL;
+        int ok = write_pending(ds, ds->db) &&
+                 sqlite3_prepare_v2(ds->db, "DELETE FROM job_samples WHERE job_id = ?1", -1, &del,
+                                    NULL) == SQLITE_OK &&
+                 sqlite3_prepare_v2(ds->db,
+                                    "INSERT INTO job_samples (job_id, idx, prompt_index, prompt, "
+                                    "response, gold, scores) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                    -1, &ins, NULL) == SQLITE_OK;
+        if (ok) {
+            sqlite3_bind_int64(del, 1, ds->job_id);
+            sqlite3_bind_int64(ins, 1, ds->job_id);
+            ok = sqlite3_step(del) == SQLITE_DONE;
+        }
+        for (int i = 0; ok && i < n; i++)
+            ok = bind_sample(ins, i, &rows[i]) == 0;
+        sqlite3_finalize(del);
+        sqlite3_finalize(ins);
+        rc = fenced_commit(ds, ds->db, ok);
+    }
+    pthread_mutex_unlock(&ds->mutex);
+    return rc;
+}
+
 static bool db_should_stop(void *ctx) {
     db_sink *ds = ctx;
     return atomic_load(ds->cancel_requested) || atomic_load(ds->lease_lost) ||
@@ -339,7 +397,8 @@ train_sink db_sink_make(db_sink *ds) {
     pthread_mutex_init(&ds->mutex, NULL);
     ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
     ds->storage_failed = false;
-    return (train_sink){ds, db_metrics, db_event, db_checkpoint, db_should_stop, db_rollout};
+    return (train_sink){ds,         db_metrics, db_event, db_checkpoint, db_should_stop,
+                        db_rollout, db_samples};
 }
 
 void db_sink_free(db_sink *ds) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "loops.h"
 #include "suites.h"
 #include "test_api_fixtures.h"
 #include "test_server_util.h"
@@ -38,6 +39,39 @@ static void wait_phase(const test_daemon *d, int64_t id, const char *phase) {
             return;
         ck_assert_msg(now_ms() < deadline, "loop %lld never reached %s", (long long)id, phase);
         pause_ms(20);
+    }
+}
+
+/* Holds the write lock once job runs (its worker cannot write, so cannot
+ * end: *worker is its pid), or NULL when the job ended before. Release
+ * the lock with release_job. */
+static sqlite3 *try_hold_running_job(const test_daemon *d, int64_t job, pid_t *worker) {
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(d->db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 60000);
+    const int64_t deadline = now_ms() + DEADLINE_MS;
+    for (;;) {
+        ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_stmt *st;
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT status, worker_pid FROM jobs WHERE id = ?1",
+                                            -1, &st, NULL),
+                         SQLITE_OK);
+        sqlite3_bind_int64(st, 1, job);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        const char *status = (const char *)sqlite3_column_text(st, 0);
+        const bool running = strcmp(status, "running") == 0;
+        const bool waiting =
+            strcmp(status, "queued") == 0 || strcmp(status, "validating_files") == 0;
+        *worker = (pid_t)sqlite3_column_int64(st, 1);
+        sqlite3_finalize(st);
+        if (running)
+            return db;
+        ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+        if (!waiting) {
+            sqlite3_close(db);
+            return NULL;
+        }
+        ck_assert_msg(now_ms() < deadline, "job %lld never ran", (long long)job);
     }
 }
 
@@ -96,8 +130,10 @@ static int64_t create_loop(const test_daemon *d, const loop_fixture *f, const ch
 
 /* The whole loop: annotating whenever it waits for rankings; the daemon is
  * SIGKILLed (and restarted) once in round 1's reward (or, if a loaded
- * machine steps over it, policy) phase and once in
- * round 2's annotating phase, and round 2's policy worker is SIGKILLed. */
+ * machine steps over it, policy) phase, once in round 2's sampling phase
+ * and once in round 2's annotating phase; the first loop-sample worker
+ * caught running (a round's samples or a policy's evaluation) and round
+ * 2's policy worker are SIGKILLed. */
 START_TEST(test_loop_two_rounds_survives_kill9) {
     test_daemon d;
     daemon_init(&d);
@@ -106,6 +142,8 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
     fixture(&d, &f);
     const int64_t id = create_loop(&d, &f, LONGER_PPO);
     bool killed_reward = false, killed_annotating = false, killed_worker = false;
+    bool killed_sampling = false;
+    int64_t killed_sampler = 0; /* the loop-sample job whose worker was killed */
     const int64_t deadline = now_ms() + 5 * DEADLINE_MS;
     for (;;) {
         http_reply *r = get_loop(&d, id);
@@ -114,7 +152,24 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
         ck_assert_msg(strcmp(status, "running") == 0 || strcmp(status, "succeeded") == 0, "%s",
                       r->body);
         const bool done = strcmp(status, "succeeded") == 0;
-        if (!killed_annotating && round == 2 && strcmp(phase, "annotating") == 0) {
+        const int64_t sampler =
+            db_int(&d, "SELECT coalesce(sample_job_id, 0) FROM loops WHERE id = ?1", id);
+        pid_t worker;
+        sqlite3 *hold;
+        if (!killed_sampler && sampler > 0 &&
+            (hold = try_hold_running_job(&d, sampler, &worker)) != NULL) {
+            /* mid-run: its samples are not stored yet, and cannot be */
+            kill(worker, SIGKILL);
+            release_job(hold);
+            killed_sampler = sampler;
+        } else if (!killed_sampling && round == 2 && strcmp(phase, "sampling") == 0) {
+            /* the round's loop-sample job may be inserted, running or done:
+             * the restarted daemon neither inserts another nor posts twice */
+            kill(d.pid, SIGKILL);
+            ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
+            daemon_start(&d, "--write-rate", "0", NULL);
+            killed_sampling = true;
+        } else if (!killed_annotating && round == 2 && strcmp(phase, "annotating") == 0) {
             /* round 2's comparisons are posted: nothing is re-posted after a restart */
             kill(d.pid, SIGKILL);
             ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
@@ -135,8 +190,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
             const int64_t job = db_int(
                 &d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1 AND round = 2", id);
             /* the worker cannot finish while the lock is held: killed mid-run */
-            pid_t worker;
-            sqlite3 *hold = hold_running_job(&d, job, 1, &worker);
+            hold = hold_running_job(&d, job, 1, &worker);
             kill(worker, SIGKILL);
             release_job(hold);
             killed_worker = true;
@@ -150,6 +204,11 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
     ck_assert_msg(killed_reward, "the daemon was never killed in round 1's reward or policy phase");
     ck_assert_msg(killed_annotating, "the daemon was never killed in round 2's annotating phase");
     ck_assert_msg(killed_worker, "round 2's policy worker was never killed");
+    ck_assert_msg(killed_sampler > 0, "no loop-sample worker was ever caught running");
+    ck_assert_msg(killed_sampling, "the daemon was never killed in round 2's sampling phase");
+    /* the killed sampler ran again as attempt 2 of the same job and stored
+     * its samples once */
+    ck_assert_int_eq(db_int(&d, "SELECT attempts FROM jobs WHERE id = ?1", killed_sampler), 2);
     /* the killed policy job ran again as attempt 2 of the same job */
     ck_assert_int_eq(db_int(&d,
                             "SELECT attempts FROM jobs WHERE id = (SELECT policy_job_id FROM "
@@ -159,6 +218,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
 
     http_reply *r = get_loop(&d, id);
     ck_assert_str_eq(loop_str(r, "phase"), "done");
+    ck_assert_str_eq(loop_str(r, "stop_reason"), "rounds");
     ck_assert_int_eq(reply_int(r, "round"), 2);
     json_t *rounds = json_object_get(r->json, "rounds");
     ck_assert_int_eq(json_array_size(rounds), 2);
@@ -166,6 +226,31 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
      * with its phase move */
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'reward'", 0), 2);
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'ppo'", 0), 2);
+    /* and one loop-sample job per round for its samples, one per round for
+     * the new policy's gold score: 2 prompts × 3 and 4 evaluation prompts */
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'loop-sample'", 0), 4);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(DISTINCT sample_job_id) + count(DISTINCT eval_job_id) "
+                            "FROM loop_rounds WHERE loop_id = ?1",
+                            id),
+                     4);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_rounds lr WHERE loop_id = ?1 AND (SELECT "
+                            "count(*) FROM job_samples s WHERE s.job_id = lr.sample_job_id) = 6 "
+                            "AND (SELECT count(*) FROM job_samples s WHERE s.job_id = "
+                            "lr.eval_job_id) = 4",
+                            id),
+                     2);
+    /* every posted candidate is one of its round's samples */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM candidates ca JOIN comparisons c ON c.id = "
+                            "ca.comparison_id JOIN loop_rounds lr ON c.id BETWEEN "
+                            "lr.first_comparison_id AND lr.last_comparison_id WHERE lr.loop_id = "
+                            "?1 AND NOT EXISTS (SELECT 1 FROM job_samples s WHERE s.job_id = "
+                            "lr.sample_job_id AND s.response = ca.text AND s.prompt = c.prompt)",
+                            id),
+                     0);
+    ck_assert_int_eq(db_int(&d, "SELECT sample_job_id IS NULL FROM loops WHERE id = ?1", id), 1);
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE status <> 'succeeded'", 0), 0);
     /* 4 comparisons a round (pairs of 3 samples of 2 prompts), all ranked */
     ck_assert_int_eq(
@@ -293,6 +378,20 @@ START_TEST(test_loop_dpo_and_grpo) {
         db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", dpo);
     const int64_t grpo_job =
         db_int(&d, "SELECT policy_job_id FROM loop_rounds WHERE loop_id = ?1", grpo);
+    /* the same policy, seed, round and sizes: the same draw, from two jobs */
+    const int64_t dpo_sampler =
+        db_int(&d, "SELECT sample_job_id FROM loop_rounds WHERE loop_id = ?1", dpo);
+    const int64_t grpo_sampler =
+        db_int(&d, "SELECT sample_job_id FROM loop_rounds WHERE loop_id = ?1", grpo);
+    ck_assert_int_ne(dpo_sampler, grpo_sampler);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM job_samples WHERE job_id = ?1", dpo_sampler),
+                     6);
+    char same[256];
+    snprintf(same, sizeof same,
+             "SELECT count(*) FROM job_samples a JOIN job_samples b ON b.job_id = %lld AND b.idx = "
+             "a.idx AND b.response = a.response AND b.prompt = a.prompt WHERE a.job_id = ?1",
+             (long long)grpo_sampler);
+    ck_assert_int_eq(db_int(&d, same, dpo_sampler), 6);
     ck_assert_int_eq(db_int(&d, "SELECT comparisons FROM loop_rounds WHERE loop_id = ?1", dpo), 6);
     ck_assert_int_eq(db_int(&d, "SELECT rankings FROM loop_rounds WHERE loop_id = ?1", dpo), 6);
     http_reply *j = get_job(&d, dpo_job);
@@ -347,6 +446,31 @@ START_TEST(test_loop_body_checks) {
          "invalid_hyperparameter", "policy_hyperparameters"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"colour\":1}",
          "unknown_parameter", "colour"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":3}",
+         "invalid_type", "plateau"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":{}}",
+         "missing_required_parameter", "plateau.metric"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"loss\"}}",
+         "invalid_value", "plateau.metric"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"gold\"}}",
+         "invalid_value", "plateau.metric"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"patience\":0}}",
+         "invalid_value", "plateau.patience"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"patience\":1.5}}",
+         "invalid_type", "plateau.patience"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"min_delta\":-0.1}}",
+         "invalid_value", "plateau.min_delta"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"min_delta\":\"0\"}}",
+         "invalid_type", "plateau.min_delta"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
+         "\"plateau\":{\"metric\":\"proxy\",\"rounds\":2}}",
+         "unknown_parameter", "plateau.rounds"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char body[1024];
@@ -415,11 +539,96 @@ START_TEST(test_loop_cancel) {
 }
 END_TEST
 
+/* The plateau rule on hand-made round metrics: a round improves when it
+ * beats the best before it by more than min_delta; patience rounds in a
+ * row without one stop the loop; a round without the metric (NAN) is no
+ * improvement. */
+START_TEST(test_loop_plateau_rule) {
+    const double rising[] = {0.1, 0.2, 0.3, 0.4};
+    ck_assert(!loops_plateau(rising, 4, 1, 0.0));
+    ck_assert(!loops_plateau(rising, 4, 1, 0.05));
+    ck_assert(loops_plateau(rising, 4, 1, 0.1)); /* +0.1 is not more than 0.1 */
+    /* best 0.5 at round 2; rounds 3 and 4 do not beat it by 0.01 */
+    const double flat[] = {0.3, 0.5, 0.505, 0.49};
+    ck_assert(!loops_plateau(flat, 2, 1, 0.01));
+    ck_assert(loops_plateau(flat, 3, 1, 0.01));
+    ck_assert(!loops_plateau(flat, 3, 2, 0.01));
+    ck_assert(loops_plateau(flat, 4, 2, 0.01));
+    ck_assert(!loops_plateau(flat, 4, 3, 0.01));
+    ck_assert(!loops_plateau(flat, 4, 2, 0.0)); /* 0.505 > 0.5: round 3 improved */
+    /* a drop then a new best resets the count */
+    const double recover[] = {0.5, 0.4, 0.6, 0.55};
+    ck_assert(!loops_plateau(recover, 3, 2, 0.0));
+    ck_assert(!loops_plateau(recover, 4, 2, 0.0));
+    ck_assert(loops_plateau(recover, 4, 1, 0.0));
+    /* missing metrics count as no improvement, from the first round on */
+    const double missing[] = {NAN, NAN, 0.2, NAN};
+    ck_assert(loops_plateau(missing, 1, 1, 0.0));
+    ck_assert(loops_plateau(missing, 2, 2, 0.0));
+    ck_assert(!loops_plateau(missing, 3, 1, 0.0));
+    ck_assert(loops_plateau(missing, 4, 1, 0.0));
+    ck_assert(!loops_plateau(missing, 0, 1, 0.0)); /* no round yet */
+}
+END_TEST
+
+/* A loop that asks for 5 rounds but stops on a proxy plateau: no round can
+ * beat round 1's proxy score by 1e9, so patience 1 ends it after round 2,
+ * succeeded, with the reason stored and shown. */
+START_TEST(test_loop_stops_on_plateau) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    loop_fixture f;
+    fixture(&d, &f);
+    const int64_t id = create_loop_with(
+        &d, &f,
+        "\"rounds\":5,\"rankings_per_round\":2,"
+        "\"plateau\":{\"metric\":\"proxy\",\"patience\":1,\"min_delta\":1e9},",
+        TINY_PPO);
+    http_reply *r = get_loop(&d, id);
+    json_t *rule = json_object_get(json_object_get(r->json, "config"), "plateau");
+    ck_assert_str_eq(json_string_value(json_object_get(rule, "metric")), "proxy");
+    ck_assert_int_eq(json_integer_value(json_object_get(rule, "patience")), 1);
+    ck_assert(json_real_value(json_object_get(rule, "min_delta")) == 1e9);
+    ck_assert(json_is_null(json_object_get(r->json, "stop_reason")));
+    reply_free(r);
+    const int64_t deadline = now_ms() + 4 * DEADLINE_MS;
+    for (;;) {
+        r = get_loop(&d, id);
+        ck_assert_msg(strcmp(loop_str(r, "status"), "failed") != 0, "%s", r->body);
+        const bool done = strcmp(loop_str(r, "status"), "running") != 0;
+        const bool waits = strcmp(loop_str(r, "phase"), "annotating") == 0;
+        if (!done)
+            reply_free(r);
+        if (done)
+            break;
+        if (waits)
+            annotate(&d, f.annotator, f.project);
+        ck_assert_msg(now_ms() < deadline, "the loop did not finish");
+        pause_ms(20);
+    }
+    ck_assert_str_eq(loop_str(r, "status"), "succeeded");
+    ck_assert_str_eq(loop_str(r, "phase"), "done");
+    ck_assert_str_eq(loop_str(r, "stop_reason"), "plateau");
+    ck_assert_int_eq(reply_int(r, "round"), 2);
+    json_t *rounds = json_object_get(r->json, "rounds");
+    ck_assert_int_eq(json_array_size(rounds), 2);
+    for (size_t i = 0; i < 2; i++)
+        ck_assert(json_is_real(json_object_get(json_array_get(rounds, i), "proxy_score")));
+    reply_free(r);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'ppo'", 0), 2);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *loops_suite(void) {
     Suite *s = suite_create("loops");
     TCase *tc = tcase_create("loops");
     tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_loop_plateau_rule);
     tcase_add_test(tc, test_loop_body_checks);
+    tcase_add_test(tc, test_loop_stops_on_plateau);
     tcase_add_test(tc, test_loop_cancel);
     tcase_add_test(tc, test_loop_dpo_and_grpo);
     tcase_add_test(tc, test_loop_two_rounds_survives_kill9);

@@ -62,6 +62,7 @@ export default async function ({ browser, daemon }) {
   assertEq(await cell('rm_accuracy'), '–', 'no earlier reward model to score them');
   assertEq(await cell('kl'), fmt(round.kl), 'the KL the loop reports');
   assertEq(await cell('gold_score'), fmt(round.gold_score), 'the gold score the loop reports');
+  assertEq(await page.textContent(`${block} .stop-reason`), ' · stopped: all rounds ran', 'why it stopped');
   await screenshot(page, 'dashboard-loops.png');
   assertNoProblems(page);
   await page.context().close();

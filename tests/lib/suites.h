@@ -47,6 +47,7 @@ Suite *arith_task_suite(void);
 Suite *llama_suite(void);
 Suite *hf_tokenizer_suite(void);
 Suite *selection_suite(void);
+Suite *loop_sample_suite(void);
 /* system/ */
 Suite *rlhf_train_suite(void);
 Suite *worker_suite(void);

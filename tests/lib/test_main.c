@@ -67,6 +67,7 @@ static const named_suite all_suites[] = {
     {"llama", llama_suite},
     {"hf_tokenizer", hf_tokenizer_suite},
     {"selection", selection_suite},
+    {"loop_sample", loop_sample_suite},
     /* system/: the programs as processes, the in-process pipeline */
     {"rlhf_train", rlhf_train_suite},
     {"worker", worker_suite},

@@ -575,7 +575,7 @@ START_TEST(test_ppo_lm_lora_reference_and_checkpoint) {
                                   .observe_rollout = check_reference,
                                   .observe_ctx = &chk};
         ckpt_rec rec = {0};
-        const train_sink sink = {&rec, NULL, NULL, keep_ckpt, NULL, NULL};
+        const train_sink sink = {&rec, NULL, NULL, keep_ckpt, NULL, NULL, NULL};
         ck_assert_msg(ppo_lm_train(&c, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);
         ck_assert_int_eq(chk.rollouts, 3);
         ck_assert_msg(chk.max_ref_diff < 1e-5, "%s: reference log-probs off by %g", kinds[v],
@@ -657,7 +657,7 @@ START_TEST(test_ppo_lm_lora_resume_is_bit_identical) {
                             .policy_checkpoint = sft,
                             .reward_checkpoint = rm};
         ckpt_rec whole = {0}, rest = {0};
-        train_sink sink = {&whole, NULL, NULL, keep_ckpt, NULL, NULL};
+        train_sink sink = {&whole, NULL, NULL, keep_ckpt, NULL, NULL, NULL};
         ck_assert_msg(ppo_lm_train(&c, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);
         strcpy(path, "/tmp/rlhf-lora-XXXXXX");
         const int fd = mkstemp(path);

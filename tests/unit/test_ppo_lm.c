@@ -122,7 +122,8 @@ static void rec_free(recording *r) {
 
 static int run(const ppo_lm_config *c, const ppo_lm_inputs *in, recording *rec, char *err,
                size_t errlen) {
-    const train_sink sink = {rec, rec_metrics, rec_event, rec_checkpoint, rec_should_stop, NULL};
+    const train_sink sink = {rec,  rec_metrics, rec_event, rec_checkpoint, rec_should_stop,
+                             NULL, NULL};
     return ppo_lm_train(c, in, &sink, NULL, err, errlen);
 }
 

@@ -2,7 +2,8 @@
 // loops"): each loop's status, phase and round, and a table of its rounds'
 // signals — rankings collected, the previous reward model's accuracy on the
 // NEW rankings (before it trained on them), agreement, proxy score, KL and
-// the demo task's gold score. Read-only; refreshed with the jobs list.
+// the demo task's gold score — and why a finished loop stopped. Read-only;
+// refreshed with the jobs list.
 import { api } from './api.js';
 import { $, clear, el, setText } from './dom.js';
 
@@ -38,6 +39,14 @@ function roundsTable(loop) {
   );
 }
 
+// Why a succeeded loop stopped (stop_reason): all its rounds, or the plateau rule.
+function stopText(loop) {
+  const rule = loop.config.plateau;
+  return loop.stop_reason === 'plateau' && rule
+    ? `stopped: ${rule.metric} plateau (${rule.patience} round${rule.patience === 1 ? '' : 's'} without +${rule.min_delta})`
+    : 'stopped: all rounds ran';
+}
+
 function loopBlock(loop) {
   return el(
     'div',
@@ -48,6 +57,7 @@ function loopBlock(loop) {
       `loop ${loop.id}${loop.name ? ` (${loop.name})` : ''} `,
       el('span', { className: `badge ${loop.status}` }, loop.status),
       ` round ${loop.round}/${loop.config.rounds} · ${loop.phase} · project ${loop.project}`,
+      loop.stop_reason ? el('span', { className: 'stop-reason' }, ` · ${stopText(loop)}`) : null,
     ),
     loop.error ? el('p', { className: 'error' }, loop.error) : null,
     roundsTable(loop),
