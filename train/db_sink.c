@@ -357,7 +357,7 @@ static int bind_sample(sqlite3_stmt *ins, int idx, const sink_sample *r) {
     return rc;
 }
 
-/* A loop-sample job's samples (job_samples, 017): an earlier attempt's
+/* A loop-sample job's samples (job_samples, schema 019): an earlier attempt's
  * rows out and these in, in one fenced transaction. */
 static int db_samples(void *ctx, const sink_sample *rows, int n) {
     db_sink *ds = ctx;
