@@ -136,7 +136,24 @@ void daemon_start(test_daemon *d, ...) {
     const char *at = strstr(line, "127.0.0.1:");
     const char *at6 = strstr(line, "[::1]:");
     d->ipv6 = at == NULL && at6 != NULL;
-    ck_assert_msg(at != NULL || at6 != NULL, "rlhfd did not start: '%s'", line);
+    if (at == NULL && at6 == NULL) {
+        /* Say why: the end of its log, and whether it exited or hung. */
+        char log[160], tail[1024] = "";
+        snprintf(log, sizeof log, "%s/rlhfd.log", d->dir);
+        FILE *f = fopen(log, "r");
+        if (f != NULL) {
+            fseek(f, 0, SEEK_END);
+            long size = ftell(f);
+            fseek(f, size > (long)sizeof tail - 1 ? size - (long)sizeof tail + 1 : 0, SEEK_SET);
+            tail[fread(tail, 1, sizeof tail - 1, f)] = '\0';
+            fclose(f);
+        }
+        int status = 0;
+        const pid_t gone = waitpid(d->pid, &status, WNOHANG);
+        ck_abort_msg("rlhfd did not start (%s; waited up to %lld ms): stdout '%s'; its log ends: %s",
+                     gone == d->pid ? "exited" : "still running", (long long)DEADLINE_MS, line,
+                     tail);
+    }
     d->port = d->ipv6 ? atoi(at6 + 6) : atoi(at + 10);
     ck_assert_int_gt(d->port, 0);
 }
