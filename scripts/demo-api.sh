@@ -17,10 +17,11 @@
 #      trains on are those made before, so the demo's result does not
 #      depend on them); then a ppo job against the reward model
 #   6. a sample from the SFT and the PPO model; the dashboard URL and tokens
-#   7. a short online loop (POST /v1/loops, docs/online_loop.md): DEMO_LOOP_ROUNDS
-#      rounds of sample -> choose comparisons by uncertainty -> the simulated
-#      annotator ranks them through the API (rlhfctl annotate --simulate demo)
-#      -> reward model (warm start) -> ppo from the last policy, KL to the SFT
+#   7. a short online loop (rlhfctl loops create examples/loops/demo.json,
+#      docs/online_loop.md): DEMO_LOOP_ROUNDS rounds of sample -> choose
+#      comparisons by uncertainty -> the simulated annotator ranks them
+#      through the API (rlhfctl annotate --simulate demo) -> reward model
+#      (warm start, from step 5's) -> ppo from the last policy, KL to the SFT
 #      model; its per-round signals printed (DEMO_LOOP_ROUNDS=0 skips it)
 #
 # rlhfd keeps running afterwards so the dashboard can be opened; the last
@@ -178,19 +179,14 @@ if [ "$LOOP_ROUNDS" -gt 0 ]; then
     echo "== an online loop: $LOOP_ROUNDS rounds of sample -> rank (simulated, via the API) -> reward -> ppo"
     LOOP_PROJECT=$(ctl --json projects create demo-loop --k 2 | jq .id)
     ctl projects grant "$LOOP_PROJECT" "$ANNOTATOR_ID" > /dev/null
-    LOOP=$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-        -d "{\"name\":\"demo\",\"model\":\"job:$SFT_JOB\",\"project\":$LOOP_PROJECT,\"prompts\":$PROMPTS,
-             \"rounds\":$LOOP_ROUNDS,\"prompts_per_round\":4,\"samples_per_prompt\":4,
-             \"rankings_per_round\":8,\"deadline_seconds\":300,\"max_tokens\":40,\"gold\":true,
-             \"eval_prompts\":16,\"selection\":\"uncertainty\",
-             \"reward_hyperparameters\":{\"max_steps\":30,\"batch_size\":8,\"learning_rate\":1e-4,\"eval_interval\":0},
-             \"policy_hyperparameters\":{\"total_updates\":4,\"batch_size\":8,\"mini_batch_size\":4,
-                                        \"response_length\":40,\"learning_rate\":5e-5,\"kl_coef\":0.1}}" \
-        "$URL/v1/loops" | jq .id)
-    echo "   loop $LOOP on project $LOOP_PROJECT (GET $URL/v1/loops/$LOOP)"
+    # examples/loops/demo.json: why these sizes, in bench/RESULTS.md ("The online
+    # loop on the demo task"); it starts from the reward model of step 5
+    LOOP=$(ctl --json loops create "$(dirname "$0")/../examples/loops/demo.json" --name demo --model "job:$SFT_JOB" \
+        --reward-model "job:$RM_JOB" --project "$LOOP_PROJECT" --prompts "$PROMPTS" \
+        --set rounds="$LOOP_ROUNDS" | jq .id)
+    echo "   loop $LOOP on project $LOOP_PROJECT (rlhfctl loops show $LOOP)"
     while :; do
-        read -r status phase round < <(curl -sf -H "Authorization: Bearer $ADMIN" "$URL/v1/loops/$LOOP" \
-            | jq -r '"\(.status) \(.phase) \(.round)"')
+        read -r status phase < <(ctl --json loops show "$LOOP" | jq -r '"\(.status) \(.phase)"')
         [ "$status" = running ] || break
         if [ "$phase" = annotating ]; then
             "$BUILD/rlhfctl" --url "$URL" --token "$ANNOTATOR" annotate "$LOOP_PROJECT" --simulate demo \
@@ -198,10 +194,9 @@ if [ "$LOOP_ROUNDS" -gt 0 ]; then
         fi
         sleep 0.5
     done
-    echo "   loop $LOOP: $status"
-    curl -sf -H "Authorization: Bearer $ADMIN" "$URL/v1/loops/$LOOP" | jq -r '.rounds[] |
-        "   round \(.round): \(.selection), \(.rankings) rankings, RM accuracy on them \(.rm_accuracy), " +
-        "proxy \(.proxy_score), KL to SFT \(.kl), gold of samples \(.sample_gold_score) -> after \(.gold_score)"'
+    ctl loops show "$LOOP" | sed 's/^/   /'
+    echo "   (gold: the demo task's hidden score of the new policy on 16 prompts, one sample each;" \
+        "SAMPLE_GOLD: of the round's samples, round 1's from the SFT model)"
 fi
 
 trap - ERR

@@ -1,7 +1,8 @@
 /* What the rlhfctl subcommands (cmd_*.c) share: one request printed as a
  * table or as JSON, one page of a list, "/v1/<collection>/<id>" paths from
- * positional arguments, and the sampling options of `checkpoints generate`
- * and `comparisons add --sample-from`. Every cmd_*.c calls down into this
+ * positional arguments, the sampling options of `checkpoints generate`
+ * and `comparisons add --sample-from`, --set KEY=VALUE and id / model
+ * options, and JSON files of request bodies. Every cmd_*.c calls down into this
  * file, never into another cmd_*.c. */
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -104,6 +105,73 @@ int cli_sampling_options(const cli_args *a, json_t *obj) {
         json_object_set_new(obj, opts[i].key, value);
     }
     return 1;
+}
+
+int cli_set_options(const cli_args *a, const char *opt, json_t *obj) {
+    const char *sets[CLI_MAX_ARGS];
+    const int n = cli_opt_all(a, opt, sets, CLI_MAX_ARGS);
+    for (int i = 0; i < n; i++) {
+        const char *eq = strchr(sets[i], '=');
+        const char *dot = memchr(sets[i], '.', eq ? (size_t)(eq - sets[i]) : 0);
+        if (eq == NULL || eq == sets[i] || dot == sets[i] || (dot && dot + 1 == eq)) {
+            cli_usage_error("--%s wants KEY=VALUE (or OBJECT.KEY=VALUE), got '%s'", opt, sets[i]);
+            return 0;
+        }
+        json_t *into = obj;
+        if (dot) {
+            char outer[256];
+            snprintf(outer, sizeof outer, "%.*s", (int)(dot - sets[i]), sets[i]);
+            into = json_object_get(obj, outer);
+            if (into == NULL) {
+                into = json_object();
+                json_object_set_new(obj, outer, into);
+            } else if (!json_is_object(into)) {
+                cli_usage_error("--%s %s: %s is not an object", opt, sets[i], outer);
+                return 0;
+            }
+        }
+        const char *name = dot ? dot + 1 : sets[i];
+        char key[256];
+        snprintf(key, sizeof key, "%.*s", (int)(eq - name), name);
+        json_t *value = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+        json_object_set_new(into, key, value ? value : json_string(eq + 1));
+    }
+    return 1;
+}
+
+int cli_id_option(const cli_args *a, const char *opt, json_t *obj, const char *key) {
+    const char *v = cli_opt(a, opt);
+    if (v == NULL)
+        return 1;
+    int64_t id = cli_parse_id(v, opt);
+    if (id == 0)
+        return 0;
+    json_object_set_new(obj, key, json_integer(id));
+    return 1;
+}
+
+int cli_model_option(const cli_args *a, const char *opt, json_t *obj, const char *key) {
+    const char *v = cli_opt(a, opt);
+    if (v == NULL)
+        return 1;
+    if (v[0] != '\0' && strspn(v, "0123456789") == strlen(v))
+        return cli_id_option(a, opt, obj, key);
+    json_object_set_new(obj, key, json_string(v));
+    return 1;
+}
+
+json_t *cli_load_object(const char *file, const char *what) {
+    json_error_t jerr;
+    json_t *obj = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(obj)) {
+        if (obj)
+            fprintf(stderr, "rlhfctl: %s: must hold a JSON object (%s)\n", file, what);
+        else
+            fprintf(stderr, "rlhfctl: %s: line %d: %s\n", file, jerr.line, jerr.text);
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
 void cli_sleep_ms(int ms) {

@@ -63,79 +63,25 @@ static const column job_cols[] = {
 
 static int job_watch(const rlhfctl *c, int64_t id, int64_t since, int retries);
 
-/* Reads FILE.json (an object) for --hyperparameters. */
-static json_t *load_hyperparameters(const char *file) {
-    json_error_t jerr;
-    json_t *obj = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(obj)) {
-        fprintf(stderr, "rlhfctl: --hyperparameters %s: %s\n", file,
-                obj ? "must hold a JSON object" : jerr.text);
-        json_decref(obj);
-        return NULL;
-    }
-    return obj;
-}
-
-/* A positive integer option (an id, a count) into body[key]; 0 on a
- * usage error. */
-static int set_id_opt(const cli_args *a, const char *opt, json_t *body, const char *key) {
-    const char *v = cli_opt(a, opt);
-    if (v == NULL)
-        return 1;
-    int64_t id = cli_parse_id(v, opt);
-    if (id == 0)
-        return 0;
-    json_object_set_new(body, key, json_integer(id));
-    return 1;
-}
-
-/* A model reference: digits are sent as a checkpoint id, anything else
- * ("job:3", "checkpoint:7", a model id of GET /v1/models) as the string
- * rlhfd resolves. */
-static int set_model_opt(const cli_args *a, const char *opt, json_t *body, const char *key) {
-    const char *v = cli_opt(a, opt);
-    if (v == NULL)
-        return 1;
-    if (v[0] != '\0' && strspn(v, "0123456789") == strlen(v)) {
-        int64_t id = cli_parse_id(v, opt);
-        if (id == 0)
-            return 0;
-        json_object_set_new(body, key, json_integer(id));
-    } else
-        json_object_set_new(body, key, json_string(v));
-    return 1;
-}
-
 int cmd_jobs_submit(const rlhfctl *c, const cli_args *a) {
     const char *file = cli_opt(a, "hyperparameters");
-    json_t *hp = file ? load_hyperparameters(file) : json_object();
+    json_t *hp = file ? cli_load_object(file, "--hyperparameters") : json_object();
     if (hp == NULL)
         return RLHFCTL_EXIT_USAGE;
-    const char *sets[CLI_MAX_ARGS];
-    const int n_sets = cli_opt_all(a, "set", sets, CLI_MAX_ARGS);
-    for (int i = 0; i < n_sets; i++) {
-        const char *eq = strchr(sets[i], '=');
-        if (eq == NULL || eq == sets[i]) {
-            json_decref(hp);
-            return cli_usage_error("--set wants KEY=VALUE, got '%s'", sets[i]);
-        }
-        /* A value that parses as JSON is sent as such (2048, 0.99, true); anything
-         * else is a string (CartPole-v1). */
-        json_t *value = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
-        char key[256];
-        snprintf(key, sizeof key, "%.*s", (int)(eq - sets[i]), sets[i]);
-        json_object_set_new(hp, key, value ? value : json_string(eq + 1));
+    if (!cli_set_options(a, "set", hp)) {
+        json_decref(hp);
+        return RLHFCTL_EXIT_USAGE;
     }
     json_t *body = json_pack("{s:s}", "type", a->pos[0]);
     if (json_object_size(hp) > 0)
         json_object_set(body, "hyperparameters", hp);
     json_decref(hp);
-    if (!set_id_opt(a, "max-attempts", body, "max_attempts") ||
-        !set_id_opt(a, "training-file", body, "training_file") ||
-        !set_id_opt(a, "validation-file", body, "validation_file") ||
-        !set_id_opt(a, "training-project", body, "training_project") ||
-        !set_id_opt(a, "ranks", body, "ranks") || !set_model_opt(a, "model", body, "model") ||
-        !set_model_opt(a, "reward-model", body, "reward_model")) {
+    if (!cli_id_option(a, "max-attempts", body, "max_attempts") ||
+        !cli_id_option(a, "training-file", body, "training_file") ||
+        !cli_id_option(a, "validation-file", body, "validation_file") ||
+        !cli_id_option(a, "training-project", body, "training_project") ||
+        !cli_id_option(a, "ranks", body, "ranks") || !cli_model_option(a, "model", body, "model") ||
+        !cli_model_option(a, "reward-model", body, "reward_model")) {
         json_decref(body);
         return RLHFCTL_EXIT_USAGE;
     }

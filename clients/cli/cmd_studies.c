@@ -171,14 +171,9 @@ int cmd_studies_watch(const rlhfctl *c, const cli_args *a) {
 }
 
 int cmd_studies_submit(const rlhfctl *c, const cli_args *a) {
-    json_error_t jerr;
-    json_t *body = json_load_file(a->pos[0], JSON_REJECT_DUPLICATES, &jerr);
-    if (!json_is_object(body)) {
-        fprintf(stderr, "rlhfctl: %s: %s\n", a->pos[0],
-                body ? "must hold a JSON object (a study)" : jerr.text);
-        json_decref(body);
+    json_t *body = cli_load_object(a->pos[0], "a study");
+    if (body == NULL)
         return RLHFCTL_EXIT_USAGE;
-    }
     const char *name = cli_opt(a, "name");
     if (name != NULL)
         json_object_set_new(body, "name", json_string(name));

@@ -126,6 +126,25 @@ static const command commands[] = {
      "limit after", "", cmd_studies_list},
     {"studies", "cancel", "ID", "cancel every unfinished job of a study", 1, 1, "", "",
      cmd_studies_cancel},
+    {"loops", "create",
+     "[FILE.json] [--model CKPT] [--project ID] [--prompts ID] [--reward-model CKPT] "
+     "[--set KEY=VALUE]... [--name NAME] [--watch]   (FILE: a POST /v1/loops body; the options "
+     "override it; KEY may be OBJECT.KEY: --set policy_hyperparameters.kl_coef=0.2)",
+     "create an online RLHF loop: rounds of sample -> comparisons -> rankings -> reward model "
+     "-> policy (docs/online_loop.md)",
+     0, 1, "model project prompts reward-model set name", "watch", cmd_loops_create},
+    {"loops", "watch", "ID",
+     "follow a loop round by round until it ends (it waits for rankings: rank, or `annotate "
+     "--simulate demo`); exit code 0 if it succeeded",
+     1, 1, "", "", cmd_loops_watch},
+    {"loops", "show", "ID [--markdown]",
+     "a loop and its signals per round: rankings, RM accuracy on them, agreement, proxy, KL, "
+     "gold",
+     1, 1, "", "markdown", cmd_loops_show},
+    {"loops", "list", "[--limit N] [--after ID]", "list loops, newest first", 0, 0, "limit after",
+     "", cmd_loops_list},
+    {"loops", "cancel", "ID", "cancel a running loop (and the job its round runs)", 1, 1, "", "",
+     cmd_loops_cancel},
     {"checkpoints", "list", "JOB", "a job's checkpoints", 1, 1, "", "", cmd_checkpoints_list},
     {"checkpoints", "download", "ID [-o|--output FILE]",
      "save a checkpoint's safetensors, checking its sha256", 1, 1, "output o", "",
@@ -174,8 +193,9 @@ static void print_help(FILE *out) {
           "URL and token: flags, then RLHFD_URL / RLHFD_TOKEN, then the config file\n"
           "$RLHFCTL_CONFIG or ~/.config/rlhfctl/config.json ({\"url\": ..., \"token\": ...}).\n\n"
           "exit codes:\n"
-          "  0  success (jobs watch: the job succeeded)\n"
-          "  1  jobs watch: the job failed or was cancelled\n"
+          "  0  success (jobs / studies / loops watch: it succeeded)\n"
+          "  1  jobs / studies / loops watch: the job, a study's job or the loop failed or\n"
+          "     was cancelled\n"
           "  2  usage: bad arguments, config file or local file\n"
           "  3  API error: the server refused the request (its message, code and param shown)\n"
           "  4  network error: rlhfd could not be reached or the connection broke\n\n"

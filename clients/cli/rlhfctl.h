@@ -16,7 +16,7 @@
 /* Exit codes; `rlhfctl --help` and the README list them. */
 enum rlhfctl_exit {
     RLHFCTL_EXIT_OK = 0,
-    RLHFCTL_EXIT_JOB_FAILED = 1, /* jobs watch: the job failed or was cancelled */
+    RLHFCTL_EXIT_JOB_FAILED = 1, /* jobs / studies / loops watch: it failed or was cancelled */
     RLHFCTL_EXIT_USAGE = 2,      /* bad command line, config file or local file */
     RLHFCTL_EXIT_API = 3,        /* the server answered with an error */
     RLHFCTL_EXIT_NETWORK = 4,    /* no answer: connection refused, reset, timed out */
@@ -172,6 +172,22 @@ void cmd_print_page(json_t *reply, const column *cols, int n_cols, const char *a
  * max_tokens, ...): 1 ok, 0 after a usage message. */
 int cli_sampling_options(const cli_args *a, json_t *obj);
 
+/* Every --<opt> KEY=VALUE of a into obj: VALUE as JSON when it parses
+ * (2048, 0.99, true), else as a string (CartPole-v1); "a.b=V" sets member
+ * b of the object member a (created when absent). 1 ok, 0 after a usage
+ * message. */
+int cli_set_options(const cli_args *a, const char *opt, json_t *obj);
+/* Option opt (a positive integer: an id, a count) into obj[key]; 1 ok (or
+ * absent), 0 after a usage message. */
+int cli_id_option(const cli_args *a, const char *opt, json_t *obj, const char *key);
+/* Option opt (a model reference) into obj[key]: digits as a checkpoint id,
+ * anything else ("job:3", a model id of GET /v1/models) as the string
+ * rlhfd resolves. 1 ok (or absent), 0 after a usage message. */
+int cli_model_option(const cli_args *a, const char *opt, json_t *obj, const char *key);
+/* The JSON object in file (what: "a study", for the message); NULL after
+ * printing why it is not one. */
+json_t *cli_load_object(const char *file, const char *what);
+
 /* Sleeps ms milliseconds (a client's poll interval or back-off). */
 void cli_sleep_ms(int ms);
 
@@ -218,6 +234,11 @@ int cmd_studies_watch(const rlhfctl *c, const cli_args *a);
 int cmd_studies_show(const rlhfctl *c, const cli_args *a);
 int cmd_studies_list(const rlhfctl *c, const cli_args *a);
 int cmd_studies_cancel(const rlhfctl *c, const cli_args *a);
+int cmd_loops_create(const rlhfctl *c, const cli_args *a);
+int cmd_loops_list(const rlhfctl *c, const cli_args *a);
+int cmd_loops_show(const rlhfctl *c, const cli_args *a);
+int cmd_loops_watch(const rlhfctl *c, const cli_args *a);
+int cmd_loops_cancel(const rlhfctl *c, const cli_args *a);
 int cmd_jobs_list(const rlhfctl *c, const cli_args *a);
 int cmd_jobs_show(const rlhfctl *c, const cli_args *a);
 int cmd_jobs_cancel(const rlhfctl *c, const cli_args *a);

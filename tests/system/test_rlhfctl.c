@@ -1248,6 +1248,163 @@ START_TEST(test_rlhfctl_studies) {
 }
 END_TEST
 
+/* rlhfctl --url <the daemon> --token <admin> ARGS... started in the
+ * background (ctl's argv; NULL-terminated), for a command that waits. */
+static void ctl_start(const test_daemon *d, ctl_proc *p, char url[64], const char *const args[]) {
+    snprintf(url, 64, "http://127.0.0.1:%d", d->port);
+    const char *argv[64] = {"--url", url, "--token", d->admin};
+    int n = 4;
+    for (int i = 0; args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    ctl_spawn(p, d->dir, NULL, argv);
+}
+
+/* loops create from a body file with options over it (a nested --set
+ * keeps the file's other members) --watch, run beside the simulated
+ * annotator: watch reports the round's phases and its signals and exits 0;
+ * show, show --markdown and list print what the API holds. A cancelled
+ * loop's watch exits 1; cancelling an ended loop, an unknown loop and a
+ * refused body are API errors (exit 3, the code and param shown); a bad
+ * --set or file is a usage error (exit 2) and creates nothing. */
+START_TEST(test_rlhfctl_loops) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    const int64_t sft = demo_sft_job(&d, TINY_SFT, NULL);
+    reply_free(wait_job(&d, sft, "succeeded", 1));
+    const int64_t project =
+        create(&d, "/v1/projects", d.admin, "{\"name\":\"loop\",\"k\":2,\"overlap\":1}");
+    const int64_t prompts = demo_dataset(&d, "prompts", 8, 3);
+    char annotator[128];
+    grant_project(&d, project, make_token(&d, "sim", "annotator", annotator));
+    char file[160], model[32], proj[32], prm[32], url[64];
+    snprintf(file, sizeof file, "%s/loop.json", d.dir);
+    snprintf(model, sizeof model, "job:%lld", (long long)sft);
+    snprintf(proj, sizeof proj, "%lld", (long long)project);
+    snprintf(prm, sizeof prm, "%lld", (long long)prompts);
+    write_file(file, "{\"name\":\"from-file\",\"rounds\":5,\"prompts_per_round\":2,"
+                     "\"samples_per_prompt\":3,\"rankings_per_round\":4,\"max_tokens\":12,"
+                     "\"eval_prompts\":4,\"gold\":true,\"reward_hyperparameters\":" TINY_REWARD
+                     ",\"policy_hyperparameters\":" TINY_PPO "}");
+    const char *const watched[] = {
+        "loops",     "create", file,        "--model", model,
+        "--project", proj,     "--prompts", prm,       "--name",
+        "cli",       "--set",  "rounds=1",  "--set",   "policy_hyperparameters.kl_coef=0.3",
+        "--watch",   NULL};
+    ctl_proc p;
+    ctl_start(&d, &p, url, watched);
+    ck_assert_msg(ctl_read_until(&p, "round 1 annotating"), "%s\n%s", p.res->out, p.res->err);
+    const char *const sim[] = {"--url",      url,    "--token", annotator, "annotate", proj,
+                               "--simulate", "demo", "--noise", "0.5",     NULL};
+    ctl_result *r = ctl_run_env(d.dir, NULL, sim);
+    expect_code(r, 0);
+    free(r);
+    r = ctl_finish(&p);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "loop 1 cli: running, round 1 of 1, sampling (ppo, uncertainty; "
+                                 "project 1, prompts") != NULL,
+                  "%s", r->out);
+    ck_assert_msg(strstr(r->out, "loop 1 round 1 annotating: 4 comparisons posted, waiting for 4 "
+                                 "rankings") != NULL,
+                  "%s", r->out);
+    ck_assert_msg(strstr(r->out, "loop 1 cli: succeeded, round 1 of 1, done") != NULL, "%s",
+                  r->out);
+    free(r);
+    r = ctl(&d, "--json", "loops", "show", "1", NULL);
+    expect_code(r, 0);
+    json_t *loop = out_json(r);
+    free(r);
+    const json_t *config = json_object_get(loop, "config");
+    ck_assert_str_eq(json_string_value(json_object_get(loop, "name")), "cli");
+    ck_assert_int_eq(json_integer_value(json_object_get(config, "rounds")), 1);
+    const json_t *policy_hp = json_object_get(config, "policy_hyperparameters");
+    ck_assert_double_eq(json_number_value(json_object_get(policy_hp, "kl_coef")), 0.3);
+    ck_assert_int_eq(json_integer_value(json_object_get(policy_hp, "total_updates")), 2);
+    const json_t *round = json_array_get(json_object_get(loop, "rounds"), 0);
+    ck_assert(json_is_number(json_object_get(round, "gold_score")));
+    /* watch's line and show's markdown row carry the API's numbers */
+    char want[512];
+    snprintf(want, sizeof want,
+             "round 1: random, 4 rankings, RM accuracy on them -, agreement -, proxy %.3f, KL "
+             "%.3f, gold %.3f -> %.3f",
+             json_number_value(json_object_get(round, "proxy_score")),
+             json_number_value(json_object_get(round, "kl")),
+             json_number_value(json_object_get(round, "sample_gold_score")),
+             json_number_value(json_object_get(round, "gold_score")));
+    r = ctl(&d, "loops", "watch", "1", NULL); /* an ended loop: its rounds, at once */
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, want) != NULL, "want '%s' in\n%s", want, r->out);
+    free(r);
+    snprintf(want, sizeof want, "| 1 | random | 4 | - | - | %.3f | %.3f | %.3f | %.3f |",
+             json_number_value(json_object_get(round, "proxy_score")),
+             json_number_value(json_object_get(round, "kl")),
+             json_number_value(json_object_get(round, "sample_gold_score")),
+             json_number_value(json_object_get(round, "gold_score")));
+    json_decref(loop);
+    r = ctl(&d, "loops", "show", "1", "--markdown", NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, want) != NULL, "want '%s' in\n%s", want, r->out);
+    free(r);
+
+    /* a second loop (the file's 5 rounds), cancelled while it runs */
+    char id[32];
+    created_id(ctl(&d, "--json", "loops", "create", file, "--model", model, "--project", proj,
+                   "--prompts", prm, NULL),
+               id);
+    ck_assert_str_eq(id, "2");
+    r = ctl(&d, "loops", "list", NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "from-file") && strstr(r->out, "cli"), "%s", r->out);
+    ck_assert_int_eq(count_of(r->out, "succeeded"), 1);
+    ck_assert_int_eq(count_of(r->out, "running"), 1);
+    free(r);
+    r = ctl(&d, "loops", "cancel", "2", NULL);
+    expect_code(r, 0);
+    ck_assert_msg(strstr(r->out, "loop 2 from-file: cancelled, round 1 of 5") != NULL, "%s",
+                  r->out);
+    free(r);
+    r = ctl(&d, "loops", "watch", "2", NULL);
+    expect_code(r, 1);
+    ck_assert_msg(strstr(r->out, "cancelled") != NULL, "%s", r->out);
+    free(r);
+    r = ctl(&d, "loops", "cancel", "1", NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "loop_not_cancellable") != NULL, "%s", r->err);
+    free(r);
+    r = ctl(&d, "loops", "show", "77", NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "loop_not_found") != NULL, "%s", r->err);
+    free(r);
+    r = ctl(&d, "loops", "create", file, "--model", model, "--project", "999", "--prompts", prm,
+            NULL);
+    expect_code(r, 3);
+    ck_assert_msg(strstr(r->err, "project_not_found") && strstr(r->err, "param project"), "%s",
+                  r->err);
+    free(r);
+    /* usage errors: nothing reaches the server */
+    static const char *const bad[][4] = {
+        {"--set", "rounds", NULL},       /* no = */
+        {"--set", ".kl_coef=1", NULL},   /* no object name */
+        {"--set", "name.first=1", NULL}, /* name is the file's string */
+        {"--project", "p1", NULL},       /* not an id */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        r = ctl(&d, "loops", "create", file, bad[i][0], bad[i][1], NULL);
+        expect_code(r, 2);
+        ck_assert_msg(strstr(r->err, "usage: rlhfctl loops create") != NULL, "%s", r->err);
+        free(r);
+    }
+    r = ctl(&d, "loops", "create", "/nonexistent/loop.json", NULL);
+    expect_code(r, 2);
+    ck_assert_msg(strstr(r->err, "/nonexistent/loop.json") != NULL, "%s", r->err);
+    free(r);
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM loops", 0), 2);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* The chat answer of /v1/chat/completions (temperature 0, 6 tokens) to
  * messages (a JSON array text) from model qwen, appended to out. */
 static void direct_chat(const test_daemon *d, const char *messages, char *out, size_t cap) {
@@ -1408,6 +1565,7 @@ Suite *rlhfctl_suite(void) {
     tcase_add_test(tc, test_rlhfctl_retries_429);
     tcase_add_test(tc, test_rlhfctl_models);
     tcase_add_test(tc, test_rlhfctl_studies);
+    tcase_add_test(tc, test_rlhfctl_loops);
     tcase_add_test(tc, test_rlhfctl_chat);
     tcase_add_test(tc, test_rlhfctl_submit_model_and_ranks);
     tcase_set_timeout(tc, 120);
