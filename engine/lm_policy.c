@@ -47,6 +47,23 @@ int lm_open_model(model *m, const char *path, bool with_head, lm_lora_load lora,
     return 0;
 }
 
+int lm_open_shared(model *m, const model *base, const lm_lora_spec *spec, uint32_t stream,
+                   char *err, size_t errlen) {
+    if (spec->r < 1) {
+        snprintf(err, errlen, "a model over another's weights needs LoRA (lora_r > 0)");
+        return -1;
+    }
+    model_lora adapters;
+    if (lora_adapters(spec, base->family, stream, &adapters, err, errlen) != 0)
+        return -1;
+    model_init_shared(m, base);
+    if (model_attach_lora(m, &adapters, err, errlen) != 0) {
+        model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
 bool lm_all_finite(const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(x[i]))

@@ -224,6 +224,15 @@ static char *dir_model_type(const char *dir) {
     return copy;
 }
 
+void model_init_shared(model *dst, const model *src) {
+    memset(dst, 0, sizeof *dst);
+    dst->family = src->family;
+    if (src->family == MODEL_FAMILY_GPT2)
+        gpt2_init_shared(&dst->gpt2, &src->gpt2);
+    else
+        llama_init_shared(&dst->llama, &src->llama);
+}
+
 void model_from_gpt2(model *m, gpt2_model *g) {
     memset(m, 0, sizeof *m);
     m->family = MODEL_FAMILY_GPT2;

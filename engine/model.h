@@ -124,6 +124,10 @@ typedef struct model_shape {
 } model_shape;
 int model_read_shape(const char *path, int max_context, model_shape *shape, char *err,
                      size_t errlen);
+/* dst over src's weights without a copy (llama_init_shared /
+ * gpt2_init_shared): for LoRA adapters on a frozen base another model holds;
+ * src must outlive dst. */
+void model_init_shared(model *dst, const model *src);
 /* Wraps a GPT-2 model built by the caller (moved into m). */
 void model_from_gpt2(model *m, gpt2_model *g);
 void model_free(model *m);
