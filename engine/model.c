@@ -758,6 +758,21 @@ void *model_serialize(const model *m, const char *const (*extra_meta)[2], int n_
                                             n_extra_tensors, n_bytes);
 }
 
+int model_write_checkpoint(const model *m, const char *const (*extra_meta)[2], int n_extra,
+                           const safetensors_tensor *extra_tensors, int n_extra_tensors, FILE *out,
+                           size_t *n_bytes) {
+    if (m->family == MODEL_FAMILY_LLAMA)
+        return llama_checkpoint_write(&m->llama, extra_meta, n_extra, extra_tensors,
+                                      n_extra_tensors, out, n_bytes);
+    /* GPT-2's file holds the weights transposed to HF's Conv1D layout: built
+     * in memory (this family's models are small) */
+    void *bytes = gpt2_checkpoint_serialize(&m->gpt2, extra_meta, n_extra, extra_tensors,
+                                            n_extra_tensors, n_bytes);
+    const int rc = bytes && fwrite(bytes, 1, *n_bytes, out) == *n_bytes ? 0 : -1;
+    free(bytes);
+    return rc;
+}
+
 int64_t model_logits_count(const model *m) {
     if (m->family == MODEL_FAMILY_GPT2)
         return (int64_t)m->gpt2.B * m->gpt2.LT * m->gpt2.cfg.vocab_size;

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "gpt2.h"
 #include "llama.h"
@@ -223,5 +224,11 @@ int model_export_llama_hf(const char *in_path, const char *out_dir, safetensors_
 void *model_serialize(const model *m, const char *const (*extra_meta)[2], int n_extra,
                       const safetensors_tensor *extra_tensors, int n_extra_tensors,
                       size_t *n_bytes);
+/* The same file written to out (*n_bytes: its size); a Llama-family
+ * model's weights go out from its own buffer, never copied whole. 0, or -1
+ * when out of memory or a write fails. */
+int model_write_checkpoint(const model *m, const char *const (*extra_meta)[2], int n_extra,
+                           const safetensors_tensor *extra_tensors, int n_extra_tensors, FILE *out,
+                           size_t *n_bytes);
 
 #endif

@@ -43,6 +43,11 @@ typedef struct sink_rollout {
     const float *advantage;        /* the advantage its log-prob was pushed by */
 } sink_rollout;
 
+/* How a trainer writes one checkpoint into a stream (checkpoint_stream):
+ * the bytes it would hand checkpoint(), written to out; *n_bytes gets their
+ * count. 0 or -1. */
+typedef int (*sink_checkpoint_writer)(void *wctx, FILE *out, size_t *n_bytes);
+
 typedef struct train_sink {
     void *ctx;
     /* The metrics of one update, at step (the job's own step counter:
@@ -59,6 +64,11 @@ typedef struct train_sink {
     /* A sampled rollout kept for inspection (hyperparameters rollout_samples
      * and rollout_interval say how many and how often). */
     int (*rollout)(void *ctx, int64_t step, const sink_rollout *r);
+    /* Optional, beside checkpoint: the sink opens where the checkpoint goes
+     * and calls write(wctx, out, &n) once, so a checkpoint of gigabytes (most
+     * of it a frozen base already in memory) is never built whole in memory.
+     * A trainer that has a writer prefers this when it is set. */
+    int (*checkpoint_stream)(void *ctx, int64_t step, sink_checkpoint_writer write, void *wctx);
 } train_sink;
 
 static inline int sink_metrics(const train_sink *sink, int64_t step, const sink_metric *m, int n) {

@@ -339,7 +339,7 @@ train_sink db_sink_make(db_sink *ds) {
     pthread_mutex_init(&ds->mutex, NULL);
     ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
     ds->storage_failed = false;
-    return (train_sink){ds, db_metrics, db_event, db_checkpoint, db_should_stop, db_rollout};
+    return (train_sink){ds, db_metrics, db_event, db_checkpoint, db_should_stop, db_rollout, NULL};
 }
 
 void db_sink_free(db_sink *ds) {
