@@ -15,7 +15,8 @@ all seven projections; base weights frozen. Two modes, one JSON line each:
                reward model's base with its own adapters and scalar head) and
                the reward model (frozen, scalar head); sample --new-tokens per
                prompt, score, GAE, then --ppo-epochs passes of minibatches.
-               Prints peak RSS (ru_maxrss) and wall time.
+               Prints peak RSS (ru_maxrss) at the end and once the models are
+               loaded, and wall time.
 
 Run by bench/bench_qwen3.py; by hand:
     /usr/bin/python3 bench/qwen3_torch.py --model DIR --mode sft --threads 1
@@ -146,6 +147,7 @@ def ppo(a):
     vm, _ = load_model(a.model)
     vm_adapters = add_lora(vm, a.lora_r, a.lora_alpha)
     vm_head = nn.Linear(c["hidden_size"], 1)
+    load_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     params = [p for lo in pol_adapters + vm_adapters for p in (lo.lora_A, lo.lora_B)]
     params += list(vm_head.parameters())
     opt = torch.optim.AdamW(params, lr=1e-5)
@@ -198,6 +200,7 @@ def ppo(a):
             opt.step()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"mode": "ppo", "threads": a.threads, "peak_rss_mib": peak_kib / 1024,
+                      "peak_rss_after_load_mib": load_peak_kib / 1024,
                       "wall_s": time.perf_counter() - t_start}), flush=True)
 
 

@@ -310,12 +310,9 @@ int lm_train_state_emit(const lm_train_state *st, model *policy, const train_sin
     const safetensors_tensor state[2] = {
         {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
         {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}}};
-    size_t n = 0;
-    void *bytes = model_serialize(policy, meta, with_state ? 9 : 2, with_state ? state : NULL,
-                                  with_state ? 2 : 0, &n);
+    const int rc = model_sink_checkpoint(sink, st->step, policy, meta, with_state ? 9 : 2,
+                                         with_state ? state : NULL, with_state ? 2 : 0);
     free(config);
-    const int rc = bytes ? sink_checkpoint(sink, st->step, bytes, n) : -1;
-    free(bytes);
     if (rc != 0)
         snprintf(err, errlen, "writing the checkpoint at step %lld failed", (long long)st->step);
     return rc;

@@ -773,6 +773,34 @@ int model_write_checkpoint(const model *m, const char *const (*extra_meta)[2], i
     return rc;
 }
 
+/* What one checkpoint holds, for the sink's stream. */
+typedef struct checkpoint_parts {
+    const model *m;
+    const char *const (*meta)[2];
+    int n_meta;
+    const safetensors_tensor *tensors;
+    int n_tensors;
+} checkpoint_parts;
+
+static int write_parts(void *wctx, FILE *out, size_t *n_bytes) {
+    const checkpoint_parts *p = wctx;
+    return model_write_checkpoint(p->m, p->meta, p->n_meta, p->tensors, p->n_tensors, out, n_bytes);
+}
+
+int model_sink_checkpoint(const train_sink *sink, int64_t step, const model *m,
+                          const char *const (*extra_meta)[2], int n_extra,
+                          const safetensors_tensor *extra_tensors, int n_extra_tensors) {
+    if (sink && sink->checkpoint_stream) {
+        checkpoint_parts parts = {m, extra_meta, n_extra, extra_tensors, n_extra_tensors};
+        return sink->checkpoint_stream(sink->ctx, step, write_parts, &parts);
+    }
+    size_t n = 0;
+    void *bytes = model_serialize(m, extra_meta, n_extra, extra_tensors, n_extra_tensors, &n);
+    const int rc = bytes ? sink_checkpoint(sink, step, bytes, n) : -1;
+    free(bytes);
+    return rc;
+}
+
 int64_t model_logits_count(const model *m) {
     if (m->family == MODEL_FAMILY_GPT2)
         return (int64_t)m->gpt2.B * m->gpt2.LT * m->gpt2.cfg.vocab_size;

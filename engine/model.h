@@ -36,6 +36,7 @@
 #include "llama.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "sink.h"
 
 typedef enum model_family { MODEL_FAMILY_GPT2 = 0, MODEL_FAMILY_LLAMA = 1 } model_family;
 
@@ -230,5 +231,12 @@ void *model_serialize(const model *m, const char *const (*extra_meta)[2], int n_
 int model_write_checkpoint(const model *m, const char *const (*extra_meta)[2], int n_extra,
                            const safetensors_tensor *extra_tensors, int n_extra_tensors, FILE *out,
                            size_t *n_bytes);
+/* The checkpoint of m (extra metadata and tensors as model_serialize) handed
+ * to the sink at step: streamed (model_write_checkpoint) when the sink
+ * takes streams, else as bytes. 0, or -1 (out of memory, or the sink
+ * failed). */
+int model_sink_checkpoint(const train_sink *sink, int64_t step, const model *m,
+                          const char *const (*extra_meta)[2], int n_extra,
+                          const safetensors_tensor *extra_tensors, int n_extra_tensors);
 
 #endif

@@ -449,20 +449,6 @@ static void format_f64(char *out, size_t cap, double x) {
     snprintf(out, cap, "%a", x);
 }
 
-/* What one checkpoint holds: the policy, metadata and the state's tensors. */
-typedef struct checkpoint_parts {
-    const model *m;
-    const char *const (*meta)[2];
-    int n_meta;
-    const safetensors_tensor *tensors;
-    int n_tensors;
-} checkpoint_parts;
-
-static int write_parts(void *wctx, FILE *out, size_t *n_bytes) {
-    const checkpoint_parts *p = wctx;
-    return model_write_checkpoint(p->m, p->meta, p->n_meta, p->tensors, p->n_tensors, out, n_bytes);
-}
-
 /* The policy (and with_state, the trainer's state) through the sink. Refuses
  * non-finite weights. */
 static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errlen) {
@@ -547,18 +533,11 @@ static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errl
     }
     n_meta = with_state ? n_meta : 2;
     const int n_state = with_state ? (job->separate_value ? 5 : 2) : 0;
-    const checkpoint_parts parts = {&job->policy, (const char *const(*)[2])all_meta, n_meta,
-                                    n_state ? state : NULL, n_state};
-    int rc = -1;
-    if (config && all_meta && job->sink && job->sink->checkpoint_stream) {
-        rc = job->sink->checkpoint_stream(job->sink->ctx, st->update, write_parts, (void *)&parts);
-    } else if (config && all_meta) {
-        size_t n = 0;
-        void *bytes =
-            model_serialize(parts.m, parts.meta, parts.n_meta, parts.tensors, parts.n_tensors, &n);
-        rc = bytes ? sink_checkpoint(job->sink, st->update, bytes, n) : -1;
-        free(bytes);
-    }
+    const int rc = config && all_meta
+                       ? model_sink_checkpoint(job->sink, st->update, &job->policy,
+                                               (const char *const(*)[2])all_meta, n_meta,
+                                               n_state ? state : NULL, n_state)
+                       : -1;
     free(config);
     free(all_meta);
     free(rank_rng);
