@@ -39,30 +39,33 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import llama_reference as ref  # noqa: E402
 
 
-def read_safetensors(path):
+def load_safetensors_into(model, path):
+    """Copies each tensor of the file into the model's parameter of that name
+    as it is read (bf16 widened to fp32), so loading never holds a second
+    copy of the model: the reference's peak is its steady state, not a
+    load-time state dict."""
+    params = dict(model.named_parameters())
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
         base = 8 + n
-        out = {}
         for name, h in header.items():
-            if name == "__metadata__":
+            if name == "__metadata__" or name not in params:
                 continue
             a, b = h["data_offsets"]
             f.seek(base + a)
             raw = bytearray(f.read(b - a))
             dt = {"F32": torch.float32, "BF16": torch.bfloat16}[h["dtype"]]
-            out[name] = torch.frombuffer(raw, dtype=dt).reshape(h["shape"]).float()
-    return out
+            with torch.no_grad():
+                params[name].copy_(torch.frombuffer(raw, dtype=dt).reshape(h["shape"]))
+            del raw
 
 
 def load_model(d):
     with open(os.path.join(d, "config.json")) as f:
         c = json.load(f)
     model = ref.CausalLM(c)
-    state = read_safetensors(os.path.join(d, "model.safetensors"))
-    model.load_state_dict(state, strict=False)
-    del state
+    load_safetensors_into(model, os.path.join(d, "model.safetensors"))
     for p in model.parameters():
         p.requires_grad_(False)
     return model, c
