@@ -189,7 +189,7 @@ def main():
 
     print(f"Machine: {benchlib.machine_line(sys.executable, a.openblas_coretype_env, 'ours: OpenBLAS 2 threads; torch: the faster of set_num_threads 1 and 2, OPENBLAS_NUM_THREADS=2')}")
     print(f"Command: /usr/bin/python3 bench/bench_qwen3.py --layers {a.layers} --rounds "
-          f"{a.rounds} --sft-steps {a.sft_steps}")
+          f"{a.rounds} --sft-steps {a.sft_steps}{' --skip-e2e' if a.skip_e2e else ''}")
     print(f"Shape: Qwen3-0.6B with {a.layers} layers (bf16 on disk, fp32 in memory), LoRA r 16 "
           f"alpha 32 on q/k/v/o/gate/up/down")
     print()
