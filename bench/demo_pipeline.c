@@ -25,7 +25,7 @@ static int keep_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n)
 
 train_sink keep_sink(keep *k, const char *name) {
     snprintf(k->path, sizeof k->path, "/tmp/rlhf-vm-%d-%s", (int)getpid(), name);
-    return (train_sink){k, NULL, NULL, keep_checkpoint, NULL, NULL, NULL};
+    return (train_sink){k, NULL, NULL, keep_checkpoint, NULL, NULL, NULL, NULL};
 }
 
 static void load(model *m, const char *path) {

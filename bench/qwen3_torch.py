@@ -15,7 +15,8 @@ all seven projections; base weights frozen. Two modes, one JSON line each:
                reward model's base with its own adapters and scalar head) and
                the reward model (frozen, scalar head); sample --new-tokens per
                prompt, score, GAE, then --ppo-epochs passes of minibatches.
-               Prints peak RSS (ru_maxrss) and wall time.
+               Prints peak RSS (ru_maxrss) at the end and once the models are
+               loaded, and wall time.
 
 Run by bench/bench_qwen3.py; by hand:
     /usr/bin/python3 bench/qwen3_torch.py --model DIR --mode sft --threads 1
@@ -38,30 +39,33 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import llama_reference as ref  # noqa: E402
 
 
-def read_safetensors(path):
+def load_safetensors_into(model, path):
+    """Copies each tensor of the file into the model's parameter of that name
+    as it is read (bf16 widened to fp32), so loading never holds a second
+    copy of the model: the reference's peak is its steady state, not a
+    load-time state dict."""
+    params = dict(model.named_parameters())
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
         base = 8 + n
-        out = {}
         for name, h in header.items():
-            if name == "__metadata__":
+            if name == "__metadata__" or name not in params:
                 continue
             a, b = h["data_offsets"]
             f.seek(base + a)
             raw = bytearray(f.read(b - a))
             dt = {"F32": torch.float32, "BF16": torch.bfloat16}[h["dtype"]]
-            out[name] = torch.frombuffer(raw, dtype=dt).reshape(h["shape"]).float()
-    return out
+            with torch.no_grad():
+                params[name].copy_(torch.frombuffer(raw, dtype=dt).reshape(h["shape"]))
+            del raw
 
 
 def load_model(d):
     with open(os.path.join(d, "config.json")) as f:
         c = json.load(f)
     model = ref.CausalLM(c)
-    state = read_safetensors(os.path.join(d, "model.safetensors"))
-    model.load_state_dict(state, strict=False)
-    del state
+    load_safetensors_into(model, os.path.join(d, "model.safetensors"))
     for p in model.parameters():
         p.requires_grad_(False)
     return model, c
@@ -146,6 +150,7 @@ def ppo(a):
     vm, _ = load_model(a.model)
     vm_adapters = add_lora(vm, a.lora_r, a.lora_alpha)
     vm_head = nn.Linear(c["hidden_size"], 1)
+    load_peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     params = [p for lo in pol_adapters + vm_adapters for p in (lo.lora_A, lo.lora_B)]
     params += list(vm_head.parameters())
     opt = torch.optim.AdamW(params, lr=1e-5)
@@ -198,6 +203,7 @@ def ppo(a):
             opt.step()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"mode": "ppo", "threads": a.threads, "peak_rss_mib": peak_kib / 1024,
+                      "peak_rss_after_load_mib": load_peak_kib / 1024,
                       "wall_s": time.perf_counter() - t_start}), flush=True)
 
 

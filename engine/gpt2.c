@@ -83,9 +83,19 @@ int gpt2_init(gpt2_model *m, const gpt2_config *cfg, char *err, size_t errlen) {
     return 0;
 }
 
+void gpt2_init_shared(gpt2_model *dst, const gpt2_model *src) {
+    memset(dst, 0, sizeof *dst);
+    dst->cfg = src->cfg;
+    dst->num_params = src->num_params;
+    dst->param_memory = src->param_memory;
+    dst->params = src->params;
+    dst->borrowed_base = true;
+}
+
 void gpt2_free(gpt2_model *m) {
     gpt2_lora_free(m);
-    free(m->param_memory);
+    if (!m->borrowed_base)
+        free(m->param_memory);
     free(m->grad_memory);
     free(m->acts.memory);
     memset(m, 0, sizeof *m);

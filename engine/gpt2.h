@@ -113,6 +113,7 @@ typedef struct gpt2_model {
     gpt2_params params, grads;
     float *param_memory; /* gpt2_num_params floats */
     float *grad_memory;  /* same, zeroed by gpt2_zero_grad; NULL when LoRA froze the base */
+    bool borrowed_base;  /* param_memory is another model's (gpt2_init_shared) */
     gpt2_lora *lora;     /* adapters: the base is frozen and backward only trains these */
     int64_t num_params;
     gpt2_acts acts;
@@ -126,6 +127,10 @@ typedef struct gpt2_model {
 /* Validates cfg and allocates parameters and gradients (zeroed). Returns 0
  * or -1 with a message. */
 int gpt2_init(gpt2_model *m, const gpt2_config *cfg, char *err, size_t errlen);
+/* dst over src's weights without a copy, as llama_init_shared: no
+ * gradients, its own activations; meant for LoRA adapters (which move its
+ * scalar head, a copy of src's, into their buffer). src must outlive dst. */
+void gpt2_init_shared(gpt2_model *dst, const gpt2_model *src);
 void gpt2_free(gpt2_model *m);
 /* GPT-2 initialisation (Radford et al. 2019; as HF GPT2PreTrainedModel):
  * N(0, 0.02) weights and embeddings, residual projections (attn c_proj,

@@ -157,6 +157,10 @@ int llama_init(llama_model *m, const llama_config *cfg, char *err, size_t errlen
 int llama_alloc_grads(llama_model *m, char *err, size_t errlen) {
     if (m->grad_memory != NULL)
         return 0;
+    if (m->borrowed_base) {
+        snprintf(err, errlen, "a model over another's weights cannot train them (LoRA only)");
+        return -1;
+    }
     m->grad_memory = calloc((size_t)m->num_params, sizeof(float));
     if (m->grad_memory == NULL) {
         snprintf(err, errlen, "out of memory for %lld gradients", (long long)m->num_params);
@@ -166,12 +170,24 @@ int llama_alloc_grads(llama_model *m, char *err, size_t errlen) {
     return 0;
 }
 
+void llama_init_shared(llama_model *dst, const llama_model *src) {
+    memset(dst, 0, sizeof *dst);
+    dst->cfg = src->cfg;
+    dst->num_params = src->num_params;
+    dst->param_memory = src->param_memory;
+    dst->params = src->params;
+    dst->rope_cos = src->rope_cos, dst->rope_sin = src->rope_sin;
+    dst->borrowed_base = true;
+}
+
 void llama_free(llama_model *m) {
     llama_lora_free(m);
-    free(m->param_memory);
+    if (!m->borrowed_base) {
+        free(m->param_memory);
+        free(m->rope_cos);
+        free(m->rope_sin);
+    }
     free(m->grad_memory);
-    free(m->rope_cos);
-    free(m->rope_sin);
     free(m->acts.memory);
     memset(m, 0, sizeof *m);
 }

@@ -145,6 +145,8 @@ typedef struct llama_model {
     llama_params params, grads;
     float *param_memory; /* llama_num_params floats */
     float *grad_memory;  /* same, from llama_alloc_grads; NULL = frozen base */
+    bool borrowed_base;  /* param_memory and the RoPE tables are another model's
+                            (llama_init_shared): llama_free leaves them */
     llama_lora *lora;    /* adapters: backward trains only these (and the scalar head) */
     int64_t num_params;
     float *rope_cos, *rope_sin; /* (max_seq_len, hd/2) */
@@ -163,6 +165,14 @@ int llama_init(llama_model *m, const llama_config *cfg, char *err, size_t errlen
  * Without them the base is frozen: backward computes input gradients only
  * (what sampling, reference models and LoRA need). Returns 0 or -1. */
 int llama_alloc_grads(llama_model *m, char *err, size_t errlen);
+/* dst over src's weights without a copy (PPO's value model on the reward
+ * model's base): the same config, parameters and RoPE tables, read in place;
+ * src must outlive dst and its weights must not change meanwhile. dst has no
+ * gradients and its own activations; attaching LoRA adapters to it moves
+ * its scalar head (a copy of src's) into the adapter buffer, so training dst
+ * never writes src's memory (llama_alloc_grads refuses dst: full training
+ * would). */
+void llama_init_shared(llama_model *dst, const llama_model *src);
 void llama_free(llama_model *m);
 /* N(0, 0.02) matrices and embeddings (HF initializer_range), norms 1,
  * biases 0; scalar head N(0, 1/sqrt(C+1)). */

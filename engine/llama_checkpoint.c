@@ -11,9 +11,11 @@
 
 /* ==== writing ================================================================== */
 
-void *llama_checkpoint_serialize(const llama_model *m, const char *const (*extra_meta)[2],
-                                 int n_extra, const safetensors_tensor *extra_tensors,
-                                 int n_extra_tensors, size_t *n_bytes) {
+/* The checkpoint's tensors and metadata, to out when not NULL (returns
+ * out, or NULL on failure), else into a malloc'd buffer (returned). */
+static void *checkpoint_emit(const llama_model *m, const char *const (*extra_meta)[2], int n_extra,
+                             const safetensors_tensor *extra_tensors, int n_extra_tensors,
+                             FILE *out_file, size_t *n_bytes) {
     const llama_config *c = &m->cfg;
     const llama_lora *lo = m->lora;
     const int n_base = llama_hf_tensors(c, &m->params, NULL);
@@ -69,7 +71,12 @@ void *llama_checkpoint_serialize(const llama_model *m, const char *const (*extra
 #undef META
     for (int i = 0; i < n_extra; i++)
         meta[2 * (nm + i)] = extra_meta[i][0], meta[2 * (nm + i) + 1] = extra_meta[i][1];
-    blob = safetensors_serialize(ts, n, (const char *const(*)[2])meta, nm + n_extra, n_bytes);
+    const char *const(*all_meta)[2] = (const char *const(*)[2])meta;
+    if (out_file == NULL)
+        blob = safetensors_serialize(ts, n, all_meta, nm + n_extra, n_bytes);
+    else if (safetensors_write_as(out_file, ts, n, all_meta, nm + n_extra, SAFETENSORS_F32,
+                                  n_bytes) == 0)
+        blob = out_file;
 out:
     free(table);
     free(ts);
@@ -77,6 +84,20 @@ out:
     free(meta);
     free(config);
     return blob;
+}
+
+void *llama_checkpoint_serialize(const llama_model *m, const char *const (*extra_meta)[2],
+                                 int n_extra, const safetensors_tensor *extra_tensors,
+                                 int n_extra_tensors, size_t *n_bytes) {
+    return checkpoint_emit(m, extra_meta, n_extra, extra_tensors, n_extra_tensors, NULL, n_bytes);
+}
+
+int llama_checkpoint_write(const llama_model *m, const char *const (*extra_meta)[2], int n_extra,
+                           const safetensors_tensor *extra_tensors, int n_extra_tensors, FILE *out,
+                           size_t *n_bytes) {
+    return checkpoint_emit(m, extra_meta, n_extra, extra_tensors, n_extra_tensors, out, n_bytes)
+               ? 0
+               : -1;
 }
 
 /* ==== reading ================================================================== */

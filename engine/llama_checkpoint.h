@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "llama.h"
 #include "safetensors.h"
@@ -28,6 +29,12 @@
 void *llama_checkpoint_serialize(const llama_model *m, const char *const (*extra_meta)[2],
                                  int n_extra, const safetensors_tensor *extra_tensors,
                                  int n_extra_tensors, size_t *n_bytes);
+/* The same file written to out as it is encoded, never whole in memory: the
+ * weights go out from the model's own buffer. *n_bytes gets its size. 0, or
+ * -1 when out of memory or a write fails. */
+int llama_checkpoint_write(const llama_model *m, const char *const (*extra_meta)[2], int n_extra,
+                           const safetensors_tensor *extra_tensors, int n_extra_tensors, FILE *out,
+                           size_t *n_bytes);
 
 /* Whether f is a Llama-family checkpoint of this project (has config_json). */
 bool llama_checkpoint_is(const safetensors_file *f);

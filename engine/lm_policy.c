@@ -47,6 +47,23 @@ int lm_open_model(model *m, const char *path, bool with_head, lm_lora_load lora,
     return 0;
 }
 
+int lm_open_shared(model *m, const model *base, const lm_lora_spec *spec, uint32_t stream,
+                   char *err, size_t errlen) {
+    if (spec->r < 1) {
+        snprintf(err, errlen, "a model over another's weights needs LoRA (lora_r > 0)");
+        return -1;
+    }
+    model_lora adapters;
+    if (lora_adapters(spec, base->family, stream, &adapters, err, errlen) != 0)
+        return -1;
+    model_init_shared(m, base);
+    if (model_attach_lora(m, &adapters, err, errlen) != 0) {
+        model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
 bool lm_all_finite(const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(x[i]))
@@ -293,12 +310,9 @@ int lm_train_state_emit(const lm_train_state *st, model *policy, const train_sin
     const safetensors_tensor state[2] = {
         {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
         {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}}};
-    size_t n = 0;
-    void *bytes = model_serialize(policy, meta, with_state ? 9 : 2, with_state ? state : NULL,
-                                  with_state ? 2 : 0, &n);
+    const int rc = model_sink_checkpoint(sink, st->step, policy, meta, with_state ? 9 : 2,
+                                         with_state ? state : NULL, with_state ? 2 : 0);
     free(config);
-    const int rc = bytes ? sink_checkpoint(sink, st->step, bytes, n) : -1;
-    free(bytes);
     if (rc != 0)
         snprintf(err, errlen, "writing the checkpoint at step %lld failed", (long long)st->step);
     return rc;

@@ -61,6 +61,13 @@ int lm_open_model(model *m, const char *path, bool with_head, lm_lora_load lora,
                   const lm_lora_spec *spec, uint32_t stream, model_info *info, char *err,
                   size_t errlen);
 
+/* Fresh adapters per spec (A from RNG stream `stream`) on base's weights
+ * without copying them (model_init_shared): PPO's value model on the reward
+ * model's base. Its scalar head starts as a copy of base's; training it
+ * never writes base. spec->r must be > 0. 0, or -1 with err. */
+int lm_open_shared(model *m, const model *base, const lm_lora_spec *spec, uint32_t stream,
+                   char *err, size_t errlen);
+
 bool lm_all_finite(const float *x, int64_t n);
 /* Whether m holds a model (a zeroed struct does not). */
 bool lm_model_loaded(const model *m);

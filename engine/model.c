@@ -224,6 +224,15 @@ static char *dir_model_type(const char *dir) {
     return copy;
 }
 
+void model_init_shared(model *dst, const model *src) {
+    memset(dst, 0, sizeof *dst);
+    dst->family = src->family;
+    if (src->family == MODEL_FAMILY_GPT2)
+        gpt2_init_shared(&dst->gpt2, &src->gpt2);
+    else
+        llama_init_shared(&dst->llama, &src->llama);
+}
+
 void model_from_gpt2(model *m, gpt2_model *g) {
     memset(m, 0, sizeof *m);
     m->family = MODEL_FAMILY_GPT2;
@@ -747,6 +756,49 @@ void *model_serialize(const model *m, const char *const (*extra_meta)[2], int n_
                                            n_extra_tensors, n_bytes)
                : llama_checkpoint_serialize(&m->llama, extra_meta, n_extra, extra_tensors,
                                             n_extra_tensors, n_bytes);
+}
+
+int model_write_checkpoint(const model *m, const char *const (*extra_meta)[2], int n_extra,
+                           const safetensors_tensor *extra_tensors, int n_extra_tensors, FILE *out,
+                           size_t *n_bytes) {
+    if (m->family == MODEL_FAMILY_LLAMA)
+        return llama_checkpoint_write(&m->llama, extra_meta, n_extra, extra_tensors,
+                                      n_extra_tensors, out, n_bytes);
+    /* GPT-2's file holds the weights transposed to HF's Conv1D layout: built
+     * in memory (this family's models are small) */
+    void *bytes = gpt2_checkpoint_serialize(&m->gpt2, extra_meta, n_extra, extra_tensors,
+                                            n_extra_tensors, n_bytes);
+    const int rc = bytes && fwrite(bytes, 1, *n_bytes, out) == *n_bytes ? 0 : -1;
+    free(bytes);
+    return rc;
+}
+
+/* What one checkpoint holds, for the sink's stream. */
+typedef struct checkpoint_parts {
+    const model *m;
+    const char *const (*meta)[2];
+    int n_meta;
+    const safetensors_tensor *tensors;
+    int n_tensors;
+} checkpoint_parts;
+
+static int write_parts(void *wctx, FILE *out, size_t *n_bytes) {
+    const checkpoint_parts *p = wctx;
+    return model_write_checkpoint(p->m, p->meta, p->n_meta, p->tensors, p->n_tensors, out, n_bytes);
+}
+
+int model_sink_checkpoint(const train_sink *sink, int64_t step, const model *m,
+                          const char *const (*extra_meta)[2], int n_extra,
+                          const safetensors_tensor *extra_tensors, int n_extra_tensors) {
+    if (sink && sink->checkpoint_stream) {
+        checkpoint_parts parts = {m, extra_meta, n_extra, extra_tensors, n_extra_tensors};
+        return sink->checkpoint_stream(sink->ctx, step, write_parts, &parts);
+    }
+    size_t n = 0;
+    void *bytes = model_serialize(m, extra_meta, n_extra, extra_tensors, n_extra_tensors, &n);
+    const int rc = bytes ? sink_checkpoint(sink, step, bytes, n) : -1;
+    free(bytes);
+    return rc;
 }
 
 int64_t model_logits_count(const model *m) {

@@ -30,11 +30,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "gpt2.h"
 #include "llama.h"
 #include "rng.h"
 #include "safetensors.h"
+#include "sink.h"
 
 typedef enum model_family { MODEL_FAMILY_GPT2 = 0, MODEL_FAMILY_LLAMA = 1 } model_family;
 
@@ -124,6 +126,10 @@ typedef struct model_shape {
 } model_shape;
 int model_read_shape(const char *path, int max_context, model_shape *shape, char *err,
                      size_t errlen);
+/* dst over src's weights without a copy (llama_init_shared /
+ * gpt2_init_shared): for LoRA adapters on a frozen base another model holds;
+ * src must outlive dst. */
+void model_init_shared(model *dst, const model *src);
 /* Wraps a GPT-2 model built by the caller (moved into m). */
 void model_from_gpt2(model *m, gpt2_model *g);
 void model_free(model *m);
@@ -219,5 +225,18 @@ int model_export_llama_hf(const char *in_path, const char *out_dir, safetensors_
 void *model_serialize(const model *m, const char *const (*extra_meta)[2], int n_extra,
                       const safetensors_tensor *extra_tensors, int n_extra_tensors,
                       size_t *n_bytes);
+/* The same file written to out (*n_bytes: its size); a Llama-family
+ * model's weights go out from its own buffer, never copied whole. 0, or -1
+ * when out of memory or a write fails. */
+int model_write_checkpoint(const model *m, const char *const (*extra_meta)[2], int n_extra,
+                           const safetensors_tensor *extra_tensors, int n_extra_tensors, FILE *out,
+                           size_t *n_bytes);
+/* The checkpoint of m (extra metadata and tensors as model_serialize) handed
+ * to the sink at step: streamed (model_write_checkpoint) when the sink
+ * takes streams, else as bytes. 0, or -1 (out of memory, or the sink
+ * failed). */
+int model_sink_checkpoint(const train_sink *sink, int64_t step, const model *m,
+                          const char *const (*extra_meta)[2], int n_extra,
+                          const safetensors_tensor *extra_tensors, int n_extra_tensors);
 
 #endif

@@ -72,8 +72,9 @@ static const hparam_def ppo_lm_defs[] = {
      LM_ROLLOUT_INTERVAL_DOC},
     {"lora_r", HPARAM_INT, F(lora_r), 0, 0, 4096, NULL,
      "LoRA rank of the policy and the separate value model (0 = full fine-tuning). With LoRA "
-     "their base weights are frozen, only adapters and the scalar head train, and the reference "
-     "is the policy with its adapters disabled (no second copy)."},
+     "their base weights are frozen, only adapters and the scalar head train, the reference "
+     "is the policy with its adapters disabled, and the value model's adapters sit on the "
+     "reward model's weights (no second copy of either)."},
     {"lora_alpha", HPARAM_FLOAT, F(lora_alpha), 16, 1e-6, 1e6, NULL,
      "LoRA alpha: adapters are scaled by lora_alpha / lora_r."},
     {"lora_targets", HPARAM_CHOICE, F(lora_targets), 0, 0, 0, lm_lora_target_choices,
@@ -302,9 +303,13 @@ static int load_models(ppo_job *job, char *err, size_t errlen) {
                       errlen) != 0)
         return -1;
     job->gain = rm_info.reward_gain, job->bias = rm_info.reward_bias;
-    if (job->separate_value && lm_open_model(&job->value, in->reward_checkpoint, true,
-                                             job->lora ? LM_LORA_FRESH : LM_LORA_NONE, &spec,
-                                             0xE0000006u, NULL, err, errlen) != 0)
+    /* With LoRA the value model's frozen base is the reward model's (adapters
+     * off for the score, the value model's own adapters and head on for
+     * values): one copy of those weights instead of two. */
+    if (job->separate_value &&
+        (job->lora ? lm_open_shared(&job->value, &job->rm, &spec, 0xE0000006u, err, errlen)
+                   : lm_open_model(&job->value, in->reward_checkpoint, true, LM_LORA_NONE, &spec,
+                                   0xE0000006u, NULL, err, errlen)) != 0)
         return -1;
     /* full fine-tuning: gradients for what trains (GPT-2 models always have them) */
     if (model_alloc_grads(&job->policy, err, errlen) != 0 ||
@@ -397,13 +402,13 @@ static int prepare_prompts(ppo_job *job, char *err, size_t errlen) {
 }
 
 static int alloc_buffers(ppo_job *job, char *err, size_t errlen) {
-    const int B = job->B, S = job->S;
+    const int B = job->B, U = job->U, S = job->S;
     if (rollout_alloc(&job->ro, B, job->P, job->N) != 0 ||
         rollout_alloc(&job->mb, job->U, job->P, job->N) != 0 ||
-        model_reserve(&job->policy, B, S, err, errlen) != 0 ||
-        (!job->lora && model_reserve(&job->ref, B, S, err, errlen) != 0) ||
-        model_reserve(&job->rm, B, S, err, errlen) != 0 ||
-        (job->separate_value && model_reserve(&job->value, B, S, err, errlen) != 0)) {
+        model_reserve(&job->policy, U, S, err, errlen) != 0 ||
+        (!job->lora && model_reserve(&job->ref, U, S, err, errlen) != 0) ||
+        model_reserve(&job->rm, U, S, err, errlen) != 0 ||
+        (job->separate_value && model_reserve(&job->value, U, S, err, errlen) != 0)) {
         if (err[0] == '\0')
             snprintf(err, errlen, "out of memory for the rollout");
         return -1;
@@ -434,8 +439,8 @@ static void job_free(ppo_job *job) {
     rollout_free(&job->mb);
     model_free(&job->policy);
     model_free(&job->ref);
+    model_free(&job->value); /* before the reward model whose weights it may read */
     model_free(&job->rm);
-    model_free(&job->value);
 }
 
 /* ---- checkpoints ---------------------------------------------------------------- */
@@ -528,16 +533,14 @@ static int emit_checkpoint(ppo_job *job, bool with_state, char *err, size_t errl
     }
     n_meta = with_state ? n_meta : 2;
     const int n_state = with_state ? (job->separate_value ? 5 : 2) : 0;
-    size_t n = 0;
-    void *bytes = config && all_meta
-                      ? model_serialize(&job->policy, (const char *const(*)[2])all_meta, n_meta,
-                                        n_state ? state : NULL, n_state, &n)
-                      : NULL;
+    const int rc = config && all_meta
+                       ? model_sink_checkpoint(job->sink, st->update, &job->policy,
+                                               (const char *const(*)[2])all_meta, n_meta,
+                                               n_state ? state : NULL, n_state)
+                       : -1;
     free(config);
     free(all_meta);
     free(rank_rng);
-    const int rc = bytes ? sink_checkpoint(job->sink, st->update, bytes, n) : -1;
-    free(bytes);
     if (rc != 0)
         snprintf(err, errlen, "writing the checkpoint at update %lld failed",
                  (long long)st->update);
@@ -690,6 +693,33 @@ static void value_forward(model *v, rollout *ro, int r0, int n, float *values) {
             values[(int64_t)b * N + t] = vv[(int64_t)b * S + P + t - 1];
 }
 
+/* Policy and reference log-probs, values and reward-model scores of rollout
+ * rows [lo, lo + n). */
+static void score_rows(ppo_job *job, int lo, int n) {
+    rollout *ro = &job->ro;
+    const int S = job->S, P = job->P, N = job->N;
+    score_tokens(&job->policy, ro, lo, n, job->inv_temp, ro->logp + (int64_t)lo * N,
+                 ro->values + (int64_t)lo * N, NULL);
+    if (job->lora) { /* the reference: the same weights with the adapters off */
+        model_set_lora_enabled(&job->policy, false);
+        score_tokens(&job->policy, ro, lo, n, job->inv_temp, ro->ref_logp + (int64_t)lo * N, NULL,
+                     NULL);
+        model_set_lora_enabled(&job->policy, true);
+    } else {
+        score_tokens(&job->ref, ro, lo, n, job->inv_temp, ro->ref_logp + (int64_t)lo * N, NULL,
+                     NULL);
+    }
+    if (job->separate_value)
+        value_forward(&job->value, ro, lo, n, ro->values + (int64_t)lo * N);
+    model_forward(&job->rm, ro->seq + (int64_t)lo * S, ro->positions + (int64_t)lo * S,
+                  ro->seq_mask + (int64_t)lo * S, n, S, 0, 0);
+    const float *rv = model_values(&job->rm);
+    for (int b = 0; b < n; b++) {
+        const int last = P + ro->len[lo + b] - 1;
+        ro->score[lo + b] = (float)(job->gain * rv[(int64_t)b * S + last] + job->bias);
+    }
+}
+
 /* Policy and reference log-probs, values, reward-model scores. Returns
  * whether all of them are finite. */
 static bool score_rollout(ppo_job *job, rollout_stats *rs) {
@@ -699,29 +729,10 @@ static bool score_rollout(ppo_job *job, rollout_stats *rs) {
     const dist_comm *dist = job->in->dist;
     int64_t lo, hi;
     dist_shard(B, dist_rank(dist), dist_size(dist), &lo, &hi);
-    const int n = (int)(hi - lo);
-    if (n > 0) {
-        score_tokens(&job->policy, ro, (int)lo, n, job->inv_temp, ro->logp + lo * N,
-                     ro->values + lo * N, NULL);
-        if (job->lora) { /* the reference: the same weights with the adapters off */
-            model_set_lora_enabled(&job->policy, false);
-            score_tokens(&job->policy, ro, (int)lo, n, job->inv_temp, ro->ref_logp + lo * N, NULL,
-                         NULL);
-            model_set_lora_enabled(&job->policy, true);
-        } else {
-            score_tokens(&job->ref, ro, (int)lo, n, job->inv_temp, ro->ref_logp + lo * N, NULL,
-                         NULL);
-        }
-        if (job->separate_value)
-            value_forward(&job->value, ro, (int)lo, n, ro->values + lo * N);
-        model_forward(&job->rm, ro->seq + lo * S, ro->positions + lo * S, ro->seq_mask + lo * S, n,
-                      S, 0, 0);
-        const float *rv = model_values(&job->rm);
-        for (int64_t b = lo; b < hi; b++) {
-            const int last = P + ro->len[b] - 1;
-            ro->score[b] = (float)(job->gain * rv[(b - lo) * S + last] + job->bias);
-        }
-    }
+    /* micro-batches of U rows: the models' activations are reserved for U
+     * rows (what training needs), not for the whole rollout */
+    for (int64_t r0 = lo; r0 < hi; r0 += job->U)
+        score_rows(job, (int)r0, (int)(hi - r0 < job->U ? hi - r0 : job->U));
     float *const rows[3] = {ro->logp, ro->ref_logp, ro->values};
     bool gathered = dist_allgather_rows(dist, ro->score, sizeof(float), B) == 0;
     for (int k = 0; k < 3; k++)

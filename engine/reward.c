@@ -643,11 +643,7 @@ int reward_session_checkpoint(reward_session *s, char *err, size_t errlen) {
     snprintf(steps, sizeof steps, "%lld", (long long)s->steps);
     const char *const meta[][2] = {
         {"rlhfd_job", "reward"}, {"step", steps}, {"reward_gain", gain}, {"reward_bias", bias}};
-    size_t n_bytes = 0;
-    void *bytes = model_serialize(&s->m, meta, 4, NULL, 0, &n_bytes);
-    const int rc =
-        bytes != NULL && sink_checkpoint(s->sink, s->steps, bytes, n_bytes) == 0 ? 0 : -1;
-    free(bytes);
+    const int rc = model_sink_checkpoint(s->sink, s->steps, &s->m, meta, 4, NULL, 0);
     if (rc != 0)
         snprintf(err, errlen, "writing the reward model checkpoint failed");
     return rc;

@@ -677,13 +677,16 @@ fail:
     return NULL;
 }
 
-void *safetensors_serialize_as(const safetensors_tensor *tensors, int n,
-                               const char *const (*meta)[2], int n_meta, safetensors_dtype dtype,
-                               size_t *n_bytes) {
+/* The header as the file holds it: the 8-byte length, then the JSON padded
+ * with spaces to a multiple of 8 (malloc'd, *header_bytes long); NULL on
+ * invalid input. *data_bytes gets the size of the data section. */
+static unsigned char *header_block(const safetensors_tensor *tensors, int n,
+                                   const char *const (*meta)[2], int n_meta,
+                                   safetensors_dtype dtype, size_t *header_bytes,
+                                   int64_t *data_bytes) {
     if (dtype != SAFETENSORS_F32 && dtype != SAFETENSORS_BF16)
         return NULL;
-    int64_t data_bytes = 0;
-    json_t *header = build_header(tensors, n, meta, n_meta, dtype, &data_bytes);
+    json_t *header = build_header(tensors, n, meta, n_meta, dtype, data_bytes);
     if (header == NULL)
         return NULL;
     char *text = json_dumps(header, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -692,31 +695,86 @@ void *safetensors_serialize_as(const safetensors_tensor *tensors, int n,
         return NULL;
     const size_t text_len = strlen(text);
     const size_t padded = (text_len + 7) & ~(size_t)7;
-    unsigned char *out =
-        padded <= SAFETENSORS_MAX_HEADER_BYTES ? malloc(8 + padded + (size_t)data_bytes) : NULL;
+    unsigned char *out = padded <= SAFETENSORS_MAX_HEADER_BYTES ? malloc(8 + padded) : NULL;
+    if (out != NULL) {
+        for (int b = 0; b < 8; b++)
+            out[b] = (unsigned char)((uint64_t)padded >> (8 * b));
+        memcpy(out + 8, text, text_len);
+        memset(out + 8 + text_len, ' ', padded - text_len);
+        *header_bytes = 8 + padded;
+    }
+    free(text);
+    return out;
+}
+
+/* count floats of x as dtype into out (little-endian, as the format and the host) */
+static void encode_floats(unsigned char *out, const float *x, size_t count,
+                          safetensors_dtype dtype) {
+    if (dtype == SAFETENSORS_F32) {
+        memcpy(out, x, count * 4);
+        return;
+    }
+    for (size_t k = 0; k < count; k++) {
+        const uint16_t b = f32_to_bf16(x[k]);
+        out[2 * k] = (unsigned char)(b & 0xff);
+        out[2 * k + 1] = (unsigned char)(b >> 8);
+    }
+}
+
+void *safetensors_serialize_as(const safetensors_tensor *tensors, int n,
+                               const char *const (*meta)[2], int n_meta, safetensors_dtype dtype,
+                               size_t *n_bytes) {
+    size_t head = 0;
+    int64_t data_bytes = 0;
+    unsigned char *header = header_block(tensors, n, meta, n_meta, dtype, &head, &data_bytes);
+    unsigned char *out = header ? malloc(head + (size_t)data_bytes) : NULL;
     if (out == NULL) {
-        free(text);
+        free(header);
         return NULL;
     }
-    for (int b = 0; b < 8; b++)
-        out[b] = (unsigned char)((uint64_t)padded >> (8 * b));
-    memcpy(out + 8, text, text_len);
-    memset(out + 8 + text_len, ' ', padded - text_len);
-    free(text);
-    unsigned char *data = out + 8 + padded;
+    memcpy(out, header, head);
+    free(header);
+    unsigned char *data = out + head;
     for (int i = 0; i < n; i++) {
         const size_t count = (size_t)element_count(&tensors[i]);
-        if (dtype == SAFETENSORS_F32 && count > 0) /* the host is little-endian, as the format */
-            memcpy(data, tensors[i].data, count * 4);
-        for (size_t k = 0; dtype == SAFETENSORS_BF16 && k < count; k++) {
-            const uint16_t b = f32_to_bf16(tensors[i].data[k]);
-            data[2 * k] = (unsigned char)(b & 0xff);
-            data[2 * k + 1] = (unsigned char)(b >> 8);
-        }
+        if (count > 0)
+            encode_floats(data, tensors[i].data, count, dtype);
         data += count * dtype_table[dtype].size;
     }
-    *n_bytes = 8 + padded + (size_t)data_bytes;
+    *n_bytes = head + (size_t)data_bytes;
     return out;
+}
+
+int safetensors_write_as(FILE *out, const safetensors_tensor *tensors, int n,
+                         const char *const (*meta)[2], int n_meta, safetensors_dtype dtype,
+                         size_t *n_bytes) {
+    size_t head = 0;
+    int64_t data_bytes = 0;
+    unsigned char *header = header_block(tensors, n, meta, n_meta, dtype, &head, &data_bytes);
+    if (header == NULL)
+        return -1;
+    bool ok = fwrite(header, 1, head, out) == head;
+    free(header);
+    /* F32 goes out straight from the tensors; BF16 through a bounded buffer */
+    enum { CHUNK = 1 << 16 };
+    unsigned char *buf = dtype == SAFETENSORS_BF16 ? malloc(2 * CHUNK) : NULL;
+    ok = ok && (dtype == SAFETENSORS_F32 || buf != NULL);
+    for (int i = 0; ok && i < n; i++) {
+        const size_t count = (size_t)element_count(&tensors[i]);
+        if (dtype == SAFETENSORS_F32) {
+            ok = count == 0 || fwrite(tensors[i].data, 4, count, out) == count;
+            continue;
+        }
+        for (size_t k = 0; ok && k < count; k += CHUNK) {
+            const size_t m = count - k < CHUNK ? count - k : CHUNK;
+            encode_floats(buf, tensors[i].data + k, m, dtype);
+            ok = fwrite(buf, 2, m, out) == m;
+        }
+    }
+    free(buf);
+    if (ok)
+        *n_bytes = head + (size_t)data_bytes;
+    return ok ? 0 : -1;
 }
 
 void *safetensors_serialize(const safetensors_tensor *tensors, int n, const char *const (*meta)[2],

@@ -30,8 +30,10 @@
 #ifndef RLHF_SAFETENSORS_H
 #define RLHF_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define SAFETENSORS_MAX_DIMS 8
 /* The reference implementation's limit (MAX_HEADER_SIZE, 100 MB). */
@@ -177,5 +179,13 @@ void *safetensors_serialize(const safetensors_tensor *tensors, int n, const char
 void *safetensors_serialize_as(const safetensors_tensor *tensors, int n,
                                const char *const (*meta)[2], int n_meta, safetensors_dtype dtype,
                                size_t *n_bytes);
+
+/* The same file written to out as it is encoded, never whole in memory (a
+ * model of gigabytes needs no second copy to be saved): F32 straight from the
+ * tensors, BF16 through a small buffer. *n_bytes gets the file's size.
+ * 0, or -1 on invalid input (as above) or a write error. */
+int safetensors_write_as(FILE *out, const safetensors_tensor *tensors, int n,
+                         const char *const (*meta)[2], int n_meta, safetensors_dtype dtype,
+                         size_t *n_bytes);
 
 #endif

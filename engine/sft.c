@@ -377,14 +377,10 @@ static int emit_checkpoint(const model *m, const sft_config *cfg, const sft_stat
     const safetensors_tensor state[2] = {
         {.name = "training_state.adam_m", .data = st->adam_m, .ndim = 1, .shape = {np}},
         {.name = "training_state.adam_v", .data = st->adam_v, .ndim = 1, .shape = {np}}};
-    size_t n = 0;
-    void *bytes = model_serialize(m, meta, with_state ? 8 : 2, with_state ? state : NULL,
-                                  with_state ? 2 : 0, &n);
+    /* a NULL config (out of memory) fails the state's metadata */
+    const int rc = model_sink_checkpoint(sink, st->step, m, meta, with_state ? 8 : 2,
+                                         with_state ? state : NULL, with_state ? 2 : 0);
     free(config);
-    if (bytes == NULL)
-        return -1;
-    const int rc = sink_checkpoint(sink, st->step, bytes, n);
-    free(bytes);
     return rc;
 }
 

@@ -52,6 +52,10 @@ typedef struct sink_sample {
     const double *scores; /* (n_scores) each reward model's normalised score; NAN: untokenizable */
     int n_scores;
 } sink_sample;
+/* How a trainer writes one checkpoint into a stream (checkpoint_stream):
+ * the bytes it would hand checkpoint(), written to out; *n_bytes gets their
+ * count. 0 or -1. */
+typedef int (*sink_checkpoint_writer)(void *wctx, FILE *out, size_t *n_bytes);
 
 typedef struct train_sink {
     void *ctx;
@@ -72,6 +76,11 @@ typedef struct train_sink {
     /* A job's whole output of samples, in one call (loop-sample): stored
      * all or none, replacing what an earlier attempt stored. */
     int (*samples)(void *ctx, const sink_sample *rows, int n);
+    /* Optional, beside checkpoint: the sink opens where the checkpoint goes
+     * and calls write(wctx, out, &n) once, so a checkpoint of gigabytes (most
+     * of it a frozen base already in memory) is never built whole in memory.
+     * A trainer that has a writer prefers this when it is set. */
+    int (*checkpoint_stream)(void *ctx, int64_t step, sink_checkpoint_writer write, void *wctx);
 } train_sink;
 
 static inline int sink_metrics(const train_sink *sink, int64_t step, const sink_metric *m, int n) {

@@ -127,9 +127,22 @@ static int cli_event(void *ctx, sink_level level, const char *code, const char *
     return ferror(cs->json_out) ? -1 : 0;
 }
 
-/* Writes to a temporary name, fsyncs, then renames: a reader never sees a
- * half-written checkpoint. */
-static int cli_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
+/* A checkpoint handed over as bytes, for write_checkpoint. */
+typedef struct checkpoint_bytes {
+    const void *bytes;
+    size_t n;
+} checkpoint_bytes;
+
+static int write_bytes(void *wctx, FILE *out, size_t *n_bytes) {
+    const checkpoint_bytes *b = wctx;
+    *n_bytes = b->n;
+    return fwrite(b->bytes, 1, b->n, out) == b->n ? 0 : -1;
+}
+
+/* write(wctx, f) into a temporary name, fsync, then rename: a reader never
+ * sees a half-written checkpoint. */
+static int cli_checkpoint_stream(void *ctx, int64_t step, sink_checkpoint_writer write,
+                                 void *wctx) {
     cli_sink *cs = ctx;
     if (cs->checkpoint_dir == NULL)
         return 0;
@@ -142,7 +155,8 @@ static int cli_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_b
         fprintf(stderr, "rlhf-train: cannot write checkpoint %s: %s\n", tmp, strerror(errno));
         return -1;
     }
-    int ok = fwrite(bytes, 1, n_bytes, f) == n_bytes && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    size_t n_bytes = 0;
+    int ok = write(wctx, f, &n_bytes) == 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, cs->last_checkpoint) != 0) {
         fprintf(stderr, "rlhf-train: cannot write checkpoint %s: %s\n", cs->last_checkpoint,
@@ -181,6 +195,11 @@ static int cli_samples(void *ctx, const sink_sample *rows, int n) {
     return ferror(cs->json_out) ? -1 : 0;
 }
 
+static int cli_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
+    checkpoint_bytes b = {bytes, n_bytes};
+    return cli_checkpoint_stream(ctx, step, write_bytes, &b);
+}
+
 static bool cli_should_stop(void *ctx) {
     cli_sink *cs = ctx;
     return cs->stop_flag != NULL && *cs->stop_flag != 0;
@@ -193,6 +212,7 @@ void cli_sink_finish(cli_sink *cs) {
 }
 
 train_sink cli_sink_make(cli_sink *cs) {
-    return (train_sink){cs,   cli_metrics, cli_event, cli_checkpoint, cli_should_stop,
-                        NULL, cli_samples};
+    return (train_sink){
+        cs,          cli_metrics,          cli_event, cli_checkpoint, cli_should_stop, NULL,
+        cli_samples, cli_checkpoint_stream};
 }

@@ -398,7 +398,7 @@ train_sink db_sink_make(db_sink *ds) {
     ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
     ds->storage_failed = false;
     return (train_sink){ds,         db_metrics, db_event, db_checkpoint, db_should_stop,
-                        db_rollout, db_samples};
+                        db_rollout, db_samples, NULL};
 }
 
 void db_sink_free(db_sink *ds) {

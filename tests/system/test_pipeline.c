@@ -49,7 +49,7 @@ static void keep_init(keep_sink *k, train_sink *s) {
     ck_assert_int_ge(fd, 0);
     close(fd);
     k->checkpoints = 0;
-    *s = (train_sink){k, NULL, NULL, keep_checkpoint, NULL, NULL, NULL};
+    *s = (train_sink){k, NULL, NULL, keep_checkpoint, NULL, NULL, NULL, NULL};
 }
 
 /* Mean gold score of n samples (temperature 1) on fresh demo prompts. */

@@ -47,7 +47,7 @@ static void rec_free(recording *r) {
 static void run_ok(const dpo_lm_config *c, const dpo_lm_inputs *in, recording *rec,
                    dpo_lm_result *res) {
     char err[512];
-    const train_sink sink = {rec, rec_metrics, NULL, rec_checkpoint, NULL, NULL, NULL};
+    const train_sink sink = {rec, rec_metrics, NULL, rec_checkpoint, NULL, NULL, NULL, NULL};
     ck_assert_msg(dpo_lm_train(c, in, &sink, res, err, sizeof err) == 0, "%s", err);
 }
 
@@ -78,7 +78,7 @@ START_TEST(test_dpo_on_the_demo_task) {
     sc.n_layer = 2, sc.d_model = 64, sc.n_head = 4, sc.context = 64, sc.max_steps = 600;
     sc.learning_rate = 3e-3, sc.eval_interval = 0, sc.sample_interval = 0, sc.seed = (int64_t)seed;
     recording sft_rec = {0};
-    const train_sink sft_sink = {&sft_rec, NULL, NULL, rec_checkpoint, NULL, NULL, NULL};
+    const train_sink sft_sink = {&sft_rec, NULL, NULL, rec_checkpoint, NULL, NULL, NULL, NULL};
     const sft_inputs si = {ex, N_SFT, NULL, 0, &tok, NULL, NULL, NULL, NULL};
     ck_assert_msg(sft_train(&sc, &si, &sft_sink, NULL, err, sizeof err) == 0, "%s", err);
     char sft_path[64];
@@ -191,7 +191,8 @@ START_TEST(test_dpo_resume_is_bit_identical) {
                       (long long)c.lora_r);
         /* another configuration refuses the checkpoint */
         c.beta = 0.2;
-        const train_sink sink = {&resumed, rec_metrics, NULL, rec_checkpoint, NULL, NULL, NULL};
+        const train_sink sink = {&resumed, rec_metrics, NULL, rec_checkpoint,
+                                 NULL,     NULL,        NULL, NULL};
         ck_assert_int_eq(dpo_lm_train(&c, &again, &sink, NULL, err, sizeof err), -1);
         unlink(ck);
         rec_free(&whole), rec_free(&resumed);

@@ -135,7 +135,8 @@ START_TEST(test_grpo_on_the_arith_task) {
     sc.batch_size = 32, sc.learning_rate = 3e-3, sc.eval_interval = 0, sc.sample_interval = 0;
     sc.seed = (int64_t)seed;
     test_checkpoints sft_rec = {0};
-    const train_sink sft_sink = {&sft_rec, NULL, NULL, test_checkpoints_add, NULL, NULL, NULL};
+    const train_sink sft_sink = {&sft_rec, NULL, NULL, test_checkpoints_add,
+                                 NULL,     NULL, NULL, NULL};
     const sft_inputs si = {sft_data.items, sft_data.n, NULL, 0, &tok, NULL, NULL, NULL, NULL};
     ck_assert_msg(sft_train(&sc, &si, &sft_sink, NULL, err, sizeof err) == 0, "%s", err);
     char sft_path[64];
@@ -169,7 +170,7 @@ START_TEST(test_grpo_on_the_arith_task) {
                                NULL};
     test_checkpoints rec = {0};
     grpo_lm_result res;
-    const train_sink sink = {&rec, NULL, NULL, test_checkpoints_add, NULL, NULL, NULL};
+    const train_sink sink = {&rec, NULL, NULL, test_checkpoints_add, NULL, NULL, NULL, NULL};
     ck_assert_msg(grpo_lm_train(&c, &in, &sink, &res, err, sizeof err) == 0, "%s", err);
     fprintf(stderr,
             "grpo arith (seed %llu): %lld steps; held-out exact match %.3f -> %.3f; train "
@@ -231,12 +232,23 @@ START_TEST(test_grpo_and_rloo_resume_is_bit_identical) {
             c.skip_zero_std = true;
         snprintf(c.loss_aggregation, sizeof c.loss_aggregation, "%s",
                  k == 1 ? "token" : "sequence");
-        grpo_lm_inputs in = {
-            algo, tiny_prompts, tiny_answers, 6,   tiny_prompts + 4, tiny_answers + 4, 2, &tok, sft,
-            NULL, NULL,         false,        NULL, NULL};
+        grpo_lm_inputs in = {algo,
+                             tiny_prompts,
+                             tiny_answers,
+                             6,
+                             tiny_prompts + 4,
+                             tiny_answers + 4,
+                             2,
+                             &tok,
+                             sft,
+                             NULL,
+                             NULL,
+                             false,
+                             NULL,
+                             NULL};
         test_checkpoints whole = {.keep_step = 2}, resumed = {0};
         grpo_lm_result res;
-        train_sink sink = {&whole, NULL, NULL, test_checkpoints_add, NULL, NULL, NULL};
+        train_sink sink = {&whole, NULL, NULL, test_checkpoints_add, NULL, NULL, NULL, NULL};
         ck_assert_msg(grpo_lm_train(&c, &in, &sink, &res, err, sizeof err) == 0, "%s", err);
         ck_assert_int_eq(res.steps, 6);
         ck_assert_ptr_nonnull(whole.kept);

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "lm_policy.h"
 #include "lora.h"
 #include "optim.h"
 #include "ppo_lm.h"
@@ -575,7 +576,7 @@ START_TEST(test_ppo_lm_lora_reference_and_checkpoint) {
                                   .observe_rollout = check_reference,
                                   .observe_ctx = &chk};
         ckpt_rec rec = {0};
-        const train_sink sink = {&rec, NULL, NULL, keep_ckpt, NULL, NULL, NULL};
+        const train_sink sink = {&rec, NULL, NULL, keep_ckpt, NULL, NULL, NULL, NULL};
         ck_assert_msg(ppo_lm_train(&c, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);
         ck_assert_int_eq(chk.rollouts, 3);
         ck_assert_msg(chk.max_ref_diff < 1e-5, "%s: reference log-probs off by %g", kinds[v],
@@ -657,7 +658,7 @@ START_TEST(test_ppo_lm_lora_resume_is_bit_identical) {
                             .policy_checkpoint = sft,
                             .reward_checkpoint = rm};
         ckpt_rec whole = {0}, rest = {0};
-        train_sink sink = {&whole, NULL, NULL, keep_ckpt, NULL, NULL, NULL};
+        train_sink sink = {&whole, NULL, NULL, keep_ckpt, NULL, NULL, NULL, NULL};
         ck_assert_msg(ppo_lm_train(&c, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);
         strcpy(path, "/tmp/rlhf-lora-XXXXXX");
         const int fd = mkstemp(path);
@@ -679,6 +680,77 @@ START_TEST(test_ppo_lm_lora_resume_is_bit_identical) {
 }
 END_TEST
 
+/* PPO's value model over the reward model's weights (lm_open_shared)
+ * against the separate copy it replaces (lm_open_model, fresh adapters from
+ * the same RNG stream): the same values and the same adapter and head
+ * gradients, bit for bit, for GPT-2 and a Qwen3. The shared base is the
+ * reward model's memory, not a copy; an Adam step on the value model leaves
+ * the reward model (head included) untouched; full training is refused. */
+START_TEST(test_lora_shared_base_value_model) {
+    tokenizer tok;
+    char err[512], gpt[64], qwen[4200];
+    ck_assert_int_eq(tokenizer_load_bytes(&tok, err, sizeof err), 0);
+    write_tiny(gpt, &tok, true, 31);
+    snprintf(qwen, sizeof qwen, "%s/tests/fixtures/llama/qwen3", test_repo_dir());
+    const char *const paths[] = {gpt, qwen};
+    const lm_lora_spec spec = {2, 4.0, "all", 7};
+    enum { B = 2, T = 5 };
+    for (int k = 0; k < 2; k++) {
+        model rm, sep, shared;
+        ck_assert_msg(
+            lm_open_model(&rm, paths[k], true, LM_LORA_NONE, &spec, 0, NULL, err, sizeof err) == 0,
+            "%s", err);
+        ck_assert_msg(lm_open_model(&sep, paths[k], true, LM_LORA_FRESH, &spec, 0xE0000006u, NULL,
+                                    err, sizeof err) == 0,
+                      "%s", err);
+        ck_assert_msg(lm_open_shared(&shared, &rm, &spec, 0xE0000006u, err, sizeof err) == 0, "%s",
+                      err);
+        int64_t n_base, n_rm;
+        const float *base = model_base_params(&shared, &n_base);
+        ck_assert_ptr_eq(base, model_base_params(&rm, &n_rm));
+        ck_assert_int_eq(n_base, n_rm);
+        float *before = malloc(sizeof(float) * (size_t)n_base);
+        memcpy(before, base, sizeof(float) * (size_t)n_base);
+        int32_t tokens[B * T];
+        for (int i = 0; i < B * T; i++)
+            tokens[i] = (int32_t)((i * 37 + 11) % model_vocab_size(&rm));
+        model *const vm[2] = {&sep, &shared};
+        for (int i = 0; i < 2; i++) {
+            ck_assert_int_eq(model_reserve(vm[i], B, T, err, sizeof err), 0);
+            model_forward(vm[i], tokens, NULL, NULL, B, T, 0, 0);
+            model_zero_grad(vm[i]);
+            for (int j = 0; j < B * T; j++)
+                model_dvalues(vm[i])[j] = 0.25f * (float)(j % 3) - 0.2f;
+            model_backward(vm[i], false, true);
+        }
+        ck_assert(memcmp(model_values(&sep), model_values(&shared), sizeof(float) * B * T) == 0);
+        const int64_t nt = model_trainable_count(&sep);
+        ck_assert_int_eq(model_trainable_count(&shared), nt);
+        ck_assert(memcmp(model_trainable_params(&sep), model_trainable_params(&shared),
+                         sizeof(float) * (size_t)nt) == 0);
+        ck_assert(memcmp(model_trainable_grads(&sep), model_trainable_grads(&shared),
+                         sizeof(float) * (size_t)nt) == 0);
+        double gnorm = 0.0; /* the gradients are not trivially zero */
+        for (int64_t i = 0; i < nt; i++)
+            gnorm += fabs(model_trainable_grads(&shared)[i]);
+        ck_assert(gnorm > 1e-6);
+        float *m_ = calloc((size_t)nt, sizeof(float)), *v_ = calloc((size_t)nt, sizeof(float));
+        const adam_config adam = {1e-2f, 0.9f, 0.999f, 1e-8f, 0.0f};
+        adam_step(model_trainable_params(&shared), model_trainable_grads(&shared), m_, v_, NULL, nt,
+                  &adam, 1);
+        ck_assert(memcmp(before, base, sizeof(float) * (size_t)n_base) == 0);
+        if (k == 1)
+            ck_assert_int_eq(llama_alloc_grads(&shared.llama, err, sizeof err), -1);
+        free(m_), free(v_), free(before);
+        model_free(&shared);
+        model_free(&sep);
+        model_free(&rm);
+    }
+    unlink(gpt);
+    tokenizer_free(&tok);
+}
+END_TEST
+
 Suite *lora_suite(void) {
     Suite *s = suite_create("lora");
     TCase *tc = tcase_create("core");
@@ -690,6 +762,7 @@ Suite *lora_suite(void) {
     tcase_add_test(tc, test_lora_targets_and_bad_input);
     tcase_add_test(tc, test_ppo_lm_lora_reference_and_checkpoint);
     tcase_add_test(tc, test_ppo_lm_lora_resume_is_bit_identical);
+    tcase_add_test(tc, test_lora_shared_base_value_model);
     suite_add_tcase(s, tc);
     return s;
 }

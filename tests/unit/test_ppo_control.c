@@ -177,7 +177,7 @@ static bool rec_should_stop(void *ctx) {
 }
 
 static ppo_control_result train(ppo_control_config *cfg, recording *rec) {
-    train_sink sink = {rec, rec_metrics, rec_event, NULL, rec_should_stop, NULL, NULL};
+    train_sink sink = {rec, rec_metrics, rec_event, NULL, rec_should_stop, NULL, NULL, NULL};
     ppo_control_result res;
     char err[256] = "";
     ck_assert_msg(ppo_control_train(cfg, &sink, &res, err, sizeof err) == 0, "train: %s", err);
@@ -315,7 +315,7 @@ static void rr_free(resume_rec *r) {
 
 static int rr_train(const ppo_control_config *cfg, const char *resume, resume_rec *r,
                     ppo_control_result *res, char *err, size_t errlen) {
-    const train_sink sink = {r, rr_metrics, NULL, rr_checkpoint, rr_should_stop, NULL, NULL};
+    const train_sink sink = {r, rr_metrics, NULL, rr_checkpoint, rr_should_stop, NULL, NULL, NULL};
     return ppo_control_train_resume(cfg, resume, &sink, res, err, errlen);
 }
 

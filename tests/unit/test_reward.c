@@ -153,7 +153,7 @@ START_TEST(test_reward_model_learns_gold_preference) {
     cfg.eval_fraction = 0.2, cfg.norm_samples = 16;
     const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL, false};
     int steps = 0;
-    train_sink sink = {&steps, count_metrics, NULL, NULL, NULL, NULL, NULL};
+    train_sink sink = {&steps, count_metrics, NULL, NULL, NULL, NULL, NULL, NULL};
     reward_result res;
     ck_assert_msg(reward_train(&cfg, &in, &sink, &res, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(steps, res.steps);
@@ -165,9 +165,9 @@ START_TEST(test_reward_model_learns_gold_preference) {
      * checkpoint, gain and bias of reward_train's five-step run. */
     cfg.max_steps = 5;
     kept_checkpoint by_train = {0}, by_session = {0};
-    sink = (train_sink){&by_train, NULL, NULL, keep_checkpoint, NULL, NULL, NULL};
+    sink = (train_sink){&by_train, NULL, NULL, keep_checkpoint, NULL, NULL, NULL, NULL};
     ck_assert_msg(reward_train(&cfg, &in, &sink, &res, err, sizeof err) == 0, "%s", err);
-    sink = (train_sink){&by_session, NULL, NULL, keep_checkpoint, NULL, NULL, NULL};
+    sink = (train_sink){&by_session, NULL, NULL, keep_checkpoint, NULL, NULL, NULL, NULL};
     reward_session *session;
     ck_assert_msg(reward_session_init(&session, &cfg, &in, &sink, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(reward_session_total_steps(session), 5);

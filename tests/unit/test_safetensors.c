@@ -222,6 +222,49 @@ START_TEST(test_safetensors_write_bf16) {
 }
 END_TEST
 
+/* safetensors_write_as streams exactly the bytes safetensors_serialize_as
+ * builds, F32 and BF16, metadata included, for a tensor longer than the
+ * writer's BF16 buffer (65,536 floats); bad input and a failing stream are
+ * -1. */
+START_TEST(test_safetensors_write_streams_the_same_bytes) {
+    enum { BIG = 3 * 65536 + 5 };
+    float *big = malloc(sizeof(float) * BIG);
+    for (int i = 0; i < BIG; i++)
+        big[i] = (float)i * 1.00390625f - 1000.0f; /* BF16 rounding ties appear */
+    const float small[3] = {1.0f, -2.5f, NAN};
+    const safetensors_tensor ts[3] = {
+        {"big", big, 2, {3, 65537}}, {"empty", NULL, 1, {0}}, {"small", small, 1, {3}}};
+    ck_assert_int_eq(3 * 65537, BIG - 2);
+    const char *const meta[2][2] = {{"format", "pt"}, {"note", "streamed"}};
+    static const safetensors_dtype dtypes[2] = {SAFETENSORS_F32, SAFETENSORS_BF16};
+    for (int d = 0; d < 2; d++) {
+        size_t n_mem = 0, n_file = 0;
+        void *mem = safetensors_serialize_as(ts, 3, meta, 2, dtypes[d], &n_mem);
+        ck_assert_ptr_nonnull(mem);
+        FILE *f = tmpfile();
+        ck_assert_int_eq(safetensors_write_as(f, ts, 3, meta, 2, dtypes[d], &n_file), 0);
+        ck_assert_uint_eq(n_file, n_mem);
+        ck_assert_int_eq(ftell(f), (long)n_mem);
+        rewind(f);
+        unsigned char *back = malloc(n_mem);
+        ck_assert_uint_eq(fread(back, 1, n_mem, f), n_mem);
+        ck_assert(memcmp(back, mem, n_mem) == 0);
+        fclose(f);
+        free(back), free(mem);
+    }
+    const safetensors_tensor dup[2] = {{"w", small, 1, {3}}, {"w", small, 1, {3}}};
+    size_t n = 0;
+    FILE *f = tmpfile();
+    ck_assert_int_eq(safetensors_write_as(f, dup, 2, NULL, 0, SAFETENSORS_F32, &n), -1);
+    ck_assert_int_eq(safetensors_write_as(f, ts, 3, NULL, 0, SAFETENSORS_F16, &n), -1);
+    fclose(f);
+    FILE *ro = fopen("/dev/null", "r"); /* not open for writing: every write fails */
+    ck_assert_int_eq(safetensors_write_as(ro, ts, 3, NULL, 0, SAFETENSORS_F32, &n), -1);
+    fclose(ro);
+    free(big);
+}
+END_TEST
+
 START_TEST(test_safetensors_writer_rejects_bad_input) {
     const float x[2] = {1, 2};
     const char *const meta_ok[][2] = {{"k", "v"}};
@@ -712,6 +755,7 @@ Suite *safetensors_suite(void) {
     tcase_add_test(tc, test_safetensors_find_among_many);
     tcase_add_test(tc, test_safetensors_metadata_only);
     tcase_add_test(tc, test_safetensors_write_bf16);
+    tcase_add_test(tc, test_safetensors_write_streams_the_same_bytes);
     tcase_add_test(tc, test_safetensors_writer_rejects_bad_input);
     tcase_add_test(tc, test_safetensors_f16_to_f32);
     tcase_add_test(tc, test_safetensors_bf16_and_f64_to_f32);

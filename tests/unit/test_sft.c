@@ -152,7 +152,8 @@ START_TEST(test_sft_learns_the_demo_task) {
     cfg.eval_interval = 0, cfg.sample_interval = 0;
     const sft_inputs in = {ex, N, NULL, 0, &tok, NULL, NULL, NULL, NULL};
     sft_recording rec = {0};
-    train_sink sink = {&rec, rec_metrics, rec_event, rec_checkpoint, rec_should_stop, NULL, NULL};
+    train_sink sink = {&rec, rec_metrics, rec_event, rec_checkpoint, rec_should_stop,
+                       NULL, NULL,        NULL};
     sft_result res;
     ck_assert_msg(sft_train(&cfg, &in, &sink, &res, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(res.steps, 300);
@@ -191,7 +192,8 @@ START_TEST(test_sft_learns_the_demo_task) {
 END_TEST
 
 static void run_sft(const sft_config *cfg, const sft_inputs *in, sft_recording *rec) {
-    train_sink sink = {rec, rec_metrics, rec_event, rec_checkpoint, rec_should_stop, NULL, NULL};
+    train_sink sink = {rec,  rec_metrics, rec_event, rec_checkpoint, rec_should_stop,
+                       NULL, NULL,        NULL};
     char err[512];
     ck_assert_msg(sft_train(cfg, in, &sink, NULL, err, sizeof err) == 0, "%s", err);
 }
@@ -225,7 +227,8 @@ START_TEST(test_sft_resume_is_bit_identical) {
      * checkpoint with state thrown in where sft_train has none: the same
      * final eval loss and the same final checkpoint, byte for byte. */
     sft_recording driven = {0};
-    train_sink driven_sink = {&driven, rec_metrics, rec_event, rec_checkpoint, NULL, NULL, NULL};
+    train_sink driven_sink = {&driven, rec_metrics, rec_event, rec_checkpoint,
+                              NULL,    NULL,        NULL,      NULL};
     sft_session *session;
     ck_assert_msg(sft_session_init(&session, &cfg, &in, &driven_sink, err, sizeof err) == 0, "%s",
                   err);
@@ -272,7 +275,7 @@ START_TEST(test_sft_resume_is_bit_identical) {
         /* Other hyperparameters cannot resume this checkpoint. */
         sft_config other = cfg;
         other.learning_rate *= 2;
-        train_sink sink = {&rest, rec_metrics, rec_event, rec_checkpoint, NULL, NULL, NULL};
+        train_sink sink = {&rest, rec_metrics, rec_event, rec_checkpoint, NULL, NULL, NULL, NULL};
         ck_assert_int_eq(sft_train(&other, &in, &sink, NULL, err, sizeof err), -1);
         ck_assert_ptr_nonnull(strstr(err, "hyperparameters differ"));
         unlink(path);
@@ -287,7 +290,7 @@ START_TEST(test_sft_resume_is_bit_identical) {
                      (ssize_t)whole.last_checkpoint_bytes);
     close(fd);
     in.resume_checkpoint = path;
-    train_sink sink = {&whole, rec_metrics, rec_event, rec_checkpoint, NULL, NULL, NULL};
+    train_sink sink = {&whole, rec_metrics, rec_event, rec_checkpoint, NULL, NULL, NULL, NULL};
     ck_assert_int_eq(sft_train(&cfg, &in, &sink, NULL, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "no training state"));
     unlink(path);
