@@ -1905,8 +1905,11 @@ int64_t hf_tokenizer_encode(const hf_tokenizer *tok, const char *text, size_t le
         if (n_items == 0) {
             int32_t prefix[HF_TOKENIZER_MAX_PREFIX];
             const int np = flags & HF_ENCODE_ADD_PREFIX ? hf_tokenizer_prefix(tok, prefix) : 0;
+            /* (np 0: nothing to add; e.ids.v may then be NULL, which
+             * memcmp must not see even for 0 bytes.) */
             const bool has_prefix =
-                (size_t)np <= e.ids.n && memcmp(e.ids.v, prefix, sizeof *prefix * (size_t)np) == 0;
+                np == 0 || ((size_t)np <= e.ids.n &&
+                            memcmp(e.ids.v, prefix, sizeof *prefix * (size_t)np) == 0);
             for (int i = 0; !has_prefix && i < np; i++, total++)
                 if ((uint64_t)total < cap)
                     out_ids[total] = prefix[i];
