@@ -23,13 +23,14 @@ deviations, as bench/RESULTS.md's pipeline section does.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from benchlib import mean_sd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,15 +71,6 @@ def download(args, checkpoint, path):
                         "download", str(checkpoint), "-o", path], check=True,
                        stdout=subprocess.DEVNULL)
     return path
-
-
-def mean_sd(values, spec=".2f"):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return format(values[0], spec)
-    return f"{statistics.mean(values):{spec}} ± {statistics.stdev(values):{spec}}"
 
 
 def main():

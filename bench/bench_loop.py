@@ -36,6 +36,8 @@ import time
 import urllib.error
 import urllib.request
 
+from benchlib import mean_sd
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # scripts/demo-api.sh's loop before issue 17's tuning: round 1 random (no
@@ -142,15 +144,6 @@ def run_loop(api, args, name, body, seed):
 
 def fmt(x, spec=".2f"):
     return "—" if x is None else format(x, spec)
-
-
-def mean_sd(values, spec=".2f"):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "—"
-    if len(values) == 1:
-        return format(values[0], spec)
-    return f"{statistics.mean(values):{spec}} ± {statistics.stdev(values):{spec}}"
 
 
 def demo_eval(args, api, checkpoint, sft_path):

@@ -153,3 +153,13 @@ def run_logged(cmd, env, timeout, log_base):
         tail = err_path.read_text().strip()[-600:]
         error += f"; stderr: {tail}" if tail else ""
     return records, error, seconds
+
+
+def mean_sd(values, spec=".2f"):
+    """'mean ± sample sd' of the values that are not None ('—' if none)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{statistics.mean(values):{spec}} ± {statistics.stdev(values):{spec}}"
