@@ -141,7 +141,7 @@ typedef struct header_scan {
     const char *prev_end; /* where the previous header's value ended */
     const char *bad;      /* the first offending header's name */
     const char *why;      /* what is wrong with it */
-    int content_length, transfer_encoding;
+    int content_length, transfer_encoding, host;
     bool chunked;
 } header_scan;
 
@@ -191,6 +191,8 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
     h->prev_end = value + value_size;
     if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
         h->content_length++;
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        h->host++;
     if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
         h->transfer_encoding++;
         h->chunked = strcasecmp(value, "chunked") == 0;
@@ -207,6 +209,25 @@ static int request_strict(request *r, enum MHD_Result *replied) {
     }
     const union MHD_ConnectionInfo *size =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    /* libmicrohttpd's own memory holds several times these limits
+     * (http_mhd_memory_limit), so up to there the refusal is ours, in JSON */
+    const rlhfd_config *cfg = &r->srv->cfg;
+    if ((int64_t)r->target_len > cfg->max_target_bytes) {
+        *replied = http_reply_error(r, 414, "uri_too_long", NULL,
+                                    "the request target is %zu bytes; at most %lld are accepted",
+                                    r->target_len, (long long)cfg->max_target_bytes);
+        return 0;
+    }
+    /* the request line: METHOD SP target SP version CRLF */
+    const size_t line = strlen(r->method) + 1 + r->target_len + 1 + strlen(r->version) + 2;
+    if (size != NULL && size->header_size > line &&
+        (int64_t)(size->header_size - line) > cfg->max_header_bytes) {
+        *replied = http_reply_error(r, 431, "headers_too_large", NULL,
+                                    "the request's header lines are %zu bytes; at most %lld are "
+                                    "accepted",
+                                    size->header_size - line, (long long)cfg->max_header_bytes);
+        return 0;
+    }
     header_scan h = {.end = size != NULL ? r->method + size->header_size : NULL};
     MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, &h);
     /* after the last header: its terminators and the blank line's */
@@ -216,6 +237,10 @@ static int request_strict(request *r, enum MHD_Result *replied) {
     const char *param = h.bad;
     if (h.why == NULL && h.content_length > 1)
         h.why = "appears more than once", param = MHD_HTTP_HEADER_CONTENT_LENGTH;
+    else if (h.why == NULL && h.host != 1 && strcmp(r->version, MHD_HTTP_VERSION_1_1) == 0)
+        /* RFC 9112 3.2: exactly one Host in an HTTP/1.1 request */
+        h.why = h.host == 0 ? "is required in HTTP/1.1" : "appears more than once",
+        param = MHD_HTTP_HEADER_HOST;
     else if (h.why == NULL && h.transfer_encoding > 0 && h.content_length > 0)
         h.why = "comes with Content-Length", param = MHD_HTTP_HEADER_TRANSFER_ENCODING;
     else if (h.why == NULL && h.transfer_encoding > 0 && (h.transfer_encoding > 1 || !h.chunked))
@@ -385,6 +410,7 @@ void *http_request_start(void *cls, const char *uri, struct MHD_Connection *conn
     r->srv = cls;
     r->conn = conn;
     r->uri_error = target_error(uri);
+    r->target_len = uri != NULL ? strlen(uri) : 0;
     r->started_us = monotonic_us();
     sha256_init(&r->body_sha256);
     snprintf(r->request_id, sizeof r->request_id, "req_%08x%08llx", boot,
@@ -395,13 +421,14 @@ void *http_request_start(void *cls, const char *uri, struct MHD_Connection *conn
 enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *url,
                             const char *method, const char *version, const char *upload_data,
                             size_t *upload_data_size, void **con_cls) {
-    (void)cls, (void)version;
+    (void)cls;
     request *r = *con_cls;
     if (r == NULL)
         return MHD_NO; /* http_request_start ran out of memory */
     if (!r->begun) {
         r->begun = true;
         r->method = method;
+        r->version = version;
         r->url = url;
         conn_guard_expect(conn, CONN_STAGE_BODY);
         enum MHD_Result ret = request_begin(r);

@@ -266,6 +266,12 @@ int main(int argc, char **argv) {
      * do short SQLite work on pooled connections. */
     const bool ipv6 = addr.ss_family == AF_INET6;
     const unsigned connection_limit = conn_guard_mhd_limit(&srv.cfg);
+    /* libmicrohttpd answers a request head that outgrows its per-connection
+     * memory itself, with an HTML body no hook can replace (0.9.75). Its
+     * memory is made several times rlhfd's own head limits, which
+     * request_strict enforces in the JSON error shape; the pool is mapped
+     * lazily, so a connection costs only the pages its request touches. */
+    const size_t mhd_memory = (size_t)(srv.cfg.max_target_bytes + srv.cfg.max_header_bytes) * 8;
     raise_open_files(connection_limit);
     /* Connections are counted and given deadlines by the guard
      * (server/conn_guard.h), which answers what is over the limits itself;
@@ -279,8 +285,9 @@ int main(int argc, char **argv) {
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv.cfg.http_threads,
         MHD_OPTION_NOTIFY_COMPLETED, http_completed, &srv, MHD_OPTION_URI_LOG_CALLBACK,
         http_request_start, &srv, MHD_OPTION_NOTIFY_CONNECTION, conn_guard_notify, srv.conn_guard,
-        MHD_OPTION_CONNECTION_LIMIT, connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)srv.cfg.idle_timeout_s, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, connection_limit, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        mhd_memory, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv.cfg.idle_timeout_s,
+        MHD_OPTION_END);
     if (d == NULL) {
         fprintf(stderr, "rlhfd: cannot listen on %s\n", srv.cfg.listen);
         scheduler_stop(srv.scheduler, 0);

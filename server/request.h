@@ -21,6 +21,7 @@ typedef struct request {
     server *srv;
     struct MHD_Connection *conn;
     const char *method;
+    const char *version; /* "HTTP/1.1" */
     const char *url;
     char request_id[24];
     const struct http_route *route; /* NULL until matched (or if nothing matches) */
@@ -42,6 +43,7 @@ typedef struct request {
     int64_t retry_after;         /* > 0: a Retry-After header on the reply (429, 503) */
     bool close_connection;       /* Connection: close on the reply */
     const char *uri_error;       /* why the raw request target was refused (http.c) */
+    size_t target_len;           /* the raw request target's length */
     /* Prepended to the param of every error reply while set: a handler that
      * validates a nested body with another route's code (a study's base
      * job, routes_studies.c) names the field as the caller sent it. */

@@ -46,13 +46,15 @@ typedef struct rlhfd_config {
     int64_t max_connections_per_ip; /* admitted at once from one address */
     int64_t spare_connections;      /* beyond those: health probes only */
     int64_t header_timeout_ms;      /* request line + headers */
+    int64_t max_target_bytes;       /* the request target (longer: 414) */
+    int64_t max_header_bytes;       /* the header lines (more: 431) */
     int64_t body_timeout_ms;        /* each piece of a body */
     int64_t idle_timeout_s;         /* no traffic at all (libmicrohttpd's timeout) */
-    int64_t write_rate;         /* per token and second, 0: unlimited */
-    int64_t write_burst;        /* token bucket size */
-    char web_root[4096];        /* the built web client (static.c); default: web/ beside rlhfd */
-    char hostfile[4096];        /* mpirun's hostfile for jobs with ranks > 1; "" = none */
-    char mpirun[4096];          /* the mpirun program */
+    int64_t write_rate;             /* per token and second, 0: unlimited */
+    int64_t write_burst;            /* token bucket size */
+    char web_root[4096];          /* the built web client (static.c); default: web/ beside rlhfd */
+    char hostfile[4096];          /* mpirun's hostfile for jobs with ranks > 1; "" = none */
+    char mpirun[4096];            /* the mpirun program */
     char data_dir[4096];          /* the artifact store (common/artifact_store.h) */
     char model_root[8192];        /* directories models may be registered from, one a line */
     int64_t max_model_file_bytes; /* one file of a model upload */
