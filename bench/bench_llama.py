@@ -6,6 +6,12 @@ fp32, same shape, batch, prompt and token counts, run alternately (ours,
 torch, ours, torch, ...) in one run. Each child does a warm-up and --reps
 timed reps and reports medians; ratios are taken pair by pair.
 
+Each round also runs build/gemm-ceiling --qwen3 (bench/gemm_ceiling.c): the
+summed cblas_sgemm time of the forward's projections alone at that batch, the
+fastest prefill ANY implementation on this OpenBLAS kernel could reach (both
+sides' projections are this sgemm). "bound / torch" is thus the highest
+prefill ratio over torch that is possible here at all.
+
     /usr/bin/python3 bench/bench_llama.py [--rounds 2] [--batches 1,16] [--markdown]
 """
 import argparse
@@ -35,6 +41,8 @@ def main():
     ours_bin = str(benchlib.REPO / "build" / "llama-bench")
     torch_py = str(benchlib.REPO / "bench" / "llama_torch.py")
     results = {}  # batch -> list of (ours, torch) records
+    bounds = {}  # batch -> list of prefill tok/s bounds
+    ceiling_bin = str(benchlib.REPO / "build" / "gemm-ceiling")
     logs = tempfile.mkdtemp(prefix="bench-llama-")
     for r in range(a.rounds):
         for b in [int(x) for x in a.batches.split(",")]:
@@ -48,6 +56,13 @@ def main():
                 pair.append(recs[-1])
                 print(f"round {r} batch {b} {name}: {recs[-1]}", file=sys.stderr)
             results.setdefault(b, []).append(pair)
+            recs, err, _ = benchlib.run_logged(
+                [ceiling_bin, "--qwen3", str(b), str(a.prompt_len), str(a.layers)], env, 1800,
+                f"{logs}/bound-b{b}-r{r}")
+            if err or not recs:
+                sys.exit(f"gemm-ceiling batch {b}: {err or 'no output'}")
+            bounds.setdefault(b, []).append(recs[-1]["prefill_tok_s_bound"])
+            print(f"round {r} batch {b} bound: {recs[-1]}", file=sys.stderr)
     print(f"Machine: {benchlib.machine_line('/usr/bin/python3', a.openblas_coretype_env, 'ours: OpenBLAS 2 threads; torch: set_num_threads(1) + OPENBLAS_NUM_THREADS=2')}")
     print(f"Command: /usr/bin/python3 bench/bench_llama.py --rounds {a.rounds} --batches "
           f"{a.batches} --prompt-len {a.prompt_len} --new-tokens {a.new_tokens} --layers "
@@ -63,6 +78,16 @@ def main():
             ratios = [o / t for o, t in zip(ours, ref)]
             print(f"| {b} | {phase} | {benchlib.med_range(ours, '.1f')} | "
                   f"{benchlib.med_range(ref, '.1f')} | {benchlib.med_range(ratios, '.2f')}× |")
+    print()
+    print("| batch | prefill bound tok/s (projections' sgemm alone) | ours / bound | "
+          "bound / torch (the most any implementation could reach) |")
+    print("|---|---|---|---|")
+    for b, pairs in results.items():
+        bound = bounds[b]
+        ours = [p[0]["prefill_tok_s"] / x for p, x in zip(pairs, bound)]
+        best = [x / p[1]["prefill_tok_s"] for p, x in zip(pairs, bound)]
+        print(f"| {b} | {benchlib.med_range(bound, '.1f')} | {benchlib.med_range(ours, '.2f')} | "
+              f"{benchlib.med_range(best, '.2f')}× |")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,18 @@
  * repeated timings; nothing here is pass/fail.
  *
  *   build/gemm-ceiling [--quick]
+ *
+ * With --qwen3 BATCH PROMPT_LEN [LAYERS]: the fastest prefill any
+ * implementation whose projections are this cblas_sgemm could reach at
+ * Qwen3-0.6B's shape (hidden 1024, 16 query / 8 KV heads of 128,
+ * intermediate 3072, vocab 151936, 28 layers): the summed time of every
+ * projection of the forward alone (q, k, v, o, gate, up, down per layer, and
+ * the LM head on one row per sequence), at 2 threads. Attention, norms and
+ * everything else cost extra, so this is an upper bound in tokens/s for us
+ * and for a PyTorch model alike (bench/bench_llama.py prints it beside
+ * both). Decode has none here: at one row per sequence both sides leave
+ * sgemm (gemv-like kernels, memory-bound), which this does not time.
+ * One JSON line.
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -49,8 +61,8 @@ static double measure(const shape *s, int reps) {
         double t0 = now_s();
         for (int i = 0; i < inner; i++)
             cblas_sgemm(CblasRowMajor, s->trans_a ? CblasTrans : CblasNoTrans,
-                        s->trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a, lda, b, ldb,
-                        0.0f, c, N);
+                        s->trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a, lda, b, ldb, 0.0f,
+                        c, N);
         if (now_s() - t0 > 0.02 || inner > (1 << 24))
             break;
         inner *= 2;
@@ -60,8 +72,8 @@ static double measure(const shape *s, int reps) {
         double t0 = now_s();
         for (int i = 0; i < inner; i++)
             cblas_sgemm(CblasRowMajor, s->trans_a ? CblasTrans : CblasNoTrans,
-                        s->trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a, lda, b, ldb,
-                        0.0f, c, N);
+                        s->trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, a, lda, b, ldb, 0.0f,
+                        c, N);
         rates[r] = flops * inner / (now_s() - t0) / 1e9;
     }
     qsort(rates, (size_t)reps, sizeof(double), cmp_double);
@@ -69,8 +81,37 @@ static double measure(const shape *s, int reps) {
     return rates[reps / 2];
 }
 
+/* Seconds of one forward's projections over rows tokens (batch sequences). */
+static double qwen3_projection_s(int rows, int batch, int layers) {
+    const int h = 1024, q = 16 * 128, kv = 8 * 128, inter = 3072, vocab = 151936;
+    const shape per_layer[] = {
+        {"q", rows, q, h, 0, 1},        {"k", rows, kv, h, 0, 1},
+        {"v", rows, kv, h, 0, 1},       {"o", rows, h, q, 0, 1},
+        {"gate", rows, inter, h, 0, 1}, {"up", rows, inter, h, 0, 1},
+        {"down", rows, h, inter, 0, 1},
+    };
+    double s = 0;
+    for (size_t i = 0; i < sizeof per_layer / sizeof per_layer[0]; i++) {
+        const shape *p = &per_layer[i];
+        s += layers * 2.0 * p->M * p->N * p->K / (measure(p, 5) * 1e9);
+    }
+    const shape head = {"lm head", batch, vocab, h, 0, 1};
+    return s + 2.0 * head.M * head.N * head.K / (measure(&head, 5) * 1e9);
+}
+
+static int qwen3_bound(int batch, int prompt_len, int layers) {
+    openblas_set_num_threads(2);
+    const double prefill = qwen3_projection_s(batch * prompt_len, batch, layers);
+    printf("{\"core\": \"%s\", \"batch\": %d, \"prompt_len\": %d, \"layers\": %d, "
+           "\"prefill_tok_s_bound\": %.2f}\n",
+           blas_core_name(), batch, prompt_len, layers, batch * prompt_len / prefill);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     blas_ensure_fast_kernels(argv);
+    if (argc >= 4 && strcmp(argv[1], "--qwen3") == 0)
+        return qwen3_bound(atoi(argv[2]), atoi(argv[3]), argc > 4 ? atoi(argv[4]) : 28);
     const int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const int reps = quick ? 3 : 7;
     const shape shapes[] = {
