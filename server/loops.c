@@ -802,8 +802,8 @@ static double last_metric(sqlite3 *db, int64_t job, const char *const *names) {
 
 /* policy → the next round (or done) once the policy job succeeded; with
  * `gold`, after a loop-sample job drew the new policy's answers to the
- * first eval_prompts prompts (one each, the same draw every round) for
- * the demo task's gold score. */
+ * first eval_prompts prompts (eval_samples each, the same draw every round)
+ * for the demo task's gold score. */
 static int step_policy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
     int64_t job, policy = 0;
     int rc = round_job(db, l, "policy_job_id", &job, &policy);
@@ -815,8 +815,10 @@ static int step_policy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l
             const int open = begin_move(db, l);
             if (open != 1)
                 return open;
+            /* A loop stored before eval_samples existed drew one answer a prompt. */
+            const int64_t k = cfg_int(l, "eval_samples") > 0 ? cfg_int(l, "eval_samples") : 1;
             return end_move(db, insert_sample_job(db, cfg, l, policy, 0, cfg_int(l, "eval_prompts"),
-                                                  1, draw_seed(l, 0, 2), NULL, 0) == 0);
+                                                  k, draw_seed(l, 0, 2), NULL, 0) == 0);
         }
         int64_t unused;
         if ((rc = loop_job_state(db, l, l->sample_job, false, &unused)) != 1)

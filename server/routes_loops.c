@@ -14,6 +14,7 @@
 #include "hparams.h"
 #include "jobs.h"
 #include "jobs_db.h"
+#include "loop_sample.h"
 #include "loops.h"
 #include "prefs_store.h"
 #include "routes.h"
@@ -143,6 +144,7 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
                                        "temperature",
                                        "seed",
                                        "eval_prompts",
+                                       "eval_samples",
                                        "gold",
                                        "plateau",
                                        "reward_hyperparameters",
@@ -156,7 +158,8 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
     const char *selection = json_string_value(json_object_get(body, "selection"));
     const json_t *temp_v = json_object_get(body, "temperature");
     const json_t *gold_v = json_object_get(body, "gold");
-    int64_t rounds, P, K, wanted, deadline, max_tokens, seed, eval_prompts, project, prompts;
+    int64_t rounds, P, K, wanted, deadline, max_tokens, seed, eval_prompts, eval_samples, project,
+        prompts;
     json_t *reward_hp = NULL, *policy_hp = NULL;
     *refs = (loop_refs){0};
     if (!json_check_keys(body, keys, "", e))
@@ -192,7 +195,8 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
         !json_check_int(body, "deadline_seconds", 3600, 1, 7 * 24 * 3600, &deadline, e) ||
         !json_check_int(body, "max_tokens", 24, 1, 256, &max_tokens, e) ||
         !json_check_int(body, "seed", 1, 0, INT32_MAX, &seed, e) ||
-        !json_check_int(body, "eval_prompts", 8, 1, GENERATE_MAX_PROMPTS, &eval_prompts, e))
+        !json_check_int(body, "eval_prompts", 8, 1, GENERATE_MAX_PROMPTS, &eval_prompts, e) ||
+        !json_check_int(body, "eval_samples", 4, 1, LOOP_SAMPLE_MAX_K, &eval_samples, e))
         return 0;
     if (project == 0)
         return http_error_set(e, 400, "missing_required_parameter", "project",
@@ -244,15 +248,16 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
         return 0;
     }
     refs->project = project, refs->prompts = prompts;
-    *config = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:f, s:I, s:I, s:b, s:o, s:o, "
-                        "s:o}",
+    *config = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:f, s:I, s:I, s:I, s:b, s:o, "
+                        "s:o, s:o}",
                         "rounds", (json_int_t)rounds, "prompts_per_round", (json_int_t)P,
                         "samples_per_prompt", (json_int_t)K, "rankings_per_round",
                         (json_int_t)wanted, "deadline_seconds", (json_int_t)deadline, "selection",
                         selection, "optimizer", optimizer, "max_tokens", (json_int_t)max_tokens,
                         "temperature", temperature, "seed", (json_int_t)seed, "eval_prompts",
-                        (json_int_t)eval_prompts, "gold", json_is_true(gold_v), "plateau", plateau,
-                        "reward_hyperparameters", reward_hp, "policy_hyperparameters", policy_hp);
+                        (json_int_t)eval_prompts, "eval_samples", (json_int_t)eval_samples, "gold",
+                        json_is_true(gold_v), "plateau", plateau, "reward_hyperparameters",
+                        reward_hp, "policy_hyperparameters", policy_hp);
     return *config != NULL ? 1 : http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
 }
 

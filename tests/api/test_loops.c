@@ -117,7 +117,7 @@ static int64_t create_loop_with(const test_daemon *d, const loop_fixture *f, con
              "{%s\"name\":\"online\",\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
              "\"prompts_per_round\":2,\"samples_per_prompt\":3,"
              "\"deadline_seconds\":600,\"max_tokens\":12,"
-             "\"eval_prompts\":4,\"gold\":true,\"selection\":\"uncertainty\","
+             "\"eval_prompts\":4,\"eval_samples\":2,\"gold\":true,\"selection\":\"uncertainty\","
              "\"reward_hyperparameters\":" TINY_REWARD ",\"policy_hyperparameters\":%s}",
              extra, (long long)f->sft, (long long)f->project, (long long)f->prompts, policy_hp);
     return create(d, "/v1/loops", d->admin, body);
@@ -227,7 +227,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'reward'", 0), 2);
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'ppo'", 0), 2);
     /* and one loop-sample job per round for its samples, one per round for
-     * the new policy's gold score: 2 prompts × 3 and 4 evaluation prompts */
+     * the new policy's gold score: 2 prompts × 3 and 4 evaluation prompts × 2 */
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'loop-sample'", 0), 4);
     ck_assert_int_eq(db_int(&d,
                             "SELECT count(DISTINCT sample_job_id) + count(DISTINCT eval_job_id) "
@@ -238,7 +238,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
                             "SELECT count(*) FROM loop_rounds lr WHERE loop_id = ?1 AND (SELECT "
                             "count(*) FROM job_samples s WHERE s.job_id = lr.sample_job_id) = 6 "
                             "AND (SELECT count(*) FROM job_samples s WHERE s.job_id = "
-                            "lr.eval_job_id) = 4",
+                            "lr.eval_job_id) = 8",
                             id),
                      2);
     /* every posted candidate is one of its round's samples */
@@ -439,6 +439,8 @@ START_TEST(test_loop_body_checks) {
          "invalid_value", "samples_per_prompt"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"temperature\":0}",
          "invalid_value", "temperature"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"eval_samples\":17}",
+         "invalid_value", "eval_samples"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"reward_model\":\"job:1\"}",
          "invalid_model", "reward_model"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
@@ -446,8 +448,8 @@ START_TEST(test_loop_body_checks) {
          "invalid_hyperparameter", "policy_hyperparameters"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"colour\":1}",
          "unknown_parameter", "colour"},
-        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":3}",
-         "invalid_type", "plateau"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":3}", "invalid_type",
+         "plateau"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":{}}",
          "missing_required_parameter", "plateau.metric"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
@@ -580,11 +582,11 @@ START_TEST(test_loop_stops_on_plateau) {
     daemon_start(&d, NULL);
     loop_fixture f;
     fixture(&d, &f);
-    const int64_t id = create_loop_with(
-        &d, &f,
-        "\"rounds\":5,\"rankings_per_round\":2,"
-        "\"plateau\":{\"metric\":\"proxy\",\"patience\":1,\"min_delta\":1e9},",
-        TINY_PPO);
+    const int64_t id =
+        create_loop_with(&d, &f,
+                         "\"rounds\":5,\"rankings_per_round\":2,"
+                         "\"plateau\":{\"metric\":\"proxy\",\"patience\":1,\"min_delta\":1e9},",
+                         TINY_PPO);
     http_reply *r = get_loop(&d, id);
     json_t *rule = json_object_get(json_object_get(r->json, "config"), "plateau");
     ck_assert_str_eq(json_string_value(json_object_get(rule, "metric")), "proxy");
