@@ -8,23 +8,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "agreement.h"
-#include "checkpoint_file.h"
 #include "db.h"
-#include "hparams.h"
 #include "jobs.h"
 #include "jobs_db.h"
 #include "job_create.h"
 #include "loop_sample.h"
-#include "model.h"
-#include "model_dir.h"
 #include "models_store.h"
 #include "prefs_store.h"
 #include "selection.h"
-#include "sft.h"
-#include "tokenizer.h"
 
 enum {
     LOOP_MAX_PROMPTS = LOOP_SAMPLE_MAX_PROMPTS,
@@ -158,72 +151,7 @@ static int64_t query_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int
     return v;
 }
 
-/* ---- reward models in the daemon ------------------------------------------------ */
-
-enum { RM_MAX_TOKENS = 320 };
-
-typedef struct rm_scorer {
-    model m;
-    double gain, bias;
-    tokenizer tok;
-} rm_scorer;
-
-/* Reward checkpoint of the lineage that starts from registered model
- * base (0: trained from scratch), with that lineage's tokenizer, as the
- * loop's jobs tokenize (job_load_tokenizer). 0, or -1 with err. */
-static int rm_open(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, int64_t base,
-                   rm_scorer *rm, char *err, size_t errlen) {
-    char why[400], path[64], dir[4096];
-    const int has_dir =
-        base > 0 ? model_dir_path(db, cfg->data_dir, base, dir, sizeof dir, why, sizeof why) : 0;
-    if (has_dir < 0) {
-        snprintf(err, errlen, "the loop's base model %lld: %s", (long long)base, why);
-        return -1;
-    }
-    const job_inputs text = {.tokenizer_dir = has_dir ? dir : NULL};
-    const int fd = checkpoint_file_open(db, cfg->data_dir, checkpoint, NULL, why, sizeof why);
-    if (fd < 0) {
-        snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
-        return -1;
-    }
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    const model_open_options opt = {.scalar_head = true, .require_head = true};
-    model_info info;
-    int rc = model_load(path, &opt, &rm->m, &info, why, sizeof why);
-    close(fd);
-    const int T = rc == 0 && model_max_seq_len(&rm->m) < RM_MAX_TOKENS ? model_max_seq_len(&rm->m)
-                                                                       : RM_MAX_TOKENS;
-    if (rc == 0 && (rc = model_reserve(&rm->m, 1, T, why, sizeof why)) != 0)
-        model_free(&rm->m);
-    if (rc == 0 && (rc = job_load_tokenizer(&rm->tok, &text, why, sizeof why)) != 0)
-        model_free(&rm->m);
-    if (rc != 0) {
-        snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
-        return -1;
-    }
-    rm->gain = info.reward_gain, rm->bias = info.reward_bias;
-    return 0;
-}
-
-static void rm_close(rm_scorer *rm) {
-    model_free(&rm->m);
-    tokenizer_free(&rm->tok);
-}
-
-/* The normalised reward of response to prompt (prompt + response + EOT, as
- * the reward job trains on it); NAN if it does not tokenize. */
-static double rm_score(rm_scorer *rm, const char *prompt, const char *response) {
-    int32_t ids[RM_MAX_TOKENS];
-    uint8_t mask[RM_MAX_TOKENS];
-    const int cap =
-        model_max_seq_len(&rm->m) < RM_MAX_TOKENS ? model_max_seq_len(&rm->m) : RM_MAX_TOKENS;
-    const text_pair ex = {prompt, response, NULL, 0};
-    const int64_t n = sft_tokenize(&rm->tok, &ex, true, ids, mask, cap);
-    if (n < 1)
-        return NAN;
-    model_forward(&rm->m, ids, NULL, NULL, 1, (int)n, 0, 0);
-    return rm->gain * model_values(&rm->m)[n - 1] + rm->bias;
-}
+/* ---- reward models ------------------------------------------------------------- */
 
 /* The loop's reward models, newest first (the current one, then those of
  * earlier rounds), at most max: their checkpoint ids, and how many. */
@@ -290,6 +218,26 @@ static int64_t insert_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state
                           const char *type, const char *key, job_refs refs, int64_t dataset) {
     char *config = json_dumps(json_object_get(l->config, key), JSON_COMPACT | JSON_PRESERVE_ORDER);
     const int64_t id = config ? insert_job_text(db, cfg, type, config, refs, dataset, l->sft) : -1;
+    free(config);
+    return id;
+}
+
+/* In the transaction: the round's reward job, warm-started as refs say;
+ * with prior_first > 0 it first scores the rankings of comparisons
+ * prior_first..prior_last with its initial model (reward_config.prior_*).
+ * Its id, or -1. */
+static int64_t insert_reward_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
+                                 job_refs refs, int64_t prior_first, int64_t prior_last) {
+    json_t *hp = json_deep_copy(json_object_get(l->config, "reward_hyperparameters"));
+    if (hp != NULL && prior_first > 0 &&
+        (json_object_set_new(hp, "prior_first_comparison", json_integer(prior_first)) != 0 ||
+         json_object_set_new(hp, "prior_last_comparison", json_integer(prior_last)) != 0)) {
+        json_decref(hp);
+        return -1;
+    }
+    char *config = hp ? json_dumps(hp, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(hp);
+    const int64_t id = config ? insert_job_text(db, cfg, "reward", config, refs, 0, l->sft) : -1;
     free(config);
     return id;
 }
@@ -548,60 +496,6 @@ static int64_t ranking_cutoff(sqlite3 *db, int64_t project) {
     return jobs_project_ranking_cutoff(db, project, &cutoff) == 1 ? cutoff : 0;
 }
 
-/* The previous reward model's pair accuracy on the rankings of comparisons
- * [first, last]: *correct of *pairs (pairs the ranking orders). 0 or -1. */
-static int rm_accuracy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
-                       int64_t checkpoint, int64_t first, int64_t last, int64_t *correct,
-                       int64_t *pairs, char *err, size_t errlen) {
-    *correct = *pairs = 0;
-    rm_scorer rm;
-    if (rm_open(db, cfg, checkpoint, models_store_checkpoint_base(db, l->sft), &rm, err, errlen) !=
-        0)
-        return -1;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db,
-        "SELECT rk.id, c.prompt, ca.text, e.rank FROM rankings rk JOIN comparisons c ON c.id = "
-        "rk.comparison_id JOIN ranking_entries e ON e.ranking_id = rk.id JOIN candidates ca ON "
-        "ca.id = e.candidate_id WHERE rk.comparison_id BETWEEN ?1 AND ?2 AND rk.skipped = 0 "
-        "ORDER BY rk.id, ca.position",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        rm_close(&rm);
-        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-        return -1;
-    }
-    sqlite3_bind_int64(st, 1, first);
-    sqlite3_bind_int64(st, 2, last);
-    int64_t cur = -1, rank[RANKING_MAX_K];
-    double score[RANKING_MAX_K];
-    int n = 0;
-    for (;;) {
-        rc = sqlite3_step(st);
-        const int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -2;
-        if (id != cur && n > 0) { /* the previous ranking is complete */
-            for (int a = 0; a < n; a++)
-                for (int b = a + 1; b < n; b++)
-                    if (rank[a] != rank[b]) {
-                        (*pairs)++;
-                        *correct += (score[a] - score[b]) * (double)(rank[b] - rank[a]) > 0;
-                    }
-            n = 0;
-        }
-        if (rc != SQLITE_ROW)
-            break;
-        cur = id;
-        if (n < RANKING_MAX_K) {
-            score[n] = rm_score(&rm, (const char *)sqlite3_column_text(st, 1),
-                                (const char *)sqlite3_column_text(st, 2));
-            rank[n++] = sqlite3_column_int64(st, 3);
-        }
-    }
-    sqlite3_finalize(st);
-    rm_close(&rm);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
 /* The project's Krippendorff alpha now; NAN when undefined. */
 static double project_alpha(sqlite3 *db, int64_t project) {
     agreement a;
@@ -697,14 +591,6 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
                                : posted * overlap;
     if (first > 0 && have < wanted && db_now_ms() < deadline)
         return 0;
-    /* what the previous reward model would have said of them */
-    int64_t correct = 0, pairs = 0;
-    char err[600];
-    if (l->reward > 0 && first > 0 &&
-        rm_accuracy(db, cfg, l, l->reward, first, last, &correct, &pairs, err, sizeof err) != 0) {
-        loop_fail(db, l, err);
-        return -1;
-    }
     const double alpha = project_alpha(db, l->project);
     const int open = begin_move(db, l);
     if (open != 1)
@@ -713,19 +599,19 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
      * reward job's cutoff includes */
     const int64_t rankings = first > 0 ? query_int(db, count_sql, first, last, 0) : 0;
     const int64_t cutoff = ranking_cutoff(db, l->project);
-    bool ok =
-        exec(db,
-             "UPDATE loop_rounds SET rankings = ?3, rm_accuracy = ?4, rm_pairs = ?5, "
-             "agreement = ?6 WHERE loop_id = ?1 AND round = ?2",
-             "iiirir", l->id, l->round, rankings, pairs > 0 ? (double)correct / (double)pairs : NAN,
-             l->reward > 0 ? pairs : (int64_t)0, alpha) == 0;
+    bool ok = exec(db,
+                   "UPDATE loop_rounds SET rankings = ?3, agreement = ?4 WHERE loop_id = ?1 AND "
+                   "round = ?2",
+                   "iiir", l->id, l->round, rankings, alpha) == 0;
     if (ok && cutoff == 0) /* nothing to train on yet: the next round */
         ok = next_round(db, l) == 0;
     else if (ok) {
         const job_refs refs = {.model = l->reward > 0 ? l->reward : l->sft,
                                .project = l->project,
                                .ranking_cutoff = cutoff};
-        const int64_t job = insert_job(db, cfg, l, "reward", "reward_hyperparameters", refs, 0);
+        /* what the previous reward model would have said of the NEW
+         * rankings: the job scores them before its first update */
+        const int64_t job = insert_reward_job(db, cfg, l, refs, l->reward > 0 ? first : 0, last);
         ok = job > 0 &&
              exec(db, "UPDATE loop_rounds SET reward_job_id = ?3 WHERE loop_id = ?1 AND round = ?2",
                   "iii", l->id, l->round, job) == 0 &&
@@ -743,40 +629,6 @@ static int round_job(sqlite3 *db, const loop_state *l, const char *column, int64
              column);
     *job_id = query_int(db, sql, l->id, l->round, 0);
     return loop_job_state(db, l, *job_id, true, checkpoint);
-}
-
-/* reward → policy once the reward job succeeded. */
-static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
-    int64_t job, rm = 0;
-    int rc = round_job(db, l, "reward_job_id", &job, &rm);
-    if (rc != 1)
-        return rc;
-    const int open = begin_move(db, l);
-    if (open != 1)
-        return open;
-    const char *optimizer = cfg_str(l, "optimizer");
-    job_refs refs = {.model = l->policy};
-    int64_t dataset = 0;
-    if (strcmp(optimizer, "dpo") == 0) {
-        refs.project = l->project;
-        refs.ranking_cutoff = ranking_cutoff(db, l->project);
-    } else {
-        /* from the last policy, KL-penalised towards the original SFT model */
-        refs.reward_model = rm;
-        refs.ref_model = l->policy != l->sft ? l->sft : 0;
-        dataset = l->prompts;
-    }
-    const int64_t policy_job =
-        insert_job(db, cfg, l, optimizer, "policy_hyperparameters", refs, dataset);
-    bool ok = policy_job > 0 &&
-              exec(db,
-                   "UPDATE loop_rounds SET reward_checkpoint_id = ?3, policy_job_id = ?4 WHERE "
-                   "loop_id = ?1 AND round = ?2",
-                   "iiii", l->id, l->round, rm, policy_job) == 0 &&
-              exec(db, "UPDATE loops SET reward_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
-                   rm) == 0 &&
-              move_to(db, l, l->round, "policy") == 0;
-    return end_move(db, ok);
 }
 
 /* The newest value of the first of names the job reported; NAN if none. */
@@ -798,6 +650,47 @@ static double last_metric(sqlite3 *db, int64_t job, const char *const *names) {
             return v;
     }
     return NAN;
+}
+
+/* reward → policy once the reward job succeeded. */
+static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
+    int64_t job, rm = 0;
+    int rc = round_job(db, l, "reward_job_id", &job, &rm);
+    if (rc != 1)
+        return rc;
+    /* the previous reward model's accuracy on the round's new rankings, as
+     * the job measured it before training (none without a previous one) */
+    static const char *const correct_name[] = {"prior_correct", NULL};
+    static const char *const pairs_name[] = {"prior_pairs", NULL};
+    const double correct = last_metric(db, job, correct_name),
+                 pairs = last_metric(db, job, pairs_name);
+    const int open = begin_move(db, l);
+    if (open != 1)
+        return open;
+    const char *optimizer = cfg_str(l, "optimizer");
+    job_refs refs = {.model = l->policy};
+    int64_t dataset = 0;
+    if (strcmp(optimizer, "dpo") == 0) {
+        refs.project = l->project;
+        refs.ranking_cutoff = ranking_cutoff(db, l->project);
+    } else {
+        /* from the last policy, KL-penalised towards the original SFT model */
+        refs.reward_model = rm;
+        refs.ref_model = l->policy != l->sft ? l->sft : 0;
+        dataset = l->prompts;
+    }
+    const int64_t policy_job =
+        insert_job(db, cfg, l, optimizer, "policy_hyperparameters", refs, dataset);
+    bool ok = policy_job > 0 &&
+              exec(db,
+                   "UPDATE loop_rounds SET reward_checkpoint_id = ?3, policy_job_id = ?4, "
+                   "rm_accuracy = ?5, rm_pairs = ?6 WHERE loop_id = ?1 AND round = ?2",
+                   "iiiirr", l->id, l->round, rm, policy_job, pairs > 0 ? correct / pairs : NAN,
+                   pairs) == 0 &&
+              exec(db, "UPDATE loops SET reward_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
+                   rm) == 0 &&
+              move_to(db, l, l->round, "policy") == 0;
+    return end_move(db, ok);
 }
 
 /* policy → the next round (or done) once the policy job succeeded; with

@@ -298,13 +298,43 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
         if (i == 0) { /* no reward model before round 1: random, nothing to predict */
             ck_assert_str_eq(json_string_value(json_object_get(o, "selection")), "random");
             ck_assert(json_is_null(json_object_get(o, "rm_accuracy")));
+            ck_assert_int_eq(db_int(&d,
+                                    "SELECT coalesce(json_extract(config, "
+                                    "'$.prior_first_comparison'), 0) FROM jobs WHERE id = ?1",
+                                    rm_job),
+                             0);
             ck_assert_int_eq(
                 db_int(&d, "SELECT parent_checkpoint_id FROM jobs WHERE id = ?1", rm_job),
                 json_integer_value(json_object_get(r->json, "model")));
         } else {
             ck_assert_str_eq(json_string_value(json_object_get(o, "selection")), "uncertainty");
             const double acc = json_real_value(json_object_get(o, "rm_accuracy"));
+            /* scored in the reward job, by its initial model, before it
+             * trained: one pair per 2-way ranking that does not tie */
+            ck_assert_int_eq(db_int(&d,
+                                    "SELECT json_extract(config, '$.prior_first_comparison') = "
+                                    "lr.first_comparison_id AND json_extract(config, "
+                                    "'$.prior_last_comparison') = lr.last_comparison_id FROM "
+                                    "jobs j JOIN loop_rounds lr ON lr.reward_job_id = j.id "
+                                    "WHERE j.id = ?1",
+                                    rm_job),
+                             1);
+            ck_assert_int_eq(json_integer_value(json_object_get(o, "rm_pairs")),
+                             db_int(&d,
+                                    "SELECT count(*) FROM rankings rk JOIN loop_rounds lr ON "
+                                    "rk.comparison_id BETWEEN lr.first_comparison_id AND "
+                                    "lr.last_comparison_id WHERE lr.reward_job_id = ?1 AND "
+                                    "rk.skipped = 0 AND (SELECT count(DISTINCT rank) FROM "
+                                    "ranking_entries e WHERE e.ranking_id = rk.id) = 2",
+                                    rm_job));
             ck_assert(json_integer_value(json_object_get(o, "rm_pairs")) > 0);
+            ck_assert_double_eq_tol(
+                acc * (double)json_integer_value(json_object_get(o, "rm_pairs")),
+                (double)db_int(&d,
+                               "SELECT value FROM metrics WHERE job_id = ?1 AND name = "
+                               "'prior_correct' AND step = 0",
+                               rm_job),
+                1e-9);
             ck_assert(acc >= 0.0 && acc <= 1.0);
             ck_assert_int_eq(
                 db_int(&d, "SELECT parent_checkpoint_id FROM jobs WHERE id = ?1", rm_job),
