@@ -654,6 +654,87 @@ START_TEST(test_loop_stops_on_plateau) {
 }
 END_TEST
 
+/* Drives loops ids[0..n) (projects[i], annotated with token[i]) to their
+ * end; asserts each succeeded. */
+static void run_loops(const test_daemon *d, const int64_t *ids, const int64_t *projects,
+                      char (*tokens)[128], int n) {
+    const int64_t deadline = now_ms() + 4 * DEADLINE_MS;
+    for (int left = n; left > 0;) {
+        left = 0;
+        for (int i = 0; i < n; i++) {
+            http_reply *r = get_loop(d, ids[i]);
+            ck_assert_msg(strcmp(loop_str(r, "status"), "failed") != 0, "%s", r->body);
+            const bool running = strcmp(loop_str(r, "status"), "running") == 0;
+            const bool waits = strcmp(loop_str(r, "phase"), "annotating") == 0;
+            reply_free(r);
+            left += running;
+            if (running && waits)
+                annotate(d, tokens[i], projects[i]);
+        }
+        ck_assert_msg(now_ms() < deadline, "the loops did not finish");
+        pause_ms(20);
+    }
+}
+
+/* Two loops of the same configuration and seed on two projects, annotated
+ * by the simulated annotator with the same seed, run side by side: every
+ * round draws the same samples, posts the same pairs, gets the same
+ * rankings, and its reward and policy jobs reach the same numbers. */
+START_TEST(test_loop_same_seed_same_rounds) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    loop_fixture f[2];
+    fixture(&d, &f[0]);
+    f[1] = f[0];
+    f[1].project =
+        create(&d, "/v1/projects", d.admin, "{\"name\":\"loop 2\",\"k\":2,\"overlap\":1}");
+    grant_project(&d, f[1].project, make_token(&d, "sim 2", "annotator", f[1].annotator));
+    int64_t ids[2], projects[2] = {f[0].project, f[1].project};
+    char tokens[2][128];
+    for (int i = 0; i < 2; i++) {
+        ids[i] = create_loop_with(&d, &f[i], "\"rounds\":2,\"rankings_per_round\":4,", TINY_PPO);
+        memcpy(tokens[i], f[i].annotator, sizeof tokens[i]);
+    }
+    run_loops(&d, ids, projects, tokens, 2);
+    /* the samples, text for text */
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM loop_rounds a JOIN loop_rounds b ON b.loop_id = %lld AND "
+             "b.round = a.round JOIN job_samples sa ON sa.job_id = a.sample_job_id JOIN "
+             "job_samples sb ON sb.job_id = b.sample_job_id AND sb.idx = sa.idx AND sb.response "
+             "= sa.response WHERE a.loop_id = ?1",
+             (long long)ids[1]);
+    ck_assert_int_eq(db_int(&d, sql, ids[0]), 12);
+    /* the posted pairs and their rankings: the same texts ranked the same,
+     * in the same order */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM (SELECT c.prompt, ca.text, e.rank, c.id - (SELECT min(id) "
+             "FROM comparisons WHERE project_id = c.project_id) FROM comparisons c JOIN "
+             "candidates ca ON ca.comparison_id = c.id JOIN rankings rk ON rk.comparison_id = "
+             "c.id JOIN ranking_entries e ON e.ranking_id = rk.id AND e.candidate_id = ca.id "
+             "WHERE c.project_id IN (?1, %lld) GROUP BY 1, 2, 3, 4 HAVING count(*) = 2)",
+             (long long)projects[1]);
+    ck_assert_int_eq(db_int(&d, sql, projects[0]), 16);
+    /* every number of every round */
+    http_reply *a = get_loop(&d, ids[0]), *b = get_loop(&d, ids[1]);
+    json_t *ra = json_object_get(a->json, "rounds"), *rb = json_object_get(b->json, "rounds");
+    ck_assert_int_eq(json_array_size(ra), 2);
+    static const char *const keys[] = {"sample_gold_score", "rankings", "rm_accuracy", "rm_pairs",
+                                       "proxy_score",       "kl",       "gold_score"};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            const json_t *x = json_object_get(json_array_get(ra, i), keys[k]),
+                         *y = json_object_get(json_array_get(rb, i), keys[k]);
+            ck_assert_msg(json_equal(x, y), "round %zu %s: %g vs %g", i + 1, keys[k],
+                          json_number_value(x), json_number_value(y));
+        }
+    reply_free(a), reply_free(b);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *loops_suite(void) {
     Suite *s = suite_create("loops");
     TCase *tc = tcase_create("loops");
@@ -661,6 +742,7 @@ Suite *loops_suite(void) {
     tcase_add_test(tc, test_loop_plateau_rule);
     tcase_add_test(tc, test_loop_body_checks);
     tcase_add_test(tc, test_loop_stops_on_plateau);
+    tcase_add_test(tc, test_loop_same_seed_same_rounds);
     tcase_add_test(tc, test_loop_cancel);
     tcase_add_test(tc, test_loop_dpo_and_grpo);
     tcase_add_test(tc, test_loop_two_rounds_survives_kill9);
