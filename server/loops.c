@@ -24,6 +24,8 @@ enum {
     LOOP_MAX_K = LOOP_SAMPLE_MAX_K,
     LOOP_MAX_MEMBERS = LOOP_SAMPLE_MAX_MODELS
 };
+_Static_assert((int)LOOPS_MAX_ROUND_JOBS >= (int)LOOP_MAX_MEMBERS,
+               "a round's jobs: its reward ensemble");
 
 /* A running loop as the tick reads it. */
 typedef struct loop_state {
@@ -153,29 +155,34 @@ static int64_t query_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int
 
 /* ---- reward models ------------------------------------------------------------- */
 
-/* The loop's reward models, newest first (the current one, then those of
- * earlier rounds), at most max: their checkpoint ids, and how many. */
+/* The reward models that score a round's samples: the members of the
+ * newest round that trained its ensemble (member 0, the loop's reward
+ * model, first), or the loop's initial reward model before any; at most
+ * max: their checkpoint ids, and how many. */
 static int loop_members(sqlite3 *db, const loop_state *l, int64_t *ids, int max) {
     int n = 0;
-    if (l->reward > 0)
-        ids[n++] = l->reward;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT reward_checkpoint_id FROM loop_rounds WHERE loop_id = ?1 AND "
-                           "reward_checkpoint_id IS NOT NULL ORDER BY round DESC",
+                           "SELECT checkpoint_id FROM loop_reward_members WHERE loop_id = ?1 AND "
+                           "checkpoint_id IS NOT NULL AND round = (SELECT max(round) FROM "
+                           "loop_reward_members WHERE loop_id = ?1 AND checkpoint_id IS NOT "
+                           "NULL) ORDER BY member",
                            -1, &st, NULL) != SQLITE_OK)
-        return n;
+        return 0;
     sqlite3_bind_int64(st, 1, l->id);
-    while (n < max && sqlite3_step(st) == SQLITE_ROW) {
-        const int64_t id = sqlite3_column_int64(st, 0);
-        bool seen = false;
-        for (int i = 0; i < n; i++)
-            seen |= ids[i] == id;
-        if (!seen)
-            ids[n++] = id;
-    }
+    while (n < max && sqlite3_step(st) == SQLITE_ROW)
+        ids[n++] = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
+    if (n == 0 && l->reward > 0)
+        ids[n++] = l->reward;
     return n;
+}
+
+/* Reward models trained per round (`ensemble`; 1 for a loop stored before
+ * the setting existed). */
+static int ensemble_size(const loop_state *l) {
+    const int64_t n = cfg_int(l, "ensemble");
+    return n >= 1 && n <= LOOP_MAX_MEMBERS ? (int)n : 1;
 }
 
 /* ---- moves ---------------------------------------------------------------------- */
@@ -222,24 +229,36 @@ static int64_t insert_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state
     return id;
 }
 
-/* In the transaction: the round's reward job, warm-started as refs say;
+/* In the transaction: member e of the round's reward ensemble, warm-started
+ * as refs say, with the reward hyperparameters' seed (1 by default) + e;
  * with prior_first > 0 it first scores the rankings of comparisons
  * prior_first..prior_last with its initial model (reward_config.prior_*).
- * Its id, or -1. */
-static int64_t insert_reward_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
-                                 job_refs refs, int64_t prior_first, int64_t prior_last) {
+ * Recorded in loop_reward_members (and, member 0, as the round's
+ * reward_job_id). 0 or -1. */
+static int insert_reward_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
+                             job_refs refs, int e, int64_t prior_first, int64_t prior_last) {
     json_t *hp = json_deep_copy(json_object_get(l->config, "reward_hyperparameters"));
-    if (hp != NULL && prior_first > 0 &&
-        (json_object_set_new(hp, "prior_first_comparison", json_integer(prior_first)) != 0 ||
-         json_object_set_new(hp, "prior_last_comparison", json_integer(prior_last)) != 0)) {
-        json_decref(hp);
-        return -1;
-    }
-    char *config = hp ? json_dumps(hp, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    const json_t *seed = hp ? json_object_get(hp, "seed") : NULL;
+    const json_int_t member_seed = (json_is_integer(seed) ? json_integer_value(seed) : 1) + e;
+    bool ok = hp != NULL &&
+              (e == 0 || json_object_set_new(hp, "seed", json_integer(member_seed)) == 0) &&
+              (prior_first == 0 ||
+               (json_object_set_new(hp, "prior_first_comparison", json_integer(prior_first)) == 0 &&
+                json_object_set_new(hp, "prior_last_comparison", json_integer(prior_last)) == 0));
+    char *config = ok ? json_dumps(hp, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(hp);
-    const int64_t id = config ? insert_job_text(db, cfg, "reward", config, refs, 0, l->sft) : -1;
+    const int64_t job = config ? insert_job_text(db, cfg, "reward", config, refs, 0, l->sft) : -1;
     free(config);
-    return id;
+    ok = job > 0 &&
+         exec(db,
+              "INSERT INTO loop_reward_members (loop_id, round, member, job_id) VALUES (?1, ?2, "
+              "?3, ?4)",
+              "iiii", l->id, l->round, (int64_t)e, job) == 0 &&
+         (e > 0 || exec(db,
+                        "UPDATE loop_rounds SET reward_job_id = ?3 WHERE loop_id = ?1 AND round "
+                        "= ?2",
+                        "iii", l->id, l->round, job) == 0);
+    return ok ? 0 : -1;
 }
 
 /* Where job job_id of the loop's round is: 1 succeeded (with a final
@@ -311,7 +330,8 @@ static int insert_sample_job(sqlite3 *db, const rlhfd_config *cfg, const loop_st
 /* The reward models that score a round's samples: none for `random` or
  * before any reward model (round 1 without an initial one), the current
  * one for `uncertainty` (and for `disagreement` with only one so far),
- * up to LOOP_MAX_MEMBERS for `disagreement`. How many, into members. */
+ * the latest ensemble (loop_members) for `disagreement`. How many, into
+ * members. */
 static int scoring_members(sqlite3 *db, const loop_state *l, int64_t *members) {
     const int rule = selection_rule_from_name(cfg_str(l, "selection"));
     const int n = loop_members(db, l, members, LOOP_MAX_MEMBERS);
@@ -606,16 +626,23 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
     if (ok && cutoff == 0) /* nothing to train on yet: the next round */
         ok = next_round(db, l) == 0;
     else if (ok) {
-        const job_refs refs = {.model = l->reward > 0 ? l->reward : l->sft,
-                               .project = l->project,
-                               .ranking_cutoff = cutoff};
-        /* what the previous reward model would have said of the NEW
-         * rankings: the job scores them before its first update */
-        const int64_t job = insert_reward_job(db, cfg, l, refs, l->reward > 0 ? first : 0, last);
-        ok = job > 0 &&
-             exec(db, "UPDATE loop_rounds SET reward_job_id = ?3 WHERE loop_id = ?1 AND round = ?2",
-                  "iii", l->id, l->round, job) == 0 &&
-             move_to(db, l, l->round, "reward") == 0;
+        job_refs refs = {.project = l->project, .ranking_cutoff = cutoff};
+        for (int e = 0; ok && e < ensemble_size(l); e++) {
+            /* member e from member e of the last round that trained one */
+            const int64_t last_member = query_int(
+                db,
+                "SELECT checkpoint_id FROM loop_reward_members WHERE loop_id = ?1 AND member = "
+                "?2 AND checkpoint_id IS NOT NULL ORDER BY round DESC LIMIT 1",
+                l->id, e, 0);
+            refs.model = e == 0 && l->reward > 0 ? l->reward
+                         : last_member > 0       ? last_member
+                                                 : l->sft;
+            /* what the previous reward model would have said of the NEW
+             * rankings: member 0 scores them before its first update */
+            ok = insert_reward_job(db, cfg, l, refs, e, e == 0 && l->reward > 0 ? first : 0,
+                                   last) == 0;
+        }
+        ok = ok && move_to(db, l, l->round, "reward") == 0;
     }
     return end_move(db, ok);
 }
@@ -654,10 +681,28 @@ static double last_metric(sqlite3 *db, int64_t job, const char *const *names) {
 
 /* reward → policy once the reward job succeeded. */
 static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
-    int64_t job, rm = 0;
-    int rc = round_job(db, l, "reward_job_id", &job, &rm);
-    if (rc != 1)
-        return rc;
+    /* every member of the round's ensemble succeeded (member 0 first) */
+    int64_t jobs[LOOP_MAX_MEMBERS], members[LOOP_MAX_MEMBERS];
+    int n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT job_id FROM loop_reward_members WHERE loop_id = ?1 AND round = "
+                           "?2 ORDER BY member",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -2;
+    sqlite3_bind_int64(st, 1, l->id);
+    sqlite3_bind_int64(st, 2, l->round);
+    while (n < LOOP_MAX_MEMBERS && sqlite3_step(st) == SQLITE_ROW)
+        jobs[n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (n == 0)
+        return -2;
+    for (int e = 0; e < n; e++) {
+        const int rc = loop_job_state(db, l, jobs[e], true, &members[e]);
+        if (rc != 1)
+            return rc;
+    }
+    const int64_t job = jobs[0], rm = members[0];
     /* the previous reward model's accuracy on the round's new rankings, as
      * the job measured it before training (none without a previous one) */
     static const char *const correct_name[] = {"prior_correct", NULL};
@@ -690,6 +735,11 @@ static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l
               exec(db, "UPDATE loops SET reward_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
                    rm) == 0 &&
               move_to(db, l, l->round, "policy") == 0;
+    for (int e = 0; ok && e < n; e++)
+        ok = exec(db,
+                  "UPDATE loop_reward_members SET checkpoint_id = ?4 WHERE loop_id = ?1 AND "
+                  "round = ?2 AND member = ?3",
+                  "iiii", l->id, l->round, (int64_t)e, members[e]) == 0;
     return end_move(db, ok);
 }
 
@@ -788,38 +838,44 @@ int loops_tick(sqlite3 *db, const rlhfd_config *cfg) {
     return moves;
 }
 
-loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t *job) {
-    *job = 0;
+loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t jobs[LOOPS_MAX_ROUND_JOBS]) {
+    for (int i = 0; i < LOOPS_MAX_ROUND_JOBS; i++)
+        jobs[i] = 0;
     if (db_begin(db) != SQLITE_OK)
         return LOOP_CANCEL_ERROR;
+    /* the pending loop-sample job, the round's reward ensemble, or its
+     * policy job */
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(
             db,
-            "SELECT l.status, coalesce(l.sample_job_id, CASE l.phase WHEN 'reward' THEN "
-            "lr.reward_job_id WHEN 'policy' THEN lr.policy_job_id END) FROM loops "
-            "l LEFT JOIN loop_rounds "
-            "lr ON lr.loop_id = l.id AND lr.round = l.round WHERE l.id = ?1",
+            "SELECT l.status, j.id FROM loops l LEFT JOIN loop_rounds lr ON lr.loop_id = l.id "
+            "AND lr.round = l.round LEFT JOIN jobs j ON j.id = l.sample_job_id OR "
+            "(l.sample_job_id IS NULL AND ((l.phase = 'policy' AND j.id = lr.policy_job_id) OR "
+            "(l.phase = 'reward' AND j.id IN (SELECT job_id FROM loop_reward_members m WHERE "
+            "m.loop_id = l.id AND m.round = l.round)))) WHERE l.id = ?1 ORDER BY j.id",
             -1, &st, NULL) != SQLITE_OK) {
         db_rollback(db);
         return LOOP_CANCEL_ERROR;
     }
     sqlite3_bind_int64(st, 1, id);
-    const int rc = sqlite3_step(st);
+    int rc, n = 0;
     char status[16] = "";
-    if (rc == SQLITE_ROW) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
-        *job = sqlite3_column_int64(st, 1);
+        if (n < LOOPS_MAX_ROUND_JOBS && sqlite3_column_int64(st, 1) > 0)
+            jobs[n++] = sqlite3_column_int64(st, 1);
     }
     sqlite3_finalize(st);
-    loop_cancel_result out = rc == SQLITE_ROW    ? LOOP_CANCEL_DONE
-                             : rc == SQLITE_DONE ? LOOP_CANCEL_NO_LOOP
-                                                 : LOOP_CANCEL_ERROR;
+    loop_cancel_result out = rc != SQLITE_DONE ? LOOP_CANCEL_ERROR
+                             : status[0]       ? LOOP_CANCEL_DONE
+                                               : LOOP_CANCEL_NO_LOOP;
     if (out == LOOP_CANCEL_DONE && strcmp(status, "cancelled") == 0)
         out = LOOP_CANCEL_ALREADY;
     else if (out == LOOP_CANCEL_DONE && strcmp(status, "running") != 0)
         out = LOOP_CANCEL_ENDED;
     if (out != LOOP_CANCEL_DONE)
-        *job = 0;
+        for (int i = 0; i < LOOPS_MAX_ROUND_JOBS; i++)
+            jobs[i] = 0;
     const bool ok =
         out != LOOP_CANCEL_DONE ||
         exec(db, "UPDATE loops SET status = 'cancelled', finished_at = ?2 WHERE id = ?1", "ii", id,

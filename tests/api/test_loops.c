@@ -109,7 +109,8 @@ static void fixture(test_daemon *d, loop_fixture *f) {
     "\"response_length\":8,\"sample_interval\":0,\"checkpoint_interval\":5}"
 
 /* A loop of tiny sizes with the members of extra (a JSON fragment ending in
- * a comma: rounds, optimizer, ...) and the policy job's hyperparameters. */
+ * a comma: rounds, optimizer, ...; selection uncertainty unless it says)
+ * and the policy job's hyperparameters. */
 static int64_t create_loop_with(const test_daemon *d, const loop_fixture *f, const char *extra,
                                 const char *policy_hp) {
     char body[2048];
@@ -117,9 +118,10 @@ static int64_t create_loop_with(const test_daemon *d, const loop_fixture *f, con
              "{%s\"name\":\"online\",\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
              "\"prompts_per_round\":2,\"samples_per_prompt\":3,"
              "\"deadline_seconds\":600,\"max_tokens\":12,"
-             "\"eval_prompts\":4,\"eval_samples\":2,\"gold\":true,\"selection\":\"uncertainty\","
+             "\"eval_prompts\":4,\"eval_samples\":2,\"gold\":true,%s"
              "\"reward_hyperparameters\":" TINY_REWARD ",\"policy_hyperparameters\":%s}",
-             extra, (long long)f->sft, (long long)f->project, (long long)f->prompts, policy_hp);
+             extra, (long long)f->sft, (long long)f->project, (long long)f->prompts,
+             strstr(extra, "\"selection\"") ? "" : "\"selection\":\"uncertainty\",", policy_hp);
     return create(d, "/v1/loops", d->admin, body);
 }
 
@@ -471,6 +473,8 @@ START_TEST(test_loop_body_checks) {
          "invalid_value", "temperature"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"eval_samples\":17}",
          "invalid_value", "eval_samples"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"ensemble\":4}",
+         "invalid_value", "ensemble"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"reward_model\":\"job:1\"}",
          "invalid_model", "reward_model"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
@@ -735,6 +739,103 @@ START_TEST(test_loop_same_seed_same_rounds) {
 }
 END_TEST
 
+/* `disagreement` with its default ensemble of 3: each round trains three
+ * reward models (seeds 1, 2, 3; member e from member e of the round before,
+ * from the SFT model at first), and round 2 scores its samples with round
+ * 1's three; the daemon SIGKILLed in round 1's reward phase (or, past it,
+ * policy phase) inserts no member twice. */
+START_TEST(test_loop_disagreement_ensemble_survives_kill9) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    loop_fixture f;
+    fixture(&d, &f);
+    const int64_t id = create_loop_with(
+        &d, &f, "\"rounds\":2,\"rankings_per_round\":4,\"selection\":\"disagreement\",", TINY_PPO);
+    http_reply *r = get_loop(&d, id);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(r->json, "config"), "ensemble")), 3);
+    reply_free(r);
+    bool killed = false;
+    const int64_t deadline = now_ms() + 4 * DEADLINE_MS;
+    for (;;) {
+        r = get_loop(&d, id);
+        ck_assert_msg(strcmp(loop_str(r, "status"), "failed") != 0, "%s", r->body);
+        const bool done = strcmp(loop_str(r, "status"), "running") != 0;
+        const char *phase = loop_str(r, "phase");
+        const bool waits = strcmp(phase, "annotating") == 0;
+        const bool training = strcmp(phase, "reward") == 0 || strcmp(phase, "policy") == 0;
+        const int64_t round = reply_int(r, "round");
+        reply_free(r);
+        if (done)
+            break;
+        if (waits)
+            annotate(&d, f.annotator, f.project);
+        else if (!killed && round == 1 && training) {
+            kill(d.pid, SIGKILL);
+            ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
+            daemon_start(&d, NULL);
+            killed = true;
+        }
+        ck_assert_msg(now_ms() < deadline, "the loop did not finish");
+        pause_ms(20);
+    }
+    ck_assert(killed);
+    r = get_loop(&d, id);
+    ck_assert_str_eq(loop_str(r, "status"), "succeeded");
+    json_t *rounds = json_object_get(r->json, "rounds");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(rounds, 1), "selection")),
+                     "disagreement");
+    reply_free(r);
+    /* three members a round, each trained once, seeds 1, 2, 3 */
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'reward'", 0), 6);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_reward_members m JOIN jobs j ON j.id = "
+                            "m.job_id WHERE m.loop_id = ?1 AND j.status = 'succeeded' AND "
+                            "m.checkpoint_id = (SELECT id FROM checkpoints WHERE job_id = j.id "
+                            "AND kind = 'final') AND coalesce(json_extract(j.config, '$.seed'), "
+                            "1) = m.member + 1",
+                            id),
+                     6);
+    /* member 0 is the round's reward model; member e warm-starts from
+     * member e of round 1, from the SFT model in round 1 */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_reward_members m JOIN loop_rounds lr ON "
+                            "lr.loop_id = m.loop_id AND lr.round = m.round WHERE m.loop_id = ?1 "
+                            "AND m.member = 0 AND lr.reward_job_id = m.job_id AND "
+                            "lr.reward_checkpoint_id = m.checkpoint_id",
+                            id),
+                     2);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_reward_members m JOIN jobs j ON j.id = "
+                            "m.job_id WHERE m.loop_id = ?1 AND m.round = 2 AND "
+                            "j.parent_checkpoint_id = (SELECT checkpoint_id FROM "
+                            "loop_reward_members p WHERE p.loop_id = m.loop_id AND p.round = 1 "
+                            "AND p.member = m.member)",
+                            id),
+                     3);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(DISTINCT j.parent_checkpoint_id) FROM "
+                            "loop_reward_members m JOIN jobs j ON j.id = m.job_id WHERE "
+                            "m.loop_id = ?1 AND m.round = 1",
+                            id),
+                     1);
+    /* round 2's samples are scored by round 1's three members, in order */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_rounds lr JOIN jobs s ON s.id = "
+                            "lr.sample_job_id JOIN loop_reward_members m ON m.loop_id = "
+                            "lr.loop_id AND m.round = 1 WHERE lr.loop_id = ?1 AND lr.round = 2 "
+                            "AND m.checkpoint_id = CASE m.member WHEN 0 THEN "
+                            "s.reward_checkpoint_id ELSE (SELECT checkpoint_id FROM "
+                            "job_reward_models x WHERE x.job_id = s.id AND x.position = "
+                            "m.member) END",
+                            id),
+                     3);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *loops_suite(void) {
     Suite *s = suite_create("loops");
     TCase *tc = tcase_create("loops");
@@ -743,6 +844,7 @@ Suite *loops_suite(void) {
     tcase_add_test(tc, test_loop_body_checks);
     tcase_add_test(tc, test_loop_stops_on_plateau);
     tcase_add_test(tc, test_loop_same_seed_same_rounds);
+    tcase_add_test(tc, test_loop_disagreement_ensemble_survives_kill9);
     tcase_add_test(tc, test_loop_cancel);
     tcase_add_test(tc, test_loop_dpo_and_grpo);
     tcase_add_test(tc, test_loop_two_rounds_survives_kill9);
