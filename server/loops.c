@@ -913,7 +913,10 @@ const char loops_rounds_sql[] =
     "agreement, reward_job_id, reward_checkpoint_id, policy_job_id, new_policy_checkpoint_id, "
     "proxy_score, kl, gold_score, created_at, finished_at, "
     "(SELECT count(*) FROM rankings WHERE comparison_id BETWEEN first_comparison_id AND "
-    "last_comparison_id AND skipped = 0), sample_job_id, eval_job_id FROM loop_rounds WHERE "
+    "last_comparison_id AND skipped = 0), sample_job_id, eval_job_id, (SELECT "
+    "json_group_array(json_object('member', member, 'job', job_id, 'checkpoint', "
+    "checkpoint_id)) FROM (SELECT * FROM loop_reward_members m WHERE m.loop_id = "
+    "loop_rounds.loop_id AND m.round = loop_rounds.round ORDER BY member)) FROM loop_rounds WHERE "
     "loop_id = ?3 AND (?1 = 0 OR "
     "round < ?1) ORDER BY round DESC LIMIT ?2";
 
@@ -951,6 +954,9 @@ json_t *loops_round_json(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     json_object_set_new(o, "finished_at", int_or_null(st, 21));
     json_object_set_new(o, "sample_job", int_or_null(st, 23));
     json_object_set_new(o, "eval_job", int_or_null(st, 24));
+    const char *members = (const char *)sqlite3_column_text(st, 25);
+    json_t *list = members ? json_loads(members, 0, NULL) : NULL;
+    json_object_set_new(o, "reward_members", list ? list : json_array());
     return o;
 }
 

@@ -786,6 +786,20 @@ START_TEST(test_loop_disagreement_ensemble_survives_kill9) {
     json_t *rounds = json_object_get(r->json, "rounds");
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(rounds, 1), "selection")),
                      "disagreement");
+    for (size_t i = 0; i < 2; i++) { /* shown member by member, member 0 the round's own */
+        const json_t *o = json_array_get(rounds, i);
+        const json_t *members = json_object_get(o, "reward_members");
+        ck_assert_int_eq(json_array_size(members), 3);
+        for (size_t e = 0; e < 3; e++) {
+            const json_t *m = json_array_get(members, e);
+            ck_assert_int_eq(json_integer_value(json_object_get(m, "member")), (json_int_t)e);
+            ck_assert(json_integer_value(json_object_get(m, "checkpoint")) > 0);
+        }
+        ck_assert(json_equal(json_object_get(json_array_get(members, 0), "job"),
+                             json_object_get(o, "reward_job")));
+        ck_assert(json_equal(json_object_get(json_array_get(members, 0), "checkpoint"),
+                             json_object_get(o, "reward_checkpoint")));
+    }
     reply_free(r);
     /* three members a round, each trained once, seeds 1, 2, 3 */
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'reward'", 0), 6);
