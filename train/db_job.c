@@ -342,19 +342,19 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
 }
 
 /* The rankings sql selects (rk.id, prompt, candidate text, rank; ordered by
- * ranking, then candidate position; binding ?1 = a, ?2 = b) into out,
+ * ranking, then candidate position; binding ?i = args[i - 1]) into out,
  * K-wise, with ties; rankings where everything ties order nothing and are
  * counted in out->n_skipped. what names the input in messages. 0, or -1
  * with err. */
-static int load_rankings(sqlite3 *db, const char *sql, int64_t a, int64_t b, const char *what,
-                         job_data *out, char *err, size_t errlen) {
+static int load_rankings(sqlite3 *db, const char *sql, const int64_t *args, int n_args,
+                         const char *what, job_data *out, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot read %s: %s", what, sqlite3_errmsg(db));
         return -1;
     }
-    sqlite3_bind_int64(st, 1, a);
-    sqlite3_bind_int64(st, 2, b);
+    for (int i = 0; i < n_args; i++)
+        sqlite3_bind_int64(st, i + 1, args[i]);
     int rc;
     int64_t current = 0;
     ranking *rk = NULL;
@@ -396,6 +396,7 @@ static int load_rankings(sqlite3 *db, const char *sql, int64_t a, int64_t b, con
  * PROJECT_EXCLUDED_RANKING) are left out. 0, or -1 with err. */
 static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff, job_data *out,
                                  char *err, size_t errlen) {
+    const int64_t args[] = {project_id, cutoff};
     return load_rankings(db,
                          "SELECT rk.id, c.prompt, cand.text, e.rank FROM rankings rk "
                          "JOIN comparisons c ON c.id = rk.comparison_id "
@@ -405,31 +406,32 @@ static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff
                          "AND NOT EXISTS (SELECT 1 FROM project_excluded_annotators x WHERE "
                          "x.project_id = c.project_id AND x.token_id = rk.token_id) "
                          "ORDER BY rk.id, cand.position",
-                         project_id, cutoff, "training_project", out, err, errlen);
+                         args, 2, "training_project", out, err, errlen);
 }
 
-/* The non-skipped rankings of comparisons first..last that a reward job's
- * initial model scores before training (reward_config.prior_*; the online
- * loop's rm_accuracy: every ranking of the round, as the loop counts them).
- * 0, or -1 with err. */
-static int load_prior_rankings(sqlite3 *db, const job_type *type, const void *cfg, job_data *out,
-                               char *err, size_t errlen) {
+/* The non-skipped rankings of comparisons first..last of the job's
+ * training project that a reward job's initial model scores before
+ * training (reward_config.prior_*; the online loop's rm_accuracy: every
+ * ranking of the round, as the loop counts them). 0, or -1 with err. */
+static int load_prior_rankings(sqlite3 *db, const job_type *type, const void *cfg,
+                               int64_t project_id, job_data *out, char *err, size_t errlen) {
     const hparam_def *first = hparams_find(type->hparams, "prior_first_comparison");
     const hparam_def *last = hparams_find(type->hparams, "prior_last_comparison");
     if (first == NULL || last == NULL)
         return 0;
     const int64_t a = *(const int64_t *)((const char *)cfg + first->offset);
     const int64_t b = *(const int64_t *)((const char *)cfg + last->offset);
-    if (a == 0)
+    if (a == 0 || project_id == 0)
         return 0;
+    const int64_t args[] = {project_id, a, b};
     return load_rankings(db,
                          "SELECT rk.id, c.prompt, cand.text, e.rank FROM rankings rk "
                          "JOIN comparisons c ON c.id = rk.comparison_id "
                          "JOIN ranking_entries e ON e.ranking_id = rk.id "
                          "JOIN candidates cand ON cand.id = e.candidate_id "
-                         "WHERE rk.comparison_id BETWEEN ?1 AND ?2 AND rk.skipped = 0 "
-                         "ORDER BY rk.id, cand.position",
-                         a, b, "prior_first_comparison", out, err, errlen);
+                         "WHERE c.project_id = ?1 AND rk.comparison_id BETWEEN ?2 AND ?3 "
+                         "AND rk.skipped = 0 ORDER BY rk.id, cand.position",
+                         args, 3, "prior_first_comparison", out, err, errlen);
 }
 
 /* ---- resuming: the job's last checkpoint with training state ------------------ */
@@ -567,7 +569,7 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
     if (refs.project > 0 &&
         load_project_rankings(db, refs.project, refs.ranking_cutoff, &train, err, errlen) != 0)
         goto done;
-    if (load_prior_rankings(db, type, cfg, &prior, err, errlen) != 0)
+    if (load_prior_rankings(db, type, cfg, refs.project, &prior, err, errlen) != 0)
         goto done;
     const int64_t n_train = type->data_kind == JOB_DATA_RANKINGS ? train.n_rankings : train.n_pairs;
     if (type->needs_train_data && n_train == 0) {
