@@ -238,6 +238,8 @@ static int64_t insert_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state
 static int insert_reward_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
                              job_refs refs, int e, int64_t prior_first, int64_t prior_last) {
     json_t *hp = json_deep_copy(json_object_get(l->config, "reward_hyperparameters"));
+    if (hp != NULL) /* the loop's to set, not the request's */
+        json_object_del(hp, "prior_first_comparison"), json_object_del(hp, "prior_last_comparison");
     const json_t *seed = hp ? json_object_get(hp, "seed") : NULL;
     const json_int_t member_seed = (json_is_integer(seed) ? json_integer_value(seed) : 1) + e;
     bool ok = hp != NULL &&
