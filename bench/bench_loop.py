@@ -12,8 +12,9 @@ through the API, as `make demo` does.
 
 Per run it prints the loop's own gold signals (the gold of round 1's
 samples, i.e. the SFT policy, and each round's `gold_score`: 16 evaluation
-prompts, one sample each — a noisy number, sd ≈ 1 per sample) and, since
-16 samples cannot tell one round from the next, the gold of each round's
+prompts, 4 samples each (eval_samples' default; one each before it) — still
+noisy, sd ≈ 1 per sample) and, since 64 samples barely tell one round from
+the next, the gold of each round's
 new policy measured by `rlhf-train demo-eval` over --eval-n samples of the
 same fresh prompts (seed 2001, as bench/RESULTS.md's pipeline section);
 the reference, measured in the same run, is the SFT model's demo-eval gold.

@@ -244,10 +244,10 @@ static int render_rankings(const chat_template *tpl, const ranking *in, int64_t 
     return 0;
 }
 
-/* A job's training and held-out rankings, rendered (render_rankings). */
+/* A job's training, held-out and prior rankings, rendered (render_rankings). */
 typedef struct job_rankings {
-    ranking *train, *eval;
-    rendered_texts texts[2];
+    ranking *train, *eval, *prior;
+    rendered_texts texts[3];
     bool special; /* some were rendered by the chat template */
 } job_rankings;
 
@@ -258,15 +258,19 @@ static int job_rankings_render(job_rankings *r, const job_text *jt, const job_in
     if (render_rankings(tpl, in->rankings, in->n_rankings, &r->train, &r->texts[0], &r->special,
                         err, errlen) != 0)
         return -1;
-    return in->eval_rankings == NULL
+    if (in->eval_rankings != NULL &&
+        render_rankings(tpl, in->eval_rankings, in->n_eval_rankings, &r->eval, &r->texts[1],
+                        &r->special, err, errlen) != 0)
+        return -1;
+    return in->prior_rankings == NULL
                ? 0
-               : render_rankings(tpl, in->eval_rankings, in->n_eval_rankings, &r->eval,
-                                 &r->texts[1], &r->special, err, errlen);
+               : render_rankings(tpl, in->prior_rankings, in->n_prior_rankings, &r->prior,
+                                 &r->texts[2], &r->special, err, errlen);
 }
 
 static void job_rankings_free(job_rankings *r) {
-    free_texts(&r->texts[0]), free_texts(&r->texts[1]);
-    free(r->train), free(r->eval);
+    free_texts(&r->texts[0]), free_texts(&r->texts[1]), free_texts(&r->texts[2]);
+    free(r->train), free(r->eval), free(r->prior);
 }
 
 static int reward_run(const void *cfg, const job_inputs *in, const train_sink *sink, char *err,
@@ -276,8 +280,11 @@ static int reward_run(const void *cfg, const job_inputs *in, const train_sink *s
         return -1;
     job_rankings r;
     int rc = job_rankings_render(&r, &jt, in, err, errlen);
-    const reward_inputs ri = {r.train, in->n_rankings,      r.eval,   in->n_eval_rankings,
-                              &jt.tok, in->init_checkpoint, in->dist, r.special};
+    const reward_inputs ri = {r.train,  in->n_rankings,
+                              r.eval,   in->n_eval_rankings,
+                              &jt.tok,  in->init_checkpoint,
+                              in->dist, r.special,
+                              r.prior,  r.prior ? in->n_prior_rankings : 0};
     if (rc == 0)
         rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
     job_rankings_free(&r);

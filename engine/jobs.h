@@ -44,6 +44,9 @@ typedef struct job_inputs {
     const char *const *more_reward_checkpoints; /* loop-sample: the ensemble's members after
                                                  * reward_checkpoint (jobs_db.h) */
     int n_more_reward;
+    const ranking *prior_rankings; /* reward: scored by the initial model before training
+                                    * (reward_inputs.prior); rank 0 only */
+    int64_t n_prior_rankings;
 } job_inputs;
 
 typedef struct job_type {

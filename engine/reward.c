@@ -54,6 +54,14 @@ static const hparam_def reward_defs[] = {
      "Responses sampled from the SFT policy to normalise rewards to mean 0, std 1 (0 = skip)."},
     {"norm_max_tokens", HPARAM_INT, F(norm_max_tokens), 48, 1, 4096, NULL,
      "Length limit of those samples."},
+    {"prior_first_comparison", HPARAM_INT, F(prior_first_comparison), 0, 0, 9007199254740991.0,
+     NULL,
+     "With prior_last_comparison: before the first update, the initial model's pair accuracy "
+     "on the rankings of comparisons prior_first_comparison..prior_last_comparison of the "
+     "job's project, reported at step 0 as prior_correct of prior_pairs (0 = none; the online "
+     "loop sets these)."},
+    {"prior_last_comparison", HPARAM_INT, F(prior_last_comparison), 0, 0, 9007199254740991.0, NULL,
+     "The last comparison of that range."},
 };
 #undef F
 
@@ -238,6 +246,7 @@ static void rewards_forward(model *m, const seq_batch *sb, float *r) {
 
 typedef struct eval_stats {
     double loss, accuracy, reward_mean, reward_std, margin;
+    int64_t correct, pairs; /* accuracy = correct / pairs */
 } eval_stats;
 
 /* Loss, pair accuracy and reward statistics over rankings idx[0..n) of d,
@@ -293,6 +302,7 @@ static eval_stats run_rankings(model *m, const ranked_data *d, const int64_t *id
     st.loss = sums[0], counted = (int)sums[1], correct = (int)sums[2], pairs = (int)sums[3];
     sum_r = sums[4], sum_r2 = sums[5], n_r = (int64_t)sums[6], sum_margin = sums[7];
     st.loss = counted ? st.loss / counted : NAN;
+    st.correct = correct, st.pairs = pairs;
     st.accuracy = pairs ? (double)correct / pairs : NAN;
     st.margin = pairs ? sum_margin / pairs : NAN;
     st.reward_mean = n_r ? sum_r / (double)n_r : NAN;
@@ -649,6 +659,37 @@ int reward_session_checkpoint(reward_session *s, char *err, size_t errlen) {
     return rc;
 }
 
+/* The initial model's pair accuracy on in->prior, before any update: a
+ * pair is two responses of a ranking with different ranks, correct when
+ * the better ranked scores strictly higher (reward_ranking_loss). Reported
+ * at step 0; rank 0 alone (dist is left out: the others never see prior). */
+static int score_prior(reward_session *s, char *err, size_t errlen) {
+    ranked_data d;
+    if (ranked_build(&d, s->in->tok, s->in->special, s->in->prior, s->in->n_prior,
+                     model_max_seq_len(&s->m), err, errlen) != 0)
+        return -1;
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)s->in->n_prior);
+    if (idx == NULL) {
+        ranked_free(&d);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int64_t i = 0; i < s->in->n_prior; i++)
+        idx[i] = i;
+    const eval_stats st =
+        run_rankings(&s->m, &d, idx, s->in->n_prior, s->B, &s->sb, s->r, NULL, s->cfg, false, NULL);
+    free(idx);
+    ranked_free(&d);
+    const sink_metric mt[] = {{"prior_correct", (double)st.correct},
+                              {"prior_pairs", (double)st.pairs},
+                              {"prior_accuracy", st.accuracy}};
+    if (sink_metrics(s->sink, 0, mt, 3) != 0) {
+        snprintf(err, errlen, "the metrics sink failed");
+        return -1;
+    }
+    return 0;
+}
+
 /* ==== the loop =================================================================== */
 
 int reward_train(const reward_config *cfg, const reward_inputs *in, const train_sink *sink,
@@ -659,6 +700,8 @@ int reward_train(const reward_config *cfg, const reward_inputs *in, const train_
     reward_result res = {.gain = 1.0, .bias = 0.0, .eval_accuracy = NAN, .eval_loss = NAN};
     const int64_t total = reward_session_total_steps(s);
     int rc = -1;
+    if (in->n_prior > 0 && dist_is_root(in->dist) && score_prior(s, err, errlen) != 0)
+        goto done;
     while (reward_session_steps_done(s) < total) {
         if (dist_should_stop(in->dist, sink))
             break;

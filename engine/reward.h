@@ -63,6 +63,9 @@ typedef struct reward_config {
     int64_t eval_interval;
     int64_t norm_samples; /* SFT-policy samples for the gain/bias normalisation (0 = skip) */
     int64_t norm_max_tokens;
+    /* Comparisons whose rankings the worker loads as reward_inputs.prior
+     * (0: none; the online loop sets them) */
+    int64_t prior_first_comparison, prior_last_comparison;
 } reward_config;
 
 extern const hparam_table reward_hparams;
@@ -76,6 +79,11 @@ typedef struct reward_inputs {
     const char *init_checkpoint; /* the SFT model; NULL = from scratch (tests) */
     const dist_comm *dist;       /* data parallelism (dist.h); NULL = one process */
     bool special; /* special tokens written in the texts are tokens (chat-rendered rows) */
+    /* Scored by the initial model before the first update (the online loop:
+     * the previous reward model on a round's new rankings); its pair
+     * accuracy is reported at step 0 as prior_correct of prior_pairs. */
+    const ranking *prior;
+    int64_t n_prior;
 } reward_inputs;
 
 typedef struct reward_result {

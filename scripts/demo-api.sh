@@ -195,7 +195,7 @@ if [ "$LOOP_ROUNDS" -gt 0 ]; then
         sleep 0.5
     done
     ctl loops show "$LOOP" | sed 's/^/   /'
-    echo "   (gold: the demo task's hidden score of the new policy on 16 prompts, one sample each;" \
+    echo "   (gold: the demo task's hidden score of the new policy on 16 prompts, 4 samples each;" \
         "SAMPLE_GOLD: of the round's samples, round 1's from the SFT model)"
 fi
 

@@ -8,29 +8,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "agreement.h"
-#include "checkpoint_file.h"
 #include "db.h"
-#include "hparams.h"
 #include "jobs.h"
 #include "jobs_db.h"
 #include "job_create.h"
 #include "loop_sample.h"
-#include "model.h"
-#include "model_dir.h"
 #include "models_store.h"
 #include "prefs_store.h"
 #include "selection.h"
-#include "sft.h"
-#include "tokenizer.h"
 
 enum {
     LOOP_MAX_PROMPTS = LOOP_SAMPLE_MAX_PROMPTS,
     LOOP_MAX_K = LOOP_SAMPLE_MAX_K,
     LOOP_MAX_MEMBERS = LOOP_SAMPLE_MAX_MODELS
 };
+_Static_assert((int)LOOPS_MAX_ROUND_JOBS >= (int)LOOP_MAX_MEMBERS,
+               "a round's jobs: its reward ensemble");
 
 /* A running loop as the tick reads it. */
 typedef struct loop_state {
@@ -158,96 +153,36 @@ static int64_t query_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int
     return v;
 }
 
-/* ---- reward models in the daemon ------------------------------------------------ */
+/* ---- reward models ------------------------------------------------------------- */
 
-enum { RM_MAX_TOKENS = 320 };
-
-typedef struct rm_scorer {
-    model m;
-    double gain, bias;
-    tokenizer tok;
-} rm_scorer;
-
-/* Reward checkpoint of the lineage that starts from registered model
- * base (0: trained from scratch), with that lineage's tokenizer, as the
- * loop's jobs tokenize (job_load_tokenizer). 0, or -1 with err. */
-static int rm_open(sqlite3 *db, const rlhfd_config *cfg, int64_t checkpoint, int64_t base,
-                   rm_scorer *rm, char *err, size_t errlen) {
-    char why[400], path[64], dir[4096];
-    const int has_dir =
-        base > 0 ? model_dir_path(db, cfg->data_dir, base, dir, sizeof dir, why, sizeof why) : 0;
-    if (has_dir < 0) {
-        snprintf(err, errlen, "the loop's base model %lld: %s", (long long)base, why);
-        return -1;
-    }
-    const job_inputs text = {.tokenizer_dir = has_dir ? dir : NULL};
-    const int fd = checkpoint_file_open(db, cfg->data_dir, checkpoint, NULL, why, sizeof why);
-    if (fd < 0) {
-        snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
-        return -1;
-    }
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    const model_open_options opt = {.scalar_head = true, .require_head = true};
-    model_info info;
-    int rc = model_load(path, &opt, &rm->m, &info, why, sizeof why);
-    close(fd);
-    const int T = rc == 0 && model_max_seq_len(&rm->m) < RM_MAX_TOKENS ? model_max_seq_len(&rm->m)
-                                                                       : RM_MAX_TOKENS;
-    if (rc == 0 && (rc = model_reserve(&rm->m, 1, T, why, sizeof why)) != 0)
-        model_free(&rm->m);
-    if (rc == 0 && (rc = job_load_tokenizer(&rm->tok, &text, why, sizeof why)) != 0)
-        model_free(&rm->m);
-    if (rc != 0) {
-        snprintf(err, errlen, "reward model checkpoint %lld: %s", (long long)checkpoint, why);
-        return -1;
-    }
-    rm->gain = info.reward_gain, rm->bias = info.reward_bias;
-    return 0;
-}
-
-static void rm_close(rm_scorer *rm) {
-    model_free(&rm->m);
-    tokenizer_free(&rm->tok);
-}
-
-/* The normalised reward of response to prompt (prompt + response + EOT, as
- * the reward job trains on it); NAN if it does not tokenize. */
-static double rm_score(rm_scorer *rm, const char *prompt, const char *response) {
-    int32_t ids[RM_MAX_TOKENS];
-    uint8_t mask[RM_MAX_TOKENS];
-    const int cap =
-        model_max_seq_len(&rm->m) < RM_MAX_TOKENS ? model_max_seq_len(&rm->m) : RM_MAX_TOKENS;
-    const text_pair ex = {prompt, response, NULL, 0};
-    const int64_t n = sft_tokenize(&rm->tok, &ex, true, ids, mask, cap);
-    if (n < 1)
-        return NAN;
-    model_forward(&rm->m, ids, NULL, NULL, 1, (int)n, 0, 0);
-    return rm->gain * model_values(&rm->m)[n - 1] + rm->bias;
-}
-
-/* The loop's reward models, newest first (the current one, then those of
- * earlier rounds), at most max: their checkpoint ids, and how many. */
+/* The reward models that score a round's samples: the members of the
+ * newest round that trained its ensemble (member 0, the loop's reward
+ * model, first), or the loop's initial reward model before any; at most
+ * max: their checkpoint ids, and how many. */
 static int loop_members(sqlite3 *db, const loop_state *l, int64_t *ids, int max) {
     int n = 0;
-    if (l->reward > 0)
-        ids[n++] = l->reward;
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db,
-                           "SELECT reward_checkpoint_id FROM loop_rounds WHERE loop_id = ?1 AND "
-                           "reward_checkpoint_id IS NOT NULL ORDER BY round DESC",
+                           "SELECT checkpoint_id FROM loop_reward_members WHERE loop_id = ?1 AND "
+                           "checkpoint_id IS NOT NULL AND round = (SELECT max(round) FROM "
+                           "loop_reward_members WHERE loop_id = ?1 AND checkpoint_id IS NOT "
+                           "NULL) ORDER BY member",
                            -1, &st, NULL) != SQLITE_OK)
-        return n;
+        return 0;
     sqlite3_bind_int64(st, 1, l->id);
-    while (n < max && sqlite3_step(st) == SQLITE_ROW) {
-        const int64_t id = sqlite3_column_int64(st, 0);
-        bool seen = false;
-        for (int i = 0; i < n; i++)
-            seen |= ids[i] == id;
-        if (!seen)
-            ids[n++] = id;
-    }
+    while (n < max && sqlite3_step(st) == SQLITE_ROW)
+        ids[n++] = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
+    if (n == 0 && l->reward > 0)
+        ids[n++] = l->reward;
     return n;
+}
+
+/* Reward models trained per round (`ensemble`; 1 for a loop stored before
+ * the setting existed). */
+static int ensemble_size(const loop_state *l) {
+    const int64_t n = cfg_int(l, "ensemble");
+    return n >= 1 && n <= LOOP_MAX_MEMBERS ? (int)n : 1;
 }
 
 /* ---- moves ---------------------------------------------------------------------- */
@@ -292,6 +227,40 @@ static int64_t insert_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state
     const int64_t id = config ? insert_job_text(db, cfg, type, config, refs, dataset, l->sft) : -1;
     free(config);
     return id;
+}
+
+/* In the transaction: member e of the round's reward ensemble, warm-started
+ * as refs say, with the reward hyperparameters' seed (1 by default) + e;
+ * with prior_first > 0 it first scores the rankings of comparisons
+ * prior_first..prior_last with its initial model (reward_config.prior_*).
+ * Recorded in loop_reward_members (and, member 0, as the round's
+ * reward_job_id). 0 or -1. */
+static int insert_reward_job(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
+                             job_refs refs, int e, int64_t prior_first, int64_t prior_last) {
+    json_t *hp = json_deep_copy(json_object_get(l->config, "reward_hyperparameters"));
+    if (hp != NULL) /* the loop's to set, not the request's */
+        json_object_del(hp, "prior_first_comparison"), json_object_del(hp, "prior_last_comparison");
+    const json_t *seed = hp ? json_object_get(hp, "seed") : NULL;
+    const json_int_t member_seed = (json_is_integer(seed) ? json_integer_value(seed) : 1) + e;
+    bool ok = hp != NULL &&
+              (e == 0 || json_object_set_new(hp, "seed", json_integer(member_seed)) == 0) &&
+              (prior_first == 0 ||
+               (json_object_set_new(hp, "prior_first_comparison", json_integer(prior_first)) == 0 &&
+                json_object_set_new(hp, "prior_last_comparison", json_integer(prior_last)) == 0));
+    char *config = ok ? json_dumps(hp, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(hp);
+    const int64_t job = config ? insert_job_text(db, cfg, "reward", config, refs, 0, l->sft) : -1;
+    free(config);
+    ok = job > 0 &&
+         exec(db,
+              "INSERT INTO loop_reward_members (loop_id, round, member, job_id) VALUES (?1, ?2, "
+              "?3, ?4)",
+              "iiii", l->id, l->round, (int64_t)e, job) == 0 &&
+         (e > 0 || exec(db,
+                        "UPDATE loop_rounds SET reward_job_id = ?3 WHERE loop_id = ?1 AND round "
+                        "= ?2",
+                        "iii", l->id, l->round, job) == 0);
+    return ok ? 0 : -1;
 }
 
 /* Where job job_id of the loop's round is: 1 succeeded (with a final
@@ -363,7 +332,8 @@ static int insert_sample_job(sqlite3 *db, const rlhfd_config *cfg, const loop_st
 /* The reward models that score a round's samples: none for `random` or
  * before any reward model (round 1 without an initial one), the current
  * one for `uncertainty` (and for `disagreement` with only one so far),
- * up to LOOP_MAX_MEMBERS for `disagreement`. How many, into members. */
+ * the latest ensemble (loop_members) for `disagreement`. How many, into
+ * members. */
 static int scoring_members(sqlite3 *db, const loop_state *l, int64_t *members) {
     const int rule = selection_rule_from_name(cfg_str(l, "selection"));
     const int n = loop_members(db, l, members, LOOP_MAX_MEMBERS);
@@ -548,60 +518,6 @@ static int64_t ranking_cutoff(sqlite3 *db, int64_t project) {
     return jobs_project_ranking_cutoff(db, project, &cutoff) == 1 ? cutoff : 0;
 }
 
-/* The previous reward model's pair accuracy on the rankings of comparisons
- * [first, last]: *correct of *pairs (pairs the ranking orders). 0 or -1. */
-static int rm_accuracy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l,
-                       int64_t checkpoint, int64_t first, int64_t last, int64_t *correct,
-                       int64_t *pairs, char *err, size_t errlen) {
-    *correct = *pairs = 0;
-    rm_scorer rm;
-    if (rm_open(db, cfg, checkpoint, models_store_checkpoint_base(db, l->sft), &rm, err, errlen) !=
-        0)
-        return -1;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        db,
-        "SELECT rk.id, c.prompt, ca.text, e.rank FROM rankings rk JOIN comparisons c ON c.id = "
-        "rk.comparison_id JOIN ranking_entries e ON e.ranking_id = rk.id JOIN candidates ca ON "
-        "ca.id = e.candidate_id WHERE rk.comparison_id BETWEEN ?1 AND ?2 AND rk.skipped = 0 "
-        "ORDER BY rk.id, ca.position",
-        -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        rm_close(&rm);
-        snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-        return -1;
-    }
-    sqlite3_bind_int64(st, 1, first);
-    sqlite3_bind_int64(st, 2, last);
-    int64_t cur = -1, rank[RANKING_MAX_K];
-    double score[RANKING_MAX_K];
-    int n = 0;
-    for (;;) {
-        rc = sqlite3_step(st);
-        const int64_t id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -2;
-        if (id != cur && n > 0) { /* the previous ranking is complete */
-            for (int a = 0; a < n; a++)
-                for (int b = a + 1; b < n; b++)
-                    if (rank[a] != rank[b]) {
-                        (*pairs)++;
-                        *correct += (score[a] - score[b]) * (double)(rank[b] - rank[a]) > 0;
-                    }
-            n = 0;
-        }
-        if (rc != SQLITE_ROW)
-            break;
-        cur = id;
-        if (n < RANKING_MAX_K) {
-            score[n] = rm_score(&rm, (const char *)sqlite3_column_text(st, 1),
-                                (const char *)sqlite3_column_text(st, 2));
-            rank[n++] = sqlite3_column_int64(st, 3);
-        }
-    }
-    sqlite3_finalize(st);
-    rm_close(&rm);
-    return rc == SQLITE_DONE ? 0 : -1;
-}
-
 /* The project's Krippendorff alpha now; NAN when undefined. */
 static double project_alpha(sqlite3 *db, int64_t project) {
     agreement a;
@@ -697,14 +613,6 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
                                : posted * overlap;
     if (first > 0 && have < wanted && db_now_ms() < deadline)
         return 0;
-    /* what the previous reward model would have said of them */
-    int64_t correct = 0, pairs = 0;
-    char err[600];
-    if (l->reward > 0 && first > 0 &&
-        rm_accuracy(db, cfg, l, l->reward, first, last, &correct, &pairs, err, sizeof err) != 0) {
-        loop_fail(db, l, err);
-        return -1;
-    }
     const double alpha = project_alpha(db, l->project);
     const int open = begin_move(db, l);
     if (open != 1)
@@ -713,23 +621,30 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
      * reward job's cutoff includes */
     const int64_t rankings = first > 0 ? query_int(db, count_sql, first, last, 0) : 0;
     const int64_t cutoff = ranking_cutoff(db, l->project);
-    bool ok =
-        exec(db,
-             "UPDATE loop_rounds SET rankings = ?3, rm_accuracy = ?4, rm_pairs = ?5, "
-             "agreement = ?6 WHERE loop_id = ?1 AND round = ?2",
-             "iiirir", l->id, l->round, rankings, pairs > 0 ? (double)correct / (double)pairs : NAN,
-             l->reward > 0 ? pairs : (int64_t)0, alpha) == 0;
+    bool ok = exec(db,
+                   "UPDATE loop_rounds SET rankings = ?3, agreement = ?4 WHERE loop_id = ?1 AND "
+                   "round = ?2",
+                   "iiir", l->id, l->round, rankings, alpha) == 0;
     if (ok && cutoff == 0) /* nothing to train on yet: the next round */
         ok = next_round(db, l) == 0;
     else if (ok) {
-        const job_refs refs = {.model = l->reward > 0 ? l->reward : l->sft,
-                               .project = l->project,
-                               .ranking_cutoff = cutoff};
-        const int64_t job = insert_job(db, cfg, l, "reward", "reward_hyperparameters", refs, 0);
-        ok = job > 0 &&
-             exec(db, "UPDATE loop_rounds SET reward_job_id = ?3 WHERE loop_id = ?1 AND round = ?2",
-                  "iii", l->id, l->round, job) == 0 &&
-             move_to(db, l, l->round, "reward") == 0;
+        job_refs refs = {.project = l->project, .ranking_cutoff = cutoff};
+        for (int e = 0; ok && e < ensemble_size(l); e++) {
+            /* member e from member e of the last round that trained one */
+            const int64_t last_member = query_int(
+                db,
+                "SELECT checkpoint_id FROM loop_reward_members WHERE loop_id = ?1 AND member = "
+                "?2 AND checkpoint_id IS NOT NULL ORDER BY round DESC LIMIT 1",
+                l->id, e, 0);
+            refs.model = e == 0 && l->reward > 0 ? l->reward
+                         : last_member > 0       ? last_member
+                                                 : l->sft;
+            /* what the previous reward model would have said of the NEW
+             * rankings: member 0 scores them before its first update */
+            ok = insert_reward_job(db, cfg, l, refs, e, e == 0 && l->reward > 0 ? first : 0,
+                                   last) == 0;
+        }
+        ok = ok && move_to(db, l, l->round, "reward") == 0;
     }
     return end_move(db, ok);
 }
@@ -743,40 +658,6 @@ static int round_job(sqlite3 *db, const loop_state *l, const char *column, int64
              column);
     *job_id = query_int(db, sql, l->id, l->round, 0);
     return loop_job_state(db, l, *job_id, true, checkpoint);
-}
-
-/* reward → policy once the reward job succeeded. */
-static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
-    int64_t job, rm = 0;
-    int rc = round_job(db, l, "reward_job_id", &job, &rm);
-    if (rc != 1)
-        return rc;
-    const int open = begin_move(db, l);
-    if (open != 1)
-        return open;
-    const char *optimizer = cfg_str(l, "optimizer");
-    job_refs refs = {.model = l->policy};
-    int64_t dataset = 0;
-    if (strcmp(optimizer, "dpo") == 0) {
-        refs.project = l->project;
-        refs.ranking_cutoff = ranking_cutoff(db, l->project);
-    } else {
-        /* from the last policy, KL-penalised towards the original SFT model */
-        refs.reward_model = rm;
-        refs.ref_model = l->policy != l->sft ? l->sft : 0;
-        dataset = l->prompts;
-    }
-    const int64_t policy_job =
-        insert_job(db, cfg, l, optimizer, "policy_hyperparameters", refs, dataset);
-    bool ok = policy_job > 0 &&
-              exec(db,
-                   "UPDATE loop_rounds SET reward_checkpoint_id = ?3, policy_job_id = ?4 WHERE "
-                   "loop_id = ?1 AND round = ?2",
-                   "iiii", l->id, l->round, rm, policy_job) == 0 &&
-              exec(db, "UPDATE loops SET reward_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
-                   rm) == 0 &&
-              move_to(db, l, l->round, "policy") == 0;
-    return end_move(db, ok);
 }
 
 /* The newest value of the first of names the job reported; NAN if none. */
@@ -800,10 +681,74 @@ static double last_metric(sqlite3 *db, int64_t job, const char *const *names) {
     return NAN;
 }
 
+/* reward → policy once the reward job succeeded. */
+static int step_reward(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
+    /* every member of the round's ensemble succeeded (member 0 first) */
+    int64_t jobs[LOOP_MAX_MEMBERS], members[LOOP_MAX_MEMBERS];
+    int n = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT job_id FROM loop_reward_members WHERE loop_id = ?1 AND round = "
+                           "?2 ORDER BY member",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -2;
+    sqlite3_bind_int64(st, 1, l->id);
+    sqlite3_bind_int64(st, 2, l->round);
+    while (n < LOOP_MAX_MEMBERS && sqlite3_step(st) == SQLITE_ROW)
+        jobs[n++] = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (n == 0)
+        return -2;
+    for (int e = 0; e < n; e++) {
+        const int rc = loop_job_state(db, l, jobs[e], true, &members[e]);
+        if (rc != 1)
+            return rc;
+    }
+    const int64_t job = jobs[0], rm = members[0];
+    /* the previous reward model's accuracy on the round's new rankings, as
+     * the job measured it before training (none without a previous one) */
+    static const char *const correct_name[] = {"prior_correct", NULL};
+    static const char *const pairs_name[] = {"prior_pairs", NULL};
+    const double correct = last_metric(db, job, correct_name),
+                 pairs = last_metric(db, job, pairs_name);
+    const int open = begin_move(db, l);
+    if (open != 1)
+        return open;
+    const char *optimizer = cfg_str(l, "optimizer");
+    job_refs refs = {.model = l->policy};
+    int64_t dataset = 0;
+    if (strcmp(optimizer, "dpo") == 0) {
+        refs.project = l->project;
+        refs.ranking_cutoff = ranking_cutoff(db, l->project);
+    } else {
+        /* from the last policy, KL-penalised towards the original SFT model */
+        refs.reward_model = rm;
+        refs.ref_model = l->policy != l->sft ? l->sft : 0;
+        dataset = l->prompts;
+    }
+    const int64_t policy_job =
+        insert_job(db, cfg, l, optimizer, "policy_hyperparameters", refs, dataset);
+    bool ok = policy_job > 0 &&
+              exec(db,
+                   "UPDATE loop_rounds SET reward_checkpoint_id = ?3, policy_job_id = ?4, "
+                   "rm_accuracy = ?5, rm_pairs = ?6 WHERE loop_id = ?1 AND round = ?2",
+                   "iiiirr", l->id, l->round, rm, policy_job, pairs > 0 ? correct / pairs : NAN,
+                   pairs) == 0 &&
+              exec(db, "UPDATE loops SET reward_checkpoint_id = ?2 WHERE id = ?1", "ii", l->id,
+                   rm) == 0 &&
+              move_to(db, l, l->round, "policy") == 0;
+    for (int e = 0; ok && e < n; e++)
+        ok = exec(db,
+                  "UPDATE loop_reward_members SET checkpoint_id = ?4 WHERE loop_id = ?1 AND "
+                  "round = ?2 AND member = ?3",
+                  "iiii", l->id, l->round, (int64_t)e, members[e]) == 0;
+    return end_move(db, ok);
+}
+
 /* policy → the next round (or done) once the policy job succeeded; with
  * `gold`, after a loop-sample job drew the new policy's answers to the
- * first eval_prompts prompts (one each, the same draw every round) for
- * the demo task's gold score. */
+ * first eval_prompts prompts (eval_samples each, the same draw every round)
+ * for the demo task's gold score. */
 static int step_policy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l) {
     int64_t job, policy = 0;
     int rc = round_job(db, l, "policy_job_id", &job, &policy);
@@ -815,8 +760,10 @@ static int step_policy(sqlite3 *db, const rlhfd_config *cfg, const loop_state *l
             const int open = begin_move(db, l);
             if (open != 1)
                 return open;
+            /* A loop stored before eval_samples existed drew one answer a prompt. */
+            const int64_t k = cfg_int(l, "eval_samples") > 0 ? cfg_int(l, "eval_samples") : 1;
             return end_move(db, insert_sample_job(db, cfg, l, policy, 0, cfg_int(l, "eval_prompts"),
-                                                  1, draw_seed(l, 0, 2), NULL, 0) == 0);
+                                                  k, draw_seed(l, 0, 2), NULL, 0) == 0);
         }
         int64_t unused;
         if ((rc = loop_job_state(db, l, l->sample_job, false, &unused)) != 1)
@@ -893,38 +840,44 @@ int loops_tick(sqlite3 *db, const rlhfd_config *cfg) {
     return moves;
 }
 
-loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t *job) {
-    *job = 0;
+loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t jobs[LOOPS_MAX_ROUND_JOBS]) {
+    for (int i = 0; i < LOOPS_MAX_ROUND_JOBS; i++)
+        jobs[i] = 0;
     if (db_begin(db) != SQLITE_OK)
         return LOOP_CANCEL_ERROR;
+    /* the pending loop-sample job, the round's reward ensemble, or its
+     * policy job */
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(
             db,
-            "SELECT l.status, coalesce(l.sample_job_id, CASE l.phase WHEN 'reward' THEN "
-            "lr.reward_job_id WHEN 'policy' THEN lr.policy_job_id END) FROM loops "
-            "l LEFT JOIN loop_rounds "
-            "lr ON lr.loop_id = l.id AND lr.round = l.round WHERE l.id = ?1",
+            "SELECT l.status, j.id FROM loops l LEFT JOIN loop_rounds lr ON lr.loop_id = l.id "
+            "AND lr.round = l.round LEFT JOIN jobs j ON j.id = l.sample_job_id OR "
+            "(l.sample_job_id IS NULL AND ((l.phase = 'policy' AND j.id = lr.policy_job_id) OR "
+            "(l.phase = 'reward' AND j.id IN (SELECT job_id FROM loop_reward_members m WHERE "
+            "m.loop_id = l.id AND m.round = l.round)))) WHERE l.id = ?1 ORDER BY j.id",
             -1, &st, NULL) != SQLITE_OK) {
         db_rollback(db);
         return LOOP_CANCEL_ERROR;
     }
     sqlite3_bind_int64(st, 1, id);
-    const int rc = sqlite3_step(st);
+    int rc, n = 0;
     char status[16] = "";
-    if (rc == SQLITE_ROW) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
-        *job = sqlite3_column_int64(st, 1);
+        if (n < LOOPS_MAX_ROUND_JOBS && sqlite3_column_int64(st, 1) > 0)
+            jobs[n++] = sqlite3_column_int64(st, 1);
     }
     sqlite3_finalize(st);
-    loop_cancel_result out = rc == SQLITE_ROW    ? LOOP_CANCEL_DONE
-                             : rc == SQLITE_DONE ? LOOP_CANCEL_NO_LOOP
-                                                 : LOOP_CANCEL_ERROR;
+    loop_cancel_result out = rc != SQLITE_DONE ? LOOP_CANCEL_ERROR
+                             : status[0]       ? LOOP_CANCEL_DONE
+                                               : LOOP_CANCEL_NO_LOOP;
     if (out == LOOP_CANCEL_DONE && strcmp(status, "cancelled") == 0)
         out = LOOP_CANCEL_ALREADY;
     else if (out == LOOP_CANCEL_DONE && strcmp(status, "running") != 0)
         out = LOOP_CANCEL_ENDED;
     if (out != LOOP_CANCEL_DONE)
-        *job = 0;
+        for (int i = 0; i < LOOPS_MAX_ROUND_JOBS; i++)
+            jobs[i] = 0;
     const bool ok =
         out != LOOP_CANCEL_DONE ||
         exec(db, "UPDATE loops SET status = 'cancelled', finished_at = ?2 WHERE id = ?1", "ii", id,
@@ -962,7 +915,10 @@ const char loops_rounds_sql[] =
     "agreement, reward_job_id, reward_checkpoint_id, policy_job_id, new_policy_checkpoint_id, "
     "proxy_score, kl, gold_score, created_at, finished_at, "
     "(SELECT count(*) FROM rankings WHERE comparison_id BETWEEN first_comparison_id AND "
-    "last_comparison_id AND skipped = 0), sample_job_id, eval_job_id FROM loop_rounds WHERE "
+    "last_comparison_id AND skipped = 0), sample_job_id, eval_job_id, (SELECT "
+    "json_group_array(json_object('member', member, 'job', job_id, 'checkpoint', "
+    "checkpoint_id)) FROM (SELECT * FROM loop_reward_members m WHERE m.loop_id = "
+    "loop_rounds.loop_id AND m.round = loop_rounds.round ORDER BY member)) FROM loop_rounds WHERE "
     "loop_id = ?3 AND (?1 = 0 OR "
     "round < ?1) ORDER BY round DESC LIMIT ?2";
 
@@ -1000,6 +956,9 @@ json_t *loops_round_json(sqlite3 *db, sqlite3_stmt *st, int64_t scope) {
     json_object_set_new(o, "finished_at", int_or_null(st, 21));
     json_object_set_new(o, "sample_job", int_or_null(st, 23));
     json_object_set_new(o, "eval_job", int_or_null(st, 24));
+    const char *members = (const char *)sqlite3_column_text(st, 25);
+    json_t *list = members ? json_loads(members, 0, NULL) : NULL;
+    json_object_set_new(o, "reward_members", list ? list : json_array());
     return o;
 }
 

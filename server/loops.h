@@ -10,13 +10,14 @@
  *               comparisons. One transaction: the comparisons, the
  *               loop_rounds row and the move to annotating.
  *   annotating  waits for rankings_per_round rankings of the round's
- *               comparisons, or the deadline; then scores the NEW rankings
- *               with the previous reward model (its accuracy before it trains
- *               on them), and inserts a reward job on all the project's
- *               rankings so far, warm-started from the previous reward model.
- *   reward      once that job succeeded: inserts the policy job (ppo / grpo
- *               on the prompts against the new reward model, or dpo on the
- *               project's rankings) from the current policy.
+ *               comparisons, or the deadline; then inserts `ensemble` reward
+ *               jobs on all the project's rankings so far (seeds + 0, 1, ...;
+ *               member e warm-started from the previous member e, member 0
+ *               from the previous reward model, which first scores the NEW
+ *               rankings: rm_accuracy), rows of loop_reward_members.
+ *   reward      once they all succeeded: inserts the policy job (ppo / grpo
+ *               on the prompts against member 0, or dpo on the project's
+ *               rankings) from the current policy.
  *   policy      once that job succeeded: reads proxy score and KL from its
  *               metrics; with `gold`, a loop-sample job draws the new
  *               policy's answers to the evaluation prompts for the demo
@@ -49,9 +50,12 @@ int loops_tick(sqlite3 *db, const rlhfd_config *cfg);
  * (patience >= 1) all failed to improve. */
 bool loops_plateau(const double *values, int n, int patience, double min_delta);
 
+/* The most jobs a loop's round runs at once: its reward ensemble. */
+enum { LOOPS_MAX_ROUND_JOBS = 3 };
+
 /* Cancels loop id in one transaction: a running loop becomes cancelled
- * (the tick moves only running loops) and *job receives the job its round
- * runs (0: none), for the caller to cancel. */
+ * (the tick moves only running loops) and jobs receives the jobs its round
+ * runs (the rest 0), for the caller to cancel. */
 typedef enum loop_cancel_result {
     LOOP_CANCEL_ERROR = -1,
     LOOP_CANCEL_NO_LOOP,
@@ -59,7 +63,7 @@ typedef enum loop_cancel_result {
     LOOP_CANCEL_ALREADY, /* was cancelled already */
     LOOP_CANCEL_ENDED,   /* succeeded or failed */
 } loop_cancel_result;
-loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t *job);
+loop_cancel_result loops_cancel(sqlite3 *db, int64_t id, int64_t jobs[LOOPS_MAX_ROUND_JOBS]);
 
 /* The loop object of the API (GET /v1/loops/{id}); NULL with *found 0
  * (none) or -1. */

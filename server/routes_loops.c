@@ -14,6 +14,7 @@
 #include "hparams.h"
 #include "jobs.h"
 #include "jobs_db.h"
+#include "loop_sample.h"
 #include "loops.h"
 #include "prefs_store.h"
 #include "routes.h"
@@ -143,6 +144,8 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
                                        "temperature",
                                        "seed",
                                        "eval_prompts",
+                                       "eval_samples",
+                                       "ensemble",
                                        "gold",
                                        "plateau",
                                        "reward_hyperparameters",
@@ -156,7 +159,8 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
     const char *selection = json_string_value(json_object_get(body, "selection"));
     const json_t *temp_v = json_object_get(body, "temperature");
     const json_t *gold_v = json_object_get(body, "gold");
-    int64_t rounds, P, K, wanted, deadline, max_tokens, seed, eval_prompts, project, prompts;
+    int64_t rounds, P, K, wanted, deadline, max_tokens, seed, eval_prompts, eval_samples, ensemble,
+        project, prompts;
     json_t *reward_hp = NULL, *policy_hp = NULL;
     *refs = (loop_refs){0};
     if (!json_check_keys(body, keys, "", e))
@@ -192,7 +196,11 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
         !json_check_int(body, "deadline_seconds", 3600, 1, 7 * 24 * 3600, &deadline, e) ||
         !json_check_int(body, "max_tokens", 24, 1, 256, &max_tokens, e) ||
         !json_check_int(body, "seed", 1, 0, INT32_MAX, &seed, e) ||
-        !json_check_int(body, "eval_prompts", 8, 1, GENERATE_MAX_PROMPTS, &eval_prompts, e))
+        !json_check_int(body, "eval_prompts", 8, 1, GENERATE_MAX_PROMPTS, &eval_prompts, e) ||
+        !json_check_int(body, "eval_samples", 4, 1, LOOP_SAMPLE_MAX_K, &eval_samples, e) ||
+        !json_check_int(body, "ensemble",
+                        selection_rule_from_name(selection) == SELECTION_DISAGREEMENT ? 3 : 1, 1,
+                        LOOP_SAMPLE_MAX_MODELS, &ensemble, e))
         return 0;
     if (project == 0)
         return http_error_set(e, 400, "missing_required_parameter", "project",
@@ -244,15 +252,16 @@ static int check_loop(sqlite3 *db, const json_t *body, json_t **config, loop_ref
         return 0;
     }
     refs->project = project, refs->prompts = prompts;
-    *config = json_pack("{s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:f, s:I, s:I, s:b, s:o, s:o, "
-                        "s:o}",
-                        "rounds", (json_int_t)rounds, "prompts_per_round", (json_int_t)P,
-                        "samples_per_prompt", (json_int_t)K, "rankings_per_round",
-                        (json_int_t)wanted, "deadline_seconds", (json_int_t)deadline, "selection",
-                        selection, "optimizer", optimizer, "max_tokens", (json_int_t)max_tokens,
-                        "temperature", temperature, "seed", (json_int_t)seed, "eval_prompts",
-                        (json_int_t)eval_prompts, "gold", json_is_true(gold_v), "plateau", plateau,
-                        "reward_hyperparameters", reward_hp, "policy_hyperparameters", policy_hp);
+    *config = json_pack(
+        "{s:I, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:f, s:I, s:I, s:I, s:I, s:b, "
+        "s:o, s:o, s:o}",
+        "rounds", (json_int_t)rounds, "prompts_per_round", (json_int_t)P, "samples_per_prompt",
+        (json_int_t)K, "rankings_per_round", (json_int_t)wanted, "deadline_seconds",
+        (json_int_t)deadline, "selection", selection, "optimizer", optimizer, "max_tokens",
+        (json_int_t)max_tokens, "temperature", temperature, "seed", (json_int_t)seed,
+        "eval_prompts", (json_int_t)eval_prompts, "eval_samples", (json_int_t)eval_samples,
+        "ensemble", (json_int_t)ensemble, "gold", json_is_true(gold_v), "plateau", plateau,
+        "reward_hyperparameters", reward_hp, "policy_hyperparameters", policy_hp);
     return *config != NULL ? 1 : http_error_set(e, 500, "out_of_memory", NULL, "out of memory");
 }
 
@@ -335,17 +344,18 @@ enum MHD_Result route_loops_rounds(request *r) {
  * the job its round runs, if any, is asked to stop. Cancelling twice is
  * not an error; an ended loop answers 409. */
 enum MHD_Result route_loops_cancel(request *r) {
-    int64_t job;
+    int64_t jobs[LOOPS_MAX_ROUND_JOBS];
     char status[JOBS_DB_STATUS_BYTES];
-    switch (loops_cancel(r->db, r->path_id, &job)) {
+    switch (loops_cancel(r->db, r->path_id, jobs)) {
         case LOOP_CANCEL_NO_LOOP:
             return http_reply_not_found(r, "loop", 0);
         case LOOP_CANCEL_ENDED:
             return http_reply_error(r, 409, "loop_not_cancellable", NULL,
                                     "loop %lld has already ended", (long long)r->path_id);
         case LOOP_CANCEL_DONE:
-            if (job > 0 && jobs_db_request_cancel(r->db, job, status) != JOB_CANCEL_ERROR)
-                scheduler_wake(r->srv->scheduler);
+            for (int i = 0; i < LOOPS_MAX_ROUND_JOBS && jobs[i] > 0; i++)
+                if (jobs_db_request_cancel(r->db, jobs[i], status) != JOB_CANCEL_ERROR)
+                    scheduler_wake(r->srv->scheduler);
             /* fall through */
         case LOOP_CANCEL_ALREADY: {
             json_t *loop = loops_get(r->db, r->path_id, NULL);

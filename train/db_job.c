@@ -341,32 +341,20 @@ static int load_job_dataset(sqlite3 *db, int64_t job_id, const job_type *type, c
     return -1;
 }
 
-/* The rankings of annotation project project_id up to ranking id cutoff
- * (fixed when the job was created), straight from the database: K-wise,
- * with ties, candidates in their comparison's order. Skips and the
- * rankings of annotators an admin excluded from the project (as the
- * exclusions stand when the job reads them: rlhfd's
- * PROJECT_EXCLUDED_RANKING) are left out;
- * rankings where everything ties order nothing and are counted in
- * out->n_skipped. 0, or -1 with err. */
-static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff, job_data *out,
-                                 char *err, size_t errlen) {
+/* The rankings sql selects (rk.id, prompt, candidate text, rank; ordered by
+ * ranking, then candidate position; binding ?i = args[i - 1]) into out,
+ * K-wise, with ties; rankings where everything ties order nothing and are
+ * counted in out->n_skipped. what names the input in messages. 0, or -1
+ * with err. */
+static int load_rankings(sqlite3 *db, const char *sql, const int64_t *args, int n_args,
+                         const char *what, job_data *out, char *err, size_t errlen) {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT rk.id, c.prompt, cand.text, e.rank FROM rankings rk "
-                           "JOIN comparisons c ON c.id = rk.comparison_id "
-                           "JOIN ranking_entries e ON e.ranking_id = rk.id "
-                           "JOIN candidates cand ON cand.id = e.candidate_id "
-                           "WHERE c.project_id = ?1 AND rk.id <= ?2 AND rk.skipped = 0 "
-                           "AND NOT EXISTS (SELECT 1 FROM project_excluded_annotators x WHERE "
-                           "x.project_id = c.project_id AND x.token_id = rk.token_id) "
-                           "ORDER BY rk.id, cand.position",
-                           -1, &st, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot read training_project: %s", sqlite3_errmsg(db));
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot read %s: %s", what, sqlite3_errmsg(db));
         return -1;
     }
-    sqlite3_bind_int64(st, 1, project_id);
-    sqlite3_bind_int64(st, 2, cutoff);
+    for (int i = 0; i < n_args; i++)
+        sqlite3_bind_int64(st, i + 1, args[i]);
     int rc;
     int64_t current = 0;
     ranking *rk = NULL;
@@ -384,14 +372,14 @@ static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff
         if (rk == NULL || rank < 0 || rank >= RANKING_MAX_K ||
             job_ranking_add(rk, (const char *)sqlite3_column_text(st, 2), (int)rank) != 0) {
             snprintf(err, errlen,
-                     "training_project: cannot read ranking %lld (out of memory, or "
+                     "%s: cannot read ranking %lld (out of memory, or "
                      "more than %d candidates)",
-                     (long long)id, RANKING_MAX_K);
+                     what, (long long)id, RANKING_MAX_K);
             bad = true;
         }
     }
     if (!bad && rc != SQLITE_DONE)
-        snprintf(err, errlen, "cannot read training_project: %s", sqlite3_errmsg(db)), bad = true;
+        snprintf(err, errlen, "cannot read %s: %s", what, sqlite3_errmsg(db)), bad = true;
     sqlite3_finalize(st);
     if (!bad && rk != NULL && ranking_validate(rk, why, sizeof why) != 0)
         job_ranking_drop_last(out);
@@ -399,6 +387,51 @@ static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff
         return 0;
     job_data_free(out);
     return -1;
+}
+
+/* The rankings of annotation project project_id up to ranking id cutoff
+ * (fixed when the job was created), straight from the database. Skips and
+ * the rankings of annotators an admin excluded from the project (as the
+ * exclusions stand when the job reads them: rlhfd's
+ * PROJECT_EXCLUDED_RANKING) are left out. 0, or -1 with err. */
+static int load_project_rankings(sqlite3 *db, int64_t project_id, int64_t cutoff, job_data *out,
+                                 char *err, size_t errlen) {
+    const int64_t args[] = {project_id, cutoff};
+    return load_rankings(db,
+                         "SELECT rk.id, c.prompt, cand.text, e.rank FROM rankings rk "
+                         "JOIN comparisons c ON c.id = rk.comparison_id "
+                         "JOIN ranking_entries e ON e.ranking_id = rk.id "
+                         "JOIN candidates cand ON cand.id = e.candidate_id "
+                         "WHERE c.project_id = ?1 AND rk.id <= ?2 AND rk.skipped = 0 "
+                         "AND NOT EXISTS (SELECT 1 FROM project_excluded_annotators x WHERE "
+                         "x.project_id = c.project_id AND x.token_id = rk.token_id) "
+                         "ORDER BY rk.id, cand.position",
+                         args, 2, "training_project", out, err, errlen);
+}
+
+/* The non-skipped rankings of comparisons first..last of the job's
+ * training project that a reward job's initial model scores before
+ * training (reward_config.prior_*; the online loop's rm_accuracy: every
+ * ranking of the round, as the loop counts them). 0, or -1 with err. */
+static int load_prior_rankings(sqlite3 *db, const job_type *type, const void *cfg,
+                               int64_t project_id, job_data *out, char *err, size_t errlen) {
+    const hparam_def *first = hparams_find(type->hparams, "prior_first_comparison");
+    const hparam_def *last = hparams_find(type->hparams, "prior_last_comparison");
+    if (first == NULL || last == NULL)
+        return 0;
+    const int64_t a = *(const int64_t *)((const char *)cfg + first->offset);
+    const int64_t b = *(const int64_t *)((const char *)cfg + last->offset);
+    if (a == 0 || project_id == 0)
+        return 0;
+    const int64_t args[] = {project_id, a, b};
+    return load_rankings(db,
+                         "SELECT rk.id, c.prompt, cand.text, e.rank FROM rankings rk "
+                         "JOIN comparisons c ON c.id = rk.comparison_id "
+                         "JOIN ranking_entries e ON e.ranking_id = rk.id "
+                         "JOIN candidates cand ON cand.id = e.candidate_id "
+                         "WHERE c.project_id = ?1 AND rk.comparison_id BETWEEN ?2 AND ?3 "
+                         "AND rk.skipped = 0 ORDER BY rk.id, cand.position",
+                         args, 3, "prior_first_comparison", out, err, errlen);
 }
 
 /* ---- resuming: the job's last checkpoint with training state ------------------ */
@@ -516,7 +549,7 @@ typedef struct worker_ctx {
  * request field. 0, or -1 with err. */
 static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, void *cfg,
                            const train_sink *sink, const worker_ctx *w, char *err, size_t errlen) {
-    job_data train = {0}, eval = {0};
+    job_data train = {0}, eval = {0}, prior = {0};
     enum { FD_MODEL, FD_REWARD, FD_RESUME, FD_REF, FD_MORE, N_FDS = FD_MORE + JOB_MORE_REWARD };
     int fds[N_FDS];
     char paths[N_FDS][64];
@@ -535,6 +568,8 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
         goto done;
     if (refs.project > 0 &&
         load_project_rankings(db, refs.project, refs.ranking_cutoff, &train, err, errlen) != 0)
+        goto done;
+    if (load_prior_rankings(db, type, cfg, refs.project, &prior, err, errlen) != 0)
         goto done;
     const int64_t n_train = type->data_kind == JOB_DATA_RANKINGS ? train.n_rankings : train.n_pairs;
     if (type->needs_train_data && n_train == 0) {
@@ -639,6 +674,8 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
                                .resume_checkpoint = found == 1 ? paths[FD_RESUME] : NULL,
                                .more_reward_checkpoints = more_paths,
                                .n_more_reward = n_more,
+                               .prior_rankings = prior.n_rankings > 0 ? prior.rankings : NULL,
+                               .n_prior_rankings = prior.n_rankings,
                                .dist = rlhf_train_dist};
     /* under mpirun the other ranks get the job, data included (dist_job.h) */
     if (dist_job_send(rlhf_train_dist, type, cfg, openblas_get_num_threads(), &inputs, err,
@@ -650,6 +687,7 @@ done:
             close(fds[i]);
     job_data_free(&train);
     job_data_free(&eval);
+    job_data_free(&prior);
     return rc;
 }
 

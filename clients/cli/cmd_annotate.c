@@ -6,7 +6,9 @@
  * to rank or --max rankings were posted. The judgement is the demo task's
  * (engine/demo_gold.h): each candidate's hidden gold score with
  * Plackett–Luce noise of temperature --noise (0: by gold alone, ties kept),
- * drawn from --seed. This is what drives the online RLHF loop in tests and
+ * drawn from --seed over the candidates in text order (so the same
+ * comparisons in the same order get the same rankings whatever order the
+ * server shows them in). This is what drives the online RLHF loop in tests and
  * in `make demo` without a person. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,13 +70,27 @@ int cmd_annotate(const rlhfctl *c, const cli_args *a) {
             rc = RLHFCTL_EXIT_API;
             break;
         }
-        double gold[DEMO_TASK_MAX_K];
-        int rank[DEMO_TASK_MAX_K];
+        /* The noise is drawn over the candidates sorted by text, not in the
+         * order shown: the server shuffles that order per annotator token
+         * and comparison id, so the same texts would get other draws in
+         * another project (and the same loop twice, other rankings). */
+        const char *texts[DEMO_TASK_MAX_K];
+        size_t by_text[DEMO_TASK_MAX_K];
         for (size_t j = 0; j < k; j++) {
             const char *text = json_string_value(json_object_get(json_array_get(cands, j), "text"));
-            gold[j] = demo_task_gold_score(prompt, text ? text : "");
+            texts[j] = text ? text : "";
+            size_t at = j; /* insertion sort: k <= DEMO_TASK_MAX_K */
+            for (; at > 0 && strcmp(texts[by_text[at - 1]], texts[j]) > 0; at--)
+                by_text[at] = by_text[at - 1];
+            by_text[at] = j;
         }
-        demo_task_rank(gold, (int)k, noise, &rng, rank);
+        double gold[DEMO_TASK_MAX_K];
+        int sorted_rank[DEMO_TASK_MAX_K], rank[DEMO_TASK_MAX_K];
+        for (size_t j = 0; j < k; j++)
+            gold[j] = demo_task_gold_score(prompt, texts[by_text[j]]);
+        demo_task_rank(gold, (int)k, noise, &rng, sorted_rank);
+        for (size_t j = 0; j < k; j++)
+            rank[by_text[j]] = sorted_rank[j];
         /* groups best first: candidates of rank 0, then the next rank, ... */
         json_t *order = json_array();
         for (int r = 0; r < (int)k; r++) {

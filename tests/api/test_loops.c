@@ -109,7 +109,8 @@ static void fixture(test_daemon *d, loop_fixture *f) {
     "\"response_length\":8,\"sample_interval\":0,\"checkpoint_interval\":5}"
 
 /* A loop of tiny sizes with the members of extra (a JSON fragment ending in
- * a comma: rounds, optimizer, ...) and the policy job's hyperparameters. */
+ * a comma: rounds, optimizer, ...; selection uncertainty unless it says)
+ * and the policy job's hyperparameters. */
 static int64_t create_loop_with(const test_daemon *d, const loop_fixture *f, const char *extra,
                                 const char *policy_hp) {
     char body[2048];
@@ -117,9 +118,10 @@ static int64_t create_loop_with(const test_daemon *d, const loop_fixture *f, con
              "{%s\"name\":\"online\",\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
              "\"prompts_per_round\":2,\"samples_per_prompt\":3,"
              "\"deadline_seconds\":600,\"max_tokens\":12,"
-             "\"eval_prompts\":4,\"gold\":true,\"selection\":\"uncertainty\","
+             "\"eval_prompts\":4,\"eval_samples\":2,\"gold\":true,%s"
              "\"reward_hyperparameters\":" TINY_REWARD ",\"policy_hyperparameters\":%s}",
-             extra, (long long)f->sft, (long long)f->project, (long long)f->prompts, policy_hp);
+             extra, (long long)f->sft, (long long)f->project, (long long)f->prompts,
+             strstr(extra, "\"selection\"") ? "" : "\"selection\":\"uncertainty\",", policy_hp);
     return create(d, "/v1/loops", d->admin, body);
 }
 
@@ -227,7 +229,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'reward'", 0), 2);
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'ppo'", 0), 2);
     /* and one loop-sample job per round for its samples, one per round for
-     * the new policy's gold score: 2 prompts × 3 and 4 evaluation prompts */
+     * the new policy's gold score: 2 prompts × 3 and 4 evaluation prompts × 2 */
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'loop-sample'", 0), 4);
     ck_assert_int_eq(db_int(&d,
                             "SELECT count(DISTINCT sample_job_id) + count(DISTINCT eval_job_id) "
@@ -238,7 +240,7 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
                             "SELECT count(*) FROM loop_rounds lr WHERE loop_id = ?1 AND (SELECT "
                             "count(*) FROM job_samples s WHERE s.job_id = lr.sample_job_id) = 6 "
                             "AND (SELECT count(*) FROM job_samples s WHERE s.job_id = "
-                            "lr.eval_job_id) = 4",
+                            "lr.eval_job_id) = 8",
                             id),
                      2);
     /* every posted candidate is one of its round's samples */
@@ -298,13 +300,43 @@ START_TEST(test_loop_two_rounds_survives_kill9) {
         if (i == 0) { /* no reward model before round 1: random, nothing to predict */
             ck_assert_str_eq(json_string_value(json_object_get(o, "selection")), "random");
             ck_assert(json_is_null(json_object_get(o, "rm_accuracy")));
+            ck_assert_int_eq(db_int(&d,
+                                    "SELECT coalesce(json_extract(config, "
+                                    "'$.prior_first_comparison'), 0) FROM jobs WHERE id = ?1",
+                                    rm_job),
+                             0);
             ck_assert_int_eq(
                 db_int(&d, "SELECT parent_checkpoint_id FROM jobs WHERE id = ?1", rm_job),
                 json_integer_value(json_object_get(r->json, "model")));
         } else {
             ck_assert_str_eq(json_string_value(json_object_get(o, "selection")), "uncertainty");
             const double acc = json_real_value(json_object_get(o, "rm_accuracy"));
+            /* scored in the reward job, by its initial model, before it
+             * trained: one pair per 2-way ranking that does not tie */
+            ck_assert_int_eq(db_int(&d,
+                                    "SELECT json_extract(config, '$.prior_first_comparison') = "
+                                    "lr.first_comparison_id AND json_extract(config, "
+                                    "'$.prior_last_comparison') = lr.last_comparison_id FROM "
+                                    "jobs j JOIN loop_rounds lr ON lr.reward_job_id = j.id "
+                                    "WHERE j.id = ?1",
+                                    rm_job),
+                             1);
+            ck_assert_int_eq(json_integer_value(json_object_get(o, "rm_pairs")),
+                             db_int(&d,
+                                    "SELECT count(*) FROM rankings rk JOIN loop_rounds lr ON "
+                                    "rk.comparison_id BETWEEN lr.first_comparison_id AND "
+                                    "lr.last_comparison_id WHERE lr.reward_job_id = ?1 AND "
+                                    "rk.skipped = 0 AND (SELECT count(DISTINCT rank) FROM "
+                                    "ranking_entries e WHERE e.ranking_id = rk.id) = 2",
+                                    rm_job));
             ck_assert(json_integer_value(json_object_get(o, "rm_pairs")) > 0);
+            ck_assert_double_eq_tol(
+                acc * (double)json_integer_value(json_object_get(o, "rm_pairs")),
+                (double)db_int(&d,
+                               "SELECT value FROM metrics WHERE job_id = ?1 AND name = "
+                               "'prior_correct' AND step = 0",
+                               rm_job),
+                1e-9);
             ck_assert(acc >= 0.0 && acc <= 1.0);
             ck_assert_int_eq(
                 db_int(&d, "SELECT parent_checkpoint_id FROM jobs WHERE id = ?1", rm_job),
@@ -439,6 +471,10 @@ START_TEST(test_loop_body_checks) {
          "invalid_value", "samples_per_prompt"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"temperature\":0}",
          "invalid_value", "temperature"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"eval_samples\":17}",
+         "invalid_value", "eval_samples"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"ensemble\":4}",
+         "invalid_value", "ensemble"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"reward_model\":\"job:1\"}",
          "invalid_model", "reward_model"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
@@ -446,8 +482,8 @@ START_TEST(test_loop_body_checks) {
          "invalid_hyperparameter", "policy_hyperparameters"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"colour\":1}",
          "unknown_parameter", "colour"},
-        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":3}",
-         "invalid_type", "plateau"},
+        {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":3}", "invalid_type",
+         "plateau"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,\"plateau\":{}}",
          "missing_required_parameter", "plateau.metric"},
         {"{\"model\":\"job:%lld\",\"project\":%lld,\"prompts\":%lld,"
@@ -580,11 +616,11 @@ START_TEST(test_loop_stops_on_plateau) {
     daemon_start(&d, NULL);
     loop_fixture f;
     fixture(&d, &f);
-    const int64_t id = create_loop_with(
-        &d, &f,
-        "\"rounds\":5,\"rankings_per_round\":2,"
-        "\"plateau\":{\"metric\":\"proxy\",\"patience\":1,\"min_delta\":1e9},",
-        TINY_PPO);
+    const int64_t id =
+        create_loop_with(&d, &f,
+                         "\"rounds\":5,\"rankings_per_round\":2,"
+                         "\"plateau\":{\"metric\":\"proxy\",\"patience\":1,\"min_delta\":1e9},",
+                         TINY_PPO);
     http_reply *r = get_loop(&d, id);
     json_t *rule = json_object_get(json_object_get(r->json, "config"), "plateau");
     ck_assert_str_eq(json_string_value(json_object_get(rule, "metric")), "proxy");
@@ -622,6 +658,198 @@ START_TEST(test_loop_stops_on_plateau) {
 }
 END_TEST
 
+/* Drives loops ids[0..n) (projects[i], annotated with token[i]) to their
+ * end; asserts each succeeded. */
+static void run_loops(const test_daemon *d, const int64_t *ids, const int64_t *projects,
+                      char (*tokens)[128], int n) {
+    const int64_t deadline = now_ms() + 4 * DEADLINE_MS;
+    for (int left = n; left > 0;) {
+        left = 0;
+        for (int i = 0; i < n; i++) {
+            http_reply *r = get_loop(d, ids[i]);
+            ck_assert_msg(strcmp(loop_str(r, "status"), "failed") != 0, "%s", r->body);
+            const bool running = strcmp(loop_str(r, "status"), "running") == 0;
+            const bool waits = strcmp(loop_str(r, "phase"), "annotating") == 0;
+            reply_free(r);
+            left += running;
+            if (running && waits)
+                annotate(d, tokens[i], projects[i]);
+        }
+        ck_assert_msg(now_ms() < deadline, "the loops did not finish");
+        pause_ms(20);
+    }
+}
+
+/* Two loops of the same configuration and seed on two projects, annotated
+ * by the simulated annotator with the same seed, run side by side: every
+ * round draws the same samples, posts the same pairs, gets the same
+ * rankings, and its reward and policy jobs reach the same numbers. */
+START_TEST(test_loop_same_seed_same_rounds) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    loop_fixture f[2];
+    fixture(&d, &f[0]);
+    f[1] = f[0];
+    f[1].project =
+        create(&d, "/v1/projects", d.admin, "{\"name\":\"loop 2\",\"k\":2,\"overlap\":1}");
+    grant_project(&d, f[1].project, make_token(&d, "sim 2", "annotator", f[1].annotator));
+    int64_t ids[2], projects[2] = {f[0].project, f[1].project};
+    char tokens[2][128];
+    for (int i = 0; i < 2; i++) {
+        ids[i] = create_loop_with(&d, &f[i], "\"rounds\":2,\"rankings_per_round\":4,", TINY_PPO);
+        memcpy(tokens[i], f[i].annotator, sizeof tokens[i]);
+    }
+    run_loops(&d, ids, projects, tokens, 2);
+    /* the samples, text for text */
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM loop_rounds a JOIN loop_rounds b ON b.loop_id = %lld AND "
+             "b.round = a.round JOIN job_samples sa ON sa.job_id = a.sample_job_id JOIN "
+             "job_samples sb ON sb.job_id = b.sample_job_id AND sb.idx = sa.idx AND sb.response "
+             "= sa.response WHERE a.loop_id = ?1",
+             (long long)ids[1]);
+    ck_assert_int_eq(db_int(&d, sql, ids[0]), 12);
+    /* the posted pairs and their rankings: the same texts ranked the same,
+     * in the same order */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM (SELECT c.prompt, ca.text, e.rank, c.id - (SELECT min(id) "
+             "FROM comparisons WHERE project_id = c.project_id) FROM comparisons c JOIN "
+             "candidates ca ON ca.comparison_id = c.id JOIN rankings rk ON rk.comparison_id = "
+             "c.id JOIN ranking_entries e ON e.ranking_id = rk.id AND e.candidate_id = ca.id "
+             "WHERE c.project_id IN (?1, %lld) GROUP BY 1, 2, 3, 4 HAVING count(*) = 2)",
+             (long long)projects[1]);
+    ck_assert_int_eq(db_int(&d, sql, projects[0]), 16);
+    /* every number of every round */
+    http_reply *a = get_loop(&d, ids[0]), *b = get_loop(&d, ids[1]);
+    json_t *ra = json_object_get(a->json, "rounds"), *rb = json_object_get(b->json, "rounds");
+    ck_assert_int_eq(json_array_size(ra), 2);
+    static const char *const keys[] = {"sample_gold_score", "rankings", "rm_accuracy", "rm_pairs",
+                                       "proxy_score",       "kl",       "gold_score"};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            const json_t *x = json_object_get(json_array_get(ra, i), keys[k]),
+                         *y = json_object_get(json_array_get(rb, i), keys[k]);
+            ck_assert_msg(json_equal(x, y), "round %zu %s: %g vs %g", i + 1, keys[k],
+                          json_number_value(x), json_number_value(y));
+        }
+    reply_free(a), reply_free(b);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
+/* `disagreement` with its default ensemble of 3: each round trains three
+ * reward models (seeds 1, 2, 3; member e from member e of the round before,
+ * from the SFT model at first), and round 2 scores its samples with round
+ * 1's three; the daemon SIGKILLed in round 1's reward phase (or, past it,
+ * policy phase) inserts no member twice. */
+START_TEST(test_loop_disagreement_ensemble_survives_kill9) {
+    test_daemon d;
+    daemon_init(&d);
+    daemon_start(&d, NULL);
+    loop_fixture f;
+    fixture(&d, &f);
+    const int64_t id = create_loop_with(
+        &d, &f, "\"rounds\":2,\"rankings_per_round\":4,\"selection\":\"disagreement\",", TINY_PPO);
+    http_reply *r = get_loop(&d, id);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(r->json, "config"), "ensemble")), 3);
+    reply_free(r);
+    bool killed = false;
+    const int64_t deadline = now_ms() + 4 * DEADLINE_MS;
+    for (;;) {
+        r = get_loop(&d, id);
+        ck_assert_msg(strcmp(loop_str(r, "status"), "failed") != 0, "%s", r->body);
+        const bool done = strcmp(loop_str(r, "status"), "running") != 0;
+        const char *phase = loop_str(r, "phase");
+        const bool waits = strcmp(phase, "annotating") == 0;
+        const bool training = strcmp(phase, "reward") == 0 || strcmp(phase, "policy") == 0;
+        const int64_t round = reply_int(r, "round");
+        reply_free(r);
+        if (done)
+            break;
+        if (waits)
+            annotate(&d, f.annotator, f.project);
+        else if (!killed && round == 1 && training) {
+            kill(d.pid, SIGKILL);
+            ck_assert_int_eq(daemon_wait(&d), -SIGKILL);
+            daemon_start(&d, NULL);
+            killed = true;
+        }
+        ck_assert_msg(now_ms() < deadline, "the loop did not finish");
+        pause_ms(20);
+    }
+    ck_assert(killed);
+    r = get_loop(&d, id);
+    ck_assert_str_eq(loop_str(r, "status"), "succeeded");
+    json_t *rounds = json_object_get(r->json, "rounds");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(rounds, 1), "selection")),
+                     "disagreement");
+    for (size_t i = 0; i < 2; i++) { /* shown member by member, member 0 the round's own */
+        const json_t *o = json_array_get(rounds, i);
+        const json_t *members = json_object_get(o, "reward_members");
+        ck_assert_int_eq(json_array_size(members), 3);
+        for (size_t e = 0; e < 3; e++) {
+            const json_t *m = json_array_get(members, e);
+            ck_assert_int_eq(json_integer_value(json_object_get(m, "member")), (json_int_t)e);
+            ck_assert(json_integer_value(json_object_get(m, "checkpoint")) > 0);
+        }
+        ck_assert(json_equal(json_object_get(json_array_get(members, 0), "job"),
+                             json_object_get(o, "reward_job")));
+        ck_assert(json_equal(json_object_get(json_array_get(members, 0), "checkpoint"),
+                             json_object_get(o, "reward_checkpoint")));
+    }
+    reply_free(r);
+    /* three members a round, each trained once, seeds 1, 2, 3 */
+    ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM jobs WHERE type = 'reward'", 0), 6);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_reward_members m JOIN jobs j ON j.id = "
+                            "m.job_id WHERE m.loop_id = ?1 AND j.status = 'succeeded' AND "
+                            "m.checkpoint_id = (SELECT id FROM checkpoints WHERE job_id = j.id "
+                            "AND kind = 'final') AND coalesce(json_extract(j.config, '$.seed'), "
+                            "1) = m.member + 1",
+                            id),
+                     6);
+    /* member 0 is the round's reward model; member e warm-starts from
+     * member e of round 1, from the SFT model in round 1 */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_reward_members m JOIN loop_rounds lr ON "
+                            "lr.loop_id = m.loop_id AND lr.round = m.round WHERE m.loop_id = ?1 "
+                            "AND m.member = 0 AND lr.reward_job_id = m.job_id AND "
+                            "lr.reward_checkpoint_id = m.checkpoint_id",
+                            id),
+                     2);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_reward_members m JOIN jobs j ON j.id = "
+                            "m.job_id WHERE m.loop_id = ?1 AND m.round = 2 AND "
+                            "j.parent_checkpoint_id = (SELECT checkpoint_id FROM "
+                            "loop_reward_members p WHERE p.loop_id = m.loop_id AND p.round = 1 "
+                            "AND p.member = m.member)",
+                            id),
+                     3);
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(DISTINCT j.parent_checkpoint_id) FROM "
+                            "loop_reward_members m JOIN jobs j ON j.id = m.job_id WHERE "
+                            "m.loop_id = ?1 AND m.round = 1",
+                            id),
+                     1);
+    /* round 2's samples are scored by round 1's three members, in order */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_rounds lr JOIN jobs s ON s.id = "
+                            "lr.sample_job_id JOIN loop_reward_members m ON m.loop_id = "
+                            "lr.loop_id AND m.round = 1 WHERE lr.loop_id = ?1 AND lr.round = 2 "
+                            "AND m.checkpoint_id = CASE m.member WHEN 0 THEN "
+                            "s.reward_checkpoint_id ELSE (SELECT checkpoint_id FROM "
+                            "job_reward_models x WHERE x.job_id = s.id AND x.position = "
+                            "m.member) END",
+                            id),
+                     3);
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 Suite *loops_suite(void) {
     Suite *s = suite_create("loops");
     TCase *tc = tcase_create("loops");
@@ -629,6 +857,8 @@ Suite *loops_suite(void) {
     tcase_add_test(tc, test_loop_plateau_rule);
     tcase_add_test(tc, test_loop_body_checks);
     tcase_add_test(tc, test_loop_stops_on_plateau);
+    tcase_add_test(tc, test_loop_same_seed_same_rounds);
+    tcase_add_test(tc, test_loop_disagreement_ensemble_survives_kill9);
     tcase_add_test(tc, test_loop_cancel);
     tcase_add_test(tc, test_loop_dpo_and_grpo);
     tcase_add_test(tc, test_loop_two_rounds_survives_kill9);

@@ -225,6 +225,36 @@ START_TEST(test_project_comparison_count_migration) {
 }
 END_TEST
 
+/* Schema 020's loop reward ensembles: every round that had a reward job
+ * before becomes its member 0, checkpoint included. */
+START_TEST(test_loop_reward_members_migration) {
+    char dir[] = "/tmp/rlhfd-members-XXXXXX", err[256];
+    int m;
+    sqlite3 *db = db_before_migration(dir, "loop_reward_members", &m);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "PRAGMA user_version=%d; PRAGMA foreign_keys=OFF; INSERT INTO loops (id, status, "
+             "phase, round, config, project_id, prompts_dataset_id, sft_checkpoint_id, "
+             "policy_checkpoint_id, created_at) VALUES (1, 'running', 'reward', 2, '{}', 1, 1, "
+             "1, 1, 0); INSERT INTO loop_rounds (loop_id, round, selection, "
+             "policy_checkpoint_id, samples, comparisons, deadline_ms, reward_job_id, "
+             "reward_checkpoint_id, created_at) VALUES (1, 1, 'random', 1, 6, 4, 0, 7, 70, 0), "
+             "(1, 2, 'uncertainty', 1, 6, 4, 0, 9, NULL, 0), (1, 3, 'uncertainty', 1, 6, 4, 0, "
+             "NULL, NULL, 0)",
+             m);
+    ck_assert_int_eq(db_exec(db, sql, err, sizeof err), SQLITE_OK);
+    ck_assert_int_eq(db_migrate(db, err, sizeof err), 0);
+    expect_text(db,
+                "SELECT group_concat(round || ':' || member || ':' || job_id || ':' || "
+                "coalesce(checkpoint_id, '-'), ',') FROM (SELECT * FROM loop_reward_members "
+                "ORDER BY round, member)",
+                "1:0:7:70,2:0:9:-");
+    sqlite3_close(db);
+    snprintf(sql, sizeof sql, "rm -rf %s", dir);
+    ck_assert_int_eq(system(sql), 0);
+}
+END_TEST
+
 START_TEST(test_db_waits_for_write_lock) {
     test_daemon d;
     daemon_init(&d);
@@ -340,6 +370,7 @@ Suite *db_suite(void) {
     tcase_add_test(tc, test_rank_count_migration);
     tcase_add_test(tc, test_dataset_rows_migration);
     tcase_add_test(tc, test_project_comparison_count_migration);
+    tcase_add_test(tc, test_loop_reward_members_migration);
     tcase_add_test(tc, test_db_waits_for_write_lock);
     tcase_add_test(tc, test_utf8_clean);
     tcase_add_test(tc, test_failure_classify);

@@ -6,7 +6,10 @@
 #include <string.h>
 
 #include "demo_task.h"
+#include "hparams.h"
+#include "model.h"
 #include "reward.h"
+#include "sft.h"
 #include "suites.h"
 #include "test_util.h"
 
@@ -151,7 +154,7 @@ START_TEST(test_reward_model_learns_gold_preference) {
     hparams_set_defaults(&reward_hparams, &cfg);
     cfg.epochs = 10, cfg.learning_rate = 1e-3, cfg.batch_size = 16, cfg.eval_interval = 0;
     cfg.eval_fraction = 0.2, cfg.norm_samples = 16;
-    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL, false};
+    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL, false, NULL, 0};
     int steps = 0;
     train_sink sink = {&steps, count_metrics, NULL, NULL, NULL, NULL, NULL, NULL};
     reward_result res;
@@ -192,6 +195,89 @@ START_TEST(test_reward_model_learns_gold_preference) {
 }
 END_TEST
 
+/* The metrics reward_train reports at step 0 (the prior scoring), and
+ * whether any came before them. */
+typedef struct prior_metrics {
+    double correct, pairs, accuracy;
+    int before; /* metrics of a step before step 0's: must stay 0 */
+    int seen;
+} prior_metrics;
+
+static int keep_prior(void *ctx, int64_t step, const sink_metric *m, int n) {
+    prior_metrics *p = ctx;
+    if (step != 0) {
+        p->before += p->seen == 0;
+        return 0;
+    }
+    p->seen++;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(m[i].name, "prior_correct") == 0)
+            p->correct = m[i].value;
+        else if (strcmp(m[i].name, "prior_pairs") == 0)
+            p->pairs = m[i].value;
+        else if (strcmp(m[i].name, "prior_accuracy") == 0)
+            p->accuracy = m[i].value;
+    }
+    return 0;
+}
+
+/* reward_inputs.prior: before the first update the initial model scores
+ * the prior rankings; pairs are responses of different rank (ties are not
+ * pairs: 1 + 2 + 5 = 8 here), and the count of correct ones equals what
+ * the online loop's daemon computed before this moved into the job: each
+ * response scored alone (prompt + response + EOT) by the same initial
+ * model, a pair correct when the better ranked scores strictly higher. */
+START_TEST(test_reward_prior_accuracy) {
+    static ranking train[8], prior[3] = {
+                                 {"2+2=", 2, {"4", "5"}, {0, 1}, 0, NULL},
+                                 {"3+1=", 3, {"4", "four", "7"}, {0, 0, 1}, 0, NULL},
+                                 {"1+5=", 4, {"6", "six", "60", "?"}, {0, 1, 1, 2}, 0, NULL},
+                             };
+    for (int i = 0; i < 8; i++)
+        train[i] = prior[i % 3];
+    tokenizer tok;
+    char err[256];
+    ck_assert_int_eq(tokenizer_load_bytes(&tok, err, sizeof err), 0);
+    reward_config cfg;
+    hparams_set_defaults(&reward_hparams, &cfg);
+    cfg.max_steps = 2, cfg.batch_size = 4, cfg.eval_interval = 0, cfg.norm_samples = 0;
+    const reward_inputs in = {train, 8, NULL, 0, &tok, NULL, NULL, false, prior, 3};
+    prior_metrics got = {0};
+    const train_sink sink = {&got, keep_prior, NULL, NULL, NULL, NULL, NULL, NULL};
+    ck_assert_msg(reward_train(&cfg, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(got.seen, 1);
+    ck_assert_int_eq(got.before, 0);
+    ck_assert_double_eq(got.pairs, 8);
+
+    /* the same initial model (same seed), each response scored alone */
+    reward_session *s;
+    const train_sink quiet = {0};
+    ck_assert_msg(reward_session_init(&s, &cfg, &in, &quiet, err, sizeof err) == 0, "%s", err);
+    model *m = (model *)reward_session_model(s);
+    int correct = 0;
+    for (int i = 0; i < 3; i++) {
+        double score[RANKING_MAX_K];
+        for (int k = 0; k < prior[i].k; k++) {
+            int32_t ids[64];
+            uint8_t mask[64];
+            const text_pair ex = {prior[i].prompt, prior[i].responses[k], NULL, 0};
+            const int64_t n = sft_tokenize(&tok, &ex, true, ids, mask, 64);
+            ck_assert(n > 0);
+            model_forward(m, ids, NULL, NULL, 1, (int)n, 0, 0);
+            score[k] = model_values(m)[n - 1];
+        }
+        for (int a = 0; a < prior[i].k; a++)
+            for (int b = a + 1; b < prior[i].k; b++)
+                if (prior[i].rank[a] != prior[i].rank[b])
+                    correct += (score[a] - score[b]) * (prior[i].rank[b] - prior[i].rank[a]) > 0;
+    }
+    reward_session_free(s);
+    ck_assert_double_eq(got.correct, correct);
+    ck_assert_double_eq_tol(got.accuracy, correct / 8.0, 1e-12);
+    tokenizer_free(&tok);
+}
+END_TEST
+
 Suite *reward_suite(void) {
     Suite *s = suite_create("reward");
     TCase *tc = tcase_create("reward");
@@ -201,6 +287,7 @@ Suite *reward_suite(void) {
     tcase_add_test(tc, test_kwise_loss_finite_differences);
     tcase_add_test(tc, test_ranking_validation);
     tcase_add_test(tc, test_reward_model_learns_gold_preference);
+    tcase_add_test(tc, test_reward_prior_accuracy);
     suite_add_tcase(s, tc);
     return s;
 }
