@@ -141,16 +141,77 @@ int artifact_writer_commit(artifact_writer *w, char sha256[65], char *err, size_
     return 0;
 }
 
-int artifact_store_put(const char *dir, const void *bytes, size_t n, char sha256[65], char *err,
-                       size_t errlen) {
+/* The stream artifact_store_put_stream hands its writer: each write goes to
+ * the artifact_writer; the first failure is kept (stdio reports only that
+ * one happened). */
+typedef struct writer_stream {
+    artifact_writer *w;
+    char *err;
+    size_t errlen;
+    int failed_errno; /* 0: no write failed */
+} writer_stream;
+
+static ssize_t writer_stream_write(void *cookie, const char *buf, size_t n) {
+    writer_stream *ws = cookie;
+    if (ws->failed_errno != 0)
+        return 0;
+    if (artifact_writer_write(ws->w, buf, n, ws->err, ws->errlen) != 0) {
+        ws->failed_errno = errno != 0 ? errno : EIO;
+        errno = ws->failed_errno;
+        return 0; /* fopencookie: 0 is an error */
+    }
+    return (ssize_t)n;
+}
+
+int artifact_store_put_stream(const char *dir, artifact_stream_writer write, void *wctx,
+                              char sha256[65], uint64_t *n_bytes, char *err, size_t errlen) {
     artifact_writer w;
     if (artifact_writer_open(&w, dir, 0, err, errlen) != 0)
         return -1;
-    if (artifact_writer_write(&w, bytes, n, err, errlen) != 0) {
+    writer_stream ws = {&w, err, errlen, 0};
+    FILE *out = fopencookie(&ws, "w", (cookie_io_functions_t){.write = writer_stream_write});
+    if (out == NULL) {
+        snprintf(err, errlen, "cannot open a stream: %s", strerror(errno));
         artifact_writer_abort(&w);
         return -1;
     }
+    size_t reported = 0;
+    errno = 0;
+    const bool produced = write(wctx, out, &reported) == 0 && fflush(out) == 0;
+    const int produce_errno = errno; /* the writer's own failure (out of memory, say) */
+    fclose(out);                     /* flushed already; the fd is the writer's */
+    if (ws.failed_errno == 0 && !produced)
+        snprintf(err, errlen, "cannot produce the artifact: %s",
+                 produce_errno != 0 ? strerror(produce_errno) : "the writer failed");
+    else if (ws.failed_errno == 0 && reported != w.n_bytes)
+        snprintf(err, errlen, "the writer reported %zu bytes but wrote %llu", reported,
+                 (unsigned long long)w.n_bytes);
+    if (ws.failed_errno != 0 || !produced || reported != w.n_bytes) {
+        artifact_writer_abort(&w);
+        errno = ws.failed_errno != 0 ? ws.failed_errno : produced ? 0 : produce_errno;
+        return -1;
+    }
+    *n_bytes = w.n_bytes;
     return artifact_writer_commit(&w, sha256, err, errlen);
+}
+
+/* A buffer already in memory, for artifact_store_put. */
+typedef struct bytes_source {
+    const void *bytes;
+    size_t n;
+} bytes_source;
+
+static int write_bytes(void *wctx, FILE *out, size_t *n_bytes) {
+    const bytes_source *b = wctx;
+    *n_bytes = b->n;
+    return fwrite(b->bytes, 1, b->n, out) == b->n ? 0 : -1;
+}
+
+int artifact_store_put(const char *dir, const void *bytes, size_t n, char sha256[65], char *err,
+                       size_t errlen) {
+    bytes_source b = {bytes, n};
+    uint64_t n_bytes;
+    return artifact_store_put_stream(dir, write_bytes, &b, sha256, &n_bytes, err, errlen);
 }
 
 /* ==== reading ================================================================= */

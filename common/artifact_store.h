@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sha256.h"
 
@@ -66,8 +67,21 @@ int artifact_writer_commit(artifact_writer *w, char sha256[65], char *err, size_
 /* Closes and removes the temporary file (a no-op after commit). */
 void artifact_writer_abort(artifact_writer *w);
 
-/* bytes[0..n) as one artifact. 0, or -1 with err (and errno as the failed
- * file operation left it: db_errno_is_storage tells a full disk). */
+/* How an artifact's bytes are produced for artifact_store_put_stream: write
+ * them to out and set *n_bytes to their count. 0 or -1. (The same shape as
+ * engine/sink.h's sink_checkpoint_writer.) */
+typedef int (*artifact_stream_writer)(void *wctx, FILE *out, size_t *n_bytes);
+
+/* What write(wctx, out, &n) writes, as one artifact: out is a stream into
+ * an artifact_writer, hashed as it is written, so the artifact is never
+ * whole in memory; then committed as artifact_writer_commit does (same
+ * crash points). *n_bytes gets its size. 0, or -1 with err, nothing left
+ * in tmp/ or objects/, and errno as the failed file operation left it
+ * (db_errno_is_storage tells a full disk). */
+int artifact_store_put_stream(const char *dir, artifact_stream_writer write, void *wctx,
+                              char sha256[65], uint64_t *n_bytes, char *err, size_t errlen);
+
+/* bytes[0..n) as one artifact: artifact_store_put_stream of those bytes. */
 int artifact_store_put(const char *dir, const void *bytes, size_t n, char sha256[65], char *err,
                        size_t errlen);
 

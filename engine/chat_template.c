@@ -563,34 +563,6 @@ static int64_t common_prefix(const hf_tokenizer *tok, const char *text, size_t p
     return k;
 }
 
-/* Puts the tokenizer's prefix (BOS) before ids[0..*count) when the
- * template did not write it (an assistant_mask gets 0s for it). 0, or -1
- * out of memory. */
-static int add_prefix(const hf_tokenizer *tok, int32_t **ids, uint8_t **assistant_mask,
-                      int64_t *count) {
-    int32_t prefix[HF_TOKENIZER_MAX_PREFIX];
-    const int np = hf_tokenizer_prefix(tok, prefix);
-    if (np == 0 || (*count >= np && memcmp(*ids, prefix, sizeof *prefix * (size_t)np) == 0))
-        return 0;
-    const size_t n = (size_t)*count + (size_t)np;
-    int32_t *grown = realloc(*ids, (n + 1) * sizeof *grown);
-    if (grown == NULL)
-        return -1;
-    *ids = grown;
-    memmove(grown + np, grown, sizeof *grown * (size_t)*count);
-    memcpy(grown, prefix, sizeof *prefix * (size_t)np);
-    if (assistant_mask) {
-        uint8_t *mask = realloc(*assistant_mask, n + 1);
-        if (mask == NULL)
-            return -1;
-        *assistant_mask = mask;
-        memmove(mask + np, mask, (size_t)*count);
-        memset(mask, 0, (size_t)np);
-    }
-    *count = (int64_t)n;
-    return 0;
-}
-
 int64_t chat_template_encode(const chat_template *t, const hf_tokenizer *tok,
                              const chat_message *messages, size_t n, bool add_generation_prompt,
                              int32_t **ids, uint8_t **assistant_mask, char *err, size_t errlen) {
@@ -624,10 +596,6 @@ int64_t chat_template_encode(const chat_template *t, const hf_tokenizer *tok,
         free(spans);
     }
     free(text);
-    if (count >= 0 && add_prefix(tok, ids, assistant_mask, &count) != 0) {
-        set_error(err, errlen, "chat_template: out of memory");
-        count = -1;
-    }
     if (count < 0) {
         free(*ids);
         *ids = NULL;

@@ -77,16 +77,17 @@ int chat_template_render(const chat_template *t, const chat_message *messages, s
                          bool add_generation_prompt, char **text, size_t *text_len,
                          chat_span **spans, size_t *n_spans, char *err, size_t errlen);
 
-/* Renders and tokenizes (added tokens matched, no post-processor: the
- * llama2 and llama3 templates write BOS themselves, as transformers'
- * apply_chat_template does; when a template does not, e.g. chatml chosen
- * for a Llama tokenizer, the post-processor's BOS is put first, where
- * apply_chat_template would leave it out). *ids gets the malloc'd ids; when assistant_mask is not
- * NULL it gets a malloc'd byte per id, 1 for the ids of assistant turns. A token is an assistant
- * token when it is not in the tokenization of the text before the turn's content (the longest
- * common prefix of the two tokenizations), and is in that of the text up to the turn's end; so a
- * token that straddles the start (SentencePiece's "▁Answer") counts as
- * the assistant's. Returns the number of ids, or -1 with a message. */
+/* Renders and tokenizes as transformers' apply_chat_template(tokenize=True)
+ * does: added tokens matched, and no post-processor (add_special_tokens=
+ * False). A template that wants BOS writes it (llama2, llama3: exactly
+ * one); one that does not (chatml chosen for a Llama tokenizer) gets none.
+ * *ids gets the malloc'd ids; when assistant_mask is not NULL it gets a
+ * malloc'd byte per id, 1 for the ids of assistant turns. A token is an
+ * assistant token when it is not in the tokenization of the text before
+ * the turn's content (the longest common prefix of the two tokenizations),
+ * and is in that of the text up to the turn's end; so a token that
+ * straddles the start (SentencePiece's "▁Answer") counts as the
+ * assistant's. Returns the number of ids, or -1 with a message. */
 int64_t chat_template_encode(const chat_template *t, const hf_tokenizer *tok,
                              const chat_message *messages, size_t n, bool add_generation_prompt,
                              int32_t **ids, uint8_t **assistant_mask, char *err, size_t errlen);

@@ -170,8 +170,8 @@ static int pair_set_build(pair_set *s, const ranking *rk, int64_t n_rk, const dp
             free(buf);
             return -1;
         }
-        int64_t n = tokenizer_encode_prompt(tok, rk[i].prompt, strlen(rk[i].prompt), buf,
-                                            (size_t)buf_cap, job->in->texts_special);
+        int64_t n = tokenizer_encode_input(tok, rk[i].prompt, strlen(rk[i].prompt), buf,
+                                           (size_t)buf_cap, rk[i].rendered);
         if (n < 1) {
             snprintf(err, errlen, "%s ranking %lld: the prompt is empty or could not be tokenized",
                      what, (long long)i + 1);
@@ -186,7 +186,7 @@ static int pair_set_build(pair_set *s, const ranking *rk, int64_t n_rk, const dp
         s->prompt_len[i] = (int32_t)keep;
         for (int k = 0; k < rk[i].k; k++) {
             n = tokenizer_encode(tok, rk[i].responses[k], strlen(rk[i].responses[k]), buf,
-                                 (size_t)buf_cap - 1, job->in->texts_special);
+                                 (size_t)buf_cap - 1, rk[i].rendered);
             if (n < 0) {
                 snprintf(err, errlen, "%s ranking %lld: response %d could not be tokenized", what,
                          (long long)i + 1, k + 1);

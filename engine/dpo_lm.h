@@ -98,9 +98,6 @@ typedef struct dpo_lm_inputs {
     /* A periodic or stopped-run checkpoint of this job (same hyperparameters,
      * data and SFT model). */
     const char *resume_checkpoint;
-    /* Special tokens written in prompts and responses are those tokens
-     * (rankings rendered by a chat template); false: plain text. */
-    bool texts_special;
     /* Data parallel (dist.h): each rank scores and trains on its shard of
      * every batch; NULL = one process. */
     const dist_comm *dist;

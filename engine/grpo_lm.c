@@ -346,8 +346,8 @@ static int prepare(grpo_job *job, char *err, size_t errlen) {
         job->items[i] = make_item(p, a);
         const int64_t n =
             job->prompt_tokens[i]
-                ? tokenizer_encode_prompt(in->tok, p, strlen(p), job->prompt_tokens[i], (size_t)cap,
-                                          in->prompts_special)
+                ? tokenizer_encode_input(in->tok, p, strlen(p), job->prompt_tokens[i], (size_t)cap,
+                                         in->prompts_rendered && in->prompts_rendered[i])
                 : -1;
         if (n < 1 || job->items[i] == NULL) {
             snprintf(err, errlen, "%s prompt %lld is empty or could not be tokenized",

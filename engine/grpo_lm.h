@@ -113,9 +113,10 @@ typedef struct grpo_lm_inputs {
     const char *policy_checkpoint; /* the SFT model: policy init and reference */
     const char *reward_checkpoint; /* optional reward model */
     const char *resume_checkpoint;
-    /* Special tokens written in the prompts are those tokens (prompts
-     * rendered by a chat template); false: plain text. */
-    bool prompts_special;
+    /* (n_prompts, then n_eval) which prompts a chat template rendered:
+     * tokenized as apply_chat_template does (tokenizer_encode_input); NULL:
+     * none. */
+    const bool *prompts_rendered;
     const char *ref_checkpoint; /* the reference when not the init (ppo_lm.h); NULL: none */
     /* Data parallel (dist.h): each rank samples, scores and trains on its
      * shard of the groups; NULL = one process. */

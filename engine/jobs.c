@@ -195,7 +195,7 @@ static void free_texts(rendered_texts *t) {
  * end-of-turn). Rows without one are copied. *texts collects the rendered
  * strings (free them with free_texts). 0 or -1 with err. */
 static int render_rankings(const chat_template *tpl, const ranking *in, int64_t n, ranking **out,
-                           rendered_texts *texts, bool *any, char *err, size_t errlen) {
+                           rendered_texts *texts, char *err, size_t errlen) {
     *out = calloc((size_t)(n > 0 ? n : 1), sizeof **out);
     texts->items = calloc((size_t)(n > 0 ? n : 1) * (RANKING_MAX_K + 1), sizeof *texts->items);
     texts->n = 0;
@@ -208,7 +208,7 @@ static int render_rankings(const chat_template *tpl, const ranking *in, int64_t 
         *rk = in[i];
         if (in[i].prompt_messages == NULL || tpl == NULL)
             continue; /* without a template: the last user message, as the row gave it */
-        *any = true;
+        rk->rendered = true;
         char *prompt;
         if (job_render_prompt(tpl, in[i].prompt_messages, &prompt, err, errlen) != 0)
             return -1;
@@ -248,24 +248,22 @@ static int render_rankings(const chat_template *tpl, const ranking *in, int64_t 
 typedef struct job_rankings {
     ranking *train, *eval, *prior;
     rendered_texts texts[3];
-    bool special; /* some were rendered by the chat template */
 } job_rankings;
 
 static int job_rankings_render(job_rankings *r, const job_text *jt, const job_inputs *in, char *err,
                                size_t errlen) {
     memset(r, 0, sizeof *r);
     const chat_template *tpl = job_text_template(jt);
-    if (render_rankings(tpl, in->rankings, in->n_rankings, &r->train, &r->texts[0], &r->special,
-                        err, errlen) != 0)
+    if (render_rankings(tpl, in->rankings, in->n_rankings, &r->train, &r->texts[0], err, errlen) !=
+        0)
         return -1;
-    if (in->eval_rankings != NULL &&
-        render_rankings(tpl, in->eval_rankings, in->n_eval_rankings, &r->eval, &r->texts[1],
-                        &r->special, err, errlen) != 0)
+    if (in->eval_rankings != NULL && render_rankings(tpl, in->eval_rankings, in->n_eval_rankings,
+                                                     &r->eval, &r->texts[1], err, errlen) != 0)
         return -1;
     return in->prior_rankings == NULL
                ? 0
                : render_rankings(tpl, in->prior_rankings, in->n_prior_rankings, &r->prior,
-                                 &r->texts[2], &r->special, err, errlen);
+                                 &r->texts[2], err, errlen);
 }
 
 static void job_rankings_free(job_rankings *r) {
@@ -280,11 +278,15 @@ static int reward_run(const void *cfg, const job_inputs *in, const train_sink *s
         return -1;
     job_rankings r;
     int rc = job_rankings_render(&r, &jt, in, err, errlen);
-    const reward_inputs ri = {r.train,  in->n_rankings,
-                              r.eval,   in->n_eval_rankings,
-                              &jt.tok,  in->init_checkpoint,
-                              in->dist, r.special,
-                              r.prior,  r.prior ? in->n_prior_rankings : 0};
+    const reward_inputs ri = {r.train,
+                              in->n_rankings,
+                              r.eval,
+                              in->n_eval_rankings,
+                              &jt.tok,
+                              in->init_checkpoint,
+                              in->dist,
+                              r.prior,
+                              r.prior ? in->n_prior_rankings : 0};
     if (rc == 0)
         rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
     job_rankings_free(&r);
@@ -313,12 +315,13 @@ static int ppo_lm_validate_any(const void *cfg, char *err, size_t errlen) {
 
 /* Prompts rows as the texts a policy continues: prompts[i] is row i's
  * prompt, or its conversation rendered by the template with the generation
- * prompt (kept in texts; *special says one was). 0 or -1 with err. */
+ * prompt (kept in texts; rendered[i] says it was). 0 or -1 with err. */
 static int render_prompts(const chat_template *tpl, const text_pair *rows, int64_t n,
-                          const char **prompts, rendered_texts *texts, bool *special, char *err,
+                          const char **prompts, bool *rendered, rendered_texts *texts, char *err,
                           size_t errlen) {
     for (int64_t i = 0; i < n; i++) {
         prompts[i] = rows[i].prompt;
+        rendered[i] = false;
         if (rows[i].messages == NULL)
             continue;
         char **items = realloc(texts->items, sizeof *items * (size_t)(texts->n + 1));
@@ -333,7 +336,7 @@ static int render_prompts(const chat_template *tpl, const text_pair *rows, int64
             return -1;
         }
         prompts[i] = texts->items[texts->n++] = text;
-        *special = true;
+        rendered[i] = true;
     }
     return 0;
 }
@@ -343,17 +346,18 @@ static int ppo_lm_run(const void *cfg, const job_inputs *in, const train_sink *s
     job_text jt;
     if (job_text_open(&jt, in, err, errlen) != 0)
         return -1;
-    const char **prompts = malloc(sizeof(char *) * (size_t)(in->n_train > 0 ? in->n_train : 1));
+    const size_t n = (size_t)(in->n_train > 0 ? in->n_train : 1);
+    const char **prompts = malloc(sizeof(char *) * n);
+    bool *rendered = malloc(sizeof(bool) * n);
     rendered_texts texts = {0};
-    bool special = false;
-    int rc = prompts ? render_prompts(job_text_template(&jt), in->train, in->n_train, prompts,
-                                      &texts, &special, err, errlen)
-                     : -1;
-    if (prompts == NULL)
+    int rc = prompts && rendered ? render_prompts(job_text_template(&jt), in->train, in->n_train,
+                                                  prompts, rendered, &texts, err, errlen)
+                                 : -1;
+    if (prompts == NULL || rendered == NULL)
         snprintf(err, errlen, "out of memory");
     const ppo_lm_inputs pi = {.prompts = prompts,
                               .n_prompts = in->n_train,
-                              .prompts_special = special,
+                              .prompts_rendered = rendered,
                               .tok = &jt.tok,
                               .policy_checkpoint = in->init_checkpoint,
                               .reward_checkpoint = in->reward_checkpoint,
@@ -364,6 +368,7 @@ static int ppo_lm_run(const void *cfg, const job_inputs *in, const train_sink *s
         rc = ppo_lm_train(cfg, &pi, sink, NULL, err, errlen);
     free_texts(&texts);
     free(prompts);
+    free(rendered);
     job_text_close(&jt);
     return rc;
 }
@@ -403,7 +408,6 @@ static int dpo_lm_run(const void *cfg, const job_inputs *in, const train_sink *s
                               &jt.tok,
                               in->init_checkpoint,
                               in->resume_checkpoint,
-                              r.special,
                               in->dist};
     if (rc == 0)
         rc = dpo_lm_train(cfg, &di, sink, NULL, err, errlen);
@@ -444,21 +448,21 @@ static int group_pg_run(grpo_algorithm algorithm, const void *cfg, const job_inp
         return -1;
     const int64_t n = in->n_train + in->n_eval;
     const char **text = malloc(sizeof(char *) * 2 * (size_t)(n > 0 ? n : 1));
+    bool *is_rendered = malloc(sizeof(bool) * (size_t)(n > 0 ? n : 1));
     rendered_texts rendered = {0};
-    bool special = false;
     /* prompts, answers; then the held-out ones */
     const char **prompts = text, **answers = text + n;
-    int rc = text ? 0 : -1;
-    if (text == NULL)
+    int rc = text && is_rendered ? 0 : -1;
+    if (rc != 0)
         snprintf(err, errlen, "out of memory");
     for (int64_t i = 0; rc == 0 && i < n; i++)
         answers[i] = i < in->n_train ? in->train[i].response : in->eval[i - in->n_train].response;
     if (rc == 0)
-        rc = render_prompts(job_text_template(&jt), in->train, in->n_train, prompts, &rendered,
-                            &special, err, errlen);
+        rc = render_prompts(job_text_template(&jt), in->train, in->n_train, prompts, is_rendered,
+                            &rendered, err, errlen);
     if (rc == 0)
         rc = render_prompts(job_text_template(&jt), in->eval, in->n_eval, prompts + in->n_train,
-                            &rendered, &special, err, errlen);
+                            is_rendered + in->n_train, &rendered, err, errlen);
     const grpo_lm_inputs gi = {.algorithm = algorithm,
                                .prompts = prompts,
                                .answers = answers,
@@ -471,12 +475,13 @@ static int group_pg_run(grpo_algorithm algorithm, const void *cfg, const job_inp
                                .reward_checkpoint = in->reward_checkpoint,
                                .ref_checkpoint = in->ref_checkpoint,
                                .resume_checkpoint = in->resume_checkpoint,
-                               .prompts_special = special,
+                               .prompts_rendered = is_rendered,
                                .dist = in->dist};
     if (rc == 0)
         rc = grpo_lm_train(cfg, &gi, sink, NULL, err, errlen);
     free_texts(&rendered);
     free(text);
+    free(is_rendered);
     job_text_close(&jt);
     return rc;
 }

@@ -346,6 +346,17 @@ static bool any_nonzero(const float *x, int n) {
     return false;
 }
 
+/* The fewer of max_context (0: none asked) and the positions a GPT-2 has. */
+static int gpt2_positions_served(int n_positions, int max_context) {
+    return max_context > 0 && max_context < n_positions ? max_context : n_positions;
+}
+
+static void gpt2_limit_context(model *m, int max_context) {
+    const int n_positions = m->gpt2.cfg.max_seq_len;
+    const int served = gpt2_positions_served(n_positions, max_context);
+    m->gpt2_context = served < n_positions ? served : 0;
+}
+
 int model_load(const char *path, const model_open_options *opt, model *m, model_info *info,
                char *err, size_t errlen) {
     static const model_open_options none = {0};
@@ -380,7 +391,10 @@ int model_load(const char *path, const model_open_options *opt, model *m, model_
             return rc;
     }
     m->family = MODEL_FAMILY_GPT2;
-    return model_open(path, opt, &m->gpt2, info, err, errlen);
+    if (model_open(path, opt, &m->gpt2, info, err, errlen) != 0)
+        return -1;
+    gpt2_limit_context(m, opt->max_context);
+    return 0;
 }
 
 int model_source_family(const char *path, model_family *family, char *err, size_t errlen) {
@@ -407,8 +421,8 @@ int model_read_shape(const char *path, int max_context, model_shape *shape, char
         gpt2_config gc;
         if (model_read_config(path, &gc, err, errlen) != 0)
             return -1;
-        *shape =
-            (model_shape){MODEL_FAMILY_GPT2, gc.n_layer, gc.n_head, gc.d_model, gc.max_seq_len};
+        *shape = (model_shape){MODEL_FAMILY_GPT2, gc.n_layer, gc.n_head, gc.d_model,
+                               gpt2_positions_served(gc.max_seq_len, max_context)};
         return 0;
     }
     llama_config lc;
@@ -443,7 +457,10 @@ int model_load_bytes(const void *bytes, size_t n, const model_open_options *opt,
     if (llama)
         return rc;
     m->family = MODEL_FAMILY_GPT2;
-    return model_open_bytes(bytes, n, opt, &m->gpt2, info, err, errlen);
+    if (model_open_bytes(bytes, n, opt, &m->gpt2, info, err, errlen) != 0)
+        return -1;
+    gpt2_limit_context(m, opt->max_context);
+    return 0;
 }
 
 int model_alloc_grads(model *m, char *err, size_t errlen) {
@@ -492,7 +509,9 @@ int model_vocab_size(const model *m) {
 }
 
 int model_max_seq_len(const model *m) {
-    return m->family == MODEL_FAMILY_GPT2 ? m->gpt2.cfg.max_seq_len : m->llama.cfg.max_seq_len;
+    if (m->family == MODEL_FAMILY_LLAMA)
+        return m->llama.cfg.max_seq_len;
+    return m->gpt2_context > 0 ? m->gpt2_context : m->gpt2.cfg.max_seq_len;
 }
 
 int model_width(const model *m) {

@@ -68,9 +68,11 @@ typedef struct model_open_options {
     uint64_t init_seed;
     uint32_t init_stream;
     const model_lora *lora; /* NULL: no adapters before loading */
-    /* Llama family: the positions the caller will use (RoPE tables, the
-     * KV cache); 0 = the checkpoint's own (max_position_embeddings for a
-     * Hugging Face directory). GPT-2 brings its learned positions. */
+    /* The positions the caller will use, at most the model's own (the
+     * Llama family sizes its RoPE tables and KV cache by it; GPT-2 keeps
+     * its learned positions, model_max_seq_len reports the fewer); 0 = the
+     * model's own (max_position_embeddings for a Hugging Face directory,
+     * GPT-2's n_positions). */
     int max_context;
 } model_open_options;
 
@@ -103,6 +105,10 @@ typedef struct model {
     model_family family;
     gpt2_model gpt2;
     llama_model llama;
+    /* GPT-2: the positions the caller uses (model_open_options.max_context)
+     * when fewer than its n_positions, which the weights and checkpoints
+     * keep; 0: all of them. (The Llama family keeps it in its config.) */
+    int gpt2_context;
 } model;
 
 /* Opens path (a checkpoint file of this project or a Hugging Face directory
@@ -117,9 +123,9 @@ int model_load_bytes(const void *bytes, size_t n, const model_open_options *opt,
 /* The family of the model at path, without loading it. 0 or -1 with err. */
 int model_source_family(const char *path, model_family *family, char *err, size_t errlen);
 /* The shape of the model at path, without its weights: layers, heads,
- * width (C), and the positions it serves for a caller asking max_context
- * (GPT-2: its own; the Llama family: min(max_context,
- * max_position_embeddings), its own for 0). */
+ * width (C), and the positions it serves for a caller asking max_context:
+ * min(max_context, its own: max_position_embeddings, GPT-2's n_positions),
+ * its own for 0. */
 typedef struct model_shape {
     model_family family;
     int n_layer, n_head, d_model, context;

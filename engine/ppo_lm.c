@@ -380,8 +380,9 @@ static int prepare_prompts(ppo_job *job, char *err, size_t errlen) {
         job->prompt_tokens[i] = malloc(sizeof(int32_t) * (size_t)cap);
         const int64_t n =
             job->prompt_tokens[i]
-                ? tokenizer_encode_prompt(in->tok, in->prompts[i], strlen(in->prompts[i]),
-                                          job->prompt_tokens[i], (size_t)cap, in->prompts_special)
+                ? tokenizer_encode_input(in->tok, in->prompts[i], strlen(in->prompts[i]),
+                                         job->prompt_tokens[i], (size_t)cap,
+                                         in->prompts_rendered && in->prompts_rendered[i])
                 : -1;
         if (n < 1) {
             snprintf(err, errlen, "prompt %lld is empty or could not be tokenized",

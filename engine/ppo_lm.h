@@ -126,9 +126,9 @@ typedef struct ppo_lm_inputs {
      * every rollout (with its own sampling seed) and trains on its share of
      * every micro-batch; NULL = one process. */
     const dist_comm *dist;
-    /* Special tokens written in the prompts are those tokens (prompts
-     * rendered by a chat template); false: plain text. */
-    bool prompts_special;
+    /* (n_prompts) which prompts a chat template rendered: tokenized as
+     * apply_chat_template does (tokenizer_encode_input); NULL: none. */
+    const bool *prompts_rendered;
     /* The frozen KL reference when it is not the policy's init (an online
      * loop trains from its last policy, penalised towards the original SFT
      * model); NULL: policy_checkpoint. Not with LoRA (the reference is the

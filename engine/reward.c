@@ -161,8 +161,8 @@ static void ranked_free(ranked_data *d) {
     memset(d, 0, sizeof *d);
 }
 
-static int ranked_build(ranked_data *d, const tokenizer *tok, bool special, const ranking *rk,
-                        int64_t n, int64_t context, char *err, size_t errlen) {
+static int ranked_build(ranked_data *d, const tokenizer *tok, const ranking *rk, int64_t n,
+                        int64_t context, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
     const int64_t cap = context;
     d->ids = malloc(sizeof(int32_t) * (size_t)(n * RANKING_MAX_K * cap));
@@ -182,7 +182,8 @@ static int ranked_build(ranked_data *d, const tokenizer *tok, bool special, cons
             if (k >= rk[i].k)
                 continue;
             const text_pair ex = {rk[i].prompt, rk[i].responses[k], NULL, 0};
-            const int64_t len = sft_tokenize_text(tok, &ex, true, special, d->ids + at, mask, cap);
+            const int64_t len =
+                sft_tokenize_text(tok, &ex, true, rk[i].rendered, d->ids + at, mask, cap);
             if (len < 1) {
                 snprintf(err, errlen, "ranking %lld: the tokenizer failed", (long long)i + 1);
                 free(mask);
@@ -367,8 +368,8 @@ static int sample_policy(norm_samples *ns, const model *policy, const reward_con
     for (int i = 0; i < n; i++) {
         int32_t *row = ns->ids + (int64_t)ns->n * cap;
         const char *prompt = in->train[i].prompt;
-        const int64_t np =
-            tokenizer_encode_prompt(in->tok, prompt, strlen(prompt), row, (size_t)cap, in->special);
+        const int64_t np = tokenizer_encode_input(in->tok, prompt, strlen(prompt), row, (size_t)cap,
+                                                  in->train[i].rendered);
         const int64_t room = cap - np - 1;
         const int max_new = (int)(cfg->norm_max_tokens < room ? cfg->norm_max_tokens : room);
         if (np < 1 || max_new < 1)
@@ -476,8 +477,7 @@ int reward_session_init(reward_session **out, const reward_config *cfg, const re
     memcpy(joined, in->train, sizeof(ranking) * (size_t)in->n_train);
     if (in->eval)
         memcpy(joined + in->n_train, in->eval, sizeof(ranking) * (size_t)in->n_eval);
-    const int built =
-        ranked_build(&s->all, in->tok, in->special, joined, n_all, context, err, errlen);
+    const int built = ranked_build(&s->all, in->tok, joined, n_all, context, err, errlen);
     s->all.rankings = joined; /* owned from here: freed with the session */
     if (built != 0 || sink_warn_truncated(sink, "rankings (a response)", s->all.truncated, n_all,
                                           "context", context) != 0)
@@ -665,8 +665,8 @@ int reward_session_checkpoint(reward_session *s, char *err, size_t errlen) {
  * at step 0; rank 0 alone (dist is left out: the others never see prior). */
 static int score_prior(reward_session *s, char *err, size_t errlen) {
     ranked_data d;
-    if (ranked_build(&d, s->in->tok, s->in->special, s->in->prior, s->in->n_prior,
-                     model_max_seq_len(&s->m), err, errlen) != 0)
+    if (ranked_build(&d, s->in->tok, s->in->prior, s->in->n_prior, model_max_seq_len(&s->m), err,
+                     errlen) != 0)
         return -1;
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)s->in->n_prior);
     if (idx == NULL) {

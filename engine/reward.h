@@ -43,6 +43,9 @@ typedef struct ranking {
      * text) when the row had one; the job renders it with the chat
      * template, else prompt is its last user message */
     const char *prompt_messages;
+    /* prompt and responses are the chat template's rendering of it (the
+     * job's): tokenized as apply_chat_template does (tokenizer_encode_input) */
+    bool rendered;
 } ranking;
 
 typedef struct reward_config {
@@ -78,7 +81,6 @@ typedef struct reward_inputs {
     const tokenizer *tok;
     const char *init_checkpoint; /* the SFT model; NULL = from scratch (tests) */
     const dist_comm *dist;       /* data parallelism (dist.h); NULL = one process */
-    bool special; /* special tokens written in the texts are tokens (chat-rendered rows) */
     /* Scored by the initial model before the first update (the online loop:
      * the previous reward model on a round's new rankings); its pair
      * accuracy is reported at step 0 as prior_correct of prior_pairs. */

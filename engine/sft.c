@@ -34,8 +34,8 @@ static const hparam_def sft_defs[] = {
     {"d_model", HPARAM_INT, F(d_model), 128, 8, 8192, NULL, "Width of the residual stream."},
     {"context", HPARAM_INT, F(context), 128, 8, 8192, NULL,
      "Longest sequence; longer examples are truncated. From a model, at most its positions "
-     "(max_position_embeddings, GPT-2's n_positions: more is an error); the default is "
-     "lowered to them."},
+     "(max_position_embeddings, GPT-2's n_positions: more is an error) and fewer run as asked "
+     "(a checkpoint keeps the model's positions); the default is lowered to them."},
     {"batch_size", HPARAM_INT, F(batch_size), 16, 1, 4096, NULL, "Examples per micro-batch."},
     {"grad_accum_steps", HPARAM_INT, F(grad_accum_steps), 1, 1, 1024, NULL,
      "Micro-batches per optimizer step."},
@@ -109,15 +109,15 @@ int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens,
     return sft_tokenize_text(tok, ex, all_tokens, false, ids, loss_mask, cap);
 }
 
-int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool special,
+int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool rendered,
                           int32_t *ids, uint8_t *loss_mask, int64_t cap) {
     const int64_t np =
-        tokenizer_encode_prompt(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, special);
+        tokenizer_encode_input(tok, ex->prompt, strlen(ex->prompt), ids, (size_t)cap, rendered);
     if (np < 0)
         return -1;
     const int64_t p = np < cap ? np : cap;
     const int64_t nr = tokenizer_encode(tok, ex->response, strlen(ex->response), ids + p,
-                                        (size_t)(cap - p), special);
+                                        (size_t)(cap - p), rendered);
     if (nr < 0)
         return -1;
     int64_t n = p + (nr < cap - p ? nr : cap - p);

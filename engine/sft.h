@@ -152,9 +152,10 @@ void sft_session_free(sft_session *s);
 int64_t sft_tokenize(const tokenizer *tok, const text_pair *ex, bool all_tokens, int32_t *ids,
                      uint8_t *loss_mask, int64_t cap);
 
-/* The same, reading special tokens written in the text as those tokens
- * when special (text rendered by a chat template). */
-int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool special,
+/* The same for text a chat template rendered when rendered: special tokens
+ * written in it are those tokens, and the prompt gets no post-processor
+ * ids (tokenizer_encode_input). */
+int64_t sft_tokenize_text(const tokenizer *tok, const text_pair *ex, bool all_tokens, bool rendered,
                           int32_t *ids, uint8_t *loss_mask, int64_t cap);
 
 /* A chat example (ex->messages) through the template: the rendered

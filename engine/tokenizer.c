@@ -489,6 +489,12 @@ int64_t tokenizer_encode_prompt(const tokenizer *tok, const char *text, size_t l
     return n < 0 ? TOKENIZER_ERROR_ENCODE : n;
 }
 
+int64_t tokenizer_encode_input(const tokenizer *tok, const char *text, size_t len, int32_t *out_ids,
+                               size_t cap, bool rendered) {
+    return rendered ? tokenizer_encode(tok, text, len, out_ids, cap, true)
+                    : tokenizer_encode_prompt(tok, text, len, out_ids, cap, false);
+}
+
 int64_t tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, char *out,
                          size_t cap) {
     if (tok->vocab->hf != NULL) {

@@ -98,6 +98,14 @@ int64_t tokenizer_encode(const tokenizer *tok, const char *text, size_t len, int
 int64_t tokenizer_encode_prompt(const tokenizer *tok, const char *text, size_t len,
                                 int32_t *out_ids, size_t cap, bool allow_special);
 
+/* The start of a model's input, by where its text came from: rendered by
+ * a chat template (rendered), as transformers' apply_chat_template(
+ * tokenize=True) encodes it — special tokens written in it are those
+ * tokens, and no post-processor ids (a template that wants BOS writes it);
+ * else plain text, as tokenizer_encode_prompt without special tokens. */
+int64_t tokenizer_encode_input(const tokenizer *tok, const char *text, size_t len, int32_t *out_ids,
+                               size_t cap, bool rendered);
+
 /* Concatenates the bytes of ids[0..n) and returns their total length,
  * writing the first min(result, cap) bytes to out (no terminating NUL; the
  * bytes need not be valid UTF-8 when the ids split a character). A result

@@ -408,9 +408,19 @@ static int64_t encode_prompt(const generate_params *p, const loaded_model *lm, i
     char param[32];
     snprintf(param, sizeof param, p->n_prompts > 1 ? "prompt[%d]" : "prompt", i);
     const size_t len = strlen(p->prompts[i]);
+    /* An empty prompt on a tokenizer that puts BOS first is BOS alone, and
+     * generates from there (as vLLM does); without one there is nothing to
+     * continue. */
     const int64_t n = tokenizer_encode_prompt(&lm->tok, p->prompts[i], len, NULL, 0, false);
-    if (n < 1) {
-        http_error_set(e, 400, "invalid_value", param, "%s is empty or cannot be tokenized", param);
+    if (n == 0) {
+        http_error_set(e, 400, "invalid_value", param,
+                       "%s is empty and this model's tokenizer puts no BOS token first: give at "
+                       "least one token of text to continue",
+                       param);
+        return -1;
+    }
+    if (n < 0) {
+        http_error_set(e, 400, "invalid_value", param, "%s cannot be tokenized", param);
         return -1;
     }
     if ((*ids = malloc(sizeof(int32_t) * (size_t)n)) == NULL) {

@@ -731,10 +731,9 @@ static int export_hf(int argc, char **argv) {
  * with the special tokens its post-processor adds; for each row
  * {"messages": [...], "add_generation_prompt": false} the ids of
  * DIR/tokenizer_config.json's chat template (or --chat-format chatml |
- * qwen3 | llama3 | llama2), tokenized as apply_chat_template does (the
- * llama2/llama3 templates write BOS; a template that does not gets the
- * post-processor's BOS first, chat_template_encode). Reads stdin without
- * --data. */
+ * qwen3 | llama3 | llama2), tokenized as apply_chat_template does (no
+ * post-processor: the llama2/llama3 templates write BOS, a template that
+ * does not gets none, chat_template_encode). Reads stdin without --data. */
 /* What turns rows into ids: DIR's tokenizer.json (NULL when the directory
  * has none: only {"tokens"} rows then) and its chat template, loaded on the
  * first {"messages"} row. */

@@ -603,6 +603,8 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
         base_model_dir(db, w->data_dir, refs.base_model, base_dir, sizeof base_dir, err, errlen);
     if (has_base < 0)
         goto done;
+    /* the model the job starts from: a checkpoint, else the lineage's registered model */
+    const char *init_path = fds[FD_MODEL] >= 0 ? paths[FD_MODEL] : has_base ? base_dir : NULL;
     int found = find_resume_checkpoint(db, w->data_dir, job_id, &fds[FD_RESUME], &resume_id,
                                        &resume_step, err, errlen);
     if (found < 0)
@@ -620,8 +622,7 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
     /* The configuration as it runs, the init model's shape included: what
      * the job shows from now on (and what its checkpoints record). */
     char *resolved = NULL;
-    int sized =
-        job_config_from_model(type, cfg, fds[FD_MODEL] >= 0 ? paths[FD_MODEL] : NULL, err, errlen);
+    int sized = job_config_from_model(type, cfg, init_path, err, errlen);
     if (sized < 0 ||
         (sized > 0 && ((resolved = train_state_config_text(type->hparams, cfg)) == NULL ||
                        jobs_db_set_config(db, job_id, w->owner, w->lease_ms, resolved) != 0))) {
@@ -665,9 +666,7 @@ static int run_with_inputs(sqlite3 *db, int64_t job_id, const job_type *type, vo
                                .eval_rankings =
                                    rankings && eval.n_rankings > 0 ? eval.rankings : NULL,
                                .n_eval_rankings = rankings ? eval.n_rankings : 0,
-                               .init_checkpoint = fds[FD_MODEL] >= 0 ? paths[FD_MODEL]
-                                                  : has_base         ? base_dir
-                                                                     : NULL,
+                               .init_checkpoint = init_path,
                                .tokenizer_dir = has_base ? base_dir : NULL,
                                .reward_checkpoint = fds[FD_REWARD] >= 0 ? paths[FD_REWARD] : NULL,
                                .ref_checkpoint = fds[FD_REF] >= 0 ? paths[FD_REF] : NULL,

@@ -192,7 +192,8 @@ static int db_event(void *ctx, sink_level level, const char *code, const char *m
  * when the job succeeds (db_job.c). With a data directory the bytes go to
  * the artifact store first (durable before the row that names them is
  * committed), else into the row. */
-/* The checkpoint row and its event, in the open transaction. */
+/* The checkpoint row and its event, in the open transaction (bytes only
+ * without a data directory). */
 static int write_checkpoint(db_sink *ds, int64_t step, const void *bytes, size_t n_bytes,
                             const char *digest) {
     sqlite3_stmt *st = NULL;
@@ -235,23 +236,10 @@ static int write_checkpoint(db_sink *ds, int64_t step, const void *bytes, size_t
     return ok;
 }
 
-static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
-    db_sink *ds = ctx;
-    char digest[65], err[512];
-    if (ds->data_dir != NULL) {
-        /* outside the lock and the transaction: the file may be large */
-        if (artifact_store_put(ds->data_dir, bytes, n_bytes, digest, err, sizeof err) != 0) {
-            const int failed_errno = errno;
-            pthread_mutex_lock(&ds->mutex);
-            if (db_errno_is_storage(failed_errno))
-                ds->storage_failed = true;
-            pthread_mutex_unlock(&ds->mutex);
-            fprintf(stderr, "rlhf-train: job %lld: checkpoint: %s\n", (long long)ds->job_id, err);
-            return -1;
-        }
-    } else {
-        sha256_hex(bytes, n_bytes, digest);
-    }
+/* The checkpoint's row (bytes NULL: its file is objects/<digest>), in a
+ * fenced transaction with the waiting updates. */
+static int commit_checkpoint(db_sink *ds, int64_t step, const void *bytes, size_t n_bytes,
+                             const char *digest) {
     pthread_mutex_lock(&ds->mutex);
     int rc = -1;
     if (fenced_begin(ds, ds->db) == 0)
@@ -262,6 +250,62 @@ static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_by
     if (rc == 0)
         artifact_crash_point("committed");
     return rc;
+}
+
+/* A checkpoint written straight into the artifact store (outside the lock
+ * and the transaction: the file may be large), then its row. Without a data
+ * directory the checkpoint goes into the row, so it is built in memory. */
+static int db_checkpoint_stream(void *ctx, int64_t step, sink_checkpoint_writer write, void *wctx) {
+    db_sink *ds = ctx;
+    if (ds->data_dir == NULL) {
+        char *bytes = NULL;
+        size_t n = 0, reported = 0;
+        FILE *mem = open_memstream(&bytes, &n);
+        int ok = mem != NULL && write(wctx, mem, &reported) == 0;
+        ok = (mem == NULL || fclose(mem) == 0) && ok && reported == n;
+        char digest[65];
+        if (ok)
+            sha256_hex(bytes, n, digest);
+        const int rc = ok ? commit_checkpoint(ds, step, bytes, n, digest) : -1;
+        free(bytes);
+        return rc;
+    }
+    char digest[65], err[512];
+    uint64_t n_bytes = 0;
+    if (artifact_store_put_stream(ds->data_dir, write, wctx, digest, &n_bytes, err, sizeof err) !=
+        0) {
+        const int failed_errno = errno;
+        pthread_mutex_lock(&ds->mutex);
+        if (db_errno_is_storage(failed_errno))
+            ds->storage_failed = true;
+        pthread_mutex_unlock(&ds->mutex);
+        fprintf(stderr, "rlhf-train: job %lld: checkpoint: %s\n", (long long)ds->job_id, err);
+        return -1;
+    }
+    return commit_checkpoint(ds, step, NULL, (size_t)n_bytes, digest);
+}
+
+/* A checkpoint handed over in memory, for db_checkpoint_stream. */
+typedef struct checkpoint_bytes {
+    const void *bytes;
+    size_t n;
+} checkpoint_bytes;
+
+static int write_bytes(void *wctx, FILE *out, size_t *n_bytes) {
+    const checkpoint_bytes *b = wctx;
+    *n_bytes = b->n;
+    return fwrite(b->bytes, 1, b->n, out) == b->n ? 0 : -1;
+}
+
+static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
+    db_sink *ds = ctx;
+    if (ds->data_dir != NULL) {
+        checkpoint_bytes b = {bytes, n_bytes};
+        return db_checkpoint_stream(ctx, step, write_bytes, &b);
+    }
+    char digest[65];
+    sha256_hex(bytes, n_bytes, digest);
+    return commit_checkpoint(ds, step, bytes, n_bytes, digest);
 }
 
 /* At most this many rollouts per job are stored (a kept update every
@@ -397,8 +441,9 @@ train_sink db_sink_make(db_sink *ds) {
     pthread_mutex_init(&ds->mutex, NULL);
     ds->pending = NULL, ds->n_pending = ds->cap_pending = 0;
     ds->storage_failed = false;
-    return (train_sink){ds,         db_metrics, db_event, db_checkpoint, db_should_stop,
-                        db_rollout, db_samples, NULL};
+    return (train_sink){
+        ds,         db_metrics,          db_event, db_checkpoint, db_should_stop, db_rollout,
+        db_samples, db_checkpoint_stream};
 }
 
 void db_sink_free(db_sink *ds) {

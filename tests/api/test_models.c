@@ -556,6 +556,37 @@ START_TEST(test_context_beyond_model_positions_is_refused) {
 }
 END_TEST
 
+/* A registered GPT-2 directory (64 positions) runs a job at the context
+ * asked for below them, and the job shows it; left out, the default (128)
+ * is lowered to 64. A row longer than 24 tokens is cut at 24 (the
+ * "truncated" event). */
+START_TEST(test_gpt2_job_runs_at_the_context_asked) {
+    test_daemon d;
+    char path[256], body[512];
+    daemon_with_model(&d, "tiny", false, path, sizeof path);
+    const int64_t ds = create_dataset(
+        &d, "sft",
+        "{\"prompt\":\"hi\",\"response\":\"a response of well over twenty-four bytes\"}\n");
+    static const char *const asked[] = {"{\"context\":24,\"max_steps\":1}", "{\"max_steps\":1}"};
+    static const int64_t runs_at[] = {24, 64};
+    for (int i = 0; i < 2; i++) {
+        snprintf(body, sizeof body,
+                 "{\"type\":\"sft\",\"training_file\":%lld,\"model\":\"tiny\","
+                 "\"hyperparameters\":%s}",
+                 (long long)ds, asked[i]);
+        const int64_t job = create_job(&d, body);
+        http_reply *r = wait_job(&d, job, "succeeded", 0);
+        ck_assert_int_eq(json_integer_value(json_object_get(
+                             json_object_get(r->json, "hyperparameters"), "context")),
+                         runs_at[i]);
+        reply_free(r);
+        ck_assert_int_eq(has_event(&d, job, "truncated"), i == 0);
+    }
+    daemon_stop(&d);
+    daemon_cleanup(&d);
+}
+END_TEST
+
 /* One number from the database file (read-only); NAN if no row. */
 static double db_double(const test_daemon *d, const char *sql, int64_t arg) {
     sqlite3 *db;
@@ -798,6 +829,7 @@ Suite *models_suite(void) {
     tcase_add_test(tc, test_openai_fine_tuning_from_base_models);
     tcase_add_test(tc, test_chat_rows_train_every_assistant_turn);
     tcase_add_test(tc, test_context_beyond_model_positions_is_refused);
+    tcase_add_test(tc, test_gpt2_job_runs_at_the_context_asked);
     tcase_add_test(tc, test_lora_checkpoint_downloads_with_adapter_dir);
     tcase_add_test(tc, test_worker_killed_while_writing_a_checkpoint);
     suite_add_tcase(s, tc);

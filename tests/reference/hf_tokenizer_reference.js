@@ -6,7 +6,11 @@
 //             ship, for a corpus of hard cases;
 //   renders   @huggingface/jinja rendering each file's own chat_template
 //             (Llama 2's package has none: the template Llama-2-*-chat-hf
-//             ships is below), plus a generic ChatML template.
+//             ships is below), plus a generic ChatML template (for Qwen3,
+//             and for Llama 2 and 3.1, whose post-processors put BOS
+//             first); each rendering's ids are apply_chat_template's
+//             (tokenize=True): the text encoded with add_special_tokens
+//             false, so only a BOS the template writes is there.
 //
 // Run by `make hf-tokenizer-reference` (npm ci in tests/npm, then this):
 //
@@ -242,6 +246,11 @@ function main() {
             templates.push({ source: 'generic ChatML', template: CHATML_TEMPLATE });
             templates.push({ source: 'ChatML with a default system prompt', template: CHATML_DEFAULT_SYSTEM_TEMPLATE });
         }
+        // ChatML chosen for tokenizers whose post-processor puts BOS first:
+        // apply_chat_template(tokenize=True) encodes the rendering with
+        // add_special_tokens=False, so these ids have no BOS (ids below)
+        if (name === 'llama3_1' || name === 'llama2')
+            templates.push({ source: `generic ChatML for ${name}`, template: CHATML_TEMPLATE });
         for (const { source, template } of templates) {
             const compiled = new Template(template);
             for (const messages of CONVERSATIONS)

@@ -15,6 +15,7 @@
 #include "demo_task.h"
 #include "gpt2.h"
 #include "gpt2_checkpoint.h"
+#include "model.h"
 #include "safetensors.h"
 
 #include "cli_sink.h"
@@ -415,6 +416,16 @@ START_TEST(test_cli_reward_rankings) {
 }
 END_TEST
 
+/* The context the first line (the config event) of run r reports. */
+static int64_t reported_context(const proc_result *r) {
+    json_t *first = json_loadb(r->out, strcspn(r->out, "\n"), 0, NULL);
+    ck_assert_msg(first != NULL, "%s", r->out);
+    const int64_t c =
+        json_integer_value(json_object_get(json_object_get(first, "config"), "context"));
+    json_decref(first);
+    return c;
+}
+
 /* The "truncated" events of a run's JSON lines, as {message, n_truncated,
  * n_rows} objects in a new array. */
 static json_t *truncated_events(const char *out) {
@@ -537,6 +548,60 @@ START_TEST(test_cli_config_from_init_model) {
     free(r);
     unlink(init);
     rmdir(dir);
+}
+END_TEST
+
+/* A GPT-2 init serves the context asked for when it is below its
+ * n_positions: sft from a checkpoint of 24 positions with --context 16
+ * reports 16 and cuts at 16 (the examples of test_cli_truncation_warnings:
+ * three of six), and its checkpoint keeps the 24 learned positions. */
+START_TEST(test_cli_gpt2_context_below_positions) {
+    char dir[] = "/tmp/rlhf-ctx-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *data = write_temp(
+        "{\"prompt\":\"abc\",\"response\":\"12345\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"123456789012\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"1234567890123\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"12345678901234\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"12345678901234567890\"}\n"
+        "{\"prompt\":\"abc\",\"response\":\"1234567890123456789012345678901234567890\"}\n");
+    char data_path[64], init[128], out_dir[128], out[160];
+    snprintf(data_path, sizeof data_path, "%s", data);
+    snprintf(out_dir, sizeof out_dir, "%s/out", dir);
+    ck_assert_int_eq(mkdir(out_dir, 0700), 0);
+    const char *scratch[] = {
+        "sft", "--data",          data_path, "--max-steps",       "1", "--n-layer",
+        "1",   "--d-model",       "16",      "--n-head",          "2", "--context",
+        "24",  "--eval-fraction", "0",       "--sample-interval", "0", "--checkpoint-dir",
+        dir,   "--quiet",         NULL};
+    proc_result *r = run(scratch);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    free(r);
+    snprintf(init, sizeof init, "%s/sft-step1.safetensors", dir);
+    const char *shorter[] = {
+        "sft", "--data",           data_path, "--init",          init, "--max-steps",
+        "1",   "--context",        "16",      "--eval-fraction", "0",  "--sample-interval",
+        "0",   "--checkpoint-dir", out_dir,   "--quiet",         NULL};
+    r = run(shorter);
+    ck_assert_msg(r->exit_code == 0, "exit %d: %s", r->exit_code, r->err);
+    ck_assert_int_eq(reported_context(r), 16);
+    json_t *events = truncated_events(r->out);
+    ck_assert_int_eq(json_array_size(events), 1);
+    ck_assert_int_eq(event_int(events, 0, "n_truncated"), 3);
+    ck_assert_int_eq(event_int(events, 0, "context"), 16);
+    json_decref(events);
+    free(r);
+    snprintf(out, sizeof out, "%s/sft-step1.safetensors", out_dir);
+    model_shape shape;
+    char err[256];
+    ck_assert_msg(model_read_shape(out, 0, &shape, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(shape.context, 24);
+    ck_assert_int_eq(model_read_shape(out, 16, &shape, err, sizeof err), 0);
+    ck_assert_int_eq(shape.context, 16);
+    unlink(data_path);
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST
 
@@ -972,16 +1037,6 @@ static void llama_workdir(char *dir) {
         fprintf(f, "{\"prompt\": \"%s\", \"response\": \"%s\"}\n", prompts[i % 4],
                 responses[(i / 4 + i) % 4]);
     fclose(f);
-}
-
-/* The context the first line (the config event) of run r reports. */
-static int64_t reported_context(const proc_result *r) {
-    json_t *first = json_loadb(r->out, strcspn(r->out, "\n"), 0, NULL);
-    ck_assert_msg(first != NULL, "%s", r->out);
-    const int64_t c =
-        json_integer_value(json_object_get(json_object_get(first, "config"), "context"));
-    json_decref(first);
-    return c;
 }
 
 /* --context against a Hugging Face directory's max_position_embeddings (the
@@ -1697,6 +1752,7 @@ Suite *rlhf_train_suite(void) {
     tcase_add_test(tc, test_cli_demo_data_then_sft);
     tcase_add_test(tc, test_cli_truncation_warnings);
     tcase_add_test(tc, test_cli_config_from_init_model);
+    tcase_add_test(tc, test_cli_gpt2_context_below_positions);
     tcase_add_test(tc, test_cli_reward_rankings);
     tcase_add_test(tc, test_cli_export_hf);
     tcase_add_test(tc, test_cli_demo_eval);

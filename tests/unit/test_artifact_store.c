@@ -5,6 +5,7 @@
  * without its file, and what it left unreferenced is collected. */
 #include <dirent.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,80 @@ START_TEST(test_writer_limit_and_abort) {
 }
 END_TEST
 
+/* A stream writer for test_put_stream: n_bytes of a pattern, in pieces of
+ * odd sizes (so they straddle stdio's buffer); fail_after > 0: fails once
+ * that many bytes are out; lie: reports one byte more than it wrote. */
+typedef struct pattern_source {
+    size_t n_bytes, fail_after;
+    bool lie;
+} pattern_source;
+
+static unsigned char pattern_byte(size_t i) {
+    return (unsigned char)(i * 131u + (i >> 9));
+}
+
+static int write_pattern(void *wctx, FILE *out, size_t *n_bytes) {
+    const pattern_source *src = wctx;
+    static const size_t pieces[] = {1, 7, 4093, 65536, 1048577, 333};
+    static unsigned char buf[1048577];
+    size_t done = 0;
+    for (int k = 0; done < src->n_bytes; k++) {
+        if (src->fail_after > 0 && done >= src->fail_after)
+            return -1;
+        size_t n = pieces[k % 6] < src->n_bytes - done ? pieces[k % 6] : src->n_bytes - done;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern_byte(done + i);
+        if (fwrite(buf, 1, n, out) != n)
+            return -1;
+        done += n;
+    }
+    *n_bytes = done + src->lie;
+    return 0;
+}
+
+/* A streamed artifact is the file artifact_store_put makes of the same
+ * bytes (digest hashed while writing); a writer that fails, or whose count
+ * is not what it wrote, leaves nothing in tmp/ or objects/. */
+START_TEST(test_put_stream) {
+    store_fixture f;
+    fixture_init(&f);
+    char sha[65], want[65], err[512];
+    pattern_source src = {3 * 1048576 + 5, 0, false};
+    unsigned char *all = malloc(src.n_bytes);
+    for (size_t i = 0; i < src.n_bytes; i++)
+        all[i] = pattern_byte(i);
+    uint64_t n = 0;
+    ck_assert_msg(
+        artifact_store_put_stream(f.data, write_pattern, &src, sha, &n, err, sizeof err) == 0, "%s",
+        err);
+    ck_assert_uint_eq(n, src.n_bytes);
+    ck_assert_int_eq(artifact_store_put(f.data, all, src.n_bytes, want, err, sizeof err), 0);
+    ck_assert_str_eq(sha, want);
+    sha256_hex(all, src.n_bytes, want);
+    ck_assert_str_eq(sha, want);
+    ck_assert_int_eq(count_files(f.data, "objects"), 1);
+    const int fd = artifact_store_open(f.data, sha, (int64_t)src.n_bytes, err, sizeof err);
+    ck_assert_int_ge(fd, 0);
+    unsigned char *back = malloc(src.n_bytes);
+    ck_assert_int_eq(pread(fd, back, src.n_bytes, 0), (ssize_t)src.n_bytes);
+    ck_assert_int_eq(memcmp(back, all, src.n_bytes), 0);
+    close(fd);
+    free(back);
+    free(all);
+
+    pattern_source failing = {3 * 1048576, 2 * 1048576, false};
+    ck_assert_int_eq(
+        artifact_store_put_stream(f.data, write_pattern, &failing, sha, &n, err, sizeof err), -1);
+    pattern_source liar = {1000, 0, true};
+    ck_assert_int_eq(
+        artifact_store_put_stream(f.data, write_pattern, &liar, sha, &n, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "reported 1001 bytes but wrote 1000") != NULL, "%s", err);
+    ck_assert_int_eq(count_files(f.data, "tmp"), 0);
+    ck_assert_int_eq(count_files(f.data, "objects"), 1);
+    fixture_free(&f);
+}
+END_TEST
+
 /* A child writes an artifact and commits a row that references it, as
  * rlhf-train's checkpoint write does, and is killed at `step`. */
 static void write_and_die(const store_fixture *f, const char *step, int i) {
@@ -227,6 +302,7 @@ Suite *artifact_store_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_put_open_and_collect);
     tcase_add_test(tc, test_writer_limit_and_abort);
+    tcase_add_test(tc, test_put_stream);
     tcase_add_test(tc, test_kill_at_every_step);
     suite_add_tcase(s, tc);
     return s;

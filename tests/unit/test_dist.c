@@ -151,7 +151,7 @@ START_TEST(test_dist_job_packet_round_trip) {
     const text_pair train[2] = {{"p1", "r1", NULL, 0},
                                 {"prompt \xc3\xa9", "", "[{\"role\":\"user\"}]", 2}};
     const text_pair eval[1] = {{"ep", "er", NULL, 0}};
-    ranking rk = {"rp", 3, {"a", "bb", "ccc"}, {1, 0, 1}, 0.5f, "[]"};
+    ranking rk = {"rp", 3, {"a", "bb", "ccc"}, {1, 0, 1}, 0.5f, "[]", false};
     const char ckpt[] = "not really a checkpoint\0with a NUL inside";
     char *init = temp_file_with(ckpt, sizeof ckpt);
     char tokdir[] = "/tmp/rlhf-test-dist-tok-XXXXXX";

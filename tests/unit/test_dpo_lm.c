@@ -110,7 +110,7 @@ START_TEST(test_dpo_on_the_demo_task) {
     c.beta = 0.5, c.eval_fraction = 0.2, c.eval_interval = 0, c.max_response_length = 36;
     recording rec = {0};
     dpo_lm_result res;
-    const dpo_lm_inputs in = {rk, n_rank, NULL, 0, &tok, sft_path, NULL, false, NULL};
+    const dpo_lm_inputs in = {rk, n_rank, NULL, 0, &tok, sft_path, NULL, NULL};
     run_ok(&c, &in, &rec, &res);
     char dpo_path[64];
     test_save_temp(dpo_path, rec.ck.last, rec.ck.n_last);
@@ -136,12 +136,13 @@ END_TEST
 /* ---- a tiny random model ------------------------------------------------------------ */
 
 static const ranking tiny_rankings[] = {
-    {"ab", 2, {"cd", "efg"}, {0, 1}, 0, NULL},
-    {"hello", 3, {"world", "there", "you"}, {1, 0, 2}, 0, NULL},
-    {"x", 2, {"y", "zz"}, {1, 0}, 0, NULL},
-    {"a cat", 4, {"sat", "ran", "sat", "is"}, {0, 2, 0, 1}, 0, NULL}, /* a tie: 5 pairs, not 6 */
-    {"Zq", 2, {"Qz", "q"}, {0, 1}, 0, NULL},
-    {"the end", 2, {"no", "yes"}, {1, 0}, 0, NULL},
+    {"ab", 2, {"cd", "efg"}, {0, 1}, 0, NULL, false},
+    {"hello", 3, {"world", "there", "you"}, {1, 0, 2}, 0, NULL, false},
+    {"x", 2, {"y", "zz"}, {1, 0}, 0, NULL, false},
+    {"a cat", 4, {"sat", "ran", "sat", "is"}, {0, 2, 0, 1}, 0, NULL, false}, /* a tie: 5 pairs, not
+                                                                                6 */
+    {"Zq", 2, {"Qz", "q"}, {0, 1}, 0, NULL, false},
+    {"the end", 2, {"no", "yes"}, {1, 0}, 0, NULL, false},
 };
 
 static void write_tiny(char *path, const tokenizer *tok) {
@@ -176,14 +177,14 @@ START_TEST(test_dpo_resume_is_bit_identical) {
         c.lora_r = lora ? 4 : 0;
         recording whole = {.ck.keep_step = 3}, resumed = {0};
         dpo_lm_result res;
-        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, false, NULL};
+        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, NULL};
         run_ok(&c, &in, &whole, &res);
         ck_assert_int_eq(res.steps, 8);
         ck_assert_int_eq(res.n_train_pairs + res.n_eval_pairs, 1 + 3 + 1 + 5 + 1 + 1);
         ck_assert_ptr_nonnull(whole.ck.kept);
         char ck[64];
         test_save_temp(ck, whole.ck.kept, whole.ck.n_kept);
-        const dpo_lm_inputs again = {tiny_rankings, 6, NULL, 0, &tok, sft, ck, false, NULL};
+        const dpo_lm_inputs again = {tiny_rankings, 6, NULL, 0, &tok, sft, ck, NULL};
         run_ok(&c, &again, &resumed, &res);
         ck_assert_msg(whole.ck.n_last == resumed.ck.n_last &&
                           memcmp(whole.ck.last, resumed.ck.last, whole.ck.n_last) == 0,
@@ -218,7 +219,7 @@ START_TEST(test_dpo_reference_modes_agree) {
         snprintf(c.reference, sizeof c.reference, "%s", modes[i]);
         recording rec = {0};
         dpo_lm_result res;
-        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, false, NULL};
+        const dpo_lm_inputs in = {tiny_rankings, 6, NULL, 0, &tok, sft, NULL, NULL};
         run_ok(&c, &in, &rec, &res);
         first[i] = rec.first_loss, acc[i] = res.eval_accuracy;
         ck_assert_msg(fabs(first[i] - log(2.0)) < 1e-6, "%s: first loss %.9f, want log 2", modes[i],

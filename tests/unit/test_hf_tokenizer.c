@@ -631,10 +631,11 @@ START_TEST(test_prompts_encode_as_transformers) {
 }
 END_TEST
 
-/* A chat template that does not write BOS (ChatML chosen for Llama 3.1's
- * tokenizer) gets the tokenizer's BOS first, its mask 0; one that does
- * (Llama 3's own) gets no second one. */
-START_TEST(test_chat_encode_adds_missing_bos_once) {
+/* Chat ids are apply_chat_template(tokenize=True)'s: no post-processor.
+ * A template that does not write BOS (ChatML chosen for Llama 3.1's
+ * tokenizer, whose post-processor puts it first) gets none; one that does
+ * (Llama 3's own) has exactly one, its mask 0. */
+START_TEST(test_chat_encode_bos_only_from_template) {
     json_t *ref = load_reference("the chat BOS check");
     if (!ref)
         return;
@@ -660,12 +661,13 @@ START_TEST(test_chat_encode_adds_missing_bos_once) {
         uint8_t *mask;
         const int64_t n =
             chat_template_encode(&tpl, tok, m, 2, false, &ids, &mask, err, sizeof err);
-        const int64_t added = f == 0 ? 1 : 0; /* llama3 writes <|begin_of_text|> itself */
+        /* llama3 writes <|begin_of_text|> itself; chatml does not */
         ck_assert_int_eq(plain[0] == 128000, f == 1);
-        ck_assert_int_eq(n, n_text + added);
-        ck_assert_int_eq(ids[0], 128000);
-        ck_assert_int_ne(ids[1], 128000);
-        ck_assert(memcmp(ids + added, plain, sizeof *ids * (size_t)n_text) == 0);
+        ck_assert_int_eq(n, n_text);
+        ck_assert(memcmp(ids, plain, sizeof *ids * (size_t)n_text) == 0);
+        ck_assert_int_eq(ids[0] == 128000, f == 1);
+        for (int64_t k = 1; k < n; k++)
+            ck_assert_int_ne(ids[k], 128000);
         ck_assert_int_eq(mask[0], 0);
         /* the assistant's tokens decode to its answer and end-of-turn */
         int64_t b = 0, e;
@@ -750,8 +752,12 @@ START_TEST(test_chat_templates_match_jinja) {
                 chat_template_encode(&tpl, tok, m, n, gen, &ids, &mask, err, sizeof err);
             ck_assert_msg(count >= 0, "%s", err);
             assert_ids_eq(ids, count, json_object_get(r, "ids"), source, want);
+            /* ChatML for a Llama tokenizer: <|im_end|> is plain text there,
+             * so a turn's last token can straddle its end (">\n"); only the
+             * ids are compared */
+            const bool plain_end = strncmp(source, "generic ChatML for ", 19) == 0;
             int64_t k = 0;
-            for (size_t s = 0; s < n_spans; s++) {
+            for (size_t s = 0; s < n_spans && !plain_end; s++) {
                 while (k < count && !mask[k])
                     k++;
                 int64_t b = k;
@@ -912,14 +918,15 @@ START_TEST(test_cli_tokenize) {
     /* <bos> from the post-processor, then hello, Ġw, o r l d */
     ck_assert_str_eq(line1, "{\"ids\":[262,259,260,111,114,108,100]}\n");
     /* chat: the template's text (<|im_start|> is not an added token here, so its
-     * bytes), after the post-processor's <bos>, which ChatML does not write */
+     * bytes) and no <bos>: ChatML does not write it, and apply_chat_template
+     * runs no post-processor */
     hf_tokenizer *tok = byte_level_tokenizer(false);
     const char *rendered = "<|im_start|>user\nhello<|im_end|>\n";
     int64_t n;
     int32_t *ids = encode_all(tok, rendered, strlen(rendered), 0, &n);
-    char want[1024] = "{\"ids\":[262";
+    char want[1024] = "{\"ids\":[";
     for (int64_t i = 0; i < n; i++)
-        snprintf(want + strlen(want), sizeof want - strlen(want), ",%d", ids[i]);
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", i ? "," : "", ids[i]);
     strcat(want, "]}\n");
     ck_assert_str_eq(line2, want);
     free(ids);
@@ -958,7 +965,7 @@ Suite *hf_tokenizer_suite(void) {
     tcase_add_test(tc, test_real_tokenizers_match_reference);
     tcase_add_test(tc, test_chat_templates_match_jinja);
     tcase_add_test(tc, test_prompts_encode_as_transformers);
-    tcase_add_test(tc, test_chat_encode_adds_missing_bos_once);
+    tcase_add_test(tc, test_chat_encode_bos_only_from_template);
     suite_add_tcase(s, tc);
     return s;
 }

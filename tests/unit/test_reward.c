@@ -18,7 +18,7 @@
  * With margin 0.5: log(1 + e^-0.5) = 0.4740770. With centering c = 0.1:
  * + 0.1 · (1² + 0²) / 2 = 0.05, and ∂/∂r0 gains 2 · 0.1 · 1 / 2 = 0.1. */
 START_TEST(test_bt_loss_by_hand) {
-    ranking rk = {"p", 2, {"a", "b"}, {0, 1}, 0.5f, NULL};
+    ranking rk = {"p", 2, {"a", "b"}, {0, 1}, 0.5f, NULL, false};
     const float r[2] = {1.0f, 0.0f};
     float dr[2] = {0, 0};
     int correct = 0, pairs = 0;
@@ -42,7 +42,7 @@ END_TEST
  *   ∂/∂r0 = -(σ(-1) + σ(-2)) / 2 = -(0.2689414 + 0.1192029) / 2 = -0.1940722
  *   ∂/∂r1 = σ(-1) / 2 = 0.1344707,  ∂/∂r2 = σ(-2) / 2 = 0.0596015 */
 START_TEST(test_kwise_loss_with_ties_by_hand) {
-    ranking rk = {"p", 3, {"a", "b", "c"}, {0, 1, 1}, 0, NULL};
+    ranking rk = {"p", 3, {"a", "b", "c"}, {0, 1, 1}, 0, NULL, false};
     const float r[3] = {2, 1, 0};
     float dr[3] = {0};
     int correct = 0, pairs = 0;
@@ -67,7 +67,7 @@ static double loss_fd(void *ctx) {
 }
 
 START_TEST(test_kwise_loss_finite_differences) {
-    loss_ctx c = {{"p", 5, {"a", "b", "c", "d", "e"}, {2, 0, 4, 0, 1}, 0.3f, NULL}, {0}};
+    loss_ctx c = {{"p", 5, {"a", "b", "c", "d", "e"}, {2, 0, 4, 0, 1}, 0.3f, NULL, false}, {0}};
     rng_state r;
     rng_seed(&r, 3, 0);
     test_fill_uniform(c.r, 5, -2, 2, &r);
@@ -79,15 +79,15 @@ END_TEST
 
 START_TEST(test_ranking_validation) {
     char err[256];
-    ranking ok = {"p", 2, {"a", "b"}, {1, 0}, 0, NULL};
+    ranking ok = {"p", 2, {"a", "b"}, {1, 0}, 0, NULL, false};
     ck_assert_int_eq(ranking_validate(&ok, err, sizeof err), 0);
-    ranking one = {"p", 1, {"a"}, {0}, 0, NULL};
+    ranking one = {"p", 1, {"a"}, {0}, 0, NULL, false};
     ck_assert_int_eq(ranking_validate(&one, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "2 to 9 responses"));
-    ranking ties = {"p", 3, {"a", "b", "c"}, {0, 0, 0}, 0, NULL};
+    ranking ties = {"p", 3, {"a", "b", "c"}, {0, 0, 0}, 0, NULL, false};
     ck_assert_int_eq(ranking_validate(&ties, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "tie"));
-    ranking bad = {"p", 2, {"a", "b"}, {0, 2}, 0, NULL};
+    ranking bad = {"p", 2, {"a", "b"}, {0, 2}, 0, NULL, false};
     ck_assert_int_eq(ranking_validate(&bad, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "outside 0..1"));
 }
@@ -154,7 +154,7 @@ START_TEST(test_reward_model_learns_gold_preference) {
     hparams_set_defaults(&reward_hparams, &cfg);
     cfg.epochs = 10, cfg.learning_rate = 1e-3, cfg.batch_size = 16, cfg.eval_interval = 0;
     cfg.eval_fraction = 0.2, cfg.norm_samples = 16;
-    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL, false, NULL, 0};
+    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL, NULL, 0};
     int steps = 0;
     train_sink sink = {&steps, count_metrics, NULL, NULL, NULL, NULL, NULL, NULL};
     reward_result res;
@@ -229,9 +229,9 @@ static int keep_prior(void *ctx, int64_t step, const sink_metric *m, int n) {
  * model, a pair correct when the better ranked scores strictly higher. */
 START_TEST(test_reward_prior_accuracy) {
     static ranking train[8], prior[3] = {
-                                 {"2+2=", 2, {"4", "5"}, {0, 1}, 0, NULL},
-                                 {"3+1=", 3, {"4", "four", "7"}, {0, 0, 1}, 0, NULL},
-                                 {"1+5=", 4, {"6", "six", "60", "?"}, {0, 1, 1, 2}, 0, NULL},
+                                 {"2+2=", 2, {"4", "5"}, {0, 1}, 0, NULL, false},
+                                 {"3+1=", 3, {"4", "four", "7"}, {0, 0, 1}, 0, NULL, false},
+                                 {"1+5=", 4, {"6", "six", "60", "?"}, {0, 1, 1, 2}, 0, NULL, false},
                              };
     for (int i = 0; i < 8; i++)
         train[i] = prior[i % 3];
@@ -241,7 +241,7 @@ START_TEST(test_reward_prior_accuracy) {
     reward_config cfg;
     hparams_set_defaults(&reward_hparams, &cfg);
     cfg.max_steps = 2, cfg.batch_size = 4, cfg.eval_interval = 0, cfg.norm_samples = 0;
-    const reward_inputs in = {train, 8, NULL, 0, &tok, NULL, NULL, false, prior, 3};
+    const reward_inputs in = {train, 8, NULL, 0, &tok, NULL, NULL, prior, 3};
     prior_metrics got = {0};
     const train_sink sink = {&got, keep_prior, NULL, NULL, NULL, NULL, NULL, NULL};
     ck_assert_msg(reward_train(&cfg, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);

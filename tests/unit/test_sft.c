@@ -299,9 +299,47 @@ START_TEST(test_sft_resume_is_bit_identical) {
 }
 END_TEST
 
+/* Text a chat template rendered (a job's conversational prompt, ranking or
+ * preference pair) is tokenized as apply_chat_template does: its special
+ * tokens are tokens and no post-processor <bos> (the tiny Qwen3 fixture's
+ * tokenizer.json puts one first); plain text gets <bos> and its special
+ * tokens' text stays text. */
+START_TEST(test_rendered_text_gets_no_bos) {
+    char dir[] = "/tmp/rlhf-test-rendered-XXXXXX", err[512];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    test_write_tiny_qwen3_dir(dir, 3);
+    tokenizer tok;
+    ck_assert_msg(tokenizer_load_hf(&tok, dir, err, sizeof err) == 0, "%s", err);
+    const char *prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n";
+    int32_t chat[64], plain[64], ids[128];
+    uint8_t mask[128];
+    const int64_t nc = tokenizer_encode(&tok, prompt, strlen(prompt), chat, 64, true);
+    const int64_t np = tokenizer_encode_prompt(&tok, prompt, strlen(prompt), plain, 64, false);
+    ck_assert_int_gt(nc, 0);
+    ck_assert_int_eq(plain[0], 262);
+    ck_assert_int_ne(chat[0], 262);
+    int32_t got[64];
+    ck_assert_int_eq(tokenizer_encode_input(&tok, prompt, strlen(prompt), got, 64, true), nc);
+    ck_assert(memcmp(got, chat, sizeof *got * (size_t)nc) == 0);
+    ck_assert_int_eq(tokenizer_encode_input(&tok, prompt, strlen(prompt), got, 64, false), np);
+    ck_assert(memcmp(got, plain, sizeof *got * (size_t)np) == 0);
+    /* the reward model's and DPO's rows (sft_tokenize_text) */
+    const text_pair ex = {prompt, "hello<|im_end|>", NULL, 0};
+    const int64_t n = sft_tokenize_text(&tok, &ex, true, true, ids, mask, 128);
+    ck_assert_int_gt(n, nc);
+    ck_assert(memcmp(ids, chat, sizeof *ids * (size_t)nc) == 0);
+    ck_assert_int_gt(sft_tokenize_text(&tok, &ex, true, false, ids, mask, 128), np);
+    ck_assert_int_eq(ids[0], 262);
+    tokenizer_free(&tok);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* A chat example through the tiny Qwen3 directory's ChatML template: the
  * trained targets are exactly the assistant turns' content and <|im_end|>
- * (not the "\n" after it, nor the header, nor the <bos> put first), and
+ * (not the "\n" after it, nor the header; no <bos>: ChatML writes none), and
  * with TRL's conversational rows only the completion's turns. */
 START_TEST(test_sft_tokenize_chat_trains_assistant_turns) {
     char dir[] = "/tmp/rlhf-test-chat-XXXXXX", err[512], path[4200];
@@ -320,9 +358,10 @@ START_TEST(test_sft_tokenize_chat_trains_assistant_turns) {
     const char *pieces[] = {
         "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", "hello<|im_end|>",
         "\n<|im_start|>user\nwell<|im_end|>\n<|im_start|>assistant\n", "low<|im_end|>", "\n"};
-    /* the fixture's tokenizer puts <bos> first, which ChatML does not write */
-    int32_t want[128] = {262};
-    int trained_from[5], n_want = 1;
+    /* the fixture's tokenizer.json puts <bos> first, but ChatML does not
+     * write it and apply_chat_template runs no post-processor: none */
+    int32_t want[128];
+    int trained_from[5], n_want = 0;
     for (int k = 0; k < 5; k++) {
         trained_from[k] = n_want;
         n_want += (int)tokenizer_encode(&tok, pieces[k], strlen(pieces[k]), want + n_want,
@@ -364,6 +403,7 @@ Suite *sft_suite(void) {
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_sft_tokenize_masks_the_prompt);
     tcase_add_test(tc, test_sft_tokenize_chat_trains_assistant_turns);
+    tcase_add_test(tc, test_rendered_text_gets_no_bos);
     tcase_add_test(tc, test_lr_schedule_by_hand);
     tcase_add_test(tc, test_demo_task_gold_score);
     tcase_add_test(tc, test_sft_learns_the_demo_task);
