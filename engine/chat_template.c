@@ -549,9 +549,14 @@ static int64_t encode_alloc(const hf_tokenizer *tok, const char *text, size_t le
     return hf_tokenizer_encode(tok, text, len, 0, *ids, (size_t)n, err, errlen);
 }
 
-/* How many leading ids of full[0..n) the tokenization of text[0..prefix) shares. */
+/* How many leading ids of full[0..n) the tokenization of text[0..prefix)
+ * shares; *straddles tells whether full[k] begins before byte prefix (the
+ * two tokenizations agree on k ids, so on their bytes, and the prefix's
+ * own tokenization has more ids left: full[k] starts inside it and runs
+ * past its end). */
 static int64_t common_prefix(const hf_tokenizer *tok, const char *text, size_t prefix,
-                             const int32_t *full, int64_t n, char *err, size_t errlen) {
+                             const int32_t *full, int64_t n, bool *straddles, char *err,
+                             size_t errlen) {
     int32_t *ids;
     int64_t m = encode_alloc(tok, text, prefix, &ids, err, errlen);
     if (m < 0)
@@ -560,6 +565,7 @@ static int64_t common_prefix(const hf_tokenizer *tok, const char *text, size_t p
     while (k < m && k < n && ids[k] == full[k])
         k++;
     free(ids);
+    *straddles = k < m && k < n;
     return k;
 }
 
@@ -583,13 +589,18 @@ int64_t chat_template_encode(const chat_template *t, const hf_tokenizer *tok,
             count = -1;
         }
         for (size_t s = 0; s < n_spans && count >= 0; s++) {
-            int64_t b = common_prefix(tok, text, spans[s].begin, *ids, count, err, errlen);
-            int64_t e =
-                b < 0 ? -1 : common_prefix(tok, text, spans[s].end, *ids, count, err, errlen);
+            bool straddles;
+            int64_t b =
+                common_prefix(tok, text, spans[s].begin, *ids, count, &straddles, err, errlen);
+            int64_t e = b < 0 ? -1
+                              : common_prefix(tok, text, spans[s].end, *ids, count, &straddles, err,
+                                              errlen);
             if (b < 0 || e < 0) {
                 count = -1;
                 break;
             }
+            if (straddles) /* ">\n" when <|im_end|> is plain text to the tokenizer */
+                e++;
             for (int64_t k = b; k < e; k++)
                 (*assistant_mask)[k] = 1;
         }

@@ -85,9 +85,11 @@ int chat_template_render(const chat_template *t, const chat_message *messages, s
  * malloc'd byte per id, 1 for the ids of assistant turns. A token is an
  * assistant token when it is not in the tokenization of the text before
  * the turn's content (the longest common prefix of the two tokenizations),
- * and is in that of the text up to the turn's end; so a token that
- * straddles the start (SentencePiece's "▁Answer") counts as the
- * assistant's. Returns the number of ids, or -1 with a message. */
+ * or begins inside the turn; so a token that straddles the start
+ * (SentencePiece's "▁Answer") or the end (">\n" of a <|im_end|> that is
+ * plain text to a Llama tokenizer) counts as the assistant's, as
+ * transformers' return_assistant_tokens_mask counts every token with a
+ * character in the turn. Returns the number of ids, or -1 with a message. */
 int64_t chat_template_encode(const chat_template *t, const hf_tokenizer *tok,
                              const chat_message *messages, size_t n, bool add_generation_prompt,
                              int32_t **ids, uint8_t **assistant_mask, char *err, size_t errlen);

@@ -678,6 +678,10 @@ START_TEST(test_chat_encode_bos_only_from_template) {
         int64_t dlen;
         char *answer = decode_all(tok, ids + b, e - b, false, &dlen);
         ck_assert_msg(strstr(answer, "Hello!") == answer, "%s: \"%s\"", formats[f], answer);
+        /* ... and the whole end-of-turn marker: <|im_end|> is plain text to
+         * this tokenizer, and its last token (">\n") straddles the turn's end */
+        ck_assert_msg(strstr(answer, f == 0 ? "Hello!<|im_end|>" : "Hello!<|eot_id|>") == answer,
+                      "%s: \"%s\"", formats[f], answer);
         free(answer);
         free(ids), free(mask), free(plain), free(text);
         chat_template_free(&tpl);
