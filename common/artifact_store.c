@@ -195,23 +195,17 @@ int artifact_store_put_stream(const char *dir, artifact_stream_writer write, voi
     return artifact_writer_commit(&w, sha256, err, errlen);
 }
 
-/* A buffer already in memory, for artifact_store_put. */
-typedef struct bytes_source {
-    const void *bytes;
-    size_t n;
-} bytes_source;
-
-static int write_bytes(void *wctx, FILE *out, size_t *n_bytes) {
-    const bytes_source *b = wctx;
+int artifact_write_bytes(void *wctx, FILE *out, size_t *n_bytes) {
+    const artifact_bytes *b = wctx;
     *n_bytes = b->n;
     return fwrite(b->bytes, 1, b->n, out) == b->n ? 0 : -1;
 }
 
 int artifact_store_put(const char *dir, const void *bytes, size_t n, char sha256[65], char *err,
                        size_t errlen) {
-    bytes_source b = {bytes, n};
+    artifact_bytes b = {bytes, n};
     uint64_t n_bytes;
-    return artifact_store_put_stream(dir, write_bytes, &b, sha256, &n_bytes, err, errlen);
+    return artifact_store_put_stream(dir, artifact_write_bytes, &b, sha256, &n_bytes, err, errlen);
 }
 
 /* ==== reading ================================================================= */

@@ -72,6 +72,15 @@ void artifact_writer_abort(artifact_writer *w);
  * engine/sink.h's sink_checkpoint_writer.) */
 typedef int (*artifact_stream_writer)(void *wctx, FILE *out, size_t *n_bytes);
 
+/* A buffer already in memory, and the writer that writes it (wctx: an
+ * artifact_bytes): for artifact_store_put, and for the sinks' in-memory
+ * checkpoints that take the streaming path. */
+typedef struct artifact_bytes {
+    const void *bytes;
+    size_t n;
+} artifact_bytes;
+int artifact_write_bytes(void *wctx, FILE *out, size_t *n_bytes);
+
 /* What write(wctx, out, &n) writes, as one artifact: out is a stream into
  * an artifact_writer, hashed as it is written, so the artifact is never
  * whole in memory; then committed as artifact_writer_commit does (same

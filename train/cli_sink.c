@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "artifact_store.h"
+
 static double monotonic_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -127,18 +129,6 @@ static int cli_event(void *ctx, sink_level level, const char *code, const char *
     return ferror(cs->json_out) ? -1 : 0;
 }
 
-/* A checkpoint handed over as bytes, for write_checkpoint. */
-typedef struct checkpoint_bytes {
-    const void *bytes;
-    size_t n;
-} checkpoint_bytes;
-
-static int write_bytes(void *wctx, FILE *out, size_t *n_bytes) {
-    const checkpoint_bytes *b = wctx;
-    *n_bytes = b->n;
-    return fwrite(b->bytes, 1, b->n, out) == b->n ? 0 : -1;
-}
-
 /* write(wctx, f) into a temporary name, fsync, then rename: a reader never
  * sees a half-written checkpoint. */
 static int cli_checkpoint_stream(void *ctx, int64_t step, sink_checkpoint_writer write,
@@ -196,8 +186,8 @@ static int cli_samples(void *ctx, const sink_sample *rows, int n) {
 }
 
 static int cli_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
-    checkpoint_bytes b = {bytes, n_bytes};
-    return cli_checkpoint_stream(ctx, step, write_bytes, &b);
+    artifact_bytes b = {bytes, n_bytes};
+    return cli_checkpoint_stream(ctx, step, artifact_write_bytes, &b);
 }
 
 static bool cli_should_stop(void *ctx) {

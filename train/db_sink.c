@@ -285,23 +285,11 @@ static int db_checkpoint_stream(void *ctx, int64_t step, sink_checkpoint_writer 
     return commit_checkpoint(ds, step, NULL, (size_t)n_bytes, digest);
 }
 
-/* A checkpoint handed over in memory, for db_checkpoint_stream. */
-typedef struct checkpoint_bytes {
-    const void *bytes;
-    size_t n;
-} checkpoint_bytes;
-
-static int write_bytes(void *wctx, FILE *out, size_t *n_bytes) {
-    const checkpoint_bytes *b = wctx;
-    *n_bytes = b->n;
-    return fwrite(b->bytes, 1, b->n, out) == b->n ? 0 : -1;
-}
-
 static int db_checkpoint(void *ctx, int64_t step, const void *bytes, size_t n_bytes) {
     db_sink *ds = ctx;
     if (ds->data_dir != NULL) {
-        checkpoint_bytes b = {bytes, n_bytes};
-        return db_checkpoint_stream(ctx, step, write_bytes, &b);
+        artifact_bytes b = {bytes, n_bytes};
+        return db_checkpoint_stream(ctx, step, artifact_write_bytes, &b);
     }
     char digest[65];
     sha256_hex(bytes, n_bytes, digest);

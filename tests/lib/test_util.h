@@ -24,6 +24,10 @@ static inline void test_fill_uniform(float *x, size_t n, float lo, float hi, rng
         ck_assert_msg(fabs(a_ - b_) <= tol_, "%s: %.9g vs %.9g (tol %.3g)", (what), a_, b_, tol_); \
     } while (0)
 
+/* How many entries dir/sub holds (. and .. and dot files not counted);
+ * asserts that it opens. */
+int test_count_files(const char *dir, const char *sub);
+
 /* Directory holding the test binary (build/), for finding rlhf-train and
  * the repository root (its parent). */
 const char *test_build_dir(void);

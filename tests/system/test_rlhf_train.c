@@ -451,17 +451,22 @@ static int64_t event_int(const json_t *events, size_t i, const char *key) {
  * number of rows cut — a "truncated" event, and a [warn] line on stderr
  * even with --quiet. Byte-level tokens: a text of t bytes is t tokens, and
  * it is cut when t + 1 (its end of text) does not fit. */
+
+/* Six sft rows of 8, 15, 16, 17, 23 and 43 bytes (prompt + response): at
+ * context 16 (17 ids an example) the last three are cut. */
+#define TRUNCATION_ROWS                                                                            \
+    "{\"prompt\":\"abc\",\"response\":\"12345\"}\n"                                                \
+    "{\"prompt\":\"abc\",\"response\":\"123456789012\"}\n"                                         \
+    "{\"prompt\":\"abc\",\"response\":\"1234567890123\"}\n"                                        \
+    "{\"prompt\":\"abc\",\"response\":\"12345678901234\"}\n"                                       \
+    "{\"prompt\":\"abc\",\"response\":\"12345678901234567890\"}\n"                                 \
+    "{\"prompt\":\"abc\",\"response\":\"1234567890123456789012345678901234567890\"}\n"
+
 START_TEST(test_cli_truncation_warnings) {
     /* sft, context 16: an example holds 17 ids (16 inputs and the last
      * target), so prompt + response of 17 bytes or more is cut and 16 fits
      * exactly. Totals 8, 15, 16, 17, 23, 43: three are cut. */
-    char *path = write_temp(
-        "{\"prompt\":\"abc\",\"response\":\"12345\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"123456789012\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"1234567890123\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"12345678901234\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"12345678901234567890\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"1234567890123456789012345678901234567890\"}\n");
+    char *path = write_temp(TRUNCATION_ROWS);
     const char *sft[] = {"sft", "--data",          path, "--max-steps",       "1", "--n-layer",
                          "1",   "--d-model",       "16", "--n-head",          "2", "--context",
                          "16",  "--eval-fraction", "0",  "--sample-interval", "0", "--quiet",
@@ -558,13 +563,7 @@ END_TEST
 START_TEST(test_cli_gpt2_context_below_positions) {
     char dir[] = "/tmp/rlhf-ctx-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    char *data = write_temp(
-        "{\"prompt\":\"abc\",\"response\":\"12345\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"123456789012\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"1234567890123\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"12345678901234\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"12345678901234567890\"}\n"
-        "{\"prompt\":\"abc\",\"response\":\"1234567890123456789012345678901234567890\"}\n");
+    char *data = write_temp(TRUNCATION_ROWS);
     char data_path[64], init[128], out_dir[128], out[160];
     snprintf(data_path, sizeof data_path, "%s", data);
     snprintf(out_dir, sizeof out_dir, "%s/out", dir);

@@ -3,7 +3,6 @@
  * references (after a grace period) and the temporary files; a process
  * killed (SIGKILL) at every step of a checkpoint write leaves no row
  * without its file, and what it left unreferenced is collected. */
-#include <dirent.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sqlite3.h>
@@ -48,20 +47,6 @@ static void fixture_free(store_fixture *f) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
     ck_assert_int_eq(system(cmd), 0);
-}
-
-/* Files in data/sub (not . and ..). */
-static int count_files(const char *data, const char *sub) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", data, sub);
-    DIR *d = opendir(path);
-    ck_assert_ptr_nonnull(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
 }
 
 /* A checkpoint row referencing object sha (n bytes) in the store. */
@@ -115,7 +100,7 @@ START_TEST(test_put_open_and_collect) {
     struct stat st;
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_size, (off_t)sizeof text);
-    ck_assert_int_eq(count_files(f.data, "tmp"), 0);
+    ck_assert_int_eq(test_count_files(f.data, "tmp"), 0);
     /* the recorded size is checked on open */
     int fd = artifact_store_open(f.data, sha, 3, err, sizeof err);
     ck_assert_int_eq(fd, -1);
@@ -139,11 +124,11 @@ START_TEST(test_put_open_and_collect) {
     reference(f.db, sha, sizeof text);
     /* young files survive a grace period (a writer may be about to commit) */
     ck_assert_int_eq(artifact_store_collect(f.db, f.data, 3600, err, sizeof err), 0);
-    ck_assert_int_eq(count_files(f.data, "objects"), 3);
+    ck_assert_int_eq(test_count_files(f.data, "objects"), 3);
     /* without one: the unreferenced object and the temporary file go */
     ck_assert_int_eq(artifact_store_collect(f.db, f.data, 0, err, sizeof err), 2);
-    ck_assert_int_eq(count_files(f.data, "objects"), 2); /* sha and README */
-    ck_assert_int_eq(count_files(f.data, "tmp"), 0);
+    ck_assert_int_eq(test_count_files(f.data, "objects"), 2); /* sha and README */
+    ck_assert_int_eq(test_count_files(f.data, "tmp"), 0);
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(expect_references_whole(&f), 1);
     fixture_free(&f);
@@ -160,10 +145,10 @@ START_TEST(test_writer_limit_and_abort) {
     ck_assert_int_eq(artifact_writer_write(&w, "6789", 4, err, sizeof err), -1);
     ck_assert(w.too_large);
     ck_assert_msg(strstr(err, "larger than 8 bytes") != NULL, "%s", err);
-    ck_assert_int_eq(count_files(f.data, "tmp"), 1);
+    ck_assert_int_eq(test_count_files(f.data, "tmp"), 1);
     artifact_writer_abort(&w);
-    ck_assert_int_eq(count_files(f.data, "tmp"), 0);
-    ck_assert_int_eq(count_files(f.data, "objects"), 0);
+    ck_assert_int_eq(test_count_files(f.data, "tmp"), 0);
+    ck_assert_int_eq(test_count_files(f.data, "objects"), 0);
     fixture_free(&f);
 }
 END_TEST
@@ -219,7 +204,7 @@ START_TEST(test_put_stream) {
     ck_assert_str_eq(sha, want);
     sha256_hex(all, src.n_bytes, want);
     ck_assert_str_eq(sha, want);
-    ck_assert_int_eq(count_files(f.data, "objects"), 1);
+    ck_assert_int_eq(test_count_files(f.data, "objects"), 1);
     const int fd = artifact_store_open(f.data, sha, (int64_t)src.n_bytes, err, sizeof err);
     ck_assert_int_ge(fd, 0);
     unsigned char *back = malloc(src.n_bytes);
@@ -236,8 +221,8 @@ START_TEST(test_put_stream) {
     ck_assert_int_eq(
         artifact_store_put_stream(f.data, write_pattern, &liar, sha, &n, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "reported 1001 bytes but wrote 1000") != NULL, "%s", err);
-    ck_assert_int_eq(count_files(f.data, "tmp"), 0);
-    ck_assert_int_eq(count_files(f.data, "objects"), 1);
+    ck_assert_int_eq(test_count_files(f.data, "tmp"), 0);
+    ck_assert_int_eq(test_count_files(f.data, "objects"), 1);
     fixture_free(&f);
 }
 END_TEST
@@ -289,9 +274,10 @@ START_TEST(test_kill_at_every_step) {
         /* what a restart does */
         ck_assert_int_ge(artifact_store_collect(f.db, f.data, 0, err, sizeof err), 0);
         ck_assert_int_eq(expect_references_whole(&f), rows);
-        ck_assert_int_eq(count_files(f.data, "tmp"), 0);
-        ck_assert_msg(count_files(f.data, "objects") == rows, "after %s: %d objects, %lld rows",
-                      steps[i], count_files(f.data, "objects"), (long long)rows);
+        ck_assert_int_eq(test_count_files(f.data, "tmp"), 0);
+        ck_assert_msg(test_count_files(f.data, "objects") == rows,
+                      "after %s: %d objects, %lld rows", steps[i],
+                      test_count_files(f.data, "objects"), (long long)rows);
     }
     fixture_free(&f);
 }

@@ -2,7 +2,6 @@
  * database (coalesced metrics, committed in order, nothing written without
  * the lease; checkpoints streamed into the artifact store, the same file as
  * in memory, and nothing left by a failed one). */
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -144,18 +143,16 @@ static db_sink running_job(test_daemon *d, sqlite3 **db, atomic_bool *cancel, at
                      .lease_lost = lost};
 }
 
-/* Files in data/sub (not . and ..). */
-static int count_files(const char *data, const char *sub) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", data, sub);
-    DIR *dir = opendir(path);
-    ck_assert_ptr_nonnull(dir);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(dir);
-    return n;
+/* running_job whose sink streams checkpoints into the daemon's artifact
+ * store (data gets its directory, created). */
+static db_sink running_job_with_store(test_daemon *d, sqlite3 **db, atomic_bool *cancel,
+                                      atomic_bool *lost, char *data, size_t cap) {
+    char err[512];
+    db_sink ds = running_job(d, db, cancel, lost);
+    artifact_store_default_dir(d->db, data, cap);
+    ck_assert_msg(artifact_store_init(data, err, sizeof err) == 0, "%s", err);
+    ds.data_dir = data;
+    return ds;
 }
 
 /* A checkpoint streamed into the artifact store (a LoRA Qwen3's, as a
@@ -166,11 +163,8 @@ START_TEST(test_db_sink_streams_checkpoints) {
     test_daemon d;
     sqlite3 *db;
     atomic_bool cancel, lost;
-    db_sink ds = running_job(&d, &db, &cancel, &lost);
     char data[160], err[512], qwen[4200];
-    artifact_store_default_dir(d.db, data, sizeof data);
-    ck_assert_int_eq(artifact_store_init(data, err, sizeof err), 0);
-    ds.data_dir = data;
+    db_sink ds = running_job_with_store(&d, &db, &cancel, &lost, data, sizeof data);
     train_sink sink = db_sink_make(&ds);
     ck_assert_ptr_nonnull(sink.checkpoint_stream);
     train_sink bytes_sink = sink;
@@ -197,7 +191,7 @@ START_TEST(test_db_sink_streams_checkpoints) {
                             "FROM checkpoints WHERE job_id = ?1",
                             7),
                      1);
-    ck_assert_int_eq(count_files(data, "objects"), 1);
+    ck_assert_int_eq(test_count_files(data, "objects"), 1);
     sqlite3_stmt *st;
     ck_assert_int_eq(sqlite3_prepare_v2(db,
                                         "SELECT bytes, sha256, size_bytes FROM checkpoints "
@@ -248,18 +242,15 @@ START_TEST(test_db_sink_failed_stream_leaves_nothing) {
     test_daemon d;
     sqlite3 *db;
     atomic_bool cancel, lost;
-    db_sink ds = running_job(&d, &db, &cancel, &lost);
-    char data[160], tmp[200], err[512];
-    artifact_store_default_dir(d.db, data, sizeof data);
-    ck_assert_int_eq(artifact_store_init(data, err, sizeof err), 0);
-    ds.data_dir = data;
+    char data[160], tmp[200];
+    db_sink ds = running_job_with_store(&d, &db, &cancel, &lost, data, sizeof data);
     train_sink sink = db_sink_make(&ds);
     filler half = {2 * 1048576 + 3, true};
     ck_assert_int_eq(sink.checkpoint_stream(sink.ctx, 1, write_filler, &half), -1);
     ck_assert(!ds.storage_failed);
     ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM checkpoints WHERE job_id = ?1", 7), 0);
-    ck_assert_int_eq(count_files(data, "tmp"), 0);
-    ck_assert_int_eq(count_files(data, "objects"), 0);
+    ck_assert_int_eq(test_count_files(data, "tmp"), 0);
+    ck_assert_int_eq(test_count_files(data, "objects"), 0);
 
     snprintf(tmp, sizeof tmp, "%s/tmp", data);
     if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
@@ -270,8 +261,8 @@ START_TEST(test_db_sink_failed_stream_leaves_nothing) {
         ck_assert_int_eq(sink.checkpoint_stream(sink.ctx, 2, write_filler, &big), -1);
         ck_assert(ds.storage_failed);
         ck_assert_int_eq(db_int(&d, "SELECT count(*) FROM checkpoints WHERE job_id = ?1", 7), 0);
-        ck_assert_int_eq(count_files(data, "tmp"), 0);
-        ck_assert_int_eq(count_files(data, "objects"), 0);
+        ck_assert_int_eq(test_count_files(data, "tmp"), 0);
+        ck_assert_int_eq(test_count_files(data, "objects"), 0);
         ck_assert_int_eq(umount2(tmp, MNT_DETACH), 0);
     }
     db_sink_free(&ds);
