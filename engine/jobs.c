@@ -286,7 +286,8 @@ static int reward_run(const void *cfg, const job_inputs *in, const train_sink *s
                               in->init_checkpoint,
                               in->dist,
                               r.prior,
-                              r.prior ? in->n_prior_rankings : 0};
+                              r.prior ? in->n_prior_rankings : 0,
+                              in->ref_checkpoint};
     if (rc == 0)
         rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
     job_rankings_free(&r);

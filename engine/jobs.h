@@ -40,7 +40,9 @@ typedef struct job_inputs {
                                     * vocab.bpe); NULL = init_checkpoint's tokenizer.json
                                     * when it is a directory with one, else byte-level */
     const dist_comm *dist;         /* data-parallel process group; NULL = one process */
-    const char *ref_checkpoint;    /* ppo, grpo: the KL reference if not init_checkpoint */
+    const char *ref_checkpoint;    /* ppo, grpo: the KL reference if not init_checkpoint;
+                                    * reward: the policy it is normalised on if not
+                                    * init_checkpoint (reward_inputs.norm_policy) */
     const char *const *more_reward_checkpoints; /* loop-sample: the ensemble's members after
                                                  * reward_checkpoint (jobs_db.h) */
     int n_more_reward;

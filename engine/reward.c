@@ -457,13 +457,22 @@ int reward_session_init(reward_session **out, const reward_config *cfg, const re
     const int B = s->B = (int)cfg->batch_size;
     const int64_t context = model_max_seq_len(m);
 
-    /* The SFT policy's samples, before training changes the shared trunk. */
-    /* (rank 0's job alone: it normalises and writes the checkpoint) */
-    if (dist_is_root(in->dist) && cfg->norm_samples > 0 &&
-        (sample_policy(&s->ns, m, cfg, in, err, errlen) != 0 ||
-         sink_warn_truncated(sink, "normalisation samples", s->ns.n_cut, s->ns.n, "norm_max_tokens",
-                             cfg->norm_max_tokens) != 0))
-        goto fail;
+    /* The SFT policy's samples, before training changes the shared trunk
+     * (or in->norm_policy's). (rank 0's job alone: it normalises and writes
+     * the checkpoint) */
+    if (dist_is_root(in->dist) && cfg->norm_samples > 0) {
+        model policy;
+        const model_open_options popt = {.max_context = (int)cfg->context};
+        const bool own = in->norm_policy != NULL;
+        if (own && model_load(in->norm_policy, &popt, &policy, NULL, err, errlen) != 0)
+            goto fail;
+        const int sampled = sample_policy(&s->ns, own ? &policy : m, cfg, in, err, errlen);
+        if (own)
+            model_free(&policy);
+        if (sampled != 0 || sink_warn_truncated(sink, "normalisation samples", s->ns.n_cut, s->ns.n,
+                                                "norm_max_tokens", cfg->norm_max_tokens) != 0)
+            goto fail;
+    }
 
     /* Split: a seeded shuffle; the tail is held out unless eval rankings are given. */
     const int64_t n_all = in->n_train + (in->eval ? in->n_eval : 0);

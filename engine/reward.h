@@ -86,6 +86,12 @@ typedef struct reward_inputs {
      * accuracy is reported at step 0 as prior_correct of prior_pairs. */
     const ranking *prior;
     int64_t n_prior;
+    /* The policy whose samples the reward is normalised on; NULL: the
+     * initial model's weights. A warm-started reward model (the online
+     * loop's rounds after the first) starts from the previous reward model,
+     * whose language-model weights drifted while it learned to score: the
+     * loop names the SFT checkpoint here, as the first round samples it. */
+    const char *norm_policy;
 } reward_inputs;
 
 typedef struct reward_result {

@@ -639,6 +639,10 @@ static int step_annotating(sqlite3 *db, const rlhfd_config *cfg, const loop_stat
             refs.model = e == 0 && l->reward > 0 ? l->reward
                          : last_member > 0       ? last_member
                                                  : l->sft;
+            /* a warm-started member is normalised on the SFT policy's
+             * samples, as the first round's is, not on what its previous
+             * reward model's language-model weights would write */
+            refs.ref_model = refs.model != l->sft ? l->sft : 0;
             /* what the previous reward model would have said of the NEW
              * rankings: member 0 scores them before its first update */
             ok = insert_reward_job(db, cfg, l, refs, e, e == 0 && l->reward > 0 ? first : 0,

@@ -834,6 +834,16 @@ START_TEST(test_loop_disagreement_ensemble_survives_kill9) {
                             "m.loop_id = ?1 AND m.round = 1",
                             id),
                      1);
+    /* warm-started members (round 2) are normalised on the SFT model's
+     * samples (ref_checkpoint_id, reward_inputs.norm_policy); round 1's
+     * start from it and name none */
+    ck_assert_int_eq(db_int(&d,
+                            "SELECT count(*) FROM loop_reward_members m JOIN jobs j ON j.id = "
+                            "m.job_id JOIN loops l ON l.id = m.loop_id WHERE m.loop_id = ?1 AND "
+                            "CASE m.round WHEN 1 THEN j.ref_checkpoint_id IS NULL ELSE "
+                            "j.ref_checkpoint_id = l.sft_checkpoint_id END",
+                            id),
+                     6);
     /* round 2's samples are scored by round 1's three members, in order */
     ck_assert_int_eq(db_int(&d,
                             "SELECT count(*) FROM loop_rounds lr JOIN jobs s ON s.id = "

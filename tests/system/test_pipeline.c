@@ -169,7 +169,7 @@ START_TEST(test_rlhf_pipeline_on_the_demo_task) {
     rc.seed += (int64_t)seed;
     keep_sink rm_ck;
     keep_init(&rm_ck, &sink);
-    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path, NULL, NULL, 0};
+    const reward_inputs ri = {rk, n_rank, NULL, 0, &tok, sft_ck.path, NULL, NULL, 0, NULL};
     reward_result rres;
     ck_assert_msg(reward_train(&rc, &ri, &sink, &rres, err, sizeof err) == 0, "%s", err);
     ck_assert_msg(small || rres.eval_accuracy > 0.72,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "demo_task.h"
 #include "hparams.h"
@@ -154,7 +155,7 @@ START_TEST(test_reward_model_learns_gold_preference) {
     hparams_set_defaults(&reward_hparams, &cfg);
     cfg.epochs = 10, cfg.learning_rate = 1e-3, cfg.batch_size = 16, cfg.eval_interval = 0;
     cfg.eval_fraction = 0.2, cfg.norm_samples = 16;
-    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL, NULL, 0};
+    const reward_inputs in = {rk, N, NULL, 0, &tok, NULL, NULL, NULL, 0, NULL};
     int steps = 0;
     train_sink sink = {&steps, count_metrics, NULL, NULL, NULL, NULL, NULL, NULL};
     reward_result res;
@@ -241,7 +242,7 @@ START_TEST(test_reward_prior_accuracy) {
     reward_config cfg;
     hparams_set_defaults(&reward_hparams, &cfg);
     cfg.max_steps = 2, cfg.batch_size = 4, cfg.eval_interval = 0, cfg.norm_samples = 0;
-    const reward_inputs in = {train, 8, NULL, 0, &tok, NULL, NULL, prior, 3};
+    const reward_inputs in = {train, 8, NULL, 0, &tok, NULL, NULL, prior, 3, NULL};
     prior_metrics got = {0};
     const train_sink sink = {&got, keep_prior, NULL, NULL, NULL, NULL, NULL, NULL};
     ck_assert_msg(reward_train(&cfg, &in, &sink, NULL, err, sizeof err) == 0, "%s", err);
@@ -278,6 +279,70 @@ START_TEST(test_reward_prior_accuracy) {
 }
 END_TEST
 
+/* A checkpoint of the (tiny, from scratch) reward model of seed, trained
+ * two steps on rankings, in a new file under /tmp; path gets its name. */
+static void write_reward_checkpoint(char path[64], const reward_inputs *in, int64_t seed) {
+    reward_config cfg;
+    hparams_set_defaults(&reward_hparams, &cfg);
+    cfg.max_steps = 2, cfg.batch_size = 4, cfg.eval_interval = 0, cfg.norm_samples = 0;
+    cfg.seed = seed;
+    kept_checkpoint k = {0};
+    const train_sink sink = {&k, NULL, NULL, keep_checkpoint, NULL, NULL, NULL, NULL};
+    char err[256];
+    ck_assert_msg(reward_train(&cfg, in, &sink, NULL, err, sizeof err) == 0, "%s", err);
+    snprintf(path, 64, "/tmp/rlhf-reward-norm-XXXXXX");
+    const int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, k.bytes, k.n), (ssize_t)k.n);
+    close(fd);
+    free(k.bytes);
+}
+
+/* reward_inputs.norm_policy: the normalisation samples come from that
+ * model, not from the initial (warm-start) weights. Naming the initial
+ * checkpoint itself gives bit-identical gain and bias (the policy is
+ * opened and sampled as the session's own weights are); naming another
+ * model changes them. */
+START_TEST(test_reward_norm_policy) {
+    static ranking train[8], base[3] = {
+                                 {"2+2=", 2, {"4", "5"}, {0, 1}, 0, NULL, false},
+                                 {"3+1=", 3, {"4", "four", "7"}, {0, 0, 1}, 0, NULL, false},
+                                 {"1+5=", 4, {"6", "six", "60", "?"}, {0, 1, 1, 2}, 0, NULL, false},
+                             };
+    for (int i = 0; i < 8; i++)
+        train[i] = base[i % 3];
+    tokenizer tok;
+    char err[256], warm[64], other[64];
+    ck_assert_int_eq(tokenizer_load_bytes(&tok, err, sizeof err), 0);
+    reward_inputs in = {train, 8, NULL, 0, &tok, NULL, NULL, NULL, 0, NULL};
+    write_reward_checkpoint(warm, &in, 1);
+    write_reward_checkpoint(other, &in, 2);
+
+    reward_config cfg;
+    hparams_set_defaults(&reward_hparams, &cfg);
+    cfg.max_steps = 2, cfg.batch_size = 4, cfg.eval_interval = 0, cfg.norm_samples = 8;
+    const train_sink quiet = {0};
+    reward_result own, same, moved;
+    in.init_checkpoint = warm;
+    ck_assert_msg(reward_train(&cfg, &in, &quiet, &own, err, sizeof err) == 0, "%s", err);
+    in.norm_policy = warm;
+    ck_assert_msg(reward_train(&cfg, &in, &quiet, &same, err, sizeof err) == 0, "%s", err);
+    in.norm_policy = other;
+    ck_assert_msg(reward_train(&cfg, &in, &quiet, &moved, err, sizeof err) == 0, "%s", err);
+    ck_assert_double_eq(same.gain, own.gain);
+    ck_assert_double_eq(same.bias, own.bias);
+    ck_assert(isfinite(moved.gain) && isfinite(moved.bias));
+    ck_assert_msg(moved.gain != own.gain || moved.bias != own.bias,
+                  "gain %g bias %g: the same as sampling the initial model", moved.gain,
+                  moved.bias);
+    in.norm_policy = "/nonexistent/policy.safetensors";
+    ck_assert_int_eq(reward_train(&cfg, &in, &quiet, NULL, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "/nonexistent/policy.safetensors") != NULL, "%s", err);
+    unlink(warm), unlink(other);
+    tokenizer_free(&tok);
+}
+END_TEST
+
 Suite *reward_suite(void) {
     Suite *s = suite_create("reward");
     TCase *tc = tcase_create("reward");
@@ -288,6 +353,7 @@ Suite *reward_suite(void) {
     tcase_add_test(tc, test_ranking_validation);
     tcase_add_test(tc, test_reward_model_learns_gold_preference);
     tcase_add_test(tc, test_reward_prior_accuracy);
+    tcase_add_test(tc, test_reward_norm_policy);
     suite_add_tcase(s, tc);
     return s;
 }
