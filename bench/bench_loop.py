@@ -82,7 +82,7 @@ VARIANTS = {
                           max_tokens=56,
                           reward_hyperparameters={"max_steps": 20, "learning_rate": 3e-5},
                           policy_hyperparameters=PPO20),
-    # the same with β 0.2
+    # the same with β 0.2: examples/loops/demo.json, what `make demo` runs
     "warm_ppo20_kl2": variant(DEMO, reward_model=True, prompts_per_round=8,
                               rankings_per_round=16, max_tokens=56,
                               reward_hyperparameters={"max_steps": 20, "learning_rate": 3e-5},
