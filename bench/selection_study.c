@@ -238,6 +238,46 @@ static void mean_sd(const double *x, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(s2 / (n - 1)) : NAN;
 }
 
+/* --warm-start: a reward job normalises its model on samples of its
+ * INITIAL model (reward.h), which after the first round is the previous
+ * reward model, not the SFT policy. So the checkpoint at path is
+ * re-normalised here: the pool's SFT samples, which it scores s (n) under
+ * its stored gain and bias, get mean 0 and sd 1 (as the job's own
+ * normalisation, population sd); s is updated to the new scores. */
+static void renormalise(const char *path, double *s, int n) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < n; i++)
+        mean += s[i];
+    mean /= n;
+    for (int i = 0; i < n; i++)
+        var += (s[i] - mean) * (s[i] - mean);
+    const double sd = sqrt(fmax(var / n, 1e-12));
+    model m;
+    model_info info;
+    const model_open_options opt = {.scalar_head = true, .require_head = true};
+    char err[256];
+    if (model_load(path, &opt, &m, &info, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        exit(1);
+    }
+    char gain[32], bias[32], tmp[80];
+    snprintf(gain, sizeof gain, "%.9g", info.reward_gain / sd);
+    snprintf(bias, sizeof bias, "%.9g", (info.reward_bias - mean) / sd);
+    const char *const meta[][2] = {
+        {"rlhfd_job", "reward"}, {"reward_gain", gain}, {"reward_bias", bias}};
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    size_t bytes;
+    if (f == NULL || model_write_checkpoint(&m, meta, 3, NULL, 0, f, &bytes) != 0 ||
+        fclose(f) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, "%s: cannot rewrite the normalisation\n", path);
+        exit(1);
+    }
+    model_free(&m);
+    for (int i = 0; i < n; i++)
+        s[i] = (s[i] - mean) / sd;
+}
+
 static void run_rule(const demo_pipeline *p, const study_args *a, int seed, study_rule rule,
                      const item *pool, const int32_t *group, const item *held,
                      const selection_pair *initial, const int *initial_win, rule_result *out) {
@@ -283,14 +323,17 @@ static void run_rule(const demo_pipeline *p, const study_args *a, int seed, stud
                 train_rm(p, pool, pairs, win, n, 1000 * seed + e, a->epochs, init, &cur[e], name);
             if (round > 0)
                 remove(prev[e].path);
+            double *own = scores + (int64_t)e * n_pool;
+            if (a->warm_start) {
+                score_items(cur[e].path, &p->tok, pool, n_pool, own);
+                renormalise(cur[e].path, own, n_pool);
+            } else if (rule != RULE_RANDOM && round < a->rounds)
+                score_items(cur[e].path, &p->tok, pool, n_pool, own);
         }
         score_items(cur[0].path, &p->tok, held, n_held, held_scores);
         out->acc[round] = heldout_accuracy(held, n_held, held_scores);
         if (round == a->rounds)
             break;
-        if (rule != RULE_RANDOM)
-            for (int e = 0; e < members; e++)
-                score_items(cur[e].path, &p->tok, pool, n_pool, scores + (int64_t)e * n_pool);
         const selection_input in = {n_pool, group, members, scores, pairs, n, 2};
         char err[256];
         const int got = rule == RULE_MIXED
