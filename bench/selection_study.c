@@ -19,7 +19,12 @@
  *     models start from the SFT weights (retrained from scratch), or with
  *     --warm-start each member continues from its own model of the round
  *     before (as the daemon's online loop, server/loops.h: the previous
- *     checkpoint is the reward job's init_checkpoint);
+ *     checkpoint is the reward job's init_checkpoint). Warm-started, each
+ *     member is then re-normalised so the pool's SFT samples score mean 0,
+ *     sd 1: the reward job normalises on samples of its initial model,
+ *     which from round 2 on is the previous reward model, not the SFT
+ *     policy (left alone, the final models' scores of SFT samples drift
+ *     off mean 0, sd 1, and PPO's reward scale with them: bench/RESULTS.md);
  *   - mixed: half the batch (rounded up) by uncertainty, the rest random,
  *     the per-prompt cap over the whole batch;
  *   - the last reward model (member 0) drives PPO from the SFT policy (the
