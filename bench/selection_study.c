@@ -603,14 +603,15 @@ int main(int argc, char **argv) {
         }
         printf("\n");
     }
-    printf("\nround models at or below 0.60 held-out accuracy (of %d seeds x %d trainings):", n,
-           a.rounds + 1);
+    /* round 0's model learnt only the shared initial pairs: the same for every rule */
+    printf("\nreward models of rounds 1-%d at or below 0.60 held-out accuracy (of %d seeds x %d):",
+           a.rounds, n, a.rounds);
     for (int k = 0; k < a.n_rules; k++) {
         const study_rule rule = a.rules[k];
         int low = 0;
         double worst = 1;
         for (int s = 0; s < n; s++)
-            for (int j = 0; j <= a.rounds; j++)
+            for (int j = 1; j <= a.rounds; j++)
                 low += res[s][rule].acc[j] <= 0.60, worst = fmin(worst, res[s][rule].acc[j]);
         printf(" %s %d (lowest %.3f)%s", rule_names[rule], low, worst,
                k + 1 < a.n_rules ? ";" : "\n");
