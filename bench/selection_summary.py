@@ -26,7 +26,11 @@ T975 = [float("nan"), 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2
 
 
 def t975(df):
-    return T975[df] if 1 <= df < len(T975) else 1.96
+    """Table to 30, then the Cornish-Fisher expansion about z (within 0.001)."""
+    if df < len(T975):
+        return T975[df] if df >= 1 else float("nan")
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
 
 
 def mean_sd(x):
