@@ -196,6 +196,19 @@ START_TEST(test_reward_model_learns_gold_preference) {
 }
 END_TEST
 
+/* Three small rankings (ties included; 1 + 2 + 5 = 8 pairs of different
+ * rank), and a training set of 8 that cycles through them. */
+static const ranking arith_rankings[3] = {
+    {"2+2=", 2, {"4", "5"}, {0, 1}, 0, NULL, false},
+    {"3+1=", 3, {"4", "four", "7"}, {0, 0, 1}, 0, NULL, false},
+    {"1+5=", 4, {"6", "six", "60", "?"}, {0, 1, 1, 2}, 0, NULL, false},
+};
+
+static void arith_train_set(ranking train[8]) {
+    for (int i = 0; i < 8; i++)
+        train[i] = arith_rankings[i % 3];
+}
+
 /* The metrics reward_train reports at step 0 (the prior scoring), and
  * whether any came before them. */
 typedef struct prior_metrics {
@@ -229,13 +242,9 @@ static int keep_prior(void *ctx, int64_t step, const sink_metric *m, int n) {
  * response scored alone (prompt + response + EOT) by the same initial
  * model, a pair correct when the better ranked scores strictly higher. */
 START_TEST(test_reward_prior_accuracy) {
-    static ranking train[8], prior[3] = {
-                                 {"2+2=", 2, {"4", "5"}, {0, 1}, 0, NULL, false},
-                                 {"3+1=", 3, {"4", "four", "7"}, {0, 0, 1}, 0, NULL, false},
-                                 {"1+5=", 4, {"6", "six", "60", "?"}, {0, 1, 1, 2}, 0, NULL, false},
-                             };
-    for (int i = 0; i < 8; i++)
-        train[i] = prior[i % 3];
+    const ranking *const prior = arith_rankings;
+    static ranking train[8];
+    arith_train_set(train);
     tokenizer tok;
     char err[256];
     ck_assert_int_eq(tokenizer_load_bytes(&tok, err, sizeof err), 0);
@@ -304,13 +313,8 @@ static void write_reward_checkpoint(char path[64], const reward_inputs *in, int6
  * opened and sampled as the session's own weights are); naming another
  * model changes them. */
 START_TEST(test_reward_norm_policy) {
-    static ranking train[8], base[3] = {
-                                 {"2+2=", 2, {"4", "5"}, {0, 1}, 0, NULL, false},
-                                 {"3+1=", 3, {"4", "four", "7"}, {0, 0, 1}, 0, NULL, false},
-                                 {"1+5=", 4, {"6", "six", "60", "?"}, {0, 1, 1, 2}, 0, NULL, false},
-                             };
-    for (int i = 0; i < 8; i++)
-        train[i] = base[i % 3];
+    static ranking train[8];
+    arith_train_set(train);
     tokenizer tok;
     char err[256], warm[64], other[64];
     ck_assert_int_eq(tokenizer_load_bytes(&tok, err, sizeof err), 0);
