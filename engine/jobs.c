@@ -278,16 +278,16 @@ static int reward_run(const void *cfg, const job_inputs *in, const train_sink *s
         return -1;
     job_rankings r;
     int rc = job_rankings_render(&r, &jt, in, err, errlen);
-    const reward_inputs ri = {r.train,
-                              in->n_rankings,
-                              r.eval,
-                              in->n_eval_rankings,
-                              &jt.tok,
-                              in->init_checkpoint,
-                              in->dist,
-                              r.prior,
-                              r.prior ? in->n_prior_rankings : 0,
-                              in->ref_checkpoint};
+    const reward_inputs ri = {.train = r.train,
+                              .n_train = in->n_rankings,
+                              .eval = r.eval,
+                              .n_eval = in->n_eval_rankings,
+                              .tok = &jt.tok,
+                              .init_checkpoint = in->init_checkpoint,
+                              .dist = in->dist,
+                              .prior = r.prior,
+                              .n_prior = r.prior ? in->n_prior_rankings : 0,
+                              .norm_policy = in->ref_checkpoint};
     if (rc == 0)
         rc = reward_train(cfg, &ri, sink, NULL, err, errlen);
     job_rankings_free(&r);
