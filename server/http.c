@@ -200,6 +200,25 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/* libmicrohttpd reads a request head into its per-connection memory pool:
+ * the first read buffer is half the pool, growing into the rest as a head
+ * needs it; each header line also takes a small record from the pool's
+ * end. A head within rlhfd's limits (target + header lines) must fit, so
+ * that request_strict, not libmicrohttpd, decides: the limits plus 16 KiB
+ * for those records and the reply's header lines (a few hundred headers).
+ * A head with thousands of tiny headers outgrows it first and gets
+ * libmicrohttpd's 431, in JSON too (mhd_errors.c).
+ *
+ * Not more: after every request on a kept-alive connection libmicrohttpd
+ * 0.9.75 zeroes the whole pool (MHD_pool_reset). At 8 x the limits (320
+ * KiB, the setting before libmicrohttpd's own errors were answered in
+ * JSON) that memset was 7% of all CPU under bench/bench_server.py's write
+ * load (perf), for nothing. */
+size_t http_mhd_memory_limit(const rlhfd_config *cfg) {
+    const size_t heads = (size_t)(cfg->max_target_bytes + cfg->max_header_bytes) + 16 * 1024;
+    return heads > 32 * 1024 ? heads : 32 * 1024; /* libmicrohttpd's default */
+}
+
 /* 1 if the request line and headers are acceptable, else 0 with a 400 in
  * *replied. */
 static int request_strict(request *r, enum MHD_Result *replied) {
@@ -209,8 +228,8 @@ static int request_strict(request *r, enum MHD_Result *replied) {
     }
     const union MHD_ConnectionInfo *size =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-    /* libmicrohttpd's own memory holds several times these limits
-     * (http_mhd_memory_limit), so up to there the refusal is ours, in JSON */
+    /* libmicrohttpd's memory holds a head within these limits
+     * (http_mhd_memory_limit), so up to there the refusal is ours */
     const rlhfd_config *cfg = &r->srv->cfg;
     if ((int64_t)r->target_len > cfg->max_target_bytes) {
         *replied = http_reply_error(r, 414, "uri_too_long", NULL,

@@ -24,6 +24,7 @@
 #include "reply.h"
 #include "request.h"
 #include "route_table.h"
+#include "server.h"
 
 /* MHD_OPTION_URI_LOG_CALLBACK (cls: the server): a request begins with
  * its raw target, before libmicrohttpd decodes it (strict checks in
@@ -35,5 +36,9 @@ enum MHD_Result http_handle(void *cls, struct MHD_Connection *conn, const char *
                             size_t *upload_data_size, void **con_cls);
 void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                     enum MHD_RequestTerminationCode toe);
+
+/* MHD_OPTION_CONNECTION_MEMORY_LIMIT: each connection's libmicrohttpd
+ * memory, sized from cfg's head limits (why: http.c). */
+size_t http_mhd_memory_limit(const rlhfd_config *cfg);
 
 #endif

@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "conn_guard.h"
 #include "http.h"
+#include "mhd_errors.h"
 #include "park.h"
 #include "ratelimit.h"
 #include "scheduler.h"
@@ -266,12 +267,13 @@ int main(int argc, char **argv) {
      * do short SQLite work on pooled connections. */
     const bool ipv6 = addr.ss_family == AF_INET6;
     const unsigned connection_limit = conn_guard_mhd_limit(&srv.cfg);
-    /* libmicrohttpd answers a request head that outgrows its per-connection
-     * memory itself, with an HTML body no hook can replace (0.9.75). Its
-     * memory is made several times rlhfd's own head limits, which
-     * request_strict enforces in the JSON error shape; the pool is mapped
-     * lazily, so a connection costs only the pages its request touches. */
-    const size_t mhd_memory = (size_t)(srv.cfg.max_target_bytes + srv.cfg.max_header_bytes) * 8;
+    /* libmicrohttpd answers what it refuses itself (a malformed request, a
+     * head that outgrows its per-connection memory); mhd_errors.c turns
+     * those answers into the JSON error shape. */
+    char mhd_err[256];
+    if (mhd_errors_install(mhd_err, sizeof mhd_err) != 0)
+        fprintf(stderr, "rlhfd: warning: %s; libmicrohttpd's own errors stay HTML\n", mhd_err);
+    const size_t mhd_memory = http_mhd_memory_limit(&srv.cfg);
     raise_open_files(connection_limit);
     /* Connections are counted and given deadlines by the guard
      * (server/conn_guard.h), which answers what is over the limits itself;

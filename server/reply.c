@@ -111,21 +111,38 @@ static enum MHD_Result reply_error_v(request *r, unsigned status, const char *co
     return http_reply_json(r, status, json_pack("{s:o}", "error", err));
 }
 
-int http_error_response_text(char *out, size_t len, unsigned status, const char *reason,
-                             const char *code, const char *message, int64_t retry_after) {
-    json_t *body = json_pack("{s:o}", "error", error_object(status, code, NULL, message));
+char *http_error_body(unsigned status, const char *code, const char *param, const char *message,
+                      size_t *len) {
+    json_t *body = json_pack("{s:o}", "error", error_object(status, code, param, message));
     char *text = body ? json_dumps(body, HTTP_JSON_DUMP_FLAGS) : NULL;
     json_decref(body);
     if (text == NULL)
+        return NULL;
+    size_t n = strlen(text);
+    char *grown = realloc(text, n + 2);
+    if (grown == NULL) {
+        free(text);
+        return NULL;
+    }
+    grown[n] = '\n', grown[n + 1] = '\0'; /* the reply ends in a newline */
+    *len = n + 1;
+    return grown;
+}
+
+int http_error_response_text(char *out, size_t len, unsigned status, const char *reason,
+                             const char *code, const char *message, int64_t retry_after) {
+    size_t body_len;
+    char *body = http_error_body(status, code, NULL, message, &body_len);
+    if (body == NULL)
         return -1;
     char retry[48] = "";
     if (retry_after > 0)
         snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", (long long)retry_after);
     int n = snprintf(out, len,
                      "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s\n",
-                     status, reason, strlen(text) + 1, retry, text);
-    free(text);
+                     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s",
+                     status, reason, body_len, retry, body);
+    free(body);
     return n > 0 && (size_t)n < len ? n : -1;
 }
 

@@ -35,6 +35,11 @@ enum MHD_Result http_reply_json_text(request *r, unsigned status, char *text, si
  * newline: one is added); replayed adds Idempotent-Replayed: true. */
 enum MHD_Result http_reply_dumped(request *r, unsigned status, char *text, bool replayed);
 
+/* The JSON error body {"error": {message, type, param, code}} with its
+ * closing newline (malloc'ed; *len its length), for answers built outside
+ * a request (mhd_errors.c); param may be NULL. */
+char *http_error_body(unsigned status, const char *code, const char *param, const char *message,
+                      size_t *len);
 /* A whole HTTP/1.1 response (status line, headers with Connection: close
  * and Retry-After when retry_after > 0, and the JSON error body) into out,
  * for answers written to a socket outside libmicrohttpd (conn_guard.h).
