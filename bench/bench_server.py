@@ -197,6 +197,20 @@ def wrk(port, script, connections, duration, env):
             "p99_ms": r["p99"] / 1000, "max_ms": r["max"] / 1000}
 
 
+def training_rate(db, job, run):
+    """The training job's environment steps per second (its last metric
+    step, read from the database) while run() runs."""
+    def last_step():
+        c = sqlite3.connect(db, timeout=30)
+        step = c.execute("SELECT coalesce(max(step), 0) FROM metrics WHERE job_id = ?",
+                         (job,)).fetchone()[0]
+        c.close()
+        return step
+    before, t0 = last_step(), time.time()
+    run()
+    return (last_step() - before) / (time.time() - t0)
+
+
 def fsync_probe(directory, n=100):
     """The disk's fdatasync latency right now (p50, p99 ms): 4 KB appended
     and synced n times in the benchmark's directory. Durable writes cannot
@@ -324,17 +338,20 @@ def main():
         running_series_job = seed_series(db, status="running")
         job = start_training_job(port, admin)
         results = []
+        quiet = training_rate(db, job, lambda: time.sleep(5))
         for conns in args.connections:
             first, cand = seed_comparisons(db, project, 20000 * args.duration)
             probe = fsync_probe(tmp)
-            r = wrk(port, WRITE_LUA, conns, args.duration,
-                    {"BENCH_FIRST_COMPARISON": str(first), "BENCH_FIRST_CANDIDATE": str(cand),
-                     "BENCH_TOKEN": annotator})
+            r = {}
+            train = training_rate(db, job, lambda: r.update(wrk(
+                port, WRITE_LUA, conns, args.duration,
+                {"BENCH_FIRST_COMPARISON": str(first), "BENCH_FIRST_CANDIDATE": str(cand),
+                 "BENCH_TOKEN": annotator})))
             c = sqlite3.connect(db, timeout=30)
             stored = c.execute("SELECT count(*) FROM rankings WHERE comparison_id >= ?",
                                (first,)).fetchone()[0]
             c.close()
-            r.update(what="ranking writes", conns=conns, stored=stored, fsync=probe)
+            r.update(what="ranking writes", conns=conns, stored=stored, fsync=probe, train=train)
             results.append(r)
         if not args.writes_only:
             reads = []
@@ -365,6 +382,7 @@ def main():
             headers={"Authorization": "Bearer " + admin})).read().decode()
         commits = int(re.search(r"^rlhfd_group_commits_total (\d+)", prom, re.M).group(1))
         writes = int(re.search(r"^rlhfd_group_commit_writes_total (\d+)", prom, re.M).group(1))
+        checkpoints = int(re.search(r"^rlhfd_wal_checkpoints_total (\d+)", prom, re.M).group(1))
         steps = api(port, "GET", "/v1/jobs/%d/metrics?limit=1" % job, admin)
     finally:
         stop_daemon(server, port, admin, job)
@@ -378,8 +396,9 @@ def main():
         note = ""
         if "stored" in r:
             note = ("%d acknowledged, %d in the database; disk fdatasync p50 %.1f / p99 %.1f ms "
-                    "just before" % (r["requests"] - r["errors"], r["stored"], r["fsync"][0],
-                                     r["fsync"][1]))
+                    "just before; training %.0f steps/s (%.0f%% of its %.0f with no requests)" % (
+                        r["requests"] - r["errors"], r["stored"], r["fsync"][0], r["fsync"][1],
+                        r["train"], 100 * r["train"] / max(quiet, 1e-9), quiet))
         if "appended" in r:
             note = "%d steps appended during the run" % r["appended"]
         print("| %s | %d | %.0f | %.2f | %.2f | %d | %s |" % (
@@ -395,11 +414,10 @@ def main():
             sum(read_rps) / len(read_rps) / static_mean))
         print("metric reads of the running job / static ceiling (its mean): %.2f" % (
             live_rps[0] / static_mean))
-    print("group commit: %d rankings in %d transactions (%.1f per commit)" % (
-        writes, commits, writes / max(commits, 1)))
-    print("the training job (ppo-control, id %d) ran throughout at %s; %s" % (
-        job, "rlhfd's default worker nice (10 in builds with --worker-nice, else 0)"
-        if args.worker_nice is None else "--worker-nice %d" % args.worker_nice,
+    print("group commit: %d rankings in %d transactions (%.1f per commit); %d WAL checkpoints" % (
+        writes, commits, writes / max(commits, 1), checkpoints))
+    print("the training job (ppo-control, id %d) ran throughout (%s); %s" % (
+        job, " ".join(nice) if nice else "rlhfd's default --worker-nice 10",
         "it had written metrics" if steps.get("data") else "it had written no metrics"))
     print("http threads %s, wrk -t2, %d s per run, loopback, %d cores" % (
         threads, args.duration, os.cpu_count()))
