@@ -100,6 +100,15 @@ static void expect_raw_error(const test_daemon *d, const char *req, size_t n, in
     json_decref(body);
 }
 
+/* A well-formed request on the same daemon is still served; then it stops. */
+static void serves_then_stop(test_daemon *d) {
+    http_reply *r = http(d, "GET", "/healthz", NULL, NULL, NULL);
+    ck_assert_int_eq(r->status, 200);
+    reply_free(r);
+    daemon_stop(d);
+    daemon_cleanup(d);
+}
+
 #define RAW(d, literal, status, code, param)                                                       \
     expect_raw_error(d, literal, sizeof literal - 1, status, code, param)
 
@@ -225,12 +234,7 @@ START_TEST(test_strict_http) {
         }
     }
     free(big);
-    /* a well-formed request on the same daemon is still served */
-    http_reply *r = http(&d, "GET", "/healthz", NULL, NULL, NULL);
-    ck_assert_int_eq(r->status, 200);
-    reply_free(r);
-    daemon_stop(&d);
-    daemon_cleanup(&d);
+    serves_then_stop(&d);
 }
 END_TEST
 
@@ -279,12 +283,7 @@ START_TEST(test_mhd_errors_json) {
     memcpy(many + n, "\r\n", 2), n += 2;
     expect_raw_error(&d, many, (size_t)n, 431, "headers_too_large", NULL);
     free(many);
-    /* and the daemon goes on serving */
-    http_reply *r = http(&d, "GET", "/healthz", NULL, NULL, NULL);
-    ck_assert_int_eq(r->status, 200);
-    reply_free(r);
-    daemon_stop(&d);
-    daemon_cleanup(&d);
+    serves_then_stop(&d);
 }
 END_TEST
 
