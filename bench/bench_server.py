@@ -323,7 +323,10 @@ def main():
     threads = str(args.http_threads)
     nice = [] if args.worker_nice is None else ["--worker-nice", str(args.worker_nice)]
     server, port = start([rlhfd, "--db", db, "--listen", "127.0.0.1:0", "--workers", "1",
-                          "--http-threads", threads, "--write-rate", "0", "--read-rate", "0"] + nice)
+                          "--http-threads", threads, "--write-rate", "0", "--read-rate", "0",
+                          # all of wrk's connections and the script's own
+                          # come from 127.0.0.1
+                          "--max-connections-per-ip", "1000"] + nice)
     static, static_port = start([os.path.join(BUILD, "mhd-static"), threads])
     job = None
     try:

@@ -39,7 +39,18 @@ static int busy_wait(void *arg, int count) {
     return 1;
 }
 
+/* SQLite keeps global allocation statistics (SQLITE_CONFIG_MEMSTATUS, on
+ * by default) under one global mutex taken by every allocation of every
+ * connection; nothing here reads them. Off, before SQLite initialises (a
+ * program that opened a database some other way first keeps them: the
+ * call then fails and changes nothing). */
+static void sqlite_configure(void) {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int db_open(const char *path, sqlite3 **out, char *err, size_t errlen) {
+    static pthread_once_t configured = PTHREAD_ONCE_INIT;
+    pthread_once(&configured, sqlite_configure);
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
@@ -222,8 +233,7 @@ int db_commit(sqlite3 *db) {
     int rc;
     /* COMMIT can meet BUSY when readers hold the WAL; the transaction stays
      * open and the commit can simply be tried again. */
-    for (int tries = 0;
-         (rc = exec_cached(db, "COMMIT")) == SQLITE_BUSY && tries < 100; tries++)
+    for (int tries = 0; (rc = exec_cached(db, "COMMIT")) == SQLITE_BUSY && tries < 100; tries++)
         sqlite3_sleep(10);
     if (rc != SQLITE_OK)
         remember_failure(db);
@@ -343,16 +353,31 @@ int64_t db_now_s(void) {
 
 /* Open addressing on (connection, SQL text); a slot is taken for good (a
  * statement is only ever removed by db_close, which empties the slot and
- * leaves a tombstone). 4096 slots hold the ~20 hot statements of up to
- * a couple of hundred connections. */
-#define STMT_CACHE_SLOTS 4096
-static struct {
-    sqlite3 *db; /* NULL: empty; TOMBSTONE: freed */
-    uint64_t hash;
-    sqlite3_stmt *st;
-} stmt_cache[STMT_CACHE_SLOTS];
-static pthread_mutex_t stmt_cache_mutex = PTHREAD_MUTEX_INITIALIZER;
+ * leaves a tombstone).
+ *
+ * The table is split in stripes by connection, each with its own mutex:
+ * a connection is used by one thread at a time, so two threads meet on a
+ * mutex only when their connections share a stripe. One mutex for the whole
+ * table was taken twice per statement by the writer and every HTTP thread
+ * at once (perf under bench/bench_server.py's write load). A stripe's 256
+ * slots hold the ~60 statements of up to four connections; a statement
+ * that finds its stripe full is prepared and finalized each time. */
+#define STMT_STRIPES      32
+#define STMT_STRIPE_SLOTS 256
+static struct stmt_stripe {
+    pthread_mutex_t mutex;
+    struct {
+        sqlite3 *db; /* NULL: empty; TOMBSTONE: freed */
+        uint64_t hash;
+        sqlite3_stmt *st;
+    } slot[STMT_STRIPE_SLOTS];
+} stmt_cache[STMT_STRIPES] = {[0 ... STMT_STRIPES - 1] = {.mutex = PTHREAD_MUTEX_INITIALIZER}};
 #define TOMBSTONE ((sqlite3 *)1)
+
+static struct stmt_stripe *stripe_of(sqlite3 *db) {
+    const uint64_t h = ((uint64_t)(uintptr_t)db >> 4) * 0x9E3779B97F4A7C15ull;
+    return &stmt_cache[h >> 59]; /* the top 5 bits: STMT_STRIPES = 32 */
+}
 
 static uint64_t stmt_hash(sqlite3 *db, const char *sql) {
     uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)db;
@@ -361,18 +386,19 @@ static uint64_t stmt_hash(sqlite3 *db, const char *sql) {
     return h;
 }
 
-/* The slot of (db, sql), or of where it would go (-1: table full). */
-static int stmt_slot(sqlite3 *db, const char *sql, uint64_t h) {
+/* The slot of (db, sql) in its stripe, or of where it would go (-1: the
+ * stripe is full). */
+static int stmt_slot(struct stmt_stripe *c, sqlite3 *db, const char *sql, uint64_t h) {
     int free_slot = -1;
-    for (size_t k = 0; k < STMT_CACHE_SLOTS; k++) {
-        size_t i = (h + k) & (STMT_CACHE_SLOTS - 1);
-        if (stmt_cache[i].db == NULL)
+    for (size_t k = 0; k < STMT_STRIPE_SLOTS; k++) {
+        size_t i = (h + k) & (STMT_STRIPE_SLOTS - 1);
+        if (c->slot[i].db == NULL)
             return free_slot >= 0 ? free_slot : (int)i;
-        if (stmt_cache[i].db == TOMBSTONE) {
+        if (c->slot[i].db == TOMBSTONE) {
             if (free_slot < 0)
                 free_slot = (int)i;
-        } else if (stmt_cache[i].db == db && stmt_cache[i].hash == h &&
-                   strcmp(sqlite3_sql(stmt_cache[i].st), sql) == 0)
+        } else if (c->slot[i].db == db && c->slot[i].hash == h &&
+                   strcmp(sqlite3_sql(c->slot[i].st), sql) == 0)
             return (int)i;
     }
     return free_slot;
@@ -380,15 +406,16 @@ static int stmt_slot(sqlite3 *db, const char *sql, uint64_t h) {
 
 sqlite3_stmt *db_cached_prepare(sqlite3 *db, const char *sql) {
     uint64_t h = stmt_hash(db, sql);
-    pthread_mutex_lock(&stmt_cache_mutex);
-    int i = stmt_slot(db, sql, h);
+    struct stmt_stripe *c = stripe_of(db);
+    pthread_mutex_lock(&c->mutex);
+    int i = stmt_slot(c, db, sql, h);
     sqlite3_stmt *st = NULL;
     /* A connection is used by one thread at a time; busy means this very
      * statement is still stepping further up the stack: use a fresh one. */
-    if (i >= 0 && stmt_cache[i].db == db && !sqlite3_stmt_busy(stmt_cache[i].st))
-        st = stmt_cache[i].st;
-    bool cache = i >= 0 && stmt_cache[i].db != db;
-    pthread_mutex_unlock(&stmt_cache_mutex);
+    if (i >= 0 && c->slot[i].db == db && !sqlite3_stmt_busy(c->slot[i].st))
+        st = c->slot[i].st;
+    bool cache = i >= 0 && c->slot[i].db != db;
+    pthread_mutex_unlock(&c->mutex);
     if (st != NULL)
         return st;
     if (sqlite3_prepare_v3(db, sql, -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL) !=
@@ -397,12 +424,11 @@ sqlite3_stmt *db_cached_prepare(sqlite3 *db, const char *sql) {
         return NULL;
     }
     if (cache) {
-        pthread_mutex_lock(&stmt_cache_mutex);
-        i = stmt_slot(db, sql, h);
-        if (i >= 0 && stmt_cache[i].db != db) {
-            stmt_cache[i].db = db, stmt_cache[i].hash = h, stmt_cache[i].st = st;
-        }
-        pthread_mutex_unlock(&stmt_cache_mutex);
+        pthread_mutex_lock(&c->mutex);
+        i = stmt_slot(c, db, sql, h);
+        if (i >= 0 && c->slot[i].db != db)
+            c->slot[i].db = db, c->slot[i].hash = h, c->slot[i].st = st;
+        pthread_mutex_unlock(&c->mutex);
     }
     return st;
 }
@@ -412,10 +438,11 @@ void db_cached_done(sqlite3_stmt *st) {
         return;
     sqlite3 *db = sqlite3_db_handle(st);
     const char *sql = sqlite3_sql(st);
-    pthread_mutex_lock(&stmt_cache_mutex);
-    int i = stmt_slot(db, sql, stmt_hash(db, sql));
-    bool cached = i >= 0 && stmt_cache[i].db == db && stmt_cache[i].st == st;
-    pthread_mutex_unlock(&stmt_cache_mutex);
+    struct stmt_stripe *c = stripe_of(db);
+    pthread_mutex_lock(&c->mutex);
+    int i = stmt_slot(c, db, sql, stmt_hash(db, sql));
+    bool cached = i >= 0 && c->slot[i].db == db && c->slot[i].st == st;
+    pthread_mutex_unlock(&c->mutex);
     if (cached) {
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
@@ -426,13 +453,14 @@ void db_cached_done(sqlite3_stmt *st) {
 void db_close(sqlite3 *db) {
     if (db == NULL)
         return;
-    pthread_mutex_lock(&stmt_cache_mutex);
-    for (size_t i = 0; i < STMT_CACHE_SLOTS; i++)
-        if (stmt_cache[i].db == db) {
-            sqlite3_finalize(stmt_cache[i].st);
-            stmt_cache[i].db = TOMBSTONE, stmt_cache[i].st = NULL;
+    struct stmt_stripe *c = stripe_of(db);
+    pthread_mutex_lock(&c->mutex);
+    for (size_t i = 0; i < STMT_STRIPE_SLOTS; i++)
+        if (c->slot[i].db == db) {
+            sqlite3_finalize(c->slot[i].st);
+            c->slot[i].db = TOMBSTONE, c->slot[i].st = NULL;
         }
-    pthread_mutex_unlock(&stmt_cache_mutex);
+    pthread_mutex_unlock(&c->mutex);
     sqlite3_close(db);
 }
 
