@@ -113,6 +113,7 @@ struct MHD_Response *MHD_create_response_from_buffer(size_t size, void *buffer,
     if (real_create == NULL)
         abort(); /* no libmicrohttpd to forward to: cannot happen in a linked program */
     struct MHD_Response *resp = real_create(size, buffer, mode);
+    pending_resp = NULL, pending_kind = NULL; /* only the very next queue may take it */
     if (mode == MHD_RESPMEM_PERSISTENT && buffer != NULL && resp != NULL) {
         const mhd_error_kind *kind = kind_of(buffer, size);
         if (kind != NULL)
@@ -132,10 +133,13 @@ enum MHD_Result MHD_queue_response(struct MHD_Connection *connection, unsigned i
     pthread_once(&resolved, resolve);
     if (real_queue == NULL)
         abort(); /* no libmicrohttpd to forward to: cannot happen in a linked program */
-    if (response == NULL || response != pending_resp)
-        return real_queue(connection, status_code, response);
+    const bool mine = response != NULL && response == pending_resp;
     const mhd_error_kind *kind = pending_kind;
+    /* cleared on every queue: a response freed unqueued cannot come back
+     * under the same address and be taken for an error page */
     pending_resp = NULL, pending_kind = NULL;
+    if (!mine)
+        return real_queue(connection, status_code, response);
     size_t len = 0;
     char *text =
         http_error_body(status_code, code_of(kind, status_code), kind->param, kind->message, &len);
