@@ -26,10 +26,13 @@ case $target in
     requests)
         # rlhfd's request path with stubbed libmicrohttpd and scheduler; the
         # engine (job validation) is linked as built by make, uninstrumented.
+        # server/mhd_errors.c wraps libmicrohttpd's response functions, which
+        # the harness defines itself as stubs.
         make -s build/libengine.a build/common/schema_sql.c build/server/openapi_json.c
         sources="tests/fuzz/fuzz_requests.c build/common/schema_sql.c build/server/openapi_json.c
             $(ls common/*.c server/*.c |
-            grep -v -e server/main.c -e server/scheduler.c | tr '\n' ' ')"
+            grep -v -e server/main.c -e server/scheduler.c -e server/mhd_errors.c |
+            tr '\n' ' ')"
         libs="build/libengine.a -lopenblas -ljansson -lsqlite3 -lm -lpthread"
         extra="-Iserver -Icommon -D_GNU_SOURCE" ;;
     *) echo "run.sh: unknown fuzz target '$target'" >&2; exit 2 ;;
