@@ -29,16 +29,26 @@ enum MHD_Result http_queue(request *r, unsigned status, struct MHD_Response *res
     return ret;
 }
 
-enum MHD_Result http_reply_dumped(request *r, unsigned status, char *text, bool replayed) {
-    size_t len = strlen(text);
-    char *grown = realloc(text, len + 2);
+/* text (malloc'ed, stolen) with the newline every reply ends in, and its
+ * length into *len; NULL (text freed) without memory. */
+static char *with_newline(char *text, size_t *len) {
+    const size_t n = strlen(text);
+    char *grown = realloc(text, n + 2);
     if (grown == NULL) {
         free(text);
-        return MHD_NO;
+        return NULL;
     }
-    grown[len] = '\n'; /* the reply ends in a newline */
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len + 1, grown, MHD_RESPMEM_MUST_FREE);
+    grown[n] = '\n', grown[n + 1] = '\0';
+    *len = n + 1;
+    return grown;
+}
+
+enum MHD_Result http_reply_dumped(request *r, unsigned status, char *text, bool replayed) {
+    size_t len;
+    char *grown = with_newline(text, &len);
+    if (grown == NULL)
+        return MHD_NO;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, grown, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
     if (replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
@@ -116,17 +126,7 @@ char *http_error_body(unsigned status, const char *code, const char *param, cons
     json_t *body = json_pack("{s:o}", "error", error_object(status, code, param, message));
     char *text = body ? json_dumps(body, HTTP_JSON_DUMP_FLAGS) : NULL;
     json_decref(body);
-    if (text == NULL)
-        return NULL;
-    size_t n = strlen(text);
-    char *grown = realloc(text, n + 2);
-    if (grown == NULL) {
-        free(text);
-        return NULL;
-    }
-    grown[n] = '\n', grown[n + 1] = '\0'; /* the reply ends in a newline */
-    *len = n + 1;
-    return grown;
+    return text != NULL ? with_newline(text, len) : NULL;
 }
 
 int http_error_response_text(char *out, size_t len, unsigned status, const char *reason,
